@@ -1,0 +1,100 @@
+//! The seam to booking systems (YClients, Dikidi, the built-in sandbox).
+
+pub mod sandbox;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Master, Service, Slot};
+use crate::normalize::{Email, Phone};
+
+/// What can go wrong when talking to a schedule, with the retry decision built in.
+#[derive(Debug, thiserror::Error)]
+pub enum BookingError {
+    /// The slot was free when shown but is taken now.
+    #[error("the slot is no longer free")]
+    SlotTaken,
+    #[error("not found in the schedule: {0}")]
+    NotFound(String),
+    /// The schedule could not be reached or answered with a temporary failure.
+    #[error("the schedule is unavailable: {0}")]
+    Unavailable(String),
+    /// The schedule refused the request; retrying will not help.
+    #[error("the schedule refused the request: {0}")]
+    Rejected(String),
+    #[error("the schedule rejected our credentials: {0}")]
+    Auth(String),
+}
+
+impl BookingError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BookingError::Unavailable(_))
+    }
+}
+
+/// A booking request as the schedule needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookRequest {
+    /// Our booking id, written into the record where the system has a place for it.
+    pub booking_id: String,
+    pub service_id: String,
+    pub master_id: String,
+    pub start: DateTime<Utc>,
+    pub duration_min: u32,
+    pub client_phone: Phone,
+    pub client_name: String,
+    pub client_email: Option<Email>,
+    /// Free text for the administrator: the source of the booking, a client's note.
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordStatus {
+    Active,
+    Cancelled,
+    Visited,
+    NoShow,
+}
+
+/// A record as the schedule holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub external_id: String,
+    pub service_id: String,
+    pub master_id: String,
+    pub start: DateTime<Utc>,
+    pub duration_min: u32,
+    pub status: RecordStatus,
+}
+
+#[async_trait]
+pub trait BookingSystem: Send + Sync {
+    /// Short name for logs, links and the journal (`sandbox`, `yclients`).
+    fn system(&self) -> &'static str;
+    /// Bookable services.
+    async fn services(&self) -> Result<Vec<Service>, BookingError>;
+    /// Masters who render a service.
+    async fn masters(&self, service_id: &str) -> Result<Vec<Master>, BookingError>;
+    /// Days in `[from, to]` (business-local dates) with at least one free slot.
+    async fn free_days(
+        &self,
+        service_id: &str,
+        master_id: Option<&str>,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<NaiveDate>, BookingError>;
+    /// Free slots on a business-local day; `None` means any master.
+    async fn free_slots(
+        &self,
+        service_id: &str,
+        master_id: Option<&str>,
+        day: NaiveDate,
+    ) -> Result<Vec<Slot>, BookingError>;
+    async fn book(&self, request: &BookRequest) -> Result<Record, BookingError>;
+    async fn cancel(&self, external_id: &str) -> Result<(), BookingError>;
+    async fn reschedule(&self, external_id: &str, slot: &Slot) -> Result<Record, BookingError>;
+    /// Re-reads one record; `None` when the schedule no longer has it.
+    async fn record(&self, external_id: &str) -> Result<Option<Record>, BookingError>;
+}

@@ -1,0 +1,1 @@
+//! The built-in salon used by `zapis demo` and the tests.

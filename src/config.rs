@@ -1,0 +1,264 @@
+//! Typed settings from one TOML file, overridable by `ZAPIS_SECTION__KEY` environment variables.
+//! Unknown keys are rejected; every error names the key and where it came from.
+
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::i18n::Lang;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("invalid configuration: key `{key}`: {message}")]
+    Key { key: String, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub store: StoreConfig,
+    pub business: BusinessConfig,
+    #[serde(default)]
+    pub booking: BookingConfig,
+    #[serde(default)]
+    pub telegram: Option<TelegramConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://zapis.db` or `postgres://user@host/db`.
+    #[serde(default = "default_store_url")]
+    pub url: String,
+}
+
+fn default_store_url() -> String {
+    "sqlite://zapis.db".into()
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: default_store_url(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessConfig {
+    /// Rows in the store carry this id, so one deployment can host several businesses.
+    #[serde(default = "default_business_id")]
+    pub id: String,
+    pub name: String,
+    pub timezone: Tz,
+    #[serde(default)]
+    pub locale: Lang,
+    #[serde(default)]
+    pub address: String,
+    /// Shown to clients when online booking is impossible.
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
+fn default_business_id() -> String {
+    "default".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BookingSystemKind {
+    #[default]
+    Sandbox,
+    Yclients,
+    Dikidi,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BookingConfig {
+    #[serde(default)]
+    pub system: BookingSystemKind,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramConfig {
+    pub token: SecretString,
+    #[serde(default = "default_telegram_api")]
+    pub api_url: Url,
+    /// The bot's username, for printing deep links; read from `getMe` when absent.
+    #[serde(default)]
+    pub bot_username: Option<String>,
+}
+
+fn default_telegram_api() -> Url {
+    Url::parse("https://api.telegram.org").expect("constant URL parses")
+}
+
+impl Config {
+    /// Reads `path`, then applies `ZAPIS_SECTION__KEY` environment overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        if !path.exists() {
+            return Err(ConfigError::Missing(path.to_path_buf()));
+        }
+        Self::from_figment(Figment::from(Toml::file_exact(path)).merge(env_provider()))
+    }
+
+    /// The built-in sandbox salon used by `zapis demo`.
+    pub fn demo(store_url: &str) -> Config {
+        let base = Figment::from(Toml::string(DEMO_TOML))
+            .merge(Serialized::default("store.url", store_url));
+        Self::from_figment(base).expect("the built-in demo config is valid")
+    }
+
+    fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment.extract().map_err(|e| {
+            // One message per problem, each naming the key and its source.
+            let all: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            ConfigError::Invalid(all.join("; "))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.business.name.trim().is_empty() {
+            return Err(ConfigError::Key {
+                key: "business.name".into(),
+                message: "must not be empty".into(),
+            });
+        }
+        if self.business.id.trim().is_empty() {
+            return Err(ConfigError::Key {
+                key: "business.id".into(),
+                message: "must not be empty".into(),
+            });
+        }
+        if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres")) {
+            return Err(ConfigError::Key {
+                key: "store.url".into(),
+                message: format!(
+                    "{:?} is neither a sqlite:// nor a postgres:// URL",
+                    self.store.url
+                ),
+            });
+        }
+        if self.booking.system != BookingSystemKind::Sandbox {
+            return Err(ConfigError::Key {
+                key: "booking.system".into(),
+                message: "only \"sandbox\" is available in this build".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `ZAPIS_TELEGRAM__TOKEN` → `telegram.token`. Variables without a section separator (such as
+/// test settings) are not configuration keys and are left alone.
+fn env_provider() -> Env {
+    Env::prefixed("ZAPIS_")
+        .split("__")
+        .filter(|k| k.as_str().contains("__") || k.as_str().contains('.'))
+}
+
+const DEMO_TOML: &str = r#"
+[business]
+name = "Салон «Лилия»"
+timezone = "Europe/Moscow"
+locale = "ru"
+address = "Москва, ул. Пушкина, 10"
+phone = "+7 495 123-45-67"
+
+[booking]
+system = "sandbox"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn load(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("zapis.toml");
+        std::fs::write(&path, toml).expect("write config");
+        Config::load(&path)
+    }
+
+    const MINIMAL: &str = r#"
+[business]
+name = "Салон"
+timezone = "Asia/Yekaterinburg"
+"#;
+
+    #[test]
+    fn minimal_config_fills_defaults() {
+        let c = load(MINIMAL).unwrap();
+        assert_eq!(c.store.url, "sqlite://zapis.db");
+        assert_eq!(c.business.timezone, chrono_tz::Asia::Yekaterinburg);
+        assert_eq!(c.business.locale, Lang::Ru);
+        assert_eq!(c.booking.system, BookingSystemKind::Sandbox);
+        assert!(c.telegram.is_none());
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_key_and_file_named() {
+        let err = load(&format!("{MINIMAL}\ncolour = \"red\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+        assert!(err.contains("zapis.toml"), "{err}");
+    }
+
+    #[test]
+    fn bad_timezone_names_the_key() {
+        let err = load("[business]\nname = \"S\"\ntimezone = \"Mars/Olympus\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("business.timezone"), "{err}");
+        assert!(err.contains("zapis.toml"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_the_file_and_secrets_never_print() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "zapis.toml",
+                &format!("{MINIMAL}\n[telegram]\ntoken = \"from-file\"\n"),
+            )?;
+            jail.set_env("ZAPIS_TELEGRAM__TOKEN", "123:SECRET");
+            jail.set_env("ZAPIS_TEST_POSTGRES_URL", "postgres://ignored");
+            let c = Config::load(Path::new("zapis.toml")).expect("config loads");
+            let tg = c.telegram.as_ref().expect("telegram section");
+            assert_eq!(tg.token.expose_secret(), "123:SECRET");
+            assert!(!format!("{c:?}").contains("SECRET"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let err = Config::load(Path::new("/nonexistent/zapis.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/zapis.toml"), "{err}");
+    }
+
+    #[test]
+    fn demo_config_is_valid() {
+        let c = Config::demo("sqlite::memory:");
+        assert_eq!(c.store.url, "sqlite::memory:");
+        assert_eq!(c.business.timezone, chrono_tz::Europe::Moscow);
+    }
+}

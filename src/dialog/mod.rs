@@ -1,0 +1,146 @@
+//! The booking conversation, pure and messenger-agnostic:
+//! `(state, input) → (state, replies, commands)`.
+//!
+//! The engine never touches the network or the store. What it needs from the outside world it
+//! asks for with a [`Command`]; the runtime carries the command out and feeds the answer back as
+//! [`Input::Loaded`]. Replies are neutral (text and button rows) and each messenger adapter
+//! renders them its own way.
+
+mod engine;
+mod state;
+
+pub use engine::step;
+pub use state::DialogState;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Booking, Master, Service, Slot, Source};
+use crate::i18n::Lang;
+use crate::normalize::Phone;
+
+/// Longest callback payload any messenger accepts (Telegram: 64 bytes).
+pub const MAX_BUTTON_DATA: usize = 64;
+
+/// Facts about the business and the moment that the engine reads but never changes.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub now: DateTime<Utc>,
+    pub timezone: Tz,
+    pub business_name: String,
+    pub address: String,
+    /// A phone to call, shown when booking online is not possible.
+    pub business_phone: Option<String>,
+    /// The business locale, used when the messenger tells no language.
+    pub default_lang: Lang,
+    /// The language the messenger reports for this user, if any (`ru`, `en-US`).
+    pub user_lang: Option<String>,
+}
+
+/// Something the user did, or the answer to a command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Input {
+    /// `/start`, with the source already resolved from the deep-link payload.
+    Start {
+        source: Source,
+    },
+    Text(String),
+    /// Callback data of a pressed button, verbatim.
+    Button(String),
+    /// A phone shared with the messenger's contact button.
+    Contact {
+        phone: String,
+    },
+    Loaded(Loaded),
+}
+
+/// The answer to a [`Command`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Loaded {
+    Services(Vec<Service>),
+    Masters(Vec<Master>),
+    Days(Vec<NaiveDate>),
+    Slots(Vec<Slot>),
+    /// The schedule confirmed the booking.
+    Booked(Booking),
+    /// The schedule was unreachable; the booking waits in the queue and the client will be told.
+    BookingPending(Booking),
+    /// The slot was taken between showing and confirming.
+    SlotTaken,
+    MyBookings(Vec<Booking>),
+    Cancelled(Booking),
+    Rescheduled(Booking),
+    /// A load or write failed for a reason the user cannot fix; say sorry and offer to retry.
+    Failed {
+        reason: String,
+    },
+}
+
+/// Work the engine asks the runtime to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    LoadServices,
+    LoadMasters {
+        service_id: String,
+    },
+    LoadDays {
+        service_id: String,
+        master_id: Option<String>,
+        from: NaiveDate,
+        to: NaiveDate,
+    },
+    LoadSlots {
+        service_id: String,
+        master_id: Option<String>,
+        day: NaiveDate,
+    },
+    Book(BookingDraft),
+    /// Upcoming bookings of this chat (and of `phone`, when known).
+    LoadMyBookings {
+        phone: Option<Phone>,
+    },
+    Cancel {
+        booking_id: String,
+    },
+    Reschedule {
+        booking_id: String,
+        slot: Slot,
+    },
+}
+
+/// Everything needed to make a booking, collected step by step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingDraft {
+    pub service: Service,
+    pub master: Option<Master>,
+    pub slot: Slot,
+    pub phone: Phone,
+    pub name: String,
+    pub source: Source,
+}
+
+/// A message to show. Adapters render `buttons` as inline keyboards.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Reply {
+    pub text: String,
+    pub buttons: Vec<Vec<Button>>,
+    /// Ask the messenger to show its "share my phone" button.
+    pub request_contact: bool,
+    /// Replace the message whose button was pressed instead of sending a new one.
+    pub edit: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Button {
+    pub label: String,
+    /// Callback data, at most [`MAX_BUTTON_DATA`] bytes.
+    pub data: String,
+}
+
+/// What one step produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    pub replies: Vec<Reply>,
+    pub commands: Vec<Command>,
+}

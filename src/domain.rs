@@ -1,0 +1,281 @@
+//! The nouns of the product, independent of any external system.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::normalize::{Email, Phone};
+
+/// One deployment may host many businesses; every row carries this id.
+pub type BusinessId = String;
+
+/// An amount in kopecks (or cents): integers only, so sums never drift.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub struct Money(pub i64);
+
+impl Money {
+    pub fn from_rubles(rubles: i64) -> Money {
+        Money(rubles * 100)
+    }
+    pub fn kopecks(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Money {
+    /// `1 500 ₽`, `990,50 ₽`: the way a Russian price list writes it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let rubles = (abs / 100).to_string();
+        let mut grouped = String::new();
+        for (i, ch) in rubles.chars().enumerate() {
+            if i > 0 && (rubles.len() - i) % 3 == 0 {
+                grouped.push('\u{a0}');
+            }
+            grouped.push(ch);
+        }
+        match abs % 100 {
+            0 => write!(f, "{sign}{grouped}\u{a0}₽"),
+            k => write!(f, "{sign}{grouped},{k:02}\u{a0}₽"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub id: String,
+    pub name: String,
+    pub category: String,
+    pub duration_min: u32,
+    pub price_min: Money,
+    pub price_max: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Master {
+    pub id: String,
+    pub name: String,
+    pub specialization: String,
+}
+
+/// A free interval a client can take: a master, a start instant and its length.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Slot {
+    pub master_id: String,
+    pub start: DateTime<Utc>,
+    pub duration_min: u32,
+}
+
+/// Where a conversation happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Telegram,
+    Max,
+    Console,
+    WebForm,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Telegram => "telegram",
+            Channel::Max => "max",
+            Channel::Console => "console",
+            Channel::WebForm => "web_form",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Channel> {
+        Some(match s {
+            "telegram" => Channel::Telegram,
+            "max" => Channel::Max,
+            "console" => Channel::Console,
+            "web_form" => Channel::WebForm,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Utm {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<String>,
+}
+
+impl Utm {
+    pub fn is_empty(&self) -> bool {
+        self == &Utm::default()
+    }
+}
+
+/// Where a booking came from, as the marketer needs to see it on the CRM lead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub channel: Channel,
+    /// The deep-link start payload, verbatim (`src_landing_integrations`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// The name of a tracked link when the payload was one of ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Utm::is_empty")]
+    pub utm: Utm,
+}
+
+impl Source {
+    pub fn direct(channel: Channel) -> Source {
+        Source {
+            channel,
+            payload: None,
+            link_name: None,
+            utm: Utm::default(),
+        }
+    }
+}
+
+/// A chat on one messenger: where to reach the client back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChatRef {
+    pub channel: Channel,
+    pub chat_id: String,
+}
+
+impl ChatRef {
+    pub fn new(channel: Channel, chat_id: impl Into<String>) -> ChatRef {
+        ChatRef {
+            channel,
+            chat_id: chat_id.into(),
+        }
+    }
+    /// One string per chat, used as a key in the store.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.channel, self.chat_id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingStatus {
+    /// Asked for, not yet confirmed by the schedule (it was unreachable).
+    Requested,
+    Booked,
+    CancelledByClient,
+    CancelledByBusiness,
+    Visited,
+    NoShow,
+    /// The schedule refused the request after it was queued (slot gone).
+    Failed,
+}
+
+impl BookingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BookingStatus::Requested => "requested",
+            BookingStatus::Booked => "booked",
+            BookingStatus::CancelledByClient => "cancelled_by_client",
+            BookingStatus::CancelledByBusiness => "cancelled_by_business",
+            BookingStatus::Visited => "visited",
+            BookingStatus::NoShow => "no_show",
+            BookingStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BookingStatus> {
+        Some(match s {
+            "requested" => BookingStatus::Requested,
+            "booked" => BookingStatus::Booked,
+            "cancelled_by_client" => BookingStatus::CancelledByClient,
+            "cancelled_by_business" => BookingStatus::CancelledByBusiness,
+            "visited" => BookingStatus::Visited,
+            "no_show" => BookingStatus::NoShow,
+            "failed" => BookingStatus::Failed,
+            _ => return None,
+        })
+    }
+
+    /// Still expected to happen.
+    pub fn is_active(self) -> bool {
+        matches!(self, BookingStatus::Requested | BookingStatus::Booked)
+    }
+}
+
+/// A visit as we hold it: what, who, when, from where, and its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Booking {
+    pub id: String,
+    pub business_id: BusinessId,
+    pub client_phone: Phone,
+    pub client_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_email: Option<Email>,
+    pub service_id: String,
+    pub service_name: String,
+    pub master_id: String,
+    pub master_name: String,
+    pub start: DateTime<Utc>,
+    pub duration_min: u32,
+    pub price: Money,
+    pub status: BookingStatus,
+    pub source: Source,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatRef>,
+    /// The record id in the booking system, once it confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Booking {
+    pub fn end(&self) -> DateTime<Utc> {
+        self.start + chrono::Duration::minutes(i64::from(self.duration_min))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client {
+    pub id: String,
+    pub business_id: BusinessId,
+    pub phone: Phone,
+    pub name: String,
+    pub email: Option<Email>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_is_written_as_a_price_list_writes_it() {
+        assert_eq!(Money::from_rubles(1500).to_string(), "1\u{a0}500\u{a0}₽");
+        assert_eq!(Money(99050).to_string(), "990,50\u{a0}₽");
+        assert_eq!(
+            Money::from_rubles(1_250_000).to_string(),
+            "1\u{a0}250\u{a0}000\u{a0}₽"
+        );
+        assert_eq!(Money(0).to_string(), "0\u{a0}₽");
+    }
+
+    #[test]
+    fn chat_keys_name_the_channel() {
+        assert_eq!(ChatRef::new(Channel::Telegram, "42").key(), "telegram:42");
+    }
+}

@@ -1,0 +1,1 @@
+//! Persistence behind one API: SQLite by default, PostgreSQL for several instances.

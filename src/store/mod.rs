@@ -1,1 +1,200 @@
-//! Persistence behind one API: SQLite by default, PostgreSQL for several instances.
+//! Persistence behind one API: SQLite by default (one file, no server), PostgreSQL for
+//! several instances. Queries are written once in the dialect both accept (`$1` parameters,
+//! BIGINT unix-millisecond instants, TEXT JSON); the few that differ branch on [`Backend`].
+
+mod bookings;
+mod dialogs;
+mod links;
+
+pub use links::{LinkStats, TrackedLink};
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("cannot apply migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0} already exists")]
+    Conflict(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) and migrates the store at `url`.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let store = Self::open(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens without migrating (for `zapis migrate` and tests that inspect migrations).
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let connect_err = |source| StoreError::Connect { url: redact_url(url), source };
+        let (backend, url) = if url.starts_with("sqlite:") {
+            (Backend::Sqlite, sqlite_url(url))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(connect_err(sqlx::Error::Configuration(
+                "the store URL must start with sqlite: or postgres:".into(),
+            )));
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(connect_err)?
+            .log_statements(tracing::log::LevelFilter::Trace)
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool_options = AnyPoolOptions::new()
+            // An in-memory SQLite database lives in one connection.
+            .max_connections(if in_memory { 1 } else { 8 })
+            .min_connections(if in_memory { 1 } else { 0 })
+            .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
+            .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(1800)) })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the one writer; the busy timeout makes
+                        // concurrent writers wait instead of failing.
+                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            });
+        let pool = pool_options.connect_with(options).await.map_err(connect_err)?;
+        Ok(Store { pool, backend })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `sqlite://zapis.db` → create the file when missing.
+fn sqlite_url(url: &str) -> String {
+    if url.contains(":memory:") || url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+/// Hides a password in a connection URL before it reaches a log or an error.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub(crate) fn to_millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
+}
+
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Helpers shared by the store tests of every module: each test runs on SQLite and, when
+/// `ZAPIS_TEST_POSTGRES_URL` is set, on a fresh PostgreSQL schema as well.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub async fn sqlite() -> Store {
+        Store::connect("sqlite::memory:").await.expect("in-memory sqlite")
+    }
+
+    /// A store on PostgreSQL in a schema of its own, or `None` (with a note) when no server is
+    /// configured.
+    pub async fn postgres() -> Option<Store> {
+        let Ok(base) = std::env::var("ZAPIS_TEST_POSTGRES_URL") else {
+            eprintln!("SKIPPED PostgreSQL half of this test: ZAPIS_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        Some(crate::store::test_support::fresh_postgres(&base).await)
+    }
+
+    pub async fn all() -> Vec<Store> {
+        let mut stores = vec![sqlite().await];
+        stores.extend(postgres().await);
+        stores
+    }
+}
+
+/// Used by unit and integration tests alike to get an isolated PostgreSQL database.
+#[doc(hidden)]
+pub mod test_support {
+    use super::*;
+
+    /// Creates a uniquely named schema and returns a migrated store whose connections use it.
+    pub async fn fresh_postgres(base_url: &str) -> Store {
+        let schema = format!("t_{}", new_id());
+        sqlx::any::install_default_drivers();
+        let admin = AnyPool::connect(base_url).await.expect("connect to test PostgreSQL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .expect("create test schema");
+        admin.close().await;
+        let sep = if base_url.contains('?') { '&' } else { '?' };
+        let url = format!("{base_url}{sep}options=-csearch_path%3D{schema}");
+        Store::connect(&url).await.expect("migrate test schema")
+    }
+}

@@ -1,0 +1,362 @@
+//! Clients and their bookings.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::{Store, StoreError, from_millis, new_id, to_millis};
+use crate::domain::{Booking, BookingStatus, ChatRef, Channel, Money, Source};
+use crate::normalize::{Email, Phone};
+
+const BOOKING_COLUMNS: &str = "b.id, b.business_id, c.phone, c.name, c.email, b.service_id, \
+     b.service_name, b.master_id, b.master_name, b.start_at, b.duration_min, b.price, b.status, \
+     b.source, b.channel, b.chat_id, b.external_id, b.created_at";
+
+impl Store {
+    /// Finds the client by phone or creates them; a known client's name and email are updated
+    /// only with non-empty values, so a later short answer never erases what we knew.
+    pub async fn upsert_client(
+        &self,
+        business_id: &str,
+        phone: &Phone,
+        name: &str,
+        email: Option<&Email>,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        upsert_client_in(&mut conn, business_id, phone, name, email, now).await
+    }
+
+    /// Stores a new booking (and its client) in one transaction.
+    pub async fn insert_booking(&self, booking: &Booking) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_booking_in(&mut tx, booking).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn booking(&self, id: &str) -> Result<Option<Booking>, StoreError> {
+        let sql = format!(
+            "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \
+             WHERE b.id = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+        row.map(|r| booking_from_row(&r)).transpose()
+    }
+
+    pub async fn set_booking_status(
+        &self,
+        id: &str,
+        status: BookingStatus,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE bookings SET status = $1, updated_at = $2 WHERE id = $3")
+            .bind(status.as_str())
+            .bind(to_millis(now))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records the schedule's confirmation: its record id and the booked state.
+    pub async fn confirm_booking(
+        &self,
+        id: &str,
+        external_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE bookings SET status = $1, external_id = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(BookingStatus::Booked.as_str())
+        .bind(external_id)
+        .bind(to_millis(now))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn move_booking(
+        &self,
+        id: &str,
+        master_id: &str,
+        master_name: &str,
+        start: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE bookings SET master_id = $1, master_name = $2, start_at = $3, updated_at = $4 \
+             WHERE id = $5",
+        )
+        .bind(master_id)
+        .bind(master_name)
+        .bind(to_millis(start))
+        .bind(to_millis(now))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Active bookings from `now` on that were made from this chat or belong to `phone`.
+    pub async fn upcoming_bookings(
+        &self,
+        business_id: &str,
+        chat: &ChatRef,
+        phone: Option<&Phone>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Booking>, StoreError> {
+        let sql = format!(
+            "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \
+             WHERE b.business_id = $1 AND b.start_at >= $2 AND b.status IN ('requested', 'booked') \
+             AND ((b.channel = $3 AND b.chat_id = $4) OR c.phone = $5) \
+             ORDER BY b.start_at"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(business_id)
+            .bind(to_millis(now))
+            .bind(chat.channel.as_str())
+            .bind(chat.chat_id.as_str())
+            .bind(phone.map(|p| p.as_str().to_string()).unwrap_or_default())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(booking_from_row).collect()
+    }
+
+    /// Every booking of the business, newest first (for support and the CLI).
+    pub async fn bookings(&self, business_id: &str) -> Result<Vec<Booking>, StoreError> {
+        let sql = format!(
+            "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \
+             WHERE b.business_id = $1 ORDER BY b.start_at DESC"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(business_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(booking_from_row).collect()
+    }
+}
+
+pub async fn upsert_client_in(
+    conn: &mut AnyConnection,
+    business_id: &str,
+    phone: &Phone,
+    name: &str,
+    email: Option<&Email>,
+    now: DateTime<Utc>,
+) -> Result<String, StoreError> {
+    let existing: Option<String> =
+        sqlx::query_scalar("SELECT id FROM clients WHERE business_id = $1 AND phone = $2")
+            .bind(business_id)
+            .bind(phone.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some(id) = existing {
+        sqlx::query(
+            "UPDATE clients SET \
+               name = CASE WHEN $1 = '' THEN name ELSE $1 END, \
+               email = COALESCE($2, email), updated_at = $3 WHERE id = $4",
+        )
+        .bind(name.trim())
+        .bind(email.map(|e| e.as_str().to_string()))
+        .bind(to_millis(now))
+        .bind(&id)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(id);
+    }
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO clients (id, business_id, phone, name, email, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+    )
+    .bind(&id)
+    .bind(business_id)
+    .bind(phone.as_str())
+    .bind(name.trim())
+    .bind(email.map(|e| e.as_str().to_string()))
+    .bind(to_millis(now))
+    .execute(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+/// Inserts a booking and its client on an open connection or transaction, so callers can commit
+/// it together with the jobs it causes.
+pub async fn insert_booking_in(
+    conn: &mut AnyConnection,
+    booking: &Booking,
+) -> Result<(), StoreError> {
+    let client_id = upsert_client_in(
+        conn,
+        &booking.business_id,
+        &booking.client_phone,
+        &booking.client_name,
+        booking.client_email.as_ref(),
+        booking.created_at,
+    )
+    .await?;
+    let source = serde_json::to_string(&booking.source)
+        .map_err(|e| StoreError::Corrupt(format!("source does not serialise: {e}")))?;
+    sqlx::query(
+        "INSERT INTO bookings (id, business_id, client_id, service_id, service_name, master_id, \
+           master_name, start_at, duration_min, price, status, source, source_payload, channel, \
+           chat_id, external_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
+    )
+    .bind(&booking.id)
+    .bind(&booking.business_id)
+    .bind(client_id)
+    .bind(&booking.service_id)
+    .bind(&booking.service_name)
+    .bind(&booking.master_id)
+    .bind(&booking.master_name)
+    .bind(to_millis(booking.start))
+    .bind(i64::from(booking.duration_min))
+    .bind(booking.price.kopecks())
+    .bind(booking.status.as_str())
+    .bind(source)
+    .bind(booking.source.payload.clone())
+    .bind(booking.chat.as_ref().map(|c| c.channel.as_str().to_string()))
+    .bind(booking.chat.as_ref().map(|c| c.chat_id.clone()))
+    .bind(booking.external_id.clone())
+    .bind(to_millis(booking.created_at))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn booking_from_row(row: &AnyRow) -> Result<Booking, StoreError> {
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what}: {e}"));
+    let phone: String = row.try_get("phone")?;
+    let email: Option<String> = row.try_get("email")?;
+    let status: String = row.try_get("status")?;
+    let source: String = row.try_get("source")?;
+    let channel: Option<String> = row.try_get("channel")?;
+    let chat_id: Option<String> = row.try_get("chat_id")?;
+    let duration: i64 = row.try_get("duration_min")?;
+    let chat = match (channel, chat_id) {
+        (Some(ch), Some(id)) => Some(ChatRef::new(
+            Channel::parse(&ch).ok_or_else(|| corrupt("channel", &ch))?,
+            id,
+        )),
+        _ => None,
+    };
+    Ok(Booking {
+        id: row.try_get("id")?,
+        business_id: row.try_get("business_id")?,
+        client_phone: Phone::parse(&phone).map_err(|e| corrupt("client phone", &e))?,
+        client_name: row.try_get("name")?,
+        client_email: email.map(|e| Email::parse(&e)).transpose().map_err(|e| corrupt("email", &e))?,
+        service_id: row.try_get("service_id")?,
+        service_name: row.try_get("service_name")?,
+        master_id: row.try_get("master_id")?,
+        master_name: row.try_get("master_name")?,
+        start: from_millis(row.try_get("start_at")?)?,
+        duration_min: u32::try_from(duration).map_err(|e| corrupt("duration", &e))?,
+        price: Money(row.try_get("price")?),
+        status: BookingStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        source: serde_json::from_str::<Source>(&source).map_err(|e| corrupt("source", &e))?,
+        chat,
+        external_id: row.try_get("external_id")?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Utm;
+    use crate::store::testing;
+    use chrono::TimeZone;
+
+    fn booking(id: &str, phone: &str, chat: &str, start_h: u32) -> Booking {
+        Booking {
+            id: id.into(),
+            business_id: "b1".into(),
+            client_phone: Phone::parse(phone).unwrap(),
+            client_name: "Анна".into(),
+            client_email: None,
+            service_id: "s1".into(),
+            service_name: "Стрижка".into(),
+            master_id: "m1".into(),
+            master_name: "Ольга".into(),
+            start: Utc.with_ymd_and_hms(2030, 1, 10, start_h, 0, 0).unwrap(),
+            duration_min: 60,
+            price: Money::from_rubles(1500),
+            status: BookingStatus::Booked,
+            source: Source {
+                channel: Channel::Telegram,
+                payload: Some("src_landing".into()),
+                link_name: None,
+                utm: Utm { source: Some("yandex".into()), ..Utm::default() },
+            },
+            chat: Some(ChatRef::new(Channel::Telegram, chat)),
+            external_id: None,
+            created_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn bookings_round_trip_with_source_and_client() {
+        for store in testing::all().await {
+            let b = booking("bk1", "8 912 345-67-89", "42", 9);
+            store.insert_booking(&b).await.unwrap();
+            let back = store.booking("bk1").await.unwrap().unwrap();
+            assert_eq!(back, b, "{:?}", store.backend());
+            assert!(store.booking("nope").await.unwrap().is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn one_client_per_phone_however_it_was_typed() {
+        for store in testing::all().await {
+            store.insert_booking(&booking("a", "8 912 345-67-89", "1", 9)).await.unwrap();
+            store.insert_booking(&booking("b", "+7 912 3456789", "2", 11)).await.unwrap();
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM clients")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(n, 1, "{:?}", store.backend());
+        }
+    }
+
+    #[tokio::test]
+    async fn upcoming_lists_by_chat_or_phone_and_skips_cancelled_and_past() {
+        for store in testing::all().await {
+            store.insert_booking(&booking("a", "+79123456789", "1", 9)).await.unwrap();
+            store.insert_booking(&booking("b", "+79123456789", "2", 11)).await.unwrap();
+            store.insert_booking(&booking("c", "+79990000000", "3", 12)).await.unwrap();
+            store.insert_booking(&booking("d", "+79123456789", "1", 13)).await.unwrap();
+            let t = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+            store.set_booking_status("d", BookingStatus::CancelledByClient, t).await.unwrap();
+            let chat1 = ChatRef::new(Channel::Telegram, "1");
+            let by_chat = store.upcoming_bookings("b1", &chat1, None, t).await.unwrap();
+            assert_eq!(by_chat.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["a"]);
+            let phone = Phone::parse("+79123456789").unwrap();
+            let by_phone = store.upcoming_bookings("b1", &chat1, Some(&phone), t).await.unwrap();
+            assert_eq!(by_phone.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+            let later = Utc.with_ymd_and_hms(2030, 1, 10, 10, 0, 0).unwrap();
+            let rest = store.upcoming_bookings("b1", &chat1, Some(&phone), later).await.unwrap();
+            assert_eq!(rest.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["b"]);
+            let other = store.upcoming_bookings("other", &chat1, Some(&phone), t).await.unwrap();
+            assert!(other.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn confirm_and_move_update_the_booking() {
+        for store in testing::all().await {
+            store.insert_booking(&booking("a", "+79123456789", "1", 9)).await.unwrap();
+            let now = Utc::now();
+            store.confirm_booking("a", "rec-7", now).await.unwrap();
+            let new_start = Utc.with_ymd_and_hms(2030, 1, 11, 9, 0, 0).unwrap();
+            store.move_booking("a", "m2", "Ирина", new_start, now).await.unwrap();
+            let b = store.booking("a").await.unwrap().unwrap();
+            assert_eq!(b.external_id.as_deref(), Some("rec-7"));
+            assert_eq!((b.master_id.as_str(), b.start), ("m2", new_start));
+        }
+    }
+}

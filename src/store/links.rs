@@ -1,0 +1,209 @@
+//! Tracked deep links (a short token standing for a full UTM set) and the map from our
+//! entities to their ids in external systems.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{Store, StoreError, to_millis};
+use crate::domain::Utm;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackedLink {
+    pub token: String,
+    pub name: String,
+    pub utm: Utm,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkStats {
+    pub link: TrackedLink,
+    pub bookings: i64,
+}
+
+impl Store {
+    pub async fn create_tracked_link(
+        &self,
+        business_id: &str,
+        link: &TrackedLink,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let utm = serde_json::to_string(&link.utm)
+            .map_err(|e| StoreError::Corrupt(format!("utm does not serialise: {e}")))?;
+        let result = sqlx::query(
+            "INSERT INTO tracked_links (business_id, token, name, utm, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(business_id)
+        .bind(&link.token)
+        .bind(&link.name)
+        .bind(utm)
+        .bind(to_millis(now))
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::Conflict(format!("a link named {:?}", link.name)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn tracked_link(
+        &self,
+        business_id: &str,
+        token: &str,
+    ) -> Result<Option<TrackedLink>, StoreError> {
+        let row = sqlx::query(
+            "SELECT token, name, utm FROM tracked_links WHERE business_id = $1 AND token = $2",
+        )
+        .bind(business_id)
+        .bind(token)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| link_from_row(&r)).transpose()
+    }
+
+    /// Every tracked link with the number of bookings that arrived through it.
+    pub async fn tracked_links(&self, business_id: &str) -> Result<Vec<LinkStats>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT l.token, l.name, l.utm, \
+               (SELECT COUNT(*) FROM bookings b \
+                 WHERE b.business_id = l.business_id AND b.source_payload = l.token) AS n \
+             FROM tracked_links l WHERE l.business_id = $1 ORDER BY l.created_at, l.name",
+        )
+        .bind(business_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(LinkStats { link: link_from_row(r)?, bookings: r.try_get("n")? }))
+            .collect()
+    }
+
+    /// Remembers that our `entity`/`entity_id` is `external_id` in `system`.
+    pub async fn put_link(
+        &self,
+        business_id: &str,
+        entity: &str,
+        entity_id: &str,
+        system: &str,
+        external_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO links (business_id, entity, entity_id, system, external_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (business_id, entity, entity_id, system) \
+             DO UPDATE SET external_id = excluded.external_id",
+        )
+        .bind(business_id)
+        .bind(entity)
+        .bind(entity_id)
+        .bind(system)
+        .bind(external_id)
+        .bind(to_millis(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn external_id(
+        &self,
+        business_id: &str,
+        entity: &str,
+        entity_id: &str,
+        system: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT external_id FROM links \
+             WHERE business_id = $1 AND entity = $2 AND entity_id = $3 AND system = $4",
+        )
+        .bind(business_id)
+        .bind(entity)
+        .bind(entity_id)
+        .bind(system)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The reverse look-up: which of our entities is `external_id` in `system`.
+    pub async fn entity_for_external(
+        &self,
+        business_id: &str,
+        entity: &str,
+        system: &str,
+        external_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT entity_id FROM links \
+             WHERE business_id = $1 AND entity = $2 AND system = $3 AND external_id = $4",
+        )
+        .bind(business_id)
+        .bind(entity)
+        .bind(system)
+        .bind(external_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}
+
+fn link_from_row(row: &sqlx::any::AnyRow) -> Result<TrackedLink, StoreError> {
+    let utm: String = row.try_get("utm")?;
+    Ok(TrackedLink {
+        token: row.try_get("token")?,
+        name: row.try_get("name")?,
+        utm: serde_json::from_str(&utm)
+            .map_err(|e| StoreError::Corrupt(format!("tracked link utm: {e}")))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing;
+
+    #[tokio::test]
+    async fn tracked_links_resolve_and_names_are_unique() {
+        for store in testing::all().await {
+            let now = Utc::now();
+            let link = TrackedLink {
+                token: "l_ab12".into(),
+                name: "spring".into(),
+                utm: Utm {
+                    source: Some("yandex".into()),
+                    medium: Some("cpc".into()),
+                    campaign: Some("spring".into()),
+                    ..Utm::default()
+                },
+            };
+            store.create_tracked_link("b", &link, now).await.unwrap();
+            assert_eq!(store.tracked_link("b", "l_ab12").await.unwrap(), Some(link.clone()));
+            assert_eq!(store.tracked_link("other", "l_ab12").await.unwrap(), None);
+            let again = TrackedLink { token: "l_cd34".into(), ..link.clone() };
+            assert!(matches!(
+                store.create_tracked_link("b", &again, now).await,
+                Err(StoreError::Conflict(_))
+            ));
+            let stats = store.tracked_links("b").await.unwrap();
+            assert_eq!(stats, vec![LinkStats { link, bookings: 0 }]);
+        }
+    }
+
+    #[tokio::test]
+    async fn links_map_both_ways_and_are_replaced() {
+        for store in testing::all().await {
+            let now = Utc::now();
+            store.put_link("b", "booking", "bk1", "yclients", "100", now).await.unwrap();
+            store.put_link("b", "booking", "bk1", "yclients", "101", now).await.unwrap();
+            assert_eq!(
+                store.external_id("b", "booking", "bk1", "yclients").await.unwrap().as_deref(),
+                Some("101")
+            );
+            assert_eq!(
+                store.entity_for_external("b", "booking", "yclients", "101").await.unwrap(),
+                Some("bk1".into())
+            );
+            assert_eq!(store.external_id("b", "booking", "bk1", "amocrm").await.unwrap(), None);
+        }
+    }
+}

@@ -3,6 +3,7 @@
 pub mod booking;
 pub mod clock;
 pub mod config;
+pub mod conversation;
 pub mod dialog;
 pub mod domain;
 pub mod i18n;

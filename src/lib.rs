@@ -7,5 +7,6 @@ pub mod conversation;
 pub mod dialog;
 pub mod domain;
 pub mod i18n;
+pub mod messenger;
 pub mod normalize;
 pub mod store;

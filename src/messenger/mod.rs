@@ -1,0 +1,100 @@
+//! Messenger adapters: each one turns its platform's updates into [`ChatEvent`]s, asks a
+//! [`ChatHandler`] what to say, and renders the neutral [`Reply`]s its own way.
+
+pub mod telegram;
+
+use std::future::Future;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::conversation::{ChatEvent, ConversationError, Conversations};
+use crate::dialog::Reply;
+use crate::domain::ChatRef;
+
+/// What an adapter needs from the conversation runtime. A trait rather than the concrete
+/// [`Conversations`] so adapters can be tested with a scripted double.
+#[async_trait]
+pub trait ChatHandler: Send + Sync {
+    async fn handle(
+        &self,
+        chat: &ChatRef,
+        user_lang: Option<&str>,
+        event: ChatEvent,
+    ) -> Result<Vec<Reply>, ConversationError>;
+}
+
+#[async_trait]
+impl ChatHandler for Conversations {
+    async fn handle(
+        &self,
+        chat: &ChatRef,
+        user_lang: Option<&str>,
+        event: ChatEvent,
+    ) -> Result<Vec<Reply>, ConversationError> {
+        Conversations::handle(self, chat, user_lang, event).await
+    }
+}
+
+/// A clonable "please stop" flag shared by the process (SIGTERM, ctrl-c) and the adapters.
+/// Triggering it before an adapter starts is fine: [`StopSignal::stopped`] resolves at once.
+#[derive(Debug, Clone)]
+pub struct StopSignal {
+    tx: std::sync::Arc<watch::Sender<bool>>,
+}
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        StopSignal::new()
+    }
+}
+
+impl StopSignal {
+    pub fn new() -> StopSignal {
+        let (tx, _rx) = watch::channel(false);
+        StopSignal {
+            tx: std::sync::Arc::new(tx),
+        }
+    }
+
+    pub fn stop(&self) {
+        self.tx.send_replace(true);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    /// Resolves once [`StopSignal::stop`] has been called (now or earlier).
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.tx.subscribe();
+        async move {
+            // An error means every sender is gone, so nobody can stop us any more: treat
+            // that as a stop too rather than hanging forever.
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn stop_signal_resolves_for_waiters_before_and_after_stop() {
+        let signal = StopSignal::new();
+        let early = tokio::spawn(signal.stopped());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!early.is_finished());
+        signal.stop();
+        tokio::time::timeout(Duration::from_secs(1), early)
+            .await
+            .expect("early waiter wakes")
+            .expect("task ran");
+        tokio::time::timeout(Duration::from_secs(1), signal.clone().stopped())
+            .await
+            .expect("late waiter resolves at once");
+        assert!(signal.is_stopped());
+    }
+}

@@ -1,0 +1,607 @@
+//! Telegram adapter over teloxide 0.17: long polling, messages and inline-button callbacks in,
+//! neutral [`Reply`]s out.
+//!
+//! Rendering choices, because one Telegram message carries only one `reply_markup`:
+//! - `buttons` become an inline keyboard on the (last part of the) message.
+//! - `request_contact` shows a one-time reply keyboard with a "share my phone" button on the
+//!   reply's text. If the same reply also has inline buttons they follow in a second, short
+//!   message, so neither is lost.
+//! - The contact keyboard is removed (`ReplyKeyboardRemove`) on the next message we send to that
+//!   chat that has no inline keyboard of its own. Which chats show one is remembered in memory
+//!   only: after a restart a stale keyboard stays until the user uses it (it is one-time).
+//! - `edit: true` on a reply to a button press edits the message the button was on; only the
+//!   first such reply edits (a second edit would just overwrite the first). Edits that Telegram
+//!   refuses (message too old, deleted) fall back to a new message; "message is not modified"
+//!   counts as success. `edit` on a reply to anything but a button sends a new message.
+//! - Texts longer than Telegram's 4096 characters are split at line or word breaks; the keyboard
+//!   goes on the last part.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashSet;
+use secrecy::{ExposeSecret, SecretString};
+use teloxide::adaptors::Throttle;
+use teloxide::adaptors::throttle::Limits;
+use teloxide::dispatching::{Dispatcher, UpdateFilterExt, UpdateHandler};
+use teloxide::error_handlers::ErrorHandler;
+use teloxide::prelude::*;
+use teloxide::types::{
+    ButtonRequest, InlineKeyboardButton, InlineKeyboardMarkup, KeyboardButton, KeyboardMarkup,
+    KeyboardRemove, MessageId, ReplyMarkup,
+};
+use teloxide::update_listeners::Polling;
+use teloxide::{ApiError, RequestError};
+use url::Url;
+
+use super::ChatHandler;
+use crate::config::TelegramConfig;
+use crate::conversation::{ChatEvent, Conversations};
+use crate::dialog::Reply;
+use crate::domain::{Channel, ChatRef};
+use crate::normalize::mask_phone;
+
+/// Telegram's limit on a message text, in UTF-16 code units (what its clients count).
+pub const MAX_TEXT_LEN: usize = 4096;
+
+/// The bot type every handler sees: rate limiting innermost, as teloxide asks.
+pub type TelegramBot = Throttle<Bot>;
+
+type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelegramError {
+    #[error("Telegram rejected the bot token (check telegram.token)")]
+    Unauthorized,
+    #[error("Telegram API at {api_url} failed at startup: {reason}")]
+    Startup { api_url: String, reason: String },
+}
+
+/// Runs the Telegram bot with the production settings until `shutdown` resolves.
+pub async fn run<S>(
+    config: &TelegramConfig,
+    conversations: Arc<Conversations>,
+    shutdown: S,
+) -> Result<(), TelegramError>
+where
+    S: Future<Output = ()> + Send,
+{
+    TelegramAdapter::new(config)
+        .run(conversations, shutdown)
+        .await
+}
+
+/// The adapter with its tunables; [`run`] is the usual entry point.
+pub struct TelegramAdapter {
+    token: SecretString,
+    api_url: Url,
+    limits: Limits,
+    poll_timeout: Duration,
+}
+
+impl TelegramAdapter {
+    pub fn new(config: &TelegramConfig) -> TelegramAdapter {
+        TelegramAdapter {
+            token: config.token.clone(),
+            api_url: config.api_url.clone(),
+            limits: Limits::default(),
+            poll_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Overrides Telegram's documented flood limits (1 message/s per chat, 30/s overall),
+    /// e.g. so tests are not slowed down to real-world pacing.
+    pub fn limits(mut self, limits: Limits) -> TelegramAdapter {
+        self.limits = limits;
+        self
+    }
+
+    /// Long-poll timeout; must stay below teloxide's 17 s HTTP timeout.
+    pub fn poll_timeout(mut self, timeout: Duration) -> TelegramAdapter {
+        self.poll_timeout = timeout.min(Duration::from_secs(15));
+        self
+    }
+
+    /// Polls Telegram and answers every chat until `shutdown` resolves, then lets in-flight
+    /// updates finish and confirms the last offset so a restart does not see them again.
+    /// Returns an error only when the bot cannot start (bad token, API unreachable).
+    pub async fn run<S>(
+        self,
+        handler: Arc<dyn ChatHandler>,
+        shutdown: S,
+    ) -> Result<(), TelegramError>
+    where
+        S: Future<Output = ()> + Send,
+    {
+        let redactor = Redactor::new(&self.token);
+        let startup_error = |e: RequestError| match e {
+            RequestError::Api(ApiError::InvalidToken) => TelegramError::Unauthorized,
+            other => TelegramError::Startup {
+                api_url: self.api_url.to_string(),
+                reason: redactor.redact(&other.to_string()),
+            },
+        };
+
+        let bot = Bot::new(self.token.expose_secret())
+            .set_api_url(self.api_url.clone())
+            .throttle(self.limits);
+
+        // teloxide's own webhook check only logs failures, with the token in the URL; doing it
+        // here keeps the same call order and turns a bad token into a clear startup error.
+        let webhook = bot.get_webhook_info().await.map_err(startup_error)?;
+        if webhook.url.is_some() {
+            tracing::warn!("a Telegram webhook was set; deleting it to use long polling");
+            bot.delete_webhook().await.map_err(startup_error)?;
+        }
+
+        let inner = Arc::new(Inner {
+            handler,
+            contact_keyboard: DashSet::new(),
+            redactor: redactor.clone(),
+        });
+        let mut dispatcher = Dispatcher::builder(bot.clone(), schema())
+            .dependencies(dptree::deps![inner])
+            .default_handler(|update| async move {
+                tracing::debug!(update_id = update.id.0, "ignoring a Telegram update kind");
+            })
+            .error_handler(Arc::new(LogError(redactor.clone())))
+            .build();
+        let stop = dispatcher.shutdown_token();
+        let listener = Polling::builder(bot).timeout(self.poll_timeout).build();
+
+        tracing::info!(api_url = %self.api_url, "Telegram bot polling");
+        let dispatch =
+            dispatcher.try_dispatch_with_listener(listener, Arc::new(LogError(redactor.clone())));
+        tokio::pin!(dispatch);
+        tokio::pin!(shutdown);
+        tokio::select! {
+            result = &mut dispatch => return result.map_err(startup_error),
+            () = &mut shutdown => {}
+        }
+        tracing::info!("stopping the Telegram bot");
+        // An idle dispatcher has not started polling yet (getMe in flight), so dropping it
+        // loses nothing; a running one must be drained so the last offset gets confirmed.
+        if stop.shutdown().is_ok() {
+            dispatch.await.map_err(startup_error)?;
+        }
+        tracing::info!("Telegram bot stopped");
+        Ok(())
+    }
+}
+
+fn schema() -> UpdateHandler<HandlerError> {
+    // Both branches matter beyond routing: teloxide derives `allowed_updates` from this tree,
+    // and without the callback branch Telegram would never send button presses.
+    dptree::entry()
+        .branch(Update::filter_message().endpoint(on_message))
+        .branch(Update::filter_callback_query().endpoint(on_callback))
+}
+
+async fn on_message(bot: TelegramBot, msg: Message, inner: Arc<Inner>) -> Result<(), HandlerError> {
+    let event = if let Some(contact) = msg.contact() {
+        ChatEvent::Contact {
+            phone: contact.phone_number.clone(),
+        }
+    } else if let Some(text) = msg.text() {
+        text_event(text)
+    } else {
+        tracing::debug!(
+            chat = msg.chat.id.0,
+            "ignoring a message without text or contact"
+        );
+        return Ok(());
+    };
+    let lang = msg.from.as_ref().and_then(|u| u.language_code.clone());
+    inner
+        .dispatch(&bot, msg.chat.id, lang.as_deref(), event, None)
+        .await;
+    Ok(())
+}
+
+async fn on_callback(
+    bot: TelegramBot,
+    query: CallbackQuery,
+    inner: Arc<Inner>,
+) -> Result<(), HandlerError> {
+    // Answer before the (possibly slow) booking work: the client spins until we do.
+    if let Err(e) = bot.answer_callback_query(query.id.clone()).await {
+        tracing::warn!(error = %inner.redactor.redact(&e.to_string()), "answerCallbackQuery failed");
+    }
+    let (Some(message), Some(data)) = (query.message.as_ref(), query.data.clone()) else {
+        // Inline-mode callbacks have no chat to talk to; we never send inline-mode messages.
+        tracing::debug!("ignoring a callback without a message or data");
+        return Ok(());
+    };
+    let editable = query.regular_message().map(|m| m.id);
+    inner
+        .dispatch(
+            &bot,
+            message.chat().id,
+            query.from.language_code.as_deref(),
+            ChatEvent::Button(data),
+            editable,
+        )
+        .await;
+    Ok(())
+}
+
+/// `/start`, `/start payload` and `/start@bot payload` open a conversation with the deep-link
+/// payload; everything else is plain text for the dialog.
+pub fn text_event(text: &str) -> ChatEvent {
+    let trimmed = text.trim();
+    let (head, rest) = trimmed
+        .split_once(char::is_whitespace)
+        .map_or((trimmed, ""), |(h, r)| (h, r.trim()));
+    let command = head.split_once('@').map_or(head, |(c, _bot)| c);
+    if command.eq_ignore_ascii_case("/start") {
+        ChatEvent::Start {
+            payload: (!rest.is_empty()).then(|| rest.to_string()),
+        }
+    } else {
+        ChatEvent::Text(text.to_string())
+    }
+}
+
+struct Inner {
+    handler: Arc<dyn ChatHandler>,
+    /// Chats whose screen currently shows our "share my phone" reply keyboard.
+    contact_keyboard: DashSet<i64>,
+    redactor: Redactor,
+}
+
+impl Inner {
+    async fn dispatch(
+        &self,
+        bot: &TelegramBot,
+        chat_id: ChatId,
+        lang: Option<&str>,
+        event: ChatEvent,
+        editable: Option<MessageId>,
+    ) {
+        let chat = ChatRef::new(Channel::Telegram, chat_id.0.to_string());
+        tracing::info!(chat = %chat.chat_id, event = %describe(&event), "Telegram input");
+        let replies = match self.handler.handle(&chat, lang, event).await {
+            Ok(replies) => replies,
+            Err(e) => {
+                tracing::error!(chat = %chat.chat_id, error = %e, "conversation failed; apologising");
+                vec![Reply {
+                    text: apology(lang).to_string(),
+                    ..Reply::default()
+                }]
+            }
+        };
+        let mut editable = editable;
+        for reply in &replies {
+            let target = if reply.edit && !reply.request_contact {
+                editable.take()
+            } else {
+                None
+            };
+            if let Some(message_id) = target
+                && self.edit(bot, chat_id, message_id, reply).await
+            {
+                continue;
+            }
+            self.send(bot, chat_id, lang, reply).await;
+        }
+    }
+
+    /// True when the message now shows the reply (edited, or already identical).
+    async fn edit(
+        &self,
+        bot: &TelegramBot,
+        chat_id: ChatId,
+        message_id: MessageId,
+        reply: &Reply,
+    ) -> bool {
+        let mut parts = split_text(&reply.text);
+        let first = parts.remove(0);
+        let mut request = bot.edit_message_text(chat_id, message_id, first);
+        if parts.is_empty()
+            && let Some(kb) = inline_keyboard(reply)
+        {
+            request = request.reply_markup(kb);
+        }
+        match request.await {
+            Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => {}
+            Err(e) => {
+                tracing::info!(
+                    chat = chat_id.0,
+                    message_id = message_id.0,
+                    error = %self.redactor.redact(&e.to_string()),
+                    "cannot edit; sending a new message instead"
+                );
+                return false;
+            }
+        }
+        if !parts.is_empty() {
+            let markup = inline_keyboard(reply).map(ReplyMarkup::InlineKeyboard);
+            self.send_parts(bot, chat_id, parts, markup).await;
+        }
+        true
+    }
+
+    async fn send(&self, bot: &TelegramBot, chat_id: ChatId, lang: Option<&str>, reply: &Reply) {
+        let inline = inline_keyboard(reply);
+        if reply.request_contact {
+            let keyboard = KeyboardMarkup::new([[
+                KeyboardButton::new(contact_button_label(lang)).request(ButtonRequest::Contact)
+            ]])
+            .one_time_keyboard()
+            .resize_keyboard();
+            if self
+                .send_parts(
+                    bot,
+                    chat_id,
+                    split_text(&reply.text),
+                    Some(ReplyMarkup::Keyboard(keyboard)),
+                )
+                .await
+            {
+                self.contact_keyboard.insert(chat_id.0);
+            }
+            if let Some(kb) = inline {
+                let text = vec![or_choose(lang).to_string()];
+                self.send_parts(bot, chat_id, text, Some(ReplyMarkup::InlineKeyboard(kb)))
+                    .await;
+            }
+            return;
+        }
+        let (markup, removes_keyboard) = match inline {
+            Some(kb) => (Some(ReplyMarkup::InlineKeyboard(kb)), false),
+            None if self.contact_keyboard.remove(&chat_id.0).is_some() => (
+                Some(ReplyMarkup::KeyboardRemove(KeyboardRemove::new())),
+                true,
+            ),
+            None => (None, false),
+        };
+        let sent = self
+            .send_parts(bot, chat_id, split_text(&reply.text), markup)
+            .await;
+        if removes_keyboard && !sent {
+            self.contact_keyboard.insert(chat_id.0);
+        }
+    }
+
+    /// Sends the parts in order, the markup on the last one. False if any part failed.
+    async fn send_parts(
+        &self,
+        bot: &TelegramBot,
+        chat_id: ChatId,
+        parts: Vec<String>,
+        markup: Option<ReplyMarkup>,
+    ) -> bool {
+        let last = parts.len().saturating_sub(1);
+        let mut markup = markup;
+        for (i, part) in parts.into_iter().enumerate() {
+            let mut request = bot.send_message(chat_id, part);
+            if i == last
+                && let Some(markup) = markup.take()
+            {
+                request = request.reply_markup(markup);
+            }
+            if let Err(e) = request.await {
+                let error = self.redactor.redact(&e.to_string());
+                match e {
+                    RequestError::Api(ApiError::BotBlocked | ApiError::UserDeactivated) => {
+                        tracing::info!(chat = chat_id.0, %error, "the user is unreachable");
+                    }
+                    _ => tracing::warn!(chat = chat_id.0, %error, "sendMessage failed"),
+                }
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn inline_keyboard(reply: &Reply) -> Option<InlineKeyboardMarkup> {
+    let rows: Vec<Vec<InlineKeyboardButton>> = reply
+        .buttons
+        .iter()
+        .filter(|row| !row.is_empty())
+        .map(|row| {
+            row.iter()
+                .map(|b| InlineKeyboardButton::callback(b.label.clone(), b.data.clone()))
+                .collect()
+        })
+        .collect();
+    (!rows.is_empty()).then(|| InlineKeyboardMarkup::new(rows))
+}
+
+/// Splits a text into parts Telegram accepts, preferring line breaks, then spaces. An empty
+/// text becomes a placeholder because Telegram refuses empty messages.
+pub fn split_text(text: &str) -> Vec<String> {
+    split_text_at(text, MAX_TEXT_LEN)
+}
+
+fn split_text_at(text: &str, max_utf16: usize) -> Vec<String> {
+    if text.trim().is_empty() {
+        return vec!["…".to_string()];
+    }
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while rest.encode_utf16().count() > max_utf16 {
+        // Byte index of the first char that no longer fits.
+        let mut units = 0;
+        let mut hard = rest.len();
+        for (i, ch) in rest.char_indices() {
+            units += ch.len_utf16();
+            if units > max_utf16 {
+                hard = i;
+                break;
+            }
+        }
+        let window = &rest[..hard];
+        let cut = window
+            .rfind('\n')
+            .or_else(|| window.rfind(' '))
+            .filter(|&i| i > 0)
+            .unwrap_or(hard);
+        let (head, tail) = rest.split_at(cut);
+        if !head.trim().is_empty() {
+            parts.push(head.to_string());
+        }
+        rest = tail.strip_prefix(['\n', ' ']).unwrap_or(tail);
+    }
+    if !rest.trim().is_empty() {
+        parts.push(rest.to_string());
+    }
+    parts
+}
+
+/// What to log about an input: enough to follow a conversation, nothing personal.
+fn describe(event: &ChatEvent) -> String {
+    match event {
+        ChatEvent::Start { payload: Some(p) } => format!("start payload={p:?}"),
+        ChatEvent::Start { payload: None } => "start".to_string(),
+        // Users type phones and names here, so only the length is logged.
+        ChatEvent::Text(t) => format!("text ({} chars)", t.chars().count()),
+        ChatEvent::Button(data) => format!("button {data:?}"),
+        ChatEvent::Contact { phone } => format!("contact {}", mask_phone(phone)),
+    }
+}
+
+/// Russian unless the messenger reports a language outside the Russian-speaking set.
+fn is_english(lang: Option<&str>) -> bool {
+    let Some(lang) = lang else { return false };
+    let primary = lang.split(['-', '_']).next().unwrap_or(lang);
+    !["ru", "uk", "be", "kk"]
+        .iter()
+        .any(|l| primary.eq_ignore_ascii_case(l))
+}
+
+fn apology(lang: Option<&str>) -> &'static str {
+    if is_english(lang) {
+        "Sorry, something went wrong. Please try again a little later."
+    } else {
+        "Извините, что-то пошло не так. Попробуйте ещё раз чуть позже."
+    }
+}
+
+fn contact_button_label(lang: Option<&str>) -> &'static str {
+    if is_english(lang) {
+        "📱 Share my phone number"
+    } else {
+        "📱 Отправить мой номер"
+    }
+}
+
+fn or_choose(lang: Option<&str>) -> &'static str {
+    if is_english(lang) {
+        "Or choose:"
+    } else {
+        "Или выберите:"
+    }
+}
+
+/// Network errors from reqwest print the request URL, and Telegram puts the token in it.
+#[derive(Clone)]
+struct Redactor {
+    token: Arc<SecretString>,
+}
+
+impl Redactor {
+    fn new(token: &SecretString) -> Redactor {
+        Redactor {
+            token: Arc::new(token.clone()),
+        }
+    }
+
+    fn redact(&self, text: &str) -> String {
+        let token = self.token.expose_secret();
+        if token.is_empty() {
+            return text.to_string();
+        }
+        text.replace(token, "<token>")
+    }
+}
+
+struct LogError(Redactor);
+
+impl<E> ErrorHandler<E> for LogError
+where
+    E: std::fmt::Debug + Send + 'static,
+{
+    fn handle_error(
+        self: Arc<Self>,
+        error: E,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        let text = self.0.redact(&format!("{error:?}"));
+        Box::pin(async move {
+            tracing::warn!(error = %text, "Telegram polling or handler error");
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_commands_carry_the_deep_link_payload() {
+        assert_eq!(
+            text_event("/start src_landing"),
+            ChatEvent::Start {
+                payload: Some("src_landing".into())
+            }
+        );
+        assert_eq!(text_event("/start"), ChatEvent::Start { payload: None });
+        assert_eq!(text_event("/start   "), ChatEvent::Start { payload: None });
+        assert_eq!(
+            text_event("/start@zapis_bot ad_vk"),
+            ChatEvent::Start {
+                payload: Some("ad_vk".into())
+            }
+        );
+        assert_eq!(text_event("/started"), ChatEvent::Text("/started".into()));
+        assert_eq!(text_event("привет"), ChatEvent::Text("привет".into()));
+    }
+
+    #[test]
+    fn long_texts_split_at_line_breaks_within_the_limit() {
+        let line = "а".repeat(30);
+        let text = [line.as_str(); 10].join("\n");
+        let parts = split_text_at(&text, 100);
+        assert!(parts.iter().all(|p| p.encode_utf16().count() <= 100));
+        assert_eq!(parts.join("\n"), text);
+        assert_eq!(parts[0], [line.as_str(); 3].join("\n"));
+    }
+
+    #[test]
+    fn unbreakable_texts_are_cut_hard_and_emoji_count_as_two_units() {
+        let text = "😀".repeat(5);
+        let parts = split_text_at(&text, 4);
+        assert_eq!(parts, vec!["😀😀", "😀😀", "😀"]);
+        assert_eq!(split_text(""), vec!["…"]);
+        assert_eq!(split_text("short"), vec!["short"]);
+    }
+
+    #[test]
+    fn the_token_never_reaches_the_logs() {
+        let r = Redactor::new(&SecretString::from("123:ABC"));
+        assert_eq!(
+            r.redact("error sending request for url (http://x/bot123:ABC/GetMe)"),
+            "error sending request for url (http://x/bot<token>/GetMe)"
+        );
+    }
+
+    #[test]
+    fn contacts_are_logged_masked() {
+        let text = describe(&ChatEvent::Contact {
+            phone: "+79161234567".into(),
+        });
+        assert!(!text.contains("1234567"), "{text}");
+        assert!(!describe(&ChatEvent::Text("my phone 89161234567".into())).contains("916"));
+    }
+
+    #[test]
+    fn language_choice() {
+        assert!(!is_english(None));
+        assert!(!is_english(Some("ru")));
+        assert!(!is_english(Some("uk-UA")));
+        assert!(is_english(Some("en-US")));
+        assert!(is_english(Some("de")));
+    }
+}

@@ -62,6 +62,8 @@ pub enum Failure {
     Conflict,
     /// What Telegram says when a message is too old to edit.
     MessageCantBeEdited,
+    /// The edit would change nothing.
+    MessageNotModified,
     Custom {
         status: u16,
         body: Value,
@@ -82,6 +84,7 @@ impl Failure {
             Failure::ChatNotFound => contract("error-400-chat-not-found.response.json"),
             Failure::Conflict => contract("error-409-conflict-get-updates.response.json"),
             Failure::MessageCantBeEdited => error_body(400, "Bad Request: message can't be edited"),
+            Failure::MessageNotModified => error_body(400, NOT_MODIFIED),
             Failure::Custom { body, .. } => body.clone(),
         };
         let status = body["error_code"].as_u64().unwrap_or(400) as u16;

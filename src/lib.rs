@@ -1,11 +1,14 @@
 //! zapis: a booking bot and integration hub for salons, clinics and schools.
 
+pub mod app;
 pub mod booking;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod conversation;
 pub mod dialog;
 pub mod domain;
 pub mod i18n;
+pub mod messenger;
 pub mod normalize;
 pub mod store;

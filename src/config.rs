@@ -231,6 +231,8 @@ timezone = "Asia/Yekaterinburg"
     }
 
     #[test]
+    // Jail's closure signature is figment's, not ours.
+    #[allow(clippy::result_large_err)]
     fn env_overrides_the_file_and_secrets_never_print() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

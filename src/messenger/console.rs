@@ -65,10 +65,13 @@ fn event_for(line: &str, buttons: &[Button]) -> ChatEvent {
             payload: (!payload.is_empty()).then(|| payload.to_string()),
         };
     }
-    if let Ok(n) = line.parse::<usize>() {
-        if let Some(button) = n.checked_sub(1).and_then(|i| buttons.get(i)) {
-            return ChatEvent::Button(button.data.clone());
-        }
+    if let Some(button) = line
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_sub(1))
+        .and_then(|i| buttons.get(i))
+    {
+        return ChatEvent::Button(button.data.clone());
     }
     ChatEvent::Text(line.to_string())
 }

@@ -126,7 +126,7 @@ impl Config {
         let config: Config = figment.extract().map_err(|e| {
             // One message per problem, each naming the key and its source.
             let all: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
-            ConfigError::Invalid(all.join("; "))
+            ConfigError::Invalid(all.join("; ").replace("key \"default.", "key \""))
         })?;
         config.validate()?;
         Ok(config)

@@ -11,4 +11,5 @@ pub mod domain;
 pub mod i18n;
 pub mod messenger;
 pub mod normalize;
+pub mod shutdown;
 pub mod store;

@@ -16,6 +16,6 @@ pub async fn run_all(app: &App) -> Result<(), MessengerError> {
         return Err(MessengerError::NothingConfigured);
     }
     // The Telegram adapter plugs in here.
-    tokio::signal::ctrl_c().await.ok();
+    crate::shutdown::signal().await;
     Ok(())
 }

@@ -126,7 +126,7 @@ impl Config {
         let config: Config = figment.extract().map_err(|e| {
             // One message per problem, each naming the key and its source.
             let all: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
-            ConfigError::Invalid(all.join("; "))
+            ConfigError::Invalid(all.join("; ").replace("key \"default.", "key \""))
         })?;
         config.validate()?;
         Ok(config)
@@ -231,6 +231,8 @@ timezone = "Asia/Yekaterinburg"
     }
 
     #[test]
+    // Jail's closure signature is figment's, not ours.
+    #[allow(clippy::result_large_err)]
     fn env_overrides_the_file_and_secrets_never_print() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

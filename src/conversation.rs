@@ -4,23 +4,30 @@
 
 use std::sync::Arc;
 
-use crate::booking::BookingSystem;
+use dashmap::DashMap;
+use tokio::sync::Mutex;
+
+use crate::booking::{BookRequest, BookingError, BookingSystem};
 use crate::clock::Clock;
 use crate::config::BusinessConfig;
-use crate::dialog::Reply;
-use crate::domain::ChatRef;
+use crate::dialog::{self, BookingDraft, Command, Context, DialogState, Input, Loaded, Reply};
+use crate::domain::{Booking, BookingStatus, ChatRef, Source};
 use crate::store::{Store, StoreError};
 
 /// What a messenger adapter saw the user do, before any interpretation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatEvent {
     /// `/start` (Telegram) or `bot_started` (MAX), with the deep-link payload if any.
-    Start { payload: Option<String> },
+    Start {
+        payload: Option<String>,
+    },
     Text(String),
     /// Callback data of a pressed inline button.
     Button(String),
     /// A phone number shared with the messenger's contact button.
-    Contact { phone: String },
+    Contact {
+        phone: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,14 +35,21 @@ pub enum ConversationError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("dialog state of {chat} is unreadable: {source}")]
-    State { chat: String, source: serde_json::Error },
+    State {
+        chat: String,
+        source: serde_json::Error,
+    },
 }
+
+/// An engine that keeps asking for more work is a bug; this bounds the damage.
+const MAX_COMMANDS_PER_INPUT: usize = 8;
 
 pub struct Conversations {
     store: Store,
     booking: Arc<dyn BookingSystem>,
     business: BusinessConfig,
     clock: Arc<dyn Clock>,
+    chat_locks: DashMap<String, Arc<Mutex<()>>>,
 }
 
 impl Conversations {
@@ -45,18 +59,368 @@ impl Conversations {
         business: BusinessConfig,
         clock: Arc<dyn Clock>,
     ) -> Conversations {
-        Conversations { store, booking, business, clock }
+        Conversations {
+            store,
+            booking,
+            business,
+            clock,
+            chat_locks: DashMap::new(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn business(&self) -> &BusinessConfig {
+        &self.business
     }
 
     /// Handles one user action in one chat and returns what to show. Actions of one chat are
-    /// processed one at a time.
+    /// processed one at a time, so a double tap cannot interleave with itself.
     pub async fn handle(
         &self,
         chat: &ChatRef,
         user_lang: Option<&str>,
         event: ChatEvent,
     ) -> Result<Vec<Reply>, ConversationError> {
-        let _ = (chat, user_lang, event, &self.store, &self.booking, &self.business, &self.clock);
-        Ok(Vec::new())
+        let key = chat.key();
+        let lock = self.chat_locks.entry(key.clone()).or_default().clone();
+        let _guard = lock.lock().await;
+
+        let mut state = self.load_state(&key).await?;
+        let ctx = Context {
+            now: self.clock.now(),
+            timezone: self.business.timezone,
+            business_name: self.business.name.clone(),
+            address: self.business.address.clone(),
+            business_phone: self.business.phone.clone(),
+            default_lang: self.business.locale,
+            user_lang: user_lang.map(str::to_string),
+        };
+        let mut input = Some(self.input_for(chat, event).await?);
+        let mut queue: Vec<Command> = Vec::new();
+        let mut replies = Vec::new();
+        let mut executed = 0;
+        while let Some(next) = input.take() {
+            let (new_state, outcome) = dialog::step(state, next, &ctx);
+            state = new_state;
+            replies.extend(outcome.replies);
+            queue.extend(outcome.commands);
+            if !queue.is_empty() {
+                if executed == MAX_COMMANDS_PER_INPUT {
+                    tracing::error!(chat = %key, "dialog asked for too many commands; stopping");
+                    break;
+                }
+                executed += 1;
+                let command = queue.remove(0);
+                input = Some(Input::Loaded(self.execute(chat, command).await?));
+            }
+        }
+        let json = serde_json::to_string(&state).map_err(|source| ConversationError::State {
+            chat: key.clone(),
+            source,
+        })?;
+        self.store
+            .save_dialog(&self.business.id, &key, &json, self.clock.now())
+            .await?;
+        Ok(replies)
     }
+
+    async fn load_state(&self, key: &str) -> Result<DialogState, ConversationError> {
+        let Some(json) = self.store.load_dialog(&self.business.id, key).await? else {
+            return Ok(DialogState::default());
+        };
+        match serde_json::from_str(&json) {
+            Ok(state) => Ok(state),
+            Err(e) => {
+                // A state written by an older release must not lock the client out: start over.
+                tracing::warn!(chat = %key, error = %e, "unreadable dialog state, starting afresh");
+                Ok(DialogState::default())
+            }
+        }
+    }
+
+    async fn input_for(
+        &self,
+        chat: &ChatRef,
+        event: ChatEvent,
+    ) -> Result<Input, ConversationError> {
+        Ok(match event {
+            ChatEvent::Start { payload } => Input::Start {
+                source: self.resolve_source(chat, payload).await?,
+            },
+            ChatEvent::Text(text) => Input::Text(text),
+            ChatEvent::Button(data) => Input::Button(data),
+            ChatEvent::Contact { phone } => Input::Contact { phone },
+        })
+    }
+
+    /// A deep-link payload is kept verbatim; when it is one of our tracked-link tokens, the full
+    /// UTM set stored under it comes along.
+    async fn resolve_source(
+        &self,
+        chat: &ChatRef,
+        payload: Option<String>,
+    ) -> Result<Source, ConversationError> {
+        let mut source = Source::direct(chat.channel);
+        let Some(payload) = payload.filter(|p| !p.trim().is_empty()) else {
+            return Ok(source);
+        };
+        if let Some(link) = self.store.tracked_link(&self.business.id, &payload).await? {
+            source.link_name = Some(link.name);
+            source.utm = link.utm;
+        }
+        source.payload = Some(payload);
+        Ok(source)
+    }
+
+    async fn execute(&self, chat: &ChatRef, command: Command) -> Result<Loaded, ConversationError> {
+        let b = &self.booking;
+        let loaded = match command {
+            Command::LoadServices => b.services().await.map(Loaded::Services),
+            Command::LoadMasters { service_id } => {
+                b.masters(&service_id).await.map(Loaded::Masters)
+            }
+            Command::LoadDays {
+                service_id,
+                master_id,
+                from,
+                to,
+            } => b
+                .free_days(&service_id, master_id.as_deref(), from, to)
+                .await
+                .map(Loaded::Days),
+            Command::LoadSlots {
+                service_id,
+                master_id,
+                day,
+            } => b
+                .free_slots(&service_id, master_id.as_deref(), day)
+                .await
+                .map(Loaded::Slots),
+            Command::Book(draft) => return self.book(chat, draft).await,
+            Command::LoadMyBookings { phone } => {
+                let list = self
+                    .store
+                    .upcoming_bookings(&self.business.id, chat, phone.as_ref(), self.clock.now())
+                    .await?;
+                Ok(Loaded::MyBookings(list))
+            }
+            Command::Cancel { booking_id } => return self.cancel(chat, &booking_id).await,
+            Command::Reschedule { booking_id, slot } => {
+                return self.reschedule(chat, &booking_id, slot).await;
+            }
+        };
+        Ok(loaded.unwrap_or_else(|e| failed(&e)))
+    }
+
+    async fn book(&self, chat: &ChatRef, draft: BookingDraft) -> Result<Loaded, ConversationError> {
+        let now = self.clock.now();
+        let master_name = match &draft.master {
+            Some(m) if m.id == draft.slot.master_id => m.name.clone(),
+            _ => {
+                self.master_name(&draft.service.id, &draft.slot.master_id)
+                    .await
+            }
+        };
+        let mut booking = Booking {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            business_id: self.business.id.clone(),
+            client_phone: draft.phone.clone(),
+            client_name: draft.name.clone(),
+            client_email: None,
+            service_id: draft.service.id.clone(),
+            service_name: draft.service.name.clone(),
+            master_id: draft.slot.master_id.clone(),
+            master_name,
+            start: draft.slot.start,
+            duration_min: draft.service.duration_min,
+            price: draft.service.price_min,
+            status: BookingStatus::Requested,
+            source: draft.source.clone(),
+            chat: Some(chat.clone()),
+            external_id: None,
+            created_at: now,
+        };
+        // The request is on record before the schedule is asked, so nothing is lost if the
+        // process dies in between.
+        self.store.insert_booking(&booking).await?;
+        let request = BookRequest {
+            booking_id: booking.id.clone(),
+            service_id: booking.service_id.clone(),
+            master_id: booking.master_id.clone(),
+            start: booking.start,
+            duration_min: booking.duration_min,
+            client_phone: booking.client_phone.clone(),
+            client_name: booking.client_name.clone(),
+            client_email: None,
+            comment: booking_comment(&booking.source),
+        };
+        match self.booking.book(&request).await {
+            Ok(record) => {
+                self.store
+                    .confirm_booking(&booking.id, &record.external_id, now)
+                    .await?;
+                self.store
+                    .put_link(
+                        &self.business.id,
+                        "booking",
+                        &booking.id,
+                        self.booking.system(),
+                        &record.external_id,
+                        now,
+                    )
+                    .await?;
+                booking.status = BookingStatus::Booked;
+                booking.external_id = Some(record.external_id);
+                tracing::info!(booking = %booking.id, phone = %booking.client_phone.masked(), "booked");
+                Ok(Loaded::Booked(booking))
+            }
+            Err(BookingError::SlotTaken) => {
+                self.store
+                    .set_booking_status(&booking.id, BookingStatus::Failed, now)
+                    .await?;
+                Ok(Loaded::SlotTaken)
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(booking = %booking.id, error = %e, "schedule unreachable; booking kept as requested");
+                Ok(Loaded::BookingPending(booking))
+            }
+            Err(e) => {
+                self.store
+                    .set_booking_status(&booking.id, BookingStatus::Failed, now)
+                    .await?;
+                Ok(failed(&e))
+            }
+        }
+    }
+
+    /// Only a booking made from this chat, or one under a phone this chat booked with, may be
+    /// changed from it.
+    async fn owned_booking(
+        &self,
+        chat: &ChatRef,
+        id: &str,
+    ) -> Result<Option<Booking>, ConversationError> {
+        let Some(booking) = self.store.booking(id).await? else {
+            return Ok(None);
+        };
+        if booking.business_id != self.business.id {
+            return Ok(None);
+        }
+        if booking.chat.as_ref() == Some(chat) {
+            return Ok(Some(booking));
+        }
+        let mine = self
+            .store
+            .upcoming_bookings(&self.business.id, chat, None, self.clock.now())
+            .await?;
+        Ok(mine
+            .iter()
+            .any(|b| b.client_phone == booking.client_phone)
+            .then_some(booking))
+    }
+
+    async fn cancel(&self, chat: &ChatRef, id: &str) -> Result<Loaded, ConversationError> {
+        let Some(mut booking) = self.owned_booking(chat, id).await? else {
+            return Ok(Loaded::Failed {
+                reason: format!("booking {id} not found"),
+            });
+        };
+        if let Some(external) = &booking.external_id {
+            match self.booking.cancel(external).await {
+                Ok(()) | Err(BookingError::NotFound(_)) => {}
+                Err(e) => return Ok(failed(&e)),
+            }
+        }
+        booking.status = BookingStatus::CancelledByClient;
+        self.store
+            .set_booking_status(&booking.id, booking.status, self.clock.now())
+            .await?;
+        tracing::info!(booking = %booking.id, "cancelled by client");
+        Ok(Loaded::Cancelled(booking))
+    }
+
+    async fn reschedule(
+        &self,
+        chat: &ChatRef,
+        id: &str,
+        slot: crate::domain::Slot,
+    ) -> Result<Loaded, ConversationError> {
+        let Some(mut booking) = self.owned_booking(chat, id).await? else {
+            return Ok(Loaded::Failed {
+                reason: format!("booking {id} not found"),
+            });
+        };
+        let Some(external) = booking.external_id.clone() else {
+            return Ok(Loaded::Failed {
+                reason: "booking is not confirmed yet".into(),
+            });
+        };
+        match self.booking.reschedule(&external, &slot).await {
+            Ok(record) => {
+                let master_name = if record.master_id == booking.master_id {
+                    booking.master_name.clone()
+                } else {
+                    self.master_name(&booking.service_id, &record.master_id)
+                        .await
+                };
+                self.store
+                    .move_booking(
+                        &booking.id,
+                        &record.master_id,
+                        &master_name,
+                        record.start,
+                        self.clock.now(),
+                    )
+                    .await?;
+                booking.master_id = record.master_id;
+                booking.master_name = master_name;
+                booking.start = record.start;
+                Ok(Loaded::Rescheduled(booking))
+            }
+            Err(BookingError::SlotTaken) => Ok(Loaded::SlotTaken),
+            Err(e) => Ok(failed(&e)),
+        }
+    }
+
+    async fn master_name(&self, service_id: &str, master_id: &str) -> String {
+        match self.booking.masters(service_id).await {
+            Ok(masters) => masters
+                .into_iter()
+                .find(|m| m.id == master_id)
+                .map(|m| m.name)
+                .unwrap_or_else(|| master_id.to_string()),
+            Err(_) => master_id.to_string(),
+        }
+    }
+}
+
+fn failed(e: &BookingError) -> Loaded {
+    tracing::warn!(error = %e, "booking system call failed");
+    Loaded::Failed {
+        reason: e.to_string(),
+    }
+}
+
+/// The note the administrator sees on the record: where the client came from.
+fn booking_comment(source: &Source) -> String {
+    let mut parts = vec![format!("zapis: {}", source.channel)];
+    if let Some(p) = &source.payload {
+        parts.push(format!("start={p}"));
+    }
+    let utm = &source.utm;
+    for (k, v) in [
+        ("utm_source", &utm.source),
+        ("utm_medium", &utm.medium),
+        ("utm_campaign", &utm.campaign),
+        ("utm_content", &utm.content),
+        ("utm_term", &utm.term),
+    ] {
+        if let Some(v) = v {
+            parts.push(format!("{k}={v}"));
+        }
+    }
+    parts.join("; ")
 }

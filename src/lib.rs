@@ -1,6 +1,8 @@
 //! zapis: a booking bot and integration hub for salons, clinics and schools.
 
+pub mod app;
 pub mod booking;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod conversation;
@@ -9,4 +11,5 @@ pub mod domain;
 pub mod i18n;
 pub mod messenger;
 pub mod normalize;
+pub mod shutdown;
 pub mod store;

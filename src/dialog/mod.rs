@@ -39,6 +39,8 @@ pub struct Context {
 }
 
 /// Something the user did, or the answer to a command.
+// Inputs are short-lived values moved once through `step`; boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Input {
     /// `/start`, with the source already resolved from the deep-link payload.
@@ -78,6 +80,7 @@ pub enum Loaded {
 }
 
 /// Work the engine asks the runtime to do.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     LoadServices,

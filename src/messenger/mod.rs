@@ -1,6 +1,7 @@
 //! Messenger adapters: each one turns its platform's updates into [`ChatEvent`]s, asks a
 //! [`ChatHandler`] what to say, and renders the neutral [`Reply`]s its own way.
 
+pub mod console;
 pub mod telegram;
 
 use std::future::Future;
@@ -8,9 +9,37 @@ use std::future::Future;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+use crate::app::App;
 use crate::conversation::{ChatEvent, ConversationError, Conversations};
 use crate::dialog::Reply;
 use crate::domain::ChatRef;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MessengerError {
+    #[error("no messenger is configured")]
+    NothingConfigured,
+    #[error("telegram: {0}")]
+    Telegram(#[from] telegram::TelegramError),
+}
+
+/// Runs every configured messenger side by side until Ctrl-C or SIGTERM.
+pub async fn run_all(app: &App) -> Result<(), MessengerError> {
+    let Some(telegram) = &app.config.telegram else {
+        return Err(MessengerError::NothingConfigured);
+    };
+    // MAX joins here with its own adapter, stopped by the same signal.
+    let stop = StopSignal::new();
+    let signal = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            crate::shutdown::signal().await;
+            stop.stop();
+        })
+    };
+    let result = telegram::run(telegram, app.conversations.clone(), stop.stopped()).await;
+    signal.abort();
+    Ok(result?)
+}
 
 /// What an adapter needs from the conversation runtime. A trait rather than the concrete
 /// [`Conversations`] so adapters can be tested with a scripted double.

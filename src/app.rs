@@ -1,0 +1,50 @@
+//! Wiring: builds the store, the booking system and the conversation runtime from config.
+
+use std::sync::Arc;
+
+use crate::booking::BookingSystem;
+use crate::booking::sandbox::Sandbox;
+use crate::clock::Clock;
+use crate::config::{BookingSystemKind, Config};
+use crate::conversation::Conversations;
+use crate::store::{Store, StoreError};
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub booking: Arc<dyn BookingSystem>,
+    pub conversations: Arc<Conversations>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl App {
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<App, StoreError> {
+        let store = Store::connect(&config.store.url).await?;
+        let booking: Arc<dyn BookingSystem> = match config.booking.system {
+            BookingSystemKind::Sandbox
+            | BookingSystemKind::Yclients
+            | BookingSystemKind::Dikidi => {
+                // Config validation refuses the systems this build does not carry yet.
+                Arc::new(Sandbox::new(
+                    store.clone(),
+                    &config.business.id,
+                    config.business.timezone,
+                    clock.clone(),
+                ))
+            }
+        };
+        let conversations = Arc::new(Conversations::new(
+            store.clone(),
+            booking.clone(),
+            config.business.clone(),
+            clock.clone(),
+        ));
+        Ok(App {
+            config,
+            store,
+            booking,
+            conversations,
+            clock,
+        })
+    }
+}

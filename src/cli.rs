@@ -1,0 +1,316 @@
+//! The `zapis` command line.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use secrecy::ExposeSecret;
+
+use crate::app::App;
+use crate::clock::SystemClock;
+use crate::config::{Config, TelegramConfig};
+use crate::domain::Utm;
+use crate::store::{Store, TrackedLink};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zapis",
+    version,
+    about = "Booking bot and integration hub for salons, clinics and schools"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// Path to the TOML configuration (every key is documented in zapis.example.toml).
+    #[arg(long, short, env = "ZAPIS_CONFIG", default_value = "zapis.toml")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Chat with the built-in sandbox salon in this terminal. No tokens, no network.
+    Demo {
+        /// Store URL; a fresh temporary SQLite file when omitted.
+        #[arg(long)]
+        store: Option<String>,
+        /// Deep-link payload to start with, as if the client came from a tracked link.
+        #[arg(long)]
+        start: Option<String>,
+        /// The client's language (`ru`, `en`).
+        #[arg(long)]
+        lang: Option<String>,
+    },
+    /// Run the service: the messenger bots configured in the file.
+    Run(ConfigArg),
+    /// Validate the configuration and say, per configured system, whether it answers.
+    Check(ConfigArg),
+    /// Create or update the store's tables, then exit.
+    Migrate(ConfigArg),
+    /// Tracked deep links for marketers.
+    #[command(subcommand)]
+    Link(LinkCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum LinkCmd {
+    /// Store a full UTM set under a short token and print the links that carry it.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// A name for people: `spring`, `vk-ads-march`.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        utm_source: Option<String>,
+        #[arg(long)]
+        utm_medium: Option<String>,
+        #[arg(long)]
+        utm_campaign: Option<String>,
+        #[arg(long)]
+        utm_content: Option<String>,
+        #[arg(long)]
+        utm_term: Option<String>,
+    },
+    /// List tracked links with the number of bookings each brought.
+    List(ConfigArg),
+}
+
+pub fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Demo { store, start, lang } => {
+            init_tracing("warn");
+            demo(store, start, lang).await
+        }
+        Cmd::Run(args) => {
+            init_tracing("info");
+            run(&args.config).await
+        }
+        Cmd::Check(args) => {
+            init_tracing("warn");
+            check(&args.config).await
+        }
+        Cmd::Migrate(args) => {
+            init_tracing("info");
+            let config = load(&args.config)?;
+            Store::connect(&config.store.url)
+                .await
+                .context("migrating the store")?;
+            println!("store is up to date");
+            Ok(())
+        }
+        Cmd::Link(cmd) => {
+            init_tracing("warn");
+            link(cmd).await
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(path).with_context(|| format!("reading configuration from {}", path.display()))
+}
+
+async fn demo(
+    store: Option<String>,
+    start: Option<String>,
+    lang: Option<String>,
+) -> anyhow::Result<()> {
+    // The temp dir lives until the demo ends, then takes its database with it.
+    let tmp = tempfile::tempdir().context("creating a temporary directory for the demo store")?;
+    let url = match store {
+        Some(url) => url,
+        None => format!("sqlite://{}", tmp.path().join("demo.db").display()),
+    };
+    let config = Config::demo(&url);
+    let app = App::build(config, Arc::new(SystemClock))
+        .await
+        .context("opening the demo store")?;
+    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    crate::messenger::console::run(
+        &app.conversations,
+        stdin,
+        tokio::io::stdout(),
+        start,
+        lang.as_deref(),
+    )
+    .await
+    .context("running the demo conversation")?;
+    app.store.close().await;
+    Ok(())
+}
+
+async fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    if config.telegram.is_none() {
+        bail!("nothing to run: no messenger is configured (add a [telegram] section with `token`)");
+    }
+    let app = App::build(config, Arc::new(SystemClock))
+        .await
+        .context("opening the store")?;
+    tracing::info!(business = %app.config.business.name, "zapis is running");
+    crate::messenger::run_all(&app)
+        .await
+        .context("running the messenger bots")?;
+    app.store.close().await;
+    Ok(())
+}
+
+async fn check(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    println!("config {}: valid", path.display());
+    let mut failures = 0;
+    match App::build(config.clone(), Arc::new(SystemClock)).await {
+        Ok(app) => {
+            println!(
+                "store: reachable ({})",
+                crate::store::redact_url(&config.store.url)
+            );
+            match app.booking.services().await {
+                Ok(services) => println!(
+                    "booking ({}): reachable, {} services",
+                    app.booking.system(),
+                    services.len()
+                ),
+                Err(e) => {
+                    failures += 1;
+                    println!("booking ({}): {e}", app.booking.system());
+                }
+            }
+        }
+        Err(e) => {
+            failures += 1;
+            println!("store: unreachable: {e}");
+        }
+    }
+    if let Some(tg) = &config.telegram {
+        let status = telegram_status(tg).await;
+        if !status.starts_with("reachable") {
+            failures += 1;
+        }
+        println!("telegram: {status}");
+    }
+    if failures > 0 {
+        bail!("{failures} system(s) failed the check");
+    }
+    Ok(())
+}
+
+/// Asks Telegram's getMe whether the token is good.
+async fn telegram_status(tg: &TelegramConfig) -> String {
+    let url = format!(
+        "{}/bot{}/getMe",
+        tg.api_url.as_str().trim_end_matches('/'),
+        tg.token.expose_secret()
+    );
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build();
+    let Ok(client) = client else {
+        return "unreachable: cannot build an HTTP client".into();
+    };
+    match client.post(&url).send().await {
+        Ok(resp) if resp.status().is_success() => {
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            let name = body["result"]["username"].as_str().unwrap_or("?");
+            format!("reachable (@{name})")
+        }
+        Ok(resp) if matches!(resp.status().as_u16(), 401 | 404) => {
+            "bad credentials (the token was refused)".into()
+        }
+        Ok(resp) => format!("unreachable: HTTP {}", resp.status()),
+        // The error text would contain the URL and with it the token.
+        Err(e) if e.is_timeout() => "unreachable: timed out".into(),
+        Err(_) => format!("unreachable: cannot connect to {}", tg.api_url),
+    }
+}
+
+async fn link(cmd: LinkCmd) -> anyhow::Result<()> {
+    match cmd {
+        LinkCmd::Create {
+            config,
+            name,
+            utm_source,
+            utm_medium,
+            utm_campaign,
+            utm_content,
+            utm_term,
+        } => {
+            let config = load(&config.config)?;
+            let store = Store::connect(&config.store.url)
+                .await
+                .context("opening the store")?;
+            let token = format!("l_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+            let link = TrackedLink {
+                token: token.clone(),
+                name: name.clone(),
+                utm: Utm {
+                    source: utm_source,
+                    medium: utm_medium,
+                    campaign: utm_campaign,
+                    content: utm_content,
+                    term: utm_term,
+                },
+            };
+            store
+                .create_tracked_link(&config.business.id, &link, chrono::Utc::now())
+                .await
+                .with_context(|| format!("creating the link {name:?}"))?;
+            let bot = config
+                .telegram
+                .as_ref()
+                .and_then(|t| t.bot_username.clone())
+                .unwrap_or_else(|| "<bot>".into());
+            println!("link {name:?} created, token {token}");
+            println!("Telegram: https://t.me/{bot}?start={token}");
+            println!("MAX:      https://max.ru/{bot}?start={token}");
+            Ok(())
+        }
+        LinkCmd::List(config) => {
+            let config = load(&config.config)?;
+            let store = Store::connect(&config.store.url)
+                .await
+                .context("opening the store")?;
+            let links = store.tracked_links(&config.business.id).await?;
+            if links.is_empty() {
+                println!(
+                    "no tracked links yet: create one with `zapis link create --name NAME --utm-source …`"
+                );
+            }
+            for s in links {
+                let u = &s.link.utm;
+                let utm: Vec<String> = [
+                    ("utm_source", &u.source),
+                    ("utm_medium", &u.medium),
+                    ("utm_campaign", &u.campaign),
+                    ("utm_content", &u.content),
+                    ("utm_term", &u.term),
+                ]
+                .iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+                .collect();
+                println!(
+                    "{}\t{}\t{}\tbookings: {}",
+                    s.link.name,
+                    s.link.token,
+                    utm.join("&"),
+                    s.bookings
+                );
+            }
+            Ok(())
+        }
+    }
+}

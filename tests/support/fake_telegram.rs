@@ -359,6 +359,20 @@ impl FakeTelegram {
         self.shared.world().confirmed_offset
     }
 
+    /// Waits until the bot has confirmed `update_id` (asked for updates past it), which
+    /// teloxide does once it took the update for processing.
+    pub async fn wait_for_confirmed(&self, update_id: i64, timeout: Duration) {
+        let done = self
+            .shared
+            .wait(timeout, |w| (w.confirmed_offset > update_id).then_some(()))
+            .await;
+        assert!(
+            done.is_some(),
+            "update {update_id} not confirmed within {timeout:?} (offset {})",
+            self.confirmed_offset()
+        );
+    }
+
     /// Updates queued and not yet confirmed.
     pub fn pending_updates(&self) -> usize {
         self.shared.world().updates.len()
@@ -761,6 +775,7 @@ async fn get_updates(shared: &Shared, params: &Value) -> (StatusCode, Value) {
             w.confirmed_offset = w.confirmed_offset.max(offset);
         }
     }
+    shared.changed();
     let started = Instant::now();
     let batch = shared
         .wait(timeout, |w| {

@@ -53,3 +53,15 @@ impl RunningBot {
         self.task.is_finished()
     }
 }
+
+/// The real runtime (in-memory SQLite, sandbox salon, demo business) behind the real Telegram
+/// adapter, pointed at `fake`. The end-to-end booking test builds on this.
+pub async fn start_demo_bot(fake: &FakeTelegram) -> (zapis::app::App, RunningBot) {
+    let mut config = zapis::config::Config::demo("sqlite::memory:");
+    config.telegram = Some(fake.config());
+    let app = zapis::app::App::build(config, Arc::new(zapis::clock::SystemClock))
+        .await
+        .expect("demo app builds on an in-memory store");
+    let bot = RunningBot::start(fake, app.conversations.clone());
+    (app, bot)
+}

@@ -81,7 +81,7 @@ enum AuthMode {
 struct OAuth {
     client_id: String,
     client_secret: SecretString,
-    redirect_uri: Url,
+    redirect_uri: String,
     tokens: TokenStore,
     /// Held across a refresh so one refresh token is spent by one request only.
     state: tokio::sync::Mutex<TokenState>,
@@ -292,7 +292,7 @@ impl AmoCrm {
             grant_type,
             code,
             refresh_token,
-            redirect_uri: oauth.redirect_uri.as_str(),
+            redirect_uri: &oauth.redirect_uri,
         };
         let url = self.url("/oauth2/access_token")?;
         self.inner.limiter.until_ready().await;

@@ -72,8 +72,10 @@ pub struct AmoCrmConfig {
     pub client_id: Option<String>,
     #[serde(default)]
     pub client_secret: Option<SecretString>,
+    /// Sent verbatim: amoCRM compares it with the integration's setting, and a URL parser
+    /// would add a trailing slash to a bare host.
     #[serde(default)]
-    pub redirect_uri: Option<Url>,
+    pub redirect_uri: Option<String>,
 
     pub pipeline_id: i64,
     /// Stage for a fresh booking; amoCRM puts a lead into the pipeline's first stage when absent.
@@ -216,6 +218,11 @@ impl AmoCrmConfig {
                     "OAuth needs client_id, client_secret and redirect_uri (or set a long-lived token)",
                 ));
             }
+        }
+        if let Some(uri) = &self.redirect_uri
+            && Url::parse(uri).is_err()
+        {
+            return Err(err("redirect_uri", "must be an absolute URL"));
         }
         if self.max_requests_per_second == 0 || self.max_requests_per_second > AMO_MAX_RPS {
             return Err(err(

@@ -821,3 +821,78 @@ async fn webhook_registration_subscribes_the_destination() {
     crm.register_webhook(&url, &["status_lead"]).await.unwrap();
     assert_eq!(fake.webhooks().len(), 1);
 }
+
+#[tokio::test]
+async fn concurrent_401s_spend_the_refresh_token_once() {
+    let fake = FakeAmo::start().await;
+    let db = store().await;
+    fake.issue_code("c");
+    zapis::crm::amocrm::authorize(oauth_config(&fake), db.clone(), "salon", "c")
+        .await
+        .unwrap();
+    let crm = AmoCrm::new(oauth_config(&fake), db, "salon", Arc::new(SystemClock)).unwrap();
+    assert!(crm.get_lead("1").await.unwrap().is_none());
+    fake.expire_access_tokens();
+    let handles: Vec<_> = (0..5)
+        .map(|_| {
+            let crm = crm.clone();
+            tokio::spawn(async move { crm.get_lead("1").await })
+        })
+        .collect();
+    for h in handles {
+        assert!(h.await.unwrap().unwrap().is_none());
+    }
+    assert_eq!(fake.refreshes(), 1);
+}
+
+/// Collects everything the crate logs, at every level.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_mask_phones_and_never_show_tokens() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("zapis=trace"))
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fake = FakeAmo::start().await;
+    let crm = client(oauth_config(&fake)).await;
+    fake.issue_code("c");
+    crm.exchange_code("c").await.unwrap();
+    crm.create_lead(&request(booking("l1", "+79123456789")))
+        .await
+        .unwrap();
+    let req = ContactRequest {
+        name: "Анна".into(),
+        phone: Phone::parse("+79123456789").unwrap(),
+        email: None,
+    };
+    crm.find_or_create_contact(&req).await.unwrap();
+    fake.expire_access_tokens();
+    crm.get_lead("1").await.unwrap();
+    assert_eq!(fake.refreshes(), 1);
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("amoCRM"), "something was logged: {logs}");
+    assert!(logs.contains("+7912*****89"), "masked phone logged: {logs}");
+    for secret in ["9123456789", "access-", "refresh-", fake::CLIENT_SECRET] {
+        assert!(
+            !logs.contains(secret),
+            "{secret:?} leaked into logs:\n{logs}"
+        );
+    }
+}

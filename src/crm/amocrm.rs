@@ -690,6 +690,23 @@ impl AmoCrm {
     }
 }
 
+/// `zapis amocrm auth --code CODE`: exchanges the code and stores the first token pair for
+/// `business_id`. The CLI only has to load the config and the store and call this.
+pub async fn authorize(
+    config: AmoCrmConfig,
+    store: Store,
+    business_id: &str,
+    code: &str,
+) -> Result<(), CrmError> {
+    let client = AmoCrm::new(
+        config,
+        store,
+        business_id,
+        Arc::new(crate::clock::SystemClock),
+    )?;
+    client.exchange_code(code).await
+}
+
 #[derive(Clone, Copy)]
 enum Grant<'a> {
     Code(&'a str),

@@ -320,7 +320,9 @@ async fn second_booking_from_the_same_phone_reuses_the_contact() {
 #[tokio::test]
 async fn lead_carries_pipeline_stage_tags_utm_price_and_booking_id() {
     let fake = FakeAmo::start().await;
-    let crm = client(config(&fake)).await;
+    // The sync engine holds the connector as a trait object.
+    let crm: Arc<dyn Crm> = Arc::new(client(config(&fake)).await);
+    assert_eq!(crm.system(), "amocrm");
     let b = booking("a1b2c3d4e5f60718293a4b5c6d7e8f90", "+79123456789");
     let created = crm.create_lead(&request(b.clone())).await.unwrap();
     let lead = fake.lead(&created.lead_id);

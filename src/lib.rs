@@ -6,6 +6,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod conversation;
+pub mod crm;
 pub mod dialog;
 pub mod domain;
 pub mod i18n;

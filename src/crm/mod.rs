@@ -1,0 +1,419 @@
+//! The CRM seam: what the bot needs from any CRM (AmoCRM now, Bitrix24 next), in our own
+//! terms. Each system is one module with its wire types private to it; callers see only
+//! [`Crm`], the request/answer types below and [`CrmError`], whose variants carry the retry
+//! decision the sync engine needs (transient / permanent / auth / payment).
+
+pub mod amocrm;
+pub mod config;
+pub mod tokens;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Booking;
+use crate::normalize::{Email, Phone};
+
+/// One field-level complaint from a CRM's validator, kept verbatim for the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// Index of the item in a batch (`request_id`), when the CRM says.
+    pub request_id: Option<String>,
+    pub code: String,
+    /// Dotted path inside the item, e.g. `custom_fields_values.0.field_id`.
+    pub path: String,
+    pub detail: String,
+}
+
+/// Every failure of a CRM call, sorted by what the caller should do about it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CrmError {
+    /// Try again later: timeouts, connection errors, 5xx, 429.
+    #[error("temporary CRM failure{}: {message}", status_suffix(*.status))]
+    Transient {
+        message: String,
+        status: Option<u16>,
+        /// What the CRM asked for (429 `Retry-After`), when it did.
+        retry_after: Option<Duration>,
+    },
+    /// The same request will fail again: fix data or configuration.
+    #[error("CRM rejected the request{}: {message}{}", status_suffix(*.status), details_suffix(.details))]
+    Permanent {
+        message: String,
+        status: Option<u16>,
+        details: Vec<FieldError>,
+    },
+    /// Credentials are rejected and could not be renewed; the message names the fix.
+    #[error("CRM authorisation failed: {message}")]
+    Auth { message: String },
+    /// The CRM account is not paid (amoCRM 402): writes are blocked until someone pays.
+    #[error("CRM account is not paid{}: {message}", status_suffix(Some(*.status)))]
+    PaymentRequired { message: String, status: u16 },
+}
+
+fn status_suffix(status: Option<u16>) -> String {
+    status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
+}
+
+fn details_suffix(details: &[FieldError]) -> String {
+    if details.is_empty() {
+        return String::new();
+    }
+    let items: Vec<String> = details
+        .iter()
+        .map(|d| format!("{}: {} ({})", d.path, d.detail, d.code))
+        .collect();
+    format!(" [{}]", items.join("; "))
+}
+
+impl CrmError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CrmError::Transient { .. })
+    }
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            CrmError::Permanent { .. } | CrmError::PaymentRequired { .. }
+        )
+    }
+    pub fn is_auth(&self) -> bool {
+        matches!(self, CrmError::Auth { .. })
+    }
+    /// Someone must act (pay, re-authorise): worth an alert at once rather than after hours.
+    pub fn is_alert_worthy(&self) -> bool {
+        matches!(
+            self,
+            CrmError::Auth { .. } | CrmError::PaymentRequired { .. }
+        )
+    }
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CrmError::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            CrmError::Transient { status, .. } | CrmError::Permanent { status, .. } => *status,
+            CrmError::PaymentRequired { status, .. } => Some(*status),
+            CrmError::Auth { .. } => None,
+        }
+    }
+    pub fn details(&self) -> &[FieldError] {
+        match self {
+            CrmError::Permanent { details, .. } => details,
+            _ => &[],
+        }
+    }
+    pub(crate) fn transient(message: impl Into<String>) -> CrmError {
+        CrmError::Transient {
+            message: message.into(),
+            status: None,
+            retry_after: None,
+        }
+    }
+    pub(crate) fn permanent(message: impl Into<String>) -> CrmError {
+        CrmError::Permanent {
+            message: message.into(),
+            status: None,
+            details: Vec::new(),
+        }
+    }
+}
+
+/// Who to find or create in the CRM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactRequest {
+    pub name: String,
+    pub phone: Phone,
+    pub email: Option<Email>,
+}
+
+impl ContactRequest {
+    pub fn for_booking(booking: &Booking) -> ContactRequest {
+        ContactRequest {
+            name: booking.client_name.clone(),
+            phone: booking.client_phone.clone(),
+            email: booking.client_email.clone(),
+        }
+    }
+}
+
+/// A contact in the CRM, and whether this call created it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactRef {
+    pub id: String,
+    pub created: bool,
+}
+
+/// Who said what in the chat, for the transcript in the lead card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TranscriptLine {
+    pub at: DateTime<Utc>,
+    /// "Клиент", "Бот", a manager's name: shown as is.
+    pub author: String,
+    pub text: String,
+}
+
+/// Everything needed to put a booking into the CRM.
+#[derive(Debug, Clone)]
+pub struct LeadRequest {
+    pub booking: Booking,
+    /// A contact already found or created; the CRM module searches by phone when absent.
+    pub contact_id: Option<String>,
+    /// Chat lines to log into the card as notes, after the lead exists.
+    pub transcript: Vec<TranscriptLine>,
+}
+
+/// A lead as the CRM holds it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrmLead {
+    pub id: String,
+    pub status_id: i64,
+    pub pipeline_id: i64,
+    pub price: Option<i64>,
+    pub name: Option<String>,
+}
+
+/// The result of [`Crm::create_lead`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedLead {
+    pub lead_id: String,
+    pub contact: Option<ContactRef>,
+    /// Ids of the transcript notes added.
+    pub note_ids: Vec<String>,
+}
+
+/// The result of [`Crm::ensure_lead`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeadOutcome {
+    /// A lead for this booking was already there (an earlier attempt reached the CRM).
+    Existing(CrmLead),
+    Created(CreatedLead),
+}
+
+impl LeadOutcome {
+    pub fn lead_id(&self) -> &str {
+        match self {
+            LeadOutcome::Existing(l) => &l.id,
+            LeadOutcome::Created(c) => &c.lead_id,
+        }
+    }
+}
+
+/// Where a lead should go, in product terms; each CRM maps these to its stages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    /// The configured "new booking" stage.
+    New,
+    /// The visit was cancelled: amoCRM's "lost" (143) with the configured loss reason.
+    Cancelled,
+    /// The client came: amoCRM's "won" (142).
+    Done,
+    /// A stage id from the CRM's own configuration.
+    Custom {
+        pipeline_id: Option<i64>,
+        status_id: i64,
+    },
+}
+
+/// A task for the manager responsible for the lead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRequest {
+    pub lead_id: String,
+    pub text: String,
+    /// The visit: the task falls due the configured lead time before it.
+    pub visit_at: DateTime<Utc>,
+}
+
+/// What the bot needs from a CRM. Dyn-compatible so the sync engine holds a `dyn Crm`.
+///
+/// Writes are not idempotent on the CRM side, so callers search before they create:
+/// [`Crm::ensure_lead`] does exactly that with our booking id as the natural key.
+#[async_trait]
+pub trait Crm: Send + Sync {
+    /// `"amocrm"`, `"bitrix24"`: the `system` of links and stored tokens.
+    fn system(&self) -> &'static str;
+
+    /// Finds the contact by normalised phone (then email), or creates it.
+    async fn find_or_create_contact(&self, req: &ContactRequest) -> Result<ContactRef, CrmError>;
+
+    /// Creates the lead for a booking (with its contact when needed) and logs the transcript.
+    async fn create_lead(&self, req: &LeadRequest) -> Result<CreatedLead, CrmError>;
+
+    /// The lead carrying our booking id, if an earlier attempt created one.
+    async fn find_lead_by_booking(&self, booking_id: &str) -> Result<Option<CrmLead>, CrmError>;
+
+    /// Adds notes (split and batched as the CRM needs); returns the note ids.
+    async fn add_notes(
+        &self,
+        lead_id: &str,
+        transcript: &[TranscriptLine],
+    ) -> Result<Vec<String>, CrmError>;
+
+    /// Adds the transcript unless the lead already carries it (a note starting with
+    /// [`TRANSCRIPT_HEADER`]): the retry-safe way after a create whose notes failed.
+    async fn ensure_transcript(
+        &self,
+        lead_id: &str,
+        transcript: &[TranscriptLine],
+    ) -> Result<Vec<String>, CrmError>;
+
+    /// Adds one plain text note to the lead.
+    async fn add_note(&self, lead_id: &str, text: &str) -> Result<String, CrmError>;
+
+    /// Creates a task for the responsible manager; returns the task id.
+    async fn create_task(&self, req: &TaskRequest) -> Result<String, CrmError>;
+
+    /// Moves the lead to a stage and, when given, leaves a note saying why.
+    async fn move_lead(
+        &self,
+        lead_id: &str,
+        stage: &Stage,
+        note: Option<&str>,
+    ) -> Result<(), CrmError>;
+
+    /// The lead's current stage, or `None` if the CRM no longer has it.
+    async fn get_lead(&self, lead_id: &str) -> Result<Option<CrmLead>, CrmError>;
+
+    /// Search-before-create: the safe way to push a booking after an unknown outcome.
+    async fn ensure_lead(&self, req: &LeadRequest) -> Result<LeadOutcome, CrmError> {
+        if let Some(existing) = self.find_lead_by_booking(&req.booking.id).await? {
+            // An earlier attempt may have died between the lead and its notes.
+            self.ensure_transcript(&existing.id, &req.transcript)
+                .await?;
+            return Ok(LeadOutcome::Existing(existing));
+        }
+        Ok(LeadOutcome::Created(self.create_lead(req).await?))
+    }
+}
+
+/// Every transcript note starts with this, so a retry can tell whether it was logged.
+pub const TRANSCRIPT_HEADER: &str = "Переписка с ботом";
+
+/// Splits a transcript into note texts of at most `max_chars` characters each, never cutting
+/// a line unless one line alone is longer than a note.
+pub fn transcript_notes(transcript: &[TranscriptLine], max_chars: usize) -> Vec<String> {
+    // Room for the "(2/3)" part header added below.
+    const HEADER_ROOM: usize = 40;
+    let budget = max_chars.saturating_sub(HEADER_ROOM).max(1);
+    let mut chunks: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut current_len = 0usize;
+    for line in transcript {
+        let text = format!(
+            "[{}] {}: {}",
+            line.at.format("%d.%m.%Y %H:%M UTC"),
+            line.author,
+            line.text
+        );
+        for piece in split_chars(&text, budget) {
+            let len = piece.chars().count();
+            let extra = if current.is_empty() { len } else { len + 1 };
+            if current_len + extra > budget && !current.is_empty() {
+                chunks.push(std::mem::take(&mut current));
+                current_len = 0;
+            }
+            if !current.is_empty() {
+                current.push('\n');
+                current_len += 1;
+            }
+            current.push_str(&piece);
+            current_len += len;
+        }
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    let total = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            if total == 1 {
+                format!("{TRANSCRIPT_HEADER}:\n{body}")
+            } else {
+                format!("{TRANSCRIPT_HEADER} ({}/{total}):\n{body}", i + 1)
+            }
+        })
+        .collect()
+}
+
+fn split_chars(text: &str, max: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars.chunks(max).map(|c| c.iter().collect()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn line(text: &str) -> TranscriptLine {
+        TranscriptLine {
+            at: Utc.with_ymd_and_hms(2026, 5, 12, 9, 30, 0).unwrap(),
+            author: "Клиент".into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn short_transcript_is_one_note() {
+        let notes = transcript_notes(&[line("Привет"), line("Хочу стрижку")], 1000);
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("Привет\n[12.05.2026 09:30 UTC] Клиент: Хочу стрижку"));
+    }
+
+    #[test]
+    fn long_transcript_splits_under_the_limit_and_keeps_everything() {
+        let lines: Vec<_> = (0..200)
+            .map(|i| line(&format!("сообщение {i} {}", "ы".repeat(50))))
+            .collect();
+        let notes = transcript_notes(&lines, 1000);
+        assert!(notes.len() > 5);
+        for n in &notes {
+            assert!(n.chars().count() <= 1000, "{}", n.chars().count());
+        }
+        assert!(notes[0].starts_with(&format!("Переписка с ботом (1/{})", notes.len())));
+        let joined = notes.join("\n");
+        for i in 0..200 {
+            assert!(joined.contains(&format!("сообщение {i} ")));
+        }
+    }
+
+    #[test]
+    fn one_huge_line_is_cut() {
+        let notes = transcript_notes(&[line(&"я".repeat(5000))], 1000);
+        assert!(notes.len() >= 5);
+        assert!(notes.iter().all(|n| n.chars().count() <= 1000));
+    }
+
+    #[test]
+    fn errors_carry_the_retry_decision() {
+        let t = CrmError::Transient {
+            message: "slow".into(),
+            status: Some(429),
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        assert!(t.is_transient() && !t.is_permanent());
+        assert_eq!(t.retry_after(), Some(Duration::from_secs(2)));
+        let p = CrmError::PaymentRequired {
+            message: "pay".into(),
+            status: 402,
+        };
+        assert!(p.is_permanent() && p.is_alert_worthy());
+        let v = CrmError::Permanent {
+            message: "Request validation failed".into(),
+            status: Some(400),
+            details: vec![FieldError {
+                request_id: Some("0".into()),
+                code: "NotSupportedChoice".into(),
+                path: "custom_fields_values.0.field_id".into(),
+                detail: "The value you selected is not a valid choice.".into(),
+            }],
+        };
+        assert!(v.to_string().contains("custom_fields_values.0.field_id"));
+    }
+}

@@ -1,0 +1,900 @@
+//! The amoCRM connector over real HTTP against the fake account in tests/support.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use support::fake_amocrm::{self as fake, FakeAmo, contract};
+use zapis::clock::{Clock, FakeClock, SystemClock};
+use zapis::crm::amocrm::AmoCrm;
+use zapis::crm::config::AmoCrmConfig;
+use zapis::crm::tokens::TokenStore;
+use zapis::crm::{
+    ContactRequest, Crm, CrmError, LeadOutcome, LeadRequest, Stage, TaskRequest, TranscriptLine,
+};
+use zapis::domain::{Booking, BookingStatus, Channel, Money, Source, Utm};
+use zapis::normalize::Phone;
+use zapis::store::Store;
+
+async fn store() -> Store {
+    Store::connect("sqlite::memory:").await.expect("store")
+}
+
+fn config(fake: &FakeAmo) -> AmoCrmConfig {
+    let mut c = AmoCrmConfig::new(fake.base_url.clone(), fake::PIPELINE_ID);
+    c.token = Some(SecretString::from(fake::LONG_LIVED_TOKEN.to_string()));
+    c.new_status_id = Some(fake::STATUS_NEW);
+    c.booking_id_field_id = Some(fake::FIELD_BOOKING_ID);
+    c.loss_reason_id = Some(7);
+    c.responsible_user_id = Some(504141);
+    c
+}
+
+fn oauth_config(fake: &FakeAmo) -> AmoCrmConfig {
+    let mut c = config(fake);
+    c.token = None;
+    c.client_id = Some(fake::CLIENT_ID.into());
+    c.client_secret = Some(SecretString::from(fake::CLIENT_SECRET.to_string()));
+    c.redirect_uri = Some(fake::REDIRECT_URI.into());
+    c
+}
+
+async fn client(cfg: AmoCrmConfig) -> AmoCrm {
+    AmoCrm::new(cfg, store().await, "salon", Arc::new(SystemClock)).expect("client")
+}
+
+fn booking(id: &str, phone: &str) -> Booking {
+    Booking {
+        id: id.into(),
+        business_id: "salon".into(),
+        client_phone: Phone::parse(phone).unwrap(),
+        client_name: "Анна".into(),
+        client_email: None,
+        service_id: "s1".into(),
+        service_name: "Стрижка".into(),
+        master_id: "m1".into(),
+        master_name: "Ольга".into(),
+        start: Utc.with_ymd_and_hms(2026, 6, 1, 10, 0, 0).unwrap(),
+        duration_min: 60,
+        price: Money::from_rubles(1500),
+        status: BookingStatus::Booked,
+        source: Source {
+            channel: Channel::Telegram,
+            payload: Some("src_landing".into()),
+            link_name: Some("landing".into()),
+            utm: Utm {
+                source: Some("yandex".into()),
+                medium: Some("cpc".into()),
+                campaign: Some("spring".into()),
+                content: None,
+                term: None,
+            },
+        },
+        chat: None,
+        external_id: None,
+        created_at: Utc::now(),
+    }
+}
+
+fn request(b: Booking) -> LeadRequest {
+    LeadRequest {
+        booking: b,
+        contact_id: None,
+        transcript: Vec::new(),
+    }
+}
+
+fn field_value(entity: &Value, key: &str, want: Value) -> Option<Value> {
+    entity["custom_fields_values"]
+        .as_array()?
+        .iter()
+        .find(|f| f[key] == want)
+        .map(|f| f["values"][0]["value"].clone())
+}
+
+fn tags(lead: &Value) -> Vec<String> {
+    lead["_embedded"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn fake_accepts_every_request_example_in_the_contracts() {
+    let fake = FakeAmo::start().await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| fake.base_url.join(p).unwrap();
+    let send = |method: reqwest::Method, path: &str, file: &str, auth: bool| {
+        let mut r = http
+            .request(method, url(path))
+            .header("content-type", "application/json")
+            .body(contract(file));
+        if auth {
+            r = r.bearer_auth(fake::LONG_LIVED_TOKEN);
+        }
+        r.send()
+    };
+    fake.issue_code("xxxxxxx");
+    fake.add_refresh_token("xxxxx");
+    fake.insert_contact(3, json!({"name": "Иван"}));
+    let cases = [
+        (
+            reqwest::Method::POST,
+            "/oauth2/access_token",
+            "oauth-access-token-authorization-code.request.json",
+            false,
+        ),
+        (
+            reqwest::Method::POST,
+            "/oauth2/access_token",
+            "oauth-access-token-refresh-token.request.json",
+            false,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v4/contacts",
+            "contacts-add.request.json",
+            true,
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/api/v4/contacts/3",
+            "contact-update.request.json",
+            true,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v4/contacts/chats",
+            "contacts-chats-link.request.json",
+            true,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v4/leads/complex",
+            "leads-complex.request.json",
+            true,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v4/webhooks",
+            "webhooks-subscribe.request.json",
+            true,
+        ),
+    ];
+    for (method, path, file, auth) in cases {
+        // Stay under the fake's 7 req/s: this test is about bodies, not rates.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let r = send(method, path, file, auth).await.unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 200, "{file} → {path}: {body}");
+    }
+    // The complex add made the lead and its contact, with the PHONE stored under its code.
+    let lead = fake.leads().pop().unwrap();
+    assert_eq!(lead["status_id"], json!(29352079));
+    assert_eq!(tags(&lead), vec!["bot"]);
+    assert_eq!(fake.contacts().len(), 4);
+    assert_eq!(fake.refresh_token_used("xxxxx"), Some(true));
+}
+
+#[tokio::test]
+async fn fake_answers_like_amocrm_204_401_validation_and_429() {
+    let fake = FakeAmo::start().await;
+    let http = reqwest::Client::new();
+    let get = |token: &str, q: &str| {
+        http.get(fake.base_url.join("/api/v4/contacts").unwrap())
+            .query(&[("query", q)])
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(
+        get(fake::LONG_LIVED_TOKEN, "nobody")
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let r = get("wrong", "x").await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = http
+        .post(fake.base_url.join("/api/v4/tasks").unwrap())
+        .bearer_auth(fake::LONG_LIVED_TOKEN)
+        .json(&json!([{"text": "позвонить"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["validation-errors"][0]["errors"][0]["path"],
+        "complete_till"
+    );
+    // A raw burst with no limiter is throttled.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let burst: Vec<_> = (0..12).map(|_| get(fake::LONG_LIVED_TOKEN, "x")).collect();
+    let statuses: Vec<u16> = futures_statuses(burst).await;
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(fake.max_per_second() > fake::MAX_RPS);
+}
+
+async fn futures_statuses<F>(futures: Vec<F>) -> Vec<u16>
+where
+    F: std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap().unwrap().status().as_u16());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_contact_typed_as_8_912_is_reused_for_plus_7_912() {
+    let fake = FakeAmo::start().await;
+    let crm = client(config(&fake)).await;
+    let typed = fake.insert_contact_with_phone("Анна", "8 (912) 345-67-89");
+    // A different number sharing digits must not be taken for her.
+    fake.insert_contact_with_phone("Борис", "+7 912 345-67-80");
+    let req = ContactRequest {
+        name: "Анна".into(),
+        phone: Phone::parse("+79123456789").unwrap(),
+        email: None,
+    };
+    let found = crm.find_or_create_contact(&req).await.unwrap();
+    assert_eq!(found.id, typed.to_string());
+    assert!(!found.created);
+
+    // A new client is created once, then found again when she writes "8 922 …".
+    let new = ContactRequest {
+        name: "Вера".into(),
+        phone: Phone::parse("+7 922 000-11-22").unwrap(),
+        email: Some(zapis::normalize::Email::parse("Vera@Example.RU").unwrap()),
+    };
+    let created = crm.find_or_create_contact(&new).await.unwrap();
+    assert!(created.created);
+    let again = ContactRequest {
+        phone: Phone::parse("8 922 000 11 22").unwrap(),
+        ..new
+    };
+    let reused = crm.find_or_create_contact(&again).await.unwrap();
+    assert_eq!(reused.id, created.id);
+    assert!(!reused.created);
+    assert_eq!(fake.contacts().len(), 3);
+    let stored = fake
+        .contacts()
+        .into_iter()
+        .find(|c| c["name"] == "Вера")
+        .unwrap();
+    assert_eq!(
+        field_value(&stored, "field_code", json!("PHONE")),
+        Some(json!("+79220001122"))
+    );
+    assert_eq!(
+        field_value(&stored, "field_code", json!("EMAIL")),
+        Some(json!("Vera@example.ru"))
+    );
+}
+
+#[tokio::test]
+async fn second_booking_from_the_same_phone_reuses_the_contact() {
+    let fake = FakeAmo::start().await;
+    let crm = client(config(&fake)).await;
+    let first = crm
+        .create_lead(&request(booking(
+            "b0000000000000000000000000000001",
+            "8 912 345 67 89",
+        )))
+        .await
+        .unwrap();
+    let contact = first.contact.clone().unwrap();
+    assert!(contact.created);
+    let second = crm
+        .create_lead(&request(booking(
+            "b0000000000000000000000000000002",
+            "+79123456789",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(second.contact.unwrap().id, contact.id);
+    assert_eq!(fake.contacts().len(), 1);
+    assert_eq!(fake.leads().len(), 2);
+    // The first went through /leads/complex, the second linked the contact via /leads.
+    assert_eq!(fake.count("POST", "/api/v4/leads/complex"), 1);
+    assert_eq!(fake.count("POST", "/api/v4/leads"), 1);
+    let lead = fake.lead(&second.lead_id);
+    assert_eq!(
+        lead["_embedded"]["contacts"][0]["id"],
+        json!(contact.id.parse::<i64>().unwrap())
+    );
+}
+
+#[tokio::test]
+async fn lead_carries_pipeline_stage_tags_utm_price_and_booking_id() {
+    let fake = FakeAmo::start().await;
+    // The sync engine holds the connector as a trait object.
+    let crm: Arc<dyn Crm> = Arc::new(client(config(&fake)).await);
+    assert_eq!(crm.system(), "amocrm");
+    let b = booking("a1b2c3d4e5f60718293a4b5c6d7e8f90", "+79123456789");
+    let created = crm.create_lead(&request(b.clone())).await.unwrap();
+    let lead = fake.lead(&created.lead_id);
+    assert_eq!(lead["pipeline_id"], json!(fake::PIPELINE_ID));
+    assert_eq!(lead["status_id"], json!(fake::STATUS_NEW));
+    assert_eq!(lead["price"], json!(1500));
+    assert_eq!(lead["responsible_user_id"], json!(504141));
+    assert_eq!(lead["name"], json!("Стрижка — Анна"));
+    let t = tags(&lead);
+    for want in ["zapis", "telegram", "campaign:landing", "start:src_landing"] {
+        assert!(t.contains(&want.to_string()), "{want} missing from {t:?}");
+    }
+    assert_eq!(
+        field_value(&lead, "field_id", json!(fake::FIELD_BOOKING_ID)),
+        Some(json!(b.id))
+    );
+    assert_eq!(
+        field_value(&lead, "field_code", json!("UTM_SOURCE")),
+        Some(json!("yandex"))
+    );
+    assert_eq!(
+        field_value(&lead, "field_code", json!("UTM_MEDIUM")),
+        Some(json!("cpc"))
+    );
+    assert_eq!(
+        field_value(&lead, "field_code", json!("UTM_CAMPAIGN")),
+        Some(json!("spring"))
+    );
+    assert!(field_value(&lead, "field_code", json!("UTM_TERM")).is_none());
+
+    let read = crm.get_lead(&created.lead_id).await.unwrap().unwrap();
+    assert_eq!(
+        (read.status_id, read.pipeline_id),
+        (fake::STATUS_NEW, fake::PIPELINE_ID)
+    );
+    assert!(crm.get_lead("999999").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn start_payload_goes_to_its_field_when_one_is_configured() {
+    let fake = FakeAmo::start().await;
+    let mut cfg = config(&fake);
+    cfg.start_payload_field_id = Some(fake::FIELD_START_PAYLOAD);
+    let crm = client(cfg).await;
+    let created = crm
+        .create_lead(&request(booking("c1", "+79123456789")))
+        .await
+        .unwrap();
+    let lead = fake.lead(&created.lead_id);
+    assert_eq!(
+        field_value(&lead, "field_id", json!(fake::FIELD_START_PAYLOAD)),
+        Some(json!("src_landing"))
+    );
+    assert!(!tags(&lead).iter().any(|t| t.starts_with("start:")));
+}
+
+fn transcript(n: usize) -> Vec<TranscriptLine> {
+    (0..n)
+        .map(|i| TranscriptLine {
+            at: Utc.with_ymd_and_hms(2026, 5, 30, 9, 0, 0).unwrap()
+                + chrono::Duration::seconds(i as i64),
+            author: if i % 2 == 0 {
+                "Клиент".into()
+            } else {
+                "Бот".into()
+            },
+            text: format!("сообщение номер {i}: {}", "текст ".repeat(8)),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn transcript_is_split_under_the_note_limit_and_batched() {
+    let fake = FakeAmo::start().await;
+    let mut cfg = config(&fake);
+    cfg.note_max_chars = 1000;
+    let crm = client(cfg).await;
+    let mut req = request(booking("t1", "+79123456789"));
+    req.transcript = transcript(800);
+    let created = crm.create_lead(&req).await.unwrap();
+    let notes = fake.notes_of(&created.lead_id);
+    assert_eq!(notes.len(), created.note_ids.len());
+    assert!(
+        notes.len() > 50,
+        "{} notes: should need two batches",
+        notes.len()
+    );
+    for n in &notes {
+        assert_eq!(n["note_type"], "common");
+        assert!(n["params"]["text"].as_str().unwrap().chars().count() <= 1000);
+    }
+    assert_eq!(
+        fake.count("POST", "/api/v4/leads/notes"),
+        notes.len().div_ceil(50)
+    );
+    let all: String = notes
+        .iter()
+        .map(|n| n["params"]["text"].as_str().unwrap())
+        .collect();
+    assert!(all.contains("сообщение номер 0:") && all.contains("сообщение номер 799:"));
+}
+
+#[tokio::test]
+async fn task_falls_due_the_configured_time_before_the_visit() {
+    let fake = FakeAmo::start().await;
+    let now = Utc.with_ymd_and_hms(2026, 5, 30, 12, 0, 0).unwrap();
+    let mut cfg = config(&fake);
+    cfg.task_lead_time = zapis::crm::config::LeadTime::parse("2h").unwrap();
+    cfg.task_type_id = 2;
+    let crm = AmoCrm::new(cfg, store().await, "salon", Arc::new(FakeClock::new(now))).unwrap();
+    let lead = crm
+        .create_lead(&request(booking("k1", "+79123456789")))
+        .await
+        .unwrap();
+    let visit: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 6, 1, 10, 0, 0).unwrap();
+    crm.create_task(&TaskRequest {
+        lead_id: lead.lead_id.clone(),
+        text: "Подтвердить запись".into(),
+        visit_at: visit,
+    })
+    .await
+    .unwrap();
+    // Booked at the last minute: due now, not in the past.
+    crm.create_task(&TaskRequest {
+        lead_id: lead.lead_id.clone(),
+        text: "Срочно".into(),
+        visit_at: now + chrono::Duration::minutes(30),
+    })
+    .await
+    .unwrap();
+    let tasks = fake.tasks();
+    assert_eq!(
+        tasks[0]["complete_till"],
+        json!((visit - chrono::Duration::hours(2)).timestamp())
+    );
+    assert_eq!(tasks[0]["entity_type"], "leads");
+    assert_eq!(
+        tasks[0]["entity_id"],
+        json!(lead.lead_id.parse::<i64>().unwrap())
+    );
+    assert_eq!(tasks[0]["task_type_id"], json!(2));
+    assert_eq!(tasks[0]["responsible_user_id"], json!(504141));
+    assert_eq!(tasks[1]["complete_till"], json!(now.timestamp()));
+}
+
+#[tokio::test]
+async fn stage_moves_carry_loss_reason_and_a_note() {
+    let fake = FakeAmo::start().await;
+    let crm = client(config(&fake)).await;
+    let a = crm
+        .create_lead(&request(booking("m1", "+79123456789")))
+        .await
+        .unwrap();
+    let b = crm
+        .create_lead(&request(booking("m2", "+79123456789")))
+        .await
+        .unwrap();
+
+    crm.move_lead(
+        &a.lead_id,
+        &Stage::Cancelled,
+        Some("Клиент отменил запись в чате"),
+    )
+    .await
+    .unwrap();
+    let lead = fake.lead(&a.lead_id);
+    assert_eq!(lead["status_id"], json!(fake::LOST));
+    assert_eq!(lead["loss_reason_id"], json!(7));
+    let notes = fake.notes_of(&a.lead_id);
+    assert_eq!(notes[0]["params"]["text"], "Клиент отменил запись в чате");
+
+    crm.move_lead(
+        &b.lead_id,
+        &Stage::Custom {
+            pipeline_id: None,
+            status_id: fake::STATUS_CONFIRMED,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        crm.get_lead(&b.lead_id).await.unwrap().unwrap().status_id,
+        fake::STATUS_CONFIRMED
+    );
+    crm.move_lead(&b.lead_id, &Stage::Done, None).await.unwrap();
+    let lead = fake.lead(&b.lead_id);
+    assert_eq!(lead["status_id"], json!(fake::WON));
+    assert_eq!(lead["loss_reason_id"], Value::Null);
+    assert!(fake.notes_of(&b.lead_id).is_empty());
+}
+
+#[tokio::test]
+async fn search_before_create_finds_the_lead_by_booking_id() {
+    for with_field in [true, false] {
+        let fake = FakeAmo::start().await;
+        let mut cfg = config(&fake);
+        if !with_field {
+            cfg.booking_id_field_id = None;
+        }
+        let crm = client(cfg).await;
+        let id = "5f0c1e2d3b4a59687766554433221100";
+        let mut req = request(booking(id, "+79123456789"));
+        // The first attempt created the lead but died before the transcript.
+        let first = crm.create_lead(&req).await.unwrap();
+        assert!(crm.find_lead_by_booking("another").await.unwrap().is_none());
+        req.transcript = transcript(3);
+        let outcome = crm.ensure_lead(&req).await.unwrap();
+        assert!(
+            matches!(&outcome, LeadOutcome::Existing(l) if l.id == first.lead_id),
+            "{outcome:?}"
+        );
+        assert_eq!(fake.leads().len(), 1);
+        assert_eq!(
+            fake.notes_of(&first.lead_id).len(),
+            1,
+            "the missing transcript was added"
+        );
+        crm.ensure_lead(&req).await.unwrap();
+        assert_eq!(fake.notes_of(&first.lead_id).len(), 1, "and only once");
+        if !with_field {
+            assert!(
+                tags(&fake.lead(&first.lead_id)).contains(&"zapis:5f0c1e2d3b4a5968".to_string())
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn oauth_code_exchange_then_rotation_is_stored_before_use() {
+    let fake = FakeAmo::start().await;
+    let db = store().await;
+    let tokens = TokenStore::new(db.clone(), "salon", "amocrm");
+    let crm = AmoCrm::new(
+        oauth_config(&fake),
+        db.clone(),
+        "salon",
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    // Not authorised yet: the error names the command.
+    let err = crm.get_lead("1").await.unwrap_err();
+    assert!(
+        err.is_auth() && err.to_string().contains("zapis amocrm auth --code"),
+        "{err}"
+    );
+
+    fake.issue_code("code-1");
+    crm.exchange_code("code-1").await.unwrap();
+    let (access1, refresh1) = fake.last_pair().unwrap();
+    assert_eq!(
+        tokens
+            .load()
+            .await
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose_secret(),
+        access1
+    );
+    let lead = crm
+        .create_lead(&request(booking("o1", "+79123456789")))
+        .await
+        .unwrap();
+
+    // The access token expires; the next call is refused, refreshes once, and — simulating a
+    // crash — the process dies while the first request with the new token is in flight.
+    fake.expire_access_tokens();
+    fake.hang_new_tokens(true);
+    let crashing = crm.clone();
+    let lead_id = lead.lead_id.clone();
+    let task = tokio::spawn(async move { crashing.get_lead(&lead_id).await });
+    for _ in 0..200 {
+        if fake.hung() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fake.hung(), 1, "the refreshed token reached the server");
+    task.abort();
+    drop(crm);
+    assert_eq!(fake.refreshes(), 1);
+    assert_eq!(fake.refresh_token_used(&refresh1), Some(true));
+    let (access2, refresh2) = fake.last_pair().unwrap();
+    let stored = tokens.load().await.unwrap().unwrap();
+    assert_eq!(
+        stored.access_token.expose_secret(),
+        access2,
+        "new pair stored before it was used"
+    );
+    assert_eq!(stored.refresh_token.expose_secret(), refresh2);
+
+    // A restarted process picks the stored pair up without spending another refresh token…
+    fake.hang_new_tokens(false);
+    let restarted = AmoCrm::new(
+        oauth_config(&fake),
+        db.clone(),
+        "salon",
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    assert!(restarted.get_lead(&lead.lead_id).await.unwrap().is_some());
+    assert_eq!(fake.refreshes(), 1);
+    // …and keeps rotating with it.
+    fake.expire_access_tokens();
+    assert!(restarted.get_lead(&lead.lead_id).await.unwrap().is_some());
+    assert_eq!(fake.refreshes(), 2);
+    let (access3, _) = fake.last_pair().unwrap();
+    assert_eq!(
+        tokens
+            .load()
+            .await
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose_secret(),
+        access3
+    );
+}
+
+#[tokio::test]
+async fn tokens_are_refreshed_before_they_expire() {
+    let fake = FakeAmo::start().await;
+    let clock = Arc::new(FakeClock::new(Utc::now()));
+    let crm = AmoCrm::new(
+        oauth_config(&fake),
+        store().await,
+        "salon",
+        clock.clone() as Arc<dyn Clock>,
+    )
+    .unwrap();
+    fake.issue_code("c");
+    crm.exchange_code("c").await.unwrap();
+    assert!(crm.get_lead("1").await.unwrap().is_none());
+    assert_eq!(fake.refreshes(), 0);
+    clock.advance(chrono::Duration::seconds(86400 - 60));
+    assert!(crm.get_lead("1").await.unwrap().is_none());
+    assert_eq!(
+        fake.refreshes(),
+        1,
+        "refreshed ahead of expiry, with no 401 first"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_refresh_token_is_an_auth_error_naming_the_fix() {
+    let fake = FakeAmo::start().await;
+    let crm = client(oauth_config(&fake)).await;
+    fake.issue_code("c");
+    crm.exchange_code("c").await.unwrap();
+    fake.revoke_refresh_tokens();
+    fake.expire_access_tokens();
+    let err = crm.get_lead("1").await.unwrap_err();
+    assert!(err.is_auth(), "{err:?}");
+    assert!(err.is_alert_worthy());
+    let msg = err.to_string();
+    assert!(msg.contains("zapis amocrm auth --code"), "{msg}");
+    assert!(!msg.contains("refresh-"), "no token in the message: {msg}");
+    // A spent code is refused the same way.
+    let err = crm.exchange_code("c").await.unwrap_err();
+    assert!(
+        err.is_auth() && err.to_string().contains("authorisation code"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn throttling_is_transient_with_retry_after() {
+    let fake = FakeAmo::start().await;
+    let crm = client(config(&fake)).await;
+    fake.inject(429, Some(3));
+    let err = crm.get_lead("1").await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(err.status(), Some(429));
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
+    fake.inject(503, None);
+    assert!(crm.get_lead("1").await.unwrap_err().is_transient());
+    assert!(crm.get_lead("1").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_burst_of_50_operations_never_exceeds_7_per_second() {
+    let fake = FakeAmo::start().await;
+    // Two clients of one account share its limiter.
+    let a = client(config(&fake)).await;
+    let b = client(config(&fake)).await;
+    let started = std::time::Instant::now();
+    let handles: Vec<_> = (0..50)
+        .map(|i| {
+            let crm = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { crm.find_lead_by_booking(&format!("burst-{i}")).await })
+        })
+        .collect();
+    for h in handles {
+        assert!(h.await.unwrap().unwrap().is_none());
+    }
+    eprintln!(
+        "50 operations in {:?}, max {} requests in any second, {} throttled",
+        started.elapsed(),
+        fake.max_per_second(),
+        fake.throttled()
+    );
+    assert!(
+        fake.max_per_second() <= fake::MAX_RPS,
+        "{}",
+        fake.max_per_second()
+    );
+    assert_eq!(fake.throttled(), 0);
+    assert_eq!(fake.count("GET", "/api/v4/leads"), 50);
+}
+
+#[tokio::test]
+async fn a_validation_error_is_permanent_with_the_field_path() {
+    let fake = FakeAmo::start().await;
+    let mut cfg = config(&fake);
+    cfg.booking_id_field_id = Some(12345); // no such field in the account
+    let crm = client(cfg).await;
+    let err = crm
+        .create_lead(&request(booking("v1", "+79123456789")))
+        .await
+        .unwrap_err();
+    assert!(err.is_permanent() && !err.is_transient(), "{err:?}");
+    assert_eq!(err.status(), Some(400));
+    let d = &err.details()[0];
+    assert_eq!(d.code, "NotSupportedChoice");
+    assert_eq!(d.path, "custom_fields_values.0.field_id");
+    assert_eq!(d.request_id.as_deref(), Some("0"));
+    assert!(fake.leads().is_empty());
+    // A bad stage id too.
+    let mut cfg = config(&fake);
+    cfg.new_status_id = Some(1);
+    let err = client(cfg)
+        .await
+        .create_lead(&request(booking("v2", "+79123456789")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.details()[0].path, "status_id");
+}
+
+#[tokio::test]
+async fn an_unpaid_account_is_payment_required() {
+    let fake = FakeAmo::start().await;
+    let crm = client(config(&fake)).await;
+    fake.set_unpaid(true);
+    let err = crm
+        .create_lead(&request(booking("p1", "+79123456789")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CrmError::PaymentRequired { status: 402, .. }),
+        "{err:?}"
+    );
+    assert!(err.is_permanent() && err.is_alert_worthy());
+}
+
+#[tokio::test]
+async fn a_bad_long_lived_token_is_auth() {
+    let fake = FakeAmo::start().await;
+    let mut cfg = config(&fake);
+    cfg.token = Some(SecretString::from("nope".to_string()));
+    let err = client(cfg).await.get_lead("1").await.unwrap_err();
+    assert!(
+        err.is_auth() && err.to_string().contains("crm.amocrm.token"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn check_validates_token_pipeline_and_stages() {
+    let fake = FakeAmo::start().await;
+    let report = client(config(&fake)).await.check().await.unwrap();
+    assert_eq!(report.pipeline_id, fake::PIPELINE_ID);
+    assert!(report.stages.iter().any(|(id, _)| *id == fake::LOST));
+    let mut cfg = config(&fake);
+    cfg.done_status_id = 555;
+    let err = client(cfg).await.check().await.unwrap_err();
+    assert!(
+        err.to_string().contains("crm.amocrm.done_status_id"),
+        "{err}"
+    );
+    let mut cfg = config(&fake);
+    cfg.pipeline_id = 1;
+    let err = client(cfg).await.check().await.unwrap_err();
+    assert!(err.to_string().contains("pipeline 1"), "{err}");
+}
+
+#[tokio::test]
+async fn webhook_registration_subscribes_the_destination() {
+    let fake = FakeAmo::start().await;
+    let crm = client(config(&fake)).await;
+    let url = url::Url::parse("https://zapis.example/webhooks/amocrm").unwrap();
+    let hook = crm
+        .register_webhook(&url, &["status_lead", "delete_lead"])
+        .await
+        .unwrap();
+    assert_eq!(hook.destination, url.as_str());
+    assert_eq!(hook.settings, vec!["status_lead", "delete_lead"]);
+    crm.register_webhook(&url, &["status_lead"]).await.unwrap();
+    assert_eq!(fake.webhooks().len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_401s_spend_the_refresh_token_once() {
+    let fake = FakeAmo::start().await;
+    let db = store().await;
+    fake.issue_code("c");
+    zapis::crm::amocrm::authorize(oauth_config(&fake), db.clone(), "salon", "c")
+        .await
+        .unwrap();
+    let crm = AmoCrm::new(oauth_config(&fake), db, "salon", Arc::new(SystemClock)).unwrap();
+    assert!(crm.get_lead("1").await.unwrap().is_none());
+    fake.expire_access_tokens();
+    let handles: Vec<_> = (0..5)
+        .map(|_| {
+            let crm = crm.clone();
+            tokio::spawn(async move { crm.get_lead("1").await })
+        })
+        .collect();
+    for h in handles {
+        assert!(h.await.unwrap().unwrap().is_none());
+    }
+    assert_eq!(fake.refreshes(), 1);
+}
+
+/// Collects everything the crate logs, at every level.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_mask_phones_and_never_show_tokens() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("zapis=trace"))
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fake = FakeAmo::start().await;
+    let crm = client(oauth_config(&fake)).await;
+    fake.issue_code("c");
+    crm.exchange_code("c").await.unwrap();
+    crm.create_lead(&request(booking("l1", "+79123456789")))
+        .await
+        .unwrap();
+    let req = ContactRequest {
+        name: "Анна".into(),
+        phone: Phone::parse("+79123456789").unwrap(),
+        email: None,
+    };
+    crm.find_or_create_contact(&req).await.unwrap();
+    fake.expire_access_tokens();
+    crm.get_lead("1").await.unwrap();
+    assert_eq!(fake.refreshes(), 1);
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("amoCRM"), "something was logged: {logs}");
+    assert!(logs.contains("+7912*****89"), "masked phone logged: {logs}");
+    for secret in ["9123456789", "access-", "refresh-", fake::CLIENT_SECRET] {
+        assert!(
+            !logs.contains(secret),
+            "{secret:?} leaked into logs:\n{logs}"
+        );
+    }
+}

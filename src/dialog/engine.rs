@@ -1,6 +1,1132 @@
-use super::{Context, DialogState, Input, Outcome};
+//! The conversation as a state machine. Every function here is pure: what it needs from the
+//! world it asks for with a [`Command`], and the answer comes back as [`Input::Loaded`].
+//!
+//! Button data is `"<version>|<payload>"`. The version is a counter bumped on every screen
+//! rendered, so a press from an older message is recognised and never acted upon blindly.
+//! Payloads: `M` menu, `B` book, `Y` my bookings, `H` help, `<` back, `r` retry, `X` cancel the
+//! flow, `K` confirm, `T` change time, `A` any master, `Cy`/`Cn` confirm/refuse cancelling,
+//! `c:<category index>`, `p:<page>`, `s:<service id>`, `m:<master id>`, `w:<week>`,
+//! `d:<yyyymmdd>`, `t:<unix seconds>:<master id>`, `C:<booking id>` cancel, `R:<booking id>`
+//! reschedule.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
+
+use super::state::{Act, At, Flow, Moving, Note};
+use super::{
+    BookingDraft, Button, Command, Context, DialogState, Input, Loaded, MAX_BUTTON_DATA, Outcome,
+    Reply,
+};
+use crate::domain::{Booking, Channel, Master, Service, Slot, Source};
+use crate::i18n::{self, FluentValue, Lang};
+use crate::normalize::Phone;
+
+/// Services (or categories) per page; more than this and a list gets categories.
+const PAGE: usize = 8;
+/// How far ahead the day screen can be paged.
+const MAX_WEEKS: u16 = 12;
+const DAYS_PER_ROW: usize = 3;
+const TIMES_PER_ROW: usize = 4;
+/// Telegram allows 100 buttons per keyboard; a day rarely has more free starts than this.
+const MAX_TIMES: usize = 64;
+const NAME_MAX_CHARS: usize = 100;
 
 /// Advances the conversation by one input.
-pub fn step(state: DialogState, _input: Input, _ctx: &Context) -> (DialogState, Outcome) {
-    (state, Outcome::default())
+pub fn step(state: DialogState, input: Input, ctx: &Context) -> (DialogState, Outcome) {
+    let mut engine = Engine {
+        lang: state.lang.unwrap_or(ctx.default_lang),
+        st: state,
+        ctx,
+        out: Outcome::default(),
+    };
+    engine.run(input);
+    (engine.st, engine.out)
+}
+
+struct Engine<'a> {
+    st: DialogState,
+    ctx: &'a Context,
+    out: Outcome,
+    lang: Lang,
+}
+
+impl Engine<'_> {
+    fn run(&mut self, input: Input) {
+        if self.st.lang.is_none() || matches!(input, Input::Start { .. }) {
+            let lang = Lang::pick(self.ctx.user_lang.as_deref(), self.ctx.default_lang);
+            self.st.lang = Some(lang);
+            self.lang = lang;
+        }
+        match input {
+            Input::Start { source } => {
+                self.st.edit = false;
+                self.start(Some(source));
+            }
+            Input::Text(text) => {
+                self.st.edit = false;
+                self.text(&text);
+            }
+            Input::Button(data) => {
+                self.st.edit = true;
+                self.button(&data);
+            }
+            Input::Contact { phone } => {
+                self.st.edit = false;
+                self.contact(&phone);
+            }
+            Input::Loaded(loaded) => self.loaded(loaded),
+        }
+    }
+
+    // ---- inputs -------------------------------------------------------------------------
+
+    fn start(&mut self, source: Option<Source>) {
+        if let Some(source) = source {
+            // A bare /start must not wipe the campaign a client originally came from.
+            let tracked =
+                source.payload.is_some() || source.link_name.is_some() || !source.utm.is_empty();
+            if tracked || self.st.source.is_none() {
+                self.st.source = Some(source);
+            }
+        }
+        self.clear_flow();
+        let greeting = self.ta(
+            "greeting",
+            &[("business", self.ctx.business_name.clone().into())],
+        );
+        self.render_menu(greeting);
+    }
+
+    fn text(&mut self, text: &str) {
+        let trimmed = text.trim();
+        if let Some(cmd) = trimmed.strip_prefix('/') {
+            // Group chats append the bot's name: `/book@zapis_bot`.
+            let cmd = cmd
+                .split(['@', ' '])
+                .next()
+                .unwrap_or_default()
+                .to_lowercase();
+            match cmd.as_str() {
+                "start" => self.start(None),
+                "help" => self.help(),
+                "book" => self.begin_booking(),
+                "my" => self.my_bookings(None),
+                "menu" => self.menu(),
+                "cancel" => {
+                    self.clear_flow();
+                    self.st.note = Some(Note::FlowCancelled);
+                    self.menu();
+                }
+                _ => self.again(Note::UnknownCommand),
+            }
+            return;
+        }
+        match self.st.at {
+            At::Phone => self.take_phone(trimmed),
+            At::Name => self.take_name(trimmed),
+            _ => self.again(Note::Hint),
+        }
+    }
+
+    fn contact(&mut self, raw: &str) {
+        if self.st.at == At::Phone {
+            self.take_phone(raw);
+            return;
+        }
+        // A contact shared out of turn is still the client's phone; keep it for later.
+        match Phone::parse(raw) {
+            Ok(phone) => {
+                self.st.phone = Some(phone);
+                self.again(Note::PhoneSaved);
+            }
+            Err(_) => self.again(Note::Hint),
+        }
+    }
+
+    fn button(&mut self, data: &str) {
+        let Some((version, payload)) = data.split_once('|') else {
+            self.again(Note::Hint);
+            return;
+        };
+        if version.parse::<u32>().ok() != Some(self.st.v) {
+            match payload {
+                // Going to the menu, booking or help means the same from any message.
+                "M" | "B" | "Y" | "H" => {}
+                _ => {
+                    self.again(Note::Stale);
+                    return;
+                }
+            }
+        }
+        let (kind, arg) = payload.split_once(':').unwrap_or((payload, ""));
+        let at = self.st.at.clone();
+        match (kind, &at) {
+            ("M", _) => self.menu(),
+            ("B", _) => self.begin_booking(),
+            ("Y", _) => self.my_bookings(None),
+            ("H", _) => self.help(),
+            ("<", _) => self.back(),
+            ("r", _) => self.retry(),
+            ("X", _) => {
+                self.clear_flow();
+                self.st.note = Some(Note::FlowCancelled);
+                self.menu();
+            }
+            ("c", At::Services { .. }) => match arg.parse::<u16>() {
+                Ok(cat) => self.load_services(Some(cat), 0, None),
+                Err(_) => self.again(Note::Hint),
+            },
+            ("p", At::Services { cat, .. }) => match arg.parse::<u16>() {
+                Ok(page) => self.load_services(*cat, page, None),
+                Err(_) => self.again(Note::Hint),
+            },
+            ("s", At::Services { cat, page, .. }) if !arg.is_empty() => {
+                self.load_services(*cat, *page, Some(arg.to_string()));
+            }
+            ("m", At::Masters) => self.pick_master(Some(arg)),
+            ("A", At::Masters) => self.pick_master(None),
+            ("w", At::Days) => match arg.parse::<u16>() {
+                Ok(week) if week <= MAX_WEEKS => {
+                    self.st.week = week;
+                    self.load_days();
+                }
+                _ => self.again(Note::Hint),
+            },
+            ("d", At::Days) => self.pick_day(arg),
+            ("t", At::Times) => self.pick_time(arg),
+            ("K", At::Confirm) => self.confirm(),
+            ("T", At::Confirm) => {
+                self.st.slot = None;
+                self.load_slots();
+            }
+            ("C", At::My { .. }) if !arg.is_empty() => {
+                self.my_bookings(Some(Act::Cancel(arg.to_string())));
+            }
+            ("R", At::My { .. }) if !arg.is_empty() => {
+                self.my_bookings(Some(Act::Move(arg.to_string())));
+            }
+            ("Cy", At::CancelAsk) => self.cancel_booking(),
+            ("Cn", At::CancelAsk) => {
+                self.st.mv = None;
+                self.my_bookings(None);
+            }
+            _ => self.again(Note::Hint),
+        }
+    }
+
+    fn loaded(&mut self, loaded: Loaded) {
+        // Answers that arrive when the engine waits for something else are dropped: the user
+        // has moved on and the fresh screen will load what it needs.
+        match (loaded, self.st.at.clone()) {
+            (Loaded::Services(list), At::Services { cat, page, pick }) => {
+                self.services_loaded(list, cat, page, pick)
+            }
+            (Loaded::Masters(list), At::Masters) => {
+                if let Some(flow) = &mut self.st.flow {
+                    flow.masters = list;
+                }
+                self.render_masters();
+            }
+            (Loaded::Days(days), At::Days) => self.render_days(days),
+            (Loaded::Slots(slots), At::Times) => self.render_times(slots),
+            (Loaded::Booked(b), At::Booking) => self.done(&b, "booked"),
+            (Loaded::BookingPending(b), At::Booking) => self.done(&b, "booking-pending"),
+            (Loaded::Rescheduled(b), At::Rescheduling) => self.done(&b, "rescheduled"),
+            (Loaded::Cancelled(b), At::Cancelling) => self.done(&b, "cancelled"),
+            (Loaded::SlotTaken, At::Booking | At::Rescheduling) => {
+                // Offer what is free now; booking another time silently would surprise.
+                self.st.slot = None;
+                self.st.note = Some(Note::SlotTaken);
+                self.st.edit = false;
+                self.load_slots();
+            }
+            (Loaded::MyBookings(list), At::My { act }) => self.my_loaded(list, act),
+            (Loaded::Failed { .. }, _) => self.failed(),
+            _ => {}
+        }
+    }
+
+    // ---- navigation ---------------------------------------------------------------------
+
+    fn clear_flow(&mut self) {
+        self.st.at = At::Menu;
+        self.st.flow = None;
+        self.st.mv = None;
+        self.st.week = 0;
+        self.st.day = None;
+        self.st.slot = None;
+    }
+
+    fn menu(&mut self) {
+        self.clear_flow();
+        let text = self.t("menu");
+        self.render_menu(text);
+    }
+
+    fn help(&mut self) {
+        let phone = match &self.ctx.business_phone {
+            Some(p) => self.ta("help-phone", &[("phone", p.clone().into())]),
+            None => String::new(),
+        };
+        let text = self.ta(
+            "help",
+            &[
+                ("business", self.ctx.business_name.clone().into()),
+                ("address", self.ctx.address.clone().into()),
+                ("phone", phone.into()),
+            ],
+        );
+        // Help leaves the current step alone, so its buttons are only the global ones that
+        // stay valid from any message.
+        let buttons = vec![
+            vec![self.btn("btn-book", "B")],
+            vec![self.btn("btn-my", "Y")],
+            vec![self.btn("btn-menu", "M")],
+        ];
+        self.say(text, buttons, false);
+    }
+
+    /// Shows the current step again, with `note` above it.
+    fn again(&mut self, note: Note) {
+        self.st.note = Some(note);
+        self.show();
+    }
+
+    /// Renders the current step, loading what it shows when it is not kept in the state.
+    fn show(&mut self) {
+        match self.st.at.clone() {
+            At::Menu => self.menu(),
+            At::Services { cat, page, .. } => self.load_services(cat, page, None),
+            At::Masters => self.render_masters(),
+            At::Days => self.load_days(),
+            At::Times => self.load_slots(),
+            At::Phone => self.render_phone(),
+            At::Name => self.render_name(),
+            At::Confirm => self.render_confirm(),
+            At::My { .. } => self.my_bookings(None),
+            At::CancelAsk => self.render_cancel_ask(),
+            At::Booking | At::Cancelling | At::Rescheduling => {
+                let text = self.t("wait");
+                self.screen(text, Vec::new(), false);
+            }
+        }
+    }
+
+    fn back(&mut self) {
+        match self.st.at.clone() {
+            At::Services { cat: Some(_), .. } => self.load_services(None, 0, None),
+            At::Masters => self.begin_booking(),
+            At::Days if self.st.mv.is_some() => self.my_bookings(None),
+            At::Days => {
+                self.st.at = At::Masters;
+                self.render_masters();
+            }
+            At::Times | At::Confirm => {
+                self.st.slot = None;
+                self.load_days();
+            }
+            At::Phone => {
+                self.st.slot = None;
+                self.load_slots();
+            }
+            At::Name => {
+                self.st.at = At::Phone;
+                self.render_phone();
+            }
+            At::CancelAsk => {
+                self.st.mv = None;
+                self.my_bookings(None);
+            }
+            _ => self.menu(),
+        }
+    }
+
+    fn retry(&mut self) {
+        // A write that failed goes back to its confirmation, so nothing is written again
+        // without the user confirming it again.
+        match self.st.at {
+            At::Booking | At::Rescheduling => self.st.at = At::Confirm,
+            At::Cancelling => self.st.at = At::CancelAsk,
+            _ => {}
+        }
+        self.show();
+    }
+
+    fn failed(&mut self) {
+        let mut text = self.t("failed");
+        if let Some(phone) = &self.ctx.business_phone {
+            text.push('\n');
+            text.push_str(&self.ta("failed-call", &[("phone", phone.clone().into())]));
+        }
+        self.bump();
+        let buttons = vec![vec![self.btn("btn-retry", "r"), self.btn("btn-menu", "M")]];
+        self.say(text, buttons, false);
+    }
+
+    // ---- booking ------------------------------------------------------------------------
+
+    fn begin_booking(&mut self) {
+        self.clear_flow();
+        self.load_services(None, 0, None);
+    }
+
+    fn load_services(&mut self, cat: Option<u16>, page: u16, pick: Option<String>) {
+        self.st.at = At::Services { cat, page, pick };
+        self.command(Command::LoadServices);
+    }
+
+    fn services_loaded(
+        &mut self,
+        list: Vec<Service>,
+        cat: Option<u16>,
+        page: u16,
+        pick: Option<String>,
+    ) {
+        if let Some(id) = pick {
+            match list.into_iter().find(|s| s.id == id) {
+                Some(svc) => {
+                    let service_id = svc.id.clone();
+                    self.st.flow = Some(Flow {
+                        svc,
+                        masters: Vec::new(),
+                        master: None,
+                    });
+                    self.st.at = At::Masters;
+                    self.command(Command::LoadMasters { service_id });
+                }
+                None => {
+                    self.st.at = At::Services {
+                        cat,
+                        page,
+                        pick: None,
+                    };
+                    self.st.note = Some(Note::NotFound);
+                    self.command(Command::LoadServices);
+                }
+            }
+            return;
+        }
+        self.render_services(&list, cat, page);
+    }
+
+    fn render_services(&mut self, list: &[Service], cat: Option<u16>, page: u16) {
+        self.bump();
+        if list.is_empty() {
+            let text = self.t("no-services");
+            let buttons = vec![vec![self.btn("btn-menu", "M")]];
+            self.screen(text, buttons, false);
+            return;
+        }
+        let mut categories: Vec<&str> = Vec::new();
+        for s in list {
+            if !categories.contains(&s.category.as_str()) {
+                categories.push(&s.category);
+            }
+        }
+        let grouped = list.len() > PAGE && categories.len() > 1;
+        let category = cat
+            .map(usize::from)
+            .and_then(|i| categories.get(i).copied())
+            .filter(|_| grouped);
+        // Remember what is shown, since a category index from an older list may be gone.
+        let cat = category.and(cat);
+        let mut rows = Vec::new();
+        let text;
+        let total;
+        let page = usize::from(page);
+        if grouped && category.is_none() {
+            text = self.t("choose-category");
+            total = categories.len();
+            for (i, name) in categories.iter().enumerate().skip(page * PAGE).take(PAGE) {
+                rows.push(vec![self.button_raw(name.to_string(), &format!("c:{i}"))]);
+            }
+        } else {
+            text = match category {
+                Some(c) => self.ta("choose-service-in", &[("category", c.into())]),
+                None => self.t("choose-service"),
+            };
+            let items: Vec<&Service> = list
+                .iter()
+                .filter(|s| category.is_none_or(|c| s.category == c))
+                .collect();
+            total = items.len();
+            for s in items.iter().skip(page * PAGE).take(PAGE) {
+                let label = self.service_label(s);
+                rows.push(vec![self.button_raw(label, &format!("s:{}", s.id))]);
+            }
+        }
+        let mut nav = Vec::new();
+        if page > 0 {
+            nav.push(self.btn("btn-prev", &format!("p:{}", page - 1)));
+        }
+        if (page + 1) * PAGE < total {
+            nav.push(self.btn("btn-next", &format!("p:{}", page + 1)));
+        }
+        if !nav.is_empty() {
+            rows.push(nav);
+        }
+        rows.push(vec![self.btn("btn-back", "<")]);
+        self.st.at = At::Services {
+            cat,
+            page: u16::try_from(page).unwrap_or(0),
+            pick: None,
+        };
+        self.screen(text, rows, false);
+    }
+
+    fn render_masters(&mut self) {
+        let Some(flow) = self.st.flow.clone() else {
+            self.menu();
+            return;
+        };
+        self.bump();
+        let mut rows = Vec::new();
+        let text = if flow.masters.is_empty() {
+            self.ta("no-masters", &[("service", flow.svc.name.clone().into())])
+        } else {
+            for m in &flow.masters {
+                let label = if m.specialization.is_empty() {
+                    m.name.clone()
+                } else {
+                    format!("{} · {}", m.name, m.specialization)
+                };
+                rows.push(vec![self.button_raw(label, &format!("m:{}", m.id))]);
+            }
+            rows.push(vec![self.btn("btn-any-master", "A")]);
+            self.ta(
+                "choose-master",
+                &[("service", flow.svc.name.clone().into())],
+            )
+        };
+        rows.push(vec![self.btn("btn-back", "<")]);
+        self.st.at = At::Masters;
+        self.screen(text, rows, false);
+    }
+
+    fn pick_master(&mut self, id: Option<&str>) {
+        let Some(flow) = &mut self.st.flow else {
+            self.menu();
+            return;
+        };
+        match id {
+            Some(id) if flow.masters.iter().any(|m| m.id == id) => {
+                flow.master = Some(id.to_string())
+            }
+            Some(_) => {
+                self.again(Note::Hint);
+                return;
+            }
+            None => flow.master = None,
+        }
+        self.st.week = 0;
+        self.load_days();
+    }
+
+    /// What the day and time screens look for: service, master and slot length.
+    fn target(&self) -> Option<(String, Option<String>, u32)> {
+        if let Some(mv) = &self.st.mv {
+            return Some((mv.svc_id.clone(), Some(mv.master_id.clone()), mv.dur));
+        }
+        self.st
+            .flow
+            .as_ref()
+            .map(|f| (f.svc.id.clone(), f.master.clone(), f.svc.duration_min))
+    }
+
+    fn week_range(&self) -> (NaiveDate, NaiveDate) {
+        let from = self.today() + Duration::days(7 * i64::from(self.st.week));
+        (from, from + Duration::days(6))
+    }
+
+    fn load_days(&mut self) {
+        let Some((service_id, master_id, _)) = self.target() else {
+            self.menu();
+            return;
+        };
+        let (from, to) = self.week_range();
+        self.st.at = At::Days;
+        self.st.day = None;
+        self.command(Command::LoadDays {
+            service_id,
+            master_id,
+            from,
+            to,
+        });
+    }
+
+    fn render_days(&mut self, mut days: Vec<NaiveDate>) {
+        let (from, to) = self.week_range();
+        let today = self.today();
+        days.retain(|d| *d >= from && *d <= to && *d >= today);
+        days.sort();
+        days.dedup();
+        self.bump();
+        let range = format!("{} – {}", self.short_date(from), self.short_date(to));
+        let text = if days.is_empty() {
+            self.ta("no-days", &[("range", range.into())])
+        } else {
+            self.ta("choose-day", &[("range", range.into())])
+        };
+        let mut rows: Vec<Vec<Button>> = Vec::new();
+        for chunk in days.chunks(DAYS_PER_ROW) {
+            let row = chunk
+                .iter()
+                .map(|d| {
+                    let label = self.day_label(*d);
+                    self.button_raw(label, &format!("d:{}", d.format("%Y%m%d")))
+                })
+                .collect();
+            rows.push(row);
+        }
+        let mut nav = Vec::new();
+        if self.st.week > 0 {
+            nav.push(self.btn("btn-prev-week", &format!("w:{}", self.st.week - 1)));
+        }
+        if self.st.week < MAX_WEEKS {
+            nav.push(self.btn("btn-next-week", &format!("w:{}", self.st.week + 1)));
+        }
+        if !nav.is_empty() {
+            rows.push(nav);
+        }
+        rows.push(vec![self.btn("btn-back", "<")]);
+        self.screen(text, rows, false);
+    }
+
+    fn pick_day(&mut self, arg: &str) {
+        let (from, to) = self.week_range();
+        match NaiveDate::parse_from_str(arg, "%Y%m%d") {
+            Ok(day) if day >= from && day <= to && day >= self.today() => {
+                self.st.day = Some(day);
+                self.load_slots();
+            }
+            _ => self.again(Note::Hint),
+        }
+    }
+
+    fn load_slots(&mut self) {
+        let (Some((service_id, master_id, _)), Some(day)) = (self.target(), self.st.day) else {
+            self.menu();
+            return;
+        };
+        self.st.at = At::Times;
+        self.command(Command::LoadSlots {
+            service_id,
+            master_id,
+            day,
+        });
+    }
+
+    fn render_times(&mut self, mut slots: Vec<Slot>) {
+        let Some(day) = self.st.day else {
+            self.menu();
+            return;
+        };
+        let now = self.ctx.now;
+        let tz = self.ctx.timezone;
+        slots.retain(|s| s.start > now && s.start.with_timezone(&tz).date_naive() == day);
+        slots.sort_by(|a, b| a.start.cmp(&b.start).then(a.master_id.cmp(&b.master_id)));
+        // With any master several masters may be free at once; the client picks a time.
+        slots.dedup_by_key(|s| s.start);
+        slots.truncate(MAX_TIMES);
+        self.bump();
+        let day_label = self.day_label(day);
+        let text = if slots.is_empty() {
+            self.ta("no-times", &[("day", day_label.into())])
+        } else {
+            self.ta("choose-time", &[("day", day_label.into())])
+        };
+        let mut rows: Vec<Vec<Button>> = Vec::new();
+        for chunk in slots.chunks(TIMES_PER_ROW) {
+            let row = chunk
+                .iter()
+                .map(|s| {
+                    let label = self.time(s.start);
+                    let data = format!("t:{}:{}", s.start.timestamp(), s.master_id);
+                    self.button_raw(label, &data)
+                })
+                .collect();
+            rows.push(row);
+        }
+        rows.push(vec![self.btn("btn-back", "<")]);
+        self.screen(text, rows, false);
+    }
+
+    fn pick_time(&mut self, arg: &str) {
+        let parsed = arg.split_once(':').and_then(|(secs, master)| {
+            let start = DateTime::<Utc>::from_timestamp(secs.parse().ok()?, 0)?;
+            (!master.is_empty()).then(|| (start, master.to_string()))
+        });
+        let (Some((start, master_id)), Some((_, wanted_master, dur))) = (parsed, self.target())
+        else {
+            self.again(Note::Hint);
+            return;
+        };
+        let on_day = Some(self.local(start).date_naive()) == self.st.day;
+        let right_master = wanted_master.is_none_or(|m| m == master_id);
+        if !on_day || !right_master || start <= self.ctx.now {
+            self.again(Note::Hint);
+            return;
+        }
+        self.st.slot = Some(Slot {
+            master_id,
+            start,
+            duration_min: dur,
+        });
+        self.after_slot();
+    }
+
+    /// Asks for what is still unknown about the client, then shows the confirmation.
+    fn after_slot(&mut self) {
+        if self.st.mv.is_none() && self.st.phone.is_none() {
+            self.st.at = At::Phone;
+            self.render_phone();
+        } else if self.st.mv.is_none() && self.st.name.is_none() {
+            self.st.at = At::Name;
+            self.render_name();
+        } else {
+            self.st.at = At::Confirm;
+            self.render_confirm();
+        }
+    }
+
+    fn render_phone(&mut self) {
+        self.bump();
+        let text = self.t("ask-phone");
+        let buttons = vec![vec![self.btn("btn-back", "<")]];
+        self.screen(text, buttons, true);
+    }
+
+    fn take_phone(&mut self, raw: &str) {
+        match Phone::parse(raw) {
+            Ok(phone) => {
+                self.st.phone = Some(phone);
+                self.after_slot();
+            }
+            Err(_) => self.again(Note::BadPhone),
+        }
+    }
+
+    fn render_name(&mut self) {
+        self.bump();
+        let text = self.t("ask-name");
+        let buttons = vec![vec![self.btn("btn-back", "<")]];
+        self.screen(text, buttons, false);
+    }
+
+    fn take_name(&mut self, raw: &str) {
+        let name = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+        if name.is_empty() {
+            self.again(Note::NameEmpty);
+        } else if name.chars().count() > NAME_MAX_CHARS {
+            self.again(Note::NameLong);
+        } else {
+            self.st.name = Some(name);
+            self.after_slot();
+        }
+    }
+
+    /// The master a slot belongs to, when the loaded list names them.
+    fn slot_master(&self, slot: &Slot) -> Option<Master> {
+        self.st
+            .flow
+            .as_ref()?
+            .masters
+            .iter()
+            .find(|m| m.id == slot.master_id)
+            .cloned()
+    }
+
+    fn render_confirm(&mut self) {
+        let Some(slot) = self.st.slot.clone() else {
+            self.show_times_or_menu();
+            return;
+        };
+        let text = if let Some(mv) = self.st.mv.clone() {
+            self.ta(
+                "confirm-reschedule",
+                &[
+                    ("service", mv.svc.into()),
+                    ("master", mv.master.into()),
+                    ("old", self.when(mv.start).into()),
+                    ("new", self.when(slot.start).into()),
+                    ("address", self.ctx.address.clone().into()),
+                ],
+            )
+        } else {
+            let (Some(flow), Some(phone), Some(name)) = (
+                self.st.flow.clone(),
+                self.st.phone.clone(),
+                self.st.name.clone(),
+            ) else {
+                self.menu();
+                return;
+            };
+            let master = self
+                .slot_master(&slot)
+                .map(|m| m.name)
+                .unwrap_or_else(|| self.t("any-master"));
+            self.ta(
+                "confirm-booking",
+                &[
+                    ("service", flow.svc.name.clone().into()),
+                    ("master", master.into()),
+                    ("when", self.when(slot.start).into()),
+                    ("duration", self.duration(flow.svc.duration_min).into()),
+                    ("price", self.price(&flow.svc).into()),
+                    ("address", self.ctx.address.clone().into()),
+                    ("name", name.into()),
+                    ("phone", phone.to_string().into()),
+                ],
+            )
+        };
+        self.bump();
+        let buttons = vec![
+            vec![self.btn("btn-confirm", "K")],
+            vec![self.btn("btn-change-time", "T")],
+            vec![self.btn("btn-cancel", "X")],
+        ];
+        self.screen(text, buttons, false);
+    }
+
+    fn show_times_or_menu(&mut self) {
+        if self.st.day.is_some() && self.target().is_some() {
+            self.load_slots();
+        } else {
+            self.menu();
+        }
+    }
+
+    fn confirm(&mut self) {
+        let Some(slot) = self.st.slot.clone() else {
+            self.show_times_or_menu();
+            return;
+        };
+        if let Some(mv) = &self.st.mv {
+            let booking_id = mv.id.clone();
+            self.st.at = At::Rescheduling;
+            self.write(Command::Reschedule { booking_id, slot }, "rescheduling");
+            return;
+        }
+        let (Some(flow), Some(phone), Some(name)) = (
+            self.st.flow.clone(),
+            self.st.phone.clone(),
+            self.st.name.clone(),
+        ) else {
+            self.menu();
+            return;
+        };
+        let draft = BookingDraft {
+            master: self.slot_master(&slot),
+            service: flow.svc,
+            slot,
+            phone,
+            name,
+            source: self
+                .st
+                .source
+                .clone()
+                // Without a /start the channel is unknown; Telegram is where most clients are.
+                .unwrap_or_else(|| Source::direct(Channel::Telegram)),
+        };
+        self.st.at = At::Booking;
+        self.write(Command::Book(draft), "booking");
+    }
+
+    /// Sends a write. The version moves on first, so a second tap on the same button (or any
+    /// button of the screen that asked) is stale and cannot write twice.
+    fn write(&mut self, command: Command, wait_key: &str) {
+        self.bump();
+        let text = self.t(wait_key);
+        self.say(text, Vec::new(), false);
+        self.command(command);
+    }
+
+    fn done(&mut self, booking: &Booking, key: &str) {
+        let when = self.when(booking.start);
+        let text = self.ta(
+            key,
+            &[
+                ("service", booking.service_name.clone().into()),
+                ("master", booking.master_name.clone().into()),
+                ("when", when.into()),
+                ("price", booking.price.to_string().into()),
+                ("address", self.ctx.address.clone().into()),
+            ],
+        );
+        self.clear_flow();
+        self.bump();
+        let buttons = vec![
+            vec![self.btn("btn-my", "Y")],
+            vec![self.btn("btn-book", "B"), self.btn("btn-menu", "M")],
+        ];
+        // A confirmation is a new message the client can find later, not an edit.
+        self.st.edit = false;
+        self.screen(text, buttons, false);
+    }
+
+    // ---- my bookings --------------------------------------------------------------------
+
+    fn my_bookings(&mut self, act: Option<Act>) {
+        if act.is_none() {
+            self.clear_flow();
+        }
+        self.st.at = At::My { act };
+        self.command(Command::LoadMyBookings {
+            phone: self.st.phone.clone(),
+        });
+    }
+
+    fn my_loaded(&mut self, list: Vec<Booking>, act: Option<Act>) {
+        let now = self.ctx.now;
+        let mut upcoming: Vec<Booking> = list
+            .into_iter()
+            .filter(|b| b.status.is_active() && b.start > now)
+            .collect();
+        upcoming.sort_by_key(|b| b.start);
+        let Some(act) = act else {
+            self.render_my(&upcoming);
+            return;
+        };
+        let id = match &act {
+            Act::Cancel(id) | Act::Move(id) => id,
+        };
+        let Some(b) = upcoming.iter().find(|b| &b.id == id) else {
+            self.st.at = At::My { act: None };
+            self.st.note = Some(Note::NotFound);
+            self.render_my(&upcoming);
+            return;
+        };
+        self.st.flow = None;
+        self.st.mv = Some(Moving {
+            id: b.id.clone(),
+            svc_id: b.service_id.clone(),
+            svc: b.service_name.clone(),
+            master_id: b.master_id.clone(),
+            master: b.master_name.clone(),
+            dur: b.duration_min,
+            start: b.start,
+        });
+        match act {
+            Act::Cancel(_) => {
+                self.st.at = At::CancelAsk;
+                self.render_cancel_ask();
+            }
+            Act::Move(_) => {
+                self.st.week = 0;
+                self.st.slot = None;
+                self.load_days();
+            }
+        }
+    }
+
+    fn render_my(&mut self, upcoming: &[Booking]) {
+        self.st.at = At::My { act: None };
+        self.bump();
+        if upcoming.is_empty() {
+            let text = self.t("my-none");
+            let buttons = vec![
+                vec![self.btn("btn-book", "B")],
+                vec![self.btn("btn-menu", "M")],
+            ];
+            self.screen(text, buttons, false);
+            return;
+        }
+        let count = i64::try_from(upcoming.len()).unwrap_or(i64::MAX);
+        let mut text = self.ta("my-count", &[("count", count.into())]);
+        let mut rows = Vec::new();
+        for (i, b) in upcoming.iter().enumerate() {
+            let n = i + 1;
+            text.push_str("\n\n");
+            text.push_str(&self.ta(
+                "my-item",
+                &[
+                    ("n", n.into()),
+                    ("service", b.service_name.clone().into()),
+                    ("master", b.master_name.clone().into()),
+                    ("when", self.when(b.start).into()),
+                ],
+            ));
+            let cancel = self.ta("btn-cancel-n", &[("n", n.into())]);
+            let move_ = self.ta("btn-reschedule-n", &[("n", n.into())]);
+            rows.push(vec![
+                self.button_raw(cancel, &format!("C:{}", b.id)),
+                self.button_raw(move_, &format!("R:{}", b.id)),
+            ]);
+        }
+        rows.push(vec![self.btn("btn-book", "B"), self.btn("btn-back", "<")]);
+        self.screen(text, rows, false);
+    }
+
+    fn render_cancel_ask(&mut self) {
+        let Some(mv) = self.st.mv.clone() else {
+            self.my_bookings(None);
+            return;
+        };
+        let text = self.ta(
+            "cancel-ask",
+            &[
+                ("service", mv.svc.into()),
+                ("master", mv.master.into()),
+                ("when", self.when(mv.start).into()),
+            ],
+        );
+        self.bump();
+        let buttons = vec![vec![
+            self.btn("btn-yes-cancel", "Cy"),
+            self.btn("btn-no", "Cn"),
+        ]];
+        self.screen(text, buttons, false);
+    }
+
+    fn cancel_booking(&mut self) {
+        let Some(mv) = &self.st.mv else {
+            self.my_bookings(None);
+            return;
+        };
+        let booking_id = mv.id.clone();
+        self.st.at = At::Cancelling;
+        self.write(Command::Cancel { booking_id }, "cancelling");
+    }
+
+    // ---- output helpers -----------------------------------------------------------------
+
+    fn command(&mut self, command: Command) {
+        self.out.commands.push(command);
+    }
+
+    /// Starts a new screen: buttons of every earlier one become stale.
+    fn bump(&mut self) {
+        self.st.v = self.st.v.wrapping_add(1);
+    }
+
+    /// A reply with any pending note above it.
+    fn screen(&mut self, text: String, buttons: Vec<Vec<Button>>, request_contact: bool) {
+        let text = match self.st.note.take() {
+            Some(note) => format!("{}\n\n{text}", self.t(note_key(note))),
+            None => text,
+        };
+        self.say(text, buttons, request_contact);
+    }
+
+    fn say(&mut self, text: String, buttons: Vec<Vec<Button>>, request_contact: bool) {
+        // Only the first reply to a press replaces its message; later ones follow it.
+        let edit = std::mem::take(&mut self.st.edit);
+        self.out.replies.push(Reply {
+            text,
+            buttons,
+            request_contact,
+            edit,
+        });
+    }
+
+    fn render_menu(&mut self, text: String) {
+        self.clear_flow();
+        self.bump();
+        let buttons = vec![
+            vec![self.btn("btn-book", "B")],
+            vec![self.btn("btn-my", "Y")],
+            vec![self.btn("btn-help", "H")],
+        ];
+        self.screen(text, buttons, false);
+    }
+
+    /// A button labelled with the message `key`.
+    fn btn(&self, key: &str, payload: &str) -> Button {
+        let label = self.t(key);
+        self.button_raw(label, payload)
+    }
+
+    fn button_raw(&self, label: String, payload: &str) -> Button {
+        let data = format!("{}|{payload}", self.st.v);
+        debug_assert!(
+            data.len() <= MAX_BUTTON_DATA,
+            "button data {data:?} is longer than {MAX_BUTTON_DATA} bytes"
+        );
+        Button { label, data }
+    }
+
+    fn t(&self, key: &str) -> String {
+        i18n::t(self.lang, key)
+    }
+
+    fn ta(&self, key: &str, args: &[(&str, FluentValue<'_>)]) -> String {
+        i18n::t_args(self.lang, key, args)
+    }
+
+    // ---- formatting ---------------------------------------------------------------------
+
+    fn local(&self, t: DateTime<Utc>) -> DateTime<Tz> {
+        t.with_timezone(&self.ctx.timezone)
+    }
+
+    fn today(&self) -> NaiveDate {
+        self.local(self.ctx.now).date_naive()
+    }
+
+    /// `2 дек`, `2 Dec`.
+    fn short_date(&self, d: NaiveDate) -> String {
+        format!("{} {}", d.day(), self.t(&format!("month-{}", d.month())))
+    }
+
+    /// `Пн 2 дек`, `Mon 2 Dec`.
+    fn day_label(&self, d: NaiveDate) -> String {
+        let weekday = self.t(&format!("weekday-{}", d.weekday().number_from_monday()));
+        format!("{weekday} {}", self.short_date(d))
+    }
+
+    /// `10:00` on the business clock.
+    fn time(&self, t: DateTime<Utc>) -> String {
+        self.local(t).format("%H:%M").to_string()
+    }
+
+    /// `Пн 2 дек, 10:00` on the business clock.
+    fn when(&self, t: DateTime<Utc>) -> String {
+        let day = self.day_label(self.local(t).date_naive());
+        format!("{day}, {}", self.time(t))
+    }
+
+    fn price(&self, s: &Service) -> String {
+        if s.price_min == s.price_max {
+            s.price_min.to_string()
+        } else {
+            self.ta("price-from", &[("price", s.price_min.to_string().into())])
+        }
+    }
+
+    /// `45 минут`, `1 час 30 минут`.
+    fn duration(&self, minutes: u32) -> String {
+        let (h, m) = (i64::from(minutes / 60), i64::from(minutes % 60));
+        let hours = self.ta("hours", &[("count", h.into())]);
+        let mins = self.ta("minutes", &[("count", m.into())]);
+        match (h, m) {
+            (0, _) => mins,
+            (_, 0) => hours,
+            _ => format!("{hours} {mins}"),
+        }
+    }
+
+    /// `Стрижка · от 1 500 ₽ · 1 час`.
+    fn service_label(&self, s: &Service) -> String {
+        format!(
+            "{} · {} · {}",
+            s.name,
+            self.price(s),
+            self.duration(s.duration_min)
+        )
+    }
+}
+
+fn note_key(note: Note) -> &'static str {
+    match note {
+        Note::Hint => "note-hint",
+        Note::UnknownCommand => "note-unknown-command",
+        Note::Stale => "note-stale",
+        Note::SlotTaken => "note-slot-taken",
+        Note::BadPhone => "note-bad-phone",
+        Note::NameEmpty => "note-name-empty",
+        Note::NameLong => "note-name-long",
+        Note::NotFound => "note-not-found",
+        Note::FlowCancelled => "note-flow-cancelled",
+        Note::PhoneSaved => "note-phone-saved",
+    }
 }

@@ -147,3 +147,6 @@ pub struct Outcome {
     pub replies: Vec<Reply>,
     pub commands: Vec<Command>,
 }
+
+#[cfg(test)]
+mod tests;

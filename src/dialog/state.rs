@@ -1,6 +1,160 @@
 //! The persisted state of one conversation.
+//!
+//! It is written as JSON after every step, so it holds only what cannot be re-loaded: the
+//! choices made so far and where the user is. Lists shown on screen (services, days, slots,
+//! bookings) are loaded again when needed; buttons carry the ids they stand for.
 
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::{Master, Service, Slot, Source};
+use crate::i18n::Lang;
+use crate::normalize::Phone;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DialogState {}
+pub struct DialogState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) lang: Option<Lang>,
+    /// Render counter, the prefix of every button's data: a press carrying another number
+    /// comes from an older message.
+    #[serde(default)]
+    pub(super) v: u32,
+    /// The input that started this chain was a button press, so the first reply replaces the
+    /// message it was pressed in. Persisted because the reply may come only after a command.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(super) edit: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) source: Option<Source>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) phone: Option<Phone>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) name: Option<String>,
+    #[serde(default, skip_serializing_if = "At::is_menu")]
+    pub(super) at: At,
+    /// A remark to put above the next screen rendered (a hint, an apology).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) note: Option<Note>,
+    /// A new booking being put together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) flow: Option<Flow>,
+    /// An existing booking being cancelled or moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) mv: Option<Moving>,
+    /// Weeks after the current one shown on the day screen.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(super) week: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) day: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) slot: Option<Slot>,
+}
+
+impl DialogState {
+    /// The language this conversation is held in, once known.
+    pub fn lang(&self) -> Option<Lang> {
+        self.lang
+    }
+    /// The client's phone, once given.
+    pub fn phone(&self) -> Option<&Phone> {
+        self.phone.as_ref()
+    }
+    /// The client's name, once given.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    /// Where the client came from, once known.
+    pub fn source(&self) -> Option<&Source> {
+        self.source.as_ref()
+    }
+}
+
+/// The screen the user is on, or the answer the engine waits for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) enum At {
+    #[default]
+    Menu,
+    Services {
+        /// Index of the chosen category among those of the loaded list.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cat: Option<u16>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        page: u16,
+        /// A service id pressed; the list is re-loaded to learn its details.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pick: Option<String>,
+    },
+    Masters,
+    Days,
+    Times,
+    Phone,
+    Name,
+    Confirm,
+    /// `Book` sent; waiting for its answer.
+    Booking,
+    My {
+        /// What to do with one booking once the list is re-loaded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        act: Option<Act>,
+    },
+    CancelAsk,
+    Cancelling,
+    Rescheduling,
+}
+
+impl At {
+    fn is_menu(&self) -> bool {
+        *self == At::Menu
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) enum Act {
+    Cancel(String),
+    Move(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) enum Note {
+    Hint,
+    UnknownCommand,
+    Stale,
+    SlotTaken,
+    BadPhone,
+    NameEmpty,
+    NameLong,
+    NotFound,
+    FlowCancelled,
+    PhoneSaved,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Flow {
+    pub svc: Service,
+    /// Kept for the back button and to name the master of an any-master slot; a salon has a
+    /// handful, unlike services.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masters: Vec<Master>,
+    /// `None`: any master.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+}
+
+/// What the engine needs to know about a booking being cancelled or moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Moving {
+    pub id: String,
+    pub svc_id: String,
+    pub svc: String,
+    pub master_id: String,
+    pub master: String,
+    pub dur: u32,
+    pub start: DateTime<Utc>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u16) -> bool {
+    *n == 0
+}

@@ -1,0 +1,173 @@
+# Bot texts. Keys must match locales/ru/main.ftl (a test checks it).
+
+## Menu and help
+
+greeting =
+    Hello! This is the booking bot of { $business }.
+    Here you can book a service, see your bookings, cancel or reschedule them.
+menu = Main menu. How can I help?
+help =
+    { $business }: online booking.
+
+    "Book" — choose a service, a master, a day and a time.
+    "My bookings" — see, cancel or reschedule a booking.
+
+    Commands: /book — book, /my — my bookings, /menu — menu, /cancel — stop the current step.
+
+    Address: { $address }{ $phone }
+help-phone = {"\u000A"}Phone: { $phone }
+
+btn-book = 📅 Book
+btn-my = 🗂 My bookings
+btn-help = ❓ Help
+btn-menu = 🏠 Menu
+btn-back = ← Back
+btn-retry = 🔄 Retry
+btn-prev = ← Previous
+btn-next = More →
+
+## Notes above a screen
+
+note-hint = Please choose an option with the buttons below.
+note-unknown-command = There is no such command. Commands: /book, /my, /menu, /help, /cancel.
+note-stale = This button is from an older message. Here is the current step:
+note-slot-taken = Sorry, that time has just been taken. Please pick another:
+note-bad-phone = That does not look like a phone number. Please type it like this: +7 912 345-67-89
+note-name-empty = The name cannot be empty.
+note-name-long = That name is too long: 100 characters at most.
+note-not-found = That is no longer in the list; here is the current one.
+note-flow-cancelled = OK, cancelled.
+note-phone-saved = Your phone number is saved.
+
+## Booking
+
+no-services = There are no services available for online booking right now.
+choose-category = Choose a section:
+choose-service = Choose a service:
+choose-service-in = { $category }: choose a service
+price-from = from { $price }
+hours = { $count ->
+    [one] { $count } hour
+   *[other] { $count } hours
+}
+minutes = { $count ->
+    [one] { $count } minute
+   *[other] { $count } minutes
+}
+
+choose-master = { $service }: choose a master
+no-masters = { $service }: no masters are available for online booking right now.
+btn-any-master = Any master
+any-master = any master
+
+choose-day = Choose a day ({ $range }):
+no-days = No free days in the week { $range }. Have a look at the next week.
+btn-prev-week = ← Previous week
+btn-next-week = Next week →
+
+choose-time = Free times, { $day }:
+no-times = No free times are left on { $day }. Please choose another day.
+
+ask-phone =
+    Please leave a phone number: press "Share my number" or type it,
+    for example: +7 912 345-67-89
+ask-name = What is your name?
+
+confirm-booking =
+    Please check your booking:
+
+    Service: { $service }
+    Master: { $master }
+    When: { $when }
+    Duration: { $duration }
+    Price: { $price }
+    Address: { $address }
+
+    Name: { $name }
+    Phone: { $phone }
+btn-confirm = ✅ Confirm
+btn-change-time = 🕒 Change time
+btn-cancel = ✖ Cancel
+
+booking = Booking…
+booked =
+    Done, you are booked!
+
+    { $service }, master { $master }
+    { $when }
+    Price: { $price }
+    Address: { $address }
+
+    You can cancel or reschedule it under "My bookings".
+booking-pending =
+    The schedule is not answering right now. We saved your request and will confirm it shortly.
+
+    { $service }, master { $master }
+    { $when }
+    Address: { $address }
+
+wait = One moment, finishing the previous action…
+failed = Sorry, something went wrong. Please try again or go back to the menu.
+failed-call = You can also call us: { $phone }
+
+## My bookings
+
+my-none = You have no upcoming bookings.
+my-count = { $count ->
+    [one] You have { $count } booking:
+   *[other] You have { $count } bookings:
+}
+my-item =
+    { $n }. { $service }, master { $master }
+    { $when }
+btn-cancel-n = ✖ Cancel { $n }
+btn-reschedule-n = 🕒 Reschedule { $n }
+
+cancel-ask =
+    Cancel this booking?
+
+    { $service }, master { $master }
+    { $when }
+btn-yes-cancel = Yes, cancel
+btn-no = No
+cancelling = Cancelling…
+cancelled =
+    Booking cancelled: { $service }, { $when }.
+    We hope to see you another time!
+
+confirm-reschedule =
+    Reschedule this booking?
+
+    { $service }, master { $master }
+    Was: { $old }
+    Now: { $new }
+    Address: { $address }
+rescheduling = Rescheduling…
+rescheduled =
+    Booking rescheduled.
+
+    { $service }, master { $master }
+    { $when }
+    Address: { $address }
+
+## Calendar
+
+weekday-1 = Mon
+weekday-2 = Tue
+weekday-3 = Wed
+weekday-4 = Thu
+weekday-5 = Fri
+weekday-6 = Sat
+weekday-7 = Sun
+month-1 = Jan
+month-2 = Feb
+month-3 = Mar
+month-4 = Apr
+month-5 = May
+month-6 = Jun
+month-7 = Jul
+month-8 = Aug
+month-9 = Sep
+month-10 = Oct
+month-11 = Nov
+month-12 = Dec

@@ -1,0 +1,176 @@
+# Тексты бота записи. Ключи должны совпадать с locales/en/main.ftl (это проверяет тест).
+
+## Меню и справка
+
+greeting =
+    Здравствуйте! Это бот записи в { $business }.
+    Здесь можно записаться на услугу, посмотреть свои записи, отменить или перенести их.
+menu = Главное меню. Чем помочь?
+help =
+    { $business }: запись онлайн.
+
+    «Записаться» — выбрать услугу, мастера, день и время.
+    «Мои записи» — посмотреть, отменить или перенести запись.
+
+    Команды: /book — записаться, /my — мои записи, /menu — меню, /cancel — прервать текущий шаг.
+
+    Адрес: { $address }{ $phone }
+help-phone = {"\u000A"}Телефон: { $phone }
+
+btn-book = 📅 Записаться
+btn-my = 🗂 Мои записи
+btn-help = ❓ Помощь
+btn-menu = 🏠 Меню
+btn-back = ← Назад
+btn-retry = 🔄 Повторить
+btn-prev = ← Назад по списку
+btn-next = Ещё →
+
+## Заметки над экраном
+
+note-hint = Пожалуйста, выберите вариант кнопкой ниже.
+note-unknown-command = Такой команды нет. Команды: /book, /my, /menu, /help, /cancel.
+note-stale = Эта кнопка из старого сообщения. Вот актуальный шаг:
+note-slot-taken = Извините, это время только что заняли. Выберите другое:
+note-bad-phone = Не получилось распознать номер. Напишите его, например: +7 912 345-67-89
+note-name-empty = Имя не может быть пустым.
+note-name-long = Слишком длинное имя: не больше 100 символов.
+note-not-found = Этого уже нет в списке, вот актуальный.
+note-flow-cancelled = Хорошо, отменили.
+note-phone-saved = Номер телефона сохранили.
+
+## Запись
+
+no-services = Сейчас нет услуг для онлайн-записи.
+choose-category = Выберите раздел:
+choose-service = Выберите услугу:
+choose-service-in = { $category }: выберите услугу
+price-from = от { $price }
+hours = { $count ->
+    [one] { $count } час
+    [few] { $count } часа
+   *[many] { $count } часов
+}
+minutes = { $count ->
+    [one] { $count } минута
+    [few] { $count } минуты
+   *[many] { $count } минут
+}
+
+choose-master = { $service }: выберите мастера
+no-masters = { $service }: сейчас нет мастеров для онлайн-записи.
+btn-any-master = Любой мастер
+any-master = любой мастер
+
+choose-day = Выберите день ({ $range }):
+no-days = На неделе { $range } свободных дней нет. Посмотрите следующую неделю.
+btn-prev-week = ← Пред. неделя
+btn-next-week = След. неделя →
+
+choose-time = Свободное время, { $day }:
+no-times = На { $day } свободного времени уже нет. Выберите другой день.
+
+ask-phone =
+    Оставьте номер телефона для связи: нажмите «Поделиться номером» или напишите его,
+    например: +7 912 345-67-89
+ask-name = Как к вам обращаться? Напишите имя.
+
+confirm-booking =
+    Проверьте запись:
+
+    Услуга: { $service }
+    Мастер: { $master }
+    Когда: { $when }
+    Длительность: { $duration }
+    Стоимость: { $price }
+    Адрес: { $address }
+
+    Имя: { $name }
+    Телефон: { $phone }
+btn-confirm = ✅ Подтвердить
+btn-change-time = 🕒 Изменить время
+btn-cancel = ✖ Отмена
+
+booking = Записываем…
+booked =
+    Готово, вы записаны!
+
+    { $service }, мастер { $master }
+    { $when }
+    Стоимость: { $price }
+    Адрес: { $address }
+
+    Отменить или перенести запись можно в разделе «Мои записи».
+booking-pending =
+    Расписание салона сейчас не отвечает. Мы сохранили вашу заявку и подтвердим её в ближайшее время.
+
+    { $service }, мастер { $master }
+    { $when }
+    Адрес: { $address }
+
+wait = Секунду, выполняем предыдущее действие…
+failed = Извините, что-то пошло не так. Попробуйте ещё раз или вернитесь в меню.
+failed-call = Можно также позвонить: { $phone }
+
+## Мои записи
+
+my-none = У вас нет предстоящих записей.
+my-count = { $count ->
+    [one] У вас { $count } запись:
+    [few] У вас { $count } записи:
+   *[many] У вас { $count } записей:
+}
+my-item =
+    { $n }. { $service }, мастер { $master }
+    { $when }
+btn-cancel-n = ✖ Отменить { $n }
+btn-reschedule-n = 🕒 Перенести { $n }
+
+cancel-ask =
+    Отменить запись?
+
+    { $service }, мастер { $master }
+    { $when }
+btn-yes-cancel = Да, отменить
+btn-no = Нет
+cancelling = Отменяем…
+cancelled =
+    Запись отменена: { $service }, { $when }.
+    Будем рады видеть вас в другой раз!
+
+confirm-reschedule =
+    Перенести запись?
+
+    { $service }, мастер { $master }
+    Было: { $old }
+    Станет: { $new }
+    Адрес: { $address }
+rescheduling = Переносим…
+rescheduled =
+    Запись перенесена.
+
+    { $service }, мастер { $master }
+    { $when }
+    Адрес: { $address }
+
+## Календарь
+
+weekday-1 = Пн
+weekday-2 = Вт
+weekday-3 = Ср
+weekday-4 = Чт
+weekday-5 = Пт
+weekday-6 = Сб
+weekday-7 = Вс
+month-1 = янв
+month-2 = фев
+month-3 = мар
+month-4 = апр
+month-5 = мая
+month-6 = июн
+month-7 = июл
+month-8 = авг
+month-9 = сен
+month-10 = окт
+month-11 = ноя
+month-12 = дек

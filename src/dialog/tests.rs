@@ -1,0 +1,1368 @@
+//! Conversations driven end to end against a scripted world, the way the runtime drives them:
+//! every command is answered and fed back, and the state goes through JSON between steps.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+
+use super::*;
+use crate::domain::{BookingStatus, Channel, Money, Utm};
+use crate::i18n::{self, t};
+
+fn utc(s: &str) -> DateTime<Utc> {
+    s.parse().expect("test timestamp")
+}
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("test date")
+}
+
+fn ctx() -> Context {
+    Context {
+        // Monday 2 Dec 2024, 09:00 in Yekaterinburg (UTC+5).
+        now: utc("2024-12-02T04:00:00Z"),
+        timezone: chrono_tz::Asia::Yekaterinburg,
+        business_name: "Салон Лаванда".into(),
+        address: "ул. Ленина, 1".into(),
+        business_phone: Some("+7 343 000-00-00".into()),
+        default_lang: Lang::Ru,
+        user_lang: Some("ru".into()),
+    }
+}
+
+fn service(id: &str, name: &str, category: &str, min: i64, max: i64, dur: u32) -> Service {
+    Service {
+        id: id.into(),
+        name: name.into(),
+        category: category.into(),
+        duration_min: dur,
+        price_min: Money::from_rubles(min),
+        price_max: Money::from_rubles(max),
+    }
+}
+
+fn master(id: &str, name: &str) -> Master {
+    Master {
+        id: id.into(),
+        name: name.into(),
+        specialization: String::new(),
+    }
+}
+
+/// A booking system and store as the runtime would expose them.
+struct World {
+    services: Vec<Service>,
+    masters: Vec<Master>,
+    free_days: Vec<NaiveDate>,
+    /// Local hours with free slots on every free day, and who is free then.
+    hours: Vec<(u32, &'static str)>,
+    /// Scripted answers to `Book` (or `Reschedule`); when empty the write succeeds.
+    write_answers: VecDeque<Loaded>,
+    /// Scripted failures for the next load of any kind.
+    fail_loads: u32,
+    bookings: Vec<Booking>,
+}
+
+impl World {
+    fn salon() -> World {
+        World {
+            services: vec![
+                service("s1", "Стрижка женская", "Волосы", 1500, 1500, 60),
+                service("s2", "Окрашивание", "Волосы", 3000, 6000, 150),
+                service("s3", "Маникюр", "Ногти", 1200, 1200, 45),
+            ],
+            masters: vec![master("m1", "Анна"), master("m2", "Ольга")],
+            free_days: vec![date(2024, 12, 2), date(2024, 12, 4), date(2024, 12, 10)],
+            hours: vec![(10, "m1"), (10, "m2"), (12, "m2"), (15, "m1")],
+            write_answers: VecDeque::new(),
+            fail_loads: 0,
+            bookings: Vec::new(),
+        }
+    }
+
+    fn booking(&self, id: &str, start: DateTime<Utc>) -> Booking {
+        Booking {
+            id: id.into(),
+            business_id: "b1".into(),
+            client_phone: Phone::parse("+79123456789").expect("phone"),
+            client_name: "Мария".into(),
+            client_email: None,
+            service_id: "s1".into(),
+            service_name: "Стрижка женская".into(),
+            master_id: "m1".into(),
+            master_name: "Анна".into(),
+            start,
+            duration_min: 60,
+            price: Money::from_rubles(1500),
+            status: BookingStatus::Booked,
+            source: Source::direct(Channel::Telegram),
+            chat: None,
+            external_id: None,
+            created_at: utc("2024-12-01T00:00:00Z"),
+        }
+    }
+
+    fn answer(&mut self, cmd: &Command) -> Loaded {
+        let is_load = !matches!(
+            cmd,
+            Command::Book(_) | Command::Cancel { .. } | Command::Reschedule { .. }
+        );
+        if is_load && self.fail_loads > 0 {
+            self.fail_loads -= 1;
+            return Loaded::Failed {
+                reason: "timeout".into(),
+            };
+        }
+        let tz = chrono_tz::Asia::Yekaterinburg;
+        match cmd {
+            Command::LoadServices => Loaded::Services(self.services.clone()),
+            Command::LoadMasters { .. } => Loaded::Masters(self.masters.clone()),
+            Command::LoadDays { from, to, .. } => Loaded::Days(
+                self.free_days
+                    .iter()
+                    .filter(|d| *d >= from && *d <= to)
+                    .copied()
+                    .collect(),
+            ),
+            Command::LoadSlots { master_id, day, .. } => Loaded::Slots(
+                self.hours
+                    .iter()
+                    .filter(|(_, m)| master_id.as_deref().is_none_or(|w| w == *m))
+                    .filter(|_| self.free_days.contains(day))
+                    .map(|(h, m)| Slot {
+                        master_id: (*m).into(),
+                        start: tz
+                            .from_local_datetime(&day.and_hms_opt(*h, 0, 0).expect("hour"))
+                            .single()
+                            .expect("local time")
+                            .with_timezone(&Utc),
+                        duration_min: 60,
+                    })
+                    .collect(),
+            ),
+            Command::Book(d) => self.write_answers.pop_front().unwrap_or_else(|| {
+                let mut b = self.booking("bk-new", d.slot.start);
+                b.service_name = d.service.name.clone();
+                b.master_name = d
+                    .master
+                    .as_ref()
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default();
+                Loaded::Booked(b)
+            }),
+            Command::LoadMyBookings { .. } => Loaded::MyBookings(self.bookings.clone()),
+            Command::Cancel { booking_id } => {
+                let b = self.bookings.iter().find(|b| &b.id == booking_id).cloned();
+                match b {
+                    Some(mut b) => {
+                        b.status = BookingStatus::CancelledByClient;
+                        Loaded::Cancelled(b)
+                    }
+                    None => Loaded::Failed {
+                        reason: "no such booking".into(),
+                    },
+                }
+            }
+            Command::Reschedule { booking_id, slot } => {
+                self.write_answers.pop_front().unwrap_or_else(|| {
+                    let mut b = self.booking(booking_id, slot.start);
+                    b.start = slot.start;
+                    Loaded::Rescheduled(b)
+                })
+            }
+        }
+    }
+}
+
+/// Drives the engine like the runtime: answers commands, persists state as JSON between steps.
+struct Bot {
+    st: DialogState,
+    ctx: Context,
+    world: World,
+    commands: Vec<Command>,
+    replies: Vec<Reply>,
+    max_json: usize,
+}
+
+impl Bot {
+    fn new() -> Bot {
+        Bot::with(ctx(), World::salon())
+    }
+
+    fn with(ctx: Context, world: World) -> Bot {
+        Bot {
+            st: DialogState::default(),
+            ctx,
+            world,
+            commands: Vec::new(),
+            replies: Vec::new(),
+            max_json: 0,
+        }
+    }
+
+    /// One user input and everything it sets off; returns the replies of this turn.
+    fn send(&mut self, input: Input) -> Vec<Reply> {
+        let mut queue = VecDeque::from([input]);
+        let mut turn = Vec::new();
+        let mut guard = 0;
+        while let Some(input) = queue.pop_front() {
+            guard += 1;
+            assert!(guard < 20, "command loop does not settle");
+            let (st, out) = self.step_persisted(input);
+            self.st = st;
+            for r in &out.replies {
+                check_reply(r);
+            }
+            turn.extend(out.replies);
+            for cmd in out.commands {
+                let answer = self.world.answer(&cmd);
+                self.commands.push(cmd);
+                queue.push_back(Input::Loaded(answer));
+            }
+        }
+        self.replies.extend(turn.clone());
+        turn
+    }
+
+    /// Steps from the state as read back from JSON, and checks a restart would not change
+    /// what happens next.
+    fn step_persisted(&mut self, input: Input) -> (DialogState, Outcome) {
+        let json = serde_json::to_string(&self.st).expect("state serializes");
+        self.max_json = self.max_json.max(json.len());
+        let restored: DialogState = serde_json::from_str(&json).expect("state deserializes");
+        assert_eq!(restored, self.st, "state survives JSON: {json}");
+        let direct = step(self.st.clone(), input.clone(), &self.ctx);
+        let resumed = step(restored, input, &self.ctx);
+        assert_eq!(direct, resumed, "a restart changes the outcome");
+        resumed
+    }
+
+    fn start(&mut self) -> Vec<Reply> {
+        self.send(Input::Start {
+            source: Source::direct(Channel::Telegram),
+        })
+    }
+
+    fn text(&mut self, s: &str) -> Vec<Reply> {
+        self.send(Input::Text(s.into()))
+    }
+
+    /// The last reply that has buttons: the screen the user looks at.
+    fn screen(&self) -> &Reply {
+        self.replies
+            .iter()
+            .rev()
+            .find(|r| !r.buttons.is_empty())
+            .expect("a screen with buttons")
+    }
+
+    fn last(&self) -> &Reply {
+        self.replies.last().expect("a reply")
+    }
+
+    fn button(&self, label: &str) -> Button {
+        self.screen()
+            .buttons
+            .iter()
+            .flatten()
+            .find(|b| b.label.contains(label))
+            .unwrap_or_else(|| panic!("no button {label:?} in {:#?}", self.screen()))
+            .clone()
+    }
+
+    fn has_button(&self, label: &str) -> bool {
+        self.screen()
+            .buttons
+            .iter()
+            .flatten()
+            .any(|b| b.label.contains(label))
+    }
+
+    fn press(&mut self, label: &str) -> Vec<Reply> {
+        let data = self.button(label).data;
+        self.send(Input::Button(data))
+    }
+
+    fn books(&self) -> Vec<&BookingDraft> {
+        self.commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Book(d) => Some(d),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn last_command(&self) -> &Command {
+        self.commands.last().expect("a command")
+    }
+
+    /// Start → service → master → day → time.
+    fn goto_times(&mut self, master_label: &str) {
+        self.start();
+        self.press(&t(Lang::Ru, "btn-book"));
+        self.press("Стрижка женская");
+        self.press(master_label);
+        self.press("Пн 2 дек");
+    }
+}
+
+/// Every reply the tests ever see passes through here.
+fn check_reply(r: &Reply) {
+    assert!(!r.text.trim().is_empty(), "empty reply text");
+    assert!(
+        !r.text.contains('\u{2068}') && !r.text.contains('\u{2069}'),
+        "isolation marks in {:?}",
+        r.text
+    );
+    for b in r.buttons.iter().flatten() {
+        assert!(
+            b.data.len() <= MAX_BUTTON_DATA,
+            "button data {:?} is {} bytes",
+            b.data,
+            b.data.len()
+        );
+        assert!(!b.label.is_empty(), "button without a label");
+        assert!(b.data.contains('|'), "unversioned button data {:?}", b.data);
+    }
+}
+
+fn ru(key: &str) -> String {
+    t(Lang::Ru, key)
+}
+
+fn note(key: &str) -> String {
+    ru(key)
+}
+
+#[test]
+fn happy_path_books_the_picked_slot() {
+    let mut bot = Bot::new();
+    let r = bot.start();
+    assert_eq!(r.len(), 1);
+    assert!(r[0].text.contains("Салон Лаванда"));
+    assert!(!r[0].edit);
+    for key in ["btn-book", "btn-my", "btn-help"] {
+        assert!(bot.has_button(&ru(key)), "{key}");
+    }
+
+    bot.press(&ru("btn-book"));
+    assert_eq!(bot.last_command(), &Command::LoadServices);
+    assert!(bot.last().edit, "a screen after a press replaces the menu");
+    let label = bot.button("Стрижка женская").label;
+    assert_eq!(label, "Стрижка женская · 1\u{a0}500\u{a0}₽ · 1 час");
+    assert_eq!(
+        bot.button("Окрашивание").label,
+        "Окрашивание · от 3\u{a0}000\u{a0}₽ · 2 часа 30 минут"
+    );
+    assert_eq!(
+        bot.button("Маникюр").label,
+        "Маникюр · 1\u{a0}200\u{a0}₽ · 45 минут"
+    );
+
+    bot.press("Стрижка женская");
+    assert_eq!(
+        bot.last_command(),
+        &Command::LoadMasters {
+            service_id: "s1".into()
+        }
+    );
+    assert!(bot.has_button(&ru("btn-any-master")));
+
+    bot.press("Анна");
+    assert_eq!(
+        bot.last_command(),
+        &Command::LoadDays {
+            service_id: "s1".into(),
+            master_id: Some("m1".into()),
+            from: date(2024, 12, 2),
+            to: date(2024, 12, 8),
+        }
+    );
+    assert!(bot.has_button("Пн 2 дек"));
+    assert!(bot.has_button("Ср 4 дек"));
+    assert!(
+        !bot.has_button("10 дек"),
+        "next week's day on this week's page"
+    );
+
+    bot.press("Пн 2 дек");
+    assert_eq!(
+        bot.last_command(),
+        &Command::LoadSlots {
+            service_id: "s1".into(),
+            master_id: Some("m1".into()),
+            day: date(2024, 12, 2),
+        }
+    );
+    // Yekaterinburg is UTC+5: the 05:00Z slot is 10:00 on the business clock.
+    assert!(bot.has_button("10:00"));
+    assert!(bot.has_button("15:00"));
+    assert!(!bot.has_button("12:00"), "Ольга's time offered for Анна");
+
+    let r = bot.press("10:00");
+    assert!(r[0].request_contact, "phone step shows the contact button");
+    assert!(r[0].text.contains("+7 912 345-67-89"));
+
+    bot.send(Input::Contact {
+        phone: "79123456789".into(),
+    });
+    assert!(bot.last().text.contains(&ru("ask-name")));
+    assert!(!bot.last().edit);
+
+    let r = bot.text("  Мария  ");
+    let confirm = &r[0].text;
+    for part in [
+        "Стрижка женская",
+        "Анна",
+        "Пн 2 дек, 10:00",
+        "1\u{a0}500\u{a0}₽",
+        "ул. Ленина, 1",
+        "Мария",
+        "+79123456789",
+        "1 час",
+    ] {
+        assert!(confirm.contains(part), "{part:?} missing in {confirm}");
+    }
+    assert!(bot.has_button(&ru("btn-confirm")));
+    assert!(bot.has_button(&ru("btn-change-time")));
+    assert!(bot.has_button(&ru("btn-cancel")));
+    assert!(bot.books().is_empty());
+
+    let r = bot.press(&ru("btn-confirm"));
+    let books = bot.books();
+    assert_eq!(books.len(), 1);
+    let d = books[0];
+    assert_eq!(d.service.id, "s1");
+    assert_eq!(d.master.as_ref().map(|m| m.id.as_str()), Some("m1"));
+    assert_eq!(d.slot.start, utc("2024-12-02T05:00:00Z"));
+    assert_eq!(d.slot.master_id, "m1");
+    assert_eq!(d.slot.duration_min, 60);
+    assert_eq!(d.phone.as_str(), "+79123456789");
+    assert_eq!(d.name, "Мария");
+    assert_eq!(r.len(), 2);
+    assert!(
+        r[0].edit && r[0].buttons.is_empty(),
+        "confirm screen becomes 'booking…'"
+    );
+    assert!(!r[1].edit, "the confirmation is a message of its own");
+    assert!(r[1].text.contains("Пн 2 дек, 10:00"));
+    assert!(r[1].text.contains("ул. Ленина, 1"));
+    assert!(r[1].text.contains(&ru("btn-my").replace("🗂 ", "")));
+    assert!(bot.has_button(&ru("btn-my")));
+    // The client is remembered for next time.
+    assert_eq!(bot.st.phone().map(Phone::as_str), Some("+79123456789"));
+    assert_eq!(bot.st.name(), Some("Мария"));
+}
+
+#[test]
+fn known_client_skips_phone_and_name() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("8 912 345 67 89");
+    bot.text("Мария");
+    bot.press(&ru("btn-confirm"));
+    assert_eq!(bot.books().len(), 1);
+
+    bot.press(&ru("btn-book"));
+    bot.press("Маникюр");
+    bot.press("Ольга");
+    bot.press("Пн 2 дек");
+    let r = bot.press("12:00");
+    assert!(
+        r[0].text.contains("Маникюр"),
+        "straight to confirm: {}",
+        r[0].text
+    );
+    assert!(bot.has_button(&ru("btn-confirm")));
+    bot.press(&ru("btn-confirm"));
+    assert_eq!(bot.books().len(), 2);
+    assert_eq!(bot.books()[1].name, "Мария");
+}
+
+#[test]
+fn any_master_books_the_master_of_the_slot() {
+    let mut bot = Bot::new();
+    bot.goto_times(&ru("btn-any-master"));
+    assert!(matches!(
+        bot.commands.iter().rev().nth(1),
+        Some(Command::LoadDays {
+            master_id: None,
+            ..
+        })
+    ));
+    assert!(matches!(
+        bot.last_command(),
+        Command::LoadSlots {
+            master_id: None,
+            ..
+        }
+    ));
+    // Both masters are free at 10:00: one button for the time.
+    let tens = bot
+        .screen()
+        .buttons
+        .iter()
+        .flatten()
+        .filter(|b| b.label == "10:00")
+        .count();
+    assert_eq!(tens, 1);
+    bot.press("12:00");
+    bot.text("+7 912 345-67-89");
+    let r = bot.text("Мария");
+    assert!(r[0].text.contains("Ольга"), "{}", r[0].text);
+    bot.press(&ru("btn-confirm"));
+    let d = bot.books()[0];
+    assert_eq!(d.slot.master_id, "m2");
+    assert_eq!(d.master.as_ref().map(|m| m.name.as_str()), Some("Ольга"));
+}
+
+#[test]
+fn many_services_are_grouped_by_category_and_paged() {
+    let mut world = World::salon();
+    world.services = (1..=10)
+        .map(|i| {
+            service(
+                &format!("h{i}"),
+                &format!("Услуга {i}"),
+                "Волосы",
+                1000,
+                1000,
+                30,
+            )
+        })
+        .chain([service("n1", "Маникюр", "Ногти", 1200, 1200, 45)])
+        .collect();
+    let mut bot = Bot::with(ctx(), world);
+    bot.start();
+    let r = bot.press(&ru("btn-book"));
+    assert!(r[0].text.contains(&ru("choose-category")));
+    assert!(bot.has_button("Волосы") && bot.has_button("Ногти"));
+    assert!(!bot.has_button("Услуга 1"));
+
+    let r = bot.press("Волосы");
+    assert!(r[0].text.contains("Волосы"));
+    assert!(bot.has_button("Услуга 1 ·"));
+    assert!(bot.has_button("Услуга 8 ·"));
+    assert!(!bot.has_button("Услуга 9 ·"));
+    assert!(!bot.has_button("Маникюр"));
+    assert!(!bot.has_button(&ru("btn-prev")));
+
+    bot.press(&ru("btn-next"));
+    assert!(bot.has_button("Услуга 9 ·") && bot.has_button("Услуга 10 ·"));
+    assert!(!bot.has_button("Услуга 1 ·"));
+    assert!(!bot.has_button(&ru("btn-next")));
+
+    bot.press(&ru("btn-prev"));
+    assert!(bot.has_button("Услуга 1 ·"));
+
+    // Back goes to the categories, then to the menu.
+    bot.press(&ru("btn-back"));
+    assert!(bot.has_button("Ногти"));
+    bot.press(&ru("btn-back"));
+    assert!(bot.has_button(&ru("btn-my")));
+
+    bot.press(&ru("btn-book"));
+    bot.press("Ногти");
+    bot.press("Маникюр");
+    assert_eq!(
+        bot.last_command(),
+        &Command::LoadMasters {
+            service_id: "n1".into()
+        }
+    );
+}
+
+#[test]
+fn days_are_paged_by_week_from_today() {
+    let mut bot = Bot::new();
+    bot.start();
+    bot.press(&ru("btn-book"));
+    bot.press("Стрижка женская");
+    bot.press("Анна");
+    assert!(
+        !bot.has_button(&ru("btn-prev-week")),
+        "no weeks before this one"
+    );
+
+    bot.press(&ru("btn-next-week"));
+    assert!(matches!(
+        bot.last_command(),
+        Command::LoadDays { from, to, .. } if *from == date(2024, 12, 9) && *to == date(2024, 12, 15)
+    ));
+    assert!(bot.has_button("Вт 10 дек"));
+    assert!(!bot.has_button("Пн 2 дек"));
+
+    bot.press(&ru("btn-prev-week"));
+    assert!(bot.has_button("Пн 2 дек"));
+}
+
+#[test]
+fn an_empty_week_says_so_and_offers_the_next() {
+    let mut bot = Bot::new();
+    bot.start();
+    bot.press(&ru("btn-book"));
+    bot.press("Стрижка женская");
+    bot.press("Анна");
+    bot.press(&ru("btn-next-week"));
+    let r = bot.press(&ru("btn-next-week"));
+    assert!(r[0].text.contains("16 дек – 22 дек"), "{}", r[0].text);
+    assert!(r[0].text.contains("свободных дней нет"));
+    let day_buttons = bot
+        .screen()
+        .buttons
+        .iter()
+        .flatten()
+        .filter(|b| b.data.contains("|d:"))
+        .count();
+    assert_eq!(day_buttons, 0);
+    assert!(bot.has_button(&ru("btn-next-week")));
+    assert!(bot.has_button(&ru("btn-back")));
+}
+
+#[test]
+fn business_timezone_is_used_for_today_and_times() {
+    // 20:00Z on 1 Dec is already 01:00 on 2 Dec in Yekaterinburg.
+    let mut c = ctx();
+    c.now = utc("2024-12-01T20:00:00Z");
+    let mut bot = Bot::with(c, World::salon());
+    bot.start();
+    bot.press(&ru("btn-book"));
+    bot.press("Стрижка женская");
+    bot.press("Анна");
+    assert!(matches!(
+        bot.last_command(),
+        Command::LoadDays { from, .. } if *from == date(2024, 12, 2)
+    ));
+    bot.press("Пн 2 дек");
+    let data = bot.button("10:00").data;
+    let secs = utc("2024-12-02T05:00:00Z").timestamp();
+    assert!(data.ends_with(&format!("t:{secs}:m1")), "{data}");
+}
+
+#[test]
+fn past_slots_are_not_offered() {
+    let mut c = ctx();
+    // 11:00 local: 10:00 is gone, 15:00 is still free.
+    c.now = utc("2024-12-02T06:00:00Z");
+    let mut bot = Bot::with(c, World::salon());
+    bot.goto_times("Анна");
+    assert!(!bot.has_button("10:00"));
+    assert!(bot.has_button("15:00"));
+}
+
+#[test]
+fn a_bad_phone_is_asked_again_with_an_example() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    let r = bot.text("мой номер секрет");
+    assert!(r[0].text.contains(&note("note-bad-phone")));
+    assert!(r[0].request_contact);
+    let r = bot.text("123");
+    assert!(r[0].text.contains("+7 912 345-67-89"));
+    assert!(bot.st.phone().is_none());
+    let r = bot.text("8 (912) 345-67-89");
+    assert!(r[0].text.contains(&ru("ask-name")));
+    assert_eq!(bot.st.phone().map(Phone::as_str), Some("+79123456789"));
+}
+
+#[test]
+fn a_shared_contact_is_taken_as_the_phone() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    let r = bot.send(Input::Contact {
+        phone: "+79123456789".into(),
+    });
+    assert!(!r[0].request_contact);
+    assert!(r[0].text.contains(&ru("ask-name")));
+    let r = bot.send(Input::Contact {
+        phone: "not a phone".into(),
+    });
+    assert!(r[0].text.contains(&note("note-hint")), "{}", r[0].text);
+}
+
+#[test]
+fn names_are_trimmed_and_bounded() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    let r = bot.text("   ");
+    assert!(r[0].text.contains(&note("note-name-empty")));
+    let r = bot.text(&"я".repeat(101));
+    assert!(r[0].text.contains(&note("note-name-long")));
+    assert!(bot.st.name().is_none());
+    bot.text(&"я".repeat(100));
+    assert!(bot.has_button(&ru("btn-confirm")));
+    assert_eq!(bot.st.name().map(|n| n.chars().count()), Some(100));
+    bot.press(&ru("btn-cancel"));
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    assert!(
+        bot.has_button(&ru("btn-confirm")),
+        "a known name is not asked again"
+    );
+    assert!(bot.last().text.contains(&"я".repeat(100)));
+}
+
+#[test]
+fn booking_pending_tells_the_request_is_saved() {
+    let mut world = World::salon();
+    let pending = world.booking("bk-q", utc("2024-12-02T05:00:00Z"));
+    world
+        .write_answers
+        .push_back(Loaded::BookingPending(Booking {
+            status: BookingStatus::Requested,
+            ..pending
+        }));
+    let mut bot = Bot::with(ctx(), world);
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    bot.text("Мария");
+    let r = bot.press(&ru("btn-confirm"));
+    assert!(r[1].text.contains("не отвечает"), "{}", r[1].text);
+    assert!(r[1].text.contains("Пн 2 дек, 10:00"));
+    assert_eq!(bot.books().len(), 1);
+}
+
+#[test]
+fn a_taken_slot_offers_fresh_slots_and_books_nothing_else() {
+    let mut world = World::salon();
+    world.write_answers.push_back(Loaded::SlotTaken);
+    let mut bot = Bot::with(ctx(), world);
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    bot.text("Мария");
+    let before = bot.commands.len();
+    let r = bot.press(&ru("btn-confirm"));
+    let after: Vec<_> = bot.commands[before..].to_vec();
+    assert!(matches!(after[0], Command::Book(_)));
+    assert_eq!(
+        after[1..],
+        [Command::LoadSlots {
+            service_id: "s1".into(),
+            master_id: Some("m1".into()),
+            day: date(2024, 12, 2),
+        }]
+    );
+    assert_eq!(bot.books().len(), 1);
+    let last = r.last().expect("reply");
+    assert!(last.text.contains(&note("note-slot-taken")));
+    assert!(bot.has_button("15:00"));
+    // Picking again goes to the confirmation, not straight to a booking.
+    bot.press("15:00");
+    assert_eq!(bot.books().len(), 1);
+    assert!(bot.last().text.contains("15:00"));
+    bot.press(&ru("btn-confirm"));
+    assert_eq!(bot.books().len(), 2);
+    assert_eq!(bot.books()[1].slot.start, utc("2024-12-02T10:00:00Z"));
+}
+
+#[test]
+fn a_stale_time_button_shows_fresh_slots() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    let old = bot.button("10:00").data;
+    bot.text("хочу в 10");
+    assert!(bot.last().text.contains(&note("note-hint")));
+    let loads_before = bot.commands.len();
+    let r = bot.send(Input::Button(old));
+    assert_eq!(r.len(), 1);
+    assert!(r[0].text.contains(&note("note-stale")));
+    assert!(r[0].edit, "the old message is replaced");
+    assert!(matches!(
+        bot.commands[loads_before..],
+        [Command::LoadSlots { .. }]
+    ));
+    assert!(bot.has_button("10:00"));
+    assert!(bot.st.slot.is_none());
+}
+
+#[test]
+fn a_stale_confirm_does_not_book() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    bot.text("Мария");
+    let old_confirm = bot.button(&ru("btn-confirm")).data;
+    bot.text("что-то");
+    let r = bot.send(Input::Button(old_confirm));
+    assert!(bot.books().is_empty());
+    assert!(r[0].text.contains(&note("note-stale")));
+    assert!(bot.has_button(&ru("btn-confirm")));
+    bot.press(&ru("btn-confirm"));
+    assert_eq!(bot.books().len(), 1);
+}
+
+#[test]
+fn a_double_tap_on_confirm_books_once() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    bot.text("Мария");
+    let confirm = bot.button(&ru("btn-confirm")).data;
+    bot.send(Input::Button(confirm.clone()));
+    let r = bot.send(Input::Button(confirm));
+    assert_eq!(bot.books().len(), 1);
+    assert!(r[0].text.contains(&note("note-stale")));
+}
+
+#[test]
+fn a_double_tap_while_the_booking_is_in_flight_books_once() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    bot.text("Мария");
+    let confirm = bot.button(&ru("btn-confirm")).data;
+    // The runtime has sent Book but not yet fed the answer back.
+    let (st, out) = step(bot.st.clone(), Input::Button(confirm.clone()), &bot.ctx);
+    assert!(matches!(out.commands[..], [Command::Book(_)]));
+    let (_, out) = step(st, Input::Button(confirm), &bot.ctx);
+    assert!(out.commands.is_empty());
+    assert!(out.replies[0].text.contains(&note("note-stale")));
+    assert!(out.replies[0].text.contains(&ru("wait")));
+}
+
+#[test]
+fn garbage_text_at_every_step_keeps_the_step() {
+    let mut bot = Bot::new();
+    let hint = note("note-hint");
+    bot.start();
+    let r = bot.text("привет");
+    assert!(r[0].text.contains(&hint) && bot.has_button(&ru("btn-book")));
+
+    bot.press(&ru("btn-book"));
+    let r = bot.text("стрижка");
+    assert!(r[0].text.contains(&hint) && bot.has_button("Стрижка женская"));
+    assert!(!r[0].edit);
+
+    bot.press("Стрижка женская");
+    let r = bot.text("любая");
+    assert!(r[0].text.contains(&hint) && bot.has_button("Анна"));
+
+    bot.press("Анна");
+    let r = bot.text("завтра");
+    assert!(r[0].text.contains(&hint) && bot.has_button("Пн 2 дек"));
+
+    bot.press("Пн 2 дек");
+    let r = bot.text("10");
+    assert!(r[0].text.contains(&hint) && bot.has_button("10:00"));
+
+    bot.press("10:00");
+    bot.text("+79123456789");
+    bot.text("Мария");
+    let r = bot.text("да");
+    assert!(r[0].text.contains(&hint) && bot.has_button(&ru("btn-confirm")));
+    bot.press(&ru("btn-confirm"));
+    assert_eq!(bot.books().len(), 1);
+}
+
+#[test]
+fn garbage_button_data_is_a_hint_not_a_crash() {
+    let mut bot = Bot::new();
+    bot.start();
+    for junk in [
+        "",
+        "|",
+        "x",
+        "999999999999|B",
+        "1|t:abc:m1",
+        "1|d:2024",
+        "1|s:",
+    ] {
+        let r = bot.send(Input::Button(junk.into()));
+        assert!(!r.is_empty(), "{junk:?}");
+    }
+    let v = bot.st.v;
+    let r = bot.send(Input::Button(format!("{v}|t:1733115600:m1")));
+    assert!(
+        r[0].text.contains(&note("note-hint")),
+        "a time on the menu screen"
+    );
+    assert!(bot.books().is_empty());
+}
+
+#[test]
+fn commands_in_text() {
+    let mut bot = Bot::new();
+    bot.start();
+    let r = bot.text("/help");
+    assert!(r[0].text.contains("ул. Ленина, 1"));
+    assert!(r[0].text.contains("+7 343 000-00-00"));
+    assert!(r[0].text.contains("/book"));
+
+    let r = bot.text("/frobnicate");
+    assert!(r[0].text.contains(&note("note-unknown-command")));
+
+    bot.text("/book");
+    assert_eq!(bot.last_command(), &Command::LoadServices);
+    bot.press("Стрижка женская");
+    let r = bot.text("/nope");
+    assert!(r[0].text.contains(&note("note-unknown-command")));
+    assert!(bot.has_button("Анна"), "the step is kept");
+
+    let r = bot.text("/cancel");
+    assert!(r[0].text.contains(&note("note-flow-cancelled")));
+    assert!(bot.has_button(&ru("btn-book")));
+
+    bot.text("/my@zapis_bot");
+    assert!(matches!(bot.last_command(), Command::LoadMyBookings { .. }));
+
+    let r = bot.text("/menu");
+    assert!(r[0].text.contains(&ru("menu")));
+}
+
+#[test]
+fn help_mid_flow_keeps_the_step() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    let time = bot.button("10:00").data;
+    bot.text("/help");
+    // The time screen is still the current one.
+    bot.send(Input::Button(time));
+    assert!(bot.last().request_contact);
+}
+
+#[test]
+fn back_buttons_walk_the_flow_backwards() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    assert!(bot.last().text.contains(&ru("ask-name")));
+    bot.press(&ru("btn-back"));
+    assert!(bot.last().request_contact, "name → phone");
+    bot.press(&ru("btn-back"));
+    assert!(bot.has_button("10:00"), "phone → times");
+    bot.press(&ru("btn-back"));
+    assert!(bot.has_button("Пн 2 дек"), "times → days");
+    bot.press(&ru("btn-back"));
+    assert!(bot.has_button("Ольга"), "days → masters");
+    bot.press(&ru("btn-back"));
+    assert!(bot.has_button("Маникюр"), "masters → services");
+    bot.press(&ru("btn-back"));
+    assert!(bot.has_button(&ru("btn-help")), "services → menu");
+    assert!(bot.books().is_empty());
+}
+
+#[test]
+fn change_time_and_cancel_on_the_confirmation() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    bot.text("Мария");
+    bot.press(&ru("btn-change-time"));
+    assert!(matches!(bot.last_command(), Command::LoadSlots { .. }));
+    bot.press("15:00");
+    assert!(bot.last().text.contains("Пн 2 дек, 15:00"));
+    bot.press(&ru("btn-cancel"));
+    assert!(bot.last().text.contains(&note("note-flow-cancelled")));
+    assert!(bot.books().is_empty());
+}
+
+fn world_with_bookings() -> World {
+    let mut world = World::salon();
+    let past = world.booking("bk-old", utc("2024-11-20T05:00:00Z"));
+    let mut gone = world.booking("bk-gone", utc("2024-12-05T05:00:00Z"));
+    gone.status = BookingStatus::CancelledByClient;
+    let later = world.booking("bk-2", utc("2024-12-06T07:00:00Z"));
+    let soon = world.booking("bk-1", utc("2024-12-03T05:00:00Z"));
+    world.bookings = vec![past, gone, later, soon];
+    world
+}
+
+#[test]
+fn my_bookings_none() {
+    let mut bot = Bot::new();
+    bot.start();
+    let r = bot.press(&ru("btn-my"));
+    assert_eq!(bot.last_command(), &Command::LoadMyBookings { phone: None });
+    assert!(r[0].text.contains(&ru("my-none")));
+    assert!(bot.has_button(&ru("btn-book")));
+}
+
+#[test]
+fn my_bookings_lists_upcoming_ones() {
+    let mut bot = Bot::with(ctx(), world_with_bookings());
+    bot.start();
+    let r = bot.press(&ru("btn-my"));
+    let text = &r[0].text;
+    assert!(text.contains("2 записи"), "{text}");
+    let first = text.find("Вт 3 дек, 10:00").expect("soonest listed");
+    let second = text.find("Пт 6 дек, 12:00").expect("later listed");
+    assert!(first < second, "sorted by time");
+    assert!(!text.contains("20 ноя") && !text.contains("5 дек"));
+    assert!(bot.button("1").data.ends_with("C:bk-1"));
+    assert!(
+        bot.button(&i18n::t_args(
+            Lang::Ru,
+            "btn-reschedule-n",
+            &[("n", 2.into())]
+        ))
+        .data
+        .ends_with("R:bk-2")
+    );
+}
+
+#[test]
+fn my_bookings_uses_the_known_phone() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    bot.text("/my");
+    assert_eq!(
+        bot.last_command(),
+        &Command::LoadMyBookings {
+            phone: Some(Phone::parse("+79123456789").expect("phone"))
+        }
+    );
+}
+
+#[test]
+fn cancelling_asks_first() {
+    let mut bot = Bot::with(ctx(), world_with_bookings());
+    bot.start();
+    bot.press(&ru("btn-my"));
+    let cancel_1 = i18n::t_args(Lang::Ru, "btn-cancel-n", &[("n", 1.into())]);
+    let r = bot.press(&cancel_1);
+    assert!(r[0].text.contains("Вт 3 дек, 10:00"));
+    assert!(
+        !bot.commands
+            .iter()
+            .any(|c| matches!(c, Command::Cancel { .. }))
+    );
+
+    // "No" goes back to the list.
+    bot.press(&ru("btn-no"));
+    assert!(bot.last().text.contains("2 записи"));
+    assert!(
+        !bot.commands
+            .iter()
+            .any(|c| matches!(c, Command::Cancel { .. }))
+    );
+
+    bot.press(&cancel_1);
+    let yes = bot.button(&ru("btn-yes-cancel")).data;
+    let r = bot.send(Input::Button(yes.clone()));
+    assert_eq!(
+        bot.last_command(),
+        &Command::Cancel {
+            booking_id: "bk-1".into()
+        }
+    );
+    assert!(r.last().expect("reply").text.contains("Запись отменена"));
+    // A second tap cancels nothing more.
+    bot.send(Input::Button(yes));
+    let cancels = bot
+        .commands
+        .iter()
+        .filter(|c| matches!(c, Command::Cancel { .. }))
+        .count();
+    assert_eq!(cancels, 1);
+}
+
+#[test]
+fn rescheduling_keeps_service_and_master() {
+    let mut bot = Bot::with(ctx(), world_with_bookings());
+    bot.start();
+    bot.press(&ru("btn-my"));
+    bot.press(&i18n::t_args(
+        Lang::Ru,
+        "btn-reschedule-n",
+        &[("n", 1.into())],
+    ));
+    assert!(matches!(
+        bot.last_command(),
+        Command::LoadDays { service_id, master_id: Some(m), .. } if service_id == "s1" && m == "m1"
+    ));
+    bot.press("Ср 4 дек");
+    assert!(matches!(
+        bot.last_command(),
+        Command::LoadSlots { master_id: Some(m), day, .. } if m == "m1" && *day == date(2024, 12, 4)
+    ));
+    let r = bot.press("15:00");
+    assert!(
+        r[0].text.contains("Вт 3 дек, 10:00"),
+        "old time: {}",
+        r[0].text
+    );
+    assert!(
+        r[0].text.contains("Ср 4 дек, 15:00"),
+        "new time: {}",
+        r[0].text
+    );
+    assert!(
+        !r[0].request_contact,
+        "no phone asked when moving a booking"
+    );
+    let r = bot.press(&ru("btn-confirm"));
+    assert_eq!(
+        bot.commands
+            .iter()
+            .filter(|c| matches!(c, Command::Reschedule { .. }))
+            .collect::<Vec<_>>(),
+        vec![&Command::Reschedule {
+            booking_id: "bk-1".into(),
+            slot: Slot {
+                master_id: "m1".into(),
+                start: utc("2024-12-04T10:00:00Z"),
+                duration_min: 60,
+            }
+        }]
+    );
+    assert!(bot.books().is_empty());
+    assert!(r.last().expect("reply").text.contains("перенесена"));
+}
+
+#[test]
+fn back_from_reschedule_days_returns_to_my_bookings() {
+    let mut bot = Bot::with(ctx(), world_with_bookings());
+    bot.start();
+    bot.press(&ru("btn-my"));
+    bot.press(&i18n::t_args(
+        Lang::Ru,
+        "btn-reschedule-n",
+        &[("n", 2.into())],
+    ));
+    bot.press(&ru("btn-back"));
+    assert!(bot.last().text.contains("2 записи"));
+}
+
+#[test]
+fn a_booking_gone_meanwhile_is_reported() {
+    let mut bot = Bot::with(ctx(), world_with_bookings());
+    bot.start();
+    bot.press(&ru("btn-my"));
+    bot.world.bookings.retain(|b| b.id != "bk-1");
+    let r = bot.press(&i18n::t_args(Lang::Ru, "btn-cancel-n", &[("n", 1.into())]));
+    assert!(r[0].text.contains(&note("note-not-found")));
+    assert!(r[0].text.contains("1 запись"));
+}
+
+#[test]
+fn failures_apologise_and_retry() {
+    let mut world = World::salon();
+    world.fail_loads = 1;
+    let mut bot = Bot::with(ctx(), world);
+    bot.start();
+    let r = bot.press(&ru("btn-book"));
+    assert!(r[0].text.contains(&ru("failed")));
+    assert!(r[0].text.contains("+7 343 000-00-00"));
+    assert!(bot.has_button(&ru("btn-menu")));
+    bot.press(&ru("btn-retry"));
+    assert!(bot.has_button("Стрижка женская"));
+}
+
+#[test]
+fn a_failed_booking_goes_back_to_the_confirmation() {
+    let mut world = World::salon();
+    world.write_answers.push_back(Loaded::Failed {
+        reason: "rejected".into(),
+    });
+    let mut bot = Bot::with(ctx(), world);
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    bot.text("Мария");
+    bot.press(&ru("btn-confirm"));
+    assert!(bot.last().text.contains(&ru("failed")));
+    bot.press(&ru("btn-retry"));
+    assert_eq!(
+        bot.books().len(),
+        1,
+        "retry shows the confirmation, it does not book"
+    );
+    assert!(bot.has_button(&ru("btn-confirm")));
+    bot.press(&ru("btn-confirm"));
+    assert_eq!(bot.books().len(), 2);
+}
+
+#[test]
+fn english_speakers_get_english() {
+    let mut c = ctx();
+    c.user_lang = Some("en-US".into());
+    let mut bot = Bot::with(c, World::salon());
+    let r = bot.start();
+    assert!(r[0].text.contains("Hello"));
+    let en = |k: &str| t(Lang::En, k);
+    bot.press(&en("btn-book"));
+    assert_eq!(
+        bot.button("Окрашивание").label,
+        "Окрашивание · from 3\u{a0}000\u{a0}₽ · 2 hours 30 minutes"
+    );
+    bot.press("Стрижка женская");
+    bot.press(&en("btn-any-master"));
+    bot.press("Mon 2 Dec");
+    bot.press("10:00");
+    let r = bot.text("bad");
+    assert!(r[0].text.contains("does not look like a phone"));
+    bot.text("+79123456789");
+    let r = bot.text("Mary");
+    assert!(r[0].text.contains("Mon 2 Dec, 10:00"));
+    let r = bot.press(&en("btn-confirm"));
+    assert!(r[1].text.contains("you are booked"));
+    assert_eq!(bot.st.lang(), Some(Lang::En));
+}
+
+#[test]
+fn unknown_languages_use_the_business_default() {
+    let mut c = ctx();
+    c.user_lang = Some("de".into());
+    c.default_lang = Lang::En;
+    let mut bot = Bot::with(c, World::salon());
+    assert!(bot.start()[0].text.contains("Hello"));
+    let mut c = ctx();
+    c.user_lang = Some("uk".into());
+    c.default_lang = Lang::En;
+    let mut bot = Bot::with(c, World::salon());
+    assert!(bot.start()[0].text.contains("Здравствуйте"));
+}
+
+#[test]
+fn the_source_goes_into_the_booking_and_survives_a_bare_start() {
+    let campaign = Source {
+        channel: Channel::Telegram,
+        payload: Some("src_vk_dec".into()),
+        link_name: Some("VK December".into()),
+        utm: Utm {
+            source: Some("vk".into()),
+            ..Utm::default()
+        },
+    };
+    let mut bot = Bot::new();
+    bot.send(Input::Start {
+        source: campaign.clone(),
+    });
+    bot.start();
+    bot.text("/start");
+    assert_eq!(bot.st.source(), Some(&campaign));
+    bot.press(&ru("btn-book"));
+    bot.press("Стрижка женская");
+    bot.press("Анна");
+    bot.press("Пн 2 дек");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    bot.text("Мария");
+    bot.press(&ru("btn-confirm"));
+    assert_eq!(bot.books()[0].source, campaign);
+
+    // A new tracked link replaces the old one.
+    let other = Source {
+        payload: Some("src_site".into()),
+        ..Source::direct(Channel::Telegram)
+    };
+    bot.send(Input::Start {
+        source: other.clone(),
+    });
+    assert_eq!(bot.st.source(), Some(&other));
+}
+
+#[test]
+fn replies_to_presses_edit_and_others_do_not() {
+    let mut bot = Bot::new();
+    assert!(!bot.start()[0].edit);
+    assert!(bot.press(&ru("btn-book"))[0].edit);
+    assert!(!bot.text("hi")[0].edit);
+    let r = bot.press("Стрижка женская");
+    assert_eq!(r.len(), 1);
+    assert!(r[0].edit);
+}
+
+#[test]
+fn stale_global_navigation_is_honoured() {
+    let mut bot = Bot::new();
+    bot.start();
+    let my = bot.button(&ru("btn-my")).data;
+    bot.press(&ru("btn-book"));
+    bot.press("Стрижка женская");
+    bot.send(Input::Button(my));
+    assert!(matches!(bot.last_command(), Command::LoadMyBookings { .. }));
+}
+
+#[test]
+fn long_ids_fit_into_button_data() {
+    let mut world = World::salon();
+    let long = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    world.services[0].id = long.into();
+    world.masters[0].id = "1234567890".into();
+    world.hours = vec![(10, "1234567890")];
+    let b = world.booking(long, utc("2024-12-03T05:00:00Z"));
+    world.bookings = vec![b];
+    let mut bot = Bot::with(ctx(), world);
+    bot.st.v = u32::MAX - 3;
+    bot.goto_times("Анна");
+    assert!(bot.has_button("10:00"));
+    bot.text("/my");
+    bot.press(&i18n::t_args(Lang::Ru, "btn-cancel-n", &[("n", 1.into())]));
+    // check_reply has asserted every length on the way.
+    assert!(bot.replies.len() > 5);
+}
+
+#[test]
+fn state_stays_compact() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    bot.text("Мария");
+    bot.press(&ru("btn-confirm"));
+    assert!(bot.max_json < 800, "state grew to {} bytes", bot.max_json);
+    let json = serde_json::to_string(&bot.st).expect("json");
+    assert!(json.len() < 200, "{json}");
+}
+
+#[test]
+fn an_empty_state_from_an_old_version_still_works() {
+    // A state written before any field existed, or by an older build.
+    let st: DialogState = serde_json::from_str("{}").expect("empty state");
+    let (_, out) = step(st, Input::Text("привет".into()), &ctx());
+    assert!(out.replies[0].text.contains(&note("note-hint")));
+}
+
+#[test]
+fn unexpected_answers_are_ignored() {
+    let (st, out) = step(
+        DialogState::default(),
+        Input::Loaded(Loaded::Booked(World::salon().booking("x", ctx().now))),
+        &ctx(),
+    );
+    assert!(out.replies.is_empty() && out.commands.is_empty());
+    assert_eq!(st.at, super::state::At::Menu);
+}
+
+#[test]
+fn steps_are_deterministic() {
+    let run = || {
+        let mut bot = Bot::new();
+        bot.goto_times(&ru("btn-any-master"));
+        bot.press("12:00");
+        bot.text("+79123456789");
+        bot.text("Мария");
+        bot.press(&ru("btn-confirm"));
+        (bot.replies, bot.commands, bot.st)
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn durations_under_an_hour_show_minutes_only() {
+    let mut world = World::salon();
+    world.services = vec![service("z", "Консультация", "Прочее", 0, 0, 30)];
+    let mut bot = Bot::with(ctx(), world);
+    bot.start();
+    bot.press(&ru("btn-book"));
+    assert_eq!(
+        bot.button("Консультация").label,
+        "Консультация · 0\u{a0}₽ · 30 минут"
+    );
+}

@@ -97,6 +97,7 @@ impl Conversations {
             business_phone: self.business.phone.clone(),
             default_lang: self.business.locale,
             user_lang: user_lang.map(str::to_string),
+            channel: chat.channel,
         };
         let mut input = Some(self.input_for(chat, event).await?);
         let mut queue: Vec<Command> = Vec::new();

@@ -17,7 +17,7 @@ use super::{
     BookingDraft, Button, Command, Context, DialogState, Input, Loaded, MAX_BUTTON_DATA, Outcome,
     Reply,
 };
-use crate::domain::{Booking, Channel, Master, Service, Slot, Source};
+use crate::domain::{Booking, Master, Service, Slot, Source};
 use crate::i18n::{self, FluentValue, Lang};
 use crate::normalize::Phone;
 
@@ -825,8 +825,7 @@ impl Engine<'_> {
                 .st
                 .source
                 .clone()
-                // Without a /start the channel is unknown; Telegram is where most clients are.
-                .unwrap_or_else(|| Source::direct(Channel::Telegram)),
+                .unwrap_or_else(|| Source::direct(self.ctx.channel)),
         };
         self.st.at = At::Booking;
         self.write(Command::Book(draft), "booking");

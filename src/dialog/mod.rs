@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Booking, Master, Service, Slot, Source};
+use crate::domain::{Booking, Channel, Master, Service, Slot, Source};
 use crate::i18n::Lang;
 use crate::normalize::Phone;
 
@@ -36,6 +36,9 @@ pub struct Context {
     pub default_lang: Lang,
     /// The language the messenger reports for this user, if any (`ru`, `en-US`).
     pub user_lang: Option<String>,
+    /// The messenger this conversation happens on: the source of a booking made without a
+    /// deep link.
+    pub channel: Channel,
 }
 
 /// Something the user did, or the answer to a command.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::booking::BookingSystem;
 use crate::booking::sandbox::Sandbox;
+use crate::booking::yclients::Yclients;
 use crate::clock::Clock;
 use crate::config::{BookingSystemKind, Config};
 use crate::conversation::Conversations;
@@ -20,19 +21,19 @@ pub struct App {
 impl App {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<App, StoreError> {
         let store = Store::connect(&config.store.url).await?;
-        let booking: Arc<dyn BookingSystem> = match config.booking.system {
-            BookingSystemKind::Sandbox
-            | BookingSystemKind::Yclients
-            | BookingSystemKind::Dikidi => {
-                // Config validation refuses the systems this build does not carry yet.
-                Arc::new(Sandbox::new(
-                    store.clone(),
-                    &config.business.id,
-                    config.business.timezone,
-                    clock.clone(),
-                ))
-            }
-        };
+        let booking: Arc<dyn BookingSystem> =
+            match (&config.booking.system, &config.booking.yclients) {
+                (BookingSystemKind::Yclients, Some(y)) => Arc::new(Yclients::new(y, clock.clone())),
+                _ => {
+                    // Config validation refuses the systems this build does not carry yet.
+                    Arc::new(Sandbox::new(
+                        store.clone(),
+                        &config.business.id,
+                        config.business.timezone,
+                        clock.clone(),
+                    ))
+                }
+            };
         let conversations = Arc::new(Conversations::new(
             store.clone(),
             booking.clone(),

@@ -246,10 +246,11 @@ impl FakeYclients {
 
     pub fn set_down(&self, down: Down) {
         let was = std::mem::replace(&mut self.lock().down, down);
-        if down == Down::Refused && was != Down::Refused {
-            if let Some(task) = self.server.lock().expect("server slot").take() {
-                task.abort();
-            }
+        if down == Down::Refused
+            && was != Down::Refused
+            && let Some(task) = self.server.lock().expect("server slot").take()
+        {
+            task.abort();
         }
         if was == Down::Refused && down != Down::Refused {
             let listener = std::net::TcpListener::bind(self.addr).expect("rebind the fake");
@@ -856,6 +857,8 @@ fn book_times(s: &Inner, staff: &str, date: &str, pairs: &[(String, String)]) ->
     envelope(StatusCode::OK, json!(list), json!([]))
 }
 
+// A test fake: the error is the HTTP answer itself, built once per refused request.
+#[allow(clippy::result_large_err)]
 /// Validates one appointment; `Ok((staff, service, local))` or the error answer.
 fn validate(
     s: &Inner,

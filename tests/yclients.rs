@@ -569,3 +569,28 @@ async fn the_fake_accepts_every_request_example_in_the_contracts() {
         tokio::time::sleep(std::time::Duration::from_millis(210)).await;
     }
 }
+
+#[tokio::test]
+async fn app_builds_the_yclients_system_from_config() {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, KGD)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zapis.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[store]\nurl = \"sqlite::memory:\"\n[business]\nname = \"S\"\ntimezone = \"Europe/Kaliningrad\"\n\
+             [booking]\nsystem = \"yclients\"\n[booking.yclients]\nbase_url = \"{}\"\ncompany_id = {COMPANY}\n\
+             partner_token = \"{PARTNER_TOKEN}\"\n",
+            fake.base_url
+        ),
+    )
+    .unwrap();
+    let config = zapis::config::Config::load(&path).unwrap();
+    let app = zapis::app::App::build(config, Arc::new(FakeClock::new(Utc::now())))
+        .await
+        .unwrap();
+    assert_eq!(app.booking.system(), "yclients");
+    let report = app.yclients.as_ref().unwrap().check().await.unwrap();
+    assert_eq!(report.company.timezone, KGD);
+    assert_eq!(app.booking.services().await.unwrap().len(), 3);
+}

@@ -23,6 +23,7 @@ fn ctx() -> Context {
         business_phone: Some("+7 343 000-00-00".into()),
         default_lang: Lang::Ru,
         user_lang: Some("ru".into()),
+        channel: zapis::domain::Channel::Telegram,
     }
 }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::booking::BookingSystem;
 use crate::booking::sandbox::Sandbox;
+use crate::booking::yclients::Yclients;
 use crate::clock::Clock;
 use crate::config::{BookingSystemKind, Config};
 use crate::conversation::Conversations;
@@ -13,6 +14,8 @@ pub struct App {
     pub config: Config,
     pub store: Store,
     pub booking: Arc<dyn BookingSystem>,
+    /// The same system as `booking` when it is YClients, for `zapis check` and webhooks.
+    pub yclients: Option<Arc<Yclients>>,
     pub conversations: Arc<Conversations>,
     pub clock: Arc<dyn Clock>,
 }
@@ -20,10 +23,15 @@ pub struct App {
 impl App {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<App, StoreError> {
         let store = Store::connect(&config.store.url).await?;
-        let booking: Arc<dyn BookingSystem> = match config.booking.system {
-            BookingSystemKind::Sandbox
-            | BookingSystemKind::Yclients
-            | BookingSystemKind::Dikidi => {
+        let yclients = match (&config.booking.system, &config.booking.yclients) {
+            (BookingSystemKind::Yclients, Some(y)) => {
+                Some(Arc::new(Yclients::new(y, clock.clone())))
+            }
+            _ => None,
+        };
+        let booking: Arc<dyn BookingSystem> = match &yclients {
+            Some(y) => y.clone(),
+            None => {
                 // Config validation refuses the systems this build does not carry yet.
                 Arc::new(Sandbox::new(
                     store.clone(),
@@ -43,6 +51,7 @@ impl App {
             config,
             store,
             booking,
+            yclients,
             conversations,
             clock,
         })

@@ -179,15 +179,25 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
                 "store: reachable ({})",
                 crate::store::redact_url(&config.store.url)
             );
-            match app.booking.services().await {
-                Ok(services) => println!(
-                    "booking ({}): reachable, {} services",
-                    app.booking.system(),
-                    services.len()
-                ),
-                Err(e) => {
-                    failures += 1;
-                    println!("booking ({}): {e}", app.booking.system());
+            if let Some(yc) = &app.yclients {
+                match yc.check().await {
+                    Ok(report) => print!("{report}"),
+                    Err(e) => {
+                        failures += 1;
+                        println!("booking (yclients): {e}");
+                    }
+                }
+            } else {
+                match app.booking.services().await {
+                    Ok(services) => println!(
+                        "booking ({}): reachable, {} services",
+                        app.booking.system(),
+                        services.len()
+                    ),
+                    Err(e) => {
+                        failures += 1;
+                        println!("booking ({}): {e}", app.booking.system());
+                    }
                 }
             }
         }

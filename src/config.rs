@@ -89,6 +89,9 @@ pub enum BookingSystemKind {
 pub struct BookingConfig {
     #[serde(default)]
     pub system: BookingSystemKind,
+    /// `[booking.yclients]`, required when `system = "yclients"`.
+    #[serde(default)]
+    pub yclients: Option<crate::booking::yclients::YclientsConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,11 +157,30 @@ impl Config {
                 ),
             });
         }
-        if self.booking.system != BookingSystemKind::Sandbox {
-            return Err(ConfigError::Key {
-                key: "booking.system".into(),
-                message: "only \"sandbox\" is available in this build".into(),
-            });
+        match self.booking.system {
+            BookingSystemKind::Sandbox => {}
+            BookingSystemKind::Yclients => {
+                let Some(y) = &self.booking.yclients else {
+                    return Err(ConfigError::Key {
+                        key: "booking.yclients".into(),
+                        message: "system = \"yclients\" needs a [booking.yclients] section \
+                                  with company_id and partner_token"
+                            .into(),
+                    });
+                };
+                if !(1..=5).contains(&y.rate_limit_per_second) {
+                    return Err(ConfigError::Key {
+                        key: "booking.yclients.rate_limit_per_second".into(),
+                        message: "must be 1..=5, YClients allows 5 requests a second".into(),
+                    });
+                }
+            }
+            BookingSystemKind::Dikidi => {
+                return Err(ConfigError::Key {
+                    key: "booking.system".into(),
+                    message: "\"dikidi\" is not available in this build".into(),
+                });
+            }
         }
         Ok(())
     }
@@ -247,6 +269,37 @@ timezone = "Asia/Yekaterinburg"
             assert!(!format!("{c:?}").contains("SECRET"));
             Ok(())
         });
+    }
+
+    #[test]
+    fn yclients_needs_its_section_and_reads_defaults() {
+        let err = load(&format!("{MINIMAL}\n[booking]\nsystem = \"yclients\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("booking.yclients"), "{err}");
+        let c = load(&format!(
+            "{MINIMAL}\n[booking]\nsystem = \"yclients\"\n[booking.yclients]\ncompany_id = 42\npartner_token = \"PT-SECRET\"\n"
+        ))
+        .unwrap();
+        let y = c.booking.yclients.as_ref().expect("section");
+        assert_eq!(y.company_id, 42);
+        assert_eq!(y.base_url.as_str(), "https://api.yclients.com/");
+        assert_eq!(y.slot_cache_ttl_secs, 30);
+        assert_eq!(y.rate_limit_per_second, 5);
+        assert_eq!(y.partner_token.expose_secret(), "PT-SECRET");
+        assert!(!format!("{c:?}").contains("PT-SECRET"));
+        let err = load(&format!(
+            "{MINIMAL}\n[booking]\nsystem = \"yclients\"\n[booking.yclients]\ncompany_id = 1\npartner_token = \"x\"\nrate_limit_per_second = 50\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("rate_limit_per_second"), "{err}");
+        let err = load(&format!(
+            "{MINIMAL}\n[booking]\nsystem = \"yclients\"\n[booking.yclients]\ncompany_id = 1\npartner_token = \"x\"\ncolour = 1\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("colour"), "{err}");
     }
 
     #[test]

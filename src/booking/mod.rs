@@ -1,6 +1,7 @@
 //! The seam to booking systems (YClients, Dikidi, the built-in sandbox).
 
 pub mod sandbox;
+pub mod yclients;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};

@@ -4,6 +4,7 @@
 
 pub mod fake_amocrm;
 pub mod fake_telegram;
+pub mod fake_yclients;
 
 use std::sync::Arc;
 use std::time::Duration;

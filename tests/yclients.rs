@@ -1,0 +1,596 @@
+//! The YClients connector against the fake YClients over real HTTP.
+
+mod support;
+
+use std::sync::Arc;
+
+use chrono::{
+    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc, Weekday,
+};
+use chrono_tz::Tz;
+use secrecy::SecretString;
+use serde_json::json;
+use support::fake_yclients::{
+    self, Down, FakeSalon, FakeYclients, PARTNER_TOKEN, USER_TOKEN, contract, contract_path,
+};
+use zapis::booking::yclients::{Endpoint, WebhookEvent, Yclients, YclientsConfig, parse_webhook};
+use zapis::booking::{BookRequest, BookingError, BookingSystem, RecordStatus};
+use zapis::clock::FakeClock;
+use zapis::domain::Slot;
+use zapis::normalize::Phone;
+
+const COMPANY: u64 = 777;
+const EKB: Tz = chrono_tz::Asia::Yekaterinburg;
+const KGD: Tz = chrono_tz::Europe::Kaliningrad;
+
+struct Env {
+    fake: FakeYclients,
+    yc: Yclients,
+    clock: Arc<FakeClock>,
+}
+
+fn config(fake: &FakeYclients) -> YclientsConfig {
+    YclientsConfig::new(fake.base_url.clone(), COMPANY, PARTNER_TOKEN)
+}
+
+async fn env(tz: Tz) -> Env {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, tz)).await;
+    let clock = Arc::new(FakeClock::new(Utc::now()));
+    let yc = Yclients::new(&config(&fake), clock.clone());
+    Env { fake, yc, clock }
+}
+
+/// A Tuesday two to three weeks ahead: both bookable masters work, nothing is in the past.
+fn tuesday() -> NaiveDate {
+    let mut d = Utc::now().date_naive() + Duration::days(14);
+    while d.weekday() != Weekday::Tue {
+        d += Duration::days(1);
+    }
+    d
+}
+
+fn at(day: NaiveDate, h: u32, m: u32) -> NaiveDateTime {
+    day.and_time(NaiveTime::from_hms_opt(h, m, 0).unwrap())
+}
+
+fn utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
+    tz.from_local_datetime(&local).unwrap().with_timezone(&Utc)
+}
+
+fn request(master: &str, service: &str, start: DateTime<Utc>, minutes: u32) -> BookRequest {
+    BookRequest {
+        booking_id: uuid::Uuid::new_v4().to_string(),
+        service_id: service.into(),
+        master_id: master.into(),
+        start,
+        duration_min: minutes,
+        client_phone: Phone::parse("+7 912 345-67-89").unwrap(),
+        client_name: "Анна Иванова".into(),
+        client_email: None,
+        comment: "Telegram, src_landing".into(),
+    }
+}
+
+#[tokio::test]
+async fn catalogue_days_and_slots_in_yekaterinburg() {
+    let e = env(EKB).await;
+    let services = e.yc.services().await.unwrap();
+    assert_eq!(services.len(), 3);
+    let manicure = services.iter().find(|s| s.id == "201").unwrap();
+    assert_eq!(manicure.category, "Ногти");
+    assert_eq!(manicure.duration_min, 90);
+    assert_eq!(manicure.price_min.kopecks(), 150_050);
+    assert_eq!(manicure.price_max.kopecks(), 180_000);
+    let men = services.iter().find(|s| s.id == "102").unwrap();
+    assert_eq!((men.duration_min, men.category.as_str()), (45, "Стрижки"));
+
+    let masters: Vec<String> =
+        e.yc.masters("101")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+    assert_eq!(masters, ["11", "12"], "the trainee is not bookable online");
+
+    let day = tuesday();
+    let days =
+        e.yc.free_days("102", Some("11"), day, day + Duration::days(6))
+            .await
+            .unwrap();
+    assert_eq!(days.len(), 6, "Olga rests on Mondays: {days:?}");
+    assert!(days.iter().all(|d| d.weekday() != Weekday::Mon));
+    let any =
+        e.yc.free_days("201", None, day, day + Duration::days(6))
+            .await
+            .unwrap();
+    assert!(any.iter().all(|d| d.weekday() != Weekday::Wed), "{any:?}");
+
+    let slots = e.yc.free_slots("101", Some("11"), day).await.unwrap();
+    assert_eq!(slots[0].start, utc(EKB, at(day, 10, 0)));
+    assert_eq!(slots[0].start.format("%H:%M").to_string(), "05:00", "UTC+5");
+    assert_eq!(slots[0].duration_min, 60);
+    assert_eq!(slots.last().unwrap().start, utc(EKB, at(day, 18, 0)));
+}
+
+#[tokio::test]
+async fn slots_in_kaliningrad_and_any_master_merges_one_slot_per_time() {
+    let e = env(KGD).await;
+    let day = tuesday();
+    let olga = e.yc.free_slots("101", Some("11"), day).await.unwrap();
+    assert_eq!(olga[0].start, utc(KGD, at(day, 10, 0)));
+    assert_eq!(olga[0].start.format("%H:%M").to_string(), "08:00", "UTC+2");
+    let any = e.yc.free_slots("101", None, day).await.unwrap();
+    let noon: Vec<&Slot> = any
+        .iter()
+        .filter(|s| s.start == utc(KGD, at(day, 12, 0)))
+        .collect();
+    assert_eq!(noon.len(), 1, "one slot per time");
+    assert_eq!(noon[0].master_id, "11", "the salon's first master wins");
+    let last = any.last().unwrap();
+    assert_eq!(
+        (last.master_id.as_str(), last.start),
+        ("12", utc(KGD, at(day, 19, 0)))
+    );
+    let mut starts: Vec<_> = any.iter().map(|s| s.start).collect();
+    starts.dedup();
+    assert_eq!(starts.len(), any.len());
+}
+
+#[tokio::test]
+async fn booking_creates_the_record_in_the_schedule() {
+    let e = env(EKB).await;
+    let day = tuesday();
+    let req = request("11", "101", utc(EKB, at(day, 10, 0)), 60);
+    let record = e.yc.book(&req).await.unwrap();
+    let records = e.fake.active_records();
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(
+        (r.staff_id, r.service_id, r.local),
+        (11, 101, at(day, 10, 0))
+    );
+    assert_eq!(r.phone, "79123456789", "digits only");
+    assert_eq!(r.fullname, "Анна Иванова");
+    assert_eq!(r.comment, "Telegram, src_landing");
+    assert_eq!(r.api_id, req.booking_id);
+    assert_eq!(record.external_id, format!("{}:{}", r.id, r.hash));
+    assert_eq!(record.status, RecordStatus::Active);
+    let again = e.yc.record(&record.external_id).await.unwrap().unwrap();
+    assert_eq!(
+        (again.master_id.as_str(), again.service_id.as_str()),
+        ("11", "101")
+    );
+    assert_eq!(
+        (again.start, again.duration_min, again.status),
+        (req.start, 60, RecordStatus::Active)
+    );
+    assert_eq!(e.yc.calls().get(Endpoint::BookCheck), 1);
+    assert_eq!(e.yc.calls().get(Endpoint::BookRecord), 1);
+}
+
+#[tokio::test]
+async fn slot_taken_between_listing_and_booking_is_reported_without_a_double_record() {
+    let e = env(EKB).await;
+    let day = tuesday();
+    let slots = e.yc.free_slots("101", Some("11"), day).await.unwrap();
+    let first = slots[0].clone();
+    e.fake.salon_book(11, 101, at(day, 10, 0));
+    let err =
+        e.yc.book(&request("11", "101", first.start, 60))
+            .await
+            .unwrap_err();
+    assert!(matches!(err, BookingError::SlotTaken), "{err:?}");
+    let records = e.fake.active_records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].source, "salon");
+    assert_eq!(
+        e.yc.calls().get(Endpoint::BookRecord),
+        0,
+        "book_check stopped it"
+    );
+    let fresh = e.yc.free_slots("101", Some("11"), day).await.unwrap();
+    assert!(
+        !fresh.iter().any(|s| s.start == first.start),
+        "the cache forgot the day"
+    );
+}
+
+#[tokio::test]
+async fn cancel_deletes_and_salon_changes_are_seen() {
+    let e = env(KGD).await;
+    let day = tuesday();
+    let r1 =
+        e.yc.book(&request("12", "201", utc(KGD, at(day, 12, 0)), 90))
+            .await
+            .unwrap();
+    e.yc.cancel(&r1.external_id).await.unwrap();
+    assert!(e.fake.records()[0].deleted);
+    assert_eq!(
+        e.yc.record(&r1.external_id).await.unwrap().unwrap().status,
+        RecordStatus::Cancelled
+    );
+    e.yc.cancel(&r1.external_id)
+        .await
+        .expect("cancelling twice is fine");
+
+    let r2 =
+        e.yc.book(&request("12", "201", utc(KGD, at(day, 15, 0)), 90))
+            .await
+            .unwrap();
+    let id: u64 = r2.external_id.split(':').next().unwrap().parse().unwrap();
+    e.fake.salon_mark_attendance(id, -1);
+    assert_eq!(
+        e.yc.record(&r2.external_id).await.unwrap().unwrap().status,
+        RecordStatus::NoShow
+    );
+    e.fake.salon_delete(id);
+    assert_eq!(
+        e.yc.record(&r2.external_id).await.unwrap().unwrap().status,
+        RecordStatus::Cancelled
+    );
+    assert!(
+        e.yc.record(&format!("{id}:wronghash"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn reschedule_moves_the_record_in_time_only() {
+    let e = env(EKB).await;
+    let day = tuesday();
+    let r =
+        e.yc.book(&request("11", "101", utc(EKB, at(day, 10, 0)), 60))
+            .await
+            .unwrap();
+    let to = Slot {
+        master_id: "11".into(),
+        start: utc(EKB, at(day + Duration::days(1), 14, 0)),
+        duration_min: 60,
+    };
+    let moved = e.yc.reschedule(&r.external_id, &to).await.unwrap();
+    assert_eq!(
+        (moved.start, moved.external_id.as_str()),
+        (to.start, r.external_id.as_str())
+    );
+    assert_eq!(
+        e.fake.active_records()[0].local,
+        at(day + Duration::days(1), 14, 0)
+    );
+    // The old time is free again, the new one taken, without waiting for the cache to expire.
+    let slots = e.yc.free_slots("101", Some("11"), day).await.unwrap();
+    assert!(slots.iter().any(|s| s.start == utc(EKB, at(day, 10, 0))));
+
+    let other = Slot {
+        master_id: "12".into(),
+        ..to.clone()
+    };
+    assert!(matches!(
+        e.yc.reschedule(&r.external_id, &other).await,
+        Err(BookingError::Rejected(_))
+    ));
+    e.fake.salon_book(11, 101, at(day, 16, 0));
+    let taken = Slot {
+        start: utc(EKB, at(day, 16, 0)),
+        ..to
+    };
+    assert!(matches!(
+        e.yc.reschedule(&r.external_id, &taken).await,
+        Err(BookingError::SlotTaken)
+    ));
+}
+
+#[tokio::test]
+async fn bad_token_is_an_auth_error() {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, EKB)).await;
+    let yc = Yclients::new(
+        &YclientsConfig::new(fake.base_url.clone(), COMPANY, "wrong"),
+        Arc::new(FakeClock::new(Utc::now())),
+    );
+    let err = yc.services().await.unwrap_err();
+    assert!(
+        matches!(&err, BookingError::Auth(m) if m.contains("Необходима авторизация")),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains(PARTNER_TOKEN));
+    // A missing Accept header is refused the same way (seen by SDK users).
+    let resp = reqwest::Client::new()
+        .get(format!("{}api/v1/company/{COMPANY}", fake.base_url))
+        .header("Authorization", format!("Bearer {PARTNER_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["meta"]["message"].as_str().unwrap().contains("Accept"));
+}
+
+#[tokio::test]
+async fn down_schedule_is_unavailable_and_recovers() {
+    let e = env(EKB).await;
+    e.fake.set_down(Down::Unavailable);
+    let err = e.yc.services().await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(
+        err.to_string().contains("Сервис временно недоступен"),
+        "{err}"
+    );
+    e.fake.set_down(Down::Refused);
+    let fresh = Yclients::new(&config(&e.fake), e.clock.clone());
+    let err = fresh.services().await.unwrap_err();
+    assert!(
+        matches!(&err, BookingError::Unavailable(m) if m.contains("cannot connect")),
+        "{err:?}"
+    );
+    e.fake.set_down(Down::Up);
+    assert_eq!(fresh.services().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn rate_limited_burst_is_retried_nothing_lost_and_never_above_five_per_second() {
+    let e = env(EKB).await;
+    let yc = Arc::new(e.yc);
+    let day = tuesday();
+    yc.company().await.unwrap();
+    e.fake.fail_next_with_429(4, None);
+    let mut tasks = Vec::new();
+    for (i, h) in [10, 11, 12, 13, 14, 15, 16, 17].into_iter().enumerate() {
+        let yc = yc.clone();
+        let master = if i % 2 == 0 { "11" } else { "12" };
+        let start = utc(EKB, at(day, h, 0));
+        let start = if master == "12" && h < 12 {
+            utc(EKB, at(day, h + 8, 0))
+        } else {
+            start
+        };
+        tasks.push(tokio::spawn(async move {
+            yc.book(&request(master, "101", start, 60)).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("every booking got through");
+    }
+    assert_eq!(e.fake.active_records().len(), 8, "nothing lost");
+    assert!(
+        e.fake.max_requests_per_second() <= 5,
+        "saw {}",
+        e.fake.max_requests_per_second()
+    );
+    assert!(
+        yc.calls().total() > 8 * 2 + 4,
+        "{:?}",
+        yc.calls().snapshot()
+    );
+
+    // A server that keeps refusing gets reported, not dropped.
+    e.fake.fail_next_with_429(100, Some(0));
+    let err = yc.masters("102").await.unwrap_err();
+    assert!(
+        matches!(&err, BookingError::Unavailable(m) if m.contains("429")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn cache_serves_repeats_within_ttl_and_forgets_on_writes_and_webhooks() {
+    let e = env(EKB).await;
+    let day = tuesday();
+    let times = || e.yc.calls().get(Endpoint::BookTimes);
+    e.yc.free_slots("101", Some("11"), day).await.unwrap();
+    e.yc.free_slots("101", Some("11"), day).await.unwrap();
+    e.yc.free_days("101", Some("11"), day, day + Duration::days(7))
+        .await
+        .unwrap();
+    e.yc.free_days("101", Some("11"), day, day + Duration::days(7))
+        .await
+        .unwrap();
+    assert_eq!((times(), e.yc.calls().get(Endpoint::BookDates)), (1, 1));
+    e.clock.advance(Duration::seconds(31));
+    e.yc.free_slots("101", Some("11"), day).await.unwrap();
+    assert_eq!(times(), 2, "expired after the TTL");
+
+    e.yc.book(&request("11", "101", utc(EKB, at(day, 11, 0)), 60))
+        .await
+        .unwrap();
+    let after = e.yc.free_slots("101", Some("11"), day).await.unwrap();
+    assert_eq!(times(), 3, "our booking invalidated the day");
+    assert!(!after.iter().any(|s| s.start == utc(EKB, at(day, 11, 0))));
+    e.yc.free_days("101", Some("11"), day, day + Duration::days(7))
+        .await
+        .unwrap();
+    assert_eq!(e.yc.calls().get(Endpoint::BookDates), 2);
+
+    e.yc.invalidate_day("11", day);
+    e.yc.free_slots("101", Some("11"), day).await.unwrap();
+    assert_eq!(times(), 4);
+
+    // The salon moves a record; its webhook drops that master's cache.
+    let id = e.fake.salon_book(11, 101, at(day, 15, 0));
+    let rec = e.fake.records().into_iter().find(|r| r.id == id).unwrap();
+    let salon = FakeSalon::standard(COMPANY, EKB);
+    let hook = json!({"company_id": COMPANY, "resource": "record", "resource_id": id, "status": "create",
+                      "data": fake_yclients::admin_record_json_for(&salon, &rec)});
+    let events = parse_webhook(hook.to_string().as_bytes(), EKB).unwrap();
+    let WebhookEvent::Record(ev) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(ev.start, Some(utc(EKB, at(day, 15, 0))));
+    e.yc.apply_webhook(ev);
+    let slots = e.yc.free_slots("101", Some("11"), day).await.unwrap();
+    assert_eq!(times(), 5);
+    assert!(!slots.iter().any(|s| s.start == utc(EKB, at(day, 15, 0))));
+}
+
+#[tokio::test]
+async fn cache_can_be_switched_off() {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, EKB)).await;
+    let mut cfg = config(&fake);
+    cfg.slot_cache_ttl_secs = 0;
+    let yc = Yclients::new(&cfg, Arc::new(FakeClock::new(Utc::now())));
+    yc.free_slots("101", Some("11"), tuesday()).await.unwrap();
+    yc.free_slots("101", Some("11"), tuesday()).await.unwrap();
+    assert_eq!(yc.calls().get(Endpoint::BookTimes), 2);
+}
+
+#[tokio::test]
+async fn check_reports_company_services_and_masters() {
+    let e = env(EKB).await;
+    let report = e.yc.check().await.unwrap();
+    assert_eq!(report.company.timezone, EKB);
+    assert_eq!(report.company.address, "ул. Ленина, 1");
+    let text = report.to_string();
+    assert!(text.contains("Asia/Yekaterinburg"), "{text}");
+    assert!(text.contains("Маникюр") && text.contains("Анна"), "{text}");
+    assert!(!text.contains("Пётр"), "not bookable: {text}");
+    assert!(!text.contains(PARTNER_TOKEN));
+}
+
+#[tokio::test]
+async fn user_token_uses_admin_methods_and_pages_at_200() {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, EKB)).await;
+    let mut cfg = config(&fake);
+    cfg.user_token = Some(SecretString::from(USER_TOKEN.to_owned()));
+    cfg.rate_limit_per_second = 5;
+    let yc = Yclients::new(&cfg, Arc::new(FakeClock::new(Utc::now())));
+    let day = tuesday();
+    let r = yc
+        .book(&request("11", "101", utc(EKB, at(day, 10, 0)), 60))
+        .await
+        .unwrap();
+    yc.cancel(&r.external_id).await.unwrap();
+    assert_eq!(yc.calls().get(Endpoint::RecordDelete), 1);
+    assert!(fake.records()[0].deleted);
+    // 250 records made by the salon over the next days: two pages of at most 200.
+    for i in 0..250u32 {
+        fake.salon_book(
+            13,
+            101,
+            at(day + Duration::days(i64::from(i / 8)), 9 + i % 8, 0),
+        );
+    }
+    let all = yc.records(day, day + Duration::days(40)).await.unwrap();
+    assert_eq!(all.len(), 251, "250 live and the cancelled one");
+    assert_eq!(yc.calls().get(Endpoint::Records), 2);
+    assert_eq!(
+        all.iter()
+            .filter(|r| r.status == RecordStatus::Cancelled)
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_fake_accepts_every_request_example_in_the_contracts() {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, EKB)).await;
+    let http = reqwest::Client::new();
+    let examples = [
+        ("auth.request.json", "POST", "/auth".to_string()),
+        (
+            "book-code.request.json",
+            "POST",
+            format!("/book_code/{COMPANY}"),
+        ),
+        (
+            "book-check.request.json",
+            "POST",
+            format!("/book_check/{COMPANY}"),
+        ),
+        (
+            "book-record.request.json",
+            "POST",
+            format!("/book_record/{COMPANY}"),
+        ),
+        (
+            "book-record-move.request.json",
+            "PUT",
+            format!("/book_record/{COMPANY}/1"),
+        ),
+        (
+            "clients-search.request.json",
+            "POST",
+            format!("/company/{COMPANY}/clients/search"),
+        ),
+        (
+            "clients-visits-search.request.json",
+            "POST",
+            format!("/company/{COMPANY}/clients/visits/search"),
+        ),
+        (
+            "hooks-settings.request.json",
+            "POST",
+            format!("/hooks_settings/{COMPANY}"),
+        ),
+        (
+            "records-create.request.json",
+            "POST",
+            format!("/records/{COMPANY}"),
+        ),
+    ];
+    let dir = contract_path("");
+    let on_disk = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|f| {
+            f.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".request.json")
+        })
+        .count();
+    assert_eq!(
+        on_disk,
+        examples.len(),
+        "a new request example needs a line here"
+    );
+    for (name, method, path) in examples {
+        let body = contract(name);
+        let resp = http
+            .request(
+                method.parse().unwrap(),
+                format!("{}api/v1{path}", fake.base_url),
+            )
+            .header("Accept", "application/vnd.api.v2+json")
+            .header(
+                "Authorization",
+                format!("Bearer {PARTNER_TOKEN}, User {USER_TOKEN}"),
+            )
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert!(
+            status != 400 && status != 401 && !text.contains("Метод не найден"),
+            "{name}: {status} {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(210)).await;
+    }
+}
+
+#[tokio::test]
+async fn app_builds_the_yclients_system_from_config() {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, KGD)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zapis.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[store]\nurl = \"sqlite::memory:\"\n[business]\nname = \"S\"\ntimezone = \"Europe/Kaliningrad\"\n\
+             [booking]\nsystem = \"yclients\"\n[booking.yclients]\nbase_url = \"{}\"\ncompany_id = {COMPANY}\n\
+             partner_token = \"{PARTNER_TOKEN}\"\n",
+            fake.base_url
+        ),
+    )
+    .unwrap();
+    let config = zapis::config::Config::load(&path).unwrap();
+    let app = zapis::app::App::build(config, Arc::new(FakeClock::new(Utc::now())))
+        .await
+        .unwrap();
+    assert_eq!(app.booking.system(), "yclients");
+    let report = app.yclients.as_ref().unwrap().check().await.unwrap();
+    assert_eq!(report.company.timezone, KGD);
+    assert_eq!(app.booking.services().await.unwrap().len(), 3);
+}

@@ -1,0 +1,171 @@
+//! `zapis demo` driven through stdin, as a person at a terminal would: book a slot in the
+//! sandbox salon and see it confirmed and stored.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use zapis::domain::BookingStatus;
+use zapis::store::Store;
+
+#[tokio::test]
+async fn the_terminal_demo_books_a_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(["demo", "--store", &url, "--start", "src_terminal"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("zapis demo starts");
+    // Book → first service → first master → first free day → first time → phone → name → confirm.
+    let script = "1\n1\n1\n1\n1\nне телефон\n8 912 345-67-89\nАнна\n1\n/quit\n";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("[1] 📅 Записаться"), "{stdout}");
+    assert!(stdout.contains("Женская стрижка"), "{stdout}");
+    // A bad phone is asked again with an example before the good one is taken.
+    assert!(
+        stdout.contains("Не получилось распознать номер"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Готово, вы записаны"), "{stdout}");
+
+    let store = Store::connect(&url).await.unwrap();
+    let bookings = store.bookings("default").await.unwrap();
+    assert_eq!(bookings.len(), 1);
+    assert_eq!(bookings[0].status, BookingStatus::Booked);
+    assert_eq!(bookings[0].client_phone.as_str(), "+79123456789");
+    assert_eq!(bookings[0].source.payload.as_deref(), Some("src_terminal"));
+    assert_eq!(bookings[0].source.channel, zapis::domain::Channel::Console);
+}
+
+#[test]
+fn help_explains_every_command() {
+    let out = Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["demo", "run", "check", "migrate", "link"] {
+        assert!(text.contains(cmd), "{text}");
+    }
+}
+
+#[test]
+fn a_bad_config_fails_at_start_naming_the_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zapis.toml");
+    std::fs::write(
+        &path,
+        "[business]\nname = \"S\"\ntimezone = \"Europe/Moskva\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("business.timezone"), "{err}");
+    assert!(err.contains("zapis.toml"), "{err}");
+}
+
+#[tokio::test]
+async fn tracked_links_carry_the_utm_set_and_count_bookings() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("z.db").display());
+    let path = dir.path().join("zapis.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[store]\nurl = \"{url}\"\n[business]\nname = \"S\"\ntimezone = \"Europe/Moscow\"\n\
+             [telegram]\ntoken = \"1:x\"\nbot_username = \"lilia_bot\"\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args([
+            "link",
+            "create",
+            "--name",
+            "spring",
+            "--utm-source",
+            "yandex",
+            "--utm-medium",
+            "cpc",
+        ])
+        .args(["--utm-campaign", "spring", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let token = printed
+        .split("start=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a deep link is printed")
+        .to_string();
+    assert!(
+        printed.contains(&format!("https://t.me/lilia_bot?start={token}")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("https://max.ru/lilia_bot?start={token}")),
+        "{printed}"
+    );
+    assert!(
+        token.len() <= 64
+            && token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    );
+
+    // A client arriving with the token books through the terminal demo on the same store.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(["demo", "--store", &url, "--start", &token])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all("1\n1\n1\n1\n1\n+79123456789\nОля\n1\n".as_bytes())
+        .unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let store = Store::connect(&url).await.unwrap();
+    let booking = &store.bookings("default").await.unwrap()[0];
+    assert_eq!(booking.source.link_name.as_deref(), Some("spring"));
+    assert_eq!(booking.source.utm.source.as_deref(), Some("yandex"));
+    assert_eq!(booking.source.utm.campaign.as_deref(), Some("spring"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(["link", "list", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("spring") && listed.contains("bookings: 1"),
+        "{listed}"
+    );
+}

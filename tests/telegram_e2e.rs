@@ -96,15 +96,13 @@ async fn press_kind(user: &FakeUser, prefix: &str) -> BotMessage {
 
 async fn keyboard(user: &FakeUser, want: impl Fn(&BotMessage) -> bool) -> BotMessage {
     for _ in 0..(WAIT.as_millis() / 50) {
-        if let Some(m) = user
+        let latest = user
             .history()
             .into_iter()
             .rev()
-            .find(|m| !m.buttons.is_empty())
-        {
-            if want(&m) {
-                return m;
-            }
+            .find(|m| !m.buttons.is_empty());
+        if let Some(m) = latest.filter(&want) {
+            return m;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -171,3 +171,9 @@ month-9 = Sep
 month-10 = Oct
 month-11 = Nov
 month-12 = Dec
+
+## Telegram adapter
+
+tg-apology = Sorry, something went wrong. Please try again a little later.
+tg-share-phone = 📱 Share my phone number
+tg-or-choose = Or choose:

@@ -174,3 +174,9 @@ month-9 = сен
 month-10 = окт
 month-11 = ноя
 month-12 = дек
+
+## Telegram adapter
+
+tg-apology = Извините, что-то пошло не так. Попробуйте ещё раз чуть позже.
+tg-share-phone = 📱 Отправить мой номер
+tg-or-choose = Или выберите:

@@ -40,6 +40,7 @@ use crate::config::TelegramConfig;
 use crate::conversation::{ChatEvent, Conversations};
 use crate::dialog::Reply;
 use crate::domain::{Channel, ChatRef};
+use crate::i18n::{Lang, t};
 use crate::normalize::mask_phone;
 
 /// Telegram's limit on a message text, in UTF-16 code units (what its clients count).
@@ -67,7 +68,9 @@ pub async fn run<S>(
 where
     S: Future<Output = ()> + Send,
 {
+    let lang = conversations.business().locale;
     TelegramAdapter::new(config)
+        .default_lang(lang)
         .run(conversations, shutdown)
         .await
 }
@@ -78,6 +81,7 @@ pub struct TelegramAdapter {
     api_url: Url,
     limits: Limits,
     poll_timeout: Duration,
+    default_lang: Lang,
 }
 
 impl TelegramAdapter {
@@ -87,7 +91,14 @@ impl TelegramAdapter {
             api_url: config.api_url.clone(),
             limits: Limits::default(),
             poll_timeout: Duration::from_secs(10),
+            default_lang: Lang::default(),
         }
+    }
+
+    /// The business locale, for the adapter's own few words when Telegram tells no language.
+    pub fn default_lang(mut self, lang: Lang) -> TelegramAdapter {
+        self.default_lang = lang;
+        self
     }
 
     /// Overrides Telegram's documented flood limits (1 message/s per chat, 30/s overall),
@@ -139,6 +150,7 @@ impl TelegramAdapter {
             handler,
             contact_keyboard: DashSet::new(),
             redactor: redactor.clone(),
+            default_lang: self.default_lang,
         });
         let mut dispatcher = Dispatcher::builder(bot.clone(), schema())
             .dependencies(dptree::deps![inner])
@@ -248,6 +260,7 @@ struct Inner {
     /// Chats whose screen currently shows our "share my phone" reply keyboard.
     contact_keyboard: DashSet<i64>,
     redactor: Redactor,
+    default_lang: Lang,
 }
 
 impl Inner {
@@ -266,7 +279,7 @@ impl Inner {
             Err(e) => {
                 tracing::error!(chat = %chat.chat_id, error = %e, "conversation failed; apologising");
                 vec![Reply {
-                    text: apology(lang).to_string(),
+                    text: t(Lang::pick(lang, self.default_lang), "tg-apology"),
                     ..Reply::default()
                 }]
             }
@@ -325,9 +338,11 @@ impl Inner {
     async fn send(&self, bot: &TelegramBot, chat_id: ChatId, lang: Option<&str>, reply: &Reply) {
         let inline = inline_keyboard(reply);
         if reply.request_contact {
-            let keyboard = KeyboardMarkup::new([[
-                KeyboardButton::new(contact_button_label(lang)).request(ButtonRequest::Contact)
-            ]])
+            let keyboard = KeyboardMarkup::new([[KeyboardButton::new(t(
+                Lang::pick(lang, self.default_lang),
+                "tg-share-phone",
+            ))
+            .request(ButtonRequest::Contact)]])
             .one_time_keyboard()
             .resize_keyboard();
             if self
@@ -342,7 +357,7 @@ impl Inner {
                 self.contact_keyboard.insert(chat_id.0);
             }
             if let Some(kb) = inline {
-                let text = vec![or_choose(lang).to_string()];
+                let text = vec![t(Lang::pick(lang, self.default_lang), "tg-or-choose")];
                 self.send_parts(bot, chat_id, text, Some(ReplyMarkup::InlineKeyboard(kb)))
                     .await;
             }
@@ -463,39 +478,6 @@ fn describe(event: &ChatEvent) -> String {
     }
 }
 
-/// Russian unless the messenger reports a language outside the Russian-speaking set.
-fn is_english(lang: Option<&str>) -> bool {
-    let Some(lang) = lang else { return false };
-    let primary = lang.split(['-', '_']).next().unwrap_or(lang);
-    !["ru", "uk", "be", "kk"]
-        .iter()
-        .any(|l| primary.eq_ignore_ascii_case(l))
-}
-
-fn apology(lang: Option<&str>) -> &'static str {
-    if is_english(lang) {
-        "Sorry, something went wrong. Please try again a little later."
-    } else {
-        "Извините, что-то пошло не так. Попробуйте ещё раз чуть позже."
-    }
-}
-
-fn contact_button_label(lang: Option<&str>) -> &'static str {
-    if is_english(lang) {
-        "📱 Share my phone number"
-    } else {
-        "📱 Отправить мой номер"
-    }
-}
-
-fn or_choose(lang: Option<&str>) -> &'static str {
-    if is_english(lang) {
-        "Or choose:"
-    } else {
-        "Или выберите:"
-    }
-}
-
 /// Network errors from reqwest print the request URL, and Telegram puts the token in it.
 #[derive(Clone)]
 struct Redactor {
@@ -594,14 +576,5 @@ mod tests {
         });
         assert!(!text.contains("1234567"), "{text}");
         assert!(!describe(&ChatEvent::Text("my phone 89161234567".into())).contains("916"));
-    }
-
-    #[test]
-    fn language_choice() {
-        assert!(!is_english(None));
-        assert!(!is_english(Some("ru")));
-        assert!(!is_english(Some("uk-UA")));
-        assert!(is_english(Some("en-US")));
-        assert!(is_english(Some("de")));
     }
 }

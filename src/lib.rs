@@ -9,3 +9,4 @@ pub mod domain;
 pub mod i18n;
 pub mod normalize;
 pub mod store;
+pub mod sync;

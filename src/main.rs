@@ -2,13 +2,20 @@
 
 use clap::{Parser, Subcommand};
 use zapis::store::Store;
-use zapis::sync::cli::{JournalArgs, QueueArgs, WorkerArgs, journal_command, queue_command, worker_command};
+use zapis::sync::cli::{
+    JournalArgs, QueueArgs, WorkerArgs, journal_command, queue_command, worker_command,
+};
 
 #[derive(Parser)]
 #[command(name = "zapis", version)]
 struct Cli {
     /// The store: sqlite://zapis.db or postgres://…
-    #[arg(long, env = "ZAPIS_STORE_URL", default_value = "sqlite://zapis.db", global = true)]
+    #[arg(
+        long,
+        env = "ZAPIS_STORE_URL",
+        default_value = "sqlite://zapis.db",
+        global = true
+    )]
     store: String,
     #[command(subcommand)]
     command: Command,

@@ -18,7 +18,12 @@ use crate::sync::worker::{Delivered, JobContext, JobHandler};
 pub const INBOX_SYSTEM: &str = "inbox";
 
 /// Headers that carry credentials are never stored.
-const SECRET_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie", "x-api-key"];
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxMessage {
@@ -44,7 +49,9 @@ pub fn keep_headers(headers: &axum::http::HeaderMap) -> BTreeMap<String, String>
     headers
         .iter()
         .filter(|(name, _)| !SECRET_HEADERS.contains(&name.as_str()))
-        .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+        })
         .collect()
 }
 
@@ -122,7 +129,11 @@ pub async fn message(store: &Store, id: i64) -> Result<Option<InboxMessage>, Sto
 /// Processes one stored webhook of a source (a connector's inbound half).
 #[async_trait]
 pub trait InboxHandler: Send + Sync {
-    async fn process(&self, message: &InboxMessage, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError>;
+    async fn process(
+        &self,
+        message: &InboxMessage,
+        ctx: &JobContext<'_>,
+    ) -> Result<Delivered, DeliveryError>;
 }
 
 /// The [`JobHandler`] for the `inbox` system: loads the stored webhook and hands it to the
@@ -141,10 +152,9 @@ impl InboxDispatcher {
 #[async_trait]
 impl JobHandler for InboxDispatcher {
     async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
-        let handler = self
-            .sources
-            .get(&job.operation)
-            .ok_or_else(|| DeliveryError::permanent(format!("no inbox handler for {}", job.operation)))?;
+        let handler = self.sources.get(&job.operation).ok_or_else(|| {
+            DeliveryError::permanent(format!("no inbox handler for {}", job.operation))
+        })?;
         let id = job
             .payload
             .get("inbox_id")

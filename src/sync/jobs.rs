@@ -95,7 +95,9 @@ const JOB_COLUMNS: &str = "id, business_id, system, operation, payload, idempote
 fn job_from_row(r: &AnyRow) -> Result<Job, StoreError> {
     let payload: String = r.try_get("payload")?;
     let opt_time = |col: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
-        r.try_get::<Option<i64>, _>(col)?.map(from_millis).transpose()
+        r.try_get::<Option<i64>, _>(col)?
+            .map(from_millis)
+            .transpose()
     };
     Ok(Job {
         id: r.try_get("id")?,
@@ -201,13 +203,21 @@ impl Queue {
         &self.store
     }
 
-    pub async fn enqueue(&self, job: &NewJob, now: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
+    pub async fn enqueue(
+        &self,
+        job: &NewJob,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
         let mut conn = self.store.pool().acquire().await?;
         enqueue_in(&mut conn, job, now).await
     }
 
     /// Inserts many jobs in one transaction with multi-row statements (imports, benchmarks).
-    pub async fn enqueue_batch(&self, jobs: &[NewJob], now: DateTime<Utc>) -> Result<u64, StoreError> {
+    pub async fn enqueue_batch(
+        &self,
+        jobs: &[NewJob],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         const COLS: usize = 7;
         // 400 rows × 7 binds stays far below both backends' parameter limits.
         const CHUNK: usize = 400;
@@ -316,13 +326,20 @@ impl Queue {
             q = q.bind(s);
         }
         let rows = q.fetch_all(self.store.pool()).await?;
-        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         jobs.sort_by_key(|j| j.id);
         Ok(jobs)
     }
 
     /// Extends the lease of every job `worker_id` is running.
-    pub async fn heartbeat(&self, worker_id: &str, until: DateTime<Utc>) -> Result<u64, StoreError> {
+    pub async fn heartbeat(
+        &self,
+        worker_id: &str,
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE sync_jobs SET lease_until = $1 WHERE worker_id = $2 AND state = 'running'",
         )
@@ -366,7 +383,10 @@ impl Queue {
         }
         tx.commit().await?;
         if !rows.is_empty() {
-            tracing::warn!(jobs = rows.len(), "re-queued jobs whose worker lease expired");
+            tracing::warn!(
+                jobs = rows.len(),
+                "re-queued jobs whose worker lease expired"
+            );
         }
         Ok(rows.len() as u64)
     }
@@ -408,7 +428,10 @@ impl Queue {
             .execute(&mut *tx)
             .await?;
             if updated.rows_affected() == 0 {
-                tracing::warn!(job_id = f.job_id, "lease lost before the attempt was recorded");
+                tracing::warn!(
+                    job_id = f.job_id,
+                    "lease lost before the attempt was recorded"
+                );
                 continue;
             }
             held += 1;
@@ -449,7 +472,11 @@ impl Queue {
     }
 
     /// Brings back every dead job, or those of one system (`zapis queue retry --dead`).
-    pub async fn revive_dead(&self, system: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    pub async fn revive_dead(
+        &self,
+        system: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let now = to_millis(now);
         let done = sqlx::query(
             "UPDATE sync_jobs SET state = 'pending', run_at = $1, age_from = $1, updated_at = $1, \
@@ -528,7 +555,10 @@ impl Queue {
                     system: r.try_get("system")?,
                     state: JobState::parse(&r.try_get::<String, _>("state")?)?,
                     count: r.try_get("n")?,
-                    oldest_created_at: r.try_get::<Option<i64>, _>("oldest")?.map(from_millis).transpose()?,
+                    oldest_created_at: r
+                        .try_get::<Option<i64>, _>("oldest")?
+                        .map(from_millis)
+                        .transpose()?,
                 })
             })
             .collect()

@@ -64,7 +64,10 @@ pub struct JournalFilter {
 }
 
 /// Reads journal rows, oldest first.
-pub async fn read_journal(store: &Store, f: &JournalFilter) -> Result<Vec<JournalEntry>, StoreError> {
+pub async fn read_journal(
+    store: &Store,
+    f: &JournalFilter,
+) -> Result<Vec<JournalEntry>, StoreError> {
     let rows = sqlx::query(
         "SELECT at, business_id, system, operation, job_id, attempt, outcome, http_status, \
            duration_ms, error FROM sync_journal \
@@ -150,7 +153,8 @@ fn mask_digit_runs(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while i < chars.len() {
-        let starts_run = chars[i].is_ascii_digit() || (chars[i] == '+' && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit()));
+        let starts_run = chars[i].is_ascii_digit()
+            || (chars[i] == '+' && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit()));
         if !starts_run {
             out.push(chars[i]);
             i += 1;
@@ -173,7 +177,11 @@ fn mask_digit_runs(text: &str) -> String {
             for &c in &chars[i..end] {
                 if c.is_ascii_digit() {
                     seen += 1;
-                    out.push(if seen <= keep_head || seen > digits - 2 { c } else { '*' });
+                    out.push(if seen <= keep_head || seen > digits - 2 {
+                        c
+                    } else {
+                        '*'
+                    });
                 } else {
                     out.push(c);
                 }
@@ -192,13 +200,17 @@ mod tests {
 
     #[test]
     fn masks_phones_and_emails_but_not_statuses() {
-        let text = "HTTP 422: contact +7 (912) 345-67-89 / 89123456789 exists, mail Anna.K@Example.ru.";
+        let text =
+            "HTTP 422: contact +7 (912) 345-67-89 / 89123456789 exists, mail Anna.K@Example.ru.";
         let masked = mask_text(text);
         assert_eq!(
             masked,
-            "HTTP 422: contact +7 (91*) ***-**-89 / 891*******89 exists, mail A***@Example.ru."
+            "HTTP 422: contact +7 (91*) ***-**-89 / 891******89 exists, mail A***@Example.ru."
         );
-        assert_eq!(mask_text("timeout after 200 ms, id 12345"), "timeout after 200 ms, id 12345");
+        assert_eq!(
+            mask_text("timeout after 200 ms, id 12345"),
+            "timeout after 200 ms, id 12345"
+        );
         assert_eq!(mask_text("a @ b"), "a @ b");
     }
 }

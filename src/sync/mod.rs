@@ -28,3 +28,6 @@ pub use config::{AlertsConfig, SyncConfig};
 pub use jobs::{Job, JobState, NewJob, Queue, enqueue_in};
 pub use retry::{DeliveryError, RetryPolicy};
 pub use worker::{Delivered, Engine, JobContext, JobHandler};
+
+#[cfg(test)]
+mod tests;

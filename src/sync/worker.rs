@@ -57,7 +57,10 @@ pub trait JobHandler: Send + Sync {
 
     /// Called once when the target refused our credentials; `Ok` means "try again now".
     async fn refresh_auth(&self, _business_id: &str) -> Result<(), DeliveryError> {
-        Err(DeliveryError::Auth { message: "this connector cannot refresh its token".into(), http_status: None })
+        Err(DeliveryError::Auth {
+            message: "this connector cannot refresh its token".into(),
+            http_status: None,
+        })
     }
 }
 
@@ -144,7 +147,11 @@ impl Engine {
         result
     }
 
-    async fn worker_loop(&self, worker_id: String, mut shutdown: watch::Receiver<bool>) -> Result<(), EngineError> {
+    async fn worker_loop(
+        &self,
+        worker_id: String,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), EngineError> {
         let heartbeat = self.spawn_heartbeat(worker_id.clone());
         let mut reap_due = Instant::now();
         let result = loop {
@@ -216,7 +223,13 @@ impl Engine {
         let now = self.clock.now();
         let jobs = self
             .queue
-            .claim(worker_id, &self.systems, self.config.batch.max(1), self.config.lease, now)
+            .claim(
+                worker_id,
+                &self.systems,
+                self.config.batch.max(1),
+                self.config.lease,
+                now,
+            )
             .await?;
         if jobs.is_empty() {
             return Ok(0);
@@ -254,13 +267,24 @@ impl Engine {
         async {
             let Some(handler) = self.handlers.get(&job.system) else {
                 // Claims are filtered by registered systems, so this is a programming error.
-                return self.finish(job, Err(DeliveryError::permanent("no handler for this system")), Duration::ZERO, Refresh::NotTried);
+                return self.finish(
+                    job,
+                    Err(DeliveryError::permanent("no handler for this system")),
+                    Duration::ZERO,
+                    Refresh::NotTried,
+                );
             };
-            let ctx = JobContext { store: self.queue.store(), now: self.clock.now() };
+            let ctx = JobContext {
+                store: self.queue.store(),
+                now: self.clock.now(),
+            };
             let started = Instant::now();
             let mut result = handler.handle(job, &ctx).await;
             let mut refresh = Refresh::NotTried;
-            if let Err(DeliveryError::Auth { message, http_status }) = &result
+            if let Err(DeliveryError::Auth {
+                message,
+                http_status,
+            }) = &result
                 && job.auth_refreshes == 0
             {
                 refresh = match handler.refresh_auth(&job.business_id).await {
@@ -290,7 +314,13 @@ impl Engine {
     ) -> Finish {
         let now = self.clock.now();
         let (disposition, error, http_status, outcome, link) = match result {
-            Ok(delivered) => (Disposition::Done, None, None, "delivered".to_string(), delivered.link),
+            Ok(delivered) => (
+                Disposition::Done,
+                None,
+                None,
+                "delivered".to_string(),
+                delivered.link,
+            ),
             Err(e) => {
                 let status = e.http_status();
                 let outcome = e.outcome().to_string();
@@ -302,16 +332,21 @@ impl Engine {
                         } else {
                             let failures = u32::try_from(job.attempts).unwrap_or(u32::MAX);
                             let wait = self.policy.delay(failures, *retry_after);
-                            Disposition::Retry(now + chrono::Duration::from_std(wait).unwrap_or_default())
+                            Disposition::Retry(
+                                now + chrono::Duration::from_std(wait).unwrap_or_default(),
+                            )
                         }
                     }
                     DeliveryError::Permanent { .. } => Disposition::Dead,
                     // Refreshed just now and the refresh worked: try again at once.
-                    DeliveryError::Auth { .. } if refresh == Refresh::Succeeded => Disposition::Retry(now),
+                    DeliveryError::Auth { .. } if refresh == Refresh::Succeeded => {
+                        Disposition::Retry(now)
+                    }
                     DeliveryError::Auth { .. } => Disposition::Dead,
                 };
                 let mut text = e.to_string();
-                if disposition == Disposition::Dead && matches!(e, DeliveryError::Transient { .. }) {
+                if disposition == Disposition::Dead && matches!(e, DeliveryError::Transient { .. })
+                {
                     text = format!("gave up after max_age: {text}");
                 }
                 (disposition, Some(mask_text(&text)), status, outcome, None)
@@ -347,7 +382,11 @@ impl Engine {
 
     /// Opens or closes outages from a batch's outcomes and sends the resulting alerts.
     /// Permanent errors are about the data, not the system, so they do not count.
-    async fn track_health(&self, finishes: &[Finish], now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn track_health(
+        &self,
+        finishes: &[Finish],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut by_system: HashMap<(&str, &str), (bool, Option<&str>)> = HashMap::new();
         for f in finishes {
             let key = (f.journal.business_id.as_str(), f.journal.system.as_str());
@@ -379,10 +418,24 @@ impl Engine {
         for ((business, system), (any_success, failure)) in by_system {
             let alert: Option<Alert> = if any_success {
                 // A delivery also ends a credential outage.
-                health::record_success(self.queue.store(), business, &format!("{system}#auth"), now).await?;
+                health::record_success(
+                    self.queue.store(),
+                    business,
+                    &format!("{system}#auth"),
+                    now,
+                )
+                .await?;
                 health::record_success(self.queue.store(), business, system, now).await?
             } else if let Some(error) = failure {
-                health::record_failure(self.queue.store(), business, system, error, self.config.alert_after, now).await?
+                health::record_failure(
+                    self.queue.store(),
+                    business,
+                    system,
+                    error,
+                    self.config.alert_after,
+                    now,
+                )
+                .await?
             } else {
                 None
             };

@@ -15,16 +15,12 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatEvent {
     /// `/start` (Telegram) or `bot_started` (MAX), with the deep-link payload if any.
-    Start {
-        payload: Option<String>,
-    },
+    Start { payload: Option<String> },
     Text(String),
     /// Callback data of a pressed inline button.
     Button(String),
     /// A phone number shared with the messenger's contact button.
-    Contact {
-        phone: String,
-    },
+    Contact { phone: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,10 +28,7 @@ pub enum ConversationError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("dialog state of {chat} is unreadable: {source}")]
-    State {
-        chat: String,
-        source: serde_json::Error,
-    },
+    State { chat: String, source: serde_json::Error },
 }
 
 pub struct Conversations {
@@ -52,12 +45,7 @@ impl Conversations {
         business: BusinessConfig,
         clock: Arc<dyn Clock>,
     ) -> Conversations {
-        Conversations {
-            store,
-            booking,
-            business,
-            clock,
-        }
+        Conversations { store, booking, business, clock }
     }
 
     /// Handles one user action in one chat and returns what to show. Actions of one chat are
@@ -68,15 +56,7 @@ impl Conversations {
         user_lang: Option<&str>,
         event: ChatEvent,
     ) -> Result<Vec<Reply>, ConversationError> {
-        let _ = (
-            chat,
-            user_lang,
-            event,
-            &self.store,
-            &self.booking,
-            &self.business,
-            &self.clock,
-        );
+        let _ = (chat, user_lang, event, &self.store, &self.booking, &self.business, &self.clock);
         Ok(Vec::new())
     }
 }

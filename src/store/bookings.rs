@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{Store, StoreError, from_millis, new_id, to_millis};
-use crate::domain::{Booking, BookingStatus, Channel, ChatRef, Money, Source};
+use crate::domain::{Booking, BookingStatus, ChatRef, Channel, Money, Source};
 use crate::normalize::{Email, Phone};
 
 const BOOKING_COLUMNS: &str = "b.id, b.business_id, c.phone, c.name, c.email, b.service_id, \
@@ -40,10 +40,7 @@ impl Store {
             "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \
              WHERE b.id = $1"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
         row.map(|r| booking_from_row(&r)).transpose()
     }
 
@@ -222,12 +219,7 @@ pub async fn insert_booking_in(
     .bind(booking.status.as_str())
     .bind(source)
     .bind(booking.source.payload.clone())
-    .bind(
-        booking
-            .chat
-            .as_ref()
-            .map(|c| c.channel.as_str().to_string()),
-    )
+    .bind(booking.chat.as_ref().map(|c| c.channel.as_str().to_string()))
     .bind(booking.chat.as_ref().map(|c| c.chat_id.clone()))
     .bind(booking.external_id.clone())
     .bind(to_millis(booking.created_at))
@@ -237,8 +229,7 @@ pub async fn insert_booking_in(
 }
 
 fn booking_from_row(row: &AnyRow) -> Result<Booking, StoreError> {
-    let corrupt =
-        |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what}: {e}"));
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what}: {e}"));
     let phone: String = row.try_get("phone")?;
     let email: Option<String> = row.try_get("email")?;
     let status: String = row.try_get("status")?;
@@ -258,10 +249,7 @@ fn booking_from_row(row: &AnyRow) -> Result<Booking, StoreError> {
         business_id: row.try_get("business_id")?,
         client_phone: Phone::parse(&phone).map_err(|e| corrupt("client phone", &e))?,
         client_name: row.try_get("name")?,
-        client_email: email
-            .map(|e| Email::parse(&e))
-            .transpose()
-            .map_err(|e| corrupt("email", &e))?,
+        client_email: email.map(|e| Email::parse(&e)).transpose().map_err(|e| corrupt("email", &e))?,
         service_id: row.try_get("service_id")?,
         service_name: row.try_get("service_name")?,
         master_id: row.try_get("master_id")?,
@@ -303,10 +291,7 @@ mod tests {
                 channel: Channel::Telegram,
                 payload: Some("src_landing".into()),
                 link_name: None,
-                utm: Utm {
-                    source: Some("yandex".into()),
-                    ..Utm::default()
-                },
+                utm: Utm { source: Some("yandex".into()), ..Utm::default() },
             },
             chat: Some(ChatRef::new(Channel::Telegram, chat)),
             external_id: None,
@@ -328,14 +313,8 @@ mod tests {
     #[tokio::test]
     async fn one_client_per_phone_however_it_was_typed() {
         for store in testing::all().await {
-            store
-                .insert_booking(&booking("a", "8 912 345-67-89", "1", 9))
-                .await
-                .unwrap();
-            store
-                .insert_booking(&booking("b", "+7 912 3456789", "2", 11))
-                .await
-                .unwrap();
+            store.insert_booking(&booking("a", "8 912 345-67-89", "1", 9)).await.unwrap();
+            store.insert_booking(&booking("b", "+7 912 3456789", "2", 11)).await.unwrap();
             let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM clients")
                 .fetch_one(store.pool())
                 .await
@@ -347,58 +326,22 @@ mod tests {
     #[tokio::test]
     async fn upcoming_lists_by_chat_or_phone_and_skips_cancelled_and_past() {
         for store in testing::all().await {
-            store
-                .insert_booking(&booking("a", "+79123456789", "1", 9))
-                .await
-                .unwrap();
-            store
-                .insert_booking(&booking("b", "+79123456789", "2", 11))
-                .await
-                .unwrap();
-            store
-                .insert_booking(&booking("c", "+79990000000", "3", 12))
-                .await
-                .unwrap();
-            store
-                .insert_booking(&booking("d", "+79123456789", "1", 13))
-                .await
-                .unwrap();
+            store.insert_booking(&booking("a", "+79123456789", "1", 9)).await.unwrap();
+            store.insert_booking(&booking("b", "+79123456789", "2", 11)).await.unwrap();
+            store.insert_booking(&booking("c", "+79990000000", "3", 12)).await.unwrap();
+            store.insert_booking(&booking("d", "+79123456789", "1", 13)).await.unwrap();
             let t = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
-            store
-                .set_booking_status("d", BookingStatus::CancelledByClient, t)
-                .await
-                .unwrap();
+            store.set_booking_status("d", BookingStatus::CancelledByClient, t).await.unwrap();
             let chat1 = ChatRef::new(Channel::Telegram, "1");
-            let by_chat = store
-                .upcoming_bookings("b1", &chat1, None, t)
-                .await
-                .unwrap();
-            assert_eq!(
-                by_chat.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(),
-                ["a"]
-            );
+            let by_chat = store.upcoming_bookings("b1", &chat1, None, t).await.unwrap();
+            assert_eq!(by_chat.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["a"]);
             let phone = Phone::parse("+79123456789").unwrap();
-            let by_phone = store
-                .upcoming_bookings("b1", &chat1, Some(&phone), t)
-                .await
-                .unwrap();
-            assert_eq!(
-                by_phone.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(),
-                ["a", "b"]
-            );
+            let by_phone = store.upcoming_bookings("b1", &chat1, Some(&phone), t).await.unwrap();
+            assert_eq!(by_phone.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
             let later = Utc.with_ymd_and_hms(2030, 1, 10, 10, 0, 0).unwrap();
-            let rest = store
-                .upcoming_bookings("b1", &chat1, Some(&phone), later)
-                .await
-                .unwrap();
-            assert_eq!(
-                rest.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(),
-                ["b"]
-            );
-            let other = store
-                .upcoming_bookings("other", &chat1, Some(&phone), t)
-                .await
-                .unwrap();
+            let rest = store.upcoming_bookings("b1", &chat1, Some(&phone), later).await.unwrap();
+            assert_eq!(rest.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["b"]);
+            let other = store.upcoming_bookings("other", &chat1, Some(&phone), t).await.unwrap();
             assert!(other.is_empty());
         }
     }
@@ -406,17 +349,11 @@ mod tests {
     #[tokio::test]
     async fn confirm_and_move_update_the_booking() {
         for store in testing::all().await {
-            store
-                .insert_booking(&booking("a", "+79123456789", "1", 9))
-                .await
-                .unwrap();
+            store.insert_booking(&booking("a", "+79123456789", "1", 9)).await.unwrap();
             let now = Utc::now();
             store.confirm_booking("a", "rec-7", now).await.unwrap();
             let new_start = Utc.with_ymd_and_hms(2030, 1, 11, 9, 0, 0).unwrap();
-            store
-                .move_booking("a", "m2", "Ирина", new_start, now)
-                .await
-                .unwrap();
+            store.move_booking("a", "m2", "Ирина", new_start, now).await.unwrap();
             let b = store.booking("a").await.unwrap().unwrap();
             assert_eq!(b.external_id.as_deref(), Some("rec-7"));
             assert_eq!((b.master_id.as_str(), b.start), ("m2", new_start));

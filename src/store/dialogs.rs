@@ -10,15 +10,11 @@ impl Store {
         business_id: &str,
         chat_key: &str,
     ) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar(
-                "SELECT state FROM dialogs WHERE business_id = $1 AND chat_key = $2",
-            )
+        Ok(sqlx::query_scalar("SELECT state FROM dialogs WHERE business_id = $1 AND chat_key = $2")
             .bind(business_id)
             .bind(chat_key)
             .fetch_optional(&self.pool)
-            .await?,
-        )
+            .await?)
     }
 
     pub async fn save_dialog(
@@ -57,24 +53,11 @@ mod tests {
         for store in testing::all().await {
             let now = chrono::Utc::now();
             assert_eq!(store.load_dialog("b", "telegram:1").await.unwrap(), None);
-            store
-                .save_dialog("b", "telegram:1", "{\"a\":1}", now)
-                .await
-                .unwrap();
-            store
-                .save_dialog("b", "telegram:1", "{\"a\":2}", now)
-                .await
-                .unwrap();
-            store
-                .save_dialog("other", "telegram:1", "{\"a\":3}", now)
-                .await
-                .unwrap();
+            store.save_dialog("b", "telegram:1", "{\"a\":1}", now).await.unwrap();
+            store.save_dialog("b", "telegram:1", "{\"a\":2}", now).await.unwrap();
+            store.save_dialog("other", "telegram:1", "{\"a\":3}", now).await.unwrap();
             assert_eq!(
-                store
-                    .load_dialog("b", "telegram:1")
-                    .await
-                    .unwrap()
-                    .as_deref(),
+                store.load_dialog("b", "telegram:1").await.unwrap().as_deref(),
                 Some("{\"a\":2}")
             );
         }

@@ -42,9 +42,9 @@ impl Store {
         .await;
         match result {
             Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
-                format!("a link named {:?}", link.name),
-            )),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::Conflict(format!("a link named {:?}", link.name)))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -76,12 +76,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok(LinkStats {
-                    link: link_from_row(r)?,
-                    bookings: r.try_get("n")?,
-                })
-            })
+            .map(|r| Ok(LinkStats { link: link_from_row(r)?, bookings: r.try_get("n")? }))
             .collect()
     }
 
@@ -182,15 +177,9 @@ mod tests {
                 },
             };
             store.create_tracked_link("b", &link, now).await.unwrap();
-            assert_eq!(
-                store.tracked_link("b", "l_ab12").await.unwrap(),
-                Some(link.clone())
-            );
+            assert_eq!(store.tracked_link("b", "l_ab12").await.unwrap(), Some(link.clone()));
             assert_eq!(store.tracked_link("other", "l_ab12").await.unwrap(), None);
-            let again = TrackedLink {
-                token: "l_cd34".into(),
-                ..link.clone()
-            };
+            let again = TrackedLink { token: "l_cd34".into(), ..link.clone() };
             assert!(matches!(
                 store.create_tracked_link("b", &again, now).await,
                 Err(StoreError::Conflict(_))
@@ -204,36 +193,17 @@ mod tests {
     async fn links_map_both_ways_and_are_replaced() {
         for store in testing::all().await {
             let now = Utc::now();
-            store
-                .put_link("b", "booking", "bk1", "yclients", "100", now)
-                .await
-                .unwrap();
-            store
-                .put_link("b", "booking", "bk1", "yclients", "101", now)
-                .await
-                .unwrap();
+            store.put_link("b", "booking", "bk1", "yclients", "100", now).await.unwrap();
+            store.put_link("b", "booking", "bk1", "yclients", "101", now).await.unwrap();
             assert_eq!(
-                store
-                    .external_id("b", "booking", "bk1", "yclients")
-                    .await
-                    .unwrap()
-                    .as_deref(),
+                store.external_id("b", "booking", "bk1", "yclients").await.unwrap().as_deref(),
                 Some("101")
             );
             assert_eq!(
-                store
-                    .entity_for_external("b", "booking", "yclients", "101")
-                    .await
-                    .unwrap(),
+                store.entity_for_external("b", "booking", "yclients", "101").await.unwrap(),
                 Some("bk1".into())
             );
-            assert_eq!(
-                store
-                    .external_id("b", "booking", "bk1", "amocrm")
-                    .await
-                    .unwrap(),
-                None
-            );
+            assert_eq!(store.external_id("b", "booking", "bk1", "amocrm").await.unwrap(), None);
         }
     }
 }

@@ -56,10 +56,7 @@ impl Store {
     /// Opens without migrating (for `zapis migrate` and tests that inspect migrations).
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
-        let connect_err = |source| StoreError::Connect {
-            url: redact_url(url),
-            source,
-        };
+        let connect_err = |source| StoreError::Connect { url: redact_url(url), source };
         let (backend, url) = if url.starts_with("sqlite:") {
             (Backend::Sqlite, sqlite_url(url))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -78,42 +75,23 @@ impl Store {
             // An in-memory SQLite database lives in one connection.
             .max_connections(if in_memory { 1 } else { 8 })
             .min_connections(if in_memory { 1 } else { 0 })
-            .idle_timeout(if in_memory {
-                None
-            } else {
-                Some(Duration::from_secs(600))
-            })
-            .max_lifetime(if in_memory {
-                None
-            } else {
-                Some(Duration::from_secs(1800))
-            })
+            .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
+            .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(1800)) })
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the one writer; the busy timeout makes
                         // concurrent writers wait instead of failing.
-                        sqlx::query("PRAGMA journal_mode = WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA busy_timeout = 10000")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA foreign_keys = ON")
-                            .execute(&mut *conn)
-                            .await?;
+                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
                     }
                     Ok(())
                 })
             });
-        let pool = pool_options
-            .connect_with(options)
-            .await
-            .map_err(connect_err)?;
+        let pool = pool_options.connect_with(options).await.map_err(connect_err)?;
         Ok(Store { pool, backend })
     }
 
@@ -181,9 +159,7 @@ pub(crate) mod testing {
     use super::*;
 
     pub async fn sqlite() -> Store {
-        Store::connect("sqlite::memory:")
-            .await
-            .expect("in-memory sqlite")
+        Store::connect("sqlite::memory:").await.expect("in-memory sqlite")
     }
 
     /// A store on PostgreSQL in a schema of its own, or `None` (with a note) when no server is
@@ -212,9 +188,7 @@ pub mod test_support {
     pub async fn fresh_postgres(base_url: &str) -> Store {
         let schema = format!("t_{}", new_id());
         sqlx::any::install_default_drivers();
-        let admin = AnyPool::connect(base_url)
-            .await
-            .expect("connect to test PostgreSQL");
+        let admin = AnyPool::connect(base_url).await.expect("connect to test PostgreSQL");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
             .execute(&admin)
             .await

@@ -94,10 +94,7 @@ impl AlertSink for WebhookSink {
         let response = self
             .client
             .post(self.url.clone())
-            .json(&Body {
-                alert,
-                text: alert.text(),
-            })
+            .json(&Body { alert, text: alert.text() })
             .send()
             .await
             .map_err(|e| AlertError::Http(e.without_url().to_string()))?;
@@ -117,20 +114,14 @@ pub struct MemorySink {
 
 impl MemorySink {
     pub fn alerts(&self) -> Vec<Alert> {
-        self.alerts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.alerts.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
 #[async_trait]
 impl AlertSink for MemorySink {
     async fn send(&self, alert: &Alert) -> Result<(), AlertError> {
-        self.alerts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(alert.clone());
+        self.alerts.lock().unwrap_or_else(|p| p.into_inner()).push(alert.clone());
         Ok(())
     }
 }

@@ -95,9 +95,7 @@ const JOB_COLUMNS: &str = "id, business_id, system, operation, payload, idempote
 fn job_from_row(r: &AnyRow) -> Result<Job, StoreError> {
     let payload: String = r.try_get("payload")?;
     let opt_time = |col: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
-        r.try_get::<Option<i64>, _>(col)?
-            .map(from_millis)
-            .transpose()
+        r.try_get::<Option<i64>, _>(col)?.map(from_millis).transpose()
     };
     Ok(Job {
         id: r.try_get("id")?,
@@ -326,10 +324,7 @@ impl Queue {
             q = q.bind(s);
         }
         let rows = q.fetch_all(self.store.pool()).await?;
-        let mut jobs = rows
-            .iter()
-            .map(job_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
         jobs.sort_by_key(|j| j.id);
         Ok(jobs)
     }
@@ -383,10 +378,7 @@ impl Queue {
         }
         tx.commit().await?;
         if !rows.is_empty() {
-            tracing::warn!(
-                jobs = rows.len(),
-                "re-queued jobs whose worker lease expired"
-            );
+            tracing::warn!(jobs = rows.len(), "re-queued jobs whose worker lease expired");
         }
         Ok(rows.len() as u64)
     }
@@ -428,10 +420,7 @@ impl Queue {
             .execute(&mut *tx)
             .await?;
             if updated.rows_affected() == 0 {
-                tracing::warn!(
-                    job_id = f.job_id,
-                    "lease lost before the attempt was recorded"
-                );
+                tracing::warn!(job_id = f.job_id, "lease lost before the attempt was recorded");
                 continue;
             }
             held += 1;

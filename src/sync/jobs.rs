@@ -329,20 +329,32 @@ impl Queue {
         Ok(jobs)
     }
 
-    /// Extends the lease of every job `worker_id` is running.
+    /// Extends the lease of every job `worker_id` is running. On PostgreSQL rows locked by
+    /// a concurrent completion are skipped (they are finishing anyway), so a heartbeat never
+    /// waits on a lock and cannot take part in a deadlock.
     pub async fn heartbeat(
         &self,
         worker_id: &str,
         until: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE sync_jobs SET lease_until = $1 WHERE worker_id = $2 AND state = 'running'",
-        )
-        .bind(to_millis(until))
-        .bind(worker_id)
-        .execute(self.store.pool())
-        .await?;
+        let sql = format!(
+            "UPDATE sync_jobs SET lease_until = $1 WHERE id IN (SELECT id FROM sync_jobs \
+             WHERE worker_id = $2 AND state = 'running' {})",
+            self.skip_locked()
+        );
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(to_millis(until))
+            .bind(worker_id)
+            .execute(self.store.pool())
+            .await?;
         Ok(done.rows_affected())
+    }
+
+    fn skip_locked(&self) -> &'static str {
+        match self.store.backend() {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
     }
 
     /// Returns jobs whose worker stopped renewing its lease (it crashed or was killed) to the
@@ -351,16 +363,16 @@ impl Queue {
     pub async fn reap_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let now_ms = to_millis(now);
         let mut tx = self.store.pool().begin().await?;
-        let rows = sqlx::query(
+        let sql = format!(
             "UPDATE sync_jobs SET state = 'pending', run_at = $1, lease_until = NULL, \
                worker_id = NULL, updated_at = $1, \
                last_error = 'worker lost (lease expired); outcome of the attempt unknown' \
-             WHERE state = 'running' AND lease_until < $1 \
+             WHERE id IN (SELECT id FROM sync_jobs WHERE state = 'running' AND lease_until < $1 \
+               {}) \
              RETURNING id, business_id, system, operation, attempts",
-        )
-        .bind(now_ms)
-        .fetch_all(&mut *tx)
-        .await?;
+            self.skip_locked()
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms).fetch_all(&mut *tx).await?;
         for r in &rows {
             let entry = JournalEntry {
                 at: now,
@@ -394,9 +406,12 @@ impl Queue {
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
         let now_ms = to_millis(now);
+        // Rows are updated in id order so two transactions never wait on each other in a cycle.
+        let mut ordered: Vec<&Finish> = finishes.iter().collect();
+        ordered.sort_by_key(|f| f.job_id);
         let mut tx = self.store.pool().begin().await?;
         let mut held = 0;
-        for f in finishes {
+        for f in ordered {
             let (state, run_at, finished_at) = match &f.disposition {
                 Disposition::Done => (JobState::Done, None, Some(now_ms)),
                 Disposition::Retry(at) => (JobState::Pending, Some(to_millis(*at)), None),
@@ -488,8 +503,10 @@ impl Queue {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let now_ms = to_millis(now);
+        let mut jobs = jobs.to_vec();
+        jobs.sort_unstable();
         let mut tx = self.store.pool().begin().await?;
-        for &(id, attempt) in jobs {
+        for (id, attempt) in jobs {
             let row = sqlx::query(
                 "UPDATE sync_jobs SET state = 'pending', run_at = $1, lease_until = NULL, \
                    worker_id = NULL, updated_at = $1, last_error = 'interrupted by shutdown' \

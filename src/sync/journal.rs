@@ -52,6 +52,43 @@ pub(crate) async fn insert_journal_in(
     Ok(())
 }
 
+/// Appends many rows with multi-row statements (a worker records a whole batch at once).
+pub(crate) async fn insert_journal_batch_in(
+    conn: &mut AnyConnection,
+    entries: &[&JournalEntry],
+) -> Result<(), StoreError> {
+    const COLS: usize = 10;
+    for chunk in entries.chunks(200) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let cols: Vec<String> = (1..=COLS).map(|c| format!("${}", i * COLS + c)).collect();
+                format!("({})", cols.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO sync_journal (at, business_id, system, operation, job_id, attempt, \
+               outcome, http_status, duration_ms, error) VALUES {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in chunk {
+            q = q
+                .bind(to_millis(e.at))
+                .bind(&e.business_id)
+                .bind(&e.system)
+                .bind(&e.operation)
+                .bind(e.job_id)
+                .bind(e.attempt)
+                .bind(&e.outcome)
+                .bind(e.http_status.map(i64::from))
+                .bind(e.duration_ms)
+                .bind(e.error.as_deref().map(mask_text));
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Filters for `zapis journal`.
 #[derive(Debug, Clone, Default)]
 pub struct JournalFilter {

@@ -23,7 +23,7 @@ CREATE TABLE sync_jobs (
     finished_at     BIGINT,
     UNIQUE (business_id, system, idempotency_key)
 );
-CREATE INDEX sync_jobs_due ON sync_jobs (run_at, id) WHERE state = 'pending';
+CREATE INDEX sync_jobs_due ON sync_jobs (system, run_at, id) WHERE state = 'pending';
 CREATE INDEX sync_jobs_lease ON sync_jobs (lease_until) WHERE state = 'running';
 CREATE INDEX sync_jobs_order ON sync_jobs (business_id, system, ordering_key, id)
     WHERE state IN ('pending', 'running');

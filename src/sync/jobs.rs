@@ -296,20 +296,23 @@ impl Queue {
             return Ok(Vec::new());
         }
         let placeholders: Vec<String> = (0..systems.len()).map(|i| format!("${}", i + 5)).collect();
-        let lock = match self.store.backend() {
-            Backend::Postgres => "FOR UPDATE OF j SKIP LOCKED",
-            Backend::Sqlite => "",
+        // On PostgreSQL `= ANY(ARRAY(…))` makes the planner fetch the claimed ids through the
+        // primary key even on a fresh, never-analysed table (IN (…) may become a hash join
+        // over the whole table, which turns a backlog drain quadratic).
+        let (open, close, lock) = match self.store.backend() {
+            Backend::Postgres => ("= ANY(ARRAY(", "))", "FOR UPDATE OF j SKIP LOCKED"),
+            Backend::Sqlite => ("IN (", ")", ""),
         };
         let sql = format!(
             "UPDATE sync_jobs SET state = 'running', worker_id = $1, lease_until = $2, \
                attempts = attempts + 1, updated_at = $3 \
-             WHERE id IN (SELECT j.id FROM sync_jobs j \
+             WHERE id {open}SELECT j.id FROM sync_jobs j \
                WHERE j.state = 'pending' AND j.run_at <= $3 AND j.system IN ({}) \
-                 AND NOT EXISTS (SELECT 1 FROM sync_jobs p \
+                 AND (j.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM sync_jobs p \
                    WHERE p.business_id = j.business_id AND p.system = j.system \
                      AND p.ordering_key = j.ordering_key AND p.id < j.id \
-                     AND p.state IN ('pending', 'running')) \
-               ORDER BY j.run_at, j.id LIMIT $4 {lock}) \
+                     AND p.state IN ('pending', 'running'))) \
+               ORDER BY j.run_at, j.id LIMIT $4 {lock}{close} \
              RETURNING {JOB_COLUMNS}",
             placeholders.join(", ")
         );
@@ -420,11 +423,14 @@ impl Queue {
         for chunk in plain_done.chunks(200) {
             let pairs: Vec<String> =
                 (0..chunk.len()).map(|i| format!("(${}, ${})", 3 + 2 * i, 4 + 2 * i)).collect();
+            // The plain id list lets the planner use the primary key; the pairs fence.
+            let ids: Vec<String> = (0..chunk.len()).map(|i| format!("${}", 3 + 2 * i)).collect();
             let sql = format!(
                 "UPDATE sync_jobs SET state = 'done', lease_until = NULL, worker_id = NULL, \
                    last_error = NULL, updated_at = $1, finished_at = $1 \
-                 WHERE worker_id = $2 AND state = 'running' AND (id, attempts) IN (VALUES {}) \
-                 RETURNING id",
+                 WHERE id IN ({}) AND worker_id = $2 AND state = 'running' \
+                   AND (id, attempts) IN (VALUES {}) RETURNING id",
+                ids.join(", "),
                 pairs.join(", ")
             );
             let mut q =

@@ -211,3 +211,55 @@ async fn three_processes_on_sqlite_run_each_job_once() {
     let url = format!("sqlite://{}", dir.path().join("multi.db").display());
     several_processes(&url, "sqlite").await;
 }
+
+/// A validation error kills the job at once with the vendor's message (phone masked);
+/// `zapis queue retry ID` delivers it once the cause is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_error_is_dead_with_message_and_queue_retry_delivers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("dead.db").display());
+    let log = dir.path().join("worker.log");
+    let store = Store::connect(&url).await.unwrap();
+    let queue = Queue::new(store.clone());
+    let target = FakeTarget::start(0.0, Duration::from_millis(800)).await;
+    target.set_reject(Some("field phone +79991234567 does not match the pipeline"));
+    let id = queue.enqueue(&jobs(1, 1)[0], chrono::Utc::now()).await.unwrap().unwrap();
+    let mut worker = spawn_worker(&url, &target, &log);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dead = loop {
+        let job = queue.job(id).await.unwrap().unwrap();
+        if job.state == JobState::Dead || Instant::now() > deadline {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead.state, JobState::Dead);
+    assert_eq!(dead.attempts, 1);
+    let error = dead.last_error.unwrap();
+    assert!(error.contains("HTTP 422") && error.contains("does not match the pipeline"), "{error}");
+    assert!(error.contains("+799******67") && !error.contains("1234"), "phone masked: {error}");
+
+    target.set_reject(None);
+    let out = Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(["--store", &url, "queue", "retry", &id.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(wait_all_done(&queue, 1, Duration::from_secs(20)).await, "revived job delivered");
+    let listing = Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(["--store", &url, "journal", "--job", &id.to_string(), "--since", "1h"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&listing.stdout);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.lines().next().unwrap().contains("permanent 422"), "{text}");
+    assert!(text.lines().nth(1).unwrap().contains("delivered"), "{text}");
+    let failed = Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(["--store", &url, "journal", "--failed", "--system", "http"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&failed.stdout).lines().count(), 1);
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    assert_eq!(target.object_keys(), vec!["op-0000".to_string()]);
+}

@@ -146,3 +146,41 @@ impl Alerts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn webhook_sink_posts_the_alert_as_json() {
+        use axum::{Json, Router, routing::post};
+        let received = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+        let sink_state = received.clone();
+        let app = Router::new().route(
+            "/hook",
+            post(move |Json(v): Json<serde_json::Value>| async move {
+                sink_state.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = url::Url::parse(&format!("http://{addr}/hook")).unwrap();
+        let sink = WebhookSink::new(reqwest::Client::new(), url);
+        let since = Utc::now() - chrono::Duration::minutes(125);
+        let alert = Alert {
+            kind: AlertKind::Down,
+            business_id: "salon".into(),
+            system: "amocrm".into(),
+            since,
+            at: Utc::now(),
+            last_error: Some("HTTP 503".into()),
+        };
+        sink.send(&alert).await.unwrap();
+        let got = received.lock().unwrap().clone();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["kind"], "down");
+        assert_eq!(got[0]["system"], "amocrm");
+        assert!(got[0]["text"].as_str().unwrap().contains("failing for 2h05m"), "{}", got[0]);
+    }
+}

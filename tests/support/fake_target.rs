@@ -33,6 +33,8 @@ pub struct Counters {
 
 #[derive(Default)]
 struct State {
+    /// When set, every POST is refused with 422 and this message (a validation error).
+    reject: Option<String>,
     objects: HashMap<String, String>,
     last_seq: HashMap<String, i64>,
     in_flight: HashMap<String, u32>,
@@ -72,6 +74,10 @@ impl FakeTarget {
 
     pub fn set_fault_rate(&self, rate: f64) {
         self.fault_per_mille.store((rate * 1000.0) as u32, Ordering::SeqCst);
+    }
+
+    pub fn set_reject(&self, message: Option<&str>) {
+        self.state.lock().unwrap().reject = message.map(str::to_owned);
     }
 
     pub fn counters(&self) -> Counters {
@@ -217,6 +223,11 @@ async fn handle(
             return respond(socket, "429 Too Many Requests", "Retry-After: 1\r\n", "{}").await;
         }
         _ => {}
+    }
+    let reject = state.lock().unwrap().reject.clone();
+    if let (Some(message), "POST") = (reject, req.method.as_str()) {
+        let body = serde_json::json!({ "error": message }).to_string();
+        return respond(socket, "422 Unprocessable Entity", "", &body).await;
     }
     let stores = req.method == "POST"
         && match fault {

@@ -50,7 +50,10 @@ async fn engine_run(store: &Store, n: usize, workers: usize) -> Figures {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let batch = jobs(n);
     let started = Instant::now();
-    queue.enqueue_batch(&batch, clock.now()).await.expect("enqueue");
+    queue
+        .enqueue_batch(&batch, clock.now())
+        .await
+        .expect("enqueue");
     let enqueued = started.elapsed();
     let config = SyncConfig {
         workers,
@@ -103,12 +106,18 @@ async fn floor_run(store: &Store, n: usize, workers: usize) -> Figures {
             "FOR UPDATE SKIP LOCKED",
         ),
     };
-    sqlx::query(ddl).execute(store.pool()).await.expect("floor table");
+    sqlx::query(ddl)
+        .execute(store.pool())
+        .await
+        .expect("floor table");
     let started = Instant::now();
     let mut tx = store.pool().begin().await.expect("begin");
     for chunk in (0..n).collect::<Vec<_>>().chunks(400) {
         let values: Vec<String> = (1..=chunk.len()).map(|i| format!("(${i})")).collect();
-        let sql = format!("INSERT INTO bench_floor (payload) VALUES {}", values.join(", "));
+        let sql = format!(
+            "INSERT INTO bench_floor (payload) VALUES {}",
+            values.join(", ")
+        );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for i in chunk {
             q = q.bind(serde_json::json!({ "n": i }).to_string());
@@ -150,11 +159,12 @@ async fn floor_run(store: &Store, n: usize, workers: usize) -> Figures {
 
 async fn fresh(backend: &str, dir: &std::path::Path, run: usize) -> Store {
     match backend {
-        "sqlite" => {
-            Store::connect(&format!("sqlite://{}", dir.join(format!("bench{run}.db")).display()))
-                .await
-                .expect("sqlite store")
-        }
+        "sqlite" => Store::connect(&format!(
+            "sqlite://{}",
+            dir.join(format!("bench{run}.db")).display()
+        ))
+        .await
+        .expect("sqlite store"),
         _ => {
             let base = std::env::var("ZAPIS_TEST_POSTGRES_URL").expect("postgres url");
             zapis::store::test_support::fresh_postgres(&base).await
@@ -169,8 +179,10 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let n: usize =
-        std::env::var("ZAPIS_BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let n: usize = std::env::var("ZAPIS_BENCH_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut backends = vec!["sqlite"];
     if std::env::var("ZAPIS_TEST_POSTGRES_URL").is_ok() {

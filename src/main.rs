@@ -10,7 +10,12 @@ use zapis::sync::cli::{
 #[command(name = "zapis", version)]
 struct Cli {
     /// The store: sqlite://zapis.db or postgres://…
-    #[arg(long, env = "ZAPIS_STORE_URL", default_value = "sqlite://zapis.db", global = true)]
+    #[arg(
+        long,
+        env = "ZAPIS_STORE_URL",
+        default_value = "sqlite://zapis.db",
+        global = true
+    )]
     store: String,
     #[command(subcommand)]
     command: Command,

@@ -15,12 +15,39 @@ use zapis::sync::journal::{JournalFilter, read_journal};
 use zapis::sync::{JobState, NewJob, Queue};
 
 fn spawn_worker(store_url: &str, target: &FakeTarget, log: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("worker log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("worker log");
     Command::new(env!("CARGO_BIN_EXE_zapis"))
-        .args(["--store", store_url, "worker", "--http-target", &target.url()])
-        .args(["--workers", "4", "--batch", "8", "--lease", "1s", "--poll", "50ms"])
-        .args(["--request-timeout", &format!("{}ms", target.hang().as_millis() / 4)])
-        .args(["--retry-steps", "20ms,50ms,100ms", "--retry-steady", "100ms-300ms"])
+        .args([
+            "--store",
+            store_url,
+            "worker",
+            "--http-target",
+            &target.url(),
+        ])
+        .args([
+            "--workers",
+            "4",
+            "--batch",
+            "8",
+            "--lease",
+            "1s",
+            "--poll",
+            "50ms",
+        ])
+        .args([
+            "--request-timeout",
+            &format!("{}ms", target.hang().as_millis() / 4),
+        ])
+        .args([
+            "--retry-steps",
+            "20ms,50ms,100ms",
+            "--retry-steady",
+            "100ms-300ms",
+        ])
         .env("RUST_LOG", "zapis=warn")
         .stdout(Stdio::null())
         .stderr(log)
@@ -70,17 +97,26 @@ async fn wait_all_done(queue: &Queue, n: usize, deadline: Duration) -> bool {
 /// Every job delivered exactly once to the target, and the journal has one row per attempt.
 async fn assert_exactly_once(store: &Store, queue: &Queue, target: &FakeTarget, n: usize) {
     let expected: Vec<String> = (0..n).map(|i| format!("op-{i:04}")).collect();
-    assert_eq!(target.object_keys(), expected, "the target holds exactly the N objects");
+    assert_eq!(
+        target.object_keys(),
+        expected,
+        "the target holds exactly the N objects"
+    );
     let c = target.counters();
     assert_eq!(c.duplicates, 0, "no object was created twice: {c:?}");
     assert_eq!(c.out_of_order, 0, "per-entity order held: {c:?}");
     let done = queue.jobs_in_state(JobState::Done).await.unwrap();
     assert_eq!(done.len(), n);
-    let journal = read_journal(store, &JournalFilter::default()).await.unwrap();
+    let journal = read_journal(store, &JournalFilter::default())
+        .await
+        .unwrap();
     let mut rows_per_job: HashMap<i64, i64> = HashMap::new();
     for e in &journal {
         *rows_per_job.entry(e.job_id).or_default() += 1;
-        assert!(!e.error.as_deref().unwrap_or("").contains("+7912"), "unmasked phone: {e:?}");
+        assert!(
+            !e.error.as_deref().unwrap_or("").contains("+7912"),
+            "unmasked phone: {e:?}"
+        );
     }
     for job in &done {
         assert_eq!(
@@ -89,7 +125,10 @@ async fn assert_exactly_once(store: &Store, queue: &Queue, target: &FakeTarget, 
             "journal rows of job {}",
             job.id
         );
-        let ext = store.external_id("b", "object", &job.idempotency_key, "http").await.unwrap();
+        let ext = store
+            .external_id("b", "object", &job.idempotency_key, "http")
+            .await
+            .unwrap();
         assert!(ext.is_some(), "job {} has its external id linked", job.id);
     }
     let delivered = journal.iter().filter(|e| e.outcome == "delivered").count();
@@ -103,7 +142,13 @@ async fn chaos(store_url: &str, label: &str) {
     let store = Store::connect(store_url).await.unwrap();
     let queue = Queue::new(store.clone());
     let target = FakeTarget::start(0.30, Duration::from_millis(800)).await;
-    assert_eq!(queue.enqueue_batch(&jobs(N, 100), chrono::Utc::now()).await.unwrap(), N as u64);
+    assert_eq!(
+        queue
+            .enqueue_batch(&jobs(N, 100), chrono::Utc::now())
+            .await
+            .unwrap(),
+        N as u64
+    );
 
     let started = Instant::now();
     let mut kills = 0;
@@ -137,7 +182,10 @@ async fn chaos(store_url: &str, label: &str) {
         "[{label}] not all jobs done; worker log:\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
-    assert!(c.faults as f64 > 0.2 * c.calls as f64, "the chaos happened: {c:?}");
+    assert!(
+        c.faults as f64 > 0.2 * c.calls as f64,
+        "the chaos happened: {c:?}"
+    );
     assert_exactly_once(&store, &queue, &target, N).await;
     store.close().await;
 }
@@ -165,11 +213,21 @@ async fn several_processes(store_url: &str, label: &str) {
     let store = Store::connect(store_url).await.unwrap();
     let queue = Queue::new(store.clone());
     let target = FakeTarget::start(0.0, Duration::from_millis(800)).await;
-    let unordered: Vec<NewJob> =
-        jobs(N, N).into_iter().map(|j| NewJob { ordering_key: None, ..j }).collect();
-    queue.enqueue_batch(&unordered, chrono::Utc::now()).await.unwrap();
+    let unordered: Vec<NewJob> = jobs(N, N)
+        .into_iter()
+        .map(|j| NewJob {
+            ordering_key: None,
+            ..j
+        })
+        .collect();
+    queue
+        .enqueue_batch(&unordered, chrono::Utc::now())
+        .await
+        .unwrap();
     let started = Instant::now();
-    let mut workers: Vec<Child> = (0..3).map(|_| spawn_worker(store_url, &target, &log)).collect();
+    let mut workers: Vec<Child> = (0..3)
+        .map(|_| spawn_worker(store_url, &target, &log))
+        .collect();
     let settled = wait_all_done(&queue, N, Duration::from_secs(60)).await;
     for w in &mut workers {
         w.kill().unwrap();
@@ -223,7 +281,11 @@ async fn permanent_error_is_dead_with_message_and_queue_retry_delivers_it() {
     let queue = Queue::new(store.clone());
     let target = FakeTarget::start(0.0, Duration::from_millis(800)).await;
     target.set_reject(Some("field phone +79991234567 does not match the pipeline"));
-    let id = queue.enqueue(&jobs(1, 1)[0], chrono::Utc::now()).await.unwrap().unwrap();
+    let id = queue
+        .enqueue(&jobs(1, 1)[0], chrono::Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
     let mut worker = spawn_worker(&url, &target, &log);
     let deadline = Instant::now() + Duration::from_secs(20);
     let dead = loop {
@@ -236,23 +298,47 @@ async fn permanent_error_is_dead_with_message_and_queue_retry_delivers_it() {
     assert_eq!(dead.state, JobState::Dead);
     assert_eq!(dead.attempts, 1);
     let error = dead.last_error.unwrap();
-    assert!(error.contains("HTTP 422") && error.contains("does not match the pipeline"), "{error}");
-    assert!(error.contains("+799******67") && !error.contains("1234"), "phone masked: {error}");
+    assert!(
+        error.contains("HTTP 422") && error.contains("does not match the pipeline"),
+        "{error}"
+    );
+    assert!(
+        error.contains("+799******67") && !error.contains("1234"),
+        "phone masked: {error}"
+    );
 
     target.set_reject(None);
     let out = Command::new(env!("CARGO_BIN_EXE_zapis"))
         .args(["--store", &url, "queue", "retry", &id.to_string()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(wait_all_done(&queue, 1, Duration::from_secs(20)).await, "revived job delivered");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_all_done(&queue, 1, Duration::from_secs(20)).await,
+        "revived job delivered"
+    );
     let listing = Command::new(env!("CARGO_BIN_EXE_zapis"))
-        .args(["--store", &url, "journal", "--job", &id.to_string(), "--since", "1h"])
+        .args([
+            "--store",
+            &url,
+            "journal",
+            "--job",
+            &id.to_string(),
+            "--since",
+            "1h",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&listing.stdout);
     assert_eq!(text.lines().count(), 2, "{text}");
-    assert!(text.lines().next().unwrap().contains("permanent 422"), "{text}");
+    assert!(
+        text.lines().next().unwrap().contains("permanent 422"),
+        "{text}"
+    );
     assert!(text.lines().nth(1).unwrap().contains("delivered"), "{text}");
     let failed = Command::new(env!("CARGO_BIN_EXE_zapis"))
         .args(["--store", &url, "journal", "--failed", "--system", "http"])

@@ -94,7 +94,10 @@ impl AlertSink for WebhookSink {
         let response = self
             .client
             .post(self.url.clone())
-            .json(&Body { alert, text: alert.text() })
+            .json(&Body {
+                alert,
+                text: alert.text(),
+            })
             .send()
             .await
             .map_err(|e| AlertError::Http(e.without_url().to_string()))?;
@@ -114,14 +117,20 @@ pub struct MemorySink {
 
 impl MemorySink {
     pub fn alerts(&self) -> Vec<Alert> {
-        self.alerts.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.alerts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
 #[async_trait]
 impl AlertSink for MemorySink {
     async fn send(&self, alert: &Alert) -> Result<(), AlertError> {
-        self.alerts.lock().unwrap_or_else(|p| p.into_inner()).push(alert.clone());
+        self.alerts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(alert.clone());
         Ok(())
     }
 }
@@ -181,6 +190,13 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0]["kind"], "down");
         assert_eq!(got[0]["system"], "amocrm");
-        assert!(got[0]["text"].as_str().unwrap().contains("failing for 2h05m"), "{}", got[0]);
+        assert!(
+            got[0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("failing for 2h05m"),
+            "{}",
+            got[0]
+        );
     }
 }

@@ -113,17 +113,29 @@ pub async fn queue_command(
                     (JobState::Pending | JobState::Running, Some(t)) => human_age(now - t),
                     _ => String::new(),
                 };
-                writeln!(out, "{:<16} {:<8} {:>8}  {oldest}", r.system, r.state.as_str(), r.count)?;
+                writeln!(
+                    out,
+                    "{:<16} {:<8} {:>8}  {oldest}",
+                    r.system,
+                    r.state.as_str(),
+                    r.count
+                )?;
             }
         }
         Some(QueueCommand::Retry { id: Some(id), .. }) => {
             if queue.revive(*id, now).await? {
                 writeln!(out, "job {id} is pending again")?;
             } else {
-                return Err(CliError::Usage(format!("job {id} does not exist or is not dead")));
+                return Err(CliError::Usage(format!(
+                    "job {id} does not exist or is not dead"
+                )));
             }
         }
-        Some(QueueCommand::Retry { id: None, dead: true, system }) => {
+        Some(QueueCommand::Retry {
+            id: None,
+            dead: true,
+            system,
+        }) => {
             let n = queue.revive_dead(system.as_deref(), now).await?;
             writeln!(out, "{n} dead job(s) are pending again")?;
         }
@@ -145,7 +157,10 @@ pub async fn journal_command(
         business_id: None,
         system: args.system.clone(),
         failed_only: args.failed,
-        since: args.since.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now - d),
+        since: args
+            .since
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| now - d),
         job_id: args.job,
         limit: Some(args.limit),
     };
@@ -160,7 +175,9 @@ pub async fn journal_command(
             e.job_id,
             e.attempt,
             e.outcome,
-            e.http_status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            e.http_status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
             e.duration_ms,
             e.error.as_deref().unwrap_or("")
         )?;
@@ -188,8 +205,9 @@ pub async fn worker_command(store: Store, args: &WorkerArgs) -> Result<(), CliEr
             .map_err(|e| CliError::Usage(e.to_string()))?;
     }
     if let Some(steady) = &args.retry_steady {
-        let (lo, hi) =
-            steady.split_once('-').ok_or_else(|| CliError::Usage("--retry-steady LO-HI".into()))?;
+        let (lo, hi) = steady
+            .split_once('-')
+            .ok_or_else(|| CliError::Usage("--retry-steady LO-HI".into()))?;
         policy = RetryPolicy {
             steady_min: parse_duration(lo).map_err(|e| CliError::Usage(e.to_string()))?,
             steady_max: parse_duration(hi).map_err(|e| CliError::Usage(e.to_string()))?,
@@ -207,8 +225,10 @@ pub async fn worker_command(store: Store, args: &WorkerArgs) -> Result<(), CliEr
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut engine = Engine::new(store, clock, config, Alerts::new(sinks)).with_policy(policy);
-    engine
-        .register(&args.system, Arc::new(HttpTarget::new(client, args.http_target.clone(), None)));
+    engine.register(
+        &args.system,
+        Arc::new(HttpTarget::new(client, args.http_target.clone(), None)),
+    );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -46,7 +46,10 @@ impl Default for SyncConfig {
 
 impl SyncConfig {
     pub fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy { max_age: self.max_age, ..RetryPolicy::default() }
+        RetryPolicy {
+            max_age: self.max_age,
+            ..RetryPolicy::default()
+        }
     }
 }
 
@@ -68,7 +71,9 @@ pub struct DurationError(pub String);
 /// Parses `250ms`, `90s`, `15m`, `2h`, `7d`.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| DurationError(text.into()))?;
+    let split = t
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| DurationError(text.into()))?;
     let (n, unit) = t.split_at(split);
     let n: u64 = n.parse().map_err(|_| DurationError(text.into()))?;
     let ms = match unit.trim() {
@@ -79,7 +84,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         "d" => 86_400_000,
         _ => return Err(DurationError(text.into())),
     };
-    n.checked_mul(ms).map(Duration::from_millis).ok_or_else(|| DurationError(text.into()))
+    n.checked_mul(ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| DurationError(text.into()))
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

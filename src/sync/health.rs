@@ -129,8 +129,10 @@ pub async fn system_health(
     rows.iter()
         .map(|r| {
             let failures: i64 = r.try_get("failures")?;
-            let failing_since =
-                r.try_get::<Option<i64>, _>("failing_since")?.map(from_millis).transpose()?;
+            let failing_since = r
+                .try_get::<Option<i64>, _>("failing_since")?
+                .map(from_millis)
+                .transpose()?;
             let successes: i64 = r.try_get("successes")?;
             let health = match (failing_since, failures, successes) {
                 (Some(_), _, 0) => Health::Down,

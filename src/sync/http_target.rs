@@ -59,9 +59,16 @@ async fn read_id(response: reqwest::Response) -> Result<String, DeliveryError> {
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = response.text().await.map_err(|e| DeliveryError::from_reqwest(&e))?;
+    let body = response
+        .text()
+        .await
+        .map_err(|e| DeliveryError::from_reqwest(&e))?;
     if !status.is_success() {
-        return Err(DeliveryError::from_status(status.as_u16(), retry_after.as_deref(), &body));
+        return Err(DeliveryError::from_status(
+            status.as_u16(),
+            retry_after.as_deref(),
+            &body,
+        ));
     }
     let created: Created = serde_json::from_str(&body).map_err(|e| {
         // A 2xx we cannot read may still have created the object: retry, and the retry

@@ -18,7 +18,12 @@ use crate::sync::worker::{Delivered, JobContext, JobHandler};
 pub const INBOX_SYSTEM: &str = "inbox";
 
 /// Headers that carry credentials are never stored.
-const SECRET_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie", "x-api-key"];
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxMessage {

@@ -95,7 +95,9 @@ const JOB_COLUMNS: &str = "id, business_id, system, operation, payload, idempote
 fn job_from_row(r: &AnyRow) -> Result<Job, StoreError> {
     let payload: String = r.try_get("payload")?;
     let opt_time = |col: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
-        r.try_get::<Option<i64>, _>(col)?.map(from_millis).transpose()
+        r.try_get::<Option<i64>, _>(col)?
+            .map(from_millis)
+            .transpose()
     };
     Ok(Job {
         id: r.try_get("id")?,
@@ -327,7 +329,10 @@ impl Queue {
             q = q.bind(s);
         }
         let rows = q.fetch_all(self.store.pool()).await?;
-        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         jobs.sort_by_key(|j| j.id);
         Ok(jobs)
     }
@@ -375,7 +380,10 @@ impl Queue {
              RETURNING id, business_id, system, operation, attempts",
             self.skip_locked()
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms).fetch_all(&mut *tx).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms)
+            .fetch_all(&mut *tx)
+            .await?;
         for r in &rows {
             let entry = JournalEntry {
                 at: now,
@@ -393,7 +401,10 @@ impl Queue {
         }
         tx.commit().await?;
         if !rows.is_empty() {
-            tracing::warn!(jobs = rows.len(), "re-queued jobs whose worker lease expired");
+            tracing::warn!(
+                jobs = rows.len(),
+                "re-queued jobs whose worker lease expired"
+            );
         }
         Ok(rows.len() as u64)
     }
@@ -421,10 +432,13 @@ impl Queue {
         // The common case, successes, in one statement per chunk: this is what makes
         // completion cheap enough for thousands of jobs a second.
         for chunk in plain_done.chunks(200) {
-            let pairs: Vec<String> =
-                (0..chunk.len()).map(|i| format!("(${}, ${})", 3 + 2 * i, 4 + 2 * i)).collect();
+            let pairs: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${})", 3 + 2 * i, 4 + 2 * i))
+                .collect();
             // The plain id list lets the planner use the primary key; the pairs fence.
-            let ids: Vec<String> = (0..chunk.len()).map(|i| format!("${}", 3 + 2 * i)).collect();
+            let ids: Vec<String> = (0..chunk.len())
+                .map(|i| format!("${}", 3 + 2 * i))
+                .collect();
             let sql = format!(
                 "UPDATE sync_jobs SET state = 'done', lease_until = NULL, worker_id = NULL, \
                    last_error = NULL, updated_at = $1, finished_at = $1 \
@@ -433,8 +447,9 @@ impl Queue {
                 ids.join(", "),
                 pairs.join(", ")
             );
-            let mut q =
-                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(now_ms).bind(worker_id);
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                .bind(now_ms)
+                .bind(worker_id);
             for f in chunk {
                 q = q.bind(f.job_id).bind(f.attempt);
             }
@@ -481,7 +496,11 @@ impl Queue {
         let mut links: Vec<(&str, &str, &LinkRecord)> = held
             .iter()
             .filter_map(|f| {
-                Some((f.journal.business_id.as_str(), f.journal.system.as_str(), f.link.as_ref()?))
+                Some((
+                    f.journal.business_id.as_str(),
+                    f.journal.system.as_str(),
+                    f.link.as_ref()?,
+                ))
             })
             .collect();
         // One statement may not upsert the same key twice (PostgreSQL refuses): last one wins.
@@ -495,7 +514,14 @@ impl Queue {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| {
                     let b = 2 + i * 5;
-                    format!("(${}, ${}, ${}, ${}, ${}, $1)", b, b + 1, b + 2, b + 3, b + 4)
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, $1)",
+                        b,
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4
+                    )
                 })
                 .collect();
             let sql = format!(

@@ -214,7 +214,11 @@ fn mask_digit_runs(text: &str) -> String {
             for &c in &chars[i..end] {
                 if c.is_ascii_digit() {
                     seen += 1;
-                    out.push(if seen <= keep_head || seen > digits - 2 { c } else { '*' });
+                    out.push(if seen <= keep_head || seen > digits - 2 {
+                        c
+                    } else {
+                        '*'
+                    });
                 } else {
                     out.push(c);
                 }
@@ -240,7 +244,10 @@ mod tests {
             masked,
             "HTTP 422: contact +7 (91*) ***-**-89 / 891******89 exists, mail A***@Example.ru."
         );
-        assert_eq!(mask_text("timeout after 200 ms, id 12345"), "timeout after 200 ms, id 12345");
+        assert_eq!(
+            mask_text("timeout after 200 ms, id 12345"),
+            "timeout after 200 ms, id 12345"
+        );
         assert_eq!(mask_text("a @ b"), "a @ b");
     }
 }

@@ -13,24 +13,41 @@ pub enum DeliveryError {
     /// 503 QUERY_LIMIT_EXCEEDED. `retry_after` is the target's own hint, honoured when it is
     /// longer than our backoff.
     #[error("{message}")]
-    Transient { message: String, retry_after: Option<Duration>, http_status: Option<u16> },
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+        http_status: Option<u16>,
+    },
     /// Retrying cannot help (validation error, a required object is gone): the job goes dead
     /// at once with the vendor's message kept for the operator.
     #[error("{message}")]
-    Permanent { message: String, http_status: Option<u16> },
+    Permanent {
+        message: String,
+        http_status: Option<u16>,
+    },
     /// Credentials were refused: the engine refreshes the token once, then gives up with an
     /// alert.
     #[error("{message}")]
-    Auth { message: String, http_status: Option<u16> },
+    Auth {
+        message: String,
+        http_status: Option<u16>,
+    },
 }
 
 impl DeliveryError {
     pub fn transient(message: impl Into<String>) -> DeliveryError {
-        DeliveryError::Transient { message: message.into(), retry_after: None, http_status: None }
+        DeliveryError::Transient {
+            message: message.into(),
+            retry_after: None,
+            http_status: None,
+        }
     }
 
     pub fn permanent(message: impl Into<String>) -> DeliveryError {
-        DeliveryError::Permanent { message: message.into(), http_status: None }
+        DeliveryError::Permanent {
+            message: message.into(),
+            http_status: None,
+        }
     }
 
     pub fn http_status(&self) -> Option<u16> {
@@ -63,7 +80,9 @@ impl DeliveryError {
         };
         // reqwest's Display includes the URL, which may carry a token in its query: keep only
         // the kind and the innermost cause.
-        let cause = std::error::Error::source(err).map(|s| format!(": {s}")).unwrap_or_default();
+        let cause = std::error::Error::source(err)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
         DeliveryError::transient(format!("{kind}{cause}"))
     }
 
@@ -78,14 +97,31 @@ impl DeliveryError {
         let retry_after = retry_after_header.and_then(parse_retry_after);
         let http_status = Some(status);
         match status {
-            401 | 403 => DeliveryError::Auth { message, http_status },
-            408 | 425 | 429 => DeliveryError::Transient { message, retry_after, http_status },
+            401 | 403 => DeliveryError::Auth {
+                message,
+                http_status,
+            },
+            408 | 425 | 429 => DeliveryError::Transient {
+                message,
+                retry_after,
+                http_status,
+            },
             // 501 Not Implemented will not start working by itself.
-            501 => DeliveryError::Permanent { message, http_status },
+            501 => DeliveryError::Permanent {
+                message,
+                http_status,
+            },
             // Bitrix24 answers 503 QUERY_LIMIT_EXCEEDED when rate limited: transient like any
             // other 5xx, noted here because a 503 from other vendors also means "later".
-            500..=599 => DeliveryError::Transient { message, retry_after, http_status },
-            _ => DeliveryError::Permanent { message, http_status },
+            500..=599 => DeliveryError::Transient {
+                message,
+                retry_after,
+                http_status,
+            },
+            _ => DeliveryError::Permanent {
+                message,
+                http_status,
+            },
         }
     }
 }
@@ -135,9 +171,15 @@ impl RetryPolicy {
                 Duration::from_millis(rng.random_range(ms * 0.8..=ms * 1.2) as u64)
             }
             None => {
-                let (lo, hi) =
-                    (self.steady_min.as_millis() as u64, self.steady_max.as_millis() as u64);
-                Duration::from_millis(if hi > lo { rng.random_range(lo..=hi) } else { lo })
+                let (lo, hi) = (
+                    self.steady_min.as_millis() as u64,
+                    self.steady_max.as_millis() as u64,
+                );
+                Duration::from_millis(if hi > lo {
+                    rng.random_range(lo..=hi)
+                } else {
+                    lo
+                })
             }
         };
         match retry_after {
@@ -159,10 +201,17 @@ mod tests {
         assert!(matches!(E::from_status(501, None, ""), E::Permanent { .. }));
         assert!(matches!(E::from_status(401, None, ""), E::Auth { .. }));
         assert!(matches!(E::from_status(403, None, ""), E::Auth { .. }));
-        assert!(matches!(E::from_status(404, None, "not found"), E::Permanent { .. }));
+        assert!(matches!(
+            E::from_status(404, None, "not found"),
+            E::Permanent { .. }
+        ));
         assert!(matches!(E::from_status(422, None, ""), E::Permanent { .. }));
         match E::from_status(429, Some("120"), "") {
-            E::Transient { retry_after, http_status, .. } => {
+            E::Transient {
+                retry_after,
+                http_status,
+                ..
+            } => {
                 assert_eq!(retry_after, Some(Duration::from_secs(120)));
                 assert_eq!(http_status, Some(429));
             }
@@ -190,7 +239,10 @@ mod tests {
             assert!(total < Duration::from_secs(30 * 60), "steps took {total:?}");
             for failure in 6..40 {
                 let d = policy.delay(failure, None);
-                assert!(d >= Duration::from_secs(300) && d <= Duration::from_secs(900), "{d:?}");
+                assert!(
+                    d >= Duration::from_secs(300) && d <= Duration::from_secs(900),
+                    "{d:?}"
+                );
             }
         }
     }
@@ -198,7 +250,10 @@ mod tests {
     #[test]
     fn retry_after_wins_only_when_longer() {
         let policy = RetryPolicy::default();
-        assert_eq!(policy.delay(1, Some(Duration::from_secs(3600))), Duration::from_secs(3600));
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(3600))),
+            Duration::from_secs(3600)
+        );
         assert!(policy.delay(1, Some(Duration::from_secs(1))) >= Duration::from_secs(8));
     }
 }

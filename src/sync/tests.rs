@@ -15,7 +15,9 @@ use crate::sync::jobs::Finish;
 use crate::sync::journal::{JournalFilter, read_journal};
 
 fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).single().expect("valid instant")
+    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
+        .single()
+        .expect("valid instant")
 }
 
 fn job(key: &str, ordering: Option<&str>) -> NewJob {
@@ -52,7 +54,13 @@ impl Scripted {
     }
 
     fn delivered(&self) -> Vec<String> {
-        self.calls.lock().unwrap().iter().filter(|c| c.2).map(|c| c.0.clone()).collect()
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.2)
+            .map(|c| c.0.clone())
+            .collect()
     }
 }
 
@@ -84,7 +92,10 @@ impl JobHandler for Scripted {
                 &format!("ext-{}", job.idempotency_key),
             ))
         };
-        self.calls.lock().unwrap().push((job.idempotency_key.clone(), now, result.is_ok()));
+        self.calls
+            .lock()
+            .unwrap()
+            .push((job.idempotency_key.clone(), now, result.is_ok()));
         result
     }
 
@@ -100,9 +111,16 @@ fn engine(
     target: Arc<Scripted>,
     sink: &MemorySink,
 ) -> Engine {
-    let config = SyncConfig { batch: 8, ..SyncConfig::default() };
-    let mut engine =
-        Engine::new(store.clone(), clock, config, Alerts::new(vec![Arc::new(sink.clone())]));
+    let config = SyncConfig {
+        batch: 8,
+        ..SyncConfig::default()
+    };
+    let mut engine = Engine::new(
+        store.clone(),
+        clock,
+        config,
+        Alerts::new(vec![Arc::new(sink.clone())]),
+    );
     engine.register("crm", target);
     engine
 }
@@ -117,7 +135,12 @@ async fn drive(engine: &Engine, clock: &FakeClock, until: DateTime<Utc>, stops: 
         };
         let now = clock.now();
         // Stop at scripted instants (e.g. the end of an outage) even if nothing is due there.
-        let next = stops.iter().copied().filter(|s| *s > now && *s < next).min().unwrap_or(next);
+        let next = stops
+            .iter()
+            .copied()
+            .filter(|s| *s > now && *s < next)
+            .min()
+            .unwrap_or(next);
         if next > until {
             return;
         }
@@ -131,14 +154,29 @@ async fn a_job_commits_or_rolls_back_with_its_change_and_keys_are_unique() {
     for store in testing::all().await {
         let queue = Queue::new(store.clone());
         let mut tx = store.pool().begin().await.unwrap();
-        assert!(enqueue_in(&mut tx, &job("k1", None), t0()).await.unwrap().is_some());
+        assert!(
+            enqueue_in(&mut tx, &job("k1", None), t0())
+                .await
+                .unwrap()
+                .is_some()
+        );
         tx.rollback().await.unwrap();
-        assert!(queue.stats().await.unwrap().is_empty(), "a rolled-back job must not exist");
+        assert!(
+            queue.stats().await.unwrap().is_empty(),
+            "a rolled-back job must not exist"
+        );
 
         let mut tx = store.pool().begin().await.unwrap();
-        let id = enqueue_in(&mut tx, &job("k1", None), t0()).await.unwrap().unwrap();
+        let id = enqueue_in(&mut tx, &job("k1", None), t0())
+            .await
+            .unwrap()
+            .unwrap();
         tx.commit().await.unwrap();
-        assert_eq!(queue.enqueue(&job("k1", None), t0()).await.unwrap(), None, "same key twice");
+        assert_eq!(
+            queue.enqueue(&job("k1", None), t0()).await.unwrap(),
+            None,
+            "same key twice"
+        );
         let stored = queue.job(id).await.unwrap().unwrap();
         assert_eq!(stored.state, JobState::Pending);
         assert_eq!(stored.payload["key"], "k1");
@@ -149,9 +187,21 @@ async fn a_job_commits_or_rolls_back_with_its_change_and_keys_are_unique() {
 async fn jobs_with_one_ordering_key_run_strictly_in_order() {
     for store in testing::all().await {
         let queue = Queue::new(store.clone());
-        let a = queue.enqueue(&job("a", Some("booking-1")), t0()).await.unwrap().unwrap();
-        let b = queue.enqueue(&job("b", Some("booking-1")), t0()).await.unwrap().unwrap();
-        let c = queue.enqueue(&job("c", Some("booking-2")), t0()).await.unwrap().unwrap();
+        let a = queue
+            .enqueue(&job("a", Some("booking-1")), t0())
+            .await
+            .unwrap()
+            .unwrap();
+        let b = queue
+            .enqueue(&job("b", Some("booking-1")), t0())
+            .await
+            .unwrap()
+            .unwrap();
+        let c = queue
+            .enqueue(&job("c", Some("booking-2")), t0())
+            .await
+            .unwrap()
+            .unwrap();
         let systems = vec!["crm".to_string()];
         let lease = Duration::from_secs(60);
         let claimed: Vec<i64> = queue
@@ -173,7 +223,13 @@ async fn jobs_with_one_ordering_key_run_strictly_in_order() {
             journal: entry(a, 1, "transient"),
         };
         assert_eq!(queue.finish("w1", &[retry], t0()).await.unwrap(), 1);
-        assert!(queue.claim("w2", &systems, 10, lease, t0()).await.unwrap().is_empty());
+        assert!(
+            queue
+                .claim("w2", &systems, 10, lease, t0())
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let later = t0() + chrono::Duration::seconds(11);
         let claimed = queue.claim("w2", &systems, 10, lease, later).await.unwrap();
         assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a]);
@@ -224,20 +280,54 @@ async fn a_dead_workers_job_returns_after_its_lease_and_the_old_worker_is_fenced
         let id = queue.enqueue(&job("k", None), t0()).await.unwrap().unwrap();
         let systems = vec!["crm".to_string()];
         let lease = Duration::from_secs(30);
-        assert_eq!(queue.claim("dead-worker", &systems, 1, lease, t0()).await.unwrap().len(), 1);
-        assert_eq!(queue.reap_expired(t0() + chrono::Duration::seconds(10)).await.unwrap(), 0);
+        assert_eq!(
+            queue
+                .claim("dead-worker", &systems, 1, lease, t0())
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            queue
+                .reap_expired(t0() + chrono::Duration::seconds(10))
+                .await
+                .unwrap(),
+            0
+        );
         let later = t0() + chrono::Duration::seconds(31);
         assert_eq!(queue.reap_expired(later).await.unwrap(), 1);
         let again = queue.claim("w2", &systems, 1, lease, later).await.unwrap();
         assert_eq!(again[0].attempts, 2);
-        assert!(again[0].maybe_delivered_before(), "the next attempt must search first");
+        assert!(
+            again[0].maybe_delivered_before(),
+            "the next attempt must search first"
+        );
         // The first worker wakes up and tries to record its attempt: ignored.
-        assert_eq!(queue.finish("dead-worker", &[retry_of(id)], later).await.unwrap(), 0);
-        let rows = read_journal(&store, &JournalFilter { job_id: Some(id), ..Default::default() })
-            .await
-            .unwrap();
-        assert_eq!(rows.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>(), vec!["abandoned"]);
-        assert_eq!(queue.job(id).await.unwrap().unwrap().state, JobState::Running);
+        assert_eq!(
+            queue
+                .finish("dead-worker", &[retry_of(id)], later)
+                .await
+                .unwrap(),
+            0
+        );
+        let rows = read_journal(
+            &store,
+            &JournalFilter {
+                job_id: Some(id),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>(),
+            vec!["abandoned"]
+        );
+        assert_eq!(
+            queue.job(id).await.unwrap().unwrap().state,
+            JobState::Running
+        );
     }
 }
 
@@ -251,15 +341,31 @@ async fn three_hour_outage_retries_every_5_to_15_minutes_alerts_once_and_recover
         let sink = MemorySink::default();
         let engine = engine(&store, clock.clone(), target.clone(), &sink);
         for i in 0..5 {
-            engine.queue().enqueue(&job(&format!("k{i}"), None), t0()).await.unwrap();
+            engine
+                .queue()
+                .enqueue(&job(&format!("k{i}"), None), t0())
+                .await
+                .unwrap();
         }
-        drive(&engine, &clock, t0() + chrono::Duration::hours(6), &[outage_end]).await;
+        drive(
+            &engine,
+            &clock,
+            t0() + chrono::Duration::hours(6),
+            &[outage_end],
+        )
+        .await;
 
         let mut delivered = target.delivered();
         delivered.sort();
         assert_eq!(delivered, vec!["k0", "k1", "k2", "k3", "k4"]);
-        let journal = read_journal(&store, &JournalFilter::default()).await.unwrap();
-        assert_eq!(journal.len(), target.calls.lock().unwrap().len(), "a row per attempt");
+        let journal = read_journal(&store, &JournalFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            journal.len(),
+            target.calls.lock().unwrap().len(),
+            "a row per attempt"
+        );
         for key in 0..5 {
             let id = engine
                 .queue()
@@ -270,9 +376,16 @@ async fn three_hour_outage_retries_every_5_to_15_minutes_alerts_once_and_recover
                 .find(|j| j.idempotency_key == format!("k{key}"))
                 .unwrap()
                 .id;
-            let times: Vec<DateTime<Utc>> =
-                journal.iter().filter(|e| e.job_id == id).map(|e| e.at).collect();
-            assert!(times.len() > 15, "a 3 h outage means many attempts, got {}", times.len());
+            let times: Vec<DateTime<Utc>> = journal
+                .iter()
+                .filter(|e| e.job_id == id)
+                .map(|e| e.at)
+                .collect();
+            assert!(
+                times.len() > 15,
+                "a 3 h outage means many attempts, got {}",
+                times.len()
+            );
             for pair in times.windows(2) {
                 let gap = pair[1] - pair[0];
                 if pair[0] - t0() >= chrono::Duration::minutes(30) {
@@ -298,8 +411,9 @@ async fn three_hour_outage_retries_every_5_to_15_minutes_alerts_once_and_recover
             "{down_after}"
         );
         assert_eq!(alerts[0].since, t0());
-        let health =
-            health::system_health(&store, Duration::from_secs(3600), clock.now()).await.unwrap();
+        let health = health::system_health(&store, Duration::from_secs(3600), clock.now())
+            .await
+            .unwrap();
         assert_eq!(
             health[0].health,
             health::Health::Degraded,
@@ -316,7 +430,12 @@ async fn a_permanent_error_kills_the_job_with_the_message_and_retry_delivers_it(
         *target.permanent.lock().unwrap() = true;
         let sink = MemorySink::default();
         let engine = engine(&store, clock.clone(), target.clone(), &sink);
-        let id = engine.queue().enqueue(&job("k", None), t0()).await.unwrap().unwrap();
+        let id = engine
+            .queue()
+            .enqueue(&job("k", None), t0())
+            .await
+            .unwrap()
+            .unwrap();
         engine.run_due().await.unwrap();
         let dead = engine.queue().job(id).await.unwrap().unwrap();
         assert_eq!(dead.state, JobState::Dead);
@@ -330,13 +449,26 @@ async fn a_permanent_error_kills_the_job_with_the_message_and_retry_delivers_it(
         *target.permanent.lock().unwrap() = false;
         let mut out = Vec::new();
         let args = cli::QueueArgs {
-            command: Some(cli::QueueCommand::Retry { id: Some(id), dead: false, system: None }),
+            command: Some(cli::QueueCommand::Retry {
+                id: Some(id),
+                dead: false,
+                system: None,
+            }),
         };
-        cli::queue_command(&store, &args, clock.now(), &mut out).await.unwrap();
+        cli::queue_command(&store, &args, clock.now(), &mut out)
+            .await
+            .unwrap();
         engine.run_due().await.unwrap();
-        assert_eq!(engine.queue().job(id).await.unwrap().unwrap().state, JobState::Done);
         assert_eq!(
-            store.external_id("b", "lead", "k", "crm").await.unwrap().as_deref(),
+            engine.queue().job(id).await.unwrap().unwrap().state,
+            JobState::Done
+        );
+        assert_eq!(
+            store
+                .external_id("b", "lead", "k", "crm")
+                .await
+                .unwrap()
+                .as_deref(),
             Some("ext-k")
         );
     }
@@ -350,18 +482,40 @@ async fn auth_errors_refresh_once_then_die_with_one_alert() {
         let sink = MemorySink::default();
         let engine = engine(&store, clock.clone(), target.clone(), &sink);
         *target.auth_failures.lock().unwrap() = 1;
-        let ok = engine.queue().enqueue(&job("refreshed", None), t0()).await.unwrap().unwrap();
+        let ok = engine
+            .queue()
+            .enqueue(&job("refreshed", None), t0())
+            .await
+            .unwrap()
+            .unwrap();
         engine.run_due().await.unwrap();
-        assert_eq!(engine.queue().job(ok).await.unwrap().unwrap().state, JobState::Done);
+        assert_eq!(
+            engine.queue().job(ok).await.unwrap().unwrap().state,
+            JobState::Done
+        );
         assert_eq!(*target.refreshes.lock().unwrap(), 1);
 
         *target.auth_failures.lock().unwrap() = 100;
-        let a = engine.queue().enqueue(&job("a", None), t0()).await.unwrap().unwrap();
-        let b = engine.queue().enqueue(&job("b", None), t0()).await.unwrap().unwrap();
+        let a = engine
+            .queue()
+            .enqueue(&job("a", None), t0())
+            .await
+            .unwrap()
+            .unwrap();
+        let b = engine
+            .queue()
+            .enqueue(&job("b", None), t0())
+            .await
+            .unwrap()
+            .unwrap();
         engine.run_due().await.unwrap();
         for id in [a, b] {
             let j = engine.queue().job(id).await.unwrap().unwrap();
-            assert_eq!((j.state, j.attempts), (JobState::Dead, 2), "one refresh, one retry");
+            assert_eq!(
+                (j.state, j.attempts),
+                (JobState::Dead, 2),
+                "one refresh, one retry"
+            );
         }
         assert_eq!(
             sink.alerts().iter().map(|a| a.kind).collect::<Vec<_>>(),
@@ -378,13 +532,22 @@ async fn a_job_older_than_max_age_goes_dead() {
         *target.down_until.lock().unwrap() = t0() + chrono::Duration::days(30);
         let sink = MemorySink::default();
         let engine = engine(&store, clock.clone(), target.clone(), &sink);
-        let id = engine.queue().enqueue(&job("k", None), t0()).await.unwrap().unwrap();
+        let id = engine
+            .queue()
+            .enqueue(&job("k", None), t0())
+            .await
+            .unwrap()
+            .unwrap();
         drive(&engine, &clock, t0() + chrono::Duration::days(8), &[]).await;
         let j = engine.queue().job(id).await.unwrap().unwrap();
         assert_eq!(j.state, JobState::Dead);
         assert!(j.last_error.unwrap().starts_with("gave up after max_age"));
         assert!(clock.now() - t0() >= chrono::Duration::days(7));
-        assert_eq!(sink.alerts().len(), 1, "one Down alert for a week-long outage");
+        assert_eq!(
+            sink.alerts().len(),
+            1,
+            "one Down alert for a week-long outage"
+        );
     }
 }
 
@@ -414,17 +577,26 @@ async fn a_webhook_received_twice_is_stored_without_secrets_and_processed_once()
         let second = inbox::receive(&store, "b", "yclients", "ev1", &headers, "{\"a\":1}", t0())
             .await
             .unwrap();
-        let Received::New(id) = first else { panic!("first delivery must be new") };
+        let Received::New(id) = first else {
+            panic!("first delivery must be new")
+        };
         assert_eq!(second, Received::Duplicate);
         let stored = inbox::message(&store, id).await.unwrap().unwrap();
-        assert_eq!(stored.headers.keys().collect::<Vec<_>>(), vec!["x-event-id"]);
+        assert_eq!(
+            stored.headers.keys().collect::<Vec<_>>(),
+            vec!["x-event-id"]
+        );
 
         let handler = Arc::new(CountingInbox(Mutex::new(Vec::new())));
         let mut dispatcher = InboxDispatcher::default();
         dispatcher.register("yclients", handler.clone());
         let clock = Arc::new(FakeClock::new(t0()));
-        let mut engine =
-            Engine::new(store.clone(), clock, SyncConfig::default(), Alerts::default());
+        let mut engine = Engine::new(
+            store.clone(),
+            clock,
+            SyncConfig::default(),
+            Alerts::default(),
+        );
         engine.register(inbox::INBOX_SYSTEM, Arc::new(dispatcher));
         engine.run_due().await.unwrap();
         engine.run_due().await.unwrap();
@@ -446,7 +618,18 @@ async fn the_journal_is_append_only() {
                 .await
                 .is_err()
         );
-        assert!(sqlx::query("DELETE FROM sync_journal").execute(store.pool()).await.is_err());
-        assert_eq!(read_journal(&store, &JournalFilter::default()).await.unwrap().len(), 1);
+        assert!(
+            sqlx::query("DELETE FROM sync_journal")
+                .execute(store.pool())
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            read_journal(&store, &JournalFilter::default())
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

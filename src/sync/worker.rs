@@ -223,7 +223,13 @@ impl Engine {
         let now = self.clock.now();
         let jobs = self
             .queue
-            .claim(worker_id, &self.systems, self.config.batch.max(1), self.config.lease, now)
+            .claim(
+                worker_id,
+                &self.systems,
+                self.config.batch.max(1),
+                self.config.lease,
+                now,
+            )
             .await?;
         if jobs.is_empty() {
             return Ok(0);
@@ -268,11 +274,17 @@ impl Engine {
                     Refresh::NotTried,
                 );
             };
-            let ctx = JobContext { store: self.queue.store(), now: self.clock.now() };
+            let ctx = JobContext {
+                store: self.queue.store(),
+                now: self.clock.now(),
+            };
             let started = Instant::now();
             let mut result = handler.handle(job, &ctx).await;
             let mut refresh = Refresh::NotTried;
-            if let Err(DeliveryError::Auth { message, http_status }) = &result
+            if let Err(DeliveryError::Auth {
+                message,
+                http_status,
+            }) = &result
                 && job.auth_refreshes == 0
             {
                 refresh = match handler.refresh_auth(&job.business_id).await {
@@ -302,9 +314,13 @@ impl Engine {
     ) -> Finish {
         let now = self.clock.now();
         let (disposition, error, http_status, outcome, link) = match result {
-            Ok(delivered) => {
-                (Disposition::Done, None, None, "delivered".to_string(), delivered.link)
-            }
+            Ok(delivered) => (
+                Disposition::Done,
+                None,
+                None,
+                "delivered".to_string(),
+                delivered.link,
+            ),
             Err(e) => {
                 let status = e.http_status();
                 let outcome = e.outcome().to_string();

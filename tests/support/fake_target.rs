@@ -50,7 +50,9 @@ pub struct FakeTarget {
 
 impl FakeTarget {
     pub async fn start(fault_rate: f64, hang: Duration) -> FakeTarget {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake target");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake target");
         let addr = listener.local_addr().expect("local addr");
         let target = FakeTarget {
             addr,
@@ -73,7 +75,8 @@ impl FakeTarget {
     }
 
     pub fn set_fault_rate(&self, rate: f64) {
-        self.fault_per_mille.store((rate * 1000.0) as u32, Ordering::SeqCst);
+        self.fault_per_mille
+            .store((rate * 1000.0) as u32, Ordering::SeqCst);
     }
 
     pub fn set_reject(&self, message: Option<&str>) {
@@ -137,7 +140,12 @@ async fn read_request(socket: &mut TcpStream) -> Option<Request> {
         }
         body.extend_from_slice(&chunk[..n]);
     }
-    Some(Request { method, path, key, body })
+    Some(Request {
+        method,
+        path,
+        key,
+        body,
+    })
 }
 
 async fn respond(socket: &mut TcpStream, status: &str, extra: &str, body: &str) {
@@ -165,7 +173,9 @@ async fn serve(
     faults: Arc<AtomicU32>,
     hang: Duration,
 ) {
-    let Some(req) = read_request(&mut socket).await else { return };
+    let Some(req) = read_request(&mut socket).await else {
+        return;
+    };
     let fault = {
         let mut rng = rand::rng();
         if rng.random_range(0..1000) < faults.load(Ordering::SeqCst) {
@@ -173,7 +183,9 @@ async fn serve(
                 0 => Fault::Status500,
                 1 => Fault::Status503,
                 2 => Fault::Status429,
-                3 => Fault::Hang { store_first: rng.random_bool(0.5) },
+                3 => Fault::Hang {
+                    store_first: rng.random_bool(0.5),
+                },
                 _ => Fault::CloseAfterStore,
             }
         } else {
@@ -235,7 +247,11 @@ async fn handle(
             Fault::Hang { store_first } => store_first,
             _ => false,
         };
-    let found = if stores { Some(store(state, key, &req.body)) } else { lookup(state, key) };
+    let found = if stores {
+        Some(store(state, key, &req.body))
+    } else {
+        lookup(state, key)
+    };
     match fault {
         Fault::Hang { .. } => {
             tokio::time::sleep(hang).await;

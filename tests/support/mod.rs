@@ -12,7 +12,9 @@ pub async fn postgres_url() -> Option<String> {
     };
     let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
     sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&base).await.expect("connect to test PostgreSQL");
+    let admin = sqlx::AnyPool::connect(&base)
+        .await
+        .expect("connect to test PostgreSQL");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
         .execute(&admin)
         .await
@@ -20,6 +22,10 @@ pub async fn postgres_url() -> Option<String> {
     admin.close().await;
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
-    zapis::store::Store::connect(&url).await.expect("migrate test schema").close().await;
+    zapis::store::Store::connect(&url)
+        .await
+        .expect("migrate test schema")
+        .close()
+        .await;
     Some(url)
 }

@@ -88,6 +88,9 @@ pub struct WorkerArgs {
     pub alert_after: Duration,
     #[arg(long)]
     pub alert_webhook: Option<url::Url>,
+    /// How long running jobs may finish after SIGTERM before they are released.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
     /// Test hook: comma-separated first retry waits, e.g. `20ms,50ms`.
     #[arg(long, hide = true)]
     pub retry_steps: Option<String>,
@@ -119,6 +122,24 @@ pub async fn queue_command(
                     r.system,
                     r.state.as_str(),
                     r.count
+                )?;
+            }
+            let health =
+                crate::sync::health::system_health(store, Duration::from_secs(3600), now).await?;
+            if !health.is_empty() {
+                writeln!(out, "\nlast hour:")?;
+            }
+            for h in health {
+                let since = h
+                    .failing_since
+                    .map(|t| format!(" (failing for {})", human_age(now - t)));
+                writeln!(
+                    out,
+                    "{:<16} {:<16} {:?}{}",
+                    h.business_id,
+                    h.system,
+                    h.health,
+                    since.unwrap_or_default()
                 )?;
             }
         }
@@ -224,7 +245,9 @@ pub async fn worker_command(store: Store, args: &WorkerArgs) -> Result<(), CliEr
         sinks.push(Arc::new(WebhookSink::new(client.clone(), url.clone())));
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut engine = Engine::new(store, clock, config, Alerts::new(sinks)).with_policy(policy);
+    let mut engine = Engine::new(store, clock, config, Alerts::new(sinks))
+        .with_policy(policy)
+        .with_shutdown_grace(args.shutdown_grace);
     engine.register(
         &args.system,
         Arc::new(HttpTarget::new(client, args.http_target.clone(), None)),

@@ -35,6 +35,8 @@ pub struct Counters {
 struct State {
     /// When set, every POST is refused with 422 and this message (a validation error).
     reject: Option<String>,
+    /// Every answer is delayed this long, after the object was stored (a slow target).
+    delay: Duration,
     objects: HashMap<String, String>,
     last_seq: HashMap<String, i64>,
     in_flight: HashMap<String, u32>,
@@ -77,6 +79,10 @@ impl FakeTarget {
     pub fn set_fault_rate(&self, rate: f64) {
         self.fault_per_mille
             .store((rate * 1000.0) as u32, Ordering::SeqCst);
+    }
+
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().delay = delay;
     }
 
     pub fn set_reject(&self, message: Option<&str>) {
@@ -252,6 +258,10 @@ async fn handle(
     } else {
         lookup(state, key)
     };
+    let delay = state.lock().unwrap().delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     match fault {
         Fault::Hang { .. } => {
             tokio::time::sleep(hang).await;

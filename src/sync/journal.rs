@@ -100,7 +100,7 @@ pub struct JournalFilter {
     pub limit: Option<i64>,
 }
 
-/// Reads journal rows, oldest first.
+/// Reads journal rows, oldest first; with a limit, the latest `limit` rows.
 pub async fn read_journal(
     store: &Store,
     f: &JournalFilter,
@@ -111,7 +111,7 @@ pub async fn read_journal(
          WHERE ($1 IS NULL OR business_id = $1) AND ($2 IS NULL OR system = $2) \
            AND ($3 = 0 OR outcome <> 'delivered') AND at >= $4 \
            AND ($5 IS NULL OR job_id = $5) \
-         ORDER BY id LIMIT $6",
+         ORDER BY id DESC LIMIT $6",
     )
     .bind(f.business_id.as_deref())
     .bind(f.system.as_deref())
@@ -138,6 +138,7 @@ pub async fn read_journal(
                 error: r.try_get("error")?,
             })
         })
+        .rev()
         .collect()
 }
 

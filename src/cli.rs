@@ -12,6 +12,9 @@ use crate::clock::SystemClock;
 use crate::config::{Config, TelegramConfig};
 use crate::domain::Utm;
 use crate::store::{Store, TrackedLink};
+use crate::sync::cli::{
+    JournalArgs, QueueArgs, WorkerArgs, journal_command, queue_command, worker_command,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,6 +23,9 @@ use crate::store::{Store, TrackedLink};
     about = "Booking bot and integration hub for salons, clinics and schools"
 )]
 pub struct Cli {
+    /// Store URL for queue, journal and worker commands, instead of the config's `store.url`.
+    #[arg(long, global = true)]
+    store: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -54,6 +60,27 @@ enum Cmd {
     /// Tracked deep links for marketers.
     #[command(subcommand)]
     Link(LinkCmd),
+    /// The delivery queue: counts per state and system; `queue retry` revives dead jobs.
+    Queue {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        args: QueueArgs,
+    },
+    /// The audit journal of every delivery attempt.
+    Journal {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        args: JournalArgs,
+    },
+    /// Run delivery workers alone, with the generic `http` connector.
+    Worker {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        args: WorkerArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,7 +144,36 @@ pub async fn main() -> anyhow::Result<()> {
             init_tracing("warn");
             link(cmd).await
         }
+        Cmd::Queue { config, args } => {
+            init_tracing("warn");
+            let store = sync_store(cli.store, &config).await?;
+            let mut out = std::io::stdout().lock();
+            queue_command(&store, &args, chrono::Utc::now(), &mut out).await?;
+            Ok(())
+        }
+        Cmd::Journal { config, args } => {
+            init_tracing("warn");
+            let store = sync_store(cli.store, &config).await?;
+            let mut out = std::io::stdout().lock();
+            journal_command(&store, &args, chrono::Utc::now(), &mut out).await?;
+            Ok(())
+        }
+        Cmd::Worker { config, args } => {
+            init_tracing("info");
+            let store = sync_store(cli.store, &config).await?;
+            worker_command(store, &args).await?;
+            Ok(())
+        }
     }
+}
+
+/// The store named by `--store`, else the configuration's.
+async fn sync_store(store: Option<String>, config: &ConfigArg) -> anyhow::Result<Store> {
+    let url = match store {
+        Some(url) => url,
+        None => load(&config.config)?.store.url,
+    };
+    Store::connect(&url).await.context("opening the store")
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Config> {

@@ -211,11 +211,18 @@ mod tests {
     use super::*;
     use secrecy::ExposeSecret;
 
+    /// Loads inside figment's Jail: it serialises tests that touch the environment and clears
+    /// `ZAPIS_*` variables another test may have set.
+    #[allow(clippy::result_large_err)] // Jail's closure signature is figment's, not ours.
     fn load(toml: &str) -> Result<Config, ConfigError> {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("zapis.toml");
-        std::fs::write(&path, toml).expect("write config");
-        Config::load(&path)
+        let mut result = None;
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("zapis.toml", toml)?;
+            result = Some(Config::load(Path::new("zapis.toml")));
+            Ok(())
+        });
+        result.expect("the jail ran")
     }
 
     const MINIMAL: &str = r#"

@@ -14,3 +14,4 @@ pub mod messenger;
 pub mod normalize;
 pub mod shutdown;
 pub mod store;
+pub mod sync;

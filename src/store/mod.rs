@@ -6,6 +6,7 @@ mod bookings;
 mod dialogs;
 mod links;
 
+pub use bookings::insert_booking_in;
 pub use links::{LinkStats, TrackedLink};
 
 use std::str::FromStr;

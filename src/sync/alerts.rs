@@ -1,0 +1,202 @@
+//! Alerts to people: one when a system has been failing for longer than `alert_after`, one
+//! when it recovers, and one when credentials are refused for good. Where they go is an
+//! [`AlertSink`]: an HTTP webhook here; the Telegram/MAX admin chat sinks come with the
+//! messenger adapters.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// Deliveries to the system have failed continuously since `since`.
+    Down,
+    /// Deliveries succeed again after an outage we alerted about.
+    Recovered,
+    /// The system refused our credentials even after a token refresh.
+    AuthFailed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    pub kind: AlertKind,
+    pub business_id: String,
+    pub system: String,
+    pub since: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+    /// Already masked.
+    pub last_error: Option<String>,
+}
+
+impl Alert {
+    /// A one-line human text for chat sinks.
+    pub fn text(&self) -> String {
+        let minutes = (self.at - self.since).num_minutes();
+        let duration = format!("{}h{:02}m", minutes / 60, minutes % 60);
+        match self.kind {
+            AlertKind::Down => format!(
+                "⚠ {} ({}) has been failing for {duration}; operations are queued. Last error: {}",
+                self.system,
+                self.business_id,
+                self.last_error.as_deref().unwrap_or("-")
+            ),
+            AlertKind::Recovered => format!(
+                "✅ {} ({}) is delivering again after {duration}.",
+                self.system, self.business_id
+            ),
+            AlertKind::AuthFailed => format!(
+                "⛔ {} ({}) refuses our credentials; reconnect the integration. {}",
+                self.system,
+                self.business_id,
+                self.last_error.as_deref().unwrap_or("")
+            ),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("alert webhook failed: {0}")]
+    Http(String),
+}
+
+#[async_trait]
+pub trait AlertSink: Send + Sync {
+    async fn send(&self, alert: &Alert) -> Result<(), AlertError>;
+}
+
+/// POSTs the alert as JSON (`kind`, `business_id`, `system`, `since`, `at`, `last_error`,
+/// `text`) to a configured URL.
+#[derive(Debug, Clone)]
+pub struct WebhookSink {
+    client: reqwest::Client,
+    url: url::Url,
+}
+
+impl WebhookSink {
+    pub fn new(client: reqwest::Client, url: url::Url) -> WebhookSink {
+        WebhookSink { client, url }
+    }
+}
+
+#[async_trait]
+impl AlertSink for WebhookSink {
+    async fn send(&self, alert: &Alert) -> Result<(), AlertError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            #[serde(flatten)]
+            alert: &'a Alert,
+            text: String,
+        }
+        let response = self
+            .client
+            .post(self.url.clone())
+            .json(&Body {
+                alert,
+                text: alert.text(),
+            })
+            .send()
+            .await
+            .map_err(|e| AlertError::Http(e.without_url().to_string()))?;
+        if !response.status().is_success() {
+            return Err(AlertError::Http(format!("HTTP {}", response.status())));
+        }
+        Ok(())
+    }
+}
+
+/// Keeps alerts in memory: for tests and for `zapis` runs without any sink configured
+/// (the alerts are logged as well).
+#[derive(Debug, Default, Clone)]
+pub struct MemorySink {
+    alerts: Arc<Mutex<Vec<Alert>>>,
+}
+
+impl MemorySink {
+    pub fn alerts(&self) -> Vec<Alert> {
+        self.alerts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+#[async_trait]
+impl AlertSink for MemorySink {
+    async fn send(&self, alert: &Alert) -> Result<(), AlertError> {
+        self.alerts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(alert.clone());
+        Ok(())
+    }
+}
+
+/// Sends to every sink; one failing sink does not stop the others.
+#[derive(Default, Clone)]
+pub struct Alerts {
+    sinks: Vec<Arc<dyn AlertSink>>,
+}
+
+impl Alerts {
+    pub fn new(sinks: Vec<Arc<dyn AlertSink>>) -> Alerts {
+        Alerts { sinks }
+    }
+
+    pub async fn send(&self, alert: &Alert) {
+        tracing::warn!(kind = ?alert.kind, system = %alert.system, business = %alert.business_id, "{}", alert.text());
+        for sink in &self.sinks {
+            if let Err(e) = sink.send(alert).await {
+                tracing::error!(error = %e, "alert not delivered");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn webhook_sink_posts_the_alert_as_json() {
+        use axum::{Json, Router, routing::post};
+        let received = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+        let sink_state = received.clone();
+        let app = Router::new().route(
+            "/hook",
+            post(move |Json(v): Json<serde_json::Value>| async move {
+                sink_state.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = url::Url::parse(&format!("http://{addr}/hook")).unwrap();
+        let sink = WebhookSink::new(reqwest::Client::new(), url);
+        let since = Utc::now() - chrono::Duration::minutes(125);
+        let alert = Alert {
+            kind: AlertKind::Down,
+            business_id: "salon".into(),
+            system: "amocrm".into(),
+            since,
+            at: Utc::now(),
+            last_error: Some("HTTP 503".into()),
+        };
+        sink.send(&alert).await.unwrap();
+        let got = received.lock().unwrap().clone();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["kind"], "down");
+        assert_eq!(got[0]["system"], "amocrm");
+        assert!(
+            got[0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("failing for 2h05m"),
+            "{}",
+            got[0]
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! `[sync]` and `[alerts]` settings. Durations are written as `90s`, `15m`, `2h`, `7d`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::sync::retry::RetryPolicy;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Concurrent worker loops in this process.
+    pub workers: usize,
+    /// Jobs one worker claims at once (they run concurrently and finish in one transaction).
+    pub batch: usize,
+    /// How long a claim is valid without a heartbeat; a dead worker's jobs return after it.
+    #[serde(deserialize_with = "de_duration")]
+    pub lease: Duration,
+    /// How often an idle worker looks for due jobs.
+    #[serde(deserialize_with = "de_duration")]
+    pub poll: Duration,
+    /// Alert when a system has failed continuously for longer than this.
+    #[serde(deserialize_with = "de_duration")]
+    pub alert_after: Duration,
+    /// A job older than this goes dead instead of being retried.
+    #[serde(deserialize_with = "de_duration")]
+    pub max_age: Duration,
+    /// Timeout of one outbound call.
+    #[serde(deserialize_with = "de_duration")]
+    pub request_timeout: Duration,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            workers: 2,
+            batch: 16,
+            lease: Duration::from_secs(60),
+            poll: Duration::from_secs(1),
+            alert_after: Duration::from_secs(2 * 3600),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl SyncConfig {
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_age: self.max_age,
+            ..RetryPolicy::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// POST every alert as JSON here.
+    pub webhook_url: Option<url::Url>,
+    /// Admin chat for alerts in Telegram (used by the Telegram adapter's sink).
+    pub telegram_chat_id: Option<i64>,
+    /// Admin chat for alerts in MAX (used by the MAX adapter's sink).
+    pub max_chat_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {0:?}: expected a number and a unit (ms, s, m, h, d), e.g. 15m")]
+pub struct DurationError(pub String);
+
+/// Parses `250ms`, `90s`, `15m`, `2h`, `7d`.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| DurationError(text.into()))?;
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| DurationError(text.into()))?;
+    let ms = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(DurationError(text.into())),
+    };
+    n.checked_mul(ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| DurationError(text.into()))
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sections_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert!(parse_duration("7").is_err());
+        assert!(parse_duration("h").is_err());
+        let c: SyncConfig = serde_json::from_str(r#"{"alert_after":"30m","workers":4}"#).unwrap();
+        assert_eq!(c.alert_after, Duration::from_secs(1800));
+        assert_eq!(c.workers, 4);
+        assert_eq!(c.max_age, Duration::from_secs(7 * 86400));
+        assert!(serde_json::from_str::<SyncConfig>(r#"{"alert_afetr":"30m"}"#).is_err());
+        let a: AlertsConfig =
+            serde_json::from_str(r#"{"webhook_url":"https://ops.example/hook"}"#).unwrap();
+        assert!(a.webhook_url.is_some());
+    }
+}

@@ -1,0 +1,150 @@
+//! Per business and system: is it up, degraded or down, and has the outage been alerted?
+//! Outages live in the store (not in memory) so several processes, and a restarted one,
+//! send one alert per outage between them.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use crate::store::{Store, StoreError, from_millis, to_millis};
+use crate::sync::alerts::{Alert, AlertKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Recent attempts all succeeded (or none were made).
+    Up,
+    /// Some recent attempts failed, but deliveries are getting through.
+    Degraded,
+    /// Every attempt since `failing_since` has failed.
+    Down,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemHealth {
+    pub business_id: String,
+    pub system: String,
+    pub health: Health,
+    pub failing_since: Option<DateTime<Utc>>,
+}
+
+/// Records a failed attempt. Returns the Down alert to send when this failure pushes the
+/// outage past `alert_after` and nobody has alerted it yet; the conditional UPDATE makes
+/// exactly one caller win even across processes.
+pub async fn record_failure(
+    store: &Store,
+    business_id: &str,
+    system: &str,
+    error: &str,
+    alert_after: Duration,
+    now: DateTime<Utc>,
+) -> Result<Option<Alert>, StoreError> {
+    let now_ms = to_millis(now);
+    sqlx::query(
+        "INSERT INTO sync_outages (business_id, system, failing_since, last_error) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (business_id, system) \
+         DO UPDATE SET last_error = excluded.last_error",
+    )
+    .bind(business_id)
+    .bind(system)
+    .bind(now_ms)
+    .bind(error)
+    .execute(store.pool())
+    .await?;
+    let row = sqlx::query(
+        "UPDATE sync_outages SET alerted_at = $1 \
+         WHERE business_id = $2 AND system = $3 AND alerted_at IS NULL AND failing_since <= $4 \
+         RETURNING failing_since",
+    )
+    .bind(now_ms)
+    .bind(business_id)
+    .bind(system)
+    .bind(now_ms - alert_after.as_millis() as i64)
+    .fetch_optional(store.pool())
+    .await?;
+    row.map(|r| {
+        Ok(Alert {
+            kind: AlertKind::Down,
+            business_id: business_id.into(),
+            system: system.into(),
+            since: from_millis(r.try_get("failing_since")?)?,
+            at: now,
+            last_error: Some(error.into()),
+        })
+    })
+    .transpose()
+}
+
+/// Records a successful delivery, ending any outage. Returns the Recovered alert when the
+/// outage had been alerted (DELETE … RETURNING: only one process sees the row).
+pub async fn record_success(
+    store: &Store,
+    business_id: &str,
+    system: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Alert>, StoreError> {
+    let row = sqlx::query(
+        "DELETE FROM sync_outages WHERE business_id = $1 AND system = $2 \
+         RETURNING failing_since, alerted_at",
+    )
+    .bind(business_id)
+    .bind(system)
+    .fetch_optional(store.pool())
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    if r.try_get::<Option<i64>, _>("alerted_at")?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Alert {
+        kind: AlertKind::Recovered,
+        business_id: business_id.into(),
+        system: system.into(),
+        since: from_millis(r.try_get("failing_since")?)?,
+        at: now,
+        last_error: None,
+    }))
+}
+
+/// Health of every business/system with attempts in `window`: Down while an outage is open
+/// and nothing got through in the window, Degraded when some attempts failed, else Up.
+pub async fn system_health(
+    store: &Store,
+    window: Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<SystemHealth>, StoreError> {
+    let since = to_millis(now) - window.as_millis() as i64;
+    let rows = sqlx::query(
+        "SELECT j.business_id, j.system, \
+           SUM(CASE WHEN j.outcome = 'delivered' THEN 0 ELSE 1 END) AS failures, \
+           SUM(CASE WHEN j.outcome = 'delivered' THEN 1 ELSE 0 END) AS successes, \
+           (SELECT o.failing_since FROM sync_outages o \
+             WHERE o.business_id = j.business_id AND o.system = j.system) AS failing_since \
+         FROM sync_journal j WHERE j.at >= $1 GROUP BY j.business_id, j.system \
+         ORDER BY j.business_id, j.system",
+    )
+    .bind(since)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let failures: i64 = r.try_get("failures")?;
+            let failing_since = r
+                .try_get::<Option<i64>, _>("failing_since")?
+                .map(from_millis)
+                .transpose()?;
+            let successes: i64 = r.try_get("successes")?;
+            let health = match (failing_since, failures, successes) {
+                (Some(_), _, 0) => Health::Down,
+                (_, 0, _) => Health::Up,
+                _ => Health::Degraded,
+            };
+            Ok(SystemHealth {
+                business_id: r.try_get("business_id")?,
+                system: r.try_get("system")?,
+                health,
+                failing_since,
+            })
+        })
+        .collect()
+}

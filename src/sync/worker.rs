@@ -1,0 +1,448 @@
+//! The worker pool: claims due jobs, runs them through the handler registered for their
+//! system, and records each attempt (new job state + journal row + link) in one transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::clock::Clock;
+use crate::store::{Store, StoreError};
+use crate::sync::alerts::{Alert, AlertKind, Alerts};
+use crate::sync::config::SyncConfig;
+use crate::sync::health;
+use crate::sync::jobs::{Disposition, Finish, Job, LinkRecord, Queue};
+use crate::sync::journal::{JournalEntry, mask_text};
+use crate::sync::retry::{DeliveryError, RetryPolicy};
+
+/// What a handler reports on success: optionally the id the target gave the object, so the
+/// engine records it in `links` with the completion.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    pub link: Option<LinkRecord>,
+}
+
+impl Delivered {
+    pub fn done() -> Delivered {
+        Delivered::default()
+    }
+
+    pub fn linked(entity: &str, entity_id: &str, external_id: &str) -> Delivered {
+        Delivered {
+            link: Some(LinkRecord {
+                entity: entity.into(),
+                entity_id: entity_id.into(),
+                external_id: external_id.into(),
+            }),
+        }
+    }
+}
+
+/// What a handler may use besides the job.
+pub struct JobContext<'a> {
+    pub store: &'a Store,
+    pub now: DateTime<Utc>,
+}
+
+/// One target system's delivery code. Delivery is at least once, so `handle` must be
+/// idempotent: when [`Job::maybe_delivered_before`] is true it searches the target by a natural
+/// key before creating anything.
+#[async_trait]
+pub trait JobHandler: Send + Sync {
+    async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError>;
+
+    /// Called once when the target refused our credentials; `Ok` means "try again now".
+    async fn refresh_auth(&self, _business_id: &str) -> Result<(), DeliveryError> {
+        Err(DeliveryError::Auth {
+            message: "this connector cannot refresh its token".into(),
+            http_status: None,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refresh {
+    NotTried,
+    Succeeded,
+    Failed,
+}
+
+pub struct Engine {
+    queue: Queue,
+    clock: Arc<dyn Clock>,
+    handlers: HashMap<String, Arc<dyn JobHandler>>,
+    systems: Vec<String>,
+    policy: RetryPolicy,
+    config: SyncConfig,
+    alerts: Alerts,
+    /// Unique per process; each worker loop appends its index.
+    instance: String,
+    /// How long a stopping worker lets running jobs finish before releasing them.
+    shutdown_grace: Duration,
+}
+
+impl Engine {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, config: SyncConfig, alerts: Alerts) -> Engine {
+        Engine {
+            queue: Queue::new(store),
+            clock,
+            handlers: HashMap::new(),
+            systems: Vec::new(),
+            policy: config.retry_policy(),
+            config,
+            alerts,
+            instance: format!("w-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Engine {
+        self.policy = policy;
+        self
+    }
+
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Engine {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    pub fn register(&mut self, system: &str, handler: Arc<dyn JobHandler>) {
+        if self.handlers.insert(system.to_string(), handler).is_none() {
+            self.systems.push(system.to_string());
+        }
+    }
+
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// Runs `config.workers` loops until `shutdown` turns true, then lets running jobs finish
+    /// (or releases them after the grace period) and returns.
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) -> Result<(), EngineError> {
+        let mut loops = tokio::task::JoinSet::new();
+        for i in 0..self.config.workers.max(1) {
+            let engine = self.clone();
+            let shutdown = shutdown.clone();
+            let worker_id = format!("{}-{i}", self.instance);
+            loops.spawn(async move { engine.worker_loop(worker_id, shutdown).await });
+        }
+        let mut result = Ok(());
+        while let Some(joined) = loops.join_next().await {
+            match joined {
+                Ok(Err(e)) => result = Err(e),
+                Err(e) => tracing::error!(error = %e, "worker loop panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
+        result
+    }
+
+    async fn worker_loop(
+        &self,
+        worker_id: String,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), EngineError> {
+        let heartbeat = self.spawn_heartbeat(worker_id.clone());
+        let mut reap_due = Instant::now();
+        let result = loop {
+            if *shutdown.borrow() {
+                break Ok(());
+            }
+            // Reaping is cheap but not free; the lease is long compared with this period.
+            if Instant::now() >= reap_due {
+                if let Err(e) = self.queue.reap_expired(self.clock.now()).await {
+                    tracing::warn!(error = %e, "reaping expired leases failed");
+                }
+                reap_due = Instant::now() + (self.config.lease / 4).max(Duration::from_millis(50));
+            }
+            let claimed = match self.run_batch(&worker_id, Some(&mut shutdown)).await {
+                Ok(n) => n,
+                Err(e) => {
+                    // The store may be briefly unavailable; keep the worker alive.
+                    tracing::error!(error = %e, "worker batch failed");
+                    0
+                }
+            };
+            if claimed < self.config.batch.max(1) {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.config.poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        };
+        heartbeat.abort();
+        result
+    }
+
+    fn spawn_heartbeat(&self, worker_id: String) -> tokio::task::JoinHandle<()> {
+        let queue = self.queue.clone();
+        let clock = self.clock.clone();
+        let lease = self.config.lease;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval((lease / 3).max(Duration::from_millis(20)));
+            loop {
+                tick.tick().await;
+                if let Err(e) = queue.heartbeat(&worker_id, clock.now() + lease).await {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+            }
+        })
+    }
+
+    /// Processes every job that is due now, in batches, on this task (tests and
+    /// `zapis queue run-once`). Returns the number of attempts made.
+    pub async fn run_due(&self) -> Result<usize, EngineError> {
+        let worker_id = format!("{}-inline", self.instance);
+        self.queue.reap_expired(self.clock.now()).await?;
+        let mut total = 0;
+        loop {
+            let n = self.run_batch(&worker_id, None).await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    /// Claims one batch, runs it concurrently and records the outcomes together.
+    async fn run_batch(
+        &self,
+        worker_id: &str,
+        shutdown: Option<&mut watch::Receiver<bool>>,
+    ) -> Result<usize, EngineError> {
+        let now = self.clock.now();
+        let jobs = self
+            .queue
+            .claim(
+                worker_id,
+                &self.systems,
+                self.config.batch.max(1),
+                self.config.lease,
+                now,
+            )
+            .await?;
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let count = jobs.len();
+        let work = futures::future::join_all(jobs.iter().map(|job| self.attempt(job)));
+        let finishes = match shutdown {
+            None => work.await,
+            Some(shutdown) => {
+                tokio::pin!(work);
+                tokio::select! {
+                    done = &mut work => done,
+                    _ = async {
+                        while !*shutdown.borrow() {
+                            if shutdown.changed().await.is_err() { break; }
+                        }
+                        tokio::time::sleep(self.shutdown_grace).await;
+                    } => {
+                        let held: Vec<(i64, i64)> = jobs.iter().map(|j| (j.id, j.attempts)).collect();
+                        tracing::info!(jobs = held.len(), "shutting down: releasing running jobs");
+                        self.queue.release(worker_id, &held, self.clock.now()).await?;
+                        return Ok(count);
+                    }
+                }
+            }
+        };
+        let finished_at = self.clock.now();
+        self.queue.finish(worker_id, &finishes, finished_at).await?;
+        self.track_health(&finishes, finished_at).await?;
+        Ok(count)
+    }
+
+    async fn attempt(&self, job: &Job) -> Finish {
+        let span = tracing::info_span!("job", id = job.id, system = %job.system, operation = %job.operation, attempt = job.attempts);
+        async {
+            let Some(handler) = self.handlers.get(&job.system) else {
+                // Claims are filtered by registered systems, so this is a programming error.
+                return self.finish(
+                    job,
+                    Err(DeliveryError::permanent("no handler for this system")),
+                    Duration::ZERO,
+                    Refresh::NotTried,
+                );
+            };
+            let ctx = JobContext {
+                store: self.queue.store(),
+                now: self.clock.now(),
+            };
+            let started = Instant::now();
+            let mut result = handler.handle(job, &ctx).await;
+            let mut refresh = Refresh::NotTried;
+            if let Err(DeliveryError::Auth {
+                message,
+                http_status,
+            }) = &result
+                && job.auth_refreshes == 0
+            {
+                refresh = match handler.refresh_auth(&job.business_id).await {
+                    // The attempt is journaled as an auth failure and retried at once.
+                    Ok(()) => Refresh::Succeeded,
+                    Err(e) => {
+                        result = Err(DeliveryError::Auth {
+                            message: format!("{message}; token refresh failed: {e}"),
+                            http_status: *http_status,
+                        });
+                        Refresh::Failed
+                    }
+                };
+            }
+            self.finish(job, result, started.elapsed(), refresh)
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn finish(
+        &self,
+        job: &Job,
+        result: Result<Delivered, DeliveryError>,
+        took: Duration,
+        refresh: Refresh,
+    ) -> Finish {
+        let now = self.clock.now();
+        let (disposition, error, http_status, outcome, link) = match result {
+            Ok(delivered) => (
+                Disposition::Done,
+                None,
+                None,
+                "delivered".to_string(),
+                delivered.link,
+            ),
+            Err(e) => {
+                let status = e.http_status();
+                let outcome = e.outcome().to_string();
+                let disposition = match &e {
+                    DeliveryError::Transient { retry_after, .. } => {
+                        let age = (now - job.age_from).to_std().unwrap_or_default();
+                        if age >= self.policy.max_age {
+                            Disposition::Dead
+                        } else {
+                            let failures = u32::try_from(job.attempts).unwrap_or(u32::MAX);
+                            let wait = self.policy.delay(failures, *retry_after);
+                            Disposition::Retry(
+                                now + chrono::Duration::from_std(wait).unwrap_or_default(),
+                            )
+                        }
+                    }
+                    DeliveryError::Permanent { .. } => Disposition::Dead,
+                    // Refreshed just now and the refresh worked: try again at once.
+                    DeliveryError::Auth { .. } if refresh == Refresh::Succeeded => {
+                        Disposition::Retry(now)
+                    }
+                    DeliveryError::Auth { .. } => Disposition::Dead,
+                };
+                let mut text = e.to_string();
+                if disposition == Disposition::Dead && matches!(e, DeliveryError::Transient { .. })
+                {
+                    text = format!("gave up after max_age: {text}");
+                }
+                (disposition, Some(mask_text(&text)), status, outcome, None)
+            }
+        };
+        match (&disposition, &error) {
+            (Disposition::Done, _) => tracing::debug!("delivered"),
+            (Disposition::Dead, Some(e)) => tracing::warn!(error = %e, "job is dead"),
+            (_, Some(e)) => tracing::info!(error = %e, "attempt failed; will retry"),
+            _ => {}
+        }
+        Finish {
+            job_id: job.id,
+            attempt: job.attempts,
+            disposition,
+            error: error.clone(),
+            add_auth_refresh: refresh != Refresh::NotTried,
+            link,
+            journal: JournalEntry {
+                at: now,
+                business_id: job.business_id.clone(),
+                system: job.system.clone(),
+                operation: job.operation.clone(),
+                job_id: job.id,
+                attempt: job.attempts,
+                outcome,
+                http_status,
+                duration_ms: took.as_millis() as i64,
+                error,
+            },
+        }
+    }
+
+    /// Opens or closes outages from a batch's outcomes and sends the resulting alerts.
+    /// Permanent errors are about the data, not the system, so they do not count.
+    async fn track_health(
+        &self,
+        finishes: &[Finish],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut by_system: HashMap<(&str, &str), (bool, Option<&str>)> = HashMap::new();
+        for f in finishes {
+            let key = (f.journal.business_id.as_str(), f.journal.system.as_str());
+            let entry = by_system.entry(key).or_insert((false, None));
+            match f.journal.outcome.as_str() {
+                "delivered" => entry.0 = true,
+                "transient" | "auth" => entry.1 = f.error.as_deref(),
+                _ => {}
+            }
+            if f.journal.outcome == "auth" && f.disposition == Disposition::Dead {
+                let alert_key = format!("{}#auth", f.journal.system);
+                let since = now;
+                if let Some(mut alert) = health::record_failure(
+                    self.queue.store(),
+                    &f.journal.business_id,
+                    &alert_key,
+                    f.error.as_deref().unwrap_or(""),
+                    Duration::ZERO,
+                    since,
+                )
+                .await?
+                {
+                    alert.kind = AlertKind::AuthFailed;
+                    alert.system = f.journal.system.clone();
+                    self.alerts.send(&alert).await;
+                }
+            }
+        }
+        for ((business, system), (any_success, failure)) in by_system {
+            let alert: Option<Alert> = if any_success {
+                // A delivery also ends a credential outage.
+                health::record_success(
+                    self.queue.store(),
+                    business,
+                    &format!("{system}#auth"),
+                    now,
+                )
+                .await?;
+                health::record_success(self.queue.store(), business, system, now).await?
+            } else if let Some(error) = failure {
+                health::record_failure(
+                    self.queue.store(),
+                    business,
+                    system,
+                    error,
+                    self.config.alert_after,
+                    now,
+                )
+                .await?
+            } else {
+                None
+            };
+            if let Some(alert) = alert {
+                self.alerts.send(&alert).await;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,442 @@
+//! The sync engine against a misbehaving target over real HTTP, with real worker processes
+//! killed by SIGKILL. Runs on SQLite always and on PostgreSQL when ZAPIS_TEST_POSTGRES_URL is
+//! set.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use support::fake_target::FakeTarget;
+use zapis::store::Store;
+use zapis::sync::journal::{JournalFilter, read_journal};
+use zapis::sync::{JobState, NewJob, Queue};
+
+fn spawn_worker(store_url: &str, target: &FakeTarget, log: &std::path::Path) -> Child {
+    spawn_worker_with(store_url, target, log, &[])
+}
+
+fn spawn_worker_with(
+    store_url: &str,
+    target: &FakeTarget,
+    log: &std::path::Path,
+    extra: &[&str],
+) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("worker log");
+    Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args([
+            "--store",
+            store_url,
+            "worker",
+            "--http-target",
+            &target.url(),
+        ])
+        .args([
+            "--workers",
+            "4",
+            "--batch",
+            "8",
+            "--lease",
+            "1s",
+            "--poll",
+            "50ms",
+        ])
+        .args([
+            "--request-timeout",
+            &format!("{}ms", target.hang().as_millis() / 4),
+        ])
+        .args([
+            "--retry-steps",
+            "20ms,50ms,100ms",
+            "--retry-steady",
+            "100ms-300ms",
+        ])
+        .args(extra)
+        .env("RUST_LOG", "zapis=warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn zapis worker")
+}
+
+fn jobs(n: usize, entities: usize) -> Vec<NewJob> {
+    (0..n)
+        .map(|i| {
+            let entity = format!("e{}", i % entities);
+            NewJob {
+                business_id: "b".into(),
+                system: "http".into(),
+                operation: "object".into(),
+                payload: serde_json::json!({
+                    "entity": entity,
+                    "seq": i / entities,
+                    "client": format!("+7912{:07}", i),
+                }),
+                idempotency_key: format!("op-{i:04}"),
+                ordering_key: Some(entity),
+            }
+        })
+        .collect()
+}
+
+async fn wait_all_done(queue: &Queue, n: usize, deadline: Duration) -> bool {
+    let until = Instant::now() + deadline;
+    while Instant::now() < until {
+        let done: i64 = queue
+            .stats()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.state == JobState::Done)
+            .map(|r| r.count)
+            .sum();
+        if done as usize == n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Every job delivered exactly once to the target, and the journal has one row per attempt.
+async fn assert_exactly_once(store: &Store, queue: &Queue, target: &FakeTarget, n: usize) {
+    let expected: Vec<String> = (0..n).map(|i| format!("op-{i:04}")).collect();
+    assert_eq!(
+        target.object_keys(),
+        expected,
+        "the target holds exactly the N objects"
+    );
+    let c = target.counters();
+    assert_eq!(c.duplicates, 0, "no object was created twice: {c:?}");
+    assert_eq!(c.out_of_order, 0, "per-entity order held: {c:?}");
+    let done = queue.jobs_in_state(JobState::Done).await.unwrap();
+    assert_eq!(done.len(), n);
+    let journal = read_journal(store, &JournalFilter::default())
+        .await
+        .unwrap();
+    let mut rows_per_job: HashMap<i64, i64> = HashMap::new();
+    for e in &journal {
+        *rows_per_job.entry(e.job_id).or_default() += 1;
+        assert!(
+            !e.error.as_deref().unwrap_or("").contains("+7912"),
+            "unmasked phone: {e:?}"
+        );
+    }
+    for job in &done {
+        assert_eq!(
+            rows_per_job.get(&job.id).copied().unwrap_or(0),
+            job.attempts,
+            "journal rows of job {}",
+            job.id
+        );
+        let ext = store
+            .external_id("b", "object", &job.idempotency_key, "http")
+            .await
+            .unwrap();
+        assert!(ext.is_some(), "job {} has its external id linked", job.id);
+    }
+    let delivered = journal.iter().filter(|e| e.outcome == "delivered").count();
+    assert_eq!(delivered, n, "one delivered row per job");
+}
+
+async fn chaos(store_url: &str, label: &str) {
+    const N: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("worker.log");
+    let store = Store::connect(store_url).await.unwrap();
+    let queue = Queue::new(store.clone());
+    let target = FakeTarget::start(0.30, Duration::from_millis(800)).await;
+    assert_eq!(
+        queue
+            .enqueue_batch(&jobs(N, 100), chrono::Utc::now())
+            .await
+            .unwrap(),
+        N as u64
+    );
+
+    let started = Instant::now();
+    let mut kills = 0;
+    while kills < 4 {
+        let mut worker = spawn_worker(store_url, &target, &log);
+        let life = rand::rng().random_range(700..1500);
+        tokio::time::sleep(Duration::from_millis(life)).await;
+        worker.kill().expect("SIGKILL the worker");
+        worker.wait().unwrap();
+        kills += 1;
+    }
+    let mut worker = spawn_worker(store_url, &target, &log);
+    let settled = wait_all_done(&queue, N, Duration::from_secs(90)).await;
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    let abandoned = read_journal(&store, &JournalFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.outcome == "abandoned")
+        .count();
+    let c = target.counters();
+    eprintln!(
+        "[{label}] {N} jobs in {:.1}s, {kills} SIGKILLs, {} calls, {} faults, {abandoned} attempts abandoned by killed workers",
+        started.elapsed().as_secs_f64(),
+        c.calls,
+        c.faults
+    );
+    assert!(
+        settled,
+        "[{label}] not all jobs done; worker log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        c.faults as f64 > 0.2 * c.calls as f64,
+        "the chaos happened: {c:?}"
+    );
+    assert_exactly_once(&store, &queue, &target, N).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_sqlite_exactly_n_objects_despite_faults_and_sigkills() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chaos.db").display());
+    chaos(&url, "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_postgres_exactly_n_objects_despite_faults_and_sigkills() {
+    if let Some(url) = support::postgres_url().await {
+        chaos(&url, "postgres").await;
+    }
+}
+
+/// Three worker processes on one store share the queue; with a healthy target every job is
+/// attempted exactly once and no two requests for one job overlap.
+async fn several_processes(store_url: &str, label: &str) {
+    const N: usize = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("worker.log");
+    let store = Store::connect(store_url).await.unwrap();
+    let queue = Queue::new(store.clone());
+    let target = FakeTarget::start(0.0, Duration::from_millis(800)).await;
+    let unordered: Vec<NewJob> = jobs(N, N)
+        .into_iter()
+        .map(|j| NewJob {
+            ordering_key: None,
+            ..j
+        })
+        .collect();
+    queue
+        .enqueue_batch(&unordered, chrono::Utc::now())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut workers: Vec<Child> = (0..3)
+        .map(|_| spawn_worker(store_url, &target, &log))
+        .collect();
+    let settled = wait_all_done(&queue, N, Duration::from_secs(60)).await;
+    for w in &mut workers {
+        w.kill().unwrap();
+        w.wait().unwrap();
+    }
+    eprintln!(
+        "[{label}] 3 processes delivered {N} jobs in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        settled,
+        "[{label}] not all jobs done:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let c = target.counters();
+    assert_eq!(
+        (c.calls, c.posts, c.overlapping),
+        (N as u64, N as u64, 0),
+        "{c:?}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    for job in queue.jobs_in_state(JobState::Done).await.unwrap() {
+        assert_eq!(job.attempts, 1, "job {} ran more than once", job.id);
+    }
+    assert_exactly_once(&store, &queue, &target, N).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_on_postgres_run_each_job_once() {
+    if let Some(url) = support::postgres_url().await {
+        several_processes(&url, "postgres").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_on_sqlite_run_each_job_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("multi.db").display());
+    several_processes(&url, "sqlite").await;
+}
+
+/// A validation error kills the job at once with the vendor's message (phone masked);
+/// `zapis queue retry ID` delivers it once the cause is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_error_is_dead_with_message_and_queue_retry_delivers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("dead.db").display());
+    let log = dir.path().join("worker.log");
+    let store = Store::connect(&url).await.unwrap();
+    let queue = Queue::new(store.clone());
+    let target = FakeTarget::start(0.0, Duration::from_millis(800)).await;
+    target.set_reject(Some("field phone +79991234567 does not match the pipeline"));
+    let id = queue
+        .enqueue(&jobs(1, 1)[0], chrono::Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut worker = spawn_worker(&url, &target, &log);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dead = loop {
+        let job = queue.job(id).await.unwrap().unwrap();
+        if job.state == JobState::Dead || Instant::now() > deadline {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead.state, JobState::Dead);
+    assert_eq!(dead.attempts, 1);
+    let error = dead.last_error.unwrap();
+    assert!(
+        error.contains("HTTP 422") && error.contains("does not match the pipeline"),
+        "{error}"
+    );
+    assert!(
+        error.contains("+799******67") && !error.contains("1234"),
+        "phone masked: {error}"
+    );
+
+    target.set_reject(None);
+    let out = Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(["--store", &url, "queue", "retry", &id.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_all_done(&queue, 1, Duration::from_secs(20)).await,
+        "revived job delivered"
+    );
+    let listing = Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args([
+            "--store",
+            &url,
+            "journal",
+            "--job",
+            &id.to_string(),
+            "--since",
+            "1h",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&listing.stdout);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.lines().next().unwrap().contains("permanent 422"),
+        "{text}"
+    );
+    assert!(text.lines().nth(1).unwrap().contains("delivered"), "{text}");
+    let failed = Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(["--store", &url, "journal", "--failed", "--system", "http"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&failed.stdout).lines().count(), 1);
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    assert_eq!(target.object_keys(), vec!["op-0000".to_string()]);
+}
+
+/// SIGTERM: running jobs get the grace period, then are released (journaled `interrupted`);
+/// the process exits cleanly, nothing stays `running`, and a restarted worker delivers
+/// everything exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_running_jobs_and_nothing_is_lost() {
+    const N: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("term.db").display());
+    let log = dir.path().join("worker.log");
+    let store = Store::connect(&url).await.unwrap();
+    let queue = Queue::new(store.clone());
+    let target = FakeTarget::start(0.0, Duration::from_secs(4)).await;
+    target.set_delay(Duration::from_millis(1500));
+    let unordered: Vec<NewJob> = jobs(N, N)
+        .into_iter()
+        .map(|j| NewJob {
+            ordering_key: None,
+            ..j
+        })
+        .collect();
+    queue
+        .enqueue_batch(&unordered, chrono::Utc::now())
+        .await
+        .unwrap();
+    let mut worker = spawn_worker_with(&url, &target, &log, &["--shutdown-grace", "200ms"]);
+    // Wait until the worker holds jobs, then ask it to stop.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while queue
+        .jobs_in_state(JobState::Running)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the worker never claimed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let stopped_at = Instant::now();
+    let status = loop {
+        if let Some(status) = worker.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopped_at.elapsed() < Duration::from_secs(10),
+            "worker ignored SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "clean exit: {status:?}");
+    assert!(
+        queue
+            .jobs_in_state(JobState::Running)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let interrupted = read_journal(&store, &JournalFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.outcome == "interrupted")
+        .count();
+    assert!(interrupted > 0, "in-flight jobs were released");
+
+    target.set_delay(Duration::ZERO);
+    let mut worker = spawn_worker(&url, &target, &log);
+    let settled = wait_all_done(&queue, N, Duration::from_secs(30)).await;
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    assert!(
+        settled,
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_exactly_once(&store, &queue, &target, N).await;
+}

@@ -10,9 +10,16 @@ use tokio::sync::Mutex;
 use crate::booking::{BookRequest, BookingError, BookingSystem};
 use crate::clock::Clock;
 use crate::config::BusinessConfig;
-use crate::dialog::{self, BookingDraft, Command, Context, DialogState, Input, Loaded, Reply};
+use crate::dialog::{
+    self, BookingDraft, Button, Command, Context, DialogState, Input, Loaded, Reply,
+};
 use crate::domain::{Booking, BookingStatus, ChatRef, Source};
+use crate::effects::{
+    BOOKING_CANCELLED, BOOKING_CREATED, BOOKING_RESCHEDULED, COMPLETE_BOOKING, booking_job,
+};
 use crate::store::{Store, StoreError};
+use crate::store::{confirm_booking_in, set_booking_status_in};
+use crate::sync::{NewJob, enqueue_in};
 
 /// What a messenger adapter saw the user do, before any interpretation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +57,8 @@ pub struct Conversations {
     business: BusinessConfig,
     clock: Arc<dyn Clock>,
     chat_locks: DashMap<String, Arc<Mutex<()>>>,
+    /// The CRM that gets a lead for every booking, when one is configured.
+    crm_system: Option<&'static str>,
 }
 
 impl Conversations {
@@ -65,6 +74,7 @@ impl Conversations {
             business,
             clock,
             chat_locks: DashMap::new(),
+            crm_system: None,
         }
     }
 
@@ -89,6 +99,7 @@ impl Conversations {
         let _guard = lock.lock().await;
 
         let mut state = self.load_state(&key).await?;
+        self.log_input(&key, &event).await?;
         let ctx = Context {
             now: self.clock.now(),
             timezone: self.business.timezone,
@@ -118,6 +129,9 @@ impl Conversations {
                 input = Some(Input::Loaded(self.execute(chat, command).await?));
             }
         }
+        for reply in &replies {
+            self.log_reply(&key, reply).await?;
+        }
         let json = serde_json::to_string(&state).map_err(|source| ConversationError::State {
             chat: key.clone(),
             source,
@@ -126,6 +140,86 @@ impl Conversations {
             .save_dialog(&self.business.id, &key, &json, self.clock.now())
             .await?;
         Ok(replies)
+    }
+
+    /// What the client did, as a person reading the CRM card would want it: typed text as is,
+    /// a pressed button by its label.
+    async fn log_input(&self, key: &str, event: &ChatEvent) -> Result<(), ConversationError> {
+        let text = match event {
+            ChatEvent::Start { payload: Some(p) } => format!("/start {p}"),
+            ChatEvent::Start { payload: None } => "/start".to_string(),
+            ChatEvent::Text(t) => t.clone(),
+            ChatEvent::Contact { phone } => phone.clone(),
+            ChatEvent::Button(data) => {
+                let shown = self.store.last_buttons(&self.business.id, key).await?;
+                shown
+                    .and_then(|json| serde_json::from_str::<Vec<Button>>(&json).ok())
+                    .and_then(|buttons| buttons.into_iter().find(|b| &b.data == data))
+                    .map(|b| format!("[{}]", b.label))
+                    .unwrap_or_else(|| "[…]".to_string())
+            }
+        };
+        let now = self.clock.now();
+        self.store
+            .log_chat(&self.business.id, key, now, "client", &text, None)
+            .await?;
+        Ok(())
+    }
+
+    async fn log_reply(&self, key: &str, reply: &Reply) -> Result<(), ConversationError> {
+        let buttons: Vec<&Button> = reply.buttons.iter().flatten().collect();
+        let json =
+            (!buttons.is_empty()).then(|| serde_json::to_string(&buttons).unwrap_or_default());
+        let now = self.clock.now();
+        self.store
+            .log_chat(
+                &self.business.id,
+                key,
+                now,
+                "bot",
+                &reply.text,
+                json.as_deref(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Writes a booking's state change and the jobs it causes in one transaction.
+    async fn commit_change(
+        &self,
+        booking_id: &str,
+        change: Change<'_>,
+        jobs: &[NewJob],
+    ) -> Result<(), ConversationError> {
+        let now = self.clock.now();
+        let mut tx = self.store.pool().begin().await.map_err(StoreError::from)?;
+        match change {
+            Change::Confirmed { external_id } => {
+                confirm_booking_in(&mut tx, booking_id, external_id, now).await?;
+            }
+            Change::Status(status) => {
+                set_booking_status_in(&mut tx, booking_id, status, now).await?;
+            }
+            Change::None => {}
+        }
+        for job in jobs {
+            enqueue_in(&mut tx, job, now).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    fn crm_job(&self, operation: &str, booking_id: &str, by: Option<&str>) -> Option<NewJob> {
+        self.crm_system.map(|system| {
+            booking_job(
+                &self.business.id,
+                system,
+                operation,
+                booking_id,
+                by,
+                self.clock.now(),
+            )
+        })
     }
 
     async fn load_state(&self, key: &str) -> Result<DialogState, ConversationError> {
@@ -260,9 +354,18 @@ impl Conversations {
         };
         match self.booking.book(&request).await {
             Ok(record) => {
-                self.store
-                    .confirm_booking(&booking.id, &record.external_id, now)
-                    .await?;
+                let jobs: Vec<NewJob> = self
+                    .crm_job(BOOKING_CREATED, &booking.id, Some("client"))
+                    .into_iter()
+                    .collect();
+                self.commit_change(
+                    &booking.id,
+                    Change::Confirmed {
+                        external_id: &record.external_id,
+                    },
+                    &jobs,
+                )
+                .await?;
                 self.store
                     .put_link(
                         &self.business.id,
@@ -285,7 +388,17 @@ impl Conversations {
                 Ok(Loaded::SlotTaken)
             }
             Err(e) if e.is_transient() => {
-                tracing::warn!(booking = %booking.id, error = %e, "schedule unreachable; booking kept as requested");
+                tracing::warn!(booking = %booking.id, error = %e, "schedule unreachable; booking queued");
+                let job = booking_job(
+                    &self.business.id,
+                    self.booking.system(),
+                    COMPLETE_BOOKING,
+                    &booking.id,
+                    Some("client"),
+                    now,
+                );
+                self.commit_change(&booking.id, Change::None, &[job])
+                    .await?;
                 Ok(Loaded::BookingPending(booking))
             }
             Err(e) => {
@@ -336,8 +449,11 @@ impl Conversations {
             }
         }
         booking.status = BookingStatus::CancelledByClient;
-        self.store
-            .set_booking_status(&booking.id, booking.status, self.clock.now())
+        let jobs: Vec<NewJob> = self
+            .crm_job(BOOKING_CANCELLED, &booking.id, Some("client"))
+            .into_iter()
+            .collect();
+        self.commit_change(&booking.id, Change::Status(booking.status), &jobs)
             .await?;
         tracing::info!(booking = %booking.id, "cancelled by client");
         Ok(Loaded::Cancelled(booking))
@@ -379,6 +495,10 @@ impl Conversations {
                 booking.master_id = record.master_id;
                 booking.master_name = master_name;
                 booking.start = record.start;
+                if let Some(job) = self.crm_job(BOOKING_RESCHEDULED, &booking.id, Some("client")) {
+                    self.commit_change(&booking.id, Change::None, &[job])
+                        .await?;
+                }
                 Ok(Loaded::Rescheduled(booking))
             }
             Err(BookingError::SlotTaken) => Ok(Loaded::SlotTaken),
@@ -396,6 +516,12 @@ impl Conversations {
             Err(_) => master_id.to_string(),
         }
     }
+}
+
+enum Change<'a> {
+    Confirmed { external_id: &'a str },
+    Status(BookingStatus),
+    None,
 }
 
 fn failed(e: &BookingError) -> Loaded {

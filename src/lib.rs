@@ -9,6 +9,7 @@ pub mod conversation;
 pub mod crm;
 pub mod dialog;
 pub mod domain;
+pub mod effects;
 pub mod i18n;
 pub mod messenger;
 pub mod normalize;

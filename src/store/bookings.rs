@@ -69,16 +69,8 @@ impl Store {
         external_id: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE bookings SET status = $1, external_id = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(BookingStatus::Booked.as_str())
-        .bind(external_id)
-        .bind(to_millis(now))
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        confirm_booking_in(&mut conn, id, external_id, now).await
     }
 
     pub async fn move_booking(
@@ -140,6 +132,37 @@ impl Store {
             .await?;
         rows.iter().map(booking_from_row).collect()
     }
+}
+
+pub async fn confirm_booking_in(
+    conn: &mut AnyConnection,
+    id: &str,
+    external_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE bookings SET status = $1, external_id = $2, updated_at = $3 WHERE id = $4")
+        .bind(BookingStatus::Booked.as_str())
+        .bind(external_id)
+        .bind(to_millis(now))
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_booking_status_in(
+    conn: &mut AnyConnection,
+    id: &str,
+    status: BookingStatus,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE bookings SET status = $1, updated_at = $2 WHERE id = $3")
+        .bind(status.as_str())
+        .bind(to_millis(now))
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 pub async fn upsert_client_in(

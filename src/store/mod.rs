@@ -3,10 +3,12 @@
 //! BIGINT unix-millisecond instants, TEXT JSON); the few that differ branch on [`Backend`].
 
 mod bookings;
+mod chat_log;
 mod dialogs;
 mod links;
 
-pub use bookings::insert_booking_in;
+pub use bookings::{confirm_booking_in, insert_booking_in, set_booking_status_in};
+pub use chat_log::ChatLine;
 pub use links::{LinkStats, TrackedLink};
 
 use std::str::FromStr;

@@ -1,0 +1,54 @@
+//! The jobs a change to a booking causes in other systems. The runtime writes them into the
+//! outbox in the same transaction as the change; handlers in `crm::jobs` and `booking::jobs`
+//! carry them out.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::sync::NewJob;
+
+/// A booking was confirmed by the schedule: contact, lead, transcript and task in the CRM.
+pub const BOOKING_CREATED: &str = "booking_created";
+/// The client or the business cancelled: the lead moves to the cancelled stage.
+pub const BOOKING_CANCELLED: &str = "booking_cancelled";
+/// The visit moved: a note on the lead.
+pub const BOOKING_RESCHEDULED: &str = "booking_rescheduled";
+/// The schedule was unreachable when the client confirmed: book it when it is back.
+pub const COMPLETE_BOOKING: &str = "complete_booking";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingJob {
+    pub booking_id: String,
+    /// Who made the change, for the note on the lead (`client`, `business`, `crm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// A job about one booking. Jobs of one booking run in order in each system.
+pub fn booking_job(
+    business_id: &str,
+    system: &str,
+    operation: &str,
+    booking_id: &str,
+    by: Option<&str>,
+    at: DateTime<Utc>,
+) -> NewJob {
+    // Creation and cancellation happen once per booking; moves may repeat, so their key
+    // carries the moment.
+    let key = match operation {
+        BOOKING_RESCHEDULED => format!("{operation}:{booking_id}:{}", at.timestamp_millis()),
+        _ => format!("{operation}:{booking_id}"),
+    };
+    let payload = BookingJob {
+        booking_id: booking_id.to_string(),
+        by: by.map(str::to_string),
+    };
+    NewJob {
+        business_id: business_id.to_string(),
+        system: system.to_string(),
+        operation: operation.to_string(),
+        payload: serde_json::to_value(payload).unwrap_or_default(),
+        idempotency_key: key,
+        ordering_key: Some(format!("booking:{booking_id}")),
+    }
+}

@@ -1,0 +1,133 @@
+//! The conversation as it happened: client inputs and bot replies, oldest first.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{Store, StoreError, from_millis, to_millis};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatLine {
+    pub at: DateTime<Utc>,
+    /// `client` or `bot`.
+    pub author: String,
+    pub text: String,
+}
+
+impl Store {
+    pub async fn log_chat(
+        &self,
+        business_id: &str,
+        chat_key: &str,
+        at: DateTime<Utc>,
+        author: &str,
+        text: &str,
+        buttons: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO chat_log (business_id, chat_key, at, author, text, buttons) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(business_id)
+        .bind(chat_key)
+        .bind(to_millis(at))
+        .bind(author)
+        .bind(text)
+        .bind(buttons.map(str::to_string))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The buttons (as stored JSON) of the bot's latest message that had any.
+    pub async fn last_buttons(
+        &self,
+        business_id: &str,
+        chat_key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT buttons FROM chat_log WHERE business_id = $1 AND chat_key = $2 \
+             AND buttons IS NOT NULL ORDER BY id DESC LIMIT 1",
+        )
+        .bind(business_id)
+        .bind(chat_key)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn chat_lines(
+        &self,
+        business_id: &str,
+        chat_key: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<ChatLine>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, author, text FROM chat_log WHERE business_id = $1 AND chat_key = $2 \
+             AND at >= $3 AND at <= $4 ORDER BY id",
+        )
+        .bind(business_id)
+        .bind(chat_key)
+        .bind(to_millis(from))
+        .bind(to_millis(to))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ChatLine {
+                    at: from_millis(r.try_get("at")?)?,
+                    author: r.try_get("author")?,
+                    text: r.try_get("text")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::testing;
+    use chrono::{Duration, Utc};
+
+    #[tokio::test]
+    async fn lines_come_back_in_order_within_the_window() {
+        for store in testing::all().await {
+            let t0 = Utc::now();
+            store
+                .log_chat("b", "telegram:1", t0, "client", "/start", None)
+                .await
+                .unwrap();
+            store
+                .log_chat("b", "telegram:1", t0, "bot", "Здравствуйте", Some("[1]"))
+                .await
+                .unwrap();
+            store
+                .log_chat("b", "telegram:2", t0, "client", "чужое", None)
+                .await
+                .unwrap();
+            let later = t0 + Duration::hours(5);
+            store
+                .log_chat("b", "telegram:1", later, "client", "потом", None)
+                .await
+                .unwrap();
+            let lines = store
+                .chat_lines(
+                    "b",
+                    "telegram:1",
+                    t0 - Duration::minutes(1),
+                    t0 + Duration::hours(1),
+                )
+                .await
+                .unwrap();
+            let texts: Vec<_> = lines.iter().map(|l| l.text.as_str()).collect();
+            assert_eq!(texts, ["/start", "Здравствуйте"], "{:?}", store.backend());
+            assert_eq!(
+                store
+                    .last_buttons("b", "telegram:1")
+                    .await
+                    .unwrap()
+                    .as_deref(),
+                Some("[1]")
+            );
+        }
+    }
+}

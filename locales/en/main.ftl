@@ -177,3 +177,14 @@ month-12 = Dec
 tg-apology = Sorry, something went wrong. Please try again a little later.
 tg-share-phone = 📱 Share my phone number
 tg-or-choose = Or choose:
+
+## CRM: what managers read in the card
+
+crm-author-client = Client
+crm-author-bot = Bot
+crm-by-client = by the client in the chat
+crm-by-business = by the business in the schedule
+crm-by-crm = by a manager in the CRM
+crm-task-confirm = Confirm the visit: { $service }, { $when }. Client: { $name }, { $phone }
+crm-note-cancelled = The visit on { $when } was cancelled { $by }.
+crm-note-rescheduled = The visit was moved { $by }: now { $when }, master { $master }.

@@ -180,3 +180,14 @@ month-12 = дек
 tg-apology = Извините, что-то пошло не так. Попробуйте ещё раз чуть позже.
 tg-share-phone = 📱 Отправить мой номер
 tg-or-choose = Или выберите:
+
+## CRM: what managers read in the card
+
+crm-author-client = Клиент
+crm-author-bot = Бот
+crm-by-client = клиентом в чате
+crm-by-business = салоном в расписании
+crm-by-crm = менеджером в CRM
+crm-task-confirm = Подтвердить визит: { $service }, { $when }. Клиент: { $name }, { $phone }
+crm-note-cancelled = Запись на { $when } отменена { $by }.
+crm-note-rescheduled = Запись перенесена { $by }: теперь { $when }, мастер { $master }.

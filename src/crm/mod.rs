@@ -5,6 +5,7 @@
 
 pub mod amocrm;
 pub mod config;
+pub mod jobs;
 pub mod tokens;
 
 use std::time::Duration;

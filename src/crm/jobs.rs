@@ -1,0 +1,194 @@
+//! The CRM side of a booking's story, run by the sync engine: contact, lead, transcript and task
+//! when a booking is confirmed; a stage move when it is cancelled; a note when it moves.
+//! Every step searches before it creates, so a retry after an unknown outcome adds nothing twice.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Duration;
+
+use super::{Crm, CrmError, LeadRequest, Stage, TaskRequest, TranscriptLine};
+use crate::domain::Booking;
+use crate::effects::{BOOKING_CANCELLED, BOOKING_CREATED, BOOKING_RESCHEDULED, BookingJob};
+use crate::i18n::{FluentValue, Lang, t, t_args};
+use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler};
+
+/// How far back the chat is read for the transcript of a booking.
+const TRANSCRIPT_WINDOW: Duration = Duration::hours(6);
+
+pub struct CrmJobs {
+    crm: Arc<dyn Crm>,
+    /// Language of the notes and tasks managers read.
+    lang: Lang,
+    timezone: chrono_tz::Tz,
+}
+
+impl CrmJobs {
+    pub fn new(crm: Arc<dyn Crm>, lang: Lang, timezone: chrono_tz::Tz) -> CrmJobs {
+        CrmJobs { crm, lang, timezone }
+    }
+
+    fn when(&self, booking: &Booking) -> String {
+        booking.start.with_timezone(&self.timezone).format("%d.%m.%Y %H:%M").to_string()
+    }
+
+    async fn transcript(
+        &self,
+        booking: &Booking,
+        ctx: &JobContext<'_>,
+    ) -> Result<Vec<TranscriptLine>, DeliveryError> {
+        let Some(chat) = &booking.chat else { return Ok(Vec::new()) };
+        let lines = ctx
+            .store
+            .chat_lines(
+                &booking.business_id,
+                &chat.key(),
+                booking.created_at - TRANSCRIPT_WINDOW,
+                booking.created_at + Duration::minutes(5),
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(lines
+            .into_iter()
+            .map(|l| TranscriptLine {
+                at: l.at,
+                author: t(
+                    self.lang,
+                    if l.author == "client" { "crm-author-client" } else { "crm-author-bot" },
+                ),
+                text: l.text,
+            })
+            .collect())
+    }
+
+    async fn lead_id(&self, booking: &Booking, ctx: &JobContext<'_>) -> Result<String, DeliveryError> {
+        let linked = ctx
+            .store
+            .external_id(&booking.business_id, "booking", &booking.id, self.crm.system())
+            .await
+            .map_err(store_error)?;
+        if let Some(id) = linked {
+            return Ok(id);
+        }
+        match self.crm.find_lead_by_booking(&booking.id).await.map_err(delivery_error)? {
+            Some(lead) => Ok(lead.id),
+            None => Err(DeliveryError::Permanent {
+                message: format!("no lead in {} for booking {}", self.crm.system(), booking.id),
+                http_status: None,
+            }),
+        }
+    }
+
+    async fn created(&self, booking: &Booking, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
+        let transcript = self.transcript(booking, ctx).await?;
+        let outcome = self
+            .crm
+            .ensure_lead(&LeadRequest { booking: booking.clone(), contact_id: None, transcript })
+            .await
+            .map_err(delivery_error)?;
+        let lead_id = outcome.lead_id().to_string();
+        ctx.store
+            .put_link(&booking.business_id, "booking", &booking.id, self.crm.system(), &lead_id, ctx.now)
+            .await
+            .map_err(store_error)?;
+        let task_done = ctx
+            .store
+            .external_id(&booking.business_id, "booking_task", &booking.id, self.crm.system())
+            .await
+            .map_err(store_error)?;
+        if task_done.is_none() {
+            let text = t_args(
+                self.lang,
+                "crm-task-confirm",
+                &[
+                    ("service", FluentValue::from(booking.service_name.clone())),
+                    ("when", FluentValue::from(self.when(booking))),
+                    ("name", FluentValue::from(booking.client_name.clone())),
+                    ("phone", FluentValue::from(booking.client_phone.as_str().to_string())),
+                ],
+            );
+            let task = TaskRequest { lead_id: lead_id.clone(), text, visit_at: booking.start };
+            let task_id = self.crm.create_task(&task).await.map_err(delivery_error)?;
+            ctx.store
+                .put_link(&booking.business_id, "booking_task", &booking.id, self.crm.system(), &task_id, ctx.now)
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(Delivered::linked("booking", &booking.id, &lead_id))
+    }
+}
+
+#[async_trait]
+impl JobHandler for CrmJobs {
+    async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
+        let payload: BookingJob = serde_json::from_value(job.payload.clone()).map_err(|e| {
+            DeliveryError::Permanent { message: format!("unreadable job payload: {e}"), http_status: None }
+        })?;
+        let booking = ctx
+            .store
+            .booking(&payload.booking_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| DeliveryError::Permanent {
+                message: format!("booking {} is not in the store", payload.booking_id),
+                http_status: None,
+            })?;
+        let by = t(self.lang, match payload.by.as_deref() {
+            Some("business") => "crm-by-business",
+            Some("crm") => "crm-by-crm",
+            _ => "crm-by-client",
+        });
+        match job.operation.as_str() {
+            BOOKING_CREATED => self.created(&booking, ctx).await,
+            BOOKING_CANCELLED => {
+                let lead = self.lead_id(&booking, ctx).await?;
+                let note = t_args(
+                    self.lang,
+                    "crm-note-cancelled",
+                    &[("by", FluentValue::from(by)), ("when", FluentValue::from(self.when(&booking)))],
+                );
+                self.crm.move_lead(&lead, &Stage::Cancelled, Some(&note)).await.map_err(delivery_error)?;
+                Ok(Delivered::done())
+            }
+            BOOKING_RESCHEDULED => {
+                let lead = self.lead_id(&booking, ctx).await?;
+                let note = t_args(
+                    self.lang,
+                    "crm-note-rescheduled",
+                    &[
+                        ("by", FluentValue::from(by)),
+                        ("when", FluentValue::from(self.when(&booking))),
+                        ("master", FluentValue::from(booking.master_name.clone())),
+                    ],
+                );
+                self.crm.add_note(&lead, &note).await.map_err(delivery_error)?;
+                Ok(Delivered::done())
+            }
+            other => Err(DeliveryError::Permanent {
+                message: format!("{} has no operation {other:?}", self.crm.system()),
+                http_status: None,
+            }),
+        }
+    }
+}
+
+/// The CRM client's own error already carries the retry decision; this only renames it.
+pub fn delivery_error(e: CrmError) -> DeliveryError {
+    let http_status = e.status();
+    match e {
+        CrmError::Transient { message, retry_after, .. } => {
+            DeliveryError::Transient { message, retry_after, http_status }
+        }
+        CrmError::Auth { message } => DeliveryError::Auth { message, http_status },
+        CrmError::Permanent { message, details, .. } => {
+            let detail: Vec<String> = details.iter().map(|d| format!("{d:?}")).collect();
+            let message = if detail.is_empty() { message } else { format!("{message}: {}", detail.join("; ")) };
+            DeliveryError::Permanent { message, http_status }
+        }
+        CrmError::PaymentRequired { message, .. } => DeliveryError::Permanent { message, http_status },
+    }
+}
+
+fn store_error(e: crate::store::StoreError) -> DeliveryError {
+    DeliveryError::Transient { message: format!("store: {e}"), retry_after: None, http_status: None }
+}

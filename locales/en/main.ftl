@@ -177,3 +177,8 @@ month-12 = Dec
 tg-apology = Sorry, something went wrong. Please try again a little later.
 tg-share-phone = 📱 Share my phone number
 tg-or-choose = Or choose:
+
+## MAX adapter
+
+max-apology = Sorry, something went wrong. Please try again a little later.
+max-share-phone = 📱 Share my phone number

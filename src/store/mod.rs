@@ -3,6 +3,7 @@
 //! BIGINT unix-millisecond instants, TEXT JSON); the few that differ branch on [`Backend`].
 
 mod bookings;
+mod cursors;
 mod dialogs;
 mod links;
 

@@ -673,3 +673,33 @@ fn webhook_bodies_need_the_secret_when_one_is_set() {
         1
     );
 }
+
+#[tokio::test]
+async fn default_pacing_keeps_under_two_messages_a_second_per_chat() {
+    let fake = FakeMax::start().await;
+    fake.user(5);
+    fake.user(6);
+    let c = MaxClient::new(&fake.config());
+    let started = Instant::now();
+    for i in 0..4 {
+        c.send(MaxTarget::User(5), &json!({"text": format!("m{i}")}))
+            .await
+            .unwrap();
+    }
+    let mid = c
+        .send(MaxTarget::User(6), &json!({"text": "x"}))
+        .await
+        .unwrap();
+    c.edit(MaxTarget::User(6), &mid, &json!({"text": "y"}))
+        .await
+        .unwrap();
+    c.send(MaxTarget::User(6), &json!({"text": "z"}))
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(1800));
+    assert!(
+        fake.rate_violations().is_empty(),
+        "{:?}",
+        fake.rate_violations()
+    );
+}

@@ -19,8 +19,9 @@
 //!   the last part.
 //! - Every callback is answered (`POST /answers`) before the dialog runs: the client shows a
 //!   spinner until then.
-//! - Pacing: ≤ 2 messages/s per chat (MAX's documented limit, as one every 500 ms so no one-second
-//!   window ever holds three) and ≤ 30 requests/s overall; a 429 is waited out and retried.
+//! - Pacing: ≤ 2 messages/s per chat (MAX's documented limit, as one every 600 ms so no one-second
+//!   window ever holds three, even with network jitter) and ≤ 30 requests/s overall; a 429 is
+//!   waited out and retried.
 //!
 //! Polling keeps MAX's `marker` in the store (`messenger_cursors`), saved only after every
 //! update of a batch was handled: a restart neither loses nor replays an update.
@@ -373,7 +374,9 @@ pub struct MaxLimits {
 impl Default for MaxLimits {
     fn default() -> Self {
         MaxLimits {
-            per_chat_interval: Duration::from_millis(500),
+            // 2/s would be one every 500 ms, but then three sends can land within one second on
+            // MAX's side once network jitter shifts them; 600 ms keeps a margin.
+            per_chat_interval: Duration::from_millis(600),
             overall_per_second: 30,
             retry_base: Duration::from_secs(1),
             max_retries: 4,

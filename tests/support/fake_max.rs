@@ -359,6 +359,11 @@ impl FakeMax {
             .push_back(failure);
     }
 
+    /// Position of the latest queued update.
+    pub fn last_pos(&self) -> i64 {
+        self.shared.world().next_pos - 1
+    }
+
     /// The marker the bot last passed (updates before it are committed).
     pub fn committed(&self) -> i64 {
         self.shared.world().committed
@@ -857,8 +862,11 @@ async fn get_updates(shared: &Shared, query: &HashMap<String, String>) -> (Statu
     )
 }
 
-/// MAX's `NewMessageBody` rules; returns the text and the keyboard attachment, if any.
-fn validate(body: &Value) -> Result<(String, Option<Option<Value>>), (StatusCode, Value)> {
+type Answer = (StatusCode, Value);
+
+/// MAX's `NewMessageBody` rules; returns the text and the keyboard: `None` when `attachments`
+/// was null (an edit keeps the old one), `Some(None)` when the list has no keyboard.
+fn validate(body: &Value) -> Result<(String, Option<Option<Value>>), Answer> {
     let text = body["text"].as_str().unwrap_or_default().to_string();
     if text.chars().count() > 4000 {
         return Err(bad("text: size must be between 0 and 4000"));
@@ -932,15 +940,20 @@ fn validate(body: &Value) -> Result<(String, Option<Option<Value>>), (StatusCode
     Ok((text, keyboard))
 }
 
-fn note_send(w: &mut World, user_id: i64) {
+fn note_send(w: &mut World, user_id: i64, what: &str) {
     let now = Instant::now();
     let sends = w.sends.entry(user_id).or_default();
     sends.retain(|t| now.duration_since(*t) < Duration::from_millis(990));
     sends.push(now);
     if sends.len() > 2 {
-        let n = sends.len();
-        w.rate_violations
-            .push(format!("user {user_id}: {n} messages within one second"));
+        let gaps: Vec<u128> = sends
+            .windows(2)
+            .map(|p| (p[1] - p[0]).as_millis())
+            .collect();
+        w.rate_violations.push(format!(
+            "user {user_id}: {} messages within one second (gaps {gaps:?} ms), last: {what}",
+            sends.len()
+        ));
     }
 }
 
@@ -965,7 +978,7 @@ fn send_message(
     if !w.chats.contains_key(&user_id) {
         return Failure::ChatDenied.response();
     }
-    note_send(&mut w, user_id);
+    note_send(&mut w, user_id, &format!("send {text:?}"));
     let mid = store_message(&mut w, user_id, &text, keyboard.clone());
     let shown = BotMessage {
         user_id,
@@ -1021,7 +1034,7 @@ fn edit_message(
         buttons: parse_keyboard(stored.keyboard.as_ref()),
         edited: true,
     };
-    note_send(&mut w, user_id);
+    note_send(&mut w, user_id, &format!("edit {:?}", shown.text));
     if let Some(chat) = w.chats.get_mut(&user_id) {
         chat.outputs.push(shown);
     }

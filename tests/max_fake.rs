@@ -703,3 +703,35 @@ async fn default_pacing_keeps_under_two_messages_a_second_per_chat() {
         fake.rate_violations()
     );
 }
+
+#[tokio::test]
+async fn a_webhook_delivery_takes_the_same_path_as_polling() {
+    let fake = FakeMax::start().await;
+    let user = fake.user(42);
+    let handler = Arc::new(Scripted::default());
+    let bot = zapis::messenger::max::MaxBot::new(
+        MaxClient::with_limits(&fake.config(), fast_max_limits()),
+        handler.clone(),
+        zapis::i18n::Lang::Ru,
+    );
+    let secret = SecretString::from("s3cret_value");
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        zapis::messenger::max::SECRET_HEADER,
+        "s3cret_value".parse().unwrap(),
+    );
+    let body = json!({"update_type": "bot_started", "timestamp": 1, "chat_id": fake_max::dialog_id(42),
+                      "user": user.user_json(), "payload": "ad_vk", "user_locale": "ru"});
+    let body = serde_json::to_vec(&body).unwrap();
+    for update in parse_webhook(&headers, &body, Some(&secret)).unwrap() {
+        bot.handle_update(update).await;
+    }
+    let shown = user.wait_for_text("start", T).await;
+    assert_eq!(shown.text, "start Some(\"ad_vk\")");
+    assert_eq!(
+        handler.events(),
+        vec![ChatEvent::Start {
+            payload: Some("ad_vk".into())
+        }]
+    );
+}

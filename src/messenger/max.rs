@@ -618,6 +618,13 @@ impl MaxClient {
         simple(result)
     }
 
+    /// Drops pacing state of chats idle long enough to be within their limit again, so the
+    /// per-chat limiters do not grow with every user ever seen.
+    pub fn forget_idle_chats(&self) {
+        self.messages.retain_recent();
+        self.answers.retain_recent();
+    }
+
     /// Sends a plain text (split to MAX's limit) to a user or chat.
     pub async fn send_text(&self, to: MaxTarget, text: &str) -> Result<(), MaxError> {
         for part in split_text(text) {
@@ -795,6 +802,12 @@ impl MaxBot {
             handler,
             default_lang,
         }
+    }
+
+    /// The bot for the webhook route: production pacing, the business locale for its own words.
+    pub fn from_config(config: &MaxConfig, conversations: Arc<Conversations>) -> MaxBot {
+        let lang = conversations.business().locale;
+        MaxBot::new(MaxClient::new(config), conversations, lang)
     }
 
     pub fn client(&self) -> &MaxClient {
@@ -1197,8 +1210,12 @@ impl MaxAdapter {
                 }
             };
             // Not raced against shutdown: a batch is finished before the marker moves past it.
+            let handled_any = !list.updates.is_empty();
             for update in list.updates {
                 bot.handle_update(update).await;
+            }
+            if handled_any {
+                client.forget_idle_chats();
             }
             if let Some(next) = list.marker
                 && Some(next) != marker

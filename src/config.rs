@@ -135,6 +135,10 @@ pub struct MaxConfig {
     /// Our public HTTPS address MAX posts updates to.
     #[serde(default)]
     pub webhook_url: Option<Url>,
+    /// PEM file with extra root certificates to trust for `api_url`. MAX's host is signed by
+    /// the Russian Trusted Root CA (Минцифры), which the built-in roots do not include.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 fn default_max_api() -> Url {
@@ -256,6 +260,17 @@ impl MaxConfig {
                 "webhook_url",
                 "must be an https:// URL, MAX delivers webhooks over HTTPS only".into(),
             ));
+        }
+        if let Some(path) = &self.ca_cert {
+            let pem = std::fs::read(path)
+                .map_err(|e| key("ca_cert", format!("cannot read {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default();
+            if certs.is_empty() {
+                return Err(key(
+                    "ca_cert",
+                    format!("{} holds no PEM certificate", path.display()),
+                ));
+            }
         }
         if self.mode == MaxMode::Webhook && self.webhook_url.is_none() {
             return Err(key(
@@ -408,6 +423,20 @@ timezone = "Asia/Yekaterinburg"
         .unwrap_err()
         .to_string();
         assert!(err.contains("https"), "{err}");
+        let err = load(&format!(
+            "{MINIMAL}\n[max]\ntoken = \"t\"\nca_cert = \"/nonexistent/ca.pem\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("max.ca_cert"), "{err}");
+        let system_roots = "/etc/ssl/certs/ca-certificates.crt";
+        if Path::new(system_roots).exists() {
+            let c = load(&format!(
+                "{MINIMAL}\n[max]\ntoken = \"t\"\nca_cert = \"{system_roots}\"\n"
+            ))
+            .unwrap();
+            assert!(c.max.unwrap().ca_cert.is_some());
+        }
         let err = load(&format!("{MINIMAL}\n[max]\ntoken = \"t\"\ncolour = 1\n"))
             .unwrap_err()
             .to_string();

@@ -410,8 +410,7 @@ impl MaxClient {
             NonZeroU32::new(limits.overall_per_second).unwrap_or(NonZeroU32::MIN),
         );
         MaxClient {
-            // No client-wide timeout: long polls need longer than other calls.
-            http: reqwest::Client::new(),
+            http: http_client(config),
             api_url: config.api_url.clone(),
             token: config.token.clone(),
             limits,
@@ -632,6 +631,32 @@ impl MaxClient {
         }
         Ok(())
     }
+}
+
+/// No client-wide timeout (long polls need longer than other calls); the extra roots of
+/// `max.ca_cert` trusted besides the built-in ones. Config validation already read the file, so
+/// a failure here is logged rather than fatal.
+fn http_client(config: &MaxConfig) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder();
+    if let Some(path) = &config.ca_cert {
+        match std::fs::read(path).map(|pem| reqwest::Certificate::from_pem_bundle(&pem)) {
+            Ok(Ok(certs)) => {
+                for cert in certs {
+                    builder = builder.add_root_certificate(cert);
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(path = %path.display(), error = %e, "max.ca_cert is not PEM")
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot read max.ca_cert")
+            }
+        }
+    }
+    builder.build().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot build the MAX HTTP client; using defaults");
+        reqwest::Client::new()
+    })
 }
 
 fn simple(result: SimpleResult) -> Result<(), MaxError> {

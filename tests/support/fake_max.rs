@@ -280,6 +280,7 @@ impl FakeMax {
             bot_username: None,
             webhook_secret: None,
             webhook_url: None,
+            ca_cert: None,
         }
     }
 

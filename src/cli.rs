@@ -81,6 +81,21 @@ enum Cmd {
         #[command(flatten)]
         args: WorkerArgs,
     },
+    /// MAX messenger administration.
+    #[command(subcommand)]
+    Max(MaxCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum MaxCmd {
+    /// Register our webhook with MAX (POST /subscriptions) using max.webhook_url and
+    /// max.webhook_secret. While subscribed, MAX long polling does not work.
+    Subscribe {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        args: crate::messenger::max::SubscribeArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +179,18 @@ pub async fn main() -> anyhow::Result<()> {
             worker_command(store, &args).await?;
             Ok(())
         }
+        Cmd::Max(MaxCmd::Subscribe { config, args }) => {
+            init_tracing("warn");
+            let config = load(&config.config)?;
+            let Some(max) = &config.max else {
+                bail!("no [max] section in the configuration");
+            };
+            let done = crate::messenger::max::subscribe(max, &args)
+                .await
+                .context("subscribing to MAX webhooks")?;
+            println!("{done}");
+            Ok(())
+        }
     }
 }
 
@@ -211,8 +238,10 @@ async fn demo(
 
 async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let config = load(path)?;
-    if config.telegram.is_none() {
-        bail!("nothing to run: no messenger is configured (add a [telegram] section with `token`)");
+    if config.telegram.is_none() && config.max.is_none() {
+        bail!(
+            "nothing to run: no messenger is configured (add a [telegram] or [max] section with `token`)"
+        );
     }
     let app = App::build(config, Arc::new(SystemClock))
         .await
@@ -268,6 +297,13 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
             failures += 1;
         }
         println!("telegram: {status}");
+    }
+    if let Some(max) = &config.max {
+        let status = crate::messenger::max::status(max).await;
+        if !status.starts_with("reachable") {
+            failures += 1;
+        }
+        println!("max: {status}");
     }
     if failures > 0 {
         bail!("{failures} system(s) failed the check");
@@ -335,14 +371,19 @@ async fn link(cmd: LinkCmd) -> anyhow::Result<()> {
                 .create_tracked_link(&config.business.id, &link, chrono::Utc::now())
                 .await
                 .with_context(|| format!("creating the link {name:?}"))?;
-            let bot = config
+            let tg_bot = config
                 .telegram
                 .as_ref()
                 .and_then(|t| t.bot_username.clone())
                 .unwrap_or_else(|| "<bot>".into());
+            let max_bot = config
+                .max
+                .as_ref()
+                .and_then(|m| m.bot_username.clone())
+                .unwrap_or_else(|| tg_bot.clone());
             println!("link {name:?} created, token {token}");
-            println!("Telegram: https://t.me/{bot}?start={token}");
-            println!("MAX:      https://max.ru/{bot}?start={token}");
+            println!("Telegram: https://t.me/{tg_bot}?start={token}");
+            println!("MAX:      https://max.ru/{max_bot}?start={token}");
             Ok(())
         }
         LinkCmd::List(config) => {

@@ -32,6 +32,8 @@ pub struct Config {
     pub booking: BookingConfig,
     #[serde(default)]
     pub telegram: Option<TelegramConfig>,
+    #[serde(default)]
+    pub max: Option<MaxConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -105,6 +107,44 @@ pub struct TelegramConfig {
     pub bot_username: Option<String>,
 }
 
+/// How MAX delivers updates to us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MaxMode {
+    /// `GET /updates` long polling: fine for development, MAX advises webhooks in production.
+    #[default]
+    Polling,
+    /// MAX posts updates to `webhook_url` (register it with `zapis max subscribe`).
+    Webhook,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxConfig {
+    pub token: SecretString,
+    #[serde(default = "default_max_api")]
+    pub api_url: Url,
+    #[serde(default)]
+    pub mode: MaxMode,
+    /// The bot's username, for printing deep links; read from `GET /me` when absent.
+    #[serde(default)]
+    pub bot_username: Option<String>,
+    /// Sent by MAX in `X-Max-Bot-Api-Secret` with every webhook delivery.
+    #[serde(default)]
+    pub webhook_secret: Option<SecretString>,
+    /// Our public HTTPS address MAX posts updates to.
+    #[serde(default)]
+    pub webhook_url: Option<Url>,
+    /// PEM file with extra root certificates to trust for `api_url`. MAX's host is signed by
+    /// the Russian Trusted Root CA (Минцифры), which the built-in roots do not include.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+}
+
+fn default_max_api() -> Url {
+    Url::parse("https://platform-api2.max.ru").expect("constant URL parses")
+}
+
 fn default_telegram_api() -> Url {
     Url::parse("https://api.telegram.org").expect("constant URL parses")
 }
@@ -157,6 +197,9 @@ impl Config {
                 ),
             });
         }
+        if let Some(max) = &self.max {
+            max.validate()?;
+        }
         match self.booking.system {
             BookingSystemKind::Sandbox => {}
             BookingSystemKind::Yclients => {
@@ -181,6 +224,59 @@ impl Config {
                     message: "\"dikidi\" is not available in this build".into(),
                 });
             }
+        }
+        Ok(())
+    }
+}
+
+impl MaxConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        use secrecy::ExposeSecret;
+        let key = |k: &str, message: String| ConfigError::Key {
+            key: format!("max.{k}"),
+            message,
+        };
+        if self.token.expose_secret().trim().is_empty() {
+            return Err(key("token", "must not be empty".into()));
+        }
+        if let Some(secret) = &self.webhook_secret {
+            // MAX's own rule for `SubscriptionRequestBody.secret`; checked here so a bad one
+            // fails at startup, not at `zapis max subscribe` time.
+            let s = secret.expose_secret();
+            let shape_ok = (5..=256).contains(&s.len())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !shape_ok {
+                return Err(key(
+                    "webhook_secret",
+                    "must be 5–256 characters of A-Z, a-z, 0-9, _ and -".into(),
+                ));
+            }
+        }
+        if let Some(url) = &self.webhook_url
+            && url.scheme() != "https"
+        {
+            return Err(key(
+                "webhook_url",
+                "must be an https:// URL, MAX delivers webhooks over HTTPS only".into(),
+            ));
+        }
+        if let Some(path) = &self.ca_cert {
+            let pem = std::fs::read(path)
+                .map_err(|e| key("ca_cert", format!("cannot read {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default();
+            if certs.is_empty() {
+                return Err(key(
+                    "ca_cert",
+                    format!("{} holds no PEM certificate", path.display()),
+                ));
+            }
+        }
+        if self.mode == MaxMode::Webhook && self.webhook_url.is_none() {
+            return Err(key(
+                "webhook_url",
+                "mode = \"webhook\" needs webhook_url, the public address MAX posts to".into(),
+            ));
         }
         Ok(())
     }
@@ -307,6 +403,56 @@ timezone = "Asia/Yekaterinburg"
         .unwrap_err()
         .to_string();
         assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn max_section_reads_defaults_and_checks_webhook_settings() {
+        let c = load(&format!("{MINIMAL}\n[max]\ntoken = \"MAX-SECRET\"\n")).unwrap();
+        let m = c.max.as_ref().expect("max section");
+        assert_eq!(m.api_url.as_str(), "https://platform-api2.max.ru/");
+        assert_eq!(m.mode, MaxMode::Polling);
+        assert!(!format!("{c:?}").contains("MAX-SECRET"));
+        let err = load(&format!(
+            "{MINIMAL}\n[max]\ntoken = \"t\"\nmode = \"webhook\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("max.webhook_url"), "{err}");
+        let err = load(&format!(
+            "{MINIMAL}\n[max]\ntoken = \"t\"\nwebhook_secret = \"no spaces!\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("max.webhook_secret"), "{err}");
+        let err = load(&format!(
+            "{MINIMAL}\n[max]\ntoken = \"t\"\nwebhook_url = \"http://x.ru/h\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("https"), "{err}");
+        let err = load(&format!(
+            "{MINIMAL}\n[max]\ntoken = \"t\"\nca_cert = \"/nonexistent/ca.pem\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("max.ca_cert"), "{err}");
+        let system_roots = "/etc/ssl/certs/ca-certificates.crt";
+        if Path::new(system_roots).exists() {
+            let c = load(&format!(
+                "{MINIMAL}\n[max]\ntoken = \"t\"\nca_cert = \"{system_roots}\"\n"
+            ))
+            .unwrap();
+            assert!(c.max.unwrap().ca_cert.is_some());
+        }
+        let err = load(&format!("{MINIMAL}\n[max]\ntoken = \"t\"\ncolour = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+        let c = load(&format!(
+            "{MINIMAL}\n[max]\ntoken = \"t\"\nmode = \"webhook\"\nwebhook_url = \"https://zapis.example/webhooks/max/abcde\"\nwebhook_secret = \"abc_DEF-123\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.max.unwrap().mode, MaxMode::Webhook);
     }
 
     #[test]

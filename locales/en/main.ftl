@@ -188,3 +188,8 @@ crm-by-crm = by a manager in the CRM
 crm-task-confirm = Confirm the visit: { $service }, { $when }. Client: { $name }, { $phone }
 crm-note-cancelled = The visit on { $when } was cancelled { $by }.
 crm-note-rescheduled = The visit was moved { $by }: now { $when }, master { $master }.
+
+## MAX adapter
+
+max-apology = Sorry, something went wrong. Please try again a little later.
+max-share-phone = 📱 Share my phone number

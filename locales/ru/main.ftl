@@ -191,3 +191,8 @@ crm-by-crm = менеджером в CRM
 crm-task-confirm = Подтвердить визит: { $service }, { $when }. Клиент: { $name }, { $phone }
 crm-note-cancelled = Запись на { $when } отменена { $by }.
 crm-note-rescheduled = Запись перенесена { $by }: теперь { $when }, мастер { $master }.
+
+## MAX adapter
+
+max-apology = Извините, что-то пошло не так. Попробуйте ещё раз чуть позже.
+max-share-phone = 📱 Отправить мой номер

@@ -25,11 +25,19 @@ pub struct CrmJobs {
 
 impl CrmJobs {
     pub fn new(crm: Arc<dyn Crm>, lang: Lang, timezone: chrono_tz::Tz) -> CrmJobs {
-        CrmJobs { crm, lang, timezone }
+        CrmJobs {
+            crm,
+            lang,
+            timezone,
+        }
     }
 
     fn when(&self, booking: &Booking) -> String {
-        booking.start.with_timezone(&self.timezone).format("%d.%m.%Y %H:%M").to_string()
+        booking
+            .start
+            .with_timezone(&self.timezone)
+            .format("%d.%m.%Y %H:%M")
+            .to_string()
     }
 
     async fn transcript(
@@ -37,7 +45,9 @@ impl CrmJobs {
         booking: &Booking,
         ctx: &JobContext<'_>,
     ) -> Result<Vec<TranscriptLine>, DeliveryError> {
-        let Some(chat) = &booking.chat else { return Ok(Vec::new()) };
+        let Some(chat) = &booking.chat else {
+            return Ok(Vec::new());
+        };
         let lines = ctx
             .store
             .chat_lines(
@@ -54,46 +64,88 @@ impl CrmJobs {
                 at: l.at,
                 author: t(
                     self.lang,
-                    if l.author == "client" { "crm-author-client" } else { "crm-author-bot" },
+                    if l.author == "client" {
+                        "crm-author-client"
+                    } else {
+                        "crm-author-bot"
+                    },
                 ),
                 text: l.text,
             })
             .collect())
     }
 
-    async fn lead_id(&self, booking: &Booking, ctx: &JobContext<'_>) -> Result<String, DeliveryError> {
+    async fn lead_id(
+        &self,
+        booking: &Booking,
+        ctx: &JobContext<'_>,
+    ) -> Result<String, DeliveryError> {
         let linked = ctx
             .store
-            .external_id(&booking.business_id, "booking", &booking.id, self.crm.system())
+            .external_id(
+                &booking.business_id,
+                "booking",
+                &booking.id,
+                self.crm.system(),
+            )
             .await
             .map_err(store_error)?;
         if let Some(id) = linked {
             return Ok(id);
         }
-        match self.crm.find_lead_by_booking(&booking.id).await.map_err(delivery_error)? {
+        match self
+            .crm
+            .find_lead_by_booking(&booking.id)
+            .await
+            .map_err(delivery_error)?
+        {
             Some(lead) => Ok(lead.id),
             None => Err(DeliveryError::Permanent {
-                message: format!("no lead in {} for booking {}", self.crm.system(), booking.id),
+                message: format!(
+                    "no lead in {} for booking {}",
+                    self.crm.system(),
+                    booking.id
+                ),
                 http_status: None,
             }),
         }
     }
 
-    async fn created(&self, booking: &Booking, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
+    async fn created(
+        &self,
+        booking: &Booking,
+        ctx: &JobContext<'_>,
+    ) -> Result<Delivered, DeliveryError> {
         let transcript = self.transcript(booking, ctx).await?;
         let outcome = self
             .crm
-            .ensure_lead(&LeadRequest { booking: booking.clone(), contact_id: None, transcript })
+            .ensure_lead(&LeadRequest {
+                booking: booking.clone(),
+                contact_id: None,
+                transcript,
+            })
             .await
             .map_err(delivery_error)?;
         let lead_id = outcome.lead_id().to_string();
         ctx.store
-            .put_link(&booking.business_id, "booking", &booking.id, self.crm.system(), &lead_id, ctx.now)
+            .put_link(
+                &booking.business_id,
+                "booking",
+                &booking.id,
+                self.crm.system(),
+                &lead_id,
+                ctx.now,
+            )
             .await
             .map_err(store_error)?;
         let task_done = ctx
             .store
-            .external_id(&booking.business_id, "booking_task", &booking.id, self.crm.system())
+            .external_id(
+                &booking.business_id,
+                "booking_task",
+                &booking.id,
+                self.crm.system(),
+            )
             .await
             .map_err(store_error)?;
         if task_done.is_none() {
@@ -104,13 +156,27 @@ impl CrmJobs {
                     ("service", FluentValue::from(booking.service_name.clone())),
                     ("when", FluentValue::from(self.when(booking))),
                     ("name", FluentValue::from(booking.client_name.clone())),
-                    ("phone", FluentValue::from(booking.client_phone.as_str().to_string())),
+                    (
+                        "phone",
+                        FluentValue::from(booking.client_phone.as_str().to_string()),
+                    ),
                 ],
             );
-            let task = TaskRequest { lead_id: lead_id.clone(), text, visit_at: booking.start };
+            let task = TaskRequest {
+                lead_id: lead_id.clone(),
+                text,
+                visit_at: booking.start,
+            };
             let task_id = self.crm.create_task(&task).await.map_err(delivery_error)?;
             ctx.store
-                .put_link(&booking.business_id, "booking_task", &booking.id, self.crm.system(), &task_id, ctx.now)
+                .put_link(
+                    &booking.business_id,
+                    "booking_task",
+                    &booking.id,
+                    self.crm.system(),
+                    &task_id,
+                    ctx.now,
+                )
                 .await
                 .map_err(store_error)?;
         }
@@ -121,9 +187,11 @@ impl CrmJobs {
 #[async_trait]
 impl JobHandler for CrmJobs {
     async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
-        let payload: BookingJob = serde_json::from_value(job.payload.clone()).map_err(|e| {
-            DeliveryError::Permanent { message: format!("unreadable job payload: {e}"), http_status: None }
-        })?;
+        let payload: BookingJob =
+            serde_json::from_value(job.payload.clone()).map_err(|e| DeliveryError::Permanent {
+                message: format!("unreadable job payload: {e}"),
+                http_status: None,
+            })?;
         let booking = ctx
             .store
             .booking(&payload.booking_id)
@@ -133,11 +201,14 @@ impl JobHandler for CrmJobs {
                 message: format!("booking {} is not in the store", payload.booking_id),
                 http_status: None,
             })?;
-        let by = t(self.lang, match payload.by.as_deref() {
-            Some("business") => "crm-by-business",
-            Some("crm") => "crm-by-crm",
-            _ => "crm-by-client",
-        });
+        let by = t(
+            self.lang,
+            match payload.by.as_deref() {
+                Some("business") => "crm-by-business",
+                Some("crm") => "crm-by-crm",
+                _ => "crm-by-client",
+            },
+        );
         match job.operation.as_str() {
             BOOKING_CREATED => self.created(&booking, ctx).await,
             BOOKING_CANCELLED => {
@@ -145,9 +216,15 @@ impl JobHandler for CrmJobs {
                 let note = t_args(
                     self.lang,
                     "crm-note-cancelled",
-                    &[("by", FluentValue::from(by)), ("when", FluentValue::from(self.when(&booking)))],
+                    &[
+                        ("by", FluentValue::from(by)),
+                        ("when", FluentValue::from(self.when(&booking))),
+                    ],
                 );
-                self.crm.move_lead(&lead, &Stage::Cancelled, Some(&note)).await.map_err(delivery_error)?;
+                self.crm
+                    .move_lead(&lead, &Stage::Cancelled, Some(&note))
+                    .await
+                    .map_err(delivery_error)?;
                 Ok(Delivered::done())
             }
             BOOKING_RESCHEDULED => {
@@ -161,7 +238,10 @@ impl JobHandler for CrmJobs {
                         ("master", FluentValue::from(booking.master_name.clone())),
                     ],
                 );
-                self.crm.add_note(&lead, &note).await.map_err(delivery_error)?;
+                self.crm
+                    .add_note(&lead, &note)
+                    .await
+                    .map_err(delivery_error)?;
                 Ok(Delivered::done())
             }
             other => Err(DeliveryError::Permanent {
@@ -176,19 +256,44 @@ impl JobHandler for CrmJobs {
 pub fn delivery_error(e: CrmError) -> DeliveryError {
     let http_status = e.status();
     match e {
-        CrmError::Transient { message, retry_after, .. } => {
-            DeliveryError::Transient { message, retry_after, http_status }
-        }
-        CrmError::Auth { message } => DeliveryError::Auth { message, http_status },
-        CrmError::Permanent { message, details, .. } => {
+        CrmError::Transient {
+            message,
+            retry_after,
+            ..
+        } => DeliveryError::Transient {
+            message,
+            retry_after,
+            http_status,
+        },
+        CrmError::Auth { message } => DeliveryError::Auth {
+            message,
+            http_status,
+        },
+        CrmError::Permanent {
+            message, details, ..
+        } => {
             let detail: Vec<String> = details.iter().map(|d| format!("{d:?}")).collect();
-            let message = if detail.is_empty() { message } else { format!("{message}: {}", detail.join("; ")) };
-            DeliveryError::Permanent { message, http_status }
+            let message = if detail.is_empty() {
+                message
+            } else {
+                format!("{message}: {}", detail.join("; "))
+            };
+            DeliveryError::Permanent {
+                message,
+                http_status,
+            }
         }
-        CrmError::PaymentRequired { message, .. } => DeliveryError::Permanent { message, http_status },
+        CrmError::PaymentRequired { message, .. } => DeliveryError::Permanent {
+            message,
+            http_status,
+        },
     }
 }
 
 fn store_error(e: crate::store::StoreError) -> DeliveryError {
-    DeliveryError::Transient { message: format!("store: {e}"), retry_after: None, http_status: None }
+    DeliveryError::Transient {
+        message: format!("store: {e}"),
+        retry_after: None,
+        http_status: None,
+    }
 }

@@ -2,6 +2,7 @@
 //! [`ChatHandler`] what to say, and renders the neutral [`Reply`]s its own way.
 
 pub mod console;
+pub mod max;
 pub mod telegram;
 
 use std::future::Future;
@@ -20,14 +21,18 @@ pub enum MessengerError {
     NothingConfigured,
     #[error("telegram: {0}")]
     Telegram(#[from] telegram::TelegramError),
+    #[error("max: {0}")]
+    Max(#[from] max::MaxError),
 }
 
-/// Runs every configured messenger side by side until Ctrl-C or SIGTERM.
+/// Runs every configured messenger side by side until Ctrl-C or SIGTERM. If one cannot start
+/// (bad token), the others are stopped too and its error is returned: a half-running service
+/// would look healthy while losing a channel.
 pub async fn run_all(app: &App) -> Result<(), MessengerError> {
-    let Some(telegram) = &app.config.telegram else {
+    let (tg_config, max_config) = (&app.config.telegram, &app.config.max);
+    if tg_config.is_none() && max_config.is_none() {
         return Err(MessengerError::NothingConfigured);
-    };
-    // MAX joins here with its own adapter, stopped by the same signal.
+    }
     let stop = StopSignal::new();
     let signal = {
         let stop = stop.clone();
@@ -36,9 +41,29 @@ pub async fn run_all(app: &App) -> Result<(), MessengerError> {
             stop.stop();
         })
     };
-    let result = telegram::run(telegram, app.conversations.clone(), stop.stopped()).await;
+    let tg = async {
+        let Some(config) = tg_config else {
+            return Ok(());
+        };
+        let result = telegram::run(config, app.conversations.clone(), stop.stopped()).await;
+        if result.is_err() {
+            stop.stop();
+        }
+        result.map_err(MessengerError::from)
+    };
+    let mx = async {
+        let Some(config) = max_config else {
+            return Ok(());
+        };
+        let result = max::run(config, app.conversations.clone(), stop.stopped()).await;
+        if result.is_err() {
+            stop.stop();
+        }
+        result.map_err(MessengerError::from)
+    };
+    let (tg, mx) = tokio::join!(tg, mx);
     signal.abort();
-    Ok(result?)
+    tg.and(mx)
 }
 
 /// What an adapter needs from the conversation runtime. A trait rather than the concrete

@@ -431,7 +431,7 @@ pub fn split_text(text: &str) -> Vec<String> {
     split_text_at(text, MAX_TEXT_LEN)
 }
 
-fn split_text_at(text: &str, max_utf16: usize) -> Vec<String> {
+pub(crate) fn split_text_at(text: &str, max_utf16: usize) -> Vec<String> {
     if text.trim().is_empty() {
         return vec!["…".to_string()];
     }

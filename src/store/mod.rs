@@ -4,6 +4,7 @@
 
 mod bookings;
 mod chat_log;
+mod cursors;
 mod dialogs;
 mod links;
 

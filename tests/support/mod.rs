@@ -3,9 +3,11 @@
 #![allow(dead_code)]
 
 pub mod fake_amocrm;
+pub mod fake_max;
 pub mod fake_target;
 pub mod fake_telegram;
 pub mod fake_yclients;
+pub mod scenario;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,4 +95,60 @@ pub async fn postgres_url() -> Option<String> {
         .close()
         .await;
     Some(url)
+}
+
+/// MAX pacing loose enough that no test waits on it, with quick 429 retries.
+pub fn fast_max_limits() -> zapis::messenger::max::MaxLimits {
+    zapis::messenger::max::MaxLimits {
+        per_chat_interval: Duration::from_millis(1),
+        overall_per_second: 1000,
+        retry_base: Duration::from_millis(50),
+        max_retries: 3,
+    }
+}
+
+/// The real MAX adapter running against a fake, stoppable like `zapis run` stops it.
+pub struct RunningMaxBot {
+    stop: StopSignal,
+    task: JoinHandle<Result<(), zapis::messenger::max::MaxError>>,
+}
+
+impl RunningMaxBot {
+    pub fn start(
+        adapter: zapis::messenger::max::MaxAdapter,
+        handler: Arc<dyn ChatHandler>,
+    ) -> RunningMaxBot {
+        let stop = StopSignal::new();
+        let task = tokio::spawn(adapter.run(handler, stop.stopped()));
+        RunningMaxBot { stop, task }
+    }
+
+    pub async fn stop(self) -> Result<(), zapis::messenger::max::MaxError> {
+        self.stop.stop();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the MAX adapter stops within 10 s")
+            .expect("the MAX adapter task did not panic")
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// The real runtime (in-memory SQLite, sandbox salon, demo business) behind the real MAX
+/// adapter, pointed at `fake`, with the marker kept in the store.
+pub async fn start_demo_max_bot(fake: &fake_max::FakeMax) -> (zapis::app::App, RunningMaxBot) {
+    let mut config = zapis::config::Config::demo("sqlite::memory:");
+    config.max = Some(fake.config());
+    let app = zapis::app::App::build(config, Arc::new(zapis::clock::SystemClock))
+        .await
+        .expect("demo app builds on an in-memory store");
+    let adapter = zapis::messenger::max::MaxAdapter::new(&fake.config())
+        .limits(fast_max_limits())
+        .poll_timeout(Duration::from_secs(5))
+        .default_lang(app.config.business.locale)
+        .cursor_store(app.store.clone(), &app.config.business.id);
+    let bot = RunningMaxBot::start(adapter, app.conversations.clone());
+    (app, bot)
 }

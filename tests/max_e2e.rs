@@ -1,0 +1,252 @@
+//! The real `zapis run` binary against the fake MAX Bot API over HTTP: a client arrives with a
+//! `bot_started` deep-link payload, books in the sandbox salon across a restart of the service
+//! (the marker is kept, no update is lost or handled twice), and cancels from "my bookings".
+//! Also: `zapis check` for MAX, and Telegram and MAX running side by side.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::fake_max::{FakeMax, TOKEN};
+use support::fake_telegram::FakeTelegram;
+use support::scenario::{self, Scenario, Step};
+use zapis::domain::{BookingStatus, Channel};
+use zapis::store::Store;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Service {
+    child: Child,
+}
+
+impl Service {
+    fn start(config: &Path) -> Service {
+        let child = Command::new(env!("CARGO_BIN_EXE_zapis"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .env_remove("ZAPIS_TELEGRAM__TOKEN")
+            .env_remove("ZAPIS_MAX__TOKEN")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("zapis run starts");
+        Service { child }
+    }
+
+    /// Stops the service the way a supervisor does (SIGTERM) and waits for it to exit.
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        for _ in 0..200 {
+            if let Some(exit) = self.child.try_wait().expect("wait on zapis") {
+                assert!(exit.success(), "zapis run exited with {exit}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("zapis run did not stop within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, store_url: &str, sections: &str) -> std::path::PathBuf {
+    let path = dir.join("zapis.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[store]
+url = "{store_url}"
+
+[business]
+name = "Салон «Лилия»"
+timezone = "Europe/Moscow"
+address = "Москва, ул. Пушкина, 10"
+{sections}
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn max_section(fake: &FakeMax, token: &str) -> String {
+    format!(
+        "\n[max]\ntoken = \"{token}\"\napi_url = \"{}\"\n",
+        fake.api_url()
+    )
+}
+
+fn steps(name: &'static str, steps: Vec<Step>) -> Scenario {
+    Scenario { name, steps }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_books_from_a_max_deep_link_across_a_restart_and_cancels() {
+    use Step::*;
+    let fake = FakeMax::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = write_config(dir.path(), &store_url, &max_section(&fake, TOKEN));
+    let user = fake.user(4242);
+
+    let service = Service::start(&config);
+    let first_half = steps(
+        "max e2e, before the restart",
+        vec![
+            Start(Some("src_landing")),
+            ExpectText("Салон «Лилия»"),
+            PressLabel("Записаться"),
+            PressLabel("Женская стрижка"),
+            ExpectText("мастер"),
+        ],
+    );
+    scenario::run(&first_half, &user).await;
+    let last_before = fake.last_pos();
+    fake.wait_for_committed(last_before, WAIT).await;
+
+    // The service restarts between two updates; it resumes from its stored marker.
+    service.stop();
+    // Pacing state lives in the process; a real restart takes longer than MAX's one-second
+    // window, this one might not.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let polls_before = fake.calls_of("GET /updates").len();
+    let service = Service::start(&config);
+    let second_half = steps(
+        "max e2e, after the restart",
+        vec![
+            PressLabel("Любой мастер"),
+            PressKind("d:"),
+            PressKind("t:"),
+            ExpectContactRequest,
+            ShareContact("+7 912 345-67-89"),
+            ExpectText("имя"),
+            SendText("Анна"),
+            ExpectText("Проверьте запись"),
+            PressLabel("Подтвердить"),
+            ExpectText("вы записаны"),
+        ],
+    );
+    scenario::run(&second_half, &user).await;
+    let resumed = &fake.calls_of("GET /updates")[polls_before];
+    let marker: i64 = resumed
+        .query
+        .get("marker")
+        .expect("the restarted service passes its stored marker")
+        .parse()
+        .unwrap();
+    assert_eq!(marker, last_before + 1);
+
+    let store = Store::connect(&store_url).await.unwrap();
+    let bookings = store.bookings("default").await.unwrap();
+    assert_eq!(bookings.len(), 1, "{bookings:#?}");
+    let booking = &bookings[0];
+    assert_eq!(booking.status, BookingStatus::Booked);
+    assert_eq!(booking.source.payload.as_deref(), Some("src_landing"));
+    assert_eq!(booking.source.channel, Channel::Max);
+    assert_eq!(booking.client_phone.as_str(), "+79123456789");
+    assert_eq!(booking.client_name, "Анна");
+    assert_eq!(booking.chat.as_ref().map(|c| c.channel), Some(Channel::Max));
+
+    let cancel = steps(
+        "max e2e, cancel",
+        vec![
+            PressLabel("Мои записи"),
+            PressLabel("Отменить"),
+            PressLabel("Да, отменить"),
+            ExpectText("Запись отменена"),
+        ],
+    );
+    scenario::run(&cancel, &user).await;
+    let booking = store.booking(&booking.id).await.unwrap().unwrap();
+    assert_eq!(booking.status, BookingStatus::CancelledByClient);
+
+    // Each update was handed over once and so handled once: one answer per press.
+    fake.wait_for_committed(fake.last_pos(), WAIT).await;
+    let deliveries = fake.deliveries();
+    assert_eq!(deliveries.len() as i64, fake.last_pos() - 25_493_970 + 1);
+    assert!(deliveries.values().all(|n| *n == 1), "{deliveries:?}");
+    let answers = fake.calls_of("POST /answers");
+    let presses = [&first_half, &second_half, &cancel]
+        .iter()
+        .flat_map(|s| s.steps.iter())
+        .filter(|s| matches!(s, PressLabel(_) | PressKind(_)))
+        .count();
+    assert_eq!(answers.len(), presses, "one answer per press");
+    assert!(answers.iter().all(|c| c.status == 200));
+    assert!(
+        fake.rate_violations().is_empty(),
+        "{:?}",
+        fake.rate_violations()
+    );
+    service.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_and_max_run_side_by_side_and_stop_together() {
+    let max = FakeMax::start().await;
+    let tg = FakeTelegram::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let sections = format!(
+        "{}\n[telegram]\ntoken = \"{}\"\napi_url = \"{}\"\n",
+        max_section(&max, TOKEN),
+        support::fake_telegram::TOKEN,
+        tg.api_url()
+    );
+    let config = write_config(dir.path(), &store_url, &sections);
+    let service = Service::start(&config);
+    let on_max = max.user(1);
+    on_max.start(None);
+    let on_tg = tg.user(2);
+    on_tg.send_text("/start");
+    on_max.wait_for_text("Салон «Лилия»", WAIT).await;
+    on_tg.wait_for_text("Салон «Лилия»", WAIT).await;
+    service.stop();
+}
+
+fn check(config: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(["check", "--config"])
+        .arg(config)
+        .env_remove("ZAPIS_MAX__TOKEN")
+        .output()
+        .expect("zapis check runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_tells_reachable_and_bad_credentials_for_max() {
+    let fake = FakeMax::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = write_config(dir.path(), &store_url, &max_section(&fake, TOKEN));
+    let (ok, out) = tokio::task::spawn_blocking(move || check(&config))
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("max: reachable (@zapis_bot)"), "{out}");
+
+    let config = write_config(dir.path(), &store_url, &max_section(&fake, "wrong-token"));
+    let (ok, out) = tokio::task::spawn_blocking(move || check(&config))
+        .await
+        .unwrap();
+    assert!(!ok, "{out}");
+    assert!(out.contains("max: bad credentials"), "{out}");
+    assert!(!out.contains("wrong-token"), "{out}");
+}

@@ -3,14 +3,26 @@
 use std::sync::Arc;
 
 use crate::booking::BookingSystem;
+use crate::booking::changes::ChangeApplier;
+use crate::booking::jobs::BookingJobs;
 use crate::booking::sandbox::Sandbox;
 use crate::booking::yclients::Yclients;
 use crate::clock::Clock;
 use crate::config::{BookingSystemKind, Config};
 use crate::conversation::Conversations;
+use crate::crm::Crm;
+use crate::crm::amocrm::AmoCrm;
+use crate::crm::config::{CrmConfig, CrmSystem};
+use crate::crm::jobs::CrmJobs;
+use crate::http::yclients_inbox::YclientsInbox;
+use crate::messenger::notify::{MaxChatNotifier, TelegramNotifier};
 use crate::store::{Store, StoreError};
+use crate::sync::inbox::{INBOX_SYSTEM, InboxDispatcher};
+use crate::sync::{AlertSink, Alerts, Engine, WebhookSink};
 
 pub struct App {
+    /// The CRM every booking is mirrored into, when configured.
+    pub crm: Option<Arc<dyn Crm>>,
     pub config: Config,
     pub store: Store,
     pub booking: Arc<dyn BookingSystem>,
@@ -41,19 +53,105 @@ impl App {
                 ))
             }
         };
-        let conversations = Arc::new(Conversations::new(
+        let crm: Option<Arc<dyn Crm>> = match &config.crm {
+            Some(CrmConfig {
+                system: CrmSystem::Amocrm,
+                amocrm: Some(amo),
+                ..
+            }) => Some(Arc::new(
+                AmoCrm::new(
+                    amo.clone(),
+                    store.clone(),
+                    &config.business.id,
+                    clock.clone(),
+                )
+                .map_err(|e| StoreError::Corrupt(format!("crm.amocrm: {e}")))?,
+            )),
+            _ => None,
+        };
+        let mut conversations = Conversations::new(
             store.clone(),
             booking.clone(),
             config.business.clone(),
             clock.clone(),
-        ));
+        );
+        if let Some(crm) = &crm {
+            conversations = conversations.with_crm(crm.system());
+        }
+        let conversations = Arc::new(conversations);
         Ok(App {
             config,
             store,
             booking,
             yclients,
+            crm,
             conversations,
             clock,
         })
+    }
+
+    /// How changes noticed in the schedule reach our store, the CRM and the client.
+    pub fn change_applier(&self) -> ChangeApplier {
+        ChangeApplier {
+            crm_system: self.crm.as_ref().map(|c| c.system()),
+            default_lang: self.config.business.locale,
+            timezone: self.config.business.timezone,
+        }
+    }
+
+    /// The delivery engine with a handler for every system this configuration writes to.
+    pub fn engine(&self) -> Engine {
+        let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
+        if let Some(url) = &self.config.alerts.webhook_url {
+            sinks.push(Arc::new(WebhookSink::new(
+                reqwest::Client::new(),
+                url.clone(),
+            )));
+        }
+        let mut engine = Engine::new(
+            self.store.clone(),
+            self.clock.clone(),
+            self.config.sync.clone(),
+            Alerts::new(sinks),
+        );
+        let business = &self.config.business;
+        if let Some(crm) = &self.crm {
+            engine.register(
+                crm.system(),
+                Arc::new(CrmJobs::new(
+                    crm.clone(),
+                    business.locale,
+                    business.timezone,
+                )),
+            );
+        }
+        engine.register(
+            self.booking.system(),
+            Arc::new(BookingJobs::new(
+                self.booking.clone(),
+                self.crm.as_ref().map(|c| c.system()),
+                business.locale,
+                business.timezone,
+                business.address.clone(),
+            )),
+        );
+        let mut inbox = InboxDispatcher::default();
+        if let Some(y) = &self.yclients {
+            inbox.register(
+                "yclients",
+                Arc::new(YclientsInbox {
+                    yclients: y.clone(),
+                    applier: self.change_applier(),
+                }),
+            );
+        }
+        engine.register(INBOX_SYSTEM, Arc::new(inbox));
+        if let Some(tg) = &self.config.telegram {
+            engine.register("telegram", Arc::new(TelegramNotifier::new(tg)));
+        }
+        if let Some(max) = &self.config.max {
+            engine.register("max", Arc::new(MaxChatNotifier::new(max)));
+        }
+        engine
     }
 }

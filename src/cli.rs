@@ -247,9 +247,38 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         .await
         .context("opening the store")?;
     tracing::info!(business = %app.config.business.name, "zapis is running");
-    crate::messenger::run_all(&app)
-        .await
-        .context("running the messenger bots")?;
+    // Deliveries and webhooks run beside the bots and stop after them.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let engine = Arc::new(app.engine());
+    let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
+    let http_task = app.config.http.as_ref().map(|http| {
+        let state = crate::http::HttpState {
+            store: app.store.clone(),
+            business_id: app.config.business.id.clone(),
+            secret: http.webhook_secret.clone(),
+            clock: app.clock.clone(),
+        };
+        let mut rx = stop_rx.clone();
+        let shutdown = async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        tokio::spawn(crate::http::serve(http.listen, state, shutdown))
+    });
+    let bots = crate::messenger::run_all(&app).await;
+    let _ = stop_tx.send(true);
+    if let Some(task) = http_task {
+        match task.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
+            Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    match engine_task.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "delivery engine failed"),
+        Err(e) => tracing::error!(error = %e, "delivery engine task failed"),
+        Ok(Ok(())) => {}
+    }
+    bots.context("running the messenger bots")?;
     app.store.close().await;
     Ok(())
 }

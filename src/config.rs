@@ -34,6 +34,27 @@ pub struct Config {
     pub telegram: Option<TelegramConfig>,
     #[serde(default)]
     pub max: Option<MaxConfig>,
+    /// The CRM that gets a lead for every booking.
+    #[serde(default)]
+    pub crm: Option<crate::crm::config::CrmConfig>,
+    /// Delivery workers, retries and the outage alert threshold.
+    #[serde(default)]
+    pub sync: crate::sync::SyncConfig,
+    /// Where alerts about outages go.
+    #[serde(default)]
+    pub alerts: crate::sync::AlertsConfig,
+    /// The HTTP server for webhooks and health checks.
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on, e.g. `0.0.0.0:8080`.
+    pub listen: std::net::SocketAddr,
+    /// The secret path segment vendors' webhooks must carry: `/webhooks/<system>/<secret>`.
+    pub webhook_secret: SecretString,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -176,6 +197,26 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(crm) = &self.crm {
+            crm.validate().map_err(|e| ConfigError::Key {
+                key: e.key,
+                message: e.message,
+            })?;
+        }
+        if let Some(http) = &self.http {
+            use secrecy::ExposeSecret;
+            let secret = http.webhook_secret.expose_secret();
+            if secret.len() < 16
+                || !secret
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(ConfigError::Key {
+                    key: "http.webhook_secret".into(),
+                    message: "use at least 16 characters of A-Z, a-z, 0-9, - and _".into(),
+                });
+            }
+        }
         if self.business.name.trim().is_empty() {
             return Err(ConfigError::Key {
                 key: "business.name".into(),

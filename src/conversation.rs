@@ -78,6 +78,12 @@ impl Conversations {
         }
     }
 
+    /// Every confirmed, cancelled or moved booking also queues a job for this CRM.
+    pub fn with_crm(mut self, system: &'static str) -> Conversations {
+        self.crm_system = Some(system);
+        self
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

@@ -52,3 +52,54 @@ pub fn booking_job(
         ordering_key: Some(format!("booking:{booking_id}")),
     }
 }
+
+/// Tell a client something in the chat they booked from, outside any conversation turn.
+pub const NOTIFY: &str = "notify";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyJob {
+    pub chat_id: String,
+    pub reply: crate::dialog::Reply,
+}
+
+/// A message to a client's chat, queued like any other delivery so an unreachable messenger
+/// loses nothing. `key` makes the same notice for the same event unique.
+pub fn notify_job(
+    business_id: &str,
+    chat: &crate::domain::ChatRef,
+    key: &str,
+    reply: crate::dialog::Reply,
+) -> NewJob {
+    let payload = NotifyJob {
+        chat_id: chat.chat_id.clone(),
+        reply,
+    };
+    NewJob {
+        business_id: business_id.to_string(),
+        system: chat.channel.as_str().to_string(),
+        operation: NOTIFY.to_string(),
+        payload: serde_json::to_value(payload).unwrap_or_default(),
+        idempotency_key: format!("{NOTIFY}:{}:{key}", chat.key()),
+        ordering_key: Some(format!("chat:{}", chat.key())),
+    }
+}
+
+/// The language a client chatted in, for notices sent outside the conversation.
+pub async fn client_lang(
+    store: &crate::store::Store,
+    booking: &crate::domain::Booking,
+    default: crate::i18n::Lang,
+) -> crate::i18n::Lang {
+    let Some(chat) = &booking.chat else {
+        return default;
+    };
+    let state = store
+        .load_dialog(&booking.business_id, &chat.key())
+        .await
+        .ok()
+        .flatten();
+    state
+        .and_then(|json| serde_json::from_str::<crate::dialog::DialogState>(&json).ok())
+        .and_then(|s| s.lang())
+        .unwrap_or(default)
+}

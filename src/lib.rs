@@ -10,6 +10,7 @@ pub mod crm;
 pub mod dialog;
 pub mod domain;
 pub mod effects;
+pub mod http;
 pub mod i18n;
 pub mod messenger;
 pub mod normalize;

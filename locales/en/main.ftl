@@ -193,3 +193,23 @@ crm-note-rescheduled = The visit was moved { $by }: now { $when }, master { $mas
 
 max-apology = Sorry, something went wrong. Please try again a little later.
 max-share-phone = 📱 Share my phone number
+
+## Notices sent outside a conversation turn
+
+notify-booked =
+    The schedule confirmed your booking!
+
+    { $service }, master { $master }
+    { $when }
+    Address: { $address }
+notify-slot-gone =
+    Sorry, { $when } ({ $service }) is already taken and we could not book it.
+    Please pick another time.
+notify-cancelled-by-business =
+    The salon cancelled your booking: { $service }, { $when }.
+    We apologise! You can pick another time.
+notify-moved-by-business =
+    The salon moved your booking: { $service }.
+    Was: { $old }
+    Now: { $new }
+    If the new time does not suit you, pick another one or cancel.

@@ -196,3 +196,23 @@ crm-note-rescheduled = Запись перенесена { $by }: теперь {
 
 max-apology = Извините, что-то пошло не так. Попробуйте ещё раз чуть позже.
 max-share-phone = 📱 Отправить мой номер
+
+## Notices sent outside a conversation turn
+
+notify-booked =
+    Расписание подтвердило вашу запись!
+
+    { $service }, мастер { $master }
+    { $when }
+    Адрес: { $address }
+notify-slot-gone =
+    К сожалению, время { $when } ({ $service }) уже занято, и записать вас не получилось.
+    Выберите, пожалуйста, другое время.
+notify-cancelled-by-business =
+    Салон отменил вашу запись: { $service }, { $when }.
+    Приносим извинения! Вы можете выбрать другое время.
+notify-moved-by-business =
+    Салон перенёс вашу запись: { $service }.
+    Было: { $old }
+    Стало: { $new }
+    Если новое время не подходит, выберите другое или отмените запись.

@@ -1,5 +1,7 @@
 //! The seam to booking systems (YClients, Dikidi, the built-in sandbox).
 
+pub mod changes;
+pub mod jobs;
 pub mod sandbox;
 pub mod yclients;
 
@@ -98,4 +100,12 @@ pub trait BookingSystem: Send + Sync {
     async fn reschedule(&self, external_id: &str, slot: &Slot) -> Result<Record, BookingError>;
     /// Re-reads one record; `None` when the schedule no longer has it.
     async fn record(&self, external_id: &str) -> Result<Option<Record>, BookingError>;
+    /// The record an earlier attempt made for our booking, where the schedule lets us search
+    /// by it; `None` when there is none or the system cannot tell.
+    async fn find_record_for_booking(
+        &self,
+        _booking_id: &str,
+    ) -> Result<Option<Record>, BookingError> {
+        Ok(None)
+    }
 }

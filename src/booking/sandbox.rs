@@ -448,6 +448,25 @@ impl BookingSystem for Sandbox {
         })
     }
 
+    async fn find_record_for_booking(
+        &self,
+        booking_id: &str,
+    ) -> Result<Option<Record>, BookingError> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM sandbox_records WHERE business_id = $1 AND booking_id = $2 \
+             AND status = 'active'",
+        )
+        .bind(&self.business_id)
+        .bind(booking_id)
+        .fetch_optional(self.store.pool())
+        .await
+        .map_err(store_err)?;
+        match id {
+            Some(id) => self.record(&id).await,
+            None => Ok(None),
+        }
+    }
+
     async fn record(&self, external_id: &str) -> Result<Option<Record>, BookingError> {
         let row = sqlx::query(
             "SELECT id, service_id, master_id, start_at, end_at, status FROM sandbox_records \

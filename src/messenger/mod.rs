@@ -3,6 +3,7 @@
 
 pub mod console;
 pub mod max;
+pub mod notify;
 pub mod telegram;
 
 use std::future::Future;

@@ -411,7 +411,7 @@ impl Inner {
     }
 }
 
-fn inline_keyboard(reply: &Reply) -> Option<InlineKeyboardMarkup> {
+pub(crate) fn inline_keyboard(reply: &Reply) -> Option<InlineKeyboardMarkup> {
     let rows: Vec<Vec<InlineKeyboardButton>> = reply
         .buttons
         .iter()

@@ -152,6 +152,30 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Like [`Store::entity_for_external`] when only the start of the external id is known
+    /// (YClients webhooks name the record id, our links hold `record_id:hash`).
+    pub async fn entity_for_external_prefix(
+        &self,
+        business_id: &str,
+        entity: &str,
+        system: &str,
+        prefix: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let pattern = format!("{}%", prefix.replace('%', "").replace('_', "\\_"));
+        Ok(sqlx::query_scalar(
+            "SELECT entity_id FROM links WHERE business_id = $1 AND entity = $2 AND system = $3 \
+             AND external_id LIKE $4 ESCAPE '\\' LIMIT 1",
+        )
+        .bind(business_id)
+        .bind(entity)
+        .bind(system)
+        .bind(pattern)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}
+
 fn link_from_row(row: &sqlx::any::AnyRow) -> Result<TrackedLink, StoreError> {
     let utm: String = row.try_get("utm")?;
     Ok(TrackedLink {

@@ -1,0 +1,234 @@
+//! Completing bookings the schedule could not take at the moment the client confirmed: the
+//! sync engine retries until the schedule answers, then tells the client how it went.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::AnyConnection;
+
+use super::{BookRequest, BookingError, BookingSystem};
+use crate::dialog::{Button, Reply};
+use crate::domain::{Booking, BookingStatus};
+use crate::effects::{
+    BOOKING_CREATED, BookingJob, COMPLETE_BOOKING, booking_job, client_lang, notify_job,
+};
+use crate::i18n::{FluentValue, Lang, t, t_args};
+use crate::store::{Store, StoreError, confirm_booking_in, set_booking_status_in};
+use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler, NewJob, enqueue_in};
+
+pub struct BookingJobs {
+    booking: Arc<dyn BookingSystem>,
+    crm_system: Option<&'static str>,
+    default_lang: Lang,
+    timezone: chrono_tz::Tz,
+    address: String,
+}
+
+impl BookingJobs {
+    pub fn new(
+        booking: Arc<dyn BookingSystem>,
+        crm_system: Option<&'static str>,
+        default_lang: Lang,
+        timezone: chrono_tz::Tz,
+        address: String,
+    ) -> BookingJobs {
+        BookingJobs {
+            booking,
+            crm_system,
+            default_lang,
+            timezone,
+            address,
+        }
+    }
+
+    fn notice(
+        &self,
+        booking: &Booking,
+        key: &str,
+        text: String,
+        book_again: bool,
+        lang: Lang,
+    ) -> Option<NewJob> {
+        let chat = booking.chat.as_ref()?;
+        let buttons = if book_again {
+            // The dialog honours "book" from any message, however old.
+            vec![vec![Button {
+                label: t(lang, "btn-book"),
+                data: "0|B".into(),
+            }]]
+        } else {
+            Vec::new()
+        };
+        let reply = Reply {
+            text,
+            buttons,
+            ..Reply::default()
+        };
+        Some(notify_job(
+            &booking.business_id,
+            chat,
+            &format!("{key}:{}", booking.id),
+            reply,
+        ))
+    }
+
+    async fn commit(
+        &self,
+        store: &Store,
+        now: chrono::DateTime<chrono::Utc>,
+        change: impl AsyncFnOnce(&mut AnyConnection) -> Result<(), StoreError>,
+        jobs: Vec<NewJob>,
+    ) -> Result<(), DeliveryError> {
+        let run = async {
+            let mut tx = store.pool().begin().await?;
+            change(&mut tx).await?;
+            for job in &jobs {
+                enqueue_in(&mut tx, job, now).await?;
+            }
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        };
+        run.await
+            .map_err(|e| DeliveryError::transient(format!("store: {e}")))
+    }
+}
+
+#[async_trait]
+impl JobHandler for BookingJobs {
+    async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
+        if job.operation != COMPLETE_BOOKING {
+            return Err(DeliveryError::permanent(format!(
+                "no operation {:?}",
+                job.operation
+            )));
+        }
+        let payload: BookingJob = serde_json::from_value(job.payload.clone())
+            .map_err(|e| DeliveryError::permanent(format!("unreadable job payload: {e}")))?;
+        let store = ctx.store;
+        let booking = store
+            .booking(&payload.booking_id)
+            .await
+            .map_err(|e| DeliveryError::transient(format!("store: {e}")))?
+            .ok_or_else(|| {
+                DeliveryError::permanent(format!("booking {} is gone", payload.booking_id))
+            })?;
+        if booking.status != BookingStatus::Requested {
+            // Completed or cancelled meanwhile: nothing left to do.
+            return Ok(Delivered::done());
+        }
+        let lang = client_lang(store, &booking, self.default_lang).await;
+        let when = booking
+            .start
+            .with_timezone(&self.timezone)
+            .format("%d.%m %H:%M")
+            .to_string();
+        // An earlier attempt may have reached the schedule before the answer was lost.
+        let found = if job.maybe_delivered_before() {
+            self.booking
+                .find_record_for_booking(&booking.id)
+                .await
+                .map_err(booking_error)?
+        } else {
+            None
+        };
+        let outcome = match found {
+            Some(record) => Ok(record),
+            None => {
+                let request = BookRequest {
+                    booking_id: booking.id.clone(),
+                    service_id: booking.service_id.clone(),
+                    master_id: booking.master_id.clone(),
+                    start: booking.start,
+                    duration_min: booking.duration_min,
+                    client_phone: booking.client_phone.clone(),
+                    client_name: booking.client_name.clone(),
+                    client_email: booking.client_email.clone(),
+                    comment: format!("zapis: {}", booking.source.channel),
+                };
+                self.booking.book(&request).await
+            }
+        };
+        match outcome {
+            Ok(record) => {
+                let text = t_args(
+                    lang,
+                    "notify-booked",
+                    &[
+                        ("service", FluentValue::from(booking.service_name.clone())),
+                        ("master", FluentValue::from(booking.master_name.clone())),
+                        ("when", FluentValue::from(when)),
+                        ("address", FluentValue::from(self.address.clone())),
+                    ],
+                );
+                let mut jobs: Vec<NewJob> = self
+                    .notice(&booking, "booked", text, false, lang)
+                    .into_iter()
+                    .collect();
+                if let Some(crm) = self.crm_system {
+                    jobs.push(booking_job(
+                        &booking.business_id,
+                        crm,
+                        BOOKING_CREATED,
+                        &booking.id,
+                        Some("client"),
+                        ctx.now,
+                    ));
+                }
+                let (id, ext, now) = (booking.id.clone(), record.external_id.clone(), ctx.now);
+                self.commit(
+                    store,
+                    now,
+                    async move |tx| confirm_booking_in(tx, &id, &ext, now).await,
+                    jobs,
+                )
+                .await?;
+                Ok(Delivered::linked(
+                    "booking",
+                    &booking.id,
+                    &record.external_id,
+                ))
+            }
+            Err(BookingError::SlotTaken)
+            | Err(BookingError::Rejected(_))
+            | Err(BookingError::NotFound(_)) => {
+                let text = t_args(
+                    lang,
+                    "notify-slot-gone",
+                    &[
+                        ("service", FluentValue::from(booking.service_name.clone())),
+                        ("when", FluentValue::from(when)),
+                    ],
+                );
+                let jobs: Vec<NewJob> = self
+                    .notice(&booking, "slot-gone", text, true, lang)
+                    .into_iter()
+                    .collect();
+                let (id, now) = (booking.id.clone(), ctx.now);
+                self.commit(
+                    store,
+                    now,
+                    async move |tx| {
+                        set_booking_status_in(tx, &id, BookingStatus::Failed, now)
+                            .await
+                            .map(|_| ())
+                    },
+                    jobs,
+                )
+                .await?;
+                Ok(Delivered::done())
+            }
+            Err(e) => Err(booking_error(e)),
+        }
+    }
+}
+
+fn booking_error(e: BookingError) -> DeliveryError {
+    match e {
+        BookingError::Unavailable(m) => DeliveryError::transient(m),
+        BookingError::Auth(m) => DeliveryError::Auth {
+            message: m,
+            http_status: None,
+        },
+        other => DeliveryError::permanent(other.to_string()),
+    }
+}

@@ -1,0 +1,96 @@
+//! Delivering queued notices to clients' chats: the sync engine's handlers for the `telegram`
+//! and `max` systems.
+
+use async_trait::async_trait;
+use secrecy::ExposeSecret;
+use teloxide::RequestError;
+use teloxide::prelude::*;
+
+use crate::config::{MaxConfig, TelegramConfig};
+use crate::effects::{NOTIFY, NotifyJob};
+use crate::messenger::max::{MaxClient, MaxTarget};
+use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler};
+
+fn payload(job: &Job) -> Result<NotifyJob, DeliveryError> {
+    if job.operation != NOTIFY {
+        return Err(DeliveryError::permanent(format!(
+            "no operation {:?}",
+            job.operation
+        )));
+    }
+    serde_json::from_value(job.payload.clone())
+        .map_err(|e| DeliveryError::permanent(format!("unreadable notice: {e}")))
+}
+
+pub struct TelegramNotifier {
+    bot: Bot,
+}
+
+impl TelegramNotifier {
+    pub fn new(config: &TelegramConfig) -> TelegramNotifier {
+        let bot = Bot::new(config.token.expose_secret()).set_api_url(config.api_url.clone());
+        TelegramNotifier { bot }
+    }
+}
+
+#[async_trait]
+impl JobHandler for TelegramNotifier {
+    async fn handle(&self, job: &Job, _ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
+        let notice = payload(job)?;
+        let chat: i64 = notice
+            .chat_id
+            .parse()
+            .map_err(|_| DeliveryError::permanent(format!("bad chat id {:?}", notice.chat_id)))?;
+        let mut request = self
+            .bot
+            .send_message(ChatId(chat), notice.reply.text.clone());
+        if let Some(kb) = super::telegram::inline_keyboard(&notice.reply) {
+            request = request.reply_markup(kb);
+        }
+        match request.await {
+            Ok(_) => Ok(Delivered::done()),
+            Err(RequestError::RetryAfter(s)) => Err(DeliveryError::Transient {
+                message: "Telegram flood control".into(),
+                retry_after: Some(s.duration()),
+                http_status: Some(429),
+            }),
+            Err(RequestError::Network(_) | RequestError::Io(_)) => {
+                Err(DeliveryError::transient("Telegram is unreachable"))
+            }
+            // The description never carries the token; the URL (in network errors) would.
+            Err(RequestError::Api(e)) => {
+                Err(DeliveryError::permanent(format!("Telegram refused: {e}")))
+            }
+            Err(_) => Err(DeliveryError::transient("Telegram answered unexpectedly")),
+        }
+    }
+}
+
+pub struct MaxChatNotifier {
+    client: MaxClient,
+}
+
+impl MaxChatNotifier {
+    pub fn new(config: &MaxConfig) -> MaxChatNotifier {
+        MaxChatNotifier {
+            client: MaxClient::new(config),
+        }
+    }
+}
+
+#[async_trait]
+impl JobHandler for MaxChatNotifier {
+    async fn handle(&self, job: &Job, _ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
+        let notice = payload(job)?;
+        let target = match notice.chat_id.strip_prefix("chat") {
+            Some(id) => id.parse().map(MaxTarget::Chat),
+            None => notice.chat_id.parse().map(MaxTarget::User),
+        }
+        .map_err(|_| DeliveryError::permanent(format!("bad chat id {:?}", notice.chat_id)))?;
+        self.client
+            .send_text(target, &notice.reply.text)
+            .await
+            .map_err(|e| DeliveryError::transient(format!("MAX: {e}")))?;
+        Ok(Delivered::done())
+    }
+}

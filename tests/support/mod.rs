@@ -2,6 +2,7 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod e2e;
 pub mod fake_amocrm;
 pub mod fake_max;
 pub mod fake_target;

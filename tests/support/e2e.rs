@@ -1,0 +1,144 @@
+//! Driving the real `zapis` binary end to end: a process handle and a scripted Telegram user
+//! who presses buttons by what they say.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::fake_telegram::{BotMessage, FakeUser};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub struct Service {
+    child: Child,
+}
+
+impl Service {
+    pub fn start(config: &Path) -> Service {
+        let child = Command::new(env!("CARGO_BIN_EXE_zapis"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .env_remove("ZAPIS_TELEGRAM__TOKEN")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("zapis run starts");
+        Service { child }
+    }
+
+    /// Stops the service the way a supervisor does (SIGTERM) and waits for it to exit.
+    pub fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        for _ in 0..200 {
+            if let Some(exit) = self.child.try_wait().expect("wait on zapis") {
+                assert!(exit.success(), "zapis run exited with {exit}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("zapis run did not stop within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The payload part of a button's callback data (`7|s:s1` → `s:s1`).
+pub fn payload(data: &str) -> &str {
+    data.split_once('|').map_or(data, |(_, p)| p)
+}
+
+/// Presses the first button of the latest keyboard whose label contains `needle`.
+pub async fn press_label(user: &FakeUser, needle: &str) -> BotMessage {
+    let shown = keyboard(user, |m| m.labels().iter().any(|l| l.contains(needle))).await;
+    let button = shown
+        .buttons
+        .iter()
+        .flatten()
+        .find(|b| b.label.contains(needle))
+        .expect("button present");
+    user.press(&button.data);
+    shown
+}
+
+/// Presses the first button whose callback payload starts with `prefix` (a day, a time).
+pub async fn press_kind(user: &FakeUser, prefix: &str) -> BotMessage {
+    let shown = keyboard(user, |m| {
+        m.buttons
+            .iter()
+            .flatten()
+            .any(|b| payload(&b.data).starts_with(prefix))
+    })
+    .await;
+    let button = shown
+        .buttons
+        .iter()
+        .flatten()
+        .find(|b| payload(&b.data).starts_with(prefix))
+        .expect("button present");
+    user.press(&button.data);
+    shown
+}
+
+pub async fn keyboard(user: &FakeUser, want: impl Fn(&BotMessage) -> bool) -> BotMessage {
+    for _ in 0..(WAIT.as_millis() / 50) {
+        let latest = user
+            .history()
+            .into_iter()
+            .rev()
+            .find(|m| !m.buttons.is_empty());
+        if let Some(m) = latest.filter(&want) {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "no keyboard as wanted; the chat shows: {:#?}",
+        user.history()
+    );
+}
+
+/// Walks the booking flow from the main menu to the confirmation: the first free day and time
+/// with any master, a shared contact and a name. Returns the picked time's label.
+pub async fn book_first_slot(user: &FakeUser, service: &str, phone: &str, name: &str) -> String {
+    press_label(user, "Записаться").await;
+    press_label(user, service).await;
+    press_label(user, "Любой мастер").await;
+    press_kind(user, "d:").await;
+    let times = press_kind(user, "t:").await;
+    let picked = times
+        .buttons
+        .iter()
+        .flatten()
+        .find(|b| payload(&b.data).starts_with("t:"))
+        .map(|b| b.label.clone())
+        .unwrap_or_default();
+    let asked = |m: &BotMessage| {
+        m.requests_contact() || m.text.contains("имя") || m.text.contains("Проверьте запись")
+    };
+    let mut shown = user.wait_for_reply(asked, WAIT).await;
+    if shown.requests_contact() {
+        user.send_text(phone);
+        shown = user
+            .wait_for_reply(
+                |m| m.text.contains("имя") || m.text.contains("Проверьте запись"),
+                WAIT,
+            )
+            .await;
+    }
+    if shown.text.contains("имя") {
+        user.send_text(name);
+        user.wait_for_text("Проверьте запись", WAIT).await;
+    }
+    press_label(user, "Подтвердить").await;
+    picked
+}

@@ -399,6 +399,10 @@ impl Conversations {
 }
 
 fn failed(e: &BookingError) -> Loaded {
+    if let BookingError::Closed(reason) = e {
+        tracing::warn!(%reason, "online booking is closed; the client is told to call");
+        return Loaded::BookingClosed;
+    }
     tracing::warn!(error = %e, "booking system call failed");
     Loaded::Failed {
         reason: e.to_string(),

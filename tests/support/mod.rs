@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_amocrm;
+pub mod fake_dikidi;
 pub mod fake_telegram;
 pub mod fake_yclients;
 

@@ -717,11 +717,11 @@ fn parse_datetimes(payload: Value, tz: Tz) -> Result<Datetimes, String> {
     Ok((times, masters))
 }
 
+/// Record id → start, end and the rest of the record.
+type RecordsInfo = BTreeMap<String, (DateTime<Utc>, Option<DateTime<Utc>>, WireRecordBody)>;
+
 /// `records_info`: object keyed by record id (`[]` when none is known).
-fn parse_records_info(
-    payload: Value,
-    tz: Tz,
-) -> Result<BTreeMap<String, (DateTime<Utc>, Option<DateTime<Utc>>, WireRecordBody)>, String> {
+fn parse_records_info(payload: Value, tz: Tz) -> Result<RecordsInfo, String> {
     let mut out = BTreeMap::new();
     match payload {
         Value::Array(a) if a.is_empty() => {}
@@ -1174,13 +1174,7 @@ impl Dikidi {
         }
     }
 
-    async fn records_info(
-        &self,
-        ids: &[String],
-    ) -> Result<
-        BTreeMap<String, (DateTime<Utc>, Option<DateTime<Utc>>, WireRecordBody)>,
-        BookingError,
-    > {
+    async fn records_info(&self, ids: &[String]) -> Result<RecordsInfo, BookingError> {
         let mut query = vec![("company_id", self.company())];
         for id in ids {
             query.push(("record_id_list[]", id.clone()));

@@ -62,11 +62,13 @@ struct Session {
     comment: Option<String>,
 }
 
+/// id, name, category id, category, cost in rubles, minutes, master ids.
+type FakeService = (u64, &'static str, u64, &'static str, i64, i64, Vec<u64>);
+
 struct Inner {
     company_id: u64,
     tz: Tz,
-    /// id, name, category id, category, cost, minutes, master ids
-    services: Vec<(u64, &'static str, u64, &'static str, i64, i64, Vec<u64>)>,
+    services: Vec<FakeService>,
     masters: Vec<(u64, &'static str)>,
     records: BTreeMap<u64, FakeRecord>,
     sessions: BTreeMap<String, Session>,

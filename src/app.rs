@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::booking::BookingSystem;
 use crate::booking::changes::ChangeApplier;
+use crate::booking::dikidi::Dikidi;
 use crate::booking::jobs::BookingJobs;
 use crate::booking::sandbox::Sandbox;
 use crate::booking::yclients::Yclients;
@@ -28,6 +29,8 @@ pub struct App {
     pub booking: Arc<dyn BookingSystem>,
     /// The same system as `booking` when it is YClients, for `zapis check` and webhooks.
     pub yclients: Option<Arc<Yclients>>,
+    /// The same system as `booking` when it is Dikidi, for `zapis check` and its poller.
+    pub dikidi: Option<Arc<Dikidi>>,
     pub conversations: Arc<Conversations>,
     pub clock: Arc<dyn Clock>,
 }
@@ -41,9 +44,18 @@ impl App {
             }
             _ => None,
         };
-        let booking: Arc<dyn BookingSystem> = match &yclients {
-            Some(y) => y.clone(),
-            None => {
+        let dikidi = match (&config.booking.system, &config.booking.dikidi) {
+            (BookingSystemKind::Dikidi, Some(d)) => Some(Arc::new(Dikidi::new(
+                d,
+                config.business.timezone,
+                clock.clone(),
+            ))),
+            _ => None,
+        };
+        let booking: Arc<dyn BookingSystem> = match (&yclients, &dikidi) {
+            (Some(y), _) => y.clone(),
+            (None, Some(d)) => d.clone(),
+            (None, None) => {
                 // Config validation refuses the systems this build does not carry yet.
                 Arc::new(Sandbox::new(
                     store.clone(),
@@ -85,6 +97,7 @@ impl App {
             booking,
             yclients,
             crm,
+            dikidi,
             conversations,
             clock,
         })

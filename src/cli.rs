@@ -293,7 +293,13 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
                 "store: reachable ({})",
                 crate::store::redact_url(&config.store.url)
             );
-            if let Some(yc) = &app.yclients {
+            if let Some(dk) = &app.dikidi {
+                let report = dk.check().await;
+                if !report.ok() {
+                    failures += 1;
+                }
+                print!("{report}");
+            } else if let Some(yc) = &app.yclients {
                 match yc.check().await {
                     Ok(report) => print!("{report}"),
                     Err(e) => {

@@ -115,6 +115,9 @@ pub struct BookingConfig {
     /// `[booking.yclients]`, required when `system = "yclients"`.
     #[serde(default)]
     pub yclients: Option<crate::booking::yclients::YclientsConfig>,
+    /// `[booking.dikidi]`, required when `system = "dikidi"`.
+    #[serde(default)]
+    pub dikidi: Option<crate::booking::dikidi::DikidiConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -260,10 +263,34 @@ impl Config {
                 }
             }
             BookingSystemKind::Dikidi => {
-                return Err(ConfigError::Key {
-                    key: "booking.system".into(),
-                    message: "\"dikidi\" is not available in this build".into(),
-                });
+                use crate::booking::dikidi::DikidiMode;
+                let Some(d) = &self.booking.dikidi else {
+                    return Err(ConfigError::Key {
+                        key: "booking.dikidi".into(),
+                        message: "system = \"dikidi\" needs a [booking.dikidi] section \
+                                  with company_id"
+                            .into(),
+                    });
+                };
+                if d.mode == DikidiMode::Partner && d.partner_token.is_none() {
+                    return Err(ConfigError::Key {
+                        key: "booking.dikidi.partner_token".into(),
+                        message: "mode = \"partner\" needs the token Dikidi issued".into(),
+                    });
+                }
+                // Dikidi publishes no limit; more than the busiest OSS client (7/s) is rude.
+                if !(1..=7).contains(&d.rate_limit_per_second) {
+                    return Err(ConfigError::Key {
+                        key: "booking.dikidi.rate_limit_per_second".into(),
+                        message: "must be 1..=7".into(),
+                    });
+                }
+                if d.poll_jitter_secs >= d.poll_interval_secs {
+                    return Err(ConfigError::Key {
+                        key: "booking.dikidi.poll_jitter_secs".into(),
+                        message: "must be smaller than poll_interval_secs".into(),
+                    });
+                }
             }
         }
         Ok(())
@@ -494,6 +521,34 @@ timezone = "Asia/Yekaterinburg"
         ))
         .unwrap();
         assert_eq!(c.max.unwrap().mode, MaxMode::Webhook);
+    }
+
+    #[test]
+    fn dikidi_needs_its_section_and_reads_defaults() {
+        use crate::booking::dikidi::DikidiMode;
+        let err = load(&format!("{MINIMAL}\n[booking]\nsystem = \"dikidi\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("booking.dikidi"), "{err}");
+        let c = load(&format!(
+            "{MINIMAL}\n[booking]\nsystem = \"dikidi\"\n[booking.dikidi]\ncompany_id = 550001\n"
+        ))
+        .unwrap();
+        let d = c.booking.dikidi.as_ref().expect("section");
+        assert_eq!(d.mode, DikidiMode::Widget);
+        assert_eq!(d.base_url.as_str(), "https://dikidi.net/");
+        assert_eq!(d.poll_interval_secs, 300);
+        let err = load(&format!(
+            "{MINIMAL}\n[booking]\nsystem = \"dikidi\"\n[booking.dikidi]\ncompany_id = 1\nmode = \"partner\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("partner_token"), "{err}");
+        let c = load(&format!(
+            "{MINIMAL}\n[booking]\nsystem = \"dikidi\"\n[booking.dikidi]\ncompany_id = 1\nmode = \"partner\"\npartner_token = \"DK-SECRET\"\n"
+        ))
+        .unwrap();
+        assert!(!format!("{c:?}").contains("DK-SECRET"));
     }
 
     #[test]

@@ -531,6 +531,10 @@ enum Change<'a> {
 }
 
 fn failed(e: &BookingError) -> Loaded {
+    if let BookingError::Closed(reason) = e {
+        tracing::warn!(%reason, "online booking is closed; the client is told to call");
+        return Loaded::BookingClosed;
+    }
     tracing::warn!(error = %e, "booking system call failed");
     Loaded::Failed {
         reason: e.to_string(),

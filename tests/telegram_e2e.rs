@@ -121,3 +121,94 @@ api_url = "{}"
     assert!(fake.calls_of("answercallbackquery").len() >= 8);
     service.stop();
 }
+
+/// The same journey with `[booking] system = "dikidi"`: the record appears in the fake Dikidi,
+/// the chat's cancellation removes it there, and when Dikidi's payloads change shape the client
+/// is told to call the business instead of being shown a generic error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_books_and_cancels_in_dikidi_and_is_told_to_call_when_dikidi_changes() {
+    use support::fake_dikidi::{COMPANY, FakeDikidi};
+
+    let fake = FakeTelegram::start().await;
+    let dikidi = FakeDikidi::start(chrono_tz::Europe::Moscow).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+url = "{store_url}"
+
+[business]
+name = "Салон «Лилия»"
+timezone = "Europe/Moscow"
+phone = "+7 495 123-45-67"
+
+[booking]
+system = "dikidi"
+
+[booking.dikidi]
+base_url = "{}"
+company_id = {COMPANY}
+rate_limit_per_second = 7
+
+[telegram]
+token = "{TOKEN}"
+api_url = "{}"
+"#,
+            dikidi.base_url(),
+            fake.api_url()
+        ),
+    )
+    .unwrap();
+
+    let service = Service::start(&config);
+    let user = fake.user(4343);
+    user.send_text("/start src_dikidi");
+    user.wait_for_text("Салон «Лилия»", WAIT).await;
+    press_label(&user, "Записаться").await;
+    press_label(&user, "Женская стрижка").await;
+    press_label(&user, "Любой мастер").await;
+    press_kind(&user, "d:").await;
+    press_kind(&user, "t:").await;
+    user.wait_for_reply(|m| m.requests_contact(), WAIT).await;
+    user.share_contact("+7 912 345-67-89");
+    user.wait_for_text("имя", WAIT).await;
+    user.send_text("Анна");
+    user.wait_for_text("Проверьте запись", WAIT).await;
+    press_label(&user, "Подтвердить").await;
+    user.wait_for_text("вы записаны", WAIT).await;
+
+    let records = dikidi.records();
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].phone, "+79123456789");
+    assert!(
+        records[0].comment.contains("start=src_dikidi"),
+        "{:?}",
+        records[0]
+    );
+    let store = Store::connect(&store_url).await.unwrap();
+    let booking = store.bookings("default").await.unwrap().remove(0);
+    assert_eq!(booking.external_id, Some(records[0].id.to_string()));
+
+    press_label(&user, "Мои записи").await;
+    press_label(&user, "Отменить").await;
+    press_label(&user, "Да, отменить").await;
+    user.wait_for_text("Запись отменена", WAIT).await;
+    assert!(dikidi.records()[0].cancelled, "cancelled in Dikidi too");
+
+    dikidi.set_changed_shape(true);
+    user.send_text("/start");
+    // Wait for the fresh greeting, so the press lands on it and not on an older keyboard.
+    keyboard(&user, |m| m.text.contains("Здравствуйте")).await;
+    press_label(&user, "Записаться").await;
+    press_label(&user, "Женская стрижка").await;
+    press_label(&user, "Любой мастер").await;
+    let told = user
+        .wait_for_text("Онлайн-запись сейчас недоступна", WAIT)
+        .await;
+    assert!(told.text.contains("+7 495 123-45-67"), "{}", told.text);
+    service.stop();
+}

@@ -109,6 +109,8 @@ booking-pending =
 wait = One moment, finishing the previous action…
 failed = Sorry, something went wrong. Please try again or go back to the menu.
 failed-call = You can also call us: { $phone }
+booking-closed = Online booking is not available right now. Please call us and we will book you by phone.
+booking-closed-call = Online booking is not available right now. Please call us at { $phone } and we will book you by phone.
 
 ## My bookings
 

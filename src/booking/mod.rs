@@ -1,6 +1,7 @@
 //! The seam to booking systems (YClients, Dikidi, the built-in sandbox).
 
 pub mod changes;
+pub mod dikidi;
 pub mod jobs;
 pub mod sandbox;
 pub mod yclients;
@@ -28,6 +29,11 @@ pub enum BookingError {
     Rejected(String),
     #[error("the schedule rejected our credentials: {0}")]
     Auth(String),
+    /// Online booking into this schedule is switched off for now (e.g. the vendor changed its
+    /// API and we no longer understand it). Not retried, not queued: the client is told to
+    /// call the business instead.
+    #[error("online booking into the schedule is closed: {0}")]
+    Closed(String),
 }
 
 impl BookingError {

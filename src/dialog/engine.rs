@@ -242,6 +242,7 @@ impl Engine<'_> {
             }
             (Loaded::MyBookings(list), At::My { act }) => self.my_loaded(list, act),
             (Loaded::Failed { .. }, _) => self.failed(),
+            (Loaded::BookingClosed, _) => self.closed(),
             _ => {}
         }
     }
@@ -360,6 +361,17 @@ impl Engine<'_> {
         }
         self.bump();
         let buttons = vec![vec![self.btn("btn-retry", "r"), self.btn("btn-menu", "M")]];
+        self.say(text, buttons, false);
+    }
+
+    /// Online booking is off: the phone is the way to book, so it leads the message.
+    fn closed(&mut self) {
+        let text = match &self.ctx.business_phone {
+            Some(phone) => self.ta("booking-closed-call", &[("phone", phone.clone().into())]),
+            None => self.t("booking-closed"),
+        };
+        self.bump();
+        let buttons = vec![vec![self.btn("btn-menu", "M")]];
         self.say(text, buttons, false);
     }
 

@@ -76,6 +76,9 @@ pub enum Loaded {
     MyBookings(Vec<Booking>),
     Cancelled(Booking),
     Rescheduled(Booking),
+    /// Online booking into the schedule is switched off (the schedule's API changed, or it
+    /// demands what a bot cannot give); tell the client to call instead of pretending.
+    BookingClosed,
     /// A load or write failed for a reason the user cannot fix; say sorry and offer to retry.
     Failed {
         reason: String,

@@ -1189,6 +1189,26 @@ fn a_failed_booking_goes_back_to_the_confirmation() {
 }
 
 #[test]
+fn a_closed_schedule_tells_the_client_to_call_the_business() {
+    let mut world = World::salon();
+    world.write_answers.push_back(Loaded::BookingClosed);
+    let mut bot = Bot::with(ctx(), world);
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    bot.text("Мария");
+    bot.press(&ru("btn-confirm"));
+    let text = &bot.last().text;
+    assert!(text.contains("Онлайн-запись сейчас недоступна"), "{text}");
+    assert!(text.contains("+7 343 000-00-00"), "{text}");
+    assert!(
+        !text.contains(&ru("failed")),
+        "no pretending it is a glitch: {text}"
+    );
+    assert!(bot.has_button(&ru("btn-menu")));
+}
+
+#[test]
 fn english_speakers_get_english() {
     let mut c = ctx();
     c.user_lang = Some("en-US".into());

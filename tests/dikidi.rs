@@ -1,0 +1,495 @@
+//! The Dikidi connector against a fake Dikidi over real HTTP: reading, booking with the three
+//! widget steps, cancelling, polling for the salon's cancellations and moves, the drift alarm
+//! with its recovery, the client-side rate limit, partner mode and `check`.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
+use support::fake_dikidi::{
+    self, ANNA, COMPANY, CONTRACTS, FIXTURES, FakeDikidi, HAIRCUT, OLGA, fixture, same_shape,
+};
+use zapis::booking::dikidi::{Dikidi, DikidiConfig, DikidiEvent, DikidiMode, KnownRecord, Poller};
+use zapis::booking::{BookRequest, BookingError, BookingSystem, RecordStatus};
+use zapis::clock::{Clock, FakeClock, SystemClock};
+use zapis::normalize::Phone;
+
+const TZ: Tz = chrono_tz::Asia::Yekaterinburg;
+
+fn config(fake: &FakeDikidi) -> DikidiConfig {
+    let mut c = DikidiConfig::widget(fake.base_url(), COMPANY);
+    c.timezone = Some(TZ);
+    c.rate_limit_per_second = 7;
+    c.contact = Some("ops@example.org".into());
+    c
+}
+
+fn client(fake: &FakeDikidi) -> Dikidi {
+    Dikidi::new(
+        &config(fake),
+        chrono_tz::Europe::Moscow,
+        Arc::new(SystemClock),
+    )
+}
+
+fn tomorrow() -> NaiveDate {
+    Utc::now().with_timezone(&TZ).date_naive() + Duration::days(1)
+}
+
+fn request(slot: &zapis::domain::Slot) -> BookRequest {
+    BookRequest {
+        booking_id: "b-1".into(),
+        service_id: HAIRCUT.to_string(),
+        master_id: slot.master_id.clone(),
+        start: slot.start,
+        duration_min: slot.duration_min,
+        client_phone: Phone::parse("+7 912 345-67-89").expect("phone"),
+        client_name: "Мария".into(),
+        client_email: None,
+        comment: "zapis: telegram; start=src_landing".into(),
+    }
+}
+
+async fn book_first(d: &Dikidi, master: Option<&str>, nth: usize) -> zapis::booking::Record {
+    let slots = d
+        .free_slots(&HAIRCUT.to_string(), master, tomorrow())
+        .await
+        .expect("slots");
+    d.book(&request(&slots[nth])).await.expect("booked")
+}
+
+#[tokio::test]
+async fn the_fake_answers_in_the_documented_shapes() {
+    let fake = FakeDikidi::start(TZ).await;
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        async move {
+            http.get(path)
+                .header("X-Requested-With", "XMLHttpRequest")
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let base = fake.base_url();
+    let services = get(format!(
+        "{base}mobile/ajax/newrecord/company_services/?company={COMPANY}&lang=ru&array=1"
+    ))
+    .await;
+    same_shape(
+        &services,
+        &fixture(FIXTURES, "company_services.response.json"),
+    )
+    .unwrap();
+    let day = tomorrow();
+    let times = get(format!(
+        "{base}ru/mobile/ajax/newrecord/get_datetimes/?company_id={COMPANY}&service_id[]={HAIRCUT}&date={day}"
+    ))
+    .await;
+    let contract = fixture(CONTRACTS, "dikidi-get-datetimes.response.json");
+    for key in ["company", "dates_true", "date_near", "masters", "times"] {
+        assert!(times["data"].get(key).is_some(), "{key} in {times}");
+    }
+    same_shape(&times["data"]["masters"], &contract["data"]["masters"]).unwrap();
+    let days = get(format!(
+        "{base}ru/ajax/newrecord/get_dates_true/?company_id={COMPANY}&services_id[]={HAIRCUT}&date_from={day}&date_to={day}"
+    ))
+    .await;
+    same_shape(
+        &days,
+        &fixture(CONTRACTS, "dikidi-get-dates-true.response.json"),
+    )
+    .unwrap();
+    let not_ajax: serde_json::Value = http
+        .get(format!("{base}ru/ajax/newrecord/get_dates_true/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        not_ajax,
+        fixture(CONTRACTS, "dikidi-error-not-ajax.response.json")
+    );
+}
+
+#[tokio::test]
+async fn reads_books_and_cancels_in_the_company_zone() {
+    let fake = FakeDikidi::start(TZ).await;
+    let d = client(&fake);
+    assert_eq!(d.system(), "dikidi");
+    let services = d.services().await.unwrap();
+    assert_eq!(services.len(), 2);
+    let haircut = services
+        .iter()
+        .find(|s| s.id == HAIRCUT.to_string())
+        .unwrap();
+    assert_eq!(haircut.duration_min, 60);
+    assert_eq!(haircut.price_min.kopecks(), 200_000);
+    assert_eq!(haircut.category, "Стрижки");
+    let masters = d.masters(&HAIRCUT.to_string()).await.unwrap();
+    let names: Vec<&str> = masters.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["Анна", "Ольга"]);
+
+    let days = d
+        .free_days(
+            &HAIRCUT.to_string(),
+            None,
+            tomorrow(),
+            tomorrow() + Duration::days(6),
+        )
+        .await
+        .unwrap();
+    assert_eq!(days.len(), 7);
+    let slots = d
+        .free_slots(&HAIRCUT.to_string(), Some(&ANNA.to_string()), tomorrow())
+        .await
+        .unwrap();
+    assert_eq!(slots.len(), 8);
+    // 10:00 salon time in Yekaterinburg (UTC+5), not the business zone passed as a fallback.
+    assert_eq!(
+        slots[0]
+            .start
+            .with_timezone(&TZ)
+            .format("%H:%M")
+            .to_string(),
+        "10:00"
+    );
+    let any = d
+        .free_slots(&HAIRCUT.to_string(), None, tomorrow())
+        .await
+        .unwrap();
+    assert_eq!(any.len(), 16, "both masters' times");
+
+    let record = d.book(&request(&slots[2])).await.unwrap();
+    assert_eq!(record.start, slots[2].start);
+    assert_eq!(record.master_id, ANNA.to_string());
+    assert_eq!(record.duration_min, 60);
+    let stored = fake
+        .record(&record.external_id)
+        .expect("the record is in Dikidi");
+    assert_eq!(stored.phone, "+79123456789");
+    assert_eq!(stored.name, "Мария");
+    assert!(
+        stored.comment.contains("start=src_landing"),
+        "{}",
+        stored.comment
+    );
+    assert!(
+        stored.comment.contains("zapis booking b-1"),
+        "{}",
+        stored.comment
+    );
+    assert_eq!(stored.start.format("%H:%M").to_string(), "12:00");
+    // The slot is gone now.
+    let after = d
+        .free_slots(&HAIRCUT.to_string(), Some(&ANNA.to_string()), tomorrow())
+        .await
+        .unwrap();
+    assert!(!after.contains(&slots[2]));
+    // Booking it again is a taken slot, not a generic failure.
+    assert!(matches!(
+        d.book(&request(&slots[2])).await,
+        Err(BookingError::SlotTaken)
+    ));
+
+    let read = d
+        .record(&record.external_id)
+        .await
+        .unwrap()
+        .expect("readable");
+    assert_eq!(read.start, record.start);
+    d.cancel(&record.external_id).await.unwrap();
+    assert!(fake.record(&record.external_id).unwrap().cancelled);
+    assert!(d.record(&record.external_id).await.unwrap().is_none());
+
+    // Politeness: every request is an AJAX request naming zapis; only our own session cookie,
+    // and only on the two booking steps after the reservation.
+    for l in fake.log() {
+        assert!(l.ajax, "{l:?}");
+        assert!(l.user_agent.starts_with("zapis/"), "{l:?}");
+        assert!(l.user_agent.contains("ops@example.org"), "{l:?}");
+        assert!(!l.user_agent.contains("Mozilla"), "{l:?}");
+        if l.cookie.is_some() {
+            assert!(
+                l.path.ends_with("/check/") || l.path.ends_with("/record/"),
+                "{l:?}"
+            );
+        }
+    }
+    assert!(d.take_events().is_empty(), "no drift on the happy path");
+}
+
+#[tokio::test]
+async fn polling_turns_the_salons_cancellation_and_move_into_events() {
+    let fake = FakeDikidi::start(TZ).await;
+    let d = client(&fake);
+    let a = book_first(&d, Some(&ANNA.to_string()), 0).await;
+    let b = book_first(&d, Some(&OLGA.to_string()), 1).await;
+    let c = book_first(&d, Some(&OLGA.to_string()), 3).await;
+    let known: Vec<KnownRecord> = [&a, &b, &c]
+        .iter()
+        .map(|r| KnownRecord {
+            external_id: r.external_id.clone(),
+            start: r.start,
+            status: RecordStatus::Active,
+        })
+        .collect();
+    assert!(d.poll_changes(&known).await.unwrap().is_empty());
+
+    fake.salon_cancels(&a.external_id);
+    let moved_to = b.start.with_timezone(&TZ).naive_local() + Duration::hours(5);
+    fake.salon_moves(&b.external_id, moved_to);
+    let calls = fake.calls_to("records_info");
+    let events = d.poll_changes(&known).await.unwrap();
+    assert_eq!(
+        fake.calls_to("records_info") - calls,
+        1,
+        "one request for the batch"
+    );
+    assert_eq!(
+        events,
+        vec![
+            DikidiEvent::Cancelled {
+                external_id: a.external_id.clone()
+            },
+            DikidiEvent::Moved {
+                external_id: b.external_id.clone(),
+                new_start: b.start + Duration::hours(5),
+            },
+        ]
+    );
+    // Past and already-cancelled records are not re-read.
+    let old = vec![KnownRecord {
+        external_id: c.external_id.clone(),
+        start: Utc::now() - Duration::hours(1),
+        status: RecordStatus::Active,
+    }];
+    let calls = fake.calls_to("records_info");
+    assert!(d.poll_changes(&old).await.unwrap().is_empty());
+    assert_eq!(fake.calls_to("records_info"), calls);
+}
+
+#[tokio::test]
+async fn a_changed_payload_raises_one_alarm_closes_booking_and_recovers() {
+    let fake = FakeDikidi::start(TZ).await;
+    let d = client(&fake);
+    let a = book_first(&d, None, 0).await;
+    let known = vec![KnownRecord {
+        external_id: a.external_id.clone(),
+        start: a.start,
+        status: RecordStatus::Active,
+    }];
+    let slots = d
+        .free_slots(&HAIRCUT.to_string(), None, tomorrow())
+        .await
+        .unwrap();
+
+    fake.set_changed_shape(true);
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        events.extend(d.poll_changes(&known).await.unwrap());
+    }
+    let changed: Vec<&DikidiEvent> = events
+        .iter()
+        .filter(|e| matches!(e, DikidiEvent::ApiChanged { .. }))
+        .collect();
+    assert_eq!(changed.len(), 1, "{events:?}");
+    let DikidiEvent::ApiChanged { endpoint, sample } = changed[0] else {
+        unreachable!()
+    };
+    assert_eq!(endpoint, "records_info");
+    assert!(
+        !sample.is_empty() && !sample.contains("Женская"),
+        "{sample}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, DikidiEvent::Cancelled { .. })),
+        "an unreadable answer is not a cancellation: {events:?}"
+    );
+    // Reads that meet the new shape fail loudly too, without a second alarm.
+    assert!(matches!(
+        d.free_slots(&HAIRCUT.to_string(), None, tomorrow() + Duration::days(1))
+            .await,
+        Err(BookingError::Closed(_))
+    ));
+    let before = fake.records().len();
+    let err = d.book(&request(&slots[3])).await.unwrap_err();
+    assert!(matches!(err, BookingError::Closed(_)), "{err:?}");
+    assert!(err.to_string().contains("changed"), "{err}");
+    assert_eq!(fake.records().len(), before, "nothing booked while drifted");
+    assert!(d.drifted().is_some());
+    assert!(
+        !d.take_events()
+            .iter()
+            .any(|e| matches!(e, DikidiEvent::ApiChanged { .. }))
+    );
+
+    fake.set_changed_shape(false);
+    let events = d.poll_changes(&known).await.unwrap();
+    assert_eq!(events, vec![DikidiEvent::ApiRecovered]);
+    assert!(d.poll_changes(&known).await.unwrap().is_empty());
+    assert!(d.drifted().is_none());
+    d.book(&request(&slots[3]))
+        .await
+        .expect("booking works again");
+}
+
+#[tokio::test]
+async fn a_changed_booking_answer_is_caught_by_the_booking_and_probed_by_the_poll() {
+    let fake = FakeDikidi::start(TZ).await;
+    let d = client(&fake);
+    let slots = d
+        .free_slots(&HAIRCUT.to_string(), None, tomorrow())
+        .await
+        .unwrap();
+    d.services().await.unwrap();
+    fake.set_changed_shape(true);
+    let err = d.book(&request(&slots[0])).await.unwrap_err();
+    assert!(matches!(err, BookingError::Closed(_)), "{err:?}");
+    // The alarm raised by the booking reaches the next poll.
+    fake.set_changed_shape(false);
+    let events = d.poll_changes(&[]).await.unwrap();
+    assert!(
+        matches!(&events[0], DikidiEvent::ApiChanged { endpoint, .. } if endpoint == "record"),
+        "{events:?}"
+    );
+    assert_eq!(events[1..], [DikidiEvent::ApiRecovered]);
+}
+
+#[tokio::test]
+async fn the_client_side_rate_limit_is_respected() {
+    let fake = FakeDikidi::start(TZ).await;
+    let mut c = config(&fake);
+    c.rate_limit_per_second = 4;
+    c.catalog_cache_secs = 0;
+    let d = Arc::new(Dikidi::new(&c, TZ, Arc::new(SystemClock)));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let d = d.clone();
+        tasks.push(tokio::spawn(async move { d.services().await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(fake.log().len(), 8);
+    assert!(
+        started.elapsed() >= StdDuration::from_millis(1_600),
+        "8 requests at 4/s take ≥ 1.75 s, took {:?}",
+        started.elapsed()
+    );
+    assert!(fake.max_in_window(StdDuration::from_millis(900)) <= 4);
+}
+
+#[tokio::test]
+async fn the_poller_keeps_its_interval_jitter_and_budget() {
+    let fake = FakeDikidi::start(TZ).await;
+    let clock = Arc::new(FakeClock::new(Utc::now()));
+    let mut c = config(&fake);
+    c.poll_interval_secs = 300;
+    c.poll_jitter_secs = 30;
+    c.poll_budget = 2;
+    let d = Arc::new(Dikidi::new(&c, TZ, clock.clone()));
+    // 45 upcoming records the fake does not know: three batches of at most 20.
+    let known: Vec<KnownRecord> = (0..45)
+        .map(|i| KnownRecord {
+            external_id: format!("{}", 80_000_000 + i),
+            start: Utc::now() + Duration::days(2),
+            status: RecordStatus::Active,
+        })
+        .collect();
+    let mut poller = Poller::new(d.clone(), clock.clone());
+    let mut events = Vec::new();
+    assert!(
+        poller.tick(&known, &mut |e| events.push(e)).await,
+        "due at once"
+    );
+    assert_eq!(fake.calls_to("records_info"), 2, "the budget caps a cycle");
+    assert_eq!(events.len(), 40, "two batches read");
+    let wait = poller.next_due() - clock.now();
+    assert!(
+        (270..=330).contains(&wait.num_seconds()),
+        "interval ± jitter: {wait}"
+    );
+    clock.advance(Duration::seconds(260));
+    assert!(!poller.tick(&known, &mut |e| events.push(e)).await);
+    clock.advance(Duration::seconds(80));
+    assert!(poller.tick(&known, &mut |e| events.push(e)).await);
+    assert_eq!(fake.calls_to("records_info"), 4);
+    // The round robin reached the third batch on the second cycle.
+    let ids: std::collections::BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            DikidiEvent::Cancelled { external_id } => Some(external_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), 45);
+}
+
+#[tokio::test]
+async fn partner_mode_refuses_clearly_until_its_contract_is_known() {
+    let fake = FakeDikidi::start(TZ).await;
+    let mut c = config(&fake);
+    c.mode = DikidiMode::Partner;
+    c.partner_token = Some("DK-SECRET".to_owned().into());
+    let d = Dikidi::new(&c, TZ, Arc::new(SystemClock));
+    let err = d.services().await.unwrap_err();
+    assert!(matches!(err, BookingError::Rejected(_)));
+    assert!(
+        err.to_string()
+            .contains("partner API contract not configured"),
+        "{err}"
+    );
+    assert!(d.poll_changes(&[]).await.is_err());
+    let report = d.check().await;
+    assert!(!report.ok());
+    assert!(report.to_string().contains("partner mode"), "{report}");
+    assert!(fake.log().is_empty(), "no partner call leaves the process");
+}
+
+#[tokio::test]
+async fn check_names_the_mode_and_whether_the_company_answers() {
+    let fake = FakeDikidi::start(TZ).await;
+    let report = client(&fake).check().await;
+    assert!(report.ok(), "{report}");
+    let text = report.to_string();
+    assert!(
+        text.contains("widget mode") && text.contains("550001"),
+        "{text}"
+    );
+    assert!(text.contains("answers, 2 bookable services"), "{text}");
+    let mut c = config(&fake);
+    c.company_id = 42;
+    let report = Dikidi::new(&c, TZ, Arc::new(SystemClock)).check().await;
+    assert!(!report.ok());
+    assert!(report.to_string().contains("does not answer"), "{report}");
+}
+
+#[test]
+fn shared_contract_files_are_all_present() {
+    // The unit tests in src/booking/dikidi.rs parse each of these; fail loudly if one is gone.
+    for f in [
+        "dikidi-get-datetimes.response.json",
+        "dikidi-get-dates-true.response.json",
+        "dikidi-error-not-ajax.response.json",
+        "dikidi-error-string-code.response.json",
+        "dikidi-error-boolean-true.response.json",
+        "dikidi-error-object-string-code.response.json",
+        "dikidi-error-object-numeric-code.response.json",
+    ] {
+        fixture(CONTRACTS, f);
+    }
+    let _ = fake_dikidi::MANICURE;
+}

@@ -138,3 +138,62 @@ webhook_secret = "{SECRET}"
     assert_eq!(notices, 1, "the client is told once");
     service.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_confirmed_while_yclients_is_down_completes_when_it_is_back() {
+    use support::e2e::{book_until_confirm, press_label};
+    use support::fake_yclients::Down;
+    let tg = FakeTelegram::start().await;
+    let yc = FakeYclients::start(FakeSalon::standard(777, chrono_tz::Europe::Kaliningrad)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+url = "{store_url}"
+[business]
+name = "Салон «Лилия»"
+timezone = "Europe/Kaliningrad"
+[booking]
+system = "yclients"
+[booking.yclients]
+base_url = "{yc_url}"
+company_id = 777
+partner_token = "{PARTNER_TOKEN}"
+max_retries = 0
+[telegram]
+token = "{TOKEN}"
+api_url = "{tg_url}"
+[sync]
+poll = "100ms"
+"#,
+            yc_url = yc.base_url,
+            tg_url = tg.api_url(),
+        ),
+    )
+    .unwrap();
+    let service = Service::start(&config);
+    let user = tg.user(2002);
+    user.send_text("/start");
+    user.wait_for_text("Салон «Лилия»", WAIT).await;
+    book_until_confirm(&user, "Маникюр", "+7 912 000-11-22", "Вера").await;
+    yc.set_down(Down::Unavailable);
+    press_label(&user, "Подтвердить").await;
+    user.wait_for_text("не отвечает", WAIT).await;
+    assert!(yc.active_records().is_empty());
+
+    yc.set_down(Down::Up);
+    // The first retry comes about ten seconds later.
+    let confirmed = user
+        .wait_for_text("подтвердило вашу запись", Duration::from_secs(40))
+        .await;
+    assert!(confirmed.text.contains("Маникюр"), "{}", confirmed.text);
+    assert_eq!(yc.active_records().len(), 1, "booked exactly once");
+    let store = Store::connect(&store_url).await.unwrap();
+    let booking = store.bookings("default").await.unwrap().remove(0);
+    assert_eq!(booking.status, BookingStatus::Booked);
+    service.stop();
+}

@@ -110,6 +110,13 @@ pub async fn keyboard(user: &FakeUser, want: impl Fn(&BotMessage) -> bool) -> Bo
 /// Walks the booking flow from the main menu to the confirmation: the first free day and time
 /// with any master, a shared contact and a name. Returns the picked time's label.
 pub async fn book_first_slot(user: &FakeUser, service: &str, phone: &str, name: &str) -> String {
+    let picked = book_until_confirm(user, service, phone, name).await;
+    press_label(user, "Подтвердить").await;
+    picked
+}
+
+/// The booking flow up to the confirmation screen, without confirming.
+pub async fn book_until_confirm(user: &FakeUser, service: &str, phone: &str, name: &str) -> String {
     press_label(user, "Записаться").await;
     press_label(user, service).await;
     press_label(user, "Любой мастер").await;
@@ -139,6 +146,5 @@ pub async fn book_first_slot(user: &FakeUser, service: &str, phone: &str, name: 
         user.send_text(name);
         user.wait_for_text("Проверьте запись", WAIT).await;
     }
-    press_label(user, "Подтвердить").await;
     picked
 }

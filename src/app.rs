@@ -15,6 +15,7 @@ use crate::crm::Crm;
 use crate::crm::amocrm::AmoCrm;
 use crate::crm::config::{CrmConfig, CrmSystem};
 use crate::crm::jobs::CrmJobs;
+use crate::http::amocrm_inbox::AmoCrmInbox;
 use crate::http::yclients_inbox::YclientsInbox;
 use crate::messenger::notify::{MaxChatNotifier, TelegramNotifier};
 use crate::store::{Store, StoreError};
@@ -157,6 +158,22 @@ impl App {
                     applier: self.change_applier(),
                 }),
             );
+        }
+        if let (Some(crm), Some(amo)) = (
+            &self.crm,
+            self.config.crm.as_ref().and_then(|c| c.amocrm.as_ref()),
+        ) {
+            if crm.system() == "amocrm" {
+                inbox.register(
+                    "amocrm",
+                    Arc::new(AmoCrmInbox {
+                        booking: self.booking.clone(),
+                        applier: self.change_applier(),
+                        cancelled_status_id: amo.cancelled_status_id,
+                        cancel_from_crm: amo.cancel_from_crm,
+                    }),
+                );
+            }
         }
         engine.register(INBOX_SYSTEM, Arc::new(inbox));
         if let Some(tg) = &self.config.telegram {

@@ -13,6 +13,8 @@ use support::e2e::{Service, WAIT, book_first_slot, press_label};
 use support::fake_amocrm::{self as fake, FakeAmo};
 use support::fake_telegram::{FakeTelegram, TOKEN};
 
+const SECRET: &str = "amo-hook-secret-0123456789";
+
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..400 {
         if done() {
@@ -39,6 +41,11 @@ async fn bookings_reach_amocrm_once_with_source_transcript_and_task() {
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
     let config = dir.path().join("zapis.toml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     std::fs::write(
         &config,
         format!(
@@ -58,6 +65,10 @@ api_url = "{tg_url}"
 [sync]
 poll = "100ms"
 
+[http]
+listen = "127.0.0.1:{port}"
+webhook_secret = "{secret}"
+
 [crm]
 system = "amocrm"
 
@@ -75,6 +86,8 @@ loss_reason_id = 7
             pipeline = fake::PIPELINE_ID,
             status_new = fake::STATUS_NEW,
             field = fake::FIELD_BOOKING_ID,
+            port = port,
+            secret = SECRET,
         ),
     )
     .unwrap();

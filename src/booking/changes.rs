@@ -23,6 +23,13 @@ pub enum ScheduleChange {
     NoShow,
 }
 
+/// Where a change was made; the side it came from is not told about it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Schedule,
+    Crm,
+}
+
 pub struct ChangeApplier {
     pub crm_system: Option<&'static str>,
     pub default_lang: Lang,
@@ -39,6 +46,23 @@ impl ChangeApplier {
         change: &ScheduleChange,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        self.apply_from(store, booking, change, Origin::Schedule, now)
+            .await
+    }
+
+    pub async fn apply_from(
+        &self,
+        store: &Store,
+        booking: &Booking,
+        change: &ScheduleChange,
+        origin: Origin,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (by, crm_system) = match origin {
+            Origin::Schedule => ("business", self.crm_system),
+            // The CRM made this change itself: no job goes back to it.
+            Origin::Crm => ("crm", None),
+        };
         if !booking.status.is_active() {
             return Ok(false);
         }
@@ -59,13 +83,13 @@ impl ChangeApplier {
                     now,
                 )
                 .await?;
-                if let Some(crm) = self.crm_system {
+                if let Some(crm) = crm_system {
                     jobs.push(booking_job(
                         &booking.business_id,
                         crm,
                         BOOKING_CANCELLED,
                         &booking.id,
-                        Some("business"),
+                        Some(by),
                         now,
                     ));
                 }
@@ -91,13 +115,13 @@ impl ChangeApplier {
                     .bind(&booking.id)
                     .execute(&mut *tx)
                     .await?;
-                if let Some(crm) = self.crm_system {
+                if let Some(crm) = crm_system {
                     jobs.push(booking_job(
                         &booking.business_id,
                         crm,
                         BOOKING_RESCHEDULED,
                         &booking.id,
-                        Some("business"),
+                        Some(by),
                         now,
                     ));
                 }

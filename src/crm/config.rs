@@ -81,6 +81,10 @@ pub struct AmoCrmConfig {
     /// Stage for a fresh booking; amoCRM puts a lead into the pipeline's first stage when absent.
     #[serde(default)]
     pub new_status_id: Option<i64>,
+    /// A manager moving a lead to the cancelled stage cancels the visit in the schedule and
+    /// tells the client.
+    #[serde(default = "default_true")]
+    pub cancel_from_crm: bool,
     #[serde(default = "default_cancelled")]
     pub cancelled_status_id: i64,
     #[serde(default = "default_done")]
@@ -168,6 +172,7 @@ impl AmoCrmConfig {
             pipeline_id,
             new_status_id: None,
             cancelled_status_id: default_cancelled(),
+            cancel_from_crm: true,
             done_status_id: default_done(),
             loss_reason_id: None,
             responsible_user_id: None,
@@ -377,4 +382,8 @@ pipeline_id = 1
         let err = parse(&format!("{base}max_requests_per_second = 10\n")).unwrap_err();
         assert!(err.contains("max_requests_per_second"), "{err}");
     }
+}
+
+fn default_true() -> bool {
+    true
 }

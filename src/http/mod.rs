@@ -1,6 +1,7 @@
 //! The HTTP face of `zapis run`: vendors' webhooks into the inbox, and a health check.
 //! A webhook is acknowledged only after it is stored; the sync engine processes it.
 
+pub mod amocrm_inbox;
 pub mod yclients_inbox;
 
 use std::hash::{DefaultHasher, Hash, Hasher};

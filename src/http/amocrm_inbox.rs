@@ -1,0 +1,81 @@
+//! AmoCRM's lead webhooks, processed from the inbox. A manager moving a lead to the configured
+//! "cancelled" stage cancels the visit in the schedule and tells the client; our own stage moves
+//! coming back find the booking already cancelled and change nothing.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::booking::changes::{ChangeApplier, Origin, ScheduleChange};
+use crate::booking::{BookingError, BookingSystem};
+use crate::crm::amocrm::{WebhookEvent, parse_webhook};
+use crate::sync::inbox::{InboxHandler, InboxMessage};
+use crate::sync::{Delivered, DeliveryError, JobContext};
+
+pub struct AmoCrmInbox {
+    pub booking: Arc<dyn BookingSystem>,
+    pub applier: ChangeApplier,
+    pub cancelled_status_id: i64,
+    /// `crm.amocrm.cancel_from_crm`: whether a manager's move cancels the visit.
+    pub cancel_from_crm: bool,
+}
+
+#[async_trait]
+impl InboxHandler for AmoCrmInbox {
+    async fn process(
+        &self,
+        message: &InboxMessage,
+        ctx: &JobContext<'_>,
+    ) -> Result<Delivered, DeliveryError> {
+        let delivery = parse_webhook(message.body.as_bytes())
+            .map_err(|e| DeliveryError::permanent(format!("unreadable amoCRM webhook: {e}")))?;
+        let transient =
+            |e: crate::store::StoreError| DeliveryError::transient(format!("store: {e}"));
+        for event in delivery.events {
+            let WebhookEvent::LeadStatusChanged {
+                lead_id, status_id, ..
+            } = event
+            else {
+                continue;
+            };
+            if status_id != self.cancelled_status_id || !self.cancel_from_crm {
+                continue;
+            }
+            let linked = ctx
+                .store
+                .entity_for_external(
+                    &message.business_id,
+                    "booking",
+                    "amocrm",
+                    &lead_id.to_string(),
+                )
+                .await
+                .map_err(transient)?;
+            let Some(booking_id) = linked else { continue };
+            let Some(booking) = ctx.store.booking(&booking_id).await.map_err(transient)? else {
+                continue;
+            };
+            if !booking.status.is_active() {
+                continue;
+            }
+            if let Some(record) = &booking.external_id {
+                match self.booking.cancel(record).await {
+                    Ok(()) | Err(BookingError::NotFound(_)) => {}
+                    Err(BookingError::Unavailable(m)) => return Err(DeliveryError::transient(m)),
+                    Err(e) => return Err(DeliveryError::permanent(e.to_string())),
+                }
+            }
+            self.applier
+                .apply_from(
+                    ctx.store,
+                    &booking,
+                    &ScheduleChange::Cancelled,
+                    Origin::Crm,
+                    ctx.now,
+                )
+                .await
+                .map_err(transient)?;
+        }
+        Ok(Delivered::done())
+    }
+}

@@ -162,18 +162,17 @@ impl App {
         if let (Some(crm), Some(amo)) = (
             &self.crm,
             self.config.crm.as_ref().and_then(|c| c.amocrm.as_ref()),
-        ) {
-            if crm.system() == "amocrm" {
-                inbox.register(
-                    "amocrm",
-                    Arc::new(AmoCrmInbox {
-                        booking: self.booking.clone(),
-                        applier: self.change_applier(),
-                        cancelled_status_id: amo.cancelled_status_id,
-                        cancel_from_crm: amo.cancel_from_crm,
-                    }),
-                );
-            }
+        ) && crm.system() == "amocrm"
+        {
+            inbox.register(
+                "amocrm",
+                Arc::new(AmoCrmInbox {
+                    booking: self.booking.clone(),
+                    applier: self.change_applier(),
+                    cancelled_status_id: amo.cancelled_status_id,
+                    cancel_from_crm: amo.cancel_from_crm,
+                }),
+            );
         }
         engine.register(INBOX_SYSTEM, Arc::new(inbox));
         if let Some(tg) = &self.config.telegram {

@@ -308,6 +308,10 @@ impl<'de> Deserialize<'de> for LeadTime {
     }
 }
 
+fn default_true() -> bool {
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,8 +386,4 @@ pipeline_id = 1
         let err = parse(&format!("{base}max_requests_per_second = 10\n")).unwrap_err();
         assert!(err.contains("max_requests_per_second"), "{err}");
     }
-}
-
-fn default_true() -> bool {
-    true
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_amocrm;
+pub mod fake_bitrix24;
 pub mod fake_telegram;
 pub mod fake_yclients;
 

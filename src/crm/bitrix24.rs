@@ -2017,3 +2017,254 @@ struct StatusExtraIn {
     #[serde(rename = "SEMANTICS", default)]
     semantics: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contract(name: &str) -> Vec<u8> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/contracts/bitrix24");
+        let path = std::path::Path::new(dir).join(name);
+        std::fs::read(&path).unwrap_or_else(|e| {
+            panic!("contract file {} is missing ({e}); the contracts directory must sit beside the repository", path.display())
+        })
+    }
+
+    fn value(name: &str) -> Value {
+        serde_json::from_slice(&contract(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn api(status: u16, name: &str) -> CrmError {
+        let e: ErrorIn = serde_json::from_value(value(name)).unwrap();
+        map_error(&ApiError {
+            status: Some(status),
+            code: e.error,
+            description: e.error_description,
+            retry_after: None,
+            oauth: false,
+        })
+    }
+
+    #[test]
+    fn every_contract_payload_parses() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/contracts/bitrix24");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).expect("contracts/bitrix24 exists") {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.ends_with(".json") {
+                let _: Value = serde_json::from_slice(&std::fs::read(&path).unwrap())
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 16, "a new payload file: give it a parsing test of its own");
+    }
+
+    #[test]
+    fn crm_lead_add_response_gives_the_id() {
+        let v = value("crm-lead-add.response.json");
+        assert_eq!(id_of(&v["result"]), Some(3465));
+    }
+
+    #[test]
+    fn time_fragment_carries_the_operating_reset() {
+        let v = value("time.fragment.json");
+        assert_eq!(v["time"]["operating_reset_at"].as_i64(), Some(1778747792));
+        let v = value("crm-lead-add.response.json");
+        assert_eq!(v["time"]["operating_reset_at"].as_i64(), Some(1705765533));
+    }
+
+    #[test]
+    fn crm_duplicate_findbycomm_response_lists_contact_ids() {
+        let v = value("crm-duplicate-findbycomm.response.json");
+        let ids: Vec<i64> = v["result"]["CONTACT"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(id_of)
+            .collect();
+        assert_eq!(ids, vec![275, 2297]);
+    }
+
+    #[test]
+    fn request_contracts_have_the_shapes_the_client_sends() {
+        // crm.duplicate.findbycomm: `values` an array, as phone_variants produces.
+        let v = value("crm-duplicate-findbycomm.request.json");
+        assert!(v["values"].is_array() && v["type"] == "PHONE");
+        assert!(phone_variants(&Phone::parse("+79123456789").unwrap()).len() <= 20);
+        // Timeline comments: lower-case `fields` with ENTITY_ID/ENTITY_TYPE/COMMENT.
+        let v = value("crm-timeline-comment-add.request.json");
+        for key in ["ENTITY_ID", "ENTITY_TYPE", "COMMENT"] {
+            assert!(v["fields"].get(key).is_some(), "{key}");
+        }
+        // To-dos: camelCase at the top level.
+        let v = value("crm-activity-todo-add.request.json");
+        for key in [
+            "ownerTypeId",
+            "ownerId",
+            "deadline",
+            "title",
+            "responsibleId",
+        ] {
+            assert!(v.get(key).is_some(), "{key}");
+        }
+        let v = value("tasks-task-add.request.json");
+        assert!(v["fields"]["UF_CRM_TASK"].is_array());
+        let v = value("crm-deal-update.request.json");
+        assert_eq!(id_of(&v["ID"]), Some(123));
+        let v = value("crm-lead-add.request.json");
+        assert_eq!(v["fields"]["PHONE"][0]["VALUE_TYPE"], "WORK");
+        // And its PHP form encoding is what a batch command carries.
+        let q = php_query(&v);
+        assert!(
+            q.contains("fields%5BPHONE%5D%5B0%5D%5BVALUE%5D=555888"),
+            "{q}"
+        );
+        assert!(q.contains("params%5BREGISTER_SONET_EVENT%5D=Y"), "{q}");
+    }
+
+    #[test]
+    fn error_contracts_map_to_retry_decisions() {
+        let e = api(400, "error-fields-must-be-array.response.json");
+        assert!(
+            e.is_permanent() && e.to_string().contains("must be array"),
+            "{e}"
+        );
+        let e = api(403, "error-access-denied.response.json");
+        assert!(
+            e.is_permanent() && e.to_string().contains("Access denied"),
+            "{e}"
+        );
+        let e = api(400, "error-not-found.response.json");
+        assert!(
+            e.is_permanent() && e.to_string().contains("NOT_FOUND"),
+            "{e}"
+        );
+        let e = api(402, "oauth-error-payment-required.response.json");
+        assert!(
+            matches!(e, CrmError::PaymentRequired { status: 402, .. }),
+            "{e:?}"
+        );
+        let not_found: ErrorIn =
+            serde_json::from_value(value("error-not-found.response.json")).unwrap();
+        assert!(
+            CallError::Api(ApiError {
+                status: Some(400),
+                code: not_found.error,
+                description: not_found.error_description,
+                retry_after: None,
+                oauth: false,
+            })
+            .is_not_found()
+        );
+    }
+
+    #[test]
+    fn codes_and_statuses_sort_errors() {
+        let e = |status: Option<u16>, code: &str| {
+            map_error(&ApiError {
+                status,
+                code: code.into(),
+                description: "x".into(),
+                retry_after: None,
+                oauth: true,
+            })
+        };
+        assert_eq!(
+            e(Some(503), "QUERY_LIMIT_EXCEEDED").retry_after(),
+            Some(QUERY_LIMIT_RETRY)
+        );
+        assert_eq!(
+            e(Some(429), "OPERATION_TIME_LIMIT").retry_after(),
+            Some(OPERATION_LIMIT_RETRY)
+        );
+        for code in ["expired_token", "invalid_token", "NO_AUTH_FOUND"] {
+            let a = e(Some(401), code);
+            assert!(
+                a.is_auth() && a.to_string().contains("zapis bitrix24 auth"),
+                "{code}"
+            );
+        }
+        for code in ["ACCESS_DENIED", "insufficient_scope"] {
+            assert!(e(Some(403), code).is_permanent(), "{code}");
+        }
+        for code in ["INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER"] {
+            assert!(e(Some(500), code).is_transient(), "{code}");
+        }
+        assert!(e(Some(500), "ERROR_CORE").is_transient());
+        assert!(e(Some(400), "ERROR_CORE").is_permanent());
+        assert!(e(Some(502), "").is_transient());
+        assert!(e(None, "").is_transient());
+        assert!(e(Some(400), "").is_permanent());
+        assert!(e(Some(401), "").is_auth());
+        assert!(matches!(
+            e(Some(400), "PAYMENT_REQUIRED"),
+            CrmError::PaymentRequired { .. }
+        ));
+        // A numeric error code (`100`) reads as text.
+        let n: ErrorIn =
+            serde_json::from_str(r#"{"error": 100, "error_description": "bad"}"#).unwrap();
+        assert_eq!(n.error, "100");
+    }
+
+    #[test]
+    fn batch_result_error_as_a_list_is_keyed_by_command() {
+        let v = value("batch-result-error-list.fragment.json");
+        let chunk: Vec<Command> = ["0", "1"]
+            .iter()
+            .map(|n| Command {
+                name: n.to_string(),
+                method: "crm.deal.get",
+                params: json!({}),
+            })
+            .collect();
+        let keyed = keyed(v["result_error"].clone(), &chunk);
+        assert_eq!(keyed["1"]["error_description"], "Not found");
+        assert_eq!(keyed["0"]["error"], "");
+        // `[]` is PHP's empty map.
+        assert!(super::keyed(json!([]), &chunk).is_empty());
+    }
+
+    #[test]
+    fn oauth_token_response_parses() {
+        let t: TokenIn = serde_json::from_value(value("oauth-token.response.json")).unwrap();
+        assert_eq!(t.expires_in, 3600);
+        assert_eq!(t.refresh_token, "4f9k4jpmg13usmybzuqknt2v9fh0q6rl");
+    }
+
+    #[test]
+    fn event_contract_parses_and_needs_its_token() {
+        let token = SecretString::from("jvh9y1ulvt2m6k5or90v9mg8nn32ozas".to_string());
+        let e = parse_event(&contract("event-oncrmdealadd.webhook.json"), &token).unwrap();
+        assert_eq!(e.kind, EventKind::DealAdd);
+        assert_eq!(e.id.as_deref(), Some("7405"));
+        assert_eq!(
+            e.member_id.as_deref(),
+            Some("d897063e1ce7c5eb9f04b9751eef5915")
+        );
+        let other = SecretString::from("x".to_string());
+        assert_eq!(
+            parse_event(&contract("event-oncrmdealadd.webhook.json"), &other),
+            Err(EventError::WrongToken)
+        );
+        assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd"));
+    }
+
+    #[test]
+    fn money_is_a_decimal_string_and_phones_have_their_typed_forms() {
+        assert_eq!(money(150_000), "1500.00");
+        assert_eq!(money(99_050), "990.50");
+        assert_eq!(money(-5), "-0.05");
+        let v = phone_variants(&Phone::parse("8 912 345 67 89").unwrap());
+        for want in [
+            "+79123456789",
+            "79123456789",
+            "89123456789",
+            "9123456789",
+            "8 (912) 345-67-89",
+        ] {
+            assert!(v.contains(&want.to_string()), "{want} in {v:?}");
+        }
+    }
+}

@@ -719,4 +719,79 @@ pipeline_id = 1
         let err = parse(&format!("{base}max_requests_per_second = 10\n")).unwrap_err();
         assert!(err.contains("max_requests_per_second"), "{err}");
     }
+    #[test]
+    fn bitrix24_webhook_config_parses_with_mode_defaults_and_hides_the_code() {
+        let c = parse(
+            r#"
+[crm]
+system = "bitrix24"
+[crm.bitrix24]
+webhook_url = "https://salon.bitrix24.ru/rest/1/S3CRETc0de/"
+category_id = 2
+sources = { telegram = "UC_TELEGRAM" }
+"#,
+        )
+        .unwrap();
+        let b = c.bitrix24.unwrap();
+        assert_eq!(b.mode, Bitrix24Mode::Deal);
+        assert_eq!(
+            (b.new_stage(), b.cancelled_stage(), b.done_stage()),
+            ("C2:NEW".into(), "C2:LOSE".into(), "C2:WON".into())
+        );
+        assert_eq!(b.source_for("telegram"), "UC_TELEGRAM");
+        assert_eq!(b.source_for("max"), "OTHER");
+        assert_eq!(b.booking_id_field, "ORIGIN_ID");
+        assert_eq!((b.max_requests_per_second, b.burst), (2, 10));
+        assert!(!b.uses_oauth());
+        assert!(!format!("{b:?}").contains("S3CRETc0de"));
+        let mut lead = b.clone();
+        lead.mode = Bitrix24Mode::Lead;
+        assert_eq!(
+            (lead.new_stage(), lead.cancelled_stage(), lead.done_stage()),
+            ("NEW".into(), "JUNK".into(), "CONVERTED".into())
+        );
+    }
+
+    #[test]
+    fn bitrix24_mistakes_name_their_key_and_never_echo_the_webhook() {
+        let base = "[crm]\nsystem = \"bitrix24\"\n[crm.bitrix24]\n";
+        let hook = "webhook_url = \"https://s.bitrix24.ru/rest/1/c0de/\"\n";
+        let err = parse(base).unwrap_err();
+        assert!(err.contains("crm.bitrix24.webhook_url"), "{err}");
+        let err = parse(&format!(
+            "{base}webhook_url = \"https://s.bitrix24.ru/rest/T0pSecret\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("crm.bitrix24.webhook_url") && !err.contains("T0pSecret"),
+            "{err}"
+        );
+        let err = parse(&format!("{base}{hook}client_id = \"app.1\"\n")).unwrap_err();
+        assert!(err.contains("not both"), "{err}");
+        let err = parse(&format!(
+            "{base}portal_url = \"https://s.bitrix24.ru\"\nclient_id = \"a\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("crm.bitrix24.webhook_url"), "{err}");
+        let err = parse(&format!("{base}{hook}todo = \"task\"\n")).unwrap_err();
+        assert!(err.contains("crm.bitrix24.responsible_id"), "{err}");
+        let err = parse(&format!("{base}{hook}booking_id_field = \"ZAPIS\"\n")).unwrap_err();
+        assert!(err.contains("crm.bitrix24.booking_id_field"), "{err}");
+        let err = parse(&format!("{base}{hook}max_requests_per_second = 6\n")).unwrap_err();
+        assert!(
+            err.contains("crm.bitrix24.max_requests_per_second"),
+            "{err}"
+        );
+        let err = parse(&format!("{base}{hook}burst = 250\n")).unwrap_err();
+        assert!(err.contains("crm.bitrix24.burst"), "{err}");
+        let err = parse(&format!(
+            "{base}{hook}category_id = 3\ndone_stage_id = \"WON\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("crm.bitrix24.done_stage_id"), "{err}");
+        let err = parse("[crm]\nsystem = \"bitrix24\"\n").unwrap_err();
+        assert!(err.contains("[crm.bitrix24]"), "{err}");
+        let ok = parse(&format!("{base}portal_url = \"https://s.bitrix24.ru\"\nclient_id = \"a\"\nclient_secret = \"b\"\nmode = \"lead\"\ntodo = \"task\"\nresponsible_id = 1\n")).unwrap();
+        assert!(ok.bitrix24.unwrap().uses_oauth());
+    }
 }

@@ -2058,7 +2058,10 @@ mod tests {
                 seen += 1;
             }
         }
-        assert_eq!(seen, 16, "a new payload file: give it a parsing test of its own");
+        assert_eq!(
+            seen, 16,
+            "a new payload file: give it a parsing test of its own"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::config::{BookingSystemKind, Config};
 use crate::conversation::Conversations;
 use crate::crm::Crm;
 use crate::crm::amocrm::AmoCrm;
+use crate::crm::bitrix24::Bitrix24;
 use crate::crm::config::{CrmConfig, CrmSystem};
 use crate::crm::jobs::CrmJobs;
 use crate::http::amocrm_inbox::AmoCrmInbox;
@@ -79,6 +80,19 @@ impl App {
                     clock.clone(),
                 )
                 .map_err(|e| StoreError::Corrupt(format!("crm.amocrm: {e}")))?,
+            )),
+            Some(CrmConfig {
+                system: CrmSystem::Bitrix24,
+                bitrix24: Some(b24),
+                ..
+            }) => Some(Arc::new(
+                Bitrix24::new(
+                    b24.clone(),
+                    store.clone(),
+                    &config.business.id,
+                    clock.clone(),
+                )
+                .map_err(|e| StoreError::Corrupt(format!("crm.bitrix24: {e}")))?,
             )),
             _ => None,
         };

@@ -4,6 +4,7 @@
 //! decision the sync engine needs (transient / permanent / auth / payment).
 
 pub mod amocrm;
+pub mod bitrix24;
 pub mod config;
 pub mod jobs;
 pub mod tokens;

@@ -4,6 +4,7 @@
 
 pub mod e2e;
 pub mod fake_amocrm;
+pub mod fake_bitrix24;
 pub mod fake_dikidi;
 pub mod fake_max;
 pub mod fake_target;

@@ -18,7 +18,9 @@ use crate::crm::config::{CrmConfig, CrmSystem};
 use crate::crm::jobs::CrmJobs;
 use crate::http::amocrm_inbox::AmoCrmInbox;
 use crate::http::yclients_inbox::YclientsInbox;
-use crate::messenger::notify::{MaxChatNotifier, TelegramNotifier};
+use crate::messenger::notify::{
+    MaxAlertSink, MaxChatNotifier, TelegramAlertSink, TelegramNotifier,
+};
 use crate::store::{Store, StoreError};
 use crate::sync::inbox::{INBOX_SYSTEM, InboxDispatcher};
 use crate::sync::{AlertSink, Alerts, Engine, WebhookSink};
@@ -135,6 +137,13 @@ impl App {
                 reqwest::Client::new(),
                 url.clone(),
             )));
+        }
+        if let (Some(tg), Some(chat)) = (&self.config.telegram, self.config.alerts.telegram_chat_id)
+        {
+            sinks.push(Arc::new(TelegramAlertSink::new(tg, chat)));
+        }
+        if let (Some(max), Some(chat)) = (&self.config.max, self.config.alerts.max_chat_id) {
+            sinks.push(Arc::new(MaxAlertSink::new(max, chat)));
         }
         let mut engine = Engine::new(
             self.store.clone(),

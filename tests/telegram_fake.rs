@@ -302,3 +302,29 @@ async fn get_updates_long_polls_confirms_offsets_and_honours_allowed_updates() {
     .await;
     assert!(delivered["result"][0]["callback_query"]["chat_instance"].is_string());
 }
+
+#[tokio::test]
+async fn outage_alerts_reach_the_admin_chat() {
+    use zapis::sync::{Alert, AlertKind, AlertSink};
+    let fake = FakeTelegram::start().await;
+    // The admin chat exists on Telegram's side before the bot writes to it.
+    fake.user(-100500);
+    let sink = zapis::messenger::notify::TelegramAlertSink::new(&fake.config(), -100500);
+    let at = chrono::Utc::now();
+    let alert = Alert {
+        kind: AlertKind::Down,
+        business_id: "default".into(),
+        system: "amocrm".into(),
+        since: at - chrono::Duration::hours(2),
+        at,
+        last_error: Some("HTTP 503".into()),
+    };
+    sink.send(&alert).await.expect("the alert is sent");
+    let sent = fake.calls_of("sendmessage");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["chat_id"], serde_json::json!(-100500));
+    assert!(
+        sent[0]["text"].as_str().unwrap().contains("amocrm"),
+        "{sent:?}"
+    );
+}

@@ -9,7 +9,8 @@ use teloxide::prelude::*;
 use crate::config::{MaxConfig, TelegramConfig};
 use crate::effects::{NOTIFY, NotifyJob};
 use crate::messenger::max::{MaxClient, MaxTarget};
-use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler};
+use crate::sync::alerts::AlertError;
+use crate::sync::{Alert, AlertSink, Delivered, DeliveryError, Job, JobContext, JobHandler};
 
 fn payload(job: &Job) -> Result<NotifyJob, DeliveryError> {
     if job.operation != NOTIFY {
@@ -92,5 +93,63 @@ impl JobHandler for MaxChatNotifier {
             .await
             .map_err(|e| DeliveryError::transient(format!("MAX: {e}")))?;
         Ok(Delivered::done())
+    }
+}
+
+/// Outage alerts to an admin chat in Telegram.
+pub struct TelegramAlertSink {
+    bot: Bot,
+    chat: ChatId,
+}
+
+impl TelegramAlertSink {
+    pub fn new(config: &TelegramConfig, chat_id: i64) -> TelegramAlertSink {
+        let bot = Bot::new(config.token.expose_secret()).set_api_url(config.api_url.clone());
+        TelegramAlertSink {
+            bot,
+            chat: ChatId(chat_id),
+        }
+    }
+}
+
+#[async_trait]
+impl AlertSink for TelegramAlertSink {
+    async fn send(&self, alert: &Alert) -> Result<(), AlertError> {
+        self.bot
+            .send_message(self.chat, alert.text())
+            .await
+            .map(|_| ())
+            // Network errors carry the URL and with it the token: keep only the kind.
+            .map_err(|e| {
+                AlertError::Http(match e {
+                    RequestError::Api(api) => format!("Telegram refused: {api}"),
+                    _ => "Telegram is unreachable".to_string(),
+                })
+            })
+    }
+}
+
+/// Outage alerts to an admin chat in MAX.
+pub struct MaxAlertSink {
+    client: MaxClient,
+    to: MaxTarget,
+}
+
+impl MaxAlertSink {
+    pub fn new(config: &MaxConfig, chat_id: i64) -> MaxAlertSink {
+        MaxAlertSink {
+            client: MaxClient::new(config),
+            to: MaxTarget::Chat(chat_id),
+        }
+    }
+}
+
+#[async_trait]
+impl AlertSink for MaxAlertSink {
+    async fn send(&self, alert: &Alert) -> Result<(), AlertError> {
+        self.client
+            .send_text(self.to, &alert.text())
+            .await
+            .map_err(|e| AlertError::Http(format!("MAX: {e}")))
     }
 }

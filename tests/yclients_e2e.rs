@@ -197,3 +197,101 @@ poll = "100ms"
     assert_eq!(booking.status, BookingStatus::Booked);
     service.stop();
 }
+
+/// The visit's local date and time as the confirmation screen shows it ("Когда: Вс 29 ноя, 10:00").
+fn shown_local_time(text: &str, tz: chrono_tz::Tz) -> chrono::NaiveDateTime {
+    use chrono::Datelike;
+    const MONTHS: [&str; 12] = [
+        "янв", "фев", "мар", "апр", "мая", "июн", "июл", "авг", "сен", "окт", "ноя", "дек",
+    ];
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Когда:"))
+        .expect("the screen names the time");
+    let parts: Vec<&str> = line.split([' ', ',']).filter(|p| !p.is_empty()).collect();
+    // ["Когда:", "Вс", "29", "ноя", "10:00"]
+    let day: u32 = parts[2].parse().unwrap();
+    let month = MONTHS.iter().position(|m| *m == parts[3]).unwrap() as u32 + 1;
+    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+    let year = if month < today.month() {
+        today.year() + 1
+    } else {
+        today.year()
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(year, month, day).unwrap();
+    date.and_time(chrono::NaiveTime::parse_from_str(parts[4], "%H:%M").unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_taken_before_confirm_offers_fresh_times_and_cancel_deletes_the_record() {
+    use support::e2e::{book_until_confirm, press_label};
+    let tz = chrono_tz::Asia::Yekaterinburg;
+    let tg = FakeTelegram::start().await;
+    let yc = FakeYclients::start(FakeSalon::standard(777, tz)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"{store_url}\"\n[business]\nname = \"Салон «Лилия»\"\n\
+             timezone = \"Asia/Yekaterinburg\"\n[booking]\nsystem = \"yclients\"\n\
+             [booking.yclients]\nbase_url = \"{}\"\ncompany_id = 777\npartner_token = \"{PARTNER_TOKEN}\"\n\
+             [telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n",
+            yc.base_url,
+            tg.api_url()
+        ),
+    )
+    .unwrap();
+    let service = Service::start(&config);
+    let user = tg.user(2003);
+    user.send_text("/start");
+    user.wait_for_text("Салон «Лилия»", WAIT).await;
+    press_label(&user, "Записаться").await;
+    press_label(&user, "Мужская стрижка").await;
+    // This time with a named master, so the slot is hers alone.
+    press_label(&user, "Ольга").await;
+    support::e2e::press_kind(&user, "d:").await;
+    support::e2e::press_kind(&user, "t:").await;
+    user.wait_for_reply(|m| m.requests_contact(), WAIT).await;
+    user.send_text("+7 912 555-44-33");
+    user.wait_for_text("имя", WAIT).await;
+    user.send_text("Олег");
+    let confirm = user.wait_for_text("Проверьте запись", WAIT).await;
+    let local = shown_local_time(&confirm.text, tz);
+
+    // Someone else takes the time at the front desk before the client confirms.
+    yc.salon_book(11, 102, local);
+    press_label(&user, "Подтвердить").await;
+    let fresh = user
+        .wait_for_reply(
+            |m| m.buttons.iter().flatten().any(|b| b.data.contains("|t:")),
+            WAIT,
+        )
+        .await;
+    assert!(
+        !fresh.labels().contains(&local.format("%H:%M").to_string()),
+        "the taken time is not offered again: {:?}",
+        fresh.labels()
+    );
+    assert_eq!(yc.active_records().len(), 1, "no double booking");
+
+    // The client takes another time, then cancels from "my bookings".
+    support::e2e::press_kind(&user, "t:").await;
+    user.wait_for_text("Проверьте запись", WAIT).await;
+    press_label(&user, "Подтвердить").await;
+    user.wait_for_text("вы записаны", WAIT).await;
+    assert_eq!(yc.active_records().len(), 2);
+    press_label(&user, "Мои записи").await;
+    press_label(&user, "Отменить").await;
+    press_label(&user, "Да, отменить").await;
+    user.wait_for_text("Запись отменена", WAIT).await;
+    let left = yc.active_records();
+    assert_eq!(
+        left.len(),
+        1,
+        "only the front desk's record is left: {left:#?}"
+    );
+    assert_ne!(left[0].phone, "79125554433");
+    service.stop();
+}

@@ -224,7 +224,7 @@ fn shown_local_time(text: &str, tz: chrono_tz::Tz) -> chrono::NaiveDateTime {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_taken_before_confirm_offers_fresh_times_and_cancel_deletes_the_record() {
-    use support::e2e::{book_until_confirm, press_label};
+    use support::e2e::press_label;
     let tz = chrono_tz::Asia::Yekaterinburg;
     let tg = FakeTelegram::start().await;
     let yc = FakeYclients::start(FakeSalon::standard(777, tz)).await;

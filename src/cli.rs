@@ -84,6 +84,29 @@ enum Cmd {
     /// MAX messenger administration.
     #[command(subcommand)]
     Max(MaxCmd),
+    /// AmoCRM administration.
+    #[command(subcommand)]
+    Amocrm(AmoCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum AmoCmd {
+    /// Exchange an authorization code for the first OAuth token pair and store it.
+    Auth {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The code amoCRM shows after the integration is installed (valid 20 minutes).
+        #[arg(long)]
+        code: String,
+    },
+    /// Ask amoCRM to send lead status changes to our webhook URL.
+    Webhook {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Our public URL: https://HOST/webhooks/amocrm/<http.webhook_secret>
+        #[arg(long)]
+        url: url::Url,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +201,10 @@ pub async fn main() -> anyhow::Result<()> {
             let store = sync_store(cli.store, &config).await?;
             worker_command(store, &args).await?;
             Ok(())
+        }
+        Cmd::Amocrm(cmd) => {
+            init_tracing("warn");
+            amocrm(cmd).await
         }
         Cmd::Max(MaxCmd::Subscribe { config, args }) => {
             init_tracing("warn");
@@ -326,6 +353,45 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
             println!("store: unreachable: {e}");
         }
     }
+    if let Some(crm) = &config.crm {
+        let store = Store::connect(&config.store.url)
+            .await
+            .context("opening the store")?;
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
+        let business = config.business.id.as_str();
+        let line = match (&crm.amocrm, &crm.bitrix24) {
+            (Some(amo), _) if crm.system == crate::crm::config::CrmSystem::Amocrm => {
+                match crate::crm::amocrm::AmoCrm::new(amo.clone(), store, business, clock) {
+                    Ok(client) => match client.check().await {
+                        Ok(r) => format!(
+                            "crm (amocrm): reachable, account {} ({}), pipeline {} ({}) with {} stages",
+                            r.account_name,
+                            r.account_id,
+                            r.pipeline_name,
+                            r.pipeline_id,
+                            r.stages.len()
+                        ),
+                        Err(e) => format!("crm (amocrm): {}", crm_status(&e)),
+                    },
+                    Err(e) => format!("crm (amocrm): {e}"),
+                }
+            }
+            (_, Some(b24)) => {
+                match crate::crm::bitrix24::Bitrix24::new(b24.clone(), store, business, clock) {
+                    Ok(client) => match client.check().await {
+                        Ok(r) => format!("crm (bitrix24): reachable\n{r}"),
+                        Err(e) => format!("crm (bitrix24): {}", crm_status(&e)),
+                    },
+                    Err(e) => format!("crm (bitrix24): {e}"),
+                }
+            }
+            _ => "crm: no section for the configured system".to_string(),
+        };
+        if !line.contains("reachable") || line.contains("unreachable") {
+            failures += 1;
+        }
+        println!("{line}");
+    }
     if let Some(tg) = &config.telegram {
         let status = telegram_status(tg).await;
         if !status.starts_with("reachable") {
@@ -344,6 +410,51 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
         bail!("{failures} system(s) failed the check");
     }
     Ok(())
+}
+
+async fn amocrm(cmd: AmoCmd) -> anyhow::Result<()> {
+    let (path, code, url) = match &cmd {
+        AmoCmd::Auth { config, code } => (&config.config, Some(code.clone()), None),
+        AmoCmd::Webhook { config, url } => (&config.config, None, Some(url.clone())),
+    };
+    let config = load(path)?;
+    let Some(amo) = config.crm.as_ref().and_then(|c| c.amocrm.clone()) else {
+        bail!("no [crm.amocrm] section in {}", path.display());
+    };
+    let store = Store::connect(&config.store.url)
+        .await
+        .context("opening the store")?;
+    if let Some(code) = code {
+        crate::crm::amocrm::authorize(amo.clone(), store.clone(), &config.business.id, &code)
+            .await
+            .context("exchanging the authorization code")?;
+        println!("amoCRM tokens stored; they are refreshed automatically from now on");
+    }
+    if let Some(url) = url {
+        let client = crate::crm::amocrm::AmoCrm::new(
+            amo,
+            store,
+            &config.business.id,
+            Arc::new(SystemClock),
+        )?;
+        client
+            .register_webhook(&url, &["status_lead", "delete_lead"])
+            .await
+            .context("registering the webhook")?;
+        println!("amoCRM will send lead status changes to {url}");
+    }
+    Ok(())
+}
+
+/// The three answers `zapis check` gives for a system.
+fn crm_status(e: &crate::crm::CrmError) -> String {
+    if e.is_auth() {
+        format!("bad credentials: {e}")
+    } else if e.is_transient() {
+        format!("unreachable: {e}")
+    } else {
+        format!("misconfigured: {e}")
+    }
 }
 
 /// Asks Telegram's getMe whether the token is good.

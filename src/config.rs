@@ -396,6 +396,16 @@ timezone = "Asia/Yekaterinburg"
 "#;
 
     #[test]
+    fn the_shipped_example_config_is_valid() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/zapis.example.toml"))
+                .expect("zapis.example.toml is shipped");
+        let c = load(&text).expect("the example loads");
+        assert!(c.telegram.is_some() && c.max.is_some());
+        assert_eq!(c.sync.alert_after, std::time::Duration::from_secs(2 * 3600));
+    }
+
+    #[test]
     fn minimal_config_fills_defaults() {
         let c = load(MINIMAL).unwrap();
         assert_eq!(c.store.url, "sqlite://zapis.db");

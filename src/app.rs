@@ -129,8 +129,8 @@ impl App {
         }
     }
 
-    /// The delivery engine with a handler for every system this configuration writes to.
-    pub fn engine(&self) -> Engine {
+    /// Every configured place alerts go to.
+    pub fn alerts(&self) -> Alerts {
         let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
         if let Some(url) = &self.config.alerts.webhook_url {
             sinks.push(Arc::new(WebhookSink::new(
@@ -145,11 +145,16 @@ impl App {
         if let (Some(max), Some(chat)) = (&self.config.max, self.config.alerts.max_chat_id) {
             sinks.push(Arc::new(MaxAlertSink::new(max, chat)));
         }
+        Alerts::new(sinks)
+    }
+
+    /// The delivery engine with a handler for every system this configuration writes to.
+    pub fn engine(&self) -> Engine {
         let mut engine = Engine::new(
             self.store.clone(),
             self.clock.clone(),
             self.config.sync.clone(),
-            Alerts::new(sinks),
+            self.alerts(),
         );
         let business = &self.config.business;
         if let Some(crm) = &self.crm {

@@ -291,6 +291,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         };
         tokio::spawn(crate::http::serve(http.listen, state, shutdown))
     });
+    let watch_task = crate::watch::spawn(&app, stop_rx.clone());
     let bots = crate::messenger::run_all(&app).await;
     let _ = stop_tx.send(true);
     if let Some(task) = http_task {
@@ -299,6 +300,9 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
             Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
             Ok(Ok(())) => {}
         }
+    }
+    if let Some(task) = watch_task {
+        let _ = task.await;
     }
     match engine_task.await {
         Ok(Err(e)) => tracing::error!(error = %e, "delivery engine failed"),

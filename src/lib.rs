@@ -17,3 +17,4 @@ pub mod normalize;
 pub mod shutdown;
 pub mod store;
 pub mod sync;
+pub mod watch;

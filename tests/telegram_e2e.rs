@@ -212,3 +212,67 @@ api_url = "{}"
     assert!(told.text.contains("+7 495 123-45-67"), "{}", told.text);
     service.stop();
 }
+
+/// Dikidi pushes nothing, so the poll is the only way a salon's cancellation reaches us: the
+/// next poll after it cancels our booking and tells the client; a payload that changes shape
+/// raises one alert in the admin chat, and its recovery one more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dikidi_changes_reach_the_client_by_polling_and_drift_alerts_the_admin() {
+    use support::e2e::book_first_slot;
+    use support::fake_dikidi::{COMPANY, FakeDikidi};
+
+    let fake = FakeTelegram::start().await;
+    let dikidi = FakeDikidi::start(chrono_tz::Europe::Moscow).await;
+    let admin = fake.user(-4700);
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"{store_url}\"\n[business]\nname = \"Салон «Лилия»\"\n\
+             timezone = \"Europe/Moscow\"\nphone = \"+7 495 123-45-67\"\n[booking]\n\
+             system = \"dikidi\"\n[booking.dikidi]\nbase_url = \"{}\"\ncompany_id = {COMPANY}\n\
+             rate_limit_per_second = 7\npoll_interval_secs = 1\npoll_jitter_secs = 0\n\
+             [telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n[sync]\npoll = \"100ms\"\n\
+             [alerts]\ntelegram_chat_id = -4700\n",
+            dikidi.base_url(),
+            fake.api_url()
+        ),
+    )
+    .unwrap();
+    let service = Service::start(&config);
+    let user = fake.user(4344);
+    user.send_text("/start");
+    user.wait_for_text("Салон «Лилия»", WAIT).await;
+    book_first_slot(&user, "Женская стрижка", "+7 912 345-67-89", "Анна").await;
+    user.wait_for_text("вы записаны", WAIT).await;
+    let record = dikidi.records()[0].id.to_string();
+
+    dikidi.salon_cancels(&record);
+    let told = user.wait_for_text("Салон отменил", WAIT).await;
+    assert!(told.text.contains("Женская стрижка"), "{}", told.text);
+    let store = Store::connect(&store_url).await.unwrap();
+    let booking = store.bookings("default").await.unwrap().remove(0);
+    assert_eq!(
+        booking.status,
+        zapis::domain::BookingStatus::CancelledByBusiness
+    );
+
+    // Polling needs an upcoming booking to read; a second one keeps it busy.
+    user.send_text("/start");
+    keyboard(&user, |m| m.text.contains("Здравствуйте")).await;
+    book_first_slot(&user, "Маникюр", "+7 912 345-67-89", "Анна").await;
+    user.wait_for_text("вы записаны", WAIT).await;
+    dikidi.set_changed_shape(true);
+    admin.wait_for_text("Dikidi's API changed", WAIT).await;
+    dikidi.set_changed_shape(false);
+    admin.wait_for_text("delivering again", WAIT).await;
+    let alerts = admin
+        .history()
+        .iter()
+        .filter(|m| m.text.contains("API changed"))
+        .count();
+    assert_eq!(alerts, 1, "one alert per episode");
+    service.stop();
+}

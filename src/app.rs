@@ -17,7 +17,9 @@ use crate::crm::bitrix24::Bitrix24;
 use crate::crm::config::{CrmConfig, CrmSystem};
 use crate::crm::jobs::CrmJobs;
 use crate::http::amocrm_inbox::AmoCrmInbox;
+use crate::http::max_inbox::MaxInbox;
 use crate::http::yclients_inbox::YclientsInbox;
+use crate::messenger::max::MaxBot;
 use crate::messenger::notify::{
     MaxAlertSink, MaxChatNotifier, TelegramAlertSink, TelegramNotifier,
 };
@@ -201,6 +203,10 @@ impl App {
                     cancel_from_crm: amo.cancel_from_crm,
                 }),
             );
+        }
+        if let Some(max) = &self.config.max {
+            let bot = MaxBot::from_config(max, self.conversations.clone());
+            inbox.register("max", Arc::new(MaxInbox { bot }));
         }
         engine.register(INBOX_SYSTEM, Arc::new(inbox));
         if let Some(tg) = &self.config.telegram {

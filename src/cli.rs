@@ -284,6 +284,11 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
             business_id: app.config.business.id.clone(),
             secret: http.webhook_secret.clone(),
             clock: app.clock.clone(),
+            max_secret: app
+                .config
+                .max
+                .as_ref()
+                .and_then(|m| m.webhook_secret.clone()),
         };
         let mut rx = stop_rx.clone();
         let shutdown = async move {

@@ -250,3 +250,79 @@ async fn check_tells_reachable_and_bad_credentials_for_max() {
     assert!(out.contains("max: bad credentials"), "{out}");
     assert!(!out.contains("wrong-token"), "{out}");
 }
+
+/// Webhook mode: MAX posts updates to our HTTP endpoint with its secret header; a deep-link
+/// start is answered through the same dialog, a forged or repeated delivery changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_mode_answers_updates_posted_by_max() {
+    let fake = FakeMax::start().await;
+    let user = fake.user(1234567890);
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = dir.path().join("zapis.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[store]\nurl = \"sqlite://{}\"\n[business]\nname = \"Салон «Лилия»\"\n\
+             timezone = \"Europe/Moscow\"\n[max]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\
+             mode = \"webhook\"\nwebhook_url = \"https://zapis.example/webhooks/max/path-secret-0123456789\"\n\
+             webhook_secret = \"max_header_secret\"\n[sync]\npoll = \"100ms\"\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\nwebhook_secret = \"path-secret-0123456789\"\n",
+            dir.path().join("zapis.db").display(),
+            fake.api_url()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let body = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/contracts/max/webhook-bot-started-deeplink.json"
+    ))
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}/webhooks/max/path-secret-0123456789");
+    let client = reqwest::Client::new();
+    let post = |secret: &'static str| {
+        client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-max-bot-api-secret", secret)
+            .body(body.clone())
+            .send()
+    };
+    let mut status = None;
+    for _ in 0..100 {
+        if let Ok(resp) = post("forged").await {
+            status = Some(resp.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status,
+        Some(401),
+        "a delivery without MAX's secret is refused"
+    );
+    assert_eq!(post("max_header_secret").await.unwrap().status(), 200);
+    assert_eq!(post("max_header_secret").await.unwrap().status(), 200);
+    user.wait_for_text("Салон «Лилия»", Duration::from_secs(20))
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let greetings = user
+        .history()
+        .iter()
+        .filter(|m| m.text.contains("Салон «Лилия»"))
+        .count();
+    assert_eq!(greetings, 1, "a repeated delivery is processed once");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -2,6 +2,7 @@
 //! A webhook is acknowledged only after it is stored; the sync engine processes it.
 
 pub mod amocrm_inbox;
+pub mod max_inbox;
 pub mod yclients_inbox;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -26,6 +27,8 @@ pub struct HttpState {
     pub business_id: String,
     pub secret: SecretString,
     pub clock: std::sync::Arc<dyn Clock>,
+    /// MAX signs its deliveries with this header secret (`max.webhook_secret`).
+    pub max_secret: Option<SecretString>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -64,6 +67,17 @@ async fn webhook(
     let Some(source) = SOURCES.iter().find(|s| **s == source) else {
         return (StatusCode::NOT_FOUND, "unknown source");
     };
+    if *source == "max"
+        && let Some(expected) = &state.max_secret
+    {
+        let given = headers
+            .get("x-max-bot-api-secret")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !same_secret(given, expected.expose_secret()) {
+            return (StatusCode::UNAUTHORIZED, "bad secret");
+        }
+    }
     let Ok(text) = std::str::from_utf8(&body) else {
         return (StatusCode::BAD_REQUEST, "body is not UTF-8");
     };

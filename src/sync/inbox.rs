@@ -23,6 +23,8 @@ const SECRET_HEADERS: &[&str] = &[
     "proxy-authorization",
     "cookie",
     "x-api-key",
+    "x-max-bot-api-secret",
+    "x-telegram-bot-api-secret-token",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]

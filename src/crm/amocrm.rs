@@ -1485,7 +1485,7 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookDelivery, WebhookError> {
     let mut items: BTreeMap<(String, String, u32), HashMap<String, String>> = BTreeMap::new();
     let mut delivery = WebhookDelivery::default();
     for (key, value) in url::form_urlencoded::parse(body) {
-        let parts = bracket_parts(&key);
+        let parts = super::bracket_parts(&key);
         match parts.as_slice() {
             [entity, action, index, field] => {
                 if let Ok(index) = index.parse::<u32>() {
@@ -1536,26 +1536,6 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookDelivery, WebhookError> {
         delivery.events.push(event);
     }
     Ok(delivery)
-}
-
-/// `leads[status][0][id]` → `["leads", "status", "0", "id"]`.
-fn bracket_parts(key: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (head, mut rest) = match key.find('[') {
-        Some(i) => (&key[..i], &key[i..]),
-        None => (key, ""),
-    };
-    parts.push(head);
-    while let Some(stripped) = rest.strip_prefix('[') {
-        match stripped.find(']') {
-            Some(end) => {
-                parts.push(&stripped[..end]);
-                rest = &stripped[end + 1..];
-            }
-            None => break,
-        }
-    }
-    parts
 }
 
 #[cfg(test)]
@@ -1746,9 +1726,9 @@ mod tests {
     #[test]
     fn bracket_keys_split() {
         assert_eq!(
-            bracket_parts("leads[status][0][custom_fields][0][id]"),
+            crate::crm::bracket_parts("leads[status][0][custom_fields][0][id]"),
             vec!["leads", "status", "0", "custom_fields", "0", "id"]
         );
-        assert_eq!(bracket_parts("plain"), vec!["plain"]);
+        assert_eq!(crate::crm::bracket_parts("plain"), vec!["plain"]);
     }
 }

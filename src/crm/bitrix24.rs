@@ -399,26 +399,6 @@ fn flatten(prefix: Option<&str>, value: &Value, out: &mut Vec<(String, String)>)
     }
 }
 
-/// `data[FIELDS][ID]` → `["data", "FIELDS", "ID"]`.
-fn bracket_parts(key: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (head, mut rest) = match key.find('[') {
-        Some(i) => (&key[..i], &key[i..]),
-        None => (key, ""),
-    };
-    parts.push(head);
-    while let Some(stripped) = rest.strip_prefix('[') {
-        match stripped.find(']') {
-            Some(end) => {
-                parts.push(&stripped[..end]);
-                rest = &stripped[end + 1..];
-            }
-            None => break,
-        }
-    }
-    parts
-}
-
 /// Ids arrive as numbers from adds and as strings from reads.
 fn id_of(v: &Value) -> Option<i64> {
     match v {
@@ -1887,7 +1867,7 @@ pub fn parse_event(body: &[u8], expected_token: &SecretString) -> Result<Event, 
     } else {
         for (k, v) in url::form_urlencoded::parse(body) {
             // Normalise `data[FIELDS][ID]` spelling (no spaces, as sent).
-            let key = bracket_parts(&k).join("|");
+            let key = crate::crm::bracket_parts(&k).join("|");
             flat.insert(key, v.into_owned());
         }
         flat = flat

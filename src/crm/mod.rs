@@ -292,6 +292,27 @@ pub trait Crm: Send + Sync {
     }
 }
 
+/// Splits a PHP-style form key, as both CRMs' webhooks use them:
+/// `leads[status][0][id]` → `["leads", "status", "0", "id"]`.
+pub(crate) fn bracket_parts(key: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (head, mut rest) = match key.find('[') {
+        Some(i) => (&key[..i], &key[i..]),
+        None => (key, ""),
+    };
+    parts.push(head);
+    while let Some(stripped) = rest.strip_prefix('[') {
+        match stripped.find(']') {
+            Some(end) => {
+                parts.push(&stripped[..end]);
+                rest = &stripped[end + 1..];
+            }
+            None => break,
+        }
+    }
+    parts
+}
+
 /// Every transcript note starts with this, so a retry can tell whether it was logged.
 pub const TRANSCRIPT_HEADER: &str = "Переписка с ботом";
 

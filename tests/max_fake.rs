@@ -735,3 +735,34 @@ async fn a_webhook_delivery_takes_the_same_path_as_polling() {
         }]
     );
 }
+
+#[tokio::test]
+async fn outage_alerts_reach_the_max_admin_chat() {
+    use zapis::sync::{Alert, AlertKind, AlertSink};
+    let fake = FakeMax::start().await;
+    // The admin chat is a dialog the fake knows; its chat id follows the fake's numbering.
+    fake.user(777001);
+    let chat = fake_max::dialog_id(777001);
+    let sink = zapis::messenger::notify::MaxAlertSink::new(&fake.config(), chat);
+    let at = chrono::Utc::now();
+    let alert = Alert {
+        kind: AlertKind::Recovered,
+        business_id: "default".into(),
+        system: "yclients".into(),
+        since: at - chrono::Duration::hours(3),
+        at,
+        last_error: None,
+    };
+    sink.send(&alert).await.expect("the alert is sent");
+    let sent = fake.calls_of("POST /messages");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].query.get("chat_id"), Some(&chat.to_string()));
+    assert!(
+        sent[0].body["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("yclients"),
+        "{:?}",
+        sent[0]
+    );
+}

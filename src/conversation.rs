@@ -302,10 +302,18 @@ impl Conversations {
                 .map(Loaded::Slots),
             Command::Book(draft) => return self.book(chat, draft).await,
             Command::LoadMyBookings { phone } => {
-                let list = self
+                let now = self.clock.now();
+                let business = &self.business.id;
+                let mut list = self
                     .store
-                    .upcoming_bookings(&self.business.id, chat, phone.as_ref(), self.clock.now())
+                    .upcoming_bookings(business, chat, phone.as_ref(), now)
                     .await?;
+                // The engine tells upcoming from past by time; past visits offer "book again".
+                list.extend(
+                    self.store
+                        .past_visits(business, chat, phone.as_ref(), now, 5)
+                        .await?,
+                );
                 Ok(Loaded::MyBookings(list))
             }
             Command::Cancel { booking_id } => return self.cancel(chat, &booking_id).await,

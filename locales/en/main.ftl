@@ -215,3 +215,5 @@ notify-moved-by-business =
     Was: { $old }
     Now: { $new }
     If the new time does not suit you, pick another one or cancel.
+my-past = Book again with the same master:
+btn-again = 🔁 { $service }, { $master }

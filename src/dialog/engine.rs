@@ -17,7 +17,7 @@ use super::{
     BookingDraft, Button, Command, Context, DialogState, Input, Loaded, MAX_BUTTON_DATA, Outcome,
     Reply,
 };
-use crate::domain::{Booking, Master, Service, Slot, Source};
+use crate::domain::{Booking, BookingStatus, Master, Service, Slot, Source};
 use crate::i18n::{self, FluentValue, Lang};
 use crate::normalize::Phone;
 
@@ -30,6 +30,8 @@ const TIMES_PER_ROW: usize = 4;
 /// Telegram allows 100 buttons per keyboard; a day rarely has more free starts than this.
 const MAX_TIMES: usize = 64;
 const NAME_MAX_CHARS: usize = 100;
+/// Past visits offered for "book again" in "my bookings".
+const PAST_VISITS: usize = 3;
 
 /// Advances the conversation by one input.
 pub fn step(state: DialogState, input: Input, ctx: &Context) -> (DialogState, Outcome) {
@@ -205,6 +207,14 @@ impl Engine<'_> {
             ("R", At::My { .. }) if !arg.is_empty() => {
                 self.my_bookings(Some(Act::Move(arg.to_string())));
             }
+            ("Ag", At::My { .. }) => match arg.split_once(':') {
+                Some((service, master)) if !service.is_empty() && !master.is_empty() => {
+                    self.clear_flow();
+                    self.st.again = Some(master.to_string());
+                    self.load_services(None, 0, Some(service.to_string()));
+                }
+                _ => self.again(Note::Hint),
+            },
             ("Cy", At::CancelAsk) => self.cancel_booking(),
             ("Cn", At::CancelAsk) => {
                 self.st.mv = None;
@@ -222,10 +232,16 @@ impl Engine<'_> {
                 self.services_loaded(list, cat, page, pick)
             }
             (Loaded::Masters(list), At::Masters) => {
+                let again = self.st.again.take();
+                let known = again.filter(|m| list.iter().any(|x| &x.id == m));
                 if let Some(flow) = &mut self.st.flow {
                     flow.masters = list;
                 }
-                self.render_masters();
+                match known {
+                    // The master of a past visit still renders this service: straight to days.
+                    Some(master) => self.pick_master(Some(&master)),
+                    None => self.render_masters(),
+                }
             }
             (Loaded::Days(days), At::Days) => self.render_days(days),
             (Loaded::Slots(slots), At::Times) => self.render_times(slots),
@@ -256,6 +272,7 @@ impl Engine<'_> {
         self.st.week = 0;
         self.st.day = None;
         self.st.slot = None;
+        self.st.again = None;
     }
 
     fn menu(&mut self) {
@@ -889,13 +906,24 @@ impl Engine<'_> {
 
     fn my_loaded(&mut self, list: Vec<Booking>, act: Option<Act>) {
         let now = self.ctx.now;
+        // Visits that took place (or were booked and are over), newest first: "book again".
+        let mut past: Vec<Booking> = list
+            .iter()
+            .filter(|b| {
+                b.start <= now && matches!(b.status, BookingStatus::Booked | BookingStatus::Visited)
+            })
+            .cloned()
+            .collect();
+        past.sort_by_key(|b| std::cmp::Reverse(b.start));
+        past.dedup_by(|a, b| a.service_id == b.service_id && a.master_id == b.master_id);
+        past.truncate(PAST_VISITS);
         let mut upcoming: Vec<Booking> = list
             .into_iter()
             .filter(|b| b.status.is_active() && b.start > now)
             .collect();
         upcoming.sort_by_key(|b| b.start);
         let Some(act) = act else {
-            self.render_my(&upcoming);
+            self.render_my(&upcoming, &past);
             return;
         };
         let id = match &act {
@@ -904,7 +932,7 @@ impl Engine<'_> {
         let Some(b) = upcoming.iter().find(|b| &b.id == id) else {
             self.st.at = At::My { act: None };
             self.st.note = Some(Note::NotFound);
-            self.render_my(&upcoming);
+            self.render_my(&upcoming, &past);
             return;
         };
         self.st.flow = None;
@@ -930,15 +958,31 @@ impl Engine<'_> {
         }
     }
 
-    fn render_my(&mut self, upcoming: &[Booking]) {
+    fn render_my(&mut self, upcoming: &[Booking], past: &[Booking]) {
         self.st.at = At::My { act: None };
         self.bump();
+        let again_rows: Vec<Vec<Button>> = past
+            .iter()
+            .map(|b| {
+                let label = self.ta(
+                    "btn-again",
+                    &[
+                        ("service", b.service_name.clone().into()),
+                        ("master", b.master_name.clone().into()),
+                    ],
+                );
+                vec![self.button_raw(label, &format!("Ag:{}:{}", b.service_id, b.master_id))]
+            })
+            .collect();
         if upcoming.is_empty() {
-            let text = self.t("my-none");
-            let buttons = vec![
-                vec![self.btn("btn-book", "B")],
-                vec![self.btn("btn-menu", "M")],
-            ];
+            let mut text = self.t("my-none");
+            if !past.is_empty() {
+                text.push_str("\n\n");
+                text.push_str(&self.t("my-past"));
+            }
+            let mut buttons = again_rows;
+            buttons.push(vec![self.btn("btn-book", "B")]);
+            buttons.push(vec![self.btn("btn-menu", "M")]);
             self.screen(text, buttons, false);
             return;
         }
@@ -963,6 +1007,11 @@ impl Engine<'_> {
                 self.button_raw(cancel, &format!("C:{}", b.id)),
                 self.button_raw(move_, &format!("R:{}", b.id)),
             ]);
+        }
+        if !past.is_empty() {
+            text.push_str("\n\n");
+            text.push_str(&self.t("my-past"));
+            rows.extend(again_rows);
         }
         rows.push(vec![self.btn("btn-book", "B"), self.btn("btn-back", "<")]);
         self.screen(text, rows, false);

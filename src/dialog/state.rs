@@ -47,6 +47,9 @@ pub struct DialogState {
     pub(super) day: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) slot: Option<Slot>,
+    /// "Book again": the master to pick once the service's masters are loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) again: Option<String>,
 }
 
 impl DialogState {

@@ -1387,3 +1387,57 @@ fn durations_under_an_hour_show_minutes_only() {
         "Консультация · 0\u{a0}₽ · 30 минут"
     );
 }
+
+#[test]
+fn a_past_visit_books_again_with_the_same_master() {
+    let mut bot = Bot::with(ctx(), world_with_bookings());
+    bot.start();
+    let r = bot.press(&ru("btn-my"));
+    let screen = r.last().expect("my bookings");
+    assert!(screen.text.contains(&ru("my-past")), "{}", screen.text);
+    let again = i18n::t_args(
+        Lang::Ru,
+        "btn-again",
+        &[
+            ("service", "Стрижка женская".into()),
+            ("master", "Анна".into()),
+        ],
+    );
+    let r = bot.press(&again);
+    // Straight to the days of that master: the master screen is skipped.
+    assert!(
+        bot.commands.iter().any(|c| matches!(
+            c,
+            Command::LoadDays { service_id, master_id: Some(m), .. } if service_id == "s1" && m == "m1"
+        )),
+        "{:?}",
+        bot.commands
+    );
+    assert!(
+        r.last()
+            .expect("days")
+            .buttons
+            .iter()
+            .flatten()
+            .any(|b| b.data.contains("|d:"))
+    );
+}
+
+#[test]
+fn no_past_visits_no_book_again_row() {
+    let mut world = World::salon();
+    let soon = world.booking("bk-1", utc("2024-12-03T05:00:00Z"));
+    world.bookings = vec![soon];
+    let mut bot = Bot::with(ctx(), world);
+    bot.start();
+    let r = bot.press(&ru("btn-my"));
+    let screen = r.last().expect("my bookings");
+    assert!(!screen.text.contains(&ru("my-past")));
+    assert!(
+        !screen
+            .buttons
+            .iter()
+            .flatten()
+            .any(|b| b.data.contains("|Ag:"))
+    );
+}

@@ -120,6 +120,33 @@ impl Store {
         rows.iter().map(booking_from_row).collect()
     }
 
+    /// The latest visits of this chat or phone that are over, newest first ("book again").
+    pub async fn past_visits(
+        &self,
+        business_id: &str,
+        chat: &ChatRef,
+        phone: Option<&Phone>,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Booking>, StoreError> {
+        let sql = format!(
+            "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \
+             WHERE b.business_id = $1 AND b.start_at < $2 AND b.status IN ('booked', 'visited') \
+             AND ((b.channel = $3 AND b.chat_id = $4) OR c.phone = $5) \
+             ORDER BY b.start_at DESC LIMIT $6"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(business_id)
+            .bind(to_millis(now))
+            .bind(chat.channel.as_str())
+            .bind(chat.chat_id.as_str())
+            .bind(phone.map(|p| p.as_str().to_string()).unwrap_or_default())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(booking_from_row).collect()
+    }
+
     /// Every booking of the business, newest first (for support and the CLI).
     pub async fn bookings(&self, business_id: &str) -> Result<Vec<Booking>, StoreError> {
         let sql = format!(

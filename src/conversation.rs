@@ -550,7 +550,7 @@ fn failed(e: &BookingError) -> Loaded {
 }
 
 /// The note the administrator sees on the record: where the client came from.
-fn booking_comment(source: &Source) -> String {
+pub(crate) fn booking_comment(source: &Source) -> String {
     let mut parts = vec![format!("zapis: {}", source.channel)];
     if let Some(p) = &source.payload {
         parts.push(format!("start={p}"));

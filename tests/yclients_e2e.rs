@@ -177,7 +177,7 @@ poll = "100ms"
     .unwrap();
     let service = Service::start(&config);
     let user = tg.user(2002);
-    user.send_text("/start");
+    user.send_text("/start src_queue");
     user.wait_for_text("Салон «Лилия»", WAIT).await;
     book_until_confirm(&user, "Маникюр", "+7 912 000-11-22", "Вера").await;
     yc.set_down(Down::Unavailable);
@@ -191,7 +191,13 @@ poll = "100ms"
         .wait_for_text("подтвердило вашу запись", Duration::from_secs(40))
         .await;
     assert!(confirmed.text.contains("Маникюр"), "{}", confirmed.text);
-    assert_eq!(yc.active_records().len(), 1, "booked exactly once");
+    let records = yc.active_records();
+    assert_eq!(records.len(), 1, "booked exactly once");
+    assert!(
+        records[0].comment.contains("start=src_queue"),
+        "a queued booking still tells the salon its source: {:?}",
+        records[0].comment
+    );
     let store = Store::connect(&store_url).await.unwrap();
     let booking = store.bookings("default").await.unwrap().remove(0);
     assert_eq!(booking.status, BookingStatus::Booked);

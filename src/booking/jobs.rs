@@ -143,7 +143,8 @@ impl JobHandler for BookingJobs {
                     client_phone: booking.client_phone.clone(),
                     client_name: booking.client_name.clone(),
                     client_email: booking.client_email.clone(),
-                    comment: format!("zapis: {}", booking.source.channel),
+                    // The administrator sees where the client came from, as on a direct booking.
+                    comment: crate::conversation::booking_comment(&booking.source),
                 };
                 self.booking.book(&request).await
             }

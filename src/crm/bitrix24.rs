@@ -500,12 +500,7 @@ impl Bitrix24 {
         config
             .validate()
             .map_err(|e| CrmError::permanent(e.to_string()))?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.timeout_secs))
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("zapis/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| CrmError::permanent(format!("cannot build the HTTP client: {e}")))?;
+        let http = super::http_client(config.timeout_secs)?;
         let bad = |key: &str| CrmError::permanent(format!("crm.bitrix24.{key} is not usable"));
         let (auth, portal) = match (&config.webhook_url, &config.portal_url) {
             (Some(hook), _) => {

@@ -313,6 +313,17 @@ pub(crate) fn bracket_parts(key: &str) -> Vec<&str> {
     parts
 }
 
+/// The HTTP client both CRM connectors use: the call timeout from their config, a short
+/// connect timeout, and a User-Agent naming zapis.
+pub(crate) fn http_client(timeout_secs: u64) -> Result<reqwest::Client, CrmError> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(timeout_secs))
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .user_agent(concat!("zapis/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| CrmError::permanent(format!("cannot build the HTTP client: {e}")))
+}
+
 /// Every transcript note starts with this, so a retry can tell whether it was logged.
 pub const TRANSCRIPT_HEADER: &str = "Переписка с ботом";
 

@@ -16,7 +16,9 @@ use crate::crm::amocrm::AmoCrm;
 use crate::crm::bitrix24::Bitrix24;
 use crate::crm::config::{CrmConfig, CrmSystem};
 use crate::crm::jobs::CrmJobs;
+use crate::crm::reconcile::CrmReconciler;
 use crate::http::amocrm_inbox::AmoCrmInbox;
+use crate::http::bitrix24_inbox::Bitrix24Inbox;
 use crate::http::max_inbox::MaxInbox;
 use crate::http::yclients_inbox::YclientsInbox;
 use crate::messenger::max::MaxBot;
@@ -37,6 +39,8 @@ pub struct App {
     pub yclients: Option<Arc<Yclients>>,
     /// The same system as `booking` when it is Dikidi, for `zapis check` and its poller.
     pub dikidi: Option<Arc<Dikidi>>,
+    /// The same CRM as `crm` when it is Bitrix24, for its events (which carry only an id).
+    pub bitrix24: Option<Bitrix24>,
     pub conversations: Arc<Conversations>,
     pub clock: Arc<dyn Clock>,
 }
@@ -71,12 +75,31 @@ impl App {
                 ))
             }
         };
-        let crm: Option<Arc<dyn Crm>> = match &config.crm {
+        let bitrix24 = match &config.crm {
             Some(CrmConfig {
-                system: CrmSystem::Amocrm,
-                amocrm: Some(amo),
+                system: CrmSystem::Bitrix24,
+                bitrix24: Some(b24),
                 ..
-            }) => Some(Arc::new(
+            }) => Some(
+                Bitrix24::new(
+                    b24.clone(),
+                    store.clone(),
+                    &config.business.id,
+                    clock.clone(),
+                )
+                .map_err(|e| StoreError::Corrupt(format!("crm.bitrix24: {e}")))?,
+            ),
+            _ => None,
+        };
+        let crm: Option<Arc<dyn Crm>> = match (&config.crm, &bitrix24) {
+            (
+                Some(CrmConfig {
+                    system: CrmSystem::Amocrm,
+                    amocrm: Some(amo),
+                    ..
+                }),
+                _,
+            ) => Some(Arc::new(
                 AmoCrm::new(
                     amo.clone(),
                     store.clone(),
@@ -85,19 +108,7 @@ impl App {
                 )
                 .map_err(|e| StoreError::Corrupt(format!("crm.amocrm: {e}")))?,
             )),
-            Some(CrmConfig {
-                system: CrmSystem::Bitrix24,
-                bitrix24: Some(b24),
-                ..
-            }) => Some(Arc::new(
-                Bitrix24::new(
-                    b24.clone(),
-                    store.clone(),
-                    &config.business.id,
-                    clock.clone(),
-                )
-                .map_err(|e| StoreError::Corrupt(format!("crm.bitrix24: {e}")))?,
-            )),
+            (_, Some(b24)) => Some(Arc::new(b24.clone())),
             _ => None,
         };
         let mut conversations = Conversations::new(
@@ -117,6 +128,7 @@ impl App {
             yclients,
             crm,
             dikidi,
+            bitrix24,
             conversations,
             clock,
         })
@@ -129,6 +141,24 @@ impl App {
             default_lang: self.config.business.locale,
             timezone: self.config.business.timezone,
         }
+    }
+
+    /// The periodic re-read of upcoming bookings' leads, when a CRM is configured and a
+    /// manager's cancel is meant to reach the schedule.
+    pub fn crm_reconciler(&self) -> Option<CrmReconciler> {
+        let crm = self.crm.clone()?;
+        let cfg = self.config.crm.as_ref()?;
+        let cancel_from_crm = match crm.system() {
+            "amocrm" => cfg.amocrm.as_ref().is_some_and(|a| a.cancel_from_crm),
+            "bitrix24" => cfg.bitrix24.as_ref().is_some_and(|b| b.cancel_from_crm),
+            _ => false,
+        };
+        cancel_from_crm.then(|| CrmReconciler {
+            business_id: self.config.business.id.clone(),
+            crm,
+            booking: self.booking.clone(),
+            applier: self.change_applier(),
+        })
     }
 
     /// Every configured place alerts go to.
@@ -201,6 +231,20 @@ impl App {
                     applier: self.change_applier(),
                     cancelled_status_id: amo.cancelled_status_id,
                     cancel_from_crm: amo.cancel_from_crm,
+                }),
+            );
+        }
+        if let (Some(b24), Some(cfg)) = (
+            &self.bitrix24,
+            self.config.crm.as_ref().and_then(|c| c.bitrix24.as_ref()),
+        ) {
+            inbox.register(
+                "bitrix24",
+                Arc::new(Bitrix24Inbox {
+                    crm: b24.clone(),
+                    booking: self.booking.clone(),
+                    applier: self.change_applier(),
+                    cancel_from_crm: cfg.cancel_from_crm,
                 }),
             );
         }

@@ -289,6 +289,12 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
                 .max
                 .as_ref()
                 .and_then(|m| m.webhook_secret.clone()),
+            bitrix24_token: app
+                .config
+                .crm
+                .as_ref()
+                .and_then(|c| c.bitrix24.as_ref())
+                .and_then(|b| b.application_token.clone()),
         };
         let mut rx = stop_rx.clone();
         let shutdown = async move {
@@ -297,6 +303,20 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         tokio::spawn(crate::http::serve(http.listen, state, shutdown))
     });
     let watch_task = crate::watch::spawn(&app, stop_rx.clone());
+    let reconcile_task = app.crm_reconciler().map(|reconciler| {
+        let interval = app
+            .config
+            .crm
+            .as_ref()
+            .map(|c| c.reconcile_interval)
+            .unwrap_or(std::time::Duration::from_secs(300));
+        tokio::spawn(reconciler.run(
+            app.store.clone(),
+            app.clock.clone(),
+            interval,
+            stop_rx.clone(),
+        ))
+    });
     let bots = crate::messenger::run_all(&app).await;
     let _ = stop_tx.send(true);
     if let Some(task) = http_task {
@@ -307,6 +327,9 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         }
     }
     if let Some(task) = watch_task {
+        let _ = task.await;
+    }
+    if let Some(task) = reconcile_task {
         let _ = task.await;
     }
     match engine_task.await {

@@ -1,19 +1,30 @@
 //! A booking made through Telegram ends up in the CRM exactly as a careful manager would have
-//! typed it, through the real `zapis run` and its delivery engine: one contact, one lead in the
-//! right stage with the price and the booking id, the chat transcript and a task; a second
-//! booking from the same phone typed differently reuses the contact; a cancellation in the chat
-//! moves the lead to "lost".
+//! typed it, through the real `zapis run` and its delivery engine, and a manager's "cancelled"
+//! in the CRM comes back to the schedule and the client. The same story runs against amoCRM,
+//! Bitrix24 in deal mode and Bitrix24 in lead mode:
+//! - one contact, one lead (deal) in the right stage with the price and our booking id, the
+//!   chat transcript and a task (to-do);
+//! - a second booking from the same phone typed differently reuses the contact;
+//! - a cancellation in the chat moves the lead to the cancelled stage, and the CRM's webhook
+//!   about that move (our own change coming back) changes nothing more;
+//! - a manager moving a lead to "cancelled" (webhook) cancels the visit in the schedule and
+//!   tells the client;
+//! - a manager's move whose webhook was lost is caught by the periodic reconciliation;
+//! - the CRM's rate limit was never exceeded.
 
 mod support;
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::e2e::{Service, WAIT, book_first_slot, press_label};
-use support::fake_amocrm::{self as fake, FakeAmo};
-use support::fake_telegram::{FakeTelegram, TOKEN};
+use support::fake_amocrm::{self as amo_fake, FakeAmo};
+use support::fake_bitrix24::{self as b24_fake, FakeBitrix};
+use support::fake_telegram::{FakeTelegram, FakeUser, TOKEN};
+use zapis::store::Store;
 
-const SECRET: &str = "amo-hook-secret-0123456789";
+const SECRET: &str = "crm-hook-secret-0123456789";
 
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..400 {
@@ -30,24 +41,261 @@ fn custom_field(entity: &Value, field_id: i64) -> Option<String> {
         .as_array()?
         .iter()
         .find_map(|f| {
-            (f["field_id"] == json!(field_id)).then(|| f["values"][0]["value"].to_string())
+            (f["field_id"] == json!(field_id))
+                .then(|| f["values"][0]["value"].as_str().map(str::to_string))
+                .flatten()
         })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bookings_reach_amocrm_once_with_source_transcript_and_task() {
-    let tg = FakeTelegram::start().await;
-    let amo = FakeAmo::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let config = dir.path().join("zapis.toml");
+/// The CRM side of the story: one fake, seen through what a manager would look at.
+enum Crm {
+    Amo(FakeAmo),
+    Bitrix { fake: FakeBitrix, deal_mode: bool },
+}
+
+impl Crm {
+    fn config(&self) -> String {
+        match self {
+            Crm::Amo(amo) => format!(
+                r#"
+[crm]
+system = "amocrm"
+reconcile_interval = "1s"
+
+[crm.amocrm]
+base_url = "{url}"
+token = "{token}"
+pipeline_id = {pipeline}
+new_status_id = {status_new}
+booking_id_field_id = {field}
+loss_reason_id = 7
+"#,
+                url = amo.base_url,
+                token = amo_fake::LONG_LIVED_TOKEN,
+                pipeline = amo_fake::PIPELINE_ID,
+                status_new = amo_fake::STATUS_NEW,
+                field = amo_fake::FIELD_BOOKING_ID,
+            ),
+            Crm::Bitrix { fake, deal_mode } => format!(
+                r#"
+[crm]
+system = "bitrix24"
+reconcile_interval = "1s"
+
+[crm.bitrix24]
+webhook_url = "{url}"
+mode = "{mode}"
+category_id = {category}
+booking_id_field = "{field}"
+todo = "{todo}"
+responsible_id = 5
+application_token = "{token}"
+sources = {{ telegram = "UC_TELEGRAM" }}
+"#,
+                url = fake.webhook_url(),
+                mode = if *deal_mode { "deal" } else { "lead" },
+                category = if *deal_mode { b24_fake::CATEGORY } else { 0 },
+                field = b24_fake::BOOKING_FIELD,
+                todo = if *deal_mode { "activity" } else { "task" },
+                token = b24_fake::APPLICATION_TOKEN,
+            ),
+        }
+    }
+
+    fn source(&self) -> &'static str {
+        match self {
+            Crm::Amo(_) => "amocrm",
+            Crm::Bitrix { .. } => "bitrix24",
+        }
+    }
+
+    fn entity(&self) -> &'static str {
+        match self {
+            Crm::Bitrix {
+                deal_mode: true, ..
+            } => "deal",
+            _ => "lead",
+        }
+    }
+
+    fn leads(&self) -> Vec<Value> {
+        match self {
+            Crm::Amo(amo) => amo.leads(),
+            Crm::Bitrix {
+                fake,
+                deal_mode: true,
+            } => fake.deals(),
+            Crm::Bitrix { fake, .. } => fake.leads(),
+        }
+    }
+
+    fn lead(&self, id: &str) -> Value {
+        match self {
+            Crm::Amo(amo) => amo.lead(id),
+            Crm::Bitrix {
+                fake,
+                deal_mode: true,
+            } => fake.deal(id),
+            Crm::Bitrix { fake, .. } => fake.lead(id),
+        }
+    }
+
+    fn lead_id(lead: &Value) -> String {
+        match &lead["id"] {
+            Value::Null => lead["ID"].as_str().expect("Bitrix24 ID").to_string(),
+            id => id.to_string(),
+        }
+    }
+
+    fn stage(&self, lead: &Value) -> String {
+        match self {
+            Crm::Amo(_) => lead["status_id"].to_string(),
+            Crm::Bitrix {
+                deal_mode: true, ..
+            } => lead["STAGE_ID"].as_str().unwrap_or_default().to_string(),
+            Crm::Bitrix { .. } => lead["STATUS_ID"].as_str().unwrap_or_default().to_string(),
+        }
+    }
+
+    fn new_stage(&self) -> String {
+        match self {
+            Crm::Amo(_) => amo_fake::STATUS_NEW.to_string(),
+            Crm::Bitrix {
+                deal_mode: true, ..
+            } => format!("C{}:NEW", b24_fake::CATEGORY),
+            Crm::Bitrix { .. } => "NEW".into(),
+        }
+    }
+
+    fn cancelled_stage(&self) -> String {
+        match self {
+            Crm::Amo(_) => amo_fake::LOST.to_string(),
+            Crm::Bitrix {
+                deal_mode: true, ..
+            } => format!("C{}:LOSE", b24_fake::CATEGORY),
+            Crm::Bitrix { .. } => "JUNK".into(),
+        }
+    }
+
+    fn price(&self, lead: &Value) -> String {
+        match self {
+            Crm::Amo(_) => lead["price"].to_string(),
+            Crm::Bitrix { .. } => lead["OPPORTUNITY"].as_str().unwrap_or_default().to_string(),
+        }
+    }
+
+    fn booking_id(&self, lead: &Value) -> Option<String> {
+        match self {
+            Crm::Amo(_) => custom_field(lead, amo_fake::FIELD_BOOKING_ID),
+            Crm::Bitrix { .. } => lead[b24_fake::BOOKING_FIELD].as_str().map(str::to_string),
+        }
+    }
+
+    fn transcript(&self, lead_id: &str) -> String {
+        match self {
+            Crm::Amo(amo) => amo
+                .notes_of(lead_id)
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+            Crm::Bitrix { fake, .. } => fake
+                .comments_of(self.entity(), lead_id)
+                .iter()
+                .map(|c| c["COMMENT"].to_string())
+                .collect(),
+        }
+    }
+
+    /// Tasks or to-dos set for the manager.
+    fn tasks(&self) -> usize {
+        match self {
+            Crm::Amo(amo) => amo.tasks().len(),
+            Crm::Bitrix {
+                fake,
+                deal_mode: true,
+            } => fake.activities().len(),
+            Crm::Bitrix { fake, .. } => fake.tasks().len(),
+        }
+    }
+
+    /// How many client records the CRM holds: contacts, and in lead mode the leads' own
+    /// phones for clients without a contact.
+    fn client_records(&self) -> usize {
+        match self {
+            Crm::Amo(amo) => amo.contacts().len(),
+            Crm::Bitrix { fake, .. } => fake.contacts().len(),
+        }
+    }
+
+    fn debug_clients(&self) -> String {
+        match self {
+            Crm::Amo(amo) => format!("{:#?}", amo.contacts()),
+            Crm::Bitrix { fake, .. } => format!("{:#?} calls {:?}", fake.contacts(), fake.calls()),
+        }
+    }
+
+    /// A manager drags the lead to "cancelled"; returns the webhook body the CRM then sends.
+    fn manager_cancels(&self, lead_id: &str) -> String {
+        match self {
+            Crm::Amo(amo) => {
+                let old = amo.move_by_manager(lead_id, amo_fake::LOST);
+                amo.status_webhook_form(lead_id, amo_fake::LOST, old)
+            }
+            Crm::Bitrix { fake, .. } => {
+                fake.move_by_manager(self.entity(), lead_id, &self.cancelled_stage());
+                self.update_event(lead_id)
+            }
+        }
+    }
+
+    /// The webhook the CRM sends about a stage change zapis made itself.
+    fn echo_of_our_cancel(&self, lead_id: &str) -> String {
+        match self {
+            Crm::Amo(amo) => amo.status_webhook_form(lead_id, amo_fake::LOST, amo_fake::STATUS_NEW),
+            Crm::Bitrix { .. } => self.update_event(lead_id),
+        }
+    }
+
+    fn update_event(&self, lead_id: &str) -> String {
+        let Crm::Bitrix { fake, deal_mode } = self else {
+            unreachable!("Bitrix24 only")
+        };
+        let code = if *deal_mode {
+            "ONCRMDEALUPDATE"
+        } else {
+            "ONCRMLEADUPDATE"
+        };
+        fake.event_form(code, lead_id)
+    }
+
+    fn assert_rate_kept(&self) {
+        match self {
+            Crm::Amo(amo) => assert!(
+                amo.max_per_second() <= amo_fake::MAX_RPS,
+                "amoCRM saw {} requests in a second",
+                amo.max_per_second()
+            ),
+            Crm::Bitrix { fake, .. } => {
+                assert!(
+                    fake.max_level() <= b24_fake::BUCKET_LIMIT,
+                    "the portal's bucket reached {}",
+                    fake.max_level()
+                );
+                assert_eq!(fake.throttled(), 0, "QUERY_LIMIT_EXCEEDED answers");
+            }
+        }
+    }
+}
+
+fn write_config(dir: &Path, tg: &FakeTelegram, crm: &Crm) -> (String, u16) {
+    let store_url = format!("sqlite://{}", dir.join("zapis.db").display());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     std::fs::write(
-        &config,
+        dir.join("zapis.toml"),
         format!(
             r#"
 [store]
@@ -67,91 +315,227 @@ poll = "100ms"
 
 [http]
 listen = "127.0.0.1:{port}"
-webhook_secret = "{secret}"
-
-[crm]
-system = "amocrm"
-
-[crm.amocrm]
-base_url = "{amo_url}"
-token = "{amo_token}"
-pipeline_id = {pipeline}
-new_status_id = {status_new}
-booking_id_field_id = {field}
-loss_reason_id = 7
-"#,
+webhook_secret = "{SECRET}"
+{crm}"#,
             tg_url = tg.api_url(),
-            amo_url = amo.base_url,
-            amo_token = fake::LONG_LIVED_TOKEN,
-            pipeline = fake::PIPELINE_ID,
-            status_new = fake::STATUS_NEW,
-            field = fake::FIELD_BOOKING_ID,
-            port = port,
-            secret = SECRET,
+            crm = crm.config(),
         ),
     )
     .unwrap();
-    let service = Service::start(&config);
+    (store_url, port)
+}
 
+async fn post_webhook(port: u16, source: &str, body: String) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{port}/webhooks/{source}/{SECRET}"
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("webhook delivered")
+        .status()
+}
+
+async fn book(user: &FakeUser, start: &str, service: &str, phone: &str) {
+    user.send_text(start);
+    user.wait_for_text("Салон «Лилия»", WAIT).await;
+    book_first_slot(user, service, phone, "Анна").await;
+    user.wait_for_text("вы записаны", WAIT).await;
+}
+
+async fn record_status(store: &Store, booking_id: &str) -> String {
+    use sqlx::Row;
+    sqlx::query("SELECT status FROM sandbox_records WHERE booking_id = $1")
+        .bind(booking_id)
+        .fetch_one(store.pool())
+        .await
+        .expect("the schedule record")
+        .try_get::<String, _>("status")
+        .expect("status")
+}
+
+fn told_of_cancel(user: &FakeUser) -> usize {
+    user.history()
+        .iter()
+        .filter(|m| m.text.contains("Салон отменил вашу запись"))
+        .count()
+}
+
+async fn two_way_story(crm: Crm) {
+    let tg = FakeTelegram::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (store_url, port) = write_config(dir.path(), &tg, &crm);
+    let service = Service::start(&dir.path().join("zapis.toml"));
+    let label = crm.source().to_string() + " " + crm.entity();
+
+    // A booking from a deep link: contact, lead, transcript, task.
     let ann = tg.user(1001);
-    ann.send_text("/start src_landing");
-    ann.wait_for_text("Салон «Лилия»", WAIT).await;
-    book_first_slot(&ann, "Женская стрижка", "+7 912 345-67-89", "Анна").await;
-    ann.wait_for_text("вы записаны", WAIT).await;
-
+    book(
+        &ann,
+        "/start src_landing",
+        "Женская стрижка",
+        "+7 912 345-67-89",
+    )
+    .await;
     until("one lead with a task", || {
-        amo.leads().len() == 1 && amo.tasks().len() == 1
+        crm.leads().len() == 1 && crm.tasks() == 1
     })
     .await;
-    let contacts = amo.contacts();
-    assert_eq!(contacts.len(), 1, "{contacts:#?}");
-    let lead = amo.leads().remove(0);
-    assert_eq!(lead["status_id"], json!(fake::STATUS_NEW));
-    assert_eq!(lead["pipeline_id"], json!(fake::PIPELINE_ID));
-    assert_eq!(lead["price"], json!(2000));
+    let lead = crm.leads().remove(0);
+    let first_id = Crm::lead_id(&lead);
+    assert_eq!(crm.stage(&lead), crm.new_stage(), "{label}: {lead:#}");
     assert!(
-        custom_field(&lead, fake::FIELD_BOOKING_ID).is_some(),
-        "{lead:#}"
+        crm.price(&lead).starts_with("2000"),
+        "{label}: {}",
+        crm.price(&lead)
     );
-    let lead_id = lead["id"].to_string();
-    let notes = amo.notes_of(&lead_id);
-    let text: String = notes.iter().map(|n| n.to_string()).collect();
-    assert!(
-        text.contains("/start src_landing"),
-        "the transcript starts at the deep link: {text}"
-    );
-    assert!(text.contains("Анна"), "{text}");
+    let first_booking = crm
+        .booking_id(&lead)
+        .expect("the lead carries our booking id");
+    until("the transcript", || {
+        crm.transcript(&first_id).contains("/start src_landing")
+    })
+    .await;
+    assert!(crm.transcript(&first_id).contains("Анна"), "{label}");
+    let clients = crm.client_records();
 
-    // Another chat, the same phone as a person types it: the contact is reused.
+    // The same phone typed the way people type it, from another chat: no second client.
     let same = tg.user(1002);
-    same.send_text("/start");
-    same.wait_for_text("Салон «Лилия»", WAIT).await;
-    book_first_slot(&same, "Маникюр", "8 (912) 345 67 89", "Анна").await;
-    same.wait_for_text("вы записаны", WAIT).await;
+    book(&same, "/start", "Маникюр", "8 (912) 345 67 89").await;
     until("the second lead", || {
-        amo.leads().len() == 2 && amo.tasks().len() == 2
+        crm.leads().len() == 2 && crm.tasks() == 2
     })
     .await;
     assert_eq!(
-        amo.contacts().len(),
-        1,
-        "no duplicate contact: {:#?}",
-        amo.contacts()
+        crm.client_records(),
+        clients,
+        "{label}: no duplicate contact: {}",
+        crm.debug_clients()
     );
+    let second_id = crm
+        .leads()
+        .iter()
+        .map(Crm::lead_id)
+        .find(|id| *id != first_id)
+        .expect("second lead");
+    let second_booking = crm.booking_id(&crm.lead(&second_id)).unwrap();
 
-    // Cancelling in the chat moves the first lead to "lost".
+    // Cancelled in the chat → the lead moves to the cancelled stage.
     press_label(&ann, "Мои записи").await;
     press_label(&ann, "Отменить").await;
     press_label(&ann, "Да, отменить").await;
     ann.wait_for_text("Запись отменена", WAIT).await;
-    until("the lead moved to lost", || {
-        amo.lead(&lead_id)["status_id"] == json!(fake::LOST)
+    until("the lead moved to cancelled", || {
+        crm.stage(&crm.lead(&first_id)) == crm.cancelled_stage()
     })
     .await;
-    assert!(
-        amo.max_per_second() <= 7,
-        "the CRM saw {} requests in a second",
-        amo.max_per_second()
-    );
+
+    // The CRM tells us about our own move: nothing more happens.
+    let status = post_webhook(port, crm.source(), crm.echo_of_our_cancel(&first_id)).await;
+    assert!(status.is_success(), "{label}: {status}");
+
+    // A manager cancels the second lead in the CRM → the visit is cancelled and the client told.
+    let status = post_webhook(port, crm.source(), crm.manager_cancels(&second_id)).await;
+    assert!(status.is_success(), "{label}: {status}");
+    same.wait_for_text("Салон отменил вашу запись", WAIT).await;
+    let store = Store::connect(&store_url).await.unwrap();
+    assert_eq!(record_status(&store, &second_booking).await, "cancelled");
+
+    // A manager cancels a third lead and the webhook is lost: reconciliation catches it.
+    let third = tg.user(1003);
+    book(&third, "/start", "Маникюр", "+7 913 000-11-22").await;
+    until("the third lead", || crm.leads().len() == 3).await;
+    let third_id = crm
+        .leads()
+        .iter()
+        .map(Crm::lead_id)
+        .find(|id| *id != first_id && *id != second_id)
+        .expect("third lead");
+    let third_booking = crm.booking_id(&crm.lead(&third_id)).unwrap();
+    let _lost = crm.manager_cancels(&third_id);
+    third.wait_for_text("Салон отменил вашу запись", WAIT).await;
+    assert_eq!(record_status(&store, &third_booking).await, "cancelled");
+
+    // Nobody was told twice, and the client who cancelled herself was not told at all.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(told_of_cancel(&ann), 0, "{label}: echo reached the client");
+    assert_eq!(told_of_cancel(&same), 1, "{label}");
+    assert_eq!(told_of_cancel(&third), 1, "{label}");
+    assert_eq!(record_status(&store, &first_booking).await, "cancelled");
+    // A manager's cancel is not sent back to the CRM as a move of ours.
+    assert_eq!(crm.stage(&crm.lead(&second_id)), crm.cancelled_stage());
+    crm.assert_rate_kept();
+    store.close().await;
+    service.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amocrm_booking_story_both_ways() {
+    two_way_story(Crm::Amo(FakeAmo::start().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitrix24_deal_mode_booking_story_both_ways() {
+    two_way_story(Crm::Bitrix {
+        fake: FakeBitrix::start().await,
+        deal_mode: true,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitrix24_lead_mode_booking_story_both_ways() {
+    two_way_story(Crm::Bitrix {
+        fake: FakeBitrix::start().await,
+        deal_mode: false,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitrix24_events_with_a_wrong_token_are_refused() {
+    let tg = FakeTelegram::start().await;
+    let crm = Crm::Bitrix {
+        fake: FakeBitrix::start().await,
+        deal_mode: true,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (store_url, port) = write_config(dir.path(), &tg, &crm);
+    let service = Service::start(&dir.path().join("zapis.toml"));
+    let forged = crm
+        .update_event("7405")
+        .replace(b24_fake::APPLICATION_TOKEN, "forged-token");
+    let mut status = reqwest::StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..100 {
+        match reqwest::Client::new()
+            .post(format!(
+                "http://127.0.0.1:{port}/webhooks/bitrix24/{SECRET}"
+            ))
+            .body(forged.clone())
+            .send()
+            .await
+        {
+            Ok(r) => {
+                status = r.status();
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+    let good = post_webhook(port, "bitrix24", crm.update_event("7405")).await;
+    assert!(good.is_success(), "{good}");
+    let store = Store::connect(&store_url).await.unwrap();
+    use sqlx::Row;
+    let stored: i64 = sqlx::query("SELECT COUNT(*) AS n FROM sync_inbox")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+    assert_eq!(stored, 1, "only the genuine event reached the inbox");
+    store.close().await;
     service.stop();
 }

@@ -944,6 +944,31 @@ impl Crm for AmoCrm {
             None => Ok(None),
         }
     }
+
+    async fn cancelled_among(&self, lead_ids: &[String]) -> Result<Vec<String>, CrmError> {
+        let cancelled = self.inner.config.cancelled_status_id;
+        let mut found = Vec::new();
+        // `filter[id][]` takes a list; a page holds at most 250 leads.
+        for chunk in lead_ids.chunks(250) {
+            let mut query: Vec<(&str, String)> = Vec::with_capacity(chunk.len() + 1);
+            for id in chunk {
+                query.push(("filter[id][]", lead_id(id)?.to_string()));
+            }
+            query.push(("limit", "250".into()));
+            let Some(bytes) = self.get("/api/v4/leads", &query).await? else {
+                continue;
+            };
+            let page: LeadsPage = parse_body(&bytes, "lead list")?;
+            found.extend(
+                page.embedded
+                    .leads
+                    .iter()
+                    .filter(|l| l.status_id == cancelled)
+                    .map(|l| l.id.to_string()),
+            );
+        }
+        Ok(found)
+    }
 }
 
 // -------------------------------------------------------------------- status mapping

@@ -551,7 +551,8 @@ impl Bitrix24 {
         self.inner.clock.now()
     }
 
-    fn is_deal(&self) -> bool {
+    /// Deal mode (contact + deal) rather than lead mode.
+    pub fn is_deal(&self) -> bool {
         self.inner.config.mode == Bitrix24Mode::Deal
     }
 
@@ -1198,7 +1199,13 @@ impl Bitrix24 {
             .await?;
         let mut contacts: Vec<ContactIn> = raw
             .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
+            .filter_map(|v| match serde_json::from_value(v) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable Bitrix24 contact skipped");
+                    None
+                }
+            })
             .collect();
         contacts.sort_by_key(|c| id_of(&c.id).unwrap_or(i64::MAX));
         Ok(contacts)
@@ -1783,6 +1790,39 @@ impl Crm for Bitrix24 {
             None => Ok(None),
         }
     }
+
+    async fn cancelled_among(&self, lead_ids: &[String]) -> Result<Vec<String>, CrmError> {
+        let method = format!("{}.list", self.entity_prefix());
+        let mut found = Vec::new();
+        // `@ID` is Bitrix24's "in list" filter; a page holds 50 items, so 50 ids a call.
+        for chunk in lead_ids.chunks(50) {
+            let ids = chunk
+                .iter()
+                .map(|id| entity_id(id))
+                .collect::<Result<Vec<i64>, CrmError>>()?;
+            let answer = self
+                .call(
+                    &method,
+                    json!({
+                        "filter": {"@ID": ids},
+                        "select": ["ID", "STAGE_ID", "STATUS_ID", "CATEGORY_ID"],
+                    }),
+                )
+                .await?;
+            let Value::Array(items) = answer.result else {
+                continue;
+            };
+            for item in items {
+                let e: EntityIn = parse_value(item, "entity")?;
+                if self.classify(&self.stage_of(&e)) == Some(Stage::Cancelled)
+                    && let Some(id) = id_of(&e.id)
+                {
+                    found.push(id.to_string());
+                }
+            }
+        }
+        Ok(found)
+    }
 }
 
 // -------------------------------------------------------------------- events in
@@ -1938,10 +1978,16 @@ struct MultiIn {
 struct ContactIn {
     #[serde(rename = "ID")]
     id: Value,
-    #[serde(rename = "PHONE", default)]
+    #[serde(rename = "PHONE", default, deserialize_with = "null_as_empty")]
     phone: Vec<MultiIn>,
-    #[serde(rename = "EMAIL", default)]
+    #[serde(rename = "EMAIL", default, deserialize_with = "null_as_empty")]
     email: Vec<MultiIn>,
+}
+
+/// A multiple field the contact has no value in comes back as `null` when it is selected by
+/// name: that is "none", not a reason to skip the contact (and create a duplicate).
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<MultiIn>, D::Error> {
+    Ok(Option::<Vec<MultiIn>>::deserialize(d)?.unwrap_or_default())
 }
 
 impl ContactIn {

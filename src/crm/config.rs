@@ -28,10 +28,30 @@ pub const AMO_LOST_STATUS_ID: i64 = 143;
 #[serde(deny_unknown_fields)]
 pub struct CrmConfig {
     pub system: CrmSystem,
+    /// How often the leads of upcoming bookings are re-read for a manager's cancel that no
+    /// webhook reported (Bitrix24 never re-sends a lost event).
+    #[serde(
+        default = "default_reconcile_interval",
+        deserialize_with = "de_reconcile_interval"
+    )]
+    pub reconcile_interval: Duration,
     #[serde(default)]
     pub amocrm: Option<AmoCrmConfig>,
     #[serde(default)]
     pub bitrix24: Option<Bitrix24Config>,
+}
+
+fn default_reconcile_interval() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn de_reconcile_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    let interval = crate::sync::config::parse_duration(&text).map_err(serde::de::Error::custom)?;
+    if interval.is_zero() {
+        return Err(serde::de::Error::custom("must be longer than zero"));
+    }
+    Ok(interval)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -344,6 +364,10 @@ pub struct Bitrix24Config {
     /// `auth[application_token]` of outbound events; events are refused without a match.
     #[serde(default)]
     pub application_token: Option<SecretString>,
+    /// A manager moving a deal (lead) to the cancelled stage cancels the visit in the
+    /// schedule and tells the client.
+    #[serde(default = "default_true")]
+    pub cancel_from_crm: bool,
     /// Bitrix24 documents no comment size limit; long transcripts are split for readability.
     #[serde(default = "default_note_max_chars")]
     pub note_max_chars: usize,
@@ -405,6 +429,7 @@ impl Bitrix24Config {
             responsible_id: None,
             task_lead_time: default_task_lead_time(),
             application_token: None,
+            cancel_from_crm: true,
             note_max_chars: default_note_max_chars(),
             max_requests_per_second: default_b24_rps(),
             burst: default_b24_burst(),

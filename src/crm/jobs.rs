@@ -283,7 +283,7 @@ pub fn delivery_error(e: CrmError) -> DeliveryError {
                 http_status,
             }
         }
-        CrmError::PaymentRequired { message, .. } => DeliveryError::Permanent {
+        CrmError::PaymentRequired { message, .. } => DeliveryError::PaymentRequired {
             message,
             http_status,
         },

@@ -7,6 +7,7 @@ pub mod amocrm;
 pub mod bitrix24;
 pub mod config;
 pub mod jobs;
+pub mod reconcile;
 pub mod tokens;
 
 use std::time::Duration;
@@ -279,6 +280,11 @@ pub trait Crm: Send + Sync {
 
     /// The lead's current stage, or `None` if the CRM no longer has it.
     async fn get_lead(&self, lead_id: &str) -> Result<Option<CrmLead>, CrmError>;
+
+    /// Of these leads (deals), the ones now in the configured "cancelled" stage, read in as
+    /// few calls as the CRM allows. The periodic reconciliation asks this about the leads of
+    /// upcoming bookings, since a webhook can be lost (Bitrix24 never re-sends one).
+    async fn cancelled_among(&self, lead_ids: &[String]) -> Result<Vec<String>, CrmError>;
 
     /// Search-before-create: the safe way to push a booking after an unknown outcome.
     async fn ensure_lead(&self, req: &LeadRequest) -> Result<LeadOutcome, CrmError> {

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::booking::changes::{ChangeApplier, Origin, ScheduleChange};
-use crate::booking::{BookingError, BookingSystem};
+use crate::booking::BookingSystem;
+use crate::booking::changes::ChangeApplier;
 use crate::crm::amocrm::{WebhookEvent, parse_webhook};
+use crate::crm::reconcile::cancel_from_crm;
 use crate::sync::inbox::{InboxHandler, InboxMessage};
 use crate::sync::{Delivered, DeliveryError, JobContext};
 
@@ -55,26 +56,14 @@ impl InboxHandler for AmoCrmInbox {
             let Some(booking) = ctx.store.booking(&booking_id).await.map_err(transient)? else {
                 continue;
             };
-            if !booking.status.is_active() {
-                continue;
-            }
-            if let Some(record) = &booking.external_id {
-                match self.booking.cancel(record).await {
-                    Ok(()) | Err(BookingError::NotFound(_)) => {}
-                    Err(BookingError::Unavailable(m)) => return Err(DeliveryError::transient(m)),
-                    Err(e) => return Err(DeliveryError::permanent(e.to_string())),
-                }
-            }
-            self.applier
-                .apply_from(
-                    ctx.store,
-                    &booking,
-                    &ScheduleChange::Cancelled,
-                    Origin::Crm,
-                    ctx.now,
-                )
-                .await
-                .map_err(transient)?;
+            cancel_from_crm(
+                ctx.store,
+                self.booking.as_ref(),
+                &self.applier,
+                &booking,
+                ctx.now,
+            )
+            .await?;
         }
         Ok(Delivered::done())
     }

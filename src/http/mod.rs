@@ -2,6 +2,7 @@
 //! A webhook is acknowledged only after it is stored; the sync engine processes it.
 
 pub mod amocrm_inbox;
+pub mod bitrix24_inbox;
 pub mod max_inbox;
 pub mod yclients_inbox;
 
@@ -29,6 +30,8 @@ pub struct HttpState {
     pub clock: std::sync::Arc<dyn Clock>,
     /// MAX signs its deliveries with this header secret (`max.webhook_secret`).
     pub max_secret: Option<SecretString>,
+    /// Bitrix24 puts this in every outbound event (`crm.bitrix24.application_token`).
+    pub bitrix24_token: Option<SecretString>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -76,6 +79,25 @@ async fn webhook(
             .unwrap_or("");
         if !same_secret(given, expected.expose_secret()) {
             return (StatusCode::UNAUTHORIZED, "bad secret");
+        }
+    }
+    if *source == "bitrix24" {
+        // Bitrix24 events are unsigned: the application token inside is the only proof of
+        // origin, so a forged event is refused before it reaches the inbox.
+        let Some(token) = &state.bitrix24_token else {
+            tracing::warn!("Bitrix24 event refused: crm.bitrix24.application_token is not set");
+            return (StatusCode::FORBIDDEN, "events are not enabled");
+        };
+        match crate::crm::bitrix24::parse_event(&body, token) {
+            Ok(_) => {}
+            Err(
+                crate::crm::bitrix24::EventError::WrongToken
+                | crate::crm::bitrix24::EventError::MissingToken,
+            ) => return (StatusCode::UNAUTHORIZED, "bad application token"),
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable Bitrix24 event refused");
+                return (StatusCode::BAD_REQUEST, "unreadable event");
+            }
         }
     }
     let Ok(text) = std::str::from_utf8(&body) else {

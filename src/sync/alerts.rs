@@ -18,6 +18,8 @@ pub enum AlertKind {
     Recovered,
     /// The system refused our credentials even after a token refresh.
     AuthFailed,
+    /// The system's account is not paid; writes wait in the queue until it is.
+    PaymentRequired,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,6 +48,13 @@ impl Alert {
             AlertKind::Recovered => format!(
                 "✅ {} ({}) is delivering again after {duration}.",
                 self.system, self.business_id
+            ),
+            AlertKind::PaymentRequired => format!(
+                "💳 {} ({}) blocks writes: the account is not paid. Operations wait in the queue \
+                 and go out once it is paid. {}",
+                self.system,
+                self.business_id,
+                self.last_error.as_deref().unwrap_or("")
             ),
             AlertKind::AuthFailed => format!(
                 "⛔ {} ({}) refuses our credentials; reconnect the integration. {}",

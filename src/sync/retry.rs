@@ -32,6 +32,14 @@ pub enum DeliveryError {
         message: String,
         http_status: Option<u16>,
     },
+    /// The target's account is blocked until somebody pays (amoCRM 402). Retrying cannot
+    /// help today but will once the bill is paid, so the job waits like a transient one
+    /// instead of dying, and the engine alerts at once rather than after `alert_after`.
+    #[error("{message}")]
+    PaymentRequired {
+        message: String,
+        http_status: Option<u16>,
+    },
 }
 
 impl DeliveryError {
@@ -54,7 +62,8 @@ impl DeliveryError {
         match self {
             DeliveryError::Transient { http_status, .. }
             | DeliveryError::Permanent { http_status, .. }
-            | DeliveryError::Auth { http_status, .. } => *http_status,
+            | DeliveryError::Auth { http_status, .. }
+            | DeliveryError::PaymentRequired { http_status, .. } => *http_status,
         }
     }
 
@@ -63,6 +72,7 @@ impl DeliveryError {
             DeliveryError::Transient { .. } => "transient",
             DeliveryError::Permanent { .. } => "permanent",
             DeliveryError::Auth { .. } => "auth",
+            DeliveryError::PaymentRequired { .. } => "payment_required",
         }
     }
 
@@ -98,6 +108,10 @@ impl DeliveryError {
         let http_status = Some(status);
         match status {
             401 | 403 => DeliveryError::Auth {
+                message,
+                http_status,
+            },
+            402 => DeliveryError::PaymentRequired {
                 message,
                 http_status,
             },

@@ -36,6 +36,7 @@ struct Scripted {
     clock: Arc<FakeClock>,
     down_until: Mutex<DateTime<Utc>>,
     permanent: Mutex<bool>,
+    unpaid: Mutex<bool>,
     auth_failures: Mutex<u32>,
     refreshes: Mutex<u32>,
     calls: Mutex<Vec<(String, DateTime<Utc>, bool)>>,
@@ -47,6 +48,7 @@ impl Scripted {
             clock,
             down_until: Mutex::new(t0()),
             permanent: Mutex::new(false),
+            unpaid: Mutex::new(false),
             auth_failures: Mutex::new(0),
             refreshes: Mutex::new(0),
             calls: Mutex::new(Vec::new()),
@@ -78,6 +80,11 @@ impl JobHandler for Scripted {
             Err(DeliveryError::Permanent {
                 message: "HTTP 422: phone +79123456789 is not valid for pipeline 7".into(),
                 http_status: Some(422),
+            })
+        } else if *self.unpaid.lock().unwrap() {
+            Err(DeliveryError::PaymentRequired {
+                message: "HTTP 402: Payment Required".into(),
+                http_status: Some(402),
             })
         } else if *self.auth_failures.lock().unwrap() > 0 {
             *self.auth_failures.lock().unwrap() -= 1;
@@ -520,6 +527,73 @@ async fn auth_errors_refresh_once_then_die_with_one_alert() {
         assert_eq!(
             sink.alerts().iter().map(|a| a.kind).collect::<Vec<_>>(),
             vec![AlertKind::AuthFailed]
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unpaid_account_keeps_jobs_waiting_and_alerts_once_at_once() {
+    for store in testing::all().await {
+        let clock = Arc::new(FakeClock::new(t0()));
+        let target = Scripted::new(clock.clone());
+        let sink = MemorySink::default();
+        let engine = engine(&store, clock.clone(), target.clone(), &sink);
+        *target.unpaid.lock().unwrap() = true;
+        let mut ids = Vec::new();
+        for key in ["a", "b"] {
+            ids.push(
+                engine
+                    .queue()
+                    .enqueue(&job(key, None), t0())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        // Three hours unpaid: the jobs keep waiting on the steady 5–15 minute schedule.
+        for _ in 0..18 {
+            engine.run_due().await.unwrap();
+            clock.advance(chrono::Duration::minutes(10));
+        }
+        for id in &ids {
+            let j = engine.queue().job(*id).await.unwrap().unwrap();
+            assert_eq!(j.state, JobState::Pending, "{j:?}");
+            let wait = j.run_at - clock.now();
+            assert!(wait <= chrono::Duration::minutes(15), "{wait:?}");
+        }
+        let kinds: Vec<AlertKind> = sink.alerts().iter().map(|a| a.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![AlertKind::PaymentRequired],
+            "one alert, sent with the first refusal, no Down storm"
+        );
+        assert_eq!(
+            sink.alerts()[0].at,
+            t0(),
+            "the alert does not wait for alert_after"
+        );
+
+        *target.unpaid.lock().unwrap() = false;
+        clock.advance(chrono::Duration::minutes(15));
+        engine.run_due().await.unwrap();
+        assert_eq!(target.delivered(), vec!["a".to_string(), "b".to_string()]);
+        let kinds: Vec<AlertKind> = sink.alerts().iter().map(|a| a.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![AlertKind::PaymentRequired, AlertKind::Recovered]
+        );
+        let journal = read_journal(
+            &store,
+            &JournalFilter {
+                failed_only: true,
+                ..JournalFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            journal.iter().all(|e| e.outcome == "payment_required"),
+            "{journal:?}"
         );
     }
 }

@@ -337,6 +337,19 @@ impl Engine {
                             )
                         }
                     }
+                    // Nothing is lost while the account is unpaid: the job waits on the
+                    // steady schedule (no early fast steps) until it is paid or too old.
+                    DeliveryError::PaymentRequired { .. } => {
+                        let age = (now - job.age_from).to_std().unwrap_or_default();
+                        if age >= self.policy.max_age {
+                            Disposition::Dead
+                        } else {
+                            let wait = self.policy.delay(u32::MAX, None);
+                            Disposition::Retry(
+                                now + chrono::Duration::from_std(wait).unwrap_or_default(),
+                            )
+                        }
+                    }
                     DeliveryError::Permanent { .. } => Disposition::Dead,
                     // Refreshed just now and the refresh worked: try again at once.
                     DeliveryError::Auth { .. } if refresh == Refresh::Succeeded => {
@@ -396,6 +409,24 @@ impl Engine {
                 "transient" | "auth" => entry.1 = f.error.as_deref(),
                 _ => {}
             }
+            // An unpaid account blocks every write until a person acts: tell them at once,
+            // once per outage, instead of after `alert_after`.
+            if f.journal.outcome == "payment_required" {
+                if let Some(mut alert) = health::record_failure(
+                    self.queue.store(),
+                    &f.journal.business_id,
+                    &format!("{}#payment", f.journal.system),
+                    f.error.as_deref().unwrap_or(""),
+                    Duration::ZERO,
+                    now,
+                )
+                .await?
+                {
+                    alert.kind = AlertKind::PaymentRequired;
+                    alert.system = f.journal.system.clone();
+                    self.alerts.send(&alert).await;
+                }
+            }
             if f.journal.outcome == "auth" && f.disposition == Disposition::Dead {
                 let alert_key = format!("{}#auth", f.journal.system);
                 let since = now;
@@ -425,6 +456,17 @@ impl Engine {
                     now,
                 )
                 .await?;
+                if let Some(mut paid) = health::record_success(
+                    self.queue.store(),
+                    business,
+                    &format!("{system}#payment"),
+                    now,
+                )
+                .await?
+                {
+                    paid.system = system.to_string();
+                    self.alerts.send(&paid).await;
+                }
                 health::record_success(self.queue.store(), business, system, now).await?
             } else if let Some(error) = failure {
                 health::record_failure(

@@ -185,6 +185,34 @@ impl FakeAmo {
         let id: i64 = id.parse().expect("numeric lead id");
         self.lock().leads.get(&id).cloned().expect("lead exists")
     }
+    /// A manager drags a lead to another stage in the account.
+    pub fn move_by_manager(&self, lead_id: &str, status_id: i64) -> i64 {
+        let id: i64 = lead_id.parse().expect("numeric lead id");
+        let mut s = self.lock();
+        let lead = s.leads.get_mut(&id).expect("lead exists");
+        let old = lead["status_id"].as_i64().unwrap_or_default();
+        lead["status_id"] = json!(status_id);
+        old
+    }
+
+    /// The webhook amoCRM POSTs when a lead changes stage: the contract's form with the
+    /// lead's id, stages and pipeline put in, every other field as the contract has it.
+    pub fn status_webhook_form(&self, lead_id: &str, status_id: i64, old_status_id: i64) -> String {
+        let body = contract("webhook-status-lead.form.txt");
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in url::form_urlencoded::parse(&body) {
+            let v = match k.as_ref() {
+                "leads[status][0][id]" => lead_id.to_string(),
+                "leads[status][0][status_id]" => status_id.to_string(),
+                "leads[status][0][old_status_id]" => old_status_id.to_string(),
+                "leads[status][0][pipeline_id]" => PIPELINE_ID.to_string(),
+                _ => v.into_owned(),
+            };
+            out.append_pair(&k, &v);
+        }
+        out.finish()
+    }
+
     pub fn notes_of(&self, lead_id: &str) -> Vec<Value> {
         let id: i64 = lead_id.parse().expect("numeric lead id");
         self.lock()
@@ -372,7 +400,8 @@ async fn handle(
                 return problem(StatusCode::PAYMENT_REQUIRED, "Account is not paid");
             }
             let segments: Vec<&str> = path.trim_start_matches("/api/v4/").split('/').collect();
-            return api(&mut s, &method, &segments, &query, &body);
+            let raw_query = uri.query().unwrap_or("");
+            return api(&mut s, &method, &segments, &query, raw_query, &body);
         }
     };
     if hang {
@@ -446,6 +475,7 @@ fn api(
     method: &Method,
     seg: &[&str],
     query: &HashMap<String, String>,
+    raw_query: &str,
     body: &[u8],
 ) -> Response {
     let json_body = || serde_json::from_slice::<Value>(body);
@@ -520,10 +550,17 @@ fn api(
         },
         ("GET", ["leads"]) => {
             let q = query.get("query").cloned().unwrap_or_default();
+            // `filter[id][]=1&filter[id][]=2` (or `filter[id]=1`): a list, so read it from
+            // the raw query, where repeated keys survive.
+            let ids: Vec<String> = url::form_urlencoded::parse(raw_query.as_bytes())
+                .filter(|(k, _)| k == "filter[id][]" || k == "filter[id]")
+                .map(|(_, v)| v.into_owned())
+                .collect();
             let found: Vec<Value> = s
                 .leads
                 .values()
                 .filter(|l| matches_query(l, &q))
+                .filter(|l| ids.is_empty() || ids.contains(&l["id"].to_string()))
                 .cloned()
                 .collect();
             page("leads", found)

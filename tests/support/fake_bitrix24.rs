@@ -295,6 +295,28 @@ impl FakeBitrix {
         self.lock().deals.insert(id, d);
     }
 
+    /// A manager drags a deal (`entity = "deal"`) or lead to another stage in the portal.
+    pub fn move_by_manager(&self, entity: &str, id: &str, stage: &str) {
+        let id: i64 = id.parse().expect("numeric id");
+        let mut s = self.lock();
+        let (pool, field) = match entity {
+            "deal" => (&mut s.deals, "STAGE_ID"),
+            _ => (&mut s.leads, "STATUS_ID"),
+        };
+        let item = pool.get_mut(&id).expect("entity exists");
+        item[field] = json!(stage);
+    }
+
+    /// The outbound event the portal POSTs about an entity: the contract's example with its
+    /// event code and id replaced, form-encoded with PHP brackets as Bitrix24 sends it.
+    pub fn event_form(&self, event: &str, id: &str) -> String {
+        let mut v = contract_json("event-oncrmdealadd.webhook.json");
+        v["event"] = json!(event);
+        v["data"]["FIELDS"]["ID"] = json!(id);
+        v["auth"]["application_token"] = json!(APPLICATION_TOKEN);
+        php_form(&v)
+    }
+
     // ------------------------------------------------------------- inspection
     pub fn contacts(&self) -> Vec<Value> {
         self.lock().contacts.values().cloned().collect()

@@ -1,0 +1,171 @@
+//! A manager's "cancelled" in the CRM reaching the schedule and the client: the shared step
+//! both CRMs' webhooks end in, and the periodic reconciliation that re-reads the leads of
+//! upcoming bookings, because webhooks get lost (Bitrix24 never re-sends an event, amoCRM
+//! gives up after a few failures).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{Crm, CrmError};
+use crate::booking::changes::{ChangeApplier, Origin, ScheduleChange};
+use crate::booking::{BookingError, BookingSystem};
+use crate::clock::Clock;
+use crate::domain::Booking;
+use crate::store::{Store, StoreError, to_millis};
+use crate::sync::DeliveryError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("reading leads from the CRM failed: {0}")]
+    Crm(#[from] CrmError),
+    #[error("cancelling booking {booking} in the schedule failed: {message}")]
+    Schedule { booking: String, message: String },
+}
+
+/// Cancels a booking because its lead was moved to "cancelled" in the CRM: the schedule
+/// record first (the visit must really be freed), then our store, the client's notice and
+/// no job back to the CRM. `false` when the booking was no longer active — our own move
+/// coming back, or a second event about the same change.
+pub async fn cancel_from_crm(
+    store: &Store,
+    booking_system: &dyn BookingSystem,
+    applier: &ChangeApplier,
+    booking: &Booking,
+    now: DateTime<Utc>,
+) -> Result<bool, DeliveryError> {
+    if !booking.status.is_active() {
+        return Ok(false);
+    }
+    if let Some(record) = &booking.external_id {
+        match booking_system.cancel(record).await {
+            Ok(()) | Err(BookingError::NotFound(_)) => {}
+            Err(BookingError::Unavailable(m)) => return Err(DeliveryError::transient(m)),
+            Err(e) => return Err(DeliveryError::permanent(e.to_string())),
+        }
+    }
+    applier
+        .apply_from(store, booking, &ScheduleChange::Cancelled, Origin::Crm, now)
+        .await
+        .map_err(|e| DeliveryError::transient(format!("store: {e}")))
+}
+
+/// What one reconciliation pass saw and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Upcoming active bookings with a lead in this CRM.
+    pub checked: usize,
+    /// Bookings cancelled because their lead was found in the cancelled stage.
+    pub cancelled: Vec<String>,
+}
+
+pub struct CrmReconciler {
+    pub business_id: String,
+    pub crm: Arc<dyn Crm>,
+    pub booking: Arc<dyn BookingSystem>,
+    pub applier: ChangeApplier,
+}
+
+impl CrmReconciler {
+    /// Re-reads the leads of every upcoming active booking and cancels the visits whose lead a
+    /// manager moved to "cancelled".
+    pub async fn run_once(
+        &self,
+        store: &Store,
+        now: DateTime<Utc>,
+    ) -> Result<ReconcileReport, ReconcileError> {
+        let linked = upcoming_linked(store, &self.business_id, self.crm.system(), now).await?;
+        let mut report = ReconcileReport {
+            checked: linked.len(),
+            ..ReconcileReport::default()
+        };
+        if linked.is_empty() {
+            return Ok(report);
+        }
+        let lead_ids: Vec<String> = linked.iter().map(|(_, lead)| lead.clone()).collect();
+        let cancelled = self.crm.cancelled_among(&lead_ids).await?;
+        for (booking_id, lead) in &linked {
+            if !cancelled.contains(lead) {
+                continue;
+            }
+            let Some(booking) = store.booking(booking_id).await? else {
+                continue;
+            };
+            let changed =
+                cancel_from_crm(store, self.booking.as_ref(), &self.applier, &booking, now)
+                    .await
+                    .map_err(|e| ReconcileError::Schedule {
+                        booking: booking_id.clone(),
+                        message: e.to_string(),
+                    })?;
+            if changed {
+                tracing::info!(
+                    booking = %booking_id,
+                    crm = self.crm.system(),
+                    "lead found cancelled in the CRM by reconciliation; visit cancelled"
+                );
+                report.cancelled.push(booking_id.clone());
+            }
+        }
+        Ok(report)
+    }
+
+    /// Runs a pass every `interval` until `shutdown` turns true. A failed pass is logged and
+    /// retried at the next tick: the next pass re-reads everything anyway.
+    pub async fn run(
+        self,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        interval: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.run_once(&store, clock.now()).await {
+                Ok(r) if !r.cancelled.is_empty() => tracing::info!(
+                    checked = r.checked,
+                    cancelled = r.cancelled.len(),
+                    "CRM reconciliation pass"
+                ),
+                Ok(r) => tracing::debug!(checked = r.checked, "CRM reconciliation pass"),
+                Err(e) => tracing::warn!(error = %e, "CRM reconciliation pass failed"),
+            }
+        }
+    }
+}
+
+/// `(booking id, lead id)` of active bookings from `now` on that have a lead in `system`.
+async fn upcoming_linked(
+    store: &Store,
+    business_id: &str,
+    system: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT b.id, l.external_id FROM bookings b \
+         JOIN links l ON l.business_id = b.business_id AND l.entity = 'booking' \
+              AND l.entity_id = b.id AND l.system = $2 \
+         WHERE b.business_id = $1 AND b.start_at >= $3 AND b.status IN ('requested', 'booked') \
+         ORDER BY b.start_at",
+    )
+    .bind(business_id)
+    .bind(system)
+    .bind(to_millis(now))
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("external_id")?)))
+        .collect()
+}

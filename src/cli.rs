@@ -74,7 +74,8 @@ enum Cmd {
         #[command(flatten)]
         args: JournalArgs,
     },
-    /// Run delivery workers alone, with the generic `http` connector.
+    /// Run delivery workers alone: for the configured systems, or with `--http-target` the
+    /// generic `http` connector.
     Worker {
         #[command(flatten)]
         config: ConfigArg,
@@ -198,8 +199,27 @@ pub async fn main() -> anyhow::Result<()> {
         }
         Cmd::Worker { config, args } => {
             init_tracing("info");
-            let store = sync_store(cli.store, &config).await?;
-            worker_command(store, &args).await?;
+            if args.http_target.is_some() {
+                let store = sync_store(cli.store, &config).await?;
+                worker_command(store, &args).await?;
+            } else {
+                // Workers for the configured systems, e.g. a second process beside
+                // `zapis run` sharing its PostgreSQL queue.
+                let mut config = load(&config.config)?;
+                if let Some(url) = cli.store {
+                    config.store.url = url;
+                }
+                let policy = crate::sync::cli::retry_overrides(config.sync.retry_policy(), &args)?;
+                let app = App::build(config, Arc::new(SystemClock))
+                    .await
+                    .context("opening the store")?;
+                let engine = app
+                    .engine()
+                    .with_policy(policy)
+                    .with_shutdown_grace(args.shutdown_grace);
+                crate::sync::cli::run_until_signal(engine).await?;
+                app.store.close().await;
+            }
             Ok(())
         }
         Cmd::Amocrm(cmd) => {

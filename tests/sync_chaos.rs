@@ -439,3 +439,288 @@ async fn sigterm_releases_running_jobs_and_nothing_is_lost() {
     );
     assert_exactly_once(&store, &queue, &target, N).await;
 }
+
+// ------------------------------------------------------------------ against the CRM fakes
+
+/// Which CRM fake the chaos runs against.
+enum CrmFake {
+    Amo(support::fake_amocrm::FakeAmo),
+    Bitrix(support::fake_bitrix24::FakeBitrix),
+}
+
+fn crm_booking(i: usize) -> zapis::domain::Booking {
+    use chrono::TimeZone;
+    use zapis::domain::{Booking, BookingStatus, Channel, Money, Source, Utm};
+    Booking {
+        id: format!("chaos-{i:03}"),
+        business_id: "salon".into(),
+        client_phone: zapis::normalize::Phone::parse(&format!(
+            "+7 912 {:03} {:04}",
+            i / 10_000,
+            i % 10_000
+        ))
+        .expect("phone"),
+        client_name: format!("Клиент {i}"),
+        client_email: None,
+        service_id: "s1".into(),
+        service_name: "Стрижка".into(),
+        master_id: "m1".into(),
+        master_name: "Ольга".into(),
+        start: chrono::Utc.with_ymd_and_hms(2030, 6, 1, 10, 0, 0).unwrap()
+            + chrono::Duration::hours(i as i64),
+        duration_min: 60,
+        price: Money::from_rubles(1500),
+        status: BookingStatus::Booked,
+        source: Source {
+            channel: Channel::Telegram,
+            payload: Some("src_chaos".into()),
+            link_name: None,
+            utm: Utm::default(),
+        },
+        chat: None,
+        external_id: None,
+        created_at: chrono::Utc::now(),
+    }
+}
+
+/// Bookings and their "create the lead" jobs, committed together as the bot does.
+async fn seed_bookings(store: &Store, n: usize) {
+    for i in 0..n {
+        let booking = crm_booking(i);
+        let mut tx = store.pool().begin().await.unwrap();
+        zapis::store::insert_booking_in(&mut tx, &booking)
+            .await
+            .unwrap();
+        let job = zapis::effects::booking_job(
+            "salon",
+            booking_crm_system(),
+            zapis::effects::BOOKING_CREATED,
+            &booking.id,
+            None,
+            chrono::Utc::now(),
+        );
+        zapis::sync::enqueue_in(&mut tx, &job, chrono::Utc::now())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+}
+
+thread_local! {
+    static SYSTEM: std::cell::Cell<&'static str> = const { std::cell::Cell::new("amocrm") };
+}
+
+fn booking_crm_system() -> &'static str {
+    SYSTEM.with(|s| s.get())
+}
+
+fn spawn_crm_worker(config: &std::path::Path, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("worker log");
+    Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(["worker", "--config"])
+        .arg(config)
+        .args([
+            "--retry-steps",
+            "100ms,200ms,400ms",
+            "--retry-steady",
+            "500ms-1s",
+        ])
+        .env("RUST_LOG", "zapis=warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn zapis worker")
+}
+
+/// The sync engine's chaos against a CRM: 30 % of calls fail in every way a network can,
+/// the worker process is SIGKILLed three times, and the CRM still ends with exactly one
+/// contact, one lead and one task per booking, while its rate limit was never exceeded.
+async fn crm_chaos(crm: CrmFake, n: usize) {
+    use support::chaos_proxy::ChaosProxy;
+    let system = match crm {
+        CrmFake::Amo(_) => "amocrm",
+        CrmFake::Bitrix(_) => "bitrix24",
+    };
+    SYSTEM.with(|s| s.set(system));
+    let upstream = match &crm {
+        CrmFake::Amo(f) => f.base_url.clone(),
+        CrmFake::Bitrix(f) => f.base_url.clone(),
+    };
+    // The CRM clients time out after 1 s; a hang lasts longer.
+    let proxy = ChaosProxy::start(upstream, 0.30, Duration::from_millis(1500)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let crm_section = match &crm {
+        CrmFake::Amo(_) => {
+            use support::fake_amocrm as f;
+            format!(
+                "[crm]\nsystem = \"amocrm\"\n\n[crm.amocrm]\nbase_url = \"{}\"\ntoken = \"{}\"\n\
+                 pipeline_id = {}\nnew_status_id = {}\nbooking_id_field_id = {}\ntimeout_secs = 1\n",
+                proxy.url(""),
+                f::LONG_LIVED_TOKEN,
+                f::PIPELINE_ID,
+                f::STATUS_NEW,
+                f::FIELD_BOOKING_ID
+            )
+        }
+        CrmFake::Bitrix(_) => {
+            use support::fake_bitrix24 as f;
+            format!(
+                "[crm]\nsystem = \"bitrix24\"\n\n[crm.bitrix24]\nwebhook_url = \"{}\"\n\
+                 category_id = {}\nbooking_id_field = \"{}\"\nresponsible_id = 5\ntimeout_secs = 1\n",
+                proxy.url(&format!("/rest/{}/{}/", f::WEBHOOK_USER, f::WEBHOOK_CODE)),
+                f::CATEGORY,
+                f::BOOKING_FIELD
+            )
+        }
+    };
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"{store_url}\"\n\n[business]\nid = \"salon\"\nname = \"Салон\"\n\
+             timezone = \"Europe/Moscow\"\n\n[sync]\nworkers = 2\nbatch = 4\npoll = \"50ms\"\n\
+             lease = \"2s\"\n\n{crm_section}"
+        ),
+    )
+    .unwrap();
+    let store = Store::connect(&store_url).await.unwrap();
+    seed_bookings(&store, n).await;
+    let queue = Queue::new(store.clone());
+    let log = dir.path().join("worker.log");
+
+    let started = Instant::now();
+    for _ in 0..3 {
+        let mut worker = spawn_crm_worker(&config, &log);
+        let life = rand::rng().random_range(2000..4000);
+        tokio::time::sleep(Duration::from_millis(life)).await;
+        worker.kill().expect("SIGKILL the worker");
+        worker.wait().unwrap();
+        // A supervisor restarts after a pause; the CRM's one-second window has passed.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let mut worker = spawn_crm_worker(&config, &log);
+    let settled = wait_all_done(&queue, n, Duration::from_secs(150)).await;
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    let c = proxy.counters();
+    eprintln!(
+        "[{system}] {n} bookings in {:.1}s, 3 SIGKILLs, {} calls, {} faults, {} unknown outcomes, peak {} calls/s",
+        started.elapsed().as_secs_f64(),
+        c.calls,
+        c.faults,
+        c.unknown_outcomes,
+        c.max_per_second
+    );
+    assert!(
+        settled,
+        "[{system}] not all jobs done: {:?}\nworker log:\n{}",
+        queue.stats().await.unwrap(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        c.faults > 0 && c.unknown_outcomes > 0,
+        "the chaos happened: {c:?}"
+    );
+
+    // Exactly one contact, lead and task per booking in the CRM.
+    let (contacts, leads, tasks): (Vec<serde_json::Value>, Vec<serde_json::Value>, usize) =
+        match &crm {
+            CrmFake::Amo(f) => (f.contacts(), f.leads(), f.tasks().len()),
+            CrmFake::Bitrix(f) => (f.contacts(), f.deals(), f.activities().len()),
+        };
+    let mut booking_ids: Vec<String> = leads
+        .iter()
+        .map(|l| match &crm {
+            CrmFake::Amo(_) => l["custom_fields_values"]
+                .as_array()
+                .and_then(|fs| {
+                    fs.iter().find(|f| {
+                        f["field_id"] == serde_json::json!(support::fake_amocrm::FIELD_BOOKING_ID)
+                    })
+                })
+                .and_then(|f| f["values"][0]["value"].as_str())
+                .unwrap_or_default()
+                .to_string(),
+            CrmFake::Bitrix(_) => l[support::fake_bitrix24::BOOKING_FIELD]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        })
+        .collect();
+    booking_ids.sort();
+    let expected: Vec<String> = (0..n).map(|i| format!("chaos-{i:03}")).collect();
+    assert_eq!(
+        booking_ids, expected,
+        "[{system}] one lead per booking, none missing"
+    );
+    assert_eq!(contacts.len(), n, "[{system}] one contact per client");
+    assert_eq!(tasks, n, "[{system}] one task per booking");
+    for b in &expected {
+        assert!(
+            store
+                .external_id("salon", "booking", b, system)
+                .await
+                .unwrap()
+                .is_some(),
+            "{b} is linked to its lead"
+        );
+    }
+    // Every attempt is journaled.
+    let journal = read_journal(&store, &JournalFilter::default())
+        .await
+        .unwrap();
+    let attempts: i64 = queue
+        .jobs_in_state(JobState::Done)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.attempts)
+        .sum();
+    assert_eq!(
+        journal.len() as i64,
+        attempts,
+        "[{system}] a journal row per attempt"
+    );
+    match &crm {
+        CrmFake::Amo(f) => {
+            assert!(
+                c.max_per_second <= support::fake_amocrm::MAX_RPS
+                    && f.max_per_second() <= support::fake_amocrm::MAX_RPS,
+                "[amocrm] {} requests/s sent, {} seen by the CRM",
+                c.max_per_second,
+                f.max_per_second()
+            );
+        }
+        CrmFake::Bitrix(f) => {
+            assert!(
+                f.max_level() <= support::fake_bitrix24::BUCKET_LIMIT,
+                "[bitrix24] the bucket reached {}",
+                f.max_level()
+            );
+        }
+    }
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_against_amocrm_no_duplicate_contacts_or_leads_under_the_rate_limit() {
+    crm_chaos(
+        CrmFake::Amo(support::fake_amocrm::FakeAmo::start().await),
+        30,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_against_bitrix24_no_duplicate_contacts_or_deals_and_the_bucket_holds() {
+    crm_chaos(
+        CrmFake::Bitrix(support::fake_bitrix24::FakeBitrix::start().await),
+        12,
+    )
+    .await;
+}

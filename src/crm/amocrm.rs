@@ -895,6 +895,27 @@ impl Crm for AmoCrm {
             .ok_or_else(|| CrmError::transient("amoCRM added no task"))
     }
 
+    async fn find_task(&self, req: &TaskRequest) -> Result<Option<String>, CrmError> {
+        let id = lead_id(&req.lead_id)?;
+        let query = [
+            ("filter[entity_type]", "leads".to_string()),
+            ("filter[entity_id][]", id.to_string()),
+            ("limit", "250".to_string()),
+        ];
+        let Some(bytes) = self.get("/api/v4/tasks", &query).await? else {
+            return Ok(None);
+        };
+        let page: TasksPage = parse_body(&bytes, "task list")?;
+        Ok(page
+            .embedded
+            .tasks
+            .iter()
+            .filter(|t| t.entity_id == Some(id) && t.text == req.text)
+            .map(|t| t.id)
+            .min()
+            .map(|id| id.to_string()))
+    }
+
     async fn move_lead(
         &self,
         lead_id_str: &str,
@@ -1333,6 +1354,27 @@ struct NotesEmbedded {
 #[derive(Deserialize)]
 struct TasksEmbedded {
     tasks: Vec<AddedIn>,
+}
+
+#[derive(Deserialize)]
+struct TasksPage {
+    #[serde(rename = "_embedded")]
+    embedded: TaskListEmbedded,
+}
+
+#[derive(Deserialize)]
+struct TaskListEmbedded {
+    #[serde(default)]
+    tasks: Vec<TaskIn>,
+}
+
+#[derive(Deserialize)]
+struct TaskIn {
+    id: i64,
+    #[serde(default)]
+    entity_id: Option<i64>,
+    #[serde(default)]
+    text: String,
 }
 
 #[derive(Deserialize)]

@@ -1742,6 +1742,64 @@ impl Crm for Bitrix24 {
         }
     }
 
+    async fn find_task(&self, req: &TaskRequest) -> Result<Option<String>, CrmError> {
+        let id = entity_id(&req.lead_id)?;
+        let title: String = req.text.chars().take(250).collect();
+        let found = match self.inner.config.todo {
+            Bitrix24Todo::Activity => {
+                let answer = self
+                    .call(
+                        "crm.activity.list",
+                        json!({
+                            "filter": {"OWNER_TYPE_ID": self.owner_type_id(), "OWNER_ID": id},
+                            "select": ["ID", "SUBJECT", "DESCRIPTION"],
+                            "order": {"ID": "ASC"},
+                        }),
+                    )
+                    .await?;
+                answer.result.as_array().and_then(|items| {
+                    items
+                        .iter()
+                        .find(|a| {
+                            a.get("SUBJECT").and_then(text_of).as_deref() == Some(&title)
+                                || a.get("DESCRIPTION").and_then(text_of).as_deref()
+                                    == Some(&req.text)
+                        })
+                        .and_then(|a| a.get("ID").and_then(id_of))
+                })
+            }
+            Bitrix24Todo::Task => {
+                let binding = if self.is_deal() {
+                    format!("D_{id}")
+                } else {
+                    format!("L_{id}")
+                };
+                let answer = self
+                    .call(
+                        "tasks.task.list",
+                        json!({
+                            "filter": {"UF_CRM_TASK": binding},
+                            "select": ["ID", "TITLE"],
+                            "order": {"ID": "asc"},
+                        }),
+                    )
+                    .await?;
+                // The tasks module answers `{"tasks": [{"id", "title"}]}` in camelCase.
+                answer
+                    .result
+                    .get("tasks")
+                    .and_then(|t| t.as_array())
+                    .and_then(|items| {
+                        items
+                            .iter()
+                            .find(|t| t.get("title").and_then(text_of).as_deref() == Some(&title))
+                            .and_then(|t| t.get("id").and_then(id_of))
+                    })
+            }
+        };
+        Ok(found.map(|id| id.to_string()))
+    }
+
     async fn move_lead(
         &self,
         lead_id: &str,

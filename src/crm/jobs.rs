@@ -114,6 +114,7 @@ impl CrmJobs {
     async fn created(
         &self,
         booking: &Booking,
+        retry: bool,
         ctx: &JobContext<'_>,
     ) -> Result<Delivered, DeliveryError> {
         let transcript = self.transcript(booking, ctx).await?;
@@ -167,7 +168,16 @@ impl CrmJobs {
                 text,
                 visit_at: booking.start,
             };
-            let task_id = self.crm.create_task(&task).await.map_err(delivery_error)?;
+            // An earlier attempt may have created the task and lost the answer.
+            let existing = if retry {
+                self.crm.find_task(&task).await.map_err(delivery_error)?
+            } else {
+                None
+            };
+            let task_id = match existing {
+                Some(id) => id,
+                None => self.crm.create_task(&task).await.map_err(delivery_error)?,
+            };
             ctx.store
                 .put_link(
                     &booking.business_id,
@@ -210,7 +220,10 @@ impl JobHandler for CrmJobs {
             },
         );
         match job.operation.as_str() {
-            BOOKING_CREATED => self.created(&booking, ctx).await,
+            BOOKING_CREATED => {
+                self.created(&booking, job.maybe_delivered_before(), ctx)
+                    .await
+            }
             BOOKING_CANCELLED => {
                 let lead = self.lead_id(&booking, ctx).await?;
                 let note = t_args(

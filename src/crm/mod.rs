@@ -270,6 +270,11 @@ pub trait Crm: Send + Sync {
     /// Creates a task for the responsible manager; returns the task id.
     async fn create_task(&self, req: &TaskRequest) -> Result<String, CrmError>;
 
+    /// The task this request would create, if an earlier attempt already created it (same
+    /// lead, same text): asked before creating again after an attempt whose outcome is
+    /// unknown, so a lost answer never leaves the manager two tasks.
+    async fn find_task(&self, req: &TaskRequest) -> Result<Option<String>, CrmError>;
+
     /// Moves the lead to a stage and, when given, leaves a note saying why.
     async fn move_lead(
         &self,

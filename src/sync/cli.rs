@@ -69,9 +69,10 @@ pub struct JournalArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
     /// Deliver jobs of `--system` by POSTing their payload to this URL (the generic `http`
-    /// connector).
+    /// connector). Without it, the workers deliver for every system the configuration names
+    /// (CRM, schedule, messengers) with its `[sync]` settings, beside or instead of `zapis run`.
     #[arg(long)]
-    pub http_target: url::Url,
+    pub http_target: Option<url::Url>,
     #[arg(long, default_value = "http")]
     pub system: String,
     #[arg(long, default_value_t = 2)]
@@ -217,7 +218,49 @@ pub async fn worker_command(store: Store, args: &WorkerArgs) -> Result<(), CliEr
         request_timeout: args.request_timeout,
         ..SyncConfig::default()
     };
-    let mut policy = config.retry_policy();
+    let Some(target) = &args.http_target else {
+        return Err(CliError::Usage(
+            "the generic worker needs --http-target".into(),
+        ));
+    };
+    let policy = retry_overrides(config.retry_policy(), args)?;
+    let client = reqwest::Client::builder()
+        .timeout(config.request_timeout)
+        .connect_timeout(config.request_timeout)
+        .build()
+        .map_err(|e| CliError::Usage(format!("http client: {e}")))?;
+    let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
+    if let Some(url) = &args.alert_webhook {
+        sinks.push(Arc::new(WebhookSink::new(client.clone(), url.clone())));
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mut engine = Engine::new(store, clock, config, Alerts::new(sinks))
+        .with_policy(policy)
+        .with_shutdown_grace(args.shutdown_grace);
+    engine.register(
+        &args.system,
+        Arc::new(HttpTarget::new(client, target.clone(), None)),
+    );
+    run_until_signal(engine).await
+}
+
+/// Runs an engine until SIGTERM/SIGINT, then lets running jobs finish or releases them.
+pub async fn run_until_signal(engine: Engine) -> Result<(), CliError> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stopping: finishing running jobs");
+        let _ = stop.send(true);
+    });
+    Arc::new(engine).run(stopped).await?;
+    Ok(())
+}
+
+/// The hidden `--retry-steps` / `--retry-steady` test hooks applied to a policy.
+pub fn retry_overrides(
+    mut policy: RetryPolicy,
+    args: &WorkerArgs,
+) -> Result<RetryPolicy, CliError> {
     if let Some(steps) = &args.retry_steps {
         policy.steps = steps
             .split(',')
@@ -235,31 +278,7 @@ pub async fn worker_command(store: Store, args: &WorkerArgs) -> Result<(), CliEr
             ..policy
         };
     }
-    let client = reqwest::Client::builder()
-        .timeout(config.request_timeout)
-        .connect_timeout(config.request_timeout)
-        .build()
-        .map_err(|e| CliError::Usage(format!("http client: {e}")))?;
-    let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
-    if let Some(url) = &args.alert_webhook {
-        sinks.push(Arc::new(WebhookSink::new(client.clone(), url.clone())));
-    }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut engine = Engine::new(store, clock, config, Alerts::new(sinks))
-        .with_policy(policy)
-        .with_shutdown_grace(args.shutdown_grace);
-    engine.register(
-        &args.system,
-        Arc::new(HttpTarget::new(client, args.http_target.clone(), None)),
-    );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("stopping: finishing running jobs");
-        let _ = stop.send(true);
-    });
-    Arc::new(engine).run(stopped).await?;
-    Ok(())
+    Ok(policy)
 }
 
 async fn shutdown_signal() {

@@ -411,8 +411,8 @@ impl Engine {
             }
             // An unpaid account blocks every write until a person acts: tell them at once,
             // once per outage, instead of after `alert_after`.
-            if f.journal.outcome == "payment_required" {
-                if let Some(mut alert) = health::record_failure(
+            if f.journal.outcome == "payment_required"
+                && let Some(mut alert) = health::record_failure(
                     self.queue.store(),
                     &f.journal.business_id,
                     &format!("{}#payment", f.journal.system),
@@ -421,11 +421,10 @@ impl Engine {
                     now,
                 )
                 .await?
-                {
-                    alert.kind = AlertKind::PaymentRequired;
-                    alert.system = f.journal.system.clone();
-                    self.alerts.send(&alert).await;
-                }
+            {
+                alert.kind = AlertKind::PaymentRequired;
+                alert.system = f.journal.system.clone();
+                self.alerts.send(&alert).await;
             }
             if f.journal.outcome == "auth" && f.disposition == Disposition::Dead {
                 let alert_key = format!("{}#auth", f.journal.system);

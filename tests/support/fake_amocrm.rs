@@ -606,6 +606,36 @@ fn api(
                 .collect();
             page("notes", found)
         }
+        ("GET", ["tasks"]) => {
+            // `filter[entity_id]` needs `filter[entity_type]`; both may be lists.
+            let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw_query.as_bytes())
+                .into_owned()
+                .collect();
+            let values = |key: &str| -> Vec<String> {
+                pairs
+                    .iter()
+                    .filter(|(k, _)| k == key || *k == format!("{key}[]"))
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            };
+            let (types, ids) = (values("filter[entity_type]"), values("filter[entity_id]"));
+            if !ids.is_empty() && types.is_empty() {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "filter[entity_id] needs filter[entity_type]",
+                );
+            }
+            let found: Vec<Value> = s
+                .tasks
+                .iter()
+                .filter(|t| {
+                    types.is_empty() || types.iter().any(|ty| t["entity_type"] == json!(ty))
+                })
+                .filter(|t| ids.is_empty() || ids.contains(&t["entity_id"].to_string()))
+                .cloned()
+                .collect();
+            page("tasks", found)
+        }
         ("POST", ["tasks"]) => match json_body() {
             Ok(Value::Array(items)) => add_tasks(s, items),
             _ => problem(StatusCode::BAD_REQUEST, "Body must be an array"),

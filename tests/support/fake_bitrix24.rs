@@ -870,6 +870,42 @@ fn dispatch(s: &mut Inner, method: &str, p: &Value) -> Outcome {
         }
         "crm.activity.todo.add" => add_todo(s, p),
         "tasks.task.add" => add_task(s, p),
+        "crm.activity.list" => {
+            // Activities as crm.activity.list shows them, to-dos included.
+            let items: Vec<Value> = s
+                .activities
+                .iter()
+                .map(|a| {
+                    json!({
+                        "ID": text(a.get("id")),
+                        "OWNER_TYPE_ID": text(a.get("ownerTypeId")),
+                        "OWNER_ID": text(a.get("ownerId")),
+                        "SUBJECT": a.get("title").cloned().unwrap_or(Value::Null),
+                        "DESCRIPTION": a.get("description").cloned().unwrap_or(Value::Null),
+                        "PROVIDER_ID": "CRM_TODO",
+                    })
+                })
+                .filter(|a| matches_filter(a, param(p, "filter")))
+                .map(|a| select(&a, p))
+                .collect();
+            page(items, p)
+        }
+        "tasks.task.list" => {
+            let binding = param(p, "filter").and_then(|f| text(param(f, "UF_CRM_TASK")));
+            let items: Vec<Value> = s
+                .tasks
+                .iter()
+                .filter(|t| {
+                    binding.as_ref().is_none_or(|b| {
+                        t["UF_CRM_TASK"]
+                            .as_array()
+                            .is_some_and(|a| a.iter().any(|v| text(Some(v)).as_ref() == Some(b)))
+                    })
+                })
+                .map(|t| json!({"id": t["ID"], "title": t["TITLE"]}))
+                .collect();
+            Ok((json!({"tasks": items}), None, None))
+        }
         _ => Err(err(404, "ERROR_METHOD_NOT_FOUND", "Method not found!")),
     }
 }

@@ -138,7 +138,7 @@ type PeerWorker = (
 async fn peer_finish<F, Fut>(
     n: usize,
     drain_start: Instant,
-    workers: Vec<PeerWorker>,
+    mut workers: Vec<PeerWorker>,
     unfinished: F,
 ) -> Duration
 where
@@ -146,6 +146,14 @@ where
     Fut: Future<Output = i64>,
 {
     while unfinished().await > 0 {
+        if let Some(i) = workers
+            .iter()
+            .position(|(_, running)| running.is_finished())
+        {
+            let (_, running) = workers.swap_remove(i);
+            let outcome = running.await.expect("peer worker task");
+            panic!("a peer worker stopped with jobs left: {outcome:?}");
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let drained = drain_start.elapsed();

@@ -1,13 +1,35 @@
 //! Queue throughput with no-op jobs: enqueue, claim, run, complete (with the journal row every
 //! attempt writes), on SQLite and — when ZAPIS_TEST_POSTGRES_URL is set — PostgreSQL, with 1
-//! and 4 workers. The same volume through a bare INSERT + batched DELETE … RETURNING loop is
-//! the floor no queue on that database can beat; the ratio says what the queue's bookkeeping
+//! and 4 workers. The same volume runs, on the same database, through a peer queue (apalis 1.0:
+//! apalis-sqlite / apalis-postgres) and through a bare INSERT + batched DELETE … RETURNING loop,
+//! the floor no queue on that database can beat; the ratios say what each queue's bookkeeping
 //! costs. `cargo bench --bench queue`; ZAPIS_BENCH_JOBS sets the job count (default 20000).
+//!
+//! Every contender gets the same workload: N jobs with a small JSON payload pushed in one bulk
+//! call, then drained by 1 or 4 workers; "drained" means the database says no job is left
+//! unfinished (polled every 5 ms), so each figure includes persisting the last completion.
+//!
+//! apalis settings, chosen to match ours: `Config::batch_size(100)` (our claim batch), a 5 ms
+//! poll interval (`poll_with_interval`, our `poll`), 4 workers = 4 `WorkerBuilder` workers on
+//! clones of one storage (each fetches its own batches, as our 4 worker loops do), defaults
+//! otherwise (`lock_tasks` and `persist_results` on: each task is marked Running before it runs
+//! and its result stored, its counterpart of our running state and journal row). Pushed with
+//! `TaskSink::push_bulk` (one transaction). On SQLite its pool gets our store's settings
+//! (WAL, `synchronous = NORMAL`, 10 s busy timeout, 8 connections); `SqliteStorage::setup`
+//! also sets `synchronous = OFF` on the connection it runs on, so setup runs on a pool of its
+//! own that is closed before the measurement. On PostgreSQL it keeps its `apalis` schema in
+//! the same database (dropped and recreated per run) on an 8-connection pool like ours.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use apalis::prelude::{BackendExt, BoxDynError, TaskSink, WorkerBuilder, WorkerContext};
+use apalis_postgres::PostgresStorage;
+use apalis_sqlite::SqliteStorage;
 use async_trait::async_trait;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use zapis::clock::{Clock, SystemClock};
 use zapis::store::{Backend, Store};
 use zapis::sync::{
@@ -94,6 +116,176 @@ async fn engine_run(store: &Store, n: usize, workers: usize) -> Figures {
     }
 }
 
+/// Jobs the peer's handler has run in the current measurement.
+static PEER_RAN: AtomicUsize = AtomicUsize::new(0);
+
+async fn peer_noop(_job: serde_json::Value) -> Result<(), BoxDynError> {
+    PEER_RAN.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+fn peer_payloads(n: usize) -> Vec<serde_json::Value> {
+    (0..n).map(|i| serde_json::json!({ "n": i })).collect()
+}
+
+type PeerWorker = (
+    WorkerContext,
+    tokio::task::JoinHandle<Result<(), apalis::prelude::WorkerError>>,
+);
+
+/// Waits until `unfinished` reports no job left, then stops the workers; returns the drain
+/// time counted from `drain_start`.
+async fn peer_finish<F, Fut>(
+    n: usize,
+    drain_start: Instant,
+    mut workers: Vec<PeerWorker>,
+    unfinished: F,
+) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = i64>,
+{
+    while unfinished().await > 0 {
+        if let Some(i) = workers
+            .iter()
+            .position(|(_, running)| running.is_finished())
+        {
+            let (_, running) = workers.swap_remove(i);
+            let outcome = running.await.expect("peer worker task");
+            panic!("a peer worker stopped with jobs left: {outcome:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let drained = drain_start.elapsed();
+    for (ctx, _) in &workers {
+        ctx.stop().expect("stop peer worker");
+    }
+    for (_, running) in workers {
+        running
+            .await
+            .expect("peer worker task")
+            .expect("peer worker");
+    }
+    assert_eq!(
+        PEER_RAN.load(Ordering::Relaxed),
+        n,
+        "the peer ran each job once"
+    );
+    drained
+}
+
+async fn apalis_sqlite_run(file: &std::path::Path, n: usize, workers: usize) -> Figures {
+    let options = SqliteConnectOptions::new()
+        .filename(file)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10));
+    // setup() leaves `synchronous = OFF` on the connection it ran on: keep that one out.
+    let setup = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await
+        .expect("apalis sqlite setup pool");
+    SqliteStorage::setup(&setup)
+        .await
+        .expect("apalis sqlite setup");
+    setup.close().await;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .expect("apalis sqlite pool");
+    let config = apalis_sqlite::Config::default()
+        .queue("bench")
+        .batch_size(BATCH);
+    let mut storage = SqliteStorage::new(&pool).with_config(config);
+    let started = Instant::now();
+    storage
+        .push_bulk(peer_payloads(n))
+        .await
+        .expect("apalis sqlite push");
+    let enqueued = started.elapsed();
+    PEER_RAN.store(0, Ordering::Relaxed);
+    let drain_start = Instant::now();
+    let running = (0..workers)
+        .map(|i| {
+            let ctx = WorkerContext::new(&format!("bench-{i}"));
+            let worker = WorkerBuilder::new(&ctx)
+                .backend(storage.clone().poll_with_interval(Duration::from_millis(5)))
+                .build(peer_noop);
+            (ctx, tokio::spawn(worker.run()))
+        })
+        .collect();
+    let drained = peer_finish(n, drain_start, running, || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM Jobs WHERE job_type = 'bench' AND status <> 'Done'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("apalis sqlite count")
+    })
+    .await;
+    pool.close().await;
+    Figures {
+        enqueue: n as f64 / enqueued.as_secs_f64(),
+        drain: n as f64 / drained.as_secs_f64(),
+        total: n as f64 / (enqueued + drained).as_secs_f64(),
+    }
+}
+
+async fn apalis_postgres_run(n: usize, workers: usize) -> Figures {
+    let url = std::env::var("ZAPIS_TEST_POSTGRES_URL").expect("postgres url");
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .connect(&url)
+        .await
+        .expect("apalis postgres pool");
+    // A fresh schema per run, as ours gets.
+    sqlx::query("DROP SCHEMA IF EXISTS apalis CASCADE")
+        .execute(&pool)
+        .await
+        .expect("drop apalis schema");
+    PostgresStorage::setup(&pool)
+        .await
+        .expect("apalis postgres setup");
+    let config = apalis_postgres::Config::default()
+        .queue("bench")
+        .batch_size(BATCH);
+    let mut storage = PostgresStorage::new(&pool).with_config(config);
+    let started = Instant::now();
+    storage
+        .push_bulk(peer_payloads(n))
+        .await
+        .expect("apalis postgres push");
+    let enqueued = started.elapsed();
+    PEER_RAN.store(0, Ordering::Relaxed);
+    let drain_start = Instant::now();
+    let running = (0..workers)
+        .map(|i| {
+            let ctx = WorkerContext::new(&format!("bench-{i}"));
+            let worker = WorkerBuilder::new(&ctx)
+                .backend(storage.clone().poll_with_interval(Duration::from_millis(5)))
+                .build(peer_noop);
+            (ctx, tokio::spawn(worker.run()))
+        })
+        .collect();
+    let drained = peer_finish(n, drain_start, running, || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM apalis.jobs WHERE job_type = 'bench' AND status <> 'Done'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("apalis postgres count")
+    })
+    .await;
+    pool.close().await;
+    Figures {
+        enqueue: n as f64 / enqueued.as_secs_f64(),
+        drain: n as f64 / drained.as_secs_f64(),
+        total: n as f64 / (enqueued + drained).as_secs_f64(),
+    }
+}
+
 /// The floor: multi-row INSERTs, then workers DELETE … RETURNING batches of the same size.
 async fn floor_run(store: &Store, n: usize, workers: usize) -> Figures {
     let (ddl, lock) = match store.backend() {
@@ -157,14 +349,11 @@ async fn floor_run(store: &Store, n: usize, workers: usize) -> Figures {
     }
 }
 
-async fn fresh(backend: &str, dir: &std::path::Path, run: usize) -> Store {
+async fn fresh(backend: &str, file: &std::path::Path) -> Store {
     match backend {
-        "sqlite" => Store::connect(&format!(
-            "sqlite://{}",
-            dir.join(format!("bench{run}.db")).display()
-        ))
-        .await
-        .expect("sqlite store"),
+        "sqlite" => Store::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .expect("sqlite store"),
         _ => {
             let base = std::env::var("ZAPIS_TEST_POSTGRES_URL").expect("postgres url");
             zapis::store::test_support::fresh_postgres(&base).await
@@ -193,25 +382,41 @@ async fn main() {
     println!(
         "{n} no-op jobs, claim batch {BATCH}; jobs/s (enqueue | claim+run+complete | end to end)"
     );
+    let mut rows = Vec::new();
     let mut run = 0;
     for backend in backends {
         for workers in [1, 4] {
             run += 1;
-            let store = fresh(backend, dir.path(), run).await;
-            let q = engine_run(&store, n, workers).await;
-            let f = floor_run(&store, n, workers).await;
+            let file = dir.path().join(format!("bench{run}.db"));
+            let store = fresh(backend, &file).await;
+            let ours = engine_run(&store, n, workers).await;
+            let peer = match backend {
+                "sqlite" => apalis_sqlite_run(&file, n, workers).await,
+                _ => apalis_postgres_run(n, workers).await,
+            };
+            let floor = floor_run(&store, n, workers).await;
             store.close().await;
-            println!(
-                "{backend:<8} {workers} worker(s)  zapis queue: {:>8.0} | {:>8.0} | {:>8.0}    \
-                 floor INSERT+DELETE: {:>8.0} | {:>8.0} | {:>8.0}    queue/floor end to end: {:.2}",
-                q.enqueue,
-                q.drain,
-                q.total,
-                f.enqueue,
-                f.drain,
-                f.total,
-                q.total / f.total
-            );
+            for (name, f) in [("zapis", &ours), ("apalis", &peer), ("floor", &floor)] {
+                println!(
+                    "{backend:<8} {workers} worker(s)  {name:<6} {:>8.0} | {:>8.0} | {:>8.0}",
+                    f.enqueue, f.drain, f.total
+                );
+            }
+            rows.push((backend, workers, ours.total, peer.total, floor.total));
         }
+    }
+    println!();
+    println!(
+        "end to end jobs/s    {:>8} {:>8} {:>8}   zapis/apalis zapis/floor apalis/floor",
+        "zapis", "apalis", "floor"
+    );
+    for (backend, workers, ours, peer, floor) in rows {
+        println!(
+            "{backend:<8} {workers} worker(s) {ours:>8.0} {peer:>8.0} {floor:>8.0}   \
+             {:>12.2} {:>11.2} {:>12.2}",
+            ours / peer,
+            ours / floor,
+            peer / floor
+        );
     }
 }

@@ -54,6 +54,24 @@ pub async fn cancel_from_crm(
         .map_err(|e| DeliveryError::transient(format!("store: {e}")))
 }
 
+/// The active-or-not booking whose lead (deal) in `system` has this id, if it is ours.
+pub async fn linked_booking(
+    store: &Store,
+    business_id: &str,
+    system: &str,
+    lead_id: &str,
+) -> Result<Option<Booking>, DeliveryError> {
+    let transient = |e: StoreError| DeliveryError::transient(format!("store: {e}"));
+    let Some(booking_id) = store
+        .entity_for_external(business_id, "booking", system, lead_id)
+        .await
+        .map_err(transient)?
+    else {
+        return Ok(None);
+    };
+    store.booking(&booking_id).await.map_err(transient)
+}
+
 /// What one reconciliation pass saw and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReconcileReport {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use crate::booking::BookingSystem;
 use crate::booking::changes::ChangeApplier;
 use crate::crm::amocrm::{WebhookEvent, parse_webhook};
-use crate::crm::reconcile::cancel_from_crm;
+use crate::crm::reconcile::{cancel_from_crm, linked_booking};
 use crate::sync::inbox::{InboxHandler, InboxMessage};
 use crate::sync::{Delivered, DeliveryError, JobContext};
 
@@ -30,8 +30,6 @@ impl InboxHandler for AmoCrmInbox {
     ) -> Result<Delivered, DeliveryError> {
         let delivery = parse_webhook(message.body.as_bytes())
             .map_err(|e| DeliveryError::permanent(format!("unreadable amoCRM webhook: {e}")))?;
-        let transient =
-            |e: crate::store::StoreError| DeliveryError::transient(format!("store: {e}"));
         for event in delivery.events {
             let WebhookEvent::LeadStatusChanged {
                 lead_id, status_id, ..
@@ -42,18 +40,14 @@ impl InboxHandler for AmoCrmInbox {
             if status_id != self.cancelled_status_id || !self.cancel_from_crm {
                 continue;
             }
-            let linked = ctx
-                .store
-                .entity_for_external(
-                    &message.business_id,
-                    "booking",
-                    "amocrm",
-                    &lead_id.to_string(),
-                )
-                .await
-                .map_err(transient)?;
-            let Some(booking_id) = linked else { continue };
-            let Some(booking) = ctx.store.booking(&booking_id).await.map_err(transient)? else {
+            let Some(booking) = linked_booking(
+                ctx.store,
+                &message.business_id,
+                "amocrm",
+                &lead_id.to_string(),
+            )
+            .await?
+            else {
                 continue;
             };
             cancel_from_crm(

@@ -11,7 +11,7 @@ use crate::booking::BookingSystem;
 use crate::booking::changes::ChangeApplier;
 use crate::crm::Stage;
 use crate::crm::bitrix24::{Bitrix24, EventKind};
-use crate::crm::reconcile::cancel_from_crm;
+use crate::crm::reconcile::{cancel_from_crm, linked_booking};
 use crate::sync::inbox::{InboxHandler, InboxMessage};
 use crate::sync::{Delivered, DeliveryError, JobContext};
 
@@ -49,17 +49,9 @@ impl InboxHandler for Bitrix24Inbox {
                 "Bitrix24 update event without data[FIELDS][ID]",
             ));
         };
-        let transient =
-            |e: crate::store::StoreError| DeliveryError::transient(format!("store: {e}"));
-        let linked = ctx
-            .store
-            .entity_for_external(&message.business_id, "booking", "bitrix24", &id)
-            .await
-            .map_err(transient)?;
-        let Some(booking_id) = linked else {
-            return Ok(Delivered::done());
-        };
-        let Some(booking) = ctx.store.booking(&booking_id).await.map_err(transient)? else {
+        let Some(booking) =
+            linked_booking(ctx.store, &message.business_id, "bitrix24", &id).await?
+        else {
             return Ok(Delivered::done());
         };
         if !booking.status.is_active() {

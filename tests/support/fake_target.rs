@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Debug, Default, Clone)]
@@ -104,6 +104,7 @@ impl FakeTarget {
     }
 }
 
+/// The request as this target needs it: the shared HTTP reader, plus the idempotency key.
 struct Request {
     method: String,
     path: String,
@@ -112,45 +113,12 @@ struct Request {
 }
 
 async fn read_request(socket: &mut TcpStream) -> Option<Request> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos;
-        }
-        let n = socket.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let (method, path) = (first.next()?.to_string(), first.next()?.to_string());
-    let mut length = 0;
-    let mut key = None;
-    for line in lines {
-        let (name, value) = line.split_once(':')?;
-        match name.trim().to_ascii_lowercase().as_str() {
-            "content-length" => length = value.trim().parse().ok()?,
-            "idempotency-key" => key = Some(value.trim().to_string()),
-            _ => {}
-        }
-    }
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < length {
-        let n = socket.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
+    let raw = super::chaos_proxy::read_request(socket).await?;
     Some(Request {
-        method,
-        path,
-        key,
-        body,
+        key: raw.header("idempotency-key").map(str::to_string),
+        method: raw.method,
+        path: raw.target,
+        body: raw.body,
     })
 }
 

@@ -297,6 +297,15 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         tokio::spawn(crate::http::serve(http.listen, state, shutdown))
     });
     let watch_task = crate::watch::spawn(&app, stop_rx.clone());
+    let reconcile_task = crate::watch::spawn_reconciler(&app, stop_rx.clone());
+    let reminders_task = app.config.reminders.enabled.then(|| {
+        crate::reminders::spawn(
+            app.reminders(),
+            app.clock.clone(),
+            app.config.reminders.check_every,
+            stop_rx.clone(),
+        )
+    });
     let bots = crate::messenger::run_all(&app).await;
     let _ = stop_tx.send(true);
     if let Some(task) = http_task {
@@ -306,7 +315,10 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
             Ok(Ok(())) => {}
         }
     }
-    if let Some(task) = watch_task {
+    for task in [watch_task, reconcile_task, reminders_task]
+        .into_iter()
+        .flatten()
+    {
         let _ = task.await;
     }
     match engine_task.await {

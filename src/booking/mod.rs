@@ -3,6 +3,7 @@
 pub mod changes;
 pub mod dikidi;
 pub mod jobs;
+pub mod reconcile;
 pub mod sandbox;
 pub mod yclients;
 
@@ -113,5 +114,10 @@ pub trait BookingSystem: Send + Sync {
         _booking_id: &str,
     ) -> Result<Option<Record>, BookingError> {
         Ok(None)
+    }
+    /// Marks the visit confirmed by the client where the schedule has such a status;
+    /// `false` when it has none (our store and the CRM then hold the confirmation alone).
+    async fn confirm_visit(&self, _external_id: &str) -> Result<bool, BookingError> {
+        Ok(false)
     }
 }

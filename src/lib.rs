@@ -15,6 +15,7 @@ pub mod i18n;
 pub mod messenger;
 pub mod normalize;
 pub mod reminders;
+pub mod report;
 pub mod shutdown;
 pub mod store;
 pub mod sync;

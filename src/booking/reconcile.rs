@@ -13,7 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use super::changes::{ChangeApplier, Origin, ScheduleChange};
-use super::{BookingError, BookingSystem, Record, RecordStatus};
+use super::{BookingError, BookingSystem, Record, RecordStatus, record_key};
 use crate::domain::{Booking, BookingStatus};
 use crate::store::{Store, StoreError, version_of};
 
@@ -118,14 +118,51 @@ impl Reconciler {
             .active_bookings_between(&self.business_id, now - Self::BEHIND, now + self.ahead)
             .await?;
         let system = self.booking.system();
+        let from = now - Self::BEHIND;
+        let to = now + self.ahead;
+        // One listing where the schedule offers it; a record missing from it is read alone.
+        let listed: Option<std::collections::HashMap<String, Record>> = if bookings
+            .iter()
+            .any(|b| b.external_id.is_some())
+        {
+            match self.booking.records_between(from, to).await {
+                Ok(Some(listing)) => {
+                    report.calls += listing.calls;
+                    Some(
+                        listing
+                            .records
+                            .into_iter()
+                            .map(|r| (record_key(&r.external_id).to_string(), r))
+                            .collect(),
+                    )
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::warn!(error = %e, "reconcile: cannot list the schedule; next round");
+                    return Ok(report);
+                }
+            }
+        } else {
+            None
+        };
         for booking in bookings {
             let Some(external) = booking.external_id.clone() else {
                 // Not in the schedule yet: a queued booking, completed by its job.
                 continue;
             };
             report.checked += 1;
-            report.calls += 1;
-            let theirs = match self.booking.record(&external).await {
+            let in_list = listed
+                .as_ref()
+                .and_then(|l| l.get(record_key(&external)).cloned());
+            let read = match in_list {
+                Some(r) => Ok(Some(r)),
+                None => {
+                    report.calls += 1;
+                    self.booking.record(&external).await
+                }
+            };
+            let theirs = match read {
                 Ok(r) => r,
                 Err(BookingError::Unavailable(e)) => {
                     report.failed += 1;

@@ -57,7 +57,7 @@ impl RemindersConfig {
             if o.as_secs() < 60 {
                 return Err(format!("offset {o:?} is shorter than a minute"));
             }
-            if !seen.insert(o.as_secs() / 60) {
+            if !seen.insert(o.as_secs()) {
                 return Err(format!("offset {o:?} is listed twice"));
             }
         }
@@ -71,7 +71,7 @@ impl RemindersConfig {
 pub struct Reminders {
     store: Store,
     business: BusinessConfig,
-    /// Minutes before the visit, largest first.
+    /// Seconds before the visit, largest first.
     offsets: Vec<i64>,
 }
 
@@ -80,7 +80,7 @@ impl Reminders {
         let mut offsets: Vec<i64> = config
             .offsets
             .iter()
-            .map(|d| i64::try_from(d.as_secs() / 60).unwrap_or(i64::MAX))
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             .collect();
         offsets.sort_unstable_by(|a, b| b.cmp(a));
         offsets.dedup();
@@ -96,7 +96,7 @@ impl Reminders {
         let Some(&widest) = self.offsets.first() else {
             return Ok(0);
         };
-        let horizon = now + chrono::Duration::minutes(widest);
+        let horizon = now + chrono::Duration::seconds(widest);
         let upcoming = self
             .store
             .active_bookings_between(&self.business.id, now, horizon)
@@ -118,7 +118,7 @@ impl Reminders {
             .offsets
             .iter()
             .copied()
-            .filter(|o| booking.start - chrono::Duration::minutes(*o) <= now)
+            .filter(|o| booking.start - chrono::Duration::seconds(*o) <= now)
             .collect();
         // Only the nearest due reminder is worth sending; wider ones still open are overtaken.
         let Some((&nearest, overtaken)) = due.split_last() else {
@@ -135,7 +135,7 @@ impl Reminders {
         if handled(nearest) && overtaken.iter().all(|o| handled(*o)) {
             return Ok(false);
         }
-        let moment = booking.start - chrono::Duration::minutes(nearest);
+        let moment = booking.start - chrono::Duration::seconds(nearest);
         // A reminder whose moment came before the visit got its time (booked or moved later),
         // or one so late that half its lead is gone, would only repeat what the client knows.
         let since = match self
@@ -146,7 +146,7 @@ impl Reminders {
             Some(moved) => moved.max(booking.created_at),
             None => booking.created_at,
         };
-        let late = now - moment > chrono::Duration::minutes(nearest / 2);
+        let late = now - moment > chrono::Duration::seconds(nearest / 2);
         let skip = moment < since || late || handled(nearest);
         let lang = client_lang(&self.store, booking, self.business.locale).await;
         let mut tx = self.store.pool().begin().await?;
@@ -208,7 +208,7 @@ impl Reminders {
         }
         tx.commit().await?;
         if send {
-            tracing::info!(booking = %booking.id, minutes_before = nearest, "reminder queued");
+            tracing::info!(booking = %booking.id, seconds_before = nearest, "reminder queued");
         }
         Ok(send)
     }
@@ -432,7 +432,10 @@ mod tests {
             assert_eq!(notices(&store).await.len(), 1);
             let done = store.reminders_done("b1", "late").await.unwrap();
             assert_eq!(done.len(), 2, "{done:?}");
-            assert!(done.iter().any(|(o, _, skipped)| *o == 24 * 60 && *skipped));
+            assert!(
+                done.iter()
+                    .any(|(o, _, skipped)| *o == 24 * 3600 && *skipped)
+            );
         }
     }
 

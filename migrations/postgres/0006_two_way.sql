@@ -27,13 +27,13 @@ CREATE INDEX booking_events_by_booking ON booking_events (business_id, booking_i
 CREATE TABLE reminders_sent (
     business_id TEXT NOT NULL,
     booking_id  TEXT NOT NULL,
-    offset_min  BIGINT NOT NULL,
+    offset_s  BIGINT NOT NULL,
     -- A moved visit gets its reminders again for the new time.
     start_at    BIGINT NOT NULL,
     at          BIGINT NOT NULL,
     -- 1 when the moment passed before the booking existed (or a nearer reminder went instead).
     skipped     BIGINT NOT NULL,
-    PRIMARY KEY (business_id, booking_id, offset_min, start_at)
+    PRIMARY KEY (business_id, booking_id, offset_s, start_at)
 );
 
 ALTER TABLE bookings ADD COLUMN confirmed_at BIGINT;

@@ -146,15 +146,15 @@ impl Store {
         at.flatten().map(from_millis).transpose()
     }
 
-    /// Reminders of a booking already handled (sent or skipped), as `(offset minutes, start)`.
+    /// Reminders of a booking already handled (sent or skipped), as `(offset seconds, start, skipped)`.
     pub async fn reminders_done(
         &self,
         business_id: &str,
         booking_id: &str,
     ) -> Result<Vec<(i64, DateTime<Utc>, bool)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT offset_min, start_at, skipped FROM reminders_sent \
-             WHERE business_id = $1 AND booking_id = $2 ORDER BY start_at, offset_min DESC",
+            "SELECT offset_s, start_at, skipped FROM reminders_sent \
+             WHERE business_id = $1 AND booking_id = $2 ORDER BY start_at, offset_s DESC",
         )
         .bind(business_id)
         .bind(booking_id)
@@ -164,7 +164,7 @@ impl Store {
             .map(|r| {
                 let skipped: i64 = r.try_get("skipped")?;
                 Ok((
-                    r.try_get("offset_min")?,
+                    r.try_get("offset_s")?,
                     from_millis(r.try_get("start_at")?)?,
                     skipped != 0,
                 ))
@@ -230,19 +230,19 @@ pub async fn claim_reminder_in(
     conn: &mut AnyConnection,
     business_id: &str,
     booking_id: &str,
-    offset_min: i64,
+    offset_s: i64,
     start: DateTime<Utc>,
     skipped: bool,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
-        "INSERT INTO reminders_sent (business_id, booking_id, offset_min, start_at, at, skipped) \
+        "INSERT INTO reminders_sent (business_id, booking_id, offset_s, start_at, at, skipped) \
          VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (business_id, booking_id, offset_min, start_at) DO NOTHING",
+         ON CONFLICT (business_id, booking_id, offset_s, start_at) DO NOTHING",
     )
     .bind(business_id)
     .bind(booking_id)
-    .bind(offset_min)
+    .bind(offset_s)
     .bind(to_millis(start))
     .bind(to_millis(now))
     .bind(i64::from(skipped))

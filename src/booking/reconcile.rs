@@ -146,6 +146,7 @@ impl Reconciler {
         } else {
             None
         };
+        let known_versions = self.store.known_versions(&self.business_id, system).await?;
         for booking in bookings {
             let Some(external) = booking.external_id.clone() else {
                 // Not in the schedule yet: a queued booking, completed by its job.
@@ -175,20 +176,13 @@ impl Reconciler {
                     continue;
                 }
             };
-            let known = self
-                .store
-                .known_state(&self.business_id, &booking.id, system)
-                .await?;
-            let decision = decide(
-                &booking,
-                known.as_ref().map(|k| k.version.as_str()),
-                theirs.as_ref(),
-            );
+            let known = known_versions.get(&booking.id).map(String::as_str);
+            let decision = decide(&booking, known, theirs.as_ref());
             match decision {
                 Decision::Same => {
                     if let Some(record) = &theirs {
                         let version = record_version(record, &booking);
-                        if known.as_ref().map(|k| k.version.as_str()) != Some(version.as_str()) {
+                        if known != Some(version.as_str()) {
                             let status = record_status(record.status);
                             self.store
                                 .put_known(

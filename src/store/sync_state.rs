@@ -49,6 +49,25 @@ impl Store {
         row.map(|r| known_from_row(&r)).transpose()
     }
 
+    /// The last known version of every booking of the business in `system`, by booking id:
+    /// one query for a whole reconciliation round.
+    pub async fn known_versions(
+        &self,
+        business_id: &str,
+        system: &str,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT booking_id, version FROM booking_sync WHERE business_id = $1 AND system = $2",
+        )
+        .bind(business_id)
+        .bind(system)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("booking_id")?, r.try_get("version")?)))
+            .collect()
+    }
+
     /// Every system's last known state of a booking.
     pub async fn known_states(
         &self,

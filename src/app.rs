@@ -137,6 +137,7 @@ impl App {
     /// How changes noticed in the schedule reach our store, the CRM and the client.
     pub fn change_applier(&self) -> ChangeApplier {
         ChangeApplier {
+            schedule_system: self.booking.system(),
             crm_system: self.crm.as_ref().map(|c| c.system()),
             default_lang: self.config.business.locale,
             timezone: self.config.business.timezone,
@@ -159,6 +160,27 @@ impl App {
             booking: self.booking.clone(),
             applier: self.change_applier(),
         })
+    }
+
+    /// The reconciliation poll over this configuration's schedule.
+    pub fn reconciler(&self) -> crate::booking::reconcile::Reconciler {
+        crate::booking::reconcile::Reconciler {
+            booking: self.booking.clone(),
+            store: self.store.clone(),
+            applier: self.change_applier(),
+            business_id: self.config.business.id.clone(),
+            ahead: chrono::Duration::from_std(self.config.sync.reconcile_ahead)
+                .unwrap_or(chrono::Duration::days(60)),
+        }
+    }
+
+    /// Reminders before visits, as configured.
+    pub fn reminders(&self) -> crate::reminders::Reminders {
+        crate::reminders::Reminders::new(
+            self.store.clone(),
+            self.config.business.clone(),
+            &self.config.reminders,
+        )
     }
 
     /// Every configured place alerts go to.

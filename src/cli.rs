@@ -82,6 +82,17 @@ enum Cmd {
         #[command(flatten)]
         args: WorkerArgs,
     },
+    /// Each booking with its state in our store, the schedule, the CRM and the chat.
+    Bookings {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only visits still ahead and not cancelled.
+        #[arg(long)]
+        upcoming: bool,
+        /// Only this client's bookings (any phone format).
+        #[arg(long)]
+        client: Option<String>,
+    },
     /// MAX messenger administration.
     #[command(subcommand)]
     Max(MaxCmd),
@@ -190,6 +201,14 @@ pub async fn main() -> anyhow::Result<()> {
             queue_command(&store, &args, chrono::Utc::now(), &mut out).await?;
             Ok(())
         }
+        Cmd::Bookings {
+            config,
+            upcoming,
+            client,
+        } => {
+            init_tracing("warn");
+            bookings(&config.config, upcoming, client).await
+        }
         Cmd::Journal { config, args } => {
             init_tracing("warn");
             let store = sync_store(cli.store, &config).await?;
@@ -248,6 +267,44 @@ async fn sync_store(store: Option<String>, config: &ConfigArg) -> anyhow::Result
         None => load(&config.config)?.store.url,
     };
     Store::connect(&url).await.context("opening the store")
+}
+
+async fn bookings(
+    path: &std::path::Path,
+    upcoming: bool,
+    client: Option<String>,
+) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let client = client
+        .map(|c| crate::normalize::Phone::parse(&c))
+        .transpose()
+        .context("--client is not a phone number")?;
+    let store = Store::connect(&config.store.url)
+        .await
+        .context("opening the store")?;
+    let schedule = match config.booking.system {
+        crate::config::BookingSystemKind::Sandbox => "sandbox",
+        crate::config::BookingSystemKind::Yclients => "yclients",
+        crate::config::BookingSystemKind::Dikidi => "dikidi",
+    };
+    let crm = config.crm.as_ref().map(|c| match c.system {
+        crate::crm::config::CrmSystem::Amocrm => "amocrm",
+        crate::crm::config::CrmSystem::Bitrix24 => "bitrix24",
+    });
+    let text = crate::report::bookings_report(
+        &store,
+        &config.business.id,
+        schedule,
+        crm,
+        config.business.timezone,
+        &crate::report::BookingsFilter { upcoming, client },
+        chrono::Utc::now(),
+    )
+    .await
+    .context("reading bookings")?;
+    print!("{text}");
+    store.close().await;
+    Ok(())
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Config> {
@@ -323,7 +380,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         tokio::spawn(crate::http::serve(http.listen, state, shutdown))
     });
     let watch_task = crate::watch::spawn(&app, stop_rx.clone());
-    let reconcile_task = app.crm_reconciler().map(|reconciler| {
+    let crm_reconcile_task = app.crm_reconciler().map(|reconciler| {
         let interval = app
             .config
             .crm
@@ -337,6 +394,15 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
             stop_rx.clone(),
         ))
     });
+    let reconcile_task = crate::watch::spawn_reconciler(&app, stop_rx.clone());
+    let reminders_task = app.config.reminders.enabled.then(|| {
+        crate::reminders::spawn(
+            app.reminders(),
+            app.clock.clone(),
+            app.config.reminders.check_every,
+            stop_rx.clone(),
+        )
+    });
     let bots = crate::messenger::run_all(&app).await;
     let _ = stop_tx.send(true);
     if let Some(task) = http_task {
@@ -346,10 +412,15 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
             Ok(Ok(())) => {}
         }
     }
-    if let Some(task) = watch_task {
-        let _ = task.await;
-    }
-    if let Some(task) = reconcile_task {
+    for task in [
+        watch_task,
+        reconcile_task,
+        reminders_task,
+        crm_reconcile_task,
+    ]
+    .into_iter()
+    .flatten()
+    {
         let _ = task.await;
     }
     match engine_task.await {

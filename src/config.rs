@@ -43,6 +43,9 @@ pub struct Config {
     /// Where alerts about outages go.
     #[serde(default)]
     pub alerts: crate::sync::AlertsConfig,
+    /// Reminders before a visit in the client's chat.
+    #[serde(default)]
+    pub reminders: crate::reminders::RemindersConfig,
     /// The HTTP server for webhooks and health checks.
     #[serde(default)]
     pub http: Option<HttpConfig>,
@@ -200,6 +203,18 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.reminders
+            .validate()
+            .map_err(|message| ConfigError::Key {
+                key: "reminders.offsets".into(),
+                message,
+            })?;
+        if self.sync.reconcile_interval.is_zero() {
+            return Err(ConfigError::Key {
+                key: "sync.reconcile_interval".into(),
+                message: "must be positive".into(),
+            });
+        }
         if let Some(crm) = &self.crm {
             crm.validate().map_err(|e| ConfigError::Key {
                 key: e.key,

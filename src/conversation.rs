@@ -15,7 +15,8 @@ use crate::dialog::{
 };
 use crate::domain::{Booking, BookingStatus, ChatRef, Source};
 use crate::effects::{
-    BOOKING_CANCELLED, BOOKING_CREATED, BOOKING_RESCHEDULED, COMPLETE_BOOKING, booking_job,
+    BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_CREATED, BOOKING_RESCHEDULED, COMPLETE_BOOKING,
+    booking_job,
 };
 use crate::store::{Store, StoreError};
 use crate::store::{confirm_booking_in, set_booking_status_in};
@@ -320,6 +321,9 @@ impl Conversations {
             Command::Reschedule { booking_id, slot } => {
                 return self.reschedule(chat, &booking_id, slot).await;
             }
+            Command::ConfirmVisit { booking_id } => {
+                return self.confirm_visit(chat, &booking_id).await;
+            }
         };
         Ok(loaded.unwrap_or_else(|e| failed(&e)))
     }
@@ -518,6 +522,57 @@ impl Conversations {
             Err(BookingError::SlotTaken) => Ok(Loaded::SlotTaken),
             Err(e) => Ok(failed(&e)),
         }
+    }
+
+    /// "I'll come": the schedule's confirmation status where it has one, our store, and a note
+    /// for the CRM. A second press changes nothing more.
+    async fn confirm_visit(&self, chat: &ChatRef, id: &str) -> Result<Loaded, ConversationError> {
+        let Some(booking) = self.owned_booking(chat, id).await? else {
+            return Ok(Loaded::Failed {
+                reason: format!("booking {id} not found"),
+            });
+        };
+        if !booking.status.is_active() || booking.start <= self.clock.now() {
+            return Ok(Loaded::Failed {
+                reason: format!("booking {id} is no longer upcoming"),
+            });
+        }
+        if self.store.visit_confirmed_at(&booking.id).await?.is_some() {
+            return Ok(Loaded::VisitConfirmed(booking));
+        }
+        if let Some(external) = &booking.external_id {
+            match self.booking.confirm_visit(external).await {
+                Ok(_) => {}
+                // The confirmation is a courtesy to the front desk; the client's answer still
+                // counts in our store and the CRM.
+                Err(e) => {
+                    tracing::warn!(booking = %booking.id, error = %e, "the schedule did not take the confirmation")
+                }
+            }
+        }
+        let now = self.clock.now();
+        let jobs: Vec<NewJob> = self
+            .crm_job(BOOKING_CONFIRMED, &booking.id, Some("client"))
+            .into_iter()
+            .collect();
+        let mut tx = self.store.pool().begin().await.map_err(StoreError::from)?;
+        crate::store::confirm_visit_in(&mut tx, &booking.id, now).await?;
+        crate::store::record_event_in(
+            &mut tx,
+            &booking.business_id,
+            &booking.id,
+            "client",
+            "confirmed",
+            "I'll come (reminder)",
+            now,
+        )
+        .await?;
+        for job in &jobs {
+            enqueue_in(&mut tx, job, now).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        tracing::info!(booking = %booking.id, "visit confirmed by client");
+        Ok(Loaded::VisitConfirmed(booking))
     }
 
     async fn master_name(&self, service_id: &str, master_id: &str) -> String {

@@ -13,6 +13,12 @@ pub const BOOKING_CREATED: &str = "booking_created";
 pub const BOOKING_CANCELLED: &str = "booking_cancelled";
 /// The visit moved: a note on the lead.
 pub const BOOKING_RESCHEDULED: &str = "booking_rescheduled";
+/// The client answered a reminder with "I'll come": a note on the lead.
+pub const BOOKING_CONFIRMED: &str = "booking_confirmed";
+/// The schedule marked the visit as done: the lead moves to the won stage.
+pub const BOOKING_VISITED: &str = "booking_visited";
+/// The schedule marked the client as not having come: a note on the lead.
+pub const BOOKING_NO_SHOW: &str = "booking_no_show";
 /// The schedule was unreachable when the client confirmed: book it when it is back.
 pub const COMPLETE_BOOKING: &str = "complete_booking";
 

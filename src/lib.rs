@@ -14,6 +14,8 @@ pub mod http;
 pub mod i18n;
 pub mod messenger;
 pub mod normalize;
+pub mod reminders;
+pub mod report;
 pub mod shutdown;
 pub mod store;
 pub mod sync;

@@ -10,6 +10,35 @@ use crate::booking::changes::ScheduleChange;
 use crate::booking::dikidi::{DikidiEvent, KnownRecord, Poller};
 use crate::sync::{Alert, AlertKind};
 
+/// Starts the reconciliation poll for every schedule but Dikidi, whose own poller (below) already
+/// re-reads its bookings and also watches its API for drift.
+pub fn spawn_reconciler(
+    app: &App,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
+    if app.dikidi.is_some() {
+        return None;
+    }
+    let reconciler = app.reconciler();
+    let clock = app.clock.clone();
+    let every = app.config.sync.reconcile_interval;
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            match reconciler.poll(clock.now()).await {
+                Ok(report) if report.applied > 0 || report.failed > 0 => {
+                    tracing::info!(?report, "reconciliation poll")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "reconciliation poll: store"),
+            }
+        }
+    }))
+}
+
 /// Starts the Dikidi poller when Dikidi is the schedule; it stops when `stop` turns true.
 pub fn spawn(app: &App, mut stop: tokio::sync::watch::Receiver<bool>) -> Option<JoinHandle<()>> {
     let dikidi = app.dikidi.clone()?;

@@ -217,3 +217,22 @@ notify-moved-by-business =
     If the new time does not suit you, pick another one or cancel.
 my-past = Book again with the same master:
 btn-again = 🔁 { $service }, { $master }
+
+## Reminders and two-way sync
+
+reminder =
+    A reminder of your booking: { $service }, master { $master }
+    { $when }
+    { $address }
+btn-remind-come = ✅ I'll come
+btn-remind-cancel = ✖ Cancel
+btn-remind-move = 🕒 Move
+visit-confirmed =
+    Thank you, see you soon!
+
+    { $service }, master { $master }
+    { $when }
+    { $address }
+crm-note-confirmed = The client confirmed the visit on { $when } (answer to the chat reminder).
+crm-note-visited = The client came to the visit on { $when } ({ $by }).
+crm-note-no-show = The client did not come to the visit on { $when } ({ $by }).

@@ -220,3 +220,22 @@ notify-moved-by-business =
     Если новое время не подходит, выберите другое или отмените запись.
 my-past = Записаться снова к тому же мастеру:
 btn-again = 🔁 { $service }, { $master }
+
+## Reminders and two-way sync
+
+reminder =
+    Напоминаем о записи: { $service }, мастер { $master }
+    { $when }
+    { $address }
+btn-remind-come = ✅ Приду
+btn-remind-cancel = ✖ Отменить
+btn-remind-move = 🕒 Перенести
+visit-confirmed =
+    Спасибо, ждём вас!
+
+    { $service }, мастер { $master }
+    { $when }
+    { $address }
+crm-note-confirmed = Клиент подтвердил визит { $when } (ответ на напоминание в чате).
+crm-note-visited = Клиент пришёл на визит { $when } ({ $by }).
+crm-note-no-show = Клиент не пришёл на визит { $when } ({ $by }).

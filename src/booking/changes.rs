@@ -1,15 +1,25 @@
-//! Changes made in the schedule by the business (a webhook or a poll noticed them): our store
-//! follows, the CRM hears about it, and the client is told in their chat.
+//! Changes made in the schedule by the business (a webhook or a poll noticed them) or in the
+//! CRM by a manager: our store follows, the other side hears about it, and the client is told
+//! in their chat. Each applied change is one line of the booking's journal.
+//!
+//! No ping-pong: a change that leaves the booking as it is (our own write coming back, a
+//! replayed webhook) produces nothing. When two sides changed one booking at once, the schedule
+//! wins on time and master (it is where the visit happens), and the latest change wins on
+//! status: a change arriving for a booking already cancelled or finished is older news than the
+//! status we hold, so it is journaled as a conflict and dropped.
 
 use chrono::{DateTime, Utc};
 
 use crate::dialog::{Button, Reply};
 use crate::domain::{Booking, BookingStatus};
 use crate::effects::{
-    BOOKING_CANCELLED, BOOKING_RESCHEDULED, booking_job, client_lang, notify_job,
+    BOOKING_CANCELLED, BOOKING_NO_SHOW, BOOKING_RESCHEDULED, BOOKING_VISITED, booking_job,
+    client_lang, notify_job,
 };
 use crate::i18n::{FluentValue, Lang, t, t_args};
-use crate::store::{Store, StoreError, set_booking_status_in};
+use crate::store::{
+    Store, StoreError, put_known_in, record_event_in, set_booking_status_in, version_of,
+};
 use crate::sync::{NewJob, enqueue_in};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,14 +33,40 @@ pub enum ScheduleChange {
     NoShow,
 }
 
+impl ScheduleChange {
+    fn kind(&self) -> &'static str {
+        match self {
+            ScheduleChange::Cancelled => "cancelled",
+            ScheduleChange::Moved { .. } => "moved",
+            ScheduleChange::Visited => "visited",
+            ScheduleChange::NoShow => "no_show",
+        }
+    }
+}
+
 /// Where a change was made; the side it came from is not told about it again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// A webhook from the schedule.
     Schedule,
+    /// The reconciliation poll found the schedule changed (a webhook was missed or never sent).
+    Reconcile,
     Crm,
 }
 
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Schedule => "schedule",
+            Origin::Reconcile => "reconcile",
+            Origin::Crm => "crm",
+        }
+    }
+}
+
 pub struct ChangeApplier {
+    /// The schedule's name in links and known states (`yclients`, `dikidi`, `sandbox`).
+    pub schedule_system: &'static str,
     pub crm_system: Option<&'static str>,
     pub default_lang: Lang,
     pub timezone: chrono_tz::Tz,
@@ -59,11 +95,39 @@ impl ChangeApplier {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let (by, crm_system) = match origin {
-            Origin::Schedule => ("business", self.crm_system),
+            Origin::Schedule | Origin::Reconcile => ("business", self.crm_system),
             // The CRM made this change itself: no job goes back to it.
             Origin::Crm => ("crm", None),
         };
         if !booking.status.is_active() {
+            let repeats = matches!(
+                (change, booking.status),
+                (
+                    ScheduleChange::Cancelled,
+                    BookingStatus::CancelledByBusiness | BookingStatus::CancelledByClient
+                ) | (ScheduleChange::Visited, BookingStatus::Visited)
+                    | (ScheduleChange::NoShow, BookingStatus::NoShow)
+            );
+            if !repeats {
+                // Latest wins on status: ours was settled first and stays.
+                let mut conn = store.pool().acquire().await?;
+                record_event_in(
+                    &mut conn,
+                    &booking.business_id,
+                    &booking.id,
+                    origin.as_str(),
+                    "conflict",
+                    &format!(
+                        "{} arrived for a booking already {}; kept {}",
+                        change.kind(),
+                        booking.status.as_str(),
+                        booking.status.as_str()
+                    ),
+                    now,
+                )
+                .await?;
+                tracing::warn!(booking = %booking.id, ?change, status = booking.status.as_str(), "conflicting change dropped");
+            }
             return Ok(false);
         }
         let lang = client_lang(store, booking, self.default_lang).await;
@@ -141,13 +205,77 @@ impl ChangeApplier {
                     lang,
                 ));
             }
-            ScheduleChange::Visited => {
-                set_booking_status_in(&mut tx, &booking.id, BookingStatus::Visited, now).await?;
-            }
-            ScheduleChange::NoShow => {
-                set_booking_status_in(&mut tx, &booking.id, BookingStatus::NoShow, now).await?;
+            ScheduleChange::Visited | ScheduleChange::NoShow => {
+                let (status, operation) = if *change == ScheduleChange::Visited {
+                    (BookingStatus::Visited, BOOKING_VISITED)
+                } else {
+                    (BookingStatus::NoShow, BOOKING_NO_SHOW)
+                };
+                set_booking_status_in(&mut tx, &booking.id, status, now).await?;
+                if let Some(crm) = crm_system {
+                    jobs.push(booking_job(
+                        &booking.business_id,
+                        crm,
+                        operation,
+                        &booking.id,
+                        Some(by),
+                        now,
+                    ));
+                }
             }
         }
+        let (status, start, master) = match change {
+            ScheduleChange::Cancelled => (
+                BookingStatus::CancelledByBusiness,
+                booking.start,
+                booking.master_id.clone(),
+            ),
+            ScheduleChange::Moved { start, master_id } => (
+                booking.status,
+                *start,
+                master_id
+                    .clone()
+                    .unwrap_or_else(|| booking.master_id.clone()),
+            ),
+            ScheduleChange::Visited => (
+                BookingStatus::Visited,
+                booking.start,
+                booking.master_id.clone(),
+            ),
+            ScheduleChange::NoShow => (
+                BookingStatus::NoShow,
+                booking.start,
+                booking.master_id.clone(),
+            ),
+        };
+        let version = version_of(status.as_str(), start, &master);
+        // What the origin holds now: the same state coming back from it is an echo.
+        let side = match origin {
+            Origin::Schedule | Origin::Reconcile => Some(self.schedule_system),
+            Origin::Crm => self.crm_system,
+        };
+        if let Some(side) = side {
+            put_known_in(
+                &mut tx,
+                &booking.business_id,
+                &booking.id,
+                side,
+                &version,
+                status.as_str(),
+                now,
+            )
+            .await?;
+        }
+        record_event_in(
+            &mut tx,
+            &booking.business_id,
+            &booking.id,
+            origin.as_str(),
+            change.kind(),
+            &version,
+            now,
+        )
+        .await?;
         for job in &jobs {
             enqueue_in(&mut tx, job, now).await?;
         }

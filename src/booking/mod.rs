@@ -3,6 +3,7 @@
 pub mod changes;
 pub mod dikidi;
 pub mod jobs;
+pub mod reconcile;
 pub mod sandbox;
 pub mod yclients;
 
@@ -78,6 +79,18 @@ pub struct Record {
     pub status: RecordStatus,
 }
 
+/// Records listed in bulk, with the number of calls the listing took.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordListing {
+    pub records: Vec<Record>,
+    pub calls: usize,
+}
+
+/// The part of an external id the schedule's lists name (`123` of `123:hash`).
+pub fn record_key(external_id: &str) -> &str {
+    external_id.split(':').next().unwrap_or(external_id)
+}
+
 #[async_trait]
 pub trait BookingSystem: Send + Sync {
     /// Short name for logs, links and the journal (`sandbox`, `yclients`).
@@ -113,5 +126,21 @@ pub trait BookingSystem: Send + Sync {
         _booking_id: &str,
     ) -> Result<Option<Record>, BookingError> {
         Ok(None)
+    }
+    /// Every record starting within `[from, to]`, cancelled ones included, when the schedule can
+    /// list them in a few calls; `None` when records can only be read one by one. The
+    /// reconciliation poll uses it to re-read a hundred bookings in one call instead of a
+    /// hundred.
+    async fn records_between(
+        &self,
+        _from: DateTime<Utc>,
+        _to: DateTime<Utc>,
+    ) -> Result<Option<RecordListing>, BookingError> {
+        Ok(None)
+    }
+    /// Marks the visit confirmed by the client where the schedule has such a status;
+    /// `false` when it has none (our store and the CRM then hold the confirmation alone).
+    async fn confirm_visit(&self, _external_id: &str) -> Result<bool, BookingError> {
+        Ok(false)
     }
 }

@@ -1226,9 +1226,19 @@ impl Yclients {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<Record>, BookingError> {
+        Ok(self.records_paged(from, to).await?.records)
+    }
+
+    async fn records_paged(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<super::RecordListing, BookingError> {
         let tz = self.tz().await?;
         let mut out = Vec::new();
+        let mut calls = 0;
         for page in 1u32.. {
+            calls += 1;
             let answer = self
                 .call(
                     Endpoint::Records,
@@ -1257,7 +1267,10 @@ impl Yclients {
                 break;
             }
         }
-        Ok(out)
+        Ok(super::RecordListing {
+            records: out,
+            calls,
+        })
     }
 }
 
@@ -1714,6 +1727,25 @@ impl BookingSystem for Yclients {
 
     async fn record(&self, external_id: &str) -> Result<Option<Record>, BookingError> {
         self.read_record(&ExternalId::parse(external_id)?).await
+    }
+
+    async fn records_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Option<super::RecordListing>, BookingError> {
+        // The admin list needs the user token; without it records are read one by one by hash.
+        if self.user_token.is_none() {
+            return Ok(None);
+        }
+        let tz = self.tz().await?;
+        let listing = self
+            .records_paged(
+                from.with_timezone(&tz).date_naive(),
+                to.with_timezone(&tz).date_naive(),
+            )
+            .await?;
+        Ok(Some(listing))
     }
 }
 

@@ -9,7 +9,10 @@ use chrono::Duration;
 
 use super::{Crm, CrmError, LeadRequest, Stage, TaskRequest, TranscriptLine};
 use crate::domain::Booking;
-use crate::effects::{BOOKING_CANCELLED, BOOKING_CREATED, BOOKING_RESCHEDULED, BookingJob};
+use crate::effects::{
+    BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_CREATED, BOOKING_NO_SHOW, BOOKING_RESCHEDULED,
+    BOOKING_VISITED, BookingJob,
+};
 use crate::i18n::{FluentValue, Lang, t, t_args};
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler};
 
@@ -253,6 +256,43 @@ impl JobHandler for CrmJobs {
                 );
                 self.crm
                     .add_note(&lead, &note)
+                    .await
+                    .map_err(delivery_error)?;
+                Ok(Delivered::done())
+            }
+            BOOKING_CONFIRMED | BOOKING_NO_SHOW => {
+                let lead = self.lead_id(&booking, ctx).await?;
+                let key = if job.operation == BOOKING_CONFIRMED {
+                    "crm-note-confirmed"
+                } else {
+                    "crm-note-no-show"
+                };
+                let note = t_args(
+                    self.lang,
+                    key,
+                    &[
+                        ("by", FluentValue::from(by)),
+                        ("when", FluentValue::from(self.when(&booking))),
+                    ],
+                );
+                self.crm
+                    .add_note(&lead, &note)
+                    .await
+                    .map_err(delivery_error)?;
+                Ok(Delivered::done())
+            }
+            BOOKING_VISITED => {
+                let lead = self.lead_id(&booking, ctx).await?;
+                let note = t_args(
+                    self.lang,
+                    "crm-note-visited",
+                    &[
+                        ("by", FluentValue::from(by)),
+                        ("when", FluentValue::from(self.when(&booking))),
+                    ],
+                );
+                self.crm
+                    .move_lead(&lead, &Stage::Done, Some(&note))
                     .await
                     .map_err(delivery_error)?;
                 Ok(Delivered::done())

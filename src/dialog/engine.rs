@@ -7,7 +7,8 @@
 //! flow, `K` confirm, `T` change time, `A` any master, `Cy`/`Cn` confirm/refuse cancelling,
 //! `c:<category index>`, `p:<page>`, `s:<service id>`, `m:<master id>`, `w:<week>`,
 //! `d:<yyyymmdd>`, `t:<unix seconds>:<master id>`, `C:<booking id>` cancel, `R:<booking id>`
-//! reschedule.
+//! reschedule; under a reminder, valid from any message: `Rk:<booking id>` "I'll come",
+//! `Rc:<booking id>` cancel, `Rm:<booking id>` move.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -152,8 +153,10 @@ impl Engine<'_> {
         };
         if version.parse::<u32>().ok() != Some(self.st.v) {
             match payload {
-                // Going to the menu, booking or help means the same from any message.
+                // Going to the menu, booking or help means the same from any message, and so
+                // do a reminder's answers.
                 "M" | "B" | "Y" | "H" => {}
+                p if p.starts_with("Rk:") || p.starts_with("Rc:") || p.starts_with("Rm:") => {}
                 _ => {
                     self.again(Note::Stale);
                     return;
@@ -215,6 +218,19 @@ impl Engine<'_> {
                 }
                 _ => self.again(Note::Hint),
             },
+            ("Rk", _) if !arg.is_empty() => {
+                self.clear_flow();
+                self.st.at = At::ConfirmingVisit;
+                self.command(Command::ConfirmVisit {
+                    booking_id: arg.to_string(),
+                });
+            }
+            ("Rc", _) if !arg.is_empty() => {
+                self.my_bookings(Some(Act::Cancel(arg.to_string())));
+            }
+            ("Rm", _) if !arg.is_empty() => {
+                self.my_bookings(Some(Act::Move(arg.to_string())));
+            }
             ("Cy", At::CancelAsk) => self.cancel_booking(),
             ("Cn", At::CancelAsk) => {
                 self.st.mv = None;
@@ -249,6 +265,7 @@ impl Engine<'_> {
             (Loaded::BookingPending(b), At::Booking) => self.done(&b, "booking-pending"),
             (Loaded::Rescheduled(b), At::Rescheduling) => self.done(&b, "rescheduled"),
             (Loaded::Cancelled(b), At::Cancelling) => self.done(&b, "cancelled"),
+            (Loaded::VisitConfirmed(b), At::ConfirmingVisit) => self.done(&b, "visit-confirmed"),
             (Loaded::SlotTaken, At::Booking | At::Rescheduling) => {
                 // Offer what is free now; booking another time silently would surprise.
                 self.st.slot = None;
@@ -323,7 +340,7 @@ impl Engine<'_> {
             At::Confirm => self.render_confirm(),
             At::My { .. } => self.my_bookings(None),
             At::CancelAsk => self.render_cancel_ask(),
-            At::Booking | At::Cancelling | At::Rescheduling => {
+            At::Booking | At::Cancelling | At::Rescheduling | At::ConfirmingVisit => {
                 let text = self.t("wait");
                 self.screen(text, Vec::new(), false);
             }

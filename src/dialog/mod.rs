@@ -76,6 +76,8 @@ pub enum Loaded {
     MyBookings(Vec<Booking>),
     Cancelled(Booking),
     Rescheduled(Booking),
+    /// The client's "I'll come" is recorded.
+    VisitConfirmed(Booking),
     /// Online booking into the schedule is switched off (the schedule's API changed, or it
     /// demands what a bot cannot give); tell the client to call instead of pretending.
     BookingClosed,
@@ -116,6 +118,26 @@ pub enum Command {
         booking_id: String,
         slot: Slot,
     },
+    /// "I'll come" from a reminder: record it here, in the schedule and the CRM.
+    ConfirmVisit {
+        booking_id: String,
+    },
+}
+
+/// Buttons under a reminder. They carry no render version: a reminder arrives outside the
+/// conversation and its buttons stay valid whatever the client did in between.
+pub fn reminder_buttons(lang: Lang, booking_id: &str) -> Vec<Vec<Button>> {
+    let button = |key: &str, kind: &str| Button {
+        label: crate::i18n::t(lang, key),
+        data: format!("0|{kind}:{booking_id}"),
+    };
+    vec![
+        vec![button("btn-remind-come", "Rk")],
+        vec![
+            button("btn-remind-cancel", "Rc"),
+            button("btn-remind-move", "Rm"),
+        ],
+    ]
 }
 
 /// Everything needed to make a booking, collected step by step.

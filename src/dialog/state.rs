@@ -102,6 +102,8 @@ pub(super) enum At {
     CancelAsk,
     Cancelling,
     Rescheduling,
+    /// "I'll come" sent; waiting for it to be recorded.
+    ConfirmingVisit,
 }
 
 impl At {

@@ -171,6 +171,14 @@ impl World {
                     Loaded::Rescheduled(b)
                 })
             }
+            Command::ConfirmVisit { booking_id } => {
+                match self.bookings.iter().find(|b| &b.id == booking_id) {
+                    Some(b) => Loaded::VisitConfirmed(b.clone()),
+                    None => Loaded::Failed {
+                        reason: "no such booking".into(),
+                    },
+                }
+            }
         }
     }
 }
@@ -1070,6 +1078,69 @@ fn cancelling_asks_first() {
         .filter(|c| matches!(c, Command::Cancel { .. }))
         .count();
     assert_eq!(cancels, 1);
+}
+
+/// A reminder's buttons, pressed from wherever the conversation happens to be.
+#[test]
+fn reminder_answers_work_from_any_screen() {
+    let buttons = crate::dialog::reminder_buttons(Lang::Ru, "bk-1");
+    let data = |kind: &str| {
+        buttons
+            .iter()
+            .flatten()
+            .find(|b| b.data.contains(kind))
+            .expect("button")
+            .data
+            .clone()
+    };
+    for b in buttons.iter().flatten() {
+        assert!(b.data.len() <= MAX_BUTTON_DATA);
+    }
+
+    // "I'll come" in the middle of booking something else.
+    let mut bot = Bot::with(ctx(), world_with_bookings());
+    bot.goto_times("Анна");
+    let r = bot.send(Input::Button(data("Rk:")));
+    assert_eq!(
+        bot.last_command(),
+        &Command::ConfirmVisit {
+            booking_id: "bk-1".into()
+        }
+    );
+    assert!(r.last().expect("reply").text.contains("ждём вас"), "{r:#?}");
+    assert!(r.last().expect("reply").text.contains("Вт 3 дек, 10:00"));
+
+    // "Cancel" asks first, then cancels that booking.
+    let mut bot = Bot::with(ctx(), world_with_bookings());
+    bot.start();
+    let r = bot.send(Input::Button(data("Rc:")));
+    assert!(r.last().expect("reply").text.contains("Вт 3 дек, 10:00"));
+    bot.press(&ru("btn-yes-cancel"));
+    assert_eq!(
+        bot.last_command(),
+        &Command::Cancel {
+            booking_id: "bk-1".into()
+        }
+    );
+
+    // "Move" goes straight to the days of the same service and master.
+    let mut bot = Bot::with(ctx(), world_with_bookings());
+    bot.send(Input::Button(data("Rm:")));
+    assert!(matches!(
+        bot.last_command(),
+        Command::LoadDays { service_id, master_id: Some(m), .. } if service_id == "s1" && m == "m1"
+    ));
+
+    // Any other stale button is still refused.
+    let mut bot = Bot::with(ctx(), world_with_bookings());
+    bot.start();
+    let r = bot.send(Input::Button("0|C:bk-1".into()));
+    assert!(
+        !bot.commands
+            .iter()
+            .any(|c| matches!(c, Command::Cancel { .. }))
+    );
+    assert!(!r.is_empty());
 }
 
 #[test]

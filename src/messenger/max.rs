@@ -624,6 +624,28 @@ impl MaxClient {
         self.answers.retain_recent();
     }
 
+    /// Sends a reply (split to MAX's limit) with its buttons under the last part.
+    pub async fn send_reply(
+        &self,
+        to: MaxTarget,
+        reply: &Reply,
+        lang: Lang,
+    ) -> Result<(), MaxError> {
+        let parts = split_text(&reply.text);
+        let last = parts.len().saturating_sub(1);
+        let mut kb = keyboard(reply, lang);
+        for (i, part) in parts.into_iter().enumerate() {
+            let mut body = json!({"text": part});
+            if i == last
+                && let Some(kb) = kb.take()
+            {
+                body["attachments"] = json!([kb]);
+            }
+            self.send(to, &body).await?;
+        }
+        Ok(())
+    }
+
     /// Sends a plain text (split to MAX's limit) to a user or chat.
     pub async fn send_text(&self, to: MaxTarget, text: &str) -> Result<(), MaxError> {
         for part in split_text(text) {

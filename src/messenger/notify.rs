@@ -88,8 +88,10 @@ impl JobHandler for MaxChatNotifier {
             None => notice.chat_id.parse().map(MaxTarget::User),
         }
         .map_err(|_| DeliveryError::permanent(format!("bad chat id {:?}", notice.chat_id)))?;
+        // The label of a contact button is the only text the keyboard adds, and notices never
+        // ask for a contact, so the language does not matter here.
         self.client
-            .send_text(target, &notice.reply.text)
+            .send_reply(target, &notice.reply, crate::i18n::Lang::Ru)
             .await
             .map_err(|e| DeliveryError::transient(format!("MAX: {e}")))?;
         Ok(Delivered::done())

@@ -147,6 +147,28 @@ impl Store {
         rows.iter().map(booking_from_row).collect()
     }
 
+    /// Active bookings of the business starting in `(from, to]`, soonest first: reminders and
+    /// the reconciliation poll.
+    pub async fn active_bookings_between(
+        &self,
+        business_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Booking>, StoreError> {
+        let sql = format!(
+            "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \
+             WHERE b.business_id = $1 AND b.start_at > $2 AND b.start_at <= $3 \
+             AND b.status IN ('requested', 'booked') ORDER BY b.start_at"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(business_id)
+            .bind(to_millis(from))
+            .bind(to_millis(to))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(booking_from_row).collect()
+    }
+
     /// Every booking of the business, newest first (for support and the CLI).
     pub async fn bookings(&self, business_id: &str) -> Result<Vec<Booking>, StoreError> {
         let sql = format!(

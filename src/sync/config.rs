@@ -28,6 +28,13 @@ pub struct SyncConfig {
     /// Timeout of one outbound call.
     #[serde(deserialize_with = "de_duration")]
     pub request_timeout: Duration,
+    /// How often upcoming bookings linked to us are re-read from the schedule: the safety net
+    /// for missed webhooks and the only path for schedules without them.
+    #[serde(deserialize_with = "de_duration")]
+    pub reconcile_interval: Duration,
+    /// How far ahead the reconciliation poll looks.
+    #[serde(deserialize_with = "de_duration")]
+    pub reconcile_ahead: Duration,
 }
 
 impl Default for SyncConfig {
@@ -40,6 +47,8 @@ impl Default for SyncConfig {
             alert_after: Duration::from_secs(2 * 3600),
             max_age: Duration::from_secs(7 * 24 * 3600),
             request_timeout: Duration::from_secs(30),
+            reconcile_interval: Duration::from_secs(5 * 60),
+            reconcile_ahead: Duration::from_secs(60 * 24 * 3600),
         }
     }
 }
@@ -89,9 +98,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         .ok_or_else(|| DurationError(text.into()))
 }
 
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// A list of durations (`["24h", "2h"]`).
+pub(crate) fn de_durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    let list = Vec::<String>::deserialize(d)?;
+    list.iter()
+        .map(|s| parse_duration(s).map_err(serde::de::Error::custom))
+        .collect()
 }
 
 #[cfg(test)]
@@ -109,6 +126,7 @@ mod tests {
         assert_eq!(c.alert_after, Duration::from_secs(1800));
         assert_eq!(c.workers, 4);
         assert_eq!(c.max_age, Duration::from_secs(7 * 86400));
+        assert_eq!(c.reconcile_interval, Duration::from_secs(300));
         assert!(serde_json::from_str::<SyncConfig>(r#"{"alert_afetr":"30m"}"#).is_err());
         let a: AlertsConfig =
             serde_json::from_str(r#"{"webhook_url":"https://ops.example/hook"}"#).unwrap();

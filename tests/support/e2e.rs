@@ -18,7 +18,10 @@ impl Service {
         let child = Command::new(env!("CARGO_BIN_EXE_zapis"))
             .args(["run", "--config"])
             .arg(config)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("ZAPIS_E2E_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env_remove("ZAPIS_TELEGRAM__TOKEN")
             .stdin(Stdio::null())
             .spawn()

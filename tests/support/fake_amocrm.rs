@@ -83,6 +83,8 @@ struct Inner {
     max_per_second: usize,
     throttled: usize,
     injected: VecDeque<(u16, Option<u64>)>,
+    /// Requests allowed in a sliding second; [`MAX_RPS`] unless a load test raises it.
+    max_rps: usize,
     unpaid: bool,
     requests: Vec<(String, String)>,
 }
@@ -97,6 +99,7 @@ impl FakeAmo {
     pub async fn start() -> FakeAmo {
         let inner = Arc::new(Mutex::new(Inner {
             next_id: 1000,
+            max_rps: MAX_RPS,
             ..Inner::default()
         }));
         inner
@@ -151,6 +154,10 @@ impl FakeAmo {
     /// The next API answers are these statuses (with a `Retry-After` when given).
     pub fn inject(&self, status: u16, retry_after: Option<u64>) {
         self.lock().injected.push_back((status, retry_after));
+    }
+    /// A load test's fake account that takes more than the documented 7 requests a second.
+    pub fn set_max_rps(&self, n: usize) {
+        self.lock().max_rps = n;
     }
     pub fn set_unpaid(&self, unpaid: bool) {
         self.lock().unpaid = unpaid;
@@ -354,7 +361,7 @@ async fn handle(
         }
         let in_window = s.arrivals.len();
         s.max_per_second = s.max_per_second.max(in_window);
-        if in_window > MAX_RPS {
+        if in_window > s.max_rps {
             s.throttled += 1;
             let mut r = (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response();
             r.headers_mut()

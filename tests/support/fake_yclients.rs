@@ -338,6 +338,25 @@ impl FakeYclients {
         }
     }
 
+    /// The record webhook YClients would post now for this record (`create`, `update`,
+    /// `delete`), its `data` the full record as `GET /record` shows it.
+    pub fn record_webhook(&self, record_id: u64, status: &str) -> Value {
+        let s = self.lock();
+        let data = s
+            .records
+            .iter()
+            .find(|r| r.id == record_id)
+            .map(|r| admin_record_json_for(&s.salon, r))
+            .unwrap_or(Value::Null);
+        json!({
+            "company_id": s.salon.company_id,
+            "resource": "record",
+            "resource_id": record_id,
+            "status": status,
+            "data": data,
+        })
+    }
+
     pub fn salon_mark_attendance(&self, record_id: u64, attendance: i64) {
         if let Some(r) = self.lock().records.iter_mut().find(|r| r.id == record_id) {
             r.attendance = attendance;

@@ -1,0 +1,201 @@
+//! `zapis bookings`: each booking with its state in our store and what we last knew of it in
+//! every linked system, so a support person sees at a glance where things disagree.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use sqlx::Row;
+
+use crate::domain::Booking;
+use crate::normalize::Phone;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone, Default)]
+pub struct BookingsFilter {
+    /// Only visits still ahead and not cancelled.
+    pub upcoming: bool,
+    pub client: Option<Phone>,
+}
+
+/// The last job of one booking for one system: what we last asked of it and how it went.
+async fn last_job(
+    store: &Store,
+    business_id: &str,
+    system: &str,
+    booking_id: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT operation, state FROM sync_jobs \
+         WHERE business_id = $1 AND system = $2 AND ordering_key = $3 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(business_id)
+    .bind(system)
+    .bind(format!("booking:{booking_id}"))
+    .fetch_optional(store.pool())
+    .await?;
+    row.map(|r| Ok((r.try_get("operation")?, r.try_get("state")?)))
+        .transpose()
+}
+
+/// The report as text, one block per booking, soonest first.
+pub async fn bookings_report(
+    store: &Store,
+    business_id: &str,
+    schedule: &str,
+    crm: Option<&str>,
+    timezone: Tz,
+    filter: &BookingsFilter,
+    now: DateTime<Utc>,
+) -> Result<String, StoreError> {
+    let mut list: Vec<Booking> = store
+        .bookings(business_id)
+        .await?
+        .into_iter()
+        .filter(|b| !filter.upcoming || (b.status.is_active() && b.start > now))
+        .filter(|b| filter.client.as_ref().is_none_or(|p| &b.client_phone == p))
+        .collect();
+    list.sort_by_key(|b| b.start);
+    let mut out = String::new();
+    for b in &list {
+        let when = b.start.with_timezone(&timezone).format("%Y-%m-%d %H:%M");
+        out.push_str(&format!(
+            "{} {when} {} / {} client {} {}\n",
+            b.id,
+            b.service_name,
+            b.master_name,
+            b.client_name,
+            b.client_phone.masked()
+        ));
+        let confirmed = store.visit_confirmed_at(&b.id).await?;
+        out.push_str(&format!(
+            "  store     {}{}\n",
+            b.status.as_str(),
+            if confirmed.is_some() {
+                ", visit confirmed by the client"
+            } else {
+                ""
+            }
+        ));
+        let known = store.known_states(business_id, &b.id).await?;
+        let mut systems = vec![schedule.to_string()];
+        systems.extend(crm.map(str::to_string));
+        for system in systems {
+            let link = store
+                .external_id(business_id, "booking", &b.id, &system)
+                .await?
+                .or_else(|| {
+                    (system == schedule)
+                        .then(|| b.external_id.clone())
+                        .flatten()
+                });
+            let seen = known.iter().find(|k| k.system == system);
+            let job = last_job(store, business_id, &system, &b.id).await?;
+            let mut line = format!(
+                "  {system:<9} {}",
+                link.as_deref()
+                    .map_or("not linked".to_string(), |l| format!("#{l}"))
+            );
+            if let Some(seen) = seen {
+                line.push_str(&format!(", last seen {}", seen.status));
+                let agrees = seen.status == b.status.as_str()
+                    || (b.status.is_active() && seen.status == "booked");
+                if !agrees {
+                    line.push_str(" (DISAGREES with the store)");
+                }
+            }
+            if let Some((operation, state)) = job {
+                line.push_str(&format!(", last job {operation} {state}"));
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        let chat = b.chat.as_ref().map_or("none".to_string(), |c| c.key());
+        out.push_str(&format!("  chat      {chat}\n"));
+    }
+    if list.is_empty() {
+        out.push_str("no bookings\n");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{BookingStatus, Channel, ChatRef, Money, Source};
+    use crate::store::testing;
+    use chrono::TimeZone;
+
+    fn booking(id: &str, phone: &str, day: u32) -> Booking {
+        Booking {
+            id: id.into(),
+            business_id: "b1".into(),
+            client_phone: Phone::parse(phone).unwrap(),
+            client_name: "Анна".into(),
+            client_email: None,
+            service_id: "s1".into(),
+            service_name: "Стрижка".into(),
+            master_id: "m1".into(),
+            master_name: "Ольга".into(),
+            start: Utc.with_ymd_and_hms(2030, 1, day, 9, 0, 0).unwrap(),
+            duration_min: 60,
+            price: Money::from_rubles(1500),
+            status: BookingStatus::Booked,
+            source: Source::direct(Channel::Telegram),
+            chat: Some(ChatRef::new(Channel::Telegram, "42")),
+            external_id: Some(format!("7{day}:h")),
+            created_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn shows_every_side_and_flags_disagreement() {
+        for store in testing::all().await {
+            let now = Utc.with_ymd_and_hms(2030, 1, 5, 0, 0, 0).unwrap();
+            store
+                .insert_booking(&booking("a", "+79123456789", 10))
+                .await
+                .unwrap();
+            store
+                .insert_booking(&booking("b", "+79990000000", 11))
+                .await
+                .unwrap();
+            store
+                .insert_booking(&booking("past", "+79123456789", 2))
+                .await
+                .unwrap();
+            store
+                .put_link("b1", "booking", "a", "amocrm", "555", now)
+                .await
+                .unwrap();
+            // The schedule was last seen with the visit cancelled while we still hold it booked.
+            store
+                .put_known("b1", "a", "yclients", "x", "cancelled_by_business", now)
+                .await
+                .unwrap();
+            let filter = BookingsFilter {
+                upcoming: true,
+                client: Some(Phone::parse("8 912 345-67-89").unwrap()),
+            };
+            let text = bookings_report(
+                &store,
+                "b1",
+                "yclients",
+                Some("amocrm"),
+                chrono_tz::Europe::Moscow,
+                &filter,
+                now,
+            )
+            .await
+            .unwrap();
+            assert!(text.contains("a 2030-01-10 12:00"), "{text}");
+            assert!(!text.contains("past"), "{text}");
+            assert!(!text.contains("\nb "), "{text}");
+            assert!(
+                text.contains("yclients  #710:h, last seen cancelled_by_business (DISAGREES"),
+                "{text}"
+            );
+            assert!(text.contains("amocrm    #555"), "{text}");
+            assert!(text.contains("chat      telegram:42"), "{text}");
+            assert!(!text.contains("+79123456789"), "phones are masked: {text}");
+        }
+    }
+}

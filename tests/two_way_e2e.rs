@@ -1,0 +1,389 @@
+//! Two-way sync through the real `zapis run`, with Telegram, YClients and amoCRM all fakes over
+//! HTTP: a change made in any one of them reaches the other two and the client's chat, our own
+//! changes coming back produce nothing, a lost webhook is caught by the reconciliation poll, and
+//! a reminder goes out once and its "Cancel" cancels everywhere.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use support::e2e::{Service, WAIT, book_first_slot, press_kind, press_label};
+use support::fake_amocrm::{self as fake_amo, FakeAmo};
+use support::fake_telegram::{FakeTelegram, FakeUser, TOKEN};
+use support::fake_yclients::{FakeRecord, FakeSalon, FakeYclients, PARTNER_TOKEN};
+use zapis::domain::BookingStatus;
+use zapis::store::Store;
+
+const SECRET: &str = "two-way-secret-0123456789";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+struct World {
+    tg: FakeTelegram,
+    yc: FakeYclients,
+    amo: FakeAmo,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl World {
+    async fn start() -> World {
+        World {
+            tg: FakeTelegram::start().await,
+            yc: FakeYclients::start(FakeSalon::standard(777, chrono_tz::Asia::Yekaterinburg)).await,
+            amo: FakeAmo::start().await,
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+        }
+    }
+
+    fn store_url(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("zapis.db").display())
+    }
+
+    /// Writes the configuration with the given `[sync]` reconcile interval and reminder
+    /// offsets, and starts the service on it.
+    fn run(&self, reconcile: &str, offsets: &str) -> Service {
+        let config = self.dir.path().join("zapis.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[store]
+url = "{store_url}"
+
+[business]
+name = "Салон «Лилия»"
+timezone = "Asia/Yekaterinburg"
+address = "Екатеринбург, ул. Ленина, 1"
+
+[booking]
+system = "yclients"
+
+[booking.yclients]
+base_url = "{yc_url}"
+company_id = 777
+partner_token = "{PARTNER_TOKEN}"
+
+[telegram]
+token = "{TOKEN}"
+api_url = "{tg_url}"
+
+[sync]
+poll = "100ms"
+reconcile_interval = "{reconcile}"
+
+[reminders]
+offsets = [{offsets}]
+check_every = "200ms"
+
+[http]
+listen = "127.0.0.1:{port}"
+webhook_secret = "{SECRET}"
+
+[crm]
+system = "amocrm"
+
+[crm.amocrm]
+base_url = "{amo_url}"
+token = "{amo_token}"
+pipeline_id = {pipeline}
+new_status_id = {status_new}
+booking_id_field_id = {field}
+loss_reason_id = 7
+"#,
+                store_url = self.store_url(),
+                yc_url = self.yc.base_url,
+                tg_url = self.tg.api_url(),
+                amo_url = self.amo.base_url,
+                amo_token = fake_amo::LONG_LIVED_TOKEN,
+                pipeline = fake_amo::PIPELINE_ID,
+                status_new = fake_amo::STATUS_NEW,
+                field = fake_amo::FIELD_BOOKING_ID,
+                port = self.port,
+            ),
+        )
+        .unwrap();
+        Service::start(Path::new(&config))
+    }
+
+    async fn post(&self, source: &str, body: reqwest::RequestBuilder) {
+        let _ = source;
+        for _ in 0..100 {
+            if let Some(b) = body.try_clone()
+                && let Ok(resp) = b.send().await
+            {
+                assert_eq!(resp.status(), 200);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the webhook endpoint does not answer");
+    }
+
+    async fn yclients_hook(&self, hook: &Value) {
+        let url = format!("http://127.0.0.1:{}/webhooks/yclients/{SECRET}", self.port);
+        self.post("yclients", reqwest::Client::new().post(url).json(hook))
+            .await;
+    }
+
+    /// What amoCRM posts when a manager moves a lead to another stage (the form contract).
+    async fn amo_status_hook(&self, lead_id: &str, status_id: i64, old_status_id: i64) {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("leads[status][0][id]", lead_id)
+            .append_pair("leads[status][0][status_id]", &status_id.to_string())
+            .append_pair(
+                "leads[status][0][old_status_id]",
+                &old_status_id.to_string(),
+            )
+            .append_pair(
+                "leads[status][0][pipeline_id]",
+                &fake_amo::PIPELINE_ID.to_string(),
+            )
+            .append_pair("leads[status][0][last_modified]", "1456820780")
+            .append_pair("account[subdomain]", "test000002")
+            .finish();
+        let url = format!("http://127.0.0.1:{}/webhooks/amocrm/{SECRET}", self.port);
+        self.post(
+            "amocrm",
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body),
+        )
+        .await;
+    }
+
+    /// Books the first free slot from a new chat and waits for its lead; returns the record
+    /// and the lead id.
+    async fn book(&self, chat: i64, phone: &str) -> (FakeUser, FakeRecord, String) {
+        let user = self.tg.user(chat);
+        user.send_text("/start");
+        user.wait_for_text("Салон «Лилия»", WAIT).await;
+        let before: Vec<u64> = self.yc.records().iter().map(|r| r.id).collect();
+        let leads_before = self.amo.leads().len();
+        book_first_slot(&user, "Женская стрижка", phone, "Анна").await;
+        user.wait_for_text("вы записаны", WAIT).await;
+        let record = self
+            .yc
+            .active_records()
+            .into_iter()
+            .find(|r| !before.contains(&r.id))
+            .expect("a new record");
+        until("the lead", WAIT, || self.amo.leads().len() > leads_before).await;
+        let lead = self.amo.leads().into_iter().last().expect("lead")["id"].to_string();
+        (user, record, lead)
+    }
+
+    fn notes_text(&self, lead: &str) -> String {
+        self.amo
+            .notes_of(lead)
+            .iter()
+            .map(|n| n.to_string())
+            .collect()
+    }
+}
+
+fn count(user: &FakeUser, needle: &str) -> usize {
+    user.history()
+        .iter()
+        .filter(|m| m.text.contains(needle))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_any_side_reaches_every_other_side_once() {
+    let w = World::start().await;
+    let service = w.run("1s", "\"30d\"");
+    let tz = w.yc.timezone();
+
+    // 1. Moved in the schedule (webhook): the lead gets a note, the client the new time.
+    let (ann, rec, lead) = w.book(3001, "+7 912 345-67-89").await;
+    let new_local = rec.local + chrono::Duration::days(1) + chrono::Duration::hours(1);
+    w.yc.salon_move(rec.id, new_local);
+    w.yclients_hook(&w.yc.record_webhook(rec.id, "update"))
+        .await;
+    let told = ann.wait_for_text("Салон перенёс", WAIT).await;
+    let new_shown = new_local.format("%d.%m %H:%M").to_string();
+    assert!(
+        told.text.contains(&new_shown),
+        "{} / {new_shown}",
+        told.text
+    );
+    until("the move note", WAIT, || {
+        w.notes_text(&lead).contains("перенесена")
+    })
+    .await;
+    assert!(
+        w.notes_text(&lead)
+            .contains(&new_local.format("%d.%m.%Y %H:%M").to_string()),
+        "{}",
+        w.notes_text(&lead)
+    );
+
+    // 2. Our own change echoed back: the client moves it in the chat, YClients reports that
+    // very move; nothing more happens (no "the salon moved" notice, one note only).
+    press_label(&ann, "Мои записи").await;
+    press_label(&ann, "Перенести").await;
+    press_kind(&ann, "d:").await;
+    press_kind(&ann, "t:").await;
+    press_label(&ann, "Подтвердить").await;
+    ann.wait_for_text("перенесена", WAIT).await;
+    until("the client's move note", WAIT, || {
+        w.notes_text(&lead).matches("перенесена").count() == 2
+    })
+    .await;
+    w.yclients_hook(&w.yc.record_webhook(rec.id, "update"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(count(&ann, "Салон перенёс"), 1, "{:#?}", ann.history());
+    assert_eq!(w.notes_text(&lead).matches("перенесена").count(), 2);
+
+    // 3. Cancelled in the schedule (webhook): the lead moves to lost, the client is told.
+    w.yc.salon_delete(rec.id);
+    w.yclients_hook(&w.yc.record_webhook(rec.id, "delete"))
+        .await;
+    ann.wait_for_text("Салон отменил", WAIT).await;
+    until("the lead lost", WAIT, || {
+        w.amo.lead(&lead)["status_id"] == json!(fake_amo::LOST)
+    })
+    .await;
+
+    // 4. A webhook lost on purpose: the salon moves Boris' visit and nothing tells us; the
+    // poll (every second here) finds it within one interval and a bit.
+    let (boris, rec_b, lead_b) = w.book(3002, "+7 922 111-22-33").await;
+    let moved_b = rec_b.local + chrono::Duration::hours(2);
+    w.yc.salon_move(rec_b.id, moved_b);
+    let told = boris
+        .wait_for_text("Салон перенёс", Duration::from_secs(5))
+        .await;
+    assert!(
+        told.text
+            .contains(&moved_b.format("%d.%m %H:%M").to_string()),
+        "{}",
+        told.text
+    );
+    until("the note from the poll", WAIT, || {
+        w.notes_text(&lead_b).contains("перенесена")
+    })
+    .await;
+    // And the poll does not repeat itself.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(count(&boris, "Салон перенёс"), 1);
+
+    // 5. A manager cancels in the CRM: the record goes from the schedule, the client is told,
+    // and nothing bounces back to the CRM.
+    let (vera, rec_v, lead_v) = w.book(3003, "+7 933 444-55-66").await;
+    let patches_before = w.amo.count("PATCH", &format!("/api/v4/leads/{lead_v}"))
+        + w.amo.count("PATCH", "/api/v4/leads");
+    w.amo_status_hook(&lead_v, fake_amo::LOST, fake_amo::STATUS_NEW)
+        .await;
+    vera.wait_for_text("Салон отменил", WAIT).await;
+    until("the record deleted", WAIT, || {
+        w.yc.records().iter().any(|r| r.id == rec_v.id && r.deleted)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let patches_after = w.amo.count("PATCH", &format!("/api/v4/leads/{lead_v}"))
+        + w.amo.count("PATCH", "/api/v4/leads");
+    assert_eq!(patches_before, patches_after, "no echo to the CRM");
+    assert_eq!(count(&vera, "Салон отменил"), 1);
+
+    service.stop();
+    let store = Store::connect(&w.store_url()).await.unwrap();
+    let statuses: Vec<BookingStatus> = store
+        .bookings("default")
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.status)
+        .collect();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == BookingStatus::CancelledByBusiness)
+            .count(),
+        2,
+        "{statuses:?}"
+    );
+    let _ = tz;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_fires_once_across_restarts_and_its_cancel_cancels_everywhere() {
+    let w = World::start().await;
+    let service = w.run("5m", "\"30d\"");
+    let (ann, rec, lead) = w.book(4001, "+7 912 345-67-89").await;
+    service.stop();
+
+    // The visit's start, and an offset that puts the reminder's moment three seconds ahead.
+    let tz = w.yc.timezone();
+    let start = rec
+        .local
+        .and_local_timezone(tz)
+        .single()
+        .expect("local time")
+        .with_timezone(&Utc);
+    let offset = (start - Utc::now()).num_seconds() - 3;
+    let service = w.run("5m", &format!("\"{offset}s\""));
+    let reminder = ann.wait_for_text("Напоминаем", WAIT).await;
+    assert!(
+        reminder
+            .text
+            .contains(&rec.local.format("%d.%m %H:%M").to_string()),
+        "the salon's local time: {}",
+        reminder.text
+    );
+    let button = |label: &str| {
+        reminder
+            .buttons
+            .iter()
+            .flatten()
+            .find(|b| b.label.contains(label))
+            .unwrap_or_else(|| panic!("{label}: {reminder:#?}"))
+            .data
+            .clone()
+    };
+    let cancel = button("Отменить");
+    button("Приду");
+    button("Перенести");
+    // A restart sends nothing again.
+    service.stop();
+    let service = w.run("5m", &format!("\"{offset}s\""));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(&ann, "Напоминаем"), 1, "{:#?}", ann.history());
+
+    // "Cancel" from the reminder: asked once, then cancelled in the schedule, the CRM and here.
+    ann.press(&cancel);
+    press_label(&ann, "Да, отменить").await;
+    ann.wait_for_text("Запись отменена", WAIT).await;
+    until("the record deleted", WAIT, || {
+        w.yc.records().iter().any(|r| r.id == rec.id && r.deleted)
+    })
+    .await;
+    until("the lead lost", WAIT, || {
+        w.amo.lead(&lead)["status_id"] == json!(fake_amo::LOST)
+    })
+    .await;
+    service.stop();
+}

@@ -265,8 +265,8 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
     use sha2::Digest;
 
     let config = load(&args.config.config)?;
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))?;
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let records = crate::import::read_bytes(&bytes, &args.map)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let prepared = crate::import::prepare(records);
@@ -289,7 +289,10 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
             ))
         }
         ImportInto::Bitrix24 | ImportInto::Yclients => {
-            bail!("importing into {:?} is not available yet; use --into amocrm", args.into)
+            bail!(
+                "importing into {:?} is not available yet; use --into amocrm",
+                args.into
+            )
         }
     };
     let mut problems = prepared.problems.clone();

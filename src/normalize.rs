@@ -231,11 +231,12 @@ pub fn parse_phones(cell: &str) -> PhoneCell {
             Ok(phone) => out.phones.push(PhoneEntry { phone, extension }),
             Err(e) => match split_glued(number) {
                 // Two numbers typed with only spaces between them.
-                Some(phones) => out.phones.extend(
-                    phones
-                        .into_iter()
-                        .map(|phone| PhoneEntry { phone, extension: None }),
-                ),
+                Some(phones) => out
+                    .phones
+                    .extend(phones.into_iter().map(|phone| PhoneEntry {
+                        phone,
+                        extension: None,
+                    })),
                 None => out.errors.push(e),
             },
         }
@@ -461,7 +462,10 @@ mod tests {
         assert_eq!(cell.phones.len(), 2);
         let cell = parse_phones("9123456789 / нет");
         assert_eq!(cell.phones.len(), 1);
-        assert_eq!(cell.errors, vec![ContactError::PhoneNotANumber("нет".into())]);
+        assert_eq!(
+            cell.errors,
+            vec![ContactError::PhoneNotANumber("нет".into())]
+        );
     }
 
     #[test]
@@ -477,7 +481,11 @@ mod tests {
             ("a@yandex.ry", "yandex.ru"),
             ("a@yadnex.ru", "yandex.ru"),
         ] {
-            assert_eq!(Email::parse(typo).unwrap().likely_typo(), Some(meant), "{typo}");
+            assert_eq!(
+                Email::parse(typo).unwrap().likely_typo(),
+                Some(meant),
+                "{typo}"
+            );
         }
         for fine in ["a@gmail.com", "a@bk.ru", "a@ok.ru", "a@school.ru"] {
             assert_eq!(Email::parse(fine).unwrap().likely_typo(), None, "{fine}");

@@ -20,8 +20,9 @@ use url::Url;
 use super::config::{AMO_LOST_STATUS_ID, AmoCrmConfig};
 use super::tokens::{TokenPair, TokenStore};
 use super::{
-    ContactDraft, ContactRecord, ContactRef, ContactRequest, CreatedLead, Crm, CrmError, CrmLead, FieldError, LeadRequest,
-    Stage, TRANSCRIPT_HEADER, TaskRequest, TranscriptLine, transcript_notes,
+    ContactDraft, ContactRecord, ContactRef, ContactRequest, CreatedLead, Crm, CrmError, CrmLead,
+    FieldError, LeadRequest, Stage, TRANSCRIPT_HEADER, TaskRequest, TranscriptLine,
+    transcript_notes,
 };
 use crate::clock::Clock;
 use crate::domain::Booking;
@@ -507,13 +508,20 @@ impl AmoCrm {
         let page: ContactsPage = parse_body(&bytes, "contact list")?;
         let more = page.links.is_some_and(|l| l.next.is_some());
         Ok((
-            page.embedded.contacts.iter().map(ContactIn::record).collect(),
+            page.embedded
+                .contacts
+                .iter()
+                .map(ContactIn::record)
+                .collect(),
             more,
         ))
     }
 
     /// Contacts whose filled fields match `query` (a phone's digits, an email).
-    pub async fn search_contact_records(&self, query: &str) -> Result<Vec<ContactRecord>, CrmError> {
+    pub async fn search_contact_records(
+        &self,
+        query: &str,
+    ) -> Result<Vec<ContactRecord>, CrmError> {
         Ok(self
             .search_contacts(query)
             .await?
@@ -1212,7 +1220,11 @@ impl FieldValueOut {
             }],
         }
     }
-    fn codes(code: &'static str, values: &[String], enum_code: Option<&'static str>) -> FieldValueOut {
+    fn codes(
+        code: &'static str,
+        values: &[String],
+        enum_code: Option<&'static str>,
+    ) -> FieldValueOut {
         FieldValueOut {
             field_id: None,
             field_code: Some(code),

@@ -45,11 +45,11 @@ pub fn merge(records: Vec<Normalised>, problems: &mut Vec<Problem>) -> Vec<Clien
     };
     let mut seen: HashMap<String, usize> = HashMap::with_capacity(records.len() * 2);
     for (i, r) in records.iter().enumerate() {
-        let keys = r
-            .phones
-            .iter()
-            .map(|p| format!("p{p}"))
-            .chain(r.emails.iter().map(|e| format!("e{}", e.as_str().to_lowercase())));
+        let keys = r.phones.iter().map(|p| format!("p{p}")).chain(
+            r.emails
+                .iter()
+                .map(|e| format!("e{}", e.as_str().to_lowercase())),
+        );
         for key in keys {
             match seen.get(&key) {
                 Some(&j) => uf.union(i, j),
@@ -73,10 +73,7 @@ pub fn merge(records: Vec<Normalised>, problems: &mut Vec<Problem>) -> Vec<Clien
     groups
         .into_iter()
         .map(|members| {
-            let group: Vec<Normalised> = members
-                .iter()
-                .filter_map(|&i| slots[i].take())
-                .collect();
+            let group: Vec<Normalised> = members.iter().filter_map(|&i| slots[i].take()).collect();
             fold(group, problems)
         })
         .collect()

@@ -27,7 +27,10 @@ use crate::crm::jobs::delivery_error;
 use crate::crm::{ContactDraft, ContactRecord, CrmError};
 use crate::normalize::{Email, Phone};
 use crate::store::{Store, StoreError, to_millis};
-use crate::sync::{Alerts, Delivered, DeliveryError, Engine, Job, JobContext, JobHandler, NewJob, Queue, SyncConfig};
+use crate::sync::{
+    Alerts, Delivered, DeliveryError, Engine, Job, JobContext, JobHandler, NewJob, Queue,
+    SyncConfig,
+};
 
 /// Where an import writes: bulk contact calls of one system.
 #[async_trait]
@@ -101,11 +104,19 @@ const OPERATION: &str = "import_contacts";
 pub enum Plan {
     Create,
     /// Exists; these are the phones and emails it should carry (its own plus ours).
-    Update { id: String, phones: Vec<String>, emails: Vec<String> },
+    Update {
+        id: String,
+        phones: Vec<String>,
+        emails: Vec<String>,
+    },
     /// Exists with everything we have.
-    Link { id: String },
+    Link {
+        id: String,
+    },
     /// Created by an earlier start of this same run (it carries the run tag).
-    Adopt { id: String },
+    Adopt {
+        id: String,
+    },
 }
 
 /// The target's contacts, indexed by normalised phone and email.
@@ -347,7 +358,9 @@ fn pending_from_row(r: &sqlx::any::AnyRow) -> Result<PendingRow, StoreError> {
         key: r.try_get("key")?,
         client: serde_json::from_str(&payload)
             .map_err(|e| StoreError::Corrupt(format!("import row payload: {e}")))?,
-        action: r.try_get::<Option<String>, _>("action")?.unwrap_or_else(|| "create".into()),
+        action: r
+            .try_get::<Option<String>, _>("action")?
+            .unwrap_or_else(|| "create".into()),
         external_id: r.try_get("external_id")?,
         plan: plan
             .map(|p| serde_json::from_str(&p))
@@ -500,7 +513,10 @@ impl JobHandler for ImportJobs {
             for k in chunk {
                 q = q.bind(k);
             }
-            let found = q.fetch_all(store.pool()).await.map_err(|e| store_failure(e.into()))?;
+            let found = q
+                .fetch_all(store.pool())
+                .await
+                .map_err(|e| store_failure(e.into()))?;
             for r in &found {
                 rows.push(pending_from_row(r).map_err(store_failure)?);
             }
@@ -632,16 +648,18 @@ pub async fn load(
     let pending = pending_rows(store, run.id).await?;
     let total = prepared.clients.len() as u64;
     opts.progress.set_length(total);
-    opts.progress.set_position(total.saturating_sub(pending.len() as u64));
+    opts.progress
+        .set_position(total.saturating_sub(pending.len() as u64));
     if !pending.is_empty() {
         opts.progress.set_message("reading the target's contacts");
-        let index = Index::new(
-            target
-                .existing()
-                .await
-                .map_err(|e| ImportError::Target(format!("listing {} contacts: {e}", target.system())))?,
+        let index = Index::new(target.existing().await.map_err(|e| {
+            ImportError::Target(format!("listing {} contacts: {e}", target.system()))
+        })?);
+        tracing::info!(
+            existing = index.len(),
+            pending = pending.len(),
+            "import: matching against the target"
         );
-        tracing::info!(existing = index.len(), pending = pending.len(), "import: matching against the target");
         let plans: Vec<(String, Plan)> = pending
             .iter()
             .map(|r| (r.key.clone(), index.plan(&r.client, &run.tag)))
@@ -669,7 +687,12 @@ pub async fn load(
         let queue = Queue::new(store.clone());
         queue.enqueue_batch(&jobs, opts.clock.now()).await?;
         opts.progress.set_message("writing");
-        let mut engine = Engine::new(store.clone(), opts.clock.clone(), opts.sync.clone(), Alerts::new(Vec::new()));
+        let mut engine = Engine::new(
+            store.clone(),
+            opts.clock.clone(),
+            opts.sync.clone(),
+            Alerts::new(Vec::new()),
+        );
         engine.register(
             &system,
             Arc::new(ImportJobs::new(target.clone(), opts.progress.clone())),

@@ -57,7 +57,10 @@ pub fn record(raw: RawRecord, problems: &mut Vec<Problem>) -> Option<Normalised>
     }
     let mut emails: Vec<Email> = Vec::new();
     for cell in &raw.emails {
-        for piece in cell.split([',', ';', ' ', '\n']).filter(|p| !p.trim().is_empty()) {
+        for piece in cell
+            .split([',', ';', ' ', '\n'])
+            .filter(|p| !p.trim().is_empty())
+        {
             match Email::parse_ascii(piece) {
                 Ok(email) => {
                     if let Some(meant) = email.likely_typo() {
@@ -127,7 +130,11 @@ pub fn record(raw: RawRecord, problems: &mut Vec<Problem>) -> Option<Normalised>
 
 /// The display name: the full-name column, else last, first and middle names joined.
 fn name_of(raw: &RawRecord) -> String {
-    let full = raw.full_name.as_deref().map(person_name).unwrap_or_default();
+    let full = raw
+        .full_name
+        .as_deref()
+        .map(person_name)
+        .unwrap_or_default();
     if !full.is_empty() {
         return full;
     }
@@ -168,7 +175,10 @@ pub fn person_name(raw: &str) -> String {
 fn capitalise(part: &str) -> String {
     let mut chars = part.chars();
     match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars.flat_map(char::to_lowercase)).collect(),
+        Some(first) => first
+            .to_uppercase()
+            .chain(chars.flat_map(char::to_lowercase))
+            .collect(),
         None => String::new(),
     }
 }
@@ -182,7 +192,8 @@ pub fn birthday(text: &str) -> Result<Option<NaiveDate>, &'static str> {
         return Ok(None);
     }
     // chrono reads "90" as the year 90 with %Y, so two-digit years are told apart first.
-    let two_digit_year = t.rsplit(['.', '/', '-']).next().is_some_and(|y| y.len() == 2);
+    let parts: Vec<&str> = t.split(['.', '/', '-']).collect();
+    let two_digit_year = parts.len() == 3 && parts[0].len() <= 2 && parts[2].len() == 2;
     let date = ["%d.%m.%Y", "%d/%m/%Y", "%Y-%m-%d", "%d-%m-%Y", "%Y.%m.%d"]
         .iter()
         .filter(|_| !two_digit_year)
@@ -219,7 +230,13 @@ mod tests {
     #[test]
     fn birthdays_in_common_shapes() {
         let d = NaiveDate::from_ymd_opt(1990, 5, 12);
-        for t in ["12.05.1990", "12/05/1990", "1990-05-12", "1990-05-12T00:00:00", "12.05.90"] {
+        for t in [
+            "12.05.1990",
+            "12/05/1990",
+            "1990-05-12",
+            "1990-05-12T00:00:00",
+            "12.05.90",
+        ] {
             assert_eq!(birthday(t), Ok(d), "{t}");
         }
         assert_eq!(birthday("0001-01-01T00:00:00"), Ok(None));

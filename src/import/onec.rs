@@ -27,7 +27,6 @@ fn decode_xml(bytes: &[u8]) -> String {
 pub fn commerceml(bytes: &[u8]) -> Result<Vec<RawRecord>, ImportError> {
     let text = decode_xml(bytes);
     let mut reader = quick_xml::Reader::from_str(&text);
-    reader.config_mut().trim_text(true);
     let mut stack: Vec<String> = Vec::new();
     // Depth at which the current counterparty starts, and what it collected so far.
     let mut current: Option<(usize, RawRecord)> = None;
@@ -91,10 +90,16 @@ pub fn commerceml(bytes: &[u8]) -> Result<Vec<RawRecord>, ImportError> {
                         ["Фамилия"] => record.last_name = Some(value),
                         ["Имя"] => record.first_name = Some(value),
                         ["Отчество"] => record.middle_name = Some(value),
-                        ["ДатаРождения"] => record.birthday = Some(RawDate::Text(value)),
-                        ["Комментарий"] if !value.is_empty() => record.comment = Some(value),
+                        ["ДатаРождения"] => {
+                            record.birthday = Some(RawDate::Text(value))
+                        }
+                        ["Комментарий"] if !value.is_empty() => {
+                            record.comment = Some(value)
+                        }
                         ["Контакты", "Контакт", "Тип"] => contact.0 = Some(value),
-                        ["Контакты", "Контакт", "Значение"] => contact.1 = Some(value),
+                        ["Контакты", "Контакт", "Значение"] => {
+                            contact.1 = Some(value)
+                        }
                         ["Контакты", "Контакт"] => {
                             push_contact(record, std::mem::take(&mut contact))
                         }
@@ -102,7 +107,9 @@ pub fn commerceml(bytes: &[u8]) -> Result<Vec<RawRecord>, ImportError> {
                     }
                 }
                 stack.pop();
-                if current.as_ref().is_some_and(|(depth, _)| stack.len() < *depth)
+                if current
+                    .as_ref()
+                    .is_some_and(|(depth, _)| stack.len() < *depth)
                     && let Some((_, record)) = current.take()
                 {
                     out.push(record);
@@ -127,7 +134,10 @@ fn push_contact(record: &mut RawRecord, (kind, value): (Option<String>, Option<S
         return;
     };
     let kind = kind.unwrap_or_default().to_lowercase();
-    if kind.contains("почт") || kind.contains("mail") || (!kind.contains("тел") && value.contains('@')) {
+    if kind.contains("почт")
+        || kind.contains("mail")
+        || (!kind.contains("тел") && value.contains('@'))
+    {
         record.emails.push(value);
     } else if kind.contains("тел") || kind.contains("phone") || kind.is_empty() {
         record.phones.push(value);
@@ -193,11 +203,14 @@ pub fn odata_json(bytes: &[u8]) -> Result<Vec<RawRecord>, ImportError> {
         {
             let kind = str_of(row, "Тип").unwrap_or_default().to_lowercase();
             if kind.contains("телефон") {
-                if let Some(p) = str_of(row, "НомерТелефона").or_else(|| str_of(row, "Представление")) {
+                if let Some(p) =
+                    str_of(row, "НомерТелефона").or_else(|| str_of(row, "Представление"))
+                {
                     r.phones.push(p);
                 }
             } else if kind.contains("почт") {
-                if let Some(e) = str_of(row, "АдресЭП").or_else(|| str_of(row, "Представление")) {
+                if let Some(e) = str_of(row, "АдресЭП").or_else(|| str_of(row, "Представление"))
+                {
                     r.emails.push(e);
                 }
             }

@@ -39,21 +39,27 @@ pub fn decode(bytes: &[u8]) -> String {
     }
 }
 
-/// The delimiter that splits the first lines into the same, largest number of fields.
+/// The delimiter that splits the most of the first lines into the same number (> 0) of fields;
+/// a title line above the header does not count against it.
 fn sniff_delimiter(text: &str) -> u8 {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).take(20).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(20)
+        .collect();
     let mut best = (b',', 0usize, 0usize);
     for d in [b';', b',', b'\t', b'|'] {
-        let counts: Vec<usize> = lines
-            .iter()
-            .map(|l| count_outside_quotes(l, d as char))
-            .collect();
-        let Some(&first) = counts.first() else {
-            continue;
-        };
-        let agree = counts.iter().filter(|&&c| c == first && c > 0).count();
-        if (agree, first) > (best.1, best.2) {
-            best = (d, agree, first);
+        let mut freq: HashMap<usize, usize> = HashMap::new();
+        for l in &lines {
+            let c = count_outside_quotes(l, d as char);
+            if c > 0 {
+                *freq.entry(c).or_default() += 1;
+            }
+        }
+        if let Some((&count, &agree)) = freq.iter().max_by_key(|(c, n)| (**n, **c))
+            && (agree, count) > (best.1, best.2)
+        {
+            best = (d, agree, count);
         }
     }
     best.0
@@ -82,7 +88,9 @@ pub fn csv(bytes: &[u8], overrides: &[MapOverride]) -> Result<Vec<RawRecord>, Im
     let mut rows = Vec::new();
     for result in reader.records() {
         let record = result.map_err(|e| ImportError::Format(format!("CSV: {e}")))?;
-        let line = record.position().map_or(rows.len() + 1, |p| p.line() as usize);
+        let line = record
+            .position()
+            .map_or(rows.len() + 1, |p| p.line() as usize);
         rows.push((
             line,
             record.iter().map(|c| Cell::Text(c.to_string())).collect(),
@@ -116,7 +124,9 @@ fn xlsx_cell(d: &Data) -> Cell {
         Data::Empty => Cell::Text(String::new()),
         Data::String(s) => Cell::Text(s.clone()),
         // Phones saved as numbers (79123456789) must not come out as "79123456789.0".
-        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e16 => Cell::Text(format!("{}", *f as i64)),
+        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e16 => {
+            Cell::Text(format!("{}", *f as i64))
+        }
         Data::Float(f) => Cell::Text(f.to_string()),
         Data::Int(i) => Cell::Text(i.to_string()),
         Data::Bool(b) => Cell::Text(b.to_string()),
@@ -142,11 +152,26 @@ pub fn field_of_header(header: &str) -> Option<Field> {
         .collect();
     let h = h.trim();
     let exact = match h {
-        "фио" | "ф.и.о." | "ф.и.о" | "клиент" | "имя клиента" | "контакт" | "контактное лицо"
-        | "наименование" | "полное имя" | "name" | "full name" | "fullname" | "client"
-        | "customer" | "client name" | "contact" => Some(Field::FullName),
+        "фио"
+        | "ф.и.о."
+        | "ф.и.о"
+        | "клиент"
+        | "имя клиента"
+        | "контакт"
+        | "контактное лицо"
+        | "наименование"
+        | "полное имя"
+        | "name"
+        | "full name"
+        | "fullname"
+        | "client"
+        | "customer"
+        | "client name"
+        | "contact" => Some(Field::FullName),
         "имя" | "first name" | "firstname" | "given name" => Some(Field::FirstName),
-        "фамилия" | "last name" | "lastname" | "surname" | "family name" => Some(Field::LastName),
+        "фамилия" | "last name" | "lastname" | "surname" | "family name" => {
+            Some(Field::LastName)
+        }
         "отчество" | "middle name" | "patronymic" => Some(Field::MiddleName),
         "др" | "д.р." | "birthday" | "dob" => Some(Field::Birthday),
         _ => None,
@@ -157,8 +182,15 @@ pub fn field_of_header(header: &str) -> Option<Field> {
     let has = |needles: &[&str]| needles.iter().any(|n| h.contains(n));
     if has(&["рожд", "birth"]) {
         Some(Field::Birthday)
-    } else if has(&["телефон", "тел.", "phone", "мобильн", "mobile", "whatsapp", "сотов"])
-        || h == "тел"
+    } else if has(&[
+        "телефон",
+        "тел.",
+        "phone",
+        "мобильн",
+        "mobile",
+        "whatsapp",
+        "сотов",
+    ]) || h == "тел"
     {
         Some(Field::Phone)
     } else if has(&["email", "e-mail", "почт", "mail"]) {
@@ -183,14 +215,24 @@ pub fn records(table: Table, overrides: &[MapOverride]) -> Result<Vec<RawRecord>
     let width = table.rows.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
     let (mut columns, data_from): (Vec<Option<Field>>, usize) = match header_at {
         Some(i) => (
-            table.rows[i].1.iter().map(|c| field_of_header(&c.text())).collect(),
+            table.rows[i]
+                .1
+                .iter()
+                .map(|c| field_of_header(&c.text()))
+                .collect(),
             i + 1,
         ),
         None => (infer_by_content(&table, width), 0),
     };
     columns.resize(width, None);
     let headers: Vec<String> = header_at
-        .map(|i| table.rows[i].1.iter().map(|c| c.text().trim().to_lowercase()).collect())
+        .map(|i| {
+            table.rows[i]
+                .1
+                .iter()
+                .map(|c| c.text().trim().to_lowercase())
+                .collect()
+        })
         .unwrap_or_default();
     for o in overrides {
         let index = match o.column.parse::<usize>() {
@@ -347,7 +389,8 @@ mod tests {
     #[test]
     fn headerless_columns_are_inferred_from_content() {
         let recs = csv(
-            "Иван Петров;8 912 345 67 89;ivan@mail.ru\nАнна;+7 922 111 22 33;anna@ya.ru\n".as_bytes(),
+            "Иван Петров;8 912 345 67 89;ivan@mail.ru\nАнна;+7 922 111 22 33;anna@ya.ru\n"
+                .as_bytes(),
             &[],
         )
         .unwrap();

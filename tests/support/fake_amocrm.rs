@@ -477,7 +477,9 @@ fn api(
             let page_no: usize = match query.get("page").map(|p| p.parse::<usize>()) {
                 None => 1,
                 Some(Ok(p)) if p >= 1 => p,
-                Some(_) => return problem(StatusCode::BAD_REQUEST, "page must be a positive integer"),
+                Some(_) => {
+                    return problem(StatusCode::BAD_REQUEST, "page must be a positive integer");
+                }
             };
             let found: Vec<Value> = s
                 .contacts
@@ -624,9 +626,11 @@ fn paged(entity: &str, items: Vec<Value>, page_no: usize, limit: usize, more: bo
     if items.is_empty() {
         return no_content();
     }
-    let mut links = json!({"self": {"href": format!("/api/v4/{entity}?limit={limit}&page={page_no}")}});
+    let mut links =
+        json!({"self": {"href": format!("/api/v4/{entity}?limit={limit}&page={page_no}")}});
     if more {
-        links["next"] = json!({"href": format!("/api/v4/{entity}?limit={limit}&page={}", page_no + 1)});
+        links["next"] =
+            json!({"href": format!("/api/v4/{entity}?limit={limit}&page={}", page_no + 1)});
     }
     let mut embedded = serde_json::Map::new();
     embedded.insert(entity.into(), Value::Array(items));

@@ -779,3 +779,173 @@ async fn run_counts(
     }
     Ok((counts, problems))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::import::{RawRecord, prepare};
+    use crate::store::testing;
+
+    /// A target in memory; refuses creates while `refuse` is set.
+    #[derive(Default)]
+    struct Memory {
+        contacts: Mutex<Vec<ContactRecord>>,
+        refuse: Mutex<bool>,
+        writes: Mutex<usize>,
+    }
+
+    #[async_trait]
+    impl ImportTarget for Memory {
+        fn system(&self) -> &'static str {
+            "memory"
+        }
+        fn batch_size(&self) -> usize {
+            2
+        }
+        async fn existing(&self) -> Result<Vec<ContactRecord>, CrmError> {
+            Ok(self.contacts.lock().unwrap().clone())
+        }
+        async fn search(&self, _client: &Client) -> Result<Vec<ContactRecord>, CrmError> {
+            Ok(self.contacts.lock().unwrap().clone())
+        }
+        async fn create(&self, drafts: &[ContactDraft]) -> Result<Vec<String>, CrmError> {
+            if *self.refuse.lock().unwrap() {
+                return Err(CrmError::permanent("refused for the test"));
+            }
+            *self.writes.lock().unwrap() += 1;
+            let mut all = self.contacts.lock().unwrap();
+            Ok(drafts
+                .iter()
+                .map(|d| {
+                    let id = (all.len() + 1).to_string();
+                    all.push(ContactRecord {
+                        id: id.clone(),
+                        name: d.name.clone(),
+                        phones: d.phones.clone(),
+                        emails: d.emails.clone(),
+                        tags: d.tag.iter().cloned().collect(),
+                    });
+                    id
+                })
+                .collect())
+        }
+        async fn update(&self, items: &[(String, ContactDraft)]) -> Result<(), CrmError> {
+            *self.writes.lock().unwrap() += 1;
+            let mut all = self.contacts.lock().unwrap();
+            for (id, d) in items {
+                if let Some(c) = all.iter_mut().find(|c| &c.id == id) {
+                    c.phones = d.phones.clone();
+                    c.emails = d.emails.clone();
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn record(row: usize, name: &str, phone: &str, email: &str) -> RawRecord {
+        RawRecord {
+            row,
+            full_name: Some(name.into()),
+            phones: vec![phone.into()],
+            emails: vec![email.into()],
+            ..RawRecord::default()
+        }
+    }
+
+    async fn load_once(store: &Store, target: Arc<Memory>, prepared: &Prepared) -> Counts {
+        let (counts, _) = load(
+            prepared,
+            target,
+            LoadOptions {
+                store,
+                clock: Arc::new(SystemClock),
+                sync: SyncConfig::default(),
+                business_id: "b1",
+                digest: "d1d1d1d1d1d1d1d1",
+                file_name: "clients.csv",
+                progress: ProgressBar::hidden(),
+            },
+        )
+        .await
+        .unwrap();
+        counts
+    }
+
+    #[tokio::test]
+    async fn refused_then_resumed_creates_each_client_once_on_both_stores() {
+        for store in testing::all().await {
+            let prepared = prepare(vec![
+                record(2, "Анна", "89120000001", "a@mail.ru"),
+                record(3, "Борис", "89120000002", "b@mail.ru"),
+                record(4, "Вера", "89120000003", "v@mail.ru"),
+                record(5, "Глеб", "89120000004", "g@mail.ru"),
+            ]);
+            let target = Arc::new(Memory::default());
+            // Already in the target: typed by hand, without the email.
+            target.contacts.lock().unwrap().push(ContactRecord {
+                id: "100".into(),
+                name: "Анна С.".into(),
+                phones: vec!["8 912 000-00-01".into()],
+                ..ContactRecord::default()
+            });
+            // Made by an earlier start of this run that died before recording it.
+            target.contacts.lock().unwrap().push(ContactRecord {
+                id: "101".into(),
+                name: "Борис".into(),
+                phones: vec!["+79120000002".into()],
+                emails: vec!["b@mail.ru".into()],
+                tags: vec![run_tag("d1d1d1d1d1d1d1d1")],
+            });
+            *target.refuse.lock().unwrap() = true;
+            let first = load_once(&store, target.clone(), &prepared).await;
+            assert_eq!(
+                (first.created, first.updated, first.failed),
+                (1, 1, 2),
+                "{first:?}"
+            );
+            *target.refuse.lock().unwrap() = false;
+            let second = load_once(&store, target.clone(), &prepared).await;
+            assert_eq!(
+                (
+                    second.created,
+                    second.updated,
+                    second.skipped,
+                    second.failed
+                ),
+                (3, 1, 0, 0)
+            );
+            let contacts = target.contacts.lock().unwrap().clone();
+            assert_eq!(contacts.len(), 4);
+            assert_eq!(contacts[0].phones, ["8 912 000-00-01"]);
+            assert_eq!(contacts[0].emails, ["a@mail.ru"]);
+            let writes = *target.writes.lock().unwrap();
+            let third = load_once(&store, target.clone(), &prepared).await;
+            assert_eq!(third, second);
+            assert_eq!(
+                *target.writes.lock().unwrap(),
+                writes,
+                "a finished run writes nothing"
+            );
+        }
+    }
+
+    #[test]
+    fn matching_links_when_nothing_is_new() {
+        let prepared = prepare(vec![record(2, "Анна", "89120000001", "A@Mail.ru")]);
+        let index = Index::new(vec![ContactRecord {
+            id: "7".into(),
+            phones: vec!["+7 912 000 00 01".into()],
+            emails: vec!["a@mail.ru".into()],
+            ..ContactRecord::default()
+        }]);
+        assert_eq!(
+            index.plan(&prepared.clients[0], "tag"),
+            Plan::Link { id: "7".into() }
+        );
+        let counts = dry_run_counts(&prepared, &index);
+        assert_eq!((counts.created, counts.updated, counts.skipped), (0, 0, 1));
+    }
+}

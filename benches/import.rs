@@ -31,7 +31,12 @@ fn base(rows: usize) -> String {
     for i in 0..rows {
         let n = i % uniques;
         let national = format!("9{:09}", 100_000_000 + n);
-        let (a, b, c, d) = (&national[..3], &national[3..6], &national[6..8], &national[8..]);
+        let (a, b, c, d) = (
+            &national[..3],
+            &national[3..6],
+            &national[6..8],
+            &national[8..],
+        );
         let phone = match i % 4 {
             0 => format!("8 ({a}) {b}-{c}-{d}"),
             1 => format!("+7 {a} {b}{c}{d}"),

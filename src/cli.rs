@@ -99,6 +99,39 @@ enum Cmd {
     /// AmoCRM administration.
     #[command(subcommand)]
     Amocrm(AmoCmd),
+    /// Import a client base (CSV, XLSX, a 1C XML or OData JSON export) into the CRM or the
+    /// schedule: normalised, deduplicated, resumable (docs/import.md).
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The file: .csv (any delimiter, UTF-8 or Windows-1251), .xlsx, 1C CommerceML XML or
+    /// OData JSON of Catalog_Контрагенты.
+    file: PathBuf,
+    /// Where the clients go.
+    #[arg(long, value_enum)]
+    into: ImportInto,
+    /// Read, normalise, deduplicate and match against the target, but write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Write a CSV with a row per problem here.
+    #[arg(long, value_name = "report.csv")]
+    report: Option<PathBuf>,
+    /// A column's meaning, overriding the guess from its header: `phone=Тел. моб.`,
+    /// `name=3` (by 1-based number). Fields: name, last_name, first_name, middle_name,
+    /// phone, email, birthday, comment. Repeatable.
+    #[arg(long = "map", value_name = "FIELD=COLUMN")]
+    map: Vec<crate::import::MapOverride>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ImportInto {
+    Amocrm,
+    Bitrix24,
+    Yclients,
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +278,10 @@ pub async fn main() -> anyhow::Result<()> {
             init_tracing("warn");
             amocrm(cmd).await
         }
+        Cmd::Import(args) => {
+            init_tracing("warn");
+            import(args).await
+        }
         Cmd::Max(MaxCmd::Subscribe { config, args }) => {
             init_tracing("warn");
             let config = load(&config.config)?;
@@ -258,6 +295,110 @@ pub async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn import(args: ImportArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+
+    use crate::import::load::{self, AmoTarget, ImportTarget, Index, LoadOptions};
+    use sha2::Digest;
+
+    let config = load(&args.config.config)?;
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let records = crate::import::read_bytes(&bytes, &args.map)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let prepared = crate::import::prepare(records);
+    let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
+    let target: Arc<dyn ImportTarget> = match args.into {
+        ImportInto::Amocrm => {
+            let Some(amo) = config.crm.as_ref().and_then(|c| c.amocrm.clone()) else {
+                bail!("--into amocrm needs a [crm.amocrm] section in the configuration");
+            };
+            // Opened without migrating for a dry run: it must not write, not even the schema.
+            let store = if args.dry_run {
+                Store::open(&config.store.url).await
+            } else {
+                Store::connect(&config.store.url).await
+            }
+            .context("opening the store")?;
+            Arc::new(AmoTarget(
+                crate::crm::amocrm::AmoCrm::new(amo, store, &config.business.id, clock.clone())
+                    .context("crm.amocrm")?,
+            ))
+        }
+        ImportInto::Bitrix24 | ImportInto::Yclients => {
+            bail!(
+                "importing into {:?} is not available yet; use --into amocrm",
+                args.into
+            )
+        }
+    };
+    let mut problems = prepared.problems.clone();
+    let counts = if args.dry_run {
+        let index = Index::new(
+            target
+                .existing()
+                .await
+                .context("reading the target's contacts")?,
+        );
+        load::dry_run_counts(&prepared, &index)
+    } else {
+        let store = Store::connect(&config.store.url)
+            .await
+            .context("opening the store")?;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(&bytes);
+        hasher.update(format!("{:?}", args.map).as_bytes());
+        let digest: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let progress = if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(prepared.clients.len() as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {pos}/{len} clients, {per_sec}, ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let file_name = args
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (counts, refused) = load::load(
+            &prepared,
+            target,
+            LoadOptions {
+                store: &store,
+                clock,
+                sync: config.sync.clone(),
+                business_id: &config.business.id,
+                digest: &digest,
+                file_name: &file_name,
+                progress,
+            },
+        )
+        .await
+        .context("loading")?;
+        problems.extend(refused);
+        counts
+    };
+    println!("{}", counts.render(args.dry_run));
+    if let Some(path) = &args.report {
+        crate::import::report::write_csv(path, &problems)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("{} problems listed in {}", problems.len(), path.display());
+    } else if !problems.is_empty() {
+        println!("{} problems; --report FILE lists them", problems.len());
+    }
+    Ok(())
 }
 
 /// The store named by `--store`, else the configuration's.

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod effects;
 pub mod http;
 pub mod i18n;
+pub mod import;
 pub mod messenger;
 pub mod normalize;
 pub mod reminders;

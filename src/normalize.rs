@@ -162,6 +162,191 @@ impl From<Email> for String {
     }
 }
 
+/// One number found in a cell, with the extension typed after it (`доб. 123`), which E.164
+/// cannot carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneEntry {
+    pub phone: Phone,
+    pub extension: Option<String>,
+}
+
+/// What a cell that may hold several numbers yields: the numbers that parsed and, verbatim,
+/// the pieces that did not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PhoneCell {
+    pub phones: Vec<PhoneEntry>,
+    pub errors: Vec<ContactError>,
+}
+
+const EXTENSION_MARKERS: &[&str] = &["доб.", "доб", "ext.", "ext", "вн.", "#", "x"];
+
+/// Splits off an extension (`… доб. 123`, `… ext 5`, `… #12`) from a number as typed.
+fn split_extension(piece: &str) -> (&str, Option<String>) {
+    let lower = piece.to_lowercase();
+    for marker in EXTENSION_MARKERS {
+        // Lower-casing Cyrillic keeps byte lengths, so positions carry over to `piece`.
+        if let Some(at) = lower.rfind(marker)
+            && lower.len() == piece.len()
+        {
+            let ext: String = piece[at + marker.len()..]
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '.')
+                .collect();
+            if !ext.is_empty() && ext.chars().all(|c| c.is_ascii_digit()) && at > 0 {
+                return (piece[..at].trim_end_matches([',', ' ', '(']), Some(ext));
+            }
+        }
+    }
+    (piece, None)
+}
+
+/// Parses every number in a spreadsheet cell: `8 (912) 345-67-89, +7 495 123-45-67 доб. 12`,
+/// numbers separated by `,`, `;`, `/`, new lines or «или», an extension attached to the number
+/// before it. Numbers without a country code are read as Russian; other countries keep theirs.
+pub fn parse_phones(cell: &str) -> PhoneCell {
+    let mut out = PhoneCell::default();
+    let normalised = cell.replace(" или ", ";").replace(" or ", ";");
+    let mut pieces: Vec<String> = Vec::new();
+    for piece in normalised.split([',', ';', '/', '\n', '\r', '|']) {
+        let piece = piece.trim();
+        if piece.is_empty() {
+            continue;
+        }
+        // "…, доб. 123": an extension split off by the separator belongs to the number before.
+        let lower = piece.to_lowercase();
+        let is_ext = EXTENSION_MARKERS
+            .iter()
+            .any(|m| lower.starts_with(m) && *m != "x" && *m != "#");
+        match pieces.last_mut() {
+            Some(prev) if is_ext => {
+                prev.push(' ');
+                prev.push_str(piece);
+            }
+            _ => pieces.push(piece.to_string()),
+        }
+    }
+    for piece in pieces {
+        let (number, extension) = split_extension(&piece);
+        match Phone::parse(number) {
+            Ok(phone) => out.phones.push(PhoneEntry { phone, extension }),
+            Err(e) => match split_glued(number) {
+                // Two numbers typed with only spaces between them.
+                Some(phones) => out
+                    .phones
+                    .extend(phones.into_iter().map(|phone| PhoneEntry {
+                        phone,
+                        extension: None,
+                    })),
+                None => out.errors.push(e),
+            },
+        }
+    }
+    out
+}
+
+/// `89123456789 89234567890`: several whole numbers separated by spaces only. Accepted only
+/// when every space-separated token is itself a valid number.
+fn split_glued(piece: &str) -> Option<Vec<Phone>> {
+    let tokens: Vec<&str> = piece.split_whitespace().collect();
+    if tokens.len() < 2 {
+        return None;
+    }
+    let phones: Vec<Phone> = tokens
+        .iter()
+        .filter(|t| t.chars().filter(char::is_ascii_digit).count() >= 10)
+        .map(|t| Phone::parse(t).ok())
+        .collect::<Option<Vec<_>>>()?;
+    (phones.len() == tokens.len()).then_some(phones)
+}
+
+/// Domains people mean when they mistype one; a near miss of these is reported, never fixed.
+const KNOWN_MAIL_DOMAINS: &[&str] = &[
+    "gmail.com",
+    "mail.ru",
+    "yandex.ru",
+    "ya.ru",
+    "inbox.ru",
+    "list.ru",
+    "bk.ru",
+    "rambler.ru",
+    "icloud.com",
+    "outlook.com",
+    "hotmail.com",
+    "yahoo.com",
+    "yandex.com",
+];
+
+/// Misspellings too far from the domain for the distance test but common in client bases.
+const KNOWN_TYPOS: &[(&str, &str)] = &[
+    ("gmail.ru", "gmail.com"),
+    ("mail.com", "mail.ru"),
+    ("yandex.ry", "yandex.ru"),
+    ("yndex.ru", "yandex.ru"),
+    ("gmail.co", "gmail.com"),
+];
+
+impl Email {
+    /// Like [`Email::parse`], with an internationalised domain (`почта.рф`) in its ASCII
+    /// (punycode) form, the one mail systems and CRMs compare.
+    pub fn parse_ascii(input: &str) -> Result<Email, ContactError> {
+        let email = Email::parse(input)?;
+        let Some((local, domain)) = email.0.rsplit_once('@') else {
+            return Err(ContactError::EmailInvalid(input.trim().to_string()));
+        };
+        if domain.is_ascii() {
+            return Ok(email);
+        }
+        let ascii = idna::domain_to_ascii(domain)
+            .map_err(|_| ContactError::EmailInvalid(input.trim().to_string()))?;
+        Ok(Email(format!("{local}@{ascii}")))
+    }
+
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map_or("", |(_, d)| d)
+    }
+
+    /// The well-known domain this one looks like a typo of (`gmial.com` → `gmail.com`).
+    pub fn likely_typo(&self) -> Option<&'static str> {
+        let domain = self.domain();
+        if KNOWN_MAIL_DOMAINS.contains(&domain) {
+            return None;
+        }
+        if let Some((_, meant)) = KNOWN_TYPOS.iter().find(|(typo, _)| *typo == domain) {
+            return Some(meant);
+        }
+        // Short domains (bk.ru, ya.ru) are one edit away from many real ones.
+        KNOWN_MAIL_DOMAINS
+            .iter()
+            .find(|known| known.len() >= 7 && edit_distance(domain, known) == 1)
+            .copied()
+    }
+}
+
+/// Damerau–Levenshtein distance (adjacent transpositions count once), for short strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +435,60 @@ mod tests {
             "a@b..ru",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_cell_with_several_numbers_and_extensions() {
+        let cell = parse_phones("8 (912) 345-67-89, +7 495 123-45-67 доб. 123; +375 29 123-45-67");
+        let got: Vec<(&str, Option<&str>)> = cell
+            .phones
+            .iter()
+            .map(|e| (e.phone.as_str(), e.extension.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("+79123456789", None),
+                ("+74951234567", Some("123")),
+                ("+375291234567", None)
+            ]
+        );
+        assert!(cell.errors.is_empty());
+        let cell = parse_phones("+7 (495) 123-45-67, доб. 45 или 89123456789");
+        assert_eq!(cell.phones.len(), 2);
+        assert_eq!(cell.phones[0].extension.as_deref(), Some("45"));
+        let cell = parse_phones("89123456789 89234567890");
+        assert_eq!(cell.phones.len(), 2);
+        let cell = parse_phones("9123456789 / нет");
+        assert_eq!(cell.phones.len(), 1);
+        assert_eq!(
+            cell.errors,
+            vec![ContactError::PhoneNotANumber("нет".into())]
+        );
+    }
+
+    #[test]
+    fn idn_domains_become_punycode_and_typos_are_named() {
+        assert_eq!(
+            Email::parse_ascii(" Анна@Почта.РФ ").unwrap().as_str(),
+            "Анна@xn--80a1acny.xn--p1ai"
+        );
+        for (typo, meant) in [
+            ("a@gmial.com", "gmail.com"),
+            ("a@gmail.ru", "gmail.com"),
+            ("a@mial.ru", "mail.ru"),
+            ("a@yandex.ry", "yandex.ru"),
+            ("a@yadnex.ru", "yandex.ru"),
+        ] {
+            assert_eq!(
+                Email::parse(typo).unwrap().likely_typo(),
+                Some(meant),
+                "{typo}"
+            );
+        }
+        for fine in ["a@gmail.com", "a@bk.ru", "a@ok.ru", "a@school.ru"] {
+            assert_eq!(Email::parse(fine).unwrap().likely_typo(), None, "{fine}");
         }
     }
 }

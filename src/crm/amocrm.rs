@@ -20,8 +20,9 @@ use url::Url;
 use super::config::{AMO_LOST_STATUS_ID, AmoCrmConfig};
 use super::tokens::{TokenPair, TokenStore};
 use super::{
-    ContactRef, ContactRequest, CreatedLead, Crm, CrmError, CrmLead, FieldError, LeadRequest,
-    Stage, TRANSCRIPT_HEADER, TaskRequest, TranscriptLine, transcript_notes,
+    ContactDraft, ContactRecord, ContactRef, ContactRequest, CreatedLead, Crm, CrmError, CrmLead,
+    FieldError, LeadRequest, Stage, TRANSCRIPT_HEADER, TaskRequest, TranscriptLine,
+    transcript_notes,
 };
 use crate::clock::Clock;
 use crate::domain::Booking;
@@ -32,6 +33,8 @@ pub const SYSTEM: &str = "amocrm";
 
 /// Documented batch ceilings: complex leads ≤ 50; plain adds "up to 250, recommended ≤ 50".
 const BATCH: usize = 50;
+/// Plain contact adds and updates take up to 250 per request (crm-apis.md §1.11), as do pages.
+pub const CONTACT_BATCH: usize = 250;
 /// Refresh this long before the access token expires, so no request races its expiry.
 const REFRESH_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
 /// amoCRM answers 403 to every request from an IP or account it blocked for exceeding the rate
@@ -483,6 +486,124 @@ impl AmoCrm {
             name: req.name.clone(),
             custom_fields_values: fields,
         }
+    }
+
+    // ---------------------------------------------------------------- bulk contacts (import)
+
+    /// One page (250) of the account's contacts, oldest first; `true` when more follow.
+    pub async fn contacts_page(&self, page: u32) -> Result<(Vec<ContactRecord>, bool), CrmError> {
+        let bytes = self
+            .get(
+                "/api/v4/contacts",
+                &[
+                    ("limit", CONTACT_BATCH.to_string()),
+                    ("page", page.to_string()),
+                    ("order[id]", "asc".into()),
+                ],
+            )
+            .await?;
+        let Some(bytes) = bytes else {
+            return Ok((Vec::new(), false));
+        };
+        let page: ContactsPage = parse_body(&bytes, "contact list")?;
+        let more = page.links.is_some_and(|l| l.next.is_some());
+        Ok((
+            page.embedded
+                .contacts
+                .iter()
+                .map(ContactIn::record)
+                .collect(),
+            more,
+        ))
+    }
+
+    /// Contacts whose filled fields match `query` (a phone's digits, an email).
+    pub async fn search_contact_records(
+        &self,
+        query: &str,
+    ) -> Result<Vec<ContactRecord>, CrmError> {
+        Ok(self
+            .search_contacts(query)
+            .await?
+            .iter()
+            .map(ContactIn::record)
+            .collect())
+    }
+
+    fn draft_out(draft: &ContactDraft) -> BulkContactOut {
+        let mut fields = Vec::new();
+        if !draft.phones.is_empty() {
+            fields.push(FieldValueOut::codes("PHONE", &draft.phones, Some("MOB")));
+        }
+        if !draft.emails.is_empty() {
+            fields.push(FieldValueOut::codes("EMAIL", &draft.emails, Some("WORK")));
+        }
+        BulkContactOut {
+            id: None,
+            name: Some(draft.name.clone()).filter(|n| !n.is_empty()),
+            custom_fields_values: fields,
+            request_id: None,
+            embedded: draft.tag.as_ref().map(|t| BulkEmbeddedOut {
+                tags: vec![TagOut { name: t.clone() }],
+            }),
+        }
+    }
+
+    /// Adds up to [`CONTACT_BATCH`] contacts in one request; their ids, in the given order.
+    pub async fn add_contacts(&self, drafts: &[ContactDraft]) -> Result<Vec<String>, CrmError> {
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body: Vec<BulkContactOut> = drafts
+            .iter()
+            .enumerate()
+            .map(|(i, d)| BulkContactOut {
+                request_id: Some(i.to_string()),
+                ..Self::draft_out(d)
+            })
+            .collect();
+        let bytes = self
+            .send_json(Method::POST, "/api/v4/contacts", &body)
+            .await?
+            .ok_or_else(|| CrmError::transient("amoCRM answered 204 to adding contacts"))?;
+        let added: AddedPage<ContactsAddedEmbedded> = parse_body(&bytes, "contacts response")?;
+        let mut ids = vec![None; drafts.len()];
+        for (pos, c) in added.embedded.contacts.iter().enumerate() {
+            let slot = c
+                .request_id
+                .as_deref()
+                .and_then(|r| r.parse::<usize>().ok())
+                .unwrap_or(pos);
+            if let Some(s) = ids.get_mut(slot) {
+                *s = Some(c.id.to_string());
+            }
+        }
+        ids.into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| CrmError::transient("amoCRM added fewer contacts than sent"))
+    }
+
+    /// Replaces the phones and emails of up to [`CONTACT_BATCH`] contacts (names stay as the
+    /// managers left them).
+    pub async fn update_contacts(&self, items: &[(String, ContactDraft)]) -> Result<(), CrmError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let body = items
+            .iter()
+            .map(|(id, d)| {
+                Ok(BulkContactOut {
+                    id: Some(lead_id(id)?),
+                    name: None,
+                    embedded: None,
+                    ..Self::draft_out(d)
+                })
+            })
+            .collect::<Result<Vec<_>, CrmError>>()?;
+        self.send_json(Method::PATCH, "/api/v4/contacts", &body)
+            .await?
+            .ok_or_else(|| CrmError::transient("amoCRM answered 204 to updating contacts"))?;
+        Ok(())
     }
 
     // ---------------------------------------------------------------- leads
@@ -1145,6 +1266,23 @@ impl FieldValueOut {
             }],
         }
     }
+    fn codes(
+        code: &'static str,
+        values: &[String],
+        enum_code: Option<&'static str>,
+    ) -> FieldValueOut {
+        FieldValueOut {
+            field_id: None,
+            field_code: Some(code),
+            values: values
+                .iter()
+                .map(|v| ValueOut {
+                    value: v.clone(),
+                    enum_code,
+                })
+                .collect(),
+        }
+    }
     fn code(code: &'static str, value: String, enum_code: Option<&'static str>) -> FieldValueOut {
         FieldValueOut {
             field_id: None,
@@ -1158,6 +1296,25 @@ impl FieldValueOut {
 struct ContactOut {
     name: String,
     custom_fields_values: Vec<FieldValueOut>,
+}
+
+/// A contact in a bulk add (with `request_id`) or a bulk update (with `id`).
+#[derive(Serialize)]
+struct BulkContactOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    custom_fields_values: Vec<FieldValueOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+    #[serde(rename = "_embedded", skip_serializing_if = "Option::is_none")]
+    embedded: Option<BulkEmbeddedOut>,
+}
+
+#[derive(Serialize)]
+struct BulkEmbeddedOut {
+    tags: Vec<TagOut>,
 }
 
 #[derive(Serialize)]
@@ -1293,6 +1450,14 @@ struct ValueIn {
 struct ContactsPage {
     #[serde(rename = "_embedded")]
     embedded: ContactsEmbedded,
+    #[serde(rename = "_links", default)]
+    links: Option<PageLinks>,
+}
+
+#[derive(Deserialize)]
+struct PageLinks {
+    #[serde(default)]
+    next: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -1305,10 +1470,33 @@ struct ContactsEmbedded {
 struct ContactIn {
     id: i64,
     #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
     custom_fields_values: Option<Vec<CustomFieldIn>>,
+    #[serde(rename = "_embedded", default)]
+    embedded: Option<ContactEmbeddedIn>,
+}
+
+#[derive(Deserialize)]
+struct ContactEmbeddedIn {
+    #[serde(default)]
+    tags: Vec<TagIn>,
 }
 
 impl ContactIn {
+    fn record(&self) -> ContactRecord {
+        ContactRecord {
+            id: self.id.to_string(),
+            name: self.name.clone().unwrap_or_default(),
+            phones: self.values_of("PHONE").map(str::to_string).collect(),
+            emails: self.values_of("EMAIL").map(str::to_string).collect(),
+            tags: self
+                .embedded
+                .iter()
+                .flat_map(|e| e.tags.iter().filter_map(|t| t.name.clone()))
+                .collect(),
+        }
+    }
     fn values_of<'a>(&'a self, code: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.custom_fields_values
             .iter()
@@ -1334,6 +1522,17 @@ struct AddedPage<E> {
 #[derive(Deserialize)]
 struct AddedIn {
     id: i64,
+    /// Echoed back as sent; amoCRM sends it as a string.
+    #[serde(default, deserialize_with = "request_id_text")]
+    request_id: Option<String>,
+}
+
+fn request_id_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    })
 }
 
 #[derive(Deserialize)]

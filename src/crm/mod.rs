@@ -144,6 +144,28 @@ impl ContactRequest {
     }
 }
 
+/// A contact as the CRM holds it, values as typed there: what an import matches against.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactRecord {
+    pub id: String,
+    pub name: String,
+    pub phones: Vec<String>,
+    pub emails: Vec<String>,
+    pub tags: Vec<String>,
+}
+
+/// A contact to write in bulk (an import): the full set of phones and emails it should carry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactDraft {
+    pub name: String,
+    pub phones: Vec<String>,
+    pub emails: Vec<String>,
+    pub birthday: Option<chrono::NaiveDate>,
+    pub comment: Option<String>,
+    /// A label marking who wrote the contact, so a resumed import recognises its own work.
+    pub tag: Option<String>,
+}
+
 /// A contact in the CRM, and whether this call created it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactRef {

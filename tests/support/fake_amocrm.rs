@@ -504,13 +504,34 @@ fn api(
         },
         ("GET", ["contacts"]) => {
             let q = query.get("query").cloned().unwrap_or_default();
+            // Documented paging: `limit` up to 250 (default 50), `page` from 1, `_links.next`
+            // while more remain; ids ascending (the map's order).
+            let limit: usize = match query.get("limit").map(|l| l.parse::<usize>()) {
+                None => 50,
+                Some(Ok(l)) if (1..=250).contains(&l) => l,
+                Some(_) => return problem(StatusCode::BAD_REQUEST, "limit must be 1..250"),
+            };
+            let page_no: usize = match query.get("page").map(|p| p.parse::<usize>()) {
+                None => 1,
+                Some(Ok(p)) if p >= 1 => p,
+                Some(_) => {
+                    return problem(StatusCode::BAD_REQUEST, "page must be a positive integer");
+                }
+            };
             let found: Vec<Value> = s
                 .contacts
                 .values()
                 .filter(|c| matches_query(c, &q))
                 .cloned()
                 .collect();
-            page("contacts", found)
+            let total = found.len();
+            let items: Vec<Value> = found
+                .into_iter()
+                .skip((page_no - 1) * limit)
+                .take(limit)
+                .collect();
+            let more = page_no * limit < total;
+            paged("contacts", items, page_no, limit, more)
         }
         ("POST", ["contacts"]) => match json_body() {
             Ok(Value::Array(items)) => add_contacts(s, items),
@@ -673,6 +694,24 @@ fn api(
         }
         _ => problem(StatusCode::NOT_FOUND, "Not found"),
     }
+}
+
+fn paged(entity: &str, items: Vec<Value>, page_no: usize, limit: usize, more: bool) -> Response {
+    if items.is_empty() {
+        return no_content();
+    }
+    let mut links =
+        json!({"self": {"href": format!("/api/v4/{entity}?limit={limit}&page={page_no}")}});
+    if more {
+        links["next"] =
+            json!({"href": format!("/api/v4/{entity}?limit={limit}&page={}", page_no + 1)});
+    }
+    let mut embedded = serde_json::Map::new();
+    embedded.insert(entity.into(), Value::Array(items));
+    hal(
+        StatusCode::OK,
+        json!({"_page": page_no, "_links": links, "_embedded": embedded}),
+    )
 }
 
 fn with_id(mut item: Value, id: i64) -> Value {
@@ -948,6 +987,9 @@ fn add_contacts(s: &mut Inner, items: Vec<Value>) -> Response {
 }
 
 fn patch_contacts(s: &mut Inner, items: Vec<Value>) -> Response {
+    if items.len() > 250 {
+        return problem(StatusCode::BAD_REQUEST, "Too many entities in one request");
+    }
     let mut errors = Vec::new();
     for (i, c) in items.iter().enumerate() {
         check_contact(&i.to_string(), "", c, &mut errors);
@@ -965,6 +1007,9 @@ fn patch_contacts(s: &mut Inner, items: Vec<Value>) -> Response {
     for c in items {
         let id = c["id"].as_i64().unwrap_or_default();
         let stored = s.contacts.get_mut(&id).expect("checked above");
+        if let Some(name) = c["name"].as_str() {
+            stored["name"] = json!(name);
+        }
         if let Some(first) = c["first_name"].as_str() {
             stored["name"] =
                 json!(format!("{first} {}", c["last_name"].as_str().unwrap_or("")).trim());

@@ -1,0 +1,951 @@
+//! Loading through the durable sync engine, resumably.
+//!
+//! An import run (one file into one target) is recorded with a row per client, keyed by the
+//! client's normalised phone or email. Every start of the command (1) retires the unfinished
+//! jobs of earlier starts, (2) lists the target's contacts afresh and matches the rows still
+//! pending against them (so whatever an interrupted start managed to write is found, and
+//! linked or updated, never created twice), (3) enqueues one job per batch of pending rows and
+//! (4) runs the engine until they are done. A job retried after an unknown outcome searches the
+//! target for each client before creating it. Contacts the import creates carry a run tag, so
+//! a resumed run counts them as created, not as found.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::report::Counts;
+use super::{Client, ImportError, Prepared, Problem, ProblemKind};
+use crate::clock::Clock;
+use crate::crm::amocrm::{AmoCrm, CONTACT_BATCH};
+use crate::crm::jobs::delivery_error;
+use crate::crm::{ContactDraft, ContactRecord, CrmError};
+use crate::normalize::{Email, Phone};
+use crate::store::{Store, StoreError, to_millis};
+use crate::sync::{
+    Alerts, Delivered, DeliveryError, Engine, Job, JobContext, JobHandler, NewJob, Queue,
+    SyncConfig,
+};
+
+/// Where an import writes: bulk contact calls of one system.
+#[async_trait]
+pub trait ImportTarget: Send + Sync {
+    /// `amocrm`, `bitrix24`, `yclients`.
+    fn system(&self) -> &'static str;
+    /// The most contacts one write request may carry.
+    fn batch_size(&self) -> usize;
+    /// Every contact the target holds (paged as it needs).
+    async fn existing(&self) -> Result<Vec<ContactRecord>, CrmError>;
+    /// Contacts that may be this client: searched by each phone, then each email.
+    async fn search(&self, client: &Client) -> Result<Vec<ContactRecord>, CrmError>;
+    /// Creates the contacts; their ids in the same order.
+    async fn create(&self, drafts: &[ContactDraft]) -> Result<Vec<String>, CrmError>;
+    /// Rewrites the phones and emails of existing contacts.
+    async fn update(&self, items: &[(String, ContactDraft)]) -> Result<(), CrmError>;
+}
+
+pub struct AmoTarget(pub AmoCrm);
+
+#[async_trait]
+impl ImportTarget for AmoTarget {
+    fn system(&self) -> &'static str {
+        "amocrm"
+    }
+    fn batch_size(&self) -> usize {
+        CONTACT_BATCH
+    }
+    async fn existing(&self) -> Result<Vec<ContactRecord>, CrmError> {
+        let mut all = Vec::new();
+        for page in 1.. {
+            let (records, more) = self.0.contacts_page(page).await?;
+            all.extend(records);
+            if !more {
+                break;
+            }
+        }
+        Ok(all)
+    }
+    async fn search(&self, client: &Client) -> Result<Vec<ContactRecord>, CrmError> {
+        let mut found = Vec::new();
+        for p in &client.phones {
+            // amoCRM stores phones as typed: search by the national digits.
+            let digits: String = p.as_str().chars().filter(char::is_ascii_digit).collect();
+            let tail = &digits[digits.len().saturating_sub(10)..];
+            found.extend(self.0.search_contact_records(tail).await?);
+        }
+        for e in &client.emails {
+            found.extend(self.0.search_contact_records(e.as_str()).await?);
+        }
+        Ok(found)
+    }
+    async fn create(&self, drafts: &[ContactDraft]) -> Result<Vec<String>, CrmError> {
+        self.0.add_contacts(drafts).await
+    }
+    async fn update(&self, items: &[(String, ContactDraft)]) -> Result<(), CrmError> {
+        self.0.update_contacts(items).await
+    }
+}
+
+/// The engine system import jobs run under: distinct from the CRM's own, so only the import
+/// command (which registers it) claims them.
+pub fn job_system(target: &str) -> String {
+    format!("import.{target}")
+}
+
+const OPERATION: &str = "import_contacts";
+
+/// What the matcher decided for a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    Create,
+    /// Exists; these are the phones and emails it should carry (its own plus ours).
+    Update {
+        id: String,
+        phones: Vec<String>,
+        emails: Vec<String>,
+    },
+    /// Exists with everything we have.
+    Link {
+        id: String,
+    },
+    /// Created by an earlier start of this same run (it carries the run tag).
+    Adopt {
+        id: String,
+    },
+}
+
+/// The target's contacts, indexed by normalised phone and email.
+pub struct Index {
+    records: Vec<ContactRecord>,
+    by_phone: HashMap<Phone, usize>,
+    by_email: HashMap<String, usize>,
+}
+
+impl Index {
+    pub fn new(records: Vec<ContactRecord>) -> Index {
+        let mut by_phone = HashMap::new();
+        let mut by_email = HashMap::new();
+        // Oldest first, so among duplicates already in the CRM the same one is picked.
+        let mut records = records;
+        records.sort_by_key(|r| (r.id.parse::<i64>().unwrap_or(i64::MAX), r.id.clone()));
+        for (i, r) in records.iter().enumerate() {
+            for p in r.phones.iter().filter_map(|p| Phone::parse(p).ok()) {
+                by_phone.entry(p).or_insert(i);
+            }
+            for e in r.emails.iter().filter_map(|e| Email::parse_ascii(e).ok()) {
+                by_email.entry(e.as_str().to_lowercase()).or_insert(i);
+            }
+        }
+        Index {
+            records,
+            by_phone,
+            by_email,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Update or link when the client is there by any phone, then any email.
+    pub fn plan(&self, client: &Client, run_tag: &str) -> Plan {
+        let hit = client
+            .phones
+            .iter()
+            .find_map(|p| self.by_phone.get(p))
+            .or_else(|| {
+                client
+                    .emails
+                    .iter()
+                    .find_map(|e| self.by_email.get(&e.as_str().to_lowercase()))
+            });
+        let Some(&i) = hit else {
+            return Plan::Create;
+        };
+        let record = &self.records[i];
+        let ours = record.tags.iter().any(|t| t == run_tag);
+        let mut phones = record.phones.clone();
+        let have: Vec<Phone> = phones.iter().filter_map(|p| Phone::parse(p).ok()).collect();
+        for p in &client.phones {
+            if !have.contains(p) {
+                phones.push(p.to_string());
+            }
+        }
+        let mut emails = record.emails.clone();
+        let have: Vec<String> = emails.iter().map(|e| e.to_lowercase()).collect();
+        for e in &client.emails {
+            if !have.contains(&e.as_str().to_lowercase()) {
+                emails.push(e.to_string());
+            }
+        }
+        let id = record.id.clone();
+        if ours {
+            Plan::Adopt { id }
+        } else if phones.len() == record.phones.len() && emails.len() == record.emails.len() {
+            Plan::Link { id }
+        } else {
+            Plan::Update { id, phones, emails }
+        }
+    }
+}
+
+/// The tag contacts created by a run carry.
+pub fn run_tag(digest: &str) -> String {
+    format!("zapis-import-{}", &digest[..digest.len().min(12)])
+}
+
+fn draft(client: &Client, tag: Option<&str>) -> ContactDraft {
+    ContactDraft {
+        name: client.name.clone(),
+        phones: client.phones.iter().map(|p| p.to_string()).collect(),
+        emails: client.emails.iter().map(|e| e.to_string()).collect(),
+        birthday: client.birthday,
+        comment: client.comment.clone(),
+        tag: tag.map(str::to_string),
+    }
+}
+
+/// Counts for `--dry-run`: what a real run would do, with nothing written anywhere.
+pub fn dry_run_counts(prepared: &Prepared, index: &Index) -> Counts {
+    let mut counts = base_counts(prepared);
+    for c in &prepared.clients {
+        match index.plan(c, "") {
+            Plan::Create => counts.created += 1,
+            Plan::Update { .. } => counts.updated += 1,
+            Plan::Link { .. } | Plan::Adopt { .. } => counts.skipped += 1,
+        }
+    }
+    counts
+}
+
+fn base_counts(prepared: &Prepared) -> Counts {
+    Counts {
+        read: prepared.read,
+        valid: prepared.valid,
+        invalid: prepared.invalid,
+        merged: prepared.merged,
+        clients: prepared.clients.len(),
+        ..Counts::default()
+    }
+}
+
+/// The row's stored plan: what to do and, for an update, the values to write.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredPlan {
+    phones: Vec<String>,
+    emails: Vec<String>,
+}
+
+/// One import run.
+pub struct Run {
+    pub id: i64,
+    pub business_id: String,
+    pub target: String,
+    pub tag: String,
+}
+
+/// Finds the run for this input (same business, target and digest) or starts one, and
+/// records its clients; rows already there keep their state.
+pub async fn open_run(
+    store: &Store,
+    business_id: &str,
+    target: &str,
+    digest: &str,
+    file_name: &str,
+    clients: &[Client],
+    now: DateTime<Utc>,
+) -> Result<Run, StoreError> {
+    let now_ms = to_millis(now);
+    let mut tx = store.pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO import_runs (business_id, target, digest, file_name, state, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'running', $5, $5) \
+         ON CONFLICT (business_id, target, digest) DO UPDATE SET updated_at = $5, state = 'running'",
+    )
+    .bind(business_id)
+    .bind(target)
+    .bind(digest)
+    .bind(file_name)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    let id: i64 = sqlx::query_scalar(
+        "SELECT id FROM import_runs WHERE business_id = $1 AND target = $2 AND digest = $3",
+    )
+    .bind(business_id)
+    .bind(target)
+    .bind(digest)
+    .fetch_one(&mut *tx)
+    .await?;
+    const CHUNK: usize = 200;
+    for chunk in clients.chunks(CHUNK) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 3;
+                format!("($1, ${}, ${}, 'pending', ${}, $2)", b + 3, b + 4, b + 5)
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO import_rows (run_id, key, payload, state, action, updated_at) VALUES {} \
+             ON CONFLICT (run_id, key) DO NOTHING",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(now_ms);
+        for c in chunk {
+            let payload = serde_json::to_string(c)
+                .map_err(|e| StoreError::Corrupt(format!("import row: {e}")))?;
+            q = q.bind(&c.key).bind(payload).bind("create");
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(Run {
+        id,
+        business_id: business_id.to_string(),
+        target: target.to_string(),
+        tag: run_tag(digest),
+    })
+}
+
+/// Retires unfinished jobs of earlier starts (their process is gone; their rows are
+/// re-planned and enqueued afresh) and gives failed rows another chance.
+async fn reset_unfinished(store: &Store, run: &Run, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let now_ms = to_millis(now);
+    sqlx::query(
+        "UPDATE sync_jobs SET state = 'dead', last_error = 'superseded by a later start of the import', \
+           worker_id = NULL, lease_until = NULL, updated_at = $1, finished_at = $1 \
+         WHERE business_id = $2 AND system = $3 AND state IN ('pending', 'running') \
+           AND idempotency_key LIKE $4",
+    )
+    .bind(now_ms)
+    .bind(&run.business_id)
+    .bind(job_system(&run.target))
+    .bind(format!("import:{}:%", run.id))
+    .execute(store.pool())
+    .await?;
+    sqlx::query(
+        "UPDATE import_rows SET state = 'pending', error = NULL, updated_at = $1 \
+         WHERE run_id = $2 AND state = 'failed'",
+    )
+    .bind(now_ms)
+    .bind(run.id)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}
+
+struct PendingRow {
+    key: String,
+    client: Client,
+    action: String,
+    external_id: Option<String>,
+    plan: Option<StoredPlan>,
+}
+
+fn pending_from_row(r: &sqlx::any::AnyRow) -> Result<PendingRow, StoreError> {
+    let payload: String = r.try_get("payload")?;
+    let plan: Option<String> = r.try_get("plan")?;
+    Ok(PendingRow {
+        key: r.try_get("key")?,
+        client: serde_json::from_str(&payload)
+            .map_err(|e| StoreError::Corrupt(format!("import row payload: {e}")))?,
+        action: r
+            .try_get::<Option<String>, _>("action")?
+            .unwrap_or_else(|| "create".into()),
+        external_id: r.try_get("external_id")?,
+        plan: plan
+            .map(|p| serde_json::from_str(&p))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("import row plan: {e}")))?,
+    })
+}
+
+async fn pending_rows(store: &Store, run_id: i64) -> Result<Vec<PendingRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT key, payload, action, external_id, plan FROM import_rows \
+         WHERE run_id = $1 AND state = 'pending' ORDER BY key",
+    )
+    .bind(run_id)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(pending_from_row).collect()
+}
+
+fn plan_columns(plan: &Plan) -> (&'static str, Option<String>, Option<String>) {
+    match plan {
+        Plan::Create => ("create", None, None),
+        Plan::Update { id, phones, emails } => (
+            "update",
+            Some(id.clone()),
+            serde_json::to_string(&StoredPlan {
+                phones: phones.clone(),
+                emails: emails.clone(),
+            })
+            .ok(),
+        ),
+        Plan::Link { id } => ("link", Some(id.clone()), None),
+        Plan::Adopt { id } => ("adopt", Some(id.clone()), None),
+    }
+}
+
+async fn save_plans(
+    store: &Store,
+    run_id: i64,
+    plans: &[(String, Plan)],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut tx = store.pool().begin().await?;
+    for (key, plan) in plans {
+        let (action, id, stored) = plan_columns(plan);
+        sqlx::query(
+            "UPDATE import_rows SET action = $1, external_id = $2, plan = $3, updated_at = $4 \
+             WHERE run_id = $5 AND key = $6 AND state = 'pending'",
+        )
+        .bind(action)
+        .bind(id)
+        .bind(stored)
+        .bind(to_millis(now))
+        .bind(run_id)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Marks rows done with their final action (`created`, `updated`, `skipped`) and target id.
+async fn finish_rows(
+    store: &Store,
+    run_id: i64,
+    done: &[(String, &'static str, String)],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut tx = store.pool().begin().await?;
+    for (key, action, id) in done {
+        sqlx::query(
+            "UPDATE import_rows SET state = 'done', action = $1, external_id = $2, updated_at = $3 \
+             WHERE run_id = $4 AND key = $5",
+        )
+        .bind(*action)
+        .bind(id)
+        .bind(to_millis(now))
+        .bind(run_id)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn fail_rows(
+    store: &Store,
+    run_id: i64,
+    keys: &[String],
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut tx = store.pool().begin().await?;
+    for key in keys {
+        sqlx::query(
+            "UPDATE import_rows SET state = 'failed', error = $1, updated_at = $2 \
+             WHERE run_id = $3 AND key = $4 AND state = 'pending'",
+        )
+        .bind(error)
+        .bind(to_millis(now))
+        .bind(run_id)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JobPayload {
+    run_id: i64,
+    tag: String,
+    keys: Vec<String>,
+}
+
+/// The engine's handler for import jobs: one job writes one batch of clients.
+pub struct ImportJobs {
+    target: Arc<dyn ImportTarget>,
+    progress: ProgressBar,
+}
+
+impl ImportJobs {
+    pub fn new(target: Arc<dyn ImportTarget>, progress: ProgressBar) -> ImportJobs {
+        ImportJobs { target, progress }
+    }
+}
+
+fn store_failure(e: StoreError) -> DeliveryError {
+    DeliveryError::transient(format!("store: {e}"))
+}
+
+#[async_trait]
+impl JobHandler for ImportJobs {
+    async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
+        let payload: JobPayload = serde_json::from_value(job.payload.clone())
+            .map_err(|e| DeliveryError::permanent(format!("import job payload: {e}")))?;
+        let store = ctx.store;
+        let mut rows = Vec::new();
+        for chunk in payload.keys.chunks(500) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT key, payload, action, external_id, plan FROM import_rows \
+                 WHERE run_id = $1 AND state = 'pending' AND key IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(payload.run_id);
+            for k in chunk {
+                q = q.bind(k);
+            }
+            let found = q
+                .fetch_all(store.pool())
+                .await
+                .map_err(|e| store_failure(e.into()))?;
+            for r in &found {
+                rows.push(pending_from_row(r).map_err(store_failure)?);
+            }
+        }
+        if job.maybe_delivered_before() {
+            // An earlier attempt may have created some of these: look before creating.
+            for row in rows.iter_mut().filter(|r| r.action == "create") {
+                let found = self
+                    .target
+                    .search(&row.client)
+                    .await
+                    .map_err(delivery_error)?;
+                let index = Index::new(found);
+                if let Plan::Adopt { id } = index.plan(&row.client, &payload.tag) {
+                    row.action = "adopt".into();
+                    row.external_id = Some(id);
+                }
+            }
+        }
+        let mut done: Vec<(String, &'static str, String)> = Vec::new();
+        let mut refused: Option<CrmError> = None;
+        let creates: Vec<&PendingRow> = rows.iter().filter(|r| r.action == "create").collect();
+        if !creates.is_empty() {
+            let drafts: Vec<ContactDraft> = creates
+                .iter()
+                .map(|r| draft(&r.client, Some(&payload.tag)))
+                .collect();
+            match self.target.create(&drafts).await {
+                Ok(ids) => {
+                    let created: Vec<(String, &'static str, String)> = creates
+                        .iter()
+                        .zip(ids)
+                        .map(|(r, id)| (r.key.clone(), "created", id))
+                        .collect();
+                    // Recorded at once, so a failing update below cannot make these look new.
+                    finish_rows(store, payload.run_id, &created, ctx.now)
+                        .await
+                        .map_err(store_failure)?;
+                    self.progress.inc(created.len() as u64);
+                }
+                Err(e) if e.is_permanent() => {
+                    let keys: Vec<String> = creates.iter().map(|r| r.key.clone()).collect();
+                    fail_rows(store, payload.run_id, &keys, &e.to_string(), ctx.now)
+                        .await
+                        .map_err(store_failure)?;
+                    refused = Some(e);
+                }
+                Err(e) => return Err(delivery_error(e)),
+            }
+        }
+        let mut updates: Vec<(String, ContactDraft)> = Vec::new();
+        let mut update_keys: Vec<(String, &'static str, String)> = Vec::new();
+        for r in rows.iter().filter(|r| r.action != "create") {
+            let Some(id) = r.external_id.clone() else {
+                continue;
+            };
+            match (r.action.as_str(), &r.plan) {
+                ("update", Some(plan)) => {
+                    updates.push((
+                        id.clone(),
+                        ContactDraft {
+                            phones: plan.phones.clone(),
+                            emails: plan.emails.clone(),
+                            ..draft(&r.client, None)
+                        },
+                    ));
+                    update_keys.push((r.key.clone(), "updated", id));
+                }
+                ("adopt", _) => done.push((r.key.clone(), "created", id)),
+                _ => done.push((r.key.clone(), "skipped", id)),
+            }
+        }
+        if !updates.is_empty() {
+            match self.target.update(&updates).await {
+                Ok(()) => done.extend(update_keys),
+                Err(e) if e.is_permanent() => {
+                    let keys: Vec<String> = update_keys.iter().map(|(k, _, _)| k.clone()).collect();
+                    fail_rows(store, payload.run_id, &keys, &e.to_string(), ctx.now)
+                        .await
+                        .map_err(store_failure)?;
+                    refused = Some(e);
+                }
+                Err(e) => return Err(delivery_error(e)),
+            }
+        }
+        finish_rows(store, payload.run_id, &done, ctx.now)
+            .await
+            .map_err(store_failure)?;
+        self.progress.inc(done.len() as u64);
+        // The refused rows are in the report; the dead job keeps the target's words.
+        match refused {
+            Some(e) => Err(delivery_error(e)),
+            None => Ok(Delivered::done()),
+        }
+    }
+}
+
+/// Everything a real (not dry) load needs.
+pub struct LoadOptions<'a> {
+    pub store: &'a Store,
+    pub clock: Arc<dyn Clock>,
+    pub sync: SyncConfig,
+    pub business_id: &'a str,
+    pub digest: &'a str,
+    pub file_name: &'a str,
+    pub progress: ProgressBar,
+}
+
+/// Loads the prepared clients, continuing an earlier run of the same input. Returns the
+/// run's counts and the rows the target refused.
+pub async fn load(
+    prepared: &Prepared,
+    target: Arc<dyn ImportTarget>,
+    opts: LoadOptions<'_>,
+) -> Result<(Counts, Vec<Problem>), ImportError> {
+    let store = opts.store;
+    let now = opts.clock.now();
+    let run = open_run(
+        store,
+        opts.business_id,
+        target.system(),
+        opts.digest,
+        opts.file_name,
+        &prepared.clients,
+        now,
+    )
+    .await?;
+    reset_unfinished(store, &run, now).await?;
+    let pending = pending_rows(store, run.id).await?;
+    let total = prepared.clients.len() as u64;
+    opts.progress.set_length(total);
+    opts.progress
+        .set_position(total.saturating_sub(pending.len() as u64));
+    if !pending.is_empty() {
+        opts.progress.set_message("reading the target's contacts");
+        let index = Index::new(target.existing().await.map_err(|e| {
+            ImportError::Target(format!("listing {} contacts: {e}", target.system()))
+        })?);
+        tracing::info!(
+            existing = index.len(),
+            pending = pending.len(),
+            "import: matching against the target"
+        );
+        let plans: Vec<(String, Plan)> = pending
+            .iter()
+            .map(|r| (r.key.clone(), index.plan(&r.client, &run.tag)))
+            .collect();
+        save_plans(store, run.id, &plans, opts.clock.now()).await?;
+        let generation = uuid::Uuid::new_v4().simple().to_string();
+        let system = job_system(target.system());
+        let keys: Vec<String> = pending.iter().map(|r| r.key.clone()).collect();
+        let jobs: Vec<NewJob> = keys
+            .chunks(target.batch_size().max(1))
+            .enumerate()
+            .map(|(n, chunk)| NewJob {
+                business_id: run.business_id.clone(),
+                system: system.clone(),
+                operation: OPERATION.into(),
+                payload: serde_json::json!(JobPayload {
+                    run_id: run.id,
+                    tag: run.tag.clone(),
+                    keys: chunk.to_vec(),
+                }),
+                idempotency_key: format!("import:{}:{generation}:{n}", run.id),
+                ordering_key: None,
+            })
+            .collect();
+        let queue = Queue::new(store.clone());
+        queue.enqueue_batch(&jobs, opts.clock.now()).await?;
+        opts.progress.set_message("writing");
+        let mut engine = Engine::new(
+            store.clone(),
+            opts.clock.clone(),
+            opts.sync.clone(),
+            Alerts::new(Vec::new()),
+        );
+        engine.register(
+            &system,
+            Arc::new(ImportJobs::new(target.clone(), opts.progress.clone())),
+        );
+        loop {
+            engine.run_due().await.map_err(|e| match e {
+                crate::sync::worker::EngineError::Store(s) => ImportError::Store(s),
+            })?;
+            let open: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM sync_jobs WHERE business_id = $1 AND system = $2 \
+                 AND state IN ('pending', 'running') AND idempotency_key LIKE $3",
+            )
+            .bind(&run.business_id)
+            .bind(&system)
+            .bind(format!("import:{}:{generation}:%", run.id))
+            .fetch_one(store.pool())
+            .await
+            .map_err(StoreError::from)?;
+            if open == 0 {
+                break;
+            }
+            // A batch waits for its retry (backoff, or the target's Retry-After).
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    opts.progress.finish_and_clear();
+    let (counts, problems) = run_counts(store, run.id, prepared).await?;
+    sqlx::query("UPDATE import_runs SET state = $1, updated_at = $2 WHERE id = $3")
+        .bind(if counts.failed == 0 { "done" } else { "failed" })
+        .bind(to_millis(opts.clock.now()))
+        .bind(run.id)
+        .execute(store.pool())
+        .await
+        .map_err(StoreError::from)?;
+    Ok((counts, problems))
+}
+
+/// The run's totals from its rows, and a problem per row the target refused.
+async fn run_counts(
+    store: &Store,
+    run_id: i64,
+    prepared: &Prepared,
+) -> Result<(Counts, Vec<Problem>), ImportError> {
+    let mut counts = base_counts(prepared);
+    let rows = sqlx::query(
+        "SELECT state, action, COUNT(*) AS n FROM import_rows WHERE run_id = $1 GROUP BY state, action",
+    )
+    .bind(run_id)
+    .fetch_all(store.pool())
+    .await
+    .map_err(StoreError::from)?;
+    for r in rows {
+        let state: String = r.try_get("state").map_err(StoreError::from)?;
+        let action: Option<String> = r.try_get("action").map_err(StoreError::from)?;
+        let n: i64 = r.try_get("n").map_err(StoreError::from)?;
+        let n = n as usize;
+        match (state.as_str(), action.as_deref()) {
+            ("done", Some("created")) => counts.created += n,
+            ("done", Some("updated")) => counts.updated += n,
+            ("done", _) => counts.skipped += n,
+            ("failed", _) => counts.failed += n,
+            _ => {}
+        }
+    }
+    let failed = sqlx::query(
+        "SELECT key, payload, error FROM import_rows WHERE run_id = $1 AND state = 'failed' ORDER BY key",
+    )
+    .bind(run_id)
+    .fetch_all(store.pool())
+    .await
+    .map_err(StoreError::from)?;
+    let mut problems = Vec::new();
+    for r in failed {
+        let payload: String = r.try_get("payload").map_err(StoreError::from)?;
+        let error: Option<String> = r.try_get("error").map_err(StoreError::from)?;
+        let client: Client = serde_json::from_str(&payload)
+            .map_err(|e| ImportError::Store(StoreError::Corrupt(format!("import row: {e}"))))?;
+        problems.push(Problem {
+            row: client.rows.first().copied(),
+            kind: ProblemKind::WriteFailed,
+            value: client.name.clone(),
+            detail: error.unwrap_or_default(),
+        });
+    }
+    Ok((counts, problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::import::{RawRecord, prepare};
+    use crate::store::testing;
+
+    /// A target in memory; refuses creates while `refuse` is set.
+    #[derive(Default)]
+    struct Memory {
+        contacts: Mutex<Vec<ContactRecord>>,
+        refuse: Mutex<bool>,
+        writes: Mutex<usize>,
+    }
+
+    #[async_trait]
+    impl ImportTarget for Memory {
+        fn system(&self) -> &'static str {
+            "memory"
+        }
+        fn batch_size(&self) -> usize {
+            2
+        }
+        async fn existing(&self) -> Result<Vec<ContactRecord>, CrmError> {
+            Ok(self.contacts.lock().unwrap().clone())
+        }
+        async fn search(&self, _client: &Client) -> Result<Vec<ContactRecord>, CrmError> {
+            Ok(self.contacts.lock().unwrap().clone())
+        }
+        async fn create(&self, drafts: &[ContactDraft]) -> Result<Vec<String>, CrmError> {
+            if *self.refuse.lock().unwrap() {
+                return Err(CrmError::permanent("refused for the test"));
+            }
+            *self.writes.lock().unwrap() += 1;
+            let mut all = self.contacts.lock().unwrap();
+            Ok(drafts
+                .iter()
+                .map(|d| {
+                    let id = (all.len() + 1).to_string();
+                    all.push(ContactRecord {
+                        id: id.clone(),
+                        name: d.name.clone(),
+                        phones: d.phones.clone(),
+                        emails: d.emails.clone(),
+                        tags: d.tag.iter().cloned().collect(),
+                    });
+                    id
+                })
+                .collect())
+        }
+        async fn update(&self, items: &[(String, ContactDraft)]) -> Result<(), CrmError> {
+            *self.writes.lock().unwrap() += 1;
+            let mut all = self.contacts.lock().unwrap();
+            for (id, d) in items {
+                if let Some(c) = all.iter_mut().find(|c| &c.id == id) {
+                    c.phones = d.phones.clone();
+                    c.emails = d.emails.clone();
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn record(row: usize, name: &str, phone: &str, email: &str) -> RawRecord {
+        RawRecord {
+            row,
+            full_name: Some(name.into()),
+            phones: vec![phone.into()],
+            emails: vec![email.into()],
+            ..RawRecord::default()
+        }
+    }
+
+    async fn load_once(store: &Store, target: Arc<Memory>, prepared: &Prepared) -> Counts {
+        let (counts, _) = load(
+            prepared,
+            target,
+            LoadOptions {
+                store,
+                clock: Arc::new(SystemClock),
+                sync: SyncConfig::default(),
+                business_id: "b1",
+                digest: "d1d1d1d1d1d1d1d1",
+                file_name: "clients.csv",
+                progress: ProgressBar::hidden(),
+            },
+        )
+        .await
+        .unwrap();
+        counts
+    }
+
+    #[tokio::test]
+    async fn refused_then_resumed_creates_each_client_once_on_both_stores() {
+        for store in testing::all().await {
+            let prepared = prepare(vec![
+                record(2, "Анна", "89120000001", "a@mail.ru"),
+                record(3, "Борис", "89120000002", "b@mail.ru"),
+                record(4, "Вера", "89120000003", "v@mail.ru"),
+                record(5, "Глеб", "89120000004", "g@mail.ru"),
+            ]);
+            let target = Arc::new(Memory::default());
+            // Already in the target: typed by hand, without the email.
+            target.contacts.lock().unwrap().push(ContactRecord {
+                id: "100".into(),
+                name: "Анна С.".into(),
+                phones: vec!["8 912 000-00-01".into()],
+                ..ContactRecord::default()
+            });
+            // Made by an earlier start of this run that died before recording it.
+            target.contacts.lock().unwrap().push(ContactRecord {
+                id: "101".into(),
+                name: "Борис".into(),
+                phones: vec!["+79120000002".into()],
+                emails: vec!["b@mail.ru".into()],
+                tags: vec![run_tag("d1d1d1d1d1d1d1d1")],
+            });
+            *target.refuse.lock().unwrap() = true;
+            let first = load_once(&store, target.clone(), &prepared).await;
+            assert_eq!(
+                (first.created, first.updated, first.failed),
+                (1, 1, 2),
+                "{first:?}"
+            );
+            *target.refuse.lock().unwrap() = false;
+            let second = load_once(&store, target.clone(), &prepared).await;
+            assert_eq!(
+                (
+                    second.created,
+                    second.updated,
+                    second.skipped,
+                    second.failed
+                ),
+                (3, 1, 0, 0)
+            );
+            let contacts = target.contacts.lock().unwrap().clone();
+            assert_eq!(contacts.len(), 4);
+            assert_eq!(contacts[0].phones, ["8 912 000-00-01"]);
+            assert_eq!(contacts[0].emails, ["a@mail.ru"]);
+            let writes = *target.writes.lock().unwrap();
+            let third = load_once(&store, target.clone(), &prepared).await;
+            assert_eq!(third, second);
+            assert_eq!(
+                *target.writes.lock().unwrap(),
+                writes,
+                "a finished run writes nothing"
+            );
+        }
+    }
+
+    #[test]
+    fn matching_links_when_nothing_is_new() {
+        let prepared = prepare(vec![record(2, "Анна", "89120000001", "A@Mail.ru")]);
+        let index = Index::new(vec![ContactRecord {
+            id: "7".into(),
+            phones: vec!["+7 912 000 00 01".into()],
+            emails: vec!["a@mail.ru".into()],
+            ..ContactRecord::default()
+        }]);
+        assert_eq!(
+            index.plan(&prepared.clients[0], "tag"),
+            Plan::Link { id: "7".into() }
+        );
+        let counts = dry_run_counts(&prepared, &index);
+        assert_eq!((counts.created, counts.updated, counts.skipped), (0, 0, 1));
+    }
+}

@@ -1,0 +1,657 @@
+//! `zapis import`: dirty files in every supported format with exact expected outcomes, phone
+//! normalisation against libphonenumber's own +7 metadata, and the real binary loading 5,000
+//! clients into the amoCRM fake — killed halfway, resumed, same end state.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use serde_json::json;
+use support::fake_amocrm::{self as fake, FakeAmo};
+use zapis::import::{Client, Prepared, ProblemKind, prepare, read_bytes};
+use zapis::normalize::Phone;
+
+// ------------------------------------------------------------------ libphonenumber data
+
+fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/libphonenumber_7")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.split(';')
+                .map(|c| c.trim().trim_matches('"').to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// Every shape a +7 number is typed in, for a 10-digit national number.
+fn shapes(n: &str) -> Vec<String> {
+    let (a, b, c, d) = (&n[..3], &n[3..6], &n[6..8], &n[8..]);
+    vec![
+        n.to_string(),
+        format!("8{n}"),
+        format!("7{n}"),
+        format!("+7{n}"),
+        format!("8 ({a}) {b}-{c}-{d}"),
+        format!("+7 {a} {b}{c}{d}"),
+        format!("7-{a}-{b}-{c}-{d}"),
+        format!(" +7 ({a}) {b} {c} {d} "),
+    ]
+}
+
+#[test]
+fn every_libphonenumber_example_for_plus_7_normalises_in_every_shape() {
+    let rows = csv_rows(&fixture("examples.csv"));
+    assert_eq!(rows.len(), 11);
+    for row in rows {
+        let number = &row[2];
+        for shape in shapes(number) {
+            let phone = Phone::parse(&shape)
+                .unwrap_or_else(|e| panic!("{} {} {shape:?}: {e}", row[0], row[1]));
+            assert_eq!(
+                phone.as_str(),
+                format!("+7{number}"),
+                "{} {} {shape:?}",
+                row[0],
+                row[1]
+            );
+        }
+    }
+}
+
+#[test]
+fn numbers_from_libphonenumber_ranges_normalise_and_short_ones_are_refused() {
+    let rows = csv_rows(&fixture("ranges.csv"));
+    assert!(rows.len() >= 20);
+    let mut checked = 0;
+    for row in rows {
+        let (prefix, length) = (&row[0], row[1].parse::<usize>().unwrap());
+        // `49[58]` stands for 495 and 498.
+        let prefixes: Vec<String> = match prefix.split_once('[') {
+            Some((head, rest)) => rest
+                .trim_end_matches(']')
+                .chars()
+                .map(|c| format!("{head}{c}"))
+                .collect(),
+            None => vec![prefix.clone()],
+        };
+        for p in prefixes {
+            let number: String = format!("{p}{}", &"1234567890"[..length - p.len()]);
+            for shape in shapes(&number) {
+                let phone =
+                    Phone::parse(&shape).unwrap_or_else(|e| panic!("{} {shape:?}: {e}", row[2]));
+                assert_eq!(phone.as_str(), format!("+7{number}"), "{shape:?}");
+            }
+            // One digit short is not a number of this range.
+            assert!(
+                Phone::parse(&format!("+7{}", &number[..length - 1])).is_err(),
+                "{number}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 24, "{checked}");
+}
+
+// ------------------------------------------------------------------ dirty files
+
+const TITLE: &str = "Выгрузка клиентов салона Лотос на 01.11.2026";
+const HEADER: [&str; 5] = ["ФИО", "Телефон", "E-mail", "Дата рождения", "Комментарий"];
+
+fn dirty_rows() -> Vec<[&'static str; 5]> {
+    vec![
+        [
+            "ИВАНОВА Анна  Петровна",
+            "8 (912) 345-67-89",
+            " Anna.Ivanova@Mail.RU ",
+            "12.05.1990",
+            "постоянная",
+        ],
+        ["Анна Иванова", "+7 912 3456789", "", "12.05.1990", ""],
+        [
+            "петров   петр",
+            "9161234567, 8-495-123-45-67 доб. 12",
+            "petrov@gmial.com",
+            "1985-03-01",
+            "",
+        ],
+        [
+            "Сидоров Иван",
+            "7-903-111-22-33",
+            "ivan@почта.рф",
+            "31.02.1980",
+            "",
+        ],
+        ["Без Телефона", "нет", "broken@@mail", "", ""],
+        [
+            "Петрова Мария",
+            "+375 29 123-45-67",
+            "maria@yandex.ru",
+            "",
+            "",
+        ],
+        ["Мария Петрова-Сидорова", "", "MARIA@yandex.ru", "", ""],
+        ["Кузнецов Олег", "123", "oleg@bk.ru", "", ""],
+    ]
+}
+
+fn dirty_csv(delimiter: char) -> String {
+    let d = delimiter.to_string();
+    // Cells holding the delimiter are quoted, as every spreadsheet program writes them.
+    let quote = |c: &str| {
+        if c.contains(delimiter) {
+            format!("\"{c}\"")
+        } else {
+            c.to_string()
+        }
+    };
+    let mut out = format!("{TITLE}\n{}\n", HEADER.join(&d));
+    for r in dirty_rows() {
+        out.push_str(&r.iter().map(|c| quote(c)).collect::<Vec<_>>().join(&d));
+        out.push('\n');
+    }
+    out.push_str(&format!("{d}{d}{d}{d}\n", d = delimiter));
+    out
+}
+
+fn phones(c: &Client) -> Vec<&str> {
+    c.phones.iter().map(|p| p.as_str()).collect()
+}
+
+fn emails(c: &Client) -> Vec<&str> {
+    c.emails.iter().map(|e| e.as_str()).collect()
+}
+
+/// The exact outcome every format of the dirty base must give (data rows 3..10).
+fn assert_dirty_outcome(p: &Prepared) {
+    assert_eq!(
+        (p.read, p.valid, p.invalid, p.merged, p.clients.len()),
+        (8, 7, 1, 2, 5)
+    );
+    let c = &p.clients;
+    assert_eq!(c[0].key, "phone:+79123456789");
+    assert_eq!(c[0].name, "Иванова Анна Петровна");
+    assert_eq!(phones(&c[0]), ["+79123456789"]);
+    assert_eq!(emails(&c[0]), ["Anna.Ivanova@mail.ru"]);
+    assert_eq!(c[0].birthday, NaiveDate::from_ymd_opt(1990, 5, 12));
+    assert_eq!(c[0].comment.as_deref(), Some("постоянная"));
+    assert_eq!(c[0].rows, [3, 4]);
+
+    assert_eq!(c[1].name, "Петров Петр");
+    assert_eq!(phones(&c[1]), ["+79161234567", "+74951234567"]);
+    assert_eq!(emails(&c[1]), ["petrov@gmial.com"]);
+    assert_eq!(c[1].birthday, NaiveDate::from_ymd_opt(1985, 3, 1));
+    assert_eq!(c[1].comment.as_deref(), Some("+74951234567 доб. 12"));
+
+    assert_eq!(c[2].name, "Сидоров Иван");
+    assert_eq!(phones(&c[2]), ["+79031112233"]);
+    assert_eq!(emails(&c[2]), ["ivan@xn--80a1acny.xn--p1ai"]);
+    assert_eq!(c[2].birthday, None);
+
+    assert_eq!(c[3].name, "Петрова Мария");
+    assert_eq!(phones(&c[3]), ["+375291234567"]);
+    assert_eq!(emails(&c[3]), ["maria@yandex.ru"]);
+    assert_eq!(c[3].rows, [8, 9]);
+
+    assert_eq!(c[4].key, "email:oleg@bk.ru");
+    assert_eq!(c[4].name, "Кузнецов Олег");
+    assert!(c[4].phones.is_empty());
+
+    let problems: Vec<(usize, ProblemKind, &str)> = p
+        .problems
+        .iter()
+        .map(|x| (x.row.unwrap(), x.kind, x.value.as_str()))
+        .collect();
+    assert_eq!(
+        problems,
+        vec![
+            (4, ProblemKind::Merged, "Анна Иванова"),
+            (5, ProblemKind::EmailTypo, "petrov@gmial.com"),
+            (
+                5,
+                ProblemKind::Extension,
+                "9161234567, 8-495-123-45-67 доб. 12"
+            ),
+            (6, ProblemKind::InvalidBirthday, "31.02.1980"),
+            (7, ProblemKind::InvalidPhone, "нет"),
+            (7, ProblemKind::InvalidEmail, "broken@@mail"),
+            (7, ProblemKind::NoContact, "Без Телефона"),
+            (9, ProblemKind::Merged, "Мария Петрова-Сидорова"),
+            (9, ProblemKind::Conflict, "Мария Петрова-Сидорова"),
+            (10, ProblemKind::InvalidPhone, "123"),
+        ]
+    );
+    assert!(p.problems[1].detail.contains("gmail.com"));
+    assert!(p.problems[8].detail.contains("Петрова Мария"));
+}
+
+#[test]
+fn a_dirty_utf8_csv_with_a_title_line() {
+    assert_dirty_outcome(&prepare(
+        read_bytes(dirty_csv(';').as_bytes(), &[]).unwrap(),
+    ));
+    assert_dirty_outcome(&prepare(
+        read_bytes(dirty_csv(',').as_bytes(), &[]).unwrap(),
+    ));
+    assert_dirty_outcome(&prepare(
+        read_bytes(dirty_csv('\t').as_bytes(), &[]).unwrap(),
+    ));
+}
+
+#[test]
+fn a_windows_1251_csv_gives_the_same_clients() {
+    let text = dirty_csv(';');
+    let (bytes, _, unmappable) = encoding_rs::WINDOWS_1251.encode(&text);
+    assert!(!unmappable);
+    assert!(
+        std::str::from_utf8(&bytes).is_err(),
+        "the file really is not UTF-8"
+    );
+    assert_dirty_outcome(&prepare(read_bytes(&bytes, &[]).unwrap()));
+}
+
+#[test]
+fn an_xlsx_with_numeric_phones_and_date_cells_gives_the_same_clients() {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    sheet.write_string(0, 0, TITLE).unwrap();
+    for (c, h) in HEADER.iter().enumerate() {
+        sheet.write_string(1, c as u16, *h).unwrap();
+    }
+    let date_format = rust_xlsxwriter::Format::new().set_num_format("dd.mm.yyyy");
+    for (i, r) in dirty_rows().iter().enumerate() {
+        let row = (i + 2) as u32;
+        for (c, v) in r.iter().enumerate() {
+            match (i, c) {
+                // A phone typed as a number, and birthdays as real date cells.
+                (0, 1) => sheet.write_number(row, 1, 89123456789.0).map(|_| ()),
+                (_, 3) if !v.is_empty() && *v != "31.02.1980" => {
+                    let d = zapis::import::normalise::birthday(v).unwrap().unwrap();
+                    let dt = rust_xlsxwriter::ExcelDateTime::from_ymd(
+                        chrono::Datelike::year(&d) as u16,
+                        chrono::Datelike::month(&d) as u8,
+                        chrono::Datelike::day(&d) as u8,
+                    )
+                    .unwrap();
+                    sheet
+                        .write_datetime_with_format(row, 3, &dt, &date_format)
+                        .map(|_| ())
+                }
+                _ if v.is_empty() => Ok(()),
+                _ => sheet.write_string(row, c as u16, *v).map(|_| ()),
+            }
+            .unwrap();
+        }
+    }
+    let bytes = book.save_to_buffer().unwrap();
+    assert_dirty_outcome(&prepare(read_bytes(&bytes, &[]).unwrap()));
+}
+
+#[test]
+fn explicit_mapping_overrides_unknown_headers() {
+    let csv = "Клиент;Тел. моб.;Город;Контакты\nАнна;89123456789;Москва;anna@mail.ru\n";
+    // "Контакты" is no known header: without --map the email is lost to the import.
+    let plain = prepare(read_bytes(csv.as_bytes(), &[]).unwrap());
+    assert!(plain.clients[0].emails.is_empty());
+    let map = vec!["email=Контакты".parse().unwrap(), "name=1".parse().unwrap()];
+    let mapped = prepare(read_bytes(csv.as_bytes(), &map).unwrap());
+    assert_eq!(emails(&mapped.clients[0]), ["anna@mail.ru"]);
+    assert_eq!(mapped.clients[0].name, "Анна");
+    assert!(read_bytes(csv.as_bytes(), &["email=Нет такой".parse().unwrap()]).is_err());
+}
+
+#[test]
+fn a_1c_commerceml_export_in_windows_1251() {
+    let xml = r#"<?xml version="1.0" encoding="windows-1251"?>
+<КоммерческаяИнформация ВерсияСхемы="2.10" ДатаФормирования="2026-11-01">
+  <Контрагенты>
+    <Контрагент>
+      <Ид>a1</Ид><Наименование>Иванова А. П.</Наименование>
+      <ПолноеНаименование>ИВАНОВА АННА ПЕТРОВНА</ПолноеНаименование>
+      <Фамилия>Иванова</Фамилия><Имя>Анна</Имя><Отчество>Петровна</Отчество>
+      <ДатаРождения>1990-05-12</ДатаРождения>
+      <Комментарий>VIP &amp; постоянная</Комментарий>
+      <Контакты>
+        <Контакт><Тип>Телефон мобильный</Тип><Значение>8 912 345 67 89</Значение></Контакт>
+        <Контакт><Тип>Почта</Тип><Значение>anna@mail.ru</Значение></Контакт>
+      </Контакты>
+      <Представители><Представитель><Контрагент><Отношение>Контактное лицо</Отношение>
+        <Ид>r1</Ид><Наименование>Муж Анны</Наименование></Контрагент></Представитель></Представители>
+    </Контрагент>
+    <Контрагент>
+      <Ид>a2</Ид><Наименование>Иванова Анна</Наименование>
+      <Контакты><Контакт><Тип>Телефон рабочий</Тип><Значение>+7 (912) 345-67-89</Значение></Контакт></Контакты>
+    </Контрагент>
+    <Контрагент>
+      <Ид>a3</Ид><Наименование>Смирнов Олег</Наименование>
+      <Контакты><Контакт><Тип>Электронная почта</Тип><Значение>oleg@yandex.ru</Значение></Контакт></Контакты>
+    </Контрагент>
+    <Контрагент><Ид>a4</Ид><Наименование>Без контактов</Наименование><Контакты/></Контрагент>
+  </Контрагенты>
+</КоммерческаяИнформация>"#;
+    let (bytes, _, _) = encoding_rs::WINDOWS_1251.encode(xml);
+    let p = prepare(read_bytes(&bytes, &[]).unwrap());
+    assert_eq!(
+        (p.read, p.valid, p.invalid, p.merged, p.clients.len()),
+        (4, 3, 1, 1, 2)
+    );
+    assert_eq!(p.clients[0].name, "Иванова Анна Петровна");
+    assert_eq!(phones(&p.clients[0]), ["+79123456789"]);
+    assert_eq!(emails(&p.clients[0]), ["anna@mail.ru"]);
+    assert_eq!(p.clients[0].comment.as_deref(), Some("VIP & постоянная"));
+    assert_eq!(p.clients[0].birthday, NaiveDate::from_ymd_opt(1990, 5, 12));
+    assert_eq!(p.clients[1].key, "email:oleg@yandex.ru");
+    let kinds: Vec<(usize, ProblemKind)> = p
+        .problems
+        .iter()
+        .map(|x| (x.row.unwrap(), x.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![(2, ProblemKind::Merged), (4, ProblemKind::NoContact)]
+    );
+}
+
+#[test]
+fn a_1c_odata_list_with_contact_information_rows() {
+    let body = json!({
+        "odata.metadata": "http://1c.local/buh/odata/standard.odata/$metadata#Catalog_Контрагенты",
+        "value": [
+            {"Ref_Key": "k1", "DeletionMark": false, "IsFolder": false, "Description": "петров петр",
+             "КонтактнаяИнформация": [
+                 {"LineNumber": "1", "Тип": "Телефон", "Представление": "+7 916 123-45-67", "НомерТелефона": "9161234567"},
+                 {"LineNumber": "2", "Тип": "АдресЭлектроннойПочты", "Представление": "petr@Mail.ru", "АдресЭП": "petr@Mail.ru"}]},
+            {"Ref_Key": "k2", "DeletionMark": true, "Description": "Удалённый", "Телефон": "89160000000"},
+            {"Ref_Key": "k3", "IsFolder": true, "Description": "Покупатели"},
+            {"Ref_Key": "k4", "DeletionMark": false, "Description": "Ольга", "Телефон": "+49 30 901820",
+             "ДатаРождения": "0001-01-01T00:00:00"}
+        ]
+    });
+    let p = prepare(read_bytes(body.to_string().as_bytes(), &[]).unwrap());
+    assert_eq!((p.read, p.clients.len()), (2, 2));
+    assert_eq!(p.clients[0].name, "Петров Петр");
+    assert_eq!(phones(&p.clients[0]), ["+79161234567"]);
+    assert_eq!(emails(&p.clients[0]), ["petr@mail.ru"]);
+    assert_eq!(phones(&p.clients[1]), ["+4930901820"]);
+    assert_eq!(p.clients[1].birthday, None);
+    assert!(p.problems.is_empty(), "{:?}", p.problems);
+}
+
+// ------------------------------------------------------------------ the real binary
+
+fn write_config(dir: &Path, amo: &FakeAmo) -> std::path::PathBuf {
+    let store_url = format!("sqlite://{}", dir.join("zapis.db").display());
+    let config = dir.join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+url = "{store_url}"
+
+[business]
+name = "Салон"
+timezone = "Europe/Moscow"
+
+[sync]
+poll = "100ms"
+
+[crm]
+system = "amocrm"
+
+[crm.amocrm]
+base_url = "{url}"
+token = "{token}"
+pipeline_id = {pipeline}
+new_status_id = {status}
+"#,
+            url = amo.base_url,
+            token = fake::LONG_LIVED_TOKEN,
+            pipeline = fake::PIPELINE_ID,
+            status = fake::STATUS_NEW,
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn import_cmd(config: &Path, file: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zapis"));
+    cmd.arg("import")
+        .arg(file)
+        .args(["--into", "amocrm", "--config"])
+        .arg(config)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run_import(config: &Path, file: &Path, extra: &[&str]) -> String {
+    let out = import_cmd(config, file, extra)
+        .output()
+        .expect("zapis import runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "zapis import failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The phones (normalised) of every contact in the fake, with how many contacts carry each.
+fn phone_census(amo: &FakeAmo) -> BTreeMap<String, usize> {
+    let mut census = BTreeMap::new();
+    for c in amo.contacts() {
+        for f in c["custom_fields_values"].as_array().into_iter().flatten() {
+            if f["field_code"] == json!("PHONE") {
+                for v in f["values"].as_array().into_iter().flatten() {
+                    let phone = Phone::parse(v["value"].as_str().unwrap()).unwrap();
+                    *census.entry(phone.to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+    census
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_reports_every_problem_and_writes_nothing() {
+    let amo = FakeAmo::start().await;
+    // Already in the CRM, typed by a manager: the import would update it, not duplicate it.
+    amo.insert_contact_with_phone("Анна", "8 912 345-67-89");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &amo);
+    let file = dir.path().join("clients.csv");
+    std::fs::write(&file, dirty_csv(';')).unwrap();
+    let report = dir.path().join("report.csv");
+    let out = run_import(
+        &config,
+        &file,
+        &["--dry-run", "--report", report.to_str().unwrap()],
+    );
+    assert!(
+        out.contains("read 8, valid 7, invalid 1, merged 2 → 5 clients; would be created 4, would be updated 1, skipped 0, failed 0"),
+        "{out}"
+    );
+    let requests = amo.requests();
+    assert!(requests.iter().all(|(m, _)| m == "GET"), "{requests:?}");
+    assert_eq!(amo.contacts().len(), 1);
+    let mut rd = csv::Reader::from_path(&report).unwrap();
+    let rows: Vec<(String, String)> = rd
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[0].to_string(), r[1].to_string())
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("4", "merged"),
+        ("5", "email_typo"),
+        ("5", "extension"),
+        ("6", "invalid_birthday"),
+        ("7", "invalid_phone"),
+        ("7", "invalid_email"),
+        ("7", "no_contact"),
+        ("9", "merged"),
+        ("9", "conflict"),
+        ("10", "invalid_phone"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(rows, expected);
+}
+
+/// 5,000 clients plus 250 duplicate rows typed differently; 20 of the clients are already in
+/// the CRM (typed by hand, without the email we bring).
+fn big_base(dir: &Path) -> (std::path::PathBuf, BTreeSet<String>) {
+    let mut csv = String::from("Фамилия;Имя;Телефон;Email\n");
+    let mut expected = BTreeSet::new();
+    for i in 0..5000u32 {
+        let national = format!("9{:09}", 100_000_000 + i);
+        expected.insert(format!("+7{national}"));
+        csv.push_str(&format!(
+            "Клиентова{i};Анна;8{national};client{i}@mail.ru\n"
+        ));
+        if i % 20 == 0 {
+            let (a, b, c, d) = (
+                &national[..3],
+                &national[3..6],
+                &national[6..8],
+                &national[8..],
+            );
+            csv.push_str(&format!("КЛИЕНТОВА{i};;+7 ({a}) {b}-{c}-{d};\n"));
+        }
+    }
+    let file = dir.join("base.csv");
+    std::fs::write(&file, csv).unwrap();
+    (file, expected)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_clients_killed_halfway_and_resumed_end_the_same() {
+    let amo = FakeAmo::start().await;
+    for i in (0..5000u32).step_by(250) {
+        let national = format!("9{:09}", 100_000_000 + i);
+        amo.insert_contact_with_phone(&format!("Клиентова {i}"), &format!("8 {national}"));
+    }
+    let existing_ids: BTreeSet<i64> = amo
+        .contacts()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &amo);
+    let (file, expected) = big_base(dir.path());
+
+    // First start: SIGKILL once part of the base is in.
+    let mut child = import_cmd(&config, &file, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("zapis import starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = amo.contacts().len();
+        if n >= 1500 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the import ended before it could be killed"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the import made no progress: {n} contacts"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = amo.contacts().len();
+    assert!(
+        at_kill < 5000,
+        "killed too late to prove anything: {at_kill}"
+    );
+
+    // Second start: continues and finishes.
+    let out = run_import(&config, &file, &[]);
+    assert!(
+        out.contains("read 5250, valid 5250, invalid 0, merged 250 → 5000 clients; created 4980, updated 20, skipped 0, failed 0"),
+        "{out}"
+    );
+    let contacts = amo.contacts();
+    assert_eq!(contacts.len(), 5000, "exactly one contact per client");
+    let census = phone_census(&amo);
+    assert_eq!(census.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    assert!(
+        census.values().all(|&n| n == 1),
+        "a phone is on two contacts"
+    );
+    // The hand-typed contacts were updated in place: same ids, our email added, their phone kept.
+    for c in contacts
+        .iter()
+        .filter(|c| existing_ids.contains(&c["id"].as_i64().unwrap()))
+    {
+        let fields = c["custom_fields_values"].as_array().unwrap();
+        let email = fields
+            .iter()
+            .find(|f| f["field_code"] == json!("EMAIL"))
+            .expect("email added");
+        assert!(
+            email["values"][0]["value"]
+                .as_str()
+                .unwrap()
+                .ends_with("@mail.ru")
+        );
+        let phone = fields
+            .iter()
+            .find(|f| f["field_code"] == json!("PHONE"))
+            .unwrap();
+        assert!(
+            phone["values"][0]["value"]
+                .as_str()
+                .unwrap()
+                .starts_with("8 9")
+        );
+    }
+    let merged = contacts
+        .iter()
+        .find(|c| c["name"] == json!("Клиентова20 Анна"))
+        .expect("merged client by its fuller name");
+    let merged_phones = &merged["custom_fields_values"][0]["values"];
+    assert_eq!(merged_phones.as_array().unwrap().len(), 1, "{merged}");
+    assert!(
+        amo.max_per_second() <= fake::MAX_RPS,
+        "{}",
+        amo.max_per_second()
+    );
+    assert_eq!(amo.throttled(), 0);
+
+    // Third start: nothing left to do, nothing written.
+    let posts_before =
+        amo.count("POST", "/api/v4/contacts") + amo.count("PATCH", "/api/v4/contacts");
+    let out = run_import(&config, &file, &[]);
+    assert!(
+        out.contains("created 4980, updated 20, skipped 0, failed 0"),
+        "{out}"
+    );
+    let posts_after =
+        amo.count("POST", "/api/v4/contacts") + amo.count("PATCH", "/api/v4/contacts");
+    assert_eq!(posts_before, posts_after);
+    assert_eq!(amo.contacts().len(), 5000);
+}

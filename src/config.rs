@@ -46,6 +46,9 @@ pub struct Config {
     /// The HTTP server for webhooks and health checks.
     #[serde(default)]
     pub http: Option<HttpConfig>,
+    /// Landing forms, AlfaCRM, GetCourse and the courses of a school.
+    #[serde(default)]
+    pub school: Option<crate::school::config::SchoolConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +95,17 @@ pub struct BusinessConfig {
     /// Shown to clients when online booking is impossible.
     #[serde(default)]
     pub phone: Option<String>,
+    /// What the bot sells: visits (salon, clinic) or places on courses (school).
+    #[serde(default)]
+    pub kind: BusinessKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BusinessKind {
+    #[default]
+    Salon,
+    School,
 }
 
 fn default_business_id() -> String {
@@ -205,6 +219,25 @@ impl Config {
                 key: e.key,
                 message: e.message,
             })?;
+        }
+        if let Some(school) = &self.school {
+            school.validate().map_err(|e| ConfigError::Key {
+                key: e.key,
+                message: e.message,
+            })?;
+        }
+        if self.business.kind == BusinessKind::School
+            && self
+                .school
+                .as_ref()
+                .is_none_or(|s| s.alfacrm.is_none() || s.courses.is_empty())
+        {
+            return Err(ConfigError::Key {
+                key: "business.kind".into(),
+                message: "kind = \"school\" needs [school.alfacrm] and at least one \
+                          [[school.courses]]: the bot reads courses and groups from AlfaCRM"
+                    .into(),
+            });
         }
         if let Some(http) = &self.http {
             use secrecy::ExposeSecret;

@@ -14,6 +14,7 @@ pub mod http;
 pub mod i18n;
 pub mod messenger;
 pub mod normalize;
+pub mod school;
 pub mod shutdown;
 pub mod store;
 pub mod sync;

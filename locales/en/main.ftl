@@ -217,3 +217,11 @@ notify-moved-by-business =
     If the new time does not suit you, pick another one or cancel.
 my-past = Book again with the same master:
 btn-again = 🔁 { $service }, { $master }
+
+## School: notes and tasks in AlfaCRM
+school-note-application = Application ({ $channel }, form { $form }). Course: { $course }. Comment: { $comment }. UTM: { $utm }. Page: { $referrer }. Link: { $link }
+school-note-payment = Paid in GetCourse, order { $deal }: { $course }
+school-task-title = New application: { $course }
+school-task-title-trial = Trial lesson: { $course }
+school-task-text = Contact { $name }, { $phone }. Course: { $course }, start: { $start }.
+school-unnamed = No name

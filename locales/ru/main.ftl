@@ -220,3 +220,11 @@ notify-moved-by-business =
     Если новое время не подходит, выберите другое или отмените запись.
 my-past = Записаться снова к тому же мастеру:
 btn-again = 🔁 { $service }, { $master }
+
+## School: notes and tasks in AlfaCRM
+school-note-application = Заявка ({ $channel }, форма { $form }). Курс: { $course }. Комментарий: { $comment }. UTM: { $utm }. Страница: { $referrer }. Ссылка: { $link }
+school-note-payment = Оплата в GetCourse, заказ { $deal }: { $course }
+school-task-title = Новая заявка: { $course }
+school-task-title-trial = Пробное занятие: { $course }
+school-task-text = Связаться с { $name }, { $phone }. Курс: { $course }, старт: { $start }.
+school-unnamed = Без имени

@@ -111,7 +111,11 @@ fn fields(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, R
     let mut out = HashMap::new();
     if json {
         let value: Value = serde_json::from_slice(body).map_err(|e| {
-            problem(StatusCode::BAD_REQUEST, None, &format!("body is not JSON: {e}"))
+            problem(
+                StatusCode::BAD_REQUEST,
+                None,
+                &format!("body is not JSON: {e}"),
+            )
         })?;
         let Value::Object(map) = value else {
             return Err(problem(
@@ -153,8 +157,7 @@ fn wants_json(state: &FormsState, headers: &HeaderMap) -> bool {
 }
 
 async fn count(state: &FormsState, form: &str, reason: &str) {
-    if let Err(e) = applications::count_spam(&state.store, &state.business_id, form, reason).await
-    {
+    if let Err(e) = applications::count_spam(&state.store, &state.business_id, form, reason).await {
         tracing::warn!(error = %e, "cannot count turned-away form post");
     }
 }

@@ -39,7 +39,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/health", get(health))
         // GetCourse's "call URL" step may be set to GET; the webhook handler refuses GET for
         // every other source.
-        .route("/webhooks/{source}/{secret}", post(webhook).get(webhook_get))
+        .route(
+            "/webhooks/{source}/{secret}",
+            post(webhook).get(webhook_get),
+        )
         .with_state(state.clone());
     if let Some(forms) = state.forms {
         router = router.merge(forms::router(forms));

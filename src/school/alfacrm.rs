@@ -253,7 +253,11 @@ impl SchoolCrm for AlfaCrm {
         if let Some(phone) = phone {
             // AlfaCRM keeps phones as typed; search by the ten national digits (present in
             // every way of typing a Russian number) and compare normalised on our side.
-            let digits: String = phone.as_str().chars().filter(char::is_ascii_digit).collect();
+            let digits: String = phone
+                .as_str()
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect();
             let needle = digits[digits.len().saturating_sub(10)..].to_string();
             let found: Vec<Customer> = self
                 .index(
@@ -318,12 +322,8 @@ impl SchoolCrm for AlfaCrm {
         if let Some(id) = study_status_id {
             body["study_status_id"] = json!(id);
         }
-        self.save(
-            "customer/update",
-            &[("id", customer_id.to_string())],
-            &body,
-        )
-        .await?;
+        self.save("customer/update", &[("id", customer_id.to_string())], &body)
+            .await?;
         Ok(())
     }
 
@@ -422,7 +422,11 @@ fn field_errors(errors: &Value) -> Vec<(String, String)> {
                 let list: Vec<String> = match messages {
                     Value::Array(a) => a
                         .iter()
-                        .map(|m| m.as_str().map(String::from).unwrap_or_else(|| m.to_string()))
+                        .map(|m| {
+                            m.as_str()
+                                .map(String::from)
+                                .unwrap_or_else(|| m.to_string())
+                        })
                         .collect(),
                     other => vec![other.as_str().unwrap_or_default().to_string()],
                 };

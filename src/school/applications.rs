@@ -243,9 +243,16 @@ mod tests {
                 .unwrap();
             assert_eq!(jobs.len(), 1);
             assert_eq!(jobs[0].payload["application_id"], app.id.as_str());
-            count_spam(&store, "b", "landing", "honeypot").await.unwrap();
-            count_spam(&store, "b", "landing", "honeypot").await.unwrap();
-            assert_eq!(spam_hits(&store, "b", "landing", "honeypot").await.unwrap(), 2);
+            count_spam(&store, "b", "landing", "honeypot")
+                .await
+                .unwrap();
+            count_spam(&store, "b", "landing", "honeypot")
+                .await
+                .unwrap();
+            assert_eq!(
+                spam_hits(&store, "b", "landing", "honeypot").await.unwrap(),
+                2
+            );
         }
     }
 }

@@ -349,6 +349,9 @@ getcourse_offer_code = "py"
         let c = parse(&format!(
             "[forms]\nallowed_origins = [\"https://a.example/page\"]\n{BASE}"
         ));
-        assert_eq!(c.validate().unwrap_err().key, "school.forms.allowed_origins");
+        assert_eq!(
+            c.validate().unwrap_err().key,
+            "school.forms.allowed_origins"
+        );
     }
 }

@@ -159,7 +159,9 @@ impl GetCourse {
         } else {
             Err(SchoolError::Auth(format!(
                 "GetCourse refused the key: {}",
-                answer["error_message"].as_str().unwrap_or("no reason given")
+                answer["error_message"]
+                    .as_str()
+                    .unwrap_or("no reason given")
             )))
         }
     }
@@ -193,7 +195,9 @@ pub fn parse_import(answer: &Value) -> Result<Imported, SchoolError> {
         .to_string();
     if !truthy(&answer["success"]) {
         if message.to_lowercase().contains("ключ") || message.to_lowercase().contains("key") {
-            return Err(SchoolError::Auth(format!("GetCourse refused the key: {message}")));
+            return Err(SchoolError::Auth(format!(
+                "GetCourse refused the key: {message}"
+            )));
         }
         return Err(SchoolError::Rejected {
             message: "GetCourse refused the call".into(),

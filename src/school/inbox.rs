@@ -20,7 +20,11 @@ pub fn parameters(message: &InboxMessage) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = message
         .headers
         .get(QUERY_HEADER)
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     let form = message
         .headers
@@ -84,7 +88,10 @@ impl InboxHandler for GetCourseInbox {
             .as_ref()
             .map(|g| g.paid_statuses.clone())
             .unwrap_or_default();
-        if !paid_statuses.iter().any(|s| s.eq_ignore_ascii_case(&status)) {
+        if !paid_statuses
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(&status))
+        {
             tracing::info!(inbox = message.id, %status, "GetCourse notice is not a payment; ignored");
             return Ok(Delivered::done());
         }
@@ -141,13 +148,17 @@ impl InboxHandler for GetCourseInbox {
                 operation: PAYMENT_RECORDED.into(),
                 payload,
                 idempotency_key: format!("gc-payment:{deal}"),
-                ordering_key: notice
-                    .phone()
-                    .map(|p| format!("customer:{}", p.as_str())),
+                ordering_key: notice.phone().map(|p| format!("customer:{}", p.as_str())),
             });
         }
-        let transient = |e: crate::store::StoreError| DeliveryError::transient(format!("store: {e}"));
-        let mut tx = ctx.store.pool().begin().await.map_err(|e| transient(e.into()))?;
+        let transient =
+            |e: crate::store::StoreError| DeliveryError::transient(format!("store: {e}"));
+        let mut tx = ctx
+            .store
+            .pool()
+            .begin()
+            .await
+            .map_err(|e| transient(e.into()))?;
         for job in &jobs {
             enqueue_in(&mut tx, job, ctx.now).await.map_err(transient)?;
         }

@@ -107,22 +107,26 @@ impl AlfaCrmJobs {
     }
 
     /// The customer this phone (or e-mail) belongs to: our own link first, then a search in
-    /// AlfaCRM, then a new one.
+    /// AlfaCRM, then a new one. Applications search by phone only: a parent may apply for
+    /// two children from one mailbox.
     async fn customer(
         &self,
         business_id: &str,
         phone: Option<&Phone>,
         email: Option<&Email>,
+        search_email: bool,
         create: impl FnOnce() -> NewCustomer,
         ctx: &JobContext<'_>,
     ) -> Result<(i64, bool), DeliveryError> {
+        // Links are a cache in front of AlfaCRM's search; phone and e-mail are kept apart
+        // because a link names one customer per key.
         let key = phone
-            .map(|p| p.as_str().to_string())
-            .or_else(|| email.map(|e| e.as_str().to_string()));
-        if let Some(key) = &key
+            .map(|p| ("school_customer", p.as_str().to_string()))
+            .or_else(|| email.map(|e| ("school_customer_email", e.as_str().to_string())));
+        if let Some((entity, key)) = &key
             && let Some(id) = ctx
                 .store
-                .external_id(business_id, "school_customer", key, super::ALFACRM)
+                .external_id(business_id, entity, key, super::ALFACRM)
                 .await
                 .map_err(store_error)?
             && let Ok(id) = id.parse::<i64>()
@@ -131,7 +135,7 @@ impl AlfaCrmJobs {
         }
         let found: Option<Customer> = self
             .crm
-            .find_customer(phone, email.map(|e| e.as_str()))
+            .find_customer(phone, email.filter(|_| search_email).map(|e| e.as_str()))
             .await
             .map_err(delivery_error)?;
         let (id, created) = match found {
@@ -145,24 +149,31 @@ impl AlfaCrmJobs {
                 true,
             ),
         };
-        if let Some(key) = &key {
-            ctx.store
+        if let Some((entity, key)) = &key
+            && let Err(e) = ctx
+                .store
                 .put_link(
                     business_id,
-                    "school_customer",
+                    entity,
                     key,
                     super::ALFACRM,
                     &id.to_string(),
                     ctx.now,
                 )
                 .await
-                .map_err(store_error)?;
+        {
+            // Another key of the same person already names this customer; search finds it.
+            tracing::debug!(error = %e, customer = id, "customer link not recorded");
         }
         Ok((id, created))
     }
 
     /// The start date in the group: the group's own start, or today when it has begun.
-    async fn start_date(&self, group_id: i64, today: NaiveDate) -> Result<NaiveDate, DeliveryError> {
+    async fn start_date(
+        &self,
+        group_id: i64,
+        today: NaiveDate,
+    ) -> Result<NaiveDate, DeliveryError> {
         let groups = self.crm.groups().await.map_err(delivery_error)?;
         let group = groups.iter().find(|g| g.id == group_id).ok_or_else(|| {
             DeliveryError::permanent(format!(
@@ -216,7 +227,11 @@ impl AlfaCrmJobs {
         )
     }
 
-    async fn application(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
+    async fn application(
+        &self,
+        job: &Job,
+        ctx: &JobContext<'_>,
+    ) -> Result<Delivered, DeliveryError> {
         let id = job.payload["application_id"]
             .as_str()
             .ok_or_else(|| DeliveryError::permanent("job without application_id"))?;
@@ -241,7 +256,14 @@ impl AlfaCrmJobs {
             note: self.note(&app, &course_title),
         };
         let (customer_id, _) = self
-            .customer(&app.business_id, Some(&app.phone), app.email.as_ref(), new, ctx)
+            .customer(
+                &app.business_id,
+                Some(&app.phone),
+                app.email.as_ref(),
+                false,
+                new,
+                ctx,
+            )
             .await?;
         let group_id = app
             .group_id
@@ -311,11 +333,7 @@ impl AlfaCrmJobs {
             customer = customer_id,
             "application delivered to AlfaCRM"
         );
-        Ok(Delivered::linked(
-            "application",
-            &app.id,
-            &customer_id.to_string(),
-        ))
+        Ok(Delivered::done())
     }
 
     async fn payment(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
@@ -363,7 +381,14 @@ impl AlfaCrmJobs {
             ),
         };
         let (customer_id, created) = self
-            .customer(&job.business_id, phone.as_ref(), email.as_ref(), new, ctx)
+            .customer(
+                &job.business_id,
+                phone.as_ref(),
+                email.as_ref(),
+                true,
+                new,
+                ctx,
+            )
             .await?;
         if !created {
             self.crm
@@ -380,7 +405,12 @@ impl AlfaCrmJobs {
         }
         let linked = ctx
             .store
-            .external_id(&job.business_id, "school_payment", &notice.deal, super::ALFACRM)
+            .external_id(
+                &job.business_id,
+                "school_payment",
+                &notice.deal,
+                super::ALFACRM,
+            )
             .await
             .map_err(store_error)?;
         if linked.is_none()
@@ -428,11 +458,7 @@ impl AlfaCrmJobs {
                 .await
                 .map_err(store_error)?;
         }
-        Ok(Delivered::linked(
-            "gc_deal",
-            &notice.deal,
-            &customer_id.to_string(),
-        ))
+        Ok(Delivered::done())
     }
 }
 
@@ -499,7 +525,10 @@ impl JobHandler for GetCourseJobs {
             AccessMode::None => return Ok(Delivered::done()),
             AccessMode::Group => {
                 let group = course.getcourse_group.as_deref().ok_or_else(|| {
-                    DeliveryError::permanent(format!("course {} has no getcourse_group", course.key))
+                    DeliveryError::permanent(format!(
+                        "course {} has no getcourse_group",
+                        course.key
+                    ))
                 })?;
                 self.gc.add_to_group(&user, group).await
             }
@@ -519,11 +548,10 @@ impl JobHandler for GetCourseJobs {
             }
         }
         .map_err(delivery_error)?;
-        let external = imported
-            .deal_id
-            .or(imported.user_id)
-            .unwrap_or_else(|| notice.deal.clone());
-        Ok(Delivered::linked("gc_access", &notice.deal, &external))
+        Ok(match imported.deal_id {
+            Some(deal_id) => Delivered::linked("gc_deal", &notice.deal, &deal_id),
+            None => Delivered::done(),
+        })
     }
 }
 

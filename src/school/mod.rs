@@ -81,7 +81,9 @@ impl Customer {
     }
 
     pub fn has_email(&self, email: &str) -> bool {
-        self.email.iter().any(|e| e.trim().eq_ignore_ascii_case(email))
+        self.email
+            .iter()
+            .any(|e| e.trim().eq_ignore_ascii_case(email))
     }
 }
 

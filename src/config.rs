@@ -439,6 +439,38 @@ timezone = "Asia/Yekaterinburg"
     }
 
     #[test]
+    fn the_example_school_block_is_valid_when_uncommented() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/zapis.example.toml"))
+                .expect("zapis.example.toml is shipped");
+        let start = text
+            .find("# [school.forms]")
+            .expect("the school block is shipped");
+        let block: String = text[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let school_kind = format!(
+            "{}\n{block}",
+            MINIMAL.replace("[business]", "[business]\nkind = \"school\"")
+        );
+        let c = load(&school_kind).expect("the school example loads");
+        let school = c.school.expect("school section");
+        assert_eq!(c.business.kind, BusinessKind::School);
+        assert_eq!(school.courses[0].alfacrm_group_ids, vec![12, 13]);
+        assert_eq!(school.alfacrm.unwrap().lead_sources["getcourse"], 9);
+        let err = load(&format!("{MINIMAL}\n[school.alfacrm]\ncolour = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+        let err = load(&MINIMAL.replace("[business]", "[business]\nkind = \"school\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("business.kind"), "{err}");
+    }
+
+    #[test]
     fn minimal_config_fills_defaults() {
         let c = load(MINIMAL).unwrap();
         assert_eq!(c.store.url, "sqlite://zapis.db");

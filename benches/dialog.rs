@@ -24,6 +24,7 @@ fn ctx() -> Context {
         default_lang: Lang::Ru,
         user_lang: Some("ru".into()),
         channel: zapis::domain::Channel::Telegram,
+        school: false,
     }
 }
 

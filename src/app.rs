@@ -124,6 +124,11 @@ impl App {
         if let Some(crm) = &crm {
             conversations = conversations.with_crm(crm.system());
         }
+        if config.business.kind == crate::config::BusinessKind::School
+            && let (Some(school), Some(alfa)) = (&config.school, &alfacrm)
+        {
+            conversations = conversations.with_school(school.clone(), alfa.clone());
+        }
         let conversations = Arc::new(conversations);
         Ok(App {
             config,

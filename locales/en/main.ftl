@@ -225,3 +225,19 @@ school-task-title = New application: { $course }
 school-task-title-trial = Trial lesson: { $course }
 school-task-text = Contact { $name }, { $phone }. Course: { $course }, start: { $start }.
 school-unnamed = No name
+
+## School mode of the bot
+school-choose-group = { $course }: choose a group
+school-no-groups = { $course }: no group is open for enrolment now. Apply later or call us.
+school-btn-trial = 🎓 Trial lesson
+school-trial = trial lesson
+school-group-start = starts { $date }
+school-confirm = Please check your application:
+    Course: { $course }
+    Group: { $group }
+    Name: { $name }
+    Phone: { $phone }
+school-btn-send = ✅ Send the application
+school-sending = Sending your application…
+school-enrolled = Application received: { $course }, { $group }. The curator will contact you.
+school-enrolled-trial = Trial lesson application received: { $course }. The curator will contact you to agree on a time.

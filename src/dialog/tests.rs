@@ -28,6 +28,7 @@ fn ctx() -> Context {
         default_lang: Lang::Ru,
         user_lang: Some("ru".into()),
         channel: Channel::Telegram,
+        school: false,
     }
 }
 

@@ -103,7 +103,10 @@ fn client_address(state: &FormsState, headers: &HeaderMap, peer: Option<SocketAd
 }
 
 /// Field values from a JSON object or a urlencoded body; the first non-empty value wins.
-fn fields(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, Response> {
+fn fields(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<HashMap<String, String>, (StatusCode, String)> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -200,7 +203,7 @@ async fn submit(
     };
     let fields = match fields(&headers, &body) {
         Ok(f) => f,
-        Err(response) => return response,
+        Err((status, message)) => return problem(status, None, &message),
     };
     let json_answer = wants_json(&state, &headers);
     let accepted = |id: &str| -> Response {

@@ -468,11 +468,12 @@ async fn an_expired_token_is_renewed_once_and_throttling_is_retried() {
     s.alfa.state().throttle_next = 1;
     s.post_json("landing", landing("+79161112233")).await;
     s.drain().await;
-    let st = s.alfa.state();
-    assert_eq!(st.logins, 2, "one fresh login after the 401");
-    assert_eq!(st.unauthorized, 1);
-    assert_eq!(st.customers.len(), 2);
-    drop(st);
+    {
+        let st = s.alfa.state();
+        assert_eq!(st.logins, 2, "one fresh login after the 401");
+        assert_eq!(st.unauthorized, 1);
+        assert_eq!(st.customers.len(), 2);
+    }
     assert!(s.jobs(JobState::Dead).await.is_empty());
 }
 

@@ -113,19 +113,10 @@ fn fields(
         .is_some_and(|c| c.starts_with("application/json"));
     let mut out = HashMap::new();
     if json {
-        let value: Value = serde_json::from_slice(body).map_err(|e| {
-            problem(
-                StatusCode::BAD_REQUEST,
-                None,
-                &format!("body is not JSON: {e}"),
-            )
-        })?;
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")))?;
         let Value::Object(map) = value else {
-            return Err(problem(
-                StatusCode::BAD_REQUEST,
-                None,
-                "body must be a JSON object",
-            ));
+            return Err((StatusCode::BAD_REQUEST, "body must be a JSON object".into()));
         };
         for (k, v) in map {
             let text = match v {

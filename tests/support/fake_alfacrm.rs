@@ -399,9 +399,9 @@ async fn call(
                 .cgis
                 .iter()
                 .filter(|c| {
-                    query
-                        .iter()
-                        .all(|(k, v)| k == "per-page" || c[k.as_str()].to_string() == *v)
+                    query.iter().all(|(k, v)| {
+                        k == "per-page" || v.parse::<i64>().is_ok_and(|n| c[k.as_str()] == json!(n))
+                    })
                 })
                 .cloned()
                 .collect();

@@ -124,6 +124,10 @@ impl World {
                 self.bookings.push(b.clone());
                 Loaded::Booked(b)
             }
+            Command::Enrol(d) => Loaded::Enrolled {
+                course: d.course.name.clone(),
+                group: d.group.as_ref().map(|g| g.name.clone()),
+            },
             Command::LoadMyBookings { .. } => Loaded::MyBookings(self.bookings.clone()),
             Command::Cancel { booking_id } => {
                 let i = self

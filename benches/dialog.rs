@@ -24,6 +24,7 @@ fn ctx() -> Context {
         default_lang: Lang::Ru,
         user_lang: Some("ru".into()),
         channel: zapis::domain::Channel::Telegram,
+        school: false,
     }
 }
 
@@ -123,7 +124,18 @@ impl World {
                 self.bookings.push(b.clone());
                 Loaded::Booked(b)
             }
+            Command::Enrol(d) => Loaded::Enrolled {
+                course: d.course.name.clone(),
+                group: d.group.as_ref().map(|g| g.name.clone()),
+            },
             Command::LoadMyBookings { .. } => Loaded::MyBookings(self.bookings.clone()),
+            Command::ConfirmVisit { booking_id } => Loaded::VisitConfirmed(
+                self.bookings
+                    .iter()
+                    .find(|b| &b.id == booking_id)
+                    .cloned()
+                    .expect("booking"),
+            ),
             Command::Cancel { booking_id } => {
                 let i = self
                     .bookings

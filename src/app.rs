@@ -30,6 +30,10 @@ use crate::sync::inbox::{INBOX_SYSTEM, InboxDispatcher};
 use crate::sync::{AlertSink, Alerts, Engine, WebhookSink};
 
 pub struct App {
+    /// The school's AlfaCRM, when `[school.alfacrm]` is configured.
+    pub alfacrm: Option<Arc<crate::school::alfacrm::AlfaCrm>>,
+    /// The school's GetCourse, when `[school.getcourse]` is configured.
+    pub getcourse: Option<Arc<crate::school::getcourse::GetCourse>>,
     /// The CRM every booking is mirrored into, when configured.
     pub crm: Option<Arc<dyn Crm>>,
     pub config: Config,
@@ -111,6 +115,17 @@ impl App {
             (_, Some(b24)) => Some(Arc::new(b24.clone())),
             _ => None,
         };
+        let school = config.school.as_ref();
+        let alfacrm = school
+            .and_then(|s| s.alfacrm.clone())
+            .map(|a| crate::school::alfacrm::AlfaCrm::new(a).map(Arc::new))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("school.alfacrm: {e}")))?;
+        let getcourse = school
+            .and_then(|s| s.getcourse.clone())
+            .map(|g| crate::school::getcourse::GetCourse::new(g).map(Arc::new))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("school.getcourse: {e}")))?;
         let mut conversations = Conversations::new(
             store.clone(),
             booking.clone(),
@@ -119,6 +134,11 @@ impl App {
         );
         if let Some(crm) = &crm {
             conversations = conversations.with_crm(crm.system());
+        }
+        if config.business.kind == crate::config::BusinessKind::School
+            && let (Some(school), Some(alfa)) = (&config.school, &alfacrm)
+        {
+            conversations = conversations.with_school(school.clone(), alfa.clone());
         }
         let conversations = Arc::new(conversations);
         Ok(App {
@@ -131,6 +151,8 @@ impl App {
             bitrix24,
             conversations,
             clock,
+            alfacrm,
+            getcourse,
         })
     }
 
@@ -181,6 +203,35 @@ impl App {
             self.config.business.clone(),
             &self.config.reminders,
         )
+    }
+
+    /// The HTTP face of this configuration: webhooks, and the landing forms of a school.
+    pub fn http_state(&self, secret: secrecy::SecretString) -> crate::http::HttpState {
+        crate::http::HttpState {
+            store: self.store.clone(),
+            business_id: self.config.business.id.clone(),
+            secret,
+            clock: self.clock.clone(),
+            max_secret: self
+                .config
+                .max
+                .as_ref()
+                .and_then(|m| m.webhook_secret.clone()),
+            bitrix24_token: self
+                .config
+                .crm
+                .as_ref()
+                .and_then(|c| c.bitrix24.as_ref())
+                .and_then(|b| b.application_token.clone()),
+            forms: self.config.school.as_ref().map(|school| {
+                crate::http::forms::FormsState::new(
+                    self.store.clone(),
+                    &self.config.business.id,
+                    self.clock.clone(),
+                    school.clone(),
+                )
+            }),
+        }
     }
 
     /// Every configured place alerts go to.
@@ -273,6 +324,37 @@ impl App {
         if let Some(max) = &self.config.max {
             let bot = MaxBot::from_config(max, self.conversations.clone());
             inbox.register("max", Arc::new(MaxInbox { bot }));
+        }
+        if let Some(school) = &self.config.school {
+            if let (Some(alfa), Some(config)) = (&self.alfacrm, &school.alfacrm) {
+                engine.register(
+                    crate::school::ALFACRM,
+                    Arc::new(crate::school::jobs::AlfaCrmJobs::new(
+                        alfa.clone(),
+                        config.clone(),
+                        school.clone(),
+                        business.locale,
+                        business.timezone,
+                    )),
+                );
+            }
+            if let Some(gc) = &self.getcourse {
+                engine.register(
+                    crate::school::GETCOURSE,
+                    Arc::new(crate::school::jobs::GetCourseJobs::new(
+                        gc.clone(),
+                        school.clone(),
+                    )),
+                );
+            }
+            if school.getcourse.is_some() || school.alfacrm.is_some() {
+                inbox.register(
+                    "getcourse",
+                    Arc::new(crate::school::inbox::GetCourseInbox {
+                        school: school.clone(),
+                    }),
+                );
+            }
         }
         engine.register(INBOX_SYSTEM, Arc::new(inbox));
         if let Some(tg) = &self.config.telegram {

@@ -497,23 +497,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let engine = Arc::new(app.engine());
     let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
     let http_task = app.config.http.as_ref().map(|http| {
-        let state = crate::http::HttpState {
-            store: app.store.clone(),
-            business_id: app.config.business.id.clone(),
-            secret: http.webhook_secret.clone(),
-            clock: app.clock.clone(),
-            max_secret: app
-                .config
-                .max
-                .as_ref()
-                .and_then(|m| m.webhook_secret.clone()),
-            bitrix24_token: app
-                .config
-                .crm
-                .as_ref()
-                .and_then(|c| c.bitrix24.as_ref())
-                .and_then(|b| b.application_token.clone()),
-        };
+        let state = app.http_state(http.webhook_secret.clone());
         let mut rx = stop_rx.clone();
         let shutdown = async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -655,6 +639,40 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
             failures += 1;
         }
         println!("{line}");
+    }
+    if let Some(school) = &config.school {
+        if let Some(alfa) = &school.alfacrm {
+            let line = match crate::school::alfacrm::AlfaCrm::new(alfa.clone()) {
+                Ok(client) => match client.check().await {
+                    Ok(report) => format!("school (alfacrm): reachable, {report}"),
+                    Err(e) => {
+                        failures += 1;
+                        format!("school (alfacrm): {e}")
+                    }
+                },
+                Err(e) => {
+                    failures += 1;
+                    format!("school (alfacrm): {e}")
+                }
+            };
+            println!("{line}");
+        }
+        if let Some(gc) = &school.getcourse {
+            let line = match crate::school::getcourse::GetCourse::new(gc.clone()) {
+                Ok(client) => match client.check().await {
+                    Ok(report) => format!("school (getcourse): reachable, {report}"),
+                    Err(e) => {
+                        failures += 1;
+                        format!("school (getcourse): {e}")
+                    }
+                },
+                Err(e) => {
+                    failures += 1;
+                    format!("school (getcourse): {e}")
+                }
+            };
+            println!("{line}");
+        }
     }
     if let Some(tg) = &config.telegram {
         let status = telegram_status(tg).await;

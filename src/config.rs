@@ -49,6 +49,9 @@ pub struct Config {
     /// The HTTP server for webhooks and health checks.
     #[serde(default)]
     pub http: Option<HttpConfig>,
+    /// Landing forms, AlfaCRM, GetCourse and the courses of a school.
+    #[serde(default)]
+    pub school: Option<crate::school::config::SchoolConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +98,17 @@ pub struct BusinessConfig {
     /// Shown to clients when online booking is impossible.
     #[serde(default)]
     pub phone: Option<String>,
+    /// What the bot sells: visits (salon, clinic) or places on courses (school).
+    #[serde(default)]
+    pub kind: BusinessKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BusinessKind {
+    #[default]
+    Salon,
+    School,
 }
 
 fn default_business_id() -> String {
@@ -220,6 +234,25 @@ impl Config {
                 key: e.key,
                 message: e.message,
             })?;
+        }
+        if let Some(school) = &self.school {
+            school.validate().map_err(|e| ConfigError::Key {
+                key: e.key,
+                message: e.message,
+            })?;
+        }
+        if self.business.kind == BusinessKind::School
+            && self
+                .school
+                .as_ref()
+                .is_none_or(|s| s.alfacrm.is_none() || s.courses.is_empty())
+        {
+            return Err(ConfigError::Key {
+                key: "business.kind".into(),
+                message: "kind = \"school\" needs [school.alfacrm] and at least one \
+                          [[school.courses]]: the bot reads courses and groups from AlfaCRM"
+                    .into(),
+            });
         }
         if let Some(http) = &self.http {
             use secrecy::ExposeSecret;
@@ -418,6 +451,38 @@ timezone = "Asia/Yekaterinburg"
         let c = load(&text).expect("the example loads");
         assert!(c.telegram.is_some() && c.max.is_some());
         assert_eq!(c.sync.alert_after, std::time::Duration::from_secs(2 * 3600));
+    }
+
+    #[test]
+    fn the_example_school_block_is_valid_when_uncommented() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/zapis.example.toml"))
+                .expect("zapis.example.toml is shipped");
+        let start = text
+            .find("# [school.forms]")
+            .expect("the school block is shipped");
+        let block: String = text[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let school_kind = format!(
+            "{}\n{block}",
+            MINIMAL.replace("[business]", "[business]\nkind = \"school\"")
+        );
+        let c = load(&school_kind).expect("the school example loads");
+        let school = c.school.expect("school section");
+        assert_eq!(c.business.kind, BusinessKind::School);
+        assert_eq!(school.courses[0].alfacrm_group_ids, vec![12, 13]);
+        assert_eq!(school.alfacrm.unwrap().lead_sources["getcourse"], 9);
+        let err = load(&format!("{MINIMAL}\n[school.alfacrm]\ncolour = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+        let err = load(&MINIMAL.replace("[business]", "[business]\nkind = \"school\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("business.kind"), "{err}");
     }
 
     #[test]

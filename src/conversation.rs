@@ -60,6 +60,14 @@ pub struct Conversations {
     chat_locks: DashMap<String, Arc<Mutex<()>>>,
     /// The CRM that gets a lead for every booking, when one is configured.
     crm_system: Option<&'static str>,
+    /// School mode: courses from config, groups from the school's CRM, applications instead
+    /// of bookings.
+    school: Option<SchoolMode>,
+}
+
+struct SchoolMode {
+    config: crate::school::config::SchoolConfig,
+    crm: Arc<dyn crate::school::SchoolCrm>,
 }
 
 impl Conversations {
@@ -76,7 +84,19 @@ impl Conversations {
             clock,
             chat_locks: DashMap::new(),
             crm_system: None,
+            school: None,
         }
+    }
+
+    /// The bot enrols into courses: services are the configured courses, masters the
+    /// course's groups read from the school's CRM.
+    pub fn with_school(
+        mut self,
+        config: crate::school::config::SchoolConfig,
+        crm: Arc<dyn crate::school::SchoolCrm>,
+    ) -> Conversations {
+        self.school = Some(SchoolMode { config, crm });
+        self
     }
 
     /// Every confirmed, cancelled or moved booking also queues a job for this CRM.
@@ -116,6 +136,7 @@ impl Conversations {
             default_lang: self.business.locale,
             user_lang: user_lang.map(str::to_string),
             channel: chat.channel,
+            school: self.school.is_some(),
         };
         let mut input = Some(self.input_for(chat, event).await?);
         let mut queue: Vec<Command> = Vec::new();
@@ -278,6 +299,16 @@ impl Conversations {
     }
 
     async fn execute(&self, chat: &ChatRef, command: Command) -> Result<Loaded, ConversationError> {
+        if let Some(school) = &self.school {
+            match command {
+                Command::LoadServices => return Ok(school_courses(&school.config)),
+                Command::LoadMasters { service_id } => {
+                    return Ok(self.school_groups(school, &service_id).await);
+                }
+                Command::Enrol(draft) => return self.enrol(school, draft).await,
+                _ => {}
+            }
+        }
         let b = &self.booking;
         let loaded = match command {
             Command::LoadServices => b.services().await.map(Loaded::Services),
@@ -302,6 +333,9 @@ impl Conversations {
                 .await
                 .map(Loaded::Slots),
             Command::Book(draft) => return self.book(chat, draft).await,
+            Command::Enrol(_) => Err(BookingError::Rejected(
+                "applications are taken in school mode only".into(),
+            )),
             Command::LoadMyBookings { phone } => {
                 let now = self.clock.now();
                 let business = &self.business.id;
@@ -326,6 +360,97 @@ impl Conversations {
             }
         };
         Ok(loaded.unwrap_or_else(|e| failed(&e)))
+    }
+
+    /// A course's groups as AlfaCRM has them now, with their start dates; the trial lesson
+    /// last when the course offers one.
+    async fn school_groups(&self, school: &SchoolMode, course_key: &str) -> Loaded {
+        let Some(course) = school.config.course(course_key) else {
+            return Loaded::Failed {
+                reason: format!("unknown course {course_key}"),
+            };
+        };
+        let groups = match school.crm.groups().await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read groups from the school CRM");
+                return Loaded::Failed {
+                    reason: e.to_string(),
+                };
+            }
+        };
+        let today = self
+            .clock
+            .now()
+            .with_timezone(&self.business.timezone)
+            .date_naive();
+        let lang = self.business.locale;
+        let mut list: Vec<crate::domain::Master> = course
+            .alfacrm_group_ids
+            .iter()
+            .filter_map(|id| groups.iter().find(|g| g.id == *id))
+            // A group that has ended takes no one.
+            .filter(|g| g.e_date.is_none_or(|end| end >= today))
+            .map(|g| crate::domain::Master {
+                id: g.id.to_string(),
+                name: g.name.clone(),
+                specialization: g
+                    .b_date
+                    .filter(|d| *d > today)
+                    .map(|d| {
+                        crate::i18n::t_args(
+                            lang,
+                            "school-group-start",
+                            &[(
+                                "date",
+                                crate::i18n::FluentValue::from(d.format("%d.%m.%Y").to_string()),
+                            )],
+                        )
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect();
+        if course.trial {
+            list.push(crate::domain::Master {
+                id: crate::dialog::TRIAL.into(),
+                name: String::new(),
+                specialization: String::new(),
+            });
+        }
+        Loaded::Masters(list)
+    }
+
+    async fn enrol(
+        &self,
+        school: &SchoolMode,
+        draft: crate::dialog::EnrolDraft,
+    ) -> Result<Loaded, ConversationError> {
+        let group_id = draft.group.as_ref().and_then(|g| g.id.parse::<i64>().ok());
+        let new = crate::school::applications::NewApplication {
+            form: "bot".into(),
+            name: draft.name,
+            phone: draft.phone,
+            email: None,
+            course: Some(draft.course.id.clone()),
+            group_id,
+            trial: draft.trial,
+            comment: None,
+            source: draft.source,
+            referrer: None,
+        };
+        let app = crate::school::applications::submit(
+            &self.store,
+            &self.business.id,
+            new,
+            school.config.alfacrm.is_some(),
+            self.clock.now(),
+        )
+        .await?;
+        tracing::info!(application = %app.id, phone = %app.phone.masked(), "application from the bot");
+        Ok(Loaded::Enrolled {
+            course: draft.course.name,
+            group: draft.group.map(|g| g.name),
+        })
     }
 
     async fn book(&self, chat: &ChatRef, draft: BookingDraft) -> Result<Loaded, ConversationError> {
@@ -605,6 +730,24 @@ fn failed(e: &BookingError) -> Loaded {
 }
 
 /// The note the administrator sees on the record: where the client came from.
+/// The configured courses as the dialog's "services".
+fn school_courses(config: &crate::school::config::SchoolConfig) -> Loaded {
+    Loaded::Services(
+        config
+            .courses
+            .iter()
+            .map(|c| crate::domain::Service {
+                id: c.key.clone(),
+                name: c.title.clone(),
+                category: String::new(),
+                duration_min: 0,
+                price_min: crate::domain::Money::default(),
+                price_max: crate::domain::Money::default(),
+            })
+            .collect(),
+    )
+}
+
 pub(crate) fn booking_comment(source: &Source) -> String {
     let mut parts = vec![format!("zapis: {}", source.channel)];
     if let Some(p) = &source.payload {

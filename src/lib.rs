@@ -17,6 +17,7 @@ pub mod messenger;
 pub mod normalize;
 pub mod reminders;
 pub mod report;
+pub mod school;
 pub mod shutdown;
 pub mod store;
 pub mod sync;

@@ -254,6 +254,7 @@ mod tests {
             locale: Lang::Ru,
             address: "ул. Пушкина, 10".into(),
             phone: None,
+            kind: Default::default(),
         }
     }
 

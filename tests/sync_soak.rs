@@ -181,6 +181,18 @@ impl Crm for MemoryCrm {
             }),
         }
     }
+    async fn find_task(&self, _req: &TaskRequest) -> Result<Option<String>, CrmError> {
+        let _calls = self.call()?;
+        Ok(None)
+    }
+    async fn cancelled_among(&self, lead_ids: &[String]) -> Result<Vec<String>, CrmError> {
+        let s = self.call()?;
+        Ok(lead_ids
+            .iter()
+            .filter(|id| s.leads.get(*id).is_some_and(|l| l.1 == fake_amo::LOST))
+            .cloned()
+            .collect())
+    }
     async fn get_lead(&self, lead_id: &str) -> Result<Option<CrmLead>, CrmError> {
         let s = self.call()?;
         Ok(s.leads.get(lead_id).map(|(_, st, _)| CrmLead {

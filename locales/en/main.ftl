@@ -236,3 +236,26 @@ visit-confirmed =
 crm-note-confirmed = The client confirmed the visit on { $when } (answer to the chat reminder).
 crm-note-visited = The client came to the visit on { $when } ({ $by }).
 crm-note-no-show = The client did not come to the visit on { $when } ({ $by }).
+## School: notes and tasks in AlfaCRM
+school-note-application = Application ({ $channel }, form { $form }). Course: { $course }. Comment: { $comment }. UTM: { $utm }. Page: { $referrer }. Link: { $link }
+school-note-payment = Paid in GetCourse, order { $deal }: { $course }
+school-task-title = New application: { $course }
+school-task-title-trial = Trial lesson: { $course }
+school-task-text = Contact { $name }, { $phone }. Course: { $course }, start: { $start }.
+school-unnamed = No name
+
+## School mode of the bot
+school-choose-group = { $course }: choose a group
+school-no-groups = { $course }: no group is open for enrolment now. Apply later or call us.
+school-btn-trial = 🎓 Trial lesson
+school-trial = trial lesson
+school-group-start = starts { $date }
+school-confirm = Please check your application:
+    Course: { $course }
+    Group: { $group }
+    Name: { $name }
+    Phone: { $phone }
+school-btn-send = ✅ Send the application
+school-sending = Sending your application…
+school-enrolled = Application received: { $course }, { $group }. The curator will contact you.
+school-enrolled-trial = Trial lesson application received: { $course }. The curator will contact you to agree on a time.

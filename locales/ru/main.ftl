@@ -239,3 +239,26 @@ visit-confirmed =
 crm-note-confirmed = Клиент подтвердил визит { $when } (ответ на напоминание в чате).
 crm-note-visited = Клиент пришёл на визит { $when } ({ $by }).
 crm-note-no-show = Клиент не пришёл на визит { $when } ({ $by }).
+## School: notes and tasks in AlfaCRM
+school-note-application = Заявка ({ $channel }, форма { $form }). Курс: { $course }. Комментарий: { $comment }. UTM: { $utm }. Страница: { $referrer }. Ссылка: { $link }
+school-note-payment = Оплата в GetCourse, заказ { $deal }: { $course }
+school-task-title = Новая заявка: { $course }
+school-task-title-trial = Пробное занятие: { $course }
+school-task-text = Связаться с { $name }, { $phone }. Курс: { $course }, старт: { $start }.
+school-unnamed = Без имени
+
+## School mode of the bot
+school-choose-group = { $course }: выберите группу
+school-no-groups = { $course }: набор в группы сейчас закрыт. Оставьте заявку позже или позвоните нам.
+school-btn-trial = 🎓 Пробное занятие
+school-trial = пробное занятие
+school-group-start = старт { $date }
+school-confirm = Проверьте заявку:
+    Курс: { $course }
+    Группа: { $group }
+    Имя: { $name }
+    Телефон: { $phone }
+school-btn-send = ✅ Отправить заявку
+school-sending = Отправляем заявку…
+school-enrolled = Заявка принята: { $course }, { $group }. Куратор свяжется с вами.
+school-enrolled-trial = Заявка на пробное занятие принята: { $course }. Куратор свяжется с вами, чтобы договориться о времени.

@@ -15,8 +15,8 @@ use chrono_tz::Tz;
 
 use super::state::{Act, At, Flow, Moving, Note};
 use super::{
-    BookingDraft, Button, Command, Context, DialogState, Input, Loaded, MAX_BUTTON_DATA, Outcome,
-    Reply,
+    BookingDraft, Button, Command, Context, DialogState, EnrolDraft, Input, Loaded,
+    MAX_BUTTON_DATA, Outcome, Reply, TRIAL,
 };
 use crate::domain::{Booking, BookingStatus, Master, Service, Slot, Source};
 use crate::i18n::{self, FluentValue, Lang};
@@ -262,6 +262,7 @@ impl Engine<'_> {
             (Loaded::Days(days), At::Days) => self.render_days(days),
             (Loaded::Slots(slots), At::Times) => self.render_times(slots),
             (Loaded::Booked(b), At::Booking) => self.done(&b, "booked"),
+            (Loaded::Enrolled { course, group }, At::Booking) => self.enrolled(course, group),
             (Loaded::BookingPending(b), At::Booking) => self.done(&b, "booking-pending"),
             (Loaded::Rescheduled(b), At::Rescheduling) => self.done(&b, "rescheduled"),
             (Loaded::Cancelled(b), At::Cancelling) => self.done(&b, "cancelled"),
@@ -356,6 +357,7 @@ impl Engine<'_> {
                 self.st.at = At::Masters;
                 self.render_masters();
             }
+            At::Phone | At::Confirm if self.ctx.school => self.render_masters(),
             At::Times | At::Confirm => {
                 self.st.slot = None;
                 self.load_days();
@@ -521,6 +523,10 @@ impl Engine<'_> {
     }
 
     fn render_masters(&mut self) {
+        if self.ctx.school {
+            self.render_groups();
+            return;
+        }
         let Some(flow) = self.st.flow.clone() else {
             self.menu();
             return;
@@ -550,10 +556,22 @@ impl Engine<'_> {
     }
 
     fn pick_master(&mut self, id: Option<&str>) {
+        let school = self.ctx.school;
         let Some(flow) = &mut self.st.flow else {
             self.menu();
             return;
         };
+        if school {
+            // A course is chosen with a group (or the trial lesson), never "any".
+            match id {
+                Some(id) if flow.masters.iter().any(|m| m.id == id) => {
+                    flow.master = Some(id.to_string());
+                    self.after_slot();
+                }
+                _ => self.again(Note::Hint),
+            }
+            return;
+        }
         match id {
             Some(id) if flow.masters.iter().any(|m| m.id == id) => {
                 flow.master = Some(id.to_string())
@@ -783,6 +801,10 @@ impl Engine<'_> {
     }
 
     fn render_confirm(&mut self) {
+        if self.ctx.school && self.st.mv.is_none() {
+            self.render_enrol_confirm();
+            return;
+        }
         let Some(slot) = self.st.slot.clone() else {
             self.show_times_or_menu();
             return;
@@ -843,6 +865,10 @@ impl Engine<'_> {
     }
 
     fn confirm(&mut self) {
+        if self.ctx.school && self.st.mv.is_none() {
+            self.enrol();
+            return;
+        }
         let Some(slot) = self.st.slot.clone() else {
             self.show_times_or_menu();
             return;
@@ -905,6 +931,120 @@ impl Engine<'_> {
             vec![self.btn("btn-book", "B"), self.btn("btn-menu", "M")],
         ];
         // A confirmation is a new message the client can find later, not an edit.
+        self.st.edit = false;
+        self.screen(text, buttons, false);
+    }
+
+    // ---- school mode --------------------------------------------------------------------
+
+    /// A course's groups with their start dates, and the trial lesson when it has one.
+    fn render_groups(&mut self) {
+        let Some(flow) = self.st.flow.clone() else {
+            self.menu();
+            return;
+        };
+        self.bump();
+        let mut rows = Vec::new();
+        let course = flow.svc.name.clone();
+        let text = if flow.masters.is_empty() {
+            self.ta("school-no-groups", &[("course", course.into())])
+        } else {
+            for g in &flow.masters {
+                let label = if g.id == TRIAL {
+                    self.t("school-btn-trial")
+                } else if g.specialization.is_empty() {
+                    g.name.clone()
+                } else {
+                    format!("{} · {}", g.name, g.specialization)
+                };
+                rows.push(vec![self.button_raw(label, &format!("m:{}", g.id))]);
+            }
+            self.ta("school-choose-group", &[("course", course.into())])
+        };
+        rows.push(vec![self.btn("btn-back", "<")]);
+        self.st.at = At::Masters;
+        self.screen(text, rows, false);
+    }
+
+    fn chosen_group(&self) -> Option<Master> {
+        let flow = self.st.flow.as_ref()?;
+        let id = flow.master.as_ref()?;
+        flow.masters.iter().find(|m| &m.id == id).cloned()
+    }
+
+    fn render_enrol_confirm(&mut self) {
+        let (Some(flow), Some(group), Some(phone), Some(name)) = (
+            self.st.flow.clone(),
+            self.chosen_group(),
+            self.st.phone.clone(),
+            self.st.name.clone(),
+        ) else {
+            self.menu();
+            return;
+        };
+        let group_text = if group.id == TRIAL {
+            self.t("school-trial")
+        } else if group.specialization.is_empty() {
+            group.name.clone()
+        } else {
+            format!("{}, {}", group.name, group.specialization)
+        };
+        let text = self.ta(
+            "school-confirm",
+            &[
+                ("course", flow.svc.name.clone().into()),
+                ("group", group_text.into()),
+                ("name", name.into()),
+                ("phone", phone.to_string().into()),
+            ],
+        );
+        self.bump();
+        let buttons = vec![
+            vec![self.btn("school-btn-send", "K")],
+            vec![self.btn("btn-back", "<")],
+            vec![self.btn("btn-cancel", "X")],
+        ];
+        self.screen(text, buttons, false);
+    }
+
+    fn enrol(&mut self) {
+        let (Some(flow), Some(group), Some(phone), Some(name)) = (
+            self.st.flow.clone(),
+            self.chosen_group(),
+            self.st.phone.clone(),
+            self.st.name.clone(),
+        ) else {
+            self.menu();
+            return;
+        };
+        let trial = group.id == TRIAL;
+        let draft = EnrolDraft {
+            course: flow.svc,
+            group: (!trial).then_some(group),
+            trial,
+            phone,
+            name,
+            source: self
+                .st
+                .source
+                .clone()
+                .unwrap_or_else(|| Source::direct(self.ctx.channel)),
+        };
+        self.st.at = At::Booking;
+        self.write(Command::Enrol(draft), "school-sending");
+    }
+
+    fn enrolled(&mut self, course: String, group: Option<String>) {
+        let text = match group {
+            Some(group) => self.ta(
+                "school-enrolled",
+                &[("course", course.into()), ("group", group.into())],
+            ),
+            None => self.ta("school-enrolled-trial", &[("course", course.into())]),
+        };
+        self.clear_flow();
+        self.bump();
+        let buttons = vec![vec![self.btn("btn-book", "B"), self.btn("btn-menu", "M")]];
         self.st.edit = false;
         self.screen(text, buttons, false);
     }
@@ -1182,8 +1322,11 @@ impl Engine<'_> {
         }
     }
 
-    /// `Стрижка · от 1 500 ₽ · 1 час`.
+    /// `Стрижка · от 1 500 ₽ · 1 час`; a course by its title alone.
     fn service_label(&self, s: &Service) -> String {
+        if self.ctx.school {
+            return s.name.clone();
+        }
         format!(
             "{} · {} · {}",
             s.name,

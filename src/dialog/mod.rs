@@ -39,6 +39,24 @@ pub struct Context {
     /// The messenger this conversation happens on: the source of a booking made without a
     /// deep link.
     pub channel: Channel,
+    /// A school: services are courses, masters are groups (or a trial lesson), and the flow
+    /// ends in an application after phone and name instead of a slot.
+    pub school: bool,
+}
+
+/// The master id that stands for "a trial lesson" among a course's groups.
+pub const TRIAL: &str = "trial";
+
+/// An application to a course, collected by the school-mode dialog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolDraft {
+    pub course: Service,
+    /// The group chosen; `None` with `trial` for a trial lesson.
+    pub group: Option<Master>,
+    pub trial: bool,
+    pub phone: Phone,
+    pub name: String,
+    pub source: Source,
 }
 
 /// Something the user did, or the answer to a command.
@@ -73,6 +91,11 @@ pub enum Loaded {
     BookingPending(Booking),
     /// The slot was taken between showing and confirming.
     SlotTaken,
+    /// The school application is stored and on its way to the school's CRM.
+    Enrolled {
+        course: String,
+        group: Option<String>,
+    },
     MyBookings(Vec<Booking>),
     Cancelled(Booking),
     Rescheduled(Booking),
@@ -107,6 +130,8 @@ pub enum Command {
         day: NaiveDate,
     },
     Book(BookingDraft),
+    /// School mode: submit an application to a course.
+    Enrol(EnrolDraft),
     /// Upcoming bookings of this chat (and of `phone`, when known).
     LoadMyBookings {
         phone: Option<Phone>,

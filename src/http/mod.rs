@@ -3,6 +3,7 @@
 
 pub mod amocrm_inbox;
 pub mod bitrix24_inbox;
+pub mod forms;
 pub mod max_inbox;
 pub mod yclients_inbox;
 
@@ -10,7 +11,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use secrecy::{ExposeSecret, SecretString};
@@ -32,13 +33,24 @@ pub struct HttpState {
     pub max_secret: Option<SecretString>,
     /// Bitrix24 puts this in every outbound event (`crm.bitrix24.application_token`).
     pub bitrix24_token: Option<SecretString>,
+    /// Landing-page applications (`POST /forms/{form}`), when `[school]` is configured.
+    pub forms: Option<forms::FormsState>,
 }
 
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/health", get(health))
-        .route("/webhooks/{source}/{secret}", post(webhook))
-        .with_state(state)
+        // GetCourse's "call URL" step may be set to GET; the webhook handler refuses GET for
+        // every other source.
+        .route(
+            "/webhooks/{source}/{secret}",
+            post(webhook).get(webhook_get),
+        )
+        .with_state(state.clone());
+    if let Some(forms) = state.forms {
+        router = router.merge(forms::router(forms));
+    }
+    router
 }
 
 async fn health(State(state): State<HttpState>) -> (StatusCode, &'static str) {
@@ -58,9 +70,22 @@ fn same_secret(given: &str, expected: &str) -> bool {
             == 0
 }
 
+async fn webhook_get(
+    state: State<HttpState>,
+    Path((source, secret)): Path<(String, String)>,
+    query: RawQuery,
+    headers: HeaderMap,
+) -> (StatusCode, &'static str) {
+    if source != "getcourse" {
+        return (StatusCode::METHOD_NOT_ALLOWED, "use POST");
+    }
+    webhook(state, Path((source, secret)), query, headers, Bytes::new()).await
+}
+
 async fn webhook(
     State(state): State<HttpState>,
     Path((source, secret)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, &'static str) {
@@ -106,8 +131,12 @@ async fn webhook(
     // Vendors re-send the same delivery on timeouts; the body identifies it.
     let mut hasher = DefaultHasher::new();
     text.hash(&mut hasher);
+    query.hash(&mut hasher);
     let dedup = format!("{:016x}-{}", hasher.finish(), text.len());
-    let kept = inbox::keep_headers(&headers);
+    let mut kept = inbox::keep_headers(&headers);
+    if let Some(query) = query.filter(|q| !q.is_empty()) {
+        kept.insert(inbox::QUERY_HEADER.to_string(), query);
+    }
     match inbox::receive(
         &state.store,
         &state.business_id,
@@ -139,7 +168,19 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, "HTTP server listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_on(listener, state, shutdown).await
+}
+
+/// Serves on an already bound listener, with peer addresses for the forms' rate limit.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -17,6 +17,10 @@ use crate::sync::worker::{Delivered, JobContext, JobHandler};
 /// The system name inbox jobs are queued under.
 pub const INBOX_SYSTEM: &str = "inbox";
 
+/// The pseudo-header the query string of a delivery is kept under: some senders (GetCourse's
+/// "call URL") put every value in the URL. A colon cannot start a real header name.
+pub const QUERY_HEADER: &str = ":query";
+
 /// Headers that carry credentials are never stored.
 const SECRET_HEADERS: &[&str] = &[
     "authorization",

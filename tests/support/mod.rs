@@ -4,9 +4,11 @@
 
 pub mod chaos_proxy;
 pub mod e2e;
+pub mod fake_alfacrm;
 pub mod fake_amocrm;
 pub mod fake_bitrix24;
 pub mod fake_dikidi;
+pub mod fake_getcourse;
 pub mod fake_max;
 pub mod fake_target;
 pub mod fake_telegram;

@@ -1,0 +1,490 @@
+//! AlfaCRM v2api client: e-mail + API key login, a token renewed before its 15 minutes run out
+//! and once more on 401, every call scoped to the configured branch.
+//! Facts relied on: docs/alfacrm.md.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use super::config::AlfaCrmConfig;
+use super::{Customer, Group, NewCustomer, NewPayment, NewTask, SchoolCrm, SchoolError};
+use crate::normalize::Phone;
+
+/// AlfaCRM's tokens live 15 minutes; renewing a minute early keeps a long call from
+/// starting with a token that dies mid-flight.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(14 * 60);
+/// The index page size asked for; AlfaCRM's own default is not documented.
+const PAGE_SIZE: u32 = 50;
+
+pub struct AlfaCrm {
+    http: reqwest::Client,
+    config: AlfaCrmConfig,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+/// `index` answers.
+#[derive(Debug, Deserialize)]
+pub struct Page<T> {
+    #[serde(default)]
+    pub total: i64,
+    #[serde(default)]
+    pub count: i64,
+    #[serde(default)]
+    pub page: i64,
+    #[serde(default = "Vec::new")]
+    pub items: Vec<T>,
+}
+
+/// `create` / `update` answers: `errors` is `[]` on success and a field → messages map on a
+/// validation failure.
+#[derive(Debug, Deserialize)]
+struct Saved {
+    #[serde(default)]
+    success: bool,
+    #[serde(default)]
+    errors: Value,
+    #[serde(default)]
+    model: Value,
+}
+
+#[derive(Serialize)]
+struct Login<'a> {
+    email: &'a str,
+    api_key: &'a str,
+}
+
+impl AlfaCrm {
+    pub fn new(config: AlfaCrmConfig) -> Result<AlfaCrm, SchoolError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.timeout_secs))
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("zapis/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SchoolError::Permanent(format!("cannot build the HTTP client: {e}")))?;
+        Ok(AlfaCrm {
+            http,
+            config,
+            token: Mutex::new(None),
+        })
+    }
+
+    pub fn config(&self) -> &AlfaCrmConfig {
+        &self.config
+    }
+
+    fn url(&self, path: &str) -> Result<url::Url, SchoolError> {
+        self.config
+            .base_url
+            .join(path)
+            .map_err(|e| SchoolError::Permanent(format!("bad AlfaCRM URL {path}: {e}")))
+    }
+
+    async fn login(&self) -> Result<String, SchoolError> {
+        let response = self
+            .http
+            .post(self.url("/v2api/auth/login")?)
+            .json(&Login {
+                email: &self.config.email,
+                api_key: self.config.api_key.expose_secret(),
+            })
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status().as_u16();
+        if matches!(status, 401 | 403) {
+            return Err(SchoolError::Auth(format!(
+                "AlfaCRM refused the login of {} (HTTP {status}): check school.alfacrm.email \
+                 and api_key, and that the user's role has the v2api module",
+                self.config.email
+            )));
+        }
+        let body = check_status(response).await?;
+        #[derive(Deserialize)]
+        struct Token {
+            token: String,
+        }
+        let token: Token = serde_json::from_value(body)
+            .map_err(|e| SchoolError::Permanent(format!("AlfaCRM login answer: {e}")))?;
+        Ok(token.token)
+    }
+
+    async fn token(&self, renew: bool) -> Result<String, SchoolError> {
+        let mut held = self.token.lock().await;
+        if !renew
+            && let Some((token, at)) = held.as_ref()
+            && at.elapsed() < TOKEN_LIFETIME
+        {
+            return Ok(token.clone());
+        }
+        let token = self.login().await?;
+        *held = Some((token.clone(), Instant::now()));
+        Ok(token)
+    }
+
+    /// One branch-scoped call; `query` carries what AlfaCRM wants in the URL (`id`,
+    /// `group_id`, `per-page`).
+    pub async fn call(
+        &self,
+        entity_action: &str,
+        query: &[(&str, String)],
+        body: &Value,
+    ) -> Result<Value, SchoolError> {
+        let path = format!("/v2api/{}/{entity_action}", self.config.branch_id);
+        let mut renewed = false;
+        loop {
+            let token = self.token(false).await?;
+            let response = self
+                .http
+                .post(self.url(&path)?)
+                .query(query)
+                .header("X-ALFACRM-TOKEN", token)
+                .json(body)
+                .send()
+                .await
+                .map_err(transport)?;
+            if response.status().as_u16() == 401 && !renewed {
+                // The vendor's advice: the token died early (restart, another login), log in
+                // again once.
+                renewed = true;
+                self.token(true).await?;
+                continue;
+            }
+            return check_status(response).await;
+        }
+    }
+
+    async fn index<T: serde::de::DeserializeOwned>(
+        &self,
+        entity: &str,
+        query: &[(&str, String)],
+        filter: Value,
+    ) -> Result<Vec<T>, SchoolError> {
+        let mut out = Vec::new();
+        let mut page = 0i64;
+        loop {
+            let mut body = filter.clone();
+            if let Some(map) = body.as_object_mut() {
+                map.insert("page".into(), json!(page));
+            }
+            let mut q: Vec<(&str, String)> = query.to_vec();
+            q.push(("per-page", PAGE_SIZE.to_string()));
+            let answer = self.call(&format!("{entity}/index"), &q, &body).await?;
+            let page_of: Page<T> = serde_json::from_value(answer).map_err(|e| {
+                SchoolError::Permanent(format!("AlfaCRM {entity}/index answer: {e}"))
+            })?;
+            let got = page_of.items.len() as i64;
+            out.extend(page_of.items);
+            if got == 0 || out.len() as i64 >= page_of.total || page >= 50 {
+                return Ok(out);
+            }
+            page += 1;
+        }
+    }
+
+    async fn save(
+        &self,
+        entity_action: &str,
+        query: &[(&str, String)],
+        body: &Value,
+    ) -> Result<Value, SchoolError> {
+        let answer = self.call(entity_action, query, body).await?;
+        let saved: Saved = serde_json::from_value(answer)
+            .map_err(|e| SchoolError::Permanent(format!("AlfaCRM {entity_action} answer: {e}")))?;
+        if !saved.success || has_errors(&saved.errors) {
+            return Err(SchoolError::Rejected {
+                message: format!("AlfaCRM refused {entity_action}"),
+                fields: field_errors(&saved.errors),
+            });
+        }
+        Ok(saved.model)
+    }
+
+    /// Logs in and reads the branch list: proves the e-mail, key and branch are right.
+    pub async fn check(&self) -> Result<String, SchoolError> {
+        self.token(true).await?;
+        let path = "/v2api/branch/index";
+        let token = self.token(false).await?;
+        let answer = check_status(
+            self.http
+                .post(self.url(path)?)
+                .header("X-ALFACRM-TOKEN", token)
+                .json(&json!({"is_active": 1, "page": 0}))
+                .send()
+                .await
+                .map_err(transport)?,
+        )
+        .await?;
+        let branches: Page<Value> = serde_json::from_value(answer)
+            .map_err(|e| SchoolError::Permanent(format!("AlfaCRM branch/index answer: {e}")))?;
+        let branch = branches
+            .items
+            .iter()
+            .find(|b| b["id"].as_i64() == Some(self.config.branch_id));
+        match branch {
+            Some(b) => Ok(format!(
+                "logged in as {}, branch {} ({})",
+                self.config.email,
+                self.config.branch_id,
+                b["name"].as_str().unwrap_or("?")
+            )),
+            None if branches.items.is_empty() => Ok(format!(
+                "logged in as {}, branch {}",
+                self.config.email, self.config.branch_id
+            )),
+            None => Err(SchoolError::Permanent(format!(
+                "branch {} is not among the account's branches",
+                self.config.branch_id
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl SchoolCrm for AlfaCrm {
+    async fn find_customer(
+        &self,
+        phone: Option<&Phone>,
+        email: Option<&str>,
+    ) -> Result<Option<Customer>, SchoolError> {
+        if let Some(phone) = phone {
+            // AlfaCRM keeps phones as typed; search by the ten national digits (present in
+            // every way of typing a Russian number) and compare normalised on our side.
+            let digits: String = phone
+                .as_str()
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect();
+            let needle = digits[digits.len().saturating_sub(10)..].to_string();
+            let found: Vec<Customer> = self
+                .index(
+                    "customer",
+                    &[],
+                    json!({"phone": needle, "is_study": 2, "removed": 1}),
+                )
+                .await?;
+            if let Some(c) = found.into_iter().find(|c| c.has_phone(phone)) {
+                return Ok(Some(c));
+            }
+        }
+        if let Some(email) = email {
+            let found: Vec<Customer> = self
+                .index(
+                    "customer",
+                    &[],
+                    json!({"email": email, "is_study": 2, "removed": 1}),
+                )
+                .await?;
+            if let Some(c) = found.into_iter().find(|c| c.has_email(email)) {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn create_customer(&self, new: &NewCustomer) -> Result<Customer, SchoolError> {
+        let mut body = json!({
+            "name": new.name,
+            "branch_ids": [self.config.branch_id],
+            "phone": new.phone.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+            "email": new.email.iter().collect::<Vec<_>>(),
+            "is_study": if new.is_study { 1 } else { 0 },
+            "legal_type": 1,
+            "note": new.note,
+        });
+        let map = body.as_object_mut().expect("a JSON object literal");
+        if let Some(id) = new.lead_status_id {
+            map.insert("lead_status_id".into(), json!(id));
+        }
+        if let Some(id) = new.lead_source_id {
+            map.insert("lead_source_id".into(), json!(id));
+        }
+        if let Some(id) = new.assigned_id {
+            map.insert("assigned_id".into(), json!(id));
+        }
+        if let Some(id) = new.study_status_id {
+            map.insert("study_status_id".into(), json!(id));
+        }
+        let model = self.save("customer/create", &[], &body).await?;
+        serde_json::from_value(model)
+            .map_err(|e| SchoolError::Permanent(format!("AlfaCRM customer model: {e}")))
+    }
+
+    async fn mark_studying(
+        &self,
+        customer_id: i64,
+        study_status_id: Option<i64>,
+    ) -> Result<(), SchoolError> {
+        let mut body = json!({"is_study": 1});
+        if let Some(id) = study_status_id {
+            body["study_status_id"] = json!(id);
+        }
+        self.save("customer/update", &[("id", customer_id.to_string())], &body)
+            .await?;
+        Ok(())
+    }
+
+    async fn groups(&self) -> Result<Vec<Group>, SchoolError> {
+        self.index("group", &[], json!({})).await
+    }
+
+    async fn enrol(
+        &self,
+        customer_id: i64,
+        group_id: i64,
+        start: chrono::NaiveDate,
+    ) -> Result<(), SchoolError> {
+        let body = json!({
+            "customer_id": customer_id,
+            "b_date": start.format("%Y-%m-%d").to_string(),
+        });
+        match self
+            .save("cgi/create", &[("group_id", group_id.to_string())], &body)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // "уже состоит в группе": a retry after an unknown outcome, or a returning student.
+            Err(SchoolError::Rejected { fields, .. })
+                if fields
+                    .iter()
+                    .any(|(f, m)| f == "group_id" && m.contains("уже состоит")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_task(&self, task: &NewTask) -> Result<i64, SchoolError> {
+        let body = json!({
+            "branch_ids": [self.config.branch_id],
+            "assigned_ids": task.assigned_id.into_iter().collect::<Vec<_>>(),
+            "customer_ids": [task.customer_id],
+            "title": task.title,
+            "text": task.text,
+            "due_date": task.due.format("%Y-%m-%d").to_string(),
+            "is_notify": 1,
+            "priority": 2,
+        });
+        let model = self.save("task/create", &[], &body).await?;
+        model["id"]
+            .as_i64()
+            .ok_or_else(|| SchoolError::Permanent("AlfaCRM task without id".into()))
+    }
+
+    async fn create_payment(&self, pay: &NewPayment) -> Result<i64, SchoolError> {
+        let mut body = json!({
+            "branch_id": self.config.branch_id,
+            "customer_id": pay.customer_id,
+            "document_date": pay.date.format("%d.%m.%Y").to_string(),
+            "income": pay.amount,
+            "payer_name": pay.payer_name,
+            "note": pay.note,
+        });
+        for (key, value) in [
+            ("pay_account_id", self.config.pay_account_id),
+            ("pay_item_id", self.config.pay_item_id),
+            ("pay_type_id", self.config.pay_type_id),
+        ] {
+            if let Some(v) = value {
+                body[key] = json!(v);
+            }
+        }
+        let model = self.save("pay/create", &[], &body).await?;
+        model["id"]
+            .as_i64()
+            .ok_or_else(|| SchoolError::Permanent("AlfaCRM payment without id".into()))
+    }
+
+    async fn payments_of(&self, customer_id: i64) -> Result<Vec<Value>, SchoolError> {
+        self.index("pay", &[], json!({"customer_id": customer_id}))
+            .await
+    }
+}
+
+fn has_errors(errors: &Value) -> bool {
+    match errors {
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        Value::Null => false,
+        _ => true,
+    }
+}
+
+fn field_errors(errors: &Value) -> Vec<(String, String)> {
+    match errors {
+        Value::Object(map) => map
+            .iter()
+            .flat_map(|(field, messages)| {
+                let list: Vec<String> = match messages {
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|m| {
+                            m.as_str()
+                                .map(String::from)
+                                .unwrap_or_else(|| m.to_string())
+                        })
+                        .collect(),
+                    other => vec![other.as_str().unwrap_or_default().to_string()],
+                };
+                list.into_iter().map(move |m| (field.clone(), m))
+            })
+            .collect(),
+        Value::Array(a) => a
+            .iter()
+            .map(|m| (String::new(), m.as_str().unwrap_or_default().to_string()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn transport(e: reqwest::Error) -> SchoolError {
+    SchoolError::Transient {
+        message: format!("AlfaCRM unreachable: {e}"),
+        status: None,
+        retry_after: None,
+    }
+}
+
+async fn check_status(response: reqwest::Response) -> Result<Value, SchoolError> {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let text = response.text().await.map_err(transport)?;
+    let vendor_message = || {
+        serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(String::from))
+            .unwrap_or_else(|| text.chars().take(200).collect())
+    };
+    match status {
+        200..=299 => serde_json::from_str(&text)
+            .map_err(|e| SchoolError::Permanent(format!("AlfaCRM answered non-JSON: {e}"))),
+        401 | 403 => Err(SchoolError::Auth(format!(
+            "AlfaCRM refused the token (HTTP {status}): {}",
+            vendor_message()
+        ))),
+        429 => Err(SchoolError::Transient {
+            message: "AlfaCRM asks to slow down (429)".into(),
+            status: Some(status),
+            // The PHP client waits a second; no Retry-After is documented.
+            retry_after: retry_after.or(Some(Duration::from_secs(1))),
+        }),
+        408 | 500..=599 if status != 501 => Err(SchoolError::Transient {
+            message: format!("AlfaCRM failed (HTTP {status}): {}", vendor_message()),
+            status: Some(status),
+            retry_after,
+        }),
+        _ => Err(SchoolError::Status {
+            status,
+            message: vendor_message(),
+        }),
+    }
+}

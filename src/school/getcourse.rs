@@ -1,0 +1,243 @@
+//! GetCourse import API (`/pl/api/users`, `/pl/api/deals`): form posts with the secret `key`,
+//! `action=add` and `params` as base64 JSON; answers have two levels of success.
+//! Facts relied on: docs/getcourse.md.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use super::SchoolError;
+use super::config::GetCourseConfig;
+
+pub struct GetCourse {
+    http: reqwest::Client,
+    config: GetCourseConfig,
+}
+
+/// Who the import is about.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct GcUser {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+}
+
+/// The inner `result` of an import.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Imported {
+    pub user_id: Option<String>,
+    pub deal_id: Option<String>,
+}
+
+impl GetCourse {
+    pub fn new(config: GetCourseConfig) -> Result<GetCourse, SchoolError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.timeout_secs))
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("zapis/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SchoolError::Permanent(format!("cannot build the HTTP client: {e}")))?;
+        Ok(GetCourse { http, config })
+    }
+
+    pub fn config(&self) -> &GetCourseConfig {
+        &self.config
+    }
+
+    fn url(&self, path: &str) -> Result<url::Url, SchoolError> {
+        self.config
+            .account_url
+            .join(path)
+            .map_err(|e| SchoolError::Permanent(format!("bad GetCourse URL {path}: {e}")))
+    }
+
+    async fn import(&self, what: &str, params: &Value) -> Result<Imported, SchoolError> {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(params.to_string());
+        let response = self
+            .http
+            .post(self.url(&format!("/pl/api/{what}"))?)
+            .form(&[
+                ("key", self.config.key.expose_secret()),
+                ("action", "add"),
+                ("params", encoded.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(transport)?;
+        match status {
+            200..=299 => {}
+            401 | 403 => {
+                return Err(SchoolError::Auth(format!(
+                    "GetCourse refused the key (HTTP {status}): check school.getcourse.key"
+                )));
+            }
+            429 | 408 | 500..=599 => {
+                return Err(SchoolError::Transient {
+                    message: format!("GetCourse failed (HTTP {status})"),
+                    status: Some(status),
+                    retry_after: None,
+                });
+            }
+            _ => {
+                return Err(SchoolError::Status {
+                    status,
+                    message: text.chars().take(200).collect(),
+                });
+            }
+        }
+        let answer: Value = serde_json::from_str(&text)
+            .map_err(|e| SchoolError::Permanent(format!("GetCourse answered non-JSON: {e}")))?;
+        parse_import(&answer)
+    }
+
+    /// Adds (or updates) the user and puts them in `group`: the training opens to the group.
+    pub async fn add_to_group(&self, user: &GcUser, group: &str) -> Result<Imported, SchoolError> {
+        let params = json!({
+            "user": {
+                "email": user.email,
+                "phone": user.phone,
+                "first_name": user.first_name,
+                "group_name": [group],
+            },
+            "system": {"refresh_if_exists": 1},
+        });
+        self.import("users", &params).await
+    }
+
+    /// Creates (or, with the same number, updates) a paid deal for the offer; the product
+    /// opens access per its own setting.
+    pub async fn add_paid_deal(
+        &self,
+        user: &GcUser,
+        offer_code: &str,
+        deal_number: &str,
+        cost: &str,
+    ) -> Result<Imported, SchoolError> {
+        let params = json!({
+            "user": user,
+            "system": {"refresh_if_exists": 1},
+            "deal": {
+                "deal_number": deal_number,
+                "offer_code": offer_code,
+                "deal_cost": cost,
+                "deal_status": "payed",
+                "deal_is_paid": 1,
+                "payment_type": "OTHER",
+                "payment_status": "accepted",
+                "deal_currency": "RUB",
+            },
+        });
+        self.import("deals", &params).await
+    }
+
+    /// Proves the key: the synchronous custom-fields export answers only to a valid key.
+    pub async fn check(&self) -> Result<String, SchoolError> {
+        let response = self
+            .http
+            .get(self.url("/pl/api/account/fields")?)
+            .query(&[("key", self.config.key.expose_secret())])
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status().as_u16();
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|e| SchoolError::Permanent(format!("GetCourse answered non-JSON: {e}")))?;
+        if status == 200 && truthy(&answer["success"]) {
+            Ok(format!(
+                "key accepted by {}",
+                self.config.account_url.host_str().unwrap_or("?")
+            ))
+        } else {
+            Err(SchoolError::Auth(format!(
+                "GetCourse refused the key: {}",
+                answer["error_message"]
+                    .as_str()
+                    .unwrap_or("no reason given")
+            )))
+        }
+    }
+}
+
+/// GetCourse sends booleans as `true`, `"true"`, `1` or `"1"`.
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_i64() == Some(1),
+        Value::String(s) => matches!(s.as_str(), "true" | "1"),
+        _ => false,
+    }
+}
+
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Both levels must agree: a call can succeed outside while the action failed inside.
+pub fn parse_import(answer: &Value) -> Result<Imported, SchoolError> {
+    let result = &answer["result"];
+    let message = result["error_message"]
+        .as_str()
+        .or_else(|| answer["error_message"].as_str())
+        .unwrap_or("")
+        .to_string();
+    if !truthy(&answer["success"]) {
+        if message.to_lowercase().contains("ключ") || message.to_lowercase().contains("key") {
+            return Err(SchoolError::Auth(format!(
+                "GetCourse refused the key: {message}"
+            )));
+        }
+        return Err(SchoolError::Rejected {
+            message: "GetCourse refused the call".into(),
+            fields: vec![(String::new(), message)],
+        });
+    }
+    if truthy(&result["error"]) || !truthy(&result["success"]) {
+        return Err(SchoolError::Rejected {
+            message: "GetCourse refused the import".into(),
+            fields: vec![(String::new(), message)],
+        });
+    }
+    Ok(Imported {
+        user_id: text_of(&result["user_id"]),
+        deal_id: text_of(&result["deal_id"]),
+    })
+}
+
+fn transport(e: reqwest::Error) -> SchoolError {
+    SchoolError::Transient {
+        message: format!("GetCourse unreachable: {e}"),
+        status: None,
+        retry_after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inner_failure_under_outer_success_is_an_error() {
+        let e = parse_import(&json!({"success": true, "action": "add", "result": {
+            "success": false, "error": true, "error_message": "Не указан email"}}))
+        .unwrap_err();
+        assert!(e.to_string().contains("Не указан email"), "{e}");
+        let ok = parse_import(&json!({"success": "true", "result": {
+            "success": "true", "error": "false", "user_id": 77, "deal_id": "9"}}))
+        .unwrap();
+        assert_eq!(ok.user_id.as_deref(), Some("77"));
+        assert_eq!(ok.deal_id.as_deref(), Some("9"));
+    }
+}

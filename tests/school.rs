@@ -1,0 +1,822 @@
+//! Schools end to end: the real service (config → App → HTTP router → sync engine) against
+//! fake AlfaCRM and GetCourse accounts over real HTTP, on a fake clock. A landing application
+//! becomes one customer in the right group with a start date, assigned to the curator with a
+//! task; a GetCourse payment opens the course and marks the student; outages and spam are
+//! survived.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{TimeZone, Utc};
+use serde_json::{Value, json};
+use support::fake_alfacrm::{self as alfa, FakeAlfa};
+use support::fake_getcourse::{self as gcfake, FakeGetCourse};
+use zapis::app::App;
+use zapis::clock::{Clock, FakeClock};
+use zapis::school::applications;
+use zapis::sync::{Engine, JobState};
+
+const SECRET: &str = "school-hook-secret-0123456789";
+const CURATOR: i64 = 7;
+const LEAD_NEW: i64 = 1;
+const SOURCE_VK: i64 = 5;
+const SOURCE_FORM: i64 = 2;
+const SOURCE_GC: i64 = 9;
+const STUDYING: i64 = 3;
+
+struct School {
+    app: App,
+    engine: Engine,
+    clock: Arc<FakeClock>,
+    url: String,
+    alfa: FakeAlfa,
+    gc: FakeGetCourse,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+struct Options<'a> {
+    access: &'a str,
+    per_minute: u32,
+    burst: u32,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            access: "group",
+            per_minute: 1000,
+            burst: 1000,
+        }
+    }
+}
+
+async fn start(opts: Options<'_>) -> School {
+    let alfa = FakeAlfa::start().await;
+    let gc = FakeGetCourse::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let toml = format!(
+        r#"
+[store]
+url = "{store_url}"
+
+[business]
+name = "Школа «Код»"
+timezone = "Europe/Moscow"
+
+[http]
+listen = "127.0.0.1:9"
+webhook_secret = "{SECRET}"
+
+[school.forms]
+allowed_origins = ["https://school.example"]
+thank_you_url = "https://school.example/thanks"
+per_minute = {per_minute}
+burst = {burst}
+
+[school.alfacrm]
+{alfa_toml}curator_id = {CURATOR}
+lead_status_id = {LEAD_NEW}
+lead_sources = {{ vk = {SOURCE_VK}, web_form = {SOURCE_FORM}, getcourse = {SOURCE_GC} }}
+study_status_id = {STUDYING}
+pay_account_id = 1
+
+[school.getcourse]
+{gc_toml}
+[[school.courses]]
+key = "python"
+title = "Python для подростков"
+alfacrm_group_ids = [{g1}, {g2}]
+getcourse_group = "Python, поток декабрь"
+getcourse_offer_code = "python-dec"
+
+[[school.courses]]
+key = "design"
+title = "Дизайн"
+alfacrm_group_ids = [{g3}]
+getcourse_group = "Дизайн"
+getcourse_offer_code = "design"
+"#,
+        per_minute = opts.per_minute,
+        burst = opts.burst,
+        alfa_toml = alfa.config_toml(),
+        gc_toml = gc.config_toml(opts.access),
+        g1 = alfa::GROUP_PYTHON,
+        g2 = alfa::GROUP_PYTHON_LATE,
+        g3 = alfa::GROUP_DESIGN,
+    );
+    let path = dir.path().join("zapis.toml");
+    std::fs::write(&path, toml).unwrap();
+    let config = zapis::config::Config::load(&path).expect("school config loads");
+    let clock = Arc::new(FakeClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap(),
+    ));
+    let app = App::build(config, clock.clone()).await.expect("app builds");
+    let engine = app.engine();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let state = app.http_state(secrecy::SecretString::from(SECRET));
+    tokio::spawn(zapis::http::serve_on(
+        listener,
+        state,
+        std::future::pending::<()>(),
+    ));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    School {
+        app,
+        engine,
+        clock,
+        url,
+        alfa,
+        gc,
+        http,
+        _dir: dir,
+    }
+}
+
+impl School {
+    async fn post_json(&self, form: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/forms/{form}", self.url))
+            .header("accept", "application/json")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Runs every due job, moving the fake clock to the next retry, until the queue is idle.
+    async fn drain(&self) {
+        for _ in 0..200 {
+            self.engine.run_due().await.unwrap();
+            match self.engine.queue().next_due().await.unwrap() {
+                None => return,
+                Some(next) if next > self.clock.now() => self.clock.set(next),
+                Some(_) => {}
+            }
+        }
+        panic!("the queue did not settle");
+    }
+
+    async fn jobs(&self, state: JobState) -> Vec<zapis::sync::Job> {
+        self.engine.queue().jobs_in_state(state).await.unwrap()
+    }
+
+    fn customers_with_phone(&self, e164: &str) -> Vec<Value> {
+        self.alfa
+            .customers()
+            .into_iter()
+            .filter(|c| {
+                c["phone"].as_array().is_some_and(|ps| {
+                    ps.iter().any(|p| {
+                        zapis::normalize::Phone::parse(p.as_str().unwrap_or_default())
+                            .is_ok_and(|p| p.as_str() == e164)
+                    })
+                })
+            })
+            .collect()
+    }
+}
+
+fn landing(phone: &str) -> Value {
+    json!({
+        "name": "Анна Смирнова",
+        "phone": phone,
+        "email": "anna@example.ru",
+        "course": "python",
+        "comment": "Можно вечером?",
+        "utm_source": "vk",
+        "utm_medium": "cpc",
+        "utm_campaign": "winter",
+        "referrer": "https://vk.com/feed",
+    })
+}
+
+#[tokio::test]
+async fn a_landing_application_becomes_one_assigned_customer_in_the_group_with_its_start() {
+    let s = start(Options::default()).await;
+    let r = s.post_json("landing", landing("+7 (912) 345-67-89")).await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["ok"], true);
+    s.drain().await;
+
+    let customers = s.customers_with_phone("+79123456789");
+    assert_eq!(customers.len(), 1, "{customers:?}");
+    let c = &customers[0];
+    assert_eq!(c["name"], "Анна Смирнова");
+    assert_eq!(c["assigned_id"], CURATOR);
+    assert_eq!(c["lead_status_id"], LEAD_NEW);
+    assert_eq!(
+        c["lead_source_id"], SOURCE_VK,
+        "utm_source=vk maps to its lead source"
+    );
+    assert_eq!(c["is_study"], 0);
+    assert_eq!(c["branch_ids"], json!([alfa::BRANCH]));
+    assert_eq!(c["email"], json!(["anna@example.ru"]));
+    let note = c["note"].as_str().unwrap();
+    for part in [
+        "utm_source=vk",
+        "utm_campaign=winter",
+        "https://vk.com/feed",
+        "Можно вечером?",
+    ] {
+        assert!(note.contains(part), "note lacks {part}: {note}");
+    }
+    let id = c["id"].as_i64().unwrap();
+    let cgis = s.alfa.cgis_of(id);
+    assert_eq!(cgis.len(), 1);
+    assert_eq!(cgis[0]["group_id"], alfa::GROUP_PYTHON);
+    assert_eq!(cgis[0]["b_date"], "2026-12-07", "the group's own start");
+    let tasks = s.alfa.state().tasks.clone();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0]["assigned_ids"], json!([CURATOR]));
+    assert_eq!(tasks[0]["customer_ids"], json!([id]));
+    assert!(tasks[0]["text"].as_str().unwrap().contains("07.12.2026"));
+
+    // The same person again, phone typed another way: no second customer, no second group row.
+    let r = s.post_json("landing", landing("8 912 345 67 89")).await;
+    assert_eq!(r.status(), 200);
+    s.drain().await;
+    assert_eq!(s.customers_with_phone("+79123456789").len(), 1);
+    assert_eq!(s.alfa.cgis_of(id).len(), 1);
+    assert!(s.jobs(JobState::Dead).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_customer_a_manager_typed_in_by_hand_is_found_not_duplicated() {
+    let s = start(Options::default()).await;
+    let existing = s.alfa.add_customer("Анна", "8(912)345-67-89", None);
+    let mut body = landing("+79123456789");
+    body["course"] = json!("design");
+    body["utm_source"] = Value::Null;
+    s.post_json("landing", body).await;
+    s.drain().await;
+    assert_eq!(s.alfa.customers().len(), 1);
+    let cgis = s.alfa.cgis_of(existing);
+    assert_eq!(cgis.len(), 1);
+    assert_eq!(cgis[0]["group_id"], alfa::GROUP_DESIGN);
+    assert_eq!(
+        cgis[0]["b_date"], "2026-11-29",
+        "a group that has begun is joined from today"
+    );
+}
+
+#[tokio::test]
+async fn a_plain_html_form_post_is_redirected_and_a_chosen_group_is_kept() {
+    let s = start(Options::default()).await;
+    let r = s
+        .http
+        .post(format!("{}/forms/promo", s.url))
+        .form(&[
+            ("name", "Олег"),
+            ("phone", "9161112233"),
+            ("course", "python"),
+            ("group", &alfa::GROUP_PYTHON_LATE.to_string()),
+            ("utm_source", "yandex"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        "https://school.example/thanks"
+    );
+    s.drain().await;
+    let c = &s.customers_with_phone("+79161112233")[0];
+    assert_eq!(
+        c["lead_source_id"], SOURCE_FORM,
+        "yandex is not mapped: the channel's source is used"
+    );
+    let cgis = s.alfa.cgis_of(c["id"].as_i64().unwrap());
+    assert_eq!(cgis[0]["group_id"], alfa::GROUP_PYTHON_LATE);
+    assert_eq!(cgis[0]["b_date"], "2027-01-16");
+}
+
+#[tokio::test]
+async fn a_bad_field_is_named_in_a_422_and_nothing_is_saved() {
+    let s = start(Options::default()).await;
+    let cases = [
+        (json!({"phone": "+79123456789", "course": "python"}), "name"),
+        (
+            json!({"name": "А", "phone": "12", "course": "python"}),
+            "phone",
+        ),
+        (json!({"name": "А", "course": "python"}), "phone"),
+        (
+            json!({"name": "А", "phone": "+79123456789", "course": "python", "email": "no-at"}),
+            "email",
+        ),
+        (
+            json!({"name": "А", "phone": "+79123456789", "course": "cooking"}),
+            "course",
+        ),
+        (
+            json!({"name": "А", "phone": "+79123456789", "course": "python", "group": 21}),
+            "group",
+        ),
+    ];
+    for (body, field) in cases {
+        let r = s.post_json("landing", body.clone()).await;
+        assert_eq!(r.status(), 422, "{body}");
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!(answer["field"], field, "{body}");
+    }
+    assert_eq!(
+        applications::count(&s.app.store, "default").await.unwrap(),
+        0
+    );
+    assert!(s.jobs(JobState::Pending).await.is_empty());
+}
+
+#[tokio::test]
+async fn cors_answers_only_the_configured_origin() {
+    let s = start(Options::default()).await;
+    let preflight = |origin: &'static str| {
+        s.http
+            .request(reqwest::Method::OPTIONS, format!("{}/forms/landing", s.url))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let ok = preflight("https://school.example").await.unwrap();
+    assert_eq!(
+        ok.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some("https://school.example")
+    );
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn a_spam_burst_is_rate_limited_and_honeypot_hits_are_dropped_and_counted() {
+    let s = start(Options {
+        per_minute: 2,
+        burst: 3,
+        ..Options::default()
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let r = s
+            .post_json("landing", landing(&format!("+7912000{:04}", i)))
+            .await;
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        7,
+        "{statuses:?}"
+    );
+    let store = &s.app.store;
+    assert_eq!(applications::count(store, "default").await.unwrap(), 3);
+    assert_eq!(
+        applications::spam_hits(store, "default", "landing", "rate_limited")
+            .await
+            .unwrap(),
+        7
+    );
+
+    // Honeypot: a fresh server so the limit does not hide it.
+    let s = start(Options::default()).await;
+    for _ in 0..4 {
+        let mut body = landing("+79123456789");
+        body["website"] = json!("http://spam.example");
+        let r = s.post_json("landing", body).await;
+        assert_eq!(r.status(), 200, "the bot is answered like a person");
+    }
+    let store = &s.app.store;
+    assert_eq!(applications::count(store, "default").await.unwrap(), 0);
+    assert_eq!(
+        applications::spam_hits(store, "default", "landing", "honeypot")
+            .await
+            .unwrap(),
+        4
+    );
+    s.drain().await;
+    assert!(s.alfa.customers().is_empty());
+}
+
+#[tokio::test]
+async fn alfacrm_down_for_an_hour_loses_nothing() {
+    let s = start(Options::default()).await;
+    s.alfa.set_down(true);
+    for phone in ["+79123456789", "+79161112233", "+79035554433"] {
+        assert_eq!(s.post_json("landing", landing(phone)).await.status(), 200);
+    }
+    let began = s.clock.now();
+    let end = began + chrono::Duration::hours(1);
+    while s.clock.now() < end {
+        s.engine.run_due().await.unwrap();
+        let next = s
+            .engine
+            .queue()
+            .next_due()
+            .await
+            .unwrap()
+            .expect("still queued");
+        s.clock
+            .set(next.max(s.clock.now() + chrono::Duration::seconds(1)));
+    }
+    assert!(s.alfa.customers().is_empty());
+    assert!(
+        s.jobs(JobState::Dead).await.is_empty(),
+        "an hour is not a reason to give up"
+    );
+    let waiting = s.jobs(JobState::Pending).await;
+    assert_eq!(waiting.len(), 3);
+    assert!(waiting.iter().all(|j| j.attempts >= 3), "{waiting:?}");
+
+    s.alfa.set_down(false);
+    s.drain().await;
+    assert_eq!(s.alfa.customers().len(), 3);
+    for phone in ["+79123456789", "+79161112233", "+79035554433"] {
+        let c = s.customers_with_phone(phone);
+        assert_eq!(c.len(), 1, "{phone}");
+        assert_eq!(s.alfa.cgis_of(c[0]["id"].as_i64().unwrap()).len(), 1);
+    }
+    assert_eq!(s.alfa.state().tasks.len(), 3);
+    assert!(s.jobs(JobState::Dead).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_expired_token_is_renewed_once_and_throttling_is_retried() {
+    let s = start(Options::default()).await;
+    s.post_json("landing", landing("+79123456789")).await;
+    s.drain().await;
+    assert_eq!(s.alfa.state().logins, 1);
+    s.alfa.expire_tokens();
+    s.alfa.state().throttle_next = 1;
+    s.post_json("landing", landing("+79161112233")).await;
+    s.drain().await;
+    {
+        let st = s.alfa.state();
+        assert_eq!(st.logins, 2, "one fresh login after the 401");
+        assert_eq!(st.unauthorized, 1);
+        assert_eq!(st.customers.len(), 2);
+    }
+    assert!(s.jobs(JobState::Dead).await.is_empty());
+}
+
+async fn notify(s: &School, query: &[(&str, &str)]) -> u16 {
+    let mut url = url::Url::parse(&format!("{}/webhooks/getcourse/{SECRET}", s.url)).unwrap();
+    url.query_pairs_mut().extend_pairs(query);
+    s.http.get(url).send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn a_getcourse_payment_opens_the_group_and_marks_the_alfacrm_student() {
+    let s = start(Options::default()).await;
+    // The lead from the landing page pays in GetCourse.
+    s.post_json("landing", landing("+7 912 345-67-89")).await;
+    s.drain().await;
+    let lead = s.customers_with_phone("+79123456789")[0]["id"]
+        .as_i64()
+        .unwrap();
+    let status = notify(
+        &s,
+        &[
+            ("id", "900001"),
+            ("number", "4711"),
+            ("email", "anna@example.ru"),
+            ("phone", "89123456789"),
+            ("name", "Анна Смирнова"),
+            ("status", "payed"),
+            ("payed_money", "9 900 руб."),
+            ("offers", "Python для подростков"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    // GetCourse re-sends on a timeout: the same call twice is processed once.
+    assert_eq!(
+        notify(
+            &s,
+            &[
+                ("id", "900001"),
+                ("number", "4711"),
+                ("email", "anna@example.ru"),
+                ("phone", "89123456789"),
+                ("name", "Анна Смирнова"),
+                ("status", "payed"),
+                ("payed_money", "9 900 руб."),
+                ("offers", "Python для подростков"),
+            ],
+        )
+        .await,
+        200
+    );
+    s.drain().await;
+
+    let user =
+        s.gc.user_by_email("anna@example.ru")
+            .expect("user in GetCourse");
+    assert!(user.groups.contains("Python, поток декабрь"), "{user:?}");
+    assert_eq!(user.phone.as_deref(), Some("+79123456789"));
+    assert_eq!(
+        s.alfa.customers().len(),
+        1,
+        "the same student, not a new one"
+    );
+    let c = s.alfa.customer(lead).unwrap();
+    assert_eq!(c["is_study"], 1);
+    assert_eq!(c["study_status_id"], STUDYING);
+    let pays = s.alfa.state().pays.clone();
+    assert_eq!(pays.len(), 1);
+    assert_eq!(pays[0]["customer_id"], lead);
+    assert_eq!(pays[0]["income"].as_f64(), Some(9900.0));
+    assert_eq!(pays[0]["document_date"], "29.11.2026");
+    assert!(pays[0]["note"].as_str().unwrap().contains("900001"));
+    assert!(s.jobs(JobState::Dead).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_payment_from_an_unknown_email_creates_the_student_and_a_paid_deal() {
+    let s = start(Options {
+        access: "deal",
+        ..Options::default()
+    })
+    .await;
+    let status = notify(
+        &s,
+        &[
+            ("id", "900002"),
+            ("number", "4712"),
+            ("email", "new.student@example.ru"),
+            ("phone", "+7 903 555-44-33"),
+            ("name", "Пётр"),
+            ("status", "payed"),
+            ("payed_money", "12 500 руб."),
+            ("course", "design"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    // An unpaid order's notice changes nothing.
+    notify(
+        &s,
+        &[
+            ("id", "900003"),
+            ("email", "x@example.ru"),
+            ("status", "new"),
+        ],
+    )
+    .await;
+    s.drain().await;
+
+    let customers = s.alfa.customers();
+    assert_eq!(customers.len(), 1, "{customers:?}");
+    let c = &customers[0];
+    assert_eq!(c["name"], "Пётр");
+    assert_eq!(c["is_study"], 1);
+    assert_eq!(c["lead_source_id"], SOURCE_GC);
+    assert_eq!(c["email"], json!(["new.student@example.ru"]));
+    let id = c["id"].as_i64().unwrap();
+    assert_eq!(s.alfa.cgis_of(id)[0]["group_id"], alfa::GROUP_DESIGN);
+    assert_eq!(s.alfa.state().pays[0]["income"].as_f64(), Some(12500.0));
+    let deals = s.gc.state().deals.clone();
+    assert_eq!(deals.len(), 1);
+    let deal = &deals[0].1;
+    assert_eq!(deal["offer_code"], "design");
+    assert_eq!(deal["deal_is_paid"], 1);
+    assert_eq!(deal["deal_status"], "payed");
+    assert_eq!(deal["deal_number"], "4712");
+    assert!(s.gc.user_by_email("new.student@example.ru").is_some());
+}
+
+#[tokio::test]
+async fn the_fakes_accept_every_contract_payload() {
+    let alfa_fake = FakeAlfa::start().await;
+    let dir = alfa::contracts_dir().join("alfacrm");
+    let read = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap()
+    };
+    let mut seen = Vec::new();
+    let http = reqwest::Client::new();
+    // Login: the documented body shape, with the doc's placeholders refused as credentials.
+    let login = read("auth-login.request.json");
+    seen.push("auth-login.request.json");
+    assert_eq!(
+        login.as_object().unwrap().keys().collect::<Vec<_>>(),
+        vec!["api_key", "email"]
+    );
+    let r = http
+        .post(format!("{}/v2api/auth/login", alfa_fake.url))
+        .json(&login)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let token: Value = http
+        .post(format!("{}/v2api/auth/login", alfa_fake.url))
+        .json(&json!({"email": alfa::EMAIL, "api_key": alfa::API_KEY}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_string();
+    let call = |path: &str, body: Value| {
+        http.post(format!("{}/v2api/{}/{path}", alfa_fake.url, alfa::BRANCH))
+            .header("X-ALFACRM-TOKEN", &token)
+            .json(&body)
+            .send()
+    };
+    let created: Value = call("customer/create", read("customer-create.request.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    seen.push("customer-create.request.json");
+    assert_eq!(created["success"], true, "{created}");
+    assert_eq!(created["errors"], json!([]));
+    let parsed: zapis::school::Customer = serde_json::from_value(created["model"].clone()).unwrap();
+    assert!(parsed.has_phone(&zapis::normalize::Phone::parse("+79001234567").unwrap()));
+    let paid: Value = call("pay/create", read("pay-create.request.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    seen.push("pay-create.request.json");
+    assert_eq!(paid["success"], true, "{paid}");
+    let list: Value = call(
+        "customer/index",
+        json!({"phone": "9001234567", "is_study": 2}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        list.as_object().unwrap().keys().collect::<Vec<_>>(),
+        vec!["count", "items", "page", "total"]
+    );
+    let hook: alfa::Webhook = serde_json::from_value(read("webhook-pay-create.json")).unwrap();
+    seen.push("webhook-pay-create.json");
+    assert_eq!(hook.entity, "Pay");
+    assert!(hook.fields_old.is_empty() && hook.fields_rel.is_empty());
+    assert_eq!(hook.fields_new["customer_id"], 3);
+    // No token → the documented 401 body.
+    let r = http
+        .post(format!("{}/v2api/1/customer/index", alfa_fake.url))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], 401);
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".json") {
+            assert!(seen.contains(&name.as_str()), "{name} is not exercised");
+        }
+    }
+
+    let gc = FakeGetCourse::start().await;
+    let dir = gcfake::contracts_dir().join("getcourse");
+    let mut seen = Vec::new();
+    let import = |what: &'static str, params: Value| {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(params.to_string());
+        http.post(format!("{}/pl/api/{what}", gc.url))
+            .form(&[
+                ("key", gcfake::KEY),
+                ("action", "add"),
+                ("params", encoded.as_str()),
+            ])
+            .send()
+    };
+    let read = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap()
+    };
+    let template = read("import.response.json");
+    seen.push("import.response.json");
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let users: Value = import("users", read("users-add.params.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    seen.push("users-add.params.json");
+    assert_eq!(keys(&users), keys(&template));
+    zapis::school::getcourse::parse_import(&users).expect("the users import succeeds");
+    let u = gc
+        .user_by_email("email")
+        .expect("the placeholder user is stored");
+    assert!(
+        u.groups.contains("Группа1") && u.groups.contains("Группа2"),
+        "{u:?}"
+    );
+    let deals: Value = import("deals", read("deals-add.params.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    seen.push("deals-add.params.json");
+    assert_eq!(keys(&deals), keys(&template));
+    let mut inner = keys(&deals["result"]);
+    inner.retain(|k| k != "user_status");
+    let mut expected = keys(&template["result"]);
+    expected.retain(|k| k != "user_status");
+    assert_eq!(
+        inner, expected,
+        "deal answers carry every documented result key"
+    );
+    let ok = zapis::school::getcourse::parse_import(&deals).expect("the deal import succeeds");
+    assert!(ok.deal_id.is_some());
+    // Outer success with an inner refusal: no user given.
+    let refused: Value = import("users", json!({"user": {}}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(refused["success"], true);
+    assert_eq!(refused["result"]["error"], true);
+    assert!(zapis::school::getcourse::parse_import(&refused).is_err());
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".json") {
+            assert!(seen.contains(&name.as_str()), "{name} is not exercised");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zapis_check_validates_the_alfacrm_login_and_the_getcourse_key() {
+    let alfa_fake = FakeAlfa::start().await;
+    let gc = FakeGetCourse::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |alfa_toml: String, gc_toml: String| {
+        let path = dir.path().join("zapis.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[store]\nurl = \"sqlite://{}\"\n[business]\nname = \"Школа\"\ntimezone = \"Europe/Moscow\"\n\
+                 [school.alfacrm]\n{alfa_toml}[school.getcourse]\n{gc_toml}",
+                dir.path().join("z.db").display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let run = |path: std::path::PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_zapis"))
+                .args(["check", "--config"])
+                .arg(&path)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let good = run(write(alfa_fake.config_toml(), gc.config_toml("group"))).await;
+    let out = String::from_utf8_lossy(&good.stdout).to_string();
+    assert!(
+        good.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(out.contains("school (alfacrm): reachable"), "{out}");
+    assert!(out.contains("school (getcourse): reachable"), "{out}");
+    let bad = run(write(
+        alfa_fake.config_toml().replace(alfa::API_KEY, "wrong-key"),
+        gc.config_toml("group").replace(gcfake::KEY, "wrong"),
+    ))
+    .await;
+    let out = String::from_utf8_lossy(&bad.stdout).to_string();
+    assert!(!bad.status.success());
+    assert!(out.contains("school.alfacrm.email"), "{out}");
+    assert!(out.contains("GetCourse refused the key"), "{out}");
+    let _ = Duration::ZERO;
+}

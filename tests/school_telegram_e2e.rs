@@ -1,0 +1,149 @@
+//! The school-mode bot through the real `zapis run` binary, against fake Telegram and fake
+//! AlfaCRM over HTTP: a client from a deep link picks a course, a group read from AlfaCRM,
+//! gives a phone and a name, and the application reaches AlfaCRM as one customer in that
+//! group, assigned to the curator, with the source recorded.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::e2e::{Service, WAIT, keyboard, press_label};
+use support::fake_alfacrm::{self as alfa, FakeAlfa};
+use support::fake_telegram::{FakeTelegram, TOKEN};
+
+const CURATOR: i64 = 7;
+const SOURCE_TELEGRAM: i64 = 3;
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_telegram_client_enrols_into_a_course_group_and_lands_in_alfacrm() {
+    let tg = FakeTelegram::start().await;
+    let crm = FakeAlfa::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+url = "{store_url}"
+
+[business]
+name = "Школа «Код»"
+timezone = "Europe/Moscow"
+kind = "school"
+
+[telegram]
+token = "{TOKEN}"
+api_url = "{tg_url}"
+
+[sync]
+poll = "100ms"
+
+[school.alfacrm]
+{alfa_toml}curator_id = {CURATOR}
+lead_status_id = 1
+lead_sources = {{ telegram = {SOURCE_TELEGRAM} }}
+
+[[school.courses]]
+key = "python"
+title = "Python для подростков"
+alfacrm_group_ids = [{g1}, {g2}]
+trial = true
+
+[[school.courses]]
+key = "design"
+title = "Дизайн"
+alfacrm_group_ids = [{g3}]
+"#,
+            tg_url = tg.api_url(),
+            alfa_toml = crm.config_toml(),
+            g1 = alfa::GROUP_PYTHON,
+            g2 = alfa::GROUP_PYTHON_LATE,
+            g3 = alfa::GROUP_DESIGN,
+        ),
+    )
+    .unwrap();
+    let service = Service::start(&config);
+    let user = tg.user(5151);
+    user.send_text("/start src_vk_winter");
+    user.wait_for_text("Школа «Код»", WAIT).await;
+    press_label(&user, "Записаться").await;
+    // Courses, not services: titles without prices or durations.
+    let courses = keyboard(&user, |m| m.labels().iter().any(|l| l == "Дизайн")).await;
+    assert!(
+        courses
+            .labels()
+            .iter()
+            .any(|l| l == "Python для подростков")
+    );
+    press_label(&user, "Python для подростков").await;
+    // Groups as AlfaCRM has them, with their start dates, and the trial lesson.
+    let groups = keyboard(&user, |m| {
+        m.labels().iter().any(|l| l.contains("Python, выходные"))
+    })
+    .await;
+    let labels = groups.labels();
+    assert!(
+        labels
+            .iter()
+            .any(|l| l.contains("Python, вечерняя") && l.contains("07.12.2026")),
+        "{labels:?}"
+    );
+    assert!(
+        labels.iter().any(|l| l.contains("Пробное занятие")),
+        "{labels:?}"
+    );
+    assert!(!labels.iter().any(|l| l.contains("Дизайн")), "{labels:?}");
+    press_label(&user, "Python, выходные").await;
+    user.wait_for_reply(|m| m.requests_contact(), WAIT).await;
+    user.send_text("8 (912) 345-67-89");
+    user.wait_for_reply(|m| m.text.contains("имя"), WAIT).await;
+    user.send_text("Анна Смирнова");
+    let confirm = user
+        .wait_for_reply(|m| m.text.contains("Проверьте заявку"), WAIT)
+        .await;
+    assert!(
+        confirm.text.contains("Python, выходные"),
+        "{}",
+        confirm.text
+    );
+    assert!(confirm.text.contains("+79123456789"), "{}", confirm.text);
+    press_label(&user, "Отправить заявку").await;
+    user.wait_for_text("Заявка принята", WAIT).await;
+
+    until("the customer in AlfaCRM, enrolled", || {
+        crm.customers().len() == 1
+            && !crm
+                .cgis_of(crm.customers()[0]["id"].as_i64().unwrap_or(0))
+                .is_empty()
+    })
+    .await;
+    let c: Value = crm.customers()[0].clone();
+    assert_eq!(c["name"], "Анна Смирнова");
+    assert_eq!(c["phone"], json!(["+79123456789"]));
+    assert_eq!(c["assigned_id"], CURATOR);
+    assert_eq!(c["lead_source_id"], SOURCE_TELEGRAM);
+    assert!(
+        c["note"].as_str().unwrap().contains("src_vk_winter"),
+        "the deep link is on the card: {}",
+        c["note"]
+    );
+    let cgis = crm.cgis_of(c["id"].as_i64().unwrap());
+    assert_eq!(cgis.len(), 1);
+    assert_eq!(cgis[0]["group_id"], alfa::GROUP_PYTHON_LATE);
+    assert_eq!(cgis[0]["b_date"], "2027-01-16");
+    until("the curator's task", || crm.state().tasks.len() == 1).await;
+    service.stop();
+}

@@ -289,6 +289,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
                 .max
                 .as_ref()
                 .and_then(|m| m.webhook_secret.clone()),
+            onec: crate::accounting::commerceml_exchange(&app),
         };
         let mut rx = stop_rx.clone();
         let shutdown = async move {

@@ -46,6 +46,9 @@ pub struct Config {
     /// The HTTP server for webhooks and health checks.
     #[serde(default)]
     pub http: Option<HttpConfig>,
+    /// The business's 1C: OData client or CommerceML exchange endpoint.
+    #[serde(default)]
+    pub onec: Option<crate::accounting::config::OnecConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -200,6 +203,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(onec) = &self.onec {
+            onec.validate().map_err(|e| ConfigError::Key {
+                key: e.key,
+                message: e.message,
+            })?;
+        }
         if let Some(crm) = &self.crm {
             crm.validate().map_err(|e| ConfigError::Key {
                 key: e.key,

@@ -2,6 +2,7 @@
 //! A webhook is acknowledged only after it is stored; the sync engine processes it.
 
 pub mod amocrm_inbox;
+pub mod commerceml;
 pub mod max_inbox;
 pub mod yclients_inbox;
 
@@ -29,12 +30,21 @@ pub struct HttpState {
     pub clock: std::sync::Arc<dyn Clock>,
     /// MAX signs its deliveries with this header secret (`max.webhook_secret`).
     pub max_secret: Option<SecretString>,
+    /// 1C's CommerceML exchange, when `[onec] mode = "commerceml"`.
+    pub onec: Option<std::sync::Arc<commerceml::Exchange>>,
 }
 
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/webhooks/{source}/{secret}", post(webhook))
+        .route(
+            "/1c/exchange",
+            // 1C sends files in pieces of at most `file_limit`, capped by config validation.
+            get(commerceml::exchange)
+                .post(commerceml::exchange)
+                .layer(axum::extract::DefaultBodyLimit::max(commerceml::MAX_PIECE)),
+        )
         .with_state(state)
 }
 
@@ -46,7 +56,7 @@ async fn health(State(state): State<HttpState>) -> (StatusCode, &'static str) {
 }
 
 /// Compares without an early exit, so the secret cannot be guessed by timing.
-fn same_secret(given: &str, expected: &str) -> bool {
+pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
     given.len() == expected.len()
         && given
             .bytes()

@@ -18,6 +18,9 @@ pub enum AlertKind {
     Recovered,
     /// The system refused our credentials even after a token refresh.
     AuthFailed,
+    /// Stock reported by the accounting system fell to the configured threshold;
+    /// `last_error` lists the items.
+    LowStock,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,6 +49,12 @@ impl Alert {
             AlertKind::Recovered => format!(
                 "✅ {} ({}) is delivering again after {duration}.",
                 self.system, self.business_id
+            ),
+            AlertKind::LowStock => format!(
+                "📦 {} ({}): low stock: {}",
+                self.system,
+                self.business_id,
+                self.last_error.as_deref().unwrap_or("-")
             ),
             AlertKind::AuthFailed => format!(
                 "⛔ {} ({}) refuses our credentials; reconnect the integration. {}",

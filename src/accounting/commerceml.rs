@@ -769,13 +769,15 @@ pub fn write_documents(
         ))?;
         w.write_event(Event::Text(BytesText::new("шт")))?;
         close(&mut w, "БазоваяЕдиница")?;
-        el(&mut w, "ЦенаЗаЕдиницу", &sum)?;
-        el(&mut w, "Количество", "1")?;
-        el(&mut w, "Сумма", &sum)?;
+        // 2.10 puts the item's own requisites (base type `Товар`) before the document line's
+        // price, quantity and sum (its extension), unlike the 2.03 samples.
         open(&mut w, "ЗначенияРеквизитов")?;
         requisite(&mut w, "ВидНоменклатуры", "Услуга")?;
         requisite(&mut w, "ТипНоменклатуры", "Услуга")?;
         close(&mut w, "ЗначенияРеквизитов")?;
+        el(&mut w, "ЦенаЗаЕдиницу", &sum)?;
+        el(&mut w, "Количество", "1")?;
+        el(&mut w, "Сумма", &sum)?;
         close(&mut w, "Товар")?;
         close(&mut w, "Товары")?;
         open(&mut w, "ЗначенияРеквизитов")?;

@@ -293,8 +293,20 @@ fn receive_chunk(
             SESSION_CAP / 1024 / 1024
         ));
     }
+    match session.imports.remove(&name) {
+        Some(ImportState::Running) => {
+            session.imports.insert(name.clone(), ImportState::Running);
+            return Err(format!("{name} is still being imported"));
+        }
+        // A file sent again after its import is a new file, not more of the old one.
+        Some(_) => {
+            if let Some(old) = session.files.remove(&name) {
+                session.bytes = session.bytes.saturating_sub(old.len());
+            }
+        }
+        None => {}
+    }
     session.bytes += body.len();
-    session.imports.remove(&name);
     let file = session.files.entry(name).or_default();
     file.extend_from_slice(body);
     Ok(file.len())

@@ -2,6 +2,7 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod cml_xsd;
 pub mod e2e;
 pub mod fake_amocrm;
 pub mod fake_bitrix24;

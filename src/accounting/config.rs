@@ -78,8 +78,10 @@ pub struct ObjectNames {
     pub stock_resource: String,
     /// The dimension naming the item.
     pub stock_item: String,
-    /// The attribute holding a counterparty's phone, when the configuration has one as a
-    /// plain attribute; otherwise the phone is matched in `Description`-free `Комментарий`.
+    /// The counterparty's contact-information tabular section (its own entity set
+    /// `<counterparties>_<section>`, rows carrying the owner's `Ref_Key`).
+    pub contacts_section: String,
+    /// The attribute of that section holding the phone.
     pub phone_field: String,
 }
 
@@ -94,7 +96,8 @@ impl Default for ObjectNames {
             stock_register: "AccumulationRegister_ТоварыНаСкладах".into(),
             stock_resource: "ВНаличии".into(),
             stock_item: "Номенклатура_Key".into(),
-            phone_field: "Телефон".into(),
+            contacts_section: "КонтактнаяИнформация".into(),
+            phone_field: "НомерТелефона".into(),
         }
     }
 }

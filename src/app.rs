@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+use crate::accounting::config::OnecMode;
+use crate::accounting::jobs::{ONEC_SYSTEM, OnecJobs};
+use crate::accounting::onec_odata::OnecOdata;
 use crate::booking::BookingSystem;
 use crate::booking::changes::ChangeApplier;
 use crate::booking::dikidi::Dikidi;
@@ -30,6 +33,8 @@ use crate::sync::{AlertSink, Alerts, Engine, WebhookSink};
 pub struct App {
     /// The CRM every booking is mirrored into, when configured.
     pub crm: Option<Arc<dyn Crm>>,
+    /// The business's 1C over OData, when `[onec] mode = "odata"`.
+    pub onec: Option<Arc<OnecOdata>>,
     pub config: Config,
     pub store: Store,
     pub booking: Arc<dyn BookingSystem>,
@@ -100,6 +105,12 @@ impl App {
             )),
             _ => None,
         };
+        let onec = match &config.onec {
+            Some(o) if o.mode == OnecMode::Odata => Some(Arc::new(
+                OnecOdata::new(o).map_err(|e| StoreError::Corrupt(format!("onec: {e}")))?,
+            )),
+            _ => None,
+        };
         let mut conversations = Conversations::new(
             store.clone(),
             booking.clone(),
@@ -109,6 +120,9 @@ impl App {
         if let Some(crm) = &crm {
             conversations = conversations.with_crm(crm.system());
         }
+        if onec.is_some() {
+            conversations = conversations.with_accounting();
+        }
         let conversations = Arc::new(conversations);
         Ok(App {
             config,
@@ -116,6 +130,7 @@ impl App {
             booking,
             yclients,
             crm,
+            onec,
             dikidi,
             conversations,
             clock,
@@ -126,6 +141,7 @@ impl App {
     pub fn change_applier(&self) -> ChangeApplier {
         ChangeApplier {
             crm_system: self.crm.as_ref().map(|c| c.system()),
+            accounting: self.onec.is_some(),
             default_lang: self.config.business.locale,
             timezone: self.config.business.timezone,
         }
@@ -169,16 +185,22 @@ impl App {
                 )),
             );
         }
-        engine.register(
-            self.booking.system(),
-            Arc::new(BookingJobs::new(
-                self.booking.clone(),
-                self.crm.as_ref().map(|c| c.system()),
-                business.locale,
-                business.timezone,
-                business.address.clone(),
-            )),
+        let mut booking_jobs = BookingJobs::new(
+            self.booking.clone(),
+            self.crm.as_ref().map(|c| c.system()),
+            business.locale,
+            business.timezone,
+            business.address.clone(),
         );
+        if let Some(onec) = &self.onec {
+            booking_jobs = booking_jobs.with_accounting();
+            let post_sales = self.config.onec.as_ref().is_some_and(|o| o.post_sales);
+            engine.register(
+                ONEC_SYSTEM,
+                Arc::new(OnecJobs::new(onec.clone(), business.timezone, post_sales)),
+            );
+        }
+        engine.register(self.booking.system(), Arc::new(booking_jobs));
         let mut inbox = InboxDispatcher::default();
         if let Some(y) = &self.yclients {
             inbox.register(

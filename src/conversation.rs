@@ -59,6 +59,8 @@ pub struct Conversations {
     chat_locks: DashMap<String, Arc<Mutex<()>>>,
     /// The CRM that gets a lead for every booking, when one is configured.
     crm_system: Option<&'static str>,
+    /// Whether a confirmed booking also gets a counterparty and an invoice in 1C.
+    accounting: bool,
 }
 
 impl Conversations {
@@ -75,7 +77,14 @@ impl Conversations {
             clock,
             chat_locks: DashMap::new(),
             crm_system: None,
+            accounting: false,
         }
+    }
+
+    /// Every confirmed booking also queues the counterparty and invoice for 1C.
+    pub fn with_accounting(mut self) -> Conversations {
+        self.accounting = true;
+        self
     }
 
     /// Every confirmed, cancelled or moved booking also queues a job for this CRM.
@@ -368,10 +377,17 @@ impl Conversations {
         };
         match self.booking.book(&request).await {
             Ok(record) => {
-                let jobs: Vec<NewJob> = self
+                let mut jobs: Vec<NewJob> = self
                     .crm_job(BOOKING_CREATED, &booking.id, Some("client"))
                     .into_iter()
                     .collect();
+                if self.accounting {
+                    jobs.push(crate::accounting::jobs::invoice_job(
+                        &self.business.id,
+                        &booking.id,
+                        now,
+                    ));
+                }
                 self.commit_change(
                     &booking.id,
                     Change::Confirmed {

@@ -32,6 +32,8 @@ pub enum Origin {
 
 pub struct ChangeApplier {
     pub crm_system: Option<&'static str>,
+    /// Whether a visit that took place gets its sales document in 1C.
+    pub accounting: bool,
     pub default_lang: Lang,
     pub timezone: chrono_tz::Tz,
 }
@@ -143,6 +145,13 @@ impl ChangeApplier {
             }
             ScheduleChange::Visited => {
                 set_booking_status_in(&mut tx, &booking.id, BookingStatus::Visited, now).await?;
+                if self.accounting {
+                    jobs.push(crate::accounting::jobs::sales_job(
+                        &booking.business_id,
+                        &booking.id,
+                        now,
+                    ));
+                }
             }
             ScheduleChange::NoShow => {
                 set_booking_status_in(&mut tx, &booking.id, BookingStatus::NoShow, now).await?;

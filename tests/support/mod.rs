@@ -8,6 +8,7 @@ pub mod fake_amocrm;
 pub mod fake_bitrix24;
 pub mod fake_dikidi;
 pub mod fake_max;
+pub mod fake_onec;
 pub mod fake_target;
 pub mod fake_telegram;
 pub mod fake_yclients;

@@ -36,7 +36,7 @@ async fn store_urls() -> Vec<String> {
     if let Ok(base) = std::env::var("ZAPIS_TEST_POSTGRES_URL") {
         // A fresh schema per test; App::build connects by URL, so hand it that URL.
         let store = zapis::store::test_support::fresh_postgres(&base).await;
-        let schema: String = sqlx::query_scalar("SELECT current_schema()")
+        let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
             .fetch_one(store.pool())
             .await
             .expect("schema");

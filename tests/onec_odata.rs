@@ -424,3 +424,90 @@ async fn the_client_reads_the_contract_payloads_and_the_fake_speaks_1c() {
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn onec_check_lists_the_names_and_marks_a_mismatch_and_stock_alerts() {
+    let fake = FakeOnec::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zapis.toml");
+    std::fs::write(&path, config_text("sqlite::memory:", &fake, false)).unwrap();
+    let config = zapis::config::Config::load(&path).unwrap();
+    let mut onec_config = config.onec.clone().unwrap();
+
+    let onec = OnecOdata::new(&onec_config).unwrap();
+    let mut out = Vec::new();
+    let ok = zapis::accounting::cli::check(&onec_config, &onec, &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(ok, "{text}");
+    assert!(text.contains("credentials accepted"), "{text}");
+    assert!(
+        text.contains("ok        onec.objects.invoice           Document_СчетНаОплатуПокупателю"),
+        "{text}"
+    );
+
+    // Торговля's name against a Бухгалтерия base: marked, with the published look-alike.
+    onec_config.objects.invoice = "Document_СчетНаОплатуКлиенту".into();
+    let onec = OnecOdata::new(&onec_config).unwrap();
+    let mut out = Vec::new();
+    let ok = zapis::accounting::cli::check(&onec_config, &onec, &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(!ok);
+    assert!(
+        text.contains("MISMATCH  onec.objects.invoice           Document_СчетНаОплатуКлиенту is not published; published: Document_СчетНаОплатуПокупателю\n"),
+        "{text}"
+    );
+
+    // Stock with a threshold of 3: the shampoo (2 left) is low, the other line is not.
+    onec_config.low_stock_threshold = Some(3);
+    let store = zapis::store::Store::connect("sqlite::memory:")
+        .await
+        .unwrap();
+    let sink = zapis::sync::MemorySink::default();
+    let alerts = zapis::sync::Alerts::new(vec![Arc::new(sink.clone())]);
+    let mut out = Vec::new();
+    let lines = zapis::accounting::cli::stock(
+        &onec_config,
+        Some(&onec),
+        &store,
+        BIZ,
+        Some(&alerts),
+        t0(),
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(lines, 2, "{text}");
+    assert!(
+        text.contains(&format!("2  {}  LOW", fake_onec::NOMENCLATURE_SHAMPOO)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "40.5  {} (svc-haircut)\n",
+            fake_onec::NOMENCLATURE_HAIRCUT
+        )),
+        "{text}"
+    );
+    let sent = sink.alerts();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].kind, zapis::sync::AlertKind::LowStock);
+    assert!(
+        sent[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains(fake_onec::NOMENCLATURE_SHAMPOO)
+    );
+    assert!(
+        !sent[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains(fake_onec::NOMENCLATURE_HAIRCUT)
+    );
+}

@@ -3,6 +3,7 @@
 //! (we call 1C; [`onec_odata`]) and its CommerceML site exchange (1C calls us; [`commerceml`]
 //! and `http::commerceml`).
 
+pub mod cli;
 pub mod commerceml;
 pub mod config;
 pub mod jobs;

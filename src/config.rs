@@ -208,6 +208,14 @@ impl Config {
                 key: e.key,
                 message: e.message,
             })?;
+            if onec.mode == crate::accounting::config::OnecMode::Commerceml && self.http.is_none() {
+                return Err(ConfigError::Key {
+                    key: "http".into(),
+                    message:
+                        "onec.mode = \"commerceml\" needs the [http] server: 1C calls /1c/exchange"
+                            .into(),
+                });
+            }
         }
         if let Some(crm) = &self.crm {
             crm.validate().map_err(|e| ConfigError::Key {
@@ -436,7 +444,10 @@ timezone = "Asia/Yekaterinburg"
         assert_eq!(onec.objects.invoice, "Document_СчетНаОплатуПокупателю");
         assert_eq!(onec.services.len(), 1);
         let cml = onec_example().replacen("mode = \"odata\"", "mode = \"commerceml\"", 1);
-        let c = load(&format!("{MINIMAL}\n{cml}")).expect("commerceml example");
+        let err = load(&format!("{MINIMAL}\n{cml}")).unwrap_err().to_string();
+        assert!(err.contains("`http`"), "{err}");
+        let http = "[http]\nlisten = \"127.0.0.1:8080\"\nwebhook_secret = \"0123456789abcdef\"\n";
+        let c = load(&format!("{MINIMAL}\n{http}\n{cml}")).expect("commerceml example");
         assert_eq!(
             c.onec.and_then(|o| o.commerceml).map(|m| m.file_limit),
             Some(1_048_576)

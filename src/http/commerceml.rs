@@ -447,7 +447,9 @@ async fn low_stock_alert(ex: &Exchange, pkg: &Package) {
     let Some(threshold) = ex.low_stock_threshold else {
         return;
     };
-    let limit = i64::try_from(threshold).unwrap_or(i64::MAX / 1000) * 1000;
+    let limit = i64::try_from(threshold)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000);
     let low: Vec<String> = pkg
         .offers
         .iter()

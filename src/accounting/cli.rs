@@ -50,7 +50,7 @@ pub async fn check(
     ];
     let mut all_ok = true;
     for (key, name) in wanted {
-        if sets.iter().any(|s| *s == name) {
+        if sets.contains(&name) {
             writeln!(out, "  ok        onec.objects.{key:<17} {name}")?;
             continue;
         }

@@ -5,7 +5,6 @@
 //! `cargo bench --bench import`; ZAPIS_BENCH_ROWS sets the row count of (1).
 
 #[path = "../tests/support/fake_amocrm.rs"]
-#[allow(dead_code)]
 mod fake_amocrm;
 
 use std::process::{Command, Stdio};

@@ -9,7 +9,6 @@
 //! `cargo bench --bench sync`; ZAPIS_BENCH_SAMPLES sets the webhook count (default 60).
 
 #[path = "../tests/support/fake_amocrm.rs"]
-#[allow(dead_code)]
 mod fake_amocrm;
 #[path = "../tests/support/fake_yclients.rs"]
 #[allow(dead_code)]

@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+use crate::accounting::config::OnecMode;
+use crate::accounting::jobs::{ONEC_SYSTEM, OnecJobs};
+use crate::accounting::onec_odata::OnecOdata;
 use crate::booking::BookingSystem;
 use crate::booking::changes::ChangeApplier;
 use crate::booking::dikidi::Dikidi;
@@ -36,6 +39,8 @@ pub struct App {
     pub getcourse: Option<Arc<crate::school::getcourse::GetCourse>>,
     /// The CRM every booking is mirrored into, when configured.
     pub crm: Option<Arc<dyn Crm>>,
+    /// The business's 1C over OData, when `[onec] mode = "odata"`.
+    pub onec: Option<Arc<OnecOdata>>,
     pub config: Config,
     pub store: Store,
     pub booking: Arc<dyn BookingSystem>,
@@ -126,6 +131,12 @@ impl App {
             .map(|g| crate::school::getcourse::GetCourse::new(g).map(Arc::new))
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("school.getcourse: {e}")))?;
+        let onec = match &config.onec {
+            Some(o) if o.mode == OnecMode::Odata => Some(Arc::new(
+                OnecOdata::new(o).map_err(|e| StoreError::Corrupt(format!("onec: {e}")))?,
+            )),
+            _ => None,
+        };
         let mut conversations = Conversations::new(
             store.clone(),
             booking.clone(),
@@ -140,6 +151,9 @@ impl App {
         {
             conversations = conversations.with_school(school.clone(), alfa.clone());
         }
+        if onec.is_some() {
+            conversations = conversations.with_accounting();
+        }
         let conversations = Arc::new(conversations);
         Ok(App {
             config,
@@ -147,6 +161,7 @@ impl App {
             booking,
             yclients,
             crm,
+            onec,
             dikidi,
             bitrix24,
             conversations,
@@ -161,6 +176,7 @@ impl App {
         ChangeApplier {
             schedule_system: self.booking.system(),
             crm_system: self.crm.as_ref().map(|c| c.system()),
+            accounting: self.onec.is_some(),
             default_lang: self.config.business.locale,
             timezone: self.config.business.timezone,
         }
@@ -223,6 +239,7 @@ impl App {
                 .as_ref()
                 .and_then(|c| c.bitrix24.as_ref())
                 .and_then(|b| b.application_token.clone()),
+            onec: crate::accounting::commerceml_exchange(self),
             forms: self.config.school.as_ref().map(|school| {
                 crate::http::forms::FormsState::new(
                     self.store.clone(),
@@ -272,16 +289,22 @@ impl App {
                 )),
             );
         }
-        engine.register(
-            self.booking.system(),
-            Arc::new(BookingJobs::new(
-                self.booking.clone(),
-                self.crm.as_ref().map(|c| c.system()),
-                business.locale,
-                business.timezone,
-                business.address.clone(),
-            )),
+        let mut booking_jobs = BookingJobs::new(
+            self.booking.clone(),
+            self.crm.as_ref().map(|c| c.system()),
+            business.locale,
+            business.timezone,
+            business.address.clone(),
         );
+        if let Some(onec) = &self.onec {
+            booking_jobs = booking_jobs.with_accounting();
+            let post_sales = self.config.onec.as_ref().is_some_and(|o| o.post_sales);
+            engine.register(
+                ONEC_SYSTEM,
+                Arc::new(OnecJobs::new(onec.clone(), business.timezone, post_sales)),
+            );
+        }
+        engine.register(self.booking.system(), Arc::new(booking_jobs));
         let mut inbox = InboxDispatcher::default();
         if let Some(y) = &self.yclients {
             inbox.register(

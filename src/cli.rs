@@ -102,6 +102,26 @@ enum Cmd {
     /// Import a client base (CSV, XLSX, a 1C XML or OData JSON export) into the CRM or the
     /// schedule: normalised, deduplicated, resumable (docs/import.md).
     Import(ImportArgs),
+    /// 1C: check the OData publication against the configured object names; show stock.
+    #[command(subcommand)]
+    Onec(OnecCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum OnecCmd {
+    /// Log in to 1C's OData interface and list the configured object names next to the ones
+    /// the base publishes (`$metadata`), marking mismatches.
+    Check(ConfigArg),
+    /// Show the stock: the configured register's balance (OData) or the offers 1C sent
+    /// (CommerceML).
+    Stock {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also send the low-stock alert for lines at or below `onec.low_stock_threshold`
+        /// (for a periodic run).
+        #[arg(long)]
+        alert: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -281,6 +301,10 @@ pub async fn main() -> anyhow::Result<()> {
         Cmd::Import(args) => {
             init_tracing("warn");
             import(args).await
+        }
+        Cmd::Onec(cmd) => {
+            init_tracing("warn");
+            onec(cmd).await
         }
         Cmd::Max(MaxCmd::Subscribe { config, args }) => {
             init_tracing("warn");
@@ -724,6 +748,58 @@ async fn amocrm(cmd: AmoCmd) -> anyhow::Result<()> {
             .await
             .context("registering the webhook")?;
         println!("amoCRM will send lead status changes to {url}");
+    }
+    Ok(())
+}
+
+async fn onec(cmd: OnecCmd) -> anyhow::Result<()> {
+    let path = match &cmd {
+        OnecCmd::Check(c) => &c.config,
+        OnecCmd::Stock { config, .. } => &config.config,
+    };
+    let config = load(path)?;
+    let Some(onec_config) = config.onec.clone() else {
+        bail!("no [onec] section in {}", path.display());
+    };
+    let odata = match onec_config.mode {
+        crate::accounting::config::OnecMode::Odata => Some(
+            crate::accounting::onec_odata::OnecOdata::new(&onec_config)
+                .context("setting up the 1C OData client")?,
+        ),
+        crate::accounting::config::OnecMode::Commerceml => None,
+    };
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        OnecCmd::Check(_) => {
+            let Some(odata) = &odata else {
+                bail!(
+                    "onec.mode is \"commerceml\": 1C calls us at /1c/exchange, nothing to check from here"
+                );
+            };
+            let ok = crate::accounting::cli::check(&onec_config, odata, &mut out)
+                .await
+                .context("checking 1C")?;
+            if !ok {
+                bail!("some configured 1C object names are not published; fix [onec.objects]");
+            }
+        }
+        OnecCmd::Stock { alert, .. } => {
+            let app = App::build(config, Arc::new(SystemClock))
+                .await
+                .context("opening the store")?;
+            let alerts = app.alerts();
+            crate::accounting::cli::stock(
+                &onec_config,
+                odata.as_ref(),
+                &app.store,
+                &app.config.business.id,
+                alert.then_some(&alerts),
+                chrono::Utc::now(),
+                &mut out,
+            )
+            .await
+            .context("reading the stock")?;
+        }
     }
     Ok(())
 }

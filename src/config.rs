@@ -52,6 +52,9 @@ pub struct Config {
     /// Landing forms, AlfaCRM, GetCourse and the courses of a school.
     #[serde(default)]
     pub school: Option<crate::school::config::SchoolConfig>,
+    /// The business's 1C: OData client or CommerceML exchange endpoint.
+    #[serde(default)]
+    pub onec: Option<crate::accounting::config::OnecConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -228,6 +231,20 @@ impl Config {
                 key: "sync.reconcile_interval".into(),
                 message: "must be positive".into(),
             });
+        }
+        if let Some(onec) = &self.onec {
+            onec.validate().map_err(|e| ConfigError::Key {
+                key: e.key,
+                message: e.message,
+            })?;
+            if onec.mode == crate::accounting::config::OnecMode::Commerceml && self.http.is_none() {
+                return Err(ConfigError::Key {
+                    key: "http".into(),
+                    message:
+                        "onec.mode = \"commerceml\" needs the [http] server: 1C calls /1c/exchange"
+                            .into(),
+                });
+            }
         }
         if let Some(crm) = &self.crm {
             crm.validate().map_err(|e| ConfigError::Key {
@@ -451,6 +468,58 @@ timezone = "Asia/Yekaterinburg"
         let c = load(&text).expect("the example loads");
         assert!(c.telegram.is_some() && c.max.is_some());
         assert_eq!(c.sync.alert_after, std::time::Duration::from_secs(2 * 3600));
+    }
+
+    /// The commented `[onec]` block of the example, uncommented.
+    fn onec_example() -> String {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/zapis.example.toml"))
+                .expect("zapis.example.toml is shipped");
+        let start = text.find("# [onec]\n").expect("an [onec] example");
+        text[start..]
+            .lines()
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| l.trim_start_matches("# "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_onec_example_is_valid_in_both_modes() {
+        let c = load(&format!("{MINIMAL}\n{}", onec_example())).expect("odata example");
+        let onec = c.onec.expect("onec");
+        assert_eq!(onec.mode, crate::accounting::config::OnecMode::Odata);
+        assert_eq!(onec.objects.invoice, "Document_СчетНаОплатуПокупателю");
+        assert_eq!(onec.services.len(), 1);
+        let cml = onec_example().replacen("mode = \"odata\"", "mode = \"commerceml\"", 1);
+        let err = load(&format!("{MINIMAL}\n{cml}")).unwrap_err().to_string();
+        assert!(err.contains("`http`"), "{err}");
+        let http = "[http]\nlisten = \"127.0.0.1:8080\"\nwebhook_secret = \"0123456789abcdef\"\n";
+        let c = load(&format!("{MINIMAL}\n{http}\n{cml}")).expect("commerceml example");
+        assert_eq!(
+            c.onec.and_then(|o| o.commerceml).map(|m| m.file_limit),
+            Some(1_048_576)
+        );
+    }
+
+    #[test]
+    fn onec_odata_without_organisation_names_the_key() {
+        let broken = onec_example().replace("organisation_key = ", "# organisation_key = ");
+        let err = load(&format!("{MINIMAL}\n{broken}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("onec.organisation_key"), "{err}");
+        let bad_service = onec_example().replace(
+            "haircut = \"7a2b9c44-7b3c-11e6-8343-40167e2531c3\"",
+            "haircut = \"not-a-guid\"",
+        );
+        let err = load(&format!("{MINIMAL}\n{bad_service}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("onec.services.haircut"), "{err}");
+        let no_section = format!("{MINIMAL}\n[onec]\nmode = \"commerceml\"\n");
+        let err = load(&no_section).unwrap_err().to_string();
+        assert!(err.contains("onec.commerceml"), "{err}");
     }
 
     #[test]

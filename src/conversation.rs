@@ -63,6 +63,8 @@ pub struct Conversations {
     /// School mode: courses from config, groups from the school's CRM, applications instead
     /// of bookings.
     school: Option<SchoolMode>,
+    /// Whether a confirmed booking also gets a counterparty and an invoice in 1C.
+    accounting: bool,
 }
 
 struct SchoolMode {
@@ -85,6 +87,7 @@ impl Conversations {
             chat_locks: DashMap::new(),
             crm_system: None,
             school: None,
+            accounting: false,
         }
     }
 
@@ -96,6 +99,12 @@ impl Conversations {
         crm: Arc<dyn crate::school::SchoolCrm>,
     ) -> Conversations {
         self.school = Some(SchoolMode { config, crm });
+        self
+    }
+
+    /// Every confirmed booking also queues the counterparty and invoice for 1C.
+    pub fn with_accounting(mut self) -> Conversations {
+        self.accounting = true;
         self
     }
 
@@ -497,10 +506,17 @@ impl Conversations {
         };
         match self.booking.book(&request).await {
             Ok(record) => {
-                let jobs: Vec<NewJob> = self
+                let mut jobs: Vec<NewJob> = self
                     .crm_job(BOOKING_CREATED, &booking.id, Some("client"))
                     .into_iter()
                     .collect();
+                if self.accounting {
+                    jobs.push(crate::accounting::jobs::invoice_job(
+                        &self.business.id,
+                        &booking.id,
+                        now,
+                    ));
+                }
                 self.commit_change(
                     &booking.id,
                     Change::Confirmed {

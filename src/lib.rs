@@ -1,5 +1,6 @@
 //! zapis: a booking bot and integration hub for salons, clinics and schools.
 
+pub mod accounting;
 pub mod app;
 pub mod booking;
 pub mod cli;

@@ -579,10 +579,10 @@ loss_reason_id = 7
                     ));
                 }
             }
-            BookingStatus::CancelledByBusiness | BookingStatus::CancelledByClient => {
-                if !rec.deleted {
-                    findings.push(format!("{}: cancelled here, live in the schedule", b.id));
-                }
+            BookingStatus::CancelledByBusiness | BookingStatus::CancelledByClient
+                if !rec.deleted =>
+            {
+                findings.push(format!("{}: cancelled here, live in the schedule", b.id));
             }
             BookingStatus::Visited if rec.attendance != 1 => {
                 findings.push(format!(

@@ -68,6 +68,8 @@ pub struct ChangeApplier {
     /// The schedule's name in links and known states (`yclients`, `dikidi`, `sandbox`).
     pub schedule_system: &'static str,
     pub crm_system: Option<&'static str>,
+    /// Whether a visit that took place gets its sales document in 1C.
+    pub accounting: bool,
     pub default_lang: Lang,
     pub timezone: chrono_tz::Tz,
 }
@@ -219,6 +221,13 @@ impl ChangeApplier {
                         operation,
                         &booking.id,
                         Some(by),
+                        now,
+                    ));
+                }
+                if *change == ScheduleChange::Visited && self.accounting {
+                    jobs.push(crate::accounting::jobs::sales_job(
+                        &booking.business_id,
+                        &booking.id,
                         now,
                     ));
                 }

@@ -22,6 +22,8 @@ pub struct BookingJobs {
     default_lang: Lang,
     timezone: chrono_tz::Tz,
     address: String,
+    /// Whether a booking confirmed from the queue also gets its 1C invoice.
+    accounting: bool,
 }
 
 impl BookingJobs {
@@ -38,7 +40,13 @@ impl BookingJobs {
             default_lang,
             timezone,
             address,
+            accounting: false,
         }
+    }
+
+    pub fn with_accounting(mut self) -> BookingJobs {
+        self.accounting = true;
+        self
     }
 
     fn notice(
@@ -172,6 +180,13 @@ impl JobHandler for BookingJobs {
                         BOOKING_CREATED,
                         &booking.id,
                         Some("client"),
+                        ctx.now,
+                    ));
+                }
+                if self.accounting {
+                    jobs.push(crate::accounting::jobs::invoice_job(
+                        &booking.business_id,
+                        &booking.id,
                         ctx.now,
                     ));
                 }

@@ -3,6 +3,7 @@
 
 pub mod amocrm_inbox;
 pub mod bitrix24_inbox;
+pub mod commerceml;
 pub mod forms;
 pub mod max_inbox;
 pub mod yclients_inbox;
@@ -35,10 +36,13 @@ pub struct HttpState {
     pub bitrix24_token: Option<SecretString>,
     /// Landing-page applications (`POST /forms/{form}`), when `[school]` is configured.
     pub forms: Option<forms::FormsState>,
+    /// 1C's CommerceML exchange, when `[onec] mode = "commerceml"`.
+    pub onec: Option<std::sync::Arc<commerceml::Exchange>>,
 }
 
 pub fn router(state: HttpState) -> Router {
-    let mut router = Router::new()
+    let forms = state.forms.clone();
+    let router = Router::new()
         .route("/health", get(health))
         // GetCourse's "call URL" step may be set to GET; the webhook handler refuses GET for
         // every other source.
@@ -46,11 +50,18 @@ pub fn router(state: HttpState) -> Router {
             "/webhooks/{source}/{secret}",
             post(webhook).get(webhook_get),
         )
-        .with_state(state.clone());
-    if let Some(forms) = state.forms {
-        router = router.merge(forms::router(forms));
+        .route(
+            "/1c/exchange",
+            // 1C sends files in pieces of at most `file_limit`, capped by config validation.
+            get(commerceml::exchange)
+                .post(commerceml::exchange)
+                .layer(axum::extract::DefaultBodyLimit::max(commerceml::MAX_PIECE)),
+        )
+        .with_state(state);
+    match forms {
+        Some(forms) => router.merge(forms::router(forms)),
+        None => router,
     }
-    router
 }
 
 async fn health(State(state): State<HttpState>) -> (StatusCode, &'static str) {
@@ -61,7 +72,7 @@ async fn health(State(state): State<HttpState>) -> (StatusCode, &'static str) {
 }
 
 /// Compares without an early exit, so the secret cannot be guessed by timing.
-fn same_secret(given: &str, expected: &str) -> bool {
+pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
     given.len() == expected.len()
         && given
             .bytes()

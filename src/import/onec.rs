@@ -208,11 +208,10 @@ pub fn odata_json(bytes: &[u8]) -> Result<Vec<RawRecord>, ImportError> {
                 {
                     r.phones.push(p);
                 }
-            } else if kind.contains("почт") {
-                if let Some(e) = str_of(row, "АдресЭП").or_else(|| str_of(row, "Представление"))
-                {
-                    r.emails.push(e);
-                }
+            } else if kind.contains("почт")
+                && let Some(e) = str_of(row, "АдресЭП").or_else(|| str_of(row, "Представление"))
+            {
+                r.emails.push(e);
             }
         }
         out.push(r);

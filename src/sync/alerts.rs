@@ -20,6 +20,9 @@ pub enum AlertKind {
     AuthFailed,
     /// The system's account is not paid; writes wait in the queue until it is.
     PaymentRequired,
+    /// Stock reported by the accounting system fell to the configured threshold;
+    /// `last_error` lists the items.
+    LowStock,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -55,6 +58,12 @@ impl Alert {
                 self.system,
                 self.business_id,
                 self.last_error.as_deref().unwrap_or("")
+            ),
+            AlertKind::LowStock => format!(
+                "📦 {} ({}): low stock: {}",
+                self.system,
+                self.business_id,
+                self.last_error.as_deref().unwrap_or("-")
             ),
             AlertKind::AuthFailed => format!(
                 "⛔ {} ({}) refuses our credentials; reconnect the integration. {}",

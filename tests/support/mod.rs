@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod chaos_proxy;
+pub mod cml_xsd;
 pub mod e2e;
 pub mod fake_alfacrm;
 pub mod fake_amocrm;
@@ -10,6 +11,7 @@ pub mod fake_bitrix24;
 pub mod fake_dikidi;
 pub mod fake_getcourse;
 pub mod fake_max;
+pub mod fake_onec;
 pub mod fake_target;
 pub mod fake_telegram;
 pub mod fake_yclients;

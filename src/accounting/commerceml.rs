@@ -1,0 +1,851 @@
+//! CommerceML 2 files: reading what 1C sends (catalogue, offers with prices and stock, its order
+//! documents back) and writing our bookings as documents for 1C to load.
+//!
+//! Files arrive as UTF-8 with a BOM or in whatever the XML declaration names (old releases and
+//! Bitrix-style exchanges use windows-1251). Parsing is streaming: a catalogue can be large.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use quick_xml_037::Reader;
+use quick_xml_037::Writer;
+use quick_xml_037::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use sqlx::{AnyConnection, Row};
+
+use crate::domain::{Booking, BookingStatus};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CmlError {
+    /// The file cannot be read: 1C shows this text to its user.
+    #[error("{0}")]
+    Malformed(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for CmlError {
+    fn from(e: sqlx::Error) -> Self {
+        CmlError::Store(StoreError::from(e))
+    }
+}
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Bytes → text, by the BOM or else by the encoding the XML declaration names.
+pub fn decode(bytes: &[u8]) -> Result<String, CmlError> {
+    if let Some(rest) = bytes.strip_prefix(UTF8_BOM) {
+        return std::str::from_utf8(rest)
+            .map(str::to_string)
+            .map_err(|e| CmlError::Malformed(format!("the file is not valid UTF-8: {e}")));
+    }
+    let label = declared_encoding(bytes)?;
+    let encoding = match &label {
+        Some(l) => encoding_rs::Encoding::for_label(l.as_bytes()).ok_or_else(|| {
+            CmlError::Malformed(format!("unknown encoding {l:?} in the XML declaration"))
+        })?,
+        None => encoding_rs::UTF_8,
+    };
+    encoding
+        .decode_without_bom_handling_and_without_replacement(bytes)
+        .map(|s| s.into_owned())
+        .ok_or_else(|| {
+            CmlError::Malformed(format!(
+                "the file is not valid {} as its declaration says",
+                encoding.name()
+            ))
+        })
+}
+
+/// The `encoding` of `<?xml …?>`, read with the XML reader: the declaration is ASCII in every
+/// encoding 1C uses, so the reader sees it before the first non-ASCII byte.
+fn declared_encoding(bytes: &[u8]) -> Result<Option<String>, CmlError> {
+    let mut reader = Reader::from_reader(bytes);
+    let mut buf = Vec::new();
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Decl(decl)) => {
+                return match decl.encoding() {
+                    Some(Ok(label)) => Ok(Some(String::from_utf8_lossy(&label).into_owned())),
+                    Some(Err(e)) => Err(CmlError::Malformed(format!("XML declaration: {e}"))),
+                    None => Ok(None),
+                };
+            }
+            Ok(Event::Comment(_)) | Ok(Event::Text(_)) => buf.clear(),
+            Ok(_) => return Ok(None),
+            Err(e) => return Err(CmlError::Malformed(format!("XML declaration: {e}"))),
+        }
+    }
+}
+
+/// A goods or services line of 1C's catalogue (`Каталог/Товары/Товар`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogItem {
+    pub id: String,
+    pub name: String,
+    pub article: Option<String>,
+    pub unit: Option<String>,
+    pub groups: Vec<String>,
+}
+
+/// A priced offer with its stock (`ПакетПредложений/Предложения/Предложение`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Offer {
+    pub id: String,
+    pub name: String,
+    pub price_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub quantity_milli: Option<i64>,
+    pub warehouses: BTreeMap<String, i64>,
+}
+
+/// One of 1C's documents sent back through `type=sale&mode=file`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncomingDocument {
+    pub id: String,
+    pub number: Option<String>,
+    pub amount: Option<String>,
+    pub paid: bool,
+    pub cancelled: bool,
+    pub status: Option<String>,
+}
+
+/// Everything one file carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Package {
+    pub catalog: Vec<CatalogItem>,
+    pub offers: Vec<Offer>,
+    pub documents: Vec<IncomingDocument>,
+}
+
+/// `1 719,50` / `1719.5` → 171950 (hundredths).
+fn parse_minor(s: &str) -> Option<i64> {
+    parse_scaled(s, 2)
+}
+
+/// Decimal text to an integer with `scale` decimals, without floating point.
+fn parse_scaled(s: &str, scale: u32) -> Option<i64> {
+    let cleaned: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '\u{a0}')
+        .map(|c| if c == ',' { '.' } else { c })
+        .collect();
+    let (neg, body) = match cleaned.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, cleaned.as_str()),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    if !int.chars().all(|c| c.is_ascii_digit()) || !frac.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let mut value: i64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let mut digits = frac.chars();
+    for _ in 0..scale {
+        let d = digits.next().and_then(|c| c.to_digit(10)).unwrap_or(0);
+        value = value.checked_mul(10)?.checked_add(i64::from(d))?;
+    }
+    Some(if neg { -value } else { value })
+}
+
+fn local(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+/// Reads a whole CommerceML file. The root must be `КоммерческаяИнформация`; anything not
+/// well-formed is refused with the position, so 1C's user sees where the file broke.
+pub fn parse(bytes: &[u8]) -> Result<Package, CmlError> {
+    let text = decode(bytes)?;
+    check_root(&text)?;
+    parse_body(&text)
+}
+
+fn check_root(text: &str) -> Result<(), CmlError> {
+    let mut reader = Reader::from_str(text);
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) | Ok(Event::Empty(e)) => {
+                let name = local(e.local_name().as_ref());
+                return if name == "КоммерческаяИнформация" {
+                    Ok(())
+                } else {
+                    Err(CmlError::Malformed(format!(
+                        "the root element is <{name}>, expected <КоммерческаяИнформация>"
+                    )))
+                };
+            }
+            Ok(Event::Eof) => {
+                return Err(CmlError::Malformed(
+                    "the file has no <КоммерческаяИнформация> element".into(),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(CmlError::Malformed(format!(
+                    "XML is broken near byte {}: {e}",
+                    reader.buffer_position()
+                )));
+            }
+        }
+    }
+}
+
+/// The body pass: the root was checked by [`parse`].
+fn parse_body(text: &str) -> Result<Package, CmlError> {
+    let mut reader = Reader::from_str(text);
+    reader.config_mut().trim_text(true);
+    let mut path: Vec<String> = Vec::new();
+    let mut pkg = Package::default();
+    let mut item: Option<CatalogItem> = None;
+    let mut offer: Option<Offer> = None;
+    let mut doc: Option<IncomingDocument> = None;
+    let mut requisite: (Option<String>, Option<String>) = (None, None);
+    let mut text_buf = String::new();
+    loop {
+        let event = reader.read_event().map_err(|e| {
+            CmlError::Malformed(format!(
+                "XML is broken near byte {}: {e}",
+                reader.buffer_position()
+            ))
+        })?;
+        match event {
+            Event::Start(e) => {
+                let name = local(e.local_name().as_ref());
+                text_buf.clear();
+                let parent = path.last().map(String::as_str);
+                match (name.as_str(), parent) {
+                    ("Товар", Some("Товары")) if path_has(&path, "Каталог") => {
+                        item = Some(CatalogItem::default());
+                    }
+                    ("Предложение", Some("Предложения")) => {
+                        offer = Some(Offer::default())
+                    }
+                    ("Документ", Some("КоммерческаяИнформация")) => {
+                        doc = Some(IncomingDocument::default());
+                    }
+                    ("ЗначениеРеквизита", _) => requisite = (None, None),
+                    _ => {}
+                }
+                path.push(name);
+            }
+            Event::Empty(e) => {
+                let name = local(e.local_name().as_ref());
+                if name == "Склад"
+                    && path.last().map(String::as_str) == Some("Предложение")
+                    && let Some(o) = offer.as_mut()
+                {
+                    let mut id = None;
+                    let mut qty = None;
+                    for attr in e.attributes() {
+                        let attr = attr.map_err(|e| {
+                            CmlError::Malformed(format!("bad attribute of <Склад>: {e}"))
+                        })?;
+                        let value = attr.unescape_value().map_err(|e| {
+                            CmlError::Malformed(format!("bad attribute of <Склад>: {e}"))
+                        })?;
+                        match local(attr.key.local_name().as_ref()).as_str() {
+                            "ИдСклада" => id = Some(value.into_owned()),
+                            "КоличествоНаСкладе" => qty = parse_scaled(&value, 3),
+                            _ => {}
+                        }
+                    }
+                    if let (Some(id), Some(qty)) = (id, qty) {
+                        o.warehouses.insert(id, qty);
+                    }
+                }
+            }
+            Event::Text(t) => {
+                let s = t.unescape().map_err(|e| {
+                    CmlError::Malformed(format!(
+                        "bad text near byte {}: {e}",
+                        reader.buffer_position()
+                    ))
+                })?;
+                text_buf.push_str(&s);
+            }
+            Event::CData(c) => text_buf.push_str(&String::from_utf8_lossy(&c)),
+            Event::End(_) => {
+                let Some(name) = path.pop() else {
+                    return Err(CmlError::Malformed("unbalanced closing tag".into()));
+                };
+                let parent = path.last().map(String::as_str);
+                let value = text_buf.trim().to_string();
+                end_element(
+                    &name,
+                    parent,
+                    &path,
+                    value,
+                    &mut pkg,
+                    &mut item,
+                    &mut offer,
+                    &mut doc,
+                    &mut requisite,
+                )?;
+                text_buf.clear();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !path.is_empty() {
+        return Err(CmlError::Malformed(format!(
+            "the file ends inside <{}>: it was cut short",
+            path.join("/")
+        )));
+    }
+    Ok(pkg)
+}
+
+fn path_has(path: &[String], name: &str) -> bool {
+    path.iter().any(|p| p == name)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn end_element(
+    name: &str,
+    parent: Option<&str>,
+    path: &[String],
+    value: String,
+    pkg: &mut Package,
+    item: &mut Option<CatalogItem>,
+    offer: &mut Option<Offer>,
+    doc: &mut Option<IncomingDocument>,
+    requisite: &mut (Option<String>, Option<String>),
+) -> Result<(), CmlError> {
+    let opt = |v: String| if v.is_empty() { None } else { Some(v) };
+    if let Some(it) = item.as_mut() {
+        match (name, parent) {
+            ("Товар", Some("Товары")) => {
+                let done = item.take().unwrap_or_default();
+                if done.id.is_empty() {
+                    return Err(CmlError::Malformed(format!(
+                        "a catalogue item ({:?}) has no <Ид>",
+                        done.name
+                    )));
+                }
+                pkg.catalog.push(done);
+            }
+            ("Ид", Some("Товар")) => it.id = value,
+            ("Наименование", Some("Товар")) => it.name = value,
+            ("Артикул", Some("Товар")) => it.article = opt(value),
+            ("БазоваяЕдиница", Some("Товар")) => it.unit = opt(value),
+            ("Ид", Some("Группы")) => it.groups.push(value),
+            _ => {}
+        }
+        return Ok(());
+    }
+    if let Some(o) = offer.as_mut() {
+        let in_price = path_has(path, "Цены");
+        match (name, parent) {
+            ("Предложение", Some("Предложения")) => {
+                let done = offer.take().unwrap_or_default();
+                if done.id.is_empty() {
+                    return Err(CmlError::Malformed(format!(
+                        "an offer ({:?}) has no <Ид>",
+                        done.name
+                    )));
+                }
+                pkg.offers.push(done);
+            }
+            ("Ид", Some("Предложение")) => o.id = value,
+            ("Наименование", Some("Предложение")) => o.name = value,
+            ("Количество", Some("Предложение")) => {
+                o.quantity_milli = Some(parse_scaled(&value, 3).ok_or_else(|| {
+                    CmlError::Malformed(format!("offer {}: bad <Количество> {value:?}", o.id))
+                })?);
+            }
+            // The first price type is the one the exchange is set up to send.
+            ("ЦенаЗаЕдиницу", Some("Цена")) if in_price && o.price_minor.is_none() =>
+            {
+                o.price_minor = Some(parse_minor(&value).ok_or_else(|| {
+                    CmlError::Malformed(format!("offer {}: bad <ЦенаЗаЕдиницу> {value:?}", o.id))
+                })?);
+            }
+            ("Валюта", Some("Цена")) if in_price && o.currency.is_none() => {
+                o.currency = opt(value)
+            }
+            _ => {}
+        }
+        return Ok(());
+    }
+    if let Some(d) = doc.as_mut() {
+        let in_goods = path_has(path, "Товары") || path_has(path, "Контрагенты");
+        match (name, parent) {
+            ("Документ", Some("КоммерческаяИнформация")) => {
+                let done = doc.take().unwrap_or_default();
+                if done.id.is_empty() {
+                    return Err(CmlError::Malformed("a document has no <Ид>".into()));
+                }
+                pkg.documents.push(done);
+            }
+            ("Ид", Some("Документ")) => d.id = value,
+            ("Номер", Some("Документ")) => d.number = opt(value),
+            ("Сумма", Some("Документ")) => d.amount = opt(value),
+            ("Наименование", Some("ЗначениеРеквизита")) => {
+                requisite.0 = Some(value)
+            }
+            ("Значение", Some("ЗначениеРеквизита")) => {
+                requisite.1 = Some(value)
+            }
+            ("ЗначениеРеквизита", Some("ЗначенияРеквизитов")) if !in_goods =>
+            {
+                let (n, v) = (requisite.0.take(), requisite.1.take());
+                let v = v.unwrap_or_default();
+                match n.as_deref() {
+                    Some("Заказ оплачен") => d.paid = v == "true",
+                    Some("Отменен") => d.cancelled = v == "true",
+                    Some("Статус заказа") | Some("Статуса заказа ИД") if d.status.is_none() => {
+                        d.status = opt(v)
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Applies a parsed file in one transaction: either all of it is stored, or none.
+pub async fn apply(
+    store: &Store,
+    business_id: &str,
+    pkg: &Package,
+    now: DateTime<Utc>,
+) -> Result<(), CmlError> {
+    let mut tx = store.pool().begin().await?;
+    let at = now.timestamp_millis();
+    for item in &pkg.catalog {
+        sqlx::query(
+            "INSERT INTO onec_catalog (business_id, item_id, name, article, unit, groups, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (business_id, item_id) DO UPDATE SET name = excluded.name, \
+             article = excluded.article, unit = excluded.unit, groups = excluded.groups, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(business_id)
+        .bind(&item.id)
+        .bind(&item.name)
+        .bind(item.article.clone())
+        .bind(item.unit.clone())
+        .bind(item.groups.join(","))
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for offer in &pkg.offers {
+        let warehouses = serde_json::to_string(&offer.warehouses).unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO onec_offers (business_id, offer_id, name, price_minor, currency, \
+             quantity_milli, warehouses, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (business_id, offer_id) DO UPDATE SET name = excluded.name, \
+             price_minor = COALESCE(excluded.price_minor, onec_offers.price_minor), \
+             currency = COALESCE(excluded.currency, onec_offers.currency), \
+             quantity_milli = COALESCE(excluded.quantity_milli, onec_offers.quantity_milli), \
+             warehouses = excluded.warehouses, updated_at = excluded.updated_at",
+        )
+        .bind(business_id)
+        .bind(&offer.id)
+        .bind(&offer.name)
+        .bind(offer.price_minor)
+        .bind(offer.currency.clone())
+        .bind(offer.quantity_milli)
+        .bind(warehouses)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for d in &pkg.documents {
+        let booking: Option<String> =
+            sqlx::query_scalar("SELECT id FROM bookings WHERE id = $1 AND business_id = $2")
+                .bind(&d.id)
+                .bind(business_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let status = if d.cancelled {
+            Some("cancelled".to_string())
+        } else {
+            d.status.clone()
+        };
+        sqlx::query(
+            "INSERT INTO onec_incoming (business_id, doc_id, number, booking_id, paid, status, \
+             amount, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (business_id, doc_id) DO UPDATE SET number = excluded.number, \
+             booking_id = excluded.booking_id, paid = excluded.paid, status = excluded.status, \
+             amount = excluded.amount, received_at = excluded.received_at",
+        )
+        .bind(business_id)
+        .bind(&d.id)
+        .bind(d.number.clone())
+        .bind(booking)
+        .bind(i64::from(d.paid))
+        .bind(status)
+        .bind(d.amount.clone())
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A stored offer, for `zapis onec stock` and the low-stock alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockLine {
+    pub id: String,
+    pub name: String,
+    pub price_minor: Option<i64>,
+    pub quantity_milli: Option<i64>,
+}
+
+pub async fn stock(store: &Store, business_id: &str) -> Result<Vec<StockLine>, CmlError> {
+    let rows = sqlx::query(
+        "SELECT offer_id, name, price_minor, quantity_milli FROM onec_offers \
+         WHERE business_id = $1 ORDER BY name, offer_id",
+    )
+    .bind(business_id)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StockLine {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                price_minor: r.try_get(2)?,
+                quantity_milli: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(CmlError::from)
+}
+
+/// A document 1C sent back, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIncoming {
+    pub doc_id: String,
+    pub booking_id: Option<String>,
+    pub paid: bool,
+    pub status: Option<String>,
+}
+
+pub async fn incoming(store: &Store, business_id: &str) -> Result<Vec<StoredIncoming>, CmlError> {
+    let rows = sqlx::query(
+        "SELECT doc_id, booking_id, paid, status FROM onec_incoming WHERE business_id = $1 \
+         ORDER BY doc_id",
+    )
+    .bind(business_id)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StoredIncoming {
+                doc_id: r.try_get(0)?,
+                booking_id: r.try_get(1)?,
+                paid: r.try_get::<i64, _>(2)? != 0,
+                status: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(CmlError::from)
+}
+
+pub async fn catalog_count(store: &Store, business_id: &str) -> Result<i64, CmlError> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM onec_catalog WHERE business_id = $1")
+            .bind(business_id)
+            .fetch_one(store.pool())
+            .await?,
+    )
+}
+
+/// The bookings 1C has not taken in their current state: new ones and those whose status
+/// changed since. Marks them as handed out at `now`; `mode=success` then confirms them.
+pub async fn pending_for_query(
+    store: &Store,
+    business_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Booking>, CmlError> {
+    let bookings = store.bookings(business_id).await?;
+    let mut tx = store.pool().begin().await?;
+    let mut out = Vec::new();
+    for b in bookings {
+        if !matches!(
+            b.status,
+            BookingStatus::Booked
+                | BookingStatus::Visited
+                | BookingStatus::CancelledByClient
+                | BookingStatus::CancelledByBusiness
+        ) {
+            continue;
+        }
+        let delivered: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT delivered_at FROM onec_documents \
+             WHERE business_id = $1 AND booking_id = $2 AND status = $3",
+        )
+        .bind(business_id)
+        .bind(&b.id)
+        .bind(b.status.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if matches!(delivered, Some(Some(_))) {
+            continue;
+        }
+        mark_queried(&mut tx, business_id, &b, now).await?;
+        out.push(b);
+    }
+    tx.commit().await?;
+    out.reverse();
+    Ok(out)
+}
+
+async fn mark_queried(
+    conn: &mut AnyConnection,
+    business_id: &str,
+    b: &Booking,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO onec_documents (business_id, booking_id, status, queried_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (business_id, booking_id, status) \
+         DO UPDATE SET queried_at = excluded.queried_at",
+    )
+    .bind(business_id)
+    .bind(&b.id)
+    .bind(b.status.as_str())
+    .bind(now.timestamp_millis())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// `mode=success`: everything handed out by the last `query` has been loaded by 1C.
+pub async fn mark_delivered(
+    store: &Store,
+    business_id: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, CmlError> {
+    let done = sqlx::query(
+        "UPDATE onec_documents SET delivered_at = $1 \
+         WHERE business_id = $2 AND delivered_at IS NULL AND queried_at <= $1",
+    )
+    .bind(now.timestamp_millis())
+    .bind(business_id)
+    .execute(store.pool())
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// How the document file is written: its encoding and the local time zone of the visits.
+pub struct DocumentStyle {
+    pub encoding: &'static encoding_rs::Encoding,
+    pub timezone: chrono_tz::Tz,
+}
+
+fn status_text(status: BookingStatus) -> &'static str {
+    match status {
+        BookingStatus::Visited => "Выполнен",
+        BookingStatus::CancelledByClient | BookingStatus::CancelledByBusiness => "Отменен",
+        _ => "Принят",
+    }
+}
+
+fn money(minor: i64) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.unsigned_abs();
+    format!("{sign}{}.{:02}", abs / 100, abs % 100)
+}
+
+/// A stable counterparty id for one client: 1C matches on it across exchanges.
+pub fn contractor_id(b: &Booking) -> String {
+    let digits: String = b
+        .client_phone
+        .as_str()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    format!("zapis-client-{digits}")
+}
+
+type W = Writer<Vec<u8>>;
+
+fn el(w: &mut W, name: &str, text: &str) -> std::io::Result<()> {
+    w.write_event(Event::Start(BytesStart::new(name)))?;
+    w.write_event(Event::Text(BytesText::new(text)))?;
+    w.write_event(Event::End(BytesEnd::new(name)))?;
+    Ok(())
+}
+
+fn open(w: &mut W, name: &str) -> std::io::Result<()> {
+    w.write_event(Event::Start(BytesStart::new(name)))
+}
+
+fn close(w: &mut W, name: &str) -> std::io::Result<()> {
+    w.write_event(Event::End(BytesEnd::new(name)))
+}
+
+fn requisite(w: &mut W, name: &str, value: &str) -> std::io::Result<()> {
+    open(w, "ЗначениеРеквизита")?;
+    el(w, "Наименование", name)?;
+    el(w, "Значение", value)?;
+    close(w, "ЗначениеРеквизита")
+}
+
+/// Our bookings as CommerceML 2.10 «Заказ товара» documents, each with its client as the
+/// buyer and its service as a line, in the configured encoding.
+pub fn write_documents(
+    bookings: &[Booking],
+    now: DateTime<Utc>,
+    style: &DocumentStyle,
+) -> Result<Vec<u8>, std::io::Error> {
+    let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
+    let label = style.encoding.name();
+    w.write_event(Event::Decl(BytesDecl::new("1.0", Some(label), None)))?;
+    let stamp = now
+        .with_timezone(&style.timezone)
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let root = BytesStart::new("КоммерческаяИнформация").with_attributes([
+        ("xmlns", "urn:1C.ru:commerceml_2"),
+        ("ВерсияСхемы", "2.10"),
+        ("ДатаФормирования", stamp.as_str()),
+    ]);
+    w.write_event(Event::Start(root))?;
+    for b in bookings {
+        let local = b.start.with_timezone(&style.timezone);
+        let created = b.created_at.with_timezone(&style.timezone);
+        let sum = money(b.price.kopecks());
+        open(&mut w, "Документ")?;
+        el(&mut w, "Ид", &b.id)?;
+        el(&mut w, "Номер", &b.id)?;
+        el(&mut w, "Дата", &created.format("%Y-%m-%d").to_string())?;
+        el(&mut w, "ХозОперация", "Заказ товара")?;
+        el(&mut w, "Роль", "Продавец")?;
+        el(&mut w, "Валюта", "RUB")?;
+        el(&mut w, "Курс", "1")?;
+        el(&mut w, "Сумма", &sum)?;
+        open(&mut w, "Контрагенты")?;
+        open(&mut w, "Контрагент")?;
+        el(&mut w, "Ид", &contractor_id(b))?;
+        el(&mut w, "Наименование", &b.client_name)?;
+        el(&mut w, "ПолноеНаименование", &b.client_name)?;
+        open(&mut w, "Контакты")?;
+        open(&mut w, "Контакт")?;
+        el(&mut w, "Тип", "Телефон мобильный")?;
+        el(&mut w, "Значение", b.client_phone.as_str())?;
+        close(&mut w, "Контакт")?;
+        if let Some(email) = &b.client_email {
+            open(&mut w, "Контакт")?;
+            el(&mut w, "Тип", "Почта")?;
+            el(&mut w, "Значение", email.as_str())?;
+            close(&mut w, "Контакт")?;
+        }
+        close(&mut w, "Контакты")?;
+        el(&mut w, "Роль", "Покупатель")?;
+        close(&mut w, "Контрагент")?;
+        close(&mut w, "Контрагенты")?;
+        el(&mut w, "Время", &created.format("%H:%M:%S").to_string())?;
+        el(
+            &mut w,
+            "Комментарий",
+            &format!(
+                "Визит {} {}, мастер {}",
+                local.format("%d.%m.%Y %H:%M"),
+                b.service_name,
+                b.master_name
+            ),
+        )?;
+        open(&mut w, "Товары")?;
+        open(&mut w, "Товар")?;
+        el(&mut w, "Ид", &b.service_id)?;
+        el(&mut w, "Наименование", &b.service_name)?;
+        w.write_event(Event::Start(
+            BytesStart::new("БазоваяЕдиница").with_attributes([
+                ("Код", "796"),
+                ("НаименованиеПолное", "Штука"),
+                ("МеждународноеСокращение", "PCE"),
+            ]),
+        ))?;
+        w.write_event(Event::Text(BytesText::new("шт")))?;
+        close(&mut w, "БазоваяЕдиница")?;
+        // 2.10 puts the item's own requisites (base type `Товар`) before the document line's
+        // price, quantity and sum (its extension), unlike the 2.03 samples.
+        open(&mut w, "ЗначенияРеквизитов")?;
+        requisite(&mut w, "ВидНоменклатуры", "Услуга")?;
+        requisite(&mut w, "ТипНоменклатуры", "Услуга")?;
+        close(&mut w, "ЗначенияРеквизитов")?;
+        el(&mut w, "ЦенаЗаЕдиницу", &sum)?;
+        el(&mut w, "Количество", "1")?;
+        el(&mut w, "Сумма", &sum)?;
+        close(&mut w, "Товар")?;
+        close(&mut w, "Товары")?;
+        open(&mut w, "ЗначенияРеквизитов")?;
+        requisite(&mut w, "Статус заказа", status_text(b.status))?;
+        requisite(
+            &mut w,
+            "Отменен",
+            if matches!(
+                b.status,
+                BookingStatus::CancelledByClient | BookingStatus::CancelledByBusiness
+            ) {
+                "true"
+            } else {
+                "false"
+            },
+        )?;
+        requisite(
+            &mut w,
+            "Дата визита",
+            &local.format("%Y-%m-%d %H:%M:%S").to_string(),
+        )?;
+        requisite(&mut w, "Мастер", &b.master_name)?;
+        close(&mut w, "ЗначенияРеквизитов")?;
+        close(&mut w, "Документ")?;
+    }
+    close(&mut w, "КоммерческаяИнформация")?;
+    let text = String::from_utf8(w.into_inner())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    if style.encoding == encoding_rs::UTF_8 {
+        let mut out = UTF8_BOM.to_vec();
+        out.extend_from_slice(text.as_bytes());
+        return Ok(out);
+    }
+    // Characters windows-1251 lacks come out as numeric character references, still valid XML.
+    let (bytes, _, _) = style.encoding.encode(&text);
+    Ok(bytes.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_read_without_floating_point() {
+        assert_eq!(parse_minor("1719"), Some(171_900));
+        assert_eq!(parse_minor("9335.42"), Some(933_542));
+        assert_eq!(parse_minor("1 496,5"), Some(149_650));
+        assert_eq!(parse_scaled("1.00", 3), Some(1000));
+        assert_eq!(parse_scaled("abc", 3), None);
+        assert_eq!(parse_scaled("", 3), None);
+    }
+
+    #[test]
+    fn a_file_cut_short_is_refused() {
+        let err = parse("<КоммерческаяИнформация><Каталог><Товары>".as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("cut short"), "{err}");
+    }
+
+    #[test]
+    fn a_foreign_root_is_refused() {
+        let err = parse("<?xml version=\"1.0\"?><html/>".as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("КоммерческаяИнформация"), "{err}");
+    }
+
+    #[test]
+    fn windows_1251_is_decoded_by_its_declaration() {
+        let text = "<?xml version=\"1.0\" encoding=\"windows-1251\"?><a>Привет</a>";
+        let (bytes, _, _) = encoding_rs::WINDOWS_1251.encode(text);
+        assert_eq!(decode(&bytes).unwrap(), text);
+    }
+}

@@ -1,0 +1,224 @@
+//! `[onec]` settings: how zapis reaches the business's 1C.
+//!
+//! ```toml
+//! [onec]
+//! mode = "odata"                       # or "commerceml" (1C calls us)
+//! base_url = "http://1c.local/buh"     # the publication; /odata/standard.odata is appended
+//! user = "zapis"
+//! password = "secret"
+//! organisation_key = "…guid…"          # Организация_Key of the documents
+//! nomenclature_key = "…guid…"          # Номенклатура_Key of services not mapped below
+//! post_sales = false                   # post the sales document, or leave it to the accountant
+//! low_stock_threshold = 3              # alert when a stock line falls to this or below
+//!
+//! [onec.objects]                       # names differ by configuration and release
+//! invoice = "Document_СчетНаОплатуКлиенту"
+//!
+//! [onec.services]                      # our service id → Номенклатура_Key
+//! haircut = "…guid…"
+//!
+//! [onec.commerceml]                    # 1C's own site exchange, when mode = "commerceml"
+//! user = "1c"
+//! password = "secret"
+//! ```
+
+use std::collections::BTreeMap;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnecConfig {
+    pub mode: OnecMode,
+    #[serde(default)]
+    pub base_url: Option<Url>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    #[serde(default)]
+    pub organisation_key: Option<String>,
+    #[serde(default)]
+    pub nomenclature_key: Option<String>,
+    #[serde(default)]
+    pub post_sales: bool,
+    #[serde(default)]
+    pub low_stock_threshold: Option<u64>,
+    #[serde(default)]
+    pub objects: ObjectNames,
+    #[serde(default)]
+    pub services: BTreeMap<String, String>,
+    #[serde(default)]
+    pub commerceml: Option<CommerceMlConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnecMode {
+    Odata,
+    Commerceml,
+}
+
+/// The OData names of the objects zapis writes and reads. Defaults are 1С:Бухгалтерия 3.0's;
+/// `zapis onec check` compares them with the base's `$metadata`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectNames {
+    pub counterparties: String,
+    pub invoice: String,
+    /// The tabular section of the invoice that carries the lines.
+    pub invoice_lines: String,
+    pub sales: String,
+    pub sales_lines: String,
+    /// The accumulation register whose `/Balance` is the stock.
+    pub stock_register: String,
+    /// The balance resource of that register (`<resource>Balance`).
+    pub stock_resource: String,
+    /// The dimension naming the item.
+    pub stock_item: String,
+    /// The counterparty's contact-information tabular section (its own entity set
+    /// `<counterparties>_<section>`, rows carrying the owner's `Ref_Key`).
+    pub contacts_section: String,
+    /// The attribute of that section holding the phone.
+    pub phone_field: String,
+}
+
+impl Default for ObjectNames {
+    fn default() -> Self {
+        ObjectNames {
+            counterparties: "Catalog_Контрагенты".into(),
+            invoice: "Document_СчетНаОплатуПокупателю".into(),
+            invoice_lines: "Товары".into(),
+            sales: "Document_РеализацияТоваровУслуг".into(),
+            sales_lines: "Услуги".into(),
+            stock_register: "AccumulationRegister_ТоварыНаСкладах".into(),
+            stock_resource: "ВНаличии".into(),
+            stock_item: "Номенклатура_Key".into(),
+            contacts_section: "КонтактнаяИнформация".into(),
+            phone_field: "НомерТелефона".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommerceMlConfig {
+    /// The login and password typed into 1C's «обмен с сайтом» settings.
+    pub user: String,
+    pub password: SecretString,
+    /// Whether 1C may send zipped files.
+    #[serde(default = "yes")]
+    pub zip: bool,
+    /// The largest piece 1C sends in one `mode=file` request, in bytes.
+    #[serde(default = "default_file_limit")]
+    pub file_limit: u64,
+    /// The encoding of the documents `mode=query` hands out: `utf-8` or `windows-1251`.
+    #[serde(default = "default_encoding")]
+    pub encoding: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_file_limit() -> u64 {
+    1_048_576
+}
+
+fn default_encoding() -> String {
+    "utf-8".into()
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration: key `{key}`: {message}")]
+pub struct OnecConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+fn err(key: &str, message: &str) -> OnecConfigError {
+    OnecConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl OnecConfig {
+    pub fn validate(&self) -> Result<(), OnecConfigError> {
+        match self.mode {
+            OnecMode::Odata => {
+                let Some(url) = &self.base_url else {
+                    return Err(err(
+                        "onec.base_url",
+                        "mode = \"odata\" needs the publication address",
+                    ));
+                };
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(err("onec.base_url", "must be an http(s) address"));
+                }
+                if self.user.as_deref().unwrap_or("").is_empty() {
+                    return Err(err("onec.user", "mode = \"odata\" needs the infobase user"));
+                }
+                if self.password.is_none() {
+                    return Err(err("onec.password", "mode = \"odata\" needs the password"));
+                }
+                let key = self.organisation_key.as_deref().unwrap_or("");
+                if !is_guid(key) {
+                    return Err(err(
+                        "onec.organisation_key",
+                        "must be the Организация's Ref_Key GUID",
+                    ));
+                }
+                if let Some(n) = &self.nomenclature_key
+                    && !is_guid(n)
+                {
+                    return Err(err(
+                        "onec.nomenclature_key",
+                        "must be a Номенклатура Ref_Key GUID",
+                    ));
+                }
+                for (service, key) in &self.services {
+                    if !is_guid(key) {
+                        return Err(err(
+                            &format!("onec.services.{service}"),
+                            "must be a Номенклатура Ref_Key GUID",
+                        ));
+                    }
+                }
+            }
+            OnecMode::Commerceml => {
+                let Some(cml) = &self.commerceml else {
+                    return Err(err(
+                        "onec.commerceml",
+                        "mode = \"commerceml\" needs a [onec.commerceml] section",
+                    ));
+                };
+                if cml.user.is_empty() {
+                    return Err(err("onec.commerceml.user", "must not be empty"));
+                }
+                if cml.file_limit < 1024
+                    || cml.file_limit > crate::http::commerceml::MAX_PIECE as u64
+                {
+                    return Err(err(
+                        "onec.commerceml.file_limit",
+                        "must be between 1024 bytes and 64 MiB",
+                    ));
+                }
+                if encoding_rs::Encoding::for_label(cml.encoding.as_bytes()).is_none() {
+                    return Err(err(
+                        "onec.commerceml.encoding",
+                        "use \"utf-8\" or \"windows-1251\"",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `8-4-4-4-12` hex digits, the form of every 1C reference.
+pub fn is_guid(s: &str) -> bool {
+    uuid::Uuid::try_parse(s).is_ok() && s.len() == 36
+}

@@ -1,0 +1,147 @@
+//! The business's accounting system (1C): the client base, invoices and sales documents, and
+//! stock. Two mechanisms 1C offers without custom development: its OData standard interface
+//! (we call 1C; [`onec_odata`]) and its CommerceML site exchange (1C calls us; [`commerceml`]
+//! and `http::commerceml`).
+
+pub mod cli;
+pub mod commerceml;
+pub mod config;
+pub mod jobs;
+pub mod onec_odata;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::NaiveDateTime;
+
+use crate::accounting::config::OnecMode;
+use crate::app::App;
+use crate::http::commerceml::Exchange;
+use crate::sync::DeliveryError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AccountingError {
+    /// 1C is down, busy or failing inside: worth retrying.
+    #[error("{message}")]
+    Transient {
+        message: String,
+        status: Option<u16>,
+    },
+    /// Retrying cannot help: a wrong object name, a refused attribute, missing mapping.
+    #[error("{message}")]
+    Permanent {
+        message: String,
+        status: Option<u16>,
+    },
+    #[error("{message}")]
+    Auth { message: String },
+}
+
+impl From<AccountingError> for DeliveryError {
+    fn from(e: AccountingError) -> Self {
+        match e {
+            AccountingError::Transient { message, status } => DeliveryError::Transient {
+                message,
+                retry_after: None,
+                http_status: status,
+            },
+            AccountingError::Permanent { message, status } => DeliveryError::Permanent {
+                message,
+                http_status: status,
+            },
+            AccountingError::Auth { message } => DeliveryError::Auth {
+                message,
+                http_status: Some(401),
+            },
+        }
+    }
+}
+
+/// A client as a counterparty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterpartyRequest {
+    pub name: String,
+    /// E.164.
+    pub phone: String,
+    pub inn: Option<String>,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocKind {
+    Invoice,
+    Sales,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentLine {
+    pub service_id: String,
+    pub name: String,
+    pub quantity: u32,
+    pub price_minor: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentRequest {
+    pub counterparty_key: String,
+    /// Local date and time of the document.
+    pub date: NaiveDateTime,
+    /// Written into the document's comment; finds it again after an unknown outcome.
+    pub marker: String,
+    pub lines: Vec<DocumentLine>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StockBalance {
+    /// The item's reference key.
+    pub item: String,
+    pub quantity: f64,
+}
+
+/// What the delivery jobs need from an accounting system; OData today, an HTTP-service of a
+/// configuration extension could stand in later.
+#[async_trait]
+pub trait Accounting: Send + Sync {
+    fn system(&self) -> &'static str;
+    /// By ИНН first (exact), then by phone.
+    async fn find_counterparty(
+        &self,
+        phone: Option<&str>,
+        inn: Option<&str>,
+    ) -> Result<Option<String>, AccountingError>;
+    async fn create_counterparty(
+        &self,
+        request: &CounterpartyRequest,
+    ) -> Result<String, AccountingError>;
+    async fn find_document(
+        &self,
+        kind: DocKind,
+        marker: &str,
+    ) -> Result<Option<String>, AccountingError>;
+    async fn create_document(
+        &self,
+        kind: DocKind,
+        doc: &DocumentRequest,
+    ) -> Result<String, AccountingError>;
+    async fn post_document(&self, kind: DocKind, key: &str) -> Result<(), AccountingError>;
+    async fn stock(&self) -> Result<Vec<StockBalance>, AccountingError>;
+}
+
+/// The `/1c/exchange` endpoint's state when 1C is set up to call us.
+pub fn commerceml_exchange(app: &App) -> Option<Arc<Exchange>> {
+    let onec = app.config.onec.as_ref()?;
+    if onec.mode != OnecMode::Commerceml {
+        return None;
+    }
+    let cml = onec.commerceml.clone()?;
+    Some(Arc::new(
+        Exchange::new(
+            app.store.clone(),
+            &app.config.business.id,
+            app.clock.clone(),
+            cml,
+            app.config.business.timezone,
+        )
+        .with_low_stock_alert(onec.low_stock_threshold, app.alerts()),
+    ))
+}

@@ -1,0 +1,513 @@
+//! zapis against a fake 1C OData interface over real HTTP (tests/support/fake_onec.rs), wired
+//! as `zapis run` wires it: `App::build` from a config file, `app.engine()`, the change
+//! applier for visits. Runs on SQLite and, when ZAPIS_TEST_POSTGRES_URL is set, PostgreSQL.
+
+mod support;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::Value;
+use support::fake_onec::{self, FakeOnec};
+use zapis::accounting::onec_odata::{Counterparty, ODataList, OnecOdata, parse_entity_sets};
+use zapis::accounting::{Accounting, AccountingError};
+use zapis::app::App;
+use zapis::booking::changes::ScheduleChange;
+use zapis::clock::{Clock, FakeClock};
+use zapis::domain::{Booking, BookingStatus, Channel, Money, Source, Utm};
+use zapis::normalize::Phone;
+use zapis::sync::{JobState, Queue};
+
+const BIZ: &str = "salon";
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 0).unwrap()
+}
+
+fn contract(name: &str) -> String {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/contracts/onec")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+async fn store_urls() -> Vec<String> {
+    let mut urls = vec!["sqlite::memory:".to_string()];
+    if let Ok(base) = std::env::var("ZAPIS_TEST_POSTGRES_URL") {
+        // A fresh schema per test; App::build connects by URL, so hand it that URL.
+        let store = zapis::store::test_support::fresh_postgres(&base).await;
+        let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
+            .fetch_one(store.pool())
+            .await
+            .expect("schema");
+        let sep = if base.contains('?') { '&' } else { '?' };
+        urls.push(format!("{base}{sep}options=-csearch_path%3D{schema}"));
+    } else {
+        eprintln!("SKIPPED PostgreSQL half: ZAPIS_TEST_POSTGRES_URL is not set");
+    }
+    urls
+}
+
+fn config_text(store_url: &str, fake: &FakeOnec, post_sales: bool) -> String {
+    format!(
+        r#"
+[store]
+url = "{store_url}"
+
+[business]
+id = "{BIZ}"
+name = "Салон"
+timezone = "Europe/Moscow"
+locale = "ru"
+address = "Москва"
+phone = "+7 495 123-45-67"
+
+[onec]
+mode = "odata"
+base_url = "{base}"
+user = "{user}"
+password = "{password}"
+organisation_key = "{org}"
+nomenclature_key = "{shampoo}"
+post_sales = {post_sales}
+
+[onec.services]
+svc-haircut = "{haircut}"
+"#,
+        base = fake.base_url(),
+        user = fake_onec::USER,
+        password = fake_onec::PASSWORD,
+        org = fake_onec::ORGANISATION,
+        shampoo = fake_onec::NOMENCLATURE_SHAMPOO,
+        haircut = fake_onec::NOMENCLATURE_HAIRCUT,
+    )
+}
+
+async fn app(store_url: &str, fake: &FakeOnec, post_sales: bool, clock: Arc<FakeClock>) -> App {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("zapis.toml");
+    std::fs::write(&path, config_text(store_url, fake, post_sales)).expect("write config");
+    let config = zapis::config::Config::load(&path).expect("config loads");
+    App::build(config, clock).await.expect("app")
+}
+
+fn booking(id: &str, phone: &str, name: &str, rubles: i64) -> Booking {
+    Booking {
+        id: id.into(),
+        business_id: BIZ.into(),
+        client_phone: Phone::parse(phone).expect("phone"),
+        client_name: name.into(),
+        client_email: None,
+        service_id: "svc-haircut".into(),
+        service_name: "Стрижка женская".into(),
+        master_id: "m1".into(),
+        master_name: "Ольга".into(),
+        start: Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap(),
+        duration_min: 60,
+        price: Money::from_rubles(rubles),
+        status: BookingStatus::Booked,
+        source: Source {
+            channel: Channel::Telegram,
+            payload: None,
+            link_name: None,
+            utm: Utm::default(),
+        },
+        chat: None,
+        external_id: None,
+        created_at: t0(),
+    }
+}
+
+/// What `Conversations` queues when the schedule confirms a booking.
+async fn confirm(app: &App, b: &Booking) {
+    app.store.insert_booking(b).await.expect("booking");
+    Queue::new(app.store.clone())
+        .enqueue(
+            &zapis::accounting::jobs::invoice_job(BIZ, &b.id, app.clock.now()),
+            app.clock.now(),
+        )
+        .await
+        .expect("enqueue");
+}
+
+fn with_phone<'a>(objects: &'a [Value], phone: &str) -> Vec<&'a Value> {
+    objects
+        .iter()
+        .filter(|c| {
+            c[fake_onec::CONTACTS]
+                .as_array()
+                .is_some_and(|rows| rows.iter().any(|r| r["НомерТелефона"] == phone))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_makes_one_counterparty_an_invoice_and_after_the_visit_a_posted_sales_document() {
+    for url in store_urls().await {
+        let fake = FakeOnec::start().await;
+        let clock = Arc::new(FakeClock::new(t0()));
+        let app = app(&url, &fake, true, clock.clone()).await;
+        let engine = app.engine();
+
+        let anna = booking("bk-1", "+7 916 123-45-67", "Анна Петрова", 1500);
+        confirm(&app, &anna).await;
+        engine.run_due().await.expect("run");
+
+        let counterparties = fake.objects(fake_onec::COUNTERPARTIES);
+        let anna_cp = with_phone(&counterparties, "+79161234567");
+        assert_eq!(
+            anna_cp.len(),
+            1,
+            "the client appears once: {counterparties:#?}"
+        );
+        assert_eq!(anna_cp[0]["Description"], "Анна Петрова");
+        let anna_key = anna_cp[0]["Ref_Key"].as_str().expect("key").to_string();
+        assert_eq!(
+            app.store
+                .external_id(BIZ, "client", "+79161234567", "onec")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(anna_key.as_str()),
+            "the counterparty's Ref_Key is linked to the client"
+        );
+
+        let invoices = fake.objects(fake_onec::INVOICES);
+        assert_eq!(invoices.len(), 1);
+        let inv = &invoices[0];
+        assert_eq!(inv["Контрагент_Key"], anna_key.as_str());
+        assert_eq!(inv["Организация_Key"], fake_onec::ORGANISATION);
+        assert_eq!(inv["СуммаДокумента"], 1500);
+        assert_eq!(inv["Posted"], false, "invoices wait for the accountant");
+        let lines = inv["Товары"].as_array().expect("invoice lines");
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["LineNumber"], "1");
+        assert_eq!(
+            lines[0]["Номенклатура_Key"],
+            fake_onec::NOMENCLATURE_HAIRCUT
+        );
+        assert_eq!(lines[0]["Количество"], 1);
+        assert_eq!(lines[0]["Цена"], 1500);
+        assert_eq!(lines[0]["Сумма"], 1500);
+        assert_eq!(
+            app.store
+                .external_id(BIZ, "booking_invoice", "bk-1", "onec")
+                .await
+                .unwrap()
+                .as_deref(),
+            inv["Ref_Key"].as_str()
+        );
+
+        // The visit took place: the sales document, through the real change applier.
+        clock.set(anna.end() + Duration::minutes(5));
+        let stored = app.store.booking("bk-1").await.unwrap().unwrap();
+        let changed = app
+            .change_applier()
+            .apply(&app.store, &stored, &ScheduleChange::Visited, clock.now())
+            .await
+            .expect("visited");
+        assert!(changed);
+        engine.run_due().await.expect("run");
+        let sales = fake.objects(fake_onec::SALES);
+        assert_eq!(sales.len(), 1);
+        let sale = &sales[0];
+        assert_eq!(sale["Контрагент_Key"], anna_key.as_str());
+        assert_eq!(sale["СуммаДокумента"], 1500);
+        assert_eq!(
+            sale["Date"], "2026-12-01T14:00:00",
+            "the visit's end, local time"
+        );
+        assert_eq!(sale["Posted"], true, "post_sales = true posts it");
+        let services = sale["Услуги"].as_array().expect("sales lines");
+        assert_eq!(services.len(), 1);
+        assert_eq!(services[0]["Содержание"], "Стрижка женская");
+        assert_eq!(services[0]["Сумма"], 1500);
+        assert_eq!(
+            with_phone(&fake.objects(fake_onec::COUNTERPARTIES), "+79161234567").len(),
+            1,
+            "still one counterparty"
+        );
+        let queue = Queue::new(app.store.clone());
+        assert!(
+            queue
+                .jobs_in_state(JobState::Dead)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_typed_differently_finds_the_same_counterparty() {
+    for url in store_urls().await {
+        let fake = FakeOnec::start().await;
+        let clock = Arc::new(FakeClock::new(t0()));
+        let app = app(&url, &fake, false, clock.clone()).await;
+        let engine = app.engine();
+        confirm(&app, &booking("bk-a", "+7 916 123-45-67", "Анна", 1500)).await;
+        engine.run_due().await.unwrap();
+        confirm(&app, &booking("bk-b", "8 (916) 123 45 67", "Анна П.", 2000)).await;
+        engine.run_due().await.unwrap();
+        let counterparties = fake.objects(fake_onec::COUNTERPARTIES);
+        assert_eq!(with_phone(&counterparties, "+79161234567").len(), 1);
+        assert_eq!(fake.objects(fake_onec::INVOICES).len(), 2);
+
+        // Another zapis install (a fresh store) finds her in 1C by phone instead of adding her.
+        let clock2 = Arc::new(FakeClock::new(t0()));
+        let other = app_on_fresh_sqlite(&fake, clock2).await;
+        confirm(&other, &booking("bk-c", "+79161234567", "Анна", 900)).await;
+        other.engine().run_due().await.unwrap();
+        let counterparties = fake.objects(fake_onec::COUNTERPARTIES);
+        assert_eq!(with_phone(&counterparties, "+79161234567").len(), 1);
+        let invoices = fake.objects(fake_onec::INVOICES);
+        assert_eq!(invoices.len(), 3);
+        assert!(
+            invoices
+                .iter()
+                .all(|i| i["Контрагент_Key"] == invoices[0]["Контрагент_Key"])
+        );
+        assert!(
+            fake.requests().iter().any(|r| r.starts_with(
+                "GET /buh/odata/standard.odata/Catalog_Контрагенты_КонтактнаяИнформация"
+            )),
+            "the search went through the contact-information section"
+        );
+    }
+}
+
+async fn app_on_fresh_sqlite(fake: &FakeOnec, clock: Arc<FakeClock>) -> App {
+    app("sqlite::memory:", fake, false, clock).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hour_of_1c_down_delays_the_documents_and_loses_nothing() {
+    for url in store_urls().await {
+        let fake = FakeOnec::start().await;
+        let clock = Arc::new(FakeClock::new(t0()));
+        let app = app(&url, &fake, false, clock.clone()).await;
+        let engine = app.engine();
+        fake.set_down(true);
+        for i in 0..3 {
+            confirm(
+                &app,
+                &booking(
+                    &format!("bk-{i}"),
+                    &format!("+7916000000{i}"),
+                    "Клиент",
+                    1000 + i,
+                ),
+            )
+            .await;
+        }
+        let queue = Queue::new(app.store.clone());
+        let back = t0() + Duration::hours(1);
+        let mut attempts = 0;
+        while clock.now() < back + Duration::hours(1) {
+            if clock.now() >= back {
+                fake.set_down(false);
+            }
+            attempts += engine.run_due().await.unwrap();
+            let next = queue.next_due().await.unwrap();
+            match next {
+                Some(n) => clock.set(n.max(clock.now() + Duration::seconds(1))),
+                None => break,
+            }
+        }
+        assert!(attempts > 3, "the jobs were retried during the outage");
+        assert!(
+            queue
+                .jobs_in_state(JobState::Dead)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(queue.jobs_in_state(JobState::Done).await.unwrap().len(), 3);
+        assert_eq!(fake.objects(fake_onec::INVOICES).len(), 3);
+        for i in 0..3 {
+            let phone = format!("+7916000000{i}");
+            assert_eq!(
+                with_phone(&fake.objects(fake_onec::COUNTERPARTIES), &phone).len(),
+                1
+            );
+        }
+        let journal_failures = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM sync_journal WHERE system = 'onec' AND outcome <> 'done'",
+        )
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+        assert!(journal_failures >= 3, "the failed attempts are journaled");
+    }
+}
+
+#[tokio::test]
+async fn the_client_reads_the_contract_payloads_and_the_fake_speaks_1c() {
+    // The contract files parse into the client's wire types.
+    let list: ODataList<Counterparty> =
+        serde_json::from_str(&contract("odata-catalog-kontragenty-list.response.json")).unwrap();
+    assert_eq!(
+        list.value[0].ref_key,
+        "bd5a3c14-1111-2222-3333-444455556666"
+    );
+    assert_eq!(list.value[0].inn.as_deref(), Some("7720285735"));
+    let one: Counterparty =
+        serde_json::from_str(&contract("odata-catalog-kontragenty-get.response.json")).unwrap();
+    assert_eq!(one.description, "Чебоксарец");
+    assert!(!one.deletion_mark);
+
+    let fake = FakeOnec::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zapis.toml");
+    std::fs::write(&path, config_text("sqlite::memory:", &fake, false)).unwrap();
+    let config = zapis::config::Config::load(&path).unwrap();
+    let onec = OnecOdata::new(config.onec.as_ref().unwrap()).unwrap();
+    // Found by ИНН among the contract's counterparties, served by the fake.
+    assert_eq!(
+        onec.find_counterparty(None, Some("7720285735"))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("bd5a3c14-1111-2222-3333-444455556666")
+    );
+    assert_eq!(
+        onec.find_counterparty(None, Some("0000000000"))
+            .await
+            .unwrap(),
+        None
+    );
+    // $metadata lists the sets.
+    let sets = onec.entity_sets().await.unwrap();
+    assert!(sets.contains(&"Catalog_Контрагенты".to_string()));
+    assert_eq!(
+        parse_entity_sets("<a><EntitySet Name=\"X\"/></a>").unwrap(),
+        vec!["X"]
+    );
+    // Stock from the register's Balance.
+    let stock = onec.stock().await.unwrap();
+    assert_eq!(stock.len(), 2);
+    assert!(
+        stock
+            .iter()
+            .any(|s| s.item == fake_onec::NOMENCLATURE_SHAMPOO && s.quantity == 2.0)
+    );
+
+    // Wrong password → auth error; a missing object → permanent with 1C's message.
+    let mut bad = config.onec.clone().unwrap();
+    bad.password = Some(secrecy::SecretString::from("wrong".to_string()));
+    let e = OnecOdata::new(&bad).unwrap().stock().await.unwrap_err();
+    assert!(matches!(e, AccountingError::Auth { .. }), "{e:?}");
+    let mut wrong_name = config.onec.clone().unwrap();
+    wrong_name.objects.invoice = "Document_СчетНаОплатуКлиенту".into();
+    let e = OnecOdata::new(&wrong_name)
+        .unwrap()
+        .find_document(zapis::accounting::DocKind::Invoice, "zapis:invoice:x")
+        .await
+        .unwrap_err();
+    match e {
+        AccountingError::Permanent { message, status } => {
+            assert_eq!(status, Some(404));
+            assert!(message.contains("не найдено"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    fake.set_down(true);
+    let e = onec.stock().await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            AccountingError::Transient {
+                status: Some(500),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn onec_check_lists_the_names_and_marks_a_mismatch_and_stock_alerts() {
+    let fake = FakeOnec::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zapis.toml");
+    std::fs::write(&path, config_text("sqlite::memory:", &fake, false)).unwrap();
+    let config = zapis::config::Config::load(&path).unwrap();
+    let mut onec_config = config.onec.clone().unwrap();
+
+    let onec = OnecOdata::new(&onec_config).unwrap();
+    let mut out = Vec::new();
+    let ok = zapis::accounting::cli::check(&onec_config, &onec, &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(ok, "{text}");
+    assert!(text.contains("credentials accepted"), "{text}");
+    assert!(
+        text.contains("ok        onec.objects.invoice           Document_СчетНаОплатуПокупателю"),
+        "{text}"
+    );
+
+    // Торговля's name against a Бухгалтерия base: marked, with the published look-alike.
+    onec_config.objects.invoice = "Document_СчетНаОплатуКлиенту".into();
+    let onec = OnecOdata::new(&onec_config).unwrap();
+    let mut out = Vec::new();
+    let ok = zapis::accounting::cli::check(&onec_config, &onec, &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(!ok);
+    assert!(
+        text.contains("MISMATCH  onec.objects.invoice           Document_СчетНаОплатуКлиенту is not published; published: Document_СчетНаОплатуПокупателю\n"),
+        "{text}"
+    );
+
+    // Stock with a threshold of 3: the shampoo (2 left) is low, the other line is not.
+    onec_config.low_stock_threshold = Some(3);
+    let store = zapis::store::Store::connect("sqlite::memory:")
+        .await
+        .unwrap();
+    let sink = zapis::sync::MemorySink::default();
+    let alerts = zapis::sync::Alerts::new(vec![Arc::new(sink.clone())]);
+    let mut out = Vec::new();
+    let lines = zapis::accounting::cli::stock(
+        &onec_config,
+        Some(&onec),
+        &store,
+        BIZ,
+        Some(&alerts),
+        t0(),
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(lines, 2, "{text}");
+    assert!(
+        text.contains(&format!("2  {}  LOW", fake_onec::NOMENCLATURE_SHAMPOO)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "40.5  {} (svc-haircut)\n",
+            fake_onec::NOMENCLATURE_HAIRCUT
+        )),
+        "{text}"
+    );
+    let sent = sink.alerts();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].kind, zapis::sync::AlertKind::LowStock);
+    assert!(
+        sent[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains(fake_onec::NOMENCLATURE_SHAMPOO)
+    );
+    assert!(
+        !sent[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains(fake_onec::NOMENCLATURE_HAIRCUT)
+    );
+}

@@ -229,7 +229,7 @@ impl Conversations {
         jobs: &[NewJob],
     ) -> Result<(), ConversationError> {
         let now = self.clock.now();
-        let mut tx = self.store.pool().begin().await.map_err(StoreError::from)?;
+        let mut tx = self.store.begin().await.map_err(StoreError::from)?;
         match change {
             Change::Confirmed { external_id } => {
                 confirm_booking_in(&mut tx, booking_id, external_id, now).await?;
@@ -696,7 +696,7 @@ impl Conversations {
             .crm_job(BOOKING_CONFIRMED, &booking.id, Some("client"))
             .into_iter()
             .collect();
-        let mut tx = self.store.pool().begin().await.map_err(StoreError::from)?;
+        let mut tx = self.store.begin().await.map_err(StoreError::from)?;
         crate::store::confirm_visit_in(&mut tx, &booking.id, now).await?;
         crate::store::record_event_in(
             &mut tx,

@@ -149,7 +149,7 @@ impl Reminders {
         let late = now - moment > chrono::Duration::seconds(nearest / 2);
         let skip = moment < since || late || handled(nearest);
         let lang = client_lang(&self.store, booking, self.business.locale).await;
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin().await?;
         for o in overtaken {
             claim_reminder_in(
                 &mut tx,

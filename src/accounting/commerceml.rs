@@ -415,7 +415,7 @@ pub async fn apply(
     pkg: &Package,
     now: DateTime<Utc>,
 ) -> Result<(), CmlError> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin().await?;
     let at = now.timestamp_millis();
     for item in &pkg.catalog {
         sqlx::query(
@@ -568,7 +568,7 @@ pub async fn pending_for_query(
     now: DateTime<Utc>,
 ) -> Result<Vec<Booking>, CmlError> {
     let bookings = store.bookings(business_id).await?;
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin().await?;
     let mut out = Vec::new();
     for b in bookings {
         if !matches!(

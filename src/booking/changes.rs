@@ -139,7 +139,7 @@ impl ChangeApplier {
                 .to_string()
         };
         let mut jobs: Vec<NewJob> = Vec::new();
-        let mut tx = store.pool().begin().await?;
+        let mut tx = store.begin().await?;
         match change {
             ScheduleChange::Cancelled => {
                 set_booking_status_in(

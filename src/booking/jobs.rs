@@ -88,7 +88,7 @@ impl BookingJobs {
         jobs: Vec<NewJob>,
     ) -> Result<(), DeliveryError> {
         let run = async {
-            let mut tx = store.pool().begin().await?;
+            let mut tx = store.begin().await?;
             change(&mut tx).await?;
             for job in &jobs {
                 enqueue_in(&mut tx, job, now).await?;

@@ -228,7 +228,7 @@ impl Sandbox {
         request: &BookRequest,
         end: DateTime<Utc>,
     ) -> Result<String, BookingError> {
-        let mut tx = self.store.pool().begin().await.map_err(store_err)?;
+        let mut tx = self.store.begin().await.map_err(store_err)?;
         if self.store.backend() == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))::text")
                 .bind(format!("{}:{}", self.business_id, request.master_id))
@@ -411,7 +411,7 @@ impl BookingSystem for Sandbox {
         }
         let end = slot.start + Duration::minutes(i64::from(service.duration_min));
         let _guard = self.write_lock.lock().await;
-        let mut tx = self.store.pool().begin().await.map_err(store_err)?;
+        let mut tx = self.store.begin().await.map_err(store_err)?;
         let clash: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sandbox_records WHERE business_id = $1 AND master_id = $2 \
              AND status = 'active' AND id <> $3 AND start_at < $4 AND end_at > $5",

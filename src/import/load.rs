@@ -265,7 +265,7 @@ pub async fn open_run(
     now: DateTime<Utc>,
 ) -> Result<Run, StoreError> {
     let now_ms = to_millis(now);
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin().await?;
     sqlx::query(
         "INSERT INTO import_runs (business_id, target, digest, file_name, state, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, 'running', $5, $5) \
@@ -403,7 +403,7 @@ async fn save_plans(
     plans: &[(String, Plan)],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin().await?;
     for (key, plan) in plans {
         let (action, id, stored) = plan_columns(plan);
         sqlx::query(
@@ -430,7 +430,7 @@ async fn finish_rows(
     done: &[(String, &'static str, String)],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin().await?;
     for (key, action, id) in done {
         sqlx::query(
             "UPDATE import_rows SET state = 'done', action = $1, external_id = $2, updated_at = $3 \
@@ -455,7 +455,7 @@ async fn fail_rows(
     error: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin().await?;
     for key in keys {
         sqlx::query(
             "UPDATE import_rows SET state = 'failed', error = $1, updated_at = $2 \

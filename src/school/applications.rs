@@ -74,7 +74,7 @@ pub async fn submit(
     };
     let source = serde_json::to_string(&app.source)
         .map_err(|e| StoreError::Corrupt(format!("source: {e}")))?;
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin().await?;
     sqlx::query(
         "INSERT INTO school_applications (id, business_id, form, name, phone, email, course, \
            group_id, trial, comment, source, referrer, created_at) \

@@ -29,7 +29,7 @@ impl Store {
 
     /// Stores a new booking (and its client) in one transaction.
     pub async fn insert_booking(&self, booking: &Booking) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         insert_booking_in(&mut tx, booking).await?;
         tx.commit().await?;
         Ok(())

@@ -137,6 +137,17 @@ impl Store {
         &self.pool
     }
 
+    /// A write transaction. On SQLite it takes the write lock at `BEGIN IMMEDIATE`, so a
+    /// transaction that reads before it writes waits out the busy timeout instead of failing
+    /// with "database is locked" when another writer committed in between (the reconciler,
+    /// reminders, the engine and the bots all write to one file).
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

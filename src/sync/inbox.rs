@@ -78,7 +78,7 @@ pub async fn receive(
         .collect();
     let headers = serde_json::to_string(&headers)
         .map_err(|e| StoreError::Corrupt(format!("headers: {e}")))?;
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin().await?;
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO sync_inbox (business_id, source, dedup_key, headers, body, received_at) \
          VALUES ($1, $2, $3, $4, $5, $6) \

@@ -222,7 +222,7 @@ impl Queue {
         // 400 rows × 7 binds stays far below both backends' parameter limits.
         const CHUNK: usize = 400;
         let now = to_millis(now);
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin().await?;
         let mut inserted = 0;
         for chunk in jobs.chunks(CHUNK) {
             let values: Vec<String> = (0..chunk.len())
@@ -370,7 +370,7 @@ impl Queue {
     /// search before it creates.
     pub async fn reap_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let now_ms = to_millis(now);
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin().await?;
         let sql = format!(
             "UPDATE sync_jobs SET state = 'pending', run_at = $1, lease_until = NULL, \
                worker_id = NULL, updated_at = $1, \
@@ -428,7 +428,7 @@ impl Queue {
                 f.disposition == Disposition::Done && f.error.is_none() && !f.add_auth_refresh
             });
         let mut held: Vec<&Finish> = Vec::with_capacity(finishes.len());
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin().await?;
         // The common case, successes, in one statement per chunk: this is what makes
         // completion cheap enough for thousands of jobs a second.
         for chunk in plain_done.chunks(200) {
@@ -589,7 +589,7 @@ impl Queue {
         let now_ms = to_millis(now);
         let mut jobs = jobs.to_vec();
         jobs.sort_unstable();
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin().await?;
         for (id, attempt) in jobs {
             let row = sqlx::query(
                 "UPDATE sync_jobs SET state = 'pending', run_at = $1, lease_until = NULL, \

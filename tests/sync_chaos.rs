@@ -484,7 +484,7 @@ fn crm_booking(i: usize) -> zapis::domain::Booking {
 }
 
 /// Bookings and their "create the lead" jobs, committed together as the bot does.
-async fn seed_bookings(store: &Store, n: usize) {
+async fn seed_bookings(store: &Store, n: usize, system: &str) {
     for i in 0..n {
         let booking = crm_booking(i);
         let mut tx = store.pool().begin().await.unwrap();
@@ -493,7 +493,7 @@ async fn seed_bookings(store: &Store, n: usize) {
             .unwrap();
         let job = zapis::effects::booking_job(
             "salon",
-            booking_crm_system(),
+            system,
             zapis::effects::BOOKING_CREATED,
             &booking.id,
             None,
@@ -504,14 +504,6 @@ async fn seed_bookings(store: &Store, n: usize) {
             .unwrap();
         tx.commit().await.unwrap();
     }
-}
-
-thread_local! {
-    static SYSTEM: std::cell::Cell<&'static str> = const { std::cell::Cell::new("amocrm") };
-}
-
-fn booking_crm_system() -> &'static str {
-    SYSTEM.with(|s| s.get())
 }
 
 fn spawn_crm_worker(config: &std::path::Path, log: &std::path::Path) -> Child {
@@ -545,7 +537,6 @@ async fn crm_chaos(crm: CrmFake, n: usize) {
         CrmFake::Amo(_) => "amocrm",
         CrmFake::Bitrix(_) => "bitrix24",
     };
-    SYSTEM.with(|s| s.set(system));
     let upstream = match &crm {
         CrmFake::Amo(f) => f.base_url.clone(),
         CrmFake::Bitrix(f) => f.base_url.clone(),
@@ -589,7 +580,7 @@ async fn crm_chaos(crm: CrmFake, n: usize) {
     )
     .unwrap();
     let store = Store::connect(&store_url).await.unwrap();
-    seed_bookings(&store, n).await;
+    seed_bookings(&store, n, system).await;
     let queue = Queue::new(store.clone());
     let log = dir.path().join("worker.log");
 

@@ -179,6 +179,9 @@ impl App {
             accounting: self.onec.is_some(),
             default_lang: self.config.business.locale,
             timezone: self.config.business.timezone,
+            schedule_to_crm: self.config.sync.schedule_to_crm,
+            notify_client: self.config.sync.notify_client,
+            admin_bookings: self.config.sync.admin_bookings,
         }
     }
 

@@ -681,21 +681,23 @@ impl Conversations {
         if self.store.visit_confirmed_at(&booking.id).await?.is_some() {
             return Ok(Loaded::VisitConfirmed(booking));
         }
-        if let Some(external) = &booking.external_id {
-            match self.booking.confirm_visit(external).await {
-                Ok(_) => {}
-                // The confirmation is a courtesy to the front desk; the client's answer still
-                // counts in our store and the CRM.
-                Err(e) => {
-                    tracing::warn!(booking = %booking.id, error = %e, "the schedule did not take the confirmation")
-                }
-            }
-        }
         let now = self.clock.now();
-        let jobs: Vec<NewJob> = self
+        let mut jobs: Vec<NewJob> = self
             .crm_job(BOOKING_CONFIRMED, &booking.id, Some("client"))
             .into_iter()
             .collect();
+        // The schedule's confirmation status goes through the queue, so a schedule that is down
+        // gets it when it is back.
+        if booking.external_id.is_some() {
+            jobs.push(booking_job(
+                &self.business.id,
+                self.booking.system(),
+                BOOKING_CONFIRMED,
+                &booking.id,
+                Some("client"),
+                now,
+            ));
+        }
         let mut tx = self.store.begin().await.map_err(StoreError::from)?;
         crate::store::confirm_visit_in(&mut tx, &booking.id, now).await?;
         crate::store::record_event_in(

@@ -78,6 +78,8 @@ pub enum Channel {
     Max,
     Console,
     WebForm,
+    /// Booked by an admin directly in the schedule.
+    Schedule,
 }
 
 impl Channel {
@@ -87,6 +89,7 @@ impl Channel {
             Channel::Max => "max",
             Channel::Console => "console",
             Channel::WebForm => "web_form",
+            Channel::Schedule => "schedule",
         }
     }
 
@@ -96,6 +99,7 @@ impl Channel {
             "max" => Channel::Max,
             "console" => Channel::Console,
             "web_form" => Channel::WebForm,
+            "schedule" => Channel::Schedule,
             _ => return None,
         })
     }

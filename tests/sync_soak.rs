@@ -566,9 +566,13 @@ loss_reason_id = 7
                 if rec.deleted {
                     findings.push(format!("{}: live here, deleted in the schedule", b.id));
                 }
-                if rec.attendance != 0 {
+                // 2 is "confirmed": the client's "I'll come" must have reached the schedule,
+                // and nothing else may have.
+                let confirmed = app.store.visit_confirmed_at(&b.id).await.unwrap().is_some();
+                let expected = if confirmed { 2 } else { 0 };
+                if rec.attendance != expected {
                     findings.push(format!(
-                        "{}: live here, attended {} there",
+                        "{}: live here (confirmed: {confirmed}), attended {} there",
                         b.id, rec.attendance
                     ));
                 }

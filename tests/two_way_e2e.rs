@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use support::e2e::{Service, WAIT, book_first_slot, press_kind, press_label};
 use support::fake_amocrm::{self as fake_amo, FakeAmo};
 use support::fake_telegram::{FakeTelegram, FakeUser, TOKEN};
-use support::fake_yclients::{FakeRecord, FakeSalon, FakeYclients, PARTNER_TOKEN};
+use support::fake_yclients::{FakeRecord, FakeSalon, FakeYclients, PARTNER_TOKEN, USER_TOKEN};
 use zapis::domain::BookingStatus;
 use zapis::store::Store;
 
@@ -64,6 +64,11 @@ impl World {
     /// Writes the configuration with the given `[sync]` reconcile interval and reminder
     /// offsets, and starts the service on it.
     fn run(&self, reconcile: &str, offsets: &str) -> Service {
+        self.run_with(reconcile, offsets, "", "")
+    }
+
+    /// [`World::run`] with extra lines for the `[booking.yclients]` and `[sync]` sections.
+    fn run_with(&self, reconcile: &str, offsets: &str, yclients: &str, sync: &str) -> Service {
         let config = self.dir.path().join("zapis.toml");
         std::fs::write(
             &config,
@@ -84,6 +89,7 @@ system = "yclients"
 base_url = "{yc_url}"
 company_id = 777
 partner_token = "{PARTNER_TOKEN}"
+{yclients}
 
 [telegram]
 token = "{TOKEN}"
@@ -92,6 +98,7 @@ api_url = "{tg_url}"
 [sync]
 poll = "100ms"
 reconcile_interval = "{reconcile}"
+{sync}
 
 [reminders]
 offsets = [{offsets}]
@@ -345,7 +352,12 @@ async fn a_reminder_fires_once_across_restarts_and_its_cancel_cancels_everywhere
         .expect("local time")
         .with_timezone(&Utc);
     let offset = (start - Utc::now()).num_seconds() - 3;
-    let service = w.run("5m", &format!("\"{offset}s\""));
+    let service = w.run_with(
+        "5m",
+        &format!("\"{offset}s\""),
+        &format!("user_token = \"{USER_TOKEN}\""),
+        "",
+    );
     let reminder = ann.wait_for_text("Напоминаем", WAIT).await;
     assert!(
         reminder
@@ -365,17 +377,52 @@ async fn a_reminder_fires_once_across_restarts_and_its_cancel_cancels_everywhere
             .clone()
     };
     let cancel = button("Отменить");
-    button("Приду");
+    let come = button("Приду");
     button("Перенести");
     // A restart sends nothing again.
     service.stop();
-    let service = w.run("5m", &format!("\"{offset}s\""));
+    let service = w.run_with(
+        "5m",
+        &format!("\"{offset}s\""),
+        &format!("user_token = \"{USER_TOKEN}\""),
+        "",
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count(&ann, "Напоминаем"), 1, "{:#?}", ann.history());
 
+    // "I'll come": the schedule's record is marked confirmed (attendance 2) and keeps the rest.
+    ann.press_on(reminder.message_id, &come);
+    ann.wait_for_text("Спасибо, ждём вас", WAIT).await;
+    until("the record confirmed", WAIT, || {
+        w.yc.record(rec.id).is_some_and(|r| r.attendance == 2)
+    })
+    .await;
+    let confirmed = w.yc.record(rec.id).expect("record");
+    assert_eq!(
+        (
+            confirmed.local,
+            confirmed.staff_id,
+            &confirmed.phone,
+            &confirmed.api_id
+        ),
+        (rec.local, rec.staff_id, &rec.phone, &rec.api_id),
+        "the full update kept the record as it was"
+    );
+    assert_eq!(w.yc.record_updates(), 1);
+
     // "Cancel" from the reminder: asked once, then cancelled in the schedule, the CRM and here.
-    ann.press(&cancel);
-    press_label(&ann, "Да, отменить").await;
+    ann.press_on(reminder.message_id, &cancel);
+    // The question replaces the reminder in place, above the later "thank you".
+    let ask = ann.wait_for_text("Отменить запись?", WAIT).await;
+    let yes = ask
+        .buttons
+        .iter()
+        .flatten()
+        .find(|b| b.label.contains("Да, отменить"))
+        .expect("yes button")
+        .data
+        .clone();
+    ann.press_on(ask.message_id, &yes);
     ann.wait_for_text("Запись отменена", WAIT).await;
     until("the record deleted", WAIT, || {
         w.yc.records().iter().any(|r| r.id == rec.id && r.deleted)
@@ -386,4 +433,88 @@ async fn a_reminder_fires_once_across_restarts_and_its_cancel_cancels_everywhere
     })
     .await;
     service.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_an_admin_makes_for_a_known_client_becomes_their_booking() {
+    let w = World::start().await;
+    let service = w.run_with(
+        "5m",
+        "\"30d\"",
+        &format!("user_token = \"{USER_TOKEN}\""),
+        "admin_bookings = \"lead\"",
+    );
+    let (ann, rec, _lead) = w.book(5001, "+7 912 345-67-89").await;
+    let leads_before = w.amo.leads().len();
+
+    // The front desk books Ann by phone, typed as YClients stores it, two days later.
+    let at = rec.local + chrono::Duration::days(2);
+    let admin_rec =
+        w.yc.admin_book_for(rec.staff_id, rec.service_id, at, "79123456789", "Анна");
+    w.yclients_hook(&w.yc.record_webhook(admin_rec, "create"))
+        .await;
+    let told = ann.wait_for_text("Вы записаны", WAIT).await;
+    assert!(
+        told.text.contains(&at.format("%d.%m %H:%M").to_string()),
+        "{}",
+        told.text
+    );
+    until("the lead of the admin's record", WAIT, || {
+        w.amo.leads().len() == leads_before + 1
+    })
+    .await;
+
+    // A stranger booked the same way stays the salon's business; a replayed event changes
+    // nothing.
+    let stranger = w.yc.admin_book_for(
+        rec.staff_id,
+        rec.service_id,
+        at + chrono::Duration::hours(2),
+        "79990001122",
+        "Пётр",
+    );
+    w.yclients_hook(&w.yc.record_webhook(stranger, "create"))
+        .await;
+    w.yclients_hook(&w.yc.record_webhook(admin_rec, "update"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(count(&ann, "Вы записаны"), 1, "{:#?}", ann.history());
+    assert_eq!(w.amo.leads().len(), leads_before + 1);
+
+    // The booking is Ann's now: she sees it second in her list, cancels it from the chat, and
+    // the salon's record and its lead go.
+    let admin_lead = w.amo.leads().into_iter().last().expect("lead")["id"].to_string();
+    press_label(&ann, "Мои записи").await;
+    ann.wait_for_text("У вас 2 записи", WAIT).await;
+    press_label(&ann, "Отменить 2").await;
+    press_label(&ann, "Да, отменить").await;
+    ann.wait_for_text("Запись отменена", WAIT).await;
+    until("the admin's record deleted", WAIT, || {
+        w.yc.record(admin_rec).is_some_and(|r| r.deleted)
+    })
+    .await;
+    until("its lead lost", WAIT, || {
+        w.amo.lead(&admin_lead)["status_id"] == json!(fake_amo::LOST)
+    })
+    .await;
+    assert!(
+        !w.yc.record(rec.id).expect("record").deleted,
+        "the first visit stays"
+    );
+    service.stop();
+
+    let store = Store::connect(&w.store_url()).await.unwrap();
+    let bookings = store.bookings("default").await.unwrap();
+    assert_eq!(bookings.len(), 2, "Ann's two bookings, not the stranger's");
+    let adopted = bookings
+        .iter()
+        .find(|b| b.external_id.as_deref() == Some(admin_rec.to_string().as_str()))
+        .expect("the admin's record is a booking of ours");
+    assert_eq!(adopted.status, BookingStatus::CancelledByClient);
+    assert_eq!(adopted.client_name, "Анна");
+    assert_eq!(adopted.service_name, "Женская стрижка");
+    assert_eq!(
+        adopted.chat.as_ref().map(|c| c.chat_id.clone()),
+        Some("5001".to_string())
+    );
 }

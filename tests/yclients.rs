@@ -594,3 +594,94 @@ async fn app_builds_the_yclients_system_from_config() {
     assert_eq!(report.company.timezone, KGD);
     assert_eq!(app.booking.services().await.unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn confirming_a_visit_rewrites_the_whole_record_with_attendance_2_and_needs_a_user_token() {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, EKB)).await;
+    let mut cfg = config(&fake);
+    cfg.user_token = Some(SecretString::from(USER_TOKEN.to_owned()));
+    let clock = Arc::new(FakeClock::new(Utc::now()));
+    let admin = Yclients::new(&cfg, clock.clone());
+    let partner_only = Yclients::new(&config(&fake), clock);
+    let day = tuesday();
+    let req = request("11", "101", utc(EKB, at(day, 10, 0)), 60);
+    let booked = admin.book(&req).await.unwrap();
+    let before = fake.records()[0].clone();
+
+    // Without the admin token the schedule keeps no confirmation, and nothing is written.
+    assert!(
+        !partner_only
+            .confirm_visit(&booked.external_id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(fake.record_updates(), 0);
+
+    assert!(admin.confirm_visit(&booked.external_id).await.unwrap());
+    let after = fake.record(before.id).unwrap();
+    assert_eq!(after.attendance, 2);
+    assert_eq!(
+        (
+            after.staff_id,
+            after.service_id,
+            after.local,
+            after.length_sec,
+            &after.phone,
+            &after.fullname,
+            &after.comment,
+            &after.api_id,
+        ),
+        (
+            before.staff_id,
+            before.service_id,
+            before.local,
+            before.length_sec,
+            &before.phone,
+            &before.fullname,
+            &before.comment,
+            &before.api_id,
+        ),
+        "a full update that changes only the status"
+    );
+    assert_eq!(admin.calls().get(Endpoint::RecordUpdate), 1);
+
+    // Pressed twice: the record already says confirmed, so no second write.
+    assert!(admin.confirm_visit(&booked.external_id).await.unwrap());
+    assert_eq!(fake.record_updates(), 1);
+
+    // A record the salon deleted meanwhile is not revived by the confirmation.
+    let other = admin
+        .book(&request("11", "101", utc(EKB, at(day, 12, 0)), 60))
+        .await
+        .unwrap();
+    let other_id: u64 = other
+        .external_id
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    fake.salon_delete(other_id);
+    assert!(admin.confirm_visit(&other.external_id).await.is_err());
+    assert!(fake.record(other_id).unwrap().deleted);
+    assert_eq!(fake.record_updates(), 1);
+}
+
+#[tokio::test]
+async fn a_record_webhook_names_its_client_service_master_and_price() {
+    // The documented record object, as a `create` webhook carries it.
+    let record = contract("record-get.response.json")["data"].clone();
+    let body = json!({"company_id": 4564, "resource": "record", "resource_id": 2,
+                      "status": "create", "data": record});
+    let events = parse_webhook(body.to_string().as_bytes(), EKB).unwrap();
+    let [WebhookEvent::Record(event)] = events.as_slice() else {
+        panic!("{events:?}");
+    };
+    let client = event.client.as_ref().expect("client");
+    assert_eq!(client.phone, "70001234567");
+    assert_eq!(client.name, "Иван Иванович Иванов");
+    assert_eq!(event.service_title.as_deref(), Some("Наращивание волос"));
+    assert_eq!(event.staff_name.as_deref(), Some("Оксана"));
+    assert_eq!(event.price, zapis::domain::Money::from_rubles(100));
+    assert_eq!(event.api_id, None);
+}

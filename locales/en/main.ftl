@@ -210,6 +210,9 @@ notify-slot-gone =
 notify-cancelled-by-business =
     The salon cancelled your booking: { $service }, { $when }.
     We apologise! You can pick another time.
+notify-booked-by-business =
+    You are booked: { $service }, { $when }, with { $master }.
+    If the time does not suit you, move or cancel the booking here.
 notify-moved-by-business =
     The salon moved your booking: { $service }.
     Was: { $old }

@@ -213,6 +213,9 @@ notify-slot-gone =
 notify-cancelled-by-business =
     Салон отменил вашу запись: { $service }, { $when }.
     Приносим извинения! Вы можете выбрать другое время.
+notify-booked-by-business =
+    Вы записаны: { $service }, { $when }, мастер { $master }.
+    Если время не подходит, перенесите или отмените запись здесь.
 notify-moved-by-business =
     Салон перенёс вашу запись: { $service }.
     Было: { $old }

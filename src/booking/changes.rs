@@ -11,16 +11,18 @@
 use chrono::{DateTime, Utc};
 
 use crate::dialog::{Button, Reply};
-use crate::domain::{Booking, BookingStatus};
+use crate::domain::{Booking, BookingStatus, Channel, Money, Source};
 use crate::effects::{
-    BOOKING_CANCELLED, BOOKING_NO_SHOW, BOOKING_RESCHEDULED, BOOKING_VISITED, booking_job,
-    client_lang, notify_job,
+    BOOKING_CANCELLED, BOOKING_CREATED, BOOKING_NO_SHOW, BOOKING_RESCHEDULED, BOOKING_VISITED,
+    booking_job, client_lang, notify_job,
 };
 use crate::i18n::{FluentValue, Lang, t, t_args};
+use crate::normalize::Phone;
 use crate::store::{
-    Store, StoreError, put_known_in, record_event_in, set_booking_status_in, version_of,
+    Store, StoreError, insert_booking_in, put_known_in, record_event_in, set_booking_status_in,
+    version_of,
 };
-use crate::sync::{NewJob, enqueue_in};
+use crate::sync::{AdminBookings, NewJob, enqueue_in};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScheduleChange {
@@ -72,6 +74,27 @@ pub struct ChangeApplier {
     pub accounting: bool,
     pub default_lang: Lang,
     pub timezone: chrono_tz::Tz,
+    /// `sync.schedule_to_crm`: whether the schedule's changes move the CRM lead.
+    pub schedule_to_crm: bool,
+    /// `sync.notify_client`: whether the client is told of the business's changes.
+    pub notify_client: bool,
+    /// `sync.admin_bookings`.
+    pub admin_bookings: AdminBookings,
+}
+
+/// A record found in the schedule that we did not make: an admin booked someone by phone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForeignRecord {
+    /// The schedule's id of the record, as links hold it.
+    pub external_id: String,
+    pub client_phone: Phone,
+    pub service_id: String,
+    pub service_name: String,
+    pub master_id: String,
+    pub master_name: String,
+    pub start: DateTime<Utc>,
+    pub duration_min: u32,
+    pub price: Money,
 }
 
 impl ChangeApplier {
@@ -97,7 +120,9 @@ impl ChangeApplier {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let (by, crm_system) = match origin {
-            Origin::Schedule | Origin::Reconcile => ("business", self.crm_system),
+            Origin::Schedule | Origin::Reconcile => {
+                ("business", self.crm_system.filter(|_| self.schedule_to_crm))
+            }
             // The CRM made this change itself: no job goes back to it.
             Origin::Crm => ("crm", None),
         };
@@ -293,7 +318,133 @@ impl ChangeApplier {
         Ok(true)
     }
 
+    /// Links a record an admin made in the schedule to the client it is for, when that client
+    /// has booked with us from a chat before: the booking becomes ours to remind, to cancel and
+    /// to move from the chat, and (with `admin_bookings = "lead"`) gets its CRM lead. Returns
+    /// our new booking's id; `None` when the client is unknown, the switch is off, or the record
+    /// is linked already (a replayed or concurrent event).
+    pub async fn adopt(
+        &self,
+        store: &Store,
+        business_id: &str,
+        record: &ForeignRecord,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        if self.admin_bookings == AdminBookings::Ignore || record.start <= now {
+            return Ok(None);
+        }
+        let Some(known) = store
+            .latest_chat_booking_of(business_id, &record.client_phone)
+            .await?
+        else {
+            tracing::debug!(
+                record = %record.external_id,
+                phone = %record.client_phone.masked(),
+                "schedule record for a client we do not know; left alone"
+            );
+            return Ok(None);
+        };
+        let booking = Booking {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            business_id: business_id.to_owned(),
+            client_phone: record.client_phone.clone(),
+            client_name: known.client_name.clone(),
+            client_email: known.client_email.clone(),
+            service_id: record.service_id.clone(),
+            service_name: record.service_name.clone(),
+            master_id: record.master_id.clone(),
+            master_name: record.master_name.clone(),
+            start: record.start,
+            duration_min: record.duration_min,
+            price: record.price,
+            status: BookingStatus::Booked,
+            source: Source::direct(Channel::Schedule),
+            chat: known.chat.clone(),
+            external_id: Some(record.external_id.clone()),
+            created_at: now,
+        };
+        let mut tx = store.begin().await?;
+        // The link goes first: a second event for the same record finds it taken and stops.
+        let claimed = sqlx::query(
+            "INSERT INTO links (business_id, entity, entity_id, system, external_id, created_at) \
+             VALUES ($1, 'booking', $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(business_id)
+        .bind(&booking.id)
+        .bind(self.schedule_system)
+        .bind(&record.external_id)
+        .bind(now.timestamp_millis())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            return Ok(None);
+        }
+        insert_booking_in(&mut tx, &booking).await?;
+        let version = version_of(booking.status.as_str(), booking.start, &booking.master_id);
+        put_known_in(
+            &mut tx,
+            business_id,
+            &booking.id,
+            self.schedule_system,
+            &version,
+            booking.status.as_str(),
+            now,
+        )
+        .await?;
+        record_event_in(
+            &mut tx,
+            business_id,
+            &booking.id,
+            Origin::Schedule.as_str(),
+            "linked",
+            &format!("record {} made in the schedule", record.external_id),
+            now,
+        )
+        .await?;
+        let mut jobs = Vec::new();
+        if let (AdminBookings::Lead, Some(crm)) = (self.admin_bookings, self.crm_system) {
+            jobs.push(booking_job(
+                business_id,
+                crm,
+                BOOKING_CREATED,
+                &booking.id,
+                Some("business"),
+                now,
+            ));
+        }
+        let lang = client_lang(store, &booking, self.default_lang).await;
+        let text = t_args(
+            lang,
+            "notify-booked-by-business",
+            &[
+                ("service", FluentValue::from(booking.service_name.clone())),
+                (
+                    "when",
+                    FluentValue::from(
+                        booking
+                            .start
+                            .with_timezone(&self.timezone)
+                            .format("%d.%m %H:%M")
+                            .to_string(),
+                    ),
+                ),
+                ("master", FluentValue::from(booking.master_name.clone())),
+            ],
+        );
+        jobs.extend(self.notice(&booking, "booked", text, lang));
+        for job in &jobs {
+            enqueue_in(&mut tx, job, now).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(booking = %booking.id, record = %record.external_id, "schedule record linked to a known client");
+        Ok(Some(booking.id))
+    }
+
     fn notice(&self, booking: &Booking, key: &str, text: String, lang: Lang) -> Option<NewJob> {
+        if !self.notify_client {
+            return None;
+        }
         let chat = booking.chat.as_ref()?;
         let buttons = vec![vec![
             // The dialog honours these from any message, however old.
@@ -317,5 +468,181 @@ impl ChangeApplier {
             &format!("{key}:{}", booking.id),
             reply,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ChatRef;
+    use crate::store::testing;
+    use chrono::TimeZone;
+
+    fn applier(schedule_to_crm: bool, notify_client: bool) -> ChangeApplier {
+        ChangeApplier {
+            schedule_system: "yclients",
+            crm_system: Some("amocrm"),
+            accounting: false,
+            default_lang: Lang::Ru,
+            timezone: chrono_tz::Asia::Yekaterinburg,
+            schedule_to_crm,
+            notify_client,
+            admin_bookings: AdminBookings::Link,
+        }
+    }
+
+    fn booking(id: &str, phone: &str, chat: Option<&str>) -> Booking {
+        Booking {
+            id: id.into(),
+            business_id: "b".into(),
+            client_phone: Phone::parse(phone).unwrap(),
+            client_name: "Анна".into(),
+            client_email: None,
+            service_id: "101".into(),
+            service_name: "Стрижка".into(),
+            master_id: "11".into(),
+            master_name: "Ольга".into(),
+            start: Utc.with_ymd_and_hms(2030, 1, 10, 9, 0, 0).unwrap(),
+            duration_min: 60,
+            price: Money::from_rubles(1000),
+            status: BookingStatus::Booked,
+            source: Source::direct(Channel::Telegram),
+            chat: chat.map(|c| ChatRef::new(Channel::Telegram, c)),
+            external_id: Some(format!("{id}-record")),
+            created_at: Utc.with_ymd_and_hms(2029, 12, 1, 9, 0, 0).unwrap(),
+        }
+    }
+
+    async fn jobs(store: &Store) -> Vec<(String, String)> {
+        sqlx::query_as("SELECT system, operation FROM sync_jobs ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_direction_can_be_switched_off() {
+        for store in testing::all().await {
+            let now = Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0).unwrap();
+            for (to_crm, notify, expected) in [
+                (true, true, vec!["amocrm", "telegram"]),
+                (false, true, vec!["telegram"]),
+                (true, false, vec!["amocrm"]),
+                (false, false, vec![]),
+            ] {
+                let id = format!("bk-{to_crm}-{notify}");
+                let b = booking(&id, "+79123456789", Some("42"));
+                store.insert_booking(&b).await.unwrap();
+                sqlx::query("DELETE FROM sync_jobs")
+                    .execute(store.pool())
+                    .await
+                    .unwrap();
+                let applied = applier(to_crm, notify)
+                    .apply(&store, &b, &ScheduleChange::Cancelled, now)
+                    .await
+                    .unwrap();
+                assert!(applied);
+                let systems: Vec<String> = jobs(&store).await.into_iter().map(|j| j.0).collect();
+                assert_eq!(
+                    systems, expected,
+                    "schedule_to_crm={to_crm} notify={notify}"
+                );
+                let stored = store.booking(&id).await.unwrap().unwrap();
+                assert_eq!(stored.status, BookingStatus::CancelledByBusiness);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_record_for_a_known_client_is_adopted_once_and_a_stranger_is_not() {
+        for store in testing::all().await {
+            let now = Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0).unwrap();
+            store
+                .insert_booking(&booking("first", "+79123456789", Some("42")))
+                .await
+                .unwrap();
+            // A client we know only from the schedule (no chat) cannot be told anything.
+            store
+                .insert_booking(&booking("nochat", "+79220000000", None))
+                .await
+                .unwrap();
+            sqlx::query("DELETE FROM sync_jobs")
+                .execute(store.pool())
+                .await
+                .unwrap();
+            let record = |id: &str, phone: &str| ForeignRecord {
+                external_id: id.into(),
+                client_phone: Phone::parse(phone).unwrap(),
+                service_id: "101".into(),
+                service_name: "Окрашивание".into(),
+                master_id: "12".into(),
+                master_name: "Ирина".into(),
+                start: Utc.with_ymd_and_hms(2030, 1, 12, 10, 0, 0).unwrap(),
+                duration_min: 90,
+                price: Money::from_rubles(3000),
+            };
+            let mut lead = applier(true, true);
+            lead.admin_bookings = AdminBookings::Lead;
+            let adopted = lead
+                .adopt(&store, "b", &record("555", "8 912 345-67-89"), now)
+                .await
+                .unwrap()
+                .expect("adopted");
+            let ours = store.booking(&adopted).await.unwrap().unwrap();
+            assert_eq!(ours.chat, Some(ChatRef::new(Channel::Telegram, "42")));
+            assert_eq!(ours.source.channel, Channel::Schedule);
+            assert_eq!(
+                (ours.service_name.as_str(), ours.master_name.as_str()),
+                ("Окрашивание", "Ирина")
+            );
+            assert_eq!(
+                store
+                    .entity_for_external("b", "booking", "yclients", "555")
+                    .await
+                    .unwrap(),
+                Some(adopted.clone())
+            );
+            let ops = jobs(&store).await;
+            assert_eq!(
+                ops,
+                vec![
+                    ("amocrm".to_string(), BOOKING_CREATED.to_string()),
+                    ("telegram".to_string(), "notify".to_string())
+                ]
+            );
+            // The same record again (a replay, or an update right after the create).
+            assert_eq!(
+                lead.adopt(&store, "b", &record("555", "+79123456789"), now)
+                    .await
+                    .unwrap(),
+                None
+            );
+            // Strangers, chat-less clients, past records and a switched-off setting: nothing.
+            assert_eq!(
+                lead.adopt(&store, "b", &record("556", "+79990001122"), now)
+                    .await
+                    .unwrap(),
+                None
+            );
+            assert_eq!(
+                lead.adopt(&store, "b", &record("557", "+79220000000"), now)
+                    .await
+                    .unwrap(),
+                None
+            );
+            let mut past = record("558", "+79123456789");
+            past.start = now - chrono::Duration::hours(1);
+            assert_eq!(lead.adopt(&store, "b", &past, now).await.unwrap(), None);
+            let mut off = applier(true, true);
+            off.admin_bookings = AdminBookings::Ignore;
+            assert_eq!(
+                off.adopt(&store, "b", &record("559", "+79123456789"), now)
+                    .await
+                    .unwrap(),
+                None
+            );
+            assert_eq!(jobs(&store).await.len(), 2);
+            assert_eq!(store.bookings("b").await.unwrap().len(), 3);
+        }
     }
 }

@@ -10,7 +10,8 @@ use super::{BookRequest, BookingError, BookingSystem};
 use crate::dialog::{Button, Reply};
 use crate::domain::{Booking, BookingStatus};
 use crate::effects::{
-    BOOKING_CREATED, BookingJob, COMPLETE_BOOKING, booking_job, client_lang, notify_job,
+    BOOKING_CONFIRMED, BOOKING_CREATED, BookingJob, COMPLETE_BOOKING, booking_job, client_lang,
+    notify_job,
 };
 use crate::i18n::{FluentValue, Lang, t, t_args};
 use crate::store::{Store, StoreError, confirm_booking_in, set_booking_status_in};
@@ -104,14 +105,55 @@ impl BookingJobs {
 #[async_trait]
 impl JobHandler for BookingJobs {
     async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
-        if job.operation != COMPLETE_BOOKING {
-            return Err(DeliveryError::permanent(format!(
-                "no operation {:?}",
-                job.operation
-            )));
-        }
         let payload: BookingJob = serde_json::from_value(job.payload.clone())
             .map_err(|e| DeliveryError::permanent(format!("unreadable job payload: {e}")))?;
+        match job.operation.as_str() {
+            COMPLETE_BOOKING => self.complete(job, &payload, ctx).await,
+            BOOKING_CONFIRMED => self.confirm(&payload, ctx).await,
+            other => Err(DeliveryError::permanent(format!("no operation {other:?}"))),
+        }
+    }
+}
+
+impl BookingJobs {
+    /// "I'll come" into the schedule's confirmation status. Setting it twice is harmless, and a
+    /// visit cancelled or past meanwhile is left alone.
+    async fn confirm(
+        &self,
+        payload: &BookingJob,
+        ctx: &JobContext<'_>,
+    ) -> Result<Delivered, DeliveryError> {
+        let booking = ctx
+            .store
+            .booking(&payload.booking_id)
+            .await
+            .map_err(|e| DeliveryError::transient(format!("store: {e}")))?
+            .ok_or_else(|| {
+                DeliveryError::permanent(format!("booking {} is gone", payload.booking_id))
+            })?;
+        let (true, Some(external)) = (
+            booking.status.is_active() && booking.start > ctx.now,
+            booking.external_id.as_deref(),
+        ) else {
+            return Ok(Delivered::done());
+        };
+        let kept = self
+            .booking
+            .confirm_visit(external)
+            .await
+            .map_err(booking_error)?;
+        if !kept {
+            tracing::debug!(booking = %booking.id, "the schedule keeps no confirmation status");
+        }
+        Ok(Delivered::done())
+    }
+
+    async fn complete(
+        &self,
+        job: &Job,
+        payload: &BookingJob,
+        ctx: &JobContext<'_>,
+    ) -> Result<Delivered, DeliveryError> {
         let store = ctx.store;
         let booking = store
             .booking(&payload.booking_id)

@@ -120,11 +120,12 @@ pub enum Endpoint {
     UserRecordDelete,
     RecordGet,
     RecordDelete,
+    RecordUpdate,
     Records,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 13] = [
+    pub const ALL: [Endpoint; 14] = [
         Endpoint::Company,
         Endpoint::BookServices,
         Endpoint::BookStaff,
@@ -137,6 +138,7 @@ impl Endpoint {
         Endpoint::UserRecordDelete,
         Endpoint::RecordGet,
         Endpoint::RecordDelete,
+        Endpoint::RecordUpdate,
         Endpoint::Records,
     ];
 
@@ -154,6 +156,7 @@ impl Endpoint {
             Endpoint::UserRecordDelete => "user_records_delete",
             Endpoint::RecordGet => "record_get",
             Endpoint::RecordDelete => "record_delete",
+            Endpoint::RecordUpdate => "record_update",
             Endpoint::Records => "records",
         }
     }
@@ -421,12 +424,18 @@ struct WireRecord {
     last_change_date: Value,
     #[serde(default)]
     api_id: Value,
+    #[serde(default)]
+    client: Value,
 }
 
 #[derive(Debug, Deserialize)]
 struct WireRecordService {
     #[serde(default)]
     id: Value,
+    #[serde(default)]
+    title: Value,
+    #[serde(default)]
+    cost: Value,
 }
 
 impl WireRecord {
@@ -685,6 +694,21 @@ pub struct RecordEvent {
     /// Our booking id when the record was made by us (`api_id`).
     pub api_id: Option<String>,
     pub last_change: Option<DateTime<Utc>>,
+    /// Who the record is for, as the schedule holds them: lets a record an admin made for a
+    /// client we know be linked to that client.
+    pub client: Option<RecordClient>,
+    /// The first service's title and the master's name, for a booking we learn of this way.
+    pub service_title: Option<String>,
+    pub staff_name: Option<String>,
+    /// The sum of the services' prices.
+    pub price: Money,
+}
+
+/// The client of a record (`data.client`): the phone as the salon typed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordClient {
+    pub phone: String,
+    pub name: String,
 }
 
 impl RecordEvent {
@@ -796,6 +820,18 @@ fn parse_one_webhook(v: &Value, tz: Tz) -> Result<WebhookEvent, WebhookError> {
             deleted: bool_of(&r.deleted),
             api_id: id_of(&r.api_id).filter(|a| a != "0"),
             last_change: parse_instant(&r.last_change_date, tz),
+            client: record_client(&r.client),
+            service_title: r
+                .services
+                .first()
+                .map(|s| str_of(&s.title))
+                .filter(|t| !t.trim().is_empty()),
+            staff_name: r
+                .staff
+                .get("name")
+                .map(str_of)
+                .filter(|n| !n.trim().is_empty()),
+            price: Money(r.services.iter().map(|s| money_of(&s.cost).0).sum()),
         },
         None => RecordEvent {
             company_id,
@@ -809,7 +845,76 @@ fn parse_one_webhook(v: &Value, tz: Tz) -> Result<WebhookEvent, WebhookError> {
             deleted: change == ChangeKind::Delete,
             api_id: None,
             last_change: None,
+            client: None,
+            service_title: None,
+            staff_name: None,
+            price: Money(0),
         },
+    }))
+}
+
+fn record_client(v: &Value) -> Option<RecordClient> {
+    let phone = id_of(v.get("phone")?)?;
+    let name = ["name", "surname"]
+        .iter()
+        .filter_map(|k| v.get(*k).map(str_of))
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let name = match v.get("display_name").map(str_of) {
+        Some(d) if !d.trim().is_empty() => d.trim().to_owned(),
+        _ => name,
+    };
+    Some(RecordClient { phone, name })
+}
+
+/// The body of `PUT /record` that keeps a record as it is and marks it confirmed: the fields
+/// the create call requires (staff, services, client, datetime, length), the rest that would be
+/// reset if left out (comment, api_id), and no SMS to the client about the change.
+fn confirmed_record_body(current: &Value) -> Result<Value, BookingError> {
+    let staff_id = i64_of(&current["staff_id"])
+        .or_else(|| i64_of(&current["staff"]["id"]))
+        .ok_or_else(|| BookingError::Rejected("the record has no master".into()))?;
+    let datetime = current
+        .get("datetime")
+        .filter(|v| !v.is_null())
+        .or_else(|| current.get("date"))
+        .cloned()
+        .ok_or_else(|| BookingError::Rejected("the record has no start".into()))?;
+    let services: Vec<Value> = current["services"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|s| {
+                    json!({
+                        "id": s["id"],
+                        "first_cost": s.get("first_cost").unwrap_or(&s["cost"]),
+                        "discount": s.get("discount").cloned().unwrap_or(json!(0)),
+                        "cost": s["cost"],
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let client = &current["client"];
+    Ok(json!({
+        "staff_id": staff_id,
+        "services": services,
+        "client": {
+            "phone": id_of(&client["phone"]).unwrap_or_default(),
+            "name": str_of(&client["name"]),
+            "email": str_of(&client["email"]),
+        },
+        "datetime": datetime,
+        "seance_length": i64_of(&current["seance_length"])
+            .or_else(|| i64_of(&current["length"]))
+            .unwrap_or(DEFAULT_SEANCE_SECONDS),
+        "comment": str_of(&current["comment"]),
+        "api_id": str_of(&current["api_id"]),
+        "attendance": 2,
+        "save_if_busy": true,
+        "send_sms": false,
     }))
 }
 
@@ -1727,6 +1832,41 @@ impl BookingSystem for Yclients {
 
     async fn record(&self, external_id: &str) -> Result<Option<Record>, BookingError> {
         self.read_record(&ExternalId::parse(external_id)?).await
+    }
+
+    /// `attendance = 2` ("confirmed") on the record. YClients has no partial update: `PUT
+    /// /record` takes the whole record, so the current one is read and written back with the
+    /// status changed. Needs the admin (user) token; without it the schedule keeps no
+    /// confirmation and `false` says so.
+    async fn confirm_visit(&self, external_id: &str) -> Result<bool, BookingError> {
+        if self.user_token.is_none() {
+            return Ok(false);
+        }
+        let id = ExternalId::parse(external_id)?;
+        let path = format!("/record/{}/{}", self.company_id, id.record_id);
+        let current = self
+            .call(Endpoint::RecordGet, Method::GET, &path, &[], None, true)
+            .await?
+            .data;
+        if bool_of(&current["deleted"]) {
+            return Err(BookingError::Rejected(
+                "the record was deleted in the schedule".into(),
+            ));
+        }
+        if i64_of(&current["attendance"]) == Some(2) {
+            return Ok(true);
+        }
+        let body = confirmed_record_body(&current)?;
+        self.call(
+            Endpoint::RecordUpdate,
+            Method::PUT,
+            &path,
+            &[],
+            Some(&body),
+            true,
+        )
+        .await?;
+        Ok(true)
     }
 
     async fn records_between(

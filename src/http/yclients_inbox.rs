@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::booking::changes::{ChangeApplier, ScheduleChange};
-use crate::booking::yclients::{ChangeKind, WebhookEvent, Yclients, parse_webhook};
+use crate::booking::changes::{ChangeApplier, ForeignRecord, ScheduleChange};
+use crate::booking::yclients::{ChangeKind, RecordEvent, WebhookEvent, Yclients, parse_webhook};
+use crate::normalize::Phone;
 use crate::sync::inbox::{InboxHandler, InboxMessage};
 use crate::sync::{Delivered, DeliveryError, JobContext};
 
@@ -32,20 +33,35 @@ impl InboxHandler for YclientsInbox {
                 continue;
             };
             self.yclients.apply_webhook(&record);
-            // Our bookings carry our id as `api_id`; older links know the record id.
+            // Our bookings carry our id as `api_id`; links know the record id, alone (a record
+            // we learned of) or as `id:hash` (one we booked online).
+            let record_id = record.record_id.to_string();
             let booking_id = match &record.api_id {
                 Some(id) => Some(id.clone()),
-                None => store
-                    .entity_for_external_prefix(
-                        &message.business_id,
-                        "booking",
-                        "yclients",
-                        &format!("{}:", record.record_id),
-                    )
+                None => match store
+                    .entity_for_external(&message.business_id, "booking", "yclients", &record_id)
                     .await
-                    .map_err(transient)?,
+                    .map_err(transient)?
+                {
+                    Some(id) => Some(id),
+                    None => store
+                        .entity_for_external_prefix(
+                            &message.business_id,
+                            "booking",
+                            "yclients",
+                            &format!("{record_id}:"),
+                        )
+                        .await
+                        .map_err(transient)?,
+                },
             };
             let Some(booking_id) = booking_id else {
+                if let Some(foreign) = foreign_record(&record) {
+                    self.applier
+                        .adopt(store, &message.business_id, &foreign, ctx.now)
+                        .await
+                        .map_err(transient)?;
+                }
                 continue;
             };
             let Some(booking) = store.booking(&booking_id).await.map_err(transient)? else {
@@ -72,4 +88,25 @@ impl InboxHandler for YclientsInbox {
         }
         Ok(Delivered::done())
     }
+}
+
+/// A live record with a client's phone, as the schedule holds it; `None` for a deleted record or
+/// one without what a booking needs.
+fn foreign_record(record: &RecordEvent) -> Option<ForeignRecord> {
+    if record.deleted || record.change == ChangeKind::Delete || record.attendance == Some(-1) {
+        return None;
+    }
+    let client = record.client.as_ref()?;
+    let client_phone = Phone::parse(&client.phone).ok()?;
+    Some(ForeignRecord {
+        external_id: record.record_id.to_string(),
+        client_phone,
+        service_id: record.service_ids.first()?.clone(),
+        service_name: record.service_title.clone().unwrap_or_default(),
+        master_id: record.staff_id.clone()?,
+        master_name: record.staff_name.clone().unwrap_or_default(),
+        start: record.start?,
+        duration_min: record.duration_min.unwrap_or(60),
+        price: record.price,
+    })
 }

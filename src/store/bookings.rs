@@ -35,6 +35,25 @@ impl Store {
         Ok(())
     }
 
+    /// The client's latest booking made from a chat: who they are and where to reach them.
+    pub async fn latest_chat_booking_of(
+        &self,
+        business_id: &str,
+        phone: &Phone,
+    ) -> Result<Option<Booking>, StoreError> {
+        let sql = format!(
+            "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \
+             WHERE b.business_id = $1 AND c.phone = $2 AND b.chat_id IS NOT NULL \
+             ORDER BY b.created_at DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(business_id)
+            .bind(phone.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| booking_from_row(&r)).transpose()
+    }
+
     pub async fn booking(&self, id: &str) -> Result<Option<Booking>, StoreError> {
         let sql = format!(
             "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \

@@ -35,6 +35,27 @@ pub struct SyncConfig {
     /// How far ahead the reconciliation poll looks.
     #[serde(deserialize_with = "de_duration")]
     pub reconcile_ahead: Duration,
+    /// Whether a change made in the schedule (cancel, move, visit, no-show) moves the CRM lead.
+    pub schedule_to_crm: bool,
+    /// Whether the client is told in their chat when the business cancels, moves or books for
+    /// them.
+    pub notify_client: bool,
+    /// What happens to a record an admin makes in the schedule for a client we know.
+    pub admin_bookings: AdminBookings,
+}
+
+/// `sync.admin_bookings`: a record made directly in the schedule for a client who booked with
+/// us before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminBookings {
+    /// Left alone.
+    Ignore,
+    /// Linked to the client: they are told, reminded, and can cancel or move it in the chat.
+    #[default]
+    Link,
+    /// Linked, and a lead is created in the CRM as for a booking made in the chat.
+    Lead,
 }
 
 impl Default for SyncConfig {
@@ -49,6 +70,9 @@ impl Default for SyncConfig {
             request_timeout: Duration::from_secs(30),
             reconcile_interval: Duration::from_secs(5 * 60),
             reconcile_ahead: Duration::from_secs(60 * 24 * 3600),
+            schedule_to_crm: true,
+            notify_client: true,
+            admin_bookings: AdminBookings::Link,
         }
     }
 }

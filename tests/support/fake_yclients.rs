@@ -190,6 +190,7 @@ struct Inner {
     max_per_second: u32,
     total: u64,
     log: Vec<String>,
+    record_updates: usize,
 }
 
 pub struct FakeYclients {
@@ -215,6 +216,7 @@ impl FakeYclients {
             max_per_second: 0,
             total: 0,
             log: Vec::new(),
+            record_updates: 0,
         }));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fake");
         let addr = listener.local_addr().expect("local addr");
@@ -324,6 +326,38 @@ impl FakeYclients {
             source: "salon",
         });
         id
+    }
+
+    /// An admin books a client by phone in the salon's own screen: a record with no `api_id`.
+    pub fn admin_book_for(
+        &self,
+        staff_id: u64,
+        service_id: u64,
+        local: NaiveDateTime,
+        phone: &str,
+        fullname: &str,
+    ) -> u64 {
+        let id = self.salon_book(staff_id, service_id, local);
+        if let Some(r) = self.lock().records.iter_mut().find(|r| r.id == id) {
+            r.phone = phone.to_owned();
+            r.fullname = fullname.to_owned();
+            r.source = "admin";
+        }
+        id
+    }
+
+    /// The record as the salon's screen holds it now.
+    pub fn record(&self, record_id: u64) -> Option<FakeRecord> {
+        self.lock()
+            .records
+            .iter()
+            .find(|r| r.id == record_id)
+            .cloned()
+    }
+
+    /// `PUT /record` calls taken.
+    pub fn record_updates(&self) -> usize {
+        self.lock().record_updates
     }
 
     pub fn salon_delete(&self, record_id: u64) {
@@ -543,6 +577,10 @@ async fn handle(
             None => error(StatusCode::NOT_FOUND, "Запись не найдена"),
         },
         (Method::DELETE, ["record", cid, rid]) if company_ok(cid) => delete(&mut s, rid, None),
+        (Method::PUT, ["record", cid, rid]) if company_ok(cid) => match json_body {
+            Some(b) => admin_update(&mut s, rid, &b),
+            None => bad_format(),
+        },
         (Method::GET, ["records", cid]) if company_ok(cid) => records_page(&s, &pairs),
         (Method::POST, ["records", cid]) if company_ok(cid) => match json_body {
             Some(b) => admin_create(&mut s, &b),
@@ -1075,12 +1113,16 @@ fn online_record_json(s: &Inner, r: &FakeRecord) -> Value {
 /// numeric client phone, `[]` custom fields.
 pub fn admin_record_json_for(salon: &FakeSalon, r: &FakeRecord) -> Value {
     let tz = salon.timezone;
+    let service = salon.services.iter().find(|x| x.id == r.service_id);
+    let staff = salon.staff.iter().find(|x| x.id == r.staff_id);
+    let price = service.map(|x| x.price_min).unwrap_or(0.0);
     let at = offset_of(tz, r.local);
     json!({
         "id": r.id, "company_id": salon.company_id, "staff_id": r.staff_id,
-        "services": [{"id": r.service_id, "cost": 0, "discount": 0, "amount": 1}],
+        "services": [{"id": r.service_id, "title": service.map(|x| x.title.clone()),
+                      "cost": price, "first_cost": price, "discount": 0, "amount": 1}],
         "goods_transactions": [],
-        "staff": {"id": r.staff_id, "position": []},
+        "staff": {"id": r.staff_id, "name": staff.map(|x| x.name.clone()), "position": []},
         "client": {"id": 1, "name": r.fullname, "phone": r.phone.parse::<u64>().ok(), "email": r.email, "custom_fields": []},
         "comer": null, "clients_count": 1,
         "date": r.local.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -1129,6 +1171,53 @@ fn records_page(s: &Inner, pairs: &[(String, String)]) -> Response {
         StatusCode::OK,
         json!(items),
         json!({"page": page, "total_count": all.len()}),
+    )
+}
+
+/// `PUT /record/{company}/{id}`: a full update with the create call's body. The fields create
+/// requires must all be present (a partial body is refused, as the vendor's "full update"
+/// promises); what is given replaces what the record held.
+fn admin_update(s: &mut Inner, rid: &str, body: &Value) -> Response {
+    let tz = s.salon.timezone;
+    let Some(found) = find(s, rid, None).filter(|r| !r.deleted) else {
+        return error(StatusCode::NOT_FOUND, "Запись не найдена");
+    };
+    let (Some(staff_id), Some(service_id), Some(local), Some(len)) = (
+        body["staff_id"].as_u64(),
+        body["services"]
+            .as_array()
+            .and_then(|l| l.first())
+            .and_then(|x| x["id"].as_u64()),
+        parse_local(&body["datetime"], tz),
+        body["seance_length"].as_i64(),
+    ) else {
+        return bad_format();
+    };
+    if body["client"]["phone"].as_str().is_none_or(str::is_empty) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Не указан телефон клиента",
+        );
+    }
+    let Some(r) = s.records.iter_mut().find(|r| r.id == found.id) else {
+        return error(StatusCode::NOT_FOUND, "Запись не найдена");
+    };
+    r.staff_id = staff_id;
+    r.service_id = service_id;
+    r.local = local;
+    r.length_sec = len;
+    r.phone = body["client"]["phone"].as_str().unwrap_or("").to_owned();
+    r.fullname = body["client"]["name"].as_str().unwrap_or("").to_owned();
+    r.email = body["client"]["email"].as_str().unwrap_or("").to_owned();
+    r.comment = body["comment"].as_str().unwrap_or("").to_owned();
+    r.api_id = body["api_id"].as_str().unwrap_or("").to_owned();
+    r.attendance = body["attendance"].as_i64().unwrap_or(0);
+    let updated = r.clone();
+    s.record_updates += 1;
+    envelope(
+        StatusCode::CREATED,
+        admin_record_json(s, &updated),
+        json!([]),
     )
 }
 

@@ -137,17 +137,22 @@ async fn seed(app: &App, yc: &FakeYclients, amo: &FakeAmo, n: usize) -> Vec<(Str
             status: BookingStatus::Booked,
             source: Source::direct(Channel::Telegram),
             chat: Some(ChatRef::new(Channel::Telegram, format!("{}", 5000 + i))),
-            external_id: Some(record.to_string()),
+            external_id: Some(format!(
+                "{record}:{}",
+                yc.record(record).expect("seeded record").hash
+            )),
             created_at: now,
         };
         app.store.insert_booking(&booking).await.expect("booking");
+        // Linked as an online booking is: `id:hash`, which lets a partner token read it.
+        let hash = yc.record(record).expect("seeded record").hash;
         app.store
             .put_link(
                 "default",
                 "booking",
                 &id,
                 "yclients",
-                &record.to_string(),
+                &format!("{record}:{hash}"),
                 now,
             )
             .await

@@ -324,31 +324,25 @@ impl Engine {
             Err(e) => {
                 let status = e.http_status();
                 let outcome = e.outcome().to_string();
+                let too_old =
+                    (now - job.age_from).to_std().unwrap_or_default() >= self.policy.max_age;
+                let later = |wait: std::time::Duration| {
+                    Disposition::Retry(now + chrono::Duration::from_std(wait).unwrap_or_default())
+                };
                 let disposition = match &e {
+                    DeliveryError::Transient { .. } | DeliveryError::PaymentRequired { .. }
+                        if too_old =>
+                    {
+                        Disposition::Dead
+                    }
                     DeliveryError::Transient { retry_after, .. } => {
-                        let age = (now - job.age_from).to_std().unwrap_or_default();
-                        if age >= self.policy.max_age {
-                            Disposition::Dead
-                        } else {
-                            let failures = u32::try_from(job.attempts).unwrap_or(u32::MAX);
-                            let wait = self.policy.delay(failures, *retry_after);
-                            Disposition::Retry(
-                                now + chrono::Duration::from_std(wait).unwrap_or_default(),
-                            )
-                        }
+                        let failures = u32::try_from(job.attempts).unwrap_or(u32::MAX);
+                        later(self.policy.delay(failures, *retry_after))
                     }
                     // Nothing is lost while the account is unpaid: the job waits on the
                     // steady schedule (no early fast steps) until it is paid or too old.
                     DeliveryError::PaymentRequired { .. } => {
-                        let age = (now - job.age_from).to_std().unwrap_or_default();
-                        if age >= self.policy.max_age {
-                            Disposition::Dead
-                        } else {
-                            let wait = self.policy.delay(u32::MAX, None);
-                            Disposition::Retry(
-                                now + chrono::Duration::from_std(wait).unwrap_or_default(),
-                            )
-                        }
+                        later(self.policy.delay(u32::MAX, None))
                     }
                     DeliveryError::Permanent { .. } => Disposition::Dead,
                     // Refreshed just now and the refresh worked: try again at once.
@@ -358,7 +352,12 @@ impl Engine {
                     DeliveryError::Auth { .. } => Disposition::Dead,
                 };
                 let mut text = e.to_string();
-                if disposition == Disposition::Dead && matches!(e, DeliveryError::Transient { .. })
+                if disposition == Disposition::Dead
+                    && too_old
+                    && matches!(
+                        e,
+                        DeliveryError::Transient { .. } | DeliveryError::PaymentRequired { .. }
+                    )
                 {
                     text = format!("gave up after max_age: {text}");
                 }

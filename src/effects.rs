@@ -5,7 +5,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::sync::NewJob;
+use crate::domain::Booking;
+use crate::store::Store;
+use crate::sync::{DeliveryError, Job, NewJob};
 
 /// A booking was confirmed by the schedule: contact, lead, transcript and task in the CRM.
 pub const BOOKING_CREATED: &str = "booking_created";
@@ -28,6 +30,27 @@ pub struct BookingJob {
     /// Who made the change, for the note on the lead (`client`, `business`, `crm`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+}
+
+/// The payload of a booking job and the booking it names: a store error is worth retrying,
+/// an unreadable payload or a booking that is not in the store is not.
+pub async fn load_booking_job(
+    job: &Job,
+    store: &Store,
+) -> Result<(BookingJob, Booking), DeliveryError> {
+    let payload: BookingJob = serde_json::from_value(job.payload.clone())
+        .map_err(|e| DeliveryError::permanent(format!("unreadable job payload: {e}")))?;
+    let booking = store
+        .booking(&payload.booking_id)
+        .await
+        .map_err(|e| DeliveryError::transient(format!("store: {e}")))?
+        .ok_or_else(|| {
+            DeliveryError::permanent(format!(
+                "booking {} is not in the store",
+                payload.booking_id
+            ))
+        })?;
+    Ok((payload, booking))
 }
 
 /// A job about one booking. Jobs of one booking run in order in each system.

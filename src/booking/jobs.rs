@@ -10,8 +10,8 @@ use super::{BookRequest, BookingError, BookingSystem};
 use crate::dialog::{Button, Reply};
 use crate::domain::{Booking, BookingStatus};
 use crate::effects::{
-    BOOKING_CONFIRMED, BOOKING_CREATED, BookingJob, COMPLETE_BOOKING, booking_job, client_lang,
-    notify_job,
+    BOOKING_CONFIRMED, BOOKING_CREATED, COMPLETE_BOOKING, booking_job, client_lang,
+    load_booking_job, notify_job,
 };
 use crate::i18n::{FluentValue, Lang, t, t_args};
 use crate::store::{Store, StoreError, confirm_booking_in, set_booking_status_in};
@@ -105,11 +105,10 @@ impl BookingJobs {
 #[async_trait]
 impl JobHandler for BookingJobs {
     async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
-        let payload: BookingJob = serde_json::from_value(job.payload.clone())
-            .map_err(|e| DeliveryError::permanent(format!("unreadable job payload: {e}")))?;
+        let (_, booking) = load_booking_job(job, ctx.store).await?;
         match job.operation.as_str() {
-            COMPLETE_BOOKING => self.complete(job, &payload, ctx).await,
-            BOOKING_CONFIRMED => self.confirm(&payload, ctx).await,
+            COMPLETE_BOOKING => self.complete(job, booking, ctx).await,
+            BOOKING_CONFIRMED => self.confirm(booking, ctx).await,
             other => Err(DeliveryError::permanent(format!("no operation {other:?}"))),
         }
     }
@@ -120,17 +119,9 @@ impl BookingJobs {
     /// visit cancelled or past meanwhile is left alone.
     async fn confirm(
         &self,
-        payload: &BookingJob,
+        booking: Booking,
         ctx: &JobContext<'_>,
     ) -> Result<Delivered, DeliveryError> {
-        let booking = ctx
-            .store
-            .booking(&payload.booking_id)
-            .await
-            .map_err(|e| DeliveryError::transient(format!("store: {e}")))?
-            .ok_or_else(|| {
-                DeliveryError::permanent(format!("booking {} is gone", payload.booking_id))
-            })?;
         let (true, Some(external)) = (
             booking.status.is_active() && booking.start > ctx.now,
             booking.external_id.as_deref(),
@@ -151,17 +142,10 @@ impl BookingJobs {
     async fn complete(
         &self,
         job: &Job,
-        payload: &BookingJob,
+        booking: Booking,
         ctx: &JobContext<'_>,
     ) -> Result<Delivered, DeliveryError> {
         let store = ctx.store;
-        let booking = store
-            .booking(&payload.booking_id)
-            .await
-            .map_err(|e| DeliveryError::transient(format!("store: {e}")))?
-            .ok_or_else(|| {
-                DeliveryError::permanent(format!("booking {} is gone", payload.booking_id))
-            })?;
         if booking.status != BookingStatus::Requested {
             // Completed or cancelled meanwhile: nothing left to do.
             return Ok(Delivered::done());

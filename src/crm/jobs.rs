@@ -11,7 +11,7 @@ use super::{Crm, CrmError, LeadRequest, Stage, TaskRequest, TranscriptLine};
 use crate::domain::Booking;
 use crate::effects::{
     BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_CREATED, BOOKING_NO_SHOW, BOOKING_RESCHEDULED,
-    BOOKING_VISITED, BookingJob,
+    BOOKING_VISITED, load_booking_job,
 };
 use crate::i18n::{FluentValue, Lang, t, t_args};
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler};
@@ -200,20 +200,7 @@ impl CrmJobs {
 #[async_trait]
 impl JobHandler for CrmJobs {
     async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
-        let payload: BookingJob =
-            serde_json::from_value(job.payload.clone()).map_err(|e| DeliveryError::Permanent {
-                message: format!("unreadable job payload: {e}"),
-                http_status: None,
-            })?;
-        let booking = ctx
-            .store
-            .booking(&payload.booking_id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| DeliveryError::Permanent {
-                message: format!("booking {} is not in the store", payload.booking_id),
-                http_status: None,
-            })?;
+        let (payload, booking) = load_booking_job(job, ctx.store).await?;
         let by = t(
             self.lang,
             match payload.by.as_deref() {

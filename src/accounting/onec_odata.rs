@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use quick_xml_037::Reader;
-use quick_xml_037::events::Event;
+use quick_xml::events::Event;
+use quick_xml::{Reader, XmlVersion};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -274,11 +274,11 @@ pub fn parse_entity_sets(edmx: &str) -> Result<Vec<String>, AccountingError> {
     loop {
         match reader.read_event() {
             Ok(Event::Start(e)) | Ok(Event::Empty(e))
-                if e.local_name().as_ref() == b"EntitySet" =>
+                if e.local_name().into_inner() == "EntitySet" =>
             {
                 for a in e.attributes().flatten() {
-                    if a.key.local_name().as_ref() == b"Name"
-                        && let Ok(v) = a.unescape_value()
+                    if a.key.local_name().into_inner() == "Name"
+                        && let Ok(v) = a.normalized_value(XmlVersion::Implicit1_0)
                     {
                         out.push(v.into_owned());
                     }

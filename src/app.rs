@@ -375,6 +375,8 @@ impl App {
                     "getcourse",
                     Arc::new(crate::school::inbox::GetCourseInbox {
                         school: school.clone(),
+                        // With 1C over OData each payment also becomes an invoice there.
+                        accounting: self.onec.is_some(),
                     }),
                 );
             }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::Value;
+use support::fake_getcourse::FakeGetCourse;
 use support::fake_onec::{self, FakeOnec};
 use zapis::accounting::onec_odata::{Counterparty, ODataList, OnecOdata, parse_entity_sets};
 use zapis::accounting::{Accounting, AccountingError};
@@ -510,4 +511,282 @@ async fn onec_check_lists_the_names_and_marks_a_mismatch_and_stock_alerts() {
             .unwrap_or("")
             .contains(fake_onec::NOMENCLATURE_HAIRCUT)
     );
+}
+
+const HOOK_SECRET: &str = "school-hook-secret-0123456789";
+
+/// A school whose payments arrive from GetCourse, with 1C over OData: `[onec.services]` maps
+/// the course key to its Номенклатура; the other course falls back to `nomenclature_key`.
+fn school_config_text(store_url: &str, fake: &FakeOnec, gc: &FakeGetCourse) -> String {
+    format!(
+        r#"
+[store]
+url = "{store_url}"
+
+[business]
+id = "{BIZ}"
+name = "Школа «Код»"
+timezone = "Europe/Moscow"
+
+[http]
+listen = "127.0.0.1:9"
+webhook_secret = "{HOOK_SECRET}"
+
+[school.getcourse]
+{gc_toml}
+[[school.courses]]
+key = "python"
+title = "Python для подростков"
+getcourse_group = "Python, поток декабрь"
+
+[[school.courses]]
+key = "design"
+title = "Дизайн"
+getcourse_group = "Дизайн"
+
+[onec]
+mode = "odata"
+base_url = "{base}"
+user = "{user}"
+password = "{password}"
+organisation_key = "{org}"
+nomenclature_key = "{shampoo}"
+
+[onec.services]
+python = "{course}"
+"#,
+        gc_toml = gc.config_toml("group"),
+        base = fake.base_url(),
+        user = fake_onec::USER,
+        password = fake_onec::PASSWORD,
+        org = fake_onec::ORGANISATION,
+        shampoo = fake_onec::NOMENCLATURE_SHAMPOO,
+        course = fake_onec::NOMENCLATURE_HAIRCUT,
+    )
+}
+
+/// Runs every due job, moving the fake clock to the next retry, until the queue is idle. A
+/// due job may wait behind an earlier one of the same client, so when nothing ran the clock
+/// moves to the next retry of any pending job.
+async fn drain(engine: &zapis::sync::Engine, clock: &FakeClock) {
+    for _ in 0..200 {
+        let ran = engine.run_due().await.expect("run");
+        let pending = engine
+            .queue()
+            .jobs_in_state(JobState::Pending)
+            .await
+            .expect("pending");
+        if pending.is_empty() {
+            return;
+        }
+        let now = clock.now();
+        if ran == 0
+            && let Some(next) = pending.iter().map(|j| j.run_at).filter(|t| *t > now).min()
+        {
+            clock.set(next);
+        }
+    }
+    let pending = engine.queue().jobs_in_state(JobState::Pending).await;
+    panic!("the queue did not settle: {pending:#?}");
+}
+
+async fn getcourse_notice(http: &reqwest::Client, base: &str, query: &[(&str, &str)]) -> u16 {
+    let mut url = url::Url::parse(&format!("{base}/webhooks/getcourse/{HOOK_SECRET}")).unwrap();
+    url.query_pairs_mut().extend_pairs(query);
+    http.get(url).send().await.unwrap().status().as_u16()
+}
+
+fn invoices_marked<'a>(invoices: &'a [Value], marker: &str) -> Vec<&'a Value> {
+    invoices
+        .iter()
+        .filter(|i| i["Комментарий"] == marker)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_getcourse_payment_makes_one_counterparty_and_one_invoice_even_sent_twice_and_retried() {
+    for url in store_urls().await {
+        let fake = FakeOnec::start().await;
+        let gc = FakeGetCourse::start().await;
+        let clock = Arc::new(FakeClock::new(t0()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zapis.toml");
+        std::fs::write(&path, school_config_text(&url, &fake, &gc)).unwrap();
+        let config = zapis::config::Config::load(&path).expect("school config loads");
+        let app = App::build(config, clock.clone()).await.expect("app");
+        let engine = app.engine();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(zapis::http::serve_on(
+            listener,
+            app.http_state(secrecy::SecretString::from(HOOK_SECRET)),
+            std::future::pending::<()>(),
+        ));
+        let http = reqwest::Client::new();
+
+        // 1C creates the counterparty and the invoice but both answers are lost: the retries
+        // must find them instead of creating them again.
+        fake.lose_answers(fake_onec::COUNTERPARTIES, 1);
+        fake.lose_answers(fake_onec::INVOICES, 1);
+        let paid = [
+            ("id", "900001"),
+            ("number", "4711"),
+            ("email", "Anna@Example.ru"),
+            ("phone", "8 (912) 345-67-89"),
+            ("name", "Анна Смирнова"),
+            ("status", "payed"),
+            ("payed_money", "9 900,50 руб."),
+            ("course", "python"),
+        ];
+        assert_eq!(getcourse_notice(&http, &base, &paid).await, 200);
+        // GetCourse re-sends on a timeout.
+        assert_eq!(getcourse_notice(&http, &base, &paid).await, 200);
+        drain(&engine, &clock).await;
+
+        let counterparties = fake.objects(fake_onec::COUNTERPARTIES);
+        let anna = with_phone(&counterparties, "+79123456789");
+        assert_eq!(
+            anna.len(),
+            1,
+            "one payer, one counterparty: {counterparties:#?}"
+        );
+        assert_eq!(anna[0]["Description"], "Анна Смирнова");
+        assert!(
+            anna[0][fake_onec::CONTACTS]
+                .as_array()
+                .is_some_and(|rows| rows.iter().any(|r| r["АдресЭП"] == "Anna@example.ru")),
+            "the e-mail is kept with the phone: {:#?}",
+            anna[0]
+        );
+        let anna_key = anna[0]["Ref_Key"].as_str().unwrap().to_string();
+        let invoices = fake.objects(fake_onec::INVOICES);
+        assert_eq!(invoices.len(), 1, "{invoices:#?}");
+        let inv = &invoices[0];
+        assert_eq!(inv["Комментарий"], "zapis:payment:getcourse:900001");
+        assert_eq!(inv["Контрагент_Key"], anna_key.as_str());
+        assert_eq!(inv["Организация_Key"], fake_onec::ORGANISATION);
+        assert_eq!(inv["СуммаДокумента"], 9900.5);
+        assert_eq!(inv["Posted"], false);
+        // Local (Moscow) time of the attempt that created it, between the notice and now.
+        let date = inv["Date"].as_str().unwrap_or_default();
+        let local = |t: DateTime<Utc>| {
+            t.with_timezone(&chrono_tz::Europe::Moscow)
+                .format("%Y-%m-%dT%H:%M:%S")
+                .to_string()
+        };
+        assert!(
+            date >= "2026-11-30T12:00:00" && date <= local(clock.now()).as_str(),
+            "{date}"
+        );
+        let lines = inv["Товары"].as_array().expect("lines");
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            lines[0]["Номенклатура_Key"],
+            fake_onec::NOMENCLATURE_HAIRCUT
+        );
+        assert_eq!(lines[0]["Содержание"], "Python для подростков");
+        assert_eq!(lines[0]["Количество"], 1);
+        assert_eq!(lines[0]["Цена"], 9900.5);
+        assert_eq!(lines[0]["Сумма"], 9900.5);
+        assert_eq!(
+            app.store
+                .external_id(BIZ, "payment_invoice", "getcourse:900001", "onec")
+                .await
+                .unwrap()
+                .as_deref(),
+            inv["Ref_Key"].as_str()
+        );
+        // The notice's other job, queued with the invoice's, opened the course.
+        let user = gc.user_by_email("Anna@example.ru").expect("GetCourse user");
+        assert!(user.groups.contains("Python, поток декабрь"), "{user:?}");
+        let queue = Queue::new(app.store.clone());
+        let onec_jobs: Vec<_> = queue
+            .jobs_in_state(JobState::Done)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|j| j.system == "onec")
+            .collect();
+        assert_eq!(onec_jobs.len(), 1, "the re-sent notice queued nothing new");
+        assert!(onec_jobs[0].attempts >= 3, "the lost answers were retried");
+
+        // A payer known by e-mail only, twice; the first counterparty's answer is lost, so
+        // the retry has to find it in 1C by its e-mail.
+        fake.lose_answers(fake_onec::COUNTERPARTIES, 1);
+        for (deal, money) in [("900002", "12 500 руб."), ("900003", "3000")] {
+            let status = getcourse_notice(
+                &http,
+                &base,
+                &[
+                    ("id", deal),
+                    ("email", "petr@example.ru"),
+                    ("name", "Пётр"),
+                    ("status", "payed"),
+                    ("payed_money", money),
+                    ("course", "design"),
+                ],
+            )
+            .await;
+            assert_eq!(status, 200);
+        }
+        drain(&engine, &clock).await;
+        let counterparties = fake.objects(fake_onec::COUNTERPARTIES);
+        let petr: Vec<&Value> = counterparties
+            .iter()
+            .filter(|c| c["Description"] == "Пётр")
+            .collect();
+        assert_eq!(petr.len(), 1, "{counterparties:#?}");
+        let invoices = fake.objects(fake_onec::INVOICES);
+        assert_eq!(invoices.len(), 3);
+        for (deal, sum) in [("900002", 12500), ("900003", 3000)] {
+            let found = invoices_marked(&invoices, &format!("zapis:payment:getcourse:{deal}"));
+            assert_eq!(found.len(), 1, "{deal}");
+            assert_eq!(found[0]["Контрагент_Key"], petr[0]["Ref_Key"]);
+            assert_eq!(found[0]["СуммаДокумента"], sum);
+            let line = &found[0]["Товары"][0];
+            assert_eq!(line["Содержание"], "Дизайн");
+            assert_eq!(
+                line["Номенклатура_Key"],
+                fake_onec::NOMENCLATURE_SHAMPOO,
+                "an unmapped course takes onec.nomenclature_key"
+            );
+        }
+        assert!(fake.requests().iter().any(|r| r.starts_with(
+            "GET /buh/odata/standard.odata/Catalog_Контрагенты_КонтактнаяИнформация"
+        )),);
+        assert!(
+            queue
+                .jobs_in_state(JobState::Dead)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // A notice without the sum cannot be invoiced: the job stops and says what to add.
+        getcourse_notice(
+            &http,
+            &base,
+            &[
+                ("id", "900004"),
+                ("phone", "+7 903 555-44-33"),
+                ("status", "payed"),
+                ("course", "python"),
+            ],
+        )
+        .await;
+        drain(&engine, &clock).await;
+        let dead = queue.jobs_in_state(JobState::Dead).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].system, "onec");
+        assert!(
+            dead[0]
+                .last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("payed_money"),
+            "{:?}",
+            dead[0].last_error
+        );
+        assert_eq!(fake.objects(fake_onec::INVOICES).len(), 3);
+    }
 }

@@ -14,7 +14,7 @@
 //! [onec.objects]                       # names differ by configuration and release
 //! invoice = "Document_СчетНаОплатуКлиенту"
 //!
-//! [onec.services]                      # our service id → Номенклатура_Key
+//! [onec.services]                      # our service id (or course key) → Номенклатура_Key
 //! haircut = "…guid…"
 //!
 //! [onec.commerceml]                    # 1C's own site exchange, when mode = "commerceml"
@@ -83,6 +83,8 @@ pub struct ObjectNames {
     pub contacts_section: String,
     /// The attribute of that section holding the phone.
     pub phone_field: String,
+    /// The attribute of that section holding the e-mail.
+    pub email_field: String,
 }
 
 impl Default for ObjectNames {
@@ -98,6 +100,7 @@ impl Default for ObjectNames {
             stock_item: "Номенклатура_Key".into(),
             contacts_section: "КонтактнаяИнформация".into(),
             phone_field: "НомерТелефона".into(),
+            email_field: "АдресЭП".into(),
         }
     }
 }

@@ -62,7 +62,9 @@ impl From<AccountingError> for DeliveryError {
 pub struct CounterpartyRequest {
     pub name: String,
     /// E.164.
-    pub phone: String,
+    pub phone: Option<String>,
+    /// Normalised; a school's payer may be known by e-mail alone.
+    pub email: Option<String>,
     pub inn: Option<String>,
     pub comment: Option<String>,
 }
@@ -108,6 +110,11 @@ pub trait Accounting: Send + Sync {
         &self,
         phone: Option<&str>,
         inn: Option<&str>,
+    ) -> Result<Option<String>, AccountingError>;
+    /// By the e-mail in the counterparty's contact information.
+    async fn find_counterparty_by_email(
+        &self,
+        email: &str,
     ) -> Result<Option<String>, AccountingError>;
     async fn create_counterparty(
         &self,

@@ -47,6 +47,8 @@ struct Data {
     /// Entity set → objects, in creation order.
     sets: HashMap<String, Vec<Value>>,
     requests: Vec<String>,
+    /// Set → how many of the next creations are stored but answered with a 502.
+    lost_answers: HashMap<String, usize>,
 }
 
 #[derive(Clone)]
@@ -110,6 +112,12 @@ impl FakeOnec {
     /// While down, every call answers 500 with 1C's internal-error body.
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// The next `n` objects POSTed to `set` are created, but the answer is lost on the way
+    /// back (a 502 from the proxy in front of 1C): the caller cannot know it succeeded.
+    pub fn lose_answers(&self, set: &str, n: usize) {
+        self.lock().lost_answers.insert(set.to_string(), n);
     }
 
     pub fn objects(&self, set: &str) -> Vec<Value> {
@@ -462,6 +470,12 @@ async fn handle(
                 .entry(rest.to_string())
                 .or_default()
                 .push(stored.clone());
+            if let Some(n) = data.lost_answers.get_mut(rest)
+                && *n > 0
+            {
+                *n -= 1;
+                return (StatusCode::BAD_GATEWAY, "502 Bad Gateway").into_response();
+            }
             let mut answer = stored;
             answer["odata.metadata"] = json!(format!("{metadata_url}#{rest}/@Element"));
             json_answer(StatusCode::CREATED, answer)

@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::fake_getcourse::FakeGetCourse;
 use support::fake_onec::{self, FakeOnec};
 use zapis::accounting::onec_odata::{Counterparty, ODataList, OnecOdata, parse_entity_sets};
@@ -789,4 +789,188 @@ async fn a_getcourse_payment_makes_one_counterparty_and_one_invoice_even_sent_tw
         );
         assert_eq!(fake.objects(fake_onec::INVOICES).len(), 3);
     }
+}
+
+/// An `[alerts] webhook_url` receiver: every alert zapis posts, as JSON.
+async fn alert_receiver() -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::{Json, Router, routing::post};
+    let received = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let sink = received.clone();
+    let app = Router::new().route(
+        "/alerts",
+        post(move |Json(v): Json<Value>| async move {
+            sink.lock().unwrap().push(v);
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+fn stock_config_text(store_url: &str, fake: &FakeOnec, alerts_url: &str) -> String {
+    format!(
+        "{}\n[alerts]\nwebhook_url = \"{alerts_url}\"\n",
+        config_text(store_url, fake, false).replace(
+            "post_sales = false\n",
+            "post_sales = false\nlow_stock_threshold = 3\n"
+        )
+    )
+}
+
+fn low_stock_texts(received: &std::sync::Mutex<Vec<Value>>) -> Vec<String> {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "low_stock")
+        .map(|a| a["last_error"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stock_check_alerts_each_item_once_until_it_recovers() {
+    use fake_onec::{NOMENCLATURE_HAIRCUT as HAIRCUT, NOMENCLATURE_SHAMPOO as SHAMPOO};
+    // A file, not memory: the restart at the end must find the same store.
+    let files = tempfile::tempdir().unwrap();
+    let mut urls = vec![format!(
+        "sqlite://{}",
+        files.path().join("zapis.db").display()
+    )];
+    urls.extend(
+        store_urls()
+            .await
+            .into_iter()
+            .filter(|u| !u.starts_with("sqlite:")),
+    );
+    for url in urls {
+        let fake = FakeOnec::start().await;
+        let (alerts_url, received) = alert_receiver().await;
+        let clock = Arc::new(FakeClock::new(t0()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zapis.toml");
+        std::fs::write(&path, stock_config_text(&url, &fake, &alerts_url)).unwrap();
+        let config = zapis::config::Config::load(&path).expect("config loads");
+        let app = App::build(config.clone(), clock.clone())
+            .await
+            .expect("app");
+        let (watch, every) = app.stock_watch().expect("a threshold turns the check on");
+        assert_eq!(every, std::time::Duration::from_secs(3600), "1h by default");
+
+        // Shampoo: 2 left (threshold 3) → one alert; the haircut line (40.5) is fine.
+        let r = watch.run_once(clock.now()).await.expect("pass");
+        assert_eq!(r.items, 2);
+        assert_eq!(r.alerted, vec![(SHAMPOO.to_string(), 2.0)]);
+        let texts = low_stock_texts(&received);
+        assert_eq!(texts, vec![format!("{SHAMPOO} (2)")]);
+        let first = received.lock().unwrap()[0].clone();
+        assert_eq!(first["at"], json!(t0()), "the injected clock's time");
+        assert_eq!(first["system"], "onec");
+
+        // Still low an hour later: no second alert.
+        clock.advance(Duration::hours(1));
+        let r = watch.run_once(clock.now()).await.unwrap();
+        assert!(r.alerted.is_empty());
+        assert_eq!(low_stock_texts(&received).len(), 1);
+
+        // Five more arrive at the second warehouse: 7 in all, recovered, no alert.
+        fake.set_stock(SHAMPOO, fake_onec::WAREHOUSE_2, 5.0);
+        clock.advance(Duration::hours(1));
+        let r = watch.run_once(clock.now()).await.unwrap();
+        assert_eq!(r.recovered, vec![SHAMPOO.to_string()]);
+        assert!(r.alerted.is_empty());
+        assert_eq!(low_stock_texts(&received).len(), 1);
+
+        // Sold at the second warehouse again: low again, alerted again, once.
+        fake.set_stock(SHAMPOO, fake_onec::WAREHOUSE_2, 0.0);
+        clock.advance(Duration::hours(1));
+        watch.run_once(clock.now()).await.unwrap();
+        clock.advance(Duration::hours(1));
+        watch.run_once(clock.now()).await.unwrap();
+        assert_eq!(
+            low_stock_texts(&received),
+            vec![format!("{SHAMPOO} (2)"), format!("{SHAMPOO} (2)")]
+        );
+
+        // The other item sells out: 1C leaves it out of the balance; it is alerted at 0, named
+        // by the service it is mapped to.
+        fake.set_stock(HAIRCUT, fake_onec::WAREHOUSE, 0.0);
+        clock.advance(Duration::hours(1));
+        let r = watch.run_once(clock.now()).await.unwrap();
+        assert_eq!(r.items, 2);
+        assert_eq!(r.alerted, vec![(HAIRCUT.to_string(), 0.0)]);
+        assert_eq!(
+            low_stock_texts(&received).last().map(String::as_str),
+            Some(format!("{HAIRCUT} (svc-haircut) (0)").as_str())
+        );
+
+        // 1C down: the pass fails, nothing is alerted or forgotten.
+        fake.set_down(true);
+        clock.advance(Duration::hours(1));
+        assert!(watch.run_once(clock.now()).await.is_err());
+        fake.set_down(false);
+
+        // A restart on the same store remembers what was alerted.
+        let again = App::build(config, clock.clone()).await.expect("app");
+        let (watch2, _) = again.stock_watch().unwrap();
+        clock.advance(Duration::hours(1));
+        let r = watch2.run_once(clock.now()).await.unwrap();
+        assert!(r.alerted.is_empty(), "{r:?}");
+        assert_eq!(low_stock_texts(&received).len(), 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stock_check_loop_reads_the_balance_each_period_and_stops_on_shutdown() {
+    let fake = FakeOnec::start().await;
+    let (alerts_url, received) = alert_receiver().await;
+    let clock = Arc::new(FakeClock::new(t0()));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zapis.toml");
+    // Without a threshold there is nothing to check against: no loop.
+    std::fs::write(&path, config_text("sqlite::memory:", &fake, false)).unwrap();
+    let config = zapis::config::Config::load(&path).unwrap();
+    let plain = App::build(config, clock.clone()).await.unwrap();
+    assert!(plain.stock_watch().is_none());
+
+    std::fs::write(
+        &path,
+        stock_config_text("sqlite::memory:", &fake, &alerts_url).replace(
+            "low_stock_threshold = 3\n",
+            "low_stock_threshold = 3\nstock_check_interval = \"15m\"\n",
+        ),
+    )
+    .unwrap();
+    let config = zapis::config::Config::load(&path).unwrap();
+    let app = App::build(config, clock.clone()).await.unwrap();
+    let (watch, every) = app.stock_watch().unwrap();
+    assert_eq!(every, std::time::Duration::from_secs(15 * 60));
+    let balance_reads = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.ends_with("/Balance"))
+            .count()
+    };
+    // The loop as `zapis run` spawns it, on a short period so the test sees several passes.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task =
+        tokio::spawn(watch.run(clock.clone(), std::time::Duration::from_millis(20), stop_rx));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while balance_reads() < 4 {
+        assert!(std::time::Instant::now() < deadline, "the loop stalled");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        low_stock_texts(&received),
+        vec![format!("{} (2)", fake_onec::NOMENCLATURE_SHAMPOO)],
+        "several passes, one alert"
+    );
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), task)
+        .await
+        .expect("the loop stops on shutdown")
+        .unwrap();
+    let after = balance_reads();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(balance_reads(), after, "no pass after shutdown");
 }

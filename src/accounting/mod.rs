@@ -8,6 +8,7 @@ pub mod commerceml;
 pub mod config;
 pub mod jobs;
 pub mod onec_odata;
+pub mod stock;
 
 use std::sync::Arc;
 

@@ -702,6 +702,13 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
             println!("{line}");
         }
     }
+    if let Some(onec) = &config.onec {
+        let (lines, ok) = crate::accounting::cli::check_lines(onec).await;
+        if !ok {
+            failures += 1;
+        }
+        print!("{lines}");
+    }
     if let Some(tg) = &config.telegram {
         let status = telegram_status(tg).await;
         if !status.starts_with("reachable") {

@@ -974,3 +974,97 @@ async fn the_stock_check_loop_reads_the_balance_each_period_and_stops_on_shutdow
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(balance_reads(), after, "no pass after shutdown");
 }
+
+/// `zapis check --config <path>` as an operator runs it: exit status and stdout.
+async fn zapis_check(config: String) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zapis.toml");
+    std::fs::write(&path, config).unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_zapis"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout).to_string();
+    (
+        output.status.success(),
+        format!("{out}{}", String::from_utf8_lossy(&output.stderr)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zapis_check_has_a_1c_line_with_credentials_and_object_names() {
+    let fake = FakeOnec::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("z.db").display());
+    let good = config_text(&store, &fake, false);
+
+    let (ok, out) = zapis_check(good.clone()).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("onec (odata): reachable, credentials accepted, 8 entity sets published\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "  ok        onec.objects.invoice           Document_СчетНаОплатуПокупателю\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "  ok        onec.objects.stock_register    AccumulationRegister_ТоварыНаСкладах\n"
+        ),
+        "{out}"
+    );
+
+    // Торговля's invoice name against a Бухгалтерия base.
+    let (ok, out) = zapis_check(format!(
+        "{good}\n[onec.objects]\ninvoice = \"Document_СчетНаОплатуКлиенту\"\n"
+    ))
+    .await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("some [onec.objects] names are not published"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  MISMATCH  onec.objects.invoice           Document_СчетНаОплатуКлиенту is not published; published: Document_СчетНаОплатуПокупателю\n"),
+        "{out}"
+    );
+    assert!(out.contains("1 system(s) failed the check"), "{out}");
+
+    let (ok, out) = zapis_check(good.replace(fake_onec::PASSWORD, "wrong")).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("onec (odata): bad credentials"), "{out}");
+    assert!(!out.contains("wrong"), "the password is not printed: {out}");
+
+    let (ok, out) =
+        zapis_check(good.replace(&format!("/{}\"", fake_onec::PUBLICATION), "/no-such-base\""))
+            .await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("onec (odata): misconfigured"), "{out}");
+
+    fake.set_down(true);
+    let (ok, out) = zapis_check(good.clone()).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("onec (odata): unreachable"), "{out}");
+    fake.set_down(false);
+
+    // CommerceML: 1C calls us, nothing to reach; the line says so and passes.
+    let cml = format!(
+        "[store]\nurl = \"{store}\"\n[business]\nname = \"Салон\"\ntimezone = \"Europe/Moscow\"\n\
+         [http]\nlisten = \"127.0.0.1:9\"\nwebhook_secret = \"0123456789abcdef\"\n\
+         [onec]\nmode = \"commerceml\"\n[onec.commerceml]\nuser = \"1c\"\npassword = \"x\"\n"
+    );
+    let (ok, out) = zapis_check(cml).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("onec (commerceml): 1C calls us at /1c/exchange"),
+        "{out}"
+    );
+}

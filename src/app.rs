@@ -203,6 +203,30 @@ impl App {
         })
     }
 
+    /// The periodic 1C stock check and its period, when 1C is reached over OData and a
+    /// low-stock threshold is configured.
+    pub fn stock_watch(
+        &self,
+    ) -> Option<(crate::accounting::stock::StockWatch, std::time::Duration)> {
+        let onec = self.onec.clone()?;
+        let cfg = self.config.onec.as_ref()?;
+        let every = cfg.stock_check_every()?;
+        let threshold = cfg.low_stock_threshold?;
+        let watch = crate::accounting::stock::StockWatch {
+            business_id: self.config.business.id.clone(),
+            accounting: onec,
+            store: self.store.clone(),
+            alerts: self.alerts(),
+            threshold,
+            names: cfg
+                .services
+                .iter()
+                .map(|(service, key)| (key.clone(), service.clone()))
+                .collect(),
+        };
+        Some((watch, every))
+    }
+
     /// The reconciliation poll over this configuration's schedule.
     pub fn reconciler(&self) -> crate::booking::reconcile::Reconciler {
         crate::booking::reconcile::Reconciler {
@@ -378,6 +402,8 @@ impl App {
                     "getcourse",
                     Arc::new(crate::school::inbox::GetCourseInbox {
                         school: school.clone(),
+                        // With 1C over OData each payment also becomes an invoice there.
+                        accounting: self.onec.is_some(),
                     }),
                 );
             }

@@ -543,6 +543,9 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
             stop_rx.clone(),
         ))
     });
+    let stock_task = app
+        .stock_watch()
+        .map(|(watch, every)| tokio::spawn(watch.run(app.clock.clone(), every, stop_rx.clone())));
     let reconcile_task = crate::watch::spawn_reconciler(&app, stop_rx.clone());
     let reminders_task = app.config.reminders.enabled.then(|| {
         crate::reminders::spawn(
@@ -566,6 +569,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         reconcile_task,
         reminders_task,
         crm_reconcile_task,
+        stock_task,
     ]
     .into_iter()
     .flatten()
@@ -697,6 +701,13 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
             };
             println!("{line}");
         }
+    }
+    if let Some(onec) = &config.onec {
+        let (lines, ok) = crate::accounting::cli::check_lines(onec).await;
+        if !ok {
+            failures += 1;
+        }
+        print!("{lines}");
     }
     if let Some(tg) = &config.telegram {
         let status = telegram_status(tg).await;

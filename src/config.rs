@@ -491,7 +491,12 @@ timezone = "Asia/Yekaterinburg"
         assert_eq!(onec.mode, crate::accounting::config::OnecMode::Odata);
         assert_eq!(onec.objects.invoice, "Document_СчетНаОплатуПокупателю");
         assert_eq!(onec.services.len(), 1);
-        let cml = onec_example().replacen("mode = \"odata\"", "mode = \"commerceml\"", 1);
+        let cml = onec_example()
+            .replacen("mode = \"odata\"", "mode = \"commerceml\"", 1)
+            .lines()
+            .filter(|l| !l.starts_with("stock_check_interval"))
+            .collect::<Vec<_>>()
+            .join("\n");
         let err = load(&format!("{MINIMAL}\n{cml}")).unwrap_err().to_string();
         assert!(err.contains("`http`"), "{err}");
         let http = "[http]\nlisten = \"127.0.0.1:8080\"\nwebhook_secret = \"0123456789abcdef\"\n";
@@ -520,6 +525,59 @@ timezone = "Asia/Yekaterinburg"
         let no_section = format!("{MINIMAL}\n[onec]\nmode = \"commerceml\"\n");
         let err = load(&no_section).unwrap_err().to_string();
         assert!(err.contains("onec.commerceml"), "{err}");
+    }
+
+    #[test]
+    fn the_stock_check_interval_is_checked_at_start() {
+        let c = load(&format!("{MINIMAL}\n{}", onec_example())).expect("odata example");
+        let onec = c.onec.expect("onec");
+        assert_eq!(
+            onec.stock_check_every(),
+            Some(std::time::Duration::from_secs(3600))
+        );
+        let with = |from: &str, to: &str| {
+            load(&format!(
+                "{MINIMAL}\n{}",
+                onec_example().replacen(from, to, 1)
+            ))
+            .map_err(|e| e.to_string())
+        };
+        let c = with(
+            "stock_check_interval = \"1h\"",
+            "stock_check_interval = \"10m\"",
+        )
+        .expect("10m");
+        assert_eq!(
+            c.onec.and_then(|o| o.stock_check_every()),
+            Some(std::time::Duration::from_secs(600))
+        );
+        let err = with(
+            "stock_check_interval = \"1h\"",
+            "stock_check_interval = \"10s\"",
+        )
+        .unwrap_err();
+        assert!(err.contains("onec.stock_check_interval"), "{err}");
+        let err = with("low_stock_threshold = 3", "").unwrap_err();
+        assert!(err.contains("onec.stock_check_interval"), "{err}");
+        assert!(err.contains("low_stock_threshold"), "{err}");
+        let err = with(
+            "stock_check_interval = \"1h\"",
+            "stock_check_interval = \"hourly\"",
+        )
+        .unwrap_err();
+        assert!(err.contains("stock_check_interval"), "{err}");
+        let http = "[http]\nlisten = \"127.0.0.1:8080\"\nwebhook_secret = \"0123456789abcdef\"\n";
+        let cml = onec_example().replacen("mode = \"odata\"", "mode = \"commerceml\"", 1);
+        let err = load(&format!("{MINIMAL}\n{http}\n{cml}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("onec.stock_check_interval"), "{err}");
+        // Without a threshold and without the key there is no check, and no error.
+        let none = onec_example()
+            .replace("low_stock_threshold = 3", "")
+            .replace("stock_check_interval = \"1h\"", "");
+        let c = load(&format!("{MINIMAL}\n{none}")).expect("no stock check");
+        assert_eq!(c.onec.and_then(|o| o.stock_check_every()), None);
     }
 
     #[test]

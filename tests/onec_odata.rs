@@ -7,7 +7,8 @@ mod support;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use serde_json::Value;
+use serde_json::{Value, json};
+use support::fake_getcourse::FakeGetCourse;
 use support::fake_onec::{self, FakeOnec};
 use zapis::accounting::onec_odata::{Counterparty, ODataList, OnecOdata, parse_entity_sets};
 use zapis::accounting::{Accounting, AccountingError};
@@ -509,5 +510,561 @@ async fn onec_check_lists_the_names_and_marks_a_mismatch_and_stock_alerts() {
             .as_deref()
             .unwrap_or("")
             .contains(fake_onec::NOMENCLATURE_HAIRCUT)
+    );
+}
+
+const HOOK_SECRET: &str = "school-hook-secret-0123456789";
+
+/// A school whose payments arrive from GetCourse, with 1C over OData: `[onec.services]` maps
+/// the course key to its Номенклатура; the other course falls back to `nomenclature_key`.
+fn school_config_text(store_url: &str, fake: &FakeOnec, gc: &FakeGetCourse) -> String {
+    format!(
+        r#"
+[store]
+url = "{store_url}"
+
+[business]
+id = "{BIZ}"
+name = "Школа «Код»"
+timezone = "Europe/Moscow"
+
+[http]
+listen = "127.0.0.1:9"
+webhook_secret = "{HOOK_SECRET}"
+
+[school.getcourse]
+{gc_toml}
+[[school.courses]]
+key = "python"
+title = "Python для подростков"
+getcourse_group = "Python, поток декабрь"
+
+[[school.courses]]
+key = "design"
+title = "Дизайн"
+getcourse_group = "Дизайн"
+
+[onec]
+mode = "odata"
+base_url = "{base}"
+user = "{user}"
+password = "{password}"
+organisation_key = "{org}"
+nomenclature_key = "{shampoo}"
+
+[onec.services]
+python = "{course}"
+"#,
+        gc_toml = gc.config_toml("group"),
+        base = fake.base_url(),
+        user = fake_onec::USER,
+        password = fake_onec::PASSWORD,
+        org = fake_onec::ORGANISATION,
+        shampoo = fake_onec::NOMENCLATURE_SHAMPOO,
+        course = fake_onec::NOMENCLATURE_HAIRCUT,
+    )
+}
+
+/// Runs every due job, moving the fake clock to the next retry, until the queue is idle. A
+/// due job may wait behind an earlier one of the same client, so when nothing ran the clock
+/// moves to the next retry of any pending job.
+async fn drain(engine: &zapis::sync::Engine, clock: &FakeClock) {
+    for _ in 0..200 {
+        let ran = engine.run_due().await.expect("run");
+        let pending = engine
+            .queue()
+            .jobs_in_state(JobState::Pending)
+            .await
+            .expect("pending");
+        if pending.is_empty() {
+            return;
+        }
+        let now = clock.now();
+        if ran == 0
+            && let Some(next) = pending.iter().map(|j| j.run_at).filter(|t| *t > now).min()
+        {
+            clock.set(next);
+        }
+    }
+    let pending = engine.queue().jobs_in_state(JobState::Pending).await;
+    panic!("the queue did not settle: {pending:#?}");
+}
+
+async fn getcourse_notice(http: &reqwest::Client, base: &str, query: &[(&str, &str)]) -> u16 {
+    let mut url = url::Url::parse(&format!("{base}/webhooks/getcourse/{HOOK_SECRET}")).unwrap();
+    url.query_pairs_mut().extend_pairs(query);
+    http.get(url).send().await.unwrap().status().as_u16()
+}
+
+fn invoices_marked<'a>(invoices: &'a [Value], marker: &str) -> Vec<&'a Value> {
+    invoices
+        .iter()
+        .filter(|i| i["Комментарий"] == marker)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_getcourse_payment_makes_one_counterparty_and_one_invoice_even_sent_twice_and_retried() {
+    for url in store_urls().await {
+        let fake = FakeOnec::start().await;
+        let gc = FakeGetCourse::start().await;
+        let clock = Arc::new(FakeClock::new(t0()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zapis.toml");
+        std::fs::write(&path, school_config_text(&url, &fake, &gc)).unwrap();
+        let config = zapis::config::Config::load(&path).expect("school config loads");
+        let app = App::build(config, clock.clone()).await.expect("app");
+        let engine = app.engine();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(zapis::http::serve_on(
+            listener,
+            app.http_state(secrecy::SecretString::from(HOOK_SECRET)),
+            std::future::pending::<()>(),
+        ));
+        let http = reqwest::Client::new();
+
+        // 1C creates the counterparty and the invoice but both answers are lost: the retries
+        // must find them instead of creating them again.
+        fake.lose_answers(fake_onec::COUNTERPARTIES, 1);
+        fake.lose_answers(fake_onec::INVOICES, 1);
+        let paid = [
+            ("id", "900001"),
+            ("number", "4711"),
+            ("email", "Anna@Example.ru"),
+            ("phone", "8 (912) 345-67-89"),
+            ("name", "Анна Смирнова"),
+            ("status", "payed"),
+            ("payed_money", "9 900,50 руб."),
+            ("course", "python"),
+        ];
+        assert_eq!(getcourse_notice(&http, &base, &paid).await, 200);
+        // GetCourse re-sends on a timeout.
+        assert_eq!(getcourse_notice(&http, &base, &paid).await, 200);
+        drain(&engine, &clock).await;
+
+        let counterparties = fake.objects(fake_onec::COUNTERPARTIES);
+        let anna = with_phone(&counterparties, "+79123456789");
+        assert_eq!(
+            anna.len(),
+            1,
+            "one payer, one counterparty: {counterparties:#?}"
+        );
+        assert_eq!(anna[0]["Description"], "Анна Смирнова");
+        assert!(
+            anna[0][fake_onec::CONTACTS]
+                .as_array()
+                .is_some_and(|rows| rows.iter().any(|r| r["АдресЭП"] == "Anna@example.ru")),
+            "the e-mail is kept with the phone: {:#?}",
+            anna[0]
+        );
+        let anna_key = anna[0]["Ref_Key"].as_str().unwrap().to_string();
+        let invoices = fake.objects(fake_onec::INVOICES);
+        assert_eq!(invoices.len(), 1, "{invoices:#?}");
+        let inv = &invoices[0];
+        assert_eq!(inv["Комментарий"], "zapis:payment:getcourse:900001");
+        assert_eq!(inv["Контрагент_Key"], anna_key.as_str());
+        assert_eq!(inv["Организация_Key"], fake_onec::ORGANISATION);
+        assert_eq!(inv["СуммаДокумента"], 9900.5);
+        assert_eq!(inv["Posted"], false);
+        // Local (Moscow) time of the attempt that created it, between the notice and now.
+        let date = inv["Date"].as_str().unwrap_or_default();
+        let local = |t: DateTime<Utc>| {
+            t.with_timezone(&chrono_tz::Europe::Moscow)
+                .format("%Y-%m-%dT%H:%M:%S")
+                .to_string()
+        };
+        assert!(
+            date >= "2026-11-30T12:00:00" && date <= local(clock.now()).as_str(),
+            "{date}"
+        );
+        let lines = inv["Товары"].as_array().expect("lines");
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            lines[0]["Номенклатура_Key"],
+            fake_onec::NOMENCLATURE_HAIRCUT
+        );
+        assert_eq!(lines[0]["Содержание"], "Python для подростков");
+        assert_eq!(lines[0]["Количество"], 1);
+        assert_eq!(lines[0]["Цена"], 9900.5);
+        assert_eq!(lines[0]["Сумма"], 9900.5);
+        assert_eq!(
+            app.store
+                .external_id(BIZ, "payment_invoice", "getcourse:900001", "onec")
+                .await
+                .unwrap()
+                .as_deref(),
+            inv["Ref_Key"].as_str()
+        );
+        // The notice's other job, queued with the invoice's, opened the course.
+        let user = gc.user_by_email("Anna@example.ru").expect("GetCourse user");
+        assert!(user.groups.contains("Python, поток декабрь"), "{user:?}");
+        let queue = Queue::new(app.store.clone());
+        let onec_jobs: Vec<_> = queue
+            .jobs_in_state(JobState::Done)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|j| j.system == "onec")
+            .collect();
+        assert_eq!(onec_jobs.len(), 1, "the re-sent notice queued nothing new");
+        assert!(onec_jobs[0].attempts >= 3, "the lost answers were retried");
+
+        // A payer known by e-mail only, twice; the first counterparty's answer is lost, so
+        // the retry has to find it in 1C by its e-mail.
+        fake.lose_answers(fake_onec::COUNTERPARTIES, 1);
+        for (deal, money) in [("900002", "12 500 руб."), ("900003", "3000")] {
+            let status = getcourse_notice(
+                &http,
+                &base,
+                &[
+                    ("id", deal),
+                    ("email", "petr@example.ru"),
+                    ("name", "Пётр"),
+                    ("status", "payed"),
+                    ("payed_money", money),
+                    ("course", "design"),
+                ],
+            )
+            .await;
+            assert_eq!(status, 200);
+        }
+        drain(&engine, &clock).await;
+        let counterparties = fake.objects(fake_onec::COUNTERPARTIES);
+        let petr: Vec<&Value> = counterparties
+            .iter()
+            .filter(|c| c["Description"] == "Пётр")
+            .collect();
+        assert_eq!(petr.len(), 1, "{counterparties:#?}");
+        let invoices = fake.objects(fake_onec::INVOICES);
+        assert_eq!(invoices.len(), 3);
+        for (deal, sum) in [("900002", 12500), ("900003", 3000)] {
+            let found = invoices_marked(&invoices, &format!("zapis:payment:getcourse:{deal}"));
+            assert_eq!(found.len(), 1, "{deal}");
+            assert_eq!(found[0]["Контрагент_Key"], petr[0]["Ref_Key"]);
+            assert_eq!(found[0]["СуммаДокумента"], sum);
+            let line = &found[0]["Товары"][0];
+            assert_eq!(line["Содержание"], "Дизайн");
+            assert_eq!(
+                line["Номенклатура_Key"],
+                fake_onec::NOMENCLATURE_SHAMPOO,
+                "an unmapped course takes onec.nomenclature_key"
+            );
+        }
+        assert!(fake.requests().iter().any(|r| r.starts_with(
+            "GET /buh/odata/standard.odata/Catalog_Контрагенты_КонтактнаяИнформация"
+        )),);
+        assert!(
+            queue
+                .jobs_in_state(JobState::Dead)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // A notice without the sum cannot be invoiced: the job stops and says what to add.
+        getcourse_notice(
+            &http,
+            &base,
+            &[
+                ("id", "900004"),
+                ("phone", "+7 903 555-44-33"),
+                ("status", "payed"),
+                ("course", "python"),
+            ],
+        )
+        .await;
+        drain(&engine, &clock).await;
+        let dead = queue.jobs_in_state(JobState::Dead).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].system, "onec");
+        assert!(
+            dead[0]
+                .last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("payed_money"),
+            "{:?}",
+            dead[0].last_error
+        );
+        assert_eq!(fake.objects(fake_onec::INVOICES).len(), 3);
+    }
+}
+
+/// An `[alerts] webhook_url` receiver: every alert zapis posts, as JSON.
+async fn alert_receiver() -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::{Json, Router, routing::post};
+    let received = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let sink = received.clone();
+    let app = Router::new().route(
+        "/alerts",
+        post(move |Json(v): Json<Value>| async move {
+            sink.lock().unwrap().push(v);
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+fn stock_config_text(store_url: &str, fake: &FakeOnec, alerts_url: &str) -> String {
+    format!(
+        "{}\n[alerts]\nwebhook_url = \"{alerts_url}\"\n",
+        config_text(store_url, fake, false).replace(
+            "post_sales = false\n",
+            "post_sales = false\nlow_stock_threshold = 3\n"
+        )
+    )
+}
+
+fn low_stock_texts(received: &std::sync::Mutex<Vec<Value>>) -> Vec<String> {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "low_stock")
+        .map(|a| a["last_error"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stock_check_alerts_each_item_once_until_it_recovers() {
+    use fake_onec::{NOMENCLATURE_HAIRCUT as HAIRCUT, NOMENCLATURE_SHAMPOO as SHAMPOO};
+    // A file, not memory: the restart at the end must find the same store.
+    let files = tempfile::tempdir().unwrap();
+    let mut urls = vec![format!(
+        "sqlite://{}",
+        files.path().join("zapis.db").display()
+    )];
+    urls.extend(
+        store_urls()
+            .await
+            .into_iter()
+            .filter(|u| !u.starts_with("sqlite:")),
+    );
+    for url in urls {
+        let fake = FakeOnec::start().await;
+        let (alerts_url, received) = alert_receiver().await;
+        let clock = Arc::new(FakeClock::new(t0()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zapis.toml");
+        std::fs::write(&path, stock_config_text(&url, &fake, &alerts_url)).unwrap();
+        let config = zapis::config::Config::load(&path).expect("config loads");
+        let app = App::build(config.clone(), clock.clone())
+            .await
+            .expect("app");
+        let (watch, every) = app.stock_watch().expect("a threshold turns the check on");
+        assert_eq!(every, std::time::Duration::from_secs(3600), "1h by default");
+
+        // Shampoo: 2 left (threshold 3) → one alert; the haircut line (40.5) is fine.
+        let r = watch.run_once(clock.now()).await.expect("pass");
+        assert_eq!(r.items, 2);
+        assert_eq!(r.alerted, vec![(SHAMPOO.to_string(), 2.0)]);
+        let texts = low_stock_texts(&received);
+        assert_eq!(texts, vec![format!("{SHAMPOO} (2)")]);
+        let first = received.lock().unwrap()[0].clone();
+        assert_eq!(first["at"], json!(t0()), "the injected clock's time");
+        assert_eq!(first["system"], "onec");
+
+        // Still low an hour later: no second alert.
+        clock.advance(Duration::hours(1));
+        let r = watch.run_once(clock.now()).await.unwrap();
+        assert!(r.alerted.is_empty());
+        assert_eq!(low_stock_texts(&received).len(), 1);
+
+        // Five more arrive at the second warehouse: 7 in all, recovered, no alert.
+        fake.set_stock(SHAMPOO, fake_onec::WAREHOUSE_2, 5.0);
+        clock.advance(Duration::hours(1));
+        let r = watch.run_once(clock.now()).await.unwrap();
+        assert_eq!(r.recovered, vec![SHAMPOO.to_string()]);
+        assert!(r.alerted.is_empty());
+        assert_eq!(low_stock_texts(&received).len(), 1);
+
+        // Sold at the second warehouse again: low again, alerted again, once.
+        fake.set_stock(SHAMPOO, fake_onec::WAREHOUSE_2, 0.0);
+        clock.advance(Duration::hours(1));
+        watch.run_once(clock.now()).await.unwrap();
+        clock.advance(Duration::hours(1));
+        watch.run_once(clock.now()).await.unwrap();
+        assert_eq!(
+            low_stock_texts(&received),
+            vec![format!("{SHAMPOO} (2)"), format!("{SHAMPOO} (2)")]
+        );
+
+        // The other item sells out: 1C leaves it out of the balance; it is alerted at 0, named
+        // by the service it is mapped to.
+        fake.set_stock(HAIRCUT, fake_onec::WAREHOUSE, 0.0);
+        clock.advance(Duration::hours(1));
+        let r = watch.run_once(clock.now()).await.unwrap();
+        assert_eq!(r.items, 2);
+        assert_eq!(r.alerted, vec![(HAIRCUT.to_string(), 0.0)]);
+        assert_eq!(
+            low_stock_texts(&received).last().map(String::as_str),
+            Some(format!("{HAIRCUT} (svc-haircut) (0)").as_str())
+        );
+
+        // 1C down: the pass fails, nothing is alerted or forgotten.
+        fake.set_down(true);
+        clock.advance(Duration::hours(1));
+        assert!(watch.run_once(clock.now()).await.is_err());
+        fake.set_down(false);
+
+        // A restart on the same store remembers what was alerted.
+        let again = App::build(config, clock.clone()).await.expect("app");
+        let (watch2, _) = again.stock_watch().unwrap();
+        clock.advance(Duration::hours(1));
+        let r = watch2.run_once(clock.now()).await.unwrap();
+        assert!(r.alerted.is_empty(), "{r:?}");
+        assert_eq!(low_stock_texts(&received).len(), 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stock_check_loop_reads_the_balance_each_period_and_stops_on_shutdown() {
+    let fake = FakeOnec::start().await;
+    let (alerts_url, received) = alert_receiver().await;
+    let clock = Arc::new(FakeClock::new(t0()));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zapis.toml");
+    // Without a threshold there is nothing to check against: no loop.
+    std::fs::write(&path, config_text("sqlite::memory:", &fake, false)).unwrap();
+    let config = zapis::config::Config::load(&path).unwrap();
+    let plain = App::build(config, clock.clone()).await.unwrap();
+    assert!(plain.stock_watch().is_none());
+
+    std::fs::write(
+        &path,
+        stock_config_text("sqlite::memory:", &fake, &alerts_url).replace(
+            "low_stock_threshold = 3\n",
+            "low_stock_threshold = 3\nstock_check_interval = \"15m\"\n",
+        ),
+    )
+    .unwrap();
+    let config = zapis::config::Config::load(&path).unwrap();
+    let app = App::build(config, clock.clone()).await.unwrap();
+    let (watch, every) = app.stock_watch().unwrap();
+    assert_eq!(every, std::time::Duration::from_secs(15 * 60));
+    let balance_reads = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.ends_with("/Balance"))
+            .count()
+    };
+    // The loop as `zapis run` spawns it, on a short period so the test sees several passes.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task =
+        tokio::spawn(watch.run(clock.clone(), std::time::Duration::from_millis(20), stop_rx));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while balance_reads() < 4 {
+        assert!(std::time::Instant::now() < deadline, "the loop stalled");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        low_stock_texts(&received),
+        vec![format!("{} (2)", fake_onec::NOMENCLATURE_SHAMPOO)],
+        "several passes, one alert"
+    );
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), task)
+        .await
+        .expect("the loop stops on shutdown")
+        .unwrap();
+    let after = balance_reads();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(balance_reads(), after, "no pass after shutdown");
+}
+
+/// `zapis check --config <path>` as an operator runs it: exit status and stdout.
+async fn zapis_check(config: String) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zapis.toml");
+    std::fs::write(&path, config).unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_zapis"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout).to_string();
+    (
+        output.status.success(),
+        format!("{out}{}", String::from_utf8_lossy(&output.stderr)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zapis_check_has_a_1c_line_with_credentials_and_object_names() {
+    let fake = FakeOnec::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("z.db").display());
+    let good = config_text(&store, &fake, false);
+
+    let (ok, out) = zapis_check(good.clone()).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("onec (odata): reachable, credentials accepted, 8 entity sets published\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "  ok        onec.objects.invoice           Document_СчетНаОплатуПокупателю\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "  ok        onec.objects.stock_register    AccumulationRegister_ТоварыНаСкладах\n"
+        ),
+        "{out}"
+    );
+
+    // Торговля's invoice name against a Бухгалтерия base.
+    let (ok, out) = zapis_check(format!(
+        "{good}\n[onec.objects]\ninvoice = \"Document_СчетНаОплатуКлиенту\"\n"
+    ))
+    .await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("some [onec.objects] names are not published"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  MISMATCH  onec.objects.invoice           Document_СчетНаОплатуКлиенту is not published; published: Document_СчетНаОплатуПокупателю\n"),
+        "{out}"
+    );
+    assert!(out.contains("1 system(s) failed the check"), "{out}");
+
+    let (ok, out) = zapis_check(good.replace(fake_onec::PASSWORD, "wrong")).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("onec (odata): bad credentials"), "{out}");
+    assert!(!out.contains("wrong"), "the password is not printed: {out}");
+
+    let (ok, out) =
+        zapis_check(good.replace(&format!("/{}\"", fake_onec::PUBLICATION), "/no-such-base\""))
+            .await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("onec (odata): misconfigured"), "{out}");
+
+    fake.set_down(true);
+    let (ok, out) = zapis_check(good.clone()).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("onec (odata): unreachable"), "{out}");
+    fake.set_down(false);
+
+    // CommerceML: 1C calls us, nothing to reach; the line says so and passes.
+    let cml = format!(
+        "[store]\nurl = \"{store}\"\n[business]\nname = \"Салон\"\ntimezone = \"Europe/Moscow\"\n\
+         [http]\nlisten = \"127.0.0.1:9\"\nwebhook_secret = \"0123456789abcdef\"\n\
+         [onec]\nmode = \"commerceml\"\n[onec.commerceml]\nuser = \"1c\"\npassword = \"x\"\n"
+    );
+    let (ok, out) = zapis_check(cml).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("onec (commerceml): 1C calls us at /1c/exchange"),
+        "{out}"
     );
 }

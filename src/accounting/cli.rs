@@ -19,19 +19,25 @@ pub enum OnecCliError {
     Io(#[from] std::io::Error),
 }
 
-/// The configured object names next to what the base publishes. `Ok(false)` when a name is
-/// missing from `$metadata`, so a mismatch is found before the first real document.
-pub async fn check(
+/// One configured object name and whether the base publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectCheck {
+    /// The key under `[onec.objects]`.
+    pub key: &'static str,
+    /// The entity set it names.
+    pub name: String,
+    pub published: bool,
+    /// Published sets of the same kind with a similar name, when it is not.
+    pub similar: Vec<String>,
+}
+
+/// Logs in, reads `$metadata` and compares every configured object name with it. Returns how
+/// many entity sets the base publishes and the verdict per name.
+pub async fn check_objects(
     config: &OnecConfig,
     onec: &OnecOdata,
-    out: &mut impl Write,
-) -> Result<bool, OnecCliError> {
+) -> Result<(usize, Vec<ObjectCheck>), AccountingError> {
     let sets = onec.entity_sets().await?;
-    writeln!(
-        out,
-        "1C OData: credentials accepted, {} entity sets published",
-        sets.len()
-    )?;
     let o = &config.objects;
     let wanted = [
         ("counterparties", o.counterparties.clone()),
@@ -48,40 +54,116 @@ pub async fn check(
         ("sales_lines", format!("{}_{}", o.sales, o.sales_lines)),
         ("stock_register", o.stock_register.clone()),
     ];
-    let mut all_ok = true;
-    for (key, name) in wanted {
-        if sets.contains(&name) {
-            writeln!(out, "  ok        onec.objects.{key:<17} {name}")?;
+    let checks = wanted
+        .into_iter()
+        .map(|(key, name)| {
+            if sets.contains(&name) {
+                return ObjectCheck {
+                    key,
+                    name,
+                    published: true,
+                    similar: Vec::new(),
+                };
+            }
+            // Same kind of object with a similar name: the usual configuration difference
+            // (…Покупателю in Бухгалтерия, …Клиенту in Торговля).
+            let kind = name.split('_').next().unwrap_or("");
+            let stem: String = name.chars().take(kind.chars().count() + 8).collect();
+            let similar = sets
+                .iter()
+                .filter(|s| s.starts_with(&stem) && s.split('_').count() == name.split('_').count())
+                .take(5)
+                .cloned()
+                .collect();
+            ObjectCheck {
+                key,
+                name,
+                published: false,
+                similar,
+            }
+        })
+        .collect();
+    Ok((sets.len(), checks))
+}
+
+fn write_objects(out: &mut impl Write, checks: &[ObjectCheck]) -> std::io::Result<()> {
+    for c in checks {
+        if c.published {
+            writeln!(out, "  ok        onec.objects.{:<17} {}", c.key, c.name)?;
             continue;
         }
-        all_ok = false;
-        // Same kind of object with a similar name: the usual configuration difference
-        // (…Покупателю in Бухгалтерия, …Клиенту in Торговля).
-        let kind = name.split('_').next().unwrap_or("");
-        let stem: String = name.chars().take(kind.chars().count() + 8).collect();
-        let similar: Vec<&String> = sets
-            .iter()
-            .filter(|s| s.starts_with(&stem) && s.split('_').count() == name.split('_').count())
-            .take(5)
-            .collect();
-        let hint = if similar.is_empty() {
+        let hint = if c.similar.is_empty() {
             String::new()
         } else {
-            format!(
-                "; published: {}",
-                similar
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!("; published: {}", c.similar.join(", "))
         };
         writeln!(
             out,
-            "  MISMATCH  onec.objects.{key:<17} {name} is not published{hint}"
+            "  MISMATCH  onec.objects.{:<17} {} is not published{hint}",
+            c.key, c.name
         )?;
     }
-    Ok(all_ok)
+    Ok(())
+}
+
+/// The configured object names next to what the base publishes. `Ok(false)` when a name is
+/// missing from `$metadata`, so a mismatch is found before the first real document.
+pub async fn check(
+    config: &OnecConfig,
+    onec: &OnecOdata,
+    out: &mut impl Write,
+) -> Result<bool, OnecCliError> {
+    let (sets, checks) = check_objects(config, onec).await?;
+    writeln!(
+        out,
+        "1C OData: credentials accepted, {sets} entity sets published"
+    )?;
+    write_objects(out, &checks)?;
+    Ok(checks.iter().all(|c| c.published))
+}
+
+/// The 1C lines of `zapis check` and whether they pass: over OData the credentials and every
+/// configured object name against `$metadata`; with CommerceML 1C calls us, so there is
+/// nothing to reach from here.
+pub async fn check_lines(config: &OnecConfig) -> (String, bool) {
+    if config.mode == OnecMode::Commerceml {
+        return (
+            "onec (commerceml): 1C calls us at /1c/exchange with the login of \
+             [onec.commerceml]; nothing to reach from here\n"
+                .to_string(),
+            true,
+        );
+    }
+    let onec = match OnecOdata::new(config) {
+        Ok(onec) => onec,
+        Err(e) => return (format!("onec (odata): misconfigured: {e}\n"), false),
+    };
+    match check_objects(config, &onec).await {
+        Ok((sets, checks)) => {
+            let mut out = Vec::new();
+            let ok = checks.iter().all(|c| c.published);
+            let _ = writeln!(
+                out,
+                "onec (odata): reachable, credentials accepted, {sets} entity sets published{}",
+                if ok {
+                    ""
+                } else {
+                    "; some [onec.objects] names are not published"
+                }
+            );
+            let _ = write_objects(&mut out, &checks);
+            (String::from_utf8_lossy(&out).into_owned(), ok)
+        }
+        Err(e @ AccountingError::Auth { .. }) => {
+            (format!("onec (odata): bad credentials: {e}\n"), false)
+        }
+        Err(e @ AccountingError::Transient { .. }) => {
+            (format!("onec (odata): unreachable: {e}\n"), false)
+        }
+        Err(e @ AccountingError::Permanent { .. }) => {
+            (format!("onec (odata): misconfigured: {e}\n"), false)
+        }
+    }
 }
 
 /// Prints the stock and, with `alerts`, raises the low-stock alert for lines at or below

@@ -7,9 +7,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use quick_xml_037::Reader;
-use quick_xml_037::Writer;
-use quick_xml_037::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use quick_xml::events::{BytesDecl, BytesEnd, BytesRef, BytesStart, BytesText, Event};
+use quick_xml::{Reader, Writer, XmlVersion};
 use sqlx::{AnyConnection, Row};
 
 use crate::domain::{Booking, BookingStatus};
@@ -66,7 +65,7 @@ fn declared_encoding(bytes: &[u8]) -> Result<Option<String>, CmlError> {
         match reader.read_event_into(&mut buf) {
             Ok(Event::Decl(decl)) => {
                 return match decl.encoding() {
-                    Some(Ok(label)) => Ok(Some(String::from_utf8_lossy(&label).into_owned())),
+                    Some(Ok(label)) => Ok(Some(label.into_owned())),
                     Some(Err(e)) => Err(CmlError::Malformed(format!("XML declaration: {e}"))),
                     None => Ok(None),
                 };
@@ -150,8 +149,25 @@ fn parse_scaled(s: &str, scale: u32) -> Option<i64> {
     Some(if neg { -value } else { value })
 }
 
-fn local(name: &[u8]) -> String {
-    String::from_utf8_lossy(name).into_owned()
+fn local(name: quick_xml::name::LocalName<'_>) -> String {
+    name.into_inner().to_string()
+}
+
+/// Appends what an entity reference stands for. The reader hands references apart from the
+/// text around them; CommerceML declares no DTD, so only the five XML entities and character
+/// references exist, and any other name is an error in the file.
+pub(crate) fn push_reference(out: &mut String, r: &BytesRef<'_>) -> Result<(), String> {
+    if let Some(c) = r.resolve_char_ref().map_err(|e| e.to_string())? {
+        out.push(c);
+        return Ok(());
+    }
+    match quick_xml::escape::resolve_xml_entity(r) {
+        Some(s) => {
+            out.push_str(s);
+            Ok(())
+        }
+        None => Err(format!("unknown entity &{};", &**r)),
+    }
 }
 
 /// Reads a whole CommerceML file. The root must be `КоммерческаяИнформация`; anything not
@@ -167,7 +183,7 @@ fn check_root(text: &str) -> Result<(), CmlError> {
     loop {
         match reader.read_event() {
             Ok(Event::Start(e)) | Ok(Event::Empty(e)) => {
-                let name = local(e.local_name().as_ref());
+                let name = local(e.local_name());
                 return if name == "КоммерческаяИнформация" {
                     Ok(())
                 } else {
@@ -194,8 +210,9 @@ fn check_root(text: &str) -> Result<(), CmlError> {
 
 /// The body pass: the root was checked by [`parse`].
 fn parse_body(text: &str) -> Result<Package, CmlError> {
+    // No reader-side trimming: it would also eat the spaces next to an entity reference
+    // (`A &amp; B`); values are trimmed whole when their element ends.
     let mut reader = Reader::from_str(text);
-    reader.config_mut().trim_text(true);
     let mut path: Vec<String> = Vec::new();
     let mut pkg = Package::default();
     let mut item: Option<CatalogItem> = None;
@@ -212,7 +229,7 @@ fn parse_body(text: &str) -> Result<Package, CmlError> {
         })?;
         match event {
             Event::Start(e) => {
-                let name = local(e.local_name().as_ref());
+                let name = local(e.local_name());
                 text_buf.clear();
                 let parent = path.last().map(String::as_str);
                 match (name.as_str(), parent) {
@@ -231,7 +248,7 @@ fn parse_body(text: &str) -> Result<Package, CmlError> {
                 path.push(name);
             }
             Event::Empty(e) => {
-                let name = local(e.local_name().as_ref());
+                let name = local(e.local_name());
                 if name == "Склад"
                     && path.last().map(String::as_str) == Some("Предложение")
                     && let Some(o) = offer.as_mut()
@@ -242,10 +259,12 @@ fn parse_body(text: &str) -> Result<Package, CmlError> {
                         let attr = attr.map_err(|e| {
                             CmlError::Malformed(format!("bad attribute of <Склад>: {e}"))
                         })?;
-                        let value = attr.unescape_value().map_err(|e| {
-                            CmlError::Malformed(format!("bad attribute of <Склад>: {e}"))
-                        })?;
-                        match local(attr.key.local_name().as_ref()).as_str() {
+                        let value =
+                            attr.normalized_value(XmlVersion::Implicit1_0)
+                                .map_err(|e| {
+                                    CmlError::Malformed(format!("bad attribute of <Склад>: {e}"))
+                                })?;
+                        match attr.key.local_name().into_inner() {
                             "ИдСклада" => id = Some(value.into_owned()),
                             "КоличествоНаСкладе" => qty = parse_scaled(&value, 3),
                             _ => {}
@@ -256,16 +275,14 @@ fn parse_body(text: &str) -> Result<Package, CmlError> {
                     }
                 }
             }
-            Event::Text(t) => {
-                let s = t.unescape().map_err(|e| {
-                    CmlError::Malformed(format!(
-                        "bad text near byte {}: {e}",
-                        reader.buffer_position()
-                    ))
-                })?;
-                text_buf.push_str(&s);
-            }
-            Event::CData(c) => text_buf.push_str(&String::from_utf8_lossy(&c)),
+            Event::Text(t) => text_buf.push_str(&t.xml10_content()),
+            Event::GeneralRef(r) => push_reference(&mut text_buf, &r).map_err(|e| {
+                CmlError::Malformed(format!(
+                    "bad text near byte {}: {e}",
+                    reader.buffer_position()
+                ))
+            })?,
+            Event::CData(c) => text_buf.push_str(&c.xml10_content()),
             Event::End(_) => {
                 let Some(name) = path.pop() else {
                     return Err(CmlError::Malformed("unbalanced closing tag".into()));
@@ -840,6 +857,18 @@ mod tests {
     fn a_foreign_root_is_refused() {
         let err = parse("<?xml version=\"1.0\"?><html/>".as_bytes()).unwrap_err();
         assert!(err.to_string().contains("КоммерческаяИнформация"), "{err}");
+    }
+
+    #[test]
+    fn entity_references_keep_the_spaces_around_them() {
+        let xml = "<КоммерческаяИнформация><Каталог><Товары><Товар><Ид>a1</Ид>\
+                   <Наименование>  Шампунь &amp; бальзам &#1040;&#x0411; </Наименование>\
+                   </Товар></Товары></Каталог></КоммерческаяИнформация>";
+        let pkg = parse(xml.as_bytes()).unwrap();
+        assert_eq!(pkg.catalog[0].name, "Шампунь & бальзам АБ");
+        let bad = xml.replace("&amp;", "&nbsp;");
+        let err = parse(bad.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("nbsp"), "{err}");
     }
 
     #[test]

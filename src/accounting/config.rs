@@ -10,11 +10,12 @@
 //! nomenclature_key = "…guid…"          # Номенклатура_Key of services not mapped below
 //! post_sales = false                   # post the sales document, or leave it to the accountant
 //! low_stock_threshold = 3              # alert when a stock line falls to this or below
+//! stock_check_interval = "1h"          # how often `zapis run` reads the balance (OData)
 //!
 //! [onec.objects]                       # names differ by configuration and release
 //! invoice = "Document_СчетНаОплатуКлиенту"
 //!
-//! [onec.services]                      # our service id → Номенклатура_Key
+//! [onec.services]                      # our service id (or course key) → Номенклатура_Key
 //! haircut = "…guid…"
 //!
 //! [onec.commerceml]                    # 1C's own site exchange, when mode = "commerceml"
@@ -23,6 +24,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -46,6 +48,10 @@ pub struct OnecConfig {
     pub post_sales: bool,
     #[serde(default)]
     pub low_stock_threshold: Option<u64>,
+    /// How often `zapis run` reads the stock balance (OData mode with a threshold); 1 h when
+    /// not set.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub stock_check_interval: Option<Duration>,
     #[serde(default)]
     pub objects: ObjectNames,
     #[serde(default)]
@@ -83,6 +89,8 @@ pub struct ObjectNames {
     pub contacts_section: String,
     /// The attribute of that section holding the phone.
     pub phone_field: String,
+    /// The attribute of that section holding the e-mail.
+    pub email_field: String,
 }
 
 impl Default for ObjectNames {
@@ -98,6 +106,7 @@ impl Default for ObjectNames {
             stock_item: "Номенклатура_Key".into(),
             contacts_section: "КонтактнаяИнформация".into(),
             phone_field: "НомерТелефона".into(),
+            email_field: "АдресЭП".into(),
         }
     }
 }
@@ -118,6 +127,13 @@ pub struct CommerceMlConfig {
     #[serde(default = "default_encoding")]
     pub encoding: String,
 }
+
+fn de_opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    crate::sync::config::de_duration(d).map(Some)
+}
+
+/// The stock check's period when `stock_check_interval` is not set.
+pub const DEFAULT_STOCK_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
 fn yes() -> bool {
     true
@@ -146,7 +162,38 @@ fn err(key: &str, message: &str) -> OnecConfigError {
 }
 
 impl OnecConfig {
+    /// How often `zapis run` checks the stock: only over OData and with a threshold to check
+    /// against (CommerceML alerts as 1C's offers arrive).
+    pub fn stock_check_every(&self) -> Option<Duration> {
+        (self.mode == OnecMode::Odata && self.low_stock_threshold.is_some()).then(|| {
+            self.stock_check_interval
+                .unwrap_or(DEFAULT_STOCK_CHECK_INTERVAL)
+        })
+    }
+
     pub fn validate(&self) -> Result<(), OnecConfigError> {
+        if let Some(every) = self.stock_check_interval {
+            if self.mode != OnecMode::Odata {
+                return Err(err(
+                    "onec.stock_check_interval",
+                    "the periodic stock check reads 1C over OData (mode = \"odata\"); with \
+                     CommerceML the alert comes with each offers import",
+                ));
+            }
+            if self.low_stock_threshold.is_none() {
+                return Err(err(
+                    "onec.stock_check_interval",
+                    "needs onec.low_stock_threshold to check against",
+                ));
+            }
+            if every < Duration::from_secs(60) {
+                return Err(err(
+                    "onec.stock_check_interval",
+                    "must be at least 1m: each check reads the whole balance",
+                ));
+            }
+        }
+
         match self.mode {
             OnecMode::Odata => {
                 let Some(url) = &self.base_url else {

@@ -8,6 +8,7 @@ pub mod commerceml;
 pub mod config;
 pub mod jobs;
 pub mod onec_odata;
+pub mod stock;
 
 use std::sync::Arc;
 
@@ -62,7 +63,9 @@ impl From<AccountingError> for DeliveryError {
 pub struct CounterpartyRequest {
     pub name: String,
     /// E.164.
-    pub phone: String,
+    pub phone: Option<String>,
+    /// Normalised; a school's payer may be known by e-mail alone.
+    pub email: Option<String>,
     pub inn: Option<String>,
     pub comment: Option<String>,
 }
@@ -108,6 +111,11 @@ pub trait Accounting: Send + Sync {
         &self,
         phone: Option<&str>,
         inn: Option<&str>,
+    ) -> Result<Option<String>, AccountingError>;
+    /// By the e-mail in the counterparty's contact information.
+    async fn find_counterparty_by_email(
+        &self,
+        email: &str,
     ) -> Result<Option<String>, AccountingError>;
     async fn create_counterparty(
         &self,

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use quick_xml_037::Reader;
-use quick_xml_037::events::Event;
+use quick_xml::events::Event;
+use quick_xml::{Reader, XmlVersion};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -224,6 +224,37 @@ impl OnecOdata {
             })
     }
 
+    /// A live counterparty with `value` in the contact-information attribute `field`. Contacts
+    /// live in a tabular section whose rows carry the owner's Ref_Key.
+    async fn find_by_contact(
+        &self,
+        field: &str,
+        value: &str,
+    ) -> Result<Option<String>, AccountingError> {
+        let set = format!(
+            "{}_{}",
+            self.objects.counterparties, self.objects.contacts_section
+        );
+        let filter = format!("{field} eq {}", literal(value));
+        let list: ODataList<Keyed> = self
+            .get_json(&set, &[("$filter", &filter), ("$select", "Ref_Key")])
+            .await?;
+        for row in list.value {
+            // A counterparty marked for deletion is not the client any more.
+            let path = format!("{}(guid'{}')", self.objects.counterparties, row.ref_key);
+            let found: Result<Counterparty, _> = self.get_json(&path, &[]).await;
+            match found {
+                Ok(c) if !c.deletion_mark => return Ok(Some(c.ref_key)),
+                Ok(_) => {}
+                Err(AccountingError::Permanent {
+                    status: Some(404), ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
     /// The entity sets the base publishes, from `$metadata` (EDMX).
     pub async fn entity_sets(&self) -> Result<Vec<String>, AccountingError> {
         let text = self
@@ -274,11 +305,11 @@ pub fn parse_entity_sets(edmx: &str) -> Result<Vec<String>, AccountingError> {
     loop {
         match reader.read_event() {
             Ok(Event::Start(e)) | Ok(Event::Empty(e))
-                if e.local_name().as_ref() == b"EntitySet" =>
+                if e.local_name().into_inner() == "EntitySet" =>
             {
                 for a in e.attributes().flatten() {
-                    if a.key.local_name().as_ref() == b"Name"
-                        && let Ok(v) = a.unescape_value()
+                    if a.key.local_name().into_inner() == "Name"
+                        && let Ok(v) = a.normalized_value(XmlVersion::Implicit1_0)
                     {
                         out.push(v.into_owned());
                     }
@@ -323,47 +354,44 @@ impl Accounting for OnecOdata {
                 return Ok(Some(c.ref_key));
             }
         }
-        if let Some(phone) = phone {
-            // Phones live in the contact-information tabular section; its rows carry the
-            // owner's Ref_Key.
-            let set = format!(
-                "{}_{}",
-                self.objects.counterparties, self.objects.contacts_section
-            );
-            let filter = format!("{} eq {}", self.objects.phone_field, literal(phone));
-            let list: ODataList<Keyed> = self
-                .get_json(&set, &[("$filter", &filter), ("$select", "Ref_Key")])
-                .await?;
-            for row in list.value {
-                // A counterparty marked for deletion is not the client any more.
-                let path = format!("{}(guid'{}')", self.objects.counterparties, row.ref_key);
-                let found: Result<Counterparty, _> = self.get_json(&path, &[]).await;
-                match found {
-                    Ok(c) if !c.deletion_mark => return Ok(Some(c.ref_key)),
-                    Ok(_) => {}
-                    Err(AccountingError::Permanent {
-                        status: Some(404), ..
-                    }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
+        match phone {
+            Some(phone) => self.find_by_contact(&self.objects.phone_field, phone).await,
+            None => Ok(None),
         }
-        Ok(None)
+    }
+
+    async fn find_counterparty_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<String>, AccountingError> {
+        self.find_by_contact(&self.objects.email_field, email).await
     }
 
     async fn create_counterparty(
         &self,
         request: &CounterpartyRequest,
     ) -> Result<String, AccountingError> {
+        let mut contacts = Vec::new();
+        if let Some(phone) = &request.phone {
+            contacts.push(json!({
+                "LineNumber": (contacts.len() + 1).to_string(),
+                "Тип": "Телефон",
+                "Представление": phone,
+                self.objects.phone_field.as_str(): phone,
+            }));
+        }
+        if let Some(email) = &request.email {
+            contacts.push(json!({
+                "LineNumber": (contacts.len() + 1).to_string(),
+                "Тип": "АдресЭлектроннойПочты",
+                "Представление": email,
+                self.objects.email_field.as_str(): email,
+            }));
+        }
         let mut body = json!({
             "Description": request.name,
             "НаименованиеПолное": request.name,
-            self.objects.contacts_section.as_str(): [{
-                "LineNumber": "1",
-                "Тип": "Телефон",
-                "Представление": request.phone,
-                self.objects.phone_field.as_str(): request.phone,
-            }],
+            self.objects.contacts_section.as_str(): contacts,
         });
         if let (Some(inn), Some(map)) = (&request.inn, body.as_object_mut()) {
             map.insert("ИНН".into(), json!(inn));

@@ -1,18 +1,22 @@
 //! GetCourse's "call URL" process step, processed from the inbox. The step is unsigned and
 //! puts every value in the URL, so trust comes from the secret path segment; a paid order
-//! becomes an access job for GetCourse and a payment job for AlfaCRM.
+//! becomes an access job for GetCourse, a payment job for AlfaCRM and, with 1C over OData, an
+//! invoice job for 1C, all queued together.
 
 use async_trait::async_trait;
 
 use super::config::{AccessMode, SchoolConfig};
 use super::jobs::{ACCESS_GRANTED, PAYMENT_RECORDED, PaymentNotice};
 use super::{ALFACRM, GETCOURSE};
+use crate::accounting::jobs::{PaymentInvoice, payment_invoice_job};
 use crate::sync::inbox::{InboxHandler, InboxMessage, QUERY_HEADER};
 use crate::sync::jobs::{NewJob, enqueue_in};
 use crate::sync::{Delivered, DeliveryError, JobContext};
 
 pub struct GetCourseInbox {
     pub school: SchoolConfig,
+    /// 1C is reached over OData: each payment also gets its invoice there.
+    pub accounting: bool,
 }
 
 /// The parameters of a callback: the query string, then a form body when GetCourse posts one.
@@ -64,6 +68,33 @@ impl GetCourseInbox {
                     || haystack.contains(&c.title.to_lowercase())
             })
             .map(|c| c.key.clone())
+    }
+}
+
+impl GetCourseInbox {
+    /// The 1C invoice for a paid order: the course as the line (its key is what
+    /// `[onec.services]` maps), else the order's offers as GetCourse named them.
+    fn invoice(&self, notice: &PaymentNotice) -> PaymentInvoice {
+        let course = notice.course.as_deref().and_then(|k| self.school.course(k));
+        let phone = notice.phone().map(|p| p.as_str().to_string());
+        let email = notice.email().map(|e| e.as_str().to_string());
+        PaymentInvoice {
+            payment: format!("getcourse:{}", notice.deal),
+            name: notice
+                .name
+                .clone()
+                .or_else(|| email.clone())
+                .or_else(|| phone.clone())
+                .unwrap_or_else(|| format!("GetCourse #{}", notice.deal)),
+            phone,
+            email,
+            item: course.map(|c| c.key.clone()).unwrap_or_default(),
+            line: course
+                .map(|c| c.title.clone())
+                .or_else(|| notice.offers.clone())
+                .unwrap_or_else(|| format!("GetCourse #{}", notice.deal)),
+            amount_minor: notice.amount_minor(),
+        }
     }
 }
 
@@ -150,6 +181,12 @@ impl InboxHandler for GetCourseInbox {
                 idempotency_key: format!("gc-payment:{deal}"),
                 ordering_key: notice.phone().map(|p| format!("customer:{}", p.as_str())),
             });
+        }
+        if self.accounting {
+            jobs.push(payment_invoice_job(
+                &message.business_id,
+                &self.invoice(&notice),
+            ));
         }
         let transient =
             |e: crate::store::StoreError| DeliveryError::transient(format!("store: {e}"));

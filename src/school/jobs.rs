@@ -54,6 +54,31 @@ impl PaymentNotice {
         self.email.as_deref().and_then(|e| Email::parse(e).ok())
     }
 
+    /// Kopecks from the same texts as [`Self::amount`], without floating point: an invoice's
+    /// sum must be exact.
+    pub fn amount_minor(&self) -> Option<i64> {
+        let text = self.paid.as_deref()?;
+        let kept: String = text
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == '.' || *c == ',')
+            .collect();
+        let kept = kept.trim_end_matches(['.', ',']).replace(',', ".");
+        let (rubles, kopecks) = kept.split_once('.').unwrap_or((&kept, ""));
+        if rubles.is_empty() || kopecks.len() > 2 || kopecks.contains('.') {
+            return None;
+        }
+        let rubles: i64 = rubles.parse().ok()?;
+        let kopecks: i64 = if kopecks.is_empty() {
+            0
+        } else {
+            format!("{kopecks:0<2}").parse().ok()?
+        };
+        rubles
+            .checked_mul(100)?
+            .checked_add(kopecks)
+            .filter(|v| *v > 0)
+    }
+
     /// Roubles from "9 900 руб.", "9900.50" or "9 900,50 RUB".
     pub fn amount(&self) -> Option<f64> {
         let text = self.paid.as_deref()?;
@@ -597,5 +622,11 @@ mod tests {
         assert_eq!(n("9900.50").amount(), Some(9900.5));
         assert_eq!(n("9 900,50 RUB").amount(), Some(9900.5));
         assert_eq!(n("0 руб.").amount(), None);
+        assert_eq!(n("9 900 руб.").amount_minor(), Some(990_000));
+        assert_eq!(n("9900.5").amount_minor(), Some(990_050));
+        assert_eq!(n("9 900,05 RUB").amount_minor(), Some(990_005));
+        assert_eq!(n("0 руб.").amount_minor(), None);
+        assert_eq!(n("1.2.3").amount_minor(), None);
+        assert_eq!(n("руб.").amount_minor(), None);
     }
 }

@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use quick_xml_037::Reader;
-use quick_xml_037::events::Event;
+use quick_xml::events::{BytesRef, Event};
+use quick_xml::{Reader, XmlVersion};
 
 #[derive(Debug, Clone, Default)]
 pub struct Node {
@@ -38,8 +38,9 @@ fn strip_prefix(qname: &str) -> &str {
 /// Parses UTF-8 XML text into a tree (local names; namespace prefixes dropped).
 pub fn tree(text: &str) -> Result<Node, String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // Text is trimmed per element at its end, not per reader event: the reader hands entity
+    // references apart, and trimming each piece would eat the spaces around them.
     let mut reader = Reader::from_str(text);
-    reader.config_mut().trim_text(true);
     let mut stack: Vec<Node> = vec![Node::default()];
     loop {
         let event = reader.read_event().map_err(|e| {
@@ -55,13 +56,19 @@ pub fn tree(text: &str) -> Result<Node, String> {
                 stack.last_mut().ok_or("unbalanced")?.children.push(node);
             }
             Event::End(_) => {
-                let node = stack.pop().ok_or("unbalanced")?;
+                let mut node = stack.pop().ok_or("unbalanced")?;
+                node.text = node.text.trim().to_string();
                 stack.last_mut().ok_or("unbalanced")?.children.push(node);
             }
             Event::Text(t) => {
-                let s = t.unescape().map_err(|e| e.to_string())?;
                 if let Some(top) = stack.last_mut() {
-                    top.text.push_str(&s);
+                    top.text.push_str(&t.xml10_content());
+                }
+            }
+            Event::GeneralRef(r) => {
+                let c = reference(&r)?;
+                if let Some(top) = stack.last_mut() {
+                    top.text.push_str(&c);
                 }
             }
             Event::Eof => break,
@@ -75,15 +82,28 @@ pub fn tree(text: &str) -> Result<Node, String> {
     root.children.pop().ok_or_else(|| "no root element".into())
 }
 
-fn element(e: &quick_xml_037::events::BytesStart<'_>) -> Result<Node, String> {
+/// The five XML entities and character references; the documents declare no others.
+fn reference(r: &BytesRef<'_>) -> Result<String, String> {
+    if let Some(c) = r.resolve_char_ref().map_err(|e| e.to_string())? {
+        return Ok(c.to_string());
+    }
+    quick_xml::escape::resolve_xml_entity(r)
+        .map(str::to_string)
+        .ok_or_else(|| format!("unknown entity &{};", &**r))
+}
+
+fn element(e: &quick_xml::events::BytesStart<'_>) -> Result<Node, String> {
     let mut node = Node {
-        name: String::from_utf8_lossy(e.local_name().as_ref()).into_owned(),
+        name: e.local_name().into_inner().to_string(),
         ..Node::default()
     };
     for a in e.attributes() {
         let a = a.map_err(|e| e.to_string())?;
-        let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
-        let value = a.unescape_value().map_err(|e| e.to_string())?.into_owned();
+        let key = AsRef::<str>::as_ref(&a.key).to_string();
+        let value = a
+            .normalized_value(XmlVersion::Implicit1_0)
+            .map_err(|e| e.to_string())?
+            .into_owned();
         node.attrs.insert(key, value);
     }
     Ok(node)

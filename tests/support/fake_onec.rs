@@ -33,6 +33,7 @@ pub const PASSWORD: &str = "пароль-1c";
 pub const PUBLICATION: &str = "buh";
 pub const ORGANISATION: &str = "0d5a1f3e-7b3c-11e6-8343-40167e2531c3";
 pub const WAREHOUSE: &str = "5f1e8a10-7b3c-11e6-8343-40167e2531c3";
+pub const WAREHOUSE_2: &str = "5f1e8a11-7b3c-11e6-8343-40167e2531c3";
 pub const NOMENCLATURE_HAIRCUT: &str = "7a2b9c44-7b3c-11e6-8343-40167e2531c3";
 pub const NOMENCLATURE_SHAMPOO: &str = "7a2b9c45-7b3c-11e6-8343-40167e2531c3";
 
@@ -47,6 +48,8 @@ struct Data {
     /// Entity set → objects, in creation order.
     sets: HashMap<String, Vec<Value>>,
     requests: Vec<String>,
+    /// Set → how many of the next creations are stored but answered with a 502.
+    lost_answers: HashMap<String, usize>,
 }
 
 #[derive(Clone)]
@@ -110,6 +113,27 @@ impl FakeOnec {
     /// While down, every call answers 500 with 1C's internal-error body.
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// The next `n` objects POSTed to `set` are created, but the answer is lost on the way
+    /// back (a 502 from the proxy in front of 1C): the caller cannot know it succeeded.
+    pub fn lose_answers(&self, set: &str, n: usize) {
+        self.lock().lost_answers.insert(set.to_string(), n);
+    }
+
+    /// Sets an item's balance at a warehouse. Zero removes the row: 1C's `Balance` virtual
+    /// table leaves out what has nothing left.
+    pub fn set_stock(&self, item: &str, warehouse: &str, quantity: f64) {
+        let mut data = self.lock();
+        let rows = data.sets.entry(format!("{STOCK}/Balance")).or_default();
+        rows.retain(|r| !(r["Номенклатура_Key"] == item && r["Склад_Key"] == warehouse));
+        if quantity != 0.0 {
+            rows.push(json!({
+                "Номенклатура_Key": item,
+                "Склад_Key": warehouse,
+                "ВНаличииBalance": quantity,
+            }));
+        }
     }
 
     pub fn objects(&self, set: &str) -> Vec<Value> {
@@ -462,6 +486,12 @@ async fn handle(
                 .entry(rest.to_string())
                 .or_default()
                 .push(stored.clone());
+            if let Some(n) = data.lost_answers.get_mut(rest)
+                && *n > 0
+            {
+                *n -= 1;
+                return (StatusCode::BAD_GATEWAY, "502 Bad Gateway").into_response();
+            }
             let mut answer = stored;
             answer["odata.metadata"] = json!(format!("{metadata_url}#{rest}/@Element"));
             json_answer(StatusCode::CREATED, answer)

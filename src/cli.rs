@@ -325,7 +325,7 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal;
 
     use crate::import::load::{self, ImportTarget, Index, LoadOptions};
-    use crate::import::targets::{AmoTarget, Bitrix24Target};
+    use crate::import::targets::{AmoTarget, Bitrix24Target, YclientsTarget};
     use sha2::Digest;
 
     let config = load(&args.config.config)?;
@@ -374,7 +374,11 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
             ))
         }
         ImportInto::Yclients => {
-            bail!("importing into YClients is not available yet; use --into amocrm or bitrix24")
+            let Some(yc) = config.booking.yclients.as_ref() else {
+                bail!("--into yclients needs a [booking.yclients] section in the configuration");
+            };
+            let client = crate::booking::yclients::Yclients::new(yc, clock.clone());
+            Arc::new(YclientsTarget::new(client).map_err(|e| anyhow::anyhow!(e))?)
         }
     };
     let mut problems = prepared.problems.clone();

@@ -1,7 +1,7 @@
 //! `zapis import`: dirty files in every supported format with exact expected outcomes, phone
 //! normalisation against libphonenumber's own +7 metadata, and the real binary loading into the
-//! amoCRM and Bitrix24 fakes: 5,000 clients into amoCRM and 1,200 into Bitrix24 killed halfway,
-//! resumed, same end state; rate limits never exceeded.
+//! amoCRM, Bitrix24 and YClients fakes: 5,000 clients into amoCRM and 1,200 into Bitrix24 (and
+//! 45 cards into YClients) killed halfway, resumed, same end state; rate limits never exceeded.
 
 mod support;
 
@@ -14,6 +14,7 @@ use chrono::NaiveDate;
 use serde_json::{Value, json};
 use support::fake_amocrm::{self as fake, FakeAmo};
 use support::fake_bitrix24::{self as b24, FakeBitrix};
+use support::fake_yclients::{self as yc, FakeSalon, FakeYclients};
 use zapis::import::{Client, Prepared, ProblemKind, prepare, read_bytes};
 use zapis::normalize::Phone;
 
@@ -984,4 +985,248 @@ async fn bitrix24_1200_clients_killed_halfway_and_resumed_end_the_same() {
     assert_eq!(b24_runs(&portal, "crm.contact.add"), adds);
     assert_eq!(b24_runs(&portal, "crm.contact.update"), updates);
     assert_eq!(portal.contacts().len(), 1200);
+}
+
+// ------------------------------------------------------------------ YClients
+
+const YC_COMPANY: u64 = 4564;
+
+async fn start_salon() -> FakeYclients {
+    let fake =
+        FakeYclients::start(FakeSalon::standard(YC_COMPANY, chrono_tz::Europe::Moscow)).await;
+    // Both published limits: 5 a second (the fake's default) and 200 a minute.
+    fake.set_minute_limit(200);
+    fake
+}
+
+fn yclients_config(dir: &Path, salon: &FakeYclients, user_token: bool) -> std::path::PathBuf {
+    let store_url = format!("sqlite://{}", dir.join("zapis.db").display());
+    let user = if user_token {
+        format!("user_token = \"{}\"\n", yc::USER_TOKEN)
+    } else {
+        String::new()
+    };
+    let config = dir.join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+url = "{store_url}"
+
+[business]
+name = "Салон"
+timezone = "Europe/Moscow"
+
+[sync]
+poll = "100ms"
+
+[booking]
+system = "yclients"
+
+[booking.yclients]
+base_url = "{url}"
+company_id = {YC_COMPANY}
+partner_token = "{partner}"
+{user}"#,
+            url = salon.base_url,
+            partner = yc::PARTNER_TOKEN,
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn card_phone(card: &Value) -> String {
+    match &card["phone"] {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        other => panic!("a card without a phone: {other}"),
+    }
+}
+
+fn yc_phone_census(salon: &FakeYclients) -> BTreeMap<String, usize> {
+    let mut census = BTreeMap::new();
+    for c in salon.clients() {
+        let phone = Phone::parse(&card_phone(&c)).unwrap();
+        *census.entry(phone.to_string()).or_default() += 1;
+    }
+    census
+}
+
+/// Client-card writes the salon received.
+fn yc_writes(salon: &FakeYclients) -> usize {
+    salon
+        .request_log()
+        .iter()
+        .filter(|l| {
+            l.starts_with(&format!("POST /api/v1/clients/{YC_COMPANY}"))
+                || l.starts_with("PUT /api/v1/client/")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yclients_without_a_user_token_stops_naming_the_key() {
+    let salon = start_salon().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = yclients_config(dir.path(), &salon, false);
+    let file = dir.path().join("clients.csv");
+    std::fs::write(&file, dirty_csv(';')).unwrap();
+    let out = import_into("yclients", &config, &file, &[])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("booking.yclients.user_token"), "{stderr}");
+    assert_eq!(salon.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yclients_dirty_file_becomes_client_cards_within_both_rate_limits() {
+    let salon = start_salon().await;
+    // Typed at the front desk, with a comment, a category and a birthday of its own.
+    let anna = salon.insert_client("Анна С.", "+7 912 345-67-89", "", "звонила в мае");
+    let dir = tempfile::tempdir().unwrap();
+    let config = yclients_config(dir.path(), &salon, true);
+    let file = dir.path().join("clients.csv");
+    std::fs::write(&file, dirty_csv(';')).unwrap();
+    let report = dir.path().join("report.csv");
+
+    let out = run_import_into("yclients", &config, &file, &["--dry-run"]);
+    assert!(
+        out.contains("→ 5 clients; would be created 3, would be updated 1, skipped 0, failed 1"),
+        "{out}"
+    );
+    assert_eq!(yc_writes(&salon), 0);
+    assert_eq!(salon.clients().len(), 1);
+
+    let out = run_import_into(
+        "yclients",
+        &config,
+        &file,
+        &["--report", report.to_str().unwrap()],
+    );
+    assert!(
+        out.contains("read 8, valid 7, invalid 1, merged 2 → 5 clients; created 3, updated 1, skipped 0, failed 1"),
+        "{out}"
+    );
+    let cards = salon.clients();
+    assert_eq!(cards.len(), 4, "{cards:#?}");
+    let a = cards.iter().find(|c| c["id"] == json!(anna)).unwrap();
+    assert_eq!(a["name"], "Анна С.");
+    assert_eq!(card_phone(a), "79123456789");
+    assert_eq!(a["email"], "Anna.Ivanova@mail.ru");
+    // What the salon had on the card survives the update.
+    assert_eq!(a["comment"], "звонила в мае");
+    assert_eq!(a["birth_date"], "1980-01-02");
+    assert_eq!(a["categories"][0]["id"], 4);
+    assert_eq!(a["balance"], -1200);
+    let named = |name: &str| {
+        cards
+            .iter()
+            .find(|c| c["name"] == json!(name))
+            .unwrap_or_else(|| panic!("no card {name}: {cards:#?}"))
+    };
+    let petrov = named("Петров Петр");
+    assert_eq!(petrov["phone"], json!(79161234567u64));
+    assert_eq!(petrov["email"], "petrov@gmial.com");
+    assert_eq!(petrov["birth_date"], "1985-03-01");
+    assert_eq!(
+        petrov["comment"],
+        "+74951234567 доб. 12; также: +74951234567"
+    );
+    assert_eq!(card_phone(named("Петрова Мария")), "375291234567");
+    assert_eq!(named("Сидоров Иван")["email"], "ivan@xn--80a1acny.xn--p1ai");
+    let failed: Vec<_> = report_rows(&report)
+        .into_iter()
+        .filter(|r| r.1 == "write_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "10");
+    assert!(failed[0].3.contains("needs a phone"), "{failed:?}");
+    assert!(salon.max_requests_per_second() <= 5);
+    assert!(salon.max_requests_per_minute() <= 200);
+    assert_eq!(salon.throttled(), 0);
+
+    // Again: the salon is read, nothing is written.
+    let writes = yc_writes(&salon);
+    let out = run_import_into("yclients", &config, &file, &[]);
+    assert!(
+        out.contains("created 3, updated 1, skipped 0, failed 1"),
+        "{out}"
+    );
+    assert_eq!(yc_writes(&salon), writes);
+    assert_eq!(salon.clients().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yclients_45_cards_killed_halfway_and_resumed_end_the_same() {
+    let salon = start_salon().await;
+    let mut existing = BTreeSet::new();
+    for i in (0..45u32).step_by(9) {
+        existing.insert(salon.insert_client(
+            &format!("Клиентова {i}"),
+            &format!("8 {}", national(i)),
+            "",
+            "",
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = yclients_config(dir.path(), &salon, true);
+    let (file, expected) = numbered_base(dir.path(), 45);
+    let started = Instant::now();
+    let mut child = import_into("yclients", &config, &file, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("zapis import starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = salon.clients().len();
+        if n >= 5 + 12 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the import ended before it could be killed"
+        );
+        assert!(Instant::now() < deadline, "no progress: {n} cards");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = salon.clients().len();
+    assert!(at_kill < 45, "killed too late: {at_kill}");
+    // The limiter lives in the process: a restart within the same second would add its
+    // requests to the dead one's (and meet a 429, waited out). A person restarting takes longer.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let out = run_import_into("yclients", &config, &file, &[]);
+    let wall = started.elapsed();
+    assert!(
+        out.contains("read 48, valid 48, invalid 0, merged 3 → 45 clients; created 40, updated 5, skipped 0, failed 0"),
+        "{out}"
+    );
+    let cards = salon.clients();
+    assert_eq!(cards.len(), 45);
+    let census = yc_phone_census(&salon);
+    assert_eq!(census.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    assert!(census.values().all(|&n| n == 1), "{census:?}");
+    for c in cards
+        .iter()
+        .filter(|c| existing.contains(&c["id"].as_u64().unwrap()))
+    {
+        assert!(c["email"].as_str().unwrap().ends_with("@mail.ru"), "{c}");
+    }
+    assert!(salon.max_requests_per_second() <= 5);
+    assert!(salon.max_requests_per_minute() <= 200);
+    assert_eq!(salon.throttled(), 0);
+    eprintln!(
+        "yclients: 45 cards, killed at {at_kill}; {} requests, peak {}/s and {}/min, {:.1} s for both starts",
+        salon.request_count(),
+        salon.max_requests_per_second(),
+        salon.max_requests_per_minute(),
+        wall.as_secs_f64()
+    );
 }

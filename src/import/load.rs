@@ -5,9 +5,11 @@
 //! jobs of earlier starts, (2) lists the target's contacts afresh and matches the rows still
 //! pending against them (so whatever an interrupted start managed to write is found, and
 //! linked or updated, never created twice), (3) enqueues one job per batch of pending rows and
-//! (4) runs the engine until they are done. A job retried after an unknown outcome searches the
-//! target for each client before creating it. Contacts the import creates carry a run tag, so
-//! a resumed run counts them as created, not as found.
+//! (4) runs the engine until they are done. Rows are marked (`sending`, `updating`) before their
+//! write goes out, so a retried job or a later start knows whose outcome is unknown and looks at
+//! the target for exactly those before writing again. Contacts the import creates carry a run
+//! mark where the target has a place for one (amoCRM tag, Bitrix24 `ORIGIN_ID`), so a resumed run
+//! counts them as created, not as found; elsewhere (YClients) the `sending` row is the mark.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -837,6 +839,9 @@ impl ImportJobs {
         refused: &mut Option<CrmError>,
         ctx: &JobContext<'_>,
     ) -> Result<(), DeliveryError> {
+        if written.is_empty() && refused_rows.is_empty() {
+            return Ok(());
+        }
         let written: Vec<(String, &'static str, String)> =
             written.into_iter().map(|(k, id)| (k, action, id)).collect();
         finish_rows(store, run_id, &written, ctx.now)

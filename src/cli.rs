@@ -324,7 +324,8 @@ pub async fn main() -> anyhow::Result<()> {
 async fn import(args: ImportArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal;
 
-    use crate::import::load::{self, AmoTarget, ImportTarget, Index, LoadOptions};
+    use crate::import::load::{self, ImportTarget, Index, LoadOptions};
+    use crate::import::targets::{AmoTarget, Bitrix24Target, YclientsTarget};
     use sha2::Digest;
 
     let config = load(&args.config.config)?;
@@ -334,28 +335,50 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", args.file.display()))?;
     let prepared = crate::import::prepare(records);
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
+    // Opened without migrating for a dry run: it must not write, not even the schema.
+    let open_store = || async {
+        if args.dry_run {
+            Store::open(&config.store.url).await
+        } else {
+            Store::connect(&config.store.url).await
+        }
+        .context("opening the store")
+    };
     let target: Arc<dyn ImportTarget> = match args.into {
         ImportInto::Amocrm => {
             let Some(amo) = config.crm.as_ref().and_then(|c| c.amocrm.clone()) else {
                 bail!("--into amocrm needs a [crm.amocrm] section in the configuration");
             };
-            // Opened without migrating for a dry run: it must not write, not even the schema.
-            let store = if args.dry_run {
-                Store::open(&config.store.url).await
-            } else {
-                Store::connect(&config.store.url).await
-            }
-            .context("opening the store")?;
             Arc::new(AmoTarget(
-                crate::crm::amocrm::AmoCrm::new(amo, store, &config.business.id, clock.clone())
-                    .context("crm.amocrm")?,
+                crate::crm::amocrm::AmoCrm::new(
+                    amo,
+                    open_store().await?,
+                    &config.business.id,
+                    clock.clone(),
+                )
+                .context("crm.amocrm")?,
             ))
         }
-        ImportInto::Bitrix24 | ImportInto::Yclients => {
-            bail!(
-                "importing into {:?} is not available yet; use --into amocrm",
-                args.into
-            )
+        ImportInto::Bitrix24 => {
+            let Some(b24) = config.crm.as_ref().and_then(|c| c.bitrix24.clone()) else {
+                bail!("--into bitrix24 needs a [crm.bitrix24] section in the configuration");
+            };
+            Arc::new(Bitrix24Target(
+                crate::crm::bitrix24::Bitrix24::new(
+                    b24,
+                    open_store().await?,
+                    &config.business.id,
+                    clock.clone(),
+                )
+                .context("crm.bitrix24")?,
+            ))
+        }
+        ImportInto::Yclients => {
+            let Some(yc) = config.booking.yclients.as_ref() else {
+                bail!("--into yclients needs a [booking.yclients] section in the configuration");
+            };
+            let client = crate::booking::yclients::Yclients::new(yc, clock.clone());
+            Arc::new(YclientsTarget::new(client).map_err(|e| anyhow::anyhow!(e))?)
         }
     };
     let mut problems = prepared.problems.clone();
@@ -365,8 +388,9 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
                 .existing()
                 .await
                 .context("reading the target's contacts")?,
-        );
-        load::dry_run_counts(&prepared, &index)
+        )
+        .single_valued(target.single_valued());
+        load::dry_run_counts(&prepared, &index, target.as_ref())
     } else {
         let store = Store::connect(&config.store.url)
             .await

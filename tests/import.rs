@@ -1,6 +1,7 @@
 //! `zapis import`: dirty files in every supported format with exact expected outcomes, phone
-//! normalisation against libphonenumber's own +7 metadata, and the real binary loading 5,000
-//! clients into the amoCRM fake — killed halfway, resumed, same end state.
+//! normalisation against libphonenumber's own +7 metadata, and the real binary loading into the
+//! amoCRM, Bitrix24 and YClients fakes: 5,000 clients into amoCRM and 1,200 into Bitrix24 (and
+//! 45 cards into YClients) killed halfway, resumed, same end state; rate limits never exceeded.
 
 mod support;
 
@@ -10,8 +11,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use serde_json::json;
+use serde_json::{Value, json};
 use support::fake_amocrm::{self as fake, FakeAmo};
+use support::fake_bitrix24::{self as b24, FakeBitrix};
+use support::fake_yclients::{self as yc, FakeSalon, FakeYclients};
 use zapis::import::{Client, Prepared, ProblemKind, prepare, read_bytes};
 use zapis::normalize::Phone;
 
@@ -428,10 +431,14 @@ new_status_id = {status}
 }
 
 fn import_cmd(config: &Path, file: &Path, extra: &[&str]) -> Command {
+    import_into("amocrm", config, file, extra)
+}
+
+fn import_into(target: &str, config: &Path, file: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_zapis"));
     cmd.arg("import")
         .arg(file)
-        .args(["--into", "amocrm", "--config"])
+        .args(["--into", target, "--config"])
         .arg(config)
         .args(extra)
         .env("RUST_LOG", "warn")
@@ -440,7 +447,11 @@ fn import_cmd(config: &Path, file: &Path, extra: &[&str]) -> Command {
 }
 
 fn run_import(config: &Path, file: &Path, extra: &[&str]) -> String {
-    let out = import_cmd(config, file, extra)
+    run_import_into("amocrm", config, file, extra)
+}
+
+fn run_import_into(target: &str, config: &Path, file: &Path, extra: &[&str]) -> String {
+    let out = import_into(target, config, file, extra)
         .output()
         .expect("zapis import runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -519,10 +530,16 @@ async fn dry_run_reports_every_problem_and_writes_nothing() {
 /// 5,000 clients plus 250 duplicate rows typed differently; 20 of the clients are already in
 /// the CRM (typed by hand, without the email we bring).
 fn big_base(dir: &Path) -> (std::path::PathBuf, BTreeSet<String>) {
+    numbered_base(dir, 5000)
+}
+
+/// `n` clients `Клиентова{i} Анна`, phone `+79{100000000 + i}`, email `client{i}@mail.ru`, and
+/// every 20th typed a second time differently (capitals, a formatted phone, no email).
+fn numbered_base(dir: &Path, n: u32) -> (std::path::PathBuf, BTreeSet<String>) {
     let mut csv = String::from("Фамилия;Имя;Телефон;Email\n");
     let mut expected = BTreeSet::new();
-    for i in 0..5000u32 {
-        let national = format!("9{:09}", 100_000_000 + i);
+    for i in 0..n {
+        let national = national(i);
         expected.insert(format!("+7{national}"));
         csv.push_str(&format!(
             "Клиентова{i};Анна;8{national};client{i}@mail.ru\n"
@@ -542,12 +559,15 @@ fn big_base(dir: &Path) -> (std::path::PathBuf, BTreeSet<String>) {
     (file, expected)
 }
 
+fn national(i: u32) -> String {
+    format!("9{:09}", 100_000_000 + i)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_clients_killed_halfway_and_resumed_end_the_same() {
     let amo = FakeAmo::start().await;
     for i in (0..5000u32).step_by(250) {
-        let national = format!("9{:09}", 100_000_000 + i);
-        amo.insert_contact_with_phone(&format!("Клиентова {i}"), &format!("8 {national}"));
+        amo.insert_contact_with_phone(&format!("Клиентова {i}"), &format!("8 {}", national(i)));
     }
     let existing_ids: BTreeSet<i64> = amo
         .contacts()
@@ -654,4 +674,559 @@ async fn five_thousand_clients_killed_halfway_and_resumed_end_the_same() {
         amo.count("POST", "/api/v4/contacts") + amo.count("PATCH", "/api/v4/contacts");
     assert_eq!(posts_before, posts_after);
     assert_eq!(amo.contacts().len(), 5000);
+}
+
+// ------------------------------------------------------------------ Bitrix24
+
+fn bitrix_config(dir: &Path, portal: &FakeBitrix) -> std::path::PathBuf {
+    let store_url = format!("sqlite://{}", dir.join("zapis.db").display());
+    let config = dir.join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+url = "{store_url}"
+
+[business]
+name = "Салон"
+timezone = "Europe/Moscow"
+
+[sync]
+poll = "100ms"
+
+[crm]
+system = "bitrix24"
+
+[crm.bitrix24]
+webhook_url = "{url}"
+"#,
+            url = portal.webhook_url(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// The `VALUE`s of a multiple field as the portal holds it.
+fn values(field: &Value) -> Vec<String> {
+    field
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["VALUE"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn b24_phone_census(portal: &FakeBitrix) -> BTreeMap<String, usize> {
+    let mut census = BTreeMap::new();
+    for c in portal.contacts() {
+        for v in values(&c["PHONE"]) {
+            *census
+                .entry(Phone::parse(&v).unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    census
+}
+
+/// Methods run by the portal, directly or inside `batch`, with this name.
+fn b24_runs(portal: &FakeBitrix, method: &str) -> usize {
+    portal
+        .calls()
+        .iter()
+        .chain(portal.batched().iter())
+        .filter(|m| m.as_str() == method)
+        .count()
+}
+
+/// `(row, kind, value, detail)` of a problem report.
+fn report_rows(path: &Path) -> Vec<(String, String, String, String)> {
+    csv::Reader::from_path(path)
+        .unwrap()
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (
+                r[0].to_string(),
+                r[1].to_string(),
+                r[2].to_string(),
+                r[3].to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitrix24_dirty_file_completes_existing_contacts_and_reports_a_refused_command() {
+    let portal = FakeBitrix::start().await;
+    // Typed by a manager: the import adds our email to it and keeps the rest.
+    let anna = portal.insert_contact("Анна С.", &["8 (912) 345-67-89"], &[]);
+    // Inside the batch the portal refuses one client's address; the others must go in.
+    portal.fail_when(
+        "crm.contact.add",
+        "xn--80a1acny",
+        400,
+        json!({"error": "ERROR_CORE", "error_description": "The field Work e-mail contains an invalid address"}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = bitrix_config(dir.path(), &portal);
+    let file = dir.path().join("clients.csv");
+    std::fs::write(&file, dirty_csv(';')).unwrap();
+    let report = dir.path().join("report.csv");
+
+    let out = run_import_into("bitrix24", &config, &file, &["--dry-run"]);
+    assert!(
+        out.contains("→ 5 clients; would be created 4, would be updated 1, skipped 0, failed 0"),
+        "{out}"
+    );
+    assert_eq!(portal.contacts().len(), 1);
+    assert_eq!(b24_runs(&portal, "crm.contact.add"), 0);
+    assert_eq!(b24_runs(&portal, "crm.contact.update"), 0);
+
+    let out = run_import_into(
+        "bitrix24",
+        &config,
+        &file,
+        &["--report", report.to_str().unwrap()],
+    );
+    assert!(
+        out.contains("read 8, valid 7, invalid 1, merged 2 → 5 clients; created 3, updated 1, skipped 0, failed 1"),
+        "{out}"
+    );
+    let contacts = portal.contacts();
+    assert_eq!(contacts.len(), 4, "{contacts:#?}");
+    let named = |name: &str| {
+        contacts
+            .iter()
+            .find(|c| c["NAME"] == json!(name))
+            .unwrap_or_else(|| panic!("no contact {name}: {contacts:#?}"))
+    };
+    let a = contacts
+        .iter()
+        .find(|c| c["ID"] == json!(anna.to_string()))
+        .unwrap();
+    assert_eq!(a["NAME"], "Анна С.", "a manager's contact keeps its name");
+    assert_eq!(values(&a["PHONE"]), ["8 (912) 345-67-89"], "not duplicated");
+    assert_eq!(values(&a["EMAIL"]), ["Anna.Ivanova@mail.ru"]);
+    assert!(a["ORIGINATOR_ID"].is_null());
+    let petrov = named("Петров Петр");
+    assert_eq!(values(&petrov["PHONE"]), ["+79161234567", "+74951234567"]);
+    assert_eq!(values(&petrov["EMAIL"]), ["petrov@gmial.com"]);
+    assert_eq!(petrov["COMMENTS"], "+74951234567 доб. 12");
+    assert_eq!(petrov["BIRTHDATE"], "1985-03-01T00:00:00+03:00");
+    assert_eq!(petrov["ORIGINATOR_ID"], "zapis");
+    let origin = petrov["ORIGIN_ID"].as_str().unwrap();
+    assert!(
+        origin.starts_with("zapis-import-") && origin.ends_with("/phone:+79161234567"),
+        "{origin}"
+    );
+    assert_eq!(values(&named("Петрова Мария")["PHONE"]), ["+375291234567"]);
+    let oleg = named("Кузнецов Олег");
+    assert!(values(&oleg["PHONE"]).is_empty());
+    assert_eq!(values(&oleg["EMAIL"]), ["oleg@bk.ru"]);
+    assert!(
+        oleg["ORIGIN_ID"]
+            .as_str()
+            .unwrap()
+            .ends_with("/email:oleg@bk.ru")
+    );
+    assert!(!contacts.iter().any(|c| c["NAME"] == "Сидоров Иван"));
+    let failed: Vec<_> = report_rows(&report)
+        .into_iter()
+        .filter(|r| r.1 == "write_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "6");
+    assert_eq!(failed[0].2, "Сидоров Иван");
+    assert!(failed[0].3.contains("invalid address"), "{failed:?}");
+    // Four adds (one refused) in one batch, one update appending the email.
+    assert_eq!(b24_runs(&portal, "crm.contact.add"), 4);
+    assert_eq!(b24_runs(&portal, "crm.contact.update"), 1);
+    assert!(portal.batch_sizes().iter().all(|&n| n <= 50));
+    assert_eq!(portal.throttled(), 0);
+
+    // The portal takes the address now: the next start writes that client only.
+    portal.clear_failures();
+    let out = run_import_into("bitrix24", &config, &file, &[]);
+    assert!(
+        out.contains("created 4, updated 1, skipped 0, failed 0"),
+        "{out}"
+    );
+    assert_eq!(portal.contacts().len(), 5);
+    assert_eq!(b24_runs(&portal, "crm.contact.add"), 5);
+    assert_eq!(b24_runs(&portal, "crm.contact.update"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitrix24_a_lost_answer_is_looked_up_not_written_twice() {
+    let portal = FakeBitrix::start().await;
+    // The portal creates the contacts, then the answer is lost: the retry must find them.
+    portal.lose_answer_of("crm.contact.add");
+    let dir = tempfile::tempdir().unwrap();
+    let config = bitrix_config(dir.path(), &portal);
+    let (file, expected) = numbered_base(dir.path(), 30);
+    let out = run_import_into("bitrix24", &config, &file, &[]);
+    assert!(
+        out.contains("→ 30 clients; created 30, updated 0, skipped 0, failed 0"),
+        "{out}"
+    );
+    assert_eq!(portal.contacts().len(), 30);
+    let census = b24_phone_census(&portal);
+    assert_eq!(census.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    assert!(census.values().all(|&n| n == 1));
+    assert_eq!(b24_runs(&portal, "crm.contact.add"), 30, "sent once");
+    assert!(
+        b24_runs(&portal, "crm.duplicate.findbycomm") > 0,
+        "looked up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitrix24_1200_clients_killed_halfway_and_resumed_end_the_same() {
+    let portal = FakeBitrix::start().await;
+    let mut existing = BTreeSet::new();
+    for i in (0..1200u32).step_by(50) {
+        existing.insert(portal.insert_contact(
+            &format!("Клиентова {i}"),
+            &[&format!("8 {}", national(i))],
+            &[],
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = bitrix_config(dir.path(), &portal);
+    let (file, expected) = numbered_base(dir.path(), 1200);
+    let started = Instant::now();
+
+    let mut child = import_into("bitrix24", &config, &file, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("zapis import starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = portal.contacts().len();
+        if n >= 24 + 400 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the import ended before it could be killed"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the import made no progress: {n} contacts"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = portal.contacts().len();
+    assert!(
+        at_kill < 1224,
+        "killed too late to prove anything: {at_kill}"
+    );
+
+    let out = run_import_into("bitrix24", &config, &file, &[]);
+    let wall = started.elapsed();
+    assert!(
+        out.contains("read 1260, valid 1260, invalid 0, merged 60 → 1200 clients; created 1176, updated 24, skipped 0, failed 0"),
+        "{out}"
+    );
+    let contacts = portal.contacts();
+    assert_eq!(contacts.len(), 1200, "exactly one contact per client");
+    let census = b24_phone_census(&portal);
+    assert_eq!(census.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    assert!(
+        census.values().all(|&n| n == 1),
+        "a phone is on two contacts"
+    );
+    for c in &contacts {
+        let id: i64 = c["ID"].as_str().unwrap().parse().unwrap();
+        if existing.contains(&id) {
+            // Updated in place: their phone as typed, our email added.
+            assert_eq!(values(&c["PHONE"]).len(), 1, "{c}");
+            assert!(values(&c["PHONE"])[0].starts_with("8 9"), "{c}");
+            let emails = values(&c["EMAIL"]);
+            assert!(emails.len() == 1 && emails[0].ends_with("@mail.ru"), "{c}");
+        } else {
+            assert_eq!(c["ORIGINATOR_ID"], "zapis", "{c}");
+            assert_eq!(values(&c["PHONE"]).len(), 1, "{c}");
+        }
+    }
+    assert!(
+        portal.max_level() <= b24::BUCKET_LIMIT,
+        "{}",
+        portal.max_level()
+    );
+    assert_eq!(portal.throttled(), 0);
+    assert!(portal.batch_sizes().iter().all(|&n| n <= 50));
+    eprintln!(
+        "bitrix24: 1,200 clients, killed at {at_kill} contacts; {} requests ({} batch, {} commands), \
+         bucket peak {:.1} of {}, {:.1} s for both starts",
+        portal.calls().len(),
+        portal.count("batch"),
+        portal.batched().len(),
+        portal.max_level(),
+        b24::BUCKET_LIMIT,
+        wall.as_secs_f64()
+    );
+
+    // A third start lists the portal and writes nothing.
+    let (adds, updates) = (
+        b24_runs(&portal, "crm.contact.add"),
+        b24_runs(&portal, "crm.contact.update"),
+    );
+    let out = run_import_into("bitrix24", &config, &file, &[]);
+    assert!(
+        out.contains("created 1176, updated 24, skipped 0, failed 0"),
+        "{out}"
+    );
+    assert_eq!(b24_runs(&portal, "crm.contact.add"), adds);
+    assert_eq!(b24_runs(&portal, "crm.contact.update"), updates);
+    assert_eq!(portal.contacts().len(), 1200);
+}
+
+// ------------------------------------------------------------------ YClients
+
+const YC_COMPANY: u64 = 4564;
+
+async fn start_salon() -> FakeYclients {
+    let fake =
+        FakeYclients::start(FakeSalon::standard(YC_COMPANY, chrono_tz::Europe::Moscow)).await;
+    // Both published limits: 5 a second (the fake's default) and 200 a minute.
+    fake.set_minute_limit(200);
+    fake
+}
+
+fn yclients_config(dir: &Path, salon: &FakeYclients, user_token: bool) -> std::path::PathBuf {
+    let store_url = format!("sqlite://{}", dir.join("zapis.db").display());
+    let user = if user_token {
+        format!("user_token = \"{}\"\n", yc::USER_TOKEN)
+    } else {
+        String::new()
+    };
+    let config = dir.join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+url = "{store_url}"
+
+[business]
+name = "Салон"
+timezone = "Europe/Moscow"
+
+[sync]
+poll = "100ms"
+
+[booking]
+system = "yclients"
+
+[booking.yclients]
+base_url = "{url}"
+company_id = {YC_COMPANY}
+partner_token = "{partner}"
+{user}"#,
+            url = salon.base_url,
+            partner = yc::PARTNER_TOKEN,
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn card_phone(card: &Value) -> String {
+    match &card["phone"] {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        other => panic!("a card without a phone: {other}"),
+    }
+}
+
+fn yc_phone_census(salon: &FakeYclients) -> BTreeMap<String, usize> {
+    let mut census = BTreeMap::new();
+    for c in salon.clients() {
+        let phone = Phone::parse(&card_phone(&c)).unwrap();
+        *census.entry(phone.to_string()).or_default() += 1;
+    }
+    census
+}
+
+/// Client-card writes the salon received.
+fn yc_writes(salon: &FakeYclients) -> usize {
+    salon
+        .request_log()
+        .iter()
+        .filter(|l| {
+            l.starts_with(&format!("POST /api/v1/clients/{YC_COMPANY}"))
+                || l.starts_with("PUT /api/v1/client/")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yclients_without_a_user_token_stops_naming_the_key() {
+    let salon = start_salon().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = yclients_config(dir.path(), &salon, false);
+    let file = dir.path().join("clients.csv");
+    std::fs::write(&file, dirty_csv(';')).unwrap();
+    let out = import_into("yclients", &config, &file, &[])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("booking.yclients.user_token"), "{stderr}");
+    assert_eq!(salon.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yclients_dirty_file_becomes_client_cards_within_both_rate_limits() {
+    let salon = start_salon().await;
+    // Typed at the front desk, with a comment, a category and a birthday of its own.
+    let anna = salon.insert_client("Анна С.", "+7 912 345-67-89", "", "звонила в мае");
+    let dir = tempfile::tempdir().unwrap();
+    let config = yclients_config(dir.path(), &salon, true);
+    let file = dir.path().join("clients.csv");
+    std::fs::write(&file, dirty_csv(';')).unwrap();
+    let report = dir.path().join("report.csv");
+
+    let out = run_import_into("yclients", &config, &file, &["--dry-run"]);
+    assert!(
+        out.contains("→ 5 clients; would be created 3, would be updated 1, skipped 0, failed 1"),
+        "{out}"
+    );
+    assert_eq!(yc_writes(&salon), 0);
+    assert_eq!(salon.clients().len(), 1);
+
+    let out = run_import_into(
+        "yclients",
+        &config,
+        &file,
+        &["--report", report.to_str().unwrap()],
+    );
+    assert!(
+        out.contains("read 8, valid 7, invalid 1, merged 2 → 5 clients; created 3, updated 1, skipped 0, failed 1"),
+        "{out}"
+    );
+    let cards = salon.clients();
+    assert_eq!(cards.len(), 4, "{cards:#?}");
+    let a = cards.iter().find(|c| c["id"] == json!(anna)).unwrap();
+    assert_eq!(a["name"], "Анна С.");
+    assert_eq!(card_phone(a), "79123456789");
+    assert_eq!(a["email"], "Anna.Ivanova@mail.ru");
+    // What the salon had on the card survives the update.
+    assert_eq!(a["comment"], "звонила в мае");
+    assert_eq!(a["birth_date"], "1980-01-02");
+    assert_eq!(a["categories"][0]["id"], 4);
+    assert_eq!(a["balance"], -1200);
+    let named = |name: &str| {
+        cards
+            .iter()
+            .find(|c| c["name"] == json!(name))
+            .unwrap_or_else(|| panic!("no card {name}: {cards:#?}"))
+    };
+    let petrov = named("Петров Петр");
+    assert_eq!(petrov["phone"], json!(79161234567u64));
+    assert_eq!(petrov["email"], "petrov@gmial.com");
+    assert_eq!(petrov["birth_date"], "1985-03-01");
+    assert_eq!(
+        petrov["comment"],
+        "+74951234567 доб. 12; также: +74951234567"
+    );
+    assert_eq!(card_phone(named("Петрова Мария")), "375291234567");
+    assert_eq!(named("Сидоров Иван")["email"], "ivan@xn--80a1acny.xn--p1ai");
+    let failed: Vec<_> = report_rows(&report)
+        .into_iter()
+        .filter(|r| r.1 == "write_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "10");
+    assert!(failed[0].3.contains("needs a phone"), "{failed:?}");
+    assert!(salon.max_requests_per_second() <= 5);
+    assert!(salon.max_requests_per_minute() <= 200);
+    assert_eq!(salon.throttled(), 0);
+
+    // Again: the salon is read, nothing is written.
+    let writes = yc_writes(&salon);
+    let out = run_import_into("yclients", &config, &file, &[]);
+    assert!(
+        out.contains("created 3, updated 1, skipped 0, failed 1"),
+        "{out}"
+    );
+    assert_eq!(yc_writes(&salon), writes);
+    assert_eq!(salon.clients().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yclients_45_cards_killed_halfway_and_resumed_end_the_same() {
+    let salon = start_salon().await;
+    let mut existing = BTreeSet::new();
+    for i in (0..45u32).step_by(9) {
+        existing.insert(salon.insert_client(
+            &format!("Клиентова {i}"),
+            &format!("8 {}", national(i)),
+            "",
+            "",
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = yclients_config(dir.path(), &salon, true);
+    let (file, expected) = numbered_base(dir.path(), 45);
+    let started = Instant::now();
+    let mut child = import_into("yclients", &config, &file, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("zapis import starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = salon.clients().len();
+        if n >= 5 + 12 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the import ended before it could be killed"
+        );
+        assert!(Instant::now() < deadline, "no progress: {n} cards");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = salon.clients().len();
+    assert!(at_kill < 45, "killed too late: {at_kill}");
+    // The limiter lives in the process: a restart within the same second would add its
+    // requests to the dead one's (and meet a 429, waited out). A person restarting takes longer.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let out = run_import_into("yclients", &config, &file, &[]);
+    let wall = started.elapsed();
+    assert!(
+        out.contains("read 48, valid 48, invalid 0, merged 3 → 45 clients; created 40, updated 5, skipped 0, failed 0"),
+        "{out}"
+    );
+    let cards = salon.clients();
+    assert_eq!(cards.len(), 45);
+    let census = yc_phone_census(&salon);
+    assert_eq!(census.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    assert!(census.values().all(|&n| n == 1), "{census:?}");
+    for c in cards
+        .iter()
+        .filter(|c| existing.contains(&c["id"].as_u64().unwrap()))
+    {
+        assert!(c["email"].as_str().unwrap().ends_with("@mail.ru"), "{c}");
+    }
+    assert!(salon.max_requests_per_second() <= 5);
+    assert!(salon.max_requests_per_minute() <= 200);
+    assert_eq!(salon.throttled(), 0);
+    eprintln!(
+        "yclients: 45 cards, killed at {at_kill}; {} requests, peak {}/s and {}/min, {:.1} s for both starts",
+        salon.request_count(),
+        salon.max_requests_per_second(),
+        salon.max_requests_per_minute(),
+        wall.as_secs_f64()
+    );
 }

@@ -685,3 +685,53 @@ async fn a_record_webhook_names_its_client_service_master_and_price() {
     assert_eq!(event.price, zapis::domain::Money::from_rubles(100));
     assert_eq!(event.api_id, None);
 }
+
+#[tokio::test]
+async fn client_cards_are_listed_200_a_page_and_completed_without_losing_what_they_hold() {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, EKB)).await;
+    fake.set_rate_limit(1000);
+    for i in 0..450u64 {
+        fake.insert_client(&format!("Клиент {i}"), &format!("7916{i:07}"), "", "");
+    }
+    let mut cfg = config(&fake);
+    cfg.user_token = Some(SecretString::from(USER_TOKEN.to_owned()));
+    cfg.rate_limit_per_second = 1000;
+    let yc = Yclients::new(&cfg, Arc::new(FakeClock::new(Utc::now())));
+    let all = yc.all_clients().await.unwrap();
+    assert_eq!(all.len(), 450);
+    assert_eq!(
+        all.iter()
+            .map(|c| c.id.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        450
+    );
+    assert_eq!(yc.calls().get(Endpoint::ClientsSearch), 3, "200 + 200 + 50");
+    assert_eq!(all[7].phone.as_deref(), Some("79160000007"));
+    assert_eq!(all[7].email, None);
+
+    // The salon's comment, birthday, category and balance survive adding an email.
+    let id = all[7].id.clone();
+    yc.complete_client(&id, None, Some("k7@mail.ru"))
+        .await
+        .unwrap();
+    let card = fake
+        .clients()
+        .into_iter()
+        .find(|c| c["id"].as_u64().is_some_and(|n| n.to_string() == id))
+        .unwrap();
+    assert_eq!(card["email"], "k7@mail.ru");
+    assert_eq!(card["name"], "Клиент 7");
+    assert_eq!(card["birth_date"], "1980-01-02");
+    assert_eq!(card["categories"][0]["id"], 4);
+    assert_eq!(card["balance"], -1200);
+    let hits = yc.quick_search_clients("9160000007").await.unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].email.as_deref(), Some("k7@mail.ru"));
+    // Without the user token the cards are out of reach.
+    let partner_only = Yclients::new(&config(&fake), Arc::new(FakeClock::new(Utc::now())));
+    assert!(matches!(
+        partner_only.all_clients().await,
+        Err(BookingError::Auth(_))
+    ));
+}

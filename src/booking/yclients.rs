@@ -122,10 +122,14 @@ pub enum Endpoint {
     RecordDelete,
     RecordUpdate,
     Records,
+    ClientsSearch,
+    ClientCreate,
+    ClientGet,
+    ClientUpdate,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 14] = [
+    pub const ALL: [Endpoint; 18] = [
         Endpoint::Company,
         Endpoint::BookServices,
         Endpoint::BookStaff,
@@ -140,6 +144,10 @@ impl Endpoint {
         Endpoint::RecordDelete,
         Endpoint::RecordUpdate,
         Endpoint::Records,
+        Endpoint::ClientsSearch,
+        Endpoint::ClientCreate,
+        Endpoint::ClientGet,
+        Endpoint::ClientUpdate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -158,6 +166,10 @@ impl Endpoint {
             Endpoint::RecordDelete => "record_delete",
             Endpoint::RecordUpdate => "record_update",
             Endpoint::Records => "records",
+            Endpoint::ClientsSearch => "clients_search",
+            Endpoint::ClientCreate => "client_create",
+            Endpoint::ClientGet => "client_get",
+            Endpoint::ClientUpdate => "client_update",
         }
     }
 
@@ -929,6 +941,8 @@ pub struct Yclients {
     partner_token: SecretString,
     user_token: Option<SecretString>,
     limiter: DefaultDirectRateLimiter,
+    /// A per-minute ceiling for long runs (an import); `None` for the bot's short bursts.
+    minute_limiter: Option<DefaultDirectRateLimiter>,
     max_retries: u32,
     counters: CallCounters,
     company: OnceCell<CompanyInfo>,
@@ -939,6 +953,8 @@ pub struct Yclients {
 /// has no envelope, as `GET /book_record` and `/auth` do).
 struct Answer {
     data: Value,
+    /// `meta` of the envelope (`total_count` on lists); `Null` when absent.
+    meta: Value,
 }
 
 impl Yclients {
@@ -964,6 +980,7 @@ impl Yclients {
             partner_token: config.partner_token.clone(),
             user_token: config.user_token.clone(),
             limiter: RateLimiter::direct(quota),
+            minute_limiter: None,
             max_retries: config.max_retries,
             counters: CallCounters::default(),
             company: OnceCell::new(),
@@ -976,6 +993,14 @@ impl Yclients {
                 masters: DashMap::new(),
             },
         }
+    }
+
+    /// Also keeps under `per_minute` requests in any 60 seconds. The published limit is "200
+    /// requests a minute, or 5 a second"; 5 a second sustained would be 300 a minute, so a run
+    /// that lasts minutes (an import) honours both.
+    pub fn with_minute_limit(mut self, per_minute: u32) -> Yclients {
+        self.minute_limiter = minute_quota(per_minute).map(RateLimiter::direct);
+        self
     }
 
     /// Requests sent so far, per endpoint.
@@ -1033,6 +1058,9 @@ impl Yclients {
         let mut backoff = StdDuration::from_millis(250);
         let mut attempt = 0;
         loop {
+            if let Some(minute) = &self.minute_limiter {
+                minute.until_ready().await;
+            }
             self.limiter.until_ready().await;
             self.counters.hit(endpoint);
             let mut req = self
@@ -1379,6 +1407,248 @@ impl Yclients {
     }
 }
 
+/// At most `per_minute` (10 or more) requests in any 60 seconds: a burst of 5, then the rest
+/// of the minute's allowance evenly spread, with 2 % to spare for jitter.
+fn minute_quota(per_minute: u32) -> Option<Quota> {
+    const BURST: u32 = 5;
+    let spread = u64::from(per_minute.max(2 * BURST) - BURST);
+    let period = StdDuration::from_micros(61_200_000 / spread);
+    let burst = NonZeroU32::new(BURST).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(period).map(|q| q.allow_burst(burst))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client cards (admin API, user token): what an import reads and writes
+// ---------------------------------------------------------------------------------------------
+
+/// A client card of the salon, as the import matches against it: values as YClients holds
+/// them (the phone as digits, whether it came as a number or a string).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SalonClient {
+    pub id: String,
+    pub name: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+/// A new client card. YClients holds one phone (required) and one email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewClient {
+    pub name: String,
+    /// Digits with the country code, no plus: `79123456789`.
+    pub phone: String,
+    pub email: Option<String>,
+    pub birth_date: Option<NaiveDate>,
+    pub comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireClient {
+    id: Value,
+    #[serde(default)]
+    name: Value,
+    #[serde(default)]
+    phone: Value,
+    #[serde(default)]
+    email: Value,
+}
+
+impl WireClient {
+    fn into_salon_client(self) -> Option<SalonClient> {
+        let text = |v: &Value| Some(str_of(v).trim().to_owned()).filter(|s| !s.is_empty());
+        Some(SalonClient {
+            id: id_of(&self.id)?,
+            name: text(&self.name).unwrap_or_default(),
+            phone: text(&self.phone),
+            email: text(&self.email),
+        })
+    }
+}
+
+/// Fields of a card `PUT /client/{company}/{id}` takes, as documented. Whether the call
+/// replaces the card or merges into it is not said, so an update sends every one of them as
+/// read. `spent` and `balance` are left out: they are described as values at the time the
+/// client is added, and money is not ours to rewrite.
+const CLIENT_WRITABLE: [&str; 13] = [
+    "name",
+    "surname",
+    "patronymic",
+    "phone",
+    "email",
+    "sex_id",
+    "importance_id",
+    "discount",
+    "card",
+    "birth_date",
+    "comment",
+    "sms_check",
+    "sms_not",
+];
+
+impl Yclients {
+    /// Whether the admin methods (client cards, records by id) can be called.
+    pub fn has_user_token(&self) -> bool {
+        self.user_token.is_some()
+    }
+
+    /// One page of `POST /company/{id}/clients/search` (200 a page, ordered by id), and the
+    /// total the server counts.
+    async fn clients_search(
+        &self,
+        page: u32,
+        filters: Vec<Value>,
+    ) -> Result<(Vec<SalonClient>, Option<u64>), BookingError> {
+        let body = json!({
+            "page": page,
+            "page_size": MAX_PAGE,
+            "fields": ["id", "name", "phone", "email"],
+            "order_by": "id",
+            "order_by_direction": "ASC",
+            "operation": "AND",
+            "filters": filters,
+        });
+        let answer = self
+            .call(
+                Endpoint::ClientsSearch,
+                Method::POST,
+                &format!("/company/{}/clients/search", self.company_id),
+                &[],
+                Some(&body),
+                true,
+            )
+            .await?;
+        let total = answer.meta.get("total_count").and_then(i64_of);
+        let items: Vec<Value> = decode(Endpoint::ClientsSearch, answer.data)?;
+        let clients = items
+            .into_iter()
+            .filter_map(|v| match serde_json::from_value::<WireClient>(v) {
+                Ok(c) => c.into_salon_client(),
+                Err(e) => {
+                    // Left out, a client could be added a second time: say so loudly.
+                    tracing::warn!(error = %e, "unreadable YClients client left out");
+                    None
+                }
+            })
+            .collect();
+        Ok((clients, total.and_then(|t| u64::try_from(t).ok())))
+    }
+
+    /// Every client card of the salon, 200 a request.
+    pub async fn all_clients(&self) -> Result<Vec<SalonClient>, BookingError> {
+        let mut out = Vec::new();
+        let mut previous_first: Option<String> = None;
+        for page in 1u32.. {
+            let (items, total) = self.clients_search(page, Vec::new()).await?;
+            let n = items.len();
+            // A server ignoring `page` would loop forever on full pages.
+            let first = items.first().map(|c| c.id.clone());
+            if first.is_some() && first == previous_first {
+                return Err(BookingError::Unavailable(format!(
+                    "YClients clients/search answered page {page} with the previous page"
+                )));
+            }
+            previous_first = first;
+            out.extend(items);
+            let seen_all = total.is_some_and(|t| out.len() as u64 >= t);
+            if n < MAX_PAGE as usize || seen_all {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Cards the salon's quick search finds for a phone's digits or an email (the first 200).
+    /// What the quick search compares is not documented: callers check every hit themselves.
+    pub async fn quick_search_clients(&self, text: &str) -> Result<Vec<SalonClient>, BookingError> {
+        let filters = vec![json!({"type": "quick_search", "state": {"value": text}})];
+        Ok(self.clients_search(1, filters).await?.0)
+    }
+
+    /// `POST /clients/{company}`: the new card's id.
+    pub async fn create_client(&self, client: &NewClient) -> Result<String, BookingError> {
+        let mut body = json!({"name": client.name, "phone": client.phone});
+        if let Some(e) = &client.email {
+            body["email"] = json!(e);
+        }
+        if let Some(b) = client.birth_date {
+            body["birth_date"] = json!(b.format("%Y-%m-%d").to_string());
+        }
+        if let Some(c) = &client.comment {
+            body["comment"] = json!(c);
+        }
+        let answer = self
+            .call(
+                Endpoint::ClientCreate,
+                Method::POST,
+                &format!("/clients/{}", self.company_id),
+                &[],
+                Some(&body),
+                true,
+            )
+            .await?;
+        answer.data.get("id").and_then(id_of).ok_or_else(|| {
+            BookingError::Unavailable("YClients created a client without an id".into())
+        })
+    }
+
+    /// Gives a card the phone and/or email it lacks: `GET /client/{company}/{id}`, then
+    /// `PUT` with every writable field as read and ours added.
+    pub async fn complete_client(
+        &self,
+        id: &str,
+        phone: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<(), BookingError> {
+        let path = format!("/client/{}/{}", self.company_id, id);
+        let card = self
+            .call(Endpoint::ClientGet, Method::GET, &path, &[], None, true)
+            .await?
+            .data;
+        let mut body = serde_json::Map::new();
+        for key in CLIENT_WRITABLE {
+            let v = card.get(key).cloned().unwrap_or(Value::Null);
+            let keep = match (key, &v) {
+                (_, Value::Null) => false,
+                // No birthday reads as `0`; an empty one as "".
+                ("birth_date", Value::String(s)) => !s.trim().is_empty(),
+                ("birth_date", _) => false,
+                ("phone", other) => !str_of(other).trim().is_empty(),
+                _ => true,
+            };
+            if keep {
+                let v = if key == "phone" { json!(str_of(&v)) } else { v };
+                body.insert(key.to_owned(), v);
+            }
+        }
+        // Categories read as objects; the update takes their ids as `labels`.
+        if let Some(ids) = card.get("categories").and_then(Value::as_array) {
+            let ids: Vec<Value> = ids.iter().filter_map(|c| c.get("id").cloned()).collect();
+            if !ids.is_empty() {
+                body.insert("labels".into(), Value::Array(ids));
+            }
+        }
+        if let Some(fields) = card.get("custom_fields").filter(|f| f.is_object()) {
+            body.insert("custom_fields".into(), fields.clone());
+        }
+        if let Some(p) = phone {
+            body.insert("phone".into(), json!(p));
+        }
+        if let Some(e) = email {
+            body.insert("email".into(), json!(e));
+        }
+        self.call(
+            Endpoint::ClientUpdate,
+            Method::PUT,
+            &path,
+            &[],
+            Some(&Value::Object(body)),
+            true,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
 /// Turns an HTTP status and body into data or the matching `BookingError`.
 fn map_answer(endpoint: Endpoint, status: StatusCode, body: Value) -> Result<Answer, BookingError> {
     let message = error_message(&body);
@@ -1390,13 +1660,14 @@ fn map_answer(endpoint: Endpoint, status: StatusCode, body: Value) -> Result<Ans
         {
             return Err(classify_refusal(name, status, &body, message));
         }
-        let data = match &body {
-            Value::Object(map) if map.contains_key("success") => {
-                map.get("data").cloned().unwrap_or(Value::Null)
-            }
-            other => other.clone(),
+        let (data, meta) = match &body {
+            Value::Object(map) if map.contains_key("success") => (
+                map.get("data").cloned().unwrap_or(Value::Null),
+                map.get("meta").cloned().unwrap_or(Value::Null),
+            ),
+            other => (other.clone(), Value::Null),
         };
-        return Ok(Answer { data });
+        return Ok(Answer { data, meta });
     }
     match status.as_u16() {
         401 => Err(BookingError::Auth(format!("YClients {name}: {message}"))),
@@ -2042,6 +2313,72 @@ mod tests {
         assert_eq!(record_status(false, Some(-1)), RecordStatus::NoShow);
         assert_eq!(record_status(false, Some(1)), RecordStatus::Visited);
         assert_eq!(record_status(false, Some(2)), RecordStatus::Active);
+    }
+
+    #[test]
+    fn the_minute_quota_keeps_any_minute_under_the_ceiling() {
+        use governor::clock::FakeRelativeClock;
+        for ceiling in [200, 60, 1000] {
+            let clock = FakeRelativeClock::default();
+            let limiter =
+                RateLimiter::direct_with_clock(minute_quota(ceiling).unwrap(), clock.clone());
+            // A caller that asks every 10 ms for three minutes.
+            let mut admitted: Vec<u64> = Vec::new();
+            for tick in 0..18_000u64 {
+                if limiter.check().is_ok() {
+                    admitted.push(tick * 10);
+                }
+                clock.advance(StdDuration::from_millis(10));
+            }
+            let worst = admitted
+                .iter()
+                .enumerate()
+                .map(|(i, start)| {
+                    admitted[i..]
+                        .iter()
+                        .take_while(|t| **t < start + 60_000)
+                        .count()
+                })
+                .max()
+                .unwrap();
+            assert!(worst <= ceiling as usize, "{ceiling}: {worst} in a minute");
+            // And not needlessly slow: within 10 % of the ceiling.
+            assert!(
+                worst * 10 >= ceiling as usize * 9,
+                "{ceiling}: only {worst}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_card_contracts_parse() {
+        // `POST /clients` answers the card with the phone as a JSON number.
+        let card: WireClient =
+            serde_json::from_value(data("clients-create.response.json")).unwrap();
+        let card = card.into_salon_client().unwrap();
+        assert_eq!(card.id, "1121412");
+        assert_eq!(card.name, "Василий");
+        assert_eq!(card.phone.as_deref(), Some("79211234567"));
+        assert_eq!(card.email.as_deref(), Some("123456789@gmail.com"));
+        // `clients/search` gives only the requested fields, and the total in `meta`.
+        let answer = map_answer(
+            Endpoint::ClientsSearch,
+            StatusCode::OK,
+            contract("clients-search.response.json"),
+        )
+        .unwrap();
+        assert_eq!(answer.meta["total_count"], 908);
+        let items: Vec<WireClient> = decode(Endpoint::ClientsSearch, answer.data).unwrap();
+        let found: Vec<SalonClient> = items
+            .into_iter()
+            .filter_map(WireClient::into_salon_client)
+            .collect();
+        assert_eq!(found.len(), 3);
+        assert_eq!(
+            (found[0].id.as_str(), found[0].name.as_str()),
+            ("2", "Петров")
+        );
+        assert_eq!(found[0].phone, None);
     }
 
     #[test]

@@ -22,8 +22,9 @@ use url::Url;
 use super::config::{Bitrix24Config, Bitrix24Mode, Bitrix24Todo};
 use super::tokens::{TokenPair, TokenStore};
 use super::{
-    ContactRef, ContactRequest, CreatedLead, Crm, CrmError, CrmLead, FieldError, LeadRequest,
-    Stage, TRANSCRIPT_HEADER, TaskRequest, TranscriptLine, transcript_notes,
+    ContactDraft, ContactRecord, ContactRef, ContactRequest, ContactUpdate, CreatedLead, Crm,
+    CrmError, CrmLead, FieldError, LeadRequest, Stage, TRANSCRIPT_HEADER, TaskRequest,
+    TranscriptLine, transcript_notes,
 };
 use crate::clock::Clock;
 use crate::domain::Booking;
@@ -34,6 +35,21 @@ pub const SYSTEM: &str = "bitrix24";
 
 /// `batch` takes at most 50 commands per request.
 const BATCH: usize = 50;
+/// An import writes this many contacts per request: one `batch` of `crm.contact.add` (or
+/// `crm.contact.update`) commands.
+pub const CONTACT_BATCH: usize = BATCH;
+/// What an import reads of each contact. Multiple fields are returned only when named.
+const IMPORT_SELECT: [&str; 7] = [
+    "ID",
+    "NAME",
+    "LAST_NAME",
+    "PHONE",
+    "EMAIL",
+    "ORIGINATOR_ID",
+    "ORIGIN_ID",
+];
+/// List methods answer pages of this many.
+const PAGE: u64 = 50;
 /// `crm.duplicate.findbycomm` takes at most 20 values.
 const MAX_DUPLICATE_VALUES: usize = 20;
 /// List methods return pages of 50; a directory or a card's comments never need more pages
@@ -474,6 +490,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 struct Answer {
     result: Value,
     next: Option<u64>,
+    total: Option<u64>,
 }
 
 enum Body {
@@ -797,7 +814,12 @@ impl Bitrix24 {
             {
                 let result = map.remove("result").unwrap_or(Value::Null);
                 let next = map.get("next").and_then(|n| n.as_u64());
-                return Ok(Answer { result, next });
+                let total = map.get("total").and_then(|n| n.as_u64());
+                return Ok(Answer {
+                    result,
+                    next,
+                    total,
+                });
             }
             let err: ErrorIn = parsed
                 .clone()
@@ -912,6 +934,70 @@ impl Bitrix24 {
         }
         Ok(results)
     }
+}
+
+impl Bitrix24 {
+    /// Runs up to 50 independent commands as one `batch` (halt=0) and gives each command its
+    /// own outcome, in the order sent. Bitrix24 answers 200 whatever the commands did, so
+    /// `result_error` is read per command: a failed command fails only itself, and a command
+    /// with neither a result nor an error has an unknown outcome (transient).
+    async fn batch_each(
+        &self,
+        chunk: &[Command],
+    ) -> Result<Vec<Result<Value, CrmError>>, CrmError> {
+        if chunk.is_empty() {
+            return Ok(Vec::new());
+        }
+        if chunk.len() > BATCH {
+            return Err(CrmError::permanent(format!(
+                "a Bitrix24 batch takes at most {BATCH} commands, not {}",
+                chunk.len()
+            )));
+        }
+        let mut form = vec![("halt".to_string(), "0".to_string())];
+        for c in chunk {
+            form.push((
+                format!("cmd[{}]", c.name),
+                format!("{}?{}", c.method, php_query(&c.params)),
+            ));
+        }
+        let answer = self.send("batch", Body::Form(form)).await?;
+        let batch: BatchIn = parse_value(answer.result, "batch answer")?;
+        let ok = keyed(batch.result, chunk);
+        let failed = keyed(batch.result_error, chunk);
+        let oauth = self.is_oauth();
+        Ok(chunk
+            .iter()
+            .map(|c| {
+                if let Some(e) = failed.get(&c.name) {
+                    let e: ErrorIn = serde_json::from_value(e.clone()).unwrap_or_default();
+                    Err(command_error(c, &e, oauth))
+                } else if let Some(v) = ok.get(&c.name) {
+                    Ok(v.clone())
+                } else {
+                    Err(CrmError::transient(format!(
+                        "Bitrix24 batch gave no answer for {} ({})",
+                        c.name, c.method
+                    )))
+                }
+            })
+            .collect())
+    }
+}
+
+/// One failed `batch` command as a [`CrmError`]. Sub-calls carry no status of their own.
+/// Legacy crm.* refusals have an empty code and are 400s when called directly; `ERROR_CORE`
+/// from a command is the method's own validation (crm.contact.add documents it for an invalid
+/// address), so both are taken as 400s: refused, not retried.
+fn command_error(c: &Command, e: &ErrorIn, oauth: bool) -> CrmError {
+    let refusal = e.error.is_empty() || e.error == "ERROR_CORE";
+    map_error(&ApiError {
+        status: if refusal { Some(400) } else { None },
+        code: e.error.clone(),
+        description: format!("{}: {}", c.method, e.error_description),
+        retry_after: None,
+        oauth,
+    })
 }
 
 /// `result` / `result_error` of a batch keyed by command name: an object, or a list when
@@ -1540,6 +1626,289 @@ pub async fn authorize(
     client.exchange_code(code).await
 }
 
+// -------------------------------------------------------------------- import
+
+/// Contacts an import creates carry `ORIGINATOR_ID = "zapis"` and `ORIGIN_ID = "{run tag}/{key}"`
+/// (built-in fields for an external system's id), so a resumed run recognises its own work.
+fn import_origin(tag: &str, key: &str) -> String {
+    format!("{tag}/{key}")
+}
+
+/// The items of one list page: `[]`, a list, or PHP's `{}` for nothing.
+fn page_items(result: Value) -> Vec<Value> {
+    match result {
+        Value::Array(items) => items,
+        _ => Vec::new(),
+    }
+}
+
+fn import_record(v: Value) -> Option<ContactRecord> {
+    let c: ImportContactIn = match serde_json::from_value(v) {
+        Ok(c) => c,
+        Err(e) => {
+            // Skipping a contact could make the import create it again: say so loudly.
+            tracing::warn!(error = %e, "unreadable Bitrix24 contact left out of the import's matching");
+            return None;
+        }
+    };
+    let id = id_of(&c.id)?;
+    let name = [&c.name, &c.last_name]
+        .iter()
+        .filter_map(|v| v.as_ref().and_then(text_of))
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let values = |items: &[MultiIn]| -> Vec<String> {
+        items
+            .iter()
+            .filter_map(|m| m.value.clone())
+            .filter(|v| !v.trim().is_empty())
+            .collect()
+    };
+    let originator = c.originator_id.as_ref().and_then(text_of);
+    let tags = match (
+        originator.as_deref(),
+        c.origin_id.as_ref().and_then(text_of),
+    ) {
+        (Some(ORIGINATOR), Some(origin)) => origin
+            .split_once('/')
+            .map(|(tag, _)| vec![tag.to_string()])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    Some(ContactRecord {
+        id: id.to_string(),
+        name,
+        phones: values(&c.phone),
+        emails: values(&c.email),
+        tags,
+    })
+}
+
+fn multi(values: &[String], value_type: &str) -> Value {
+    Value::Array(
+        values
+            .iter()
+            .map(|v| json!({"VALUE": v, "VALUE_TYPE": value_type}))
+            .collect(),
+    )
+}
+
+impl Bitrix24 {
+    fn contact_list_params(start: u64) -> Value {
+        json!({"order": {"ID": "ASC"}, "select": IMPORT_SELECT, "start": start})
+    }
+
+    /// Every contact of the portal, for an import's matching. The first `crm.contact.list`
+    /// page says how many there are; the other pages (`start` = 50, 100, …) go up to 50 to a
+    /// `batch`, so one request brings up to 2,500 contacts.
+    pub async fn import_contacts(&self) -> Result<Vec<ContactRecord>, CrmError> {
+        let first = self
+            .call("crm.contact.list", Self::contact_list_params(0))
+            .await?;
+        let mut raw = page_items(first.result);
+        match (first.total, first.next) {
+            (_, None) => {}
+            (Some(total), Some(_)) => {
+                let starts: Vec<u64> = (1..).map(|n| n * PAGE).take_while(|s| *s < total).collect();
+                for chunk in starts.chunks(BATCH) {
+                    let commands: Vec<Command> = chunk
+                        .iter()
+                        .map(|s| Command {
+                            name: format!("page_{s}"),
+                            method: "crm.contact.list",
+                            params: Self::contact_list_params(*s),
+                        })
+                        .collect();
+                    for page in self.batch_each(&commands).await? {
+                        raw.extend(page_items(page?));
+                    }
+                }
+            }
+            // No total to plan with: follow `next` one page at a time.
+            (None, Some(next)) => {
+                let mut params = Self::contact_list_params(next);
+                loop {
+                    let answer = self.call("crm.contact.list", params.clone()).await?;
+                    raw.extend(page_items(answer.result));
+                    match answer.next {
+                        Some(n) => params["start"] = json!(n),
+                        None => break,
+                    }
+                }
+            }
+        }
+        Ok(raw.into_iter().filter_map(import_record).collect())
+    }
+
+    /// Contacts holding any of these phones (in the forms a manager may have typed them) or
+    /// emails: `crm.duplicate.findbycomm` with up to 20 values a command, then the hits read
+    /// with `crm.contact.list` by `@ID`, all through `batch`.
+    pub async fn find_contact_records(
+        &self,
+        phones: &[Phone],
+        emails: &[Email],
+    ) -> Result<Vec<ContactRecord>, CrmError> {
+        let mut phone_values: Vec<String> = phones.iter().flat_map(phone_variants).collect();
+        phone_values.sort();
+        phone_values.dedup();
+        let mut email_values: Vec<String> = emails.iter().map(|e| e.as_str().to_string()).collect();
+        email_values.sort();
+        email_values.dedup();
+        let mut commands = Vec::new();
+        for (kind, values) in [("PHONE", &phone_values), ("EMAIL", &email_values)] {
+            for (i, part) in values.chunks(MAX_DUPLICATE_VALUES).enumerate() {
+                commands.push(Command {
+                    name: format!("{}_{i}", kind.to_lowercase()),
+                    method: "crm.duplicate.findbycomm",
+                    params: json!({"entity_type": "CONTACT", "type": kind, "values": part}),
+                });
+            }
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for chunk in commands.chunks(BATCH) {
+            for found in self.batch_each(chunk).await? {
+                // Nothing found is `[]`, found is `{"CONTACT": [ids]}`.
+                let found = found?;
+                ids.extend(
+                    found
+                        .get("CONTACT")
+                        .and_then(|v| v.as_array())
+                        .into_iter()
+                        .flatten()
+                        .filter_map(id_of),
+                );
+            }
+        }
+        let ids: Vec<i64> = ids.into_iter().collect();
+        let reads: Vec<Command> = ids
+            .chunks(PAGE as usize)
+            .enumerate()
+            .map(|(i, part)| Command {
+                name: format!("ids_{i}"),
+                method: "crm.contact.list",
+                params: json!({"filter": {"@ID": part}, "select": IMPORT_SELECT, "order": {"ID": "ASC"}}),
+            })
+            .collect();
+        let mut records = Vec::new();
+        for chunk in reads.chunks(BATCH) {
+            for page in self.batch_each(chunk).await? {
+                records.extend(page_items(page?).into_iter().filter_map(import_record));
+            }
+        }
+        Ok(records)
+    }
+
+    /// Creates up to 50 contacts with one `batch` of `crm.contact.add`: each gets its id or
+    /// its own refusal.
+    pub async fn add_contacts(
+        &self,
+        drafts: &[ContactDraft],
+    ) -> Result<Vec<Result<String, CrmError>>, CrmError> {
+        let mut out = Vec::with_capacity(drafts.len());
+        for part in drafts.chunks(BATCH) {
+            let commands: Vec<Command> = part
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let mut fields = json!({
+                        "NAME": d.name,
+                        "OPENED": "Y",
+                        "PHONE": multi(&d.phones, "MOBILE"),
+                        "EMAIL": multi(&d.emails, "WORK"),
+                    });
+                    if let Some(b) = d.birthday {
+                        fields["BIRTHDATE"] = json!(b.format("%Y-%m-%d").to_string());
+                    }
+                    if let Some(c) = &d.comment {
+                        fields["COMMENTS"] = json!(c);
+                    }
+                    if let (Some(tag), Some(key)) = (&d.tag, &d.external_key) {
+                        fields["ORIGINATOR_ID"] = json!(ORIGINATOR);
+                        fields["ORIGIN_ID"] = json!(import_origin(tag, key));
+                    }
+                    if let Some(r) = self.inner.config.responsible_id {
+                        fields["ASSIGNED_BY_ID"] = json!(r);
+                    }
+                    Command {
+                        name: format!("add_{i}"),
+                        method: "crm.contact.add",
+                        // No live-feed entry per imported contact.
+                        params: json!({"fields": fields, "params": {"REGISTER_SONET_EVENT": "N"}}),
+                    }
+                })
+                .collect();
+            for outcome in self.batch_each(&commands).await? {
+                out.push(outcome.and_then(|v| {
+                    id_of(&v)
+                        .map(|id| id.to_string())
+                        .ok_or_else(|| CrmError::transient("Bitrix24 crm.contact.add gave no id"))
+                }));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds phones and emails to existing contacts, up to 50 per `batch` of
+    /// `crm.contact.update`. Multiple-field values sent without an `ID` are added and the
+    /// contact's own values stay as they are, so only the new ones are sent.
+    pub async fn append_contact_values(
+        &self,
+        items: &[ContactUpdate],
+    ) -> Result<Vec<Result<(), CrmError>>, CrmError> {
+        let mut out = Vec::with_capacity(items.len());
+        for part in items.chunks(BATCH) {
+            let mut commands = Vec::with_capacity(part.len());
+            let mut slots = Vec::with_capacity(part.len());
+            for (i, u) in part.iter().enumerate() {
+                let id = match entity_id(&u.id) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        slots.push(Some(Err(e)));
+                        continue;
+                    }
+                };
+                let mut fields = Map::new();
+                if !u.new_phones.is_empty() {
+                    fields.insert("PHONE".into(), multi(&u.new_phones, "MOBILE"));
+                }
+                if !u.new_emails.is_empty() {
+                    fields.insert("EMAIL".into(), multi(&u.new_emails, "WORK"));
+                }
+                if fields.is_empty() {
+                    slots.push(Some(Ok(())));
+                    continue;
+                }
+                commands.push(Command {
+                    name: format!("update_{i}"),
+                    method: "crm.contact.update",
+                    params: json!({"id": id, "fields": fields, "params": {"REGISTER_SONET_EVENT": "N"}}),
+                });
+                slots.push(None);
+            }
+            let mut sent = self.batch_each(&commands).await?.into_iter();
+            for slot in slots {
+                out.push(match slot {
+                    Some(done) => done,
+                    None => sent
+                        .next()
+                        .unwrap_or_else(|| {
+                            Err(CrmError::transient("Bitrix24 batch lost a command"))
+                        })
+                        .and_then(|v| match v {
+                            Value::Bool(false) => Err(CrmError::permanent(
+                                "Bitrix24 crm.contact.update answered false",
+                            )),
+                            _ => Ok(()),
+                        }),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[async_trait]
 impl Crm for Bitrix24 {
     fn system(&self) -> &'static str {
@@ -2063,6 +2432,26 @@ impl ContactIn {
     }
 }
 
+/// A contact as an import reads it (`IMPORT_SELECT`). Scalars are read leniently: a contact
+/// left out of the matching would be created a second time.
+#[derive(Deserialize)]
+struct ImportContactIn {
+    #[serde(rename = "ID")]
+    id: Value,
+    #[serde(rename = "NAME", default)]
+    name: Option<Value>,
+    #[serde(rename = "LAST_NAME", default)]
+    last_name: Option<Value>,
+    #[serde(rename = "PHONE", default, deserialize_with = "null_as_empty")]
+    phone: Vec<MultiIn>,
+    #[serde(rename = "EMAIL", default, deserialize_with = "null_as_empty")]
+    email: Vec<MultiIn>,
+    #[serde(rename = "ORIGINATOR_ID", default)]
+    originator_id: Option<Value>,
+    #[serde(rename = "ORIGIN_ID", default)]
+    origin_id: Option<Value>,
+}
+
 #[derive(Deserialize)]
 struct EntityIn {
     #[serde(rename = "ID")]
@@ -2304,6 +2693,20 @@ mod tests {
         let keyed = keyed(v["result_error"].clone(), &chunk);
         assert_eq!(keyed["1"]["error_description"], "Not found");
         assert_eq!(keyed["0"]["error"], "");
+        // Each failed command is its own error: a legacy refusal (empty code) is permanent
+        // and names the method; a limit inside a batch passes.
+        let e: ErrorIn = serde_json::from_value(keyed["1"].clone()).unwrap();
+        let refused = command_error(&chunk[1], &e, false);
+        assert!(refused.is_permanent(), "{refused}");
+        assert!(
+            refused.to_string().contains("crm.deal.get: Not found"),
+            "{refused}"
+        );
+        let limit = ErrorIn {
+            error: "QUERY_LIMIT_EXCEEDED".into(),
+            error_description: "Too many requests".into(),
+        };
+        assert!(command_error(&chunk[0], &limit, false).is_transient());
         // `[]` is PHP's empty map.
         assert!(super::keyed(json!([]), &chunk).is_empty());
     }
@@ -2331,6 +2734,38 @@ mod tests {
             Err(EventError::WrongToken)
         );
         assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd"));
+    }
+
+    #[test]
+    fn an_imported_contact_reads_back_with_the_run_tag() {
+        // Shaped as `crm.contact.get`'s documented answer (api-reference/crm/contacts/
+        // crm-contact-get.md): string ids, `null` for empty scalars, multifield items.
+        let ours = json!({
+            "ID": "43", "NAME": "Иванова Анна", "LAST_NAME": null,
+            "PHONE": [{"ID": "156", "VALUE_TYPE": "MOBILE", "VALUE": "+79123456789", "TYPE_ID": "PHONE"}],
+            "EMAIL": [{"ID": "158", "VALUE_TYPE": "WORK", "VALUE": "anna@mail.ru", "TYPE_ID": "EMAIL"}],
+            "ORIGINATOR_ID": "zapis",
+            "ORIGIN_ID": import_origin("zapis-import-3f2a9c1b7d4e", "phone:+79123456789"),
+        });
+        let r = import_record(ours).unwrap();
+        assert_eq!(r.id, "43");
+        assert_eq!(r.name, "Иванова Анна");
+        assert_eq!(r.phones, ["+79123456789"]);
+        assert_eq!(r.emails, ["anna@mail.ru"]);
+        assert_eq!(r.tags, ["zapis-import-3f2a9c1b7d4e"]);
+        // A manager's contact: no email selected back as `null`, no origin, a name in parts.
+        let theirs = json!({
+            "ID": 44, "NAME": "Анна", "LAST_NAME": "Иванова",
+            "PHONE": [{"ID": "160", "VALUE_TYPE": "WORK", "VALUE": "8 (912) 345-67-89", "TYPE_ID": "PHONE"}],
+            "EMAIL": null, "ORIGINATOR_ID": null, "ORIGIN_ID": null,
+        });
+        let r = import_record(theirs).unwrap();
+        assert_eq!((r.id.as_str(), r.name.as_str()), ("44", "Анна Иванова"));
+        assert!(r.emails.is_empty() && r.tags.is_empty());
+        // Someone else's system using the same fields is not us.
+        let other =
+            json!({"ID": "45", "ORIGINATOR_ID": "1c", "ORIGIN_ID": "zapis-import-x/phone:+7"});
+        assert!(import_record(other).unwrap().tags.is_empty());
     }
 
     #[test]

@@ -164,6 +164,23 @@ pub struct ContactDraft {
     pub comment: Option<String>,
     /// A label marking who wrote the contact, so a resumed import recognises its own work.
     pub tag: Option<String>,
+    /// Our own key for the contact (an import's `phone:+7…`), for targets with a field meant
+    /// for an external system's id.
+    pub external_key: Option<String>,
+}
+
+/// An existing contact an import completes. `phones`/`emails` are everything it should carry
+/// (its own values as typed, then ours it lacked); `new_phones`/`new_emails` are ours alone,
+/// for targets whose update adds values rather than replacing them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactUpdate {
+    pub id: String,
+    /// As the target holds it: an import never renames a contact.
+    pub name: String,
+    pub phones: Vec<String>,
+    pub emails: Vec<String>,
+    pub new_phones: Vec<String>,
+    pub new_emails: Vec<String>,
 }
 
 /// A contact in the CRM, and whether this call created it.

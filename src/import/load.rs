@@ -5,9 +5,11 @@
 //! jobs of earlier starts, (2) lists the target's contacts afresh and matches the rows still
 //! pending against them (so whatever an interrupted start managed to write is found, and
 //! linked or updated, never created twice), (3) enqueues one job per batch of pending rows and
-//! (4) runs the engine until they are done. A job retried after an unknown outcome searches the
-//! target for each client before creating it. Contacts the import creates carry a run tag, so
-//! a resumed run counts them as created, not as found.
+//! (4) runs the engine until they are done. Rows are marked (`sending`, `updating`) before their
+//! write goes out, so a retried job or a later start knows whose outcome is unknown and looks at
+//! the target for exactly those before writing again. Contacts the import creates carry a run
+//! mark where the target has a place for one (amoCRM tag, Bitrix24 `ORIGIN_ID`), so a resumed run
+//! counts them as created, not as found; elsewhere (YClients) the `sending` row is the mark.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,9 +24,8 @@ use sqlx::Row;
 use super::report::Counts;
 use super::{Client, ImportError, Prepared, Problem, ProblemKind};
 use crate::clock::Clock;
-use crate::crm::amocrm::{AmoCrm, CONTACT_BATCH};
 use crate::crm::jobs::delivery_error;
-use crate::crm::{ContactDraft, ContactRecord, CrmError};
+use crate::crm::{ContactDraft, ContactRecord, ContactUpdate, CrmError};
 use crate::normalize::{Email, Phone};
 use crate::store::{Store, StoreError, to_millis};
 use crate::sync::{
@@ -32,63 +33,44 @@ use crate::sync::{
     SyncConfig,
 };
 
+/// What a bulk write gives back: one outcome per item, in the order sent. A refused item fails
+/// only its own row; the `Err` of the whole call is for failures of the request itself.
+pub type Outcomes<T> = Vec<Result<T, CrmError>>;
+
 /// Where an import writes: bulk contact calls of one system.
 #[async_trait]
 pub trait ImportTarget: Send + Sync {
     /// `amocrm`, `bitrix24`, `yclients`.
     fn system(&self) -> &'static str;
-    /// The most contacts one write request may carry.
+    /// The most contacts one job handles (one write request where the API takes batches).
     fn batch_size(&self) -> usize;
+    /// The most contacts one `create` call carries; below `batch_size` for a target that
+    /// writes one contact per request, so each request's outcome is recorded before the next.
+    fn write_batch(&self) -> usize {
+        self.batch_size()
+    }
+    /// A contact holds one phone and one email at most (YClients): ours beyond those are not
+    /// added to an existing contact.
+    fn single_valued(&self) -> bool {
+        false
+    }
+    /// Created contacts carry the run tag in [`ContactRecord::tags`]. Without such a mark, a
+    /// client whose create was sent by an earlier attempt and is now found counts as created.
+    fn marks_own(&self) -> bool {
+        true
+    }
+    /// Why this client cannot become a new contact there (YClients needs a phone), if so.
+    fn cannot_create(&self, _client: &Client) -> Option<String> {
+        None
+    }
     /// Every contact the target holds (paged as it needs).
     async fn existing(&self) -> Result<Vec<ContactRecord>, CrmError>;
-    /// Contacts that may be this client: searched by each phone, then each email.
-    async fn search(&self, client: &Client) -> Result<Vec<ContactRecord>, CrmError>;
-    /// Creates the contacts; their ids in the same order.
-    async fn create(&self, drafts: &[ContactDraft]) -> Result<Vec<String>, CrmError>;
-    /// Rewrites the phones and emails of existing contacts.
-    async fn update(&self, items: &[(String, ContactDraft)]) -> Result<(), CrmError>;
-}
-
-pub struct AmoTarget(pub AmoCrm);
-
-#[async_trait]
-impl ImportTarget for AmoTarget {
-    fn system(&self) -> &'static str {
-        "amocrm"
-    }
-    fn batch_size(&self) -> usize {
-        CONTACT_BATCH
-    }
-    async fn existing(&self) -> Result<Vec<ContactRecord>, CrmError> {
-        let mut all = Vec::new();
-        for page in 1.. {
-            let (records, more) = self.0.contacts_page(page).await?;
-            all.extend(records);
-            if !more {
-                break;
-            }
-        }
-        Ok(all)
-    }
-    async fn search(&self, client: &Client) -> Result<Vec<ContactRecord>, CrmError> {
-        let mut found = Vec::new();
-        for p in &client.phones {
-            // amoCRM stores phones as typed: search by the national digits.
-            let digits: String = p.as_str().chars().filter(char::is_ascii_digit).collect();
-            let tail = &digits[digits.len().saturating_sub(10)..];
-            found.extend(self.0.search_contact_records(tail).await?);
-        }
-        for e in &client.emails {
-            found.extend(self.0.search_contact_records(e.as_str()).await?);
-        }
-        Ok(found)
-    }
-    async fn create(&self, drafts: &[ContactDraft]) -> Result<Vec<String>, CrmError> {
-        self.0.add_contacts(drafts).await
-    }
-    async fn update(&self, items: &[(String, ContactDraft)]) -> Result<(), CrmError> {
-        self.0.update_contacts(items).await
-    }
+    /// Contacts that may be these clients: searched by their phones, then their emails.
+    async fn search(&self, clients: &[Client]) -> Result<Vec<ContactRecord>, CrmError>;
+    /// Creates the contacts; each one's id or refusal, in the same order.
+    async fn create(&self, drafts: &[ContactDraft]) -> Result<Outcomes<String>, CrmError>;
+    /// Adds our phones and emails to existing contacts.
+    async fn update(&self, items: &[ContactUpdate]) -> Result<Outcomes<()>, CrmError>;
 }
 
 /// The engine system import jobs run under: distinct from the CRM's own, so only the import
@@ -103,13 +85,19 @@ const OPERATION: &str = "import_contacts";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
     Create,
-    /// Exists; these are the phones and emails it should carry (its own plus ours).
+    /// Exists and lacks some of our phones or emails.
     Update {
         id: String,
+        /// Its name as the target holds it.
+        name: String,
+        /// Everything it should carry: its own values as typed, then ours.
         phones: Vec<String>,
         emails: Vec<String>,
+        /// Ours it lacked.
+        new_phones: Vec<String>,
+        new_emails: Vec<String>,
     },
-    /// Exists with everything we have.
+    /// Exists with everything we have (or everything it can hold).
     Link {
         id: String,
     },
@@ -117,6 +105,26 @@ pub enum Plan {
     Adopt {
         id: String,
     },
+    /// Updated by an earlier attempt whose answer was never stored: it has everything now.
+    Completed {
+        id: String,
+    },
+}
+
+impl Plan {
+    /// The decision for a row an earlier attempt was writing when it stopped (`action` is
+    /// `sending` for a create, `updating` for an update). A contact found for a create in a
+    /// target that does not mark its contacts is that create's work; a contact that now
+    /// holds everything after an update is that update's.
+    fn resumed(self, action: &str, marks_own: bool) -> Plan {
+        match (self, action) {
+            (Plan::Update { id, .. } | Plan::Link { id }, "sending") if !marks_own => {
+                Plan::Adopt { id }
+            }
+            (Plan::Link { id }, "updating") => Plan::Completed { id },
+            (other, _) => other,
+        }
+    }
 }
 
 /// The target's contacts, indexed by normalised phone and email.
@@ -124,6 +132,7 @@ pub struct Index {
     records: Vec<ContactRecord>,
     by_phone: HashMap<Phone, usize>,
     by_email: HashMap<String, usize>,
+    single_valued: bool,
 }
 
 impl Index {
@@ -133,6 +142,7 @@ impl Index {
         // Oldest first, so among duplicates already in the CRM the same one is picked.
         let mut records = records;
         records.sort_by_key(|r| (r.id.parse::<i64>().unwrap_or(i64::MAX), r.id.clone()));
+        records.dedup_by(|a, b| a.id == b.id);
         for (i, r) in records.iter().enumerate() {
             for p in r.phones.iter().filter_map(|p| Phone::parse(p).ok()) {
                 by_phone.entry(p).or_insert(i);
@@ -145,7 +155,15 @@ impl Index {
             records,
             by_phone,
             by_email,
+            single_valued: false,
         }
+    }
+
+    /// For targets whose contacts hold one phone and one email: ours are added only where the
+    /// contact has none.
+    pub fn single_valued(mut self, on: bool) -> Index {
+        self.single_valued = on;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -172,28 +190,47 @@ impl Index {
             return Plan::Create;
         };
         let record = &self.records[i];
-        let ours = record.tags.iter().any(|t| t == run_tag);
-        let mut phones = record.phones.clone();
-        let have: Vec<Phone> = phones.iter().filter_map(|p| Phone::parse(p).ok()).collect();
-        for p in &client.phones {
-            if !have.contains(p) {
-                phones.push(p.to_string());
-            }
-        }
-        let mut emails = record.emails.clone();
-        let have: Vec<String> = emails.iter().map(|e| e.to_lowercase()).collect();
-        for e in &client.emails {
-            if !have.contains(&e.as_str().to_lowercase()) {
-                emails.push(e.to_string());
-            }
-        }
         let id = record.id.clone();
-        if ours {
-            Plan::Adopt { id }
-        } else if phones.len() == record.phones.len() && emails.len() == record.emails.len() {
-            Plan::Link { id }
-        } else {
-            Plan::Update { id, phones, emails }
+        if !run_tag.is_empty() && record.tags.iter().any(|t| t == run_tag) {
+            return Plan::Adopt { id };
+        }
+        let room = |held: usize| {
+            if self.single_valued {
+                1usize.saturating_sub(held)
+            } else {
+                usize::MAX
+            }
+        };
+        let have: Vec<Phone> = record
+            .phones
+            .iter()
+            .filter_map(|p| Phone::parse(p).ok())
+            .collect();
+        let new_phones: Vec<String> = client
+            .phones
+            .iter()
+            .filter(|p| !have.contains(p))
+            .take(room(record.phones.len()))
+            .map(|p| p.to_string())
+            .collect();
+        let have: Vec<String> = record.emails.iter().map(|e| e.to_lowercase()).collect();
+        let new_emails: Vec<String> = client
+            .emails
+            .iter()
+            .filter(|e| !have.contains(&e.as_str().to_lowercase()))
+            .take(room(record.emails.len()))
+            .map(|e| e.to_string())
+            .collect();
+        if new_phones.is_empty() && new_emails.is_empty() {
+            return Plan::Link { id };
+        }
+        Plan::Update {
+            id,
+            name: record.name.clone(),
+            phones: record.phones.iter().chain(&new_phones).cloned().collect(),
+            emails: record.emails.iter().chain(&new_emails).cloned().collect(),
+            new_phones,
+            new_emails,
         }
     }
 }
@@ -203,24 +240,27 @@ pub fn run_tag(digest: &str) -> String {
     format!("zapis-import-{}", &digest[..digest.len().min(12)])
 }
 
-fn draft(client: &Client, tag: Option<&str>) -> ContactDraft {
+fn draft(client: &Client, tag: &str) -> ContactDraft {
     ContactDraft {
         name: client.name.clone(),
         phones: client.phones.iter().map(|p| p.to_string()).collect(),
         emails: client.emails.iter().map(|e| e.to_string()).collect(),
         birthday: client.birthday,
         comment: client.comment.clone(),
-        tag: tag.map(str::to_string),
+        tag: Some(tag.to_string()),
+        external_key: Some(client.key.clone()),
     }
 }
 
 /// Counts for `--dry-run`: what a real run would do, with nothing written anywhere.
-pub fn dry_run_counts(prepared: &Prepared, index: &Index) -> Counts {
+pub fn dry_run_counts(prepared: &Prepared, index: &Index, target: &dyn ImportTarget) -> Counts {
     let mut counts = base_counts(prepared);
     for c in &prepared.clients {
         match index.plan(c, "") {
+            Plan::Create if target.cannot_create(c).is_some() => counts.failed += 1,
             Plan::Create => counts.created += 1,
             Plan::Update { .. } => counts.updated += 1,
+            Plan::Completed { .. } => counts.updated += 1,
             Plan::Link { .. } | Plan::Adopt { .. } => counts.skipped += 1,
         }
     }
@@ -238,11 +278,18 @@ fn base_counts(prepared: &Prepared) -> Counts {
     }
 }
 
-/// The row's stored plan: what to do and, for an update, the values to write.
+/// A planned update as stored with its row (re-planned at every start, so only one version of
+/// the program reads what another wrote).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredPlan {
     phones: Vec<String>,
     emails: Vec<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    new_phones: Vec<String>,
+    #[serde(default)]
+    new_emails: Vec<String>,
 }
 
 /// One import run.
@@ -383,17 +430,28 @@ async fn pending_rows(store: &Store, run_id: i64) -> Result<Vec<PendingRow>, Sto
 fn plan_columns(plan: &Plan) -> (&'static str, Option<String>, Option<String>) {
     match plan {
         Plan::Create => ("create", None, None),
-        Plan::Update { id, phones, emails } => (
+        Plan::Update {
+            id,
+            name,
+            phones,
+            emails,
+            new_phones,
+            new_emails,
+        } => (
             "update",
             Some(id.clone()),
             serde_json::to_string(&StoredPlan {
                 phones: phones.clone(),
                 emails: emails.clone(),
+                name: name.clone(),
+                new_phones: new_phones.clone(),
+                new_emails: new_emails.clone(),
             })
             .ok(),
         ),
         Plan::Link { id } => ("link", Some(id.clone()), None),
         Plan::Adopt { id } => ("adopt", Some(id.clone()), None),
+        Plan::Completed { id } => ("completed", Some(id.clone()), None),
     }
 }
 
@@ -448,20 +506,50 @@ async fn finish_rows(
     Ok(())
 }
 
+/// Marks rows the target refused. A refused write is known not to have happened, so its row
+/// goes back to a plain `create` or `update`.
 async fn fail_rows(
     store: &Store,
     run_id: i64,
+    failed: &[(String, String)],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    for (key, error) in failed {
+        sqlx::query(
+            "UPDATE import_rows SET state = 'failed', error = $1, updated_at = $2, \
+               action = CASE action WHEN 'sending' THEN 'create' WHEN 'updating' THEN 'update' \
+                 ELSE action END \
+             WHERE run_id = $3 AND key = $4 AND state = 'pending'",
+        )
+        .bind(error)
+        .bind(to_millis(now))
+        .bind(run_id)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Records that these rows' write is about to be sent (`sending` a create, `updating` an
+/// update): from here until its answer is stored the outcome is unknown, and a later attempt
+/// looks at the target before writing again.
+async fn mark_sending(
+    store: &Store,
+    run_id: i64,
     keys: &[String],
-    error: &str,
+    action: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let mut tx = store.begin().await?;
     for key in keys {
         sqlx::query(
-            "UPDATE import_rows SET state = 'failed', error = $1, updated_at = $2 \
+            "UPDATE import_rows SET action = $1, updated_at = $2 \
              WHERE run_id = $3 AND key = $4 AND state = 'pending'",
         )
-        .bind(error)
+        .bind(action)
         .bind(to_millis(now))
         .bind(run_id)
         .bind(key)
@@ -495,12 +583,76 @@ fn store_failure(e: StoreError) -> DeliveryError {
     DeliveryError::transient(format!("store: {e}"))
 }
 
+impl PendingRow {
+    /// Takes a fresh matching decision (made while the job runs) into the row.
+    fn apply(&mut self, plan: Plan) {
+        let (action, id, stored) = match plan {
+            Plan::Create => ("create", None, None),
+            Plan::Adopt { id } => ("adopt", Some(id), None),
+            Plan::Completed { id } => ("completed", Some(id), None),
+            Plan::Link { id } => ("link", Some(id), None),
+            Plan::Update {
+                id,
+                name,
+                phones,
+                emails,
+                new_phones,
+                new_emails,
+            } => (
+                "update",
+                Some(id),
+                Some(StoredPlan {
+                    phones,
+                    emails,
+                    name,
+                    new_phones,
+                    new_emails,
+                }),
+            ),
+        };
+        self.action = action.into();
+        self.external_id = id;
+        self.plan = stored;
+    }
+}
+
+/// Sorts the outcomes of one write call into the rows they belong to. A missing outcome is an
+/// unknown one: retried, never assumed.
+fn sort_outcomes<T: Clone>(
+    system: &str,
+    keys: &[String],
+    outcomes: &[Result<T, CrmError>],
+    ok: &mut Vec<(String, T)>,
+    refused: &mut Vec<(String, CrmError)>,
+    retry: &mut Option<CrmError>,
+) {
+    for (i, key) in keys.iter().enumerate() {
+        match outcomes.get(i) {
+            Some(Ok(v)) => ok.push((key.clone(), v.clone())),
+            Some(Err(e)) if e.is_permanent() => refused.push((key.clone(), e.clone())),
+            Some(Err(e)) => {
+                retry.get_or_insert_with(|| e.clone());
+            }
+            None => {
+                retry.get_or_insert_with(|| {
+                    CrmError::transient(format!(
+                        "{system} answered for {} of {} contacts",
+                        outcomes.len(),
+                        keys.len()
+                    ))
+                });
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl JobHandler for ImportJobs {
     async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
         let payload: JobPayload = serde_json::from_value(job.payload.clone())
             .map_err(|e| DeliveryError::permanent(format!("import job payload: {e}")))?;
         let store = ctx.store;
+        let target = &self.target;
         let mut rows = Vec::new();
         for chunk in payload.keys.chunks(500) {
             let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
@@ -521,96 +673,199 @@ impl JobHandler for ImportJobs {
                 rows.push(pending_from_row(r).map_err(store_failure)?);
             }
         }
-        if job.maybe_delivered_before() {
-            // An earlier attempt may have created some of these: look before creating.
-            for row in rows.iter_mut().filter(|r| r.action == "create") {
-                let found = self
-                    .target
-                    .search(&row.client)
-                    .await
-                    .map_err(delivery_error)?;
-                let index = Index::new(found);
-                if let Plan::Adopt { id } = index.plan(&row.client, &payload.tag) {
-                    row.action = "adopt".into();
-                    row.external_id = Some(id);
+        // An earlier attempt sent these writes and its answer was never stored (a timeout, a
+        // crash): look at the target before writing again.
+        let in_flight = |r: &PendingRow| r.action == "sending" || r.action == "updating";
+        let unsure: Vec<Client> = rows
+            .iter()
+            .filter(|r| in_flight(r))
+            .map(|r| r.client.clone())
+            .collect();
+        if !unsure.is_empty() {
+            let found = target.search(&unsure).await.map_err(delivery_error)?;
+            let index = Index::new(found).single_valued(target.single_valued());
+            for row in rows.iter_mut().filter(|r| in_flight(r)) {
+                let plan = index
+                    .plan(&row.client, &payload.tag)
+                    .resumed(&row.action, target.marks_own());
+                row.apply(plan);
+            }
+        }
+        let batch = target.write_batch().max(1);
+        let mut refused: Option<CrmError> = None;
+        let mut retry: Option<CrmError> = None;
+        let mut creates: Vec<&PendingRow> = Vec::new();
+        let mut impossible: Vec<(String, CrmError)> = Vec::new();
+        for r in rows.iter().filter(|r| r.action == "create") {
+            match target.cannot_create(&r.client) {
+                Some(why) => impossible.push((r.key.clone(), CrmError::permanent(why))),
+                None => creates.push(r),
+            }
+        }
+        self.record(
+            store,
+            payload.run_id,
+            Vec::new(),
+            "created",
+            &impossible,
+            &mut refused,
+            ctx,
+        )
+        .await?;
+        for chunk in creates.chunks(batch) {
+            let keys: Vec<String> = chunk.iter().map(|r| r.key.clone()).collect();
+            mark_sending(store, payload.run_id, &keys, "sending", ctx.now)
+                .await
+                .map_err(store_failure)?;
+            let drafts: Vec<ContactDraft> = chunk
+                .iter()
+                .map(|r| draft(&r.client, &payload.tag))
+                .collect();
+            let outcomes = match target.create(&drafts).await {
+                Ok(o) => o,
+                Err(e) if e.is_permanent() => vec![Err(e); drafts.len()],
+                Err(e) => {
+                    retry = Some(e);
+                    break;
                 }
+            };
+            let (mut ok, mut no) = (Vec::new(), Vec::new());
+            sort_outcomes(
+                target.system(),
+                &keys,
+                &outcomes,
+                &mut ok,
+                &mut no,
+                &mut retry,
+            );
+            // Recorded at once, so a failing call below cannot make these look new.
+            self.record(store, payload.run_id, ok, "created", &no, &mut refused, ctx)
+                .await?;
+            if retry.is_some() {
+                // The target is struggling: the engine's backoff paces the rest of the job.
+                break;
             }
         }
         let mut done: Vec<(String, &'static str, String)> = Vec::new();
-        let mut refused: Option<CrmError> = None;
-        let creates: Vec<&PendingRow> = rows.iter().filter(|r| r.action == "create").collect();
-        if !creates.is_empty() {
-            let drafts: Vec<ContactDraft> = creates
-                .iter()
-                .map(|r| draft(&r.client, Some(&payload.tag)))
-                .collect();
-            match self.target.create(&drafts).await {
-                Ok(ids) => {
-                    let created: Vec<(String, &'static str, String)> = creates
-                        .iter()
-                        .zip(ids)
-                        .map(|(r, id)| (r.key.clone(), "created", id))
-                        .collect();
-                    // Recorded at once, so a failing update below cannot make these look new.
-                    finish_rows(store, payload.run_id, &created, ctx.now)
-                        .await
-                        .map_err(store_failure)?;
-                    self.progress.inc(created.len() as u64);
-                }
-                Err(e) if e.is_permanent() => {
-                    let keys: Vec<String> = creates.iter().map(|r| r.key.clone()).collect();
-                    fail_rows(store, payload.run_id, &keys, &e.to_string(), ctx.now)
-                        .await
-                        .map_err(store_failure)?;
-                    refused = Some(e);
-                }
-                Err(e) => return Err(delivery_error(e)),
-            }
-        }
-        let mut updates: Vec<(String, ContactDraft)> = Vec::new();
-        let mut update_keys: Vec<(String, &'static str, String)> = Vec::new();
+        let mut updates: Vec<(String, ContactUpdate)> = Vec::new();
         for r in rows.iter().filter(|r| r.action != "create") {
             let Some(id) = r.external_id.clone() else {
                 continue;
             };
             match (r.action.as_str(), &r.plan) {
-                ("update", Some(plan)) => {
-                    updates.push((
-                        id.clone(),
-                        ContactDraft {
-                            phones: plan.phones.clone(),
-                            emails: plan.emails.clone(),
-                            ..draft(&r.client, None)
+                ("update", Some(plan)) => updates.push((
+                    r.key.clone(),
+                    ContactUpdate {
+                        id,
+                        name: if plan.name.is_empty() {
+                            r.client.name.clone()
+                        } else {
+                            plan.name.clone()
                         },
-                    ));
-                    update_keys.push((r.key.clone(), "updated", id));
-                }
+                        phones: plan.phones.clone(),
+                        emails: plan.emails.clone(),
+                        new_phones: plan.new_phones.clone(),
+                        new_emails: plan.new_emails.clone(),
+                    },
+                )),
                 ("adopt", _) => done.push((r.key.clone(), "created", id)),
+                ("completed", _) => done.push((r.key.clone(), "updated", id)),
                 _ => done.push((r.key.clone(), "skipped", id)),
             }
         }
-        if !updates.is_empty() {
-            match self.target.update(&updates).await {
-                Ok(()) => done.extend(update_keys),
-                Err(e) if e.is_permanent() => {
-                    let keys: Vec<String> = update_keys.iter().map(|(k, _, _)| k.clone()).collect();
-                    fail_rows(store, payload.run_id, &keys, &e.to_string(), ctx.now)
-                        .await
-                        .map_err(store_failure)?;
-                    refused = Some(e);
+        if retry.is_none() {
+            for chunk in updates.chunks(batch) {
+                let keys: Vec<String> = chunk.iter().map(|(k, _)| k.clone()).collect();
+                let items: Vec<ContactUpdate> = chunk.iter().map(|(_, u)| u.clone()).collect();
+                mark_sending(store, payload.run_id, &keys, "updating", ctx.now)
+                    .await
+                    .map_err(store_failure)?;
+                let outcomes = match target.update(&items).await {
+                    Ok(o) => o,
+                    Err(e) if e.is_permanent() => vec![Err(e); items.len()],
+                    Err(e) => {
+                        retry = Some(e);
+                        break;
+                    }
+                };
+                let (mut ok, mut no) = (Vec::new(), Vec::new());
+                sort_outcomes(
+                    target.system(),
+                    &keys,
+                    &outcomes,
+                    &mut ok,
+                    &mut no,
+                    &mut retry,
+                );
+                let ok: Vec<(String, String)> = ok
+                    .into_iter()
+                    .filter_map(|(k, ())| {
+                        let id = chunk.iter().find(|(key, _)| *key == k)?.1.id.clone();
+                        Some((k, id))
+                    })
+                    .collect();
+                self.record(store, payload.run_id, ok, "updated", &no, &mut refused, ctx)
+                    .await?;
+                if retry.is_some() {
+                    break;
                 }
-                Err(e) => return Err(delivery_error(e)),
             }
         }
         finish_rows(store, payload.run_id, &done, ctx.now)
             .await
             .map_err(store_failure)?;
         self.progress.inc(done.len() as u64);
+        if let Some(e) = retry {
+            return Err(delivery_error(e));
+        }
         // The refused rows are in the report; the dead job keeps the target's words.
         match refused {
             Some(e) => Err(delivery_error(e)),
             None => Ok(Delivered::done()),
         }
+    }
+}
+
+impl ImportJobs {
+    /// Stores one write call's outcomes: rows written are done, rows refused are failed.
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        store: &Store,
+        run_id: i64,
+        written: Vec<(String, String)>,
+        action: &'static str,
+        refused_rows: &[(String, CrmError)],
+        refused: &mut Option<CrmError>,
+        ctx: &JobContext<'_>,
+    ) -> Result<(), DeliveryError> {
+        if written.is_empty() && refused_rows.is_empty() {
+            return Ok(());
+        }
+        let written: Vec<(String, &'static str, String)> =
+            written.into_iter().map(|(k, id)| (k, action, id)).collect();
+        finish_rows(store, run_id, &written, ctx.now)
+            .await
+            .map_err(store_failure)?;
+        let failed: Vec<(String, String)> = refused_rows
+            .iter()
+            .map(|(k, e)| (k.clone(), e.to_string()))
+            .collect();
+        fail_rows(store, run_id, &failed, ctx.now)
+            .await
+            .map_err(store_failure)?;
+        if let Some((_, e)) = refused_rows.first() {
+            tracing::warn!(
+                system = self.target.system(),
+                refused = refused_rows.len(),
+                error = %e,
+                "import: the target refused clients"
+            );
+            refused.get_or_insert_with(|| e.clone());
+        }
+        self.progress
+            .inc((written.len() + refused_rows.len()) as u64);
+        Ok(())
     }
 }
 
@@ -654,15 +909,22 @@ pub async fn load(
         opts.progress.set_message("reading the target's contacts");
         let index = Index::new(target.existing().await.map_err(|e| {
             ImportError::Target(format!("listing {} contacts: {e}", target.system()))
-        })?);
+        })?)
+        .single_valued(target.single_valued());
         tracing::info!(
             existing = index.len(),
             pending = pending.len(),
             "import: matching against the target"
         );
+        // A row still `sending` or `updating` was in flight when an earlier start stopped.
         let plans: Vec<(String, Plan)> = pending
             .iter()
-            .map(|r| (r.key.clone(), index.plan(&r.client, &run.tag)))
+            .map(|r| {
+                let plan = index
+                    .plan(&r.client, &run.tag)
+                    .resumed(&r.action, target.marks_own());
+                (r.key.clone(), plan)
+            })
             .collect();
         save_plans(store, run.id, &plans, opts.clock.now()).await?;
         let generation = uuid::Uuid::new_v4().simple().to_string();
@@ -789,11 +1051,14 @@ mod tests {
     use crate::import::{RawRecord, prepare};
     use crate::store::testing;
 
-    /// A target in memory; refuses creates while `refuse` is set.
+    /// A target in memory; refuses creates while `refuse` is set, and the one client named
+    /// `refuse_name` on its own. `unmarked` leaves the run tag off what it creates.
     #[derive(Default)]
     struct Memory {
         contacts: Mutex<Vec<ContactRecord>>,
         refuse: Mutex<bool>,
+        refuse_name: Option<String>,
+        unmarked: bool,
         writes: Mutex<usize>,
     }
 
@@ -805,13 +1070,16 @@ mod tests {
         fn batch_size(&self) -> usize {
             2
         }
+        fn marks_own(&self) -> bool {
+            !self.unmarked
+        }
         async fn existing(&self) -> Result<Vec<ContactRecord>, CrmError> {
             Ok(self.contacts.lock().unwrap().clone())
         }
-        async fn search(&self, _client: &Client) -> Result<Vec<ContactRecord>, CrmError> {
+        async fn search(&self, _clients: &[Client]) -> Result<Vec<ContactRecord>, CrmError> {
             Ok(self.contacts.lock().unwrap().clone())
         }
-        async fn create(&self, drafts: &[ContactDraft]) -> Result<Vec<String>, CrmError> {
+        async fn create(&self, drafts: &[ContactDraft]) -> Result<Outcomes<String>, CrmError> {
             if *self.refuse.lock().unwrap() {
                 return Err(CrmError::permanent("refused for the test"));
             }
@@ -820,28 +1088,35 @@ mod tests {
             Ok(drafts
                 .iter()
                 .map(|d| {
+                    if self.refuse_name.as_ref() == Some(&d.name) {
+                        return Err(CrmError::permanent("this one is refused"));
+                    }
                     let id = (all.len() + 1).to_string();
                     all.push(ContactRecord {
                         id: id.clone(),
                         name: d.name.clone(),
                         phones: d.phones.clone(),
                         emails: d.emails.clone(),
-                        tags: d.tag.iter().cloned().collect(),
+                        tags: if self.unmarked {
+                            Vec::new()
+                        } else {
+                            d.tag.iter().cloned().collect()
+                        },
                     });
-                    id
+                    Ok(id)
                 })
                 .collect())
         }
-        async fn update(&self, items: &[(String, ContactDraft)]) -> Result<(), CrmError> {
+        async fn update(&self, items: &[ContactUpdate]) -> Result<Outcomes<()>, CrmError> {
             *self.writes.lock().unwrap() += 1;
             let mut all = self.contacts.lock().unwrap();
-            for (id, d) in items {
-                if let Some(c) = all.iter_mut().find(|c| &c.id == id) {
-                    c.phones = d.phones.clone();
-                    c.emails = d.emails.clone();
+            for u in items {
+                if let Some(c) = all.iter_mut().find(|c| c.id == u.id) {
+                    c.phones = u.phones.clone();
+                    c.emails = u.emails.clone();
                 }
             }
-            Ok(())
+            Ok(vec![Ok(()); items.len()])
         }
     }
 
@@ -932,6 +1207,169 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_refused_client_fails_alone_and_is_reported() {
+        let store = testing::sqlite().await;
+        let prepared = prepare(vec![
+            record(2, "Анна", "89120000001", "a@mail.ru"),
+            record(3, "Борис", "89120000002", "b@mail.ru"),
+            record(4, "Вера", "89120000003", "v@mail.ru"),
+        ]);
+        let target = Arc::new(Memory {
+            refuse_name: Some("Борис".into()),
+            ..Memory::default()
+        });
+        let (counts, refused) = load(
+            &prepared,
+            target.clone(),
+            LoadOptions {
+                store: &store,
+                clock: Arc::new(SystemClock),
+                sync: SyncConfig::default(),
+                business_id: "b1",
+                digest: "d1d1d1d1d1d1d1d1",
+                file_name: "clients.csv",
+                progress: ProgressBar::hidden(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!((counts.created, counts.failed), (2, 1), "{counts:?}");
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].row, Some(3));
+        assert_eq!(refused[0].kind, ProblemKind::WriteFailed);
+        assert!(refused[0].detail.contains("this one is refused"));
+        let names: Vec<String> = target
+            .contacts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(names, ["Анна", "Вера"]);
+    }
+
+    #[tokio::test]
+    async fn an_unmarked_contact_whose_create_was_in_flight_counts_as_created() {
+        for unmarked in [true, false] {
+            let store = testing::sqlite().await;
+            let prepared = prepare(vec![
+                record(2, "Анна", "89120000001", "a@mail.ru"),
+                record(3, "Борис", "89120000002", "b@mail.ru"),
+            ]);
+            let target = Arc::new(Memory {
+                unmarked,
+                ..Memory::default()
+            });
+            // An earlier start sent Анна's create, the target made her (without a mark), and
+            // the process died before the answer was stored.
+            let run = open_run(
+                &store,
+                "b1",
+                "memory",
+                "d1d1d1d1d1d1d1d1",
+                "clients.csv",
+                &prepared.clients,
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+            let anna = &prepared.clients[0];
+            mark_sending(
+                &store,
+                run.id,
+                std::slice::from_ref(&anna.key),
+                "sending",
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+            target.contacts.lock().unwrap().push(ContactRecord {
+                id: "900".into(),
+                name: anna.name.clone(),
+                phones: vec![anna.phones[0].to_string()],
+                emails: vec![anna.emails[0].to_string()],
+                tags: Vec::new(),
+            });
+            let counts = load_once(&store, target.clone(), &prepared).await;
+            // A target that marks its contacts knows an unmarked one is not its own.
+            let expected = if unmarked { (2, 0) } else { (1, 1) };
+            assert_eq!(
+                (counts.created, counts.skipped),
+                expected,
+                "unmarked {unmarked}: {counts:?}"
+            );
+            assert_eq!(target.contacts.lock().unwrap().len(), 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_update_whose_answer_was_lost_counts_as_updated() {
+        let store = testing::sqlite().await;
+        let prepared = prepare(vec![record(2, "Анна", "89120000001", "a@mail.ru")]);
+        let target = Arc::new(Memory::default());
+        let run = open_run(
+            &store,
+            "b1",
+            "memory",
+            "d1d1d1d1d1d1d1d1",
+            "clients.csv",
+            &prepared.clients,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        let key = prepared.clients[0].key.clone();
+        mark_sending(&store, run.id, &[key], "updating", Utc::now())
+            .await
+            .unwrap();
+        // The update went through; its answer was lost with the process.
+        target.contacts.lock().unwrap().push(ContactRecord {
+            id: "100".into(),
+            name: "Анна С.".into(),
+            phones: vec!["8 912 000-00-01".into()],
+            emails: vec!["a@mail.ru".into()],
+            tags: Vec::new(),
+        });
+        let counts = load_once(&store, target.clone(), &prepared).await;
+        assert_eq!((counts.updated, counts.skipped), (1, 0), "{counts:?}");
+        assert_eq!(*target.writes.lock().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_single_valued_target_gets_only_what_it_can_hold() {
+        let prepared = prepare(vec![RawRecord {
+            row: 2,
+            full_name: Some("Анна".into()),
+            phones: vec!["89120000001, 89120000009".into()],
+            emails: vec!["a@mail.ru".into()],
+            ..RawRecord::default()
+        }]);
+        let held = ContactRecord {
+            id: "7".into(),
+            name: "Анна С.".into(),
+            phones: vec!["79120000001".into()],
+            ..ContactRecord::default()
+        };
+        let single = Index::new(vec![held.clone()]).single_valued(true);
+        assert_eq!(
+            single.plan(&prepared.clients[0], "tag"),
+            Plan::Update {
+                id: "7".into(),
+                name: "Анна С.".into(),
+                phones: vec!["79120000001".into()],
+                emails: vec!["a@mail.ru".into()],
+                new_phones: vec![],
+                new_emails: vec!["a@mail.ru".into()],
+            }
+        );
+        let multi = Index::new(vec![held]);
+        let Plan::Update { new_phones, .. } = multi.plan(&prepared.clients[0], "tag") else {
+            panic!("an update")
+        };
+        assert_eq!(new_phones, ["+79120000009"]);
+    }
+
     #[test]
     fn matching_links_when_nothing_is_new() {
         let prepared = prepare(vec![record(2, "Анна", "89120000001", "A@Mail.ru")]);
@@ -945,7 +1383,7 @@ mod tests {
             index.plan(&prepared.clients[0], "tag"),
             Plan::Link { id: "7".into() }
         );
-        let counts = dry_run_counts(&prepared, &index);
+        let counts = dry_run_counts(&prepared, &index, &Memory::default());
         assert_eq!((counts.created, counts.updated, counts.skipped), (0, 0, 1));
     }
 }

@@ -1,8 +1,9 @@
 //! Initial import of a client base (`zapis import FILE --into amocrm|bitrix24|yclients`):
 //! read a spreadsheet or a 1C export ([`read`], [`onec`]), normalise phones, emails, names and
 //! birthdays ([`normalise`]), fold duplicates into one client each ([`dedup`]), and load the
-//! result through the durable sync engine, resumably ([`load`]); [`report`] prints the counts
-//! and writes a CSV with a row per problem. How it behaves is described in docs/import.md.
+//! result through the durable sync engine, resumably ([`load`]) into one of the [`targets`];
+//! [`report`] prints the counts and writes a CSV with a row per problem. How it behaves is
+//! described in docs/import.md.
 
 pub mod dedup;
 pub mod load;
@@ -10,6 +11,7 @@ pub mod normalise;
 pub mod onec;
 pub mod read;
 pub mod report;
+pub mod targets;
 
 use std::path::Path;
 

@@ -179,10 +179,15 @@ struct Inner {
     throttled: usize,
     injected: VecDeque<(u16, Value)>,
     failures: Vec<Failure>,
+    /// Requests whose body contains one of these are carried out, then answered with a 500:
+    /// the portal did the work and the answer was lost.
+    lost_answers: Vec<String>,
     /// Top-level method of every REST call, in arrival order.
     calls: Vec<String>,
     /// Methods run inside batches.
     batched: Vec<String>,
+    /// Commands in each `batch` call that was run.
+    batch_sizes: Vec<usize>,
     /// Content types of REST bodies seen.
     content_types: Vec<String>,
 }
@@ -270,6 +275,11 @@ impl FakeBitrix {
     }
     pub fn clear_failures(&self) {
         self.lock().failures.clear();
+    }
+    /// The next request whose body contains `needle` is carried out and then answered with
+    /// a 500, as when a proxy or the network drops the answer.
+    pub fn lose_answer_of(&self, needle: &str) {
+        self.lock().lost_answers.push(needle.into());
     }
     /// A contact as a manager typed it by hand.
     pub fn insert_contact_with_phone(&self, name: &str, phone: &str) -> i64 {
@@ -376,6 +386,35 @@ impl FakeBitrix {
     }
     pub fn batched(&self) -> Vec<String> {
         self.lock().batched.clone()
+    }
+    /// How many commands each `batch` call carried (refused ones included).
+    pub fn batch_sizes(&self) -> Vec<usize> {
+        self.lock().batch_sizes.clone()
+    }
+    /// A contact as a manager typed it, with any phones and emails.
+    pub fn insert_contact(&self, name: &str, phones: &[&str], emails: &[&str]) -> i64 {
+        let mut s = self.lock();
+        let id = s.id();
+        let mut n = id * 10;
+        let mut multi = |kind: &str, values: &[&str]| -> Value {
+            Value::Array(
+                values
+                    .iter()
+                    .map(|v| {
+                        n += 1;
+                        json!({"ID": n.to_string(), "TYPE_ID": kind, "VALUE": v, "VALUE_TYPE": "WORK"})
+                    })
+                    .collect(),
+            )
+        };
+        let phone = multi("PHONE", phones);
+        let email = multi("EMAIL", emails);
+        s.contacts.insert(
+            id,
+            json!({"ID": id.to_string(), "NAME": name, "LAST_NAME": null, "PHONE": phone,
+                   "EMAIL": email, "ORIGINATOR_ID": null, "ORIGIN_ID": null}),
+        );
+        id
     }
     pub fn content_types(&self) -> Vec<String> {
         self.lock().content_types.clone()
@@ -534,6 +573,14 @@ async fn handle(
     } else {
         dispatch(&mut s, &method, &params)
     };
+    let raw = String::from_utf8_lossy(&body);
+    if let Some(i) = s.lost_answers.iter().position(|n| raw.contains(n.as_str())) {
+        s.lost_answers.remove(i);
+        return json_response(
+            500,
+            json!({"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"}),
+        );
+    }
     match outcome {
         Ok((result, total, next)) => {
             let mut body = json!({"result": result, "time": time()});
@@ -855,6 +902,7 @@ fn dispatch(s: &mut Inner, method: &str, p: &Value) -> Outcome {
         "crm.contact.get" => get_entity(&s.contacts, p),
         "crm.deal.get" => get_entity(&s.deals, p),
         "crm.lead.get" => get_entity(&s.leads, p),
+        "crm.contact.update" => update_contact(s, p),
         "crm.deal.update" => update_entity(&mut s.deals, p),
         "crm.lead.update" => update_entity(&mut s.leads, p),
         "crm.timeline.comment.add" => add_comment(s, p),
@@ -1003,6 +1051,16 @@ fn store_fields(
                 let n: f64 = text(Some(v)).and_then(|t| t.parse().ok()).unwrap_or(0.0);
                 target.insert(k.clone(), json!(format!("{n:.2}")));
             }
+            // A `date` is written as YYYY-MM-DD and read back as a datetime in the portal's zone.
+            "BIRTHDATE" => {
+                let t = text(Some(v)).unwrap_or_default();
+                let read = if t.len() == 10 {
+                    format!("{t}T00:00:00+03:00")
+                } else {
+                    t
+                };
+                target.insert(k.clone(), json!(read));
+            }
             _ => {
                 // Reads give every scalar as a string.
                 let value = match v {
@@ -1089,6 +1147,70 @@ fn update_entity(pool: &mut BTreeMap<i64, Value>, p: &Value) -> Outcome {
         };
         item.insert(k, value);
     }
+    Ok((json!(true), None, None))
+}
+
+/// `crm.contact.update`: scalars are replaced; in a multiple field a value with an `ID`
+/// overwrites that value (or deletes it, with an empty `VALUE` or `DELETE = Y`), a value
+/// without one is added, and values not mentioned stay.
+fn update_contact(s: &mut Inner, p: &Value) -> Outcome {
+    let Some(id) = int(param(p, "id")) else {
+        return Err(err(400, "", "ID is not defined or invalid."));
+    };
+    let Some(Value::Object(fields)) = param(p, "fields").cloned() else {
+        return Err(fields_must_be_array());
+    };
+    let Some(Value::Object(mut item)) = s.contacts.remove(&id) else {
+        return Err(not_found());
+    };
+    for (k, v) in fields {
+        match k.as_str() {
+            "PHONE" | "EMAIL" | "WEB" | "IM" => {
+                let mut held: Vec<Value> = item
+                    .get(&k)
+                    .and_then(|v| v.as_array())
+                    .cloned()
+                    .unwrap_or_default();
+                let items = match v {
+                    Value::Array(a) => a,
+                    Value::Object(m) => m.into_iter().map(|(_, v)| v).collect(),
+                    _ => vec![],
+                };
+                for m in items {
+                    let value = text(m.get("VALUE")).unwrap_or_default();
+                    match text(m.get("ID")) {
+                        Some(vid) => {
+                            let delete =
+                                value.is_empty() || text(m.get("DELETE")).as_deref() == Some("Y");
+                            if delete {
+                                held.retain(|h| text(h.get("ID")).as_deref() != Some(vid.as_str()));
+                            } else if let Some(h) = held
+                                .iter_mut()
+                                .find(|h| text(h.get("ID")).as_deref() == Some(vid.as_str()))
+                            {
+                                h["VALUE"] = json!(value);
+                            }
+                        }
+                        None if !value.is_empty() => {
+                            let n = s.id() * 10;
+                            held.push(json!({"ID": n.to_string(), "TYPE_ID": k, "VALUE": value,
+                                             "VALUE_TYPE": text(m.get("VALUE_TYPE")).unwrap_or_else(|| "WORK".into())}));
+                        }
+                        None => {}
+                    }
+                }
+                item.insert(k, Value::Array(held));
+            }
+            _ => {
+                let value = match v {
+                    Value::Number(n) => json!(n.to_string()),
+                    other => other,
+                };
+                item.insert(k, value);
+            }
+        }
+    }
+    s.contacts.insert(id, Value::Object(item));
     Ok((json!(true), None, None))
 }
 
@@ -1194,6 +1316,7 @@ fn batch(s: &mut Inner, p: &Value, order: &[String]) -> Outcome {
     };
     let mut commands = commands;
     commands.sort_by_key(|(name, _)| order.iter().position(|o| o == name).unwrap_or(usize::MAX));
+    s.batch_sizes.push(commands.len());
     if commands.len() > 50 {
         return Err(err(
             400,
@@ -1203,6 +1326,8 @@ fn batch(s: &mut Inner, p: &Value, order: &[String]) -> Outcome {
     }
     let mut results = Map::new();
     let mut errors = Map::new();
+    let mut totals = Map::new();
+    let mut nexts = Map::new();
     for (name, command) in commands {
         let (method, query) = command.split_once('?').unwrap_or((command.as_str(), ""));
         let method = method.trim_end_matches(".json");
@@ -1217,7 +1342,13 @@ fn batch(s: &mut Inner, p: &Value, order: &[String]) -> Outcome {
             dispatch(s, method, &php_parse(query.as_bytes()))
         };
         match outcome {
-            Ok((result, _, _)) => {
+            Ok((result, total, next)) => {
+                if let Some(t) = total {
+                    totals.insert(name.clone(), json!(t));
+                }
+                if let Some(n) = next {
+                    nexts.insert(name.clone(), json!(n));
+                }
                 results.insert(name, result);
             }
             Err((_, body)) => {
@@ -1237,7 +1368,8 @@ fn batch(s: &mut Inner, p: &Value, order: &[String]) -> Outcome {
         }
     };
     Ok((
-        json!({"result": php(results), "result_error": php(errors), "result_total": [], "result_next": [], "result_time": {}}),
+        json!({"result": php(results), "result_error": php(errors), "result_total": php(totals),
+               "result_next": php(nexts), "result_time": {}}),
         None,
         None,
     ))

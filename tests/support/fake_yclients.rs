@@ -4,10 +4,11 @@
 //! answer), string-typed ids, `position: []`, `category` instead of `categories`,
 //! `seance_length` only when a master is named, ISO datetimes with `+05:00` in slots and
 //! `+0500` in records, the 422 "time taken" body, 401 for a bad token or a missing Accept
-//! header, 429 above 5 requests a second, pages cut at 200, 204 on DELETE. It keeps the
-//! salon's schedule and records in memory and lets a test inspect and change them "as the salon".
+//! header, 429 above 5 requests a second (and, when a test sets it, above a per-minute
+//! ceiling), pages cut at 200, 204 on DELETE. It keeps the salon's schedule, records and client
+//! cards in memory and lets a test inspect and change them "as the salon".
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -191,6 +192,15 @@ struct Inner {
     total: u64,
     log: Vec<String>,
     record_updates: usize,
+    /// Client cards by id, in the shape `GET /client` answers.
+    clients: BTreeMap<u64, Value>,
+    next_client_id: u64,
+    /// Arrival times within the last minute.
+    minute: VecDeque<Instant>,
+    max_per_minute: u32,
+    /// Refuse with 429 above this many requests in any 60 s; `None` counts only.
+    minute_limit: Option<u32>,
+    throttled: u64,
 }
 
 pub struct FakeYclients {
@@ -217,6 +227,12 @@ impl FakeYclients {
             total: 0,
             log: Vec::new(),
             record_updates: 0,
+            clients: BTreeMap::new(),
+            next_client_id: 1_121_412,
+            minute: VecDeque::new(),
+            max_per_minute: 0,
+            minute_limit: None,
+            throttled: 0,
         }));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fake");
         let addr = listener.local_addr().expect("local addr");
@@ -274,6 +290,43 @@ impl FakeYclients {
     /// The most requests that arrived within one wall-clock second.
     pub fn max_requests_per_second(&self) -> u32 {
         self.lock().max_per_second
+    }
+
+    /// Answer 429 above `per_minute` requests in any 60 seconds ("200 requests a minute").
+    pub fn set_minute_limit(&self, per_minute: u32) {
+        self.lock().minute_limit = Some(per_minute);
+    }
+
+    /// The most requests that arrived within any 60 seconds.
+    pub fn max_requests_per_minute(&self) -> u32 {
+        self.lock().max_per_minute
+    }
+
+    /// Requests answered 429 because a limit was exceeded (forced ones not counted).
+    pub fn throttled(&self) -> u64 {
+        self.lock().throttled
+    }
+
+    /// A client card as the salon typed it; the phone kept exactly as given.
+    pub fn insert_client(&self, name: &str, phone: &str, email: &str, comment: &str) -> u64 {
+        let mut s = self.lock();
+        let id = s.next_client_id;
+        s.next_client_id += 1;
+        let mut card = client_template(id);
+        card["name"] = json!(name);
+        card["phone"] = json!(phone);
+        card["email"] = json!(email);
+        card["comment"] = json!(comment);
+        card["categories"] = json!([{"id": 4, "title": "VIP", "color": "#e8d313"}]);
+        card["birth_date"] = json!("1980-01-02");
+        card["balance"] = json!(-1200);
+        s.clients.insert(id, card);
+        id
+    }
+
+    /// Every client card, by id.
+    pub fn clients(&self) -> Vec<Value> {
+        self.lock().clients.values().cloned().collect()
     }
 
     pub fn request_count(&self) -> u64 {
@@ -476,13 +529,29 @@ async fn handle(
     }
     s.window_count += 1;
     s.max_per_second = s.max_per_second.max(s.window_count);
+    let now = Instant::now();
+    while s
+        .minute
+        .front()
+        .is_some_and(|t| now.duration_since(*t).as_secs_f64() >= 60.0)
+    {
+        s.minute.pop_front();
+    }
+    s.minute.push_back(now);
+    s.max_per_minute = s.max_per_minute.max(s.minute.len() as u32);
+    let over_minute = s
+        .minute_limit
+        .is_some_and(|limit| s.minute.len() as u32 > limit);
     if s.down != Down::Up {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "Сервис временно недоступен",
         );
     }
-    if s.forced_429 > 0 || s.window_count > s.rate_limit {
+    if s.forced_429 > 0 || s.window_count > s.rate_limit || over_minute {
+        if s.forced_429 == 0 {
+            s.throttled += 1;
+        }
         s.forced_429 = s.forced_429.saturating_sub(1);
         let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "Превышен лимит запросов");
         if let Some(secs) = s.retry_after {
@@ -535,7 +604,7 @@ async fn handle(
     };
     let admin = matches!(
         parts.first(),
-        Some(&"record" | &"records" | &"hooks_settings")
+        Some(&"record" | &"records" | &"hooks_settings" | &"clients" | &"client")
     ) || (parts.first() == Some(&"company") && parts.len() > 2);
     if admin && !user_ok {
         return error(StatusCode::UNAUTHORIZED, "Необходима авторизация");
@@ -600,7 +669,21 @@ async fn handle(
         },
         (Method::POST, ["company", cid, "clients", "search"]) if company_ok(cid) => match json_body
         {
-            Some(_) => envelope(StatusCode::OK, json!([]), json!({"total_count": 0})),
+            Some(b) => clients_search(&s, &b),
+            None => bad_format(),
+        },
+        (Method::POST, ["clients", cid]) if company_ok(cid) => match json_body {
+            Some(b) => client_create(&mut s, &b),
+            None => bad_format(),
+        },
+        (Method::GET, ["client", cid, id]) if company_ok(cid) => {
+            match id.parse::<u64>().ok().and_then(|id| s.clients.get(&id)) {
+                Some(card) => envelope(StatusCode::OK, card.clone(), json!([])),
+                None => error(StatusCode::NOT_FOUND, "Клиент не найден"),
+            }
+        }
+        (Method::PUT, ["client", cid, id]) if company_ok(cid) => match json_body {
+            Some(b) => client_update(&mut s, id, &b),
             None => bad_format(),
         },
         (Method::POST, ["company", cid, "clients", "visits", "search"]) if company_ok(cid) => {
@@ -1257,4 +1340,199 @@ fn admin_create(s: &mut Inner, body: &Value) -> Response {
     let out = admin_record_json(s, &rec);
     s.records.push(rec);
     envelope(StatusCode::CREATED, json!([out]), json!([]))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client cards
+// ---------------------------------------------------------------------------------------------
+
+/// A card in the shape of the documented `POST /clients` answer (clients-create.response.json),
+/// emptied: the phone a JSON number, `custom_fields` PHP's `[]`.
+fn client_template(id: u64) -> Value {
+    let mut card = contract("clients-create.response.json")["data"].clone();
+    card["id"] = json!(id);
+    for key in ["surname", "patronymic", "email", "card", "comment"] {
+        card[key] = json!("");
+    }
+    for key in [
+        "discount",
+        "importance_id",
+        "sex_id",
+        "spent",
+        "balance",
+        "visits",
+        "sms_check",
+        "sms_not",
+    ] {
+        card[key] = json!(0);
+    }
+    card["sex"] = json!("Неизвестно");
+    card["importance"] = json!("Без класса важности");
+    card["birth_date"] = json!(0);
+    card["categories"] = json!([]);
+    card["custom_fields"] = json!([]);
+    card
+}
+
+fn digits(v: &Value) -> String {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
+    text.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Name and phone are required; the phone must have 9 to 15 digits; one card per phone. The
+/// messages are the documented ones of the bulk endpoint.
+fn check_card(s: &Inner, body: &Value, except: Option<u64>) -> Result<String, &'static str> {
+    if body["name"].as_str().is_none_or(|n| n.trim().is_empty()) {
+        return Err("Не указано имя клиента");
+    }
+    let phone = digits(&body["phone"]);
+    if phone.is_empty() {
+        return Err("Номер телефона клиента не может быть пустым");
+    }
+    if !(9..=15).contains(&phone.len()) {
+        return Err("Телефон должен содержать от 9 до 15 цифр");
+    }
+    let taken = s
+        .clients
+        .iter()
+        .any(|(id, c)| Some(*id) != except && digits(&c["phone"]) == phone);
+    if taken {
+        return Err("Клиент с указанным телефоном уже существует в базе");
+    }
+    Ok(phone)
+}
+
+/// Writes the documented fields of a create or update body into a card. Absent fields are
+/// reset: nothing says `PUT` merges, so the fake takes the stricter reading.
+fn write_card(card: &mut Value, body: &Value, phone: &str) {
+    card["name"] = body["name"].clone();
+    card["phone"] = json!(phone.parse::<u64>().unwrap_or(0));
+    for key in ["surname", "patronymic", "email", "card", "comment"] {
+        card[key] = json!(body[key].as_str().unwrap_or(""));
+    }
+    for key in [
+        "sex_id",
+        "importance_id",
+        "discount",
+        "sms_check",
+        "sms_not",
+    ] {
+        card[key] = json!(body[key].as_i64().unwrap_or(0));
+    }
+    card["birth_date"] = match body["birth_date"].as_str() {
+        Some(d) if NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok() => json!(d),
+        _ => json!(0),
+    };
+    let labels = body
+        .get("labels")
+        .or_else(|| body.get("categories"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    card["categories"] = Value::Array(
+        labels
+            .iter()
+            .filter_map(Value::as_u64)
+            .map(|id| json!({"id": id, "title": format!("Категория {id}"), "color": "#e8d313"}))
+            .collect(),
+    );
+    card["custom_fields"] = match &body["custom_fields"] {
+        Value::Object(m) if !m.is_empty() => Value::Object(m.clone()),
+        _ => json!([]),
+    };
+}
+
+fn client_create(s: &mut Inner, body: &Value) -> Response {
+    let phone = match check_card(s, body, None) {
+        Ok(p) => p,
+        Err(why) => return error(StatusCode::UNPROCESSABLE_ENTITY, why),
+    };
+    let id = s.next_client_id;
+    s.next_client_id += 1;
+    let mut card = client_template(id);
+    write_card(&mut card, body, &phone);
+    // Spent and balance are taken once, when the client is added.
+    card["spent"] = json!(body["spent"].as_i64().unwrap_or(0));
+    card["balance"] = json!(body["balance"].as_i64().unwrap_or(0));
+    s.clients.insert(id, card.clone());
+    envelope(StatusCode::CREATED, card, json!([]))
+}
+
+fn client_update(s: &mut Inner, id: &str, body: &Value) -> Response {
+    let Some(id) = id
+        .parse::<u64>()
+        .ok()
+        .filter(|id| s.clients.contains_key(id))
+    else {
+        return error(StatusCode::NOT_FOUND, "Клиент не найден");
+    };
+    let phone = match check_card(s, body, Some(id)) {
+        Ok(p) => p,
+        Err(why) => return error(StatusCode::UNPROCESSABLE_ENTITY, why),
+    };
+    let Some(card) = s.clients.get_mut(&id) else {
+        return error(StatusCode::NOT_FOUND, "Клиент не найден");
+    };
+    write_card(card, body, &phone);
+    envelope(StatusCode::OK, card.clone(), json!([]))
+}
+
+/// `POST /company/{id}/clients/search`: `page`, `page_size` (25 by default, cut at 200),
+/// `fields` (only those come back), `filters` of type `id` and `quick_search` (a part of the
+/// name, of the phone's digits or of the email); other filter types are accepted and ignored.
+fn clients_search(s: &Inner, body: &Value) -> Response {
+    let page = body["page"].as_u64().unwrap_or(1).max(1) as usize;
+    let size = body["page_size"].as_u64().unwrap_or(25).clamp(1, 200) as usize;
+    let fields: Vec<String> = body["fields"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let filters = body["filters"].as_array().cloned().unwrap_or_default();
+    let matches = |card: &Value| {
+        filters.iter().all(|f| match f["type"].as_str() {
+            Some("id") => f["state"]["value"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|i| i.as_u64() == card["id"].as_u64())),
+            Some("quick_search") => {
+                let q = f["state"]["value"].as_str().unwrap_or("").to_lowercase();
+                let q_digits: String = q.chars().filter(char::is_ascii_digit).collect();
+                let name = card["name"].as_str().unwrap_or("").to_lowercase();
+                let email = card["email"].as_str().unwrap_or("").to_lowercase();
+                q.is_empty()
+                    || name.contains(&q)
+                    || email.contains(&q)
+                    || (q_digits.len() == q.len() && digits(&card["phone"]).contains(&q_digits))
+            }
+            _ => true,
+        })
+    };
+    let found: Vec<&Value> = s.clients.values().filter(|c| matches(c)).collect();
+    let data: Vec<Value> = found
+        .iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .map(|card| {
+            if fields.is_empty() {
+                return (*card).clone();
+            }
+            let mut out = serde_json::Map::new();
+            for f in &fields {
+                out.insert(f.clone(), card.get(f).cloned().unwrap_or(Value::Null));
+            }
+            Value::Object(out)
+        })
+        .collect();
+    envelope(
+        StatusCode::OK,
+        Value::Array(data),
+        json!({"total_count": found.len()}),
+    )
 }

@@ -25,7 +25,7 @@ pub mod worker;
 
 pub use alerts::{Alert, AlertKind, AlertSink, Alerts, MemorySink, WebhookSink};
 pub use config::{AdminBookings, AlertsConfig, SyncConfig};
-pub use jobs::{Job, JobState, NewJob, Queue, enqueue_in};
+pub use jobs::{Job, JobState, NewJob, NextClaim, Queue, enqueue_in};
 pub use retry::{DeliveryError, RetryPolicy};
 pub use worker::{Delivered, Engine, JobContext, JobHandler};
 

@@ -253,6 +253,62 @@ async fn jobs_with_one_ordering_key_run_strictly_in_order() {
     }
 }
 
+#[tokio::test]
+async fn a_completion_claims_the_next_batch_and_unstarted_jobs_go_back_untouched() {
+    for store in testing::all().await {
+        let queue = Queue::new(store.clone());
+        let mut ids = Vec::new();
+        for (key, ordering) in [("a", Some("k1")), ("b", Some("k1")), ("c", None)] {
+            ids.push(
+                queue
+                    .enqueue(&job(key, ordering), t0())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        let (a, b, c) = (ids[0], ids[1], ids[2]);
+        let systems = vec!["crm".to_string()];
+        let lease = Duration::from_secs(60);
+        let first = queue.claim("w1", &systems, 1, lease, t0()).await.unwrap();
+        assert_eq!(first.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a]);
+        // a's completion and the next claim commit together: b, a's successor, is free to go
+        // in that same transaction.
+        let next = NextClaim {
+            systems: &systems,
+            limit: 10,
+            lease,
+        };
+        let (held, more) = queue
+            .finish_and_claim("w1", &[retry_of(a)], t0(), Some(next))
+            .await
+            .unwrap();
+        assert_eq!(held, 1);
+        let mut more_ids: Vec<i64> = more.iter().map(|j| j.id).collect();
+        more_ids.sort_unstable();
+        assert_eq!(more_ids, vec![b, c]);
+        assert!(more.iter().all(|j| j.attempts == 1));
+        // Nobody else can take them meanwhile.
+        assert!(
+            queue
+                .claim("w2", &systems, 10, lease, t0())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // The worker stops before starting them: they return as they were, no attempt counted
+        // and none journaled.
+        let held: Vec<(i64, i64)> = more.iter().map(|j| (j.id, j.attempts)).collect();
+        queue.unclaim("w1", &held).await.unwrap();
+        for id in [b, c] {
+            let j = queue.job(id).await.unwrap().unwrap();
+            assert_eq!((j.state, j.attempts), (JobState::Pending, 0));
+        }
+        let again = queue.claim("w2", &systems, 10, lease, t0()).await.unwrap();
+        assert_eq!(again.len(), 2);
+    }
+}
+
 fn entry(job_id: i64, attempt: i64, outcome: &str) -> journal::JournalEntry {
     journal::JournalEntry {
         at: t0(),

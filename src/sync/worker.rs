@@ -15,6 +15,7 @@ use crate::store::{Store, StoreError};
 use crate::sync::alerts::{Alert, AlertKind, Alerts};
 use crate::sync::config::SyncConfig;
 use crate::sync::health;
+use crate::sync::jobs::NextClaim;
 use crate::sync::jobs::{Disposition, Finish, Job, LinkRecord, Queue};
 use crate::sync::journal::{JournalEntry, mask_text};
 use crate::sync::retry::{DeliveryError, RetryPolicy};
@@ -154,6 +155,8 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let heartbeat = self.spawn_heartbeat(worker_id.clone());
         let mut reap_due = Instant::now();
+        // A batch claimed together with the previous one's completion, not started yet.
+        let mut next: Vec<Job> = Vec::new();
         let result = loop {
             if *shutdown.borrow() {
                 break Ok(());
@@ -165,21 +168,35 @@ impl Engine {
                 }
                 reap_due = Instant::now() + (self.config.lease / 4).max(Duration::from_millis(50));
             }
-            let claimed = match self.run_batch(&worker_id, Some(&mut shutdown)).await {
-                Ok(n) => n,
+            let prefetched = std::mem::take(&mut next);
+            let claimed = match self
+                .run_batch(&worker_id, Some(&mut shutdown), prefetched)
+                .await
+            {
+                Ok((n, more)) => {
+                    next = more;
+                    n
+                }
                 Err(e) => {
                     // The store may be briefly unavailable; keep the worker alive.
                     tracing::error!(error = %e, "worker batch failed");
                     0
                 }
             };
-            if claimed < self.config.batch.max(1) {
+            if claimed < self.config.batch.max(1) && next.is_empty() {
                 tokio::select! {
                     _ = tokio::time::sleep(self.config.poll) => {}
                     _ = shutdown.changed() => {}
                 }
             }
         };
+        if !next.is_empty() {
+            let held: Vec<(i64, i64)> = next.iter().map(|j| (j.id, j.attempts)).collect();
+            if let Err(e) = self.queue.unclaim(&worker_id, &held).await {
+                // Not lost: the lease expires and the reaper hands them out again.
+                tracing::warn!(error = %e, jobs = held.len(), "returning unstarted jobs failed");
+            }
+        }
         heartbeat.abort();
         result
     }
@@ -206,7 +223,7 @@ impl Engine {
         self.queue.reap_expired(self.clock.now()).await?;
         let mut total = 0;
         loop {
-            let n = self.run_batch(&worker_id, None).await?;
+            let (n, _) = self.run_batch(&worker_id, None, Vec::new()).await?;
             if n == 0 {
                 return Ok(total);
             }
@@ -214,26 +231,33 @@ impl Engine {
         }
     }
 
-    /// Claims one batch, runs it concurrently and records the outcomes together.
+    /// Runs one batch (`prefetched`, or claimed now) concurrently and records the outcomes
+    /// together. A worker loop (`shutdown` given) whose batch was full claims its next batch in
+    /// the same transaction and gets it back to run next.
     async fn run_batch(
         &self,
         worker_id: &str,
         shutdown: Option<&mut watch::Receiver<bool>>,
-    ) -> Result<usize, EngineError> {
-        let now = self.clock.now();
-        let jobs = self
-            .queue
-            .claim(
-                worker_id,
-                &self.systems,
-                self.config.batch.max(1),
-                self.config.lease,
-                now,
-            )
-            .await?;
+        prefetched: Vec<Job>,
+    ) -> Result<(usize, Vec<Job>), EngineError> {
+        let limit = self.config.batch.max(1);
+        let jobs = if prefetched.is_empty() {
+            self.queue
+                .claim(
+                    worker_id,
+                    &self.systems,
+                    limit,
+                    self.config.lease,
+                    self.clock.now(),
+                )
+                .await?
+        } else {
+            prefetched
+        };
         if jobs.is_empty() {
-            return Ok(0);
+            return Ok((0, Vec::new()));
         }
+        let prefetch = shutdown.is_some() && jobs.len() >= limit;
         let count = jobs.len();
         let work = futures::future::join_all(jobs.iter().map(|job| self.attempt(job)));
         let finishes = match shutdown {
@@ -251,15 +275,23 @@ impl Engine {
                         let held: Vec<(i64, i64)> = jobs.iter().map(|j| (j.id, j.attempts)).collect();
                         tracing::info!(jobs = held.len(), "shutting down: releasing running jobs");
                         self.queue.release(worker_id, &held, self.clock.now()).await?;
-                        return Ok(count);
+                        return Ok((count, Vec::new()));
                     }
                 }
             }
         };
         let finished_at = self.clock.now();
-        self.queue.finish(worker_id, &finishes, finished_at).await?;
+        let next = prefetch.then_some(NextClaim {
+            systems: &self.systems,
+            limit,
+            lease: self.config.lease,
+        });
+        let (_, more) = self
+            .queue
+            .finish_and_claim(worker_id, &finishes, finished_at, next)
+            .await?;
         self.track_health(&finishes, finished_at).await?;
-        Ok(count)
+        Ok((count, more))
     }
 
     async fn attempt(&self, job: &Job) -> Finish {

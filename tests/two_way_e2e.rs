@@ -340,17 +340,28 @@ async fn a_change_on_any_side_reaches_every_other_side_once() {
 async fn a_reminder_fires_once_across_restarts_and_its_cancel_cancels_everywhere() {
     let w = World::start().await;
     let service = w.run("5m", "\"30d\"");
-    let (ann, rec, lead) = w.book(4001, "+7 912 345-67-89").await;
+    let tz = w.yc.timezone();
+    let start_of = |rec: &FakeRecord| {
+        rec.local
+            .and_local_timezone(tz)
+            .single()
+            .expect("local time")
+            .with_timezone(&Utc)
+    };
+    // The first free slot can start within a minute of now (a run just before the hour);
+    // a reminder needs some lead, so such a visit is left and the next one booked.
+    let mut chat = 4001;
+    let (ann, rec, lead) = loop {
+        let (user, rec, lead) = w.book(chat, "+7 912 345-67-89").await;
+        if start_of(&rec) - Utc::now() > chrono::Duration::minutes(3) || chat > 4030 {
+            break (user, rec, lead);
+        }
+        chat += 10;
+    };
     service.stop();
 
     // The visit's start, and an offset that puts the reminder's moment three seconds ahead.
-    let tz = w.yc.timezone();
-    let start = rec
-        .local
-        .and_local_timezone(tz)
-        .single()
-        .expect("local time")
-        .with_timezone(&Utc);
+    let start = start_of(&rec);
     let offset = (start - Utc::now()).num_seconds() - 3;
     let service = w.run_with(
         "5m",

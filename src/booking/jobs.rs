@@ -128,11 +128,16 @@ impl BookingJobs {
         ) else {
             return Ok(Delivered::done());
         };
-        let kept = self
-            .booking
-            .confirm_visit(external)
-            .await
-            .map_err(booking_error)?;
+        let kept = match self.booking.confirm_visit(external).await {
+            Ok(kept) => kept,
+            // The salon removed the visit meanwhile: nothing to confirm, and the cancellation
+            // reaches us through the webhook or the reconciliation poll.
+            Err(BookingError::NotFound(reason)) => {
+                tracing::info!(booking = %booking.id, %reason, "confirmation for a record that is gone");
+                return Ok(Delivered::done());
+            }
+            Err(e) => return Err(booking_error(e)),
+        };
         if !kept {
             tracing::debug!(booking = %booking.id, "the schedule keeps no confirmation status");
         }

@@ -2120,7 +2120,7 @@ impl BookingSystem for Yclients {
             .await?
             .data;
         if bool_of(&current["deleted"]) {
-            return Err(BookingError::Rejected(
+            return Err(BookingError::NotFound(
                 "the record was deleted in the schedule".into(),
             ));
         }

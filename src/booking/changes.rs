@@ -158,11 +158,7 @@ impl ChangeApplier {
             return Ok(false);
         }
         let lang = client_lang(store, booking, self.default_lang).await;
-        let when = |at: DateTime<Utc>| {
-            at.with_timezone(&self.timezone)
-                .format("%d.%m %H:%M")
-                .to_string()
-        };
+        let when = |at: DateTime<Utc>| self.local_time(at);
         let mut jobs: Vec<NewJob> = Vec::new();
         let mut tx = store.begin().await?;
         match change {
@@ -419,16 +415,7 @@ impl ChangeApplier {
             "notify-booked-by-business",
             &[
                 ("service", FluentValue::from(booking.service_name.clone())),
-                (
-                    "when",
-                    FluentValue::from(
-                        booking
-                            .start
-                            .with_timezone(&self.timezone)
-                            .format("%d.%m %H:%M")
-                            .to_string(),
-                    ),
-                ),
+                ("when", FluentValue::from(self.local_time(booking.start))),
                 ("master", FluentValue::from(booking.master_name.clone())),
             ],
         );
@@ -439,6 +426,13 @@ impl ChangeApplier {
         tx.commit().await?;
         tracing::info!(booking = %booking.id, record = %record.external_id, "schedule record linked to a known client");
         Ok(Some(booking.id))
+    }
+
+    /// A moment as the client reads it in a notice: the business's local day and time.
+    fn local_time(&self, at: DateTime<Utc>) -> String {
+        at.with_timezone(&self.timezone)
+            .format("%d.%m %H:%M")
+            .to_string()
     }
 
     fn notice(&self, booking: &Booking, key: &str, text: String, lang: Lang) -> Option<NewJob> {

@@ -85,7 +85,7 @@ async fn engine_run(store: &Store, n: usize, workers: usize) -> Figures {
         lease: Duration::from_secs(60),
         ..SyncConfig::default()
     };
-    let mut engine = Engine::new(store.clone(), clock, config, Alerts::default());
+    let mut engine = Engine::new(store.clone(), clock, config, Alerts::default(), "bench");
     engine.register("noop", Arc::new(Noop));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let drain_start = Instant::now();

@@ -304,6 +304,7 @@ impl App {
             self.clock.clone(),
             self.config.sync.clone(),
             self.alerts(),
+            &self.config.business.id,
         );
         let business = &self.config.business;
         if let Some(crm) = &self.crm {

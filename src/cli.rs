@@ -80,7 +80,7 @@ enum Cmd {
         #[command(flatten)]
         config: ConfigArg,
         #[command(flatten)]
-        args: WorkerArgs,
+        args: Box<WorkerArgs>,
     },
     /// Each booking with its state in our store, the schedule, the CRM and the chat.
     Bookings {

@@ -576,7 +576,7 @@ impl Conversations {
         chat: &ChatRef,
         id: &str,
     ) -> Result<Option<Booking>, ConversationError> {
-        let Some(booking) = self.store.booking(id).await? else {
+        let Some(booking) = self.store.booking(&self.business.id, id).await? else {
             return Ok(None);
         };
         if booking.business_id != self.business.id {

@@ -41,7 +41,7 @@ pub async fn load_booking_job(
     let payload: BookingJob = serde_json::from_value(job.payload.clone())
         .map_err(|e| DeliveryError::permanent(format!("unreadable job payload: {e}")))?;
     let booking = store
-        .booking(&payload.booking_id)
+        .booking(&job.business_id, &payload.booking_id)
         .await
         .map_err(|e| DeliveryError::transient(format!("store: {e}")))?
         .ok_or_else(|| {

@@ -143,7 +143,7 @@ pub fn spawn(app: &App, mut stop: tokio::sync::watch::Receiver<bool>) -> Option<
                 .entity_for_external(&business, "booking", "dikidi", &external_id)
                 .await;
             let booking = match found {
-                Ok(Some(id)) => store.booking(&id).await.ok().flatten(),
+                Ok(Some(id)) => store.booking(&business, &id).await.ok().flatten(),
                 _ => None,
             };
             if let Some(booking) = booking

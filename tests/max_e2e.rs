@@ -170,7 +170,11 @@ async fn a_client_books_from_a_max_deep_link_across_a_restart_and_cancels() {
         ],
     );
     scenario::run(&cancel, &user).await;
-    let booking = store.booking(&booking.id).await.unwrap().unwrap();
+    let booking = store
+        .booking(&booking.business_id, &booking.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(booking.status, BookingStatus::CancelledByClient);
 
     // Each update was handed over once and so handled once: one answer per press.

@@ -201,7 +201,7 @@ async fn a_booking_makes_one_counterparty_an_invoice_and_after_the_visit_a_poste
 
         // The visit took place: the sales document, through the real change applier.
         clock.set(anna.end() + Duration::minutes(5));
-        let stored = app.store.booking("bk-1").await.unwrap().unwrap();
+        let stored = app.store.booking(BIZ, "bk-1").await.unwrap().unwrap();
         let changed = app
             .change_applier()
             .apply(&app.store, &stored, &ScheduleChange::Visited, clock.now())

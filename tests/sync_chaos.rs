@@ -36,6 +36,8 @@ fn spawn_worker_with(
             "worker",
             "--http-target",
             &target.url(),
+            "--business",
+            "b",
         ])
         .args(["--workers", "4", "--batch", "8", "--poll", "50ms"])
         .args([

@@ -109,7 +109,11 @@ api_url = "{}"
     press_label(&user, "Да, отменить").await;
     user.wait_for_text("Запись отменена", WAIT).await;
 
-    let booking = store.booking(&booking.id).await.unwrap().unwrap();
+    let booking = store
+        .booking(&booking.business_id, &booking.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(booking.status, BookingStatus::CancelledByClient);
     let status: String = sqlx::query_scalar("SELECT status FROM sandbox_records WHERE id = $1")
         .bind(&record)

@@ -247,7 +247,7 @@ impl OnecJobs {
             })?;
         let booking = ctx
             .store
-            .booking(&payload.booking_id)
+            .booking(&job.business_id, &payload.booking_id)
             .await
             .map_err(store_error)?
             .ok_or_else(|| DeliveryError::Permanent {

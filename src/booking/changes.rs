@@ -541,7 +541,7 @@ mod tests {
                     systems, expected,
                     "schedule_to_crm={to_crm} notify={notify}"
                 );
-                let stored = store.booking(&id).await.unwrap().unwrap();
+                let stored = store.booking("b", &id).await.unwrap().unwrap();
                 assert_eq!(stored.status, BookingStatus::CancelledByBusiness);
             }
         }
@@ -582,7 +582,7 @@ mod tests {
                 .await
                 .unwrap()
                 .expect("adopted");
-            let ours = store.booking(&adopted).await.unwrap().unwrap();
+            let ours = store.booking("b", &adopted).await.unwrap().unwrap();
             assert_eq!(ours.chat, Some(ChatRef::new(Channel::Telegram, "42")));
             assert_eq!(ours.source.channel, Channel::Schedule);
             assert_eq!(

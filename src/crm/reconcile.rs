@@ -69,7 +69,10 @@ pub async fn linked_booking(
     else {
         return Ok(None);
     };
-    store.booking(&booking_id).await.map_err(transient)
+    store
+        .booking(business_id, &booking_id)
+        .await
+        .map_err(transient)
 }
 
 /// What one reconciliation pass saw and did.
@@ -110,7 +113,7 @@ impl CrmReconciler {
             if !cancelled.contains(lead) {
                 continue;
             }
-            let Some(booking) = store.booking(booking_id).await? else {
+            let Some(booking) = store.booking(&self.business_id, booking_id).await? else {
                 continue;
             };
             let changed =

@@ -64,7 +64,11 @@ impl InboxHandler for YclientsInbox {
                 }
                 continue;
             };
-            let Some(booking) = store.booking(&booking_id).await.map_err(transient)? else {
+            let Some(booking) = store
+                .booking(&message.business_id, &booking_id)
+                .await
+                .map_err(transient)?
+            else {
                 continue;
             };
             let change = if record.deleted || record.change == ChangeKind::Delete {

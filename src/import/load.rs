@@ -954,6 +954,7 @@ pub async fn load(
             opts.clock.clone(),
             opts.sync.clone(),
             Alerts::new(Vec::new()),
+            &run.business_id,
         );
         engine.register(
             &system,

@@ -116,12 +116,18 @@ pub async fn submit(
     Ok(app)
 }
 
-pub async fn application(store: &Store, id: &str) -> Result<Option<Application>, StoreError> {
+/// Application `id` of `business_id`; another business's application is not found.
+pub async fn application(
+    store: &Store,
+    business_id: &str,
+    id: &str,
+) -> Result<Option<Application>, StoreError> {
     let row = sqlx::query(
         "SELECT id, business_id, form, name, phone, email, course, group_id, trial, comment, \
-           source, referrer, created_at FROM school_applications WHERE id = $1",
+           source, referrer, created_at FROM school_applications WHERE id = $1 AND business_id = $2",
     )
     .bind(id)
+    .bind(business_id)
     .fetch_optional(store.pool())
     .await?;
     let Some(r) = row else {
@@ -234,7 +240,13 @@ mod tests {
             let app = submit(&store, "b", new("8 912 345-67-89"), true, now)
                 .await
                 .unwrap();
-            let back = application(&store, &app.id).await.unwrap().unwrap();
+            let back = application(&store, "b", &app.id).await.unwrap().unwrap();
+            assert!(
+                application(&store, "other", &app.id)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
             assert_eq!(back.phone.as_str(), "+79123456789");
             assert_eq!(back.source.utm.source.as_deref(), Some("vk"));
             let jobs = crate::sync::Queue::new(store.clone())

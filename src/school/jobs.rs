@@ -260,7 +260,7 @@ impl AlfaCrmJobs {
         let id = job.payload["application_id"]
             .as_str()
             .ok_or_else(|| DeliveryError::permanent("job without application_id"))?;
-        let app = application(ctx.store, id)
+        let app = application(ctx.store, &job.business_id, id)
             .await
             .map_err(store_error)?
             .ok_or_else(|| DeliveryError::permanent(format!("application {id} is missing")))?;

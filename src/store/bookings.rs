@@ -54,13 +54,19 @@ impl Store {
         row.map(|r| booking_from_row(&r)).transpose()
     }
 
-    pub async fn booking(&self, id: &str) -> Result<Option<Booking>, StoreError> {
+    /// Booking `id` of `business_id`; another business's booking is not found.
+    pub async fn booking(
+        &self,
+        business_id: &str,
+        id: &str,
+    ) -> Result<Option<Booking>, StoreError> {
         let sql = format!(
             "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \
-             WHERE b.id = $1"
+             WHERE b.id = $1 AND b.business_id = $2"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
+            .bind(business_id)
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| booking_from_row(&r)).transpose()
@@ -410,9 +416,11 @@ mod tests {
         for store in testing::all().await {
             let b = booking("bk1", "8 912 345-67-89", "42", 9);
             store.insert_booking(&b).await.unwrap();
-            let back = store.booking("bk1").await.unwrap().unwrap();
+            let back = store.booking("b1", "bk1").await.unwrap().unwrap();
             assert_eq!(back, b, "{:?}", store.backend());
-            assert!(store.booking("nope").await.unwrap().is_none());
+            assert!(store.booking("b1", "nope").await.unwrap().is_none());
+            // Another business sharing the store never reads it.
+            assert!(store.booking("b2", "bk1").await.unwrap().is_none());
         }
     }
 
@@ -508,7 +516,7 @@ mod tests {
                 .move_booking("a", "m2", "Ирина", new_start, now)
                 .await
                 .unwrap();
-            let b = store.booking("a").await.unwrap().unwrap();
+            let b = store.booking("b1", "a").await.unwrap().unwrap();
             assert_eq!(b.external_id.as_deref(), Some("rec-7"));
             assert_eq!((b.master_id.as_str(), b.start), ("m2", new_start));
         }

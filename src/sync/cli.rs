@@ -75,6 +75,10 @@ pub struct WorkerArgs {
     pub http_target: Option<url::Url>,
     #[arg(long, default_value = "http")]
     pub system: String,
+    /// With `--http-target`: the business whose jobs these workers deliver (jobs of other
+    /// businesses sharing the store are never claimed).
+    #[arg(long, default_value = "default")]
+    pub business: String,
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
     #[arg(long, default_value_t = 16)]
@@ -234,7 +238,7 @@ pub async fn worker_command(store: Store, args: &WorkerArgs) -> Result<(), CliEr
         sinks.push(Arc::new(WebhookSink::new(client.clone(), url.clone())));
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut engine = Engine::new(store, clock, config, Alerts::new(sinks))
+    let mut engine = Engine::new(store, clock, config, Alerts::new(sinks), &args.business)
         .with_policy(policy)
         .with_shutdown_grace(args.shutdown_grace);
     engine.register(

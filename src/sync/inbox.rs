@@ -108,12 +108,18 @@ pub async fn receive(
     Ok(Received::New(id))
 }
 
-pub async fn message(store: &Store, id: i64) -> Result<Option<InboxMessage>, StoreError> {
+/// The stored webhook `id` of `business_id`; another business's message is not found.
+pub async fn message(
+    store: &Store,
+    business_id: &str,
+    id: i64,
+) -> Result<Option<InboxMessage>, StoreError> {
     let row = sqlx::query(
         "SELECT id, business_id, source, dedup_key, headers, body, received_at FROM sync_inbox \
-         WHERE id = $1",
+         WHERE id = $1 AND business_id = $2",
     )
     .bind(id)
+    .bind(business_id)
     .fetch_optional(store.pool())
     .await?;
     row.map(|r| {
@@ -166,7 +172,7 @@ impl JobHandler for InboxDispatcher {
             .get("inbox_id")
             .and_then(|v| v.as_i64())
             .ok_or_else(|| DeliveryError::permanent("inbox job without inbox_id"))?;
-        let message = message(ctx.store, id)
+        let message = message(ctx.store, &job.business_id, id)
             .await
             .map_err(|e| DeliveryError::transient(format!("store: {e}")))?
             .ok_or_else(|| DeliveryError::permanent(format!("inbox message {id} is missing")))?;

@@ -170,6 +170,7 @@ pub struct LinkRecord {
 /// What [`Queue::finish_and_claim`] claims next for the worker.
 #[derive(Debug, Clone, Copy)]
 pub struct NextClaim<'a> {
+    pub businesses: &'a [String],
     pub systems: &'a [String],
     pub limit: usize,
     pub lease: Duration,
@@ -290,36 +291,50 @@ impl Queue {
         rows.iter().map(job_from_row).collect()
     }
 
-    /// Atomically takes up to `limit` due jobs of `systems` for `worker_id` and leases them
-    /// until `now + lease`. A job waits while an earlier job with its ordering key is pending
+    /// Atomically takes up to `limit` due jobs of `businesses` in `systems` for `worker_id` and
+    /// leases them until `now + lease`. The business filter is what keeps processes of different
+    /// businesses sharing one store from delivering each other's jobs. A job waits while an earlier job with its ordering key is pending
     /// or running. PostgreSQL skips rows other claimers have locked; SQLite serialises
     /// writers, so the one UPDATE … RETURNING is atomic there.
     pub async fn claim(
         &self,
         worker_id: &str,
+        businesses: &[String],
         systems: &[String],
         limit: usize,
         lease: Duration,
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, StoreError> {
         let mut conn = self.store.pool().acquire().await?;
-        self.claim_on(&mut conn, worker_id, systems, limit, lease, now)
-            .await
+        let spec = NextClaim {
+            businesses,
+            systems,
+            limit,
+            lease,
+        };
+        self.claim_on(&mut conn, worker_id, spec, now).await
     }
 
     async fn claim_on(
         &self,
         conn: &mut AnyConnection,
         worker_id: &str,
-        systems: &[String],
-        limit: usize,
-        lease: Duration,
+        spec: NextClaim<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, StoreError> {
-        if systems.is_empty() || limit == 0 {
+        let NextClaim {
+            businesses,
+            systems,
+            limit,
+            lease,
+        } = spec;
+        if businesses.is_empty() || systems.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
         let placeholders: Vec<String> = (0..systems.len()).map(|i| format!("${}", i + 5)).collect();
+        let business_placeholders: Vec<String> = (0..businesses.len())
+            .map(|i| format!("${}", i + 5 + systems.len()))
+            .collect();
         // On PostgreSQL `= ANY(ARRAY(…))` makes the planner fetch the claimed ids through the
         // primary key even on a fresh, never-analysed table (IN (…) may become a hash join
         // over the whole table, which turns a backlog drain quadratic).
@@ -332,13 +347,15 @@ impl Queue {
                attempts = attempts + 1, updated_at = $3 \
              WHERE id {open}SELECT j.id FROM sync_jobs j \
                WHERE j.state = 'pending' AND j.run_at <= $3 AND j.system IN ({}) \
+                 AND j.business_id IN ({}) \
                  AND (j.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM sync_jobs p \
                    WHERE p.business_id = j.business_id AND p.system = j.system \
                      AND p.ordering_key = j.ordering_key AND p.id < j.id \
                      AND p.state IN ('pending', 'running'))) \
                ORDER BY j.run_at, j.id LIMIT $4 {lock}{close} \
              RETURNING {JOB_COLUMNS}",
-            placeholders.join(", ")
+            placeholders.join(", "),
+            business_placeholders.join(", ")
         );
         let now_ms = to_millis(now);
         let lease_until = now_ms + lease.as_millis() as i64;
@@ -349,6 +366,9 @@ impl Queue {
             .bind(limit as i64);
         for s in systems {
             q = q.bind(s);
+        }
+        for b in businesses {
+            q = q.bind(b);
         }
         let rows = q.fetch_all(&mut *conn).await?;
         let mut jobs = rows
@@ -579,10 +599,7 @@ impl Queue {
             q.execute(&mut *tx).await?;
         }
         let claimed = match next {
-            Some(n) => {
-                self.claim_on(&mut tx, worker_id, n.systems, n.limit, n.lease, now)
-                    .await?
-            }
+            Some(n) => self.claim_on(&mut tx, worker_id, n, now).await?,
             None => Vec::new(),
         };
         tx.commit().await?;

@@ -127,6 +127,7 @@ fn engine(
         clock,
         config,
         Alerts::new(vec![Arc::new(sink.clone())]),
+        "b",
     );
     engine.register("crm", target);
     engine
@@ -210,9 +211,10 @@ async fn jobs_with_one_ordering_key_run_strictly_in_order() {
             .unwrap()
             .unwrap();
         let systems = vec!["crm".to_string()];
+        let businesses = vec!["b".to_string()];
         let lease = Duration::from_secs(60);
         let claimed: Vec<i64> = queue
-            .claim("w1", &systems, 10, lease, t0())
+            .claim("w1", &businesses, &systems, 10, lease, t0())
             .await
             .unwrap()
             .iter()
@@ -232,13 +234,16 @@ async fn jobs_with_one_ordering_key_run_strictly_in_order() {
         assert_eq!(queue.finish("w1", &[retry], t0()).await.unwrap(), 1);
         assert!(
             queue
-                .claim("w2", &systems, 10, lease, t0())
+                .claim("w2", &businesses, &systems, 10, lease, t0())
                 .await
                 .unwrap()
                 .is_empty()
         );
         let later = t0() + chrono::Duration::seconds(11);
-        let claimed = queue.claim("w2", &systems, 10, lease, later).await.unwrap();
+        let claimed = queue
+            .claim("w2", &businesses, &systems, 10, lease, later)
+            .await
+            .unwrap();
         assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a]);
         let done = Finish {
             disposition: jobs::Disposition::Done,
@@ -248,7 +253,10 @@ async fn jobs_with_one_ordering_key_run_strictly_in_order() {
             ..retry_of(a)
         };
         queue.finish("w2", &[done], later).await.unwrap();
-        let claimed = queue.claim("w2", &systems, 10, lease, later).await.unwrap();
+        let claimed = queue
+            .claim("w2", &businesses, &systems, 10, lease, later)
+            .await
+            .unwrap();
         assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), vec![b]);
     }
 }
@@ -269,12 +277,17 @@ async fn a_completion_claims_the_next_batch_and_unstarted_jobs_go_back_untouched
         }
         let (a, b, c) = (ids[0], ids[1], ids[2]);
         let systems = vec!["crm".to_string()];
+        let businesses = vec!["b".to_string()];
         let lease = Duration::from_secs(60);
-        let first = queue.claim("w1", &systems, 1, lease, t0()).await.unwrap();
+        let first = queue
+            .claim("w1", &businesses, &systems, 1, lease, t0())
+            .await
+            .unwrap();
         assert_eq!(first.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a]);
         // a's completion and the next claim commit together: b, a's successor, is free to go
         // in that same transaction.
         let next = NextClaim {
+            businesses: &businesses,
             systems: &systems,
             limit: 10,
             lease,
@@ -291,7 +304,7 @@ async fn a_completion_claims_the_next_batch_and_unstarted_jobs_go_back_untouched
         // Nobody else can take them meanwhile.
         assert!(
             queue
-                .claim("w2", &systems, 10, lease, t0())
+                .claim("w2", &businesses, &systems, 10, lease, t0())
                 .await
                 .unwrap()
                 .is_empty()
@@ -304,7 +317,10 @@ async fn a_completion_claims_the_next_batch_and_unstarted_jobs_go_back_untouched
             let j = queue.job(id).await.unwrap().unwrap();
             assert_eq!((j.state, j.attempts), (JobState::Pending, 0));
         }
-        let again = queue.claim("w2", &systems, 10, lease, t0()).await.unwrap();
+        let again = queue
+            .claim("w2", &businesses, &systems, 10, lease, t0())
+            .await
+            .unwrap();
         assert_eq!(again.len(), 2);
     }
 }
@@ -342,10 +358,11 @@ async fn a_dead_workers_job_returns_after_its_lease_and_the_old_worker_is_fenced
         let queue = Queue::new(store.clone());
         let id = queue.enqueue(&job("k", None), t0()).await.unwrap().unwrap();
         let systems = vec!["crm".to_string()];
+        let businesses = vec!["b".to_string()];
         let lease = Duration::from_secs(30);
         assert_eq!(
             queue
-                .claim("dead-worker", &systems, 1, lease, t0())
+                .claim("dead-worker", &businesses, &systems, 1, lease, t0())
                 .await
                 .unwrap()
                 .len(),
@@ -360,7 +377,10 @@ async fn a_dead_workers_job_returns_after_its_lease_and_the_old_worker_is_fenced
         );
         let later = t0() + chrono::Duration::seconds(31);
         assert_eq!(queue.reap_expired(later).await.unwrap(), 1);
-        let again = queue.claim("w2", &systems, 1, lease, later).await.unwrap();
+        let again = queue
+            .claim("w2", &businesses, &systems, 1, lease, later)
+            .await
+            .unwrap();
         assert_eq!(again[0].attempts, 2);
         assert!(
             again[0].maybe_delivered_before(),
@@ -711,7 +731,7 @@ async fn a_webhook_received_twice_is_stored_without_secrets_and_processed_once()
             panic!("first delivery must be new")
         };
         assert_eq!(second, Received::Duplicate);
-        let stored = inbox::message(&store, id).await.unwrap().unwrap();
+        let stored = inbox::message(&store, "b", id).await.unwrap().unwrap();
         assert_eq!(
             stored.headers.keys().collect::<Vec<_>>(),
             vec!["x-event-id"]
@@ -726,6 +746,7 @@ async fn a_webhook_received_twice_is_stored_without_secrets_and_processed_once()
             clock,
             SyncConfig::default(),
             Alerts::default(),
+            "b",
         );
         engine.register(inbox::INBOX_SYSTEM, Arc::new(dispatcher));
         engine.run_due().await.unwrap();

@@ -82,6 +82,8 @@ pub struct Engine {
     queue: Queue,
     clock: Arc<dyn Clock>,
     handlers: HashMap<String, Arc<dyn JobHandler>>,
+    /// The businesses whose jobs this engine may claim: its handlers hold their credentials.
+    businesses: Vec<String>,
     systems: Vec<String>,
     policy: RetryPolicy,
     config: SyncConfig,
@@ -93,11 +95,19 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(store: Store, clock: Arc<dyn Clock>, config: SyncConfig, alerts: Alerts) -> Engine {
+    /// An engine delivering the jobs of `business_id` only.
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: SyncConfig,
+        alerts: Alerts,
+        business_id: &str,
+    ) -> Engine {
         Engine {
             queue: Queue::new(store),
             clock,
             handlers: HashMap::new(),
+            businesses: vec![business_id.to_string()],
             systems: Vec::new(),
             policy: config.retry_policy(),
             config,
@@ -245,6 +255,7 @@ impl Engine {
             self.queue
                 .claim(
                     worker_id,
+                    &self.businesses,
                     &self.systems,
                     limit,
                     self.config.lease,
@@ -282,6 +293,7 @@ impl Engine {
         };
         let finished_at = self.clock.now();
         let next = prefetch.then_some(NextClaim {
+            businesses: &self.businesses,
             systems: &self.systems,
             limit,
             lease: self.config.lease,

@@ -55,8 +55,19 @@ pub struct App {
 }
 
 impl App {
+    /// Opens (and migrates) the configuration's store and builds every part on it.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<App, StoreError> {
         let store = Store::connect(&config.store.url).await?;
+        App::on_store(config, store, clock)
+    }
+
+    /// Builds every part on a store the caller opened (read-only commands open it without
+    /// migrating).
+    pub fn on_store(
+        config: Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+    ) -> Result<App, StoreError> {
         let yclients = match (&config.booking.system, &config.booking.yclients) {
             (BookingSystemKind::Yclients, Some(y)) => {
                 Some(Arc::new(Yclients::new(y, clock.clone())))

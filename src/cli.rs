@@ -11,7 +11,7 @@ use crate::app::App;
 use crate::clock::SystemClock;
 use crate::config::{Config, TelegramConfig};
 use crate::domain::Utm;
-use crate::store::{Store, TrackedLink};
+use crate::store::{Store, StoreError, TrackedLink};
 use crate::sync::cli::{
     JournalArgs, QueueArgs, WorkerArgs, journal_command, queue_command, worker_command,
 };
@@ -237,10 +237,25 @@ pub async fn main() -> anyhow::Result<()> {
         Cmd::Migrate(args) => {
             init_tracing("info");
             let config = load(&args.config)?;
-            Store::connect(&config.store.url)
+            let url = crate::store::redact_url(&config.store.url);
+            let store = Store::open(&config.store.url)
+                .await
+                .context("opening the store")?;
+            let before = store.schema_version().await?;
+            store.close().await;
+            println!(
+                "store {url}: schema version {}, this zapis: {}",
+                before.current, before.target
+            );
+            if before.current == before.target {
+                println!("store is up to date");
+                return Ok(());
+            }
+            let store = Store::connect(&config.store.url)
                 .await
                 .context("migrating the store")?;
-            println!("store is up to date");
+            let after = store.schema_version().await?;
+            println!("store migrated to schema version {}", after.current);
             Ok(())
         }
         Cmd::Link(cmd) => {
@@ -272,7 +287,12 @@ pub async fn main() -> anyhow::Result<()> {
         Cmd::Worker { config, args } => {
             init_tracing("info");
             if args.http_target.is_some() {
-                let store = sync_store(cli.store, &config).await?;
+                // A service, like `zapis run`: it brings the store to this binary's schema.
+                let url = match cli.store {
+                    Some(url) => url,
+                    None => load(&config.config)?.store.url,
+                };
+                let store = Store::connect(&url).await.context("opening the store")?;
                 worker_command(store, &args).await?;
             } else {
                 // Workers for the configured systems, e.g. a second process beside
@@ -449,13 +469,14 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The store named by `--store`, else the configuration's.
+/// The store named by `--store`, else the configuration's; it must exist at this binary's
+/// schema version (these commands only read, and never create or migrate it).
 async fn sync_store(store: Option<String>, config: &ConfigArg) -> anyhow::Result<Store> {
     let url = match store {
         Some(url) => url,
         None => load(&config.config)?.store.url,
     };
-    Store::connect(&url).await.context("opening the store")
+    Ok(Store::open_existing(&url).await?)
 }
 
 async fn bookings(
@@ -468,9 +489,7 @@ async fn bookings(
         .map(|c| crate::normalize::Phone::parse(&c))
         .transpose()
         .context("--client is not a phone number")?;
-    let store = Store::connect(&config.store.url)
-        .await
-        .context("opening the store")?;
+    let store = Store::open_existing(&config.store.url).await?;
     let schedule = match config.booking.system {
         crate::config::BookingSystemKind::Sandbox => "sandbox",
         crate::config::BookingSystemKind::Yclients => "yclients",
@@ -614,12 +633,29 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
     let config = load(path)?;
     println!("config {}: valid", path.display());
     let mut failures = 0;
-    match App::build(config.clone(), Arc::new(SystemClock)).await {
+    // Read-only: a missing or outdated store is reported, never created or migrated here.
+    let (store, not_created) = match Store::open_existing(&config.store.url).await {
+        // The vendors are still checked, on a throw-away store: a first check comes before
+        // the first run.
+        Err(e @ StoreError::Missing { .. }) => {
+            println!("store: {e}");
+            (Store::connect("sqlite::memory:").await, true)
+        }
+        other => (other, false),
+    };
+    let app = match &store {
+        Ok(store) => App::on_store(config.clone(), store.clone(), Arc::new(SystemClock))
+            .map_err(anyhow::Error::from),
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    };
+    match app {
         Ok(app) => {
-            println!(
-                "store: reachable ({})",
-                crate::store::redact_url(&config.store.url)
-            );
+            if !not_created {
+                println!(
+                    "store: reachable ({})",
+                    crate::store::redact_url(&config.store.url)
+                );
+            }
             if let Some(dk) = &app.dikidi {
                 let report = dk.check().await;
                 if !report.ok() {
@@ -650,13 +686,10 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
         }
         Err(e) => {
             failures += 1;
-            println!("store: unreachable: {e}");
+            println!("store: {e}");
         }
     }
-    if let Some(crm) = &config.crm {
-        let store = Store::connect(&config.store.url)
-            .await
-            .context("opening the store")?;
+    if let (Some(crm), Ok(store)) = (&config.crm, store) {
         let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
         let business = config.business.id.as_str();
         let line = match (&crm.amocrm, &crm.bitrix24) {
@@ -927,9 +960,7 @@ async fn link(cmd: LinkCmd) -> anyhow::Result<()> {
         }
         LinkCmd::List(config) => {
             let config = load(&config.config)?;
-            let store = Store::connect(&config.store.url)
-                .await
-                .context("opening the store")?;
+            let store = Store::open_existing(&config.store.url).await?;
             let links = store.tracked_links(&config.business.id).await?;
             if links.is_empty() {
                 println!(

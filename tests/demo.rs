@@ -169,3 +169,141 @@ async fn tracked_links_carry_the_utm_set_and_count_bookings() {
         "{listed}"
     );
 }
+
+fn zapis(args: &[&str], config: &std::path::Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn store_config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
+    let path = dir.join("zapis.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[store]\nurl = \"{url}\"\n[business]\nname = \"S\"\ntimezone = \"Europe/Moscow\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn schema_versions(url: &str) -> Vec<i64> {
+    let store = Store::open(url).await.unwrap();
+    let versions = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    versions
+}
+
+#[test]
+fn read_only_commands_never_create_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("z.db");
+    let config = store_config(dir.path(), &format!("sqlite://{}", db.display()));
+    for args in [
+        &["check"][..],
+        &["queue"],
+        &["journal"],
+        &["bookings"],
+        &["link", "list"],
+    ] {
+        let (ok, text) = zapis(args, &config);
+        assert!(
+            text.contains("zapis migrate"),
+            "{args:?} says how to create the store: {text}"
+        );
+        // `check` goes on to check the vendors; the others have nothing to show.
+        assert!(ok == (args == ["check"]), "{args:?}: {text}");
+        assert!(!db.exists(), "{args:?} created {}", db.display());
+    }
+}
+
+#[tokio::test]
+async fn read_only_commands_never_migrate_and_migrate_names_both_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("z.db").display());
+    let config = store_config(dir.path(), &url);
+
+    let (ok, text) = zapis(&["migrate"], &config);
+    assert!(ok, "{text}");
+    let all = schema_versions(&url).await;
+    let target = *all.last().unwrap();
+    assert!(
+        text.contains(&format!("schema version 0, this zapis: {target}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("migrated to schema version {target}")),
+        "{text}"
+    );
+    let (ok, text) = zapis(&["migrate"], &config);
+    assert!(ok && text.contains("up to date"), "{text}");
+    let (ok, text) = zapis(&["queue"], &config);
+    assert!(ok, "{text}");
+
+    // A store one migration behind this binary: read-only commands refuse and leave it so.
+    let store = Store::open(&url).await.unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
+        .bind(target)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    let behind = all[all.len() - 2];
+    for args in [&["queue"][..], &["journal"], &["bookings"], &["check"]] {
+        let (ok, text) = zapis(args, &config);
+        assert!(!ok, "{args:?}: {text}");
+        assert!(
+            text.contains(&format!(
+                "schema version {behind}, this zapis needs {target}"
+            )),
+            "{args:?}: {text}"
+        );
+    }
+    assert_eq!(
+        schema_versions(&url).await.last(),
+        Some(&behind),
+        "nothing migrated"
+    );
+}
+
+#[tokio::test]
+async fn a_store_newer_than_the_binary_is_refused_naming_both_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("z.db").display());
+    let config = store_config(dir.path(), &url);
+    let store = Store::connect(&url).await.unwrap();
+    let target = *schema_versions(&url).await.last().unwrap();
+    let newer = 9_999_i64;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, \
+         execution_time) SELECT $1, 'from a newer zapis', installed_on, success, checksum, \
+         execution_time FROM _sqlx_migrations WHERE version = $2",
+    )
+    .bind(newer)
+    .bind(target)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.close().await;
+    // `worker` opens the store as `run` does, to serve.
+    for args in [&["queue"][..], &["migrate"], &["worker"]] {
+        let (ok, text) = zapis(args, &config);
+        assert!(!ok, "{args:?}: {text}");
+        assert!(
+            text.contains(&format!(
+                "schema version {newer}, newer than this zapis knows ({target})"
+            )),
+            "{args:?}: {text}"
+        );
+    }
+}

@@ -36,6 +36,35 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0} already exists")]
     Conflict(String),
+    #[error("there is no store at {url} yet: `zapis migrate` creates it")]
+    Missing { url: String },
+    #[error(
+        "the store at {url} is at schema version {current}, this zapis needs {target}: \
+         run `zapis migrate`"
+    )]
+    Behind {
+        url: String,
+        current: i64,
+        target: i64,
+    },
+    #[error(
+        "the store at {url} is at schema version {current}, newer than this zapis knows \
+         ({target}): run the zapis that migrated it, or a newer one"
+    )]
+    Ahead {
+        url: String,
+        current: i64,
+        target: i64,
+    },
+}
+
+/// Where a store's schema stands against this binary's migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaVersion {
+    /// The newest migration applied to the store (0 for a store with no tables yet).
+    pub current: i64,
+    /// The newest migration this binary carries.
+    pub target: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,11 +83,88 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 impl Store {
-    /// Opens (creating a SQLite file if needed) and migrates the store at `url`.
+    /// Opens (creating a SQLite file if needed) and migrates the store at `url`. A store
+    /// migrated by a newer zapis is refused, both versions named.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         let store = Self::open(url).await?;
+        let version = store.schema_version().await?;
+        if version.current > version.target {
+            return Err(StoreError::Ahead {
+                url: redact_url(url),
+                current: version.current,
+                target: version.target,
+            });
+        }
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Opens a store that must already exist at this binary's schema version, creating and
+    /// changing nothing: what read-only commands (`check`, `queue`, `journal`, `bookings`) use.
+    pub async fn open_existing(url: &str) -> Result<Store, StoreError> {
+        let missing = || StoreError::Missing {
+            url: redact_url(url),
+        };
+        let url_ro = if url.starts_with("sqlite:") && !url.contains(":memory:") {
+            if !sqlite_file_exists(url) {
+                return Err(missing());
+            }
+            with_sqlite_mode(url, "rw")
+        } else {
+            url.to_string()
+        };
+        let store = Self::open(&url_ro).await?;
+        let version = store.schema_version().await?;
+        let (current, target) = (version.current, version.target);
+        let url = redact_url(url);
+        if current == 0 {
+            return Err(StoreError::Missing { url });
+        }
+        if current < target {
+            return Err(StoreError::Behind {
+                url,
+                current,
+                target,
+            });
+        }
+        if current > target {
+            return Err(StoreError::Ahead {
+                url,
+                current,
+                target,
+            });
+        }
+        Ok(store)
+    }
+
+    /// The store's schema version and this binary's, read without changing anything.
+    pub async fn schema_version(&self) -> Result<SchemaVersion, StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let target = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        let exists_sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
+            }
+        };
+        let exists: i64 = sqlx::query_scalar(exists_sql).fetch_one(&self.pool).await?;
+        let current = if exists == 0 {
+            0
+        } else {
+            sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
+            )
+            .fetch_one(&self.pool)
+            .await?
+            .unwrap_or(0)
+        };
+        Ok(SchemaVersion { current, target })
     }
 
     /// Opens without migrating (for `zapis migrate` and tests that inspect migrations).
@@ -161,11 +267,28 @@ impl Store {
 fn sqlite_url(url: &str) -> String {
     if url.contains(":memory:") || url.contains("mode=") {
         url.to_string()
-    } else if url.contains('?') {
-        format!("{url}&mode=rwc")
     } else {
-        format!("{url}?mode=rwc")
+        with_sqlite_mode(url, "rwc")
     }
+}
+
+fn with_sqlite_mode(url: &str, mode: &str) -> String {
+    if url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode={mode}")
+    } else {
+        format!("{url}?mode={mode}")
+    }
+}
+
+/// Whether the file a `sqlite:` URL names exists (`sqlite://path`, `sqlite:path`, options after
+/// `?`).
+fn sqlite_file_exists(url: &str) -> bool {
+    let rest = url.trim_start_matches("sqlite:");
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or(rest);
+    std::path::Path::new(path).exists()
 }
 
 /// Hides a password in a connection URL before it reaches a log or an error.

@@ -142,7 +142,17 @@ async fn exchange_once(http: &reqwest::Client, url: &str, file: &[u8]) {
         assert_eq!(answer.trim(), "success");
     }
     loop {
-        let answer = call(http, url, &cookie, "catalog", "import", None).await;
+        let answer = http
+            .get(format!(
+                "{url}?type=catalog&mode=import&filename=import.xml"
+            ))
+            .header("Cookie", &cookie)
+            .send()
+            .await
+            .expect("import")
+            .text()
+            .await
+            .expect("body");
         if answer.starts_with("progress") {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;

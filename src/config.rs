@@ -497,6 +497,14 @@ timezone = "Asia/Yekaterinburg"
             .filter(|l| !l.starts_with("stock_check_interval"))
             .collect::<Vec<_>>()
             .join("\n");
+        // The example's exchange password is a placeholder: refused, naming the key.
+        let err = load(&format!("{MINIMAL}\n{cml}")).unwrap_err().to_string();
+        assert!(err.contains("onec.commerceml.password"), "{err}");
+        let cml = cml.replacen(
+            "password = \"secret\"                   # placeholder",
+            "password = \"Xq7-long-random-exchange-password\" #",
+            1,
+        );
         let err = load(&format!("{MINIMAL}\n{cml}")).unwrap_err().to_string();
         assert!(err.contains("`http`"), "{err}");
         let http = "[http]\nlisten = \"127.0.0.1:8080\"\nwebhook_secret = \"0123456789abcdef\"\n";

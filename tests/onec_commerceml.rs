@@ -75,16 +75,50 @@ struct Site {
     store: Store,
     alerts: MemorySink,
     clock: Arc<FakeClock>,
+    exchange: Arc<Exchange>,
+    /// Where the exchange keeps its sessions' files.
+    uploads: tempfile::TempDir,
+}
+
+impl Site {
+    /// Files the exchange holds on disk now, with their sizes.
+    fn files_on_disk(&self) -> Vec<u64> {
+        let mut sizes = Vec::new();
+        for dir in std::fs::read_dir(self.uploads.path()).expect("upload dir") {
+            let dir = dir.expect("entry").path();
+            if dir.is_dir() {
+                for f in std::fs::read_dir(&dir).expect("session dir") {
+                    sizes.push(f.expect("file").metadata().expect("meta").len());
+                }
+            } else {
+                sizes.push(dir.metadata().expect("meta").len());
+            }
+        }
+        sizes.sort_unstable();
+        sizes
+    }
+
+    /// Session directories in the upload directory.
+    fn session_dirs(&self) -> usize {
+        std::fs::read_dir(self.uploads.path())
+            .expect("upload dir")
+            .count()
+    }
 }
 
 async fn site(store: Store, encoding: &str, file_limit: u64) -> Site {
-    let config = CommerceMlConfig {
-        user: USER.into(),
-        password: SecretString::from(PASSWORD.to_string()),
-        zip: true,
-        file_limit,
-        encoding: encoding.into(),
-    };
+    site_with(store, |c| {
+        c.encoding = encoding.into();
+        c.file_limit = file_limit;
+    })
+    .await
+}
+
+async fn site_with(store: Store, tune: impl FnOnce(&mut CommerceMlConfig)) -> Site {
+    let uploads = tempfile::tempdir().expect("upload dir");
+    let mut config = CommerceMlConfig::new(USER, SecretString::from(PASSWORD.to_string()));
+    config.upload_dir = Some(uploads.path().to_path_buf());
+    tune(&mut config);
     let clock = Arc::new(FakeClock::new(
         Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap(),
     ));
@@ -97,6 +131,7 @@ async fn site(store: Store, encoding: &str, file_limit: u64) -> Site {
         chrono_tz::Europe::Moscow,
     )
     .with_low_stock_alert(Some(19), Alerts::new(vec![Arc::new(sink.clone())]));
+    let exchange = Arc::new(exchange);
     let state = HttpState {
         store: store.clone(),
         business_id: BIZ.into(),
@@ -104,20 +139,33 @@ async fn site(store: Store, encoding: &str, file_limit: u64) -> Site {
         clock: clock.clone(),
         max_secret: None,
         bitrix24_token: None,
-        onec: Some(Arc::new(exchange)),
+        onec: Some(exchange.clone()),
         forms: None,
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, zapis::http::router(state)).await });
+    let addr = serve(state).await;
     Site {
         url: format!("http://{addr}/1c/exchange"),
         store,
         alerts: sink,
         clock,
+        exchange,
+        uploads,
     }
+}
+
+/// The real server (`zapis run`'s), with peer addresses, on a free port.
+async fn serve(state: HttpState) -> std::net::SocketAddr {
+    // 0.0.0.0 so clients may come from any 127.x address: the login throttle counts by address.
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(zapis::http::serve_on(
+        listener,
+        state,
+        std::future::pending::<()>(),
+    ));
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// 1C's side of the protocol.
@@ -681,4 +729,453 @@ fn the_validator_rejects_what_the_schema_forbids() {
     assert!(schema.validate(&tree(&swapped).unwrap()).is_err());
     let no_date_attr = ok.replace(r#" ДатаФормирования="2026-11-29T09:00:00""#, "");
     assert!(schema.validate(&tree(&no_date_attr).unwrap()).is_err());
+}
+
+/// Sends a request head claiming a big body and none of the body, and returns the first line
+/// of the answer: a server that reads the body before checking anything never answers.
+async fn answer_without_the_body(addr: &str, target: &str, extra: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 60000000\r\n{extra}\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.expect("head");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    // Not a speed target: a server waiting for 60 MB that never come would hang here forever.
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "{target}: no answer while the body is held back: the server waits to read it"
+    );
+    String::from_utf8_lossy(&got)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn host_of(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exchange_exists_only_with_commerceml_and_reads_no_body_before_the_session() {
+    let store = Store::connect("sqlite::memory:").await.expect("sqlite");
+    // Without 1C in CommerceML mode there is no route at all.
+    let state = HttpState {
+        store: store.clone(),
+        business_id: BIZ.into(),
+        secret: SecretString::from("a-webhook-secret-0123".to_string()),
+        clock: Arc::new(FakeClock::new(Utc::now())),
+        max_secret: None,
+        bitrix24_token: None,
+        onec: None,
+        forms: None,
+    };
+    let bare = serve(state).await.to_string();
+    let status = answer_without_the_body(
+        &bare,
+        "/1c/exchange?type=catalog&mode=file&filename=a.xml",
+        "",
+    )
+    .await;
+    assert!(status.contains(" 404 "), "{status}");
+
+    let site = site(store, "utf-8", 4096).await;
+    let addr = host_of(&site.url);
+    for (target, extra) in [
+        (
+            "/1c/exchange?type=catalog&mode=file&filename=import.xml",
+            "",
+        ),
+        (
+            "/1c/exchange?type=catalog&mode=file&filename=import.xml",
+            "Cookie: zapis_1c=forged\r\n",
+        ),
+        ("/1c/exchange?type=sale&mode=file&filename=to.xml", ""),
+        ("/1c/exchange?type=catalog&mode=checkauth", ""),
+    ] {
+        let status = answer_without_the_body(&addr, target, extra).await;
+        assert!(status.contains(" 401 "), "{target} {extra:?}: {status}");
+    }
+    assert!(site.files_on_disk().is_empty());
+
+    // Logged in, a piece declared larger than file_limit is refused before it is read.
+    let one = OneC::login(&site.url, "catalog").await;
+    let status = answer_without_the_body(
+        &addr,
+        "/1c/exchange?type=catalog&mode=file&filename=import.xml",
+        &format!("Cookie: {}\r\n", one.cookie),
+    )
+    .await;
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(
+        site.files_on_disk().is_empty(),
+        "{:?}",
+        site.files_on_disk()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pieces_stream_to_disk_under_file_limit_and_upload_limit() {
+    let store = Store::connect("sqlite::memory:").await.expect("sqlite");
+    let site = site_with(store, |c| {
+        c.file_limit = 4096;
+        c.upload_limit = 10_000;
+    })
+    .await;
+    let one = OneC::login(&site.url, "catalog").await;
+    let (_, body) = one
+        .call(
+            "catalog",
+            "file",
+            Some("import.xml"),
+            Some(vec![b'a'; 4096]),
+        )
+        .await;
+    assert_eq!(body.trim(), "success");
+    assert_eq!(site.files_on_disk(), vec![4096], "the piece is on disk");
+
+    // A piece over file_limit, sent chunked so no length is declared: refused, nothing kept.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        vec![Ok(vec![b'b'; 3000]), Ok(vec![b'b'; 3000])];
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}?type=catalog&mode=file&filename=import.xml",
+            site.url
+        ))
+        .header("Cookie", &one.cookie)
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .expect("chunked piece");
+    let body = answer.text().await.expect("body");
+    assert!(body.starts_with("failure\n"), "{body}");
+    assert!(body.contains("file_limit"), "{body}");
+    assert_eq!(
+        site.files_on_disk(),
+        vec![4096],
+        "the refused piece left nothing"
+    );
+
+    // The session may hold 10,000 bytes: the third full piece does not fit.
+    let (_, body) = one
+        .call(
+            "catalog",
+            "file",
+            Some("import.xml"),
+            Some(vec![b'a'; 4096]),
+        )
+        .await;
+    assert_eq!(body.trim(), "success");
+    let (_, body) = one
+        .call(
+            "catalog",
+            "file",
+            Some("offers.xml"),
+            Some(vec![b'a'; 4096]),
+        )
+        .await;
+    assert!(body.starts_with("failure\n"), "{body}");
+    assert!(body.contains("upload_limit"), "{body}");
+    assert_eq!(site.files_on_disk(), vec![8192]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_their_files_go_on_complete_deactivate_and_expiry() {
+    let store = Store::connect("sqlite::memory:").await.expect("sqlite");
+    let site = site(store, "utf-8", 4096).await;
+    let import = sample("sdk-commerceml-import.xml");
+    for ending in ["complete", "deactivate"] {
+        let one = OneC::login(&site.url, "catalog").await;
+        one.send_file("catalog", "import.xml", &import).await;
+        assert_eq!(site.session_dirs(), 1);
+        assert_eq!(
+            site.files_on_disk().iter().sum::<u64>(),
+            import.len() as u64
+        );
+        let (status, body) = one.call("catalog", ending, None, None).await;
+        assert_eq!((status, body.trim()), (200, "success"));
+        assert_eq!(site.session_dirs(), 0, "{ending} frees the session's files");
+        assert_eq!(
+            site.exchange.open_sessions(),
+            0,
+            "{ending} frees the session"
+        );
+        // The pieces are gone: importing now is a failure, not the old file.
+        let answer = one.import("import.xml").await;
+        assert!(answer.starts_with("failure\n"), "{ending}: {answer:?}");
+        assert!(answer.contains("not received"), "{ending}: {answer:?}");
+        one.call("catalog", "complete", None, None).await;
+    }
+
+    // An exchange that stops halfway (older 1C releases never send complete) ends after
+    // session_ttl without a request.
+    let one = OneC::login(&site.url, "catalog").await;
+    one.send_file("catalog", "import.xml", &import).await;
+    assert_eq!(site.session_dirs(), 1);
+    site.clock.advance(chrono::Duration::minutes(59));
+    // Any request sweeps; this one is 1C's next exchange logging in.
+    let next = OneC::login(&site.url, "sale").await;
+    assert_eq!(site.exchange.open_sessions(), 2, "not idle long enough yet");
+    next.call("sale", "complete", None, None).await;
+    assert_eq!(site.exchange.open_sessions(), 1);
+    site.clock.advance(chrono::Duration::minutes(2));
+    let other = OneC::login(&site.url, "sale").await;
+    other.call("sale", "complete", None, None).await;
+    assert_eq!(site.exchange.open_sessions(), 0, "idle sessions ended");
+    assert_eq!(site.session_dirs(), 0);
+    let answer = one.import("import.xml").await;
+    assert!(answer.contains("not received"), "{answer:?}");
+}
+
+fn zip_of(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in entries {
+        zip.start_file(*name, zip::write::SimpleFileOptions::default())
+            .expect("zip entry");
+        zip.write_all(bytes).expect("zip write");
+    }
+    zip.finish().expect("zip finish").into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zip_bombs_are_refused_with_a_reason() {
+    let store = Store::connect("sqlite::memory:").await.expect("sqlite");
+    let site = site_with(store, |c| {
+        c.file_limit = 1024 * 1024;
+        c.unpack_limit = 1024 * 1024;
+        c.zip_entry_limit = 5;
+    })
+    .await;
+    let import = sample("sdk-commerceml-import.xml");
+
+    // An entry that inflates past unpack_limit: 2 MiB of zeros packs to a few KB.
+    let one = OneC::login(&site.url, "catalog").await;
+    let bomb = zip_of(&[("import.xml", vec![0u8; 2 * 1024 * 1024])]);
+    assert!(bomb.len() < 64 * 1024);
+    one.send_file("catalog", "import.zip", &bomb).await;
+    let answer = one.import("import.xml").await;
+    assert!(answer.starts_with("failure\n"), "{answer:?}");
+    assert!(answer.contains("unpack_limit"), "{answer:?}");
+    assert!(
+        site.files_on_disk().iter().sum::<u64>() < 1024 * 1024,
+        "nothing past the limit stays on disk: {:?}",
+        site.files_on_disk()
+    );
+
+    // Several entries each under the limit, together over it (the sale side unpacks all).
+    let sale = OneC::login(&site.url, "sale").await;
+    let many = zip_of(&[
+        ("a.xml", vec![b' '; 600 * 1024]),
+        ("b.xml", vec![b' '; 600 * 1024]),
+    ]);
+    let answers = sale.send_file("sale", "orders.zip", &many).await;
+    let last = answers.last().expect("answer");
+    assert!(last.starts_with("failure\n"), "{last:?}");
+    assert!(last.contains("unpack_limit"), "{last:?}");
+
+    // More entries than zip_entry_limit.
+    let one = OneC::login(&site.url, "catalog").await;
+    let crowded: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| (format!("import_files/{i}.jpg"), vec![1u8; 10]))
+        .collect();
+    let mut entries: Vec<(&str, Vec<u8>)> = crowded
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.clone()))
+        .collect();
+    entries.push(("import.xml", import.clone()));
+    one.send_file("catalog", "import.zip", &zip_of(&entries))
+        .await;
+    let answer = one.import("import.xml").await;
+    assert!(answer.starts_with("failure\n"), "{answer:?}");
+    assert!(answer.contains("zip_entry_limit"), "{answer:?}");
+
+    // Within the limits the same archive shape is fine.
+    let one = OneC::login(&site.url, "catalog").await;
+    one.send_file(
+        "catalog",
+        "import.zip",
+        &zip_of(&[
+            ("import_files/a.jpg", vec![1u8; 10]),
+            ("import.xml", import),
+        ]),
+    )
+    .await;
+    assert_eq!(one.import("import.xml").await.trim(), "success");
+    assert_eq!(catalog(&site.store).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_nesting_is_refused_by_depth_and_flat_files_read_in_one_pass() {
+    let store = Store::connect("sqlite::memory:").await.expect("sqlite");
+    let site = site(store, "utf-8", 1024 * 1024).await;
+    let one = OneC::login(&site.url, "catalog").await;
+    // 320,000 nested elements took 15 s to read when every item looked back along the path.
+    let depth = 320_000;
+    let mut deep = String::from("<КоммерческаяИнформация><Каталог><Товары>");
+    deep.push_str(&"<Группы>".repeat(depth));
+    deep.push_str(&"</Группы>".repeat(depth));
+    deep.push_str("</Товары></Каталог></КоммерческаяИнформация>");
+    one.send_file("catalog", "import.xml", deep.as_bytes())
+        .await;
+    let answer = one.import("import.xml").await;
+    assert!(answer.starts_with("failure\n"), "{answer:?}");
+    assert!(answer.contains("deeper than"), "{answer:?}");
+
+    // Many items under nesting that is allowed are all read.
+    let mut wide = String::from("<КоммерческаяИнформация><Каталог><Товары>");
+    for i in 0..20_000 {
+        wide.push_str(&format!(
+            "<Товар><Ид>id-{i}</Ид><Наименование>Товар {i}</Наименование></Товар>"
+        ));
+    }
+    wide.push_str("</Товары></Каталог></КоммерческаяИнформация>");
+    let again = OneC::login(&site.url, "catalog").await;
+    again
+        .send_file("catalog", "import.xml", wide.as_bytes())
+        .await;
+    assert_eq!(again.import("import.xml").await.trim(), "success");
+    assert_eq!(
+        commerceml::catalog_count(&site.store, BIZ).await.unwrap(),
+        20_000
+    );
+}
+
+fn client_from(last_octet: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, last_octet]))
+        .build()
+        .expect("client")
+}
+
+async fn checkauth_from(site: &Site, client: &reqwest::Client, password: &str) -> (u16, String) {
+    let answer = client
+        .get(format!("{}?type=catalog&mode=checkauth", site.url))
+        .basic_auth(USER, Some(password))
+        .send()
+        .await
+        .expect("checkauth");
+    let status = answer.status().as_u16();
+    (status, answer.text().await.expect("body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_logins_are_throttled_per_address_and_for_everyone() {
+    let store = Store::connect("sqlite::memory:").await.expect("sqlite");
+    let site = site(store, "utf-8", 4096).await;
+    let guesser = client_from(2);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (status, body) = checkauth_from(&site, &guesser, &format!("guess-{tries}")).await;
+        assert!(body.starts_with("failure\n"), "{body}");
+        if status == 429 {
+            assert!(body.contains("try again in"), "{body}");
+            break;
+        }
+        assert_eq!(status, 401);
+        assert!(tries < 20, "unlimited guesses from one address");
+    }
+    assert!(tries > 5, "a few typos are not punished: {tries}");
+    // While it waits, even the right password is refused, so guesses teach nothing.
+    let (status, _) = checkauth_from(&site, &guesser, PASSWORD).await;
+    assert_eq!(status, 429);
+    // Another address is not affected.
+    let (status, body) = checkauth_from(&site, &client_from(3), PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    // After the wait the right password works again.
+    site.clock.advance(chrono::Duration::minutes(2));
+    let (status, body) = checkauth_from(&site, &guesser, PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Many addresses, each under its own budget, together run out of the global one.
+    let mut refused_early = false;
+    'spread: for octet in 10..=60u8 {
+        let client = client_from(octet);
+        for i in 0..5 {
+            let (status, _) = checkauth_from(&site, &client, &format!("spread-{octet}-{i}")).await;
+            if status == 429 {
+                refused_early = true;
+                break 'spread;
+            }
+        }
+    }
+    assert!(
+        refused_early,
+        "guesses spread over addresses are not limited"
+    );
+    let (status, _) = checkauth_from(&site, &client_from(99), PASSWORD).await;
+    assert_eq!(
+        status, 429,
+        "everyone waits while the global budget is spent"
+    );
+    site.clock.advance(chrono::Duration::minutes(5));
+    let (status, _) = checkauth_from(&site, &client_from(99), PASSWORD).await;
+    assert_eq!(status, 200);
+}
+
+async fn zapis_run(config: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("zapis.toml");
+    std::fs::write(&path, config).expect("config");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_zapis"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env_remove("ZAPIS_ONEC__COMMERCEML__PASSWORD")
+            .output()
+            .expect("zapis runs")
+    })
+    .await
+    .expect("join");
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zapis_run_refuses_empty_and_placeholder_exchange_passwords() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = format!("sqlite://{}", dir.path().join("z.db").display());
+    for password in ["", "secret", "Secret", "short-pw"] {
+        let config = format!(
+            "[store]\nurl = \"{store}\"\n[business]\nname = \"Салон\"\ntimezone = \"Europe/Moscow\"\n\
+             [telegram]\ntoken = \"123:abc\"\napi_url = \"http://127.0.0.1:9\"\nbot_username = \"b\"\n\
+             [http]\nlisten = \"127.0.0.1:9\"\nwebhook_secret = \"0123456789abcdef\"\n\
+             [onec]\nmode = \"commerceml\"\n[onec.commerceml]\nuser = \"1c-exchange\"\n\
+             password = \"{password}\"\n"
+        );
+        let (ok, out) = zapis_run(&config).await;
+        assert!(!ok, "{password:?}: {out}");
+        assert!(
+            out.contains("onec.commerceml.password"),
+            "{password:?}: {out}"
+        );
+        if !password.is_empty() {
+            assert!(
+                !out.contains(&format!("\"{password}\"")),
+                "the password is not echoed: {out}"
+            );
+        }
+    }
 }

@@ -1059,7 +1059,7 @@ async fn zapis_check_has_a_1c_line_with_credentials_and_object_names() {
     let cml = format!(
         "[store]\nurl = \"{store}\"\n[business]\nname = \"Салон\"\ntimezone = \"Europe/Moscow\"\n\
          [http]\nlisten = \"127.0.0.1:9\"\nwebhook_secret = \"0123456789abcdef\"\n\
-         [onec]\nmode = \"commerceml\"\n[onec.commerceml]\nuser = \"1c\"\npassword = \"x\"\n"
+         [onec]\nmode = \"commerceml\"\n[onec.commerceml]\nuser = \"1c\"\npassword = \"a-long-exchange-password\"\n"
     );
     let (ok, out) = zapis_check(cml).await;
     assert!(ok, "{out}");

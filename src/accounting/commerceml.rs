@@ -5,6 +5,7 @@
 //! Bitrix-style exchanges use windows-1251). Parsing is streaming: a catalogue can be large.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 
 use chrono::{DateTime, Utc};
 use quick_xml::events::{BytesDecl, BytesEnd, BytesRef, BytesStart, BytesText, Event};
@@ -31,29 +32,157 @@ impl From<sqlx::Error> for CmlError {
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// How much of the file start is read to find the BOM or the XML declaration.
+const PREFIX: usize = 4096;
+/// Elements nest at most this deep. CommerceML needs about a dozen levels (plus two per level
+/// of nested goods groups); a deeper file is refused before it costs anything.
+pub const MAX_DEPTH: usize = 128;
+/// The longest single event (a tag, a text run, a comment) and the longest value read. The
+/// reader buffers one event whole, so this bounds its memory whatever the file holds.
+pub const MAX_EVENT: u64 = 8 * 1024 * 1024;
+
 /// Bytes → text, by the BOM or else by the encoding the XML declaration names.
 pub fn decode(bytes: &[u8]) -> Result<String, CmlError> {
-    if let Some(rest) = bytes.strip_prefix(UTF8_BOM) {
-        return std::str::from_utf8(rest)
-            .map(str::to_string)
-            .map_err(|e| CmlError::Malformed(format!("the file is not valid UTF-8: {e}")));
-    }
-    let label = declared_encoding(bytes)?;
-    let encoding = match &label {
-        Some(l) => encoding_rs::Encoding::for_label(l.as_bytes()).ok_or_else(|| {
-            CmlError::Malformed(format!("unknown encoding {l:?} in the XML declaration"))
-        })?,
-        None => encoding_rs::UTF_8,
+    let mut out = String::new();
+    let mut reader = decoding_reader(bytes)?;
+    reader.read_to_string(&mut out).map_err(|e| {
+        CmlError::Malformed(
+            e.into_inner()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "the file cannot be read".into()),
+        )
+    })?;
+    Ok(out)
+}
+
+/// The file as UTF-8, decoded as it goes: the BOM means UTF-8, otherwise the declaration's
+/// `encoding` (none means UTF-8). Bytes that are not valid in that encoding are an error.
+fn decoding_reader<R: Read>(mut input: R) -> Result<Transcoder<impl Read>, CmlError> {
+    let mut prefix = Vec::with_capacity(PREFIX);
+    (&mut input)
+        .take(PREFIX as u64)
+        .read_to_end(&mut prefix)
+        .map_err(|e| CmlError::Malformed(format!("the file cannot be read: {e}")))?;
+    let (encoding, skip) = if prefix.starts_with(UTF8_BOM) {
+        (encoding_rs::UTF_8, UTF8_BOM.len())
+    } else {
+        let encoding = match declared_encoding(&prefix)? {
+            Some(l) => encoding_rs::Encoding::for_label(l.as_bytes()).ok_or_else(|| {
+                CmlError::Malformed(format!("unknown encoding {l:?} in the XML declaration"))
+            })?,
+            None => encoding_rs::UTF_8,
+        };
+        (encoding, 0)
     };
-    encoding
-        .decode_without_bom_handling_and_without_replacement(bytes)
-        .map(|s| s.into_owned())
-        .ok_or_else(|| {
-            CmlError::Malformed(format!(
-                "the file is not valid {} as its declaration says",
-                encoding.name()
-            ))
-        })
+    let mut head = std::io::Cursor::new(prefix);
+    head.set_position(skip as u64);
+    Ok(Transcoder::new(head.chain(input), encoding))
+}
+
+/// Streams bytes of `encoding` out as UTF-8, refusing malformed input (no replacement
+/// characters: a wrong declaration must not silently change names and prices).
+struct Transcoder<R> {
+    inner: R,
+    decoder: encoding_rs::Decoder,
+    encoding: &'static encoding_rs::Encoding,
+    input: Vec<u8>,
+    in_start: usize,
+    in_end: usize,
+    output: Vec<u8>,
+    out_start: usize,
+    out_end: usize,
+    eof: bool,
+    done: bool,
+}
+
+impl<R: Read> Transcoder<R> {
+    fn new(inner: R, encoding: &'static encoding_rs::Encoding) -> Self {
+        Transcoder {
+            inner,
+            decoder: encoding.new_decoder_without_bom_handling(),
+            encoding,
+            input: vec![0; 16 * 1024],
+            in_start: 0,
+            in_end: 0,
+            output: vec![0; 32 * 1024],
+            out_start: 0,
+            out_end: 0,
+            eof: false,
+            done: false,
+        }
+    }
+
+    /// Decodes the next stretch into `output`; false at the end of the input.
+    fn fill(&mut self) -> std::io::Result<bool> {
+        self.out_start = 0;
+        self.out_end = 0;
+        while self.out_end == 0 {
+            if self.done {
+                return Ok(false);
+            }
+            if self.in_start == self.in_end && !self.eof {
+                self.in_start = 0;
+                self.in_end = self.inner.read(&mut self.input)?;
+                self.eof = self.in_end == 0;
+            }
+            let (result, read, written) = self.decoder.decode_to_utf8_without_replacement(
+                &self.input[self.in_start..self.in_end],
+                &mut self.output,
+                self.eof,
+            );
+            self.in_start += read;
+            self.out_end = written;
+            match result {
+                encoding_rs::DecoderResult::Malformed(_, _) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "the file is not valid {} as its declaration says",
+                            self.encoding.name()
+                        ),
+                    ));
+                }
+                encoding_rs::DecoderResult::InputEmpty if self.eof => self.done = true,
+                _ => {}
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl<R: Read> Read for Transcoder<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.out_start == self.out_end && !self.fill()? {
+            return Ok(0);
+        }
+        let n = out.len().min(self.out_end - self.out_start);
+        out[..n].copy_from_slice(&self.output[self.out_start..self.out_start + n]);
+        self.out_start += n;
+        Ok(n)
+    }
+}
+
+/// Fails the read once the parser has gone `MAX_EVENT` bytes past the end of its last event:
+/// the reader would otherwise buffer a gigabyte-long text or comment whole.
+struct EventBudget<R> {
+    inner: R,
+    consumed: u64,
+    mark: std::rc::Rc<std::cell::Cell<u64>>,
+    exceeded: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R: Read> Read for EventBudget<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.consumed.saturating_sub(self.mark.get()) > MAX_EVENT {
+            self.exceeded.set(true);
+            return Err(std::io::Error::other(
+                "an element, text or comment is too long",
+            ));
+        }
+        let n = self.inner.read(out)?;
+        self.consumed += n as u64;
+        Ok(n)
+    }
 }
 
 /// The `encoding` of `<?xml …?>`, read with the XML reader: the declaration is ASCII in every
@@ -173,47 +302,57 @@ pub(crate) fn push_reference(out: &mut String, r: &BytesRef<'_>) -> Result<(), S
 /// Reads a whole CommerceML file. The root must be `КоммерческаяИнформация`; anything not
 /// well-formed is refused with the position, so 1C's user sees where the file broke.
 pub fn parse(bytes: &[u8]) -> Result<Package, CmlError> {
-    let text = decode(bytes)?;
-    check_root(&text)?;
-    parse_body(&text)
+    parse_reader(bytes)
 }
 
-fn check_root(text: &str) -> Result<(), CmlError> {
-    let mut reader = Reader::from_str(text);
-    loop {
-        match reader.read_event() {
-            Ok(Event::Start(e)) | Ok(Event::Empty(e)) => {
-                let name = local(e.local_name());
-                return if name == "КоммерческаяИнформация" {
-                    Ok(())
-                } else {
-                    Err(CmlError::Malformed(format!(
-                        "the root element is <{name}>, expected <КоммерческаяИнформация>"
-                    )))
-                };
-            }
-            Ok(Event::Eof) => {
-                return Err(CmlError::Malformed(
-                    "the file has no <КоммерческаяИнформация> element".into(),
-                ));
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return Err(CmlError::Malformed(format!(
-                    "XML is broken near byte {}: {e}",
-                    reader.buffer_position()
-                )));
-            }
+/// [`parse`] for a file on disk, read as it goes: memory holds what is kept, not the file.
+pub fn parse_file(path: &std::path::Path) -> Result<Package, CmlError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| CmlError::Malformed(format!("the received file cannot be opened: {e}")))?;
+    parse_reader(file)
+}
+
+/// Which of the elements the reader cares about are open, kept as the path changes so no
+/// element has to look back along the path.
+#[derive(Default)]
+struct Open {
+    catalog: u32,
+    prices: u32,
+    goods: u32,
+    contractors: u32,
+}
+
+impl Open {
+    fn counter(&mut self, name: &str) -> Option<&mut u32> {
+        match name {
+            "Каталог" => Some(&mut self.catalog),
+            "Цены" => Some(&mut self.prices),
+            "Товары" => Some(&mut self.goods),
+            "Контрагенты" => Some(&mut self.contractors),
+            _ => None,
         }
     }
 }
 
-/// The body pass: the root was checked by [`parse`].
-fn parse_body(text: &str) -> Result<Package, CmlError> {
+/// Values longer than this are refused where they are read.
+const MAX_VALUE: usize = MAX_EVENT as usize;
+
+pub fn parse_reader<R: Read>(input: R) -> Result<Package, CmlError> {
+    let mark = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let exceeded = std::rc::Rc::new(std::cell::Cell::new(false));
+    let budget = EventBudget {
+        inner: decoding_reader(input)?,
+        consumed: 0,
+        mark: mark.clone(),
+        exceeded: exceeded.clone(),
+    };
     // No reader-side trimming: it would also eat the spaces next to an entity reference
     // (`A &amp; B`); values are trimmed whole when their element ends.
-    let mut reader = Reader::from_str(text);
+    let mut reader = Reader::from_reader(std::io::BufReader::new(budget));
+    let mut buf = Vec::new();
     let mut path: Vec<String> = Vec::new();
+    let mut open = Open::default();
+    let mut seen_root = false;
     let mut pkg = Package::default();
     let mut item: Option<CatalogItem> = None;
     let mut offer: Option<Offer> = None;
@@ -221,19 +360,41 @@ fn parse_body(text: &str) -> Result<Package, CmlError> {
     let mut requisite: (Option<String>, Option<String>) = (None, None);
     let mut text_buf = String::new();
     loop {
-        let event = reader.read_event().map_err(|e| {
-            CmlError::Malformed(format!(
-                "XML is broken near byte {}: {e}",
-                reader.buffer_position()
-            ))
-        })?;
+        buf.clear();
+        let event = match reader.read_event_into(&mut buf) {
+            Ok(e) => e,
+            Err(_) if exceeded.get() => {
+                return Err(CmlError::Malformed(format!(
+                    "near byte {}: an element, text or comment longer than {} MiB",
+                    reader.buffer_position(),
+                    MAX_EVENT / 1024 / 1024
+                )));
+            }
+            Err(e) => {
+                return Err(CmlError::Malformed(format!(
+                    "XML is broken near byte {}: {e}",
+                    reader.buffer_position()
+                )));
+            }
+        };
+        mark.set(reader.buffer_position());
         match event {
             Event::Start(e) => {
                 let name = local(e.local_name());
+                if !seen_root {
+                    check_root(&name)?;
+                    seen_root = true;
+                }
+                if path.len() >= MAX_DEPTH {
+                    return Err(CmlError::Malformed(format!(
+                        "near byte {}: elements nest deeper than {MAX_DEPTH} levels",
+                        reader.buffer_position()
+                    )));
+                }
                 text_buf.clear();
                 let parent = path.last().map(String::as_str);
                 match (name.as_str(), parent) {
-                    ("Товар", Some("Товары")) if path_has(&path, "Каталог") => {
+                    ("Товар", Some("Товары")) if open.catalog > 0 => {
                         item = Some(CatalogItem::default());
                     }
                     ("Предложение", Some("Предложения")) => {
@@ -245,10 +406,17 @@ fn parse_body(text: &str) -> Result<Package, CmlError> {
                     ("ЗначениеРеквизита", _) => requisite = (None, None),
                     _ => {}
                 }
+                if let Some(n) = open.counter(&name) {
+                    *n += 1;
+                }
                 path.push(name);
             }
             Event::Empty(e) => {
                 let name = local(e.local_name());
+                if !seen_root {
+                    check_root(&name)?;
+                    seen_root = true;
+                }
                 if name == "Склад"
                     && path.last().map(String::as_str) == Some("Предложение")
                     && let Some(o) = offer.as_mut()
@@ -287,12 +455,15 @@ fn parse_body(text: &str) -> Result<Package, CmlError> {
                 let Some(name) = path.pop() else {
                     return Err(CmlError::Malformed("unbalanced closing tag".into()));
                 };
+                if let Some(n) = open.counter(&name) {
+                    *n = n.saturating_sub(1);
+                }
                 let parent = path.last().map(String::as_str);
                 let value = text_buf.trim().to_string();
                 end_element(
                     &name,
                     parent,
-                    &path,
+                    &open,
                     value,
                     &mut pkg,
                     &mut item,
@@ -305,6 +476,18 @@ fn parse_body(text: &str) -> Result<Package, CmlError> {
             Event::Eof => break,
             _ => {}
         }
+        if text_buf.len() > MAX_VALUE {
+            return Err(CmlError::Malformed(format!(
+                "near byte {}: a value longer than {} MiB",
+                reader.buffer_position(),
+                MAX_EVENT / 1024 / 1024
+            )));
+        }
+    }
+    if !seen_root {
+        return Err(CmlError::Malformed(
+            "the file has no <КоммерческаяИнформация> element".into(),
+        ));
     }
     if !path.is_empty() {
         return Err(CmlError::Malformed(format!(
@@ -315,15 +498,21 @@ fn parse_body(text: &str) -> Result<Package, CmlError> {
     Ok(pkg)
 }
 
-fn path_has(path: &[String], name: &str) -> bool {
-    path.iter().any(|p| p == name)
+fn check_root(name: &str) -> Result<(), CmlError> {
+    if name == "КоммерческаяИнформация" {
+        Ok(())
+    } else {
+        Err(CmlError::Malformed(format!(
+            "the root element is <{name}>, expected <КоммерческаяИнформация>"
+        )))
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn end_element(
     name: &str,
     parent: Option<&str>,
-    path: &[String],
+    open: &Open,
     value: String,
     pkg: &mut Package,
     item: &mut Option<CatalogItem>,
@@ -354,7 +543,7 @@ fn end_element(
         return Ok(());
     }
     if let Some(o) = offer.as_mut() {
-        let in_price = path_has(path, "Цены");
+        let in_price = open.prices > 0;
         match (name, parent) {
             ("Предложение", Some("Предложения")) => {
                 let done = offer.take().unwrap_or_default();
@@ -388,7 +577,7 @@ fn end_element(
         return Ok(());
     }
     if let Some(d) = doc.as_mut() {
-        let in_goods = path_has(path, "Товары") || path_has(path, "Контрагенты");
+        let in_goods = open.goods > 0 || open.contractors > 0;
         match (name, parent) {
             ("Документ", Some("КоммерческаяИнформация")) => {
                 let done = doc.take().unwrap_or_default();

@@ -20,13 +20,14 @@
 //!
 //! [onec.commerceml]                    # 1C's own site exchange, when mode = "commerceml"
 //! user = "1c"
-//! password = "secret"
+//! password = "…"                       # a long random string; placeholders are refused
+//! upload_limit = 268435456             # bytes one exchange session may keep on disk
 //! ```
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
@@ -126,6 +127,79 @@ pub struct CommerceMlConfig {
     /// The encoding of the documents `mode=query` hands out: `utf-8` or `windows-1251`.
     #[serde(default = "default_encoding")]
     pub encoding: String,
+    /// The most one exchange session keeps on disk: the files 1C uploads plus what their zip
+    /// archives unpack to. Pieces stream to disk, never to memory.
+    #[serde(default = "default_upload_limit")]
+    pub upload_limit: u64,
+    /// The most the zip archives of one session may unpack to, in total.
+    #[serde(default = "default_unpack_limit")]
+    pub unpack_limit: u64,
+    /// The most entries a zip archive may list.
+    #[serde(default = "default_zip_entry_limit")]
+    pub zip_entry_limit: u64,
+    /// A session unused this long ends: its files are deleted.
+    #[serde(
+        default = "default_session_ttl",
+        deserialize_with = "crate::sync::config::de_duration"
+    )]
+    pub session_ttl: Duration,
+    /// Where the sessions' files are kept (a directory per session); the system's temporary
+    /// directory when not set.
+    #[serde(default)]
+    pub upload_dir: Option<std::path::PathBuf>,
+}
+
+/// Passwords that come from examples and habits, refused for the exchange login.
+const PLACEHOLDER_PASSWORDS: &[&str] = &[
+    "secret",
+    "replace-me",
+    "change-me",
+    "changeme",
+    "password",
+    "…",
+    "...",
+    "1c",
+    "admin",
+    "123456",
+    "12345678",
+    "qwerty",
+];
+
+/// The shortest exchange password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+fn default_upload_limit() -> u64 {
+    256 * 1024 * 1024
+}
+
+fn default_unpack_limit() -> u64 {
+    256 * 1024 * 1024
+}
+
+fn default_zip_entry_limit() -> u64 {
+    10_000
+}
+
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+
+impl CommerceMlConfig {
+    /// The exchange settings with their defaults, for the given login.
+    pub fn new(user: &str, password: SecretString) -> CommerceMlConfig {
+        CommerceMlConfig {
+            user: user.into(),
+            password,
+            zip: true,
+            file_limit: default_file_limit(),
+            encoding: default_encoding(),
+            upload_limit: default_upload_limit(),
+            unpack_limit: default_unpack_limit(),
+            zip_entry_limit: default_zip_entry_limit(),
+            session_ttl: default_session_ttl(),
+            upload_dir: None,
+        }
+    }
 }
 
 fn de_opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -244,6 +318,55 @@ impl OnecConfig {
                 };
                 if cml.user.is_empty() {
                     return Err(err("onec.commerceml.user", "must not be empty"));
+                }
+                let password = cml.password.expose_secret();
+                if password.trim().is_empty() {
+                    return Err(err("onec.commerceml.password", "must not be empty"));
+                }
+                let lower = password.trim().to_lowercase();
+                if PLACEHOLDER_PASSWORDS.contains(&lower.as_str())
+                    || lower == cml.user.trim().to_lowercase()
+                {
+                    return Err(err(
+                        "onec.commerceml.password",
+                        "is a placeholder anyone can guess; set a long random password (the same \
+                         in 1C's exchange settings)",
+                    ));
+                }
+                if password.chars().count() < MIN_PASSWORD_CHARS {
+                    return Err(err(
+                        "onec.commerceml.password",
+                        &format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+                    ));
+                }
+                if cml.upload_limit < cml.file_limit {
+                    return Err(err(
+                        "onec.commerceml.upload_limit",
+                        "must be at least onec.commerceml.file_limit",
+                    ));
+                }
+                if cml.unpack_limit < 1024 * 1024 {
+                    return Err(err(
+                        "onec.commerceml.unpack_limit",
+                        "must be at least 1 MiB",
+                    ));
+                }
+                if cml.zip_entry_limit == 0 {
+                    return Err(err("onec.commerceml.zip_entry_limit", "must be positive"));
+                }
+                if cml.session_ttl < Duration::from_secs(60) {
+                    return Err(err(
+                        "onec.commerceml.session_ttl",
+                        "must be at least 1m: 1C repeats `import` while a big file is read",
+                    ));
+                }
+                if let Some(dir) = &cml.upload_dir
+                    && !dir.is_dir()
+                {
+                    return Err(err(
+                        "onec.commerceml.upload_dir",
+                        &format!("{} is not a directory", dir.display()),
+                    ));
                 }
                 if cml.file_limit < 1024
                     || cml.file_limit > crate::http::commerceml::MAX_PIECE as u64

@@ -42,22 +42,24 @@ pub struct HttpState {
 
 pub fn router(state: HttpState) -> Router {
     let forms = state.forms.clone();
-    let router = Router::new()
+    let mut router = Router::new()
         .route("/health", get(health))
         // GetCourse's "call URL" step may be set to GET; the webhook handler refuses GET for
         // every other source.
         .route(
             "/webhooks/{source}/{secret}",
             post(webhook).get(webhook_get),
-        )
-        .route(
+        );
+    // 1C's exchange exists only when 1C is set up to call us; its handler checks the session
+    // before it reads a body and streams what it reads to disk under its own caps.
+    if let Some(onec) = &state.onec {
+        onec.start_sweeper();
+        router = router.route(
             "/1c/exchange",
-            // 1C sends files in pieces of at most `file_limit`, capped by config validation.
-            get(commerceml::exchange)
-                .post(commerceml::exchange)
-                .layer(axum::extract::DefaultBodyLimit::max(commerceml::MAX_PIECE)),
-        )
-        .with_state(state);
+            get(commerceml::exchange).post(commerceml::exchange),
+        );
+    }
+    let router = router.with_state(state);
     match forms {
         Some(forms) => router.merge(forms::router(forms)),
         None => router,

@@ -72,7 +72,10 @@ impl Phone {
 
 /// Whether a phone as typed (`8 495 …`) is a mobile line; unreadable numbers count as mobile.
 pub fn is_mobile_phone(raw: &str) -> bool {
-    Phone::parse(raw).map_or(true, |p| p.is_mobile())
+    match Phone::parse(raw) {
+        Ok(phone) => phone.is_mobile(),
+        Err(_) => true,
+    }
 }
 
 /// Hides the middle of anything that looks like a phone number, keeping the first five and the

@@ -623,13 +623,14 @@ impl AmoCrm {
         ))
     }
 
-    /// Contacts whose filled fields match `query` (a phone's digits, an email).
+    /// Contacts whose filled fields match `query` (a phone's digits, an email). An e-mail is
+    /// searched in Unicode, the form zapis writes.
     pub async fn search_contact_records(
         &self,
         query: &str,
     ) -> Result<Vec<ContactRecord>, CrmError> {
         Ok(self
-            .search_contacts(query)
+            .search_contacts(&unicode_email(query))
             .await?
             .iter()
             .map(ContactIn::record)
@@ -910,7 +911,13 @@ impl AmoCrm {
                         .min_by_key(|f| f.id)
                         .cloned()
                 };
-                let (field, origin) = match named(&fields) {
+                // Never create from a list read earlier: an attempt whose answer was lost may
+                // have created the field since.
+                let found = match named(&fields) {
+                    Some(f) => Some(f),
+                    None => named(&self.lead_fields_locked(account, true).await?),
+                };
+                let (field, origin) = match found {
                     Some(f) => (f, FieldOrigin::Found),
                     None => {
                         self.create_text_field(BOOKING_FIELD_NAME).await?;

@@ -1776,7 +1776,11 @@ impl Bitrix24 {
         let mut phone_values: Vec<String> = phones.iter().flat_map(phone_variants).collect();
         phone_values.sort();
         phone_values.dedup();
-        let mut email_values: Vec<String> = emails.iter().map(|e| e.as_str().to_string()).collect();
+        // Both written forms: ours go out in Unicode, a manager may have typed either.
+        let mut email_values: Vec<String> = emails
+            .iter()
+            .flat_map(|e| [e.as_str().to_string(), e.unicode()])
+            .collect();
         email_values.sort();
         email_values.dedup();
         let mut commands = Vec::new();

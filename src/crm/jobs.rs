@@ -153,7 +153,6 @@ impl CrmJobs {
     async fn created(
         &self,
         booking: &Booking,
-        retry: bool,
         ctx: &JobContext<'_>,
     ) -> Result<Delivered, DeliveryError> {
         let transcript = self.transcript(booking, ctx).await?;
@@ -225,8 +224,8 @@ impl CrmJobs {
                 text,
                 visit_at: booking.start,
             };
-            // An earlier attempt may have created the task and lost the answer.
-            let existing = if retry && !fresh {
+            // A lead from an earlier attempt may already have its task, whose answer was lost.
+            let existing = if !fresh {
                 self.crm.find_task(&task).await.map_err(delivery_error)?
             } else {
                 None
@@ -255,10 +254,7 @@ impl JobHandler for CrmJobs {
             },
         );
         match job.operation.as_str() {
-            BOOKING_CREATED => {
-                self.created(&booking, job.maybe_delivered_before(), ctx)
-                    .await
-            }
+            BOOKING_CREATED => self.created(&booking, ctx).await,
             BOOKING_CANCELLED => {
                 let lead = self.lead_id(&booking, ctx).await?;
                 let note = t_args(

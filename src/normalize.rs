@@ -339,10 +339,11 @@ pub fn unicode_email(raw: &str) -> String {
     let Some((local, domain)) = raw.rsplit_once('@') else {
         return raw.to_string();
     };
-    if !domain
-        .split('.')
-        .any(|label| label.len() > 4 && label[..4].eq_ignore_ascii_case("xn--"))
-    {
+    if !domain.split('.').any(|label| {
+        label
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
+    }) {
         return raw.to_string();
     }
     match idna::domain_to_unicode(domain) {
@@ -506,6 +507,8 @@ mod tests {
         );
         assert_eq!(unicode_email("vera@example.ru"), "vera@example.ru");
         assert_eq!(unicode_email("no-at-sign"), "no-at-sign");
+        // A label whose fourth byte falls inside a letter is simply not punycode.
+        assert_eq!(unicode_email("a@aпочта.рф"), "a@aпочта.рф");
         assert!(Phone::parse("+7 912 345-67-89").unwrap().is_mobile());
         assert!(!Phone::parse("8 (495) 123-45-67").unwrap().is_mobile());
         assert!(!Phone::parse("+7 343 222-33-44").unwrap().is_mobile());

@@ -864,8 +864,7 @@ impl AmoCrm {
             page += 1;
             if page > MAX_FIELD_PAGES {
                 return Err(CrmError::permanent(format!(
-                    "amoCRM lists more than {} pages of lead fields; refusing to read on",
-                    MAX_FIELD_PAGES
+                    "amoCRM lists more than {MAX_FIELD_PAGES} pages of lead fields; refusing to read on"
                 )));
             }
         }

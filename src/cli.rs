@@ -164,6 +164,9 @@ enum AmoCmd {
         #[arg(long)]
         code: String,
     },
+    /// Find the lead field that holds our booking id (by name) or create it, keep its id in
+    /// the store, and list which tracking (UTM) fields the account has.
+    Setup(ConfigArg),
     /// Ask amoCRM to send lead status changes to our webhook URL.
     Webhook {
         #[command(flatten)]
@@ -559,6 +562,13 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         .await
         .context("opening the store")?;
     tracing::info!(business = %app.config.business.name, "zapis is running");
+    if let Some(crm) = &app.crm {
+        // Settled now so the first booking does not wait on it; a failure here is retried by
+        // the first CRM job, which needs the same.
+        if let Err(e) = crm.prepare().await {
+            tracing::warn!(system = crm.system(), error = %e, "CRM not prepared yet; the first CRM job tries again");
+        }
+    }
     // Deliveries and webhooks run beside the bots and stop after them.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let engine = Arc::new(app.engine());
@@ -696,14 +706,25 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
             (Some(amo), _) if crm.system == crate::crm::config::CrmSystem::Amocrm => {
                 match crate::crm::amocrm::AmoCrm::new(amo.clone(), store, business, clock) {
                     Ok(client) => match client.check().await {
-                        Ok(r) => format!(
-                            "crm (amocrm): reachable, account {} ({}), pipeline {} ({}) with {} stages",
-                            r.account_name,
-                            r.account_id,
-                            r.pipeline_name,
-                            r.pipeline_id,
-                            r.stages.len()
-                        ),
+                        Ok(r) => {
+                            let head = format!(
+                                "crm (amocrm): reachable, account {} ({}), pipeline {} ({}) with {} stages",
+                                r.account_name,
+                                r.account_id,
+                                r.pipeline_name,
+                                r.pipeline_id,
+                                r.stages.len()
+                            );
+                            // The field the booking id search depends on: found or created
+                            // here, so the first booking finds it settled.
+                            match client.setup().await {
+                                Ok(setup) => format!("{head}\n{}", setup.to_string().trim_end()),
+                                Err(e) => format!(
+                                    "crm (amocrm): booking id field not settled: {}",
+                                    crm_status(&e)
+                                ),
+                            }
+                        }
                         Err(e) => format!("crm (amocrm): {}", crm_status(&e)),
                     },
                     Err(e) => format!("crm (amocrm): {e}"),
@@ -790,6 +811,7 @@ async fn amocrm(cmd: AmoCmd) -> anyhow::Result<()> {
     let (path, code, url) = match &cmd {
         AmoCmd::Auth { config, code } => (&config.config, Some(code.clone()), None),
         AmoCmd::Webhook { config, url } => (&config.config, None, Some(url.clone())),
+        AmoCmd::Setup(config) => (&config.config, None, None),
     };
     let config = load(path)?;
     let Some(amo) = config.crm.as_ref().and_then(|c| c.amocrm.clone()) else {
@@ -806,8 +828,8 @@ async fn amocrm(cmd: AmoCmd) -> anyhow::Result<()> {
     }
     if let Some(url) = url {
         let client = crate::crm::amocrm::AmoCrm::new(
-            amo,
-            store,
+            amo.clone(),
+            store.clone(),
             &config.business.id,
             Arc::new(SystemClock),
         )?;
@@ -816,6 +838,19 @@ async fn amocrm(cmd: AmoCmd) -> anyhow::Result<()> {
             .await
             .context("registering the webhook")?;
         println!("amoCRM will send lead status changes to {url}");
+    }
+    if matches!(cmd, AmoCmd::Setup(_)) {
+        let client = crate::crm::amocrm::AmoCrm::new(
+            amo,
+            store,
+            &config.business.id,
+            Arc::new(SystemClock),
+        )?;
+        let report = client
+            .setup()
+            .await
+            .context("settling the booking id field")?;
+        print!("{report}");
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use rlibphonenumber::{PhoneNumber, PhoneNumberFormat, Region};
+use rlibphonenumber::{PhoneNumber, PhoneNumberFormat, PhoneNumberType, Region};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
@@ -55,6 +55,26 @@ impl Phone {
     /// The number with its middle digits hidden, for logs and the journal: `+7912***6789`.
     pub fn masked(&self) -> String {
         mask_phone(&self.0)
+    }
+
+    /// Whether the number belongs to a mobile line, by libphonenumber's numbering plans. Where
+    /// the plan cannot tell (fixed-line-or-mobile ranges, e.g. the USA) the number counts as
+    /// mobile: people book from the phone in their hand.
+    pub fn is_mobile(&self) -> bool {
+        PhoneNumber::parse(&self.0, None).is_ok_and(|n| {
+            matches!(
+                n.get_type(),
+                PhoneNumberType::Mobile | PhoneNumberType::FixedLineOrMobile
+            )
+        })
+    }
+}
+
+/// Whether a phone as typed (`8 495 …`) is a mobile line; unreadable numbers count as mobile.
+pub fn is_mobile_phone(raw: &str) -> bool {
+    match Phone::parse(raw) {
+        Ok(phone) => phone.is_mobile(),
+        Err(_) => true,
     }
 }
 
@@ -305,6 +325,34 @@ impl Email {
         self.0.rsplit_once('@').map_or("", |(_, d)| d)
     }
 
+    /// The address with an internationalised domain in Unicode (`olga@почта.рф`, never
+    /// `olga@xn--80a1acny.xn--p1ai`): the form people read and type, so the one written to
+    /// the systems managers work in.
+    pub fn unicode(&self) -> String {
+        unicode_email(&self.0)
+    }
+}
+
+/// [`Email::unicode`] for an address held as text (an import's values); anything without an
+/// `@` or with an undecodable domain is returned as it came.
+pub fn unicode_email(raw: &str) -> String {
+    let Some((local, domain)) = raw.rsplit_once('@') else {
+        return raw.to_string();
+    };
+    if !domain.split('.').any(|label| {
+        label
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
+    }) {
+        return raw.to_string();
+    }
+    match idna::domain_to_unicode(domain) {
+        (unicode, Ok(())) => format!("{local}@{unicode}"),
+        (_, Err(_)) => raw.to_string(),
+    }
+}
+
+impl Email {
     /// The well-known domain this one looks like a typo of (`gmial.com` → `gmail.com`).
     pub fn likely_typo(&self) -> Option<&'static str> {
         let domain = self.domain();
@@ -447,6 +495,25 @@ mod tests {
             cell.errors,
             vec![ContactError::PhoneNotANumber("нет".into())]
         );
+    }
+
+    #[test]
+    fn idn_addresses_go_out_in_unicode_and_lines_know_their_kind() {
+        let typed = Email::parse("olga@xn--80a1acny.xn--p1ai").unwrap();
+        assert_eq!(typed.unicode(), "olga@почта.рф");
+        assert_eq!(
+            Email::parse("olga@Почта.РФ").unwrap().unicode(),
+            "olga@почта.рф"
+        );
+        assert_eq!(unicode_email("vera@example.ru"), "vera@example.ru");
+        assert_eq!(unicode_email("no-at-sign"), "no-at-sign");
+        // A label whose fourth byte falls inside a letter is simply not punycode.
+        assert_eq!(unicode_email("a@aпочта.рф"), "a@aпочта.рф");
+        assert!(Phone::parse("+7 912 345-67-89").unwrap().is_mobile());
+        assert!(!Phone::parse("8 (495) 123-45-67").unwrap().is_mobile());
+        assert!(!Phone::parse("+7 343 222-33-44").unwrap().is_mobile());
+        assert!(is_mobile_phone("8 912 345 67 89"));
+        assert!(!is_mobile_phone("8 495 123 45 67"));
     }
 
     #[test]

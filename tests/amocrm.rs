@@ -898,3 +898,471 @@ async fn logs_mask_phones_and_never_show_tokens() {
         );
     }
 }
+
+// ------------------------------------------------------------------ the fake's refusals
+
+async fn api(
+    fake: &FakeAmo,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Option<Value>) {
+    // The fake counts every call against its 7 a second; these tests are about answers.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut r = reqwest::Client::new()
+        .request(method, fake.base_url.join(path).unwrap())
+        .bearer_auth(fake::LONG_LIVED_TOKEN);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).ok())
+}
+
+fn lead_with(fields: Value, tag: &str) -> Value {
+    json!([{"name": "Стрижка — Анна", "pipeline_id": fake::PIPELINE_ID,
+            "custom_fields_values": fields,
+            "_embedded": {"tags": [{"name": tag}], "contacts": [{"first_name": "Анна"}]}}])
+}
+
+/// The shape of a JSON value: object keys with their shapes, array items' shape, or the type.
+fn shape(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+        Value::Array(a) => Value::Array(a.first().map(shape).into_iter().collect()),
+        Value::String(_) => json!("string"),
+        Value::Number(_) => json!("number"),
+        Value::Bool(_) => json!("bool"),
+        Value::Null => json!("null"),
+    }
+}
+
+#[tokio::test]
+async fn fake_query_searches_filled_field_values_never_tags() {
+    let fake = FakeAmo::start().await;
+    let booking_id = "9d1c2b3a4f5e6d7c8b9a0f1e2d3c4b5a";
+    let (status, _) = api(
+        &fake,
+        reqwest::Method::POST,
+        "/api/v4/leads/complex",
+        Some(lead_with(
+            json!([{"field_id": fake::FIELD_BOOKING_ID, "values": [{"value": booking_id}]}]),
+            "zapis:9d1c2b3a4f5e6d7c",
+        )),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The tag is on the lead, yet `query` does not see it: amoCRM searches field values.
+    let (status, body) = api(
+        &fake,
+        reqwest::Method::GET,
+        "/api/v4/leads?query=zapis:9d1c2b3a4f5e6d7c",
+        None,
+    )
+    .await;
+    assert_eq!((status, body), (204, None), "a tag is not a filled field");
+    let (status, body) = api(
+        &fake,
+        reqwest::Method::GET,
+        &format!("/api/v4/leads?query={booking_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body.unwrap()["_embedded"]["leads"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn fake_lists_lead_fields_fifty_a_page_and_creates_text_fields() {
+    let fake = FakeAmo::start().await;
+    let total = fake.lead_fields().len();
+    assert!(total > fake::FIELDS_PER_PAGE, "the list needs two pages");
+    let (status, first) = api(
+        &fake,
+        reqwest::Method::GET,
+        "/api/v4/leads/custom_fields?limit=250&page=1",
+        None,
+    )
+    .await;
+    let first = first.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        first["_embedded"]["custom_fields"]
+            .as_array()
+            .unwrap()
+            .len(),
+        fake::FIELDS_PER_PAGE,
+        "at most 50 a request, whatever limit asks"
+    );
+    assert!(first["_links"]["next"]["href"].is_string());
+    let (_, second) = api(
+        &fake,
+        reqwest::Method::GET,
+        "/api/v4/leads/custom_fields?limit=250&page=2",
+        None,
+    )
+    .await;
+    let second = second.unwrap();
+    assert_eq!(
+        second["_embedded"]["custom_fields"]
+            .as_array()
+            .unwrap()
+            .len(),
+        total - fake::FIELDS_PER_PAGE
+    );
+    assert!(second["_links"].get("next").is_none());
+    let (status, _) = api(
+        &fake,
+        reqwest::Method::GET,
+        "/api/v4/leads/custom_fields?page=3",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "past the end is 204");
+
+    let (status, added) = api(
+        &fake,
+        reqwest::Method::POST,
+        "/api/v4/leads/custom_fields",
+        Some(json!([{"type": "text", "name": "Номер визита", "request_id": "0"}])),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let id = added.unwrap()["_embedded"]["custom_fields"][0]["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(fake.lead_field_named("Номер визита"), Some(id));
+    let (status, refused) = api(
+        &fake,
+        reqwest::Method::POST,
+        "/api/v4/leads/custom_fields",
+        Some(json!([{"type": "hologram", "name": "X"}])),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        shape(&refused.unwrap()),
+        shape(&serde_json::from_slice(&contract("validation-error.response.json")).unwrap())
+    );
+}
+
+#[tokio::test]
+async fn fake_refuses_a_lead_naming_a_field_the_account_lacks_as_amocrm_does() {
+    let fake = FakeAmo::start().await;
+    let documented: Value =
+        serde_json::from_slice(&contract("validation-error.response.json")).unwrap();
+    let (status, body) = api(
+        &fake,
+        reqwest::Method::POST,
+        "/api/v4/leads/complex",
+        Some(lead_with(
+            json!([{"field_id": 12345, "values": [{"value": "x"}]}]),
+            "t",
+        )),
+    )
+    .await;
+    let body = body.unwrap();
+    assert_eq!(status, 400);
+    assert_eq!(shape(&body), shape(&documented), "{body:#}");
+    assert_eq!(
+        body["validation-errors"][0]["errors"][0]["path"],
+        "custom_fields_values.0.field_id"
+    );
+    // A tracking field this account never set up, named by code.
+    fake.remove_lead_field_code("UTM_SOURCE");
+    let (status, body) = api(
+        &fake,
+        reqwest::Method::POST,
+        "/api/v4/leads/complex",
+        Some(lead_with(
+            json!([{"field_code": "UTM_SOURCE", "values": [{"value": "yandex"}]}]),
+            "t",
+        )),
+    )
+    .await;
+    let body = body.unwrap();
+    assert_eq!(status, 400);
+    assert_eq!(shape(&body), shape(&documented), "{body:#}");
+    assert_eq!(
+        body["validation-errors"][0]["errors"][0]["path"],
+        "custom_fields_values.0.field_code"
+    );
+    assert!(fake.leads().is_empty(), "a refused lead is not written");
+}
+
+#[tokio::test]
+async fn fake_faults_fire_once_and_after_ones_write_first() {
+    use fake::FaultKind;
+    let fake = FakeAmo::start().await;
+    let task = |text: &str| json!([{"text": text, "complete_till": 1700000000}]);
+    fake.fault("POST", "/api/v4/tasks", None, FaultKind::Before(500));
+    assert_eq!(
+        api(
+            &fake,
+            reqwest::Method::POST,
+            "/api/v4/tasks",
+            Some(task("a"))
+        )
+        .await
+        .0,
+        500
+    );
+    assert!(fake.tasks().is_empty(), "refused before the write");
+    fake.fault(
+        "POST",
+        "/api/v4/tasks",
+        Some("only-b"),
+        FaultKind::AfterStatus(502),
+    );
+    assert_eq!(
+        api(
+            &fake,
+            reqwest::Method::POST,
+            "/api/v4/tasks",
+            Some(task("a"))
+        )
+        .await
+        .0,
+        200,
+        "the needle decides which request meets the fault"
+    );
+    assert_eq!(
+        api(
+            &fake,
+            reqwest::Method::POST,
+            "/api/v4/tasks",
+            Some(task("only-b"))
+        )
+        .await
+        .0,
+        502
+    );
+    assert_eq!(fake.tasks().len(), 2, "written, then the answer failed");
+    fake.fault("POST", "/api/v4/tasks", None, FaultKind::AfterDrop);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let cut = reqwest::Client::new()
+        .post(fake.base_url.join("/api/v4/tasks").unwrap())
+        .bearer_auth(fake::LONG_LIVED_TOKEN)
+        .json(&task("c"))
+        .send()
+        .await;
+    let cut = match cut {
+        Ok(r) => r.bytes().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert!(cut.is_err(), "the answer never arrives whole");
+    assert_eq!(fake.tasks().len(), 3);
+    fake.fault("POST", "/api/v4/tasks", None, FaultKind::AfterDelay(600));
+    let started = std::time::Instant::now();
+    assert_eq!(
+        api(
+            &fake,
+            reqwest::Method::POST,
+            "/api/v4/tasks",
+            Some(task("d"))
+        )
+        .await
+        .0,
+        200
+    );
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    assert_eq!(fake.tasks().len(), 4);
+    assert_eq!(fake.fired().len(), 4);
+    assert!(fake.pending_faults().is_empty());
+    assert_eq!(
+        api(
+            &fake,
+            reqwest::Method::POST,
+            "/api/v4/tasks",
+            Some(task("e"))
+        )
+        .await
+        .0,
+        200,
+        "each fault fires once"
+    );
+}
+
+// ------------------------------------------------------------------ the default configuration
+
+fn default_config(fake: &FakeAmo) -> AmoCrmConfig {
+    let mut c = config(fake);
+    c.booking_id_field_id = None;
+    c
+}
+
+#[tokio::test]
+async fn without_a_configured_field_the_booking_field_is_created_once_and_kept() {
+    use zapis::crm::amocrm::{BOOKING_FIELD_NAME, FieldOrigin};
+    let fake = FakeAmo::start().await;
+    let db = store().await;
+    let crm = AmoCrm::new(
+        default_config(&fake),
+        db.clone(),
+        "salon",
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let report = crm.setup().await.unwrap();
+    assert_eq!(report.booking_field_origin, FieldOrigin::Created);
+    assert_eq!(
+        fake.lead_field_named(BOOKING_FIELD_NAME),
+        Some(report.booking_field_id)
+    );
+    assert_eq!(fake.count("POST", "/api/v4/leads/custom_fields"), 1);
+    assert!(report.tracking_missing.is_empty(), "{report}");
+    assert_eq!(
+        db.external_id("salon", "crm_field", "lead_booking_id", "amocrm")
+            .await
+            .unwrap(),
+        Some(report.booking_field_id.to_string())
+    );
+    // The next start reads it from the store; another deployment finds it by name.
+    let again = AmoCrm::new(
+        default_config(&fake),
+        db.clone(),
+        "salon",
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    assert_eq!(
+        again.booking_field().await.unwrap(),
+        (report.booking_field_id, FieldOrigin::Stored)
+    );
+    let elsewhere = client(default_config(&fake)).await;
+    assert_eq!(
+        elsewhere.booking_field().await.unwrap(),
+        (report.booking_field_id, FieldOrigin::Found)
+    );
+    assert_eq!(fake.count("POST", "/api/v4/leads/custom_fields"), 1);
+    // A configured field still wins.
+    assert_eq!(
+        client(config(&fake)).await.booking_field().await.unwrap(),
+        (fake::FIELD_BOOKING_ID, FieldOrigin::Configured)
+    );
+
+    // The lead carries the id in that field, and the search after a lost answer finds it.
+    let b = booking("0f1e2d3c4b5a69788796a5b4c3d2e1f0", "+79123456789");
+    fake.fault(
+        "POST",
+        "/api/v4/leads/complex",
+        None,
+        fake::FaultKind::AfterDrop,
+    );
+    let err = crm.create_lead(&request(b.clone())).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    let found = crm.find_lead_by_booking(&b.id).await.unwrap().unwrap();
+    let lead = fake.lead(&found.id);
+    assert_eq!(
+        field_value(&lead, "field_id", json!(report.booking_field_id)),
+        Some(json!(b.id))
+    );
+    assert!(
+        tags(&lead).contains(&"zapis:0f1e2d3c4b5a6978".to_string()),
+        "tags stay"
+    );
+}
+
+#[tokio::test]
+async fn a_lead_never_fails_for_a_tracking_field_the_account_lacks() {
+    use zapis::crm::amocrm::UNTRACKED_NOTE_HEADER;
+    let fake = FakeAmo::start().await;
+    fake.remove_lead_field_code("UTM_SOURCE");
+    let crm = client(default_config(&fake)).await;
+    let report = crm.setup().await.unwrap();
+    assert_eq!(report.tracking_missing, vec!["UTM_SOURCE".to_string()]);
+    let b = booking("utm-1", "+79123456789");
+    let created = crm.create_lead(&request(b.clone())).await.unwrap();
+    let lead = fake.lead(&created.lead_id);
+    assert_eq!(
+        field_value(&lead, "field_code", json!("UTM_MEDIUM")),
+        Some(json!("cpc")),
+        "present fields are filled by id"
+    );
+    assert!(field_value(&lead, "field_code", json!("UTM_SOURCE")).is_none());
+    assert!(
+        tags(&lead).contains(&"utm_source:yandex".to_string()),
+        "{:?}",
+        tags(&lead)
+    );
+    crm.ensure_booking_notes(&created.lead_id, &b, &transcript(2), true)
+        .await
+        .unwrap();
+    let notes = fake.notes_of(&created.lead_id);
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    let untracked = notes[0]["params"]["text"].as_str().unwrap();
+    assert!(
+        untracked.starts_with(UNTRACKED_NOTE_HEADER) && untracked.contains("utm_source=yandex"),
+        "{untracked}"
+    );
+    // A retry writes neither note again.
+    crm.ensure_booking_notes(&created.lead_id, &b, &transcript(2), false)
+        .await
+        .unwrap();
+    assert_eq!(fake.notes_of(&created.lead_id).len(), 2);
+
+    // A field removed after it was read: the refused create re-reads the fields and goes on.
+    fake.remove_lead_field_code("UTM_MEDIUM");
+    let again = crm
+        .create_lead(&request(booking("utm-2", "+79123456789")))
+        .await
+        .unwrap();
+    assert!(tags(&fake.lead(&again.lead_id)).contains(&"utm_medium:cpc".to_string()));
+    assert_eq!(fake.leads().len(), 2);
+}
+
+#[tokio::test]
+async fn emails_go_out_in_unicode_and_landlines_as_work() {
+    let fake = FakeAmo::start().await;
+    let crm = client(config(&fake)).await;
+    let olga = ContactRequest {
+        name: "Ольга".into(),
+        phone: Phone::parse("+7 495 123-45-67").unwrap(),
+        email: Some(zapis::normalize::Email::parse("olga@xn--80a1acny.xn--p1ai").unwrap()),
+    };
+    let created = crm.find_or_create_contact(&olga).await.unwrap();
+    let stored = fake
+        .contacts()
+        .into_iter()
+        .find(|c| c["id"].to_string() == created.id)
+        .unwrap();
+    let value_of = |code: &str| {
+        stored["custom_fields_values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["field_code"] == code)
+            .map(|f| f["values"][0].clone())
+            .unwrap()
+    };
+    assert_eq!(value_of("EMAIL")["value"], "olga@почта.рф");
+    assert_eq!(value_of("PHONE")["enum_code"], "WORK", "a Moscow landline");
+    // Found again by the same address typed in punycode: no second contact.
+    let again = crm.find_or_create_contact(&olga).await.unwrap();
+    assert_eq!((again.id, again.created), (created.id, false));
+    let mobile = crm
+        .find_or_create_contact(&ContactRequest {
+            name: "Вера".into(),
+            phone: Phone::parse("+7 912 000-11-22").unwrap(),
+            email: None,
+        })
+        .await
+        .unwrap();
+    let stored = fake
+        .contacts()
+        .into_iter()
+        .find(|c| c["id"].to_string() == mobile.id)
+        .unwrap();
+    assert_eq!(
+        stored["custom_fields_values"][0]["values"][0]["enum_code"],
+        "MOB"
+    );
+}

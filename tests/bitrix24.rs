@@ -909,3 +909,100 @@ async fn logs_mask_phones_and_never_show_the_webhook_code_or_tokens() {
         );
     }
 }
+
+#[tokio::test]
+async fn emails_go_out_in_unicode_and_landlines_as_work() {
+    let fake = FakeBitrix::start().await;
+    let crm = client(deal_config(&fake)).await;
+    let olga = ContactRequest {
+        name: "Ольга".into(),
+        phone: Phone::parse("8 (495) 123-45-67").unwrap(),
+        email: Some(Email::parse("olga@xn--80a1acny.xn--p1ai").unwrap()),
+    };
+    let created = crm.find_or_create_contact(&olga).await.unwrap();
+    let stored = fake
+        .contacts()
+        .into_iter()
+        .find(|c| c["ID"] == created.id)
+        .unwrap();
+    assert_eq!(stored["EMAIL"][0]["VALUE"], "olga@почта.рф");
+    assert_eq!(
+        stored["PHONE"][0]["VALUE_TYPE"], "WORK",
+        "a Moscow landline"
+    );
+    // The same address typed either way finds her again.
+    let again = crm
+        .find_or_create_contact(&ContactRequest {
+            phone: Phone::parse("+7 912 999-00-11").unwrap(),
+            email: Some(Email::parse("olga@почта.рф").unwrap()),
+            ..olga.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.id.clone(), again.created),
+        (created.id.clone(), false)
+    );
+    let mobile = crm
+        .find_or_create_contact(&ContactRequest {
+            name: "Вера".into(),
+            phone: Phone::parse("+7 912 000-11-22").unwrap(),
+            email: None,
+        })
+        .await
+        .unwrap();
+    let stored = fake
+        .contacts()
+        .into_iter()
+        .find(|c| c["ID"] == mobile.id)
+        .unwrap();
+    assert_eq!(stored["PHONE"][0]["VALUE_TYPE"], "MOBILE");
+}
+
+#[tokio::test]
+async fn fake_faults_fire_once_and_after_ones_do_the_write_first() {
+    use fake::FaultKind;
+    let fake = FakeBitrix::start().await;
+    let crm = client(deal_config(&fake)).await;
+    let req = |name: &str, phone: &str| ContactRequest {
+        name: name.into(),
+        phone: Phone::parse(phone).unwrap(),
+        email: None,
+    };
+    fake.fault("crm.contact.add", Some("Борис"), FaultKind::Before(500));
+    let err = crm
+        .find_or_create_contact(&req("Борис", "+7 912 100-00-01"))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(fake.contacts().is_empty(), "refused before the write");
+    fake.fault("crm.contact.add", None, FaultKind::AfterDrop);
+    let err = crm
+        .find_or_create_contact(&req("Борис", "+7 912 100-00-01"))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(fake.contacts().len(), 1, "written, the answer cut off");
+    fake.fault("crm.contact.add", None, FaultKind::AfterStatus(502));
+    let err = crm
+        .find_or_create_contact(&req("Глеб", "+7 912 100-00-02"))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(fake.contacts().len(), 2);
+    fake.fault("crm.contact.add", None, FaultKind::AfterDelay(400));
+    let started = std::time::Instant::now();
+    crm.find_or_create_contact(&req("Дина", "+7 912 100-00-03"))
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_eq!(fake.fired().len(), 4);
+    assert!(fake.pending_faults().is_empty());
+    // After the lost answer, the retry finds what was written: still one Борис.
+    let found = crm
+        .find_or_create_contact(&req("Борис", "+7 912 100-00-01"))
+        .await
+        .unwrap();
+    assert!(!found.created);
+    assert_eq!(fake.contacts().len(), 3);
+}

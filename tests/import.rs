@@ -765,7 +765,7 @@ async fn bitrix24_dirty_file_completes_existing_contacts_and_reports_a_refused_c
     // Inside the batch the portal refuses one client's address; the others must go in.
     portal.fail_when(
         "crm.contact.add",
-        "xn--80a1acny",
+        "почта.рф",
         400,
         json!({"error": "ERROR_CORE", "error_description": "The field Work e-mail contains an invalid address"}),
     );

@@ -551,13 +551,14 @@ async fn crm_chaos(crm: CrmFake, n: usize) {
         CrmFake::Amo(_) => {
             use support::fake_amocrm as f;
             format!(
+                // The default configuration: the worker finds or creates the booking id
+                // field itself, through the same chaos.
                 "[crm]\nsystem = \"amocrm\"\n\n[crm.amocrm]\nbase_url = \"{}\"\ntoken = \"{}\"\n\
-                 pipeline_id = {}\nnew_status_id = {}\nbooking_id_field_id = {}\ntimeout_secs = 1\n",
+                 pipeline_id = {}\nnew_status_id = {}\ntimeout_secs = 1\n",
                 proxy.url(""),
                 f::LONG_LIVED_TOKEN,
                 f::PIPELINE_ID,
                 f::STATUS_NEW,
-                f::FIELD_BOOKING_ID
             )
         }
         CrmFake::Bitrix(_) => {
@@ -626,15 +627,31 @@ async fn crm_chaos(crm: CrmFake, n: usize) {
             CrmFake::Amo(f) => (f.contacts(), f.leads(), f.tasks().len()),
             CrmFake::Bitrix(f) => (f.contacts(), f.deals(), f.activities().len()),
         };
+    let amo_field = match &crm {
+        CrmFake::Amo(f) => {
+            let named = f.lead_field_named(zapis::crm::amocrm::BOOKING_FIELD_NAME);
+            assert!(named.is_some(), "[amocrm] the booking id field was created");
+            let created = f
+                .lead_fields()
+                .iter()
+                .filter(|x| x["name"] == zapis::crm::amocrm::BOOKING_FIELD_NAME)
+                .count();
+            assert_eq!(
+                created, 1,
+                "[amocrm] one booking id field, despite the chaos"
+            );
+            named
+        }
+        CrmFake::Bitrix(_) => None,
+    };
     let mut booking_ids: Vec<String> = leads
         .iter()
         .map(|l| match &crm {
             CrmFake::Amo(_) => l["custom_fields_values"]
                 .as_array()
                 .and_then(|fs| {
-                    fs.iter().find(|f| {
-                        f["field_id"] == serde_json::json!(support::fake_amocrm::FIELD_BOOKING_ID)
-                    })
+                    fs.iter()
+                        .find(|f| f["field_id"] == serde_json::json!(amo_field))
                 })
                 .and_then(|f| f["values"][0]["value"].as_str())
                 .unwrap_or_default()

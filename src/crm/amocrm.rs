@@ -26,7 +26,7 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::domain::Booking;
-use crate::normalize::{Email, Phone};
+use crate::normalize::{Email, Phone, is_mobile_phone, unicode_email};
 use crate::store::Store;
 
 pub const SYSTEM: &str = "amocrm";
@@ -74,6 +74,108 @@ struct Inner {
     limiter: Arc<DefaultDirectRateLimiter>,
     auth: AuthMode,
     clock: Arc<dyn Clock>,
+    store: Store,
+    business_id: String,
+    /// What the account's lead fields say, read once and kept: every booking needs it.
+    account: tokio::sync::Mutex<AccountFields>,
+}
+
+#[derive(Default)]
+struct AccountFields {
+    lead_fields: Option<Arc<Vec<LeadField>>>,
+    booking_field: Option<(i64, FieldOrigin)>,
+}
+
+/// The name of the text field of leads that holds our booking id, when zapis finds or creates
+/// it itself (no `booking_id_field_id` configured).
+pub const BOOKING_FIELD_NAME: &str = "zapis: номер записи";
+/// Where the field's id is kept in our store (`links`: entity, entity id).
+const BOOKING_FIELD_LINK: (&str, &str) = ("crm_field", "lead_booking_id");
+/// amoCRM's tracking fields of leads, by code, and the UTM parameter each holds.
+const TRACKING_CODES: [(&str, &str); 5] = [
+    ("UTM_SOURCE", "utm_source"),
+    ("UTM_MEDIUM", "utm_medium"),
+    ("UTM_CAMPAIGN", "utm_campaign"),
+    ("UTM_CONTENT", "utm_content"),
+    ("UTM_TERM", "utm_term"),
+];
+/// First line of the note carrying tracking values the account has no field for.
+pub const UNTRACKED_NOTE_HEADER: &str = "Метки перехода (в amoCRM нет полей для них)";
+/// The field list comes 50 to a page; an account has a few dozen fields, so this bounds what
+/// is read without ever cutting a real list short.
+const MAX_FIELD_PAGES: u32 = 40;
+
+/// A custom field of leads, as the account defines it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadField {
+    pub id: i64,
+    pub name: String,
+    pub code: Option<String>,
+    pub field_type: String,
+}
+
+/// Where the booking id field's id came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldOrigin {
+    /// `crm.amocrm.booking_id_field_id`.
+    Configured,
+    /// Found or created earlier and kept in our store.
+    Stored,
+    /// Found in the account by its name.
+    Found,
+    /// Created now.
+    Created,
+}
+
+impl std::fmt::Display for FieldOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FieldOrigin::Configured => "configured (crm.amocrm.booking_id_field_id)",
+            FieldOrigin::Stored => "kept in the store",
+            FieldOrigin::Found => "found by name",
+            FieldOrigin::Created => "created now",
+        })
+    }
+}
+
+/// What `setup()` settled in the account: the booking id field and the tracking fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupReport {
+    pub booking_field_id: i64,
+    pub booking_field_origin: FieldOrigin,
+    /// Tracking field codes the account has (values go there by field id).
+    pub tracking_present: Vec<String>,
+    /// Tracking field codes it lacks (values go into tags and a note instead).
+    pub tracking_missing: Vec<String>,
+}
+
+impl std::fmt::Display for SetupReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "booking id field: {} ({})",
+            self.booking_field_id, self.booking_field_origin
+        )?;
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        writeln!(
+            f,
+            "tracking fields: {} present; missing: {} (their values go into tags and a note)",
+            list(&self.tracking_present),
+            list(&self.tracking_missing)
+        )
+    }
+}
+
+/// What a lead needs from the account: the booking id field and the tracking fields by code.
+struct LeadContext {
+    booking_field: i64,
+    tracking: HashMap<&'static str, i64>,
 }
 
 enum AuthMode {
@@ -150,7 +252,7 @@ impl AmoCrm {
                 client_id: id.clone(),
                 client_secret: secret.clone(),
                 redirect_uri: redirect.clone(),
-                tokens: TokenStore::new(store, business_id, SYSTEM),
+                tokens: TokenStore::new(store.clone(), business_id, SYSTEM),
                 state: tokio::sync::Mutex::new(TokenState::default()),
             }),
             _ => {
@@ -167,6 +269,9 @@ impl AmoCrm {
                 limiter,
                 auth,
                 clock,
+                store,
+                business_id: business_id.to_string(),
+                account: tokio::sync::Mutex::new(AccountFields::default()),
             }),
         })
     }
@@ -441,8 +546,13 @@ impl AmoCrm {
             }
         }
         if let Some(email) = email {
-            for contact in self.search_contacts(email.as_str()).await? {
-                if contact.emails().any(|e| &e == email) {
+            // Searched as it is stored (Unicode), compared in one form whichever way it was typed.
+            let wanted = Email::parse_ascii(email.as_str()).ok();
+            for contact in self.search_contacts(&email.unicode()).await? {
+                if contact
+                    .emails()
+                    .any(|e| &e == email || Email::parse_ascii(e.as_str()).ok() == wanted)
+                {
                     tracing::debug!(contact_id = contact.id, email = %email.masked(), "amoCRM contact found by email");
                     return Ok(Some(contact.id));
                 }
@@ -473,14 +583,10 @@ impl AmoCrm {
         let mut fields = vec![FieldValueOut::code(
             "PHONE",
             req.phone.as_str().to_string(),
-            Some("MOB"),
+            Some(phone_enum(req.phone.is_mobile())),
         )];
         if let Some(email) = &req.email {
-            fields.push(FieldValueOut::code(
-                "EMAIL",
-                email.as_str().to_string(),
-                Some("WORK"),
-            ));
+            fields.push(FieldValueOut::code("EMAIL", email.unicode(), Some("WORK")));
         }
         ContactOut {
             name: req.name.clone(),
@@ -517,13 +623,14 @@ impl AmoCrm {
         ))
     }
 
-    /// Contacts whose filled fields match `query` (a phone's digits, an email).
+    /// Contacts whose filled fields match `query` (a phone's digits, an email). An e-mail is
+    /// searched in Unicode, the form zapis writes.
     pub async fn search_contact_records(
         &self,
         query: &str,
     ) -> Result<Vec<ContactRecord>, CrmError> {
         Ok(self
-            .search_contacts(query)
+            .search_contacts(&unicode_email(query))
             .await?
             .iter()
             .map(ContactIn::record)
@@ -533,10 +640,24 @@ impl AmoCrm {
     fn draft_out(draft: &ContactDraft) -> BulkContactOut {
         let mut fields = Vec::new();
         if !draft.phones.is_empty() {
-            fields.push(FieldValueOut::codes("PHONE", &draft.phones, Some("MOB")));
+            fields.push(FieldValueOut::many(
+                "PHONE",
+                draft
+                    .phones
+                    .iter()
+                    .map(|p| (p.clone(), phone_enum(is_mobile_phone(p))))
+                    .collect(),
+            ));
         }
         if !draft.emails.is_empty() {
-            fields.push(FieldValueOut::codes("EMAIL", &draft.emails, Some("WORK")));
+            fields.push(FieldValueOut::many(
+                "EMAIL",
+                draft
+                    .emails
+                    .iter()
+                    .map(|e| (unicode_email(e), "WORK"))
+                    .collect(),
+            ));
         }
         BulkContactOut {
             id: None,
@@ -614,21 +735,40 @@ impl AmoCrm {
         format!("zapis:{prefix}")
     }
 
-    fn lead_out(&self, booking: &Booking, contact: EmbeddedContact) -> LeadOut {
+    /// The tracking values of a booking that the account has no field for, as
+    /// `(utm_source, yandex)` pairs.
+    fn untracked(
+        booking: &Booking,
+        tracking: &HashMap<&'static str, i64>,
+    ) -> Vec<(String, String)> {
+        let utm = &booking.source.utm;
+        TRACKING_CODES
+            .iter()
+            .zip([
+                &utm.source,
+                &utm.medium,
+                &utm.campaign,
+                &utm.content,
+                &utm.term,
+            ])
+            .filter(|((code, _), _)| !tracking.contains_key(code))
+            .filter_map(|((_, name), value)| value.as_ref().map(|v| (name.to_string(), v.clone())))
+            .collect()
+    }
+
+    fn lead_out(&self, booking: &Booking, contact: EmbeddedContact, ctx: &LeadContext) -> LeadOut {
         let cfg = &self.inner.config;
         let source = &booking.source;
+        // The booking id tag is for people reading the card; the search uses the field.
         let mut tags: Vec<String> = vec![
             cfg.bot_tag.clone(),
             format!("{}{}", cfg.channel_tag_prefix, source.channel.as_str()),
+            Self::booking_tag(&booking.id),
         ];
         if let Some(campaign) = source.link_name.as_ref().or(source.utm.campaign.as_ref()) {
             tags.push(format!("{}{campaign}", cfg.campaign_tag_prefix));
         }
-        let mut fields = Vec::new();
-        match cfg.booking_id_field_id {
-            Some(id) => fields.push(FieldValueOut::id(id, booking.id.clone())),
-            None => tags.push(Self::booking_tag(&booking.id)),
-        }
+        let mut fields = vec![FieldValueOut::id(ctx.booking_field, booking.id.clone())];
         if let Some(payload) = &source.payload {
             match cfg.start_payload_field_id {
                 Some(id) => fields.push(FieldValueOut::id(id, payload.clone())),
@@ -636,16 +776,21 @@ impl AmoCrm {
             }
         }
         let utm = &source.utm;
-        for (code, value) in [
-            ("UTM_SOURCE", &utm.source),
-            ("UTM_MEDIUM", &utm.medium),
-            ("UTM_CAMPAIGN", &utm.campaign),
-            ("UTM_CONTENT", &utm.content),
-            ("UTM_TERM", &utm.term),
-        ] {
-            if let Some(v) = value {
-                fields.push(FieldValueOut::code(code, v.clone(), None));
+        for ((code, _), value) in TRACKING_CODES.iter().zip([
+            &utm.source,
+            &utm.medium,
+            &utm.campaign,
+            &utm.content,
+            &utm.term,
+        ]) {
+            if let (Some(v), Some(id)) = (value, ctx.tracking.get(code)) {
+                fields.push(FieldValueOut::id(*id, v.clone()));
             }
+        }
+        // A value without a field would fail the whole create; it is kept as a tag (and a
+        // note, written with the transcript).
+        for (name, value) in Self::untracked(booking, &ctx.tracking) {
+            tags.push(format!("{name}:{value}"));
         }
         let mut seen = std::collections::HashSet::new();
         let tags = tags
@@ -670,22 +815,305 @@ impl AmoCrm {
         }
     }
 
-    fn lead_matches_booking(&self, lead: &LeadIn, booking_id: &str) -> bool {
-        match self.inner.config.booking_id_field_id {
-            Some(field) => lead
-                .custom_fields_values
-                .iter()
-                .flatten()
-                .filter(|f| f.field_id == Some(field))
-                .flat_map(|f| f.values.iter())
-                .any(|v| v.value.as_str() == Some(booking_id)),
-            None => {
-                let tag = Self::booking_tag(booking_id);
-                lead.embedded
-                    .as_ref()
-                    .is_some_and(|e| e.tags.iter().any(|t| t.name.as_deref() == Some(&tag)))
+    fn lead_matches_booking(lead: &LeadIn, field: i64, booking_id: &str) -> bool {
+        lead.custom_fields_values
+            .iter()
+            .flatten()
+            .filter(|f| f.field_id == Some(field))
+            .flat_map(|f| f.values.iter())
+            .any(|v| v.value.as_str() == Some(booking_id))
+    }
+
+    // ---------------------------------------------------------------- account fields
+
+    /// The account's custom fields of leads (`GET /api/v4/leads/custom_fields`, 50 to a page,
+    /// `_links.next` while more remain), read once and kept; `reload` reads them again.
+    pub async fn lead_fields(&self, reload: bool) -> Result<Arc<Vec<LeadField>>, CrmError> {
+        let mut account = self.inner.account.lock().await;
+        self.lead_fields_locked(&mut account, reload).await
+    }
+
+    async fn lead_fields_locked(
+        &self,
+        account: &mut AccountFields,
+        reload: bool,
+    ) -> Result<Arc<Vec<LeadField>>, CrmError> {
+        if !reload && let Some(fields) = &account.lead_fields {
+            return Ok(fields.clone());
+        }
+        let mut fields = Vec::new();
+        let mut page = 1u32;
+        loop {
+            let bytes = self
+                .get(
+                    "/api/v4/leads/custom_fields",
+                    &[("limit", "50".into()), ("page", page.to_string())],
+                )
+                .await?;
+            let Some(bytes) = bytes else { break };
+            let list: FieldsPage = parse_body(&bytes, "lead field list")?;
+            fields.extend(list.embedded.custom_fields.into_iter().map(|f| LeadField {
+                id: f.id,
+                name: f.name.unwrap_or_default(),
+                code: f.code.filter(|c| !c.is_empty()),
+                field_type: f.field_type.unwrap_or_default(),
+            }));
+            if list.links.is_none_or(|l| l.next.is_none()) {
+                break;
+            }
+            page += 1;
+            if page > MAX_FIELD_PAGES {
+                return Err(CrmError::permanent(format!(
+                    "amoCRM lists more than {MAX_FIELD_PAGES} pages of lead fields; refusing to read on"
+                )));
             }
         }
+        let fields = Arc::new(fields);
+        account.lead_fields = Some(fields.clone());
+        Ok(fields)
+    }
+
+    /// The booking id field: the configured one; else the one kept in our store, if the
+    /// account still has it; else the text field named [`BOOKING_FIELD_NAME`]; else a new one
+    /// (`POST /api/v4/leads/custom_fields`). Found or created, its id goes into the store.
+    pub async fn booking_field(&self) -> Result<(i64, FieldOrigin), CrmError> {
+        let mut account = self.inner.account.lock().await;
+        self.booking_field_locked(&mut account).await
+    }
+
+    async fn booking_field_locked(
+        &self,
+        account: &mut AccountFields,
+    ) -> Result<(i64, FieldOrigin), CrmError> {
+        if let Some(id) = self.inner.config.booking_id_field_id {
+            return Ok((id, FieldOrigin::Configured));
+        }
+        if let Some(known) = account.booking_field {
+            return Ok(known);
+        }
+        let fields = self.lead_fields_locked(account, false).await?;
+        let (entity, key) = BOOKING_FIELD_LINK;
+        let stored = self
+            .inner
+            .store
+            .external_id(&self.inner.business_id, entity, key, SYSTEM)
+            .await
+            .map_err(store_error)?
+            .and_then(|id| id.parse::<i64>().ok());
+        let resolved = match stored {
+            Some(id) if fields.iter().any(|f| f.id == id) => (id, FieldOrigin::Stored),
+            _ => {
+                let named = |fields: &[LeadField]| {
+                    fields
+                        .iter()
+                        .filter(|f| f.name.trim().eq_ignore_ascii_case(BOOKING_FIELD_NAME))
+                        .min_by_key(|f| f.id)
+                        .cloned()
+                };
+                // Never create from a list read earlier: an attempt whose answer was lost may
+                // have created the field since.
+                let found = match named(&fields) {
+                    Some(f) => Some(f),
+                    None => named(&self.lead_fields_locked(account, true).await?),
+                };
+                let (field, origin) = match found {
+                    Some(f) => (f, FieldOrigin::Found),
+                    None => {
+                        self.create_text_field(BOOKING_FIELD_NAME).await?;
+                        // Read back rather than trust the answer: two instances creating at
+                        // once both settle on the oldest field of that name.
+                        let fields = self.lead_fields_locked(account, true).await?;
+                        let field = named(&fields).ok_or_else(|| {
+                            CrmError::transient(format!(
+                                "amoCRM lists no lead field «{BOOKING_FIELD_NAME}» after creating it"
+                            ))
+                        })?;
+                        (field, FieldOrigin::Created)
+                    }
+                };
+                if field.field_type != "text" {
+                    return Err(CrmError::permanent(format!(
+                        "the lead field «{}» ({}) is of type {:?}, not text; rename it or set crm.amocrm.booking_id_field_id",
+                        field.name, field.id, field.field_type
+                    )));
+                }
+                self.inner
+                    .store
+                    .put_link(
+                        &self.inner.business_id,
+                        entity,
+                        key,
+                        SYSTEM,
+                        &field.id.to_string(),
+                        self.now(),
+                    )
+                    .await
+                    .map_err(store_error)?;
+                tracing::info!(field_id = field.id, %origin, "amoCRM booking id field settled");
+                (field.id, origin)
+            }
+        };
+        account.booking_field = Some(resolved);
+        Ok(resolved)
+    }
+
+    async fn create_text_field(&self, name: &str) -> Result<i64, CrmError> {
+        let body = [FieldOut {
+            field_type: "text",
+            name,
+            request_id: "0",
+        }];
+        let bytes = self
+            .send_json(Method::POST, "/api/v4/leads/custom_fields", &body)
+            .await?
+            .ok_or_else(|| CrmError::transient("amoCRM answered 204 to adding a field"))?;
+        let added: FieldsPage = parse_body(&bytes, "field add response")?;
+        let id = added
+            .embedded
+            .custom_fields
+            .first()
+            .map(|f| f.id)
+            .ok_or_else(|| CrmError::transient("amoCRM added no field"))?;
+        tracing::info!(field_id = id, name, "amoCRM lead field created");
+        Ok(id)
+    }
+
+    async fn lead_context(&self) -> Result<LeadContext, CrmError> {
+        let mut account = self.inner.account.lock().await;
+        let (booking_field, _) = self.booking_field_locked(&mut account).await?;
+        let fields = self.lead_fields_locked(&mut account, false).await?;
+        let tracking = TRACKING_CODES
+            .iter()
+            .filter_map(|(code, _)| {
+                fields
+                    .iter()
+                    .find(|f| f.code.as_deref() == Some(*code))
+                    .map(|f| (*code, f.id))
+            })
+            .collect();
+        Ok(LeadContext {
+            booking_field,
+            tracking,
+        })
+    }
+
+    /// Forgets what was read about the account's fields, after amoCRM refused one of them.
+    async fn forget_fields(&self) {
+        let mut account = self.inner.account.lock().await;
+        *account = AccountFields::default();
+    }
+
+    /// Settles the booking id field and reports the tracking fields: `zapis amocrm setup`,
+    /// `zapis check`, and the start of `zapis run`.
+    pub async fn setup(&self) -> Result<SetupReport, CrmError> {
+        let (booking_field_id, booking_field_origin) = self.booking_field().await?;
+        let ctx = self.lead_context().await?;
+        let (present, missing): (Vec<&str>, Vec<&str>) = TRACKING_CODES
+            .iter()
+            .map(|(code, _)| *code)
+            .partition(|code| ctx.tracking.contains_key(code));
+        Ok(SetupReport {
+            booking_field_id,
+            booking_field_origin,
+            tracking_present: present.into_iter().map(str::to_string).collect(),
+            tracking_missing: missing.into_iter().map(str::to_string).collect(),
+        })
+    }
+
+    /// The note about tracking values without a field, if the booking has any.
+    async fn untracked_note(&self, booking: &Booking) -> Result<Option<String>, CrmError> {
+        let ctx = self.lead_context().await?;
+        let lines = Self::untracked(booking, &ctx.tracking);
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        let body: Vec<String> = lines.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        Ok(Some(format!(
+            "{UNTRACKED_NOTE_HEADER}:\n{}",
+            body.join("\n")
+        )))
+    }
+
+    /// Posts one lead (with a contact link, or with a new contact via `/leads/complex`).
+    async fn post_lead(
+        &self,
+        booking: &Booking,
+        contact: Option<i64>,
+        ctx: &LeadContext,
+    ) -> Result<(i64, Option<ContactRef>), CrmError> {
+        match contact {
+            Some(contact_id) => {
+                let lead = self.lead_out(
+                    booking,
+                    EmbeddedContact::Link {
+                        id: contact_id,
+                        is_main: true,
+                    },
+                    ctx,
+                );
+                let bytes = self
+                    .send_json(Method::POST, "/api/v4/leads", &[lead])
+                    .await?
+                    .ok_or_else(|| CrmError::transient("amoCRM answered 204 to adding a lead"))?;
+                let added: AddedPage<LeadsAddedEmbedded> = parse_body(&bytes, "leads response")?;
+                let id = added
+                    .embedded
+                    .leads
+                    .first()
+                    .map(|l| l.id)
+                    .ok_or_else(|| CrmError::transient("amoCRM added no lead"))?;
+                Ok((
+                    id,
+                    Some(ContactRef {
+                        id: contact_id.to_string(),
+                        created: false,
+                    }),
+                ))
+            }
+            None => {
+                // Lead and new contact in one call: no window where a contact exists without
+                // its lead.
+                let contact = Self::contact_out(&ContactRequest::for_booking(booking));
+                let lead = self.lead_out(booking, EmbeddedContact::New(contact), ctx);
+                let bytes = self
+                    .send_json(Method::POST, "/api/v4/leads/complex", &[lead])
+                    .await?
+                    .ok_or_else(|| CrmError::transient("amoCRM answered 204 to a complex add"))?;
+                let added: Vec<ComplexIn> = parse_body(&bytes, "complex response")?;
+                let first = added
+                    .first()
+                    .ok_or_else(|| CrmError::transient("amoCRM added no lead"))?;
+                let contact = first.contact_id.map(|c| ContactRef {
+                    id: c.to_string(),
+                    created: !first.merged.unwrap_or(false),
+                });
+                Ok((first.id, contact))
+            }
+        }
+    }
+
+    /// First lines of the lead's common notes: how a retry tells which of its notes landed.
+    async fn note_heads(&self, lead_id: i64) -> Result<Vec<String>, CrmError> {
+        let bytes = self
+            .get(
+                &format!("/api/v4/leads/{lead_id}/notes"),
+                &[
+                    ("filter[note_type]", "common".into()),
+                    ("limit", "250".into()),
+                ],
+            )
+            .await?;
+        let Some(bytes) = bytes else {
+            return Ok(Vec::new());
+        };
+        let page: NotesPage = parse_body(&bytes, "notes list")?;
+        Ok(page
+            .embedded
+            .notes
+            .iter()
+            .filter_map(|n| n.params.as_ref().and_then(|p| p.text.as_deref()))
+            .filter_map(|t| t.lines().next().map(str::to_string))
+            .collect())
     }
 
     async fn post_notes(&self, lead_id: i64, texts: &[String]) -> Result<Vec<String>, CrmError> {
@@ -707,26 +1135,6 @@ impl AmoCrm {
             ids.extend(added.embedded.notes.iter().map(|n| n.id.to_string()));
         }
         Ok(ids)
-    }
-
-    async fn transcript_present(&self, lead_id: i64) -> Result<bool, CrmError> {
-        let bytes = self
-            .get(
-                &format!("/api/v4/leads/{lead_id}/notes"),
-                &[
-                    ("filter[note_type]", "common".into()),
-                    ("limit", "250".into()),
-                ],
-            )
-            .await?;
-        let Some(bytes) = bytes else { return Ok(false) };
-        let page: NotesPage = parse_body(&bytes, "notes list")?;
-        Ok(page.embedded.notes.iter().any(|n| {
-            n.params
-                .as_ref()
-                .and_then(|p| p.text.as_deref())
-                .is_some_and(|t| t.starts_with(TRANSCRIPT_HEADER))
-        }))
     }
 
     // ---------------------------------------------------------------- admin
@@ -829,6 +1237,19 @@ enum Grant<'a> {
     Refresh(&'a SecretString),
 }
 
+/// amoCRM's 400 naming a custom field (`custom_fields_values.N.field_id`).
+fn refuses_a_field(e: &CrmError) -> bool {
+    e.status() == Some(400)
+        && e.details()
+            .iter()
+            .any(|d| d.path.contains("custom_fields_values"))
+}
+
+/// PHONE enum codes: a mobile line is `MOB`, a landline `WORK`.
+fn phone_enum(mobile: bool) -> &'static str {
+    if mobile { "MOB" } else { "WORK" }
+}
+
 fn lead_id(id: &str) -> Result<i64, CrmError> {
     id.parse()
         .map_err(|_| CrmError::permanent(format!("{id:?} is not an amoCRM id")))
@@ -874,53 +1295,17 @@ impl Crm for AmoCrm {
                     .await?
             }
         };
-        let (id, contact) = match existing {
-            Some(contact_id) => {
-                let lead = self.lead_out(
-                    booking,
-                    EmbeddedContact::Link {
-                        id: contact_id,
-                        is_main: true,
-                    },
-                );
-                let bytes = self
-                    .send_json(Method::POST, "/api/v4/leads", &[lead])
-                    .await?
-                    .ok_or_else(|| CrmError::transient("amoCRM answered 204 to adding a lead"))?;
-                let added: AddedPage<LeadsAddedEmbedded> = parse_body(&bytes, "leads response")?;
-                let id = added
-                    .embedded
-                    .leads
-                    .first()
-                    .map(|l| l.id)
-                    .ok_or_else(|| CrmError::transient("amoCRM added no lead"))?;
-                (
-                    id,
-                    Some(ContactRef {
-                        id: contact_id.to_string(),
-                        created: false,
-                    }),
-                )
+        let ctx = self.lead_context().await?;
+        let (id, contact) = match self.post_lead(booking, existing, &ctx).await {
+            // A field deleted or renamed since the fields were read: read them again and
+            // send once more, so an account's change never kills the booking.
+            Err(e) if refuses_a_field(&e) => {
+                tracing::warn!(error = %e, "amoCRM refused a lead field; re-reading the account's fields");
+                self.forget_fields().await;
+                let ctx = self.lead_context().await?;
+                self.post_lead(booking, existing, &ctx).await?
             }
-            None => {
-                // Lead and new contact in one call: no window where a contact exists without
-                // its lead.
-                let contact = Self::contact_out(&ContactRequest::for_booking(booking));
-                let lead = self.lead_out(booking, EmbeddedContact::New(contact));
-                let bytes = self
-                    .send_json(Method::POST, "/api/v4/leads/complex", &[lead])
-                    .await?
-                    .ok_or_else(|| CrmError::transient("amoCRM answered 204 to a complex add"))?;
-                let added: Vec<ComplexIn> = parse_body(&bytes, "complex response")?;
-                let first = added
-                    .first()
-                    .ok_or_else(|| CrmError::transient("amoCRM added no lead"))?;
-                let contact = first.contact_id.map(|c| ContactRef {
-                    id: c.to_string(),
-                    created: !first.merged.unwrap_or(false),
-                });
-                (first.id, contact)
-            }
+            other => other?,
         };
         tracing::info!(lead_id = id, booking_id = %booking.id, "amoCRM lead created");
         let note_ids = if req.transcript.is_empty() {
@@ -935,15 +1320,17 @@ impl Crm for AmoCrm {
         })
     }
 
+    async fn prepare(&self) -> Result<(), CrmError> {
+        self.setup().await.map(|_| ())
+    }
+
     async fn find_lead_by_booking(&self, booking_id: &str) -> Result<Option<CrmLead>, CrmError> {
-        let query = match self.inner.config.booking_id_field_id {
-            Some(_) => booking_id.to_string(),
-            None => Self::booking_tag(booking_id),
-        };
+        // `query` searches filled field values, never tags: the booking id lives in a field.
+        let (field, _) = self.booking_field().await?;
         let bytes = self
             .get(
                 "/api/v4/leads",
-                &[("query", query), ("limit", "250".into())],
+                &[("query", booking_id.to_string()), ("limit", "250".into())],
             )
             .await?;
         let Some(bytes) = bytes else { return Ok(None) };
@@ -952,10 +1339,37 @@ impl Crm for AmoCrm {
             .embedded
             .leads
             .iter()
-            .filter(|l| self.lead_matches_booking(l, booking_id))
+            .filter(|l| Self::lead_matches_booking(l, field, booking_id))
             .collect();
         found.sort_by_key(|l| l.id);
         Ok(found.first().map(|l| l.to_domain()))
+    }
+
+    async fn ensure_booking_notes(
+        &self,
+        lead_id_str: &str,
+        booking: &Booking,
+        transcript: &[TranscriptLine],
+        fresh: bool,
+    ) -> Result<Vec<String>, CrmError> {
+        let id = lead_id(lead_id_str)?;
+        let mut texts: Vec<String> = self.untracked_note(booking).await?.into_iter().collect();
+        texts.extend(transcript_notes(
+            transcript,
+            self.inner.config.note_max_chars,
+        ));
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !fresh {
+            let heads = self.note_heads(id).await?;
+            texts.retain(|t| {
+                let head = t.lines().next().unwrap_or_default();
+                !heads.iter().any(|h| h == head)
+            });
+        }
+        // One request for up to 50 notes: they land together or not at all.
+        self.post_notes(id, &texts).await
     }
 
     async fn add_notes(
@@ -973,7 +1387,11 @@ impl Crm for AmoCrm {
         lead_id_str: &str,
         transcript: &[TranscriptLine],
     ) -> Result<Vec<String>, CrmError> {
-        if transcript.is_empty() || self.transcript_present(lead_id(lead_id_str)?).await? {
+        if transcript.is_empty() {
+            return Ok(Vec::new());
+        }
+        let heads = self.note_heads(lead_id(lead_id_str)?).await?;
+        if heads.iter().any(|h| h.starts_with(TRANSCRIPT_HEADER)) {
             return Ok(Vec::new());
         }
         self.add_notes(lead_id_str, transcript).await
@@ -1266,19 +1684,15 @@ impl FieldValueOut {
             }],
         }
     }
-    fn codes(
-        code: &'static str,
-        values: &[String],
-        enum_code: Option<&'static str>,
-    ) -> FieldValueOut {
+    fn many(code: &'static str, values: Vec<(String, &'static str)>) -> FieldValueOut {
         FieldValueOut {
             field_id: None,
             field_code: Some(code),
             values: values
-                .iter()
-                .map(|v| ValueOut {
-                    value: v.clone(),
-                    enum_code,
+                .into_iter()
+                .map(|(value, enum_code)| ValueOut {
+                    value,
+                    enum_code: Some(enum_code),
                 })
                 .collect(),
         }
@@ -1381,6 +1795,14 @@ struct TaskOut {
     task_type_id: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     responsible_user_id: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct FieldOut<'a> {
+    #[serde(rename = "type")]
+    field_type: &'static str,
+    name: &'a str,
+    request_id: &'static str,
 }
 
 #[derive(Serialize)]
@@ -1608,14 +2030,6 @@ struct LeadIn {
     pipeline_id: i64,
     #[serde(default)]
     custom_fields_values: Option<Vec<CustomFieldIn>>,
-    #[serde(default, rename = "_embedded")]
-    embedded: Option<LeadEmbeddedIn>,
-}
-
-#[derive(Deserialize)]
-struct LeadEmbeddedIn {
-    #[serde(default)]
-    tags: Vec<TagIn>,
 }
 
 #[derive(Deserialize)]
@@ -1658,6 +2072,31 @@ struct NoteIn {
 struct NoteParamsIn {
     #[serde(default)]
     text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FieldsPage {
+    #[serde(rename = "_embedded")]
+    embedded: FieldsEmbedded,
+    #[serde(rename = "_links", default)]
+    links: Option<PageLinks>,
+}
+
+#[derive(Deserialize)]
+struct FieldsEmbedded {
+    #[serde(default)]
+    custom_fields: Vec<FieldIn>,
+}
+
+#[derive(Deserialize)]
+struct FieldIn {
+    id: i64,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default, rename = "type")]
+    field_type: Option<String>,
 }
 
 #[derive(Deserialize)]

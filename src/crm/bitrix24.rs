@@ -28,7 +28,7 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::domain::Booking;
-use crate::normalize::{Email, Phone};
+use crate::normalize::{Email, Phone, is_mobile_phone, unicode_email};
 use crate::store::Store;
 
 pub const SYSTEM: &str = "bitrix24";
@@ -1239,11 +1239,19 @@ impl Bitrix24 {
             }
         }
         if let Some(email) = email {
-            let by_email = self
-                .duplicates("EMAIL", vec![email.as_str().to_string()])
-                .await?;
+            // Both written forms: a manager may have typed either.
+            let wanted = Email::parse_ascii(email.as_str()).ok();
+            let mut forms = vec![email.unicode()];
+            if let Some(ascii) = &wanted
+                && ascii.as_str() != forms[0]
+            {
+                forms.push(ascii.as_str().to_string());
+            }
+            let by_email = self.duplicates("EMAIL", forms).await?;
             for c in self.contacts_by_id(&by_email).await? {
-                if c.emails().any(|e| &e == email) {
+                if c.emails()
+                    .any(|e| &e == email || Email::parse_ascii(e.as_str()).ok() == wanted)
+                {
                     let id = id_of(&c.id).unwrap_or_default();
                     tracing::debug!(contact_id = id, email = %email.masked(), "Bitrix24 contact found by email");
                     return Ok(Some(id));
@@ -1299,8 +1307,8 @@ impl Bitrix24 {
 
     fn multifields(req_phone: &Phone, email: Option<&Email>) -> (Value, Option<Value>) {
         (
-            json!([{"VALUE": req_phone.as_str(), "VALUE_TYPE": "MOBILE"}]),
-            email.map(|e| json!([{"VALUE": e.as_str(), "VALUE_TYPE": "WORK"}])),
+            json!([{"VALUE": req_phone.as_str(), "VALUE_TYPE": phone_value_type(req_phone.is_mobile())}]),
+            email.map(|e| json!([{"VALUE": e.unicode(), "VALUE_TYPE": "WORK"}])),
         )
     }
 
@@ -1686,13 +1694,28 @@ fn import_record(v: Value) -> Option<ContactRecord> {
     })
 }
 
-fn multi(values: &[String], value_type: &str) -> Value {
+/// Phones as typed, each with its line type: `MOBILE` for a mobile, `WORK` for a landline.
+fn multi_phones(values: &[String]) -> Value {
     Value::Array(
         values
             .iter()
-            .map(|v| json!({"VALUE": v, "VALUE_TYPE": value_type}))
+            .map(|v| json!({"VALUE": v, "VALUE_TYPE": phone_value_type(is_mobile_phone(v))}))
             .collect(),
     )
+}
+
+/// E-mails with internationalised domains in Unicode, as people read and type them.
+fn multi_emails(values: &[String]) -> Value {
+    Value::Array(
+        values
+            .iter()
+            .map(|v| json!({"VALUE": unicode_email(v), "VALUE_TYPE": "WORK"}))
+            .collect(),
+    )
+}
+
+fn phone_value_type(mobile: bool) -> &'static str {
+    if mobile { "MOBILE" } else { "WORK" }
 }
 
 impl Bitrix24 {
@@ -1753,7 +1776,11 @@ impl Bitrix24 {
         let mut phone_values: Vec<String> = phones.iter().flat_map(phone_variants).collect();
         phone_values.sort();
         phone_values.dedup();
-        let mut email_values: Vec<String> = emails.iter().map(|e| e.as_str().to_string()).collect();
+        // Both written forms: ours go out in Unicode, a manager may have typed either.
+        let mut email_values: Vec<String> = emails
+            .iter()
+            .flat_map(|e| [e.as_str().to_string(), e.unicode()])
+            .collect();
         email_values.sort();
         email_values.dedup();
         let mut commands = Vec::new();
@@ -1815,8 +1842,8 @@ impl Bitrix24 {
                     let mut fields = json!({
                         "NAME": d.name,
                         "OPENED": "Y",
-                        "PHONE": multi(&d.phones, "MOBILE"),
-                        "EMAIL": multi(&d.emails, "WORK"),
+                        "PHONE": multi_phones(&d.phones),
+                        "EMAIL": multi_emails(&d.emails),
                     });
                     if let Some(b) = d.birthday {
                         fields["BIRTHDATE"] = json!(b.format("%Y-%m-%d").to_string());
@@ -1871,10 +1898,10 @@ impl Bitrix24 {
                 };
                 let mut fields = Map::new();
                 if !u.new_phones.is_empty() {
-                    fields.insert("PHONE".into(), multi(&u.new_phones, "MOBILE"));
+                    fields.insert("PHONE".into(), multi_phones(&u.new_phones));
                 }
                 if !u.new_emails.is_empty() {
-                    fields.insert("EMAIL".into(), multi(&u.new_emails, "WORK"));
+                    fields.insert("EMAIL".into(), multi_emails(&u.new_emails));
                 }
                 if fields.is_empty() {
                     slots.push(Some(Ok(())));
@@ -1926,6 +1953,20 @@ impl Crm for Bitrix24 {
             id: self.add_contact(req).await?.to_string(),
             created: true,
         })
+    }
+
+    async fn contact_for_lead(&self, req: &ContactRequest) -> Result<Option<ContactRef>, CrmError> {
+        match self.inner.config.mode {
+            Bitrix24Mode::Deal => self.find_or_create_contact(req).await.map(Some),
+            // A lead carries the client's data itself; it links a contact only if one exists.
+            Bitrix24Mode::Lead => Ok(self
+                .find_contact(&req.phone, req.email.as_ref())
+                .await?
+                .map(|id| ContactRef {
+                    id: id.to_string(),
+                    created: false,
+                })),
+        }
     }
 
     async fn create_lead(&self, req: &LeadRequest) -> Result<CreatedLead, CrmError> {

@@ -10,7 +10,7 @@
 //! pipeline_id = 3177727
 //! new_status_id = 29352079
 //! task_lead_time = "2h"                 # or a number of minutes
-//! booking_id_field_id = 771234          # optional; otherwise a `zapis:<id>` tag is used
+//! booking_id_field_id = 771234          # optional; otherwise found or created by name
 //! ```
 
 use std::fmt;
@@ -131,7 +131,9 @@ pub struct AmoCrmConfig {
     #[serde(default = "default_task_lead_time")]
     pub task_lead_time: LeadTime,
     /// A text custom field of leads holding our booking id (the natural key searched before
-    /// every create). Without it a `zapis:<id>` tag plays that role.
+    /// every create). Without it zapis finds the text field named `zapis: номер записи` or
+    /// creates it, and keeps its id in the store (`zapis amocrm setup`): amoCRM's `query`
+    /// searches field values, never tags.
     #[serde(default)]
     pub booking_id_field_id: Option<i64>,
     /// A text custom field of leads for the deep-link start payload; a `start:<payload>` tag

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Duration;
 
-use super::{Crm, CrmError, LeadRequest, Stage, TaskRequest, TranscriptLine};
+use super::{ContactRequest, Crm, CrmError, LeadRequest, Stage, TaskRequest, TranscriptLine};
 use crate::domain::Booking;
 use crate::effects::{
     BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_CREATED, BOOKING_NO_SHOW, BOOKING_RESCHEDULED,
@@ -114,45 +114,98 @@ impl CrmJobs {
         }
     }
 
-    async fn created(
+    async fn link(
         &self,
         booking: &Booking,
-        retry: bool,
+        entity: &str,
         ctx: &JobContext<'_>,
-    ) -> Result<Delivered, DeliveryError> {
-        let transcript = self.transcript(booking, ctx).await?;
-        let outcome = self
-            .crm
-            .ensure_lead(&LeadRequest {
-                booking: booking.clone(),
-                contact_id: None,
-                transcript,
-            })
+    ) -> Result<Option<String>, DeliveryError> {
+        ctx.store
+            .external_id(&booking.business_id, entity, &booking.id, self.crm.system())
             .await
-            .map_err(delivery_error)?;
-        let lead_id = outcome.lead_id().to_string();
+            .map_err(store_error)
+    }
+
+    async fn put_link(
+        &self,
+        booking: &Booking,
+        entity: &str,
+        external_id: &str,
+        ctx: &JobContext<'_>,
+    ) -> Result<(), DeliveryError> {
         ctx.store
             .put_link(
                 &booking.business_id,
-                "booking",
+                entity,
                 &booking.id,
                 self.crm.system(),
-                &lead_id,
+                external_id,
                 ctx.now,
             )
             .await
-            .map_err(store_error)?;
-        let task_done = ctx
-            .store
-            .external_id(
-                &booking.business_id,
-                "booking_task",
-                &booking.id,
-                self.crm.system(),
-            )
-            .await
-            .map_err(store_error)?;
-        if task_done.is_none() {
+            .map_err(store_error)
+    }
+
+    /// A booking into the CRM in four steps — contact, lead, transcript, task — each recorded
+    /// in our store the moment the CRM confirms it, so a retry after any single failure starts
+    /// from what is already done and searches only for what it cannot know (a write whose
+    /// answer was lost).
+    async fn created(
+        &self,
+        booking: &Booking,
+        ctx: &JobContext<'_>,
+    ) -> Result<Delivered, DeliveryError> {
+        let transcript = self.transcript(booking, ctx).await?;
+        // The lead: our own link first, then the CRM's search by booking id, then a new one.
+        let (lead_id, fresh) = match self.link(booking, "booking", ctx).await? {
+            Some(id) => (id, false),
+            None => {
+                let found = self
+                    .crm
+                    .find_lead_by_booking(&booking.id)
+                    .await
+                    .map_err(delivery_error)?;
+                let (id, fresh) = match found {
+                    Some(lead) => (lead.id, false),
+                    None => {
+                        let contact = self
+                            .crm
+                            .contact_for_lead(&ContactRequest::for_booking(booking))
+                            .await
+                            .map_err(delivery_error)?;
+                        // Notes are a step of their own: a failed note must not cost the
+                        // new lead's id.
+                        let created = self
+                            .crm
+                            .create_lead(&LeadRequest {
+                                booking: booking.clone(),
+                                contact_id: contact.map(|c| c.id),
+                                transcript: Vec::new(),
+                            })
+                            .await
+                            .map_err(delivery_error)?;
+                        (created.lead_id, true)
+                    }
+                };
+                self.put_link(booking, "booking", &id, ctx).await?;
+                (id, fresh)
+            }
+        };
+        if self
+            .link(booking, "booking_transcript", ctx)
+            .await?
+            .is_none()
+        {
+            self.crm
+                .ensure_booking_notes(&lead_id, booking, &transcript, fresh)
+                .await
+                .map_err(delivery_error)?;
+            // The lead's id stands for "its notes are written": unique per booking, as the
+            // links table wants.
+            self.put_link(booking, "booking_transcript", &lead_id, ctx)
+                .await?;
+        }
+        if self.link(booking, "booking_task", ctx).await?.is_none() {
             let text = t_args(
                 self.lang,
                 "crm-task-confirm",
@@ -171,8 +224,8 @@ impl CrmJobs {
                 text,
                 visit_at: booking.start,
             };
-            // An earlier attempt may have created the task and lost the answer.
-            let existing = if retry {
+            // A lead from an earlier attempt may already have its task, whose answer was lost.
+            let existing = if !fresh {
                 self.crm.find_task(&task).await.map_err(delivery_error)?
             } else {
                 None
@@ -181,17 +234,8 @@ impl CrmJobs {
                 Some(id) => id,
                 None => self.crm.create_task(&task).await.map_err(delivery_error)?,
             };
-            ctx.store
-                .put_link(
-                    &booking.business_id,
-                    "booking_task",
-                    &booking.id,
-                    self.crm.system(),
-                    &task_id,
-                    ctx.now,
-                )
-                .await
-                .map_err(store_error)?;
+            self.put_link(booking, "booking_task", &task_id, ctx)
+                .await?;
         }
         Ok(Delivered::linked("booking", &booking.id, &lead_id))
     }
@@ -210,10 +254,7 @@ impl JobHandler for CrmJobs {
             },
         );
         match job.operation.as_str() {
-            BOOKING_CREATED => {
-                self.created(&booking, job.maybe_delivered_before(), ctx)
-                    .await
-            }
+            BOOKING_CREATED => self.created(&booking, ctx).await,
             BOOKING_CANCELLED => {
                 let lead = self.lead_id(&booking, ctx).await?;
                 let note = t_args(

@@ -279,8 +279,22 @@ pub trait Crm: Send + Sync {
     /// `"amocrm"`, `"bitrix24"`: the `system` of links and stored tokens.
     fn system(&self) -> &'static str;
 
+    /// Settles what the connector needs from the account before its first booking (amoCRM:
+    /// the lead field holding our booking id, found or created). Safe to call again; the
+    /// writes call it themselves when it has not run.
+    async fn prepare(&self) -> Result<(), CrmError> {
+        Ok(())
+    }
+
     /// Finds the contact by normalised phone (then email), or creates it.
     async fn find_or_create_contact(&self, req: &ContactRequest) -> Result<ContactRef, CrmError>;
+
+    /// The contact step of a booking: the contact its lead will be linked to. Found or
+    /// created, except where the lead carries the client's data itself and links only a
+    /// contact that already exists (Bitrix24's lead mode).
+    async fn contact_for_lead(&self, req: &ContactRequest) -> Result<Option<ContactRef>, CrmError> {
+        self.find_or_create_contact(req).await.map(Some)
+    }
 
     /// Creates the lead for a booking (with its contact when needed) and logs the transcript.
     async fn create_lead(&self, req: &LeadRequest) -> Result<CreatedLead, CrmError>;
@@ -302,6 +316,25 @@ pub trait Crm: Send + Sync {
         lead_id: &str,
         transcript: &[TranscriptLine],
     ) -> Result<Vec<String>, CrmError>;
+
+    /// The notes step of a booking: the transcript, and whatever else this CRM keeps in notes
+    /// about a booking (amoCRM: tracking values the account has no field for). `fresh` says
+    /// the lead was created by this very attempt, so nothing can be there yet; otherwise what
+    /// the lead already carries is not written again.
+    async fn ensure_booking_notes(
+        &self,
+        lead_id: &str,
+        booking: &Booking,
+        transcript: &[TranscriptLine],
+        fresh: bool,
+    ) -> Result<Vec<String>, CrmError> {
+        let _ = booking;
+        if fresh {
+            self.add_notes(lead_id, transcript).await
+        } else {
+            self.ensure_transcript(lead_id, transcript).await
+        }
+    }
 
     /// Adds one plain text note to the lead.
     async fn add_note(&self, lead_id: &str, text: &str) -> Result<String, CrmError>;

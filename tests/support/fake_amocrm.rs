@@ -24,6 +24,10 @@ pub const LOST: i64 = 143;
 /// Text custom fields of leads this account has.
 pub const FIELD_BOOKING_ID: i64 = 900001;
 pub const FIELD_START_PAYLOAD: i64 = 900002;
+/// The first id the account gives a field created through the API.
+pub const FIRST_NEW_FIELD_ID: i64 = 950001;
+/// amoCRM lists custom fields 50 to a page ("Метод возвращает до 50 полей за один запрос").
+pub const FIELDS_PER_PAGE: usize = 50;
 pub const CLIENT_ID: &str = "xxxx";
 pub const CLIENT_SECRET: &str = "xxxx";
 pub const REDIRECT_URI: &str = "https://test.test";
@@ -33,7 +37,8 @@ pub const MAX_RPS: usize = 7;
 
 const PHONE_ENUMS: &[&str] = &["WORK", "WORKDD", "MOB", "FAX", "HOME", "OTHER"];
 const EMAIL_ENUMS: &[&str] = &["WORK", "PRIV", "OTHER"];
-const LEAD_CODES: &[&str] = &[
+/// The tracking fields a lead has in a typical account (type `tracking_data`, by code).
+pub const TRACKING_CODES: &[&str] = &[
     "UTM_SOURCE",
     "UTM_MEDIUM",
     "UTM_CAMPAIGN",
@@ -41,6 +46,57 @@ const LEAD_CODES: &[&str] = &[
     "UTM_TERM",
     "UTM_REFERRER",
 ];
+
+/// The account's lead fields: two text fields of its own, the tracking fields, and enough
+/// ordinary fields of a busy account that the list takes two pages.
+fn default_lead_fields() -> Vec<Value> {
+    let mut fields = vec![
+        lead_field(FIELD_BOOKING_ID, "ID записи", "text", None),
+        lead_field(FIELD_START_PAYLOAD, "Откуда пришёл", "text", None),
+    ];
+    for (k, code) in TRACKING_CODES.iter().enumerate() {
+        fields.push(lead_field(
+            800000 + k as i64,
+            code,
+            "tracking_data",
+            Some(code),
+        ));
+    }
+    for k in 0..48 {
+        fields.push(lead_field(700000 + k, &format!("Поле {k}"), "text", None));
+    }
+    fields
+}
+
+fn lead_field(id: i64, name: &str, kind: &str, code: Option<&str>) -> Value {
+    json!({"id": id, "name": name, "type": kind, "account_id": 28805383, "code": code,
+           "sort": 500 + id % 1000, "is_api_only": false, "enums": null, "group_id": null,
+           "required_statuses": [], "is_deletable": true, "is_predefined": false,
+           "entity_type": "leads", "remind": null,
+           "_links": {"self": {"href": format!("/api/v4/leads/custom_fields/{id}")}}})
+}
+
+/// One fault, fired once by the first request that matches it.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    pub method: String,
+    pub path: String,
+    /// Matches only a request whose body contains this text (a client's name, say).
+    pub needle: Option<String>,
+    pub kind: FaultKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Refused with this status before anything is written.
+    Before(u16),
+    /// Written, then answered with this status instead of the result.
+    AfterStatus(u16),
+    /// Written, then the connection is cut while the answer is on its way.
+    AfterDrop,
+    /// Written, then the answer is held this many milliseconds (past the client's timeout).
+    AfterDelay(u64),
+}
 
 /// Contracts live beside the repository; tests must not silently skip when they are absent.
 pub fn contracts_dir() -> std::path::PathBuf {
@@ -87,6 +143,10 @@ struct Inner {
     max_rps: usize,
     unpaid: bool,
     requests: Vec<(String, String)>,
+    lead_fields: Vec<Value>,
+    faults: Vec<Fault>,
+    /// Faults that fired, in order.
+    fired: Vec<Fault>,
 }
 
 #[derive(Clone)]
@@ -100,6 +160,7 @@ impl FakeAmo {
         let inner = Arc::new(Mutex::new(Inner {
             next_id: 1000,
             max_rps: MAX_RPS,
+            lead_fields: default_lead_fields(),
             ..Inner::default()
         }));
         inner
@@ -150,6 +211,48 @@ impl FakeAmo {
     }
     pub fn hang_new_tokens(&self, on: bool) {
         self.lock().hang_new_tokens = on;
+    }
+    /// The first request `method path` (whose body contains `needle`, when given) meets this
+    /// fault, once.
+    pub fn fault(&self, method: &str, path: &str, needle: Option<&str>, kind: FaultKind) {
+        self.lock().faults.push(Fault {
+            method: method.into(),
+            path: path.into(),
+            needle: needle.map(str::to_string),
+            kind,
+        });
+    }
+    /// Faults that fired so far.
+    pub fn fired(&self) -> Vec<Fault> {
+        self.lock().fired.clone()
+    }
+    /// Faults set but not met yet.
+    pub fn pending_faults(&self) -> Vec<Fault> {
+        self.lock().faults.clone()
+    }
+    /// The account loses the lead field with this code (a tracking field nobody set up).
+    pub fn remove_lead_field_code(&self, code: &str) {
+        self.lock()
+            .lead_fields
+            .retain(|f| f["code"].as_str() != Some(code));
+    }
+    /// A lead field added in the account's settings.
+    pub fn add_lead_field(&self, id: i64, name: &str, kind: &str) {
+        self.lock()
+            .lead_fields
+            .push(lead_field(id, name, kind, None));
+    }
+    pub fn lead_fields(&self) -> Vec<Value> {
+        self.lock().lead_fields.clone()
+    }
+    /// The id of the lead field with this name, if the account has one.
+    pub fn lead_field_named(&self, name: &str) -> Option<i64> {
+        self.lock()
+            .lead_fields
+            .iter()
+            .filter(|f| f["name"].as_str() == Some(name))
+            .filter_map(|f| f["id"].as_i64())
+            .min()
     }
     /// The next API answers are these statuses (with a `Retry-After` when given).
     pub fn inject(&self, status: u16, retry_after: Option<u64>) {
@@ -346,7 +449,7 @@ async fn handle(
         url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
-    let hang = {
+    let (hang, after) = {
         let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
         s.requests.push((method.to_string(), path.clone()));
         // Rate limit: every arrival counts, rejected or not, as amoCRM counts them.
@@ -387,7 +490,7 @@ async fn handle(
         let token = token.unwrap_or_default();
         if s.hang_new_tokens && s.issued_by_refresh.contains(&token) {
             s.hung += 1;
-            true
+            (true, None)
         } else {
             if let Some((status, retry)) = s.injected.pop_front() {
                 let code =
@@ -406,15 +509,54 @@ async fn handle(
             if s.unpaid {
                 return problem(StatusCode::PAYMENT_REQUIRED, "Account is not paid");
             }
+            let text = String::from_utf8_lossy(&body);
+            let matching = s.faults.iter().position(|f| {
+                f.method == method.as_str()
+                    && f.path == path
+                    && f.needle.as_ref().is_none_or(|n| text.contains(n.as_str()))
+            });
+            let fault = matching.map(|i| s.faults.remove(i));
+            if let Some(f) = &fault {
+                s.fired.push(f.clone());
+                if let FaultKind::Before(status) = f.kind {
+                    let code =
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    return problem(code, "Injected failure");
+                }
+            }
             let segments: Vec<&str> = path.trim_start_matches("/api/v4/").split('/').collect();
             let raw_query = uri.query().unwrap_or("");
-            return api(&mut s, &method, &segments, &query, raw_query, &body);
+            let answer = api(&mut s, &method, &segments, &query, raw_query, &body);
+            match fault.map(|f| f.kind) {
+                Some(FaultKind::AfterStatus(status)) => {
+                    let code =
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    return problem(code, "Injected failure after the write");
+                }
+                Some(FaultKind::AfterDrop) => return cut_answer(answer),
+                Some(FaultKind::AfterDelay(ms)) => (false, Some((answer, ms))),
+                _ => return answer,
+            }
         }
     };
+    if let Some((answer, ms)) = after {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        return answer;
+    }
     if hang {
         std::future::pending::<()>().await;
     }
     unreachable!("a hung request never answers")
+}
+
+/// The answer's status and headers go out, then the connection breaks before its body: what a
+/// client sees when the network drops an answer midway.
+fn cut_answer(answer: Response) -> Response {
+    let (parts, _) = answer.into_parts();
+    let broken = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::other("connection cut"))
+    });
+    Response::from_parts(parts, axum::body::Body::from_stream(broken))
 }
 
 fn token_endpoint(s: &mut Inner, body: &[u8]) -> Response {
@@ -593,6 +735,53 @@ fn api(
                 .collect();
             page("leads", found)
         }
+        ("GET", ["leads", "custom_fields"]) => {
+            // Documented paging: `page` from 1, up to 50 fields a request whatever `limit`
+            // asks, `_links.next` while more remain; 204 past the end.
+            let limit: usize = match query.get("limit").map(|l| l.parse::<usize>()) {
+                None => FIELDS_PER_PAGE,
+                Some(Ok(l)) if (1..=250).contains(&l) => l.min(FIELDS_PER_PAGE),
+                Some(_) => return problem(StatusCode::BAD_REQUEST, "limit must be 1..250"),
+            };
+            let page_no: usize = match query.get("page").map(|p| p.parse::<usize>()) {
+                None => 1,
+                Some(Ok(p)) if p >= 1 => p,
+                Some(_) => {
+                    return problem(StatusCode::BAD_REQUEST, "page must be a positive integer");
+                }
+            };
+            let total = s.lead_fields.len();
+            let items: Vec<Value> = s
+                .lead_fields
+                .iter()
+                .skip((page_no - 1) * limit)
+                .take(limit)
+                .cloned()
+                .collect();
+            if items.is_empty() {
+                return no_content();
+            }
+            let href = |p: usize| format!("/api/v4/leads/custom_fields?limit={limit}&page={p}");
+            let mut links = json!({"self": {"href": href(page_no)}});
+            if page_no * limit < total {
+                links["next"] = json!({"href": href(page_no + 1)});
+            }
+            hal(
+                StatusCode::OK,
+                json!({"_total_items": items.len(), "_page": page_no,
+                       "_page_count": total.div_ceil(limit), "_links": links,
+                       "_embedded": {"custom_fields": items}}),
+            )
+        }
+        ("POST", ["leads", "custom_fields"]) => match json_body() {
+            Ok(Value::Array(items)) => add_lead_fields(s, items),
+            _ => validation(vec![(
+                "0".into(),
+                "InvalidType",
+                "".into(),
+                "This value should be of type array.",
+            )]),
+        },
         ("GET", ["leads", id]) => match id.parse::<i64>().ok().and_then(|id| s.leads.get(&id)) {
             Some(lead) => hal(StatusCode::OK, lead.clone()),
             None => no_content(),
@@ -731,8 +920,10 @@ fn page(entity: &str, items: Vec<Value>) -> Response {
     )
 }
 
-/// Full-text search over the filled fields: names, field values, tags. Digit-only queries
-/// match phone values by digits, since phones are stored as typed.
+/// amoCRM's `query`: a search over the filled fields — the name and custom field values,
+/// never tags ("Осуществляет поиск по заполненным полям сущности",
+/// amocrm.ru/developers/content/crm_platform/leads-api). Digit-only queries match phone values
+/// by digits, since phones are stored as typed.
 fn matches_query(entity: &Value, q: &str) -> bool {
     if q.is_empty() {
         return true;
@@ -756,12 +947,7 @@ fn matches_query(entity: &Value, q: &str) -> bool {
         .flatten()
         .flat_map(|f| f["values"].as_array().into_iter().flatten())
         .any(|v| v["value"].as_str().is_some_and(text_hit));
-    let tag_hit = entity["_embedded"]["tags"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|t| t["name"].as_str().is_some_and(text_hit));
-    field_hit || tag_hit
+    field_hit
 }
 
 /// Checks `custom_fields_values` against this account's fields.
@@ -769,8 +955,8 @@ fn check_fields(
     rid: &str,
     prefix: &str,
     cfv: &Value,
-    ids: &HashMap<i64, Option<&'static str>>,
-    codes: &[&str],
+    ids: &HashMap<i64, Option<String>>,
+    codes: &[String],
     errors: &mut Vec<Complaint>,
 ) {
     let Some(fields) = cfv.as_array() else {
@@ -793,7 +979,7 @@ fn check_fields(
                     continue;
                 }
                 Some(id) => match ids.get(&id) {
-                    Some(code) => *code,
+                    Some(code) => code.as_deref(),
                     None => {
                         errors.push((
                             rid.into(),
@@ -806,8 +992,8 @@ fn check_fields(
                 },
             }
         } else if let Some(code) = f.get("field_code").and_then(Value::as_str) {
-            match codes.iter().find(|c| **c == code) {
-                Some(c) => Some(*c),
+            match codes.iter().find(|c| c.as_str() == code) {
+                Some(c) => Some(c.as_str()),
                 None => {
                     errors.push((
                         rid.into(),
@@ -854,16 +1040,107 @@ fn check_fields(
     }
 }
 
-fn contact_fields() -> HashMap<i64, Option<&'static str>> {
+fn contact_fields() -> HashMap<i64, Option<String>> {
     HashMap::from([
-        (66192, Some("PHONE")),
-        (66194, Some("EMAIL")),
+        (66192, Some("PHONE".to_string())),
+        (66194, Some("EMAIL".to_string())),
         (271316, None),
     ])
 }
 
-fn lead_fields() -> HashMap<i64, Option<&'static str>> {
-    HashMap::from([(FIELD_BOOKING_ID, None), (FIELD_START_PAYLOAD, None)])
+const CONTACT_CODES: [(&str, i64); 2] = [("PHONE", 66192), ("EMAIL", 66194)];
+
+fn contact_code_ids() -> Vec<(String, i64)> {
+    CONTACT_CODES
+        .iter()
+        .map(|(c, id)| (c.to_string(), *id))
+        .collect()
+}
+
+fn contact_codes() -> Vec<String> {
+    CONTACT_CODES.iter().map(|(c, _)| c.to_string()).collect()
+}
+
+/// The account's lead fields: id → code, and the codes a request may name.
+fn lead_fields(s: &Inner) -> (HashMap<i64, Option<String>>, Vec<(String, i64)>) {
+    let ids = s
+        .lead_fields
+        .iter()
+        .filter_map(|f| Some((f["id"].as_i64()?, f["code"].as_str().map(str::to_string))))
+        .collect();
+    let codes = s
+        .lead_fields
+        .iter()
+        .filter_map(|f| Some((f["code"].as_str()?.to_string(), f["id"].as_i64()?)))
+        .collect();
+    (ids, codes)
+}
+
+/// `POST /api/v4/leads/custom_fields`: `type` and `name` required; the answer lists the new
+/// fields under `_embedded.custom_fields`.
+fn add_lead_fields(s: &mut Inner, items: Vec<Value>) -> Response {
+    const TYPES: &[&str] = &[
+        "text",
+        "numeric",
+        "checkbox",
+        "select",
+        "multiselect",
+        "date",
+        "url",
+        "textarea",
+        "radiobutton",
+        "streetaddress",
+        "smart_address",
+        "birthday",
+        "date_time",
+        "price",
+        "monetary",
+    ];
+    let mut errors = Vec::new();
+    for (i, f) in items.iter().enumerate() {
+        let rid = f["request_id"]
+            .as_str()
+            .map_or(i.to_string(), str::to_string);
+        if !f["name"].as_str().is_some_and(|n| !n.trim().is_empty()) {
+            errors.push((rid.clone(), "FieldMissing", "name".into(), MISSING));
+        }
+        match f["type"].as_str() {
+            None => errors.push((rid, "FieldMissing", "type".into(), MISSING)),
+            Some(t) if !TYPES.contains(&t) => {
+                errors.push((rid, "NotSupportedChoice", "type".into(), BAD_CHOICE))
+            }
+            _ => {}
+        }
+    }
+    if !errors.is_empty() {
+        return validation(errors);
+    }
+    let mut out = Vec::new();
+    for (i, f) in items.iter().enumerate() {
+        let id = FIRST_NEW_FIELD_ID
+            + s.lead_fields
+                .iter()
+                .filter(|f| f["id"].as_i64() >= Some(FIRST_NEW_FIELD_ID))
+                .count() as i64;
+        let mut field = lead_field(
+            id,
+            f["name"].as_str().unwrap_or_default(),
+            f["type"].as_str().unwrap_or("text"),
+            f["code"].as_str(),
+        );
+        field["request_id"] = f.get("request_id").cloned().unwrap_or(json!(i.to_string()));
+        s.lead_fields.push(field.clone());
+        if let Some(stored) = s.lead_fields.last_mut()
+            && let Some(m) = stored.as_object_mut()
+        {
+            m.remove("request_id");
+        }
+        out.push(field);
+    }
+    hal(
+        StatusCode::OK,
+        json!({"_total_items": out.len(), "_embedded": {"custom_fields": out}}),
+    )
 }
 
 fn check_int(rid: &str, item: &Value, key: &str, errors: &mut Vec<Complaint>) {
@@ -900,7 +1177,7 @@ fn check_contact(rid: &str, prefix: &str, c: &Value, errors: &mut Vec<Complaint>
         prefix,
         &c["custom_fields_values"],
         &contact_fields(),
-        &["PHONE", "EMAIL"],
+        &contact_codes(),
         errors,
     );
 }
@@ -908,8 +1185,8 @@ fn check_contact(rid: &str, prefix: &str, c: &Value, errors: &mut Vec<Complaint>
 /// Stored as a GET would return it: field codes filled in, tags under `_embedded`.
 fn store_fields(
     cfv: &Value,
-    ids: &HashMap<i64, Option<&'static str>>,
-    code_ids: &[(&str, i64)],
+    ids: &HashMap<i64, Option<String>>,
+    code_ids: &[(String, i64)],
 ) -> Value {
     let Some(fields) = cfv.as_array() else {
         return Value::Null;
@@ -924,7 +1201,7 @@ fn store_fields(
                         f["field_id"] = json!(id);
                     }
                 } else if let Some(id) = f["field_id"].as_i64() {
-                    f["field_code"] = json!(ids.get(&id).copied().flatten());
+                    f["field_code"] = json!(ids.get(&id).cloned().flatten());
                 }
                 f
             })
@@ -954,7 +1231,7 @@ fn new_contact(s: &mut Inner, c: &Value) -> i64 {
     s.contacts.insert(
         id,
         json!({"id": id, "name": name, "custom_fields_values":
-            store_fields(&c["custom_fields_values"], &contact_fields(), &[("PHONE", 66192), ("EMAIL", 66194)]),
+            store_fields(&c["custom_fields_values"], &contact_fields(), &contact_code_ids()),
             "_embedded": {"tags": tags, "companies": []}}),
     );
     id
@@ -1018,7 +1295,7 @@ fn patch_contacts(s: &mut Inner, items: Vec<Value>) -> Response {
             stored["custom_fields_values"] = store_fields(
                 &c["custom_fields_values"],
                 &contact_fields(),
-                &[("PHONE", 66192), ("EMAIL", 66194)],
+                &contact_code_ids(),
             );
         }
         out.push(
@@ -1077,12 +1354,14 @@ fn add_leads(s: &mut Inner, items: Vec<Value>, complex: bool) -> Response {
         check_int(&rid, lead, "price", &mut errors);
         check_int(&rid, lead, "responsible_user_id", &mut errors);
         check_stage(&rid, lead, &mut errors);
+        let (ids, codes) = lead_fields(s);
+        let code_names: Vec<String> = codes.into_iter().map(|(c, _)| c).collect();
         check_fields(
             &rid,
             "",
             &lead["custom_fields_values"],
-            &lead_fields(),
-            LEAD_CODES,
+            &ids,
+            &code_names,
             &mut errors,
         );
         let contacts = lead["_embedded"]["contacts"]
@@ -1116,6 +1395,7 @@ fn add_leads(s: &mut Inner, items: Vec<Value>, complex: bool) -> Response {
     if !errors.is_empty() {
         return validation(errors);
     }
+    let (field_ids, field_codes) = lead_fields(s);
     let mut complex_out = Vec::new();
     let mut plain_out = Vec::new();
     for (i, lead) in items.iter().enumerate() {
@@ -1146,8 +1426,7 @@ fn add_leads(s: &mut Inner, items: Vec<Value>, complex: bool) -> Response {
             "status_id": lead["status_id"].as_i64().unwrap_or(STATUS_NEW),
             "pipeline_id": lead["pipeline_id"].as_i64().unwrap_or(PIPELINE_ID),
             "loss_reason_id": lead.get("loss_reason_id").cloned().unwrap_or(Value::Null),
-            "custom_fields_values": store_fields(&lead["custom_fields_values"], &lead_fields(),
-                &LEAD_CODES.iter().enumerate().map(|(k, c)| (*c, 800000 + k as i64)).collect::<Vec<_>>()),
+            "custom_fields_values": store_fields(&lead["custom_fields_values"], &field_ids, &field_codes),
             "account_id": 28805383,
             "_links": {"self": {"href": format!("/api/v4/leads/{id}")}},
             "_embedded": {"tags": tags, "contacts": contact_ids.iter().map(|c| json!({"id": c, "is_main": true})).collect::<Vec<_>>()},

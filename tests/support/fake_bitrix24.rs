@@ -141,6 +141,27 @@ fn bracket_parts(key: &str) -> Vec<String> {
     parts
 }
 
+/// One fault, fired once by the first call of `method` that matches it.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    pub method: String,
+    /// Matches only a call whose body contains this text (a client's name, say).
+    pub needle: Option<String>,
+    pub kind: FaultKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Refused with this status (`INTERNAL_SERVER_ERROR`) before anything is written.
+    Before(u16),
+    /// Carried out, then answered with this status instead of the result.
+    AfterStatus(u16),
+    /// Carried out, then the connection is cut while the answer is on its way.
+    AfterDrop,
+    /// Carried out, then the answer is held this many milliseconds (past the client's timeout).
+    AfterDelay(u64),
+}
+
 /// A failure the fake answers for matching calls (directly or inside `batch`).
 #[derive(Clone)]
 struct Failure {
@@ -190,6 +211,8 @@ struct Inner {
     batch_sizes: Vec<usize>,
     /// Content types of REST bodies seen.
     content_types: Vec<String>,
+    faults: Vec<Fault>,
+    fired: Vec<Fault>,
 }
 
 #[derive(Clone)]
@@ -272,6 +295,23 @@ impl FakeBitrix {
             status,
             body,
         });
+    }
+    /// The first call of `method` (whose body contains `needle`, when given) meets this fault,
+    /// once.
+    pub fn fault(&self, method: &str, needle: Option<&str>, kind: FaultKind) {
+        self.lock().faults.push(Fault {
+            method: method.into(),
+            needle: needle.map(str::to_string),
+            kind,
+        });
+    }
+    /// Faults that fired so far.
+    pub fn fired(&self) -> Vec<Fault> {
+        self.lock().fired.clone()
+    }
+    /// Faults set but not met yet.
+    pub fn pending_faults(&self) -> Vec<Fault> {
+        self.lock().faults.clone()
     }
     pub fn clear_failures(&self) {
         self.lock().failures.clear();
@@ -538,61 +578,101 @@ async fn handle(
         // The client "crashed" with a fresh token in flight: never answer.
         std::future::pending::<()>().await;
     }
-    let mut s = inner.lock().unwrap_or_else(|p| p.into_inner());
-    // The leaky bucket: every request adds one, the level drains continuously, and a request
-    // that would take it above the threshold is refused.
-    let now = Instant::now();
-    if let Some(at) = s.bucket_at {
-        let drained = now.duration_since(at).as_secs_f64() * s.drain;
-        s.bucket = (s.bucket - drained).max(0.0);
-    }
-    s.bucket_at = Some(now);
-    if s.bucket + 1.0 > s.limit {
-        s.throttled += 1;
-        return json_response(
-            503,
-            json!({"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}),
-        );
-    }
-    s.bucket += 1.0;
-    s.max_level = s.max_level.max(s.bucket);
-    if let Some((status, body)) = s.injected.pop_front() {
-        return json_response(status, body);
-    }
-    let outcome = if method == "batch" {
-        // Commands run in the order sent (PHP arrays keep it); a JSON map parsed here would be
-        // sorted by key, so the order is read off the raw form pairs.
-        let order: Vec<String> = url::form_urlencoded::parse(&query)
-            .chain(url::form_urlencoded::parse(&body))
-            .filter_map(|(k, _)| {
-                let parts = bracket_parts(&k);
-                (parts.len() == 2 && parts[0].eq_ignore_ascii_case("cmd")).then(|| parts[1].clone())
-            })
-            .collect();
-        batch(&mut s, &params, &order)
-    } else {
-        dispatch(&mut s, &method, &params)
-    };
-    let raw = String::from_utf8_lossy(&body);
-    if let Some(i) = s.lost_answers.iter().position(|n| raw.contains(n.as_str())) {
-        s.lost_answers.remove(i);
-        return json_response(
-            500,
-            json!({"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"}),
-        );
-    }
-    match outcome {
-        Ok((result, total, next)) => {
-            let mut body = json!({"result": result, "time": time()});
-            if let Some(t) = total {
-                body["total"] = json!(t);
-            }
-            if let Some(n) = next {
-                body["next"] = json!(n);
-            }
-            json_response(200, body)
+    let (answer, fault) = {
+        let mut s = inner.lock().unwrap_or_else(|p| p.into_inner());
+        // The leaky bucket: every request adds one, the level drains continuously, and a request
+        // that would take it above the threshold is refused.
+        let now = Instant::now();
+        if let Some(at) = s.bucket_at {
+            let drained = now.duration_since(at).as_secs_f64() * s.drain;
+            s.bucket = (s.bucket - drained).max(0.0);
         }
-        Err((status, body)) => json_response(status, body),
+        s.bucket_at = Some(now);
+        if s.bucket + 1.0 > s.limit {
+            s.throttled += 1;
+            return json_response(
+                503,
+                json!({"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}),
+            );
+        }
+        s.bucket += 1.0;
+        s.max_level = s.max_level.max(s.bucket);
+        if let Some((status, body)) = s.injected.pop_front() {
+            return json_response(status, body);
+        }
+        let text = String::from_utf8_lossy(&body).to_string();
+        let fault = s
+            .faults
+            .iter()
+            .position(|f| {
+                f.method == method && f.needle.as_ref().is_none_or(|n| text.contains(n.as_str()))
+            })
+            .map(|i| s.faults.remove(i));
+        if let Some(f) = &fault {
+            s.fired.push(f.clone());
+            if let FaultKind::Before(status) = f.kind {
+                return json_response(
+                    status,
+                    json!({"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"}),
+                );
+            }
+        }
+        let outcome = if method == "batch" {
+            // Commands run in the order sent (PHP arrays keep it); a JSON map parsed here would be
+            // sorted by key, so the order is read off the raw form pairs.
+            let order: Vec<String> = url::form_urlencoded::parse(&query)
+                .chain(url::form_urlencoded::parse(&body))
+                .filter_map(|(k, _)| {
+                    let parts = bracket_parts(&k);
+                    (parts.len() == 2 && parts[0].eq_ignore_ascii_case("cmd"))
+                        .then(|| parts[1].clone())
+                })
+                .collect();
+            batch(&mut s, &params, &order)
+        } else {
+            dispatch(&mut s, &method, &params)
+        };
+        let raw = String::from_utf8_lossy(&body);
+        if let Some(i) = s.lost_answers.iter().position(|n| raw.contains(n.as_str())) {
+            s.lost_answers.remove(i);
+            return json_response(
+                500,
+                json!({"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"}),
+            );
+        }
+        let answer = match outcome {
+            Ok((result, total, next)) => {
+                let mut body = json!({"result": result, "time": time()});
+                if let Some(t) = total {
+                    body["total"] = json!(t);
+                }
+                if let Some(n) = next {
+                    body["next"] = json!(n);
+                }
+                json_response(200, body)
+            }
+            Err((status, body)) => json_response(status, body),
+        };
+        (answer, fault)
+    };
+    match fault.map(|f| f.kind) {
+        Some(FaultKind::AfterStatus(status)) => json_response(
+            status,
+            json!({"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"}),
+        ),
+        Some(FaultKind::AfterDrop) => {
+            // Status and headers go out, then the connection breaks before the body.
+            let (parts, _) = answer.into_parts();
+            let broken = futures::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::other("connection cut"))
+            });
+            Response::from_parts(parts, axum::body::Body::from_stream(broken))
+        }
+        Some(FaultKind::AfterDelay(ms)) => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            answer
+        }
+        _ => answer,
     }
 }
 

@@ -37,6 +37,17 @@ struct ConfigArg {
     config: PathBuf,
 }
 
+#[derive(Debug, Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Also ask the live accounts, read-only, what only they can tell (YClients' partner id
+    /// need and zone, 1C's required attributes, …) and print what zapis will do about each.
+    /// Nothing is written to any vendor.
+    #[arg(long)]
+    probe: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Chat with the built-in sandbox salon in this terminal. No tokens, no network.
@@ -54,7 +65,7 @@ enum Cmd {
     /// Run the service: the messenger bots configured in the file.
     Run(ConfigArg),
     /// Validate the configuration and say, per configured system, whether it answers.
-    Check(ConfigArg),
+    Check(CheckArgs),
     /// Create or update the store's tables, then exit.
     Migrate(ConfigArg),
     /// Tracked deep links for marketers.
@@ -235,7 +246,7 @@ pub async fn main() -> anyhow::Result<()> {
         }
         Cmd::Check(args) => {
             init_tracing("warn");
-            check(&args.config).await
+            check(&args.config.config, args.probe).await
         }
         Cmd::Migrate(args) => {
             init_tracing("info");
@@ -552,7 +563,8 @@ async fn demo(
 }
 
 async fn run(path: &std::path::Path) -> anyhow::Result<()> {
-    let config = load(path)?;
+    let mut config = load(path)?;
+    adopt_schedule_timezone(&mut config).await;
     if config.telegram.is_none() && config.max.is_none() {
         bail!(
             "nothing to run: no messenger is configured (add a [telegram] or [max] section with `token`)"
@@ -639,7 +651,37 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn check(path: &std::path::Path) -> anyhow::Result<()> {
+/// The schedule's zone is the one every time a client sees is in: a YClients company's
+/// `timezone_name` wins over a `business.timezone` that disagrees (a Yekaterinburg salon set
+/// up as Moscow would show every time two hours early), with a warning naming both.
+async fn adopt_schedule_timezone(config: &mut Config) {
+    let (crate::config::BookingSystemKind::Yclients, Some(yc)) =
+        (&config.booking.system, &config.booking.yclients)
+    else {
+        return;
+    };
+    let client = crate::booking::yclients::Yclients::new(yc, Arc::new(SystemClock));
+    match client.company().await {
+        Ok(company) if company.timezone != config.business.timezone => {
+            tracing::warn!(
+                "business.timezone {} disagrees with the YClients company's timezone_name {}; \
+                 clients are shown times in {} (fix business.timezone)",
+                config.business.timezone,
+                company.timezone,
+                company.timezone
+            );
+            config.business.timezone = company.timezone;
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(
+            error = %e,
+            "cannot read the YClients company's time zone at start; using business.timezone {}",
+            config.business.timezone
+        ),
+    }
+}
+
+async fn check(path: &std::path::Path, probe: bool) -> anyhow::Result<()> {
     let config = load(path)?;
     println!("config {}: valid", path.display());
     let mut failures = 0;
@@ -674,7 +716,29 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
                 print!("{report}");
             } else if let Some(yc) = &app.yclients {
                 match yc.check().await {
-                    Ok(report) => print!("{report}"),
+                    Ok(report) => {
+                        print!("{report}");
+                        if report.company.timezone != config.business.timezone {
+                            failures += 1;
+                            println!(
+                                "  error: business.timezone is {} but the company's timezone_name \
+                                 is {}: clients would be shown times in the wrong zone; set \
+                                 business.timezone = \"{}\"",
+                                config.business.timezone,
+                                report.company.timezone,
+                                report.company.timezone
+                            );
+                        }
+                        if yc.has_user_token() {
+                            match yc.admin_read().await {
+                                Ok(()) => println!("  admin calls (user token): accepted"),
+                                Err(e) => {
+                                    failures += 1;
+                                    println!("  admin calls (user token): refused: {e}");
+                                }
+                            }
+                        }
+                    }
                     Err(e) => {
                         failures += 1;
                         println!("booking (yclients): {e}");
@@ -800,6 +864,13 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
             failures += 1;
         }
         println!("max: {status}");
+    }
+    if probe {
+        let table = crate::probe::probe(&config).await;
+        print!("{table}");
+        if !table.ok() {
+            failures += 1;
+        }
     }
     if failures > 0 {
         bail!("{failures} system(s) failed the check");

@@ -16,6 +16,7 @@ pub mod i18n;
 pub mod import;
 pub mod messenger;
 pub mod normalize;
+pub mod probe;
 pub mod reminders;
 pub mod report;
 pub mod school;

@@ -529,3 +529,98 @@ async fn a_record_an_admin_makes_for_a_known_client_becomes_their_booking() {
         Some("5001".to_string())
     );
 }
+
+#[derive(Debug, Clone, Copy)]
+enum RecordFault {
+    /// `book_record` writes the record, its answer arrives after our timeout.
+    AnswerLost,
+    /// `book_record` answers 500 once and writes nothing.
+    ServerErrorOnce,
+    /// `book_check` answers 500 once.
+    CheckErrorOnce,
+}
+
+/// One booking through the chat with one fault at a step of the schedule write: exactly one
+/// record (linked to the booking), one contact, one lead, one transcript, one task, and the
+/// client told once that they are booked (after "we saved your request").
+async fn one_fault_one_booking(fault: RecordFault) {
+    use support::e2e::book_until_confirm;
+    let w = World::start().await;
+    let service = w.run_with(
+        "5m",
+        "\"30d\"",
+        &format!("user_token = \"{USER_TOKEN}\"\ntimeout_secs = 1\nmax_retries = 0"),
+        "",
+    );
+    let user = w.tg.user(6001);
+    user.send_text("/start src_fault");
+    user.wait_for_text("Салон «Лилия»", WAIT).await;
+    book_until_confirm(&user, "Женская стрижка", "+7 912 345-67-89", "Анна").await;
+    let post = reqwest::Method::POST;
+    match fault {
+        RecordFault::AnswerLost => {
+            w.yc.hold_next_answer(post, "/api/v1/book_record/", Duration::from_secs(3))
+        }
+        RecordFault::ServerErrorOnce => w.yc.fail_next(post, "/api/v1/book_record/", 500),
+        RecordFault::CheckErrorOnce => w.yc.fail_next(post, "/api/v1/book_check/", 500),
+    }
+    press_label(&user, "Подтвердить").await;
+    user.wait_for_text("не отвечает", WAIT).await;
+    user.wait_for_text("подтвердило вашу запись", Duration::from_secs(40))
+        .await;
+    until("the CRM task", WAIT, || !w.amo.tasks().is_empty()).await;
+    // Time for anything doubled to show.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    service.stop();
+
+    let records = w.yc.records();
+    assert_eq!(records.len(), 1, "{fault:?}: {records:#?}");
+    let record = &records[0];
+    assert!(!record.deleted, "{fault:?}");
+    let store = Store::connect(&w.store_url()).await.unwrap();
+    let bookings = store.bookings("default").await.unwrap();
+    assert_eq!(bookings.len(), 1, "{fault:?}");
+    let booking = &bookings[0];
+    assert_eq!(booking.status, BookingStatus::Booked, "{fault:?}");
+    assert_eq!(record.api_id, booking.id, "{fault:?}");
+    let linked = booking.external_id.as_deref().expect("linked");
+    assert_eq!(
+        zapis::booking::record_key(linked),
+        record.id.to_string(),
+        "{fault:?}"
+    );
+    assert_eq!(count(&user, "подтвердило вашу запись"), 1, "{fault:?}");
+    assert_eq!(
+        count(&user, "уже занято"),
+        0,
+        "{fault:?}: {:#?}",
+        user.history()
+    );
+    assert_eq!(w.amo.contacts().len(), 1, "{fault:?}");
+    let leads = w.amo.leads();
+    assert_eq!(leads.len(), 1, "{fault:?}");
+    let lead = leads[0]["id"].to_string();
+    let transcripts = w
+        .amo
+        .notes_of(&lead)
+        .iter()
+        .filter(|n| n.to_string().contains("/start src_fault"))
+        .count();
+    assert_eq!(transcripts, 1, "{fault:?}");
+    assert_eq!(w.amo.tasks().len(), 1, "{fault:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_whose_answer_was_lost_is_found_and_linked_not_denied() {
+    one_fault_one_booking(RecordFault::AnswerLost).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_error_once_at_the_record_step_books_once() {
+    one_fault_one_booking(RecordFault::ServerErrorOnce).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_error_once_at_the_check_step_books_once() {
+    one_fault_one_booking(RecordFault::CheckErrorOnce).await;
+}

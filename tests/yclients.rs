@@ -735,3 +735,396 @@ async fn client_cards_are_listed_200_a_page_and_completed_without_losing_what_th
         Err(BookingError::Auth(_))
     ));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Faults, the partner id, writes that keep the salon's data, paging
+// ---------------------------------------------------------------------------------------------
+
+fn admin_config(fake: &FakeYclients) -> YclientsConfig {
+    let mut cfg = config(fake);
+    cfg.user_token = Some(SecretString::from(USER_TOKEN.to_owned()));
+    cfg
+}
+
+#[tokio::test]
+async fn a_record_whose_answer_was_lost_is_found_by_our_booking_id() {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, EKB)).await;
+    let mut cfg = admin_config(&fake);
+    cfg.timeout_secs = 1;
+    let clock = Arc::new(FakeClock::new(Utc::now()));
+    let yc = Yclients::new(&cfg, clock.clone());
+    let day = tuesday();
+    let req = request("11", "101", utc(EKB, at(day, 10, 0)), 60);
+    fake.hold_next_answer(
+        reqwest::Method::POST,
+        "/api/v1/book_record/",
+        std::time::Duration::from_millis(2500),
+    );
+    assert!(matches!(
+        yc.book(&req).await,
+        Err(BookingError::Unavailable(_))
+    ));
+    let made = fake.active_records();
+    assert_eq!(made.len(), 1, "the write was done, only its answer lost");
+
+    // The slot check alone would call our own record "taken".
+    assert!(matches!(yc.book(&req).await, Err(BookingError::SlotTaken)));
+    let found = yc
+        .find_record_for_booking(&req)
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!(found.external_id, made[0].id.to_string());
+    assert_eq!(
+        (found.start, found.status),
+        (req.start, RecordStatus::Active)
+    );
+    assert_eq!(
+        yc.calls().get(Endpoint::Records),
+        1,
+        "one call for the master's day"
+    );
+    // Someone else's booking is not ours; a deleted record is not found.
+    let other = request("11", "101", req.start, 60);
+    assert!(yc.find_record_for_booking(&other).await.unwrap().is_none());
+    fake.salon_delete(made[0].id);
+    assert!(yc.find_record_for_booking(&req).await.unwrap().is_none());
+    // Without a user token there is no list to search.
+    let partner_only = Yclients::new(&config(&fake), clock);
+    assert!(
+        partner_only
+            .find_record_for_booking(&req)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(partner_only.calls().get(Endpoint::Records), 0);
+}
+
+#[tokio::test]
+async fn a_5xx_at_the_record_step_writes_nothing_and_the_retry_books_once() {
+    let e = env(EKB).await;
+    let req = request("11", "101", utc(EKB, at(tuesday(), 10, 0)), 60);
+    e.fake
+        .fail_next(reqwest::Method::POST, "/api/v1/book_record/", 500);
+    assert!(matches!(
+        e.yc.book(&req).await,
+        Err(BookingError::Unavailable(_))
+    ));
+    assert!(e.fake.active_records().is_empty());
+    e.yc.book(&req).await.unwrap();
+    assert_eq!(e.fake.active_records().len(), 1);
+}
+
+#[tokio::test]
+async fn the_partner_id_goes_on_every_call_and_admin_calls_need_it_where_demanded() {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, EKB)).await;
+    fake.require_partner_id(4242);
+    let clock = Arc::new(FakeClock::new(Utc::now()));
+    let without = Yclients::new(&admin_config(&fake), clock.clone());
+    let e = without.admin_read().await.unwrap_err();
+    assert!(
+        matches!(&e, BookingError::Auth(m) if m.contains("Не указан идентификатор партнера") && m.contains("booking.yclients.partner_id")),
+        "{e}"
+    );
+    // Online booking does not need it.
+    assert_eq!(without.services().await.unwrap().len(), 3);
+
+    let mut cfg = admin_config(&fake);
+    cfg.partner_id = Some(4242);
+    let with = Yclients::new(&cfg, clock);
+    let before = fake.partner_headers().len();
+    with.admin_read().await.unwrap();
+    let r = with
+        .book(&request("11", "101", utc(EKB, at(tuesday(), 10, 0)), 60))
+        .await
+        .unwrap();
+    with.cancel(&r.external_id).await.unwrap();
+    let sent = &fake.partner_headers()[before..];
+    assert!(sent.len() >= 5, "{sent:?}");
+    assert!(
+        sent.iter().all(|h| h.as_deref() == Some("4242")),
+        "every call carries it: {sent:?}"
+    );
+}
+
+#[tokio::test]
+async fn moving_a_visit_sends_only_the_time_and_the_salons_comment_survives() {
+    for user_token in [false, true] {
+        let fake = FakeYclients::start(FakeSalon::standard(COMPANY, EKB)).await;
+        let cfg = if user_token {
+            admin_config(&fake)
+        } else {
+            config(&fake)
+        };
+        let yc = Yclients::new(&cfg, Arc::new(FakeClock::new(Utc::now())));
+        let day = tuesday();
+        let r = yc
+            .book(&request("11", "101", utc(EKB, at(day, 10, 0)), 60))
+            .await
+            .unwrap();
+        let id = fake.active_records()[0].id;
+        fake.salon_decorate(id, "аллергия на краску", &[], json!([]), "");
+        let to = Slot {
+            master_id: "11".into(),
+            start: utc(EKB, at(day, 15, 0)),
+            duration_min: 60,
+        };
+        yc.reschedule(&r.external_id, &to).await.unwrap();
+        let after = fake.record(id).unwrap();
+        assert_eq!(after.local, at(day, 15, 0));
+        assert_eq!(
+            after.comment, "аллергия на краску",
+            "user token: {user_token}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ill_come_sends_back_labels_custom_fields_and_colour() {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, EKB)).await;
+    let yc = Yclients::new(&admin_config(&fake), Arc::new(FakeClock::new(Utc::now())));
+    let r = yc
+        .book(&request("11", "101", utc(EKB, at(tuesday(), 10, 0)), 60))
+        .await
+        .unwrap();
+    let id = fake.active_records()[0].id;
+    let fields = json!({"salesap_id": 1786534, "повод": ["свадьба"]});
+    fake.salon_decorate(id, "VIP", &[67345, 104474], fields.clone(), "f44336");
+    assert!(yc.confirm_visit(&r.external_id).await.unwrap());
+    let after = fake.record(id).unwrap();
+    assert_eq!(after.attendance, 2);
+    assert_eq!(
+        (
+            after.labels,
+            after.custom_fields,
+            after.custom_color,
+            after.comment
+        ),
+        (
+            vec![67345, 104474],
+            fields,
+            "f44336".to_string(),
+            "VIP".to_string()
+        )
+    );
+}
+
+#[tokio::test]
+async fn the_record_list_is_read_to_its_total_when_pages_come_shorter_than_asked() {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, EKB)).await;
+    fake.set_records_page_cap(50);
+    let yc = Yclients::new(&admin_config(&fake), Arc::new(FakeClock::new(Utc::now())));
+    let day = tuesday();
+    for i in 0..120u32 {
+        fake.salon_book(
+            13,
+            101,
+            at(day + Duration::days(i64::from(i / 8)), 9 + i % 8, 0),
+        );
+    }
+    let all = yc.records(day, day + Duration::days(40)).await.unwrap();
+    assert_eq!(all.len(), 120);
+    assert_eq!(yc.calls().get(Endpoint::Records), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fake's refusals and its keeping of what it is not sent
+// ---------------------------------------------------------------------------------------------
+
+async fn raw(
+    fake: &FakeYclients,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+    partner_id: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{}api/v1{path}", fake.base_url))
+        .header("accept", "application/vnd.yclients.v2+json")
+        .header(
+            "authorization",
+            format!("Bearer {PARTNER_TOKEN}, User {USER_TOKEN}"),
+        );
+    if let Some(id) = partner_id {
+        req = req.header("x-partner-id", id);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn the_fake_refuses_admin_calls_without_the_partner_id_when_told_to() {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, EKB)).await;
+    let path = format!("/records/{COMPANY}");
+    assert_eq!(
+        raw(&fake, reqwest::Method::GET, &path, None, None).await.0,
+        200
+    );
+    fake.require_partner_id(4242);
+    let (status, body) = raw(&fake, reqwest::Method::GET, &path, None, None).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["meta"]["message"], "Не указан идентификатор партнера");
+    assert_eq!(
+        raw(&fake, reqwest::Method::GET, &path, None, Some("1"))
+            .await
+            .0,
+        403,
+        "another partner's id"
+    );
+    assert_eq!(
+        raw(&fake, reqwest::Method::GET, &path, None, Some("4242"))
+            .await
+            .0,
+        200
+    );
+    // The online-booking methods are not admin calls.
+    let (status, _) = raw(
+        &fake,
+        reqwest::Method::GET,
+        &format!("/book_services/{COMPANY}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn the_fake_keeps_what_a_move_omits_and_an_empty_comment_wipes() {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, EKB)).await;
+    let day = tuesday();
+    let id = fake.salon_book(11, 101, at(day, 10, 0));
+    fake.salon_decorate(id, "оплачено заранее", &[], json!([]), "");
+    let path = format!("/book_record/{COMPANY}/{id}");
+    let when = |h| json!(format!("{}T{h}:00:00+05:00", day));
+    let (status, _) = raw(
+        &fake,
+        reqwest::Method::PUT,
+        &path,
+        Some(json!({"datetime": when(12)})),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let r = fake.record(id).unwrap();
+    assert_eq!(
+        (r.local, r.comment.as_str()),
+        (at(day, 12, 0), "оплачено заранее")
+    );
+    let (status, _) = raw(
+        &fake,
+        reqwest::Method::PUT,
+        &path,
+        Some(json!({"datetime": when(13), "comment": ""})),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        fake.record(id).unwrap().comment,
+        "",
+        "an empty comment wipes"
+    );
+}
+
+#[tokio::test]
+async fn the_fake_resets_what_a_full_update_omits() {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, EKB)).await;
+    let day = tuesday();
+    let id = fake.salon_book(11, 101, at(day, 10, 0));
+    fake.salon_decorate(id, "c", &[67345], json!({"k": 1}), "f44336");
+    let (_, read) = raw(
+        &fake,
+        reqwest::Method::GET,
+        &format!("/record/{COMPANY}/{id}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(read["data"]["record_labels"][0]["id"], "67345");
+    assert_eq!(read["data"]["custom_color"], "f44336");
+    let body = json!({
+        "staff_id": 11, "services": [{"id": 101}], "client": {"phone": "79990000000", "name": "x"},
+        "datetime": format!("{day} 10:00:00"), "seance_length": 3600, "attendance": 2
+    });
+    let (status, _) = raw(
+        &fake,
+        reqwest::Method::PUT,
+        &format!("/record/{COMPANY}/{id}"),
+        Some(body),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let r = fake.record(id).unwrap();
+    assert_eq!(
+        (r.labels.len(), r.custom_fields, r.custom_color, r.comment),
+        (0, json!([]), String::new(), String::new())
+    );
+}
+
+#[tokio::test]
+async fn the_fake_pages_records_shorter_than_asked_with_the_true_total() {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, EKB)).await;
+    fake.set_records_page_cap(2);
+    let day = tuesday();
+    for h in 10..15 {
+        fake.salon_book(11, 101, at(day, h, 0));
+    }
+    let (status, body) = raw(
+        &fake,
+        reqwest::Method::GET,
+        &format!("/records/{COMPANY}?page=1&count=200"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"].as_array().unwrap().len(), 2);
+    assert_eq!(body["meta"]["total_count"], 5);
+}
+
+#[tokio::test]
+async fn the_fake_fails_once_or_holds_an_answer_after_writing() {
+    let fake = FakeYclients::start(FakeSalon::standard(COMPANY, EKB)).await;
+    let day = tuesday();
+    let body = json!({
+        "phone": "79123456789", "fullname": "Анна", "email": "",
+        "appointments": [{"id": 1, "services": [101], "staff_id": 11,
+                          "datetime": format!("{day}T10:00:00+05:00")}]
+    });
+    let path = format!("/book_record/{COMPANY}");
+    fake.fail_next(reqwest::Method::POST, "/api/v1/book_record/", 503);
+    assert_eq!(
+        raw(
+            &fake,
+            reqwest::Method::POST,
+            &path,
+            Some(body.clone()),
+            None
+        )
+        .await
+        .0,
+        503
+    );
+    assert!(fake.records().is_empty(), "a 5xx writes nothing");
+    fake.hold_next_answer(
+        reqwest::Method::POST,
+        "/api/v1/book_record/",
+        std::time::Duration::from_millis(700),
+    );
+    let started = std::time::Instant::now();
+    let (status, _) = raw(&fake, reqwest::Method::POST, &path, Some(body), None).await;
+    assert_eq!(status, 201);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(700));
+    assert_eq!(fake.records().len(), 1);
+}

@@ -301,3 +301,177 @@ async fn a_slot_taken_before_confirm_offers_fresh_times_and_cancel_deletes_the_r
     assert_ne!(left[0].phone, "79125554433");
     service.stop();
 }
+
+/// `zapis check [--probe]` on a config file; (success, stdout).
+fn zapis_check(config: &std::path::Path, probe: bool) -> (bool, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_zapis"));
+    cmd.args(["check", "--config"]).arg(config);
+    if probe {
+        cmd.arg("--probe");
+    }
+    let out = cmd
+        .env_remove("ZAPIS_TELEGRAM__TOKEN")
+        .output()
+        .expect("zapis check runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_companys_time_zone_wins_over_a_disagreeing_business_timezone() {
+    let tz = chrono_tz::Asia::Yekaterinburg;
+    let tg = FakeTelegram::start().await;
+    let yc = FakeYclients::start(FakeSalon::standard(777, tz)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = dir.path().join("zapis.toml");
+    // A Yekaterinburg salon set up as Moscow: two hours apart.
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"{store_url}\"\n[business]\nname = \"Салон «Лилия»\"\n\
+             timezone = \"Europe/Moscow\"\n[booking]\nsystem = \"yclients\"\n\
+             [booking.yclients]\nbase_url = \"{}\"\ncompany_id = 777\npartner_token = \"{PARTNER_TOKEN}\"\n\
+             [telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n",
+            yc.base_url,
+            tg.api_url()
+        ),
+    )
+    .unwrap();
+    let (ok, out) = zapis_check(&config, false);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("Europe/Moscow") && out.contains("Asia/Yekaterinburg"),
+        "names both zones: {out}"
+    );
+
+    let log = dir.path().join("run.log");
+    let service = Service::start_logging_to(&config, &log);
+    let user = tg.user(2004);
+    user.send_text("/start");
+    user.wait_for_text("Салон «Лилия»", WAIT).await;
+    let picked = book_first_slot(&user, "Женская стрижка", "+7 912 345-67-89", "Анна").await;
+    let done = user.wait_for_text("вы записаны", WAIT).await;
+    let record = yc.active_records().remove(0);
+    assert_eq!(
+        record.local.format("%H:%M").to_string(),
+        picked,
+        "the time the client picked is the salon's own"
+    );
+    assert!(
+        done.text
+            .contains(&record.local.format("%H:%M").to_string()),
+        "{}",
+        done.text
+    );
+    service.stop();
+    let log = std::fs::read_to_string(&log).unwrap();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("business.timezone"))
+        .unwrap_or_else(|| panic!("a warning at start: {log}"));
+    assert!(
+        warning.contains("Europe/Moscow") && warning.contains("Asia/Yekaterinburg"),
+        "{warning}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_probe_asks_the_live_accounts_and_writes_nothing() {
+    use support::fake_onec::{self, FakeOnec};
+    use support::fake_yclients::USER_TOKEN;
+    let yc = FakeYclients::start(FakeSalon::standard(777, chrono_tz::Asia::Yekaterinburg)).await;
+    yc.require_partner_id(4242);
+    let onec = FakeOnec::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = dir.path().join("zapis.toml");
+    let write = |partner: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[store]
+url = "{store_url}"
+[business]
+name = "Салон «Лилия»"
+timezone = "Asia/Yekaterinburg"
+[booking]
+system = "yclients"
+[booking.yclients]
+base_url = "{yc_url}"
+company_id = 777
+partner_token = "{PARTNER_TOKEN}"
+user_token = "{USER_TOKEN}"
+{partner}
+[onec]
+mode = "odata"
+base_url = "{onec_url}"
+user = "{user}"
+password = "{password}"
+organisation_key = "{org}"
+nomenclature_key = "{shampoo}"
+"#,
+                yc_url = yc.base_url,
+                onec_url = onec.base_url(),
+                user = fake_onec::USER,
+                password = fake_onec::PASSWORD,
+                org = fake_onec::ORGANISATION,
+                shampoo = fake_onec::NOMENCLATURE_SHAMPOO,
+            ),
+        )
+        .unwrap();
+    };
+
+    // No partner id configured: plain check says admin calls are refused, the probe says what
+    // to set, and both fail.
+    write("");
+    let (ok, out) = zapis_check(&config, false);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("Не указан идентификатор партнера") && out.contains("partner_id"),
+        "{out}"
+    );
+    let (ok, out) = zapis_check(&config, true);
+    assert!(!ok, "{out}");
+    let row = |needle: &str| {
+        out.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle} row: {out}"))
+            .to_string()
+    };
+    assert!(row("X-Partner-Id").contains("FIX"), "{out}");
+    assert!(row("company time zone").contains("ok"), "{out}");
+    let invoice = row("Document_СчетНаОплатуПокупателю ");
+    assert!(
+        invoice.contains("FIX") && invoice.contains("ВалютаДокумента_Key"),
+        "the required attribute zapis does not send: {invoice}"
+    );
+    assert!(
+        !invoice.contains("Контрагент_Key"),
+        "zapis sends that one: {invoice}"
+    );
+
+    // Configured: refused without it, accepted with it.
+    write("partner_id = 4242");
+    let (_, out) = zapis_check(&config, true);
+    let partner = out
+        .lines()
+        .find(|l| l.contains("X-Partner-Id"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        !partner.contains("FIX") && partner.contains("accepted with it"),
+        "{partner}"
+    );
+
+    let writes: Vec<String> = yc
+        .request_log()
+        .into_iter()
+        .chain(onec.requests())
+        .filter(|r| !r.starts_with("GET "))
+        .collect();
+    assert!(writes.is_empty(), "the probe wrote: {writes:?}");
+    assert!(yc.request_count() > 0 && !onec.requests().is_empty());
+}

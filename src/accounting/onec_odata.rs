@@ -255,6 +255,12 @@ impl OnecOdata {
         Ok(None)
     }
 
+    /// The base's `$metadata` (EDMX) as text.
+    pub async fn metadata(&self) -> Result<String, AccountingError> {
+        self.call(Method::GET, self.url("$metadata", &[])?, None)
+            .await
+    }
+
     /// The entity sets the base publishes, from `$metadata` (EDMX).
     pub async fn entity_sets(&self) -> Result<Vec<String>, AccountingError> {
         let text = self

@@ -107,7 +107,7 @@ impl JobHandler for BookingJobs {
     async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
         let (_, booking) = load_booking_job(job, ctx.store).await?;
         match job.operation.as_str() {
-            COMPLETE_BOOKING => self.complete(job, booking, ctx).await,
+            COMPLETE_BOOKING => self.complete(booking, ctx).await,
             BOOKING_CONFIRMED => self.confirm(booking, ctx).await,
             other => Err(DeliveryError::permanent(format!("no operation {other:?}"))),
         }
@@ -146,7 +146,6 @@ impl BookingJobs {
 
     async fn complete(
         &self,
-        job: &Job,
         booking: Booking,
         ctx: &JobContext<'_>,
     ) -> Result<Delivered, DeliveryError> {
@@ -161,32 +160,29 @@ impl BookingJobs {
             .with_timezone(&self.timezone)
             .format("%d.%m %H:%M")
             .to_string();
-        // An earlier attempt may have reached the schedule before the answer was lost.
-        let found = if job.maybe_delivered_before() {
-            self.booking
-                .find_record_for_booking(&booking.id)
-                .await
-                .map_err(booking_error)?
-        } else {
-            None
+        let request = BookRequest {
+            booking_id: booking.id.clone(),
+            service_id: booking.service_id.clone(),
+            master_id: booking.master_id.clone(),
+            start: booking.start,
+            duration_min: booking.duration_min,
+            client_phone: booking.client_phone.clone(),
+            client_name: booking.client_name.clone(),
+            client_email: booking.client_email.clone(),
+            // The administrator sees where the client came from, as on a direct booking.
+            comment: crate::conversation::booking_comment(&booking.source),
         };
+        // This job exists because the dialog's own attempt got no answer: that attempt may
+        // have made the record, so every try (the first one here too) looks for it before
+        // asking for the slot, which that very record would show as taken.
+        let found = self
+            .booking
+            .find_record_for_booking(&request)
+            .await
+            .map_err(booking_error)?;
         let outcome = match found {
             Some(record) => Ok(record),
-            None => {
-                let request = BookRequest {
-                    booking_id: booking.id.clone(),
-                    service_id: booking.service_id.clone(),
-                    master_id: booking.master_id.clone(),
-                    start: booking.start,
-                    duration_min: booking.duration_min,
-                    client_phone: booking.client_phone.clone(),
-                    client_name: booking.client_name.clone(),
-                    client_email: booking.client_email.clone(),
-                    // The administrator sees where the client came from, as on a direct booking.
-                    comment: crate::conversation::booking_comment(&booking.source),
-                };
-                self.booking.book(&request).await
-            }
+            None => self.booking.book(&request).await,
         };
         match outcome {
             Ok(record) => {

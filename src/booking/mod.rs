@@ -119,11 +119,12 @@ pub trait BookingSystem: Send + Sync {
     async fn reschedule(&self, external_id: &str, slot: &Slot) -> Result<Record, BookingError>;
     /// Re-reads one record; `None` when the schedule no longer has it.
     async fn record(&self, external_id: &str) -> Result<Option<Record>, BookingError>;
-    /// The record an earlier attempt made for our booking, where the schedule lets us search
-    /// by it; `None` when there is none or the system cannot tell.
+    /// The live record an earlier attempt of `request` made (its answer lost), where the
+    /// schedule lets us search by our booking id; `None` when there is none or the system
+    /// cannot tell. The request gives the day and master to narrow the search to.
     async fn find_record_for_booking(
         &self,
-        _booking_id: &str,
+        _request: &BookRequest,
     ) -> Result<Option<Record>, BookingError> {
         Ok(None)
     }

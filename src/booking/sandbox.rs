@@ -450,8 +450,9 @@ impl BookingSystem for Sandbox {
 
     async fn find_record_for_booking(
         &self,
-        booking_id: &str,
+        request: &BookRequest,
     ) -> Result<Option<Record>, BookingError> {
+        let booking_id = &request.booking_id;
         let id: Option<String> = sqlx::query_scalar(
             "SELECT id FROM sandbox_records WHERE business_id = $1 AND booking_id = $2 \
              AND status = 'active'",

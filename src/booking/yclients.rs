@@ -56,6 +56,11 @@ pub struct YclientsConfig {
     /// From `POST /auth`; enables the admin methods (record read/delete by id).
     #[serde(default)]
     pub user_token: Option<SecretString>,
+    /// The numeric partner id from the developer cabinet, sent as `X-Partner-Id` on every
+    /// call. Undocumented, but live admin calls were refused with 403 «Не указан
+    /// идентификатор партнера» without it (docs/yclients.md).
+    #[serde(default)]
+    pub partner_id: Option<u64>,
     /// How long free days and slots are reused before asking again; 0 switches the cache off.
     #[serde(default = "default_slot_cache_ttl")]
     pub slot_cache_ttl_secs: u64,
@@ -93,6 +98,7 @@ impl YclientsConfig {
             company_id,
             partner_token: SecretString::from(partner_token.to_owned()),
             user_token: None,
+            partner_id: None,
             slot_cache_ttl_secs: default_slot_cache_ttl(),
             rate_limit_per_second: default_rate_limit(),
             timeout_secs: default_timeout(),
@@ -910,7 +916,7 @@ fn confirmed_record_body(current: &Value) -> Result<Value, BookingError> {
         })
         .unwrap_or_default();
     let client = &current["client"];
-    Ok(json!({
+    let mut body = json!({
         "staff_id": staff_id,
         "services": services,
         "client": {
@@ -927,7 +933,24 @@ fn confirmed_record_body(current: &Value) -> Result<Value, BookingError> {
         "attendance": 2,
         "save_if_busy": true,
         "send_sms": false,
-    }))
+    });
+    // A full update resets what it is not given: the salon's labels (read as objects, written
+    // as ids), custom fields and colour go back as read.
+    if let Some(labels) = current["record_labels"].as_array() {
+        let ids: Vec<Value> = labels
+            .iter()
+            .filter_map(|l| id_of(l.get("id").unwrap_or(l)))
+            .map(Value::String)
+            .collect();
+        body["record_labels"] = Value::Array(ids);
+    }
+    if let Some(fields) = current.get("custom_fields").filter(|f| f.is_object()) {
+        body["custom_fields"] = fields.clone();
+    }
+    if let Some(color) = current["custom_color"].as_str() {
+        body["custom_color"] = json!(color);
+    }
+    Ok(body)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -940,6 +963,7 @@ pub struct Yclients {
     company_id: u64,
     partner_token: SecretString,
     user_token: Option<SecretString>,
+    partner_id: Option<u64>,
     limiter: DefaultDirectRateLimiter,
     /// A per-minute ceiling for long runs (an import); `None` for the bot's short bursts.
     minute_limiter: Option<DefaultDirectRateLimiter>,
@@ -979,6 +1003,7 @@ impl Yclients {
             company_id: config.company_id,
             partner_token: config.partner_token.clone(),
             user_token: config.user_token.clone(),
+            partner_id: config.partner_id,
             limiter: RateLimiter::direct(quota),
             minute_limiter: None,
             max_retries: config.max_retries,
@@ -1070,6 +1095,9 @@ impl Yclients {
                 .header(CONTENT_TYPE, "application/json")
                 .header(AUTHORIZATION, auth.clone())
                 .query(query);
+            if let Some(id) = self.partner_id {
+                req = req.header("X-Partner-Id", id.to_string());
+            }
             if let Some(b) = body {
                 req = req.json(b);
             }
@@ -1352,8 +1380,30 @@ impl Yclients {
         wire.to_record(id.to_string(), tz).map(Some)
     }
 
-    /// Admin record list for the days `[from, to]` (user token), paged at 200, deleted
-    /// records included so cancellations are seen. Stops on a short page or at `total_count`.
+    /// One admin read (`GET /records`, today, one record): whether the account takes admin
+    /// calls as configured. Writes nothing.
+    pub async fn admin_read(&self) -> Result<(), BookingError> {
+        let tz = self.tz().await?;
+        let today = self.cache.clock.now().with_timezone(&tz).date_naive();
+        self.call(
+            Endpoint::Records,
+            Method::GET,
+            &format!("/records/{}", self.company_id),
+            &[
+                ("page", "1".into()),
+                ("count", "1".into()),
+                ("start_date", today.to_string()),
+                ("end_date", today.to_string()),
+            ],
+            None,
+            true,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Admin record list for the days `[from, to]` (user token), deleted records included so
+    /// cancellations are seen. Paged until `meta.total_count` records are read.
     pub async fn records(
         &self,
         from: NaiveDate,
@@ -1368,42 +1418,74 @@ impl Yclients {
         to: NaiveDate,
     ) -> Result<super::RecordListing, BookingError> {
         let tz = self.tz().await?;
-        let mut out = Vec::new();
-        let mut calls = 0;
-        for page in 1u32.. {
-            calls += 1;
-            let answer = self
-                .call(
-                    Endpoint::Records,
-                    Method::GET,
-                    &format!("/records/{}", self.company_id),
-                    &[
-                        ("page", page.to_string()),
-                        ("count", MAX_PAGE.to_string()),
-                        ("start_date", from.to_string()),
-                        ("end_date", to.to_string()),
-                        ("with_deleted", "1".into()),
-                    ],
-                    None,
-                    true,
-                )
-                .await?;
-            let items: Vec<WireRecord> = decode(Endpoint::Records, answer.data)?;
-            let n = items.len();
-            for r in items {
-                let Some(id) = i64_of(&r.id).and_then(|n| u64::try_from(n).ok()) else {
-                    continue;
-                };
-                out.push(r.to_record(id.to_string(), tz)?);
-            }
-            if n < MAX_PAGE as usize {
-                break;
-            }
+        let (items, calls) = self.wire_records(from, to, None, true).await?;
+        let mut out = Vec::with_capacity(items.len());
+        for r in items {
+            let Some(id) = i64_of(&r.id).and_then(|n| u64::try_from(n).ok()) else {
+                continue;
+            };
+            out.push(r.to_record(id.to_string(), tz)?);
         }
         Ok(super::RecordListing {
             records: out,
             calls,
         })
+    }
+
+    /// `GET /records/{company}` page by page. The docs give no maximum for `count` and a
+    /// server may cut a page shorter than asked, so a short page is not the end: the listing
+    /// goes on until `meta.total_count` records are read (or a page comes back empty).
+    async fn wire_records(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        staff_id: Option<&str>,
+        with_deleted: bool,
+    ) -> Result<(Vec<WireRecord>, usize), BookingError> {
+        let mut out: Vec<WireRecord> = Vec::new();
+        let mut calls = 0;
+        for page in 1u32.. {
+            calls += 1;
+            let mut query = vec![
+                ("page", page.to_string()),
+                ("count", MAX_PAGE.to_string()),
+                ("start_date", from.to_string()),
+                ("end_date", to.to_string()),
+            ];
+            if with_deleted {
+                query.push(("with_deleted", "1".into()));
+            }
+            if let Some(staff) = staff_id {
+                query.push(("staff_id", staff.to_owned()));
+            }
+            let answer = self
+                .call(
+                    Endpoint::Records,
+                    Method::GET,
+                    &format!("/records/{}", self.company_id),
+                    &query,
+                    None,
+                    true,
+                )
+                .await?;
+            let total = answer
+                .meta
+                .get("total_count")
+                .and_then(i64_of)
+                .and_then(|t| usize::try_from(t).ok());
+            let items: Vec<WireRecord> = decode(Endpoint::Records, answer.data)?;
+            let n = items.len();
+            out.extend(items);
+            let done = match total {
+                Some(total) => out.len() >= total,
+                // Without a total, the older rule: a page shorter than asked is the last.
+                None => n < MAX_PAGE as usize,
+            };
+            if done || n == 0 {
+                break;
+            }
+        }
+        Ok((out, calls))
     }
 }
 
@@ -1669,6 +1751,11 @@ fn map_answer(endpoint: Endpoint, status: StatusCode, body: Value) -> Result<Ans
         };
         return Ok(Answer { data, meta });
     }
+    if is_partner_id_refusal(&message) {
+        return Err(BookingError::Auth(format!(
+            "YClients {name}: {message} (set booking.yclients.partner_id)"
+        )));
+    }
     match status.as_u16() {
         401 => Err(BookingError::Auth(format!("YClients {name}: {message}"))),
         404 => Err(BookingError::NotFound(format!(
@@ -1683,6 +1770,13 @@ fn map_answer(endpoint: Endpoint, status: StatusCode, body: Value) -> Result<Ans
             status.as_u16()
         ))),
     }
+}
+
+/// The refusal a live account gave admin calls sent without `X-Partner-Id` (403, Russian), and
+/// Altegio's English twin (401).
+pub fn is_partner_id_refusal(message: &str) -> bool {
+    message.contains("Не указан идентификатор партнера")
+        || message.contains("Partner ID not specified")
 }
 
 fn classify_refusal(name: &str, status: StatusCode, body: &Value, message: String) -> BookingError {
@@ -2071,14 +2165,17 @@ impl BookingSystem for Yclients {
                 "YClients moves a booking only in time, not to another master".into(),
             ));
         }
+        // Only the time: `comment` is optional, and an empty one would wipe what the salon
+        // wrote on the record. The older docs want the user token here too; the current ones
+        // the partner token alone, so it goes along when we have it.
         let result = self
             .call(
                 Endpoint::BookRecordMove,
                 Method::PUT,
                 &format!("/book_record/{}/{}", self.company_id, id.record_id),
                 &[],
-                Some(&json!({ "datetime": Self::wire_datetime(slot.start, tz), "comment": "" })),
-                false,
+                Some(&json!({ "datetime": Self::wire_datetime(slot.start, tz) })),
+                self.user_token.is_some(),
             )
             .await;
         self.invalidate_day(
@@ -2103,6 +2200,43 @@ impl BookingSystem for Yclients {
 
     async fn record(&self, external_id: &str) -> Result<Option<Record>, BookingError> {
         self.read_record(&ExternalId::parse(external_id)?).await
+    }
+
+    /// Our booking id travels as the record's `api_id`. No documented filter searches by it,
+    /// so the master's records of that salon-local day are listed (admin `GET /records`,
+    /// one call for a day) and compared. Without a user token there is no list to search:
+    /// `None`, and the caller goes on to the slot check.
+    async fn find_record_for_booking(
+        &self,
+        request: &BookRequest,
+    ) -> Result<Option<Record>, BookingError> {
+        if self.user_token.is_none() {
+            tracing::warn!(
+                booking = %request.booking_id,
+                "a record made by a lost book_record answer cannot be searched without \
+                 booking.yclients.user_token"
+            );
+            return Ok(None);
+        }
+        let tz = self.tz().await?;
+        let day = request.start.with_timezone(&tz).date_naive();
+        let (items, _) = self
+            .wire_records(day, day, Some(&request.master_id), false)
+            .await?;
+        for r in items {
+            if id_of(&r.api_id).as_deref() != Some(request.booking_id.as_str())
+                || bool_of(&r.deleted)
+            {
+                continue;
+            }
+            let Some(id) = i64_of(&r.id).and_then(|n| u64::try_from(n).ok()) else {
+                continue;
+            };
+            let record = r.to_record(id.to_string(), tz)?;
+            tracing::info!(booking = %request.booking_id, record = id, "yclients record of an earlier attempt found");
+            return Ok(Some(record));
+        }
+        Ok(None)
     }
 
     /// `attendance = 2` ("confirmed") on the record. YClients has no partial update: `PUT

@@ -76,3 +76,67 @@ impl InboxHandler for Bitrix24Inbox {
         Ok(Delivered::done())
     }
 }
+
+/// The inbox key of an event: `event`, `data[FIELDS][ID]` and `ts` (unix seconds the event was
+/// raised). The `auth` block is left out: it says who sent it, not what changed. Bitrix24
+/// sends events once (no retries are documented), so the key mostly guards against a proxy
+/// re-sending; two updates of one deal within the same second share a key, and the handler
+/// re-reads the deal when it runs. `None` (the body digest is used) without `ts`.
+pub fn delivery_key(body: &str) -> Option<String> {
+    let trimmed = body.trim();
+    let (event, id, ts) = if trimmed.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(trimmed).ok()?;
+        let text = |p: &str| {
+            v.pointer(p).map(|x| match x {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        };
+        (text("/event")?, text("/data/FIELDS/ID")?, text("/ts")?)
+    } else {
+        let pairs = super::dedup::form_pairs(trimmed);
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        (get("event")?, get("data[FIELDS][ID]")?, get("ts")?)
+    };
+    Some(super::dedup::stamp_key(
+        "bitrix24",
+        &[event.to_ascii_uppercase(), id, ts],
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::delivery_key;
+
+    #[test]
+    fn events_are_keyed_on_their_ts_not_their_auth() {
+        let body = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/contracts/bitrix24/event-oncrmdealadd.webhook.json"
+        ))
+        .expect("event-oncrmdealadd.webhook.json");
+        assert_eq!(
+            delivery_key(&body).as_deref(),
+            Some("bitrix24:ONCRMDEALADD|7405|1766047124")
+        );
+        let form = |ts: &str, domain: &str| {
+            format!(
+                "event=ONCRMDEALUPDATE&data%5BFIELDS%5D%5BID%5D=7405&ts={ts}\
+                 &auth%5Bdomain%5D={domain}&auth%5Bapplication_token%5D=t"
+            )
+        };
+        // The same event through another edge: one key.
+        assert_eq!(delivery_key(&form("1", "a")), delivery_key(&form("1", "b")));
+        // The same deal updated again later (to the same stage): a new key.
+        assert_ne!(delivery_key(&form("1", "a")), delivery_key(&form("2", "a")));
+        assert_eq!(
+            delivery_key("event=ONCRMDEALUPDATE&data%5BFIELDS%5D%5BID%5D=1"),
+            None
+        );
+    }
+}

@@ -4,11 +4,10 @@
 pub mod amocrm_inbox;
 pub mod bitrix24_inbox;
 pub mod commerceml;
+pub mod dedup;
 pub mod forms;
 pub mod max_inbox;
 pub mod yclients_inbox;
-
-use std::hash::{DefaultHasher, Hash, Hasher};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -141,11 +140,8 @@ async fn webhook(
     let Ok(text) = std::str::from_utf8(&body) else {
         return (StatusCode::BAD_REQUEST, "body is not UTF-8");
     };
-    // Vendors re-send the same delivery on timeouts; the body identifies it.
-    let mut hasher = DefaultHasher::new();
-    text.hash(&mut hasher);
-    query.hash(&mut hasher);
-    let dedup = format!("{:016x}-{}", hasher.finish(), text.len());
+    // Vendors re-send the same delivery on timeouts: its change stamp identifies it.
+    let dedup = dedup::delivery_key(source, text, query.as_deref());
     let mut kept = inbox::keep_headers(&headers);
     if let Some(query) = query.filter(|q| !q.is_empty()) {
         kept.insert(inbox::QUERY_HEADER.to_string(), query);

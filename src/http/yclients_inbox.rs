@@ -114,3 +114,82 @@ fn foreign_record(record: &RecordEvent) -> Option<ForeignRecord> {
         price: record.price,
     })
 }
+
+/// The inbox key of a delivery: per event `resource:resource_id:status:data.last_change_date`,
+/// the record's own change time (second precision, `+0500` style). YClients documents no
+/// event id; a record's `last_change_date` moves with every change, so a re-sent delivery
+/// repeats the key and a new change does not. `None` (the body digest is used) when an event
+/// carries no change time: a bare delete, a marketplace event.
+pub fn delivery_key(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let events = match v {
+        serde_json::Value::Array(items) => items,
+        other => vec![other],
+    };
+    let mut parts = Vec::with_capacity(events.len());
+    for e in &events {
+        let resource = e.get("resource")?.as_str()?;
+        let id = e.get("resource_id").map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })?;
+        let status = e.get("status").and_then(|s| s.as_str()).unwrap_or("");
+        let changed = e
+            .pointer("/data/last_change_date")
+            .and_then(|d| d.as_str())
+            .filter(|d| !d.trim().is_empty())?;
+        parts.push(format!("{resource}:{id}:{status}:{changed}"));
+    }
+    (!parts.is_empty()).then(|| super::dedup::stamp_key("yclients", &parts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::delivery_key;
+
+    fn hook(status: &str, changed: &str, staff: u64) -> String {
+        serde_json::json!({
+            "company_id": 1, "resource": "record", "resource_id": 7, "status": status,
+            "data": {"id": 7, "staff_id": staff, "last_change_date": changed}
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn a_repeat_shares_the_key_and_a_new_change_with_the_same_content_does_not() {
+        let first = hook("update", "2026-12-01T10:00:00+0500", 11);
+        assert_eq!(delivery_key(&first), delivery_key(&first.clone()));
+        // Moved to master 12, back to 11, to 12 again: three changes, three keys.
+        let keys = [
+            delivery_key(&hook("update", "2026-12-01T10:00:00+0500", 12)),
+            delivery_key(&hook("update", "2026-12-01T10:05:00+0500", 11)),
+            delivery_key(&hook("update", "2026-12-01T10:09:00+0500", 12)),
+        ];
+        assert!(keys.iter().all(Option::is_some));
+        assert_ne!(keys[0], keys[2]);
+        assert_ne!(keys[0], keys[1]);
+        // Same change time, another event: delete after update.
+        assert_ne!(
+            delivery_key(&hook("delete", "2026-12-01T10:00:00+0500", 11)),
+            delivery_key(&first)
+        );
+    }
+
+    #[test]
+    fn the_contract_webhook_is_keyed_on_its_change_time() {
+        let body = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/contracts/yclients/webhook-record-update.webhook.json"
+        ))
+        .expect("webhook-record-update.webhook.json");
+        assert_eq!(
+            delivery_key(&body).as_deref(),
+            Some("yclients:record:234961815:update:2020-11-17T13:58:19+0300")
+        );
+        // A delete carrying no record has no change time: the body digest decides.
+        assert_eq!(
+            delivery_key(r#"{"resource":"record","resource_id":7,"status":"delete","data":[]}"#),
+            None
+        );
+    }
+}

@@ -29,6 +29,21 @@ impl Service {
         Service { child }
     }
 
+    /// [`Service::start`] with the service's log (stderr, at `warn`) written to `log`.
+    pub fn start_logging_to(config: &Path, log: &Path) -> Service {
+        let file = std::fs::File::create(log).expect("the log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_zapis"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .env_remove("ZAPIS_TELEGRAM__TOKEN")
+            .stdin(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("zapis run starts");
+        Service { child }
+    }
+
     /// Stops the service the way a supervisor does (SIGTERM) and waits for it to exit.
     pub fn stop(mut self) {
         let status = Command::new("kill")

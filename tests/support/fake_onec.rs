@@ -510,6 +510,14 @@ const METADATA: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
         <Property Name="Description" Type="Edm.String"/>
         <Property Name="ИНН" Type="Edm.String"/>
       </EntityType>
+      <EntityType Name="Document_СчетНаОплатуПокупателю">
+        <Key><PropertyRef Name="Ref_Key"/></Key>
+        <Property Name="Ref_Key" Type="Edm.Guid" Nullable="false"/>
+        <Property Name="Date" Type="Edm.DateTime" Nullable="false"/>
+        <Property Name="Контрагент_Key" Type="Edm.Guid" Nullable="false"/>
+        <Property Name="ВалютаДокумента_Key" Type="Edm.Guid" Nullable="false"/>
+        <Property Name="Комментарий" Type="Edm.String"/>
+      </EntityType>
       <EntityContainer Name="EnterpriseV8" m:IsDefaultEntityContainer="true">
         <EntitySet Name="Catalog_Контрагенты" EntityType="StandardODATA.Catalog_Контрагенты"/>
         <EntitySet Name="Catalog_Контрагенты_КонтактнаяИнформация" EntityType="StandardODATA.Catalog_Контрагенты_КонтактнаяИнформация"/>

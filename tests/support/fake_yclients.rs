@@ -5,13 +5,18 @@
 //! `seance_length` only when a master is named, ISO datetimes with `+05:00` in slots and
 //! `+0500` in records, the 422 "time taken" body, 401 for a bad token or a missing Accept
 //! header, 429 above 5 requests a second (and, when a test sets it, above a per-minute
-//! ceiling), pages cut at 200, 204 on DELETE. It keeps the salon's schedule, records and client
-//! cards in memory and lets a test inspect and change them "as the salon".
+//! ceiling), pages cut at 200 (or shorter, when a test says so), 204 on DELETE. It keeps the
+//! salon's schedule, records and client cards in memory and lets a test inspect and change them
+//! "as the salon". What the vendor does not do is reproduced too: admin calls refused without
+//! `X-Partner-Id` when the account demands it, a move keeping every field it is not sent (and an
+//! empty `comment` wiping the salon's), a full `PUT /record` resetting labels, custom fields and
+//! colour it is not sent. Faults for one call: a 5xx before anything is written, or the write
+//! done and the answer held past the client's timeout.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration as StdDuration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -160,6 +165,11 @@ pub struct FakeRecord {
     pub attendance: i64,
     /// `online` (book_record), `admin` (POST /records) or `salon` (made by a test).
     pub source: &'static str,
+    /// Label ids (`record_labels`), shown as objects and written as ids.
+    pub labels: Vec<u64>,
+    /// `custom_fields`: an object, or PHP's `[]` when empty.
+    pub custom_fields: Value,
+    pub custom_color: String,
 }
 
 impl FakeRecord {
@@ -201,6 +211,16 @@ struct Inner {
     /// Refuse with 429 above this many requests in any 60 s; `None` counts only.
     minute_limit: Option<u32>,
     throttled: u64,
+    /// Admin calls without this `X-Partner-Id` get 403 «Не указан идентификатор партнера».
+    require_partner: Option<u64>,
+    /// The `X-Partner-Id` of every request, in arrival order.
+    partner_headers: Vec<Option<String>>,
+    /// The next request matching (method, path prefix) fails with this status, untouched.
+    fail_once: Option<(Method, String, StatusCode)>,
+    /// The next request matching (method, path prefix) is done, and its answer held this long.
+    hold_once: Option<(Method, String, StdDuration)>,
+    /// `/records` pages are cut to this many, whatever `count` asked.
+    page_cap: usize,
 }
 
 pub struct FakeYclients {
@@ -233,6 +253,11 @@ impl FakeYclients {
             max_per_minute: 0,
             minute_limit: None,
             throttled: 0,
+            require_partner: None,
+            partner_headers: Vec::new(),
+            fail_once: None,
+            hold_once: None,
+            page_cap: 200,
         }));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fake");
         let addr = listener.local_addr().expect("local addr");
@@ -281,6 +306,51 @@ impl FakeYclients {
         let mut s = self.lock();
         s.forced_429 = n;
         s.retry_after = retry_after;
+    }
+
+    /// Admin calls must carry `X-Partner-Id: id`, as a live marketplace account demanded.
+    pub fn require_partner_id(&self, id: u64) {
+        self.lock().require_partner = Some(id);
+    }
+
+    /// The `X-Partner-Id` sent with every request so far, in arrival order.
+    pub fn partner_headers(&self) -> Vec<Option<String>> {
+        self.lock().partner_headers.clone()
+    }
+
+    /// The next `method` request under `path` (e.g. `/api/v1/book_record/`) gets `status`
+    /// and changes nothing.
+    pub fn fail_next(&self, method: Method, path: &str, status: u16) {
+        let status = StatusCode::from_u16(status).expect("a status code");
+        self.lock().fail_once = Some((method, path.to_owned(), status));
+    }
+
+    /// The next `method` request under `path` is carried out, and its answer sent only after
+    /// `hold` (past the client's timeout: the write is done, the client does not know).
+    pub fn hold_next_answer(&self, method: Method, path: &str, hold: StdDuration) {
+        self.lock().hold_once = Some((method, path.to_owned(), hold));
+    }
+
+    /// `/records` answers at most `n` a page whatever `count` asked, with the true total.
+    pub fn set_records_page_cap(&self, n: usize) {
+        self.lock().page_cap = n.max(1);
+    }
+
+    /// The salon's own marks on a record: its comment, labels, custom fields and colour.
+    pub fn salon_decorate(
+        &self,
+        record_id: u64,
+        comment: &str,
+        labels: &[u64],
+        custom_fields: Value,
+        color: &str,
+    ) {
+        if let Some(r) = self.lock().records.iter_mut().find(|r| r.id == record_id) {
+            r.comment = comment.to_owned();
+            r.labels = labels.to_vec();
+            r.custom_fields = custom_fields;
+            r.custom_color = color.to_owned();
+        }
     }
 
     pub fn set_rate_limit(&self, per_second: u32) {
@@ -377,6 +447,9 @@ impl FakeYclients {
             deleted: false,
             attendance: 0,
             source: "salon",
+            labels: Vec::new(),
+            custom_fields: json!([]),
+            custom_color: String::new(),
         });
         id
     }
@@ -519,9 +592,39 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut s = inner.lock().unwrap_or_else(|p| p.into_inner());
+    let (resp, hold) = {
+        let mut s = inner.lock().unwrap_or_else(|p| p.into_inner());
+        let hold = match &s.hold_once {
+            Some((m, prefix, d)) if *m == method && uri.path().starts_with(prefix.as_str()) => {
+                let d = *d;
+                s.hold_once = None;
+                Some(d)
+            }
+            _ => None,
+        };
+        (respond(&mut s, method, uri, headers, body), hold)
+    };
+    if let Some(d) = hold {
+        tokio::time::sleep(d).await;
+    }
+    resp
+}
+
+fn respond(s: &mut Inner, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     s.total += 1;
     s.log.push(format!("{method} {}", uri.path()));
+    let partner_header = headers
+        .get("x-partner-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    s.partner_headers.push(partner_header.clone());
+    if let Some((m, prefix, status)) = s.fail_once.clone()
+        && m == method
+        && uri.path().starts_with(prefix.as_str())
+    {
+        s.fail_once = None;
+        return error(status, "Внутренняя ошибка сервера");
+    }
     let second = s.started.elapsed().as_secs();
     if second != s.window_second {
         s.window_second = second;
@@ -609,50 +712,57 @@ async fn handle(
     if admin && !user_ok {
         return error(StatusCode::UNAUTHORIZED, "Необходима авторизация");
     }
-    let company_ok = |cid: &str| cid.parse::<u64>().ok() == Some(s.salon.company_id);
+    if admin
+        && let Some(id) = s.require_partner
+        && partner_header.as_deref() != Some(id.to_string().as_str())
+    {
+        return error(StatusCode::FORBIDDEN, "Не указан идентификатор партнера");
+    }
+    let company_id = s.salon.company_id;
+    let company_ok = |cid: &str| cid.parse::<u64>().ok() == Some(company_id);
     match (method.clone(), parts.as_slice()) {
-        (Method::GET, ["company", cid]) if company_ok(cid) => company(&s),
-        (Method::GET, ["book_services", cid]) if company_ok(cid) => book_services(&s, &pairs),
-        (Method::GET, ["book_staff", cid]) if company_ok(cid) => book_staff(&s, &pairs),
-        (Method::GET, ["book_dates", cid]) if company_ok(cid) => book_dates(&s, &pairs),
+        (Method::GET, ["company", cid]) if company_ok(cid) => company(s),
+        (Method::GET, ["book_services", cid]) if company_ok(cid) => book_services(s, &pairs),
+        (Method::GET, ["book_staff", cid]) if company_ok(cid) => book_staff(s, &pairs),
+        (Method::GET, ["book_dates", cid]) if company_ok(cid) => book_dates(s, &pairs),
         (Method::GET, ["book_times", cid, staff, date]) if company_ok(cid) => {
-            book_times(&s, staff, date, &pairs)
+            book_times(s, staff, date, &pairs)
         }
         (Method::POST, ["book_code", cid]) if company_ok(cid) => match json_body {
             Some(b) if b.get("phone").is_some() => created_no_data(),
             _ => bad_format(),
         },
         (Method::POST, ["book_check", cid]) if company_ok(cid) => match json_body {
-            Some(b) => book_check(&s, &b),
+            Some(b) => book_check(s, &b),
             None => bad_format(),
         },
         (Method::POST, ["book_record", cid]) if company_ok(cid) => match json_body {
-            Some(b) => book_record(&mut s, &b),
+            Some(b) => book_record(s, &b),
             None => bad_format(),
         },
         (Method::PUT, ["book_record", cid, rid, ..]) if company_ok(cid) => match json_body {
-            Some(b) => move_record(&mut s, rid, &b),
+            Some(b) => move_record(s, rid, &b),
             None => bad_format(),
         },
         (Method::GET, ["book_record", cid, rid, hash]) if company_ok(cid) => {
-            match find(&s, rid, Some(hash)) {
-                Some(r) => (StatusCode::OK, axum::Json(online_record_json(&s, &r))).into_response(),
+            match find(s, rid, Some(hash)) {
+                Some(r) => (StatusCode::OK, axum::Json(online_record_json(s, &r))).into_response(),
                 None => error(StatusCode::NOT_FOUND, "Запись не найдена"),
             }
         }
-        (Method::DELETE, ["user", "records", rid, hash]) => delete(&mut s, rid, Some(hash)),
-        (Method::GET, ["record", cid, rid]) if company_ok(cid) => match find(&s, rid, None) {
-            Some(r) => envelope(StatusCode::OK, admin_record_json(&s, &r), json!([])),
+        (Method::DELETE, ["user", "records", rid, hash]) => delete(s, rid, Some(hash)),
+        (Method::GET, ["record", cid, rid]) if company_ok(cid) => match find(s, rid, None) {
+            Some(r) => envelope(StatusCode::OK, admin_record_json(s, &r), json!([])),
             None => error(StatusCode::NOT_FOUND, "Запись не найдена"),
         },
-        (Method::DELETE, ["record", cid, rid]) if company_ok(cid) => delete(&mut s, rid, None),
+        (Method::DELETE, ["record", cid, rid]) if company_ok(cid) => delete(s, rid, None),
         (Method::PUT, ["record", cid, rid]) if company_ok(cid) => match json_body {
-            Some(b) => admin_update(&mut s, rid, &b),
+            Some(b) => admin_update(s, rid, &b),
             None => bad_format(),
         },
-        (Method::GET, ["records", cid]) if company_ok(cid) => records_page(&s, &pairs),
+        (Method::GET, ["records", cid]) if company_ok(cid) => records_page(s, &pairs),
         (Method::POST, ["records", cid]) if company_ok(cid) => match json_body {
-            Some(b) => admin_create(&mut s, &b),
+            Some(b) => admin_create(s, &b),
             None => bad_format(),
         },
         (Method::POST, ["auth"]) => match json_body {
@@ -669,11 +779,11 @@ async fn handle(
         },
         (Method::POST, ["company", cid, "clients", "search"]) if company_ok(cid) => match json_body
         {
-            Some(b) => clients_search(&s, &b),
+            Some(b) => clients_search(s, &b),
             None => bad_format(),
         },
         (Method::POST, ["clients", cid]) if company_ok(cid) => match json_body {
-            Some(b) => client_create(&mut s, &b),
+            Some(b) => client_create(s, &b),
             None => bad_format(),
         },
         (Method::GET, ["client", cid, id]) if company_ok(cid) => {
@@ -683,7 +793,7 @@ async fn handle(
             }
         }
         (Method::PUT, ["client", cid, id]) if company_ok(cid) => match json_body {
-            Some(b) => client_update(&mut s, id, &b),
+            Some(b) => client_update(s, id, &b),
             None => bad_format(),
         },
         (Method::POST, ["company", cid, "clients", "visits", "search"]) if company_ok(cid) => {
@@ -1095,6 +1205,9 @@ fn book_record(s: &mut Inner, body: &Value) -> Response {
             deleted: false,
             attendance: 0,
             source: "online",
+            labels: Vec::new(),
+            custom_fields: json!([]),
+            custom_color: String::new(),
         });
         out.push(json!({"id": a["id"], "record_id": id, "record_hash": hash}));
     }
@@ -1123,7 +1236,12 @@ fn move_record(s: &mut Inner, rid: &str, body: &Value) -> Response {
     let Some(rec) = find(s, rid, None).filter(|r| !r.deleted) else {
         return error(StatusCode::NOT_FOUND, "Запись не найдена");
     };
-    let a = json!({"services": [rec.service_id], "staff_id": rec.staff_id, "datetime": body["datetime"]});
+    let datetime = match body.get("datetime") {
+        Some(v) => v.clone(),
+        // Only the comment changes: the time stays.
+        None => json!(rec.local.format("%Y-%m-%d %H:%M:%S").to_string()),
+    };
+    let a = json!({"services": [rec.service_id], "staff_id": rec.staff_id, "datetime": datetime});
     let local = match validate(s, &a, Some(rec.id)) {
         Ok((_, _, local)) => local,
         Err(resp) => return resp,
@@ -1134,7 +1252,8 @@ fn move_record(s: &mut Inner, rid: &str, body: &Value) -> Response {
             return error(StatusCode::NOT_FOUND, "Запись не найдена");
         };
         r.local = local;
-        if let Some(c) = body["comment"].as_str().filter(|c| !c.is_empty()) {
+        // Optional and taken as given: left out, the salon's comment stays; `""` wipes it.
+        if let Some(c) = body.get("comment").and_then(Value::as_str) {
             r.comment = c.to_owned();
         }
         r.clone()
@@ -1214,7 +1333,12 @@ pub fn admin_record_json_for(salon: &FakeSalon, r: &FakeRecord) -> Value {
         "comment": r.comment, "visit_attendance": r.attendance, "attendance": r.attendance,
         "confirmed": 1, "seance_length": r.length_sec, "length": r.length_sec,
         "api_id": r.api_id, "visit_id": r.id.to_string(), "deleted": r.deleted,
-        "custom_fields": [], "documents": [],
+        "custom_fields": r.custom_fields, "documents": [],
+        "custom_color": r.custom_color, "custom_font_color": "#ffffff",
+        "record_labels": r.labels.iter().map(|id| json!({
+            "id": id.to_string(), "title": format!("Метка {id}"), "color": "#009800",
+            "icon": "unlock", "font_color": "#ffffff"
+        })).collect::<Vec<_>>(),
         "last_change_date": at.format("%Y-%m-%dT%H:%M:%S%z").to_string(),
     })
 }
@@ -1232,7 +1356,8 @@ fn records_page(s: &Inner, pairs: &[(String, String)]) -> Response {
     let count: usize = q(pairs, "count")
         .and_then(|v| v.parse().ok())
         .unwrap_or(25)
-        .min(200);
+        .min(s.page_cap);
+    let staff: Option<u64> = q(pairs, "staff_id").and_then(|v| v.parse().ok());
     let with_deleted = q(pairs, "with_deleted") == Some("1");
     let parse = |k| q(pairs, k).and_then(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok());
     let (from, to) = (parse("start_date"), parse("end_date"));
@@ -1240,6 +1365,7 @@ fn records_page(s: &Inner, pairs: &[(String, String)]) -> Response {
         .records
         .iter()
         .filter(|r| with_deleted || !r.deleted)
+        .filter(|r| staff.is_none_or(|id| r.staff_id == id))
         .filter(|r| {
             from.is_none_or(|f| r.local.date() >= f) && to.is_none_or(|t| r.local.date() <= t)
         })
@@ -1295,6 +1421,10 @@ fn admin_update(s: &mut Inner, rid: &str, body: &Value) -> Response {
     r.comment = body["comment"].as_str().unwrap_or("").to_owned();
     r.api_id = body["api_id"].as_str().unwrap_or("").to_owned();
     r.attendance = body["attendance"].as_i64().unwrap_or(0);
+    // A full update: what it is not given is reset, as the docs' "same body as create" reads.
+    r.labels = label_ids(&body["record_labels"]);
+    r.custom_fields = object_or_empty(&body["custom_fields"]);
+    r.custom_color = body["custom_color"].as_str().unwrap_or("").to_owned();
     let updated = r.clone();
     s.record_updates += 1;
     envelope(
@@ -1302,6 +1432,24 @@ fn admin_update(s: &mut Inner, rid: &str, body: &Value) -> Response {
         admin_record_json(s, &updated),
         json!([]),
     )
+}
+
+/// Label ids as `record_labels` is written: strings (the docs' example) or numbers.
+fn label_ids(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|x| x.as_u64().or_else(|| x.as_str()?.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn object_or_empty(v: &Value) -> Value {
+    match v {
+        Value::Object(m) if !m.is_empty() => v.clone(),
+        _ => json!([]),
+    }
 }
 
 fn admin_create(s: &mut Inner, body: &Value) -> Response {
@@ -1336,6 +1484,9 @@ fn admin_create(s: &mut Inner, body: &Value) -> Response {
         deleted: false,
         attendance: body["attendance"].as_i64().unwrap_or(0),
         source: "admin",
+        labels: label_ids(&body["record_labels"]),
+        custom_fields: object_or_empty(&body["custom_fields"]),
+        custom_color: body["custom_color"].as_str().unwrap_or("").to_owned(),
     };
     let out = admin_record_json(s, &rec);
     s.records.push(rec);

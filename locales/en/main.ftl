@@ -194,6 +194,7 @@ crm-note-rescheduled = The visit was moved { $by }: now { $when }, master { $mas
 ## MAX adapter
 
 max-apology = Sorry, something went wrong. Please try again a little later.
+max-callback-ack = Done
 max-share-phone = 📱 Share my phone number
 
 ## Notices sent outside a conversation turn

@@ -197,6 +197,7 @@ crm-note-rescheduled = Запись перенесена { $by }: теперь {
 ## MAX adapter
 
 max-apology = Извините, что-то пошло не так. Попробуйте ещё раз чуть позже.
+max-callback-ack = Готово
 max-share-phone = 📱 Отправить мой номер
 
 ## Notices sent outside a conversation turn

@@ -596,7 +596,12 @@ impl Conversations {
                     .await?;
                 Ok(match e {
                     BookingError::SlotTaken => Loaded::SlotTaken,
-                    e => failed(&e),
+                    // The held booking cannot be completed online any more (it expired, or the
+                    // schedule wants what a bot cannot give): the phone is the way left.
+                    e => {
+                        tracing::warn!(booking = %booking.id, error = %e, "code booking given up");
+                        Loaded::BookingClosed
+                    }
                 })
             }
         }

@@ -248,7 +248,11 @@ async fn records_left_out_of_records_info_cancel_nothing_and_alert_the_admin() {
     w.dikidi.records_info_empty(true);
     let alert = admin.wait_for_text("records_info", WAIT).await;
     assert!(alert.text.contains("without 2"), "{}", alert.text);
-    assert!(alert.text.contains("Nothing was cancelled"), "{}", alert.text);
+    assert!(
+        alert.text.contains("Nothing was cancelled"),
+        "{}",
+        alert.text
+    );
     // A few more polls: no second alert for the same records, no cancellation, no message.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert_eq!(count(&admin, "records_info"), 1);

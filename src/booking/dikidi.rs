@@ -510,10 +510,8 @@ fn map_vendor_error(endpoint: Endpoint, e: &VendorError) -> BookingError {
         "USER_AUTHORISATION_ERROR" | "USER_AUTHORISATION_DATA_ERROR" | "400"
             if matches!(endpoint, Endpoint::Check | Endpoint::Record) =>
         {
-            // The widget wants a logged-in client or an SMS code; we cannot supply either.
-            BookingError::Closed(format!(
-                "Dikidi {name} demands a signed-in client or an SMS code: {text}"
-            ))
+            // The widget wants a signed-in client, which a bot cannot be.
+            BookingError::Closed(format!("Dikidi {name} demands a signed-in client: {text}"))
         }
         "USER_AUTHORISATION_ERROR" | "USER_AUTHORISATION_DATA_ERROR" | "400" => {
             BookingError::Auth(format!("Dikidi {name}: {text}"))
@@ -2171,6 +2169,55 @@ mod tests {
             s.contains("9999-99-99 99:99:99") && s.contains("phone"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn the_session_is_the_hash_of_cookie_name() {
+        let s = WidgetSession::from_cookies(vec![
+            "lang=43bb~ru".into(),
+            "cookie_name=171439ab~692f4bb3%3A1756".into(),
+        ])
+        .expect("a session");
+        assert_eq!(s.hash, "692f4bb3:1756");
+        assert_eq!(s.cookies.len(), 2);
+        assert!(WidgetSession::from_cookies(vec!["cookie_name=nohash".into()]).is_none());
+        assert!(WidgetSession::from_cookies(vec!["cid=1~2".into()]).is_none());
+    }
+
+    #[test]
+    fn record_refusals_are_read_by_their_words() {
+        let e = |code: &str, message: &str| VendorError {
+            code: code.into(),
+            message: message.into(),
+        };
+        assert_eq!(demand_of(&e("SMS_CODE_REQUIRED", "")), Some(Demand::Code));
+        assert_eq!(demand_of(&e("1", "Введите код из СМС")), Some(Demand::Code));
+        assert_eq!(
+            demand_of(&e("CAPTCHA_ERROR", "Введите код с картинки")),
+            Some(Demand::Captcha),
+            "a captcha wins over the word code"
+        );
+        assert_eq!(demand_of(&e("1", "Пройдите капчу")), Some(Demand::Captcha));
+        assert_eq!(demand_of(&e("USER_AUTHORISATION_ERROR", "bad auth")), None);
+        assert_eq!(demand_of(&e("NUMBER_NOT_TRUE", "")), None);
+    }
+
+    #[test]
+    fn only_an_explicit_marker_cancels_a_listed_record() {
+        let info = |extra: Value| {
+            let mut record = serde_json::json!({"id": 7, "time": "2025-02-17 14:15:00"});
+            if let (Value::Object(r), Value::Object(e)) = (&mut record, extra) {
+                r.extend(e);
+            }
+            let parsed = parse_records_info(serde_json::json!({"7": {"record": record}}), TZ)
+                .expect("parses");
+            parsed["7"].2.reported_cancelled()
+        };
+        assert!(!info(serde_json::json!({})));
+        assert!(!info(serde_json::json!({"status": "1", "deleted": 0})));
+        assert!(info(serde_json::json!({"deleted": 1})));
+        assert!(info(serde_json::json!({"is_deleted": "1"})));
+        assert!(info(serde_json::json!({"status": "Cancelled"})));
     }
 
     #[test]

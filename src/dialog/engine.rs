@@ -319,6 +319,11 @@ impl Engine<'_> {
     // ---- navigation ---------------------------------------------------------------------
 
     fn clear_flow(&mut self) {
+        // Leaving the code prompt any way at all gives up the booking that waited for it.
+        if let At::Code(w) = &self.st.at {
+            let booking_id = w.booking.clone();
+            self.command(Command::AbandonCode { booking_id });
+        }
         self.st.at = At::Menu;
         self.st.flow = None;
         self.st.mv = None;
@@ -997,6 +1002,7 @@ impl Engine<'_> {
     /// Drops a booking that waited for a code: on the client's cancel, or after the last wrong
     /// try, when the phone is the way left to book.
     fn give_up_code(&mut self, booking_id: String, out_of_tries: bool) {
+        self.st.at = At::Menu;
         self.command(Command::AbandonCode { booking_id });
         if !out_of_tries {
             self.clear_flow();

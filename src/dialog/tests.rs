@@ -1773,3 +1773,23 @@ fn a_failed_code_check_returns_to_the_code_prompt_on_retry() {
     bot.text("4321");
     assert!(bot.last().text.contains("вы записаны"));
 }
+
+#[test]
+fn leaving_the_code_prompt_gives_up_the_waiting_booking_once() {
+    let mut bot = bot_at_code();
+    bot.text("/start");
+    let abandoned = bot
+        .commands
+        .iter()
+        .filter(|c| matches!(c, Command::AbandonCode { .. }))
+        .count();
+    assert_eq!(abandoned, 1);
+    assert!(!bot.st.awaits_code());
+    // A code typed afterwards is just text.
+    bot.text("4321");
+    assert!(
+        !bot.commands
+            .iter()
+            .any(|c| matches!(c, Command::SubmitCode { .. }))
+    );
+}

@@ -135,7 +135,7 @@ impl Conversations {
         let _guard = lock.lock().await;
 
         let mut state = self.load_state(&key).await?;
-        self.log_input(&key, &event).await?;
+        self.log_input(&key, &event, state.awaits_code()).await?;
         let ctx = Context {
             now: self.clock.now(),
             timezone: self.business.timezone,
@@ -181,8 +181,15 @@ impl Conversations {
 
     /// What the client did, as a person reading the CRM card would want it: typed text as is,
     /// a pressed button by its label.
-    async fn log_input(&self, key: &str, event: &ChatEvent) -> Result<(), ConversationError> {
+    async fn log_input(
+        &self,
+        key: &str,
+        event: &ChatEvent,
+        awaits_code: bool,
+    ) -> Result<(), ConversationError> {
         let text = match event {
+            // A confirmation code is a credential: it reaches the schedule and nothing else.
+            ChatEvent::Text(_) if awaits_code => "[code]".to_string(),
             ChatEvent::Start { payload: Some(p) } => format!("/start {p}"),
             ChatEvent::Start { payload: None } => "/start".to_string(),
             ChatEvent::Text(t) => t.clone(),
@@ -367,6 +374,23 @@ impl Conversations {
             Command::ConfirmVisit { booking_id } => {
                 return self.confirm_visit(chat, &booking_id).await;
             }
+            Command::SubmitCode { booking_id, code } => {
+                return self.submit_code(chat, &booking_id, Some(&code)).await;
+            }
+            Command::ResendCode { booking_id } => {
+                return self.submit_code(chat, &booking_id, None).await;
+            }
+            Command::AbandonCode { booking_id } => {
+                if let Some(booking) = self.owned_booking(chat, &booking_id).await?
+                    && booking.status == BookingStatus::Requested
+                {
+                    self.booking.abandon_code(&booking.id).await;
+                    self.store
+                        .set_booking_status(&booking.id, BookingStatus::Failed, self.clock.now())
+                        .await?;
+                }
+                Ok(Loaded::CodeAbandoned)
+            }
         };
         Ok(loaded.unwrap_or_else(|e| failed(&e)))
     }
@@ -471,7 +495,7 @@ impl Conversations {
                     .await
             }
         };
-        let mut booking = Booking {
+        let booking = Booking {
             id: uuid::Uuid::new_v4().simple().to_string(),
             business_id: self.business.id.clone(),
             client_phone: draft.phone.clone(),
@@ -505,40 +529,13 @@ impl Conversations {
             comment: booking_comment(&booking.source),
         };
         match self.booking.book(&request).await {
-            Ok(record) => {
-                let mut jobs: Vec<NewJob> = self
-                    .crm_job(BOOKING_CREATED, &booking.id, Some("client"))
-                    .into_iter()
-                    .collect();
-                if self.accounting {
-                    jobs.push(crate::accounting::jobs::invoice_job(
-                        &self.business.id,
-                        &booking.id,
-                        now,
-                    ));
-                }
-                self.commit_change(
-                    &booking.id,
-                    Change::Confirmed {
-                        external_id: &record.external_id,
-                    },
-                    &jobs,
-                )
-                .await?;
-                self.store
-                    .put_link(
-                        &self.business.id,
-                        "booking",
-                        &booking.id,
-                        self.booking.system(),
-                        &record.external_id,
-                        now,
-                    )
-                    .await?;
-                booking.status = BookingStatus::Booked;
-                booking.external_id = Some(record.external_id);
-                tracing::info!(booking = %booking.id, phone = %booking.client_phone.masked(), "booked");
-                Ok(Loaded::Booked(booking))
+            Ok(record) => self.confirmed(booking, record).await,
+            Err(BookingError::CodeRequired) => {
+                // The schedule holds the booking until the client types the code it sent.
+                tracing::info!(booking = %booking.id, "the schedule asks the client for a code");
+                Ok(Loaded::CodeRequired {
+                    booking_id: booking.id,
+                })
             }
             Err(BookingError::SlotTaken) => {
                 self.store
@@ -567,6 +564,89 @@ impl Conversations {
                 Ok(failed(&e))
             }
         }
+    }
+
+    /// Completes (`code`) or asks again for the code of (`None`) a booking the schedule holds.
+    async fn submit_code(
+        &self,
+        chat: &ChatRef,
+        id: &str,
+        code: Option<&str>,
+    ) -> Result<Loaded, ConversationError> {
+        let booking = match self.owned_booking(chat, id).await? {
+            Some(b) if b.status == BookingStatus::Requested => b,
+            _ => {
+                return Ok(Loaded::Failed {
+                    reason: format!("booking {id} does not wait for a code"),
+                });
+            }
+        };
+        let answer = match code {
+            Some(code) => self.booking.confirm_code(&booking.id, code).await.map(Some),
+            None => self.booking.resend_code(&booking.id).await,
+        };
+        match answer {
+            Ok(Some(record)) => self.confirmed(booking, record).await,
+            Ok(None) => Ok(Loaded::CodeResent),
+            Err(BookingError::CodeWrong) => Ok(Loaded::CodeWrong),
+            Err(e) if e.is_transient() => Ok(failed(&e)),
+            Err(e) => {
+                self.store
+                    .set_booking_status(&booking.id, BookingStatus::Failed, self.clock.now())
+                    .await?;
+                Ok(match e {
+                    BookingError::SlotTaken => Loaded::SlotTaken,
+                    // The held booking cannot be completed online any more (it expired, or the
+                    // schedule wants what a bot cannot give): the phone is the way left.
+                    e => {
+                        tracing::warn!(booking = %booking.id, error = %e, "code booking given up");
+                        Loaded::BookingClosed
+                    }
+                })
+            }
+        }
+    }
+
+    /// The schedule confirmed the booking: its link, the CRM and accounting jobs, the client.
+    async fn confirmed(
+        &self,
+        mut booking: Booking,
+        record: crate::booking::Record,
+    ) -> Result<Loaded, ConversationError> {
+        let now = self.clock.now();
+        let mut jobs: Vec<NewJob> = self
+            .crm_job(BOOKING_CREATED, &booking.id, Some("client"))
+            .into_iter()
+            .collect();
+        if self.accounting {
+            jobs.push(crate::accounting::jobs::invoice_job(
+                &self.business.id,
+                &booking.id,
+                now,
+            ));
+        }
+        self.commit_change(
+            &booking.id,
+            Change::Confirmed {
+                external_id: &record.external_id,
+            },
+            &jobs,
+        )
+        .await?;
+        self.store
+            .put_link(
+                &self.business.id,
+                "booking",
+                &booking.id,
+                self.booking.system(),
+                &record.external_id,
+                now,
+            )
+            .await?;
+        booking.status = BookingStatus::Booked;
+        booking.external_id = Some(record.external_id);
+        tracing::info!(booking = %booking.id, phone = %booking.client_phone.masked(), "booked");
+        Ok(Loaded::Booked(booking))
     }
 
     /// Only a booking made from this chat, or one under a phone this chat booked with, may be

@@ -8,7 +8,31 @@ use crate::app::App;
 use crate::booking::RecordStatus;
 use crate::booking::changes::ScheduleChange;
 use crate::booking::dikidi::{DikidiEvent, KnownRecord, Poller};
+use crate::store::Store;
 use crate::sync::{Alert, AlertKind};
+
+/// One line in the booking's journal; a failure to write it is logged, never fatal.
+async fn journal(
+    store: &Store,
+    business: &str,
+    booking_id: &str,
+    kind: &str,
+    detail: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let written = async {
+        let mut tx = store
+            .begin()
+            .await
+            .map_err(crate::store::StoreError::from)?;
+        crate::store::record_event_in(&mut tx, business, booking_id, "dikidi", kind, detail, now)
+            .await?;
+        tx.commit().await.map_err(crate::store::StoreError::from)
+    };
+    if let Err(e) = written.await {
+        tracing::error!(booking = %booking_id, error = %e, "cannot journal a Dikidi event");
+    }
+}
 
 /// Starts the reconciliation poll for every schedule but Dikidi, whose own poller (below) already
 /// re-reads its bookings and also watches its API for drift.
@@ -117,6 +141,68 @@ pub fn spawn(app: &App, mut stop: tokio::sync::watch::Receiver<bool>) -> Option<
                             at: now,
                             last_error: Some(format!(
                                 "Dikidi's API changed at {endpoint}: {sample}"
+                            )),
+                        })
+                        .await;
+                    None
+                }
+                DikidiEvent::RecordsMissing { external_ids } => {
+                    // Drift, not a cancellation: journal it on each booking and alert; the
+                    // bookings and the clients are left alone.
+                    let detail = "Dikidi's records_info did not list this record; nothing was \
+                                  cancelled (absence is not a cancellation signal)";
+                    let mut ours = Vec::new();
+                    for id in &external_ids {
+                        if let Ok(Some(booking)) = store
+                            .entity_for_external(&business, "booking", "dikidi", id)
+                            .await
+                        {
+                            journal(&store, &business, &booking, "records-missing", detail, now)
+                                .await;
+                            ours.push(booking);
+                        }
+                    }
+                    alerts
+                        .send(&Alert {
+                            kind: AlertKind::Attention,
+                            business_id: business.clone(),
+                            system: "dikidi".into(),
+                            since: now,
+                            at: now,
+                            last_error: Some(format!(
+                                "records_info answered without {} of our upcoming records \
+                                 (Dikidi ids {}; bookings {}). Nothing was cancelled and no \
+                                 client was told; check them in Dikidi.",
+                                external_ids.len(),
+                                external_ids.join(", "),
+                                ours.join(", ")
+                            )),
+                        })
+                        .await;
+                    None
+                }
+                DikidiEvent::CaptchaDemanded { booking_id } => {
+                    journal(
+                        &store,
+                        &business,
+                        &booking_id,
+                        "captcha",
+                        "Dikidi demanded a captcha at the record step; zapis does not solve \
+                         captchas, the client was asked to call",
+                        now,
+                    )
+                    .await;
+                    alerts
+                        .send(&Alert {
+                            kind: AlertKind::Attention,
+                            business_id: business.clone(),
+                            system: "dikidi".into(),
+                            since: now,
+                            at: now,
+                            last_error: Some(format!(
+                                "Dikidi demanded a captcha to book {booking_id}, so the online \
+                                 booking stopped and the client was asked to call. If it keeps \
+                                 happening, ask Dikidi to turn the captcha off for the widget."
                             )),
                         })
                         .await;

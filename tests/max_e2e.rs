@@ -189,7 +189,27 @@ async fn a_client_books_from_a_max_deep_link_across_a_restart_and_cancels() {
         .filter(|s| matches!(s, PressLabel(_) | PressKind(_)))
         .count();
     assert_eq!(answers.len(), presses, "one answer per press");
-    assert!(answers.iter().all(|c| c.status == 200));
+    // MAX refuses an empty answer with 400; every one here was accepted, and each carried the
+    // next screen or a notification.
+    assert!(
+        answers.iter().all(|c| c.status == 200),
+        "{:?}",
+        answers
+            .iter()
+            .filter(|c| c.status != 200)
+            .map(|c| (&c.body, c.status))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|c| c.body.get("message").is_some() || c.body.get("notification").is_some())
+    );
+    // Screens that replace the pressed message travel in the answer, not in a separate edit.
+    assert!(
+        answers.iter().any(|c| c.body.get("message").is_some()),
+        "no screen was sent as an answer"
+    );
     assert!(
         fake.rate_violations().is_empty(),
         "{:?}",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 use secrecy::SecretString;
-use serde_json::json;
+use serde_json::{Value, json};
 use support::fake_max::{self, Failure, FakeMax, contract, contract_names};
 use support::{RunningMaxBot, fast_max_limits};
 use zapis::conversation::{ChatEvent, ConversationError};
@@ -484,7 +484,7 @@ async fn start_payload_text_and_locale_reach_the_handler() {
 }
 
 #[tokio::test]
-async fn a_button_press_is_answered_and_edits_the_message_it_was_on() {
+async fn a_button_press_is_answered_with_the_next_screen_in_place_of_its_message() {
     let (fake, handler, bot) = setup().await;
     let user = fake.user(42);
     user.start(None);
@@ -493,20 +493,34 @@ async fn a_button_press_is_answered_and_edits_the_message_it_was_on() {
     let edited = user.wait_for_text("picked slot:1100", T).await;
     assert!(edited.edited);
     assert_eq!(edited.mid, shown.mid);
-    // The keyboard went away with the edit (attachments: []).
+    // The keyboard went away with the new screen (attachments: []).
     assert!(edited.buttons.is_empty());
     assert!(fake.answered(&callback));
     assert_eq!(handler.events()[1], ChatEvent::Button("slot:1100".into()));
+    // The screen travelled in the answer: no separate edit, no new message.
+    let answers = fake.calls_of("POST /answers");
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].status, 200);
+    assert_eq!(answers[0].body["message"]["text"], "picked slot:1100");
+    assert!(fake.calls_of("PUT /messages").is_empty());
     assert_eq!(fake.calls_of("POST /messages").len(), 1);
     bot.stop().await.unwrap();
 }
 
 #[tokio::test]
-async fn a_refused_edit_falls_back_to_a_new_message() {
+async fn a_refused_answer_is_acknowledged_and_the_screen_still_arrives() {
     let (fake, _handler, bot) = setup().await;
     let user = fake.user(42);
     user.start(None);
     user.wait_for_text("start", T).await;
+    // MAX refuses the screen as an answer, and then the edit too.
+    fake.fail_next(
+        "POST /answers",
+        Failure::Custom {
+            status: 400,
+            body: json!({"code": "proto.payload", "message": "bad message"}),
+        },
+    );
     fake.fail_next(
         "PUT /messages",
         Failure::Custom {
@@ -514,10 +528,68 @@ async fn a_refused_edit_falls_back_to_a_new_message() {
             body: json!({"code": "message.edit.denied", "message": "too old"}),
         },
     );
-    user.press("10:00");
+    let callback = user.press("10:00");
     let reply = user.wait_for_text("picked slot:1000", T).await;
     assert!(!reply.edited);
+    // The press was still acknowledged, with a notification.
+    assert!(fake.answered(&callback));
+    let answers = fake.calls_of("POST /answers");
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert_eq!(answers[1].status, 200);
+    assert!(answers[1].body["notification"].is_string());
     bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_fake_refuses_an_empty_callback_answer_as_max_does() {
+    let fake = FakeMax::start().await;
+    let user = fake.user(77);
+    let c = client(&fake);
+    c.send(
+        MaxTarget::User(77),
+        &contract("send-message-inline-keyboard.schema-example.request.json"),
+    )
+    .await
+    .unwrap();
+    let target = MaxTarget::User(77);
+    let first = user.press("Press me!");
+    let err = c.answer(target, &first, &json!({})).await.unwrap_err();
+    assert!(
+        matches!(&err, MaxError::Api { status: 400, code, message }
+            if code == "proto.payload" && message.contains("`message` or `notification` required")),
+        "{err}"
+    );
+    assert!(!fake.answered(&first));
+    c.answer(target, &first, &json!({"notification": "Готово"}))
+        .await
+        .unwrap();
+    assert!(fake.answered(&first));
+
+    // `message` replaces the pressed message and obeys the NewMessageBody rules.
+    let second = user.press("Press me!");
+    let too_many: Vec<Value> = (0..31)
+        .map(|i| json!([{"type": "callback", "text": "b", "payload": format!("p{i}")}]))
+        .collect();
+    let err = c
+        .answer(
+            target,
+            &second,
+            &json!({"message": {"text": "x", "attachments": [
+                {"type": "inline_keyboard", "payload": {"buttons": too_many}}]}}),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MaxError::Api { status: 400, .. }), "{err}");
+    c.answer(
+        target,
+        &second,
+        &json!({"message": {"text": "next screen", "attachments": []}}),
+    )
+    .await
+    .unwrap();
+    let shown = user.history().pop().unwrap();
+    assert_eq!(shown.text, "next screen");
+    assert!(shown.edited && shown.buttons.is_empty());
 }
 
 #[tokio::test]

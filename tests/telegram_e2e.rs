@@ -253,6 +253,8 @@ async fn dikidi_changes_reach_the_client_by_polling_and_drift_alerts_the_admin()
     user.wait_for_text("вы записаны", WAIT).await;
     let record = dikidi.records()[0].id.to_string();
 
+    // Dikidi lists the cancelled record as deleted: the positive signal polling acts on.
+    dikidi.mark_deleted(true);
     dikidi.salon_cancels(&record);
     let told = user.wait_for_text("Салон отменил", WAIT).await;
     assert!(told.text.contains("Женская стрижка"), "{}", told.text);

@@ -194,6 +194,7 @@ crm-note-rescheduled = The visit was moved { $by }: now { $when }, master { $mas
 ## MAX adapter
 
 max-apology = Sorry, something went wrong. Please try again a little later.
+max-callback-ack = Done
 max-share-phone = 📱 Share my phone number
 
 ## Notices sent outside a conversation turn
@@ -262,3 +263,19 @@ school-btn-send = ✅ Send the application
 school-sending = Sending your application…
 school-enrolled = Application received: { $course }, { $group }. The curator will contact you.
 school-enrolled-trial = Trial lesson application received: { $course }. The curator will contact you to agree on a time.
+
+## The SMS confirmation code (the salon confirms online bookings by SMS)
+
+ask-code = The salon confirms online bookings by SMS: a code has been sent to { $phone }. Type it here to complete your booking.
+code-tries-left = { $count ->
+    [one] { $count } try left.
+   *[other] { $count } tries left.
+}
+note-bad-code = Please type the code in digits, as in the SMS.
+note-code-wrong = That code did not match.
+note-code-resent = The code has been sent again.
+btn-resend-code = Send the code again
+code-checking = Checking the code…
+code-resending = Asking for the code again…
+code-failed = The code did not match, so the booking is not complete. Please call the salon and we will book you by phone.
+code-failed-call = The code did not match, so the booking is not complete. Please call us: { $phone } and we will book you by phone.

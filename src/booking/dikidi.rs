@@ -4,10 +4,11 @@
 //! - `widget`: the JSON endpoints Dikidi's own online-booking widget calls under its site
 //!   (`…/ajax/newrecord/…`), exactly as public open-source clients use them: `company_services`
 //!   for services and masters, `get_dates_true` for free days, `get_datetimes` for free times,
-//!   `time_reservation` → `check` → `record` to book, `records_info` to re-read records and
-//!   `remove_record` to cancel. We identify ourselves (a User-Agent naming zapis), pace
-//!   ourselves per company, and carry no cookies but the one Dikidi sets on our own
-//!   reservation request for the three steps of that one booking.
+//!   a widget session opened with `company_services` and sent on `time_reservation` → `check`
+//!   → `record` to book (with the SMS code the client relays when the salon demands one),
+//!   `records_info` to re-read records and `remove_record` to cancel. We identify ourselves (a
+//!   User-Agent naming zapis), pace ourselves per company, and carry no cookies but the ones
+//!   Dikidi sets when our own session opens, for the steps of that one booking.
 //! - `partner`: Dikidi's partner REST API exists "on request"; its contract is not public. The
 //!   token is configured and kept, and every call answers a clear `Rejected` until a business
 //!   hands us the documentation and the calls are written.
@@ -18,7 +19,7 @@
 //! which the dialog renders as "call us at <phone>"), and polling keeps probing until the shape
 //! is understood again (`ApiRecovered`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -47,6 +48,9 @@ const DEFAULT_SERVICE_MIN: u32 = 60;
 const RECORDS_PER_REQUEST: usize = 20;
 /// A sample in an alert is for a developer's eyes, not a log flood.
 const SAMPLE_MAX_CHARS: usize = 1200;
+/// How long a booking waits for the client's SMS code; Dikidi's own hold on the reserved time
+/// is not published, so the wait is kept short.
+const CODE_WAIT_MINUTES: i64 = 15;
 
 pub const PARTNER_NOT_CONFIGURED: &str = "Dikidi partner API contract not configured: the partner \
      API is given to a business on request and its contract is not public; use mode = \"widget\" \
@@ -279,8 +283,14 @@ pub struct KnownRecord {
 /// What polling found; the sync engine turns these into domain events and alerts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DikidiEvent {
-    /// The record is gone from Dikidi (the salon cancelled or deleted it).
+    /// Dikidi reports the record deleted or cancelled (a positive signal; absence is not one).
     Cancelled { external_id: String },
+    /// `records_info` answered without records we know: drift, not a cancellation. Raised
+    /// once per record until it is listed again; nothing is cancelled and no client is told.
+    RecordsMissing { external_ids: Vec<String> },
+    /// The salon's `record` step demanded a captcha for booking `booking_id`. zapis never
+    /// tries to pass one: the client was told to call.
+    CaptchaDemanded { booking_id: String },
     /// The record now starts at another time.
     Moved {
         external_id: String,
@@ -500,10 +510,8 @@ fn map_vendor_error(endpoint: Endpoint, e: &VendorError) -> BookingError {
         "USER_AUTHORISATION_ERROR" | "USER_AUTHORISATION_DATA_ERROR" | "400"
             if matches!(endpoint, Endpoint::Check | Endpoint::Record) =>
         {
-            // The widget wants a logged-in client or an SMS code; we cannot supply either.
-            BookingError::Closed(format!(
-                "Dikidi {name} demands a signed-in client or an SMS code: {text}"
-            ))
+            // The widget wants a signed-in client, which a bot cannot be.
+            BookingError::Closed(format!("Dikidi {name} demands a signed-in client: {text}"))
         }
         "USER_AUTHORISATION_ERROR" | "USER_AUTHORISATION_DATA_ERROR" | "400" => {
             BookingError::Auth(format!("Dikidi {name}: {text}"))
@@ -618,6 +626,36 @@ struct WireRecordBody {
     service_id: Value,
     #[serde(default)]
     master_id: Value,
+    /// No public client shows how a cancelled record looks in `records_info`; these are the
+    /// only markers we act on (docs/dikidi.md, "Change detection").
+    #[serde(default)]
+    deleted: Value,
+    #[serde(default)]
+    is_deleted: Value,
+    #[serde(default)]
+    status: Value,
+}
+
+impl WireRecordBody {
+    /// A positive "this record is cancelled" in the answer itself.
+    fn reported_cancelled(&self) -> bool {
+        let truthy = |v: &Value| match v {
+            Value::Bool(b) => *b,
+            Value::Number(n) => n.as_i64().is_some_and(|n| n != 0),
+            Value::String(s) => matches!(s.trim(), "1" | "true"),
+            _ => false,
+        };
+        let status = match &self.status {
+            Value::String(s) => s.trim().to_lowercase(),
+            _ => String::new(),
+        };
+        truthy(&self.deleted)
+            || truthy(&self.is_deleted)
+            || matches!(
+                status.as_str(),
+                "deleted" | "removed" | "cancelled" | "canceled"
+            )
+    }
 }
 
 /// Catalogue: services and, per service, its masters.
@@ -820,6 +858,10 @@ pub struct Dikidi {
     poll_budget: u32,
     /// Where the previous poll stopped when the budget ran out.
     poll_cursor: AtomicUsize,
+    /// Bookings whose `record` step waits for the client's SMS code, by our booking id.
+    pending: Mutex<HashMap<String, PendingRecord>>,
+    /// Known records `records_info` left out, already alarmed about.
+    missing: Mutex<BTreeSet<String>>,
     pub(crate) poll_interval: StdDuration,
     pub(crate) poll_jitter: StdDuration,
 }
@@ -828,6 +870,74 @@ pub struct Dikidi {
 struct Raw {
     body: Value,
     cookies: Vec<String>,
+}
+
+/// A widget session as the widget holds it: the hash it sends as `session` (query and form)
+/// and the cookies Dikidi set when it opened.
+#[derive(Debug, Clone)]
+struct WidgetSession {
+    hash: String,
+    cookies: Vec<String>,
+}
+
+impl WidgetSession {
+    /// The hash is the part after `~` of the `cookie_name` cookie (`Zimin0/Custom-Dikidi-Api:
+    /// utils.py @ 928fcc0`, `book()`, step 0), percent-decoded.
+    fn from_cookies(cookies: Vec<String>) -> Option<WidgetSession> {
+        let raw = cookies
+            .iter()
+            .find_map(|c| c.strip_prefix("cookie_name="))?
+            .split_once('~')?
+            .1
+            .to_owned();
+        let hash: String = url::form_urlencoded::parse(format!("h={raw}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())?;
+        (!hash.trim().is_empty()).then_some(WidgetSession { hash, cookies })
+    }
+}
+
+/// A booking whose `record` step waits for the client's code. Never logged: the session is a
+/// credential of that booking.
+#[derive(Clone)]
+struct PendingRecord {
+    session: WidgetSession,
+    /// The `record` form without `code`.
+    form: Vec<(&'static str, String)>,
+    request: BookRequest,
+    master_id: String,
+    since: DateTime<Utc>,
+    resent: bool,
+}
+
+/// What a `record` refusal demands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Demand {
+    Code,
+    Captcha,
+}
+
+/// What the `record` step answered.
+enum RecordOutcome {
+    Booked(WireRecordAnswer),
+    /// The salon wants the SMS code Dikidi sent to the client (or the one sent was wrong).
+    CodeDemanded,
+    /// The salon wants a captcha solved; never attempted.
+    Captcha(String),
+}
+
+/// Which demand a `record` refusal carries. No public client shows the refusal itself; the
+/// form's `code` and `captcha_token` fields are all the sources give, so the refusal is read
+/// by its words (docs/dikidi.md).
+fn demand_of(e: &VendorError) -> Option<Demand> {
+    let text = format!("{} {}", e.code, e.message).to_lowercase();
+    if ["captcha", "капч"].iter().any(|k| text.contains(k)) {
+        return Some(Demand::Captcha);
+    }
+    ["code", "sms", "смс", "код"]
+        .iter()
+        .any(|k| text.contains(k))
+        .then_some(Demand::Code)
 }
 
 impl Dikidi {
@@ -867,6 +977,8 @@ impl Dikidi {
             drift: Mutex::new(DriftState::default()),
             poll_budget: config.poll_budget.max(1),
             poll_cursor: AtomicUsize::new(0),
+            pending: Mutex::new(HashMap::new()),
+            missing: Mutex::new(BTreeSet::new()),
             poll_interval: StdDuration::from_secs(config.poll_interval_secs.max(1)),
             poll_jitter: StdDuration::from_secs(config.poll_jitter_secs),
         }
@@ -1205,6 +1317,8 @@ impl Dikidi {
             .collect();
         let mut budget = self.poll_budget as usize;
         let mut events = Vec::new();
+        let mut missing: Vec<String> = Vec::new();
+        let mut listed: Vec<String> = Vec::new();
         let mut failure = None;
 
         // While drifted, spend one request on repeating the request that failed, so the alarm
@@ -1281,9 +1395,14 @@ impl Dikidi {
                     Ok(found) => {
                         for k in batch {
                             match found.get(&k.external_id) {
-                                None => events.push(DikidiEvent::Cancelled {
-                                    external_id: k.external_id.clone(),
-                                }),
+                                // Absent is not cancelled: an anonymous or partial answer
+                                // would otherwise cancel bookings in bulk.
+                                None => missing.push(k.external_id.clone()),
+                                Some((_, _, body)) if body.reported_cancelled() => {
+                                    events.push(DikidiEvent::Cancelled {
+                                        external_id: k.external_id.clone(),
+                                    })
+                                }
                                 Some((start, _, _)) if *start != k.start => {
                                     events.push(DikidiEvent::Moved {
                                         external_id: k.external_id.clone(),
@@ -1291,6 +1410,9 @@ impl Dikidi {
                                     })
                                 }
                                 Some(_) => {}
+                            }
+                            if found.contains_key(&k.external_id) {
+                                listed.push(k.external_id.clone());
                             }
                         }
                     }
@@ -1302,6 +1424,25 @@ impl Dikidi {
             }
             self.poll_cursor
                 .store((start + take) % batches.len().max(1), Ordering::Relaxed);
+        }
+        {
+            let mut alarmed = self.missing.lock().unwrap_or_else(|p| p.into_inner());
+            for id in &listed {
+                alarmed.remove(id);
+            }
+            let fresh: Vec<String> = missing
+                .into_iter()
+                .filter(|id| alarmed.insert(id.clone()))
+                .collect();
+            if !fresh.is_empty() {
+                tracing::error!(
+                    records = fresh.len(),
+                    "dikidi records_info left out records we made; nothing is cancelled"
+                );
+                events.push(DikidiEvent::RecordsMissing {
+                    external_ids: fresh,
+                });
+            }
         }
         // Alarms go out even when the poll itself failed: that is when they matter.
         let mut out = self.take_events();
@@ -1315,6 +1456,128 @@ impl Dikidi {
                 Ok(out)
             }
         }
+    }
+
+    /// Opens a widget session the way the widget does: its first call, `company_services`,
+    /// sets the session cookie. The catalogue read on the way refreshes the cache.
+    async fn open_session(&self) -> Result<WidgetSession, BookingError> {
+        let query = [
+            ("company", self.company()),
+            ("lang", "ru".into()),
+            ("array", "1".into()),
+        ];
+        let (catalog, cookies) = self
+            .call(Endpoint::CompanyServices, &query, None, &[], parse_catalog)
+            .await?;
+        if self.catalog_ttl > Duration::zero() {
+            *self.catalog.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((self.clock.now(), catalog));
+        }
+        WidgetSession::from_cookies(cookies).ok_or_else(|| {
+            tracing::error!(
+                "Dikidi opened no widget session (no cookie_name cookie on company_services)"
+            );
+            BookingError::Closed(
+                "Dikidi set no widget session cookie on company_services; the widget cannot book \
+                 without one"
+                    .into(),
+            )
+        })
+    }
+
+    /// The `record` step with the session on the query, the form and the cookies.
+    async fn record_step(
+        &self,
+        session: &WidgetSession,
+        form: &[(&'static str, String)],
+        code: &str,
+    ) -> Result<RecordOutcome, BookingError> {
+        let query = [
+            ("company_id", self.company()),
+            ("session", session.hash.clone()),
+            ("social_key", String::new()),
+        ];
+        let mut form: Vec<(&str, String)> = form.to_vec();
+        form.push(("code", code.to_owned()));
+        let raw = self
+            .send(Endpoint::Record, &query, Some(&form), &session.cookies)
+            .await?;
+        match open_envelope(&raw.body) {
+            Ok(Ok(payload)) => match serde_json::from_value::<WireRecordAnswer>(payload) {
+                Ok(answer) => {
+                    self.shape_ok(Endpoint::Record);
+                    Ok(RecordOutcome::Booked(answer))
+                }
+                Err(e) => {
+                    Err(self.shape_changed(Endpoint::Record, &query, &raw.body, &e.to_string()))
+                }
+            },
+            Ok(Err(vendor)) => {
+                self.shape_ok(Endpoint::Record);
+                match demand_of(&vendor) {
+                    Some(Demand::Code) => Ok(RecordOutcome::CodeDemanded),
+                    Some(Demand::Captcha) => Ok(RecordOutcome::Captcha(vendor.code.clone())),
+                    None => Err(map_vendor_error(Endpoint::Record, &vendor)),
+                }
+            }
+            Err(why) => Err(self.shape_changed(Endpoint::Record, &query, &raw.body, &why)),
+        }
+    }
+
+    fn record_of(
+        &self,
+        answer: &WireRecordAnswer,
+        request: &BookRequest,
+        master_id: &str,
+    ) -> Result<Record, BookingError> {
+        let Some(booking) = answer.bookings.first() else {
+            return Err(BookingError::Rejected(
+                "Dikidi record answered without a booking".into(),
+            ));
+        };
+        let external_id = id_of(&booking.id)
+            .ok_or_else(|| BookingError::Rejected("Dikidi record answered without an id".into()))?;
+        let start = parse_local(&booking.time, self.tz).unwrap_or(request.start);
+        let end = booking
+            .time_to
+            .as_deref()
+            .and_then(|t| parse_local(t, self.tz));
+        tracing::info!(record = %external_id, phone = %request.client_phone.masked(), "dikidi: booked");
+        Ok(Record {
+            external_id,
+            service_id: request.service_id.clone(),
+            master_id: master_id.to_owned(),
+            start,
+            duration_min: duration_between(start, end).unwrap_or(request.duration_min),
+            status: RecordStatus::Active,
+        })
+    }
+
+    fn pending_record(&self, booking_id: &str) -> Result<PendingRecord, BookingError> {
+        let now = self.clock.now();
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.retain(|_, p| now - p.since < Duration::minutes(CODE_WAIT_MINUTES));
+        pending.get(booking_id).cloned().ok_or_else(|| {
+            BookingError::Rejected(format!(
+                "no Dikidi booking waits for a code under {booking_id} (it expired or was done)"
+            ))
+        })
+    }
+
+    /// A captcha is never attempted: the booking stops, the client is told to call (the
+    /// dialog renders `Closed`), and the next poll hands the admin alert to the sync engine.
+    fn captcha(&self, booking_id: &str, why: &str) -> BookingError {
+        tracing::warn!(booking = %booking_id, "dikidi demands a captcha; the client is told to call");
+        self.drift
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .outbox
+            .push(DikidiEvent::CaptchaDemanded {
+                booking_id: booking_id.to_owned(),
+            });
+        BookingError::Closed(format!(
+            "Dikidi's record step demands a captcha ({why}); zapis does not solve captchas"
+        ))
     }
 
     fn refuse_if_drifted(&self) -> Result<(), BookingError> {
@@ -1426,7 +1689,6 @@ impl BookingSystem for Dikidi {
     async fn book(&self, request: &BookRequest) -> Result<Record, BookingError> {
         self.partner_guard()?;
         self.refuse_if_drifted()?;
-        let tz = self.tz;
         let company = self.company();
         let phone = request.client_phone.as_str().to_owned();
         let comment = format!("{} [zapis booking {}]", request.comment, request.booking_id);
@@ -1435,83 +1697,164 @@ impl BookingSystem for Dikidi {
             master = %request.master_id,
             "dikidi: reserving a time"
         );
-        // 1. Hold the time. The cookie Dikidi sets here is this booking's session and goes no
-        //    further than its next two steps.
-        let (reservation, session) = self
+        // 0. A widget session, as both public widget clients open one before reserving.
+        let session = self.open_session().await?;
+        // 1. Hold the time.
+        let (reservation, _) = self
             .call(
                 Endpoint::TimeReservation,
                 &[
                     ("company_id", company.clone()),
                     ("master_id", request.master_id.clone()),
                     ("services_id[]", request.service_id.clone()),
-                    ("time", wire_time(request.start, tz)),
+                    ("time", wire_time(request.start, self.tz)),
                     ("action_source", "dikidi".into()),
+                    ("session", session.hash.clone()),
                 ],
                 None,
-                &[],
+                &session.cookies,
                 |p| serde_json::from_value::<WireReservation>(p).map_err(|e| e.to_string()),
             )
             .await?;
         if id_of(&reservation.record_id).is_none() {
             return Err(BookingError::SlotTaken);
         }
-        // 2. Client data.
+        // 2. Client data. `share_id` (Zimin0) and `shared_id` (Alex221291) both appear in the
+        //    public clients; both are sent, as zero.
         let client = [
             ("company", company.clone()),
             ("type", "normal".into()),
+            ("session", session.hash.clone()),
             ("social_key", String::new()),
+            ("share_id", "0".into()),
             ("shared_id", "0".into()),
             ("phone", phone.clone()),
             ("first_name", request.client_name.clone()),
             ("last_name", String::new()),
             ("comments", comment.clone()),
+            ("promocode_appointment_id", String::new()),
         ];
         self.call(
             Endpoint::Check,
-            &[("company", company.clone()), ("social_key", String::new())],
+            &[
+                ("company", company.clone()),
+                ("session", session.hash.clone()),
+                ("social_key", String::new()),
+            ],
             Some(&client),
-            &session,
+            &session.cookies,
             |_| Ok(()),
         )
         .await?;
-        // 3. Commit.
-        let form = [
+        // 3. Commit, with the widget's whole form; `code` stays empty until the salon asks.
+        let form: Vec<(&'static str, String)> = vec![
             ("type", "normal".into()),
-            ("phone", phone),
             ("name", request.client_name.clone()),
             ("first_name", request.client_name.clone()),
             ("last_name", String::new()),
+            ("phone", phone),
             ("comments", comment),
+            ("is_show_all_times", "3".into()),
+            ("captcha_token", String::new()),
+            ("action_source", "direct_link".into()),
+            ("session", session.hash.clone()),
             ("social_key", String::new()),
+            ("active_cart_id", "0".into()),
+            ("active_method", "0".into()),
             ("agreement", "1".into()),
         ];
-        let (answer, _) = self
-            .call(
-                Endpoint::Record,
-                &[("company_id", company), ("social_key", String::new())],
-                Some(&form),
-                &session,
-                |p| serde_json::from_value::<WireRecordAnswer>(p).map_err(|e| e.to_string()),
-            )
-            .await?;
-        let Some(booking) = answer.bookings.first() else {
+        let master_id = id_of(&reservation.master_id).unwrap_or_else(|| request.master_id.clone());
+        match self.record_step(&session, &form, "").await? {
+            RecordOutcome::Booked(answer) => self.record_of(&answer, request, &master_id),
+            RecordOutcome::CodeDemanded => {
+                tracing::info!(
+                    phone = %request.client_phone.masked(),
+                    "dikidi: the salon wants the client's SMS code"
+                );
+                let now = self.clock.now();
+                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                pending.retain(|_, p| now - p.since < Duration::minutes(CODE_WAIT_MINUTES));
+                pending.insert(
+                    request.booking_id.clone(),
+                    PendingRecord {
+                        session,
+                        form,
+                        request: request.clone(),
+                        master_id,
+                        since: now,
+                        resent: false,
+                    },
+                );
+                Err(BookingError::CodeRequired)
+            }
+            RecordOutcome::Captcha(why) => Err(self.captcha(&request.booking_id, &why)),
+        }
+    }
+
+    async fn confirm_code(&self, booking_id: &str, code: &str) -> Result<Record, BookingError> {
+        self.partner_guard()?;
+        let pending = self.pending_record(booking_id)?;
+        match self
+            .record_step(&pending.session, &pending.form, code)
+            .await?
+        {
+            RecordOutcome::Booked(answer) => {
+                self.abandon_code(booking_id).await;
+                self.record_of(&answer, &pending.request, &pending.master_id)
+            }
+            RecordOutcome::CodeDemanded => {
+                tracing::info!(booking = %booking_id, "dikidi refused the SMS code");
+                Err(BookingError::CodeWrong)
+            }
+            RecordOutcome::Captcha(why) => {
+                self.abandon_code(booking_id).await;
+                Err(self.captcha(booking_id, &why))
+            }
+        }
+    }
+
+    async fn resend_code(&self, booking_id: &str) -> Result<Option<Record>, BookingError> {
+        self.partner_guard()?;
+        let pending = self.pending_record(booking_id)?;
+        if pending.resent {
             return Err(BookingError::Rejected(
-                "Dikidi record answered without a booking".into(),
+                "the SMS code was sent again once already".into(),
             ));
-        };
-        let external_id = id_of(&booking.id)
-            .ok_or_else(|| BookingError::Rejected("Dikidi record answered without an id".into()))?;
-        let start = parse_local(&booking.time, tz).unwrap_or(request.start);
-        let end = booking.time_to.as_deref().and_then(|t| parse_local(t, tz));
-        tracing::info!(record = %external_id, phone = %request.client_phone.masked(), "dikidi: booked");
-        Ok(Record {
-            external_id,
-            service_id: request.service_id.clone(),
-            master_id: id_of(&reservation.master_id).unwrap_or_else(|| request.master_id.clone()),
-            start,
-            duration_min: duration_between(start, end).unwrap_or(request.duration_min),
-            status: RecordStatus::Active,
-        })
+        }
+        // The widget's `record` without a code is what made Dikidi send the first SMS; no
+        // public client shows another way to ask for it again.
+        match self
+            .record_step(&pending.session, &pending.form, "")
+            .await?
+        {
+            RecordOutcome::Booked(answer) => {
+                self.abandon_code(booking_id).await;
+                self.record_of(&answer, &pending.request, &pending.master_id)
+                    .map(Some)
+            }
+            RecordOutcome::CodeDemanded => {
+                if let Some(p) = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(booking_id)
+                {
+                    p.resent = true;
+                }
+                Ok(None)
+            }
+            RecordOutcome::Captcha(why) => {
+                self.abandon_code(booking_id).await;
+                Err(self.captcha(booking_id, &why))
+            }
+        }
+    }
+
+    async fn abandon_code(&self, booking_id: &str) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(booking_id);
     }
 
     async fn cancel(&self, external_id: &str) -> Result<(), BookingError> {
@@ -1546,7 +1889,11 @@ impl BookingSystem for Dikidi {
             master_id: id_of(&body.master_id).unwrap_or_default(),
             start: *start,
             duration_min: duration_between(*start, *end).unwrap_or(DEFAULT_SERVICE_MIN),
-            status: RecordStatus::Active,
+            status: if body.reported_cancelled() {
+                RecordStatus::Cancelled
+            } else {
+                RecordStatus::Active
+            },
         }))
     }
 }
@@ -1822,6 +2169,55 @@ mod tests {
             s.contains("9999-99-99 99:99:99") && s.contains("phone"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn the_session_is_the_hash_of_cookie_name() {
+        let s = WidgetSession::from_cookies(vec![
+            "lang=43bb~ru".into(),
+            "cookie_name=171439ab~692f4bb3%3A1756".into(),
+        ])
+        .expect("a session");
+        assert_eq!(s.hash, "692f4bb3:1756");
+        assert_eq!(s.cookies.len(), 2);
+        assert!(WidgetSession::from_cookies(vec!["cookie_name=nohash".into()]).is_none());
+        assert!(WidgetSession::from_cookies(vec!["cid=1~2".into()]).is_none());
+    }
+
+    #[test]
+    fn record_refusals_are_read_by_their_words() {
+        let e = |code: &str, message: &str| VendorError {
+            code: code.into(),
+            message: message.into(),
+        };
+        assert_eq!(demand_of(&e("SMS_CODE_REQUIRED", "")), Some(Demand::Code));
+        assert_eq!(demand_of(&e("1", "Введите код из СМС")), Some(Demand::Code));
+        assert_eq!(
+            demand_of(&e("CAPTCHA_ERROR", "Введите код с картинки")),
+            Some(Demand::Captcha),
+            "a captcha wins over the word code"
+        );
+        assert_eq!(demand_of(&e("1", "Пройдите капчу")), Some(Demand::Captcha));
+        assert_eq!(demand_of(&e("USER_AUTHORISATION_ERROR", "bad auth")), None);
+        assert_eq!(demand_of(&e("NUMBER_NOT_TRUE", "")), None);
+    }
+
+    #[test]
+    fn only_an_explicit_marker_cancels_a_listed_record() {
+        let info = |extra: Value| {
+            let mut record = serde_json::json!({"id": 7, "time": "2025-02-17 14:15:00"});
+            if let (Value::Object(r), Value::Object(e)) = (&mut record, extra) {
+                r.extend(e);
+            }
+            let parsed = parse_records_info(serde_json::json!({"7": {"record": record}}), TZ)
+                .expect("parses");
+            parsed["7"].2.reported_cancelled()
+        };
+        assert!(!info(serde_json::json!({})));
+        assert!(!info(serde_json::json!({"status": "1", "deleted": 0})));
+        assert!(info(serde_json::json!({"deleted": 1})));
+        assert!(info(serde_json::json!({"is_deleted": "1"})));
+        assert!(info(serde_json::json!({"status": "Cancelled"})));
     }
 
     #[test]

@@ -35,6 +35,13 @@ pub enum BookingError {
     /// call the business instead.
     #[error("online booking into the schedule is closed: {0}")]
     Closed(String),
+    /// The schedule sent the client a confirmation code (an SMS) and holds the booking until it
+    /// is entered; [`BookingSystem::confirm_code`] completes it.
+    #[error("the schedule wants the confirmation code it sent to the client")]
+    CodeRequired,
+    /// The code entered is not the one the schedule sent.
+    #[error("the schedule refused the confirmation code")]
+    CodeWrong,
 }
 
 impl BookingError {
@@ -139,6 +146,21 @@ pub trait BookingSystem: Send + Sync {
     ) -> Result<Option<RecordListing>, BookingError> {
         Ok(None)
     }
+    /// Completes booking `booking_id`, which [`BookingSystem::book`] left waiting with
+    /// [`BookingError::CodeRequired`], with the code the client typed. The code is never logged.
+    async fn confirm_code(&self, _booking_id: &str, _code: &str) -> Result<Record, BookingError> {
+        Err(BookingError::Rejected(
+            "this schedule does not ask for confirmation codes".into(),
+        ))
+    }
+    /// Asks the schedule to send the confirmation code again; `Some` when it booked instead.
+    async fn resend_code(&self, _booking_id: &str) -> Result<Option<Record>, BookingError> {
+        Err(BookingError::Rejected(
+            "this schedule does not ask for confirmation codes".into(),
+        ))
+    }
+    /// Drops what the schedule holds for a booking that waited for a code.
+    async fn abandon_code(&self, _booking_id: &str) {}
     /// Marks the visit confirmed by the client where the schedule has such a status;
     /// `false` when it has none (our store and the CRM then hold the confirmation alone).
     async fn confirm_visit(&self, _external_id: &str) -> Result<bool, BookingError> {

@@ -8,12 +8,12 @@
 //! `c:<category index>`, `p:<page>`, `s:<service id>`, `m:<master id>`, `w:<week>`,
 //! `d:<yyyymmdd>`, `t:<unix seconds>:<master id>`, `C:<booking id>` cancel, `R:<booking id>`
 //! reschedule; under a reminder, valid from any message: `Rk:<booking id>` "I'll come",
-//! `Rc:<booking id>` cancel, `Rm:<booking id>` move.
+//! `Rc:<booking id>` cancel, `Rm:<booking id>` move; `Rs` send the confirmation code again.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use super::state::{Act, At, Flow, Moving, Note};
+use super::state::{Act, At, CodeWait, Flow, Moving, Note};
 use super::{
     BookingDraft, Button, Command, Context, DialogState, EnrolDraft, Input, Loaded,
     MAX_BUTTON_DATA, Outcome, Reply, TRIAL,
@@ -33,6 +33,10 @@ const MAX_TIMES: usize = 64;
 const NAME_MAX_CHARS: usize = 100;
 /// Past visits offered for "book again" in "my bookings".
 const PAST_VISITS: usize = 3;
+/// Wrong confirmation codes a client may enter before the booking is given up.
+const CODE_TRIES: u8 = 3;
+/// SMS confirmation codes are short runs of digits.
+const CODE_LEN: std::ops::RangeInclusive<usize> = 3..=8;
 
 /// Advances the conversation by one input.
 pub fn step(state: DialogState, input: Input, ctx: &Context) -> (DialogState, Outcome) {
@@ -127,6 +131,7 @@ impl Engine<'_> {
         match self.st.at {
             At::Phone => self.take_phone(trimmed),
             At::Name => self.take_name(trimmed),
+            At::Code(_) => self.take_code(trimmed),
             _ => self.again(Note::Hint),
         }
     }
@@ -172,6 +177,14 @@ impl Engine<'_> {
             ("H", _) => self.help(),
             ("<", _) => self.back(),
             ("r", _) => self.retry(),
+            ("X", At::Code(w)) => self.give_up_code(w.booking.clone(), false),
+            ("Rs", At::Code(w)) if !w.resent => {
+                let mut w = w.clone();
+                w.resent = true;
+                let booking_id = w.booking.clone();
+                self.st.at = At::CodeCheck(w);
+                self.write(Command::ResendCode { booking_id }, "code-resending");
+            }
             ("X", _) => {
                 self.clear_flow();
                 self.st.note = Some(Note::FlowCancelled);
@@ -261,13 +274,35 @@ impl Engine<'_> {
             }
             (Loaded::Days(days), At::Days) => self.render_days(days),
             (Loaded::Slots(slots), At::Times) => self.render_times(slots),
-            (Loaded::Booked(b), At::Booking) => self.done(&b, "booked"),
+            (Loaded::Booked(b), At::Booking | At::CodeCheck(_)) => self.done(&b, "booked"),
+            (Loaded::CodeRequired { booking_id }, At::Booking) => {
+                self.st.at = At::Code(CodeWait {
+                    booking: booking_id,
+                    tries: 0,
+                    resent: false,
+                });
+                self.st.edit = false;
+                self.render_code();
+            }
+            (Loaded::CodeWrong, At::CodeCheck(mut w)) => {
+                w.tries = w.tries.saturating_add(1);
+                if w.tries >= CODE_TRIES {
+                    self.give_up_code(w.booking, true);
+                } else {
+                    self.st.at = At::Code(w);
+                    self.again(Note::CodeWrong);
+                }
+            }
+            (Loaded::CodeResent, At::CodeCheck(w)) => {
+                self.st.at = At::Code(w);
+                self.again(Note::CodeResent);
+            }
             (Loaded::Enrolled { course, group }, At::Booking) => self.enrolled(course, group),
             (Loaded::BookingPending(b), At::Booking) => self.done(&b, "booking-pending"),
             (Loaded::Rescheduled(b), At::Rescheduling) => self.done(&b, "rescheduled"),
             (Loaded::Cancelled(b), At::Cancelling) => self.done(&b, "cancelled"),
             (Loaded::VisitConfirmed(b), At::ConfirmingVisit) => self.done(&b, "visit-confirmed"),
-            (Loaded::SlotTaken, At::Booking | At::Rescheduling) => {
+            (Loaded::SlotTaken, At::Booking | At::Rescheduling | At::CodeCheck(_)) => {
                 // Offer what is free now; booking another time silently would surprise.
                 self.st.slot = None;
                 self.st.note = Some(Note::SlotTaken);
@@ -284,6 +319,11 @@ impl Engine<'_> {
     // ---- navigation ---------------------------------------------------------------------
 
     fn clear_flow(&mut self) {
+        // Leaving the code prompt any way at all gives up the booking that waited for it.
+        if let At::Code(w) = &self.st.at {
+            let booking_id = w.booking.clone();
+            self.command(Command::AbandonCode { booking_id });
+        }
         self.st.at = At::Menu;
         self.st.flow = None;
         self.st.mv = None;
@@ -341,7 +381,12 @@ impl Engine<'_> {
             At::Confirm => self.render_confirm(),
             At::My { .. } => self.my_bookings(None),
             At::CancelAsk => self.render_cancel_ask(),
-            At::Booking | At::Cancelling | At::Rescheduling | At::ConfirmingVisit => {
+            At::Code(_) => self.render_code(),
+            At::Booking
+            | At::Cancelling
+            | At::Rescheduling
+            | At::ConfirmingVisit
+            | At::CodeCheck(_) => {
                 let text = self.t("wait");
                 self.screen(text, Vec::new(), false);
             }
@@ -381,9 +426,11 @@ impl Engine<'_> {
     fn retry(&mut self) {
         // A write that failed goes back to its confirmation, so nothing is written again
         // without the user confirming it again.
-        match self.st.at {
+        match self.st.at.clone() {
             At::Booking | At::Rescheduling => self.st.at = At::Confirm,
             At::Cancelling => self.st.at = At::CancelAsk,
+            // The booking still waits for its code: ask for it again.
+            At::CodeCheck(w) => self.st.at = At::Code(w),
             _ => {}
         }
         self.show();
@@ -903,6 +950,77 @@ impl Engine<'_> {
         self.write(Command::Book(draft), "booking");
     }
 
+    // ---- confirmation code ---------------------------------------------------------------
+
+    /// The schedule sent the client a code and holds the booking until it is typed here.
+    fn render_code(&mut self) {
+        let At::Code(w) = self.st.at.clone() else {
+            self.menu();
+            return;
+        };
+        let phone = self
+            .st
+            .phone
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        let mut text = self.ta("ask-code", &[("phone", phone.into())]);
+        if w.tries > 0 {
+            let left = i64::from(CODE_TRIES.saturating_sub(w.tries));
+            text = format!(
+                "{}\n\n{text}",
+                self.ta("code-tries-left", &[("count", left.into())])
+            );
+        }
+        self.bump();
+        let mut rows = Vec::new();
+        if !w.resent {
+            rows.push(vec![self.btn("btn-resend-code", "Rs")]);
+        }
+        rows.push(vec![self.btn("btn-cancel", "X")]);
+        self.screen(text, rows, false);
+    }
+
+    fn take_code(&mut self, raw: &str) {
+        let At::Code(w) = self.st.at.clone() else {
+            self.again(Note::Hint);
+            return;
+        };
+        let code: String = raw
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .collect();
+        if !CODE_LEN.contains(&code.chars().count()) || !code.chars().all(|c| c.is_ascii_digit()) {
+            self.again(Note::BadCode);
+            return;
+        }
+        let booking_id = w.booking.clone();
+        self.st.at = At::CodeCheck(w);
+        self.write(Command::SubmitCode { booking_id, code }, "code-checking");
+    }
+
+    /// Drops a booking that waited for a code: on the client's cancel, or after the last wrong
+    /// try, when the phone is the way left to book.
+    fn give_up_code(&mut self, booking_id: String, out_of_tries: bool) {
+        self.st.at = At::Menu;
+        self.command(Command::AbandonCode { booking_id });
+        if !out_of_tries {
+            self.clear_flow();
+            self.st.note = Some(Note::FlowCancelled);
+            self.menu();
+            return;
+        }
+        let text = match &self.ctx.business_phone {
+            Some(phone) => self.ta("code-failed-call", &[("phone", phone.clone().into())]),
+            None => self.t("code-failed"),
+        };
+        self.clear_flow();
+        self.bump();
+        let buttons = vec![vec![self.btn("btn-menu", "M")]];
+        self.st.edit = false;
+        self.screen(text, buttons, false);
+    }
+
     /// Sends a write. The version moves on first, so a second tap on the same button (or any
     /// button of the screen that asked) is stale and cannot write twice.
     fn write(&mut self, command: Command, wait_key: &str) {
@@ -1348,5 +1466,8 @@ fn note_key(note: Note) -> &'static str {
         Note::NotFound => "note-not-found",
         Note::FlowCancelled => "note-flow-cancelled",
         Note::PhoneSaved => "note-phone-saved",
+        Note::BadCode => "note-bad-code",
+        Note::CodeWrong => "note-code-wrong",
+        Note::CodeResent => "note-code-resent",
     }
 }

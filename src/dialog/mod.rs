@@ -104,6 +104,17 @@ pub enum Loaded {
     /// Online booking into the schedule is switched off (the schedule's API changed, or it
     /// demands what a bot cannot give); tell the client to call instead of pretending.
     BookingClosed,
+    /// The schedule sent the client a confirmation code (an SMS from Dikidi) and holds booking
+    /// `booking_id` until the code is entered.
+    CodeRequired {
+        booking_id: String,
+    },
+    /// The code entered is not the one the schedule sent.
+    CodeWrong,
+    /// The schedule sent the code once more.
+    CodeResent,
+    /// The booking that waited for a code is given up.
+    CodeAbandoned,
     /// A load or write failed for a reason the user cannot fix; say sorry and offer to retry.
     Failed {
         reason: String,
@@ -145,6 +156,19 @@ pub enum Command {
     },
     /// "I'll come" from a reminder: record it here, in the schedule and the CRM.
     ConfirmVisit {
+        booking_id: String,
+    },
+    /// Completes a booking the schedule holds with the confirmation code the client typed.
+    SubmitCode {
+        booking_id: String,
+        code: String,
+    },
+    /// Asks the schedule to send the confirmation code again.
+    ResendCode {
+        booking_id: String,
+    },
+    /// The client gave up (or ran out of tries) on a booking that waited for a code.
+    AbandonCode {
         booking_id: String,
     },
 }

@@ -69,6 +69,10 @@ impl DialogState {
     pub fn source(&self) -> Option<&Source> {
         self.source.as_ref()
     }
+    /// The next text is a confirmation code: the runtime must not write it to any log.
+    pub fn awaits_code(&self) -> bool {
+        matches!(self.at, At::Code(_) | At::CodeCheck(_))
+    }
 }
 
 /// The screen the user is on, or the answer the engine waits for.
@@ -104,6 +108,22 @@ pub(super) enum At {
     Rescheduling,
     /// "I'll come" sent; waiting for it to be recorded.
     ConfirmingVisit,
+    /// The schedule holds a booking until the client types the code it sent them.
+    Code(CodeWait),
+    /// A code (or a request to send it again) sent; waiting for the schedule's answer.
+    CodeCheck(CodeWait),
+}
+
+/// A booking waiting for the client's confirmation code. The code itself is never kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct CodeWait {
+    pub booking: String,
+    /// Wrong codes entered so far.
+    #[serde(default)]
+    pub tries: u8,
+    /// The code was sent again once already.
+    #[serde(default)]
+    pub resent: bool,
 }
 
 impl At {
@@ -130,6 +150,9 @@ pub(super) enum Note {
     NotFound,
     FlowCancelled,
     PhoneSaved,
+    BadCode,
+    CodeWrong,
+    CodeResent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,16 +9,17 @@
 //! - `buttons` become an `inline_keyboard` attachment; MAX keyboards are inline only, so the
 //!   "share my phone" request is one more (`request_contact`) button row on the same message.
 //!   Rows are split to MAX's limits (7 buttons, 3 when the row has a contact or link button;
-//!   30 rows; button text ≤ 128 characters). A button whose data is an `https://` URL becomes a
-//!   `link` button.
+//!   30 rows; button text ≤ 128 characters, callback payload ≤ 1024; sources at the constants).
+//!   A button whose data is an `https://` URL becomes a `link` button.
 //! - `edit: true` on a reply to a button press edits the message the button was on
 //!   (`PUT /messages`); only the first such reply edits. A refused edit falls back to a new
 //!   message. An edit without buttons sends `attachments: []`, which MAX reads as "remove the
 //!   old keyboard" (null would keep it).
 //! - Texts longer than 4000 characters are split at line or word breaks; the keyboard goes on
 //!   the last part.
-//! - Every callback is answered (`POST /answers`) before the dialog runs: the client shows a
-//!   spinner until then.
+//! - Every callback is answered (`POST /answers`) once the dialog has its next screen: with that
+//!   screen as the answer's `message` when it replaces the pressed message, else with a short
+//!   `notification`. MAX refuses an empty answer, and the client shows a spinner until then.
 //! - Pacing: ≤ 2 messages/s per chat (MAX's documented limit, as one every 600 ms so no one-second
 //!   window ever holds three, even with network jitter) and ≤ 30 requests/s overall; a 429 is
 //!   waited out and retried.
@@ -51,12 +52,17 @@ use crate::store::{Store, StoreError};
 
 /// MAX's limit on a message text (`NewMessageBody.text`).
 pub const MAX_TEXT_LEN: usize = 4000;
-/// Keyboard limits from MAX's `NewMessageBody` documentation.
+/// Rows, buttons per row, and per row with a `link`, `open_app`, `request_geo_location` or
+/// `request_contact` button: MAX's keyboard guide, https://dev.max.ru/docs-api/use-cases/sending-messages/keyboard/
+/// ("до 210 кнопок, сгруппированных в 30 рядов — до 7 кнопок в каждом (до 3, если это кнопки
+/// типа link, open_app, request_geo_location или request_contact)"). The OpenAPI schema and the
+/// official clients do not state them (docs/max.md).
 pub const MAX_ROWS: usize = 30;
 pub const MAX_BUTTONS_PER_ROW: usize = 7;
-/// Per row when the row holds a `link`, `request_contact`, `request_geo_location` or `open_app`.
 pub const MAX_SPECIAL_BUTTONS_PER_ROW: usize = 3;
+/// `Button.text` `maxLength: 128`, `max-messenger/api-schema:schema.yaml` (0.0.33).
 pub const MAX_BUTTON_TEXT: usize = 128;
+/// `CallbackButton.payload` `maxLength: 1024`, same schema.
 pub const MAX_CALLBACK_PAYLOAD: usize = 1024;
 /// Header MAX puts the subscription secret in on every webhook delivery.
 pub const SECRET_HEADER: &str = "X-Max-Bot-Api-Secret";
@@ -877,35 +883,45 @@ impl MaxBot {
             return;
         };
         let lang = input.lang.as_deref();
-        if let Some(callback_id) = &input.callback_id {
-            // Answered before the (possibly slow) booking work: the client spins until then.
-            // An empty `CallbackAnswer` only acknowledges; the dialog's reply edits the message.
-            if let Err(e) = self
-                .client
-                .answer(input.target, callback_id, &json!({}))
-                .await
-            {
-                tracing::warn!(error = %e, "MAX callback answer failed");
-            }
-            if matches!(&input.event, ChatEvent::Button(p) if p.is_empty()) {
-                return;
-            }
-        }
+        let empty_press = matches!(&input.event, ChatEvent::Button(p) if p.is_empty());
         let chat = input.target.chat_ref();
-        tracing::info!(chat = %chat.chat_id, event = %describe(&input.event), "MAX input");
-        let replies = match self.handler.handle(&chat, lang, input.event.clone()).await {
-            Ok(replies) => replies,
-            Err(e) => {
-                tracing::error!(chat = %chat.chat_id, error = %e, "conversation failed; apologising");
-                vec![Reply {
-                    text: t(Lang::pick(lang, self.default_lang), "max-apology"),
-                    ..Reply::default()
-                }]
+        let replies = if empty_press {
+            Vec::new()
+        } else {
+            tracing::info!(chat = %chat.chat_id, event = %describe(&input.event), "MAX input");
+            match self.handler.handle(&chat, lang, input.event.clone()).await {
+                Ok(replies) => replies,
+                Err(e) => {
+                    tracing::error!(chat = %chat.chat_id, error = %e, "conversation failed; apologising");
+                    vec![Reply {
+                        text: t(Lang::pick(lang, self.default_lang), "max-apology"),
+                        ..Reply::default()
+                    }]
+                }
             }
         };
         let lang = Lang::pick(lang, self.default_lang);
         let mut editable = input.editable.clone();
-        for reply in &replies {
+        let mut rest: &[Reply] = &replies;
+        if let Some(callback_id) = &input.callback_id {
+            // MAX refuses an empty `CallbackAnswer` (400 "`message` or `notification`
+            // required"), so a press is answered with the next screen as `message`, which
+            // replaces the pressed message and saves the separate edit, or else with a short
+            // `notification`. Until it is answered the client shows a spinner.
+            if self
+                .answer_with_screen(input.target, callback_id, replies.first(), lang)
+                .await
+            {
+                editable = None;
+                rest = &replies[1..];
+            } else {
+                let ack = json!({"notification": t(lang, "max-callback-ack")});
+                if let Err(e) = self.client.answer(input.target, callback_id, &ack).await {
+                    tracing::warn!(error = %e, "MAX callback answer failed");
+                }
+            }
+        }
+        for reply in rest {
             let target_mid = if reply.edit { editable.take() } else { None };
             if let Some(mid) = target_mid
                 && self.edit(input.target, &mid, reply, lang).await
@@ -913,6 +929,34 @@ impl MaxBot {
                 continue;
             }
             self.send(input.target, reply, lang).await;
+        }
+    }
+
+    /// Answers a press with `reply` as the callback's `message` when it is a one-part edit of
+    /// the pressed message; true when MAX took it (the message now shows the reply).
+    async fn answer_with_screen(
+        &self,
+        to: MaxTarget,
+        callback_id: &str,
+        reply: Option<&Reply>,
+        lang: Lang,
+    ) -> bool {
+        let Some(reply) = reply.filter(|r| r.edit) else {
+            return false;
+        };
+        let mut parts = split_text(&reply.text);
+        if parts.len() != 1 {
+            return false;
+        }
+        // `[]`, not null: the old keyboard must go when the new screen has none.
+        let attachments: Vec<Value> = keyboard(reply, lang).into_iter().collect();
+        let body = json!({"message": {"text": parts.remove(0), "attachments": attachments}});
+        match self.client.answer(to, callback_id, &body).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::info!(error = %e, "MAX refused the screen as a callback answer");
+                false
+            }
         }
     }
 

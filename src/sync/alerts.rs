@@ -23,6 +23,9 @@ pub enum AlertKind {
     /// Stock reported by the accounting system fell to the configured threshold;
     /// `last_error` lists the items.
     LowStock,
+    /// Something a person must look at; nothing was changed automatically. `last_error` says
+    /// what and why.
+    Attention,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -61,6 +64,12 @@ impl Alert {
             ),
             AlertKind::LowStock => format!(
                 "📦 {} ({}): low stock: {}",
+                self.system,
+                self.business_id,
+                self.last_error.as_deref().unwrap_or("-")
+            ),
+            AlertKind::Attention => format!(
+                "👀 {} ({}) needs a look: {}",
                 self.system,
                 self.business_id,
                 self.last_error.as_deref().unwrap_or("-")

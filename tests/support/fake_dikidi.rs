@@ -2,9 +2,18 @@
 //! ../shared/contracts/dikidi/ and tests/fixtures/dikidi/ (docs/dikidi.md): the mobile
 //! `{error:{code,message},data}` envelope, top-level `get_dates_true`, `times` as an object or
 //! `[]`, zone-less local `YYYY-MM-DD HH:MM:SS`, string error codes, `{"error": "Это не AJAX
-//! запрос"}` without `X-Requested-With`. Booking takes the three steps with the session cookie
-//! set by `time_reservation`. A test can act as the salon (cancel, move), switch the payload
-//! shape, and read the request log for rate and politeness checks.
+//! запрос"}` without `X-Requested-With`.
+//!
+//! Booking is the widget's: `company_services` opens a session (`Set-Cookie: cookie_name=
+//! <sig>~<hash>`, as `Zimin0/Custom-Dikidi-Api:utils.py @ 928fcc0` reads it), and
+//! `time_reservation`, `check` and `record` are refused without that hash as `session` and the
+//! cookie. A salon can demand the client's SMS code (the fake "sends" one and books only with
+//! it) or a captcha (never booked). `records_info` answers as the public clients show: an object
+//! keyed by record id, `{"<id>": {"record": {id, time, time_to, master_username, master_post,
+//! service_id, service_name}}}`, and, like the public sources, says nothing of cancelled
+//! records: they are simply absent, unless a test asks for an explicit `deleted` marker. It can
+//! also answer `[]` for everything, as an anonymous caller might get. A test can act as the
+//! salon (cancel, move), switch the payload shape, and read the request log.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,6 +63,8 @@ pub struct Logged {
 
 #[derive(Debug, Default)]
 struct Session {
+    /// `time_reservation` held a time in this session.
+    reserved: bool,
     master_id: u64,
     service_id: u64,
     start: Option<NaiveDateTime>,
@@ -75,6 +86,16 @@ struct Inner {
     next_id: u64,
     changed_shape: bool,
     log: Vec<Logged>,
+    demand_code: bool,
+    demand_captcha: bool,
+    /// SMS "sent" to clients: phone and code.
+    sms: Vec<(String, String)>,
+    /// Cancelled records come back with `"deleted": 1` instead of being left out.
+    mark_deleted: bool,
+    /// `records_info` answers `[]` whatever is asked.
+    records_info_empty: bool,
+    /// Every `record` form received.
+    record_forms: Vec<Vec<(String, String)>>,
 }
 
 #[derive(Clone)]
@@ -112,6 +133,12 @@ impl FakeDikidi {
             next_id: 91_000_001,
             changed_shape: false,
             log: Vec::new(),
+            demand_code: false,
+            demand_captcha: false,
+            sms: Vec::new(),
+            mark_deleted: false,
+            records_info_empty: false,
+            record_forms: Vec::new(),
         };
         let fake = FakeDikidi {
             inner: Arc::new(Mutex::new(inner)),
@@ -162,6 +189,36 @@ impl FakeDikidi {
     /// Dikidi "deploys" a new payload shape (or goes back to the known one).
     pub fn set_changed_shape(&self, on: bool) {
         self.lock().changed_shape = on;
+    }
+
+    /// The salon confirms online bookings by SMS: `record` books only with the code sent.
+    pub fn demand_code(&self, on: bool) {
+        self.lock().demand_code = on;
+    }
+
+    /// The salon's widget demands a captcha at `record`.
+    pub fn demand_captcha(&self, on: bool) {
+        self.lock().demand_captcha = on;
+    }
+
+    /// The SMS codes "sent", oldest first: (phone, code).
+    pub fn sms(&self) -> Vec<(String, String)> {
+        self.lock().sms.clone()
+    }
+
+    /// Cancelled records are listed with `"deleted": 1` (a positive signal) instead of left out.
+    pub fn mark_deleted(&self, on: bool) {
+        self.lock().mark_deleted = on;
+    }
+
+    /// `records_info` answers `[]` for any ids, as an anonymous caller might be answered.
+    pub fn records_info_empty(&self, on: bool) {
+        self.lock().records_info_empty = on;
+    }
+
+    /// Every `record` form received, oldest first.
+    pub fn record_forms(&self) -> Vec<Vec<(String, String)>> {
+        self.lock().record_forms.clone()
     }
 
     pub fn log(&self) -> Vec<Logged> {
@@ -359,18 +416,24 @@ impl Inner {
     fn records_info(&self, q: &[(String, String)]) -> Value {
         let mut out = serde_json::Map::new();
         for (_, id) in q.iter().filter(|(k, _)| k == "record_id_list[]") {
+            if self.records_info_empty {
+                break;
+            }
             let Some(r) = id.parse::<u64>().ok().and_then(|id| self.records.get(&id)) else {
                 continue;
             };
-            if r.cancelled {
+            if r.cancelled && !self.mark_deleted {
                 continue;
             }
             let service = self.services.iter().find(|s| s.0 == r.service_id);
-            let body = json!({"id": r.id, "time": local_fmt(r.start),
+            let mut body = json!({"id": r.id, "time": local_fmt(r.start),
                 "time_to": local_fmt(r.start + Duration::minutes(r.minutes)),
                 "master_username": self.masters.iter().find(|m| m.0 == r.master_id).map(|m| m.1),
-                "master_post": "", "service_id": r.service_id,
+                "master_post": "", "service_id": r.service_id.to_string(),
                 "service_name": service.map(|s| s.1)});
+            if r.cancelled {
+                body["deleted"] = json!(1);
+            }
             out.insert(
                 r.id.to_string(),
                 if self.changed_shape {
@@ -387,13 +450,35 @@ impl Inner {
     }
 }
 
+/// The hash of the `cookie_name=<sig>~<hash>` cookie.
 fn cookie_session(headers: &HeaderMap) -> Option<String> {
     let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
     cookies
         .split(';')
         .filter_map(|c| c.trim().strip_prefix("cookie_name="))
-        .map(str::to_owned)
+        .filter_map(|v| v.split_once('~'))
+        .map(|(_, hash)| hash.replace("%3A", ":"))
         .next()
+}
+
+/// The session a widget step carries: the same hash as `session` in the query (and in the form
+/// of the POST steps) and in the cookie, and known to the fake.
+fn step_session(
+    s: &Inner,
+    q: &[(String, String)],
+    form: &[(String, String)],
+    cookie: Option<&str>,
+    post: bool,
+) -> Option<String> {
+    let hash = get(q, "session")?;
+    if cookie != Some(hash) || (post && get(form, "session") != Some(hash)) {
+        return None;
+    }
+    s.sessions.contains_key(hash).then(|| hash.to_owned())
+}
+
+fn no_session() -> Value {
+    json!({"error": {"code": "USER_AUTHORISATION_ERROR", "message": "Сессия не найдена"}})
 }
 
 async fn handle(
@@ -441,8 +526,23 @@ async fn handle(
         );
     }
     let mut set_cookie = None;
+    let session = step_session(
+        &s,
+        &q,
+        &form,
+        cookie.as_deref(),
+        endpoint != "time_reservation",
+    );
     let answer = match endpoint.as_str() {
-        "company_services" => s.company_services(),
+        "company_services" => {
+            // The widget's first call opens its session.
+            let hash = format!("{:040x}", 0xd1c1d1_u64 + s.sessions.len() as u64);
+            s.sessions.insert(hash.clone(), Session::default());
+            set_cookie = Some(format!(
+                "cookie_name=171439abb7face671ce6c97768cfc757b6292360~{hash}; path=/; HttpOnly"
+            ));
+            s.company_services()
+        }
         "get_dates_true" => s.dates_true(&q),
         "get_datetimes" => s.datetimes(&q),
         "records_info" => s.records_info(&q),
@@ -455,77 +555,98 @@ async fn handle(
                 .unwrap_or(0);
             let time = get(&q, "time")
                 .and_then(|t| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").ok());
-            match time {
-                Some(t) if s.free_times(master, service, t.date()).contains(&t) => {
-                    let sid = format!("sess{}", s.sessions.len() + 1);
+            match (time, session) {
+                (_, None) => no_session(),
+                (Some(t), Some(sid)) if s.free_times(master, service, t.date()).contains(&t) => {
                     s.sessions.insert(
-                        sid.clone(),
+                        sid,
                         Session {
+                            reserved: true,
                             master_id: master,
                             service_id: service,
                             start: Some(t),
                             ..Session::default()
                         },
                     );
-                    set_cookie = Some(format!("cookie_name={sid}; path=/; HttpOnly"));
                     let next = s.next_id;
                     ok(json!({"record_id": next, "master_id": master, "duration_string": "1:00"}))
                 }
                 _ => json!({"error": {"code": "TIME_NOT_AVAILABLE", "message": "Время занято"}}),
             }
         }
-        "check" => match cookie.and_then(|c| s.sessions.get_mut(&c)) {
-            Some(sess) => {
+        "check" => match session.and_then(|c| s.sessions.get_mut(&c)) {
+            Some(sess) if sess.reserved => {
                 sess.phone = get(&form, "phone").map(str::to_owned);
                 sess.name = get(&form, "first_name").map(str::to_owned);
                 sess.comment = get(&form, "comments").map(str::to_owned);
                 ok(json!({}))
             }
-            None => json!({"error": {"code": "USER_AUTHORISATION_ERROR", "message": "bad auth"}}),
+            _ => no_session(),
         },
         "record" => {
-            let sess = cookie.and_then(|c| s.sessions.remove(&c));
-            match sess {
-                Some(Session {
-                    master_id,
-                    service_id,
-                    start: Some(start),
-                    phone: Some(phone),
-                    name,
-                    comment,
-                }) => {
-                    let id = s.next_id;
-                    s.next_id += 1;
-                    let minutes = s.minutes_of(service_id);
-                    s.records.insert(
-                        id,
-                        FakeRecord {
+            s.record_forms.push(form.clone());
+            let code = get(&form, "code").unwrap_or("").to_owned();
+            let phone = session
+                .as_ref()
+                .and_then(|c| s.sessions.get(c))
+                .and_then(|x| x.phone.clone());
+            let last_code = s.sms.iter().rev().find(|(p, _)| Some(p) == phone.as_ref());
+            let last_code = last_code.map(|(_, c)| c.clone());
+            if session.is_none() {
+                no_session()
+            } else if s.demand_captcha && get(&form, "captcha_token").unwrap_or("").is_empty() {
+                json!({"error": {"code": "CAPTCHA_ERROR", "message": "Подтвердите, что вы не робот"}})
+            } else if s.demand_code && code.is_empty() {
+                let sent = format!("{:04}", 4000 + 37 * (s.sms.len() as u64 + 1));
+                s.sms.push((phone.unwrap_or_default(), sent));
+                json!({"error": {"code": "SMS_CODE_REQUIRED", "message": "Введите код из СМС"}})
+            } else if s.demand_code && Some(&code) != last_code.as_ref() {
+                json!({"error": {"code": "SMS_CODE_ERROR", "message": "Неверный код из СМС"}})
+            } else {
+                let sess = session.and_then(|c| s.sessions.remove(&c));
+                match sess {
+                    Some(Session {
+                        reserved: true,
+                        master_id,
+                        service_id,
+                        start: Some(start),
+                        phone: Some(phone),
+                        name,
+                        comment,
+                    }) => {
+                        let id = s.next_id;
+                        s.next_id += 1;
+                        let minutes = s.minutes_of(service_id);
+                        s.records.insert(
                             id,
-                            master_id,
-                            service_id,
-                            start,
-                            minutes,
-                            phone,
-                            name: name.unwrap_or_default(),
-                            comment: comment.unwrap_or_default(),
-                            cancelled: false,
-                        },
-                    );
-                    let booking = json!({"id": id, "time": local_fmt(start),
+                            FakeRecord {
+                                id,
+                                master_id,
+                                service_id,
+                                start,
+                                minutes,
+                                phone,
+                                name: name.unwrap_or_default(),
+                                comment: comment.unwrap_or_default(),
+                                cancelled: false,
+                            },
+                        );
+                        let booking = json!({"id": id, "time": local_fmt(start),
                         "time_to": local_fmt(start + Duration::minutes(minutes)),
                         "cost": 2000, "duration": minutes, "duration_string": "1:00",
                         "employees": [{"id": master_id, "username": "", "image": ""}],
                         "services": [{"id": service_id, "name": "", "cost": 2000,
                                       "duration": minutes, "duration_string": "1:00",
                                       "icon": {"value": ""}}]});
-                    if s.changed_shape {
-                        ok(json!({"appointment": booking}))
-                    } else {
-                        ok(json!({"bookings": [booking],
+                        if s.changed_shape {
+                            ok(json!({"appointment": booking}))
+                        } else {
+                            ok(json!({"bookings": [booking],
                                   "currency": {"id": 1, "title": "Рубль", "abbr": "₽", "iso": "RUB"}}))
+                        }
                     }
+                    _ => no_session(),
                 }
-                _ => json!({"error": {"code": "USER_AUTHORISATION_ERROR", "message": "bad auth"}}),
             }
         }
         "remove_record" => {

@@ -189,12 +189,14 @@ struct World {
     deliveries: HashMap<i64, usize>,
     chats: HashMap<i64, ChatState>,
     messages: HashMap<String, StoredMessage>,
-    /// Callback ids handed out → answered?
-    callbacks: HashMap<String, bool>,
+    /// Callback ids handed out → (answered?, the message whose button was pressed).
+    callbacks: HashMap<String, (bool, String)>,
     calls: Vec<Call>,
     failures: HashMap<String, VecDeque<Failure>>,
     subscriptions: Vec<Value>,
     sends: HashMap<i64, Vec<Instant>>,
+    /// Callback answers per chat: MAX limits them to two a second on their own.
+    answer_sends: HashMap<i64, Vec<Instant>>,
     rate_violations: Vec<String>,
 }
 
@@ -393,8 +395,7 @@ impl FakeMax {
             .world()
             .callbacks
             .get(callback_id)
-            .copied()
-            .unwrap_or(false)
+            .is_some_and(|c| c.0)
     }
 
     /// Sends that broke MAX's 2 messages/s per chat.
@@ -555,7 +556,7 @@ impl FakeMaxUser {
             let mut w = self.shared.world();
             w.next_order += 1;
             let id = format!("cb{}-{}", self.user_id, w.next_order);
-            w.callbacks.insert(id.clone(), false);
+            w.callbacks.insert(id.clone(), (false, mid.to_string()));
             id
         };
         let mut body = json!({"mid": mid, "seq": 116_328_147_937_082_782_i64, "text": stored.text});
@@ -762,20 +763,7 @@ async fn answer(
         "GET /updates" => get_updates(shared, query).await,
         "POST /messages" => send_message(shared, query, body),
         "PUT /messages" => edit_message(shared, query, body),
-        "POST /answers" => {
-            let id = query.get("callback_id").cloned().unwrap_or_default();
-            if id.is_empty() {
-                return bad("callback_id is required");
-            }
-            let mut w = shared.world();
-            match w.callbacks.get_mut(&id) {
-                Some(answered) => {
-                    *answered = true;
-                    ok(json!({"success": true}))
-                }
-                None => error(StatusCode::NOT_FOUND, "not.found", "callback not found"),
-            }
-        }
+        "POST /answers" => answer_callback(shared, query, body),
         "GET /subscriptions" => ok(json!({"subscriptions": shared.world().subscriptions.clone()})),
         "POST /subscriptions" => {
             let url = body["url"].as_str().unwrap_or_default();
@@ -889,6 +877,9 @@ fn validate(body: &Value) -> Result<(String, Option<Option<Value>>), Answer> {
         let rows = kb["payload"]["buttons"]
             .as_array()
             .ok_or_else(|| bad("inline_keyboard.payload.buttons is required"))?;
+        // 30 rows, 7 buttons a row, 3 with a link/contact/geo/app button: MAX's keyboard guide
+        // (dev.max.ru/docs-api/use-cases/sending-messages/keyboard/); text and payload lengths:
+        // the schema's `Button.text` and `CallbackButton.payload`.
         if rows.is_empty() || rows.len() > 30 {
             return Err(bad("keyboard: 1 to 30 rows"));
         }
@@ -942,8 +933,17 @@ fn validate(body: &Value) -> Result<(String, Option<Option<Value>>), Answer> {
 }
 
 fn note_send(w: &mut World, user_id: i64, what: &str) {
+    note_in_window(w, false, user_id, what);
+}
+
+fn note_in_window(w: &mut World, answer: bool, user_id: i64, what: &str) {
     let now = Instant::now();
-    let sends = w.sends.entry(user_id).or_default();
+    let window = if answer {
+        &mut w.answer_sends
+    } else {
+        &mut w.sends
+    };
+    let sends = window.entry(user_id).or_default();
     sends.retain(|t| now.duration_since(*t) < Duration::from_millis(990));
     sends.push(now);
     if sends.len() > 2 {
@@ -1004,6 +1004,63 @@ fn send_message(
             "body": msg_body,
         }}),
     )
+}
+
+/// `POST /answers`: a `CallbackAnswer` must carry `message` (it replaces the pressed message,
+/// validated like any `NewMessageBody`) or `notification`; MAX refuses `{}` with 400
+/// `proto.payload` "Invalid request. `message` or `notification` required" (quoted from the
+/// live API by public MAX clients, docs/max.md).
+fn answer_callback(
+    shared: &Shared,
+    query: &HashMap<String, String>,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let id = query.get("callback_id").cloned().unwrap_or_default();
+    if id.is_empty() {
+        return bad("callback_id is required");
+    }
+    let message = body.get("message").filter(|m| !m.is_null());
+    let notification = body.get("notification").filter(|n| !n.is_null());
+    if message.is_none() && notification.is_none() {
+        return bad("Invalid request. `message` or `notification` required");
+    }
+    if notification.is_some_and(|n| !n.is_string()) {
+        return bad("notification must be a string");
+    }
+    let checked = match message.map(validate).transpose() {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let mut w = shared.world();
+    let Some((_, mid)) = w.callbacks.get(&id).cloned() else {
+        return error(StatusCode::NOT_FOUND, "not.found", "callback not found");
+    };
+    if let Some(entry) = w.callbacks.get_mut(&id) {
+        entry.0 = true;
+    }
+    if let Some(user_id) = w.messages.get(&mid).map(|m| m.user_id) {
+        note_in_window(&mut w, true, user_id, &format!("answer {body}"));
+    }
+    if let Some((text, keyboard)) = checked
+        && let Some(stored) = w.messages.get_mut(&mid)
+    {
+        stored.text = text.clone();
+        if let Some(kb) = keyboard {
+            stored.keyboard = kb;
+        }
+        let user_id = stored.user_id;
+        let shown = BotMessage {
+            user_id,
+            mid: mid.clone(),
+            text,
+            buttons: parse_keyboard(stored.keyboard.as_ref()),
+            edited: true,
+        };
+        if let Some(chat) = w.chats.get_mut(&user_id) {
+            chat.outputs.push(shown);
+        }
+    }
+    (StatusCode::OK, json!({"success": true}))
 }
 
 fn edit_message(

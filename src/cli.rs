@@ -215,7 +215,7 @@ pub fn init_tracing(default: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::secrets::ScrubbingStderr)
         .try_init();
 }
 
@@ -326,7 +326,6 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
 
     use crate::import::load::{self, ImportTarget, Index, LoadOptions};
     use crate::import::targets::{AmoTarget, Bitrix24Target, YclientsTarget};
-    use sha2::Digest;
 
     let config = load(&args.config.config)?;
     let bytes =
@@ -395,14 +394,7 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
         let store = Store::connect(&config.store.url)
             .await
             .context("opening the store")?;
-        let mut hasher = sha2::Sha256::new();
-        hasher.update(&bytes);
-        hasher.update(format!("{:?}", args.map).as_bytes());
-        let digest: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = crate::import::run_digest(&bytes, &args.map);
         let progress = if std::io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::new(prepared.clients.len() as u64);
             bar.set_style(
@@ -497,7 +489,11 @@ async fn bookings(
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Config> {
-    Config::load(path).with_context(|| format!("reading configuration from {}", path.display()))
+    let config = Config::load(path)
+        .with_context(|| format!("reading configuration from {}", path.display()))?;
+    // From here on the log, and the error printed on exit, never show a configured secret.
+    crate::secrets::install(crate::secrets::Scrubber::from_config(&config));
+    Ok(config)
 }
 
 async fn demo(
@@ -546,11 +542,14 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
     let http_task = app.config.http.as_ref().map(|http| {
         let state = app.http_state(http.webhook_secret.clone());
+        let limits = http
+            .limits()
+            .fitted_to(crate::http::server::raise_descriptor_limit());
         let mut rx = stop_rx.clone();
         let shutdown = async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        tokio::spawn(crate::http::serve(http.listen, state, shutdown))
+        tokio::spawn(crate::http::serve(http.listen, state, limits, shutdown))
     });
     let watch_task = crate::watch::spawn(&app, stop_rx.clone());
     let crm_reconcile_task = app.crm_reconciler().map(|reconciler| {
@@ -612,11 +611,19 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
 
 async fn check(path: &std::path::Path) -> anyhow::Result<()> {
     let config = load(path)?;
-    println!("config {}: valid", path.display());
+    // A vendor's error may quote our request, key and all: every line is scrubbed.
+    let scrubber = crate::secrets::installed();
+    macro_rules! say {
+        ($($arg:tt)*) => { println!("{}", scrubber.scrub(&format!($($arg)*))) };
+    }
+    macro_rules! say_raw {
+        ($($arg:tt)*) => { print!("{}", scrubber.scrub(&format!($($arg)*))) };
+    }
+    say!("config {}: valid", path.display());
     let mut failures = 0;
     match App::build(config.clone(), Arc::new(SystemClock)).await {
         Ok(app) => {
-            println!(
+            say!(
                 "store: reachable ({})",
                 crate::store::redact_url(&config.store.url)
             );
@@ -625,32 +632,32 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
                 if !report.ok() {
                     failures += 1;
                 }
-                print!("{report}");
+                say_raw!("{report}");
             } else if let Some(yc) = &app.yclients {
                 match yc.check().await {
-                    Ok(report) => print!("{report}"),
+                    Ok(report) => say_raw!("{report}"),
                     Err(e) => {
                         failures += 1;
-                        println!("booking (yclients): {e}");
+                        say!("booking (yclients): {e}");
                     }
                 }
             } else {
                 match app.booking.services().await {
-                    Ok(services) => println!(
+                    Ok(services) => say!(
                         "booking ({}): reachable, {} services",
                         app.booking.system(),
                         services.len()
                     ),
                     Err(e) => {
                         failures += 1;
-                        println!("booking ({}): {e}", app.booking.system());
+                        say!("booking ({}): {e}", app.booking.system());
                     }
                 }
             }
         }
         Err(e) => {
             failures += 1;
-            println!("store: unreachable: {e}");
+            say!("store: unreachable: {e}");
         }
     }
     if let Some(crm) = &config.crm {
@@ -690,7 +697,7 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
         if !line.contains("reachable") || line.contains("unreachable") {
             failures += 1;
         }
-        println!("{line}");
+        say!("{line}");
     }
     if let Some(school) = &config.school {
         if let Some(alfa) = &school.alfacrm {
@@ -707,7 +714,7 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
                     format!("school (alfacrm): {e}")
                 }
             };
-            println!("{line}");
+            say!("{line}");
         }
         if let Some(gc) = &school.getcourse {
             let line = match crate::school::getcourse::GetCourse::new(gc.clone()) {
@@ -723,7 +730,7 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
                     format!("school (getcourse): {e}")
                 }
             };
-            println!("{line}");
+            say!("{line}");
         }
     }
     if let Some(onec) = &config.onec {
@@ -731,21 +738,21 @@ async fn check(path: &std::path::Path) -> anyhow::Result<()> {
         if !ok {
             failures += 1;
         }
-        print!("{lines}");
+        say_raw!("{lines}");
     }
     if let Some(tg) = &config.telegram {
         let status = telegram_status(tg).await;
         if !status.starts_with("reachable") {
             failures += 1;
         }
-        println!("telegram: {status}");
+        say!("telegram: {status}");
     }
     if let Some(max) = &config.max {
         let status = crate::messenger::max::status(max).await;
         if !status.starts_with("reachable") {
             failures += 1;
         }
-        println!("max: {status}");
+        say!("max: {status}");
     }
     if failures > 0 {
         bail!("{failures} system(s) failed the check");

@@ -19,6 +19,7 @@ pub mod normalize;
 pub mod reminders;
 pub mod report;
 pub mod school;
+pub mod secrets;
 pub mod shutdown;
 pub mod store;
 pub mod sync;

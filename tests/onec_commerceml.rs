@@ -101,6 +101,7 @@ async fn site(store: Store, encoding: &str, file_limit: u64) -> Site {
         store: store.clone(),
         business_id: BIZ.into(),
         secret: SecretString::from("a-webhook-secret-0123".to_string()),
+        sources: Vec::new(),
         clock: clock.clone(),
         max_secret: None,
         bitrix24_token: None,

@@ -6,9 +6,8 @@ pub mod bitrix24_inbox;
 pub mod commerceml;
 pub mod forms;
 pub mod max_inbox;
+pub mod server;
 pub mod yclients_inbox;
-
-use std::hash::{DefaultHasher, Hash, Hasher};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -16,6 +15,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
 use crate::store::Store;
@@ -29,6 +29,9 @@ pub struct HttpState {
     pub store: Store,
     pub business_id: String,
     pub secret: SecretString,
+    /// The members of [`SOURCES`] this deployment is configured for; a webhook for any other
+    /// is answered 404 and stored nowhere.
+    pub sources: Vec<&'static str>,
     pub clock: std::sync::Arc<dyn Clock>,
     /// MAX signs its deliveries with this header secret (`max.webhook_secret`).
     pub max_secret: Option<SecretString>,
@@ -103,10 +106,10 @@ async fn webhook(
     if !same_secret(&secret, state.secret.expose_secret()) {
         return (StatusCode::NOT_FOUND, "not found");
     }
-    let Some(source) = SOURCES.iter().find(|s| **s == source) else {
+    let Some(source) = state.sources.iter().copied().find(|s| *s == source) else {
         return (StatusCode::NOT_FOUND, "unknown source");
     };
-    if *source == "max"
+    if source == "max"
         && let Some(expected) = &state.max_secret
     {
         let given = headers
@@ -117,7 +120,7 @@ async fn webhook(
             return (StatusCode::UNAUTHORIZED, "bad secret");
         }
     }
-    if *source == "bitrix24" {
+    if source == "bitrix24" {
         // Bitrix24 events are unsigned: the application token inside is the only proof of
         // origin, so a forged event is refused before it reaches the inbox.
         let Some(token) = &state.bitrix24_token else {
@@ -139,11 +142,16 @@ async fn webhook(
     let Ok(text) = std::str::from_utf8(&body) else {
         return (StatusCode::BAD_REQUEST, "body is not UTF-8");
     };
-    // Vendors re-send the same delivery on timeouts; the body identifies it.
-    let mut hasher = DefaultHasher::new();
-    text.hash(&mut hasher);
-    query.hash(&mut hasher);
-    let dedup = format!("{:016x}-{}", hasher.finish(), text.len());
+    let stripped;
+    let text = match (source, &state.bitrix24_token) {
+        // The token proves origin only while it is secret: the stored event keeps a digest.
+        ("bitrix24", Some(token)) => {
+            stripped = bitrix24_inbox::strip_token(text, token);
+            stripped.as_str()
+        }
+        _ => text,
+    };
+    let dedup = dedup_key(text, query.as_deref());
     let mut kept = inbox::keep_headers(&headers);
     if let Some(query) = query.filter(|q| !q.is_empty()) {
         kept.insert(inbox::QUERY_HEADER.to_string(), query);
@@ -171,27 +179,55 @@ async fn webhook(
     }
 }
 
-/// Serves until `shutdown` resolves.
+/// Vendors re-send the same delivery on timeouts; the body and query identify it. SHA-256,
+/// because the key must mean the same after an upgrade of the compiler (a `DefaultHasher` key
+/// does not). Keys stored by builds before this one were 16 hex digits and a length; a retry
+/// that straddles the upgrade is stored once more and its handler finds the work done.
+fn dedup_key(body: &str, query: Option<&str>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(body.as_bytes());
+    hasher.update([0xff]);
+    if let Some(q) = query {
+        hasher.update(q.as_bytes());
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("s{hex}-{}", body.len())
+}
+
+/// Serves until `shutdown` resolves, within `limits`.
 pub async fn serve(
     listen: std::net::SocketAddr,
     state: HttpState,
+    limits: server::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(%listen, "HTTP server listening");
-    serve_on(listener, state, shutdown).await
+    tracing::info!(%listen, max_connections = limits.max_connections, "HTTP server listening");
+    server::serve_with(listener, state, limits, shutdown).await
 }
 
-/// Serves on an already bound listener, with peer addresses for the forms' rate limit.
+/// Serves on an already bound listener with the default limits.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: HttpState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    server::serve_with(listener, state, server::Limits::default(), shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dedup_key_is_a_stable_digest() {
+        // Pinned: the same delivery must map to the same key in every build.
+        assert_eq!(dedup_key("{}", None), "s13eb8cb16299850c4f5290dd4bb6b51b-2");
+        assert_eq!(
+            dedup_key("event=ONCRMDEALUPDATE", Some("a=1")),
+            "s0cee075e8200e21ad2d3d3d99ac0e9a8-21"
+        );
+        assert_ne!(dedup_key("a", Some("b")), dedup_key("ab", None));
+    }
 }

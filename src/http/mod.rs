@@ -202,7 +202,17 @@ pub async fn serve(
     limits: server::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let socket = if listen.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(listen)?;
+    // A wave of reconnecting clients must not overflow the queue of half-open connections:
+    // a dropped SYN costs the next client (a vendor, `/health`) a one-second retransmit.
+    let backlog = u32::try_from(limits.max_connections.clamp(1024, 8192)).unwrap_or(1024);
+    let listener = socket.listen(backlog)?;
     tracing::info!(%listen, max_connections = limits.max_connections, "HTTP server listening");
     server::serve_with(listener, state, limits, shutdown).await
 }

@@ -316,7 +316,7 @@ async fn submit(
     Path(form): Path<String>,
     request: Request,
 ) -> Response {
-    if !state.school.forms.names.iter().any(|n| *n == form) {
+    if !state.school.forms.names.contains(&form) {
         return problem(StatusCode::NOT_FOUND, None, "unknown form");
     }
     let peer = request

@@ -259,12 +259,36 @@ impl App {
         )
     }
 
+    /// The systems whose webhooks this configuration reads; others are not even stored.
+    pub fn webhook_sources(&self) -> Vec<&'static str> {
+        use crate::config::{BookingSystemKind, MaxMode};
+        use crate::crm::config::CrmSystem;
+        let c = &self.config;
+        let mut sources = Vec::new();
+        if c.booking.system == BookingSystemKind::Yclients {
+            sources.push("yclients");
+        }
+        match c.crm.as_ref().map(|crm| crm.system) {
+            Some(CrmSystem::Amocrm) => sources.push("amocrm"),
+            Some(CrmSystem::Bitrix24) => sources.push("bitrix24"),
+            None => {}
+        }
+        if c.max.as_ref().is_some_and(|m| m.mode == MaxMode::Webhook) {
+            sources.push("max");
+        }
+        if c.school.as_ref().is_some_and(|s| s.getcourse.is_some()) {
+            sources.push("getcourse");
+        }
+        sources
+    }
+
     /// The HTTP face of this configuration: webhooks, and the landing forms of a school.
     pub fn http_state(&self, secret: secrecy::SecretString) -> crate::http::HttpState {
         crate::http::HttpState {
             store: self.store.clone(),
             business_id: self.config.business.id.clone(),
             secret,
+            sources: self.webhook_sources(),
             clock: self.clock.clone(),
             max_secret: self
                 .config
@@ -284,6 +308,11 @@ impl App {
                     &self.config.business.id,
                     self.clock.clone(),
                     school.clone(),
+                    self.config
+                        .http
+                        .as_ref()
+                        .map(|h| h.trusted_proxies.clone())
+                        .unwrap_or_default(),
                 )
             }),
         }
@@ -316,7 +345,10 @@ impl App {
             self.config.sync.clone(),
             self.alerts(),
             &self.config.business.id,
-        );
+        )
+        .with_scrubber(Arc::new(crate::secrets::Scrubber::from_config(
+            &self.config,
+        )));
         let business = &self.config.business;
         if let Some(crm) = &self.crm {
             engine.register(

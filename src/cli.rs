@@ -229,7 +229,7 @@ pub fn init_tracing(default: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::secrets::ScrubbingStderr)
         .try_init();
 }
 
@@ -360,7 +360,6 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
 
     use crate::import::load::{self, ImportTarget, Index, LoadOptions};
     use crate::import::targets::{AmoTarget, Bitrix24Target, YclientsTarget};
-    use sha2::Digest;
 
     let config = load(&args.config.config)?;
     let bytes =
@@ -429,14 +428,7 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
         let store = Store::connect(&config.store.url)
             .await
             .context("opening the store")?;
-        let mut hasher = sha2::Sha256::new();
-        hasher.update(&bytes);
-        hasher.update(format!("{:?}", args.map).as_bytes());
-        let digest: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = crate::import::run_digest(&bytes, &args.map);
         let progress = if std::io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::new(prepared.clients.len() as u64);
             bar.set_style(
@@ -530,7 +522,11 @@ async fn bookings(
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Config> {
-    Config::load(path).with_context(|| format!("reading configuration from {}", path.display()))
+    let config = Config::load(path)
+        .with_context(|| format!("reading configuration from {}", path.display()))?;
+    // From here on the log, and the error printed on exit, never show a configured secret.
+    crate::secrets::install(crate::secrets::Scrubber::from_config(&config));
+    Ok(config)
 }
 
 async fn demo(
@@ -587,11 +583,14 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
     let http_task = app.config.http.as_ref().map(|http| {
         let state = app.http_state(http.webhook_secret.clone());
+        let limits = http
+            .limits()
+            .fitted_to(crate::http::server::raise_descriptor_limit());
         let mut rx = stop_rx.clone();
         let shutdown = async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        tokio::spawn(crate::http::serve(http.listen, state, shutdown))
+        tokio::spawn(crate::http::serve(http.listen, state, limits, shutdown))
     });
     let watch_task = crate::watch::spawn(&app, stop_rx.clone());
     let crm_reconcile_task = app.crm_reconciler().map(|reconciler| {
@@ -683,14 +682,22 @@ async fn adopt_schedule_timezone(config: &mut Config) {
 
 async fn check(path: &std::path::Path, probe: bool) -> anyhow::Result<()> {
     let config = load(path)?;
-    println!("config {}: valid", path.display());
+    // A vendor's error may quote our request, key and all: every line is scrubbed.
+    let scrubber = crate::secrets::installed();
+    macro_rules! say {
+        ($($arg:tt)*) => { println!("{}", scrubber.scrub(&format!($($arg)*))) };
+    }
+    macro_rules! say_raw {
+        ($($arg:tt)*) => { print!("{}", scrubber.scrub(&format!($($arg)*))) };
+    }
+    say!("config {}: valid", path.display());
     let mut failures = 0;
     // Read-only: a missing or outdated store is reported, never created or migrated here.
     let (store, not_created) = match Store::open_existing(&config.store.url).await {
         // The vendors are still checked, on a throw-away store: a first check comes before
         // the first run.
         Err(e @ StoreError::Missing { .. }) => {
-            println!("store: {e}");
+            say!("store: {e}");
             (Store::connect("sqlite::memory:").await, true)
         }
         other => (other, false),
@@ -703,7 +710,7 @@ async fn check(path: &std::path::Path, probe: bool) -> anyhow::Result<()> {
     match app {
         Ok(app) => {
             if !not_created {
-                println!(
+                say!(
                     "store: reachable ({})",
                     crate::store::redact_url(&config.store.url)
                 );
@@ -713,14 +720,14 @@ async fn check(path: &std::path::Path, probe: bool) -> anyhow::Result<()> {
                 if !report.ok() {
                     failures += 1;
                 }
-                print!("{report}");
+                say_raw!("{report}");
             } else if let Some(yc) = &app.yclients {
                 match yc.check().await {
                     Ok(report) => {
-                        print!("{report}");
+                        say_raw!("{report}");
                         if report.company.timezone != config.business.timezone {
                             failures += 1;
-                            println!(
+                            say!(
                                 "  error: business.timezone is {} but the company's timezone_name \
                                  is {}: clients would be shown times in the wrong zone; set \
                                  business.timezone = \"{}\"",
@@ -731,36 +738,36 @@ async fn check(path: &std::path::Path, probe: bool) -> anyhow::Result<()> {
                         }
                         if yc.has_user_token() {
                             match yc.admin_read().await {
-                                Ok(()) => println!("  admin calls (user token): accepted"),
+                                Ok(()) => say!("  admin calls (user token): accepted"),
                                 Err(e) => {
                                     failures += 1;
-                                    println!("  admin calls (user token): refused: {e}");
+                                    say!("  admin calls (user token): refused: {e}");
                                 }
                             }
                         }
                     }
                     Err(e) => {
                         failures += 1;
-                        println!("booking (yclients): {e}");
+                        say!("booking (yclients): {e}");
                     }
                 }
             } else {
                 match app.booking.services().await {
-                    Ok(services) => println!(
+                    Ok(services) => say!(
                         "booking ({}): reachable, {} services",
                         app.booking.system(),
                         services.len()
                     ),
                     Err(e) => {
                         failures += 1;
-                        println!("booking ({}): {e}", app.booking.system());
+                        say!("booking ({}): {e}", app.booking.system());
                     }
                 }
             }
         }
         Err(e) => {
             failures += 1;
-            println!("store: {e}");
+            say!("store: {e}");
         }
     }
     if let (Some(crm), Ok(store)) = (&config.crm, store) {
@@ -808,7 +815,7 @@ async fn check(path: &std::path::Path, probe: bool) -> anyhow::Result<()> {
         if !line.contains("reachable") || line.contains("unreachable") {
             failures += 1;
         }
-        println!("{line}");
+        say!("{line}");
     }
     if let Some(school) = &config.school {
         if let Some(alfa) = &school.alfacrm {
@@ -825,7 +832,7 @@ async fn check(path: &std::path::Path, probe: bool) -> anyhow::Result<()> {
                     format!("school (alfacrm): {e}")
                 }
             };
-            println!("{line}");
+            say!("{line}");
         }
         if let Some(gc) = &school.getcourse {
             let line = match crate::school::getcourse::GetCourse::new(gc.clone()) {
@@ -841,7 +848,7 @@ async fn check(path: &std::path::Path, probe: bool) -> anyhow::Result<()> {
                     format!("school (getcourse): {e}")
                 }
             };
-            println!("{line}");
+            say!("{line}");
         }
     }
     if let Some(onec) = &config.onec {
@@ -849,21 +856,21 @@ async fn check(path: &std::path::Path, probe: bool) -> anyhow::Result<()> {
         if !ok {
             failures += 1;
         }
-        print!("{lines}");
+        say_raw!("{lines}");
     }
     if let Some(tg) = &config.telegram {
         let status = telegram_status(tg).await;
         if !status.starts_with("reachable") {
             failures += 1;
         }
-        println!("telegram: {status}");
+        say!("telegram: {status}");
     }
     if let Some(max) = &config.max {
         let status = crate::messenger::max::status(max).await;
         if !status.starts_with("reachable") {
             failures += 1;
         }
-        println!("max: {status}");
+        say!("max: {status}");
     }
     if probe {
         let table = crate::probe::probe(&config).await;

@@ -64,6 +64,92 @@ pub struct HttpConfig {
     pub listen: std::net::SocketAddr,
     /// The secret path segment vendors' webhooks must carry: `/webhooks/<system>/<secret>`.
     pub webhook_secret: SecretString,
+    /// Proxies (CIDR blocks) whose `X-Forwarded-For` hops are stripped to find a form
+    /// visitor's address (with `school.forms.trust_forwarded_for`).
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Connections served at once; one more is refused at once. Lowered at start to fit under
+    /// the open-files limit.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A request's headers must arrive within this; also how long an idle connection lives.
+    #[serde(
+        default = "default_header_read_timeout",
+        deserialize_with = "crate::sync::config::de_duration"
+    )]
+    pub header_read_timeout: std::time::Duration,
+    /// The longest pause between two pieces of a request body.
+    #[serde(
+        default = "default_body_timeout",
+        deserialize_with = "crate::sync::config::de_duration"
+    )]
+    pub body_timeout: std::time::Duration,
+    /// A request must be answered within this, body reading included.
+    #[serde(
+        default = "default_request_timeout",
+        deserialize_with = "crate::sync::config::de_duration"
+    )]
+    pub request_timeout: std::time::Duration,
+}
+
+fn default_max_connections() -> usize {
+    crate::http::server::Limits::default().max_connections
+}
+fn default_header_read_timeout() -> std::time::Duration {
+    crate::http::server::Limits::default().header_read_timeout
+}
+fn default_body_timeout() -> std::time::Duration {
+    crate::http::server::Limits::default().body_timeout
+}
+fn default_request_timeout() -> std::time::Duration {
+    crate::http::server::Limits::default().request_timeout
+}
+
+impl HttpConfig {
+    /// The server's limits as configured (before fitting under the descriptor limit).
+    pub fn limits(&self) -> crate::http::server::Limits {
+        crate::http::server::Limits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            body_timeout: self.body_timeout,
+            request_timeout: self.request_timeout,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        use secrecy::ExposeSecret;
+        let key = |k: &str, message: &str| ConfigError::Key {
+            key: format!("http.{k}"),
+            message: message.into(),
+        };
+        let secret = self.webhook_secret.expose_secret();
+        if let Some(why) = crate::secrets::unusable(secret) {
+            return Err(key("webhook_secret", why));
+        }
+        if secret.len() < 16
+            || !secret
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(key(
+                "webhook_secret",
+                "use at least 16 characters of A-Z, a-z, 0-9, - and _",
+            ));
+        }
+        if self.max_connections < 16 {
+            return Err(key("max_connections", "must be at least 16"));
+        }
+        for (name, d) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_timeout", self.body_timeout),
+            ("request_timeout", self.request_timeout),
+        ] {
+            if d < std::time::Duration::from_secs(1) || d > std::time::Duration::from_secs(600) {
+                return Err(key(name, "must be between 1s and 10m"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -211,8 +297,11 @@ impl Config {
 
     fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
         let config: Config = figment.extract().map_err(|e| {
-            // One message per problem, each naming the key and its source.
-            let all: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            // One message per problem, each naming the key and its source, never the value.
+            let all: Vec<String> = e
+                .into_iter()
+                .map(|e| without_value(e).to_string())
+                .collect();
             ConfigError::Invalid(all.join("; ").replace("key \"default.", "key \""))
         })?;
         config.validate()?;
@@ -272,16 +361,19 @@ impl Config {
             });
         }
         if let Some(http) = &self.http {
+            http.validate()?;
+        }
+        if let Some(token) = self
+            .crm
+            .as_ref()
+            .and_then(|c| c.bitrix24.as_ref())
+            .and_then(|b| b.application_token.as_ref())
+        {
             use secrecy::ExposeSecret;
-            let secret = http.webhook_secret.expose_secret();
-            if secret.len() < 16
-                || !secret
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
+            if let Some(why) = crate::secrets::unusable(token.expose_secret()) {
                 return Err(ConfigError::Key {
-                    key: "http.webhook_secret".into(),
-                    message: "use at least 16 characters of A-Z, a-z, 0-9, - and _".into(),
+                    key: "crm.bitrix24.application_token".into(),
+                    message: why.into(),
                 });
             }
         }
@@ -298,11 +390,18 @@ impl Config {
             });
         }
         if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres")) {
+            // Only the scheme is shown: the rest of a URL may carry a password.
+            let scheme = self
+                .store
+                .url
+                .split_once("://")
+                .map(|(s, _)| s)
+                .filter(|s| s.len() <= 16 && s.chars().all(|c| c.is_ascii_alphanumeric()))
+                .map_or_else(|| "this value".to_string(), |s| format!("the scheme {s:?}"));
             return Err(ConfigError::Key {
                 key: "store.url".into(),
                 message: format!(
-                    "{:?} is neither a sqlite:// nor a postgres:// URL",
-                    self.store.url
+                    "{scheme} is neither sqlite:// nor postgres:// (the URL is not shown: it may hold a password)"
                 ),
             });
         }
@@ -373,6 +472,9 @@ impl MaxConfig {
             return Err(key("token", "must not be empty".into()));
         }
         if let Some(secret) = &self.webhook_secret {
+            if let Some(why) = crate::secrets::unusable(secret.expose_secret()) {
+                return Err(key("webhook_secret", why.into()));
+            }
             // MAX's own rule for `SubscriptionRequestBody.secret`; checked here so a bad one
             // fails at startup, not at `zapis max subscribe` time.
             let s = secret.expose_secret();
@@ -413,6 +515,55 @@ impl MaxConfig {
         }
         Ok(())
     }
+}
+
+/// A configuration error that says what was wrong with a value without repeating it: the value
+/// may be a token (`token = 12345` is an integer where a string belongs), and the TOML parser
+/// quotes the whole offending line.
+fn without_value(mut e: figment::Error) -> figment::Error {
+    use figment::error::{Actual, Kind};
+    let kind_of = |a: &Actual| -> &'static str {
+        match a {
+            Actual::Bool(_) => "a boolean",
+            Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+            Actual::Float(_) => "a float",
+            Actual::Char(_) => "a character",
+            Actual::Str(_) | Actual::Other(_) => "a string",
+            Actual::Bytes(_) => "bytes",
+            Actual::Unit | Actual::Option => "nothing",
+            Actual::Seq => "a list",
+            Actual::Map => "a table",
+            _ => "a value",
+        }
+    };
+    e.kind = match e.kind {
+        Kind::InvalidType(actual, expected) => Kind::Message(format!(
+            "invalid type: found {}, expected {expected}",
+            kind_of(&actual)
+        )),
+        Kind::InvalidValue(actual, expected) => Kind::Message(format!(
+            "invalid value: {}, expected {expected}",
+            kind_of(&actual)
+        )),
+        Kind::Message(m) => Kind::Message(without_quoted_source(&m)),
+        other => other,
+    };
+    e
+}
+
+/// Drops the source excerpt TOML parse errors carry (`3 | token = "ab`, the caret line).
+fn without_quoted_source(message: &str) -> String {
+    let kept: Vec<&str> = message
+        .lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            let gutter = t.split_once('|').is_some_and(|(head, _)| {
+                head.trim().is_empty() || head.trim().chars().all(|c| c.is_ascii_digit())
+            });
+            !gutter && !t.is_empty()
+        })
+        .collect();
+    kept.join(" ")
 }
 
 /// `ZAPIS_TELEGRAM__TOKEN` → `telegram.token`. Variables without a section separator (such as

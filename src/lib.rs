@@ -20,6 +20,7 @@ pub mod probe;
 pub mod reminders;
 pub mod report;
 pub mod school;
+pub mod secrets;
 pub mod shutdown;
 pub mod store;
 pub mod sync;

@@ -202,22 +202,39 @@ const EXTENSION_MARKERS: &[&str] = &["доб.", "доб", "ext.", "ext", "вн."
 
 /// Splits off an extension (`… доб. 123`, `… ext 5`, `… #12`) from a number as typed.
 fn split_extension(piece: &str) -> (&str, Option<String>) {
-    let lower = piece.to_lowercase();
     for marker in EXTENSION_MARKERS {
-        // Lower-casing Cyrillic keeps byte lengths, so positions carry over to `piece`.
-        if let Some(at) = lower.rfind(marker)
-            && lower.len() == piece.len()
+        if let Some((at, len)) = rfind_ignoring_case(piece, marker)
+            && at > 0
         {
-            let ext: String = piece[at + marker.len()..]
+            let ext: String = piece[at + len..]
                 .chars()
                 .filter(|c| !c.is_whitespace() && *c != '.')
                 .collect();
-            if !ext.is_empty() && ext.chars().all(|c| c.is_ascii_digit()) && at > 0 {
+            if !ext.is_empty() && ext.chars().all(|c| c.is_ascii_digit()) {
                 return (piece[..at].trim_end_matches([',', ' ', '(']), Some(ext));
             }
         }
     }
     (piece, None)
+}
+
+/// The byte position and length in `text` of the last occurrence of the lower-case `needle`,
+/// compared char by char in lower case. Positions come from `text` itself: lower-casing can
+/// change a character's length in bytes (`İ`, `ẞ`), so positions found in a lower-cased copy
+/// need not fall on `text`'s character boundaries.
+fn rfind_ignoring_case(text: &str, needle: &str) -> Option<(usize, usize)> {
+    let wanted: Vec<char> = needle.chars().collect();
+    text.char_indices().rev().find_map(|(at, _)| {
+        let mut chars = text[at..].char_indices();
+        for w in &wanted {
+            let (_, c) = chars.next()?;
+            if !c.to_lowercase().eq(std::iter::once(*w)) {
+                return None;
+            }
+        }
+        let len = chars.next().map_or(text.len() - at, |(end, _)| end);
+        Some((at, len))
+    })
 }
 
 /// Parses every number in a spreadsheet cell: `8 (912) 345-67-89, +7 495 123-45-67 доб. 12`,
@@ -379,6 +396,67 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cell_whose_lower_case_shifts_character_boundaries_does_not_panic() {
+        // `İ` grows by a byte in lower case and `ẞ` shrinks by one: same total length, but the
+        // `x` found in the lower-cased copy sits one byte later than in the cell, inside `Ж`.
+        for cell in ["İxЖẞ", "+7 912 345-67-89 İxЖẞ", "8 912 345 67 89 İдобЖẞ 12"] {
+            let parsed = parse_phones(cell);
+            assert_eq!(parsed.phones.len() + parsed.errors.len(), 1, "{cell}");
+        }
+        let parsed = parse_phones("+7 912 345-67-89 ДОБ. 12");
+        assert_eq!(parsed.phones[0].extension.as_deref(), Some("12"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn any_phone_cell_parses_without_panic_into_e164(cell in "\\PC{0,40}") {
+            let parsed = parse_phones(&cell);
+            for entry in parsed.phones {
+                let p = entry.phone.as_str();
+                proptest::prop_assert!(p.starts_with('+') && p[1..].chars().all(|c| c.is_ascii_digit()), "{p}");
+                proptest::prop_assert_eq!(Phone::parse(p).map(|x| x.as_str().to_string()), Ok(p.to_string()));
+                let _ = entry.phone.masked();
+            }
+            let _ = Phone::parse(&cell);
+            let _ = mask_phone(&cell);
+        }
+
+        #[test]
+        fn phone_like_cells_with_extensions_parse_without_panic(
+            digits in "[+]?[0-9 ()-]{5,20}",
+            marker in "(доб|ДОБ|ext|EXT|вн|x|#|İ|ẞ|Ж)[.]?",
+            tail in "\\PC{0,8}",
+        ) {
+            let _ = parse_phones(&format!("{digits} {marker} {tail}"));
+            let _ = parse_phones(&format!("{digits}{marker}{tail}, {digits}"));
+        }
+
+        #[test]
+        fn any_email_parses_without_panic_and_parsing_is_idempotent(text in "\\PC{0,40}") {
+            if let Ok(e) = Email::parse(&text) {
+                proptest::prop_assert_eq!(Email::parse(e.as_str()), Ok(e.clone()));
+                let _ = e.likely_typo();
+                let _ = e.masked();
+            }
+            let _ = Email::parse_ascii(&text);
+        }
+
+        #[test]
+        fn email_shaped_text_parses_without_panic(
+            local in "\\PC{0,12}",
+            domain in "[\\pL0-9.-]{0,20}",
+        ) {
+            let text = format!("{local}@{domain}");
+            if let Ok(e) = Email::parse_ascii(&text) {
+                proptest::prop_assert!(e.as_str().contains('@'));
+                let _ = e.likely_typo();
+            }
+        }
+    }
 
     #[test]
     fn russian_numbers_in_every_common_shape_become_one() {

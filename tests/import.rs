@@ -1230,3 +1230,21 @@ async fn yclients_45_cards_killed_halfway_and_resumed_end_the_same() {
         wall.as_secs_f64()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crafted_phone_cell_is_reported_not_a_panic() {
+    let amo = FakeAmo::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &amo);
+    let file = dir.path().join("clients.csv");
+    // `İ` grows by a byte when lower-cased and `ẞ` shrinks by one: the cell's lower-case copy
+    // has the same length but its characters sit at other byte offsets.
+    std::fs::write(
+        &file,
+        "name,phone\nАнна,+7 912 345-67-89\nБорис,İxЖẞ\nВера,8 912 000 11 22 İдобЖẞ 5\n",
+    )
+    .unwrap();
+    let out = run_import(&config, &file, &["--dry-run"]);
+    assert!(out.contains("read 3"), "{out}");
+    assert!(out.contains("invalid 2"), "{out}");
+}

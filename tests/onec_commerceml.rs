@@ -136,6 +136,7 @@ async fn site_with(store: Store, tune: impl FnOnce(&mut CommerceMlConfig)) -> Si
         store: store.clone(),
         business_id: BIZ.into(),
         secret: SecretString::from("a-webhook-secret-0123".to_string()),
+        sources: Vec::new(),
         clock: clock.clone(),
         max_secret: None,
         bitrix24_token: None,

@@ -35,6 +35,8 @@ struct School {
     alfa: FakeAlfa,
     gc: FakeGetCourse,
     http: reqwest::Client,
+    /// The forms' state the server runs with, to flush its spam counters when a test says.
+    forms: zapis::http::forms::FormsState,
     _dir: tempfile::TempDir,
 }
 
@@ -42,6 +44,10 @@ struct Options<'a> {
     access: &'a str,
     per_minute: u32,
     burst: u32,
+    /// More `[school.forms]` lines.
+    forms: &'a str,
+    /// More `[http]` lines.
+    http: &'a str,
 }
 
 impl Default for Options<'_> {
@@ -50,6 +56,8 @@ impl Default for Options<'_> {
             access: "group",
             per_minute: 1000,
             burst: 1000,
+            forms: "",
+            http: "",
         }
     }
 }
@@ -71,12 +79,15 @@ timezone = "Europe/Moscow"
 [http]
 listen = "127.0.0.1:9"
 webhook_secret = "{SECRET}"
+{http_extra}
 
 [school.forms]
 allowed_origins = ["https://school.example"]
 thank_you_url = "https://school.example/thanks"
 per_minute = {per_minute}
 burst = {burst}
+spam_flush_interval = "1h"
+{forms_extra}
 
 [school.alfacrm]
 {alfa_toml}curator_id = {CURATOR}
@@ -103,6 +114,8 @@ getcourse_offer_code = "design"
 "#,
         per_minute = opts.per_minute,
         burst = opts.burst,
+        http_extra = opts.http,
+        forms_extra = opts.forms,
         alfa_toml = alfa.config_toml(),
         gc_toml = gc.config_toml(opts.access),
         g1 = alfa::GROUP_PYTHON,
@@ -120,6 +133,7 @@ getcourse_offer_code = "design"
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let state = app.http_state(secrecy::SecretString::from(SECRET));
+    let forms = state.forms.clone().expect("[school] mounts the forms");
     tokio::spawn(zapis::http::serve_on(
         listener,
         state,
@@ -137,6 +151,7 @@ getcourse_offer_code = "design"
         alfa,
         gc,
         http,
+        forms,
         _dir: dir,
     }
 }
@@ -271,7 +286,11 @@ async fn a_customer_a_manager_typed_in_by_hand_is_found_not_duplicated() {
 
 #[tokio::test]
 async fn a_plain_html_form_post_is_redirected_and_a_chosen_group_is_kept() {
-    let s = start(Options::default()).await;
+    let s = start(Options {
+        forms: "names = [\"landing\", \"promo\"]",
+        ..Options::default()
+    })
+    .await;
     let r = s
         .http
         .post(format!("{}/forms/promo", s.url))
@@ -359,6 +378,13 @@ async fn cors_answers_only_the_configured_origin() {
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
 
+async fn spam_rows(s: &School) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM school_spam")
+        .fetch_one(s.app.store.pool())
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_spam_burst_is_rate_limited_and_honeypot_hits_are_dropped_and_counted() {
     let s = start(Options {
@@ -389,6 +415,7 @@ async fn a_spam_burst_is_rate_limited_and_honeypot_hits_are_dropped_and_counted(
     );
     let store = &s.app.store;
     assert_eq!(applications::count(store, "default").await.unwrap(), 3);
+    s.forms.flush_spam().await;
     assert_eq!(
         applications::spam_hits(store, "default", "landing", "rate_limited")
             .await
@@ -398,14 +425,30 @@ async fn a_spam_burst_is_rate_limited_and_honeypot_hits_are_dropped_and_counted(
 
     // Honeypot: a fresh server so the limit does not hide it.
     let s = start(Options::default()).await;
+    let real: Value = s
+        .post_json("landing", landing("+79123450000"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut ids = std::collections::HashSet::new();
     for _ in 0..4 {
         let mut body = landing("+79123456789");
         body["website"] = json!("http://spam.example");
         let r = s.post_json("landing", body).await;
         assert_eq!(r.status(), 200, "the bot is answered like a person");
+        let answer: Value = r.json().await.unwrap();
+        // Same shape as a real answer, with an id that looks like one.
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&answer), keys(&real), "{answer} vs {real}");
+        let id = answer["id"].as_str().unwrap();
+        assert_eq!(id.len(), real["id"].as_str().unwrap().len(), "{id}");
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+        assert!(ids.insert(id.to_string()), "ids repeat: {id}");
     }
     let store = &s.app.store;
-    assert_eq!(applications::count(store, "default").await.unwrap(), 0);
+    assert_eq!(applications::count(store, "default").await.unwrap(), 1);
+    s.forms.flush_spam().await;
     assert_eq!(
         applications::spam_hits(store, "default", "landing", "honeypot")
             .await
@@ -413,7 +456,240 @@ async fn a_spam_burst_is_rate_limited_and_honeypot_hits_are_dropped_and_counted(
         4
     );
     s.drain().await;
-    assert!(s.alfa.customers().is_empty());
+    assert_eq!(s.alfa.customers().len(), 1);
+}
+
+#[tokio::test]
+async fn two_thousand_spam_posts_write_nothing_until_one_counter_per_form_and_reason() {
+    let s = start(Options {
+        per_minute: 1,
+        burst: 1,
+        forms: "names = [\"landing\", \"trial\"]",
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(
+        s.post_json("landing", landing("+79120000001"))
+            .await
+            .status(),
+        200
+    );
+    for i in 0..1000 {
+        let form = if i % 2 == 0 { "landing" } else { "trial" };
+        let r = s.post_json(form, landing("+79120000002")).await;
+        assert_eq!(r.status(), 429);
+    }
+    // Honeypot posts from another server with room in its limit.
+    let h = start(Options::default()).await;
+    for _ in 0..1000 {
+        let mut body = landing("+79120000003");
+        body["website"] = json!("x");
+        assert_eq!(h.post_json("landing", body).await.status(), 200);
+    }
+    // Nothing was written per post.
+    assert_eq!(spam_rows(&s).await, 0);
+    assert_eq!(spam_rows(&h).await, 0);
+    s.forms.flush_spam().await;
+    h.forms.flush_spam().await;
+    assert_eq!(spam_rows(&s).await, 2, "one counter per form and reason");
+    assert_eq!(spam_rows(&h).await, 1);
+    let hits = |st: &School, form: &'static str, reason: &'static str| {
+        let store = st.app.store.clone();
+        async move {
+            applications::spam_hits(&store, "default", form, reason)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(hits(&s, "landing", "rate_limited").await, 500);
+    assert_eq!(hits(&s, "trial", "rate_limited").await, 500);
+    assert_eq!(hits(&h, "landing", "honeypot").await, 1000);
+    // A second flush adds to the counters.
+    for _ in 0..3 {
+        s.post_json("trial", landing("+79120000002")).await;
+    }
+    s.forms.flush_spam().await;
+    assert_eq!(hits(&s, "trial", "rate_limited").await, 503);
+    assert_eq!(
+        applications::count(&h.app.store, "default").await.unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_form_is_404_before_anything_is_stored() {
+    let s = start(Options::default()).await;
+    let r = s
+        .post_json("someone-elses-form", landing("+79123456789"))
+        .await;
+    assert_eq!(r.status(), 404);
+    let mut bot = landing("+79123456789");
+    bot["website"] = json!("x");
+    assert_eq!(s.post_json("anything", bot).await.status(), 404);
+    s.forms.flush_spam().await;
+    assert_eq!(
+        applications::count(&s.app.store, "default").await.unwrap(),
+        0
+    );
+    assert_eq!(spam_rows(&s).await, 0);
+    assert!(s.jobs(JobState::Pending).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_corrected_application_right_after_a_422_goes_through() {
+    let s = start(Options {
+        per_minute: 1,
+        burst: 1,
+        ..Options::default()
+    })
+    .await;
+    let mut typo = landing("+7912");
+    assert_eq!(s.post_json("landing", typo.clone()).await.status(), 422);
+    typo["phone"] = json!("+79123456789");
+    typo["email"] = json!("anna@");
+    assert_eq!(s.post_json("landing", typo.clone()).await.status(), 422);
+    typo["email"] = json!("anna@example.ru");
+    assert_eq!(s.post_json("landing", typo.clone()).await.status(), 200);
+    // The allowance is spent by the one that was taken.
+    assert_eq!(s.post_json("landing", typo).await.status(), 429);
+    assert_eq!(
+        applications::count(&s.app.store, "default").await.unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn behind_a_proxy_the_visitor_is_read_from_the_right_and_ipv6_is_limited_per_64() {
+    let s = start(Options {
+        per_minute: 1,
+        burst: 2,
+        forms: "trust_forwarded_for = true",
+        http: "trusted_proxies = [\"127.0.0.0/8\", \"10.0.0.0/8\"]",
+        ..Options::default()
+    })
+    .await;
+    let post = |forwarded: String| {
+        s.http
+            .post(format!("{}/forms/landing", s.url))
+            .header("accept", "application/json")
+            .header("x-forwarded-for", forwarded)
+            .json(&landing("+79123456789"))
+            .send()
+    };
+    // A bot writes a new address at the left each time; our proxy appends the real one.
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let r = post(format!("198.51.100.{i}, 203.0.113.7, 10.0.0.5"))
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+    // Another visitor is not affected.
+    assert_eq!(post("203.0.113.8".into()).await.unwrap().status(), 200);
+    // An IPv6 visitor rotating addresses inside one /64 is one visitor.
+    let mut statuses = Vec::new();
+    for i in 1..=5 {
+        let r = post(format!("2001:db8:0:7::{i:x}")).await.unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+    assert_eq!(post("2001:db8:0:8::1".into()).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn the_rate_limiter_forgets_quiet_addresses() {
+    let s = start(Options {
+        per_minute: 60_000,
+        burst: 1,
+        forms: "trust_forwarded_for = true",
+        ..Options::default()
+    })
+    .await;
+    for i in 0..40 {
+        let r = s
+            .http
+            .post(format!("{}/forms/landing", s.url))
+            .header("accept", "application/json")
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .json(&landing("+79123456789"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(s.forms.tracked_addresses(), 40);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.forms.housekeep().await;
+    assert_eq!(s.forms.tracked_addresses(), 0);
+}
+
+#[tokio::test]
+async fn a_webhook_for_a_system_that_is_not_configured_is_404_and_stored_nowhere() {
+    let s = start(Options::default()).await;
+    for source in ["yclients", "amocrm", "bitrix24", "max"] {
+        let r = s
+            .http
+            .post(format!("{}/webhooks/{source}/{SECRET}", s.url))
+            .body("{\"resource\":\"record\"}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{source}");
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_inbox")
+        .fetch_one(s.app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+    // GetCourse is configured here and is taken.
+    assert_eq!(notify(&s, &[("id", "1"), ("status", "new")]).await, 200);
+}
+
+#[tokio::test]
+async fn an_upstream_error_quoting_the_api_key_is_stored_and_journaled_without_it() {
+    let s = start(Options::default()).await;
+    {
+        let mut state = s.alfa.state();
+        state.down = true;
+        state.down_message = Some(format!(
+            "proxy could not pass POST /v2api/auth/login {{\"email\":\"{}\",\"api_key\":\"{}\"}}",
+            alfa::EMAIL,
+            alfa::API_KEY
+        ));
+    }
+    assert_eq!(
+        s.post_json("landing", landing("+79123456789"))
+            .await
+            .status(),
+        200
+    );
+    s.engine.run_due().await.unwrap();
+    // Past the alert threshold, so the outage row carries the error as well.
+    s.clock.set(s.clock.now() + chrono::Duration::hours(3));
+    s.engine.run_due().await.unwrap();
+    let pool = s.app.store.pool();
+    let journal: Vec<Option<String>> = sqlx::query_scalar("SELECT error FROM sync_journal")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    let jobs: Vec<Option<String>> = sqlx::query_scalar("SELECT last_error FROM sync_jobs")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    let outages: Vec<Option<String>> = sqlx::query_scalar("SELECT last_error FROM sync_outages")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert!(!journal.is_empty() && !jobs.is_empty() && !outages.is_empty());
+    for text in journal.iter().chain(&jobs).chain(&outages).flatten() {
+        assert!(!text.contains(alfa::API_KEY), "{text}");
+        assert!(text.contains("proxy could not pass"), "{text}");
+    }
+    assert!(
+        journal.iter().flatten().any(|t| t.contains("***")),
+        "{journal:?}"
+    );
 }
 
 #[tokio::test]

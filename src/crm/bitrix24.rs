@@ -573,6 +573,11 @@ impl Bitrix24 {
         self.inner.config.mode == Bitrix24Mode::Deal
     }
 
+    /// `crm.bitrix24.application_token`, which outbound events must carry.
+    pub fn application_token(&self) -> Option<&SecretString> {
+        self.inner.config.application_token.as_ref()
+    }
+
     fn is_oauth(&self) -> bool {
         matches!(self.inner.auth, AuthMode::OAuth(_))
     }

@@ -6,6 +6,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::booking::BookingSystem;
 use crate::booking::changes::ChangeApplier;
@@ -30,11 +33,16 @@ impl InboxHandler for Bitrix24Inbox {
         message: &InboxMessage,
         ctx: &JobContext<'_>,
     ) -> Result<Delivered, DeliveryError> {
-        // The token was checked when the event was received; checking again keeps an event
-        // stored before a token change from acting.
+        // The token was checked when the event was received, and the stored body keeps only
+        // its digest; comparing that digest keeps an event stored before a token change from
+        // acting.
+        let body = match self.crm.application_token() {
+            Some(token) => restore_token(&message.body, token),
+            None => message.body.clone(),
+        };
         let event = self
             .crm
-            .parse_event(message.body.as_bytes())
+            .parse_event(body.as_bytes())
             .map_err(|e| DeliveryError::permanent(e.to_string()))?;
         let watched = if self.crm.is_deal() {
             EventKind::DealUpdate
@@ -109,9 +117,80 @@ pub fn delivery_key(body: &str) -> Option<String> {
     ))
 }
 
+const TOKEN_KEY: &str = "auth[application_token]";
+
+/// What the stored event keeps instead of the application token.
+fn token_digest(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Replaces the application token of a verified event (form-encoded or JSON) with its digest,
+/// so the inbox never holds the secret. Other fields keep their bytes.
+pub fn strip_token(body: &str, token: &SecretString) -> String {
+    replace_token(body, &token_digest(token.expose_secret()))
+}
+
+/// The stored event with the configured token back in place of a matching digest; a digest of
+/// another token stays, and the event fails the token check.
+fn restore_token(body: &str, token: &SecretString) -> String {
+    let digest = token_digest(token.expose_secret());
+    let stored = stored_token(body);
+    if stored.as_deref() == Some(digest.as_str()) {
+        replace_token(body, token.expose_secret())
+    } else {
+        body.to_string()
+    }
+}
+
+fn stored_token(body: &str) -> Option<String> {
+    if body.trim_start().starts_with('{') {
+        let v: Value = serde_json::from_str(body).ok()?;
+        return v["auth"]["application_token"].as_str().map(String::from);
+    }
+    url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| normalise_key(k) == TOKEN_KEY)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// `auth[application_token]` however its brackets were spelt or encoded.
+fn normalise_key(key: &str) -> String {
+    key.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+fn replace_token(body: &str, value: &str) -> String {
+    if body.trim_start().starts_with('{') {
+        let Ok(mut v) = serde_json::from_str::<Value>(body) else {
+            return body.to_string();
+        };
+        if let Some(auth) = v.get_mut("auth").and_then(Value::as_object_mut)
+            && auth.contains_key("application_token")
+        {
+            auth.insert("application_token".into(), Value::String(value.into()));
+        }
+        return v.to_string();
+    }
+    body.split('&')
+        .map(|pair| {
+            let key = url::form_urlencoded::parse(pair.as_bytes())
+                .next()
+                .map(|(k, _)| normalise_key(&k));
+            if key.as_deref() == Some(TOKEN_KEY) {
+                let encoded: String =
+                    url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+                format!("auth%5Bapplication_token%5D={encoded}")
+            } else {
+                pair.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::delivery_key;
+    use super::*;
 
     #[test]
     fn events_are_keyed_on_their_ts_not_their_auth() {
@@ -138,5 +217,27 @@ mod tests {
             delivery_key("event=ONCRMDEALUPDATE&data%5BFIELDS%5D%5BID%5D=1"),
             None
         );
+    }
+
+    #[test]
+    fn the_token_is_replaced_by_its_digest_and_restored_only_for_the_same_token() {
+        let token = SecretString::from("app-token-0123456789");
+        let form = "event=ONCRMDEALUPDATE&data%5BFIELDS%5D%5BID%5D=7&auth[application_token]=app-token-0123456789&auth[domain]=p.bitrix24.ru";
+        let stored = strip_token(form, &token);
+        assert!(!stored.contains("app-token"), "{stored}");
+        assert!(stored.starts_with("event=ONCRMDEALUPDATE&data%5BFIELDS%5D%5BID%5D=7&"));
+        let back = restore_token(&stored, &token);
+        let event = crate::crm::bitrix24::parse_event(back.as_bytes(), &token).unwrap();
+        assert_eq!(event.id.as_deref(), Some("7"));
+        let other = SecretString::from("rotated-token-000000");
+        let not_back = restore_token(&stored, &other);
+        assert!(crate::crm::bitrix24::parse_event(not_back.as_bytes(), &other).is_err());
+
+        let json = r#"{"event":"ONCRMDEALUPDATE","data":{"FIELDS":{"ID":"8"}},"auth":{"application_token":"app-token-0123456789"}}"#;
+        let stored = strip_token(json, &token);
+        assert!(!stored.contains("app-token"), "{stored}");
+        let back = restore_token(&stored, &token);
+        let event = crate::crm::bitrix24::parse_event(back.as_bytes(), &token).unwrap();
+        assert_eq!(event.id.as_deref(), Some("8"));
     }
 }

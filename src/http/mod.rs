@@ -7,6 +7,7 @@ pub mod commerceml;
 pub mod dedup;
 pub mod forms;
 pub mod max_inbox;
+pub mod server;
 pub mod yclients_inbox;
 
 use axum::Router;
@@ -28,6 +29,9 @@ pub struct HttpState {
     pub store: Store,
     pub business_id: String,
     pub secret: SecretString,
+    /// The members of [`SOURCES`] this deployment is configured for; a webhook for any other
+    /// is answered 404 and stored nowhere.
+    pub sources: Vec<&'static str>,
     pub clock: std::sync::Arc<dyn Clock>,
     /// MAX signs its deliveries with this header secret (`max.webhook_secret`).
     pub max_secret: Option<SecretString>,
@@ -104,10 +108,10 @@ async fn webhook(
     if !same_secret(&secret, state.secret.expose_secret()) {
         return (StatusCode::NOT_FOUND, "not found");
     }
-    let Some(source) = SOURCES.iter().find(|s| **s == source) else {
+    let Some(source) = state.sources.iter().copied().find(|s| *s == source) else {
         return (StatusCode::NOT_FOUND, "unknown source");
     };
-    if *source == "max"
+    if source == "max"
         && let Some(expected) = &state.max_secret
     {
         let given = headers
@@ -118,7 +122,7 @@ async fn webhook(
             return (StatusCode::UNAUTHORIZED, "bad secret");
         }
     }
-    if *source == "bitrix24" {
+    if source == "bitrix24" {
         // Bitrix24 events are unsigned: the application token inside is the only proof of
         // origin, so a forged event is refused before it reaches the inbox.
         let Some(token) = &state.bitrix24_token else {
@@ -139,6 +143,15 @@ async fn webhook(
     }
     let Ok(text) = std::str::from_utf8(&body) else {
         return (StatusCode::BAD_REQUEST, "body is not UTF-8");
+    };
+    let stripped;
+    let text = match (source, &state.bitrix24_token) {
+        // The token proves origin only while it is secret: the stored event keeps a digest.
+        ("bitrix24", Some(token)) => {
+            stripped = bitrix24_inbox::strip_token(text, token);
+            stripped.as_str()
+        }
+        _ => text,
     };
     // Vendors re-send the same delivery on timeouts: its change stamp identifies it.
     let dedup = dedup::delivery_key(source, text, query.as_deref());
@@ -169,27 +182,48 @@ async fn webhook(
     }
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves, within `limits`.
 pub async fn serve(
     listen: std::net::SocketAddr,
     state: HttpState,
+    limits: server::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(%listen, "HTTP server listening");
-    serve_on(listener, state, shutdown).await
+    let socket = if listen.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(listen)?;
+    // A wave of reconnecting clients must not overflow the queue of half-open connections:
+    // a dropped SYN costs the next client (a vendor, `/health`) a one-second retransmit.
+    let backlog = u32::try_from(limits.max_connections.clamp(1024, 8192)).unwrap_or(1024);
+    let listener = socket.listen(backlog)?;
+    tracing::info!(%listen, max_connections = limits.max_connections, "HTTP server listening");
+    server::serve_with(listener, state, limits, shutdown).await
 }
 
-/// Serves on an already bound listener, with peer addresses for the forms' rate limit.
+/// Serves on an already bound listener with the default limits.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: HttpState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    server::serve_with(listener, state, server::Limits::default(), shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_dedup_key_is_a_stable_digest() {
+        use super::dedup::body_digest;
+        // Pinned: the same delivery must map to the same key in every build.
+        assert_eq!(body_digest("{}", None), "body:68e9e86b6926cc2b37df96b5-2");
+        assert_eq!(
+            body_digest("event=ONCRMDEALUPDATE", Some("a=1")),
+            "body:ce2aa70fd080840659bfd30f-21"
+        );
+        assert_ne!(body_digest("a", Some("b")), body_digest("ab", None));
+    }
 }

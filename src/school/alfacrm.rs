@@ -443,7 +443,7 @@ fn field_errors(errors: &Value) -> Vec<(String, String)> {
 
 fn transport(e: reqwest::Error) -> SchoolError {
     SchoolError::Transient {
-        message: format!("AlfaCRM unreachable: {e}"),
+        message: format!("AlfaCRM unreachable: {}", e.without_url()),
         status: None,
         retry_after: None,
     }

@@ -168,20 +168,22 @@ pub async fn count(store: &Store, business_id: &str) -> Result<i64, StoreError> 
     )
 }
 
-/// Counts one turned-away request (`honeypot`, `rate_limited`).
-pub async fn count_spam(
+/// Adds `hits` turned-away requests (`honeypot`, `rate_limited`) to a form's counter.
+pub async fn add_spam(
     store: &Store,
     business_id: &str,
     form: &str,
     reason: &str,
+    hits: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO school_spam (business_id, form, reason, hits) VALUES ($1, $2, $3, 1) \
-         ON CONFLICT (business_id, form, reason) DO UPDATE SET hits = school_spam.hits + 1",
+        "INSERT INTO school_spam (business_id, form, reason, hits) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (business_id, form, reason) DO UPDATE SET hits = school_spam.hits + excluded.hits",
     )
     .bind(business_id)
     .bind(form)
     .bind(reason)
+    .bind(hits)
     .execute(store.pool())
     .await?;
     Ok(())
@@ -255,15 +257,15 @@ mod tests {
                 .unwrap();
             assert_eq!(jobs.len(), 1);
             assert_eq!(jobs[0].payload["application_id"], app.id.as_str());
-            count_spam(&store, "b", "landing", "honeypot")
+            add_spam(&store, "b", "landing", "honeypot", 1)
                 .await
                 .unwrap();
-            count_spam(&store, "b", "landing", "honeypot")
+            add_spam(&store, "b", "landing", "honeypot", 40)
                 .await
                 .unwrap();
             assert_eq!(
                 spam_hits(&store, "b", "landing", "honeypot").await.unwrap(),
-                2
+                41
             );
         }
     }

@@ -61,6 +61,16 @@ pub struct SchoolConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FormsConfig {
+    /// The forms pages post to (`POST /forms/<name>`); any other name is answered 404.
+    #[serde(default = "default_names")]
+    pub names: Vec<String>,
+    /// How often turned-away posts are written to `school_spam` (one counter per form and
+    /// reason, not a row per post).
+    #[serde(
+        default = "default_spam_flush",
+        deserialize_with = "crate::sync::config::de_duration"
+    )]
+    pub spam_flush_interval: std::time::Duration,
     /// Pages on these origins may post applications from the browser (CORS).
     #[serde(default)]
     pub allowed_origins: Vec<String>,
@@ -81,6 +91,12 @@ pub struct FormsConfig {
     pub trust_forwarded_for: bool,
 }
 
+fn default_names() -> Vec<String> {
+    vec!["landing".into()]
+}
+fn default_spam_flush() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
+}
 fn default_honeypot() -> String {
     "website".into()
 }
@@ -94,6 +110,8 @@ fn default_burst() -> u32 {
 impl Default for FormsConfig {
     fn default() -> Self {
         FormsConfig {
+            names: default_names(),
+            spam_flush_interval: default_spam_flush(),
             allowed_origins: Vec::new(),
             thank_you_url: None,
             honeypot_field: default_honeypot(),
@@ -221,6 +239,27 @@ impl SchoolConfig {
         }
         if self.forms.burst == 0 {
             return Err(err("forms.burst", "must be at least 1"));
+        }
+        if self.forms.names.is_empty() {
+            return Err(err(
+                "forms.names",
+                "name at least one form, e.g. [\"landing\"]",
+            ));
+        }
+        for name in &self.forms.names {
+            let ok = (1..=64).contains(&name.len())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                return Err(err(
+                    "forms.names",
+                    format!("{name:?}: use 1–64 characters of A-Z, a-z, 0-9, - and _"),
+                ));
+            }
+        }
+        if self.forms.spam_flush_interval < std::time::Duration::from_secs(1) {
+            return Err(err("forms.spam_flush_interval", "must be at least 1s"));
         }
         if self.forms.honeypot_field.trim().is_empty() {
             return Err(err("forms.honeypot_field", "must not be empty"));

@@ -147,10 +147,9 @@ impl GetCourse {
             .await
             .map_err(transport)?;
         let status = response.status().as_u16();
-        let answer: Value = response
-            .json()
-            .await
-            .map_err(|e| SchoolError::Permanent(format!("GetCourse answered non-JSON: {e}")))?;
+        let answer: Value = response.json().await.map_err(|e| {
+            SchoolError::Permanent(format!("GetCourse answered non-JSON: {}", e.without_url()))
+        })?;
         if status == 200 && truthy(&answer["success"]) {
             Ok(format!(
                 "key accepted by {}",
@@ -216,9 +215,10 @@ pub fn parse_import(answer: &Value) -> Result<Imported, SchoolError> {
     })
 }
 
+/// Without the URL: GetCourse's key travels in it.
 fn transport(e: reqwest::Error) -> SchoolError {
     SchoolError::Transient {
-        message: format!("GetCourse unreachable: {e}"),
+        message: format!("GetCourse unreachable: {}", e.without_url()),
         status: None,
         retry_after: None,
     }

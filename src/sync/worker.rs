@@ -92,6 +92,8 @@ pub struct Engine {
     instance: String,
     /// How long a stopping worker lets running jobs finish before releasing them.
     shutdown_grace: Duration,
+    /// Configured secrets are cut out of error texts before they are stored or logged.
+    scrubber: Arc<crate::secrets::Scrubber>,
 }
 
 impl Engine {
@@ -114,7 +116,14 @@ impl Engine {
             alerts,
             instance: format!("w-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
             shutdown_grace: Duration::from_secs(10),
+            scrubber: Arc::default(),
         }
+    }
+
+    /// Error texts (journal, `last_error`, outages, log) lose these secrets first.
+    pub fn with_scrubber(mut self, scrubber: Arc<crate::secrets::Scrubber>) -> Engine {
+        self.scrubber = scrubber;
+        self
     }
 
     pub fn with_policy(mut self, policy: RetryPolicy) -> Engine {
@@ -405,7 +414,8 @@ impl Engine {
                 {
                     text = format!("gave up after max_age: {text}");
                 }
-                (disposition, Some(mask_text(&text)), status, outcome, None)
+                let text = mask_text(&self.scrubber.scrub(&text));
+                (disposition, Some(text), status, outcome, None)
             }
         };
         match (&disposition, &error) {

@@ -84,6 +84,9 @@ pub struct AlfaState {
     pub throttle_next: usize,
     /// Answer every call with 503 while true (an outage).
     pub down: bool,
+    /// What the outage page says instead of "maintenance": a proxy in front of the CRM may
+    /// echo the request it could not pass on, credentials included.
+    pub down_message: Option<String>,
     /// Total 401s answered (expired or unknown tokens).
     pub unauthorized: usize,
     next_id: i64,
@@ -227,10 +230,11 @@ async fn login(State(state): State<Shared>, body: Bytes) -> Response {
     }
     let mut s = state.lock().unwrap();
     if s.down {
+        let message = s.down_message.clone().unwrap_or_else(|| "down".into());
         return yii(
             StatusCode::SERVICE_UNAVAILABLE,
             "Service Unavailable",
-            "down",
+            &message,
         );
     }
     s.logins += 1;
@@ -344,10 +348,14 @@ async fn call(
         );
     }
     if s.down {
+        let message = s
+            .down_message
+            .clone()
+            .unwrap_or_else(|| "maintenance".into());
         return yii(
             StatusCode::SERVICE_UNAVAILABLE,
             "Service Unavailable",
-            "maintenance",
+            &message,
         );
     }
     if s.throttle_next > 0 {

@@ -844,7 +844,11 @@ mod tests {
             let store = conv.store();
             assert_eq!(count(store, "SELECT COUNT(*) FROM dialogs").await, chats);
             assert_eq!(
-                count(store, "SELECT COUNT(*) FROM chat_log WHERE author = 'client'").await,
+                count(
+                    store,
+                    "SELECT COUNT(*) FROM chat_log WHERE author = 'client'"
+                )
+                .await,
                 2 * chats
             );
             assert_eq!(

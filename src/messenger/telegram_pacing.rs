@@ -113,7 +113,9 @@ impl Window {
             return at;
         }
         // Slots are kept sorted and capped at `limit`, so the front is the limit-th latest.
-        self.slots.front().map_or(at, |&oldest| at.max(oldest + self.period))
+        self.slots
+            .front()
+            .map_or(at, |&oldest| at.max(oldest + self.period))
     }
 
     fn commit(&mut self, at: Instant) {
@@ -124,7 +126,9 @@ impl Window {
     }
 
     fn idle(&self, now: Instant) -> bool {
-        self.slots.back().is_none_or(|&last| last + self.period <= now)
+        self.slots
+            .back()
+            .is_none_or(|&last| last + self.period <= now)
     }
 }
 

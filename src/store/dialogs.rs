@@ -30,6 +30,11 @@ const UPSERT_DIALOG: &str = "INSERT INTO dialogs (business_id, chat_key, state, 
      ON CONFLICT (business_id, chat_key) \
      DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at";
 
+/// Served by the `dialogs` key and `chat_log_latest`. Parameters: business, chat key.
+pub(crate) const LOAD_TURN_SQL: &str = "SELECT (SELECT state FROM dialogs WHERE business_id = $1 AND chat_key = $2) AS state, \
+       (SELECT buttons FROM chat_log WHERE business_id = $1 AND chat_key = $2 \
+          AND buttons IS NOT NULL ORDER BY id DESC LIMIT 1) AS buttons";
+
 impl Store {
     /// The chat's dialog state and, with `with_buttons`, the buttons it was last shown, in one
     /// statement.
@@ -79,12 +84,7 @@ impl Store {
                 if i > 0 {
                     sql.push_str(", ");
                 }
-                sql.push_str(&format!(
-                    "($1, $2, $3, ${}, ${}, ${})",
-                    p + 4,
-                    p + 5,
-                    p + 6
-                ));
+                sql.push_str(&format!("($1, $2, $3, ${}, ${}, ${})", p + 4, p + 5, p + 6));
             }
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(business_id)
@@ -173,12 +173,23 @@ mod tests {
                 .await
                 .unwrap();
             store
-                .save_turn("b", "telegram:2", &[line("client", "чужое", Some("[9]"))], "{}", now)
+                .save_turn(
+                    "b",
+                    "telegram:2",
+                    &[line("client", "чужое", Some("[9]"))],
+                    "{}",
+                    now,
+                )
                 .await
                 .unwrap();
             let start = store.load_turn("b", "telegram:1", true).await.unwrap();
             assert_eq!(start.state.as_deref(), Some("{\"s\":1}"));
-            assert_eq!(start.last_buttons.as_deref(), Some("[2]"), "{:?}", store.backend());
+            assert_eq!(
+                start.last_buttons.as_deref(),
+                Some("[2]"),
+                "{:?}",
+                store.backend()
+            );
             let texts: Vec<String> = store
                 .chat_lines("b", "telegram:1", now - chrono::Duration::seconds(1), now)
                 .await

@@ -7,6 +7,8 @@ mod chat_log;
 mod cursors;
 mod dialogs;
 mod links;
+#[cfg(test)]
+mod plans;
 mod sync_state;
 
 pub use bookings::{confirm_booking_in, insert_booking_in, set_booking_status_in};

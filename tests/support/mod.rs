@@ -20,9 +20,9 @@ pub mod scenario;
 use std::sync::Arc;
 use std::time::Duration;
 
-use zapis::messenger::telegram_pacing::TelegramLimits;
 use tokio::task::JoinHandle;
 use zapis::messenger::telegram::{TelegramAdapter, TelegramError};
+use zapis::messenger::telegram_pacing::TelegramLimits;
 use zapis::messenger::{ChatHandler, StopSignal};
 
 use fake_telegram::FakeTelegram;

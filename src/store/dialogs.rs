@@ -50,13 +50,11 @@ impl Store {
                 last_buttons: None,
             });
         }
-        let row = sqlx::query(
-            "SELECT (SELECT state FROM dialogs WHERE business_id = $1 AND chat_key = $2) AS state,                (SELECT buttons FROM chat_log WHERE business_id = $1 AND chat_key = $2                   AND buttons IS NOT NULL ORDER BY id DESC LIMIT 1) AS buttons",
-        )
-        .bind(business_id)
-        .bind(chat_key)
-        .fetch_one(&self.pool)
-        .await?;
+        let row = sqlx::query(LOAD_TURN_SQL)
+            .bind(business_id)
+            .bind(chat_key)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(TurnStart {
             state: row.try_get("state")?,
             last_buttons: row.try_get("buttons")?,

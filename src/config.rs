@@ -235,6 +235,9 @@ pub struct TelegramConfig {
     /// The bot's username, for printing deep links; read from `getMe` when absent.
     #[serde(default)]
     pub bot_username: Option<String>,
+    /// `[telegram.limits]`: flood-limit pacing; defaults are Telegram's documented limits.
+    #[serde(default)]
+    pub limits: crate::messenger::telegram_pacing::TelegramLimits,
 }
 
 /// How MAX delivers updates to us.
@@ -788,6 +791,29 @@ timezone = "Asia/Yekaterinburg"
             .to_string();
         assert!(err.contains("colour"), "{err}");
         assert!(err.contains("zapis.toml"), "{err}");
+    }
+
+    #[test]
+    fn telegram_limits_default_to_telegrams_and_a_zero_names_the_key() {
+        let c = load(&format!("{MINIMAL}\n[telegram]\ntoken = \"1:A\"\n")).unwrap();
+        let limits = c.telegram.unwrap().limits;
+        assert!(limits.enabled);
+        assert_eq!(limits.messages_per_second.get(), 30);
+        assert_eq!(limits.chat_messages_per_second.get(), 1);
+        assert_eq!(limits.group_messages_per_minute.get(), 20);
+        let c = load(&format!(
+            "{MINIMAL}\n[telegram]\ntoken = \"1:A\"\n[telegram.limits]\nenabled = false\nchat_burst = 5\n"
+        ))
+        .unwrap();
+        let limits = c.telegram.unwrap().limits;
+        assert!(!limits.enabled);
+        assert_eq!(limits.chat_burst.get(), 5);
+        let err = load(&format!(
+            "{MINIMAL}\n[telegram]\ntoken = \"1:A\"\n[telegram.limits]\nmessages_per_second = 0\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("telegram.limits.messages_per_second"), "{err}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::effects::{
     BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_CREATED, BOOKING_RESCHEDULED, COMPLETE_BOOKING,
     booking_job,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, TurnLine};
 use crate::store::{confirm_booking_in, set_booking_status_in};
 use crate::sync::{NewJob, enqueue_in};
 
@@ -47,6 +47,49 @@ pub enum ConversationError {
         chat: String,
         source: serde_json::Error,
     },
+}
+
+/// What the client did, as a person reading the CRM card would want it: typed text as is, a
+/// pressed button by its label among those last shown.
+fn input_line(event: &ChatEvent, last_buttons: Option<&str>, awaits_code: bool) -> TurnLine {
+    let text = match event {
+        // A confirmation code is a credential: it reaches the schedule and nothing else.
+        ChatEvent::Text(_) if awaits_code => "[code]".to_string(),
+        ChatEvent::Start { payload: Some(p) } => format!("/start {p}"),
+        ChatEvent::Start { payload: None } => "/start".to_string(),
+        ChatEvent::Text(t) => t.clone(),
+        ChatEvent::Contact { phone } => phone.clone(),
+        ChatEvent::Button(data) => last_buttons
+            .and_then(|json| serde_json::from_str::<Vec<Button>>(json).ok())
+            .and_then(|buttons| buttons.into_iter().find(|b| &b.data == data))
+            .map(|b| format!("[{}]", b.label))
+            .unwrap_or_else(|| "[…]".to_string()),
+    };
+    TurnLine {
+        author: "client",
+        text,
+        buttons: None,
+    }
+}
+
+fn reply_line(reply: &Reply) -> TurnLine {
+    let buttons: Vec<&Button> = reply.buttons.iter().flatten().collect();
+    TurnLine {
+        author: "bot",
+        text: reply.text.clone(),
+        buttons: (!buttons.is_empty()).then(|| serde_json::to_string(&buttons).unwrap_or_default()),
+    }
+}
+
+fn parse_state(key: &str, json: Option<&str>) -> DialogState {
+    let Some(json) = json else {
+        return DialogState::default();
+    };
+    serde_json::from_str(json).unwrap_or_else(|e| {
+        // A state written by an older release must not lock the client out: start over.
+        tracing::warn!(chat = %key, error = %e, "unreadable dialog state, starting afresh");
+        DialogState::default()
+    })
 }
 
 /// An engine that keeps asking for more work is a bug; this bounds the damage.
@@ -134,8 +177,22 @@ impl Conversations {
         let lock = self.chat_locks.entry(key.clone()).or_default().clone();
         let _guard = lock.lock().await;
 
-        let mut state = self.load_state(&key).await?;
-        self.log_input(&key, &event, state.awaits_code()).await?;
+        // One read before the engine runs and one transaction after it: the state, the input
+        // and the replies of a turn are stored together or not at all.
+        let start = self
+            .store
+            .load_turn(
+                &self.business.id,
+                &key,
+                matches!(event, ChatEvent::Button(_)),
+            )
+            .await?;
+        let mut state = parse_state(&key, start.state.as_deref());
+        let mut lines = vec![input_line(
+            &event,
+            start.last_buttons.as_deref(),
+            state.awaits_code(),
+        )];
         let ctx = Context {
             now: self.clock.now(),
             timezone: self.business.timezone,
@@ -166,66 +223,19 @@ impl Conversations {
                 input = Some(Input::Loaded(self.execute(chat, command).await?));
             }
         }
-        for reply in &replies {
-            self.log_reply(&key, reply).await?;
-        }
+        lines.extend(replies.iter().map(reply_line));
         let json = serde_json::to_string(&state).map_err(|source| ConversationError::State {
             chat: key.clone(),
             source,
         })?;
         self.store
-            .save_dialog(&self.business.id, &key, &json, self.clock.now())
+            .save_turn(&self.business.id, &key, &lines, &json, self.clock.now())
             .await?;
+        drop(_guard);
+        // The chat's lock goes with its last waiter, so idle chats hold nothing.
+        self.chat_locks
+            .remove_if(&key, |_, lock| Arc::strong_count(lock) <= 2);
         Ok(replies)
-    }
-
-    /// What the client did, as a person reading the CRM card would want it: typed text as is,
-    /// a pressed button by its label.
-    async fn log_input(
-        &self,
-        key: &str,
-        event: &ChatEvent,
-        awaits_code: bool,
-    ) -> Result<(), ConversationError> {
-        let text = match event {
-            // A confirmation code is a credential: it reaches the schedule and nothing else.
-            ChatEvent::Text(_) if awaits_code => "[code]".to_string(),
-            ChatEvent::Start { payload: Some(p) } => format!("/start {p}"),
-            ChatEvent::Start { payload: None } => "/start".to_string(),
-            ChatEvent::Text(t) => t.clone(),
-            ChatEvent::Contact { phone } => phone.clone(),
-            ChatEvent::Button(data) => {
-                let shown = self.store.last_buttons(&self.business.id, key).await?;
-                shown
-                    .and_then(|json| serde_json::from_str::<Vec<Button>>(&json).ok())
-                    .and_then(|buttons| buttons.into_iter().find(|b| &b.data == data))
-                    .map(|b| format!("[{}]", b.label))
-                    .unwrap_or_else(|| "[…]".to_string())
-            }
-        };
-        let now = self.clock.now();
-        self.store
-            .log_chat(&self.business.id, key, now, "client", &text, None)
-            .await?;
-        Ok(())
-    }
-
-    async fn log_reply(&self, key: &str, reply: &Reply) -> Result<(), ConversationError> {
-        let buttons: Vec<&Button> = reply.buttons.iter().flatten().collect();
-        let json =
-            (!buttons.is_empty()).then(|| serde_json::to_string(&buttons).unwrap_or_default());
-        let now = self.clock.now();
-        self.store
-            .log_chat(
-                &self.business.id,
-                key,
-                now,
-                "bot",
-                &reply.text,
-                json.as_deref(),
-            )
-            .await?;
-        Ok(())
     }
 
     /// Writes a booking's state change and the jobs it causes in one transaction.
@@ -264,20 +274,6 @@ impl Conversations {
                 self.clock.now(),
             )
         })
-    }
-
-    async fn load_state(&self, key: &str) -> Result<DialogState, ConversationError> {
-        let Some(json) = self.store.load_dialog(&self.business.id, key).await? else {
-            return Ok(DialogState::default());
-        };
-        match serde_json::from_str(&json) {
-            Ok(state) => Ok(state),
-            Err(e) => {
-                // A state written by an older release must not lock the client out: start over.
-                tracing::warn!(chat = %key, error = %e, "unreadable dialog state, starting afresh");
-                Ok(DialogState::default())
-            }
-        }
     }
 
     async fn input_for(
@@ -864,4 +860,88 @@ pub(crate) fn booking_comment(source: &Source) -> String {
         }
     }
     parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Channel;
+
+    async fn demo(url: &str) -> crate::app::App {
+        crate::app::App::build(
+            crate::config::Config::demo(url),
+            Arc::new(crate::clock::SystemClock),
+        )
+        .await
+        .expect("demo app")
+    }
+
+    async fn count(store: &Store, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(store.pool())
+            .await
+            .expect("count")
+    }
+
+    /// Many chats at once on a file store: every input, every reply and every state arrives,
+    /// and no per-chat lock outlives its turn.
+    #[tokio::test]
+    async fn concurrent_turns_store_every_input_reply_and_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("z.db").display());
+        {
+            let app = demo(&url).await;
+            let conv = app.conversations.clone();
+            let chats = 40;
+            let mut tasks = Vec::new();
+            for i in 0..chats {
+                let conv = conv.clone();
+                tasks.push(tokio::spawn(async move {
+                    let chat = ChatRef::new(Channel::Telegram, i.to_string());
+                    let first = conv
+                        .handle(&chat, None, ChatEvent::Start { payload: None })
+                        .await
+                        .expect("start");
+                    let data = first
+                        .iter()
+                        .flat_map(|r| r.buttons.iter().flatten())
+                        .next()
+                        .expect("a button to press")
+                        .data
+                        .clone();
+                    let second = conv
+                        .handle(&chat, None, ChatEvent::Button(data))
+                        .await
+                        .expect("press");
+                    first.len() + second.len()
+                }));
+            }
+            let mut replies = 0;
+            for task in tasks {
+                replies += task.await.unwrap() as i64;
+            }
+            let store = conv.store();
+            assert_eq!(count(store, "SELECT COUNT(*) FROM dialogs").await, chats);
+            assert_eq!(
+                count(
+                    store,
+                    "SELECT COUNT(*) FROM chat_log WHERE author = 'client'"
+                )
+                .await,
+                2 * chats
+            );
+            assert_eq!(
+                count(store, "SELECT COUNT(*) FROM chat_log WHERE author = 'bot'").await,
+                replies
+            );
+            // A pressed button is logged by the label the client saw.
+            let unknown = count(
+                store,
+                "SELECT COUNT(*) FROM chat_log WHERE author = 'client' AND text = '[…]'",
+            )
+            .await;
+            assert_eq!(unknown, 0);
+            assert!(conv.chat_locks.is_empty(), "idle chats keep no lock");
+        }
+    }
 }

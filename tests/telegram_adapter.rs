@@ -15,6 +15,7 @@ use zapis::conversation::{ChatEvent, ConversationError};
 use zapis::dialog::{Button, Reply};
 use zapis::domain::{Channel, ChatRef};
 use zapis::messenger::telegram::{TelegramAdapter, TelegramError};
+use zapis::messenger::telegram_pacing::TelegramLimits;
 use zapis::messenger::{ChatHandler, StopSignal};
 
 const T: Duration = Duration::from_secs(5);
@@ -322,6 +323,105 @@ async fn flood_control_429_is_waited_out_and_the_message_still_arrives() {
         .map(|c| c.status)
         .collect();
     assert_eq!(statuses, [429, 200]);
+    let sends: Vec<_> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "sendmessage")
+        .collect();
+    let waited = sends[1].at - sends[0].at;
+    assert!(waited >= Duration::from_secs(1), "re-sent after {waited:?}");
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn replies_to_one_chat_keep_to_the_configured_rate_and_other_chats_do_not_wait() {
+    let fake = FakeTelegram::start().await;
+    let handler = Arc::new(Scripted::default());
+    let five = std::num::NonZeroU32::new(5).unwrap();
+    let limits = TelegramLimits {
+        chat_messages_per_second: five,
+        chat_burst: std::num::NonZeroU32::MIN,
+        ..TelegramLimits::default()
+    };
+    let bot = RunningBot::with_limits(&fake, handler.clone(), limits);
+    let busy = fake.user(21);
+    for i in 0..4 {
+        busy.send_text(&format!("m{i}"));
+    }
+    let other = fake.user(22);
+    other.send_text("hi");
+    fake.wait_for_calls("sendMessage", 5, T).await;
+    let sends: Vec<_> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "sendmessage")
+        .collect();
+    let busy_times: Vec<_> = sends
+        .iter()
+        .filter(|c| c.params["chat_id"] == 21)
+        .map(|c| c.at)
+        .collect();
+    assert_eq!(busy_times.len(), 4);
+    for pair in busy_times.windows(2) {
+        let gap = pair[1] - pair[0];
+        // 5 per second: 200 ms apart, less the fake's own scheduling jitter.
+        assert!(gap >= Duration::from_millis(190), "gap {gap:?}");
+    }
+    let other_at = sends
+        .iter()
+        .find(|c| c.params["chat_id"] == 22)
+        .expect("the other chat got its answer")
+        .at;
+    assert!(
+        other_at < busy_times[3],
+        "another chat is not queued behind a busy one"
+    );
+    bot.stop().await.unwrap();
+}
+
+/// Answers after a delay that shrinks with every message, so a later message of the same chat
+/// would overtake an earlier one unless the adapter keeps the chat's order.
+#[derive(Default)]
+struct Slow {
+    done: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl ChatHandler for Slow {
+    async fn handle(
+        &self,
+        _chat: &ChatRef,
+        _lang: Option<&str>,
+        event: ChatEvent,
+    ) -> Result<Vec<Reply>, ConversationError> {
+        let ChatEvent::Text(t) = event else {
+            return Ok(vec![]);
+        };
+        let n: u64 = t.parse().unwrap();
+        tokio::time::sleep(Duration::from_millis((10 - n) * 15)).await;
+        self.done.lock().unwrap().push(t.clone());
+        Ok(vec![text(t)])
+    }
+}
+
+#[tokio::test]
+async fn updates_of_one_chat_are_handled_in_order_one_at_a_time() {
+    let fake = FakeTelegram::start().await;
+    let handler = Arc::new(Slow::default());
+    let bot = RunningBot::start(&fake, handler.clone());
+    let user = fake.user(23);
+    for i in 0..10 {
+        user.send_text(&i.to_string());
+    }
+    fake.wait_for_calls("sendMessage", 10, T).await;
+    let order: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    assert_eq!(*handler.done.lock().unwrap(), order);
+    let texts: Vec<String> = fake
+        .calls_of("sendMessage")
+        .iter()
+        .map(|p| p["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts, order);
     bot.stop().await.unwrap();
 }
 

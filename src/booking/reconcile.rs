@@ -146,7 +146,10 @@ impl Reconciler {
         } else {
             None
         };
-        let known_versions = self.store.known_versions(&self.business_id, system).await?;
+        let known_versions = self
+            .store
+            .known_versions(&self.business_id, system, from, to)
+            .await?;
         for booking in bookings {
             let Some(external) = booking.external_id.clone() else {
                 // Not in the schedule yet: a queued booking, completed by its job.

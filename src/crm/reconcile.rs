@@ -167,6 +167,13 @@ impl CrmReconciler {
     }
 }
 
+/// Served by `bookings_by_start`, then the `links` key. Parameters: business, system, now.
+pub(crate) const UPCOMING_LINKED_SQL: &str = "SELECT b.id, l.external_id FROM bookings b \
+     JOIN links l ON l.business_id = b.business_id AND l.entity = 'booking' \
+          AND l.entity_id = b.id AND l.system = $2 \
+     WHERE b.business_id = $1 AND b.start_at >= $3 AND b.status IN ('requested', 'booked') \
+     ORDER BY b.start_at";
+
 /// `(booking id, lead id)` of active bookings from `now` on that have a lead in `system`.
 async fn upcoming_linked(
     store: &Store,
@@ -174,18 +181,12 @@ async fn upcoming_linked(
     system: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, String)>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT b.id, l.external_id FROM bookings b \
-         JOIN links l ON l.business_id = b.business_id AND l.entity = 'booking' \
-              AND l.entity_id = b.id AND l.system = $2 \
-         WHERE b.business_id = $1 AND b.start_at >= $3 AND b.status IN ('requested', 'booked') \
-         ORDER BY b.start_at",
-    )
-    .bind(business_id)
-    .bind(system)
-    .bind(to_millis(now))
-    .fetch_all(store.pool())
-    .await?;
+    let rows = sqlx::query(UPCOMING_LINKED_SQL)
+        .bind(business_id)
+        .bind(system)
+        .bind(to_millis(now))
+        .fetch_all(store.pool())
+        .await?;
     rows.iter()
         .map(|r| Ok((r.try_get("id")?, r.try_get("external_id")?)))
         .collect()

@@ -400,7 +400,13 @@ pub struct MaxClient {
     overall: Arc<DefaultDirectRateLimiter>,
     messages: Arc<DefaultKeyedRateLimiter<MaxTarget>>,
     answers: Arc<DefaultKeyedRateLimiter<MaxTarget>>,
+    /// Calls since the per-chat limiters last dropped idle chats.
+    since_prune: Arc<std::sync::atomic::AtomicU32>,
 }
+
+/// Webhook mode and the notice sender have no polling loop to forget idle chats after; every
+/// this many calls the client does it itself.
+const PRUNE_EVERY: u32 = 1024;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -423,6 +429,7 @@ impl MaxClient {
             overall: Arc::new(RateLimiter::direct(overall)),
             messages: Arc::new(RateLimiter::keyed(per_chat)),
             answers: Arc::new(RateLimiter::keyed(per_chat)),
+            since_prune: Arc::default(),
         }
     }
 
@@ -448,6 +455,14 @@ impl MaxClient {
             MaxError::Config("max.token has characters a header cannot carry".into())
         })?;
         auth.set_sensitive(true);
+        let calls = self
+            .since_prune
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if calls >= PRUNE_EVERY {
+            self.since_prune
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            self.forget_idle_chats();
+        }
         let mut attempt = 0;
         loop {
             self.overall.until_ready().await;

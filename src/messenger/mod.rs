@@ -5,6 +5,7 @@ pub mod console;
 pub mod max;
 pub mod notify;
 pub mod telegram;
+pub mod telegram_pacing;
 
 use std::future::Future;
 

@@ -1,14 +1,18 @@
 //! Delivering queued notices to clients' chats: the sync engine's handlers for the `telegram`
 //! and `max` systems.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use teloxide::RequestError;
 use teloxide::prelude::*;
+use teloxide::requests::Request;
 
 use crate::config::{MaxConfig, TelegramConfig};
 use crate::effects::{NOTIFY, NotifyJob};
 use crate::messenger::max::{MaxClient, MaxTarget};
+use crate::messenger::telegram_pacing::TelegramPacer;
 use crate::sync::alerts::AlertError;
 use crate::sync::{Alert, AlertSink, Delivered, DeliveryError, Job, JobContext, JobHandler};
 
@@ -25,12 +29,22 @@ fn payload(job: &Job) -> Result<NotifyJob, DeliveryError> {
 
 pub struct TelegramNotifier {
     bot: Bot,
+    /// Shared with the bot's dialog adapter: notices and replies count against one set of
+    /// flood limits.
+    pacer: Arc<TelegramPacer>,
 }
 
 impl TelegramNotifier {
     pub fn new(config: &TelegramConfig) -> TelegramNotifier {
         let bot = Bot::new(config.token.expose_secret()).set_api_url(config.api_url.clone());
-        TelegramNotifier { bot }
+        TelegramNotifier {
+            bot,
+            pacer: TelegramPacer::shared(
+                &config.api_url,
+                config.token.expose_secret(),
+                config.limits,
+            ),
+        }
     }
 }
 
@@ -48,13 +62,18 @@ impl JobHandler for TelegramNotifier {
         if let Some(kb) = super::telegram::inline_keyboard(&notice.reply) {
             request = request.reply_markup(kb);
         }
+        // A 429 is not waited out here (a worker would sit idle): the queue retries after it.
+        self.pacer.ready(chat).await;
         match request.await {
             Ok(_) => Ok(Delivered::done()),
-            Err(RequestError::RetryAfter(s)) => Err(DeliveryError::Transient {
-                message: "Telegram flood control".into(),
-                retry_after: Some(s.duration()),
-                http_status: Some(429),
-            }),
+            Err(RequestError::RetryAfter(s)) => {
+                self.pacer.freeze(chat, s.duration());
+                Err(DeliveryError::Transient {
+                    message: "Telegram flood control".into(),
+                    retry_after: Some(s.duration()),
+                    http_status: Some(429),
+                })
+            }
             Err(RequestError::Network(_) | RequestError::Io(_)) => {
                 Err(DeliveryError::transient("Telegram is unreachable"))
             }
@@ -102,6 +121,7 @@ impl JobHandler for MaxChatNotifier {
 pub struct TelegramAlertSink {
     bot: Bot,
     chat: ChatId,
+    pacer: Arc<TelegramPacer>,
 }
 
 impl TelegramAlertSink {
@@ -110,6 +130,11 @@ impl TelegramAlertSink {
         TelegramAlertSink {
             bot,
             chat: ChatId(chat_id),
+            pacer: TelegramPacer::shared(
+                &config.api_url,
+                config.token.expose_secret(),
+                config.limits,
+            ),
         }
     }
 }
@@ -117,8 +142,9 @@ impl TelegramAlertSink {
 #[async_trait]
 impl AlertSink for TelegramAlertSink {
     async fn send(&self, alert: &Alert) -> Result<(), AlertError> {
-        self.bot
-            .send_message(self.chat, alert.text())
+        let request = self.bot.send_message(self.chat, alert.text());
+        self.pacer
+            .send(self.chat.0, || request.clone().send())
             .await
             .map(|_| ())
             // Network errors carry the URL and with it the token: keep only the kind.

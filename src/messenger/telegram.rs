@@ -16,26 +16,28 @@
 //! - Texts longer than Telegram's 4096 characters are split at line or word breaks; the keyboard
 //!   goes on the last part.
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashSet;
 use secrecy::{ExposeSecret, SecretString};
-use teloxide::adaptors::Throttle;
-use teloxide::adaptors::throttle::Limits;
 use teloxide::dispatching::{Dispatcher, UpdateFilterExt, UpdateHandler};
 use teloxide::error_handlers::ErrorHandler;
 use teloxide::prelude::*;
+use teloxide::requests::Request;
 use teloxide::types::{
     ButtonRequest, InlineKeyboardButton, InlineKeyboardMarkup, KeyboardButton, KeyboardMarkup,
     KeyboardRemove, MessageId, ReplyMarkup,
 };
 use teloxide::update_listeners::Polling;
 use teloxide::{ApiError, RequestError};
+use tokio::sync::oneshot;
 use url::Url;
 
 use super::ChatHandler;
+use super::telegram_pacing::{TelegramLimits, TelegramPacer};
 use crate::config::TelegramConfig;
 use crate::conversation::{ChatEvent, Conversations};
 use crate::dialog::Reply;
@@ -46,8 +48,8 @@ use crate::normalize::mask_phone;
 /// Telegram's limit on a message text, in UTF-16 code units (what its clients count).
 pub const MAX_TEXT_LEN: usize = 4096;
 
-/// The bot type every handler sees: rate limiting innermost, as teloxide asks.
-pub type TelegramBot = Throttle<Bot>;
+/// The bot type every handler sees; pacing is ours ([`TelegramPacer`]), not an adaptor.
+pub type TelegramBot = Bot;
 
 type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -79,7 +81,7 @@ where
 pub struct TelegramAdapter {
     token: SecretString,
     api_url: Url,
-    limits: Limits,
+    limits: TelegramLimits,
     poll_timeout: Duration,
     default_lang: Lang,
 }
@@ -89,7 +91,7 @@ impl TelegramAdapter {
         TelegramAdapter {
             token: config.token.clone(),
             api_url: config.api_url.clone(),
-            limits: Limits::default(),
+            limits: config.limits,
             poll_timeout: Duration::from_secs(10),
             default_lang: Lang::default(),
         }
@@ -101,9 +103,9 @@ impl TelegramAdapter {
         self
     }
 
-    /// Overrides Telegram's documented flood limits (1 message/s per chat, 30/s overall),
-    /// e.g. so tests are not slowed down to real-world pacing.
-    pub fn limits(mut self, limits: Limits) -> TelegramAdapter {
+    /// Overrides the configured flood limits (`[telegram.limits]`), e.g. so tests are not
+    /// slowed down to real-world pacing.
+    pub fn limits(mut self, limits: TelegramLimits) -> TelegramAdapter {
         self.limits = limits;
         self
     }
@@ -134,9 +136,8 @@ impl TelegramAdapter {
             },
         };
 
-        let bot = Bot::new(self.token.expose_secret())
-            .set_api_url(self.api_url.clone())
-            .throttle(self.limits);
+        let bot = Bot::new(self.token.expose_secret()).set_api_url(self.api_url.clone());
+        let pacer = TelegramPacer::shared(&self.api_url, self.token.expose_secret(), self.limits);
 
         // teloxide's own webhook check only logs failures, with the token in the URL; doing it
         // here keeps the same call order and turns a bad token into a clear startup error.
@@ -151,8 +152,15 @@ impl TelegramAdapter {
             contact_keyboard: DashSet::new(),
             redactor: redactor.clone(),
             default_lang: self.default_lang,
+            pacer,
+            turns: ChatTurns::default(),
         });
+        // Every update goes to one concurrent worker; per-chat order is kept by `ChatTurns`.
+        // teloxide's default distribution keeps a worker task and a queue per chat ever seen
+        // (freed only when a later update finds more idle workers than were ever busy at
+        // once), ~60 KiB each: memory that grew with every client who started a dialog.
         let mut dispatcher = Dispatcher::builder(bot.clone(), schema())
+            .distribution_function(|_| None::<()>)
             .dependencies(dptree::deps![inner])
             .default_handler(|update| async move {
                 tracing::debug!(update_id = update.id.0, "ignoring a Telegram update kind");
@@ -191,6 +199,8 @@ fn schema() -> UpdateHandler<HandlerError> {
 }
 
 async fn on_message(bot: TelegramBot, msg: Message, inner: Arc<Inner>) -> Result<(), HandlerError> {
+    // Taken before the first await, so turns follow the order updates arrived in.
+    let mut turn = inner.turns.enter(msg.chat.id.0);
     let event = if let Some(contact) = msg.contact() {
         ChatEvent::Contact {
             phone: contact.phone_number.clone(),
@@ -205,6 +215,7 @@ async fn on_message(bot: TelegramBot, msg: Message, inner: Arc<Inner>) -> Result
         return Ok(());
     };
     let lang = msg.from.as_ref().and_then(|u| u.language_code.clone());
+    turn.wait().await;
     inner
         .dispatch(&bot, msg.chat.id, lang.as_deref(), event, None)
         .await;
@@ -216,6 +227,10 @@ async fn on_callback(
     query: CallbackQuery,
     inner: Arc<Inner>,
 ) -> Result<(), HandlerError> {
+    let mut turn = query
+        .message
+        .as_ref()
+        .map(|m| inner.turns.enter(m.chat().id.0));
     // Answer before the (possibly slow) booking work: the client spins until we do.
     if let Err(e) = bot.answer_callback_query(query.id.clone()).await {
         tracing::warn!(error = %inner.redactor.redact(&e.to_string()), "answerCallbackQuery failed");
@@ -226,6 +241,9 @@ async fn on_callback(
         return Ok(());
     };
     let editable = query.regular_message().map(|m| m.id);
+    if let Some(turn) = turn.as_mut() {
+        turn.wait().await;
+    }
     inner
         .dispatch(
             &bot,
@@ -261,6 +279,8 @@ struct Inner {
     contact_keyboard: DashSet<i64>,
     redactor: Redactor,
     default_lang: Lang,
+    pacer: Arc<TelegramPacer>,
+    turns: ChatTurns,
 }
 
 impl Inner {
@@ -316,7 +336,7 @@ impl Inner {
         {
             request = request.reply_markup(kb);
         }
-        match request.await {
+        match self.pacer.send(chat_id.0, || request.clone().send()).await {
             Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => {}
             Err(e) => {
                 tracing::info!(
@@ -396,7 +416,7 @@ impl Inner {
             {
                 request = request.reply_markup(markup);
             }
-            if let Err(e) = request.await {
+            if let Err(e) = self.pacer.send(chat_id.0, || request.clone().send()).await {
                 let error = self.redactor.redact(&e.to_string());
                 match e {
                     RequestError::Api(ApiError::BotBlocked | ApiError::UserDeactivated) => {
@@ -408,6 +428,94 @@ impl Inner {
             }
         }
         true
+    }
+}
+
+/// Per-chat turns: updates of one chat are handled one at a time, in the order they arrived,
+/// while different chats run concurrently. A chat holds state only while it has an update in
+/// flight, so idle chats cost nothing.
+#[derive(Default)]
+pub(crate) struct ChatTurns {
+    waiting: Mutex<HashMap<i64, VecDeque<oneshot::Sender<()>>>>,
+}
+
+/// A place in a chat's line; dropping it passes the turn on.
+pub(crate) struct Turn<'a> {
+    turns: &'a ChatTurns,
+    chat: i64,
+    wait: Option<oneshot::Receiver<()>>,
+}
+
+impl ChatTurns {
+    /// Joins the chat's line without waiting (call before the first await of a handler).
+    pub(crate) fn enter(&self, chat: i64) -> Turn<'_> {
+        let mut waiting = self.lock();
+        let wait = match waiting.get_mut(&chat) {
+            Some(line) => {
+                let (tx, rx) = oneshot::channel();
+                line.push_back(tx);
+                Some(rx)
+            }
+            None => {
+                waiting.insert(chat, VecDeque::new());
+                None
+            }
+        };
+        Turn {
+            turns: self,
+            chat,
+            wait,
+        }
+    }
+
+    /// Chats with an update in flight.
+    #[cfg(test)]
+    pub(crate) fn busy_chats(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn pass_on(&self, chat: i64) {
+        let mut waiting = self.lock();
+        if let Some(line) = waiting.get_mut(&chat) {
+            while let Some(next) = line.pop_front() {
+                // A waiter that went away (its handler was dropped) is skipped.
+                if next.send(()).is_ok() {
+                    return;
+                }
+            }
+            waiting.remove(&chat);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, VecDeque<oneshot::Sender<()>>>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Turn<'_> {
+    /// Resolves when every earlier update of this chat is done.
+    pub(crate) async fn wait(&mut self) {
+        if let Some(rx) = self.wait.as_mut() {
+            // The sender is dropped only by `pass_on` after a failed send, never while queued.
+            let _ = rx.await;
+            self.wait = None;
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let holds = match self.wait.as_mut() {
+            None => true,
+            Some(rx) => {
+                // Dropped while waiting: refuse the turn, unless it was given just now.
+                rx.close();
+                rx.try_recv().is_ok()
+            }
+        };
+        if holds {
+            self.turns.pass_on(self.chat);
+        }
     }
 }
 
@@ -567,6 +675,48 @@ mod tests {
             r.redact("error sending request for url (http://x/bot123:ABC/GetMe)"),
             "error sending request for url (http://x/bot<token>/GetMe)"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chat_takes_turns_in_arrival_order_while_other_chats_run_alongside() {
+        let turns = ChatTurns::default();
+        let log = std::sync::Mutex::new(Vec::new());
+        async fn run(mut turn: Turn<'_>, id: &str, ms: u64, log: &std::sync::Mutex<Vec<String>>) {
+            turn.wait().await;
+            log.lock().unwrap().push(format!("{id}+"));
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            log.lock().unwrap().push(format!("{id}-"));
+        }
+        let first = turns.enter(1);
+        let second = turns.enter(1);
+        let other = turns.enter(2);
+        let third = turns.enter(1);
+        assert_eq!(turns.busy_chats(), 2);
+        // Polled in reverse, so only the turns can put them in order.
+        tokio::join!(
+            run(third, "c", 1, &log),
+            run(other, "x", 5, &log),
+            run(second, "b", 10, &log),
+            run(first, "a", 20, &log),
+        );
+        let log = log.into_inner().unwrap();
+        assert_eq!(log, ["x+", "a+", "x-", "a-", "b+", "b-", "c+", "c-"]);
+        assert_eq!(turns.busy_chats(), 0, "an idle chat leaves nothing behind");
+    }
+
+    #[tokio::test]
+    async fn a_turn_dropped_while_waiting_is_skipped() {
+        let turns = ChatTurns::default();
+        let first = turns.enter(7);
+        let gone = turns.enter(7);
+        let mut last = turns.enter(7);
+        drop(gone);
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(1), last.wait())
+            .await
+            .expect("the turn passes over a waiter that went away");
+        drop(last);
+        assert_eq!(turns.busy_chats(), 0);
     }
 
     #[test]

@@ -41,12 +41,7 @@ impl Store {
         business_id: &str,
         phone: &Phone,
     ) -> Result<Option<Booking>, StoreError> {
-        let sql = format!(
-            "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \
-             WHERE b.business_id = $1 AND c.phone = $2 AND b.chat_id IS NOT NULL \
-             ORDER BY b.created_at DESC LIMIT 1"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = sqlx::query(sqlx::AssertSqlSafe(latest_chat_booking_sql()))
             .bind(business_id)
             .bind(phone.as_str())
             .fetch_optional(&self.pool)
@@ -128,13 +123,7 @@ impl Store {
         phone: Option<&Phone>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Booking>, StoreError> {
-        let sql = format!(
-            "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \
-             WHERE b.business_id = $1 AND b.start_at >= $2 AND b.status IN ('requested', 'booked') \
-             AND ((b.channel = $3 AND b.chat_id = $4) OR c.phone = $5) \
-             ORDER BY b.start_at"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(upcoming_sql()))
             .bind(business_id)
             .bind(to_millis(now))
             .bind(chat.channel.as_str())
@@ -154,13 +143,7 @@ impl Store {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<Booking>, StoreError> {
-        let sql = format!(
-            "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \
-             WHERE b.business_id = $1 AND b.start_at < $2 AND b.status IN ('booked', 'visited') \
-             AND ((b.channel = $3 AND b.chat_id = $4) OR c.phone = $5) \
-             ORDER BY b.start_at DESC LIMIT $6"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(past_visits_sql()))
             .bind(business_id)
             .bind(to_millis(now))
             .bind(chat.channel.as_str())
@@ -180,12 +163,7 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<Booking>, StoreError> {
-        let sql = format!(
-            "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \
-             WHERE b.business_id = $1 AND b.start_at > $2 AND b.start_at <= $3 \
-             AND b.status IN ('requested', 'booked') ORDER BY b.start_at"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(active_between_sql()))
             .bind(business_id)
             .bind(to_millis(from))
             .bind(to_millis(to))
@@ -206,6 +184,56 @@ impl Store {
             .await?;
         rows.iter().map(booking_from_row).collect()
     }
+}
+
+/// "A chat's or a phone's bookings" as two indexed lookups joined by UNION: one by chat
+/// (`bookings_by_chat`), one by the client's phone (`clients` unique key, then
+/// `bookings_by_client`). An `OR` across the join would read every booking of the business.
+/// Parameters: business, now, channel, chat id, phone.
+fn chat_or_phone_sql(time: &str, statuses: &str, tail: &str) -> String {
+    format!(
+        "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \
+         WHERE b.business_id = $1 AND b.channel = $3 AND b.chat_id = $4 \
+           AND b.start_at {time} $2 AND b.status IN ({statuses}) \
+         UNION \
+         SELECT {BOOKING_COLUMNS} FROM clients c \
+           JOIN bookings b ON b.business_id = c.business_id AND b.client_id = c.id \
+         WHERE c.business_id = $1 AND c.phone = $5 \
+           AND b.start_at {time} $2 AND b.status IN ({statuses}) \
+         {tail}"
+    )
+}
+
+pub(crate) fn upcoming_sql() -> String {
+    chat_or_phone_sql(">=", "'requested', 'booked'", "ORDER BY start_at")
+}
+
+/// Parameters as [`upcoming_sql`], then the limit.
+pub(crate) fn past_visits_sql() -> String {
+    chat_or_phone_sql(
+        "<",
+        "'booked', 'visited'",
+        "ORDER BY start_at DESC LIMIT $6",
+    )
+}
+
+/// Reminders and both reconcilers: served by `bookings_by_start`. Parameters: business,
+/// from (exclusive), to.
+pub(crate) fn active_between_sql() -> String {
+    format!(
+        "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \
+         WHERE b.business_id = $1 AND b.start_at > $2 AND b.start_at <= $3 \
+         AND b.status IN ('requested', 'booked') ORDER BY b.start_at"
+    )
+}
+
+pub(crate) fn latest_chat_booking_sql() -> String {
+    format!(
+        "SELECT {BOOKING_COLUMNS} FROM clients c JOIN bookings b ON b.business_id = c.business_id \
+           AND b.client_id = c.id \
+         WHERE c.business_id = $1 AND c.phone = $2 AND b.chat_id IS NOT NULL \
+         ORDER BY b.created_at DESC LIMIT 1"
+    )
 }
 
 pub async fn confirm_booking_in(

@@ -1,10 +1,112 @@
-//! Conversation state, so a restart in the middle of a conversation resumes it.
+//! Conversation state, so a restart in the middle of a conversation resumes it, and the turn
+//! that changes it: one read before the dialog engine runs, one transaction after.
 
 use chrono::{DateTime, Utc};
+use sqlx::Row;
 
-use super::{Backend, Store, StoreError, to_millis};
+use super::{Store, StoreError, to_millis};
+
+/// One line of the chat log written with a turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnLine {
+    /// `client` or `bot`.
+    pub author: &'static str,
+    pub text: String,
+    /// The buttons shown with a bot line, as JSON.
+    pub buttons: Option<String>,
+}
+
+/// What a chat's turn starts from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TurnStart {
+    pub state: Option<String>,
+    /// The buttons (JSON) of the bot's latest line that had any, when asked for.
+    pub last_buttons: Option<String>,
+}
+
+/// Both dialects accept ON CONFLICT … DO UPDATE with `excluded`.
+const UPSERT_DIALOG: &str = "INSERT INTO dialogs (business_id, chat_key, state, updated_at) \
+     VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (business_id, chat_key) \
+     DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at";
+
+/// Served by the `dialogs` key and `chat_log_latest`. Parameters: business, chat key.
+pub(crate) const LOAD_TURN_SQL: &str = "SELECT (SELECT state FROM dialogs WHERE business_id = $1 AND chat_key = $2) AS state, \
+       (SELECT buttons FROM chat_log WHERE business_id = $1 AND chat_key = $2 \
+          AND buttons IS NOT NULL ORDER BY id DESC LIMIT 1) AS buttons";
 
 impl Store {
+    /// The chat's dialog state and, with `with_buttons`, the buttons it was last shown, in one
+    /// statement.
+    pub async fn load_turn(
+        &self,
+        business_id: &str,
+        chat_key: &str,
+        with_buttons: bool,
+    ) -> Result<TurnStart, StoreError> {
+        if !with_buttons {
+            return Ok(TurnStart {
+                state: self.load_dialog(business_id, chat_key).await?,
+                last_buttons: None,
+            });
+        }
+        let row = sqlx::query(LOAD_TURN_SQL)
+            .bind(business_id)
+            .bind(chat_key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(TurnStart {
+            state: row.try_get("state")?,
+            last_buttons: row.try_get("buttons")?,
+        })
+    }
+
+    /// Writes a turn's chat lines and the dialog state after it in one transaction: either the
+    /// whole turn is stored or none of it.
+    pub async fn save_turn(
+        &self,
+        business_id: &str,
+        chat_key: &str,
+        lines: &[TurnLine],
+        state: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        if !lines.is_empty() {
+            // One multi-row insert: rows get ids in VALUES order, which is the log's order.
+            let mut sql = String::from(
+                "INSERT INTO chat_log (business_id, chat_key, at, author, text, buttons) VALUES ",
+            );
+            for i in 0..lines.len() {
+                let p = i * 3;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("($1, $2, $3, ${}, ${}, ${})", p + 4, p + 5, p + 6));
+            }
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(business_id)
+                .bind(chat_key)
+                .bind(to_millis(now));
+            for line in lines {
+                query = query
+                    .bind(line.author)
+                    .bind(line.text.as_str())
+                    .bind(line.buttons.clone());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        sqlx::query(UPSERT_DIALOG)
+            .bind(business_id)
+            .bind(chat_key)
+            .bind(state)
+            .bind(to_millis(now))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn load_dialog(
         &self,
         business_id: &str,
@@ -28,16 +130,7 @@ impl Store {
         state: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        // Both dialects accept ON CONFLICT … DO UPDATE with `excluded`.
-        let sql = match self.backend {
-            Backend::Sqlite | Backend::Postgres => {
-                "INSERT INTO dialogs (business_id, chat_key, state, updated_at) \
-                 VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (business_id, chat_key) \
-                 DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
-            }
-        };
-        sqlx::query(sql)
+        sqlx::query(UPSERT_DIALOG)
             .bind(business_id)
             .bind(chat_key)
             .bind(state)
@@ -50,7 +143,88 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::TurnLine;
     use crate::store::testing;
+
+    fn line(author: &'static str, text: &str, buttons: Option<&str>) -> TurnLine {
+        TurnLine {
+            author,
+            text: text.into(),
+            buttons: buttons.map(str::to_string),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_turn_is_stored_whole_in_order_and_read_back_in_one_go() {
+        for store in testing::all().await {
+            let now = chrono::Utc::now();
+            let start = store.load_turn("b", "telegram:1", true).await.unwrap();
+            assert_eq!(start, super::TurnStart::default());
+            let lines = [
+                line("client", "/start", None),
+                line("bot", "Здравствуйте", Some("[1]")),
+                line("bot", "Выберите услугу", Some("[2]")),
+                line("bot", "без кнопок", None),
+            ];
+            store
+                .save_turn("b", "telegram:1", &lines, "{\"s\":1}", now)
+                .await
+                .unwrap();
+            store
+                .save_turn(
+                    "b",
+                    "telegram:2",
+                    &[line("client", "чужое", Some("[9]"))],
+                    "{}",
+                    now,
+                )
+                .await
+                .unwrap();
+            let start = store.load_turn("b", "telegram:1", true).await.unwrap();
+            assert_eq!(start.state.as_deref(), Some("{\"s\":1}"));
+            assert_eq!(
+                start.last_buttons.as_deref(),
+                Some("[2]"),
+                "{:?}",
+                store.backend()
+            );
+            let texts: Vec<String> = store
+                .chat_lines("b", "telegram:1", now - chrono::Duration::seconds(1), now)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|l| format!("{}:{}", l.author, l.text))
+                .collect();
+            assert_eq!(
+                texts,
+                [
+                    "client:/start",
+                    "bot:Здравствуйте",
+                    "bot:Выберите услугу",
+                    "bot:без кнопок"
+                ]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_turn_that_cannot_save_its_state_leaves_no_lines_behind() {
+        for store in testing::all().await {
+            let now = chrono::Utc::now();
+            sqlx::query("ALTER TABLE dialogs RENAME TO dialogs_away")
+                .execute(store.pool())
+                .await
+                .unwrap();
+            let lines = [line("client", "/start", None), line("bot", "hi", None)];
+            let err = store.save_turn("b", "telegram:1", &lines, "{}", now).await;
+            assert!(err.is_err(), "{:?}", store.backend());
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chat_log")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(count, 0, "half a turn was stored on {:?}", store.backend());
+        }
+    }
 
     #[tokio::test]
     async fn dialog_state_is_saved_and_replaced() {

@@ -7,10 +7,13 @@ mod chat_log;
 mod cursors;
 mod dialogs;
 mod links;
+#[cfg(test)]
+mod plans;
 mod sync_state;
 
 pub use bookings::{confirm_booking_in, insert_booking_in, set_booking_status_in};
 pub use chat_log::ChatLine;
+pub use dialogs::{TurnLine, TurnStart};
 pub use links::{LinkStats, TrackedLink};
 pub use sync_state::{
     BookingEvent, KnownState, claim_reminder_in, confirm_visit_in, put_known_in, record_event_in,

@@ -30,6 +30,13 @@ pub fn version_of(status: &str, start: DateTime<Utc>, master_id: &str) -> String
     format!("{status}|{}|{master_id}", start.timestamp_millis())
 }
 
+/// Parameters: business, system, from (exclusive), to.
+pub(crate) const KNOWN_VERSIONS_SQL: &str = "SELECT s.booking_id, s.version FROM bookings b \
+     JOIN booking_sync s ON s.business_id = b.business_id AND s.booking_id = b.id \
+       AND s.system = $2 \
+     WHERE b.business_id = $1 AND b.start_at > $3 AND b.start_at <= $4 \
+       AND b.status IN ('requested', 'booked')";
+
 impl Store {
     pub async fn known_state(
         &self,
@@ -49,20 +56,23 @@ impl Store {
         row.map(|r| known_from_row(&r)).transpose()
     }
 
-    /// The last known version of every booking of the business in `system`, by booking id:
-    /// one query for a whole reconciliation round.
+    /// The last known version in `system` of every active booking starting in `(from, to]`,
+    /// by booking id: one query for a whole reconciliation round, reading only the round's
+    /// bookings (`bookings_by_start`, then the `booking_sync` key), not every booking ever made.
     pub async fn known_versions(
         &self,
         business_id: &str,
         system: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
     ) -> Result<std::collections::HashMap<String, String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT booking_id, version FROM booking_sync WHERE business_id = $1 AND system = $2",
-        )
-        .bind(business_id)
-        .bind(system)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(KNOWN_VERSIONS_SQL)
+            .bind(business_id)
+            .bind(system)
+            .bind(to_millis(from))
+            .bind(to_millis(to))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("booking_id")?, r.try_get("version")?)))
             .collect()

@@ -42,6 +42,10 @@ pub struct SyncConfig {
     pub notify_client: bool,
     /// What happens to a record an admin makes in the schedule for a client we know.
     pub admin_bookings: AdminBookings,
+    /// Delivered jobs are removed from the queue table this long after they finished (their
+    /// journal rows stay); pending, running and dead jobs are never removed.
+    #[serde(deserialize_with = "de_duration")]
+    pub done_retention: Duration,
 }
 
 /// `sync.admin_bookings`: a record made directly in the schedule for a client who booked with
@@ -73,6 +77,7 @@ impl Default for SyncConfig {
             schedule_to_crm: true,
             notify_client: true,
             admin_bookings: AdminBookings::Link,
+            done_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -151,6 +156,7 @@ mod tests {
         assert_eq!(c.workers, 4);
         assert_eq!(c.max_age, Duration::from_secs(7 * 86400));
         assert_eq!(c.reconcile_interval, Duration::from_secs(300));
+        assert_eq!(c.done_retention, Duration::from_secs(7 * 86400));
         assert!(serde_json::from_str::<SyncConfig>(r#"{"alert_afetr":"30m"}"#).is_err());
         let a: AlertsConfig =
             serde_json::from_str(r#"{"webhook_url":"https://ops.example/hook"}"#).unwrap();

@@ -784,3 +784,50 @@ async fn the_journal_is_append_only() {
         );
     }
 }
+
+#[tokio::test]
+async fn purging_removes_only_delivered_jobs_past_retention() {
+    for store in testing::all().await {
+        let queue = Queue::new(store.clone());
+        let mut ids = Vec::new();
+        for key in [
+            "old-done",
+            "new-done",
+            "old-dead",
+            "old-pending",
+            "old-running",
+        ] {
+            ids.push(
+                queue
+                    .enqueue(&job(key, Some("k")), t0())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        let old = crate::store::to_millis(t0());
+        let new = crate::store::to_millis(t0() + chrono::Duration::days(8));
+        for (id, state, finished) in [
+            (ids[0], "done", Some(old)),
+            (ids[1], "done", Some(new)),
+            (ids[2], "dead", Some(old)),
+            (ids[3], "pending", None),
+            (ids[4], "running", None),
+        ] {
+            sqlx::query("UPDATE sync_jobs SET state = $1, finished_at = $2 WHERE id = $3")
+                .bind(state)
+                .bind(finished)
+                .bind(id)
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        let cutoff = t0() + chrono::Duration::days(1);
+        assert_eq!(queue.purge_done(cutoff).await.unwrap(), 1);
+        assert!(queue.job(ids[0]).await.unwrap().is_none());
+        for id in &ids[1..] {
+            assert!(queue.job(*id).await.unwrap().is_some(), "job {id} kept");
+        }
+        assert_eq!(queue.purge_done(cutoff).await.unwrap(), 0);
+    }
+}

@@ -78,6 +78,9 @@ enum Refresh {
     Failed,
 }
 
+/// How often a worker removes delivered jobs past `sync.done_retention` from the hot table.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
 pub struct Engine {
     queue: Queue,
     clock: Arc<dyn Clock>,
@@ -174,6 +177,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let heartbeat = self.spawn_heartbeat(worker_id.clone());
         let mut reap_due = Instant::now();
+        let mut purge_due = Instant::now();
         // A batch claimed together with the previous one's completion, not started yet.
         let mut next: Vec<Job> = Vec::new();
         let result = loop {
@@ -186,6 +190,17 @@ impl Engine {
                     tracing::warn!(error = %e, "reaping expired leases failed");
                 }
                 reap_due = Instant::now() + (self.config.lease / 4).max(Duration::from_millis(50));
+            }
+            if Instant::now() >= purge_due {
+                let cutoff = self.clock.now()
+                    - chrono::Duration::from_std(self.config.done_retention)
+                        .unwrap_or(chrono::Duration::MAX);
+                match self.queue.purge_done(cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "delivered jobs past retention removed"),
+                    Err(e) => tracing::warn!(error = %e, "removing old delivered jobs failed"),
+                }
+                purge_due = Instant::now() + PURGE_EVERY;
             }
             let prefetched = std::mem::take(&mut next);
             let claimed = match self

@@ -105,6 +105,8 @@ pub struct Call {
     pub raw_method: String,
     pub params: Value,
     pub status: u16,
+    /// When the fake received it.
+    pub at: std::time::Instant,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,6 +283,7 @@ impl FakeTelegram {
             token: SecretString::from(TOKEN),
             api_url: self.api_url(),
             bot_username: None,
+            limits: Default::default(),
         }
     }
 
@@ -719,6 +722,7 @@ async fn handle(
         raw_method,
         params,
         status: status.as_u16(),
+        at: std::time::Instant::now(),
     });
     shared.changed();
     (status, axum::Json(body)).into_response()

@@ -20,20 +20,22 @@ pub mod scenario;
 use std::sync::Arc;
 use std::time::Duration;
 
-use teloxide::adaptors::throttle::Limits;
 use tokio::task::JoinHandle;
 use zapis::messenger::telegram::{TelegramAdapter, TelegramError};
+use zapis::messenger::telegram_pacing::TelegramLimits;
 use zapis::messenger::{ChatHandler, StopSignal};
 
 use fake_telegram::FakeTelegram;
 
-/// Limits loose enough that teloxide's throttle never delays a test, yet still in the path.
-pub fn fast_limits() -> Limits {
-    Limits {
-        messages_per_sec_chat: 1000,
-        messages_per_min_chat: 100_000,
-        messages_per_min_channel_or_supergroup: 100_000,
-        messages_per_sec_overall: 1000,
+/// Limits loose enough that pacing never delays a test, yet still in the path.
+pub fn fast_limits() -> TelegramLimits {
+    let many = std::num::NonZeroU32::new(100_000).expect("non-zero");
+    TelegramLimits {
+        messages_per_second: many,
+        chat_messages_per_second: many,
+        chat_burst: many,
+        group_messages_per_minute: many,
+        ..TelegramLimits::default()
     }
 }
 
@@ -45,9 +47,17 @@ pub struct RunningBot {
 
 impl RunningBot {
     pub fn start(fake: &FakeTelegram, handler: Arc<dyn ChatHandler>) -> RunningBot {
+        RunningBot::with_limits(fake, handler, fast_limits())
+    }
+
+    pub fn with_limits(
+        fake: &FakeTelegram,
+        handler: Arc<dyn ChatHandler>,
+        limits: TelegramLimits,
+    ) -> RunningBot {
         let stop = StopSignal::new();
         let adapter = TelegramAdapter::new(&fake.config())
-            .limits(fast_limits())
+            .limits(limits)
             .poll_timeout(Duration::from_secs(5));
         let task = tokio::spawn(adapter.run(handler, stop.stopped()));
         RunningBot { stop, task }

@@ -1332,7 +1332,7 @@ async fn emails_go_out_in_unicode_and_landlines_as_work() {
     let stored = fake
         .contacts()
         .into_iter()
-        .find(|c| c["id"].to_string() == created.id)
+        .find(|c| c["id"].as_i64() == created.id.parse::<i64>().ok())
         .unwrap();
     let value_of = |code: &str| {
         stored["custom_fields_values"]
@@ -1359,7 +1359,7 @@ async fn emails_go_out_in_unicode_and_landlines_as_work() {
     let stored = fake
         .contacts()
         .into_iter()
-        .find(|c| c["id"].to_string() == mobile.id)
+        .find(|c| c["id"].as_i64() == mobile.id.parse::<i64>().ok())
         .unwrap();
     assert_eq!(
         stored["custom_fields_values"][0]["values"][0]["enum_code"],

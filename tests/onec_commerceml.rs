@@ -786,6 +786,7 @@ async fn the_exchange_exists_only_with_commerceml_and_reads_no_body_before_the_s
         bitrix24_token: None,
         onec: None,
         forms: None,
+        sources: Vec::new(),
     };
     let bare = serve(state).await.to_string();
     let status = answer_without_the_body(

@@ -941,13 +941,12 @@ fn matches_query(entity: &Value, q: &str) -> bool {
     if entity["name"].as_str().is_some_and(text_hit) {
         return true;
     }
-    let field_hit = entity["custom_fields_values"]
+    entity["custom_fields_values"]
         .as_array()
         .into_iter()
         .flatten()
         .flat_map(|f| f["values"].as_array().into_iter().flatten())
-        .any(|v| v["value"].as_str().is_some_and(text_hit));
-    field_hit
+        .any(|v| v["value"].as_str().is_some_and(text_hit))
 }
 
 /// Checks `custom_fields_values` against this account's fields.
@@ -1061,8 +1060,11 @@ fn contact_codes() -> Vec<String> {
     CONTACT_CODES.iter().map(|(c, _)| c.to_string()).collect()
 }
 
+/// Field id → its code, where it has one.
+type FieldCodes = HashMap<i64, Option<String>>;
+
 /// The account's lead fields: id → code, and the codes a request may name.
-fn lead_fields(s: &Inner) -> (HashMap<i64, Option<String>>, Vec<(String, i64)>) {
+fn lead_fields(s: &Inner) -> (FieldCodes, Vec<(String, i64)>) {
     let ids = s
         .lead_fields
         .iter()
@@ -1101,7 +1103,7 @@ fn add_lead_fields(s: &mut Inner, items: Vec<Value>) -> Response {
         let rid = f["request_id"]
             .as_str()
             .map_or(i.to_string(), str::to_string);
-        if !f["name"].as_str().is_some_and(|n| !n.trim().is_empty()) {
+        if f["name"].as_str().is_none_or(|n| n.trim().is_empty()) {
             errors.push((rid.clone(), "FieldMissing", "name".into(), MISSING));
         }
         match f["type"].as_str() {

@@ -660,7 +660,11 @@ async fn adopt_schedule_timezone(config: &mut Config) {
         return;
     };
     let client = crate::booking::yclients::Yclients::new(yc, Arc::new(SystemClock));
-    match client.company().await {
+    let read = client.company().await;
+    // This client's limiter is not the one the service's client starts with: let YClients'
+    // one-second window pass before that client may send its first burst.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    match read {
         Ok(company) if company.timezone != config.business.timezone => {
             tracing::warn!(
                 "business.timezone {} disagrees with the YClients company's timezone_name {}; \
@@ -770,7 +774,8 @@ async fn check(path: &std::path::Path, probe: bool) -> anyhow::Result<()> {
             say!("store: {e}");
         }
     }
-    if let (Some(crm), Ok(store)) = (&config.crm, store) {
+    if let (Some(crm), Ok(store)) = (&config.crm, &store) {
+        let store = store.clone();
         let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
         let business = config.business.id.as_str();
         let line = match (&crm.amocrm, &crm.bitrix24) {
@@ -873,7 +878,7 @@ async fn check(path: &std::path::Path, probe: bool) -> anyhow::Result<()> {
         say!("max: {status}");
     }
     if probe {
-        let table = crate::probe::probe(&config).await;
+        let table = crate::probe::probe(&config, store.as_ref().ok()).await;
         print!("{table}");
         if !table.ok() {
             failures += 1;

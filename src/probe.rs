@@ -17,9 +17,13 @@ use quick_xml::{Reader, XmlVersion};
 use crate::accounting::config::{OnecConfig, OnecMode};
 use crate::accounting::onec_odata::OnecOdata;
 use crate::booking::BookingError;
+use crate::booking::dikidi::Dikidi;
 use crate::booking::yclients::{Yclients, YclientsConfig, is_partner_id_refusal};
 use crate::clock::SystemClock;
 use crate::config::{BookingSystemKind, Config};
+use crate::crm::amocrm::AmoCrm;
+use crate::crm::config::{AmoCrmConfig, CrmSystem};
+use crate::store::Store;
 
 /// One finding of a probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +98,7 @@ impl fmt::Display for ProbeTable {
 }
 
 /// Runs every probe the configuration allows.
-pub async fn probe(config: &Config) -> ProbeTable {
+pub async fn probe(config: &Config, store: Option<&Store>) -> ProbeTable {
     let mut table = ProbeTable::default();
     // The schedule.
     if let (BookingSystemKind::Yclients, Some(yc)) =
@@ -102,17 +106,99 @@ pub async fn probe(config: &Config) -> ProbeTable {
     {
         yclients(&mut table, yc, config.business.timezone).await;
     }
-    // Dikidi's session shape (which widget call opens it, what the cookie carries) is probed
-    // here when `booking.system = "dikidi"`.
+    if let (BookingSystemKind::Dikidi, Some(dk)) = (&config.booking.system, &config.booking.dikidi)
+    {
+        let client = Dikidi::new(dk, config.business.timezone, Arc::new(SystemClock));
+        let (found, action, ok) = match client.probe_session().await {
+            Ok(shape) => (
+                shape,
+                "send it on time_reservation, check and record".to_string(),
+                true,
+            ),
+            Err(e) => (
+                e.to_string(),
+                "cannot book until the widget opens a session".to_string(),
+                false,
+            ),
+        };
+        table.push("dikidi", "widget session", found, action, ok);
+    }
 
-    // The CRM. amoCRM's tracking fields (which UTM fields the account has) are probed here
-    // when `crm.system = "amocrm"`.
+    // The CRM: which UTM tracking fields the amoCRM account has (read, never created).
+    if let (Some(store), Some(amo)) = (
+        store,
+        config
+            .crm
+            .as_ref()
+            .filter(|c| c.system == CrmSystem::Amocrm)
+            .and_then(|c| c.amocrm.clone()),
+    ) {
+        amocrm_rows(&mut table, amo, store, &config.business.id).await;
+    }
 
     // 1C.
     if let Some(onec) = config.onec.as_ref().filter(|o| o.mode == OnecMode::Odata) {
         onec_rows(&mut table, onec).await;
     }
     table
+}
+
+/// The UTM tracking fields the amoCRM account has: values go by field id where one exists,
+/// into the lead's tags and a note where not.
+async fn amocrm_rows(table: &mut ProbeTable, config: AmoCrmConfig, store: &Store, business: &str) {
+    let client = match AmoCrm::new(config, store.clone(), business, Arc::new(SystemClock)) {
+        Ok(client) => client,
+        Err(e) => {
+            table.push(
+                "amocrm",
+                "UTM tracking fields",
+                e.to_string(),
+                "fix [crm.amocrm]".into(),
+                false,
+            );
+            return;
+        }
+    };
+    match client.lead_fields(true).await {
+        Ok(fields) => {
+            let (present, missing): (Vec<&str>, Vec<&str>) = [
+                "UTM_SOURCE",
+                "UTM_MEDIUM",
+                "UTM_CAMPAIGN",
+                "UTM_CONTENT",
+                "UTM_TERM",
+            ]
+            .into_iter()
+            .partition(|code| fields.iter().any(|f| f.code.as_deref() == Some(*code)));
+            let list = |codes: &[&str]| {
+                if codes.is_empty() {
+                    "none".to_string()
+                } else {
+                    codes.join(", ")
+                }
+            };
+            table.push(
+                "amocrm",
+                "UTM tracking fields",
+                format!("present: {}; missing: {}", list(&present), list(&missing)),
+                if missing.is_empty() {
+                    "send every UTM value by field id".into()
+                } else {
+                    "send the present ones by field id; the missing ones go into the lead's \
+                     tags and a note"
+                        .into()
+                },
+                true,
+            );
+        }
+        Err(e) => table.push(
+            "amocrm",
+            "UTM tracking fields",
+            e.to_string(),
+            "cannot read the account's lead fields: fix the token".into(),
+            false,
+        ),
+    }
 }
 
 /// Admin calls with and without `X-Partner-Id`, and the company's zone against ours.

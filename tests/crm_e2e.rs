@@ -563,3 +563,39 @@ async fn bitrix24_events_with_a_wrong_token_are_refused() {
     store.close().await;
     service.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_probe_lists_the_amocrm_tracking_fields_and_what_zapis_does_without_one() {
+    let amo = FakeAmo::start().await;
+    amo.remove_lead_field_code("UTM_TERM");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"sqlite://{}\"\n[business]\nname = \"Салон\"\n\
+             timezone = \"Europe/Moscow\"\n{}",
+            dir.path().join("zapis.db").display(),
+            Crm::Amo(amo.clone()).config()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(["check", "--probe", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.contains("amocrm") && l.contains("UTM tracking fields"))
+        .unwrap_or_else(|| panic!("no tracking row: {text}"));
+    assert!(row.contains(" ok "), "{row}");
+    assert!(
+        row.contains(
+            "present: UTM_SOURCE, UTM_MEDIUM, UTM_CAMPAIGN, UTM_CONTENT; missing: UTM_TERM"
+        ),
+        "{row}"
+    );
+    assert!(row.contains("tags and a note"), "{row}");
+}

@@ -286,3 +286,42 @@ async fn records_left_out_of_records_info_cancel_nothing_and_alert_the_admin() {
     assert_eq!(count(&user, "Салон отменил"), 1);
     service.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_probe_opens_a_widget_session_and_reserves_nothing() {
+    let world = World::start().await;
+    let config: PathBuf = world.dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"{}\"\n[business]\nname = \"Салон\"\ntimezone = \"Europe/Moscow\"\n\
+             [booking]\nsystem = \"dikidi\"\n[booking.dikidi]\nbase_url = \"{}\"\n\
+             company_id = {COMPANY}\n",
+            world.store_url(),
+            world.dikidi.base_url(),
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(["check", "--probe", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.contains("dikidi") && l.contains("widget session"))
+        .unwrap_or_else(|| panic!("no session row: {text}"));
+    assert!(row.contains(" ok "), "{row}");
+    assert!(row.contains("cookie_name"), "{row}");
+    assert!(row.contains("session hash of"), "{row}");
+    for step in ["time_reservation", "check", "record"] {
+        let hits = world
+            .dikidi
+            .log()
+            .iter()
+            .filter(|l| l.path.contains(&format!("/{step}")))
+            .count();
+        assert_eq!(hits, 0, "the probe must not call {step}");
+    }
+}

@@ -1458,6 +1458,22 @@ impl Dikidi {
         }
     }
 
+    /// `zapis check --probe`: opens a widget session as a booking would and describes it (which
+    /// cookies came, how long the hash is), reserving nothing.
+    pub async fn probe_session(&self) -> Result<String, BookingError> {
+        let session = self.open_session().await?;
+        let names: Vec<&str> = session
+            .cookies
+            .iter()
+            .filter_map(|c| c.split('=').next())
+            .collect();
+        Ok(format!(
+            "company_services set {} (session hash of {} characters)",
+            names.join(", "),
+            session.hash.chars().count()
+        ))
+    }
+
     /// Opens a widget session the way the widget does: its first call, `company_services`,
     /// sets the session cookie. The catalogue read on the way refreshes the cache.
     async fn open_session(&self) -> Result<WidgetSession, BookingError> {

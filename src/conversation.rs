@@ -263,6 +263,14 @@ impl Conversations {
         Ok(())
     }
 
+    /// Reports from the schedule about this booking wait while we write its change there
+    /// ourselves, so the salon is not credited with the client's own move or cancel.
+    async fn hold_change(&self, booking_id: &str) -> Result<(), ConversationError> {
+        let until = self.clock.now() + crate::booking::changes::CHANGE_IN_FLIGHT;
+        self.store.hold_change(booking_id, until).await?;
+        Ok(())
+    }
+
     fn crm_job(&self, operation: &str, booking_id: &str, by: Option<&str>) -> Option<NewJob> {
         self.crm_system.map(|system| {
             booking_job(
@@ -678,9 +686,13 @@ impl Conversations {
             });
         };
         if let Some(external) = &booking.external_id {
+            self.hold_change(&booking.id).await?;
             match self.booking.cancel(external).await {
                 Ok(()) | Err(BookingError::NotFound(_)) => {}
-                Err(e) => return Ok(failed(&e)),
+                Err(e) => {
+                    self.store.release_change(&booking.id).await?;
+                    return Ok(failed(&e));
+                }
             }
         }
         booking.status = BookingStatus::CancelledByClient;
@@ -690,6 +702,7 @@ impl Conversations {
             .collect();
         self.commit_change(&booking.id, Change::Status(booking.status), &jobs)
             .await?;
+        self.store.release_change(&booking.id).await?;
         tracing::info!(booking = %booking.id, "cancelled by client");
         Ok(Loaded::Cancelled(booking))
     }
@@ -710,7 +723,12 @@ impl Conversations {
                 reason: "booking is not confirmed yet".into(),
             });
         };
-        match self.booking.reschedule(&external, &slot).await {
+        self.hold_change(&booking.id).await?;
+        let moved = self.booking.reschedule(&external, &slot).await;
+        if moved.is_err() {
+            self.store.release_change(&booking.id).await?;
+        }
+        match moved {
             Ok(record) => {
                 let master_name = if record.master_id == booking.master_id {
                     booking.master_name.clone()
@@ -734,6 +752,7 @@ impl Conversations {
                     self.commit_change(&booking.id, Change::None, &[job])
                         .await?;
                 }
+                self.store.release_change(&booking.id).await?;
                 Ok(Loaded::Rescheduled(booking))
             }
             Err(BookingError::SlotTaken) => Ok(Loaded::SlotTaken),

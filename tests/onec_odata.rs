@@ -207,7 +207,7 @@ async fn a_booking_makes_one_counterparty_an_invoice_and_after_the_visit_a_poste
             .apply(&app.store, &stored, &ScheduleChange::Visited, clock.now())
             .await
             .expect("visited");
-        assert!(changed);
+        assert!(changed.changed());
         engine.run_due().await.expect("run");
         let sales = fake.objects(fake_onec::SALES);
         assert_eq!(sales.len(), 1);

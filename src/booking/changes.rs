@@ -19,8 +19,8 @@ use crate::effects::{
 use crate::i18n::{FluentValue, Lang, t, t_args};
 use crate::normalize::Phone;
 use crate::store::{
-    Store, StoreError, insert_booking_in, put_known_in, record_event_in, set_booking_status_in,
-    version_of,
+    Store, StoreError, booking_for_change_in, insert_booking_in, put_known_in, record_event_in,
+    set_booking_status_in, version_of,
 };
 use crate::sync::{AdminBookings, NewJob, enqueue_in};
 
@@ -43,6 +43,28 @@ impl ScheduleChange {
             ScheduleChange::Visited => "visited",
             ScheduleChange::NoShow => "no_show",
         }
+    }
+}
+
+/// How long our own write of a change to the schedule may take before a report from the
+/// schedule about that booking is believed again: longer than a vendor call with its retries,
+/// short enough that a crash in between delays the truth by minutes, not hours.
+pub const CHANGE_IN_FLIGHT: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
+
+/// What applying a change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Changed,
+    /// The booking already stood so: an echo, a repeat, or older news than its status.
+    Unchanged,
+    /// We are writing a change of this booking to the schedule right now; the report is most
+    /// likely that write, seen before our store followed. Ask again once it has.
+    InFlight,
+}
+
+impl Applied {
+    pub fn changed(self) -> bool {
+        self == Applied::Changed
     }
 }
 
@@ -98,15 +120,15 @@ pub struct ForeignRecord {
 }
 
 impl ChangeApplier {
-    /// Applies one change; `false` when it changes nothing (our own write coming back, or a
-    /// booking already in that state), so echoes never bounce.
+    /// Applies one change; [`Applied::Unchanged`] when it changes nothing (our own write coming
+    /// back, or a booking already in that state), so echoes never bounce.
     pub async fn apply(
         &self,
         store: &Store,
         booking: &Booking,
         change: &ScheduleChange,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Applied, StoreError> {
         self.apply_from(store, booking, change, Origin::Schedule, now)
             .await
     }
@@ -118,7 +140,24 @@ impl ChangeApplier {
         change: &ScheduleChange,
         origin: Origin,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Applied, StoreError> {
+        let lang = client_lang(store, booking, self.default_lang).await;
+        let mut tx = store.begin().await?;
+        // The caller read the booking a moment ago; what counts is how it stands now, inside
+        // this transaction: another path may have changed it since (a client's move, a
+        // manager's cancel), and then this change is that one coming back.
+        let postgres = store.backend() == crate::store::Backend::Postgres;
+        let Some((fresh, changing_until)) =
+            booking_for_change_in(&mut tx, postgres, &booking.business_id, &booking.id).await?
+        else {
+            return Ok(Applied::Unchanged);
+        };
+        // The CRM's path holds the booking itself while it writes to the schedule; a report
+        // from the schedule meanwhile waits for our store to catch up.
+        if origin != Origin::Crm && changing_until.is_some_and(|until| until > now) {
+            return Ok(Applied::InFlight);
+        }
+        let booking = &fresh;
         let (by, crm_system) = match origin {
             Origin::Schedule | Origin::Reconcile => {
                 ("business", self.crm_system.filter(|_| self.schedule_to_crm))
@@ -137,9 +176,8 @@ impl ChangeApplier {
             );
             if !repeats {
                 // Latest wins on status: ours was settled first and stays.
-                let mut conn = store.pool().acquire().await?;
                 record_event_in(
-                    &mut conn,
+                    &mut tx,
                     &booking.business_id,
                     &booking.id,
                     origin.as_str(),
@@ -153,14 +191,13 @@ impl ChangeApplier {
                     now,
                 )
                 .await?;
+                tx.commit().await?;
                 tracing::warn!(booking = %booking.id, ?change, status = booking.status.as_str(), "conflicting change dropped");
             }
-            return Ok(false);
+            return Ok(Applied::Unchanged);
         }
-        let lang = client_lang(store, booking, self.default_lang).await;
         let when = |at: DateTime<Utc>| self.local_time(at);
         let mut jobs: Vec<NewJob> = Vec::new();
-        let mut tx = store.begin().await?;
         match change {
             ScheduleChange::Cancelled => {
                 set_booking_status_in(
@@ -193,7 +230,7 @@ impl ChangeApplier {
             ScheduleChange::Moved { start, master_id } => {
                 let same_master = master_id.as_deref().is_none_or(|m| m == booking.master_id);
                 if *start == booking.start && same_master {
-                    return Ok(false);
+                    return Ok(Applied::Unchanged);
                 }
                 sqlx::query("UPDATE bookings SET start_at = $1, master_id = $2, updated_at = $3 WHERE id = $4")
                     .bind(start.timestamp_millis())
@@ -311,7 +348,7 @@ impl ChangeApplier {
         }
         tx.commit().await?;
         tracing::info!(booking = %booking.id, ?change, "schedule change applied");
-        Ok(true)
+        Ok(Applied::Changed)
     }
 
     /// Links a record an admin made in the schedule to the client it is for, when that client
@@ -515,6 +552,67 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_report_during_our_own_write_waits_and_a_stale_copy_changes_nothing() {
+        for store in testing::all().await {
+            let now = Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0).unwrap();
+            let b = booking("bk-1", "+79123456789", Some("42"));
+            store.insert_booking(&b).await.unwrap();
+            let moved = ScheduleChange::Moved {
+                start: b.start + chrono::Duration::hours(1),
+                master_id: None,
+            };
+
+            // We are writing this booking to the schedule: the schedule's report waits.
+            store
+                .hold_change(&b.id, now + CHANGE_IN_FLIGHT)
+                .await
+                .unwrap();
+            let applier = applier(true, true);
+            for origin in [Origin::Schedule, Origin::Reconcile] {
+                let applied = applier
+                    .apply_from(&store, &b, &moved, origin, now)
+                    .await
+                    .unwrap();
+                assert_eq!(applied, Applied::InFlight, "{origin:?}");
+            }
+            assert!(jobs(&store).await.is_empty());
+            let stored = store.booking("b", &b.id).await.unwrap().unwrap();
+            assert_eq!(stored.start, b.start);
+
+            // A hold left by a process that died ends on its own.
+            let later = now + CHANGE_IN_FLIGHT + chrono::Duration::seconds(1);
+            let applied = applier.apply(&store, &b, &moved, later).await.unwrap();
+            assert_eq!(applied, Applied::Changed);
+
+            // The caller's copy is older than the store: the client cancelled meanwhile, so
+            // the schedule's "deleted" is that cancel, and nothing is told to anyone.
+            sqlx::query("DELETE FROM sync_jobs")
+                .execute(store.pool())
+                .await
+                .unwrap();
+            store.release_change(&b.id).await.unwrap();
+            store
+                .set_booking_status(&b.id, BookingStatus::CancelledByClient, later)
+                .await
+                .unwrap();
+            let applied = applier
+                .apply_from(
+                    &store,
+                    &b,
+                    &ScheduleChange::Cancelled,
+                    Origin::Reconcile,
+                    later,
+                )
+                .await
+                .unwrap();
+            assert_eq!(applied, Applied::Unchanged);
+            assert!(jobs(&store).await.is_empty());
+            let stored = store.booking("b", &b.id).await.unwrap().unwrap();
+            assert_eq!(stored.status, BookingStatus::CancelledByClient);
+        }
+    }
+
+    #[tokio::test]
     async fn each_direction_can_be_switched_off() {
         for store in testing::all().await {
             let now = Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0).unwrap();
@@ -535,7 +633,7 @@ mod tests {
                     .apply(&store, &b, &ScheduleChange::Cancelled, now)
                     .await
                     .unwrap();
-                assert!(applied);
+                assert_eq!(applied, Applied::Changed);
                 let systems: Vec<String> = jobs(&store).await.into_iter().map(|j| j.0).collect();
                 assert_eq!(
                     systems, expected,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::changes::{ChangeApplier, Origin, ScheduleChange};
+use super::changes::{Applied, ChangeApplier, Origin, ScheduleChange};
 use super::{BookingError, BookingSystem, Record, RecordStatus, record_key};
 use crate::domain::{Booking, BookingStatus};
 use crate::store::{Store, StoreError, version_of};
@@ -202,13 +202,20 @@ impl Reconciler {
                 }
                 Decision::Ours => {}
                 Decision::Theirs(change) => {
-                    if self
+                    match self
                         .applier
                         .apply_from(&self.store, &booking, &change, Origin::Reconcile, now)
                         .await?
                     {
-                        report.applied += 1;
-                        tracing::info!(booking = %booking.id, ?change, "reconcile: a change the schedule made was missed; applied");
+                        Applied::Changed => {
+                            report.applied += 1;
+                            tracing::info!(booking = %booking.id, ?change, "reconcile: a change the schedule made was missed; applied");
+                        }
+                        Applied::Unchanged => {}
+                        // Our own write of it is under way: the next round sees it settled.
+                        Applied::InFlight => {
+                            tracing::debug!(booking = %booking.id, "reconcile: being changed by us; next round");
+                        }
                     }
                 }
             }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{Crm, CrmError};
-use crate::booking::changes::{ChangeApplier, Origin, ScheduleChange};
+use crate::booking::changes::{CHANGE_IN_FLIGHT, ChangeApplier, Origin, ScheduleChange};
 use crate::booking::{BookingError, BookingSystem};
 use crate::clock::Clock;
 use crate::domain::Booking;
@@ -41,17 +41,35 @@ pub async fn cancel_from_crm(
     if !booking.status.is_active() {
         return Ok(false);
     }
+    let store_error = |e: StoreError| DeliveryError::transient(format!("store: {e}"));
     if let Some(record) = &booking.external_id {
-        match booking_system.cancel(record).await {
-            Ok(()) | Err(BookingError::NotFound(_)) => {}
-            Err(BookingError::Unavailable(m)) => return Err(DeliveryError::transient(m)),
-            Err(e) => return Err(DeliveryError::permanent(e.to_string())),
+        store
+            .hold_change(&booking.id, now + CHANGE_IN_FLIGHT)
+            .await
+            .map_err(store_error)?;
+        let cancelled = booking_system.cancel(record).await;
+        let failure = match cancelled {
+            Ok(()) | Err(BookingError::NotFound(_)) => None,
+            Err(BookingError::Unavailable(m)) => Some(DeliveryError::transient(m)),
+            Err(e) => Some(DeliveryError::permanent(e.to_string())),
+        };
+        if let Some(failure) = failure {
+            store
+                .release_change(&booking.id)
+                .await
+                .map_err(store_error)?;
+            return Err(failure);
         }
     }
-    applier
+    let applied = applier
         .apply_from(store, booking, &ScheduleChange::Cancelled, Origin::Crm, now)
         .await
-        .map_err(|e| DeliveryError::transient(format!("store: {e}")))
+        .map_err(store_error)?;
+    store
+        .release_change(&booking.id)
+        .await
+        .map_err(store_error)?;
+    Ok(applied.changed())
 }
 
 /// The active-or-not booking whose lead (deal) in `system` has this id, if it is ours.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::booking::changes::{ChangeApplier, ForeignRecord, ScheduleChange};
+use crate::booking::changes::{Applied, ChangeApplier, ForeignRecord, ScheduleChange};
 use crate::booking::yclients::{ChangeKind, RecordEvent, WebhookEvent, Yclients, parse_webhook};
 use crate::normalize::Phone;
 use crate::sync::inbox::{InboxHandler, InboxMessage};
@@ -85,10 +85,19 @@ impl InboxHandler for YclientsInbox {
             } else {
                 continue;
             };
-            self.applier
+            let applied = self
+                .applier
                 .apply(store, &booking, &change, ctx.now)
                 .await
                 .map_err(transient)?;
+            if applied == Applied::InFlight {
+                // Our own write of this booking is on its way into the store; this webhook is
+                // judged again once it is there (an echo then changes nothing).
+                return Err(DeliveryError::transient(format!(
+                    "booking {} is being changed by zapis right now",
+                    booking.id
+                )));
+            }
         }
         Ok(Delivered::done())
     }

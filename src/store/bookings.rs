@@ -67,6 +67,28 @@ impl Store {
         row.map(|r| booking_from_row(&r)).transpose()
     }
 
+    /// Marks booking `id` as being changed in the schedule by us until `until`. The schedule
+    /// shows our write before our store does; meanwhile a report of that booking from the
+    /// schedule is most likely our own write coming back, and waits (see [`booking_for_change_in`]).
+    pub async fn hold_change(&self, id: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE bookings SET changing_until = $1 WHERE id = $2")
+            .bind(to_millis(until))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends [`Store::hold_change`]: our store now holds what we wrote to the schedule (or the
+    /// write failed and the schedule holds what it had).
+    pub async fn release_change(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE bookings SET changing_until = NULL WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn set_booking_status(
         &self,
         id: &str,
@@ -234,6 +256,35 @@ pub(crate) fn latest_chat_booking_sql() -> String {
          WHERE c.business_id = $1 AND c.phone = $2 AND b.chat_id IS NOT NULL \
          ORDER BY b.created_at DESC LIMIT 1"
     )
+}
+
+/// Booking `id` as it stands inside the caller's transaction, locked against other writers on
+/// PostgreSQL (SQLite's `BEGIN IMMEDIATE` already is), with the moment until which our own
+/// change to it is in flight, if one is.
+pub async fn booking_for_change_in(
+    conn: &mut AnyConnection,
+    postgres: bool,
+    business_id: &str,
+    id: &str,
+) -> Result<Option<(Booking, Option<DateTime<Utc>>)>, StoreError> {
+    let lock = if postgres { " FOR UPDATE OF b" } else { "" };
+    let sql = format!(
+        "SELECT {BOOKING_COLUMNS}, b.changing_until FROM bookings b \
+         JOIN clients c ON c.id = b.client_id WHERE b.id = $1 AND b.business_id = $2{lock}"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(business_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let until: Option<i64> = row.try_get("changing_until")?;
+    Ok(Some((
+        booking_from_row(&row)?,
+        until.map(from_millis).transpose()?,
+    )))
 }
 
 pub async fn confirm_booking_in(

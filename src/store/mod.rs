@@ -11,7 +11,9 @@ mod links;
 mod plans;
 mod sync_state;
 
-pub use bookings::{confirm_booking_in, insert_booking_in, set_booking_status_in};
+pub use bookings::{
+    booking_for_change_in, confirm_booking_in, insert_booking_in, set_booking_status_in,
+};
 pub use chat_log::ChatLine;
 pub use dialogs::{TurnLine, TurnStart};
 pub use links::{LinkStats, TrackedLink};

@@ -40,10 +40,14 @@ fn spawn_worker_with(
             "b",
         ])
         .args(["--workers", "4", "--batch", "8", "--poll", "50ms"])
-        .args([
-            "--request-timeout",
-            &format!("{}ms", target.hang().as_millis() / 4),
-        ])
+        .args(if extra.contains(&"--request-timeout") {
+            Vec::new()
+        } else {
+            vec![
+                "--request-timeout".to_string(),
+                format!("{}ms", target.hang().as_millis() / 4),
+            ]
+        })
         .args([
             "--retry-steps",
             "20ms,50ms,100ms",
@@ -235,9 +239,18 @@ async fn several_processes(store_url: &str, label: &str) {
         .unwrap();
     let started = Instant::now();
     let mut workers: Vec<Child> = (0..3)
-        // Nobody dies here, so a lease long enough to survive a loaded CI machine: the test is
-        // about claims never overlapping, not about lease expiry (the chaos test covers that).
-        .map(|_| spawn_worker_with(store_url, &target, &log, &["--lease", "10s"]))
+        // Nobody dies and nothing hangs here, so a lease and a request timeout long enough to
+        // survive a loaded CI machine: a timed-out answer is rightly tried again, which this
+        // test would count as a second run. It is about claims never overlapping, not about
+        // lease expiry or lost answers (the chaos test covers those).
+        .map(|_| {
+            spawn_worker_with(
+                store_url,
+                &target,
+                &log,
+                &["--lease", "10s", "--request-timeout", "5s"],
+            )
+        })
         .collect();
     let settled = wait_all_done(&queue, N, Duration::from_secs(60)).await;
     for w in &mut workers {

@@ -747,3 +747,69 @@ async fn chaos_against_bitrix24_no_duplicate_contacts_or_deals_and_the_bucket_ho
     )
     .await;
 }
+
+/// `zapis queue retry` with `--business` touches only that business's jobs, and a pending job
+/// waiting out its backoff is run now rather than refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_retry_keeps_to_one_business_and_runs_a_waiting_job_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("retry.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    let queue = Queue::new(store.clone());
+    let now = chrono::Utc::now();
+    let mut ids = HashMap::new();
+    for (i, (business, state)) in [("a", "dead"), ("b", "dead"), ("a", "pending")]
+        .into_iter()
+        .enumerate()
+    {
+        let job = NewJob {
+            business_id: business.into(),
+            ..jobs(3, 3)[i].clone()
+        };
+        let id = queue.enqueue(&job, now).await.unwrap().unwrap();
+        // Dead, or pending with its next try an hour away.
+        sqlx::query("UPDATE sync_jobs SET state = $1, run_at = $2 WHERE id = $3")
+            .bind(state)
+            .bind((now + chrono::Duration::hours(1)).timestamp_millis())
+            .bind(id)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        ids.insert((business, state), id);
+    }
+    let zapis = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_zapis"))
+            .args(["--store", &url, "queue", "retry"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let state = |id: i64| {
+        let queue = queue.clone();
+        async move { queue.job(id).await.unwrap().unwrap() }
+    };
+
+    // Another business's job is not found under this one.
+    let b_dead = ids[&("b", "dead")].to_string();
+    let (ok, text) = zapis(&[&b_dead, "--business", "a"]);
+    assert!(!ok && text.contains("for business a"), "{text}");
+    assert_eq!(state(ids[&("b", "dead")]).await.state, JobState::Dead);
+
+    let (ok, text) = zapis(&["--dead", "--business", "a"]);
+    assert!(ok && text.contains("1 dead job(s)"), "{text}");
+    assert_eq!(state(ids[&("a", "dead")]).await.state, JobState::Pending);
+    assert_eq!(state(ids[&("b", "dead")]).await.state, JobState::Dead);
+
+    // A job waiting out its backoff runs now.
+    let waiting = ids[&("a", "pending")];
+    let (ok, text) = zapis(&[&waiting.to_string()]);
+    assert!(ok && text.contains("runs now"), "{text}");
+    let job = state(waiting).await;
+    assert_eq!(job.state, JobState::Pending);
+    assert!(job.run_at <= chrono::Utc::now(), "{:?}", job.run_at);
+}

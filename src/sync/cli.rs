@@ -38,15 +38,19 @@ pub struct QueueArgs {
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum QueueCommand {
-    /// Revive a dead job (or all dead jobs) so it is delivered again.
+    /// Revive a dead job (or all dead jobs) so it is delivered again; a pending job waiting
+    /// out its backoff runs now.
     Retry {
         /// The job id shown by `zapis journal`.
         id: Option<i64>,
-        /// Revive every dead job (of `--system`, if given).
+        /// Revive every dead job (of `--system` and `--business`, if given).
         #[arg(long, conflicts_with = "id")]
         dead: bool,
         #[arg(long)]
         system: Option<String>,
+        /// Only this business's jobs.
+        #[arg(long)]
+        business: Option<String>,
     },
 }
 
@@ -148,21 +152,32 @@ pub async fn queue_command(
                 )?;
             }
         }
-        Some(QueueCommand::Retry { id: Some(id), .. }) => {
-            if queue.revive(*id, now).await? {
-                writeln!(out, "job {id} is pending again")?;
-            } else {
+        Some(QueueCommand::Retry {
+            id: Some(id),
+            business,
+            ..
+        }) => match queue.revive(*id, business.as_deref(), now).await? {
+            Some(JobState::Pending) => writeln!(out, "job {id} runs now")?,
+            Some(_) => writeln!(out, "job {id} is pending again")?,
+            None => {
                 return Err(CliError::Usage(format!(
-                    "job {id} does not exist or is not dead"
+                    "job {id} does not exist{} or is neither dead nor pending",
+                    business
+                        .as_deref()
+                        .map(|b| format!(" for business {b}"))
+                        .unwrap_or_default()
                 )));
             }
-        }
+        },
         Some(QueueCommand::Retry {
             id: None,
             dead: true,
             system,
+            business,
         }) => {
-            let n = queue.revive_dead(system.as_deref(), now).await?;
+            let n = queue
+                .revive_dead(system.as_deref(), business.as_deref(), now)
+                .await?;
             writeln!(out, "{n} dead job(s) are pending again")?;
         }
         Some(QueueCommand::Retry { .. }) => {

@@ -662,34 +662,63 @@ impl Queue {
         Ok(())
     }
 
-    /// Brings a dead job back (`zapis queue retry ID`). The max_age budget starts again.
-    pub async fn revive(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    /// `zapis queue retry ID`: a dead job is pending again with a fresh age; a pending one
+    /// (waiting out its backoff) runs now. `business` keeps an operator of one business to its
+    /// own jobs. The job's state before, or `None` when no such job of that business can be
+    /// retried (it is running, done, another business's, or does not exist).
+    pub async fn revive(
+        &self,
+        id: i64,
+        business: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobState>, StoreError> {
         let now = to_millis(now);
-        let done = sqlx::query(
-            "UPDATE sync_jobs SET state = 'pending', run_at = $1, age_from = $1, updated_at = $1, \
-               auth_refreshes = 0, finished_at = NULL WHERE id = $2 AND state = 'dead'",
+        let mut tx = self.store.begin().await?;
+        let state: Option<String> = sqlx::query_scalar(
+            "SELECT state FROM sync_jobs WHERE id = $1 AND ($2 IS NULL OR business_id = $2)",
         )
-        .bind(now)
         .bind(id)
-        .execute(self.store.pool())
+        .bind(business)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let before = match state.as_deref() {
+            Some("dead") => JobState::Dead,
+            Some("pending") => JobState::Pending,
+            _ => return Ok(None),
+        };
+        let sql = if before == JobState::Dead {
+            "UPDATE sync_jobs SET state = 'pending', run_at = $1, age_from = $1, updated_at = $1, \
+               auth_refreshes = 0, finished_at = NULL WHERE id = $2 AND state = 'dead'"
+        } else {
+            "UPDATE sync_jobs SET run_at = $1, updated_at = $1 WHERE id = $2 AND state = 'pending'"
+        };
+        let done = sqlx::query(sql)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((done.rows_affected() == 1).then_some(before))
     }
 
-    /// Brings back every dead job, or those of one system (`zapis queue retry --dead`).
+    /// Brings back every dead job, or those of one system or business (`zapis queue retry
+    /// --dead`).
     pub async fn revive_dead(
         &self,
         system: Option<&str>,
+        business: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let now = to_millis(now);
         let done = sqlx::query(
             "UPDATE sync_jobs SET state = 'pending', run_at = $1, age_from = $1, updated_at = $1, \
                auth_refreshes = 0, finished_at = NULL \
-             WHERE state = 'dead' AND ($2 IS NULL OR system = $2)",
+             WHERE state = 'dead' AND ($2 IS NULL OR system = $2) \
+               AND ($3 IS NULL OR business_id = $3)",
         )
         .bind(now)
         .bind(system)
+        .bind(business)
         .execute(self.store.pool())
         .await?;
         Ok(done.rows_affected())

@@ -536,6 +536,7 @@ async fn a_permanent_error_kills_the_job_with_the_message_and_retry_delivers_it(
                 id: Some(id),
                 dead: false,
                 system: None,
+                business: None,
             }),
         };
         cli::queue_command(&store, &args, clock.now(), &mut out)

@@ -11,6 +11,7 @@ use crate::app::App;
 use crate::clock::SystemClock;
 use crate::config::{Config, TelegramConfig};
 use crate::domain::Utm;
+use crate::store::LoopLease;
 use crate::store::{Store, StoreError, TrackedLink};
 use crate::sync::cli::{
     JournalArgs, QueueArgs, WorkerArgs, journal_command, queue_command, worker_command,
@@ -592,6 +593,18 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         };
         tokio::spawn(crate::http::serve(http.listen, state, limits, shutdown))
     });
+    // Several instances may share the store: each periodic loop runs on the one holding its
+    // lease, and moves to another when that one stops or dies.
+    let instance = crate::store::new_id();
+    let lease = |name: &'static str, every: std::time::Duration| {
+        LoopLease::new(
+            app.store.clone(),
+            &app.config.business.id,
+            name,
+            &instance,
+            every,
+        )
+    };
     let watch_task = crate::watch::spawn(&app, stop_rx.clone());
     let crm_reconcile_task = app.crm_reconciler().map(|reconciler| {
         let interval = app
@@ -604,18 +617,26 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
             app.store.clone(),
             app.clock.clone(),
             interval,
+            lease("crm_reconcile", interval),
             stop_rx.clone(),
         ))
     });
-    let stock_task = app
-        .stock_watch()
-        .map(|(watch, every)| tokio::spawn(watch.run(app.clock.clone(), every, stop_rx.clone())));
-    let reconcile_task = crate::watch::spawn_reconciler(&app, stop_rx.clone());
+    let stock_task = app.stock_watch().map(|(watch, every)| {
+        tokio::spawn(watch.run(
+            app.clock.clone(),
+            every,
+            lease("onec_stock", every),
+            stop_rx.clone(),
+        ))
+    });
+    let reconcile_task = crate::watch::spawn_reconciler(&app, &instance, stop_rx.clone());
     let reminders_task = app.config.reminders.enabled.then(|| {
+        let every = app.config.reminders.check_every;
         crate::reminders::spawn(
             app.reminders(),
             app.clock.clone(),
-            app.config.reminders.check_every,
+            every,
+            lease("reminders", every),
             stop_rx.clone(),
         )
     });

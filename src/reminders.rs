@@ -219,18 +219,24 @@ pub fn spawn(
     reminders: Reminders,
     clock: Arc<dyn Clock>,
     every: Duration,
+    lease: crate::store::LoopLease,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            if let Err(e) = reminders.tick(clock.now()).await {
+            // Each reminder is claimed once in the store anyway; the lease spares the other
+            // instances the reading.
+            if lease.hold(clock.now()).await
+                && let Err(e) = reminders.tick(clock.now()).await
+            {
                 tracing::error!(error = %e, "reminders: cannot read the store");
             }
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.wait_for(|s| *s) => break,
             }
         }
+        lease.release().await;
     })
 }
 

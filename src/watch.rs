@@ -8,7 +8,7 @@ use crate::app::App;
 use crate::booking::RecordStatus;
 use crate::booking::changes::ScheduleChange;
 use crate::booking::dikidi::{DikidiEvent, KnownRecord, Poller};
-use crate::store::Store;
+use crate::store::{LoopLease, Store};
 use crate::sync::{Alert, AlertKind};
 
 /// One line in the booking's journal; a failure to write it is logged, never fatal.
@@ -38,6 +38,7 @@ async fn journal(
 /// re-reads its bookings and also watches its API for drift.
 pub fn spawn_reconciler(
     app: &App,
+    instance: &str,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Option<JoinHandle<()>> {
     if app.dikidi.is_some() {
@@ -46,11 +47,21 @@ pub fn spawn_reconciler(
     let reconciler = app.reconciler();
     let clock = app.clock.clone();
     let every = app.config.sync.reconcile_interval;
+    let lease = LoopLease::new(
+        app.store.clone(),
+        &app.config.business.id,
+        "schedule_reconcile",
+        instance,
+        every,
+    );
     Some(tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            if !lease.hold(clock.now()).await {
+                continue;
             }
             match reconciler.poll(clock.now()).await {
                 Ok(report) if report.applied > 0 || report.failed > 0 => {
@@ -60,6 +71,7 @@ pub fn spawn_reconciler(
                 Err(e) => tracing::error!(error = %e, "reconciliation poll: store"),
             }
         }
+        lease.release().await;
     }))
 }
 

@@ -953,8 +953,10 @@ async fn the_stock_check_loop_reads_the_balance_each_period_and_stops_on_shutdow
     };
     // The loop as `zapis run` spawns it, on a short period so the test sees several passes.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task =
-        tokio::spawn(watch.run(clock.clone(), std::time::Duration::from_millis(20), stop_rx));
+    let period = std::time::Duration::from_millis(20);
+    let lease =
+        zapis::store::LoopLease::new(app.store.clone(), "default", "onec_stock", "i1", period);
+    let task = tokio::spawn(watch.run(clock.clone(), period, lease, stop_rx));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while balance_reads() < 4 {
         assert!(std::time::Instant::now() < deadline, "the loop stalled");

@@ -132,6 +132,7 @@ impl StockWatch {
         self,
         clock: Arc<dyn Clock>,
         interval: Duration,
+        lease: crate::store::LoopLease,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut tick = tokio::time::interval(interval);
@@ -139,10 +140,14 @@ impl StockWatch {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {
+                lease.release().await;
                 return;
+            }
+            if !lease.hold(clock.now()).await {
+                continue;
             }
             match self.run_once(clock.now()).await {
                 Ok(r) if !r.alerted.is_empty() || !r.recovered.is_empty() => tracing::info!(

@@ -160,6 +160,7 @@ impl CrmReconciler {
         store: Store,
         clock: Arc<dyn Clock>,
         interval: Duration,
+        lease: crate::store::LoopLease,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut tick = tokio::time::interval(interval);
@@ -167,10 +168,14 @@ impl CrmReconciler {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {
+                lease.release().await;
                 return;
+            }
+            if !lease.hold(clock.now()).await {
+                continue;
             }
             match self.run_once(&store, clock.now()).await {
                 Ok(r) if !r.cancelled.is_empty() => tracing::info!(

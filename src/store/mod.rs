@@ -6,6 +6,7 @@ mod bookings;
 mod chat_log;
 mod cursors;
 mod dialogs;
+mod leases;
 mod links;
 #[cfg(test)]
 mod plans;
@@ -16,6 +17,7 @@ pub use bookings::{
 };
 pub use chat_log::ChatLine;
 pub use dialogs::{TurnLine, TurnStart};
+pub use leases::LoopLease;
 pub use links::{LinkStats, TrackedLink};
 pub use sync_state::{
     BookingEvent, KnownState, claim_reminder_in, confirm_visit_in, put_known_in, record_event_in,

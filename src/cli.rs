@@ -226,12 +226,28 @@ enum LinkCmd {
 }
 
 pub fn init_tracing(default: &str) {
+    init_tracing_as(default, crate::config::LogFormat::Text);
+}
+
+/// The log on standard error, scrubbed of secrets: colour only when a person is watching (a
+/// file or a collector gets no escape codes), JSON lines when a collector asks for them.
+pub fn init_tracing_as(default: &str, format: crate::config::LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(crate::secrets::ScrubbingStderr)
-        .try_init();
+        .with_writer(crate::secrets::ScrubbingStderr);
+    let _ = match format {
+        crate::config::LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        crate::config::LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
 }
 
 pub async fn main() -> anyhow::Result<()> {
@@ -242,8 +258,9 @@ pub async fn main() -> anyhow::Result<()> {
             demo(store, start, lang).await
         }
         Cmd::Run(args) => {
-            init_tracing("info");
-            run(&args.config).await
+            let config = load(&args.config)?;
+            init_tracing_as("info", config.log.format);
+            run(config).await
         }
         Cmd::Check(args) => {
             init_tracing("warn");
@@ -559,8 +576,7 @@ async fn demo(
     Ok(())
 }
 
-async fn run(path: &std::path::Path) -> anyhow::Result<()> {
-    let mut config = load(path)?;
+async fn run(mut config: Config) -> anyhow::Result<()> {
     adopt_schedule_timezone(&mut config).await;
     if config.telegram.is_none() && config.max.is_none() {
         bail!(

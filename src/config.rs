@@ -49,12 +49,31 @@ pub struct Config {
     /// The HTTP server for webhooks and health checks.
     #[serde(default)]
     pub http: Option<HttpConfig>,
+    /// How `zapis run` writes its log.
+    #[serde(default)]
+    pub log: LogConfig,
     /// Landing forms, AlfaCRM, GetCourse and the courses of a school.
     #[serde(default)]
     pub school: Option<crate::school::config::SchoolConfig>,
     /// The business's 1C: OData client or CommerceML exchange endpoint.
     #[serde(default)]
     pub onec: Option<crate::accounting::config::OnecConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` for people, `json` (one object a line) for a log collector.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -282,3 +282,81 @@ async fn dikidi_changes_reach_the_client_by_polling_and_drift_alerts_the_admin()
     assert_eq!(alerts, 1, "one alert per episode");
     service.stop();
 }
+
+/// `[log] format = "json"` gives a collector one JSON object a line; the text format written
+/// to a file carries no colour codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_json_lines_for_a_collector_and_plain_text_in_a_file() {
+    let fake = FakeTelegram::start().await;
+    for format in ["json", "text"] {
+        let dir = tempfile::tempdir().unwrap();
+        let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+        let config = dir.path().join("zapis.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[store]
+url = "{store_url}"
+
+[business]
+name = "Салон «Лилия»"
+timezone = "Europe/Moscow"
+
+[telegram]
+token = "{TOKEN}"
+api_url = "{}"
+
+[log]
+format = "{format}"
+"#,
+                fake.api_url()
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("zapis.log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_zapis"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .env_remove("ZAPIS_TELEGRAM__TOKEN")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let service = Service::from_child(child);
+        let user = fake.user(if format == "json" { 5101 } else { 5102 });
+        user.send_text("/start");
+        user.wait_for_text("Салон «Лилия»", WAIT).await;
+        service.stop();
+
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            !text.contains('\u{1b}'),
+            "no escape codes in a file: {text}"
+        );
+        assert!(text.contains("zapis is running"), "{text}");
+        if format == "json" {
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                .collect();
+            let running = lines
+                .iter()
+                .find(|l| l["fields"]["message"] == "zapis is running")
+                .expect("the start line");
+            assert_eq!(running["level"], "INFO");
+            assert_eq!(running["fields"]["business"], "Салон «Лилия»");
+            assert!(running["timestamp"].is_string());
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l["fields"]["message"] == "Telegram input"
+                        && l["fields"]["chat"] == "5101"),
+                "{text}"
+            );
+        } else {
+            assert!(text.lines().all(|l| !l.starts_with('{')), "{text}");
+        }
+    }
+}

@@ -29,6 +29,11 @@ impl Service {
         Service { child }
     }
 
+    /// A service the test spawned itself (its own environment or output).
+    pub fn from_child(child: Child) -> Service {
+        Service { child }
+    }
+
     /// [`Service::start`] with the service's log (stderr, at `warn`) written to `log`.
     pub fn start_logging_to(config: &Path, log: &Path) -> Service {
         let file = std::fs::File::create(log).expect("the log file");

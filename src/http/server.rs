@@ -152,11 +152,16 @@ pub async fn serve_with(
             let request = request.map(axum::body::Body::new);
             requests.serving(&conn);
             let answer = app.clone().oneshot(request);
-            let (requests, conn) = (requests.clone(), conn.clone());
+            let served = Served {
+                slots: requests.clone(),
+                conn: conn.clone(),
+            };
             async move {
-                let answer = answer.await;
-                requests.waiting(&conn);
-                answer
+                let answer = answer.await?;
+                Ok::<_, std::convert::Infallible>(answer.map(|inner| Answer {
+                    inner,
+                    _served: served,
+                }))
             }
         });
         let connection = http1.serve_connection(TokioIo::new(stream), service);
@@ -279,6 +284,45 @@ impl Slots {
     }
 }
 
+/// Puts a connection back in line for eviction once its answer is sent: hyper drops the body
+/// after its last byte is written, so a large answer read slowly is not cut off half-way.
+struct Served {
+    slots: Arc<Slots>,
+    conn: Arc<Conn>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.slots.waiting(&self.conn);
+    }
+}
+
+/// A response body carrying its connection's [`Served`] until it is sent.
+struct Answer {
+    inner: axum::body::Body,
+    _served: Served,
+}
+
+impl hyper::body::Body for Answer {
+    type Data = hyper::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// A held slot; freed when the connection's task ends, unless a newcomer already took it.
 struct Slot {
     slots: Arc<Slots>,
@@ -347,10 +391,21 @@ mod tests {
             "every slot is serving a request"
         );
         drop(a);
-        assert!(
-            Slots::admit(&slots).is_some(),
-            "a closed connection frees its slot"
-        );
+        let f = Slots::admit(&slots).expect("a closed connection frees its slot");
         assert_eq!(slots.lock().held, 3);
+        // `d` has answered, but its answer is still being sent: not yet a candidate.
+        slots.serving(&f.conn);
+        let sending = Served {
+            slots: slots.clone(),
+            conn: d.conn.clone(),
+        };
+        assert!(
+            Slots::admit(&slots).is_none(),
+            "an answer being sent holds its slot"
+        );
+        drop(sending);
+        let _g = Slots::admit(&slots).expect("d's slot once its answer is sent");
+        assert!(d.conn.evicted.load(Ordering::Relaxed));
+        assert!(!e.conn.evicted.load(Ordering::Relaxed));
     }
 }

@@ -352,3 +352,16 @@ fn every_entry_point_has_a_pass_here() {
         );
     }
 }
+
+/// The binary seeds reach past the container into the parsers: a workbook whose rows are read,
+/// an archive whose CommerceML documents are found.
+#[test]
+fn the_binary_seeds_are_what_they_claim() {
+    let workbook = &seeds("import_xlsx")[0];
+    let rows = zapis::import::read::xlsx(workbook, &[]).expect("the seed workbook reads");
+    assert_eq!(rows.len(), 2, "two clients in the seed workbook");
+    for archive in seeds("commerceml_zip") {
+        let zip = zip::ZipArchive::new(std::io::Cursor::new(archive)).expect("a zip");
+        assert!(zip.file_names().any(|n| n.ends_with(".xml")));
+    }
+}

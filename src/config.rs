@@ -317,7 +317,7 @@ impl Config {
         Self::from_figment(base).expect("the built-in demo config is valid")
     }
 
-    fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+    pub(crate) fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
         let config: Config = figment.extract().map_err(|e| {
             // One message per problem, each naming the key and its source, never the value.
             let all: Vec<String> = e
@@ -519,7 +519,7 @@ impl MaxConfig {
             ));
         }
         if let Some(path) = &self.ca_cert {
-            let pem = std::fs::read(path)
+            let pem = read_bounded(path, MAX_CA_BUNDLE)
                 .map_err(|e| key("ca_cert", format!("cannot read {}: {e}", path.display())))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default();
             if certs.is_empty() {
@@ -537,6 +537,25 @@ impl MaxConfig {
         }
         Ok(())
     }
+}
+
+/// A CA bundle is a few hundred KiB at most; a path to a device or a huge file must not stall
+/// the start or fill memory.
+const MAX_CA_BUNDLE: u64 = 4 << 20;
+
+fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB",
+            limit >> 20
+        )));
+    }
+    Ok(out)
 }
 
 /// A configuration error that says what was wrong with a value without repeating it: the value

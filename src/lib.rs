@@ -11,6 +11,7 @@ pub mod crm;
 pub mod dialog;
 pub mod domain;
 pub mod effects;
+pub mod fuzz;
 pub mod http;
 pub mod i18n;
 pub mod import;

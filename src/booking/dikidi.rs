@@ -441,6 +441,22 @@ struct VendorError {
     message: String,
 }
 
+/// Runs every reader of a Dikidi answer over one body and drops the results: what fuzzing
+/// drives, so each reader meets every shape.
+pub(crate) fn read_every_answer(body: &[u8], tz: Tz) {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
+    let payload = match open_envelope(&value) {
+        Ok(Ok(payload)) => payload,
+        Ok(Err(_)) | Err(_) => value,
+    };
+    let _ = parse_catalog(payload.clone());
+    let _ = parse_days(payload.clone());
+    let _ = parse_datetimes(payload.clone(), tz);
+    let _ = parse_records_info(payload, tz);
+}
+
 /// Opens the non-uniform envelope. `Ok(Ok(payload))` is a success (the `data` member, or the
 /// body itself when it has none), `Ok(Err(_))` a vendor error in a known encoding, and
 /// `Err(_)` a body that is neither: a changed shape.

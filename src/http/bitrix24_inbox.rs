@@ -134,7 +134,7 @@ pub fn strip_token(body: &str, token: &SecretString) -> String {
 
 /// The stored event with the configured token back in place of a matching digest; a digest of
 /// another token stays, and the event fails the token check.
-fn restore_token(body: &str, token: &SecretString) -> String {
+pub(crate) fn restore_token(body: &str, token: &SecretString) -> String {
     let digest = token_digest(token.expose_secret());
     let stored = stored_token(body);
     if stored.as_deref() == Some(digest.as_str()) {

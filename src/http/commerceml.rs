@@ -441,7 +441,7 @@ fn safe_filename(name: Option<&str>) -> Result<String, &'static str> {
     Ok(name)
 }
 
-fn wanted(name: &str) -> bool {
+pub(crate) fn wanted(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     lower.ends_with(".xml") || lower.ends_with(".zip")
 }
@@ -757,15 +757,15 @@ async fn drain(body: Body, limit: u64) -> Result<u64, String> {
 
 /// The limits an archive is unpacked under.
 #[derive(Debug, Clone, Copy)]
-struct UnzipLimits {
-    entries: u64,
+pub(crate) struct UnzipLimits {
+    pub(crate) entries: u64,
     /// Bytes the picked entries may unpack to, together.
-    bytes: u64,
+    pub(crate) bytes: u64,
 }
 
 #[derive(Debug)]
-struct Unpacked {
-    entry: String,
+pub(crate) struct Unpacked {
+    pub(crate) entry: String,
     stored: Stored,
 }
 
@@ -805,7 +805,7 @@ impl Seek for Budgeted {
 
 /// Inflates the entries `pick` chooses into files under `dir` (to disk, never memory), under
 /// the entry-count and size limits. With `first_only`, stops at the first one.
-fn unzip(
+pub(crate) fn unzip(
     archive: &Path,
     pick: impl Fn(&str) -> bool,
     first_only: bool,

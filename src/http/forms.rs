@@ -264,7 +264,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 }
 
 /// Field values from a JSON object or a urlencoded body; the first non-empty value wins.
-fn fields(
+pub(crate) fn fields(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<HashMap<String, String>, (StatusCode, String)> {
@@ -339,7 +339,7 @@ async fn submit(
             _ => (StatusCode::OK, axum::Json(json!({"ok": true, "id": id}))).into_response(),
         }
     };
-    let new = match application(&state, &form, &fields, &headers) {
+    let new = match application(&state.school, &form, &fields, &headers) {
         Ok(new) => new,
         Err(rejected) => return rejected,
     };
@@ -390,8 +390,8 @@ async fn submit(
 
 /// The application a post describes, or the 422 naming its first bad field.
 #[allow(clippy::result_large_err)] // The error is the response itself.
-fn application(
-    state: &FormsState,
+pub(crate) fn application(
+    school: &SchoolConfig,
     form: &str,
     fields: &HashMap<String, String>,
     headers: &HeaderMap,
@@ -414,10 +414,10 @@ fn application(
         Err(_) => return Err(invalid("email", "email is not a valid e-mail address")),
     };
     let course = get("course");
-    if !state.school.courses.is_empty() {
+    if !school.courses.is_empty() {
         match &course {
             None => return Err(invalid("course", "course is required")),
-            Some(key) if state.school.course(key).is_none() => {
+            Some(key) if school.course(key).is_none() => {
                 return Err(invalid("course", "course is not one this school offers"));
             }
             _ => {}
@@ -428,7 +428,7 @@ fn application(
         Some(g) => {
             let allowed = course
                 .as_deref()
-                .and_then(|k| state.school.course(k))
+                .and_then(|k| school.course(k))
                 .map(|c| c.alfacrm_group_ids.clone())
                 .unwrap_or_default();
             match g.parse::<i64>() {

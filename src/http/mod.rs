@@ -182,6 +182,9 @@ async fn webhook(
     }
 }
 
+/// Asked of `listen(2)`; Linux lowers it to `net.core.somaxconn` (4096 by default since 5.4).
+const LISTEN_BACKLOG: u32 = 65_535;
+
 /// Serves until `shutdown` resolves, within `limits`.
 pub async fn serve(
     listen: std::net::SocketAddr,
@@ -196,9 +199,11 @@ pub async fn serve(
     };
     socket.set_reuseaddr(true)?;
     socket.bind(listen)?;
-    // A wave of reconnecting clients must not overflow the queue of half-open connections:
-    // a dropped SYN costs the next client (a vendor, `/health`) a one-second retransmit.
-    let backlog = u32::try_from(limits.max_connections.clamp(1024, 8192)).unwrap_or(1024);
+    // A wave of reconnecting clients must not overflow the queue of connections waiting to be
+    // accepted: a dropped SYN costs the next client (a vendor, `/health`) a one-second
+    // retransmit. Queued connections cost the kernel memory, not our descriptors, so the queue
+    // is as long as the kernel allows (`net.core.somaxconn`), whatever the connection cap.
+    let backlog = LISTEN_BACKLOG;
     let listener = socket.listen(backlog)?;
     tracing::info!(%listen, max_connections = limits.max_connections, "HTTP server listening");
     server::serve_with(listener, state, limits, shutdown).await

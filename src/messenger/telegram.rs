@@ -201,13 +201,7 @@ fn schema() -> UpdateHandler<HandlerError> {
 async fn on_message(bot: TelegramBot, msg: Message, inner: Arc<Inner>) -> Result<(), HandlerError> {
     // Taken before the first await, so turns follow the order updates arrived in.
     let mut turn = inner.turns.enter(msg.chat.id.0);
-    let event = if let Some(contact) = msg.contact() {
-        ChatEvent::Contact {
-            phone: contact.phone_number.clone(),
-        }
-    } else if let Some(text) = msg.text() {
-        text_event(text)
-    } else {
+    let Some(event) = message_event(&msg) else {
         tracing::debug!(
             chat = msg.chat.id.0,
             "ignoring a message without text or contact"
@@ -254,6 +248,18 @@ async fn on_callback(
         )
         .await;
     Ok(())
+}
+
+/// What a message says to the dialog: a shared contact or its text; `None` for anything else
+/// (stickers, photos, service messages).
+pub fn message_event(msg: &Message) -> Option<ChatEvent> {
+    if let Some(contact) = msg.contact() {
+        Some(ChatEvent::Contact {
+            phone: contact.phone_number.clone(),
+        })
+    } else {
+        msg.text().map(text_event)
+    }
 }
 
 /// `/start`, `/start payload` and `/start@bot payload` open a conversation with the deep-link

@@ -74,7 +74,7 @@ impl GetCourseInbox {
 impl GetCourseInbox {
     /// The 1C invoice for a paid order: the course as the line (its key is what
     /// `[onec.services]` maps), else the order's offers as GetCourse named them.
-    fn invoice(&self, notice: &PaymentNotice) -> PaymentInvoice {
+    pub(crate) fn invoice(&self, notice: &PaymentNotice) -> PaymentInvoice {
         let course = notice.course.as_deref().and_then(|k| self.school.course(k));
         let phone = notice.phone().map(|p| p.as_str().to_string());
         let email = notice.email().map(|e| e.as_str().to_string());
@@ -98,14 +98,13 @@ impl GetCourseInbox {
     }
 }
 
-#[async_trait]
-impl InboxHandler for GetCourseInbox {
-    async fn process(
+impl GetCourseInbox {
+    /// The payment a notice reports; `None` for a notice of another status (not a payment).
+    pub fn notice(
         &self,
-        message: &InboxMessage,
-        ctx: &JobContext<'_>,
-    ) -> Result<Delivered, DeliveryError> {
-        let params = parameters(message);
+        params: &[(String, String)],
+        inbox: i64,
+    ) -> Result<Option<PaymentNotice>, DeliveryError> {
         let get = |k: &str| {
             params
                 .iter()
@@ -123,8 +122,8 @@ impl InboxHandler for GetCourseInbox {
             .iter()
             .any(|s| s.eq_ignore_ascii_case(&status))
         {
-            tracing::info!(inbox = message.id, %status, "GetCourse notice is not a payment; ignored");
-            return Ok(Delivered::done());
+            tracing::info!(inbox, %status, "GetCourse notice is not a payment; ignored");
+            return Ok(None);
         }
         let Some(deal) = get("id").or_else(|| get("number")) else {
             return Err(DeliveryError::permanent(
@@ -148,6 +147,22 @@ impl InboxHandler for GetCourseInbox {
                 "GetCourse deal {deal}: neither phone nor e-mail in the notice"
             )));
         }
+        Ok(Some(notice))
+    }
+}
+
+#[async_trait]
+impl InboxHandler for GetCourseInbox {
+    async fn process(
+        &self,
+        message: &InboxMessage,
+        ctx: &JobContext<'_>,
+    ) -> Result<Delivered, DeliveryError> {
+        let params = parameters(message);
+        let Some(notice) = self.notice(&params, message.id)? else {
+            return Ok(Delivered::done());
+        };
+        let deal = notice.deal.clone();
         let payload = serde_json::to_value(&notice)
             .map_err(|e| DeliveryError::permanent(format!("notice: {e}")))?;
         let mut jobs = Vec::new();

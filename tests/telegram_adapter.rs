@@ -362,11 +362,15 @@ async fn replies_to_one_chat_keep_to_the_configured_rate_and_other_chats_do_not_
         .map(|c| c.at)
         .collect();
     assert_eq!(busy_times.len(), 4);
+    // 5 per second: 200 ms apart as they leave; as they arrive at the fake, one request may
+    // be late by the machine's load and the next not, so each gap is held to half and the
+    // three together to 90 % (without the limit they come within a few milliseconds).
     for pair in busy_times.windows(2) {
         let gap = pair[1] - pair[0];
-        // 5 per second: 200 ms apart, less the fake's own scheduling jitter.
-        assert!(gap >= Duration::from_millis(190), "gap {gap:?}");
+        assert!(gap >= Duration::from_millis(100), "gap {gap:?}");
     }
+    let span = busy_times[3] - busy_times[0];
+    assert!(span >= Duration::from_millis(540), "span {span:?}");
     let other_at = sends
         .iter()
         .find(|c| c.params["chat_id"] == 22)

@@ -14,10 +14,12 @@
 //! from /proc/<pid>/stat, the counters getrusage reports), min/median/max over rounds.
 //!
 //! Memory: fresh processes; VmRSS (/proc/<pid>/status) idle, after 1,000 and after 10,000
-//! chats each left mid-dialog (`/start`, "Записаться": a service list on screen).
+//! chats each left mid-dialog (`/start`, "Записаться": a service list on screen), driven in
+//! waves of 1,000 chats at once (a burst: that many updates in flight) and of 50.
 //!
-//! `cargo bench --bench bot`; BOT_BENCH_ROUNDS (5), BOT_BENCH_CHATS (500, chats per wave with
-//! limits off), BOT_BENCH_PACED_CHATS (60, with limits), BOT_BENCH_RSS_CHATS ("1000,10000").
+//! `cargo bench --bench bot`; BOT_BENCH_ROUNDS (5; 0 runs only the memory part),
+//! BOT_BENCH_CHATS (500, chats per wave with limits off), BOT_BENCH_PACED_CHATS (60, with
+//! limits), BOT_BENCH_RSS_CHATS ("1000,10000"), BOT_BENCH_RSS_WAVES ("1000,50").
 
 use std::collections::{HashMap, VecDeque};
 use std::process::{Child, Command, Stdio};
@@ -596,8 +598,10 @@ async fn throughput(label: &str, limits: bool, chats: usize, rounds: usize) {
 }
 
 /// Resident set of fresh processes, idle and after `marks` chats each left mid-dialog.
-async fn memory(marks: &[usize]) {
-    println!("resident set (VmRSS), fresh processes, limits off; chats left mid-dialog");
+async fn memory(marks: &[usize], wave: usize) {
+    println!(
+        "resident set (VmRSS), fresh processes, limits off; chats left mid-dialog, {wave} chats a wave"
+    );
     for name in ["zapis", "bare"] {
         let fake = FakeServer::start().await;
         let process = match name {
@@ -612,7 +616,7 @@ async fn memory(marks: &[usize]) {
         let mut done = 1;
         for &mark in marks {
             let chats: Vec<i64> = (done as i64 + 1..=mark as i64).collect();
-            for batch in chats.chunks(1000) {
+            for batch in chats.chunks(wave.max(1)) {
                 fake.start_wave(batch);
                 fake.wave_done().await;
                 fake.press_wave(batch, "Записаться");
@@ -650,9 +654,18 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let rss_waves: Vec<usize> = std::env::var("BOT_BENCH_RSS_WAVES")
+        .unwrap_or_else(|_| "1000,50".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
     rt.block_on(async {
-        throughput("limits off", false, chats, rounds).await;
-        throughput("shipped limits", true, paced_chats, rounds.min(3)).await;
-        memory(&marks).await;
+        if rounds > 0 {
+            throughput("limits off", false, chats, rounds).await;
+            throughput("shipped limits", true, paced_chats, rounds.min(3)).await;
+        }
+        for wave in rss_waves {
+            memory(&marks, wave).await;
+        }
     });
 }

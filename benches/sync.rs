@@ -278,7 +278,9 @@ fn periods(config: &Config) -> (Duration, Duration) {
 }
 
 /// One steady-state reconciliation poll: (schedule calls, reported calls, checked, wall, floor).
-async fn reconcile_cost(user_token: bool) -> (u64, usize, usize, Duration, Duration) {
+type Poll = (u64, usize, usize, Duration, Duration);
+
+async fn reconcile_cost(user_token: bool) -> Poll {
     let yc = FakeYclients::start(FakeSalon::standard(777, chrono_tz::Asia::Yekaterinburg)).await;
     yc.set_rate_limit(1000);
     let amo = FakeAmo::start().await;
@@ -319,7 +321,7 @@ fn main() {
     let _ = Utc::now().hour();
     rt.block_on(async {
         latency(samples).await;
-        let mut runs: [Vec<(u64, usize, usize, Duration, Duration)>; 2] = Default::default();
+        let mut runs: [Vec<Poll>; 2] = Default::default();
         for _ in 0..rounds {
             runs[0].push(reconcile_cost(true).await);
             runs[1].push(reconcile_cost(false).await);

@@ -1,10 +1,18 @@
-//! Full conversations through the dialog engine, persisting the state as JSON between steps
-//! like the runtime does. Prints engine throughput and the size of the persisted state.
+//! Full conversations through the dialog engine on one thread, persisting the state as JSON
+//! between steps like the runtime does. Prints user inputs/s (min / median / max over rounds)
+//! and the size of the persisted state.
 //!
-//! `cargo bench --bench dialog`
+//! The commands the engine issues are answered by an in-memory schedule. Its catalogue
+//! (40 services, 6 masters) is cloned before each round's clock starts, one copy per load
+//! the round will ask for, so a round times the engine and the JSON round-trip, not copying
+//! the schedule's data; the time spent answering the remaining commands (building slot lists,
+//! bookings) is measured and shown apart.
+//!
+//! `cargo bench --bench dialog`; ZAPIS_BENCH_ROUNDS (default 7), ZAPIS_BENCH_DIALOGS
+//! (conversations a round, default 2000).
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use zapis::dialog::{Command, Context, DialogState, Input, Loaded, Reply, step};
@@ -26,6 +34,13 @@ fn ctx() -> Context {
         channel: zapis::domain::Channel::Telegram,
         school: false,
     }
+}
+
+/// Ready copies of the catalogue, moved out one per load.
+#[derive(Default)]
+struct Stock {
+    services: Vec<Vec<Service>>,
+    masters: Vec<Vec<Master>>,
 }
 
 struct World {
@@ -96,10 +111,17 @@ impl World {
         }
     }
 
-    fn answer(&mut self, cmd: &Command) -> Loaded {
+    fn answer(&mut self, cmd: &Command, stock: &mut Stock) -> Loaded {
         match cmd {
-            Command::LoadServices => Loaded::Services(self.services.clone()),
-            Command::LoadMasters { .. } => Loaded::Masters(self.masters.clone()),
+            Command::LoadServices => Loaded::Services(
+                stock
+                    .services
+                    .pop()
+                    .unwrap_or_else(|| self.services.clone()),
+            ),
+            Command::LoadMasters { .. } => {
+                Loaded::Masters(stock.masters.pop().unwrap_or_else(|| self.masters.clone()))
+            }
             Command::LoadDays { from, to, .. } => {
                 let mut days = Vec::new();
                 let mut d = *from;
@@ -164,6 +186,11 @@ impl World {
 
 #[derive(Default)]
 struct Stats {
+    /// Catalogue loads asked for (to size the next round's stock).
+    services_loads: usize,
+    masters_loads: usize,
+    /// Time spent answering commands, outside the engine.
+    answering: StdDuration,
     user_inputs: u64,
     steps: u64,
     json_total: u64,
@@ -174,7 +201,8 @@ struct Stats {
 struct Dialog<'a> {
     json: String,
     ctx: &'a Context,
-    world: World,
+    world: &'a mut World,
+    stock: &'a mut Stock,
     screen: Reply,
     stats: &'a mut Stats,
 }
@@ -200,7 +228,15 @@ impl Dialog<'_> {
                 self.screen = r;
             }
             for c in out.commands {
-                queue.push(Input::Loaded(self.world.answer(&c)));
+                match c {
+                    Command::LoadServices => self.stats.services_loads += 1,
+                    Command::LoadMasters { .. } => self.stats.masters_loads += 1,
+                    _ => {}
+                }
+                let t = Instant::now();
+                let loaded = self.world.answer(&c, self.stock);
+                self.stats.answering += t.elapsed();
+                queue.push(Input::Loaded(loaded));
             }
         }
     }
@@ -224,12 +260,14 @@ impl Dialog<'_> {
 }
 
 /// One client: books twice (a master, then any master), lists, reschedules and cancels.
-fn conversation(ctx: &Context, stats: &mut Stats, n: usize) {
+fn conversation(ctx: &Context, world: &mut World, stock: &mut Stock, stats: &mut Stats, n: usize) {
     let ru = |k: &str| t(Lang::Ru, k);
+    world.bookings.clear();
     let mut d = Dialog {
         json: "{}".into(),
         ctx,
-        world: World::new(),
+        world,
+        stock,
         screen: Reply::default(),
         stats,
     };
@@ -273,30 +311,69 @@ fn conversation(ctx: &Context, stats: &mut Stats, n: usize) {
     d.text("/menu");
 }
 
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn spread(xs: &[f64]) -> (f64, f64, f64) {
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
 fn main() {
     let ctx = ctx();
-    let mut stats = Stats::default();
-    // Warm up the Fluent bundles and the allocator.
-    conversation(&ctx, &mut stats, 0);
-    let mut stats = Stats::default();
-    let dialogs = 2_000;
-    let started = Instant::now();
-    for n in 0..dialogs {
-        conversation(black_box(&ctx), &mut stats, n);
+    let rounds = env_usize("ZAPIS_BENCH_ROUNDS", 7).max(1);
+    let dialogs = env_usize("ZAPIS_BENCH_DIALOGS", 2_000).max(1);
+    let mut world = World::new();
+    // Warm up the Fluent bundles and the allocator, and learn how many loads a round asks for.
+    let mut warm = Stats::default();
+    conversation(&ctx, &mut world, &mut Stock::default(), &mut warm, 0);
+    let (services_loads, masters_loads) = (warm.services_loads, warm.masters_loads);
+    let (mut inputs_rate, mut steps_rate, mut engine_rate) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last = Stats::default();
+    for _ in 0..rounds {
+        let mut stock = Stock {
+            services: (0..services_loads * dialogs)
+                .map(|_| world.services.clone())
+                .collect(),
+            masters: (0..masters_loads * dialogs)
+                .map(|_| world.masters.clone())
+                .collect(),
+        };
+        let mut stats = Stats::default();
+        let started = Instant::now();
+        for n in 0..dialogs {
+            conversation(black_box(&ctx), &mut world, &mut stock, &mut stats, n);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        assert!(
+            stock.services.is_empty() && stock.masters.is_empty(),
+            "every conversation loads the catalogue the same number of times"
+        );
+        inputs_rate.push(stats.user_inputs as f64 / secs);
+        steps_rate.push(stats.steps as f64 / secs);
+        engine_rate.push(stats.user_inputs as f64 / (secs - stats.answering.as_secs_f64()));
+        last = stats;
     }
-    let secs = started.elapsed().as_secs_f64();
-    println!("dialog engine, {dialogs} full conversations (JSON state round-trip per step)");
+    let stats = last;
     println!(
-        "  user inputs: {} ({:.0}/s), engine steps incl. command answers: {} ({:.0}/s)",
-        stats.user_inputs,
-        stats.user_inputs as f64 / secs,
-        stats.steps,
-        stats.steps as f64 / secs
+        "dialog engine, one thread, {rounds} rounds of {dialogs} full conversations \
+         ({:.1} user inputs each, JSON state round-trip per step); min / median / max",
+        stats.user_inputs as f64 / dialogs as f64
     );
+    let (a, b, c) = spread(&inputs_rate);
+    println!("  user inputs/s                          {a:>9.0} / {b:>9.0} / {c:>9.0}");
+    let (a, b, c) = spread(&steps_rate);
+    println!("  engine steps/s (incl. command answers) {a:>9.0} / {b:>9.0} / {c:>9.0}");
+    let (a, b, c) = spread(&engine_rate);
     println!(
-        "  per conversation: {:.1} user inputs, {:.2} ms",
-        stats.user_inputs as f64 / dialogs as f64,
-        secs * 1000.0 / dialogs as f64
+        "  user inputs/s, answering time removed  {a:>9.0} / {b:>9.0} / {c:>9.0}   \
+         (last round: {:.0} ms of answering)",
+        stats.answering.as_secs_f64() * 1000.0
     );
     println!(
         "  persisted state JSON: avg {:.0} bytes, max {} bytes (over {} steps)",

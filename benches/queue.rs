@@ -1,19 +1,32 @@
-//! Queue throughput with no-op jobs: enqueue, claim, run, complete (with the journal row every
-//! attempt writes), on SQLite and — when ZAPIS_TEST_POSTGRES_URL is set — PostgreSQL, with 1
-//! and 4 workers. The same volume runs, on the same database, through a peer queue (apalis 1.0:
-//! apalis-sqlite / apalis-postgres) and through a bare INSERT + batched DELETE … RETURNING loop,
-//! the floor no queue on that database can beat; the ratios say what each queue's bookkeeping
-//! costs. `cargo bench --bench queue`; ZAPIS_BENCH_JOBS sets the job count (default 20000).
+//! Queue throughput: enqueue, claim, run, complete (with the journal row every attempt
+//! writes), on SQLite and — when ZAPIS_TEST_POSTGRES_URL is set — PostgreSQL in a fresh
+//! schema (a new deployment: the planner has no statistics yet), with 1 and 4 workers.
+//! `cargo bench --bench queue`; ZAPIS_BENCH_JOBS sets the job count (default 20000),
+//! ZAPIS_BENCH_ROUNDS the rounds (default 3), ZAPIS_BENCH_APALIS_SQLITE_JOBS the count for
+//! apalis on SQLite (default 2000: it drains at about a hundred jobs a second).
 //!
-//! Every contender gets the same workload: N jobs with a small JSON payload pushed in one bulk
-//! call, then drained by 1 or 4 workers; "drained" means the database says no job is left
-//! unfinished (polled every 5 ms), so each figure includes persisting the last completion.
+//! Contenders, interleaved within each round, each on a fresh database:
+//! - `zapis product`: the product's jobs — per booking a `booking_created` for the schedule
+//!   and for the CRM, a reminder notice for the chat (≈ 400 B of JSON), and for every fourth
+//!   booking a `booking_rescheduled` for both systems — with their ordering keys
+//!   (`booking:<id>`, `chat:<key>`) and the shipped `[sync]` settings (batch 16, poll 1 s);
+//! - `zapis bare`: no-op jobs with a `{"n": i}` payload and no ordering key, batch 100, poll
+//!   5 ms (the shape this bench used to run);
+//! - `apalis`: a peer queue (apalis 1.0: apalis-sqlite / apalis-postgres) on the product's
+//!   payloads, batch 16, 5 ms poll (its interval poll fetches only on ticks, so a 1 s poll
+//!   would cap it at 16 jobs a second per worker); it has no ordering keys;
+//! - `floor`: a bare INSERT + batched DELETE … RETURNING loop, batch 16, the floor no queue on
+//!   that database can beat.
 //!
-//! apalis settings, chosen to match ours: `Config::batch_size(100)` (our claim batch), a 5 ms
-//! poll interval (`poll_with_interval`, our `poll`), 4 workers = 4 `WorkerBuilder` workers on
-//! clones of one storage (each fetches its own batches, as our 4 worker loops do), defaults
-//! otherwise (`lock_tasks` and `persist_results` on: each task is marked Running before it runs
-//! and its result stored, its counterpart of our running state and journal row). Pushed with
+//! Every contender gets its workload pushed in one bulk call, then drained by 1 or 4 workers;
+//! "drained" means the database says no job is left unfinished (polled every 5 ms), so each
+//! figure includes persisting the last completion. Figures: end-to-end jobs/s (enqueue +
+//! drain), min / median / max over the rounds.
+//!
+//! apalis settings otherwise: 4 workers = 4 `WorkerBuilder` workers on clones of one storage
+//! (each fetches its own batches, as our 4 worker loops do), defaults otherwise (`lock_tasks`
+//! and `persist_results` on: each task is marked Running before it runs and its result
+//! stored, its counterpart of our running state and journal row). Pushed with
 //! `TaskSink::push_bulk` (one transaction). On SQLite its pool gets our store's settings
 //! (WAL, `synchronous = NORMAL`, 10 s busy timeout, 8 connections); `SqliteStorage::setup`
 //! also sets `synchronous = OFF` on the connection it runs on, so setup runs on a pool of its
@@ -31,6 +44,9 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use zapis::clock::{Clock, SystemClock};
+use zapis::dialog::{Button, Reply};
+use zapis::domain::{Channel, ChatRef};
+use zapis::effects::{BOOKING_CREATED, BOOKING_RESCHEDULED, booking_job, notify_job};
 use zapis::store::{Backend, Store};
 use zapis::sync::{
     Alerts, Delivered, DeliveryError, Engine, Job, JobContext, JobHandler, NewJob, Queue,
@@ -46,9 +62,23 @@ impl JobHandler for Noop {
     }
 }
 
-const BATCH: usize = 100;
+/// Claim batch of the bare shape.
+const BARE_BATCH: usize = 100;
 
-fn jobs(n: usize) -> Vec<NewJob> {
+/// The shipped claim batch, which the peer and the floor use too.
+fn product_batch() -> usize {
+    SyncConfig::default().batch
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// The product's jobs, ordering keys and shipped settings.
+    Product,
+    /// No-op jobs without ordering keys, batch 100, 5 ms poll.
+    Bare,
+}
+
+fn bare_jobs(n: usize) -> Vec<NewJob> {
     (0..n)
         .map(|i| NewJob {
             business_id: "bench".into(),
@@ -61,6 +91,75 @@ fn jobs(n: usize) -> Vec<NewJob> {
         .collect()
 }
 
+/// The reminder a client gets the day before, as `reminders` queues it.
+fn reminder(i: usize) -> Reply {
+    Reply {
+        text: format!(
+            "Напоминаем: завтра, 12 декабря, в 14:30 вы записаны на «Окрашивание в одну тон \
+             + укладка» к мастеру Ольге Петровой. Адрес: Екатеринбург, ул. Ленина, 1, \
+             вход со двора. Если планы изменились, перенесите или отмените запись. №{i}"
+        ),
+        buttons: vec![vec![
+            Button {
+                label: "Приду".into(),
+                data: format!("v1:c:{:032x}", i),
+            },
+            Button {
+                label: "Отменить".into(),
+                data: format!("v1:x:{:032x}", i),
+            },
+        ]],
+        request_contact: false,
+        edit: false,
+    }
+}
+
+/// The jobs a stream of bot bookings causes, `n` of them.
+fn product_jobs(n: usize) -> Vec<NewJob> {
+    let at = chrono::Utc::now();
+    let mut out = Vec::with_capacity(n + 4);
+    let mut i = 0;
+    while out.len() < n {
+        let booking = uuid::Uuid::new_v4().simple().to_string();
+        let chat = ChatRef::new(Channel::Telegram, format!("{}", 700_000_000 + i));
+        for system in ["yclients", "amocrm"] {
+            out.push(booking_job(
+                "bench",
+                system,
+                BOOKING_CREATED,
+                &booking,
+                None,
+                at,
+            ));
+        }
+        out.push(notify_job(
+            "bench",
+            &chat,
+            &format!("reminder:{booking}"),
+            reminder(i),
+        ));
+        if i % 4 == 3 {
+            for system in ["yclients", "amocrm"] {
+                out.push(booking_job(
+                    "bench",
+                    system,
+                    BOOKING_RESCHEDULED,
+                    &booking,
+                    Some("client"),
+                    at,
+                ));
+            }
+        }
+        i += 1;
+    }
+    out.truncate(n);
+    out
+}
+
+fn payloads(jobs: &[NewJob]) -> Vec<serde_json::Value> {
+    jobs.iter().map(|j| j.payload.clone()).collect()
+}
+
 #[derive(Clone, Copy)]
 struct Figures {
     enqueue: f64,
@@ -68,25 +167,38 @@ struct Figures {
     total: f64,
 }
 
-async fn engine_run(store: &Store, n: usize, workers: usize) -> Figures {
+async fn engine_run(store: &Store, shape: Shape, n: usize, workers: usize) -> Figures {
     let queue = Queue::new(store.clone());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let batch = jobs(n);
+    let (batch, config) = match shape {
+        Shape::Bare => (
+            bare_jobs(n),
+            SyncConfig {
+                workers,
+                batch: BARE_BATCH,
+                poll: Duration::from_millis(5),
+                lease: Duration::from_secs(60),
+                ..SyncConfig::default()
+            },
+        ),
+        Shape::Product => (
+            product_jobs(n),
+            SyncConfig {
+                workers,
+                ..SyncConfig::default()
+            },
+        ),
+    };
     let started = Instant::now();
     queue
         .enqueue_batch(&batch, clock.now())
         .await
         .expect("enqueue");
     let enqueued = started.elapsed();
-    let config = SyncConfig {
-        workers,
-        batch: BATCH,
-        poll: Duration::from_millis(5),
-        lease: Duration::from_secs(60),
-        ..SyncConfig::default()
-    };
     let mut engine = Engine::new(store.clone(), clock, config, Alerts::default(), "bench");
-    engine.register("noop", Arc::new(Noop));
+    for system in ["noop", "yclients", "amocrm", "telegram"] {
+        engine.register(system, Arc::new(Noop));
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let drain_start = Instant::now();
     let running = tokio::spawn(Arc::new(engine).run(stopped));
@@ -123,10 +235,6 @@ static PEER_RAN: AtomicUsize = AtomicUsize::new(0);
 async fn peer_noop(_job: serde_json::Value) -> Result<(), BoxDynError> {
     PEER_RAN.fetch_add(1, Ordering::Relaxed);
     Ok(())
-}
-
-fn peer_payloads(n: usize) -> Vec<serde_json::Value> {
-    (0..n).map(|i| serde_json::json!({ "n": i })).collect()
 }
 
 type PeerWorker = (
@@ -213,11 +321,11 @@ async fn apalis_sqlite_run(
         .expect("apalis sqlite pool");
     let config = apalis_sqlite::Config::default()
         .queue("bench")
-        .batch_size(BATCH);
+        .batch_size(product_batch());
     let mut storage = SqliteStorage::new(&pool).with_config(config);
     let started = Instant::now();
     storage
-        .push_bulk(peer_payloads(n))
+        .push_bulk(payloads(&product_jobs(n)))
         .await
         .expect("apalis sqlite push");
     let enqueued = started.elapsed();
@@ -267,11 +375,11 @@ async fn apalis_postgres_run(n: usize, workers: usize) -> Result<Figures, String
         .expect("apalis postgres setup");
     let config = apalis_postgres::Config::default()
         .queue("bench")
-        .batch_size(BATCH);
+        .batch_size(product_batch());
     let mut storage = PostgresStorage::new(&pool).with_config(config);
     let started = Instant::now();
     storage
-        .push_bulk(peer_payloads(n))
+        .push_bulk(payloads(&product_jobs(n)))
         .await
         .expect("apalis postgres push");
     let enqueued = started.elapsed();
@@ -306,6 +414,7 @@ async fn apalis_postgres_run(n: usize, workers: usize) -> Result<Figures, String
 
 /// The floor: multi-row INSERTs, then workers DELETE … RETURNING batches of the same size.
 async fn floor_run(store: &Store, n: usize, workers: usize) -> Figures {
+    let payloads = payloads(&product_jobs(n));
     let (ddl, lock) = match store.backend() {
         Backend::Sqlite => (
             "CREATE TABLE bench_floor (id INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT NOT NULL)",
@@ -329,17 +438,18 @@ async fn floor_run(store: &Store, n: usize, workers: usize) -> Figures {
             values.join(", ")
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for i in chunk {
-            q = q.bind(serde_json::json!({ "n": i }).to_string());
+        for &i in chunk {
+            q = q.bind(payloads[i].to_string());
         }
         q.execute(&mut *tx).await.expect("insert");
     }
     tx.commit().await.expect("commit");
     let enqueued = started.elapsed();
     let drain_start = Instant::now();
+    let batch = product_batch();
     let sql = format!(
         "DELETE FROM bench_floor WHERE id IN \
-         (SELECT id FROM bench_floor ORDER BY id LIMIT {BATCH} {lock}) RETURNING id"
+         (SELECT id FROM bench_floor ORDER BY id LIMIT {batch} {lock}) RETURNING id"
     );
     let mut tasks = Vec::new();
     for _ in 0..workers {
@@ -367,14 +477,6 @@ async fn floor_run(store: &Store, n: usize, workers: usize) -> Figures {
     }
 }
 
-/// The faster of two runs, by end-to-end rate.
-fn best(a: Option<Figures>, b: Figures) -> Option<Figures> {
-    match a {
-        Some(a) if a.total >= b.total => Some(a),
-        _ => Some(b),
-    }
-}
-
 async fn fresh(backend: &str, file: &std::path::Path) -> Store {
     match backend {
         "sqlite" => Store::connect(&format!("sqlite://{}", file.display()))
@@ -387,6 +489,43 @@ async fn fresh(backend: &str, file: &std::path::Path) -> Store {
     }
 }
 
+/// Closes the store; on PostgreSQL also drops its schema, so runs leave nothing behind.
+async fn dispose(store: Store) {
+    let schema = match store.backend() {
+        Backend::Postgres => sqlx::query_scalar::<_, String>("SELECT current_schema()")
+            .fetch_one(store.pool())
+            .await
+            .ok(),
+        Backend::Sqlite => None,
+    };
+    store.close().await;
+    if let (Some(schema), Ok(base)) = (schema, std::env::var("ZAPIS_TEST_POSTGRES_URL")) {
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&base)
+            .await
+            .expect("admin pool");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .execute(&admin)
+        .await
+        .expect("drop bench schema");
+        admin.close().await;
+    }
+}
+
+fn spread(xs: &[f64]) -> (f64, f64, f64) {
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => (f64::NAN, f64::NAN, f64::NAN),
+        n => (v[0], v[n / 2], v[n - 1]),
+    }
+}
+
+const CONTENDERS: [&str; 4] = ["zapis product", "zapis bare", "apalis", "floor"];
+
 #[tokio::main]
 async fn main() {
     // RUST_LOG=sqlx=warn shows slow statements.
@@ -398,6 +537,17 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
+    let rounds: usize = std::env::var("ZAPIS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    // apalis-sqlite drains at about a hundred jobs a second: fewer jobs keep a run short.
+    let peer_sqlite_n: usize = std::env::var("ZAPIS_BENCH_APALIS_SQLITE_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000)
+        .min(n);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut backends = vec!["sqlite"];
     if std::env::var("ZAPIS_TEST_POSTGRES_URL").is_ok() {
@@ -405,79 +555,80 @@ async fn main() {
     } else {
         println!("PostgreSQL skipped: ZAPIS_TEST_POSTGRES_URL is not set");
     }
+    let shipped = SyncConfig::default();
     println!(
-        "{n} no-op jobs, claim batch {BATCH}; jobs/s (enqueue | claim+run+complete | end to end)"
+        "{n} jobs a run; product shape with shipped settings (batch {}, poll {:?}); {rounds} rounds, \
+         contenders interleaved within each round",
+        shipped.batch, shipped.poll
     );
-    let rounds: usize = std::env::var("ZAPIS_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
-        .max(1);
-    println!("best of {rounds} rounds, contenders interleaved within each round");
-    let mut rows = Vec::new();
+    println!("end-to-end jobs/s (enqueue + claim, run, complete), min / median / max");
+    println!("(apalis on SQLite runs {peer_sqlite_n} jobs: it drains at about a hundred a second)");
     let mut run = 0;
+    let mut summary = Vec::new();
     for backend in backends {
         for workers in [1, 4] {
-            let (mut ours, mut peer, mut floor): (
-                Option<Figures>,
-                Result<Figures, String>,
-                Option<Figures>,
-            ) = (None, Err("not run".into()), None);
-            for _ in 0..rounds {
-                run += 1;
-                let file = dir.path().join(format!("bench{run}.db"));
-                let store = fresh(backend, &file).await;
-                ours = best(ours, engine_run(&store, n, workers).await);
-                let this_peer = match backend {
-                    "sqlite" => apalis_sqlite_run(&file, n, workers).await,
-                    _ => apalis_postgres_run(n, workers).await,
-                };
-                peer = match (peer, this_peer) {
-                    (Ok(a), Ok(b)) => Ok(best(Some(a), b).unwrap_or(b)),
-                    (_, Ok(b)) => Ok(b),
-                    (Ok(a), Err(_)) => Ok(a),
-                    (Err(_), Err(e)) => Err(e),
-                };
-                floor = best(floor, floor_run(&store, n, workers).await);
-                store.close().await;
-            }
-            let (Some(ours), Some(floor)) = (ours, floor) else {
-                continue;
-            };
-            for (name, f) in [
-                ("zapis", Ok(&ours)),
-                ("apalis", peer.as_ref()),
-                ("floor", Ok(&floor)),
-            ] {
-                match f {
-                    Ok(f) => println!(
-                        "{backend:<8} {workers} worker(s)  {name:<6} {:>8.0} | {:>8.0} | {:>8.0}",
-                        f.enqueue, f.drain, f.total
-                    ),
-                    Err(e) => println!("{backend:<8} {workers} worker(s)  {name:<6} failed: {e}"),
+            // Per contender: end-to-end rates, and the last error if a run failed.
+            let mut rates: Vec<Vec<f64>> = vec![Vec::new(); CONTENDERS.len()];
+            let mut failed: Vec<Option<String>> = vec![None; CONTENDERS.len()];
+            let mut drains: Vec<Vec<f64>> = vec![Vec::new(); CONTENDERS.len()];
+            let mut enqueues: Vec<Vec<f64>> = vec![Vec::new(); CONTENDERS.len()];
+            for round in 0..rounds {
+                // Rotate the order so no contender always runs first on a cold cache.
+                for k in 0..CONTENDERS.len() {
+                    let c = (k + round) % CONTENDERS.len();
+                    run += 1;
+                    let file = dir.path().join(format!("bench{run}.db"));
+                    let store = fresh(backend, &file).await;
+                    let figures = match CONTENDERS[c] {
+                        "zapis product" => Ok(engine_run(&store, Shape::Product, n, workers).await),
+                        "zapis bare" => Ok(engine_run(&store, Shape::Bare, n, workers).await),
+                        "apalis" => match backend {
+                            "sqlite" => apalis_sqlite_run(&file, peer_sqlite_n, workers).await,
+                            _ => apalis_postgres_run(n, workers).await,
+                        },
+                        _ => Ok(floor_run(&store, n, workers).await),
+                    };
+                    dispose(store).await;
+                    match figures {
+                        Ok(f) => {
+                            rates[c].push(f.total);
+                            drains[c].push(f.drain);
+                            enqueues[c].push(f.enqueue);
+                        }
+                        Err(e) => failed[c] = Some(e),
+                    }
                 }
             }
-            rows.push((
-                backend,
-                workers,
-                ours.total,
-                peer.map(|f| f.total).unwrap_or(f64::NAN),
-                floor.total,
-            ));
+            for (c, name) in CONTENDERS.iter().enumerate() {
+                let (lo, mid, hi) = spread(&rates[c]);
+                let (_, drain, _) = spread(&drains[c]);
+                let (_, enqueue, _) = spread(&enqueues[c]);
+                let note = failed[c]
+                    .as_ref()
+                    .map(|e| {
+                        format!(
+                            "  ({} of {rounds} runs failed: {e})",
+                            rounds - rates[c].len()
+                        )
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "{backend:<8} {workers} worker(s)  {name:<13} {lo:>8.0} / {mid:>8.0} / {hi:>8.0}   (medians: enqueue {enqueue:>7.0}, drain {drain:>7.0}){note}"
+                );
+            }
+            let median = |c: usize| spread(&rates[c]).1;
+            summary.push((backend, workers, median(0), median(1), median(2), median(3)));
         }
     }
     println!();
     println!(
-        "end to end jobs/s    {:>8} {:>8} {:>8}   zapis/apalis zapis/floor apalis/floor",
-        "zapis", "apalis", "floor"
+        "medians, jobs/s           product     bare   apalis    floor   product/apalis product/floor"
     );
-    for (backend, workers, ours, peer, floor) in rows {
+    for (backend, workers, product, bare, peer, floor) in summary {
         println!(
-            "{backend:<8} {workers} worker(s) {ours:>8.0} {peer:>8.0} {floor:>8.0}   \
-             {:>12.2} {:>11.2} {:>12.2}",
-            ours / peer,
-            ours / floor,
-            peer / floor
+            "{backend:<8} {workers} worker(s) {product:>9.0} {bare:>8.0} {peer:>8.0} {floor:>8.0}   {:>14.2} {:>13.2}",
+            product / peer,
+            product / floor
         );
     }
 }

@@ -315,16 +315,7 @@ format = "{format}"
         )
         .unwrap();
         let log = dir.path().join("zapis.log");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_zapis"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env_remove("ZAPIS_TELEGRAM__TOKEN")
-            .stdin(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let service = Service::from_child(child);
+        let service = Service::start_logging_at(&config, &log, "info");
         let user = fake.user(if format == "json" { 5101 } else { 5102 });
         user.send_text("/start");
         user.wait_for_text("Салон «Лилия»", WAIT).await;

@@ -29,18 +29,18 @@ impl Service {
         Service { child }
     }
 
-    /// A service the test spawned itself (its own environment or output).
-    pub fn from_child(child: Child) -> Service {
-        Service { child }
-    }
-
     /// [`Service::start`] with the service's log (stderr, at `warn`) written to `log`.
     pub fn start_logging_to(config: &Path, log: &Path) -> Service {
+        Service::start_logging_at(config, log, "warn")
+    }
+
+    /// [`Service::start_logging_to`] with the log filter given (`RUST_LOG`).
+    pub fn start_logging_at(config: &Path, log: &Path, filter: &str) -> Service {
         let file = std::fs::File::create(log).expect("the log file");
         let child = Command::new(env!("CARGO_BIN_EXE_zapis"))
             .args(["run", "--config"])
             .arg(config)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", filter)
             .env_remove("ZAPIS_TELEGRAM__TOKEN")
             .stdin(Stdio::null())
             .stderr(file)

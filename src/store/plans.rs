@@ -298,6 +298,26 @@ async fn the_queue_claim_and_purge_are_served_by_indexes() {
         // anti-join over the table.
         assert!(lines.contains("sync_jobs_order"), "{lines}");
         assert!(!lines.contains("Anti Join"), "{lines}");
+        if store.backend() == Backend::Sqlite {
+            // Each system's pending jobs are walked in due order along their own index and the
+            // walk stops after a batch: only the few it yields are sorted, never the backlog.
+            let walks: Vec<&str> = lines
+                .lines()
+                .filter(|l| l.starts_with("SEARCH j "))
+                .collect();
+            assert_eq!(walks.len(), 2, "one walk per system:\n{lines}");
+            assert!(
+                walks
+                    .iter()
+                    .all(|l| l.contains("sync_jobs_due (system=? AND run_at<?)")),
+                "{lines}"
+            );
+            assert_eq!(lines.matches("TEMP B-TREE").count(), 1, "{lines}");
+            assert!(
+                lines.trim_end().ends_with("USE TEMP B-TREE FOR ORDER BY"),
+                "only the batch itself is sorted:\n{lines}"
+            );
+        }
         assert_indexed(&store, "claim", &claim, &args).await;
         assert_indexed(
             &store,

@@ -353,24 +353,46 @@ impl Queue {
         let business_placeholders: Vec<String> = (0..businesses)
             .map(|i| format!("${}", i + 5 + systems))
             .collect();
-        // On PostgreSQL `= ANY(ARRAY(…))` makes the planner fetch the claimed ids through the
-        // primary key even on a fresh, never-analysed table (IN (…) may become a hash join
-        // over the whole table, which turns a backlog drain quadratic).
-        let (open, close, lock) = match self.store.backend() {
-            Backend::Postgres => ("= ANY(ARRAY(", "))", "FOR UPDATE OF j SKIP LOCKED"),
-            Backend::Sqlite => ("IN (", ")", ""),
+        let businesses_in = business_placeholders.join(", ");
+        let candidate = |system: &str| {
+            format!(
+                "SELECT j.id, j.run_at FROM sync_jobs j \
+                 WHERE j.state = 'pending' AND j.run_at <= $3 AND j.system {system} \
+                   AND j.business_id IN ({businesses_in}) \
+                   AND (j.ordering_key IS NULL OR j.id = ({FIRST_OPEN_OF_KEY})) \
+                 ORDER BY j.run_at, j.id LIMIT $4"
+            )
+        };
+        let pick = match self.store.backend() {
+            // On PostgreSQL `= ANY(ARRAY(…))` makes the planner fetch the claimed ids through
+            // the primary key even on a fresh, never-analysed table (IN (…) may become a hash
+            // join over the whole table, which turns a backlog drain quadratic).
+            Backend::Postgres => format!(
+                "= ANY(ARRAY({} FOR UPDATE OF j SKIP LOCKED))",
+                candidate(&format!("IN ({})", placeholders.join(", "))).replacen(
+                    "SELECT j.id, j.run_at",
+                    "SELECT j.id",
+                    1
+                )
+            ),
+            // SQLite given `system IN (…)` reads every pending job through `(state, system)`
+            // and sorts them all for each batch. One walk per system along its own
+            // `(system, run_at, id)` index stops after a batch; only those few are sorted.
+            Backend::Sqlite => {
+                let walks: Vec<String> = placeholders
+                    .iter()
+                    .map(|p| format!("SELECT * FROM ({})", candidate(&format!("= {p}"))))
+                    .collect();
+                format!(
+                    "IN (SELECT id FROM ({}) ORDER BY run_at, id LIMIT $4)",
+                    walks.join(" UNION ALL ")
+                )
+            }
         };
         format!(
             "UPDATE sync_jobs SET state = 'running', worker_id = $1, lease_until = $2, \
                attempts = attempts + 1, updated_at = $3 \
-             WHERE id {open}SELECT j.id FROM sync_jobs j \
-               WHERE j.state = 'pending' AND j.run_at <= $3 AND j.system IN ({}) \
-                 AND j.business_id IN ({}) \
-                 AND (j.ordering_key IS NULL OR j.id = ({FIRST_OPEN_OF_KEY})) \
-               ORDER BY j.run_at, j.id LIMIT $4 {lock}{close} \
-             RETURNING {JOB_COLUMNS}",
-            placeholders.join(", "),
-            business_placeholders.join(", ")
+             WHERE id {pick} RETURNING {JOB_COLUMNS}"
         )
     }
 

@@ -20,6 +20,15 @@ pub enum JobState {
     Dead,
 }
 
+/// The same probe for PostgreSQL, written so only `sync_jobs_key (ordering_key, id)` can serve
+/// it: `|| ''` keeps business and system out of any index condition, since without statistics
+/// the planner would rather walk the idempotency index on `(business_id, system)` and filter
+/// every job of the system. An ordering key names one booking, chat or customer, so the few
+/// rows sharing it are filtered cheaply.
+const FIRST_OPEN_OF_KEY_PG: &str = "SELECT MIN(p.id) FROM sync_jobs p \
+     WHERE p.ordering_key = j.ordering_key AND p.state IN ('pending', 'running') \
+       AND p.business_id || '' = j.business_id AND p.system || '' = j.system";
+
 /// A job with an ordering key runs only when it is the first open (pending or running) job of
 /// its key. Written as a scalar subquery for the minimum id, served by `sync_jobs_order` as one
 /// index probe per candidate: the equivalent `NOT EXISTS (earlier open job)` lets PostgreSQL
@@ -364,17 +373,27 @@ impl Queue {
             )
         };
         let pick = match self.store.backend() {
-            // On PostgreSQL `= ANY(ARRAY(…))` makes the planner fetch the claimed ids through
-            // the primary key even on a fresh, never-analysed table (IN (…) may become a hash
-            // join over the whole table, which turns a backlog drain quadratic).
-            Backend::Postgres => format!(
-                "= ANY(ARRAY({} FOR UPDATE OF j SKIP LOCKED))",
-                candidate(&format!("IN ({})", placeholders.join(", "))).replacen(
-                    "SELECT j.id, j.run_at",
-                    "SELECT j.id",
-                    1
+            // One walk per system along `sync_jobs_due`, each locking at most a batch, and the
+            // ordering-key probe kept to `sync_jobs_key`: on a table the planner has no
+            // statistics for yet (a fresh deployment), `system IN (…)` reads and sorts every
+            // pending job of the business, and the probe takes the idempotency index and
+            // filters every job of the system, for each candidate (29 s a batch at 20,000
+            // pending). `FOR UPDATE` may not sit under a `UNION`, so the walks hang off a
+            // lateral join. `= ANY(ARRAY(…))` then updates the claimed ids by primary key.
+            Backend::Postgres => {
+                let walk = format!(
+                    "SELECT j.id, j.run_at FROM sync_jobs j \
+                     WHERE j.state = 'pending' AND j.run_at <= $3 AND j.system = s.system \
+                       AND j.business_id IN ({businesses_in}) \
+                       AND (j.ordering_key IS NULL OR j.id = ({FIRST_OPEN_OF_KEY_PG})) \
+                     ORDER BY j.run_at, j.id LIMIT $4 FOR UPDATE OF j SKIP LOCKED"
+                );
+                format!(
+                    "= ANY(ARRAY(SELECT c.id FROM unnest(ARRAY[{}]::text[]) AS s(system) \
+                       CROSS JOIN LATERAL ({walk}) c ORDER BY c.run_at, c.id LIMIT $4))",
+                    placeholders.join(", ")
                 )
-            ),
+            }
             // SQLite given `system IN (…)` reads every pending job through `(state, system)`
             // and sorts them all for each batch. One walk per system along its own
             // `(system, run_at, id)` index stops after a batch; only those few are sorted.

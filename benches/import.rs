@@ -12,7 +12,7 @@
 #[path = "../tests/support/fake_amocrm.rs"]
 mod fake_amocrm;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 use fake_amocrm::FakeAmo;
@@ -115,7 +115,10 @@ async fn into_amocrm(rate: u32) -> ImportRun {
     // 5,555 rows, a tenth of them duplicates: 5,000 distinct clients.
     std::fs::write(&file, base(5555).replace(";Client", ";client")).expect("csv");
     let started = Instant::now();
-    let status = Command::new(env!("CARGO_BIN_EXE_zapis"))
+    // The fake answers on this runtime: a blocking wait here could hold the very task that
+    // should accept the import's next request (a task parked in this worker's LIFO slot is not
+    // stolen by the other worker), which is how this run once never finished.
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_zapis"))
         .arg("import")
         .arg(&file)
         .args(["--into", "amocrm", "--config"])
@@ -123,6 +126,7 @@ async fn into_amocrm(rate: u32) -> ImportRun {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .status()
+        .await
         .expect("zapis import runs");
     let wall = started.elapsed();
     assert!(status.success());

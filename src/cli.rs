@@ -656,6 +656,14 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
             stop_rx.clone(),
         )
     });
+    let retention_task = crate::store::retention::spawn(
+        app.store.clone(),
+        app.config.business.id.clone(),
+        app.config.retention.clone(),
+        app.clock.clone(),
+        lease("retention", crate::store::retention::PURGE_EVERY),
+        stop_rx.clone(),
+    );
     let bots = crate::messenger::run_all(&app).await;
     let _ = stop_tx.send(true);
     if let Some(task) = http_task {
@@ -671,6 +679,7 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
         reminders_task,
         crm_reconcile_task,
         stock_task,
+        Some(retention_task),
     ]
     .into_iter()
     .flatten()

@@ -52,6 +52,9 @@ pub struct Config {
     /// How `zapis run` writes its log.
     #[serde(default)]
     pub log: LogConfig,
+    /// How long webhook bodies, the chat log and dialog states are kept.
+    #[serde(default)]
+    pub retention: crate::store::retention::RetentionConfig,
     /// Landing forms, AlfaCRM, GetCourse and the courses of a school.
     #[serde(default)]
     pub school: Option<crate::school::config::SchoolConfig>,
@@ -651,6 +654,32 @@ mod tests {
 name = "Салон"
 timezone = "Asia/Yekaterinburg"
 "#;
+
+    #[test]
+    fn retention_periods_parse_and_a_short_or_unknown_one_is_refused_by_name() {
+        let c = load(&format!(
+            "{MINIMAL}\n[retention]\ninbox_bodies = \"7d\"\nchat_log = \"off\"\n"
+        ))
+        .expect("loads");
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(c.retention.inbox_bodies, Some(7 * day));
+        assert_eq!(c.retention.chat_log, None);
+        assert_eq!(c.retention.dialogs, Some(365 * day));
+        assert_eq!(
+            load(MINIMAL).expect("loads").retention.chat_log,
+            Some(180 * day)
+        );
+        for (toml, named) in [
+            ("chat_log = \"10m\"", "shorter than an hour"),
+            ("chat_logs = \"30d\"", "chat_logs"),
+            ("dialogs = \"soon\"", "soon"),
+        ] {
+            let e = load(&format!("{MINIMAL}\n[retention]\n{toml}\n"))
+                .expect_err(toml)
+                .to_string();
+            assert!(e.contains("retention") && e.contains(named), "{toml}: {e}");
+        }
+    }
 
     #[test]
     fn the_shipped_example_config_is_valid() {

@@ -10,6 +10,7 @@ mod leases;
 mod links;
 #[cfg(test)]
 mod plans;
+pub mod retention;
 mod sync_state;
 
 pub use bookings::{

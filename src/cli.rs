@@ -105,6 +105,15 @@ enum Cmd {
         #[arg(long)]
         client: Option<String>,
     },
+    /// Erase a client's personal data from the store (152-ФЗ): their card, chats, transcript
+    /// and what stored webhooks and finished jobs say about them. Deliveries about them still
+    /// on their way finish first; the erasure follows at once (under `zapis run`).
+    Forget {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The client's phone, in any usual format.
+        phone: String,
+    },
     /// MAX messenger administration.
     #[command(subcommand)]
     Max(MaxCmd),
@@ -309,6 +318,10 @@ pub async fn main() -> anyhow::Result<()> {
             init_tracing("warn");
             bookings(&config.config, upcoming, client).await
         }
+        Cmd::Forget { config, phone } => {
+            init_tracing("warn");
+            forget(&config.config, &phone).await
+        }
         Cmd::Journal { config, args } => {
             init_tracing("warn");
             let store = sync_store(cli.store, &config).await?;
@@ -503,6 +516,48 @@ async fn sync_store(store: Option<String>, config: &ConfigArg) -> anyhow::Result
     Ok(Store::open_existing(&url).await?)
 }
 
+async fn forget(path: &std::path::Path, phone: &str) -> anyhow::Result<()> {
+    use crate::store::forget::Forgot;
+    let config = load(path)?;
+    let phone = crate::normalize::Phone::parse(phone).context("PHONE is not a phone number")?;
+    let store = Store::open_existing(&config.store.url).await?;
+    let forgot = store
+        .forget(&config.business.id, &phone, chrono::Utc::now())
+        .await
+        .context("erasing the client")?;
+    match forgot {
+        Forgot::Erased(e) => {
+            println!(
+                "{}: erased. Client card: {}; bookings unlinked from the chat: {}; dialogs: {}; \
+                 chat lines: {}; webhook bodies: {}; job payloads: {}; import rows: {}; \
+                 school applications: {}. The journal records the erasure.",
+                phone.masked(),
+                e.clients,
+                e.bookings,
+                e.dialogs,
+                e.chat_lines,
+                e.webhook_bodies,
+                e.job_payloads,
+                e.import_rows,
+                e.applications
+            );
+        }
+        Forgot::Waiting { deliveries } => {
+            println!(
+                "{}: {deliveries} deliveries about this client are still on their way. The \
+                 erasure is recorded and runs within seconds of the last one ending, while \
+                 `zapis run` is running (at the latest when they are given up after \
+                 sync.max_age).",
+                phone.masked()
+            );
+        }
+    }
+    println!(
+        "The CRM and the schedule keep what the business holds there: erase the client there too."
+    );
+    Ok(())
+}
+
 async fn bookings(
     path: &std::path::Path,
     upcoming: bool,
@@ -661,7 +716,7 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
         app.config.business.id.clone(),
         app.config.retention.clone(),
         app.clock.clone(),
-        lease("retention", crate::store::retention::PURGE_EVERY),
+        lease("retention", crate::store::retention::ERASURES_EVERY),
         stop_rx.clone(),
     );
     let bots = crate::messenger::run_all(&app).await;

@@ -52,6 +52,14 @@ impl Phone {
         &self.0
     }
 
+    /// The digits after the country code (`9123456789`): what every way of writing the number
+    /// without separators contains (`+7…`, `8…`, `7…`), so a search for it finds them all.
+    pub fn national_digits(&self) -> String {
+        PhoneNumber::parse(&self.0, None)
+            .map(|n| n.get_national_significant_number())
+            .unwrap_or_else(|_| self.0.trim_start_matches('+').to_string())
+    }
+
     /// The number with its middle digits hidden, for logs and the journal: `+7912***6789`.
     pub fn masked(&self) -> String {
         mask_phone(&self.0)

@@ -599,3 +599,163 @@ async fn check_probe_lists_the_amocrm_tracking_fields_and_what_zapis_does_withou
     );
     assert!(row.contains("tags and a note"), "{row}");
 }
+
+/// Every table of the SQLite store at `url`, with how many rows mention any of `needles`
+/// (compared as text, case-sensitive), for tables with at least one.
+async fn tables_mentioning(store: &Store, needles: &[&str]) -> Vec<(String, i64)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' \
+         AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' ORDER BY name",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("tables");
+    assert!(tables.len() > 20, "the whole schema is scanned: {tables:?}");
+    let mut hits = Vec::new();
+    for table in tables {
+        let columns: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT name FROM pragma_table_info('{table}')"
+        )))
+        .fetch_all(store.pool())
+        .await
+        .expect("columns");
+        let any: Vec<String> = columns
+            .iter()
+            .flat_map(|c| {
+                needles
+                    .iter()
+                    .map(move |n| format!("INSTR(CAST(\"{c}\" AS TEXT), '{n}') > 0"))
+            })
+            .collect();
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM \"{table}\" WHERE {}",
+            any.join(" OR ")
+        )))
+        .fetch_one(store.pool())
+        .await
+        .expect("scan");
+        if n > 0 {
+            hits.push((table, n));
+        }
+    }
+    hits
+}
+
+/// `zapis forget` while the client's lead is still on its way to amoCRM: the command says the
+/// erasure waits; once the lead is delivered the client's number and name are gone from every
+/// table of the store, the visit stays as an anonymous booking and the journal records it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_client_leaves_no_trace_in_the_store_once_their_lead_is_delivered() {
+    let tg = FakeTelegram::start().await;
+    let amo = FakeAmo::start().await;
+    let crm = Crm::Amo(amo);
+    let dir = tempfile::tempdir().unwrap();
+    let (store_url, _port) = write_config(dir.path(), &tg, &crm);
+    let config = dir.path().join("zapis.toml");
+    let service = Service::start(&config);
+    let Crm::Amo(amo) = &crm else { unreachable!() };
+    let needles = ["9165551234", "Ефросинья"];
+
+    // amoCRM refuses writes (the account is unpaid): the lead waits in the queue.
+    amo.set_unpaid(true);
+    let client = tg.user(3003);
+    client.send_text("/start src_landing");
+    client.wait_for_text("Салон «Лилия»", WAIT).await;
+    book_first_slot(&client, "Женская стрижка", "+7 916 555-12-34", "Ефросинья").await;
+    client.wait_for_text("вы записаны", WAIT).await;
+    // Someone else's data stays.
+    book(
+        &tg.user(3004),
+        "/start",
+        "Женская стрижка",
+        "+7 912 345-67-89",
+    )
+    .await;
+    let store = Store::connect(&store_url).await.unwrap();
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT id FROM sync_jobs WHERE system = 'amocrm' AND state = 'pending' \
+             AND attempts > 0 ORDER BY id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+    };
+    for _ in 0..200 {
+        if waiting().await.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let jobs = waiting().await;
+    assert!(jobs.len() >= 2, "both leads wait: {jobs:?}");
+
+    let forget = |phone: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_zapis"))
+            .args(["forget", phone, "--config"])
+            .arg(&config)
+            .output()
+            .expect("zapis forget runs");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let said = forget("8 (916) 555-12-34");
+    assert!(said.contains("still on their way"), "{said}");
+    assert!(
+        said.contains("+7916") && !said.contains("9165551234"),
+        "{said}"
+    );
+    assert!(!tables_mentioning(&store, &needles).await.is_empty());
+
+    // The account is paid; an operator runs the waiting jobs now. The lead is delivered and
+    // the erasure follows.
+    amo.set_unpaid(false);
+    for id in jobs {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_zapis"))
+            .args(["queue", "--config"])
+            .arg(&config)
+            .args(["retry", &id.to_string()])
+            .output()
+            .expect("zapis queue retry runs");
+        assert!(out.status.success(), "{out:?}");
+    }
+    for _ in 0..300 {
+        if tables_mentioning(&store, &needles).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let left = tables_mentioning(&store, &needles).await;
+    assert!(left.is_empty(), "still in the store: {left:?}");
+    assert!(
+        amo.contacts()
+            .iter()
+            .any(|c| c.to_string().contains("Ефросинья")),
+        "the CRM got its contact before the erasure, and keeps it"
+    );
+    assert!(
+        !tables_mentioning(&store, &["9123456789"]).await.is_empty(),
+        "the other client is untouched"
+    );
+    let bookings: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bookings")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(bookings, 2, "the visit stays, anonymous");
+    let journal: Vec<String> = sqlx::query_scalar(
+        "SELECT error FROM sync_journal WHERE operation = 'forget' AND outcome = 'erased'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(journal.len(), 1, "{journal:?}");
+    assert!(
+        journal[0].contains("+7916") && !journal[0].contains("9165551234"),
+        "{journal:?}"
+    );
+
+    // Asked again, there is nothing left to erase.
+    let said = forget("+79165551234");
+    assert!(said.contains("erased. Client card: 0"), "{said}");
+    service.stop();
+}

@@ -6,6 +6,7 @@ mod bookings;
 mod chat_log;
 mod cursors;
 mod dialogs;
+pub mod forget;
 mod leases;
 mod links;
 #[cfg(test)]

@@ -143,7 +143,12 @@ impl Store {
     }
 }
 
-/// Runs the purge every [`PURGE_EVERY`] on the instance holding the `retention` lease.
+/// How often erasures waiting for a delivery are looked at: the client is forgotten soon after
+/// the last delivery about them.
+pub const ERASURES_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs the purge every [`PURGE_EVERY`], and waiting erasures every [`ERASURES_EVERY`], on the
+/// instance holding the `retention` lease.
 pub fn spawn(
     store: Store,
     business_id: String,
@@ -153,24 +158,33 @@ pub fn spawn(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut purge_due = tokio::time::Instant::now();
         loop {
             if lease.hold(clock.now()).await {
-                match store
-                    .purge_expired(&business_id, &config, clock.now())
-                    .await
-                {
-                    Ok(p) if p == Purged::default() => {}
-                    Ok(p) => tracing::info!(
-                        inbox_bodies = p.inbox_bodies,
-                        chat_lines = p.chat_lines,
-                        dialogs = p.dialogs,
-                        "retention: removed what is past its period"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "retention: purge failed"),
+                match store.run_waiting_erasures(&business_id, clock.now()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(clients = n, "waiting erasures carried out"),
+                    Err(e) => tracing::warn!(error = %e, "waiting erasures failed"),
+                }
+                if tokio::time::Instant::now() >= purge_due {
+                    purge_due = tokio::time::Instant::now() + PURGE_EVERY;
+                    match store
+                        .purge_expired(&business_id, &config, clock.now())
+                        .await
+                    {
+                        Ok(p) if p == Purged::default() => {}
+                        Ok(p) => tracing::info!(
+                            inbox_bodies = p.inbox_bodies,
+                            chat_lines = p.chat_lines,
+                            dialogs = p.dialogs,
+                            "retention: removed what is past its period"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "retention: purge failed"),
+                    }
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(PURGE_EVERY) => {}
+                _ = tokio::time::sleep(ERASURES_EVERY) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
         }

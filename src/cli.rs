@@ -105,6 +105,14 @@ enum Cmd {
         #[arg(long)]
         client: Option<String>,
     },
+    /// A consistent copy of the SQLite store into FILE, taken while `zapis run` keeps running
+    /// (PostgreSQL: use `pg_dump`, docs/deploy.md).
+    Backup {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Where the copy goes; it must not exist yet.
+        file: PathBuf,
+    },
     /// Erase a client's personal data from the store (152-ФЗ): their card, chats, transcript
     /// and what stored webhooks and finished jobs say about them. Deliveries about them still
     /// on their way finish first; the erasure follows at once (under `zapis run`).
@@ -317,6 +325,17 @@ pub async fn main() -> anyhow::Result<()> {
         } => {
             init_tracing("warn");
             bookings(&config.config, upcoming, client).await
+        }
+        Cmd::Backup { config, file } => {
+            init_tracing("warn");
+            let config = load(&config.config)?;
+            let store = Store::open_existing(&config.store.url).await?;
+            store
+                .backup_into(&file)
+                .await
+                .with_context(|| format!("backing up into {}", file.display()))?;
+            println!("store copied into {}", file.display());
+            Ok(())
         }
         Cmd::Forget { config, phone } => {
             init_tracing("warn");

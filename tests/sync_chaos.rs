@@ -813,3 +813,87 @@ async fn queue_retry_keeps_to_one_business_and_runs_a_waiting_job_now() {
     assert_eq!(job.state, JobState::Pending);
     assert!(job.run_at <= chrono::Utc::now(), "{:?}", job.run_at);
 }
+
+/// `zapis backup FILE` while `zapis worker` keeps writing to the store: the copy opens, holds
+/// every job enqueued before it and is a store this zapis can run on; a second backup into the
+/// same file is refused rather than overwriting it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_the_store_is_written_is_a_complete_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("zapis.db");
+    let url = format!("sqlite://{}", db.display());
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!("[store]\nurl = \"{url}\"\n\n[business]\nname = \"Салон\"\ntimezone = \"Europe/Moscow\"\n"),
+    )
+    .unwrap();
+    let store = zapis::store::Store::connect(&url).await.unwrap();
+    let queue = zapis::sync::Queue::new(store.clone());
+    let jobs: Vec<zapis::sync::NewJob> = (0..500)
+        .map(|i| zapis::sync::NewJob {
+            business_id: "default".into(),
+            system: "nowhere".into(),
+            operation: "op".into(),
+            payload: serde_json::json!({ "n": i }),
+            idempotency_key: format!("k{i}"),
+            ordering_key: None,
+        })
+        .collect();
+    queue
+        .enqueue_batch(&jobs, chrono::Utc::now())
+        .await
+        .unwrap();
+    // A writer keeps going while the copy is taken.
+    let writer = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            for i in 500..1500 {
+                let job = zapis::sync::NewJob {
+                    business_id: "default".into(),
+                    system: "nowhere".into(),
+                    operation: "op".into(),
+                    payload: serde_json::json!({ "n": i }),
+                    idempotency_key: format!("k{i}"),
+                    ordering_key: None,
+                };
+                queue.enqueue(&job, chrono::Utc::now()).await.unwrap();
+            }
+        })
+    };
+    let copy = dir.path().join("backup.db");
+    let backup = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_zapis"))
+            .args(["backup", "--config"])
+            .arg(&config)
+            .arg(&copy)
+            .output()
+            .expect("zapis backup runs")
+    };
+    let out = backup();
+    assert!(out.status.success(), "{out:?}");
+    writer.await.unwrap();
+    let saved = zapis::store::Store::open_existing(&format!("sqlite://{}", copy.display()))
+        .await
+        .expect("the copy is a store at this zapis's schema");
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_jobs")
+        .fetch_one(saved.pool())
+        .await
+        .unwrap();
+    assert!((500..=1500).contains(&n), "{n} jobs in the copy");
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM sync_jobs ORDER BY id")
+        .fetch_all(saved.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids,
+        (1..=n).collect::<Vec<_>>(),
+        "a prefix of the writes, no gaps"
+    );
+    let again = backup();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("exists already"),
+        "{again:?}"
+    );
+}

@@ -45,6 +45,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0} already exists")]
     Conflict(String),
+    #[error("cannot back up: {0}")]
+    Backup(String),
     #[error("there is no store at {url} yet: `zapis migrate` creates it")]
     Missing { url: String },
     #[error(
@@ -261,6 +263,31 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
         }
+    }
+
+    /// Copies a SQLite store into `file` in one read transaction (`VACUUM INTO`): consistent
+    /// while writers go on, and compact. PostgreSQL is refused: `pg_dump` does that job.
+    pub async fn backup_into(&self, file: &std::path::Path) -> Result<(), StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Err(StoreError::Backup(
+                "zapis backup copies SQLite stores; for PostgreSQL use pg_dump (docs/deploy.md)"
+                    .into(),
+            ));
+        }
+        if file.exists() {
+            return Err(StoreError::Backup(format!(
+                "{} exists already; name a new file",
+                file.display()
+            )));
+        }
+        let path = file
+            .to_str()
+            .ok_or_else(|| StoreError::Backup(format!("{} is not a UTF-8 path", file.display())))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(path)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub fn backend(&self) -> Backend {

@@ -109,6 +109,14 @@ pub struct HttpConfig {
         deserialize_with = "crate::sync::config::de_duration"
     )]
     pub request_timeout: std::time::Duration,
+    /// Serve `/metrics` on `listen` too. Off by default: the numbers tell business volumes to
+    /// anyone who can reach the webhook address.
+    #[serde(default)]
+    pub metrics: bool,
+    /// Serve `/metrics` (alone) on this address as well, e.g. `127.0.0.1:9464` for a local
+    /// Prometheus.
+    #[serde(default)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn default_max_connections() -> usize {

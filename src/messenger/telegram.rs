@@ -37,6 +37,7 @@ use tokio::sync::oneshot;
 use url::Url;
 
 use super::ChatHandler;
+use super::liveness::Poller;
 use super::telegram_pacing::{TelegramLimits, TelegramPacer};
 use crate::config::TelegramConfig;
 use crate::conversation::{ChatEvent, Conversations};
@@ -65,6 +66,7 @@ pub enum TelegramError {
 pub async fn run<S>(
     config: &TelegramConfig,
     conversations: Arc<Conversations>,
+    liveness: Arc<Poller>,
     shutdown: S,
 ) -> Result<(), TelegramError>
 where
@@ -73,6 +75,7 @@ where
     let lang = conversations.business().locale;
     TelegramAdapter::new(config)
         .default_lang(lang)
+        .liveness(liveness)
         .run(conversations, shutdown)
         .await
 }
@@ -84,7 +87,11 @@ pub struct TelegramAdapter {
     limits: TelegramLimits,
     poll_timeout: Duration,
     default_lang: Lang,
+    liveness: Arc<Poller>,
 }
+
+/// teloxide's own timeout of one API call: a failed poll's retry has answered or failed by then.
+const API_CALL_TIMEOUT: Duration = Duration::from_secs(17);
 
 impl TelegramAdapter {
     pub fn new(config: &TelegramConfig) -> TelegramAdapter {
@@ -94,7 +101,14 @@ impl TelegramAdapter {
             limits: config.limits,
             poll_timeout: Duration::from_secs(10),
             default_lang: Lang::default(),
+            liveness: Arc::default(),
         }
+    }
+
+    /// Where the poll loop reports whether it is alive (`/health/ready`).
+    pub fn liveness(mut self, poller: Arc<Poller>) -> TelegramAdapter {
+        self.liveness = poller;
+        self
     }
 
     /// The business locale, for the adapter's own few words when Telegram tells no language.
@@ -127,6 +141,16 @@ impl TelegramAdapter {
     where
         S: Future<Output = ()> + Send,
     {
+        let liveness = self.liveness.clone();
+        let result = self.poll(handler, shutdown).await;
+        liveness.stopped();
+        result
+    }
+
+    async fn poll<S>(self, handler: Arc<dyn ChatHandler>, shutdown: S) -> Result<(), TelegramError>
+    where
+        S: Future<Output = ()> + Send,
+    {
         let redactor = Redactor::new(&self.token);
         let startup_error = |e: RequestError| match e {
             RequestError::Api(ApiError::InvalidToken) => TelegramError::Unauthorized,
@@ -154,6 +178,7 @@ impl TelegramAdapter {
             default_lang: self.default_lang,
             pacer,
             turns: ChatTurns::default(),
+            liveness: self.liveness.clone(),
         });
         // Every update goes to one concurrent worker; per-chat order is kept by `ChatTurns`.
         // teloxide's default distribution keeps a worker task and a queue per chat ever seen
@@ -168,11 +193,34 @@ impl TelegramAdapter {
             .error_handler(Arc::new(LogError(redactor.clone())))
             .build();
         let stop = dispatcher.shutdown_token();
-        let listener = Polling::builder(bot).timeout(self.poll_timeout).build();
+        // teloxide reports a failed poll (to the backoff and the error handler) but not an
+        // answered empty one: the delay it waits is kept so the error handler can tell when
+        // the retry must have answered.
+        let retry_in = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let listener = Polling::builder(bot)
+            .timeout(self.poll_timeout)
+            .backoff_strategy({
+                let retry_in = retry_in.clone();
+                move |failures| {
+                    let wait = teloxide::backoff::exponential_backoff_strategy(failures);
+                    retry_in.store(
+                        u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    wait
+                }
+            })
+            .build();
+        self.liveness.started(chrono::Utc::now());
 
         tracing::info!(api_url = %self.api_url, "Telegram bot polling");
-        let dispatch =
-            dispatcher.try_dispatch_with_listener(listener, Arc::new(LogError(redactor.clone())));
+        let poll_errors = PollError {
+            log: LogError(redactor.clone()),
+            liveness: self.liveness.clone(),
+            retry_in,
+            answer_within: self.poll_timeout + API_CALL_TIMEOUT,
+        };
+        let dispatch = dispatcher.try_dispatch_with_listener(listener, Arc::new(poll_errors));
         tokio::pin!(dispatch);
         tokio::pin!(shutdown);
         tokio::select! {
@@ -287,6 +335,7 @@ struct Inner {
     default_lang: Lang,
     pacer: Arc<TelegramPacer>,
     turns: ChatTurns,
+    liveness: Arc<Poller>,
 }
 
 impl Inner {
@@ -298,6 +347,8 @@ impl Inner {
         event: ChatEvent,
         editable: Option<MessageId>,
     ) {
+        // An update arrived, so the poll that brought it was answered.
+        self.liveness.polled(chrono::Utc::now());
         let chat = ChatRef::new(Channel::Telegram, chat_id.0.to_string());
         tracing::info!(chat = %chat.chat_id, event = %describe(&event), "Telegram input");
         let replies = match self.handler.handle(&chat, lang, event).await {
@@ -628,6 +679,35 @@ where
         Box::pin(async move {
             tracing::warn!(error = %text, "Telegram polling or handler error");
         })
+    }
+}
+
+/// A failed poll: logged like any error, and the poller marked down until its retry answers.
+struct PollError {
+    log: LogError,
+    liveness: Arc<Poller>,
+    /// The backoff teloxide chose for this failure, in milliseconds.
+    retry_in: Arc<std::sync::atomic::AtomicU64>,
+    answer_within: Duration,
+}
+
+impl ErrorHandler<RequestError> for PollError {
+    fn handle_error(
+        self: Arc<Self>,
+        error: RequestError,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        let retry_in = match &error {
+            RequestError::RetryAfter(wait) => wait.duration(),
+            _ => Duration::from_millis(self.retry_in.load(std::sync::atomic::Ordering::Relaxed)),
+        };
+        let text = self.log.0.redact(&error.to_string());
+        self.liveness.failed(
+            &text,
+            retry_in,
+            Some(self.answer_within),
+            chrono::Utc::now(),
+        );
+        Arc::new(LogError(self.log.0.clone())).handle_error(error)
     }
 }
 

@@ -13,6 +13,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use super::HttpState;
 use crate::messenger::liveness::{Poller, PollerState, PollerStatus};
 use crate::sync::health::{Health, IntegrationHealth, integration_health};
+use crate::sync::journal::mask_text;
 
 /// How far back `/health/ready` counts attempts for `delivered`/`failed` and `degraded`.
 pub const READY_WINDOW: Duration = Duration::from_secs(3600);
@@ -96,9 +97,10 @@ pub async fn ready(State(state): State<HttpState>) -> Response {
         .map(|ops| {
             ops.pollers
                 .iter()
-                .map(|(messenger, poller)| PollerReport {
-                    messenger,
-                    status: poller.status(now),
+                .map(|(messenger, poller)| {
+                    let mut status = poller.status(now);
+                    status.last_error = status.last_error.as_deref().map(mask_text);
+                    PollerReport { messenger, status }
                 })
                 .collect()
         })
@@ -166,4 +168,118 @@ pub async fn serve_metrics(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use crate::clock::FakeClock;
+    use crate::store::{Store, testing};
+
+    fn state(store: &Store, ops: Option<Ops>) -> HttpState {
+        HttpState {
+            store: store.clone(),
+            business_id: "b1".into(),
+            secret: "webhook-secret-0123456789".into(),
+            sources: Vec::new(),
+            clock: Arc::new(FakeClock::new(
+                DateTime::from_timestamp(1_800_000_000, 0).expect("a time"),
+            )),
+            max_secret: None,
+            bitrix24_token: None,
+            forms: None,
+            onec: None,
+            ops: ops.map(Arc::new),
+        }
+    }
+
+    async fn get(state: HttpState, path: &str) -> (StatusCode, String) {
+        let answer = crate::http::router(state)
+            .oneshot(Request::get(path).body(Body::empty()).expect("a request"))
+            .await
+            .expect("an answer");
+        let status = answer.status();
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 20)
+            .await
+            .expect("a body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn readiness_names_what_is_not_ready() {
+        let store = testing::sqlite().await;
+        let telegram = Arc::new(Poller::default());
+        let ops = || Ops {
+            systems: vec!["amocrm".into()],
+            pollers: vec![("telegram", telegram.clone())],
+            metrics: None,
+        };
+        let now = DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
+
+        let (status, body) = get(state(&store, Some(ops())), "/health/ready").await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "still starting: {body}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(json["pollers"][0]["state"], "starting");
+
+        telegram.started(now);
+        let (status, body) = get(state(&store, Some(ops())), "/health/ready").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+
+        // A poll error keeps no phone in clear.
+        telegram.failed("chat +79123456789 unreachable", Duration::ZERO, None, now);
+        let (status, body) = get(state(&store, Some(ops())), "/health/ready").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(!body.contains("9123456789"), "{body}");
+        telegram.polled(now);
+
+        crate::sync::health::record_failure(
+            &store,
+            "b1",
+            "amocrm",
+            "HTTP 502",
+            Duration::ZERO,
+            now,
+        )
+        .await
+        .expect("recorded");
+        let (status, body) = get(state(&store, Some(ops())), "/health/ready").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(json["integrations"][0]["state"], "down");
+        assert_eq!(json["integrations"][0]["last_error"], "HTTP 502");
+
+        // Live and the old check do not look at vendors; metrics are not served without a
+        // recorder handle.
+        assert_eq!(
+            get(state(&store, Some(ops())), "/health/live").await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            get(state(&store, Some(ops())), "/health").await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            get(state(&store, Some(ops())), "/metrics").await.0,
+            StatusCode::NOT_FOUND
+        );
+
+        store.close().await;
+        let (status, body) = get(state(&store, Some(ops())), "/health/ready").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(json["store"]["reachable"], false);
+        assert!(json["store"]["error"].is_string());
+        assert_eq!(
+            get(state(&store, None), "/health/live").await.0,
+            StatusCode::OK
+        );
+    }
 }

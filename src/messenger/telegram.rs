@@ -27,11 +27,13 @@ use teloxide::dispatching::{Dispatcher, UpdateFilterExt, UpdateHandler};
 use teloxide::error_handlers::ErrorHandler;
 use teloxide::prelude::*;
 use teloxide::requests::Request;
+use teloxide::stop::StopToken;
+use teloxide::types::AllowedUpdate;
 use teloxide::types::{
     ButtonRequest, InlineKeyboardButton, InlineKeyboardMarkup, KeyboardButton, KeyboardMarkup,
     KeyboardRemove, MessageId, ReplyMarkup,
 };
-use teloxide::update_listeners::Polling;
+use teloxide::update_listeners::{AsUpdateStream, Polling, UpdateListener};
 use teloxide::{ApiError, RequestError};
 use tokio::sync::oneshot;
 use url::Url;
@@ -90,8 +92,9 @@ pub struct TelegramAdapter {
     liveness: Arc<Poller>,
 }
 
-/// teloxide's own timeout of one API call: a failed poll's retry has answered or failed by then.
-const API_CALL_TIMEOUT: Duration = Duration::from_secs(17);
+/// How long after it is sent a failed poll's retry has answered or failed: teloxide's own
+/// timeout of one API call (17 s), plus the 10 s it holds a 5xx answer before reporting it.
+const API_CALL_TIMEOUT: Duration = Duration::from_secs(17 + 10);
 
 impl TelegramAdapter {
     pub fn new(config: &TelegramConfig) -> TelegramAdapter {
@@ -178,7 +181,6 @@ impl TelegramAdapter {
             default_lang: self.default_lang,
             pacer,
             turns: ChatTurns::default(),
-            liveness: self.liveness.clone(),
         });
         // Every update goes to one concurrent worker; per-chat order is kept by `ChatTurns`.
         // teloxide's default distribution keeps a worker task and a queue per chat ever seen
@@ -211,6 +213,10 @@ impl TelegramAdapter {
                 }
             })
             .build();
+        let listener = WatchedPolling {
+            inner: listener,
+            liveness: self.liveness.clone(),
+        };
         self.liveness.started(chrono::Utc::now());
 
         tracing::info!(api_url = %self.api_url, "Telegram bot polling");
@@ -335,7 +341,6 @@ struct Inner {
     default_lang: Lang,
     pacer: Arc<TelegramPacer>,
     turns: ChatTurns,
-    liveness: Arc<Poller>,
 }
 
 impl Inner {
@@ -347,8 +352,6 @@ impl Inner {
         event: ChatEvent,
         editable: Option<MessageId>,
     ) {
-        // An update arrived, so the poll that brought it was answered.
-        self.liveness.polled(chrono::Utc::now());
         let chat = ChatRef::new(Channel::Telegram, chat_id.0.to_string());
         tracing::info!(chat = %chat.chat_id, event = %describe(&event), "Telegram input");
         let replies = match self.handler.handle(&chat, lang, event).await {
@@ -679,6 +682,44 @@ where
         Box::pin(async move {
             tracing::warn!(error = %text, "Telegram polling or handler error");
         })
+    }
+}
+
+/// teloxide's polling, with each update it yields counted as an answered poll. Counted here,
+/// in the stream's order, rather than in the update's handler: a handler runs on its own task
+/// and could otherwise mark the poller up after a later poll had failed.
+struct WatchedPolling {
+    inner: Polling<Bot>,
+    liveness: Arc<Poller>,
+}
+
+impl UpdateListener for WatchedPolling {
+    type Err = RequestError;
+
+    fn stop_token(&mut self) -> StopToken {
+        self.inner.stop_token()
+    }
+
+    fn hint_allowed_updates(&mut self, hint: &mut dyn Iterator<Item = AllowedUpdate>) {
+        self.inner.hint_allowed_updates(hint);
+    }
+}
+
+impl<'a> AsUpdateStream<'a> for WatchedPolling {
+    type StreamErr = RequestError;
+    type Stream = futures::stream::BoxStream<'a, Result<Update, RequestError>>;
+
+    fn as_stream(&'a mut self) -> Self::Stream {
+        use futures::StreamExt;
+        let liveness = self.liveness.clone();
+        self.inner
+            .as_stream()
+            .inspect(move |item| {
+                if item.is_ok() {
+                    liveness.polled(chrono::Utc::now());
+                }
+            })
+            .boxed()
     }
 }
 

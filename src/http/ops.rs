@@ -160,7 +160,10 @@ pub async fn serve_metrics(
     state: HttpState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    // Said at once: the task's result is only read at shutdown.
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .inspect_err(|e| tracing::error!(%listen, error = %e, "cannot listen for /metrics"))?;
     tracing::info!(%listen, "metrics listening");
     let app = axum::Router::new()
         .route("/metrics", axum::routing::get(metrics))

@@ -52,6 +52,8 @@ pub struct App {
     pub bitrix24: Option<Bitrix24>,
     pub conversations: Arc<Conversations>,
     pub clock: Arc<dyn Clock>,
+    /// Whether each messenger's poll loop is alive, for `/health/ready`.
+    pub pollers: crate::messenger::liveness::Pollers,
 }
 
 impl App {
@@ -179,6 +181,7 @@ impl App {
             clock,
             alfacrm,
             getcourse,
+            pollers: Default::default(),
         })
     }
 
@@ -302,6 +305,7 @@ impl App {
                 .and_then(|c| c.bitrix24.as_ref())
                 .and_then(|b| b.application_token.clone()),
             onec: crate::accounting::commerceml_exchange(self),
+            ops: None,
             forms: self.config.school.as_ref().map(|school| {
                 crate::http::forms::FormsState::new(
                     self.store.clone(),

@@ -671,17 +671,46 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
     // Deliveries and webhooks run beside the bots and stop after them.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let engine = Arc::new(app.engine());
+    let systems = engine.systems().to_vec();
     let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
+    let metrics = match &app.config.http {
+        Some(http) if http.metrics || http.metrics_listen.is_some() => {
+            Some(crate::metrics::install().context("starting the metrics recorder")?)
+        }
+        _ => None,
+    };
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut metrics_task = None;
     let http_task = app.config.http.as_ref().map(|http| {
-        let state = app.http_state(http.webhook_secret.clone());
+        let mut state = app.http_state(http.webhook_secret.clone());
+        let ops = |metrics: Option<&metrics_exporter_prometheus::PrometheusHandle>| {
+            Some(Arc::new(crate::http::ops::Ops {
+                systems: systems.clone(),
+                pollers: app.pollers.configured(&app.config),
+                metrics: metrics.cloned(),
+            }))
+        };
+        if let (Some(listen), Some(handle)) = (http.metrics_listen, &metrics) {
+            let mut alone = state.clone();
+            alone.ops = ops(Some(handle));
+            metrics_task = Some(tokio::spawn(crate::http::ops::serve_metrics(
+                listen,
+                alone,
+                stopped(stop_rx.clone()),
+            )));
+        }
+        state.ops = ops(metrics.as_ref().filter(|_| http.metrics));
         let limits = http
             .limits()
             .fitted_to(crate::http::server::raise_descriptor_limit());
-        let mut rx = stop_rx.clone();
-        let shutdown = async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
-        tokio::spawn(crate::http::serve(http.listen, state, limits, shutdown))
+        tokio::spawn(crate::http::serve(
+            http.listen,
+            state,
+            limits,
+            stopped(stop_rx.clone()),
+        ))
     });
     // Several instances may share the store: each periodic loop runs on the one holding its
     // lease, and moves to another when that one stops or dies.
@@ -740,7 +769,7 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
     );
     let bots = crate::messenger::run_all(&app).await;
     let _ = stop_tx.send(true);
-    if let Some(task) = http_task {
+    for task in [http_task, metrics_task].into_iter().flatten() {
         match task.await {
             Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
             Err(e) => tracing::error!(error = %e, "HTTP server task failed"),

@@ -112,6 +112,14 @@ pub struct HttpConfig {
         deserialize_with = "crate::sync::config::de_duration"
     )]
     pub request_timeout: std::time::Duration,
+    /// Serve `/metrics` on `listen` too. Off by default: the numbers tell business volumes to
+    /// anyone who can reach the webhook address.
+    #[serde(default)]
+    pub metrics: bool,
+    /// Serve `/metrics` (alone) on this address as well, e.g. `127.0.0.1:9464` for a local
+    /// Prometheus.
+    #[serde(default)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn default_max_connections() -> usize {
@@ -689,6 +697,45 @@ timezone = "Asia/Yekaterinburg"
         let c = load(&text).expect("the example loads");
         assert!(c.telegram.is_some() && c.max.is_some());
         assert_eq!(c.sync.alert_after, std::time::Duration::from_secs(2 * 3600));
+    }
+
+    #[test]
+    fn the_http_example_block_is_valid_when_uncommented() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/zapis.example.toml"))
+                .expect("zapis.example.toml is shipped");
+        let start = text.find("# [http]\n").expect("an [http] example");
+        let block: String = text[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| l.trim_start_matches("# "))
+            // Its prose lines are not TOML; its keys and their trailing comments are.
+            .filter(|l| {
+                l.starts_with('[')
+                    || l.split_once(" = ")
+                        .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        // The example's secret is a placeholder that is refused at start.
+        let block = block.replace(
+            "at-least-16-chars-of-A-Za-z0-9-_",
+            "0f1e2d3c4b5a69788796a5b4",
+        );
+        let c = load(&format!("{MINIMAL}\n{block}")).expect("the [http] example loads");
+        let http = c.http.expect("[http]");
+        assert!(!http.metrics, "metrics stay off unless asked for");
+        assert_eq!(
+            http.metrics_listen,
+            Some("127.0.0.1:9464".parse().expect("an address"))
+        );
+        let err = load(&format!(
+            "{MINIMAL}\n[http]\nlisten = \"127.0.0.1:8080\"\n\
+             webhook_secret = \"0f1e2d3c4b5a69788796a5b4\"\nmetrics = \"yes\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("metrics"), "{err}");
     }
 
     /// The commented `[onec]` block of the example, uncommented.

@@ -290,9 +290,11 @@ impl Conversations {
         event: ChatEvent,
     ) -> Result<Input, ConversationError> {
         Ok(match event {
-            ChatEvent::Start { payload } => Input::Start {
-                source: self.resolve_source(chat, payload).await?,
-            },
+            ChatEvent::Start { payload } => {
+                let source = self.resolve_source(chat, payload).await?;
+                crate::metrics::dialog_started(&source);
+                Input::Start { source }
+            }
             ChatEvent::Text(text) => Input::Text(text),
             ChatEvent::Button(data) => Input::Button(data),
             ChatEvent::Contact { phone } => Input::Contact { phone },
@@ -649,7 +651,7 @@ impl Conversations {
             .await?;
         booking.status = BookingStatus::Booked;
         booking.external_id = Some(record.external_id);
-        tracing::info!(booking = %booking.id, phone = %booking.client_phone.masked(), "booked");
+        log_booked(&booking);
         Ok(Loaded::Booked(booking))
     }
 
@@ -879,6 +881,23 @@ pub(crate) fn booking_comment(source: &Source) -> String {
         }
     }
     parts.join("; ")
+}
+
+/// One line and one count per booking the schedule confirmed, with where it came from.
+pub(crate) fn log_booked(booking: &Booking) {
+    let source = &booking.source;
+    tracing::info!(
+        booking = %booking.id,
+        phone = %booking.client_phone.masked(),
+        channel = source.channel.as_str(),
+        source = %crate::metrics::source_label(source),
+        payload = source.payload.as_deref().unwrap_or(""),
+        utm_source = source.utm.source.as_deref().unwrap_or(""),
+        utm_campaign = source.utm.campaign.as_deref().unwrap_or(""),
+        service = %booking.service_name,
+        "booked"
+    );
+    crate::metrics::booked(source);
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod http;
 pub mod i18n;
 pub mod import;
 pub mod messenger;
+pub mod metrics;
 pub mod normalize;
 pub mod probe;
 pub mod reminders;

@@ -20,6 +20,7 @@ use support::fake_bitrix24::{self as b24_fake, FakeBitrix};
 use support::fake_telegram::{FakeTelegram, FakeUser, TOKEN};
 
 const TRANSCRIPT_HEADER: &str = "Переписка с ботом";
+const SECRET: &str = "webhook-secret-0123456789";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
@@ -412,4 +413,271 @@ async fn amocrm_default_config_one_of_everything_after_any_single_fault() {
 async fn bitrix24_default_config_one_of_everything_after_any_single_fault() {
     let b24 = FakeBitrix::start().await;
     fault_table(Crm::Bitrix(b24)).await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `zapis <command> --config <config> <rest>` and returns its standard output.
+fn zapis(command: &[&str], config: &Path, rest: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(command)
+        .arg("--config")
+        .arg(config)
+        .args(rest)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("zapis runs");
+    assert!(
+        out.status.success(),
+        "zapis {command:?} {rest:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `/health/ready` until it answers `status`; returns its JSON body.
+async fn ready_with(port: u16, status: u16) -> Value {
+    let http = reqwest::Client::new();
+    let mut last = String::new();
+    for _ in 0..(WAIT.as_millis() / 100) {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/health/ready"))
+            .send()
+            .await
+        {
+            let code = r.status().as_u16();
+            last = r.text().await.unwrap_or_default();
+            if code == status {
+                return serde_json::from_str(&last)
+                    .unwrap_or_else(|e| panic!("/health/ready is JSON ({e}): {last}"));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("/health/ready never answered {status}; last body: {last}");
+}
+
+fn integration<'a>(ready: &'a Value, system: &str) -> &'a Value {
+    ready["integrations"]
+        .as_array()
+        .and_then(|all| all.iter().find(|i| i["system"] == system))
+        .unwrap_or_else(|| panic!("{system} in {ready}"))
+}
+
+/// The value of the sample of `name` whose labels include all of `labels`.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found: Vec<&prometheus_parse::Sample> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .collect();
+    match found.as_slice() {
+        [one] => match &one.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(buckets) => {
+                buckets.last().map(|b| b.count).unwrap_or_default()
+            }
+            other => panic!("{name}: unexpected {other:?}"),
+        },
+        _ => panic!(
+            "{name}{labels:?}: {} samples among {:#?}",
+            found.len(),
+            scrape
+                .samples
+                .iter()
+                .filter(|s| s.metric.starts_with("zapis_"))
+                .map(|s| format!("{} {:?} {:?}", s.metric, s.labels, s.value))
+                .collect::<Vec<_>>()
+        ),
+    }
+}
+
+/// While amoCRM is down, `/health/ready` says so (503, since when, the last error) and the
+/// failed delivery is a WARN line with its system and job; once amoCRM is back and the job
+/// delivered, it is ready again. `/metrics` counted the booking under its tracked link, the
+/// dialog start, both attempts and the delivery's latency; the log has one line for the
+/// booking with its source and no phone in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_an_amocrm_outage_and_metrics_and_log_show_the_booking() {
+    let tg = FakeTelegram::start().await;
+    let amo = FakeAmo::start().await;
+    let crm = Crm::Amo(amo.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"{store_url}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
+             timezone = \"Europe/Moscow\"\n\n[telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n\
+             [sync]\npoll = \"100ms\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             webhook_secret = \"{SECRET}\"\nmetrics = true\n\n\
+             [log]\nformat = \"json\"\n\n{}",
+            tg.api_url(),
+            crm.config()
+        ),
+    )
+    .unwrap();
+    let created = zapis(&["link", "create"], &config, &["--name", "spring"]);
+    let token = created
+        .split_whitespace()
+        .find(|w| w.starts_with("l_"))
+        .unwrap_or_else(|| panic!("a link token in {created}"))
+        .to_string();
+
+    let log = dir.path().join("zapis.log");
+    let service = Service::start_logging_at(&config, &log, "info");
+    let ready = ready_with(port, 200).await;
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["store"]["reachable"], true);
+    assert_eq!(integration(&ready, "amocrm")["state"], "up");
+    assert_eq!(ready["pollers"][0]["messenger"], "telegram");
+    assert_eq!(ready["pollers"][0]["state"], "up");
+    let live = reqwest::get(format!("http://127.0.0.1:{port}/health/live"))
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+
+    amo.set_down(true);
+    let user = tg.user(7001);
+    user.send_text(&format!("/start {token}"));
+    user.wait_for_text("Салон «Лилия»", WAIT).await;
+    book_first_slot(&user, "Женская стрижка", "+7 912 345-67-89", "Анна").await;
+    user.wait_for_text("вы записаны", WAIT).await;
+
+    let down = ready_with(port, 503).await;
+    assert_eq!(down["status"], "not_ready");
+    assert_eq!(down["store"]["reachable"], true);
+    let amo_state = integration(&down, "amocrm");
+    assert_eq!(amo_state["state"], "down", "{down}");
+    assert!(amo_state["since"].is_string(), "{down}");
+    assert!(
+        amo_state["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Service unavailable")),
+        "{down}"
+    );
+    assert_eq!(integration(&down, "telegram")["state"], "up", "{down}");
+
+    amo.set_down(false);
+    let store = zapis::store::Store::connect(&store_url).await.unwrap();
+    let (job_id,): (i64,) =
+        sqlx::query_as("SELECT id FROM sync_jobs WHERE system = 'amocrm' AND state = 'pending'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    // The backoff would retry in 10 s; the operator's command runs it now.
+    zapis(&["queue"], &config, &["retry", &job_id.to_string()]);
+    let back = ready_with(port, 200).await;
+    let amo_state = integration(&back, "amocrm");
+    assert_eq!(amo_state["state"], "degraded", "{back}");
+    assert!(amo_state["delivered"].as_i64() >= Some(1), "{back}");
+    assert!(amo_state["failed"].as_i64() >= Some(1), "{back}");
+    assert!(amo_state.get("since").is_none(), "{back}");
+
+    // A webhook, its re-delivery, and one with a wrong secret.
+    let form = amo.status_webhook_form("424242", 142, 143);
+    let http = reqwest::Client::new();
+    for secret in [SECRET, SECRET, "not-the-secret-at-all"] {
+        http.post(format!("http://127.0.0.1:{port}/webhooks/amocrm/{secret}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.clone())
+            .send()
+            .await
+            .expect("the webhook is answered");
+    }
+
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text");
+    let telegram_spring = [("channel", "telegram"), ("source", "spring")];
+    assert_eq!(
+        sample(&scrape, "zapis_bookings_total", &telegram_spring),
+        1.0
+    );
+    assert_eq!(
+        sample(&scrape, "zapis_dialog_starts_total", &telegram_spring),
+        1.0
+    );
+    let amo_calls = |outcome| {
+        sample(
+            &scrape,
+            "zapis_vendor_calls_total",
+            &[("system", "amocrm"), ("outcome", outcome)],
+        )
+    };
+    assert!(amo_calls("transient") >= 1.0, "{text}");
+    assert!(amo_calls("ok") >= 1.0, "{text}");
+    assert!(
+        sample(
+            &scrape,
+            "zapis_jobs",
+            &[("system", "amocrm"), ("state", "done")]
+        ) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "zapis_jobs",
+            &[("system", "amocrm"), ("state", "pending")]
+        ),
+        0.0,
+        "{text}"
+    );
+    assert!(
+        sample(&scrape, "zapis_delivery_seconds", &[("system", "amocrm")]) >= 1.0,
+        "{text}"
+    );
+    for (result, n) in [("stored", 1.0), ("duplicate", 1.0), ("refused", 1.0)] {
+        let labels = [("source", "amocrm"), ("result", result)];
+        assert_eq!(
+            sample(&scrape, "zapis_webhooks_total", &labels),
+            n,
+            "{text}"
+        );
+    }
+    service.stop();
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let booked: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "booked")
+        .collect();
+    assert_eq!(booked.len(), 1, "one line per booking: {text}");
+    let booked = booked[0];
+    assert_eq!(booked["level"], "INFO");
+    assert_eq!(booked["fields"]["source"], "spring");
+    assert_eq!(booked["fields"]["channel"], "telegram");
+    assert_eq!(booked["fields"]["payload"], token.as_str());
+    let phone = booked["fields"]["phone"].as_str().unwrap_or_default();
+    assert!(phone.contains('*') && !phone.contains("345"), "{booked}");
+    assert!(!text.contains("9123456789"), "no phone in clear: {text}");
+    let failed = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "delivery failed; will retry")
+        .unwrap_or_else(|| panic!("a failed-delivery line: {text}"));
+    assert_eq!(failed["level"], "WARN");
+    assert_eq!(failed["fields"]["system"], "amocrm");
+    assert_eq!(failed["fields"]["job_id"], job_id);
+    assert_eq!(failed["fields"]["attempt"], 1);
+    assert!(failed["fields"]["next_run"].is_string(), "{failed}");
 }

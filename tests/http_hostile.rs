@@ -488,6 +488,7 @@ async fn a_bitrix24_event_is_stored_without_its_application_token_and_unconfigur
         bitrix24_token: Some(SecretString::from(APP_TOKEN)),
         forms: None,
         onec: None,
+        ops: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

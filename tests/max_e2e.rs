@@ -219,13 +219,19 @@ async fn a_client_books_from_a_max_deep_link_across_a_restart_and_cancels() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn telegram_and_max_run_side_by_side_and_stop_together() {
+async fn telegram_and_max_run_side_by_side_report_their_polls_and_stop_together() {
     let max = FakeMax::start().await;
     let tg = FakeTelegram::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let sections = format!(
-        "{}\n[telegram]\ntoken = \"{}\"\napi_url = \"{}\"\n",
+        "{}\n[telegram]\ntoken = \"{}\"\napi_url = \"{}\"\n\
+         [http]\nlisten = \"127.0.0.1:{port}\"\nwebhook_secret = \"path-secret-0123456789\"\n",
         max_section(&max, TOKEN),
         support::fake_telegram::TOKEN,
         tg.api_url()
@@ -238,7 +244,77 @@ async fn telegram_and_max_run_side_by_side_and_stop_together() {
     on_tg.send_text("/start");
     on_max.wait_for_text("Салон «Лилия»", WAIT).await;
     on_tg.wait_for_text("Салон «Лилия»", WAIT).await;
+
+    // Both poll loops report to /health/ready; MAX failing its polls makes it not ready
+    // until a poll is answered again.
+    let ready = ready_with(port, 200).await;
+    let poller = |ready: &serde_json::Value, name: &str| {
+        ready["pollers"]
+            .as_array()
+            .and_then(|all| all.iter().find(|p| p["messenger"] == name).cloned())
+            .unwrap_or_else(|| panic!("{name} in {ready}"))
+    };
+    assert_eq!(poller(&ready, "telegram")["state"], "up", "{ready}");
+    assert_eq!(poller(&ready, "max")["state"], "up", "{ready}");
+    let outage = support::fake_max::Failure::Custom {
+        status: 503,
+        body: serde_json::json!({"code": "service.unavailable", "message": "try later"}),
+    };
+    max.fail_next("GET /updates", outage);
+    // An update ends the poll in flight, so the next one meets the outage; the poll after it
+    // waits for an update, and only its answer shows MAX is back.
+    on_max.send_text("/start");
+    let down = ready_with(port, 503).await;
+    assert_eq!(poller(&down, "max")["state"], "down", "{down}");
+    assert!(poller(&down, "max")["since"].is_string(), "{down}");
+    assert_eq!(poller(&down, "telegram")["state"], "up", "{down}");
+    for _ in 0..(WAIT.as_millis() / 50) {
+        let failed = max
+            .calls_of("GET /updates")
+            .iter()
+            .filter(|c| c.status == 503)
+            .count();
+        if failed == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    on_max.send_text("/start");
+    let back = ready_with(port, 200).await;
+    assert_eq!(poller(&back, "max")["state"], "up", "{back}");
+
+    // The same for Telegram, whose failed polls teloxide reports and whose answered ones show
+    // by the updates they bring.
+    // (A 5xx would do too, but teloxide holds a 5xx answer 10 s before it reports it.)
+    tg.fail_next("getUpdates", support::fake_telegram::Failure::Conflict);
+    on_tg.send_text("/start");
+    let down = ready_with(port, 503).await;
+    assert_eq!(poller(&down, "telegram")["state"], "down", "{down}");
+    assert!(
+        poller(&down, "telegram")["last_error"].is_string(),
+        "{down}"
+    );
+    assert_eq!(poller(&down, "max")["state"], "up", "{down}");
+    on_tg.send_text("/start");
+    let back = ready_with(port, 200).await;
+    assert_eq!(poller(&back, "telegram")["state"], "up", "{back}");
     service.stop();
+}
+
+/// Polls `/health/ready` until it answers `status`; returns its JSON body.
+async fn ready_with(port: u16, status: u16) -> serde_json::Value {
+    let mut last = String::new();
+    for _ in 0..(WAIT.as_millis() / 100) {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/health/ready")).await {
+            let code = r.status().as_u16();
+            last = r.text().await.unwrap_or_default();
+            if code == status {
+                return serde_json::from_str(&last).expect("/health/ready is JSON");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("/health/ready never answered {status}; last body: {last}");
 }
 
 fn check(config: &Path) -> (bool, String) {

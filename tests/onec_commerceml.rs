@@ -141,6 +141,7 @@ async fn site_with(store: Store, tune: impl FnOnce(&mut CommerceMlConfig)) -> Si
         max_secret: None,
         bitrix24_token: None,
         onec: Some(exchange.clone()),
+        ops: None,
         forms: None,
     };
     let addr = serve(state).await;
@@ -785,6 +786,7 @@ async fn the_exchange_exists_only_with_commerceml_and_reads_no_body_before_the_s
         max_secret: None,
         bitrix24_token: None,
         onec: None,
+        ops: None,
         forms: None,
         sources: Vec::new(),
     };

@@ -351,3 +351,82 @@ format = "{format}"
         }
     }
 }
+
+/// `/metrics` tells business volumes, so the webhook address serves it only when
+/// `[http] metrics = true`; `metrics_listen` serves it alone on an address of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_refused_on_the_public_address_unless_enabled() {
+    let fake = FakeTelegram::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, metrics_port) = (free(), free());
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+url = "{store_url}"
+
+[business]
+name = "Салон «Лилия»"
+timezone = "Europe/Moscow"
+
+[telegram]
+token = "{TOKEN}"
+api_url = "{}"
+
+[http]
+listen = "127.0.0.1:{port}"
+webhook_secret = "webhook-secret-0123456789"
+metrics_listen = "127.0.0.1:{metrics_port}"
+"#,
+            fake.api_url()
+        ),
+    )
+    .unwrap();
+    let service = Service::start(&config);
+    let user = fake.user(5201);
+    user.send_text("/start");
+    user.wait_for_text("Салон «Лилия»", WAIT).await;
+
+    let get = |url: String| async move {
+        let r = reqwest::get(url).await.expect("the service answers");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    };
+    let (status, _) = get(format!("http://127.0.0.1:{port}/metrics")).await;
+    assert_eq!(status, 404, "not on the webhook address");
+    let (status, _) = get(format!("http://127.0.0.1:{port}/health")).await;
+    assert_eq!(status, 200, "the old health check stays");
+    let (status, _) = get(format!(
+        "http://127.0.0.1:{metrics_port}/webhooks/yclients/x"
+    ))
+    .await;
+    assert_eq!(status, 404, "the metrics address serves nothing else");
+    let (status, text) = get(format!("http://127.0.0.1:{metrics_port}/metrics")).await;
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text");
+    let starts: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| {
+            s.metric == "zapis_dialog_starts_total"
+                && s.labels.get("channel") == Some("telegram")
+                && s.labels.get("source") == Some("direct")
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    assert_eq!(starts, 1.0, "{text}");
+    service.stop();
+}

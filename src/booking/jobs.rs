@@ -225,6 +225,7 @@ impl BookingJobs {
                     jobs,
                 )
                 .await?;
+                crate::conversation::log_booked(&booking);
                 Ok(Delivered::linked(
                     "booking",
                     &booking.id,

@@ -1,4 +1,4 @@
-//! The HTTP face of `zapis run`: vendors' webhooks into the inbox, and a health check.
+//! The HTTP face of `zapis run`: vendors' webhooks into the inbox, health checks and metrics.
 //! A webhook is acknowledged only after it is stored; the sync engine processes it.
 
 pub mod amocrm_inbox;
@@ -7,6 +7,7 @@ pub mod commerceml;
 pub mod dedup;
 pub mod forms;
 pub mod max_inbox;
+pub mod ops;
 pub mod server;
 pub mod yclients_inbox;
 
@@ -41,12 +42,18 @@ pub struct HttpState {
     pub forms: Option<forms::FormsState>,
     /// 1C's CommerceML exchange, when `[onec] mode = "commerceml"`.
     pub onec: Option<std::sync::Arc<commerceml::Exchange>>,
+    /// What `/health/ready` and `/metrics` report on (`zapis run` sets it); without it
+    /// readiness is the store's alone and `/metrics` is not served.
+    pub ops: Option<std::sync::Arc<ops::Ops>>,
 }
 
 pub fn router(state: HttpState) -> Router {
     let forms = state.forms.clone();
     let mut router = Router::new()
         .route("/health", get(health))
+        .route("/health/live", get(ops::live))
+        .route("/health/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
         // GetCourse's "call URL" step may be set to GET; the webhook handler refuses GET for
         // every other source.
         .route(
@@ -99,6 +106,30 @@ async fn webhook_get(
 }
 
 async fn webhook(
+    state: State<HttpState>,
+    Path((source, secret)): Path<(String, String)>,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
+    // A label only for the sources we know: the path is anyone's to make up.
+    let label = SOURCES
+        .iter()
+        .copied()
+        .find(|s| *s == source)
+        .unwrap_or("other");
+    let answer = receive_webhook(state, Path((source, secret)), query, headers, body).await;
+    let result = match answer {
+        (StatusCode::OK, "duplicate") => "duplicate",
+        (StatusCode::OK, _) => "stored",
+        (StatusCode::SERVICE_UNAVAILABLE, _) => "failed",
+        _ => "refused",
+    };
+    crate::metrics::webhook(label, result);
+    answer
+}
+
+async fn receive_webhook(
     State(state): State<HttpState>,
     Path((source, secret)): Path<(String, String)>,
     RawQuery(query): RawQuery,

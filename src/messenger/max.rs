@@ -1204,6 +1204,7 @@ pub async fn status(config: &MaxConfig) -> String {
 pub async fn run<S>(
     config: &MaxConfig,
     conversations: Arc<Conversations>,
+    liveness: Arc<super::liveness::Poller>,
     shutdown: S,
 ) -> Result<(), MaxError>
 where
@@ -1216,6 +1217,7 @@ where
     );
     MaxAdapter::new(config)
         .default_lang(lang)
+        .liveness(liveness)
         .cursor_store(cursor.0, &cursor.1)
         .run(conversations, shutdown)
         .await
@@ -1228,6 +1230,7 @@ pub struct MaxAdapter {
     poll_timeout: Duration,
     default_lang: Lang,
     cursor: Option<(Store, String)>,
+    liveness: Arc<super::liveness::Poller>,
 }
 
 impl MaxAdapter {
@@ -1238,7 +1241,14 @@ impl MaxAdapter {
             poll_timeout: Duration::from_secs(30),
             default_lang: Lang::default(),
             cursor: None,
+            liveness: Arc::default(),
         }
+    }
+
+    /// Where the poll loop reports whether it is alive (`/health/ready`).
+    pub fn liveness(mut self, poller: Arc<super::liveness::Poller>) -> MaxAdapter {
+        self.liveness = poller;
+        self
     }
 
     pub fn default_lang(mut self, lang: Lang) -> MaxAdapter {
@@ -1271,6 +1281,16 @@ impl MaxAdapter {
     where
         S: Future<Output = ()> + Send,
     {
+        let liveness = self.liveness.clone();
+        let result = self.poll(handler, shutdown).await;
+        liveness.stopped();
+        result
+    }
+
+    async fn poll<S>(self, handler: Arc<dyn ChatHandler>, shutdown: S) -> Result<(), MaxError>
+    where
+        S: Future<Output = ()> + Send,
+    {
         tokio::pin!(shutdown);
         let client = MaxClient::with_limits(&self.config, self.limits);
         let me = tokio::select! {
@@ -1279,6 +1299,7 @@ impl MaxAdapter {
         };
         tracing::info!(api_url = %self.config.api_url, bot = me.username.as_deref().unwrap_or("?"), "MAX bot started");
         let bot = MaxBot::new(client.clone(), handler, self.default_lang);
+        self.liveness.started(chrono::Utc::now());
         if self.config.mode == MaxMode::Webhook {
             tracing::info!("MAX in webhook mode: updates arrive through the HTTP server");
             shutdown.await;
@@ -1302,12 +1323,15 @@ impl MaxAdapter {
             let list = match polled {
                 Ok(list) => {
                     failures = 0;
+                    self.liveness.polled(chrono::Utc::now());
                     list
                 }
                 Err(MaxError::Unauthorized) => return Err(MaxError::Unauthorized),
                 Err(e) => {
                     failures += 1;
                     let wait = Duration::from_secs(1 << failures.min(5));
+                    self.liveness
+                        .failed(&e.to_string(), wait, None, chrono::Utc::now());
                     tracing::warn!(error = %e, wait_s = wait.as_secs(), "MAX polling failed; retrying");
                     tokio::select! {
                         () = tokio::time::sleep(wait) => continue,

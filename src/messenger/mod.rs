@@ -2,6 +2,7 @@
 //! [`ChatHandler`] what to say, and renders the neutral [`Reply`]s its own way.
 
 pub mod console;
+pub mod liveness;
 pub mod max;
 pub mod notify;
 pub mod telegram;
@@ -47,7 +48,13 @@ pub async fn run_all(app: &App) -> Result<(), MessengerError> {
         let Some(config) = tg_config else {
             return Ok(());
         };
-        let result = telegram::run(config, app.conversations.clone(), stop.stopped()).await;
+        let result = telegram::run(
+            config,
+            app.conversations.clone(),
+            app.pollers.telegram.clone(),
+            stop.stopped(),
+        )
+        .await;
         if result.is_err() {
             stop.stop();
         }
@@ -57,7 +64,13 @@ pub async fn run_all(app: &App) -> Result<(), MessengerError> {
         let Some(config) = max_config else {
             return Ok(());
         };
-        let result = max::run(config, app.conversations.clone(), stop.stopped()).await;
+        let result = max::run(
+            config,
+            app.conversations.clone(),
+            app.pollers.max.clone(),
+            stop.stopped(),
+        )
+        .await;
         if result.is_err() {
             stop.stop();
         }

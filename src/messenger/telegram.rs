@@ -27,16 +27,19 @@ use teloxide::dispatching::{Dispatcher, UpdateFilterExt, UpdateHandler};
 use teloxide::error_handlers::ErrorHandler;
 use teloxide::prelude::*;
 use teloxide::requests::Request;
+use teloxide::stop::StopToken;
+use teloxide::types::AllowedUpdate;
 use teloxide::types::{
     ButtonRequest, InlineKeyboardButton, InlineKeyboardMarkup, KeyboardButton, KeyboardMarkup,
     KeyboardRemove, MessageId, ReplyMarkup,
 };
-use teloxide::update_listeners::Polling;
+use teloxide::update_listeners::{AsUpdateStream, Polling, UpdateListener};
 use teloxide::{ApiError, RequestError};
 use tokio::sync::oneshot;
 use url::Url;
 
 use super::ChatHandler;
+use super::liveness::Poller;
 use super::telegram_pacing::{TelegramLimits, TelegramPacer};
 use crate::config::TelegramConfig;
 use crate::conversation::{ChatEvent, Conversations};
@@ -65,6 +68,7 @@ pub enum TelegramError {
 pub async fn run<S>(
     config: &TelegramConfig,
     conversations: Arc<Conversations>,
+    liveness: Arc<Poller>,
     shutdown: S,
 ) -> Result<(), TelegramError>
 where
@@ -73,6 +77,7 @@ where
     let lang = conversations.business().locale;
     TelegramAdapter::new(config)
         .default_lang(lang)
+        .liveness(liveness)
         .run(conversations, shutdown)
         .await
 }
@@ -84,7 +89,12 @@ pub struct TelegramAdapter {
     limits: TelegramLimits,
     poll_timeout: Duration,
     default_lang: Lang,
+    liveness: Arc<Poller>,
 }
+
+/// How long after it is sent a failed poll's retry has answered or failed: teloxide's own
+/// timeout of one API call (17 s), plus the 10 s it holds a 5xx answer before reporting it.
+const API_CALL_TIMEOUT: Duration = Duration::from_secs(17 + 10);
 
 impl TelegramAdapter {
     pub fn new(config: &TelegramConfig) -> TelegramAdapter {
@@ -94,7 +104,14 @@ impl TelegramAdapter {
             limits: config.limits,
             poll_timeout: Duration::from_secs(10),
             default_lang: Lang::default(),
+            liveness: Arc::default(),
         }
+    }
+
+    /// Where the poll loop reports whether it is alive (`/health/ready`).
+    pub fn liveness(mut self, poller: Arc<Poller>) -> TelegramAdapter {
+        self.liveness = poller;
+        self
     }
 
     /// The business locale, for the adapter's own few words when Telegram tells no language.
@@ -124,6 +141,16 @@ impl TelegramAdapter {
         handler: Arc<dyn ChatHandler>,
         shutdown: S,
     ) -> Result<(), TelegramError>
+    where
+        S: Future<Output = ()> + Send,
+    {
+        let liveness = self.liveness.clone();
+        let result = self.poll(handler, shutdown).await;
+        liveness.stopped();
+        result
+    }
+
+    async fn poll<S>(self, handler: Arc<dyn ChatHandler>, shutdown: S) -> Result<(), TelegramError>
     where
         S: Future<Output = ()> + Send,
     {
@@ -168,11 +195,38 @@ impl TelegramAdapter {
             .error_handler(Arc::new(LogError(redactor.clone())))
             .build();
         let stop = dispatcher.shutdown_token();
-        let listener = Polling::builder(bot).timeout(self.poll_timeout).build();
+        // teloxide reports a failed poll (to the backoff and the error handler) but not an
+        // answered empty one: the delay it waits is kept so the error handler can tell when
+        // the retry must have answered.
+        let retry_in = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let listener = Polling::builder(bot)
+            .timeout(self.poll_timeout)
+            .backoff_strategy({
+                let retry_in = retry_in.clone();
+                move |failures| {
+                    let wait = teloxide::backoff::exponential_backoff_strategy(failures);
+                    retry_in.store(
+                        u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    wait
+                }
+            })
+            .build();
+        let listener = WatchedPolling {
+            inner: listener,
+            liveness: self.liveness.clone(),
+        };
+        self.liveness.started(chrono::Utc::now());
 
         tracing::info!(api_url = %self.api_url, "Telegram bot polling");
-        let dispatch =
-            dispatcher.try_dispatch_with_listener(listener, Arc::new(LogError(redactor.clone())));
+        let poll_errors = PollError {
+            log: LogError(redactor.clone()),
+            liveness: self.liveness.clone(),
+            retry_in,
+            answer_within: self.poll_timeout + API_CALL_TIMEOUT,
+        };
+        let dispatch = dispatcher.try_dispatch_with_listener(listener, Arc::new(poll_errors));
         tokio::pin!(dispatch);
         tokio::pin!(shutdown);
         tokio::select! {
@@ -628,6 +682,73 @@ where
         Box::pin(async move {
             tracing::warn!(error = %text, "Telegram polling or handler error");
         })
+    }
+}
+
+/// teloxide's polling, with each update it yields counted as an answered poll. Counted here,
+/// in the stream's order, rather than in the update's handler: a handler runs on its own task
+/// and could otherwise mark the poller up after a later poll had failed.
+struct WatchedPolling {
+    inner: Polling<Bot>,
+    liveness: Arc<Poller>,
+}
+
+impl UpdateListener for WatchedPolling {
+    type Err = RequestError;
+
+    fn stop_token(&mut self) -> StopToken {
+        self.inner.stop_token()
+    }
+
+    fn hint_allowed_updates(&mut self, hint: &mut dyn Iterator<Item = AllowedUpdate>) {
+        self.inner.hint_allowed_updates(hint);
+    }
+}
+
+impl<'a> AsUpdateStream<'a> for WatchedPolling {
+    type StreamErr = RequestError;
+    type Stream = futures::stream::BoxStream<'a, Result<Update, RequestError>>;
+
+    fn as_stream(&'a mut self) -> Self::Stream {
+        use futures::StreamExt;
+        let liveness = self.liveness.clone();
+        self.inner
+            .as_stream()
+            .inspect(move |item| {
+                if item.is_ok() {
+                    liveness.polled(chrono::Utc::now());
+                }
+            })
+            .boxed()
+    }
+}
+
+/// A failed poll: logged like any error, and the poller marked down until its retry answers.
+struct PollError {
+    log: LogError,
+    liveness: Arc<Poller>,
+    /// The backoff teloxide chose for this failure, in milliseconds.
+    retry_in: Arc<std::sync::atomic::AtomicU64>,
+    answer_within: Duration,
+}
+
+impl ErrorHandler<RequestError> for PollError {
+    fn handle_error(
+        self: Arc<Self>,
+        error: RequestError,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        let retry_in = match &error {
+            RequestError::RetryAfter(wait) => wait.duration(),
+            _ => Duration::from_millis(self.retry_in.load(std::sync::atomic::Ordering::Relaxed)),
+        };
+        let text = self.log.0.redact(&error.to_string());
+        self.liveness.failed(
+            &text,
+            retry_in,
+            Some(self.answer_within),
+            chrono::Utc::now(),
+        );
+        Arc::new(LogError(self.log.0.clone())).handle_error(error)
     }
 }
 

@@ -28,6 +28,20 @@ pub enum AlertKind {
     Attention,
 }
 
+impl AlertKind {
+    /// The serialised name (`auth_failed`), for the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Down => "down",
+            AlertKind::Recovered => "recovered",
+            AlertKind::AuthFailed => "auth_failed",
+            AlertKind::PaymentRequired => "payment_required",
+            AlertKind::LowStock => "low_stock",
+            AlertKind::Attention => "attention",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Alert {
     pub kind: AlertKind,
@@ -174,6 +188,7 @@ impl Alerts {
     }
 
     pub async fn send(&self, alert: &Alert) {
+        crate::metrics::alert(alert.kind.as_str());
         tracing::warn!(kind = ?alert.kind, system = %alert.system, business = %alert.business_id, "{}", alert.text());
         for sink in &self.sinks {
             if let Err(e) = sink.send(alert).await {

@@ -148,3 +148,94 @@ pub async fn system_health(
         })
         .collect()
 }
+
+/// One configured system's state, for `/health/ready`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IntegrationHealth {
+    pub system: String,
+    pub state: Health,
+    /// When the open outage began (`down` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// The open outage's latest error (`down` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Attempts delivered within the window.
+    pub delivered: i64,
+    /// Attempts within the window that failed for the system's sake (unreachable, refused
+    /// credentials, unpaid account); a payload the system rejects says nothing of its health.
+    pub failed: i64,
+}
+
+/// The state of each of `systems` for `business_id`: Down while an outage is open (every
+/// attempt since it began has failed: a delivery closes it), including a refused credential or
+/// an unpaid account; Degraded when some attempts in `window` failed but none is failing now;
+/// else Up.
+pub async fn integration_health(
+    store: &Store,
+    business_id: &str,
+    systems: &[String],
+    window: Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<IntegrationHealth>, StoreError> {
+    let outages = sqlx::query(
+        "SELECT system, failing_since, last_error FROM sync_outages WHERE business_id = $1",
+    )
+    .bind(business_id)
+    .fetch_all(store.pool())
+    .await?;
+    let since = to_millis(now) - window.as_millis() as i64;
+    let attempts = sqlx::query(
+        "SELECT system, \
+           SUM(CASE WHEN outcome = 'delivered' THEN 1 ELSE 0 END) AS delivered, \
+           SUM(CASE WHEN outcome IN ('transient', 'auth', 'payment_required') THEN 1 ELSE 0 END) \
+             AS failed \
+         FROM sync_journal WHERE business_id = $1 AND at >= $2 GROUP BY system",
+    )
+    .bind(business_id)
+    .bind(since)
+    .fetch_all(store.pool())
+    .await?;
+    let mut out = Vec::with_capacity(systems.len());
+    for system in systems {
+        let mut delivered = 0;
+        let mut failed = 0;
+        for r in &attempts {
+            if r.try_get::<String, _>("system")? == *system {
+                delivered = r.try_get::<Option<i64>, _>("delivered")?.unwrap_or(0);
+                failed = r.try_get::<Option<i64>, _>("failed")?.unwrap_or(0);
+            }
+        }
+        // `amocrm#auth` and `amocrm#payment` are amoCRM's too.
+        let mut open: Option<(DateTime<Utc>, Option<String>)> = None;
+        for r in &outages {
+            let key: String = r.try_get("system")?;
+            let base = key.split_once('#').map_or(key.as_str(), |(base, _)| base);
+            if base != system {
+                continue;
+            }
+            let began = from_millis(r.try_get("failing_since")?)?;
+            let error: Option<String> = r.try_get("last_error")?;
+            open = match open {
+                Some((first, known)) if first <= began => Some((first, known.or(error))),
+                Some((_, known)) => Some((began, error.or(known))),
+                None => Some((began, error)),
+            };
+        }
+        let state = match (&open, failed) {
+            (Some(_), _) => Health::Down,
+            (None, 0) => Health::Up,
+            (None, _) => Health::Degraded,
+        };
+        let (since, last_error) = open.map_or((None, None), |(s, e)| (Some(s), e));
+        out.push(IntegrationHealth {
+            system: system.clone(),
+            state,
+            since,
+            last_error,
+            delivered,
+            failed,
+        });
+    }
+    Ok(out)
+}

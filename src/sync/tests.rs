@@ -832,3 +832,92 @@ async fn purging_removes_only_delivered_jobs_past_retention() {
         assert_eq!(queue.purge_done(cutoff).await.unwrap(), 0);
     }
 }
+
+/// `/health/ready` reads the engine's own records: an open outage (the system's, or a refused
+/// credential) is down with its start and error, failures without one are degraded, and a
+/// payload the system rejects leaves it up.
+#[tokio::test]
+async fn integration_health_is_down_while_an_outage_is_open() {
+    for store in testing::all().await {
+        let now = t0();
+        let systems: Vec<String> = ["amocrm", "telegram", "yclients"]
+            .map(String::from)
+            .to_vec();
+        let mut conn = store.pool().acquire().await.unwrap();
+        for (system, outcome) in [
+            ("amocrm", "transient"),
+            ("telegram", "delivered"),
+            ("telegram", "transient"),
+            ("yclients", "permanent"),
+        ] {
+            crate::sync::journal::insert_journal_in(
+                &mut conn,
+                &crate::sync::journal::JournalEntry {
+                    at: now,
+                    business_id: "b1".into(),
+                    system: system.into(),
+                    operation: "op".into(),
+                    job_id: 1,
+                    attempt: 1,
+                    outcome: outcome.into(),
+                    http_status: None,
+                    duration_ms: 5,
+                    error: Some("boom".into()),
+                },
+            )
+            .await
+            .unwrap();
+        }
+        drop(conn);
+        health::record_failure(&store, "b1", "amocrm", "HTTP 503", Duration::ZERO, now)
+            .await
+            .unwrap();
+        // Another business's outage is not ours.
+        health::record_failure(&store, "b2", "yclients", "HTTP 500", Duration::ZERO, now)
+            .await
+            .unwrap();
+        let later = now + chrono::Duration::minutes(5);
+        let states =
+            health::integration_health(&store, "b1", &systems, Duration::from_secs(3600), later)
+                .await
+                .unwrap();
+        let by = |s: &str| states.iter().find(|h| h.system == s).unwrap().clone();
+        let amo = by("amocrm");
+        assert_eq!(amo.state, health::Health::Down);
+        assert_eq!(amo.since, Some(now));
+        assert_eq!(amo.last_error.as_deref(), Some("HTTP 503"));
+        assert_eq!((amo.delivered, amo.failed), (0, 1));
+        assert_eq!(by("telegram").state, health::Health::Degraded);
+        assert_eq!(by("yclients").state, health::Health::Up);
+
+        // A refused credential is the system's outage too; a delivery ends both.
+        health::record_success(&store, "b1", "amocrm", later)
+            .await
+            .unwrap();
+        health::record_failure(
+            &store,
+            "b1",
+            "amocrm#auth",
+            "HTTP 401",
+            Duration::ZERO,
+            later,
+        )
+        .await
+        .unwrap();
+        let states =
+            health::integration_health(&store, "b1", &systems, Duration::from_secs(3600), later)
+                .await
+                .unwrap();
+        assert_eq!(states[0].state, health::Health::Down);
+        assert_eq!(states[0].last_error.as_deref(), Some("HTTP 401"));
+        health::record_success(&store, "b1", "amocrm#auth", later)
+            .await
+            .unwrap();
+        let states =
+            health::integration_health(&store, "b1", &systems, Duration::from_secs(3600), later)
+                .await
+                .unwrap();
+        assert_eq!(states[0].state, health::Health::Degraded);
+        assert_eq!(states[0].since, None);
+    }
+}

@@ -78,6 +78,20 @@ enum Refresh {
     Failed,
 }
 
+/// An attempt's outcome as the `zapis_vendor_calls_total` label: a journal outcome, with a
+/// rate limit (429) told apart from other transient failures.
+fn metric_outcome(outcome: &str, http_status: Option<u16>) -> &'static str {
+    match (outcome, http_status) {
+        ("delivered", _) => "ok",
+        ("transient", Some(429)) => "429",
+        ("transient", _) => "transient",
+        ("permanent", _) => "permanent",
+        ("auth", _) => "auth",
+        ("payment_required", _) => "payment_required",
+        _ => "other",
+    }
+}
+
 /// How often a worker removes delivered jobs past `sync.done_retention` from the hot table.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -143,6 +157,11 @@ impl Engine {
         if self.handlers.insert(system.to_string(), handler).is_none() {
             self.systems.push(system.to_string());
         }
+    }
+
+    /// The systems this engine delivers to, in registration order.
+    pub fn systems(&self) -> &[String] {
+        &self.systems
     }
 
     pub fn queue(&self) -> &Queue {
@@ -433,12 +452,40 @@ impl Engine {
                 (disposition, Some(text), status, outcome, None)
             }
         };
+        // The fields repeat the span's so a collector reading one JSON line has them.
+        let (system, job_id, attempt) = (job.system.as_str(), job.id, job.attempts);
         match (&disposition, &error) {
             (Disposition::Done, _) => tracing::debug!("delivered"),
-            (Disposition::Dead, Some(e)) => tracing::warn!(error = %e, "job is dead"),
-            (_, Some(e)) => tracing::info!(error = %e, "attempt failed; will retry"),
+            (Disposition::Dead, Some(e)) => tracing::warn!(
+                system,
+                job_id,
+                attempt,
+                error = %e,
+                "delivery failed; the job is dead"
+            ),
+            (Disposition::Retry(_), Some(e)) if refresh == Refresh::Succeeded => tracing::info!(
+                system,
+                job_id,
+                attempt,
+                error = %e,
+                "credentials refreshed; retrying at once"
+            ),
+            (Disposition::Retry(at), Some(e)) => tracing::warn!(
+                system,
+                job_id,
+                attempt,
+                next_run = %at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                error = %e,
+                "delivery failed; will retry"
+            ),
             _ => {}
         }
+        crate::metrics::attempt(
+            system,
+            metric_outcome(&outcome, http_status),
+            (disposition == Disposition::Done)
+                .then(|| (now - job.created_at).to_std().unwrap_or_default()),
+        );
         Finish {
             job_id: job.id,
             attempt: job.attempts,

@@ -142,6 +142,8 @@ struct Inner {
     /// Requests allowed in a sliding second; [`MAX_RPS`] unless a load test raises it.
     max_rps: usize,
     unpaid: bool,
+    /// Every call is answered 503 (an outage) until switched back.
+    down: bool,
     requests: Vec<(String, String)>,
     lead_fields: Vec<Value>,
     faults: Vec<Fault>,
@@ -264,6 +266,10 @@ impl FakeAmo {
     }
     pub fn set_unpaid(&self, unpaid: bool) {
         self.lock().unpaid = unpaid;
+    }
+    /// An outage: every call answered 503 while `down`.
+    pub fn set_down(&self, down: bool) {
+        self.lock().down = down;
     }
     pub fn insert_contact(&self, id: i64, contact: Value) {
         let mut c = contact;
@@ -470,6 +476,9 @@ async fn handle(
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return r;
+        }
+        if s.down {
+            return problem(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable");
         }
         if path == "/oauth2/access_token" && method == Method::POST {
             return token_endpoint(&mut s, &body);

@@ -92,6 +92,18 @@ fn parse_state(key: &str, json: Option<&str>) -> DialogState {
     })
 }
 
+/// A configured phone in the form clients read; one the parser cannot read (an extension, a
+/// short number) is shown as written, and so is one with words in it ("доб. 12"), which
+/// formatting would drop.
+fn display_phone(raw: &str) -> String {
+    if raw.chars().any(char::is_alphabetic) {
+        return raw.trim().to_string();
+    }
+    crate::normalize::Phone::parse(raw)
+        .map(|p| p.formatted())
+        .unwrap_or_else(|_| raw.trim().to_string())
+}
+
 /// An engine that keeps asking for more work is a bug; this bounds the damage.
 const MAX_COMMANDS_PER_INPUT: usize = 8;
 
@@ -108,6 +120,8 @@ pub struct Conversations {
     school: Option<SchoolMode>,
     /// Whether a confirmed booking also gets a counterparty and an invoice in 1C.
     accounting: bool,
+    /// The business phone as clients read it (`+7 495 123-45-67`), formatted once.
+    business_phone: Option<String>,
 }
 
 struct SchoolMode {
@@ -122,7 +136,9 @@ impl Conversations {
         business: BusinessConfig,
         clock: Arc<dyn Clock>,
     ) -> Conversations {
+        let business_phone = business.phone.as_deref().map(display_phone);
         Conversations {
+            business_phone,
             store,
             booking,
             business,
@@ -198,7 +214,7 @@ impl Conversations {
             timezone: self.business.timezone,
             business_name: self.business.name.clone(),
             address: self.business.address.clone(),
-            business_phone: self.business.phone.clone(),
+            business_phone: self.business_phone.clone(),
             default_lang: self.business.locale,
             user_lang: user_lang.map(str::to_string),
             channel: chat.channel,
@@ -900,6 +916,18 @@ mod tests {
             .fetch_one(store.pool())
             .await
             .expect("count")
+    }
+
+    #[test]
+    fn the_business_phone_is_shown_formatted_unless_it_has_words() {
+        assert_eq!(display_phone("84951234567"), "+7 495 123-45-67");
+        assert_eq!(display_phone(" +7 (495) 123-45-67 "), "+7 495 123-45-67");
+        assert_eq!(display_phone("+442079460958"), "+44 20 7946 0958");
+        assert_eq!(
+            display_phone("+7 495 123-45-67 доб. 12"),
+            "+7 495 123-45-67 доб. 12"
+        );
+        assert_eq!(display_phone("112"), "112");
     }
 
     /// Many chats at once on a file store: every input, every reply and every state arrives,

@@ -37,6 +37,8 @@ note-name-empty = The name cannot be empty.
 note-name-long = That name is too long: 100 characters at most.
 note-not-found = That is no longer in the list; here is the current one.
 note-flow-cancelled = OK, cancelled.
+note-booking-dropped = OK, no new booking is made.
+note-visit-kept = OK, nothing is changed: your booking stays as it was.
 note-phone-saved = Your phone number is saved.
 
 ## Booking
@@ -68,8 +70,10 @@ btn-next-week = Next week →
 choose-time = Free times, { $day }:
 no-times = No free times are left on { $day }. Please choose another day.
 
+# The button's own label, so the prompt names the button the client actually sees.
+-share-phone = Share my phone number
 ask-phone =
-    Please leave a phone number: press "Share my number" or type it,
+    Please leave a phone number: press "{ -share-phone }" or type it,
     for example: +7 912 345-67-89
 ask-name = What is your name?
 
@@ -177,7 +181,7 @@ month-12 = Dec
 ## Telegram adapter
 
 tg-apology = Sorry, something went wrong. Please try again a little later.
-tg-share-phone = 📱 Share my phone number
+tg-share-phone = 📱 { -share-phone }
 tg-or-choose = Or choose:
 
 ## CRM: what managers read in the card
@@ -195,7 +199,7 @@ crm-note-rescheduled = The visit was moved { $by }: now { $when }, master { $mas
 
 max-apology = Sorry, something went wrong. Please try again a little later.
 max-callback-ack = Done
-max-share-phone = 📱 Share my phone number
+max-share-phone = 📱 { -share-phone }
 
 ## Notices sent outside a conversation turn
 

@@ -37,6 +37,8 @@ note-name-empty = Имя не может быть пустым.
 note-name-long = Слишком длинное имя: не больше 100 символов.
 note-not-found = Этого уже нет в списке, вот актуальный.
 note-flow-cancelled = Хорошо, отменили.
+note-booking-dropped = Хорошо, новую запись не оформляем.
+note-visit-kept = Хорошо, ничего не меняем: ваша запись остаётся как была.
 note-phone-saved = Номер телефона сохранили.
 
 ## Запись
@@ -70,8 +72,10 @@ btn-next-week = След. неделя →
 choose-time = Свободное время, { $day }:
 no-times = На { $day } свободного времени уже нет. Выберите другой день.
 
+# The button's own label, so the prompt names the button the client actually sees.
+-share-phone = Отправить мой номер
 ask-phone =
-    Оставьте номер телефона для связи: нажмите «Поделиться номером» или напишите его,
+    Оставьте номер телефона для связи: нажмите «{ -share-phone }» или напишите его,
     например: +7 912 345-67-89
 ask-name = Как к вам обращаться? Напишите имя.
 
@@ -180,7 +184,7 @@ month-12 = дек
 ## Telegram adapter
 
 tg-apology = Извините, что-то пошло не так. Попробуйте ещё раз чуть позже.
-tg-share-phone = 📱 Отправить мой номер
+tg-share-phone = 📱 { -share-phone }
 tg-or-choose = Или выберите:
 
 ## CRM: what managers read in the card
@@ -198,7 +202,7 @@ crm-note-rescheduled = Запись перенесена { $by }: теперь {
 
 max-apology = Извините, что-то пошло не так. Попробуйте ещё раз чуть позже.
 max-callback-ack = Готово
-max-share-phone = 📱 Отправить мой номер
+max-share-phone = 📱 { -share-phone }
 
 ## Notices sent outside a conversation turn
 

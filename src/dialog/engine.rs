@@ -119,11 +119,7 @@ impl Engine<'_> {
                 "book" => self.begin_booking(),
                 "my" => self.my_bookings(None),
                 "menu" => self.menu(),
-                "cancel" => {
-                    self.clear_flow();
-                    self.st.note = Some(Note::FlowCancelled);
-                    self.menu();
-                }
+                "cancel" => self.leave(),
                 _ => self.again(Note::UnknownCommand),
             }
             return;
@@ -185,11 +181,7 @@ impl Engine<'_> {
                 self.st.at = At::CodeCheck(w);
                 self.write(Command::ResendCode { booking_id }, "code-resending");
             }
-            ("X", _) => {
-                self.clear_flow();
-                self.st.note = Some(Note::FlowCancelled);
-                self.menu();
-            }
+            ("X", _) => self.leave(),
             ("c", At::Services { .. }) => match arg.parse::<u16>() {
                 Ok(cat) => self.load_services(Some(cat), 0, None),
                 Err(_) => self.again(Note::Hint),
@@ -331,6 +323,21 @@ impl Engine<'_> {
         self.st.day = None;
         self.st.slot = None;
         self.st.again = None;
+    }
+
+    /// Gives up what is in progress and says what that means for the client: a visit being
+    /// moved or cancelled stays as it was, a new booking is simply not made.
+    fn leave(&mut self) {
+        let note = if self.st.mv.is_some() {
+            Note::VisitKept
+        } else if self.st.flow.is_some() || matches!(self.st.at, At::Code(_)) {
+            Note::BookingDropped
+        } else {
+            Note::FlowCancelled
+        };
+        self.clear_flow();
+        self.st.note = Some(note);
+        self.menu();
     }
 
     fn menu(&mut self) {
@@ -890,7 +897,7 @@ impl Engine<'_> {
                     ("price", self.price(&flow.svc).into()),
                     ("address", self.ctx.address.clone().into()),
                     ("name", name.into()),
-                    ("phone", phone.to_string().into()),
+                    ("phone", phone.formatted().into()),
                 ],
             )
         };
@@ -962,7 +969,7 @@ impl Engine<'_> {
             .st
             .phone
             .as_ref()
-            .map(|p| p.to_string())
+            .map(Phone::formatted)
             .unwrap_or_default();
         let mut text = self.ta("ask-code", &[("phone", phone.into())]);
         if w.tries > 0 {
@@ -1006,7 +1013,7 @@ impl Engine<'_> {
         self.command(Command::AbandonCode { booking_id });
         if !out_of_tries {
             self.clear_flow();
-            self.st.note = Some(Note::FlowCancelled);
+            self.st.note = Some(Note::BookingDropped);
             self.menu();
             return;
         }
@@ -1032,13 +1039,18 @@ impl Engine<'_> {
 
     fn done(&mut self, booking: &Booking, key: &str) {
         let when = self.when(booking.start);
+        // The record holds the lowest price of a range; the client was shown "from" it.
+        let price = match &self.st.flow {
+            Some(flow) if flow.svc.id == booking.service_id => self.price(&flow.svc),
+            _ => booking.price.to_string(),
+        };
         let text = self.ta(
             key,
             &[
                 ("service", booking.service_name.clone().into()),
                 ("master", booking.master_name.clone().into()),
                 ("when", when.into()),
-                ("price", booking.price.to_string().into()),
+                ("price", price.into()),
                 ("address", self.ctx.address.clone().into()),
             ],
         );
@@ -1113,7 +1125,7 @@ impl Engine<'_> {
                 ("course", flow.svc.name.clone().into()),
                 ("group", group_text.into()),
                 ("name", name.into()),
-                ("phone", phone.to_string().into()),
+                ("phone", phone.formatted().into()),
             ],
         );
         self.bump();
@@ -1465,6 +1477,8 @@ fn note_key(note: Note) -> &'static str {
         Note::NameLong => "note-name-long",
         Note::NotFound => "note-not-found",
         Note::FlowCancelled => "note-flow-cancelled",
+        Note::BookingDropped => "note-booking-dropped",
+        Note::VisitKept => "note-visit-kept",
         Note::PhoneSaved => "note-phone-saved",
         Note::BadCode => "note-bad-code",
         Note::CodeWrong => "note-code-wrong",

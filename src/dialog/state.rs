@@ -149,6 +149,10 @@ pub(super) enum Note {
     NameLong,
     NotFound,
     FlowCancelled,
+    /// A new booking was given up before it was made.
+    BookingDropped,
+    /// A move or cancel was given up: the visit stays as it was.
+    VisitKept,
     PhoneSaved,
     BadCode,
     CodeWrong,

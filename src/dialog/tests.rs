@@ -150,7 +150,10 @@ impl World {
             ),
             Command::Book(d) => self.write_answers.pop_front().unwrap_or_else(|| {
                 let mut b = self.booking("bk-new", d.slot.start);
+                b.service_id = d.service.id.clone();
                 b.service_name = d.service.name.clone();
+                // As the runtime records it: the lowest price of a range.
+                b.price = d.service.price_min;
                 b.master_name = d
                     .master
                     .as_ref()
@@ -449,7 +452,7 @@ fn happy_path_books_the_picked_slot() {
         "1\u{a0}500\u{a0}₽",
         "ул. Ленина, 1",
         "Мария",
-        "+79123456789",
+        "+7 912 345-67-89",
         "1 час",
     ] {
         assert!(confirm.contains(part), "{part:?} missing in {confirm}");
@@ -940,7 +943,7 @@ fn commands_in_text() {
     assert!(bot.has_button("Анна"), "the step is kept");
 
     let r = bot.text("/cancel");
-    assert!(r[0].text.contains(&note("note-flow-cancelled")));
+    assert!(r[0].text.contains(&note("note-booking-dropped")));
     assert!(bot.has_button(&ru("btn-book")));
 
     bot.text("/my@zapis_bot");
@@ -995,7 +998,7 @@ fn change_time_and_cancel_on_the_confirmation() {
     bot.press("15:00");
     assert!(bot.last().text.contains("Пн 2 дек, 15:00"));
     bot.press(&ru("btn-cancel"));
-    assert!(bot.last().text.contains(&note("note-flow-cancelled")));
+    assert!(bot.last().text.contains(&note("note-booking-dropped")));
     assert!(bot.books().is_empty());
 }
 
@@ -1674,7 +1677,7 @@ fn bot_at_code() -> Bot {
 fn a_code_demand_asks_for_the_code_and_the_right_code_completes_the_booking() {
     let mut bot = bot_at_code();
     let asked = bot.last().clone();
-    assert!(asked.text.contains("+79123456789"), "{}", asked.text);
+    assert!(asked.text.contains("+7 912 345-67-89"), "{}", asked.text);
     assert!(asked.text.contains("код"), "{}", asked.text);
     assert!(bot.st.awaits_code());
     assert!(bot.has_button(&ru("btn-resend-code")));
@@ -1768,7 +1771,7 @@ fn a_failed_code_check_returns_to_the_code_prompt_on_retry() {
     // Retry asks for the code again; nothing is booked anew.
     bot.press(&ru("btn-retry"));
     assert!(bot.st.awaits_code());
-    assert!(bot.last().text.contains("+79123456789"));
+    assert!(bot.last().text.contains("+7 912 345-67-89"));
     assert_eq!(bot.books().len(), 1);
     bot.text("4321");
     assert!(bot.last().text.contains("вы записаны"));
@@ -1792,4 +1795,150 @@ fn leaving_the_code_prompt_gives_up_the_waiting_booking_once() {
             .iter()
             .any(|c| matches!(c, Command::SubmitCode { .. }))
     );
+}
+
+// ---- wording ---------------------------------------------------------------------------
+
+/// Moves booking `n` of "my bookings" to Wednesday 15:00 and stops at the before/after screen.
+fn goto_move_confirmation(bot: &mut Bot) {
+    bot.start();
+    bot.press(&ru("btn-my"));
+    bot.press(&i18n::t_args(
+        Lang::Ru,
+        "btn-reschedule-n",
+        &[("n", 1.into())],
+    ));
+    bot.press("Ср 4 дек");
+    bot.press("15:00");
+    assert!(bot.last().text.contains("Станет: Ср 4 дек, 15:00"));
+}
+
+#[test]
+fn leaving_a_move_says_the_visit_stays_and_leaving_a_booking_says_none_is_made() {
+    let mut bot = Bot::with(ctx(), world_with_bookings());
+    goto_move_confirmation(&mut bot);
+    let r = bot.press(&ru("btn-cancel"));
+    let text = &r[0].text;
+    assert!(text.contains(&note("note-visit-kept")), "{text}");
+    assert!(text.contains("остаётся как была"), "{text}");
+    assert!(!text.contains(&note("note-flow-cancelled")), "{text}");
+    assert!(!text.contains(&note("note-booking-dropped")), "{text}");
+    assert!(
+        !bot.commands
+            .iter()
+            .any(|c| matches!(c, Command::Cancel { .. } | Command::Reschedule { .. })),
+        "leaving the move screen changes nothing"
+    );
+
+    // The same by command, and from the cancel question.
+    goto_move_confirmation(&mut bot);
+    let r = bot.text("/cancel");
+    assert!(
+        r[0].text.contains(&note("note-visit-kept")),
+        "{}",
+        r[0].text
+    );
+    bot.press(&ru("btn-my"));
+    bot.press(&i18n::t_args(Lang::Ru, "btn-cancel-n", &[("n", 1.into())]));
+    let r = bot.text("/cancel");
+    assert!(
+        r[0].text.contains(&note("note-visit-kept")),
+        "{}",
+        r[0].text
+    );
+    assert!(
+        !bot.commands
+            .iter()
+            .any(|c| matches!(c, Command::Cancel { .. }))
+    );
+
+    // A new booking given up says no booking is made, not that a visit is kept.
+    bot.goto_times("Анна");
+    let r = bot.text("/cancel");
+    assert!(
+        r[0].text.contains(&note("note-booking-dropped")),
+        "{}",
+        r[0].text
+    );
+    assert!(r[0].text.contains("новую запись не оформляем"));
+    // With nothing in progress, the plain acknowledgement.
+    let r = bot.text("/cancel");
+    assert!(
+        r[0].text.contains(&note("note-flow-cancelled")),
+        "{}",
+        r[0].text
+    );
+}
+
+#[test]
+fn a_price_range_keeps_its_from_on_the_confirmation_and_after_booking() {
+    let mut bot = Bot::new();
+    bot.start();
+    bot.press(&ru("btn-book"));
+    let from = "от 3\u{a0}000\u{a0}₽";
+    assert!(bot.button("Окрашивание").label.contains(from));
+    bot.press("Окрашивание");
+    bot.press("Анна");
+    bot.press("Пн 2 дек");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    let r = bot.text("Мария");
+    assert!(
+        r[0].text.contains(&format!("Стоимость: {from}")),
+        "{}",
+        r[0].text
+    );
+    let r = bot.press(&ru("btn-confirm"));
+    let booked = &r.last().expect("reply").text;
+    assert!(booked.contains(&format!("Стоимость: {from}")), "{booked}");
+
+    // A fixed price has no "from" anywhere.
+    bot.press(&ru("btn-book"));
+    bot.press("Маникюр");
+    bot.press("Анна");
+    bot.press("Пн 2 дек");
+    let r = bot.press("10:00");
+    assert!(
+        r[0].text.contains("Стоимость: 1\u{a0}200\u{a0}₽"),
+        "{}",
+        r[0].text
+    );
+    assert!(!r[0].text.contains("от "), "{}", r[0].text);
+}
+
+#[test]
+fn the_phone_prompt_names_the_share_button_the_messengers_show() {
+    for lang in [Lang::Ru, Lang::En] {
+        let prompt = t(lang, "ask-phone");
+        for key in ["tg-share-phone", "max-share-phone"] {
+            let label = t(lang, key);
+            let words = label.trim_start_matches("📱").trim();
+            assert!(words.len() > 5, "{key}: {label}");
+            assert!(
+                prompt.contains(words),
+                "{lang:?}: {prompt:?} does not name {label:?}"
+            );
+        }
+    }
+    assert!(!t(Lang::Ru, "ask-phone").contains("Поделиться"));
+}
+
+#[test]
+fn phones_are_shown_formatted() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("89123456789");
+    let r = bot.text("Мария");
+    assert!(
+        r[0].text.contains("Телефон: +7 912 345-67-89"),
+        "{}",
+        r[0].text
+    );
+    assert!(!r[0].text.contains("+79123456789"), "{}", r[0].text);
+
+    // The code prompt names the number the SMS went to the same way.
+    let bot = bot_at_code();
+    let ask = &bot.last().text;
+    assert!(ask.contains("+7 912 345-67-89"), "{ask}");
 }

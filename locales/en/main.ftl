@@ -35,6 +35,7 @@ note-slot-taken = Sorry, that time has just been taken. Please pick another:
 note-bad-phone = That does not look like a phone number. Please type it like this: +7 912 345-67-89
 note-name-empty = The name cannot be empty.
 note-name-long = That name is too long: 100 characters at most.
+note-name-not-a-name = That does not look like a name. Please write your name in letters, for example: Anna.
 note-not-found = That is no longer in the list; here is the current one.
 note-flow-cancelled = OK, cancelled.
 note-booking-dropped = OK, no new booking is made.

@@ -832,14 +832,12 @@ impl Engine<'_> {
     }
 
     fn take_name(&mut self, raw: &str) {
-        let name = raw.split_whitespace().collect::<Vec<_>>().join(" ");
-        if name.is_empty() {
-            self.again(Note::NameEmpty);
-        } else if name.chars().count() > NAME_MAX_CHARS {
-            self.again(Note::NameLong);
-        } else {
-            self.st.name = Some(name);
-            self.after_slot();
+        match read_name(raw) {
+            Ok(name) => {
+                self.st.name = Some(name);
+                self.after_slot();
+            }
+            Err(note) => self.again(note),
         }
     }
 
@@ -1466,6 +1464,26 @@ impl Engine<'_> {
     }
 }
 
+/// Digits a name may hold before it reads as a phone number (`Анна 2`, not `Анна 8912…`).
+const NAME_MAX_DIGITS: usize = 4;
+
+/// A name as typed, with its spaces tidied, or the note saying what is wrong with it. A name
+/// has letters, of any script; a phone number or a dash typed at the name step is not one.
+fn read_name(raw: &str) -> Result<String, Note> {
+    let name = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    if name.is_empty() {
+        Err(Note::NameEmpty)
+    } else if name.chars().count() > NAME_MAX_CHARS {
+        Err(Note::NameLong)
+    } else if !name.chars().any(char::is_alphabetic)
+        || name.chars().filter(char::is_ascii_digit).count() > NAME_MAX_DIGITS
+    {
+        Err(Note::NameNotAName)
+    } else {
+        Ok(name)
+    }
+}
+
 fn note_key(note: Note) -> &'static str {
     match note {
         Note::Hint => "note-hint",
@@ -1475,6 +1493,7 @@ fn note_key(note: Note) -> &'static str {
         Note::BadPhone => "note-bad-phone",
         Note::NameEmpty => "note-name-empty",
         Note::NameLong => "note-name-long",
+        Note::NameNotAName => "note-name-not-a-name",
         Note::NotFound => "note-not-found",
         Note::FlowCancelled => "note-flow-cancelled",
         Note::BookingDropped => "note-booking-dropped",

@@ -147,6 +147,8 @@ pub(super) enum Note {
     BadPhone,
     NameEmpty,
     NameLong,
+    /// Digits, a phone number or punctuation where a name was asked.
+    NameNotAName,
     NotFound,
     FlowCancelled,
     /// A new booking was given up before it was made.

@@ -1942,3 +1942,67 @@ fn phones_are_shown_formatted() {
     let ask = &bot.last().text;
     assert!(ask.contains("+7 912 345-67-89"), "{ask}");
 }
+
+// ---- name validation -----------------------------------------------------------------------
+
+#[test]
+fn a_name_without_letters_or_with_a_phone_in_it_is_refused_with_a_hint() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    for bad in [
+        "89123456789",
+        "+7 912",
+        "—",
+        "Мария 8 912 345-67-89",
+        "...",
+        "12345",
+    ] {
+        let r = bot.text(bad);
+        assert!(
+            r[0].text.contains(&note("note-name-not-a-name")),
+            "{bad:?}: {}",
+            r[0].text
+        );
+        assert!(
+            r[0].text.contains(&ru("ask-name")),
+            "{bad:?}: the name is asked again"
+        );
+        assert_eq!(bot.st.name(), None, "{bad:?} taken as a name");
+    }
+    assert!(bot.books().is_empty());
+    for good in ["Анна", "Anna-Maria", "Ли", "Д'Артаньян", "Анна 2"] {
+        let mut bot = Bot::new();
+        bot.goto_times("Анна");
+        bot.press("10:00");
+        bot.text("+79123456789");
+        let r = bot.text(good);
+        assert!(
+            !r[0].text.contains(&note("note-name-not-a-name")),
+            "{good:?} refused"
+        );
+        assert_eq!(bot.st.name(), Some(good));
+        assert!(bot.has_button(&ru("btn-confirm")), "{good:?}");
+    }
+}
+
+#[test]
+fn the_name_hint_is_in_the_clients_language() {
+    let mut ctx = ctx();
+    ctx.user_lang = Some("en".into());
+    let mut bot = Bot::with(ctx, World::salon());
+    bot.start();
+    bot.press(&t(Lang::En, "btn-book"));
+    bot.press("Стрижка женская");
+    bot.press(&t(Lang::En, "btn-any-master"));
+    bot.press("Mon 2 Dec");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    let r = bot.text("89123456789");
+    assert!(
+        r[0].text.contains("does not look like a name"),
+        "{}",
+        r[0].text
+    );
+}

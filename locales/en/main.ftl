@@ -159,6 +159,8 @@ rescheduled =
 
 ## Calendar
 
+day-today = Today
+day-tomorrow = Tomorrow
 weekday-1 = Mon
 weekday-2 = Tue
 weekday-3 = Wed

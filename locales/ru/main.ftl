@@ -162,6 +162,8 @@ rescheduled =
 
 ## Календарь
 
+day-today = Сегодня
+day-tomorrow = Завтра
 weekday-1 = Пн
 weekday-2 = Вт
 weekday-3 = Ср

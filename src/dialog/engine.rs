@@ -690,7 +690,7 @@ impl Engine<'_> {
             let row = chunk
                 .iter()
                 .map(|d| {
-                    let label = self.day_label(*d);
+                    let label = self.day_button(*d);
                     self.button_raw(label, &format!("d:{}", d.format("%Y%m%d")))
                 })
                 .collect();
@@ -1417,6 +1417,20 @@ impl Engine<'_> {
     fn day_label(&self, d: NaiveDate) -> String {
         let weekday = self.t(&format!("weekday-{}", d.weekday().number_from_monday()));
         format!("{weekday} {}", self.short_date(d))
+    }
+
+    /// A day button: `Сегодня 2 дек`, `Завтра 3 дек`, else `Ср 4 дек`. "Today" is the
+    /// business's, not the server's: the client books by the salon's calendar.
+    fn day_button(&self, d: NaiveDate) -> String {
+        let today = self.today();
+        let key = if d == today {
+            "day-today"
+        } else if today.succ_opt() == Some(d) {
+            "day-tomorrow"
+        } else {
+            return self.day_label(d);
+        };
+        format!("{} {}", self.t(key), self.short_date(d))
     }
 
     /// `10:00` on the business clock.

@@ -336,7 +336,7 @@ impl Bot {
         self.press(&t(Lang::Ru, "btn-book"));
         self.press("Стрижка женская");
         self.press(master_label);
-        self.press("Пн 2 дек");
+        self.press("Сегодня 2 дек");
     }
 }
 
@@ -412,14 +412,14 @@ fn happy_path_books_the_picked_slot() {
             to: date(2024, 12, 8),
         }
     );
-    assert!(bot.has_button("Пн 2 дек"));
+    assert!(bot.has_button("Сегодня 2 дек"));
     assert!(bot.has_button("Ср 4 дек"));
     assert!(
         !bot.has_button("10 дек"),
         "next week's day on this week's page"
     );
 
-    bot.press("Пн 2 дек");
+    bot.press("Сегодня 2 дек");
     assert_eq!(
         bot.last_command(),
         &Command::LoadSlots {
@@ -501,7 +501,7 @@ fn known_client_skips_phone_and_name() {
     bot.press(&ru("btn-book"));
     bot.press("Маникюр");
     bot.press("Ольга");
-    bot.press("Пн 2 дек");
+    bot.press("Сегодня 2 дек");
     let r = bot.press("12:00");
     assert!(
         r[0].text.contains("Маникюр"),
@@ -625,10 +625,10 @@ fn days_are_paged_by_week_from_today() {
         Command::LoadDays { from, to, .. } if *from == date(2024, 12, 9) && *to == date(2024, 12, 15)
     ));
     assert!(bot.has_button("Вт 10 дек"));
-    assert!(!bot.has_button("Пн 2 дек"));
+    assert!(!bot.has_button("Сегодня 2 дек"));
 
     bot.press(&ru("btn-prev-week"));
-    assert!(bot.has_button("Пн 2 дек"));
+    assert!(bot.has_button("Сегодня 2 дек"));
 }
 
 #[test]
@@ -668,7 +668,7 @@ fn business_timezone_is_used_for_today_and_times() {
         bot.last_command(),
         Command::LoadDays { from, .. } if *from == date(2024, 12, 2)
     ));
-    bot.press("Пн 2 дек");
+    bot.press("Сегодня 2 дек");
     let data = bot.button("10:00").data;
     let secs = utc("2024-12-02T05:00:00Z").timestamp();
     assert!(data.ends_with(&format!("t:{secs}:m1")), "{data}");
@@ -883,9 +883,9 @@ fn garbage_text_at_every_step_keeps_the_step() {
 
     bot.press("Анна");
     let r = bot.text("завтра");
-    assert!(r[0].text.contains(&hint) && bot.has_button("Пн 2 дек"));
+    assert!(r[0].text.contains(&hint) && bot.has_button("Сегодня 2 дек"));
 
-    bot.press("Пн 2 дек");
+    bot.press("Сегодня 2 дек");
     let r = bot.text("10");
     assert!(r[0].text.contains(&hint) && bot.has_button("10:00"));
 
@@ -976,7 +976,7 @@ fn back_buttons_walk_the_flow_backwards() {
     bot.press(&ru("btn-back"));
     assert!(bot.has_button("10:00"), "phone → times");
     bot.press(&ru("btn-back"));
-    assert!(bot.has_button("Пн 2 дек"), "times → days");
+    assert!(bot.has_button("Сегодня 2 дек"), "times → days");
     bot.press(&ru("btn-back"));
     assert!(bot.has_button("Ольга"), "days → masters");
     bot.press(&ru("btn-back"));
@@ -1318,7 +1318,7 @@ fn english_speakers_get_english() {
     );
     bot.press("Стрижка женская");
     bot.press(&en("btn-any-master"));
-    bot.press("Mon 2 Dec");
+    bot.press("Today 2 Dec");
     bot.press("10:00");
     let r = bot.text("bad");
     assert!(r[0].text.contains("does not look like a phone"));
@@ -1365,7 +1365,7 @@ fn the_source_goes_into_the_booking_and_survives_a_bare_start() {
     bot.press(&ru("btn-book"));
     bot.press("Стрижка женская");
     bot.press("Анна");
-    bot.press("Пн 2 дек");
+    bot.press("Сегодня 2 дек");
     bot.press("10:00");
     bot.text("+79123456789");
     bot.text("Мария");
@@ -1879,7 +1879,7 @@ fn a_price_range_keeps_its_from_on_the_confirmation_and_after_booking() {
     assert!(bot.button("Окрашивание").label.contains(from));
     bot.press("Окрашивание");
     bot.press("Анна");
-    bot.press("Пн 2 дек");
+    bot.press("Сегодня 2 дек");
     bot.press("10:00");
     bot.text("+79123456789");
     let r = bot.text("Мария");
@@ -1896,7 +1896,7 @@ fn a_price_range_keeps_its_from_on_the_confirmation_and_after_booking() {
     bot.press(&ru("btn-book"));
     bot.press("Маникюр");
     bot.press("Анна");
-    bot.press("Пн 2 дек");
+    bot.press("Сегодня 2 дек");
     let r = bot.press("10:00");
     assert!(
         r[0].text.contains("Стоимость: 1\u{a0}200\u{a0}₽"),
@@ -1996,7 +1996,7 @@ fn the_name_hint_is_in_the_clients_language() {
     bot.press(&t(Lang::En, "btn-book"));
     bot.press("Стрижка женская");
     bot.press(&t(Lang::En, "btn-any-master"));
-    bot.press("Mon 2 Dec");
+    bot.press("Today 2 Dec");
     bot.press("10:00");
     bot.text("+79123456789");
     let r = bot.text("89123456789");
@@ -2005,4 +2005,71 @@ fn the_name_hint_is_in_the_clients_language() {
         "{}",
         r[0].text
     );
+}
+
+// ---- today and tomorrow ----------------------------------------------------------------------
+
+fn day_labels(bot: &Bot) -> Vec<String> {
+    bot.screen()
+        .buttons
+        .iter()
+        .flatten()
+        .filter(|b| b.data.contains("|d:"))
+        .map(|b| b.label.clone())
+        .collect()
+}
+
+#[test]
+fn day_buttons_say_today_and_tomorrow_by_the_business_calendar() {
+    let mut world = World::salon();
+    world.free_days = vec![
+        date(2024, 12, 2),
+        date(2024, 12, 3),
+        date(2024, 12, 4),
+        date(2024, 12, 10),
+    ];
+    let mut bot = Bot::with(ctx(), world);
+    bot.start();
+    bot.press(&ru("btn-book"));
+    bot.press("Стрижка женская");
+    bot.press("Анна");
+    assert_eq!(
+        day_labels(&bot),
+        ["Сегодня 2 дек", "Завтра 3 дек", "Ср 4 дек"]
+    );
+    // The day keeps its weekday where it is named in a sentence.
+    let r = bot.press("Завтра 3 дек");
+    assert!(r[0].text.contains("Вт 3 дек"), "{}", r[0].text);
+    // Next week has neither.
+    bot.press(&ru("btn-back"));
+    bot.press(&ru("btn-next-week"));
+    assert_eq!(day_labels(&bot), ["Вт 10 дек"]);
+
+    // 21:00Z on 2 Dec is already 02:00 on 3 Dec in Yekaterinburg: the 3rd is today there,
+    // though the server's UTC date is still the 2nd.
+    let mut late = ctx();
+    late.now = utc("2024-12-02T21:00:00Z");
+    let mut world = World::salon();
+    world.free_days = vec![date(2024, 12, 3), date(2024, 12, 4), date(2024, 12, 5)];
+    let mut bot = Bot::with(late, world);
+    bot.start();
+    bot.press(&ru("btn-book"));
+    bot.press("Стрижка женская");
+    bot.press("Анна");
+    assert_eq!(
+        day_labels(&bot),
+        ["Сегодня 3 дек", "Завтра 4 дек", "Чт 5 дек"]
+    );
+
+    // In English.
+    let mut en = ctx();
+    en.user_lang = Some("en".into());
+    let mut world = World::salon();
+    world.free_days = vec![date(2024, 12, 2), date(2024, 12, 3)];
+    let mut bot = Bot::with(en, world);
+    bot.start();
+    bot.press(&t(Lang::En, "btn-book"));
+    bot.press("Стрижка женская");
+    bot.press(&t(Lang::En, "btn-any-master"));
+    assert_eq!(day_labels(&bot), ["Today 2 Dec", "Tomorrow 3 Dec"]);
 }

@@ -154,6 +154,7 @@ impl App {
             config.business.clone(),
             clock.clone(),
         );
+        conversations = conversations.with_change_cutoff(config.booking.change_cutoff);
         if let Some(crm) = &crm {
             conversations = conversations.with_crm(crm.system());
         }

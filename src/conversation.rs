@@ -122,6 +122,8 @@ pub struct Conversations {
     accounting: bool,
     /// The business phone as clients read it (`+7 495 123-45-67`), formatted once.
     business_phone: Option<String>,
+    /// `booking.change_cutoff`: how long before a visit the chat stops cancelling or moving it.
+    change_cutoff: Option<chrono::Duration>,
 }
 
 struct SchoolMode {
@@ -139,6 +141,7 @@ impl Conversations {
         let business_phone = business.phone.as_deref().map(display_phone);
         Conversations {
             business_phone,
+            change_cutoff: None,
             store,
             booking,
             business,
@@ -158,6 +161,14 @@ impl Conversations {
         crm: Arc<dyn crate::school::SchoolCrm>,
     ) -> Conversations {
         self.school = Some(SchoolMode { config, crm });
+        self
+    }
+
+    /// Visits closer than `cutoff` are no longer cancelled or moved in the chat: the client is
+    /// asked to call.
+    pub fn with_change_cutoff(mut self, cutoff: Option<std::time::Duration>) -> Conversations {
+        // Validated at start to at most a week, so the conversion cannot overflow.
+        self.change_cutoff = cutoff.and_then(|c| chrono::Duration::from_std(c).ok());
         self
     }
 
@@ -219,6 +230,7 @@ impl Conversations {
             user_lang: user_lang.map(str::to_string),
             channel: chat.channel,
             school: self.school.is_some(),
+            change_cutoff: self.change_cutoff,
         };
         let mut input = Some(self.input_for(chat, event).await?);
         let mut queue: Vec<Command> = Vec::new();

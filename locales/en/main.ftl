@@ -129,6 +129,11 @@ my-item =
     { $when }
 btn-cancel-n = ✖ Cancel { $n }
 btn-reschedule-n = 🕒 Reschedule { $n }
+my-item-call = This visit is too close to cancel or reschedule online. Please call us: { $phone }
+my-item-call-nophone = This visit is too close to cancel or reschedule online. Please call the salon.
+change-too-late = Your booking "{ $service }", { $when }, is too close to cancel or reschedule online.
+change-call = Please call us: { $phone } — we will help.
+change-call-nophone = Please call the salon — we will help.
 
 cancel-ask =
     Cancel this booking?

@@ -204,6 +204,7 @@ impl Engine<'_> {
             },
             ("d", At::Days) => self.pick_day(arg),
             ("t", At::Times) => self.pick_time(arg),
+            ("K", At::Confirm) if self.moving_too_late() => self.too_late(),
             ("K", At::Confirm) => self.confirm(),
             ("T", At::Confirm) => {
                 self.st.slot = None;
@@ -236,6 +237,7 @@ impl Engine<'_> {
             ("Rm", _) if !arg.is_empty() => {
                 self.my_bookings(Some(Act::Move(arg.to_string())));
             }
+            ("Cy", At::CancelAsk) if self.moving_too_late() => self.too_late(),
             ("Cy", At::CancelAsk) => self.cancel_booking(),
             ("Cn", At::CancelAsk) => {
                 self.st.mv = None;
@@ -1220,6 +1222,12 @@ impl Engine<'_> {
             self.render_my(&upcoming, &past);
             return;
         };
+        if self.too_late_to_change(b.start) {
+            let b = b.clone();
+            self.clear_flow();
+            self.render_too_late(&b.service_name, b.start);
+            return;
+        }
         self.st.flow = None;
         self.st.mv = Some(Moving {
             id: b.id.clone(),
@@ -1286,6 +1294,11 @@ impl Engine<'_> {
                     ("when", self.when(b.start).into()),
                 ],
             ));
+            if self.too_late_to_change(b.start) {
+                text.push('\n');
+                text.push_str(&self.call_instead("my-item-call"));
+                continue;
+            }
             let cancel = self.ta("btn-cancel-n", &[("n", n.into())]);
             let move_ = self.ta("btn-reschedule-n", &[("n", n.into())]);
             rows.push(vec![
@@ -1300,6 +1313,55 @@ impl Engine<'_> {
         }
         rows.push(vec![self.btn("btn-book", "B"), self.btn("btn-back", "<")]);
         self.screen(text, rows, false);
+    }
+
+    /// Whether the visit at `start` is inside `booking.change_cutoff`: too close to be
+    /// cancelled or moved online.
+    fn too_late_to_change(&self, start: DateTime<Utc>) -> bool {
+        self.ctx
+            .change_cutoff
+            .is_some_and(|cutoff| start - self.ctx.now < cutoff)
+    }
+
+    /// The visit being cancelled or moved has come inside the cut-off since it was picked.
+    fn moving_too_late(&self) -> bool {
+        self.st
+            .mv
+            .as_ref()
+            .is_some_and(|mv| self.too_late_to_change(mv.start))
+    }
+
+    fn too_late(&mut self) {
+        let Some(mv) = self.st.mv.take() else {
+            self.my_bookings(None);
+            return;
+        };
+        self.render_too_late(&mv.svc, mv.start);
+    }
+
+    /// `key` with the business phone, or its variant without one (`<key>-nophone`).
+    fn call_instead(&self, key: &str) -> String {
+        match &self.ctx.business_phone {
+            Some(phone) => self.ta(key, &[("phone", phone.clone().into())]),
+            None => self.t(&format!("{key}-nophone")),
+        }
+    }
+
+    /// A visit too close to change online: say so and give the phone to call.
+    fn render_too_late(&mut self, service: &str, start: DateTime<Utc>) {
+        let mut text = self.ta(
+            "change-too-late",
+            &[
+                ("service", service.to_string().into()),
+                ("when", self.when(start).into()),
+            ],
+        );
+        text.push('\n');
+        text.push_str(&self.call_instead("change-call"));
+        self.st.at = At::My { act: None };
+        self.bump();
+        let buttons = vec![vec![self.btn("btn-my", "Y"), self.btn("btn-menu", "M")]];
+        self.screen(text, buttons, false);
     }
 
     fn render_cancel_ask(&mut self) {

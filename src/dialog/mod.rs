@@ -42,6 +42,9 @@ pub struct Context {
     /// A school: services are courses, masters are groups (or a trial lesson), and the flow
     /// ends in an application after phone and name instead of a slot.
     pub school: bool,
+    /// How long before a visit it can still be cancelled or moved in the chat; closer to it
+    /// the client is asked to call. `None`: up to the visit itself.
+    pub change_cutoff: Option<chrono::Duration>,
 }
 
 /// The master id that stands for "a trial lesson" among a course's groups.

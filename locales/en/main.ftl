@@ -19,6 +19,7 @@ help-phone = {"\u000A"}Phone: { $phone }
 
 btn-book = 📅 Book
 btn-my = 🗂 My bookings
+btn-data = 👤 My details
 btn-help = ❓ Help
 btn-menu = 🏠 Menu
 btn-back = ← Back
@@ -41,6 +42,7 @@ note-flow-cancelled = OK, cancelled.
 note-booking-dropped = OK, no new booking is made.
 note-visit-kept = OK, nothing is changed: your booking stays as it was.
 note-phone-saved = Your phone number is saved.
+note-name-saved = Your name is saved.
 
 ## Booking
 
@@ -291,3 +293,16 @@ code-checking = Checking the code…
 code-resending = Asking for the code again…
 code-failed = The code did not match, so the booking is not complete. Please call the salon and we will book you by phone.
 code-failed-call = The code did not match, so the booking is not complete. Please call us: { $phone } and we will book you by phone.
+
+## My details
+
+data =
+    Your details for booking:
+
+    Name: { $name }
+    Phone: { $phone }
+data-unset = not given yet
+btn-data-name = ✏️ Change name
+btn-data-phone = 📱 Change phone
+data-ask-name = Please write your new name.
+data-ask-phone = Please type your new phone number or press "{ -share-phone }".

@@ -3,8 +3,8 @@
 //!
 //! Button data is `"<version>|<payload>"`. The version is a counter bumped on every screen
 //! rendered, so a press from an older message is recognised and never acted upon blindly.
-//! Payloads: `M` menu, `B` book, `Y` my bookings, `H` help, `<` back, `r` retry, `X` cancel the
-//! flow, `K` confirm, `T` change time, `A` any master, `Cy`/`Cn` confirm/refuse cancelling,
+//! Payloads: `M` menu, `B` book, `Y` my bookings, `H` help, `D` my data (`Dn` change the name,
+//! `Dp` change the phone), `<` back, `r` retry, `X` cancel the flow, `K` confirm, `T` change time, `A` any master, `Cy`/`Cn` confirm/refuse cancelling,
 //! `c:<category index>`, `p:<page>`, `s:<service id>`, `m:<master id>`, `w:<week>`,
 //! `d:<yyyymmdd>`, `t:<unix seconds>:<master id>`, `C:<booking id>` cancel, `R:<booking id>`
 //! reschedule; under a reminder, valid from any message: `Rk:<booking id>` "I'll come",
@@ -127,15 +127,24 @@ impl Engine<'_> {
         match self.st.at {
             At::Phone => self.take_phone(trimmed),
             At::Name => self.take_name(trimmed),
+            At::DataName => self.change_name(trimmed),
+            At::DataPhone => self.change_phone(trimmed),
             At::Code(_) => self.take_code(trimmed),
             _ => self.again(Note::Hint),
         }
     }
 
     fn contact(&mut self, raw: &str) {
-        if self.st.at == At::Phone {
-            self.take_phone(raw);
-            return;
+        match self.st.at {
+            At::Phone => {
+                self.take_phone(raw);
+                return;
+            }
+            At::DataPhone => {
+                self.change_phone(raw);
+                return;
+            }
+            _ => {}
         }
         // A contact shared out of turn is still the client's phone; keep it for later.
         match Phone::parse(raw) {
@@ -156,7 +165,7 @@ impl Engine<'_> {
             match payload {
                 // Going to the menu, booking or help means the same from any message, and so
                 // do a reminder's answers.
-                "M" | "B" | "Y" | "H" => {}
+                "M" | "B" | "Y" | "H" | "D" => {}
                 p if p.starts_with("Rk:") || p.starts_with("Rc:") || p.starts_with("Rm:") => {}
                 _ => {
                     self.again(Note::Stale);
@@ -171,6 +180,15 @@ impl Engine<'_> {
             ("B", _) => self.begin_booking(),
             ("Y", _) => self.my_bookings(None),
             ("H", _) => self.help(),
+            ("D", _) => self.my_data(),
+            ("Dn", At::Data) => {
+                self.st.at = At::DataName;
+                self.render_data_name();
+            }
+            ("Dp", At::Data) => {
+                self.st.at = At::DataPhone;
+                self.render_data_phone();
+            }
             ("<", _) => self.back(),
             ("r", _) => self.retry(),
             ("X", At::Code(w)) => self.give_up_code(w.booking.clone(), false),
@@ -391,6 +409,9 @@ impl Engine<'_> {
             At::My { .. } => self.my_bookings(None),
             At::CancelAsk => self.render_cancel_ask(),
             At::Code(_) => self.render_code(),
+            At::Data => self.render_data(),
+            At::DataName => self.render_data_name(),
+            At::DataPhone => self.render_data_phone(),
             At::Booking
             | At::Cancelling
             | At::Rescheduling
@@ -427,6 +448,10 @@ impl Engine<'_> {
             At::CancelAsk => {
                 self.st.mv = None;
                 self.my_bookings(None);
+            }
+            At::DataName | At::DataPhone => {
+                self.st.at = At::Data;
+                self.render_data();
             }
             _ => self.menu(),
         }
@@ -1395,6 +1420,67 @@ impl Engine<'_> {
         self.write(Command::Cancel { booking_id }, "cancelling");
     }
 
+    // ---- my data ------------------------------------------------------------------------
+
+    fn my_data(&mut self) {
+        self.clear_flow();
+        self.st.at = At::Data;
+        self.render_data();
+    }
+
+    /// The name and phone the next booking is made with, and buttons to change them.
+    fn render_data(&mut self) {
+        let unset = self.t("data-unset");
+        let name = self.st.name.clone().unwrap_or_else(|| unset.clone());
+        let phone = self.st.phone.as_ref().map_or(unset, Phone::formatted);
+        let text = self.ta("data", &[("name", name.into()), ("phone", phone.into())]);
+        self.bump();
+        let buttons = vec![
+            vec![self.btn("btn-data-name", "Dn")],
+            vec![self.btn("btn-data-phone", "Dp")],
+            vec![self.btn("btn-menu", "M")],
+        ];
+        self.screen(text, buttons, false);
+    }
+
+    fn render_data_name(&mut self) {
+        self.bump();
+        let text = self.t("data-ask-name");
+        let buttons = vec![vec![self.btn("btn-back", "<")]];
+        self.screen(text, buttons, false);
+    }
+
+    fn render_data_phone(&mut self) {
+        self.bump();
+        let text = self.t("data-ask-phone");
+        let buttons = vec![vec![self.btn("btn-back", "<")]];
+        self.screen(text, buttons, true);
+    }
+
+    fn change_name(&mut self, raw: &str) {
+        match read_name(raw) {
+            Ok(name) => {
+                self.st.name = Some(name);
+                self.st.at = At::Data;
+                self.st.note = Some(Note::NameSaved);
+                self.render_data();
+            }
+            Err(note) => self.again(note),
+        }
+    }
+
+    fn change_phone(&mut self, raw: &str) {
+        match Phone::parse(raw) {
+            Ok(phone) => {
+                self.st.phone = Some(phone);
+                self.st.at = At::Data;
+                self.st.note = Some(Note::PhoneSaved);
+                self.render_data();
+            }
+            Err(_) => self.again(Note::BadPhone),
+        }
+    }
+
     // ---- output helpers -----------------------------------------------------------------
 
     fn command(&mut self, command: Command) {
@@ -1432,7 +1518,7 @@ impl Engine<'_> {
         let buttons = vec![
             vec![self.btn("btn-book", "B")],
             vec![self.btn("btn-my", "Y")],
-            vec![self.btn("btn-help", "H")],
+            vec![self.btn("btn-data", "D"), self.btn("btn-help", "H")],
         ];
         self.screen(text, buttons, false);
     }
@@ -1575,6 +1661,7 @@ fn note_key(note: Note) -> &'static str {
         Note::BookingDropped => "note-booking-dropped",
         Note::VisitKept => "note-visit-kept",
         Note::PhoneSaved => "note-phone-saved",
+        Note::NameSaved => "note-name-saved",
         Note::BadCode => "note-bad-code",
         Note::CodeWrong => "note-code-wrong",
         Note::CodeResent => "note-code-resent",

@@ -112,6 +112,12 @@ pub(super) enum At {
     Code(CodeWait),
     /// A code (or a request to send it again) sent; waiting for the schedule's answer.
     CodeCheck(CodeWait),
+    /// "My data": the name and phone bookings are made with.
+    Data,
+    /// Waiting for a new name.
+    DataName,
+    /// Waiting for a new phone, typed or shared.
+    DataPhone,
 }
 
 /// A booking waiting for the client's confirmation code. The code itself is never kept.
@@ -156,6 +162,7 @@ pub(super) enum Note {
     /// A move or cancel was given up: the visit stays as it was.
     VisitKept,
     PhoneSaved,
+    NameSaved,
     BadCode,
     CodeWrong,
     CodeResent,

@@ -548,7 +548,9 @@ impl Conversations {
         };
         // The request is on record before the schedule is asked, so nothing is lost if the
         // process dies in between.
-        self.store.insert_booking(&booking).await?;
+        self.store
+            .insert_booking_with_comment(&booking, draft.comment.as_deref())
+            .await?;
         let request = BookRequest {
             booking_id: booking.id.clone(),
             service_id: booking.service_id.clone(),
@@ -558,7 +560,7 @@ impl Conversations {
             client_phone: booking.client_phone.clone(),
             client_name: booking.client_name.clone(),
             client_email: None,
-            comment: booking_comment(&booking.source),
+            comment: record_comment(draft.comment.as_deref(), &booking.source),
         };
         match self.booking.book(&request).await {
             Ok(record) => self.confirmed(booking, record).await,
@@ -889,6 +891,16 @@ fn school_courses(config: &crate::school::config::SchoolConfig) -> Loaded {
     )
 }
 
+/// The note on the record in the schedule: the client's own comment first, then where they
+/// came from.
+pub(crate) fn record_comment(client: Option<&str>, source: &Source) -> String {
+    let origin = booking_comment(source);
+    match client {
+        Some(comment) => format!("{comment}\n{origin}"),
+        None => origin,
+    }
+}
+
 pub(crate) fn booking_comment(source: &Source) -> String {
     let mut parts = vec![format!("zapis: {}", source.channel)];
     if let Some(p) = &source.payload {
@@ -928,6 +940,17 @@ mod tests {
             .fetch_one(store.pool())
             .await
             .expect("count")
+    }
+
+    #[test]
+    fn the_record_comment_puts_the_clients_words_before_the_source() {
+        let mut source = Source::direct(Channel::Max);
+        source.payload = Some("src_vk".into());
+        assert_eq!(record_comment(None, &source), "zapis: max; start=src_vk");
+        assert_eq!(
+            record_comment(Some("Покороче"), &source),
+            "Покороче\nzapis: max; start=src_vk"
+        );
     }
 
     #[test]

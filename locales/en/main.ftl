@@ -94,6 +94,12 @@ confirm-booking =
     Phone: { $phone }
 btn-confirm = ✅ Confirm
 btn-change-time = 🕒 Change time
+btn-comment = 💬 Add a comment
+btn-comment-edit = 💬 Change the comment
+btn-comment-drop = No comment
+confirm-comment = Comment: { $comment }
+ask-comment = Please write a comment to your visit: wishes for the master, anything to know in advance. Up to { $max } characters.
+note-comment-long = The comment is too long. Please shorten it.
 btn-cancel = ✖ Cancel
 
 booking = Booking…
@@ -198,6 +204,7 @@ tg-or-choose = Or choose:
 
 crm-author-client = Client
 crm-author-bot = Bot
+crm-author-comment = Client's comment to the visit
 crm-by-client = by the client in the chat
 crm-by-business = by the business in the schedule
 crm-by-crm = by a manager in the CRM

@@ -96,6 +96,12 @@ confirm-booking =
     Телефон: { $phone }
 btn-confirm = ✅ Подтвердить
 btn-change-time = 🕒 Изменить время
+btn-comment = 💬 Добавить комментарий
+btn-comment-edit = 💬 Изменить комментарий
+btn-comment-drop = Без комментария
+confirm-comment = Комментарий: { $comment }
+ask-comment = Напишите комментарий к визиту: пожелания мастеру, что важно знать заранее. Не больше { $max } символов.
+note-comment-long = Слишком длинный комментарий. Пожалуйста, сократите его.
 btn-cancel = ✖ Отмена
 
 booking = Записываем…
@@ -201,6 +207,7 @@ tg-or-choose = Или выберите:
 
 crm-author-client = Клиент
 crm-author-bot = Бот
+crm-author-comment = Комментарий клиента к визиту
 crm-by-client = клиентом в чате
 crm-by-business = салоном в расписании
 crm-by-crm = менеджером в CRM

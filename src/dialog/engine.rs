@@ -4,7 +4,8 @@
 //! Button data is `"<version>|<payload>"`. The version is a counter bumped on every screen
 //! rendered, so a press from an older message is recognised and never acted upon blindly.
 //! Payloads: `M` menu, `B` book, `Y` my bookings, `H` help, `D` my data (`Dn` change the name,
-//! `Dp` change the phone), `<` back, `r` retry, `X` cancel the flow, `K` confirm, `T` change time, `A` any master, `Cy`/`Cn` confirm/refuse cancelling,
+//! `Dp` change the phone), `<` back, `r` retry, `X` cancel the flow, `K` confirm, `T` change
+//! time, `N` write a comment (`Nx` drop it), `A` any master, `Cy`/`Cn` confirm/refuse cancelling,
 //! `c:<category index>`, `p:<page>`, `s:<service id>`, `m:<master id>`, `w:<week>`,
 //! `d:<yyyymmdd>`, `t:<unix seconds>:<master id>`, `C:<booking id>` cancel, `R:<booking id>`
 //! reschedule; under a reminder, valid from any message: `Rk:<booking id>` "I'll come",
@@ -31,6 +32,8 @@ const TIMES_PER_ROW: usize = 4;
 /// Telegram allows 100 buttons per keyboard; a day rarely has more free starts than this.
 const MAX_TIMES: usize = 64;
 const NAME_MAX_CHARS: usize = 100;
+/// A comment to a visit is a wish or two; the bound keeps the persisted state under 1 KB.
+const COMMENT_MAX_CHARS: usize = 200;
 /// Past visits offered for "book again" in "my bookings".
 const PAST_VISITS: usize = 3;
 /// Wrong confirmation codes a client may enter before the booking is given up.
@@ -129,6 +132,7 @@ impl Engine<'_> {
             At::Name => self.take_name(trimmed),
             At::DataName => self.change_name(trimmed),
             At::DataPhone => self.change_phone(trimmed),
+            At::Comment => self.take_comment(trimmed),
             At::Code(_) => self.take_code(trimmed),
             _ => self.again(Note::Hint),
         }
@@ -224,6 +228,15 @@ impl Engine<'_> {
             ("t", At::Times) => self.pick_time(arg),
             ("K", At::Confirm) if self.moving_too_late() => self.too_late(),
             ("K", At::Confirm) => self.confirm(),
+            ("N", At::Confirm) if self.st.mv.is_none() && !self.ctx.school => {
+                self.st.at = At::Comment;
+                self.render_comment();
+            }
+            ("Nx", At::Comment) => {
+                self.st.comment = None;
+                self.st.at = At::Confirm;
+                self.render_confirm();
+            }
             ("T", At::Confirm) => {
                 self.st.slot = None;
                 self.load_slots();
@@ -343,6 +356,7 @@ impl Engine<'_> {
         self.st.day = None;
         self.st.slot = None;
         self.st.again = None;
+        self.st.comment = None;
     }
 
     /// Gives up what is in progress and says what that means for the client: a visit being
@@ -412,6 +426,7 @@ impl Engine<'_> {
             At::Data => self.render_data(),
             At::DataName => self.render_data_name(),
             At::DataPhone => self.render_data_phone(),
+            At::Comment => self.render_comment(),
             At::Booking
             | At::Cancelling
             | At::Rescheduling
@@ -448,6 +463,10 @@ impl Engine<'_> {
             At::CancelAsk => {
                 self.st.mv = None;
                 self.my_bookings(None);
+            }
+            At::Comment => {
+                self.st.at = At::Confirm;
+                self.render_confirm();
             }
             At::DataName | At::DataPhone => {
                 self.st.at = At::Data;
@@ -912,7 +931,7 @@ impl Engine<'_> {
                 .slot_master(&slot)
                 .map(|m| m.name)
                 .unwrap_or_else(|| self.t("any-master"));
-            self.ta(
+            let mut text = self.ta(
                 "confirm-booking",
                 &[
                     ("service", flow.svc.name.clone().into()),
@@ -924,15 +943,54 @@ impl Engine<'_> {
                     ("name", name.into()),
                     ("phone", phone.formatted().into()),
                 ],
-            )
+            );
+            if let Some(comment) = &self.st.comment {
+                text.push('\n');
+                text.push_str(&self.ta("confirm-comment", &[("comment", comment.clone().into())]));
+            }
+            text
         };
         self.bump();
-        let buttons = vec![
-            vec![self.btn("btn-confirm", "K")],
-            vec![self.btn("btn-change-time", "T")],
-            vec![self.btn("btn-cancel", "X")],
-        ];
+        let mut buttons = vec![vec![self.btn("btn-confirm", "K")]];
+        if self.st.mv.is_none() {
+            let key = if self.st.comment.is_some() {
+                "btn-comment-edit"
+            } else {
+                "btn-comment"
+            };
+            buttons.push(vec![self.btn(key, "N")]);
+        }
+        buttons.push(vec![self.btn("btn-change-time", "T")]);
+        buttons.push(vec![self.btn("btn-cancel", "X")]);
         self.screen(text, buttons, false);
+    }
+
+    fn render_comment(&mut self) {
+        self.bump();
+        let text = self.ta(
+            "ask-comment",
+            &[(
+                "max",
+                i64::try_from(COMMENT_MAX_CHARS).unwrap_or(i64::MAX).into(),
+            )],
+        );
+        let mut rows = Vec::new();
+        if self.st.comment.is_some() {
+            rows.push(vec![self.btn("btn-comment-drop", "Nx")]);
+        }
+        rows.push(vec![self.btn("btn-back", "<")]);
+        self.screen(text, rows, false);
+    }
+
+    fn take_comment(&mut self, raw: &str) {
+        let comment = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+        if comment.chars().count() > COMMENT_MAX_CHARS {
+            self.again(Note::CommentLong);
+            return;
+        }
+        self.st.comment = (!comment.is_empty()).then_some(comment);
+        self.st.at = At::Confirm;
+        self.render_confirm();
     }
 
     fn show_times_or_menu(&mut self) {
@@ -977,6 +1035,7 @@ impl Engine<'_> {
                 .source
                 .clone()
                 .unwrap_or_else(|| Source::direct(self.ctx.channel)),
+            comment: self.st.comment.clone(),
         };
         self.st.at = At::Booking;
         self.write(Command::Book(draft), "booking");
@@ -1662,6 +1721,7 @@ fn note_key(note: Note) -> &'static str {
         Note::VisitKept => "note-visit-kept",
         Note::PhoneSaved => "note-phone-saved",
         Note::NameSaved => "note-name-saved",
+        Note::CommentLong => "note-comment-long",
         Note::BadCode => "note-bad-code",
         Note::CodeWrong => "note-code-wrong",
         Note::CodeResent => "note-code-resent",

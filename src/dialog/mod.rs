@@ -201,6 +201,9 @@ pub struct BookingDraft {
     pub phone: Phone,
     pub name: String,
     pub source: Source,
+    /// The client's comment to the visit, for the record in the schedule and the CRM lead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 /// A message to show. Adapters render `buttons` as inline keyboards.

@@ -50,6 +50,9 @@ pub struct DialogState {
     /// "Book again": the master to pick once the service's masters are loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) again: Option<String>,
+    /// The client's comment to the visit being booked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) comment: Option<String>,
 }
 
 impl DialogState {
@@ -118,6 +121,8 @@ pub(super) enum At {
     DataName,
     /// Waiting for a new phone, typed or shared.
     DataPhone,
+    /// Waiting for the comment to the visit, before the confirmation.
+    Comment,
 }
 
 /// A booking waiting for the client's confirmation code. The code itself is never kept.
@@ -163,6 +168,7 @@ pub(super) enum Note {
     VisitKept,
     PhoneSaved,
     NameSaved,
+    CommentLong,
     BadCode,
     CodeWrong,
     CodeResent,

@@ -258,6 +258,7 @@ impl App {
             self.config.business.clone(),
             &self.config.reminders,
         )
+        .with_change_cutoff(self.config.booking.change_cutoff)
     }
 
     /// The systems whose webhooks this configuration reads; others are not even stored.

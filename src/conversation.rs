@@ -95,7 +95,7 @@ fn parse_state(key: &str, json: Option<&str>) -> DialogState {
 /// A configured phone in the form clients read; one the parser cannot read (an extension, a
 /// short number) is shown as written, and so is one with words in it ("доб. 12"), which
 /// formatting would drop.
-fn display_phone(raw: &str) -> String {
+pub(crate) fn display_phone(raw: &str) -> String {
     if raw.chars().any(char::is_alphabetic) {
         return raw.trim().to_string();
     }

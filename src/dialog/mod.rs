@@ -177,19 +177,21 @@ pub enum Command {
 }
 
 /// Buttons under a reminder. They carry no render version: a reminder arrives outside the
-/// conversation and its buttons stay valid whatever the client did in between.
-pub fn reminder_buttons(lang: Lang, booking_id: &str) -> Vec<Vec<Button>> {
+/// conversation and its buttons stay valid whatever the client did in between. A visit inside
+/// `booking.change_cutoff` (`changeable` false) gets "I'll come" alone.
+pub fn reminder_buttons(lang: Lang, booking_id: &str, changeable: bool) -> Vec<Vec<Button>> {
     let button = |key: &str, kind: &str| Button {
         label: crate::i18n::t(lang, key),
         data: format!("0|{kind}:{booking_id}"),
     };
-    vec![
-        vec![button("btn-remind-come", "Rk")],
-        vec![
+    let mut rows = vec![vec![button("btn-remind-come", "Rk")]];
+    if changeable {
+        rows.push(vec![
             button("btn-remind-cancel", "Rc"),
             button("btn-remind-move", "Rm"),
-        ],
-    ]
+        ]);
+    }
+    rows
 }
 
 /// Everything needed to make a booking, collected step by step.

@@ -1108,7 +1108,7 @@ fn cancelling_asks_first() {
 /// A reminder's buttons, pressed from wherever the conversation happens to be.
 #[test]
 fn reminder_answers_work_from_any_screen() {
-    let buttons = crate::dialog::reminder_buttons(Lang::Ru, "bk-1");
+    let buttons = crate::dialog::reminder_buttons(Lang::Ru, "bk-1", true);
     let data = |kind: &str| {
         buttons
             .iter()
@@ -2120,7 +2120,7 @@ fn inside_the_cutoff_my_bookings_offers_a_call_instead_of_cancel_and_move() {
 
 #[test]
 fn a_reminder_cancel_or_move_inside_the_cutoff_says_call_and_changes_nothing() {
-    let buttons = crate::dialog::reminder_buttons(Lang::Ru, "bk-soon");
+    let buttons = crate::dialog::reminder_buttons(Lang::Ru, "bk-soon", true);
     for kind in ["Rc:", "Rm:"] {
         let mut bot = bot_with_cutoff();
         bot.start();

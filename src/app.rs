@@ -156,6 +156,7 @@ impl App {
             config.business.clone(),
             clock.clone(),
         );
+        conversations = conversations.with_change_cutoff(config.booking.change_cutoff);
         if let Some(crm) = &crm {
             conversations = conversations.with_crm(crm.system());
         }
@@ -260,6 +261,7 @@ impl App {
             self.config.business.clone(),
             &self.config.reminders,
         )
+        .with_change_cutoff(self.config.booking.change_cutoff)
     }
 
     /// The systems whose webhooks this configuration reads; others are not even stored.

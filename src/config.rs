@@ -254,6 +254,19 @@ pub struct BookingConfig {
     /// `[booking.dikidi]`, required when `system = "dikidi"`.
     #[serde(default)]
     pub dikidi: Option<crate::booking::dikidi::DikidiConfig>,
+    /// `change_cutoff = "3h"`: closer than this to a visit, the client cannot cancel or move
+    /// it in the chat and is asked to call. Not set: up to the visit itself.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub change_cutoff: Option<std::time::Duration>,
+}
+
+/// Longest `booking.change_cutoff` accepted: beyond a week it reads as a typo.
+const MAX_CHANGE_CUTOFF: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+fn de_opt_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::time::Duration>, D::Error> {
+    crate::sync::config::de_duration(d).map(Some)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -348,6 +361,16 @@ impl Config {
                 key: "reminders.offsets".into(),
                 message,
             })?;
+        if self
+            .booking
+            .change_cutoff
+            .is_some_and(|c| c > MAX_CHANGE_CUTOFF)
+        {
+            return Err(ConfigError::Key {
+                key: "booking.change_cutoff".into(),
+                message: "must be at most 7d".into(),
+            });
+        }
         if self.sync.reconcile_interval.is_zero() {
             return Err(ConfigError::Key {
                 key: "sync.reconcile_interval".into(),
@@ -781,6 +804,31 @@ timezone = "Asia/Yekaterinburg"
             c.onec.and_then(|o| o.commerceml).map(|m| m.file_limit),
             Some(1_048_576)
         );
+    }
+
+    #[test]
+    fn the_change_cutoff_is_a_duration_and_a_bad_one_names_the_key() {
+        let c = load(MINIMAL).expect("minimal");
+        assert_eq!(
+            c.booking.change_cutoff, None,
+            "no cut-off unless configured"
+        );
+        let with = |v: &str| {
+            load(&format!("{MINIMAL}\n[booking]\nchange_cutoff = {v}\n")).map_err(|e| e.to_string())
+        };
+        let c = with("\"3h\"").expect("3h");
+        assert_eq!(
+            c.booking.change_cutoff,
+            Some(std::time::Duration::from_secs(3 * 3600))
+        );
+        assert_eq!(
+            with("\"90m\"").expect("90m").booking.change_cutoff,
+            Some(std::time::Duration::from_secs(90 * 60))
+        );
+        for bad in ["\"soon\"", "\"3 hours\"", "3", "\"30d\""] {
+            let err = with(bad).expect_err(bad);
+            assert!(err.contains("booking.change_cutoff"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -92,6 +92,18 @@ fn parse_state(key: &str, json: Option<&str>) -> DialogState {
     })
 }
 
+/// A configured phone in the form clients read; one the parser cannot read (an extension, a
+/// short number) is shown as written, and so is one with words in it ("доб. 12"), which
+/// formatting would drop.
+pub(crate) fn display_phone(raw: &str) -> String {
+    if raw.chars().any(char::is_alphabetic) {
+        return raw.trim().to_string();
+    }
+    crate::normalize::Phone::parse(raw)
+        .map(|p| p.formatted())
+        .unwrap_or_else(|_| raw.trim().to_string())
+}
+
 /// An engine that keeps asking for more work is a bug; this bounds the damage.
 const MAX_COMMANDS_PER_INPUT: usize = 8;
 
@@ -108,6 +120,10 @@ pub struct Conversations {
     school: Option<SchoolMode>,
     /// Whether a confirmed booking also gets a counterparty and an invoice in 1C.
     accounting: bool,
+    /// The business phone as clients read it (`+7 495 123-45-67`), formatted once.
+    business_phone: Option<String>,
+    /// `booking.change_cutoff`: how long before a visit the chat stops cancelling or moving it.
+    change_cutoff: Option<chrono::Duration>,
 }
 
 struct SchoolMode {
@@ -122,7 +138,10 @@ impl Conversations {
         business: BusinessConfig,
         clock: Arc<dyn Clock>,
     ) -> Conversations {
+        let business_phone = business.phone.as_deref().map(display_phone);
         Conversations {
+            business_phone,
+            change_cutoff: None,
             store,
             booking,
             business,
@@ -142,6 +161,14 @@ impl Conversations {
         crm: Arc<dyn crate::school::SchoolCrm>,
     ) -> Conversations {
         self.school = Some(SchoolMode { config, crm });
+        self
+    }
+
+    /// Visits closer than `cutoff` are no longer cancelled or moved in the chat: the client is
+    /// asked to call.
+    pub fn with_change_cutoff(mut self, cutoff: Option<std::time::Duration>) -> Conversations {
+        // Validated at start to at most a week, so the conversion cannot overflow.
+        self.change_cutoff = cutoff.and_then(|c| chrono::Duration::from_std(c).ok());
         self
     }
 
@@ -198,11 +225,12 @@ impl Conversations {
             timezone: self.business.timezone,
             business_name: self.business.name.clone(),
             address: self.business.address.clone(),
-            business_phone: self.business.phone.clone(),
+            business_phone: self.business_phone.clone(),
             default_lang: self.business.locale,
             user_lang: user_lang.map(str::to_string),
             channel: chat.channel,
             school: self.school.is_some(),
+            change_cutoff: self.change_cutoff,
         };
         let mut input = Some(self.input_for(chat, event).await?);
         let mut queue: Vec<Command> = Vec::new();
@@ -522,7 +550,9 @@ impl Conversations {
         };
         // The request is on record before the schedule is asked, so nothing is lost if the
         // process dies in between.
-        self.store.insert_booking(&booking).await?;
+        self.store
+            .insert_booking_with_comment(&booking, draft.comment.as_deref())
+            .await?;
         let request = BookRequest {
             booking_id: booking.id.clone(),
             service_id: booking.service_id.clone(),
@@ -532,7 +562,7 @@ impl Conversations {
             client_phone: booking.client_phone.clone(),
             client_name: booking.client_name.clone(),
             client_email: None,
-            comment: booking_comment(&booking.source),
+            comment: record_comment(draft.comment.as_deref(), &booking.source),
         };
         match self.booking.book(&request).await {
             Ok(record) => self.confirmed(booking, record).await,
@@ -863,6 +893,16 @@ fn school_courses(config: &crate::school::config::SchoolConfig) -> Loaded {
     )
 }
 
+/// The note on the record in the schedule: the client's own comment first, then where they
+/// came from.
+pub(crate) fn record_comment(client: Option<&str>, source: &Source) -> String {
+    let origin = booking_comment(source);
+    match client {
+        Some(comment) => format!("{comment}\n{origin}"),
+        None => origin,
+    }
+}
+
 pub(crate) fn booking_comment(source: &Source) -> String {
     let mut parts = vec![format!("zapis: {}", source.channel)];
     if let Some(p) = &source.payload {
@@ -919,6 +959,29 @@ mod tests {
             .fetch_one(store.pool())
             .await
             .expect("count")
+    }
+
+    #[test]
+    fn the_record_comment_puts_the_clients_words_before_the_source() {
+        let mut source = Source::direct(Channel::Max);
+        source.payload = Some("src_vk".into());
+        assert_eq!(record_comment(None, &source), "zapis: max; start=src_vk");
+        assert_eq!(
+            record_comment(Some("Покороче"), &source),
+            "Покороче\nzapis: max; start=src_vk"
+        );
+    }
+
+    #[test]
+    fn the_business_phone_is_shown_formatted_unless_it_has_words() {
+        assert_eq!(display_phone("84951234567"), "+7 495 123-45-67");
+        assert_eq!(display_phone(" +7 (495) 123-45-67 "), "+7 495 123-45-67");
+        assert_eq!(display_phone("+442079460958"), "+44 20 7946 0958");
+        assert_eq!(
+            display_phone("+7 495 123-45-67 доб. 12"),
+            "+7 495 123-45-67 доб. 12"
+        );
+        assert_eq!(display_phone("112"), "112");
     }
 
     /// Many chats at once on a file store: every input, every reply and every state arrives,

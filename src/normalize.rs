@@ -60,6 +60,16 @@ impl Phone {
             .unwrap_or_else(|_| self.0.trim_start_matches('+').to_string())
     }
 
+    /// The number as people write it, for text a client reads: `+7 912 345-67-89`,
+    /// `+44 20 7946 0958`. libphonenumber's international format knows every country's
+    /// grouping; E.164 is kept in the rare case it cannot read its own output back.
+    pub fn formatted(&self) -> String {
+        match PhoneNumber::parse(&self.0, None) {
+            Ok(n) => n.format_as(PhoneNumberFormat::International).into_owned(),
+            Err(_) => self.0.clone(),
+        }
+    }
+
     /// The number with its middle digits hidden, for logs and the journal: `+7912***6789`.
     pub fn masked(&self) -> String {
         mask_phone(&self.0)
@@ -404,6 +414,15 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phones_are_formatted_the_way_each_country_writes_them() {
+        let f = |raw: &str| Phone::parse(raw).expect(raw).formatted();
+        assert_eq!(f("89123456789"), "+7 912 345-67-89");
+        assert_eq!(f("+7 (495) 123-45-67"), "+7 495 123-45-67");
+        assert_eq!(f("+44 20 7946 0958"), "+44 20 7946 0958");
+        assert_eq!(f("+49 30 901820"), "+49 30 901820");
+    }
 
     #[test]
     fn a_cell_whose_lower_case_shifts_character_boundaries_does_not_panic() {

@@ -73,6 +73,8 @@ pub struct Reminders {
     business: BusinessConfig,
     /// Seconds before the visit, largest first.
     offsets: Vec<i64>,
+    /// `booking.change_cutoff`: a reminder inside it offers no cancel or move, only the phone.
+    change_cutoff: Option<chrono::Duration>,
 }
 
 impl Reminders {
@@ -88,7 +90,15 @@ impl Reminders {
             store,
             business,
             offsets,
+            change_cutoff: None,
         }
+    }
+
+    /// Reminders closer than `cutoff` to the visit carry no "Cancel"/"Move": the chat would
+    /// refuse them there, so the phone to call is written instead.
+    pub fn with_change_cutoff(mut self, cutoff: Option<std::time::Duration>) -> Reminders {
+        self.change_cutoff = cutoff.and_then(|c| chrono::Duration::from_std(c).ok());
+        self
     }
 
     /// Queues every reminder due at `now` that was not handled before; returns how many.
@@ -179,7 +189,7 @@ impl Reminders {
                 .with_timezone(&self.business.timezone)
                 .format("%d.%m %H:%M")
                 .to_string();
-            let text = t_args(
+            let mut text = t_args(
                 lang,
                 "reminder",
                 &[
@@ -189,9 +199,26 @@ impl Reminders {
                     ("address", FluentValue::from(self.business.address.clone())),
                 ],
             );
+            let changeable = self
+                .change_cutoff
+                .is_none_or(|cutoff| booking.start - now >= cutoff);
+            if !changeable {
+                text.push_str("\n\n");
+                text.push_str(&match &self.business.phone {
+                    Some(phone) => t_args(
+                        lang,
+                        "my-item-call",
+                        &[(
+                            "phone",
+                            FluentValue::from(crate::conversation::display_phone(phone)),
+                        )],
+                    ),
+                    None => crate::i18n::t(lang, "my-item-call-nophone"),
+                });
+            }
             let reply = Reply {
                 text,
-                buttons: reminder_buttons(lang, &booking.id),
+                buttons: reminder_buttons(lang, &booking.id, changeable),
                 ..Reply::default()
             };
             let key = format!(
@@ -356,6 +383,50 @@ mod tests {
             // After the visit began nothing more.
             clock.set(visit() + chrono::Duration::minutes(1));
             assert_eq!(r.tick(clock.now()).await.unwrap(), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn inside_the_change_cutoff_a_reminder_offers_a_call_instead_of_cancel_and_move() {
+        for store in testing::all().await {
+            let clock = FakeClock::new(Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0).unwrap());
+            store
+                .insert_booking(&booking("bk1", clock.now()))
+                .await
+                .unwrap();
+            let mut salon = business();
+            salon.phone = Some("84951234567".into());
+            let r = Reminders::new(store.clone(), salon, &RemindersConfig::default())
+                .with_change_cutoff(Some(std::time::Duration::from_secs(3 * 3600)));
+            let data = |n: &NotifyJob| -> Vec<String> {
+                n.reply
+                    .buttons
+                    .iter()
+                    .flatten()
+                    .map(|b| b.data.clone())
+                    .collect()
+            };
+            // A day before: outside the cut-off, all three answers.
+            clock.set(visit() - chrono::Duration::hours(24));
+            assert_eq!(r.tick(clock.now()).await.unwrap(), 1);
+            // Two hours before: inside it.
+            clock.set(visit() - chrono::Duration::hours(2));
+            assert_eq!(r.tick(clock.now()).await.unwrap(), 1);
+            let sent = notices(&store).await;
+            assert_eq!(sent.len(), 2, "{:?}", store.backend());
+            let (day, soon) = if sent[0].reply.text.contains("Позвоните") {
+                (&sent[1], &sent[0])
+            } else {
+                (&sent[0], &sent[1])
+            };
+            assert_eq!(data(day), ["0|Rk:bk1", "0|Rc:bk1", "0|Rm:bk1"]);
+            assert!(!day.reply.text.contains("Позвоните"), "{}", day.reply.text);
+            assert_eq!(data(soon), ["0|Rk:bk1"]);
+            assert!(
+                soon.reply.text.contains("Позвоните нам: +7 495 123-45-67"),
+                "{}",
+                soon.reply.text
+            );
         }
     }
 

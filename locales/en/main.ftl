@@ -19,6 +19,7 @@ help-phone = {"\u000A"}Phone: { $phone }
 
 btn-book = 📅 Book
 btn-my = 🗂 My bookings
+btn-data = 👤 My details
 btn-help = ❓ Help
 btn-menu = 🏠 Menu
 btn-back = ← Back
@@ -35,9 +36,13 @@ note-slot-taken = Sorry, that time has just been taken. Please pick another:
 note-bad-phone = That does not look like a phone number. Please type it like this: +7 912 345-67-89
 note-name-empty = The name cannot be empty.
 note-name-long = That name is too long: 100 characters at most.
+note-name-not-a-name = That does not look like a name. Please write your name in letters, for example: Anna.
 note-not-found = That is no longer in the list; here is the current one.
 note-flow-cancelled = OK, cancelled.
+note-booking-dropped = OK, no new booking is made.
+note-visit-kept = OK, nothing is changed: your booking stays as it was.
 note-phone-saved = Your phone number is saved.
+note-name-saved = Your name is saved.
 
 ## Booking
 
@@ -68,8 +73,10 @@ btn-next-week = Next week →
 choose-time = Free times, { $day }:
 no-times = No free times are left on { $day }. Please choose another day.
 
+# The button's own label, so the prompt names the button the client actually sees.
+-share-phone = Share my phone number
 ask-phone =
-    Please leave a phone number: press "Share my number" or type it,
+    Please leave a phone number: press "{ -share-phone }" or type it,
     for example: +7 912 345-67-89
 ask-name = What is your name?
 
@@ -87,6 +94,12 @@ confirm-booking =
     Phone: { $phone }
 btn-confirm = ✅ Confirm
 btn-change-time = 🕒 Change time
+btn-comment = 💬 Add a comment
+btn-comment-edit = 💬 Change the comment
+btn-comment-drop = No comment
+confirm-comment = Comment: { $comment }
+ask-comment = Please write a comment to your visit: wishes for the master, anything to know in advance. Up to { $max } characters.
+note-comment-long = The comment is too long. Please shorten it.
 btn-cancel = ✖ Cancel
 
 booking = Booking…
@@ -124,6 +137,11 @@ my-item =
     { $when }
 btn-cancel-n = ✖ Cancel { $n }
 btn-reschedule-n = 🕒 Reschedule { $n }
+my-item-call = This visit is too close to cancel or reschedule online. Please call us: { $phone }
+my-item-call-nophone = This visit is too close to cancel or reschedule online. Please call the salon.
+change-too-late = Your booking "{ $service }", { $when }, is too close to cancel or reschedule online.
+change-call = Please call us: { $phone } — we will help.
+change-call-nophone = Please call the salon — we will help.
 
 cancel-ask =
     Cancel this booking?
@@ -154,6 +172,8 @@ rescheduled =
 
 ## Calendar
 
+day-today = Today
+day-tomorrow = Tomorrow
 weekday-1 = Mon
 weekday-2 = Tue
 weekday-3 = Wed
@@ -177,13 +197,14 @@ month-12 = Dec
 ## Telegram adapter
 
 tg-apology = Sorry, something went wrong. Please try again a little later.
-tg-share-phone = 📱 Share my phone number
+tg-share-phone = 📱 { -share-phone }
 tg-or-choose = Or choose:
 
 ## CRM: what managers read in the card
 
 crm-author-client = Client
 crm-author-bot = Bot
+crm-author-comment = Client's comment to the visit
 crm-by-client = by the client in the chat
 crm-by-business = by the business in the schedule
 crm-by-crm = by a manager in the CRM
@@ -195,7 +216,7 @@ crm-note-rescheduled = The visit was moved { $by }: now { $when }, master { $mas
 
 max-apology = Sorry, something went wrong. Please try again a little later.
 max-callback-ack = Done
-max-share-phone = 📱 Share my phone number
+max-share-phone = 📱 { -share-phone }
 
 ## Notices sent outside a conversation turn
 
@@ -279,3 +300,16 @@ code-checking = Checking the code…
 code-resending = Asking for the code again…
 code-failed = The code did not match, so the booking is not complete. Please call the salon and we will book you by phone.
 code-failed-call = The code did not match, so the booking is not complete. Please call us: { $phone } and we will book you by phone.
+
+## My details
+
+data =
+    Your details for booking:
+
+    Name: { $name }
+    Phone: { $phone }
+data-unset = not given yet
+btn-data-name = ✏️ Change name
+btn-data-phone = 📱 Change phone
+data-ask-name = Please write your new name.
+data-ask-phone = Please type your new phone number or press "{ -share-phone }".

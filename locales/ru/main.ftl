@@ -20,6 +20,7 @@ help-phone = {"\u000A"}Телефон: { $phone }
 btn-book = 📅 Записаться
 btn-my = 🗂 Мои записи
 btn-help = ❓ Помощь
+btn-data = 👤 Мои данные
 btn-menu = 🏠 Меню
 btn-back = ← Назад
 btn-retry = 🔄 Повторить
@@ -35,9 +36,13 @@ note-slot-taken = Извините, это время только что зан
 note-bad-phone = Не получилось распознать номер. Напишите его, например: +7 912 345-67-89
 note-name-empty = Имя не может быть пустым.
 note-name-long = Слишком длинное имя: не больше 100 символов.
+note-name-not-a-name = Это не похоже на имя. Напишите, как к вам обращаться, буквами, например: Анна.
 note-not-found = Этого уже нет в списке, вот актуальный.
 note-flow-cancelled = Хорошо, отменили.
+note-booking-dropped = Хорошо, новую запись не оформляем.
+note-visit-kept = Хорошо, ничего не меняем: ваша запись остаётся как была.
 note-phone-saved = Номер телефона сохранили.
+note-name-saved = Имя сохранили.
 
 ## Запись
 
@@ -70,8 +75,10 @@ btn-next-week = След. неделя →
 choose-time = Свободное время, { $day }:
 no-times = На { $day } свободного времени уже нет. Выберите другой день.
 
+# The button's own label, so the prompt names the button the client actually sees.
+-share-phone = Отправить мой номер
 ask-phone =
-    Оставьте номер телефона для связи: нажмите «Поделиться номером» или напишите его,
+    Оставьте номер телефона для связи: нажмите «{ -share-phone }» или напишите его,
     например: +7 912 345-67-89
 ask-name = Как к вам обращаться? Напишите имя.
 
@@ -89,6 +96,12 @@ confirm-booking =
     Телефон: { $phone }
 btn-confirm = ✅ Подтвердить
 btn-change-time = 🕒 Изменить время
+btn-comment = 💬 Добавить комментарий
+btn-comment-edit = 💬 Изменить комментарий
+btn-comment-drop = Без комментария
+confirm-comment = Комментарий: { $comment }
+ask-comment = Напишите комментарий к визиту: пожелания мастеру, что важно знать заранее. Не больше { $max } символов.
+note-comment-long = Слишком длинный комментарий. Пожалуйста, сократите его.
 btn-cancel = ✖ Отмена
 
 booking = Записываем…
@@ -127,6 +140,11 @@ my-item =
     { $when }
 btn-cancel-n = ✖ Отменить { $n }
 btn-reschedule-n = 🕒 Перенести { $n }
+my-item-call = Отменить или перенести эту запись онлайн уже нельзя, до визита мало времени. Позвоните нам: { $phone }
+my-item-call-nophone = Отменить или перенести эту запись онлайн уже нельзя, до визита мало времени. Пожалуйста, позвоните в салон.
+change-too-late = Запись «{ $service }», { $when }, уже скоро: отменить или перенести её онлайн нельзя.
+change-call = Пожалуйста, позвоните нам: { $phone } — поможем.
+change-call-nophone = Пожалуйста, позвоните в салон — поможем.
 
 cancel-ask =
     Отменить запись?
@@ -157,6 +175,8 @@ rescheduled =
 
 ## Календарь
 
+day-today = Сегодня
+day-tomorrow = Завтра
 weekday-1 = Пн
 weekday-2 = Вт
 weekday-3 = Ср
@@ -180,13 +200,14 @@ month-12 = дек
 ## Telegram adapter
 
 tg-apology = Извините, что-то пошло не так. Попробуйте ещё раз чуть позже.
-tg-share-phone = 📱 Отправить мой номер
+tg-share-phone = 📱 { -share-phone }
 tg-or-choose = Или выберите:
 
 ## CRM: what managers read in the card
 
 crm-author-client = Клиент
 crm-author-bot = Бот
+crm-author-comment = Комментарий клиента к визиту
 crm-by-client = клиентом в чате
 crm-by-business = салоном в расписании
 crm-by-crm = менеджером в CRM
@@ -198,7 +219,7 @@ crm-note-rescheduled = Запись перенесена { $by }: теперь {
 
 max-apology = Извините, что-то пошло не так. Попробуйте ещё раз чуть позже.
 max-callback-ack = Готово
-max-share-phone = 📱 Отправить мой номер
+max-share-phone = 📱 { -share-phone }
 
 ## Notices sent outside a conversation turn
 
@@ -283,3 +304,16 @@ code-checking = Проверяем код…
 code-resending = Просим прислать код ещё раз…
 code-failed = Код не подошёл, запись не завершена. Пожалуйста, позвоните в салон — запишем вас по телефону.
 code-failed-call = Код не подошёл, запись не завершена. Пожалуйста, позвоните нам: { $phone } — запишем вас по телефону.
+
+## Мои данные
+
+data =
+    Ваши данные для записи:
+
+    Имя: { $name }
+    Телефон: { $phone }
+data-unset = пока не указано
+btn-data-name = ✏️ Изменить имя
+btn-data-phone = 📱 Изменить телефон
+data-ask-name = Напишите новое имя.
+data-ask-phone = Напишите новый номер телефона или нажмите «{ -share-phone }».

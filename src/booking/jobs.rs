@@ -160,6 +160,10 @@ impl BookingJobs {
             .with_timezone(&self.timezone)
             .format("%d.%m %H:%M")
             .to_string();
+        let client_comment = store
+            .booking_comment(&booking.id)
+            .await
+            .map_err(|e| DeliveryError::transient(format!("store: {e}")))?;
         let request = BookRequest {
             booking_id: booking.id.clone(),
             service_id: booking.service_id.clone(),
@@ -169,8 +173,12 @@ impl BookingJobs {
             client_phone: booking.client_phone.clone(),
             client_name: booking.client_name.clone(),
             client_email: booking.client_email.clone(),
-            // The administrator sees where the client came from, as on a direct booking.
-            comment: crate::conversation::booking_comment(&booking.source),
+            // The administrator sees the client's comment and where they came from, as on a
+            // direct booking.
+            comment: crate::conversation::record_comment(
+                client_comment.as_deref(),
+                &booking.source,
+            ),
         };
         // This job exists because the dialog's own attempt got no answer: that attempt may
         // have made the record, so every try (the first one here too) looks for it before

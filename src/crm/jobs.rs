@@ -155,7 +155,23 @@ impl CrmJobs {
         booking: &Booking,
         ctx: &JobContext<'_>,
     ) -> Result<Delivered, DeliveryError> {
-        let transcript = self.transcript(booking, ctx).await?;
+        let mut transcript = self.transcript(booking, ctx).await?;
+        // The client's comment to the visit leads the notes, apart from the chat around it.
+        if let Some(comment) = ctx
+            .store
+            .booking_comment(&booking.id)
+            .await
+            .map_err(store_error)?
+        {
+            transcript.insert(
+                0,
+                TranscriptLine {
+                    at: booking.created_at,
+                    author: t(self.lang, "crm-author-comment"),
+                    text: comment,
+                },
+            );
+        }
         // The lead: our own link first, then the CRM's search by booking id, then a new one.
         let (lead_id, fresh) = match self.link(booking, "booking", ctx).await? {
             Some(id) => (id, false),

@@ -3,8 +3,9 @@
 //!
 //! Button data is `"<version>|<payload>"`. The version is a counter bumped on every screen
 //! rendered, so a press from an older message is recognised and never acted upon blindly.
-//! Payloads: `M` menu, `B` book, `Y` my bookings, `H` help, `<` back, `r` retry, `X` cancel the
-//! flow, `K` confirm, `T` change time, `A` any master, `Cy`/`Cn` confirm/refuse cancelling,
+//! Payloads: `M` menu, `B` book, `Y` my bookings, `H` help, `D` my data (`Dn` change the name,
+//! `Dp` change the phone), `<` back, `r` retry, `X` cancel the flow, `K` confirm, `T` change
+//! time, `N` write a comment (`Nx` drop it), `A` any master, `Cy`/`Cn` confirm/refuse cancelling,
 //! `c:<category index>`, `p:<page>`, `s:<service id>`, `m:<master id>`, `w:<week>`,
 //! `d:<yyyymmdd>`, `t:<unix seconds>:<master id>`, `C:<booking id>` cancel, `R:<booking id>`
 //! reschedule; under a reminder, valid from any message: `Rk:<booking id>` "I'll come",
@@ -31,6 +32,8 @@ const TIMES_PER_ROW: usize = 4;
 /// Telegram allows 100 buttons per keyboard; a day rarely has more free starts than this.
 const MAX_TIMES: usize = 64;
 const NAME_MAX_CHARS: usize = 100;
+/// A comment to a visit is a wish or two; the bound keeps the persisted state under 1 KB.
+const COMMENT_MAX_CHARS: usize = 200;
 /// Past visits offered for "book again" in "my bookings".
 const PAST_VISITS: usize = 3;
 /// Wrong confirmation codes a client may enter before the booking is given up.
@@ -119,11 +122,7 @@ impl Engine<'_> {
                 "book" => self.begin_booking(),
                 "my" => self.my_bookings(None),
                 "menu" => self.menu(),
-                "cancel" => {
-                    self.clear_flow();
-                    self.st.note = Some(Note::FlowCancelled);
-                    self.menu();
-                }
+                "cancel" => self.leave(),
                 _ => self.again(Note::UnknownCommand),
             }
             return;
@@ -131,15 +130,25 @@ impl Engine<'_> {
         match self.st.at {
             At::Phone => self.take_phone(trimmed),
             At::Name => self.take_name(trimmed),
+            At::DataName => self.change_name(trimmed),
+            At::DataPhone => self.change_phone(trimmed),
+            At::Comment => self.take_comment(trimmed),
             At::Code(_) => self.take_code(trimmed),
             _ => self.again(Note::Hint),
         }
     }
 
     fn contact(&mut self, raw: &str) {
-        if self.st.at == At::Phone {
-            self.take_phone(raw);
-            return;
+        match self.st.at {
+            At::Phone => {
+                self.take_phone(raw);
+                return;
+            }
+            At::DataPhone => {
+                self.change_phone(raw);
+                return;
+            }
+            _ => {}
         }
         // A contact shared out of turn is still the client's phone; keep it for later.
         match Phone::parse(raw) {
@@ -160,7 +169,7 @@ impl Engine<'_> {
             match payload {
                 // Going to the menu, booking or help means the same from any message, and so
                 // do a reminder's answers.
-                "M" | "B" | "Y" | "H" => {}
+                "M" | "B" | "Y" | "H" | "D" => {}
                 p if p.starts_with("Rk:") || p.starts_with("Rc:") || p.starts_with("Rm:") => {}
                 _ => {
                     self.again(Note::Stale);
@@ -175,6 +184,15 @@ impl Engine<'_> {
             ("B", _) => self.begin_booking(),
             ("Y", _) => self.my_bookings(None),
             ("H", _) => self.help(),
+            ("D", _) => self.my_data(),
+            ("Dn", At::Data) => {
+                self.st.at = At::DataName;
+                self.render_data_name();
+            }
+            ("Dp", At::Data) => {
+                self.st.at = At::DataPhone;
+                self.render_data_phone();
+            }
             ("<", _) => self.back(),
             ("r", _) => self.retry(),
             ("X", At::Code(w)) => self.give_up_code(w.booking.clone(), false),
@@ -185,11 +203,7 @@ impl Engine<'_> {
                 self.st.at = At::CodeCheck(w);
                 self.write(Command::ResendCode { booking_id }, "code-resending");
             }
-            ("X", _) => {
-                self.clear_flow();
-                self.st.note = Some(Note::FlowCancelled);
-                self.menu();
-            }
+            ("X", _) => self.leave(),
             ("c", At::Services { .. }) => match arg.parse::<u16>() {
                 Ok(cat) => self.load_services(Some(cat), 0, None),
                 Err(_) => self.again(Note::Hint),
@@ -212,7 +226,17 @@ impl Engine<'_> {
             },
             ("d", At::Days) => self.pick_day(arg),
             ("t", At::Times) => self.pick_time(arg),
+            ("K", At::Confirm) if self.moving_too_late() => self.too_late(),
             ("K", At::Confirm) => self.confirm(),
+            ("N", At::Confirm) if self.st.mv.is_none() && !self.ctx.school => {
+                self.st.at = At::Comment;
+                self.render_comment();
+            }
+            ("Nx", At::Comment) => {
+                self.st.comment = None;
+                self.st.at = At::Confirm;
+                self.render_confirm();
+            }
             ("T", At::Confirm) => {
                 self.st.slot = None;
                 self.load_slots();
@@ -244,6 +268,7 @@ impl Engine<'_> {
             ("Rm", _) if !arg.is_empty() => {
                 self.my_bookings(Some(Act::Move(arg.to_string())));
             }
+            ("Cy", At::CancelAsk) if self.moving_too_late() => self.too_late(),
             ("Cy", At::CancelAsk) => self.cancel_booking(),
             ("Cn", At::CancelAsk) => {
                 self.st.mv = None;
@@ -331,6 +356,22 @@ impl Engine<'_> {
         self.st.day = None;
         self.st.slot = None;
         self.st.again = None;
+        self.st.comment = None;
+    }
+
+    /// Gives up what is in progress and says what that means for the client: a visit being
+    /// moved or cancelled stays as it was, a new booking is simply not made.
+    fn leave(&mut self) {
+        let note = if self.st.mv.is_some() {
+            Note::VisitKept
+        } else if self.st.flow.is_some() || matches!(self.st.at, At::Code(_)) {
+            Note::BookingDropped
+        } else {
+            Note::FlowCancelled
+        };
+        self.clear_flow();
+        self.st.note = Some(note);
+        self.menu();
     }
 
     fn menu(&mut self) {
@@ -382,6 +423,10 @@ impl Engine<'_> {
             At::My { .. } => self.my_bookings(None),
             At::CancelAsk => self.render_cancel_ask(),
             At::Code(_) => self.render_code(),
+            At::Data => self.render_data(),
+            At::DataName => self.render_data_name(),
+            At::DataPhone => self.render_data_phone(),
+            At::Comment => self.render_comment(),
             At::Booking
             | At::Cancelling
             | At::Rescheduling
@@ -418,6 +463,14 @@ impl Engine<'_> {
             At::CancelAsk => {
                 self.st.mv = None;
                 self.my_bookings(None);
+            }
+            At::Comment => {
+                self.st.at = At::Confirm;
+                self.render_confirm();
+            }
+            At::DataName | At::DataPhone => {
+                self.st.at = At::Data;
+                self.render_data();
             }
             _ => self.menu(),
         }
@@ -683,7 +736,7 @@ impl Engine<'_> {
             let row = chunk
                 .iter()
                 .map(|d| {
-                    let label = self.day_label(*d);
+                    let label = self.day_button(*d);
                     self.button_raw(label, &format!("d:{}", d.format("%Y%m%d")))
                 })
                 .collect();
@@ -825,14 +878,12 @@ impl Engine<'_> {
     }
 
     fn take_name(&mut self, raw: &str) {
-        let name = raw.split_whitespace().collect::<Vec<_>>().join(" ");
-        if name.is_empty() {
-            self.again(Note::NameEmpty);
-        } else if name.chars().count() > NAME_MAX_CHARS {
-            self.again(Note::NameLong);
-        } else {
-            self.st.name = Some(name);
-            self.after_slot();
+        match read_name(raw) {
+            Ok(name) => {
+                self.st.name = Some(name);
+                self.after_slot();
+            }
+            Err(note) => self.again(note),
         }
     }
 
@@ -880,7 +931,7 @@ impl Engine<'_> {
                 .slot_master(&slot)
                 .map(|m| m.name)
                 .unwrap_or_else(|| self.t("any-master"));
-            self.ta(
+            let mut text = self.ta(
                 "confirm-booking",
                 &[
                     ("service", flow.svc.name.clone().into()),
@@ -890,17 +941,56 @@ impl Engine<'_> {
                     ("price", self.price(&flow.svc).into()),
                     ("address", self.ctx.address.clone().into()),
                     ("name", name.into()),
-                    ("phone", phone.to_string().into()),
+                    ("phone", phone.formatted().into()),
                 ],
-            )
+            );
+            if let Some(comment) = &self.st.comment {
+                text.push('\n');
+                text.push_str(&self.ta("confirm-comment", &[("comment", comment.clone().into())]));
+            }
+            text
         };
         self.bump();
-        let buttons = vec![
-            vec![self.btn("btn-confirm", "K")],
-            vec![self.btn("btn-change-time", "T")],
-            vec![self.btn("btn-cancel", "X")],
-        ];
+        let mut buttons = vec![vec![self.btn("btn-confirm", "K")]];
+        if self.st.mv.is_none() {
+            let key = if self.st.comment.is_some() {
+                "btn-comment-edit"
+            } else {
+                "btn-comment"
+            };
+            buttons.push(vec![self.btn(key, "N")]);
+        }
+        buttons.push(vec![self.btn("btn-change-time", "T")]);
+        buttons.push(vec![self.btn("btn-cancel", "X")]);
         self.screen(text, buttons, false);
+    }
+
+    fn render_comment(&mut self) {
+        self.bump();
+        let text = self.ta(
+            "ask-comment",
+            &[(
+                "max",
+                i64::try_from(COMMENT_MAX_CHARS).unwrap_or(i64::MAX).into(),
+            )],
+        );
+        let mut rows = Vec::new();
+        if self.st.comment.is_some() {
+            rows.push(vec![self.btn("btn-comment-drop", "Nx")]);
+        }
+        rows.push(vec![self.btn("btn-back", "<")]);
+        self.screen(text, rows, false);
+    }
+
+    fn take_comment(&mut self, raw: &str) {
+        let comment = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+        if comment.chars().count() > COMMENT_MAX_CHARS {
+            self.again(Note::CommentLong);
+            return;
+        }
+        self.st.comment = (!comment.is_empty()).then_some(comment);
+        self.st.at = At::Confirm;
+        self.render_confirm();
     }
 
     fn show_times_or_menu(&mut self) {
@@ -945,6 +1035,7 @@ impl Engine<'_> {
                 .source
                 .clone()
                 .unwrap_or_else(|| Source::direct(self.ctx.channel)),
+            comment: self.st.comment.clone(),
         };
         self.st.at = At::Booking;
         self.write(Command::Book(draft), "booking");
@@ -962,7 +1053,7 @@ impl Engine<'_> {
             .st
             .phone
             .as_ref()
-            .map(|p| p.to_string())
+            .map(Phone::formatted)
             .unwrap_or_default();
         let mut text = self.ta("ask-code", &[("phone", phone.into())]);
         if w.tries > 0 {
@@ -1006,7 +1097,7 @@ impl Engine<'_> {
         self.command(Command::AbandonCode { booking_id });
         if !out_of_tries {
             self.clear_flow();
-            self.st.note = Some(Note::FlowCancelled);
+            self.st.note = Some(Note::BookingDropped);
             self.menu();
             return;
         }
@@ -1032,13 +1123,18 @@ impl Engine<'_> {
 
     fn done(&mut self, booking: &Booking, key: &str) {
         let when = self.when(booking.start);
+        // The record holds the lowest price of a range; the client was shown "from" it.
+        let price = match &self.st.flow {
+            Some(flow) if flow.svc.id == booking.service_id => self.price(&flow.svc),
+            _ => booking.price.to_string(),
+        };
         let text = self.ta(
             key,
             &[
                 ("service", booking.service_name.clone().into()),
                 ("master", booking.master_name.clone().into()),
                 ("when", when.into()),
-                ("price", booking.price.to_string().into()),
+                ("price", price.into()),
                 ("address", self.ctx.address.clone().into()),
             ],
         );
@@ -1113,7 +1209,7 @@ impl Engine<'_> {
                 ("course", flow.svc.name.clone().into()),
                 ("group", group_text.into()),
                 ("name", name.into()),
-                ("phone", phone.to_string().into()),
+                ("phone", phone.formatted().into()),
             ],
         );
         self.bump();
@@ -1210,6 +1306,12 @@ impl Engine<'_> {
             self.render_my(&upcoming, &past);
             return;
         };
+        if self.too_late_to_change(b.start) {
+            let b = b.clone();
+            self.clear_flow();
+            self.render_too_late(&b.service_name, b.start);
+            return;
+        }
         self.st.flow = None;
         self.st.mv = Some(Moving {
             id: b.id.clone(),
@@ -1276,6 +1378,11 @@ impl Engine<'_> {
                     ("when", self.when(b.start).into()),
                 ],
             ));
+            if self.too_late_to_change(b.start) {
+                text.push('\n');
+                text.push_str(&self.call_instead("my-item-call"));
+                continue;
+            }
             let cancel = self.ta("btn-cancel-n", &[("n", n.into())]);
             let move_ = self.ta("btn-reschedule-n", &[("n", n.into())]);
             rows.push(vec![
@@ -1290,6 +1397,55 @@ impl Engine<'_> {
         }
         rows.push(vec![self.btn("btn-book", "B"), self.btn("btn-back", "<")]);
         self.screen(text, rows, false);
+    }
+
+    /// Whether the visit at `start` is inside `booking.change_cutoff`: too close to be
+    /// cancelled or moved online.
+    fn too_late_to_change(&self, start: DateTime<Utc>) -> bool {
+        self.ctx
+            .change_cutoff
+            .is_some_and(|cutoff| start - self.ctx.now < cutoff)
+    }
+
+    /// The visit being cancelled or moved has come inside the cut-off since it was picked.
+    fn moving_too_late(&self) -> bool {
+        self.st
+            .mv
+            .as_ref()
+            .is_some_and(|mv| self.too_late_to_change(mv.start))
+    }
+
+    fn too_late(&mut self) {
+        let Some(mv) = self.st.mv.take() else {
+            self.my_bookings(None);
+            return;
+        };
+        self.render_too_late(&mv.svc, mv.start);
+    }
+
+    /// `key` with the business phone, or its variant without one (`<key>-nophone`).
+    fn call_instead(&self, key: &str) -> String {
+        match &self.ctx.business_phone {
+            Some(phone) => self.ta(key, &[("phone", phone.clone().into())]),
+            None => self.t(&format!("{key}-nophone")),
+        }
+    }
+
+    /// A visit too close to change online: say so and give the phone to call.
+    fn render_too_late(&mut self, service: &str, start: DateTime<Utc>) {
+        let mut text = self.ta(
+            "change-too-late",
+            &[
+                ("service", service.to_string().into()),
+                ("when", self.when(start).into()),
+            ],
+        );
+        text.push('\n');
+        text.push_str(&self.call_instead("change-call"));
+        self.st.at = At::My { act: None };
+        self.bump();
+        let buttons = vec![vec![self.btn("btn-my", "Y"), self.btn("btn-menu", "M")]];
+        self.screen(text, buttons, false);
     }
 
     fn render_cancel_ask(&mut self) {
@@ -1321,6 +1477,67 @@ impl Engine<'_> {
         let booking_id = mv.id.clone();
         self.st.at = At::Cancelling;
         self.write(Command::Cancel { booking_id }, "cancelling");
+    }
+
+    // ---- my data ------------------------------------------------------------------------
+
+    fn my_data(&mut self) {
+        self.clear_flow();
+        self.st.at = At::Data;
+        self.render_data();
+    }
+
+    /// The name and phone the next booking is made with, and buttons to change them.
+    fn render_data(&mut self) {
+        let unset = self.t("data-unset");
+        let name = self.st.name.clone().unwrap_or_else(|| unset.clone());
+        let phone = self.st.phone.as_ref().map_or(unset, Phone::formatted);
+        let text = self.ta("data", &[("name", name.into()), ("phone", phone.into())]);
+        self.bump();
+        let buttons = vec![
+            vec![self.btn("btn-data-name", "Dn")],
+            vec![self.btn("btn-data-phone", "Dp")],
+            vec![self.btn("btn-menu", "M")],
+        ];
+        self.screen(text, buttons, false);
+    }
+
+    fn render_data_name(&mut self) {
+        self.bump();
+        let text = self.t("data-ask-name");
+        let buttons = vec![vec![self.btn("btn-back", "<")]];
+        self.screen(text, buttons, false);
+    }
+
+    fn render_data_phone(&mut self) {
+        self.bump();
+        let text = self.t("data-ask-phone");
+        let buttons = vec![vec![self.btn("btn-back", "<")]];
+        self.screen(text, buttons, true);
+    }
+
+    fn change_name(&mut self, raw: &str) {
+        match read_name(raw) {
+            Ok(name) => {
+                self.st.name = Some(name);
+                self.st.at = At::Data;
+                self.st.note = Some(Note::NameSaved);
+                self.render_data();
+            }
+            Err(note) => self.again(note),
+        }
+    }
+
+    fn change_phone(&mut self, raw: &str) {
+        match Phone::parse(raw) {
+            Ok(phone) => {
+                self.st.phone = Some(phone);
+                self.st.at = At::Data;
+                self.st.note = Some(Note::PhoneSaved);
+                self.render_data();
+            }
+            Err(_) => self.again(Note::BadPhone),
+        }
     }
 
     // ---- output helpers -----------------------------------------------------------------
@@ -1360,7 +1577,7 @@ impl Engine<'_> {
         let buttons = vec![
             vec![self.btn("btn-book", "B")],
             vec![self.btn("btn-my", "Y")],
-            vec![self.btn("btn-help", "H")],
+            vec![self.btn("btn-data", "D"), self.btn("btn-help", "H")],
         ];
         self.screen(text, buttons, false);
     }
@@ -1409,6 +1626,20 @@ impl Engine<'_> {
         format!("{weekday} {}", self.short_date(d))
     }
 
+    /// A day button: `Сегодня 2 дек`, `Завтра 3 дек`, else `Ср 4 дек`. "Today" is the
+    /// business's, not the server's: the client books by the salon's calendar.
+    fn day_button(&self, d: NaiveDate) -> String {
+        let today = self.today();
+        let key = if d == today {
+            "day-today"
+        } else if today.succ_opt() == Some(d) {
+            "day-tomorrow"
+        } else {
+            return self.day_label(d);
+        };
+        format!("{} {}", self.t(key), self.short_date(d))
+    }
+
     /// `10:00` on the business clock.
     fn time(&self, t: DateTime<Utc>) -> String {
         self.local(t).format("%H:%M").to_string()
@@ -1454,6 +1685,26 @@ impl Engine<'_> {
     }
 }
 
+/// Digits a name may hold before it reads as a phone number (`Анна 2`, not `Анна 8912…`).
+const NAME_MAX_DIGITS: usize = 4;
+
+/// A name as typed, with its spaces tidied, or the note saying what is wrong with it. A name
+/// has letters, of any script; a phone number or a dash typed at the name step is not one.
+fn read_name(raw: &str) -> Result<String, Note> {
+    let name = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    if name.is_empty() {
+        Err(Note::NameEmpty)
+    } else if name.chars().count() > NAME_MAX_CHARS {
+        Err(Note::NameLong)
+    } else if !name.chars().any(char::is_alphabetic)
+        || name.chars().filter(char::is_ascii_digit).count() > NAME_MAX_DIGITS
+    {
+        Err(Note::NameNotAName)
+    } else {
+        Ok(name)
+    }
+}
+
 fn note_key(note: Note) -> &'static str {
     match note {
         Note::Hint => "note-hint",
@@ -1463,9 +1714,14 @@ fn note_key(note: Note) -> &'static str {
         Note::BadPhone => "note-bad-phone",
         Note::NameEmpty => "note-name-empty",
         Note::NameLong => "note-name-long",
+        Note::NameNotAName => "note-name-not-a-name",
         Note::NotFound => "note-not-found",
         Note::FlowCancelled => "note-flow-cancelled",
+        Note::BookingDropped => "note-booking-dropped",
+        Note::VisitKept => "note-visit-kept",
         Note::PhoneSaved => "note-phone-saved",
+        Note::NameSaved => "note-name-saved",
+        Note::CommentLong => "note-comment-long",
         Note::BadCode => "note-bad-code",
         Note::CodeWrong => "note-code-wrong",
         Note::CodeResent => "note-code-resent",

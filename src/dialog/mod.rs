@@ -42,6 +42,9 @@ pub struct Context {
     /// A school: services are courses, masters are groups (or a trial lesson), and the flow
     /// ends in an application after phone and name instead of a slot.
     pub school: bool,
+    /// How long before a visit it can still be cancelled or moved in the chat; closer to it
+    /// the client is asked to call. `None`: up to the visit itself.
+    pub change_cutoff: Option<chrono::Duration>,
 }
 
 /// The master id that stands for "a trial lesson" among a course's groups.
@@ -174,19 +177,21 @@ pub enum Command {
 }
 
 /// Buttons under a reminder. They carry no render version: a reminder arrives outside the
-/// conversation and its buttons stay valid whatever the client did in between.
-pub fn reminder_buttons(lang: Lang, booking_id: &str) -> Vec<Vec<Button>> {
+/// conversation and its buttons stay valid whatever the client did in between. A visit inside
+/// `booking.change_cutoff` (`changeable` false) gets "I'll come" alone.
+pub fn reminder_buttons(lang: Lang, booking_id: &str, changeable: bool) -> Vec<Vec<Button>> {
     let button = |key: &str, kind: &str| Button {
         label: crate::i18n::t(lang, key),
         data: format!("0|{kind}:{booking_id}"),
     };
-    vec![
-        vec![button("btn-remind-come", "Rk")],
-        vec![
+    let mut rows = vec![vec![button("btn-remind-come", "Rk")]];
+    if changeable {
+        rows.push(vec![
             button("btn-remind-cancel", "Rc"),
             button("btn-remind-move", "Rm"),
-        ],
-    ]
+        ]);
+    }
+    rows
 }
 
 /// Everything needed to make a booking, collected step by step.
@@ -198,6 +203,9 @@ pub struct BookingDraft {
     pub phone: Phone,
     pub name: String,
     pub source: Source,
+    /// The client's comment to the visit, for the record in the schedule and the CRM lead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 /// A message to show. Adapters render `buttons` as inline keyboards.

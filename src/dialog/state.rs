@@ -50,6 +50,9 @@ pub struct DialogState {
     /// "Book again": the master to pick once the service's masters are loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) again: Option<String>,
+    /// The client's comment to the visit being booked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) comment: Option<String>,
 }
 
 impl DialogState {
@@ -112,6 +115,14 @@ pub(super) enum At {
     Code(CodeWait),
     /// A code (or a request to send it again) sent; waiting for the schedule's answer.
     CodeCheck(CodeWait),
+    /// "My data": the name and phone bookings are made with.
+    Data,
+    /// Waiting for a new name.
+    DataName,
+    /// Waiting for a new phone, typed or shared.
+    DataPhone,
+    /// Waiting for the comment to the visit, before the confirmation.
+    Comment,
 }
 
 /// A booking waiting for the client's confirmation code. The code itself is never kept.
@@ -147,9 +158,17 @@ pub(super) enum Note {
     BadPhone,
     NameEmpty,
     NameLong,
+    /// Digits, a phone number or punctuation where a name was asked.
+    NameNotAName,
     NotFound,
     FlowCancelled,
+    /// A new booking was given up before it was made.
+    BookingDropped,
+    /// A move or cancel was given up: the visit stays as it was.
+    VisitKept,
     PhoneSaved,
+    NameSaved,
+    CommentLong,
     BadCode,
     CodeWrong,
     CodeResent,

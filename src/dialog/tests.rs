@@ -29,6 +29,7 @@ fn ctx() -> Context {
         user_lang: Some("ru".into()),
         channel: Channel::Telegram,
         school: false,
+        change_cutoff: None,
     }
 }
 
@@ -150,7 +151,10 @@ impl World {
             ),
             Command::Book(d) => self.write_answers.pop_front().unwrap_or_else(|| {
                 let mut b = self.booking("bk-new", d.slot.start);
+                b.service_id = d.service.id.clone();
                 b.service_name = d.service.name.clone();
+                // As the runtime records it: the lowest price of a range.
+                b.price = d.service.price_min;
                 b.master_name = d
                     .master
                     .as_ref()
@@ -333,7 +337,7 @@ impl Bot {
         self.press(&t(Lang::Ru, "btn-book"));
         self.press("Стрижка женская");
         self.press(master_label);
-        self.press("Пн 2 дек");
+        self.press("Сегодня 2 дек");
     }
 }
 
@@ -409,14 +413,14 @@ fn happy_path_books_the_picked_slot() {
             to: date(2024, 12, 8),
         }
     );
-    assert!(bot.has_button("Пн 2 дек"));
+    assert!(bot.has_button("Сегодня 2 дек"));
     assert!(bot.has_button("Ср 4 дек"));
     assert!(
         !bot.has_button("10 дек"),
         "next week's day on this week's page"
     );
 
-    bot.press("Пн 2 дек");
+    bot.press("Сегодня 2 дек");
     assert_eq!(
         bot.last_command(),
         &Command::LoadSlots {
@@ -449,7 +453,7 @@ fn happy_path_books_the_picked_slot() {
         "1\u{a0}500\u{a0}₽",
         "ул. Ленина, 1",
         "Мария",
-        "+79123456789",
+        "+7 912 345-67-89",
         "1 час",
     ] {
         assert!(confirm.contains(part), "{part:?} missing in {confirm}");
@@ -498,7 +502,7 @@ fn known_client_skips_phone_and_name() {
     bot.press(&ru("btn-book"));
     bot.press("Маникюр");
     bot.press("Ольга");
-    bot.press("Пн 2 дек");
+    bot.press("Сегодня 2 дек");
     let r = bot.press("12:00");
     assert!(
         r[0].text.contains("Маникюр"),
@@ -622,10 +626,10 @@ fn days_are_paged_by_week_from_today() {
         Command::LoadDays { from, to, .. } if *from == date(2024, 12, 9) && *to == date(2024, 12, 15)
     ));
     assert!(bot.has_button("Вт 10 дек"));
-    assert!(!bot.has_button("Пн 2 дек"));
+    assert!(!bot.has_button("Сегодня 2 дек"));
 
     bot.press(&ru("btn-prev-week"));
-    assert!(bot.has_button("Пн 2 дек"));
+    assert!(bot.has_button("Сегодня 2 дек"));
 }
 
 #[test]
@@ -665,7 +669,7 @@ fn business_timezone_is_used_for_today_and_times() {
         bot.last_command(),
         Command::LoadDays { from, .. } if *from == date(2024, 12, 2)
     ));
-    bot.press("Пн 2 дек");
+    bot.press("Сегодня 2 дек");
     let data = bot.button("10:00").data;
     let secs = utc("2024-12-02T05:00:00Z").timestamp();
     assert!(data.ends_with(&format!("t:{secs}:m1")), "{data}");
@@ -880,9 +884,9 @@ fn garbage_text_at_every_step_keeps_the_step() {
 
     bot.press("Анна");
     let r = bot.text("завтра");
-    assert!(r[0].text.contains(&hint) && bot.has_button("Пн 2 дек"));
+    assert!(r[0].text.contains(&hint) && bot.has_button("Сегодня 2 дек"));
 
-    bot.press("Пн 2 дек");
+    bot.press("Сегодня 2 дек");
     let r = bot.text("10");
     assert!(r[0].text.contains(&hint) && bot.has_button("10:00"));
 
@@ -940,7 +944,7 @@ fn commands_in_text() {
     assert!(bot.has_button("Анна"), "the step is kept");
 
     let r = bot.text("/cancel");
-    assert!(r[0].text.contains(&note("note-flow-cancelled")));
+    assert!(r[0].text.contains(&note("note-booking-dropped")));
     assert!(bot.has_button(&ru("btn-book")));
 
     bot.text("/my@zapis_bot");
@@ -973,7 +977,7 @@ fn back_buttons_walk_the_flow_backwards() {
     bot.press(&ru("btn-back"));
     assert!(bot.has_button("10:00"), "phone → times");
     bot.press(&ru("btn-back"));
-    assert!(bot.has_button("Пн 2 дек"), "times → days");
+    assert!(bot.has_button("Сегодня 2 дек"), "times → days");
     bot.press(&ru("btn-back"));
     assert!(bot.has_button("Ольга"), "days → masters");
     bot.press(&ru("btn-back"));
@@ -995,7 +999,7 @@ fn change_time_and_cancel_on_the_confirmation() {
     bot.press("15:00");
     assert!(bot.last().text.contains("Пн 2 дек, 15:00"));
     bot.press(&ru("btn-cancel"));
-    assert!(bot.last().text.contains(&note("note-flow-cancelled")));
+    assert!(bot.last().text.contains(&note("note-booking-dropped")));
     assert!(bot.books().is_empty());
 }
 
@@ -1104,7 +1108,7 @@ fn cancelling_asks_first() {
 /// A reminder's buttons, pressed from wherever the conversation happens to be.
 #[test]
 fn reminder_answers_work_from_any_screen() {
-    let buttons = crate::dialog::reminder_buttons(Lang::Ru, "bk-1");
+    let buttons = crate::dialog::reminder_buttons(Lang::Ru, "bk-1", true);
     let data = |kind: &str| {
         buttons
             .iter()
@@ -1315,7 +1319,7 @@ fn english_speakers_get_english() {
     );
     bot.press("Стрижка женская");
     bot.press(&en("btn-any-master"));
-    bot.press("Mon 2 Dec");
+    bot.press("Today 2 Dec");
     bot.press("10:00");
     let r = bot.text("bad");
     assert!(r[0].text.contains("does not look like a phone"));
@@ -1362,7 +1366,7 @@ fn the_source_goes_into_the_booking_and_survives_a_bare_start() {
     bot.press(&ru("btn-book"));
     bot.press("Стрижка женская");
     bot.press("Анна");
-    bot.press("Пн 2 дек");
+    bot.press("Сегодня 2 дек");
     bot.press("10:00");
     bot.text("+79123456789");
     bot.text("Мария");
@@ -1674,7 +1678,7 @@ fn bot_at_code() -> Bot {
 fn a_code_demand_asks_for_the_code_and_the_right_code_completes_the_booking() {
     let mut bot = bot_at_code();
     let asked = bot.last().clone();
-    assert!(asked.text.contains("+79123456789"), "{}", asked.text);
+    assert!(asked.text.contains("+7 912 345-67-89"), "{}", asked.text);
     assert!(asked.text.contains("код"), "{}", asked.text);
     assert!(bot.st.awaits_code());
     assert!(bot.has_button(&ru("btn-resend-code")));
@@ -1768,7 +1772,7 @@ fn a_failed_code_check_returns_to_the_code_prompt_on_retry() {
     // Retry asks for the code again; nothing is booked anew.
     bot.press(&ru("btn-retry"));
     assert!(bot.st.awaits_code());
-    assert!(bot.last().text.contains("+79123456789"));
+    assert!(bot.last().text.contains("+7 912 345-67-89"));
     assert_eq!(bot.books().len(), 1);
     bot.text("4321");
     assert!(bot.last().text.contains("вы записаны"));
@@ -1792,4 +1796,632 @@ fn leaving_the_code_prompt_gives_up_the_waiting_booking_once() {
             .iter()
             .any(|c| matches!(c, Command::SubmitCode { .. }))
     );
+}
+
+// ---- wording ---------------------------------------------------------------------------
+
+/// Moves booking `n` of "my bookings" to Wednesday 15:00 and stops at the before/after screen.
+fn goto_move_confirmation(bot: &mut Bot) {
+    bot.start();
+    bot.press(&ru("btn-my"));
+    bot.press(&i18n::t_args(
+        Lang::Ru,
+        "btn-reschedule-n",
+        &[("n", 1.into())],
+    ));
+    bot.press("Ср 4 дек");
+    bot.press("15:00");
+    assert!(bot.last().text.contains("Станет: Ср 4 дек, 15:00"));
+}
+
+#[test]
+fn leaving_a_move_says_the_visit_stays_and_leaving_a_booking_says_none_is_made() {
+    let mut bot = Bot::with(ctx(), world_with_bookings());
+    goto_move_confirmation(&mut bot);
+    let r = bot.press(&ru("btn-cancel"));
+    let text = &r[0].text;
+    assert!(text.contains(&note("note-visit-kept")), "{text}");
+    assert!(text.contains("остаётся как была"), "{text}");
+    assert!(!text.contains(&note("note-flow-cancelled")), "{text}");
+    assert!(!text.contains(&note("note-booking-dropped")), "{text}");
+    assert!(
+        !bot.commands
+            .iter()
+            .any(|c| matches!(c, Command::Cancel { .. } | Command::Reschedule { .. })),
+        "leaving the move screen changes nothing"
+    );
+
+    // The same by command, and from the cancel question.
+    goto_move_confirmation(&mut bot);
+    let r = bot.text("/cancel");
+    assert!(
+        r[0].text.contains(&note("note-visit-kept")),
+        "{}",
+        r[0].text
+    );
+    bot.press(&ru("btn-my"));
+    bot.press(&i18n::t_args(Lang::Ru, "btn-cancel-n", &[("n", 1.into())]));
+    let r = bot.text("/cancel");
+    assert!(
+        r[0].text.contains(&note("note-visit-kept")),
+        "{}",
+        r[0].text
+    );
+    assert!(
+        !bot.commands
+            .iter()
+            .any(|c| matches!(c, Command::Cancel { .. }))
+    );
+
+    // A new booking given up says no booking is made, not that a visit is kept.
+    bot.goto_times("Анна");
+    let r = bot.text("/cancel");
+    assert!(
+        r[0].text.contains(&note("note-booking-dropped")),
+        "{}",
+        r[0].text
+    );
+    assert!(r[0].text.contains("новую запись не оформляем"));
+    // With nothing in progress, the plain acknowledgement.
+    let r = bot.text("/cancel");
+    assert!(
+        r[0].text.contains(&note("note-flow-cancelled")),
+        "{}",
+        r[0].text
+    );
+}
+
+#[test]
+fn a_price_range_keeps_its_from_on_the_confirmation_and_after_booking() {
+    let mut bot = Bot::new();
+    bot.start();
+    bot.press(&ru("btn-book"));
+    let from = "от 3\u{a0}000\u{a0}₽";
+    assert!(bot.button("Окрашивание").label.contains(from));
+    bot.press("Окрашивание");
+    bot.press("Анна");
+    bot.press("Сегодня 2 дек");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    let r = bot.text("Мария");
+    assert!(
+        r[0].text.contains(&format!("Стоимость: {from}")),
+        "{}",
+        r[0].text
+    );
+    let r = bot.press(&ru("btn-confirm"));
+    let booked = &r.last().expect("reply").text;
+    assert!(booked.contains(&format!("Стоимость: {from}")), "{booked}");
+
+    // A fixed price has no "from" anywhere.
+    bot.press(&ru("btn-book"));
+    bot.press("Маникюр");
+    bot.press("Анна");
+    bot.press("Сегодня 2 дек");
+    let r = bot.press("10:00");
+    assert!(
+        r[0].text.contains("Стоимость: 1\u{a0}200\u{a0}₽"),
+        "{}",
+        r[0].text
+    );
+    assert!(!r[0].text.contains("от "), "{}", r[0].text);
+}
+
+#[test]
+fn the_phone_prompt_names_the_share_button_the_messengers_show() {
+    for lang in [Lang::Ru, Lang::En] {
+        let prompt = t(lang, "ask-phone");
+        for key in ["tg-share-phone", "max-share-phone"] {
+            let label = t(lang, key);
+            let words = label.trim_start_matches("📱").trim();
+            assert!(words.len() > 5, "{key}: {label}");
+            assert!(
+                prompt.contains(words),
+                "{lang:?}: {prompt:?} does not name {label:?}"
+            );
+        }
+    }
+    assert!(!t(Lang::Ru, "ask-phone").contains("Поделиться"));
+}
+
+#[test]
+fn phones_are_shown_formatted() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("89123456789");
+    let r = bot.text("Мария");
+    assert!(
+        r[0].text.contains("Телефон: +7 912 345-67-89"),
+        "{}",
+        r[0].text
+    );
+    assert!(!r[0].text.contains("+79123456789"), "{}", r[0].text);
+
+    // The code prompt names the number the SMS went to the same way.
+    let bot = bot_at_code();
+    let ask = &bot.last().text;
+    assert!(ask.contains("+7 912 345-67-89"), "{ask}");
+}
+
+// ---- name validation -----------------------------------------------------------------------
+
+#[test]
+fn a_name_without_letters_or_with_a_phone_in_it_is_refused_with_a_hint() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    for bad in [
+        "89123456789",
+        "+7 912",
+        "—",
+        "Мария 8 912 345-67-89",
+        "...",
+        "12345",
+    ] {
+        let r = bot.text(bad);
+        assert!(
+            r[0].text.contains(&note("note-name-not-a-name")),
+            "{bad:?}: {}",
+            r[0].text
+        );
+        assert!(
+            r[0].text.contains(&ru("ask-name")),
+            "{bad:?}: the name is asked again"
+        );
+        assert_eq!(bot.st.name(), None, "{bad:?} taken as a name");
+    }
+    assert!(bot.books().is_empty());
+    for good in ["Анна", "Anna-Maria", "Ли", "Д'Артаньян", "Анна 2"] {
+        let mut bot = Bot::new();
+        bot.goto_times("Анна");
+        bot.press("10:00");
+        bot.text("+79123456789");
+        let r = bot.text(good);
+        assert!(
+            !r[0].text.contains(&note("note-name-not-a-name")),
+            "{good:?} refused"
+        );
+        assert_eq!(bot.st.name(), Some(good));
+        assert!(bot.has_button(&ru("btn-confirm")), "{good:?}");
+    }
+}
+
+#[test]
+fn the_name_hint_is_in_the_clients_language() {
+    let mut ctx = ctx();
+    ctx.user_lang = Some("en".into());
+    let mut bot = Bot::with(ctx, World::salon());
+    bot.start();
+    bot.press(&t(Lang::En, "btn-book"));
+    bot.press("Стрижка женская");
+    bot.press(&t(Lang::En, "btn-any-master"));
+    bot.press("Today 2 Dec");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    let r = bot.text("89123456789");
+    assert!(
+        r[0].text.contains("does not look like a name"),
+        "{}",
+        r[0].text
+    );
+}
+
+// ---- today and tomorrow ----------------------------------------------------------------------
+
+fn day_labels(bot: &Bot) -> Vec<String> {
+    bot.screen()
+        .buttons
+        .iter()
+        .flatten()
+        .filter(|b| b.data.contains("|d:"))
+        .map(|b| b.label.clone())
+        .collect()
+}
+
+#[test]
+fn day_buttons_say_today_and_tomorrow_by_the_business_calendar() {
+    let mut world = World::salon();
+    world.free_days = vec![
+        date(2024, 12, 2),
+        date(2024, 12, 3),
+        date(2024, 12, 4),
+        date(2024, 12, 10),
+    ];
+    let mut bot = Bot::with(ctx(), world);
+    bot.start();
+    bot.press(&ru("btn-book"));
+    bot.press("Стрижка женская");
+    bot.press("Анна");
+    assert_eq!(
+        day_labels(&bot),
+        ["Сегодня 2 дек", "Завтра 3 дек", "Ср 4 дек"]
+    );
+    // The day keeps its weekday where it is named in a sentence.
+    let r = bot.press("Завтра 3 дек");
+    assert!(r[0].text.contains("Вт 3 дек"), "{}", r[0].text);
+    // Next week has neither.
+    bot.press(&ru("btn-back"));
+    bot.press(&ru("btn-next-week"));
+    assert_eq!(day_labels(&bot), ["Вт 10 дек"]);
+
+    // 21:00Z on 2 Dec is already 02:00 on 3 Dec in Yekaterinburg: the 3rd is today there,
+    // though the server's UTC date is still the 2nd.
+    let mut late = ctx();
+    late.now = utc("2024-12-02T21:00:00Z");
+    let mut world = World::salon();
+    world.free_days = vec![date(2024, 12, 3), date(2024, 12, 4), date(2024, 12, 5)];
+    let mut bot = Bot::with(late, world);
+    bot.start();
+    bot.press(&ru("btn-book"));
+    bot.press("Стрижка женская");
+    bot.press("Анна");
+    assert_eq!(
+        day_labels(&bot),
+        ["Сегодня 3 дек", "Завтра 4 дек", "Чт 5 дек"]
+    );
+
+    // In English.
+    let mut en = ctx();
+    en.user_lang = Some("en".into());
+    let mut world = World::salon();
+    world.free_days = vec![date(2024, 12, 2), date(2024, 12, 3)];
+    let mut bot = Bot::with(en, world);
+    bot.start();
+    bot.press(&t(Lang::En, "btn-book"));
+    bot.press("Стрижка женская");
+    bot.press(&t(Lang::En, "btn-any-master"));
+    assert_eq!(day_labels(&bot), ["Today 2 Dec", "Tomorrow 3 Dec"]);
+}
+
+// ---- the cancellation and move cut-off -------------------------------------------------------
+
+/// A 3 h cut-off, "now" at 09:00 local on Mon 2 Dec; the world's visits are on Tue 3 Dec
+/// 10:00 (bk-1) and Fri 6 Dec (bk-2), plus one today at 11:00, two hours away (bk-soon).
+fn bot_with_cutoff() -> Bot {
+    let mut c = ctx();
+    c.change_cutoff = Some(chrono::Duration::hours(3));
+    let mut world = world_with_bookings();
+    let soon = world.booking("bk-soon", utc("2024-12-02T06:00:00Z"));
+    world.bookings.push(soon);
+    Bot::with(c, world)
+}
+
+#[test]
+fn inside_the_cutoff_my_bookings_offers_a_call_instead_of_cancel_and_move() {
+    let mut bot = bot_with_cutoff();
+    bot.start();
+    let r = bot.press(&ru("btn-my"));
+    let text = &r[0].text;
+    assert!(text.contains("3 записи"), "{text}");
+    let call = i18n::t_args(
+        Lang::Ru,
+        "my-item-call",
+        &[("phone", "+7 343 000-00-00".into())],
+    );
+    // The visit two hours away comes first and carries the call line; the others do not.
+    let soon = text.find("Пн 2 дек, 11:00").expect("soon listed");
+    let tomorrow = text.find("Вт 3 дек, 10:00").expect("tomorrow listed");
+    let line = text.find(&call).expect("call line");
+    assert!(soon < line && line < tomorrow, "{text}");
+    assert_eq!(text.matches(&call).count(), 1, "{text}");
+    let data: Vec<String> = bot
+        .screen()
+        .buttons
+        .iter()
+        .flatten()
+        .map(|b| b.data.clone())
+        .collect();
+    assert!(!data.iter().any(|d| d.ends_with(":bk-soon")), "{data:?}");
+    assert!(data.iter().any(|d| d.ends_with("C:bk-1")), "{data:?}");
+    assert!(data.iter().any(|d| d.ends_with("R:bk-2")), "{data:?}");
+}
+
+#[test]
+fn a_reminder_cancel_or_move_inside_the_cutoff_says_call_and_changes_nothing() {
+    let buttons = crate::dialog::reminder_buttons(Lang::Ru, "bk-soon", true);
+    for kind in ["Rc:", "Rm:"] {
+        let mut bot = bot_with_cutoff();
+        bot.start();
+        let data = buttons
+            .iter()
+            .flatten()
+            .find(|b| b.data.contains(kind))
+            .expect("reminder button")
+            .data
+            .clone();
+        let r = bot.send(Input::Button(data));
+        let text = &r.last().expect("reply").text;
+        assert!(text.contains("уже скоро"), "{kind}: {text}");
+        assert!(text.contains("+7 343 000-00-00"), "{kind}: {text}");
+        assert!(!bot.has_button(&ru("btn-yes-cancel")), "{kind}");
+        assert!(
+            !bot.commands.iter().any(|c| matches!(
+                c,
+                Command::Cancel { .. } | Command::Reschedule { .. } | Command::LoadDays { .. }
+            )),
+            "{kind}: {:?}",
+            bot.commands
+        );
+        assert!(bot.has_button(&ru("btn-my")));
+    }
+}
+
+#[test]
+fn a_visit_that_crosses_the_cutoff_while_the_client_decides_is_not_changed() {
+    // The cancel question for Tuesday's 10:00 visit is asked on Monday; "yes" comes on Tuesday
+    // at 08:00, two hours before it.
+    let mut bot = bot_with_cutoff();
+    bot.start();
+    bot.press(&ru("btn-my"));
+    bot.press(&i18n::t_args(Lang::Ru, "btn-cancel-n", &[("n", 2.into())]));
+    assert!(bot.has_button(&ru("btn-yes-cancel")));
+    bot.ctx.now = utc("2024-12-03T03:00:00Z");
+    let r = bot.press(&ru("btn-yes-cancel"));
+    assert!(r[0].text.contains("уже скоро"), "{}", r[0].text);
+    assert!(
+        !bot.commands
+            .iter()
+            .any(|c| matches!(c, Command::Cancel { .. }))
+    );
+
+    // The same for a move confirmed too late.
+    let mut bot = bot_with_cutoff();
+    bot.start();
+    bot.press(&ru("btn-my"));
+    bot.press(&i18n::t_args(
+        Lang::Ru,
+        "btn-reschedule-n",
+        &[("n", 2.into())],
+    ));
+    bot.press("Ср 4 дек");
+    bot.press("15:00");
+    bot.ctx.now = utc("2024-12-03T03:00:00Z");
+    let r = bot.press(&ru("btn-confirm"));
+    assert!(r[0].text.contains("уже скоро"), "{}", r[0].text);
+    assert!(
+        !bot.commands
+            .iter()
+            .any(|c| matches!(c, Command::Reschedule { .. }))
+    );
+}
+
+#[test]
+fn without_a_cutoff_a_visit_can_be_changed_up_to_its_start() {
+    let mut bot = bot_with_cutoff();
+    bot.ctx.change_cutoff = None;
+    bot.start();
+    bot.press(&ru("btn-my"));
+    assert!(
+        bot.button(&i18n::t_args(Lang::Ru, "btn-cancel-n", &[("n", 1.into())]))
+            .data
+            .ends_with("C:bk-soon")
+    );
+    bot.press(&i18n::t_args(Lang::Ru, "btn-cancel-n", &[("n", 1.into())]));
+    bot.press(&ru("btn-yes-cancel"));
+    assert_eq!(
+        bot.last_command(),
+        &Command::Cancel {
+            booking_id: "bk-soon".into()
+        }
+    );
+}
+
+#[test]
+fn inside_the_cutoff_without_a_business_phone_the_client_is_told_to_call_the_salon() {
+    let mut bot = bot_with_cutoff();
+    bot.ctx.business_phone = None;
+    bot.start();
+    let r = bot.press(&ru("btn-my"));
+    assert!(
+        r[0].text.contains(&ru("my-item-call-nophone")),
+        "{}",
+        r[0].text
+    );
+}
+
+// ---- my data ---------------------------------------------------------------------------------
+
+#[test]
+fn my_data_changes_the_name_and_phone_the_next_booking_uses() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    bot.text("Мария");
+    bot.press(&ru("btn-confirm"));
+    assert_eq!(bot.books().len(), 1);
+
+    bot.press(&ru("btn-menu"));
+    let r = bot.press(&ru("btn-data"));
+    assert!(r[0].text.contains("Имя: Мария"), "{}", r[0].text);
+    assert!(
+        r[0].text.contains("Телефон: +7 912 345-67-89"),
+        "{}",
+        r[0].text
+    );
+
+    bot.press(&ru("btn-data-name"));
+    assert!(bot.last().text.contains(&ru("data-ask-name")));
+    // The name rules of the booking step hold here too.
+    let r = bot.text("89123456789");
+    assert!(
+        r[0].text.contains(&note("note-name-not-a-name")),
+        "{}",
+        r[0].text
+    );
+    assert_eq!(bot.st.name(), Some("Мария"));
+    let r = bot.text("Мария Иванова");
+    assert!(
+        r[0].text.contains(&note("note-name-saved")),
+        "{}",
+        r[0].text
+    );
+    assert!(r[0].text.contains("Имя: Мария Иванова"), "{}", r[0].text);
+
+    let r = bot.press(&ru("btn-data-phone"));
+    assert!(r[0].request_contact, "the share button is offered");
+    assert!(r[0].text.contains(&ru("data-ask-phone")));
+    let r = bot.text("не скажу");
+    assert!(r[0].text.contains(&note("note-bad-phone")), "{}", r[0].text);
+    assert_eq!(bot.st.phone().map(Phone::as_str), Some("+79123456789"));
+    let r = bot.send(Input::Contact {
+        phone: "+7 922 000-11-22".into(),
+    });
+    assert!(
+        r[0].text.contains(&note("note-phone-saved")),
+        "{}",
+        r[0].text
+    );
+    assert!(
+        r[0].text.contains("Телефон: +7 922 000-11-22"),
+        "{}",
+        r[0].text
+    );
+
+    // The next booking goes under the new name and phone, without asking again.
+    bot.press(&ru("btn-menu"));
+    bot.press(&ru("btn-book"));
+    bot.press("Маникюр");
+    bot.press("Ольга");
+    bot.press("Ср 4 дек");
+    let r = bot.press("12:00");
+    assert!(r[0].text.contains("Имя: Мария Иванова"), "{}", r[0].text);
+    bot.press(&ru("btn-confirm"));
+    let books = bot.books();
+    assert_eq!(books.len(), 2);
+    assert_eq!(books[1].name, "Мария Иванова");
+    assert_eq!(books[1].phone.as_str(), "+79220001122");
+}
+
+#[test]
+fn my_data_of_a_new_client_says_nothing_is_given_and_back_leaves_it_unchanged() {
+    let mut bot = Bot::new();
+    bot.start();
+    let r = bot.press(&ru("btn-data"));
+    assert_eq!(
+        r[0].text.matches(&ru("data-unset")).count(),
+        2,
+        "{}",
+        r[0].text
+    );
+    bot.press(&ru("btn-data-name"));
+    let r = bot.press(&ru("btn-back"));
+    assert!(r[0].text.contains(&ru("data-unset")), "{}", r[0].text);
+    assert!(bot.has_button(&ru("btn-data-name")));
+    assert_eq!(bot.st.name(), None);
+    // A stale "my data" button from an old menu still works, like the other global ones.
+    let old_menu = bot
+        .replies
+        .iter()
+        .find_map(|r| {
+            r.buttons
+                .iter()
+                .flatten()
+                .find(|b| b.label == ru("btn-data"))
+        })
+        .expect("menu button")
+        .data
+        .clone();
+    bot.press(&ru("btn-menu"));
+    let r = bot.send(Input::Button(old_menu));
+    assert!(r[0].text.contains(&ru("data-unset")), "{}", r[0].text);
+    assert!(!r[0].text.contains(&note("note-stale")));
+}
+
+// ---- a comment to the visit --------------------------------------------------------------
+
+#[test]
+fn a_comment_before_confirming_goes_into_the_booking() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    bot.text("Мария");
+    assert!(bot.has_button(&ru("btn-comment")));
+    let r = bot.press(&ru("btn-comment"));
+    assert!(
+        r[0].text.contains("Не больше 200 символов"),
+        "{}",
+        r[0].text
+    );
+    assert!(
+        !bot.has_button(&ru("btn-comment-drop")),
+        "nothing to drop yet"
+    );
+    let r = bot.text("  Покороче,\n пожалуйста  ");
+    assert!(
+        r[0].text.contains("Комментарий: Покороче, пожалуйста"),
+        "{}",
+        r[0].text
+    );
+    assert!(bot.has_button(&ru("btn-comment-edit")));
+    assert!(bot.books().is_empty(), "a comment does not book by itself");
+    bot.press(&ru("btn-confirm"));
+    let books = bot.books();
+    assert_eq!(books.len(), 1);
+    assert_eq!(books[0].comment.as_deref(), Some("Покороче, пожалуйста"));
+    // The comment belonged to that visit: the next booking starts without one.
+    assert!(
+        !serde_json::to_string(&bot.st)
+            .expect("json")
+            .contains("Покороче")
+    );
+    bot.press(&ru("btn-book"));
+    bot.press("Маникюр");
+    bot.press("Анна");
+    bot.press("Ср 4 дек");
+    let r = bot.press("15:00");
+    assert!(!r[0].text.contains("Комментарий:"), "{}", r[0].text);
+    bot.press(&ru("btn-confirm"));
+    assert_eq!(bot.books()[1].comment, None);
+}
+
+#[test]
+fn a_comment_can_be_changed_dropped_or_left_and_a_long_one_is_refused() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    bot.text("Мария");
+    bot.press(&ru("btn-comment"));
+    // Back from the comment prompt: the confirmation again, no comment.
+    let r = bot.press(&ru("btn-back"));
+    assert!(r[0].text.contains("Проверьте запись"), "{}", r[0].text);
+    assert!(!r[0].text.contains("Комментарий:"));
+    bot.press(&ru("btn-comment"));
+    let long = "а".repeat(201);
+    let r = bot.text(&long);
+    assert!(
+        r[0].text.contains(&note("note-comment-long")),
+        "{}",
+        r[0].text
+    );
+    assert!(r[0].text.contains("Не больше 200"), "the prompt again");
+    bot.text(&"б".repeat(200));
+    assert!(bot.last().text.contains(&"б".repeat(200)));
+    // The longest comment keeps the persisted state within 1 KB.
+    let json = serde_json::to_string(&bot.st).expect("json");
+    assert!(json.len() <= 1024, "{} bytes: {json}", json.len());
+    bot.press(&ru("btn-comment-edit"));
+    bot.text("Аллергия на лак");
+    assert!(bot.last().text.contains("Комментарий: Аллергия на лак"));
+    bot.press(&ru("btn-comment-edit"));
+    let r = bot.press(&ru("btn-comment-drop"));
+    assert!(!r[0].text.contains("Комментарий:"), "{}", r[0].text);
+    assert!(bot.has_button(&ru("btn-comment")));
+    bot.press(&ru("btn-confirm"));
+    assert_eq!(bot.books()[0].comment, None);
+}
+
+#[test]
+fn moving_a_visit_offers_no_comment() {
+    let mut bot = Bot::with(ctx(), world_with_bookings());
+    goto_move_confirmation(&mut bot);
+    assert!(!bot.has_button(&ru("btn-comment")));
+    let data = bot.button(&ru("btn-confirm")).data;
+    let version = data.split('|').next().expect("version");
+    let r = bot.send(Input::Button(format!("{version}|N")));
+    assert!(r[0].text.contains(&note("note-hint")), "{}", r[0].text);
 }

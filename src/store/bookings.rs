@@ -35,6 +35,36 @@ impl Store {
         Ok(())
     }
 
+    /// Stores a new booking (and its client) with the client's comment to the visit, in one
+    /// transaction.
+    pub async fn insert_booking_with_comment(
+        &self,
+        booking: &Booking,
+        comment: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        insert_booking_in(&mut tx, booking).await?;
+        if let Some(comment) = comment {
+            sqlx::query("UPDATE bookings SET client_comment = $1 WHERE id = $2")
+                .bind(comment)
+                .bind(&booking.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The client's comment to booking `id`, when they wrote one.
+    pub async fn booking_comment(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let comment: Option<Option<String>> =
+            sqlx::query_scalar("SELECT client_comment FROM bookings WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(comment.flatten())
+    }
+
     /// The client's latest booking made from a chat: who they are and where to reach them.
     pub async fn latest_chat_booking_of(
         &self,
@@ -487,6 +517,30 @@ mod tests {
             chat: Some(ChatRef::new(Channel::Telegram, chat)),
             external_id: None,
             created_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_clients_comment_is_stored_with_the_booking() {
+        for store in testing::all().await {
+            let with = booking("bk-c1", "8 912 345-67-89", "42", 9);
+            store
+                .insert_booking_with_comment(&with, Some("Аллергия на лак"))
+                .await
+                .unwrap();
+            let without = booking("bk-c2", "8 912 345-67-89", "42", 11);
+            store
+                .insert_booking_with_comment(&without, None)
+                .await
+                .unwrap();
+            assert_eq!(
+                store.booking_comment("bk-c1").await.unwrap().as_deref(),
+                Some("Аллергия на лак")
+            );
+            assert_eq!(store.booking_comment("bk-c2").await.unwrap(), None);
+            assert_eq!(store.booking_comment("missing").await.unwrap(), None);
+            // The booking itself is stored as by insert_booking.
+            assert_eq!(store.booking("b1", "bk-c1").await.unwrap(), Some(with));
         }
     }
 

@@ -194,7 +194,8 @@ async fn erase(conn: &mut AnyConnection, p: &Person) -> Result<Erased, StoreErro
     e.bookings = run(
         conn,
         format!(
-            "UPDATE bookings SET chat_id = NULL WHERE business_id = $1 AND {}",
+            "UPDATE bookings SET chat_id = NULL, client_comment = NULL \
+             WHERE business_id = $1 AND {}",
             Person::any_of("id", &p.bookings, 2)
         ),
         with(b(), &p.bookings),

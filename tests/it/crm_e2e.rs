@@ -10,6 +10,7 @@
 //! - a manager moving a lead to "cancelled" (webhook) cancels the visit in the schedule and
 //!   tells the client;
 //! - a manager's move whose webhook was lost is caught by the periodic reconciliation;
+//! - a comment the client wrote before confirming is on the schedule's record and in the lead;
 //! - the CRM's rate limit was never exceeded.
 
 use crate::support;
@@ -18,7 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::e2e::{Service, WAIT, book_first_slot, press_label};
+use support::e2e::{Service, WAIT, book_first_slot, book_until_confirm, press_label};
 use support::fake_amocrm::{self as amo_fake, FakeAmo};
 use support::fake_bitrix24::{self as b24_fake, FakeBitrix};
 use support::fake_telegram::{FakeTelegram, FakeUser, TOKEN};
@@ -356,6 +357,17 @@ async fn record_status(store: &Store, booking_id: &str) -> String {
         .expect("status")
 }
 
+async fn record_comment(store: &Store, booking_id: &str) -> String {
+    use sqlx::Row;
+    sqlx::query("SELECT comment FROM sandbox_records WHERE booking_id = $1")
+        .bind(booking_id)
+        .fetch_one(store.pool())
+        .await
+        .expect("the schedule record")
+        .try_get::<String, _>("comment")
+        .expect("comment")
+}
+
 fn told_of_cancel(user: &FakeUser) -> usize {
     user.history()
         .iter()
@@ -463,9 +475,20 @@ async fn two_way_story(crm: Crm) {
     let store = Store::connect(&store_url).await.unwrap();
     assert_eq!(record_status(&store, &other_booking).await, "cancelled");
 
-    // A manager cancels a third lead and the webhook is lost: reconciliation catches it.
+    // A manager cancels a third lead and the webhook is lost: reconciliation catches it. This
+    // client writes a comment to the visit before confirming.
     let third = tg.user(1003);
-    book(&third, "/start", "Маникюр", "+7 913 000-11-22").await;
+    third.send_text("/start");
+    third.wait_for_text("Салон «Лилия»", WAIT).await;
+    book_until_confirm(&third, "Маникюр", "+7 913 000-11-22", "Вера").await;
+    press_label(&third, "Добавить комментарий").await;
+    third.wait_for_text("Напишите комментарий", WAIT).await;
+    third.send_text("Аллергия на лак");
+    third
+        .wait_for_text("Комментарий: Аллергия на лак", WAIT)
+        .await;
+    press_label(&third, "Подтвердить").await;
+    third.wait_for_text("вы записаны", WAIT).await;
     until("the third lead", || crm.leads().len() == 3).await;
     let third_id = crm
         .leads()
@@ -474,6 +497,18 @@ async fn two_way_story(crm: Crm) {
         .find(|id| *id != cancelled_id && *id != other_id)
         .expect("third lead");
     let third_booking = crm.booking_id(&crm.lead(&third_id)).unwrap();
+    // The comment is on the schedule's record, with the source after it, and in the lead as a
+    // note of its own, not only as a chat line.
+    let record_comment = record_comment(&store, &third_booking).await;
+    assert!(
+        record_comment.starts_with("Аллергия на лак\nzapis: telegram"),
+        "{label}: {record_comment}"
+    );
+    until("the comment in the lead", || {
+        crm.transcript(&third_id)
+            .contains("Комментарий клиента к визиту: Аллергия на лак")
+    })
+    .await;
     let _lost = crm.manager_cancels(&third_id);
     third.wait_for_text("Салон отменил вашу запись", WAIT).await;
     assert_eq!(record_status(&store, &third_booking).await, "cancelled");

@@ -119,7 +119,11 @@ alfacrm_group_ids = [{g3}]
         "{}",
         confirm.text
     );
-    assert!(confirm.text.contains("+79123456789"), "{}", confirm.text);
+    assert!(
+        confirm.text.contains("+7 912 345-67-89"),
+        "{}",
+        confirm.text
+    );
     press_label(&user, "Отправить заявку").await;
     user.wait_for_text("Заявка принята", WAIT).await;
 

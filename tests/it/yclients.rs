@@ -1,6 +1,6 @@
 //! The YClients connector against the fake YClients over real HTTP.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

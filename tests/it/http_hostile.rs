@@ -3,7 +3,7 @@
 //! `zapis check` with placeholder secrets and broken configs, and the real router storing a
 //! Bitrix24 event.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! widget steps, cancelling, polling for the salon's cancellations and moves, the drift alarm
 //! with its recovery, the client-side rate limit, partner mode and `check`.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};

@@ -2,7 +2,7 @@
 //! as `zapis run` wires it: `App::build` from a config file, `app.engine()`, the change
 //! applier for visits. Runs on SQLite and, when ZAPIS_TEST_POSTGRES_URL is set, PostgreSQL.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

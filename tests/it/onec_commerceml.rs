@@ -4,7 +4,7 @@
 //! zipped, UTF-8 with BOM and windows-1251, split into `file_limit` pieces. The documents we
 //! hand out are checked against the CommerceML 2.10 XSD.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! killed by SIGKILL. Runs on SQLite always and on PostgreSQL when ZAPIS_TEST_POSTGRES_URL is
 //! set.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};

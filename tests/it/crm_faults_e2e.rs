@@ -8,7 +8,7 @@
 //! the request body), and the CRM must end with exactly one of everything per booking. The
 //! measured table is printed (run with `--nocapture` to see it).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

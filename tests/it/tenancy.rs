@@ -3,7 +3,7 @@
 //! `zapis run` wires it (`App::build` from a config file, `app.engine()`), against two amoCRM
 //! fakes over HTTP, on SQLite and, when `ZAPIS_TEST_POSTGRES_URL` is set, PostgreSQL.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! The fake Telegram server itself, checked against ../shared/contracts/telegram.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::fake_telegram::{Failure, FakeTelegram, TOKEN, contract};

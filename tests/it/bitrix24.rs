@@ -1,7 +1,7 @@
 //! The Bitrix24 connector over real HTTP against the fake portal in tests/support, in both
 //! modes (deal and lead), with webhook and OAuth authorisation.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

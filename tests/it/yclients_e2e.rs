@@ -2,7 +2,7 @@
 //! the record: YClients' webhook reaches our HTTP endpoint, the booking is cancelled in our store
 //! and the client is told in the chat. A replayed webhook changes nothing more.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

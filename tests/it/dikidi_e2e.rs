@@ -3,7 +3,7 @@
 //! the salon's SMS code relayed by the client in chat, a captcha never attempted, and polling
 //! that never cancels a booking because `records_info` left it out.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 

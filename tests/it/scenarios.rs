@@ -1,7 +1,7 @@
 //! One scenario description, run against the Telegram and the MAX frontends (the real adapters,
 //! the real runtime and sandbox salon, each messenger's fake), so the two cannot drift apart.
 
-mod support;
+use crate::support;
 
 use support::fake_max::FakeMax;
 use support::fake_telegram::FakeTelegram;

@@ -4,7 +4,7 @@
 //! task; a GetCourse payment opens the course and marks the student; outages and spam are
 //! survived.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

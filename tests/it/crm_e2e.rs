@@ -12,7 +12,7 @@
 //! - a manager's move whose webhook was lost is caught by the periodic reconciliation;
 //! - the CRM's rate limit was never exceeded.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

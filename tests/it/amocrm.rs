@@ -1,6 +1,6 @@
 //! The amoCRM connector over real HTTP against the fake account in tests/support.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

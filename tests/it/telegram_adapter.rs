@@ -1,7 +1,7 @@
 //! The real Telegram adapter (teloxide, long polling) against the fake Bot API, with a scripted
 //! conversation handler standing in for the runtime.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! amoCRM, Bitrix24 and YClients fakes: 5,000 clients into amoCRM and 1,200 into Bitrix24 (and
 //! 45 cards into YClients) killed halfway, resumed, same end state; rate limits never exceeded.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

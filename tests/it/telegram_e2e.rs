@@ -2,7 +2,7 @@
 //! `/start src_landing` deep link, books a slot in the sandbox salon, survives a restart of the
 //! service in the middle of the conversation, and cancels the booking from "my bookings".
 
-mod support;
+use crate::support;
 
 use support::e2e::{Service, WAIT, keyboard, payload, press_kind, press_label};
 use support::fake_telegram::{FakeTelegram, TOKEN};

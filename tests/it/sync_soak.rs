@@ -10,7 +10,7 @@
 //! amoCRM connector over HTTP is covered by tests/amocrm.rs and tests/two_way_e2e.rs; this test
 //! is about the sync logic staying consistent under churn.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

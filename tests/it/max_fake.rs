@@ -3,7 +3,7 @@
 //! and the adapter (with a scripted conversation handler) answers, edits, falls back, splits,
 //! apologises and keeps its marker across a restart.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

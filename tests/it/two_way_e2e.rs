@@ -3,7 +3,7 @@
 //! changes coming back produce nothing, a lost webhook is caught by the reconciliation poll, and
 //! a reminder goes out once and its "Cancel" cancels everywhere.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! (the marker is kept, no update is lost or handled twice), and cancels from "my bookings".
 //! Also: `zapis check` for MAX, and Telegram and MAX running side by side.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

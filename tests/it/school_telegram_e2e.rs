@@ -3,7 +3,7 @@
 //! gives a phone and a name, and the application reaches AlfaCRM as one customer in that
 //! group, assigned to the curator, with the source recorded.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

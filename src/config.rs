@@ -701,6 +701,10 @@ timezone = "Asia/Yekaterinburg"
             "{MINIMAL}\n{EMAIL}username = \"alerts\"\npassword = \"smtp-pass-0123\"\n"
         ))
         .expect("loads");
+        let scrubbed = crate::secrets::Scrubber::from_config(&c)
+            .scrub("535 auth failed for alerts / smtp-pass-0123")
+            .into_owned();
+        assert!(!scrubbed.contains("smtp-pass-0123"), "{scrubbed}");
         let email = c.alerts.email.expect("[alerts.email]");
         assert_eq!(email.security, crate::sync::SmtpSecurity::Starttls);
         assert_eq!(email.port(), 587);

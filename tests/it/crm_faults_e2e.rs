@@ -760,3 +760,38 @@ async fn a_start_with_telegram_unreachable_serves_webhooks_and_the_bot_follows_w
     assert!(warned.iter().all(|l| l.contains("telegram")), "{text}");
     assert!(!text.contains(TOKEN), "the token is never logged: {text}");
 }
+
+/// A deployment with no messenger that only relays a CRM's webhooks runs: the webhook is
+/// stored and readiness lists no poller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhooks_only_deployment_runs_without_a_messenger() {
+    let amo = FakeAmo::start().await;
+    let crm = Crm::Amo(amo.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"{store_url}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
+             timezone = \"Europe/Moscow\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             webhook_secret = \"{SECRET}\"\n\n{}",
+            crm.config()
+        ),
+    )
+    .unwrap();
+    let service = Service::start(&config);
+    let ready = ready_with(port, 200).await;
+    assert_eq!(ready["pollers"], serde_json::json!([]), "{ready}");
+    let answer = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/webhooks/amocrm/{SECRET}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(amo.status_webhook_form("424243", 142, 143))
+        .send()
+        .await
+        .expect("the webhook is answered");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "ok");
+    service.stop();
+}

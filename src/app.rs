@@ -30,7 +30,7 @@ use crate::messenger::notify::{
 };
 use crate::store::{Store, StoreError};
 use crate::sync::inbox::{INBOX_SYSTEM, InboxDispatcher};
-use crate::sync::{AlertSink, Alerts, Engine, WebhookSink};
+use crate::sync::{AlertSink, Alerts, EmailSink, Engine, WebhookSink};
 
 pub struct App {
     /// The school's AlfaCRM, when `[school.alfacrm]` is configured.
@@ -339,6 +339,14 @@ impl App {
         }
         if let (Some(max), Some(chat)) = (&self.config.max, self.config.alerts.max_chat_id) {
             sinks.push(Arc::new(MaxAlertSink::new(max, chat)));
+        }
+        if let Some(email) = &self.config.alerts.email {
+            // The settings were checked when the config was read, so this does not fail in
+            // practice; if it did, the other sinks still work.
+            match EmailSink::new(email) {
+                Ok(sink) => sinks.push(Arc::new(sink)),
+                Err(e) => tracing::error!(error = %e, "alerts by e-mail are off"),
+            }
         }
         Alerts::new(sinks)
     }

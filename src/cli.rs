@@ -652,9 +652,11 @@ async fn demo(
 
 async fn run(mut config: Config) -> anyhow::Result<()> {
     adopt_schedule_timezone(&mut config).await;
-    if config.telegram.is_none() && config.max.is_none() {
+    // Without a messenger the HTTP server (webhooks, landing forms) is the whole service;
+    // without either there is nothing to serve.
+    if config.telegram.is_none() && config.max.is_none() && config.http.is_none() {
         bail!(
-            "nothing to run: no messenger is configured (add a [telegram] or [max] section with `token`)"
+            "nothing to run: no messenger and no [http] section are configured (add a [telegram] or [max] section with `token`, or [http] with `listen` for webhooks and forms)"
         );
     }
     let app = App::build(config, Arc::new(SystemClock))

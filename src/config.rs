@@ -419,6 +419,10 @@ impl Config {
         if let Some(http) = &self.http {
             http.validate()?;
         }
+        self.alerts.validate().map_err(|e| ConfigError::Key {
+            key: e.key,
+            message: e.message,
+        })?;
         if let Some(token) = self
             .crm
             .as_ref()
@@ -709,6 +713,66 @@ timezone = "Asia/Yekaterinburg"
                 .expect_err(toml)
                 .to_string();
             assert!(e.contains("retention") && e.contains(named), "{toml}: {e}");
+        }
+    }
+
+    #[test]
+    fn alerts_by_email_load_and_a_wrong_setting_is_refused_by_its_key() {
+        const EMAIL: &str = "[alerts.email]\nhost = \"smtp.example.ru\"\nfrom = \"alerts@salon.example\"\n\
+                             to = [\"owner@salon.example\"]\n";
+        let c = load(&format!(
+            "{MINIMAL}\n{EMAIL}username = \"alerts\"\npassword = \"smtp-pass-0123\"\n"
+        ))
+        .expect("loads");
+        let scrubbed = crate::secrets::Scrubber::from_config(&c)
+            .scrub("535 auth failed for alerts / smtp-pass-0123")
+            .into_owned();
+        assert!(!scrubbed.contains("smtp-pass-0123"), "{scrubbed}");
+        let email = c.alerts.email.expect("[alerts.email]");
+        assert_eq!(email.security, crate::sync::SmtpSecurity::Starttls);
+        assert_eq!(email.port(), 587);
+        assert_eq!(
+            email.password.map(|p| p.expose_secret().to_string()),
+            Some("smtp-pass-0123".to_string())
+        );
+        for (extra, named) in [
+            ("security = \"ssl\"", "alerts.email.security"),
+            ("username = \"alerts\"", "alerts.email.password"),
+            (
+                "username = \"a\"\npassword = \"p\"\nsecurity = \"none\"",
+                "alerts.email.security",
+            ),
+            ("port = 0", "alerts.email.port"),
+            ("reply_to = \"x@y.z\"", "reply_to"),
+        ] {
+            let e = load(&format!("{MINIMAL}\n{EMAIL}{extra}\n"))
+                .expect_err(extra)
+                .to_string();
+            assert!(e.contains(named), "{extra}: {e}");
+        }
+        for (section, named) in [
+            (
+                "[alerts.email]\nhost = \"h\"\nfrom = \"not an address\"\nto = [\"a@b.c\"]\n",
+                "alerts.email.from",
+            ),
+            (
+                "[alerts.email]\nhost = \"h\"\nfrom = \"a@b.c\"\nto = []\n",
+                "alerts.email.to",
+            ),
+            (
+                "[alerts.email]\nhost = \"h\"\nfrom = \"a@b.c\"\nto = [\"a@b.c\", \"@\"]\n",
+                "alerts.email.to",
+            ),
+            (
+                "[alerts.email]\nhost = \"h\"\nfrom = \"a@b.c\"\n",
+                "missing field `to`",
+            ),
+        ] {
+            let e = load(&format!("{MINIMAL}\n{section}"))
+                .expect_err(section)
+                .to_string();
+            assert!(e.contains(named), "{section}: {e}");
+            assert!(!e.contains("smtp-pass"), "{e}");
         }
     }
 

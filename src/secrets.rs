@@ -155,6 +155,14 @@ impl Scrubber {
                 all.push(decoded);
             }
         }
+        if let Some(password) = config
+            .alerts
+            .email
+            .as_ref()
+            .and_then(|e| e.password.as_ref())
+        {
+            all.push(password.expose_secret().to_string());
+        }
         if let Some(url) = &config.alerts.webhook_url {
             // Chat hooks carry their credential in the path or query.
             if let Some(q) = url.query() {

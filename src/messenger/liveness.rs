@@ -68,6 +68,17 @@ impl Poller {
         s.recovered_unless_failed_by = None;
     }
 
+    /// The messenger could not be reached to start the loop; the start is tried again.
+    /// Shown as `down` since the first failed try, with this error.
+    pub fn start_failed(&self, error: &str, now: DateTime<Utc>) {
+        let mut s = self.lock();
+        s.running = false;
+        s.ended = false;
+        s.failing_since.get_or_insert(now);
+        s.last_error = Some(error.to_string());
+        s.recovered_unless_failed_by = None;
+    }
+
     /// A poll was answered.
     pub fn polled(&self, now: DateTime<Utc>) {
         let mut s = self.lock();
@@ -121,7 +132,10 @@ impl Poller {
         let (state, since) = if s.ended {
             (PollerState::Stopped, None)
         } else if !s.running {
-            (PollerState::Starting, None)
+            match s.failing_since {
+                Some(since) => (PollerState::Down, Some(since)),
+                None => (PollerState::Starting, None),
+            }
         } else if let Some(since) = s.failing_since {
             (PollerState::Down, Some(since))
         } else {
@@ -186,6 +200,20 @@ mod tests {
         );
         p.stopped();
         assert_eq!(p.status(at(103)).state, PollerState::Stopped);
+    }
+
+    #[test]
+    fn a_start_that_cannot_reach_the_messenger_is_down_until_it_starts() {
+        let p = Poller::default();
+        p.start_failed("connection refused", at(0));
+        p.start_failed("connection refused", at(2));
+        let down = p.status(at(3));
+        assert_eq!(down.state, PollerState::Down);
+        assert_eq!(down.since, Some(at(0)));
+        assert_eq!(down.last_error.as_deref(), Some("connection refused"));
+        p.started(at(4));
+        let up = p.status(at(5));
+        assert_eq!((up.state, up.last_error), (PollerState::Up, None));
     }
 
     #[test]

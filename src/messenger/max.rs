@@ -1276,7 +1276,8 @@ impl MaxAdapter {
 
     /// Polls MAX (or, in webhook mode, waits: the HTTP server feeds [`MaxBot::handle_update`])
     /// until `shutdown` resolves. A batch being handled is finished and its marker saved before
-    /// returning. Fails only when the bot cannot start (bad token, API unreachable).
+    /// returning. An API that cannot be reached is tried again with [`super::StartBackoff`];
+    /// fails only when the bot cannot start (bad token, wrong settings).
     pub async fn run<S>(self, handler: Arc<dyn ChatHandler>, shutdown: S) -> Result<(), MaxError>
     where
         S: Future<Output = ()> + Send,
@@ -1293,9 +1294,32 @@ impl MaxAdapter {
     {
         tokio::pin!(shutdown);
         let client = MaxClient::with_limits(&self.config, self.limits);
-        let me = tokio::select! {
-            me = client.me() => me?,
-            () = &mut shutdown => return Ok(()),
+        // An API that cannot be reached at start is tried again, the rest of the service
+        // running meanwhile; a refused token or a wrong setting ends the loop (no retry fixes it).
+        let mut backoff = super::StartBackoff::default();
+        let me = loop {
+            let tried = tokio::select! {
+                me = client.me() => me,
+                () = &mut shutdown => return Ok(()),
+            };
+            let error = match tried {
+                Ok(me) => break me,
+                Err(e @ (MaxError::Unauthorized | MaxError::Config(_))) => return Err(e),
+                Err(e) => e,
+            };
+            let wait = backoff.next_wait();
+            tracing::warn!(
+                messenger = "max",
+                error = %error,
+                retry_in_secs = wait.as_secs(),
+                "MAX cannot be reached at start; trying again"
+            );
+            self.liveness
+                .start_failed(&error.to_string(), chrono::Utc::now());
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = &mut shutdown => return Ok(()),
+            }
         };
         tracing::info!(api_url = %self.config.api_url, bot = me.username.as_deref().unwrap_or("?"), "MAX bot started");
         let bot = MaxBot::new(client.clone(), handler, self.default_lang);

@@ -9,6 +9,7 @@ pub mod telegram;
 pub mod telegram_pacing;
 
 use std::future::Future;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -20,22 +21,18 @@ use crate::domain::ChatRef;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MessengerError {
-    #[error("no messenger is configured")]
-    NothingConfigured,
     #[error("telegram: {0}")]
     Telegram(#[from] telegram::TelegramError),
     #[error("max: {0}")]
     Max(#[from] max::MaxError),
 }
 
-/// Runs every configured messenger side by side until Ctrl-C or SIGTERM. If one cannot start
-/// (bad token), the others are stopped too and its error is returned: a half-running service
-/// would look healthy while losing a channel.
+/// Runs every configured messenger side by side until Ctrl-C or SIGTERM; with none configured
+/// (a forms-only or webhooks-only deployment) it just waits for the signal. A messenger whose
+/// API cannot be reached is retried while the rest runs; one that refuses its token stops the
+/// others too and its error is returned, since no retry can fix a wrong token.
 pub async fn run_all(app: &App) -> Result<(), MessengerError> {
     let (tg_config, max_config) = (&app.config.telegram, &app.config.max);
-    if tg_config.is_none() && max_config.is_none() {
-        return Err(MessengerError::NothingConfigured);
-    }
     let stop = StopSignal::new();
     let signal = {
         let stop = stop.clone();
@@ -76,9 +73,39 @@ pub async fn run_all(app: &App) -> Result<(), MessengerError> {
         }
         result.map_err(MessengerError::from)
     };
-    let (tg, mx) = tokio::join!(tg, mx);
+    let (tg, mx) = if tg_config.is_none() && max_config.is_none() {
+        stop.stopped().await;
+        (Ok(()), Ok(()))
+    } else {
+        tokio::join!(tg, mx)
+    };
     signal.abort();
     tg.and(mx)
+}
+
+/// The waits between tries to start a messenger whose API cannot be reached: 1 s, doubling up
+/// to a minute, so a long outage costs one request a minute and a short one is over quickly.
+#[derive(Debug, Clone)]
+pub struct StartBackoff {
+    next: Duration,
+}
+
+impl StartBackoff {
+    pub const FIRST: Duration = Duration::from_secs(1);
+    pub const LONGEST: Duration = Duration::from_secs(60);
+
+    /// How long to wait before the next try.
+    pub fn next_wait(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(Self::LONGEST);
+        wait
+    }
+}
+
+impl Default for StartBackoff {
+    fn default() -> Self {
+        StartBackoff { next: Self::FIRST }
+    }
 }
 
 /// What an adapter needs from the conversation runtime. A trait rather than the concrete
@@ -149,6 +176,13 @@ impl StopSignal {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn start_retries_wait_one_second_doubling_up_to_a_minute() {
+        let mut backoff = StartBackoff::default();
+        let waits: Vec<u64> = (0..9).map(|_| backoff.next_wait().as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
 
     #[tokio::test]
     async fn stop_signal_resolves_for_waiters_before_and_after_stop() {

@@ -135,7 +135,8 @@ impl TelegramAdapter {
 
     /// Polls Telegram and answers every chat until `shutdown` resolves, then lets in-flight
     /// updates finish and confirms the last offset so a restart does not see them again.
-    /// Returns an error only when the bot cannot start (bad token, API unreachable).
+    /// An API that cannot be reached is tried again with [`super::StartBackoff`]; returns an
+    /// error only when Telegram refuses the token.
     pub async fn run<S>(
         self,
         handler: Arc<dyn ChatHandler>,
@@ -166,14 +167,6 @@ impl TelegramAdapter {
         let bot = Bot::new(self.token.expose_secret()).set_api_url(self.api_url.clone());
         let pacer = TelegramPacer::shared(&self.api_url, self.token.expose_secret(), self.limits);
 
-        // teloxide's own webhook check only logs failures, with the token in the URL; doing it
-        // here keeps the same call order and turns a bad token into a clear startup error.
-        let webhook = bot.get_webhook_info().await.map_err(startup_error)?;
-        if webhook.url.is_some() {
-            tracing::warn!("a Telegram webhook was set; deleting it to use long polling");
-            bot.delete_webhook().await.map_err(startup_error)?;
-        }
-
         let inner = Arc::new(Inner {
             handler,
             contact_keyboard: DashSet::new(),
@@ -195,53 +188,101 @@ impl TelegramAdapter {
             .error_handler(Arc::new(LogError(redactor.clone())))
             .build();
         let stop = dispatcher.shutdown_token();
-        // teloxide reports a failed poll (to the backoff and the error handler) but not an
-        // answered empty one: the delay it waits is kept so the error handler can tell when
-        // the retry must have answered.
-        let retry_in = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let listener = Polling::builder(bot)
-            .timeout(self.poll_timeout)
-            .backoff_strategy({
-                let retry_in = retry_in.clone();
-                move |failures| {
-                    let wait = teloxide::backoff::exponential_backoff_strategy(failures);
-                    retry_in.store(
-                        u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
-                    wait
-                }
-            })
-            .build();
-        let listener = WatchedPolling {
-            inner: listener,
-            liveness: self.liveness.clone(),
-        };
-        self.liveness.started(chrono::Utc::now());
-
-        tracing::info!(api_url = %self.api_url, "Telegram bot polling");
-        let poll_errors = PollError {
-            log: LogError(redactor.clone()),
-            liveness: self.liveness.clone(),
-            retry_in,
-            answer_within: self.poll_timeout + API_CALL_TIMEOUT,
-        };
-        let dispatch = dispatcher.try_dispatch_with_listener(listener, Arc::new(poll_errors));
-        tokio::pin!(dispatch);
         tokio::pin!(shutdown);
-        tokio::select! {
-            result = &mut dispatch => return result.map_err(startup_error),
-            () = &mut shutdown => {}
+        // An API that cannot be reached at start is tried again, the rest of the service
+        // running meanwhile; only a refused token ends the loop (no retry can fix it).
+        let mut backoff = super::StartBackoff::default();
+        loop {
+            let failed: RequestError = 'attempt: {
+                let prepared = tokio::select! {
+                    r = prepare(&bot) => r,
+                    () = &mut shutdown => return Ok(()),
+                };
+                if let Err(e) = prepared {
+                    break 'attempt e;
+                }
+                // teloxide reports a failed poll (to the backoff and the error handler) but
+                // not an answered empty one: the delay it waits is kept so the error handler
+                // can tell when the retry must have answered.
+                let retry_in = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let listener = Polling::builder(bot.clone())
+                    .timeout(self.poll_timeout)
+                    .backoff_strategy({
+                        let retry_in = retry_in.clone();
+                        move |failures| {
+                            let wait = teloxide::backoff::exponential_backoff_strategy(failures);
+                            retry_in.store(
+                                u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                                std::sync::atomic::Ordering::Relaxed,
+                            );
+                            wait
+                        }
+                    })
+                    .build();
+                let listener = WatchedPolling {
+                    inner: listener,
+                    liveness: self.liveness.clone(),
+                };
+                self.liveness.started(chrono::Utc::now());
+
+                tracing::info!(api_url = %self.api_url, "Telegram bot polling");
+                let poll_errors = PollError {
+                    log: LogError(redactor.clone()),
+                    liveness: self.liveness.clone(),
+                    retry_in,
+                    answer_within: self.poll_timeout + API_CALL_TIMEOUT,
+                };
+                let dispatch =
+                    dispatcher.try_dispatch_with_listener(listener, Arc::new(poll_errors));
+                tokio::pin!(dispatch);
+                tokio::select! {
+                    result = &mut dispatch => match result {
+                        Ok(()) => return Ok(()),
+                        Err(e) => break 'attempt e,
+                    },
+                    () = &mut shutdown => {}
+                }
+                tracing::info!("stopping the Telegram bot");
+                // An idle dispatcher has not started polling yet (getMe in flight), so
+                // dropping it loses nothing; a running one must be drained so the last offset
+                // gets confirmed.
+                if stop.shutdown().is_ok() {
+                    dispatch.await.map_err(startup_error)?;
+                }
+                tracing::info!("Telegram bot stopped");
+                return Ok(());
+            };
+            let error = startup_error(failed);
+            if matches!(error, TelegramError::Unauthorized) {
+                return Err(error);
+            }
+            let wait = backoff.next_wait();
+            tracing::warn!(
+                messenger = "telegram",
+                error = %error,
+                retry_in_secs = wait.as_secs(),
+                "Telegram cannot be reached at start; trying again"
+            );
+            self.liveness
+                .start_failed(&error.to_string(), chrono::Utc::now());
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = &mut shutdown => return Ok(()),
+            }
         }
-        tracing::info!("stopping the Telegram bot");
-        // An idle dispatcher has not started polling yet (getMe in flight), so dropping it
-        // loses nothing; a running one must be drained so the last offset gets confirmed.
-        if stop.shutdown().is_ok() {
-            dispatch.await.map_err(startup_error)?;
-        }
-        tracing::info!("Telegram bot stopped");
-        Ok(())
     }
+}
+
+/// What the bot checks before it polls. teloxide's own webhook check only logs failures, with
+/// the token in the URL; doing it here keeps the same call order and turns a bad token into a
+/// clear startup error.
+async fn prepare(bot: &Bot) -> Result<(), RequestError> {
+    let webhook = bot.get_webhook_info().await?;
+    if webhook.url.is_some() {
+        tracing::warn!("a Telegram webhook was set; deleting it to use long polling");
+        bot.delete_webhook().await?;
+    }
+    Ok(())
 }
 
 fn schema() -> UpdateHandler<HandlerError> {

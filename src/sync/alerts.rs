@@ -1,13 +1,19 @@
 //! Alerts to people: one when a system has been failing for longer than `alert_after`, one
 //! when it recovers, and one when credentials are refused for good. Where they go is an
-//! [`AlertSink`]: an HTTP webhook here; the Telegram/MAX admin chat sinks come with the
-//! messenger adapters.
+//! [`AlertSink`]: an HTTP webhook or e-mail here; the Telegram/MAX admin chat sinks come with
+//! the messenger adapters.
 
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, Message};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Serialize;
+
+use super::config::{EmailAlertsConfig, SmtpSecurity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -102,6 +108,10 @@ impl Alert {
 pub enum AlertError {
     #[error("alert webhook failed: {0}")]
     Http(String),
+    #[error("alert e-mail failed: {0}")]
+    Email(String),
+    #[error("alerts.email: {0}")]
+    EmailConfig(String),
 }
 
 #[async_trait]
@@ -145,6 +155,113 @@ impl AlertSink for WebhookSink {
         if !response.status().is_success() {
             return Err(AlertError::Http(format!("HTTP {}", response.status())));
         }
+        Ok(())
+    }
+}
+
+impl Alert {
+    /// A short subject line for e-mail: what happened to which system.
+    pub fn subject(&self) -> String {
+        let what = match self.kind {
+            AlertKind::Down => "is down",
+            AlertKind::Recovered => "recovered",
+            AlertKind::AuthFailed => "refuses our credentials",
+            AlertKind::PaymentRequired => "needs payment",
+            AlertKind::LowStock => "low stock",
+            AlertKind::Attention => "needs a look",
+        };
+        format!("zapis: {} {what} ({})", self.system, self.business_id)
+    }
+}
+
+/// Sends every alert as a plain-text e-mail through an SMTP server (`[alerts.email]`).
+#[derive(Clone)]
+pub struct EmailSink {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+}
+
+impl std::fmt::Debug for EmailSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailSink")
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long one SMTP exchange may take before the alert counts as not delivered.
+const SMTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl EmailSink {
+    pub fn new(config: &EmailAlertsConfig) -> Result<EmailSink, AlertError> {
+        use secrecy::ExposeSecret;
+        let bad =
+            |what: &str, e: &dyn std::fmt::Display| AlertError::EmailConfig(format!("{what}: {e}"));
+        let builder = match config.security {
+            SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&config.host)
+                .map_err(|e| bad("host", &e))?,
+            SmtpSecurity::Starttls => {
+                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host)
+                    .map_err(|e| bad("host", &e))?
+            }
+            SmtpSecurity::None => {
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
+            }
+        };
+        let mut builder = builder.port(config.port()).timeout(Some(SMTP_TIMEOUT));
+        if let (Some(user), Some(password)) = (&config.username, &config.password) {
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose_secret().to_string(),
+            ));
+        }
+        let from = config.from.parse().map_err(|e| bad("from", &e))?;
+        let to = config
+            .to
+            .iter()
+            .map(|to| to.parse().map_err(|e| bad("to", &e)))
+            .collect::<Result<Vec<Mailbox>, _>>()?;
+        Ok(EmailSink {
+            transport: builder.build(),
+            from,
+            to,
+        })
+    }
+
+    fn message(&self, alert: &Alert) -> Result<Message, AlertError> {
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(alert.subject())
+            .header(ContentType::TEXT_PLAIN);
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        let body = format!(
+            "{}\n\nsystem: {}\nbusiness: {}\nkind: {}\nsince: {}\nat: {}\nlast error: {}\n",
+            alert.text(),
+            alert.system,
+            alert.business_id,
+            alert.kind.as_str(),
+            alert.since.to_rfc3339(),
+            alert.at.to_rfc3339(),
+            alert.last_error.as_deref().unwrap_or("-"),
+        );
+        builder
+            .body(body)
+            .map_err(|e| AlertError::Email(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl AlertSink for EmailSink {
+    async fn send(&self, alert: &Alert) -> Result<(), AlertError> {
+        let message = self.message(alert)?;
+        self.transport
+            .send(message)
+            .await
+            .map_err(|e| AlertError::Email(e.to_string()))?;
         Ok(())
     }
 }

@@ -91,7 +91,7 @@ impl SyncConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
     /// POST every alert as JSON here.
@@ -100,6 +100,138 @@ pub struct AlertsConfig {
     pub telegram_chat_id: Option<i64>,
     /// Admin chat for alerts in MAX (used by the MAX adapter's sink).
     pub max_chat_id: Option<i64>,
+    /// `[alerts.email]`: every alert as an e-mail through an SMTP server.
+    pub email: Option<EmailAlertsConfig>,
+}
+
+impl AlertsConfig {
+    /// Checks what serde cannot; the error names the key.
+    pub fn validate(&self) -> Result<(), KeyError> {
+        match &self.email {
+            Some(email) => email.validate(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A setting that is wrong, by its full key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key `{key}`: {message}")]
+pub struct KeyError {
+    pub key: String,
+    pub message: String,
+}
+
+/// How the connection to the SMTP server is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS, which the server must offer (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption, for a relay on the same host or network (port 25).
+    None,
+}
+
+impl SmtpSecurity {
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpSecurity::Starttls => 587,
+            SmtpSecurity::Tls => 465,
+            SmtpSecurity::None => 25,
+        }
+    }
+}
+
+/// `[alerts.email]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailAlertsConfig {
+    pub host: String,
+    /// 587, 465 or 25 by `security` unless given.
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<secrecy::SecretString>,
+    /// The sender, `alerts@example.ru` or `Zapis <alerts@example.ru>`.
+    pub from: String,
+    /// Every recipient; at least one.
+    pub to: Vec<String>,
+}
+
+impl EmailAlertsConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or_else(|| self.security.default_port())
+    }
+
+    pub fn validate(&self) -> Result<(), KeyError> {
+        use secrecy::ExposeSecret;
+        let key = |k: &str, message: String| KeyError {
+            key: format!("alerts.email.{k}"),
+            message,
+        };
+        if self.host.trim().is_empty() {
+            return Err(key("host", "must not be empty".into()));
+        }
+        if self.security != SmtpSecurity::None {
+            lettre::transport::smtp::client::TlsParameters::new(self.host.clone()).map_err(
+                |e| {
+                    key(
+                        "host",
+                        format!("{:?} cannot be checked by TLS: {e}", self.host),
+                    )
+                },
+            )?;
+        }
+        if self.port == Some(0) {
+            return Err(key("port", "must be a port number, 1 to 65535".into()));
+        }
+        self.from.parse::<lettre::message::Mailbox>().map_err(|e| {
+            key(
+                "from",
+                format!("{:?} is not an e-mail address: {e}", self.from),
+            )
+        })?;
+        if self.to.is_empty() {
+            return Err(key("to", "needs at least one address".into()));
+        }
+        for to in &self.to {
+            to.parse::<lettre::message::Mailbox>()
+                .map_err(|e| key("to", format!("{to:?} is not an e-mail address: {e}")))?;
+        }
+        match (&self.username, &self.password) {
+            (Some(_), None) => {
+                return Err(key("password", "is needed with username".into()));
+            }
+            (None, Some(_)) => {
+                return Err(key("username", "is needed with password".into()));
+            }
+            (Some(user), Some(password)) => {
+                if user.trim().is_empty() {
+                    return Err(key("username", "must not be empty".into()));
+                }
+                if password.expose_secret().is_empty() {
+                    return Err(key("password", "must not be empty".into()));
+                }
+                if self.security == SmtpSecurity::None {
+                    // The password would cross the network in clear text.
+                    return Err(key(
+                        "security",
+                        "\"none\" with a password would send it unencrypted; use \"starttls\" or \"tls\""
+                            .into(),
+                    ));
+                }
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -23,8 +23,8 @@ pub mod journal;
 pub mod retry;
 pub mod worker;
 
-pub use alerts::{Alert, AlertKind, AlertSink, Alerts, MemorySink, WebhookSink};
-pub use config::{AdminBookings, AlertsConfig, SyncConfig};
+pub use alerts::{Alert, AlertKind, AlertSink, Alerts, EmailSink, MemorySink, WebhookSink};
+pub use config::{AdminBookings, AlertsConfig, EmailAlertsConfig, SmtpSecurity, SyncConfig};
 pub use jobs::{Job, JobState, NewJob, NextClaim, Queue, enqueue_in};
 pub use retry::{DeliveryError, RetryPolicy};
 pub use worker::{Delivered, Engine, JobContext, JobHandler};

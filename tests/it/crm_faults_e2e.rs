@@ -681,3 +681,117 @@ async fn readiness_follows_an_amocrm_outage_and_metrics_and_log_show_the_booking
     assert_eq!(failed["fields"]["attempt"], 1);
     assert!(failed["fields"]["next_run"].is_string(), "{failed}");
 }
+
+/// Telegram cannot be reached when the service starts: the service runs anyway (webhooks are
+/// stored, `/health/ready` says the poller is down with its error, a WARN names Telegram
+/// without its token), and once Telegram answers the bot starts and a client is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_with_telegram_unreachable_serves_webhooks_and_the_bot_follows_when_it_answers() {
+    let tg = FakeTelegram::start_closed().await;
+    let amo = FakeAmo::start().await;
+    let crm = Crm::Amo(amo.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"{store_url}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
+             timezone = \"Europe/Moscow\"\n\n[telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n\
+             [sync]\npoll = \"100ms\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             webhook_secret = \"{SECRET}\"\n\n{}",
+            tg.api_url(),
+            crm.config()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("zapis.log");
+    let service = Service::start_logging_at(&config, &log, "warn");
+
+    let telegram = |ready: &Value| ready["pollers"][0].clone();
+    let mut down = ready_with(port, 503).await;
+    for _ in 0..(WAIT.as_millis() / 100) {
+        if telegram(&down)["state"] == "down" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        down = ready_with(port, 503).await;
+    }
+    assert_eq!(telegram(&down)["messenger"], "telegram", "{down}");
+    assert_eq!(telegram(&down)["state"], "down", "{down}");
+    assert!(telegram(&down)["since"].is_string(), "{down}");
+    assert!(telegram(&down)["last_error"].is_string(), "{down}");
+    assert_eq!(down["store"]["reachable"], true, "{down}");
+
+    // Meanwhile a vendor's webhook is taken in and stored.
+    let form = amo.status_webhook_form("424242", 142, 143);
+    let answer = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/webhooks/amocrm/{SECRET}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .expect("the webhook is answered");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "ok");
+    let store = zapis::store::Store::connect(&store_url).await.unwrap();
+    let (stored,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM sync_inbox WHERE source = 'amocrm'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(stored, 1);
+
+    tg.open();
+    let user = tg.user(7101);
+    user.send_text("/start");
+    user.wait_for_text("Салон «Лилия»", WAIT).await;
+    let up = ready_with(port, 200).await;
+    assert_eq!(telegram(&up)["state"], "up", "{up}");
+    service.stop();
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warned = text
+        .lines()
+        .filter(|l| l.contains("Telegram cannot be reached at start"))
+        .collect::<Vec<_>>();
+    assert!(!warned.is_empty(), "{text}");
+    assert!(warned.iter().all(|l| l.contains("telegram")), "{text}");
+    assert!(!text.contains(TOKEN), "the token is never logged: {text}");
+}
+
+/// A deployment with no messenger that only relays a CRM's webhooks runs: the webhook is
+/// stored and readiness lists no poller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhooks_only_deployment_runs_without_a_messenger() {
+    let amo = FakeAmo::start().await;
+    let crm = Crm::Amo(amo.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"{store_url}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
+             timezone = \"Europe/Moscow\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             webhook_secret = \"{SECRET}\"\n\n{}",
+            crm.config()
+        ),
+    )
+    .unwrap();
+    let service = Service::start(&config);
+    let ready = ready_with(port, 200).await;
+    assert_eq!(ready["pollers"], serde_json::json!([]), "{ready}");
+    let answer = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/webhooks/amocrm/{SECRET}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(amo.status_webhook_form("424243", 142, 143))
+        .send()
+        .await
+        .expect("the webhook is answered");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "ok");
+    service.stop();
+}

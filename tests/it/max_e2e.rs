@@ -301,6 +301,48 @@ async fn telegram_and_max_run_side_by_side_report_their_polls_and_stop_together(
     service.stop();
 }
 
+/// MAX cannot be reached when the service starts: the service runs (its HTTP face answers,
+/// `/health/ready` says the MAX poller is down), and once MAX answers the bot starts and a
+/// client is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_with_max_unreachable_runs_and_the_bot_follows_when_it_answers() {
+    let max = FakeMax::start_closed().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sections = format!(
+        "{}\n[http]\nlisten = \"127.0.0.1:{port}\"\nwebhook_secret = \"path-secret-0123456789\"\n",
+        max_section(&max, TOKEN),
+    );
+    let config = write_config(dir.path(), &store_url, &sections);
+    let service = Service::start(&config);
+
+    let poller = |ready: &serde_json::Value| ready["pollers"][0].clone();
+    let mut down = ready_with(port, 503).await;
+    for _ in 0..(WAIT.as_millis() / 100) {
+        if poller(&down)["state"] == "down" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        down = ready_with(port, 503).await;
+    }
+    assert_eq!(poller(&down)["messenger"], "max", "{down}");
+    assert_eq!(poller(&down)["state"], "down", "{down}");
+    assert!(poller(&down)["last_error"].is_string(), "{down}");
+
+    max.open();
+    let user = max.user(31);
+    user.start(None);
+    user.wait_for_text("Салон «Лилия»", WAIT).await;
+    let up = ready_with(port, 200).await;
+    assert_eq!(poller(&up)["state"], "up", "{up}");
+    service.stop();
+}
+
 /// Polls `/health/ready` until it answers `status`; returns its JSON body.
 async fn ready_with(port: u16, status: u16) -> serde_json::Value {
     let mut last = String::new();

@@ -62,12 +62,15 @@ impl Default for Options<'_> {
     }
 }
 
-async fn start(opts: Options<'_>) -> School {
-    let alfa = FakeAlfa::start().await;
-    let gc = FakeGetCourse::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let toml = format!(
+/// A school's configuration: landing forms, AlfaCRM and GetCourse, no messenger.
+fn school_toml(
+    opts: &Options<'_>,
+    alfa: &FakeAlfa,
+    gc: &FakeGetCourse,
+    store_url: &str,
+    listen: &str,
+) -> String {
+    format!(
         r#"
 [store]
 url = "{store_url}"
@@ -77,7 +80,7 @@ name = "Школа «Код»"
 timezone = "Europe/Moscow"
 
 [http]
-listen = "127.0.0.1:9"
+listen = "{listen}"
 webhook_secret = "{SECRET}"
 {http_extra}
 
@@ -121,7 +124,15 @@ getcourse_offer_code = "design"
         g1 = alfa::GROUP_PYTHON,
         g2 = alfa::GROUP_PYTHON_LATE,
         g3 = alfa::GROUP_DESIGN,
-    );
+    )
+}
+
+async fn start(opts: Options<'_>) -> School {
+    let alfa = FakeAlfa::start().await;
+    let gc = FakeGetCourse::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let toml = school_toml(&opts, &alfa, &gc, &store_url, "127.0.0.1:9");
     let path = dir.path().join("zapis.toml");
     std::fs::write(&path, toml).unwrap();
     let config = zapis::config::Config::load(&path).expect("school config loads");
@@ -1095,4 +1106,79 @@ async fn zapis_check_validates_the_alfacrm_login_and_the_getcourse_key() {
     assert!(out.contains("school.alfacrm.email"), "{out}");
     assert!(out.contains("GetCourse refused the key"), "{out}");
     let _ = Duration::ZERO;
+}
+
+/// A school that only takes landing forms (no messenger) runs as `zapis run`: the form is
+/// accepted and its customer reaches AlfaCRM through the service's own delivery engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forms_only_school_runs_and_delivers_a_landing_application() {
+    let alfa = FakeAlfa::start().await;
+    let gc = FakeGetCourse::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let toml = school_toml(
+        &Options::default(),
+        &alfa,
+        &gc,
+        &store_url,
+        &format!("127.0.0.1:{port}"),
+    );
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(&config, toml).unwrap();
+    let service = support::e2e::Service::start(&config);
+
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/forms/landing");
+    let mut answer = None;
+    for _ in 0..(support::e2e::WAIT.as_millis() / 100) {
+        if let Ok(r) = http
+            .post(&url)
+            .header("accept", "application/json")
+            .json(&landing("+7 912 000-11-22"))
+            .send()
+            .await
+        {
+            answer = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answer = answer.expect("the service listens");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.json::<Value>().await.unwrap()["ok"], true);
+
+    let delivered = |alfa: &FakeAlfa| {
+        alfa.customers().iter().any(|c| {
+            c["phone"].as_array().is_some_and(|ps| {
+                ps.iter().any(|p| {
+                    zapis::normalize::Phone::parse(p.as_str().unwrap_or_default())
+                        .is_ok_and(|p| p.as_str() == "+79120001122")
+                })
+            })
+        })
+    };
+    for _ in 0..(support::e2e::WAIT.as_millis() / 100) {
+        if delivered(&alfa) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(delivered(&alfa), "{:?}", alfa.customers());
+    let ready: Value = reqwest::get(format!("http://127.0.0.1:{port}/health/ready"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["pollers"],
+        json!([]),
+        "no messenger, no poller: {ready}"
+    );
+    service.stop();
 }

@@ -238,6 +238,8 @@ pub struct FakeMax {
     shared: Arc<Shared>,
     addr: std::net::SocketAddr,
     server: tokio::task::JoinHandle<()>,
+    /// False while the fake plays an API that cannot be reached.
+    open: watch::Sender<bool>,
 }
 
 impl Drop for FakeMax {
@@ -248,6 +250,21 @@ impl Drop for FakeMax {
 
 impl FakeMax {
     pub async fn start() -> FakeMax {
+        FakeMax::start_with(true).await
+    }
+
+    /// A fake whose address drops every connection, as an API that cannot be reached, until
+    /// [`FakeMax::open`].
+    pub async fn start_closed() -> FakeMax {
+        FakeMax::start_with(false).await
+    }
+
+    /// From now on the fake answers.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    async fn start_with(open: bool) -> FakeMax {
         let (changes, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             world: Mutex::new(World {
@@ -259,13 +276,21 @@ impl FakeMax {
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let (open, mut opened) = watch::channel(open);
         let server = tokio::spawn(async move {
+            while !*opened.borrow_and_update() {
+                tokio::select! {
+                    accepted = listener.accept() => drop(accepted),
+                    _ = opened.changed() => {}
+                }
+            }
             axum::serve(listener, app).await.unwrap();
         });
         FakeMax {
             shared,
             addr,
             server,
+            open,
         }
     }
 

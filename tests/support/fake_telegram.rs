@@ -237,6 +237,8 @@ pub struct FakeTelegram {
     shared: Arc<Shared>,
     addr: std::net::SocketAddr,
     server: tokio::task::JoinHandle<()>,
+    /// False while the fake plays an API that cannot be reached.
+    open: watch::Sender<bool>,
 }
 
 impl Drop for FakeTelegram {
@@ -247,6 +249,21 @@ impl Drop for FakeTelegram {
 
 impl FakeTelegram {
     pub async fn start() -> FakeTelegram {
+        FakeTelegram::start_with(true).await
+    }
+
+    /// A fake whose address drops every connection, as an API that cannot be reached, until
+    /// [`FakeTelegram::open`].
+    pub async fn start_closed() -> FakeTelegram {
+        FakeTelegram::start_with(false).await
+    }
+
+    /// From now on the fake answers.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    async fn start_with(open: bool) -> FakeTelegram {
         let me = contract("get-me.result.json");
         let (changes, _) = watch::channel(0);
         let shared = Arc::new(Shared {
@@ -263,13 +280,21 @@ impl FakeTelegram {
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let (open, mut opened) = watch::channel(open);
         let server = tokio::spawn(async move {
+            while !*opened.borrow_and_update() {
+                tokio::select! {
+                    accepted = listener.accept() => drop(accepted),
+                    _ = opened.changed() => {}
+                }
+            }
             axum::serve(listener, app).await.unwrap();
         });
         FakeTelegram {
             shared,
             addr,
             server,
+            open,
         }
     }
 

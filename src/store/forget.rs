@@ -1,7 +1,8 @@
 //! A client's right to be forgotten (152-ФЗ, art. 21): `zapis forget PHONE` erases what our
 //! store holds about the person behind a phone number: their client card, the chats they had
-//! with the bot (dialog state and transcript), the chat link of their bookings, stored webhook
-//! bodies and finished job payloads that mention them, import rows and school applications.
+//! with the bot (dialog state and transcript), the chat link and comments of their bookings,
+//! stored webhook bodies and finished job payloads that mention them, import rows and school
+//! applications.
 //! Bookings stay as anonymous visits (the business's statistics), and the CRM and the schedule
 //! keep what the business owns there. While a delivery about the client is still on its way,
 //! erasing would leave it without its data, so the request is recorded and carried out right
@@ -423,6 +424,11 @@ mod tests {
                     .await
                     .expect("dialog");
             }
+            exec(
+                &store,
+                "UPDATE bookings SET client_comment = 'позвоните после 18' WHERE id = 'bk-c1'",
+            )
+            .await;
             let queue = Queue::new(store.clone());
             let job = queue
                 .enqueue(
@@ -473,6 +479,10 @@ mod tests {
                     0,
                 ),
                 ("SELECT COUNT(*) FROM bookings WHERE chat_id = '100'", 0),
+                (
+                    "SELECT COUNT(*) FROM bookings WHERE client_comment IS NOT NULL",
+                    0,
+                ),
                 (
                     "SELECT COUNT(*) FROM sync_jobs WHERE payload LIKE '%bk-c1%'",
                     0,

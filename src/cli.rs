@@ -547,18 +547,8 @@ async fn forget(path: &std::path::Path, phone: &str) -> anyhow::Result<()> {
     match forgot {
         Forgot::Erased(e) => {
             println!(
-                "{}: erased. Client card: {}; bookings unlinked from the chat: {}; dialogs: {}; \
-                 chat lines: {}; webhook bodies: {}; job payloads: {}; import rows: {}; \
-                 school applications: {}. The journal records the erasure.",
-                phone.masked(),
-                e.clients,
-                e.bookings,
-                e.dialogs,
-                e.chat_lines,
-                e.webhook_bodies,
-                e.job_payloads,
-                e.import_rows,
-                e.applications
+                "{}: erased. {e}. The journal records the erasure.",
+                phone.masked()
             );
         }
         Forgot::Waiting { deliveries } => {

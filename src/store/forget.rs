@@ -28,6 +28,24 @@ pub struct Erased {
     pub applications: u64,
 }
 
+impl std::fmt::Display for Erased {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "client card: {}; bookings unlinked from the chat: {}; dialogs: {}; chat lines: {}; \
+             webhook bodies: {}; job payloads: {}; import rows: {}; school applications: {}",
+            self.clients,
+            self.bookings,
+            self.dialogs,
+            self.chat_lines,
+            self.webhook_bodies,
+            self.job_payloads,
+            self.import_rows,
+            self.applications
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forgot {
     /// Erased now.
@@ -346,18 +364,8 @@ async fn finish(
         http_status: None,
         duration_ms: 0,
         error: Some(format!(
-            "client {} erased on request: {} card(s), {} booking(s) unlinked, {} dialog(s), \
-             {} chat line(s), {} webhook body(ies), {} job payload(s), {} import row(s), \
-             {} application(s)",
-            p.phone.masked(),
-            e.clients,
-            e.bookings,
-            e.dialogs,
-            e.chat_lines,
-            e.webhook_bodies,
-            e.job_payloads,
-            e.import_rows,
-            e.applications
+            "client {} erased on request; {e}",
+            p.phone.masked()
         )),
     };
     insert_journal_in(conn, &entry).await

@@ -791,6 +791,6 @@ async fn a_forgotten_client_leaves_no_trace_in_the_store_once_their_lead_is_deli
 
     // Asked again, there is nothing left to erase.
     let said = forget("+79165551234");
-    assert!(said.contains("erased. Client card: 0"), "{said}");
+    assert!(said.contains("erased. client card: 0"), "{said}");
     service.stop();
 }

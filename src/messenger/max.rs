@@ -1307,18 +1307,11 @@ impl MaxAdapter {
                 Err(e @ (MaxError::Unauthorized | MaxError::Config(_))) => return Err(e),
                 Err(e) => e,
             };
-            let wait = backoff.next_wait();
-            tracing::warn!(
-                messenger = "max",
-                error = %error,
-                retry_in_secs = wait.as_secs(),
-                "MAX cannot be reached at start; trying again"
-            );
-            self.liveness
-                .start_failed(&error.to_string(), chrono::Utc::now());
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = &mut shutdown => return Ok(()),
+            if !backoff
+                .wait_after_failure("max", "MAX", &error, &self.liveness, &mut shutdown)
+                .await
+            {
+                return Ok(());
             }
         };
         tracing::info!(api_url = %self.config.api_url, bot = me.username.as_deref().unwrap_or("?"), "MAX bot started");

@@ -100,6 +100,31 @@ impl StartBackoff {
         self.next = (self.next * 2).min(Self::LONGEST);
         wait
     }
+
+    /// After a failed try to start `messenger` (`label` as people write it): a WARN naming the
+    /// messenger and the error (never the token), the poller marked down, then the wait before
+    /// the next try. `false` when `shutdown` comes first.
+    pub async fn wait_after_failure(
+        &mut self,
+        messenger: &'static str,
+        label: &str,
+        error: &(dyn std::fmt::Display + Sync),
+        liveness: &liveness::Poller,
+        shutdown: impl Future<Output = ()> + Unpin,
+    ) -> bool {
+        let wait = self.next_wait();
+        tracing::warn!(
+            messenger,
+            error = %error,
+            retry_in_secs = wait.as_secs(),
+            "{label} cannot be reached at start; trying again"
+        );
+        liveness.start_failed(&error.to_string(), chrono::Utc::now());
+        tokio::select! {
+            () = tokio::time::sleep(wait) => true,
+            () = shutdown => false,
+        }
+    }
 }
 
 impl Default for StartBackoff {

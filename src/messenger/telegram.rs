@@ -256,18 +256,17 @@ impl TelegramAdapter {
             if matches!(error, TelegramError::Unauthorized) {
                 return Err(error);
             }
-            let wait = backoff.next_wait();
-            tracing::warn!(
-                messenger = "telegram",
-                error = %error,
-                retry_in_secs = wait.as_secs(),
-                "Telegram cannot be reached at start; trying again"
-            );
-            self.liveness
-                .start_failed(&error.to_string(), chrono::Utc::now());
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = &mut shutdown => return Ok(()),
+            if !backoff
+                .wait_after_failure(
+                    "telegram",
+                    "Telegram",
+                    &error,
+                    &self.liveness,
+                    &mut shutdown,
+                )
+                .await
+            {
+                return Ok(());
             }
         }
     }

@@ -11,14 +11,14 @@ use crate::booking::{BookRequest, BookingError, BookingSystem};
 use crate::clock::Clock;
 use crate::config::BusinessConfig;
 use crate::dialog::{
-    self, BookingDraft, Button, Command, Context, DialogState, Input, Loaded, Reply,
+    self, BookingDraft, Button, Command, Context, DialogState, FunnelStage, Input, Loaded, Reply,
 };
 use crate::domain::{Booking, BookingStatus, ChatRef, Source};
 use crate::effects::{
     BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_CREATED, BOOKING_RESCHEDULED, COMPLETE_BOOKING,
     booking_job,
 };
-use crate::store::{Store, StoreError, TurnLine};
+use crate::store::{FunnelStep, Store, StoreError, TurnEvent, TurnLine};
 use crate::store::{confirm_booking_in, set_booking_status_in};
 use crate::sync::{NewJob, enqueue_in};
 
@@ -215,6 +215,8 @@ impl Conversations {
             )
             .await?;
         let mut state = parse_state(&key, start.state.as_deref());
+        let stage_before = state.funnel_stage();
+        let started = matches!(event, ChatEvent::Start { .. });
         let mut lines = vec![input_line(
             &event,
             start.last_buttons.as_deref(),
@@ -256,8 +258,34 @@ impl Conversations {
             chat: key.clone(),
             source,
         })?;
+        let step = if started {
+            Some(FunnelStep::Start)
+        } else if stage_before == FunnelStage::Choosing
+            && state.funnel_stage() == FunnelStage::Contact
+        {
+            Some(FunnelStep::Contact)
+        } else {
+            None
+        };
+        // A chat whose state was lost (or that never sent /start) counts as a direct one.
+        let direct;
+        let source = match state.source() {
+            Some(source) => source,
+            None => {
+                direct = Source::direct(chat.channel);
+                &direct
+            }
+        };
+        let event = step.map(|step| TurnEvent { step, source });
         self.store
-            .save_turn(&self.business.id, &key, &lines, &json, self.clock.now())
+            .save_turn(
+                &self.business.id,
+                &key,
+                &lines,
+                event,
+                &json,
+                self.clock.now(),
+            )
             .await?;
         drop(_guard);
         // The chat's lock goes with its last waiter, so idle chats hold nothing.
@@ -982,6 +1010,104 @@ mod tests {
             "+7 495 123-45-67 доб. 12"
         );
         assert_eq!(display_phone("112"), "112");
+    }
+
+    /// Presses the first button of `shown` that `pick` accepts.
+    async fn press(
+        conv: &Conversations,
+        chat: &ChatRef,
+        shown: &[Reply],
+        pick: impl Fn(&Button) -> bool,
+    ) -> Vec<Reply> {
+        let labels: Vec<&str> = shown
+            .iter()
+            .flat_map(|r| r.buttons.iter().flatten())
+            .map(|b| b.label.as_str())
+            .collect();
+        let data = shown
+            .iter()
+            .flat_map(|r| r.buttons.iter().flatten())
+            .find(|b| pick(b))
+            .unwrap_or_else(|| panic!("no such button among {labels:?}"))
+            .data
+            .clone();
+        conv.handle(chat, None, ChatEvent::Button(data))
+            .await
+            .expect("press")
+    }
+
+    /// The kind of a button (`d:` a day, `t:` a time), after the render counter.
+    fn kind(b: &Button, prefix: &str) -> bool {
+        b.data
+            .split_once('|')
+            .is_some_and(|(_, p)| p.starts_with(prefix))
+    }
+
+    /// From a fresh chat to the first free time of a women's haircut.
+    pub(crate) async fn pick_a_time(
+        conv: &Conversations,
+        chat: &ChatRef,
+        payload: Option<&str>,
+    ) -> Vec<Reply> {
+        let payload = payload.map(str::to_string);
+        let shown = conv
+            .handle(chat, None, ChatEvent::Start { payload })
+            .await
+            .expect("start");
+        let shown = press(conv, chat, &shown, |b| b.label.contains("Записаться")).await;
+        let shown = press(conv, chat, &shown, |b| b.label.contains("Женская стрижка")).await;
+        let shown = press(conv, chat, &shown, |b| b.label.contains("Любой мастер")).await;
+        let shown = press(conv, chat, &shown, |b| kind(b, "d:")).await;
+        press(conv, chat, &shown, |b| kind(b, "t:")).await
+    }
+
+    /// A chat's start is recorded with its deep link, the turn that picks a time as the
+    /// contact step, once; the turns in between and after record nothing.
+    #[tokio::test]
+    async fn the_start_and_the_contact_step_are_recorded_with_the_chats_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("z.db").display());
+        let app = demo(&url).await;
+        let conv = app.conversations.clone();
+        let store = conv.store();
+        let chat = ChatRef::new(Channel::Telegram, "7");
+        pick_a_time(&conv, &chat, Some("src_vk")).await;
+        let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT kind, chat_key, payload, link_name FROM chat_events ORDER BY id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let with = |kind: &str| {
+            (
+                kind.to_string(),
+                "telegram:7".to_string(),
+                Some("src_vk".to_string()),
+                None,
+            )
+        };
+        assert_eq!(rows, [with("start"), with("contact")]);
+        // The phone is typed: the name step is the same part of the flow, nothing new.
+        conv.handle(&chat, None, ChatEvent::Text("+7 916 555-12-34".into()))
+            .await
+            .expect("phone");
+        assert_eq!(count(store, "SELECT COUNT(*) FROM chat_events").await, 2);
+        // A chat without a deep link counts as a direct one, on its own messenger.
+        let other = ChatRef::new(Channel::Max, "8");
+        pick_a_time(&conv, &other, None).await;
+        let direct: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT kind, channel, payload FROM chat_events WHERE chat_key = 'max:8' ORDER BY id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            direct,
+            [
+                ("start".into(), "max".into(), None),
+                ("contact".into(), "max".into(), None)
+            ]
+        );
     }
 
     /// Many chats at once on a file store: every input, every reply and every state arrives,

@@ -10,7 +10,7 @@ mod engine;
 mod state;
 
 pub use engine::step;
-pub use state::DialogState;
+pub use state::{DialogState, FunnelStage};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;

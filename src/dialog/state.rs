@@ -76,6 +76,31 @@ impl DialogState {
     pub fn awaits_code(&self) -> bool {
         matches!(self.at, At::Code(_) | At::CodeCheck(_))
     }
+    /// Where the client stands in putting a new booking together, for the marketer's funnel:
+    /// a turn that goes from [`FunnelStage::Choosing`] to [`FunnelStage::Contact`] is the
+    /// client picking a time (or a group) and being asked for their contacts. The phone step
+    /// is skipped when the phone is known, so the name and the confirmation count as well.
+    pub fn funnel_stage(&self) -> FunnelStage {
+        match self.at {
+            // Moving a booking passes through the confirmation too, but it is no new client.
+            At::Phone | At::Name | At::Confirm if self.mv.is_none() => FunnelStage::Contact,
+            At::Menu | At::Services { .. } | At::Masters | At::Days | At::Times => {
+                FunnelStage::Choosing
+            }
+            _ => FunnelStage::Other,
+        }
+    }
+}
+
+/// See [`DialogState::funnel_stage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunnelStage {
+    /// On the menu or choosing a service, master, day or time.
+    Choosing,
+    /// Giving a phone or a name, or confirming, for a new booking.
+    Contact,
+    /// Anywhere else: booking in flight, own bookings, own data.
+    Other,
 }
 
 /// The screen the user is on, or the answer the engine waits for.

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{Store, StoreError, to_millis};
+use crate::domain::Source;
 
 /// One line of the chat log written with a turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +16,35 @@ pub struct TurnLine {
     /// The buttons shown with a bot line, as JSON.
     pub buttons: Option<String>,
 }
+
+/// A step of the marketer's funnel a turn reached (read back by `store::analytics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunnelStep {
+    /// The chat was started (`/start`, `bot_started`), with or without a deep link.
+    Start,
+    /// The client picked a time and was asked for their contacts.
+    Contact,
+}
+
+impl FunnelStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FunnelStep::Start => "start",
+            FunnelStep::Contact => "contact",
+        }
+    }
+}
+
+/// A funnel step written with a turn, attributed to the chat's source.
+#[derive(Debug, Clone, Copy)]
+pub struct TurnEvent<'a> {
+    pub step: FunnelStep,
+    pub source: &'a Source,
+}
+
+const INSERT_EVENT: &str = "INSERT INTO chat_events (business_id, chat_key, at, kind, channel, \
+       payload, link_name, utm_source, utm_medium, utm_campaign) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// What a chat's turn starts from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,13 +91,14 @@ impl Store {
         })
     }
 
-    /// Writes a turn's chat lines and the dialog state after it in one transaction: either the
-    /// whole turn is stored or none of it.
+    /// Writes a turn's chat lines, the funnel step it reached if any, and the dialog state
+    /// after it in one transaction: either the whole turn is stored or none of it.
     pub async fn save_turn(
         &self,
         business_id: &str,
         chat_key: &str,
         lines: &[TurnLine],
+        event: Option<TurnEvent<'_>>,
         state: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -95,6 +126,22 @@ impl Store {
                     .bind(line.buttons.clone());
             }
             query.execute(&mut *tx).await?;
+        }
+        if let Some(event) = event {
+            let source = event.source;
+            sqlx::query(INSERT_EVENT)
+                .bind(business_id)
+                .bind(chat_key)
+                .bind(to_millis(now))
+                .bind(event.step.as_str())
+                .bind(source.channel.as_str())
+                .bind(source.payload.as_deref())
+                .bind(source.link_name.as_deref())
+                .bind(source.utm.source.as_deref())
+                .bind(source.utm.medium.as_deref())
+                .bind(source.utm.campaign.as_deref())
+                .execute(&mut *tx)
+                .await?;
         }
         sqlx::query(UPSERT_DIALOG)
             .bind(business_id)
@@ -167,7 +214,7 @@ mod tests {
                 line("bot", "без кнопок", None),
             ];
             store
-                .save_turn("b", "telegram:1", &lines, "{\"s\":1}", now)
+                .save_turn("b", "telegram:1", &lines, None, "{\"s\":1}", now)
                 .await
                 .unwrap();
             store
@@ -175,6 +222,7 @@ mod tests {
                     "b",
                     "telegram:2",
                     &[line("client", "чужое", Some("[9]"))],
+                    None,
                     "{}",
                     now,
                 )
@@ -216,13 +264,30 @@ mod tests {
                 .await
                 .unwrap();
             let lines = [line("client", "/start", None), line("bot", "hi", None)];
-            let err = store.save_turn("b", "telegram:1", &lines, "{}", now).await;
+            let source = crate::domain::Source::direct(crate::domain::Channel::Telegram);
+            let start = super::TurnEvent {
+                step: super::FunnelStep::Start,
+                source: &source,
+            };
+            let err = store
+                .save_turn("b", "telegram:1", &lines, Some(start), "{}", now)
+                .await;
             assert!(err.is_err(), "{:?}", store.backend());
             let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chat_log")
                 .fetch_one(store.pool())
                 .await
                 .unwrap();
             assert_eq!(count, 0, "half a turn was stored on {:?}", store.backend());
+            let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chat_events")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(
+                events,
+                0,
+                "a turn's event outlived it on {:?}",
+                store.backend()
+            );
         }
     }
 

@@ -18,7 +18,7 @@ pub use bookings::{
     booking_for_change_in, confirm_booking_in, insert_booking_in, set_booking_status_in,
 };
 pub use chat_log::ChatLine;
-pub use dialogs::{TurnLine, TurnStart};
+pub use dialogs::{FunnelStep, TurnEvent, TurnLine, TurnStart};
 pub use leases::LoopLease;
 pub use links::{LinkStats, TrackedLink};
 pub use sync_state::{

@@ -2,7 +2,7 @@
 //! store holds about the person behind a phone number: their client card, the chats they had
 //! with the bot (dialog state and transcript), the chat link and comments of their bookings,
 //! stored webhook bodies and finished job payloads that mention them, import rows and school
-//! applications.
+//! applications; their chats' funnel events stay counted under a key that names no chat.
 //! Bookings stay as anonymous visits (the business's statistics), and the CRM and the schedule
 //! keep what the business owns there. While a delivery about the client is still on its way,
 //! erasing would leave it without its data, so the request is recorded and carried out right
@@ -26,6 +26,7 @@ pub struct Erased {
     pub job_payloads: u64,
     pub import_rows: u64,
     pub applications: u64,
+    pub funnel_events: u64,
 }
 
 impl std::fmt::Display for Erased {
@@ -33,7 +34,8 @@ impl std::fmt::Display for Erased {
         write!(
             f,
             "client card: {}; bookings unlinked from the chat: {}; dialogs: {}; chat lines: {}; \
-             webhook bodies: {}; job payloads: {}; import rows: {}; school applications: {}",
+             webhook bodies: {}; job payloads: {}; import rows: {}; school applications: {}; \
+             funnel events unlinked from the chat: {}",
             self.clients,
             self.bookings,
             self.dialogs,
@@ -41,7 +43,8 @@ impl std::fmt::Display for Erased {
             self.webhook_bodies,
             self.job_payloads,
             self.import_rows,
-            self.applications
+            self.applications,
+            self.funnel_events
         )
     }
 }
@@ -209,6 +212,19 @@ async fn erase(conn: &mut AnyConnection, p: &Person) -> Result<Erased, StoreErro
         with(b(), &p.chats),
     )
     .await?;
+    // The funnel keeps counting the chat, under a key of its own that leads to no one.
+    for chat in &p.chats {
+        e.funnel_events += run(
+            conn,
+            "UPDATE chat_events SET chat_key = $3 WHERE business_id = $1 AND chat_key = $2".into(),
+            vec![
+                p.business.clone(),
+                chat.clone(),
+                format!("forgotten:{}", super::new_id()),
+            ],
+        )
+        .await?;
+    }
     // The visit stays for the business's figures; the way to reach the person goes.
     e.bookings = run(
         conn,
@@ -374,7 +390,7 @@ async fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::store::{FunnelStep, TurnEvent, testing};
     use crate::sync::jobs::{NewJob, Queue};
 
     async fn exec(store: &Store, sql: &str) {
@@ -427,6 +443,18 @@ mod tests {
                     .log_chat("b1", &key, now, "client", phone, None)
                     .await
                     .expect("log");
+                // The dialog state is written after these turns, as the last turn's.
+                let source = crate::domain::Source::direct(crate::domain::Channel::Telegram);
+                for step in [FunnelStep::Start, FunnelStep::Contact] {
+                    let event = TurnEvent {
+                        step,
+                        source: &source,
+                    };
+                    store
+                        .save_turn("b1", &key, &[], Some(event), "{}", now)
+                        .await
+                        .expect("turn");
+                }
                 store
                     .save_dialog("b1", &key, &format!("{{\"name\":\"{name}\"}}"), now)
                     .await
@@ -503,6 +531,21 @@ mod tests {
                     1,
                 ),
                 ("SELECT COUNT(*) FROM dialogs", 1),
+                (
+                    "SELECT COUNT(*) FROM chat_events WHERE chat_key = 'telegram:100'",
+                    0,
+                ),
+                // Still counted, as one chat.
+                ("SELECT COUNT(*) FROM chat_events", 4),
+                (
+                    "SELECT COUNT(DISTINCT chat_key) FROM chat_events \
+                     WHERE chat_key LIKE 'forgotten:%'",
+                    1,
+                ),
+                (
+                    "SELECT COUNT(*) FROM chat_events WHERE chat_key = 'telegram:200'",
+                    2,
+                ),
                 (
                     "SELECT COUNT(*) FROM sync_journal WHERE operation = 'forget'",
                     1,

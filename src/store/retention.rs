@@ -1,5 +1,5 @@
-//! How long raw traffic and conversations stay: webhook bodies, the chat log and dialog states
-//! go once their `[retention]` period has passed (personal data is kept no longer than it is
+//! How long raw traffic and conversations stay: webhook bodies, the chat log, dialog states and
+//! the funnel's chat events go once their `[retention]` period has passed (personal data is kept no longer than it is
 //! needed), except what an unfinished delivery still reads: a stored webhook whose job has not
 //! been processed, and the chat of a booking whose CRM note is still to be written. Delivered
 //! jobs have their own period (`sync.done_retention`); the journal is append-only and holds no
@@ -28,6 +28,10 @@ pub struct RetentionConfig {
     /// is removed this long after its last turn: the client is asked for them again.
     #[serde(deserialize_with = "de_period")]
     pub dialogs: Option<Duration>,
+    /// The funnel's chat events (a chat started, reached the contact step) are removed this
+    /// long after they happened: the Sources page cannot look further back.
+    #[serde(deserialize_with = "de_period")]
+    pub chat_events: Option<Duration>,
 }
 
 impl Default for RetentionConfig {
@@ -37,6 +41,7 @@ impl Default for RetentionConfig {
             inbox_bodies: Some(Duration::from_secs(30 * DAY)),
             chat_log: Some(Duration::from_secs(180 * DAY)),
             dialogs: Some(Duration::from_secs(365 * DAY)),
+            chat_events: Some(Duration::from_secs(730 * DAY)),
         }
     }
 }
@@ -68,6 +73,7 @@ pub struct Purged {
     pub inbox_bodies: u64,
     pub chat_lines: u64,
     pub dialogs: u64,
+    pub chat_events: u64,
 }
 
 /// Chats whose transcript an unfinished CRM job of a booking may still read. Dead jobs count:
@@ -116,6 +122,12 @@ impl Store {
                  SELECT chat_key FROM dialogs WHERE business_id = $1 AND updated_at < $2 \
                  ORDER BY updated_at LIMIT $3)";
             purged.dialogs = self.in_batches(sql, business_id, cutoff(period)).await?;
+        }
+        if let Some(period) = config.chat_events {
+            let sql = "DELETE FROM chat_events WHERE id IN ( \
+                 SELECT id FROM chat_events WHERE business_id = $1 AND at < $2 \
+                 ORDER BY at LIMIT $3)";
+            purged.chat_events = self.in_batches(sql, business_id, cutoff(period)).await?;
         }
         Ok(purged)
     }
@@ -177,6 +189,7 @@ pub fn spawn(
                             inbox_bodies = p.inbox_bodies,
                             chat_lines = p.chat_lines,
                             dialogs = p.dialogs,
+                            chat_events = p.chat_events,
                             "retention: removed what is past its period"
                         ),
                         Err(e) => tracing::warn!(error = %e, "retention: purge failed"),
@@ -220,6 +233,56 @@ mod tests {
             .execute(store.pool())
             .await
             .expect("exec");
+    }
+
+    /// The funnel's events stay two years by default, per business, and "off" keeps them.
+    #[tokio::test]
+    async fn chat_events_go_after_their_period() {
+        use crate::domain::{Channel, Source};
+        use crate::store::{FunnelStep, TurnEvent};
+        for store in testing::all().await {
+            let source = Source::direct(Channel::Telegram);
+            for (business, day) in [("b1", 0), ("b1", 100), ("b2", 0)] {
+                let event = TurnEvent {
+                    step: FunnelStep::Start,
+                    source: &source,
+                };
+                store
+                    .save_turn(business, "telegram:1", &[], Some(event), "{}", t(day))
+                    .await
+                    .expect("turn");
+            }
+            let off = RetentionConfig {
+                chat_events: None,
+                ..RetentionConfig::default()
+            };
+            let purged = store
+                .purge_expired("b1", &off, t(800))
+                .await
+                .expect("purge");
+            assert_eq!(purged.chat_events, 0);
+            let purged = store
+                .purge_expired("b1", &RetentionConfig::default(), t(800))
+                .await
+                .expect("purge");
+            assert_eq!(purged.chat_events, 1, "{:?}", store.backend());
+            assert_eq!(
+                count(
+                    &store,
+                    "SELECT COUNT(*) FROM chat_events WHERE business_id = 'b1'"
+                )
+                .await,
+                1
+            );
+            assert_eq!(
+                count(
+                    &store,
+                    "SELECT COUNT(*) FROM chat_events WHERE business_id = 'b2'"
+                )
+                .await,
+                1
+            );
+        }
     }
 
     /// Old webhooks, chat lines and dialogs go; what a job still waiting for delivery reads
@@ -358,7 +421,8 @@ mod tests {
                 Purged {
                     inbox_bodies: 1,
                     chat_lines: 1,
-                    dialogs: 0
+                    dialogs: 0,
+                    chat_events: 0
                 }
             );
             let bodies: Vec<(i64, String)> =
@@ -411,6 +475,7 @@ mod tests {
                 inbox_bodies: None,
                 chat_log: None,
                 dialogs: None,
+                chat_events: None,
             };
             assert_eq!(
                 store

@@ -969,7 +969,7 @@ pub(crate) fn log_booked(booking: &Booking) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::Channel;
 

@@ -2,6 +2,7 @@
 //! several instances. Queries are written once in the dialect both accept (`$1` parameters,
 //! BIGINT unix-millisecond instants, TEXT JSON); the few that differ branch on [`Backend`].
 
+pub mod analytics;
 mod bookings;
 mod chat_log;
 mod cursors;
@@ -14,6 +15,7 @@ mod plans;
 pub mod retention;
 mod sync_state;
 
+pub use analytics::{Bucket, Funnel, SourceKey, SourceKind, SourceRow};
 pub use bookings::{
     booking_for_change_in, confirm_booking_in, insert_booking_in, set_booking_status_in,
 };

@@ -358,3 +358,73 @@ async fn the_queue_claim_and_purge_are_served_by_indexes() {
         .await;
     }
 }
+
+/// The Sources page reads one period of one business: its chat events and its bookings by
+/// creation time, whatever the grouping.
+#[tokio::test]
+async fn the_sources_funnel_reads_only_its_period() {
+    use super::analytics::{Grouping, bookings_sql, chats_sql};
+    for store in testing::all().await {
+        fill(&store).await;
+        sqlx::query(
+            "WITH RECURSIVE g(x) AS (SELECT CAST(0 AS BIGINT) UNION ALL SELECT x + 1 FROM g WHERE x < 19999) \
+             INSERT INTO chat_events (business_id, chat_key, at, kind, channel, payload, link_name, \
+               utm_source, utm_medium, utm_campaign) \
+             SELECT 'b1', 'telegram:' || (x / 2), 1900000000000 + (x - 10000) * 360000, \
+               CASE WHEN x % 2 = 0 THEN 'start' ELSE 'contact' END, 'telegram', \
+               CASE WHEN x % 5 = 0 THEN 'src_' || (x % 7) END, NULL, NULL, NULL, NULL FROM g",
+        )
+        .execute(store.pool())
+        .await
+        .expect("events");
+        if store.backend() == Backend::Postgres {
+            sqlx::query("ANALYZE")
+                .execute(store.pool())
+                .await
+                .expect("analyze");
+        }
+        let day = "((t + 10800000) / 86400000)";
+        let series = Grouping::Series {
+            bucket: day,
+            filtered: true,
+        };
+        let period = vec![B, NOW, LATER];
+        let mut one_source = period.clone();
+        one_source.extend([Arg::Text("payload"), Arg::Text("src_1")]);
+        let cases = [
+            (
+                "chats by source",
+                chats_sql(Grouping::Source),
+                &period,
+                "chat_events_by_time",
+            ),
+            (
+                "bookings by source",
+                bookings_sql(store.backend(), Grouping::Source),
+                &period,
+                "bookings_by_created",
+            ),
+            (
+                "chats by day",
+                chats_sql(series),
+                &one_source,
+                "chat_events_by_time",
+            ),
+            (
+                "bookings by day",
+                bookings_sql(store.backend(), series),
+                &one_source,
+                "bookings_by_created",
+            ),
+        ];
+        for (name, sql, args, index) in cases {
+            assert_indexed(&store, name, &sql, args).await;
+            let lines = plan(&store, &sql, args).await.join("\n");
+            assert!(
+                lines.contains(index),
+                "{name} on {:?} does not use {index}:\n{lines}",
+                store.backend()
+            );
+        }
+    }
+}

@@ -308,6 +308,7 @@ impl App {
                 .and_then(|b| b.application_token.clone()),
             onec: crate::accounting::commerceml_exchange(self),
             ops: None,
+            console: None,
             forms: self.config.school.as_ref().map(|school| {
                 crate::http::forms::FormsState::new(
                     self.store.clone(),

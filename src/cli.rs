@@ -122,6 +122,9 @@ enum Cmd {
         /// The client's phone, in any usual format.
         phone: String,
     },
+    /// The console's users (`/console`): who may sign in, with which role, for which business.
+    #[command(subcommand)]
+    User(UserCmd),
     /// MAX messenger administration.
     #[command(subcommand)]
     Max(MaxCmd),
@@ -134,6 +137,39 @@ enum Cmd {
     /// 1C: check the OData publication against the configured object names; show stock.
     #[command(subcommand)]
     Onec(OnecCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCmd {
+    /// Add a user. The password is asked for on a terminal, else read as the first line of
+    /// standard input.
+    Add {
+        #[command(flatten)]
+        config: ConfigArg,
+        login: String,
+        /// owner (everything), manager (bookings, clients), marketer (sources, links),
+        /// operator (deliveries, setup).
+        #[arg(long)]
+        role: String,
+        /// A business the user may see (repeatable); `*` for all. The configured business
+        /// when omitted.
+        #[arg(long = "business")]
+        businesses: Vec<String>,
+    },
+    /// Set a new password (read as for `add`); the user's sessions end.
+    Passwd {
+        #[command(flatten)]
+        config: ConfigArg,
+        login: String,
+    },
+    /// Remove a user; their sessions end.
+    Remove {
+        #[command(flatten)]
+        config: ConfigArg,
+        login: String,
+    },
+    /// List users with their role and businesses.
+    List(ConfigArg),
 }
 
 #[derive(Debug, Subcommand)]
@@ -337,6 +373,10 @@ pub async fn main() -> anyhow::Result<()> {
             println!("store copied into {}", file.display());
             Ok(())
         }
+        Cmd::User(cmd) => {
+            init_tracing("warn");
+            user(cmd, cli.store).await
+        }
         Cmd::Forget { config, phone } => {
             init_tracing("warn");
             forget(&config.config, &phone).await
@@ -535,6 +575,121 @@ async fn sync_store(store: Option<String>, config: &ConfigArg) -> anyhow::Result
     Ok(Store::open_existing(&url).await?)
 }
 
+/// The shortest console password accepted.
+const MIN_PASSWORD: usize = 10;
+
+/// A new password: typed twice on a terminal, else the first line of standard input.
+fn read_new_password() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("password: ").context("reading the password")?;
+        let again = rpassword::prompt_password("again: ").context("reading the password")?;
+        if first != again {
+            bail!("the two passwords differ");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.chars().count() < MIN_PASSWORD {
+        bail!("the password must have at least {MIN_PASSWORD} characters");
+    }
+    if password.len() > 256 {
+        bail!("the password must have at most 256 bytes");
+    }
+    Ok(password)
+}
+
+async fn user(cmd: UserCmd, store_url: Option<String>) -> anyhow::Result<()> {
+    use crate::console::auth::hash_password;
+    use crate::store::{ALL_BUSINESSES, Role};
+    let config_of = |c: &ConfigArg| load(&c.config);
+    let open = |config: &Config| {
+        let url = store_url
+            .clone()
+            .unwrap_or_else(|| config.store.url.clone());
+        async move { Store::connect(&url).await.context("opening the store") }
+    };
+    let now = chrono::Utc::now();
+    match cmd {
+        UserCmd::Add {
+            config,
+            login,
+            role,
+            businesses,
+        } => {
+            let config = config_of(&config)?;
+            let role = Role::parse(&role).with_context(|| {
+                format!("--role {role:?}: use one of owner, manager, marketer, operator")
+            })?;
+            let login = login.trim().to_string();
+            if login.is_empty() || login.len() > 64 || login.chars().any(char::is_whitespace) {
+                bail!("LOGIN must be 1 to 64 characters without spaces");
+            }
+            let businesses = if businesses.is_empty() {
+                vec![config.business.id.clone()]
+            } else {
+                businesses
+            };
+            if let Some(b) = businesses
+                .iter()
+                .find(|b| b.as_str() != ALL_BUSINESSES && b.trim().is_empty())
+            {
+                bail!("--business {b:?} is empty");
+            }
+            let hash = hash_password(&read_new_password()?)?;
+            let store = open(&config).await?;
+            store
+                .add_console_user(&login, &hash, role, &businesses, now)
+                .await
+                .with_context(|| format!("adding the user {login:?}"))?;
+            println!(
+                "user {login} added: {role} of {}; sign in at /console",
+                businesses.join(", ")
+            );
+            store.close().await;
+        }
+        UserCmd::Passwd { config, login } => {
+            let config = config_of(&config)?;
+            let hash = hash_password(&read_new_password()?)?;
+            let store = open(&config).await?;
+            if !store.set_console_password(&login, &hash, now).await? {
+                bail!("no user {login:?}");
+            }
+            println!("password of {login} changed; their sessions ended");
+            store.close().await;
+        }
+        UserCmd::Remove { config, login } => {
+            let config = config_of(&config)?;
+            let store = open(&config).await?;
+            if !store.remove_console_user(&login).await? {
+                bail!("no user {login:?}");
+            }
+            println!("user {login} removed; their sessions ended");
+            store.close().await;
+        }
+        UserCmd::List(config) => {
+            let config = config_of(&config)?;
+            let store = open(&config).await?;
+            let users = store.console_users().await?;
+            if users.is_empty() {
+                println!("no users yet: add one with `zapis user add LOGIN --role owner`");
+            } else {
+                println!("{:<24} {:<9} businesses", "login", "role");
+            }
+            for u in users {
+                println!("{:<24} {:<9} {}", u.login, u.role, u.businesses.join(", "));
+            }
+            store.close().await;
+        }
+    }
+    Ok(())
+}
+
 async fn forget(path: &std::path::Path, phone: &str) -> anyhow::Result<()> {
     use crate::store::forget::Forgot;
     let config = load(path)?;
@@ -675,7 +830,7 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let mut metrics_task = None;
-    let http_task = app.config.http.as_ref().map(|http| {
+    let http_task = app.config.http.as_ref().map(|http| -> anyhow::Result<_> {
         let mut state = app.http_state(http.webhook_secret.clone());
         let ops = |metrics: Option<&metrics_exporter_prometheus::PrometheusHandle>| {
             Some(Arc::new(crate::http::ops::Ops {
@@ -694,16 +849,20 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
             )));
         }
         state.ops = ops(metrics.as_ref().filter(|_| http.metrics));
+        if http.console {
+            state.console = Some(console_state(&app, &systems, http)?);
+        }
         let limits = http
             .limits()
             .fitted_to(crate::http::server::raise_descriptor_limit());
-        tokio::spawn(crate::http::serve(
+        Ok(tokio::spawn(crate::http::serve(
             http.listen,
             state,
             limits,
             stopped(stop_rx.clone()),
-        ))
+        )))
     });
+    let http_task = http_task.transpose()?;
     // Several instances may share the store: each periodic loop runs on the one holding its
     // lease, and moves to another when that one stops or dies.
     let instance = crate::store::new_id();
@@ -794,6 +953,39 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
 /// The schedule's zone is the one every time a client sees is in: a YClients company's
 /// `timezone_name` wins over a `business.timezone` that disagrees (a Yekaterinburg salon set
 /// up as Moscow would show every time two hours early), with a warning naming both.
+/// The console's view of this deployment's business.
+fn console_state(
+    app: &App,
+    systems: &[String],
+    http: &crate::config::HttpConfig,
+) -> anyhow::Result<Arc<crate::console::ConsoleState>> {
+    let config = &app.config;
+    let business = crate::console::BusinessView {
+        id: config.business.id.clone(),
+        name: config.business.name.clone(),
+        timezone: config.business.timezone,
+        telegram_bot: config
+            .telegram
+            .as_ref()
+            .and_then(|t| t.bot_username.clone()),
+        max_bot: config.max.as_ref().and_then(|m| m.bot_username.clone()),
+        schedule: app.booking.system(),
+        crm: app.crm.as_ref().map(|c| c.system()),
+        systems: systems.to_vec(),
+        webhook_sources: app.webhook_sources(),
+        webhook_secret: http.webhook_secret.clone(),
+        booking: app.booking.clone(),
+    };
+    let state = crate::console::ConsoleState::new(
+        app.store.clone(),
+        app.clock.clone(),
+        vec![business],
+        http.public_url.as_ref().map(|u| u.to_string()),
+    )
+    .context("preparing the console")?;
+    Ok(Arc::new(state))
+}
+
 async fn adopt_schedule_timezone(config: &mut Config) {
     let (crate::config::BookingSystemKind::Yclients, Some(yc)) =
         (&config.booking.system, &config.booking.yclients)
@@ -1186,7 +1378,7 @@ async fn link(cmd: LinkCmd) -> anyhow::Result<()> {
             let store = Store::connect(&config.store.url)
                 .await
                 .context("opening the store")?;
-            let token = format!("l_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+            let token = TrackedLink::new_token();
             let link = TrackedLink {
                 token: token.clone(),
                 name: name.clone(),

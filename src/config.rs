@@ -120,6 +120,18 @@ pub struct HttpConfig {
     /// Prometheus.
     #[serde(default)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Serve the browser console at `/console` (nothing in it opens without a user added by
+    /// `zapis user add`).
+    #[serde(default = "default_true")]
+    pub console: bool,
+    /// The address people and vendors reach this service at, e.g. `https://zapis.example.ru`:
+    /// the console's webhook URLs start with it, and its cookies are `Secure` when it is https.
+    #[serde(default)]
+    pub public_url: Option<url::Url>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_max_connections() -> usize {
@@ -177,6 +189,14 @@ impl HttpConfig {
             if d < std::time::Duration::from_secs(1) || d > std::time::Duration::from_secs(600) {
                 return Err(key(name, "must be between 1s and 10m"));
             }
+        }
+        if let Some(url) = &self.public_url
+            && (!matches!(url.scheme(), "https" | "http") || url.host().is_none())
+        {
+            return Err(key(
+                "public_url",
+                "must be the http(s) address of this service, e.g. https://zapis.example.ru",
+            ));
         }
         Ok(())
     }

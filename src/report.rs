@@ -36,6 +36,60 @@ async fn last_job(
         .transpose()
 }
 
+/// What we know of one booking in one linked system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Side {
+    pub system: String,
+    /// The booking's id there, when linked.
+    pub external_id: Option<String>,
+    /// The status we last saw there (or wrote there ourselves).
+    pub seen: Option<String>,
+    /// False when what we last saw there contradicts our store.
+    pub agrees: bool,
+    /// The last job for this booking there: operation and state.
+    pub last_job: Option<(String, String)>,
+}
+
+/// The booking as the schedule and the CRM have it, as far as we know.
+pub async fn booking_sides(
+    store: &Store,
+    business_id: &str,
+    schedule: &str,
+    crm: Option<&str>,
+    b: &Booking,
+) -> Result<Vec<Side>, StoreError> {
+    let known = store.known_states(business_id, &b.id).await?;
+    let mut systems = vec![schedule.to_string()];
+    systems.extend(crm.map(str::to_string));
+    let mut sides = Vec::with_capacity(systems.len());
+    for system in systems {
+        let external_id = store
+            .external_id(business_id, "booking", &b.id, &system)
+            .await?
+            .or_else(|| {
+                (system == schedule)
+                    .then(|| b.external_id.clone())
+                    .flatten()
+            });
+        let seen = known
+            .iter()
+            .find(|k| k.system == system)
+            .map(|k| k.status.clone());
+        let agrees = seen.as_deref().is_none_or(|seen| {
+            seen == b.status.as_str() || (b.status.is_active() && seen == "booked")
+        });
+        let last_job = last_job(store, business_id, &system, &b.id).await?;
+        sides.push(Side {
+            system,
+            external_id,
+            seen,
+            agrees,
+            last_job,
+        });
+    }
+    Ok(sides)
+}
+
 /// The report as text, one block per booking, soonest first.
 pub async fn bookings_report(
     store: &Store,
@@ -75,34 +129,21 @@ pub async fn bookings_report(
                 ""
             }
         ));
-        let known = store.known_states(business_id, &b.id).await?;
-        let mut systems = vec![schedule.to_string()];
-        systems.extend(crm.map(str::to_string));
-        for system in systems {
-            let link = store
-                .external_id(business_id, "booking", &b.id, &system)
-                .await?
-                .or_else(|| {
-                    (system == schedule)
-                        .then(|| b.external_id.clone())
-                        .flatten()
-                });
-            let seen = known.iter().find(|k| k.system == system);
-            let job = last_job(store, business_id, &system, &b.id).await?;
+        for side in booking_sides(store, business_id, schedule, crm, b).await? {
             let mut line = format!(
-                "  {system:<9} {}",
-                link.as_deref()
+                "  {:<9} {}",
+                side.system,
+                side.external_id
+                    .as_deref()
                     .map_or("not linked".to_string(), |l| format!("#{l}"))
             );
-            if let Some(seen) = seen {
-                line.push_str(&format!(", last seen {}", seen.status));
-                let agrees = seen.status == b.status.as_str()
-                    || (b.status.is_active() && seen.status == "booked");
-                if !agrees {
+            if let Some(seen) = &side.seen {
+                line.push_str(&format!(", last seen {seen}"));
+                if !side.agrees {
                     line.push_str(" (DISAGREES with the store)");
                 }
             }
-            if let Some((operation, state)) = job {
+            if let Some((operation, state)) = &side.last_job {
                 line.push_str(&format!(", last job {operation} {state}"));
             }
             out.push_str(&line);

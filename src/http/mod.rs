@@ -1,4 +1,5 @@
-//! The HTTP face of `zapis run`: vendors' webhooks into the inbox, health checks and metrics.
+//! The HTTP face of `zapis run`: vendors' webhooks into the inbox, health checks, metrics and
+//! the console.
 //! A webhook is acknowledged only after it is stored; the sync engine processes it.
 
 pub mod amocrm_inbox;
@@ -45,10 +46,13 @@ pub struct HttpState {
     /// What `/health/ready` and `/metrics` report on (`zapis run` sets it); without it
     /// readiness is the store's alone and `/metrics` is not served.
     pub ops: Option<std::sync::Arc<ops::Ops>>,
+    /// The browser console at `/console` (`zapis run` sets it unless `http.console = false`).
+    pub console: Option<std::sync::Arc<crate::console::ConsoleState>>,
 }
 
 pub fn router(state: HttpState) -> Router {
     let forms = state.forms.clone();
+    let console = state.console.clone();
     let mut router = Router::new()
         .route("/health", get(health))
         .route("/health/live", get(ops::live))
@@ -69,9 +73,12 @@ pub fn router(state: HttpState) -> Router {
             get(commerceml::exchange).post(commerceml::exchange),
         );
     }
-    let router = router.with_state(state);
-    match forms {
-        Some(forms) => router.merge(forms::router(forms)),
+    let mut router = router.with_state(state);
+    if let Some(forms) = forms {
+        router = router.merge(forms::router(forms));
+    }
+    match console {
+        Some(console) => router.merge(crate::console::router(console)),
         None => router,
     }
 }

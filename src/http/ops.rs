@@ -197,6 +197,7 @@ mod tests {
             forms: None,
             onec: None,
             ops: ops.map(Arc::new),
+            console: None,
         }
     }
 

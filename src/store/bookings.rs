@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{Store, StoreError, from_millis, new_id, to_millis};
-use crate::domain::{Booking, BookingStatus, Channel, ChatRef, Money, Source};
+use crate::domain::{Booking, BookingStatus, Channel, ChatRef, Client, Money, Source};
 use crate::normalize::{Email, Phone};
 
 const BOOKING_COLUMNS: &str = "b.id, b.business_id, c.phone, c.name, c.email, b.service_id, \
@@ -222,6 +222,82 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(booking_from_row).collect()
+    }
+
+    /// Bookings of the business starting in `[from, to)`, latest first, at most `limit`, each
+    /// with its client's id (the console's list).
+    pub async fn bookings_starting_between(
+        &self,
+        business_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(String, Booking)>, StoreError> {
+        let sql = format!(
+            "SELECT {BOOKING_COLUMNS}, c.id AS client_id FROM bookings b \
+               JOIN clients c ON c.id = b.client_id \
+             WHERE b.business_id = $1 AND b.start_at >= $2 AND b.start_at < $3 \
+             ORDER BY b.start_at DESC LIMIT $4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(business_id)
+            .bind(to_millis(from))
+            .bind(to_millis(to))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("client_id")?, booking_from_row(r)?)))
+            .collect()
+    }
+
+    /// A client of this business (never of another, whatever id is asked for) and their
+    /// bookings, latest first.
+    pub async fn client_with_bookings(
+        &self,
+        business_id: &str,
+        client_id: &str,
+    ) -> Result<Option<(Client, Vec<Booking>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, business_id, phone, name, email FROM clients \
+             WHERE business_id = $1 AND id = $2",
+        )
+        .bind(business_id)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("client {client_id} {what}: {e}"))
+        };
+        let phone: String = row.try_get("phone")?;
+        let email: Option<String> = row.try_get("email")?;
+        let client = Client {
+            id: row.try_get("id")?,
+            business_id: row.try_get("business_id")?,
+            phone: Phone::parse(&phone).map_err(|e| corrupt("phone", &e))?,
+            name: row.try_get("name")?,
+            email: email
+                .map(|e| Email::parse(&e))
+                .transpose()
+                .map_err(|e| corrupt("email", &e))?,
+        };
+        let sql = format!(
+            "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \
+             WHERE b.business_id = $1 AND b.client_id = $2 ORDER BY b.start_at DESC"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(business_id)
+            .bind(client_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let bookings = rows
+            .iter()
+            .map(booking_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok(Some((client, bookings)))
     }
 
     /// Every booking of the business, newest first (for support and the CLI).

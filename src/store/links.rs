@@ -20,6 +20,14 @@ pub struct LinkStats {
     pub bookings: i64,
 }
 
+impl TrackedLink {
+    /// A fresh token: short enough for a deep link's 64-character start payload, random
+    /// enough not to be guessed.
+    pub fn new_token() -> String {
+        format!("l_{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+    }
+}
+
 impl Store {
     pub async fn create_tracked_link(
         &self,

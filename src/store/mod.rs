@@ -5,6 +5,7 @@
 pub mod analytics;
 mod bookings;
 mod chat_log;
+mod console;
 mod cursors;
 mod dialogs;
 pub mod forget;
@@ -20,6 +21,7 @@ pub use bookings::{
     booking_for_change_in, confirm_booking_in, insert_booking_in, set_booking_status_in,
 };
 pub use chat_log::ChatLine;
+pub use console::{ALL_BUSINESSES, ConsoleSession, ConsoleUser, Role};
 pub use dialogs::{FunnelStep, TurnEvent, TurnLine, TurnStart};
 pub use leases::LoopLease;
 pub use links::{LinkStats, TrackedLink};

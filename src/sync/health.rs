@@ -167,6 +167,23 @@ pub struct IntegrationHealth {
     pub failed: i64,
 }
 
+/// When each system of `business_id` last confirmed a delivery.
+pub async fn last_delivered(
+    store: &Store,
+    business_id: &str,
+) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT system, MAX(at) AS at FROM sync_journal \
+         WHERE business_id = $1 AND outcome = 'delivered' GROUP BY system",
+    )
+    .bind(business_id)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("system")?, from_millis(r.try_get("at")?)?)))
+        .collect()
+}
+
 /// The state of each of `systems` for `business_id`: Down while an outage is open (every
 /// attempt since it began has failed: a delivery closes it), including a refused credential or
 /// an unpaid account; Degraded when some attempts in `window` failed but none is failing now;

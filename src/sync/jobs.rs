@@ -300,6 +300,26 @@ impl Queue {
         row.map(|r| job_from_row(&r)).transpose()
     }
 
+    /// The latest `limit` jobs of a business in `state`, newest first.
+    pub async fn latest_of(
+        &self,
+        business: &str,
+        state: JobState,
+        limit: i64,
+    ) -> Result<Vec<Job>, StoreError> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM sync_jobs WHERE business_id = $1 AND state = $2 \
+             ORDER BY id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(business)
+            .bind(state.as_str())
+            .bind(limit)
+            .fetch_all(self.store.pool())
+            .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
     pub async fn jobs_in_state(&self, state: JobState) -> Result<Vec<Job>, StoreError> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM sync_jobs WHERE state = $1 ORDER BY id");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -820,10 +840,17 @@ impl Queue {
     }
 
     pub async fn stats(&self) -> Result<Vec<QueueRow>, StoreError> {
+        self.stats_of(None).await
+    }
+
+    /// Counts per system and state, of one business or of all.
+    pub async fn stats_of(&self, business: Option<&str>) -> Result<Vec<QueueRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT system, state, COUNT(*) AS n, MIN(created_at) AS oldest FROM sync_jobs \
+             WHERE ($1 IS NULL OR business_id = $1) \
              GROUP BY system, state ORDER BY system, state",
         )
+        .bind(business)
         .fetch_all(self.store.pool())
         .await?;
         rows.iter()

@@ -489,6 +489,7 @@ async fn a_bitrix24_event_is_stored_without_its_application_token_and_unconfigur
         forms: None,
         onec: None,
         ops: None,
+        console: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

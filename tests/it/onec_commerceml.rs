@@ -142,6 +142,7 @@ async fn site_with(store: Store, tune: impl FnOnce(&mut CommerceMlConfig)) -> Si
         bitrix24_token: None,
         onec: Some(exchange.clone()),
         ops: None,
+        console: None,
         forms: None,
     };
     let addr = serve(state).await;
@@ -787,6 +788,7 @@ async fn the_exchange_exists_only_with_commerceml_and_reads_no_body_before_the_s
         bitrix24_token: None,
         onec: None,
         ops: None,
+        console: None,
         forms: None,
         sources: Vec::new(),
     };

@@ -34,6 +34,8 @@ fn ctx() -> Context {
         channel: zapis::domain::Channel::Telegram,
         school: false,
         change_cutoff: None,
+        consent: true,
+        policy_url: None,
     }
 }
 

@@ -163,7 +163,7 @@ async fn tracked_links_carry_the_utm_set_and_count_bookings() {
         .stdin
         .take()
         .unwrap()
-        .write_all("1\n1\n1\n1\n1\n+79123456789\nОля\n1\n".as_bytes())
+        .write_all("1\n1\n1\n1\n1\n1\n+79123456789\nОля\n1\n".as_bytes())
         .unwrap();
     assert!(child.wait_with_output().unwrap().status.success());
     let store = Store::connect(&url).await.unwrap();

@@ -107,6 +107,7 @@ alfacrm_group_ids = [{g3}]
     );
     assert!(!labels.iter().any(|l| l.contains("Дизайн")), "{labels:?}");
     press_label(&user, "Python, выходные").await;
+    support::e2e::agree(&user).await;
     user.wait_for_reply(|m| m.requests_contact(), WAIT).await;
     user.send_text("8 (912) 345-67-89");
     user.wait_for_reply(|m| m.text.contains("имя"), WAIT).await;

@@ -70,6 +70,20 @@ api_url = "{}"
         .unwrap()
         .label
         .clone();
+    // The personal-data consent comes before the phone prompt, and a contact shared on it is
+    // not taken as the phone.
+    let consent = user.wait_for_text("персональных данных", WAIT).await;
+    assert!(support::e2e::is_consent(&consent), "{consent:#?}");
+    assert!(!consent.requests_contact(), "{consent:#?}");
+    assert!(
+        !user.history().iter().any(|m| m.requests_contact()),
+        "the phone was asked before the consent: {:#?}",
+        user.history()
+    );
+    user.share_contact("+7 912 345-67-89");
+    let refused = user.wait_for_text("Номер не сохранён", WAIT).await;
+    assert!(support::e2e::is_consent(&refused), "{refused:#?}");
+    support::e2e::agree(&user).await;
     user.wait_for_reply(|m| m.requests_contact(), WAIT).await;
     user.share_contact("+7 912 345-67-89");
     user.wait_for_text("имя", WAIT).await;
@@ -103,6 +117,23 @@ api_url = "{}"
         .external_id
         .clone()
         .expect("the schedule confirmed a record");
+    // The agreement is on the client's card, given before the booking was made.
+    let (consent_at, version): (Option<i64>, Option<String>) = sqlx::query_as(
+        "SELECT consent_at, consent_version FROM clients WHERE phone = '+79123456789'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    let consent_at = consent_at.expect("consent_at is stored");
+    assert!(
+        consent_at <= booking.created_at.timestamp_millis(),
+        "agreed at {consent_at}, booked at {}",
+        booking.created_at
+    );
+    assert!(
+        version.as_deref().is_some_and(|v| v.starts_with("ru-")),
+        "{version:?}"
+    );
 
     press_label(&user, "Мои записи").await;
     press_label(&user, "Отменить").await;
@@ -177,6 +208,7 @@ api_url = "{}"
     press_label(&user, "Любой мастер").await;
     press_kind(&user, "d:").await;
     press_kind(&user, "t:").await;
+    support::e2e::agree(&user).await;
     user.wait_for_reply(|m| m.requests_contact(), WAIT).await;
     user.share_contact("+7 912 345-67-89");
     user.wait_for_text("имя", WAIT).await;

@@ -34,6 +34,8 @@ fn ctx() -> Context {
         channel: zapis::domain::Channel::Telegram,
         school: false,
         change_cutoff: None,
+        consent: true,
+        policy_url: None,
     }
 }
 
@@ -286,6 +288,7 @@ fn conversation(ctx: &Context, world: &mut World, stock: &mut Stock, stats: &mut
     d.press(&ru("btn-next-week"));
     d.press("Вт 10 дек");
     d.press("14:00");
+    d.press(&ru("btn-consent"));
     d.text("не помню");
     d.send(Input::Contact {
         phone: "79123456789".into(),

@@ -156,7 +156,9 @@ impl App {
             config.business.clone(),
             clock.clone(),
         );
-        conversations = conversations.with_change_cutoff(config.booking.change_cutoff);
+        conversations = conversations
+            .with_change_cutoff(config.booking.change_cutoff)
+            .with_privacy(config.privacy.clone());
         if let Some(crm) = &crm {
             conversations = conversations.with_crm(crm.system());
         }

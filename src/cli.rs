@@ -808,6 +808,13 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
         .await
         .context("opening the store")?;
     tracing::info!(business = %app.config.business.name, "zapis is running");
+    if !app.config.privacy.consent {
+        tracing::warn!(
+            "privacy.consent = false: the bot asks clients for their phone and name without \
+             asking their consent to the processing of personal data (152-ФЗ); collect it some \
+             other way"
+        );
+    }
     if let Some(crm) = &app.crm {
         // Settled now so the first booking does not wait on it; a failure here is retried by
         // the first CRM job, which needs the same.

@@ -61,6 +61,49 @@ pub struct Config {
     /// The business's 1C: OData client or CommerceML exchange endpoint.
     #[serde(default)]
     pub onec: Option<crate::accounting::config::OnecConfig>,
+    /// The client's consent to the processing of their personal data.
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+}
+
+/// `[privacy]`: 152-ФЗ asks for the client's consent before their personal data is processed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Ask the client to agree before the bot asks for their phone. On unless the business
+    /// collects the consent some other way.
+    #[serde(default = "default_true")]
+    pub consent: bool,
+    /// The business's personal-data policy, linked from the consent message.
+    #[serde(default)]
+    pub policy_url: Option<Url>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            consent: true,
+            policy_url: None,
+        }
+    }
+}
+
+impl PrivacyConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.policy_url
+            && (url.scheme() != "https" || url.host_str().is_none_or(str::is_empty))
+        {
+            return Err(ConfigError::Key {
+                key: "privacy.policy_url".into(),
+                message: "must be an https:// address clients can open".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -439,6 +482,7 @@ impl Config {
         if let Some(http) = &self.http {
             http.validate()?;
         }
+        self.privacy.validate()?;
         self.alerts.validate().map_err(|e| ConfigError::Key {
             key: e.key,
             message: e.message,
@@ -709,6 +753,40 @@ mod tests {
 name = "Салон"
 timezone = "Asia/Yekaterinburg"
 "#;
+
+    #[test]
+    fn privacy_consent_is_on_by_default_and_a_bad_policy_url_is_refused_by_name() {
+        let c = load(MINIMAL).expect("loads");
+        assert!(c.privacy.consent);
+        assert_eq!(c.privacy.policy_url, None);
+        let c = load(&format!(
+            "{MINIMAL}\n[privacy]\nconsent = false\npolicy_url = \"https://salon.example/privacy\"\n"
+        ))
+        .expect("loads");
+        assert!(!c.privacy.consent);
+        assert_eq!(
+            c.privacy.policy_url.as_ref().map(Url::as_str),
+            Some("https://salon.example/privacy")
+        );
+        for bad in [
+            "http://salon.example/privacy",
+            "not a link",
+            "mailto:a@b.ru",
+        ] {
+            let err = load(&format!("{MINIMAL}\n[privacy]\npolicy_url = \"{bad}\"\n"))
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("privacy.policy_url"), "{bad}: {err}");
+        }
+        let err = load(&format!("{MINIMAL}\n[privacy]\nconsent = \"yes\"\n"))
+            .expect_err("a string")
+            .to_string();
+        assert!(err.contains("privacy.consent"), "{err}");
+        let err = load(&format!("{MINIMAL}\n[privacy]\nconsnet = false\n"))
+            .expect_err("a typo")
+            .to_string();
+        assert!(err.contains("consnet"), "{err}");
+    }
 
     #[test]
     fn retention_periods_parse_and_a_short_or_unknown_one_is_refused_by_name() {

@@ -124,6 +124,8 @@ pub struct Conversations {
     business_phone: Option<String>,
     /// `booking.change_cutoff`: how long before a visit the chat stops cancelling or moving it.
     change_cutoff: Option<chrono::Duration>,
+    /// `[privacy]`: the personal-data consent asked before the phone.
+    privacy: crate::config::PrivacyConfig,
 }
 
 struct SchoolMode {
@@ -142,6 +144,7 @@ impl Conversations {
         Conversations {
             business_phone,
             change_cutoff: None,
+            privacy: crate::config::PrivacyConfig::default(),
             store,
             booking,
             business,
@@ -169,6 +172,13 @@ impl Conversations {
     pub fn with_change_cutoff(mut self, cutoff: Option<std::time::Duration>) -> Conversations {
         // Validated at start to at most a week, so the conversion cannot overflow.
         self.change_cutoff = cutoff.and_then(|c| chrono::Duration::from_std(c).ok());
+        self
+    }
+
+    /// Whether (and with which policy link) the client agrees to the processing of their
+    /// personal data before giving their phone.
+    pub fn with_privacy(mut self, privacy: crate::config::PrivacyConfig) -> Conversations {
+        self.privacy = privacy;
         self
     }
 
@@ -233,6 +243,8 @@ impl Conversations {
             channel: chat.channel,
             school: self.school.is_some(),
             change_cutoff: self.change_cutoff,
+            consent: self.privacy.consent,
+            policy_url: self.privacy.policy_url.as_ref().map(ToString::to_string),
         };
         let mut input = Some(self.input_for(chat, event).await?);
         let mut queue: Vec<Command> = Vec::new();
@@ -521,6 +533,17 @@ impl Conversations {
         draft: crate::dialog::EnrolDraft,
     ) -> Result<Loaded, ConversationError> {
         let group_id = draft.group.as_ref().and_then(|g| g.id.parse::<i64>().ok());
+        if let Some(consent) = &draft.consent {
+            self.store
+                .record_consent(
+                    &self.business.id,
+                    &draft.phone,
+                    &draft.name,
+                    consent,
+                    self.clock.now(),
+                )
+                .await?;
+        }
         let new = crate::school::applications::NewApplication {
             form: "bot".into(),
             name: draft.name,
@@ -579,7 +602,7 @@ impl Conversations {
         // The request is on record before the schedule is asked, so nothing is lost if the
         // process dies in between.
         self.store
-            .insert_booking_with_comment(&booking, draft.comment.as_deref())
+            .insert_booking_with_comment(&booking, draft.comment.as_deref(), draft.consent.as_ref())
             .await?;
         let request = BookRequest {
             booking_id: booking.id.clone(),

@@ -254,6 +254,15 @@ impl Booking {
     }
 }
 
+/// A client's agreement to the business's personal-data policy (152-ФЗ, art. 9): when it was
+/// given and to which text, so a changed text can be told from the one agreed to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    pub at: DateTime<Utc>,
+    /// A digest of the consent text shown (and the policy link in it).
+    pub version: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Client {
     pub id: String,

@@ -63,6 +63,14 @@ impl Lang {
         user.and_then(Lang::from_code).unwrap_or(default)
     }
 
+    /// `ru`, `en`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Ru => "ru",
+            Lang::En => "en",
+        }
+    }
+
     fn id(self) -> &'static LanguageIdentifier {
         match self {
             Lang::Ru => &RU,

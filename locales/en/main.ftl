@@ -295,6 +295,12 @@ code-tries-left = { $count ->
 note-bad-code = Please type the code in digits, as in the SMS.
 note-code-wrong = That code did not match.
 note-code-resent = The code has been sent again.
+note-consent-first = The number is not saved: we keep it only with your consent to the processing of personal data.
+consent =
+    To book you in, { $business } will ask for your phone number and your name. They are used for the booking only: to confirm the visit, remind you of it and reach you if something changes.
+    By pressing "I agree" you consent to the processing of this personal data (Federal Law 152-FZ). You can withdraw it at any time by writing to us.
+consent-policy = Personal data policy: { $url }
+btn-consent = ✅ I agree
 btn-resend-code = Send the code again
 code-checking = Checking the code…
 code-resending = Asking for the code again…

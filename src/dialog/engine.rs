@@ -9,17 +9,18 @@
 //! `c:<category index>`, `p:<page>`, `s:<service id>`, `m:<master id>`, `w:<week>`,
 //! `d:<yyyymmdd>`, `t:<unix seconds>:<master id>`, `C:<booking id>` cancel, `R:<booking id>`
 //! reschedule; under a reminder, valid from any message: `Rk:<booking id>` "I'll come",
-//! `Rc:<booking id>` cancel, `Rm:<booking id>` move; `Rs` send the confirmation code again.
+//! `Rc:<booking id>` cancel, `Rm:<booking id>` move; `Rs` send the confirmation code again;
+//! `G` agree to the personal-data policy.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use super::state::{Act, At, CodeWait, Flow, Moving, Note};
+use super::state::{Act, At, CodeWait, ConsentFor, Flow, Moving, Note};
 use super::{
     BookingDraft, Button, Command, Context, DialogState, EnrolDraft, Input, Loaded,
     MAX_BUTTON_DATA, Outcome, Reply, TRIAL,
 };
-use crate::domain::{Booking, BookingStatus, Master, Service, Slot, Source};
+use crate::domain::{Booking, BookingStatus, Consent, Master, Service, Slot, Source};
 use crate::i18n::{self, FluentValue, Lang};
 use crate::normalize::Phone;
 
@@ -134,6 +135,8 @@ impl Engine<'_> {
             At::DataPhone => self.change_phone(trimmed),
             At::Comment => self.take_comment(trimmed),
             At::Code(_) => self.take_code(trimmed),
+            // Whatever is typed here, a phone included, is not an agreement: only the button is.
+            At::Consent(_) => self.again(Note::ConsentFirst),
             _ => self.again(Note::Hint),
         }
     }
@@ -149,6 +152,11 @@ impl Engine<'_> {
                 return;
             }
             _ => {}
+        }
+        // A phone is personal data: without the client's agreement it is not kept.
+        if self.consent_needed() {
+            self.again(Note::ConsentFirst);
+            return;
         }
         // A contact shared out of turn is still the client's phone; keep it for later.
         match Phone::parse(raw) {
@@ -185,14 +193,17 @@ impl Engine<'_> {
             ("Y", _) => self.my_bookings(None),
             ("H", _) => self.help(),
             ("D", _) => self.my_data(),
+            ("Dn", At::Data) if self.consent_needed() => self.ask_consent(ConsentFor::DataName),
             ("Dn", At::Data) => {
                 self.st.at = At::DataName;
                 self.render_data_name();
             }
+            ("Dp", At::Data) if self.consent_needed() => self.ask_consent(ConsentFor::DataPhone),
             ("Dp", At::Data) => {
                 self.st.at = At::DataPhone;
                 self.render_data_phone();
             }
+            ("G", At::Consent(next)) => self.agree(*next),
             ("<", _) => self.back(),
             ("r", _) => self.retry(),
             ("X", At::Code(w)) => self.give_up_code(w.booking.clone(), false),
@@ -427,6 +438,7 @@ impl Engine<'_> {
             At::DataName => self.render_data_name(),
             At::DataPhone => self.render_data_phone(),
             At::Comment => self.render_comment(),
+            At::Consent(_) => self.render_consent(),
             At::Booking
             | At::Cancelling
             | At::Rescheduling
@@ -447,12 +459,14 @@ impl Engine<'_> {
                 self.st.at = At::Masters;
                 self.render_masters();
             }
-            At::Phone | At::Confirm if self.ctx.school => self.render_masters(),
+            At::Phone | At::Confirm | At::Consent(ConsentFor::Booking) if self.ctx.school => {
+                self.render_masters()
+            }
             At::Times | At::Confirm => {
                 self.st.slot = None;
                 self.load_days();
             }
-            At::Phone => {
+            At::Phone | At::Consent(ConsentFor::Booking) => {
                 self.st.slot = None;
                 self.load_slots();
             }
@@ -468,7 +482,9 @@ impl Engine<'_> {
                 self.st.at = At::Confirm;
                 self.render_confirm();
             }
-            At::DataName | At::DataPhone => {
+            At::DataName
+            | At::DataPhone
+            | At::Consent(ConsentFor::DataName | ConsentFor::DataPhone) => {
                 self.st.at = At::Data;
                 self.render_data();
             }
@@ -841,7 +857,9 @@ impl Engine<'_> {
 
     /// Asks for what is still unknown about the client, then shows the confirmation.
     fn after_slot(&mut self) {
-        if self.st.mv.is_none() && self.st.phone.is_none() {
+        if self.st.mv.is_none() && self.consent_needed() {
+            self.ask_consent(ConsentFor::Booking);
+        } else if self.st.mv.is_none() && self.st.phone.is_none() {
             self.st.at = At::Phone;
             self.render_phone();
         } else if self.st.mv.is_none() && self.st.name.is_none() {
@@ -853,6 +871,83 @@ impl Engine<'_> {
         }
     }
 
+    // ---- personal-data consent -----------------------------------------------------------
+
+    /// Whether the client has yet to agree to the consent text as it reads now.
+    fn consent_needed(&self) -> bool {
+        self.ctx.consent
+            && self
+                .st
+                .consent
+                .as_ref()
+                .is_none_or(|c| c.version != self.consent_version())
+    }
+
+    /// What the client agrees to: what is collected, for what, and the policy when linked.
+    fn consent_text(&self) -> String {
+        let mut text = self.ta(
+            "consent",
+            &[("business", self.ctx.business_name.clone().into())],
+        );
+        if let Some(url) = &self.ctx.policy_url {
+            text.push('\n');
+            text.push_str(&self.ta("consent-policy", &[("url", url.clone().into())]));
+        }
+        text
+    }
+
+    /// `ru-1a2b3c4d5e6f`: the language and a digest of the text and the policy link, so an
+    /// agreement to an older text (or another policy) is told apart and asked again.
+    fn consent_version(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(self.consent_text().as_bytes());
+        hash.update(b"\n");
+        hash.update(
+            self.ctx
+                .policy_url
+                .as_deref()
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        let digest = hash.finalize();
+        let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        format!("{}-{hex}", self.lang.code())
+    }
+
+    fn ask_consent(&mut self, next: ConsentFor) {
+        self.st.at = At::Consent(next);
+        self.render_consent();
+    }
+
+    fn render_consent(&mut self) {
+        self.bump();
+        let text = self.consent_text();
+        let buttons = vec![
+            vec![self.btn("btn-consent", "G")],
+            vec![self.btn("btn-back", "<"), self.btn("btn-menu", "M")],
+        ];
+        self.screen(text, buttons, false);
+    }
+
+    fn agree(&mut self, next: ConsentFor) {
+        self.st.consent = Some(Consent {
+            at: self.ctx.now,
+            version: self.consent_version(),
+        });
+        match next {
+            ConsentFor::Booking => self.after_slot(),
+            ConsentFor::DataPhone => {
+                self.st.at = At::DataPhone;
+                self.render_data_phone();
+            }
+            ConsentFor::DataName => {
+                self.st.at = At::DataName;
+                self.render_data_name();
+            }
+        }
+    }
+
     fn render_phone(&mut self) {
         self.bump();
         let text = self.t("ask-phone");
@@ -861,6 +956,12 @@ impl Engine<'_> {
     }
 
     fn take_phone(&mut self, raw: &str) {
+        // A conversation left at the phone step before the consent was asked for.
+        if self.consent_needed() {
+            self.st.note = Some(Note::ConsentFirst);
+            self.ask_consent(ConsentFor::Booking);
+            return;
+        }
         match Phone::parse(raw) {
             Ok(phone) => {
                 self.st.phone = Some(phone);
@@ -1002,6 +1103,12 @@ impl Engine<'_> {
     }
 
     fn confirm(&mut self) {
+        // The text may have changed since the client reached the confirmation: nothing about
+        // them is written without their agreement to the text as it reads now.
+        if self.st.mv.is_none() && self.consent_needed() {
+            self.ask_consent(ConsentFor::Booking);
+            return;
+        }
         if self.ctx.school && self.st.mv.is_none() {
             self.enrol();
             return;
@@ -1036,6 +1143,7 @@ impl Engine<'_> {
                 .clone()
                 .unwrap_or_else(|| Source::direct(self.ctx.channel)),
             comment: self.st.comment.clone(),
+            consent: self.st.consent.clone(),
         };
         self.st.at = At::Booking;
         self.write(Command::Book(draft), "booking");
@@ -1243,6 +1351,7 @@ impl Engine<'_> {
                 .source
                 .clone()
                 .unwrap_or_else(|| Source::direct(self.ctx.channel)),
+            consent: self.st.consent.clone(),
         };
         self.st.at = At::Booking;
         self.write(Command::Enrol(draft), "school-sending");
@@ -1529,6 +1638,11 @@ impl Engine<'_> {
     }
 
     fn change_phone(&mut self, raw: &str) {
+        if self.consent_needed() {
+            self.st.note = Some(Note::ConsentFirst);
+            self.ask_consent(ConsentFor::DataPhone);
+            return;
+        }
         match Phone::parse(raw) {
             Ok(phone) => {
                 self.st.phone = Some(phone);
@@ -1725,5 +1839,6 @@ fn note_key(note: Note) -> &'static str {
         Note::BadCode => "note-bad-code",
         Note::CodeWrong => "note-code-wrong",
         Note::CodeResent => "note-code-resent",
+        Note::ConsentFirst => "note-consent-first",
     }
 }

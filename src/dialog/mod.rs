@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Booking, Channel, Master, Service, Slot, Source};
+use crate::domain::{Booking, Channel, Consent, Master, Service, Slot, Source};
 use crate::i18n::Lang;
 use crate::normalize::Phone;
 
@@ -45,6 +45,11 @@ pub struct Context {
     /// How long before a visit it can still be cancelled or moved in the chat; closer to it
     /// the client is asked to call. `None`: up to the visit itself.
     pub change_cutoff: Option<chrono::Duration>,
+    /// Ask the client to agree to the personal-data policy before their phone and name
+    /// (`privacy.consent`).
+    pub consent: bool,
+    /// The business's personal-data policy, linked from the consent message.
+    pub policy_url: Option<String>,
 }
 
 /// The master id that stands for "a trial lesson" among a course's groups.
@@ -60,6 +65,9 @@ pub struct EnrolDraft {
     pub phone: Phone,
     pub name: String,
     pub source: Source,
+    /// The client's agreement to the personal-data policy, stored with the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<Consent>,
 }
 
 /// Something the user did, or the answer to a command.
@@ -206,6 +214,9 @@ pub struct BookingDraft {
     /// The client's comment to the visit, for the record in the schedule and the CRM lead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// The client's agreement to the personal-data policy, stored with the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<Consent>,
 }
 
 /// A message to show. Adapters render `buttons` as inline keyboards.

@@ -7,7 +7,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Master, Service, Slot, Source};
+use crate::domain::{Consent, Master, Service, Slot, Source};
 use crate::i18n::Lang;
 use crate::normalize::Phone;
 
@@ -53,6 +53,10 @@ pub struct DialogState {
     /// The client's comment to the visit being booked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) comment: Option<String>,
+    /// The client's agreement to the personal-data policy. Kept across bookings, so it is asked
+    /// once per chat, and again only when the text agreed to has changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) consent: Option<Consent>,
 }
 
 impl DialogState {
@@ -67,6 +71,10 @@ impl DialogState {
     /// The client's name, once given.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
+    }
+    /// The client's agreement to the personal-data policy, once given.
+    pub fn consent(&self) -> Option<&Consent> {
+        self.consent.as_ref()
     }
     /// Where the client came from, once known.
     pub fn source(&self) -> Option<&Source> {
@@ -148,6 +156,20 @@ pub(super) enum At {
     DataPhone,
     /// Waiting for the comment to the visit, before the confirmation.
     Comment,
+    /// The personal-data consent, asked before the phone (or the name) is; agreeing goes on to
+    /// the step named.
+    Consent(ConsentFor),
+}
+
+/// Where agreeing to the personal-data policy leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) enum ConsentFor {
+    /// The booking (or school application) flow: the phone, the name or the confirmation.
+    Booking,
+    /// "My data": a new phone.
+    DataPhone,
+    /// "My data": a new name.
+    DataName,
 }
 
 /// A booking waiting for the client's confirmation code. The code itself is never kept.
@@ -197,6 +219,8 @@ pub(super) enum Note {
     BadCode,
     CodeWrong,
     CodeResent,
+    /// A phone (typed or shared) before the personal-data consent: not kept.
+    ConsentFirst,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{Store, StoreError, from_millis, new_id, to_millis};
-use crate::domain::{Booking, BookingStatus, Channel, ChatRef, Client, Money, Source};
+use crate::domain::{Booking, BookingStatus, Channel, ChatRef, Client, Consent, Money, Source};
 use crate::normalize::{Email, Phone};
 
 const BOOKING_COLUMNS: &str = "b.id, b.business_id, c.phone, c.name, c.email, b.service_id, \
@@ -27,6 +27,45 @@ impl Store {
         upsert_client_in(&mut conn, business_id, phone, name, email, now).await
     }
 
+    /// Finds the client by phone or creates them, and records their agreement to the
+    /// personal-data policy: a school's applicant, who has no booking.
+    pub async fn record_consent(
+        &self,
+        business_id: &str,
+        phone: &Phone,
+        name: &str,
+        consent: &Consent,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        upsert_client_in(&mut tx, business_id, phone, name, None, now).await?;
+        set_consent_in(&mut tx, business_id, phone, consent).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// When client `phone` agreed to the personal-data policy, and to which version of it.
+    pub async fn client_consent(
+        &self,
+        business_id: &str,
+        phone: &Phone,
+    ) -> Result<Option<Consent>, StoreError> {
+        let row: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT consent_at, consent_version FROM clients WHERE business_id = $1 AND phone = $2",
+        )
+        .bind(business_id)
+        .bind(phone.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some((Some(at), Some(version))) => Ok(Some(Consent {
+                at: from_millis(at)?,
+                version,
+            })),
+            _ => Ok(None),
+        }
+    }
+
     /// Stores a new booking (and its client) in one transaction.
     pub async fn insert_booking(&self, booking: &Booking) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
@@ -35,15 +74,25 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a new booking (and its client) with the client's comment to the visit, in one
-    /// transaction.
+    /// Stores a new booking (and its client) with the client's comment to the visit and their
+    /// agreement to the personal-data policy, in one transaction.
     pub async fn insert_booking_with_comment(
         &self,
         booking: &Booking,
         comment: Option<&str>,
+        consent: Option<&Consent>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         insert_booking_in(&mut tx, booking).await?;
+        if let Some(consent) = consent {
+            set_consent_in(
+                &mut tx,
+                &booking.business_id,
+                &booking.client_phone,
+                consent,
+            )
+            .await?;
+        }
         if let Some(comment) = comment {
             sqlx::query("UPDATE bookings SET client_comment = $1 WHERE id = $2")
                 .bind(comment)
@@ -468,6 +517,28 @@ pub async fn upsert_client_in(
     Ok(id)
 }
 
+/// Records on client `phone`'s card their agreement to the personal-data policy. Bookings made
+/// outside the bot (the schedule's own, imports) never call this: their clients agreed to
+/// nothing here.
+pub async fn set_consent_in(
+    conn: &mut AnyConnection,
+    business_id: &str,
+    phone: &Phone,
+    consent: &Consent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE clients SET consent_at = $1, consent_version = $2 \
+         WHERE business_id = $3 AND phone = $4",
+    )
+    .bind(to_millis(consent.at))
+    .bind(&consent.version)
+    .bind(business_id)
+    .bind(phone.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Inserts a booking and its client on an open connection or transaction, so callers can commit
 /// it together with the jobs it causes.
 pub async fn insert_booking_in(
@@ -601,12 +672,12 @@ mod tests {
         for store in testing::all().await {
             let with = booking("bk-c1", "8 912 345-67-89", "42", 9);
             store
-                .insert_booking_with_comment(&with, Some("Аллергия на лак"))
+                .insert_booking_with_comment(&with, Some("Аллергия на лак"), None)
                 .await
                 .unwrap();
             let without = booking("bk-c2", "8 912 345-67-89", "42", 11);
             store
-                .insert_booking_with_comment(&without, None)
+                .insert_booking_with_comment(&without, None, None)
                 .await
                 .unwrap();
             assert_eq!(
@@ -617,6 +688,105 @@ mod tests {
             assert_eq!(store.booking_comment("missing").await.unwrap(), None);
             // The booking itself is stored as by insert_booking.
             assert_eq!(store.booking("b1", "bk-c1").await.unwrap(), Some(with));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_booking_from_the_chat_records_the_clients_consent_and_others_do_not() {
+        for store in testing::all().await {
+            let backend = store.backend();
+            let phone = Phone::parse("8 912 345-67-89").unwrap();
+            let consent = Consent {
+                at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
+                version: "ru-0123456789ab".into(),
+            };
+            store
+                .insert_booking_with_comment(
+                    &booking("bk-1", "8 912 345-67-89", "42", 9),
+                    None,
+                    Some(&consent),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                store.client_consent("b1", &phone).await.unwrap().as_ref(),
+                Some(&consent),
+                "{backend:?}"
+            );
+            let (at, version): (Option<i64>, Option<String>) = sqlx::query_as(
+                "SELECT consent_at, consent_version FROM clients WHERE phone = '+79123456789'",
+            )
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            assert_eq!(at, Some(to_millis(consent.at)), "{backend:?}");
+            assert_eq!(version.as_deref(), Some("ru-0123456789ab"));
+
+            // A later booking without one (consent switched off) keeps what was agreed to.
+            store
+                .insert_booking_with_comment(&booking("bk-2", "+79123456789", "42", 11), None, None)
+                .await
+                .unwrap();
+            assert_eq!(
+                store.client_consent("b1", &phone).await.unwrap().as_ref(),
+                Some(&consent)
+            );
+            // A newer agreement replaces it.
+            let newer = Consent {
+                at: Utc.with_ymd_and_hms(2030, 2, 1, 0, 0, 0).unwrap(),
+                version: "ru-ba9876543210".into(),
+            };
+            store
+                .insert_booking_with_comment(
+                    &booking("bk-3", "+79123456789", "42", 12),
+                    None,
+                    Some(&newer),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                store.client_consent("b1", &phone).await.unwrap().as_ref(),
+                Some(&newer)
+            );
+
+            // The schedule's own bookings and imports come in without one.
+            let other = Phone::parse("+79990000000").unwrap();
+            store
+                .insert_booking(&booking("bk-4", "+79990000000", "7", 13))
+                .await
+                .unwrap();
+            assert_eq!(store.client_consent("b1", &other).await.unwrap(), None);
+            let nulls: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM clients WHERE phone = '+79990000000' \
+                 AND consent_at IS NULL AND consent_version IS NULL",
+            )
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            assert_eq!(nulls, 1, "{backend:?}");
+
+            // A school's applicant has no booking: the card is made for the agreement.
+            let pupil = Phone::parse("+79220000000").unwrap();
+            store
+                .record_consent("b1", &pupil, "Пётр", &consent, consent.at)
+                .await
+                .unwrap();
+            assert_eq!(
+                store.client_consent("b1", &pupil).await.unwrap().as_ref(),
+                Some(&consent)
+            );
+            assert_eq!(store.client_consent("b2", &pupil).await.unwrap(), None);
+
+            // `zapis forget` takes the agreement with the rest of the card.
+            store.forget("b1", &phone, Utc::now()).await.unwrap();
+            let kept: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM clients WHERE consent_at IS NOT NULL \
+                 OR consent_version IS NOT NULL",
+            )
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            assert_eq!(kept, 1, "only the applicant's is left on {backend:?}");
         }
     }
 

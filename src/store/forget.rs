@@ -239,7 +239,8 @@ async fn erase(conn: &mut AnyConnection, p: &Person) -> Result<Erased, StoreErro
     // The card stays (bookings refer to it) with nothing personal left on it.
     e.clients = run(
         conn,
-        "UPDATE clients SET phone = 'forgotten:' || id, name = '', email = NULL \
+        "UPDATE clients SET phone = 'forgotten:' || id, name = '', email = NULL, \
+           consent_at = NULL, consent_version = NULL \
          WHERE business_id = $1 AND phone = $2"
             .into(),
         with(b(), &[p.phone.as_str().to_string()]),

@@ -18,8 +18,9 @@ async fn the_terminal_demo_books_a_slot() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("zapis demo starts");
-    // Book → first service → first master → first free day → first time → phone → name → confirm.
-    let script = "1\n1\n1\n1\n1\nне телефон\n8 912 345-67-89\nАнна\n1\n/quit\n";
+    // Book → first service → first master → first free day → first time → consent (a phone
+    // typed there is not taken) → phone → name → confirm.
+    let script = "1\n1\n1\n1\n1\n8 912 345-67-89\n1\nне телефон\n8 912 345-67-89\nАнна\n1\n/quit\n";
     child
         .stdin
         .take()
@@ -35,6 +36,13 @@ async fn the_terminal_demo_books_a_slot() {
     );
     assert!(stdout.contains("[1] 📅 Записаться"), "{stdout}");
     assert!(stdout.contains("Женская стрижка"), "{stdout}");
+    // The consent comes before the phone is asked, and a phone typed on it is refused.
+    let consent = stdout.find("Согласен").expect("the consent screen");
+    let refused = stdout.find("Номер не сохранён").expect("the refusal");
+    let asked = stdout
+        .find("Оставьте номер телефона")
+        .expect("the phone step");
+    assert!(consent < refused && refused < asked, "{stdout}");
     // A bad phone is asked again with an example before the good one is taken.
     assert!(
         stdout.contains("Не получилось распознать номер"),
@@ -49,6 +57,12 @@ async fn the_terminal_demo_books_a_slot() {
     assert_eq!(bookings[0].client_phone.as_str(), "+79123456789");
     assert_eq!(bookings[0].source.payload.as_deref(), Some("src_terminal"));
     assert_eq!(bookings[0].source.channel, zapis::domain::Channel::Console);
+    let consent = store
+        .client_consent("default", &bookings[0].client_phone)
+        .await
+        .unwrap()
+        .expect("the consent is stored with the client");
+    assert!(consent.version.starts_with("ru-"), "{}", consent.version);
 }
 
 #[test]
@@ -149,7 +163,7 @@ async fn tracked_links_carry_the_utm_set_and_count_bookings() {
         .stdin
         .take()
         .unwrap()
-        .write_all("1\n1\n1\n1\n1\n+79123456789\nОля\n1\n".as_bytes())
+        .write_all("1\n1\n1\n1\n1\n1\n+79123456789\nОля\n1\n".as_bytes())
         .unwrap();
     assert!(child.wait_with_output().unwrap().status.success());
     let store = Store::connect(&url).await.unwrap();

@@ -130,6 +130,7 @@ async fn a_client_books_from_a_max_deep_link_across_a_restart_and_cancels() {
             PressLabel("Любой мастер"),
             PressKind("d:"),
             PressKind("t:"),
+            PressLabel("Согласен"),
             ExpectContactRequest,
             ShareContact("+7 912 345-67-89"),
             ExpectText("имя"),

@@ -107,6 +107,7 @@ alfacrm_group_ids = [{g3}]
     );
     assert!(!labels.iter().any(|l| l.contains("Дизайн")), "{labels:?}");
     press_label(&user, "Python, выходные").await;
+    support::e2e::agree(&user).await;
     user.wait_for_reply(|m| m.requests_contact(), WAIT).await;
     user.send_text("8 (912) 345-67-89");
     user.wait_for_reply(|m| m.text.contains("имя"), WAIT).await;
@@ -150,4 +151,13 @@ alfacrm_group_ids = [{g3}]
     assert_eq!(cgis[0]["b_date"], "2027-01-16");
     until("the curator's task", || crm.state().tasks.len() == 1).await;
     service.stop();
+    // The applicant agreed before giving the phone; the agreement is on their card here.
+    let store = zapis::store::Store::connect(&store_url).await.unwrap();
+    let phone = zapis::normalize::Phone::parse("+79123456789").unwrap();
+    let consent = store
+        .client_consent("default", &phone)
+        .await
+        .unwrap()
+        .expect("the applicant's consent is stored");
+    assert!(consent.version.starts_with("ru-"), "{}", consent.version);
 }

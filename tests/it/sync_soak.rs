@@ -253,8 +253,11 @@ async fn book_in_chat(app: &App, chat: &ChatRef, phone: &str, rng: &mut StdRng) 
     let r = say(ChatEvent::Button(button(&r, "s:", rng)?)).await?;
     let r = say(ChatEvent::Button(button(&r, "A", rng)?)).await?;
     let r = say(ChatEvent::Button(button(&r, "d:", rng)?)).await?;
-    let r = say(ChatEvent::Button(button(&r, "t:", rng)?)).await?;
-    let mut r = r;
+    let mut r = say(ChatEvent::Button(button(&r, "t:", rng)?)).await?;
+    // A new chat agrees to the personal-data policy before giving the phone.
+    if let Some(agree) = button(&r, "G", rng) {
+        r = say(ChatEvent::Button(agree)).await?;
+    }
     if r.iter().any(|x| x.request_contact) {
         r = say(ChatEvent::Text(phone.into())).await?;
     }

@@ -70,6 +70,20 @@ api_url = "{}"
         .unwrap()
         .label
         .clone();
+    // The personal-data consent comes before the phone prompt, and a contact shared on it is
+    // not taken as the phone.
+    let consent = user.wait_for_text("персональных данных", WAIT).await;
+    assert!(support::e2e::is_consent(&consent), "{consent:#?}");
+    assert!(!consent.requests_contact(), "{consent:#?}");
+    assert!(
+        !user.history().iter().any(|m| m.requests_contact()),
+        "the phone was asked before the consent: {:#?}",
+        user.history()
+    );
+    user.share_contact("+7 912 345-67-89");
+    let refused = user.wait_for_text("Номер не сохранён", WAIT).await;
+    assert!(support::e2e::is_consent(&refused), "{refused:#?}");
+    support::e2e::agree(&user).await;
     user.wait_for_reply(|m| m.requests_contact(), WAIT).await;
     user.share_contact("+7 912 345-67-89");
     user.wait_for_text("имя", WAIT).await;
@@ -103,6 +117,23 @@ api_url = "{}"
         .external_id
         .clone()
         .expect("the schedule confirmed a record");
+    // The agreement is on the client's card, given before the booking was made.
+    let (consent_at, version): (Option<i64>, Option<String>) = sqlx::query_as(
+        "SELECT consent_at, consent_version FROM clients WHERE phone = '+79123456789'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    let consent_at = consent_at.expect("consent_at is stored");
+    assert!(
+        consent_at <= booking.created_at.timestamp_millis(),
+        "agreed at {consent_at}, booked at {}",
+        booking.created_at
+    );
+    assert!(
+        version.as_deref().is_some_and(|v| v.starts_with("ru-")),
+        "{version:?}"
+    );
 
     press_label(&user, "Мои записи").await;
     press_label(&user, "Отменить").await;
@@ -177,6 +208,7 @@ api_url = "{}"
     press_label(&user, "Любой мастер").await;
     press_kind(&user, "d:").await;
     press_kind(&user, "t:").await;
+    support::e2e::agree(&user).await;
     user.wait_for_reply(|m| m.requests_contact(), WAIT).await;
     user.share_contact("+7 912 345-67-89");
     user.wait_for_text("имя", WAIT).await;
@@ -429,4 +461,74 @@ metrics_listen = "127.0.0.1:{metrics_port}"
         .sum();
     assert_eq!(starts, 1.0, "{text}");
     service.stop();
+}
+
+/// `[privacy] consent = false`: the start warns that the consent is not asked, the phone is
+/// asked straight after the time, and the client's card carries no consent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_consent_off_the_start_warns_and_the_phone_is_asked_at_once() {
+    let fake = FakeTelegram::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+url = "{store_url}"
+
+[business]
+name = "Салон «Лилия»"
+timezone = "Europe/Moscow"
+
+[privacy]
+consent = false
+
+[telegram]
+token = "{TOKEN}"
+api_url = "{}"
+"#,
+            fake.api_url()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("zapis.log");
+    let service = Service::start_logging_to(&config, &log);
+    let user = fake.user(4545);
+    user.send_text("/start");
+    user.wait_for_text("Салон «Лилия»", WAIT).await;
+    press_label(&user, "Записаться").await;
+    press_label(&user, "Женская стрижка").await;
+    press_label(&user, "Любой мастер").await;
+    press_kind(&user, "d:").await;
+    press_kind(&user, "t:").await;
+    user.wait_for_reply(|m| m.requests_contact(), WAIT).await;
+    assert!(
+        !user.history().iter().any(support::e2e::is_consent),
+        "{:#?}",
+        user.history()
+    );
+    user.send_text("+7 912 345-67-89");
+    user.wait_for_text("имя", WAIT).await;
+    user.send_text("Анна");
+    user.wait_for_text("Проверьте запись", WAIT).await;
+    press_label(&user, "Подтвердить").await;
+    user.wait_for_text("вы записаны", WAIT).await;
+    service.stop();
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warning = text
+        .lines()
+        .find(|l| l.contains("privacy.consent = false"))
+        .unwrap_or_else(|| panic!("no warning at start: {text}"));
+    assert!(warning.contains("WARN"), "{warning}");
+    let store = Store::connect(&store_url).await.unwrap();
+    let (consent_at, version): (Option<i64>, Option<String>) = sqlx::query_as(
+        "SELECT consent_at, consent_version FROM clients WHERE phone = '+79123456789'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!((consent_at, version), (None, None));
 }

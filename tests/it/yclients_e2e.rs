@@ -259,6 +259,7 @@ async fn a_slot_taken_before_confirm_offers_fresh_times_and_cancel_deletes_the_r
     press_label(&user, "Ольга").await;
     support::e2e::press_kind(&user, "d:").await;
     support::e2e::press_kind(&user, "t:").await;
+    support::e2e::agree(&user).await;
     user.wait_for_reply(|m| m.requests_contact(), WAIT).await;
     user.send_text("+7 912 555-44-33");
     user.wait_for_text("имя", WAIT).await;

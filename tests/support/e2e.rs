@@ -130,6 +130,20 @@ pub async fn keyboard(user: &FakeUser, want: impl Fn(&BotMessage) -> bool) -> Bo
     );
 }
 
+/// The label of the button that agrees to the personal-data policy.
+pub const AGREE: &str = "Согласен";
+
+/// Whether `m` is the personal-data consent screen.
+pub fn is_consent(m: &BotMessage) -> bool {
+    m.labels().iter().any(|l| l.contains(AGREE))
+}
+
+/// Agrees to the personal-data policy on the consent screen shown, as a booking client does
+/// before giving their phone.
+pub async fn agree(user: &FakeUser) -> BotMessage {
+    press_label(user, AGREE).await
+}
+
 /// Walks the booking flow from the main menu to the confirmation: the first free day and time
 /// with any master, a shared contact and a name. Returns the picked time's label.
 pub async fn book_first_slot(user: &FakeUser, service: &str, phone: &str, name: &str) -> String {
@@ -155,7 +169,14 @@ pub async fn book_until_confirm(user: &FakeUser, service: &str, phone: &str, nam
     let asked = |m: &BotMessage| {
         m.requests_contact() || m.text.contains("имя") || m.text.contains("Проверьте запись")
     };
-    let mut shown = user.wait_for_reply(asked, WAIT).await;
+    // The personal-data consent comes first in a chat that has not agreed yet.
+    let mut shown = user
+        .wait_for_reply(|m| is_consent(m) || asked(m), WAIT)
+        .await;
+    if is_consent(&shown) {
+        agree(user).await;
+        shown = user.wait_for_reply(asked, WAIT).await;
+    }
     if shown.requests_contact() {
         user.send_text(phone);
         shown = user

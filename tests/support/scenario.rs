@@ -235,6 +235,9 @@ fn to_phone_step() -> Vec<Step> {
         PressLabel("Любой мастер"),
         PressKind("d:"),
         PressKind("t:"),
+        // The personal-data consent comes before the phone.
+        ExpectText("персональных данных"),
+        PressLabel("Согласен"),
         ExpectContactRequest,
     ]
 }

@@ -173,10 +173,6 @@ pub struct HttpConfig {
     pub public_url: Option<url::Url>,
 }
 
-fn default_true() -> bool {
-    true
-}
-
 fn default_max_connections() -> usize {
     crate::http::server::Limits::default().max_connections
 }

@@ -238,6 +238,16 @@ pub(crate) fn bookings_sql(backend: Backend, grouping: Grouping<'_>) -> String {
     )
 }
 
+/// The two statements of [`Store::source_funnel`] (chat events, bookings), for the benchmark's
+/// `EXPLAIN ANALYZE`. Parameters: business, from, to (unix ms).
+#[doc(hidden)]
+pub fn source_funnel_sql(backend: Backend) -> [String; 2] {
+    [
+        chats_sql(Grouping::Source),
+        bookings_sql(backend, Grouping::Source),
+    ]
+}
+
 fn chats_of(row: &sqlx::any::AnyRow) -> Result<Funnel, StoreError> {
     Ok(Funnel {
         chats_started: row.try_get("started")?,

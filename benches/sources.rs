@@ -1,0 +1,281 @@
+//! The Sources page's queries on a busy store: 100,000 bookings and 1,000,000 chat events over
+//! 90 days across 51 sources, on SQLite and — when ZAPIS_TEST_POSTGRES_URL is set —
+//! PostgreSQL in a fresh schema (vacuumed and analysed, as autovacuum would have it by then).
+//! `cargo bench --bench sources`; ZAPIS_BENCH_ROUNDS sets the rounds (default 7).
+//!
+//! The shape: one business; 70 % of chats direct, 15 % through ten tracked links (with UTM
+//! tags), 15 % through thirty raw payloads; every chat starts, three in ten reach the contact
+//! step (1M events: 770k starts, 230k contacts); bookings come from the same mix plus ten
+//! web-form UTM sets, 60 % visited, 15 % cancelled, 5 % no-shows, the rest booked. Events and
+//! bookings are spread evenly over the 90 days, written in time order as they would be.
+//!
+//! Timed, interleaved within each round: `source_funnel` over the last 30 days, and
+//! `funnel_series` by day over the same 30 days in Moscow time (the page shows both), beside a
+//! floor: `SELECT COUNT(*)` of the same events and bookings, the least any query reading them
+//! can cost. Figures: milliseconds, min / median / max over the rounds.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::Row;
+use zapis::store::analytics::source_funnel_sql;
+use zapis::store::{Backend, Bucket, Store};
+
+const BUSINESS: &str = "b1";
+const EVENTS: i64 = 1_000_000;
+const BOOKINGS: i64 = 100_000;
+const CLIENTS: i64 = 50_000;
+const DAYS: i64 = 90;
+const DAY_MS: i64 = 86_400_000;
+
+fn end() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0)
+        .single()
+        .expect("instant")
+}
+
+/// `x`'s chat (events) or booking: its source class from a scrambled number, 0..99.
+const MIX: &str = "((((c / 10) * 7919) + c % 10) % 100)";
+
+/// Rows `0..n` as `x`: `generate_series` on PostgreSQL, a recursive CTE on SQLite.
+fn numbers(backend: Backend, n: i64) -> String {
+    match backend {
+        Backend::Sqlite => format!(
+            "WITH RECURSIVE g(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM g WHERE x < {}) ",
+            n - 1
+        ),
+        Backend::Postgres => format!(
+            "WITH g(x) AS (SELECT CAST(x AS BIGINT) FROM generate_series(0, {}) AS s(x)) ",
+            n - 1
+        ),
+    }
+}
+
+async fn fill(store: &Store) {
+    let backend = store.backend();
+    let t0 = end().timestamp_millis() - DAYS * DAY_MS;
+    let events_step = DAYS * DAY_MS / EVENTS;
+    let bookings_step = DAYS * DAY_MS / BOOKINGS;
+    let mut sql = vec![
+        format!(
+            "{} INSERT INTO clients (id, business_id, phone, name, email, created_at, updated_at) \
+             SELECT 'c' || x, '{BUSINESS}', '+7916' || (1000000 + x), 'n', NULL, 0, 0 FROM g",
+            numbers(backend, CLIENTS)
+        ),
+        format!(
+            "INSERT INTO tracked_links (business_id, token, name, utm, created_at) {} \
+             SELECT '{BUSINESS}', 'lnk_' || x, 'Link ' || x, \
+               '{{\"source\":\"vk\",\"medium\":\"cpc\",\"campaign\":\"c' || x || '\"}}', 0 \
+             FROM g",
+            numbers(backend, 10)
+        ),
+    ];
+    // Seven in ten events start a chat; the other three are the contact step of the first
+    // three chats of their ten.
+    sql.push(format!(
+        "{nums}, e(x, c) AS (SELECT x, x - x % 10 + (x % 10) % 7 FROM g) \
+         INSERT INTO chat_events (business_id, chat_key, at, kind, channel, payload, link_name, \
+           utm_source, utm_medium, utm_campaign) \
+         SELECT '{BUSINESS}', 'telegram:' || c, {t0} + x * {events_step}, \
+           CASE WHEN x % 10 < 7 THEN 'start' ELSE 'contact' END, 'telegram', \
+           CASE WHEN {MIX} >= 85 THEN 'src_' || (c % 30) \
+                WHEN {MIX} >= 70 THEN 'lnk_' || (c % 10) END, \
+           CASE WHEN {MIX} >= 70 AND {MIX} < 85 THEN 'Link ' || (c % 10) END, \
+           CASE WHEN {MIX} >= 70 AND {MIX} < 85 THEN 'vk' END, \
+           CASE WHEN {MIX} >= 70 AND {MIX} < 85 THEN 'cpc' END, \
+           CASE WHEN {MIX} >= 70 AND {MIX} < 85 THEN 'c' || (c % 10) END \
+         FROM e",
+        nums = numbers(backend, EVENTS)
+    ));
+    sql.push(format!(
+        "{nums}, e(x, c) AS (SELECT x, x FROM g) \
+         INSERT INTO bookings (id, business_id, client_id, service_id, service_name, master_id, \
+           master_name, start_at, duration_min, price, status, source, source_payload, channel, \
+           chat_id, external_id, created_at, updated_at) \
+         SELECT 'bk' || x, '{BUSINESS}', 'c' || (x % {CLIENTS}), 's' || (x % 7), 'Стрижка', \
+           'm' || (x % 5), 'Ольга', {t0} + x * {bookings_step} + 3 * {DAY_MS}, 60, \
+           100000 + (x % 40) * 10000, \
+           CASE WHEN x % 20 < 12 THEN 'visited' WHEN x % 20 < 15 THEN 'cancelled_by_client' \
+                WHEN x % 20 < 16 THEN 'no_show' ELSE 'booked' END, \
+           CASE WHEN {MIX} >= 95 THEN '{{\"channel\":\"web_form\",\"utm\":{{\"source\":\"yandex\",\"medium\":\"cpc\",\"campaign\":\"w' || (c % 10) || '\"}}}}' \
+                WHEN {MIX} >= 85 THEN '{{\"channel\":\"telegram\",\"payload\":\"src_' || (c % 30) || '\"}}' \
+                WHEN {MIX} >= 70 THEN '{{\"channel\":\"telegram\",\"payload\":\"lnk_' || (c % 10) || '\",\"link_name\":\"Link ' || (c % 10) || '\",\"utm\":{{\"source\":\"vk\",\"medium\":\"cpc\",\"campaign\":\"c' || (c % 10) || '\"}}}}' \
+                ELSE '{{\"channel\":\"telegram\"}}' END, \
+           CASE WHEN {MIX} >= 95 THEN NULL WHEN {MIX} >= 85 THEN 'src_' || (c % 30) \
+                WHEN {MIX} >= 70 THEN 'lnk_' || (c % 10) END, \
+           'telegram', '' || x, NULL, {t0} + x * {bookings_step}, {t0} + x * {bookings_step} \
+         FROM e",
+        nums = numbers(backend, BOOKINGS)
+    ));
+    if backend == Backend::Postgres {
+        sql.push("VACUUM ANALYZE".into());
+    }
+    for statement in sql {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(store.pool())
+            .await
+            .expect("fill");
+    }
+}
+
+async fn floor(store: &Store, from: i64, to: i64) -> i64 {
+    let mut n = 0;
+    for sql in [
+        "SELECT COUNT(*) FROM chat_events WHERE business_id = $1 AND at >= $2 AND at < $3",
+        "SELECT COUNT(*) FROM bookings WHERE business_id = $1 AND created_at >= $2 \
+         AND created_at < $3 AND status <> 'failed'",
+    ] {
+        let c: i64 = sqlx::query_scalar(sql)
+            .bind(BUSINESS)
+            .bind(from)
+            .bind(to)
+            .fetch_one(store.pool())
+            .await
+            .expect("floor");
+        n += c;
+    }
+    n
+}
+
+struct Timings {
+    floor: Vec<Duration>,
+    funnel: Vec<Duration>,
+    series: Vec<Duration>,
+    page: Vec<Duration>,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn spread(mut v: Vec<Duration>) -> String {
+    v.sort();
+    format!(
+        "{:7.1} / {:7.1} / {:7.1}",
+        ms(v[0]),
+        ms(v[v.len() / 2]),
+        ms(v[v.len() - 1])
+    )
+}
+
+async fn explain(store: &Store, from: i64, to: i64) {
+    for sql in source_funnel_sql(store.backend()) {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN (ANALYZE, BUFFERS) {sql}"
+        )))
+        .bind(BUSINESS)
+        .bind(from)
+        .bind(to)
+        .fetch_all(store.pool())
+        .await
+        .expect("explain");
+        for row in rows {
+            println!("    {}", row.try_get::<String, _>(0).expect("line"));
+        }
+        println!();
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let rounds: usize = std::env::var("ZAPIS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(7);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut stores = vec![(
+        "SQLite",
+        Store::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("sources.db").display()
+        ))
+        .await
+        .expect("sqlite"),
+    )];
+    match std::env::var("ZAPIS_TEST_POSTGRES_URL") {
+        Ok(base) => stores.push((
+            "PostgreSQL",
+            zapis::store::test_support::fresh_postgres(&base).await,
+        )),
+        Err(_) => println!("PostgreSQL skipped: ZAPIS_TEST_POSTGRES_URL is not set"),
+    }
+    for (name, store) in &stores {
+        let started = Instant::now();
+        fill(store).await;
+        println!(
+            "{name}: filled {EVENTS} chat events, {BOOKINGS} bookings in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let to = end();
+    let from = to - chrono::Duration::days(30);
+    let (from_ms, to_ms) = (from.timestamp_millis(), to.timestamp_millis());
+    let tz: chrono_tz::Tz = "Europe/Moscow".parse().expect("zone");
+    let mut timings: Vec<Timings> = stores
+        .iter()
+        .map(|_| Timings {
+            floor: Vec::new(),
+            funnel: Vec::new(),
+            series: Vec::new(),
+            page: Vec::new(),
+        })
+        .collect();
+    let mut rows_read = vec![0; stores.len()];
+    let mut sources = vec![0; stores.len()];
+    // One warm-up round, not counted: the first read of a fresh file comes from disk.
+    for round in 0..=rounds {
+        for (i, (_, store)) in stores.iter().enumerate() {
+            let t = Instant::now();
+            rows_read[i] = floor(store, from_ms, to_ms).await;
+            let floor_took = t.elapsed();
+            let t = Instant::now();
+            let rows = store
+                .source_funnel(BUSINESS, from, to)
+                .await
+                .expect("funnel");
+            let funnel_took = t.elapsed();
+            sources[i] = rows.len();
+            let t = Instant::now();
+            let series = store
+                .funnel_series(BUSINESS, from, to, Bucket::Day, tz, None)
+                .await
+                .expect("series");
+            let series_took = t.elapsed();
+            assert_eq!(series.len(), 31, "30 days in Moscow time touch 31 dates");
+            let total: i64 = rows.iter().map(|r| r.funnel.bookings).sum();
+            let by_day: i64 = series.iter().map(|(_, f)| f.bookings).sum();
+            assert_eq!(total, by_day, "the series adds up to the table");
+            if round > 0 {
+                let tm = &mut timings[i];
+                tm.floor.push(floor_took);
+                tm.funnel.push(funnel_took);
+                tm.series.push(series_took);
+                tm.page.push(funnel_took + series_took);
+            }
+        }
+    }
+    println!(
+        "\n30-day window, {rounds} rounds, milliseconds min / median / max \
+         (sources found, rows in the window: events + bookings)"
+    );
+    for (i, (name, _)) in stores.iter().enumerate() {
+        let tm = &timings[i];
+        println!("{name} ({} sources, {} rows)", sources[i], rows_read[i]);
+        println!("  floor: COUNT(*) of both     {}", spread(tm.floor.clone()));
+        println!(
+            "  source_funnel               {}",
+            spread(tm.funnel.clone())
+        );
+        println!(
+            "  funnel_series (day)         {}",
+            spread(tm.series.clone())
+        );
+        println!("  page (funnel + series)      {}", spread(tm.page.clone()));
+    }
+    for (name, store) in &stores {
+        if store.backend() == Backend::Postgres {
+            println!("\n{name}: EXPLAIN ANALYZE of source_funnel (chat events, then bookings)");
+            explain(store, from_ms, to_ms).await;
+        }
+    }
+}

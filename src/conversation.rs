@@ -1094,7 +1094,7 @@ pub(crate) mod tests {
         let conv = app.conversations.clone();
         let store = conv.store();
         let chat = ChatRef::new(Channel::Telegram, "7");
-        pick_a_time(&conv, &chat, Some("src_vk")).await;
+        let consent = pick_a_time(&conv, &chat, Some("src_vk")).await;
         let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT kind, chat_key, payload, link_name FROM chat_events ORDER BY id",
         )
@@ -1110,7 +1110,8 @@ pub(crate) mod tests {
             )
         };
         assert_eq!(rows, [with("start"), with("contact")]);
-        // The phone is typed: the name step is the same part of the flow, nothing new.
+        // The consent is given and the phone typed: the same part of the flow, nothing new.
+        press(&conv, &chat, &consent, |b| b.label.contains("Согласен")).await;
         conv.handle(&chat, None, ChatEvent::Text("+7 916 555-12-34".into()))
             .await
             .expect("phone");

@@ -91,7 +91,12 @@ impl DialogState {
     pub fn funnel_stage(&self) -> FunnelStage {
         match self.at {
             // Moving a booking passes through the confirmation too, but it is no new client.
-            At::Phone | At::Name | At::Confirm if self.mv.is_none() => FunnelStage::Contact,
+            // The consent asked before the phone is the first screen of the contact step.
+            At::Consent(ConsentFor::Booking) | At::Phone | At::Name | At::Confirm
+                if self.mv.is_none() =>
+            {
+                FunnelStage::Contact
+            }
             At::Menu | At::Services { .. } | At::Masters | At::Days | At::Times => {
                 FunnelStage::Choosing
             }

@@ -10,6 +10,7 @@ console-forbidden = This page is not available to you.
 console-not-found = There is no such page.
 console-bad-form = The form is outdated or did not come from the console. Reload the page and try again.
 console-broken = Something went wrong. The error is logged; try again a little later.
+console-no-business = None of your businesses is served by this zapis deployment. If that is wrong, ask whoever set it up.
 console-home = Home
 console-nav-sources = Sources
 console-nav-bookings = Bookings

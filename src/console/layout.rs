@@ -10,6 +10,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::{Page, Visit};
 use crate::i18n::{FluentValue, Lang, t, t_args};
+use crate::store::ConsoleSession;
 
 pub fn tr(lang: Lang, key: &str) -> String {
     t(lang, key)
@@ -82,6 +83,33 @@ pub fn page(visit: &Visit<'_>, current: Page, title: &str, path: &str, body: Mar
         }
     };
     markup.into_response()
+}
+
+/// For a signed-in user none of whose businesses this deployment serves: who they are, why
+/// there is nothing to show, and the way out.
+pub fn no_business(lang: Lang, session: &ConsoleSession) -> Response {
+    let text = tr(lang, "console-no-business");
+    let markup = html! {
+        (DOCTYPE)
+        html lang=(lang_code(lang)) {
+            (head(lang, &text))
+            body {
+                header.top {
+                    span.brand { "zapis" }
+                    span.user {
+                        (session.user.login) " · "
+                        (tr(lang, &format!("console-role-{}", session.user.role.as_str())))
+                    }
+                    form.inline method="post" action="/console/logout" {
+                        input type="hidden" name="csrf" value=(session.csrf);
+                        button type="submit" { (tr(lang, "console-sign-out")) }
+                    }
+                }
+                main { h1 { "zapis" } p.error role="alert" { (text) } }
+            }
+        }
+    };
+    (StatusCode::FORBIDDEN, markup).into_response()
 }
 
 pub fn login(lang: Lang, csrf: &str, error: Option<&str>) -> Response {

@@ -272,11 +272,13 @@ async fn home(
 ) -> Result<Response, Refusal> {
     let lang = lang_of(&headers, &jar);
     let session = auth::signed_in(&state, &jar).await?;
-    let business = state
+    let Some(business) = state
         .businesses
         .iter()
         .find(|b| session.user.may_see(&b.id))
-        .ok_or(Refusal::Forbidden(lang))?;
+    else {
+        return Ok(layout::no_business(lang, &session));
+    };
     Ok(Redirect::to(&format!("/console/b/{}", business.id)).into_response())
 }
 

@@ -439,6 +439,17 @@ async fn a_user_of_one_business_reaches_nothing_of_another() {
             c.get("/console/b/b2/bookings", &root).await.status,
             StatusCode::OK
         );
+        // Someone whose only business is not served here is told so, and may sign out.
+        store
+            .add_console_user("eve", &hash, Role::Owner, &["b9".to_string()], start())
+            .await
+            .unwrap();
+        let eve = c.sign_in("eve").await;
+        let a = c.get("/console", &eve).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN);
+        assert!(a.body.contains("не обслуживается"), "{}", a.body);
+        assert!(a.body.contains("action=\"/console/logout\""), "{}", a.body);
+        assert!(!a.body.contains("Салон b1"), "{}", a.body);
     }
 }
 

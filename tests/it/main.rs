@@ -7,6 +7,7 @@ mod support;
 
 mod amocrm;
 mod bitrix24;
+mod console_browser;
 mod crm_e2e;
 mod crm_faults_e2e;
 mod demo;

@@ -356,6 +356,10 @@ pub fn router(state: Arc<ConsoleState>) -> Router {
             "/console/b/{business}/clients/{client}",
             get(bookings::client),
         )
+        .route(
+            "/console/b/{business}/clients/{client}/forget",
+            post(bookings::forget),
+        )
         .route("/console/b/{business}/deliveries", get(deliveries::page_of))
         .route(
             "/console/b/{business}/jobs/{job}/retry",

@@ -539,7 +539,13 @@ impl AmoCrm {
             .chars()
             .skip(digits.len().saturating_sub(10))
             .collect();
-        for contact in self.search_contacts(&tail).await? {
+        // An erased client's phone searches nothing: an empty query lists every contact.
+        let by_phone = if phone.is_erased() {
+            Vec::new()
+        } else {
+            self.search_contacts(&tail).await?
+        };
+        for contact in by_phone {
             if contact.phones().any(|p| &p == phone) {
                 tracing::debug!(contact_id = contact.id, phone = %phone.masked(), "amoCRM contact found by phone");
                 return Ok(Some(contact.id));

@@ -1235,7 +1235,11 @@ impl Bitrix24 {
         phone: &Phone,
         email: Option<&Email>,
     ) -> Result<Option<i64>, CrmError> {
-        let by_phone = self.duplicates("PHONE", phone_variants(phone)).await?;
+        let by_phone = if phone.is_erased() {
+            Vec::new()
+        } else {
+            self.duplicates("PHONE", phone_variants(phone)).await?
+        };
         for c in self.contacts_by_id(&by_phone).await? {
             if c.phones().any(|p| &p == phone) {
                 let id = id_of(&c.id).unwrap_or_default();

@@ -326,7 +326,7 @@ impl Store {
         let client = Client {
             id: row.try_get("id")?,
             business_id: row.try_get("business_id")?,
-            phone: Phone::parse(&phone).map_err(|e| corrupt("phone", &e))?,
+            phone: stored_phone(&phone).map_err(|e| corrupt("phone", &e))?,
             name: row.try_get("name")?,
             email: email
                 .map(|e| Email::parse(&e))
@@ -589,6 +589,15 @@ pub async fn insert_booking_in(
     Ok(())
 }
 
+/// A client's phone as stored: a number, or the mark an erasure leaves in its place.
+fn stored_phone(raw: &str) -> Result<Phone, crate::normalize::ContactError> {
+    if raw.starts_with(super::forget::ERASED_PHONE_PREFIX) {
+        Ok(Phone::erased())
+    } else {
+        Phone::parse(raw)
+    }
+}
+
 fn booking_from_row(row: &AnyRow) -> Result<Booking, StoreError> {
     let corrupt =
         |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what}: {e}"));
@@ -609,7 +618,7 @@ fn booking_from_row(row: &AnyRow) -> Result<Booking, StoreError> {
     Ok(Booking {
         id: row.try_get("id")?,
         business_id: row.try_get("business_id")?,
-        client_phone: Phone::parse(&phone).map_err(|e| corrupt("client phone", &e))?,
+        client_phone: stored_phone(&phone).map_err(|e| corrupt("client phone", &e))?,
         client_name: row.try_get("name")?,
         client_email: email
             .map(|e| Email::parse(&e))

@@ -12,7 +12,9 @@
 //! Timed, interleaved within each round: `source_funnel` over the last 30 days, and
 //! `funnel_series` by day over the same 30 days in Moscow time (the page shows both), beside a
 //! floor: `SELECT COUNT(*)` of the same events and bookings, the least any query reading them
-//! can cost. Figures: milliseconds, min / median / max over the rounds.
+//! can cost. Then the page itself as `zapis run` serves it: the console's router asked for
+//! the Sources page of the same month with a marketer's session, rendered to the last byte.
+//! Figures: milliseconds, min / median / max over the rounds.
 
 use std::time::{Duration, Instant};
 
@@ -142,6 +144,85 @@ struct Timings {
     funnel: Vec<Duration>,
     series: Vec<Duration>,
     page: Vec<Duration>,
+    http: Vec<Duration>,
+}
+
+/// The console as `zapis run` serves it, over `store`, with a marketer signed in: the router
+/// and the session cookie to send.
+async fn console(store: &Store) -> (axum::Router, String) {
+    use std::sync::Arc;
+    use zapis::clock::{Clock, FakeClock};
+    use zapis::console::{BusinessView, ConsoleState, auth};
+    use zapis::store::Role;
+    let clock: Arc<dyn Clock> = Arc::new(FakeClock::new(end()));
+    let tz: chrono_tz::Tz = "Europe/Moscow".parse().expect("zone");
+    let view = BusinessView {
+        id: BUSINESS.into(),
+        name: "Салон".into(),
+        timezone: tz,
+        telegram_bot: Some("salon_bot".into()),
+        max_bot: None,
+        schedule: "sandbox",
+        crm: None,
+        systems: vec!["sandbox".into()],
+        webhook_sources: Vec::new(),
+        webhook_secret: "webhook-secret-0123456789".into(),
+        booking: Arc::new(zapis::booking::sandbox::Sandbox::new(
+            store.clone(),
+            BUSINESS,
+            tz,
+            clock.clone(),
+        )),
+        crm_client: None,
+    };
+    let state = ConsoleState::new(store.clone(), clock, vec![view], None).expect("console");
+    let hash = auth::hash_password("bench password").expect("hash");
+    let user = store
+        .add_console_user(
+            "mila",
+            &hash,
+            Role::Marketer,
+            &[BUSINESS.to_string()],
+            end(),
+        )
+        .await
+        .expect("user");
+    let token = auth::random_token();
+    store
+        .create_console_session(
+            &auth::token_digest(&token),
+            &user.id,
+            "csrf",
+            end(),
+            end() + chrono::Duration::days(1),
+        )
+        .await
+        .expect("session");
+    (
+        zapis::console::router(Arc::new(state)),
+        format!("{}={token}", auth::SESSION_COOKIE),
+    )
+}
+
+/// The Sources page for November in Moscow, as a browser asks for it; its size in bytes.
+async fn render(router: &axum::Router, cookie: &str) -> usize {
+    use tower::ServiceExt as _;
+    let request = axum::http::Request::get(format!(
+        "/console/b/{BUSINESS}/sources?from=2026-11-01&to=2026-11-30"
+    ))
+    .header(axum::http::header::COOKIE, cookie)
+    .body(axum::body::Body::empty())
+    .expect("request");
+    let response = router.clone().oneshot(request).await.expect("answer");
+    assert_eq!(response.status(), axum::http::StatusCode::OK, "the page");
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    assert!(
+        String::from_utf8_lossy(&body).contains("Link 3"),
+        "the page lists the tracked links' rows"
+    );
+    body.len()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -218,8 +299,14 @@ async fn main() {
             funnel: Vec::new(),
             series: Vec::new(),
             page: Vec::new(),
+            http: Vec::new(),
         })
         .collect();
+    let mut consoles = Vec::new();
+    for (_, store) in &stores {
+        consoles.push(console(store).await);
+    }
+    let mut page_bytes = vec![0; stores.len()];
     let mut rows_read = vec![0; stores.len()];
     let mut sources = vec![0; stores.len()];
     // One warm-up round, not counted: the first read of a fresh file comes from disk.
@@ -245,8 +332,12 @@ async fn main() {
             let total: i64 = rows.iter().map(|r| r.funnel.bookings).sum();
             let by_day: i64 = series.iter().map(|(_, f)| f.bookings).sum();
             assert_eq!(total, by_day, "the series adds up to the table");
+            let t = Instant::now();
+            page_bytes[i] = render(&consoles[i].0, &consoles[i].1).await;
+            let http_took = t.elapsed();
             if round > 0 {
                 let tm = &mut timings[i];
+                tm.http.push(http_took);
                 tm.floor.push(floor_took);
                 tm.funnel.push(funnel_took);
                 tm.series.push(series_took);
@@ -271,6 +362,11 @@ async fn main() {
             spread(tm.series.clone())
         );
         println!("  page (funnel + series)      {}", spread(tm.page.clone()));
+        println!(
+            "  page over HTTP, rendered    {}  ({} bytes)",
+            spread(tm.http.clone()),
+            page_bytes[i]
+        );
     }
     for (name, store) in &stores {
         if store.backend() == Backend::Postgres {

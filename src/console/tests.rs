@@ -71,6 +71,7 @@ async fn console(store: Store) -> Console {
         webhook_sources: vec!["amocrm"],
         webhook_secret: "webhook-secret-0123456789".into(),
         booking: Arc::new(Sandbox::new(store.clone(), id, tz, clock.clone())),
+        crm_client: None,
     };
     let state = ConsoleState::new(
         store.clone(),

@@ -1267,6 +1267,48 @@ impl Crm for AmoCrm {
         SYSTEM
     }
 
+    /// `GET /api/v4/leads/pipelines` (every pipeline with its statuses under `_embedded`;
+    /// amoCRM allows at most 50, on one page) and the lead fields.
+    async fn catalog(&self) -> Result<crate::crm::CrmCatalog, CrmError> {
+        let list: PipelinesIn = match self.get("/api/v4/leads/pipelines", &[]).await? {
+            Some(bytes) => parse_body(&bytes, "pipeline list")?,
+            None => PipelinesIn::default(),
+        };
+        let pipelines = list
+            .embedded
+            .map(|e| e.pipelines)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| crate::crm::CatalogPipeline {
+                id: p.id.to_string(),
+                name: p.name.unwrap_or_default(),
+                stages: p
+                    .embedded
+                    .map(|e| e.statuses)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|s| (s.id.to_string(), s.name.unwrap_or_default()))
+                    .collect(),
+            })
+            .collect();
+        let fields = self
+            .lead_fields(true)
+            .await?
+            .iter()
+            .map(|f| crate::crm::CatalogField {
+                id: f.id.to_string(),
+                name: f.name.clone(),
+                code: f.code.clone(),
+                kind: f.field_type.clone(),
+            })
+            .collect();
+        Ok(crate::crm::CrmCatalog {
+            pipelines,
+            fields,
+            sources: Vec::new(),
+        })
+    }
+
     async fn find_or_create_contact(&self, req: &ContactRequest) -> Result<ContactRef, CrmError> {
         if let Some(id) = self.find_contact(&req.phone, req.email.as_ref()).await? {
             return Ok(ContactRef {
@@ -2119,6 +2161,18 @@ struct PipelineIn {
     name: Option<String>,
     #[serde(default, rename = "_embedded")]
     embedded: Option<PipelineEmbeddedIn>,
+}
+
+#[derive(Deserialize, Default)]
+struct PipelinesIn {
+    #[serde(default, rename = "_embedded")]
+    embedded: Option<PipelinesEmbeddedIn>,
+}
+
+#[derive(Deserialize)]
+struct PipelinesEmbeddedIn {
+    #[serde(default)]
+    pipelines: Vec<PipelineIn>,
 }
 
 #[derive(Deserialize)]

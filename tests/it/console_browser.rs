@@ -54,9 +54,11 @@ impl Driver {
                      ChromeDriver: `apt-get install chromium chromium-driver` (.ci/run does)"
                 )
             });
+        // Dropped on every path, so the driver is stopped even when it never listens.
+        let driver = Driver { child, port };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Driver { child, port };
+                return driver;
             }
             std::thread::sleep(Duration::from_millis(100));
         }

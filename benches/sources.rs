@@ -11,8 +11,8 @@
 //!
 //! Timed, interleaved within each round: `source_funnel` over the last 30 days, and
 //! `funnel_series` by day over the same 30 days in Moscow time (the page shows both), beside a
-//! floor: `SELECT COUNT(*)` of the same events and bookings, the least any query reading them
-//! can cost. Then the page itself as `zapis run` serves it: the console's router asked for
+//! floor: `SELECT COUNT(*)` of the rows the page reads (the hourly roll-up of chat events and
+//! the bookings' index), the least any query reading them can cost. Then the page itself as `zapis run` serves it: the console's router asked for
 //! the Sources page of the same month with a marketer's session, rendered to the last byte.
 //! Figures: milliseconds, min / median / max over the rounds.
 
@@ -93,7 +93,7 @@ async fn fill(store: &Store) {
         "{nums}, e(x, c) AS (SELECT x, x FROM g) \
          INSERT INTO bookings (id, business_id, client_id, service_id, service_name, master_id, \
            master_name, start_at, duration_min, price, status, source, source_payload, channel, \
-           chat_id, external_id, created_at, updated_at) \
+           chat_id, external_id, created_at, updated_at, src_kind, src_label) \
          SELECT 'bk' || x, '{BUSINESS}', 'c' || (x % {CLIENTS}), 's' || (x % 7), 'Стрижка', \
            'm' || (x % 5), 'Ольга', {t0} + x * {bookings_step} + 3 * {DAY_MS}, 60, \
            100000 + (x % 40) * 10000, \
@@ -105,10 +105,29 @@ async fn fill(store: &Store) {
                 ELSE '{{\"channel\":\"telegram\"}}' END, \
            CASE WHEN {MIX} >= 95 THEN NULL WHEN {MIX} >= 85 THEN 'src_' || (c % 30) \
                 WHEN {MIX} >= 70 THEN 'lnk_' || (c % 10) END, \
-           'telegram', '' || x, NULL, {t0} + x * {bookings_step}, {t0} + x * {bookings_step} \
+           'telegram', '' || x, NULL, {t0} + x * {bookings_step}, {t0} + x * {bookings_step}, \
+           CASE WHEN {MIX} >= 95 THEN 'utm' WHEN {MIX} >= 85 THEN 'payload' \
+                WHEN {MIX} >= 70 THEN 'link' ELSE 'direct' END, \
+           CASE WHEN {MIX} >= 95 THEN 'yandex / cpc / w' || (c % 10) \
+                WHEN {MIX} >= 85 THEN 'src_' || (c % 30) \
+                WHEN {MIX} >= 70 THEN 'Link ' || (c % 10) ELSE '' END \
          FROM e",
         nums = numbers(backend, BOOKINGS)
     ));
+    // What the turns keep as they record the events: each chat here starts once and reaches
+    // the contact step at most once, so counting the rows is what the turns would have added.
+    sql.push(
+        "INSERT INTO funnel_hours (business_id, hour, src_kind, src_label, started, reached) \
+         SELECT business_id, hour, src_kind, src_label, \
+           SUM(CASE WHEN kind = 'start' THEN 1 ELSE 0 END), \
+           SUM(CASE WHEN kind = 'contact' THEN 1 ELSE 0 END) \
+         FROM (SELECT business_id, kind, at - at % 3600000 AS hour, \
+           CASE WHEN link_name IS NOT NULL THEN 'link' WHEN payload IS NOT NULL THEN 'payload' \
+             WHEN utm_source IS NOT NULL THEN 'utm' ELSE 'direct' END AS src_kind, \
+           COALESCE(link_name, payload, '') AS src_label FROM chat_events) e \
+         GROUP BY business_id, hour, src_kind, src_label"
+            .into(),
+    );
     if backend == Backend::Postgres {
         sql.push("VACUUM ANALYZE".into());
     }
@@ -123,9 +142,9 @@ async fn fill(store: &Store) {
 async fn floor(store: &Store, from: i64, to: i64) -> i64 {
     let mut n = 0;
     for sql in [
-        "SELECT COUNT(*) FROM chat_events WHERE business_id = $1 AND at >= $2 AND at < $3",
+        "SELECT COUNT(*) FROM funnel_hours WHERE business_id = $1 AND hour >= $2 AND hour < $3",
         "SELECT COUNT(*) FROM bookings WHERE business_id = $1 AND created_at >= $2 \
-         AND created_at < $3 AND status <> 'failed'",
+         AND created_at < $3 AND status <> 'failed' AND src_kind IS NOT NULL",
     ] {
         let c: i64 = sqlx::query_scalar(sql)
             .bind(BUSINESS)
@@ -240,7 +259,7 @@ fn spread(mut v: Vec<Duration>) -> String {
 }
 
 async fn explain(store: &Store, from: i64, to: i64) {
-    for sql in source_funnel_sql(store.backend()) {
+    for sql in source_funnel_sql() {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "EXPLAIN (ANALYZE, BUFFERS) {sql}"
         )))
@@ -347,7 +366,7 @@ async fn main() {
     }
     println!(
         "\n30-day window, {rounds} rounds, milliseconds min / median / max \
-         (sources found, rows in the window: events + bookings)"
+         (sources found, rows in the window: roll-up hours + bookings)"
     );
     for (i, (name, _)) in stores.iter().enumerate() {
         let tm = &timings[i];

@@ -195,6 +195,7 @@ impl App {
             crm_system: self.crm.as_ref().map(|c| c.system()),
             accounting: self.onec.is_some(),
             default_lang: self.config.business.locale,
+            texts: self.config.business.texts.clone(),
             timezone: self.config.business.timezone,
             schedule_to_crm: self.config.sync.schedule_to_crm,
             notify_client: self.config.sync.notify_client,
@@ -370,11 +371,10 @@ impl App {
         if let Some(crm) = &self.crm {
             engine.register(
                 crm.system(),
-                Arc::new(CrmJobs::new(
-                    crm.clone(),
-                    business.locale,
-                    business.timezone,
-                )),
+                Arc::new(
+                    CrmJobs::new(crm.clone(), business.locale, business.timezone)
+                        .with_texts(business.texts.clone()),
+                ),
             );
         }
         let mut booking_jobs = BookingJobs::new(
@@ -383,7 +383,8 @@ impl App {
             business.locale,
             business.timezone,
             business.address.clone(),
-        );
+        )
+        .with_texts(business.texts.clone());
         if let Some(onec) = &self.onec {
             booking_jobs = booking_jobs.with_accounting();
             let post_sales = self.config.onec.as_ref().is_some_and(|o| o.post_sales);
@@ -440,13 +441,16 @@ impl App {
             if let (Some(alfa), Some(config)) = (&self.alfacrm, &school.alfacrm) {
                 engine.register(
                     crate::school::ALFACRM,
-                    Arc::new(crate::school::jobs::AlfaCrmJobs::new(
-                        alfa.clone(),
-                        config.clone(),
-                        school.clone(),
-                        business.locale,
-                        business.timezone,
-                    )),
+                    Arc::new(
+                        crate::school::jobs::AlfaCrmJobs::new(
+                            alfa.clone(),
+                            config.clone(),
+                            school.clone(),
+                            business.locale,
+                            business.timezone,
+                        )
+                        .with_texts(business.texts.clone()),
+                    ),
                 );
             }
             if let Some(gc) = &self.getcourse {

@@ -242,6 +242,7 @@ impl Conversations {
             user_lang: user_lang.map(str::to_string),
             channel: chat.channel,
             school: self.school.is_some(),
+            texts: self.business.texts.clone(),
             change_cutoff: self.change_cutoff,
             consent: self.privacy.consent,
             policy_url: self.privacy.policy_url.as_ref().map(ToString::to_string),
@@ -505,7 +506,7 @@ impl Conversations {
                     .b_date
                     .filter(|d| *d > today)
                     .map(|d| {
-                        crate::i18n::t_args(
+                        self.business.texts.t_args(
                             lang,
                             "school-group-start",
                             &[(

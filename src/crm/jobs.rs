@@ -13,7 +13,7 @@ use crate::effects::{
     BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_CREATED, BOOKING_NO_SHOW, BOOKING_RESCHEDULED,
     BOOKING_VISITED, load_booking_job,
 };
-use crate::i18n::{FluentValue, Lang, t, t_args};
+use crate::i18n::{FluentValue, Lang, Texts};
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler};
 
 /// How far back the chat is read for the transcript of a booking.
@@ -23,6 +23,7 @@ pub struct CrmJobs {
     crm: Arc<dyn Crm>,
     /// Language of the notes and tasks managers read.
     lang: Lang,
+    texts: Texts,
     timezone: chrono_tz::Tz,
 }
 
@@ -31,8 +32,15 @@ impl CrmJobs {
         CrmJobs {
             crm,
             lang,
+            texts: Texts::default(),
             timezone,
         }
+    }
+
+    /// The business's words for notes and tasks (built-in salon words otherwise).
+    pub fn with_texts(mut self, texts: Texts) -> CrmJobs {
+        self.texts = texts;
+        self
     }
 
     fn when(&self, booking: &Booking) -> String {
@@ -65,7 +73,7 @@ impl CrmJobs {
             .into_iter()
             .map(|l| TranscriptLine {
                 at: l.at,
-                author: t(
+                author: self.texts.t(
                     self.lang,
                     if l.author == "client" {
                         "crm-author-client"
@@ -167,7 +175,7 @@ impl CrmJobs {
                 0,
                 TranscriptLine {
                     at: booking.created_at,
-                    author: t(self.lang, "crm-author-comment"),
+                    author: self.texts.t(self.lang, "crm-author-comment"),
                     text: comment,
                 },
             );
@@ -222,7 +230,7 @@ impl CrmJobs {
                 .await?;
         }
         if self.link(booking, "booking_task", ctx).await?.is_none() {
-            let text = t_args(
+            let text = self.texts.t_args(
                 self.lang,
                 "crm-task-confirm",
                 &[
@@ -261,7 +269,7 @@ impl CrmJobs {
 impl JobHandler for CrmJobs {
     async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
         let (payload, booking) = load_booking_job(job, ctx.store).await?;
-        let by = t(
+        let by = self.texts.t(
             self.lang,
             match payload.by.as_deref() {
                 Some("business") => "crm-by-business",
@@ -273,7 +281,7 @@ impl JobHandler for CrmJobs {
             BOOKING_CREATED => self.created(&booking, ctx).await,
             BOOKING_CANCELLED => {
                 let lead = self.lead_id(&booking, ctx).await?;
-                let note = t_args(
+                let note = self.texts.t_args(
                     self.lang,
                     "crm-note-cancelled",
                     &[
@@ -289,7 +297,7 @@ impl JobHandler for CrmJobs {
             }
             BOOKING_RESCHEDULED => {
                 let lead = self.lead_id(&booking, ctx).await?;
-                let note = t_args(
+                let note = self.texts.t_args(
                     self.lang,
                     "crm-note-rescheduled",
                     &[
@@ -311,7 +319,7 @@ impl JobHandler for CrmJobs {
                 } else {
                     "crm-note-no-show"
                 };
-                let note = t_args(
+                let note = self.texts.t_args(
                     self.lang,
                     key,
                     &[
@@ -327,7 +335,7 @@ impl JobHandler for CrmJobs {
             }
             BOOKING_VISITED => {
                 let lead = self.lead_id(&booking, ctx).await?;
-                let note = t_args(
+                let note = self.texts.t_args(
                     self.lang,
                     "crm-note-visited",
                     &[

@@ -1124,6 +1124,56 @@ timezone = "Asia/Yekaterinburg"
     }
 
     #[test]
+    fn business_words_follow_the_kind_and_a_locales_dir_beside_the_config() {
+        use crate::i18n::Lang;
+        let c = load(MINIMAL).expect("loads");
+        assert_eq!(c.business.kind, BusinessKind::Salon);
+        assert_eq!(
+            c.business.texts.t(Lang::Ru, "btn-any-master"),
+            "Любой мастер"
+        );
+        let clinic = MINIMAL.replace("[business]", "[business]\nkind = \"clinic\"");
+        let c = load(&clinic).expect("a clinic loads");
+        assert_eq!(c.business.kind, BusinessKind::Clinic);
+        assert_eq!(c.business.texts.t(Lang::Ru, "btn-any-master"), "Любой врач");
+
+        #[allow(clippy::result_large_err)]
+        fn load_in_conf(toml: &str, ftl: &str) -> Result<Config, ConfigError> {
+            let mut result = None;
+            figment::Jail::expect_with(|jail| {
+                jail.clear_env();
+                jail.create_dir("conf/words/ru")?;
+                jail.create_file("conf/words/ru/main.ftl", ftl)?;
+                jail.create_file("conf/zapis.toml", toml)?;
+                result = Some(Config::load(Path::new("conf/zapis.toml")));
+                Ok(())
+            });
+            result.expect("the jail ran")
+        }
+        let with_dir = clinic.replace("[business]", "[business]\nlocales = \"words\"");
+        let c = load_in_conf(&with_dir, "btn-any-master = Кто угодно\n").expect("loads");
+        assert_eq!(c.business.texts.t(Lang::Ru, "btn-any-master"), "Кто угодно");
+        assert_eq!(c.business.texts.t(Lang::En, "btn-any-master"), "Any doctor");
+        let err = load_in_conf(&with_dir, "btn-any-master = { $who }\n")
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "business.locales",
+            "words/ru/main.ftl",
+            "`btn-any-master`",
+            "$who",
+        ] {
+            assert!(err.contains(want), "{want:?} missing in {err}");
+        }
+        let err = load(&with_dir).unwrap_err().to_string();
+        assert!(err.contains("business.locales"), "{err}");
+        let err = load(&MINIMAL.replace("[business]", "[business]\nkind = \"spa\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kind"), "{err}");
+    }
+
+    #[test]
     fn minimal_config_fills_defaults() {
         let c = load(MINIMAL).unwrap();
         assert_eq!(c.store.url, "sqlite://zapis.db");

@@ -803,8 +803,7 @@ mod tests {
     #[track_caller]
     fn fails(files: &[(&str, &str)], want: &[&str]) {
         let err = load(files)
-            .err()
-            .expect("the override is refused")
+            .expect_err("the override is refused")
             .to_string();
         for w in want {
             assert!(err.contains(w), "{w:?} missing in: {err}");

@@ -11,8 +11,10 @@
 //!
 //! Timed, interleaved within each round: `source_funnel` over the last 30 days, and
 //! `funnel_series` by day over the same 30 days in Moscow time (the page shows both), beside a
-//! floor: `SELECT COUNT(*)` of the same events and bookings, the least any query reading them
-//! can cost. Figures: milliseconds, min / median / max over the rounds.
+//! floor: `SELECT COUNT(*)` of the rows the page reads (the hourly roll-up of chat events and
+//! the bookings' index), the least any query reading them can cost. Then the page itself as `zapis run` serves it: the console's router asked for
+//! the Sources page of the same month with a marketer's session, rendered to the last byte.
+//! Figures: milliseconds, min / median / max over the rounds.
 
 use std::time::{Duration, Instant};
 
@@ -91,7 +93,7 @@ async fn fill(store: &Store) {
         "{nums}, e(x, c) AS (SELECT x, x FROM g) \
          INSERT INTO bookings (id, business_id, client_id, service_id, service_name, master_id, \
            master_name, start_at, duration_min, price, status, source, source_payload, channel, \
-           chat_id, external_id, created_at, updated_at) \
+           chat_id, external_id, created_at, updated_at, src_kind, src_label) \
          SELECT 'bk' || x, '{BUSINESS}', 'c' || (x % {CLIENTS}), 's' || (x % 7), 'Стрижка', \
            'm' || (x % 5), 'Ольга', {t0} + x * {bookings_step} + 3 * {DAY_MS}, 60, \
            100000 + (x % 40) * 10000, \
@@ -103,10 +105,29 @@ async fn fill(store: &Store) {
                 ELSE '{{\"channel\":\"telegram\"}}' END, \
            CASE WHEN {MIX} >= 95 THEN NULL WHEN {MIX} >= 85 THEN 'src_' || (c % 30) \
                 WHEN {MIX} >= 70 THEN 'lnk_' || (c % 10) END, \
-           'telegram', '' || x, NULL, {t0} + x * {bookings_step}, {t0} + x * {bookings_step} \
+           'telegram', '' || x, NULL, {t0} + x * {bookings_step}, {t0} + x * {bookings_step}, \
+           CASE WHEN {MIX} >= 95 THEN 'utm' WHEN {MIX} >= 85 THEN 'payload' \
+                WHEN {MIX} >= 70 THEN 'link' ELSE 'direct' END, \
+           CASE WHEN {MIX} >= 95 THEN 'yandex / cpc / w' || (c % 10) \
+                WHEN {MIX} >= 85 THEN 'src_' || (c % 30) \
+                WHEN {MIX} >= 70 THEN 'Link ' || (c % 10) ELSE '' END \
          FROM e",
         nums = numbers(backend, BOOKINGS)
     ));
+    // What the turns keep as they record the events: each chat here starts once and reaches
+    // the contact step at most once, so counting the rows is what the turns would have added.
+    sql.push(
+        "INSERT INTO funnel_hours (business_id, hour, src_kind, src_label, started, reached) \
+         SELECT business_id, hour, src_kind, src_label, \
+           SUM(CASE WHEN kind = 'start' THEN 1 ELSE 0 END), \
+           SUM(CASE WHEN kind = 'contact' THEN 1 ELSE 0 END) \
+         FROM (SELECT business_id, kind, at - at % 3600000 AS hour, \
+           CASE WHEN link_name IS NOT NULL THEN 'link' WHEN payload IS NOT NULL THEN 'payload' \
+             WHEN utm_source IS NOT NULL THEN 'utm' ELSE 'direct' END AS src_kind, \
+           COALESCE(link_name, payload, '') AS src_label FROM chat_events) e \
+         GROUP BY business_id, hour, src_kind, src_label"
+            .into(),
+    );
     if backend == Backend::Postgres {
         sql.push("VACUUM ANALYZE".into());
     }
@@ -121,9 +142,9 @@ async fn fill(store: &Store) {
 async fn floor(store: &Store, from: i64, to: i64) -> i64 {
     let mut n = 0;
     for sql in [
-        "SELECT COUNT(*) FROM chat_events WHERE business_id = $1 AND at >= $2 AND at < $3",
+        "SELECT COUNT(*) FROM funnel_hours WHERE business_id = $1 AND hour >= $2 AND hour < $3",
         "SELECT COUNT(*) FROM bookings WHERE business_id = $1 AND created_at >= $2 \
-         AND created_at < $3 AND status <> 'failed'",
+         AND created_at < $3 AND status <> 'failed' AND src_kind IS NOT NULL",
     ] {
         let c: i64 = sqlx::query_scalar(sql)
             .bind(BUSINESS)
@@ -142,6 +163,85 @@ struct Timings {
     funnel: Vec<Duration>,
     series: Vec<Duration>,
     page: Vec<Duration>,
+    http: Vec<Duration>,
+}
+
+/// The console as `zapis run` serves it, over `store`, with a marketer signed in: the router
+/// and the session cookie to send.
+async fn console(store: &Store) -> (axum::Router, String) {
+    use std::sync::Arc;
+    use zapis::clock::{Clock, FakeClock};
+    use zapis::console::{BusinessView, ConsoleState, auth};
+    use zapis::store::Role;
+    let clock: Arc<dyn Clock> = Arc::new(FakeClock::new(end()));
+    let tz: chrono_tz::Tz = "Europe/Moscow".parse().expect("zone");
+    let view = BusinessView {
+        id: BUSINESS.into(),
+        name: "Салон".into(),
+        timezone: tz,
+        telegram_bot: Some("salon_bot".into()),
+        max_bot: None,
+        schedule: "sandbox",
+        crm: None,
+        systems: vec!["sandbox".into()],
+        webhook_sources: Vec::new(),
+        webhook_secret: "webhook-secret-0123456789".into(),
+        booking: Arc::new(zapis::booking::sandbox::Sandbox::new(
+            store.clone(),
+            BUSINESS,
+            tz,
+            clock.clone(),
+        )),
+        crm_client: None,
+    };
+    let state = ConsoleState::new(store.clone(), clock, vec![view], None).expect("console");
+    let hash = auth::hash_password("bench password").expect("hash");
+    let user = store
+        .add_console_user(
+            "mila",
+            &hash,
+            Role::Marketer,
+            &[BUSINESS.to_string()],
+            end(),
+        )
+        .await
+        .expect("user");
+    let token = auth::random_token();
+    store
+        .create_console_session(
+            &auth::token_digest(&token),
+            &user.id,
+            "csrf",
+            end(),
+            end() + chrono::Duration::days(1),
+        )
+        .await
+        .expect("session");
+    (
+        zapis::console::router(Arc::new(state)),
+        format!("{}={token}", auth::SESSION_COOKIE),
+    )
+}
+
+/// The Sources page for November in Moscow, as a browser asks for it; its size in bytes.
+async fn render(router: &axum::Router, cookie: &str) -> usize {
+    use tower::ServiceExt as _;
+    let request = axum::http::Request::get(format!(
+        "/console/b/{BUSINESS}/sources?from=2026-11-01&to=2026-11-30"
+    ))
+    .header(axum::http::header::COOKIE, cookie)
+    .body(axum::body::Body::empty())
+    .expect("request");
+    let response = router.clone().oneshot(request).await.expect("answer");
+    assert_eq!(response.status(), axum::http::StatusCode::OK, "the page");
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    assert!(
+        String::from_utf8_lossy(&body).contains("Link 3"),
+        "the page lists the tracked links' rows"
+    );
+    body.len()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -159,7 +259,7 @@ fn spread(mut v: Vec<Duration>) -> String {
 }
 
 async fn explain(store: &Store, from: i64, to: i64) {
-    for sql in source_funnel_sql(store.backend()) {
+    for sql in source_funnel_sql() {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "EXPLAIN (ANALYZE, BUFFERS) {sql}"
         )))
@@ -218,8 +318,14 @@ async fn main() {
             funnel: Vec::new(),
             series: Vec::new(),
             page: Vec::new(),
+            http: Vec::new(),
         })
         .collect();
+    let mut consoles = Vec::new();
+    for (_, store) in &stores {
+        consoles.push(console(store).await);
+    }
+    let mut page_bytes = vec![0; stores.len()];
     let mut rows_read = vec![0; stores.len()];
     let mut sources = vec![0; stores.len()];
     // One warm-up round, not counted: the first read of a fresh file comes from disk.
@@ -245,8 +351,12 @@ async fn main() {
             let total: i64 = rows.iter().map(|r| r.funnel.bookings).sum();
             let by_day: i64 = series.iter().map(|(_, f)| f.bookings).sum();
             assert_eq!(total, by_day, "the series adds up to the table");
+            let t = Instant::now();
+            page_bytes[i] = render(&consoles[i].0, &consoles[i].1).await;
+            let http_took = t.elapsed();
             if round > 0 {
                 let tm = &mut timings[i];
+                tm.http.push(http_took);
                 tm.floor.push(floor_took);
                 tm.funnel.push(funnel_took);
                 tm.series.push(series_took);
@@ -256,7 +366,7 @@ async fn main() {
     }
     println!(
         "\n30-day window, {rounds} rounds, milliseconds min / median / max \
-         (sources found, rows in the window: events + bookings)"
+         (sources found, rows in the window: roll-up hours + bookings)"
     );
     for (i, (name, _)) in stores.iter().enumerate() {
         let tm = &timings[i];
@@ -271,6 +381,11 @@ async fn main() {
             spread(tm.series.clone())
         );
         println!("  page (funnel + series)      {}", spread(tm.page.clone()));
+        println!(
+            "  page over HTTP, rendered    {}  ({} bytes)",
+            spread(tm.http.clone()),
+            page_bytes[i]
+        );
     }
     for (name, store) in &stores {
         if store.backend() == Backend::Postgres {

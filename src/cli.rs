@@ -982,6 +982,7 @@ fn console_state(
         webhook_sources: app.webhook_sources(),
         webhook_secret: http.webhook_secret.clone(),
         booking: app.booking.clone(),
+        crm_client: app.crm.clone(),
     };
     let state = crate::console::ConsoleState::new(
         app.store.clone(),

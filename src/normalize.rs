@@ -60,10 +60,24 @@ impl Phone {
             .unwrap_or_else(|_| self.0.trim_start_matches('+').to_string())
     }
 
+    /// The phone of a client whose personal data was erased (152-ФЗ): their bookings stay
+    /// for the business's counts, with no number to show, search or call. Never parsed from
+    /// input and never sent to a vendor.
+    pub fn erased() -> Phone {
+        Phone(String::new())
+    }
+
+    pub fn is_erased(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The number as people write it, for text a client reads: `+7 912 345-67-89`,
     /// `+44 20 7946 0958`. libphonenumber's international format knows every country's
     /// grouping; E.164 is kept in the rare case it cannot read its own output back.
     pub fn formatted(&self) -> String {
+        if self.is_erased() {
+            return "—".into();
+        }
         match PhoneNumber::parse(&self.0, None) {
             Ok(n) => n.format_as(PhoneNumberFormat::International).into_owned(),
             Err(_) => self.0.clone(),

@@ -6,17 +6,18 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use maud::{Markup, html};
 
-use super::auth::Refusal;
+use super::auth::{CsrfForm, Refusal, check_csrf};
 use super::layout::{local_time, page, tr, tr_args};
 use super::{ConsoleState, Page, Visit, visit};
 use crate::domain::{Booking, BookingStatus, Source};
 use crate::i18n::Lang;
 use crate::report::{Side, booking_sides};
+use crate::store::forget::Forgot;
 
 /// Bookings listed at once: each costs a few lookups for its sides.
 const SHOWN: i64 = 100;
@@ -27,6 +28,16 @@ pub struct Period {
     from: String,
     #[serde(default)]
     to: String,
+    /// Set after a client was erased from here: the list says so.
+    #[serde(default)]
+    forgot: Option<String>,
+}
+
+/// The client card's flash after an erasure that waits for deliveries.
+#[derive(serde::Deserialize, Default)]
+pub struct CardFlash {
+    #[serde(default)]
+    waiting: Option<i64>,
 }
 
 /// A period of whole days in the business's zone: `[from 00:00, to 24:00)`.
@@ -190,6 +201,9 @@ pub async fn list(
         .collect();
     let table = booking_rows(&state, &v, &rows).await?;
     let body = html! {
+        @if period.forgot.is_some() {
+            p.flash #forget-result role="status" { (tr(lang, "console-forgot")) }
+        }
         form.filters method="get" {
             label { (tr(lang, "console-from")) " " input type="date" name="from" value=(from); }
             label { (tr(lang, "console-to")) " " input type="date" name="to" value=(to); }
@@ -217,6 +231,7 @@ pub async fn list(
 pub async fn client(
     State(state): State<Arc<ConsoleState>>,
     Path((business, client)): Path<(String, String)>,
+    Query(flash): Query<CardFlash>,
     headers: HeaderMap,
     jar: CookieJar,
 ) -> Result<Response, Refusal> {
@@ -247,7 +262,13 @@ pub async fn client(
     }
     let rows: Vec<(Option<String>, Booking)> = bookings.into_iter().map(|x| (None, x)).collect();
     let table = booking_rows(&state, &v, &rows).await?;
+    let forget_action = format!("/console/b/{}/clients/{}/forget", b.id, card.id);
     let body = html! {
+        @if let Some(n) = flash.waiting {
+            p.flash #forget-result role="status" {
+                (tr_args(lang, "console-forget-waiting", &[("count", n.into())]))
+            }
+        }
         dl.card {
             dt { (tr(lang, "console-phone")) } dd { (card.phone.formatted()) }
             @if let Some(email) = &card.email { dt { "E-mail" } dd { (email.as_str()) } }
@@ -272,7 +293,72 @@ pub async fn client(
                 }
             }
         }
+        // Erasure is final: it sits folded at the end, behind a second click.
+        @if !card.phone.is_erased() { details.forget {
+            summary { (tr(lang, "console-forget")) }
+            p { (tr(lang, "console-forget-explain")) }
+            form method="post" action=(forget_action) {
+                input type="hidden" name="csrf" value=(v.session.csrf);
+                button.danger type="submit" { (tr(lang, "console-forget-confirm")) }
+            }
+        } }
+    };
+    let title = if card.phone.is_erased() {
+        tr(lang, "console-client-erased")
+    } else {
+        card.name.clone()
     };
     let path = format!("/console/b/{}/clients/{}", b.id, card.id);
-    Ok(page(&v, Page::Clients, &card.name, &path, body))
+    Ok(page(&v, Page::Clients, &title, &path, body))
+}
+
+/// Erases the client's personal data from the store (152-ФЗ), as `zapis forget` does, and
+/// journals who asked. While deliveries about them are on their way the erasure is recorded
+/// and runs after the last one; the card says so.
+pub async fn forget(
+    State(state): State<Arc<ConsoleState>>,
+    Path((business, client)): Path<(String, String)>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    axum::Form(form): axum::Form<CsrfForm>,
+) -> Result<Response, Refusal> {
+    let v = visit(&state, &headers, &jar, &business, Page::Clients).await?;
+    check_csrf(&v.session, &form.csrf, v.lang)?;
+    let b = v.business;
+    let Some((card, _)) = state.store.client_with_bookings(&b.id, &client).await? else {
+        return Err(Refusal::NotFound(v.lang));
+    };
+    let forgot = state
+        .store
+        .forget(&b.id, &card.phone, state.clock.now())
+        .await?;
+    let (outcome, detail, to) = match forgot {
+        Forgot::Erased(erased) => (
+            "erased",
+            format!("{}: {erased}", card.phone.masked()),
+            format!("/console/b/{}/bookings?forgot=1", b.id),
+        ),
+        Forgot::Waiting { deliveries } => (
+            "waiting",
+            format!(
+                "{}: {deliveries} deliveries on their way",
+                card.phone.masked()
+            ),
+            format!(
+                "/console/b/{}/clients/{}?waiting={deliveries}",
+                b.id, card.id
+            ),
+        ),
+    };
+    super::journal_for(
+        &state,
+        &b.id,
+        Some(v.login()),
+        "forget",
+        0,
+        outcome,
+        &detail,
+    )
+    .await;
+    Ok(Redirect::to(&to).into_response())
 }

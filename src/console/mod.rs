@@ -55,6 +55,8 @@ pub struct BusinessView {
     pub webhook_sources: Vec<&'static str>,
     pub webhook_secret: SecretString,
     pub booking: Arc<dyn BookingSystem>,
+    /// Read for the setup page's pipelines, stages and fields.
+    pub crm_client: Option<Arc<dyn crate::crm::Crm>>,
 }
 
 pub struct ConsoleState {
@@ -355,6 +357,10 @@ pub fn router(state: Arc<ConsoleState>) -> Router {
         .route(
             "/console/b/{business}/clients/{client}",
             get(bookings::client),
+        )
+        .route(
+            "/console/b/{business}/clients/{client}/forget",
+            post(bookings::forget),
         )
         .route("/console/b/{business}/deliveries", get(deliveries::page_of))
         .route(

@@ -1,6 +1,7 @@
 //! Setup help (operator): what an integrator otherwise copies out of vendors' screens or asks
-//! `zapis check` for — the schedule's services and masters with their ids, the time zones side
-//! by side, and the webhook URLs to paste into each vendor.
+//! `zapis check` for — the schedule's services and masters with their ids, the CRM's
+//! pipelines, stages and fields with theirs, the time zones side by side, and the webhook URLs
+//! to paste into each vendor.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +56,16 @@ pub async fn page_of(
     let found = tokio::time::timeout(SCHEDULE_DEADLINE, catalogue(b.booking.as_ref()))
         .await
         .unwrap_or_else(|_| Err(tr(lang, "console-schedule-slow")));
+    let crm = match &b.crm_client {
+        Some(crm) => Some(
+            match tokio::time::timeout(SCHEDULE_DEADLINE, crm.catalog()).await {
+                Ok(Ok(catalog)) => Ok(catalog),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(tr(lang, "console-crm-slow")),
+            },
+        ),
+        None => None,
+    };
     let base = state
         .public_url
         .as_deref()
@@ -113,6 +124,47 @@ pub async fn page_of(
                         tbody {
                             @for m in masters {
                                 tr { td { code { (m.id) } } td { (m.name) } td { (m.specialization) } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if let (Some(system), Some(found)) = (b.crm, &crm) {
+            section #crm {
+                h2 { (tr(lang, "console-crm")) ": " (system) }
+                @match found {
+                    Err(e) => p.error { (tr(lang, "console-crm-unreachable")) ": " (crate::sync::journal::mask_text(e)) },
+                    Ok(catalog) => {
+                        h3 { (tr(lang, "console-pipelines")) }
+                        @for p in &catalog.pipelines {
+                            table.pipeline data-pipeline=(p.id) {
+                                caption { (p.name) " · id " code { (p.id) } }
+                                thead { tr { th { "id" } th { (tr(lang, "console-stage")) } } }
+                                tbody {
+                                    @for (id, name) in &p.stages {
+                                        tr { td { code { (id) } } td { (name) } }
+                                    }
+                                }
+                            }
+                        }
+                        h3 { (tr(lang, "console-fields")) }
+                        table.fields {
+                            thead { tr { th { "id" } th { (tr(lang, "console-field")) } th { (tr(lang, "console-field-code")) } th { (tr(lang, "console-field-type")) } } }
+                            tbody {
+                                @for f in &catalog.fields {
+                                    tr { td { code { (f.id) } } td { (f.name) } td { @if let Some(c) = &f.code { code { (c) } } } td { (f.kind) } }
+                                }
+                            }
+                        }
+                        @if !catalog.sources.is_empty() {
+                            h3 { (tr(lang, "console-crm-sources")) }
+                            table.sources {
+                                tbody {
+                                    @for (id, name) in &catalog.sources {
+                                        tr { td { code { (id) } } td { (name) } }
+                                    }
+                                }
                             }
                         }
                     }

@@ -71,6 +71,7 @@ async fn console(store: Store) -> Console {
         webhook_sources: vec!["amocrm"],
         webhook_secret: "webhook-secret-0123456789".into(),
         booking: Arc::new(Sandbox::new(store.clone(), id, tz, clock.clone())),
+        crm_client: None,
     };
     let state = ConsoleState::new(
         store.clone(),
@@ -704,4 +705,137 @@ async fn pages_refuse_framing_and_caching() {
             .unwrap()
             .contains("frame-ancestors 'none'")
     );
+}
+
+#[tokio::test]
+async fn a_manager_forgets_a_client_from_the_card_and_the_journal_says_who() {
+    for store in testing::all().await {
+        let c = console(store.clone()).await;
+        for (id, phone) in [("k1", "+79161234567"), ("k2", "+79167654321")] {
+            let b = booking(id, "b1", phone, Source::direct(Channel::Telegram));
+            store.insert_booking(&b).await.unwrap();
+        }
+        // A delivery about k2 is still on its way.
+        Queue::new(store.clone())
+            .enqueue(
+                &NewJob {
+                    business_id: "b1".into(),
+                    system: "amocrm".into(),
+                    operation: "create_lead".into(),
+                    payload: serde_json::json!({ "booking": "k2" }),
+                    idempotency_key: "lead:k2".into(),
+                    ordering_key: Some("booking:k2".into()),
+                },
+                start(),
+            )
+            .await
+            .unwrap();
+        let (c1, c2) = (
+            client_id(&store, "b1", "k1").await,
+            client_id(&store, "b1", "k2").await,
+        );
+        let max = c.sign_in("max").await;
+        let card = c.get(&format!("/console/b/b1/clients/{c1}"), &max).await;
+        let action = format!("/console/b/b1/clients/{c1}/forget");
+        assert!(
+            card.body.contains(&format!("action=\"{action}\"")),
+            "{}",
+            card.body
+        );
+        // Without the session's token, or by a role that may not see clients: nothing happens.
+        assert_eq!(
+            c.post(&action, &max, &[]).await.status,
+            StatusCode::FORBIDDEN
+        );
+        let mila = c.sign_in("mila").await;
+        let mila_token = c.get("/console/b/b1/sources", &mila).await.csrf();
+        assert_eq!(
+            c.post(&action, &mila, &[("csrf", &mila_token)])
+                .await
+                .status,
+            StatusCode::FORBIDDEN
+        );
+        // bob of b2 cannot erase b1's client through his own business either.
+        let bob = c.sign_in("bob").await;
+        let bob_token = c.get("/console/b/b2/bookings", &bob).await.csrf();
+        let a = c
+            .post(
+                &format!("/console/b/b2/clients/{c1}/forget"),
+                &bob,
+                &[("csrf", &bob_token)],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
+        let phones = |store: Store| async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT phone FROM clients WHERE phone NOT LIKE 'forgotten:%' ORDER BY phone",
+            )
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+        };
+        assert_eq!(
+            phones(store.clone()).await,
+            ["+79161234567", "+79167654321"]
+        );
+
+        let a = c.post(&action, &max, &[("csrf", &card.csrf())]).await;
+        assert_eq!(a.location, "/console/b/b1/bookings?forgot=1");
+        let list = c.get(&a.location, &max).await;
+        assert!(list.body.contains("Клиент забыт"), "{}", list.body);
+        assert!(!list.body.contains("Клиент k1"), "{}", list.body);
+        assert_eq!(phones(store.clone()).await, ["+79167654321"]);
+        // The card stays for the bookings' sake, with nothing personal on it.
+        let card = c.get(&format!("/console/b/b1/clients/{c1}"), &max).await;
+        assert_eq!(card.status, StatusCode::OK);
+        assert!(card.body.contains("личные данные удалены"), "{}", card.body);
+        assert!(
+            !card.body.contains("Клиент k1")
+                && !card.body.contains("123-45-67")
+                && !card.body.contains("/forget"),
+            "{}",
+            card.body
+        );
+
+        // k2 waits for their delivery, and the card says so.
+        let card = c.get(&format!("/console/b/b1/clients/{c2}"), &max).await;
+        let a = c
+            .post(
+                &format!("/console/b/b1/clients/{c2}/forget"),
+                &max,
+                &[("csrf", &card.csrf())],
+            )
+            .await;
+        assert_eq!(a.location, format!("/console/b/b1/clients/{c2}?waiting=1"));
+        let after = c.get(&a.location, &max).await;
+        assert!(
+            after.body.contains("ещё 1 доставок в пути"),
+            "{}",
+            after.body
+        );
+        assert_eq!(phones(store.clone()).await, ["+79167654321"]);
+
+        let journal = crate::sync::journal::read_journal(
+            &store,
+            &crate::sync::journal::JournalFilter::default(),
+        )
+        .await
+        .unwrap();
+        let outcomes: Vec<(&str, &str)> = journal
+            .iter()
+            .filter(|e| e.system == "console" && e.operation == "forget")
+            .map(|e| (e.outcome.as_str(), e.error.as_deref().unwrap_or("")))
+            .collect();
+        assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+        assert!(
+            outcomes.iter().all(|(_, who)| who.starts_with("by max")),
+            "{outcomes:?}"
+        );
+        assert!(outcomes.iter().any(|(o, _)| *o == "erased"));
+        assert!(outcomes.iter().any(|(o, _)| *o == "waiting"));
+        assert!(
+            outcomes.iter().all(|(_, who)| !who.contains("9161234567")),
+            "phones are masked in the journal: {outcomes:?}"
+        );
+    }
 }

@@ -539,7 +539,13 @@ impl AmoCrm {
             .chars()
             .skip(digits.len().saturating_sub(10))
             .collect();
-        for contact in self.search_contacts(&tail).await? {
+        // An erased client's phone searches nothing: an empty query lists every contact.
+        let by_phone = if phone.is_erased() {
+            Vec::new()
+        } else {
+            self.search_contacts(&tail).await?
+        };
+        for contact in by_phone {
             if contact.phones().any(|p| &p == phone) {
                 tracing::debug!(contact_id = contact.id, phone = %phone.masked(), "amoCRM contact found by phone");
                 return Ok(Some(contact.id));
@@ -1259,6 +1265,48 @@ fn lead_id(id: &str) -> Result<i64, CrmError> {
 impl Crm for AmoCrm {
     fn system(&self) -> &'static str {
         SYSTEM
+    }
+
+    /// `GET /api/v4/leads/pipelines` (every pipeline with its statuses under `_embedded`;
+    /// amoCRM allows at most 50, on one page) and the lead fields.
+    async fn catalog(&self) -> Result<crate::crm::CrmCatalog, CrmError> {
+        let list: PipelinesIn = match self.get("/api/v4/leads/pipelines", &[]).await? {
+            Some(bytes) => parse_body(&bytes, "pipeline list")?,
+            None => PipelinesIn::default(),
+        };
+        let pipelines = list
+            .embedded
+            .map(|e| e.pipelines)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| crate::crm::CatalogPipeline {
+                id: p.id.to_string(),
+                name: p.name.unwrap_or_default(),
+                stages: p
+                    .embedded
+                    .map(|e| e.statuses)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|s| (s.id.to_string(), s.name.unwrap_or_default()))
+                    .collect(),
+            })
+            .collect();
+        let fields = self
+            .lead_fields(true)
+            .await?
+            .iter()
+            .map(|f| crate::crm::CatalogField {
+                id: f.id.to_string(),
+                name: f.name.clone(),
+                code: f.code.clone(),
+                kind: f.field_type.clone(),
+            })
+            .collect();
+        Ok(crate::crm::CrmCatalog {
+            pipelines,
+            fields,
+            sources: Vec::new(),
+        })
     }
 
     async fn find_or_create_contact(&self, req: &ContactRequest) -> Result<ContactRef, CrmError> {
@@ -2113,6 +2161,18 @@ struct PipelineIn {
     name: Option<String>,
     #[serde(default, rename = "_embedded")]
     embedded: Option<PipelineEmbeddedIn>,
+}
+
+#[derive(Deserialize, Default)]
+struct PipelinesIn {
+    #[serde(default, rename = "_embedded")]
+    embedded: Option<PipelinesEmbeddedIn>,
+}
+
+#[derive(Deserialize)]
+struct PipelinesEmbeddedIn {
+    #[serde(default)]
+    pipelines: Vec<PipelineIn>,
 }
 
 #[derive(Deserialize)]

@@ -1235,7 +1235,11 @@ impl Bitrix24 {
         phone: &Phone,
         email: Option<&Email>,
     ) -> Result<Option<i64>, CrmError> {
-        let by_phone = self.duplicates("PHONE", phone_variants(phone)).await?;
+        let by_phone = if phone.is_erased() {
+            Vec::new()
+        } else {
+            self.duplicates("PHONE", phone_variants(phone)).await?
+        };
         for c in self.contacts_by_id(&by_phone).await? {
             if c.phones().any(|p| &p == phone) {
                 let id = id_of(&c.id).unwrap_or_default();
@@ -1945,6 +1949,58 @@ impl Bitrix24 {
 impl Crm for Bitrix24 {
     fn system(&self) -> &'static str {
         SYSTEM
+    }
+
+    /// The configured funnel's stages (`crm.status.list`), the deal or lead fields
+    /// (`crm.deal.fields` / `crm.lead.fields`, user fields by their list label) and the
+    /// portal's sources.
+    async fn catalog(&self) -> Result<crate::crm::CrmCatalog, CrmError> {
+        let cfg = &self.inner.config;
+        let category = if self.is_deal() { cfg.category_id } else { 0 };
+        let name = self.directory_name(category);
+        let stages = self.directory(&name, true).await?;
+        let pipelines = vec![crate::crm::CatalogPipeline {
+            id: category.to_string(),
+            name,
+            stages: stages.into_iter().map(|s| (s.status_id, s.name)).collect(),
+        }];
+        let raw = self
+            .call(&format!("{}.fields", self.entity_prefix()), json!({}))
+            .await?
+            .result;
+        let text = |v: &serde_json::Value, k: &str| {
+            v.get(k)
+                .and_then(serde_json::Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let fields = raw
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(id, f)| crate::crm::CatalogField {
+                        id: id.clone(),
+                        name: text(f, "listLabel")
+                            .or_else(|| text(f, "formLabel"))
+                            .or_else(|| text(f, "title"))
+                            .unwrap_or_else(|| id.clone()),
+                        code: None,
+                        kind: text(f, "type").unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let sources = self
+            .sources()
+            .await?
+            .into_iter()
+            .map(|s| (s.status_id, s.name))
+            .collect();
+        Ok(crate::crm::CrmCatalog {
+            pipelines,
+            fields,
+            sources,
+        })
     }
 
     async fn find_or_create_contact(&self, req: &ContactRequest) -> Result<ContactRef, CrmError> {

@@ -209,6 +209,33 @@ pub struct LeadRequest {
     pub transcript: Vec<TranscriptLine>,
 }
 
+/// What the CRM account holds that zapis's settings name by id: its pipelines with their
+/// stages, its lead fields, its sources. Shown on the console's setup page so nobody copies
+/// ids out of the CRM's own screens by hand.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrmCatalog {
+    pub pipelines: Vec<CatalogPipeline>,
+    pub fields: Vec<CatalogField>,
+    /// Bitrix24's `SOURCE_ID` values; amoCRM has no such list.
+    pub sources: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogPipeline {
+    pub id: String,
+    pub name: String,
+    /// `(id, name)` in the CRM's order.
+    pub stages: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogField {
+    pub id: String,
+    pub name: String,
+    pub code: Option<String>,
+    pub kind: String,
+}
+
 /// A lead as the CRM holds it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrmLead {
@@ -341,6 +368,12 @@ pub trait Crm: Send + Sync {
 
     /// Creates a task for the responsible manager; returns the task id.
     async fn create_task(&self, req: &TaskRequest) -> Result<String, CrmError>;
+
+    /// The account's pipelines, stages, fields and sources with their ids (read-only). A CRM
+    /// that cannot list them shows none.
+    async fn catalog(&self) -> Result<CrmCatalog, CrmError> {
+        Ok(CrmCatalog::default())
+    }
 
     /// The task this request would create, if an earlier attempt already created it (same
     /// lead, same text): asked before creating again after an attempt whose outcome is

@@ -1,8 +1,9 @@
 //! The marketer's Sources page: per source of the clients (a tracked link, a raw deep-link
 //! payload, a UTM set, or none), over a period, how many chats started and reached the contact
 //! step, how many bookings were made and how they ended, and the same as a series of days or
-//! weeks in the business's zone. Counted in SQL (one `GROUP BY` over `chat_events`, one over
-//! `bookings`), never by loading rows; the console renders what these return.
+//! weeks in the business's zone. Counted in SQL (one `GROUP BY` over the hourly roll-up of chat
+//! events, one over `bookings` by their stored source key), never by loading rows; the console
+//! renders what these return.
 
 use std::collections::BTreeMap;
 
@@ -10,8 +11,8 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use sqlx::Row;
 
-use super::{Backend, Store, StoreError, to_millis};
-use crate::domain::Money;
+use super::{Store, StoreError, to_millis};
+use crate::domain::{Channel, Money, Source};
 
 /// How a source is told apart, in the order a chat's source is classified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -63,14 +64,46 @@ impl SourceKey {
             label: String::new(),
         }
     }
+
+    /// A chat's source as the page groups it. Migration 0030 classifies stored rows with the
+    /// same rules in SQL.
+    pub fn of(source: &Source) -> SourceKey {
+        let utm = &source.utm;
+        let (kind, label) = if let Some(name) = &source.link_name {
+            (SourceKind::Link, name.clone())
+        } else if let Some(payload) = &source.payload {
+            (SourceKind::Payload, payload.clone())
+        } else if utm.source.is_some() || utm.medium.is_some() || utm.campaign.is_some() {
+            let tag = |t: &Option<String>| t.clone().unwrap_or_default();
+            (
+                SourceKind::Utm,
+                format!(
+                    "{} / {} / {}",
+                    tag(&utm.source),
+                    tag(&utm.medium),
+                    tag(&utm.campaign)
+                ),
+            )
+        } else {
+            (SourceKind::Direct, String::new())
+        };
+        SourceKey { kind, label }
+    }
+
+    /// A booking's: none for a record an admin made in the schedule, which the page does not
+    /// count.
+    pub fn of_booking(source: &Source) -> Option<SourceKey> {
+        (*source != Source::direct(Channel::Schedule)).then(|| SourceKey::of(source))
+    }
 }
 
 /// The funnel of one source over a period (or one bucket of it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Funnel {
-    /// Distinct chats started.
+    /// Chats started: each start counts, so a client who comes back through a link is counted
+    /// again under it.
     pub chats_started: i64,
-    /// Distinct chats whose client picked a time and was asked for contacts.
+    /// Starts whose client went on to pick a time and be asked for contacts (once per start).
     pub reached_contact: i64,
     /// Bookings made (a request the schedule refused is none; nor is a record an admin made in
     /// the schedule).
@@ -112,46 +145,6 @@ pub enum Bucket {
     Week,
 }
 
-/// A chat event's source as `src_kind`, `src_label`: what [`SourceKind`] documents.
-const EVENT_SOURCE: &str = "CASE WHEN link_name IS NOT NULL THEN 'link' \
-       WHEN payload IS NOT NULL THEN 'payload' \
-       WHEN COALESCE(utm_source, utm_medium, utm_campaign) IS NOT NULL THEN 'utm' \
-       ELSE 'direct' END AS src_kind, \
-     CASE WHEN link_name IS NOT NULL THEN link_name \
-       WHEN payload IS NOT NULL THEN payload \
-       WHEN COALESCE(utm_source, utm_medium, utm_campaign) IS NOT NULL \
-         THEN COALESCE(utm_source, '') || ' / ' || COALESCE(utm_medium, '') || ' / ' \
-           || COALESCE(utm_campaign, '') \
-       ELSE '' END AS src_label";
-
-/// A booking's source (its `source` column is the serialised `Source`), classified as a chat
-/// event's is. The JSON is parsed only for bookings that have a link or UTM tags: a cheap text
-/// match rules the rest out first (a quote inside a JSON value is escaped, so `"utm":` only
-/// matches the key).
-fn booking_source(backend: Backend) -> String {
-    let json = |path: &[&str]| match backend {
-        Backend::Sqlite => format!("json_extract(source, '$.{}')", path.join(".")),
-        Backend::Postgres => format!("(source::jsonb #>> '{{{}}}')", path.join(",")),
-    };
-    let link = json(&["link_name"]);
-    let (us, um, uc) = (
-        json(&["utm", "source"]),
-        json(&["utm", "medium"]),
-        json(&["utm", "campaign"]),
-    );
-    let has_link = "source LIKE '%\"link_name\":%'";
-    let has_utm = format!("source LIKE '%\"utm\":%' AND COALESCE({us}, {um}, {uc}) IS NOT NULL");
-    format!(
-        "CASE WHEN {has_link} THEN 'link' WHEN source_payload IS NOT NULL THEN 'payload' \
-           WHEN {has_utm} THEN 'utm' ELSE 'direct' END AS src_kind, \
-         CASE WHEN {has_link} THEN COALESCE({link}, '') \
-           WHEN source_payload IS NOT NULL THEN source_payload \
-           WHEN {has_utm} THEN COALESCE({us}, '') || ' / ' || COALESCE({um}, '') || ' / ' \
-             || COALESCE({uc}, '') \
-           ELSE '' END AS src_label"
-    )
-}
-
 /// What the two queries group by: the source, or a bucket of time (optionally of one source,
 /// bound as `$4`, `$5`).
 #[derive(Clone, Copy)]
@@ -177,13 +170,6 @@ impl Grouping<'_> {
             Grouping::Series { .. } => "bucket",
         }
     }
-    /// Whether rows need their source classified.
-    fn classifies(&self) -> bool {
-        matches!(
-            self,
-            Grouping::Source | Grouping::Series { filtered: true, .. }
-        )
-    }
     fn filter(&self) -> &'static str {
         match self {
             Grouping::Series { filtered: true, .. } => " WHERE src_kind = $4 AND src_label = $5",
@@ -192,20 +178,16 @@ impl Grouping<'_> {
     }
 }
 
-/// Distinct chats started and reaching the contact step, of business `$1` in `[$2, $3)`.
-/// Served by `chat_events_by_time`.
+/// Chats started and reaching the contact step, of business `$1` in `[$2, $3)`, from the
+/// hourly roll-up the turns keep (migration 0030). Served by its primary key. Counted by the
+/// hour: a period that starts or ends inside an hour takes that hour whole (the console asks
+/// for whole days, which in a zone of whole-hour offsets are whole hours).
 pub(crate) fn chats_sql(grouping: Grouping<'_>) -> String {
-    let source = if grouping.classifies() {
-        format!(", {EVENT_SOURCE}")
-    } else {
-        String::new()
-    };
     format!(
-        "SELECT {select}, \
-           COUNT(DISTINCT CASE WHEN step = 'start' THEN chat_key END) AS started, \
-           COUNT(DISTINCT CASE WHEN step = 'contact' THEN chat_key END) AS reached \
-         FROM (SELECT at AS t, kind AS step, chat_key{source} FROM chat_events \
-           WHERE business_id = $1 AND at >= $2 AND at < $3) e{filter} \
+        "SELECT {select}, CAST(SUM(started) AS BIGINT) AS started, \
+           CAST(SUM(reached) AS BIGINT) AS reached \
+         FROM (SELECT hour AS t, started, reached, src_kind, src_label FROM funnel_hours \
+           WHERE business_id = $1 AND hour > $2 - 3600000 AND hour < $3) e{filter} \
          GROUP BY {group}",
         select = grouping.select(),
         filter = grouping.filter(),
@@ -214,13 +196,9 @@ pub(crate) fn chats_sql(grouping: Grouping<'_>) -> String {
 }
 
 /// Bookings made by business `$1`'s clients in `[$2, $3)` and how they ended. Served by
-/// `bookings_by_created` (whose `status <> 'failed'` this repeats).
-pub(crate) fn bookings_sql(backend: Backend, grouping: Grouping<'_>) -> String {
-    let source = if grouping.classifies() {
-        format!(", {}", booking_source(backend))
-    } else {
-        String::new()
-    };
+/// `bookings_funnel` alone (whose conditions this repeats): a record an admin made in the
+/// schedule has no `src_kind`.
+pub(crate) fn bookings_sql(grouping: Grouping<'_>) -> String {
     format!(
         "SELECT {select}, COUNT(*) AS bookings, \
            CAST(SUM(CASE WHEN status IN ('cancelled_by_client', 'cancelled_by_business') \
@@ -228,9 +206,9 @@ pub(crate) fn bookings_sql(backend: Backend, grouping: Grouping<'_>) -> String {
            CAST(SUM(CASE WHEN status = 'visited' THEN 1 ELSE 0 END) AS BIGINT) AS visits, \
            CAST(SUM(CASE WHEN status = 'no_show' THEN 1 ELSE 0 END) AS BIGINT) AS no_shows, \
            CAST(SUM(CASE WHEN status = 'visited' THEN price ELSE 0 END) AS BIGINT) AS revenue \
-         FROM (SELECT created_at AS t, status, price{source} FROM bookings \
+         FROM (SELECT created_at AS t, status, price, src_kind, src_label FROM bookings \
            WHERE business_id = $1 AND created_at >= $2 AND created_at < $3 \
-             AND status <> 'failed' AND source <> '{{\"channel\":\"schedule\"}}') b{filter} \
+             AND status <> 'failed' AND src_kind IS NOT NULL) b{filter} \
          GROUP BY {group}",
         select = grouping.select(),
         filter = grouping.filter(),
@@ -241,11 +219,8 @@ pub(crate) fn bookings_sql(backend: Backend, grouping: Grouping<'_>) -> String {
 /// The two statements of [`Store::source_funnel`] (chat events, bookings), for the benchmark's
 /// `EXPLAIN ANALYZE`. Parameters: business, from, to (unix ms).
 #[doc(hidden)]
-pub fn source_funnel_sql(backend: Backend) -> [String; 2] {
-    [
-        chats_sql(Grouping::Source),
-        bookings_sql(backend, Grouping::Source),
-    ]
+pub fn source_funnel_sql() -> [String; 2] {
+    [chats_sql(Grouping::Source), bookings_sql(Grouping::Source)]
 }
 
 fn chats_of(row: &sqlx::any::AnyRow) -> Result<Funnel, StoreError> {
@@ -366,10 +341,7 @@ impl Store {
         to: DateTime<Utc>,
     ) -> Result<Vec<SourceRow>, StoreError> {
         let mut by_key: BTreeMap<SourceKey, Funnel> = BTreeMap::new();
-        let (chats, bookings) = (
-            chats_sql(Grouping::Source),
-            bookings_sql(self.backend, Grouping::Source),
-        );
+        let (chats, bookings) = (chats_sql(Grouping::Source), bookings_sql(Grouping::Source));
         for (sql, of) in [
             (
                 chats,
@@ -441,7 +413,7 @@ impl Store {
                 chats_sql(grouping),
                 chats_of as fn(&sqlx::any::AnyRow) -> Result<Funnel, StoreError>,
             ),
-            (bookings_sql(self.backend, grouping), bookings_of),
+            (bookings_sql(grouping), bookings_of),
         ] {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(business_id)
@@ -493,6 +465,18 @@ mod tests {
 
     async fn confirm(conv: &Conversations, chat: &ChatRef, shown: Vec<Reply>, name: &str) {
         let mut shown = shown;
+        // A client who has not agreed yet is asked to before the phone.
+        let agree = shown
+            .iter()
+            .flat_map(|r| r.buttons.iter().flatten())
+            .find(|b| b.label.contains("Согласен"))
+            .map(|b| b.data.clone());
+        if let Some(data) = agree {
+            shown = conv
+                .handle(chat, None, ChatEvent::Button(data))
+                .await
+                .expect("agree");
+        }
         if shown.iter().any(|r| r.request_contact) {
             shown = conv
                 .handle(chat, None, ChatEvent::Text("+7 916 555-12-34".into()))
@@ -658,10 +642,11 @@ mod tests {
                     ..Funnel::default()
                 }
             );
+            // Each start counts: chat 5 started twice.
             assert_eq!(
                 *row(&rows, &SourceKey::direct()),
                 Funnel {
-                    chats_started: 2,
+                    chats_started: 3,
                     reached_contact: 1,
                     bookings: 1,
                     no_shows: 1,
@@ -694,6 +679,130 @@ mod tests {
                 sum.add(f);
             }
             assert_eq!(sum, *row(&rows, &key(SourceKind::Link, "Осень ВК")));
+        }
+    }
+
+    /// The contact step counts once per start, however often the client goes back to the
+    /// times and on again; a new start counts anew.
+    #[tokio::test]
+    async fn the_contact_step_counts_once_per_start() {
+        for store in testing::all().await {
+            let at = utc("2026-03-02T10:15:00Z");
+            let direct = Source::direct(Channel::Telegram);
+            for step in [
+                FunnelStep::Start,
+                FunnelStep::Contact,
+                FunnelStep::Contact,
+                FunnelStep::Start,
+                FunnelStep::Contact,
+            ] {
+                event(&store, "telegram:1", step, &direct, at).await;
+            }
+            event(&store, "telegram:2", FunnelStep::Contact, &direct, at).await;
+            let rows = store
+                .source_funnel(
+                    "b1",
+                    utc("2026-03-02T00:00:00Z"),
+                    utc("2026-03-03T00:00:00Z"),
+                )
+                .await
+                .expect("funnel");
+            assert_eq!(
+                rows[0].funnel,
+                Funnel {
+                    chats_started: 2,
+                    reached_contact: 3,
+                    ..Funnel::default()
+                },
+                "{:?}",
+                store.backend()
+            );
+        }
+    }
+
+    /// Migration 0030 classified the bookings stored before it with the rules
+    /// [`SourceKey::of_booking`] applies to new ones: its statement, run again over bookings
+    /// written now, gives what they were written with.
+    #[tokio::test]
+    async fn the_migrations_classification_agrees_with_the_bookings() {
+        let migration = |backend| match backend {
+            crate::store::Backend::Sqlite => {
+                include_str!("../../migrations/sqlite/0030_funnel_rollup.sql")
+            }
+            crate::store::Backend::Postgres => {
+                include_str!("../../migrations/postgres/0030_funnel_rollup.sql")
+            }
+        };
+        for store in testing::all().await {
+            let mut link = Source::direct(Channel::Telegram);
+            link.payload = Some("l_1".into());
+            link.link_name = Some("Весна «VK»".into());
+            link.utm.source = Some("vk".into());
+            let mut payload = Source::direct(Channel::Max);
+            payload.payload = Some("src_flyer".into());
+            let mut utm = Source::direct(Channel::WebForm);
+            utm.utm.medium = Some("cpc".into());
+            utm.utm.campaign = Some("o'clock \"sale\"".into());
+            let mut content_only = Source::direct(Channel::WebForm);
+            content_only.utm.content = Some("banner".into());
+            let sources = [
+                link,
+                payload,
+                utm,
+                content_only,
+                Source::direct(Channel::Telegram),
+                Source::direct(Channel::Schedule),
+            ];
+            let at = utc("2026-03-02T10:15:00Z");
+            for (i, source) in sources.iter().enumerate() {
+                store
+                    .insert_booking(&booking(
+                        &format!("bk{i}"),
+                        source.clone(),
+                        BookingStatus::Booked,
+                        at,
+                    ))
+                    .await
+                    .expect("insert");
+            }
+            let read = || async {
+                sqlx::query_as::<_, (String, Option<String>, Option<String>)>(
+                    "SELECT id, src_kind, src_label FROM bookings ORDER BY id",
+                )
+                .fetch_all(store.pool())
+                .await
+                .expect("read")
+            };
+            let written = read().await;
+            let expected: Vec<(String, Option<String>, Option<String>)> = sources
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let k = SourceKey::of_booking(s);
+                    (
+                        format!("bk{i}"),
+                        k.as_ref().map(|k| k.kind.as_str().to_string()),
+                        k.map(|k| k.label),
+                    )
+                })
+                .collect();
+            assert_eq!(written, expected);
+            assert_eq!(
+                written[5].1, None,
+                "a schedule record is no source's booking"
+            );
+            let update = migration(store.backend());
+            let start = update.find("UPDATE bookings SET").expect("the backfill");
+            let end = start + update[start..].find(';').expect("its end");
+            sqlx::query("UPDATE bookings SET src_kind = 'x', src_label = 'x'")
+                .execute(store.pool())
+                .await
+                .expect("reset");
+            sqlx::query(sqlx::AssertSqlSafe(update[start..end].to_string()))
+                .execute(store.pool())
+                .await
+                .expect("the migration's backfill");
+            assert_eq!(read().await, written, "{:?}", store.backend());
         }
     }
 

@@ -326,7 +326,7 @@ impl Store {
         let client = Client {
             id: row.try_get("id")?,
             business_id: row.try_get("business_id")?,
-            phone: Phone::parse(&phone).map_err(|e| corrupt("phone", &e))?,
+            phone: stored_phone(&phone).map_err(|e| corrupt("phone", &e))?,
             name: row.try_get("name")?,
             email: email
                 .map(|e| Email::parse(&e))
@@ -556,11 +556,13 @@ pub async fn insert_booking_in(
     .await?;
     let source = serde_json::to_string(&booking.source)
         .map_err(|e| StoreError::Corrupt(format!("source does not serialise: {e}")))?;
+    let key = super::analytics::SourceKey::of_booking(&booking.source);
     sqlx::query(
         "INSERT INTO bookings (id, business_id, client_id, service_id, service_name, master_id, \
            master_name, start_at, duration_min, price, status, source, source_payload, channel, \
-           chat_id, external_id, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
+           chat_id, external_id, created_at, updated_at, src_kind, src_label) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, \
+           $18, $19)",
     )
     .bind(&booking.id)
     .bind(&booking.business_id)
@@ -584,9 +586,20 @@ pub async fn insert_booking_in(
     .bind(booking.chat.as_ref().map(|c| c.chat_id.clone()))
     .bind(booking.external_id.clone())
     .bind(to_millis(booking.created_at))
+    .bind(key.as_ref().map(|k| k.kind.as_str()))
+    .bind(key.map(|k| k.label))
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// A client's phone as stored: a number, or the mark an erasure leaves in its place.
+fn stored_phone(raw: &str) -> Result<Phone, crate::normalize::ContactError> {
+    if raw.starts_with(super::forget::ERASED_PHONE_PREFIX) {
+        Ok(Phone::erased())
+    } else {
+        Phone::parse(raw)
+    }
 }
 
 fn booking_from_row(row: &AnyRow) -> Result<Booking, StoreError> {
@@ -609,7 +622,7 @@ fn booking_from_row(row: &AnyRow) -> Result<Booking, StoreError> {
     Ok(Booking {
         id: row.try_get("id")?,
         business_id: row.try_get("business_id")?,
-        client_phone: Phone::parse(&phone).map_err(|e| corrupt("client phone", &e))?,
+        client_phone: stored_phone(&phone).map_err(|e| corrupt("client phone", &e))?,
         client_name: row.try_get("name")?,
         client_email: email
             .map(|e| Email::parse(&e))

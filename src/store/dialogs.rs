@@ -46,6 +46,21 @@ const INSERT_EVENT: &str = "INSERT INTO chat_events (business_id, chat_key, at, 
        payload, link_name, utm_source, utm_medium, utm_campaign) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
+/// Contact events of the chat after its latest start (served by `chat_events_by_chat`).
+const CONTACTS_SINCE_START: &str = "SELECT COUNT(*) FROM chat_events \
+     WHERE business_id = $1 AND chat_key = $2 AND kind = 'contact' AND id > COALESCE( \
+       (SELECT MAX(id) FROM chat_events WHERE business_id = $1 AND chat_key = $2 \
+          AND kind = 'start'), 0)";
+
+const UPSERT_FUNNEL_HOUR: &str = "INSERT INTO funnel_hours \
+       (business_id, hour, src_kind, src_label, started, reached) \
+     VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (business_id, hour, src_kind, src_label) \
+     DO UPDATE SET started = funnel_hours.started + excluded.started, \
+       reached = funnel_hours.reached + excluded.reached";
+
+const HOUR_MS: i64 = 3_600_000;
+
 /// What a chat's turn starts from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TurnStart {
@@ -129,6 +144,32 @@ impl Store {
         }
         if let Some(event) = event {
             let source = event.source;
+            // The Sources page reads the hourly roll-up, not these rows: the contact step
+            // counts once per start, however often the client goes back and forth.
+            let counts = match event.step {
+                FunnelStep::Start => Some((1, 0)),
+                FunnelStep::Contact => {
+                    let since_start: i64 = sqlx::query_scalar(CONTACTS_SINCE_START)
+                        .bind(business_id)
+                        .bind(chat_key)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    (since_start == 0).then_some((0, 1))
+                }
+            };
+            if let Some((started, reached)) = counts {
+                let key = super::analytics::SourceKey::of(source);
+                let millis = to_millis(now);
+                sqlx::query(UPSERT_FUNNEL_HOUR)
+                    .bind(business_id)
+                    .bind(millis - millis.rem_euclid(HOUR_MS))
+                    .bind(key.kind.as_str())
+                    .bind(key.label)
+                    .bind(started)
+                    .bind(reached)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             sqlx::query(INSERT_EVENT)
                 .bind(business_id)
                 .bind(chat_key)

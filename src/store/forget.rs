@@ -15,6 +15,10 @@ use super::{Store, StoreError, to_millis};
 use crate::normalize::Phone;
 use crate::sync::journal::{JournalEntry, insert_journal_in};
 
+/// What an erased client's phone becomes: unique per card (phones are unique per business),
+/// and read back as [`Phone::erased`].
+pub(crate) const ERASED_PHONE_PREFIX: &str = "forgotten:";
+
 /// What one erasure touched, table by table.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Erased {
@@ -239,10 +243,11 @@ async fn erase(conn: &mut AnyConnection, p: &Person) -> Result<Erased, StoreErro
     // The card stays (bookings refer to it) with nothing personal left on it.
     e.clients = run(
         conn,
-        "UPDATE clients SET phone = 'forgotten:' || id, name = '', email = NULL, \
-           consent_at = NULL, consent_version = NULL \
-         WHERE business_id = $1 AND phone = $2"
-            .into(),
+        format!(
+            "UPDATE clients SET phone = '{ERASED_PHONE_PREFIX}' || id, name = '', email = NULL, \
+               consent_at = NULL, consent_version = NULL \
+             WHERE business_id = $1 AND phone = $2"
+        ),
         with(b(), &[p.phone.as_str().to_string()]),
     )
     .await?;
@@ -434,7 +439,7 @@ mod tests {
                            service_name, master_id, master_name, start_at, duration_min, price, \
                            status, source, source_payload, channel, chat_id, external_id, \
                            created_at, updated_at) VALUES ('bk-{id}', 'b1', '{id}', 's', 's', \
-                           'm', 'm', 0, 60, 0, 'booked', '{{}}', NULL, 'telegram', '{chat}', \
+                           'm', 'm', 0, 60, 0, 'booked', '{{\"channel\":\"telegram\"}}', NULL, 'telegram', '{chat}', \
                            NULL, 0, 0)"
                     ),
                 )
@@ -559,6 +564,26 @@ mod tests {
                     store.backend()
                 );
             }
+            // The erased client's booking still loads, for reminders, reconciliation and the
+            // console alike, with no phone or name left to show.
+            let all = store.bookings("b1").await.expect("bookings load");
+            assert_eq!(all.len(), 2);
+            let erased = store
+                .booking("b1", "bk-c1")
+                .await
+                .expect("loads")
+                .expect("kept");
+            assert!(erased.client_phone.is_erased(), "{:?}", erased.client_phone);
+            assert_eq!(erased.client_phone.formatted(), "—");
+            assert_eq!(erased.client_name, "");
+            assert!(erased.chat.is_none());
+            let (card, bookings) = store
+                .client_with_bookings("b1", "c1")
+                .await
+                .expect("the card loads")
+                .expect("the card stays");
+            assert!(card.phone.is_erased() && card.name.is_empty());
+            assert_eq!(bookings.len(), 1);
         }
     }
 }

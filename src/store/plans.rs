@@ -147,11 +147,11 @@ async fn fill(store: &Store) {
         "WITH RECURSIVE g(x) AS (SELECT CAST(0 AS BIGINT) UNION ALL SELECT x + 1 FROM g WHERE x < 19999) \
          INSERT INTO bookings (id, business_id, client_id, service_id, service_name, master_id, \
            master_name, start_at, duration_min, price, status, source, source_payload, channel, \
-           chat_id, external_id, created_at, updated_at) \
+           chat_id, external_id, created_at, updated_at, src_kind, src_label) \
          SELECT 'bk' || x, 'b1', 'c' || (x % 2000 + 1), 's', 's', 'm', 'm', \
            1900000000000 + (x - 10000) * 3600000, 60, 0, \
            CASE WHEN x % 7 = 0 THEN 'cancelled_by_client' ELSE 'booked' END, '{}', NULL, \
-           'telegram', '' || (x % 2000 + 1), 'r' || x, 0, 0 FROM g",
+           'telegram', '' || (x % 2000 + 1), 'r' || x, 0, 0, 'direct', '' FROM g",
         "INSERT INTO booking_sync (business_id, booking_id, system, version, status, seen_at) \
          SELECT 'b1', id, 'yclients', 'v', 'booked', 0 FROM bookings",
         "INSERT INTO links (business_id, entity, entity_id, system, external_id, created_at) \
@@ -359,8 +359,8 @@ async fn the_queue_claim_and_purge_are_served_by_indexes() {
     }
 }
 
-/// The Sources page reads one period of one business: its chat events and its bookings by
-/// creation time, whatever the grouping.
+/// The Sources page reads one period of one business: the hourly roll-up of its chat events
+/// and its bookings by creation time, whatever the grouping.
 #[tokio::test]
 async fn the_sources_funnel_reads_only_its_period() {
     use super::analytics::{Grouping, bookings_sql, chats_sql};
@@ -377,6 +377,17 @@ async fn the_sources_funnel_reads_only_its_period() {
         .execute(store.pool())
         .await
         .expect("events");
+        sqlx::query(
+            "INSERT INTO funnel_hours (business_id, hour, src_kind, src_label, started, reached) \
+             SELECT business_id, at - at % 3600000, \
+               CASE WHEN payload IS NULL THEN 'direct' ELSE 'payload' END, COALESCE(payload, ''), \
+               SUM(CASE WHEN kind = 'start' THEN 1 ELSE 0 END), \
+               SUM(CASE WHEN kind = 'contact' THEN 1 ELSE 0 END) \
+             FROM chat_events GROUP BY 1, 2, 3, 4",
+        )
+        .execute(store.pool())
+        .await
+        .expect("roll-up");
         if store.backend() == Backend::Postgres {
             sqlx::query("ANALYZE")
                 .execute(store.pool())
@@ -396,25 +407,25 @@ async fn the_sources_funnel_reads_only_its_period() {
                 "chats by source",
                 chats_sql(Grouping::Source),
                 &period,
-                "chat_events_by_time",
+                "funnel_hours",
             ),
             (
                 "bookings by source",
-                bookings_sql(store.backend(), Grouping::Source),
+                bookings_sql(Grouping::Source),
                 &period,
-                "bookings_by_created",
+                "bookings_funnel",
             ),
             (
                 "chats by day",
                 chats_sql(series),
                 &one_source,
-                "chat_events_by_time",
+                "funnel_hours",
             ),
             (
                 "bookings by day",
-                bookings_sql(store.backend(), series),
+                bookings_sql(series),
                 &one_source,
-                "bookings_by_created",
+                "bookings_funnel",
             ),
         ];
         for (name, sql, args, index) in cases {

@@ -857,6 +857,35 @@ async fn check_reports_stages_and_sources_and_names_a_wrong_key() {
     assert_eq!(report.directory, "STATUS");
 }
 
+#[tokio::test]
+async fn the_catalog_lists_the_funnels_stages_the_fields_and_the_sources_with_their_ids() {
+    use zapis::crm::Crm as _;
+    let fake = FakeBitrix::start().await;
+    let catalog = client(deal_config(&fake)).await.catalog().await.unwrap();
+    assert_eq!(catalog.pipelines.len(), 1);
+    let funnel = &catalog.pipelines[0];
+    assert_eq!(funnel.name, "DEAL_STAGE_1");
+    assert!(
+        funnel
+            .stages
+            .iter()
+            .any(|(id, name)| id == "C1:LOSE" && name == "Cancelled"),
+        "{funnel:?}"
+    );
+    assert!(
+        catalog.fields.iter().any(|f| f.id == "STAGE_ID"),
+        "{:?}",
+        catalog.fields
+    );
+    assert!(catalog.fields.iter().any(|f| f.kind == "crm_category"));
+    assert!(catalog.sources.iter().any(|(id, _)| id == "UC_TELEGRAM"));
+    // Leads have statuses, not a funnel's stages, and no category field.
+    let catalog = client(lead_config(&fake)).await.catalog().await.unwrap();
+    assert_eq!(catalog.pipelines[0].name, "STATUS");
+    assert!(catalog.fields.iter().any(|f| f.id == "STATUS_ID"));
+    assert!(!catalog.fields.iter().any(|f| f.id == "CATEGORY_ID"));
+}
+
 /// Collects everything the crate logs, at every level.
 #[derive(Clone, Default)]
 struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);

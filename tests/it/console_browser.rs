@@ -54,9 +54,11 @@ impl Driver {
                      ChromeDriver: `apt-get install chromium chromium-driver` (.ci/run does)"
                 )
             });
+        // Dropped on every path, so the driver is stopped even when it never listens.
+        let driver = Driver { child, port };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Driver { child, port };
+                return driver;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -426,8 +428,43 @@ async fn marketers_managers_and_operators_do_their_work_in_a_browser() {
     assert!(delivered, "the retried job is shown delivered");
     assert_eq!(amo.leads().len(), 1, "one lead, whatever the outage");
     shot(&b, "09-deliveries-retried").await;
+
+    // Setup help lists the CRM's pipelines and stages with their ids, read from amoCRM.
+    site.open(&b, "/console/b/default/setup").await;
+    let ours = find(
+        &b,
+        &format!("table.pipeline[data-pipeline='{}']", amo_fake::PIPELINE_ID),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        ours.contains(&amo_fake::STATUS_NEW.to_string()) && ours.contains("Новая запись"),
+        "{ours}"
+    );
+    find(
+        &b,
+        &format!(
+            "table.pipeline[data-pipeline='{}']",
+            amo_fake::OTHER_PIPELINE_ID
+        ),
+    )
+    .await;
+    let fields = find(&b, "table.fields").await.text().await.unwrap();
+    assert!(
+        fields.lines().count() > 1,
+        "the lead fields with their ids: {fields}"
+    );
+    b.execute(
+        "document.getElementById('crm').scrollIntoView()",
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    shot(&b, "10-setup").await;
     site.sign_out(&b).await;
-    shot(&b, "10-signed-out").await;
+    shot(&b, "11-signed-out").await;
 
     b.close().await.unwrap();
     service.stop();

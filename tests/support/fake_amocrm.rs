@@ -643,16 +643,18 @@ fn api(
             json!({"id": 28805383, "name": "Салон", "subdomain": "example", "currency": "RUB", "_links": {"self": {"href": "/api/v4/account"}}}),
         ),
         ("GET", ["leads", "pipelines", id]) => match id.parse::<i64>() {
-            Ok(PIPELINE_ID) => hal(
-                StatusCode::OK,
-                json!({"id": PIPELINE_ID, "name": "Записи", "sort": 1, "is_main": true, "_embedded": {"statuses": [
-                    {"id": STATUS_NEW, "name": "Новая запись", "pipeline_id": PIPELINE_ID},
-                    {"id": STATUS_CONFIRMED, "name": "Подтверждена", "pipeline_id": PIPELINE_ID},
-                    {"id": WON, "name": "Успешно реализовано", "pipeline_id": PIPELINE_ID},
-                    {"id": LOST, "name": "Закрыто и не реализовано", "pipeline_id": PIPELINE_ID}]}}),
-            ),
+            Ok(PIPELINE_ID) => hal(StatusCode::OK, pipeline()),
             _ => no_content(),
         },
+        // Every pipeline (at most 50 in an account) on one page, each with its statuses.
+        ("GET", ["leads", "pipelines"]) => hal(
+            StatusCode::OK,
+            json!({"_total_items": 2, "_links": {"self": {"href": "/api/v4/leads/pipelines"}},
+                   "_embedded": {"pipelines": [pipeline(),
+                {"id": OTHER_PIPELINE_ID, "name": "Опт", "sort": 2, "is_main": false, "_embedded": {"statuses": [
+                    {"id": 142, "name": "Успешно реализовано", "pipeline_id": OTHER_PIPELINE_ID},
+                    {"id": 143, "name": "Закрыто и не реализовано", "pipeline_id": OTHER_PIPELINE_ID}]}}]}}),
+        ),
         ("GET", ["contacts"]) => {
             let q = query.get("query").cloned().unwrap_or_default();
             // Documented paging: `limit` up to 250 (default 50), `page` from 1, `_links.next`
@@ -1604,4 +1606,15 @@ fn add_tasks(s: &mut Inner, items: Vec<Value>) -> Response {
         StatusCode::OK,
         json!({"_links": {"self": {"href": "/api/v4/tasks"}}, "_embedded": {"tasks": out}}),
     )
+}
+
+/// A second pipeline the account has besides the bookings' one.
+pub const OTHER_PIPELINE_ID: i64 = 7_700_001;
+
+fn pipeline() -> Value {
+    json!({"id": PIPELINE_ID, "name": "Записи", "sort": 1, "is_main": true, "_embedded": {"statuses": [
+        {"id": STATUS_NEW, "name": "Новая запись", "pipeline_id": PIPELINE_ID},
+        {"id": STATUS_CONFIRMED, "name": "Подтверждена", "pipeline_id": PIPELINE_ID},
+        {"id": WON, "name": "Успешно реализовано", "pipeline_id": PIPELINE_ID},
+        {"id": LOST, "name": "Закрыто и не реализовано", "pipeline_id": PIPELINE_ID}]}})
 }

@@ -52,6 +52,13 @@ impl Phone {
         &self.0
     }
 
+    /// No number: stands only in the booking a lead is written from when the client gave no
+    /// phone ([`crate::crm::LeadRequest::without_contact`]), which the CRM connectors never
+    /// send anywhere.
+    pub(crate) fn unknown() -> Phone {
+        Phone(String::new())
+    }
+
     /// The digits after the country code (`9123456789`): what every way of writing the number
     /// without separators contains (`+7…`, `8…`, `7…`), so a search for it finds them all.
     pub fn national_digits(&self) -> String {

@@ -35,6 +35,14 @@ pub struct CrmConfig {
         deserialize_with = "de_reconcile_interval"
     )]
     pub reconcile_interval: Duration,
+    /// How long a client who left a new booking in its contact step (consent, phone, name,
+    /// confirmation) is waited for before the attempt becomes a lead "Незавершённая запись";
+    /// `None` ("off" or 0): no such leads.
+    #[serde(
+        default = "default_unfinished_after",
+        deserialize_with = "de_unfinished_after"
+    )]
+    pub unfinished_after: Option<Duration>,
     #[serde(default)]
     pub amocrm: Option<AmoCrmConfig>,
     #[serde(default)]
@@ -52,6 +60,28 @@ fn de_reconcile_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D:
         return Err(serde::de::Error::custom("must be longer than zero"));
     }
     Ok(interval)
+}
+
+fn default_unfinished_after() -> Option<Duration> {
+    Some(Duration::from_secs(30 * 60))
+}
+
+/// The longest pause before an unfinished booking's lead: the transcript it carries is read
+/// from the chat log, and a lead days late is no use to a manager.
+const MAX_UNFINISHED_AFTER: Duration = Duration::from_secs(7 * 86_400);
+
+fn de_unfinished_after<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let pause = crate::sync::config::parse_duration(&text).map_err(serde::de::Error::custom)?;
+    if pause > MAX_UNFINISHED_AFTER {
+        return Err(serde::de::Error::custom(
+            "must be at most 7d (or \"off\")",
+        ));
+    }
+    Ok(Some(pause).filter(|p| !p.is_zero()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -15,6 +15,7 @@ mod links;
 mod plans;
 pub mod retention;
 mod sync_state;
+mod unfinished;
 
 pub use analytics::{Bucket, Funnel, SourceKey, SourceKind, SourceRow};
 pub use bookings::{
@@ -24,6 +25,7 @@ pub use chat_log::ChatLine;
 pub use console::{ALL_BUSINESSES, ConsoleSession, ConsoleUser, Role};
 pub use dialogs::{FunnelStep, TurnEvent, TurnLine, TurnStart};
 pub use leases::LoopLease;
+pub use unfinished::{Attempt, AttemptTurn, DueAttempt};
 pub use links::{LinkStats, TrackedLink};
 pub use sync_state::{
     BookingEvent, KnownState, claim_reminder_in, confirm_visit_in, put_known_in, record_event_in,

@@ -81,11 +81,7 @@ fn booking(id: &str, phone: &str) -> Booking {
 }
 
 fn request(b: Booking) -> LeadRequest {
-    LeadRequest {
-        booking: b,
-        contact_id: None,
-        transcript: Vec::new(),
-    }
+    LeadRequest::for_booking(b, None)
 }
 
 fn field_value(entity: &Value, key: &str, want: Value) -> Option<Value> {

@@ -104,9 +104,8 @@ fn transcript(n: usize) -> Vec<TranscriptLine> {
 
 fn request(b: Booking, lines: usize) -> LeadRequest {
     LeadRequest {
-        booking: b,
-        contact_id: None,
         transcript: transcript(lines),
+        ..LeadRequest::for_booking(b, None)
     }
 }
 

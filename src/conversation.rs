@@ -324,7 +324,10 @@ impl Conversations {
         };
         let attempt = match (&draft, follows && booked) {
             (_, true) => AttemptTurn::Booked,
-            (Some(draft), false) => AttemptTurn::Contact(draft),
+            (Some(draft), false) if stage_before == FunnelStage::Contact => {
+                AttemptTurn::Stay(draft)
+            }
+            (Some(draft), false) => AttemptTurn::Enter(draft),
             (None, false) => AttemptTurn::None,
         };
         self.store

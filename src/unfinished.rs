@@ -236,10 +236,10 @@ mod tests {
     async fn an_attempt_left_in_the_contact_step_is_handed_over_once() {
         for store in testing::all().await {
             let chat = "telegram:1";
-            turn(&store, chat, AttemptTurn::Contact(&draft(None)), t(0)).await;
+            turn(&store, chat, AttemptTurn::Enter(&draft(None)), t(0)).await;
             // Typing a phone that does not parse keeps the client in the step: the pause
             // counts from their last turn, the attempt is still the one begun at t(0).
-            turn(&store, chat, AttemptTurn::Contact(&draft(None)), t(10)).await;
+            turn(&store, chat, AttemptTurn::Stay(&draft(None)), t(10)).await;
             assert_eq!(tick(&store, "b1", "amocrm", PAUSE, t(35)).await.unwrap(), 0);
             assert_eq!(tick(&store, "b1", "amocrm", PAUSE, t(41)).await.unwrap(), 1);
             let queued = leads(&store).await;
@@ -269,8 +269,21 @@ mod tests {
             );
             assert_eq!(leads(&store).await.len(), 1);
 
-            // Back a day later and gone again: a second lead, for the second attempt.
-            turn(&store, chat, AttemptTurn::Contact(&draft(None)), t(1440)).await;
+            // Back on the same screen after the lead was made: the same attempt, no new lead.
+            turn(&store, chat, AttemptTurn::Stay(&draft(None)), t(60)).await;
+            assert_eq!(tick(&store, "b1", "amocrm", PAUSE, t(200)).await.unwrap(), 0);
+            assert_eq!(
+                store
+                    .unfinished_attempt("b1", chat, t(0))
+                    .await
+                    .unwrap()
+                    .map(|a| a.last_at),
+                Some(t(10)),
+                "a handed-over attempt is left as it was handed over"
+            );
+            // Back a day later, a new time picked, and gone again: a second lead, for the
+            // second attempt.
+            turn(&store, chat, AttemptTurn::Enter(&draft(None)), t(1440)).await;
             assert_eq!(
                 tick(&store, "b1", "amocrm", PAUSE, t(1500)).await.unwrap(),
                 1
@@ -290,16 +303,16 @@ mod tests {
     async fn an_attempt_followed_by_a_booking_is_never_handed_over() {
         for store in testing::all().await {
             // The booking turn closes the attempt.
-            turn(&store, "telegram:2", AttemptTurn::Contact(&draft(None)), t(0)).await;
+            turn(&store, "telegram:2", AttemptTurn::Enter(&draft(None)), t(0)).await;
             booking(&store, "bk-2", "2", t(3), false).await;
             turn(&store, "telegram:2", AttemptTurn::Booked, t(3)).await;
             // Only the booking says so.
-            turn(&store, "telegram:3", AttemptTurn::Contact(&draft(None)), t(0)).await;
+            turn(&store, "telegram:3", AttemptTurn::Enter(&draft(None)), t(0)).await;
             booking(&store, "bk-3", "3", t(20), false).await;
             // A booking from an earlier attempt does not close a later one; a failed one
             // closes nothing.
             booking(&store, "bk-4a", "4", t(-60), false).await;
-            turn(&store, "telegram:4", AttemptTurn::Contact(&draft(None)), t(0)).await;
+            turn(&store, "telegram:4", AttemptTurn::Enter(&draft(None)), t(0)).await;
             booking(&store, "bk-4b", "4", t(5), true).await;
             assert_eq!(tick(&store, "b1", "amocrm", PAUSE, t(120)).await.unwrap(), 1);
             let queued = leads(&store).await;
@@ -308,7 +321,7 @@ mod tests {
             assert_eq!(rows(&store).await, 1, "the booked attempts are gone");
 
             // Read as due, then booked before the check wrote: the booking wins.
-            turn(&store, "telegram:5", AttemptTurn::Contact(&draft(None)), t(200)).await;
+            turn(&store, "telegram:5", AttemptTurn::Enter(&draft(None)), t(200)).await;
             let due = store.due_unfinished("b1", t(240), 10).await.unwrap();
             assert_eq!(due.len(), 1);
             booking(&store, "bk-5", "5", t(239), false).await;
@@ -320,9 +333,9 @@ mod tests {
                     .unwrap()
             );
             // Read as due, then back in the step before the check wrote: not idle any more.
-            turn(&store, "telegram:6", AttemptTurn::Contact(&draft(None)), t(200)).await;
+            turn(&store, "telegram:6", AttemptTurn::Enter(&draft(None)), t(200)).await;
             let due = store.due_unfinished("b1", t(240), 10).await.unwrap();
-            turn(&store, "telegram:6", AttemptTurn::Contact(&draft(None)), t(265)).await;
+            turn(&store, "telegram:6", AttemptTurn::Stay(&draft(None)), t(265)).await;
             let job = unfinished_job("b1", "amocrm", &due[0]);
             assert!(
                 !store
@@ -342,11 +355,11 @@ mod tests {
             turn(
                 &store,
                 "telegram:7",
-                AttemptTurn::Contact(&draft(Some("+79165551234"))),
+                AttemptTurn::Enter(&draft(Some("+79165551234"))),
                 t(0),
             )
             .await;
-            turn(&store, "telegram:8", AttemptTurn::Contact(&draft(None)), t(0)).await;
+            turn(&store, "telegram:8", AttemptTurn::Enter(&draft(None)), t(0)).await;
             let phone = Phone::parse("8 916 555-12-34").unwrap();
             let forgot = store.forget("b1", &phone, t(10)).await.unwrap();
             let crate::store::forget::Forgot::Erased(erased) = forgot else {

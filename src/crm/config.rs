@@ -779,6 +779,37 @@ pipeline_id = 1
     }
 
     #[test]
+    fn unfinished_after_defaults_to_half_an_hour_turns_off_and_names_its_key() {
+        let base = "[crm]\nsystem = \"amocrm\"\n[crm.amocrm]\nbase_url = \"https://s.amocrm.ru\"\ntoken = \"t\"\npipeline_id = 1\n";
+        let with = |v: &str| {
+            parse(&base.replacen(
+                "[crm.amocrm]",
+                &format!("unfinished_after = {v}\n[crm.amocrm]"),
+                1,
+            ))
+        };
+        assert_eq!(
+            parse(base).unwrap().unfinished_after,
+            Some(Duration::from_secs(1800))
+        );
+        assert_eq!(
+            with("\"1s\"").unwrap().unfinished_after,
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            with("\"2h\"").unwrap().unfinished_after,
+            Some(Duration::from_secs(7200))
+        );
+        for off in ["\"off\"", "\"OFF\"", "\"0s\"", "\"0m\""] {
+            assert_eq!(with(off).unwrap().unfinished_after, None, "{off}");
+        }
+        for bad in ["\"soon\"", "30", "\"8d\"", "\"-1m\""] {
+            let err = with(bad).expect_err(bad);
+            assert!(err.contains("crm.unfinished_after"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_and_a_rate_above_the_limit_are_rejected() {
         let base = "[crm]\nsystem = \"amocrm\"\n[crm.amocrm]\nbase_url = \"https://s.amocrm.ru\"\ntoken = \"t\"\npipeline_id = 1\n";
         assert!(parse(&format!("{base}colour = 1\n")).is_err());

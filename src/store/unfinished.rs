@@ -16,9 +16,13 @@ pub enum AttemptTurn<'a> {
     /// Nothing: the turn is elsewhere, or unfinished bookings are not followed.
     #[default]
     None,
-    /// The turn ends in the contact step of a new booking: the open attempt now holds this
-    /// draft (JSON) and counts its idleness from this turn.
-    Contact(&'a str),
+    /// The turn enters the contact step of a new booking: the chat's open attempt, or a new
+    /// one, now holds this draft (JSON) and counts its idleness from this turn.
+    Enter(&'a str),
+    /// The turn stays in the contact step: the open attempt, if there is one, now holds this
+    /// draft and counts from this turn. An attempt already handed over stays handed over: a
+    /// client coming back to it after its lead was made is not a new lead.
+    Stay(&'a str),
     /// The turn made a booking: the chat's open attempt is over.
     Booked,
 }
@@ -62,7 +66,7 @@ pub(crate) async fn attempt_turn_in(
 ) -> Result<(), StoreError> {
     match turn {
         AttemptTurn::None => {}
-        AttemptTurn::Contact(draft) => {
+        AttemptTurn::Enter(draft) => {
             sqlx::query(OPEN_ATTEMPT)
                 .bind(business_id)
                 .bind(chat_key)
@@ -70,6 +74,18 @@ pub(crate) async fn attempt_turn_in(
                 .bind(draft)
                 .execute(&mut *conn)
                 .await?;
+        }
+        AttemptTurn::Stay(draft) => {
+            sqlx::query(
+                "UPDATE unfinished_bookings SET last_at = $3, draft = $4 \
+                 WHERE business_id = $1 AND chat_key = $2 AND enqueued_at IS NULL",
+            )
+            .bind(business_id)
+            .bind(chat_key)
+            .bind(to_millis(now))
+            .bind(draft)
+            .execute(&mut *conn)
+            .await?;
         }
         AttemptTurn::Booked => {
             sqlx::query(

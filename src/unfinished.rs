@@ -94,7 +94,9 @@ pub async fn tick(
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
     let after = chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
-    let idle_since = now.checked_sub_signed(after).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let idle_since = now
+        .checked_sub_signed(after)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let mut queued = 0;
     for due in store.due_unfinished(business_id, idle_since, BATCH).await? {
         let job = unfinished_job(business_id, system, &due);
@@ -271,7 +273,10 @@ mod tests {
 
             // Back on the same screen after the lead was made: the same attempt, no new lead.
             turn(&store, chat, AttemptTurn::Stay(&draft(None)), t(60)).await;
-            assert_eq!(tick(&store, "b1", "amocrm", PAUSE, t(200)).await.unwrap(), 0);
+            assert_eq!(
+                tick(&store, "b1", "amocrm", PAUSE, t(200)).await.unwrap(),
+                0
+            );
             assert_eq!(
                 store
                     .unfinished_attempt("b1", chat, t(0))
@@ -292,7 +297,10 @@ mod tests {
             assert_eq!(queued.len(), 2);
             assert_eq!(queued[1].1.started_at, t(1440).timestamp_millis());
             // Another business's check sees none of it.
-            assert_eq!(tick(&store, "b2", "amocrm", PAUSE, t(3000)).await.unwrap(), 0);
+            assert_eq!(
+                tick(&store, "b2", "amocrm", PAUSE, t(3000)).await.unwrap(),
+                0
+            );
         }
     }
 
@@ -314,14 +322,23 @@ mod tests {
             booking(&store, "bk-4a", "4", t(-60), false).await;
             turn(&store, "telegram:4", AttemptTurn::Enter(&draft(None)), t(0)).await;
             booking(&store, "bk-4b", "4", t(5), true).await;
-            assert_eq!(tick(&store, "b1", "amocrm", PAUSE, t(120)).await.unwrap(), 1);
+            assert_eq!(
+                tick(&store, "b1", "amocrm", PAUSE, t(120)).await.unwrap(),
+                1
+            );
             let queued = leads(&store).await;
             assert_eq!(queued.len(), 1, "{:?}", store.backend());
             assert_eq!(queued[0].1.chat_key, "telegram:4");
             assert_eq!(rows(&store).await, 1, "the booked attempts are gone");
 
             // Read as due, then booked before the check wrote: the booking wins.
-            turn(&store, "telegram:5", AttemptTurn::Enter(&draft(None)), t(200)).await;
+            turn(
+                &store,
+                "telegram:5",
+                AttemptTurn::Enter(&draft(None)),
+                t(200),
+            )
+            .await;
             let due = store.due_unfinished("b1", t(240), 10).await.unwrap();
             assert_eq!(due.len(), 1);
             booking(&store, "bk-5", "5", t(239), false).await;
@@ -333,9 +350,21 @@ mod tests {
                     .unwrap()
             );
             // Read as due, then back in the step before the check wrote: not idle any more.
-            turn(&store, "telegram:6", AttemptTurn::Enter(&draft(None)), t(200)).await;
+            turn(
+                &store,
+                "telegram:6",
+                AttemptTurn::Enter(&draft(None)),
+                t(200),
+            )
+            .await;
             let due = store.due_unfinished("b1", t(240), 10).await.unwrap();
-            turn(&store, "telegram:6", AttemptTurn::Stay(&draft(None)), t(265)).await;
+            turn(
+                &store,
+                "telegram:6",
+                AttemptTurn::Stay(&draft(None)),
+                t(265),
+            )
+            .await;
             let job = unfinished_job("b1", "amocrm", &due[0]);
             assert!(
                 !store

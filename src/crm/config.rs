@@ -77,9 +77,7 @@ fn de_unfinished_after<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duratio
     }
     let pause = crate::sync::config::parse_duration(&text).map_err(serde::de::Error::custom)?;
     if pause > MAX_UNFINISHED_AFTER {
-        return Err(serde::de::Error::custom(
-            "must be at most 7d (or \"off\")",
-        ));
+        return Err(serde::de::Error::custom("must be at most 7d (or \"off\")"));
     }
     Ok(Some(pause).filter(|p| !p.is_zero()))
 }

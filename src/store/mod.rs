@@ -25,12 +25,12 @@ pub use chat_log::ChatLine;
 pub use console::{ALL_BUSINESSES, ConsoleSession, ConsoleUser, Role};
 pub use dialogs::{FunnelStep, TurnEvent, TurnLine, TurnStart};
 pub use leases::LoopLease;
-pub use unfinished::{Attempt, AttemptTurn, DueAttempt};
 pub use links::{LinkStats, TrackedLink};
 pub use sync_state::{
     BookingEvent, KnownState, claim_reminder_in, confirm_visit_in, put_known_in, record_event_in,
     version_of,
 };
+pub use unfinished::{Attempt, AttemptTurn, DueAttempt};
 
 use std::str::FromStr;
 use std::time::Duration;

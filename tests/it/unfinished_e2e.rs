@@ -19,13 +19,13 @@ use support::fake_telegram::{FakeTelegram, FakeUser, TOKEN};
 
 const UNFINISHED: &str = "Незавершённая запись";
 
-fn write_config(dir: &Path, tg: &FakeTelegram, amo: &FakeAmo) {
+fn write_config(dir: &Path, store_url: &str, tg: &FakeTelegram, amo: &FakeAmo) {
     std::fs::write(
         dir.join("zapis.toml"),
         format!(
             r#"
 [store]
-url = "sqlite://{db}"
+url = "{store_url}"
 
 [business]
 name = "Салон «Лилия»"
@@ -50,7 +50,6 @@ pipeline_id = {pipeline}
 new_status_id = {status_new}
 booking_id_field_id = {field}
 "#,
-            db = dir.join("zapis.db").display(),
             tg_url = tg.api_url(),
             url = amo.base_url,
             token = amo_fake::LONG_LIVED_TOKEN,
@@ -121,12 +120,25 @@ async fn leave_at_consent(user: &FakeUser, service: &str) {
     user.wait_for_reply(is_consent, WAIT).await;
 }
 
+/// On SQLite and, when `ZAPIS_TEST_POSTGRES_URL` is set, PostgreSQL.
 #[tokio::test]
 async fn a_client_who_leaves_in_the_contact_step_becomes_one_lead_and_one_who_books_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    story(&format!(
+        "sqlite://{}",
+        dir.path().join("zapis.db").display()
+    ))
+    .await;
+    if let Some(url) = support::postgres_url().await {
+        story(&url).await;
+    }
+}
+
+async fn story(store_url: &str) {
     let tg = FakeTelegram::start().await;
     let amo = FakeAmo::start().await;
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &tg, &amo);
+    write_config(dir.path(), store_url, &tg, &amo);
     // amoCRM makes the first unfinished lead and answers with a 500; it refuses the other's
     // first write with a 503.
     amo.fault(
@@ -192,10 +204,15 @@ async fn a_client_who_leaves_in_the_contact_step_becomes_one_lead_and_one_who_bo
     assert_eq!(
         unfinished.len(),
         2,
-        "one per client who left: {:#?}",
+        "{store_url}: one per client who left: {:#?}",
         leads
             .iter()
-            .map(|l| format!("{} {} {}", name(l), l["custom_fields_values"], notes(&amo, l)))
+            .map(|l| format!(
+                "{} {} {}",
+                name(l),
+                l["custom_fields_values"],
+                notes(&amo, l)
+            ))
             .collect::<Vec<_>>()
     );
 
@@ -242,10 +259,7 @@ async fn a_client_who_leaves_in_the_contact_step_becomes_one_lead_and_one_who_bo
         unfinished_of(&amo, "telegram:2002").is_empty(),
         "the client who booked has no unfinished lead"
     );
-    let booked: Vec<&Value> = leads
-        .iter()
-        .filter(|l| name(l).contains("Борис"))
-        .collect();
+    let booked: Vec<&Value> = leads.iter().filter(|l| name(l).contains("Борис")).collect();
     assert_eq!(booked.len(), 1, "only the booking's own lead");
     assert_eq!(name(booked[0]), "Маникюр — Борис");
     assert!(

@@ -54,12 +54,15 @@ impl Driver {
                      ChromeDriver: `apt-get install chromium chromium-driver` (.ci/run does)"
                 )
             });
+        let mut child = child;
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Driver { child, port };
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("{binary} did not listen on port {port} within 10 s");
     }
 

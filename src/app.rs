@@ -161,6 +161,12 @@ impl App {
             .with_privacy(config.privacy.clone());
         if let Some(crm) = &crm {
             conversations = conversations.with_crm(crm.system());
+            // Schools enrol into courses, whose leads are the school CRM's affair.
+            if let Some(after) = config.crm.as_ref().and_then(|c| c.unfinished_after)
+                && config.business.kind != crate::config::BusinessKind::School
+            {
+                conversations = conversations.with_unfinished(after);
+            }
         }
         if config.business.kind == crate::config::BusinessKind::School
             && let (Some(school), Some(alfa)) = (&config.school, &alfacrm)

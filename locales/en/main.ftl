@@ -283,6 +283,9 @@ visit-confirmed =
 crm-note-confirmed = The client confirmed the { -visit } on { $when } (answer to the chat reminder).
 crm-note-visited = The client came to the { -visit } on { $when } ({ $by }).
 crm-note-no-show = The client did not come to the { -visit } on { $when } ({ $by }).
+crm-author-unfinished = Unfinished booking
+crm-lead-unfinished = Unfinished booking — { $service }
+crm-note-unfinished = The client reached the contact step and did not confirm: { $service }, { -master } { $master }, { $when }. Phone: { $phone }. Name: { $name }. Chat: { $chat }.
 ## School: notes and tasks in AlfaCRM
 school-note-application = Application ({ $channel }, form { $form }). Course: { $course }. Comment: { $comment }. UTM: { $utm }. Page: { $referrer }. Link: { $link }
 school-note-payment = Paid in GetCourse, order { $deal }: { $course }

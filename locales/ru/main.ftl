@@ -304,6 +304,9 @@ visit-confirmed =
 crm-note-confirmed = Клиент подтвердил { -visit(case: "acc") } { $when } (ответ на напоминание в чате).
 crm-note-visited = Клиент пришёл на { -visit(case: "acc") } { $when } ({ $by }).
 crm-note-no-show = Клиент не пришёл на { -visit(case: "acc") } { $when } ({ $by }).
+crm-author-unfinished = Незавершённая запись
+crm-lead-unfinished = Незавершённая запись — { $service }
+crm-note-unfinished = Клиент дошёл до контактов и не подтвердил запись: { $service }, { -master } { $master }, { $when }. Телефон: { $phone }. Имя: { $name }. Чат: { $chat }.
 ## School: notes and tasks in AlfaCRM
 school-note-application = Заявка ({ $channel }, форма { $form }). Курс: { $course }. Комментарий: { $comment }. UTM: { $utm }. Страница: { $referrer }. Ссылка: { $link }
 school-note-payment = Оплата в GetCourse, заказ { $deal }: { $course }

@@ -161,6 +161,12 @@ impl App {
             .with_privacy(config.privacy.clone());
         if let Some(crm) = &crm {
             conversations = conversations.with_crm(crm.system());
+            // Schools enrol into courses, whose leads are the school CRM's affair.
+            if let Some(after) = config.crm.as_ref().and_then(|c| c.unfinished_after)
+                && config.business.kind != crate::config::BusinessKind::School
+            {
+                conversations = conversations.with_unfinished(after);
+            }
         }
         if config.business.kind == crate::config::BusinessKind::School
             && let (Some(school), Some(alfa)) = (&config.school, &alfacrm)
@@ -195,6 +201,7 @@ impl App {
             crm_system: self.crm.as_ref().map(|c| c.system()),
             accounting: self.onec.is_some(),
             default_lang: self.config.business.locale,
+            texts: self.config.business.texts.clone(),
             timezone: self.config.business.timezone,
             schedule_to_crm: self.config.sync.schedule_to_crm,
             notify_client: self.config.sync.notify_client,
@@ -370,11 +377,10 @@ impl App {
         if let Some(crm) = &self.crm {
             engine.register(
                 crm.system(),
-                Arc::new(CrmJobs::new(
-                    crm.clone(),
-                    business.locale,
-                    business.timezone,
-                )),
+                Arc::new(
+                    CrmJobs::new(crm.clone(), business.locale, business.timezone)
+                        .with_texts(business.texts.clone()),
+                ),
             );
         }
         let mut booking_jobs = BookingJobs::new(
@@ -383,7 +389,8 @@ impl App {
             business.locale,
             business.timezone,
             business.address.clone(),
-        );
+        )
+        .with_texts(business.texts.clone());
         if let Some(onec) = &self.onec {
             booking_jobs = booking_jobs.with_accounting();
             let post_sales = self.config.onec.as_ref().is_some_and(|o| o.post_sales);
@@ -440,13 +447,16 @@ impl App {
             if let (Some(alfa), Some(config)) = (&self.alfacrm, &school.alfacrm) {
                 engine.register(
                     crate::school::ALFACRM,
-                    Arc::new(crate::school::jobs::AlfaCrmJobs::new(
-                        alfa.clone(),
-                        config.clone(),
-                        school.clone(),
-                        business.locale,
-                        business.timezone,
-                    )),
+                    Arc::new(
+                        crate::school::jobs::AlfaCrmJobs::new(
+                            alfa.clone(),
+                            config.clone(),
+                            school.clone(),
+                            business.locale,
+                            business.timezone,
+                        )
+                        .with_texts(business.texts.clone()),
+                    ),
                 );
             }
             if let Some(gc) = &self.getcourse {

@@ -917,6 +917,19 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
             stop_rx.clone(),
         )
     });
+    // Only where a CRM takes the leads and the conversation records the attempts.
+    let unfinished_task = match (&app.crm, app.conversations.follows_unfinished()) {
+        (Some(crm), Some(after)) => Some(crate::unfinished::spawn(
+            app.store.clone(),
+            app.config.business.id.clone(),
+            crm.system(),
+            after,
+            app.clock.clone(),
+            lease("unfinished", crate::unfinished::check_every(after)),
+            stop_rx.clone(),
+        )),
+        _ => None,
+    };
     let retention_task = crate::store::retention::spawn(
         app.store.clone(),
         app.config.business.id.clone(),
@@ -939,6 +952,7 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
         reconcile_task,
         reminders_task,
         crm_reconcile_task,
+        unfinished_task,
         stock_task,
         Some(retention_task),
     ]

@@ -276,9 +276,17 @@ pub struct BusinessConfig {
     /// Shown to clients when online booking is impossible.
     #[serde(default)]
     pub phone: Option<String>,
-    /// What the bot sells: visits (salon, clinic) or places on courses (school).
+    /// What the bot sells, and so the words it uses: visits to a master (salon), appointments
+    /// with a doctor (clinic), or places on courses (school).
     #[serde(default)]
     pub kind: BusinessKind,
+    /// A directory of the business's own `ru/*.ftl` and `en/*.ftl` messages over the built-in
+    /// ones; relative to the config file's directory.
+    #[serde(default)]
+    pub locales: Option<PathBuf>,
+    /// The words clients read, built from `kind` and `locales` when the config is loaded.
+    #[serde(skip)]
+    pub texts: crate::i18n::Texts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -286,6 +294,7 @@ pub struct BusinessConfig {
 pub enum BusinessKind {
     #[default]
     Salon,
+    Clinic,
     School,
 }
 
@@ -390,7 +399,8 @@ impl Config {
         if !path.exists() {
             return Err(ConfigError::Missing(path.to_path_buf()));
         }
-        Self::from_figment(Figment::from(Toml::file_exact(path)).merge(env_provider()))
+        let figment = Figment::from(Toml::file_exact(path)).merge(env_provider());
+        Self::from_figment_in(figment, path.parent())
     }
 
     /// The built-in sandbox salon used by `zapis demo`.
@@ -401,7 +411,12 @@ impl Config {
     }
 
     pub(crate) fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
-        let config: Config = figment.extract().map_err(|e| {
+        Self::from_figment_in(figment, None)
+    }
+
+    /// `base`: the config file's directory, which relative paths in it start from.
+    fn from_figment_in(figment: Figment, base: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config: Config = figment.extract().map_err(|e| {
             // One message per problem, each naming the key and its source, never the value.
             let all: Vec<String> = e
                 .into_iter()
@@ -410,6 +425,20 @@ impl Config {
             ConfigError::Invalid(all.join("; ").replace("key \"default.", "key \""))
         })?;
         config.validate()?;
+        config.business.texts = match &mut config.business.locales {
+            None => crate::i18n::Texts::builtin(config.business.kind),
+            Some(dir) => {
+                if let Some(base) = base.filter(|_| dir.is_relative()) {
+                    *dir = base.join(&*dir);
+                }
+                crate::i18n::Texts::load(config.business.kind, dir).map_err(|e| {
+                    ConfigError::Key {
+                        key: "business.locales".into(),
+                        message: e.to_string(),
+                    }
+                })?
+            }
+        };
         Ok(config)
     }
 
@@ -1092,6 +1121,56 @@ timezone = "Asia/Yekaterinburg"
             .unwrap_err()
             .to_string();
         assert!(err.contains("business.kind"), "{err}");
+    }
+
+    #[test]
+    fn business_words_follow_the_kind_and_a_locales_dir_beside_the_config() {
+        use crate::i18n::Lang;
+        let c = load(MINIMAL).expect("loads");
+        assert_eq!(c.business.kind, BusinessKind::Salon);
+        assert_eq!(
+            c.business.texts.t(Lang::Ru, "btn-any-master"),
+            "Любой мастер"
+        );
+        let clinic = MINIMAL.replace("[business]", "[business]\nkind = \"clinic\"");
+        let c = load(&clinic).expect("a clinic loads");
+        assert_eq!(c.business.kind, BusinessKind::Clinic);
+        assert_eq!(c.business.texts.t(Lang::Ru, "btn-any-master"), "Любой врач");
+
+        #[allow(clippy::result_large_err)]
+        fn load_in_conf(toml: &str, ftl: &str) -> Result<Config, ConfigError> {
+            let mut result = None;
+            figment::Jail::expect_with(|jail| {
+                jail.clear_env();
+                jail.create_dir("conf/words/ru")?;
+                jail.create_file("conf/words/ru/main.ftl", ftl)?;
+                jail.create_file("conf/zapis.toml", toml)?;
+                result = Some(Config::load(Path::new("conf/zapis.toml")));
+                Ok(())
+            });
+            result.expect("the jail ran")
+        }
+        let with_dir = clinic.replace("[business]", "[business]\nlocales = \"words\"");
+        let c = load_in_conf(&with_dir, "btn-any-master = Кто угодно\n").expect("loads");
+        assert_eq!(c.business.texts.t(Lang::Ru, "btn-any-master"), "Кто угодно");
+        assert_eq!(c.business.texts.t(Lang::En, "btn-any-master"), "Any doctor");
+        let err = load_in_conf(&with_dir, "btn-any-master = { $who }\n")
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "business.locales",
+            "words/ru/main.ftl",
+            "`btn-any-master`",
+            "$who",
+        ] {
+            assert!(err.contains(want), "{want:?} missing in {err}");
+        }
+        let err = load(&with_dir).unwrap_err().to_string();
+        assert!(err.contains("business.locales"), "{err}");
+        let err = load(&MINIMAL.replace("[business]", "[business]\nkind = \"spa\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kind"), "{err}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::effects::{
     BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_CREATED, BOOKING_RESCHEDULED, COMPLETE_BOOKING,
     booking_job,
 };
-use crate::store::{FunnelStep, Store, StoreError, TurnEvent, TurnLine};
+use crate::store::{AttemptTurn, FunnelStep, Store, StoreError, TurnEvent, TurnLine};
 use crate::store::{confirm_booking_in, set_booking_status_in};
 use crate::sync::{NewJob, enqueue_in};
 
@@ -120,6 +120,9 @@ pub struct Conversations {
     school: Option<SchoolMode>,
     /// Whether a confirmed booking also gets a counterparty and an invoice in 1C.
     accounting: bool,
+    /// New bookings left in the contact step are recorded, for their CRM lead after this
+    /// pause.
+    unfinished: Option<std::time::Duration>,
     /// The business phone as clients read it (`+7 495 123-45-67`), formatted once.
     business_phone: Option<String>,
     /// `booking.change_cutoff`: how long before a visit the chat stops cancelling or moving it.
@@ -153,6 +156,7 @@ impl Conversations {
             crm_system: None,
             school: None,
             accounting: false,
+            unfinished: None,
         }
     }
 
@@ -186,6 +190,18 @@ impl Conversations {
     pub fn with_accounting(mut self) -> Conversations {
         self.accounting = true;
         self
+    }
+
+    /// New bookings the client takes to the contact step are recorded with each turn there,
+    /// so one left unconfirmed can become a CRM lead (`crate::unfinished`).
+    pub fn with_unfinished(mut self, after: std::time::Duration) -> Conversations {
+        self.unfinished = Some(after);
+        self
+    }
+
+    /// The pause after which an unfinished booking becomes a lead, when they are followed.
+    pub fn follows_unfinished(&self) -> Option<std::time::Duration> {
+        self.unfinished
     }
 
     /// Every confirmed, cancelled or moved booking also queues a job for this CRM.
@@ -242,6 +258,7 @@ impl Conversations {
             user_lang: user_lang.map(str::to_string),
             channel: chat.channel,
             school: self.school.is_some(),
+            texts: self.business.texts.clone(),
             change_cutoff: self.change_cutoff,
             consent: self.privacy.consent,
             policy_url: self.privacy.policy_url.as_ref().map(ToString::to_string),
@@ -250,6 +267,7 @@ impl Conversations {
         let mut queue: Vec<Command> = Vec::new();
         let mut replies = Vec::new();
         let mut executed = 0;
+        let mut booked = false;
         while let Some(next) = input.take() {
             let (new_state, outcome) = dialog::step(state, next, &ctx);
             state = new_state;
@@ -262,7 +280,15 @@ impl Conversations {
                 }
                 executed += 1;
                 let command = queue.remove(0);
-                input = Some(Input::Loaded(self.execute(chat, command).await?));
+                let books = matches!(command, Command::Book(_));
+                let loaded = self.execute(chat, command).await?;
+                // A request the schedule holds (a code, an outage) is a booking made too.
+                booked |= books
+                    && matches!(
+                        loaded,
+                        Loaded::Booked(_) | Loaded::BookingPending(_) | Loaded::CodeRequired { .. }
+                    );
+                input = Some(Input::Loaded(loaded));
             }
         }
         lines.extend(replies.iter().map(reply_line));
@@ -289,12 +315,29 @@ impl Conversations {
             }
         };
         let event = step.map(|step| TurnEvent { step, source });
+        let follows = self.unfinished.is_some();
+        let draft = if follows && !booked {
+            state
+                .unfinished_draft(chat.channel)
+                .and_then(|d| serde_json::to_string(&d).ok())
+        } else {
+            None
+        };
+        let attempt = match (&draft, follows && booked) {
+            (_, true) => AttemptTurn::Booked,
+            (Some(draft), false) if stage_before == FunnelStage::Contact => {
+                AttemptTurn::Stay(draft)
+            }
+            (Some(draft), false) => AttemptTurn::Enter(draft),
+            (None, false) => AttemptTurn::None,
+        };
         self.store
-            .save_turn(
+            .save_turn_with(
                 &self.business.id,
                 &key,
                 &lines,
                 event,
+                attempt,
                 &json,
                 self.clock.now(),
             )
@@ -505,7 +548,7 @@ impl Conversations {
                     .b_date
                     .filter(|d| *d > today)
                     .map(|d| {
-                        crate::i18n::t_args(
+                        self.business.texts.t_args(
                             lang,
                             "school-group-start",
                             &[(

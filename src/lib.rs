@@ -27,4 +27,5 @@ pub mod secrets;
 pub mod shutdown;
 pub mod store;
 pub mod sync;
+pub mod unfinished;
 pub mod watch;

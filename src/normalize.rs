@@ -60,9 +60,11 @@ impl Phone {
             .unwrap_or_else(|_| self.0.trim_start_matches('+').to_string())
     }
 
-    /// The phone of a client whose personal data was erased (152-ФЗ): their bookings stay
-    /// for the business's counts, with no number to show, search or call. Never parsed from
-    /// input and never sent to a vendor.
+    /// No number, with nothing to show, search or call: the phone of a client whose personal
+    /// data was erased (152-ФЗ), whose bookings stay for the business's counts; or of a client
+    /// who left before giving one, in the booking an unfinished-booking lead is written from
+    /// ([`crate::crm::LeadRequest::without_contact`]). Never parsed from input and never sent
+    /// to a vendor.
     pub fn erased() -> Phone {
         Phone(String::new())
     }

@@ -18,7 +18,7 @@ use crate::config::BusinessConfig;
 use crate::dialog::{Reply, reminder_buttons};
 use crate::domain::Booking;
 use crate::effects::{client_lang, notify_job};
-use crate::i18n::{FluentValue, t_args};
+use crate::i18n::FluentValue;
 use crate::store::{Store, StoreError, claim_reminder_in};
 use crate::sync::config::{de_duration, de_durations};
 use crate::sync::enqueue_in;
@@ -189,7 +189,8 @@ impl Reminders {
                 .with_timezone(&self.business.timezone)
                 .format("%d.%m %H:%M")
                 .to_string();
-            let mut text = t_args(
+            let texts = &self.business.texts;
+            let mut text = texts.t_args(
                 lang,
                 "reminder",
                 &[
@@ -205,7 +206,7 @@ impl Reminders {
             if !changeable {
                 text.push_str("\n\n");
                 text.push_str(&match &self.business.phone {
-                    Some(phone) => t_args(
+                    Some(phone) => texts.t_args(
                         lang,
                         "my-item-call",
                         &[(
@@ -213,12 +214,12 @@ impl Reminders {
                             FluentValue::from(crate::conversation::display_phone(phone)),
                         )],
                     ),
-                    None => crate::i18n::t(lang, "my-item-call-nophone"),
+                    None => texts.t(lang, "my-item-call-nophone"),
                 });
             }
             let reply = Reply {
                 text,
-                buttons: reminder_buttons(lang, &booking.id, changeable),
+                buttons: reminder_buttons(texts, lang, &booking.id, changeable),
                 ..Reply::default()
             };
             let key = format!(
@@ -288,6 +289,8 @@ mod tests {
             address: "ул. Пушкина, 10".into(),
             phone: None,
             kind: Default::default(),
+            locales: None,
+            texts: Default::default(),
         }
     }
 

@@ -1,24 +1,46 @@
 # Bot texts. Keys must match locales/ru/main.ftl (a test checks it).
 
+## Words that depend on the kind of business (business.kind). These are a salon's; a clinic
+## and a school override the terms in kinds/clinic.ftl and kinds/school.ftl.
+## Cases: nom — the plain word, pl — plural, label — capitalised, for a line in a booking card.
+
+-master = { $case ->
+   *[nom] master
+    [pl] masters
+    [label] Master
+}
+-service = { $case ->
+   *[nom] service
+    [pl] services
+    [label] Service
+}
+-reservation = { $case ->
+   *[nom] booking
+    [pl] bookings
+    [label] Booking
+}
+-visit = visit
+-place = salon
+
 ## Menu and help
 
 greeting =
     Hello! This is the booking bot of { $business }.
-    Here you can book a service, see your bookings, cancel or reschedule them.
+    Here you can book a { -service }, see your { -reservation(case: "pl") }, cancel or reschedule them.
 menu = Main menu. How can I help?
 help =
     { $business }: online booking.
 
-    "Book" — choose a service, a master, a day and a time.
-    "My bookings" — see, cancel or reschedule a booking.
+    "Book" — choose a { -service }, a { -master }, a day and a time.
+    "My { -reservation(case: "pl") }" — see, cancel or reschedule them.
 
-    Commands: /book — book, /my — my bookings, /menu — menu, /cancel — stop the current step.
+    Commands: /book — book, /my — my { -reservation(case: "pl") }, /menu — menu, /cancel — stop the current step.
 
     Address: { $address }{ $phone }
 help-phone = {"\u000A"}Phone: { $phone }
 
 btn-book = 📅 Book
-btn-my = 🗂 My bookings
+btn-my = 🗂 My { -reservation(case: "pl") }
 btn-data = 👤 My details
 btn-help = ❓ Help
 btn-menu = 🏠 Menu
@@ -39,17 +61,17 @@ note-name-long = That name is too long: 100 characters at most.
 note-name-not-a-name = That does not look like a name. Please write your name in letters, for example: Anna.
 note-not-found = That is no longer in the list; here is the current one.
 note-flow-cancelled = OK, cancelled.
-note-booking-dropped = OK, no new booking is made.
-note-visit-kept = OK, nothing is changed: your booking stays as it was.
+note-booking-dropped = OK, no new { -reservation } is made.
+note-visit-kept = OK, nothing is changed: your { -reservation } stays as it was.
 note-phone-saved = Your phone number is saved.
 note-name-saved = Your name is saved.
 
 ## Booking
 
-no-services = There are no services available for online booking right now.
+no-services = There are no { -service(case: "pl") } available for online booking right now.
 choose-category = Choose a section:
-choose-service = Choose a service:
-choose-service-in = { $category }: choose a service
+choose-service = Choose a { -service }:
+choose-service-in = { $category }: choose a { -service }
 price-from = from { $price }
 hours = { $count ->
     [one] { $count } hour
@@ -60,10 +82,10 @@ minutes = { $count ->
    *[other] { $count } minutes
 }
 
-choose-master = { $service }: choose a master
-no-masters = { $service }: no masters are available for online booking right now.
-btn-any-master = Any master
-any-master = any master
+choose-master = { $service }: choose a { -master }
+no-masters = { $service }: no { -master(case: "pl") } are available for online booking right now.
+btn-any-master = Any { -master }
+any-master = any { -master }
 
 choose-day = Choose a day ({ $range }):
 no-days = No free days in the week { $range }. Have a look at the next week.
@@ -81,10 +103,10 @@ ask-phone =
 ask-name = What is your name?
 
 confirm-booking =
-    Please check your booking:
+    Please check your { -reservation }:
 
-    Service: { $service }
-    Master: { $master }
+    { -service(case: "label") }: { $service }
+    { -master(case: "label") }: { $master }
     When: { $when }
     Duration: { $duration }
     Price: { $price }
@@ -98,7 +120,7 @@ btn-comment = 💬 Add a comment
 btn-comment-edit = 💬 Change the comment
 btn-comment-drop = No comment
 confirm-comment = Comment: { $comment }
-ask-comment = Please write a comment to your visit: wishes for the master, anything to know in advance. Up to { $max } characters.
+ask-comment = Please write a comment to your { -visit }: wishes for the { -master }, anything to know in advance. Up to { $max } characters.
 note-comment-long = The comment is too long. Please shorten it.
 btn-cancel = ✖ Cancel
 
@@ -106,16 +128,16 @@ booking = Booking…
 booked =
     Done, you are booked!
 
-    { $service }, master { $master }
+    { $service }, { -master } { $master }
     { $when }
     Price: { $price }
     Address: { $address }
 
-    You can cancel or reschedule it under "My bookings".
+    You can cancel or reschedule it under "My { -reservation(case: "pl") }".
 booking-pending =
     The schedule is not answering right now. We saved your request and will confirm it shortly.
 
-    { $service }, master { $master }
+    { $service }, { -master } { $master }
     { $when }
     Address: { $address }
 
@@ -127,46 +149,46 @@ booking-closed-call = Online booking is not available right now. Please call us 
 
 ## My bookings
 
-my-none = You have no upcoming bookings.
+my-none = You have no upcoming { -reservation(case: "pl") }.
 my-count = { $count ->
-    [one] You have { $count } booking:
-   *[other] You have { $count } bookings:
+    [one] You have { $count } { -reservation }:
+   *[other] You have { $count } { -reservation(case: "pl") }:
 }
 my-item =
-    { $n }. { $service }, master { $master }
+    { $n }. { $service }, { -master } { $master }
     { $when }
 btn-cancel-n = ✖ Cancel { $n }
 btn-reschedule-n = 🕒 Reschedule { $n }
-my-item-call = This visit is too close to cancel or reschedule online. Please call us: { $phone }
-my-item-call-nophone = This visit is too close to cancel or reschedule online. Please call the salon.
-change-too-late = Your booking "{ $service }", { $when }, is too close to cancel or reschedule online.
+my-item-call = This { -visit } is too close to cancel or reschedule online. Please call us: { $phone }
+my-item-call-nophone = This { -visit } is too close to cancel or reschedule online. Please call the { -place }.
+change-too-late = Your { -reservation } "{ $service }", { $when }, is too close to cancel or reschedule online.
 change-call = Please call us: { $phone } — we will help.
-change-call-nophone = Please call the salon — we will help.
+change-call-nophone = Please call the { -place } — we will help.
 
 cancel-ask =
-    Cancel this booking?
+    Cancel this { -reservation }?
 
-    { $service }, master { $master }
+    { $service }, { -master } { $master }
     { $when }
 btn-yes-cancel = Yes, cancel
 btn-no = No
 cancelling = Cancelling…
 cancelled =
-    Booking cancelled: { $service }, { $when }.
+    { -reservation(case: "label") } cancelled: { $service }, { $when }.
     We hope to see you another time!
 
 confirm-reschedule =
-    Reschedule this booking?
+    Reschedule this { -reservation }?
 
-    { $service }, master { $master }
+    { $service }, { -master } { $master }
     Was: { $old }
     Now: { $new }
     Address: { $address }
 rescheduling = Rescheduling…
 rescheduled =
-    Booking rescheduled.
+    { -reservation(case: "label") } rescheduled.
 
-    { $service }, master { $master }
+    { $service }, { -master } { $master }
     { $when }
     Address: { $address }
 
@@ -204,13 +226,13 @@ tg-or-choose = Or choose:
 
 crm-author-client = Client
 crm-author-bot = Bot
-crm-author-comment = Client's comment to the visit
+crm-author-comment = Client's comment to the { -visit }
 crm-by-client = by the client in the chat
 crm-by-business = by the business in the schedule
 crm-by-crm = by a manager in the CRM
-crm-task-confirm = Confirm the visit: { $service }, { $when }. Client: { $name }, { $phone }
-crm-note-cancelled = The visit on { $when } was cancelled { $by }.
-crm-note-rescheduled = The visit was moved { $by }: now { $when }, master { $master }.
+crm-task-confirm = Confirm the { -visit }: { $service }, { $when }. Client: { $name }, { $phone }
+crm-note-cancelled = The { -visit } on { $when } was cancelled { $by }.
+crm-note-rescheduled = The { -visit } was moved { $by }: now { $when }, { -master } { $master }.
 
 ## MAX adapter
 
@@ -221,32 +243,32 @@ max-share-phone = 📱 { -share-phone }
 ## Notices sent outside a conversation turn
 
 notify-booked =
-    The schedule confirmed your booking!
+    The schedule confirmed your { -reservation }!
 
-    { $service }, master { $master }
+    { $service }, { -master } { $master }
     { $when }
     Address: { $address }
 notify-slot-gone =
     Sorry, { $when } ({ $service }) is already taken and we could not book it.
     Please pick another time.
 notify-cancelled-by-business =
-    The salon cancelled your booking: { $service }, { $when }.
+    The { -place } cancelled your { -reservation }: { $service }, { $when }.
     We apologise! You can pick another time.
 notify-booked-by-business =
     You are booked: { $service }, { $when }, with { $master }.
-    If the time does not suit you, move or cancel the booking here.
+    If the time does not suit you, move or cancel the { -reservation } here.
 notify-moved-by-business =
-    The salon moved your booking: { $service }.
+    The { -place } moved your { -reservation }: { $service }.
     Was: { $old }
     Now: { $new }
     If the new time does not suit you, pick another one or cancel.
-my-past = Book again with the same master:
+my-past = Book again with the same { -master }:
 btn-again = 🔁 { $service }, { $master }
 
 ## Reminders and two-way sync
 
 reminder =
-    A reminder of your booking: { $service }, master { $master }
+    A reminder of your { -reservation }: { $service }, { -master } { $master }
     { $when }
     { $address }
 btn-remind-come = ✅ I'll come
@@ -255,12 +277,15 @@ btn-remind-move = 🕒 Move
 visit-confirmed =
     Thank you, see you soon!
 
-    { $service }, master { $master }
+    { $service }, { -master } { $master }
     { $when }
     { $address }
-crm-note-confirmed = The client confirmed the visit on { $when } (answer to the chat reminder).
-crm-note-visited = The client came to the visit on { $when } ({ $by }).
-crm-note-no-show = The client did not come to the visit on { $when } ({ $by }).
+crm-note-confirmed = The client confirmed the { -visit } on { $when } (answer to the chat reminder).
+crm-note-visited = The client came to the { -visit } on { $when } ({ $by }).
+crm-note-no-show = The client did not come to the { -visit } on { $when } ({ $by }).
+crm-author-unfinished = Unfinished booking
+crm-lead-unfinished = Unfinished booking — { $service }
+crm-note-unfinished = The client reached the contact step and did not confirm: { $service }, { -master } { $master }, { $when }. Phone: { $phone }. Name: { $name }. Chat: { $chat }.
 ## School: notes and tasks in AlfaCRM
 school-note-application = Application ({ $channel }, form { $form }). Course: { $course }. Comment: { $comment }. UTM: { $utm }. Page: { $referrer }. Link: { $link }
 school-note-payment = Paid in GetCourse, order { $deal }: { $course }
@@ -287,7 +312,7 @@ school-enrolled-trial = Trial lesson application received: { $course }. The cura
 
 ## The SMS confirmation code (the salon confirms online bookings by SMS)
 
-ask-code = The salon confirms online bookings by SMS: a code has been sent to { $phone }. Type it here to complete your booking.
+ask-code = The { -place } confirms online { -reservation(case: "pl") } by SMS: a code has been sent to { $phone }. Type it here to complete your { -reservation }.
 code-tries-left = { $count ->
     [one] { $count } try left.
    *[other] { $count } tries left.
@@ -297,15 +322,15 @@ note-code-wrong = That code did not match.
 note-code-resent = The code has been sent again.
 note-consent-first = The number is not saved: we keep it only with your consent to the processing of personal data.
 consent =
-    To book you in, { $business } will ask for your phone number and your name. They are used for the booking only: to confirm the visit, remind you of it and reach you if something changes.
+    To book you in, { $business } will ask for your phone number and your name. They are used for the { -reservation } only: to confirm the { -visit }, remind you of it and reach you if something changes.
     By pressing "I agree" you consent to the processing of this personal data (Federal Law 152-FZ). You can withdraw it at any time by writing to us.
 consent-policy = Personal data policy: { $url }
 btn-consent = ✅ I agree
 btn-resend-code = Send the code again
 code-checking = Checking the code…
 code-resending = Asking for the code again…
-code-failed = The code did not match, so the booking is not complete. Please call the salon and we will book you by phone.
-code-failed-call = The code did not match, so the booking is not complete. Please call us: { $phone } and we will book you by phone.
+code-failed = The code did not match, so the { -reservation } is not complete. Please call the { -place } and we will book you by phone.
+code-failed-call = The code did not match, so the { -reservation } is not complete. Please call us: { $phone } and we will book you by phone.
 
 ## My details
 

@@ -1,15 +1,49 @@
 # Тексты бота записи. Ключи должны совпадать с locales/en/main.ftl (это проверяет тест).
 
+## Слова, которые зависят от вида бизнеса (business.kind). Здесь — салон; клиника и школа
+## переопределяют эти термины в kinds/clinic.ftl и kinds/school.ftl.
+## Падежи: nom — кто, gen — кого/чего, acc — кого/что, dat — кому, ins — кем, pl-gen — кого (мн.),
+## label — с заглавной, для подписи в карточке записи.
+
+-master = { $case ->
+   *[nom] мастер
+    [gen] мастера
+    [acc] мастера
+    [dat] мастеру
+    [pl-gen] мастеров
+    [label] Мастер
+}
+-service = { $case ->
+   *[nom] услуга
+    [acc] услугу
+    [pl-gen] услуг
+    [label] Услуга
+}
+-visit = { $case ->
+   *[nom] визит
+    [gen] визита
+    [acc] визит
+    [dat] визиту
+}
+-place = { $case ->
+   *[nom] салон
+    [gen] салона
+    [acc] салон
+    [ins] салоном
+    [label] Салон
+}
+    .gender = masculine
+
 ## Меню и справка
 
 greeting =
     Здравствуйте! Это бот записи в { $business }.
-    Здесь можно записаться на услугу, посмотреть свои записи, отменить или перенести их.
+    Здесь можно записаться на { -service(case: "acc") }, посмотреть свои записи, отменить или перенести их.
 menu = Главное меню. Чем помочь?
 help =
     { $business }: запись онлайн.
 
-    «Записаться» — выбрать услугу, мастера, день и время.
+    «Записаться» — выбрать { -service(case: "acc") }, { -master(case: "acc") }, день и время.
     «Мои записи» — посмотреть, отменить или перенести запись.
 
     Команды: /book — записаться, /my — мои записи, /menu — меню, /cancel — прервать текущий шаг.
@@ -46,10 +80,10 @@ note-name-saved = Имя сохранили.
 
 ## Запись
 
-no-services = Сейчас нет услуг для онлайн-записи.
+no-services = Сейчас нет { -service(case: "pl-gen") } для онлайн-записи.
 choose-category = Выберите раздел:
-choose-service = Выберите услугу:
-choose-service-in = { $category }: выберите услугу
+choose-service = Выберите { -service(case: "acc") }:
+choose-service-in = { $category }: выберите { -service(case: "acc") }
 price-from = от { $price }
 hours = { $count ->
     [one] { $count } час
@@ -62,10 +96,10 @@ minutes = { $count ->
    *[many] { $count } минут
 }
 
-choose-master = { $service }: выберите мастера
-no-masters = { $service }: сейчас нет мастеров для онлайн-записи.
-btn-any-master = Любой мастер
-any-master = любой мастер
+choose-master = { $service }: выберите { -master(case: "acc") }
+no-masters = { $service }: сейчас нет { -master(case: "pl-gen") } для онлайн-записи.
+btn-any-master = Любой { -master }
+any-master = любой { -master }
 
 choose-day = Выберите день ({ $range }):
 no-days = На неделе { $range } свободных дней нет. Посмотрите следующую неделю.
@@ -85,8 +119,8 @@ ask-name = Как к вам обращаться? Напишите имя.
 confirm-booking =
     Проверьте запись:
 
-    Услуга: { $service }
-    Мастер: { $master }
+    { -service(case: "label") }: { $service }
+    { -master(case: "label") }: { $master }
     Когда: { $when }
     Длительность: { $duration }
     Стоимость: { $price }
@@ -100,7 +134,7 @@ btn-comment = 💬 Добавить комментарий
 btn-comment-edit = 💬 Изменить комментарий
 btn-comment-drop = Без комментария
 confirm-comment = Комментарий: { $comment }
-ask-comment = Напишите комментарий к визиту: пожелания мастеру, что важно знать заранее. Не больше { $max } символов.
+ask-comment = Напишите комментарий к { -visit(case: "dat") }: пожелания { -master(case: "dat") }, что важно знать заранее. Не больше { $max } символов.
 note-comment-long = Слишком длинный комментарий. Пожалуйста, сократите его.
 btn-cancel = ✖ Отмена
 
@@ -108,23 +142,23 @@ booking = Записываем…
 booked =
     Готово, вы записаны!
 
-    { $service }, мастер { $master }
+    { $service }, { -master } { $master }
     { $when }
     Стоимость: { $price }
     Адрес: { $address }
 
     Отменить или перенести запись можно в разделе «Мои записи».
 booking-pending =
-    Расписание салона сейчас не отвечает. Мы сохранили вашу заявку и подтвердим её в ближайшее время.
+    Расписание { -place(case: "gen") } сейчас не отвечает. Мы сохранили вашу заявку и подтвердим её в ближайшее время.
 
-    { $service }, мастер { $master }
+    { $service }, { -master } { $master }
     { $when }
     Адрес: { $address }
 
 wait = Секунду, выполняем предыдущее действие…
 failed = Извините, что-то пошло не так. Попробуйте ещё раз или вернитесь в меню.
 failed-call = Можно также позвонить: { $phone }
-booking-closed = Онлайн-запись сейчас недоступна. Пожалуйста, позвоните в салон, мы запишем вас по телефону.
+booking-closed = Онлайн-запись сейчас недоступна. Пожалуйста, позвоните в { -place(case: "acc") }, мы запишем вас по телефону.
 booking-closed-call = Онлайн-запись сейчас недоступна. Пожалуйста, позвоните нам: { $phone } — запишем вас по телефону.
 
 ## Мои записи
@@ -136,20 +170,20 @@ my-count = { $count ->
    *[many] У вас { $count } записей:
 }
 my-item =
-    { $n }. { $service }, мастер { $master }
+    { $n }. { $service }, { -master } { $master }
     { $when }
 btn-cancel-n = ✖ Отменить { $n }
 btn-reschedule-n = 🕒 Перенести { $n }
-my-item-call = Отменить или перенести эту запись онлайн уже нельзя, до визита мало времени. Позвоните нам: { $phone }
-my-item-call-nophone = Отменить или перенести эту запись онлайн уже нельзя, до визита мало времени. Пожалуйста, позвоните в салон.
+my-item-call = Отменить или перенести эту запись онлайн уже нельзя, до { -visit(case: "gen") } мало времени. Позвоните нам: { $phone }
+my-item-call-nophone = Отменить или перенести эту запись онлайн уже нельзя, до { -visit(case: "gen") } мало времени. Пожалуйста, позвоните в { -place(case: "acc") }.
 change-too-late = Запись «{ $service }», { $when }, уже скоро: отменить или перенести её онлайн нельзя.
 change-call = Пожалуйста, позвоните нам: { $phone } — поможем.
-change-call-nophone = Пожалуйста, позвоните в салон — поможем.
+change-call-nophone = Пожалуйста, позвоните в { -place(case: "acc") } — поможем.
 
 cancel-ask =
     Отменить запись?
 
-    { $service }, мастер { $master }
+    { $service }, { -master } { $master }
     { $when }
 btn-yes-cancel = Да, отменить
 btn-no = Нет
@@ -161,7 +195,7 @@ cancelled =
 confirm-reschedule =
     Перенести запись?
 
-    { $service }, мастер { $master }
+    { $service }, { -master } { $master }
     Было: { $old }
     Станет: { $new }
     Адрес: { $address }
@@ -169,7 +203,7 @@ rescheduling = Переносим…
 rescheduled =
     Запись перенесена.
 
-    { $service }, мастер { $master }
+    { $service }, { -master } { $master }
     { $when }
     Адрес: { $address }
 
@@ -207,13 +241,13 @@ tg-or-choose = Или выберите:
 
 crm-author-client = Клиент
 crm-author-bot = Бот
-crm-author-comment = Комментарий клиента к визиту
+crm-author-comment = Комментарий клиента к { -visit(case: "dat") }
 crm-by-client = клиентом в чате
-crm-by-business = салоном в расписании
+crm-by-business = { -place(case: "ins") } в расписании
 crm-by-crm = менеджером в CRM
-crm-task-confirm = Подтвердить визит: { $service }, { $when }. Клиент: { $name }, { $phone }
+crm-task-confirm = Подтвердить { -visit(case: "acc") }: { $service }, { $when }. Клиент: { $name }, { $phone }
 crm-note-cancelled = Запись на { $when } отменена { $by }.
-crm-note-rescheduled = Запись перенесена { $by }: теперь { $when }, мастер { $master }.
+crm-note-rescheduled = Запись перенесена { $by }: теперь { $when }, { -master } { $master }.
 
 ## MAX adapter
 
@@ -226,30 +260,36 @@ max-share-phone = 📱 { -share-phone }
 notify-booked =
     Расписание подтвердило вашу запись!
 
-    { $service }, мастер { $master }
+    { $service }, { -master } { $master }
     { $when }
     Адрес: { $address }
 notify-slot-gone =
     К сожалению, время { $when } ({ $service }) уже занято, и записать вас не получилось.
     Выберите, пожалуйста, другое время.
 notify-cancelled-by-business =
-    Салон отменил вашу запись: { $service }, { $when }.
+    { -place(case: "label") } { -place.gender ->
+        [feminine] отменила
+       *[masculine] отменил
+    } вашу запись: { $service }, { $when }.
     Приносим извинения! Вы можете выбрать другое время.
 notify-booked-by-business =
-    Вы записаны: { $service }, { $when }, мастер { $master }.
+    Вы записаны: { $service }, { $when }, { -master } { $master }.
     Если время не подходит, перенесите или отмените запись здесь.
 notify-moved-by-business =
-    Салон перенёс вашу запись: { $service }.
+    { -place(case: "label") } { -place.gender ->
+        [feminine] перенесла
+       *[masculine] перенёс
+    } вашу запись: { $service }.
     Было: { $old }
     Стало: { $new }
     Если новое время не подходит, выберите другое или отмените запись.
-my-past = Записаться снова к тому же мастеру:
+my-past = Записаться снова к тому же { -master(case: "dat") }:
 btn-again = 🔁 { $service }, { $master }
 
 ## Reminders and two-way sync
 
 reminder =
-    Напоминаем о записи: { $service }, мастер { $master }
+    Напоминаем о записи: { $service }, { -master } { $master }
     { $when }
     { $address }
 btn-remind-come = ✅ Приду
@@ -258,12 +298,15 @@ btn-remind-move = 🕒 Перенести
 visit-confirmed =
     Спасибо, ждём вас!
 
-    { $service }, мастер { $master }
+    { $service }, { -master } { $master }
     { $when }
     { $address }
-crm-note-confirmed = Клиент подтвердил визит { $when } (ответ на напоминание в чате).
-crm-note-visited = Клиент пришёл на визит { $when } ({ $by }).
-crm-note-no-show = Клиент не пришёл на визит { $when } ({ $by }).
+crm-note-confirmed = Клиент подтвердил { -visit(case: "acc") } { $when } (ответ на напоминание в чате).
+crm-note-visited = Клиент пришёл на { -visit(case: "acc") } { $when } ({ $by }).
+crm-note-no-show = Клиент не пришёл на { -visit(case: "acc") } { $when } ({ $by }).
+crm-author-unfinished = Незавершённая запись
+crm-lead-unfinished = Незавершённая запись — { $service }
+crm-note-unfinished = Клиент дошёл до контактов и не подтвердил запись: { $service }, { -master } { $master }, { $when }. Телефон: { $phone }. Имя: { $name }. Чат: { $chat }.
 ## School: notes and tasks in AlfaCRM
 school-note-application = Заявка ({ $channel }, форма { $form }). Курс: { $course }. Комментарий: { $comment }. UTM: { $utm }. Страница: { $referrer }. Ссылка: { $link }
 school-note-payment = Оплата в GetCourse, заказ { $deal }: { $course }
@@ -290,7 +333,7 @@ school-enrolled-trial = Заявка на пробное занятие прин
 
 ## Код подтверждения из СМС (салон подтверждает онлайн-записи по СМС)
 
-ask-code = Салон подтверждает онлайн-записи по СМС: на номер { $phone } пришёл код. Напишите его сюда, чтобы завершить запись.
+ask-code = { -place(case: "label") } подтверждает онлайн-записи по СМС: на номер { $phone } пришёл код. Напишите его сюда, чтобы завершить запись.
 code-tries-left = { $count ->
     [one] Осталась { $count } попытка.
     [few] Осталось { $count } попытки.
@@ -301,14 +344,14 @@ note-code-wrong = Код не подошёл.
 note-code-resent = Отправили код ещё раз.
 note-consent-first = Номер не сохранён: без вашего согласия на обработку персональных данных мы его не храним.
 consent =
-    Для записи { $business } попросит ваш номер телефона и то, как вас зовут. Они нужны только для записи: подтвердить визит, напомнить о нём и связаться, если что-то изменится.
+    Для записи { $business } попросит ваш номер телефона и то, как вас зовут. Они нужны только для записи: подтвердить { -visit(case: "acc") }, напомнить о нём и связаться, если что-то изменится.
     Нажимая «Согласен», вы даёте согласие на обработку этих персональных данных (152-ФЗ). Отозвать согласие можно в любой момент, написав нам.
 consent-policy = Политика обработки персональных данных: { $url }
 btn-consent = ✅ Согласен
 btn-resend-code = Прислать код ещё раз
 code-checking = Проверяем код…
 code-resending = Просим прислать код ещё раз…
-code-failed = Код не подошёл, запись не завершена. Пожалуйста, позвоните в салон — запишем вас по телефону.
+code-failed = Код не подошёл, запись не завершена. Пожалуйста, позвоните в { -place(case: "acc") } — запишем вас по телефону.
 code-failed-call = Код не подошёл, запись не завершена. Пожалуйста, позвоните нам: { $phone } — запишем вас по телефону.
 
 ## Мои данные

@@ -16,7 +16,7 @@ use crate::effects::{
     BOOKING_CANCELLED, BOOKING_CREATED, BOOKING_NO_SHOW, BOOKING_RESCHEDULED, BOOKING_VISITED,
     booking_job, client_lang, notify_job,
 };
-use crate::i18n::{FluentValue, Lang, t, t_args};
+use crate::i18n::{FluentValue, Lang, Texts};
 use crate::normalize::Phone;
 use crate::store::{
     Store, StoreError, booking_for_change_in, insert_booking_in, put_known_in, record_event_in,
@@ -95,6 +95,8 @@ pub struct ChangeApplier {
     /// Whether a visit that took place gets its sales document in 1C.
     pub accounting: bool,
     pub default_lang: Lang,
+    /// The business's words for the notices to clients.
+    pub texts: Texts,
     pub timezone: chrono_tz::Tz,
     /// `sync.schedule_to_crm`: whether the schedule's changes move the CRM lead.
     pub schedule_to_crm: bool,
@@ -217,7 +219,7 @@ impl ChangeApplier {
                         now,
                     ));
                 }
-                let text = t_args(
+                let text = self.texts.t_args(
                     lang,
                     "notify-cancelled-by-business",
                     &[
@@ -249,7 +251,7 @@ impl ChangeApplier {
                         now,
                     ));
                 }
-                let text = t_args(
+                let text = self.texts.t_args(
                     lang,
                     "notify-moved-by-business",
                     &[
@@ -447,7 +449,7 @@ impl ChangeApplier {
             ));
         }
         let lang = client_lang(store, &booking, self.default_lang).await;
-        let text = t_args(
+        let text = self.texts.t_args(
             lang,
             "notify-booked-by-business",
             &[
@@ -480,11 +482,11 @@ impl ChangeApplier {
         let buttons = vec![vec![
             // The dialog honours these from any message, however old.
             Button {
-                label: t(lang, "btn-book"),
+                label: self.texts.t(lang, "btn-book"),
                 data: "0|B".into(),
             },
             Button {
-                label: t(lang, "btn-my"),
+                label: self.texts.t(lang, "btn-my"),
                 data: "0|Y".into(),
             },
         ]];
@@ -515,6 +517,7 @@ mod tests {
             crm_system: Some("amocrm"),
             accounting: false,
             default_lang: Lang::Ru,
+            texts: Texts::default(),
             timezone: chrono_tz::Asia::Yekaterinburg,
             schedule_to_crm,
             notify_client,

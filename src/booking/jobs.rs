@@ -13,7 +13,7 @@ use crate::effects::{
     BOOKING_CONFIRMED, BOOKING_CREATED, COMPLETE_BOOKING, booking_job, client_lang,
     load_booking_job, notify_job,
 };
-use crate::i18n::{FluentValue, Lang, t, t_args};
+use crate::i18n::{FluentValue, Lang, Texts};
 use crate::store::{Store, StoreError, confirm_booking_in, set_booking_status_in};
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler, NewJob, enqueue_in};
 
@@ -21,6 +21,7 @@ pub struct BookingJobs {
     booking: Arc<dyn BookingSystem>,
     crm_system: Option<&'static str>,
     default_lang: Lang,
+    texts: Texts,
     timezone: chrono_tz::Tz,
     address: String,
     /// Whether a booking confirmed from the queue also gets its 1C invoice.
@@ -39,10 +40,17 @@ impl BookingJobs {
             booking,
             crm_system,
             default_lang,
+            texts: Texts::default(),
             timezone,
             address,
             accounting: false,
         }
+    }
+
+    /// The business's words for the notices to clients (built-in salon words otherwise).
+    pub fn with_texts(mut self, texts: Texts) -> BookingJobs {
+        self.texts = texts;
+        self
     }
 
     pub fn with_accounting(mut self) -> BookingJobs {
@@ -62,7 +70,7 @@ impl BookingJobs {
         let buttons = if book_again {
             // The dialog honours "book" from any message, however old.
             vec![vec![Button {
-                label: t(lang, "btn-book"),
+                label: self.texts.t(lang, "btn-book"),
                 data: "0|B".into(),
             }]]
         } else {
@@ -194,7 +202,7 @@ impl BookingJobs {
         };
         match outcome {
             Ok(record) => {
-                let text = t_args(
+                let text = self.texts.t_args(
                     lang,
                     "notify-booked",
                     &[
@@ -243,7 +251,7 @@ impl BookingJobs {
             Err(BookingError::SlotTaken)
             | Err(BookingError::Rejected(_))
             | Err(BookingError::NotFound(_)) => {
-                let text = t_args(
+                let text = self.texts.t_args(
                     lang,
                     "notify-slot-gone",
                     &[

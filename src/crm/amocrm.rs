@@ -762,8 +762,14 @@ impl AmoCrm {
             .collect()
     }
 
-    fn lead_out(&self, booking: &Booking, contact: EmbeddedContact, ctx: &LeadContext) -> LeadOut {
+    fn lead_out(
+        &self,
+        req: &LeadRequest,
+        contact: Option<EmbeddedContact>,
+        ctx: &LeadContext,
+    ) -> LeadOut {
         let cfg = &self.inner.config;
+        let booking = &req.booking;
         let source = &booking.source;
         // The booking id tag is for people reading the card; the search uses the field.
         let mut tags: Vec<String> = vec![
@@ -806,7 +812,7 @@ impl AmoCrm {
             .map(|name| TagOut { name })
             .collect();
         LeadOut {
-            name: format!("{} — {}", booking.service_name, booking.client_name),
+            name: req.title(),
             // amoCRM prices are whole units; round kopecks half up.
             price: (booking.price.kopecks() + 50).div_euclid(100),
             pipeline_id: cfg.pipeline_id,
@@ -815,7 +821,7 @@ impl AmoCrm {
             custom_fields_values: fields,
             embedded: LeadEmbeddedOut {
                 tags,
-                contacts: vec![contact],
+                contacts: contact.into_iter().collect(),
             },
             request_id: booking.id.clone(),
         }
@@ -1040,34 +1046,45 @@ impl AmoCrm {
         )))
     }
 
-    /// Posts one lead (with a contact link, or with a new contact via `/leads/complex`).
+    /// `POST /api/v4/leads` of one lead; its new id.
+    async fn post_plain_lead(&self, lead: LeadOut) -> Result<i64, CrmError> {
+        let bytes = self
+            .send_json(Method::POST, "/api/v4/leads", &[lead])
+            .await?
+            .ok_or_else(|| CrmError::transient("amoCRM answered 204 to adding a lead"))?;
+        let added: AddedPage<LeadsAddedEmbedded> = parse_body(&bytes, "leads response")?;
+        added
+            .embedded
+            .leads
+            .first()
+            .map(|l| l.id)
+            .ok_or_else(|| CrmError::transient("amoCRM added no lead"))
+    }
+
+    /// Posts one lead (with a contact link, or with a new contact via `/leads/complex`, or
+    /// without a contact when the request says so).
     async fn post_lead(
         &self,
-        booking: &Booking,
+        req: &LeadRequest,
         contact: Option<i64>,
         ctx: &LeadContext,
     ) -> Result<(i64, Option<ContactRef>), CrmError> {
+        let booking = &req.booking;
         match contact {
+            None if req.without_contact => {
+                let id = self.post_plain_lead(self.lead_out(req, None, ctx)).await?;
+                Ok((id, None))
+            }
             Some(contact_id) => {
                 let lead = self.lead_out(
-                    booking,
-                    EmbeddedContact::Link {
+                    req,
+                    Some(EmbeddedContact::Link {
                         id: contact_id,
                         is_main: true,
-                    },
+                    }),
                     ctx,
                 );
-                let bytes = self
-                    .send_json(Method::POST, "/api/v4/leads", &[lead])
-                    .await?
-                    .ok_or_else(|| CrmError::transient("amoCRM answered 204 to adding a lead"))?;
-                let added: AddedPage<LeadsAddedEmbedded> = parse_body(&bytes, "leads response")?;
-                let id = added
-                    .embedded
-                    .leads
-                    .first()
-                    .map(|l| l.id)
-                    .ok_or_else(|| CrmError::transient("amoCRM added no lead"))?;
+                let id = self.post_plain_lead(lead).await?;
                 Ok((
                     id,
                     Some(ContactRef {
@@ -1080,7 +1097,7 @@ impl AmoCrm {
                 // Lead and new contact in one call: no window where a contact exists without
                 // its lead.
                 let contact = Self::contact_out(&ContactRequest::for_booking(booking));
-                let lead = self.lead_out(booking, EmbeddedContact::New(contact), ctx);
+                let lead = self.lead_out(req, Some(EmbeddedContact::New(contact)), ctx);
                 let bytes = self
                     .send_json(Method::POST, "/api/v4/leads/complex", &[lead])
                     .await?
@@ -1338,20 +1355,21 @@ impl Crm for AmoCrm {
         let booking = &req.booking;
         let existing = match &req.contact_id {
             Some(id) => Some(lead_id(id)?),
+            None if req.without_contact => None,
             None => {
                 self.find_contact(&booking.client_phone, booking.client_email.as_ref())
                     .await?
             }
         };
         let ctx = self.lead_context().await?;
-        let (id, contact) = match self.post_lead(booking, existing, &ctx).await {
+        let (id, contact) = match self.post_lead(req, existing, &ctx).await {
             // A field deleted or renamed since the fields were read: read them again and
             // send once more, so an account's change never kills the booking.
             Err(e) if refuses_a_field(&e) => {
                 tracing::warn!(error = %e, "amoCRM refused a lead field; re-reading the account's fields");
                 self.forget_fields().await;
                 let ctx = self.lead_context().await?;
-                self.post_lead(booking, existing, &ctx).await?
+                self.post_lead(req, existing, &ctx).await?
             }
             other => other?,
         };

@@ -1356,16 +1356,11 @@ impl Bitrix24 {
         parts.join("; ")
     }
 
-    fn entity_fields(&self, booking: &Booking, contact_id: Option<i64>) -> Map<String, Value> {
+    fn entity_fields(&self, req: &LeadRequest, contact_id: Option<i64>) -> Map<String, Value> {
         let cfg = &self.inner.config;
+        let booking = &req.booking;
         let mut f = Map::new();
-        f.insert(
-            "TITLE".into(),
-            json!(format!(
-                "{} — {}",
-                booking.service_name, booking.client_name
-            )),
-        );
+        f.insert("TITLE".into(), json!(req.title()));
         f.insert("OPPORTUNITY".into(), json!(money(booking.price.kopecks())));
         f.insert("CURRENCY_ID".into(), json!("RUB"));
         f.insert(
@@ -1417,11 +1412,13 @@ impl Bitrix24 {
             Bitrix24Mode::Lead => {
                 f.insert("STATUS_ID".into(), json!(cfg.new_stage()));
                 f.insert("NAME".into(), json!(booking.client_name));
-                let (phone, email) =
-                    Self::multifields(&booking.client_phone, booking.client_email.as_ref());
-                f.insert("PHONE".into(), phone);
-                if let Some(email) = email {
-                    f.insert("EMAIL".into(), email);
+                if !req.without_contact {
+                    let (phone, email) =
+                        Self::multifields(&booking.client_phone, booking.client_email.as_ref());
+                    f.insert("PHONE".into(), phone);
+                    if let Some(email) = email {
+                        f.insert("EMAIL".into(), email);
+                    }
                 }
                 if let Some(c) = contact_id {
                     f.insert("CONTACT_ID".into(), json!(c));
@@ -2037,6 +2034,7 @@ impl Crm for Bitrix24 {
                 id: entity_id(id)?.to_string(),
                 created: false,
             }),
+            (None, _) if req.without_contact => None,
             (None, Bitrix24Mode::Deal) => Some(
                 self.find_or_create_contact(&ContactRequest::for_booking(booking))
                     .await?,
@@ -2052,7 +2050,7 @@ impl Crm for Bitrix24 {
                 }),
         };
         let contact_id = contact.as_ref().map(|c| entity_id(&c.id)).transpose()?;
-        let fields = self.entity_fields(booking, contact_id);
+        let fields = self.entity_fields(req, contact_id);
         let method = format!("{}.add", self.entity_prefix());
         let answer = self
             .call(

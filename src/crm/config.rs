@@ -35,6 +35,14 @@ pub struct CrmConfig {
         deserialize_with = "de_reconcile_interval"
     )]
     pub reconcile_interval: Duration,
+    /// How long a client who left a new booking in its contact step (consent, phone, name,
+    /// confirmation) is waited for before the attempt becomes a lead "Незавершённая запись";
+    /// `None` ("off" or 0): no such leads.
+    #[serde(
+        default = "default_unfinished_after",
+        deserialize_with = "de_unfinished_after"
+    )]
+    pub unfinished_after: Option<Duration>,
     #[serde(default)]
     pub amocrm: Option<AmoCrmConfig>,
     #[serde(default)]
@@ -52,6 +60,26 @@ fn de_reconcile_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D:
         return Err(serde::de::Error::custom("must be longer than zero"));
     }
     Ok(interval)
+}
+
+fn default_unfinished_after() -> Option<Duration> {
+    Some(Duration::from_secs(30 * 60))
+}
+
+/// The longest pause before an unfinished booking's lead: the transcript it carries is read
+/// from the chat log, and a lead days late is no use to a manager.
+const MAX_UNFINISHED_AFTER: Duration = Duration::from_secs(7 * 86_400);
+
+fn de_unfinished_after<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let pause = crate::sync::config::parse_duration(&text).map_err(serde::de::Error::custom)?;
+    if pause > MAX_UNFINISHED_AFTER {
+        return Err(serde::de::Error::custom("must be at most 7d (or \"off\")"));
+    }
+    Ok(Some(pause).filter(|p| !p.is_zero()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -746,6 +774,37 @@ pipeline_id = 1
         )
         .unwrap_err();
         assert!(err.contains("crm.amocrm.client_id"), "{err}");
+    }
+
+    #[test]
+    fn unfinished_after_defaults_to_half_an_hour_turns_off_and_names_its_key() {
+        let base = "[crm]\nsystem = \"amocrm\"\n[crm.amocrm]\nbase_url = \"https://s.amocrm.ru\"\ntoken = \"t\"\npipeline_id = 1\n";
+        let with = |v: &str| {
+            parse(&base.replacen(
+                "[crm.amocrm]",
+                &format!("unfinished_after = {v}\n[crm.amocrm]"),
+                1,
+            ))
+        };
+        assert_eq!(
+            parse(base).unwrap().unfinished_after,
+            Some(Duration::from_secs(1800))
+        );
+        assert_eq!(
+            with("\"1s\"").unwrap().unfinished_after,
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            with("\"2h\"").unwrap().unfinished_after,
+            Some(Duration::from_secs(7200))
+        );
+        for off in ["\"off\"", "\"OFF\"", "\"0s\"", "\"0m\""] {
+            assert_eq!(with(off).unwrap().unfinished_after, None, "{off}");
+        }
+        for bad in ["\"soon\"", "30", "\"8d\"", "\"-1m\""] {
+            let err = with(bad).expect_err(bad);
+            assert!(err.contains("crm.unfinished_after"), "{bad}: {err}");
+        }
     }
 
     #[test]

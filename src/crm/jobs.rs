@@ -5,16 +5,18 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::Duration;
+use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::{ContactRequest, Crm, CrmError, LeadRequest, Stage, TaskRequest, TranscriptLine};
-use crate::domain::Booking;
+use crate::domain::{Booking, BookingStatus};
 use crate::effects::{
     BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_CREATED, BOOKING_NO_SHOW, BOOKING_RESCHEDULED,
     BOOKING_VISITED, load_booking_job,
 };
-use crate::i18n::{FluentValue, Lang, t, t_args};
+use crate::i18n::{FluentValue, Lang, Texts};
+use crate::normalize::Phone;
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler};
+use crate::unfinished::{UNFINISHED_BOOKING, UnfinishedDraft, UnfinishedJob, lead_key};
 
 /// How far back the chat is read for the transcript of a booking.
 const TRANSCRIPT_WINDOW: Duration = Duration::hours(6);
@@ -23,6 +25,7 @@ pub struct CrmJobs {
     crm: Arc<dyn Crm>,
     /// Language of the notes and tasks managers read.
     lang: Lang,
+    texts: Texts,
     timezone: chrono_tz::Tz,
 }
 
@@ -31,8 +34,15 @@ impl CrmJobs {
         CrmJobs {
             crm,
             lang,
+            texts: Texts::default(),
             timezone,
         }
+    }
+
+    /// The business's words for notes and tasks (built-in salon words otherwise).
+    pub fn with_texts(mut self, texts: Texts) -> CrmJobs {
+        self.texts = texts;
+        self
     }
 
     fn when(&self, booking: &Booking) -> String {
@@ -51,21 +61,34 @@ impl CrmJobs {
         let Some(chat) = &booking.chat else {
             return Ok(Vec::new());
         };
+        self.chat_transcript(
+            &booking.business_id,
+            &chat.key(),
+            booking.created_at - TRANSCRIPT_WINDOW,
+            booking.created_at + Duration::minutes(5),
+            ctx,
+        )
+        .await
+    }
+
+    async fn chat_transcript(
+        &self,
+        business_id: &str,
+        chat_key: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        ctx: &JobContext<'_>,
+    ) -> Result<Vec<TranscriptLine>, DeliveryError> {
         let lines = ctx
             .store
-            .chat_lines(
-                &booking.business_id,
-                &chat.key(),
-                booking.created_at - TRANSCRIPT_WINDOW,
-                booking.created_at + Duration::minutes(5),
-            )
+            .chat_lines(business_id, chat_key, from, to)
             .await
             .map_err(store_error)?;
         Ok(lines
             .into_iter()
             .map(|l| TranscriptLine {
                 at: l.at,
-                author: t(
+                author: self.texts.t(
                     self.lang,
                     if l.author == "client" {
                         "crm-author-client"
@@ -146,6 +169,61 @@ impl CrmJobs {
             .map_err(store_error)
     }
 
+    /// The lead of `req` and then its notes, each step recorded in our store under the
+    /// booking's id (`entity`, `{entity}_transcript`) the moment the CRM confirms it: our own
+    /// link first, then the CRM's search by the booking id the lead carries, then a new lead.
+    /// Returns the lead and whether this very call created it.
+    async fn lead_with_notes(
+        &self,
+        mut req: LeadRequest,
+        transcript: &[TranscriptLine],
+        entity: &str,
+        ctx: &JobContext<'_>,
+    ) -> Result<(String, bool), DeliveryError> {
+        let booking = req.booking.clone();
+        let (lead_id, fresh) = match self.link(&booking, entity, ctx).await? {
+            Some(id) => (id, false),
+            None => {
+                let found = self
+                    .crm
+                    .find_lead_by_booking(&booking.id)
+                    .await
+                    .map_err(delivery_error)?;
+                let (id, fresh) = match found {
+                    Some(lead) => (lead.id, false),
+                    None => {
+                        if !req.without_contact && req.contact_id.is_none() {
+                            req.contact_id = self
+                                .crm
+                                .contact_for_lead(&ContactRequest::for_booking(&booking))
+                                .await
+                                .map_err(delivery_error)?
+                                .map(|c| c.id);
+                        }
+                        // Notes are a step of their own: a failed note must not cost the
+                        // new lead's id.
+                        req.transcript.clear();
+                        let created = self.crm.create_lead(&req).await.map_err(delivery_error)?;
+                        (created.lead_id, true)
+                    }
+                };
+                self.put_link(&booking, entity, &id, ctx).await?;
+                (id, fresh)
+            }
+        };
+        let notes = format!("{entity}_transcript");
+        if self.link(&booking, &notes, ctx).await?.is_none() {
+            self.crm
+                .ensure_booking_notes(&lead_id, &booking, transcript, fresh)
+                .await
+                .map_err(delivery_error)?;
+            // The lead's id stands for "its notes are written": unique per booking, as the
+            // links table wants.
+            self.put_link(&booking, &notes, &lead_id, ctx).await?;
+        }
+        Ok((lead_id, fresh))
+    }
+
     /// A booking into the CRM in four steps — contact, lead, transcript, task — each recorded
     /// in our store the moment the CRM confirms it, so a retry after any single failure starts
     /// from what is already done and searches only for what it cannot know (a write whose
@@ -167,62 +245,21 @@ impl CrmJobs {
                 0,
                 TranscriptLine {
                     at: booking.created_at,
-                    author: t(self.lang, "crm-author-comment"),
+                    author: self.texts.t(self.lang, "crm-author-comment"),
                     text: comment,
                 },
             );
         }
-        // The lead: our own link first, then the CRM's search by booking id, then a new one.
-        let (lead_id, fresh) = match self.link(booking, "booking", ctx).await? {
-            Some(id) => (id, false),
-            None => {
-                let found = self
-                    .crm
-                    .find_lead_by_booking(&booking.id)
-                    .await
-                    .map_err(delivery_error)?;
-                let (id, fresh) = match found {
-                    Some(lead) => (lead.id, false),
-                    None => {
-                        let contact = self
-                            .crm
-                            .contact_for_lead(&ContactRequest::for_booking(booking))
-                            .await
-                            .map_err(delivery_error)?;
-                        // Notes are a step of their own: a failed note must not cost the
-                        // new lead's id.
-                        let created = self
-                            .crm
-                            .create_lead(&LeadRequest {
-                                booking: booking.clone(),
-                                contact_id: contact.map(|c| c.id),
-                                transcript: Vec::new(),
-                            })
-                            .await
-                            .map_err(delivery_error)?;
-                        (created.lead_id, true)
-                    }
-                };
-                self.put_link(booking, "booking", &id, ctx).await?;
-                (id, fresh)
-            }
-        };
-        if self
-            .link(booking, "booking_transcript", ctx)
-            .await?
-            .is_none()
-        {
-            self.crm
-                .ensure_booking_notes(&lead_id, booking, &transcript, fresh)
-                .await
-                .map_err(delivery_error)?;
-            // The lead's id stands for "its notes are written": unique per booking, as the
-            // links table wants.
-            self.put_link(booking, "booking_transcript", &lead_id, ctx)
-                .await?;
-        }
+        let (lead_id, fresh) = self
+            .lead_with_notes(
+                LeadRequest::for_booking(booking.clone(), None),
+                &transcript,
+                "booking",
+                ctx,
+            )
+            .await?;
         if self.link(booking, "booking_task", ctx).await?.is_none() {
-            let text = t_args(
+            let text = self.texts.t_args(
                 self.lang,
                 "crm-task-confirm",
                 &[
@@ -257,11 +294,137 @@ impl CrmJobs {
     }
 }
 
+impl CrmJobs {
+    /// A new booking the client left in its contact step, as a lead of its own: found or
+    /// created like a booking's (its key in the booking id field), with a contact only when
+    /// the client gave a phone, and the chat as its notes headed by what they had chosen.
+    async fn unfinished(
+        &self,
+        job: &Job,
+        ctx: &JobContext<'_>,
+    ) -> Result<Delivered, DeliveryError> {
+        let payload: UnfinishedJob = serde_json::from_value(job.payload.clone())
+            .map_err(|e| DeliveryError::permanent(format!("unreadable job payload: {e}")))?;
+        let started_at = Utc
+            .timestamp_millis_opt(payload.started_at)
+            .single()
+            .ok_or_else(|| DeliveryError::permanent("job with an impossible attempt time"))?;
+        let Some(attempt) = ctx
+            .store
+            .unfinished_attempt(&job.business_id, &payload.chat_key, started_at)
+            .await
+            .map_err(store_error)?
+        else {
+            // Erased at the client's request, or past its retention: nothing is left to send.
+            return Ok(Delivered::done());
+        };
+        let draft: UnfinishedDraft = serde_json::from_str(&attempt.draft)
+            .map_err(|e| DeliveryError::permanent(format!("unreadable unfinished booking: {e}")))?;
+        let key = lead_key(&job.business_id, &attempt.chat_key, started_at);
+        let start = draft.start.unwrap_or(attempt.last_at);
+        let dash = || "—".to_string();
+        let summary = self.texts.t_args(
+            self.lang,
+            "crm-note-unfinished",
+            &[
+                ("service", FluentValue::from(draft.service.clone())),
+                (
+                    "master",
+                    FluentValue::from(draft.master.clone().unwrap_or_else(dash)),
+                ),
+                (
+                    "when",
+                    FluentValue::from(
+                        draft
+                            .start
+                            .map(|s| {
+                                s.with_timezone(&self.timezone)
+                                    .format("%d.%m.%Y %H:%M")
+                                    .to_string()
+                            })
+                            .unwrap_or_else(dash),
+                    ),
+                ),
+                (
+                    "phone",
+                    FluentValue::from(
+                        draft
+                            .phone
+                            .as_ref()
+                            .map(|p| p.formatted())
+                            .unwrap_or_else(dash),
+                    ),
+                ),
+                (
+                    "name",
+                    FluentValue::from(draft.name.clone().unwrap_or_else(dash)),
+                ),
+                ("chat", FluentValue::from(attempt.chat_key.clone())),
+            ],
+        );
+        let mut transcript = self
+            .chat_transcript(
+                &job.business_id,
+                &attempt.chat_key,
+                attempt.started_at - TRANSCRIPT_WINDOW,
+                attempt.last_at + Duration::minutes(5),
+                ctx,
+            )
+            .await?;
+        transcript.insert(
+            0,
+            TranscriptLine {
+                at: attempt.last_at,
+                author: self.texts.t(self.lang, "crm-author-unfinished"),
+                text: summary,
+            },
+        );
+        let without_contact = draft.phone.is_none();
+        let booking = Booking {
+            id: key.clone(),
+            business_id: job.business_id.clone(),
+            client_phone: draft.phone.clone().unwrap_or_else(Phone::erased),
+            client_name: draft.name.clone().unwrap_or_default(),
+            client_email: None,
+            service_id: draft.service_id.clone(),
+            service_name: draft.service.clone(),
+            master_id: draft.master_id.clone().unwrap_or_default(),
+            master_name: draft.master.clone().unwrap_or_default(),
+            start,
+            duration_min: draft.duration_min,
+            price: draft.price,
+            status: BookingStatus::Requested,
+            source: draft.source.clone(),
+            chat: None,
+            external_id: None,
+            created_at: attempt.started_at,
+        };
+        let title = self.texts.t_args(
+            self.lang,
+            "crm-lead-unfinished",
+            &[("service", FluentValue::from(draft.service.clone()))],
+        );
+        let req = LeadRequest {
+            title: Some(title),
+            without_contact,
+            ..LeadRequest::for_booking(booking, None)
+        };
+        let (lead_id, _) = self
+            .lead_with_notes(req, &transcript, "unfinished", ctx)
+            .await?;
+        tracing::info!(lead_id = %lead_id, chat = %attempt.chat_key, "unfinished booking delivered as a lead");
+        Ok(Delivered::linked("unfinished", &key, &lead_id))
+    }
+}
+
 #[async_trait]
 impl JobHandler for CrmJobs {
     async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
+        if job.operation == UNFINISHED_BOOKING {
+            return self.unfinished(job, ctx).await;
+        }
         let (payload, booking) = load_booking_job(job, ctx.store).await?;
-        let by = t(
+        let by = self.texts.t(
             self.lang,
             match payload.by.as_deref() {
                 Some("business") => "crm-by-business",
@@ -273,7 +436,7 @@ impl JobHandler for CrmJobs {
             BOOKING_CREATED => self.created(&booking, ctx).await,
             BOOKING_CANCELLED => {
                 let lead = self.lead_id(&booking, ctx).await?;
-                let note = t_args(
+                let note = self.texts.t_args(
                     self.lang,
                     "crm-note-cancelled",
                     &[
@@ -289,7 +452,7 @@ impl JobHandler for CrmJobs {
             }
             BOOKING_RESCHEDULED => {
                 let lead = self.lead_id(&booking, ctx).await?;
-                let note = t_args(
+                let note = self.texts.t_args(
                     self.lang,
                     "crm-note-rescheduled",
                     &[
@@ -311,7 +474,7 @@ impl JobHandler for CrmJobs {
                 } else {
                     "crm-note-no-show"
                 };
-                let note = t_args(
+                let note = self.texts.t_args(
                     self.lang,
                     key,
                     &[
@@ -327,7 +490,7 @@ impl JobHandler for CrmJobs {
             }
             BOOKING_VISITED => {
                 let lead = self.lead_id(&booking, ctx).await?;
-                let note = t_args(
+                let note = self.texts.t_args(
                     self.lang,
                     "crm-note-visited",
                     &[

@@ -207,6 +207,35 @@ pub struct LeadRequest {
     pub contact_id: Option<String>,
     /// Chat lines to log into the card as notes, after the lead exists.
     pub transcript: Vec<TranscriptLine>,
+    /// The lead's title when it is not the booking's own "service — client" (an unfinished
+    /// booking's "Незавершённая запись — service").
+    pub title: Option<String>,
+    /// The client gave no phone (an unfinished booking): the lead goes without a contact,
+    /// none is searched for or created, and `booking.client_phone` names no one.
+    pub without_contact: bool,
+}
+
+impl LeadRequest {
+    /// A booking's own lead.
+    pub fn for_booking(booking: Booking, contact_id: Option<String>) -> LeadRequest {
+        LeadRequest {
+            booking,
+            contact_id,
+            transcript: Vec::new(),
+            title: None,
+            without_contact: false,
+        }
+    }
+
+    /// The title a lead of this request carries.
+    pub fn title(&self) -> String {
+        self.title.clone().unwrap_or_else(|| {
+            format!(
+                "{} — {}",
+                self.booking.service_name, self.booking.client_name
+            )
+        })
+    }
 }
 
 /// What the CRM account holds that zapis's settings name by id: its pipelines with their

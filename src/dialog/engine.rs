@@ -21,7 +21,7 @@ use super::{
     MAX_BUTTON_DATA, Outcome, Reply, TRIAL,
 };
 use crate::domain::{Booking, BookingStatus, Consent, Master, Service, Slot, Source};
-use crate::i18n::{self, FluentValue, Lang};
+use crate::i18n::{FluentValue, Lang};
 use crate::normalize::Phone;
 
 /// Services (or categories) per page; more than this and a list gets categories.
@@ -1712,11 +1712,11 @@ impl Engine<'_> {
     }
 
     fn t(&self, key: &str) -> String {
-        i18n::t(self.lang, key)
+        self.ctx.texts.t(self.lang, key)
     }
 
     fn ta(&self, key: &str, args: &[(&str, FluentValue<'_>)]) -> String {
-        i18n::t_args(self.lang, key, args)
+        self.ctx.texts.t_args(self.lang, key, args)
     }
 
     // ---- formatting ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Booking, Channel, Consent, Master, Service, Slot, Source};
-use crate::i18n::Lang;
+use crate::i18n::{Lang, Texts};
 use crate::normalize::Phone;
 
 /// Longest callback payload any messenger accepts (Telegram: 64 bytes).
@@ -40,8 +40,11 @@ pub struct Context {
     /// deep link.
     pub channel: Channel,
     /// A school: services are courses, masters are groups (or a trial lesson), and the flow
-    /// ends in an application after phone and name instead of a slot.
+    /// ends in an application after phone and name instead of a slot. This switches the flow
+    /// only; the words (курс, преподаватель) come from `texts`, built for the same kind.
     pub school: bool,
+    /// The business's words: its kind's terms and its own overrides over the built-ins.
+    pub texts: Texts,
     /// How long before a visit it can still be cancelled or moved in the chat; closer to it
     /// the client is asked to call. `None`: up to the visit itself.
     pub change_cutoff: Option<chrono::Duration>,
@@ -187,9 +190,14 @@ pub enum Command {
 /// Buttons under a reminder. They carry no render version: a reminder arrives outside the
 /// conversation and its buttons stay valid whatever the client did in between. A visit inside
 /// `booking.change_cutoff` (`changeable` false) gets "I'll come" alone.
-pub fn reminder_buttons(lang: Lang, booking_id: &str, changeable: bool) -> Vec<Vec<Button>> {
+pub fn reminder_buttons(
+    texts: &Texts,
+    lang: Lang,
+    booking_id: &str,
+    changeable: bool,
+) -> Vec<Vec<Button>> {
     let button = |key: &str, kind: &str| Button {
-        label: crate::i18n::t(lang, key),
+        label: texts.t(lang, key),
         data: format!("0|{kind}:{booking_id}"),
     };
     let mut rows = vec![vec![button("btn-remind-come", "Rk")]];

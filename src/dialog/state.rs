@@ -105,6 +105,45 @@ impl DialogState {
     }
 }
 
+impl DialogState {
+    /// The new booking being put together while the client is in its contact step: what a
+    /// lead made of it holds if they leave there (`crate::unfinished`). `channel` stands for
+    /// the source when the chat has none on record.
+    pub fn unfinished_draft(
+        &self,
+        channel: crate::domain::Channel,
+    ) -> Option<crate::unfinished::UnfinishedDraft> {
+        if self.funnel_stage() != FunnelStage::Contact {
+            return None;
+        }
+        let flow = self.flow.as_ref()?;
+        let master_id = self
+            .slot
+            .as_ref()
+            .map(|s| s.master_id.clone())
+            .or_else(|| flow.master.clone());
+        let master = master_id
+            .as_ref()
+            .and_then(|id| flow.masters.iter().find(|m| &m.id == id))
+            .map(|m| m.name.clone());
+        Some(crate::unfinished::UnfinishedDraft {
+            service_id: flow.svc.id.clone(),
+            service: flow.svc.name.clone(),
+            price: flow.svc.price_min,
+            duration_min: flow.svc.duration_min,
+            master_id,
+            master,
+            start: self.slot.as_ref().map(|s| s.start),
+            phone: self.phone.clone(),
+            name: self.name.clone(),
+            source: self
+                .source
+                .clone()
+                .unwrap_or_else(|| Source::direct(channel)),
+        })
+    }
+}
+
 /// See [`DialogState::funnel_stage`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FunnelStage {

@@ -46,7 +46,7 @@ use crate::config::{MaxConfig, MaxMode};
 use crate::conversation::{ChatEvent, Conversations};
 use crate::dialog::Reply;
 use crate::domain::{Channel, ChatRef};
-use crate::i18n::{Lang, t};
+use crate::i18n::{Lang, Texts};
 use crate::normalize::mask_phone;
 use crate::store::{Store, StoreError};
 
@@ -861,6 +861,7 @@ pub struct MaxBot {
     client: MaxClient,
     handler: Arc<dyn ChatHandler>,
     default_lang: Lang,
+    texts: Texts,
 }
 
 impl MaxBot {
@@ -869,13 +870,21 @@ impl MaxBot {
             client,
             handler,
             default_lang,
+            texts: Texts::default(),
         }
+    }
+
+    /// The business's words, for the bot's own few (the built-in ones otherwise).
+    pub fn with_texts(mut self, texts: Texts) -> MaxBot {
+        self.texts = texts;
+        self
     }
 
     /// The bot for the webhook route: production pacing, the business locale for its own words.
     pub fn from_config(config: &MaxConfig, conversations: Arc<Conversations>) -> MaxBot {
         let lang = conversations.business().locale;
-        MaxBot::new(MaxClient::new(config), conversations, lang)
+        let texts = conversations.business().texts.clone();
+        MaxBot::new(MaxClient::new(config), conversations, lang).with_texts(texts)
     }
 
     pub fn client(&self) -> &MaxClient {
@@ -909,7 +918,9 @@ impl MaxBot {
                 Err(e) => {
                     tracing::error!(chat = %chat.chat_id, error = %e, "conversation failed; apologising");
                     vec![Reply {
-                        text: t(Lang::pick(lang, self.default_lang), "max-apology"),
+                        text: self
+                            .texts
+                            .t(Lang::pick(lang, self.default_lang), "max-apology"),
                         ..Reply::default()
                     }]
                 }
@@ -930,7 +941,7 @@ impl MaxBot {
                 editable = None;
                 rest = &replies[1..];
             } else {
-                let ack = json!({"notification": t(lang, "max-callback-ack")});
+                let ack = json!({"notification": self.texts.t(lang, "max-callback-ack")});
                 if let Err(e) = self.client.answer(input.target, callback_id, &ack).await {
                     tracing::warn!(error = %e, "MAX callback answer failed");
                 }
@@ -964,7 +975,7 @@ impl MaxBot {
             return false;
         }
         // `[]`, not null: the old keyboard must go when the new screen has none.
-        let attachments: Vec<Value> = keyboard(reply, lang).into_iter().collect();
+        let attachments: Vec<Value> = keyboard_in(reply, &self.texts, lang).into_iter().collect();
         let body = json!({"message": {"text": parts.remove(0), "attachments": attachments}});
         match self.client.answer(to, callback_id, &body).await {
             Ok(()) => true,
@@ -980,7 +991,7 @@ impl MaxBot {
         let mut parts = split_text(&reply.text);
         let first = parts.remove(0);
         let kb = if parts.is_empty() {
-            keyboard(reply, lang)
+            keyboard_in(reply, &self.texts, lang)
         } else {
             None
         };
@@ -991,14 +1002,19 @@ impl MaxBot {
             return false;
         }
         if !parts.is_empty() {
-            self.send_parts(to, parts, keyboard(reply, lang)).await;
+            self.send_parts(to, parts, keyboard_in(reply, &self.texts, lang))
+                .await;
         }
         true
     }
 
     async fn send(&self, to: MaxTarget, reply: &Reply, lang: Lang) {
-        self.send_parts(to, split_text(&reply.text), keyboard(reply, lang))
-            .await;
+        self.send_parts(
+            to,
+            split_text(&reply.text),
+            keyboard_in(reply, &self.texts, lang),
+        )
+        .await;
     }
 
     /// Sends the parts in order, the keyboard on the last one. False if any part failed.
@@ -1027,11 +1043,16 @@ impl MaxBot {
 
 /// The `inline_keyboard` attachment for a reply, within MAX's limits, or `None`.
 pub fn keyboard(reply: &Reply, lang: Lang) -> Option<Value> {
+    keyboard_in(reply, &Texts::default(), lang)
+}
+
+/// [`keyboard`] with the business's words for the contact button.
+pub fn keyboard_in(reply: &Reply, texts: &Texts, lang: Lang) -> Option<Value> {
     let mut rows: Vec<Vec<Value>> = Vec::new();
     if reply.request_contact {
         rows.push(vec![json!({
             "type": "request_contact",
-            "text": button_text(&t(lang, "max-share-phone")),
+            "text": button_text(&texts.t(lang, "max-share-phone")),
         })]);
     }
     for row in &reply.buttons {
@@ -1215,8 +1236,10 @@ where
         conversations.store().clone(),
         conversations.business().id.clone(),
     );
+    let texts = conversations.business().texts.clone();
     MaxAdapter::new(config)
         .default_lang(lang)
+        .texts(texts)
         .liveness(liveness)
         .cursor_store(cursor.0, &cursor.1)
         .run(conversations, shutdown)
@@ -1229,6 +1252,7 @@ pub struct MaxAdapter {
     limits: MaxLimits,
     poll_timeout: Duration,
     default_lang: Lang,
+    texts: Texts,
     cursor: Option<(Store, String)>,
     liveness: Arc<super::liveness::Poller>,
 }
@@ -1240,6 +1264,7 @@ impl MaxAdapter {
             limits: MaxLimits::default(),
             poll_timeout: Duration::from_secs(30),
             default_lang: Lang::default(),
+            texts: Texts::default(),
             cursor: None,
             liveness: Arc::default(),
         }
@@ -1253,6 +1278,12 @@ impl MaxAdapter {
 
     pub fn default_lang(mut self, lang: Lang) -> MaxAdapter {
         self.default_lang = lang;
+        self
+    }
+
+    /// The business's words, for the adapter's own few (the built-in ones otherwise).
+    pub fn texts(mut self, texts: Texts) -> MaxAdapter {
+        self.texts = texts;
         self
     }
 
@@ -1315,7 +1346,8 @@ impl MaxAdapter {
             }
         };
         tracing::info!(api_url = %self.config.api_url, bot = me.username.as_deref().unwrap_or("?"), "MAX bot started");
-        let bot = MaxBot::new(client.clone(), handler, self.default_lang);
+        let bot =
+            MaxBot::new(client.clone(), handler, self.default_lang).with_texts(self.texts.clone());
         self.liveness.started(chrono::Utc::now());
         if self.config.mode == MaxMode::Webhook {
             tracing::info!("MAX in webhook mode: updates arrive through the HTTP server");

@@ -45,7 +45,7 @@ use crate::config::TelegramConfig;
 use crate::conversation::{ChatEvent, Conversations};
 use crate::dialog::Reply;
 use crate::domain::{Channel, ChatRef};
-use crate::i18n::{Lang, t};
+use crate::i18n::{Lang, Texts};
 use crate::normalize::mask_phone;
 
 /// Telegram's limit on a message text, in UTF-16 code units (what its clients count).
@@ -75,8 +75,10 @@ where
     S: Future<Output = ()> + Send,
 {
     let lang = conversations.business().locale;
+    let texts = conversations.business().texts.clone();
     TelegramAdapter::new(config)
         .default_lang(lang)
+        .texts(texts)
         .liveness(liveness)
         .run(conversations, shutdown)
         .await
@@ -89,6 +91,7 @@ pub struct TelegramAdapter {
     limits: TelegramLimits,
     poll_timeout: Duration,
     default_lang: Lang,
+    texts: Texts,
     liveness: Arc<Poller>,
 }
 
@@ -104,6 +107,7 @@ impl TelegramAdapter {
             limits: config.limits,
             poll_timeout: Duration::from_secs(10),
             default_lang: Lang::default(),
+            texts: Texts::default(),
             liveness: Arc::default(),
         }
     }
@@ -117,6 +121,12 @@ impl TelegramAdapter {
     /// The business locale, for the adapter's own few words when Telegram tells no language.
     pub fn default_lang(mut self, lang: Lang) -> TelegramAdapter {
         self.default_lang = lang;
+        self
+    }
+
+    /// The business's words, for the adapter's own few (the built-in ones otherwise).
+    pub fn texts(mut self, texts: Texts) -> TelegramAdapter {
+        self.texts = texts;
         self
     }
 
@@ -172,6 +182,7 @@ impl TelegramAdapter {
             contact_keyboard: DashSet::new(),
             redactor: redactor.clone(),
             default_lang: self.default_lang,
+            texts: self.texts.clone(),
             pacer,
             turns: ChatTurns::default(),
         });
@@ -379,6 +390,7 @@ struct Inner {
     contact_keyboard: DashSet<i64>,
     redactor: Redactor,
     default_lang: Lang,
+    texts: Texts,
     pacer: Arc<TelegramPacer>,
     turns: ChatTurns,
 }
@@ -399,7 +411,9 @@ impl Inner {
             Err(e) => {
                 tracing::error!(chat = %chat.chat_id, error = %e, "conversation failed; apologising");
                 vec![Reply {
-                    text: t(Lang::pick(lang, self.default_lang), "tg-apology"),
+                    text: self
+                        .texts
+                        .t(Lang::pick(lang, self.default_lang), "tg-apology"),
                     ..Reply::default()
                 }]
             }
@@ -458,10 +472,10 @@ impl Inner {
     async fn send(&self, bot: &TelegramBot, chat_id: ChatId, lang: Option<&str>, reply: &Reply) {
         let inline = inline_keyboard(reply);
         if reply.request_contact {
-            let keyboard = KeyboardMarkup::new([[KeyboardButton::new(t(
-                Lang::pick(lang, self.default_lang),
-                "tg-share-phone",
-            ))
+            let keyboard = KeyboardMarkup::new([[KeyboardButton::new(
+                self.texts
+                    .t(Lang::pick(lang, self.default_lang), "tg-share-phone"),
+            )
             .request(ButtonRequest::Contact)]])
             .one_time_keyboard()
             .resize_keyboard();
@@ -477,7 +491,10 @@ impl Inner {
                 self.contact_keyboard.insert(chat_id.0);
             }
             if let Some(kb) = inline {
-                let text = vec![t(Lang::pick(lang, self.default_lang), "tg-or-choose")];
+                let text = vec![
+                    self.texts
+                        .t(Lang::pick(lang, self.default_lang), "tg-or-choose"),
+                ];
                 self.send_parts(bot, chat_id, text, Some(ReplyMarkup::InlineKeyboard(kb)))
                     .await;
             }

@@ -14,7 +14,7 @@ use super::config::{AccessMode, AlfaCrmConfig, SchoolConfig};
 use super::getcourse::{GcUser, GetCourse};
 use super::{Customer, NewCustomer, NewPayment, NewTask, SchoolCrm, SchoolError};
 use crate::domain::Source;
-use crate::i18n::{FluentValue, Lang, t, t_args};
+use crate::i18n::{FluentValue, Lang, Texts};
 use crate::normalize::{Email, Phone};
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler};
 
@@ -96,6 +96,7 @@ pub struct AlfaCrmJobs {
     alfa: AlfaCrmConfig,
     school: SchoolConfig,
     lang: Lang,
+    texts: Texts,
     timezone: chrono_tz::Tz,
 }
 
@@ -112,8 +113,15 @@ impl AlfaCrmJobs {
             alfa,
             school,
             lang,
+            texts: Texts::default(),
             timezone,
         }
+    }
+
+    /// The business's words for notes and tasks (built-in words otherwise).
+    pub fn with_texts(mut self, texts: Texts) -> AlfaCrmJobs {
+        self.texts = texts;
+        self
     }
 
     fn today(&self, ctx: &JobContext<'_>) -> NaiveDate {
@@ -221,7 +229,7 @@ impl AlfaCrmJobs {
         .iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
         .collect();
-        t_args(
+        self.texts.t_args(
             self.lang,
             "school-note-application",
             &[
@@ -317,7 +325,7 @@ impl AlfaCrmJobs {
                 let task = NewTask {
                     customer_id,
                     assigned_id: self.alfa.curator_id,
-                    title: t_args(
+                    title: self.texts.t_args(
                         self.lang,
                         if app.trial {
                             "school-task-title-trial"
@@ -326,7 +334,7 @@ impl AlfaCrmJobs {
                         },
                         &[("course", FluentValue::from(course_title.clone()))],
                     ),
-                    text: t_args(
+                    text: self.texts.t_args(
                         self.lang,
                         "school-task-text",
                         &[
@@ -381,7 +389,7 @@ impl AlfaCrmJobs {
             .clone()
             .filter(|n| !n.trim().is_empty())
             .or_else(|| notice.email.clone())
-            .unwrap_or_else(|| t(self.lang, "school-unnamed"));
+            .unwrap_or_else(|| self.texts.t(self.lang, "school-unnamed"));
         let new = || NewCustomer {
             name: name.clone(),
             phone: phone.clone(),
@@ -396,7 +404,7 @@ impl AlfaCrmJobs {
                 .or(self.alfa.default_lead_source_id),
             assigned_id: self.alfa.curator_id,
             study_status_id: self.alfa.study_status_id,
-            note: t_args(
+            note: self.texts.t_args(
                 self.lang,
                 "school-note-payment",
                 &[

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{Store, StoreError, to_millis};
+use super::{AttemptTurn, Store, StoreError, to_millis};
 use crate::domain::Source;
 
 /// One line of the chat log written with a turn.
@@ -117,7 +117,33 @@ impl Store {
         state: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.save_turn_with(
+            business_id,
+            chat_key,
+            lines,
+            event,
+            AttemptTurn::None,
+            state,
+            now,
+        )
+        .await
+    }
+
+    /// [`Store::save_turn`] that also opens, refreshes or closes the chat's unfinished
+    /// booking, in the same transaction: a lead for it can never miss a turn that was stored.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn save_turn_with(
+        &self,
+        business_id: &str,
+        chat_key: &str,
+        lines: &[TurnLine],
+        event: Option<TurnEvent<'_>>,
+        attempt: AttemptTurn<'_>,
+        state: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        super::unfinished::attempt_turn_in(&mut tx, business_id, chat_key, attempt, now).await?;
         if !lines.is_empty() {
             // One multi-row insert: rows get ids in VALUES order, which is the log's order.
             let mut sql = String::from(

@@ -2,7 +2,8 @@
 //! store holds about the person behind a phone number: their client card, the chats they had
 //! with the bot (dialog state and transcript), the chat link and comments of their bookings,
 //! stored webhook bodies and finished job payloads that mention them, import rows and school
-//! applications; their chats' funnel events stay counted under a key that names no chat.
+//! applications, and the bookings they left unfinished; their chats' funnel events stay counted
+//! under a key that names no chat.
 //! Bookings stay as anonymous visits (the business's statistics), and the CRM and the schedule
 //! keep what the business owns there. While a delivery about the client is still on its way,
 //! erasing would leave it without its data, so the request is recorded and carried out right
@@ -31,6 +32,7 @@ pub struct Erased {
     pub import_rows: u64,
     pub applications: u64,
     pub funnel_events: u64,
+    pub unfinished_bookings: u64,
 }
 
 impl std::fmt::Display for Erased {
@@ -39,7 +41,7 @@ impl std::fmt::Display for Erased {
             f,
             "client card: {}; bookings unlinked from the chat: {}; dialogs: {}; chat lines: {}; \
              webhook bodies: {}; job payloads: {}; import rows: {}; school applications: {}; \
-             funnel events unlinked from the chat: {}",
+             funnel events unlinked from the chat: {}; unfinished bookings: {}",
             self.clients,
             self.bookings,
             self.dialogs,
@@ -48,7 +50,8 @@ impl std::fmt::Display for Erased {
             self.job_payloads,
             self.import_rows,
             self.applications,
-            self.funnel_events
+            self.funnel_events,
+            self.unfinished_bookings
         )
     }
 }
@@ -151,7 +154,8 @@ async fn person(
          WHERE c.business_id = $1 AND c.phone = $2 AND b.business_id = $1 \
            AND b.chat_id IS NOT NULL \
          UNION SELECT chat_key FROM dialogs WHERE business_id = $1 AND state LIKE $3 \
-         UNION SELECT chat_key FROM chat_log WHERE business_id = $1 AND text LIKE $3",
+         UNION SELECT chat_key FROM chat_log WHERE business_id = $1 AND text LIKE $3 \
+         UNION SELECT chat_key FROM unfinished_bookings WHERE business_id = $1 AND draft LIKE $3",
         &[
             business.to_string(),
             phone.as_str().to_string(),
@@ -213,6 +217,14 @@ async fn erase(conn: &mut AnyConnection, p: &Person) -> Result<Erased, StoreErro
     e.chat_lines = run(
         conn,
         format!("DELETE FROM chat_log WHERE business_id = $1 AND {chats}"),
+        with(b(), &p.chats),
+    )
+    .await?;
+    // What they had chosen and given in a booking they did not finish (its lead, if any,
+    // is the CRM's).
+    e.unfinished_bookings = run(
+        conn,
+        format!("DELETE FROM unfinished_bookings WHERE business_id = $1 AND {chats}"),
         with(b(), &p.chats),
     )
     .await?;

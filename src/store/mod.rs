@@ -15,6 +15,7 @@ mod links;
 mod plans;
 pub mod retention;
 mod sync_state;
+mod unfinished;
 
 pub use analytics::{Bucket, Funnel, SourceKey, SourceKind, SourceRow};
 pub use bookings::{
@@ -29,6 +30,7 @@ pub use sync_state::{
     BookingEvent, KnownState, claim_reminder_in, confirm_visit_in, put_known_in, record_event_in,
     version_of,
 };
+pub use unfinished::{Attempt, AttemptTurn, DueAttempt};
 
 use std::str::FromStr;
 use std::time::Duration;

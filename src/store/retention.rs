@@ -25,7 +25,8 @@ pub struct RetentionConfig {
     #[serde(deserialize_with = "de_period")]
     pub chat_log: Option<Duration>,
     /// A chat's dialog state (where the client is in the flow, the phone and name they gave)
-    /// is removed this long after its last turn: the client is asked for them again.
+    /// is removed this long after its last turn: the client is asked for them again. A booking
+    /// they left unfinished goes the same time after its last turn.
     #[serde(deserialize_with = "de_period")]
     pub dialogs: Option<Duration>,
     /// The funnel's chat events (a chat started, reached the contact step) are removed this
@@ -74,6 +75,7 @@ pub struct Purged {
     pub chat_lines: u64,
     pub dialogs: u64,
     pub chat_events: u64,
+    pub unfinished_bookings: u64,
 }
 
 /// Chats whose transcript an unfinished CRM job of a booking may still read. Dead jobs count:
@@ -122,6 +124,15 @@ impl Store {
                  SELECT chat_key FROM dialogs WHERE business_id = $1 AND updated_at < $2 \
                  ORDER BY updated_at LIMIT $3)";
             purged.dialogs = self.in_batches(sql, business_id, cutoff(period)).await?;
+        }
+        if let Some(period) = config.dialogs {
+            // What a client had chosen and given in a booking they left is part of their dialog
+            // and goes with it, lead or no lead.
+            let sql = "DELETE FROM unfinished_bookings WHERE business_id = $1 \
+                 AND (chat_key, started_at) IN ( \
+                   SELECT chat_key, started_at FROM unfinished_bookings \
+                   WHERE business_id = $1 AND last_at < $2 ORDER BY last_at LIMIT $3)";
+            purged.unfinished_bookings = self.in_batches(sql, business_id, cutoff(period)).await?;
         }
         if let Some(period) = config.chat_events {
             let sql = "DELETE FROM chat_events WHERE id IN ( \
@@ -190,6 +201,7 @@ pub fn spawn(
                             chat_lines = p.chat_lines,
                             dialogs = p.dialogs,
                             chat_events = p.chat_events,
+                            unfinished_bookings = p.unfinished_bookings,
                             "retention: removed what is past its period"
                         ),
                         Err(e) => tracing::warn!(error = %e, "retention: purge failed"),
@@ -422,7 +434,8 @@ mod tests {
                     inbox_bodies: 1,
                     chat_lines: 1,
                     dialogs: 0,
-                    chat_events: 0
+                    chat_events: 0,
+                    unfinished_bookings: 0
                 }
             );
             let bodies: Vec<(i64, String)> =

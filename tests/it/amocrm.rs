@@ -81,11 +81,7 @@ fn booking(id: &str, phone: &str) -> Booking {
 }
 
 fn request(b: Booking) -> LeadRequest {
-    LeadRequest {
-        booking: b,
-        contact_id: None,
-        transcript: Vec::new(),
-    }
+    LeadRequest::for_booking(b, None)
 }
 
 fn field_value(entity: &Value, key: &str, want: Value) -> Option<Value> {
@@ -1364,5 +1360,38 @@ async fn emails_go_out_in_unicode_and_landlines_as_work() {
     assert_eq!(
         stored["custom_fields_values"][0]["values"][0]["enum_code"],
         "MOB"
+    );
+}
+
+/// A lead that is no booking of the client's (an unfinished one) carries its own title and,
+/// when the client gave no phone, no contact: none is searched for, created or linked, even
+/// where one with the booking's number exists; the source tags are a booking's.
+#[tokio::test]
+async fn a_lead_without_contact_links_none_and_carries_its_title() {
+    let fake = FakeAmo::start().await;
+    fake.insert_contact_with_phone("Анна", "+7 912 345-67-89");
+    let crm = client(config(&fake)).await;
+    let key = "u0123456789abcdef0123456789abcd";
+    let req = LeadRequest {
+        title: Some("Незавершённая запись — Стрижка".into()),
+        without_contact: true,
+        ..LeadRequest::for_booking(booking(key, "+79123456789"), None)
+    };
+    let created = crm.create_lead(&req).await.unwrap();
+    assert!(created.contact.is_none());
+    let lead = fake.lead(&created.lead_id);
+    assert_eq!(lead["name"], "Незавершённая запись — Стрижка");
+    assert_eq!(lead["_embedded"]["contacts"], json!([]), "{lead}");
+    assert!(tags(&lead).contains(&"start:src_landing".to_string()));
+    assert_eq!(fake.contacts().len(), 1, "no contact was made");
+    assert_eq!(
+        fake.count("GET", "/api/v4/contacts"),
+        0,
+        "none was searched for"
+    );
+    assert_eq!(
+        crm.find_lead_by_booking(key).await.unwrap().map(|l| l.id),
+        Some(created.lead_id),
+        "a retry finds it by its key"
     );
 }

@@ -104,9 +104,8 @@ fn transcript(n: usize) -> Vec<TranscriptLine> {
 
 fn request(b: Booking, lines: usize) -> LeadRequest {
     LeadRequest {
-        booking: b,
-        contact_id: None,
         transcript: transcript(lines),
+        ..LeadRequest::for_booking(b, None)
     }
 }
 
@@ -1034,4 +1033,49 @@ async fn fake_faults_fire_once_and_after_ones_do_the_write_first() {
         .unwrap();
     assert!(!found.created);
     assert_eq!(fake.contacts().len(), 3);
+}
+
+/// A lead that is no booking of the client's (an unfinished one), in both modes: its own
+/// title, no contact even where one has the booking's number, in lead mode no phone or e-mail
+/// on the lead; found again by its key.
+#[tokio::test]
+async fn a_lead_without_contact_carries_no_client_and_its_own_title() {
+    for lead_mode in [false, true] {
+        let fake = FakeBitrix::start().await;
+        fake.insert_contact_with_phone("Анна", "+7 912 345-67-89");
+        let cfg = if lead_mode {
+            lead_config(&fake)
+        } else {
+            deal_config(&fake)
+        };
+        let crm = client(cfg).await;
+        let key = "u0123456789abcdef0123456789abcd";
+        let req = LeadRequest {
+            title: Some("Незавершённая запись — Стрижка".into()),
+            without_contact: true,
+            ..LeadRequest::for_booking(booking(key, "+79123456789"), None)
+        };
+        let created = crm.create_lead(&req).await.unwrap();
+        assert!(created.contact.is_none());
+        let entity = if lead_mode {
+            fake.lead(&created.lead_id)
+        } else {
+            fake.deal(&created.lead_id)
+        };
+        assert_eq!(
+            entity["TITLE"], "Незавершённая запись — Стрижка",
+            "{entity}"
+        );
+        assert!(
+            entity.get("CONTACT_ID").is_none_or(Value::is_null),
+            "{entity}"
+        );
+        assert!(entity.get("PHONE").is_none(), "{entity}");
+        assert!(entity.get("EMAIL").is_none(), "{entity}");
+        assert_eq!(fake.contacts().len(), 1, "no contact was made");
+        assert_eq!(
+            crm.find_lead_by_booking(key).await.unwrap().map(|l| l.id),
+            Some(created.lead_id)
+        );
+    }
 }

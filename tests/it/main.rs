@@ -30,5 +30,7 @@ mod telegram_e2e;
 mod telegram_fake;
 mod tenancy;
 mod two_way_e2e;
+mod unfinished_e2e;
+mod words_e2e;
 mod yclients;
 mod yclients_e2e;

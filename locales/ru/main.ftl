@@ -366,3 +366,25 @@ btn-data-name = ✏️ Изменить имя
 btn-data-phone = 📱 Изменить телефон
 data-ask-name = Напишите новое имя.
 data-ask-phone = Напишите новый номер телефона или нажмите «{ -share-phone }».
+
+## Позвать администратора ([support])
+
+btn-call-admin = 🙋 Позвать администратора
+support-called = Позвали администратора — он ответит здесь, в этом чате. Можете сразу написать свой вопрос.
+support-sent = Передали ваш вопрос администратору — ответ придёт сюда, в этот чат.
+support-closed = Сейчас администраторы не на связи: ответим { $day } с { $time }.
+support-day-today = сегодня
+support-day-tomorrow = завтра
+support-answer = Администратор: { $text }
+support-relay =
+    🙋 Вопрос клиента { $marker }
+    Имя: { $name }
+    Телефон: { $phone }
+    Канал: { $channel }
+    Источник: { $source }
+support-relay-question = Вопрос: { $question }
+support-relay-called = Клиент нажал «Позвать администратора».
+support-relay-lines = Последние сообщения:
+support-relay-client = клиент
+support-relay-bot = бот
+support-relay-reply = Ответьте на это сообщение — ответ уйдёт клиенту.

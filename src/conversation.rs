@@ -234,8 +234,21 @@ impl Conversations {
             ),
             reply.clone(),
         );
+        let note = self.crm_system.map(|system| {
+            crate::support::note_job(
+                business,
+                system,
+                &chat,
+                crate::support::NoteKind::Answer,
+                Some(answer.trim().to_string()),
+                now,
+            )
+        });
         let mut tx = self.store.begin().await.map_err(StoreError::from)?;
         enqueue_in(&mut tx, &job, now).await?;
+        if let Some(note) = &note {
+            enqueue_in(&mut tx, note, now).await?;
+        }
         tx.commit().await.map_err(StoreError::from)?;
         self.store
             .log_chat(business, &key, now, "admin", &reply.text, None)
@@ -587,9 +600,28 @@ impl Conversations {
             }
             Command::CallAdmin { question } => {
                 let now = self.clock.now();
+                // The card in the CRM gets the question too, with the lead it needs.
+                let note = self.crm_system.map(|system| {
+                    let kind = if question.is_some() {
+                        crate::support::NoteKind::Question
+                    } else {
+                        crate::support::NoteKind::Called
+                    };
+                    crate::support::note_job(
+                        &self.business.id,
+                        system,
+                        chat,
+                        kind,
+                        question.clone(),
+                        now,
+                    )
+                });
                 let job = crate::support::question_job(&self.business.id, chat, question, now);
                 let mut tx = self.store.begin().await.map_err(StoreError::from)?;
                 enqueue_in(&mut tx, &job, now).await?;
+                if let Some(note) = &note {
+                    enqueue_in(&mut tx, note, now).await?;
+                }
                 tx.commit().await.map_err(StoreError::from)?;
                 Ok(Loaded::AdminCalled)
             }

@@ -18,6 +18,8 @@ use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler, NewJob}
 pub const SUPPORT_SYSTEM: &str = "support";
 /// Post a client's question in the admin chat(s).
 pub const RELAY_QUESTION: &str = "relay_question";
+/// The CRM job that logs one message of a question's exchange into the client's card.
+pub const SUPPORT_NOTE: &str = "support_note";
 /// Lines of the chat shown to admins with a question.
 const CONTEXT_LINES: i64 = 6;
 /// A bot screen can be long (a list of services); admins need its gist.
@@ -172,6 +174,88 @@ pub fn question_job(
         idempotency_key: format!("{RELAY_QUESTION}:{}:{}", chat.key(), at.timestamp_millis()),
         ordering_key: Some(format!("support:{}", chat.key())),
     }
+}
+
+/// Which message of a question's exchange a [`SUPPORT_NOTE`] logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    /// The client pressed "Call an administrator".
+    Called,
+    /// The client typed a question the bot could not place.
+    Question,
+    /// An admin's reply from the admin chat.
+    Answer,
+}
+
+impl NoteKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            NoteKind::Called => "called",
+            NoteKind::Question => "question",
+            NoteKind::Answer => "answer",
+        }
+    }
+
+    /// The locale id of the note's first line.
+    pub fn head_id(self) -> &'static str {
+        match self {
+            NoteKind::Called => "crm-note-support-called",
+            NoteKind::Question => "crm-note-support-question",
+            NoteKind::Answer => "crm-note-support-answer",
+        }
+    }
+}
+
+/// The payload of a [`SUPPORT_NOTE`] job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupportNoteJob {
+    pub chat_key: String,
+    pub kind: NoteKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The CRM job that logs a question, a call or an answer into the client's card; ordered with
+/// the chat's other CRM jobs, so the question is in the card before its answer.
+pub fn note_job(
+    business_id: &str,
+    crm_system: &str,
+    chat: &ChatRef,
+    kind: NoteKind,
+    text: Option<String>,
+    at: DateTime<Utc>,
+) -> NewJob {
+    let chat_key = chat.key();
+    let payload = SupportNoteJob {
+        chat_key: chat_key.clone(),
+        kind,
+        text,
+        at,
+    };
+    NewJob {
+        business_id: business_id.to_string(),
+        system: crm_system.to_string(),
+        operation: SUPPORT_NOTE.to_string(),
+        payload: serde_json::to_value(payload).unwrap_or_default(),
+        idempotency_key: format!(
+            "{SUPPORT_NOTE}:{}:{chat_key}:{}",
+            kind.as_str(),
+            at.timestamp_millis()
+        ),
+        ordering_key: Some(format!("chat:{chat_key}")),
+    }
+}
+
+/// The key in the CRM of the lead a chat's questions go to when the client has no booking's
+/// lead: one per chat, so every question and answer of that chat lands in the same card, and
+/// unlike any booking id or unfinished booking's key.
+pub fn question_lead_key(business_id: &str, chat_key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("question:{business_id}:{chat_key}"));
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("q{}", &hex[..31])
 }
 
 /// An admin chat a question can be posted in; returns the posted message's id there.

@@ -285,6 +285,11 @@ crm-note-visited = The client came to the { -visit } on { $when } ({ $by }).
 crm-note-no-show = The client did not come to the { -visit } on { $when } ({ $by }).
 crm-author-unfinished = Unfinished booking
 crm-lead-unfinished = Unfinished booking — { $service }
+crm-lead-question = Question from the chat — { $name }
+crm-lead-question-service = Question from the chat
+crm-note-support-question = Client's question
+crm-note-support-called = The client called an administrator
+crm-note-support-answer = Administrator's answer
 crm-note-unfinished = The client reached the contact step and did not confirm: { $service }, { -master } { $master }, { $when }. Phone: { $phone }. Name: { $name }. Chat: { $chat }.
 ## School: notes and tasks in AlfaCRM
 school-note-application = Application ({ $channel }, form { $form }). Course: { $course }. Comment: { $comment }. UTM: { $utm }. Page: { $referrer }. Link: { $link }

@@ -306,6 +306,11 @@ crm-note-visited = Клиент пришёл на { -visit(case: "acc") } { $whe
 crm-note-no-show = Клиент не пришёл на { -visit(case: "acc") } { $when } ({ $by }).
 crm-author-unfinished = Незавершённая запись
 crm-lead-unfinished = Незавершённая запись — { $service }
+crm-lead-question = Вопрос из чата — { $name }
+crm-lead-question-service = Вопрос из чата
+crm-note-support-question = Вопрос клиента
+crm-note-support-called = Клиент позвал администратора
+crm-note-support-answer = Ответ администратора
 crm-note-unfinished = Клиент дошёл до контактов и не подтвердил запись: { $service }, { -master } { $master }, { $when }. Телефон: { $phone }. Имя: { $name }. Чат: { $chat }.
 ## School: notes and tasks in AlfaCRM
 school-note-application = Заявка ({ $channel }, форма { $form }). Курс: { $course }. Комментарий: { $comment }. UTM: { $utm }. Страница: { $referrer }. Ссылка: { $link }

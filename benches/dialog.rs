@@ -37,6 +37,7 @@ fn ctx() -> Context {
         change_cutoff: None,
         consent: true,
         policy_url: None,
+        support: None,
     }
 }
 
@@ -184,6 +185,7 @@ impl World {
             ),
             Command::ResendCode { .. } => Loaded::CodeResent,
             Command::AbandonCode { .. } => Loaded::CodeAbandoned,
+            Command::CallAdmin { .. } => Loaded::AdminCalled,
         }
     }
 }

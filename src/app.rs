@@ -159,6 +159,9 @@ impl App {
         conversations = conversations
             .with_change_cutoff(config.booking.change_cutoff)
             .with_privacy(config.privacy.clone());
+        if let Some(support) = &config.support {
+            conversations = conversations.with_support(support.clone());
+        }
         if let Some(crm) = &crm {
             conversations = conversations.with_crm(crm.system());
             // Schools enrol into courses, whose leads are the school CRM's affair.
@@ -480,6 +483,23 @@ impl App {
             }
         }
         engine.register(INBOX_SYSTEM, Arc::new(inbox));
+        if let Some(support) = &self.config.support {
+            let mut chats: Vec<Box<dyn crate::support::AdminChat>> = Vec::new();
+            if let (Some(tg), Some(chat)) = (&self.config.telegram, support.telegram_chat_id) {
+                chats.push(Box::new(TelegramAlertSink::new(tg, chat)));
+            }
+            if let (Some(max), Some(chat)) = (&self.config.max, support.max_chat_id) {
+                chats.push(Box::new(MaxAlertSink::new(max, chat)));
+            }
+            engine.register(
+                crate::support::SUPPORT_SYSTEM,
+                Arc::new(crate::support::SupportJobs::new(
+                    chats,
+                    business.texts.clone(),
+                    business.locale,
+                )),
+            );
+        }
         if let Some(tg) = &self.config.telegram {
             engine.register("telegram", Arc::new(TelegramNotifier::new(tg)));
         }

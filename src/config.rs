@@ -64,6 +64,9 @@ pub struct Config {
     /// The client's consent to the processing of their personal data.
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    /// "Call an administrator": the admin chat clients' questions go to, and its hours.
+    #[serde(default)]
+    pub support: Option<crate::support::SupportConfig>,
 }
 
 /// `[privacy]`: 152-ФЗ asks for the client's consent before their personal data is processed.
@@ -512,6 +515,14 @@ impl Config {
             key: e.key,
             message: e.message,
         })?;
+        if let Some(support) = &self.support {
+            support
+                .validate(self.telegram.is_some(), self.max.is_some())
+                .map_err(|e| ConfigError::Key {
+                    key: e.key,
+                    message: e.message,
+                })?;
+        }
         if let Some(token) = self
             .crm
             .as_ref()

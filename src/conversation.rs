@@ -129,6 +129,8 @@ pub struct Conversations {
     change_cutoff: Option<chrono::Duration>,
     /// `[privacy]`: the personal-data consent asked before the phone.
     privacy: crate::config::PrivacyConfig,
+    /// `[support]`: the admin chats clients' questions go to.
+    support: Option<crate::support::SupportConfig>,
 }
 
 struct SchoolMode {
@@ -157,7 +159,102 @@ impl Conversations {
             school: None,
             accounting: false,
             unfinished: None,
+            support: None,
         }
+    }
+
+    /// Questions the bot cannot answer go to these admin chats, and admins' replies there come
+    /// back to the client.
+    pub fn with_support(mut self, support: crate::support::SupportConfig) -> Conversations {
+        self.support = Some(support);
+        self
+    }
+
+    /// The admin chat of `[support]` on `channel`, if one is configured there.
+    pub fn support_chat(&self, channel: crate::domain::Channel) -> Option<i64> {
+        let support = self.support.as_ref()?;
+        match channel {
+            crate::domain::Channel::Telegram => support.telegram_chat_id,
+            crate::domain::Channel::Max => support.max_chat_id,
+            _ => None,
+        }
+    }
+
+    /// An admin's reply in the admin chat on `channel` to its message `replied_to`: when that
+    /// message relayed a client's question, the answer is queued to the client's chat. `false`
+    /// when it did not (a reply to anything else, or in another chat).
+    pub async fn relay_answer(
+        &self,
+        channel: crate::domain::Channel,
+        admin_chat: i64,
+        replied_to: &str,
+        answer: &str,
+    ) -> Result<bool, ConversationError> {
+        if self.support_chat(channel) != Some(admin_chat) || answer.trim().is_empty() {
+            return Ok(false);
+        }
+        let business = &self.business.id;
+        let Some(key) = self
+            .store
+            .support_relay_chat(
+                business,
+                channel.as_str(),
+                &admin_chat.to_string(),
+                replied_to,
+            )
+            .await?
+        else {
+            return Ok(false);
+        };
+        let Some(chat) = key
+            .split_once(':')
+            .and_then(|(c, id)| Some(ChatRef::new(crate::domain::Channel::parse(c)?, id)))
+        else {
+            tracing::warn!(chat = %key, "a relayed question names no chat we can answer");
+            return Ok(false);
+        };
+        let lang = self
+            .store
+            .load_dialog(business, &key)
+            .await?
+            .and_then(|json| serde_json::from_str::<DialogState>(&json).ok())
+            .and_then(|s| s.lang())
+            .unwrap_or(self.business.locale);
+        let reply = crate::support::answer_reply(&self.business.texts, lang, answer.trim());
+        let now = self.clock.now();
+        // Each admin message is answered once; the key also keeps a re-read update from
+        // sending it twice.
+        let job = crate::effects::notify_job(
+            business,
+            &chat,
+            &format!(
+                "support:{}:{admin_chat}:{replied_to}:{}",
+                channel.as_str(),
+                now.timestamp_millis()
+            ),
+            reply.clone(),
+        );
+        let note = self.crm_system.map(|system| {
+            crate::support::note_job(
+                business,
+                system,
+                &chat,
+                crate::support::NoteKind::Answer,
+                Some(answer.trim().to_string()),
+                now,
+            )
+        });
+        let mut tx = self.store.begin().await.map_err(StoreError::from)?;
+        enqueue_in(&mut tx, &job, now).await?;
+        if let Some(note) = &note {
+            enqueue_in(&mut tx, note, now).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        self.store
+            .log_chat(business, &key, now, "admin", &reply.text, None)
+            .await?;
+        tracing::info!(chat = %key, "admin's answer queued to the client");
+        Ok(true)
     }
 
     /// The bot enrols into courses: services are the configured courses, masters the
@@ -262,6 +359,10 @@ impl Conversations {
             change_cutoff: self.change_cutoff,
             consent: self.privacy.consent,
             policy_url: self.privacy.policy_url.as_ref().map(ToString::to_string),
+            support: self.support.as_ref().map(|s| dialog::Support {
+                // Checked when the config was read.
+                hours: s.hours().ok().flatten(),
+            }),
         };
         let mut input = Some(self.input_for(chat, event).await?);
         let mut queue: Vec<Command> = Vec::new();
@@ -496,6 +597,33 @@ impl Conversations {
             }
             Command::ResendCode { booking_id } => {
                 return self.submit_code(chat, &booking_id, None).await;
+            }
+            Command::CallAdmin { question } => {
+                let now = self.clock.now();
+                // The card in the CRM gets the question too, with the lead it needs.
+                let note = self.crm_system.map(|system| {
+                    let kind = if question.is_some() {
+                        crate::support::NoteKind::Question
+                    } else {
+                        crate::support::NoteKind::Called
+                    };
+                    crate::support::note_job(
+                        &self.business.id,
+                        system,
+                        chat,
+                        kind,
+                        question.clone(),
+                        now,
+                    )
+                });
+                let job = crate::support::question_job(&self.business.id, chat, question, now);
+                let mut tx = self.store.begin().await.map_err(StoreError::from)?;
+                enqueue_in(&mut tx, &job, now).await?;
+                if let Some(note) = &note {
+                    enqueue_in(&mut tx, note, now).await?;
+                }
+                tx.commit().await.map_err(StoreError::from)?;
+                Ok(Loaded::AdminCalled)
             }
             Command::AbandonCode { booking_id } => {
                 if let Some(booking) = self.owned_booking(chat, &booking_id).await?

@@ -26,6 +26,7 @@ pub mod school;
 pub mod secrets;
 pub mod shutdown;
 pub mod store;
+pub mod support;
 pub mod sync;
 pub mod unfinished;
 pub mod watch;

@@ -285,6 +285,11 @@ crm-note-visited = The client came to the { -visit } on { $when } ({ $by }).
 crm-note-no-show = The client did not come to the { -visit } on { $when } ({ $by }).
 crm-author-unfinished = Unfinished booking
 crm-lead-unfinished = Unfinished booking — { $service }
+crm-lead-question = Question from the chat — { $name }
+crm-lead-question-service = Question from the chat
+crm-note-support-question = Client's question
+crm-note-support-called = The client called an administrator
+crm-note-support-answer = Administrator's answer
 crm-note-unfinished = The client reached the contact step and did not confirm: { $service }, { -master } { $master }, { $when }. Phone: { $phone }. Name: { $name }. Chat: { $chat }.
 ## School: notes and tasks in AlfaCRM
 school-note-application = Application ({ $channel }, form { $form }). Course: { $course }. Comment: { $comment }. UTM: { $utm }. Page: { $referrer }. Link: { $link }
@@ -344,3 +349,25 @@ btn-data-name = ✏️ Change name
 btn-data-phone = 📱 Change phone
 data-ask-name = Please write your new name.
 data-ask-phone = Please type your new phone number or press "{ -share-phone }".
+
+## Call an administrator ([support])
+
+btn-call-admin = 🙋 Call an administrator
+support-called = An administrator has been called and will answer here, in this chat. You can write your question right away.
+support-sent = Your question has gone to an administrator; the answer will come here, in this chat.
+support-closed = Our administrators are away now: we will answer { $day } from { $time }.
+support-day-today = today
+support-day-tomorrow = tomorrow
+support-answer = Administrator: { $text }
+support-relay =
+    🙋 Client's question { $marker }
+    Name: { $name }
+    Phone: { $phone }
+    Channel: { $channel }
+    Source: { $source }
+support-relay-question = Question: { $question }
+support-relay-called = The client pressed "Call an administrator".
+support-relay-lines = Last messages:
+support-relay-client = client
+support-relay-bot = bot
+support-relay-reply = Reply to this message and the answer goes to the client.

@@ -306,6 +306,11 @@ crm-note-visited = Клиент пришёл на { -visit(case: "acc") } { $whe
 crm-note-no-show = Клиент не пришёл на { -visit(case: "acc") } { $when } ({ $by }).
 crm-author-unfinished = Незавершённая запись
 crm-lead-unfinished = Незавершённая запись — { $service }
+crm-lead-question = Вопрос из чата — { $name }
+crm-lead-question-service = Вопрос из чата
+crm-note-support-question = Вопрос клиента
+crm-note-support-called = Клиент позвал администратора
+crm-note-support-answer = Ответ администратора
 crm-note-unfinished = Клиент дошёл до контактов и не подтвердил запись: { $service }, { -master } { $master }, { $when }. Телефон: { $phone }. Имя: { $name }. Чат: { $chat }.
 ## School: notes and tasks in AlfaCRM
 school-note-application = Заявка ({ $channel }, форма { $form }). Курс: { $course }. Комментарий: { $comment }. UTM: { $utm }. Страница: { $referrer }. Ссылка: { $link }
@@ -366,3 +371,25 @@ btn-data-name = ✏️ Изменить имя
 btn-data-phone = 📱 Изменить телефон
 data-ask-name = Напишите новое имя.
 data-ask-phone = Напишите новый номер телефона или нажмите «{ -share-phone }».
+
+## Позвать администратора ([support])
+
+btn-call-admin = 🙋 Позвать администратора
+support-called = Позвали администратора — он ответит здесь, в этом чате. Можете сразу написать свой вопрос.
+support-sent = Передали ваш вопрос администратору — ответ придёт сюда, в этот чат.
+support-closed = Сейчас администраторы не на связи: ответим { $day } с { $time }.
+support-day-today = сегодня
+support-day-tomorrow = завтра
+support-answer = Администратор: { $text }
+support-relay =
+    🙋 Вопрос клиента { $marker }
+    Имя: { $name }
+    Телефон: { $phone }
+    Канал: { $channel }
+    Источник: { $source }
+support-relay-question = Вопрос: { $question }
+support-relay-called = Клиент нажал «Позвать администратора».
+support-relay-lines = Последние сообщения:
+support-relay-client = клиент
+support-relay-bot = бот
+support-relay-reply = Ответьте на это сообщение — ответ уйдёт клиенту.

@@ -1463,6 +1463,15 @@ impl Crm for AmoCrm {
         self.add_notes(lead_id_str, transcript).await
     }
 
+    async fn ensure_note(&self, lead_id_str: &str, text: &str) -> Result<Option<String>, CrmError> {
+        let head = text.lines().next().unwrap_or_default();
+        let heads = self.note_heads(lead_id(lead_id_str)?).await?;
+        if heads.iter().any(|h| h == head) {
+            return Ok(None);
+        }
+        self.add_note(lead_id_str, text).await.map(Some)
+    }
+
     async fn add_note(&self, lead_id_str: &str, text: &str) -> Result<String, CrmError> {
         let id = lead_id(lead_id_str)?;
         let max = self.inner.config.note_max_chars;

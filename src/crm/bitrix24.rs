@@ -2139,6 +2139,15 @@ impl Crm for Bitrix24 {
         self.post_comments(id, &missing).await
     }
 
+    async fn ensure_note(&self, lead_id: &str, text: &str) -> Result<Option<String>, CrmError> {
+        let head = text.lines().next().unwrap_or_default();
+        let comments = self.comments(entity_id(lead_id)?).await?;
+        if comments.iter().any(|c| c.lines().next() == Some(head)) {
+            return Ok(None);
+        }
+        self.add_note(lead_id, text).await.map(Some)
+    }
+
     async fn add_note(&self, lead_id: &str, text: &str) -> Result<String, CrmError> {
         let id = entity_id(lead_id)?;
         let text: String = text

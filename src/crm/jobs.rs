@@ -15,6 +15,7 @@ use crate::effects::{
 };
 use crate::i18n::{FluentValue, Lang, Texts};
 use crate::normalize::Phone;
+use crate::support::{SUPPORT_NOTE, SupportNoteJob, question_lead_key};
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler};
 use crate::unfinished::{UNFINISHED_BOOKING, UnfinishedDraft, UnfinishedJob, lead_key};
 
@@ -417,11 +418,143 @@ impl CrmJobs {
     }
 }
 
+impl CrmJobs {
+    /// One message of a question's exchange with the admins, as a note in the client's card:
+    /// the lead of their booking still ahead when they have one, else the chat's own question
+    /// lead, found or created once with the source and the chat so far. The note's first line
+    /// names the message and its second, so a retry after a lost answer does not add it twice.
+    async fn support_note(
+        &self,
+        job: &Job,
+        ctx: &JobContext<'_>,
+    ) -> Result<Delivered, DeliveryError> {
+        let note: SupportNoteJob = serde_json::from_value(job.payload.clone())
+            .map_err(|e| DeliveryError::permanent(format!("unreadable job payload: {e}")))?;
+        let state = ctx
+            .store
+            .load_dialog(&job.business_id, &note.chat_key)
+            .await
+            .map_err(store_error)?
+            .and_then(|json| serde_json::from_str::<crate::dialog::DialogState>(&json).ok())
+            .unwrap_or_default();
+        let phone = state.phone().filter(|p| !p.is_erased()).cloned();
+        let mut lead_id = None;
+        if let Some(phone) = &phone
+            && let Some(booking) = ctx
+                .store
+                .latest_chat_booking_of(&job.business_id, phone)
+                .await
+                .map_err(store_error)?
+            && booking.status.is_active()
+            && booking.start > note.at - Duration::days(1)
+        {
+            lead_id = self.link(&booking, "booking", ctx).await?;
+        }
+        let lead_id = match lead_id {
+            Some(id) => id,
+            None => self.question_lead(job, &note, &state, phone, ctx).await?,
+        };
+        let head = format!(
+            "{} ({})",
+            self.texts.t(self.lang, note.kind.head_id()),
+            note.at
+                .with_timezone(&self.timezone)
+                .format("%d.%m.%Y %H:%M:%S %Z")
+        );
+        let text = match &note.text {
+            Some(body) => format!("{head}:\n{body}"),
+            None => head,
+        };
+        self.crm
+            .ensure_note(&lead_id, &text)
+            .await
+            .map_err(delivery_error)?;
+        tracing::info!(lead_id = %lead_id, chat = %note.chat_key, "support exchange logged into the CRM card");
+        Ok(Delivered::done())
+    }
+
+    /// The chat's question lead, found or created like an unfinished booking's: with a contact
+    /// only when the client gave a phone, the source they came from and the chat as its notes.
+    async fn question_lead(
+        &self,
+        job: &Job,
+        note: &SupportNoteJob,
+        state: &crate::dialog::DialogState,
+        phone: Option<Phone>,
+        ctx: &JobContext<'_>,
+    ) -> Result<String, DeliveryError> {
+        let key = question_lead_key(&job.business_id, &note.chat_key);
+        let name = state.name().map(str::to_string);
+        let channel = note
+            .chat_key
+            .split_once(':')
+            .and_then(|(c, _)| crate::domain::Channel::parse(c))
+            .unwrap_or(crate::domain::Channel::Telegram);
+        let source = state
+            .source()
+            .cloned()
+            .unwrap_or_else(|| crate::domain::Source::direct(channel));
+        let transcript = self
+            .chat_transcript(
+                &job.business_id,
+                &note.chat_key,
+                note.at - TRANSCRIPT_WINDOW,
+                note.at,
+                ctx,
+            )
+            .await?;
+        let question = self.texts.t(self.lang, "crm-lead-question-service");
+        let booking = Booking {
+            id: key,
+            business_id: job.business_id.clone(),
+            client_phone: phone.clone().unwrap_or_else(Phone::erased),
+            client_name: name.clone().unwrap_or_default(),
+            client_email: None,
+            service_id: String::new(),
+            service_name: question,
+            master_id: String::new(),
+            master_name: String::new(),
+            start: note.at,
+            duration_min: 0,
+            price: crate::domain::Money::default(),
+            status: BookingStatus::Requested,
+            source,
+            chat: None,
+            external_id: None,
+            created_at: note.at,
+        };
+        let title = self.texts.t_args(
+            self.lang,
+            "crm-lead-question",
+            &[(
+                "name",
+                FluentValue::from(name.unwrap_or_else(|| match channel {
+                    crate::domain::Channel::Max => "MAX".to_string(),
+                    crate::domain::Channel::Telegram => "Telegram".to_string(),
+                    other => other.as_str().to_string(),
+                })),
+            )],
+        );
+        let req = LeadRequest {
+            title: Some(title),
+            without_contact: phone.is_none(),
+            ..LeadRequest::for_booking(booking, None)
+        };
+        let (lead_id, _) = self
+            .lead_with_notes(req, &transcript, "question", ctx)
+            .await?;
+        Ok(lead_id)
+    }
+}
+
 #[async_trait]
 impl JobHandler for CrmJobs {
     async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
         if job.operation == UNFINISHED_BOOKING {
             return self.unfinished(job, ctx).await;
+        }
+        if job.operation == SUPPORT_NOTE {
+            return self.support_note(job, ctx).await;
         }
         let (payload, booking) = load_booking_job(job, ctx.store).await?;
         let by = self.texts.t(

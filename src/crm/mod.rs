@@ -395,6 +395,12 @@ pub trait Crm: Send + Sync {
     /// Adds one plain text note to the lead.
     async fn add_note(&self, lead_id: &str, text: &str) -> Result<String, CrmError>;
 
+    /// Adds the note unless the lead already has one with the same first line: the
+    /// retry-safe way for a note whose first line is unique to it. `None` when it was there.
+    async fn ensure_note(&self, lead_id: &str, text: &str) -> Result<Option<String>, CrmError> {
+        self.add_note(lead_id, text).await.map(Some)
+    }
+
     /// Creates a task for the responsible manager; returns the task id.
     async fn create_task(&self, req: &TaskRequest) -> Result<String, CrmError>;
 

@@ -10,7 +10,7 @@
 //! `d:<yyyymmdd>`, `t:<unix seconds>:<master id>`, `C:<booking id>` cancel, `R:<booking id>`
 //! reschedule; under a reminder, valid from any message: `Rk:<booking id>` "I'll come",
 //! `Rc:<booking id>` cancel, `Rm:<booking id>` move; `Rs` send the confirmation code again;
-//! `G` agree to the personal-data policy.
+//! `G` agree to the personal-data policy; `Q` call an administrator (valid from any message).
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -137,6 +137,10 @@ impl Engine<'_> {
             At::Code(_) => self.take_code(trimmed),
             // Whatever is typed here, a phone included, is not an agreement: only the button is.
             At::Consent(_) => self.again(Note::ConsentFirst),
+            // What the bot cannot place is a question for a person, when there is one.
+            _ if self.ctx.support.is_some() && !trimmed.is_empty() => {
+                self.call_admin(Some(trimmed.to_string()));
+            }
             _ => self.again(Note::Hint),
         }
     }
@@ -177,7 +181,7 @@ impl Engine<'_> {
             match payload {
                 // Going to the menu, booking or help means the same from any message, and so
                 // do a reminder's answers.
-                "M" | "B" | "Y" | "H" | "D" => {}
+                "M" | "B" | "Y" | "H" | "D" | "Q" => {}
                 p if p.starts_with("Rk:") || p.starts_with("Rc:") || p.starts_with("Rm:") => {}
                 _ => {
                     self.again(Note::Stale);
@@ -193,6 +197,7 @@ impl Engine<'_> {
             ("Y", _) => self.my_bookings(None),
             ("H", _) => self.help(),
             ("D", _) => self.my_data(),
+            ("Q", _) if self.ctx.support.is_some() => self.call_admin(None),
             ("Dn", At::Data) if self.consent_needed() => self.ask_consent(ConsentFor::DataName),
             ("Dn", At::Data) => {
                 self.st.at = At::DataName;
@@ -406,11 +411,53 @@ impl Engine<'_> {
         );
         // Help leaves the current step alone, so its buttons are only the global ones that
         // stay valid from any message.
-        let buttons = vec![
+        let mut buttons = vec![
             vec![self.btn("btn-book", "B")],
             vec![self.btn("btn-my", "Y")],
-            vec![self.btn("btn-menu", "M")],
         ];
+        if self.ctx.support.is_some() {
+            buttons.push(vec![self.btn("btn-call-admin", "Q")]);
+        }
+        buttons.push(vec![self.btn("btn-menu", "M")]);
+        self.say(text, buttons, false);
+    }
+
+    /// Sends the client's question (or just the call) to the admin chat and says when to
+    /// expect an answer. The current step stays as it was: its buttons still work.
+    fn call_admin(&mut self, question: Option<String>) {
+        let asked = question.is_some();
+        self.command(Command::CallAdmin { question });
+        let mut text = self.t(if asked {
+            "support-sent"
+        } else {
+            "support-called"
+        });
+        let hours = self.ctx.support.and_then(|s| s.hours);
+        let local = self.local(self.ctx.now).naive_local();
+        if let Some(open) = hours.and_then(|h| h.next_open(local)) {
+            let today = self.today();
+            let day = if open.date() == today {
+                self.t("support-day-today")
+            } else if today.succ_opt() == Some(open.date()) {
+                self.t("support-day-tomorrow")
+            } else {
+                self.day_label(open.date())
+            };
+            let closed = self.ta(
+                "support-closed",
+                &[
+                    ("day", day.into()),
+                    ("time", open.format("%H:%M").to_string().into()),
+                ],
+            );
+            text = format!("{closed}\n\n{text}");
+        }
+        // A press replaces the screen it was on, so it gets the way back to the menu.
+        let buttons = if asked {
+            Vec::new()
+        } else {
+            vec![vec![self.btn("btn-menu", "M")]]
+        };
         self.say(text, buttons, false);
     }
 
@@ -1688,11 +1735,14 @@ impl Engine<'_> {
     fn render_menu(&mut self, text: String) {
         self.clear_flow();
         self.bump();
-        let buttons = vec![
+        let mut buttons = vec![
             vec![self.btn("btn-book", "B")],
             vec![self.btn("btn-my", "Y")],
             vec![self.btn("btn-data", "D"), self.btn("btn-help", "H")],
         ];
+        if self.ctx.support.is_some() {
+            buttons.push(vec![self.btn("btn-call-admin", "Q")]);
+        }
         self.screen(text, buttons, false);
     }
 

@@ -53,6 +53,15 @@ pub struct Context {
     pub consent: bool,
     /// The business's personal-data policy, linked from the consent message.
     pub policy_url: Option<String>,
+    /// "Call an administrator" (`[support]`): `None` when the business has no admin chat.
+    pub support: Option<Support>,
+}
+
+/// The admin chat clients can call on, as the dialog needs to know it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Support {
+    /// When admins answer; always when `None`.
+    pub hours: Option<crate::support::SupportHours>,
 }
 
 /// The master id that stands for "a trial lesson" among a course's groups.
@@ -129,6 +138,8 @@ pub enum Loaded {
     CodeResent,
     /// The booking that waited for a code is given up.
     CodeAbandoned,
+    /// The client's question is on its way to the admin chat.
+    AdminCalled,
     /// A load or write failed for a reason the user cannot fix; say sorry and offer to retry.
     Failed {
         reason: String,
@@ -184,6 +195,11 @@ pub enum Command {
     /// The client gave up (or ran out of tries) on a booking that waited for a code.
     AbandonCode {
         booking_id: String,
+    },
+    /// Relay to the business's admin chat: the client's question as typed, or `None` when they
+    /// pressed "Call an administrator". Who asks is the runtime's to add.
+    CallAdmin {
+        question: Option<String>,
     },
 }
 

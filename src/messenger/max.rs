@@ -178,6 +178,25 @@ pub struct MaxMessage {
     #[serde(default)]
     pub timestamp: i64,
     pub body: MaxMessageBody,
+    /// The message this one forwards or replies to.
+    #[serde(default)]
+    pub link: Option<MaxLink>,
+}
+
+/// `Message.link`: `{type: forward|reply, sender?, chat_id?, message}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MaxLink {
+    /// `forward` or `reply`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub message: Option<MaxLinkedBody>,
+}
+
+/// The linked message's body; only its id matters here.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MaxLinkedBody {
+    pub mid: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -891,9 +910,41 @@ impl MaxBot {
         &self.client
     }
 
+    /// A message in the `[support]` admin chat: a reply to a relayed question goes back to the
+    /// client; the admins' other talk (and our own posts coming back) is not a dialog.
+    async fn admin_message(&self, admin_chat: i64, message: &MaxMessage) {
+        if message.sender.as_ref().is_none_or(|s| s.is_bot) {
+            return;
+        }
+        let replied = message
+            .link
+            .as_ref()
+            .filter(|l| l.kind == "reply")
+            .and_then(|l| l.message.as_ref());
+        let (Some(replied), Some(text)) = (replied, message.body.text.as_deref()) else {
+            return;
+        };
+        match self
+            .handler
+            .relay_answer(Channel::Max, admin_chat, &replied.mid, text)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!("a reply in the admin chat to no relayed question"),
+            Err(e) => tracing::error!(error = %e, "an admin's answer could not be queued"),
+        }
+    }
+
     /// Handles one update to the end (answer, dialog, replies). Never fails: problems are
     /// logged, so one bad update cannot stop the others.
     pub async fn handle_update(&self, update: MaxUpdate) {
+        if let MaxUpdate::MessageCreated { message, .. } = &update
+            && let Some(admin_chat) = message.recipient.chat_id
+            && self.handler.support_chat(Channel::Max) == Some(admin_chat)
+        {
+            self.admin_message(admin_chat, message).await;
+            return;
+        }
         let Some(input) = incoming(&update) else {
             match &update {
                 MaxUpdate::Unreadable {

@@ -143,6 +143,23 @@ pub trait ChatHandler: Send + Sync {
         user_lang: Option<&str>,
         event: ChatEvent,
     ) -> Result<Vec<Reply>, ConversationError>;
+
+    /// The `[support]` admin chat on `channel`: its messages are admins' talk, not a dialog.
+    fn support_chat(&self, _channel: crate::domain::Channel) -> Option<i64> {
+        None
+    }
+
+    /// An admin's reply in the admin chat to its message `replied_to`; `true` when it answered
+    /// a relayed question and is on its way to the client.
+    async fn relay_answer(
+        &self,
+        _channel: crate::domain::Channel,
+        _admin_chat: i64,
+        _replied_to: &str,
+        _answer: &str,
+    ) -> Result<bool, ConversationError> {
+        Ok(false)
+    }
 }
 
 #[async_trait]
@@ -154,6 +171,20 @@ impl ChatHandler for Conversations {
         event: ChatEvent,
     ) -> Result<Vec<Reply>, ConversationError> {
         Conversations::handle(self, chat, user_lang, event).await
+    }
+
+    fn support_chat(&self, channel: crate::domain::Channel) -> Option<i64> {
+        Conversations::support_chat(self, channel)
+    }
+
+    async fn relay_answer(
+        &self,
+        channel: crate::domain::Channel,
+        admin_chat: i64,
+        replied_to: &str,
+        answer: &str,
+    ) -> Result<bool, ConversationError> {
+        Conversations::relay_answer(self, channel, admin_chat, replied_to, answer).await
     }
 }
 

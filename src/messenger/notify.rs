@@ -117,7 +117,7 @@ impl JobHandler for MaxChatNotifier {
     }
 }
 
-/// Outage alerts to an admin chat in Telegram.
+/// An admin chat in Telegram: outage alerts, and clients' questions (`[support]`).
 pub struct TelegramAlertSink {
     bot: Bot,
     chat: ChatId,
@@ -139,25 +139,57 @@ impl TelegramAlertSink {
     }
 }
 
-#[async_trait]
-impl AlertSink for TelegramAlertSink {
-    async fn send(&self, alert: &Alert) -> Result<(), AlertError> {
-        let request = self.bot.send_message(self.chat, alert.text());
+impl TelegramAlertSink {
+    /// Posts `text` in the admin chat; the id of the message posted.
+    async fn post_text(&self, text: &str) -> Result<i32, RequestError> {
+        let request = self.bot.send_message(self.chat, text);
         self.pacer
             .send(self.chat.0, || request.clone().send())
             .await
-            .map(|_| ())
-            // Network errors carry the URL and with it the token: keep only the kind.
-            .map_err(|e| {
-                AlertError::Http(match e {
-                    RequestError::Api(api) => format!("Telegram refused: {api}"),
-                    _ => "Telegram is unreachable".to_string(),
-                })
-            })
+            .map(|m| m.id.0)
     }
 }
 
-/// Outage alerts to an admin chat in MAX.
+/// What a failed send to an admin chat says, without the URL (and with it the token) that
+/// network errors carry.
+fn telegram_failure(e: &RequestError) -> String {
+    match e {
+        RequestError::Api(api) => format!("Telegram refused: {api}"),
+        _ => "Telegram is unreachable".to_string(),
+    }
+}
+
+#[async_trait]
+impl AlertSink for TelegramAlertSink {
+    async fn send(&self, alert: &Alert) -> Result<(), AlertError> {
+        self.post_text(&alert.text())
+            .await
+            .map(|_| ())
+            .map_err(|e| AlertError::Http(telegram_failure(&e)))
+    }
+}
+
+#[async_trait]
+impl crate::support::AdminChat for TelegramAlertSink {
+    fn messenger(&self) -> &'static str {
+        "telegram"
+    }
+
+    fn chat_id(&self) -> String {
+        self.chat.0.to_string()
+    }
+
+    async fn post(&self, text: &str) -> Result<String, DeliveryError> {
+        match self.post_text(text).await {
+            Ok(id) => Ok(id.to_string()),
+            // A chat the bot is not in, or was removed from, needs a person, not retries.
+            Err(e @ RequestError::Api(_)) => Err(DeliveryError::permanent(telegram_failure(&e))),
+            Err(e) => Err(DeliveryError::transient(telegram_failure(&e))),
+        }
+    }
+}
+
+/// An admin chat in MAX: outage alerts, and clients' questions (`[support]`).
 pub struct MaxAlertSink {
     client: MaxClient,
     to: MaxTarget,
@@ -179,5 +211,27 @@ impl AlertSink for MaxAlertSink {
             .send_text(self.to, &alert.text())
             .await
             .map_err(|e| AlertError::Http(format!("MAX: {e}")))
+    }
+}
+
+#[async_trait]
+impl crate::support::AdminChat for MaxAlertSink {
+    fn messenger(&self) -> &'static str {
+        "max"
+    }
+
+    fn chat_id(&self) -> String {
+        match self.to {
+            MaxTarget::Chat(id) | MaxTarget::User(id) => id.to_string(),
+        }
+    }
+
+    async fn post(&self, text: &str) -> Result<String, DeliveryError> {
+        // A relayed question is kept well under MAX's message limit, so it is one message
+        // with one id to reply to.
+        self.client
+            .send(self.to, &serde_json::json!({ "text": text }))
+            .await
+            .map_err(|e| DeliveryError::transient(format!("MAX: {e}")))
     }
 }

@@ -304,6 +304,10 @@ fn schema() -> UpdateHandler<HandlerError> {
 }
 
 async fn on_message(bot: TelegramBot, msg: Message, inner: Arc<Inner>) -> Result<(), HandlerError> {
+    if inner.handler.support_chat(Channel::Telegram) == Some(msg.chat.id.0) {
+        inner.admin_message(&msg).await;
+        return Ok(());
+    }
     // Taken before the first await, so turns follow the order updates arrived in.
     let mut turn = inner.turns.enter(msg.chat.id.0);
     let Some(event) = message_event(&msg) else {
@@ -396,6 +400,24 @@ struct Inner {
 }
 
 impl Inner {
+    /// A message in the `[support]` admin chat: a reply to a relayed question goes back to the
+    /// client; the admins' other talk is none of the bot's business.
+    async fn admin_message(&self, msg: &Message) {
+        let (Some(replied), Some(text)) = (msg.reply_to_message(), msg.text()) else {
+            return;
+        };
+        let replied_to = replied.id.0.to_string();
+        match self
+            .handler
+            .relay_answer(Channel::Telegram, msg.chat.id.0, &replied_to, text)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!("a reply in the admin chat to no relayed question"),
+            Err(e) => tracing::error!(error = %e, "an admin's answer could not be queued"),
+        }
+    }
+
     async fn dispatch(
         &self,
         bot: &TelegramBot,

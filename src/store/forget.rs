@@ -228,6 +228,14 @@ async fn erase(conn: &mut AnyConnection, p: &Person) -> Result<Erased, StoreErro
         with(b(), &p.chats),
     )
     .await?;
+    // Which admin-chat posts relayed their questions: an admin's late reply to one then finds
+    // no chat to go to.
+    run(
+        conn,
+        format!("DELETE FROM support_relays WHERE business_id = $1 AND {chats}"),
+        with(b(), &p.chats),
+    )
+    .await?;
     // The funnel keeps counting the chat, under a key of its own that leads to no one.
     for chat in &p.chats {
         e.funnel_events += run(

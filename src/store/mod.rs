@@ -14,6 +14,7 @@ mod links;
 #[cfg(test)]
 mod plans;
 pub mod retention;
+mod support;
 mod sync_state;
 mod unfinished;
 
@@ -26,6 +27,7 @@ pub use console::{ALL_BUSINESSES, ConsoleSession, ConsoleUser, Role};
 pub use dialogs::{FunnelStep, TurnEvent, TurnLine, TurnStart};
 pub use leases::LoopLease;
 pub use links::{LinkStats, TrackedLink};
+pub use support::SupportRelay;
 pub use sync_state::{
     BookingEvent, KnownState, claim_reminder_in, confirm_visit_in, put_known_in, record_event_in,
     version_of,

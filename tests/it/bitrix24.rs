@@ -1079,3 +1079,43 @@ async fn a_lead_without_contact_carries_no_client_and_its_own_title() {
         );
     }
 }
+
+/// A note of a question's exchange whose comment was written and its answer lost is not
+/// written again: a comment with the same first line is already in the card.
+#[tokio::test]
+async fn a_note_written_with_its_answer_lost_is_found_by_its_first_line() {
+    use fake::FaultKind;
+    let fake = FakeBitrix::start().await;
+    let crm = client(deal_config(&fake)).await;
+    let created = crm
+        .create_lead(&request(booking("note-1", "+79123456789"), 0))
+        .await
+        .unwrap();
+    let question = "Вопрос клиента (05.12.2026 02:07:40 MSK):\nМожно с собакой?";
+    fake.fault(
+        "crm.timeline.comment.add",
+        Some("собакой"),
+        FaultKind::AfterStatus(500),
+    );
+    let err = crm
+        .ensure_note(&created.lead_id, question)
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    let comments = || fake.comments_of("deal", &created.lead_id);
+    assert_eq!(comments().len(), 1, "written, the answer lost");
+    assert_eq!(
+        crm.ensure_note(&created.lead_id, question).await.unwrap(),
+        None
+    );
+    assert_eq!(comments().len(), 1, "the retry finds it");
+    // Another message of the exchange, with its own first line, is added.
+    let answer = "Ответ администратора (05.12.2026 02:07:41 MSK):\nКонечно!";
+    assert!(
+        crm.ensure_note(&created.lead_id, answer)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(comments().len(), 2);
+}

@@ -23,6 +23,7 @@ mod onec_odata;
 mod scenarios;
 mod school;
 mod school_telegram_e2e;
+mod support_e2e;
 mod sync_chaos;
 mod sync_soak;
 mod telegram_adapter;

@@ -838,3 +838,114 @@ async fn outage_alerts_reach_the_max_admin_chat() {
         sent[0]
     );
 }
+
+/// The `[support]` admin chat as a handler sees it: admins' replies and the dialogs.
+#[derive(Default)]
+struct AdminDesk {
+    answers: Mutex<Vec<(i64, String, String)>>,
+    dialogs: Mutex<Vec<ChatEvent>>,
+}
+
+const ADMIN_CHAT: i64 = -70801090403050;
+
+#[async_trait]
+impl ChatHandler for AdminDesk {
+    async fn handle(
+        &self,
+        _chat: &ChatRef,
+        _user_lang: Option<&str>,
+        event: ChatEvent,
+    ) -> Result<Vec<Reply>, ConversationError> {
+        self.dialogs.lock().unwrap().push(event);
+        Ok(Vec::new())
+    }
+
+    fn support_chat(&self, channel: zapis::domain::Channel) -> Option<i64> {
+        (channel == zapis::domain::Channel::Max).then_some(ADMIN_CHAT)
+    }
+
+    async fn relay_answer(
+        &self,
+        _channel: zapis::domain::Channel,
+        admin_chat: i64,
+        replied_to: &str,
+        answer: &str,
+    ) -> Result<bool, ConversationError> {
+        self.answers
+            .lock()
+            .unwrap()
+            .push((admin_chat, replied_to.to_string(), answer.to_string()));
+        Ok(true)
+    }
+}
+
+/// MAX's `message_created` in a group chat (the contract), with its `link` made a reply to
+/// `mid`, or no link at all; `chat` and `is_bot` as given.
+fn admin_update(chat: i64, link: Option<&str>, is_bot: bool, text: &str) -> MaxUpdate {
+    let mut list = contract("sdk-update.message_created.json");
+    let message = &mut list["updates"][0]["message"];
+    message["recipient"]["chat_id"] = json!(chat);
+    message["sender"]["is_bot"] = json!(is_bot);
+    message["body"]["text"] = json!(text);
+    match link {
+        Some(mid) => {
+            message["link"]["type"] = json!("reply");
+            message["link"]["message"]["mid"] = json!(mid);
+        }
+        None => {
+            message.as_object_mut().unwrap().remove("link");
+        }
+    }
+    let list: UpdateList = serde_json::from_value(list).expect("the contract parses");
+    list.updates.into_iter().next().expect("one update")
+}
+
+#[tokio::test]
+async fn a_reply_in_the_max_admin_chat_is_an_answer_and_nothing_else_there_is_a_dialog() {
+    let fake = FakeMax::start().await;
+    let desk = Arc::new(AdminDesk::default());
+    let bot = zapis::messenger::max::MaxBot::new(
+        MaxClient::with_limits(&fake.config(), fast_max_limits()),
+        desk.clone(),
+        zapis::i18n::Lang::Ru,
+    );
+    bot.handle_update(admin_update(
+        ADMIN_CHAT,
+        Some("mid.relay-1"),
+        false,
+        "Да, во дворе.",
+    ))
+    .await;
+    // Admins' own talk, a forward, and our own posts coming back are no answers.
+    bot.handle_update(admin_update(
+        ADMIN_CHAT,
+        None,
+        false,
+        "коллеги, кто возьмёт?",
+    ))
+    .await;
+    let mut forward = admin_update(ADMIN_CHAT, Some("mid.relay-1"), false, "пересылаю");
+    if let MaxUpdate::MessageCreated { message, .. } = &mut forward {
+        message.link.as_mut().unwrap().kind = "forward".into();
+    }
+    bot.handle_update(forward).await;
+    bot.handle_update(admin_update(ADMIN_CHAT, Some("mid.relay-1"), true, "#Q1"))
+        .await;
+    assert_eq!(
+        *desk.answers.lock().unwrap(),
+        vec![(
+            ADMIN_CHAT,
+            "mid.relay-1".to_string(),
+            "Да, во дворе.".to_string()
+        )]
+    );
+    assert!(
+        desk.dialogs.lock().unwrap().is_empty(),
+        "the admin chat never becomes a dialog"
+    );
+    // The same reply in another chat is that chat's own talk.
+    bot.handle_update(admin_update(-5, Some("mid.relay-1"), false, "чужой ответ"))
+        .await;
+    assert_eq!(desk.answers.lock().unwrap().len(), 1);
+    assert_eq!(desk.dialogs.lock().unwrap().len(), 1);
+}

@@ -173,6 +173,8 @@ struct StoredMessage {
 #[derive(Debug, Default)]
 struct ChatState {
     first_name: String,
+    /// A group's title; `None` for a private chat with a user.
+    title: Option<String>,
     language_code: Option<String>,
     /// Index into `outputs` at the user's last action: replies are looked for after it.
     cursor: usize,
@@ -325,6 +327,27 @@ impl FakeTelegram {
             });
         FakeUser {
             chat_id,
+            from_id: chat_id,
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// A member (`user_id`) of a supergroup (`chat_id`, negative as Telegram has them) the bot
+    /// is in. Every member's handle shares the group's state: what the bot posted there.
+    pub fn group_member(&self, chat_id: i64, title: &str, user_id: i64) -> FakeUser {
+        self.shared
+            .world()
+            .chats
+            .entry(chat_id)
+            .or_insert_with(|| ChatState {
+                first_name: format!("User{user_id}"),
+                title: Some(title.to_string()),
+                language_code: Some("ru".into()),
+                ..ChatState::default()
+            });
+        FakeUser {
+            chat_id,
+            from_id: user_id,
             shared: self.shared.clone(),
         }
     }
@@ -439,6 +462,8 @@ impl FakeTelegram {
 #[derive(Clone)]
 pub struct FakeUser {
     pub chat_id: i64,
+    /// Who writes: the chat itself in a private chat, a member in a group.
+    pub from_id: i64,
     shared: Arc<Shared>,
 }
 
@@ -464,6 +489,32 @@ impl FakeUser {
                 .count();
             message["entities"] = json!([{"type": "bot_command", "offset": 0, "length": len}]);
         }
+        self.push("message", message)
+    }
+
+    /// Replies to message `message_id` of this chat (Telegram's message ids are per chat).
+    /// The update carries `reply_to_message` as Telegram does: the bot's message when it is
+    /// one, else a member's message with that id. Returns the update id.
+    pub fn reply_to(&self, message_id: i64, text: &str) -> i64 {
+        let replied = {
+            let w = self.shared.world();
+            let mut replied = match w.messages.get(&(self.chat_id, message_id)) {
+                Some(stored) => {
+                    bot_message_json(&self.shared.me, self.chat_id, message_id, &stored.text)
+                }
+                None => json!({
+                    "message_id": message_id,
+                    "date": now(),
+                    "from": {"id": self.from_id + 1, "is_bot": false, "first_name": "Someone"},
+                    "text": "…",
+                }),
+            };
+            replied["chat"] = chat_json(&w, self.chat_id);
+            replied
+        };
+        let mut message = self.user_message();
+        message["text"] = json!(text);
+        message["reply_to_message"] = replied;
         self.push("message", message)
     }
 
@@ -614,14 +665,14 @@ impl FakeUser {
         let w = self.shared.world();
         let chat = w.chats.get(&self.chat_id);
         let first_name = chat.map(|c| c.first_name.clone()).unwrap_or_default();
-        let mut from = json!({"id": self.chat_id, "is_bot": false, "first_name": first_name});
+        let mut from = json!({"id": self.from_id, "is_bot": false, "first_name": first_name});
         if let Some(lang) = chat.and_then(|c| c.language_code.clone()) {
             from["language_code"] = json!(lang);
         }
         json!({
             "message_id": 0,
             "date": now(),
-            "chat": {"id": self.chat_id, "type": "private", "first_name": first_name},
+            "chat": chat_json(&w, self.chat_id),
             "from": from,
         })
     }
@@ -655,6 +706,14 @@ fn now() -> i64 {
 
 fn error_body(code: u16, description: &str) -> Value {
     json!({"ok": false, "error_code": code, "description": description})
+}
+
+/// The `chat` object of a message in `chat_id`: a private chat, or a supergroup with a title.
+fn chat_json(w: &World, chat_id: i64) -> Value {
+    match w.chats.get(&chat_id).and_then(|c| c.title.clone()) {
+        Some(title) => json!({"id": chat_id, "type": "supergroup", "title": title}),
+        None => json!({"id": chat_id, "type": "private", "first_name": format!("User{chat_id}")}),
+    }
 }
 
 fn bot_message_json(me: &Value, chat_id: i64, message_id: i64, text: &str) -> Value {
@@ -905,6 +964,7 @@ fn send_message(shared: &Shared, params: &Value) -> (StatusCode, Value) {
             chat.outputs.push(shown);
         }
         let mut result = bot_message_json(&shared.me, chat_id, message_id, &text);
+        result["chat"] = chat_json(&w, chat_id);
         if let Some(inline) = inline {
             result["reply_markup"] = inline;
         }

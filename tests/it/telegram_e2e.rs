@@ -532,3 +532,141 @@ api_url = "{}"
     .unwrap();
     assert_eq!((consent_at, version), (None, None));
 }
+
+/// `booking.change_cutoff` through the real binary: of a client's two visits, the one inside
+/// the cut-off shows the business phone to call and no cancel or move buttons (a cancellation
+/// asked before the cut-off and answered inside it cancels nothing), while the one outside it
+/// is still cancelled from the chat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inside_the_change_cutoff_my_bookings_offers_a_call_and_outside_it_cancels() {
+    let fake = FakeTelegram::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = dir.path().join("zapis.toml");
+    let write_config = |booking: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[store]
+url = "{store_url}"
+
+[business]
+name = "Салон «Лилия»"
+timezone = "Europe/Moscow"
+phone = "+7 495 123-45-67"
+{booking}
+[telegram]
+token = "{TOKEN}"
+api_url = "{}"
+"#,
+                fake.api_url()
+            ),
+        )
+        .unwrap();
+    };
+    write_config("");
+    let service = Service::start(&config);
+    let user = fake.user(5151);
+
+    // A visit on the first free day of this week, then one in the next week.
+    user.send_text("/start");
+    user.wait_for_text("Салон «Лилия»", WAIT).await;
+    support::e2e::book_first_slot(&user, "Женская стрижка", "+7 912 345-67-89", "Анна").await;
+    user.wait_for_text("вы записаны", WAIT).await;
+    user.send_text("/start");
+    user.wait_for_text("Салон «Лилия»", WAIT).await;
+    press_label(&user, "Записаться").await;
+    press_label(&user, "Женская стрижка").await;
+    press_label(&user, "Любой мастер").await;
+    press_kind(&user, "w:1").await;
+    keyboard(&user, |m| {
+        m.buttons
+            .iter()
+            .flatten()
+            .any(|b| payload(&b.data) == "w:0")
+    })
+    .await;
+    press_kind(&user, "d:").await;
+    press_kind(&user, "t:").await;
+    user.wait_for_text("Проверьте запись", WAIT).await;
+    press_label(&user, "Подтвердить").await;
+    user.wait_for_text("вы записаны", WAIT).await;
+    // Before the cut-off is set the client opens the near visit's cancellation and leaves
+    // the question unanswered.
+    press_label(&user, "Мои записи").await;
+    press_label(&user, "Отменить 1").await;
+    let asked = keyboard(&user, |m| {
+        m.labels().iter().any(|l| l.contains("Да, отменить"))
+    })
+    .await;
+    service.stop();
+
+    let store = Store::connect(&store_url).await.unwrap();
+    let mut bookings = store.bookings("default").await.unwrap();
+    assert_eq!(bookings.len(), 2, "{bookings:#?}");
+    bookings.sort_by_key(|b| b.start);
+    let (near, far) = (bookings[0].clone(), bookings[1].clone());
+    // The cut-off falls between the two visits: half an hour beyond the nearer one.
+    let minutes = (near.start - chrono::Utc::now()).num_minutes() + 30;
+    assert!(
+        chrono::Duration::minutes(minutes) < far.start - chrono::Utc::now(),
+        "the visits are too close together to split: {} and {}",
+        near.start,
+        far.start
+    );
+    write_config(&format!("\n[booking]\nchange_cutoff = \"{minutes}m\"\n"));
+    let service = Service::start(&config);
+
+    // The question asked before the cut-off, answered inside it, cancels nothing.
+    let yes = asked
+        .buttons
+        .iter()
+        .flatten()
+        .find(|b| b.label.contains("Да, отменить"))
+        .unwrap()
+        .data
+        .clone();
+    user.press_on(asked.message_id, &yes);
+    let refused = user.wait_for_text("уже скоро", WAIT).await;
+    assert!(
+        !refused.labels().iter().any(|l| l.contains("Да, отменить")),
+        "{refused:#?}"
+    );
+
+    user.send_text("/start");
+    user.wait_for_text("Салон «Лилия»", WAIT).await;
+    press_label(&user, "Мои записи").await;
+    let mine = user.wait_for_text("Позвоните нам", WAIT).await;
+    assert!(
+        mine.text.contains("+7 495 123-45-67"),
+        "the business phone to call: {}",
+        mine.text
+    );
+    let changes: Vec<&str> = mine
+        .buttons
+        .iter()
+        .flatten()
+        .map(|b| payload(&b.data))
+        .filter(|p| p.starts_with("C:") || p.starts_with("R:"))
+        .collect();
+    assert_eq!(
+        changes,
+        [format!("C:{}", far.id), format!("R:{}", far.id)],
+        "only the visit outside the cut-off can be cancelled or moved: {mine:#?}"
+    );
+    press_label(&user, "Отменить").await;
+    press_label(&user, "Да, отменить").await;
+    user.wait_for_text("Запись отменена", WAIT).await;
+
+    let status = |id: String| {
+        let store = &store;
+        async move { store.booking("default", &id).await.unwrap().unwrap().status }
+    };
+    assert_eq!(
+        status(far.id.clone()).await,
+        BookingStatus::CancelledByClient
+    );
+    assert_eq!(status(near.id.clone()).await, BookingStatus::Booked);
+    service.stop();
+}

@@ -65,6 +65,7 @@ impl World {
                 duration_min: 30 + 15 * (i as u32 % 6),
                 price_min: Money::from_rubles(1000 + 100 * i as i64),
                 price_max: Money::from_rubles(1000 + 250 * i as i64),
+                description: None,
             })
             .collect();
         let masters = (0..6)

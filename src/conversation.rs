@@ -1110,6 +1110,7 @@ fn school_courses(config: &crate::school::config::SchoolConfig) -> Loaded {
                 duration_min: 0,
                 price_min: crate::domain::Money::default(),
                 price_max: crate::domain::Money::default(),
+                description: None,
             })
             .collect(),
     )

@@ -53,6 +53,10 @@ pub struct Service {
     pub duration_min: u32,
     pub price_min: Money,
     pub price_max: Money,
+    /// What the schedule says about the service (YClients' `comment`), as plain text; none
+    /// when it says nothing. Dialog states written before it existed read as none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

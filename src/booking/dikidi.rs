@@ -702,6 +702,8 @@ fn parse_catalog(payload: Value) -> Result<Catalog, String> {
                 duration_min: minutes_of(&s.time).unwrap_or(DEFAULT_SERVICE_MIN),
                 price_min: money_of(cost),
                 price_max: money_of(cost),
+                // Dikidi's service lists carry no description.
+                description: None,
             });
             let masters = s
                 .masters

@@ -52,6 +52,7 @@ fn service(id: &str, name: &str, category: &str, minutes: u32, from: i64, to: i6
         duration_min: minutes,
         price_min: Money::from_rubles(from),
         price_max: Money::from_rubles(to),
+        description: None,
     }
 }
 

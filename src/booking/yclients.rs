@@ -267,6 +267,62 @@ fn str_of(v: &Value) -> String {
     }
 }
 
+/// A service's `comment` as plain text: the YClients editor may store HTML, and the chats show
+/// text as it is, so tags go (a paragraph or line break becomes a new line), the common
+/// entities are decoded and runs of blank space close up. Nothing left means no description.
+fn description_of(v: &Value) -> Option<String> {
+    let Value::String(raw) = v else {
+        return None;
+    };
+    let mut text = String::with_capacity(raw.len());
+    let mut rest = raw.as_str();
+    while let Some(open) = rest.find('<') {
+        text.push_str(&rest[..open]);
+        let after = rest[open + 1..].chars().next();
+        let is_tag = after.is_some_and(|c| c.is_ascii_alphabetic() || c == '/' || c == '!');
+        let close = rest[open..].find('>').filter(|_| is_tag);
+        let Some(close) = close else {
+            // A '<' that opens no tag is text ("цена < 1000").
+            text.push('<');
+            rest = &rest[open + 1..];
+            continue;
+        };
+        let tag = rest[open + 1..open + close].trim_start_matches('/');
+        let name: String = tag
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if matches!(name.as_str(), "br" | "p" | "div" | "li" | "ul" | "ol") {
+            text.push('\n');
+        }
+        rest = &rest[open + close + 1..];
+    }
+    text.push_str(rest);
+    let text = text
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&laquo;", "«")
+        .replace("&raquo;", "»")
+        .replace("&mdash;", "—")
+        .replace("&ndash;", "–")
+        .replace("&amp;", "&");
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            l.split(|c: char| c.is_whitespace() || c.is_control())
+                .filter(|w| !w.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
 /// Rubles (possibly `"1000.00"`) to kopecks.
 fn money_of(v: &Value) -> Money {
     Money(f64_of(v).map(|r| (r * 100.0).round() as i64).unwrap_or(0))
@@ -365,6 +421,9 @@ struct WireService {
     price_min: Value,
     #[serde(default)]
     price_max: Value,
+    /// The salon's description of the service; may hold HTML from the YClients editor.
+    #[serde(default)]
+    comment: Value,
     /// Present only when the request named a master.
     #[serde(default)]
     seance_length: Value,
@@ -1898,6 +1957,7 @@ impl BookingSystem for Yclients {
                     category,
                     price_min: money_of(&s.price_min),
                     price_max: money_of(&s.price_max),
+                    description: description_of(&s.comment),
                 })
             })
             .collect();
@@ -2348,6 +2408,25 @@ mod tests {
         assert_eq!(i64_of(&s.services[0].seance_length), Some(3600));
         assert_eq!(money_of(&json!("1000.00")), Money(100_000));
         assert_eq!(money_of(&json!(1500)), Money(150_000));
+        // The documented payloads carry an empty `comment`: no description.
+        assert!(s.services.iter().all(|x| description_of(&x.comment).is_none()));
+    }
+
+    #[test]
+    fn a_service_comment_becomes_plain_text() {
+        let mut payload = data("book-services.response.json");
+        payload["services"][0]["comment"] = json!(
+            "<p>Мытьё &amp; уход<br/>для&nbsp;всех   типов волос</p>\n\n<div>Цена < 1000?</div>"
+        );
+        payload["services"][1]["comment"] = json!("  <p> </p>&nbsp;");
+        let s: WireBookServices = serde_json::from_value(payload).unwrap();
+        assert_eq!(
+            description_of(&s.services[0].comment).as_deref(),
+            Some("Мытьё & уход\nдля всех типов волос\nЦена < 1000?")
+        );
+        assert_eq!(description_of(&s.services[1].comment), None);
+        assert_eq!(description_of(&Value::Null), None);
+        assert_eq!(description_of(&json!(0)), None);
     }
 
     #[test]

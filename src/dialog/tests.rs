@@ -45,6 +45,7 @@ fn service(id: &str, name: &str, category: &str, min: i64, max: i64, dur: u32) -
         duration_min: dur,
         price_min: Money::from_rubles(min),
         price_max: Money::from_rubles(max),
+        description: None,
     }
 }
 

@@ -81,8 +81,14 @@ async fn catalogue_days_and_slots_in_yekaterinburg() {
     assert_eq!(manicure.duration_min, 90);
     assert_eq!(manicure.price_min.kopecks(), 150_050);
     assert_eq!(manicure.price_max.kopecks(), 180_000);
+    // The salon's HTML description arrives as plain text, a paragraph a line.
+    assert_eq!(
+        manicure.description.as_deref(),
+        Some("Снятие, опил и покрытие гель-лаком.\nДизайн — по запросу.")
+    );
     let men = services.iter().find(|s| s.id == "102").unwrap();
     assert_eq!((men.duration_min, men.category.as_str()), (45, "Стрижки"));
+    assert_eq!(men.description, None, "an empty comment is no description");
 
     let masters: Vec<String> =
         e.yc.masters("101")

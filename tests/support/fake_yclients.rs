@@ -61,6 +61,8 @@ pub struct FakeService {
     pub price_min: f64,
     pub price_max: f64,
     pub seance_length: i64,
+    /// The salon's description, as the YClients editor stores it (it may hold HTML).
+    pub comment: String,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +101,7 @@ impl FakeSalon {
             price_min: min,
             price_max: max,
             seance_length: len,
+            comment: String::new(),
         };
         FakeSalon {
             company_id,
@@ -108,7 +111,12 @@ impl FakeSalon {
             services: vec![
                 svc(101, "Женская стрижка", 11, "Стрижки", 2000.0, 2500.0, 3600),
                 svc(102, "Мужская стрижка", 11, "Стрижки", 1200.0, 1200.0, 2700),
-                svc(201, "Маникюр", 12, "Ногти", 1500.5, 1800.0, 5400),
+                FakeService {
+                    comment: "<p>Снятие, опил и&nbsp;покрытие <b>гель-лаком</b>.</p>\
+                              <p>Дизайн &mdash; по&nbsp;запросу.</p>"
+                        .into(),
+                    ..svc(201, "Маникюр", 12, "Ногти", 1500.5, 1800.0, 5400)
+                },
             ],
             staff: vec![
                 FakeStaff {
@@ -973,7 +981,7 @@ fn book_services(s: &Inner, pairs: &[(String, String)]) -> Response {
                 "id": x.id, "title": x.title, "category_id": x.category_id,
                 // One number, one string: the same field changes type across answers.
                 "price_min": x.price_min, "price_max": format!("{:.2}", x.price_max),
-                "discount": 0, "comment": "", "weight": 0, "active": 1, "sex": 0, "image": "",
+                "discount": 0, "comment": x.comment, "weight": 0, "active": 1, "sex": 0, "image": "",
                 "prepaid": "forbidden"
             });
             if staff.is_some() {

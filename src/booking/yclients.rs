@@ -2409,7 +2409,11 @@ mod tests {
         assert_eq!(money_of(&json!("1000.00")), Money(100_000));
         assert_eq!(money_of(&json!(1500)), Money(150_000));
         // The documented payloads carry an empty `comment`: no description.
-        assert!(s.services.iter().all(|x| description_of(&x.comment).is_none()));
+        assert!(
+            s.services
+                .iter()
+                .all(|x| description_of(&x.comment).is_none())
+        );
     }
 
     #[test]

@@ -35,6 +35,8 @@ const MAX_TIMES: usize = 64;
 const NAME_MAX_CHARS: usize = 100;
 /// A comment to a visit is a wish or two; the bound keeps the persisted state under 1 KB.
 const COMMENT_MAX_CHARS: usize = 200;
+/// A service's description is read above the masters, not instead of them.
+const DESCRIPTION_MAX_CHARS: usize = 600;
 /// Past visits offered for "book again" in "my bookings".
 const PAST_VISITS: usize = 3;
 /// Wrong confirmation codes a client may enter before the booking is given up.
@@ -712,6 +714,13 @@ impl Engine<'_> {
                 "choose-master",
                 &[("service", flow.svc.name.clone().into())],
             )
+        };
+        // The schedule's description of the service, shown as the service is picked. It is
+        // dropped from the state then: descriptions can be long and the state stays small.
+        let description = self.st.flow.as_mut().and_then(|f| f.svc.description.take());
+        let text = match description {
+            Some(d) => format!("{}\n\n{text}", shorten(&d, DESCRIPTION_MAX_CHARS)),
+            None => text,
         };
         rows.push(vec![self.btn("btn-back", "<")]);
         self.st.at = At::Masters;
@@ -1891,4 +1900,14 @@ fn note_key(note: Note) -> &'static str {
         Note::CodeResent => "note-code-resent",
         Note::ConsentFirst => "note-consent-first",
     }
+}
+
+/// `text` cut to `max` characters, with an ellipsis when anything was cut.
+fn shorten(text: &str, max: usize) -> String {
+    let mut chars = text.chars();
+    let mut short: String = chars.by_ref().take(max).collect();
+    if chars.next().is_some() {
+        short.push('…');
+    }
+    short
 }

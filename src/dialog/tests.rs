@@ -2876,3 +2876,41 @@ fn outside_the_hours_the_client_is_told_when_admins_answer() {
     let r = bot.text("вы работаете?");
     assert!(!r[0].text.contains("не на связи"), "{}", r[0].text);
 }
+
+#[test]
+fn a_services_description_is_shown_as_it_is_picked_and_not_kept_in_the_state() {
+    let mut world = World::salon();
+    world.services[0].description = Some("Мытьё, стрижка и укладка.\nДля всех типов волос.".into());
+    world.services[1].description = Some("Ц".repeat(700));
+    let mut bot = Bot::with(ctx(), world);
+    bot.start();
+    bot.press(&ru("btn-book"));
+    bot.press("Стрижка женская");
+    let text = bot.screen().text.clone();
+    assert!(
+        text.starts_with("Мытьё, стрижка и укладка.\nДля всех типов волос.\n\n"),
+        "{text}"
+    );
+    assert!(text.contains("выберите мастера"), "{text}");
+    let json = serde_json::to_string(&bot.st).expect("json");
+    assert!(
+        !json.contains("Мытьё"),
+        "the description is not in the state: {json}"
+    );
+    // Back from the masters: the services again, and a long description is cut.
+    bot.press(&ru("btn-back"));
+    bot.press("Окрашивание");
+    let text = bot.screen().text.clone();
+    assert!(
+        text.starts_with(&format!("{}…\n\n", "Ц".repeat(600))),
+        "{text}"
+    );
+    // A service without one: the masters screen as before.
+    bot.press(&ru("btn-back"));
+    bot.press("Маникюр");
+    assert!(
+        bot.screen().text.starts_with("Маникюр"),
+        "{}",
+        bot.screen().text
+    );
+}

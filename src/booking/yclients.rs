@@ -268,8 +268,8 @@ fn str_of(v: &Value) -> String {
 }
 
 /// A service's `comment` as plain text: the YClients editor may store HTML, and the chats show
-/// text as it is, so tags go (a paragraph or line break becomes a new line), the common
-/// entities are decoded and runs of blank space close up. Nothing left means no description.
+/// text as it is, so tags go (a paragraph or line break becomes a new line), entities are
+/// decoded and runs of blank space close up. Nothing left means no description.
 fn description_of(v: &Value) -> Option<String> {
     let Value::String(raw) = v else {
         return None;
@@ -299,17 +299,8 @@ fn description_of(v: &Value) -> Option<String> {
         rest = &rest[open + close + 1..];
     }
     text.push_str(rest);
-    let text = text
-        .replace("&nbsp;", " ")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&laquo;", "«")
-        .replace("&raquo;", "»")
-        .replace("&mdash;", "—")
-        .replace("&ndash;", "–")
-        .replace("&amp;", "&");
+    // A no-break space (`&nbsp;`) is whitespace below, like any other.
+    let text = html_escape::decode_html_entities(&text);
     let lines: Vec<String> = text
         .lines()
         .map(|l| {
@@ -2420,13 +2411,13 @@ mod tests {
     fn a_service_comment_becomes_plain_text() {
         let mut payload = data("book-services.response.json");
         payload["services"][0]["comment"] = json!(
-            "<p>Мытьё &amp; уход<br/>для&nbsp;всех   типов волос</p>\n\n<div>Цена < 1000?</div>"
+            "<p>Мытьё &amp; уход &#8212; &laquo;люкс&raquo;<br/>для&nbsp;всех   типов волос</p>\n\n<div>Цена < 1000?</div>"
         );
         payload["services"][1]["comment"] = json!("  <p> </p>&nbsp;");
         let s: WireBookServices = serde_json::from_value(payload).unwrap();
         assert_eq!(
             description_of(&s.services[0].comment).as_deref(),
-            Some("Мытьё & уход\nдля всех типов волос\nЦена < 1000?")
+            Some("Мытьё & уход — «люкс»\nдля всех типов волос\nЦена < 1000?")
         );
         assert_eq!(description_of(&s.services[1].comment), None);
         assert_eq!(description_of(&Value::Null), None);

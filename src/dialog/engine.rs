@@ -15,7 +15,7 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use super::state::{Act, At, CodeWait, ConsentFor, Flow, Moving, Note};
+use super::state::{Act, At, CodeWait, ConsentFor, Flow, Guest, Moving, Note};
 use super::{
     BookingDraft, Button, Command, Context, DialogState, EnrolDraft, Input, Loaded,
     MAX_BUTTON_DATA, Outcome, Reply, TRIAL,
@@ -136,6 +136,8 @@ impl Engine<'_> {
             At::DataName => self.change_name(trimmed),
             At::DataPhone => self.change_phone(trimmed),
             At::Comment => self.take_comment(trimmed),
+            At::GuestName => self.take_guest_name(trimmed),
+            At::GuestPhone => self.take_guest_phone(trimmed),
             At::Code(_) => self.take_code(trimmed),
             // Whatever is typed here, a phone included, is not an agreement: only the button is.
             At::Consent(_) => self.again(Note::ConsentFirst),
@@ -155,6 +157,11 @@ impl Engine<'_> {
             }
             At::DataPhone => {
                 self.change_phone(raw);
+                return;
+            }
+            // A contact card shared here is the other person's.
+            At::GuestPhone => {
+                self.take_guest_phone(raw);
                 return;
             }
             _ => {}
@@ -249,6 +256,18 @@ impl Engine<'_> {
             ("N", At::Confirm) if self.st.mv.is_none() && !self.ctx.school => {
                 self.st.at = At::Comment;
                 self.render_comment();
+            }
+            ("O", At::Confirm) if self.st.mv.is_none() && !self.ctx.school => {
+                self.st.at = At::GuestName;
+                self.render_guest_name();
+            }
+            ("Os", At::Confirm) => {
+                self.st.guest = None;
+                self.render_confirm();
+            }
+            ("Op", At::GuestPhone) => {
+                self.st.at = At::Confirm;
+                self.render_confirm();
             }
             ("Nx", At::Comment) => {
                 self.st.comment = None;
@@ -375,6 +394,7 @@ impl Engine<'_> {
         self.st.slot = None;
         self.st.again = None;
         self.st.comment = None;
+        self.st.guest = None;
     }
 
     /// Gives up what is in progress and says what that means for the client: a visit being
@@ -487,6 +507,8 @@ impl Engine<'_> {
             At::DataName => self.render_data_name(),
             At::DataPhone => self.render_data_phone(),
             At::Comment => self.render_comment(),
+            At::GuestName => self.render_guest_name(),
+            At::GuestPhone => self.render_guest_phone(),
             At::Consent(_) => self.render_consent(),
             At::Booking
             | At::Cancelling
@@ -527,9 +549,13 @@ impl Engine<'_> {
                 self.st.mv = None;
                 self.my_bookings(None);
             }
-            At::Comment => {
+            At::Comment | At::GuestName => {
                 self.st.at = At::Confirm;
                 self.render_confirm();
+            }
+            At::GuestPhone => {
+                self.st.at = At::GuestName;
+                self.render_guest_name();
             }
             At::DataName
             | At::DataPhone
@@ -1097,10 +1123,14 @@ impl Engine<'_> {
                     ("duration", self.duration(flow.svc.duration_min).into()),
                     ("price", self.price(&flow.svc).into()),
                     ("address", self.ctx.address.clone().into()),
-                    ("name", name.into()),
-                    ("phone", phone.formatted().into()),
+                    ("name", self.visitor_name(&name).into()),
+                    ("phone", self.visitor_phone(&phone).formatted().into()),
                 ],
             );
+            if self.st.guest.is_some() {
+                text.push('\n');
+                text.push_str(&self.booker_line(&name, &phone));
+            }
             if let Some(comment) = &self.st.comment {
                 text.push('\n');
                 text.push_str(&self.ta("confirm-comment", &[("comment", comment.clone().into())]));
@@ -1116,6 +1146,11 @@ impl Engine<'_> {
                 "btn-comment"
             };
             buttons.push(vec![self.btn(key, "N")]);
+            if self.st.guest.is_some() {
+                buttons.push(vec![self.btn("btn-guest-self", "Os")]);
+            } else {
+                buttons.push(vec![self.btn("btn-guest", "O")]);
+            }
         }
         buttons.push(vec![self.btn("btn-change-time", "T")]);
         buttons.push(vec![self.btn("btn-cancel", "X")]);
@@ -1148,6 +1183,78 @@ impl Engine<'_> {
         self.st.comment = (!comment.is_empty()).then_some(comment);
         self.st.at = At::Confirm;
         self.render_confirm();
+    }
+
+    /// Who comes to the visit: the other person when booking for them, else the client.
+    fn visitor_name(&self, own: &str) -> String {
+        self.st
+            .guest
+            .as_ref()
+            .map_or_else(|| own.to_string(), |g| g.name.clone())
+    }
+
+    /// The visitor's phone; the client's own when the other person has none given.
+    fn visitor_phone(&self, own: &Phone) -> Phone {
+        self.st
+            .guest
+            .as_ref()
+            .and_then(|g| g.phone.clone())
+            .unwrap_or_else(|| own.clone())
+    }
+
+    /// "Booked by: name, phone", the client who books for someone else.
+    fn booker_line(&self, name: &str, phone: &Phone) -> String {
+        self.ta(
+            "confirm-booker",
+            &[
+                ("name", name.to_string().into()),
+                ("phone", phone.formatted().into()),
+            ],
+        )
+    }
+
+    fn render_guest_name(&mut self) {
+        self.bump();
+        let text = self.t("ask-guest-name");
+        let buttons = vec![vec![self.btn("btn-back", "<")]];
+        self.screen(text, buttons, false);
+    }
+
+    fn take_guest_name(&mut self, raw: &str) {
+        match read_name(raw) {
+            Ok(name) => {
+                self.st.guest = Some(Guest { name, phone: None });
+                self.st.at = At::GuestPhone;
+                self.render_guest_phone();
+            }
+            Err(note) => self.again(note),
+        }
+    }
+
+    fn render_guest_phone(&mut self) {
+        self.bump();
+        let text = self.t("ask-guest-phone");
+        let buttons = vec![
+            vec![self.btn("btn-guest-no-phone", "Op")],
+            vec![self.btn("btn-back", "<")],
+        ];
+        self.screen(text, buttons, false);
+    }
+
+    fn take_guest_phone(&mut self, raw: &str) {
+        let Some(guest) = self.st.guest.as_mut() else {
+            self.st.at = At::Confirm;
+            self.render_confirm();
+            return;
+        };
+        match Phone::parse(raw) {
+            Ok(phone) => {
+                guest.phone = Some(phone);
+                self.st.at = At::Confirm;
+                self.render_confirm();
+            }
+            Err(_) => self.again(Note::BadPhone),
+        }
     }
 
     fn show_times_or_menu(&mut self) {
@@ -1187,18 +1294,33 @@ impl Engine<'_> {
             self.menu();
             return;
         };
+        // For someone else, the schedule's record is theirs, and its comment says who booked
+        // it and how to reach them.
+        let comment = match &self.st.guest {
+            Some(_) => Some(
+                [
+                    self.st.comment.clone(),
+                    Some(self.booker_line(&name, &phone)),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("\n"),
+            ),
+            None => self.st.comment.clone(),
+        };
         let draft = BookingDraft {
             master: self.slot_master(&slot),
             service: flow.svc,
             slot,
-            phone,
-            name,
+            phone: self.visitor_phone(&phone),
+            name: self.visitor_name(&name),
             source: self
                 .st
                 .source
                 .clone()
                 .unwrap_or_else(|| Source::direct(self.ctx.channel)),
-            comment: self.st.comment.clone(),
+            comment,
             consent: self.st.consent.clone(),
         };
         self.st.at = At::Booking;

@@ -57,6 +57,18 @@ pub struct DialogState {
     /// once per chat, and again only when the text agreed to has changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) consent: Option<Consent>,
+    /// The booking being put together is for someone else (a child, a relative): their name,
+    /// and their phone when given. The client's own name and phone stay as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) guest: Option<Guest>,
+}
+
+/// The person a booking is made for when it is not the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Guest {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<Phone>,
 }
 
 impl DialogState {
@@ -92,7 +104,12 @@ impl DialogState {
         match self.at {
             // Moving a booking passes through the confirmation too, but it is no new client.
             // The consent asked before the phone is the first screen of the contact step.
-            At::Consent(ConsentFor::Booking) | At::Phone | At::Name | At::Confirm
+            At::Consent(ConsentFor::Booking)
+            | At::Phone
+            | At::Name
+            | At::Confirm
+            | At::GuestName
+            | At::GuestPhone
                 if self.mv.is_none() =>
             {
                 FunnelStage::Contact
@@ -200,6 +217,10 @@ pub(super) enum At {
     DataPhone,
     /// Waiting for the comment to the visit, before the confirmation.
     Comment,
+    /// Booking for someone else: waiting for their name.
+    GuestName,
+    /// Booking for someone else: waiting for their phone (or "no phone").
+    GuestPhone,
     /// The personal-data consent, asked before the phone (or the name) is; agreeing goes on to
     /// the step named.
     Consent(ConsentFor),

@@ -2914,3 +2914,106 @@ fn a_services_description_is_shown_as_it_is_picked_and_not_kept_in_the_state() {
         bot.screen().text
     );
 }
+
+#[test]
+fn a_mother_books_her_child_under_the_childs_name_and_stays_herself() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    bot.text("Мария");
+    assert!(bot.has_button(&ru("btn-guest")));
+    let r = bot.press(&ru("btn-guest"));
+    assert_eq!(r[0].text, ru("ask-guest-name"));
+    // The name step's checks hold for the other person's name too.
+    let r = bot.text("89123456789");
+    assert!(
+        r[0].text.contains(&note("note-name-not-a-name")),
+        "{}",
+        r[0].text
+    );
+    let r = bot.text("Петя");
+    assert!(r[0].text.contains(&ru("ask-guest-phone")), "{}", r[0].text);
+    let r = bot.text("не помню");
+    assert!(r[0].text.contains(&note("note-bad-phone")), "{}", r[0].text);
+    // No phone of his own: the visit is his, the phone to call is hers.
+    let r = bot.press(&ru("btn-guest-no-phone"));
+    let text = &r[0].text;
+    assert!(text.contains("Имя: Петя"), "{text}");
+    assert!(text.contains("Телефон: +7 912 345-67-89"), "{text}");
+    assert!(
+        text.contains("Записывает: Мария, +7 912 345-67-89"),
+        "{text}"
+    );
+    assert!(bot.has_button(&ru("btn-guest-self")));
+    bot.press(&ru("btn-confirm"));
+    let book = bot.books()[0].clone();
+    assert_eq!(book.name, "Петя");
+    assert_eq!(book.phone.as_str(), "+79123456789");
+    assert_eq!(
+        book.comment.as_deref(),
+        Some("Записывает: Мария, +7 912 345-67-89")
+    );
+    // She is still herself, and the next booking is hers unless she says otherwise.
+    assert_eq!(bot.st.name(), Some("Мария"));
+    assert_eq!(bot.st.guest, None);
+    bot.press(&ru("btn-book"));
+    bot.press("Маникюр");
+    bot.press("Анна");
+    bot.press("Ср 4 дек");
+    let r = bot.press("15:00");
+    assert!(r[0].text.contains("Имя: Мария"), "{}", r[0].text);
+    assert!(!r[0].text.contains("Записывает"), "{}", r[0].text);
+}
+
+#[test]
+fn the_other_persons_own_phone_goes_with_the_comment_and_the_choice_can_be_undone() {
+    let mut bot = Bot::new();
+    bot.goto_times("Анна");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    bot.text("Мария");
+    bot.press(&ru("btn-comment"));
+    bot.text("Первый раз");
+    bot.press(&ru("btn-guest"));
+    // Back from the name: the confirmation as it was.
+    let r = bot.press(&ru("btn-back"));
+    assert!(r[0].text.contains("Имя: Мария"), "{}", r[0].text);
+    bot.press(&ru("btn-guest"));
+    bot.text("Ольга Петровна");
+    let r = bot.text("8 (916) 555-12-34");
+    assert!(r[0].text.contains("Имя: Ольга Петровна"), "{}", r[0].text);
+    assert!(
+        r[0].text.contains("Телефон: +7 916 555-12-34"),
+        "{}",
+        r[0].text
+    );
+    // Changed her mind: herself after all.
+    let r = bot.press(&ru("btn-guest-self"));
+    assert!(r[0].text.contains("Имя: Мария"), "{}", r[0].text);
+    assert!(bot.has_button(&ru("btn-guest")));
+    bot.press(&ru("btn-guest"));
+    bot.text("Ольга Петровна");
+    bot.text("+79165551234");
+    bot.press(&ru("btn-confirm"));
+    let book = bot.books()[0].clone();
+    assert_eq!(book.name, "Ольга Петровна");
+    assert_eq!(book.phone.as_str(), "+79165551234");
+    assert_eq!(
+        book.comment.as_deref(),
+        Some("Первый раз\nЗаписывает: Мария, +7 912 345-67-89")
+    );
+    assert_eq!(bot.st.phone().map(|p| p.as_str()), Some("+79123456789"));
+}
+
+#[test]
+fn moving_a_visit_offers_no_booking_for_someone_else() {
+    let mut bot = Bot::with(ctx(), world_with_bookings());
+    goto_move_confirmation(&mut bot);
+    assert!(bot.has_button(&ru("btn-confirm")));
+    assert!(!bot.has_button(&ru("btn-guest")));
+    let data = bot.button(&ru("btn-confirm")).data;
+    let version = data.split('|').next().expect("version");
+    let r = bot.send(Input::Button(format!("{version}|O")));
+    assert!(r[0].text.contains(&note("note-hint")), "{}", r[0].text);
+}

@@ -76,6 +76,7 @@ pub struct Purged {
     pub dialogs: u64,
     pub chat_events: u64,
     pub unfinished_bookings: u64,
+    pub support_relays: u64,
 }
 
 /// Chats whose transcript an unfinished CRM job of a booking may still read. Dead jobs count:
@@ -133,6 +134,15 @@ impl Store {
                    SELECT chat_key, started_at FROM unfinished_bookings \
                    WHERE business_id = $1 AND last_at < $2 ORDER BY last_at LIMIT $3)";
             purged.unfinished_bookings = self.in_batches(sql, business_id, cutoff(period)).await?;
+        }
+        if let Some(period) = config.chat_log {
+            // Which admin post relayed which chat's question goes with the chat it points to:
+            // an admin's reply to a post that old reaches no one.
+            let sql = "DELETE FROM support_relays WHERE business_id = $1 \
+                 AND (messenger, admin_chat, admin_message) IN ( \
+                   SELECT messenger, admin_chat, admin_message FROM support_relays \
+                   WHERE business_id = $1 AND created_at < $2 ORDER BY created_at LIMIT $3)";
+            purged.support_relays = self.in_batches(sql, business_id, cutoff(period)).await?;
         }
         if let Some(period) = config.chat_events {
             let sql = "DELETE FROM chat_events WHERE id IN ( \
@@ -202,6 +212,7 @@ pub fn spawn(
                             dialogs = p.dialogs,
                             chat_events = p.chat_events,
                             unfinished_bookings = p.unfinished_bookings,
+                            support_relays = p.support_relays,
                             "retention: removed what is past its period"
                         ),
                         Err(e) => tracing::warn!(error = %e, "retention: purge failed"),
@@ -435,7 +446,8 @@ mod tests {
                     chat_lines: 1,
                     dialogs: 0,
                     chat_events: 0,
-                    unfinished_bookings: 0
+                    unfinished_bookings: 0,
+                    support_relays: 0
                 }
             );
             let bodies: Vec<(i64, String)> =

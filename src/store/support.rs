@@ -165,6 +165,25 @@ mod tests {
             assert_eq!(chat("-1001", "78").await, None);
             // The same question is posted once per messenger.
             assert!(store.record_support_relay("b", &relay, now).await.is_err());
+            // Past the chat log's retention the post leads nowhere; a newer one still does.
+            let newer = SupportRelay {
+                admin_message: "79",
+                question_key: "support:max:5:2",
+                ..relay.clone()
+            };
+            store
+                .record_support_relay("b", &newer, now + Duration::days(100))
+                .await
+                .unwrap();
+            let config = crate::store::retention::RetentionConfig::default();
+            let purged = store
+                .purge_expired("b", &config, now + Duration::days(181))
+                .await
+                .unwrap();
+            assert_eq!(purged.support_relays, 1, "{:?}", store.backend());
+            assert_eq!(chat("-1001", "77").await, None);
+            assert_eq!(chat("-1001", "79").await.as_deref(), Some("max:5"));
+            store.record_support_relay("b", &relay, now).await.unwrap();
 
             for (i, text) in ["один", "два", "три", "четыре"].iter().enumerate() {
                 store

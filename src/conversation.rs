@@ -180,16 +180,20 @@ impl Conversations {
         }
     }
 
-    /// An admin's reply in the admin chat on `channel` to its message `replied_to`: when that
-    /// message relayed a client's question, the answer is queued to the client's chat. `false`
+    /// An admin's reply in the admin chat: when the message it replies to relayed a client's
+    /// question, the answer is queued to the client's chat and noted in the CRM card. `false`
     /// when it did not (a reply to anything else, or in another chat).
     pub async fn relay_answer(
         &self,
-        channel: crate::domain::Channel,
-        admin_chat: i64,
-        replied_to: &str,
-        answer: &str,
+        reply: crate::support::AdminReply<'_>,
     ) -> Result<bool, ConversationError> {
+        let crate::support::AdminReply {
+            channel,
+            admin_chat,
+            replied_to,
+            message_id,
+            text: answer,
+        } = reply;
         if self.support_chat(channel) != Some(admin_chat) || answer.trim().is_empty() {
             return Ok(false);
         }
@@ -222,16 +226,12 @@ impl Conversations {
             .unwrap_or(self.business.locale);
         let reply = crate::support::answer_reply(&self.business.texts, lang, answer.trim());
         let now = self.clock.now();
-        // Each admin message is answered once; the key also keeps a re-read update from
-        // sending it twice.
+        // Keyed by the admin's message: the same update read twice (a restart before its
+        // offset was committed) is one answer to the client and one note.
         let job = crate::effects::notify_job(
             business,
             &chat,
-            &format!(
-                "support:{}:{admin_chat}:{replied_to}:{}",
-                channel.as_str(),
-                now.timestamp_millis()
-            ),
+            &format!("support:{}:{admin_chat}:{message_id}", channel.as_str()),
             reply.clone(),
         );
         let note = self.crm_system.map(|system| {
@@ -245,7 +245,10 @@ impl Conversations {
             )
         });
         let mut tx = self.store.begin().await.map_err(StoreError::from)?;
-        enqueue_in(&mut tx, &job, now).await?;
+        if enqueue_in(&mut tx, &job, now).await?.is_none() {
+            tracing::debug!(chat = %key, "admin's answer already queued");
+            return Ok(true);
+        }
         if let Some(note) = &note {
             enqueue_in(&mut tx, note, now).await?;
         }
@@ -1304,6 +1307,83 @@ pub(crate) mod tests {
                 ("contact".into(), "max".into(), None)
             ]
         );
+    }
+
+    /// The same admin reply read twice (a restart before the update's offset was committed)
+    /// is one answer to the client and one line in the chat log.
+    #[tokio::test]
+    async fn an_admin_reply_read_twice_is_one_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("z.db").display());
+        let mut config = crate::config::Config::demo(&url);
+        config.support = Some(crate::support::SupportConfig {
+            telegram_chat_id: Some(-100),
+            ..Default::default()
+        });
+        let app = crate::app::App::build(config, Arc::new(crate::clock::SystemClock))
+            .await
+            .expect("app");
+        let conv = app.conversations.clone();
+        let store = conv.store();
+        let chat = ChatRef::new(Channel::Telegram, "7");
+        conv.handle(&chat, None, ChatEvent::Start { payload: None })
+            .await
+            .expect("start");
+        conv.handle(&chat, None, ChatEvent::Text("А парковка есть?".into()))
+            .await
+            .expect("question");
+        let (business, question_key): (String, String) = sqlx::query_as(
+            "SELECT business_id, idempotency_key FROM sync_jobs WHERE system = 'support'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .expect("the question is queued");
+        let relay = crate::store::SupportRelay {
+            messenger: "telegram",
+            admin_chat: "-100",
+            admin_message: "77",
+            chat_key: "telegram:7",
+            question_key: &question_key,
+        };
+        store
+            .record_support_relay(&business, &relay, chrono::Utc::now())
+            .await
+            .unwrap();
+        let answer =
+            |message_id: &'static str, replied_to: &'static str| crate::support::AdminReply {
+                channel: Channel::Telegram,
+                admin_chat: -100,
+                replied_to,
+                message_id,
+                text: "Да, во дворе.",
+            };
+        let answers = || {
+            count(
+                store,
+                "SELECT COUNT(*) FROM sync_jobs WHERE system = 'telegram' \
+                 AND idempotency_key LIKE '%support:%'",
+            )
+        };
+        assert!(conv.relay_answer(answer("501", "77")).await.unwrap());
+        assert!(conv.relay_answer(answer("501", "77")).await.unwrap());
+        assert_eq!(answers().await, 1);
+        assert_eq!(
+            count(
+                store,
+                "SELECT COUNT(*) FROM chat_log WHERE author = 'admin'"
+            )
+            .await,
+            1
+        );
+        // Another reply to the same question is another answer.
+        assert!(conv.relay_answer(answer("502", "77")).await.unwrap());
+        assert_eq!(answers().await, 2);
+        // A reply to a message that relayed nothing, or in another chat, is none.
+        assert!(!conv.relay_answer(answer("503", "78")).await.unwrap());
+        let mut elsewhere = answer("504", "77");
+        elsewhere.admin_chat = -200;
+        assert!(!conv.relay_answer(elsewhere).await.unwrap());
+        assert_eq!(answers().await, 2);
     }
 
     /// Many chats at once on a file store: every input, every reply and every state arrives,

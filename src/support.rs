@@ -258,6 +258,18 @@ pub fn question_lead_key(business_id: &str, chat_key: &str) -> String {
     format!("q{}", &hex[..31])
 }
 
+/// An admin's reply in the admin chat, as a messenger adapter reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminReply<'a> {
+    pub channel: Channel,
+    pub admin_chat: i64,
+    /// The admin-chat message it replies to: a relayed question when it is one of ours.
+    pub replied_to: &'a str,
+    /// The reply's own id in the admin chat: the same update read twice is the same answer.
+    pub message_id: &'a str,
+    pub text: &'a str,
+}
+
 /// An admin chat a question can be posted in; returns the posted message's id there.
 #[async_trait::async_trait]
 pub trait AdminChat: Send + Sync {

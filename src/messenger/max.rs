@@ -924,11 +924,14 @@ impl MaxBot {
         let (Some(replied), Some(text)) = (replied, message.body.text.as_deref()) else {
             return;
         };
-        match self
-            .handler
-            .relay_answer(Channel::Max, admin_chat, &replied.mid, text)
-            .await
-        {
+        let reply = crate::support::AdminReply {
+            channel: Channel::Max,
+            admin_chat,
+            replied_to: &replied.mid,
+            message_id: &message.body.mid,
+            text,
+        };
+        match self.handler.relay_answer(reply).await {
             Ok(true) => {}
             Ok(false) => tracing::debug!("a reply in the admin chat to no relayed question"),
             Err(e) => tracing::error!(error = %e, "an admin's answer could not be queued"),

@@ -149,14 +149,11 @@ pub trait ChatHandler: Send + Sync {
         None
     }
 
-    /// An admin's reply in the admin chat to its message `replied_to`; `true` when it answered
-    /// a relayed question and is on its way to the client.
+    /// An admin's reply in the admin chat; `true` when it answered a relayed question and is
+    /// on its way to the client.
     async fn relay_answer(
         &self,
-        _channel: crate::domain::Channel,
-        _admin_chat: i64,
-        _replied_to: &str,
-        _answer: &str,
+        _reply: crate::support::AdminReply<'_>,
     ) -> Result<bool, ConversationError> {
         Ok(false)
     }
@@ -179,12 +176,9 @@ impl ChatHandler for Conversations {
 
     async fn relay_answer(
         &self,
-        channel: crate::domain::Channel,
-        admin_chat: i64,
-        replied_to: &str,
-        answer: &str,
+        reply: crate::support::AdminReply<'_>,
     ) -> Result<bool, ConversationError> {
-        Conversations::relay_answer(self, channel, admin_chat, replied_to, answer).await
+        Conversations::relay_answer(self, reply).await
     }
 }
 

@@ -407,11 +407,15 @@ impl Inner {
             return;
         };
         let replied_to = replied.id.0.to_string();
-        match self
-            .handler
-            .relay_answer(Channel::Telegram, msg.chat.id.0, &replied_to, text)
-            .await
-        {
+        let message_id = msg.id.0.to_string();
+        let reply = crate::support::AdminReply {
+            channel: Channel::Telegram,
+            admin_chat: msg.chat.id.0,
+            replied_to: &replied_to,
+            message_id: &message_id,
+            text,
+        };
+        match self.handler.relay_answer(reply).await {
             Ok(true) => {}
             Ok(false) => tracing::debug!("a reply in the admin chat to no relayed question"),
             Err(e) => tracing::error!(error = %e, "an admin's answer could not be queued"),

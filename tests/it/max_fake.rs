@@ -866,15 +866,13 @@ impl ChatHandler for AdminDesk {
 
     async fn relay_answer(
         &self,
-        _channel: zapis::domain::Channel,
-        admin_chat: i64,
-        replied_to: &str,
-        answer: &str,
+        reply: zapis::support::AdminReply<'_>,
     ) -> Result<bool, ConversationError> {
-        self.answers
-            .lock()
-            .unwrap()
-            .push((admin_chat, replied_to.to_string(), answer.to_string()));
+        self.answers.lock().unwrap().push((
+            reply.admin_chat,
+            reply.replied_to.to_string(),
+            reply.text.to_string(),
+        ));
         Ok(true)
     }
 }

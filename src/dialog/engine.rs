@@ -474,13 +474,18 @@ impl Engine<'_> {
             );
             text = format!("{closed}\n\n{text}");
         }
-        // A press replaces the screen it was on, so it gets the way back to the menu.
-        let buttons = if asked {
-            Vec::new()
+        if asked {
+            self.say(text, Vec::new(), false);
+        } else if matches!(self.st.at, At::Menu) {
+            // A press replaces the screen it was on: from the menu, the way back to it.
+            let buttons = vec![vec![self.btn("btn-menu", "M")]];
+            self.say(text, buttons, false);
         } else {
-            vec![vec![self.btn("btn-menu", "M")]]
-        };
-        self.say(text, buttons, false);
+            // From a step of a booking: the press's screen says who was called, and the step
+            // follows, its buttons working as before.
+            self.say(text, Vec::new(), false);
+            self.show();
+        }
     }
 
     /// Shows the current step again, with `note` above it.
@@ -1844,7 +1849,14 @@ impl Engine<'_> {
     }
 
     /// A reply with any pending note above it.
-    fn screen(&mut self, text: String, buttons: Vec<Vec<Button>>, request_contact: bool) {
+    fn screen(&mut self, text: String, mut buttons: Vec<Vec<Button>>, request_contact: bool) {
+        // "Call an administrator" on every screen with buttons, once.
+        if self.ctx.support.is_some()
+            && !buttons.is_empty()
+            && !buttons.iter().flatten().any(|b| b.data.ends_with("|Q"))
+        {
+            buttons.push(vec![self.btn("btn-call-admin", "Q")]);
+        }
         let text = match self.st.note.take() {
             Some(note) => format!("{}\n\n{text}", self.t(note_key(note))),
             None => text,
@@ -1866,14 +1878,12 @@ impl Engine<'_> {
     fn render_menu(&mut self, text: String) {
         self.clear_flow();
         self.bump();
-        let mut buttons = vec![
+        // `screen` adds "call an administrator" when there is an admin chat.
+        let buttons = vec![
             vec![self.btn("btn-book", "B")],
             vec![self.btn("btn-my", "Y")],
             vec![self.btn("btn-data", "D"), self.btn("btn-help", "H")],
         ];
-        if self.ctx.support.is_some() {
-            buttons.push(vec![self.btn("btn-call-admin", "Q")]);
-        }
         self.screen(text, buttons, false);
     }
 

@@ -3017,3 +3017,35 @@ fn moving_a_visit_offers_no_booking_for_someone_else() {
     let r = bot.send(Input::Button(format!("{version}|O")));
     assert!(r[0].text.contains(&note("note-hint")), "{}", r[0].text);
 }
+
+#[test]
+fn the_call_is_on_every_screen_and_pressed_mid_booking_keeps_the_step() {
+    let mut bot = with_support(None, None);
+    bot.start();
+    bot.press(&ru("btn-book"));
+    assert!(bot.has_button(&ru("btn-call-admin")), "on the services");
+    bot.press("Стрижка женская");
+    assert!(bot.has_button(&ru("btn-call-admin")), "on the masters");
+    let once = bot
+        .screen()
+        .buttons
+        .iter()
+        .flatten()
+        .filter(|b| b.label == ru("btn-call-admin"))
+        .count();
+    assert_eq!(once, 1);
+    bot.press("Анна");
+    assert!(bot.has_button(&ru("btn-call-admin")), "on the days");
+    let r = bot.press(&ru("btn-call-admin"));
+    assert_eq!(calls(&bot), [None]);
+    assert!(r[0].text.contains(&ru("support-called")), "{}", r[0].text);
+    assert!(r[0].edit, "the pressed message says who was called");
+    // The days again, below it, and they still work.
+    assert!(bot.has_button("Сегодня 2 дек"), "{:?}", bot.screen());
+    bot.press("Сегодня 2 дек");
+    assert!(bot.has_button("10:00"));
+    // From the menu the call shows the way back to it.
+    bot.text("/menu");
+    bot.press(&ru("btn-call-admin"));
+    assert!(bot.has_button(&ru("btn-menu")));
+}

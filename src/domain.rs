@@ -59,6 +59,32 @@ pub struct Service {
     pub description: Option<String>,
 }
 
+/// Joins the ids of the services of one visit into one service id (`"101+102"`). Only a
+/// schedule that books several services in one appointment (YClients) is given such an id.
+pub const SERVICES_JOIN: char = '+';
+
+impl Service {
+    /// One visit of several services, in the order chosen: one id of them all, their names
+    /// joined, their lengths and prices added up. Descriptions stay with each service.
+    pub fn visit_of(first: &Service, more: &Service) -> Service {
+        Service {
+            id: format!("{}{SERVICES_JOIN}{}", first.id, more.id),
+            name: format!("{} + {}", first.name, more.name),
+            category: first.category.clone(),
+            duration_min: first.duration_min + more.duration_min,
+            price_min: Money(first.price_min.0 + more.price_min.0),
+            price_max: Money(first.price_max.0 + more.price_max.0),
+            description: None,
+        }
+    }
+
+    /// The schedule's ids of the services a service id stands for: itself, or each service
+    /// of a visit made with [`Service::visit_of`].
+    pub fn ids_in(id: &str) -> impl Iterator<Item = &str> {
+        id.split(SERVICES_JOIN).filter(|s| !s.is_empty())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Master {
     pub id: String,

@@ -102,6 +102,11 @@ pub fn record_key(external_id: &str) -> &str {
 pub trait BookingSystem: Send + Sync {
     /// Short name for logs, links and the journal (`sandbox`, `yclients`).
     fn system(&self) -> &'static str;
+    /// Books several services in one visit: then a service id may be a visit's joined ids
+    /// ([`crate::domain::Service::visit_of`]) everywhere one is taken.
+    fn several_services(&self) -> bool {
+        false
+    }
     /// Bookable services.
     async fn services(&self) -> Result<Vec<Service>, BookingError>;
     /// Masters who render a service.

@@ -314,6 +314,13 @@ fn description_of(v: &Value) -> Option<String> {
     (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
+/// `service_ids[]` once per service of the visit, as YClients takes arrays.
+fn service_pairs(service_id: &str) -> Vec<(&'static str, String)> {
+    Service::ids_in(service_id)
+        .map(|id| ("service_ids[]", id.to_owned()))
+        .collect()
+}
+
 /// Rubles (possibly `"1000.00"`) to kopecks.
 fn money_of(v: &Value) -> Money {
     Money(f64_of(v).map(|r| (r * 100.0).round() as i64).unwrap_or(0))
@@ -531,11 +538,13 @@ impl WireRecord {
             .ok_or_else(|| BookingError::Rejected("the record has no readable start".into()))?;
         Ok(Record {
             external_id,
+            // All of a visit's services, joined as our booking of them holds them.
             service_id: self
                 .services
-                .first()
-                .and_then(|s| id_of(&s.id))
-                .unwrap_or_default(),
+                .iter()
+                .filter_map(|s| id_of(&s.id))
+                .collect::<Vec<_>>()
+                .join(&crate::domain::SERVICES_JOIN.to_string()),
             master_id: self.staff_id().unwrap_or_default(),
             start,
             duration_min: minutes_of(self.seconds()),
@@ -1294,9 +1303,7 @@ impl Yclients {
     }
 
     async fn book_staff(&self, service_id: Option<&str>) -> Result<Vec<Master>, BookingError> {
-        let query: Vec<(&str, String)> = service_id
-            .map(|s| vec![("service_ids[]", s.to_owned())])
-            .unwrap_or_default();
+        let query = service_id.map(service_pairs).unwrap_or_default();
         let answer = self
             .call(
                 Endpoint::BookStaff,
@@ -1347,7 +1354,7 @@ impl Yclients {
                     master_id,
                     day.format("%Y-%m-%d")
                 ),
-                &[("service_ids[]", service_id.to_owned())],
+                &service_pairs(service_id),
                 None,
                 false,
             )
@@ -1893,6 +1900,12 @@ impl BookingSystem for Yclients {
         "yclients"
     }
 
+    /// An online booking's appointment takes a list of services (`services: [id, …]`), and
+    /// `book_staff`, `book_dates` and `book_times` take `service_ids[]` of them all.
+    fn several_services(&self) -> bool {
+        true
+    }
+
     async fn services(&self) -> Result<Vec<Service>, BookingError> {
         if let Some(hit) = self.cache.get(&self.cache.services, &()) {
             return Ok(hit);
@@ -1983,18 +1996,19 @@ impl BookingSystem for Yclients {
             return Ok(hit);
         }
         let tz = self.tz().await?;
+        let mut query = service_pairs(service_id);
+        query.extend([
+            // 0 is the documented "any master".
+            ("staff_id", key.master.clone()),
+            ("date_from", from.to_string()),
+            ("date_to", to.to_string()),
+        ]);
         let answer = self
             .call(
                 Endpoint::BookDates,
                 Method::GET,
                 &format!("/book_dates/{}", self.company_id),
-                &[
-                    ("service_ids[]", service_id.to_owned()),
-                    // 0 is the documented "any master".
-                    ("staff_id", key.master.clone()),
-                    ("date_from", from.to_string()),
-                    ("date_to", to.to_string()),
-                ],
+                &query,
                 None,
                 false,
             )
@@ -2065,13 +2079,14 @@ impl BookingSystem for Yclients {
             .master_id
             .parse()
             .map_err(|_| BookingError::NotFound(format!("master {}", request.master_id)))?;
-        let service_id: i64 = request
-            .service_id
-            .parse()
+        // A visit of several services is one appointment with all of them, as the widget books.
+        let services = Service::ids_in(&request.service_id)
+            .map(|id| id.parse::<i64>())
+            .collect::<Result<Vec<i64>, _>>()
             .map_err(|_| BookingError::NotFound(format!("service {}", request.service_id)))?;
         let appointment = json!({
             "id": 1,
-            "services": [service_id],
+            "services": services,
             "staff_id": staff_id,
             "datetime": datetime,
         });

@@ -1134,3 +1134,57 @@ async fn the_fake_fails_once_or_holds_an_answer_after_writing() {
     assert!(started.elapsed() >= std::time::Duration::from_millis(700));
     assert_eq!(fake.records().len(), 1);
 }
+
+/// Two services in one visit, as the YClients widget books them: only a master who renders
+/// both is offered, the slots leave room for both, and one appointment carries both.
+#[tokio::test]
+async fn several_services_are_one_visit_of_their_summed_length() {
+    let e = env(EKB).await;
+    assert!(e.yc.several_services());
+    let visit = zapis::domain::Service::ids_in("101+201").collect::<Vec<_>>();
+    assert_eq!(visit, ["101", "201"]);
+    let masters = e.yc.masters("101+201").await.unwrap();
+    let names: Vec<&str> = masters.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["Анна"], "only she renders a haircut and a manicure");
+    let day = tuesday();
+    let one = e.yc.free_slots("101", Some("12"), day).await.unwrap();
+    let both = e.yc.free_slots("101+201", Some("12"), day).await.unwrap();
+    let last = |slots: &[zapis::domain::Slot]| slots.iter().map(|s| s.start).max().unwrap();
+    // Анна works until 20:00: a 60-minute haircut starts by 19:00, the 150-minute visit by 17:30.
+    assert_eq!(last(&one), utc(EKB, at(day, 19, 0)));
+    assert_eq!(last(&both), utc(EKB, at(day, 17, 30)));
+    assert!(
+        e.yc.free_days("101+201", None, day, day)
+            .await
+            .unwrap()
+            .contains(&day)
+    );
+    let late = request("12", "101+201", utc(EKB, at(day, 18, 0)), 150);
+    assert!(matches!(
+        e.yc.book(&late).await,
+        Err(zapis::booking::BookingError::SlotTaken)
+    ));
+    let req = request("12", "101+201", utc(EKB, at(day, 17, 30)), 150);
+    let record = e.yc.book(&req).await.unwrap();
+    let records = e.fake.active_records();
+    assert_eq!(records.len(), 1, "one appointment");
+    assert_eq!(records[0].service_ids(), [101, 201]);
+    assert_eq!(records[0].length_sec, 150 * 60);
+    let again = e.yc.record(&record.external_id).await.unwrap().unwrap();
+    assert_eq!(again.service_id, "101+201");
+    assert_eq!(again.duration_min, 150);
+    // Moved later the same day, the visit keeps both services and must still fit.
+    let moved =
+        e.yc.reschedule(
+            &record.external_id,
+            &zapis::domain::Slot {
+                master_id: "12".into(),
+                start: utc(EKB, at(day, 12, 0)),
+                duration_min: 150,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.service_id, "101+201");
+    assert_eq!(e.fake.active_records()[0].service_ids(), [101, 201]);
+}

@@ -161,6 +161,8 @@ pub struct FakeRecord {
     pub hash: String,
     pub staff_id: u64,
     pub service_id: u64,
+    /// The visit's other services, booked in the same appointment.
+    pub more_service_ids: Vec<u64>,
     /// Salon-local start.
     pub local: NaiveDateTime,
     pub length_sec: i64,
@@ -181,6 +183,13 @@ pub struct FakeRecord {
 }
 
 impl FakeRecord {
+    /// Every service of the visit, the first one first.
+    pub fn service_ids(&self) -> Vec<u64> {
+        std::iter::once(self.service_id)
+            .chain(self.more_service_ids.iter().copied())
+            .collect()
+    }
+
     fn end(&self) -> NaiveDateTime {
         self.local + Duration::seconds(self.length_sec)
     }
@@ -445,6 +454,7 @@ impl FakeYclients {
             hash: format!("{:032x}", id * 7919),
             staff_id,
             service_id,
+            more_service_ids: Vec::new(),
             local,
             length_sec: len,
             phone: "79990000000".into(),
@@ -837,6 +847,34 @@ fn service_of(s: &Inner, id: u64) -> Option<&FakeService> {
     s.salon.services.iter().find(|x| x.id == id)
 }
 
+/// Services asked for together: one visit of their summed length, which only a master who
+/// renders them all takes (YClients' online booking with several `service_ids[]`).
+struct Visit {
+    ids: Vec<u64>,
+    seance_length: i64,
+}
+
+impl Visit {
+    fn rendered_by(&self, staff: &FakeStaff) -> bool {
+        self.ids.iter().all(|id| staff.service_ids.contains(id))
+    }
+}
+
+/// `None` when nothing is asked for or a service is unknown.
+fn visit_of(s: &Inner, ids: &[u64]) -> Option<Visit> {
+    if ids.is_empty() {
+        return None;
+    }
+    let mut seance_length = 0;
+    for id in ids {
+        seance_length += service_of(s, *id)?.seance_length;
+    }
+    Some(Visit {
+        ids: ids.to_vec(),
+        seance_length,
+    })
+}
+
 fn now_local(s: &Inner) -> NaiveDateTime {
     Utc::now().with_timezone(&s.salon.timezone).naive_local()
 }
@@ -868,13 +906,8 @@ fn is_free(
     })
 }
 
-fn free_times(
-    s: &Inner,
-    staff: &FakeStaff,
-    service: &FakeService,
-    day: NaiveDate,
-) -> Vec<NaiveDateTime> {
-    if !staff.service_ids.contains(&service.id) {
+fn free_times(s: &Inner, staff: &FakeStaff, service: &Visit, day: NaiveDate) -> Vec<NaiveDateTime> {
+    if !service.rendered_by(staff) {
         return vec![];
     }
     let mut out = Vec::new();
@@ -1032,11 +1065,11 @@ fn book_staff(s: &Inner, pairs: &[(String, String)]) -> Response {
     envelope(StatusCode::OK, json!(list), json!([]))
 }
 
-fn candidates<'a>(s: &'a Inner, staff_id: u64, service: &FakeService) -> Vec<&'a FakeStaff> {
+fn candidates<'a>(s: &'a Inner, staff_id: u64, service: &Visit) -> Vec<&'a FakeStaff> {
     s.salon
         .staff
         .iter()
-        .filter(|st| st.bookable && st.service_ids.contains(&service.id))
+        .filter(|st| st.bookable && service.rendered_by(st))
         .filter(|st| staff_id == 0 || st.id == staff_id)
         .collect()
 }
@@ -1045,7 +1078,7 @@ fn book_dates(s: &Inner, pairs: &[(String, String)]) -> Response {
     let staff_id: u64 = q(pairs, "staff_id")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let Some(service) = service_ids(pairs).first().and_then(|id| service_of(s, *id)) else {
+    let Some(ref service) = visit_of(s, &service_ids(pairs)) else {
         return envelope(
             StatusCode::OK,
             json!({"booking_days": [], "booking_dates": [], "working_days": [], "working_dates": []}),
@@ -1088,7 +1121,7 @@ fn book_times(s: &Inner, staff: &str, date: &str, pairs: &[(String, String)]) ->
     ) else {
         return bad_format();
     };
-    let Some(service) = service_ids(pairs).first().and_then(|id| service_of(s, *id)) else {
+    let Some(ref service) = visit_of(s, &service_ids(pairs)) else {
         return envelope(StatusCode::OK, json!([]), json!([]));
     };
     if staff_id != 0 && staff_of(s, staff_id).is_none() {
@@ -1117,27 +1150,28 @@ fn book_times(s: &Inner, staff: &str, date: &str, pairs: &[(String, String)]) ->
 
 // A test fake: the error is the HTTP answer itself, built once per refused request.
 #[allow(clippy::result_large_err)]
-/// Validates one appointment; `Ok((staff, service, local))` or the error answer.
+/// Validates one appointment; `Ok((staff, services, local))` or the error answer.
 fn validate(
     s: &Inner,
     a: &Value,
     ignore: Option<u64>,
-) -> Result<(u64, u64, NaiveDateTime), Response> {
+) -> Result<(u64, Vec<u64>, NaiveDateTime), Response> {
     let tz = s.salon.timezone;
-    let service_id = a["services"]
+    let ids: Vec<u64> = a["services"]
         .as_array()
-        .and_then(|l| l.first())
-        .and_then(Value::as_u64)
-        .ok_or_else(bad_format)?;
-    let service = service_of(s, service_id)
+        .ok_or_else(bad_format)?
+        .iter()
+        .map(|v| v.as_u64().ok_or_else(bad_format))
+        .collect::<Result<_, _>>()?;
+    let service = visit_of(s, &ids)
         .ok_or_else(|| error(StatusCode::UNPROCESSABLE_ENTITY, "Услуга не найдена"))?;
     let local = parse_local(&a["datetime"], tz).ok_or_else(bad_format)?;
     let staff_id = a["staff_id"].as_u64().ok_or_else(bad_format)?;
     if staff_id == 0 {
-        return candidates(s, 0, service)
+        return candidates(s, 0, &service)
             .into_iter()
             .find(|st| is_free(s, st, local, service.seance_length, ignore))
-            .map(|st| (st.id, service_id, local))
+            .map(|st| (st.id, ids.clone(), local))
             .ok_or_else(|| {
                 error(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -1148,12 +1182,12 @@ fn validate(
     let staff = staff_of(s, staff_id)
         .ok_or_else(|| error(StatusCode::UNPROCESSABLE_ENTITY, "Сотрудник не найден"))?;
     if !staff.bookable
-        || !staff.service_ids.contains(&service_id)
+        || !service.rendered_by(staff)
         || !is_free(s, staff, local, service.seance_length, ignore)
     {
         return Err(time_taken(staff, local));
     }
-    Ok((staff_id, service_id, local))
+    Ok((staff_id, ids, local))
 }
 
 fn book_check(s: &Inner, body: &Value) -> Response {
@@ -1185,13 +1219,12 @@ fn book_record(s: &mut Inner, body: &Value) -> Response {
     }
     let mut out = Vec::new();
     for a in &list {
-        let (staff_id, service_id, local) = match validate(s, a, None) {
+        let (staff_id, ids, local) = match validate(s, a, None) {
             Ok(v) => v,
             Err(resp) => return resp,
         };
-        let len = service_of(s, service_id)
-            .map(|x| x.seance_length)
-            .unwrap_or(3600);
+        let len = visit_of(s, &ids).map_or(3600, |v| v.seance_length);
+        let (service_id, more_service_ids) = (ids[0], ids[1..].to_vec());
         let id = s.next_id;
         s.next_id += 1;
         let hash = format!("{:032x}", id * 7919);
@@ -1200,6 +1233,7 @@ fn book_record(s: &mut Inner, body: &Value) -> Response {
             hash: hash.clone(),
             staff_id,
             service_id,
+            more_service_ids,
             local,
             length_sec: len,
             phone: phone.to_owned(),
@@ -1249,7 +1283,7 @@ fn move_record(s: &mut Inner, rid: &str, body: &Value) -> Response {
         // Only the comment changes: the time stays.
         None => json!(rec.local.format("%Y-%m-%d %H:%M:%S").to_string()),
     };
-    let a = json!({"services": [rec.service_id], "staff_id": rec.staff_id, "datetime": datetime});
+    let a = json!({"services": rec.service_ids(), "staff_id": rec.staff_id, "datetime": datetime});
     let local = match validate(s, &a, Some(rec.id)) {
         Ok((_, _, local)) => local,
         Err(resp) => return resp,
@@ -1269,9 +1303,16 @@ fn move_record(s: &mut Inner, rid: &str, body: &Value) -> Response {
     let staff_name = staff_of(s, moved.staff_id)
         .map(|x| x.name.clone())
         .unwrap_or_default();
-    let title = service_of(s, moved.service_id)
-        .map(|x| x.title.clone())
-        .unwrap_or_default();
+    let services: Vec<Value> = moved
+        .service_ids()
+        .into_iter()
+        .map(|id| {
+            let title = service_of(s, id)
+                .map(|x| x.title.clone())
+                .unwrap_or_default();
+            json!({"id": id, "title": title, "cost": 0, "discount": 0})
+        })
+        .collect();
     // The documented answer: unix dates, string company numbers, no `meta`.
     (
         StatusCode::OK,
@@ -1279,7 +1320,7 @@ fn move_record(s: &mut Inner, rid: &str, body: &Value) -> Response {
             "success": true,
             "data": {
                 "id": moved.id,
-                "services": [{"id": moved.service_id, "title": title, "cost": 0, "discount": 0}],
+                "services": services,
                 "company": {"id": s.salon.company_id, "title": s.salon.title, "timezone": "0", "city_id": "0"},
                 "staff": {"id": moved.staff_id, "name": staff_name, "rating": "5"},
                 "date": offset_of(tz, moved.local).timestamp(),
@@ -1299,13 +1340,21 @@ fn move_record(s: &mut Inner, rid: &str, body: &Value) -> Response {
 fn online_record_json(s: &Inner, r: &FakeRecord) -> Value {
     let tz = s.salon.timezone;
     let at = offset_of(tz, r.local);
-    let service = service_of(s, r.service_id);
+    let services: Vec<Value> = r
+        .service_ids()
+        .into_iter()
+        .map(|id| {
+            let service = service_of(s, id);
+            json!({
+                "id": id, "title": service.map(|x| x.title.clone()),
+                "cost": service.map(|x| x.price_min),
+                "seance_length": service.map_or(r.length_sec, |x| x.seance_length), "amount": 1
+            })
+        })
+        .collect();
     json!({
         "id": r.id,
-        "services": [{
-            "id": r.service_id, "title": service.map(|x| x.title.clone()),
-            "cost": service.map(|x| x.price_min), "seance_length": r.length_sec, "amount": 1
-        }],
+        "services": services,
         "company": {"id": s.salon.company_id, "title": s.salon.title, "timezone": 5,
                     "allow_delete_record": true, "allow_change_record": true},
         "staff": {"id": r.staff_id, "name": staff_of(s, r.staff_id).map(|x| x.name.clone()), "position": []},
@@ -1323,14 +1372,21 @@ fn online_record_json(s: &Inner, r: &FakeRecord) -> Value {
 /// numeric client phone, `[]` custom fields.
 pub fn admin_record_json_for(salon: &FakeSalon, r: &FakeRecord) -> Value {
     let tz = salon.timezone;
-    let service = salon.services.iter().find(|x| x.id == r.service_id);
     let staff = salon.staff.iter().find(|x| x.id == r.staff_id);
-    let price = service.map(|x| x.price_min).unwrap_or(0.0);
+    let services: Vec<Value> = r
+        .service_ids()
+        .into_iter()
+        .map(|id| {
+            let service = salon.services.iter().find(|x| x.id == id);
+            let price = service.map(|x| x.price_min).unwrap_or(0.0);
+            json!({"id": id, "title": service.map(|x| x.title.clone()),
+                   "cost": price, "first_cost": price, "discount": 0, "amount": 1})
+        })
+        .collect();
     let at = offset_of(tz, r.local);
     json!({
         "id": r.id, "company_id": salon.company_id, "staff_id": r.staff_id,
-        "services": [{"id": r.service_id, "title": service.map(|x| x.title.clone()),
-                      "cost": price, "first_cost": price, "discount": 0, "amount": 1}],
+        "services": services,
         "goods_transactions": [],
         "staff": {"id": r.staff_id, "name": staff.map(|x| x.name.clone()), "position": []},
         "client": {"id": 1, "name": r.fullname, "phone": r.phone.parse::<u64>().ok(), "email": r.email, "custom_fields": []},
@@ -1482,6 +1538,7 @@ fn admin_create(s: &mut Inner, body: &Value) -> Response {
         hash: format!("{:032x}", id * 7919),
         staff_id,
         service_id,
+        more_service_ids: Vec::new(),
         local,
         length_sec: len,
         phone: body["client"]["phone"].as_str().unwrap_or("").to_owned(),

@@ -33,6 +33,7 @@ fn ctx() -> Context {
         user_lang: Some("ru".into()),
         channel: zapis::domain::Channel::Telegram,
         school: false,
+        several_services: false,
         texts: Default::default(),
         change_cutoff: None,
         consent: true,

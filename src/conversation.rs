@@ -358,6 +358,7 @@ impl Conversations {
             user_lang: user_lang.map(str::to_string),
             channel: chat.channel,
             school: self.school.is_some(),
+            several_services: self.school.is_none() && self.booking.several_services(),
             texts: self.business.texts.clone(),
             change_cutoff: self.change_cutoff,
             consent: self.privacy.consent,

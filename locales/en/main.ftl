@@ -85,6 +85,8 @@ minutes = { $count ->
 choose-master = { $service }: choose a { -master }
 no-masters = { $service }: no { -master(case: "pl") } are available for online booking right now.
 btn-any-master = Any { -master }
+btn-add-service = ➕ Add a service
+choose-more-service = What to add to «{ $service }»?
 any-master = any { -master }
 
 choose-day = Choose a day ({ $range }):

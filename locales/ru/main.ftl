@@ -99,6 +99,8 @@ minutes = { $count ->
 choose-master = { $service }: выберите { -master(case: "acc") }
 no-masters = { $service }: сейчас нет { -master(case: "pl-gen") } для онлайн-записи.
 btn-any-master = Любой { -master }
+btn-add-service = ➕ Добавить услугу
+choose-more-service = Что добавить к «{ $service }»?
 any-master = любой { -master }
 
 choose-day = Выберите день ({ $range }):

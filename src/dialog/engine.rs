@@ -35,6 +35,8 @@ const MAX_TIMES: usize = 64;
 const NAME_MAX_CHARS: usize = 100;
 /// A comment to a visit is a wish or two; the bound keeps the persisted state under 1 KB.
 const COMMENT_MAX_CHARS: usize = 200;
+/// Services one visit may join: a visit of more is a call to the salon.
+const VISIT_MAX_SERVICES: usize = 3;
 /// A service's description is read above the masters, not instead of them.
 const DESCRIPTION_MAX_CHARS: usize = 600;
 /// Past visits offered for "book again" in "my bookings".
@@ -239,6 +241,12 @@ impl Engine<'_> {
             },
             ("s", At::Services { cat, page, .. }) if !arg.is_empty() => {
                 self.load_services(*cat, *page, Some(arg.to_string()));
+            }
+            ("Sa", At::Masters) if self.can_add_service() => {
+                if let Some(flow) = &mut self.st.flow {
+                    flow.adding = true;
+                }
+                self.load_services(None, 0, None);
             }
             ("m", At::Masters) => self.pick_master(Some(arg)),
             ("A", At::Masters) => self.pick_master(None),
@@ -529,6 +537,14 @@ impl Engine<'_> {
     fn back(&mut self) {
         match self.st.at.clone() {
             At::Services { cat: Some(_), .. } => self.load_services(None, 0, None),
+            // Adding a service to a visit: back to its masters, the visit as it was.
+            At::Services { .. } if self.adding_service() => {
+                if let Some(flow) = &mut self.st.flow {
+                    flow.adding = false;
+                }
+                self.st.at = At::Masters;
+                self.render_masters();
+            }
             At::Masters => self.begin_booking(),
             At::Days if self.st.mv.is_some() => self.my_bookings(None),
             At::Days => {
@@ -627,13 +643,24 @@ impl Engine<'_> {
         pick: Option<String>,
     ) {
         if let Some(id) = pick {
-            match list.into_iter().find(|s| s.id == id) {
-                Some(svc) => {
+            let adding = self
+                .st
+                .flow
+                .as_ref()
+                .filter(|f| f.adding)
+                .map(|f| f.svc.clone());
+            match visit_in(&list, &id) {
+                Some(picked) => {
+                    let svc = match adding {
+                        Some(visit) => Service::visit_of(&visit, &picked),
+                        None => picked,
+                    };
                     let service_id = svc.id.clone();
                     self.st.flow = Some(Flow {
                         svc,
                         masters: Vec::new(),
                         master: None,
+                        adding: false,
                     });
                     self.st.at = At::Masters;
                     self.command(Command::LoadMasters { service_id });
@@ -685,13 +712,28 @@ impl Engine<'_> {
                 rows.push(vec![self.button_raw(name.to_string(), &format!("c:{i}"))]);
             }
         } else {
-            text = match category {
-                Some(c) => self.ta("choose-service-in", &[("category", c.into())]),
-                None => self.t("choose-service"),
+            // Adding to a visit: what it has already is not offered again.
+            let visit = self
+                .st
+                .flow
+                .as_ref()
+                .filter(|f| f.adding)
+                .map(|f| f.svc.clone());
+            text = match (&visit, category) {
+                (Some(v), _) => {
+                    self.ta("choose-more-service", &[("service", v.name.clone().into())])
+                }
+                (None, Some(c)) => self.ta("choose-service-in", &[("category", c.into())]),
+                (None, None) => self.t("choose-service"),
             };
             let items: Vec<&Service> = list
                 .iter()
                 .filter(|s| category.is_none_or(|c| s.category == c))
+                .filter(|s| {
+                    visit
+                        .as_ref()
+                        .is_none_or(|v| !Service::ids_in(&v.id).any(|id| id == s.id))
+                })
                 .collect();
             total = items.len();
             for s in items.iter().skip(page * PAGE).take(PAGE) {
@@ -741,6 +783,9 @@ impl Engine<'_> {
                 rows.push(vec![self.button_raw(label, &format!("m:{}", m.id))]);
             }
             rows.push(vec![self.btn("btn-any-master", "A")]);
+            if self.can_add_service() {
+                rows.push(vec![self.btn("btn-add-service", "Sa")]);
+            }
             self.ta(
                 "choose-master",
                 &[("service", flow.svc.name.clone().into())],
@@ -756,6 +801,22 @@ impl Engine<'_> {
         rows.push(vec![self.btn("btn-back", "<")]);
         self.st.at = At::Masters;
         self.screen(text, rows, false);
+    }
+
+    /// The visit being put together may take one more service.
+    fn can_add_service(&self) -> bool {
+        self.ctx.several_services
+            && !self.ctx.school
+            && self.st.mv.is_none()
+            && self
+                .st
+                .flow
+                .as_ref()
+                .is_some_and(|f| Service::ids_in(&f.svc.id).count() < VISIT_MAX_SERVICES)
+    }
+
+    fn adding_service(&self) -> bool {
+        self.st.flow.as_ref().is_some_and(|f| f.adding)
     }
 
     fn pick_master(&mut self, id: Option<&str>) {
@@ -2042,4 +2103,18 @@ fn shorten(text: &str, max: usize) -> String {
         short.push('…');
     }
     short
+}
+
+/// The service `id` names in `list`: one of it, or a visit of several joined (a past visit
+/// booked again), rebuilt from the services as they are now.
+fn visit_in(list: &[Service], id: &str) -> Option<Service> {
+    let mut visit: Option<Service> = None;
+    for part in Service::ids_in(id) {
+        let service = list.iter().find(|s| s.id == part)?;
+        visit = Some(match visit {
+            Some(v) => Service::visit_of(&v, service),
+            None => service.clone(),
+        });
+    }
+    visit
 }

@@ -43,6 +43,9 @@ pub struct Context {
     /// ends in an application after phone and name instead of a slot. This switches the flow
     /// only; the words (курс, преподаватель) come from `texts`, built for the same kind.
     pub school: bool,
+    /// The schedule books several services in one visit (YClients): the masters screen offers
+    /// to add another service.
+    pub several_services: bool,
     /// The business's words: its kind's terms and its own overrides over the built-ins.
     pub texts: Texts,
     /// How long before a visit it can still be cancelled or moved in the chat; closer to it

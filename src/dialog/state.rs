@@ -298,6 +298,9 @@ pub(super) struct Flow {
     /// `None`: any master.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master: Option<String>,
+    /// The services screen is open to add another service to the visit.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub adding: bool,
 }
 
 /// What the engine needs to know about a booking being cancelled or moved.

@@ -29,6 +29,7 @@ fn ctx() -> Context {
         user_lang: Some("ru".into()),
         channel: Channel::Telegram,
         school: false,
+        several_services: false,
         texts: Default::default(),
         change_cutoff: None,
         consent: true,
@@ -3048,4 +3049,81 @@ fn the_call_is_on_every_screen_and_pressed_mid_booking_keeps_the_step() {
     bot.text("/menu");
     bot.press(&ru("btn-call-admin"));
     assert!(bot.has_button(&ru("btn-menu")));
+}
+
+#[test]
+fn a_visit_of_several_services_where_the_schedule_books_them_together() {
+    let mut ctx = ctx();
+    ctx.several_services = true;
+    let mut bot = Bot::with(ctx, World::salon());
+    bot.start();
+    bot.press(&ru("btn-book"));
+    bot.press("Стрижка женская");
+    assert!(bot.has_button(&ru("btn-add-service")));
+    let r = bot.press(&ru("btn-add-service"));
+    assert!(
+        r[0].text.contains("Что добавить к «Стрижка женская»?"),
+        "{}",
+        r[0].text
+    );
+    assert!(
+        !bot.has_button("Стрижка женская"),
+        "what the visit has is not offered"
+    );
+    // Back: the masters of the visit as it was.
+    bot.press(&ru("btn-back"));
+    assert!(
+        bot.screen().text.starts_with("Стрижка женская:"),
+        "{}",
+        bot.screen().text
+    );
+    bot.press(&ru("btn-add-service"));
+    bot.press("Маникюр");
+    assert_eq!(
+        bot.last_command(),
+        &Command::LoadMasters {
+            service_id: "s1+s3".into()
+        }
+    );
+    assert!(
+        bot.screen().text.contains("Стрижка женская + Маникюр"),
+        "{}",
+        bot.screen().text
+    );
+    bot.press(&ru("btn-add-service"));
+    bot.press("Окрашивание");
+    // Three is as many as one visit takes here.
+    assert!(!bot.has_button(&ru("btn-add-service")));
+    bot.press("Анна");
+    bot.press("Сегодня 2 дек");
+    bot.press("10:00");
+    bot.text("+79123456789");
+    let r = bot.text("Мария");
+    let text = &r[0].text;
+    assert!(
+        text.contains("Стрижка женская + Маникюр + Окрашивание"),
+        "{text}"
+    );
+    // 60 + 45 + 150 minutes; 1 500 + 1 200 + from 3 000 rubles.
+    assert!(text.contains("4 часа 15 минут"), "{text}");
+    assert!(
+        text.contains(&format!("от {}", Money::from_rubles(5700))),
+        "{text}"
+    );
+    bot.press(&ru("btn-confirm"));
+    let book = bot.books()[0].clone();
+    assert_eq!(book.service.id, "s1+s3+s2");
+    assert_eq!(book.service.duration_min, 255);
+}
+
+#[test]
+fn one_service_a_visit_where_the_schedule_books_one() {
+    let mut bot = Bot::new();
+    bot.start();
+    bot.press(&ru("btn-book"));
+    bot.press("Стрижка женская");
+    assert!(!bot.has_button(&ru("btn-add-service")));
+    let v = bot.st.v;
+    let r = bot.send(Input::Button(format!("{v}|Sa")));
+    assert!(r[0].text.contains(&note("note-hint")), "{}", r[0].text);
 }

@@ -7,7 +7,7 @@ use crate::support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::e2e::{Service, WAIT, book_first_slot};
+use support::e2e::{Service, WAIT, agree, book_first_slot, is_consent, press_kind, press_label};
 use support::fake_telegram::{FakeTelegram, TOKEN};
 use support::fake_yclients::{FakeSalon, FakeYclients, PARTNER_TOKEN};
 use zapis::domain::BookingStatus;
@@ -475,4 +475,96 @@ nomenclature_key = "{shampoo}"
         .collect();
     assert!(writes.is_empty(), "the probe wrote: {writes:?}");
     assert!(yc.request_count() > 0 && !onec.requests().is_empty());
+}
+
+/// A haircut and a manicure in one visit, from the Telegram chat into one YClients
+/// appointment with both services and their summed length, with the master who does both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_in_one_visit_become_one_appointment() {
+    let tg = FakeTelegram::start().await;
+    let yc = FakeYclients::start(FakeSalon::standard(777, chrono_tz::Asia::Yekaterinburg)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+url = "{store_url}"
+
+[business]
+name = "Салон «Лилия»"
+timezone = "Asia/Yekaterinburg"
+address = "Екатеринбург, ул. Ленина, 1"
+
+[booking]
+system = "yclients"
+
+[booking.yclients]
+base_url = "{yc_url}"
+company_id = 777
+partner_token = "{PARTNER_TOKEN}"
+
+[telegram]
+token = "{TOKEN}"
+api_url = "{tg_url}"
+"#,
+            yc_url = yc.base_url,
+            tg_url = tg.api_url(),
+        ),
+    )
+    .unwrap();
+    let service = Service::start(&config);
+
+    let user = tg.user(2002);
+    user.send_text("/start");
+    user.wait_for_text("Салон «Лилия»", WAIT).await;
+    press_label(&user, "Записаться").await;
+    press_label(&user, "Женская стрижка").await;
+    press_label(&user, "Добавить услугу").await;
+    user.wait_for_text("Что добавить к «Женская стрижка»?", WAIT)
+        .await;
+    press_label(&user, "Маникюр").await;
+    let masters = user.wait_for_text("Женская стрижка + Маникюр", WAIT).await;
+    let labels = masters.labels();
+    assert!(labels.iter().any(|l| l.contains("Анна")), "{labels:?}");
+    assert!(
+        !labels.iter().any(|l| l.contains("Ольга")),
+        "she does no manicure: {labels:?}"
+    );
+    press_label(&user, "Анна").await;
+    press_kind(&user, "d:").await;
+    press_kind(&user, "t:").await;
+    let shown = user
+        .wait_for_reply(|m| is_consent(m) || m.requests_contact(), WAIT)
+        .await;
+    if is_consent(&shown) {
+        agree(&user).await;
+    }
+    user.wait_for_reply(|m| m.requests_contact(), WAIT).await;
+    user.send_text("+7 912 345-67-89");
+    user.wait_for_text("имя", WAIT).await;
+    user.send_text("Анна Иванова");
+    let confirm = user.wait_for_text("Проверьте запись", WAIT).await;
+    assert!(
+        confirm.text.contains("Женская стрижка + Маникюр"),
+        "{}",
+        confirm.text
+    );
+    assert!(confirm.text.contains("2 часа 30 минут"), "{}", confirm.text);
+    press_label(&user, "Подтвердить").await;
+    user.wait_for_text("вы записаны", WAIT).await;
+
+    let records = yc.active_records();
+    assert_eq!(records.len(), 1, "one appointment: {records:#?}");
+    assert_eq!(records[0].service_ids(), [101, 201]);
+    assert_eq!(records[0].staff_id, 12);
+    assert_eq!(records[0].length_sec, 150 * 60);
+    let store = Store::connect(&store_url).await.unwrap();
+    let booking = store.bookings("default").await.unwrap().remove(0);
+    assert_eq!(booking.service_id, "101+201");
+    assert_eq!(booking.service_name, "Женская стрижка + Маникюр");
+    assert_eq!(booking.duration_min, 150);
+    service.stop();
 }

@@ -478,7 +478,8 @@ nomenclature_key = "{shampoo}"
 }
 
 /// A haircut and a manicure in one visit, from the Telegram chat into one YClients
-/// appointment with both services and their summed length, with the master who does both.
+/// appointment with both services and their summed length, with the master who does both,
+/// and the client's comment on the record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_services_in_one_visit_become_one_appointment() {
     let tg = FakeTelegram::start().await;
@@ -553,6 +554,12 @@ api_url = "{tg_url}"
         confirm.text
     );
     assert!(confirm.text.contains("2 часа 30 минут"), "{}", confirm.text);
+    // A comment to the visit goes onto the schedule's record.
+    press_label(&user, "Добавить комментарий").await;
+    user.wait_for_text("Напишите комментарий", WAIT).await;
+    user.send_text("Аллергия на лак");
+    user.wait_for_text("Комментарий: Аллергия на лак", WAIT)
+        .await;
     press_label(&user, "Подтвердить").await;
     user.wait_for_text("вы записаны", WAIT).await;
 
@@ -561,6 +568,13 @@ api_url = "{tg_url}"
     assert_eq!(records[0].service_ids(), [101, 201]);
     assert_eq!(records[0].staff_id, 12);
     assert_eq!(records[0].length_sec, 150 * 60);
+    assert!(
+        records[0]
+            .comment
+            .starts_with("Аллергия на лак\nzapis: telegram"),
+        "{}",
+        records[0].comment
+    );
     let store = Store::connect(&store_url).await.unwrap();
     let booking = store.bookings("default").await.unwrap().remove(0);
     assert_eq!(booking.service_id, "101+201");

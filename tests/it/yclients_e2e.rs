@@ -23,14 +23,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_salon_deletion_reaches_the_store_and_the_client() {
-    let tg = FakeTelegram::start().await;
-    let yc = FakeYclients::start(FakeSalon::standard(777, chrono_tz::Asia::Yekaterinburg)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let port = free_port();
-    let config = dir.path().join("zapis.toml");
+/// A salon on YClients with a Telegram bot; `extra` adds sections.
+fn write_config(
+    dir: &std::path::Path,
+    store_url: &str,
+    yc: &FakeYclients,
+    tg: &FakeTelegram,
+    extra: &str,
+) -> std::path::PathBuf {
+    let config = dir.join("zapis.toml");
     std::fs::write(
         &config,
         format!(
@@ -55,18 +56,32 @@ partner_token = "{PARTNER_TOKEN}"
 token = "{TOKEN}"
 api_url = "{tg_url}"
 
-[sync]
-poll = "100ms"
-
-[http]
-listen = "127.0.0.1:{port}"
-webhook_secret = "{SECRET}"
-"#,
+{extra}"#,
             yc_url = yc.base_url,
             tg_url = tg.api_url(),
         ),
     )
     .unwrap();
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salon_deletion_reaches_the_store_and_the_client() {
+    let tg = FakeTelegram::start().await;
+    let yc = FakeYclients::start(FakeSalon::standard(777, chrono_tz::Asia::Yekaterinburg)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &store_url,
+        &yc,
+        &tg,
+        &format!(
+            "[sync]\npoll = \"100ms\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             webhook_secret = \"{SECRET}\"\n"
+        ),
+    );
     let service = Service::start(&config);
 
     let user = tg.user(2001);
@@ -486,36 +501,7 @@ async fn two_services_in_one_visit_become_one_appointment() {
     let yc = FakeYclients::start(FakeSalon::standard(777, chrono_tz::Asia::Yekaterinburg)).await;
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Салон «Лилия»"
-timezone = "Asia/Yekaterinburg"
-address = "Екатеринбург, ул. Ленина, 1"
-
-[booking]
-system = "yclients"
-
-[booking.yclients]
-base_url = "{yc_url}"
-company_id = 777
-partner_token = "{PARTNER_TOKEN}"
-
-[telegram]
-token = "{TOKEN}"
-api_url = "{tg_url}"
-"#,
-            yc_url = yc.base_url,
-            tg_url = tg.api_url(),
-        ),
-    )
-    .unwrap();
+    let config = write_config(dir.path(), &store_url, &yc, &tg, "");
     let service = Service::start(&config);
 
     let user = tg.user(2002);

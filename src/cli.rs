@@ -1232,6 +1232,31 @@ async fn check(path: &std::path::Path, probe: bool) -> anyhow::Result<()> {
         }
         say!("max: {status}");
     }
+    if let Some(support) = &config.support {
+        // A wrong admin chat id would only show as questions that never arrive.
+        if let (Some(tg), Some(chat)) = (&config.telegram, support.telegram_chat_id) {
+            match telegram_admin_chat(tg, chat).await {
+                Ok(title) => say!("support: Telegram admin chat «{title}» ({chat}) reachable"),
+                Err(why) => {
+                    failures += 1;
+                    say!(
+                        "support: the bot cannot see Telegram chat {chat} ({why}); add the bot to that group"
+                    );
+                }
+            }
+        }
+        if let (Some(max), Some(chat)) = (&config.max, support.max_chat_id) {
+            match crate::messenger::max::admin_chat_status(max, chat).await {
+                Ok(title) => say!("support: MAX admin chat «{title}» ({chat}) reachable"),
+                Err(why) => {
+                    failures += 1;
+                    say!(
+                        "support: the bot cannot see MAX chat {chat} ({why}); add the bot to that chat"
+                    );
+                }
+            }
+        }
+    }
     if probe {
         let table = crate::probe::probe(&config, store.as_ref().ok()).await;
         print!("{table}");
@@ -1382,6 +1407,42 @@ async fn telegram_status(tg: &TelegramConfig) -> String {
         // The error text would contain the URL and with it the token.
         Err(e) if e.is_timeout() => "unreachable: timed out".into(),
         Err(_) => format!("unreachable: cannot connect to {}", tg.api_url),
+    }
+}
+
+/// The title of the `[support]` admin chat in Telegram, or why the bot cannot see it:
+/// `getChat` answers only for a chat the bot is in.
+async fn telegram_admin_chat(tg: &TelegramConfig, chat_id: i64) -> Result<String, String> {
+    let url = format!(
+        "{}/bot{}/getChat",
+        tg.api_url.as_str().trim_end_matches('/'),
+        tg.token.expose_secret()
+    );
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|_| "cannot build an HTTP client".to_string())?;
+    match client
+        .post(&url)
+        .json(&serde_json::json!({ "chat_id": chat_id }))
+        .send()
+        .await
+    {
+        Ok(resp) => {
+            let ok = resp.status().is_success();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            if ok {
+                Ok(body["result"]["title"].as_str().unwrap_or("?").to_string())
+            } else {
+                Err(body["description"]
+                    .as_str()
+                    .unwrap_or("refused")
+                    .to_string())
+            }
+        }
+        // The error text would contain the URL and with it the token.
+        Err(e) if e.is_timeout() => Err("timed out".into()),
+        Err(_) => Err(format!("cannot connect to {}", tg.api_url)),
     }
 }
 

@@ -183,6 +183,14 @@ pub struct MaxMessage {
     pub link: Option<MaxLink>,
 }
 
+/// `Chat`, as far as the admin-chat check reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MaxChat {
+    pub chat_id: i64,
+    #[serde(default)]
+    pub title: Option<String>,
+}
+
 /// `Message.link`: `{type: forward|reply, sender?, chat_id?, message}`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct MaxLink {
@@ -552,6 +560,18 @@ impl MaxClient {
     /// `GET /me`: who the token belongs to.
     pub async fn me(&self) -> Result<BotInfo, MaxError> {
         self.call(Method::GET, "me", &[], None, CALL_TIMEOUT).await
+    }
+
+    /// `GET /chats/{chatId}`: a chat the bot is a member of.
+    pub async fn chat(&self, chat_id: i64) -> Result<MaxChat, MaxError> {
+        self.call(
+            Method::GET,
+            &format!("chats/{chat_id}"),
+            &[],
+            None,
+            CALL_TIMEOUT,
+        )
+        .await
     }
 
     /// `GET /updates`, blocking up to `timeout` when nothing is waiting. Passing `marker`
@@ -1269,6 +1289,22 @@ pub async fn status(config: &MaxConfig) -> String {
             format!("unreachable: {} ({reason})", config.api_url)
         }
         Err(e) => format!("unreachable: {e}"),
+    }
+}
+
+/// What `zapis check` says of the `[support]` admin chat in MAX: the bot must be a member.
+pub async fn admin_chat_status(config: &MaxConfig, chat_id: i64) -> Result<String, String> {
+    let client = MaxClient::with_limits(
+        config,
+        MaxLimits {
+            max_retries: 0,
+            ..MaxLimits::default()
+        },
+    );
+    match client.chat(chat_id).await {
+        Ok(chat) => Ok(chat.title.unwrap_or_else(|| chat.chat_id.to_string())),
+        Err(MaxError::Api { message, .. }) => Err(message),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -288,3 +288,92 @@ telegram_chat_id = {ADMIN_GROUP}
     }
     drop(service);
 }
+
+fn check(config: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .expect("zapis check runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `zapis check` tells whether the bot can see the admin chats: a wrong id would otherwise
+/// show only as questions that never arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_tells_whether_the_bot_sees_the_admin_chats() {
+    use support::fake_max::{self, FakeMax};
+    let tg = FakeTelegram::start().await;
+    let max = FakeMax::start().await;
+    tg.group_member(ADMIN_GROUP, "Администраторы", 501);
+    max.user(9001);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |telegram_chat: i64, max_chat: i64| {
+        let config = dir.path().join("zapis.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[store]
+url = "sqlite://{db}"
+
+[business]
+name = "Салон «Лилия»"
+timezone = "Europe/Moscow"
+
+[telegram]
+token = "{TOKEN}"
+api_url = "{tg_url}"
+
+[max]
+token = "{max_token}"
+api_url = "{max_url}"
+
+[support]
+telegram_chat_id = {telegram_chat}
+max_chat_id = {max_chat}
+"#,
+                db = dir.path().join("zapis.db").display(),
+                tg_url = tg.api_url(),
+                max_token = fake_max::TOKEN,
+                max_url = max.api_url(),
+            ),
+        )
+        .unwrap();
+        config
+    };
+    let config = write(ADMIN_GROUP, fake_max::dialog_id(9001));
+    let (ok, out) = tokio::task::spawn_blocking(move || check(&config))
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "support: Telegram admin chat «Администраторы» ({ADMIN_GROUP}) reachable"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("support: MAX admin chat «chat title»"),
+        "{out}"
+    );
+
+    let config = write(OTHER_GROUP, fake_max::dialog_id(9002));
+    let (ok, out) = tokio::task::spawn_blocking(move || check(&config))
+        .await
+        .unwrap();
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "support: the bot cannot see Telegram chat {OTHER_GROUP} (Bad Request: chat not found)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("support: the bot cannot see MAX chat"),
+        "{out}"
+    );
+}

@@ -786,6 +786,7 @@ async fn answer(
                                "is_bot": true, "last_activity_time": now_ms(), "name": "zapis"}),
         ),
         "GET /updates" => get_updates(shared, query).await,
+        r if r.starts_with("GET /chats/") => get_chat(shared, &r["GET /chats/".len()..]),
         "POST /messages" => send_message(shared, query, body),
         "PUT /messages" => edit_message(shared, query, body),
         "POST /answers" => answer_callback(shared, query, body),
@@ -1029,6 +1030,25 @@ fn send_message(
             "body": msg_body,
         }}),
     )
+}
+
+/// `GET /chats/{chatId}`: the contract's chat with the asked id, for a dialog the fake knows;
+/// any other is not found.
+fn get_chat(shared: &Shared, id: &str) -> (StatusCode, Value) {
+    let user = id
+        .parse::<i64>()
+        .ok()
+        .filter(|c| *c > DIALOG_BASE)
+        .map(|c| c - DIALOG_BASE);
+    if !user.is_some_and(|u| shared.world().chats.contains_key(&u)) {
+        return (
+            StatusCode::NOT_FOUND,
+            json!({"code": "not.found", "message": format!("Chat {id} not found")}),
+        );
+    }
+    let mut chat = contract("sdk-chats-get-chat-by-id.json");
+    chat["chat_id"] = json!(id.parse::<i64>().unwrap_or_default());
+    (StatusCode::OK, chat)
 }
 
 /// `POST /answers`: a `CallbackAnswer` must carry `message` (it replaces the pressed message,

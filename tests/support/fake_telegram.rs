@@ -820,6 +820,20 @@ async fn answer(shared: &Shared, method: &str, params: &Value) -> (StatusCode, V
         | "logout" => ok(json!(true)),
         "getupdates" => get_updates(shared, params).await,
         "sendmessage" => send_message(shared, params),
+        // Only a chat the bot is in, as Telegram answers; any other is "chat not found".
+        "getchat" => {
+            let id = params["chat_id"]
+                .as_i64()
+                .or_else(|| params["chat_id"].as_str().and_then(|s| s.parse().ok()));
+            let w = shared.world();
+            match id.filter(|id| w.chats.contains_key(id)) {
+                Some(id) => ok(chat_json(&w, id)),
+                None => (
+                    StatusCode::BAD_REQUEST,
+                    contract("error-400-chat-not-found.response.json"),
+                ),
+            }
+        }
         "editmessagetext" => edit_message_text(shared, params),
         "answercallbackquery" => {
             let id = params["callback_query_id"].as_str().unwrap_or_default();

@@ -210,10 +210,7 @@ impl Conversations {
         else {
             return Ok(false);
         };
-        let Some(chat) = key
-            .split_once(':')
-            .and_then(|(c, id)| Some(ChatRef::new(crate::domain::Channel::parse(c)?, id)))
-        else {
+        let Some(chat) = ChatRef::from_key(&key) else {
             tracing::warn!(chat = %key, "a relayed question names no chat we can answer");
             return Ok(false);
         };

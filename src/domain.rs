@@ -204,6 +204,12 @@ impl ChatRef {
     pub fn key(&self) -> String {
         format!("{}:{}", self.channel, self.chat_id)
     }
+
+    /// The chat a [`ChatRef::key`] names; `None` for a key of no channel we know.
+    pub fn from_key(key: &str) -> Option<ChatRef> {
+        let (channel, id) = key.split_once(':')?;
+        Some(ChatRef::new(Channel::parse(channel)?, id))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -252,10 +252,7 @@ pub fn note_job(
 /// lead: one per chat, so every question and answer of that chat lands in the same card, and
 /// unlike any booking id or unfinished booking's key.
 pub fn question_lead_key(business_id: &str, chat_key: &str) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(format!("question:{business_id}:{chat_key}"));
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("q{}", &hex[..31])
+    crate::crm::lead_key_of('q', &format!("question:{business_id}:{chat_key}"))
 }
 
 /// An admin's reply in the admin chat, as a messenger adapter reads it.
@@ -343,7 +340,10 @@ impl SupportJobs {
                 text.push_str(&self.texts.t_args(
                     self.lang,
                     "support-relay-question",
-                    &[("question", shorten(question, QUESTION_MAX_CHARS).into())],
+                    &[(
+                        "question",
+                        crate::dialog::shorten(question, QUESTION_MAX_CHARS).into(),
+                    )],
                 ));
             }
             None => {
@@ -361,22 +361,16 @@ impl SupportJobs {
                     t("support-relay-bot")
                 };
                 let one_line = line.text.split_whitespace().collect::<Vec<_>>().join(" ");
-                text.push_str(&format!("\n{who}: {}", shorten(&one_line, LINE_MAX_CHARS)));
+                text.push_str(&format!(
+                    "\n{who}: {}",
+                    crate::dialog::shorten(&one_line, LINE_MAX_CHARS)
+                ));
             }
         }
         text.push_str("\n\n");
         text.push_str(&t("support-relay-reply"));
         Ok(text)
     }
-}
-
-/// `text` cut to `max` characters, with an ellipsis when anything was cut.
-fn shorten(text: &str, max: usize) -> String {
-    let mut short: String = text.chars().take(max).collect();
-    if short.len() < text.len() {
-        short.push('…');
-    }
-    short
 }
 
 /// The short tag admins see on a relayed question (`#Q42`).

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
@@ -59,12 +58,13 @@ pub struct UnfinishedJob {
 /// attempt to deliver it, so a retry after a lost answer finds the lead instead of making
 /// another, and unlike any booking id.
 pub fn lead_key(business_id: &str, chat_key: &str, started_at: DateTime<Utc>) -> String {
-    let digest = Sha256::digest(format!(
-        "unfinished:{business_id}:{chat_key}:{}",
-        started_at.timestamp_millis()
-    ));
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("u{}", &hex[..31])
+    crate::crm::lead_key_of(
+        'u',
+        &format!(
+            "unfinished:{business_id}:{chat_key}:{}",
+            started_at.timestamp_millis()
+        ),
+    )
 }
 
 /// One job per attempt: the key names the attempt, so neither a restart nor a second instance

@@ -485,11 +485,8 @@ impl CrmJobs {
     ) -> Result<String, DeliveryError> {
         let key = question_lead_key(&job.business_id, &note.chat_key);
         let name = state.name().map(str::to_string);
-        let channel = note
-            .chat_key
-            .split_once(':')
-            .and_then(|(c, _)| crate::domain::Channel::parse(c))
-            .unwrap_or(crate::domain::Channel::Telegram);
+        let channel = crate::domain::ChatRef::from_key(&note.chat_key)
+            .map_or(crate::domain::Channel::Telegram, |c| c.channel);
         let source = state
             .source()
             .cloned()

@@ -795,7 +795,7 @@ impl Engine<'_> {
         // dropped from the state then: descriptions can be long and the state stays small.
         let description = self.st.flow.as_mut().and_then(|f| f.svc.description.take());
         let text = match description {
-            Some(d) => format!("{}\n\n{text}", shorten(&d, DESCRIPTION_MAX_CHARS)),
+            Some(d) => format!("{}\n\n{text}", super::shorten(&d, DESCRIPTION_MAX_CHARS)),
             None => text,
         };
         rows.push(vec![self.btn("btn-back", "<")]);
@@ -2093,16 +2093,6 @@ fn note_key(note: Note) -> &'static str {
         Note::CodeResent => "note-code-resent",
         Note::ConsentFirst => "note-consent-first",
     }
-}
-
-/// `text` cut to `max` characters, with an ellipsis when anything was cut.
-fn shorten(text: &str, max: usize) -> String {
-    let mut chars = text.chars();
-    let mut short: String = chars.by_ref().take(max).collect();
-    if chars.next().is_some() {
-        short.push('…');
-    }
-    short
 }
 
 /// The service `id` names in `list`: one of it, or a visit of several joined (a past visit

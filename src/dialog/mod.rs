@@ -273,3 +273,13 @@ pub struct Outcome {
 
 #[cfg(test)]
 mod tests;
+
+/// `text` cut to `max` characters, with an ellipsis when anything was cut.
+pub fn shorten(text: &str, max: usize) -> String {
+    let mut chars = text.chars();
+    let mut short: String = chars.by_ref().take(max).collect();
+    if chars.next().is_some() {
+        short.push('…');
+    }
+    short
+}

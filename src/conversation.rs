@@ -568,8 +568,8 @@ impl Conversations {
                 .await
                 .map(Loaded::Slots),
             Command::Book(draft) => return self.book(chat, draft).await,
-            Command::Enrol(_) => Err(BookingError::Rejected(
-                "applications are taken in school mode only".into(),
+            Command::Enrol(_) => Err(BookingError::rejected(
+                "applications are taken in school mode only",
             )),
             Command::LoadMyBookings { phone } => {
                 let now = self.clock.now();

@@ -6,6 +6,7 @@ pub mod booking;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connectors;
 pub mod console;
 pub mod conversation;
 pub mod crm;

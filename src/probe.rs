@@ -263,14 +263,20 @@ async fn yclients(table: &mut ProbeTable, config: &YclientsConfig, ours: chrono_
             format!("send X-Partner-Id {id} anyway (configured)"),
             true,
         ),
-        (Err(BookingError::Auth(m)), None) if is_partner_id_refusal(&m) => (
-            "refused without it (Не указан идентификатор партнера)".into(),
-            "nothing until booking.yclients.partner_id is set: searching, cancelling and \
+        (Err(BookingError::Failed(f)), None)
+            if f.is_auth() && is_partner_id_refusal(&f.message) =>
+        {
+            (
+                "refused without it (Не указан идентификатор партнера)".into(),
+                "nothing until booking.yclients.partner_id is set: searching, cancelling and \
              confirming by id fail"
-                .into(),
-            false,
-        ),
-        (Err(BookingError::Auth(m)), Some(id)) if is_partner_id_refusal(&m) => {
+                    .into(),
+                false,
+            )
+        }
+        (Err(BookingError::Failed(f)), Some(id))
+            if f.is_auth() && is_partner_id_refusal(&f.message) =>
+        {
             match client.admin_read().await {
                 Ok(()) => (
                     "refused without it, accepted with it".into(),

@@ -96,10 +96,7 @@ impl OnecOdata {
             format!("{path}/odata/standard.odata/")
         };
         base.set_path(&path);
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .user_agent(concat!("zapis/", env!("CARGO_PKG_VERSION")))
+        let http = crate::connectors::http::builder(Some(std::time::Duration::from_secs(30)))
             .build()
             .map_err(|e| AccountingError::Permanent {
                 message: format!("cannot build the HTTP client: {e}"),

@@ -32,7 +32,7 @@ use chrono_tz::Tz;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE, REFERER, RETRY_AFTER, SET_COOKIE, USER_AGENT};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE, REFERER, SET_COOKIE, USER_AGENT};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
@@ -40,10 +40,14 @@ use url::Url;
 
 use super::{BookRequest, BookingError, BookingSystem, Record, RecordStatus};
 use crate::clock::Clock;
+use crate::connectors::failure::{self, ByStatus};
+use crate::connectors::{Failure, http};
 use crate::domain::{Master, Money, Service, Slot};
 
 /// Used when neither the catalogue nor the slot answer says how long a service lasts.
 const DEFAULT_SERVICE_MIN: u32 = 60;
+/// The longest "slow down" sat out inside one call; a longer one goes back to the caller.
+const INLINE_WAIT: StdDuration = StdDuration::from_secs(2);
 /// Record ids per `records_info` request; the clients we read send short lists.
 const RECORDS_PER_REQUEST: usize = 20;
 /// A sample in an alert is for a developer's eyes, not a log flood.
@@ -517,7 +521,7 @@ fn map_vendor_error(endpoint: Endpoint, e: &VendorError) -> BookingError {
     let lower = e.code.to_lowercase();
     if lower.contains("ajax") {
         // Our own request lacks X-Requested-With: a bug on our side, not the salon's.
-        return BookingError::Rejected(format!(
+        return BookingError::rejected(format!(
             "Dikidi {name} refused the request as not coming from its widget: {text}"
         ));
     }
@@ -530,10 +534,10 @@ fn map_vendor_error(endpoint: Endpoint, e: &VendorError) -> BookingError {
             BookingError::Closed(format!("Dikidi {name} demands a signed-in client: {text}"))
         }
         "USER_AUTHORISATION_ERROR" | "USER_AUTHORISATION_DATA_ERROR" | "400" => {
-            BookingError::Auth(format!("Dikidi {name}: {text}"))
+            BookingError::auth(format!("Dikidi {name}: {text}"))
         }
         "NUMBER_NOT_TRUE" => {
-            BookingError::Rejected(format!("Dikidi {name} refused the phone number: {text}"))
+            BookingError::rejected(format!("Dikidi {name} refused the phone number: {text}"))
         }
         _ if endpoint == Endpoint::TimeReservation => {
             // A reservation fails when the time is no longer free; no OSS client distinguishes
@@ -542,7 +546,7 @@ fn map_vendor_error(endpoint: Endpoint, e: &VendorError) -> BookingError {
             BookingError::SlotTaken
         }
         "1" => BookingError::NotFound(format!("Dikidi {name}: {text}")),
-        _ => BookingError::Rejected(format!("Dikidi {name}: {text}")),
+        _ => BookingError::rejected(format!("Dikidi {name}: {text}")),
     }
 }
 
@@ -961,8 +965,7 @@ fn demand_of(e: &VendorError) -> Option<Demand> {
 impl Dikidi {
     /// `business_tz` is used when the section names no zone of its own.
     pub fn new(config: &DikidiConfig, business_tz: Tz, clock: Arc<dyn Clock>) -> Dikidi {
-        let http = reqwest::Client::builder()
-            .timeout(StdDuration::from_secs(config.timeout_secs.max(1)))
+        let http = http::builder(Some(StdDuration::from_secs(config.timeout_secs)))
             .connect_timeout(StdDuration::from_secs(config.timeout_secs.clamp(1, 5)))
             .build()
             // The builder fails only when the TLS backend cannot start; so would Client::new.
@@ -1093,7 +1096,7 @@ impl Dikidi {
         cookies: &[String],
     ) -> Result<Raw, BookingError> {
         if let Auth::Partner { .. } = self.auth {
-            return Err(BookingError::Rejected(PARTNER_NOT_CONFIGURED.into()));
+            return Err(BookingError::rejected(PARTNER_NOT_CONFIGURED));
         }
         let url = format!("{}{}", self.base, endpoint.path());
         let name = endpoint.name();
@@ -1120,9 +1123,9 @@ impl Dikidi {
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    let e = e.without_url();
-                    tracing::warn!(endpoint = name, error = %e, "dikidi unreachable");
-                    return Err(BookingError::Unavailable(format!("Dikidi {name}: {e}")));
+                    let failure = http::transport_failure("Dikidi", name, e);
+                    tracing::warn!(endpoint = name, error = %failure, "dikidi unreachable");
+                    return Err(failure.into());
                 }
             };
             let status = resp.status();
@@ -1130,25 +1133,31 @@ impl Dikidi {
                 status,
                 StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
             ) {
-                let wait = resp
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .unwrap_or(1);
-                if retried || wait > 30 {
-                    return Err(BookingError::Unavailable(format!(
-                        "Dikidi {name}: HTTP {} (asked to wait {wait} s)",
-                        status.as_u16()
-                    )));
+                let hint = failure::retry_after(resp.headers());
+                let wait = hint.unwrap_or(StdDuration::from_secs(1));
+                // One short wait is sat out; a longer one is not, while a client waits in the
+                // chat: the hint goes to the caller (the queue honours it).
+                if retried || wait > INLINE_WAIT {
+                    return Err(Failure::from_status(
+                        &ByStatus,
+                        status.as_u16(),
+                        None,
+                        hint,
+                        format!(
+                            "Dikidi {name}: HTTP {} (asked to wait {} s)",
+                            status.as_u16(),
+                            wait.as_secs()
+                        ),
+                    )
+                    .into());
                 }
                 retried = true;
                 tracing::info!(
                     endpoint = name,
-                    wait_s = wait,
+                    wait_ms = wait.as_millis() as u64,
                     "dikidi asks us to slow down"
                 );
-                tokio::time::sleep(StdDuration::from_secs(wait)).await;
+                tokio::time::sleep(wait).await;
                 continue;
             }
             let cookies: Vec<String> = resp
@@ -1166,7 +1175,7 @@ impl Dikidi {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.contains("html"));
             let bytes = resp.bytes().await.map_err(|e| {
-                BookingError::Unavailable(format!("Dikidi {name}: reading: {}", e.without_url()))
+                BookingError::unavailable(format!("Dikidi {name}: reading: {}", e.without_url()))
             })?;
             // PHP sites often label JSON as text/html, so the body decides, not the header.
             let body: Option<Value> = serde_json::from_slice(&bytes).ok();
@@ -1182,7 +1191,7 @@ impl Dikidi {
                     status = status.as_u16(),
                     "dikidi answered {what}"
                 );
-                return Err(BookingError::Unavailable(format!(
+                return Err(BookingError::unavailable(format!(
                     "Dikidi {name}: HTTP {} with {what}",
                     status.as_u16()
                 )));
@@ -1191,7 +1200,7 @@ impl Dikidi {
                 return Err(BookingError::NotFound(format!("Dikidi {name}: HTTP 404")));
             }
             if status.is_server_error() {
-                return Err(BookingError::Unavailable(format!(
+                return Err(BookingError::unavailable(format!(
                     "Dikidi {name}: HTTP {}",
                     status.as_u16()
                 )));
@@ -1326,7 +1335,7 @@ impl Dikidi {
         known: &[KnownRecord],
     ) -> Result<Vec<DikidiEvent>, BookingError> {
         if self.mode == DikidiMode::Partner {
-            return Err(BookingError::Rejected(PARTNER_NOT_CONFIGURED.into()));
+            return Err(BookingError::rejected(PARTNER_NOT_CONFIGURED));
         }
         let now = self.clock.now();
         let watched: Vec<&KnownRecord> = known
@@ -1565,12 +1574,12 @@ impl Dikidi {
         master_id: &str,
     ) -> Result<Record, BookingError> {
         let Some(booking) = answer.bookings.first() else {
-            return Err(BookingError::Rejected(
-                "Dikidi record answered without a booking".into(),
+            return Err(BookingError::rejected(
+                "Dikidi record answered without a booking",
             ));
         };
         let external_id = id_of(&booking.id)
-            .ok_or_else(|| BookingError::Rejected("Dikidi record answered without an id".into()))?;
+            .ok_or_else(|| BookingError::rejected("Dikidi record answered without an id"))?;
         let start = parse_local(&booking.time, self.tz).unwrap_or(request.start);
         let end = booking
             .time_to
@@ -1592,7 +1601,7 @@ impl Dikidi {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.retain(|_, p| now - p.since < Duration::minutes(CODE_WAIT_MINUTES));
         pending.get(booking_id).cloned().ok_or_else(|| {
-            BookingError::Rejected(format!(
+            BookingError::rejected(format!(
                 "no Dikidi booking waits for a code under {booking_id} (it expired or was done)"
             ))
         })
@@ -1626,7 +1635,7 @@ impl Dikidi {
 
     fn partner_guard(&self) -> Result<(), BookingError> {
         match self.mode {
-            DikidiMode::Partner => Err(BookingError::Rejected(PARTNER_NOT_CONFIGURED.into())),
+            DikidiMode::Partner => Err(BookingError::rejected(PARTNER_NOT_CONFIGURED)),
             DikidiMode::Widget => Ok(()),
         }
     }
@@ -1851,8 +1860,8 @@ impl BookingSystem for Dikidi {
         self.partner_guard()?;
         let pending = self.pending_record(booking_id)?;
         if pending.resent {
-            return Err(BookingError::Rejected(
-                "the SMS code was sent again once already".into(),
+            return Err(BookingError::rejected(
+                "the SMS code was sent again once already",
             ));
         }
         // The widget's `record` without a code is what made Dikidi send the first SMS; no
@@ -1909,8 +1918,8 @@ impl BookingSystem for Dikidi {
         self.partner_guard()?;
         // The widget has no move step; a move is a cancel plus a new booking, which needs the
         // client's data this call does not carry.
-        Err(BookingError::Rejected(
-            "Dikidi's widget cannot move a record; cancel it and book again".into(),
+        Err(BookingError::rejected(
+            "Dikidi's widget cannot move a record; cancel it and book again",
         ))
     }
 
@@ -2070,21 +2079,24 @@ mod tests {
     #[test]
     fn every_error_contract_is_a_known_error() {
         let cases = [
-            ("dikidi-error-boolean-true.response.json", "Rejected"),
-            ("dikidi-error-not-ajax.response.json", "Rejected"),
-            ("dikidi-error-object-numeric-code.response.json", "Auth"),
-            ("dikidi-error-object-string-code.response.json", "Auth"),
-            ("dikidi-error-string-code.response.json", "NotFound"),
+            ("dikidi-error-boolean-true.response.json", "refused"),
+            ("dikidi-error-not-ajax.response.json", "refused"),
+            ("dikidi-error-object-numeric-code.response.json", "auth"),
+            ("dikidi-error-object-string-code.response.json", "auth"),
+            ("dikidi-error-string-code.response.json", "not found"),
         ];
         for (file, kind) in cases {
             let e = open_envelope(&load(CONTRACTS, file))
                 .unwrap_or_else(|w| panic!("{file}: {w}"))
                 .expect_err(file);
             let mapped = map_vendor_error(Endpoint::GetDatetimes, &e);
-            assert!(
-                format!("{mapped:?}").starts_with(kind),
-                "{file}: {mapped:?}"
-            );
+            let seen = match &mapped {
+                BookingError::NotFound(_) => "not found",
+                e if e.is_auth() => "auth",
+                e if e.is_refusal() => "refused",
+                _ => "other",
+            };
+            assert_eq!(seen, kind, "{file}: {mapped:?}");
         }
         // The booking steps read an authorisation demand as "online booking impossible".
         let e = open_envelope(&load(
@@ -2097,10 +2109,8 @@ mod tests {
             map_vendor_error(Endpoint::Record, &e),
             BookingError::Closed(_)
         ));
-        assert!(matches!(
-            map_vendor_error(Endpoint::TimeReservation, &e),
-            BookingError::SlotTaken | BookingError::Auth(_)
-        ));
+        let e = map_vendor_error(Endpoint::TimeReservation, &e);
+        assert!(matches!(e, BookingError::SlotTaken) || e.is_auth(), "{e:?}");
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl BookingJobs {
                 tracing::info!(booking = %booking.id, %reason, "confirmation for a record that is gone");
                 return Ok(Delivered::done());
             }
-            Err(e) => return Err(booking_error(e)),
+            Err(e) => return Err(DeliveryError::from(e)),
         };
         if !kept {
             tracing::debug!(booking = %booking.id, "the schedule keeps no confirmation status");
@@ -195,7 +195,7 @@ impl BookingJobs {
             .booking
             .find_record_for_booking(&request)
             .await
-            .map_err(booking_error)?;
+            .map_err(DeliveryError::from)?;
         let outcome = match found {
             Some(record) => Ok(record),
             None => self.booking.book(&request).await,
@@ -248,9 +248,10 @@ impl BookingJobs {
                     &record.external_id,
                 ))
             }
-            Err(BookingError::SlotTaken)
-            | Err(BookingError::Rejected(_))
-            | Err(BookingError::NotFound(_)) => {
+            Err(e)
+                if matches!(e, BookingError::SlotTaken | BookingError::NotFound(_))
+                    || e.is_refusal() =>
+            {
                 let text = self.texts.t_args(
                     lang,
                     "notify-slot-gone",
@@ -277,18 +278,7 @@ impl BookingJobs {
                 .await?;
                 Ok(Delivered::done())
             }
-            Err(e) => Err(booking_error(e)),
+            Err(e) => Err(DeliveryError::from(e)),
         }
-    }
-}
-
-fn booking_error(e: BookingError) -> DeliveryError {
-    match e {
-        BookingError::Unavailable(m) => DeliveryError::transient(m),
-        BookingError::Auth(m) => DeliveryError::Auth {
-            message: m,
-            http_status: None,
-        },
-        other => DeliveryError::permanent(other.to_string()),
     }
 }

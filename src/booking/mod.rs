@@ -11,10 +11,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::connectors::{Failure, Kind};
 use crate::domain::{Master, Service, Slot};
 use crate::normalize::{Email, Phone};
+use crate::sync::DeliveryError;
 
-/// What can go wrong when talking to a schedule, with the retry decision built in.
+/// What can go wrong when talking to a schedule: the outcomes a caller acts on, and a
+/// [`Failure`] (with its retry decision) for everything else.
 #[derive(Debug, thiserror::Error)]
 pub enum BookingError {
     /// The slot was free when shown but is taken now.
@@ -22,14 +25,6 @@ pub enum BookingError {
     SlotTaken,
     #[error("not found in the schedule: {0}")]
     NotFound(String),
-    /// The schedule could not be reached or answered with a temporary failure.
-    #[error("the schedule is unavailable: {0}")]
-    Unavailable(String),
-    /// The schedule refused the request; retrying will not help.
-    #[error("the schedule refused the request: {0}")]
-    Rejected(String),
-    #[error("the schedule rejected our credentials: {0}")]
-    Auth(String),
     /// Online booking into this schedule is switched off for now (e.g. the vendor changed its
     /// API and we no longer understand it). Not retried, not queued: the client is told to
     /// call the business instead.
@@ -42,11 +37,73 @@ pub enum BookingError {
     /// The code entered is not the one the schedule sent.
     #[error("the schedule refused the confirmation code")]
     CodeWrong,
+    /// The schedule could not be reached, refused the request or our credentials.
+    #[error("{}", describe(.0))]
+    Failed(Failure),
+}
+
+fn describe(f: &Failure) -> String {
+    let what = match f.kind {
+        Kind::Transient { .. } => "the schedule is unavailable",
+        Kind::Auth => "the schedule rejected our credentials",
+        Kind::Permanent | Kind::PaymentRequired => "the schedule refused the request",
+    };
+    format!("{what}: {}", f.message)
 }
 
 impl BookingError {
+    /// The schedule could not be reached or answered with a temporary failure.
+    pub fn unavailable(message: impl Into<String>) -> BookingError {
+        BookingError::Failed(Failure::transient(message))
+    }
+
+    /// The schedule refused the request; retrying will not help.
+    pub fn rejected(message: impl Into<String>) -> BookingError {
+        BookingError::Failed(Failure::permanent(message))
+    }
+
+    /// The schedule refused our credentials.
+    pub fn auth(message: impl Into<String>) -> BookingError {
+        BookingError::Failed(Failure::auth(message))
+    }
+
     pub fn is_transient(&self) -> bool {
-        matches!(self, BookingError::Unavailable(_))
+        matches!(self, BookingError::Failed(f) if f.is_transient())
+    }
+
+    /// The schedule refused this request for good (not our credentials).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, BookingError::Failed(f) if f.kind == Kind::Permanent)
+    }
+
+    pub fn is_auth(&self) -> bool {
+        matches!(self, BookingError::Failed(f) if f.is_auth())
+    }
+
+    /// The failure behind a refusal or an outage; `None` for the outcomes a caller acts on.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            BookingError::Failed(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+impl From<Failure> for BookingError {
+    fn from(f: Failure) -> BookingError {
+        BookingError::Failed(f)
+    }
+}
+
+/// The queue's decision for a schedule's answer, the same for every caller: an outage waits
+/// (with the schedule's own hint), credentials alert, and a slot taken, a record gone or
+/// closed booking will not change by retrying.
+impl From<BookingError> for DeliveryError {
+    fn from(e: BookingError) -> DeliveryError {
+        match e {
+            BookingError::Failed(f) => f.into(),
+            other => DeliveryError::permanent(other.to_string()),
+        }
     }
 }
 
@@ -154,14 +211,14 @@ pub trait BookingSystem: Send + Sync {
     /// Completes booking `booking_id`, which [`BookingSystem::book`] left waiting with
     /// [`BookingError::CodeRequired`], with the code the client typed. The code is never logged.
     async fn confirm_code(&self, _booking_id: &str, _code: &str) -> Result<Record, BookingError> {
-        Err(BookingError::Rejected(
-            "this schedule does not ask for confirmation codes".into(),
+        Err(BookingError::rejected(
+            "this schedule does not ask for confirmation codes",
         ))
     }
     /// Asks the schedule to send the confirmation code again; `Some` when it booked instead.
     async fn resend_code(&self, _booking_id: &str) -> Result<Option<Record>, BookingError> {
-        Err(BookingError::Rejected(
-            "this schedule does not ask for confirmation codes".into(),
+        Err(BookingError::rejected(
+            "this schedule does not ask for confirmation codes",
         ))
     }
     /// Drops what the schedule holds for a booking that waited for a code.
@@ -170,5 +227,37 @@ pub trait BookingSystem: Send + Sync {
     /// `false` when it has none (our store and the CRM then hold the confirmation alone).
     async fn confirm_visit(&self, _external_id: &str) -> Result<bool, BookingError> {
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::connectors::failure::ByStatus;
+
+    /// Every caller (the booking jobs, the CRM's cancellation, imports) gets its decision from
+    /// this one conversion: refused credentials alert, an outage waits with the schedule's hint.
+    #[test]
+    fn a_schedules_failure_means_the_same_to_every_caller() {
+        assert_eq!(
+            DeliveryError::from(BookingError::auth("token refused")).outcome(),
+            "auth"
+        );
+        let hint = Some(Duration::from_secs(120));
+        let limited = Failure::from_status(&ByStatus, 429, None, hint, "slow down");
+        match DeliveryError::from(BookingError::from(limited)) {
+            DeliveryError::Transient { retry_after, .. } => assert_eq!(retry_after, hint),
+            other => panic!("{other:?}"),
+        }
+        for done in [
+            BookingError::SlotTaken,
+            BookingError::NotFound("record 1".into()),
+            BookingError::Closed("api changed".into()),
+            BookingError::rejected("bad phone"),
+        ] {
+            assert_eq!(DeliveryError::from(done).outcome(), "permanent");
+        }
     }
 }

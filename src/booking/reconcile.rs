@@ -13,7 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use super::changes::{Applied, ChangeApplier, Origin, ScheduleChange};
-use super::{BookingError, BookingSystem, Record, RecordStatus, record_key};
+use super::{BookingSystem, Record, RecordStatus, record_key};
 use crate::domain::{Booking, BookingStatus};
 use crate::store::{Store, StoreError, version_of};
 
@@ -168,7 +168,7 @@ impl Reconciler {
             };
             let theirs = match read {
                 Ok(r) => r,
-                Err(BookingError::Unavailable(e)) => {
+                Err(e) if e.is_transient() => {
                     report.failed += 1;
                     tracing::warn!(error = %e, "reconcile: the schedule is unavailable; next round");
                     break;

@@ -283,7 +283,7 @@ impl Sandbox {
 }
 
 fn store_err(e: impl Into<StoreError>) -> BookingError {
-    BookingError::Unavailable(e.into().to_string())
+    BookingError::unavailable(e.into().to_string())
 }
 
 #[async_trait]
@@ -324,7 +324,7 @@ impl BookingSystem for Sandbox {
             }
             day = day
                 .succ_opt()
-                .ok_or_else(|| BookingError::Rejected("date overflow".into()))?;
+                .ok_or_else(|| BookingError::rejected("date overflow"))?;
         }
         Ok(days)
     }
@@ -355,7 +355,7 @@ impl BookingSystem for Sandbox {
             .into_iter()
             .next()
             .ok_or_else(|| {
-                BookingError::Rejected(format!(
+                BookingError::rejected(format!(
                     "master {} does not render this service",
                     request.master_id
                 ))
@@ -402,7 +402,7 @@ impl BookingSystem for Sandbox {
             .into_iter()
             .next()
             .ok_or_else(|| {
-                BookingError::Rejected(format!(
+                BookingError::rejected(format!(
                     "master {} does not render this service",
                     slot.master_id
                 ))
@@ -490,7 +490,7 @@ impl BookingSystem for Sandbox {
             start: Utc
                 .timestamp_millis_opt(start)
                 .single()
-                .ok_or_else(|| BookingError::Unavailable(format!("corrupt record time {start}")))?,
+                .ok_or_else(|| BookingError::unavailable(format!("corrupt record time {start}")))?,
             duration_min: u32::try_from((end - start) / 60_000).unwrap_or(0),
             status: if status == "active" {
                 RecordStatus::Active

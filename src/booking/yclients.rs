@@ -21,7 +21,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, 
 use chrono_tz::Tz;
 use dashmap::DashMap;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -31,6 +31,8 @@ use url::Url;
 
 use super::{BookRequest, BookingError, BookingSystem, Record, RecordStatus};
 use crate::clock::Clock;
+use crate::connectors::failure::{self, ByStatus};
+use crate::connectors::{Failure, http};
 use crate::domain::{Master, Money, Service, Slot};
 
 /// The media type selecting the v2 envelope; calls without it are reported to fail.
@@ -39,6 +41,8 @@ const ACCEPT_V2: &str = "application/vnd.yclients.v2+json";
 pub const MAX_PAGE: u32 = 200;
 /// Used when no endpoint tells a service's length; the docs name 3600 s as the default.
 const DEFAULT_SEANCE_SECONDS: i64 = 3600;
+/// The longest 429 wait sat out inside one call; anything longer goes back to the caller.
+const INLINE_429_WAIT: StdDuration = StdDuration::from_secs(1);
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -535,7 +539,7 @@ impl WireRecord {
     fn to_record(&self, external_id: String, tz: Tz) -> Result<Record, BookingError> {
         let start = self
             .start(tz)
-            .ok_or_else(|| BookingError::Rejected("the record has no readable start".into()))?;
+            .ok_or_else(|| BookingError::rejected("the record has no readable start"))?;
         Ok(Record {
             external_id,
             // All of a visit's services, joined as our booking of them holds them.
@@ -952,13 +956,13 @@ fn record_client(v: &Value) -> Option<RecordClient> {
 fn confirmed_record_body(current: &Value) -> Result<Value, BookingError> {
     let staff_id = i64_of(&current["staff_id"])
         .or_else(|| i64_of(&current["staff"]["id"]))
-        .ok_or_else(|| BookingError::Rejected("the record has no master".into()))?;
+        .ok_or_else(|| BookingError::rejected("the record has no master"))?;
     let datetime = current
         .get("datetime")
         .filter(|v| !v.is_null())
         .or_else(|| current.get("date"))
         .cloned()
-        .ok_or_else(|| BookingError::Rejected("the record has no start".into()))?;
+        .ok_or_else(|| BookingError::rejected("the record has no start"))?;
     let services: Vec<Value> = current["services"]
         .as_array()
         .map(|list| {
@@ -1042,8 +1046,7 @@ struct Answer {
 
 impl Yclients {
     pub fn new(config: &YclientsConfig, clock: Arc<dyn Clock>) -> Yclients {
-        let http = reqwest::Client::builder()
-            .timeout(StdDuration::from_secs(config.timeout_secs.max(1)))
+        let http = http::builder(Some(StdDuration::from_secs(config.timeout_secs)))
             .connect_timeout(StdDuration::from_secs(config.timeout_secs.clamp(1, 5)))
             .build()
             // The builder fails only when the TLS backend cannot start; so would Client::new.
@@ -1112,22 +1115,25 @@ impl Yclients {
     fn auth_header(&self, admin: bool) -> Result<HeaderValue, BookingError> {
         let mut value = format!("Bearer {}", self.partner_token.expose_secret());
         if admin {
-            let user = self.user_token.as_ref().ok_or_else(|| {
-                BookingError::Auth("this operation needs a YClients user token".into())
-            })?;
+            let user = self
+                .user_token
+                .as_ref()
+                .ok_or_else(|| BookingError::auth("this operation needs a YClients user token"))?;
             value.push_str(", User ");
             value.push_str(user.expose_secret());
         }
         let mut header = HeaderValue::from_str(&value)
-            .map_err(|_| BookingError::Auth("a token contains invalid characters".into()))?;
+            .map_err(|_| BookingError::auth("a token contains invalid characters"))?;
         // Keeps the tokens out of any Debug output of the request.
         header.set_sensitive(true);
         Ok(header)
     }
 
-    /// Sends one request, paced by the limiter; a 429 is waited out (Retry-After, else doubling
-    /// back-off) and repeated up to `max_retries` times, then reported as `Unavailable` so the
-    /// caller queues it: nothing is dropped silently.
+    /// Sends one request, paced by the limiter. A 429 asking for at most [`INLINE_429_WAIT`]
+    /// (Retry-After, else a doubling back-off) is waited out and repeated up to `max_retries`
+    /// times: a client in the chat barely notices. A longer wait is not sat out here while the
+    /// chat waits: the failure carries YClients' `Retry-After` to the caller, and the queue
+    /// honours it.
     async fn call(
         &self,
         endpoint: Endpoint,
@@ -1163,43 +1169,34 @@ impl Yclients {
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    // Without the URL: it is ours, not the vendor's message, and adds nothing.
-                    let e = e.without_url();
-                    let kind = if e.is_timeout() {
-                        "timed out"
-                    } else if e.is_connect() {
-                        "cannot connect"
-                    } else {
-                        "transport error"
-                    };
-                    tracing::warn!(endpoint = endpoint.name(), error = %e, "yclients unreachable");
-                    return Err(BookingError::Unavailable(format!(
-                        "YClients {} {kind}: {e}",
-                        endpoint.name(),
-                    )));
+                    let failure = http::transport_failure("YClients", endpoint.name(), e);
+                    tracing::warn!(endpoint = endpoint.name(), error = %failure, "yclients unreachable");
+                    return Err(failure.into());
                 }
             };
             let status = resp.status();
             if status == StatusCode::TOO_MANY_REQUESTS {
-                let wait = resp
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(StdDuration::from_secs)
-                    .unwrap_or(backoff)
-                    .min(StdDuration::from_secs(60));
+                let hint = failure::retry_after(resp.headers());
+                let wait = hint.unwrap_or(backoff);
                 attempt += 1;
-                if attempt > self.max_retries {
+                if attempt > self.max_retries || wait > INLINE_429_WAIT {
                     tracing::warn!(
                         endpoint = endpoint.name(),
                         attempts = attempt,
-                        "yclients kept answering 429"
+                        retry_after_s = hint.map(|h| h.as_secs()),
+                        "yclients is rate limiting; handing the wait to the caller"
                     );
-                    return Err(BookingError::Unavailable(format!(
-                        "YClients {} is rate limited (429 after {attempt} attempts)",
-                        endpoint.name()
-                    )));
+                    return Err(Failure::from_status(
+                        &ByStatus,
+                        429,
+                        None,
+                        hint,
+                        format!(
+                            "YClients {} is rate limited (429 after {attempt} attempts)",
+                            endpoint.name()
+                        ),
+                    )
+                    .into());
                 }
                 tracing::info!(
                     endpoint = endpoint.name(),
@@ -1207,11 +1204,11 @@ impl Yclients {
                     "yclients 429, waiting"
                 );
                 tokio::time::sleep(wait).await;
-                backoff = (backoff * 2).min(StdDuration::from_secs(8));
+                backoff = (backoff * 2).min(INLINE_429_WAIT);
                 continue;
             }
             let bytes = resp.bytes().await.map_err(|e| {
-                BookingError::Unavailable(format!(
+                BookingError::unavailable(format!(
                     "YClients {}: reading the answer: {}",
                     endpoint.name(),
                     e.without_url()
@@ -1245,7 +1242,7 @@ impl Yclients {
                 let wire: WireCompany = decode(Endpoint::Company, answer.data)?;
                 let tz_name = wire.timezone_name.unwrap_or_default();
                 let timezone: Tz = tz_name.parse().map_err(|_| {
-                    BookingError::Rejected(format!(
+                    BookingError::rejected(format!(
                         "company {} has no usable timezone_name ({tz_name:?})",
                         self.company_id
                     ))
@@ -1423,8 +1420,8 @@ impl Yclients {
                 .await
             }
             (None, None) => {
-                return Err(BookingError::Auth(
-                    "reading a record without its hash needs a YClients user token".into(),
+                return Err(BookingError::auth(
+                    "reading a record without its hash needs a YClients user token",
                 ));
             }
         };
@@ -1682,7 +1679,7 @@ impl Yclients {
             // A server ignoring `page` would loop forever on full pages.
             let first = items.first().map(|c| c.id.clone());
             if first.is_some() && first == previous_first {
-                return Err(BookingError::Unavailable(format!(
+                return Err(BookingError::unavailable(format!(
                     "YClients clients/search answered page {page} with the previous page"
                 )));
             }
@@ -1725,9 +1722,11 @@ impl Yclients {
                 true,
             )
             .await?;
-        answer.data.get("id").and_then(id_of).ok_or_else(|| {
-            BookingError::Unavailable("YClients created a client without an id".into())
-        })
+        answer
+            .data
+            .get("id")
+            .and_then(id_of)
+            .ok_or_else(|| BookingError::unavailable("YClients created a client without an id"))
     }
 
     /// Gives a card the phone and/or email it lacks: `GET /client/{company}/{id}`, then
@@ -1808,24 +1807,36 @@ fn map_answer(endpoint: Endpoint, status: StatusCode, body: Value) -> Result<Ans
         };
         return Ok(Answer { data, meta });
     }
+    let code = status.as_u16();
     if is_partner_id_refusal(&message) {
-        return Err(BookingError::Auth(format!(
+        return Err(Failure::auth(format!(
             "YClients {name}: {message} (set booking.yclients.partner_id)"
-        )));
+        ))
+        .with_status(code)
+        .into());
     }
-    match status.as_u16() {
-        401 => Err(BookingError::Auth(format!("YClients {name}: {message}"))),
+    match code {
         404 => Err(BookingError::NotFound(format!(
             "YClients {name}: {message}"
         ))),
-        408 => Err(BookingError::Unavailable(format!(
-            "YClients {name}: {message}"
-        ))),
+        401 | 408 => Err(Failure::from_status(
+            &ByStatus,
+            code,
+            None,
+            None,
+            format!("YClients {name}: {message}"),
+        )
+        .into()),
+        // Their refusal of our data: a slot gone, or a request that will fail again.
         400..=499 => Err(classify_refusal(name, status, &body, message)),
-        _ => Err(BookingError::Unavailable(format!(
-            "YClients {name}: HTTP {}: {message}",
-            status.as_u16()
-        ))),
+        _ => Err(Failure::from_status(
+            &ByStatus,
+            code,
+            None,
+            None,
+            format!("YClients {name}: HTTP {code}: {message}"),
+        )
+        .into()),
     }
 }
 
@@ -1844,11 +1855,16 @@ fn classify_refusal(name: &str, status: StatusCode, body: &Value, message: Strin
     if matches!(code, Some(433 | 436)) || taken_words.iter().any(|w| message.contains(w)) {
         return BookingError::SlotTaken;
     }
-    BookingError::Rejected(format!(
+    let failure = Failure::permanent(format!(
         "YClients {name}: HTTP {}{}: {message}",
         status.as_u16(),
         code.map(|c| format!(" code {c}")).unwrap_or_default()
     ))
+    .with_status(status.as_u16());
+    match code {
+        Some(code) => failure.with_code(code.to_string()).into(),
+        None => failure.into(),
+    }
 }
 
 /// The docs give the online-booking codes (431–438) without the key that carries them, so look
@@ -1887,7 +1903,7 @@ fn decode<T: serde::de::DeserializeOwned>(
 ) -> Result<T, BookingError> {
     // `[]` where an object is expected is PHP's empty map; an empty list for a list.
     serde_json::from_value(data).map_err(|e| {
-        BookingError::Unavailable(format!(
+        BookingError::unavailable(format!(
             "YClients {} answered in an unexpected shape: {e}",
             endpoint.name()
         ))
@@ -2143,12 +2159,12 @@ impl BookingSystem for Yclients {
         };
         let created: Vec<WireCreated> = decode(Endpoint::BookRecord, answer.data)?;
         let first = created.first().ok_or_else(|| {
-            BookingError::Unavailable("YClients book_record answered without a record".into())
+            BookingError::unavailable("YClients book_record answered without a record")
         })?;
         let record_id = i64_of(&first.record_id)
             .and_then(|n| u64::try_from(n).ok())
             .ok_or_else(|| {
-                BookingError::Unavailable("YClients book_record answered without record_id".into())
+                BookingError::unavailable("YClients book_record answered without record_id")
             })?;
         let external = ExternalId {
             record_id,
@@ -2199,8 +2215,8 @@ impl BookingSystem for Yclients {
                 .await
             }
             (None, None) => {
-                return Err(BookingError::Auth(
-                    "cancelling a record without its hash needs a YClients user token".into(),
+                return Err(BookingError::auth(
+                    "cancelling a record without its hash needs a YClients user token",
                 ));
             }
         };
@@ -2227,8 +2243,8 @@ impl BookingSystem for Yclients {
         }
         if !existing.master_id.is_empty() && existing.master_id != slot.master_id {
             // The online-booking move takes only a new time; another master means a new record.
-            return Err(BookingError::Rejected(
-                "YClients moves a booking only in time, not to another master".into(),
+            return Err(BookingError::rejected(
+                "YClients moves a booking only in time, not to another master",
             ));
         }
         // Only the time: `comment` is optional, and an empty one would wipe what the salon
@@ -2653,31 +2669,37 @@ mod tests {
             StatusCode::UNAUTHORIZED,
             contract("error-401-unauthorized.response.json"),
         );
-        assert!(matches!(e, Err(BookingError::Auth(m)) if m.contains("Необходима авторизация")));
+        assert!(
+            matches!(&e, Err(err) if err.is_auth() && err.to_string().contains("Необходима авторизация"))
+        );
         let e = map_answer(
             Endpoint::Company,
             StatusCode::UNAUTHORIZED,
             contract("error-401-partner-id-not-specified.response.json"),
         );
-        assert!(matches!(e, Err(BookingError::Auth(m)) if m.contains("Partner ID")));
+        assert!(matches!(&e, Err(err) if err.is_auth() && err.to_string().contains("Partner ID")));
         let e = map_answer(
             Endpoint::Company,
             StatusCode::BAD_REQUEST,
             contract("error-400-aggregator-not-found.response.json"),
         );
-        assert!(matches!(e, Err(BookingError::Rejected(m)) if m.contains("Агрегатор не найден")));
+        assert!(
+            matches!(&e, Err(err) if err.is_refusal() && err.to_string().contains("Агрегатор не найден"))
+        );
         let e = map_answer(
             Endpoint::Company,
             StatusCode::SERVICE_UNAVAILABLE,
             Value::Null,
         );
-        assert!(matches!(e, Err(BookingError::Unavailable(_))));
+        assert!(matches!(&e, Err(err) if err.is_transient()));
         let e = map_answer(
             Endpoint::Company,
             StatusCode::OK,
             json!({"success": false, "data": null, "meta": {"message": "логическая ошибка"}}),
         );
-        assert!(matches!(e, Err(BookingError::Rejected(m)) if m.contains("логическая")));
+        assert!(
+            matches!(&e, Err(err) if err.is_refusal() && err.to_string().contains("логическая"))
+        );
         let e = map_answer(
             Endpoint::Company,
             StatusCode::NOT_FOUND,

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::connectors::{Failure, Kind};
 use crate::domain::Booking;
 use crate::normalize::{Email, Phone};
 
@@ -122,6 +123,29 @@ impl CrmError {
             message: message.into(),
             status: None,
             details: Vec::new(),
+        }
+    }
+}
+
+impl From<Failure> for CrmError {
+    fn from(f: Failure) -> CrmError {
+        let status = f.status;
+        match f.kind {
+            Kind::Transient { retry_after } => CrmError::Transient {
+                message: f.message,
+                status,
+                retry_after,
+            },
+            Kind::Permanent => CrmError::Permanent {
+                message: f.message,
+                status,
+                details: Vec::new(),
+            },
+            Kind::Auth => CrmError::Auth { message: f.message },
+            Kind::PaymentRequired => CrmError::PaymentRequired {
+                message: f.message,
+                status: status.unwrap_or(402),
+            },
         }
     }
 }
@@ -479,12 +503,7 @@ pub(crate) fn bracket_parts(key: &str) -> Vec<&str> {
 /// The HTTP client both CRM connectors use: the call timeout from their config, a short
 /// connect timeout, and a User-Agent naming zapis.
 pub(crate) fn http_client(timeout_secs: u64) -> Result<reqwest::Client, CrmError> {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(timeout_secs))
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .user_agent(concat!("zapis/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| CrmError::permanent(format!("cannot build the HTTP client: {e}")))
+    crate::connectors::http::client(Some(Duration::from_secs(timeout_secs))).map_err(CrmError::from)
 }
 
 /// Every transcript note starts with this, so a retry can tell whether it was logged.

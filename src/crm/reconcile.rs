@@ -50,8 +50,7 @@ pub async fn cancel_from_crm(
         let cancelled = booking_system.cancel(record).await;
         let failure = match cancelled {
             Ok(()) | Err(BookingError::NotFound(_)) => None,
-            Err(BookingError::Unavailable(m)) => Some(DeliveryError::transient(m)),
-            Err(e) => Some(DeliveryError::permanent(e.to_string())),
+            Err(e) => Some(DeliveryError::from(e)),
         };
         if let Some(failure) = failure {
             store

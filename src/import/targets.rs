@@ -138,10 +138,13 @@ impl YclientsTarget {
 
 fn booking_to_crm(e: BookingError) -> CrmError {
     match e {
-        BookingError::Unavailable(m) => CrmError::transient(m),
-        BookingError::Auth(m) => CrmError::Auth {
-            message: format!("{m}; check booking.yclients.partner_token and user_token"),
+        BookingError::Failed(f) if f.is_auth() => CrmError::Auth {
+            message: format!(
+                "{}; check booking.yclients.partner_token and user_token",
+                f.message
+            ),
         },
+        BookingError::Failed(f) => CrmError::from(f),
         other => CrmError::permanent(other.to_string()),
     }
 }

@@ -43,6 +43,8 @@ use url::Url;
 
 use super::ChatHandler;
 use crate::config::{MaxConfig, MaxMode};
+use crate::connectors::failure::{self, Quirks};
+use crate::connectors::{Failure, Kind, http};
 use crate::conversation::{ChatEvent, Conversations};
 use crate::dialog::Reply;
 use crate::domain::{Channel, ChatRef};
@@ -82,7 +84,7 @@ pub enum MaxError {
         message: String,
     },
     #[error("MAX kept answering 429 too.many.requests")]
-    RateLimited,
+    RateLimited { retry_after: Option<Duration> },
     #[error("cannot reach MAX at {api_url}: {reason}")]
     Network { api_url: String, reason: String },
     #[error("unexpected answer from MAX to {path}: {reason}")]
@@ -103,6 +105,45 @@ impl MaxError {
     /// The user stopped or blocked the bot: nothing to retry, nobody to tell.
     pub fn is_chat_denied(&self) -> bool {
         matches!(self, MaxError::Api { code, .. } if code == "chat.denied")
+    }
+
+    /// What the queue should do about it. A user who blocked the bot, a chat that is gone or
+    /// a message MAX refuses will be refused again: permanent, not retried for a week.
+    pub fn failure(&self) -> Failure {
+        let message = format!("MAX: {self}");
+        match self {
+            MaxError::Unauthorized => Failure::auth(message).with_status(401),
+            MaxError::Api { status, code, .. } => {
+                Failure::from_status(&MaxQuirks, *status, Some(code), None, message)
+            }
+            MaxError::RateLimited { retry_after } => {
+                Failure::from_status(&MaxQuirks, 429, None, *retry_after, message)
+            }
+            // An answer we could not read may still mean the message went out; a retry is
+            // what the notice's idempotency key is for.
+            MaxError::Network { .. } | MaxError::Decode { .. } | MaxError::Store(_) => {
+                Failure::transient(message)
+            }
+            MaxError::Refused(_)
+            | MaxError::BadSecret
+            | MaxError::BadWebhook(_)
+            | MaxError::Config(_) => Failure::permanent(message),
+        }
+    }
+}
+
+/// MAX answers 403 about the chat (`chat.denied`, a bot not in a group), not the token: its
+/// refused token is a 401. So a 403 is the chat's verdict, not a credentials problem.
+struct MaxQuirks;
+
+impl Quirks for MaxQuirks {
+    fn classify(&self, status: Option<u16>, code: Option<&str>, _: &str) -> Option<Kind> {
+        match (status, code) {
+            // The upload is still being processed: the same message goes through shortly.
+            (_, Some("attachment.not.ready")) => Some(Kind::Transient { retry_after: None }),
+            (_, Some("chat.denied")) | (Some(403 | 404), _) => Some(Kind::Permanent),
+            _ => None,
+        }
     }
 }
 
@@ -514,12 +555,7 @@ impl MaxClient {
             };
             let response = request.send().await.map_err(network)?;
             let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+            let retry_after = failure::retry_after(response.headers());
             let bytes = response.bytes().await.map_err(network)?;
             if status.is_success() {
                 return serde_json::from_slice(&bytes).map_err(|e| MaxError::Decode {
@@ -544,7 +580,7 @@ impl MaxClient {
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
-                429 => return Err(MaxError::RateLimited),
+                429 => return Err(MaxError::RateLimited { retry_after }),
                 401 => return Err(MaxError::Unauthorized),
                 status => {
                     return Err(MaxError::Api {
@@ -719,7 +755,7 @@ impl MaxClient {
 /// `max.ca_cert` trusted besides the built-in ones. Config validation already read the file, so
 /// a failure here is logged rather than fatal.
 fn http_client(config: &MaxConfig) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder();
+    let mut builder = http::builder(None);
     if let Some(path) = &config.ca_cert {
         match std::fs::read(path).map(|pem| reqwest::Certificate::from_pem_bundle(&pem)) {
             Ok(Ok(certs)) => {

@@ -112,7 +112,7 @@ impl JobHandler for MaxChatNotifier {
         self.client
             .send_reply(target, &notice.reply, crate::i18n::Lang::Ru)
             .await
-            .map_err(|e| DeliveryError::transient(format!("MAX: {e}")))?;
+            .map_err(|e| DeliveryError::from(e.failure()))?;
         Ok(Delivered::done())
     }
 }

@@ -59,10 +59,7 @@ struct Login<'a> {
 
 impl AlfaCrm {
     pub fn new(config: AlfaCrmConfig) -> Result<AlfaCrm, SchoolError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.timeout_secs))
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("zapis/", env!("CARGO_PKG_VERSION")))
+        let http = crate::connectors::http::builder(Some(Duration::from_secs(config.timeout_secs)))
             .build()
             .map_err(|e| SchoolError::Permanent(format!("cannot build the HTTP client: {e}")))?;
         Ok(AlfaCrm {
@@ -451,12 +448,7 @@ fn transport(e: reqwest::Error) -> SchoolError {
 
 async fn check_status(response: reqwest::Response) -> Result<Value, SchoolError> {
     let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = crate::connectors::failure::retry_after(response.headers());
     let text = response.text().await.map_err(transport)?;
     let vendor_message = || {
         serde_json::from_str::<Value>(&text)

@@ -36,10 +36,7 @@ pub struct Imported {
 
 impl GetCourse {
     pub fn new(config: GetCourseConfig) -> Result<GetCourse, SchoolError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.timeout_secs))
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("zapis/", env!("CARGO_PKG_VERSION")))
+        let http = crate::connectors::http::builder(Some(Duration::from_secs(config.timeout_secs)))
             .build()
             .map_err(|e| SchoolError::Permanent(format!("cannot build the HTTP client: {e}")))?;
         Ok(GetCourse { http, config })

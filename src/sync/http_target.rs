@@ -54,11 +54,7 @@ impl HttpTarget {
 
 async fn read_id(response: reqwest::Response) -> Result<String, DeliveryError> {
     let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let retry_after = crate::connectors::failure::retry_after(response.headers());
     let body = response
         .text()
         .await
@@ -66,7 +62,7 @@ async fn read_id(response: reqwest::Response) -> Result<String, DeliveryError> {
     if !status.is_success() {
         return Err(DeliveryError::from_status(
             status.as_u16(),
-            retry_after.as_deref(),
+            retry_after,
             &body,
         ));
     }

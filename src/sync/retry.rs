@@ -96,54 +96,24 @@ impl DeliveryError {
         DeliveryError::transient(format!("{kind}{cause}"))
     }
 
-    /// Maps an HTTP answer that was not a success to a decision.
-    pub fn from_status(status: u16, retry_after_header: Option<&str>, body: &str) -> DeliveryError {
+    /// Maps an HTTP answer that was not a success to a decision, by the one status classifier
+    /// every connector uses.
+    pub fn from_status(status: u16, retry_after: Option<Duration>, body: &str) -> DeliveryError {
         let snippet: String = body.chars().take(500).collect();
         let message = if snippet.trim().is_empty() {
             format!("HTTP {status}")
         } else {
             format!("HTTP {status}: {}", snippet.trim())
         };
-        let retry_after = retry_after_header.and_then(parse_retry_after);
-        let http_status = Some(status);
-        match status {
-            401 | 403 => DeliveryError::Auth {
-                message,
-                http_status,
-            },
-            402 => DeliveryError::PaymentRequired {
-                message,
-                http_status,
-            },
-            408 | 425 | 429 => DeliveryError::Transient {
-                message,
-                retry_after,
-                http_status,
-            },
-            // 501 Not Implemented will not start working by itself.
-            501 => DeliveryError::Permanent {
-                message,
-                http_status,
-            },
-            // Bitrix24 answers 503 QUERY_LIMIT_EXCEEDED when rate limited: transient like any
-            // other 5xx, noted here because a 503 from other vendors also means "later".
-            500..=599 => DeliveryError::Transient {
-                message,
-                retry_after,
-                http_status,
-            },
-            _ => DeliveryError::Permanent {
-                message,
-                http_status,
-            },
-        }
+        crate::connectors::Failure::from_status(
+            &crate::connectors::failure::ByStatus,
+            status,
+            None,
+            retry_after,
+            message,
+        )
+        .into()
     }
-}
-
-/// `Retry-After` as delta-seconds (the form rate limiters use). HTTP dates are rare from APIs
-/// and are ignored rather than guessed at.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// When to try again: fixed first steps, then a uniformly random wait in `steady` forever,
@@ -220,7 +190,7 @@ mod tests {
             E::Permanent { .. }
         ));
         assert!(matches!(E::from_status(422, None, ""), E::Permanent { .. }));
-        match E::from_status(429, Some("120"), "") {
+        match E::from_status(429, Some(Duration::from_secs(120)), "") {
             E::Transient {
                 retry_after,
                 http_status,

@@ -525,7 +525,7 @@ async fn a_salon_that_wants_the_sms_code_gets_it_relayed_once_resent_and_checked
     assert_eq!(fake.sms().len(), 2);
     assert!(matches!(
         d.resend_code("b-1").await,
-        Err(BookingError::Rejected(_))
+        Err(err) if err.is_refusal()
     ));
     assert_eq!(fake.sms().len(), 2, "resent once only");
     let code = fake.sms()[1].1.clone();
@@ -734,7 +734,7 @@ async fn partner_mode_refuses_clearly_until_its_contract_is_known() {
     c.partner_token = Some("DK-SECRET".to_owned().into());
     let d = Dikidi::new(&c, TZ, Arc::new(SystemClock));
     let err = d.services().await.unwrap_err();
-    assert!(matches!(err, BookingError::Rejected(_)));
+    assert!(err.is_refusal());
     assert!(
         err.to_string()
             .contains("partner API contract not configured"),

@@ -241,7 +241,7 @@ async fn too_many_requests_is_waited_out_then_given_up() {
         .send(MaxTarget::User(5), &json!({"text": "hi"}))
         .await
         .unwrap_err();
-    assert!(matches!(err, MaxError::RateLimited), "{err}");
+    assert!(matches!(err, MaxError::RateLimited { .. }), "{err}");
 }
 
 #[tokio::test]
@@ -946,4 +946,76 @@ async fn a_reply_in_the_max_admin_chat_is_an_answer_and_nothing_else_there_is_a_
         .await;
     assert_eq!(desk.answers.lock().unwrap().len(), 1);
     assert_eq!(desk.dialogs.lock().unwrap().len(), 1);
+}
+
+/// A notice to a MAX user who blocked the bot is dead at once: MAX's 403 `chat.denied` will
+/// not change by retrying, so it is not retried for a week. An outage is retried.
+#[tokio::test]
+async fn a_notice_to_a_user_who_blocked_the_bot_is_not_retried() {
+    use zapis::clock::{Clock, FakeClock};
+    use zapis::messenger::notify::MaxChatNotifier;
+    use zapis::sync::{Alerts, Engine, JobState, SyncConfig};
+
+    let fake = FakeMax::start().await;
+    fake.user(5);
+    let store = zapis::store::Store::connect("sqlite::memory:")
+        .await
+        .expect("store");
+    let clock = Arc::new(FakeClock::new(chrono::Utc::now()));
+    let mut engine = Engine::new(
+        store,
+        clock.clone(),
+        SyncConfig::default(),
+        Alerts::new(Vec::new()),
+        "salon",
+    );
+    engine.register("max", Arc::new(MaxChatNotifier::new(&fake.config())));
+    let notice = |user: &str, key: &str| {
+        zapis::effects::notify_job(
+            "salon",
+            &ChatRef::new(zapis::domain::Channel::Max, user),
+            key,
+            Reply {
+                text: "Запись перенесена".into(),
+                ..Reply::default()
+            },
+        )
+    };
+    let queue = engine.queue();
+    // User 1 never started the bot (or blocked it): chat.denied.
+    let denied = queue
+        .enqueue(&notice("1", "moved:1"), clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    engine.run_due().await.unwrap();
+    fake.fail_next(
+        "POST /messages",
+        Failure::Custom {
+            status: 503,
+            body: json!({"code": "service.unavailable", "message": "try later"}),
+        },
+    );
+    let outage = queue
+        .enqueue(&notice("5", "moved:5"), clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    engine.run_due().await.unwrap();
+    let job = |id| {
+        let queue = engine.queue();
+        async move { queue.job(id).await.unwrap().unwrap() }
+    };
+    let denied = job(denied).await;
+    assert_eq!(denied.state, JobState::Dead, "{denied:?}");
+    assert!(
+        denied
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("chat.denied"),
+        "{denied:?}"
+    );
+    let outage = job(outage).await;
+    assert_eq!(outage.state, JobState::Pending, "{outage:?}");
 }

@@ -275,7 +275,7 @@ async fn reschedule_moves_the_record_in_time_only() {
     };
     assert!(matches!(
         e.yc.reschedule(&r.external_id, &other).await,
-        Err(BookingError::Rejected(_))
+        Err(err) if err.is_refusal()
     ));
     e.fake.salon_book(11, 101, at(day, 16, 0));
     let taken = Slot {
@@ -297,7 +297,7 @@ async fn bad_token_is_an_auth_error() {
     );
     let err = yc.services().await.unwrap_err();
     assert!(
-        matches!(&err, BookingError::Auth(m) if m.contains("Необходима авторизация")),
+        err.is_auth() && err.to_string().contains("Необходима авторизация"),
         "{err:?}"
     );
     assert!(!err.to_string().contains(PARTNER_TOKEN));
@@ -327,7 +327,7 @@ async fn down_schedule_is_unavailable_and_recovers() {
     let fresh = Yclients::new(&config(&e.fake), e.clock.clone());
     let err = fresh.services().await.unwrap_err();
     assert!(
-        matches!(&err, BookingError::Unavailable(m) if m.contains("cannot connect")),
+        err.is_transient() && err.to_string().contains("cannot connect"),
         "{err:?}"
     );
     e.fake.set_down(Down::Up);
@@ -374,9 +374,44 @@ async fn rate_limited_burst_is_retried_nothing_lost_and_never_above_five_per_sec
     e.fake.fail_next_with_429(100, Some(0));
     let err = yc.masters("102").await.unwrap_err();
     assert!(
-        matches!(&err, BookingError::Unavailable(m) if m.contains("429")),
+        err.is_transient() && err.to_string().contains("429"),
         "{err:?}"
     );
+}
+
+/// A 429 asking for a long wait is not sat out while the client waits in the chat: the call
+/// returns at once, and YClients' `Retry-After` reaches the queue's retry decision.
+#[tokio::test]
+async fn a_long_retry_after_goes_to_the_queue_instead_of_holding_the_chat() {
+    let e = env(EKB).await;
+    e.yc.company().await.unwrap();
+    let start = utc(EKB, at(tuesday(), 10, 0));
+    e.fake.fail_next_with_429(1, Some(120));
+    let started = std::time::Instant::now();
+    let err =
+        e.yc.book(&request("11", "101", start, 60))
+            .await
+            .unwrap_err();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert!(err.is_transient(), "{err:?}");
+    let hint = Some(std::time::Duration::from_secs(120));
+    assert_eq!(err.failure().and_then(|f| f.retry_after()), hint);
+    match zapis::sync::DeliveryError::from(err) {
+        zapis::sync::DeliveryError::Transient {
+            retry_after,
+            http_status,
+            ..
+        } => assert_eq!((retry_after, http_status), (hint, Some(429))),
+        other => panic!("not transient: {other:?}"),
+    }
+    assert!(e.fake.active_records().is_empty(), "nothing was booked");
+    // The retry the queue makes later books it once.
+    e.yc.book(&request("11", "101", start, 60)).await.unwrap();
+    assert_eq!(e.fake.active_records().len(), 1);
 }
 
 #[tokio::test]
@@ -738,7 +773,7 @@ async fn client_cards_are_listed_200_a_page_and_completed_without_losing_what_th
     let partner_only = Yclients::new(&config(&fake), Arc::new(FakeClock::new(Utc::now())));
     assert!(matches!(
         partner_only.all_clients().await,
-        Err(BookingError::Auth(_))
+        Err(err) if err.is_auth()
     ));
 }
 
@@ -768,7 +803,7 @@ async fn a_record_whose_answer_was_lost_is_found_by_our_booking_id() {
     );
     assert!(matches!(
         yc.book(&req).await,
-        Err(BookingError::Unavailable(_))
+        Err(err) if err.is_transient()
     ));
     let made = fake.active_records();
     assert_eq!(made.len(), 1, "the write was done, only its answer lost");
@@ -815,7 +850,7 @@ async fn a_5xx_at_the_record_step_writes_nothing_and_the_retry_books_once() {
         .fail_next(reqwest::Method::POST, "/api/v1/book_record/", 500);
     assert!(matches!(
         e.yc.book(&req).await,
-        Err(BookingError::Unavailable(_))
+        Err(err) if err.is_transient()
     ));
     assert!(e.fake.active_records().is_empty());
     e.yc.book(&req).await.unwrap();
@@ -830,7 +865,7 @@ async fn the_partner_id_goes_on_every_call_and_admin_calls_need_it_where_demande
     let without = Yclients::new(&admin_config(&fake), clock.clone());
     let e = without.admin_read().await.unwrap_err();
     assert!(
-        matches!(&e, BookingError::Auth(m) if m.contains("Не указан идентификатор партнера") && m.contains("booking.yclients.partner_id")),
+        matches!(&e, err if err.is_auth() && err.to_string().contains("Не указан идентификатор партнера") && err.to_string().contains("booking.yclients.partner_id")),
         "{e}"
     );
     // Online booking does not need it.

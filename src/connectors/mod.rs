@@ -1,0 +1,11 @@
+//! The plumbing every vendor connector shares, so that each vendor folder holds only what is
+//! its own (paths, wire types, mapping, quirks):
+//! - [`http`]: one client builder (timeouts, user agent) and transport failures without URLs,
+//!   which may carry tokens;
+//! - [`failure`]: one [`Failure`] type, one status classifier with per-vendor quirk hooks,
+//!   one `Retry-After` parser, and one conversion into the sync engine's retry decision.
+
+pub mod failure;
+pub mod http;
+
+pub use failure::{Failure, Kind, Quirks};

@@ -51,10 +51,10 @@ pub fn bitrix24_event(data: &[u8]) {
     let body = text(data, WEBHOOK_BODY);
     let token = SecretString::from("fuzz-application-token");
     let _ = crate::crm::bitrix24::parse_event(body.as_bytes(), &token);
-    let stored = crate::http::bitrix24_inbox::strip_token(&body, &token);
-    let back = crate::http::bitrix24_inbox::restore_token(&stored, &token);
+    let stored = crate::crm::bitrix24::strip_token(&body, &token);
+    let back = crate::crm::bitrix24::restore_token(&stored, &token);
     let _ = crate::crm::bitrix24::parse_event(back.as_bytes(), &token);
-    let _ = crate::http::bitrix24_inbox::delivery_key(&body);
+    let _ = crate::crm::bitrix24::delivery_key(&body);
 }
 
 /// `POST /webhooks/max/…`: an update or a list of them, and what the bot reads from each.

@@ -71,7 +71,7 @@ pub fn delivery_key(body: &str) -> Option<String> {
     use std::collections::BTreeMap;
     // `leads[status][0]` → (field → value) for its top-level fields.
     let mut entities: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for (key, value) in super::dedup::form_pairs(body) {
+    for (key, value) in crate::sync::inbox::form_pairs(body) {
         let Some((name, rest)) = key.split_once('[') else {
             continue;
         };
@@ -92,7 +92,7 @@ pub fn delivery_key(body: &str) -> Option<String> {
         let stage = fields.get("status_id").map(String::as_str).unwrap_or("");
         parts.push(format!("{entity}:{id}:{stage}:{modified}"));
     }
-    (!parts.is_empty()).then(|| super::dedup::stamp_key("amocrm", &parts))
+    (!parts.is_empty()).then(|| crate::sync::inbox::stamp_key("amocrm", &parts))
 }
 
 #[cfg(test)]

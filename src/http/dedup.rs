@@ -2,10 +2,13 @@
 //! the repeat must be dropped; a new change that happens to read the same (a lead moved to
 //! "cancelled", back, and to "cancelled" again) must not be. So where a vendor stamps its
 //! deliveries with a change time or an event id, the key is built from that stamp and the
-//! entity it names (each vendor's `delivery_key` in its `*_inbox.rs`); otherwise it is a
+//! entity it names (each vendor's `delivery_key`, beside its inbox handler); otherwise it is a
 //! digest of the body and query. docs/yclients.md lists which stamp each vendor gives.
 
 use sha2::{Digest, Sha256};
+
+#[cfg(test)]
+use crate::sync::inbox::{MAX_KEY, stamp_key};
 
 /// The key under which a delivery of `source` is stored; the same delivery sent again gets the
 /// same key.
@@ -13,7 +16,7 @@ pub fn delivery_key(source: &str, body: &str, query: Option<&str>) -> String {
     let stamped = match source {
         "yclients" => super::yclients_inbox::delivery_key(body),
         "amocrm" => super::amocrm_inbox::delivery_key(body),
-        "bitrix24" => super::bitrix24_inbox::delivery_key(body),
+        "bitrix24" => crate::crm::bitrix24::delivery_key(body),
         "max" => super::max_inbox::delivery_key(body),
         _ => None,
     };
@@ -29,27 +32,6 @@ pub fn body_digest(body: &str, query: Option<&str>) -> String {
     let digest = hash.finalize();
     let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
     format!("body:{hex}-{}", body.len())
-}
-
-/// Form pairs of a PHP-style `application/x-www-form-urlencoded` body.
-pub(crate) fn form_pairs(body: &str) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(body.trim().as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-/// Keys longer than this are digested: the stamp lists every entity of a batch delivery.
-const MAX_KEY: usize = 200;
-
-/// `prefix:` and the parts, or a digest of them when too long for a key.
-pub(crate) fn stamp_key(prefix: &str, parts: &[String]) -> String {
-    let joined = parts.join("|");
-    if joined.len() + prefix.len() < MAX_KEY {
-        return format!("{prefix}:{joined}");
-    }
-    let digest = Sha256::digest(joined.as_bytes());
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}:{hex}")
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ pub fn delivery_key(body: &str) -> Option<String> {
                 text("/user/user_id").unwrap_or_default()
             )
         });
-    Some(super::dedup::stamp_key(
+    Some(crate::sync::inbox::stamp_key(
         "max",
         &[kind.to_owned(), at.to_string(), about],
     ))

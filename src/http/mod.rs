@@ -3,7 +3,6 @@
 //! A webhook is acknowledged only after it is stored; the sync engine processes it.
 
 pub mod amocrm_inbox;
-pub mod bitrix24_inbox;
 pub mod commerceml;
 pub mod dedup;
 pub mod forms;
@@ -186,7 +185,7 @@ async fn receive_webhook(
     let text = match (source, &state.bitrix24_token) {
         // The token proves origin only while it is secret: the stored event keeps a digest.
         ("bitrix24", Some(token)) => {
-            stripped = bitrix24_inbox::strip_token(text, token);
+            stripped = crate::crm::bitrix24::strip_token(text, token);
             stripped.as_str()
         }
         _ => text,

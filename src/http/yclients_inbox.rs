@@ -149,7 +149,7 @@ pub fn delivery_key(body: &str) -> Option<String> {
             .filter(|d| !d.trim().is_empty())?;
         parts.push(format!("{resource}:{id}:{status}:{changed}"));
     }
-    (!parts.is_empty()).then(|| super::dedup::stamp_key("yclients", &parts))
+    (!parts.is_empty()).then(|| crate::sync::inbox::stamp_key("yclients", &parts))
 }
 
 #[cfg(test)]

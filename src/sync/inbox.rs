@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sha2::Digest;
 use sqlx::Row;
 
 use crate::store::{Store, StoreError, from_millis, to_millis};
@@ -178,4 +179,27 @@ impl JobHandler for InboxDispatcher {
             .ok_or_else(|| DeliveryError::permanent(format!("inbox message {id} is missing")))?;
         handler.process(&message, ctx).await
     }
+}
+
+// ------------------------------------------------------------ keys a vendor stamps
+
+/// Form pairs of a PHP-style `application/x-www-form-urlencoded` body.
+pub fn form_pairs(body: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(body.trim().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// Keys longer than this are digested: the stamp lists every entity of a batch delivery.
+pub const MAX_KEY: usize = 200;
+
+/// `prefix:` and the parts, or a digest of them when too long for a key.
+pub fn stamp_key(prefix: &str, parts: &[String]) -> String {
+    let joined = parts.join("|");
+    if joined.len() + prefix.len() < MAX_KEY {
+        return format!("{prefix}:{joined}");
+    }
+    let digest = sha2::Sha256::digest(joined.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}:{hex}")
 }

@@ -1,22 +1,135 @@
+//! Bitrix24's outbound events: parsing and checking one (`application_token`), and the inbox
+//! handler that acts on a deal (lead) moved to the cancelled stage.
+//!
 //! Bitrix24's outbound events (`ONCRMDEALUPDATE`, `ONCRMLEADUPDATE`), processed from the
 //! inbox. An event carries only the id, so the deal (lead) is re-read: when a manager moved it
 //! to the configured "cancelled" stage, the visit is cancelled in the schedule and the client
 //! told. Our own stage moves come back as events too and find the booking already cancelled.
 
-use std::sync::Arc;
+use super::*;
 
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::booking::BookingSystem;
 use crate::booking::changes::ChangeApplier;
-use crate::crm::Stage;
-use crate::crm::bitrix24::{Bitrix24, EventKind};
 use crate::crm::reconcile::{cancel_from_crm, linked_booking};
 use crate::sync::inbox::{InboxHandler, InboxMessage};
 use crate::sync::{Delivered, DeliveryError, JobContext};
+
+// -------------------------------------------------------------------- events in
+
+/// What an outbound event reports; only the id travels, re-read with `deal_stage`/`get_lead`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    DealAdd,
+    DealUpdate,
+    DealDelete,
+    LeadAdd,
+    LeadUpdate,
+    LeadDelete,
+    ContactAdd,
+    ContactUpdate,
+    ContactDelete,
+    /// Any other code, upper-cased, kept so callers can log what they ignore.
+    Other(String),
+}
+
+impl EventKind {
+    fn parse(code: &str) -> EventKind {
+        match code.to_ascii_uppercase().as_str() {
+            "ONCRMDEALADD" => EventKind::DealAdd,
+            "ONCRMDEALUPDATE" => EventKind::DealUpdate,
+            "ONCRMDEALDELETE" => EventKind::DealDelete,
+            "ONCRMLEADADD" => EventKind::LeadAdd,
+            "ONCRMLEADUPDATE" => EventKind::LeadUpdate,
+            "ONCRMLEADDELETE" => EventKind::LeadDelete,
+            "ONCRMCONTACTADD" => EventKind::ContactAdd,
+            "ONCRMCONTACTUPDATE" => EventKind::ContactUpdate,
+            "ONCRMCONTACTDELETE" => EventKind::ContactDelete,
+            other => EventKind::Other(other.to_string()),
+        }
+    }
+}
+
+/// One verified outbound event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    /// `data[FIELDS][ID]`.
+    pub id: Option<String>,
+    pub ts: Option<i64>,
+    pub domain: Option<String>,
+    pub member_id: Option<String>,
+    pub handler_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("crm.bitrix24.application_token is not set; events cannot be verified")]
+    NotConfigured,
+    #[error("Bitrix24 event has no auth[application_token]")]
+    MissingToken,
+    #[error("Bitrix24 event carries a wrong application token")]
+    WrongToken,
+    #[error("Bitrix24 event field {key} is missing")]
+    Missing { key: String },
+    #[error("Bitrix24 event body is not readable: {0}")]
+    Malformed(String),
+}
+
+/// Parses an outbound event: on the wire `application/x-www-form-urlencoded` with PHP bracket
+/// keys (`data[FIELDS][ID]`, `auth[application_token]`); the JSON form the docs print is read
+/// too. Events are unsigned; the application token is the only proof of origin, compared in
+/// constant time.
+pub fn parse_event(body: &[u8], expected_token: &SecretString) -> Result<Event, EventError> {
+    let mut flat: HashMap<String, String> = HashMap::new();
+    let trimmed = body.trim_ascii_start();
+    if trimmed.starts_with(b"{") {
+        let v: Value =
+            serde_json::from_slice(trimmed).map_err(|e| EventError::Malformed(e.to_string()))?;
+        let mut pairs = Vec::new();
+        flatten(None, &v, &mut pairs);
+        flat.extend(pairs);
+    } else {
+        for (k, v) in url::form_urlencoded::parse(body) {
+            // Normalise `data[FIELDS][ID]` spelling (no spaces, as sent).
+            let key = crate::crm::bracket_parts(&k).join("|");
+            flat.insert(key, v.into_owned());
+        }
+        flat = flat
+            .into_iter()
+            .map(|(k, v)| {
+                let mut parts = k.split('|');
+                let head = parts.next().unwrap_or_default().to_string();
+                let key = parts.fold(head, |acc, p| format!("{acc}[{p}]"));
+                (key, v)
+            })
+            .collect();
+    }
+    let token = flat
+        .get("auth[application_token]")
+        .ok_or(EventError::MissingToken)?;
+    if !constant_time_eq(token.as_bytes(), expected_token.expose_secret().as_bytes()) {
+        return Err(EventError::WrongToken);
+    }
+    let code = flat.get("event").ok_or_else(|| EventError::Missing {
+        key: "event".into(),
+    })?;
+    Ok(Event {
+        kind: EventKind::parse(code),
+        id: flat
+            .get("data[FIELDS][ID]")
+            .or_else(|| flat.get("data[ID]"))
+            .cloned(),
+        ts: flat.get("ts").and_then(|t| t.trim().parse().ok()),
+        domain: flat.get("auth[domain]").cloned(),
+        member_id: flat.get("auth[member_id]").cloned(),
+        handler_id: flat.get("event_handler_id").cloned(),
+    })
+}
+
+// -------------------------------------------------------------------- the inbox handler
 
 pub struct Bitrix24Inbox {
     pub crm: Bitrix24,
@@ -102,7 +215,7 @@ pub fn delivery_key(body: &str) -> Option<String> {
         };
         (text("/event")?, text("/data/FIELDS/ID")?, text("/ts")?)
     } else {
-        let pairs = super::dedup::form_pairs(trimmed);
+        let pairs = crate::sync::inbox::form_pairs(trimmed);
         let get = |k: &str| {
             pairs
                 .iter()
@@ -111,7 +224,7 @@ pub fn delivery_key(body: &str) -> Option<String> {
         };
         (get("event")?, get("data[FIELDS][ID]")?, get("ts")?)
     };
-    Some(super::dedup::stamp_key(
+    Some(crate::sync::inbox::stamp_key(
         "bitrix24",
         &[event.to_ascii_uppercase(), id, ts],
     ))

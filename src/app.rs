@@ -11,6 +11,7 @@ use crate::booking::dikidi::Dikidi;
 use crate::booking::jobs::BookingJobs;
 use crate::booking::sandbox::Sandbox;
 use crate::booking::yclients::Yclients;
+use crate::booking::yclients::YclientsInbox;
 use crate::clock::Clock;
 use crate::config::{BookingSystemKind, Config};
 use crate::conversation::Conversations;
@@ -23,7 +24,6 @@ use crate::crm::jobs::CrmJobs;
 use crate::crm::reconcile::CrmReconciler;
 use crate::http::amocrm_inbox::AmoCrmInbox;
 use crate::http::max_inbox::MaxInbox;
-use crate::http::yclients_inbox::YclientsInbox;
 use crate::messenger::max::MaxBot;
 use crate::messenger::notify::{
     MaxAlertSink, MaxChatNotifier, TelegramAlertSink, TelegramNotifier,

@@ -35,7 +35,7 @@ fn text(data: &[u8], max: usize) -> String {
 pub fn yclients_webhook(data: &[u8]) {
     let data = cut(data, WEBHOOK_BODY);
     let _ = crate::booking::yclients::parse_webhook(data, TZ);
-    let _ = crate::http::yclients_inbox::delivery_key(&String::from_utf8_lossy(data));
+    let _ = crate::booking::yclients::delivery_key(&String::from_utf8_lossy(data));
 }
 
 /// `POST /webhooks/amocrm/…`: a PHP-style form body.

@@ -14,7 +14,7 @@ use crate::sync::inbox::{MAX_KEY, stamp_key};
 /// same key.
 pub fn delivery_key(source: &str, body: &str, query: Option<&str>) -> String {
     let stamped = match source {
-        "yclients" => super::yclients_inbox::delivery_key(body),
+        "yclients" => crate::booking::yclients::delivery_key(body),
         "amocrm" => super::amocrm_inbox::delivery_key(body),
         "bitrix24" => crate::crm::bitrix24::delivery_key(body),
         "max" => super::max_inbox::delivery_key(body),

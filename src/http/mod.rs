@@ -9,7 +9,6 @@ pub mod forms;
 pub mod max_inbox;
 pub mod ops;
 pub mod server;
-pub mod yclients_inbox;
 
 use axum::Router;
 use axum::body::Bytes;

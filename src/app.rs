@@ -17,12 +17,12 @@ use crate::config::{BookingSystemKind, Config};
 use crate::conversation::Conversations;
 use crate::crm::Crm;
 use crate::crm::amocrm::AmoCrm;
+use crate::crm::amocrm::AmoCrmInbox;
 use crate::crm::bitrix24::Bitrix24;
 use crate::crm::bitrix24::Bitrix24Inbox;
 use crate::crm::config::{CrmConfig, CrmSystem};
 use crate::crm::jobs::CrmJobs;
 use crate::crm::reconcile::CrmReconciler;
-use crate::http::amocrm_inbox::AmoCrmInbox;
 use crate::http::max_inbox::MaxInbox;
 use crate::messenger::max::MaxBot;
 use crate::messenger::notify::{

@@ -42,7 +42,7 @@ pub fn yclients_webhook(data: &[u8]) {
 pub fn amocrm_webhook(data: &[u8]) {
     let data = cut(data, WEBHOOK_BODY);
     let _ = crate::crm::amocrm::parse_webhook(data);
-    let _ = crate::http::amocrm_inbox::delivery_key(&String::from_utf8_lossy(data));
+    let _ = crate::crm::amocrm::delivery_key(&String::from_utf8_lossy(data));
 }
 
 /// `POST /webhooks/bitrix24/…`: a form or JSON event, its token stripped for storage and put

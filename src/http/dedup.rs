@@ -15,7 +15,7 @@ use crate::sync::inbox::{MAX_KEY, stamp_key};
 pub fn delivery_key(source: &str, body: &str, query: Option<&str>) -> String {
     let stamped = match source {
         "yclients" => crate::booking::yclients::delivery_key(body),
-        "amocrm" => super::amocrm_inbox::delivery_key(body),
+        "amocrm" => crate::crm::amocrm::delivery_key(body),
         "bitrix24" => crate::crm::bitrix24::delivery_key(body),
         "max" => super::max_inbox::delivery_key(body),
         _ => None,

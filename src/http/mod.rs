@@ -2,7 +2,6 @@
 //! the console.
 //! A webhook is acknowledged only after it is stored; the sync engine processes it.
 
-pub mod amocrm_inbox;
 pub mod commerceml;
 pub mod dedup;
 pub mod forms;

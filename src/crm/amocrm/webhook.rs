@@ -1,17 +1,115 @@
-//! AmoCRM's lead webhooks, processed from the inbox. A manager moving a lead to the configured
-//! "cancelled" stage cancels the visit in the schedule and tells the client; our own stage moves
-//! coming back find the booking already cancelled and change nothing.
+//! Lead webhooks: parsing a delivery, and the inbox handler that acts on a lead moved to the
+//! cancelled stage.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
+use super::*;
 
 use crate::booking::BookingSystem;
 use crate::booking::changes::ChangeApplier;
-use crate::crm::amocrm::{WebhookEvent, parse_webhook};
 use crate::crm::reconcile::{cancel_from_crm, linked_booking};
 use crate::sync::inbox::{InboxHandler, InboxMessage};
 use crate::sync::{Delivered, DeliveryError, JobContext};
+
+// -------------------------------------------------------------------- inbound webhooks
+
+/// One change amoCRM reports to our webhook URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookEvent {
+    /// `leads[status][N][…]`: the lead moved to another stage.
+    LeadStatusChanged {
+        lead_id: i64,
+        status_id: i64,
+        pipeline_id: i64,
+        old_status_id: Option<i64>,
+        old_pipeline_id: Option<i64>,
+    },
+    /// `leads[delete][N][id]`.
+    LeadDeleted { lead_id: i64 },
+    /// Any other entity/action, kept so callers can log what they ignore.
+    Other {
+        entity: String,
+        action: String,
+        id: Option<i64>,
+    },
+}
+
+/// A whole webhook delivery: the account it came from and its events in order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WebhookDelivery {
+    pub account_id: Option<i64>,
+    pub account_subdomain: Option<String>,
+    pub events: Vec<WebhookEvent>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WebhookError {
+    #[error("amoCRM webhook field {key} is missing")]
+    Missing { key: String },
+    #[error("amoCRM webhook field {key} is not a number")]
+    NotANumber { key: String },
+}
+
+/// Parses amoCRM's `application/x-www-form-urlencoded` webhook body (PHP-style bracket keys,
+/// every value a string). Payloads are unsigned, so callers should re-read the lead through
+/// the API before acting on it.
+pub fn parse_webhook(body: &[u8]) -> Result<WebhookDelivery, WebhookError> {
+    // (entity, action, index) → field → value, for the flat fields of each item.
+    let mut items: BTreeMap<(String, String, u32), HashMap<String, String>> = BTreeMap::new();
+    let mut delivery = WebhookDelivery::default();
+    for (key, value) in url::form_urlencoded::parse(body) {
+        let parts = super::super::bracket_parts(&key);
+        match parts.as_slice() {
+            [entity, action, index, field] => {
+                if let Ok(index) = index.parse::<u32>() {
+                    items
+                        .entry((entity.to_string(), action.to_string(), index))
+                        .or_default()
+                        .insert(field.to_string(), value.into_owned());
+                }
+            }
+            ["account", "id"] => delivery.account_id = value.trim().parse().ok(),
+            ["account", "subdomain"] => delivery.account_subdomain = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    for ((entity, action, index), fields) in items {
+        let key = |f: &str| format!("{entity}[{action}][{index}][{f}]");
+        let number = |f: &str| -> Result<Option<i64>, WebhookError> {
+            match fields.get(f) {
+                None => Ok(None),
+                Some(v) if v.trim().is_empty() => Ok(None),
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| WebhookError::NotANumber { key: key(f) }),
+            }
+        };
+        let required = |f: &str| -> Result<i64, WebhookError> {
+            number(f)?.ok_or_else(|| WebhookError::Missing { key: key(f) })
+        };
+        let event = match (entity.as_str(), action.as_str()) {
+            ("leads", "status") => WebhookEvent::LeadStatusChanged {
+                lead_id: required("id")?,
+                status_id: required("status_id")?,
+                pipeline_id: required("pipeline_id")?,
+                old_status_id: number("old_status_id")?,
+                old_pipeline_id: number("old_pipeline_id")?,
+            },
+            ("leads", "delete") => WebhookEvent::LeadDeleted {
+                lead_id: required("id")?,
+            },
+            _ => WebhookEvent::Other {
+                id: number("id").ok().flatten(),
+                entity,
+                action,
+            },
+        };
+        delivery.events.push(event);
+    }
+    Ok(delivery)
+}
+
+// ------------------------------------------------------------------ the inbox handler
 
 pub struct AmoCrmInbox {
     pub booking: Arc<dyn BookingSystem>,

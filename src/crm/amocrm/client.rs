@@ -1,0 +1,400 @@
+//! Calls to amoCRM: OAuth tokens (exchange, refresh under a lock), the paced request, and the
+//! sorting of an answer's status into what the caller should do.
+
+use super::*;
+
+impl AmoCrm {
+    // ---------------------------------------------------------------- OAuth
+
+    /// Exchanges an authorisation code (valid 20 minutes) for the first token pair and stores
+    /// it. Backs `zapis amocrm auth --code CODE`.
+    pub async fn exchange_code(&self, code: &str) -> Result<(), CrmError> {
+        let AuthMode::OAuth(oauth) = &self.inner.auth else {
+            return Err(CrmError::permanent(
+                "crm.amocrm uses a long-lived token; an authorisation code is only for OAuth",
+            ));
+        };
+        let mut state = oauth.state.lock().await;
+        let pair = self.token_request(oauth, Grant::Code(code)).await?;
+        oauth
+            .tokens
+            .save(&pair, self.now())
+            .await
+            .map_err(store_error)?;
+        state.pair = Some(pair);
+        tracing::info!("amoCRM authorised; token pair stored");
+        Ok(())
+    }
+
+    pub(super) async fn access_token(&self) -> Result<SecretString, CrmError> {
+        let oauth = match &self.inner.auth {
+            AuthMode::LongLived(token) => return Ok(token.clone()),
+            AuthMode::OAuth(oauth) => oauth,
+        };
+        let mut state = oauth.state.lock().await;
+        if state.pair.is_none() {
+            state.pair = oauth.tokens.load().await.map_err(store_error)?;
+        }
+        let Some(pair) = &state.pair else {
+            return Err(CrmError::Auth {
+                message: format!("no amoCRM tokens are stored for this business; {AUTH_FIX}"),
+            });
+        };
+        if pair.expires_at - REFRESH_MARGIN <= self.now() {
+            self.refresh_locked(oauth, &mut state).await?;
+        }
+        state
+            .pair
+            .as_ref()
+            .map(|p| p.access_token.clone())
+            .ok_or_else(|| CrmError::Auth {
+                message: format!("no amoCRM tokens; {AUTH_FIX}"),
+            })
+    }
+
+    /// After a 401: refresh unless someone already replaced the token that was refused.
+    pub(super) async fn refresh_after_401(&self, refused: &SecretString) -> Result<(), CrmError> {
+        let AuthMode::OAuth(oauth) = &self.inner.auth else {
+            return Ok(());
+        };
+        let mut state = oauth.state.lock().await;
+        let still_current = state
+            .pair
+            .as_ref()
+            .is_some_and(|p| p.access_token.expose_secret() == refused.expose_secret());
+        if still_current {
+            self.refresh_locked(oauth, &mut state).await?;
+        }
+        Ok(())
+    }
+
+    /// Spends the refresh token and stores the new pair before anything uses it.
+    pub(super) async fn refresh_locked(
+        &self,
+        oauth: &OAuth,
+        state: &mut TokenState,
+    ) -> Result<(), CrmError> {
+        // Another instance sharing the store may have rotated the pair already; its refresh
+        // token is the only live one, so take it rather than spend ours (already dead).
+        let stored = oauth.tokens.load().await.map_err(store_error)?;
+        if let (Some(stored), Some(held)) = (&stored, &state.pair)
+            && !stored.same_refresh(held)
+        {
+            let fresh = stored.expires_at - REFRESH_MARGIN > self.now();
+            state.pair = Some(stored.clone());
+            if fresh {
+                return Ok(());
+            }
+        }
+        let current = state
+            .pair
+            .clone()
+            .or(stored)
+            .ok_or_else(|| CrmError::Auth {
+                message: format!("no amoCRM tokens are stored for this business; {AUTH_FIX}"),
+            })?;
+        let pair = self
+            .token_request(oauth, Grant::Refresh(&current.refresh_token))
+            .await?;
+        // The old refresh token is spent from this instant: persist the new pair first. If the
+        // store fails, keep the pair in memory (it is the only live one) and say so.
+        let saved = oauth.tokens.save(&pair, self.now()).await;
+        state.pair = Some(pair);
+        if let Err(e) = saved {
+            tracing::error!(error = %e, "amoCRM tokens rotated but could not be stored");
+            return Err(store_error(e));
+        }
+        tracing::info!("amoCRM access token refreshed; new pair stored");
+        Ok(())
+    }
+
+    pub(super) async fn token_request(
+        &self,
+        oauth: &OAuth,
+        grant: Grant<'_>,
+    ) -> Result<TokenPair, CrmError> {
+        let (grant_type, code, refresh_token) = match grant {
+            Grant::Code(c) => ("authorization_code", Some(c), None),
+            Grant::Refresh(r) => ("refresh_token", None, Some(r.expose_secret())),
+        };
+        let body = TokenRequestOut {
+            client_id: &oauth.client_id,
+            client_secret: oauth.client_secret.expose_secret(),
+            grant_type,
+            code,
+            refresh_token,
+            redirect_uri: &oauth.redirect_uri,
+        };
+        let url = self.url("/oauth2/access_token")?;
+        self.inner.limiter.until_ready().await;
+        let response = self
+            .inner
+            .http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let retry_after = retry_after(&response);
+        let bytes = response.bytes().await.map_err(transport_error)?;
+        tracing::debug!(
+            status = status.as_u16(),
+            grant_type,
+            "amoCRM token endpoint"
+        );
+        if status.is_success() {
+            let token: TokenIn = parse_body(&bytes, "token response")?;
+            return Ok(TokenPair {
+                access_token: SecretString::from(token.access_token),
+                refresh_token: SecretString::from(token.refresh_token),
+                expires_at: self.now() + chrono::Duration::seconds(token.expires_in),
+            });
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return Err(CrmError::Transient {
+                message: "amoCRM token endpoint unavailable".into(),
+                status: Some(status.as_u16()),
+                retry_after,
+            });
+        }
+        // Any 4xx here is terminal: a used, expired (3 months unused) or revoked refresh
+        // token, a stale code or a wrong secret; only a fresh authorisation helps.
+        let problem: ProblemIn = serde_json::from_slice(&bytes).unwrap_or_default();
+        let why = problem
+            .hint
+            .or(problem.detail)
+            .or(problem.title)
+            .unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
+        let what = match grant {
+            Grant::Code(_) => "refused the authorisation code",
+            Grant::Refresh(_) => {
+                "refused the refresh token (it is single-use and expires after 3 months unused)"
+            }
+        };
+        Err(CrmError::Auth {
+            message: format!("amoCRM {what}: {why}; {AUTH_FIX}"),
+        })
+    }
+
+    // ---------------------------------------------------------------- transport
+
+    pub(super) fn url(&self, path: &str) -> Result<Url, CrmError> {
+        self.inner
+            .config
+            .base_url
+            .join(path)
+            .map_err(|e| CrmError::permanent(format!("bad amoCRM URL for {path}: {e}")))
+    }
+
+    pub(super) async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Option<Vec<u8>>, CrmError> {
+        self.execute(Method::GET, path, query, None).await
+    }
+
+    pub(super) async fn send_json<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<Option<Vec<u8>>, CrmError> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| CrmError::permanent(format!("cannot encode the request: {e}")))?;
+        self.execute(method, path, &[], Some(bytes)).await
+    }
+
+    /// One API call: rate-limited, authorised, refreshed once on 401 (OAuth), and mapped to
+    /// `CrmError` by status. `None` is amoCRM's 204 (nothing found).
+    pub(super) async fn execute(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, CrmError> {
+        let url = self.url(path)?;
+        let oauth = matches!(self.inner.auth, AuthMode::OAuth(_));
+        let mut refreshed = false;
+        loop {
+            let token = self.access_token().await?;
+            self.inner.limiter.until_ready().await;
+            let mut request = self
+                .inner
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(token.expose_secret())
+                .header(
+                    ACCEPT,
+                    "application/hal+json, application/problem+json, application/json",
+                );
+            if !query.is_empty() {
+                request = request.query(query);
+            }
+            if let Some(body) = &body {
+                request = request
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let response = request.send().await.map_err(transport_error)?;
+            let status = response.status();
+            // The query may hold a phone number: log the path only.
+            tracing::debug!(%method, path, status = status.as_u16(), "amoCRM call");
+            if status == StatusCode::UNAUTHORIZED && oauth && !refreshed {
+                refreshed = true;
+                self.refresh_after_401(&token).await?;
+                continue;
+            }
+            let retry_after = retry_after(&response);
+            let bytes = response.bytes().await.map_err(transport_error)?;
+            return map_status(status, retry_after, &bytes, oauth);
+        }
+    }
+}
+
+/// `zapis amocrm auth --code CODE`: exchanges the code and stores the first token pair for
+/// `business_id`. The CLI only has to load the config and the store and call this.
+pub async fn authorize(
+    config: AmoCrmConfig,
+    store: Store,
+    business_id: &str,
+    code: &str,
+) -> Result<(), CrmError> {
+    let client = AmoCrm::new(
+        config,
+        store,
+        business_id,
+        Arc::new(crate::clock::SystemClock),
+    )?;
+    client.exchange_code(code).await
+}
+
+#[derive(Clone, Copy)]
+pub(super) enum Grant<'a> {
+    Code(&'a str),
+    Refresh(&'a SecretString),
+}
+
+/// amoCRM's 400 naming a custom field (`custom_fields_values.N.field_id`).
+pub(super) fn refuses_a_field(e: &CrmError) -> bool {
+    e.status() == Some(400)
+        && e.details()
+            .iter()
+            .any(|d| d.path.contains("custom_fields_values"))
+}
+
+/// PHONE enum codes: a mobile line is `MOB`, a landline `WORK`.
+pub(super) fn phone_enum(mobile: bool) -> &'static str {
+    if mobile { "MOB" } else { "WORK" }
+}
+
+pub(super) fn lead_id(id: &str) -> Result<i64, CrmError> {
+    id.parse()
+        .map_err(|_| CrmError::permanent(format!("{id:?} is not an amoCRM id")))
+}
+
+// -------------------------------------------------------------------- status mapping
+
+pub(super) fn transport_error(e: reqwest::Error) -> CrmError {
+    // The URL may carry a phone in the query: keep it out of the message.
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "transport error"
+    };
+    CrmError::transient(format!("amoCRM {kind}: {}", e.without_url()))
+}
+
+pub(super) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    crate::connectors::failure::retry_after(response.headers())
+}
+
+pub(super) fn map_status(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    bytes: &[u8],
+    oauth: bool,
+) -> Result<Option<Vec<u8>>, CrmError> {
+    let code = status.as_u16();
+    if status == StatusCode::NO_CONTENT {
+        return Ok(None);
+    }
+    if status.is_success() {
+        return Ok(Some(bytes.to_vec()));
+    }
+    // 429 bodies may not be JSON (the official SDK says so): parse leniently everywhere.
+    let problem: ProblemIn = serde_json::from_slice(bytes).unwrap_or_default();
+    let message = problem
+        .detail
+        .clone()
+        .or_else(|| problem.title.clone())
+        .or_else(|| problem.hint.clone())
+        .unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("unexpected status")
+                .to_string()
+        });
+    Err(match code {
+        401 => CrmError::Auth {
+            message: if oauth {
+                format!(
+                    "amoCRM refused the access token even after a refresh ({message}); {AUTH_FIX}"
+                )
+            } else {
+                format!(
+                    "amoCRM refused the long-lived token ({message}); issue a new one in the integration's \"Keys and scopes\" tab and set crm.amocrm.token"
+                )
+            },
+        },
+        402 => CrmError::PaymentRequired {
+            message,
+            status: code,
+        },
+        403 => CrmError::Transient {
+            message: format!(
+                "amoCRM refused access ({message}): the account or IP may be blocked for exceeding the rate limit, or the user lacks rights"
+            ),
+            status: Some(code),
+            retry_after: Some(BLOCKED_RETRY),
+        },
+        429 => CrmError::Transient {
+            message: "amoCRM rate limit exceeded".into(),
+            status: Some(code),
+            retry_after: retry_after.or(Some(Duration::from_secs(1))),
+        },
+        408 | 500..=599 => CrmError::Transient {
+            message,
+            status: Some(code),
+            retry_after,
+        },
+        _ => CrmError::Permanent {
+            message,
+            status: Some(code),
+            details: problem
+                .validation_errors
+                .into_iter()
+                .flat_map(|item| {
+                    let request_id = item.request_id;
+                    item.errors.into_iter().map(move |e| FieldError {
+                        request_id: request_id.clone(),
+                        code: e.code.unwrap_or_default(),
+                        path: e.path.unwrap_or_default(),
+                        detail: e.detail.unwrap_or_default(),
+                    })
+                })
+                .collect(),
+        },
+    })
+}
+
+pub(super) fn parse_body<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, CrmError> {
+    // A 2xx we cannot read leaves the outcome unknown; retrying is safe because every create
+    // is preceded by a search.
+    serde_json::from_slice(bytes)
+        .map_err(|e| CrmError::transient(format!("unexpected amoCRM {what}: {e}")))
+}

@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::clock::Clock;
+use crate::secrets::same_secret;
 use crate::store::Store;
 use crate::sync::inbox::{self, Received};
 
@@ -88,16 +89,6 @@ async fn health(State(state): State<HttpState>) -> (StatusCode, &'static str) {
         Ok(_) => (StatusCode::OK, "ok"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable"),
     }
-}
-
-/// Compares without an early exit, so the secret cannot be guessed by timing.
-pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
-    given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }
 
 async fn webhook_get(

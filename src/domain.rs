@@ -290,6 +290,18 @@ impl Booking {
     }
 }
 
+/// The key a lead that is no booking's carries in the CRM where a booking's lead has its
+/// booking id: `prefix` and 31 hex digits of the digest of `seed`, 32 characters like a booking
+/// id and never equal to one, the same for every retry of one lead.
+pub fn lead_key_of(prefix: char, seed: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hex: String = Sha256::digest(seed.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{prefix}{}", &hex[..31])
+}
+
 /// A client's agreement to the business's personal-data policy (152-ФЗ, art. 9): when it was
 /// given and to which text, so a changed text can be told from the one agreed to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

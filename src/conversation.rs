@@ -785,7 +785,7 @@ impl Conversations {
             client_phone: booking.client_phone.clone(),
             client_name: booking.client_name.clone(),
             client_email: None,
-            comment: record_comment(draft.comment.as_deref(), &booking.source),
+            comment: crate::booking::record_comment(draft.comment.as_deref(), &booking.source),
         };
         match self.booking.book(&request).await {
             Ok(record) => self.confirmed(booking, record).await,
@@ -904,7 +904,7 @@ impl Conversations {
             .await?;
         booking.status = BookingStatus::Booked;
         booking.external_id = Some(record.external_id);
-        log_booked(&booking);
+        crate::booking::log_booked(&booking);
         Ok(Loaded::Booked(booking))
     }
 
@@ -1097,7 +1097,6 @@ fn failed(e: &BookingError) -> Loaded {
     }
 }
 
-/// The note the administrator sees on the record: where the client came from.
 /// The configured courses as the dialog's "services".
 fn school_courses(config: &crate::school::config::SchoolConfig) -> Loaded {
     Loaded::Services(
@@ -1115,53 +1114,6 @@ fn school_courses(config: &crate::school::config::SchoolConfig) -> Loaded {
             })
             .collect(),
     )
-}
-
-/// The note on the record in the schedule: the client's own comment first, then where they
-/// came from.
-pub(crate) fn record_comment(client: Option<&str>, source: &Source) -> String {
-    let origin = booking_comment(source);
-    match client {
-        Some(comment) => format!("{comment}\n{origin}"),
-        None => origin,
-    }
-}
-
-pub(crate) fn booking_comment(source: &Source) -> String {
-    let mut parts = vec![format!("zapis: {}", source.channel)];
-    if let Some(p) = &source.payload {
-        parts.push(format!("start={p}"));
-    }
-    let utm = &source.utm;
-    for (k, v) in [
-        ("utm_source", &utm.source),
-        ("utm_medium", &utm.medium),
-        ("utm_campaign", &utm.campaign),
-        ("utm_content", &utm.content),
-        ("utm_term", &utm.term),
-    ] {
-        if let Some(v) = v {
-            parts.push(format!("{k}={v}"));
-        }
-    }
-    parts.join("; ")
-}
-
-/// One line and one count per booking the schedule confirmed, with where it came from.
-pub(crate) fn log_booked(booking: &Booking) {
-    let source = &booking.source;
-    tracing::info!(
-        booking = %booking.id,
-        phone = %booking.client_phone.masked(),
-        channel = source.channel.as_str(),
-        source = %crate::metrics::source_label(source),
-        payload = source.payload.as_deref().unwrap_or(""),
-        utm_source = source.utm.source.as_deref().unwrap_or(""),
-        utm_campaign = source.utm.campaign.as_deref().unwrap_or(""),
-        service = %booking.service_name,
-        "booked"
-    );
-    crate::metrics::booked(source);
 }
 
 #[cfg(test)]
@@ -1183,17 +1135,6 @@ pub(crate) mod tests {
             .fetch_one(store.pool())
             .await
             .expect("count")
-    }
-
-    #[test]
-    fn the_record_comment_puts_the_clients_words_before_the_source() {
-        let mut source = Source::direct(Channel::Max);
-        source.payload = Some("src_vk".into());
-        assert_eq!(record_comment(None, &source), "zapis: max; start=src_vk");
-        assert_eq!(
-            record_comment(Some("Покороче"), &source),
-            "Покороче\nzapis: max; start=src_vk"
-        );
     }
 
     #[test]

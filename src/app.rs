@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::accounting::config::OnecMode;
+use crate::accounting::exchange::Exchange;
 use crate::accounting::jobs::{ONEC_SYSTEM, OnecJobs};
 use crate::accounting::onec_odata::OnecOdata;
 use crate::booking::BookingSystem;
@@ -318,7 +319,7 @@ impl App {
                 .as_ref()
                 .and_then(|c| c.bitrix24.as_ref())
                 .and_then(|b| b.application_token.clone()),
-            onec: crate::accounting::commerceml_exchange(self),
+            onec: self.commerceml_exchange(),
             ops: None,
             console: None,
             forms: self.config.school.as_ref().map(|school| {
@@ -335,6 +336,25 @@ impl App {
                 )
             }),
         }
+    }
+
+    /// The `/1c/exchange` endpoint's state when 1C is set up to call us.
+    fn commerceml_exchange(&self) -> Option<Arc<Exchange>> {
+        let onec = self.config.onec.as_ref()?;
+        if onec.mode != OnecMode::Commerceml {
+            return None;
+        }
+        let cml = onec.commerceml.clone()?;
+        Some(Arc::new(
+            Exchange::new(
+                self.store.clone(),
+                &self.config.business.id,
+                self.clock.clone(),
+                cml,
+                self.config.business.timezone,
+            )
+            .with_low_stock_alert(onec.low_stock_threshold, self.alerts()),
+        ))
     }
 
     /// Every configured place alerts go to.

@@ -29,6 +29,7 @@ use crate::messenger::max::MaxBot;
 use crate::messenger::notify::{
     MaxAlertSink, MaxChatNotifier, TelegramAlertSink, TelegramNotifier,
 };
+use crate::messenger::{MessengerError, StopSignal};
 use crate::store::{Store, StoreError};
 use crate::sync::inbox::{INBOX_SYSTEM, InboxDispatcher};
 use crate::sync::{AlertSink, Alerts, EmailSink, Engine, WebhookSink};
@@ -527,5 +528,61 @@ impl App {
             engine.register("max", Arc::new(MaxChatNotifier::new(max)));
         }
         engine
+    }
+
+    /// Runs every configured messenger side by side until Ctrl-C or SIGTERM; with none configured
+    /// (a forms-only or webhooks-only deployment) it just waits for the signal. A messenger whose
+    /// API cannot be reached is retried while the rest runs; one that refuses its token stops the
+    /// others too and its error is returned, since no retry can fix a wrong token.
+    pub async fn run_messengers(&self) -> Result<(), MessengerError> {
+        let (tg_config, max_config) = (&self.config.telegram, &self.config.max);
+        let stop = StopSignal::new();
+        let signal = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                crate::shutdown::signal().await;
+                stop.stop();
+            })
+        };
+        let tg = async {
+            let Some(config) = tg_config else {
+                return Ok(());
+            };
+            let result = crate::messenger::telegram::run(
+                config,
+                self.conversations.clone(),
+                self.pollers.telegram.clone(),
+                stop.stopped(),
+            )
+            .await;
+            if result.is_err() {
+                stop.stop();
+            }
+            result.map_err(MessengerError::from)
+        };
+        let mx = async {
+            let Some(config) = max_config else {
+                return Ok(());
+            };
+            let result = crate::messenger::max::run(
+                config,
+                self.conversations.clone(),
+                self.pollers.max.clone(),
+                stop.stopped(),
+            )
+            .await;
+            if result.is_err() {
+                stop.stop();
+            }
+            result.map_err(MessengerError::from)
+        };
+        let (tg, mx) = if tg_config.is_none() && max_config.is_none() {
+            stop.stopped().await;
+            (Ok(()), Ok(()))
+        } else {
+            tokio::join!(tg, mx)
+        };
+        signal.abort();
+        tg.and(mx)
     }
 }

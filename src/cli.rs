@@ -938,7 +938,7 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
         lease("retention", crate::store::retention::ERASURES_EVERY),
         stop_rx.clone(),
     );
-    let bots = crate::messenger::run_all(&app).await;
+    let bots = app.run_messengers().await;
     let _ = stop_tx.send(true);
     for task in [http_task, metrics_task].into_iter().flatten() {
         match task.await {

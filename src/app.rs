@@ -280,8 +280,9 @@ impl App {
 
     /// The systems whose webhooks this configuration reads; others are not even stored.
     pub fn webhook_sources(&self) -> Vec<&'static str> {
-        use crate::config::{BookingSystemKind, MaxMode};
+        use crate::config::BookingSystemKind;
         use crate::crm::config::CrmSystem;
+        use crate::messenger::config::MaxMode;
         let c = &self.config;
         let mut sources = Vec::new();
         if c.booking.system == BookingSystemKind::Yclients {

@@ -42,7 +42,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::ChatHandler;
-use crate::config::{MaxConfig, MaxMode};
+use super::config::{MaxConfig, MaxMode};
 use crate::conversation::{ChatEvent, Conversations};
 use crate::dialog::Reply;
 use crate::domain::{Channel, ChatRef};

@@ -1,6 +1,7 @@
 //! Messenger adapters: each one turns its platform's updates into [`ChatEvent`]s, asks a
 //! [`ChatHandler`] what to say, and renders the neutral [`Reply`]s its own way.
 
+pub mod config;
 pub mod console;
 pub mod liveness;
 pub mod max;

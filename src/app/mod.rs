@@ -587,3 +587,6 @@ impl App {
         tg.and(mx)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,14 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono_tz::Tz;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use url::Url;
 
-use crate::i18n::Lang;
+use crate::business::{BusinessConfig, PrivacyConfig};
+use crate::domain::BusinessKind;
 use crate::messenger::config::{MaxConfig, TelegramConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -68,46 +67,6 @@ pub struct Config {
     /// "Call an administrator": the admin chat clients' questions go to, and its hours.
     #[serde(default)]
     pub support: Option<crate::support::SupportConfig>,
-}
-
-/// `[privacy]`: 152-ФЗ asks for the client's consent before their personal data is processed.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrivacyConfig {
-    /// Ask the client to agree before the bot asks for their phone. On unless the business
-    /// collects the consent some other way.
-    #[serde(default = "default_true")]
-    pub consent: bool,
-    /// The business's personal-data policy, linked from the consent message.
-    #[serde(default)]
-    pub policy_url: Option<Url>,
-}
-
-fn default_true() -> bool {
-    true
-}
-
-impl Default for PrivacyConfig {
-    fn default() -> Self {
-        PrivacyConfig {
-            consent: true,
-            policy_url: None,
-        }
-    }
-}
-
-impl PrivacyConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(url) = &self.policy_url
-            && (url.scheme() != "https" || url.host_str().is_none_or(str::is_empty))
-        {
-            return Err(ConfigError::Key {
-                key: "privacy.policy_url".into(),
-                message: "must be an https:// address clients can open".into(),
-            });
-        }
-        Ok(())
-    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -175,6 +134,10 @@ pub struct HttpConfig {
     /// the console's webhook URLs start with it, and its cookies are `Secure` when it is https.
     #[serde(default)]
     pub public_url: Option<url::Url>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_max_connections() -> usize {
@@ -263,47 +226,6 @@ impl Default for StoreConfig {
             url: default_store_url(),
         }
     }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BusinessConfig {
-    /// Rows in the store carry this id, so one deployment can host several businesses.
-    #[serde(default = "default_business_id")]
-    pub id: String,
-    pub name: String,
-    pub timezone: Tz,
-    #[serde(default)]
-    pub locale: Lang,
-    #[serde(default)]
-    pub address: String,
-    /// Shown to clients when online booking is impossible.
-    #[serde(default)]
-    pub phone: Option<String>,
-    /// What the bot sells, and so the words it uses: visits to a master (salon), appointments
-    /// with a doctor (clinic), or places on courses (school).
-    #[serde(default)]
-    pub kind: BusinessKind,
-    /// A directory of the business's own `ru/*.ftl` and `en/*.ftl` messages over the built-in
-    /// ones; relative to the config file's directory.
-    #[serde(default)]
-    pub locales: Option<PathBuf>,
-    /// The words clients read, built from `kind` and `locales` when the config is loaded.
-    #[serde(skip)]
-    pub texts: crate::i18n::Texts,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum BusinessKind {
-    #[default]
-    Salon,
-    Clinic,
-    School,
-}
-
-fn default_business_id() -> String {
-    "default".into()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -455,7 +377,10 @@ impl Config {
         if let Some(http) = &self.http {
             http.validate()?;
         }
-        self.privacy.validate()?;
+        self.privacy.validate().map_err(|e| ConfigError::Key {
+            key: e.key,
+            message: e.message,
+        })?;
         self.alerts.validate().map_err(|e| ConfigError::Key {
             key: e.key,
             message: e.message,
@@ -641,8 +566,10 @@ system = "sandbox"
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::i18n::Lang;
     use crate::messenger::config::MaxMode;
     use secrecy::ExposeSecret;
+    use url::Url;
 
     /// Loads inside figment's Jail: it serialises tests that touch the environment and clears
     /// `ZAPIS_*` variables another test may have set.

@@ -8,8 +8,8 @@ use dashmap::DashMap;
 use tokio::sync::Mutex;
 
 use crate::booking::{BookRequest, BookingError, BookingSystem};
+use crate::business::BusinessConfig;
 use crate::clock::Clock;
-use crate::config::BusinessConfig;
 use crate::dialog::{
     self, BookingDraft, Button, Command, Context, DialogState, FunnelStage, Input, Loaded, Reply,
 };
@@ -128,7 +128,7 @@ pub struct Conversations {
     /// `booking.change_cutoff`: how long before a visit the chat stops cancelling or moving it.
     change_cutoff: Option<chrono::Duration>,
     /// `[privacy]`: the personal-data consent asked before the phone.
-    privacy: crate::config::PrivacyConfig,
+    privacy: crate::business::PrivacyConfig,
     /// `[support]`: the admin chats clients' questions go to.
     support: Option<crate::support::SupportConfig>,
 }
@@ -149,7 +149,7 @@ impl Conversations {
         Conversations {
             business_phone,
             change_cutoff: None,
-            privacy: crate::config::PrivacyConfig::default(),
+            privacy: crate::business::PrivacyConfig::default(),
             store,
             booking,
             business,
@@ -278,7 +278,7 @@ impl Conversations {
 
     /// Whether (and with which policy link) the client agrees to the processing of their
     /// personal data before giving their phone.
-    pub fn with_privacy(mut self, privacy: crate::config::PrivacyConfig) -> Conversations {
+    pub fn with_privacy(mut self, privacy: crate::business::PrivacyConfig) -> Conversations {
         self.privacy = privacy;
         self
     }

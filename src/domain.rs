@@ -10,6 +10,17 @@ use crate::normalize::{Email, Phone};
 /// One deployment may host many businesses; every row carries this id.
 pub type BusinessId = String;
 
+/// What the bot sells, and so the words it uses: visits to a master (salon), appointments
+/// with a doctor (clinic), or places on courses (school).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BusinessKind {
+    #[default]
+    Salon,
+    Clinic,
+    School,
+}
+
 /// An amount in kopecks (or cents): integers only, so sums never drift.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,

@@ -168,12 +168,12 @@ impl App {
             conversations = conversations.with_crm(crm.system());
             // Schools enrol into courses, whose leads are the school CRM's affair.
             if let Some(after) = config.crm.as_ref().and_then(|c| c.unfinished_after)
-                && config.business.kind != crate::config::BusinessKind::School
+                && config.business.kind != crate::domain::BusinessKind::School
             {
                 conversations = conversations.with_unfinished(after);
             }
         }
-        if config.business.kind == crate::config::BusinessKind::School
+        if config.business.kind == crate::domain::BusinessKind::School
             && let (Some(school), Some(alfa)) = (&config.school, &alfacrm)
         {
             conversations = conversations.with_school(school.clone(), alfa.clone());

@@ -9,8 +9,9 @@ use secrecy::ExposeSecret;
 
 use crate::app::App;
 use crate::clock::SystemClock;
-use crate::config::{Config, TelegramConfig};
+use crate::config::Config;
 use crate::domain::Utm;
+use crate::messenger::config::TelegramConfig;
 use crate::store::LoopLease;
 use crate::store::{Store, StoreError, TrackedLink};
 use crate::sync::cli::{
@@ -842,7 +843,9 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
         let ops = |metrics: Option<&metrics_exporter_prometheus::PrometheusHandle>| {
             Some(Arc::new(crate::http::ops::Ops {
                 systems: systems.clone(),
-                pollers: app.pollers.configured(&app.config),
+                pollers: app
+                    .pollers
+                    .configured(app.config.telegram.as_ref(), app.config.max.as_ref()),
                 metrics: metrics.cloned(),
             }))
         };
@@ -938,7 +941,7 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
         lease("retention", crate::store::retention::ERASURES_EVERY),
         stop_rx.clone(),
     );
-    let bots = crate::messenger::run_all(&app).await;
+    let bots = app.run_messengers().await;
     let _ = stop_tx.send(true);
     for task in [http_task, metrics_task].into_iter().flatten() {
         match task.await {

@@ -3,14 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono_tz::Tz;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use url::Url;
 
-use crate::i18n::Lang;
+use crate::business::{BusinessConfig, PrivacyConfig};
+use crate::domain::BusinessKind;
+use crate::messenger::config::{MaxConfig, TelegramConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -67,46 +67,6 @@ pub struct Config {
     /// "Call an administrator": the admin chat clients' questions go to, and its hours.
     #[serde(default)]
     pub support: Option<crate::support::SupportConfig>,
-}
-
-/// `[privacy]`: 152-ФЗ asks for the client's consent before their personal data is processed.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrivacyConfig {
-    /// Ask the client to agree before the bot asks for their phone. On unless the business
-    /// collects the consent some other way.
-    #[serde(default = "default_true")]
-    pub consent: bool,
-    /// The business's personal-data policy, linked from the consent message.
-    #[serde(default)]
-    pub policy_url: Option<Url>,
-}
-
-fn default_true() -> bool {
-    true
-}
-
-impl Default for PrivacyConfig {
-    fn default() -> Self {
-        PrivacyConfig {
-            consent: true,
-            policy_url: None,
-        }
-    }
-}
-
-impl PrivacyConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(url) = &self.policy_url
-            && (url.scheme() != "https" || url.host_str().is_none_or(str::is_empty))
-        {
-            return Err(ConfigError::Key {
-                key: "privacy.policy_url".into(),
-                message: "must be an https:// address clients can open".into(),
-            });
-        }
-        Ok(())
-    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -174,6 +134,10 @@ pub struct HttpConfig {
     /// the console's webhook URLs start with it, and its cookies are `Secure` when it is https.
     #[serde(default)]
     pub public_url: Option<url::Url>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_max_connections() -> usize {
@@ -264,47 +228,6 @@ impl Default for StoreConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BusinessConfig {
-    /// Rows in the store carry this id, so one deployment can host several businesses.
-    #[serde(default = "default_business_id")]
-    pub id: String,
-    pub name: String,
-    pub timezone: Tz,
-    #[serde(default)]
-    pub locale: Lang,
-    #[serde(default)]
-    pub address: String,
-    /// Shown to clients when online booking is impossible.
-    #[serde(default)]
-    pub phone: Option<String>,
-    /// What the bot sells, and so the words it uses: visits to a master (salon), appointments
-    /// with a doctor (clinic), or places on courses (school).
-    #[serde(default)]
-    pub kind: BusinessKind,
-    /// A directory of the business's own `ru/*.ftl` and `en/*.ftl` messages over the built-in
-    /// ones; relative to the config file's directory.
-    #[serde(default)]
-    pub locales: Option<PathBuf>,
-    /// The words clients read, built from `kind` and `locales` when the config is loaded.
-    #[serde(skip)]
-    pub texts: crate::i18n::Texts,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum BusinessKind {
-    #[default]
-    Salon,
-    Clinic,
-    School,
-}
-
-fn default_business_id() -> String {
-    "default".into()
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BookingSystemKind {
@@ -338,62 +261,6 @@ fn de_opt_duration<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<std::time::Duration>, D::Error> {
     crate::sync::config::de_duration(d).map(Some)
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TelegramConfig {
-    pub token: SecretString,
-    #[serde(default = "default_telegram_api")]
-    pub api_url: Url,
-    /// The bot's username, for printing deep links; read from `getMe` when absent.
-    #[serde(default)]
-    pub bot_username: Option<String>,
-    /// `[telegram.limits]`: flood-limit pacing; defaults are Telegram's documented limits.
-    #[serde(default)]
-    pub limits: crate::messenger::telegram_pacing::TelegramLimits,
-}
-
-/// How MAX delivers updates to us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum MaxMode {
-    /// `GET /updates` long polling: fine for development, MAX advises webhooks in production.
-    #[default]
-    Polling,
-    /// MAX posts updates to `webhook_url` (register it with `zapis max subscribe`).
-    Webhook,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MaxConfig {
-    pub token: SecretString,
-    #[serde(default = "default_max_api")]
-    pub api_url: Url,
-    #[serde(default)]
-    pub mode: MaxMode,
-    /// The bot's username, for printing deep links; read from `GET /me` when absent.
-    #[serde(default)]
-    pub bot_username: Option<String>,
-    /// Sent by MAX in `X-Max-Bot-Api-Secret` with every webhook delivery.
-    #[serde(default)]
-    pub webhook_secret: Option<SecretString>,
-    /// Our public HTTPS address MAX posts updates to.
-    #[serde(default)]
-    pub webhook_url: Option<Url>,
-    /// PEM file with extra root certificates to trust for `api_url`. MAX's host is signed by
-    /// the Russian Trusted Root CA (Минцифры), which the built-in roots do not include.
-    #[serde(default)]
-    pub ca_cert: Option<PathBuf>,
-}
-
-fn default_max_api() -> Url {
-    Url::parse("https://platform-api2.max.ru").expect("constant URL parses")
-}
-
-fn default_telegram_api() -> Url {
-    Url::parse("https://api.telegram.org").expect("constant URL parses")
 }
 
 impl Config {
@@ -510,7 +377,10 @@ impl Config {
         if let Some(http) = &self.http {
             http.validate()?;
         }
-        self.privacy.validate()?;
+        self.privacy.validate().map_err(|e| ConfigError::Key {
+            key: e.key,
+            message: e.message,
+        })?;
         self.alerts.validate().map_err(|e| ConfigError::Key {
             key: e.key,
             message: e.message,
@@ -566,7 +436,10 @@ impl Config {
             });
         }
         if let Some(max) = &self.max {
-            max.validate()?;
+            max.validate().map_err(|e| ConfigError::Key {
+                key: e.key,
+                message: e.message,
+            })?;
         }
         match self.booking.system {
             BookingSystemKind::Sandbox => {}
@@ -619,81 +492,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-impl MaxConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        use secrecy::ExposeSecret;
-        let key = |k: &str, message: String| ConfigError::Key {
-            key: format!("max.{k}"),
-            message,
-        };
-        if self.token.expose_secret().trim().is_empty() {
-            return Err(key("token", "must not be empty".into()));
-        }
-        if let Some(secret) = &self.webhook_secret {
-            if let Some(why) = crate::secrets::unusable(secret.expose_secret()) {
-                return Err(key("webhook_secret", why.into()));
-            }
-            // MAX's own rule for `SubscriptionRequestBody.secret`; checked here so a bad one
-            // fails at startup, not at `zapis max subscribe` time.
-            let s = secret.expose_secret();
-            let shape_ok = (5..=256).contains(&s.len())
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if !shape_ok {
-                return Err(key(
-                    "webhook_secret",
-                    "must be 5–256 characters of A-Z, a-z, 0-9, _ and -".into(),
-                ));
-            }
-        }
-        if let Some(url) = &self.webhook_url
-            && url.scheme() != "https"
-        {
-            return Err(key(
-                "webhook_url",
-                "must be an https:// URL, MAX delivers webhooks over HTTPS only".into(),
-            ));
-        }
-        if let Some(path) = &self.ca_cert {
-            let pem = read_bounded(path, MAX_CA_BUNDLE)
-                .map_err(|e| key("ca_cert", format!("cannot read {}: {e}", path.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default();
-            if certs.is_empty() {
-                return Err(key(
-                    "ca_cert",
-                    format!("{} holds no PEM certificate", path.display()),
-                ));
-            }
-        }
-        if self.mode == MaxMode::Webhook && self.webhook_url.is_none() {
-            return Err(key(
-                "webhook_url",
-                "mode = \"webhook\" needs webhook_url, the public address MAX posts to".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// A CA bundle is a few hundred KiB at most; a path to a device or a huge file must not stall
-/// the start or fill memory.
-const MAX_CA_BUNDLE: u64 = 4 << 20;
-
-fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    std::fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut out)?;
-    if out.len() as u64 > limit {
-        return Err(std::io::Error::other(format!(
-            "larger than {} MiB",
-            limit >> 20
-        )));
-    }
-    Ok(out)
 }
 
 /// A configuration error that says what was wrong with a value without repeating it: the value
@@ -768,7 +566,10 @@ system = "sandbox"
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::i18n::Lang;
+    use crate::messenger::config::MaxMode;
     use secrecy::ExposeSecret;
+    use url::Url;
 
     /// Loads inside figment's Jail: it serialises tests that touch the environment and clears
     /// `ZAPIS_*` variables another test may have set.

@@ -8,8 +8,8 @@ use dashmap::DashMap;
 use tokio::sync::Mutex;
 
 use crate::booking::{BookRequest, BookingError, BookingSystem};
+use crate::business::BusinessConfig;
 use crate::clock::Clock;
-use crate::config::BusinessConfig;
 use crate::dialog::{
     self, BookingDraft, Button, Command, Context, DialogState, FunnelStage, Input, Loaded, Reply,
 };
@@ -128,7 +128,7 @@ pub struct Conversations {
     /// `booking.change_cutoff`: how long before a visit the chat stops cancelling or moving it.
     change_cutoff: Option<chrono::Duration>,
     /// `[privacy]`: the personal-data consent asked before the phone.
-    privacy: crate::config::PrivacyConfig,
+    privacy: crate::business::PrivacyConfig,
     /// `[support]`: the admin chats clients' questions go to.
     support: Option<crate::support::SupportConfig>,
 }
@@ -149,7 +149,7 @@ impl Conversations {
         Conversations {
             business_phone,
             change_cutoff: None,
-            privacy: crate::config::PrivacyConfig::default(),
+            privacy: crate::business::PrivacyConfig::default(),
             store,
             booking,
             business,
@@ -278,7 +278,7 @@ impl Conversations {
 
     /// Whether (and with which policy link) the client agrees to the processing of their
     /// personal data before giving their phone.
-    pub fn with_privacy(mut self, privacy: crate::config::PrivacyConfig) -> Conversations {
+    pub fn with_privacy(mut self, privacy: crate::business::PrivacyConfig) -> Conversations {
         self.privacy = privacy;
         self
     }
@@ -785,7 +785,7 @@ impl Conversations {
             client_phone: booking.client_phone.clone(),
             client_name: booking.client_name.clone(),
             client_email: None,
-            comment: record_comment(draft.comment.as_deref(), &booking.source),
+            comment: crate::booking::record_comment(draft.comment.as_deref(), &booking.source),
         };
         match self.booking.book(&request).await {
             Ok(record) => self.confirmed(booking, record).await,
@@ -904,7 +904,7 @@ impl Conversations {
             .await?;
         booking.status = BookingStatus::Booked;
         booking.external_id = Some(record.external_id);
-        log_booked(&booking);
+        crate::booking::log_booked(&booking);
         Ok(Loaded::Booked(booking))
     }
 
@@ -1097,7 +1097,6 @@ fn failed(e: &BookingError) -> Loaded {
     }
 }
 
-/// The note the administrator sees on the record: where the client came from.
 /// The configured courses as the dialog's "services".
 fn school_courses(config: &crate::school::config::SchoolConfig) -> Loaded {
     Loaded::Services(
@@ -1117,84 +1116,9 @@ fn school_courses(config: &crate::school::config::SchoolConfig) -> Loaded {
     )
 }
 
-/// The note on the record in the schedule: the client's own comment first, then where they
-/// came from.
-pub(crate) fn record_comment(client: Option<&str>, source: &Source) -> String {
-    let origin = booking_comment(source);
-    match client {
-        Some(comment) => format!("{comment}\n{origin}"),
-        None => origin,
-    }
-}
-
-pub(crate) fn booking_comment(source: &Source) -> String {
-    let mut parts = vec![format!("zapis: {}", source.channel)];
-    if let Some(p) = &source.payload {
-        parts.push(format!("start={p}"));
-    }
-    let utm = &source.utm;
-    for (k, v) in [
-        ("utm_source", &utm.source),
-        ("utm_medium", &utm.medium),
-        ("utm_campaign", &utm.campaign),
-        ("utm_content", &utm.content),
-        ("utm_term", &utm.term),
-    ] {
-        if let Some(v) = v {
-            parts.push(format!("{k}={v}"));
-        }
-    }
-    parts.join("; ")
-}
-
-/// One line and one count per booking the schedule confirmed, with where it came from.
-pub(crate) fn log_booked(booking: &Booking) {
-    let source = &booking.source;
-    tracing::info!(
-        booking = %booking.id,
-        phone = %booking.client_phone.masked(),
-        channel = source.channel.as_str(),
-        source = %crate::metrics::source_label(source),
-        payload = source.payload.as_deref().unwrap_or(""),
-        utm_source = source.utm.source.as_deref().unwrap_or(""),
-        utm_campaign = source.utm.campaign.as_deref().unwrap_or(""),
-        service = %booking.service_name,
-        "booked"
-    );
-    crate::metrics::booked(source);
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::domain::Channel;
-
-    async fn demo(url: &str) -> crate::app::App {
-        crate::app::App::build(
-            crate::config::Config::demo(url),
-            Arc::new(crate::clock::SystemClock),
-        )
-        .await
-        .expect("demo app")
-    }
-
-    async fn count(store: &Store, sql: &'static str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(store.pool())
-            .await
-            .expect("count")
-    }
-
-    #[test]
-    fn the_record_comment_puts_the_clients_words_before_the_source() {
-        let mut source = Source::direct(Channel::Max);
-        source.payload = Some("src_vk".into());
-        assert_eq!(record_comment(None, &source), "zapis: max; start=src_vk");
-        assert_eq!(
-            record_comment(Some("Покороче"), &source),
-            "Покороче\nzapis: max; start=src_vk"
-        );
-    }
 
     #[test]
     fn the_business_phone_is_shown_formatted_unless_it_has_words() {
@@ -1209,7 +1133,7 @@ pub(crate) mod tests {
     }
 
     /// Presses the first button of `shown` that `pick` accepts.
-    async fn press(
+    pub(crate) async fn press(
         conv: &Conversations,
         chat: &ChatRef,
         shown: &[Reply],
@@ -1257,192 +1181,8 @@ pub(crate) mod tests {
         press(conv, chat, &shown, |b| kind(b, "t:")).await
     }
 
-    /// A chat's start is recorded with its deep link, the turn that picks a time as the
-    /// contact step, once; the turns in between and after record nothing.
-    #[tokio::test]
-    async fn the_start_and_the_contact_step_are_recorded_with_the_chats_source() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("z.db").display());
-        let app = demo(&url).await;
-        let conv = app.conversations.clone();
-        let store = conv.store();
-        let chat = ChatRef::new(Channel::Telegram, "7");
-        let consent = pick_a_time(&conv, &chat, Some("src_vk")).await;
-        let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT kind, chat_key, payload, link_name FROM chat_events ORDER BY id",
-        )
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
-        let with = |kind: &str| {
-            (
-                kind.to_string(),
-                "telegram:7".to_string(),
-                Some("src_vk".to_string()),
-                None,
-            )
-        };
-        assert_eq!(rows, [with("start"), with("contact")]);
-        // The consent is given and the phone typed: the same part of the flow, nothing new.
-        press(&conv, &chat, &consent, |b| b.label.contains("Согласен")).await;
-        conv.handle(&chat, None, ChatEvent::Text("+7 916 555-12-34".into()))
-            .await
-            .expect("phone");
-        assert_eq!(count(store, "SELECT COUNT(*) FROM chat_events").await, 2);
-        // A chat without a deep link counts as a direct one, on its own messenger.
-        let other = ChatRef::new(Channel::Max, "8");
-        pick_a_time(&conv, &other, None).await;
-        let direct: Vec<(String, String, Option<String>)> = sqlx::query_as(
-            "SELECT kind, channel, payload FROM chat_events WHERE chat_key = 'max:8' ORDER BY id",
-        )
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
-        assert_eq!(
-            direct,
-            [
-                ("start".into(), "max".into(), None),
-                ("contact".into(), "max".into(), None)
-            ]
-        );
-    }
-
-    /// The same admin reply read twice (a restart before the update's offset was committed)
-    /// is one answer to the client and one line in the chat log.
-    #[tokio::test]
-    async fn an_admin_reply_read_twice_is_one_answer() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("z.db").display());
-        let mut config = crate::config::Config::demo(&url);
-        config.support = Some(crate::support::SupportConfig {
-            telegram_chat_id: Some(-100),
-            ..Default::default()
-        });
-        let app = crate::app::App::build(config, Arc::new(crate::clock::SystemClock))
-            .await
-            .expect("app");
-        let conv = app.conversations.clone();
-        let store = conv.store();
-        let chat = ChatRef::new(Channel::Telegram, "7");
-        conv.handle(&chat, None, ChatEvent::Start { payload: None })
-            .await
-            .expect("start");
-        conv.handle(&chat, None, ChatEvent::Text("А парковка есть?".into()))
-            .await
-            .expect("question");
-        let (business, question_key): (String, String) = sqlx::query_as(
-            "SELECT business_id, idempotency_key FROM sync_jobs WHERE system = 'support'",
-        )
-        .fetch_one(store.pool())
-        .await
-        .expect("the question is queued");
-        let relay = crate::store::SupportRelay {
-            messenger: "telegram",
-            admin_chat: "-100",
-            admin_message: "77",
-            chat_key: "telegram:7",
-            question_key: &question_key,
-        };
-        store
-            .record_support_relay(&business, &relay, chrono::Utc::now())
-            .await
-            .unwrap();
-        let answer =
-            |message_id: &'static str, replied_to: &'static str| crate::support::AdminReply {
-                channel: Channel::Telegram,
-                admin_chat: -100,
-                replied_to,
-                message_id,
-                text: "Да, во дворе.",
-            };
-        let answers = || {
-            count(
-                store,
-                "SELECT COUNT(*) FROM sync_jobs WHERE system = 'telegram' \
-                 AND idempotency_key LIKE '%support:%'",
-            )
-        };
-        assert!(conv.relay_answer(answer("501", "77")).await.unwrap());
-        assert!(conv.relay_answer(answer("501", "77")).await.unwrap());
-        assert_eq!(answers().await, 1);
-        assert_eq!(
-            count(
-                store,
-                "SELECT COUNT(*) FROM chat_log WHERE author = 'admin'"
-            )
-            .await,
-            1
-        );
-        // Another reply to the same question is another answer.
-        assert!(conv.relay_answer(answer("502", "77")).await.unwrap());
-        assert_eq!(answers().await, 2);
-        // A reply to a message that relayed nothing, or in another chat, is none.
-        assert!(!conv.relay_answer(answer("503", "78")).await.unwrap());
-        let mut elsewhere = answer("504", "77");
-        elsewhere.admin_chat = -200;
-        assert!(!conv.relay_answer(elsewhere).await.unwrap());
-        assert_eq!(answers().await, 2);
-    }
-
-    /// Many chats at once on a file store: every input, every reply and every state arrives,
-    /// and no per-chat lock outlives its turn.
-    #[tokio::test]
-    async fn concurrent_turns_store_every_input_reply_and_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("z.db").display());
-        {
-            let app = demo(&url).await;
-            let conv = app.conversations.clone();
-            let chats = 40;
-            let mut tasks = Vec::new();
-            for i in 0..chats {
-                let conv = conv.clone();
-                tasks.push(tokio::spawn(async move {
-                    let chat = ChatRef::new(Channel::Telegram, i.to_string());
-                    let first = conv
-                        .handle(&chat, None, ChatEvent::Start { payload: None })
-                        .await
-                        .expect("start");
-                    let data = first
-                        .iter()
-                        .flat_map(|r| r.buttons.iter().flatten())
-                        .next()
-                        .expect("a button to press")
-                        .data
-                        .clone();
-                    let second = conv
-                        .handle(&chat, None, ChatEvent::Button(data))
-                        .await
-                        .expect("press");
-                    first.len() + second.len()
-                }));
-            }
-            let mut replies = 0;
-            for task in tasks {
-                replies += task.await.unwrap() as i64;
-            }
-            let store = conv.store();
-            assert_eq!(count(store, "SELECT COUNT(*) FROM dialogs").await, chats);
-            assert_eq!(
-                count(
-                    store,
-                    "SELECT COUNT(*) FROM chat_log WHERE author = 'client'"
-                )
-                .await,
-                2 * chats
-            );
-            assert_eq!(
-                count(store, "SELECT COUNT(*) FROM chat_log WHERE author = 'bot'").await,
-                replies
-            );
-            // A pressed button is logged by the label the client saw.
-            let unknown = count(
-                store,
-                "SELECT COUNT(*) FROM chat_log WHERE author = 'client' AND text = '[…]'",
-            )
-            .await;
-            assert_eq!(unknown, 0);
-            assert!(conv.chat_locks.is_empty(), "idle chats keep no lock");
-        }
+    /// Chats holding a turn lock now: none once every turn is over.
+    pub(crate) fn locked_chats(conv: &Conversations) -> usize {
+        conv.chat_locks.len()
     }
 }

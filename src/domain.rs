@@ -10,6 +10,17 @@ use crate::normalize::{Email, Phone};
 /// One deployment may host many businesses; every row carries this id.
 pub type BusinessId = String;
 
+/// What the bot sells, and so the words it uses: visits to a master (salon), appointments
+/// with a doctor (clinic), or places on courses (school).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BusinessKind {
+    #[default]
+    Salon,
+    Clinic,
+    School,
+}
+
 /// An amount in kopecks (or cents): integers only, so sums never drift.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
@@ -288,6 +299,18 @@ impl Booking {
     pub fn end(&self) -> DateTime<Utc> {
         self.start + chrono::Duration::minutes(i64::from(self.duration_min))
     }
+}
+
+/// The key a lead that is no booking's carries in the CRM where a booking's lead has its
+/// booking id: `prefix` and 31 hex digits of the digest of `seed`, 32 characters like a booking
+/// id and never equal to one, the same for every retry of one lead.
+pub fn lead_key_of(prefix: char, seed: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hex: String = Sha256::digest(seed.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{prefix}{}", &hex[..31])
 }
 
 /// A client's agreement to the business's personal-data policy (152-ФЗ, art. 9): when it was

@@ -240,13 +240,13 @@ pub fn commerceml_zip(data: &[u8]) {
         paths.push(path.clone());
         path
     };
-    let limits = crate::http::commerceml::UnzipLimits {
+    let limits = crate::accounting::exchange::UnzipLimits {
         entries: 64,
         bytes: 8 << 20,
     };
-    let unpacked = crate::http::commerceml::unzip(
+    let unpacked = crate::accounting::exchange::unzip(
         &archive,
-        crate::http::commerceml::wanted,
+        crate::accounting::exchange::wanted,
         false,
         limits,
         &mut next_path,

@@ -7,7 +7,7 @@
 //! the business's own files from `business.locales`, read and checked at start.
 //!
 //! ```
-//! use zapis::config::BusinessKind;
+//! use zapis::domain::BusinessKind;
 //! use zapis::i18n::{Lang, Texts, t, t_args};
 //! assert_eq!(t_args(Lang::Ru, "minutes", &[("count", 3.into())]), "3 минуты");
 //! assert_eq!(t(Lang::En, "btn-book"), "📅 Book");
@@ -25,7 +25,7 @@ use fluent_templates::fluent_bundle::{FluentArgs, FluentResource};
 use fluent_templates::{LanguageIdentifier, langid};
 use serde::{Deserialize, Serialize};
 
-use crate::config::BusinessKind;
+use crate::domain::BusinessKind;
 
 /// A value for a message placeable: `"text".into()`, `5.into()`.
 pub use fluent_templates::fluent_bundle::FluentValue;

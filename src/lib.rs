@@ -3,6 +3,7 @@
 pub mod accounting;
 pub mod app;
 pub mod booking;
+pub mod business;
 pub mod cli;
 pub mod clock;
 pub mod config;

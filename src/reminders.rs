@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
+use crate::business::BusinessConfig;
 use crate::clock::Clock;
-use crate::config::BusinessConfig;
 use crate::dialog::{Reply, reminder_buttons};
 use crate::domain::Booking;
 use crate::effects::{client_lang, notify_job};

@@ -52,6 +52,16 @@ pub fn unusable(value: &str) -> Option<&'static str> {
     None
 }
 
+/// Compares without an early exit, so the secret cannot be guessed by timing.
+pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 /// Replaces every configured secret in a text.
 #[derive(Debug, Clone, Default)]
 pub struct Scrubber {

@@ -252,7 +252,7 @@ pub fn note_job(
 /// lead: one per chat, so every question and answer of that chat lands in the same card, and
 /// unlike any booking id or unfinished booking's key.
 pub fn question_lead_key(business_id: &str, chat_key: &str) -> String {
-    crate::crm::lead_key_of('q', &format!("question:{business_id}:{chat_key}"))
+    crate::domain::lead_key_of('q', &format!("question:{business_id}:{chat_key}"))
 }
 
 /// An admin's reply in the admin chat, as a messenger adapter reads it.

@@ -58,7 +58,7 @@ pub struct UnfinishedJob {
 /// attempt to deliver it, so a retry after a lost answer finds the lead instead of making
 /// another, and unlike any booking id.
 pub fn lead_key(business_id: &str, chat_key: &str, started_at: DateTime<Utc>) -> String {
-    crate::crm::lead_key_of(
+    crate::domain::lead_key_of(
         'u',
         &format!(
             "unfinished:{business_id}:{chat_key}:{}",

@@ -368,9 +368,7 @@ impl OnecConfig {
                         &format!("{} is not a directory", dir.display()),
                     ));
                 }
-                if cml.file_limit < 1024
-                    || cml.file_limit > crate::http::commerceml::MAX_PIECE as u64
-                {
+                if cml.file_limit < 1024 || cml.file_limit > super::exchange::MAX_PIECE as u64 {
                     return Err(err(
                         "onec.commerceml.file_limit",
                         "must be between 1024 bytes and 64 MiB",

@@ -1,23 +1,19 @@
 //! The business's accounting system (1C): the client base, invoices and sales documents, and
 //! stock. Two mechanisms 1C offers without custom development: its OData standard interface
 //! (we call 1C; [`onec_odata`]) and its CommerceML site exchange (1C calls us; [`commerceml`]
-//! and `http::commerceml`).
+//! and [`exchange`]).
 
 pub mod cli;
 pub mod commerceml;
 pub mod config;
+pub mod exchange;
 pub mod jobs;
 pub mod onec_odata;
 pub mod stock;
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 
-use crate::accounting::config::OnecMode;
-use crate::app::App;
-use crate::http::commerceml::Exchange;
 use crate::sync::DeliveryError;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -133,23 +129,4 @@ pub trait Accounting: Send + Sync {
     ) -> Result<String, AccountingError>;
     async fn post_document(&self, kind: DocKind, key: &str) -> Result<(), AccountingError>;
     async fn stock(&self) -> Result<Vec<StockBalance>, AccountingError>;
-}
-
-/// The `/1c/exchange` endpoint's state when 1C is set up to call us.
-pub fn commerceml_exchange(app: &App) -> Option<Arc<Exchange>> {
-    let onec = app.config.onec.as_ref()?;
-    if onec.mode != OnecMode::Commerceml {
-        return None;
-    }
-    let cml = onec.commerceml.clone()?;
-    Some(Arc::new(
-        Exchange::new(
-            app.store.clone(),
-            &app.config.business.id,
-            app.clock.clone(),
-            cml,
-            app.config.business.timezone,
-        )
-        .with_low_stock_alert(onec.low_stock_threshold, app.alerts()),
-    ))
 }

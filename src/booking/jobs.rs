@@ -183,10 +183,7 @@ impl BookingJobs {
             client_email: booking.client_email.clone(),
             // The administrator sees the client's comment and where they came from, as on a
             // direct booking.
-            comment: crate::conversation::record_comment(
-                client_comment.as_deref(),
-                &booking.source,
-            ),
+            comment: super::record_comment(client_comment.as_deref(), &booking.source),
         };
         // This job exists because the dialog's own attempt got no answer: that attempt may
         // have made the record, so every try (the first one here too) looks for it before
@@ -241,7 +238,7 @@ impl BookingJobs {
                     jobs,
                 )
                 .await?;
-                crate::conversation::log_booked(&booking);
+                super::log_booked(&booking);
                 Ok(Delivered::linked(
                     "booking",
                     &booking.id,

@@ -155,6 +155,54 @@ pub fn record_key(external_id: &str) -> &str {
     external_id.split(':').next().unwrap_or(external_id)
 }
 
+/// The note on the record in the schedule: the client's own comment first, then where they
+/// came from.
+pub(crate) fn record_comment(client: Option<&str>, source: &crate::domain::Source) -> String {
+    let origin = booking_comment(source);
+    match client {
+        Some(comment) => format!("{comment}\n{origin}"),
+        None => origin,
+    }
+}
+
+/// The note the administrator sees on the record: where the client came from.
+fn booking_comment(source: &crate::domain::Source) -> String {
+    let mut parts = vec![format!("zapis: {}", source.channel)];
+    if let Some(p) = &source.payload {
+        parts.push(format!("start={p}"));
+    }
+    let utm = &source.utm;
+    for (k, v) in [
+        ("utm_source", &utm.source),
+        ("utm_medium", &utm.medium),
+        ("utm_campaign", &utm.campaign),
+        ("utm_content", &utm.content),
+        ("utm_term", &utm.term),
+    ] {
+        if let Some(v) = v {
+            parts.push(format!("{k}={v}"));
+        }
+    }
+    parts.join("; ")
+}
+
+/// One line and one count per booking the schedule confirmed, with where it came from.
+pub(crate) fn log_booked(booking: &crate::domain::Booking) {
+    let source = &booking.source;
+    tracing::info!(
+        booking = %booking.id,
+        phone = %booking.client_phone.masked(),
+        channel = source.channel.as_str(),
+        source = %crate::metrics::source_label(source),
+        payload = source.payload.as_deref().unwrap_or(""),
+        utm_source = source.utm.source.as_deref().unwrap_or(""),
+        utm_campaign = source.utm.campaign.as_deref().unwrap_or(""),
+        service = %booking.service_name,
+        "booked"
+    );
+    crate::metrics::booked(source);
+}
+
 #[async_trait]
 pub trait BookingSystem: Send + Sync {
     /// Short name for logs, links and the journal (`sandbox`, `yclients`).
@@ -259,5 +307,22 @@ mod error_tests {
         ] {
             assert_eq!(DeliveryError::from(done).outcome(), "permanent");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Channel, Source};
+
+    #[test]
+    fn the_record_comment_puts_the_clients_words_before_the_source() {
+        let mut source = Source::direct(Channel::Max);
+        source.payload = Some("src_vk".into());
+        assert_eq!(record_comment(None, &source), "zapis: max; start=src_vk");
+        assert_eq!(
+            record_comment(Some("Покороче"), &source),
+            "Покороче\nzapis: max; start=src_vk"
+        );
     }
 }

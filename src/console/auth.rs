@@ -166,7 +166,7 @@ pub async fn signed_in(state: &ConsoleState, jar: &CookieJar) -> Result<ConsoleS
 
 /// Compares a form's token with the session's without an early exit.
 pub fn check_csrf(session: &ConsoleSession, given: &str, lang: Lang) -> Result<(), Refusal> {
-    if !given.is_empty() && crate::http::same_secret(given, &session.csrf) {
+    if !given.is_empty() && crate::secrets::same_secret(given, &session.csrf) {
         Ok(())
     } else {
         Err(Refusal::BadCsrf(lang))
@@ -222,7 +222,7 @@ pub async fn login(
 ) -> Response {
     let lang = super::lang_of(&headers, &jar);
     let expected = jar.get(LOGIN_COOKIE).map(Cookie::value).unwrap_or("");
-    if expected.is_empty() || !crate::http::same_secret(&form.csrf, expected) {
+    if expected.is_empty() || !crate::secrets::same_secret(&form.csrf, expected) {
         return Refusal::BadCsrf(lang).into_response();
     }
     let retry_token = random_token();

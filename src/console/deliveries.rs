@@ -12,8 +12,7 @@ use maud::{Markup, html};
 use super::auth::{CsrfForm, Refusal, check_csrf};
 use super::layout::{local_time, page, tr, tr_args};
 use super::{ConsoleState, Page, visit};
-use crate::http::ops::READY_WINDOW;
-use crate::sync::health::{Health, integration_health, last_delivered};
+use crate::sync::health::{Health, READY_WINDOW, integration_health, last_delivered};
 use crate::sync::jobs::{JobState, Queue};
 use crate::sync::journal::{JournalFilter, mask_text, read_journal};
 

@@ -467,18 +467,6 @@ pub trait Crm: Send + Sync {
     }
 }
 
-/// The key a lead that is no booking's carries in the CRM where a booking's lead has its
-/// booking id: `prefix` and 31 hex digits of the digest of `seed`, 32 characters like a booking
-/// id and never equal to one, the same for every retry of one lead.
-pub fn lead_key_of(prefix: char, seed: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let hex: String = Sha256::digest(seed.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{prefix}{}", &hex[..31])
-}
-
 /// Splits a PHP-style form key, as both CRMs' webhooks use them:
 /// `leads[status][0][id]` → `["leads", "status", "0", "id"]`.
 pub(crate) fn bracket_parts(key: &str) -> Vec<&str> {

@@ -1585,7 +1585,7 @@ fn school() -> (Context, World) {
     ];
     let mut c = ctx();
     c.school = true;
-    c.texts = i18n::Texts::builtin(crate::config::BusinessKind::School);
+    c.texts = i18n::Texts::builtin(crate::domain::BusinessKind::School);
     (c, world)
 }
 
@@ -2660,7 +2660,7 @@ fn my_data_asks_the_consent_before_a_new_phone_or_name() {
 
 /// The master screen, its "any" button and the confirmation of a booking, as a client of a
 /// business of `kind` reads them in `lang`.
-fn booking_words(kind: crate::config::BusinessKind, lang: Lang) -> (String, String, String) {
+fn booking_words(kind: crate::domain::BusinessKind, lang: Lang) -> (String, String, String) {
     let mut c = ctx();
     c.texts = i18n::Texts::builtin(kind);
     c.user_lang = Some(lang.code().into());
@@ -2686,7 +2686,7 @@ fn booking_words(kind: crate::config::BusinessKind, lang: Lang) -> (String, Stri
 
 #[test]
 fn a_clinic_says_doctor_where_a_salon_says_master() {
-    use crate::config::BusinessKind::{Clinic, Salon, School};
+    use crate::domain::BusinessKind::{Clinic, Salon, School};
     let (masters, any, confirm) = booking_words(Salon, Lang::Ru);
     assert_eq!(masters, "Стрижка женская: выберите мастера");
     assert_eq!(any, "Любой мастер");
@@ -2721,7 +2721,7 @@ fn a_clinic_says_doctor_where_a_salon_says_master() {
 
 #[test]
 fn a_clinic_notice_names_the_clinic_in_agreement() {
-    use crate::config::BusinessKind::Clinic;
+    use crate::domain::BusinessKind::Clinic;
     let clinic = i18n::Texts::builtin(Clinic);
     let args = [("service", "Осмотр".into()), ("when", "2 дек".into())];
     let ru = clinic.t_args(Lang::Ru, "notify-cancelled-by-business", &args);
@@ -2745,7 +2745,7 @@ fn an_override_changes_what_the_dialog_says() {
     )
     .expect("override file");
     let mut c = ctx();
-    c.texts = i18n::Texts::load(crate::config::BusinessKind::Salon, dir.path())
+    c.texts = i18n::Texts::load(crate::domain::BusinessKind::Salon, dir.path())
         .expect("a valid override");
     let mut bot = Bot::with(c, World::salon());
     let r = bot.start();

@@ -2,7 +2,6 @@
 //! the console.
 //! A webhook is acknowledged only after it is stored; the sync engine processes it.
 
-pub mod commerceml;
 pub mod dedup;
 pub mod forms;
 pub mod max_inbox;
@@ -11,12 +10,14 @@ pub mod server;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::{get, post};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::clock::Clock;
+use crate::secrets::same_secret;
 use crate::store::Store;
 use crate::sync::inbox::{self, Received};
 
@@ -39,7 +40,7 @@ pub struct HttpState {
     /// Landing-page applications (`POST /forms/{form}`), when `[school]` is configured.
     pub forms: Option<forms::FormsState>,
     /// 1C's CommerceML exchange, when `[onec] mode = "commerceml"`.
-    pub onec: Option<std::sync::Arc<commerceml::Exchange>>,
+    pub onec: Option<std::sync::Arc<crate::accounting::exchange::Exchange>>,
     /// What `/health/ready` and `/metrics` report on (`zapis run` sets it); without it
     /// readiness is the store's alone and `/metrics` is not served.
     pub ops: Option<std::sync::Arc<ops::Ops>>,
@@ -65,10 +66,7 @@ pub fn router(state: HttpState) -> Router {
     // before it reads a body and streams what it reads to disk under its own caps.
     if let Some(onec) = &state.onec {
         onec.start_sweeper();
-        router = router.route(
-            "/1c/exchange",
-            get(commerceml::exchange).post(commerceml::exchange),
-        );
+        router = router.route("/1c/exchange", get(onec_exchange).post(onec_exchange));
     }
     let mut router = router.with_state(state);
     if let Some(forms) = forms {
@@ -87,14 +85,14 @@ async fn health(State(state): State<HttpState>) -> (StatusCode, &'static str) {
     }
 }
 
-/// Compares without an early exit, so the secret cannot be guessed by timing.
-pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
-    given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+/// `/1c/exchange`: the exchange lives with the rest of 1C in `accounting`; the route hands it
+/// this deployment's state.
+async fn onec_exchange(
+    State(state): State<HttpState>,
+    Query(q): Query<crate::accounting::exchange::ExchangeQuery>,
+    request: Request,
+) -> Response {
+    crate::accounting::exchange::exchange(state.onec.clone(), q, request).await
 }
 
 async fn webhook_get(

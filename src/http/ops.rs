@@ -2,7 +2,6 @@
 //! serving (`/health/live`), can it do its work (`/health/ready`), and its numbers (`/metrics`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -12,11 +11,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::HttpState;
 use crate::messenger::liveness::{Poller, PollerState, PollerStatus};
-use crate::sync::health::{Health, IntegrationHealth, integration_health};
+use crate::sync::health::{Health, IntegrationHealth, READY_WINDOW, integration_health};
 use crate::sync::journal::mask_text;
-
-/// How far back `/health/ready` counts attempts for `delivered`/`failed` and `degraded`.
-pub const READY_WINDOW: Duration = Duration::from_secs(3600);
 
 /// What `/health/ready` and `/metrics` read besides the store.
 pub struct Ops {
@@ -178,6 +174,7 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::Request;
+    use std::time::Duration;
     use tower::ServiceExt;
 
     use crate::clock::FakeClock;

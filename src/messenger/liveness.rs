@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::config::{MaxConfig, TelegramConfig};
+
 /// What a poller is doing, as seen from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -159,13 +161,17 @@ pub struct Pollers {
 }
 
 impl Pollers {
-    /// The pollers of the messengers `config` runs, by name.
-    pub fn configured(&self, config: &crate::config::Config) -> Vec<(&'static str, Arc<Poller>)> {
+    /// The pollers of the messengers configured, by name.
+    pub fn configured(
+        &self,
+        telegram: Option<&TelegramConfig>,
+        max: Option<&MaxConfig>,
+    ) -> Vec<(&'static str, Arc<Poller>)> {
         let mut out = Vec::new();
-        if config.telegram.is_some() {
+        if telegram.is_some() {
             out.push(("telegram", self.telegram.clone()));
         }
-        if config.max.is_some() {
+        if max.is_some() {
             out.push(("max", self.max.clone()));
         }
         out

@@ -42,7 +42,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::ChatHandler;
-use crate::config::{MaxConfig, MaxMode};
+use super::config::{MaxConfig, MaxMode};
 use crate::connectors::failure::{self, Quirks};
 use crate::connectors::{Failure, Kind, http};
 use crate::conversation::{ChatEvent, Conversations};

@@ -1,6 +1,7 @@
 //! Messenger adapters: each one turns its platform's updates into [`ChatEvent`]s, asks a
 //! [`ChatHandler`] what to say, and renders the neutral [`Reply`]s its own way.
 
+pub mod config;
 pub mod console;
 pub mod liveness;
 pub mod max;
@@ -14,7 +15,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::app::App;
 use crate::conversation::{ChatEvent, ConversationError, Conversations};
 use crate::dialog::Reply;
 use crate::domain::ChatRef;
@@ -25,62 +25,6 @@ pub enum MessengerError {
     Telegram(#[from] telegram::TelegramError),
     #[error("max: {0}")]
     Max(#[from] max::MaxError),
-}
-
-/// Runs every configured messenger side by side until Ctrl-C or SIGTERM; with none configured
-/// (a forms-only or webhooks-only deployment) it just waits for the signal. A messenger whose
-/// API cannot be reached is retried while the rest runs; one that refuses its token stops the
-/// others too and its error is returned, since no retry can fix a wrong token.
-pub async fn run_all(app: &App) -> Result<(), MessengerError> {
-    let (tg_config, max_config) = (&app.config.telegram, &app.config.max);
-    let stop = StopSignal::new();
-    let signal = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            crate::shutdown::signal().await;
-            stop.stop();
-        })
-    };
-    let tg = async {
-        let Some(config) = tg_config else {
-            return Ok(());
-        };
-        let result = telegram::run(
-            config,
-            app.conversations.clone(),
-            app.pollers.telegram.clone(),
-            stop.stopped(),
-        )
-        .await;
-        if result.is_err() {
-            stop.stop();
-        }
-        result.map_err(MessengerError::from)
-    };
-    let mx = async {
-        let Some(config) = max_config else {
-            return Ok(());
-        };
-        let result = max::run(
-            config,
-            app.conversations.clone(),
-            app.pollers.max.clone(),
-            stop.stopped(),
-        )
-        .await;
-        if result.is_err() {
-            stop.stop();
-        }
-        result.map_err(MessengerError::from)
-    };
-    let (tg, mx) = if tg_config.is_none() && max_config.is_none() {
-        stop.stopped().await;
-        (Ok(()), Ok(()))
-    } else {
-        tokio::join!(tg, mx)
-    };
-    signal.abort();
-    tg.and(mx)
 }
 
 /// The waits between tries to start a messenger whose API cannot be reached: 1 s, doubling up

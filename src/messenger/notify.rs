@@ -9,7 +9,7 @@ use teloxide::RequestError;
 use teloxide::prelude::*;
 use teloxide::requests::Request;
 
-use crate::config::{MaxConfig, TelegramConfig};
+use super::config::{MaxConfig, TelegramConfig};
 use crate::effects::{NOTIFY, NotifyJob};
 use crate::messenger::max::{MaxClient, MaxTarget};
 use crate::messenger::telegram_pacing::TelegramPacer;

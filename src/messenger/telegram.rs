@@ -39,9 +39,9 @@ use tokio::sync::oneshot;
 use url::Url;
 
 use super::ChatHandler;
+use super::config::TelegramConfig;
 use super::liveness::Poller;
 use super::telegram_pacing::{TelegramLimits, TelegramPacer};
-use crate::config::TelegramConfig;
 use crate::conversation::{ChatEvent, Conversations};
 use crate::dialog::Reply;
 use crate::domain::{Channel, ChatRef};

@@ -10,6 +10,10 @@ use sqlx::Row;
 use crate::store::{Store, StoreError, from_millis, to_millis};
 use crate::sync::alerts::{Alert, AlertKind};
 
+/// How far back `/health/ready` and the console count attempts for `delivered`/`failed` and
+/// `degraded`.
+pub const READY_WINDOW: Duration = Duration::from_secs(3600);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {

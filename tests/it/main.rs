@@ -6,6 +6,7 @@
 mod support;
 
 mod amocrm;
+mod architecture;
 mod bitrix24;
 mod console_browser;
 mod crm_e2e;

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use zapis::config::{MaxConfig, MaxMode};
+use zapis::messenger::config::{MaxConfig, MaxMode};
 
 pub const TOKEN: &str = "max-test-token-0123";
 pub const BOT_ID: i64 = 229229229;

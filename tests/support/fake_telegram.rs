@@ -21,7 +21,7 @@ use axum::routing::any;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use zapis::config::TelegramConfig;
+use zapis::messenger::config::TelegramConfig;
 
 pub const TOKEN: &str = "123:ABC";
 /// teloxide's HTTP client gives up after 17 s; a long poll must answer before that.

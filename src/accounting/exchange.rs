@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -33,9 +33,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
 
-use super::HttpState;
-use crate::accounting::commerceml::{self, CmlError, DocumentStyle, Package};
-use crate::accounting::config::CommerceMlConfig;
+use super::commerceml::{self, CmlError, DocumentStyle, Package};
+use super::config::CommerceMlConfig;
 use crate::clock::Clock;
 use crate::store::Store;
 use crate::sync::{Alerts, alerts::Alert, alerts::AlertKind};
@@ -450,12 +449,9 @@ fn is_zip(name: &str) -> bool {
     name.to_ascii_lowercase().ends_with(".zip")
 }
 
-pub async fn exchange(
-    State(state): State<HttpState>,
-    Query(q): Query<ExchangeQuery>,
-    request: Request,
-) -> Response {
-    let Some(ex) = state.onec.clone() else {
+/// Answers one request of 1C's exchange; `onec` is `None` when 1C is not set up to call us.
+pub async fn exchange(onec: Option<Arc<Exchange>>, q: ExchangeQuery, request: Request) -> Response {
+    let Some(ex) = onec else {
         return text(StatusCode::NOT_FOUND, "not found".into());
     };
     let peer = request

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::accounting::config::OnecMode;
+use crate::accounting::exchange::Exchange;
 use crate::accounting::jobs::{ONEC_SYSTEM, OnecJobs};
 use crate::accounting::onec_odata::OnecOdata;
 use crate::booking::BookingSystem;
@@ -28,6 +29,7 @@ use crate::messenger::max::MaxBot;
 use crate::messenger::notify::{
     MaxAlertSink, MaxChatNotifier, TelegramAlertSink, TelegramNotifier,
 };
+use crate::messenger::{MessengerError, StopSignal};
 use crate::store::{Store, StoreError};
 use crate::sync::inbox::{INBOX_SYSTEM, InboxDispatcher};
 use crate::sync::{AlertSink, Alerts, EmailSink, Engine, WebhookSink};
@@ -166,12 +168,12 @@ impl App {
             conversations = conversations.with_crm(crm.system());
             // Schools enrol into courses, whose leads are the school CRM's affair.
             if let Some(after) = config.crm.as_ref().and_then(|c| c.unfinished_after)
-                && config.business.kind != crate::config::BusinessKind::School
+                && config.business.kind != crate::domain::BusinessKind::School
             {
                 conversations = conversations.with_unfinished(after);
             }
         }
-        if config.business.kind == crate::config::BusinessKind::School
+        if config.business.kind == crate::domain::BusinessKind::School
             && let (Some(school), Some(alfa)) = (&config.school, &alfacrm)
         {
             conversations = conversations.with_school(school.clone(), alfa.clone());
@@ -278,8 +280,9 @@ impl App {
 
     /// The systems whose webhooks this configuration reads; others are not even stored.
     pub fn webhook_sources(&self) -> Vec<&'static str> {
-        use crate::config::{BookingSystemKind, MaxMode};
+        use crate::config::BookingSystemKind;
         use crate::crm::config::CrmSystem;
+        use crate::messenger::config::MaxMode;
         let c = &self.config;
         let mut sources = Vec::new();
         if c.booking.system == BookingSystemKind::Yclients {
@@ -318,7 +321,7 @@ impl App {
                 .as_ref()
                 .and_then(|c| c.bitrix24.as_ref())
                 .and_then(|b| b.application_token.clone()),
-            onec: crate::accounting::commerceml_exchange(self),
+            onec: self.commerceml_exchange(),
             ops: None,
             console: None,
             forms: self.config.school.as_ref().map(|school| {
@@ -335,6 +338,25 @@ impl App {
                 )
             }),
         }
+    }
+
+    /// The `/1c/exchange` endpoint's state when 1C is set up to call us.
+    fn commerceml_exchange(&self) -> Option<Arc<Exchange>> {
+        let onec = self.config.onec.as_ref()?;
+        if onec.mode != OnecMode::Commerceml {
+            return None;
+        }
+        let cml = onec.commerceml.clone()?;
+        Some(Arc::new(
+            Exchange::new(
+                self.store.clone(),
+                &self.config.business.id,
+                self.clock.clone(),
+                cml,
+                self.config.business.timezone,
+            )
+            .with_low_stock_alert(onec.low_stock_threshold, self.alerts()),
+        ))
     }
 
     /// Every configured place alerts go to.
@@ -508,4 +530,63 @@ impl App {
         }
         engine
     }
+
+    /// Runs every configured messenger side by side until Ctrl-C or SIGTERM; with none configured
+    /// (a forms-only or webhooks-only deployment) it just waits for the signal. A messenger whose
+    /// API cannot be reached is retried while the rest runs; one that refuses its token stops the
+    /// others too and its error is returned, since no retry can fix a wrong token.
+    pub async fn run_messengers(&self) -> Result<(), MessengerError> {
+        let (tg_config, max_config) = (&self.config.telegram, &self.config.max);
+        let stop = StopSignal::new();
+        let signal = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                crate::shutdown::signal().await;
+                stop.stop();
+            })
+        };
+        let tg = async {
+            let Some(config) = tg_config else {
+                return Ok(());
+            };
+            let result = crate::messenger::telegram::run(
+                config,
+                self.conversations.clone(),
+                self.pollers.telegram.clone(),
+                stop.stopped(),
+            )
+            .await;
+            if result.is_err() {
+                stop.stop();
+            }
+            result.map_err(MessengerError::from)
+        };
+        let mx = async {
+            let Some(config) = max_config else {
+                return Ok(());
+            };
+            let result = crate::messenger::max::run(
+                config,
+                self.conversations.clone(),
+                self.pollers.max.clone(),
+                stop.stopped(),
+            )
+            .await;
+            if result.is_err() {
+                stop.stop();
+            }
+            result.map_err(MessengerError::from)
+        };
+        let (tg, mx) = if tg_config.is_none() && max_config.is_none() {
+            stop.stopped().await;
+            (Ok(()), Ok(()))
+        } else {
+            tokio::join!(tg, mx)
+        };
+        signal.abort();
+        tg.and(mx)
+    }
 }
+
+#[cfg(test)]
+mod tests;

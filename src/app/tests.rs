@@ -1,0 +1,213 @@
+//! The conversation runtime as the deployment wires it: the store, the schedule and the admin
+//! chat [`App::build`] gives it.
+
+use std::sync::Arc;
+
+use super::App;
+use crate::conversation::ChatEvent;
+use crate::conversation::tests::{locked_chats, pick_a_time, press};
+use crate::domain::{Channel, ChatRef};
+use crate::store::Store;
+
+async fn demo(url: &str) -> App {
+    App::build(
+        crate::config::Config::demo(url),
+        Arc::new(crate::clock::SystemClock),
+    )
+    .await
+    .expect("demo app")
+}
+
+async fn count(store: &Store, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(store.pool())
+        .await
+        .expect("count")
+}
+
+/// A chat's start is recorded with its deep link, the turn that picks a time as the
+/// contact step, once; the turns in between and after record nothing.
+#[tokio::test]
+async fn the_start_and_the_contact_step_are_recorded_with_the_chats_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("z.db").display());
+    let app = demo(&url).await;
+    let conv = app.conversations.clone();
+    let store = conv.store();
+    let chat = ChatRef::new(Channel::Telegram, "7");
+    let consent = pick_a_time(&conv, &chat, Some("src_vk")).await;
+    let rows: Vec<(String, String, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT kind, chat_key, payload, link_name FROM chat_events ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let with = |kind: &str| {
+        (
+            kind.to_string(),
+            "telegram:7".to_string(),
+            Some("src_vk".to_string()),
+            None,
+        )
+    };
+    assert_eq!(rows, [with("start"), with("contact")]);
+    // The consent is given and the phone typed: the same part of the flow, nothing new.
+    press(&conv, &chat, &consent, |b| b.label.contains("Согласен")).await;
+    conv.handle(&chat, None, ChatEvent::Text("+7 916 555-12-34".into()))
+        .await
+        .expect("phone");
+    assert_eq!(count(store, "SELECT COUNT(*) FROM chat_events").await, 2);
+    // A chat without a deep link counts as a direct one, on its own messenger.
+    let other = ChatRef::new(Channel::Max, "8");
+    pick_a_time(&conv, &other, None).await;
+    let direct: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT kind, channel, payload FROM chat_events WHERE chat_key = 'max:8' ORDER BY id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        direct,
+        [
+            ("start".into(), "max".into(), None),
+            ("contact".into(), "max".into(), None)
+        ]
+    );
+}
+
+/// The same admin reply read twice (a restart before the update's offset was committed)
+/// is one answer to the client and one line in the chat log.
+#[tokio::test]
+async fn an_admin_reply_read_twice_is_one_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("z.db").display());
+    let mut config = crate::config::Config::demo(&url);
+    config.support = Some(crate::support::SupportConfig {
+        telegram_chat_id: Some(-100),
+        ..Default::default()
+    });
+    let app = App::build(config, Arc::new(crate::clock::SystemClock))
+        .await
+        .expect("app");
+    let conv = app.conversations.clone();
+    let store = conv.store();
+    let chat = ChatRef::new(Channel::Telegram, "7");
+    conv.handle(&chat, None, ChatEvent::Start { payload: None })
+        .await
+        .expect("start");
+    conv.handle(&chat, None, ChatEvent::Text("А парковка есть?".into()))
+        .await
+        .expect("question");
+    let (business, question_key): (String, String) = sqlx::query_as(
+        "SELECT business_id, idempotency_key FROM sync_jobs WHERE system = 'support'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .expect("the question is queued");
+    let relay = crate::store::SupportRelay {
+        messenger: "telegram",
+        admin_chat: "-100",
+        admin_message: "77",
+        chat_key: "telegram:7",
+        question_key: &question_key,
+    };
+    store
+        .record_support_relay(&business, &relay, chrono::Utc::now())
+        .await
+        .unwrap();
+    let answer = |message_id: &'static str, replied_to: &'static str| crate::support::AdminReply {
+        channel: Channel::Telegram,
+        admin_chat: -100,
+        replied_to,
+        message_id,
+        text: "Да, во дворе.",
+    };
+    let answers = || {
+        count(
+            store,
+            "SELECT COUNT(*) FROM sync_jobs WHERE system = 'telegram' \
+             AND idempotency_key LIKE '%support:%'",
+        )
+    };
+    assert!(conv.relay_answer(answer("501", "77")).await.unwrap());
+    assert!(conv.relay_answer(answer("501", "77")).await.unwrap());
+    assert_eq!(answers().await, 1);
+    assert_eq!(
+        count(
+            store,
+            "SELECT COUNT(*) FROM chat_log WHERE author = 'admin'"
+        )
+        .await,
+        1
+    );
+    // Another reply to the same question is another answer.
+    assert!(conv.relay_answer(answer("502", "77")).await.unwrap());
+    assert_eq!(answers().await, 2);
+    // A reply to a message that relayed nothing, or in another chat, is none.
+    assert!(!conv.relay_answer(answer("503", "78")).await.unwrap());
+    let mut elsewhere = answer("504", "77");
+    elsewhere.admin_chat = -200;
+    assert!(!conv.relay_answer(elsewhere).await.unwrap());
+    assert_eq!(answers().await, 2);
+}
+
+/// Many chats at once on a file store: every input, every reply and every state arrives,
+/// and no per-chat lock outlives its turn.
+#[tokio::test]
+async fn concurrent_turns_store_every_input_reply_and_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("z.db").display());
+    {
+        let app = demo(&url).await;
+        let conv = app.conversations.clone();
+        let chats = 40;
+        let mut tasks = Vec::new();
+        for i in 0..chats {
+            let conv = conv.clone();
+            tasks.push(tokio::spawn(async move {
+                let chat = ChatRef::new(Channel::Telegram, i.to_string());
+                let first = conv
+                    .handle(&chat, None, ChatEvent::Start { payload: None })
+                    .await
+                    .expect("start");
+                let data = first
+                    .iter()
+                    .flat_map(|r| r.buttons.iter().flatten())
+                    .next()
+                    .expect("a button to press")
+                    .data
+                    .clone();
+                let second = conv
+                    .handle(&chat, None, ChatEvent::Button(data))
+                    .await
+                    .expect("press");
+                first.len() + second.len()
+            }));
+        }
+        let mut replies = 0;
+        for task in tasks {
+            replies += task.await.unwrap() as i64;
+        }
+        let store = conv.store();
+        assert_eq!(count(store, "SELECT COUNT(*) FROM dialogs").await, chats);
+        assert_eq!(
+            count(
+                store,
+                "SELECT COUNT(*) FROM chat_log WHERE author = 'client'"
+            )
+            .await,
+            2 * chats
+        );
+        assert_eq!(
+            count(store, "SELECT COUNT(*) FROM chat_log WHERE author = 'bot'").await,
+            replies
+        );
+        // A pressed button is logged by the label the client saw.
+        let unknown = count(
+            store,
+            "SELECT COUNT(*) FROM chat_log WHERE author = 'client' AND text = '[…]'",
+        )
+        .await;
+        assert_eq!(unknown, 0);
+        assert_eq!(locked_chats(&conv), 0, "idle chats keep no lock");
+    }
+}

@@ -66,7 +66,7 @@ pub fn max_update(data: &[u8]) {
             let _ = crate::messenger::max::incoming(update);
         }
     }
-    let _ = crate::http::max_inbox::delivery_key(&String::from_utf8_lossy(data));
+    let _ = crate::messenger::max::delivery_key(&String::from_utf8_lossy(data));
 }
 
 /// A Telegram update (or a `getUpdates` answer holding several) and the chat event read from it.

@@ -24,8 +24,8 @@ use crate::crm::bitrix24::Bitrix24Inbox;
 use crate::crm::config::{CrmConfig, CrmSystem};
 use crate::crm::jobs::CrmJobs;
 use crate::crm::reconcile::CrmReconciler;
-use crate::http::max_inbox::MaxInbox;
 use crate::messenger::max::MaxBot;
+use crate::messenger::max::MaxInbox;
 use crate::messenger::notify::{
     MaxAlertSink, MaxChatNotifier, TelegramAlertSink, TelegramNotifier,
 };

@@ -17,7 +17,7 @@ pub fn delivery_key(source: &str, body: &str, query: Option<&str>) -> String {
         "yclients" => crate::booking::yclients::delivery_key(body),
         "amocrm" => crate::crm::amocrm::delivery_key(body),
         "bitrix24" => crate::crm::bitrix24::delivery_key(body),
-        "max" => super::max_inbox::delivery_key(body),
+        "max" => crate::messenger::max::delivery_key(body),
         _ => None,
     };
     stamped.unwrap_or_else(|| body_digest(body, query))

@@ -4,7 +4,6 @@
 
 pub mod dedup;
 pub mod forms;
-pub mod max_inbox;
 pub mod ops;
 pub mod server;
 

@@ -298,15 +298,8 @@ pub(super) fn lead_id(id: &str) -> Result<i64, CrmError> {
 // -------------------------------------------------------------------- status mapping
 
 pub(super) fn transport_error(e: reqwest::Error) -> CrmError {
-    // The URL may carry a phone in the query: keep it out of the message.
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "transport error"
-    };
-    CrmError::transient(format!("amoCRM {kind}: {}", e.without_url()))
+    // The URL may carry a phone in the query: the shared builder leaves it out.
+    CrmError::from(crate::connectors::http::transport_failure("amoCRM", "", e))
 }
 
 pub(super) fn retry_after(response: &reqwest::Response) -> Option<Duration> {

@@ -129,15 +129,8 @@ pub(super) fn map_error(e: &ApiError) -> CrmError {
 }
 
 pub(super) fn transport_error(e: reqwest::Error) -> CrmError {
-    // The URL carries the webhook's secret code (or a phone in a query): never print it.
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "transport error"
-    };
-    CrmError::transient(format!("Bitrix24 {kind}: {}", e.without_url()))
+    // The URL carries the webhook's secret code (or a phone in a query): left out.
+    CrmError::from(crate::connectors::http::transport_failure("Bitrix24", "", e))
 }
 
 pub(super) fn store_error(e: crate::store::StoreError) -> CrmError {

@@ -379,6 +379,36 @@ async fn rate_limited_burst_is_retried_nothing_lost_and_never_above_five_per_sec
     );
 }
 
+/// YClients counts requests per IP address, so two clients in one process (two businesses
+/// behind one partner token, or a booking client and an import) share the five a second.
+#[tokio::test]
+async fn two_clients_in_one_process_share_the_five_a_second() {
+    let e = env(EKB).await;
+    let other = Arc::new(Yclients::new(&config(&e.fake), e.clock.clone()));
+    let yc = Arc::new(e.yc);
+    let mut tasks = Vec::new();
+    for (i, client) in [yc.clone(), other.clone()].into_iter().enumerate() {
+        for d in 0..6 {
+            let client = client.clone();
+            // A different day each: nothing is served from the slot cache.
+            let day = tuesday() + Duration::days(i64::try_from(7 * i + d).unwrap());
+            tasks.push(tokio::spawn(async move {
+                client.free_slots("101", Some("11"), day).await
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap().expect("every read got through");
+    }
+    assert!(yc.calls().total() + other.calls().total() >= 12);
+    assert!(
+        e.fake.max_requests_per_second() <= 5,
+        "saw {} in one second",
+        e.fake.max_requests_per_second()
+    );
+    assert_eq!(e.fake.throttled(), 0, "nothing was refused");
+}
+
 /// A 429 asking for a long wait is not sat out while the client waits in the chat: the call
 /// returns at once, and YClients' `Retry-After` reaches the queue's retry decision.
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! of an answer into data or a failure; the per-endpoint call counters.
 
 use super::*;
+use crate::connectors::pacing::{self, Pace};
 
 // ---------------------------------------------------------------------------------------------
 // Call counters
@@ -123,7 +124,7 @@ pub struct Yclients {
     pub(super) partner_token: SecretString,
     pub(super) user_token: Option<SecretString>,
     pub(super) partner_id: Option<u64>,
-    pub(super) limiter: DefaultDirectRateLimiter,
+    pub(super) limiter: Arc<DefaultDirectRateLimiter>,
     /// A per-minute ceiling for long runs (an import); `None` for the bot's short bursts.
     pub(super) minute_limiter: Option<DefaultDirectRateLimiter>,
     pub(super) max_retries: u32,
@@ -149,12 +150,17 @@ impl Yclients {
             .unwrap_or_default();
         // One request per period, no bursts: a burst of 5 followed by the refill would put up
         // to 9 requests into one wall-clock second. The 5 % margin absorbs network jitter that
-        // can bunch arrivals at the server.
+        // can bunch arrivals at the server. YClients counts per IP address, so every client in
+        // this process (every business, the booking client and an import) shares one limiter.
         let rate = config.rate_limit_per_second.max(1);
         let period = StdDuration::from_micros(1_050_000 / u64::from(rate));
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::MIN);
+        let limiter = pacing::limiter(
+            &format!(
+                "yclients|{}",
+                config.base_url.origin().ascii_serialization()
+            ),
+            Pace::Even { period },
+        );
         Yclients {
             http,
             base: format!("{}/api/v1", config.base_url.as_str().trim_end_matches('/')),
@@ -162,7 +168,7 @@ impl Yclients {
             partner_token: config.partner_token.clone(),
             user_token: config.user_token.clone(),
             partner_id: config.partner_id,
-            limiter: RateLimiter::direct(quota),
+            limiter,
             minute_limiter: None,
             max_retries: config.max_retries,
             counters: CallCounters::default(),

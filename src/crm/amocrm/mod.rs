@@ -8,13 +8,12 @@
 //! cancelled stage starts there).
 
 use std::collections::{BTreeMap, HashMap};
-use std::num::NonZeroU32;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -30,6 +29,7 @@ use super::{
     transcript_notes,
 };
 use crate::clock::Clock;
+use crate::connectors::pacing::Pace;
 use crate::domain::Booking;
 use crate::normalize::{Email, Phone, is_mobile_phone, unicode_email};
 use crate::store::Store;
@@ -59,23 +59,9 @@ const BLOCKED_RETRY: Duration = Duration::from_secs(600);
 const AUTH_FIX: &str = "re-run `zapis amocrm auth --code CODE` with a fresh authorisation code from the integration's settings";
 
 /// One limiter per account (origin), shared by every client of that account in the process.
-static LIMITERS: LazyLock<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
 fn limiter_for(base_url: &Url, per_second: u32) -> Arc<DefaultDirectRateLimiter> {
-    let key = format!("{}|{per_second}", base_url.origin().ascii_serialization());
-    let mut map = LIMITERS.lock().unwrap_or_else(|p| p.into_inner());
-    map.entry(key)
-        .or_insert_with(|| {
-            // Burst of one: requests are evenly spaced, so no sliding second ever holds more
-            // than `per_second` of them (a burst allowance would let a window hold nearly 2x).
-            let period = Duration::from_secs(1) / per_second.max(1);
-            let quota = Quota::with_period(period)
-                .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-                .allow_burst(NonZeroU32::MIN);
-            Arc::new(RateLimiter::direct(quota))
-        })
-        .clone()
+    let account = format!("amocrm|{}", base_url.origin().ascii_serialization());
+    crate::connectors::pacing::limiter(&account, Pace::per_second(per_second))
 }
 
 /// The amoCRM client. Cheap to clone; clones share the token cache and rate limiter.

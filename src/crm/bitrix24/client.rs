@@ -130,7 +130,9 @@ pub(super) fn map_error(e: &ApiError) -> CrmError {
 
 pub(super) fn transport_error(e: reqwest::Error) -> CrmError {
     // The URL carries the webhook's secret code (or a phone in a query): left out.
-    CrmError::from(crate::connectors::http::transport_failure("Bitrix24", "", e))
+    CrmError::from(crate::connectors::http::transport_failure(
+        "Bitrix24", "", e,
+    ))
 }
 
 pub(super) fn store_error(e: crate::store::StoreError) -> CrmError {

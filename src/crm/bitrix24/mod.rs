@@ -9,13 +9,12 @@
 //! events and their inbox handler (a deal moved to the cancelled stage starts there).
 
 use std::collections::{BTreeMap, HashMap};
-use std::num::NonZeroU32;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
 use secrecy::{ExposeSecret, SecretString};
@@ -32,6 +31,7 @@ use super::{
     TranscriptLine, transcript_notes,
 };
 use crate::clock::Clock;
+use crate::connectors::pacing::Pace;
 use crate::domain::Booking;
 use crate::normalize::{Email, Phone, is_mobile_phone, unicode_email};
 use crate::store::Store;
@@ -92,28 +92,12 @@ const WEBHOOK_FIX: &str =
     "create a new incoming webhook (scopes crm, task) and set crm.bitrix24.webhook_url";
 
 /// One limiter per portal, shared by every client of that portal in the process: the portal
-/// counts all our requests in one bucket.
-static LIMITERS: LazyLock<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
+/// counts all our requests in one bucket. GCRA with the portal's drain rate and a burst below
+/// its threshold: over any span T at most `burst + rate·T` requests leave, so the portal's
+/// counter (which drains at the same rate) never passes `burst`.
 fn limiter_for(portal: &Url, per_second: u32, burst: u32) -> Arc<DefaultDirectRateLimiter> {
-    let key = format!(
-        "{}|{per_second}|{burst}",
-        portal.origin().ascii_serialization()
-    );
-    let mut map = LIMITERS.lock().unwrap_or_else(|p| p.into_inner());
-    map.entry(key)
-        .or_insert_with(|| {
-            // GCRA with the portal's drain rate and a burst below its threshold: over any span
-            // T at most `burst + rate·T` requests leave, so the portal's counter (which drains
-            // at the same rate) never passes `burst`.
-            let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
-            let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-            Arc::new(RateLimiter::direct(
-                Quota::per_second(rate).allow_burst(burst),
-            ))
-        })
-        .clone()
+    let account = format!("bitrix24|{}", portal.origin().ascii_serialization());
+    crate::connectors::pacing::limiter(&account, Pace::Bursty { per_second, burst })
 }
 
 /// The Bitrix24 client. Cheap to clone; clones share the token cache, the stage directory and

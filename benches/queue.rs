@@ -46,7 +46,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use zapis::clock::{Clock, SystemClock};
 use zapis::dialog::{Button, Reply};
 use zapis::domain::{Channel, ChatRef};
-use zapis::effects::{BOOKING_CREATED, BOOKING_RESCHEDULED, booking_job, notify_job};
+use zapis::lifecycle::effects::{BOOKING_CREATED, BOOKING_RESCHEDULED, booking_job, notify_job};
 use zapis::store::{Backend, Store};
 use zapis::sync::{
     Alerts, Delivered, DeliveryError, Engine, Job, JobContext, JobHandler, NewJob, Queue,

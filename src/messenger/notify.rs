@@ -10,7 +10,7 @@ use teloxide::prelude::*;
 use teloxide::requests::Request;
 
 use super::config::{MaxConfig, TelegramConfig};
-use crate::effects::{NOTIFY, NotifyJob};
+use crate::lifecycle::effects::{NOTIFY, NotifyJob};
 use crate::messenger::max::{MaxClient, MaxTarget};
 use crate::messenger::telegram_pacing::TelegramPacer;
 use crate::sync::alerts::AlertError;

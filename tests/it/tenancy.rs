@@ -12,7 +12,7 @@ use support::fake_amocrm::{self as amo_fake, FakeAmo};
 use zapis::app::App;
 use zapis::clock::FakeClock;
 use zapis::domain::{Booking, BookingStatus, Channel, Money, Source, Utm};
-use zapis::effects::{BOOKING_CREATED, booking_job};
+use zapis::lifecycle::effects::{BOOKING_CREATED, booking_job};
 use zapis::normalize::Phone;
 use zapis::sync::{JobState, Queue};
 

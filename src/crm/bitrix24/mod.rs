@@ -49,7 +49,7 @@ use map::*;
 use wire::*;
 
 pub use operations::authorize;
-pub use webhook::{Bitrix24Inbox, Event, EventError, EventKind, delivery_key, parse_event};
+pub use webhook::{Event, EventError, EventKind, delivery_key, parse_event};
 pub(crate) use webhook::{restore_token, strip_token};
 
 pub const SYSTEM: &str = "bitrix24";

@@ -17,8 +17,8 @@ use crate::business::BusinessConfig;
 use crate::clock::Clock;
 use crate::dialog::{Reply, reminder_buttons};
 use crate::domain::Booking;
-use crate::effects::{client_lang, notify_job};
 use crate::i18n::FluentValue;
+use crate::lifecycle::effects::{client_lang, notify_job};
 use crate::store::{Store, StoreError, claim_reminder_in};
 use crate::sync::config::{de_duration, de_durations};
 use crate::sync::enqueue_in;
@@ -211,7 +211,7 @@ impl Reminders {
                         "my-item-call",
                         &[(
                             "phone",
-                            FluentValue::from(crate::conversation::display_phone(phone)),
+                            FluentValue::from(crate::normalize::display_phone(phone)),
                         )],
                     ),
                     None => texts.t(lang, "my-item-call-nophone"),
@@ -273,8 +273,8 @@ mod tests {
     use super::*;
     use crate::clock::FakeClock;
     use crate::domain::{BookingStatus, Channel, ChatRef, Money, Source};
-    use crate::effects::NotifyJob;
     use crate::i18n::Lang;
+    use crate::lifecycle::effects::NotifyJob;
     use crate::normalize::Phone;
     use crate::store::testing;
     use crate::sync::{JobState, Queue};
@@ -327,7 +327,7 @@ mod tests {
             .await
             .unwrap();
         jobs.into_iter()
-            .filter(|j| j.operation == crate::effects::NOTIFY)
+            .filter(|j| j.operation == crate::lifecycle::effects::NOTIFY)
             .map(|j| serde_json::from_value(j.payload).unwrap())
             .collect()
     }

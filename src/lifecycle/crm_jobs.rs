@@ -7,13 +7,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-use super::{ContactRequest, Crm, CrmError, LeadRequest, Stage, TaskRequest, TranscriptLine};
+use crate::crm::{
+    ContactRequest, Crm, LeadRequest, Stage, TaskRequest, TranscriptLine, delivery_error,
+};
 use crate::domain::{Booking, BookingStatus};
-use crate::effects::{
+use crate::i18n::{FluentValue, Lang, Texts};
+use crate::lifecycle::effects::{
     BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_CREATED, BOOKING_NO_SHOW, BOOKING_RESCHEDULED,
     BOOKING_VISITED, load_booking_job,
 };
-use crate::i18n::{FluentValue, Lang, Texts};
 use crate::normalize::Phone;
 use crate::support::{SUPPORT_NOTE, SupportNoteJob, question_lead_key};
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler};
@@ -639,44 +641,6 @@ impl JobHandler for CrmJobs {
                 http_status: None,
             }),
         }
-    }
-}
-
-/// The CRM client's own error already carries the retry decision; this only renames it.
-pub fn delivery_error(e: CrmError) -> DeliveryError {
-    let http_status = e.status();
-    match e {
-        CrmError::Transient {
-            message,
-            retry_after,
-            ..
-        } => DeliveryError::Transient {
-            message,
-            retry_after,
-            http_status,
-        },
-        CrmError::Auth { message } => DeliveryError::Auth {
-            message,
-            http_status,
-        },
-        CrmError::Permanent {
-            message, details, ..
-        } => {
-            let detail: Vec<String> = details.iter().map(|d| format!("{d:?}")).collect();
-            let message = if detail.is_empty() {
-                message
-            } else {
-                format!("{message}: {}", detail.join("; "))
-            };
-            DeliveryError::Permanent {
-                message,
-                http_status,
-            }
-        }
-        CrmError::PaymentRequired { message, .. } => DeliveryError::PaymentRequired {
-            message,
-            http_status,
-        },
     }
 }
 

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::AnyConnection;
 
-use super::{BookRequest, BookingError, BookingSystem};
+use crate::booking::{BookRequest, BookingError, BookingSystem};
 use crate::dialog::{Button, Reply};
 use crate::domain::{Booking, BookingStatus};
-use crate::effects::{
+use crate::i18n::{FluentValue, Lang, Texts};
+use crate::lifecycle::effects::{
     BOOKING_CONFIRMED, BOOKING_CREATED, COMPLETE_BOOKING, booking_job, client_lang,
     load_booking_job, notify_job,
 };
-use crate::i18n::{FluentValue, Lang, Texts};
 use crate::store::{Store, StoreError, confirm_booking_in, set_booking_status_in};
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler, NewJob, enqueue_in};
 
@@ -183,7 +183,7 @@ impl BookingJobs {
             client_email: booking.client_email.clone(),
             // The administrator sees the client's comment and where they came from, as on a
             // direct booking.
-            comment: super::record_comment(client_comment.as_deref(), &booking.source),
+            comment: crate::booking::record_comment(client_comment.as_deref(), &booking.source),
         };
         // This job exists because the dialog's own attempt got no answer: that attempt may
         // have made the record, so every try (the first one here too) looks for it before
@@ -224,7 +224,7 @@ impl BookingJobs {
                     ));
                 }
                 if self.accounting {
-                    jobs.push(crate::accounting::jobs::invoice_job(
+                    jobs.push(crate::lifecycle::effects::invoice_job(
                         &booking.business_id,
                         &booking.id,
                         ctx.now,
@@ -238,7 +238,7 @@ impl BookingJobs {
                     jobs,
                 )
                 .await?;
-                super::log_booked(&booking);
+                crate::booking::log_booked(&booking);
                 Ok(Delivered::linked(
                     "booking",
                     &booking.id,

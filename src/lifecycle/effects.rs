@@ -1,6 +1,6 @@
 //! The jobs a change to a booking causes in other systems. The runtime writes them into the
-//! outbox in the same transaction as the change; handlers in `crm::jobs` and `booking::jobs`
-//! carry them out.
+//! outbox in the same transaction as the change; the handlers in `crm_jobs`, `schedule_jobs`,
+//! `accounting::jobs` and `messenger::notify` carry them out.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -80,6 +80,21 @@ pub fn booking_job(
         idempotency_key: key,
         ordering_key: Some(format!("booking:{booking_id}")),
     }
+}
+
+/// The accounting system (1C) as a job's target.
+pub const ONEC_SYSTEM: &str = "onec";
+/// Counterparty and invoice for a confirmed booking.
+pub const ONEC_INVOICE: &str = "onec_invoice";
+/// Sales document for a visit that took place.
+pub const ONEC_SALES: &str = "onec_sales";
+
+pub fn invoice_job(business_id: &str, booking_id: &str, at: DateTime<Utc>) -> NewJob {
+    booking_job(business_id, ONEC_SYSTEM, ONEC_INVOICE, booking_id, None, at)
+}
+
+pub fn sales_job(business_id: &str, booking_id: &str, at: DateTime<Utc>) -> NewJob {
+    booking_job(business_id, ONEC_SYSTEM, ONEC_SALES, booking_id, None, at)
 }
 
 /// Tell a client something in the chat they booked from, outside any conversation turn.

@@ -12,11 +12,11 @@ use chrono::{DateTime, Utc};
 
 use crate::dialog::{Button, Reply};
 use crate::domain::{Booking, BookingStatus, Channel, Money, Source};
-use crate::effects::{
+use crate::i18n::{FluentValue, Lang, Texts};
+use crate::lifecycle::effects::{
     BOOKING_CANCELLED, BOOKING_CREATED, BOOKING_NO_SHOW, BOOKING_RESCHEDULED, BOOKING_VISITED,
     booking_job, client_lang, notify_job,
 };
-use crate::i18n::{FluentValue, Lang, Texts};
 use crate::normalize::Phone;
 use crate::store::{
     Store, StoreError, booking_for_change_in, insert_booking_in, put_known_in, record_event_in,
@@ -285,7 +285,7 @@ impl ChangeApplier {
                     ));
                 }
                 if *change == ScheduleChange::Visited && self.accounting {
-                    jobs.push(crate::accounting::jobs::sales_job(
+                    jobs.push(crate::lifecycle::effects::sales_job(
                         &booking.business_id,
                         &booking.id,
                         now,

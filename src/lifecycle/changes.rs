@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::dialog::{Button, Reply};
+use crate::dialog::{Button, Reply, links};
 use crate::domain::{Booking, BookingStatus, Channel, Money, Source};
 use crate::i18n::{FluentValue, Lang, Texts};
 use crate::lifecycle::effects::{
@@ -483,11 +483,11 @@ impl ChangeApplier {
             // The dialog honours these from any message, however old.
             Button {
                 label: self.texts.t(lang, "btn-book"),
-                data: "0|B".into(),
+                data: links::book(),
             },
             Button {
                 label: self.texts.t(lang, "btn-my"),
-                data: "0|Y".into(),
+                data: links::my_bookings(),
             },
         ]];
         let reply = Reply {

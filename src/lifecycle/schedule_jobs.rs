@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sqlx::AnyConnection;
 
 use crate::booking::{BookRequest, BookingError, BookingSystem};
-use crate::dialog::{Button, Reply};
+use crate::dialog::{Button, Reply, links};
 use crate::domain::{Booking, BookingStatus};
 use crate::i18n::{FluentValue, Lang, Texts};
 use crate::lifecycle::effects::{
@@ -71,7 +71,7 @@ impl BookingJobs {
             // The dialog honours "book" from any message, however old.
             vec![vec![Button {
                 label: self.texts.t(lang, "btn-book"),
-                data: "0|B".into(),
+                data: links::book(),
             }]]
         } else {
             Vec::new()

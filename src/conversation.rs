@@ -14,10 +14,7 @@ use crate::dialog::{
     self, BookingDraft, Button, Command, Context, DialogState, FunnelStage, Input, Loaded, Reply,
 };
 use crate::domain::{Booking, BookingStatus, ChatRef, Source};
-use crate::lifecycle::effects::{
-    BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_CREATED, BOOKING_RESCHEDULED, COMPLETE_BOOKING,
-    booking_job,
-};
+use crate::lifecycle::effects::{Operation, booking_job};
 use crate::store::{AttemptTurn, FunnelStep, Store, StoreError, TurnEvent, TurnLine};
 use crate::store::{confirm_booking_in, set_booking_status_in};
 use crate::sync::{NewJob, enqueue_in};
@@ -475,7 +472,7 @@ impl Conversations {
         Ok(())
     }
 
-    fn crm_job(&self, operation: &str, booking_id: &str, by: Option<&str>) -> Option<NewJob> {
+    fn crm_job(&self, operation: Operation, booking_id: &str, by: Option<&str>) -> Option<NewJob> {
         self.crm_system.map(|system| {
             booking_job(
                 &self.business.id,
@@ -798,7 +795,7 @@ impl Conversations {
                 let job = booking_job(
                     &self.business.id,
                     self.booking.system(),
-                    COMPLETE_BOOKING,
+                    Operation::CompleteBooking,
                     &booking.id,
                     Some("client"),
                     now,
@@ -865,7 +862,7 @@ impl Conversations {
     ) -> Result<Loaded, ConversationError> {
         let now = self.clock.now();
         let mut jobs: Vec<NewJob> = self
-            .crm_job(BOOKING_CREATED, &booking.id, Some("client"))
+            .crm_job(Operation::BookingCreated, &booking.id, Some("client"))
             .into_iter()
             .collect();
         if self.accounting {
@@ -943,7 +940,7 @@ impl Conversations {
         }
         booking.status = BookingStatus::CancelledByClient;
         let jobs: Vec<NewJob> = self
-            .crm_job(BOOKING_CANCELLED, &booking.id, Some("client"))
+            .crm_job(Operation::BookingCancelled, &booking.id, Some("client"))
             .into_iter()
             .collect();
         self.commit_change(&booking.id, Change::Status(booking.status), &jobs)
@@ -994,7 +991,9 @@ impl Conversations {
                 booking.master_id = record.master_id;
                 booking.master_name = master_name;
                 booking.start = record.start;
-                if let Some(job) = self.crm_job(BOOKING_RESCHEDULED, &booking.id, Some("client")) {
+                if let Some(job) =
+                    self.crm_job(Operation::BookingRescheduled, &booking.id, Some("client"))
+                {
                     self.commit_change(&booking.id, Change::None, &[job])
                         .await?;
                 }
@@ -1024,7 +1023,7 @@ impl Conversations {
         }
         let now = self.clock.now();
         let mut jobs: Vec<NewJob> = self
-            .crm_job(BOOKING_CONFIRMED, &booking.id, Some("client"))
+            .crm_job(Operation::BookingConfirmed, &booking.id, Some("client"))
             .into_iter()
             .collect();
         // The schedule's confirmation status goes through the queue, so a schedule that is down
@@ -1033,7 +1032,7 @@ impl Conversations {
             jobs.push(booking_job(
                 &self.business.id,
                 self.booking.system(),
-                BOOKING_CONFIRMED,
+                Operation::BookingConfirmed,
                 &booking.id,
                 Some("client"),
                 now,

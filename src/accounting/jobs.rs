@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Accounting, CounterpartyRequest, DocKind, DocumentLine, DocumentRequest};
 use crate::domain::Booking;
-use crate::lifecycle::effects::{BookingJob, ONEC_INVOICE, ONEC_SALES, ONEC_SYSTEM};
+use crate::lifecycle::effects::{BookingJob, ONEC_SYSTEM, Operation};
 use crate::normalize::Phone;
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler, NewJob};
 
@@ -240,7 +240,7 @@ impl OnecJobs {
                 message: format!("booking {} is not in the store", payload.booking_id),
                 http_status: None,
             })?;
-        if job.operation == ONEC_INVOICE {
+        if Operation::of(job) == Some(Operation::OnecInvoice) {
             let (key, entity) = self.document(DocKind::Invoice, &booking, ctx).await?;
             return Ok(Delivered::linked(entity, &booking.id, &key));
         }
@@ -362,11 +362,14 @@ impl OnecJobs {
 #[async_trait]
 impl JobHandler for OnecJobs {
     async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
-        match job.operation.as_str() {
-            ONEC_INVOICE | ONEC_SALES => self.booking_document(job, ctx).await,
-            ONEC_PAYMENT_INVOICE => self.payment_invoice(job, ctx).await,
-            other => Err(DeliveryError::Permanent {
-                message: format!("onec has no operation {other:?}"),
+        match Operation::of(job) {
+            Some(Operation::OnecInvoice | Operation::OnecSales) => {
+                self.booking_document(job, ctx).await
+            }
+            // A school's payment is no booking's: its operation is this module's own.
+            _ if job.operation == ONEC_PAYMENT_INVOICE => self.payment_invoice(job, ctx).await,
+            _ => Err(DeliveryError::Permanent {
+                message: format!("onec has no operation {:?}", job.operation),
                 http_status: None,
             }),
         }

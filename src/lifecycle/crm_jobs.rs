@@ -12,10 +12,7 @@ use crate::crm::{
 };
 use crate::domain::{Booking, BookingStatus};
 use crate::i18n::{FluentValue, Lang, Texts};
-use crate::lifecycle::effects::{
-    BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_CREATED, BOOKING_NO_SHOW, BOOKING_RESCHEDULED,
-    BOOKING_VISITED, load_booking_job,
-};
+use crate::lifecycle::effects::{Operation, load_booking_job};
 use crate::normalize::Phone;
 use crate::support::{SUPPORT_NOTE, SupportNoteJob, question_lead_key};
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler};
@@ -564,9 +561,12 @@ impl JobHandler for CrmJobs {
                 _ => "crm-by-client",
             },
         );
-        match job.operation.as_str() {
-            BOOKING_CREATED => self.created(&booking, ctx).await,
-            BOOKING_CANCELLED => {
+        let Some(operation) = Operation::of(job) else {
+            return Err(self.no_operation(job));
+        };
+        match operation {
+            Operation::BookingCreated => self.created(&booking, ctx).await,
+            Operation::BookingCancelled => {
                 let lead = self.lead_id(&booking, ctx).await?;
                 let note = self.texts.t_args(
                     self.lang,
@@ -582,7 +582,7 @@ impl JobHandler for CrmJobs {
                     .map_err(delivery_error)?;
                 Ok(Delivered::done())
             }
-            BOOKING_RESCHEDULED => {
+            Operation::BookingRescheduled => {
                 let lead = self.lead_id(&booking, ctx).await?;
                 let note = self.texts.t_args(
                     self.lang,
@@ -599,9 +599,9 @@ impl JobHandler for CrmJobs {
                     .map_err(delivery_error)?;
                 Ok(Delivered::done())
             }
-            BOOKING_CONFIRMED | BOOKING_NO_SHOW => {
+            Operation::BookingConfirmed | Operation::BookingNoShow => {
                 let lead = self.lead_id(&booking, ctx).await?;
-                let key = if job.operation == BOOKING_CONFIRMED {
+                let key = if operation == Operation::BookingConfirmed {
                     "crm-note-confirmed"
                 } else {
                     "crm-note-no-show"
@@ -620,7 +620,7 @@ impl JobHandler for CrmJobs {
                     .map_err(delivery_error)?;
                 Ok(Delivered::done())
             }
-            BOOKING_VISITED => {
+            Operation::BookingVisited => {
                 let lead = self.lead_id(&booking, ctx).await?;
                 let note = self.texts.t_args(
                     self.lang,
@@ -636,10 +636,19 @@ impl JobHandler for CrmJobs {
                     .map_err(delivery_error)?;
                 Ok(Delivered::done())
             }
-            other => Err(DeliveryError::Permanent {
-                message: format!("{} has no operation {other:?}", self.crm.system()),
-                http_status: None,
-            }),
+            Operation::CompleteBooking
+            | Operation::Notify
+            | Operation::OnecInvoice
+            | Operation::OnecSales => Err(self.no_operation(job)),
+        }
+    }
+}
+
+impl CrmJobs {
+    fn no_operation(&self, job: &Job) -> DeliveryError {
+        DeliveryError::Permanent {
+            message: format!("{} has no operation {:?}", self.crm.system(), job.operation),
+            http_status: None,
         }
     }
 }

@@ -275,7 +275,7 @@ mod tests {
     use crate::dialog::links;
     use crate::domain::{BookingStatus, Channel, ChatRef, Money, Source};
     use crate::i18n::Lang;
-    use crate::lifecycle::effects::NotifyJob;
+    use crate::lifecycle::effects::{NotifyJob, Operation};
     use crate::normalize::Phone;
     use crate::store::testing;
     use crate::sync::{JobState, Queue};
@@ -337,7 +337,7 @@ mod tests {
             .await
             .unwrap();
         jobs.into_iter()
-            .filter(|j| j.operation == crate::lifecycle::effects::NOTIFY)
+            .filter(|j| Operation::of(j) == Some(Operation::Notify))
             .map(|j| serde_json::from_value(j.payload).unwrap())
             .collect()
     }

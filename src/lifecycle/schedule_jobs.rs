@@ -11,8 +11,7 @@ use crate::dialog::{Button, Reply, links};
 use crate::domain::{Booking, BookingStatus};
 use crate::i18n::{FluentValue, Lang, Texts};
 use crate::lifecycle::effects::{
-    BOOKING_CONFIRMED, BOOKING_CREATED, COMPLETE_BOOKING, booking_job, client_lang,
-    load_booking_job, notify_job,
+    Operation, booking_job, client_lang, load_booking_job, notify_job,
 };
 use crate::store::{Store, StoreError, confirm_booking_in, set_booking_status_in};
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler, NewJob, enqueue_in};
@@ -114,10 +113,13 @@ impl BookingJobs {
 impl JobHandler for BookingJobs {
     async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
         let (_, booking) = load_booking_job(job, ctx.store).await?;
-        match job.operation.as_str() {
-            COMPLETE_BOOKING => self.complete(booking, ctx).await,
-            BOOKING_CONFIRMED => self.confirm(booking, ctx).await,
-            other => Err(DeliveryError::permanent(format!("no operation {other:?}"))),
+        match Operation::of(job) {
+            Some(Operation::CompleteBooking) => self.complete(booking, ctx).await,
+            Some(Operation::BookingConfirmed) => self.confirm(booking, ctx).await,
+            _ => Err(DeliveryError::permanent(format!(
+                "no operation {:?}",
+                job.operation
+            ))),
         }
     }
 }
@@ -217,7 +219,7 @@ impl BookingJobs {
                     jobs.push(booking_job(
                         &booking.business_id,
                         crm,
-                        BOOKING_CREATED,
+                        Operation::BookingCreated,
                         &booking.id,
                         Some("client"),
                         ctx.now,

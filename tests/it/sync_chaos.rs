@@ -509,7 +509,7 @@ async fn seed_bookings(store: &Store, n: usize, system: &str) {
         let job = zapis::lifecycle::effects::booking_job(
             "salon",
             system,
-            zapis::lifecycle::effects::BOOKING_CREATED,
+            zapis::lifecycle::effects::Operation::BookingCreated,
             &booking.id,
             None,
             chrono::Utc::now(),

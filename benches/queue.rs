@@ -46,7 +46,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use zapis::clock::{Clock, SystemClock};
 use zapis::dialog::{Button, Reply};
 use zapis::domain::{Channel, ChatRef};
-use zapis::effects::{BOOKING_CREATED, BOOKING_RESCHEDULED, booking_job, notify_job};
+use zapis::lifecycle::effects::{Operation, booking_job, notify_job};
 use zapis::store::{Backend, Store};
 use zapis::sync::{
     Alerts, Delivered, DeliveryError, Engine, Job, JobContext, JobHandler, NewJob, Queue,
@@ -126,7 +126,7 @@ fn product_jobs(n: usize) -> Vec<NewJob> {
             out.push(booking_job(
                 "bench",
                 system,
-                BOOKING_CREATED,
+                Operation::BookingCreated,
                 &booking,
                 None,
                 at,
@@ -143,7 +143,7 @@ fn product_jobs(n: usize) -> Vec<NewJob> {
                 out.push(booking_job(
                     "bench",
                     system,
-                    BOOKING_RESCHEDULED,
+                    Operation::BookingRescheduled,
                     &booking,
                     Some("client"),
                     at,

@@ -743,13 +743,13 @@ async fn bookings(
         crate::crm::config::CrmSystem::Amocrm => "amocrm",
         crate::crm::config::CrmSystem::Bitrix24 => "bitrix24",
     });
-    let text = crate::report::bookings_report(
+    let text = crate::lifecycle::report::bookings_report(
         &store,
         &config.business.id,
         schedule,
         crm,
         config.business.timezone,
-        &crate::report::BookingsFilter { upcoming, client },
+        &crate::lifecycle::report::BookingsFilter { upcoming, client },
         chrono::Utc::now(),
     )
     .await
@@ -885,7 +885,17 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
             every,
         )
     };
-    let watch_task = crate::watch::spawn(&app, stop_rx.clone());
+    let watch_task = app.dikidi.clone().map(|dikidi| {
+        crate::lifecycle::watch::spawn(
+            dikidi,
+            app.store.clone(),
+            app.clock.clone(),
+            app.config.business.id.clone(),
+            app.change_applier(),
+            app.alerts(),
+            stop_rx.clone(),
+        )
+    });
     let crm_reconcile_task = app.crm_reconciler().map(|reconciler| {
         let interval = app
             .config
@@ -909,10 +919,20 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
             stop_rx.clone(),
         ))
     });
-    let reconcile_task = crate::watch::spawn_reconciler(&app, &instance, stop_rx.clone());
+    // Dikidi's poller above already re-reads its bookings.
+    let reconcile_task = app.dikidi.is_none().then(|| {
+        let every = app.config.sync.reconcile_interval;
+        crate::lifecycle::watch::spawn_reconciler(
+            app.reconciler(),
+            app.clock.clone(),
+            every,
+            lease("schedule_reconcile", every),
+            stop_rx.clone(),
+        )
+    });
     let reminders_task = app.config.reminders.enabled.then(|| {
         let every = app.config.reminders.check_every;
-        crate::reminders::spawn(
+        crate::lifecycle::reminders::spawn(
             app.reminders(),
             app.clock.clone(),
             every,

@@ -45,7 +45,7 @@ pub struct Config {
     pub alerts: crate::sync::AlertsConfig,
     /// Reminders before a visit in the client's chat.
     #[serde(default)]
-    pub reminders: crate::reminders::RemindersConfig,
+    pub reminders: crate::lifecycle::reminders::RemindersConfig,
     /// The HTTP server for webhooks and health checks.
     #[serde(default)]
     pub http: Option<HttpConfig>,

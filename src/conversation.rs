@@ -14,10 +14,7 @@ use crate::dialog::{
     self, BookingDraft, Button, Command, Context, DialogState, FunnelStage, Input, Loaded, Reply,
 };
 use crate::domain::{Booking, BookingStatus, ChatRef, Source};
-use crate::effects::{
-    BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_CREATED, BOOKING_RESCHEDULED, COMPLETE_BOOKING,
-    booking_job,
-};
+use crate::lifecycle::effects::{Operation, booking_job};
 use crate::store::{AttemptTurn, FunnelStep, Store, StoreError, TurnEvent, TurnLine};
 use crate::store::{confirm_booking_in, set_booking_status_in};
 use crate::sync::{NewJob, enqueue_in};
@@ -92,18 +89,6 @@ fn parse_state(key: &str, json: Option<&str>) -> DialogState {
     })
 }
 
-/// A configured phone in the form clients read; one the parser cannot read (an extension, a
-/// short number) is shown as written, and so is one with words in it ("доб. 12"), which
-/// formatting would drop.
-pub(crate) fn display_phone(raw: &str) -> String {
-    if raw.chars().any(char::is_alphabetic) {
-        return raw.trim().to_string();
-    }
-    crate::normalize::Phone::parse(raw)
-        .map(|p| p.formatted())
-        .unwrap_or_else(|_| raw.trim().to_string())
-}
-
 /// An engine that keeps asking for more work is a bug; this bounds the damage.
 const MAX_COMMANDS_PER_INPUT: usize = 8;
 
@@ -145,7 +130,10 @@ impl Conversations {
         business: BusinessConfig,
         clock: Arc<dyn Clock>,
     ) -> Conversations {
-        let business_phone = business.phone.as_deref().map(display_phone);
+        let business_phone = business
+            .phone
+            .as_deref()
+            .map(crate::normalize::display_phone);
         Conversations {
             business_phone,
             change_cutoff: None,
@@ -225,7 +213,7 @@ impl Conversations {
         let now = self.clock.now();
         // Keyed by the admin's message: the same update read twice (a restart before its
         // offset was committed) is one answer to the client and one note.
-        let job = crate::effects::notify_job(
+        let job = crate::lifecycle::effects::notify_job(
             business,
             &chat,
             &format!("support:{}:{admin_chat}:{message_id}", channel.as_str()),
@@ -479,12 +467,12 @@ impl Conversations {
     /// Reports from the schedule about this booking wait while we write its change there
     /// ourselves, so the salon is not credited with the client's own move or cancel.
     async fn hold_change(&self, booking_id: &str) -> Result<(), ConversationError> {
-        let until = self.clock.now() + crate::booking::changes::CHANGE_IN_FLIGHT;
+        let until = self.clock.now() + crate::lifecycle::changes::CHANGE_IN_FLIGHT;
         self.store.hold_change(booking_id, until).await?;
         Ok(())
     }
 
-    fn crm_job(&self, operation: &str, booking_id: &str, by: Option<&str>) -> Option<NewJob> {
+    fn crm_job(&self, operation: Operation, booking_id: &str, by: Option<&str>) -> Option<NewJob> {
         self.crm_system.map(|system| {
             booking_job(
                 &self.business.id,
@@ -807,7 +795,7 @@ impl Conversations {
                 let job = booking_job(
                     &self.business.id,
                     self.booking.system(),
-                    COMPLETE_BOOKING,
+                    Operation::CompleteBooking,
                     &booking.id,
                     Some("client"),
                     now,
@@ -874,11 +862,11 @@ impl Conversations {
     ) -> Result<Loaded, ConversationError> {
         let now = self.clock.now();
         let mut jobs: Vec<NewJob> = self
-            .crm_job(BOOKING_CREATED, &booking.id, Some("client"))
+            .crm_job(Operation::BookingCreated, &booking.id, Some("client"))
             .into_iter()
             .collect();
         if self.accounting {
-            jobs.push(crate::accounting::jobs::invoice_job(
+            jobs.push(crate::lifecycle::effects::invoice_job(
                 &self.business.id,
                 &booking.id,
                 now,
@@ -952,7 +940,7 @@ impl Conversations {
         }
         booking.status = BookingStatus::CancelledByClient;
         let jobs: Vec<NewJob> = self
-            .crm_job(BOOKING_CANCELLED, &booking.id, Some("client"))
+            .crm_job(Operation::BookingCancelled, &booking.id, Some("client"))
             .into_iter()
             .collect();
         self.commit_change(&booking.id, Change::Status(booking.status), &jobs)
@@ -1003,7 +991,9 @@ impl Conversations {
                 booking.master_id = record.master_id;
                 booking.master_name = master_name;
                 booking.start = record.start;
-                if let Some(job) = self.crm_job(BOOKING_RESCHEDULED, &booking.id, Some("client")) {
+                if let Some(job) =
+                    self.crm_job(Operation::BookingRescheduled, &booking.id, Some("client"))
+                {
                     self.commit_change(&booking.id, Change::None, &[job])
                         .await?;
                 }
@@ -1033,7 +1023,7 @@ impl Conversations {
         }
         let now = self.clock.now();
         let mut jobs: Vec<NewJob> = self
-            .crm_job(BOOKING_CONFIRMED, &booking.id, Some("client"))
+            .crm_job(Operation::BookingConfirmed, &booking.id, Some("client"))
             .into_iter()
             .collect();
         // The schedule's confirmation status goes through the queue, so a schedule that is down
@@ -1042,7 +1032,7 @@ impl Conversations {
             jobs.push(booking_job(
                 &self.business.id,
                 self.booking.system(),
-                BOOKING_CONFIRMED,
+                Operation::BookingConfirmed,
                 &booking.id,
                 Some("client"),
                 now,
@@ -1119,18 +1109,6 @@ fn school_courses(config: &crate::school::config::SchoolConfig) -> Loaded {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-
-    #[test]
-    fn the_business_phone_is_shown_formatted_unless_it_has_words() {
-        assert_eq!(display_phone("84951234567"), "+7 495 123-45-67");
-        assert_eq!(display_phone(" +7 (495) 123-45-67 "), "+7 495 123-45-67");
-        assert_eq!(display_phone("+442079460958"), "+44 20 7946 0958");
-        assert_eq!(
-            display_phone("+7 495 123-45-67 доб. 12"),
-            "+7 495 123-45-67 доб. 12"
-        );
-        assert_eq!(display_phone("112"), "112");
-    }
 
     /// Presses the first button of `shown` that `pick` accepts.
     pub(crate) async fn press(

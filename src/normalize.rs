@@ -112,6 +112,18 @@ pub fn is_mobile_phone(raw: &str) -> bool {
     }
 }
 
+/// A configured phone in the form clients read; one the parser cannot read (an extension, a
+/// short number) is shown as written, and so is one with words in it ("доб. 12"), which
+/// formatting would drop.
+pub fn display_phone(raw: &str) -> String {
+    if raw.chars().any(char::is_alphabetic) {
+        return raw.trim().to_string();
+    }
+    Phone::parse(raw)
+        .map(|p| p.formatted())
+        .unwrap_or_else(|_| raw.trim().to_string())
+}
+
 /// Hides the middle of anything that looks like a phone number, keeping the first five and the
 /// last two characters.
 pub fn mask_phone(raw: &str) -> String {
@@ -430,6 +442,18 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_business_phone_is_shown_formatted_unless_it_has_words() {
+        assert_eq!(display_phone("84951234567"), "+7 495 123-45-67");
+        assert_eq!(display_phone(" +7 (495) 123-45-67 "), "+7 495 123-45-67");
+        assert_eq!(display_phone("+442079460958"), "+44 20 7946 0958");
+        assert_eq!(
+            display_phone("+7 495 123-45-67 доб. 12"),
+            "+7 495 123-45-67 доб. 12"
+        );
+        assert_eq!(display_phone("112"), "112");
+    }
 
     #[test]
     fn phones_are_formatted_the_way_each_country_writes_them() {

@@ -5,8 +5,8 @@
 //! had chosen, what they had given and the chat, unless they booked in the meantime.
 //!
 //! The conversation records each attempt with its turns (`store::AttemptTurn`); the check
-//! here runs under a lease and queues one job per attempt through the outbox; `crm::jobs`
-//! delivers it through the same lead and notes steps as a booking's lead.
+//! here runs under a lease and queues one job per attempt through the outbox;
+//! `lifecycle::crm_jobs` delivers it through the same lead and notes steps as a booking's lead.
 
 use std::time::Duration;
 

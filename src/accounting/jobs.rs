@@ -7,20 +7,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Accounting, CounterpartyRequest, DocKind, DocumentLine, DocumentRequest};
 use crate::domain::Booking;
-use crate::effects::{BookingJob, booking_job};
+use crate::lifecycle::effects::{BookingJob, ONEC_SYSTEM, Operation};
 use crate::normalize::Phone;
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler, NewJob};
 
-pub const ONEC_SYSTEM: &str = "onec";
-/// Counterparty and invoice for a confirmed booking.
-pub const ONEC_INVOICE: &str = "onec_invoice";
-/// Sales document for a visit that took place.
-pub const ONEC_SALES: &str = "onec_sales";
 /// Counterparty and invoice for a payment received elsewhere (a school's GetCourse order).
 pub const ONEC_PAYMENT_INVOICE: &str = "onec_payment_invoice";
 
@@ -28,14 +22,6 @@ pub const ONEC_PAYMENT_INVOICE: &str = "onec_payment_invoice";
 pub const PAYMENT_INVOICE_ENTITY: &str = "payment_invoice";
 /// Links of counterparties found or created by e-mail (by phone they are `client`).
 const CLIENT_EMAIL_ENTITY: &str = "client_email";
-
-pub fn invoice_job(business_id: &str, booking_id: &str, at: DateTime<Utc>) -> NewJob {
-    booking_job(business_id, ONEC_SYSTEM, ONEC_INVOICE, booking_id, None, at)
-}
-
-pub fn sales_job(business_id: &str, booking_id: &str, at: DateTime<Utc>) -> NewJob {
-    booking_job(business_id, ONEC_SYSTEM, ONEC_SALES, booking_id, None, at)
-}
 
 /// What the invoice for a payment says: who paid, for what and how much. Written when the
 /// payment is received, so the job needs nothing else.
@@ -254,7 +240,7 @@ impl OnecJobs {
                 message: format!("booking {} is not in the store", payload.booking_id),
                 http_status: None,
             })?;
-        if job.operation == ONEC_INVOICE {
+        if Operation::of(job) == Some(Operation::OnecInvoice) {
             let (key, entity) = self.document(DocKind::Invoice, &booking, ctx).await?;
             return Ok(Delivered::linked(entity, &booking.id, &key));
         }
@@ -376,11 +362,14 @@ impl OnecJobs {
 #[async_trait]
 impl JobHandler for OnecJobs {
     async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
-        match job.operation.as_str() {
-            ONEC_INVOICE | ONEC_SALES => self.booking_document(job, ctx).await,
-            ONEC_PAYMENT_INVOICE => self.payment_invoice(job, ctx).await,
-            other => Err(DeliveryError::Permanent {
-                message: format!("onec has no operation {other:?}"),
+        match Operation::of(job) {
+            Some(Operation::OnecInvoice | Operation::OnecSales) => {
+                self.booking_document(job, ctx).await
+            }
+            // A school's payment is no booking's: its operation is this module's own.
+            _ if job.operation == ONEC_PAYMENT_INVOICE => self.payment_invoice(job, ctx).await,
+            _ => Err(DeliveryError::Permanent {
+                message: format!("onec has no operation {:?}", job.operation),
                 http_status: None,
             }),
         }

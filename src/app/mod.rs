@@ -4,26 +4,25 @@ use std::sync::Arc;
 
 use crate::accounting::config::OnecMode;
 use crate::accounting::exchange::Exchange;
-use crate::accounting::jobs::{ONEC_SYSTEM, OnecJobs};
+use crate::accounting::jobs::OnecJobs;
 use crate::accounting::onec_odata::OnecOdata;
 use crate::booking::BookingSystem;
-use crate::booking::changes::ChangeApplier;
 use crate::booking::dikidi::Dikidi;
-use crate::booking::jobs::BookingJobs;
 use crate::booking::sandbox::Sandbox;
 use crate::booking::yclients::Yclients;
-use crate::booking::yclients::YclientsInbox;
 use crate::clock::Clock;
 use crate::config::{BookingSystemKind, Config};
 use crate::conversation::Conversations;
 use crate::crm::Crm;
 use crate::crm::amocrm::AmoCrm;
-use crate::crm::amocrm::AmoCrmInbox;
 use crate::crm::bitrix24::Bitrix24;
-use crate::crm::bitrix24::Bitrix24Inbox;
 use crate::crm::config::{CrmConfig, CrmSystem};
-use crate::crm::jobs::CrmJobs;
-use crate::crm::reconcile::CrmReconciler;
+use crate::lifecycle::changes::ChangeApplier;
+use crate::lifecycle::crm_jobs::CrmJobs;
+use crate::lifecycle::crm_reconcile::CrmReconciler;
+use crate::lifecycle::effects::ONEC_SYSTEM;
+use crate::lifecycle::inbox::{AmoCrmInbox, Bitrix24Inbox, YclientsInbox};
+use crate::lifecycle::schedule_jobs::BookingJobs;
 use crate::messenger::max::MaxBot;
 use crate::messenger::max::MaxInbox;
 use crate::messenger::notify::{
@@ -257,8 +256,8 @@ impl App {
     }
 
     /// The reconciliation poll over this configuration's schedule.
-    pub fn reconciler(&self) -> crate::booking::reconcile::Reconciler {
-        crate::booking::reconcile::Reconciler {
+    pub fn reconciler(&self) -> crate::lifecycle::schedule_reconcile::Reconciler {
+        crate::lifecycle::schedule_reconcile::Reconciler {
             booking: self.booking.clone(),
             store: self.store.clone(),
             applier: self.change_applier(),
@@ -269,8 +268,8 @@ impl App {
     }
 
     /// Reminders before visits, as configured.
-    pub fn reminders(&self) -> crate::reminders::Reminders {
-        crate::reminders::Reminders::new(
+    pub fn reminders(&self) -> crate::lifecycle::reminders::Reminders {
+        crate::lifecycle::reminders::Reminders::new(
             self.store.clone(),
             self.config.business.clone(),
             &self.config.reminders,

@@ -1,9 +1,6 @@
 //! The seam to booking systems (YClients, Dikidi, the built-in sandbox).
 
-pub mod changes;
 pub mod dikidi;
-pub mod jobs;
-pub mod reconcile;
 pub mod sandbox;
 pub mod yclients;
 

@@ -16,7 +16,7 @@ use super::layout::{local_time, page, tr, tr_args};
 use super::{ConsoleState, Page, Visit, visit};
 use crate::domain::{Booking, BookingStatus, Source};
 use crate::i18n::Lang;
-use crate::report::{Side, booking_sides};
+use crate::lifecycle::report::{Side, booking_sides};
 use crate::store::forget::Forgot;
 
 /// Bookings listed at once: each costs a few lookups for its sides.

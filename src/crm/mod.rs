@@ -6,8 +6,6 @@
 pub mod amocrm;
 pub mod bitrix24;
 pub mod config;
-pub mod jobs;
-pub mod reconcile;
 pub mod tokens;
 
 use std::time::Duration;
@@ -19,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::connectors::{Failure, Kind};
 use crate::domain::Booking;
 use crate::normalize::{Email, Phone};
+use crate::sync::DeliveryError;
 
 /// One field-level complaint from a CRM's validator, kept verbatim for the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -548,6 +547,44 @@ pub fn transcript_notes(transcript: &[TranscriptLine], max_chars: usize) -> Vec<
 fn split_chars(text: &str, max: usize) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
     chars.chunks(max).map(|c| c.iter().collect()).collect()
+}
+
+/// The CRM client's own error already carries the retry decision; this only renames it.
+pub fn delivery_error(e: CrmError) -> DeliveryError {
+    let http_status = e.status();
+    match e {
+        CrmError::Transient {
+            message,
+            retry_after,
+            ..
+        } => DeliveryError::Transient {
+            message,
+            retry_after,
+            http_status,
+        },
+        CrmError::Auth { message } => DeliveryError::Auth {
+            message,
+            http_status,
+        },
+        CrmError::Permanent {
+            message, details, ..
+        } => {
+            let detail: Vec<String> = details.iter().map(|d| format!("{d:?}")).collect();
+            let message = if detail.is_empty() {
+                message
+            } else {
+                format!("{message}: {}", detail.join("; "))
+            };
+            DeliveryError::Permanent {
+                message,
+                http_status,
+            }
+        }
+        CrmError::PaymentRequired { message, .. } => DeliveryError::PaymentRequired {
+            message,
+            http_status,
+        },
+    }
 }
 
 #[cfg(test)]

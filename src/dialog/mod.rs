@@ -7,6 +7,7 @@
 //! renders them its own way.
 
 mod engine;
+pub mod links;
 mod state;
 
 pub use engine::step;
@@ -215,15 +216,18 @@ pub fn reminder_buttons(
     booking_id: &str,
     changeable: bool,
 ) -> Vec<Vec<Button>> {
-    let button = |key: &str, kind: &str| Button {
+    let button = |key: &str, data: String| Button {
         label: texts.t(lang, key),
-        data: format!("0|{kind}:{booking_id}"),
+        data,
     };
-    let mut rows = vec![vec![button("btn-remind-come", "Rk")]];
+    let mut rows = vec![vec![button(
+        "btn-remind-come",
+        links::confirm_visit(booking_id),
+    )]];
     if changeable {
         rows.push(vec![
-            button("btn-remind-cancel", "Rc"),
-            button("btn-remind-move", "Rm"),
+            button("btn-remind-cancel", links::cancel_visit(booking_id)),
+            button("btn-remind-move", links::move_visit(booking_id)),
         ]);
     }
     rows

@@ -1195,6 +1195,68 @@ fn reminder_answers_work_from_any_screen() {
     assert!(!r.is_empty());
 }
 
+/// Every payload `links` hands out to other modules leads to its step, pressed from the middle
+/// of another flow on a message many screens old.
+#[test]
+fn every_link_leads_to_its_step_from_any_screen() {
+    let id = "bk-1";
+    let uuid = "0d1f6c1e-6b7a-4c57-9e2f-3a3c1a7f2b11";
+    for data in [
+        links::book(),
+        links::my_bookings(),
+        links::confirm_visit(uuid),
+        links::cancel_visit(uuid),
+        links::move_visit(uuid),
+    ] {
+        assert!(data.len() <= MAX_BUTTON_DATA, "{data}");
+    }
+    // The commands `link` sets off, pressed while choosing a time for another visit.
+    let press = |link: String| {
+        let mut bot = Bot::with(ctx(), world_with_bookings());
+        bot.goto_times("Анна");
+        assert_ne!(bot.st.v, 0, "the link must be older than the screen");
+        let before = bot.commands.len();
+        bot.send(Input::Button(link));
+        let new = bot.commands.split_off(before);
+        (bot, new)
+    };
+
+    let (_, new) = press(links::book());
+    assert_eq!(new.first(), Some(&Command::LoadServices), "{new:?}");
+
+    let (_, new) = press(links::my_bookings());
+    assert!(
+        matches!(new.first(), Some(Command::LoadMyBookings { .. })),
+        "{new:?}"
+    );
+
+    let (_, new) = press(links::confirm_visit(id));
+    assert_eq!(
+        new.first(),
+        Some(&Command::ConfirmVisit {
+            booking_id: id.into()
+        })
+    );
+
+    let (mut bot, _) = press(links::cancel_visit(id));
+    bot.press(&ru("btn-yes-cancel"));
+    assert_eq!(
+        bot.last_command(),
+        &Command::Cancel {
+            booking_id: id.into()
+        }
+    );
+
+    let (_, new) = press(links::move_visit(id));
+    assert!(
+        new.iter().any(|c| matches!(
+            c,
+            Command::LoadDays { service_id, master_id: Some(m), .. } if service_id == "s1" && m == "m1"
+        )),
+        "{new:?}"
+    );
+}
+
 #[test]
 fn rescheduling_keeps_service_and_master() {
     let mut bot = Bot::with(ctx(), world_with_bookings());

@@ -24,7 +24,7 @@ use sqlx::Row;
 use super::report::Counts;
 use super::{Client, ImportError, Prepared, Problem, ProblemKind};
 use crate::clock::Clock;
-use crate::crm::jobs::delivery_error;
+use crate::crm::delivery_error;
 use crate::crm::{ContactDraft, ContactRecord, ContactUpdate, CrmError};
 use crate::normalize::{Email, Phone};
 use crate::store::{Store, StoreError, to_millis};

@@ -10,14 +10,14 @@ use teloxide::prelude::*;
 use teloxide::requests::Request;
 
 use super::config::{MaxConfig, TelegramConfig};
-use crate::effects::{NOTIFY, NotifyJob};
+use crate::lifecycle::effects::{NotifyJob, Operation};
 use crate::messenger::max::{MaxClient, MaxTarget};
 use crate::messenger::telegram_pacing::TelegramPacer;
 use crate::sync::alerts::AlertError;
 use crate::sync::{Alert, AlertSink, Delivered, DeliveryError, Job, JobContext, JobHandler};
 
 fn payload(job: &Job) -> Result<NotifyJob, DeliveryError> {
-    if job.operation != NOTIFY {
+    if Operation::of(job) != Some(Operation::Notify) {
         return Err(DeliveryError::permanent(format!(
             "no operation {:?}",
             job.operation

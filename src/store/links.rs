@@ -194,6 +194,34 @@ fn link_from_row(row: &sqlx::any::AnyRow) -> Result<TrackedLink, StoreError> {
     })
 }
 
+/// Served by `bookings_by_start`, then the `links` key. Parameters: business, system, now.
+pub(crate) const UPCOMING_LINKED_SQL: &str = "SELECT b.id, l.external_id FROM bookings b \
+     JOIN links l ON l.business_id = b.business_id AND l.entity = 'booking' \
+          AND l.entity_id = b.id AND l.system = $2 \
+     WHERE b.business_id = $1 AND b.start_at >= $3 AND b.status IN ('requested', 'booked') \
+     ORDER BY b.start_at";
+
+impl Store {
+    /// `(booking id, external id)` of active bookings from `now` on that are linked in `system`:
+    /// what the CRM reconciler re-reads.
+    pub async fn upcoming_linked(
+        &self,
+        business_id: &str,
+        system: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(UPCOMING_LINKED_SQL)
+            .bind(business_id)
+            .bind(system)
+            .bind(to_millis(now))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("external_id")?)))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -209,7 +209,7 @@ async fn every_hot_query_is_served_by_an_index() {
             ),
             (
                 "crm upcoming_linked",
-                crate::crm::reconcile::UPCOMING_LINKED_SQL.to_string(),
+                super::links::UPCOMING_LINKED_SQL.to_string(),
                 vec![B, Arg::Text("amocrm"), NOW],
             ),
             (

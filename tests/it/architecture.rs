@@ -31,7 +31,6 @@ const BOTTOM_REACHES_UP: &[(&str, &str)] = &[
     ("store", "booking"),      // analytics tests book through the sandbox
     ("store", "config"),       // analytics tests start from the demo configuration
     ("store", "conversation"), // analytics tests drive a chat
-    ("store", "crm"),          // the index test plans the CRM reconciler's query
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -971,7 +971,7 @@ async fn a_notice_to_a_user_who_blocked_the_bot_is_not_retried() {
     );
     engine.register("max", Arc::new(MaxChatNotifier::new(&fake.config())));
     let notice = |user: &str, key: &str| {
-        zapis::effects::notify_job(
+        zapis::lifecycle::effects::notify_job(
             "salon",
             &ChatRef::new(zapis::domain::Channel::Max, user),
             key,

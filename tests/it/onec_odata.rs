@@ -13,9 +13,9 @@ use support::fake_onec::{self, FakeOnec};
 use zapis::accounting::onec_odata::{Counterparty, ODataList, OnecOdata, parse_entity_sets};
 use zapis::accounting::{Accounting, AccountingError};
 use zapis::app::App;
-use zapis::booking::changes::ScheduleChange;
 use zapis::clock::{Clock, FakeClock};
 use zapis::domain::{Booking, BookingStatus, Channel, Money, Source, Utm};
+use zapis::lifecycle::changes::ScheduleChange;
 use zapis::normalize::Phone;
 use zapis::sync::{JobState, Queue};
 
@@ -124,7 +124,7 @@ async fn confirm(app: &App, b: &Booking) {
     app.store.insert_booking(b).await.expect("booking");
     Queue::new(app.store.clone())
         .enqueue(
-            &zapis::accounting::jobs::invoice_job(BIZ, &b.id, app.clock.now()),
+            &zapis::lifecycle::effects::invoice_job(BIZ, &b.id, app.clock.now()),
             app.clock.now(),
         )
         .await

@@ -506,10 +506,10 @@ async fn seed_bookings(store: &Store, n: usize, system: &str) {
         zapis::store::insert_booking_in(&mut tx, &booking)
             .await
             .unwrap();
-        let job = zapis::effects::booking_job(
+        let job = zapis::lifecycle::effects::booking_job(
             "salon",
             system,
-            zapis::effects::BOOKING_CREATED,
+            zapis::lifecycle::effects::Operation::BookingCreated,
             &booking.id,
             None,
             chrono::Utc::now(),

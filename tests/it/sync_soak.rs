@@ -31,7 +31,7 @@ use zapis::crm::{
 };
 use zapis::dialog::Reply;
 use zapis::domain::{BookingStatus, Channel, ChatRef};
-use zapis::effects::NotifyJob;
+use zapis::lifecycle::effects::NotifyJob;
 use zapis::sync::{Delivered, DeliveryError, Engine, Job, JobContext, JobHandler};
 
 /// A CRM in memory, failing now and then like a real one.

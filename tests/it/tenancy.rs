@@ -12,7 +12,7 @@ use support::fake_amocrm::{self as amo_fake, FakeAmo};
 use zapis::app::App;
 use zapis::clock::FakeClock;
 use zapis::domain::{Booking, BookingStatus, Channel, Money, Source, Utm};
-use zapis::effects::{BOOKING_CREATED, booking_job};
+use zapis::lifecycle::effects::{Operation, booking_job};
 use zapis::normalize::Phone;
 use zapis::sync::{JobState, Queue};
 
@@ -107,7 +107,7 @@ async fn book(app: &App, b: &Booking) {
             &booking_job(
                 &b.business_id,
                 "amocrm",
-                BOOKING_CREATED,
+                Operation::BookingCreated,
                 &b.id,
                 None,
                 app.clock.now(),
@@ -191,7 +191,14 @@ async fn a_job_naming_another_business_booking_finds_nothing() {
         // A job of roza's that names lilia's booking (a forged or mis-routed payload).
         Queue::new(roza.store.clone())
             .enqueue(
-                &booking_job("roza", "amocrm", BOOKING_CREATED, "bk-a", None, t0()),
+                &booking_job(
+                    "roza",
+                    "amocrm",
+                    Operation::BookingCreated,
+                    "bk-a",
+                    None,
+                    t0(),
+                ),
                 t0(),
             )
             .await

@@ -12,8 +12,8 @@
 //! The folder: this file holds the type's [`BookingSystem`] impl, external ids and the check
 //! report; `config.rs` its settings; `client.rs` the paced calls and the sorting of answers;
 //! `wire.rs` and `map.rs` the vendor's shapes and their lenient readers; `cache.rs` the slot
-//! cache; `cards.rs` client cards for imports; `webhook.rs` record webhooks and their inbox
-//! handler (a salon's cancel or move starts there).
+//! cache; `cards.rs` client cards for imports; `webhook.rs` record webhooks (a salon's cancel or
+//! move starts there; `lifecycle::inbox` applies it).
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -4,8 +4,8 @@
 //!
 //! The folder: this file holds the type, its [`Crm`] impl, setup and check; `client.rs` OAuth
 //! and the paced calls with their status sorting; `operations.rs` the CRM steps; `wire.rs` the
-//! wire types; `webhook.rs` lead webhooks and their inbox handler (a lead moved to the
-//! cancelled stage starts there).
+//! wire types; `webhook.rs` lead webhooks (a lead moved to the cancelled stage starts there;
+//! `lifecycle::inbox` acts on it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

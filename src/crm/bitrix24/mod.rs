@@ -6,7 +6,7 @@
 //! The folder: this file holds the type and its [`Crm`] impl; `client.rs` the calls (one, a
 //! batch, pages) and the sorting of Bitrix24's errors; `operations.rs` the CRM steps;
 //! `map.rs` import records; `wire.rs` encoding and the wire types; `webhook.rs` the outbound
-//! events and their inbox handler (a deal moved to the cancelled stage starts there).
+//! events (a deal moved to the cancelled stage starts there; `lifecycle::inbox` acts on it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -49,7 +49,7 @@ use map::*;
 use wire::*;
 
 pub use operations::authorize;
-pub use webhook::{Bitrix24Inbox, Event, EventError, EventKind, delivery_key, parse_event};
+pub use webhook::{Event, EventError, EventKind, delivery_key, parse_event};
 pub(crate) use webhook::{restore_token, strip_token};
 
 pub const SYSTEM: &str = "bitrix24";

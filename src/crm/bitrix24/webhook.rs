@@ -1,5 +1,5 @@
-//! Bitrix24's outbound events: parsing and checking one (`application_token`), and the inbox
-//! handler that acts on a deal (lead) moved to the cancelled stage.
+//! Bitrix24's outbound events: parsing and checking one (`application_token`). The inbox
+//! handler that acts on a deal (lead) moved to the cancelled stage is `lifecycle::inbox`.
 //!
 //! Bitrix24's outbound events (`ONCRMDEALUPDATE`, `ONCRMLEADUPDATE`), processed from the
 //! inbox. An event carries only the id, so the deal (lead) is re-read: when a manager moved it
@@ -8,14 +8,7 @@
 
 use super::*;
 
-use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-
-use crate::booking::BookingSystem;
-use crate::booking::changes::ChangeApplier;
-use crate::crm::reconcile::{cancel_from_crm, linked_booking};
-use crate::sync::inbox::{InboxHandler, InboxMessage};
-use crate::sync::{Delivered, DeliveryError, JobContext};
 
 // -------------------------------------------------------------------- events in
 
@@ -127,75 +120,6 @@ pub fn parse_event(body: &[u8], expected_token: &SecretString) -> Result<Event, 
         member_id: flat.get("auth[member_id]").cloned(),
         handler_id: flat.get("event_handler_id").cloned(),
     })
-}
-
-// -------------------------------------------------------------------- the inbox handler
-
-pub struct Bitrix24Inbox {
-    pub crm: Bitrix24,
-    pub booking: Arc<dyn BookingSystem>,
-    pub applier: ChangeApplier,
-    /// `crm.bitrix24.cancel_from_crm`: whether a manager's move cancels the visit.
-    pub cancel_from_crm: bool,
-}
-
-#[async_trait]
-impl InboxHandler for Bitrix24Inbox {
-    async fn process(
-        &self,
-        message: &InboxMessage,
-        ctx: &JobContext<'_>,
-    ) -> Result<Delivered, DeliveryError> {
-        // The token was checked when the event was received, and the stored body keeps only
-        // its digest; comparing that digest keeps an event stored before a token change from
-        // acting.
-        let body = match self.crm.application_token() {
-            Some(token) => restore_token(&message.body, token),
-            None => message.body.clone(),
-        };
-        let event = self
-            .crm
-            .parse_event(body.as_bytes())
-            .map_err(|e| DeliveryError::permanent(e.to_string()))?;
-        let watched = if self.crm.is_deal() {
-            EventKind::DealUpdate
-        } else {
-            EventKind::LeadUpdate
-        };
-        if event.kind != watched || !self.cancel_from_crm {
-            return Ok(Delivered::done());
-        }
-        let Some(id) = event.id else {
-            return Err(DeliveryError::permanent(
-                "Bitrix24 update event without data[FIELDS][ID]",
-            ));
-        };
-        let Some(booking) =
-            linked_booking(ctx.store, &message.business_id, "bitrix24", &id).await?
-        else {
-            return Ok(Delivered::done());
-        };
-        if !booking.status.is_active() {
-            // Already cancelled (often our own move echoing back): no need to re-read.
-            return Ok(Delivered::done());
-        }
-        let stage = self
-            .crm
-            .deal_stage(&id)
-            .await
-            .map_err(crate::crm::jobs::delivery_error)?;
-        if stage.and_then(|s| s.stage) == Some(Stage::Cancelled) {
-            cancel_from_crm(
-                ctx.store,
-                self.booking.as_ref(),
-                &self.applier,
-                &booking,
-                ctx.now,
-            )
-            .await?;
-        }
-        Ok(Delivered::done())
-    }
 }
 
 /// The inbox key of an event: `event`, `data[FIELDS][ID]` and `ts` (unix seconds the event was

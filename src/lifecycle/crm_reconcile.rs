@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
-use super::{Crm, CrmError};
-use crate::booking::changes::{CHANGE_IN_FLIGHT, ChangeApplier, Origin, ScheduleChange};
 use crate::booking::{BookingError, BookingSystem};
 use crate::clock::Clock;
+use crate::crm::{Crm, CrmError};
 use crate::domain::Booking;
-use crate::store::{Store, StoreError, to_millis};
+use crate::lifecycle::changes::{CHANGE_IN_FLIGHT, ChangeApplier, Origin, ScheduleChange};
+use crate::store::{Store, StoreError};
 use crate::sync::DeliveryError;
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +115,9 @@ impl CrmReconciler {
         store: &Store,
         now: DateTime<Utc>,
     ) -> Result<ReconcileReport, ReconcileError> {
-        let linked = upcoming_linked(store, &self.business_id, self.crm.system(), now).await?;
+        let linked = store
+            .upcoming_linked(&self.business_id, self.crm.system(), now)
+            .await?;
         let mut report = ReconcileReport {
             checked: linked.len(),
             ..ReconcileReport::default()
@@ -187,29 +188,4 @@ impl CrmReconciler {
             }
         }
     }
-}
-
-/// Served by `bookings_by_start`, then the `links` key. Parameters: business, system, now.
-pub(crate) const UPCOMING_LINKED_SQL: &str = "SELECT b.id, l.external_id FROM bookings b \
-     JOIN links l ON l.business_id = b.business_id AND l.entity = 'booking' \
-          AND l.entity_id = b.id AND l.system = $2 \
-     WHERE b.business_id = $1 AND b.start_at >= $3 AND b.status IN ('requested', 'booked') \
-     ORDER BY b.start_at";
-
-/// `(booking id, lead id)` of active bookings from `now` on that have a lead in `system`.
-async fn upcoming_linked(
-    store: &Store,
-    business_id: &str,
-    system: &str,
-    now: DateTime<Utc>,
-) -> Result<Vec<(String, String)>, StoreError> {
-    let rows = sqlx::query(UPCOMING_LINKED_SQL)
-        .bind(business_id)
-        .bind(system)
-        .bind(to_millis(now))
-        .fetch_all(store.pool())
-        .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("id")?, r.try_get("external_id")?)))
-        .collect()
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use super::changes::{Applied, ChangeApplier, Origin, ScheduleChange};
-use super::{BookingSystem, Record, RecordStatus, record_key};
+use crate::booking::{BookingSystem, Record, RecordStatus, record_key};
 use crate::domain::{Booking, BookingStatus};
 use crate::store::{Store, StoreError, version_of};
 

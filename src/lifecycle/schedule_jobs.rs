@@ -6,14 +6,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::AnyConnection;
 
-use super::{BookRequest, BookingError, BookingSystem};
-use crate::dialog::{Button, Reply};
+use crate::booking::{BookRequest, BookingError, BookingSystem};
+use crate::dialog::{Button, Reply, links};
 use crate::domain::{Booking, BookingStatus};
-use crate::effects::{
-    BOOKING_CONFIRMED, BOOKING_CREATED, COMPLETE_BOOKING, booking_job, client_lang,
-    load_booking_job, notify_job,
-};
 use crate::i18n::{FluentValue, Lang, Texts};
+use crate::lifecycle::effects::{
+    Operation, booking_job, client_lang, load_booking_job, notify_job,
+};
 use crate::store::{Store, StoreError, confirm_booking_in, set_booking_status_in};
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler, NewJob, enqueue_in};
 
@@ -71,7 +70,7 @@ impl BookingJobs {
             // The dialog honours "book" from any message, however old.
             vec![vec![Button {
                 label: self.texts.t(lang, "btn-book"),
-                data: "0|B".into(),
+                data: links::book(),
             }]]
         } else {
             Vec::new()
@@ -114,10 +113,13 @@ impl BookingJobs {
 impl JobHandler for BookingJobs {
     async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
         let (_, booking) = load_booking_job(job, ctx.store).await?;
-        match job.operation.as_str() {
-            COMPLETE_BOOKING => self.complete(booking, ctx).await,
-            BOOKING_CONFIRMED => self.confirm(booking, ctx).await,
-            other => Err(DeliveryError::permanent(format!("no operation {other:?}"))),
+        match Operation::of(job) {
+            Some(Operation::CompleteBooking) => self.complete(booking, ctx).await,
+            Some(Operation::BookingConfirmed) => self.confirm(booking, ctx).await,
+            _ => Err(DeliveryError::permanent(format!(
+                "no operation {:?}",
+                job.operation
+            ))),
         }
     }
 }
@@ -183,7 +185,7 @@ impl BookingJobs {
             client_email: booking.client_email.clone(),
             // The administrator sees the client's comment and where they came from, as on a
             // direct booking.
-            comment: super::record_comment(client_comment.as_deref(), &booking.source),
+            comment: crate::booking::record_comment(client_comment.as_deref(), &booking.source),
         };
         // This job exists because the dialog's own attempt got no answer: that attempt may
         // have made the record, so every try (the first one here too) looks for it before
@@ -217,14 +219,14 @@ impl BookingJobs {
                     jobs.push(booking_job(
                         &booking.business_id,
                         crm,
-                        BOOKING_CREATED,
+                        Operation::BookingCreated,
                         &booking.id,
                         Some("client"),
                         ctx.now,
                     ));
                 }
                 if self.accounting {
-                    jobs.push(crate::accounting::jobs::invoice_job(
+                    jobs.push(crate::lifecycle::effects::invoice_job(
                         &booking.business_id,
                         &booking.id,
                         ctx.now,
@@ -238,7 +240,7 @@ impl BookingJobs {
                     jobs,
                 )
                 .await?;
-                super::log_booked(&booking);
+                crate::booking::log_booked(&booking);
                 Ok(Delivered::linked(
                     "booking",
                     &booking.id,

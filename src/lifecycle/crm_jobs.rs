@@ -7,13 +7,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-use super::{ContactRequest, Crm, CrmError, LeadRequest, Stage, TaskRequest, TranscriptLine};
-use crate::domain::{Booking, BookingStatus};
-use crate::effects::{
-    BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_CREATED, BOOKING_NO_SHOW, BOOKING_RESCHEDULED,
-    BOOKING_VISITED, load_booking_job,
+use crate::crm::{
+    ContactRequest, Crm, LeadRequest, Stage, TaskRequest, TranscriptLine, delivery_error,
 };
+use crate::domain::{Booking, BookingStatus};
 use crate::i18n::{FluentValue, Lang, Texts};
+use crate::lifecycle::effects::{Operation, load_booking_job};
 use crate::normalize::Phone;
 use crate::support::{SUPPORT_NOTE, SupportNoteJob, question_lead_key};
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler};
@@ -562,9 +561,12 @@ impl JobHandler for CrmJobs {
                 _ => "crm-by-client",
             },
         );
-        match job.operation.as_str() {
-            BOOKING_CREATED => self.created(&booking, ctx).await,
-            BOOKING_CANCELLED => {
+        let Some(operation) = Operation::of(job) else {
+            return Err(self.no_operation(job));
+        };
+        match operation {
+            Operation::BookingCreated => self.created(&booking, ctx).await,
+            Operation::BookingCancelled => {
                 let lead = self.lead_id(&booking, ctx).await?;
                 let note = self.texts.t_args(
                     self.lang,
@@ -580,7 +582,7 @@ impl JobHandler for CrmJobs {
                     .map_err(delivery_error)?;
                 Ok(Delivered::done())
             }
-            BOOKING_RESCHEDULED => {
+            Operation::BookingRescheduled => {
                 let lead = self.lead_id(&booking, ctx).await?;
                 let note = self.texts.t_args(
                     self.lang,
@@ -597,9 +599,9 @@ impl JobHandler for CrmJobs {
                     .map_err(delivery_error)?;
                 Ok(Delivered::done())
             }
-            BOOKING_CONFIRMED | BOOKING_NO_SHOW => {
+            Operation::BookingConfirmed | Operation::BookingNoShow => {
                 let lead = self.lead_id(&booking, ctx).await?;
-                let key = if job.operation == BOOKING_CONFIRMED {
+                let key = if operation == Operation::BookingConfirmed {
                     "crm-note-confirmed"
                 } else {
                     "crm-note-no-show"
@@ -618,7 +620,7 @@ impl JobHandler for CrmJobs {
                     .map_err(delivery_error)?;
                 Ok(Delivered::done())
             }
-            BOOKING_VISITED => {
+            Operation::BookingVisited => {
                 let lead = self.lead_id(&booking, ctx).await?;
                 let note = self.texts.t_args(
                     self.lang,
@@ -634,49 +636,20 @@ impl JobHandler for CrmJobs {
                     .map_err(delivery_error)?;
                 Ok(Delivered::done())
             }
-            other => Err(DeliveryError::Permanent {
-                message: format!("{} has no operation {other:?}", self.crm.system()),
-                http_status: None,
-            }),
+            Operation::CompleteBooking
+            | Operation::Notify
+            | Operation::OnecInvoice
+            | Operation::OnecSales => Err(self.no_operation(job)),
         }
     }
 }
 
-/// The CRM client's own error already carries the retry decision; this only renames it.
-pub fn delivery_error(e: CrmError) -> DeliveryError {
-    let http_status = e.status();
-    match e {
-        CrmError::Transient {
-            message,
-            retry_after,
-            ..
-        } => DeliveryError::Transient {
-            message,
-            retry_after,
-            http_status,
-        },
-        CrmError::Auth { message } => DeliveryError::Auth {
-            message,
-            http_status,
-        },
-        CrmError::Permanent {
-            message, details, ..
-        } => {
-            let detail: Vec<String> = details.iter().map(|d| format!("{d:?}")).collect();
-            let message = if detail.is_empty() {
-                message
-            } else {
-                format!("{message}: {}", detail.join("; "))
-            };
-            DeliveryError::Permanent {
-                message,
-                http_status,
-            }
+impl CrmJobs {
+    fn no_operation(&self, job: &Job) -> DeliveryError {
+        DeliveryError::Permanent {
+            message: format!("{} has no operation {:?}", self.crm.system(), job.operation),
+            http_status: None,
         }
-        CrmError::PaymentRequired { message, .. } => DeliveryError::PaymentRequired {
-            message,
-            http_status,
-        },
     }
 }
 

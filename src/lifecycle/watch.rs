@@ -2,14 +2,18 @@
 //! re-read on an interval, and what changed becomes a booking change like a webhook would, while
 //! a payload that no longer parses raises one alert and its recovery another.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use tokio::task::JoinHandle;
 
-use crate::app::App;
+use super::changes::{ChangeApplier, ScheduleChange};
+use super::schedule_reconcile::Reconciler;
 use crate::booking::RecordStatus;
-use crate::booking::changes::ScheduleChange;
-use crate::booking::dikidi::{DikidiEvent, KnownRecord, Poller};
+use crate::booking::dikidi::{Dikidi, DikidiEvent, KnownRecord, Poller};
+use crate::clock::Clock;
 use crate::store::{LoopLease, Store};
-use crate::sync::{Alert, AlertKind};
+use crate::sync::{Alert, AlertKind, Alerts};
 
 /// One line in the booking's journal; a failure to write it is logged, never fatal.
 async fn journal(
@@ -34,27 +38,16 @@ async fn journal(
     }
 }
 
-/// Starts the reconciliation poll for every schedule but Dikidi, whose own poller (below) already
-/// re-reads its bookings and also watches its API for drift.
+/// Starts the reconciliation poll, for every schedule but Dikidi, whose own poller (below)
+/// already re-reads its bookings and also watches its API for drift.
 pub fn spawn_reconciler(
-    app: &App,
-    instance: &str,
+    reconciler: Reconciler,
+    clock: Arc<dyn Clock>,
+    every: Duration,
+    lease: LoopLease,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Option<JoinHandle<()>> {
-    if app.dikidi.is_some() {
-        return None;
-    }
-    let reconciler = app.reconciler();
-    let clock = app.clock.clone();
-    let every = app.config.sync.reconcile_interval;
-    let lease = LoopLease::new(
-        app.store.clone(),
-        &app.config.business.id,
-        "schedule_reconcile",
-        instance,
-        every,
-    );
-    Some(tokio::spawn(async move {
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -72,17 +65,19 @@ pub fn spawn_reconciler(
             }
         }
         lease.release().await;
-    }))
+    })
 }
 
-/// Starts the Dikidi poller when Dikidi is the schedule; it stops when `stop` turns true.
-pub fn spawn(app: &App, mut stop: tokio::sync::watch::Receiver<bool>) -> Option<JoinHandle<()>> {
-    let dikidi = app.dikidi.clone()?;
-    let store = app.store.clone();
-    let clock = app.clock.clone();
-    let business = app.config.business.id.clone();
-    let applier = app.change_applier();
-    let alerts = app.alerts();
+/// Starts the Dikidi poller, for when Dikidi is the schedule; it stops when `stop` turns true.
+pub fn spawn(
+    dikidi: Arc<Dikidi>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    business: String,
+    applier: ChangeApplier,
+    alerts: Alerts,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> JoinHandle<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<DikidiEvent>(64);
     let known = {
         let store = store.clone();
@@ -120,7 +115,7 @@ pub fn spawn(app: &App, mut stop: tokio::sync::watch::Receiver<bool>) -> Option<
         }
     };
     tokio::spawn(poller.run(known, tx, stop_poll));
-    Some(tokio::spawn(async move {
+    tokio::spawn(async move {
         let mut down_since = None;
         loop {
             let event = tokio::select! {
@@ -250,5 +245,5 @@ pub fn spawn(app: &App, mut stop: tokio::sync::watch::Receiver<bool>) -> Option<
                 tracing::error!(booking = %booking.id, error = %e, "cannot apply a Dikidi change");
             }
         }
-    }))
+    })
 }

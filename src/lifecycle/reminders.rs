@@ -17,8 +17,8 @@ use crate::business::BusinessConfig;
 use crate::clock::Clock;
 use crate::dialog::{Reply, reminder_buttons};
 use crate::domain::Booking;
-use crate::effects::{client_lang, notify_job};
 use crate::i18n::FluentValue;
+use crate::lifecycle::effects::{client_lang, notify_job};
 use crate::store::{Store, StoreError, claim_reminder_in};
 use crate::sync::config::{de_duration, de_durations};
 use crate::sync::enqueue_in;
@@ -211,7 +211,7 @@ impl Reminders {
                         "my-item-call",
                         &[(
                             "phone",
-                            FluentValue::from(crate::conversation::display_phone(phone)),
+                            FluentValue::from(crate::normalize::display_phone(phone)),
                         )],
                     ),
                     None => texts.t(lang, "my-item-call-nophone"),
@@ -272,9 +272,10 @@ pub fn spawn(
 mod tests {
     use super::*;
     use crate::clock::FakeClock;
+    use crate::dialog::links;
     use crate::domain::{BookingStatus, Channel, ChatRef, Money, Source};
-    use crate::effects::NotifyJob;
     use crate::i18n::Lang;
+    use crate::lifecycle::effects::{NotifyJob, Operation};
     use crate::normalize::Phone;
     use crate::store::testing;
     use crate::sync::{JobState, Queue};
@@ -292,6 +293,15 @@ mod tests {
             locales: None,
             texts: Default::default(),
         }
+    }
+
+    /// A reminder's three answers about `booking_id`: come, cancel, move.
+    fn all_answers(booking_id: &str) -> [String; 3] {
+        [
+            links::confirm_visit(booking_id),
+            links::cancel_visit(booking_id),
+            links::move_visit(booking_id),
+        ]
     }
 
     /// 12:00 in Moscow on 10 January.
@@ -327,7 +337,7 @@ mod tests {
             .await
             .unwrap();
         jobs.into_iter()
-            .filter(|j| j.operation == crate::effects::NOTIFY)
+            .filter(|j| Operation::of(j) == Some(Operation::Notify))
             .map(|j| serde_json::from_value(j.payload).unwrap())
             .collect()
     }
@@ -367,14 +377,14 @@ mod tests {
                 text.starts_with("A reminder"),
                 "in the client's language: {text}"
             );
-            let data: Vec<&str> = sent[0]
+            let data: Vec<String> = sent[0]
                 .reply
                 .buttons
                 .iter()
                 .flatten()
-                .map(|b| b.data.as_str())
+                .map(|b| b.data.clone())
                 .collect();
-            assert_eq!(data, ["0|Rk:bk1", "0|Rc:bk1", "0|Rm:bk1"]);
+            assert_eq!(data, all_answers("bk1"));
             assert_eq!(sent[0].chat_id, "42");
 
             // The 2-hour reminder, once, at 10:00 Moscow time.
@@ -422,9 +432,9 @@ mod tests {
             } else {
                 (&sent[0], &sent[1])
             };
-            assert_eq!(data(day), ["0|Rk:bk1", "0|Rc:bk1", "0|Rm:bk1"]);
+            assert_eq!(data(day), all_answers("bk1"));
             assert!(!day.reply.text.contains("Позвоните"), "{}", day.reply.text);
-            assert_eq!(data(soon), ["0|Rk:bk1"]);
+            assert_eq!(data(soon), [links::confirm_visit("bk1")]);
             assert!(
                 soon.reply.text.contains("Позвоните нам: +7 495 123-45-67"),
                 "{}",

@@ -10,13 +10,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::dialog::{Button, Reply};
+use crate::dialog::{Button, Reply, links};
 use crate::domain::{Booking, BookingStatus, Channel, Money, Source};
-use crate::effects::{
-    BOOKING_CANCELLED, BOOKING_CREATED, BOOKING_NO_SHOW, BOOKING_RESCHEDULED, BOOKING_VISITED,
-    booking_job, client_lang, notify_job,
-};
 use crate::i18n::{FluentValue, Lang, Texts};
+use crate::lifecycle::effects::{Operation, booking_job, client_lang, notify_job};
 use crate::normalize::Phone;
 use crate::store::{
     Store, StoreError, booking_for_change_in, insert_booking_in, put_known_in, record_event_in,
@@ -213,7 +210,7 @@ impl ChangeApplier {
                     jobs.push(booking_job(
                         &booking.business_id,
                         crm,
-                        BOOKING_CANCELLED,
+                        Operation::BookingCancelled,
                         &booking.id,
                         Some(by),
                         now,
@@ -245,7 +242,7 @@ impl ChangeApplier {
                     jobs.push(booking_job(
                         &booking.business_id,
                         crm,
-                        BOOKING_RESCHEDULED,
+                        Operation::BookingRescheduled,
                         &booking.id,
                         Some(by),
                         now,
@@ -269,9 +266,9 @@ impl ChangeApplier {
             }
             ScheduleChange::Visited | ScheduleChange::NoShow => {
                 let (status, operation) = if *change == ScheduleChange::Visited {
-                    (BookingStatus::Visited, BOOKING_VISITED)
+                    (BookingStatus::Visited, Operation::BookingVisited)
                 } else {
-                    (BookingStatus::NoShow, BOOKING_NO_SHOW)
+                    (BookingStatus::NoShow, Operation::BookingNoShow)
                 };
                 set_booking_status_in(&mut tx, &booking.id, status, now).await?;
                 if let Some(crm) = crm_system {
@@ -285,7 +282,7 @@ impl ChangeApplier {
                     ));
                 }
                 if *change == ScheduleChange::Visited && self.accounting {
-                    jobs.push(crate::accounting::jobs::sales_job(
+                    jobs.push(crate::lifecycle::effects::sales_job(
                         &booking.business_id,
                         &booking.id,
                         now,
@@ -442,7 +439,7 @@ impl ChangeApplier {
             jobs.push(booking_job(
                 business_id,
                 crm,
-                BOOKING_CREATED,
+                Operation::BookingCreated,
                 &booking.id,
                 Some("business"),
                 now,
@@ -483,11 +480,11 @@ impl ChangeApplier {
             // The dialog honours these from any message, however old.
             Button {
                 label: self.texts.t(lang, "btn-book"),
-                data: "0|B".into(),
+                data: links::book(),
             },
             Button {
                 label: self.texts.t(lang, "btn-my"),
-                data: "0|Y".into(),
+                data: links::my_bookings(),
             },
         ]];
         let reply = Reply {
@@ -701,8 +698,8 @@ mod tests {
             assert_eq!(
                 ops,
                 vec![
-                    ("amocrm".to_string(), BOOKING_CREATED.to_string()),
-                    ("telegram".to_string(), "notify".to_string())
+                    ("amocrm".to_string(), Operation::BookingCreated.to_string()),
+                    ("telegram".to_string(), Operation::Notify.to_string())
                 ]
             );
             // The same record again (a replay, or an update right after the create).

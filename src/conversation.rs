@@ -35,6 +35,10 @@ pub enum ChatEvent {
     },
 }
 
+/// How long an admin's reply looks for the relay it answers before it is taken for talk.
+const RELAY_RECORD_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+const RELAY_RECORD_STEP: std::time::Duration = std::time::Duration::from_millis(150);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConversationError {
     #[error("store: {0}")]
@@ -186,17 +190,29 @@ impl Conversations {
             return Ok(false);
         }
         let business = &self.business.id;
-        let Some(key) = self
-            .store
-            .support_relay_chat(
-                business,
-                channel.as_str(),
-                &admin_chat.to_string(),
-                replied_to,
-            )
-            .await?
-        else {
-            return Ok(false);
+        // The relay's row is stored just after the messenger confirms the post, so a reply
+        // that comes at once (or is read while that write waits for the database) may look
+        // for it a moment too early: look again for a short while before calling it no
+        // answer. Only replies in the admin chat ever wait, and nothing is sent for the others.
+        let mut waited = std::time::Duration::ZERO;
+        let key = loop {
+            let found = self
+                .store
+                .support_relay_chat(
+                    business,
+                    channel.as_str(),
+                    &admin_chat.to_string(),
+                    replied_to,
+                )
+                .await?;
+            match found {
+                Some(key) => break key,
+                None if waited < RELAY_RECORD_GRACE => {
+                    tokio::time::sleep(RELAY_RECORD_STEP).await;
+                    waited += RELAY_RECORD_STEP;
+                }
+                None => return Ok(false),
+            }
         };
         let Some(chat) = ChatRef::from_key(&key) else {
             tracing::warn!(chat = %key, "a relayed question names no chat we can answer");

@@ -150,6 +150,76 @@ async fn an_admin_reply_read_twice_is_one_answer() {
     assert_eq!(answers().await, 2);
 }
 
+/// An admin who answers the moment the relay appears (or whose reply is read while the relay's
+/// row still waits for the database) is not lost: the reply looks for its relay a little while.
+#[tokio::test]
+async fn a_reply_read_before_its_relay_is_stored_still_reaches_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("z.db").display());
+    let mut config = crate::config::Config::demo(&url);
+    config.support = Some(crate::support::SupportConfig {
+        telegram_chat_id: Some(-100),
+        ..Default::default()
+    });
+    let app = App::build(config, Arc::new(crate::clock::SystemClock))
+        .await
+        .expect("app");
+    let conv = app.conversations.clone();
+    let store = conv.store().clone();
+    let chat = ChatRef::new(Channel::Telegram, "7");
+    conv.handle(&chat, None, ChatEvent::Start { payload: None })
+        .await
+        .expect("start");
+    conv.handle(&chat, None, ChatEvent::Text("А парковка есть?".into()))
+        .await
+        .expect("question");
+    let (business, question_key): (String, String) = sqlx::query_as(
+        "SELECT business_id, idempotency_key FROM sync_jobs WHERE system = 'support'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .expect("the question is queued");
+    // The relay's row lands 600 ms after the reply is read.
+    let late = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            let relay = crate::store::SupportRelay {
+                messenger: "telegram",
+                admin_chat: "-100",
+                admin_message: "77",
+                chat_key: "telegram:7",
+                question_key: &question_key,
+            };
+            store
+                .record_support_relay(&business, &relay, chrono::Utc::now())
+                .await
+                .unwrap();
+        })
+    };
+    let reply = crate::support::AdminReply {
+        channel: Channel::Telegram,
+        admin_chat: -100,
+        replied_to: "77",
+        message_id: "501",
+        text: "Да, во дворе.",
+    };
+    assert!(
+        conv.relay_answer(reply).await.unwrap(),
+        "the answer was dropped"
+    );
+    late.await.unwrap();
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM sync_jobs WHERE system = 'telegram' \
+             AND idempotency_key LIKE '%support:%'",
+        )
+        .await,
+        1
+    );
+}
+
 /// Many chats at once on a file store: every input, every reply and every state arrives,
 /// and no per-chat lock outlives its turn.
 #[tokio::test]

@@ -74,10 +74,9 @@ async fn the_start_and_the_contact_step_are_recorded_with_the_chats_source() {
     );
 }
 
-/// The same admin reply read twice (a restart before the update's offset was committed)
-/// is one answer to the client and one line in the chat log.
-#[tokio::test]
-async fn an_admin_reply_read_twice_is_one_answer() {
+/// The demo business with a Telegram admin chat (-100), and a question from chat 7 queued for
+/// it: the app (its directory kept alive), the business and the question job's key.
+async fn app_with_a_question() -> (tempfile::TempDir, App, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("z.db").display());
     let mut config = crate::config::Config::demo(&url);
@@ -89,7 +88,6 @@ async fn an_admin_reply_read_twice_is_one_answer() {
         .await
         .expect("app");
     let conv = app.conversations.clone();
-    let store = conv.store();
     let chat = ChatRef::new(Channel::Telegram, "7");
     conv.handle(&chat, None, ChatEvent::Start { payload: None })
         .await
@@ -100,9 +98,19 @@ async fn an_admin_reply_read_twice_is_one_answer() {
     let (business, question_key): (String, String) = sqlx::query_as(
         "SELECT business_id, idempotency_key FROM sync_jobs WHERE system = 'support'",
     )
-    .fetch_one(store.pool())
+    .fetch_one(conv.store().pool())
     .await
     .expect("the question is queued");
+    (dir, app, business, question_key)
+}
+
+/// The same admin reply read twice (a restart before the update's offset was committed)
+/// is one answer to the client and one line in the chat log.
+#[tokio::test]
+async fn an_admin_reply_read_twice_is_one_answer() {
+    let (_dir, app, business, question_key) = app_with_a_question().await;
+    let conv = app.conversations.clone();
+    let store = conv.store();
     let relay = crate::store::SupportRelay {
         messenger: "telegram",
         admin_chat: "-100",
@@ -154,31 +162,9 @@ async fn an_admin_reply_read_twice_is_one_answer() {
 /// row still waits for the database) is not lost: the reply looks for its relay a little while.
 #[tokio::test]
 async fn a_reply_read_before_its_relay_is_stored_still_reaches_the_client() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("z.db").display());
-    let mut config = crate::config::Config::demo(&url);
-    config.support = Some(crate::support::SupportConfig {
-        telegram_chat_id: Some(-100),
-        ..Default::default()
-    });
-    let app = App::build(config, Arc::new(crate::clock::SystemClock))
-        .await
-        .expect("app");
+    let (_dir, app, business, question_key) = app_with_a_question().await;
     let conv = app.conversations.clone();
     let store = conv.store().clone();
-    let chat = ChatRef::new(Channel::Telegram, "7");
-    conv.handle(&chat, None, ChatEvent::Start { payload: None })
-        .await
-        .expect("start");
-    conv.handle(&chat, None, ChatEvent::Text("А парковка есть?".into()))
-        .await
-        .expect("question");
-    let (business, question_key): (String, String) = sqlx::query_as(
-        "SELECT business_id, idempotency_key FROM sync_jobs WHERE system = 'support'",
-    )
-    .fetch_one(store.pool())
-    .await
-    .expect("the question is queued");
     // The relay's row lands 600 ms after the reply is read.
     let late = {
         let store = store.clone();

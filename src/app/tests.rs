@@ -104,6 +104,22 @@ async fn app_with_a_question() -> (tempfile::TempDir, App, String, String) {
     (dir, app, business, question_key)
 }
 
+/// What the relay job stores once the admin chat confirmed its post: message 77 in chat -100
+/// relayed chat 7's question.
+async fn record_relay(store: &crate::store::Store, business: &str, question_key: &str) {
+    let relay = crate::store::SupportRelay {
+        messenger: "telegram",
+        admin_chat: "-100",
+        admin_message: "77",
+        chat_key: "telegram:7",
+        question_key,
+    };
+    store
+        .record_support_relay(business, &relay, chrono::Utc::now())
+        .await
+        .unwrap();
+}
+
 /// The same admin reply read twice (a restart before the update's offset was committed)
 /// is one answer to the client and one line in the chat log.
 #[tokio::test]
@@ -111,17 +127,7 @@ async fn an_admin_reply_read_twice_is_one_answer() {
     let (_dir, app, business, question_key) = app_with_a_question().await;
     let conv = app.conversations.clone();
     let store = conv.store();
-    let relay = crate::store::SupportRelay {
-        messenger: "telegram",
-        admin_chat: "-100",
-        admin_message: "77",
-        chat_key: "telegram:7",
-        question_key: &question_key,
-    };
-    store
-        .record_support_relay(&business, &relay, chrono::Utc::now())
-        .await
-        .unwrap();
+    record_relay(store, &business, &question_key).await;
     let answer = |message_id: &'static str, replied_to: &'static str| crate::support::AdminReply {
         channel: Channel::Telegram,
         admin_chat: -100,
@@ -170,17 +176,7 @@ async fn a_reply_read_before_its_relay_is_stored_still_reaches_the_client() {
         let store = store.clone();
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-            let relay = crate::store::SupportRelay {
-                messenger: "telegram",
-                admin_chat: "-100",
-                admin_message: "77",
-                chat_key: "telegram:7",
-                question_key: &question_key,
-            };
-            store
-                .record_support_relay(&business, &relay, chrono::Utc::now())
-                .await
-                .unwrap();
+            record_relay(&store, &business, &question_key).await;
         })
     };
     let reply = crate::support::AdminReply {

@@ -1,4 +1,5 @@
-//! `[telegram]` and `[max]`: the bots' tokens, API addresses and how updates reach us.
+//! `[max]`: the bot's token, API address and how updates reach us. `[telegram]` lives beside
+//! its adapter (`telegram/config.rs`) and is re-exported here.
 
 use std::path::{Path, PathBuf};
 
@@ -8,19 +9,7 @@ use url::Url;
 
 use crate::sync::config::KeyError;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TelegramConfig {
-    pub token: SecretString,
-    #[serde(default = "default_telegram_api")]
-    pub api_url: Url,
-    /// The bot's username, for printing deep links; read from `getMe` when absent.
-    #[serde(default)]
-    pub bot_username: Option<String>,
-    /// `[telegram.limits]`: flood-limit pacing; defaults are Telegram's documented limits.
-    #[serde(default)]
-    pub limits: super::telegram_pacing::TelegramLimits,
-}
+pub use super::telegram::config::TelegramConfig;
 
 /// How MAX delivers updates to us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -58,10 +47,6 @@ pub struct MaxConfig {
 
 fn default_max_api() -> Url {
     Url::parse("https://platform-api2.max.ru").expect("constant URL parses")
-}
-
-fn default_telegram_api() -> Url {
-    Url::parse("https://api.telegram.org").expect("constant URL parses")
 }
 
 impl MaxConfig {

@@ -12,7 +12,7 @@ use teloxide::requests::Request;
 use super::config::{MaxConfig, TelegramConfig};
 use crate::lifecycle::effects::{NotifyJob, Operation};
 use crate::messenger::max::{MaxClient, MaxTarget};
-use crate::messenger::telegram_pacing::TelegramPacer;
+use crate::messenger::telegram::pacing::TelegramPacer;
 use crate::sync::alerts::AlertError;
 use crate::sync::{Alert, AlertSink, Delivered, DeliveryError, Job, JobContext, JobHandler};
 

@@ -1,5 +1,6 @@
 //! `[school]` settings: the landing forms, AlfaCRM, GetCourse and the course ↔ group ↔ offer
-//! mapping that ties them together.
+//! mapping that ties them together. `[school.alfacrm]` and `[school.getcourse]` live beside
+//! their clients (`alfacrm/config.rs`, `getcourse/config.rs`) and are re-exported here.
 //!
 //! ```toml
 //! [school.forms]
@@ -25,11 +26,13 @@
 //! getcourse_group = "Python, поток декабрь"
 //! ```
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
-use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
+
+pub use super::alfacrm::config::AlfaCrmConfig;
+pub use super::getcourse::config::{AccessMode, GetCourseConfig};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid configuration: key `{key}`: {message}")]
@@ -38,7 +41,7 @@ pub struct SchoolConfigError {
     pub message: String,
 }
 
-fn err(key: &str, message: impl Into<String>) -> SchoolConfigError {
+pub(super) fn err(key: &str, message: impl Into<String>) -> SchoolConfigError {
     SchoolConfigError {
         key: format!("school.{key}"),
         message: message.into(),
@@ -124,91 +127,6 @@ impl Default for FormsConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AlfaCrmConfig {
-    /// The account's own address, e.g. `https://school.s20.online`.
-    pub base_url: Url,
-    /// The e-mail of the CRM user the API key belongs to.
-    pub email: String,
-    pub api_key: SecretString,
-    /// Every call is made in this branch (филиал), and new customers are created in it.
-    pub branch_id: i64,
-    /// The curator new leads are assigned to and who gets the task about them.
-    #[serde(default)]
-    pub curator_id: Option<i64>,
-    /// The lead status a new application gets ("new"), from `lead-status/index`.
-    #[serde(default)]
-    pub lead_status_id: Option<i64>,
-    /// Our source (`utm_source`, or the channel: `web_form`, `telegram`, `max`) → the id of
-    /// the AlfaCRM lead source (`lead-source/index`).
-    #[serde(default)]
-    pub lead_sources: BTreeMap<String, i64>,
-    /// The lead source for anything not in `lead_sources`.
-    #[serde(default)]
-    pub default_lead_source_id: Option<i64>,
-    /// The study status set when a payment makes a lead a student, from `study-status/index`.
-    #[serde(default)]
-    pub study_status_id: Option<i64>,
-    /// Whether the curator gets a task about every new application (`task/create`).
-    #[serde(default = "yes")]
-    pub curator_task: bool,
-    /// Accounts for `pay/create`; AlfaCRM refuses a payment without them on some setups.
-    #[serde(default)]
-    pub pay_account_id: Option<i64>,
-    #[serde(default)]
-    pub pay_item_id: Option<i64>,
-    #[serde(default)]
-    pub pay_type_id: Option<i64>,
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
-}
-
-fn yes() -> bool {
-    true
-}
-fn default_timeout() -> u64 {
-    30
-}
-
-/// How a payment opens the course in GetCourse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum AccessMode {
-    /// Add the user to the course's group (`user.group_name`).
-    #[default]
-    Group,
-    /// Create a paid deal for the course's offer; the product opens access itself.
-    Deal,
-    /// GetCourse opens access itself (its own payment page); only AlfaCRM is told.
-    None,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GetCourseConfig {
-    /// `https://{account}.getcourse.ru` (or `.getcourse.io`, or the school's own domain).
-    pub account_url: Url,
-    /// The secret key from Профиль → Настройки аккаунта → API.
-    pub key: SecretString,
-    #[serde(default)]
-    pub access: AccessMode,
-    /// Values of `{object.status}` that mean the order is paid.
-    #[serde(default = "default_paid")]
-    pub paid_statuses: Vec<String>,
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
-}
-
-fn default_paid() -> Vec<String> {
-    vec![
-        "payed".into(),
-        "paid".into(),
-        "Завершен".into(),
-        "Оплачен".into(),
-    ]
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CourseConfig {
     /// What the landing form sends in `course`, and what GetCourse's callback may carry.
     pub key: String,
@@ -226,6 +144,11 @@ pub struct CourseConfig {
     /// the course in a payment notice.
     #[serde(default)]
     pub getcourse_offer_code: Option<String>,
+}
+
+/// Both school CRMs' `timeout_secs` default.
+pub(super) fn default_timeout() -> u64 {
+    30
 }
 
 impl SchoolConfig {
@@ -276,29 +199,10 @@ impl SchoolConfig {
             }
         }
         if let Some(a) = &self.alfacrm {
-            if !matches!(a.base_url.scheme(), "http" | "https") || a.base_url.host().is_none() {
-                return Err(err(
-                    "alfacrm.base_url",
-                    "must be the account URL, https://{hostname}",
-                ));
-            }
-            if !a.email.contains('@') {
-                return Err(err("alfacrm.email", "must be the API user's e-mail"));
-            }
-            if a.branch_id <= 0 {
-                return Err(err("alfacrm.branch_id", "must be a branch id (1, 2, …)"));
-            }
+            a.validate()?;
         }
         if let Some(g) = &self.getcourse {
-            if g.account_url.scheme() != "https" && g.account_url.scheme() != "http" {
-                return Err(err(
-                    "getcourse.account_url",
-                    "must be https://{account}.getcourse.ru",
-                ));
-            }
-            if g.paid_statuses.is_empty() {
-                return Err(err("getcourse.paid_statuses", "must name at least one"));
-            }
+            g.validate()?;
         }
         let mut seen = HashSet::new();
         for (i, c) in self.courses.iter().enumerate() {

@@ -2,10 +2,10 @@
 //! callers see the [`Crm`] seam. What this relies on is listed, with sources, in
 //! docs/amocrm.md.
 //!
-//! The folder: this file holds the type, its [`Crm`] impl, setup and check; `client.rs` OAuth
-//! and the paced calls with their status sorting; `operations.rs` the CRM steps; `wire.rs` the
-//! wire types; `webhook.rs` lead webhooks (a lead moved to the cancelled stage starts there;
-//! `lifecycle::inbox` acts on it).
+//! The folder: this file holds the type, its [`Crm`] impl, setup and check; `config.rs`
+//! `[crm.amocrm]`; `client.rs` OAuth and the paced calls with their status sorting;
+//! `operations.rs` the CRM steps; `wire.rs` the wire types; `webhook.rs` lead webhooks (a lead
+//! moved to the cancelled stage starts there; `lifecycle::inbox` acts on it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,7 +21,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::config::{AMO_LOST_STATUS_ID, AmoCrmConfig};
 use super::tokens::{TokenPair, TokenStore};
 use super::{
     ContactDraft, ContactRecord, ContactRef, ContactRequest, CreatedLead, Crm, CrmError, CrmLead,
@@ -33,8 +32,10 @@ use crate::connectors::pacing::Pace;
 use crate::domain::Booking;
 use crate::normalize::{Email, Phone, is_mobile_phone, unicode_email};
 use crate::store::Store;
+use config::{AMO_LOST_STATUS_ID, AmoCrmConfig};
 
 mod client;
+pub(super) mod config;
 mod operations;
 #[cfg(test)]
 mod tests;

@@ -3,10 +3,11 @@
 //! [`Crm`] seam plus a few Bitrix-only helpers (`check`, `sources`, `deal_stage`,
 //! [`parse_event`]). What this relies on is listed, with sources, in docs/bitrix24.md.
 //!
-//! The folder: this file holds the type and its [`Crm`] impl; `client.rs` the calls (one, a
-//! batch, pages) and the sorting of Bitrix24's errors; `operations.rs` the CRM steps;
-//! `map.rs` import records; `wire.rs` encoding and the wire types; `webhook.rs` the outbound
-//! events (a deal moved to the cancelled stage starts there; `lifecycle::inbox` acts on it).
+//! The folder: this file holds the type and its [`Crm`] impl; `config.rs` `[crm.bitrix24]`;
+//! `client.rs` the calls (one, a batch, pages) and the sorting of Bitrix24's errors;
+//! `operations.rs` the CRM steps; `map.rs` import records; `wire.rs` encoding and the wire
+//! types; `webhook.rs` the outbound events (a deal moved to the cancelled stage starts there;
+//! `lifecycle::inbox` acts on it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -23,7 +24,6 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use super::config::{Bitrix24Config, Bitrix24Mode, Bitrix24Todo};
 use super::tokens::{TokenPair, TokenStore};
 use super::{
     ContactDraft, ContactRecord, ContactRef, ContactRequest, ContactUpdate, CreatedLead, Crm,
@@ -35,8 +35,10 @@ use crate::connectors::pacing::Pace;
 use crate::domain::Booking;
 use crate::normalize::{Email, Phone, is_mobile_phone, unicode_email};
 use crate::store::Store;
+use config::{Bitrix24Config, Bitrix24Mode, Bitrix24Todo};
 
 mod client;
+pub(super) mod config;
 mod map;
 mod operations;
 #[cfg(test)]

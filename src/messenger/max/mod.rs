@@ -27,9 +27,9 @@
 //! Polling keeps MAX's `marker` in the store (`messenger_cursors`), saved only after every
 //! update of a batch was handled: a restart neither loses nor replays an update.
 //!
-//! The folder: this file holds the limits and the long-polling runner; `client.rs` the paced
-//! calls and the error type; `wire.rs` MAX's shapes; `bot.rs` updates into the dialog and
-//! replies back; `webhook.rs` webhook mode and its inbox handler.
+//! The folder: this file holds the limits and the long-polling runner; `config.rs` `[max]`;
+//! `client.rs` the paced calls and the error type; `wire.rs` MAX's shapes; `bot.rs` updates
+//! into the dialog and replies back; `webhook.rs` webhook mode and its inbox handler.
 
 use std::future::Future;
 use std::num::NonZeroU32;
@@ -46,7 +46,6 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::ChatHandler;
-use super::config::{MaxConfig, MaxMode};
 use crate::connectors::failure::{self, Quirks};
 use crate::connectors::{Failure, Kind, http};
 use crate::conversation::{ChatEvent, Conversations};
@@ -58,6 +57,7 @@ use crate::store::{Store, StoreError};
 
 mod bot;
 mod client;
+pub(super) mod config;
 #[cfg(test)]
 mod tests;
 mod webhook;
@@ -65,6 +65,7 @@ mod wire;
 
 pub use bot::*;
 pub use client::*;
+use config::{MaxConfig, MaxMode};
 pub use webhook::*;
 pub use wire::*;
 

@@ -1,6 +1,9 @@
 //! GetCourse import API (`/pl/api/users`, `/pl/api/deals`): form posts with the secret `key`,
 //! `action=add` and `params` as base64 JSON; answers have two levels of success.
 //! Facts relied on: docs/getcourse.md.
+//!
+//! The folder: this file holds the type and its calls; `config.rs` `[school.getcourse]`;
+//! `wire.rs` the people we send and the two-level answers; `tests.rs`.
 
 use std::time::Duration;
 
@@ -9,29 +12,18 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use super::SchoolError;
-use super::config::GetCourseConfig;
+
+pub(super) mod config;
+#[cfg(test)]
+mod tests;
+mod wire;
+
+use config::GetCourseConfig;
+pub use wire::{GcUser, Imported, parse_import, truthy};
 
 pub struct GetCourse {
     http: reqwest::Client,
     config: GetCourseConfig,
-}
-
-/// Who the import is about.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct GcUser {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
-}
-
-/// The inner `result` of an import.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Imported {
-    pub user_id: Option<String>,
-    pub deal_id: Option<String>,
 }
 
 impl GetCourse {
@@ -163,78 +155,11 @@ impl GetCourse {
     }
 }
 
-/// GetCourse sends booleans as `true`, `"true"`, `1` or `"1"`.
-pub fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_i64() == Some(1),
-        Value::String(s) => matches!(s.as_str(), "true" | "1"),
-        _ => false,
-    }
-}
-
-fn text_of(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// Both levels must agree: a call can succeed outside while the action failed inside.
-pub fn parse_import(answer: &Value) -> Result<Imported, SchoolError> {
-    let result = &answer["result"];
-    let message = result["error_message"]
-        .as_str()
-        .or_else(|| answer["error_message"].as_str())
-        .unwrap_or("")
-        .to_string();
-    if !truthy(&answer["success"]) {
-        if message.to_lowercase().contains("ключ") || message.to_lowercase().contains("key") {
-            return Err(SchoolError::Auth(format!(
-                "GetCourse refused the key: {message}"
-            )));
-        }
-        return Err(SchoolError::Rejected {
-            message: "GetCourse refused the call".into(),
-            fields: vec![(String::new(), message)],
-        });
-    }
-    if truthy(&result["error"]) || !truthy(&result["success"]) {
-        return Err(SchoolError::Rejected {
-            message: "GetCourse refused the import".into(),
-            fields: vec![(String::new(), message)],
-        });
-    }
-    Ok(Imported {
-        user_id: text_of(&result["user_id"]),
-        deal_id: text_of(&result["deal_id"]),
-    })
-}
-
 /// Without the URL: GetCourse's key travels in it.
 fn transport(e: reqwest::Error) -> SchoolError {
     SchoolError::Transient {
         message: format!("GetCourse unreachable: {}", e.without_url()),
         status: None,
         retry_after: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn inner_failure_under_outer_success_is_an_error() {
-        let e = parse_import(&json!({"success": true, "action": "add", "result": {
-            "success": false, "error": true, "error_message": "Не указан email"}}))
-        .unwrap_err();
-        assert!(e.to_string().contains("Не указан email"), "{e}");
-        let ok = parse_import(&json!({"success": "true", "result": {
-            "success": "true", "error": "false", "user_id": 77, "deal_id": "9"}}))
-        .unwrap();
-        assert_eq!(ok.user_id.as_deref(), Some("77"));
-        assert_eq!(ok.deal_id.as_deref(), Some("9"));
     }
 }

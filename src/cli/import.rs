@@ -1,0 +1,123 @@
+//! `zapis import`: clients from a CSV file or a CRM into the store or a CRM.
+
+use super::*;
+
+pub(super) async fn import(args: ImportArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+
+    use crate::import::load::{self, ImportTarget, Index, LoadOptions};
+    use crate::import::targets::{AmoTarget, Bitrix24Target, YclientsTarget};
+
+    let config = load(&args.config.config)?;
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let records = crate::import::read_bytes(&bytes, &args.map)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let prepared = crate::import::prepare(records);
+    let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
+    // Opened without migrating for a dry run: it must not write, not even the schema.
+    let open_store = || async {
+        if args.dry_run {
+            Store::open(&config.store.url).await
+        } else {
+            Store::connect(&config.store.url).await
+        }
+        .context("opening the store")
+    };
+    let target: Arc<dyn ImportTarget> = match args.into {
+        ImportInto::Amocrm => {
+            let Some(amo) = config.crm.as_ref().and_then(|c| c.amocrm.clone()) else {
+                bail!("--into amocrm needs a [crm.amocrm] section in the configuration");
+            };
+            Arc::new(AmoTarget(
+                crate::crm::amocrm::AmoCrm::new(
+                    amo,
+                    open_store().await?,
+                    &config.business.id,
+                    clock.clone(),
+                )
+                .context("crm.amocrm")?,
+            ))
+        }
+        ImportInto::Bitrix24 => {
+            let Some(b24) = config.crm.as_ref().and_then(|c| c.bitrix24.clone()) else {
+                bail!("--into bitrix24 needs a [crm.bitrix24] section in the configuration");
+            };
+            Arc::new(Bitrix24Target(
+                crate::crm::bitrix24::Bitrix24::new(
+                    b24,
+                    open_store().await?,
+                    &config.business.id,
+                    clock.clone(),
+                )
+                .context("crm.bitrix24")?,
+            ))
+        }
+        ImportInto::Yclients => {
+            let Some(yc) = config.booking.yclients.as_ref() else {
+                bail!("--into yclients needs a [booking.yclients] section in the configuration");
+            };
+            let client = crate::booking::yclients::Yclients::new(yc, clock.clone());
+            Arc::new(YclientsTarget::new(client).map_err(|e| anyhow::anyhow!(e))?)
+        }
+    };
+    let mut problems = prepared.problems.clone();
+    let counts = if args.dry_run {
+        let index = Index::new(
+            target
+                .existing()
+                .await
+                .context("reading the target's contacts")?,
+        )
+        .single_valued(target.single_valued());
+        load::dry_run_counts(&prepared, &index, target.as_ref())
+    } else {
+        let store = Store::connect(&config.store.url)
+            .await
+            .context("opening the store")?;
+        let digest = crate::import::run_digest(&bytes, &args.map);
+        let progress = if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(prepared.clients.len() as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {pos}/{len} clients, {per_sec}, ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let file_name = args
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (counts, refused) = load::load(
+            &prepared,
+            target,
+            LoadOptions {
+                store: &store,
+                clock,
+                sync: config.sync.clone(),
+                business_id: &config.business.id,
+                digest: &digest,
+                file_name: &file_name,
+                progress,
+            },
+        )
+        .await
+        .context("loading")?;
+        problems.extend(refused);
+        counts
+    };
+    println!("{}", counts.render(args.dry_run));
+    if let Some(path) = &args.report {
+        crate::import::report::write_csv(path, &problems)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("{} problems listed in {}", problems.len(), path.display());
+    } else if !problems.is_empty() {
+        println!("{} problems; --report FILE lists them", problems.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! `zapis run` and `zapis demo`: the service itself, and a conversation in the terminal.
+
+use super::*;
+
+pub(super) async fn demo(
+    store: Option<String>,
+    start: Option<String>,
+    lang: Option<String>,
+) -> anyhow::Result<()> {
+    // The temp dir lives until the demo ends, then takes its database with it.
+    let tmp = tempfile::tempdir().context("creating a temporary directory for the demo store")?;
+    let url = match store {
+        Some(url) => url,
+        None => format!("sqlite://{}", tmp.path().join("demo.db").display()),
+    };
+    let config = Config::demo(&url);
+    let app = App::build(config, Arc::new(SystemClock))
+        .await
+        .context("opening the demo store")?;
+    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    crate::messenger::console::run(
+        &app.conversations,
+        stdin,
+        tokio::io::stdout(),
+        start,
+        lang.as_deref(),
+    )
+    .await
+    .context("running the demo conversation")?;
+    app.store.close().await;
+    Ok(())
+}
+
+pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
+    adopt_schedule_timezone(&mut config).await;
+    // Without a messenger the HTTP server (webhooks, landing forms) is the whole service;
+    // without either there is nothing to serve.
+    if config.telegram.is_none() && config.max.is_none() && config.http.is_none() {
+        bail!(
+            "nothing to run: no messenger and no [http] section are configured (add a [telegram] or [max] section with `token`, or [http] with `listen` for webhooks and forms)"
+        );
+    }
+    let app = App::build(config, Arc::new(SystemClock))
+        .await
+        .context("opening the store")?;
+    tracing::info!(business = %app.config.business.name, "zapis is running");
+    if !app.config.privacy.consent {
+        tracing::warn!(
+            "privacy.consent = false: the bot asks clients for their phone and name without \
+             asking their consent to the processing of personal data (152-ФЗ); collect it some \
+             other way"
+        );
+    }
+    if let Some(crm) = &app.crm {
+        // Settled now so the first booking does not wait on it; a failure here is retried by
+        // the first CRM job, which needs the same.
+        if let Err(e) = crm.prepare().await {
+            tracing::warn!(system = crm.system(), error = %e, "CRM not prepared yet; the first CRM job tries again");
+        }
+    }
+    // Deliveries and webhooks run beside the bots and stop after them.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let engine = Arc::new(app.engine());
+    let systems = engine.systems().to_vec();
+    let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
+    let metrics = match &app.config.http {
+        Some(http) if http.metrics || http.metrics_listen.is_some() => {
+            Some(crate::metrics::install().context("starting the metrics recorder")?)
+        }
+        _ => None,
+    };
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut metrics_task = None;
+    let http_task = app.config.http.as_ref().map(|http| -> anyhow::Result<_> {
+        let mut state = app.http_state(http.webhook_secret.clone());
+        let ops = |metrics: Option<&metrics_exporter_prometheus::PrometheusHandle>| {
+            Some(Arc::new(crate::http::ops::Ops {
+                systems: systems.clone(),
+                pollers: app
+                    .pollers
+                    .configured(app.config.telegram.as_ref(), app.config.max.as_ref()),
+                metrics: metrics.cloned(),
+            }))
+        };
+        if let (Some(listen), Some(handle)) = (http.metrics_listen, &metrics) {
+            let mut alone = state.clone();
+            alone.ops = ops(Some(handle));
+            metrics_task = Some(tokio::spawn(crate::http::ops::serve_metrics(
+                listen,
+                alone,
+                stopped(stop_rx.clone()),
+            )));
+        }
+        state.ops = ops(metrics.as_ref().filter(|_| http.metrics));
+        if http.console {
+            state.console = Some(console_state(&app, &systems, http)?);
+        }
+        let limits = http
+            .limits()
+            .fitted_to(crate::http::server::raise_descriptor_limit());
+        Ok(tokio::spawn(crate::http::serve(
+            http.listen,
+            state,
+            limits,
+            stopped(stop_rx.clone()),
+        )))
+    });
+    let http_task = http_task.transpose()?;
+    // Several instances may share the store: each periodic loop runs on the one holding its
+    // lease, and moves to another when that one stops or dies.
+    let instance = crate::store::new_id();
+    let lease = |name: &'static str, every: std::time::Duration| {
+        LoopLease::new(
+            app.store.clone(),
+            &app.config.business.id,
+            name,
+            &instance,
+            every,
+        )
+    };
+    let watch_task = app.dikidi.clone().map(|dikidi| {
+        crate::lifecycle::watch::spawn(
+            dikidi,
+            app.store.clone(),
+            app.clock.clone(),
+            app.config.business.id.clone(),
+            app.change_applier(),
+            app.alerts(),
+            stop_rx.clone(),
+        )
+    });
+    let crm_reconcile_task = app.crm_reconciler().map(|reconciler| {
+        let interval = app
+            .config
+            .crm
+            .as_ref()
+            .map(|c| c.reconcile_interval)
+            .unwrap_or(std::time::Duration::from_secs(300));
+        tokio::spawn(reconciler.run(
+            app.store.clone(),
+            app.clock.clone(),
+            interval,
+            lease("crm_reconcile", interval),
+            stop_rx.clone(),
+        ))
+    });
+    let stock_task = app.stock_watch().map(|(watch, every)| {
+        tokio::spawn(watch.run(
+            app.clock.clone(),
+            every,
+            lease("onec_stock", every),
+            stop_rx.clone(),
+        ))
+    });
+    // Dikidi's poller above already re-reads its bookings.
+    let reconcile_task = app.dikidi.is_none().then(|| {
+        let every = app.config.sync.reconcile_interval;
+        crate::lifecycle::watch::spawn_reconciler(
+            app.reconciler(),
+            app.clock.clone(),
+            every,
+            lease("schedule_reconcile", every),
+            stop_rx.clone(),
+        )
+    });
+    let reminders_task = app.config.reminders.enabled.then(|| {
+        let every = app.config.reminders.check_every;
+        crate::lifecycle::reminders::spawn(
+            app.reminders(),
+            app.clock.clone(),
+            every,
+            lease("reminders", every),
+            stop_rx.clone(),
+        )
+    });
+    // Only where a CRM takes the leads and the conversation records the attempts.
+    let unfinished_task = match (&app.crm, app.conversations.follows_unfinished()) {
+        (Some(crm), Some(after)) => Some(crate::unfinished::spawn(
+            app.store.clone(),
+            app.config.business.id.clone(),
+            crm.system(),
+            after,
+            app.clock.clone(),
+            lease("unfinished", crate::unfinished::check_every(after)),
+            stop_rx.clone(),
+        )),
+        _ => None,
+    };
+    let retention_task = crate::store::retention::spawn(
+        app.store.clone(),
+        app.config.business.id.clone(),
+        app.config.retention.clone(),
+        app.clock.clone(),
+        lease("retention", crate::store::retention::ERASURES_EVERY),
+        stop_rx.clone(),
+    );
+    let bots = app.run_messengers().await;
+    let _ = stop_tx.send(true);
+    for task in [http_task, metrics_task].into_iter().flatten() {
+        match task.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
+            Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    for task in [
+        watch_task,
+        reconcile_task,
+        reminders_task,
+        crm_reconcile_task,
+        unfinished_task,
+        stock_task,
+        Some(retention_task),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let _ = task.await;
+    }
+    match engine_task.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "delivery engine failed"),
+        Err(e) => tracing::error!(error = %e, "delivery engine task failed"),
+        Ok(Ok(())) => {}
+    }
+    bots.context("running the messenger bots")?;
+    app.store.close().await;
+    Ok(())
+}
+
+/// The schedule's zone is the one every time a client sees is in: a YClients company's
+/// `timezone_name` wins over a `business.timezone` that disagrees (a Yekaterinburg salon set
+/// up as Moscow would show every time two hours early), with a warning naming both.
+/// The console's view of this deployment's business.
+fn console_state(
+    app: &App,
+    systems: &[String],
+    http: &crate::config::HttpConfig,
+) -> anyhow::Result<Arc<crate::console::ConsoleState>> {
+    let config = &app.config;
+    let business = crate::console::BusinessView {
+        id: config.business.id.clone(),
+        name: config.business.name.clone(),
+        timezone: config.business.timezone,
+        telegram_bot: config
+            .telegram
+            .as_ref()
+            .and_then(|t| t.bot_username.clone()),
+        max_bot: config.max.as_ref().and_then(|m| m.bot_username.clone()),
+        schedule: app.booking.system(),
+        crm: app.crm.as_ref().map(|c| c.system()),
+        systems: systems.to_vec(),
+        webhook_sources: app.webhook_sources(),
+        webhook_secret: http.webhook_secret.clone(),
+        booking: app.booking.clone(),
+        crm_client: app.crm.clone(),
+    };
+    let state = crate::console::ConsoleState::new(
+        app.store.clone(),
+        app.clock.clone(),
+        vec![business],
+        http.public_url.as_ref().map(|u| u.to_string()),
+    )
+    .context("preparing the console")?;
+    Ok(Arc::new(state))
+}
+
+async fn adopt_schedule_timezone(config: &mut Config) {
+    let (crate::config::BookingSystemKind::Yclients, Some(yc)) =
+        (&config.booking.system, &config.booking.yclients)
+    else {
+        return;
+    };
+    let client = crate::booking::yclients::Yclients::new(yc, Arc::new(SystemClock));
+    let read = client.company().await;
+    // This client's limiter is not the one the service's client starts with: let YClients'
+    // one-second window pass before that client may send its first burst.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    match read {
+        Ok(company) if company.timezone != config.business.timezone => {
+            tracing::warn!(
+                "business.timezone {} disagrees with the YClients company's timezone_name {}; \
+                 clients are shown times in {} (fix business.timezone)",
+                config.business.timezone,
+                company.timezone,
+                company.timezone
+            );
+            config.business.timezone = company.timezone;
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(
+            error = %e,
+            "cannot read the YClients company's time zone at start; using business.timezone {}",
+            config.business.timezone
+        ),
+    }
+}

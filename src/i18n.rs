@@ -627,16 +627,20 @@ mod tests {
         // Message ids are written as string literals in the engine; any literal shaped like an
         // id that is not defined would show the user a raw key.
         let defined = keys(RU_FTL);
-        let sources = [
-            include_str!("dialog/engine/mod.rs"),
-            include_str!("dialog/engine/booking.rs"),
-            include_str!("dialog/engine/code.rs"),
-            include_str!("dialog/engine/details.rs"),
-            include_str!("dialog/engine/my.rs"),
-            include_str!("dialog/engine/navigation.rs"),
-            include_str!("dialog/engine/render.rs"),
-            include_str!("dialog/engine/school.rs"),
-        ];
+        // Every file of the engine, read from disk so a new one cannot be left out.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/dialog/engine");
+        let mut sources = Vec::new();
+        for entry in std::fs::read_dir(&dir).expect("the engine's folder") {
+            let path = entry.expect("an entry").path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                sources.push(std::fs::read_to_string(&path).expect("an engine file"));
+            }
+        }
+        assert!(
+            sources.len() >= 8,
+            "read only {} engine files",
+            sources.len()
+        );
         let mut missing = Vec::new();
         for lit in sources
             .iter()

@@ -4,13 +4,11 @@
 //! Files arrive as UTF-8 with a BOM or in whatever the XML declaration names (old releases and
 //! Bitrix-style exchanges use windows-1251). Parsing is streaming: a catalogue can be large.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 
 use chrono::{DateTime, Utc};
 use quick_xml::events::{BytesDecl, BytesEnd, BytesRef, BytesStart, BytesText, Event};
 use quick_xml::{Reader, Writer, XmlVersion};
-use sqlx::{AnyConnection, Row};
 
 use crate::domain::{Booking, BookingStatus};
 use crate::store::{Store, StoreError};
@@ -22,12 +20,6 @@ pub enum CmlError {
     Malformed(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
-}
-
-impl From<sqlx::Error> for CmlError {
-    fn from(e: sqlx::Error) -> Self {
-        CmlError::Store(StoreError::from(e))
-    }
 }
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -206,45 +198,9 @@ fn declared_encoding(bytes: &[u8]) -> Result<Option<String>, CmlError> {
     }
 }
 
-/// A goods or services line of 1C's catalogue (`Каталог/Товары/Товар`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CatalogItem {
-    pub id: String,
-    pub name: String,
-    pub article: Option<String>,
-    pub unit: Option<String>,
-    pub groups: Vec<String>,
-}
-
-/// A priced offer with its stock (`ПакетПредложений/Предложения/Предложение`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Offer {
-    pub id: String,
-    pub name: String,
-    pub price_minor: Option<i64>,
-    pub currency: Option<String>,
-    pub quantity_milli: Option<i64>,
-    pub warehouses: BTreeMap<String, i64>,
-}
-
-/// One of 1C's documents sent back through `type=sale&mode=file`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IncomingDocument {
-    pub id: String,
-    pub number: Option<String>,
-    pub amount: Option<String>,
-    pub paid: bool,
-    pub cancelled: bool,
-    pub status: Option<String>,
-}
-
-/// Everything one file carries.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Package {
-    pub catalog: Vec<CatalogItem>,
-    pub offers: Vec<Offer>,
-    pub documents: Vec<IncomingDocument>,
-}
+pub use crate::store::onec::{
+    CatalogItem, IncomingDocument, Offer, Package, StockLine, StoredIncoming,
+};
 
 /// `1 719,50` / `1719.5` → 171950 (hundredths).
 fn parse_minor(s: &str) -> Option<i64> {
@@ -621,149 +577,19 @@ pub async fn apply(
     pkg: &Package,
     now: DateTime<Utc>,
 ) -> Result<(), CmlError> {
-    let mut tx = store.begin().await?;
-    let at = now.timestamp_millis();
-    for item in &pkg.catalog {
-        sqlx::query(
-            "INSERT INTO onec_catalog (business_id, item_id, name, article, unit, groups, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (business_id, item_id) DO UPDATE SET name = excluded.name, \
-             article = excluded.article, unit = excluded.unit, groups = excluded.groups, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(business_id)
-        .bind(&item.id)
-        .bind(&item.name)
-        .bind(item.article.clone())
-        .bind(item.unit.clone())
-        .bind(item.groups.join(","))
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-    }
-    for offer in &pkg.offers {
-        let warehouses = serde_json::to_string(&offer.warehouses).unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO onec_offers (business_id, offer_id, name, price_minor, currency, \
-             quantity_milli, warehouses, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (business_id, offer_id) DO UPDATE SET name = excluded.name, \
-             price_minor = COALESCE(excluded.price_minor, onec_offers.price_minor), \
-             currency = COALESCE(excluded.currency, onec_offers.currency), \
-             quantity_milli = COALESCE(excluded.quantity_milli, onec_offers.quantity_milli), \
-             warehouses = excluded.warehouses, updated_at = excluded.updated_at",
-        )
-        .bind(business_id)
-        .bind(&offer.id)
-        .bind(&offer.name)
-        .bind(offer.price_minor)
-        .bind(offer.currency.clone())
-        .bind(offer.quantity_milli)
-        .bind(warehouses)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-    }
-    for d in &pkg.documents {
-        let booking: Option<String> =
-            sqlx::query_scalar("SELECT id FROM bookings WHERE id = $1 AND business_id = $2")
-                .bind(&d.id)
-                .bind(business_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let status = if d.cancelled {
-            Some("cancelled".to_string())
-        } else {
-            d.status.clone()
-        };
-        sqlx::query(
-            "INSERT INTO onec_incoming (business_id, doc_id, number, booking_id, paid, status, \
-             amount, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (business_id, doc_id) DO UPDATE SET number = excluded.number, \
-             booking_id = excluded.booking_id, paid = excluded.paid, status = excluded.status, \
-             amount = excluded.amount, received_at = excluded.received_at",
-        )
-        .bind(business_id)
-        .bind(&d.id)
-        .bind(d.number.clone())
-        .bind(booking)
-        .bind(i64::from(d.paid))
-        .bind(status)
-        .bind(d.amount.clone())
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-/// A stored offer, for `zapis onec stock` and the low-stock alert.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StockLine {
-    pub id: String,
-    pub name: String,
-    pub price_minor: Option<i64>,
-    pub quantity_milli: Option<i64>,
+    Ok(store.apply_onec_package(business_id, pkg, now).await?)
 }
 
 pub async fn stock(store: &Store, business_id: &str) -> Result<Vec<StockLine>, CmlError> {
-    let rows = sqlx::query(
-        "SELECT offer_id, name, price_minor, quantity_milli FROM onec_offers \
-         WHERE business_id = $1 ORDER BY name, offer_id",
-    )
-    .bind(business_id)
-    .fetch_all(store.pool())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StockLine {
-                id: r.try_get(0)?,
-                name: r.try_get(1)?,
-                price_minor: r.try_get(2)?,
-                quantity_milli: r.try_get(3)?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(CmlError::from)
-}
-
-/// A document 1C sent back, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredIncoming {
-    pub doc_id: String,
-    pub booking_id: Option<String>,
-    pub paid: bool,
-    pub status: Option<String>,
+    Ok(store.onec_stock(business_id).await?)
 }
 
 pub async fn incoming(store: &Store, business_id: &str) -> Result<Vec<StoredIncoming>, CmlError> {
-    let rows = sqlx::query(
-        "SELECT doc_id, booking_id, paid, status FROM onec_incoming WHERE business_id = $1 \
-         ORDER BY doc_id",
-    )
-    .bind(business_id)
-    .fetch_all(store.pool())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StoredIncoming {
-                doc_id: r.try_get(0)?,
-                booking_id: r.try_get(1)?,
-                paid: r.try_get::<i64, _>(2)? != 0,
-                status: r.try_get(3)?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(CmlError::from)
+    Ok(store.onec_incoming(business_id).await?)
 }
 
 pub async fn catalog_count(store: &Store, business_id: &str) -> Result<i64, CmlError> {
-    Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM onec_catalog WHERE business_id = $1")
-            .bind(business_id)
-            .fetch_one(store.pool())
-            .await?,
-    )
+    Ok(store.onec_catalog_count(business_id).await?)
 }
 
 /// The bookings 1C has not taken in their current state: new ones and those whose status
@@ -773,57 +599,7 @@ pub async fn pending_for_query(
     business_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<Booking>, CmlError> {
-    let bookings = store.bookings(business_id).await?;
-    let mut tx = store.begin().await?;
-    let mut out = Vec::new();
-    for b in bookings {
-        if !matches!(
-            b.status,
-            BookingStatus::Booked
-                | BookingStatus::Visited
-                | BookingStatus::CancelledByClient
-                | BookingStatus::CancelledByBusiness
-        ) {
-            continue;
-        }
-        let delivered: Option<Option<i64>> = sqlx::query_scalar(
-            "SELECT delivered_at FROM onec_documents \
-             WHERE business_id = $1 AND booking_id = $2 AND status = $3",
-        )
-        .bind(business_id)
-        .bind(&b.id)
-        .bind(b.status.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if matches!(delivered, Some(Some(_))) {
-            continue;
-        }
-        mark_queried(&mut tx, business_id, &b, now).await?;
-        out.push(b);
-    }
-    tx.commit().await?;
-    out.reverse();
-    Ok(out)
-}
-
-async fn mark_queried(
-    conn: &mut AnyConnection,
-    business_id: &str,
-    b: &Booking,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO onec_documents (business_id, booking_id, status, queried_at) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (business_id, booking_id, status) \
-         DO UPDATE SET queried_at = excluded.queried_at",
-    )
-    .bind(business_id)
-    .bind(&b.id)
-    .bind(b.status.as_str())
-    .bind(now.timestamp_millis())
-    .execute(conn)
-    .await?;
-    Ok(())
+    Ok(store.onec_pending_for_query(business_id, now).await?)
 }
 
 /// `mode=success`: everything handed out by the last `query` has been loaded by 1C.
@@ -832,15 +608,7 @@ pub async fn mark_delivered(
     business_id: &str,
     now: DateTime<Utc>,
 ) -> Result<u64, CmlError> {
-    let done = sqlx::query(
-        "UPDATE onec_documents SET delivered_at = $1 \
-         WHERE business_id = $2 AND delivered_at IS NULL AND queried_at <= $1",
-    )
-    .bind(now.timestamp_millis())
-    .bind(business_id)
-    .execute(store.pool())
-    .await?;
-    Ok(done.rows_affected())
+    Ok(store.onec_mark_delivered(business_id, now).await?)
 }
 
 /// How the document file is written: its encoding and the local time zone of the visits.

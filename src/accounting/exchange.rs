@@ -36,7 +36,7 @@ use tokio::io::AsyncWriteExt;
 use super::commerceml::{self, CmlError, DocumentStyle, Package};
 use super::config::CommerceMlConfig;
 use crate::clock::Clock;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::sync::{Alerts, alerts::Alert, alerts::AlertKind};
 
 pub const COOKIE: &str = "zapis_1c";
@@ -556,34 +556,27 @@ async fn checkauth(ex: &Exchange, headers: &HeaderMap, peer: Option<SocketAddr>)
         );
     }
     let cookie = uuid::Uuid::new_v4().simple().to_string();
-    let stored = sqlx::query(
-        "INSERT INTO onec_sessions (cookie, business_id, created_at) VALUES ($1, $2, $3)",
-    )
-    .bind(&cookie)
-    .bind(&ex.business_id)
-    .bind(now)
-    .execute(ex.store.pool())
-    .await;
+    let stored = ex
+        .store
+        .onec_start_session(&cookie, &ex.business_id, now)
+        .await;
     if let Err(e) = stored {
         tracing::error!(error = %e, "1C exchange: cannot store the session");
         return failure("the site's database is unavailable, try later");
     }
     // Old sessions go when a new one starts; nothing else reads them.
-    let _ = sqlx::query("DELETE FROM onec_sessions WHERE created_at < $1")
-        .bind(now - SESSION_TTL_MS)
-        .execute(ex.store.pool())
+    let _ = ex
+        .store
+        .onec_drop_sessions_before(now - SESSION_TTL_MS)
         .await;
     text(StatusCode::OK, format!("success\n{COOKIE}\n{cookie}\n"))
 }
 
-async fn session_valid(ex: &Exchange, cookie: &str) -> Result<bool, sqlx::Error> {
-    let created: Option<i64> = sqlx::query_scalar(
-        "SELECT created_at FROM onec_sessions WHERE cookie = $1 AND business_id = $2",
-    )
-    .bind(cookie)
-    .bind(&ex.business_id)
-    .fetch_optional(ex.store.pool())
-    .await?;
+async fn session_valid(ex: &Exchange, cookie: &str) -> Result<bool, StoreError> {
+    let created = ex
+        .store
+        .onec_session_started(cookie, &ex.business_id)
+        .await?;
     Ok(created.is_some_and(|at| ex.now_ms() - at < SESSION_TTL_MS))
 }
 

@@ -19,7 +19,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use super::report::Counts;
 use super::{Client, ImportError, Prepared, Problem, ProblemKind};
@@ -27,7 +26,8 @@ use crate::clock::Clock;
 use crate::crm::delivery_error;
 use crate::crm::{ContactDraft, ContactRecord, ContactUpdate, CrmError};
 use crate::normalize::{Email, Phone};
-use crate::store::{Store, StoreError, to_millis};
+use crate::store::imports::{ImportRow, RowPlan};
+use crate::store::{Store, StoreError};
 use crate::sync::{
     Alerts, Delivered, DeliveryError, Engine, Job, JobContext, JobHandler, NewJob, Queue,
     SyncConfig,
@@ -311,50 +311,17 @@ pub async fn open_run(
     clients: &[Client],
     now: DateTime<Utc>,
 ) -> Result<Run, StoreError> {
-    let now_ms = to_millis(now);
-    let mut tx = store.begin().await?;
-    sqlx::query(
-        "INSERT INTO import_runs (business_id, target, digest, file_name, state, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'running', $5, $5) \
-         ON CONFLICT (business_id, target, digest) DO UPDATE SET updated_at = $5, state = 'running'",
-    )
-    .bind(business_id)
-    .bind(target)
-    .bind(digest)
-    .bind(file_name)
-    .bind(now_ms)
-    .execute(&mut *tx)
-    .await?;
-    let id: i64 = sqlx::query_scalar(
-        "SELECT id FROM import_runs WHERE business_id = $1 AND target = $2 AND digest = $3",
-    )
-    .bind(business_id)
-    .bind(target)
-    .bind(digest)
-    .fetch_one(&mut *tx)
-    .await?;
-    const CHUNK: usize = 200;
-    for chunk in clients.chunks(CHUNK) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = i * 3;
-                format!("($1, ${}, ${}, 'pending', ${}, $2)", b + 3, b + 4, b + 5)
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO import_rows (run_id, key, payload, state, action, updated_at) VALUES {} \
-             ON CONFLICT (run_id, key) DO NOTHING",
-            values.join(", ")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(now_ms);
-        for c in chunk {
+    let rows = clients
+        .iter()
+        .map(|c| {
             let payload = serde_json::to_string(c)
                 .map_err(|e| StoreError::Corrupt(format!("import row: {e}")))?;
-            q = q.bind(&c.key).bind(payload).bind("create");
-        }
-        q.execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
+            Ok((c.key.clone(), payload))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let id = store
+        .open_import_run(business_id, target, digest, file_name, &rows, now)
+        .await?;
     Ok(Run {
         id,
         business_id: business_id.to_string(),
@@ -366,28 +333,15 @@ pub async fn open_run(
 /// Retires unfinished jobs of earlier starts (their process is gone; their rows are
 /// re-planned and enqueued afresh) and gives failed rows another chance.
 async fn reset_unfinished(store: &Store, run: &Run, now: DateTime<Utc>) -> Result<(), StoreError> {
-    let now_ms = to_millis(now);
-    sqlx::query(
-        "UPDATE sync_jobs SET state = 'dead', last_error = 'superseded by a later start of the import', \
-           worker_id = NULL, lease_until = NULL, updated_at = $1, finished_at = $1 \
-         WHERE business_id = $2 AND system = $3 AND state IN ('pending', 'running') \
-           AND idempotency_key LIKE $4",
-    )
-    .bind(now_ms)
-    .bind(&run.business_id)
-    .bind(job_system(&run.target))
-    .bind(format!("import:{}:%", run.id))
-    .execute(store.pool())
-    .await?;
-    sqlx::query(
-        "UPDATE import_rows SET state = 'pending', error = NULL, updated_at = $1 \
-         WHERE run_id = $2 AND state = 'failed'",
-    )
-    .bind(now_ms)
-    .bind(run.id)
-    .execute(store.pool())
-    .await?;
-    Ok(())
+    Queue::new(store.clone())
+        .supersede_import_jobs(
+            &run.business_id,
+            &job_system(&run.target),
+            &format!("import:{}:%", run.id),
+            now,
+        )
+        .await?;
+    store.retry_failed_import_rows(run.id, now).await
 }
 
 struct PendingRow {
@@ -398,18 +352,15 @@ struct PendingRow {
     plan: Option<StoredPlan>,
 }
 
-fn pending_from_row(r: &sqlx::any::AnyRow) -> Result<PendingRow, StoreError> {
-    let payload: String = r.try_get("payload")?;
-    let plan: Option<String> = r.try_get("plan")?;
+fn pending_from_row(r: ImportRow) -> Result<PendingRow, StoreError> {
     Ok(PendingRow {
-        key: r.try_get("key")?,
-        client: serde_json::from_str(&payload)
+        key: r.key,
+        client: serde_json::from_str(&r.payload)
             .map_err(|e| StoreError::Corrupt(format!("import row payload: {e}")))?,
-        action: r
-            .try_get::<Option<String>, _>("action")?
-            .unwrap_or_else(|| "create".into()),
-        external_id: r.try_get("external_id")?,
-        plan: plan
+        action: r.action.unwrap_or_else(|| "create".into()),
+        external_id: r.external_id,
+        plan: r
+            .plan
             .map(|p| serde_json::from_str(&p))
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("import row plan: {e}")))?,
@@ -417,14 +368,12 @@ fn pending_from_row(r: &sqlx::any::AnyRow) -> Result<PendingRow, StoreError> {
 }
 
 async fn pending_rows(store: &Store, run_id: i64) -> Result<Vec<PendingRow>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT key, payload, action, external_id, plan FROM import_rows \
-         WHERE run_id = $1 AND state = 'pending' ORDER BY key",
-    )
-    .bind(run_id)
-    .fetch_all(store.pool())
-    .await?;
-    rows.iter().map(pending_from_row).collect()
+    store
+        .pending_import_rows(run_id)
+        .await?
+        .into_iter()
+        .map(pending_from_row)
+        .collect()
 }
 
 fn plan_columns(plan: &Plan) -> (&'static str, Option<String>, Option<String>) {
@@ -461,24 +410,14 @@ async fn save_plans(
     plans: &[(String, Plan)],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut tx = store.begin().await?;
-    for (key, plan) in plans {
-        let (action, id, stored) = plan_columns(plan);
-        sqlx::query(
-            "UPDATE import_rows SET action = $1, external_id = $2, plan = $3, updated_at = $4 \
-             WHERE run_id = $5 AND key = $6 AND state = 'pending'",
-        )
-        .bind(action)
-        .bind(id)
-        .bind(stored)
-        .bind(to_millis(now))
-        .bind(run_id)
-        .bind(key)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(())
+    let plans: Vec<RowPlan> = plans
+        .iter()
+        .map(|(key, plan)| {
+            let (action, id, stored) = plan_columns(plan);
+            (key.clone(), action, id, stored)
+        })
+        .collect();
+    store.save_import_plans(run_id, &plans, now).await
 }
 
 /// Marks rows done with their final action (`created`, `updated`, `skipped`) and target id.
@@ -488,22 +427,7 @@ async fn finish_rows(
     done: &[(String, &'static str, String)],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut tx = store.begin().await?;
-    for (key, action, id) in done {
-        sqlx::query(
-            "UPDATE import_rows SET state = 'done', action = $1, external_id = $2, updated_at = $3 \
-             WHERE run_id = $4 AND key = $5",
-        )
-        .bind(*action)
-        .bind(id)
-        .bind(to_millis(now))
-        .bind(run_id)
-        .bind(key)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(())
+    store.finish_import_rows(run_id, done, now).await
 }
 
 /// Marks rows the target refused. A refused write is known not to have happened, so its row
@@ -514,23 +438,7 @@ async fn fail_rows(
     failed: &[(String, String)],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut tx = store.begin().await?;
-    for (key, error) in failed {
-        sqlx::query(
-            "UPDATE import_rows SET state = 'failed', error = $1, updated_at = $2, \
-               action = CASE action WHEN 'sending' THEN 'create' WHEN 'updating' THEN 'update' \
-                 ELSE action END \
-             WHERE run_id = $3 AND key = $4 AND state = 'pending'",
-        )
-        .bind(error)
-        .bind(to_millis(now))
-        .bind(run_id)
-        .bind(key)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(())
+    store.fail_import_rows(run_id, failed, now).await
 }
 
 /// Records that these rows' write is about to be sent (`sending` a create, `updating` an
@@ -543,21 +451,7 @@ async fn mark_sending(
     action: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut tx = store.begin().await?;
-    for key in keys {
-        sqlx::query(
-            "UPDATE import_rows SET action = $1, updated_at = $2 \
-             WHERE run_id = $3 AND key = $4 AND state = 'pending'",
-        )
-        .bind(action)
-        .bind(to_millis(now))
-        .bind(run_id)
-        .bind(key)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(())
+    store.mark_import_rows(run_id, keys, action, now).await
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -654,24 +548,12 @@ impl JobHandler for ImportJobs {
         let store = ctx.store;
         let target = &self.target;
         let mut rows = Vec::new();
-        for chunk in payload.keys.chunks(500) {
-            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let sql = format!(
-                "SELECT key, payload, action, external_id, plan FROM import_rows \
-                 WHERE run_id = $1 AND state = 'pending' AND key IN ({})",
-                marks.join(", ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(payload.run_id);
-            for k in chunk {
-                q = q.bind(k);
-            }
-            let found = q
-                .fetch_all(store.pool())
-                .await
-                .map_err(|e| store_failure(e.into()))?;
-            for r in &found {
-                rows.push(pending_from_row(r).map_err(store_failure)?);
-            }
+        for r in store
+            .pending_import_rows_among(payload.run_id, &payload.keys)
+            .await
+            .map_err(store_failure)?
+        {
+            rows.push(pending_from_row(r).map_err(store_failure)?);
         }
         // An earlier attempt sent these writes and its answer was never stored (a timeout, a
         // crash): look at the target before writing again.
@@ -964,16 +846,13 @@ pub async fn load(
             engine.run_due().await.map_err(|e| match e {
                 crate::sync::worker::EngineError::Store(s) => ImportError::Store(s),
             })?;
-            let open: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM sync_jobs WHERE business_id = $1 AND system = $2 \
-                 AND state IN ('pending', 'running') AND idempotency_key LIKE $3",
-            )
-            .bind(&run.business_id)
-            .bind(&system)
-            .bind(format!("import:{}:{generation}:%", run.id))
-            .fetch_one(store.pool())
-            .await
-            .map_err(StoreError::from)?;
+            let open = queue
+                .open_count(
+                    &run.business_id,
+                    &system,
+                    &format!("import:{}:{generation}:%", run.id),
+                )
+                .await?;
             if open == 0 {
                 break;
             }
@@ -983,13 +862,13 @@ pub async fn load(
     }
     opts.progress.finish_and_clear();
     let (counts, problems) = run_counts(store, run.id, prepared).await?;
-    sqlx::query("UPDATE import_runs SET state = $1, updated_at = $2 WHERE id = $3")
-        .bind(if counts.failed == 0 { "done" } else { "failed" })
-        .bind(to_millis(opts.clock.now()))
-        .bind(run.id)
-        .execute(store.pool())
-        .await
-        .map_err(StoreError::from)?;
+    store
+        .set_import_run_state(
+            run.id,
+            if counts.failed == 0 { "done" } else { "failed" },
+            opts.clock.now(),
+        )
+        .await?;
     Ok((counts, problems))
 }
 
@@ -1000,17 +879,7 @@ async fn run_counts(
     prepared: &Prepared,
 ) -> Result<(Counts, Vec<Problem>), ImportError> {
     let mut counts = base_counts(prepared);
-    let rows = sqlx::query(
-        "SELECT state, action, COUNT(*) AS n FROM import_rows WHERE run_id = $1 GROUP BY state, action",
-    )
-    .bind(run_id)
-    .fetch_all(store.pool())
-    .await
-    .map_err(StoreError::from)?;
-    for r in rows {
-        let state: String = r.try_get("state").map_err(StoreError::from)?;
-        let action: Option<String> = r.try_get("action").map_err(StoreError::from)?;
-        let n: i64 = r.try_get("n").map_err(StoreError::from)?;
+    for (state, action, n) in store.import_row_counts(run_id).await? {
         let n = n as usize;
         match (state.as_str(), action.as_deref()) {
             ("done", Some("created")) => counts.created += n,
@@ -1020,17 +889,8 @@ async fn run_counts(
             _ => {}
         }
     }
-    let failed = sqlx::query(
-        "SELECT key, payload, error FROM import_rows WHERE run_id = $1 AND state = 'failed' ORDER BY key",
-    )
-    .bind(run_id)
-    .fetch_all(store.pool())
-    .await
-    .map_err(StoreError::from)?;
     let mut problems = Vec::new();
-    for r in failed {
-        let payload: String = r.try_get("payload").map_err(StoreError::from)?;
-        let error: Option<String> = r.try_get("error").map_err(StoreError::from)?;
+    for (payload, error) in store.failed_import_rows(run_id).await? {
         let client: Client = serde_json::from_str(&payload)
             .map_err(|e| ImportError::Store(StoreError::Corrupt(format!("import row: {e}"))))?;
         problems.push(Problem {

@@ -458,6 +458,24 @@ pub async fn confirm_booking_in(
     Ok(())
 }
 
+/// Moves booking `id` to `start` with `master_id` inside the caller's transaction.
+pub async fn move_booking_in(
+    conn: &mut AnyConnection,
+    id: &str,
+    start: DateTime<Utc>,
+    master_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE bookings SET start_at = $1, master_id = $2, updated_at = $3 WHERE id = $4")
+        .bind(start.timestamp_millis())
+        .bind(master_id)
+        .bind(now.timestamp_millis())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn set_booking_status_in(
     conn: &mut AnyConnection,
     id: &str,
@@ -641,6 +659,19 @@ fn booking_from_row(row: &AnyRow) -> Result<Booking, StoreError> {
         external_id: row.try_get("external_id")?,
         created_at: from_millis(row.try_get("created_at")?)?,
     })
+}
+
+#[cfg(test)]
+impl Store {
+    /// The phones of the clients not forgotten, in order.
+    pub(crate) async fn remembered_phones(&self) -> Vec<String> {
+        sqlx::query_scalar::<_, String>(
+            "SELECT phone FROM clients WHERE phone NOT LIKE 'forgotten:%' ORDER BY phone",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
 }
 
 #[cfg(test)]

@@ -264,7 +264,9 @@ impl Store {
         Ok(())
     }
 
-    pub fn pool(&self) -> &AnyPool {
+    /// The pool, for the store's own statements and the queue's in `sync/`; every other part
+    /// goes through a method that names what it reads or writes.
+    pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
@@ -405,6 +407,13 @@ pub(crate) mod testing {
 #[doc(hidden)]
 pub mod test_support {
     use super::*;
+
+    /// The store's pool, for integration tests and benchmarks that arrange or inspect tables
+    /// directly. The product's code reads and writes through `Store`'s methods instead
+    /// (tests/it/architecture.rs keeps it so).
+    pub fn raw_pool(store: &Store) -> &AnyPool {
+        &store.pool
+    }
 
     /// Creates a uniquely named schema and returns a migrated store whose connections use it.
     pub async fn fresh_postgres(base_url: &str) -> Store {

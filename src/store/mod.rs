@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod applications;
 mod bookings;
 mod chat_log;
+mod clients;
 mod console;
 mod cursors;
 mod dialogs;

@@ -47,6 +47,7 @@ use zapis::clock::{Clock, SystemClock};
 use zapis::dialog::{Button, Reply};
 use zapis::domain::{Channel, ChatRef};
 use zapis::lifecycle::effects::{Operation, booking_job, notify_job};
+use zapis::store::test_support::raw_pool;
 use zapis::store::{Backend, Store};
 use zapis::sync::{
     Alerts, Delivered, DeliveryError, Engine, Job, JobContext, JobHandler, NewJob, Queue,
@@ -206,7 +207,7 @@ async fn engine_run(store: &Store, shape: Shape, n: usize, workers: usize) -> Fi
         let left: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sync_jobs WHERE state IN ('pending', 'running')",
         )
-        .fetch_one(store.pool())
+        .fetch_one(raw_pool(store))
         .await
         .expect("count");
         if left == 0 {
@@ -218,7 +219,7 @@ async fn engine_run(store: &Store, shape: Shape, n: usize, workers: usize) -> Fi
     let _ = stop.send(true);
     running.await.expect("engine task").expect("engine");
     let journal: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_journal")
-        .fetch_one(store.pool())
+        .fetch_one(raw_pool(store))
         .await
         .expect("journal count");
     assert_eq!(journal as usize, n, "one journal row per job");
@@ -426,11 +427,11 @@ async fn floor_run(store: &Store, n: usize, workers: usize) -> Figures {
         ),
     };
     sqlx::query(ddl)
-        .execute(store.pool())
+        .execute(raw_pool(store))
         .await
         .expect("floor table");
     let started = Instant::now();
-    let mut tx = store.pool().begin().await.expect("begin");
+    let mut tx = raw_pool(store).begin().await.expect("begin");
     for chunk in (0..n).collect::<Vec<_>>().chunks(400) {
         let values: Vec<String> = (1..=chunk.len()).map(|i| format!("(${i})")).collect();
         let sql = format!(
@@ -457,7 +458,7 @@ async fn floor_run(store: &Store, n: usize, workers: usize) -> Figures {
         tasks.push(tokio::spawn(async move {
             loop {
                 let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-                    .fetch_all(store.pool())
+                    .fetch_all(raw_pool(&store))
                     .await
                     .expect("delete");
                 if ids.is_empty() {
@@ -493,7 +494,7 @@ async fn fresh(backend: &str, file: &std::path::Path) -> Store {
 async fn dispose(store: Store) {
     let schema = match store.backend() {
         Backend::Postgres => sqlx::query_scalar::<_, String>("SELECT current_schema()")
-            .fetch_one(store.pool())
+            .fetch_one(raw_pool(&store))
             .await
             .ok(),
         Backend::Sqlite => None,

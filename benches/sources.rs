@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::Row;
 use zapis::store::analytics::source_funnel_sql;
+use zapis::store::test_support::raw_pool;
 use zapis::store::{Backend, Bucket, Store};
 
 const BUSINESS: &str = "b1";
@@ -133,7 +134,7 @@ async fn fill(store: &Store) {
     }
     for statement in sql {
         sqlx::query(sqlx::AssertSqlSafe(statement))
-            .execute(store.pool())
+            .execute(raw_pool(store))
             .await
             .expect("fill");
     }
@@ -150,7 +151,7 @@ async fn floor(store: &Store, from: i64, to: i64) -> i64 {
             .bind(BUSINESS)
             .bind(from)
             .bind(to)
-            .fetch_one(store.pool())
+            .fetch_one(raw_pool(store))
             .await
             .expect("floor");
         n += c;
@@ -266,7 +267,7 @@ async fn explain(store: &Store, from: i64, to: i64) {
         .bind(BUSINESS)
         .bind(from)
         .bind(to)
-        .fetch_all(store.pool())
+        .fetch_all(raw_pool(store))
         .await
         .expect("explain");
         for row in rows {

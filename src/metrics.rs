@@ -157,13 +157,9 @@ pub async fn refresh_jobs(
     business_id: &str,
     systems: &[String],
 ) -> Result<(), StoreError> {
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT system, state, COUNT(*) FROM sync_jobs WHERE business_id = $1 \
-         GROUP BY system, state",
-    )
-    .bind(business_id)
-    .fetch_all(store.pool())
-    .await?;
+    let rows = crate::sync::Queue::new(store.clone())
+        .counts_of(business_id)
+        .await?;
     for system in systems {
         for state in JOB_STATES {
             let n = rows

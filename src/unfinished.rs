@@ -225,10 +225,7 @@ mod tests {
     }
 
     async fn rows(store: &Store) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM unfinished_bookings")
-            .fetch_one(store.pool())
-            .await
-            .unwrap()
+        store.unfinished_count().await
     }
 
     /// A client who left in the contact step gets one lead once the pause has passed since

@@ -23,12 +23,6 @@ pub enum StockWatchError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for StockWatchError {
-    fn from(e: sqlx::Error) -> Self {
-        StockWatchError::Store(StoreError::from(e))
-    }
-}
-
 /// What one pass saw and did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct StockReport {
@@ -70,13 +64,12 @@ impl StockWatch {
         }
         // 1C's Balance virtual table leaves out what has nothing left, so an item seen before
         // and missing now is sold out.
-        let known: HashSet<String> =
-            sqlx::query_scalar("SELECT item FROM onec_stock_watch WHERE business_id = $1")
-                .bind(&self.business_id)
-                .fetch_all(self.store.pool())
-                .await?
-                .into_iter()
-                .collect();
+        let known: HashSet<String> = self
+            .store
+            .onec_watched_items(&self.business_id)
+            .await?
+            .into_iter()
+            .collect();
         for item in &known {
             totals.entry(item.clone()).or_insert(0.0);
         }
@@ -90,20 +83,10 @@ impl StockWatch {
             let low = *quantity <= threshold;
             // Flips the item's state only when it changes; the row count says whether this
             // pass made the change, so concurrent passes alert once.
-            let changed = sqlx::query(
-                "INSERT INTO onec_stock_watch (business_id, item, low, changed_at) \
-                 VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (business_id, item) DO UPDATE SET low = excluded.low, \
-                 changed_at = excluded.changed_at WHERE onec_stock_watch.low <> excluded.low",
-            )
-            .bind(&self.business_id)
-            .bind(item)
-            .bind(i64::from(low))
-            .bind(at)
-            .execute(self.store.pool())
-            .await?
-            .rows_affected()
-                == 1;
+            let changed = self
+                .store
+                .onec_set_stock_low(&self.business_id, item, low, at)
+                .await?;
             match (changed, low) {
                 (true, true) => report.alerted.push((item.clone(), *quantity)),
                 // A first sighting of a well-stocked item is recorded, not a recovery.

@@ -7,7 +7,6 @@ use super::App;
 use crate::conversation::ChatEvent;
 use crate::conversation::tests::{locked_chats, pick_a_time, press};
 use crate::domain::{Channel, ChatRef};
-use crate::store::Store;
 
 async fn demo(url: &str) -> App {
     App::build(
@@ -16,13 +15,6 @@ async fn demo(url: &str) -> App {
     )
     .await
     .expect("demo app")
-}
-
-async fn count(store: &Store, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(store.pool())
-        .await
-        .expect("count")
 }
 
 /// A chat's start is recorded with its deep link, the turn that picks a time as the
@@ -36,11 +28,7 @@ async fn the_start_and_the_contact_step_are_recorded_with_the_chats_source() {
     let store = conv.store();
     let chat = ChatRef::new(Channel::Telegram, "7");
     let consent = pick_a_time(&conv, &chat, Some("src_vk")).await;
-    let rows: Vec<(String, String, Option<String>, Option<String>)> =
-        sqlx::query_as("SELECT kind, chat_key, payload, link_name FROM chat_events ORDER BY id")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
+    let rows: Vec<(String, String, Option<String>, Option<String>)> = store.chat_event_rows().await;
     let with = |kind: &str| {
         (
             kind.to_string(),
@@ -55,16 +43,11 @@ async fn the_start_and_the_contact_step_are_recorded_with_the_chats_source() {
     conv.handle(&chat, None, ChatEvent::Text("+7 916 555-12-34".into()))
         .await
         .expect("phone");
-    assert_eq!(count(store, "SELECT COUNT(*) FROM chat_events").await, 2);
+    assert_eq!(store.chat_event_count().await, 2);
     // A chat without a deep link counts as a direct one, on its own messenger.
     let other = ChatRef::new(Channel::Max, "8");
     pick_a_time(&conv, &other, None).await;
-    let direct: Vec<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT kind, channel, payload FROM chat_events WHERE chat_key = 'max:8' ORDER BY id",
-    )
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
+    let direct: Vec<(String, String, Option<String>)> = store.chat_event_rows_of("max:8").await;
     assert_eq!(
         direct,
         [
@@ -95,12 +78,9 @@ async fn app_with_a_question() -> (tempfile::TempDir, App, String, String) {
     conv.handle(&chat, None, ChatEvent::Text("А парковка есть?".into()))
         .await
         .expect("question");
-    let (business, question_key): (String, String) = sqlx::query_as(
-        "SELECT business_id, idempotency_key FROM sync_jobs WHERE system = 'support'",
-    )
-    .fetch_one(conv.store().pool())
-    .await
-    .expect("the question is queued");
+    let (business, question_key): (String, String) = crate::sync::Queue::new(conv.store().clone())
+        .only_job_of("support")
+        .await;
     (dir, app, business, question_key)
 }
 
@@ -135,24 +115,12 @@ async fn an_admin_reply_read_twice_is_one_answer() {
         message_id,
         text: "Да, во дворе.",
     };
-    let answers = || {
-        count(
-            store,
-            "SELECT COUNT(*) FROM sync_jobs WHERE system = 'telegram' \
-             AND idempotency_key LIKE '%support:%'",
-        )
-    };
+    let queue = crate::sync::Queue::new(store.clone());
+    let answers = || queue.count_with_key_like("telegram", "%support:%");
     assert!(conv.relay_answer(answer("501", "77")).await.unwrap());
     assert!(conv.relay_answer(answer("501", "77")).await.unwrap());
     assert_eq!(answers().await, 1);
-    assert_eq!(
-        count(
-            store,
-            "SELECT COUNT(*) FROM chat_log WHERE author = 'admin'"
-        )
-        .await,
-        1
-    );
+    assert_eq!(store.chat_lines_by("admin").await, 1);
     // Another reply to the same question is another answer.
     assert!(conv.relay_answer(answer("502", "77")).await.unwrap());
     assert_eq!(answers().await, 2);
@@ -192,12 +160,9 @@ async fn a_reply_read_before_its_relay_is_stored_still_reaches_the_client() {
     );
     late.await.unwrap();
     assert_eq!(
-        count(
-            &store,
-            "SELECT COUNT(*) FROM sync_jobs WHERE system = 'telegram' \
-             AND idempotency_key LIKE '%support:%'",
-        )
-        .await,
+        crate::sync::Queue::new(store.clone())
+            .count_with_key_like("telegram", "%support:%")
+            .await,
         1
     );
 }
@@ -240,25 +205,11 @@ async fn concurrent_turns_store_every_input_reply_and_state() {
             replies += task.await.unwrap() as i64;
         }
         let store = conv.store();
-        assert_eq!(count(store, "SELECT COUNT(*) FROM dialogs").await, chats);
-        assert_eq!(
-            count(
-                store,
-                "SELECT COUNT(*) FROM chat_log WHERE author = 'client'"
-            )
-            .await,
-            2 * chats
-        );
-        assert_eq!(
-            count(store, "SELECT COUNT(*) FROM chat_log WHERE author = 'bot'").await,
-            replies
-        );
+        assert_eq!(store.dialog_count().await, chats);
+        assert_eq!(store.chat_lines_by("client").await, 2 * chats);
+        assert_eq!(store.chat_lines_by("bot").await, replies);
         // A pressed button is logged by the label the client saw.
-        let unknown = count(
-            store,
-            "SELECT COUNT(*) FROM chat_log WHERE author = 'client' AND text = '[…]'",
-        )
-        .await;
+        let unknown = store.chat_lines_by_reading("client", "[…]").await;
         assert_eq!(unknown, 0);
         assert_eq!(locked_chats(&conv), 0, "idle chats keep no lock");
     }

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
-use sqlx::Row;
 use tokio::sync::Mutex;
 
 use super::{BookRequest, BookingError, BookingSystem, Record, RecordStatus};
 use crate::clock::Clock;
 use crate::domain::{Master, Money, Service, Slot};
-use crate::store::{Backend, Store, StoreError};
+use crate::store::sandbox::NewSandboxRecord;
+use crate::store::{Store, StoreError};
 
 /// Slots start on this grid, in minutes.
 const SLOT_STEP_MIN: i64 = 30;
@@ -171,25 +171,15 @@ impl Sandbox {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<(i64, i64)>, BookingError> {
-        let rows = sqlx::query(
-            "SELECT start_at, end_at FROM sandbox_records WHERE business_id = $1 \
-             AND master_id = $2 AND status = 'active' AND start_at < $3 AND end_at > $4",
-        )
-        .bind(&self.business_id)
-        .bind(master_id)
-        .bind(to.timestamp_millis())
-        .bind(from.timestamp_millis())
-        .fetch_all(self.store.pool())
-        .await
-        .map_err(store_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("start_at").map_err(store_err)?,
-                    r.try_get("end_at").map_err(store_err)?,
-                ))
-            })
-            .collect()
+        self.store
+            .sandbox_busy(
+                &self.business_id,
+                master_id,
+                from.timestamp_millis(),
+                to.timestamp_millis(),
+            )
+            .await
+            .map_err(store_err)
     }
 
     async fn free_for(
@@ -229,55 +219,28 @@ impl Sandbox {
         request: &BookRequest,
         end: DateTime<Utc>,
     ) -> Result<String, BookingError> {
-        let mut tx = self.store.begin().await.map_err(store_err)?;
-        if self.store.backend() == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))::text")
-                .bind(format!("{}:{}", self.business_id, request.master_id))
-                .execute(&mut *tx)
-                .await
-                .map_err(store_err)?;
-        }
-        let clash: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sandbox_records WHERE business_id = $1 AND master_id = $2 \
-             AND status = 'active' AND start_at < $3 AND end_at > $4",
-        )
-        .bind(&self.business_id)
-        .bind(&request.master_id)
-        .bind(end.timestamp_millis())
-        .bind(request.start.timestamp_millis())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(store_err)?;
-        if clash > 0 {
+        let id = format!("sb-{}", uuid::Uuid::new_v4().simple());
+        let record = NewSandboxRecord {
+            id: &id,
+            business_id: &self.business_id,
+            master_id: &request.master_id,
+            service_id: &request.service_id,
+            start_at: request.start.timestamp_millis(),
+            end_at: end.timestamp_millis(),
+            client_phone: request.client_phone.as_str(),
+            client_name: &request.client_name,
+            comment: &request.comment,
+            booking_id: &request.booking_id,
+            created_at: self.clock.now().timestamp_millis(),
+        };
+        if !self
+            .store
+            .insert_sandbox_record(&record)
+            .await
+            .map_err(store_err)?
+        {
             return Err(BookingError::SlotTaken);
         }
-        let id = format!("sb-{}", uuid::Uuid::new_v4().simple());
-        let inserted = sqlx::query(
-            "INSERT INTO sandbox_records (id, business_id, master_id, service_id, start_at, end_at, \
-               client_phone, client_name, comment, booking_id, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'active', $11)",
-        )
-        .bind(&id)
-        .bind(&self.business_id)
-        .bind(&request.master_id)
-        .bind(&request.service_id)
-        .bind(request.start.timestamp_millis())
-        .bind(end.timestamp_millis())
-        .bind(request.client_phone.as_str())
-        .bind(&request.client_name)
-        .bind(&request.comment)
-        .bind(&request.booking_id)
-        .bind(self.clock.now().timestamp_millis())
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(BookingError::SlotTaken);
-            }
-            Err(e) => return Err(store_err(e)),
-        }
-        tx.commit().await.map_err(store_err)?;
         Ok(id)
     }
 }
@@ -377,15 +340,12 @@ impl BookingSystem for Sandbox {
     }
 
     async fn cancel(&self, external_id: &str) -> Result<(), BookingError> {
-        let done = sqlx::query(
-            "UPDATE sandbox_records SET status = 'cancelled' WHERE id = $1 AND business_id = $2",
-        )
-        .bind(external_id)
-        .bind(&self.business_id)
-        .execute(self.store.pool())
-        .await
-        .map_err(store_err)?;
-        if done.rows_affected() == 0 {
+        let done = self
+            .store
+            .cancel_sandbox_record(&self.business_id, external_id)
+            .await
+            .map_err(store_err)?;
+        if !done {
             return Err(BookingError::NotFound(format!("record {external_id}")));
         }
         Ok(())
@@ -412,33 +372,20 @@ impl BookingSystem for Sandbox {
         }
         let end = slot.start + Duration::minutes(i64::from(service.duration_min));
         let _guard = self.write_lock.lock().await;
-        let mut tx = self.store.begin().await.map_err(store_err)?;
-        let clash: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sandbox_records WHERE business_id = $1 AND master_id = $2 \
-             AND status = 'active' AND id <> $3 AND start_at < $4 AND end_at > $5",
-        )
-        .bind(&self.business_id)
-        .bind(&slot.master_id)
-        .bind(external_id)
-        .bind(end.timestamp_millis())
-        .bind(slot.start.timestamp_millis())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(store_err)?;
-        if clash > 0 {
+        let moved = self
+            .store
+            .move_sandbox_record(
+                &self.business_id,
+                external_id,
+                &slot.master_id,
+                slot.start.timestamp_millis(),
+                end.timestamp_millis(),
+            )
+            .await
+            .map_err(store_err)?;
+        if !moved {
             return Err(BookingError::SlotTaken);
         }
-        sqlx::query(
-            "UPDATE sandbox_records SET master_id = $1, start_at = $2, end_at = $3 WHERE id = $4",
-        )
-        .bind(&slot.master_id)
-        .bind(slot.start.timestamp_millis())
-        .bind(end.timestamp_millis())
-        .bind(external_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(store_err)?;
-        tx.commit().await.map_err(store_err)?;
         Ok(Record {
             external_id: external_id.into(),
             service_id: service.id,
@@ -454,15 +401,11 @@ impl BookingSystem for Sandbox {
         request: &BookRequest,
     ) -> Result<Option<Record>, BookingError> {
         let booking_id = &request.booking_id;
-        let id: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM sandbox_records WHERE business_id = $1 AND booking_id = $2 \
-             AND status = 'active'",
-        )
-        .bind(&self.business_id)
-        .bind(booking_id)
-        .fetch_optional(self.store.pool())
-        .await
-        .map_err(store_err)?;
+        let id = self
+            .store
+            .sandbox_record_for_booking(&self.business_id, booking_id)
+            .await
+            .map_err(store_err)?;
         match id {
             Some(id) => self.record(&id).await,
             None => Ok(None),
@@ -470,29 +413,23 @@ impl BookingSystem for Sandbox {
     }
 
     async fn record(&self, external_id: &str) -> Result<Option<Record>, BookingError> {
-        let row = sqlx::query(
-            "SELECT id, service_id, master_id, start_at, end_at, status FROM sandbox_records \
-             WHERE id = $1 AND business_id = $2",
-        )
-        .bind(external_id)
-        .bind(&self.business_id)
-        .fetch_optional(self.store.pool())
-        .await
-        .map_err(store_err)?;
+        let row = self
+            .store
+            .sandbox_record(&self.business_id, external_id)
+            .await
+            .map_err(store_err)?;
         let Some(row) = row else { return Ok(None) };
-        let start: i64 = row.try_get("start_at").map_err(store_err)?;
-        let end: i64 = row.try_get("end_at").map_err(store_err)?;
-        let status: String = row.try_get("status").map_err(store_err)?;
+        let (start, end) = (row.start_at, row.end_at);
         Ok(Some(Record {
-            external_id: row.try_get("id").map_err(store_err)?,
-            service_id: row.try_get("service_id").map_err(store_err)?,
-            master_id: row.try_get("master_id").map_err(store_err)?,
+            external_id: row.id,
+            service_id: row.service_id,
+            master_id: row.master_id,
             start: Utc
                 .timestamp_millis_opt(start)
                 .single()
                 .ok_or_else(|| BookingError::unavailable(format!("corrupt record time {start}")))?,
             duration_min: u32::try_from((end - start) / 60_000).unwrap_or(0),
-            status: if status == "active" {
+            status: if row.status == "active" {
                 RecordStatus::Active
             } else {
                 RecordStatus::Cancelled

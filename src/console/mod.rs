@@ -35,7 +35,7 @@ use crate::booking::BookingSystem;
 use crate::clock::Clock;
 use crate::i18n::Lang;
 use crate::store::{ConsoleSession, Role, Store};
-use crate::sync::journal::{JournalEntry, insert_journal_in};
+use crate::sync::journal::{JournalEntry, insert_journal};
 use auth::Refusal;
 
 /// What the console knows of one business besides its rows in the store.
@@ -257,11 +257,7 @@ pub async fn journal_for(
             format!("{who}: {}", crate::sync::journal::mask_text(detail))
         }),
     };
-    let written = async {
-        let mut conn = state.store.pool().acquire().await?;
-        insert_journal_in(&mut conn, &entry).await
-    };
-    if let Err(e) = written.await {
+    if let Err(e) = insert_journal(&state.store, &entry).await {
         tracing::error!(error = %e, operation, "cannot journal a console action");
     }
 }

@@ -472,11 +472,7 @@ async fn retry_needs_the_session_token_and_is_journaled_with_who() {
             .await
             .unwrap()
             .expect("a new job");
-        sqlx::query("UPDATE sync_jobs SET state = 'dead', last_error = 'HTTP 500 from amoCRM' WHERE id = $1")
-            .bind(id)
-            .execute(store.pool())
-            .await
-            .unwrap();
+        queue.kill(id, "HTTP 500 from amoCRM").await;
         let oleg = c.sign_in("oleg").await;
         let page = c.get("/console/b/b1/deliveries", &oleg).await;
         assert!(page.body.contains("HTTP 500 from amoCRM"), "{}", page.body);
@@ -766,14 +762,7 @@ async fn a_manager_forgets_a_client_from_the_card_and_the_journal_says_who() {
             )
             .await;
         assert_eq!(a.status, StatusCode::NOT_FOUND);
-        let phones = |store: Store| async move {
-            sqlx::query_scalar::<_, String>(
-                "SELECT phone FROM clients WHERE phone NOT LIKE 'forgotten:%' ORDER BY phone",
-            )
-            .fetch_all(store.pool())
-            .await
-            .unwrap()
-        };
+        let phones = |store: Store| async move { store.remembered_phones().await };
         assert_eq!(
             phones(store.clone()).await,
             ["+79161234567", "+79167654321"]

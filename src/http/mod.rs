@@ -78,7 +78,7 @@ pub fn router(state: HttpState) -> Router {
 }
 
 async fn health(State(state): State<HttpState>) -> (StatusCode, &'static str) {
-    match sqlx::query("SELECT 1").execute(state.store.pool()).await {
+    match state.store.ping().await {
         Ok(_) => (StatusCode::OK, "ok"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable"),
     }

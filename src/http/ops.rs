@@ -57,7 +57,7 @@ pub async fn live() -> (StatusCode, &'static str) {
 pub async fn ready(State(state): State<HttpState>) -> Response {
     let now = state.clock.now();
     let ops = state.ops.as_deref();
-    let mut store = match sqlx::query("SELECT 1").execute(state.store.pool()).await {
+    let mut store = match state.store.ping().await {
         Ok(_) => StoreState {
             reachable: true,
             error: None,

@@ -16,8 +16,8 @@ use crate::i18n::{FluentValue, Lang, Texts};
 use crate::lifecycle::effects::{Operation, booking_job, client_lang, notify_job};
 use crate::normalize::Phone;
 use crate::store::{
-    Store, StoreError, booking_for_change_in, insert_booking_in, put_known_in, record_event_in,
-    set_booking_status_in, version_of,
+    Store, StoreError, booking_for_change_in, claim_booking_link_in, insert_booking_in,
+    move_booking_in, put_known_in, record_event_in, set_booking_status_in, version_of,
 };
 use crate::sync::{AdminBookings, NewJob, enqueue_in};
 
@@ -231,13 +231,10 @@ impl ChangeApplier {
                 if *start == booking.start && same_master {
                     return Ok(Applied::Unchanged);
                 }
-                sqlx::query("UPDATE bookings SET start_at = $1, master_id = $2, updated_at = $3 WHERE id = $4")
-                    .bind(start.timestamp_millis())
-                    .bind(master_id.clone().unwrap_or_else(|| booking.master_id.clone()))
-                    .bind(now.timestamp_millis())
-                    .bind(&booking.id)
-                    .execute(&mut *tx)
-                    .await?;
+                let master = master_id
+                    .clone()
+                    .unwrap_or_else(|| booking.master_id.clone());
+                move_booking_in(&mut tx, &booking.id, *start, &master, now).await?;
                 if let Some(crm) = crm_system {
                     jobs.push(booking_job(
                         &booking.business_id,
@@ -397,18 +394,15 @@ impl ChangeApplier {
         };
         let mut tx = store.begin().await?;
         // The link goes first: a second event for the same record finds it taken and stops.
-        let claimed = sqlx::query(
-            "INSERT INTO links (business_id, entity, entity_id, system, external_id, created_at) \
-             VALUES ($1, 'booking', $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        let claimed = claim_booking_link_in(
+            &mut tx,
+            business_id,
+            &booking.id,
+            self.schedule_system,
+            &record.external_id,
+            now,
         )
-        .bind(business_id)
-        .bind(&booking.id)
-        .bind(self.schedule_system)
-        .bind(&record.external_id)
-        .bind(now.timestamp_millis())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .await?;
         if claimed == 0 {
             return Ok(None);
         }
@@ -506,6 +500,7 @@ mod tests {
     use super::*;
     use crate::domain::ChatRef;
     use crate::store::testing;
+    use crate::sync::Queue;
     use chrono::TimeZone;
 
     fn applier(schedule_to_crm: bool, notify_client: bool) -> ChangeApplier {
@@ -545,10 +540,7 @@ mod tests {
     }
 
     async fn jobs(store: &Store) -> Vec<(String, String)> {
-        sqlx::query_as("SELECT system, operation FROM sync_jobs ORDER BY id")
-            .fetch_all(store.pool())
-            .await
-            .unwrap()
+        Queue::new(store.clone()).systems_and_operations().await
     }
 
     #[tokio::test]
@@ -586,10 +578,7 @@ mod tests {
 
             // The caller's copy is older than the store: the client cancelled meanwhile, so
             // the schedule's "deleted" is that cancel, and nothing is told to anyone.
-            sqlx::query("DELETE FROM sync_jobs")
-                .execute(store.pool())
-                .await
-                .unwrap();
+            Queue::new(store.clone()).delete_all().await;
             store.release_change(&b.id).await.unwrap();
             store
                 .set_booking_status(&b.id, BookingStatus::CancelledByClient, later)
@@ -625,10 +614,7 @@ mod tests {
                 let id = format!("bk-{to_crm}-{notify}");
                 let b = booking(&id, "+79123456789", Some("42"));
                 store.insert_booking(&b).await.unwrap();
-                sqlx::query("DELETE FROM sync_jobs")
-                    .execute(store.pool())
-                    .await
-                    .unwrap();
+                Queue::new(store.clone()).delete_all().await;
                 let applied = applier(to_crm, notify)
                     .apply(&store, &b, &ScheduleChange::Cancelled, now)
                     .await
@@ -658,10 +644,7 @@ mod tests {
                 .insert_booking(&booking("nochat", "+79220000000", None))
                 .await
                 .unwrap();
-            sqlx::query("DELETE FROM sync_jobs")
-                .execute(store.pool())
-                .await
-                .unwrap();
+            Queue::new(store.clone()).delete_all().await;
             let record = |id: &str, phone: &str| ForeignRecord {
                 external_id: id.into(),
                 client_phone: Phone::parse(phone).unwrap(),

@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use sqlx::Row;
 
 use crate::domain::Booking;
 use crate::normalize::Phone;
@@ -23,17 +22,9 @@ async fn last_job(
     system: &str,
     booking_id: &str,
 ) -> Result<Option<(String, String)>, StoreError> {
-    let row = sqlx::query(
-        "SELECT operation, state FROM sync_jobs \
-         WHERE business_id = $1 AND system = $2 AND ordering_key = $3 ORDER BY id DESC LIMIT 1",
-    )
-    .bind(business_id)
-    .bind(system)
-    .bind(format!("booking:{booking_id}"))
-    .fetch_optional(store.pool())
-    .await?;
-    row.map(|r| Ok((r.try_get("operation")?, r.try_get("state")?)))
-        .transpose()
+    crate::sync::Queue::new(store.clone())
+        .last_of_ordering_key(business_id, system, &format!("booking:{booking_id}"))
+        .await
 }
 
 /// What we know of one booking in one linked system.

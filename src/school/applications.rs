@@ -2,38 +2,18 @@
 //! that takes it to AlfaCRM, in one transaction: either both exist or neither.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use super::ALFACRM;
 use crate::domain::Source;
 use crate::normalize::{Email, Phone};
-use crate::store::{Store, StoreError, from_millis, new_id, to_millis};
+use crate::store::applications::insert_application_in;
+use crate::store::{Store, StoreError, new_id};
 use crate::sync::jobs::{NewJob, enqueue_in};
+
+pub use crate::store::applications::Application;
 
 /// The job operation that turns an application into a customer in a group.
 pub const APPLICATION_CREATED: &str = "application.created";
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Application {
-    pub id: String,
-    pub business_id: String,
-    /// Which form (or `bot`) it came from.
-    pub form: String,
-    pub name: String,
-    pub phone: Phone,
-    pub email: Option<Email>,
-    /// The course key from `[[school.courses]]`.
-    pub course: Option<String>,
-    /// The AlfaCRM group chosen, when the form or the bot chose one.
-    pub group_id: Option<i64>,
-    /// A trial lesson rather than enrolment.
-    pub trial: bool,
-    pub comment: Option<String>,
-    pub source: Source,
-    pub referrer: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
 
 #[derive(Debug, Clone)]
 pub struct NewApplication {
@@ -75,26 +55,7 @@ pub async fn submit(
     let source = serde_json::to_string(&app.source)
         .map_err(|e| StoreError::Corrupt(format!("source: {e}")))?;
     let mut tx = store.begin().await?;
-    sqlx::query(
-        "INSERT INTO school_applications (id, business_id, form, name, phone, email, course, \
-           group_id, trial, comment, source, referrer, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(&app.id)
-    .bind(&app.business_id)
-    .bind(&app.form)
-    .bind(&app.name)
-    .bind(app.phone.as_str())
-    .bind(app.email.as_ref().map(|e| e.as_str().to_string()))
-    .bind(app.course.as_deref())
-    .bind(app.group_id)
-    .bind(i64::from(app.trial))
-    .bind(app.comment.as_deref())
-    .bind(source)
-    .bind(app.referrer.as_deref())
-    .bind(to_millis(now))
-    .execute(&mut *tx)
-    .await?;
+    insert_application_in(&mut tx, &app, &source).await?;
     if deliver_to_alfacrm {
         enqueue_in(
             &mut tx,
@@ -122,50 +83,11 @@ pub async fn application(
     business_id: &str,
     id: &str,
 ) -> Result<Option<Application>, StoreError> {
-    let row = sqlx::query(
-        "SELECT id, business_id, form, name, phone, email, course, group_id, trial, comment, \
-           source, referrer, created_at FROM school_applications WHERE id = $1 AND business_id = $2",
-    )
-    .bind(id)
-    .bind(business_id)
-    .fetch_optional(store.pool())
-    .await?;
-    let Some(r) = row else {
-        return Ok(None);
-    };
-    let corrupt = |what: &str, e: &dyn std::fmt::Display| {
-        StoreError::Corrupt(format!("application {id} {what}: {e}"))
-    };
-    let phone: String = r.try_get("phone")?;
-    let email: Option<String> = r.try_get("email")?;
-    let source: String = r.try_get("source")?;
-    Ok(Some(Application {
-        id: r.try_get("id")?,
-        business_id: r.try_get("business_id")?,
-        form: r.try_get("form")?,
-        name: r.try_get("name")?,
-        phone: Phone::parse(&phone).map_err(|e| corrupt("phone", &e))?,
-        email: email
-            .map(|e| Email::parse(&e))
-            .transpose()
-            .map_err(|e| corrupt("email", &e))?,
-        course: r.try_get("course")?,
-        group_id: r.try_get("group_id")?,
-        trial: r.try_get::<i64, _>("trial")? != 0,
-        comment: r.try_get("comment")?,
-        source: serde_json::from_str(&source).map_err(|e| corrupt("source", &e))?,
-        referrer: r.try_get("referrer")?,
-        created_at: from_millis(r.try_get("created_at")?)?,
-    }))
+    store.application(business_id, id).await
 }
 
 pub async fn count(store: &Store, business_id: &str) -> Result<i64, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM school_applications WHERE business_id = $1")
-            .bind(business_id)
-            .fetch_one(store.pool())
-            .await?,
-    )
+    store.application_count(business_id).await
 }
 
 /// Adds `hits` turned-away requests (`honeypot`, `rate_limited`) to a form's counter.
@@ -176,17 +98,7 @@ pub async fn add_spam(
     reason: &str,
     hits: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO school_spam (business_id, form, reason, hits) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (business_id, form, reason) DO UPDATE SET hits = school_spam.hits + excluded.hits",
-    )
-    .bind(business_id)
-    .bind(form)
-    .bind(reason)
-    .bind(hits)
-    .execute(store.pool())
-    .await?;
-    Ok(())
+    store.add_spam(business_id, form, reason, hits).await
 }
 
 pub async fn spam_hits(
@@ -195,15 +107,7 @@ pub async fn spam_hits(
     form: &str,
     reason: &str,
 ) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT hits FROM school_spam WHERE business_id = $1 AND form = $2 AND reason = $3",
-    )
-    .bind(business_id)
-    .bind(form)
-    .bind(reason)
-    .fetch_optional(store.pool())
-    .await?
-    .unwrap_or(0))
+    store.spam_hits(business_id, form, reason).await
 }
 
 #[cfg(test)]

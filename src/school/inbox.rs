@@ -205,12 +205,7 @@ impl InboxHandler for GetCourseInbox {
         }
         let transient =
             |e: crate::store::StoreError| DeliveryError::transient(format!("store: {e}"));
-        let mut tx = ctx
-            .store
-            .pool()
-            .begin()
-            .await
-            .map_err(|e| transient(e.into()))?;
+        let mut tx = ctx.store.begin().await.map_err(|e| transient(e.into()))?;
         for job in &jobs {
             enqueue_in(&mut tx, job, ctx.now).await.map_err(transient)?;
         }

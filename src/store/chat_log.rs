@@ -84,6 +84,28 @@ impl Store {
 }
 
 #[cfg(test)]
+impl Store {
+    /// How many lines `author` (`client`, `bot`, `admin`) wrote, in all chats.
+    pub(crate) async fn chat_lines_by(&self, author: &str) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM chat_log WHERE author = $1")
+            .bind(author)
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+
+    /// How many lines `author` wrote that read `text`, in all chats.
+    pub(crate) async fn chat_lines_by_reading(&self, author: &str, text: &str) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM chat_log WHERE author = $1 AND text = $2")
+            .bind(author)
+            .bind(text)
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use crate::store::testing;
     use chrono::{Duration, Utc};

@@ -255,6 +255,48 @@ impl Store {
     }
 }
 
+/// What tests read of the chat events as they are stored.
+#[cfg(test)]
+impl Store {
+    pub(crate) async fn chat_event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM chat_events")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+
+    /// Kind, chat, start payload and tracked link's name of every event, oldest first.
+    pub(crate) async fn chat_event_rows(
+        &self,
+    ) -> Vec<(String, String, Option<String>, Option<String>)> {
+        sqlx::query_as("SELECT kind, chat_key, payload, link_name FROM chat_events ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Kind, messenger and start payload of the events of one chat, oldest first.
+    pub(crate) async fn chat_event_rows_of(
+        &self,
+        chat_key: &str,
+    ) -> Vec<(String, String, Option<String>)> {
+        sqlx::query_as(
+            "SELECT kind, channel, payload FROM chat_events WHERE chat_key = $1 ORDER BY id",
+        )
+        .bind(chat_key)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    pub(crate) async fn dialog_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM dialogs")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::TurnLine;

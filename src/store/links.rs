@@ -2,7 +2,7 @@
 //! entities to their ids in external systems.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use super::{Store, StoreError, to_millis};
 use crate::domain::Utm;
@@ -220,6 +220,30 @@ impl Store {
             .map(|r| Ok((r.try_get("id")?, r.try_get("external_id")?)))
             .collect()
     }
+}
+
+/// Takes the link of booking `booking_id` to `external_id` in `system` inside the caller's
+/// transaction, unless one is there already: 1 when this call took it, 0 when it was taken.
+pub async fn claim_booking_link_in(
+    conn: &mut AnyConnection,
+    business_id: &str,
+    booking_id: &str,
+    system: &str,
+    external_id: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "INSERT INTO links (business_id, entity, entity_id, system, external_id, created_at) \
+         VALUES ($1, 'booking', $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(business_id)
+    .bind(booking_id)
+    .bind(system)
+    .bind(external_id)
+    .bind(now.timestamp_millis())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
 }
 
 #[cfg(test)]

@@ -3,30 +3,37 @@
 //! BIGINT unix-millisecond instants, TEXT JSON); the few that differ branch on [`Backend`].
 
 pub mod analytics;
+pub mod applications;
 mod bookings;
 mod chat_log;
+mod clients;
 mod console;
 mod cursors;
 mod dialogs;
 pub mod forget;
+pub mod imports;
 mod leases;
 mod links;
+pub mod onec;
 #[cfg(test)]
 mod plans;
 pub mod retention;
+pub mod sandbox;
 mod support;
 mod sync_state;
+pub mod tokens;
 mod unfinished;
 
 pub use analytics::{Bucket, Funnel, SourceKey, SourceKind, SourceRow};
 pub use bookings::{
-    booking_for_change_in, confirm_booking_in, insert_booking_in, set_booking_status_in,
+    booking_for_change_in, confirm_booking_in, insert_booking_in, move_booking_in,
+    set_booking_status_in,
 };
 pub use chat_log::ChatLine;
 pub use console::{ALL_BUSINESSES, ConsoleSession, ConsoleUser, Role};
 pub use dialogs::{FunnelStep, TurnEvent, TurnLine, TurnStart};
 pub use leases::LoopLease;
-pub use links::{LinkStats, TrackedLink};
+pub use links::{LinkStats, TrackedLink, claim_booking_link_in};
 pub use support::SupportRelay;
 pub use sync_state::{
     BookingEvent, KnownState, claim_reminder_in, confirm_visit_in, put_known_in, record_event_in,
@@ -258,8 +265,16 @@ impl Store {
         Ok(())
     }
 
-    pub fn pool(&self) -> &AnyPool {
+    /// The pool, for the store's own statements and the queue's in `sync/`; every other part
+    /// goes through a method that names what it reads or writes.
+    pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// One round trip to the database: whether it answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     /// A write transaction. On SQLite it takes the write lock at `BEGIN IMMEDIATE`, so a
@@ -393,6 +408,13 @@ pub(crate) mod testing {
 #[doc(hidden)]
 pub mod test_support {
     use super::*;
+
+    /// The store's pool, for integration tests and benchmarks that arrange or inspect tables
+    /// directly. The product's code reads and writes through `Store`'s methods instead
+    /// (tests/it/architecture.rs keeps it so).
+    pub fn raw_pool(store: &Store) -> &AnyPool {
+        &store.pool
+    }
 
     /// Creates a uniquely named schema and returns a migrated store whose connections use it.
     pub async fn fresh_postgres(base_url: &str) -> Store {

@@ -201,3 +201,13 @@ impl Store {
         .transpose()
     }
 }
+
+#[cfg(test)]
+impl Store {
+    pub(crate) async fn unfinished_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM unfinished_bookings")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}

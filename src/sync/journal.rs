@@ -52,6 +52,12 @@ pub(crate) async fn insert_journal_in(
     Ok(())
 }
 
+/// Appends one row on a connection of its own.
+pub(crate) async fn insert_journal(store: &Store, e: &JournalEntry) -> Result<(), StoreError> {
+    let mut conn = store.pool().acquire().await?;
+    insert_journal_in(&mut conn, e).await
+}
+
 /// Appends many rows with multi-row statements (a worker records a whole batch at once).
 pub(crate) async fn insert_journal_batch_in(
     conn: &mut AnyConnection,

@@ -20,6 +20,7 @@ pub mod http_target;
 pub mod inbox;
 pub mod jobs;
 pub mod journal;
+mod queries;
 pub mod retry;
 pub mod worker;
 

@@ -3,6 +3,9 @@
 //! below it. The graph is read from the source text: every `crate::x` path (also inside
 //! `use crate::{a::b, c}` groups) and every `super::` that climbs to the crate root names the
 //! top-level module `x` it refers to. Comments and string literals are not code and are skipped.
+//!
+//! The same reading keeps the SQL in `store/` (and the queue's in `sync/`): nowhere else does the
+//! crate run a statement (`sqlx::query`, `query_as`, `query_scalar`, …) or reach the pool.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -33,11 +36,31 @@ const BOTTOM_REACHES_UP: &[(&str, &str)] = &[
     ("store", "conversation"), // analytics tests drive a chat
 ];
 
+/// Where SQL may be run: the store owns it, the queue's statements stay with the queue.
+const SQL_HOMES: &[&str] = &["src/store/", "src/sync/"];
+
+/// Files outside [`SQL_HOMES`] that still run SQL or reach the pool, each with what it uses
+/// and why; the list may shrink but not grow.
+const SQL_ELSEWHERE: &[(&str, &str, &str)] = &[];
+
+/// The `sqlx` functions that run a statement.
+const SQL_RUNNERS: &[&str] = &[
+    "query",
+    "query_as",
+    "query_scalar",
+    "query_with",
+    "query_as_with",
+    "query_scalar_with",
+    "raw_sql",
+];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tok {
     Ident(String),
     /// `::`
     Path,
+    /// `.`
+    Dot,
     Open,
     Close,
     Comma,
@@ -155,6 +178,7 @@ fn tokens(src: &str) -> Vec<(Tok, usize)> {
                 '}' => Tok::Close,
                 ',' => Tok::Comma,
                 ';' => Tok::Semi,
+                '.' => Tok::Dot,
                 _ => Tok::Other,
             };
             out.push((tok, line));
@@ -588,5 +612,114 @@ fn the_scan_reads_every_path_form_the_crate_uses_and_nothing_else() {
     assert_eq!(
         top_level_modules(lib),
         BTreeSet::from(["a".to_string(), "b".to_string()])
+    );
+}
+
+/// What in one file runs SQL or reaches the pool, with its line: `sqlx::query…` (also brought
+/// in by `use sqlx::{query, …}`), a `.pool()` call and the tests' `raw_pool`.
+fn sql_uses(src: &str) -> Vec<(String, usize)> {
+    let tokens = tokens(src);
+    let mut out = Vec::new();
+    for i in 0..tokens.len() {
+        let line = tokens[i].1;
+        match ident(&tokens, i) {
+            Some("sqlx") if is(&tokens, i + 1, &Tok::Path) => {
+                for name in heads(&tokens, i + 2) {
+                    if SQL_RUNNERS.contains(&name.as_str()) {
+                        out.push((format!("sqlx::{name}"), line));
+                    }
+                }
+            }
+            Some("pool") if i > 0 && is(&tokens, i - 1, &Tok::Dot) => {
+                out.push((".pool()".to_string(), line));
+            }
+            Some("raw_pool") => out.push(("raw_pool".to_string(), line)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Every use of SQL or of the pool in `src/` outside [`SQL_HOMES`]: file, what, line.
+fn sql_outside_its_homes(root: &Path) -> Vec<(String, String, usize)> {
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(root).expect("under the crate");
+        let shown = rel
+            .iter()
+            .map(|p| p.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        if SQL_HOMES.iter().any(|home| shown.starts_with(home)) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("readable source");
+        for (what, line) in sql_uses(&text) {
+            out.push((shown.clone(), what, line));
+        }
+    }
+    out
+}
+
+#[test]
+fn sql_runs_only_in_the_store_and_the_queue() {
+    let found = sql_outside_its_homes(Path::new(env!("CARGO_MANIFEST_DIR")));
+    let known = |file: &str, what: &str| {
+        SQL_ELSEWHERE
+            .iter()
+            .any(|(f, w, _)| *f == file && *w == what)
+    };
+    let new: Vec<String> = found
+        .iter()
+        .filter(|(file, what, _)| !known(file, what))
+        .map(|(file, what, line)| format!("{file}:{line}: {what}"))
+        .collect();
+    assert!(
+        new.is_empty(),
+        "SQL outside {}: {new:#?}; add a method to the store (store/<aggregate>.rs) and call \
+         that instead",
+        SQL_HOMES.join(" and ")
+    );
+    let gone: Vec<&(&str, &str, &str)> = SQL_ELSEWHERE
+        .iter()
+        .filter(|(f, w, _)| !found.iter().any(|(file, what, _)| file == f && what == w))
+        .collect();
+    assert!(
+        gone.is_empty(),
+        "no longer used, remove from SQL_ELSEWHERE so it cannot come back: {gone:?}"
+    );
+}
+
+#[test]
+fn the_sql_scan_sees_statements_and_the_pool_in_code_only() {
+    let src = r##"
+        //! Docs mention `sqlx::query` and `store.pool()`.
+        use sqlx::{Row, query_scalar};
+        async fn f(store: &Store) {
+            let _ = "sqlx::query(\"SELECT 1\").execute(store.pool())";
+            /* sqlx::query_as */
+            sqlx::query("SELECT 1")
+                .execute(store.pool())
+                .await;
+            let _ = sqlx::query_as::<_, (i64,)>("SELECT 1");
+            let _ = zapis::store::test_support::raw_pool(&store);
+            let _ = store.pooled();
+            let _ = sqlx::Row::try_get;
+            let _ = pool();
+        }
+        "##;
+    let found: Vec<(String, usize)> = sql_uses(src);
+    assert_eq!(
+        found,
+        [
+            ("sqlx::query_scalar".to_string(), 3),
+            ("sqlx::query".to_string(), 7),
+            (".pool()".to_string(), 8),
+            ("sqlx::query_as".to_string(), 10),
+            ("raw_pool".to_string(), 11),
+        ]
     );
 }

@@ -22,6 +22,7 @@ use serde_json::json;
 use support::e2e::{Service, WAIT, book_first_slot};
 use support::fake_amocrm::{self as amo_fake, FakeAmo};
 use support::fake_telegram::{FakeTelegram, TOKEN};
+use zapis::store::test_support::raw_pool;
 
 const SECRET: &str = "webhook-secret-0123456789";
 const PASSWORD: &str = "correct horse battery";
@@ -396,7 +397,7 @@ async fn marketers_managers_and_operators_do_their_work_in_a_browser() {
         job_id = sqlx::query_scalar::<_, i64>(
             "SELECT id FROM sync_jobs WHERE system = 'amocrm' AND state = 'pending' AND attempts > 0",
         )
-        .fetch_optional(store.pool())
+        .fetch_optional(raw_pool(&store))
         .await
         .unwrap();
         if job_id.is_some() {

@@ -24,6 +24,7 @@ use support::fake_amocrm::{self as amo_fake, FakeAmo};
 use support::fake_bitrix24::{self as b24_fake, FakeBitrix};
 use support::fake_telegram::{FakeTelegram, FakeUser, TOKEN};
 use zapis::store::Store;
+use zapis::store::test_support::raw_pool;
 
 const SECRET: &str = "crm-hook-secret-0123456789";
 
@@ -350,7 +351,7 @@ async fn record_status(store: &Store, booking_id: &str) -> String {
     use sqlx::Row;
     sqlx::query("SELECT status FROM sandbox_records WHERE booking_id = $1")
         .bind(booking_id)
-        .fetch_one(store.pool())
+        .fetch_one(raw_pool(store))
         .await
         .expect("the schedule record")
         .try_get::<String, _>("status")
@@ -361,7 +362,7 @@ async fn record_comment(store: &Store, booking_id: &str) -> String {
     use sqlx::Row;
     sqlx::query("SELECT comment FROM sandbox_records WHERE booking_id = $1")
         .bind(booking_id)
-        .fetch_one(store.pool())
+        .fetch_one(raw_pool(store))
         .await
         .expect("the schedule record")
         .try_get::<String, _>("comment")
@@ -589,7 +590,7 @@ async fn bitrix24_events_with_a_wrong_token_are_refused() {
     let store = Store::connect(&store_url).await.unwrap();
     use sqlx::Row;
     let stored: i64 = sqlx::query("SELECT COUNT(*) AS n FROM sync_inbox")
-        .fetch_one(store.pool())
+        .fetch_one(raw_pool(&store))
         .await
         .unwrap()
         .try_get("n")
@@ -642,7 +643,7 @@ async fn tables_mentioning(store: &Store, needles: &[&str]) -> Vec<(String, i64)
         "SELECT name FROM sqlite_master WHERE type = 'table' \
          AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' ORDER BY name",
     )
-    .fetch_all(store.pool())
+    .fetch_all(raw_pool(store))
     .await
     .expect("tables");
     assert!(tables.len() > 20, "the whole schema is scanned: {tables:?}");
@@ -651,7 +652,7 @@ async fn tables_mentioning(store: &Store, needles: &[&str]) -> Vec<(String, i64)
         let columns: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT name FROM pragma_table_info('{table}')"
         )))
-        .fetch_all(store.pool())
+        .fetch_all(raw_pool(store))
         .await
         .expect("columns");
         let any: Vec<String> = columns
@@ -666,7 +667,7 @@ async fn tables_mentioning(store: &Store, needles: &[&str]) -> Vec<(String, i64)
             "SELECT COUNT(*) FROM \"{table}\" WHERE {}",
             any.join(" OR ")
         )))
-        .fetch_one(store.pool())
+        .fetch_one(raw_pool(store))
         .await
         .expect("scan");
         if n > 0 {
@@ -712,7 +713,7 @@ async fn a_forgotten_client_leaves_no_trace_in_the_store_once_their_lead_is_deli
             "SELECT id FROM sync_jobs WHERE system = 'amocrm' AND state = 'pending' \
              AND attempts > 0 ORDER BY id",
         )
-        .fetch_all(store.pool())
+        .fetch_all(raw_pool(&store))
         .await
         .unwrap()
     };
@@ -773,14 +774,14 @@ async fn a_forgotten_client_leaves_no_trace_in_the_store_once_their_lead_is_deli
         "the other client is untouched"
     );
     let bookings: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bookings")
-        .fetch_one(store.pool())
+        .fetch_one(raw_pool(&store))
         .await
         .unwrap();
     assert_eq!(bookings, 2, "the visit stays, anonymous");
     let journal: Vec<String> = sqlx::query_scalar(
         "SELECT error FROM sync_journal WHERE operation = 'forget' AND outcome = 'erased'",
     )
-    .fetch_all(store.pool())
+    .fetch_all(raw_pool(&store))
     .await
     .unwrap();
     assert_eq!(journal.len(), 1, "{journal:?}");

@@ -18,6 +18,7 @@ use support::e2e::{Service, WAIT, book_first_slot};
 use support::fake_amocrm::{self as amo_fake, FakeAmo};
 use support::fake_bitrix24::{self as b24_fake, FakeBitrix};
 use support::fake_telegram::{FakeTelegram, FakeUser, TOKEN};
+use zapis::store::test_support::raw_pool;
 
 const TRANSCRIPT_HEADER: &str = "Переписка с ботом";
 const SECRET: &str = "webhook-secret-0123456789";
@@ -572,7 +573,7 @@ async fn readiness_follows_an_amocrm_outage_and_metrics_and_log_show_the_booking
     let store = zapis::store::Store::connect(&store_url).await.unwrap();
     let (job_id,): (i64,) =
         sqlx::query_as("SELECT id FROM sync_jobs WHERE system = 'amocrm' AND state = 'pending'")
-            .fetch_one(store.pool())
+            .fetch_one(raw_pool(&store))
             .await
             .unwrap();
     // The backoff would retry in 10 s; the operator's command runs it now.
@@ -738,7 +739,7 @@ async fn a_start_with_telegram_unreachable_serves_webhooks_and_the_bot_follows_w
     let store = zapis::store::Store::connect(&store_url).await.unwrap();
     let (stored,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM sync_inbox WHERE source = 'amocrm'")
-            .fetch_one(store.pool())
+            .fetch_one(raw_pool(&store))
             .await
             .unwrap();
     assert_eq!(stored, 1);

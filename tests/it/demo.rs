@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 
 use zapis::domain::BookingStatus;
 use zapis::store::Store;
+use zapis::store::test_support::raw_pool;
 
 #[tokio::test]
 async fn the_terminal_demo_books_a_slot() {
@@ -211,7 +212,7 @@ fn store_config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
 async fn schema_versions(url: &str) -> Vec<i64> {
     let store = Store::open(url).await.unwrap();
     let versions = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
-        .fetch_all(store.pool())
+        .fetch_all(raw_pool(&store))
         .await
         .unwrap();
     store.close().await;
@@ -268,7 +269,7 @@ async fn read_only_commands_never_migrate_and_migrate_names_both_versions() {
     let store = Store::open(&url).await.unwrap();
     sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
         .bind(target)
-        .execute(store.pool())
+        .execute(raw_pool(&store))
         .await
         .unwrap();
     store.close().await;
@@ -305,7 +306,7 @@ async fn a_store_newer_than_the_binary_is_refused_naming_both_versions() {
     )
     .bind(newer)
     .bind(target)
-    .execute(store.pool())
+    .execute(raw_pool(&store))
     .await
     .unwrap();
     store.close().await;

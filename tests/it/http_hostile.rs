@@ -14,6 +14,7 @@ use secrecy::SecretString;
 use support::fake_telegram::{FakeTelegram, TOKEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use zapis::store::test_support::raw_pool;
 
 const SECRET: &str = "hostile-hook-secret-0123456789";
 
@@ -515,7 +516,7 @@ async fn a_bitrix24_event_is_stored_without_its_application_token_and_unconfigur
     }
     let rows: Vec<(String, String)> =
         sqlx::query_as("SELECT source, body FROM sync_inbox ORDER BY id")
-            .fetch_all(store.pool())
+            .fetch_all(raw_pool(&store))
             .await
             .unwrap();
     assert_eq!(

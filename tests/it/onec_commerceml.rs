@@ -22,6 +22,7 @@ use zapis::domain::{Booking, BookingStatus, Channel, Money, Source, Utm};
 use zapis::http::HttpState;
 use zapis::normalize::Phone;
 use zapis::store::Store;
+use zapis::store::test_support::raw_pool;
 use zapis::sync::{AlertKind, Alerts, MemorySink};
 
 const BIZ: &str = "salon";
@@ -300,7 +301,7 @@ async fn catalog(store: &Store) -> Vec<(String, String, Option<String>, Option<S
          ORDER BY item_id",
     )
     .bind(BIZ)
-    .fetch_all(store.pool())
+    .fetch_all(raw_pool(store))
     .await
     .expect("catalog")
     .iter()
@@ -367,7 +368,7 @@ async fn catalogue_and_offers_from_the_official_samples_arrive_plain_zipped_and_
         )
         .bind(BIZ)
         .bind(&size38.id)
-        .fetch_one(site.store.pool())
+        .fetch_one(raw_pool(&site.store))
         .await
         .expect("warehouses");
         assert_eq!(

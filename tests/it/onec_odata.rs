@@ -17,6 +17,7 @@ use zapis::clock::{Clock, FakeClock};
 use zapis::domain::{Booking, BookingStatus, Channel, Money, Source, Utm};
 use zapis::lifecycle::changes::ScheduleChange;
 use zapis::normalize::Phone;
+use zapis::store::test_support::raw_pool;
 use zapis::sync::{JobState, Queue};
 
 const BIZ: &str = "salon";
@@ -38,7 +39,7 @@ async fn store_urls() -> Vec<String> {
         // A fresh schema per test; App::build connects by URL, so hand it that URL.
         let store = zapis::store::test_support::fresh_postgres(&base).await;
         let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
-            .fetch_one(store.pool())
+            .fetch_one(raw_pool(&store))
             .await
             .expect("schema");
         let sep = if base.contains('?') { '&' } else { '?' };
@@ -335,7 +336,7 @@ async fn one_hour_of_1c_down_delays_the_documents_and_loses_nothing() {
         let journal_failures = sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM sync_journal WHERE system = 'onec' AND outcome <> 'done'",
         )
-        .fetch_one(app.store.pool())
+        .fetch_one(raw_pool(&app.store))
         .await
         .unwrap();
         assert!(journal_failures >= 3, "the failed attempts are journaled");

@@ -17,6 +17,7 @@ use support::fake_getcourse::{self as gcfake, FakeGetCourse};
 use zapis::app::App;
 use zapis::clock::{Clock, FakeClock};
 use zapis::school::applications;
+use zapis::store::test_support::raw_pool;
 use zapis::sync::{Engine, JobState};
 
 const SECRET: &str = "school-hook-secret-0123456789";
@@ -391,7 +392,7 @@ async fn cors_answers_only_the_configured_origin() {
 
 async fn spam_rows(s: &School) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM school_spam")
-        .fetch_one(s.app.store.pool())
+        .fetch_one(raw_pool(&s.app.store))
         .await
         .unwrap()
 }
@@ -649,7 +650,7 @@ async fn a_webhook_for_a_system_that_is_not_configured_is_404_and_stored_nowhere
         assert_eq!(r.status(), 404, "{source}");
     }
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_inbox")
-        .fetch_one(s.app.store.pool())
+        .fetch_one(raw_pool(&s.app.store))
         .await
         .unwrap();
     assert_eq!(stored, 0);
@@ -679,7 +680,7 @@ async fn an_upstream_error_quoting_the_api_key_is_stored_and_journaled_without_i
     // Past the alert threshold, so the outage row carries the error as well.
     s.clock.set(s.clock.now() + chrono::Duration::hours(3));
     s.engine.run_due().await.unwrap();
-    let pool = s.app.store.pool();
+    let pool = raw_pool(&s.app.store);
     let journal: Vec<Option<String>> = sqlx::query_scalar("SELECT error FROM sync_journal")
         .fetch_all(pool)
         .await

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use support::fake_target::FakeTarget;
 use zapis::store::Store;
+use zapis::store::test_support::raw_pool;
 use zapis::sync::journal::{JournalFilter, read_journal};
 use zapis::sync::{JobState, NewJob, Queue};
 
@@ -502,7 +503,7 @@ fn crm_booking(i: usize) -> zapis::domain::Booking {
 async fn seed_bookings(store: &Store, n: usize, system: &str) {
     for i in 0..n {
         let booking = crm_booking(i);
-        let mut tx = store.pool().begin().await.unwrap();
+        let mut tx = raw_pool(store).begin().await.unwrap();
         zapis::store::insert_booking_in(&mut tx, &booking)
             .await
             .unwrap();
@@ -772,7 +773,7 @@ async fn queue_retry_keeps_to_one_business_and_runs_a_waiting_job_now() {
             .bind(state)
             .bind((now + chrono::Duration::hours(1)).timestamp_millis())
             .bind(id)
-            .execute(store.pool())
+            .execute(raw_pool(&store))
             .await
             .unwrap();
         ids.insert((business, state), id);
@@ -877,12 +878,12 @@ async fn a_backup_taken_while_the_store_is_written_is_a_complete_store() {
         .await
         .expect("the copy is a store at this zapis's schema");
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_jobs")
-        .fetch_one(saved.pool())
+        .fetch_one(raw_pool(&saved))
         .await
         .unwrap();
     assert!((500..=1500).contains(&n), "{n} jobs in the copy");
     let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM sync_jobs ORDER BY id")
-        .fetch_all(saved.pool())
+        .fetch_all(raw_pool(&saved))
         .await
         .unwrap();
     assert_eq!(

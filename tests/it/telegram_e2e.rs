@@ -8,6 +8,7 @@ use support::e2e::{Service, WAIT, keyboard, payload, press_kind, press_label};
 use support::fake_telegram::{FakeTelegram, TOKEN};
 use zapis::domain::BookingStatus;
 use zapis::store::Store;
+use zapis::store::test_support::raw_pool;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_books_from_a_deep_link_survives_a_restart_and_cancels() {
@@ -121,7 +122,7 @@ api_url = "{}"
     let (consent_at, version): (Option<i64>, Option<String>) = sqlx::query_as(
         "SELECT consent_at, consent_version FROM clients WHERE phone = '+79123456789'",
     )
-    .fetch_one(store.pool())
+    .fetch_one(raw_pool(&store))
     .await
     .unwrap();
     let consent_at = consent_at.expect("consent_at is stored");
@@ -148,7 +149,7 @@ api_url = "{}"
     assert_eq!(booking.status, BookingStatus::CancelledByClient);
     let status: String = sqlx::query_scalar("SELECT status FROM sandbox_records WHERE id = $1")
         .bind(&record)
-        .fetch_one(store.pool())
+        .fetch_one(raw_pool(&store))
         .await
         .unwrap();
     assert_eq!(status, "cancelled");
@@ -527,7 +528,7 @@ api_url = "{}"
     let (consent_at, version): (Option<i64>, Option<String>) = sqlx::query_as(
         "SELECT consent_at, consent_version FROM clients WHERE phone = '+79123456789'",
     )
-    .fetch_one(store.pool())
+    .fetch_one(raw_pool(&store))
     .await
     .unwrap();
     assert_eq!((consent_at, version), (None, None));

@@ -265,6 +265,10 @@ pub struct AdminReply<'a> {
     /// The reply's own id in the admin chat: the same update read twice is the same answer.
     pub message_id: &'a str,
     pub text: &'a str,
+    /// The text of the message replied to, when the messenger shows it is the bot's own post:
+    /// a relayed question names its job there ([`marker`]), so the answer finds the client
+    /// even before the relay's row is stored.
+    pub replied_text: Option<&'a str>,
 }
 
 /// An admin chat a question can be posted in; returns the posted message's id there.
@@ -378,6 +382,18 @@ pub fn marker(job_id: i64) -> String {
     format!("#Q{job_id}")
 }
 
+/// The job a relayed question's text names by its [`marker`]: the first `#Q` followed by
+/// digits.
+pub fn marker_in(text: &str) -> Option<i64> {
+    text.match_indices("#Q").find_map(|(at, tag)| {
+        let digits: String = text[at + tag.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    })
+}
+
 fn channel_label(channel: Channel) -> String {
     match channel {
         Channel::Telegram => "Telegram".into(),
@@ -469,6 +485,17 @@ pub fn answer_reply(texts: &Texts, lang: Lang, answer: &str) -> crate::dialog::R
 mod tests {
     use super::*;
     use chrono::NaiveDate;
+
+    #[test]
+    fn a_marker_is_read_back_from_the_post() {
+        assert_eq!(
+            marker_in(&format!("Вопрос {}: парковка", marker(42))),
+            Some(42)
+        );
+        assert_eq!(marker_in("#Q без номера, потом #Q7"), Some(7));
+        assert_eq!(marker_in("нет метки"), None);
+        assert_eq!(marker_in("#Q"), None);
+    }
 
     fn at(d: u32, h: u32, m: u32) -> NaiveDateTime {
         // December 2026: the 7th is a Monday.

@@ -7,10 +7,6 @@ use crate::sync::enqueue_in;
 
 use super::{ConversationError, Conversations};
 
-/// How long an admin's reply looks for the relay it answers before it is taken for talk.
-const RELAY_RECORD_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
-const RELAY_RECORD_STEP: std::time::Duration = std::time::Duration::from_millis(150);
-
 impl Conversations {
     /// The admin chat of `[support]` on `channel`, if one is configured there.
     pub fn support_chat(&self, channel: crate::domain::Channel) -> Option<i64> {
@@ -35,34 +31,31 @@ impl Conversations {
             replied_to,
             message_id,
             text: answer,
+            replied_text,
         } = reply;
         if self.support_chat(channel) != Some(admin_chat) || answer.trim().is_empty() {
             return Ok(false);
         }
         let business = &self.business.id;
+        let found = self
+            .store
+            .support_relay_chat(
+                business,
+                channel.as_str(),
+                &admin_chat.to_string(),
+                replied_to,
+            )
+            .await?;
         // The relay's row is stored just after the messenger confirms the post, so a reply
-        // that comes at once (or is read while that write waits for the database) may look
-        // for it a moment too early: look again for a short while before calling it no
-        // answer. Only replies in the admin chat ever wait, and nothing is sent for the others.
-        let mut waited = std::time::Duration::ZERO;
-        let key = loop {
-            let found = self
-                .store
-                .support_relay_chat(
-                    business,
-                    channel.as_str(),
-                    &admin_chat.to_string(),
-                    replied_to,
-                )
-                .await?;
-            match found {
-                Some(key) => break key,
-                None if waited < RELAY_RECORD_GRACE => {
-                    tokio::time::sleep(RELAY_RECORD_STEP).await;
-                    waited += RELAY_RECORD_STEP;
-                }
-                None => return Ok(false),
-            }
+        // that comes at once (or is read while that write waits for the database) finds no
+        // row yet: the post's own marker names the question's job, which holds the chat.
+        let found = match (found, replied_text.and_then(crate::support::marker_in)) {
+            (Some(key), _) => Some(key),
+            (None, Some(job_id)) => self.question_chat(job_id).await?,
+            (None, None) => None,
+        };
+        let Some(key) = found else {
+            return Ok(false);
         };
         let Some(chat) = ChatRef::from_key(&key) else {
             tracing::warn!(chat = %key, "a relayed question names no chat we can answer");
@@ -109,5 +102,20 @@ impl Conversations {
             .await?;
         tracing::info!(chat = %key, "admin's answer queued to the client");
         Ok(true)
+    }
+
+    /// The chat whose question job `job_id` of this business relayed, if it is one.
+    async fn question_chat(&self, job_id: i64) -> Result<Option<String>, ConversationError> {
+        let job = crate::sync::Queue::new(self.store.clone())
+            .job(job_id)
+            .await?;
+        Ok(job
+            .filter(|j| {
+                j.business_id == self.business.id
+                    && j.system == crate::support::SUPPORT_SYSTEM
+                    && j.operation == crate::support::RELAY_QUESTION
+            })
+            .and_then(|j| serde_json::from_value::<crate::support::QuestionJob>(j.payload).ok())
+            .map(|q| q.chat.key()))
     }
 }

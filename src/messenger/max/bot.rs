@@ -170,20 +170,23 @@ impl MaxBot {
         if message.sender.as_ref().is_none_or(|s| s.is_bot) {
             return;
         }
-        let replied = message
-            .link
-            .as_ref()
-            .filter(|l| l.kind == "reply")
-            .and_then(|l| l.message.as_ref());
+        let link = message.link.as_ref().filter(|l| l.kind == "reply");
+        let replied = link.and_then(|l| l.message.as_ref());
         let (Some(replied), Some(text)) = (replied, message.body.text.as_deref()) else {
             return;
         };
+        // Only the bot's own post can carry a relayed question's marker.
+        let replied_text = link
+            .and_then(|l| l.sender.as_ref())
+            .filter(|s| s.is_bot)
+            .and(replied.text.as_deref());
         let reply = crate::support::AdminReply {
             channel: Channel::Max,
             admin_chat,
             replied_to: &replied.mid,
             message_id: &message.body.mid,
             text,
+            replied_text,
         };
         match self.handler.relay_answer(reply).await {
             Ok(true) => {}

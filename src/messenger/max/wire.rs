@@ -95,12 +95,17 @@ pub struct MaxLink {
     pub kind: String,
     #[serde(default)]
     pub message: Option<MaxLinkedBody>,
+    /// Who wrote the linked message: a relayed question is the bot's own post.
+    #[serde(default)]
+    pub sender: Option<MaxUser>,
 }
 
-/// The linked message's body; only its id matters here.
+/// The linked message's body: its id, and its text for a relayed question's marker.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct MaxLinkedBody {
     pub mid: String,
+    #[serde(default)]
+    pub text: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -144,6 +144,12 @@ impl Inner {
             replied_to: &replied_to,
             message_id: &message_id,
             text,
+            // Bots in a group see replies to their own posts; another bot's post is not ours.
+            replied_text: replied
+                .from
+                .as_ref()
+                .filter(|u| u.is_bot)
+                .and(replied.text()),
         };
         match self.handler.relay_answer(reply).await {
             Ok(true) => {}

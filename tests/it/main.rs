@@ -9,6 +9,7 @@ mod amocrm;
 mod architecture;
 mod bitrix24;
 mod console_browser;
+mod crm_conformance;
 mod crm_e2e;
 mod crm_faults_e2e;
 mod demo;

@@ -5,6 +5,7 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod app;
 pub mod e2e;
 
 // Each binary names the fakes it needs.

@@ -17,6 +17,7 @@ use zapis::clock::{Clock, FakeClock};
 use zapis::config::Config;
 use zapis::sync::{Engine, JobState};
 
+use super::fake_alfacrm::{self, FakeAlfa};
 use super::fake_amocrm::{self, FakeAmo};
 use super::fake_getcourse::{self, FakeGetCourse};
 use super::fake_onec::{self, FakeOnec};
@@ -98,6 +99,14 @@ impl Settings {
             .set("onec.password", fake_onec::PASSWORD)
             .set("onec.organisation_key", fake_onec::ORGANISATION)
             .set("onec.nomenclature_key", fake_onec::NOMENCLATURE_SHAMPOO)
+    }
+
+    /// AlfaCRM for a school, with the fake account's login and branch.
+    pub fn alfacrm(self, fake: &FakeAlfa) -> Settings {
+        self.set("school.alfacrm.base_url", fake.url.clone())
+            .set("school.alfacrm.email", fake_alfacrm::EMAIL)
+            .set("school.alfacrm.api_key", fake_alfacrm::API_KEY)
+            .set("school.alfacrm.branch_id", fake_alfacrm::BRANCH)
     }
 
     /// GetCourse for a school, with the fake account's key and this access mode.

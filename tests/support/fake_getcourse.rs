@@ -102,13 +102,6 @@ impl FakeGetCourse {
             .find(|u| u.email.as_deref() == Some(email))
             .cloned()
     }
-
-    pub fn config_toml(&self, access: &str) -> String {
-        format!(
-            "account_url = \"{}\"\nkey = \"{KEY}\"\naccess = \"{access}\"\n",
-            self.url
-        )
-    }
 }
 
 async fn fields(State(_): State<Shared>, RawQuery(q): RawQuery) -> Response {

@@ -7,14 +7,14 @@ use crate::support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use support::fake_amocrm::{self as fake, FakeAmo, contract};
 use zapis::clock::{Clock, FakeClock, SystemClock};
 use zapis::crm::amocrm::AmoCrm;
 use zapis::crm::config::AmoCrmConfig;
-use zapis::crm::{Crm, CrmError, LeadOutcome, LeadRequest, TaskRequest, TranscriptLine};
+use zapis::crm::{Crm, CrmError, LeadOutcome, LeadRequest, TranscriptLine};
 use zapis::domain::{Booking, BookingStatus, Channel, Money, Source, Utm};
 use zapis::normalize::Phone;
 use zapis::store::Store;
@@ -338,49 +338,6 @@ async fn transcript_is_split_under_the_note_limit_and_batched() {
         .map(|n| n["params"]["text"].as_str().unwrap())
         .collect();
     assert!(all.contains("сообщение номер 0:") && all.contains("сообщение номер 799:"));
-}
-
-#[tokio::test]
-async fn task_falls_due_the_configured_time_before_the_visit() {
-    let fake = FakeAmo::start().await;
-    let now = Utc.with_ymd_and_hms(2026, 5, 30, 12, 0, 0).unwrap();
-    let mut cfg = config(&fake);
-    cfg.task_lead_time = zapis::crm::config::LeadTime::parse("2h").unwrap();
-    cfg.task_type_id = 2;
-    let crm = AmoCrm::new(cfg, store().await, "salon", Arc::new(FakeClock::new(now))).unwrap();
-    let lead = crm
-        .create_lead(&request(booking("k1", "+79123456789")))
-        .await
-        .unwrap();
-    let visit: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 6, 1, 10, 0, 0).unwrap();
-    crm.create_task(&TaskRequest {
-        lead_id: lead.lead_id.clone(),
-        text: "Подтвердить запись".into(),
-        visit_at: visit,
-    })
-    .await
-    .unwrap();
-    // Booked at the last minute: due now, not in the past.
-    crm.create_task(&TaskRequest {
-        lead_id: lead.lead_id.clone(),
-        text: "Срочно".into(),
-        visit_at: now + chrono::Duration::minutes(30),
-    })
-    .await
-    .unwrap();
-    let tasks = fake.tasks();
-    assert_eq!(
-        tasks[0]["complete_till"],
-        json!((visit - chrono::Duration::hours(2)).timestamp())
-    );
-    assert_eq!(tasks[0]["entity_type"], "leads");
-    assert_eq!(
-        tasks[0]["entity_id"],
-        json!(lead.lead_id.parse::<i64>().unwrap())
-    );
-    assert_eq!(tasks[0]["task_type_id"], json!(2));
-    assert_eq!(tasks[0]["responsible_user_id"], json!(504141));
-    assert_eq!(tasks[1]["complete_till"], json!(now.timestamp()));
 }
 
 /// Without a booking field the lead is found by its tag (the story with the field is in

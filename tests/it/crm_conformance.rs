@@ -1,7 +1,7 @@
 //! One conformance suite for the CRM connectors: the stories every CRM must tell alike (a
 //! contact found whichever way its phone was typed, a second booking reusing it, search before
-//! create, a lead without a contact, a write whose answer was lost not written twice, cancel
-//! and done, throttling, OAuth rotation, logs without secrets), written once and run against
+//! create, a lead without a contact, a write whose answer was lost not written twice, a task
+//! due before the visit, cancel and done, throttling, OAuth rotation, logs without secrets), written once and run against
 //! each CRM's fake over real HTTP. `crm_stories!` instantiates every story for every CRM, so
 //! each shows as its own test (`crm_conformance::amocrm::…`, `crm_conformance::bitrix24::…`).
 //! What only one vendor does (its field layout, its batches, its limits) stays in amocrm.rs and
@@ -13,16 +13,19 @@ use crate::support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use support::fake_amocrm::{self as amo_fake, FakeAmo};
 use support::fake_bitrix24::{self as b24_fake, FakeBitrix};
-use zapis::clock::{Clock, SystemClock};
+use zapis::clock::{Clock, FakeClock, SystemClock};
 use zapis::crm::amocrm::AmoCrm;
 use zapis::crm::bitrix24::Bitrix24;
+use zapis::crm::config::LeadTime;
 use zapis::crm::tokens::TokenStore;
-use zapis::crm::{ContactRequest, Crm, CrmError, LeadOutcome, LeadRequest, Stage, TranscriptLine};
+use zapis::crm::{
+    ContactRequest, Crm, CrmError, LeadOutcome, LeadRequest, Stage, TaskRequest, TranscriptLine,
+};
 use zapis::domain::{Booking, BookingStatus, Channel, Money, Source, Utm};
 use zapis::normalize::{Email, Phone};
 use zapis::store::Store;
@@ -70,6 +73,14 @@ trait CrmUnderTest: Sized {
     async fn start() -> Self;
     /// The connector with standing credentials (a long-lived token, an inbound webhook).
     fn client(&self, store: Store, clock: Arc<dyn Clock>) -> Self::Client;
+    /// The connector with standing credentials whose tasks fall due `lead_time` before the
+    /// visit.
+    fn client_with_task_lead_time(
+        &self,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        lead_time: &str,
+    ) -> Self::Client;
     /// The connector authorised by OAuth.
     fn oauth_client(&self, store: Store) -> Self::Client;
     async fn exchange_code(client: &Self::Client, code: &str) -> Result<(), CrmError>;
@@ -85,6 +96,8 @@ trait CrmUnderTest: Sized {
     fn lead_contact(&self, id: &str) -> Option<String>;
     fn lead_stage(&self, id: &str) -> String;
     fn notes_of(&self, id: &str) -> Vec<String>;
+    /// When a task (or to-do) is due.
+    fn task_due(&self, id: &str) -> DateTime<Utc>;
     fn fault(&self, write: Write, needle: Option<&str>, fault: Fault);
     fn faults_fired(&self) -> usize;
     fn faults_pending(&self) -> usize;
@@ -105,6 +118,7 @@ trait CrmUnderTest: Sized {
     // The vendor's own checks.
     fn check_second_lead_reused_the_contact(&self) {}
     fn check_lead_without_contact(&self, _lead_id: &str) {}
+    fn check_task(&self, _task_id: &str, _lead_id: &str) {}
     fn check_cancelled(&self, _lead_id: &str) {}
     fn check_done(&self, _lead_id: &str) {}
     fn check_oauth_requests(&self) {}
@@ -413,6 +427,39 @@ async fn a_note_written_with_its_answer_lost_is_found_by_its_first_line<C: CrmUn
     assert_eq!(notes().len(), 2);
 }
 
+async fn a_task_falls_due_the_configured_time_before_the_visit_and_never_in_the_past<
+    C: CrmUnderTest,
+>() {
+    let fake = C::start().await;
+    let now = Utc.with_ymd_and_hms(2030, 5, 30, 12, 0, 0).unwrap();
+    let crm = fake.client_with_task_lead_time(store().await, Arc::new(FakeClock::new(now)), "2h");
+    let lead = crm
+        .create_lead(&request(booking("k1", "+79123456789"), 0))
+        .await
+        .unwrap();
+    let visit = Utc.with_ymd_and_hms(2030, 6, 1, 10, 0, 0).unwrap();
+    let task = crm
+        .create_task(&TaskRequest {
+            lead_id: lead.lead_id.clone(),
+            text: "Подтвердить запись".into(),
+            visit_at: visit,
+        })
+        .await
+        .unwrap();
+    assert_eq!(fake.task_due(&task), visit - chrono::Duration::hours(2));
+    fake.check_task(&task, &lead.lead_id);
+    // Booked at the last minute: due now, not in the past.
+    let urgent = crm
+        .create_task(&TaskRequest {
+            lead_id: lead.lead_id.clone(),
+            text: "Срочно".into(),
+            visit_at: now + chrono::Duration::minutes(30),
+        })
+        .await
+        .unwrap();
+    assert_eq!(fake.task_due(&urgent), now);
+}
+
 async fn cancel_carries_its_reason_as_a_note_and_done_and_custom_stages_move_the_lead<
     C: CrmUnderTest,
 >() {
@@ -596,6 +643,11 @@ async fn logs_mask_phones_and_never_show_tokens_or_credentials<C: CrmUnderTest>(
         .with_writer(move || writer.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // While a single dispatcher is registered, tracing-core sets the interest of a callsite
+    // met for the first time from the subscriber of the thread that meets it: a story running
+    // beside this one without a subscriber would switch those log lines off for this one too.
+    // A second registered dispatcher makes every new callsite ask all of them.
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
 
     let fake = C::start().await;
     let crm = fake.client(store().await, system_clock());
@@ -657,6 +709,7 @@ macro_rules! every_story {
             a_lead_without_contact_links_none_and_carries_its_title,
             a_contact_whose_answer_was_lost_is_not_written_twice,
             a_note_written_with_its_answer_lost_is_found_by_its_first_line,
+            a_task_falls_due_the_configured_time_before_the_visit_and_never_in_the_past,
             cancel_carries_its_reason_as_a_note_and_done_and_custom_stages_move_the_lead,
             throttling_and_server_errors_are_transient_and_the_next_call_goes_through,
             oauth_code_exchange_then_rotation_is_stored_before_use,
@@ -683,6 +736,13 @@ impl Amo {
             .into_iter()
             .find(|c| c["id"].as_i64() == id.parse::<i64>().ok())
             .unwrap_or_else(|| panic!("no contact {id}"))
+    }
+    fn amo_task(&self, id: &str) -> Value {
+        self.0
+            .tasks()
+            .into_iter()
+            .find(|t| t["id"].as_i64() == id.parse().ok())
+            .unwrap_or_else(|| panic!("no task {id}"))
     }
     fn code_value(entity: &Value, code: &str) -> Value {
         entity["custom_fields_values"]
@@ -720,6 +780,17 @@ impl CrmUnderTest for Amo {
     }
     fn client(&self, store: Store, clock: Arc<dyn Clock>) -> AmoCrm {
         AmoCrm::new(crate::amocrm::config(&self.0), store, "salon", clock).expect("client")
+    }
+    fn client_with_task_lead_time(
+        &self,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        lead_time: &str,
+    ) -> AmoCrm {
+        let mut cfg = crate::amocrm::config(&self.0);
+        cfg.task_lead_time = LeadTime::parse(lead_time).unwrap();
+        cfg.task_type_id = 2;
+        AmoCrm::new(cfg, store, "salon", clock).expect("client")
     }
     fn oauth_client(&self, store: Store) -> AmoCrm {
         AmoCrm::new(
@@ -777,6 +848,10 @@ impl CrmUnderTest for Amo {
             .iter()
             .map(|n| n["params"]["text"].as_str().unwrap().to_string())
             .collect()
+    }
+    fn task_due(&self, id: &str) -> DateTime<Utc> {
+        let task = self.amo_task(id);
+        DateTime::from_timestamp(task["complete_till"].as_i64().unwrap(), 0).unwrap()
     }
     fn fault(&self, write: Write, needle: Option<&str>, fault: Fault) {
         let path = match write {
@@ -838,6 +913,13 @@ impl CrmUnderTest for Amo {
             "none was searched for"
         );
     }
+    fn check_task(&self, task_id: &str, lead_id: &str) {
+        let task = self.amo_task(task_id);
+        assert_eq!(task["entity_type"], "leads");
+        assert_eq!(task["entity_id"], json!(lead_id.parse::<i64>().unwrap()));
+        assert_eq!(task["task_type_id"], json!(2));
+        assert_eq!(task["responsible_user_id"], json!(504141));
+    }
     fn check_cancelled(&self, lead_id: &str) {
         let lead = self.0.lead(lead_id);
         assert_eq!(lead["status_id"], json!(amo_fake::LOST));
@@ -855,6 +937,13 @@ impl CrmUnderTest for Amo {
 struct Bitrix24Deals(FakeBitrix);
 
 impl Bitrix24Deals {
+    fn b24_todo(&self, id: &str) -> Value {
+        self.0
+            .activities()
+            .into_iter()
+            .find(|t| t["id"].as_i64() == id.parse().ok())
+            .unwrap_or_else(|| panic!("no to-do {id}"))
+    }
     fn b24_contact(&self, id: &str) -> Value {
         self.0
             .contacts()
@@ -881,6 +970,16 @@ impl CrmUnderTest for Bitrix24Deals {
     }
     fn client(&self, store: Store, clock: Arc<dyn Clock>) -> Bitrix24 {
         Bitrix24::new(crate::bitrix24::deal_config(&self.0), store, "salon", clock).expect("client")
+    }
+    fn client_with_task_lead_time(
+        &self,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        lead_time: &str,
+    ) -> Bitrix24 {
+        let mut cfg = crate::bitrix24::deal_config(&self.0);
+        cfg.task_lead_time = LeadTime::parse(lead_time).unwrap();
+        Bitrix24::new(cfg, store, "salon", clock).expect("client")
     }
     fn oauth_client(&self, store: Store) -> Bitrix24 {
         Bitrix24::new(
@@ -935,6 +1034,12 @@ impl CrmUnderTest for Bitrix24Deals {
             .iter()
             .map(|c| c["COMMENT"].as_str().unwrap().to_string())
             .collect()
+    }
+    fn task_due(&self, id: &str) -> DateTime<Utc> {
+        let todo = self.b24_todo(id);
+        DateTime::parse_from_rfc3339(todo["deadline"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc)
     }
     fn fault(&self, write: Write, needle: Option<&str>, fault: Fault) {
         let method = match write {
@@ -994,6 +1099,12 @@ impl CrmUnderTest for Bitrix24Deals {
         self.0.refresh_token_used(token)
     }
 
+    fn check_task(&self, task_id: &str, lead_id: &str) {
+        let todo = self.b24_todo(task_id);
+        assert_eq!(todo["ownerTypeId"], json!(2));
+        assert_eq!(todo["ownerId"].to_string(), lead_id);
+        assert_eq!(todo["responsibleId"], json!(5));
+    }
     fn check_lead_without_contact(&self, lead_id: &str) {
         let deal = self.0.deal(lead_id);
         assert!(deal.get("PHONE").is_none(), "{deal}");

@@ -11,9 +11,7 @@
 //! HTTP_FLOOD_HARD_LIMIT=1 cargo bench --bench http_flood
 //! ```
 
-#[path = "../tests/support/fake_telegram.rs"]
-#[allow(dead_code)]
-mod fake_telegram;
+use zapis_fakes::fake_telegram;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

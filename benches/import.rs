@@ -11,8 +11,7 @@
 //! `cargo bench --bench import`; ZAPIS_BENCH_ROWS sets the row count of (1),
 //! ZAPIS_BENCH_ROUNDS the rounds (default 3).
 
-#[path = "../tests/support/fake_amocrm.rs"]
-mod fake_amocrm;
+use zapis_fakes::fake_amocrm;
 
 use std::process::Stdio;
 use std::time::Instant;

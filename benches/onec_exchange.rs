@@ -11,9 +11,7 @@
 //! `cargo bench --bench onec_exchange`; ZAPIS_BENCH_ROUNDS (default 3) and
 //! ZAPIS_BENCH_EXCHANGES (default 100) change the counts.
 
-#[path = "../tests/support/fake_telegram.rs"]
-#[allow(dead_code)]
-mod fake_telegram;
+use zapis_fakes::fake_telegram;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

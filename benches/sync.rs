@@ -15,11 +15,8 @@
 //! `cargo bench --bench sync`; ZAPIS_BENCH_SAMPLES sets the webhook count (default 60),
 //! ZAPIS_BENCH_ROUNDS the reconciliation rounds (default 3).
 
-#[path = "../tests/support/fake_amocrm.rs"]
-mod fake_amocrm;
-#[path = "../tests/support/fake_yclients.rs"]
-#[allow(dead_code)]
-mod fake_yclients;
+use zapis_fakes::fake_amocrm;
+use zapis_fakes::fake_yclients;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

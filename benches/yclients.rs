@@ -5,9 +5,7 @@
 //! master (two weeks) → free times on the first day → book the first time. Run with
 //! `cargo bench --bench yclients`.
 
-#[path = "../tests/support/fake_yclients.rs"]
-#[allow(dead_code)]
-mod fake_yclients;
+use zapis_fakes::fake_yclients;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

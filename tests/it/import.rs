@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use serde_json::{Value, json};
+use support::app::Settings;
 use support::fake_amocrm::{self as fake, FakeAmo};
 use support::fake_bitrix24::{self as b24, FakeBitrix};
 use support::fake_yclients::{self as yc, FakeSalon, FakeYclients};
@@ -394,39 +395,19 @@ fn a_1c_odata_list_with_contact_information_rows() {
 
 // ------------------------------------------------------------------ the real binary
 
+/// A salon whose store is a file in `dir`, its queue polled every 100 ms.
+fn salon(dir: &Path) -> Settings {
+    Settings::new(&format!("sqlite://{}", dir.join("zapis.db").display()))
+        .remove("business.id")
+        .set("sync.poll", "100ms")
+}
+
 fn write_config(dir: &Path, amo: &FakeAmo) -> std::path::PathBuf {
-    let store_url = format!("sqlite://{}", dir.join("zapis.db").display());
     let config = dir.join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Салон"
-timezone = "Europe/Moscow"
-
-[sync]
-poll = "100ms"
-
-[crm]
-system = "amocrm"
-
-[crm.amocrm]
-base_url = "{url}"
-token = "{token}"
-pipeline_id = {pipeline}
-new_status_id = {status}
-"#,
-            url = amo.base_url,
-            token = fake::LONG_LIVED_TOKEN,
-            pipeline = fake::PIPELINE_ID,
-            status = fake::STATUS_NEW,
-        ),
-    )
-    .unwrap();
+    salon(dir)
+        .amocrm(amo)
+        .remove("crm.amocrm.booking_id_field_id")
+        .write(&config);
     config
 }
 
@@ -679,32 +660,11 @@ async fn five_thousand_clients_killed_halfway_and_resumed_end_the_same() {
 // ------------------------------------------------------------------ Bitrix24
 
 fn bitrix_config(dir: &Path, portal: &FakeBitrix) -> std::path::PathBuf {
-    let store_url = format!("sqlite://{}", dir.join("zapis.db").display());
     let config = dir.join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Салон"
-timezone = "Europe/Moscow"
-
-[sync]
-poll = "100ms"
-
-[crm]
-system = "bitrix24"
-
-[crm.bitrix24]
-webhook_url = "{url}"
-"#,
-            url = portal.webhook_url(),
-        ),
-    )
-    .unwrap();
+    salon(dir)
+        .set("crm.system", "bitrix24")
+        .set("crm.bitrix24.webhook_url", portal.webhook_url())
+        .write(&config);
     config
 }
 
@@ -999,41 +959,17 @@ async fn start_salon() -> FakeYclients {
     fake
 }
 
-fn yclients_config(dir: &Path, salon: &FakeYclients, user_token: bool) -> std::path::PathBuf {
-    let store_url = format!("sqlite://{}", dir.join("zapis.db").display());
-    let user = if user_token {
-        format!("user_token = \"{}\"\n", yc::USER_TOKEN)
-    } else {
-        String::new()
-    };
+fn yclients_config(dir: &Path, yclients: &FakeYclients, user_token: bool) -> std::path::PathBuf {
+    let mut settings = salon(dir)
+        .set("booking.system", "yclients")
+        .set("booking.yclients.base_url", yclients.base_url.to_string())
+        .set("booking.yclients.company_id", YC_COMPANY)
+        .set("booking.yclients.partner_token", yc::PARTNER_TOKEN);
+    if user_token {
+        settings = settings.set("booking.yclients.user_token", yc::USER_TOKEN);
+    }
     let config = dir.join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Салон"
-timezone = "Europe/Moscow"
-
-[sync]
-poll = "100ms"
-
-[booking]
-system = "yclients"
-
-[booking.yclients]
-base_url = "{url}"
-company_id = {YC_COMPANY}
-partner_token = "{partner}"
-{user}"#,
-            url = salon.base_url,
-            partner = yc::PARTNER_TOKEN,
-        ),
-    )
-    .unwrap();
+    settings.write(&config);
     config
 }
 

@@ -4,6 +4,7 @@
 //! apologises and keeps its marker across a restart.
 
 use crate::support;
+use crate::support::BotConfig;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use secrecy::SecretString;
 use sqlx::Row;
+use support::app::Settings;
 use support::cml_xsd::{Node, Schema, tree};
 use zapis::accounting::commerceml;
 use zapis::accounting::config::CommerceMlConfig;
@@ -1165,13 +1166,17 @@ async fn zapis_run_refuses_empty_and_placeholder_exchange_passwords() {
     let dir = tempfile::tempdir().expect("dir");
     let store = format!("sqlite://{}", dir.path().join("z.db").display());
     for password in ["", "secret", "Secret", "short-pw"] {
-        let config = format!(
-            "[store]\nurl = \"{store}\"\n[business]\nname = \"Салон\"\ntimezone = \"Europe/Moscow\"\n\
-             [telegram]\ntoken = \"123:abc\"\napi_url = \"http://127.0.0.1:9\"\nbot_username = \"b\"\n\
-             [http]\nlisten = \"127.0.0.1:9\"\nwebhook_secret = \"0123456789abcdef\"\n\
-             [onec]\nmode = \"commerceml\"\n[onec.commerceml]\nuser = \"1c-exchange\"\n\
-             password = \"{password}\"\n"
-        );
+        let config = Settings::new(&store)
+            .remove("business.id")
+            .set("telegram.token", "123:abc")
+            .set("telegram.api_url", "http://127.0.0.1:9")
+            .set("telegram.bot_username", "b")
+            .set("http.listen", "127.0.0.1:9")
+            .set("http.webhook_secret", "0123456789abcdef")
+            .set("onec.mode", "commerceml")
+            .set("onec.commerceml.user", "1c-exchange")
+            .set("onec.commerceml.password", password)
+            .toml();
         let (ok, out) = zapis_run(&config).await;
         assert!(!ok, "{password:?}: {out}");
         assert!(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{Value, json};
+use support::app::{Settings, TestApp, drain};
 use support::fake_getcourse::FakeGetCourse;
 use support::fake_onec::{self, FakeOnec};
 use zapis::accounting::onec_odata::{Counterparty, ODataList, OnecOdata, parse_entity_sets};
@@ -50,47 +51,23 @@ async fn store_urls() -> Vec<String> {
     urls
 }
 
-fn config_text(store_url: &str, fake: &FakeOnec, post_sales: bool) -> String {
-    format!(
-        r#"
-[store]
-url = "{store_url}"
+fn settings(store_url: &str, fake: &FakeOnec, post_sales: bool) -> Settings {
+    salon(Settings::new(store_url).onec_odata(fake), post_sales)
+}
 
-[business]
-id = "{BIZ}"
-name = "Салон"
-timezone = "Europe/Moscow"
-locale = "ru"
-address = "Москва"
-phone = "+7 495 123-45-67"
-
-[onec]
-mode = "odata"
-base_url = "{base}"
-user = "{user}"
-password = "{password}"
-organisation_key = "{org}"
-nomenclature_key = "{shampoo}"
-post_sales = {post_sales}
-
-[onec.services]
-svc-haircut = "{haircut}"
-"#,
-        base = fake.base_url(),
-        user = fake_onec::USER,
-        password = fake_onec::PASSWORD,
-        org = fake_onec::ORGANISATION,
-        shampoo = fake_onec::NOMENCLATURE_SHAMPOO,
-        haircut = fake_onec::NOMENCLATURE_HAIRCUT,
-    )
+/// The salon on 1C over OData; after the visit a sales document when `post_sales`.
+fn salon(settings: Settings, post_sales: bool) -> Settings {
+    settings
+        .set("business.id", BIZ)
+        .set("business.locale", "ru")
+        .set("business.address", "Москва")
+        .set("business.phone", "+7 495 123-45-67")
+        .set("onec.post_sales", post_sales)
+        .set("onec.services.svc-haircut", fake_onec::NOMENCLATURE_HAIRCUT)
 }
 
 async fn app(store_url: &str, fake: &FakeOnec, post_sales: bool, clock: Arc<FakeClock>) -> App {
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("zapis.toml");
-    std::fs::write(&path, config_text(store_url, fake, post_sales)).expect("write config");
-    let config = zapis::config::Config::load(&path).expect("config loads");
-    App::build(config, clock).await.expect("app")
+    settings(store_url, fake, post_sales).app(clock).await
 }
 
 fn booking(id: &str, phone: &str, name: &str, rubles: i64) -> Booking {
@@ -146,13 +123,16 @@ fn with_phone<'a>(objects: &'a [Value], phone: &str) -> Vec<&'a Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_booking_makes_one_counterparty_an_invoice_and_after_the_visit_a_posted_sales_document() {
     for url in store_urls().await {
-        let fake = FakeOnec::start().await;
-        let clock = Arc::new(FakeClock::new(t0()));
-        let app = app(&url, &fake, true, clock.clone()).await;
+        let t = TestApp::builder(&url, t0())
+            .onec_odata()
+            .settings(move |s| salon(s, true))
+            .build()
+            .await;
+        let (app, fake, clock) = (&t.app, t.onec.as_ref().unwrap(), &t.clock);
         let engine = app.engine();
 
         let anna = booking("bk-1", "+7 916 123-45-67", "Анна Петрова", 1500);
-        confirm(&app, &anna).await;
+        confirm(app, &anna).await;
         engine.run_due().await.expect("run");
 
         let counterparties = fake.objects(fake_onec::COUNTERPARTIES);
@@ -243,13 +223,16 @@ async fn a_booking_makes_one_counterparty_an_invoice_and_after_the_visit_a_poste
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_typed_differently_finds_the_same_counterparty() {
     for url in store_urls().await {
-        let fake = FakeOnec::start().await;
-        let clock = Arc::new(FakeClock::new(t0()));
-        let app = app(&url, &fake, false, clock.clone()).await;
+        let t = TestApp::builder(&url, t0())
+            .onec_odata()
+            .settings(move |s| salon(s, false))
+            .build()
+            .await;
+        let (app, fake) = (&t.app, t.onec.as_ref().unwrap());
         let engine = app.engine();
-        confirm(&app, &booking("bk-a", "+7 916 123-45-67", "Анна", 1500)).await;
+        confirm(app, &booking("bk-a", "+7 916 123-45-67", "Анна", 1500)).await;
         engine.run_due().await.unwrap();
-        confirm(&app, &booking("bk-b", "8 (916) 123 45 67", "Анна П.", 2000)).await;
+        confirm(app, &booking("bk-b", "8 (916) 123 45 67", "Анна П.", 2000)).await;
         engine.run_due().await.unwrap();
         let counterparties = fake.objects(fake_onec::COUNTERPARTIES);
         assert_eq!(with_phone(&counterparties, "+79161234567").len(), 1);
@@ -257,7 +240,7 @@ async fn a_phone_typed_differently_finds_the_same_counterparty() {
 
         // Another zapis install (a fresh store) finds her in 1C by phone instead of adding her.
         let clock2 = Arc::new(FakeClock::new(t0()));
-        let other = app_on_fresh_sqlite(&fake, clock2).await;
+        let other = app_on_fresh_sqlite(fake, clock2).await;
         confirm(&other, &booking("bk-c", "+79161234567", "Анна", 900)).await;
         other.engine().run_due().await.unwrap();
         let counterparties = fake.objects(fake_onec::COUNTERPARTIES);
@@ -285,14 +268,17 @@ async fn app_on_fresh_sqlite(fake: &FakeOnec, clock: Arc<FakeClock>) -> App {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_hour_of_1c_down_delays_the_documents_and_loses_nothing() {
     for url in store_urls().await {
-        let fake = FakeOnec::start().await;
-        let clock = Arc::new(FakeClock::new(t0()));
-        let app = app(&url, &fake, false, clock.clone()).await;
+        let t = TestApp::builder(&url, t0())
+            .onec_odata()
+            .settings(move |s| salon(s, false))
+            .build()
+            .await;
+        let (app, fake, clock) = (&t.app, t.onec.as_ref().unwrap(), &t.clock);
         let engine = app.engine();
         fake.set_down(true);
         for i in 0..3 {
             confirm(
-                &app,
+                app,
                 &booking(
                     &format!("bk-{i}"),
                     &format!("+7916000000{i}"),
@@ -359,10 +345,7 @@ async fn the_client_reads_the_contract_payloads_and_the_fake_speaks_1c() {
     assert!(!one.deletion_mark);
 
     let fake = FakeOnec::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("zapis.toml");
-    std::fs::write(&path, config_text("sqlite::memory:", &fake, false)).unwrap();
-    let config = zapis::config::Config::load(&path).unwrap();
+    let config = settings("sqlite::memory:", &fake, false).config();
     let onec = OnecOdata::new(config.onec.as_ref().unwrap()).unwrap();
     // Found by ИНН among the contract's counterparties, served by the fake.
     assert_eq!(
@@ -430,10 +413,7 @@ async fn the_client_reads_the_contract_payloads_and_the_fake_speaks_1c() {
 #[tokio::test]
 async fn onec_check_lists_the_names_and_marks_a_mismatch_and_stock_alerts() {
     let fake = FakeOnec::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("zapis.toml");
-    std::fs::write(&path, config_text("sqlite::memory:", &fake, false)).unwrap();
-    let config = zapis::config::Config::load(&path).unwrap();
+    let config = settings("sqlite::memory:", &fake, false).config();
     let mut onec_config = config.onec.clone().unwrap();
 
     let onec = OnecOdata::new(&onec_config).unwrap();
@@ -518,77 +498,24 @@ const HOOK_SECRET: &str = "school-hook-secret-0123456789";
 
 /// A school whose payments arrive from GetCourse, with 1C over OData: `[onec.services]` maps
 /// the course key to its Номенклатура; the other course falls back to `nomenclature_key`.
-fn school_config_text(store_url: &str, fake: &FakeOnec, gc: &FakeGetCourse) -> String {
-    format!(
-        r#"
-[store]
-url = "{store_url}"
-
-[business]
-id = "{BIZ}"
-name = "Школа «Код»"
-timezone = "Europe/Moscow"
-
-[http]
-listen = "127.0.0.1:9"
-webhook_secret = "{HOOK_SECRET}"
-
-[school.getcourse]
-{gc_toml}
-[[school.courses]]
-key = "python"
-title = "Python для подростков"
-getcourse_group = "Python, поток декабрь"
-
-[[school.courses]]
-key = "design"
-title = "Дизайн"
-getcourse_group = "Дизайн"
-
-[onec]
-mode = "odata"
-base_url = "{base}"
-user = "{user}"
-password = "{password}"
-organisation_key = "{org}"
-nomenclature_key = "{shampoo}"
-
-[onec.services]
-python = "{course}"
-"#,
-        gc_toml = gc.config_toml("group"),
-        base = fake.base_url(),
-        user = fake_onec::USER,
-        password = fake_onec::PASSWORD,
-        org = fake_onec::ORGANISATION,
-        shampoo = fake_onec::NOMENCLATURE_SHAMPOO,
-        course = fake_onec::NOMENCLATURE_HAIRCUT,
-    )
-}
-
-/// Runs every due job, moving the fake clock to the next retry, until the queue is idle. A
-/// due job may wait behind an earlier one of the same client, so when nothing ran the clock
-/// moves to the next retry of any pending job.
-async fn drain(engine: &zapis::sync::Engine, clock: &FakeClock) {
-    for _ in 0..200 {
-        let ran = engine.run_due().await.expect("run");
-        let pending = engine
-            .queue()
-            .jobs_in_state(JobState::Pending)
-            .await
-            .expect("pending");
-        if pending.is_empty() {
-            return;
-        }
-        let now = clock.now();
-        if ran == 0
-            && let Some(next) = pending.iter().map(|j| j.run_at).filter(|t| *t > now).min()
-        {
-            clock.set(next);
-        }
-    }
-    let pending = engine.queue().jobs_in_state(JobState::Pending).await;
-    panic!("the queue did not settle: {pending:#?}");
+fn school_settings(store_url: &str, fake: &FakeOnec, gc: &FakeGetCourse) -> Settings {
+    Settings::new(store_url)
+        .set("business.id", BIZ)
+        .set("business.name", "Школа «Код»")
+        .set("http.listen", "127.0.0.1:9")
+        .set("http.webhook_secret", HOOK_SECRET)
+        .getcourse(gc, "group")
+        .push(
+            "school.courses",
+            json!({"key": "python", "title": "Python для подростков",
+                   "getcourse_group": "Python, поток декабрь"}),
+        )
+        .push(
+            "school.courses",
+            json!({"key": "design", "title": "Дизайн", "getcourse_group": "Дизайн"}),
+        )
+        .onec_odata(fake)
+        .set("onec.services.python", fake_onec::NOMENCLATURE_HAIRCUT)
 }
 
 async fn getcourse_notice(http: &reqwest::Client, base: &str, query: &[(&str, &str)]) -> u16 {
@@ -610,11 +537,7 @@ async fn a_getcourse_payment_makes_one_counterparty_and_one_invoice_even_sent_tw
         let fake = FakeOnec::start().await;
         let gc = FakeGetCourse::start().await;
         let clock = Arc::new(FakeClock::new(t0()));
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("zapis.toml");
-        std::fs::write(&path, school_config_text(&url, &fake, &gc)).unwrap();
-        let config = zapis::config::Config::load(&path).expect("school config loads");
-        let app = App::build(config, clock.clone()).await.expect("app");
+        let app = school_settings(&url, &fake, &gc).app(clock.clone()).await;
         let engine = app.engine();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -809,14 +732,10 @@ async fn alert_receiver() -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
     (url, received)
 }
 
-fn stock_config_text(store_url: &str, fake: &FakeOnec, alerts_url: &str) -> String {
-    format!(
-        "{}\n[alerts]\nwebhook_url = \"{alerts_url}\"\n",
-        config_text(store_url, fake, false).replace(
-            "post_sales = false\n",
-            "post_sales = false\nlow_stock_threshold = 3\n"
-        )
-    )
+fn stock_settings(store_url: &str, fake: &FakeOnec, alerts_url: &str) -> Settings {
+    settings(store_url, fake, false)
+        .set("onec.low_stock_threshold", 3)
+        .set("alerts.webhook_url", alerts_url)
 }
 
 fn low_stock_texts(received: &std::sync::Mutex<Vec<Value>>) -> Vec<String> {
@@ -848,10 +767,7 @@ async fn the_stock_check_alerts_each_item_once_until_it_recovers() {
         let fake = FakeOnec::start().await;
         let (alerts_url, received) = alert_receiver().await;
         let clock = Arc::new(FakeClock::new(t0()));
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("zapis.toml");
-        std::fs::write(&path, stock_config_text(&url, &fake, &alerts_url)).unwrap();
-        let config = zapis::config::Config::load(&path).expect("config loads");
+        let config = stock_settings(&url, &fake, &alerts_url).config();
         let app = App::build(config.clone(), clock.clone())
             .await
             .expect("app");
@@ -926,24 +842,16 @@ async fn the_stock_check_loop_reads_the_balance_each_period_and_stops_on_shutdow
     let fake = FakeOnec::start().await;
     let (alerts_url, received) = alert_receiver().await;
     let clock = Arc::new(FakeClock::new(t0()));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("zapis.toml");
     // Without a threshold there is nothing to check against: no loop.
-    std::fs::write(&path, config_text("sqlite::memory:", &fake, false)).unwrap();
-    let config = zapis::config::Config::load(&path).unwrap();
-    let plain = App::build(config, clock.clone()).await.unwrap();
+    let plain = settings("sqlite::memory:", &fake, false)
+        .app(clock.clone())
+        .await;
     assert!(plain.stock_watch().is_none());
 
-    std::fs::write(
-        &path,
-        stock_config_text("sqlite::memory:", &fake, &alerts_url).replace(
-            "low_stock_threshold = 3\n",
-            "low_stock_threshold = 3\nstock_check_interval = \"15m\"\n",
-        ),
-    )
-    .unwrap();
-    let config = zapis::config::Config::load(&path).unwrap();
-    let app = App::build(config, clock.clone()).await.unwrap();
+    let app = stock_settings("sqlite::memory:", &fake, &alerts_url)
+        .set("onec.stock_check_interval", "15m")
+        .app(clock.clone())
+        .await;
     let (watch, every) = app.stock_watch().unwrap();
     assert_eq!(every, std::time::Duration::from_secs(15 * 60));
     let balance_reads = || {
@@ -1004,9 +912,9 @@ async fn zapis_check_has_a_1c_line_with_credentials_and_object_names() {
     let fake = FakeOnec::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("z.db").display());
-    let good = config_text(&store, &fake, false);
+    let good = settings(&store, &fake, false);
 
-    let (ok, out) = zapis_check(good.clone()).await;
+    let (ok, out) = zapis_check(good.toml()).await;
     assert!(ok, "{out}");
     assert!(
         out.contains("onec (odata): reachable, credentials accepted, 8 entity sets published\n"),
@@ -1026,9 +934,11 @@ async fn zapis_check_has_a_1c_line_with_credentials_and_object_names() {
     );
 
     // Торговля's invoice name against a Бухгалтерия base.
-    let (ok, out) = zapis_check(format!(
-        "{good}\n[onec.objects]\ninvoice = \"Document_СчетНаОплатуКлиенту\"\n"
-    ))
+    let (ok, out) = zapis_check(
+        good.clone()
+            .set("onec.objects.invoice", "Document_СчетНаОплатуКлиенту")
+            .toml(),
+    )
     .await;
     assert!(!ok, "{out}");
     assert!(
@@ -1041,30 +951,36 @@ async fn zapis_check_has_a_1c_line_with_credentials_and_object_names() {
     );
     assert!(out.contains("1 system(s) failed the check"), "{out}");
 
-    let (ok, out) = zapis_check(good.replace(fake_onec::PASSWORD, "wrong")).await;
+    let (ok, out) = zapis_check(good.clone().set("onec.password", "wrong").toml()).await;
     assert!(!ok, "{out}");
     assert!(out.contains("onec (odata): bad credentials"), "{out}");
     assert!(!out.contains("wrong"), "the password is not printed: {out}");
 
-    let (ok, out) =
-        zapis_check(good.replace(&format!("/{}\"", fake_onec::PUBLICATION), "/no-such-base\""))
-            .await;
+    let elsewhere = fake
+        .base_url()
+        .strip_suffix(&format!("/{}", fake_onec::PUBLICATION))
+        .expect("the base ends with its publication")
+        .to_string()
+        + "/no-such-base";
+    let (ok, out) = zapis_check(good.clone().set("onec.base_url", elsewhere).toml()).await;
     assert!(!ok, "{out}");
     assert!(out.contains("onec (odata): misconfigured"), "{out}");
 
     fake.set_down(true);
-    let (ok, out) = zapis_check(good.clone()).await;
+    let (ok, out) = zapis_check(good.toml()).await;
     assert!(!ok, "{out}");
     assert!(out.contains("onec (odata): unreachable"), "{out}");
     fake.set_down(false);
 
     // CommerceML: 1C calls us, nothing to reach; the line says so and passes.
-    let cml = format!(
-        "[store]\nurl = \"{store}\"\n[business]\nname = \"Салон\"\ntimezone = \"Europe/Moscow\"\n\
-         [http]\nlisten = \"127.0.0.1:9\"\nwebhook_secret = \"0123456789abcdef\"\n\
-         [onec]\nmode = \"commerceml\"\n[onec.commerceml]\nuser = \"1c\"\npassword = \"a-long-exchange-password\"\n"
-    );
-    let (ok, out) = zapis_check(cml).await;
+    let cml = Settings::new(&store)
+        .remove("business.id")
+        .set("http.listen", "127.0.0.1:9")
+        .set("http.webhook_secret", "0123456789abcdef")
+        .set("onec.mode", "commerceml")
+        .set("onec.commerceml.user", "1c")
+        .set("onec.commerceml.password", "a-long-exchange-password");
+    let (ok, out) = zapis_check(cml.toml()).await;
     assert!(ok, "{out}");
     assert!(
         out.contains("onec (commerceml): 1C calls us at /1c/exchange"),

@@ -12,6 +12,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
+use support::app::Settings;
 use support::fake_alfacrm::{self as alfa, FakeAlfa};
 use support::fake_getcourse::{self as gcfake, FakeGetCourse};
 use zapis::app::App;
@@ -45,10 +46,8 @@ struct Options<'a> {
     access: &'a str,
     per_minute: u32,
     burst: u32,
-    /// More `[school.forms]` lines.
-    forms: &'a str,
-    /// More `[http]` lines.
-    http: &'a str,
+    /// More settings (`school.forms`, `http`).
+    more: fn(Settings) -> Settings,
 }
 
 impl Default for Options<'_> {
@@ -57,75 +56,59 @@ impl Default for Options<'_> {
             access: "group",
             per_minute: 1000,
             burst: 1000,
-            forms: "",
-            http: "",
+            more: |s| s,
         }
     }
 }
 
-/// A school's configuration: landing forms, AlfaCRM and GetCourse, no messenger.
-fn school_toml(
+/// A school's settings: landing forms, AlfaCRM and GetCourse, no messenger.
+fn school_settings(
     opts: &Options<'_>,
     alfa: &FakeAlfa,
     gc: &FakeGetCourse,
     store_url: &str,
     listen: &str,
-) -> String {
-    format!(
-        r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Школа «Код»"
-timezone = "Europe/Moscow"
-
-[http]
-listen = "{listen}"
-webhook_secret = "{SECRET}"
-{http_extra}
-
-[school.forms]
-allowed_origins = ["https://school.example"]
-thank_you_url = "https://school.example/thanks"
-per_minute = {per_minute}
-burst = {burst}
-spam_flush_interval = "1h"
-{forms_extra}
-
-[school.alfacrm]
-{alfa_toml}curator_id = {CURATOR}
-lead_status_id = {LEAD_NEW}
-lead_sources = {{ vk = {SOURCE_VK}, web_form = {SOURCE_FORM}, getcourse = {SOURCE_GC} }}
-study_status_id = {STUDYING}
-pay_account_id = 1
-
-[school.getcourse]
-{gc_toml}
-[[school.courses]]
-key = "python"
-title = "Python для подростков"
-alfacrm_group_ids = [{g1}, {g2}]
-getcourse_group = "Python, поток декабрь"
-getcourse_offer_code = "python-dec"
-
-[[school.courses]]
-key = "design"
-title = "Дизайн"
-alfacrm_group_ids = [{g3}]
-getcourse_group = "Дизайн"
-getcourse_offer_code = "design"
-"#,
-        per_minute = opts.per_minute,
-        burst = opts.burst,
-        http_extra = opts.http,
-        forms_extra = opts.forms,
-        alfa_toml = alfa.config_toml(),
-        gc_toml = gc.config_toml(opts.access),
-        g1 = alfa::GROUP_PYTHON,
-        g2 = alfa::GROUP_PYTHON_LATE,
-        g3 = alfa::GROUP_DESIGN,
-    )
+) -> Settings {
+    let settings = Settings::new(store_url)
+        .remove("business.id")
+        .set("business.name", "Школа «Код»")
+        .set("http.listen", listen)
+        .set("http.webhook_secret", SECRET)
+        .set(
+            "school.forms.allowed_origins",
+            json!(["https://school.example"]),
+        )
+        .set(
+            "school.forms.thank_you_url",
+            "https://school.example/thanks",
+        )
+        .set("school.forms.per_minute", opts.per_minute)
+        .set("school.forms.burst", opts.burst)
+        .set("school.forms.spam_flush_interval", "1h")
+        .alfacrm(alfa)
+        .set("school.alfacrm.curator_id", CURATOR)
+        .set("school.alfacrm.lead_status_id", LEAD_NEW)
+        .set(
+            "school.alfacrm.lead_sources",
+            json!({"vk": SOURCE_VK, "web_form": SOURCE_FORM, "getcourse": SOURCE_GC}),
+        )
+        .set("school.alfacrm.study_status_id", STUDYING)
+        .set("school.alfacrm.pay_account_id", 1)
+        .getcourse(gc, opts.access)
+        .push(
+            "school.courses",
+            json!({"key": "python", "title": "Python для подростков",
+                   "alfacrm_group_ids": [alfa::GROUP_PYTHON, alfa::GROUP_PYTHON_LATE],
+                   "getcourse_group": "Python, поток декабрь",
+                   "getcourse_offer_code": "python-dec"}),
+        )
+        .push(
+            "school.courses",
+            json!({"key": "design", "title": "Дизайн",
+                   "alfacrm_group_ids": [alfa::GROUP_DESIGN],
+                   "getcourse_group": "Дизайн", "getcourse_offer_code": "design"}),
+        );
+    (opts.more)(settings)
 }
 
 async fn start(opts: Options<'_>) -> School {
@@ -133,14 +116,12 @@ async fn start(opts: Options<'_>) -> School {
     let gc = FakeGetCourse::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let toml = school_toml(&opts, &alfa, &gc, &store_url, "127.0.0.1:9");
-    let path = dir.path().join("zapis.toml");
-    std::fs::write(&path, toml).unwrap();
-    let config = zapis::config::Config::load(&path).expect("school config loads");
     let clock = Arc::new(FakeClock::new(
         Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap(),
     ));
-    let app = App::build(config, clock.clone()).await.expect("app builds");
+    let app = school_settings(&opts, &alfa, &gc, &store_url, "127.0.0.1:9")
+        .app(clock.clone())
+        .await;
     let engine = app.engine();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -299,7 +280,7 @@ async fn a_customer_a_manager_typed_in_by_hand_is_found_not_duplicated() {
 #[tokio::test]
 async fn a_plain_html_form_post_is_redirected_and_a_chosen_group_is_kept() {
     let s = start(Options {
-        forms: "names = [\"landing\", \"promo\"]",
+        more: |s| s.set("school.forms.names", json!(["landing", "promo"])),
         ..Options::default()
     })
     .await;
@@ -476,7 +457,7 @@ async fn two_thousand_spam_posts_write_nothing_until_one_counter_per_form_and_re
     let s = start(Options {
         per_minute: 1,
         burst: 1,
-        forms: "names = [\"landing\", \"trial\"]",
+        more: |s| s.set("school.forms.names", json!(["landing", "trial"])),
         ..Options::default()
     })
     .await;
@@ -575,8 +556,10 @@ async fn behind_a_proxy_the_visitor_is_read_from_the_right_and_ipv6_is_limited_p
     let s = start(Options {
         per_minute: 1,
         burst: 2,
-        forms: "trust_forwarded_for = true",
-        http: "trusted_proxies = [\"127.0.0.0/8\", \"10.0.0.0/8\"]",
+        more: |s| {
+            s.set("school.forms.trust_forwarded_for", true)
+                .set("http.trusted_proxies", json!(["127.0.0.0/8", "10.0.0.0/8"]))
+        },
         ..Options::default()
     })
     .await;
@@ -614,7 +597,7 @@ async fn the_rate_limiter_forgets_quiet_addresses() {
     let s = start(Options {
         per_minute: 60_000,
         burst: 1,
-        forms: "trust_forwarded_for = true",
+        more: |s| s.set("school.forms.trust_forwarded_for", true),
         ..Options::default()
     })
     .await;
@@ -1064,17 +1047,14 @@ async fn zapis_check_validates_the_alfacrm_login_and_the_getcourse_key() {
     let alfa_fake = FakeAlfa::start().await;
     let gc = FakeGetCourse::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let write = |alfa_toml: String, gc_toml: String| {
+    let settings = Settings::new(&format!("sqlite://{}", dir.path().join("z.db").display()))
+        .remove("business.id")
+        .set("business.name", "Школа")
+        .alfacrm(&alfa_fake)
+        .getcourse(&gc, "group");
+    let write = |settings: Settings| {
         let path = dir.path().join("zapis.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[store]\nurl = \"sqlite://{}\"\n[business]\nname = \"Школа\"\ntimezone = \"Europe/Moscow\"\n\
-                 [school.alfacrm]\n{alfa_toml}[school.getcourse]\n{gc_toml}",
-                dir.path().join("z.db").display()
-            ),
-        )
-        .unwrap();
+        settings.write(&path);
         path
     };
     let run = |path: std::path::PathBuf| async move {
@@ -1088,7 +1068,7 @@ async fn zapis_check_validates_the_alfacrm_login_and_the_getcourse_key() {
         .await
         .unwrap()
     };
-    let good = run(write(alfa_fake.config_toml(), gc.config_toml("group"))).await;
+    let good = run(write(settings.clone())).await;
     let out = String::from_utf8_lossy(&good.stdout).to_string();
     assert!(
         good.status.success(),
@@ -1098,8 +1078,9 @@ async fn zapis_check_validates_the_alfacrm_login_and_the_getcourse_key() {
     assert!(out.contains("school (alfacrm): reachable"), "{out}");
     assert!(out.contains("school (getcourse): reachable"), "{out}");
     let bad = run(write(
-        alfa_fake.config_toml().replace(alfa::API_KEY, "wrong-key"),
-        gc.config_toml("group").replace(gcfake::KEY, "wrong"),
+        settings
+            .set("school.alfacrm.api_key", "wrong-key")
+            .set("school.getcourse.key", "wrong"),
     ))
     .await;
     let out = String::from_utf8_lossy(&bad.stdout).to_string();
@@ -1122,15 +1103,15 @@ async fn a_forms_only_school_runs_and_delivers_a_landing_application() {
         .local_addr()
         .unwrap()
         .port();
-    let toml = school_toml(
+    let config = dir.path().join("zapis.toml");
+    school_settings(
         &Options::default(),
         &alfa,
         &gc,
         &store_url,
         &format!("127.0.0.1:{port}"),
-    );
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(&config, toml).unwrap();
+    )
+    .write(&config);
     let service = support::e2e::Service::start(&config);
 
     let http = reqwest::Client::new();

@@ -19,11 +19,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Timelike, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use support::app::Settings;
 use support::fake_amocrm as fake_amo;
 use support::fake_yclients::{Down, FakeSalon, FakeYclients, PARTNER_TOKEN, USER_TOKEN};
 use zapis::app::App;
 use zapis::clock::{Clock, FakeClock};
-use zapis::config::Config;
 use zapis::conversation::{ChatEvent, Conversations};
 use zapis::crm::{
     ContactRef, ContactRequest, CreatedLead, Crm, CrmError, CrmLead, LeadRequest, Stage,
@@ -316,45 +316,25 @@ async fn three_days_of_random_changes_end_with_every_system_agreeing() {
     let yc = FakeYclients::start(FakeSalon::standard(777, chrono_tz::Asia::Yekaterinburg)).await;
     yc.set_rate_limit(100_000);
     let tz = yc.timezone();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("zapis.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[store]
-url = "sqlite::memory:"
-[business]
-name = "Салон «Лилия»"
-timezone = "Asia/Yekaterinburg"
-address = "ул. Ленина, 1"
-[booking]
-system = "yclients"
-[booking.yclients]
-base_url = "{yc_url}"
-company_id = 777
-partner_token = "{PARTNER_TOKEN}"
-user_token = "{USER_TOKEN}"
-[crm]
-system = "amocrm"
-[crm.amocrm]
-base_url = "{amo_url}"
-token = "{token}"
-pipeline_id = {pipeline}
-new_status_id = {status_new}
-booking_id_field_id = {field}
-loss_reason_id = 7
-"#,
-            yc_url = yc.base_url,
-            amo_url = "http://127.0.0.1:9/",
-            token = fake_amo::LONG_LIVED_TOKEN,
-            pipeline = fake_amo::PIPELINE_ID,
-            status_new = fake_amo::STATUS_NEW,
-            field = fake_amo::FIELD_BOOKING_ID,
-        ),
-    )
-    .unwrap();
-    let mut config = Config::load(&path).expect("config");
+    // amoCRM's address is unreachable: the soak swaps in its own CRM.
+    let mut config = Settings::new("sqlite::memory:")
+        .remove("business.id")
+        .set("business.name", "Салон «Лилия»")
+        .set("business.timezone", "Asia/Yekaterinburg")
+        .set("business.address", "ул. Ленина, 1")
+        .set("booking.system", "yclients")
+        .set("booking.yclients.base_url", yc.base_url.to_string())
+        .set("booking.yclients.company_id", 777)
+        .set("booking.yclients.partner_token", PARTNER_TOKEN)
+        .set("booking.yclients.user_token", USER_TOKEN)
+        .set("crm.system", "amocrm")
+        .set("crm.amocrm.base_url", "http://127.0.0.1:9/")
+        .set("crm.amocrm.token", fake_amo::LONG_LIVED_TOKEN)
+        .set("crm.amocrm.pipeline_id", fake_amo::PIPELINE_ID)
+        .set("crm.amocrm.new_status_id", fake_amo::STATUS_NEW)
+        .set("crm.amocrm.booking_id_field_id", fake_amo::FIELD_BOOKING_ID)
+        .set("crm.amocrm.loss_reason_id", 7)
+        .config();
     // The fakes take any pace; the soak is about correctness, not the vendors' ceilings.
     if let Some(y) = config.booking.yclients.as_mut() {
         y.rate_limit_per_second = 10_000;

@@ -2,6 +2,7 @@
 //! conversation handler standing in for the runtime.
 
 use crate::support;
+use crate::support::BotConfig;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

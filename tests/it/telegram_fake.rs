@@ -1,6 +1,7 @@
 //! The fake Telegram server itself, checked against ../shared/contracts/telegram.
 
 use crate::support;
+use crate::support::BotConfig;
 
 use serde_json::{Value, json};
 use support::fake_telegram::{Failure, FakeTelegram, TOKEN, contract};

@@ -8,7 +8,8 @@ use crate::support;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use support::fake_amocrm::{self as amo_fake, FakeAmo};
+use support::app::Settings;
+use support::fake_amocrm::FakeAmo;
 use zapis::app::App;
 use zapis::clock::FakeClock;
 use zapis::domain::{Booking, BookingStatus, Channel, Money, Source, Utm};
@@ -30,46 +31,13 @@ async fn store_urls(dir: &std::path::Path) -> Vec<String> {
     urls
 }
 
-async fn app(
-    dir: &std::path::Path,
-    store_url: &str,
-    business: &str,
-    amo: &FakeAmo,
-    clock: Arc<FakeClock>,
-) -> App {
-    let path = dir.join(format!("{business}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[business]
-id = "{business}"
-name = "Салон {business}"
-timezone = "Europe/Moscow"
-
-[crm]
-system = "amocrm"
-
-[crm.amocrm]
-base_url = "{url}"
-token = "{token}"
-pipeline_id = {pipeline}
-new_status_id = {status_new}
-booking_id_field_id = {field}
-"#,
-            url = amo.base_url,
-            token = amo_fake::LONG_LIVED_TOKEN,
-            pipeline = amo_fake::PIPELINE_ID,
-            status_new = amo_fake::STATUS_NEW,
-            field = amo_fake::FIELD_BOOKING_ID,
-        ),
-    )
-    .expect("write config");
-    let config = zapis::config::Config::load(&path).expect("config loads");
-    App::build(config, clock).await.expect("app")
+async fn app(store_url: &str, business: &str, amo: &FakeAmo, clock: Arc<FakeClock>) -> App {
+    Settings::new(store_url)
+        .set("business.id", business)
+        .set("business.name", format!("Салон {business}"))
+        .amocrm(amo)
+        .app(clock)
+        .await
 }
 
 fn booking(business: &str, id: &str, phone: &str, name: &str) -> Booking {
@@ -131,8 +99,8 @@ async fn each_business_delivers_only_its_own_bookings_from_a_shared_store() {
     for url in store_urls(dir.path()).await {
         let clock = Arc::new(FakeClock::new(t0()));
         let (amo_a, amo_b) = (FakeAmo::start().await, FakeAmo::start().await);
-        let lilia = app(dir.path(), &url, "lilia", &amo_a, clock.clone()).await;
-        let roza = app(dir.path(), &url, "roza", &amo_b, clock.clone()).await;
+        let lilia = app(&url, "lilia", &amo_a, clock.clone()).await;
+        let roza = app(&url, "roza", &amo_b, clock.clone()).await;
 
         book(
             &lilia,
@@ -181,8 +149,8 @@ async fn a_job_naming_another_business_booking_finds_nothing() {
     for url in store_urls(dir.path()).await {
         let clock = Arc::new(FakeClock::new(t0()));
         let (amo_a, amo_b) = (FakeAmo::start().await, FakeAmo::start().await);
-        let lilia = app(dir.path(), &url, "lilia", &amo_a, clock.clone()).await;
-        let roza = app(dir.path(), &url, "roza", &amo_b, clock.clone()).await;
+        let lilia = app(&url, "lilia", &amo_a, clock.clone()).await;
+        let roza = app(&url, "roza", &amo_b, clock.clone()).await;
         lilia
             .store
             .insert_booking(&booking("lilia", "bk-a", "+7 912 345-67-89", "Анна"))

@@ -10,6 +10,7 @@ use chrono::{
 use chrono_tz::Tz;
 use secrecy::SecretString;
 use serde_json::json;
+use support::app::Settings;
 use support::fake_yclients::{
     self, Down, FakeSalon, FakeYclients, PARTNER_TOKEN, USER_TOKEN, contract, contract_path,
 };
@@ -644,22 +645,16 @@ async fn the_fake_accepts_every_request_example_in_the_contracts() {
 #[tokio::test]
 async fn app_builds_the_yclients_system_from_config() {
     let fake = FakeYclients::start(FakeSalon::standard(COMPANY, KGD)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("zapis.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[store]\nurl = \"sqlite::memory:\"\n[business]\nname = \"S\"\ntimezone = \"Europe/Kaliningrad\"\n\
-             [booking]\nsystem = \"yclients\"\n[booking.yclients]\nbase_url = \"{}\"\ncompany_id = {COMPANY}\n\
-             partner_token = \"{PARTNER_TOKEN}\"\n",
-            fake.base_url
-        ),
-    )
-    .unwrap();
-    let config = zapis::config::Config::load(&path).unwrap();
-    let app = zapis::app::App::build(config, Arc::new(FakeClock::new(Utc::now())))
-        .await
-        .unwrap();
+    let app = Settings::new("sqlite::memory:")
+        .remove("business.id")
+        .set("business.name", "S")
+        .set("business.timezone", "Europe/Kaliningrad")
+        .set("booking.system", "yclients")
+        .set("booking.yclients.base_url", fake.base_url.to_string())
+        .set("booking.yclients.company_id", COMPANY)
+        .set("booking.yclients.partner_token", PARTNER_TOKEN)
+        .app(Arc::new(FakeClock::new(Utc::now())))
+        .await;
     assert_eq!(app.booking.system(), "yclients");
     let report = app.yclients.as_ref().unwrap().check().await.unwrap();
     assert_eq!(report.company.timezone, KGD);

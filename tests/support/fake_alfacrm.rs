@@ -30,7 +30,10 @@ pub const GROUP_DESIGN: i64 = 21;
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
 pub fn contracts_dir() -> std::path::PathBuf {
-    let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/contracts"));
+    let dir = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/contracts"
+    ));
     assert!(
         dir.join("alfacrm").is_dir(),
         "contracts directory {} is missing: the AlfaCRM fake is checked against it",

@@ -100,7 +100,10 @@ pub enum FaultKind {
 
 /// Contracts live beside the repository; tests must not silently skip when they are absent.
 pub fn contracts_dir() -> std::path::PathBuf {
-    let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/contracts"));
+    let dir = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/contracts"
+    ));
     assert!(
         dir.join("amocrm").is_dir(),
         "contracts directory {} is missing: the amoCRM fake is checked against it",

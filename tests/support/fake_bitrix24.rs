@@ -33,7 +33,10 @@ pub const BUCKET_DRAIN: f64 = 2.0;
 
 /// Contracts live beside the repository; tests must not silently skip when they are absent.
 pub fn contracts_dir() -> std::path::PathBuf {
-    let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/contracts"));
+    let dir = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/contracts"
+    ));
     assert!(
         dir.join("bitrix24").is_dir(),
         "contracts directory {} is missing: the Bitrix24 fake is checked against it",

@@ -29,8 +29,11 @@ use chrono::{Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use chrono_tz::Tz;
 use serde_json::{Value, json};
 
-pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dikidi");
-pub const CONTRACTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/contracts/dikidi");
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/dikidi");
+pub const CONTRACTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/contracts/dikidi"
+);
 
 pub fn fixture(dir: &str, name: &str) -> Value {
     let path = std::path::Path::new(dir).join(name);

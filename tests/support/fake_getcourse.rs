@@ -48,7 +48,10 @@ pub struct FakeGetCourse {
 type Shared = Arc<Mutex<GcState>>;
 
 pub fn contracts_dir() -> std::path::PathBuf {
-    let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/contracts"));
+    let dir = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/contracts"
+    ));
     assert!(
         dir.join("getcourse").is_dir(),
         "contracts directory {} is missing: the GetCourse fake is checked against it",
@@ -98,13 +101,6 @@ impl FakeGetCourse {
             .iter()
             .find(|u| u.email.as_deref() == Some(email))
             .cloned()
-    }
-
-    pub fn config_toml(&self, access: &str) -> String {
-        format!(
-            "account_url = \"{}\"\nkey = \"{KEY}\"\naccess = \"{access}\"\n",
-            self.url
-        )
     }
 }
 

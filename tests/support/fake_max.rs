@@ -19,10 +19,8 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use zapis::messenger::config::{MaxConfig, MaxMode};
 
 pub const TOKEN: &str = "max-test-token-0123";
 pub const BOT_ID: i64 = 229229229;
@@ -36,7 +34,10 @@ pub fn dialog_id(user_id: i64) -> i64 {
 
 /// `../shared/contracts` next to the repository, as CI lays it out.
 pub fn contracts_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/contracts"));
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/contracts"
+    ));
     assert!(
         dir.join("max").is_dir(),
         "contract files missing: expected {}/max (the shared/ checkout next to the repository)",
@@ -296,19 +297,6 @@ impl FakeMax {
 
     pub fn api_url(&self) -> url::Url {
         url::Url::parse(&format!("http://{}", self.addr)).unwrap()
-    }
-
-    /// A polling bot config pointing at this fake.
-    pub fn config(&self) -> MaxConfig {
-        MaxConfig {
-            token: SecretString::from(TOKEN),
-            api_url: self.api_url(),
-            mode: MaxMode::Polling,
-            bot_username: None,
-            webhook_secret: None,
-            webhook_url: None,
-            ca_cert: None,
-        }
     }
 
     /// A user with a dialog with the bot, locale `ru` unless changed.

@@ -18,10 +18,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use zapis::messenger::config::TelegramConfig;
 
 pub const TOKEN: &str = "123:ABC";
 /// teloxide's HTTP client gives up after 17 s; a long poll must answer before that.
@@ -32,7 +30,10 @@ const QUERY_TOO_OLD: &str =
 
 /// `../shared/contracts` next to the repository, as CI lays it out.
 pub fn contracts_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/contracts"));
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/contracts"
+    ));
     assert!(
         dir.is_dir(),
         "contract files missing: expected {} (the shared/ checkout next to the repository)",
@@ -302,16 +303,6 @@ impl FakeTelegram {
 
     pub fn api_url(&self) -> url::Url {
         url::Url::parse(&format!("http://{}", self.addr)).unwrap()
-    }
-
-    /// A bot config pointing at this fake.
-    pub fn config(&self) -> TelegramConfig {
-        TelegramConfig {
-            token: SecretString::from(TOKEN),
-            api_url: self.api_url(),
-            bot_username: None,
-            limits: Default::default(),
-        }
     }
 
     /// A user in a private chat (chat id = user id), language `ru` unless changed.

@@ -30,7 +30,7 @@ use chrono_tz::Tz;
 use serde_json::{Value, json};
 
 /// The shared contracts folder; tests fail loudly when it is not next to the repository.
-pub const CONTRACTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/contracts");
+pub const CONTRACTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/contracts");
 
 pub fn contract_path(name: &str) -> std::path::PathBuf {
     let dir = std::path::Path::new(CONTRACTS).join("yclients");

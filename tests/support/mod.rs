@@ -1,21 +1,19 @@
-//! Shared test helpers: fake vendor servers and ways to run the real adapters against them.
+//! What the test binaries share beside the fakes: settings pointing at a fake, the real
+//! adapters run against one, the real executable (`e2e`), a PostgreSQL schema per test.
+//! The fakes themselves are the `zapis-fakes` crate (tests/support/lib.rs), compiled once and
+//! re-exported here so tests name them `support::fake_*`.
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
-pub mod chaos_proxy;
-pub mod cml_xsd;
+pub mod app;
 pub mod e2e;
-pub mod fake_alfacrm;
-pub mod fake_amocrm;
-pub mod fake_bitrix24;
-pub mod fake_dikidi;
-pub mod fake_getcourse;
-pub mod fake_max;
-pub mod fake_onec;
-pub mod fake_target;
-pub mod fake_telegram;
-pub mod fake_yclients;
-pub mod scenario;
+
+// Each binary names the fakes it needs.
+#[allow(unused_imports)]
+pub use zapis_fakes::{
+    chaos_proxy, cml_xsd, fake_alfacrm, fake_amocrm, fake_bitrix24, fake_dikidi, fake_getcourse,
+    fake_max, fake_onec, fake_target, fake_telegram, fake_yclients, scenario,
+};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +23,44 @@ use zapis::messenger::telegram::{TelegramAdapter, TelegramError};
 use zapis::messenger::telegram_pacing::TelegramLimits;
 use zapis::messenger::{ChatHandler, StopSignal};
 
+use fake_max::FakeMax;
 use fake_telegram::FakeTelegram;
+use secrecy::SecretString;
+use zapis::messenger::config::{MaxConfig, MaxMode, TelegramConfig};
+
+/// A bot's settings pointing at a fake messenger (the fakes know nothing of zapis's types).
+pub trait BotConfig {
+    type Config;
+    fn config(&self) -> Self::Config;
+}
+
+impl BotConfig for FakeTelegram {
+    type Config = TelegramConfig;
+    fn config(&self) -> TelegramConfig {
+        TelegramConfig {
+            token: SecretString::from(fake_telegram::TOKEN),
+            api_url: self.api_url(),
+            bot_username: None,
+            limits: Default::default(),
+        }
+    }
+}
+
+/// A polling bot.
+impl BotConfig for FakeMax {
+    type Config = MaxConfig;
+    fn config(&self) -> MaxConfig {
+        MaxConfig {
+            token: SecretString::from(fake_max::TOKEN),
+            api_url: self.api_url(),
+            mode: MaxMode::Polling,
+            bot_username: None,
+            webhook_secret: None,
+            webhook_url: None,
+            ca_cert: None,
+        }
+    }
+}
 
 /// Limits loose enough that pacing never delays a test, yet still in the path.
 pub fn fast_limits() -> TelegramLimits {

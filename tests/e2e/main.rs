@@ -1,0 +1,22 @@
+//! The end-to-end tests: the real `zapis` executable (`CARGO_BIN_EXE_zapis`) spawned as a
+//! service or a command, against the fakes over real HTTP, a scripted user in the messenger, a
+//! real browser on the console. The in-process tests are in tests/it.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod console_browser;
+mod crm_e2e;
+mod crm_faults_e2e;
+mod demo;
+mod dikidi_e2e;
+mod http_hostile;
+mod max_e2e;
+mod school_telegram_e2e;
+mod support_e2e;
+mod sync_chaos;
+mod telegram_e2e;
+mod two_way_e2e;
+mod unfinished_e2e;
+mod words_e2e;
+mod yclients_e2e;

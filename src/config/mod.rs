@@ -7,9 +7,10 @@
 //! operator's, about outages), `[sync]` (workers, leases, polling, retries) and `[retention]`.
 //! Everything a business sets up for itself is the business's: `[business]`, `[booking]`,
 //! `[telegram]`, `[max]`, `[crm]`, `[reminders]`, `[school]`, `[onec]`, `[privacy]`,
-//! `[support]`. `[sync]` also carries three business policies (`schedule_to_crm`,
-//! `notify_client`, `admin_bookings`); they stay in its table because the file keeps them
-//! there, and move to the business when a business gets a file of its own.
+//! `[support]`. `[sync]` also carries what a business may well want its own way: three
+//! policies (`schedule_to_crm`, `notify_client`, `admin_bookings`) and its reconciliation's
+//! period and reach (`reconcile_interval`, `reconcile_ahead`). They stay in the deployment's
+//! `[sync]` for now, where the file has always had them, and are read from there.
 //!
 //! [`Config`] is today's single file: both parts in one table, read and checked as one, with
 //! the same keys, overrides and messages as ever. It stays a flat struct rather than a pair

@@ -63,7 +63,9 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
     let engine = Arc::new(app.engine());
     let systems = engine.systems().to_vec();
     let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
-    let metrics = match &app.deployment.http {
+    // The process's own: one HTTP server and one metrics exporter, whichever business they serve.
+    let deployment = &app.deployment;
+    let metrics = match &deployment.http {
         Some(http) if http.metrics || http.metrics_listen.is_some() => {
             Some(crate::metrics::install().context("starting the metrics recorder")?)
         }
@@ -73,44 +75,40 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let mut metrics_task = None;
-    let http_task = app
-        .deployment
-        .http
-        .as_ref()
-        .map(|http| -> anyhow::Result<_> {
-            let mut state = app.http_state(http.webhook_secret.clone());
-            let ops = |metrics: Option<&metrics_exporter_prometheus::PrometheusHandle>| {
-                Some(Arc::new(crate::http::ops::Ops {
-                    systems: systems.clone(),
-                    pollers: app
-                        .pollers
-                        .configured(app.settings.telegram.as_ref(), app.settings.max.as_ref()),
-                    metrics: metrics.cloned(),
-                }))
-            };
-            if let (Some(listen), Some(handle)) = (http.metrics_listen, &metrics) {
-                let mut alone = state.clone();
-                alone.ops = ops(Some(handle));
-                metrics_task = Some(tokio::spawn(crate::http::ops::serve_metrics(
-                    listen,
-                    alone,
-                    stopped(stop_rx.clone()),
-                )));
-            }
-            state.ops = ops(metrics.as_ref().filter(|_| http.metrics));
-            if http.console {
-                state.console = Some(console_state(&app, &systems, http)?);
-            }
-            let limits = http
-                .limits()
-                .fitted_to(crate::http::server::raise_descriptor_limit());
-            Ok(tokio::spawn(crate::http::serve(
-                http.listen,
-                state,
-                limits,
+    let http_task = deployment.http.as_ref().map(|http| -> anyhow::Result<_> {
+        let mut state = app.http_state(http.webhook_secret.clone());
+        let ops = |metrics: Option<&metrics_exporter_prometheus::PrometheusHandle>| {
+            Some(Arc::new(crate::http::ops::Ops {
+                systems: systems.clone(),
+                pollers: app
+                    .pollers
+                    .configured(app.settings.telegram.as_ref(), app.settings.max.as_ref()),
+                metrics: metrics.cloned(),
+            }))
+        };
+        if let (Some(listen), Some(handle)) = (http.metrics_listen, &metrics) {
+            let mut alone = state.clone();
+            alone.ops = ops(Some(handle));
+            metrics_task = Some(tokio::spawn(crate::http::ops::serve_metrics(
+                listen,
+                alone,
                 stopped(stop_rx.clone()),
-            )))
-        });
+            )));
+        }
+        state.ops = ops(metrics.as_ref().filter(|_| http.metrics));
+        if http.console {
+            state.console = Some(console_state(&app, &systems, http)?);
+        }
+        let limits = http
+            .limits()
+            .fitted_to(crate::http::server::raise_descriptor_limit());
+        Ok(tokio::spawn(crate::http::serve(
+            http.listen,
+            state,
+            limits,
+            stopped(stop_rx.clone()),
+        )))
+    });
     let http_task = http_task.transpose()?;
     // Several instances may share the store: each periodic loop runs on the one holding its
     // lease, and moves to another when that one stops or dies.

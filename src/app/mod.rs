@@ -2,7 +2,7 @@
 //!
 //! Two halves, after the config's two parts: what a process has once (the store, the HTTP
 //! server, the delivery workers, alerts) comes from the [`Deployment`]; a business's
-//! connectors, bots and conversations are built by [`BusinessParts::build`] from its
+//! connectors, bots and conversations are built by `BusinessParts::build` from its
 //! [`BusinessSettings`] alone, so serving another business is building another set of parts.
 
 use std::sync::Arc;
@@ -282,6 +282,8 @@ impl App {
                 url.clone(),
             )));
         }
+        // The deployment's alert chats are reached through the business's bot: the deployment
+        // has no bot of its own.
         if let (Some(tg), Some(chat)) = (
             &self.settings.telegram,
             self.deployment.alerts.telegram_chat_id,

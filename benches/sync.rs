@@ -27,7 +27,7 @@ use fake_yclients::{FakeSalon, FakeYclients, PARTNER_TOKEN, USER_TOKEN};
 use serde_json::{Value, json};
 use zapis::app::App;
 use zapis::clock::{Clock, SystemClock};
-use zapis::config::Config;
+use zapis::config::{BusinessSettings, Config};
 use zapis::domain::{Booking, BookingStatus, Channel, ChatRef, Money, Source};
 use zapis::normalize::Phone;
 
@@ -188,7 +188,7 @@ async fn latency(samples: usize) {
     let engine = Arc::new(app.engine());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(engine.run(stop_rx));
-    let (yc_period, amo_period) = periods(&app.config);
+    let (yc_period, amo_period) = periods(&app.settings);
     let mut took = Vec::new();
     let mut floors = Vec::new();
     let mut above = Vec::new();
@@ -255,7 +255,7 @@ async fn latency(samples: usize) {
 }
 
 /// One call's period for YClients and for amoCRM, as their clients pace them.
-fn periods(config: &Config) -> (Duration, Duration) {
+fn periods(config: &BusinessSettings) -> (Duration, Duration) {
     let yc = config
         .booking
         .yclients
@@ -295,7 +295,7 @@ async fn reconcile_cost(user_token: bool) -> Poll {
     let report = reconciler.poll(clock.now()).await.expect("poll");
     let wall = t.elapsed();
     let calls = yc.request_count() - before;
-    let (yc_period, _) = periods(&app.config);
+    let (yc_period, _) = periods(&app.settings);
     let floor = yc_period * (calls.saturating_sub(1) as u32);
     (calls, report.calls, report.checked, wall, floor)
 }

@@ -1,4 +1,9 @@
 //! Wiring: builds the store, the booking system and the conversation runtime from config.
+//!
+//! Two halves, after the config's two parts: what a process has once (the store, the HTTP
+//! server, the delivery workers, alerts) comes from the [`Deployment`]; a business's
+//! connectors, bots and conversations are built by `BusinessParts::build` from its
+//! [`BusinessSettings`] alone, so serving another business is building another set of parts.
 
 use std::sync::Arc;
 
@@ -11,7 +16,7 @@ use crate::booking::dikidi::Dikidi;
 use crate::booking::sandbox::Sandbox;
 use crate::booking::yclients::Yclients;
 use crate::clock::Clock;
-use crate::config::{BookingSystemKind, Config};
+use crate::config::{BookingSystemKind, BusinessSettings, Config, Deployment};
 use crate::conversation::Conversations;
 use crate::crm::Crm;
 use crate::crm::amocrm::AmoCrm;
@@ -42,7 +47,12 @@ pub struct App {
     pub crm: Option<Arc<dyn Crm>>,
     /// The business's 1C over OData, when `[onec] mode = "odata"`.
     pub onec: Option<Arc<OnecOdata>>,
-    pub config: Config,
+    /// What this process has once: the store's URL, the HTTP server, workers, alerts.
+    pub deployment: Deployment,
+    /// The business this process serves.
+    pub settings: BusinessSettings,
+    /// Every secret of the configuration, kept out of the delivery journal.
+    scrubber: Arc<crate::secrets::Scrubber>,
     pub store: Store,
     pub booking: Arc<dyn BookingSystem>,
     /// The same system as `booking` when it is YClients, for `zapis check` and webhooks.
@@ -71,118 +81,23 @@ impl App {
         store: Store,
         clock: Arc<dyn Clock>,
     ) -> Result<App, StoreError> {
-        let yclients = match (&config.booking.system, &config.booking.yclients) {
-            (BookingSystemKind::Yclients, Some(y)) => {
-                Some(Arc::new(Yclients::new(y, clock.clone())))
-            }
-            _ => None,
-        };
-        let dikidi = match (&config.booking.system, &config.booking.dikidi) {
-            (BookingSystemKind::Dikidi, Some(d)) => Some(Arc::new(Dikidi::new(
-                d,
-                config.business.timezone,
-                clock.clone(),
-            ))),
-            _ => None,
-        };
-        let booking: Arc<dyn BookingSystem> = match (&yclients, &dikidi) {
-            (Some(y), _) => y.clone(),
-            (None, Some(d)) => d.clone(),
-            (None, None) => {
-                // Config validation refuses the systems this build does not carry yet.
-                Arc::new(Sandbox::new(
-                    store.clone(),
-                    &config.business.id,
-                    config.business.timezone,
-                    clock.clone(),
-                ))
-            }
-        };
-        let bitrix24 = match &config.crm {
-            Some(CrmConfig {
-                system: CrmSystem::Bitrix24,
-                bitrix24: Some(b24),
-                ..
-            }) => Some(
-                Bitrix24::new(
-                    b24.clone(),
-                    store.clone(),
-                    &config.business.id,
-                    clock.clone(),
-                )
-                .map_err(|e| StoreError::Corrupt(format!("crm.bitrix24: {e}")))?,
-            ),
-            _ => None,
-        };
-        let crm: Option<Arc<dyn Crm>> = match (&config.crm, &bitrix24) {
-            (
-                Some(CrmConfig {
-                    system: CrmSystem::Amocrm,
-                    amocrm: Some(amo),
-                    ..
-                }),
-                _,
-            ) => Some(Arc::new(
-                AmoCrm::new(
-                    amo.clone(),
-                    store.clone(),
-                    &config.business.id,
-                    clock.clone(),
-                )
-                .map_err(|e| StoreError::Corrupt(format!("crm.amocrm: {e}")))?,
-            )),
-            (_, Some(b24)) => Some(Arc::new(b24.clone())),
-            _ => None,
-        };
-        let school = config.school.as_ref();
-        let alfacrm = school
-            .and_then(|s| s.alfacrm.clone())
-            .map(|a| crate::school::alfacrm::AlfaCrm::new(a).map(Arc::new))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("school.alfacrm: {e}")))?;
-        let getcourse = school
-            .and_then(|s| s.getcourse.clone())
-            .map(|g| crate::school::getcourse::GetCourse::new(g).map(Arc::new))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("school.getcourse: {e}")))?;
-        let onec = match &config.onec {
-            Some(o) if o.mode == OnecMode::Odata => Some(Arc::new(
-                OnecOdata::new(o).map_err(|e| StoreError::Corrupt(format!("onec: {e}")))?,
-            )),
-            _ => None,
-        };
-        let mut conversations = Conversations::new(
-            store.clone(),
-            booking.clone(),
-            config.business.clone(),
-            clock.clone(),
-        );
-        conversations = conversations
-            .with_change_cutoff(config.booking.change_cutoff)
-            .with_privacy(config.privacy.clone());
-        if let Some(support) = &config.support {
-            conversations = conversations.with_support(support.clone());
-        }
-        if let Some(crm) = &crm {
-            conversations = conversations.with_crm(crm.system());
-            // Schools enrol into courses, whose leads are the school CRM's affair.
-            if let Some(after) = config.crm.as_ref().and_then(|c| c.unfinished_after)
-                && config.business.kind != crate::domain::BusinessKind::School
-            {
-                conversations = conversations.with_unfinished(after);
-            }
-        }
-        if config.business.kind == crate::domain::BusinessKind::School
-            && let (Some(school), Some(alfa)) = (&config.school, &alfacrm)
-        {
-            conversations = conversations.with_school(school.clone(), alfa.clone());
-        }
-        if onec.is_some() {
-            conversations = conversations.with_accounting();
-        }
-        let conversations = Arc::new(conversations);
+        let scrubber = Arc::new(crate::secrets::Scrubber::from_config(&config));
+        let (deployment, settings) = config.into_parts();
+        let BusinessParts {
+            booking,
+            yclients,
+            dikidi,
+            bitrix24,
+            crm,
+            alfacrm,
+            getcourse,
+            onec,
+            conversations,
+        } = BusinessParts::build(&settings, &store, &clock)?;
         Ok(App {
-            config,
+            deployment,
+            settings,
+            scrubber,
             store,
             booking,
             yclients,
@@ -204,12 +119,12 @@ impl App {
             schedule_system: self.booking.system(),
             crm_system: self.crm.as_ref().map(|c| c.system()),
             accounting: self.onec.is_some(),
-            default_lang: self.config.business.locale,
-            texts: self.config.business.texts.clone(),
-            timezone: self.config.business.timezone,
-            schedule_to_crm: self.config.sync.schedule_to_crm,
-            notify_client: self.config.sync.notify_client,
-            admin_bookings: self.config.sync.admin_bookings,
+            default_lang: self.settings.business.locale,
+            texts: self.settings.business.texts.clone(),
+            timezone: self.settings.business.timezone,
+            schedule_to_crm: self.deployment.sync.schedule_to_crm,
+            notify_client: self.deployment.sync.notify_client,
+            admin_bookings: self.deployment.sync.admin_bookings,
         }
     }
 
@@ -217,14 +132,14 @@ impl App {
     /// manager's cancel is meant to reach the schedule.
     pub fn crm_reconciler(&self) -> Option<CrmReconciler> {
         let crm = self.crm.clone()?;
-        let cfg = self.config.crm.as_ref()?;
+        let cfg = self.settings.crm.as_ref()?;
         let cancel_from_crm = match crm.system() {
             "amocrm" => cfg.amocrm.as_ref().is_some_and(|a| a.cancel_from_crm),
             "bitrix24" => cfg.bitrix24.as_ref().is_some_and(|b| b.cancel_from_crm),
             _ => false,
         };
         cancel_from_crm.then(|| CrmReconciler {
-            business_id: self.config.business.id.clone(),
+            business_id: self.settings.business.id.clone(),
             crm,
             booking: self.booking.clone(),
             applier: self.change_applier(),
@@ -237,11 +152,11 @@ impl App {
         &self,
     ) -> Option<(crate::accounting::stock::StockWatch, std::time::Duration)> {
         let onec = self.onec.clone()?;
-        let cfg = self.config.onec.as_ref()?;
+        let cfg = self.settings.onec.as_ref()?;
         let every = cfg.stock_check_every()?;
         let threshold = cfg.low_stock_threshold?;
         let watch = crate::accounting::stock::StockWatch {
-            business_id: self.config.business.id.clone(),
+            business_id: self.settings.business.id.clone(),
             accounting: onec,
             store: self.store.clone(),
             alerts: self.alerts(),
@@ -261,8 +176,8 @@ impl App {
             booking: self.booking.clone(),
             store: self.store.clone(),
             applier: self.change_applier(),
-            business_id: self.config.business.id.clone(),
-            ahead: chrono::Duration::from_std(self.config.sync.reconcile_ahead)
+            business_id: self.settings.business.id.clone(),
+            ahead: chrono::Duration::from_std(self.deployment.sync.reconcile_ahead)
                 .unwrap_or(chrono::Duration::days(60)),
         }
     }
@@ -271,10 +186,10 @@ impl App {
     pub fn reminders(&self) -> crate::lifecycle::reminders::Reminders {
         crate::lifecycle::reminders::Reminders::new(
             self.store.clone(),
-            self.config.business.clone(),
-            &self.config.reminders,
+            self.settings.business.clone(),
+            &self.settings.reminders,
         )
-        .with_change_cutoff(self.config.booking.change_cutoff)
+        .with_change_cutoff(self.settings.booking.change_cutoff)
     }
 
     /// The systems whose webhooks this configuration reads; others are not even stored.
@@ -282,7 +197,7 @@ impl App {
         use crate::config::BookingSystemKind;
         use crate::crm::config::CrmSystem;
         use crate::messenger::config::MaxMode;
-        let c = &self.config;
+        let c = &self.settings;
         let mut sources = Vec::new();
         if c.booking.system == BookingSystemKind::Yclients {
             sources.push("yclients");
@@ -305,17 +220,17 @@ impl App {
     pub fn http_state(&self, secret: secrecy::SecretString) -> crate::http::HttpState {
         crate::http::HttpState {
             store: self.store.clone(),
-            business_id: self.config.business.id.clone(),
+            business_id: self.settings.business.id.clone(),
             secret,
             sources: self.webhook_sources(),
             clock: self.clock.clone(),
             max_secret: self
-                .config
+                .settings
                 .max
                 .as_ref()
                 .and_then(|m| m.webhook_secret.clone()),
             bitrix24_token: self
-                .config
+                .settings
                 .crm
                 .as_ref()
                 .and_then(|c| c.bitrix24.as_ref())
@@ -323,13 +238,13 @@ impl App {
             onec: self.commerceml_exchange(),
             ops: None,
             console: None,
-            forms: self.config.school.as_ref().map(|school| {
+            forms: self.settings.school.as_ref().map(|school| {
                 crate::http::forms::FormsState::new(
                     self.store.clone(),
-                    &self.config.business.id,
+                    &self.settings.business.id,
                     self.clock.clone(),
                     school.clone(),
-                    self.config
+                    self.deployment
                         .http
                         .as_ref()
                         .map(|h| h.trusted_proxies.clone())
@@ -341,7 +256,7 @@ impl App {
 
     /// The `/1c/exchange` endpoint's state when 1C is set up to call us.
     fn commerceml_exchange(&self) -> Option<Arc<Exchange>> {
-        let onec = self.config.onec.as_ref()?;
+        let onec = self.settings.onec.as_ref()?;
         if onec.mode != OnecMode::Commerceml {
             return None;
         }
@@ -349,10 +264,10 @@ impl App {
         Some(Arc::new(
             Exchange::new(
                 self.store.clone(),
-                &self.config.business.id,
+                &self.settings.business.id,
                 self.clock.clone(),
                 cml,
-                self.config.business.timezone,
+                self.settings.business.timezone,
             )
             .with_low_stock_alert(onec.low_stock_threshold, self.alerts()),
         ))
@@ -361,20 +276,24 @@ impl App {
     /// Every configured place alerts go to.
     pub fn alerts(&self) -> Alerts {
         let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
-        if let Some(url) = &self.config.alerts.webhook_url {
+        if let Some(url) = &self.deployment.alerts.webhook_url {
             sinks.push(Arc::new(WebhookSink::new(
                 reqwest::Client::new(),
                 url.clone(),
             )));
         }
-        if let (Some(tg), Some(chat)) = (&self.config.telegram, self.config.alerts.telegram_chat_id)
-        {
+        // The deployment's alert chats are reached through the business's bot: the deployment
+        // has no bot of its own.
+        if let (Some(tg), Some(chat)) = (
+            &self.settings.telegram,
+            self.deployment.alerts.telegram_chat_id,
+        ) {
             sinks.push(Arc::new(TelegramAlertSink::new(tg, chat)));
         }
-        if let (Some(max), Some(chat)) = (&self.config.max, self.config.alerts.max_chat_id) {
+        if let (Some(max), Some(chat)) = (&self.settings.max, self.deployment.alerts.max_chat_id) {
             sinks.push(Arc::new(MaxAlertSink::new(max, chat)));
         }
-        if let Some(email) = &self.config.alerts.email {
+        if let Some(email) = &self.deployment.alerts.email {
             // The settings were checked when the config was read, so this does not fail in
             // practice; if it did, the other sinks still work.
             match EmailSink::new(email) {
@@ -390,14 +309,12 @@ impl App {
         let mut engine = Engine::new(
             self.store.clone(),
             self.clock.clone(),
-            self.config.sync.clone(),
+            self.deployment.sync.clone(),
             self.alerts(),
-            &self.config.business.id,
+            &self.settings.business.id,
         )
-        .with_scrubber(Arc::new(crate::secrets::Scrubber::from_config(
-            &self.config,
-        )));
-        let business = &self.config.business;
+        .with_scrubber(self.scrubber.clone());
+        let business = &self.settings.business;
         if let Some(crm) = &self.crm {
             engine.register(
                 crm.system(),
@@ -417,7 +334,7 @@ impl App {
         .with_texts(business.texts.clone());
         if let Some(onec) = &self.onec {
             booking_jobs = booking_jobs.with_accounting();
-            let post_sales = self.config.onec.as_ref().is_some_and(|o| o.post_sales);
+            let post_sales = self.settings.onec.as_ref().is_some_and(|o| o.post_sales);
             engine.register(
                 ONEC_SYSTEM,
                 Arc::new(OnecJobs::new(onec.clone(), business.timezone, post_sales)),
@@ -436,7 +353,7 @@ impl App {
         }
         if let (Some(crm), Some(amo)) = (
             &self.crm,
-            self.config.crm.as_ref().and_then(|c| c.amocrm.as_ref()),
+            self.settings.crm.as_ref().and_then(|c| c.amocrm.as_ref()),
         ) && crm.system() == "amocrm"
         {
             inbox.register(
@@ -451,7 +368,7 @@ impl App {
         }
         if let (Some(b24), Some(cfg)) = (
             &self.bitrix24,
-            self.config.crm.as_ref().and_then(|c| c.bitrix24.as_ref()),
+            self.settings.crm.as_ref().and_then(|c| c.bitrix24.as_ref()),
         ) {
             inbox.register(
                 "bitrix24",
@@ -463,11 +380,11 @@ impl App {
                 }),
             );
         }
-        if let Some(max) = &self.config.max {
+        if let Some(max) = &self.settings.max {
             let bot = MaxBot::from_config(max, self.conversations.clone());
             inbox.register("max", Arc::new(MaxInbox { bot }));
         }
-        if let Some(school) = &self.config.school {
+        if let Some(school) = &self.settings.school {
             if let (Some(alfa), Some(config)) = (&self.alfacrm, &school.alfacrm) {
                 engine.register(
                     crate::school::ALFACRM,
@@ -504,12 +421,12 @@ impl App {
             }
         }
         engine.register(INBOX_SYSTEM, Arc::new(inbox));
-        if let Some(support) = &self.config.support {
+        if let Some(support) = &self.settings.support {
             let mut chats: Vec<Box<dyn crate::support::AdminChat>> = Vec::new();
-            if let (Some(tg), Some(chat)) = (&self.config.telegram, support.telegram_chat_id) {
+            if let (Some(tg), Some(chat)) = (&self.settings.telegram, support.telegram_chat_id) {
                 chats.push(Box::new(TelegramAlertSink::new(tg, chat)));
             }
-            if let (Some(max), Some(chat)) = (&self.config.max, support.max_chat_id) {
+            if let (Some(max), Some(chat)) = (&self.settings.max, support.max_chat_id) {
                 chats.push(Box::new(MaxAlertSink::new(max, chat)));
             }
             engine.register(
@@ -521,10 +438,10 @@ impl App {
                 )),
             );
         }
-        if let Some(tg) = &self.config.telegram {
+        if let Some(tg) = &self.settings.telegram {
             engine.register("telegram", Arc::new(TelegramNotifier::new(tg)));
         }
-        if let Some(max) = &self.config.max {
+        if let Some(max) = &self.settings.max {
             engine.register("max", Arc::new(MaxChatNotifier::new(max)));
         }
         engine
@@ -535,7 +452,7 @@ impl App {
     /// API cannot be reached is retried while the rest runs; one that refuses its token stops the
     /// others too and its error is returned, since no retry can fix a wrong token.
     pub async fn run_messengers(&self) -> Result<(), MessengerError> {
-        let (tg_config, max_config) = (&self.config.telegram, &self.config.max);
+        let (tg_config, max_config) = (&self.settings.telegram, &self.settings.max);
         let stop = StopSignal::new();
         let signal = {
             let stop = stop.clone();
@@ -584,6 +501,150 @@ impl App {
         };
         signal.abort();
         tg.and(mx)
+    }
+}
+
+/// One business's connectors and conversations, built from its settings alone: nothing here
+/// reads the deployment, so a second business is a second call.
+struct BusinessParts {
+    booking: Arc<dyn BookingSystem>,
+    yclients: Option<Arc<Yclients>>,
+    dikidi: Option<Arc<Dikidi>>,
+    bitrix24: Option<Bitrix24>,
+    crm: Option<Arc<dyn Crm>>,
+    alfacrm: Option<Arc<crate::school::alfacrm::AlfaCrm>>,
+    getcourse: Option<Arc<crate::school::getcourse::GetCourse>>,
+    onec: Option<Arc<OnecOdata>>,
+    conversations: Arc<Conversations>,
+}
+
+impl BusinessParts {
+    fn build(
+        settings: &BusinessSettings,
+        store: &Store,
+        clock: &Arc<dyn Clock>,
+    ) -> Result<BusinessParts, StoreError> {
+        let yclients = match (&settings.booking.system, &settings.booking.yclients) {
+            (BookingSystemKind::Yclients, Some(y)) => {
+                Some(Arc::new(Yclients::new(y, clock.clone())))
+            }
+            _ => None,
+        };
+        let dikidi = match (&settings.booking.system, &settings.booking.dikidi) {
+            (BookingSystemKind::Dikidi, Some(d)) => Some(Arc::new(Dikidi::new(
+                d,
+                settings.business.timezone,
+                clock.clone(),
+            ))),
+            _ => None,
+        };
+        let booking: Arc<dyn BookingSystem> = match (&yclients, &dikidi) {
+            (Some(y), _) => y.clone(),
+            (None, Some(d)) => d.clone(),
+            (None, None) => {
+                // Config validation refuses the systems this build does not carry yet.
+                Arc::new(Sandbox::new(
+                    store.clone(),
+                    &settings.business.id,
+                    settings.business.timezone,
+                    clock.clone(),
+                ))
+            }
+        };
+        let bitrix24 = match &settings.crm {
+            Some(CrmConfig {
+                system: CrmSystem::Bitrix24,
+                bitrix24: Some(b24),
+                ..
+            }) => Some(
+                Bitrix24::new(
+                    b24.clone(),
+                    store.clone(),
+                    &settings.business.id,
+                    clock.clone(),
+                )
+                .map_err(|e| StoreError::Corrupt(format!("crm.bitrix24: {e}")))?,
+            ),
+            _ => None,
+        };
+        let crm: Option<Arc<dyn Crm>> = match (&settings.crm, &bitrix24) {
+            (
+                Some(CrmConfig {
+                    system: CrmSystem::Amocrm,
+                    amocrm: Some(amo),
+                    ..
+                }),
+                _,
+            ) => Some(Arc::new(
+                AmoCrm::new(
+                    amo.clone(),
+                    store.clone(),
+                    &settings.business.id,
+                    clock.clone(),
+                )
+                .map_err(|e| StoreError::Corrupt(format!("crm.amocrm: {e}")))?,
+            )),
+            (_, Some(b24)) => Some(Arc::new(b24.clone())),
+            _ => None,
+        };
+        let school = settings.school.as_ref();
+        let alfacrm = school
+            .and_then(|s| s.alfacrm.clone())
+            .map(|a| crate::school::alfacrm::AlfaCrm::new(a).map(Arc::new))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("school.alfacrm: {e}")))?;
+        let getcourse = school
+            .and_then(|s| s.getcourse.clone())
+            .map(|g| crate::school::getcourse::GetCourse::new(g).map(Arc::new))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("school.getcourse: {e}")))?;
+        let onec = match &settings.onec {
+            Some(o) if o.mode == OnecMode::Odata => Some(Arc::new(
+                OnecOdata::new(o).map_err(|e| StoreError::Corrupt(format!("onec: {e}")))?,
+            )),
+            _ => None,
+        };
+        let mut conversations = Conversations::new(
+            store.clone(),
+            booking.clone(),
+            settings.business.clone(),
+            clock.clone(),
+        );
+        conversations = conversations
+            .with_change_cutoff(settings.booking.change_cutoff)
+            .with_privacy(settings.privacy.clone());
+        if let Some(support) = &settings.support {
+            conversations = conversations.with_support(support.clone());
+        }
+        if let Some(crm) = &crm {
+            conversations = conversations.with_crm(crm.system());
+            // Schools enrol into courses, whose leads are the school CRM's affair.
+            if let Some(after) = settings.crm.as_ref().and_then(|c| c.unfinished_after)
+                && settings.business.kind != crate::domain::BusinessKind::School
+            {
+                conversations = conversations.with_unfinished(after);
+            }
+        }
+        if settings.business.kind == crate::domain::BusinessKind::School
+            && let (Some(school), Some(alfa)) = (&settings.school, &alfacrm)
+        {
+            conversations = conversations.with_school(school.clone(), alfa.clone());
+        }
+        if onec.is_some() {
+            conversations = conversations.with_accounting();
+        }
+        let conversations = Arc::new(conversations);
+        Ok(BusinessParts {
+            booking,
+            yclients,
+            dikidi,
+            bitrix24,
+            crm,
+            alfacrm,
+            getcourse,
+            onec,
+            conversations,
+        })
     }
 }
 

@@ -42,7 +42,7 @@ pub(super) async fn onec(cmd: OnecCmd) -> anyhow::Result<()> {
                 &onec_config,
                 odata.as_ref(),
                 &app.store,
-                &app.config.business.id,
+                &app.settings.business.id,
                 alert.then_some(&alerts),
                 chrono::Utc::now(),
                 &mut out,

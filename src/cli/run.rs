@@ -43,8 +43,8 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
     let app = App::build(config, Arc::new(SystemClock))
         .await
         .context("opening the store")?;
-    tracing::info!(business = %app.config.business.name, "zapis is running");
-    if !app.config.privacy.consent {
+    tracing::info!(business = %app.settings.business.name, "zapis is running");
+    if !app.settings.privacy.consent {
         tracing::warn!(
             "privacy.consent = false: the bot asks clients for their phone and name without \
              asking their consent to the processing of personal data (152-ФЗ); collect it some \
@@ -63,7 +63,9 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
     let engine = Arc::new(app.engine());
     let systems = engine.systems().to_vec();
     let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
-    let metrics = match &app.config.http {
+    // The process's own: one HTTP server and one metrics exporter, whichever business they serve.
+    let deployment = &app.deployment;
+    let metrics = match &deployment.http {
         Some(http) if http.metrics || http.metrics_listen.is_some() => {
             Some(crate::metrics::install().context("starting the metrics recorder")?)
         }
@@ -73,14 +75,14 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let mut metrics_task = None;
-    let http_task = app.config.http.as_ref().map(|http| -> anyhow::Result<_> {
+    let http_task = deployment.http.as_ref().map(|http| -> anyhow::Result<_> {
         let mut state = app.http_state(http.webhook_secret.clone());
         let ops = |metrics: Option<&metrics_exporter_prometheus::PrometheusHandle>| {
             Some(Arc::new(crate::http::ops::Ops {
                 systems: systems.clone(),
                 pollers: app
                     .pollers
-                    .configured(app.config.telegram.as_ref(), app.config.max.as_ref()),
+                    .configured(app.settings.telegram.as_ref(), app.settings.max.as_ref()),
                 metrics: metrics.cloned(),
             }))
         };
@@ -114,7 +116,7 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
     let lease = |name: &'static str, every: std::time::Duration| {
         LoopLease::new(
             app.store.clone(),
-            &app.config.business.id,
+            &app.settings.business.id,
             name,
             &instance,
             every,
@@ -125,7 +127,7 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
             dikidi,
             app.store.clone(),
             app.clock.clone(),
-            app.config.business.id.clone(),
+            app.settings.business.id.clone(),
             app.change_applier(),
             app.alerts(),
             stop_rx.clone(),
@@ -133,7 +135,7 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
     });
     let crm_reconcile_task = app.crm_reconciler().map(|reconciler| {
         let interval = app
-            .config
+            .settings
             .crm
             .as_ref()
             .map(|c| c.reconcile_interval)
@@ -156,7 +158,7 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
     });
     // Dikidi's poller above already re-reads its bookings.
     let reconcile_task = app.dikidi.is_none().then(|| {
-        let every = app.config.sync.reconcile_interval;
+        let every = app.deployment.sync.reconcile_interval;
         crate::lifecycle::watch::spawn_reconciler(
             app.reconciler(),
             app.clock.clone(),
@@ -165,8 +167,8 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
             stop_rx.clone(),
         )
     });
-    let reminders_task = app.config.reminders.enabled.then(|| {
-        let every = app.config.reminders.check_every;
+    let reminders_task = app.settings.reminders.enabled.then(|| {
+        let every = app.settings.reminders.check_every;
         crate::lifecycle::reminders::spawn(
             app.reminders(),
             app.clock.clone(),
@@ -179,7 +181,7 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
     let unfinished_task = match (&app.crm, app.conversations.follows_unfinished()) {
         (Some(crm), Some(after)) => Some(crate::unfinished::spawn(
             app.store.clone(),
-            app.config.business.id.clone(),
+            app.settings.business.id.clone(),
             crm.system(),
             after,
             app.clock.clone(),
@@ -190,8 +192,8 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
     };
     let retention_task = crate::store::retention::spawn(
         app.store.clone(),
-        app.config.business.id.clone(),
-        app.config.retention.clone(),
+        app.settings.business.id.clone(),
+        app.deployment.retention.clone(),
         app.clock.clone(),
         lease("retention", crate::store::retention::ERASURES_EVERY),
         stop_rx.clone(),
@@ -238,7 +240,7 @@ fn console_state(
     systems: &[String],
     http: &crate::config::HttpConfig,
 ) -> anyhow::Result<Arc<crate::console::ConsoleState>> {
-    let config = &app.config;
+    let config = &app.settings;
     let business = crate::console::BusinessView {
         id: config.business.id.clone(),
         name: config.business.name.clone(),

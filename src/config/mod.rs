@@ -1,10 +1,27 @@
 //! Typed settings from one TOML file, overridable by `ZAPIS_SECTION__KEY` environment variables.
 //! Unknown keys are rejected; every error names the key and where it came from.
 //!
-//! The folder: this file holds the root [`Config`] and its small sections; `load.rs` reading
-//! the file and the environment, the demo configuration and error messages that never repeat a
-//! value; `validate.rs` the checks across sections; `http.rs` `[http]`; `tests.rs`. Each
-//! connector's own section lives in its folder (`crm/amocrm/config.rs`,
+//! Two parts: the [`Deployment`] (what a process has once) and the [`BusinessSettings`] (what
+//! each business it serves has). The rule for a section: would two businesses served by one
+//! process share it? Then it is the deployment's: `[store]`, `[http]`, `[log]`, `[alerts]` (the
+//! operator's, about outages), `[sync]` (workers, leases, polling, retries) and `[retention]`.
+//! Everything a business sets up for itself is the business's: `[business]`, `[booking]`,
+//! `[telegram]`, `[max]`, `[crm]`, `[reminders]`, `[school]`, `[onec]`, `[privacy]`,
+//! `[support]`. `[sync]` also carries what a business may well want its own way: three
+//! policies (`schedule_to_crm`, `notify_client`, `admin_bookings`) and its reconciliation's
+//! period and reach (`reconcile_interval`, `reconcile_ahead`). They stay in the deployment's
+//! `[sync]` for now, where the file has always had them, and are read from there.
+//!
+//! [`Config`] is today's single file: both parts in one table, read and checked as one, with
+//! the same keys, overrides and messages as ever. It stays a flat struct rather than a pair
+//! of parts (or two `#[serde(flatten)]` halves, which would lose `deny_unknown_fields` and the
+//! key paths in error messages); [`Config::into_parts`] takes it apart, and what builds
+//! per-business things (connectors, bots, conversations) reads only [`BusinessSettings`].
+//!
+//! The folder: this file holds the root [`Config`], its two parts and its small sections;
+//! `load.rs` reading the file and the environment, the demo configuration and error messages
+//! that never repeat a value; `validate.rs` the checks across sections; `http.rs` `[http]`;
+//! `tests.rs`. Each connector's own section lives in its folder (`crm/amocrm/config.rs`,
 //! `booking/yclients/config.rs`, …).
 
 use std::path::{Path, PathBuf};
@@ -81,6 +98,79 @@ pub struct Config {
     /// "Call an administrator": the admin chat clients' questions go to, and its hours.
     #[serde(default)]
     pub support: Option<crate::support::SupportConfig>,
+}
+
+/// What one process has once, however many businesses it serves: see the module header.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub store: StoreConfig,
+    pub http: Option<HttpConfig>,
+    pub log: LogConfig,
+    pub alerts: crate::sync::AlertsConfig,
+    pub sync: crate::sync::SyncConfig,
+    pub retention: crate::store::retention::RetentionConfig,
+}
+
+/// Everything one business sets up for itself: see the module header.
+#[derive(Debug, Clone)]
+pub struct BusinessSettings {
+    pub business: BusinessConfig,
+    pub booking: BookingConfig,
+    pub telegram: Option<TelegramConfig>,
+    pub max: Option<MaxConfig>,
+    pub crm: Option<crate::crm::config::CrmConfig>,
+    pub reminders: crate::lifecycle::reminders::RemindersConfig,
+    pub school: Option<crate::school::config::SchoolConfig>,
+    pub onec: Option<crate::accounting::config::OnecConfig>,
+    pub privacy: PrivacyConfig,
+    pub support: Option<crate::support::SupportConfig>,
+}
+
+impl Config {
+    /// The file taken apart. Every section is named here, so a new one cannot be added to the
+    /// file without deciding whose it is.
+    pub fn into_parts(self) -> (Deployment, BusinessSettings) {
+        let Config {
+            store,
+            business,
+            booking,
+            telegram,
+            max,
+            crm,
+            sync,
+            alerts,
+            reminders,
+            http,
+            log,
+            retention,
+            school,
+            onec,
+            privacy,
+            support,
+        } = self;
+        (
+            Deployment {
+                store,
+                http,
+                log,
+                alerts,
+                sync,
+                retention,
+            },
+            BusinessSettings {
+                business,
+                booking,
+                telegram,
+                max,
+                crm,
+                reminders,
+                school,
+                onec,
+                privacy,
+                support,
+            },
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

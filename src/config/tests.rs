@@ -607,3 +607,70 @@ fn demo_config_is_valid() {
     assert_eq!(c.store.url, "sqlite::memory:");
     assert_eq!(c.business.timezone, chrono_tz::Europe::Moscow);
 }
+
+/// Today's single file taken apart: what a process has once in the deployment, what a business
+/// sets up for itself in its settings, and every value where the file put it.
+#[test]
+fn the_single_file_splits_into_the_deployment_and_the_business() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/zapis.example.toml"))
+        .expect("zapis.example.toml is shipped");
+    let extra = "\n[http]\nlisten = \"127.0.0.1:8080\"\nwebhook_secret = \"0123456789abcdef\"\n\
+                 [log]\nformat = \"json\"\n\
+                 [support]\ntelegram_chat_id = -100123\n";
+    let c = load(&format!("{text}{extra}")).expect("the example with every section loads");
+    let (tg_token, max_token) = (
+        c.telegram
+            .as_ref()
+            .map(|t| t.token.expose_secret().to_string()),
+        c.max.as_ref().map(|m| m.token.expose_secret().to_string()),
+    );
+    let (deployment, business) = c.into_parts();
+
+    assert_eq!(deployment.store.url, "sqlite://zapis.db");
+    assert_eq!(
+        deployment.http.as_ref().map(|h| h.listen),
+        Some("127.0.0.1:8080".parse().expect("an address"))
+    );
+    assert_eq!(deployment.log.format, LogFormat::Json);
+    assert_eq!(deployment.sync.workers, 2);
+    assert_eq!(
+        deployment.sync.alert_after,
+        std::time::Duration::from_secs(2 * 3600)
+    );
+    let day = std::time::Duration::from_secs(24 * 3600);
+    assert_eq!(deployment.retention.chat_log, Some(180 * day));
+    assert!(deployment.alerts.webhook_url.is_none());
+
+    assert_eq!(business.business.id, "default");
+    assert_eq!(business.business.name, "Салон «Лилия»");
+    assert_eq!(business.booking.system, BookingSystemKind::Sandbox);
+    assert_eq!(
+        business
+            .telegram
+            .as_ref()
+            .map(|t| t.token.expose_secret().to_string()),
+        tg_token
+    );
+    assert!(tg_token.is_some());
+    assert_eq!(
+        business
+            .max
+            .as_ref()
+            .map(|m| m.token.expose_secret().to_string()),
+        max_token
+    );
+    assert!(max_token.is_some());
+    assert!(business.reminders.enabled);
+    assert!(business.privacy.consent);
+    assert_eq!(
+        business.support.as_ref().and_then(|s| s.telegram_chat_id),
+        Some(-100123)
+    );
+    assert!(business.crm.is_none() && business.school.is_none() && business.onec.is_none());
+
+    let (deployment, business) = Config::demo("sqlite::memory:").into_parts();
+    assert_eq!(deployment.store.url, "sqlite::memory:");
+    assert!(deployment.http.is_none());
+    assert_eq!(business.business.timezone, chrono_tz::Europe::Moscow);
+    assert!(business.telegram.is_none() && business.max.is_none());
+}

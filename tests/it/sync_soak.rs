@@ -290,7 +290,7 @@ async fn deliver(app: &App, source: &str, body: &str, now: DateTime<Utc>) {
     let dedup = format!("{source}-{}-{}", now.timestamp_millis(), body.len());
     zapis::sync::inbox::receive(
         &app.store,
-        &app.config.business.id,
+        &app.settings.business.id,
         source,
         &dedup,
         &Default::default(),
@@ -353,7 +353,7 @@ async fn three_days_of_random_changes_end_with_every_system_agreeing() {
         Conversations::new(
             app.store.clone(),
             app.booking.clone(),
-            app.config.business.clone(),
+            app.settings.business.clone(),
             clock.clone(),
         )
         .with_crm("amocrm"),

@@ -200,8 +200,8 @@ pub async fn start_demo_max_bot(fake: &fake_max::FakeMax) -> (zapis::app::App, R
     let adapter = zapis::messenger::max::MaxAdapter::new(&fake.config())
         .limits(fast_max_limits())
         .poll_timeout(Duration::from_secs(5))
-        .default_lang(app.config.business.locale)
-        .cursor_store(app.store.clone(), &app.config.business.id);
+        .default_lang(app.settings.business.locale)
+        .cursor_store(app.store.clone(), &app.settings.business.id);
     let bot = RunningMaxBot::start(adapter, app.conversations.clone());
     (app, bot)
 }

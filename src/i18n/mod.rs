@@ -15,11 +15,10 @@
 //! assert_eq!(clinic.t(Lang::Ru, "btn-any-master"), "Любой врач");
 //! ```
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
-use fluent_syntax::ast;
 use fluent_templates::fluent_bundle::concurrent::FluentBundle;
 use fluent_templates::fluent_bundle::{FluentArgs, FluentResource};
 use fluent_templates::{LanguageIdentifier, langid};
@@ -29,8 +28,8 @@ use crate::domain::BusinessKind;
 
 mod overrides;
 
-use overrides::{check_override, parse_override};
 pub use overrides::OverrideError;
+use overrides::{check_override, parse_override};
 
 /// A value for a message placeable: `"text".into()`, `5.into()`.
 pub use fluent_templates::fluent_bundle::FluentValue;
@@ -94,11 +93,17 @@ fn builtin_sources(lang: Lang) -> [(&'static str, &'static str); 2] {
     match lang {
         Lang::Ru => [
             ("ru/main.ftl", include_str!("../../locales/ru/main.ftl")),
-            ("ru/console.ftl", include_str!("../../locales/ru/console.ftl")),
+            (
+                "ru/console.ftl",
+                include_str!("../../locales/ru/console.ftl"),
+            ),
         ],
         Lang::En => [
             ("en/main.ftl", include_str!("../../locales/en/main.ftl")),
-            ("en/console.ftl", include_str!("../../locales/en/console.ftl")),
+            (
+                "en/console.ftl",
+                include_str!("../../locales/en/console.ftl"),
+            ),
         ],
     }
 }

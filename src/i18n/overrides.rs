@@ -276,4 +276,3 @@ pub(super) fn check_override(
     }
     Ok(())
 }
-

@@ -201,23 +201,18 @@ impl Store {
         failed: &[(String, String)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        for (key, error) in failed {
-            sqlx::query(
-                "UPDATE import_rows SET state = 'failed', error = $1, updated_at = $2, \
-                   action = CASE action WHEN 'sending' THEN 'create' WHEN 'updating' THEN 'update' \
-                     ELSE action END \
-                 WHERE run_id = $3 AND key = $4 AND state = 'pending'",
-            )
-            .bind(error)
-            .bind(to_millis(now))
-            .bind(run_id)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.update_pending_rows(
+            "UPDATE import_rows SET state = 'failed', error = $1, updated_at = $2, \
+               action = CASE action WHEN 'sending' THEN 'create' WHEN 'updating' THEN 'update' \
+                 ELSE action END \
+             WHERE run_id = $3 AND key = $4 AND state = 'pending'",
+            run_id,
+            failed
+                .iter()
+                .map(|(key, error)| (key.as_str(), error.as_str())),
+            now,
+        )
+        .await
     }
 
     /// Sets the action of those of `keys` still pending (`sending`, `updating`: their write is
@@ -229,18 +224,34 @@ impl Store {
         action: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.update_pending_rows(
+            "UPDATE import_rows SET action = $1, updated_at = $2 \
+             WHERE run_id = $3 AND key = $4 AND state = 'pending'",
+            run_id,
+            keys.iter().map(|key| (key.as_str(), action)),
+            now,
+        )
+        .await
+    }
+
+    /// Runs `sql` for each `(key, value)` of run `run_id` in one transaction, binding the value
+    /// as `$1`, `now` as `$2`, the run as `$3` and the key as `$4`.
+    async fn update_pending_rows<'a>(
+        &self,
+        sql: &'static str,
+        run_id: i64,
+        rows: impl Iterator<Item = (&'a str, &'a str)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        for key in keys {
-            sqlx::query(
-                "UPDATE import_rows SET action = $1, updated_at = $2 \
-                 WHERE run_id = $3 AND key = $4 AND state = 'pending'",
-            )
-            .bind(action)
-            .bind(to_millis(now))
-            .bind(run_id)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
+        for (key, value) in rows {
+            sqlx::query(sql)
+                .bind(value)
+                .bind(to_millis(now))
+                .bind(run_id)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

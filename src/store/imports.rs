@@ -175,22 +175,15 @@ impl Store {
         done: &[(String, &'static str, String)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        for (key, action, id) in done {
-            sqlx::query(
-                "UPDATE import_rows SET state = 'done', action = $1, external_id = $2, updated_at = $3 \
-                 WHERE run_id = $4 AND key = $5",
-            )
-            .bind(*action)
-            .bind(id)
-            .bind(to_millis(now))
-            .bind(run_id)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.update_rows(
+            "UPDATE import_rows SET state = 'done', action = $1, external_id = $2, updated_at = $3 \
+             WHERE run_id = $4 AND key = $5",
+            run_id,
+            done.iter()
+                .map(|(key, action, id)| (key.as_str(), [*action, id.as_str()])),
+            now,
+        )
+        .await
     }
 
     /// Marks rows the target refused, with its error. A refused write is known not to have
@@ -201,7 +194,7 @@ impl Store {
         failed: &[(String, String)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.update_pending_rows(
+        self.update_rows(
             "UPDATE import_rows SET state = 'failed', error = $1, updated_at = $2, \
                action = CASE action WHEN 'sending' THEN 'create' WHEN 'updating' THEN 'update' \
                  ELSE action END \
@@ -209,7 +202,7 @@ impl Store {
             run_id,
             failed
                 .iter()
-                .map(|(key, error)| (key.as_str(), error.as_str())),
+                .map(|(key, error)| (key.as_str(), [error.as_str()])),
             now,
         )
         .await
@@ -224,29 +217,32 @@ impl Store {
         action: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.update_pending_rows(
+        self.update_rows(
             "UPDATE import_rows SET action = $1, updated_at = $2 \
              WHERE run_id = $3 AND key = $4 AND state = 'pending'",
             run_id,
-            keys.iter().map(|key| (key.as_str(), action)),
+            keys.iter().map(|key| (key.as_str(), [action])),
             now,
         )
         .await
     }
 
-    /// Runs `sql` for each `(key, value)` of run `run_id` in one transaction, binding the value
-    /// as `$1`, `now` as `$2`, the run as `$3` and the key as `$4`.
-    async fn update_pending_rows<'a>(
+    /// Runs `sql` for each `(key, values)` of run `run_id` in one transaction, binding the `N`
+    /// values as `$1`…`$N`, then `now`, the run and the key.
+    async fn update_rows<'a, const N: usize>(
         &self,
         sql: &'static str,
         run_id: i64,
-        rows: impl Iterator<Item = (&'a str, &'a str)>,
+        rows: impl Iterator<Item = (&'a str, [&'a str; N])>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        for (key, value) in rows {
-            sqlx::query(sql)
-                .bind(value)
+        for (key, values) in rows {
+            let mut query = sqlx::query(sql);
+            for value in values {
+                query = query.bind(value);
+            }
+            query
                 .bind(to_millis(now))
                 .bind(run_id)
                 .bind(key)

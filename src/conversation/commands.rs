@@ -293,7 +293,7 @@ impl Conversations {
             self.clock.now(),
         )
         .await?;
-        tracing::info!(application = %app.id, phone = %app.phone.masked(), "application from the bot");
+        tracing::info!(application = %app.id, phone = %app.details.phone.masked(), "application from the bot");
         Ok(Loaded::Enrolled {
             course: draft.course.name,
             group: draft.group.map(|g| g.name),

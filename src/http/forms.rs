@@ -374,7 +374,7 @@ async fn submit(
     .await
     {
         Ok(app) => {
-            tracing::info!(%form, application = %app.id, phone = %app.phone.masked(), "application stored");
+            tracing::info!(%form, application = %app.id, phone = %app.details.phone.masked(), "application stored");
             accepted(&app.id)
         }
         Err(e) => {

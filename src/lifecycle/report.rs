@@ -152,29 +152,17 @@ pub async fn bookings_report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{BookingStatus, Channel, ChatRef, Money, Source};
     use crate::store::testing;
     use chrono::TimeZone;
 
     fn booking(id: &str, phone: &str, day: u32) -> Booking {
         Booking {
-            id: id.into(),
-            business_id: "b1".into(),
-            client_phone: Phone::parse(phone).unwrap(),
-            client_name: "Анна".into(),
-            client_email: None,
-            service_id: "s1".into(),
-            service_name: "Стрижка".into(),
-            master_id: "m1".into(),
-            master_name: "Ольга".into(),
-            start: Utc.with_ymd_and_hms(2030, 1, day, 9, 0, 0).unwrap(),
-            duration_min: 60,
-            price: Money::from_rubles(1500),
-            status: BookingStatus::Booked,
-            source: Source::direct(Channel::Telegram),
-            chat: Some(ChatRef::new(Channel::Telegram, "42")),
             external_id: Some(format!("7{day}:h")),
-            created_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
+            ..testing::booking(
+                id,
+                phone,
+                Utc.with_ymd_and_hms(2030, 1, day, 9, 0, 0).unwrap(),
+            )
         }
     }
 

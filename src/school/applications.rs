@@ -4,30 +4,14 @@
 use chrono::{DateTime, Utc};
 
 use super::ALFACRM;
-use crate::domain::Source;
-use crate::normalize::{Email, Phone};
 use crate::store::applications::insert_application_in;
 use crate::store::{Store, StoreError, new_id};
 use crate::sync::jobs::{NewJob, enqueue_in};
 
-pub use crate::store::applications::Application;
+pub use crate::store::applications::{Application, NewApplication};
 
 /// The job operation that turns an application into a customer in a group.
 pub const APPLICATION_CREATED: &str = "application.created";
-
-#[derive(Debug, Clone)]
-pub struct NewApplication {
-    pub form: String,
-    pub name: String,
-    pub phone: Phone,
-    pub email: Option<Email>,
-    pub course: Option<String>,
-    pub group_id: Option<i64>,
-    pub trial: bool,
-    pub comment: Option<String>,
-    pub source: Source,
-    pub referrer: Option<String>,
-}
 
 /// Stores the application and queues its delivery to AlfaCRM (when configured) together.
 pub async fn submit(
@@ -40,19 +24,10 @@ pub async fn submit(
     let app = Application {
         id: new_id(),
         business_id: business_id.into(),
-        form: new.form,
-        name: new.name,
-        phone: new.phone,
-        email: new.email,
-        course: new.course,
-        group_id: new.group_id,
-        trial: new.trial,
-        comment: new.comment,
-        source: new.source,
-        referrer: new.referrer,
+        details: new,
         created_at: now,
     };
-    let source = serde_json::to_string(&app.source)
+    let source = serde_json::to_string(&app.details.source)
         .map_err(|e| StoreError::Corrupt(format!("source: {e}")))?;
     let mut tx = store.begin().await?;
     insert_application_in(&mut tx, &app, &source).await?;
@@ -67,7 +42,7 @@ pub async fn submit(
                 idempotency_key: format!("application:{}", app.id),
                 // One person's applications reach the CRM in order, so the second finds the
                 // customer the first created.
-                ordering_key: Some(format!("customer:{}", app.phone.as_str())),
+                ordering_key: Some(format!("customer:{}", app.details.phone.as_str())),
             },
             now,
         )
@@ -113,7 +88,8 @@ pub async fn spam_hits(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, Utm};
+    use crate::domain::{Channel, Source, Utm};
+    use crate::normalize::{Email, Phone};
     use crate::store::testing;
 
     fn new(phone: &str) -> NewApplication {
@@ -153,8 +129,8 @@ mod tests {
                     .unwrap()
                     .is_none()
             );
-            assert_eq!(back.phone.as_str(), "+79123456789");
-            assert_eq!(back.source.utm.source.as_deref(), Some("vk"));
+            assert_eq!(back.details.phone.as_str(), "+79123456789");
+            assert_eq!(back.details.source.utm.source.as_deref(), Some("vk"));
             let jobs = crate::sync::Queue::new(store.clone())
                 .jobs_in_state(crate::sync::JobState::Pending)
                 .await

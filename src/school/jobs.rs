@@ -218,7 +218,7 @@ impl AlfaCrmJobs {
     }
 
     fn note(&self, app: &Application, course_title: &str) -> String {
-        let utm = &app.source.utm;
+        let utm = &app.details.source.utm;
         let utm_line: Vec<String> = [
             ("utm_source", &utm.source),
             ("utm_medium", &utm.medium),
@@ -233,12 +233,15 @@ impl AlfaCrmJobs {
             self.lang,
             "school-note-application",
             &[
-                ("form", FluentValue::from(app.form.clone())),
-                ("channel", FluentValue::from(app.source.channel.as_str())),
+                ("form", FluentValue::from(app.details.form.clone())),
+                (
+                    "channel",
+                    FluentValue::from(app.details.source.channel.as_str()),
+                ),
                 ("course", FluentValue::from(course_title.to_string())),
                 (
                     "comment",
-                    FluentValue::from(app.comment.clone().unwrap_or_else(|| "—".into())),
+                    FluentValue::from(app.details.comment.clone().unwrap_or_else(|| "—".into())),
                 ),
                 (
                     "utm",
@@ -250,11 +253,17 @@ impl AlfaCrmJobs {
                 ),
                 (
                     "referrer",
-                    FluentValue::from(app.referrer.clone().unwrap_or_else(|| "—".into())),
+                    FluentValue::from(app.details.referrer.clone().unwrap_or_else(|| "—".into())),
                 ),
                 (
                     "link",
-                    FluentValue::from(app.source.payload.clone().unwrap_or_else(|| "—".into())),
+                    FluentValue::from(
+                        app.details
+                            .source
+                            .payload
+                            .clone()
+                            .unwrap_or_else(|| "—".into()),
+                    ),
                 ),
             ],
         )
@@ -272,18 +281,22 @@ impl AlfaCrmJobs {
             .await
             .map_err(store_error)?
             .ok_or_else(|| DeliveryError::permanent(format!("application {id} is missing")))?;
-        let course = app.course.as_deref().and_then(|k| self.school.course(k));
+        let course = app
+            .details
+            .course
+            .as_deref()
+            .and_then(|k| self.school.course(k));
         let course_title = course
             .map(|c| c.title.clone())
-            .or_else(|| app.course.clone())
+            .or_else(|| app.details.course.clone())
             .unwrap_or_else(|| "—".into());
         let new = || NewCustomer {
-            name: app.name.clone(),
-            phone: Some(app.phone.clone()),
-            email: app.email.clone(),
+            name: app.details.name.clone(),
+            phone: Some(app.details.phone.clone()),
+            email: app.details.email.clone(),
             is_study: false,
             lead_status_id: self.alfa.lead_status_id,
-            lead_source_id: self.lead_source(&app.source),
+            lead_source_id: self.lead_source(&app.details.source),
             assigned_id: self.alfa.curator_id,
             study_status_id: None,
             note: self.note(&app, &course_title),
@@ -291,19 +304,20 @@ impl AlfaCrmJobs {
         let (customer_id, _) = self
             .customer(
                 &app.business_id,
-                Some(&app.phone),
-                app.email.as_ref(),
+                Some(&app.details.phone),
+                app.details.email.as_ref(),
                 false,
                 new,
                 ctx,
             )
             .await?;
         let group_id = app
+            .details
             .group_id
             .or_else(|| course.and_then(|c| c.alfacrm_group_ids.first().copied()));
         let mut start = None;
         if let Some(group_id) = group_id
-            && !app.trial
+            && !app.details.trial
         {
             let date = self.start_date(group_id, self.today(ctx)).await?;
             self.crm
@@ -327,7 +341,7 @@ impl AlfaCrmJobs {
                     assigned_id: self.alfa.curator_id,
                     title: self.texts.t_args(
                         self.lang,
-                        if app.trial {
+                        if app.details.trial {
                             "school-task-title-trial"
                         } else {
                             "school-task-title"
@@ -338,8 +352,11 @@ impl AlfaCrmJobs {
                         self.lang,
                         "school-task-text",
                         &[
-                            ("name", FluentValue::from(app.name.clone())),
-                            ("phone", FluentValue::from(app.phone.as_str().to_string())),
+                            ("name", FluentValue::from(app.details.name.clone())),
+                            (
+                                "phone",
+                                FluentValue::from(app.details.phone.as_str().to_string()),
+                            ),
                             ("course", FluentValue::from(course_title.clone())),
                             ("start", FluentValue::from(start_text)),
                         ],
@@ -362,7 +379,7 @@ impl AlfaCrmJobs {
         }
         tracing::info!(
             application = %app.id,
-            phone = %app.phone.masked(),
+            phone = %app.details.phone.masked(),
             customer = customer_id,
             "application delivered to AlfaCRM"
         );

@@ -9,10 +9,9 @@ use super::{Store, StoreError, from_millis, to_millis};
 use crate::domain::Source;
 use crate::normalize::{Email, Phone};
 
+/// An application as the form or the bot submitted it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Application {
-    pub id: String,
-    pub business_id: String,
+pub struct NewApplication {
     /// Which form (or `bot`) it came from.
     pub form: String,
     pub name: String,
@@ -27,6 +26,15 @@ pub struct Application {
     pub comment: Option<String>,
     pub source: Source,
     pub referrer: Option<String>,
+}
+
+/// A stored application: what was submitted, of which business, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Application {
+    pub id: String,
+    pub business_id: String,
+    #[serde(flatten)]
+    pub details: NewApplication,
     pub created_at: DateTime<Utc>,
 }
 
@@ -44,16 +52,16 @@ pub async fn insert_application_in(
     )
     .bind(&app.id)
     .bind(&app.business_id)
-    .bind(&app.form)
-    .bind(&app.name)
-    .bind(app.phone.as_str())
-    .bind(app.email.as_ref().map(|e| e.as_str().to_string()))
-    .bind(app.course.as_deref())
-    .bind(app.group_id)
-    .bind(i64::from(app.trial))
-    .bind(app.comment.as_deref())
+    .bind(&app.details.form)
+    .bind(&app.details.name)
+    .bind(app.details.phone.as_str())
+    .bind(app.details.email.as_ref().map(|e| e.as_str().to_string()))
+    .bind(app.details.course.as_deref())
+    .bind(app.details.group_id)
+    .bind(i64::from(app.details.trial))
+    .bind(app.details.comment.as_deref())
     .bind(source)
-    .bind(app.referrer.as_deref())
+    .bind(app.details.referrer.as_deref())
     .bind(to_millis(app.created_at))
     .execute(&mut *conn)
     .await?;
@@ -87,19 +95,21 @@ impl Store {
         Ok(Some(Application {
             id: r.try_get("id")?,
             business_id: r.try_get("business_id")?,
-            form: r.try_get("form")?,
-            name: r.try_get("name")?,
-            phone: Phone::parse(&phone).map_err(|e| corrupt("phone", &e))?,
-            email: email
-                .map(|e| Email::parse(&e))
-                .transpose()
-                .map_err(|e| corrupt("email", &e))?,
-            course: r.try_get("course")?,
-            group_id: r.try_get("group_id")?,
-            trial: r.try_get::<i64, _>("trial")? != 0,
-            comment: r.try_get("comment")?,
-            source: serde_json::from_str(&source).map_err(|e| corrupt("source", &e))?,
-            referrer: r.try_get("referrer")?,
+            details: NewApplication {
+                form: r.try_get("form")?,
+                name: r.try_get("name")?,
+                phone: Phone::parse(&phone).map_err(|e| corrupt("phone", &e))?,
+                email: email
+                    .map(|e| Email::parse(&e))
+                    .transpose()
+                    .map_err(|e| corrupt("email", &e))?,
+                course: r.try_get("course")?,
+                group_id: r.try_get("group_id")?,
+                trial: r.try_get::<i64, _>("trial")? != 0,
+                comment: r.try_get("comment")?,
+                source: serde_json::from_str(&source).map_err(|e| corrupt("source", &e))?,
+                referrer: r.try_get("referrer")?,
+            },
             created_at: from_millis(r.try_get("created_at")?)?,
         }))
     }

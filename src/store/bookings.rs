@@ -503,20 +503,8 @@ mod tests {
     use chrono::TimeZone;
 
     fn booking(id: &str, phone: &str, chat: &str, start_h: u32) -> Booking {
+        let start = Utc.with_ymd_and_hms(2030, 1, 10, start_h, 0, 0).unwrap();
         Booking {
-            id: id.into(),
-            business_id: "b1".into(),
-            client_phone: Phone::parse(phone).unwrap(),
-            client_name: "Анна".into(),
-            client_email: None,
-            service_id: "s1".into(),
-            service_name: "Стрижка".into(),
-            master_id: "m1".into(),
-            master_name: "Ольга".into(),
-            start: Utc.with_ymd_and_hms(2030, 1, 10, start_h, 0, 0).unwrap(),
-            duration_min: 60,
-            price: Money::from_rubles(1500),
-            status: BookingStatus::Booked,
             source: Source {
                 channel: Channel::Telegram,
                 payload: Some("src_landing".into()),
@@ -527,8 +515,7 @@ mod tests {
                 },
             },
             chat: Some(ChatRef::new(Channel::Telegram, chat)),
-            external_id: None,
-            created_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
+            ..testing::booking(id, phone, start)
         }
     }
 
@@ -556,6 +543,26 @@ mod tests {
         }
     }
 
+    /// Books `id` from chat `42` at `hour` with `consent` (when asked for) and returns the
+    /// agreement the client's card holds after it.
+    async fn book_from_chat(
+        store: &Store,
+        id: &str,
+        phone: &str,
+        hour: u32,
+        consent: Option<&Consent>,
+    ) -> Option<Consent> {
+        let booking = booking(id, phone, "42", hour);
+        store
+            .insert_booking_with_comment(&booking, None, consent)
+            .await
+            .unwrap();
+        store
+            .client_consent("b1", &booking.client_phone)
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_booking_from_the_chat_records_the_clients_consent_and_others_do_not() {
         for store in testing::all().await {
@@ -565,17 +572,9 @@ mod tests {
                 at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
                 version: "ru-0123456789ab".into(),
             };
-            store
-                .insert_booking_with_comment(
-                    &booking("bk-1", "8 912 345-67-89", "42", 9),
-                    None,
-                    Some(&consent),
-                )
-                .await
-                .unwrap();
             assert_eq!(
-                store.client_consent("b1", &phone).await.unwrap().as_ref(),
-                Some(&consent),
+                book_from_chat(&store, "bk-1", "8 912 345-67-89", 9, Some(&consent)).await,
+                Some(consent.clone()),
                 "{backend:?}"
             );
             let (at, version): (Option<i64>, Option<String>) = sqlx::query_as(
@@ -588,30 +587,18 @@ mod tests {
             assert_eq!(version.as_deref(), Some("ru-0123456789ab"));
 
             // A later booking without one (consent switched off) keeps what was agreed to.
-            store
-                .insert_booking_with_comment(&booking("bk-2", "+79123456789", "42", 11), None, None)
-                .await
-                .unwrap();
             assert_eq!(
-                store.client_consent("b1", &phone).await.unwrap().as_ref(),
-                Some(&consent)
+                book_from_chat(&store, "bk-2", "+79123456789", 11, None).await,
+                Some(consent.clone())
             );
             // A newer agreement replaces it.
             let newer = Consent {
                 at: Utc.with_ymd_and_hms(2030, 2, 1, 0, 0, 0).unwrap(),
                 version: "ru-ba9876543210".into(),
             };
-            store
-                .insert_booking_with_comment(
-                    &booking("bk-3", "+79123456789", "42", 12),
-                    None,
-                    Some(&newer),
-                )
-                .await
-                .unwrap();
             assert_eq!(
-                store.client_consent("b1", &phone).await.unwrap().as_ref(),
-                Some(&newer)
+                book_from_chat(&store, "bk-3", "+79123456789", 12, Some(&newer)).await,
+                Some(newer)
             );
 
             // The schedule's own bookings and imports come in without one.

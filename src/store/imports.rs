@@ -175,22 +175,15 @@ impl Store {
         done: &[(String, &'static str, String)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        for (key, action, id) in done {
-            sqlx::query(
-                "UPDATE import_rows SET state = 'done', action = $1, external_id = $2, updated_at = $3 \
-                 WHERE run_id = $4 AND key = $5",
-            )
-            .bind(*action)
-            .bind(id)
-            .bind(to_millis(now))
-            .bind(run_id)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.update_rows(
+            "UPDATE import_rows SET state = 'done', action = $1, external_id = $2, updated_at = $3 \
+             WHERE run_id = $4 AND key = $5",
+            run_id,
+            done.iter()
+                .map(|(key, action, id)| (key.as_str(), [*action, id.as_str()])),
+            now,
+        )
+        .await
     }
 
     /// Marks rows the target refused, with its error. A refused write is known not to have
@@ -201,23 +194,18 @@ impl Store {
         failed: &[(String, String)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        for (key, error) in failed {
-            sqlx::query(
-                "UPDATE import_rows SET state = 'failed', error = $1, updated_at = $2, \
-                   action = CASE action WHEN 'sending' THEN 'create' WHEN 'updating' THEN 'update' \
-                     ELSE action END \
-                 WHERE run_id = $3 AND key = $4 AND state = 'pending'",
-            )
-            .bind(error)
-            .bind(to_millis(now))
-            .bind(run_id)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.update_rows(
+            "UPDATE import_rows SET state = 'failed', error = $1, updated_at = $2, \
+               action = CASE action WHEN 'sending' THEN 'create' WHEN 'updating' THEN 'update' \
+                 ELSE action END \
+             WHERE run_id = $3 AND key = $4 AND state = 'pending'",
+            run_id,
+            failed
+                .iter()
+                .map(|(key, error)| (key.as_str(), [error.as_str()])),
+            now,
+        )
+        .await
     }
 
     /// Sets the action of those of `keys` still pending (`sending`, `updating`: their write is
@@ -229,18 +217,37 @@ impl Store {
         action: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.update_rows(
+            "UPDATE import_rows SET action = $1, updated_at = $2 \
+             WHERE run_id = $3 AND key = $4 AND state = 'pending'",
+            run_id,
+            keys.iter().map(|key| (key.as_str(), [action])),
+            now,
+        )
+        .await
+    }
+
+    /// Runs `sql` for each `(key, values)` of run `run_id` in one transaction, binding the `N`
+    /// values as `$1`…`$N`, then `now`, the run and the key.
+    async fn update_rows<'a, const N: usize>(
+        &self,
+        sql: &'static str,
+        run_id: i64,
+        rows: impl Iterator<Item = (&'a str, [&'a str; N])>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        for key in keys {
-            sqlx::query(
-                "UPDATE import_rows SET action = $1, updated_at = $2 \
-                 WHERE run_id = $3 AND key = $4 AND state = 'pending'",
-            )
-            .bind(action)
-            .bind(to_millis(now))
-            .bind(run_id)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
+        for (key, values) in rows {
+            let mut query = sqlx::query(sql);
+            for value in values {
+                query = query.bind(value);
+            }
+            query
+                .bind(to_millis(now))
+                .bind(run_id)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

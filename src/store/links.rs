@@ -127,16 +127,12 @@ impl Store {
         entity_id: &str,
         system: &str,
     ) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(
+        self.link_lookup(
             "SELECT external_id FROM links \
              WHERE business_id = $1 AND entity = $2 AND entity_id = $3 AND system = $4",
+            [business_id, entity, entity_id, system],
         )
-        .bind(business_id)
-        .bind(entity)
-        .bind(entity_id)
-        .bind(system)
-        .fetch_optional(&self.pool)
-        .await?)
+        .await
     }
 
     /// The reverse look-up: which of our entities is `external_id` in `system`.
@@ -147,16 +143,12 @@ impl Store {
         system: &str,
         external_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(
+        self.link_lookup(
             "SELECT entity_id FROM links \
              WHERE business_id = $1 AND entity = $2 AND system = $3 AND external_id = $4",
+            [business_id, entity, system, external_id],
         )
-        .bind(business_id)
-        .bind(entity)
-        .bind(system)
-        .bind(external_id)
-        .fetch_optional(&self.pool)
-        .await?)
+        .await
     }
 }
 
@@ -171,16 +163,25 @@ impl Store {
         prefix: &str,
     ) -> Result<Option<String>, StoreError> {
         let pattern = format!("{}%", prefix.replace('%', "").replace('_', "\\_"));
-        Ok(sqlx::query_scalar(
+        self.link_lookup(
             "SELECT entity_id FROM links WHERE business_id = $1 AND entity = $2 AND system = $3 \
              AND external_id LIKE $4 ESCAPE '\\' LIMIT 1",
+            [business_id, entity, system, &pattern],
         )
-        .bind(business_id)
-        .bind(entity)
-        .bind(system)
-        .bind(pattern)
-        .fetch_optional(&self.pool)
-        .await?)
+        .await
+    }
+
+    /// One column of one link, found by `sql` with the four `params` as `$1`…`$4`.
+    async fn link_lookup(
+        &self,
+        sql: &'static str,
+        params: [&str; 4],
+    ) -> Result<Option<String>, StoreError> {
+        let mut query = sqlx::query_scalar(sql);
+        for param in params {
+            query = query.bind(param);
+        }
+        Ok(query.fetch_optional(&self.pool).await?)
     }
 }
 

@@ -402,6 +402,32 @@ pub(crate) mod testing {
         stores.extend(postgres().await);
         stores
     }
+
+    /// An hour's haircut of business `b1` booked from Telegram chat `42`, made on 2030-01-01:
+    /// the booking tests start from and change what they are about.
+    pub fn booking(id: &str, phone: &str, start: DateTime<Utc>) -> crate::domain::Booking {
+        use crate::domain::{Booking, BookingStatus, Channel, ChatRef, Money, Source};
+        use chrono::TimeZone;
+        Booking {
+            id: id.into(),
+            business_id: "b1".into(),
+            client_phone: crate::normalize::Phone::parse(phone).expect("a valid phone"),
+            client_name: "Анна".into(),
+            client_email: None,
+            service_id: "s1".into(),
+            service_name: "Стрижка".into(),
+            master_id: "m1".into(),
+            master_name: "Ольга".into(),
+            start,
+            duration_min: 60,
+            price: Money::from_rubles(1500),
+            status: BookingStatus::Booked,
+            source: Source::direct(Channel::Telegram),
+            chat: Some(ChatRef::new(Channel::Telegram, "42")),
+            external_id: None,
+            created_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
+        }
+    }
 }
 
 /// Used by unit and integration tests alike to get an isolated PostgreSQL database.

@@ -84,14 +84,14 @@ impl Store {
         business_id: &str,
         booking_id: &str,
     ) -> Result<Vec<KnownState>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT system, version, status, seen_at FROM booking_sync \
-             WHERE business_id = $1 AND booking_id = $2 ORDER BY system",
-        )
-        .bind(business_id)
-        .bind(booking_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .rows_of_booking(
+                "SELECT system, version, status, seen_at FROM booking_sync \
+                 WHERE business_id = $1 AND booking_id = $2 ORDER BY system",
+                business_id,
+                booking_id,
+            )
+            .await?;
         rows.iter().map(known_from_row).collect()
     }
 
@@ -123,14 +123,14 @@ impl Store {
         business_id: &str,
         booking_id: &str,
     ) -> Result<Vec<BookingEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT at, origin, kind, detail FROM booking_events \
-             WHERE business_id = $1 AND booking_id = $2 ORDER BY id",
-        )
-        .bind(business_id)
-        .bind(booking_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .rows_of_booking(
+                "SELECT at, origin, kind, detail FROM booking_events \
+                 WHERE business_id = $1 AND booking_id = $2 ORDER BY id",
+                business_id,
+                booking_id,
+            )
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(BookingEvent {
@@ -141,6 +141,20 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The rows `sql` reads of one booking: `$1` its business, `$2` its id.
+    async fn rows_of_booking(
+        &self,
+        sql: &'static str,
+        business_id: &str,
+        booking_id: &str,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        Ok(sqlx::query(sql)
+            .bind(business_id)
+            .bind(booking_id)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// When the booking last had an event of `kind` (`moved`), if ever.

@@ -29,27 +29,12 @@ impl JournalEntry {
     }
 }
 
+/// Appends one row on an open connection or transaction: the batch statement with one row.
 pub(crate) async fn insert_journal_in(
     conn: &mut AnyConnection,
     e: &JournalEntry,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO sync_journal (at, business_id, system, operation, job_id, attempt, outcome, \
-           http_status, duration_ms, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(to_millis(e.at))
-    .bind(&e.business_id)
-    .bind(&e.system)
-    .bind(&e.operation)
-    .bind(e.job_id)
-    .bind(e.attempt)
-    .bind(&e.outcome)
-    .bind(e.http_status.map(i64::from))
-    .bind(e.duration_ms)
-    .bind(e.error.as_deref().map(mask_text))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    insert_journal_batch_in(conn, &[e]).await
 }
 
 /// Appends one row on a connection of its own.

@@ -1,0 +1,216 @@
+//! The queue itself: outbox transactions, ordering keys, claims, leases and purging.
+
+use super::*;
+
+#[tokio::test]
+async fn a_job_commits_or_rolls_back_with_its_change_and_keys_are_unique() {
+    for store in testing::all().await {
+        let queue = Queue::new(store.clone());
+        let mut tx = store.pool().begin().await.unwrap();
+        assert!(
+            enqueue_in(&mut tx, &job("k1", None), t0())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        tx.rollback().await.unwrap();
+        assert!(
+            queue.stats().await.unwrap().is_empty(),
+            "a rolled-back job must not exist"
+        );
+
+        let mut tx = store.pool().begin().await.unwrap();
+        let id = enqueue_in(&mut tx, &job("k1", None), t0())
+            .await
+            .unwrap()
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            queue.enqueue(&job("k1", None), t0()).await.unwrap(),
+            None,
+            "same key twice"
+        );
+        let stored = queue.job(id).await.unwrap().unwrap();
+        assert_eq!(stored.state, JobState::Pending);
+        assert_eq!(stored.payload["key"], "k1");
+    }
+}
+
+#[tokio::test]
+async fn jobs_with_one_ordering_key_run_strictly_in_order() {
+    for store in testing::all().await {
+        let queue = Queue::new(store.clone());
+        let a = enqueue(&queue, "a", Some("booking-1")).await;
+        let b = enqueue(&queue, "b", Some("booking-1")).await;
+        let c = enqueue(&queue, "c", Some("booking-2")).await;
+        let lease = Duration::from_secs(60);
+        let claimed: Vec<i64> = claim(&queue, "w1", 10, lease, t0())
+            .await
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(claimed, vec![a, c], "b waits for a");
+        // a fails and is rescheduled: b still waits, retries included.
+        let retry = Finish {
+            job_id: a,
+            attempt: 1,
+            disposition: jobs::Disposition::Retry(t0() + chrono::Duration::seconds(10)),
+            error: Some("HTTP 503".into()),
+            add_auth_refresh: false,
+            link: None,
+            journal: entry(a, 1, "transient"),
+        };
+        assert_eq!(queue.finish("w1", &[retry], t0()).await.unwrap(), 1);
+        assert!(claim(&queue, "w2", 10, lease, t0()).await.is_empty());
+        let later = t0() + chrono::Duration::seconds(11);
+        let claimed = claim(&queue, "w2", 10, lease, later).await;
+        assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a]);
+        let done = Finish {
+            disposition: jobs::Disposition::Done,
+            attempt: 2,
+            error: None,
+            journal: entry(a, 2, "delivered"),
+            ..retry_of(a)
+        };
+        queue.finish("w2", &[done], later).await.unwrap();
+        let claimed = claim(&queue, "w2", 10, lease, later).await;
+        assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), vec![b]);
+    }
+}
+
+#[tokio::test]
+async fn a_completion_claims_the_next_batch_and_unstarted_jobs_go_back_untouched() {
+    for store in testing::all().await {
+        let queue = Queue::new(store.clone());
+        let mut ids = Vec::new();
+        for (key, ordering) in [("a", Some("k1")), ("b", Some("k1")), ("c", None)] {
+            ids.push(enqueue(&queue, key, ordering).await);
+        }
+        let (a, b, c) = (ids[0], ids[1], ids[2]);
+        let systems = vec!["crm".to_string()];
+        let businesses = vec!["b".to_string()];
+        let lease = Duration::from_secs(60);
+        let first = claim(&queue, "w1", 1, lease, t0()).await;
+        assert_eq!(first.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a]);
+        // a's completion and the next claim commit together: b, a's successor, is free to go
+        // in that same transaction.
+        let next = NextClaim {
+            businesses: &businesses,
+            systems: &systems,
+            limit: 10,
+            lease,
+        };
+        let (held, more) = queue
+            .finish_and_claim("w1", &[retry_of(a)], t0(), Some(next))
+            .await
+            .unwrap();
+        assert_eq!(held, 1);
+        let mut more_ids: Vec<i64> = more.iter().map(|j| j.id).collect();
+        more_ids.sort_unstable();
+        assert_eq!(more_ids, vec![b, c]);
+        assert!(more.iter().all(|j| j.attempts == 1));
+        // Nobody else can take them meanwhile.
+        assert!(claim(&queue, "w2", 10, lease, t0()).await.is_empty());
+        // The worker stops before starting them: they return as they were, no attempt counted
+        // and none journaled.
+        let held: Vec<(i64, i64)> = more.iter().map(|j| (j.id, j.attempts)).collect();
+        queue.unclaim("w1", &held).await.unwrap();
+        for id in [b, c] {
+            let j = queue.job(id).await.unwrap().unwrap();
+            assert_eq!((j.state, j.attempts), (JobState::Pending, 0));
+        }
+        let again = claim(&queue, "w2", 10, lease, t0()).await;
+        assert_eq!(again.len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn a_dead_workers_job_returns_after_its_lease_and_the_old_worker_is_fenced_out() {
+    for store in testing::all().await {
+        let queue = Queue::new(store.clone());
+        let id = enqueue(&queue, "k", None).await;
+        let lease = Duration::from_secs(30);
+        assert_eq!(claim(&queue, "dead-worker", 1, lease, t0()).await.len(), 1);
+        assert_eq!(
+            queue
+                .reap_expired(t0() + chrono::Duration::seconds(10))
+                .await
+                .unwrap(),
+            0
+        );
+        let later = t0() + chrono::Duration::seconds(31);
+        assert_eq!(queue.reap_expired(later).await.unwrap(), 1);
+        let again = claim(&queue, "w2", 1, lease, later).await;
+        assert_eq!(again[0].attempts, 2);
+        assert!(
+            again[0].maybe_delivered_before(),
+            "the next attempt must search first"
+        );
+        // The first worker wakes up and tries to record its attempt: ignored.
+        assert_eq!(
+            queue
+                .finish("dead-worker", &[retry_of(id)], later)
+                .await
+                .unwrap(),
+            0
+        );
+        let rows = read_journal(
+            &store,
+            &JournalFilter {
+                job_id: Some(id),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>(),
+            vec!["abandoned"]
+        );
+        assert_eq!(
+            queue.job(id).await.unwrap().unwrap().state,
+            JobState::Running
+        );
+    }
+}
+
+#[tokio::test]
+async fn purging_removes_only_delivered_jobs_past_retention() {
+    for store in testing::all().await {
+        let queue = Queue::new(store.clone());
+        let mut ids = Vec::new();
+        for key in [
+            "old-done",
+            "new-done",
+            "old-dead",
+            "old-pending",
+            "old-running",
+        ] {
+            ids.push(enqueue(&queue, key, Some("k")).await);
+        }
+        let old = crate::store::to_millis(t0());
+        let new = crate::store::to_millis(t0() + chrono::Duration::days(8));
+        for (id, state, finished) in [
+            (ids[0], "done", Some(old)),
+            (ids[1], "done", Some(new)),
+            (ids[2], "dead", Some(old)),
+            (ids[3], "pending", None),
+            (ids[4], "running", None),
+        ] {
+            sqlx::query("UPDATE sync_jobs SET state = $1, finished_at = $2 WHERE id = $3")
+                .bind(state)
+                .bind(finished)
+                .bind(id)
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        let cutoff = t0() + chrono::Duration::days(1);
+        assert_eq!(queue.purge_done(cutoff).await.unwrap(), 1);
+        assert!(queue.job(ids[0]).await.unwrap().is_none());
+        for id in &ids[1..] {
+            assert!(queue.job(*id).await.unwrap().is_some(), "job {id} kept");
+        }
+        assert_eq!(queue.purge_done(cutoff).await.unwrap(), 0);
+    }
+}

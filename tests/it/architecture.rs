@@ -723,3 +723,52 @@ fn the_sql_scan_sees_statements_and_the_pool_in_code_only() {
         ]
     );
 }
+
+/// DESIGN.md: "no source file over ~800 lines without a reason in its header". A file longer
+/// than this says in its `//!` header, after `Long file:`, why it stays whole.
+const LONG_FILE: usize = 850;
+
+/// The `//!` lines a file opens with.
+fn header(text: &str) -> String {
+    text.lines()
+        .take_while(|l| l.trim_start().starts_with("//!"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn no_source_file_is_long_without_a_reason_in_its_header() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    files.sort();
+    assert!(files.len() > 100, "read only {} files", files.len());
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|file| {
+            let text = std::fs::read_to_string(file).expect("readable source");
+            let lines = text.lines().count();
+            let reason = header(&text)
+                .split_once("Long file:")
+                .is_some_and(|(_, why)| why.trim().len() >= 20);
+            (lines > LONG_FILE && !reason).then(|| {
+                let rel = file.strip_prefix(root).expect("under the crate");
+                format!("{} ({lines} lines)", rel.display())
+            })
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "split these along their seams, or say in their header after `Long file:` why they \
+         stay whole: {long:#?}"
+    );
+}
+
+#[test]
+fn a_long_files_reason_is_read_from_its_header_only() {
+    let with = "//! The exchange.\n//!\n//! Long file: one state machine read top to bottom.\n\
+                use x;\n";
+    assert!(header(with).contains("Long file: one state machine"));
+    let in_code = "//! The exchange.\nuse x;\n// Long file: not a header\n";
+    assert!(!header(in_code).contains("Long file:"));
+}

@@ -36,6 +36,16 @@ pub fn client(timeout: Option<Duration>) -> Result<reqwest::Client, Failure> {
         .map_err(|e| Failure::permanent(format!("cannot build the HTTP client: {e}")))
 }
 
+/// A booking system's client, whose calls a client in a chat waits on: the call timeout, and
+/// at most 5 s to connect. Building fails only when the TLS backend cannot start; so would
+/// `Client::new`, whose client this is then.
+pub fn booking_client(timeout_secs: u64) -> reqwest::Client {
+    builder(Some(Duration::from_secs(timeout_secs)))
+        .connect_timeout(Duration::from_secs(timeout_secs.clamp(1, 5)))
+        .build()
+        .unwrap_or_default()
+}
+
 /// A call that got no answer: always transient, since the vendor may come back. The URL is
 /// left out, since it may carry a token or a phone in its query.
 pub fn transport_failure(vendor: &str, what: &str, e: reqwest::Error) -> Failure {

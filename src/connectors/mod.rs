@@ -4,8 +4,10 @@
 //!   which may carry tokens;
 //! - [`failure`]: one [`Failure`] type, one status classifier with per-vendor quirk hooks,
 //!   one `Retry-After` parser, and one conversion into the sync engine's retry decision;
-//! - [`pacing`]: one rate limiter per vendor account, shared by every client of it.
+//! - [`pacing`]: one rate limiter per vendor account, shared by every client of it;
+//! - [`calls`]: requests counted per endpoint.
 
+pub mod calls;
 pub mod failure;
 pub mod http;
 pub mod pacing;

@@ -33,7 +33,8 @@ impl Pace {
         }
     }
 
-    fn quota(self) -> Quota {
+    /// The quota of one limiter at this pace.
+    pub fn quota(self) -> Quota {
         match self {
             Pace::Even { period } => Quota::with_period(period)
                 .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))

@@ -162,22 +162,14 @@ impl InboxHandler for AmoCrmInbox {
             if status_id != self.cancelled_status_id || !self.cancel_from_crm {
                 continue;
             }
-            let Some(booking) = linked_booking(
-                ctx.store,
+            cancel_linked(
+                ctx,
                 &message.business_id,
                 "amocrm",
                 &lead_id.to_string(),
-            )
-            .await?
-            else {
-                continue;
-            };
-            cancel_from_crm(
-                ctx.store,
                 self.booking.as_ref(),
                 &self.applier,
-                &booking,
-                ctx.now,
+                async || Ok(true),
             )
             .await?;
         }
@@ -226,30 +218,51 @@ impl InboxHandler for Bitrix24Inbox {
                 "Bitrix24 update event without data[FIELDS][ID]",
             ));
         };
-        let Some(booking) =
-            linked_booking(ctx.store, &message.business_id, "bitrix24", &id).await?
-        else {
-            return Ok(Delivered::done());
-        };
-        if !booking.status.is_active() {
-            // Already cancelled (often our own move echoing back): no need to re-read.
-            return Ok(Delivered::done());
-        }
-        let stage = self
-            .crm
-            .deal_stage(&id)
-            .await
-            .map_err(crate::crm::delivery_error)?;
-        if stage.and_then(|s| s.stage) == Some(Stage::Cancelled) {
-            cancel_from_crm(
-                ctx.store,
-                self.booking.as_ref(),
-                &self.applier,
-                &booking,
-                ctx.now,
-            )
-            .await?;
-        }
+        // Whether the lead is cancelled is read back: an update event does not say what changed.
+        cancel_linked(
+            ctx,
+            &message.business_id,
+            "bitrix24",
+            &id,
+            self.booking.as_ref(),
+            &self.applier,
+            async || {
+                let stage = self
+                    .crm
+                    .deal_stage(&id)
+                    .await
+                    .map_err(crate::crm::delivery_error)?;
+                Ok(stage.and_then(|s| s.stage) == Some(Stage::Cancelled))
+            },
+        )
+        .await?;
         Ok(Delivered::done())
     }
+}
+
+// ------------------------------------------------------------------ both CRMs
+
+/// A manager's move of lead (deal) `lead_id` in `system` that may cancel the visit: the
+/// booking linked to it, while still active, is cancelled once `cancelled` (which may read the
+/// lead back) says the lead is in the cancelled stage.
+async fn cancel_linked(
+    ctx: &JobContext<'_>,
+    business_id: &str,
+    system: &str,
+    lead_id: &str,
+    booking_system: &dyn BookingSystem,
+    applier: &ChangeApplier,
+    cancelled: impl AsyncFnOnce() -> Result<bool, DeliveryError>,
+) -> Result<(), DeliveryError> {
+    let Some(booking) = linked_booking(ctx.store, business_id, system, lead_id).await? else {
+        return Ok(());
+    };
+    if !booking.status.is_active() {
+        // Already cancelled (often our own move echoing back): no need to re-read.
+        return Ok(());
+    }
+    if cancelled().await? {
+        cancel_from_crm(ctx.store, booking_system, applier, &booking, ctx.now).await?;
+    }
+    Ok(())
 }

@@ -20,6 +20,9 @@ use tokio::sync::watch;
 use crate::conversation::{ChatEvent, ConversationError, Conversations};
 use crate::dialog::Reply;
 use crate::domain::ChatRef;
+use crate::i18n::{Lang, Texts};
+use crate::normalize::mask_phone;
+use crate::support::AdminReply;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MessengerError {
@@ -76,6 +79,119 @@ impl StartBackoff {
 impl Default for StartBackoff {
     fn default() -> Self {
         StartBackoff { next: Self::FIRST }
+    }
+}
+
+/// How every messenger adapter starts: `$attempt` (an expression giving a `Result`, which may
+/// `return` from the adapter, as when `$shutdown` comes during it) is tried until it is `Ok`,
+/// the loop's value, or fails for good (an error matching `$gives_up`, returned from the
+/// adapter). An API that cannot be reached is tried again with [`StartBackoff`], the rest of the
+/// service running meanwhile; `$shutdown` during that wait ends the adapter with `Ok(())`.
+/// `$messenger` and `$label` name it in the log as in [`StartBackoff::wait_after_failure`].
+///
+/// A macro rather than a function taking the try as an async closure: the closure would borrow
+/// `$shutdown` for each try, and the future of such a function cannot be shown `Send` for
+/// `tokio::spawn` by today's compiler.
+macro_rules! start_with_retries {
+    (
+        $messenger:literal,
+        $label:literal,
+        $liveness:expr,
+        $shutdown:expr,
+        gives_up: $gives_up:pat,
+        $attempt:expr $(,)?
+    ) => {{
+        let mut backoff = $crate::messenger::StartBackoff::default();
+        loop {
+            let error = match $attempt {
+                Ok(started) => break started,
+                Err(e) if matches!(e, $gives_up) => return Err(e),
+                Err(e) => e,
+            };
+            if !backoff
+                .wait_after_failure($messenger, $label, &error, $liveness, $shutdown)
+                .await
+            {
+                return Ok(());
+            }
+        }
+    }};
+}
+pub(crate) use start_with_retries;
+
+/// Runs `adapter` to its end, then tells `liveness` that it stopped, however it ended.
+pub(crate) async fn reporting_stop<T>(
+    liveness: &liveness::Poller,
+    adapter: impl Future<Output = T>,
+) -> T {
+    let result = adapter.await;
+    liveness.stopped();
+    result
+}
+
+/// What the dialog answers `event` in `chat` with; when the conversation fails, the error is
+/// logged and the answer is one apology, the text `apology` in the chat's language.
+pub(crate) async fn replies_or_apology(
+    handler: &dyn ChatHandler,
+    chat: &ChatRef,
+    lang: Option<&str>,
+    event: ChatEvent,
+    texts: &Texts,
+    default_lang: Lang,
+    apology: &str,
+) -> Vec<Reply> {
+    match handler.handle(chat, lang, event).await {
+        Ok(replies) => replies,
+        Err(e) => {
+            tracing::error!(chat = %chat.chat_id, error = %e, "conversation failed; apologising");
+            vec![Reply {
+                text: texts.t(Lang::pick(lang, default_lang), apology),
+                ..Reply::default()
+            }]
+        }
+    }
+}
+
+/// Sends a long text's `parts` in order through `send`, `keyboard` with the last one; stops at
+/// the first part `send` reports failed (it logs why). False if one failed.
+pub(crate) async fn send_in_parts<K, F, Sent>(
+    parts: Vec<String>,
+    keyboard: Option<K>,
+    mut send: F,
+) -> bool
+where
+    F: FnMut(String, Option<K>) -> Sent,
+    Sent: Future<Output = bool>,
+{
+    let last = parts.len().saturating_sub(1);
+    let mut keyboard = keyboard;
+    for (i, part) in parts.into_iter().enumerate() {
+        let keyboard = if i == last { keyboard.take() } else { None };
+        if !send(part, keyboard).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// What to log about an input: enough to follow a conversation, nothing personal.
+pub(crate) fn describe(event: &ChatEvent) -> String {
+    match event {
+        ChatEvent::Start { payload: Some(p) } => format!("start payload={p:?}"),
+        ChatEvent::Start { payload: None } => "start".to_string(),
+        // Users type phones and names here, so only the length is logged.
+        ChatEvent::Text(t) => format!("text ({} chars)", t.chars().count()),
+        ChatEvent::Button(data) => format!("button {data:?}"),
+        ChatEvent::Contact { phone } => format!("contact {}", mask_phone(phone)),
+    }
+}
+
+/// Hands an admin's reply in the `[support]` admin chat to `handler`, logging what became of it.
+pub(crate) async fn relay_admin_reply(handler: &dyn ChatHandler, reply: AdminReply<'_>) {
+    match handler.relay_answer(reply).await {
+        Ok(true) => {}
+        Ok(false) => tracing::debug!("a reply in the admin chat to no relayed question"),
+        Err(e) => tracing::error!(error = %e, "an admin's answer could not be queued"),
     }
 }
 

@@ -69,34 +69,18 @@ impl Endpoint {
                 | Endpoint::RecordsInfo
         )
     }
+}
 
-    pub(super) fn index(self) -> usize {
-        Endpoint::ALL
-            .iter()
-            .position(|e| *e == self)
-            .unwrap_or_default()
+impl crate::connectors::calls::CountedEndpoint for Endpoint {
+    const ALL: &'static [Endpoint] = &Endpoint::ALL;
+
+    fn name(self) -> &'static str {
+        Endpoint::name(self)
     }
 }
 
 /// HTTP requests sent per endpoint.
-#[derive(Debug, Default)]
-pub struct CallCounters {
-    pub(super) counts: [AtomicU64; Endpoint::ALL.len()],
-}
-
-impl CallCounters {
-    pub(super) fn hit(&self, endpoint: Endpoint) {
-        self.counts[endpoint.index()].fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn get(&self, endpoint: Endpoint) -> u64 {
-        self.counts[endpoint.index()].load(Ordering::Relaxed)
-    }
-
-    pub fn total(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-}
+pub type CallCounters = crate::connectors::calls::CallCounters<Endpoint>;
 
 // ---------------------------------------------------------------------------------------------
 // Drift state
@@ -350,17 +334,10 @@ pub(super) fn demand_of(e: &VendorError) -> Option<Demand> {
 impl Dikidi {
     /// `business_tz` is used when the section names no zone of its own.
     pub fn new(config: &DikidiConfig, business_tz: Tz, clock: Arc<dyn Clock>) -> Dikidi {
-        let http = http::builder(Some(StdDuration::from_secs(config.timeout_secs)))
-            .connect_timeout(StdDuration::from_secs(config.timeout_secs.clamp(1, 5)))
-            .build()
-            // The builder fails only when the TLS backend cannot start; so would Client::new.
-            .unwrap_or_default();
+        let http = http::booking_client(config.timeout_secs);
         let rate = config.rate_limit_per_second.max(1);
         // One request per period, no bursts: politeness to a site that never agreed to us.
         let period = StdDuration::from_micros(1_000_000 / u64::from(rate));
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::MIN);
         let auth = match (config.mode, &config.partner_token) {
             (DikidiMode::Partner, Some(token)) => Auth::Partner {
                 token: token.clone(),
@@ -375,7 +352,8 @@ impl Dikidi {
             auth,
             tz: config.timezone.unwrap_or(business_tz),
             user_agent: config.user_agent(),
-            limiter: RateLimiter::direct(quota),
+            // This client's own, not shared through `pacing::limiter`.
+            limiter: RateLimiter::direct(Pace::Even { period }.quota()),
             counters: CallCounters::default(),
             clock,
             catalog_ttl: Duration::seconds(i64::try_from(config.catalog_cache_secs).unwrap_or(0)),

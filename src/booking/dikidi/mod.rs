@@ -26,15 +26,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
 use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE, REFERER, SET_COOKIE, USER_AGENT};
@@ -46,6 +45,7 @@ use url::Url;
 use super::{BookRequest, BookingError, BookingSystem, Record, RecordStatus};
 use crate::clock::Clock;
 use crate::connectors::failure::{self, ByStatus};
+use crate::connectors::pacing::Pace;
 use crate::connectors::{Failure, http};
 use crate::domain::{Master, Money, Service, Slot};
 
@@ -551,9 +551,7 @@ impl BookingSystem for Dikidi {
         let (mut days, _) = self
             .call(Endpoint::GetDatesTrue, &query, None, &[], parse_days)
             .await?;
-        days.retain(|d| from <= *d && *d <= to);
-        days.sort();
-        days.dedup();
+        super::keep_days_within(&mut days, from, to);
         Ok(days)
     }
 
@@ -580,7 +578,7 @@ impl BookingSystem for Dikidi {
             // Without times on the asked day Dikidi answers with the nearest day's.
             .filter(|s| s.start.with_timezone(&tz).date_naive() == day)
             .collect();
-        slots.sort_by(|a, b| a.start.cmp(&b.start).then(a.master_id.cmp(&b.master_id)));
+        super::sort_slots(&mut slots);
         Ok(slots)
     }
 

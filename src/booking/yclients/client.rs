@@ -2,6 +2,7 @@
 //! of an answer into data or a failure; the per-endpoint call counters.
 
 use super::*;
+use crate::connectors::calls::CountedEndpoint;
 use crate::connectors::pacing::{self, Pace};
 
 // ---------------------------------------------------------------------------------------------
@@ -75,43 +76,18 @@ impl Endpoint {
             Endpoint::ClientUpdate => "client_update",
         }
     }
+}
 
-    pub(super) fn index(self) -> usize {
-        Endpoint::ALL
-            .iter()
-            .position(|e| *e == self)
-            .unwrap_or_default()
+impl CountedEndpoint for Endpoint {
+    const ALL: &'static [Endpoint] = &Endpoint::ALL;
+
+    fn name(self) -> &'static str {
+        Endpoint::name(self)
     }
 }
 
 /// HTTP requests sent per endpoint, retries included.
-#[derive(Debug, Default)]
-pub struct CallCounters {
-    pub(super) counts: [AtomicU64; Endpoint::ALL.len()],
-}
-
-impl CallCounters {
-    pub(super) fn hit(&self, endpoint: Endpoint) {
-        self.counts[endpoint.index()].fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn get(&self, endpoint: Endpoint) -> u64 {
-        self.counts[endpoint.index()].load(Ordering::Relaxed)
-    }
-
-    pub fn total(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-
-    /// Non-zero counters by endpoint name.
-    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
-        Endpoint::ALL
-            .iter()
-            .map(|e| (e.name(), self.get(*e)))
-            .filter(|(_, n)| *n > 0)
-            .collect()
-    }
-}
+pub type CallCounters = crate::connectors::calls::CallCounters<Endpoint>;
 
 // ---------------------------------------------------------------------------------------------
 // The client
@@ -143,11 +119,7 @@ pub(super) struct Answer {
 
 impl Yclients {
     pub fn new(config: &YclientsConfig, clock: Arc<dyn Clock>) -> Yclients {
-        let http = http::builder(Some(StdDuration::from_secs(config.timeout_secs)))
-            .connect_timeout(StdDuration::from_secs(config.timeout_secs.clamp(1, 5)))
-            .build()
-            // The builder fails only when the TLS backend cannot start; so would Client::new.
-            .unwrap_or_default();
+        let http = http::booking_client(config.timeout_secs);
         // One request per period, no bursts: a burst of 5 followed by the refill would put up
         // to 9 requests into one wall-clock second. The 5 % margin absorbs network jitter that
         // can bunch arrivals at the server. YClients counts per IP address, so every client in

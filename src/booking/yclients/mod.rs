@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
@@ -325,9 +324,7 @@ impl BookingSystem for Yclients {
                 }
             }
         }
-        days.retain(|d| from <= *d && *d <= to);
-        days.sort();
-        days.dedup();
+        super::keep_days_within(&mut days, from, to);
         self.cache.put(&self.cache.days, key, days.clone());
         Ok(days)
     }

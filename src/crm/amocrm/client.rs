@@ -1,5 +1,6 @@
-//! Calls to amoCRM: OAuth tokens (exchange, refresh under a lock), the paced request, and the
-//! sorting of an answer's status into what the caller should do.
+//! Calls to amoCRM: OAuth grants (the code, the refresh token; the pair and its lock are
+//! [`OAuthTokens`]), the paced request, and the sorting of an answer's status into what the
+//! caller should do.
 
 use super::*;
 
@@ -14,14 +15,13 @@ impl AmoCrm {
                 "crm.amocrm uses a long-lived token; an authorisation code is only for OAuth",
             ));
         };
-        let mut state = oauth.state.lock().await;
-        let pair = self.token_request(oauth, Grant::Code(code)).await?;
         oauth
             .tokens
-            .save(&pair, self.now())
-            .await
-            .map_err(store_error)?;
-        state.pair = Some(pair);
+            .exchange(
+                self.inner.clock.as_ref(),
+                self.token_request(oauth, Grant::Code(code)),
+            )
+            .await?;
         tracing::info!("amoCRM authorised; token pair stored");
         Ok(())
     }
@@ -31,25 +31,12 @@ impl AmoCrm {
             AuthMode::LongLived(token) => return Ok(token.clone()),
             AuthMode::OAuth(oauth) => oauth,
         };
-        let mut state = oauth.state.lock().await;
-        if state.pair.is_none() {
-            state.pair = oauth.tokens.load().await.map_err(store_error)?;
-        }
-        let Some(pair) = &state.pair else {
-            return Err(CrmError::Auth {
-                message: format!("no amoCRM tokens are stored for this business; {AUTH_FIX}"),
-            });
-        };
-        if pair.expires_at - REFRESH_MARGIN <= self.now() {
-            self.refresh_locked(oauth, &mut state).await?;
-        }
-        state
-            .pair
-            .as_ref()
-            .map(|p| p.access_token.clone())
-            .ok_or_else(|| CrmError::Auth {
-                message: format!("no amoCRM tokens; {AUTH_FIX}"),
+        oauth
+            .tokens
+            .access_token(self.inner.clock.as_ref(), |refresh_token| {
+                self.spend_refresh_token(oauth, refresh_token)
             })
+            .await
     }
 
     /// After a 401: refresh unless someone already replaced the token that was refused.
@@ -57,55 +44,21 @@ impl AmoCrm {
         let AuthMode::OAuth(oauth) = &self.inner.auth else {
             return Ok(());
         };
-        let mut state = oauth.state.lock().await;
-        let still_current = state
-            .pair
-            .as_ref()
-            .is_some_and(|p| p.access_token.expose_secret() == refused.expose_secret());
-        if still_current {
-            self.refresh_locked(oauth, &mut state).await?;
-        }
-        Ok(())
+        oauth
+            .tokens
+            .refresh_after_401(refused, self.inner.clock.as_ref(), |refresh_token| {
+                self.spend_refresh_token(oauth, refresh_token)
+            })
+            .await
     }
 
-    /// Spends the refresh token and stores the new pair before anything uses it.
-    pub(super) async fn refresh_locked(
+    async fn spend_refresh_token(
         &self,
         oauth: &OAuth,
-        state: &mut TokenState,
-    ) -> Result<(), CrmError> {
-        // Another instance sharing the store may have rotated the pair already; its refresh
-        // token is the only live one, so take it rather than spend ours (already dead).
-        let stored = oauth.tokens.load().await.map_err(store_error)?;
-        if let (Some(stored), Some(held)) = (&stored, &state.pair)
-            && !stored.same_refresh(held)
-        {
-            let fresh = stored.expires_at - REFRESH_MARGIN > self.now();
-            state.pair = Some(stored.clone());
-            if fresh {
-                return Ok(());
-            }
-        }
-        let current = state
-            .pair
-            .clone()
-            .or(stored)
-            .ok_or_else(|| CrmError::Auth {
-                message: format!("no amoCRM tokens are stored for this business; {AUTH_FIX}"),
-            })?;
-        let pair = self
-            .token_request(oauth, Grant::Refresh(&current.refresh_token))
-            .await?;
-        // The old refresh token is spent from this instant: persist the new pair first. If the
-        // store fails, keep the pair in memory (it is the only live one) and say so.
-        let saved = oauth.tokens.save(&pair, self.now()).await;
-        state.pair = Some(pair);
-        if let Err(e) = saved {
-            tracing::error!(error = %e, "amoCRM tokens rotated but could not be stored");
-            return Err(store_error(e));
-        }
-        tracing::info!("amoCRM access token refreshed; new pair stored");
-        Ok(())
+        refresh_token: SecretString,
+    ) -> Result<TokenPair, CrmError> {
+        self.token_request(oauth, Grant::Refresh(&refresh_token))
+            .await
     }
 
     pub(super) async fn token_request(

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::tokens::{TokenPair, TokenStore};
+use super::tokens::{OAuthTokens, TokenPair, TokenStore, store_error};
 use super::{
     ContactDraft, ContactRecord, ContactRef, ContactRequest, CreatedLead, Crm, CrmError, CrmLead,
     FieldError, LeadRequest, Stage, TRANSCRIPT_HEADER, TaskRequest, TranscriptLine,
@@ -52,8 +52,6 @@ pub const SYSTEM: &str = "amocrm";
 const BATCH: usize = 50;
 /// Plain contact adds and updates take up to 250 per request (crm-apis.md §1.11), as do pages.
 pub const CONTACT_BATCH: usize = 250;
-/// Refresh this long before the access token expires, so no request races its expiry.
-const REFRESH_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
 /// amoCRM answers 403 to every request from an IP or account it blocked for exceeding the rate
 /// limit; the block is temporary, so this is retried, slowly.
 const BLOCKED_RETRY: Duration = Duration::from_secs(600);
@@ -183,21 +181,14 @@ struct LeadContext {
 
 enum AuthMode {
     LongLived(SecretString),
-    OAuth(OAuth),
+    OAuth(Box<OAuth>),
 }
 
 struct OAuth {
     client_id: String,
     client_secret: SecretString,
     redirect_uri: String,
-    tokens: TokenStore,
-    /// Held across a refresh so one refresh token is spent by one request only.
-    state: tokio::sync::Mutex<TokenState>,
-}
-
-#[derive(Default)]
-struct TokenState {
-    pair: Option<TokenPair>,
+    tokens: OAuthTokens,
 }
 
 /// What `check()` found in the account.
@@ -227,10 +218,6 @@ impl std::fmt::Debug for AmoCrm {
     }
 }
 
-fn store_error(e: crate::store::StoreError) -> CrmError {
-    CrmError::transient(format!("token store: {e}"))
-}
-
 impl AmoCrm {
     /// Builds a client. With OAuth the token pair lives in `store` under `business_id`;
     /// run [`AmoCrm::exchange_code`] (CLI `zapis amocrm auth --code CODE`) once first.
@@ -251,13 +238,16 @@ impl AmoCrm {
             &config.redirect_uri,
         ) {
             (Some(token), _, _, _) => AuthMode::LongLived(token.clone()),
-            (None, Some(id), Some(secret), Some(redirect)) => AuthMode::OAuth(OAuth {
+            (None, Some(id), Some(secret), Some(redirect)) => AuthMode::OAuth(Box::new(OAuth {
                 client_id: id.clone(),
                 client_secret: secret.clone(),
                 redirect_uri: redirect.clone(),
-                tokens: TokenStore::new(store.clone(), business_id, SYSTEM),
-                state: tokio::sync::Mutex::new(TokenState::default()),
-            }),
+                tokens: OAuthTokens::new(
+                    TokenStore::new(store.clone(), business_id, SYSTEM),
+                    "amoCRM",
+                    AUTH_FIX,
+                ),
+            })),
             _ => {
                 return Err(CrmError::permanent(
                     "crm.amocrm needs a token or client_id/client_secret/redirect_uri",

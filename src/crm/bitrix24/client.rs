@@ -135,10 +135,6 @@ pub(super) fn transport_error(e: reqwest::Error) -> CrmError {
     ))
 }
 
-pub(super) fn store_error(e: crate::store::StoreError) -> CrmError {
-    CrmError::transient(format!("token store: {e}"))
-}
-
 pub(super) fn parse_value<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, CrmError> {
     // A 2xx we cannot read leaves the outcome unknown; retrying is safe because creates are
     // preceded by searches.
@@ -206,8 +202,11 @@ impl Bitrix24 {
                         .clone()
                         .ok_or_else(|| bad("client_secret"))?,
                     token_url: config.oauth_url.clone(),
-                    tokens: TokenStore::new(store, business_id, SYSTEM),
-                    state: tokio::sync::Mutex::new(None),
+                    tokens: OAuthTokens::new(
+                        TokenStore::new(store, business_id, SYSTEM),
+                        "Bitrix24",
+                        OAUTH_FIX,
+                    ),
                 };
                 (AuthMode::OAuth(Box::new(oauth)), portal.clone())
             }
@@ -257,39 +256,24 @@ impl Bitrix24 {
                 "crm.bitrix24 uses an incoming webhook; an authorisation code is only for OAuth",
             ));
         };
-        let mut state = oauth.state.lock().await;
-        let pair = self
-            .token_request(oauth, "authorization_code", "code", code)
-            .await?;
         oauth
             .tokens
-            .save(&pair, self.now())
-            .await
-            .map_err(store_error)?;
-        *state = Some(pair);
+            .exchange(
+                self.inner.clock.as_ref(),
+                self.token_request(oauth, "authorization_code", "code", code),
+            )
+            .await?;
         tracing::info!("Bitrix24 application authorised; token pair stored");
         Ok(())
     }
 
     pub(super) async fn access_token(&self, oauth: &OAuth) -> Result<SecretString, CrmError> {
-        let mut state = oauth.state.lock().await;
-        if state.is_none() {
-            *state = oauth.tokens.load().await.map_err(store_error)?;
-        }
-        let Some(pair) = state.as_ref() else {
-            return Err(CrmError::Auth {
-                message: format!("no Bitrix24 tokens are stored for this business; {OAUTH_FIX}"),
-            });
-        };
-        if pair.expires_at - REFRESH_MARGIN <= self.now() {
-            self.refresh_locked(oauth, &mut state).await?;
-        }
-        state
-            .as_ref()
-            .map(|p| p.access_token.clone())
-            .ok_or_else(|| CrmError::Auth {
-                message: format!("no Bitrix24 tokens; {OAUTH_FIX}"),
+        oauth
+            .tokens
+            .access_token(self.inner.clock.as_ref(), |refresh_token| {
+                self.spend_refresh_token(oauth, refresh_token)
             })
+            .await
     }
 
     /// After `expired_token`: refresh unless someone already replaced the refused token.
@@ -298,54 +282,26 @@ impl Bitrix24 {
         oauth: &OAuth,
         refused: &SecretString,
     ) -> Result<(), CrmError> {
-        let mut state = oauth.state.lock().await;
-        let still_current = state
-            .as_ref()
-            .is_some_and(|p| p.access_token.expose_secret() == refused.expose_secret());
-        if still_current {
-            self.refresh_locked(oauth, &mut state).await?;
-        }
-        Ok(())
+        oauth
+            .tokens
+            .refresh_after_401(refused, self.inner.clock.as_ref(), |refresh_token| {
+                self.spend_refresh_token(oauth, refresh_token)
+            })
+            .await
     }
 
-    /// Spends the refresh token and stores the new pair before anything uses it.
-    pub(super) async fn refresh_locked(
+    async fn spend_refresh_token(
         &self,
         oauth: &OAuth,
-        state: &mut Option<TokenPair>,
-    ) -> Result<(), CrmError> {
-        // Another instance sharing the store may have rotated already: its pair is the live one.
-        let stored = oauth.tokens.load().await.map_err(store_error)?;
-        if let (Some(stored), Some(held)) = (&stored, state.as_ref())
-            && !stored.same_refresh(held)
-        {
-            let fresh = stored.expires_at - REFRESH_MARGIN > self.now();
-            *state = Some(stored.clone());
-            if fresh {
-                return Ok(());
-            }
-        }
-        let current = state.clone().or(stored).ok_or_else(|| CrmError::Auth {
-            message: format!("no Bitrix24 tokens are stored for this business; {OAUTH_FIX}"),
-        })?;
-        let pair = self
-            .token_request(
-                oauth,
-                "refresh_token",
-                "refresh_token",
-                current.refresh_token.expose_secret(),
-            )
-            .await?;
-        // The old refresh token is spent from this instant: persist the new pair first. If the
-        // store fails, keep the pair in memory (it is the only live one) and say so.
-        let saved = oauth.tokens.save(&pair, self.now()).await;
-        *state = Some(pair);
-        if let Err(e) = saved {
-            tracing::error!(error = %e, "Bitrix24 tokens rotated but could not be stored");
-            return Err(store_error(e));
-        }
-        tracing::info!("Bitrix24 access token refreshed; new pair stored");
-        Ok(())
+        refresh_token: SecretString,
+    ) -> Result<TokenPair, CrmError> {
+        self.token_request(
+            oauth,
+            "refresh_token",
+            "refresh_token",
+            refresh_token.expose_secret(),
+        )
+        .await
     }
 
     /// `GET https://oauth.bitrix.info/oauth/token/?grant_type=…`: the central server, not the

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use super::tokens::{TokenPair, TokenStore};
+use super::tokens::{OAuthTokens, TokenPair, TokenStore};
 use super::{
     ContactDraft, ContactRecord, ContactRef, ContactRequest, ContactUpdate, CreatedLead, Crm,
     CrmError, CrmLead, FieldError, LeadRequest, Stage, TRANSCRIPT_HEADER, TaskRequest,
@@ -78,8 +78,6 @@ const MAX_DUPLICATE_VALUES: usize = 20;
 /// List methods return pages of 50; a directory or a card's comments never need more pages
 /// than this, and a bound keeps a misbehaving `next` from looping forever.
 const MAX_PAGES: usize = 100;
-/// Refresh this long before the access token (1 hour) expires.
-const REFRESH_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
 /// The bucket drains at least 2 requests/s, so one second frees room for the next request.
 const QUERY_LIMIT_RETRY: Duration = Duration::from_secs(1);
 /// `OPERATION_TIME_LIMIT` without `operating_reset_at`: the oldest one-minute basket drops
@@ -131,9 +129,8 @@ struct OAuth {
     client_id: String,
     client_secret: SecretString,
     token_url: Url,
-    tokens: TokenStore,
-    /// Held across a refresh so one refresh token is spent by one request only.
-    state: tokio::sync::Mutex<Option<TokenPair>>,
+    /// The pair, refreshed before the access token (1 hour) expires.
+    tokens: OAuthTokens,
 }
 
 impl std::fmt::Debug for Bitrix24 {

@@ -336,7 +336,7 @@ impl Engine<'_> {
         let now = self.ctx.now;
         let tz = self.ctx.timezone;
         slots.retain(|s| s.start > now && s.start.with_timezone(&tz).date_naive() == day);
-        slots.sort_by(|a, b| a.start.cmp(&b.start).then(a.master_id.cmp(&b.master_id)));
+        crate::booking::sort_slots(&mut slots);
         // With any master several masters may be free at once; the client picks a time.
         slots.dedup_by_key(|s| s.start);
         slots.truncate(MAX_TIMES);

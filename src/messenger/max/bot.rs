@@ -188,11 +188,7 @@ impl MaxBot {
             text,
             replied_text,
         };
-        match self.handler.relay_answer(reply).await {
-            Ok(true) => {}
-            Ok(false) => tracing::debug!("a reply in the admin chat to no relayed question"),
-            Err(e) => tracing::error!(error = %e, "an admin's answer could not be queued"),
-        }
+        super::super::relay_admin_reply(self.handler.as_ref(), reply).await;
     }
 
     /// Handles one update to the end (answer, dialog, replies). Never fails: problems are
@@ -224,18 +220,16 @@ impl MaxBot {
             Vec::new()
         } else {
             tracing::info!(chat = %chat.chat_id, event = %describe(&input.event), "MAX input");
-            match self.handler.handle(&chat, lang, input.event.clone()).await {
-                Ok(replies) => replies,
-                Err(e) => {
-                    tracing::error!(chat = %chat.chat_id, error = %e, "conversation failed; apologising");
-                    vec![Reply {
-                        text: self
-                            .texts
-                            .t(Lang::pick(lang, self.default_lang), "max-apology"),
-                        ..Reply::default()
-                    }]
-                }
-            }
+            super::super::replies_or_apology(
+                self.handler.as_ref(),
+                &chat,
+                lang,
+                input.event.clone(),
+                &self.texts,
+                self.default_lang,
+                "max-apology",
+            )
+            .await
         };
         let lang = Lang::pick(lang, self.default_lang);
         let mut editable = input.editable.clone();
@@ -335,25 +329,22 @@ impl MaxBot {
         parts: Vec<String>,
         keyboard: Option<Value>,
     ) -> bool {
-        let last = parts.len().saturating_sub(1);
-        let mut keyboard = keyboard;
-        for (i, part) in parts.into_iter().enumerate() {
+        super::super::send_in_parts(parts, keyboard, |part, keyboard| async move {
             let mut body = json!({"text": part});
-            if i == last
-                && let Some(kb) = keyboard.take()
-            {
+            if let Some(kb) = keyboard {
                 body["attachments"] = json!([kb]);
             }
-            if let Err(e) = self.client.send(to, &body).await {
-                if e.is_chat_denied() {
-                    tracing::info!(?to, error = %e, "the user is unreachable");
-                } else {
-                    tracing::warn!(?to, error = %e, "MAX send failed");
-                }
-                return false;
+            let Err(e) = self.client.send(to, &body).await else {
+                return true;
+            };
+            if e.is_chat_denied() {
+                tracing::info!(?to, error = %e, "the user is unreachable");
+            } else {
+                tracing::warn!(?to, error = %e, "MAX send failed");
             }
-        }
-        true
+            false
+        })
+        .await
     }
 }
 
@@ -419,15 +410,4 @@ pub(super) fn button_text(label: &str) -> String {
 /// "4000 characters"). An empty text becomes a placeholder.
 pub fn split_text(text: &str) -> Vec<String> {
     super::super::telegram::split_text_at(text, MAX_TEXT_LEN)
-}
-
-/// What to log about an input: enough to follow a conversation, nothing personal.
-pub(super) fn describe(event: &ChatEvent) -> String {
-    match event {
-        ChatEvent::Start { payload: Some(p) } => format!("start payload={p:?}"),
-        ChatEvent::Start { payload: None } => "start".to_string(),
-        ChatEvent::Text(t) => format!("text ({} chars)", t.chars().count()),
-        ChatEvent::Button(data) => format!("button {data:?}"),
-        ChatEvent::Contact { phone } => format!("contact {}", mask_phone(phone)),
-    }
 }

@@ -45,14 +45,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 use url::Url;
 
-use super::ChatHandler;
+use super::{ChatHandler, describe};
 use crate::connectors::failure::{self, Quirks};
 use crate::connectors::{Failure, Kind, http};
 use crate::conversation::{ChatEvent, Conversations};
 use crate::dialog::Reply;
 use crate::domain::{Channel, ChatRef};
 use crate::i18n::{Lang, Texts};
-use crate::normalize::mask_phone;
 use crate::store::{Store, StoreError};
 
 mod bot;
@@ -186,9 +185,7 @@ impl MaxAdapter {
         S: Future<Output = ()> + Send,
     {
         let liveness = self.liveness.clone();
-        let result = self.poll(handler, shutdown).await;
-        liveness.stopped();
-        result
+        super::reporting_stop(&liveness, self.poll(handler, shutdown)).await
     }
 
     async fn poll<S>(self, handler: Arc<dyn ChatHandler>, shutdown: S) -> Result<(), MaxError>
@@ -197,26 +194,18 @@ impl MaxAdapter {
     {
         tokio::pin!(shutdown);
         let client = MaxClient::with_limits(&self.config, self.limits);
-        // An API that cannot be reached at start is tried again, the rest of the service
-        // running meanwhile; a refused token or a wrong setting ends the loop (no retry fixes it).
-        let mut backoff = super::StartBackoff::default();
-        let me = loop {
-            let tried = tokio::select! {
+        // A refused token or a wrong setting ends the loop (no retry fixes it).
+        let me = super::start_with_retries!(
+            "max",
+            "MAX",
+            &self.liveness,
+            &mut shutdown,
+            gives_up: MaxError::Unauthorized | MaxError::Config(_),
+            tokio::select! {
                 me = client.me() => me,
                 () = &mut shutdown => return Ok(()),
-            };
-            let error = match tried {
-                Ok(me) => break me,
-                Err(e @ (MaxError::Unauthorized | MaxError::Config(_))) => return Err(e),
-                Err(e) => e,
-            };
-            if !backoff
-                .wait_after_failure("max", "MAX", &error, &self.liveness, &mut shutdown)
-                .await
-            {
-                return Ok(());
-            }
-        };
+            },
+        );
         tracing::info!(api_url = %self.config.api_url, bot = me.username.as_deref().unwrap_or("?"), "MAX bot started");
         let bot =
             MaxBot::new(client.clone(), handler, self.default_lang).with_texts(self.texts.clone());

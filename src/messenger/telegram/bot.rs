@@ -22,8 +22,9 @@ use crate::conversation::ChatEvent;
 use crate::dialog::Reply;
 use crate::domain::{Channel, ChatRef};
 use crate::i18n::{Lang, Texts};
-use crate::messenger::ChatHandler;
-use crate::normalize::mask_phone;
+use crate::messenger::{
+    ChatHandler, describe, relay_admin_reply, replies_or_apology, send_in_parts,
+};
 
 pub(super) fn schema() -> UpdateHandler<HandlerError> {
     // Both branches matter beyond routing: teloxide derives `allowed_updates` from this tree,
@@ -151,11 +152,7 @@ impl Inner {
                 .filter(|u| u.is_bot)
                 .and(replied.text()),
         };
-        match self.handler.relay_answer(reply).await {
-            Ok(true) => {}
-            Ok(false) => tracing::debug!("a reply in the admin chat to no relayed question"),
-            Err(e) => tracing::error!(error = %e, "an admin's answer could not be queued"),
-        }
+        relay_admin_reply(self.handler.as_ref(), reply).await;
     }
 
     async fn dispatch(
@@ -168,18 +165,16 @@ impl Inner {
     ) {
         let chat = ChatRef::new(Channel::Telegram, chat_id.0.to_string());
         tracing::info!(chat = %chat.chat_id, event = %describe(&event), "Telegram input");
-        let replies = match self.handler.handle(&chat, lang, event).await {
-            Ok(replies) => replies,
-            Err(e) => {
-                tracing::error!(chat = %chat.chat_id, error = %e, "conversation failed; apologising");
-                vec![Reply {
-                    text: self
-                        .texts
-                        .t(Lang::pick(lang, self.default_lang), "tg-apology"),
-                    ..Reply::default()
-                }]
-            }
-        };
+        let replies = replies_or_apology(
+            self.handler.as_ref(),
+            &chat,
+            lang,
+            event,
+            &self.texts,
+            self.default_lang,
+            "tg-apology",
+        )
+        .await;
         let mut editable = editable;
         for reply in &replies {
             let target = if reply.edit && !reply.request_contact {
@@ -286,27 +281,24 @@ impl Inner {
         parts: Vec<String>,
         markup: Option<ReplyMarkup>,
     ) -> bool {
-        let last = parts.len().saturating_sub(1);
-        let mut markup = markup;
-        for (i, part) in parts.into_iter().enumerate() {
+        send_in_parts(parts, markup, |part, markup| async move {
             let mut request = bot.send_message(chat_id, part);
-            if i == last
-                && let Some(markup) = markup.take()
-            {
+            if let Some(markup) = markup {
                 request = request.reply_markup(markup);
             }
-            if let Err(e) = self.pacer.send(chat_id.0, || request.clone().send()).await {
-                let error = self.redactor.redact(&e.to_string());
-                match e {
-                    RequestError::Api(ApiError::BotBlocked | ApiError::UserDeactivated) => {
-                        tracing::info!(chat = chat_id.0, %error, "the user is unreachable");
-                    }
-                    _ => tracing::warn!(chat = chat_id.0, %error, "sendMessage failed"),
+            let Err(e) = self.pacer.send(chat_id.0, || request.clone().send()).await else {
+                return true;
+            };
+            let error = self.redactor.redact(&e.to_string());
+            match e {
+                RequestError::Api(ApiError::BotBlocked | ApiError::UserDeactivated) => {
+                    tracing::info!(chat = chat_id.0, %error, "the user is unreachable");
                 }
-                return false;
+                _ => tracing::warn!(chat = chat_id.0, %error, "sendMessage failed"),
             }
-        }
-        true
+            false
+        })
+        .await
     }
 }
 
@@ -363,16 +355,4 @@ pub(crate) fn split_text_at(text: &str, max_utf16: usize) -> Vec<String> {
         parts.push(rest.to_string());
     }
     parts
-}
-
-/// What to log about an input: enough to follow a conversation, nothing personal.
-pub(super) fn describe(event: &ChatEvent) -> String {
-    match event {
-        ChatEvent::Start { payload: Some(p) } => format!("start payload={p:?}"),
-        ChatEvent::Start { payload: None } => "start".to_string(),
-        // Users type phones and names here, so only the length is logged.
-        ChatEvent::Text(t) => format!("text ({} chars)", t.chars().count()),
-        ChatEvent::Button(data) => format!("button {data:?}"),
-        ChatEvent::Contact { phone } => format!("contact {}", mask_phone(phone)),
-    }
 }

@@ -163,9 +163,7 @@ impl TelegramAdapter {
         S: Future<Output = ()> + Send,
     {
         let liveness = self.liveness.clone();
-        let result = self.poll(handler, shutdown).await;
-        liveness.stopped();
-        result
+        super::reporting_stop(&liveness, self.poll(handler, shutdown)).await
     }
 
     async fn poll<S>(self, handler: Arc<dyn ChatHandler>, shutdown: S) -> Result<(), TelegramError>
@@ -207,17 +205,21 @@ impl TelegramAdapter {
             .build();
         let stop = dispatcher.shutdown_token();
         tokio::pin!(shutdown);
-        // An API that cannot be reached at start is tried again, the rest of the service
-        // running meanwhile; only a refused token ends the loop (no retry can fix it).
-        let mut backoff = super::StartBackoff::default();
-        loop {
-            let failed: RequestError = 'attempt: {
+        // Only a refused token ends the loop (no retry can fix it). A try that gets as far as
+        // polling returns from here once `shutdown` comes.
+        super::start_with_retries!(
+            "telegram",
+            "Telegram",
+            &self.liveness,
+            &mut shutdown,
+            gives_up: TelegramError::Unauthorized,
+            'attempt: {
                 let prepared = tokio::select! {
                     r = prepare(&bot) => r,
                     () = &mut shutdown => return Ok(()),
                 };
                 if let Err(e) = prepared {
-                    break 'attempt e;
+                    break 'attempt Err(startup_error(e));
                 }
                 // teloxide reports a failed poll (to the backoff and the error handler) but
                 // not an answered empty one: the delay it waits is kept so the error handler
@@ -254,10 +256,7 @@ impl TelegramAdapter {
                     dispatcher.try_dispatch_with_listener(listener, Arc::new(poll_errors));
                 tokio::pin!(dispatch);
                 tokio::select! {
-                    result = &mut dispatch => match result {
-                        Ok(()) => return Ok(()),
-                        Err(e) => break 'attempt e,
-                    },
+                    result = &mut dispatch => break 'attempt result.map_err(startup_error),
                     () = &mut shutdown => {}
                 }
                 tracing::info!("stopping the Telegram bot");
@@ -269,23 +268,8 @@ impl TelegramAdapter {
                 }
                 tracing::info!("Telegram bot stopped");
                 return Ok(());
-            };
-            let error = startup_error(failed);
-            if matches!(error, TelegramError::Unauthorized) {
-                return Err(error);
-            }
-            if !backoff
-                .wait_after_failure(
-                    "telegram",
-                    "Telegram",
-                    &error,
-                    &self.liveness,
-                    &mut shutdown,
-                )
-                .await
-            {
-                return Ok(());
-            }
-        }
+            },
+        );
+        Ok(())
     }
 }

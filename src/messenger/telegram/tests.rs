@@ -1,7 +1,7 @@
-use super::bot::describe;
 use super::turns::Turn;
 use super::*;
 use crate::conversation::ChatEvent;
+use crate::messenger::describe;
 
 #[test]
 fn start_commands_carry_the_deep_link_payload() {

@@ -1,4 +1,14 @@
-//! One signal for every long-running part of `zapis run`: Ctrl-C or SIGTERM.
+//! One signal for every long-running part of `zapis run`: Ctrl-C or SIGTERM; and the rounds of
+//! a business's periodic loops, each on the instance holding its lease, until the stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::store::LoopLease;
 
 /// Resolves when the process is asked to stop.
 pub async fn signal() {
@@ -27,4 +37,161 @@ pub async fn signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+/// When a periodic loop's rounds come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cadence {
+    /// A round at once, then one `every` after the last one ended.
+    Pause(Duration),
+    /// The first round only after `every`, then one `every` after the last one ended.
+    PauseFirst(Duration),
+    /// A round at once, then one every `every` from the last one's start; a round that runs
+    /// late pushes the next ones back rather than bunching them.
+    Tick(Duration),
+}
+
+/// The rounds of one periodic loop: each waits for its time, then for this instance to hold
+/// the loop's lease (another instance sharing the store may hold it; that round is skipped).
+/// Once `stop` turns true (or its sender is gone) while a round waits, the lease is given up
+/// and the rounds end.
+pub struct LeasedRounds {
+    lease: LoopLease,
+    clock: Arc<dyn Clock>,
+    stop: watch::Receiver<bool>,
+    pace: Pace,
+    first: bool,
+}
+
+enum Pace {
+    Pause { every: Duration, at_once: bool },
+    Tick(tokio::time::Interval),
+}
+
+impl LeasedRounds {
+    pub fn new(
+        cadence: Cadence,
+        lease: LoopLease,
+        clock: Arc<dyn Clock>,
+        stop: watch::Receiver<bool>,
+    ) -> LeasedRounds {
+        let pace = match cadence {
+            Cadence::Pause(every) => Pace::Pause {
+                every,
+                at_once: true,
+            },
+            Cadence::PauseFirst(every) => Pace::Pause {
+                every,
+                at_once: false,
+            },
+            Cadence::Tick(every) => {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                Pace::Tick(tick)
+            }
+        };
+        LeasedRounds {
+            lease,
+            clock,
+            stop,
+            pace,
+            first: true,
+        }
+    }
+
+    /// The time of the next round this instance runs; `None` once stopped, the lease given up.
+    pub async fn next(&mut self) -> Option<DateTime<Utc>> {
+        loop {
+            if !self.wait().await {
+                self.lease.release().await;
+                return None;
+            }
+            if self.lease.hold(self.clock.now()).await {
+                return Some(self.clock.now());
+            }
+        }
+    }
+
+    /// Waits for the next round's time; `false` when the stop came first (on a tick, also when
+    /// it came with it).
+    async fn wait(&mut self) -> bool {
+        let first = std::mem::replace(&mut self.first, false);
+        let stopped = match &mut self.pace {
+            Pace::Pause { at_once: true, .. } if first => false,
+            Pace::Pause { every, .. } => tokio::select! {
+                () = tokio::time::sleep(*every) => false,
+                _ = self.stop.wait_for(|s| *s) => true,
+            },
+            Pace::Tick(tick) => {
+                let ticked = tokio::select! {
+                    _ = tick.tick() => true,
+                    _ = self.stop.wait_for(|s| *s) => false,
+                };
+                !ticked || *self.stop.borrow()
+            }
+        };
+        !stopped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::store::{Store, testing};
+    use std::time::Instant;
+
+    const PAUSE: Duration = Duration::from_millis(200);
+
+    fn rounds(
+        store: &Store,
+        holder: &str,
+        cadence: Cadence,
+    ) -> (watch::Sender<bool>, LeasedRounds) {
+        let lease = LoopLease::new(store.clone(), "b1", "test", holder, PAUSE);
+        let (stop, stopped) = watch::channel(false);
+        let rounds = LeasedRounds::new(cadence, lease, Arc::new(SystemClock), stopped);
+        (stop, rounds)
+    }
+
+    #[tokio::test]
+    async fn rounds_keep_their_cadence_and_a_stop_hands_the_lease_over() {
+        let store = testing::sqlite().await;
+        for cadence in [Cadence::Pause(PAUSE), Cadence::Tick(PAUSE)] {
+            let (stop, mut a) = rounds(&store, &format!("{cadence:?}"), cadence);
+            let started = Instant::now();
+            assert!(a.next().await.is_some());
+            assert!(
+                started.elapsed() < PAUSE,
+                "{cadence:?}: the first round at once"
+            );
+            assert!(a.next().await.is_some());
+            assert!(
+                started.elapsed() >= PAUSE,
+                "{cadence:?}: the next one later"
+            );
+            stop.send(true).unwrap();
+            assert!(a.next().await.is_none(), "{cadence:?}: stopped");
+        }
+
+        let (stop_a, mut a) = rounds(&store, "a", Cadence::Pause(PAUSE));
+        assert!(a.next().await.is_some());
+        let (_stop_b, mut b) = rounds(&store, "b", Cadence::PauseFirst(PAUSE));
+        let started = Instant::now();
+        let refused = tokio::time::timeout(PAUSE * 3, b.next()).await;
+        assert!(refused.is_err(), "a holds the lease: b gets no round");
+        stop_a.send(true).unwrap();
+        assert!(a.next().await.is_none());
+        assert!(
+            tokio::time::timeout(PAUSE * 3, b.next())
+                .await
+                .unwrap()
+                .is_some(),
+            "a gave the lease up: b's next round is its own"
+        );
+        assert!(
+            started.elapsed() >= PAUSE,
+            "b's first round waited its pause"
+        );
+    }
 }

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::domain::{Money, Source};
 use crate::normalize::Phone;
+use crate::shutdown::{Cadence, LeasedRounds};
 use crate::store::{DueAttempt, Store, StoreError};
 use crate::sync::NewJob;
 
@@ -127,22 +128,15 @@ pub fn spawn(
     after: Duration,
     clock: std::sync::Arc<dyn Clock>,
     lease: crate::store::LoopLease,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let every = check_every(after);
+    let mut rounds = LeasedRounds::new(Cadence::Pause(check_every(after)), lease, clock, stop);
     tokio::spawn(async move {
-        loop {
-            if lease.hold(clock.now()).await
-                && let Err(e) = tick(&store, &business_id, system, after, clock.now()).await
-            {
+        while let Some(now) = rounds.next().await {
+            if let Err(e) = tick(&store, &business_id, system, after, now).await {
                 tracing::error!(error = %e, "unfinished bookings: cannot read the store");
             }
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = stop.wait_for(|s| *s) => break,
-            }
         }
-        lease.release().await;
     })
 }
 

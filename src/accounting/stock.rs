@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Accounting, AccountingError};
 use crate::clock::Clock;
+use crate::shutdown::{Cadence, LeasedRounds};
 use crate::store::{Store, StoreError, to_millis};
 use crate::sync::{Alert, AlertKind, Alerts};
 
@@ -116,23 +117,11 @@ impl StockWatch {
         clock: Arc<dyn Clock>,
         interval: Duration,
         lease: crate::store::LoopLease,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => {}
-            }
-            if *shutdown.borrow() {
-                lease.release().await;
-                return;
-            }
-            if !lease.hold(clock.now()).await {
-                continue;
-            }
-            match self.run_once(clock.now()).await {
+        let mut rounds = LeasedRounds::new(Cadence::Tick(interval), lease, clock, shutdown);
+        while let Some(now) = rounds.next().await {
+            match self.run_once(now).await {
                 Ok(r) if !r.alerted.is_empty() || !r.recovered.is_empty() => tracing::info!(
                     items = r.items,
                     low = r.alerted.len(),

@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::crm::{Crm, CrmError};
 use crate::domain::Booking;
 use crate::lifecycle::changes::{CHANGE_IN_FLIGHT, ChangeApplier, Origin, ScheduleChange};
+use crate::shutdown::{Cadence, LeasedRounds};
 use crate::store::{Store, StoreError};
 use crate::sync::DeliveryError;
 
@@ -161,23 +162,11 @@ impl CrmReconciler {
         clock: Arc<dyn Clock>,
         interval: Duration,
         lease: crate::store::LoopLease,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => {}
-            }
-            if *shutdown.borrow() {
-                lease.release().await;
-                return;
-            }
-            if !lease.hold(clock.now()).await {
-                continue;
-            }
-            match self.run_once(&store, clock.now()).await {
+        let mut rounds = LeasedRounds::new(Cadence::Tick(interval), lease, clock, shutdown);
+        while let Some(now) = rounds.next().await {
+            match self.run_once(&store, now).await {
                 Ok(r) if !r.cancelled.is_empty() => tracing::info!(
                     checked = r.checked,
                     cancelled = r.cancelled.len(),

@@ -19,6 +19,7 @@ use crate::dialog::{Reply, reminder_buttons};
 use crate::domain::Booking;
 use crate::i18n::FluentValue;
 use crate::lifecycle::effects::{client_lang, notify_job};
+use crate::shutdown::{Cadence, LeasedRounds};
 use crate::store::{Store, StoreError, claim_reminder_in};
 use crate::sync::config::{de_duration, de_durations};
 use crate::sync::enqueue_in;
@@ -248,23 +249,17 @@ pub fn spawn(
     clock: Arc<dyn Clock>,
     every: Duration,
     lease: crate::store::LoopLease,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> JoinHandle<()> {
+    // Each reminder is claimed once in the store anyway; the lease spares the other instances
+    // the reading.
+    let mut rounds = LeasedRounds::new(Cadence::Pause(every), lease, clock, stop);
     tokio::spawn(async move {
-        loop {
-            // Each reminder is claimed once in the store anyway; the lease spares the other
-            // instances the reading.
-            if lease.hold(clock.now()).await
-                && let Err(e) = reminders.tick(clock.now()).await
-            {
+        while let Some(now) = rounds.next().await {
+            if let Err(e) = reminders.tick(now).await {
                 tracing::error!(error = %e, "reminders: cannot read the store");
             }
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = stop.wait_for(|s| *s) => break,
-            }
         }
-        lease.release().await;
     })
 }
 

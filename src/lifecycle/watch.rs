@@ -12,6 +12,7 @@ use super::schedule_reconcile::Reconciler;
 use crate::booking::RecordStatus;
 use crate::booking::dikidi::{Dikidi, DikidiEvent, KnownRecord, Poller};
 use crate::clock::Clock;
+use crate::shutdown::{Cadence, LeasedRounds};
 use crate::store::{LoopLease, Store};
 use crate::sync::{Alert, AlertKind, Alerts};
 
@@ -45,18 +46,12 @@ pub fn spawn_reconciler(
     clock: Arc<dyn Clock>,
     every: Duration,
     lease: LoopLease,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> JoinHandle<()> {
+    let mut rounds = LeasedRounds::new(Cadence::PauseFirst(every), lease, clock, stop);
     tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = stop.wait_for(|s| *s) => break,
-            }
-            if !lease.hold(clock.now()).await {
-                continue;
-            }
-            match reconciler.poll(clock.now()).await {
+        while let Some(now) = rounds.next().await {
+            match reconciler.poll(now).await {
                 Ok(report) if report.applied > 0 || report.failed > 0 => {
                     tracing::info!(?report, "reconciliation poll")
                 }
@@ -64,7 +59,6 @@ pub fn spawn_reconciler(
                 Err(e) => tracing::error!(error = %e, "reconciliation poll: store"),
             }
         }
-        lease.release().await;
     })
 }
 

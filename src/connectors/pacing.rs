@@ -14,6 +14,16 @@ type Registry = Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>;
 
 static LIMITERS: LazyLock<Registry> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
+// The longest "slow down" (a 429, or Dikidi's 503, and the wait its `Retry-After` asks for)
+// that one call sits out itself, while a client waits in the chat: a longer one goes back to
+// the caller, and the queue honours it. One idea, each vendor's ceiling as it had it.
+
+/// The longest "slow down" a YClients call sits out itself; its own back-off without a
+/// `Retry-After` doubles up to this too.
+pub const YCLIENTS_INLINE_WAIT: Duration = Duration::from_secs(1);
+/// The longest "slow down" a Dikidi call sits out itself (once).
+pub const DIKIDI_INLINE_WAIT: Duration = Duration::from_secs(2);
+
 /// How requests to one account are spaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {

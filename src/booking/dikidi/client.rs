@@ -500,7 +500,7 @@ impl Dikidi {
                 let wait = hint.unwrap_or(StdDuration::from_secs(1));
                 // One short wait is sat out; a longer one is not, while a client waits in the
                 // chat: the hint goes to the caller (the queue honours it).
-                if retried || wait > INLINE_WAIT {
+                if retried || wait > DIKIDI_INLINE_WAIT {
                     return Err(Failure::from_status(
                         &ByStatus,
                         status.as_u16(),

@@ -45,7 +45,7 @@ use url::Url;
 use super::{BookRequest, BookingError, BookingSystem, Record, RecordStatus};
 use crate::clock::Clock;
 use crate::connectors::failure::{self, ByStatus};
-use crate::connectors::pacing::Pace;
+use crate::connectors::pacing::{DIKIDI_INLINE_WAIT, Pace};
 use crate::connectors::{Failure, http};
 use crate::domain::{Master, Money, Service, Slot};
 
@@ -65,8 +65,6 @@ use wire::*;
 
 /// Used when neither the catalogue nor the slot answer says how long a service lasts.
 const DEFAULT_SERVICE_MIN: u32 = 60;
-/// The longest "slow down" sat out inside one call; a longer one goes back to the caller.
-const INLINE_WAIT: StdDuration = StdDuration::from_secs(2);
 /// Record ids per `records_info` request; the clients we read send short lists.
 const RECORDS_PER_REQUEST: usize = 20;
 /// A sample in an alert is for a developer's eyes, not a log flood.

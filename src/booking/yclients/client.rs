@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::connectors::calls::CountedEndpoint;
-use crate::connectors::pacing::{self, Pace};
+use crate::connectors::pacing::{self, Pace, YCLIENTS_INLINE_WAIT};
 
 // ---------------------------------------------------------------------------------------------
 // Call counters
@@ -203,7 +203,7 @@ impl Yclients {
         Ok(header)
     }
 
-    /// Sends one request, paced by the limiter. A 429 asking for at most [`INLINE_429_WAIT`]
+    /// Sends one request, paced by the limiter. A 429 asking for at most [`YCLIENTS_INLINE_WAIT`]
     /// (Retry-After, else a doubling back-off) is waited out and repeated up to `max_retries`
     /// times: a client in the chat barely notices. A longer wait is not sat out here while the
     /// chat waits: the failure carries YClients' `Retry-After` to the caller, and the queue
@@ -253,7 +253,7 @@ impl Yclients {
                 let hint = failure::retry_after(resp.headers());
                 let wait = hint.unwrap_or(backoff);
                 attempt += 1;
-                if attempt > self.max_retries || wait > INLINE_429_WAIT {
+                if attempt > self.max_retries || wait > YCLIENTS_INLINE_WAIT {
                     tracing::warn!(
                         endpoint = endpoint.name(),
                         attempts = attempt,
@@ -278,7 +278,7 @@ impl Yclients {
                     "yclients 429, waiting"
                 );
                 tokio::time::sleep(wait).await;
-                backoff = (backoff * 2).min(INLINE_429_WAIT);
+                backoff = (backoff * 2).min(YCLIENTS_INLINE_WAIT);
                 continue;
             }
             let bytes = resp.bytes().await.map_err(|e| {

@@ -64,8 +64,6 @@ const ACCEPT_V2: &str = "application/vnd.yclients.v2+json";
 pub const MAX_PAGE: u32 = 200;
 /// Used when no endpoint tells a service's length; the docs name 3600 s as the default.
 const DEFAULT_SEANCE_SECONDS: i64 = 3600;
-/// The longest 429 wait sat out inside one call; anything longer goes back to the caller.
-const INLINE_429_WAIT: StdDuration = StdDuration::from_secs(1);
 
 // ---------------------------------------------------------------------------------------------
 // External ids

@@ -111,6 +111,13 @@ pub struct Slot {
     pub duration_min: u32,
 }
 
+impl Slot {
+    /// Puts slots in the order a client is shown them: by start, then by master.
+    pub fn sort(slots: &mut [Slot]) {
+        slots.sort_by(|a, b| a.start.cmp(&b.start).then(a.master_id.cmp(&b.master_id)));
+    }
+}
+
 /// Where a conversation happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

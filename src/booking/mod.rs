@@ -159,11 +159,6 @@ pub(crate) fn keep_days_within(days: &mut Vec<NaiveDate>, from: NaiveDate, to: N
     days.dedup();
 }
 
-/// Slots in the order a client is shown them: by start, then by master.
-pub(crate) fn sort_slots(slots: &mut [Slot]) {
-    slots.sort_by(|a, b| a.start.cmp(&b.start).then(a.master_id.cmp(&b.master_id)));
-}
-
 /// The note on the record in the schedule: the client's own comment first, then where they
 /// came from.
 pub(crate) fn record_comment(client: Option<&str>, source: &crate::domain::Source) -> String {

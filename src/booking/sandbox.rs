@@ -304,7 +304,7 @@ impl BookingSystem for Sandbox {
             slots.extend(self.free_for(plan, service, day).await?);
         }
         // With "any master", one button per time: the first free master takes it.
-        super::sort_slots(&mut slots);
+        Slot::sort(&mut slots);
         if master_id.is_none() {
             slots.dedup_by(|a, b| a.start == b.start);
         }

@@ -576,7 +576,7 @@ impl BookingSystem for Dikidi {
             // Without times on the asked day Dikidi answers with the nearest day's.
             .filter(|s| s.start.with_timezone(&tz).date_naive() == day)
             .collect();
-        super::sort_slots(&mut slots);
+        Slot::sort(&mut slots);
         Ok(slots)
     }
 

@@ -336,7 +336,7 @@ impl Engine<'_> {
         let now = self.ctx.now;
         let tz = self.ctx.timezone;
         slots.retain(|s| s.start > now && s.start.with_timezone(&tz).date_naive() == day);
-        crate::booking::sort_slots(&mut slots);
+        Slot::sort(&mut slots);
         // With any master several masters may be free at once; the client picks a time.
         slots.dedup_by_key(|s| s.start);
         slots.truncate(MAX_TIMES);

@@ -3,6 +3,8 @@
 //! batches, its bucket, its events, lead mode). The stories every CRM tells alike are in
 //! crm_conformance.rs.
 
+// The same sample booking, transcript and store the conformance suite tells its stories with.
+use crate::crm_conformance::{booking, request, store, transcript};
 use crate::support;
 
 use std::sync::Arc;
@@ -14,14 +16,7 @@ use support::fake_bitrix24::{self as fake, FakeBitrix, contract, contract_json, 
 use zapis::clock::SystemClock;
 use zapis::crm::bitrix24::{Bitrix24, EventError, EventKind};
 use zapis::crm::config::{Bitrix24Config, Bitrix24Mode, Bitrix24Todo};
-use zapis::crm::{Crm, CrmError, LeadRequest, Stage, TaskRequest, TranscriptLine};
-use zapis::domain::{Booking, BookingStatus, Channel, Money, Source, Utm};
-use zapis::normalize::{Email, Phone};
-use zapis::store::Store;
-
-async fn store() -> Store {
-    Store::connect("sqlite::memory:").await.expect("store")
-}
+use zapis::crm::{Crm, CrmError, LeadRequest, Stage, TaskRequest};
 
 pub(crate) fn deal_config(fake: &FakeBitrix) -> Bitrix24Config {
     let mut c = Bitrix24Config::with_webhook(&fake.webhook_url());
@@ -54,57 +49,6 @@ pub(crate) fn oauth_config(fake: &FakeBitrix) -> Bitrix24Config {
 
 async fn client(cfg: Bitrix24Config) -> Bitrix24 {
     Bitrix24::new(cfg, store().await, "salon", Arc::new(SystemClock)).expect("client")
-}
-
-fn booking(id: &str, phone: &str) -> Booking {
-    Booking {
-        id: id.into(),
-        business_id: "salon".into(),
-        client_phone: Phone::parse(phone).unwrap(),
-        client_name: "Анна".into(),
-        client_email: Some(Email::parse("anna@example.ru").unwrap()),
-        service_id: "s1".into(),
-        service_name: "Стрижка".into(),
-        master_id: "m1".into(),
-        master_name: "Ольга".into(),
-        start: Utc.with_ymd_and_hms(2030, 6, 1, 10, 0, 0).unwrap(),
-        duration_min: 60,
-        price: Money::from_rubles(1500),
-        status: BookingStatus::Booked,
-        source: Source {
-            channel: Channel::Telegram,
-            payload: Some("src_landing".into()),
-            link_name: Some("landing".into()),
-            utm: Utm {
-                source: Some("yandex".into()),
-                medium: Some("cpc".into()),
-                campaign: Some("spring".into()),
-                content: Some("banner".into()),
-                term: Some("стрижка".into()),
-            },
-        },
-        chat: None,
-        external_id: None,
-        created_at: Utc::now(),
-    }
-}
-
-fn transcript(n: usize) -> Vec<TranscriptLine> {
-    (0..n)
-        .map(|i| TranscriptLine {
-            at: Utc.with_ymd_and_hms(2030, 5, 30, 9, 0, 0).unwrap()
-                + chrono::Duration::seconds(i as i64),
-            author: if i % 2 == 0 { "Клиент" } else { "Бот" }.into(),
-            text: format!("сообщение номер {i}: {}", "текст ".repeat(8)),
-        })
-        .collect()
-}
-
-fn request(b: Booking, lines: usize) -> LeadRequest {
-    LeadRequest {
-        transcript: transcript(lines),
-        ..LeadRequest::for_booking(b, None)
-    }
 }
 
 fn task(lead_id: &str) -> TaskRequest {

@@ -124,7 +124,7 @@ trait CrmUnderTest: Sized {
     fn check_oauth_requests(&self) {}
 }
 
-async fn store() -> Store {
+pub(crate) async fn store() -> Store {
     Store::connect("sqlite::memory:").await.expect("store")
 }
 
@@ -132,7 +132,7 @@ fn system_clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }
 
-fn booking(id: &str, phone: &str) -> Booking {
+pub(crate) fn booking(id: &str, phone: &str) -> Booking {
     Booking {
         id: id.into(),
         business_id: "salon".into(),
@@ -165,7 +165,7 @@ fn booking(id: &str, phone: &str) -> Booking {
     }
 }
 
-fn transcript(n: usize) -> Vec<TranscriptLine> {
+pub(crate) fn transcript(n: usize) -> Vec<TranscriptLine> {
     (0..n)
         .map(|i| TranscriptLine {
             at: Utc.with_ymd_and_hms(2030, 5, 30, 9, 0, 0).unwrap()
@@ -176,7 +176,7 @@ fn transcript(n: usize) -> Vec<TranscriptLine> {
         .collect()
 }
 
-fn request(b: Booking, lines: usize) -> LeadRequest {
+pub(crate) fn request(b: Booking, lines: usize) -> LeadRequest {
     LeadRequest {
         transcript: transcript(lines),
         ..LeadRequest::for_booking(b, None)

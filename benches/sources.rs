@@ -186,6 +186,7 @@ async fn console(store: &Store) -> (axum::Router, String) {
         crm: None,
         systems: vec!["sandbox".into()],
         webhook_sources: Vec::new(),
+        webhook_prefix: "/webhooks/".into(),
         webhook_secret: "webhook-secret-0123456789".into(),
         booking: Arc::new(zapis::booking::sandbox::Sandbox::new(
             store.clone(),

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::Config;
+use crate::config::{BusinessSettings, Config, Deployment};
 
 /// What a secret is replaced with.
 pub const MASK: &str = "***";
@@ -52,6 +52,22 @@ pub fn unusable(value: &str) -> Option<&'static str> {
     None
 }
 
+/// A business's own webhook secret in a deployment of several: derived from the deployment's
+/// `http.webhook_secret` and the business's id, so each business's URLs are its own (a salon
+/// that sees its URL in its CRM's settings learns nothing of another's) with nothing more to
+/// configure or store. 32 hex digits of HMAC-SHA-256.
+pub fn business_secret(deployment: &SecretString, business: &str) -> SecretString {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        <Hmac<sha2::Sha256> as Mac>::new_from_slice(deployment.expose_secret().as_bytes())
+            .expect("HMAC takes a key of any length");
+    mac.update(b"webhooks/");
+    mac.update(business.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    SecretString::from(hex)
+}
+
 /// Compares without an early exit, so the secret cannot be guessed by timing.
 pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
     given.len() == expected.len()
@@ -90,98 +106,20 @@ impl Scrubber {
 
     /// Every secret of a configuration: tokens, keys, passwords, the secret parts of URLs.
     pub fn from_config(config: &Config) -> Scrubber {
+        let (deployment, business) = config.clone().into_parts();
+        Scrubber::from_parts(&deployment, [&business])
+    }
+
+    /// Every secret of a deployment and of the businesses it serves.
+    pub fn from_parts<'a>(
+        deployment: &Deployment,
+        businesses: impl IntoIterator<Item = &'a BusinessSettings>,
+    ) -> Scrubber {
         let mut all: Vec<String> = Vec::new();
-        let mut add = |s: &SecretString| all.push(s.expose_secret().to_string());
-        if let Some(tg) = &config.telegram {
-            add(&tg.token);
+        for business in businesses {
+            business_secrets(business, &mut all);
         }
-        if let Some(max) = &config.max {
-            add(&max.token);
-            if let Some(s) = &max.webhook_secret {
-                add(s);
-            }
-        }
-        if let Some(http) = &config.http {
-            add(&http.webhook_secret);
-        }
-        if let Some(y) = &config.booking.yclients {
-            add(&y.partner_token);
-            if let Some(t) = &y.user_token {
-                add(t);
-            }
-        }
-        if let Some(t) = config
-            .booking
-            .dikidi
-            .as_ref()
-            .and_then(|d| d.partner_token.as_ref())
-        {
-            add(t);
-        }
-        if let Some(crm) = &config.crm {
-            if let Some(a) = &crm.amocrm {
-                for s in [&a.token, &a.client_secret].into_iter().flatten() {
-                    add(s);
-                }
-            }
-            if let Some(b) = &crm.bitrix24 {
-                for s in [&b.client_secret, &b.application_token]
-                    .into_iter()
-                    .flatten()
-                {
-                    add(s);
-                }
-                if let Some(url) = &b.webhook_url {
-                    let url = url.expose_secret();
-                    all.push(url.to_string());
-                    // `…/rest/<user>/<code>/`: the code is the credential.
-                    if let Some(code) = url.trim_end_matches('/').rsplit('/').next() {
-                        all.push(code.to_string());
-                    }
-                }
-            }
-        }
-        if let Some(school) = &config.school {
-            if let Some(a) = &school.alfacrm {
-                all.push(a.api_key.expose_secret().to_string());
-            }
-            if let Some(g) = &school.getcourse {
-                all.push(g.key.expose_secret().to_string());
-            }
-        }
-        if let Some(onec) = &config.onec {
-            if let Some(p) = &onec.password {
-                all.push(p.expose_secret().to_string());
-            }
-            if let Some(c) = &onec.commerceml {
-                all.push(c.password.expose_secret().to_string());
-            }
-        }
-        if let Ok(url) = url::Url::parse(&config.store.url)
-            && let Some(p) = url.password()
-        {
-            all.push(p.to_string());
-            if let Some(decoded) = percent_decode(p) {
-                all.push(decoded);
-            }
-        }
-        if let Some(password) = config
-            .alerts
-            .email
-            .as_ref()
-            .and_then(|e| e.password.as_ref())
-        {
-            all.push(password.expose_secret().to_string());
-        }
-        if let Some(url) = &config.alerts.webhook_url {
-            // Chat hooks carry their credential in the path or query.
-            if let Some(q) = url.query() {
-                all.push(q.to_string());
-            }
-            if let Some(last) = url.path_segments().and_then(|mut s| s.next_back()) {
-                all.push(last.to_string());
-            }
-        }
+        deployment_secrets(deployment, &mut all);
         Scrubber::new(all.iter().map(String::as_str))
     }
 
@@ -200,6 +138,105 @@ impl Scrubber {
             }
         }
         Cow::Owned(out)
+    }
+}
+
+/// A business's tokens, keys and passwords.
+fn business_secrets(config: &BusinessSettings, all: &mut Vec<String>) {
+    let mut add = |s: &SecretString| all.push(s.expose_secret().to_string());
+    if let Some(tg) = &config.telegram {
+        add(&tg.token);
+    }
+    if let Some(max) = &config.max {
+        add(&max.token);
+        if let Some(s) = &max.webhook_secret {
+            add(s);
+        }
+    }
+    if let Some(y) = &config.booking.yclients {
+        add(&y.partner_token);
+        if let Some(t) = &y.user_token {
+            add(t);
+        }
+    }
+    if let Some(t) = config
+        .booking
+        .dikidi
+        .as_ref()
+        .and_then(|d| d.partner_token.as_ref())
+    {
+        add(t);
+    }
+    if let Some(crm) = &config.crm {
+        if let Some(a) = &crm.amocrm {
+            for s in [&a.token, &a.client_secret].into_iter().flatten() {
+                add(s);
+            }
+        }
+        if let Some(b) = &crm.bitrix24 {
+            for s in [&b.client_secret, &b.application_token]
+                .into_iter()
+                .flatten()
+            {
+                add(s);
+            }
+            if let Some(url) = &b.webhook_url {
+                let url = url.expose_secret();
+                all.push(url.to_string());
+                // `…/rest/<user>/<code>/`: the code is the credential.
+                if let Some(code) = url.trim_end_matches('/').rsplit('/').next() {
+                    all.push(code.to_string());
+                }
+            }
+        }
+    }
+    if let Some(school) = &config.school {
+        if let Some(a) = &school.alfacrm {
+            all.push(a.api_key.expose_secret().to_string());
+        }
+        if let Some(g) = &school.getcourse {
+            all.push(g.key.expose_secret().to_string());
+        }
+    }
+    if let Some(onec) = &config.onec {
+        if let Some(p) = &onec.password {
+            all.push(p.expose_secret().to_string());
+        }
+        if let Some(c) = &onec.commerceml {
+            all.push(c.password.expose_secret().to_string());
+        }
+    }
+}
+
+/// The deployment's: the webhook secret, the store's password, the alert channels' credentials.
+fn deployment_secrets(config: &Deployment, all: &mut Vec<String>) {
+    if let Some(http) = &config.http {
+        all.push(http.webhook_secret.expose_secret().to_string());
+    }
+    if let Ok(url) = url::Url::parse(&config.store.url)
+        && let Some(p) = url.password()
+    {
+        all.push(p.to_string());
+        if let Some(decoded) = percent_decode(p) {
+            all.push(decoded);
+        }
+    }
+    if let Some(password) = config
+        .alerts
+        .email
+        .as_ref()
+        .and_then(|e| e.password.as_ref())
+    {
+        all.push(password.expose_secret().to_string());
+    }
+    if let Some(url) = &config.alerts.webhook_url {
+        // Chat hooks carry their credential in the path or query.
+        if let Some(q) = url.query() {
+            all.push(q.to_string());
+        }
+        if let Some(last) = url.path_segments().and_then(|mut s| s.next_back()) {
+            all.push(last.to_string());
+        }
     }
 }
 

@@ -452,12 +452,21 @@ impl App {
     /// API cannot be reached is retried while the rest runs; one that refuses its token stops the
     /// others too and its error is returned, since no retry can fix a wrong token.
     pub async fn run_messengers(&self) -> Result<(), MessengerError> {
+        self.run_messengers_until(crate::shutdown::signal()).await
+    }
+
+    /// As [`App::run_messengers`], until `until` resolves: a business of a deployment of
+    /// several stops on its own when its file is removed or changed.
+    pub async fn run_messengers_until(
+        &self,
+        until: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), MessengerError> {
         let (tg_config, max_config) = (&self.settings.telegram, &self.settings.max);
         let stop = StopSignal::new();
         let signal = {
             let stop = stop.clone();
             tokio::spawn(async move {
-                crate::shutdown::signal().await;
+                until.await;
                 stop.stop();
             })
         };

@@ -4,13 +4,13 @@ use super::*;
 
 pub(super) async fn amocrm(cmd: AmoCmd) -> anyhow::Result<()> {
     let (path, code, url) = match &cmd {
-        AmoCmd::Auth { config, code } => (&config.config, Some(code.clone()), None),
-        AmoCmd::Webhook { config, url } => (&config.config, None, Some(url.clone())),
-        AmoCmd::Setup(config) => (&config.config, None, None),
+        AmoCmd::Auth { config, code } => (config, Some(code.clone()), None),
+        AmoCmd::Webhook { config, url } => (config, None, Some(url.clone())),
+        AmoCmd::Setup(config) => (config, None, None),
     };
     let config = load(path)?;
     let Some(amo) = config.crm.as_ref().and_then(|c| c.amocrm.clone()) else {
-        bail!("no [crm.amocrm] section in {}", path.display());
+        bail!("no [crm.amocrm] section in {}", path.config.display());
     };
     let store = Store::connect(&config.store.url)
         .await

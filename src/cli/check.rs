@@ -2,8 +2,9 @@
 
 use super::*;
 
-pub(super) async fn check(path: &std::path::Path, probe: bool) -> anyhow::Result<()> {
-    let config = load(path)?;
+pub(super) async fn check(arg: &ConfigArg, probe: bool) -> anyhow::Result<()> {
+    let config = load(arg)?;
+    let path = &arg.config;
     // A vendor's error may quote our request, key and all: every line is scrubbed.
     let scrubber = crate::secrets::installed();
     macro_rules! say {

@@ -2,9 +2,9 @@
 
 use super::*;
 
-pub(super) async fn forget(path: &std::path::Path, phone: &str) -> anyhow::Result<()> {
+pub(super) async fn forget(arg: &ConfigArg, phone: &str) -> anyhow::Result<()> {
     use crate::store::forget::Forgot;
-    let config = load(path)?;
+    let config = load(arg)?;
     let phone = crate::normalize::Phone::parse(phone).context("PHONE is not a phone number")?;
     let store = Store::open_existing(&config.store.url).await?;
     let forgot = store
@@ -35,11 +35,11 @@ pub(super) async fn forget(path: &std::path::Path, phone: &str) -> anyhow::Resul
 }
 
 pub(super) async fn bookings(
-    path: &std::path::Path,
+    arg: &ConfigArg,
     upcoming: bool,
     client: Option<String>,
 ) -> anyhow::Result<()> {
-    let config = load(path)?;
+    let config = load(arg)?;
     let client = client
         .map(|c| crate::normalize::Phone::parse(&c))
         .transpose()

@@ -8,7 +8,7 @@ pub(super) async fn import(args: ImportArgs) -> anyhow::Result<()> {
     use crate::import::load::{self, ImportTarget, Index, LoadOptions};
     use crate::import::targets::{AmoTarget, Bitrix24Target, YclientsTarget};
 
-    let config = load(&args.config.config)?;
+    let config = load(&args.config)?;
     let bytes =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let records = crate::import::read_bytes(&bytes, &args.map)

@@ -13,7 +13,7 @@ pub(super) async fn link(cmd: LinkCmd) -> anyhow::Result<()> {
             utm_content,
             utm_term,
         } => {
-            let config = load(&config.config)?;
+            let config = load(&config)?;
             let store = Store::connect(&config.store.url)
                 .await
                 .context("opening the store")?;
@@ -49,7 +49,7 @@ pub(super) async fn link(cmd: LinkCmd) -> anyhow::Result<()> {
             Ok(())
         }
         LinkCmd::List(config) => {
-            let config = load(&config.config)?;
+            let config = load(&config)?;
             let store = Store::open_existing(&config.store.url).await?;
             let links = store.tracked_links(&config.business.id).await?;
             if links.is_empty() {

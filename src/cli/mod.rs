@@ -14,7 +14,7 @@ use secrecy::ExposeSecret;
 
 use crate::app::App;
 use crate::clock::SystemClock;
-use crate::config::Config;
+use crate::config::{Config, Layout};
 use crate::domain::Utm;
 use crate::messenger::config::TelegramConfig;
 use crate::store::LoopLease;
@@ -24,8 +24,10 @@ use crate::sync::cli::{
 };
 
 mod amocrm;
+mod business;
 mod check;
 mod clients;
+mod fleet;
 mod import;
 mod link;
 mod onec;
@@ -33,8 +35,10 @@ mod run;
 mod users;
 
 use amocrm::amocrm;
+use business::{business, check_fleet};
 use check::check;
 use clients::{bookings, forget};
+use fleet::run_fleet;
 use import::import;
 use link::link;
 use onec::onec;
@@ -57,6 +61,17 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 struct ConfigArg {
+    /// Path to the TOML configuration (every key is documented in zapis.example.toml).
+    #[arg(long, short, env = "ZAPIS_CONFIG", default_value = "zapis.toml")]
+    config: PathBuf,
+    /// The business this is about, when the file is a deployment of several (`[businesses]`).
+    #[arg(long, env = "ZAPIS_BUSINESS")]
+    business: Option<String>,
+}
+
+/// The configuration of commands about the deployment as a whole (its store, its users).
+#[derive(Debug, Args)]
+struct DeploymentArg {
     /// Path to the TOML configuration (every key is documented in zapis.example.toml).
     #[arg(long, short, env = "ZAPIS_CONFIG", default_value = "zapis.toml")]
     config: PathBuf,
@@ -91,22 +106,26 @@ enum Cmd {
     Run(ConfigArg),
     /// Validate the configuration and say, per configured system, whether it answers.
     Check(CheckArgs),
+    /// The businesses of a deployment of several (`[businesses]` in the file): list them, or
+    /// check one's file.
+    #[command(subcommand)]
+    Business(BusinessCmd),
     /// Create or update the store's tables, then exit.
-    Migrate(ConfigArg),
+    Migrate(DeploymentArg),
     /// Tracked deep links for marketers.
     #[command(subcommand)]
     Link(LinkCmd),
     /// The delivery queue: counts per state and system; `queue retry` revives dead jobs.
     Queue {
         #[command(flatten)]
-        config: ConfigArg,
+        config: DeploymentArg,
         #[command(flatten)]
         args: QueueArgs,
     },
     /// The audit journal of every delivery attempt.
     Journal {
         #[command(flatten)]
-        config: ConfigArg,
+        config: DeploymentArg,
         #[command(flatten)]
         args: JournalArgs,
     },
@@ -114,7 +133,7 @@ enum Cmd {
     /// generic `http` connector.
     Worker {
         #[command(flatten)]
-        config: ConfigArg,
+        config: DeploymentArg,
         #[command(flatten)]
         args: Box<WorkerArgs>,
     },
@@ -133,7 +152,7 @@ enum Cmd {
     /// (PostgreSQL: use `pg_dump`, docs/deploy.md).
     Backup {
         #[command(flatten)]
-        config: ConfigArg,
+        config: DeploymentArg,
         /// Where the copy goes; it must not exist yet.
         file: PathBuf,
     },
@@ -169,7 +188,7 @@ enum UserCmd {
     /// standard input.
     Add {
         #[command(flatten)]
-        config: ConfigArg,
+        config: DeploymentArg,
         login: String,
         /// owner (everything), manager (bookings, clients), marketer (sources, links),
         /// operator (deliveries, setup).
@@ -183,17 +202,33 @@ enum UserCmd {
     /// Set a new password (read as for `add`); the user's sessions end.
     Passwd {
         #[command(flatten)]
-        config: ConfigArg,
+        config: DeploymentArg,
         login: String,
     },
     /// Remove a user; their sessions end.
     Remove {
         #[command(flatten)]
-        config: ConfigArg,
+        config: DeploymentArg,
         login: String,
     },
     /// List users with their role and businesses.
-    List(ConfigArg),
+    List(DeploymentArg),
+}
+
+#[derive(Debug, Subcommand)]
+enum BusinessCmd {
+    /// Each business file: its id, name, schedule, CRM and bots, or what is wrong with it.
+    List(DeploymentArg),
+    /// Read one business's file and say whether it is valid; with `--probe`, also ask its
+    /// systems, read-only, as `zapis check --probe` does.
+    Check {
+        #[command(flatten)]
+        config: DeploymentArg,
+        /// The business's id: its file's name in the businesses folder.
+        id: String,
+        #[arg(long)]
+        probe: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -334,18 +369,31 @@ pub async fn main() -> anyhow::Result<()> {
             init_tracing("warn");
             demo(store, start, lang).await
         }
-        Cmd::Run(args) => {
-            let config = load(&args.config)?;
-            init_tracing_as("info", config.log.format);
-            run(config).await
-        }
+        Cmd::Run(args) => match layout(&args.config)? {
+            Layout::Fleet(fleet) => {
+                init_tracing_as("info", fleet.deployment.log.format);
+                run_fleet(fleet, args.business).await
+            }
+            Layout::Single(_) => {
+                let config = load(&args)?;
+                init_tracing_as("info", config.log.format);
+                run(config).await
+            }
+        },
         Cmd::Check(args) => {
             init_tracing("warn");
-            check(&args.config.config, args.probe).await
+            match (layout(&args.config.config)?, &args.config.business) {
+                (Layout::Fleet(fleet), None) => check_fleet(&fleet, args.probe).await,
+                _ => check(&args.config, args.probe).await,
+            }
+        }
+        Cmd::Business(cmd) => {
+            init_tracing("warn");
+            business(cmd).await
         }
         Cmd::Migrate(args) => {
             init_tracing("info");
-            let config = load(&args.config)?;
+            let config = load_deployment(&args.config)?.deployment;
             let url = crate::store::redact_url(&config.store.url);
             let store = Store::open(&config.store.url)
                 .await
@@ -384,11 +432,11 @@ pub async fn main() -> anyhow::Result<()> {
             client,
         } => {
             init_tracing("warn");
-            bookings(&config.config, upcoming, client).await
+            bookings(&config, upcoming, client).await
         }
         Cmd::Backup { config, file } => {
             init_tracing("warn");
-            let config = load(&config.config)?;
+            let config = load_deployment(&config.config)?.deployment;
             let store = Store::open_existing(&config.store.url).await?;
             store
                 .backup_into(&file)
@@ -403,7 +451,7 @@ pub async fn main() -> anyhow::Result<()> {
         }
         Cmd::Forget { config, phone } => {
             init_tracing("warn");
-            forget(&config.config, &phone).await
+            forget(&config, &phone).await
         }
         Cmd::Journal { config, args } => {
             init_tracing("warn");
@@ -418,14 +466,20 @@ pub async fn main() -> anyhow::Result<()> {
                 // A service, like `zapis run`: it brings the store to this binary's schema.
                 let url = match cli.store {
                     Some(url) => url,
-                    None => load(&config.config)?.store.url,
+                    None => load_deployment(&config.config)?.deployment.store.url,
                 };
                 let store = Store::connect(&url).await.context("opening the store")?;
                 worker_command(store, &args).await?;
             } else {
                 // Workers for the configured systems, e.g. a second process beside
                 // `zapis run` sharing its PostgreSQL queue.
-                let mut config = load(&config.config)?;
+                // In a deployment of several businesses, `--business` names whose jobs these
+                // are (as it does with `--http-target`).
+                let fleet = matches!(layout(&config.config)?, Layout::Fleet(_));
+                let mut config = load(&ConfigArg {
+                    config: config.config,
+                    business: fleet.then(|| args.business.clone()),
+                })?;
                 if let Some(url) = cli.store {
                     config.store.url = url;
                 }
@@ -456,7 +510,7 @@ pub async fn main() -> anyhow::Result<()> {
         }
         Cmd::Max(MaxCmd::Subscribe { config, args }) => {
             init_tracing("warn");
-            let config = load(&config.config)?;
+            let config = load(&config)?;
             let Some(max) = &config.max else {
                 bail!("no [max] section in the configuration");
             };
@@ -471,18 +525,75 @@ pub async fn main() -> anyhow::Result<()> {
 
 /// The store named by `--store`, else the configuration's; it must exist at this binary's
 /// schema version (these commands only read, and never create or migrate it).
-async fn sync_store(store: Option<String>, config: &ConfigArg) -> anyhow::Result<Store> {
+async fn sync_store(store: Option<String>, config: &DeploymentArg) -> anyhow::Result<Store> {
     let url = match store {
         Some(url) => url,
-        None => load(&config.config)?.store.url,
+        None => load_deployment(&config.config)?.deployment.store.url,
     };
     Ok(Store::open_existing(&url).await?)
 }
 
-fn load(path: &std::path::Path) -> anyhow::Result<Config> {
-    let config = Config::load(path)
-        .with_context(|| format!("reading configuration from {}", path.display()))?;
+fn layout(path: &std::path::Path) -> anyhow::Result<Layout> {
+    Layout::load(path).with_context(|| format!("reading configuration from {}", path.display()))
+}
+
+/// One business's whole configuration: the single file's, or in a deployment of several the
+/// one `--business` names.
+fn load(arg: &ConfigArg) -> anyhow::Result<Config> {
+    let path = &arg.config;
+    let config = match layout(path)? {
+        Layout::Single(config) => {
+            if let Some(id) = &arg.business
+                && *id != config.business.id
+            {
+                bail!(
+                    "{} serves the business `{}`, not `{id}`",
+                    path.display(),
+                    config.business.id
+                );
+            }
+            *config
+        }
+        Layout::Fleet(fleet) => {
+            // Until a business is read, the deployment's own secrets are the ones to hide.
+            crate::secrets::install(crate::secrets::Scrubber::from_parts(&fleet.deployment, []));
+            let Some(id) = &arg.business else {
+                bail!(
+                    "{} is a deployment of several businesses ({}): name one with --business ID \
+                     (`zapis business list` lists them)",
+                    path.display(),
+                    fleet.dir.display()
+                );
+            };
+            fleet.business(id)?.config?
+        }
+    };
     // From here on the log, and the error printed on exit, never show a configured secret.
     crate::secrets::install(crate::secrets::Scrubber::from_config(&config));
     Ok(config)
+}
+
+/// What commands about the whole deployment read: the deployment's settings, and the business
+/// when the file serves only one.
+struct DeploymentView {
+    deployment: crate::config::Deployment,
+    single: Option<String>,
+}
+
+fn load_deployment(path: &std::path::Path) -> anyhow::Result<DeploymentView> {
+    let view = match layout(path)? {
+        Layout::Single(config) => {
+            let (deployment, business) = config.into_parts();
+            DeploymentView {
+                deployment,
+                single: Some(business.business.id),
+            }
+        }
+        Layout::Fleet(fleet) => DeploymentView {
+            deployment: fleet.deployment,
+            single: None,
+        },
+    };
+    crate::secrets::install(crate::secrets::Scrubber::from_parts(&view.deployment, []));
+    Ok(view)
 }

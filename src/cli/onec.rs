@@ -4,10 +4,11 @@ use super::*;
 
 pub(super) async fn onec(cmd: OnecCmd) -> anyhow::Result<()> {
     let path = match &cmd {
-        OnecCmd::Check(c) => &c.config,
-        OnecCmd::Stock { config, .. } => &config.config,
+        OnecCmd::Check(c) => c,
+        OnecCmd::Stock { config, .. } => config,
     };
     let config = load(path)?;
+    let path = &path.config;
     let Some(onec_config) = config.onec.clone() else {
         bail!("no [onec] section in {}", path.display());
     };

@@ -40,29 +40,13 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
             "nothing to run: no messenger and no [http] section are configured (add a [telegram] or [max] section with `token`, or [http] with `listen` for webhooks and forms)"
         );
     }
-    let app = App::build(config, Arc::new(SystemClock))
-        .await
-        .context("opening the store")?;
+    let app = Arc::new(
+        App::build(config, Arc::new(SystemClock))
+            .await
+            .context("opening the store")?,
+    );
     tracing::info!(business = %app.settings.business.name, "zapis is running");
-    if !app.settings.privacy.consent {
-        tracing::warn!(
-            "privacy.consent = false: the bot asks clients for their phone and name without \
-             asking their consent to the processing of personal data (152-ФЗ); collect it some \
-             other way"
-        );
-    }
-    if let Some(crm) = &app.crm {
-        // Settled now so the first booking does not wait on it; a failure here is retried by
-        // the first CRM job, which needs the same.
-        if let Err(e) = crm.prepare().await {
-            tracing::warn!(system = crm.system(), error = %e, "CRM not prepared yet; the first CRM job tries again");
-        }
-    }
-    // Deliveries and webhooks run beside the bots and stop after them.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let engine = Arc::new(app.engine());
-    let systems = engine.systems().to_vec();
-    let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
     // The process's own: one HTTP server and one metrics exporter, whichever business they serve.
     let deployment = &app.deployment;
     let metrics = match &deployment.http {
@@ -71,9 +55,7 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let systems = app.engine().systems().to_vec();
     let mut metrics_task = None;
     let http_task = deployment.http.as_ref().map(|http| -> anyhow::Result<_> {
         let mut state = app.http_state(http.webhook_secret.clone());
@@ -97,7 +79,8 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
         }
         state.ops = ops(metrics.as_ref().filter(|_| http.metrics));
         if http.console {
-            state.console = Some(console_state(&app, &systems, http)?);
+            let view = business_view(&app, &systems, http, "/webhooks/".into());
+            state.console = Some(console_state(&app.store, &app.clock, vec![view], http)?);
         }
         let limits = http
             .limits()
@@ -110,9 +93,56 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
         )))
     });
     let http_task = http_task.transpose()?;
-    // Several instances may share the store: each periodic loop runs on the one holding its
-    // lease, and moves to another when that one stops or dies.
     let instance = crate::store::new_id();
+    let bots = serve_business(app.clone(), instance, crate::shutdown::signal()).await;
+    let _ = stop_tx.send(true);
+    for task in [http_task, metrics_task].into_iter().flatten() {
+        match task.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
+            Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    bots.context("running the messenger bots")?;
+    app.store.close().await;
+    Ok(())
+}
+
+fn stopped(
+    mut rx: tokio::sync::watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// One business at work until `until` resolves or its bots fail: its deliveries, its periodic
+/// loops (each under a lease, so several instances sharing the store run it once) and its bots.
+/// Returns the bots' error, if they stopped on one.
+pub(super) async fn serve_business(
+    app: Arc<App>,
+    instance: String,
+    until: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), crate::messenger::MessengerError> {
+    if !app.settings.privacy.consent {
+        tracing::warn!(
+            business = %app.settings.business.id,
+            "privacy.consent = false: the bot asks clients for their phone and name without \
+             asking their consent to the processing of personal data (152-ФЗ); collect it some \
+             other way"
+        );
+    }
+    if let Some(crm) = &app.crm {
+        // Settled now so the first booking does not wait on it; a failure here is retried by
+        // the first CRM job, which needs the same.
+        if let Err(e) = crm.prepare().await {
+            tracing::warn!(business = %app.settings.business.id, system = crm.system(), error = %e, "CRM not prepared yet; the first CRM job tries again");
+        }
+    }
+    // Deliveries and loops run beside the bots and stop after them.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let engine = Arc::new(app.engine());
+    let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
     let lease = |name: &'static str, every: std::time::Duration| {
         LoopLease::new(
             app.store.clone(),
@@ -198,15 +228,8 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
         lease("retention", crate::store::retention::ERASURES_EVERY),
         stop_rx.clone(),
     );
-    let bots = app.run_messengers().await;
+    let bots = app.run_messengers_until(until).await;
     let _ = stop_tx.send(true);
-    for task in [http_task, metrics_task].into_iter().flatten() {
-        match task.await {
-            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
-            Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
-            Ok(Ok(())) => {}
-        }
-    }
     for task in [
         watch_task,
         reconcile_task,
@@ -226,22 +249,19 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
         Err(e) => tracing::error!(error = %e, "delivery engine task failed"),
         Ok(Ok(())) => {}
     }
-    bots.context("running the messenger bots")?;
-    app.store.close().await;
-    Ok(())
+    bots
 }
 
-/// The schedule's zone is the one every time a client sees is in: a YClients company's
-/// `timezone_name` wins over a `business.timezone` that disagrees (a Yekaterinburg salon set
-/// up as Moscow would show every time two hours early), with a warning naming both.
-/// The console's view of this deployment's business.
-fn console_state(
+/// What the console shows of a business besides its rows: `webhooks` is the path its
+/// webhook URLs start with.
+pub(super) fn business_view(
     app: &App,
     systems: &[String],
     http: &crate::config::HttpConfig,
-) -> anyhow::Result<Arc<crate::console::ConsoleState>> {
+    webhooks: String,
+) -> crate::console::BusinessView {
     let config = &app.settings;
-    let business = crate::console::BusinessView {
+    crate::console::BusinessView {
         id: config.business.id.clone(),
         name: config.business.name.clone(),
         timezone: config.business.timezone,
@@ -254,21 +274,34 @@ fn console_state(
         crm: app.crm.as_ref().map(|c| c.system()),
         systems: systems.to_vec(),
         webhook_sources: app.webhook_sources(),
+        webhook_prefix: webhooks,
         webhook_secret: http.webhook_secret.clone(),
         booking: app.booking.clone(),
         crm_client: app.crm.clone(),
-    };
+    }
+}
+
+/// The console over the businesses given.
+pub(super) fn console_state(
+    store: &Store,
+    clock: &Arc<dyn crate::clock::Clock>,
+    businesses: Vec<crate::console::BusinessView>,
+    http: &crate::config::HttpConfig,
+) -> anyhow::Result<Arc<crate::console::ConsoleState>> {
     let state = crate::console::ConsoleState::new(
-        app.store.clone(),
-        app.clock.clone(),
-        vec![business],
+        store.clone(),
+        clock.clone(),
+        businesses,
         http.public_url.as_ref().map(|u| u.to_string()),
     )
     .context("preparing the console")?;
     Ok(Arc::new(state))
 }
 
-async fn adopt_schedule_timezone(config: &mut Config) {
+/// The schedule's zone is the one every time a client sees is in: a YClients company's
+/// `timezone_name` wins over a `business.timezone` that disagrees (a Yekaterinburg salon set
+/// up as Moscow would show every time two hours early), with a warning naming both.
+pub(super) async fn adopt_schedule_timezone(config: &mut Config) {
     let (crate::config::BookingSystemKind::Yclients, Some(yc)) =
         (&config.booking.system, &config.booking.yclients)
     else {

@@ -34,11 +34,11 @@ fn read_new_password() -> anyhow::Result<String> {
 pub(super) async fn user(cmd: UserCmd, store_url: Option<String>) -> anyhow::Result<()> {
     use crate::console::auth::hash_password;
     use crate::store::{ALL_BUSINESSES, Role};
-    let config_of = |c: &ConfigArg| load(&c.config);
-    let open = |config: &Config| {
+    let config_of = |c: &DeploymentArg| load_deployment(&c.config);
+    let open = |config: &DeploymentView| {
         let url = store_url
             .clone()
-            .unwrap_or_else(|| config.store.url.clone());
+            .unwrap_or_else(|| config.deployment.store.url.clone());
         async move { Store::connect(&url).await.context("opening the store") }
     };
     let now = chrono::Utc::now();
@@ -57,10 +57,13 @@ pub(super) async fn user(cmd: UserCmd, store_url: Option<String>) -> anyhow::Res
             if login.is_empty() || login.len() > 64 || login.chars().any(char::is_whitespace) {
                 bail!("LOGIN must be 1 to 64 characters without spaces");
             }
-            let businesses = if businesses.is_empty() {
-                vec![config.business.id.clone()]
-            } else {
-                businesses
+            let businesses = match (businesses.is_empty(), &config.single) {
+                (false, _) => businesses,
+                (true, Some(single)) => vec![single.clone()],
+                (true, None) => bail!(
+                    "this deployment serves several businesses: name the ones the user sees \
+                     with --business ID (repeatable), or --business '*' for all"
+                ),
             };
             if let Some(b) = businesses
                 .iter()

@@ -25,15 +25,11 @@ impl Config {
     }
 
     /// `base`: the config file's directory, which relative paths in it start from.
-    fn from_figment_in(figment: Figment, base: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut config: Config = figment.extract().map_err(|e| {
-            // One message per problem, each naming the key and its source, never the value.
-            let all: Vec<String> = e
-                .into_iter()
-                .map(|e| without_value(e).to_string())
-                .collect();
-            ConfigError::Invalid(all.join("; ").replace("key \"default.", "key \""))
-        })?;
+    pub(super) fn from_figment_in(
+        figment: Figment,
+        base: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let mut config: Config = figment.extract().map_err(figment_error)?;
         config.validate()?;
         config.business.texts = match &mut config.business.locales {
             None => crate::i18n::Texts::builtin(config.business.kind),
@@ -51,6 +47,15 @@ impl Config {
         };
         Ok(config)
     }
+}
+
+/// One message per problem, each naming the key and its source, never the value.
+pub(super) fn figment_error(e: figment::Error) -> ConfigError {
+    let all: Vec<String> = e
+        .into_iter()
+        .map(|e| without_value(e).to_string())
+        .collect();
+    ConfigError::Invalid(all.join("; ").replace("key \"default.", "key \""))
 }
 
 /// A configuration error that says what was wrong with a value without repeating it: the value
@@ -104,7 +109,7 @@ fn without_quoted_source(message: &str) -> String {
 
 /// `ZAPIS_TELEGRAM__TOKEN` → `telegram.token`. Variables without a section separator (such as
 /// test settings) are not configuration keys and are left alone.
-fn env_provider() -> Env {
+pub(super) fn env_provider() -> Env {
     Env::prefixed("ZAPIS_")
         .split("__")
         .filter(|k| k.as_str().contains("__") || k.as_str().contains('.'))

@@ -35,12 +35,16 @@ use crate::business::{BusinessConfig, PrivacyConfig};
 use crate::domain::BusinessKind;
 use crate::messenger::config::{MaxConfig, TelegramConfig};
 
+mod businesses;
 mod http;
 mod load;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub use businesses::{
+    BUSINESS_SECTIONS, BusinessFile, BusinessesConfig, DEPLOYMENT_SECTIONS, Fleet, Layout, valid_id,
+};
 pub use http::HttpConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,12 @@ pub enum ConfigError {
     Invalid(String),
     #[error("invalid configuration: key `{key}`: {message}")]
     Key { key: String, message: String },
+    /// A business file of a deployment: the problem, and which file it is in.
+    #[error("{}: {source}", file.display())]
+    InFile {
+        file: PathBuf,
+        source: Box<ConfigError>,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,6 +108,10 @@ pub struct Config {
     /// "Call an administrator": the admin chat clients' questions go to, and its hours.
     #[serde(default)]
     pub support: Option<crate::support::SupportConfig>,
+    /// A deployment file's folder of business files; a business read from it carries the
+    /// deployment file's table, this included (`businesses.rs`).
+    #[serde(default)]
+    pub businesses: Option<BusinessesConfig>,
 }
 
 /// What one process has once, however many businesses it serves: see the module header.
@@ -147,6 +161,7 @@ impl Config {
             onec,
             privacy,
             support,
+            businesses: _,
         } = self;
         (
             Deployment {

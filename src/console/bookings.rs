@@ -124,10 +124,10 @@ fn side_cell(lang: Lang, side: Option<&Side>) -> Markup {
 
 async fn booking_rows(
     state: &ConsoleState,
-    v: &Visit<'_>,
+    v: &Visit,
     rows: &[(Option<String>, Booking)],
 ) -> Result<Markup, Refusal> {
-    let (lang, b) = (v.lang, v.business);
+    let (lang, b) = (v.lang, &*v.business);
     let cards = Page::Clients.allowed(v.session.user.role);
     let mut sides = Vec::with_capacity(rows.len());
     for (_, booking) in rows {
@@ -180,7 +180,7 @@ pub async fn list(
     jar: CookieJar,
 ) -> Result<Response, Refusal> {
     let v = visit(&state, &headers, &jar, &business, Page::Bookings).await?;
-    let (lang, b) = (v.lang, v.business);
+    let (lang, b) = (v.lang, &*v.business);
     let today = state.clock.now().with_timezone(&b.timezone).date_naive();
     let (from, to, start, end) = period_in(
         b.timezone,
@@ -236,7 +236,7 @@ pub async fn client(
     jar: CookieJar,
 ) -> Result<Response, Refusal> {
     let v = visit(&state, &headers, &jar, &business, Page::Clients).await?;
-    let (lang, b) = (v.lang, v.business);
+    let (lang, b) = (v.lang, &*v.business);
     let Some((card, bookings)) = state.store.client_with_bookings(&b.id, &client).await? else {
         return Err(Refusal::NotFound(lang));
     };
@@ -324,7 +324,7 @@ pub async fn forget(
 ) -> Result<Response, Refusal> {
     let v = visit(&state, &headers, &jar, &business, Page::Clients).await?;
     check_csrf(&v.session, &form.csrf, v.lang)?;
-    let b = v.business;
+    let b = &*v.business;
     let Some((card, _)) = state.store.client_with_bookings(&b.id, &client).await? else {
         return Err(Refusal::NotFound(v.lang));
     };

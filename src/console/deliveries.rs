@@ -57,7 +57,7 @@ pub async fn page_of(
     jar: CookieJar,
 ) -> Result<Response, Refusal> {
     let v = visit(&state, &headers, &jar, &business, Page::Deliveries).await?;
-    let (lang, b) = (v.lang, v.business);
+    let (lang, b) = (v.lang, &*v.business);
     let now = state.clock.now();
     let health = integration_health(&state.store, &b.id, &b.systems, READY_WINDOW, now).await?;
     let last_ok = last_delivered(&state.store, &b.id).await?;

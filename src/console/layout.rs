@@ -40,9 +40,9 @@ fn lang_code(lang: Lang) -> &'static str {
 }
 
 /// A full page for a signed-in user: `body` under the navigation of `current`.
-pub fn page(visit: &Visit<'_>, current: Page, title: &str, path: &str, body: Markup) -> Response {
+pub fn page(visit: &Visit, current: Page, title: &str, path: &str, body: Markup) -> Response {
     let lang = visit.lang;
-    let business = visit.business;
+    let business = &*visit.business;
     let role = visit.session.user.role;
     let markup = html! {
         (DOCTYPE)

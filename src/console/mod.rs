@@ -53,6 +53,9 @@ pub struct BusinessView {
     pub systems: Vec<String>,
     /// Sources whose webhooks are read, for the setup page's URLs.
     pub webhook_sources: Vec<&'static str>,
+    /// Where its webhook URLs' paths start: `/webhooks/`, or `/webhooks/<id>/` in a deployment
+    /// of several businesses.
+    pub webhook_prefix: String,
     pub webhook_secret: SecretString,
     pub booking: Arc<dyn BookingSystem>,
     /// Read for the setup page's pipelines, stages and fields.
@@ -62,7 +65,8 @@ pub struct BusinessView {
 pub struct ConsoleState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
-    pub businesses: Vec<BusinessView>,
+    /// Replaced whole when a deployment's businesses change ([`ConsoleState::set_businesses`]).
+    businesses: std::sync::RwLock<Vec<Arc<BusinessView>>>,
     /// The address people reach this service at (`http.public_url`), for webhook URLs.
     pub public_url: Option<String>,
     /// Cookies carry `Secure` when the public address is https.
@@ -85,7 +89,7 @@ impl ConsoleState {
         Ok(ConsoleState {
             store,
             clock,
-            businesses,
+            businesses: std::sync::RwLock::new(businesses.into_iter().map(Arc::new).collect()),
             public_url,
             secure_cookies,
             throttle: auth::Throttle::default(),
@@ -93,8 +97,23 @@ impl ConsoleState {
         })
     }
 
-    fn business(&self, id: &str) -> Option<&BusinessView> {
-        self.businesses.iter().find(|b| b.id == id)
+    fn business(&self, id: &str) -> Option<Arc<BusinessView>> {
+        self.read_businesses().iter().find(|b| b.id == id).cloned()
+    }
+
+    fn read_businesses(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<BusinessView>>> {
+        self.businesses
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The businesses shown from now on, as a deployment's are added, changed or removed.
+    pub fn set_businesses(&self, businesses: Vec<BusinessView>) {
+        *self
+            .businesses
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            businesses.into_iter().map(Arc::new).collect();
     }
 }
 
@@ -139,13 +158,13 @@ impl Page {
 }
 
 /// A signed-in user on a page of a business they may see, in their language.
-pub struct Visit<'a> {
+pub struct Visit {
     pub session: ConsoleSession,
-    pub business: &'a BusinessView,
+    pub business: Arc<BusinessView>,
     pub lang: Lang,
 }
 
-impl Visit<'_> {
+impl Visit {
     pub fn login(&self) -> &str {
         &self.session.user.login
     }
@@ -153,13 +172,13 @@ impl Visit<'_> {
 
 /// Signs the request in and checks the page and the business, in that order: without a
 /// session nothing is said about what exists.
-pub async fn visit<'a>(
-    state: &'a ConsoleState,
+pub async fn visit(
+    state: &ConsoleState,
     headers: &HeaderMap,
     jar: &CookieJar,
     business: &str,
     page: Page,
-) -> Result<Visit<'a>, Refusal> {
+) -> Result<Visit, Refusal> {
     let lang = lang_of(headers, jar);
     let session = auth::signed_in(state, jar).await?;
     if !page.allowed(session.user.role) || !session.user.may_see(business) {
@@ -270,11 +289,12 @@ async fn home(
 ) -> Result<Response, Refusal> {
     let lang = lang_of(&headers, &jar);
     let session = auth::signed_in(&state, &jar).await?;
-    let Some(business) = state
-        .businesses
+    let first = state
+        .read_businesses()
         .iter()
         .find(|b| session.user.may_see(&b.id))
-    else {
+        .cloned();
+    let Some(business) = first else {
         return Ok(layout::no_business(lang, &session));
     };
     Ok(Redirect::to(&format!("/console/b/{}", business.id)).into_response())

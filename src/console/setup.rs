@@ -51,7 +51,7 @@ pub async fn page_of(
     jar: CookieJar,
 ) -> Result<Response, Refusal> {
     let v = visit(&state, &headers, &jar, &business, Page::Setup).await?;
-    let (lang, b) = (v.lang, v.business);
+    let (lang, b) = (v.lang, &*v.business);
     let now = Utc::now();
     let found = tokio::time::timeout(SCHEDULE_DEADLINE, catalogue(b.booking.as_ref()))
         .await
@@ -96,7 +96,7 @@ pub async fn page_of(
                         @for source in &b.webhook_sources {
                             tr {
                                 td { (source) }
-                                td { code { (base.as_deref().unwrap_or("https://HOST")) "/webhooks/" (source) "/" (b.webhook_secret.expose_secret()) } }
+                                td { code { (base.as_deref().unwrap_or("https://HOST")) (b.webhook_prefix) (source) "/" (b.webhook_secret.expose_secret()) } }
                             }
                         }
                     }

@@ -127,7 +127,7 @@ pub async fn page_of(
     jar: CookieJar,
 ) -> Result<Response, Refusal> {
     let v = visit(&state, &headers, &jar, &business, Page::Sources).await?;
-    let (lang, b) = (v.lang, v.business);
+    let (lang, b) = (v.lang, &*v.business);
     let funnel = super::funnel::section(&state, lang, b, &q.from, &q.to, &q.bucket).await?;
     let links = links_section(&state, lang, b, &v.session.csrf).await?;
     let body = html! {
@@ -161,7 +161,7 @@ pub async fn csv(
     jar: CookieJar,
 ) -> Result<Response, Refusal> {
     let v = visit(&state, &headers, &jar, &business, Page::Sources).await?;
-    let (name, text) = super::funnel::csv(&state, v.lang, v.business, &q.from, &q.to).await?;
+    let (name, text) = super::funnel::csv(&state, v.lang, &v.business, &q.from, &q.to).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
@@ -279,9 +279,9 @@ pub async fn qr(
         return Err(Refusal::NotFound(v.lang));
     };
     let url = if which.messenger == "max" {
-        max_link(v.business, &link.token)
+        max_link(&v.business, &link.token)
     } else {
-        telegram_link(v.business, &link.token).or_else(|| max_link(v.business, &link.token))
+        telegram_link(&v.business, &link.token).or_else(|| max_link(&v.business, &link.token))
     };
     let Some(url) = url else {
         return Err(Refusal::NotFound(v.lang));

@@ -48,19 +48,33 @@ pub struct HttpState {
 }
 
 pub fn router(state: HttpState) -> Router {
-    let forms = state.forms.clone();
     let console = state.console.clone();
-    let mut router = Router::new()
+    let router = ops_routes(state.clone()).merge(business_routes(state));
+    match console {
+        Some(console) => router.merge(crate::console::router(console)),
+        None => router,
+    }
+}
+
+/// What a supervisor asks of the process, whichever businesses it serves.
+fn ops_routes(state: HttpState) -> Router {
+    Router::new()
         .route("/health", get(health))
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
-        // GetCourse's "call URL" step may be set to GET; the webhook handler refuses GET for
-        // every other source.
-        .route(
-            "/webhooks/{source}/{secret}",
-            post(webhook).get(webhook_get),
-        );
+        .with_state(state)
+}
+
+/// One business's routes: its vendors' webhooks, its landing forms, its 1C exchange.
+fn business_routes(state: HttpState) -> Router {
+    let forms = state.forms.clone();
+    // GetCourse's "call URL" step may be set to GET; the webhook handler refuses GET for
+    // every other source.
+    let mut router = Router::new().route(
+        "/webhooks/{source}/{secret}",
+        post(webhook).get(webhook_get),
+    );
     // 1C's exchange exists only when 1C is set up to call us; its handler checks the session
     // before it reads a body and streams what it reads to disk under its own caps.
     if let Some(onec) = &state.onec {
@@ -71,9 +85,89 @@ pub fn router(state: HttpState) -> Router {
     if let Some(forms) = forms {
         router = router.merge(forms::router(forms));
     }
+    router
+}
+
+/// The businesses of a deployment of several, by id, each with the routes one business has
+/// (`business_routes`), reached with its id after the first segment: `/webhooks/<id>/…`,
+/// `/forms/<id>/…`, `/1c/<id>/exchange`. Businesses come and go while the server runs.
+#[derive(Clone, Default)]
+pub struct Tenants {
+    routes: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, Router>>>,
+}
+
+impl Tenants {
+    /// Serves `state`'s business under its id, in place of what served it before.
+    pub fn set(&self, state: HttpState) {
+        let id = state.business_id.clone();
+        let routes = business_routes(state);
+        self.routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, routes);
+    }
+
+    pub fn remove(&self, business: &str) {
+        self.routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(business);
+    }
+
+    fn get(&self, business: &str) -> Option<Router> {
+        self.routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(business)
+            .cloned()
+    }
+}
+
+/// A deployment of several businesses: the process's own routes (`state` carries the store,
+/// the clock, ops and the console) and each business's under its id. The single business's
+/// paths (`/webhooks/<source>/…`) are not served: a URL always names its business.
+pub fn deployment_router(state: HttpState, tenants: Tenants) -> Router {
+    use axum::routing::any;
+    let console = state.console.clone();
+    let to_business = any(to_business).with_state(tenants);
+    let router = ops_routes(state)
+        .route(
+            "/webhooks/{business}/{source}/{secret}",
+            to_business.clone(),
+        )
+        .route("/forms/{business}/{form}", to_business.clone())
+        .route("/1c/{business}/exchange", to_business);
     match console {
         Some(console) => router.merge(crate::console::router(console)),
         None => router,
+    }
+}
+
+/// Hands a request to its business's routes with the id taken out of the path; a business
+/// this deployment does not serve is 404, as an unknown path is.
+async fn to_business(State(tenants): State<Tenants>, mut request: Request) -> Response {
+    use axum::response::IntoResponse;
+    use tower::ServiceExt;
+    let path = request.uri().path();
+    let mut parts = path.trim_start_matches('/').splitn(3, '/');
+    let (Some(kind), Some(business), Some(rest)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let Some(routes) = tenants.get(business) else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let inner = match request.uri().query() {
+        Some(q) => format!("/{kind}/{rest}?{q}"),
+        None => format!("/{kind}/{rest}"),
+    };
+    match inner.parse() {
+        Ok(uri) => *request.uri_mut() = uri,
+        Err(_) => return (StatusCode::BAD_REQUEST, "bad path").into_response(),
+    }
+    match routes.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
     }
 }
 
@@ -224,6 +318,13 @@ pub async fn serve(
     limits: server::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = listener(listen)?;
+    tracing::info!(%listen, max_connections = limits.max_connections, "HTTP server listening");
+    server::serve_with(listener, state, limits, shutdown).await
+}
+
+/// A listening socket on `listen`, its backlog as long as the kernel allows.
+fn listener(listen: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let socket = if listen.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
@@ -236,9 +337,26 @@ pub async fn serve(
     // retransmit. Queued connections cost the kernel memory, not our descriptors, so the queue
     // is as long as the kernel allows (`net.core.somaxconn`), whatever the connection cap.
     let backlog = LISTEN_BACKLOG;
-    let listener = socket.listen(backlog)?;
+    socket.listen(backlog)
+}
+
+/// Serves a deployment of several businesses (`deployment_router`) until `shutdown` resolves.
+pub async fn serve_deployment(
+    listen: std::net::SocketAddr,
+    state: HttpState,
+    tenants: Tenants,
+    limits: server::Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = listener(listen)?;
     tracing::info!(%listen, max_connections = limits.max_connections, "HTTP server listening");
-    server::serve_with(listener, state, limits, shutdown).await
+    server::serve_router(
+        listener,
+        deployment_router(state, tenants),
+        limits,
+        shutdown,
+    )
+    .await
 }
 
 /// Serves on an already bound listener with the default limits.

@@ -107,16 +107,31 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let forms = state.forms.clone();
-    let app = super::router(state)
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let flusher = forms
+        .clone()
+        .map(|f| tokio::spawn(f.run_housekeeping(stop_rx)));
+    let served = serve_router(listener, super::router(state), limits, shutdown).await;
+    let _ = stop_tx.send(true);
+    if let Some(task) = flusher {
+        let _ = task.await;
+    }
+    served
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, within `limits`.
+pub async fn serve_router(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app
         .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let flusher = forms
-        .clone()
-        .map(|f| tokio::spawn(f.run_housekeeping(stop_rx)));
     let slots = Arc::new(Slots::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http1 = hyper::server::conn::http1::Builder::new();
@@ -185,10 +200,6 @@ pub async fn serve_with(
         .is_err()
     {
         tracing::warn!("HTTP connections still open after the shutdown grace period");
-    }
-    let _ = stop_tx.send(true);
-    if let Some(task) = flusher {
-        let _ = task.await;
     }
     Ok(())
 }

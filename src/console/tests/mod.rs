@@ -73,6 +73,7 @@ async fn console(store: Store) -> Console {
         crm: Some("amocrm"),
         systems: vec!["sandbox".into(), "amocrm".into()],
         webhook_sources: vec!["amocrm"],
+        webhook_prefix: "/webhooks/".into(),
         webhook_secret: "webhook-secret-0123456789".into(),
         booking: Arc::new(Sandbox::new(store.clone(), id, tz, clock.clone())),
         crm_client: None,

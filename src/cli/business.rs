@@ -30,7 +30,7 @@ fn fleet_of(path: &std::path::Path) -> anyhow::Result<Fleet> {
     match layout(path)? {
         Layout::Fleet(fleet) => {
             crate::secrets::install(crate::secrets::Scrubber::from_parts(&fleet.deployment, []));
-            Ok(fleet)
+            Ok(*fleet)
         }
         Layout::Single(config) => bail!(
             "{} serves one business (`{}`); a deployment of several has `[businesses]` and a \

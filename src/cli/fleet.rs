@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use tokio::sync::watch;
 
-use super::run::{business_view, console_state, serve_business};
+use super::run::{business_view, console_state, serve_business, stopped};
 use super::*;
 use crate::config::{BusinessFile, Fleet};
 
@@ -135,12 +135,6 @@ pub(super) async fn run_fleet(fleet: Fleet, only: Option<String>) -> anyhow::Res
     }
     store.close().await;
     Ok(())
-}
-
-fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
 }
 
 /// Brings the running businesses in line with the folder.

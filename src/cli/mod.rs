@@ -372,7 +372,7 @@ pub async fn main() -> anyhow::Result<()> {
         Cmd::Run(args) => match layout(&args.config)? {
             Layout::Fleet(fleet) => {
                 init_tracing_as("info", fleet.deployment.log.format);
-                run_fleet(fleet, args.business).await
+                run_fleet(*fleet, args.business).await
             }
             Layout::Single(_) => {
                 let config = load(&args)?;

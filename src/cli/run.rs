@@ -108,12 +108,8 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn stopped(
-    mut rx: tokio::sync::watch::Receiver<bool>,
-) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
+pub(super) async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// One business at work until `until` resolves or its bots fail: its deliveries, its periodic

@@ -60,7 +60,7 @@ pub enum Layout {
     /// Today's single file: one business and its deployment.
     Single(Box<Config>),
     /// A deployment file and a folder of business files.
-    Fleet(Fleet),
+    Fleet(Box<Fleet>),
 }
 
 /// A deployment file with `[businesses]`: the deployment, and where its businesses are.
@@ -148,11 +148,11 @@ impl Layout {
                 message: "must be positive".into(),
             });
         }
-        Ok(Layout::Fleet(Fleet {
+        Ok(Layout::Fleet(Box::new(Fleet {
             file: path.to_path_buf(),
             dir,
             deployment,
-        }))
+        })))
     }
 }
 
@@ -204,7 +204,7 @@ impl Fleet {
         let all = self.businesses()?;
         all.into_iter()
             .find(|b| b.id == id)
-            .ok_or_else(|| ConfigError::Missing(path))
+            .ok_or(ConfigError::Missing(path))
     }
 
     /// A business file read as a whole configuration: the deployment file and its overrides
@@ -321,6 +321,8 @@ fn refuse_shared_bots(files: &mut [BusinessFile]) {
 }
 
 #[cfg(test)]
+// Jail's closure signature is figment's, not ours.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -361,7 +363,7 @@ webhook_secret = "0f1e2d3c4b5a69788796a5b4"
 
     fn fleet() -> Fleet {
         match Layout::load(Path::new("zapis.toml")).expect("the deployment file loads") {
-            Layout::Fleet(fleet) => fleet,
+            Layout::Fleet(fleet) => *fleet,
             Layout::Single(_) => panic!("read as a single business"),
         }
     }

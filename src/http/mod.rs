@@ -161,9 +161,22 @@ async fn to_business(State(tenants): State<Tenants>, mut request: Request) -> Re
         Some(q) => format!("/{kind}/{rest}?{q}"),
         None => format!("/{kind}/{rest}"),
     };
-    match inner.parse() {
-        Ok(uri) => *request.uri_mut() = uri,
-        Err(_) => return (StatusCode::BAD_REQUEST, "bad path").into_response(),
+    let Ok(uri) = inner.parse::<axum::http::Uri>() else {
+        return (StatusCode::BAD_REQUEST, "bad path").into_response();
+    };
+    // A fresh request: the outer route's path parameters, kept in the extensions, would be
+    // added to the inner route's. The peer's address is all the inner routes read besides.
+    let peer = request
+        .extensions_mut()
+        .remove::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+    let (parts, body) = request.into_parts();
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers;
+    if let Some(peer) = peer {
+        request.extensions_mut().insert(peer);
     }
     match routes.oneshot(request).await {
         Ok(response) => response,

@@ -10,6 +10,7 @@ mod crm_e2e;
 mod crm_faults_e2e;
 mod demo;
 mod dikidi_e2e;
+mod fleet_e2e;
 mod http_hostile;
 mod max_e2e;
 mod school_telegram_e2e;

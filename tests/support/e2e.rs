@@ -49,6 +49,15 @@ impl Service {
         Service { child }
     }
 
+    /// Sends the service a signal (`HUP`, …) the way `kill -s` does.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name}");
+    }
+
     /// Stops the service the way a supervisor does (SIGTERM) and waits for it to exit.
     pub fn stop(mut self) {
         let status = Command::new("kill")

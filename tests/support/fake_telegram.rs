@@ -204,6 +204,8 @@ struct Shared {
     /// Bumped on every change, so long polls and waiting tests wake without busy loops.
     changes: watch::Sender<u64>,
     me: Value,
+    /// The one bot token this fake answers; any other is 401, as Telegram does.
+    token: String,
 }
 
 impl Shared {
@@ -252,13 +254,19 @@ impl Drop for FakeTelegram {
 
 impl FakeTelegram {
     pub async fn start() -> FakeTelegram {
-        FakeTelegram::start_with(true).await
+        FakeTelegram::start_with(true, TOKEN).await
+    }
+
+    /// A fake of another bot: it answers `token` only (a deployment of several businesses has
+    /// a bot each).
+    pub async fn start_for(token: &str) -> FakeTelegram {
+        FakeTelegram::start_with(true, token).await
     }
 
     /// A fake whose address drops every connection, as an API that cannot be reached, until
     /// [`FakeTelegram::open`].
     pub async fn start_closed() -> FakeTelegram {
-        FakeTelegram::start_with(false).await
+        FakeTelegram::start_with(false, TOKEN).await
     }
 
     /// From now on the fake answers.
@@ -266,7 +274,7 @@ impl FakeTelegram {
         self.open.send_replace(true);
     }
 
-    async fn start_with(open: bool) -> FakeTelegram {
+    async fn start_with(open: bool, token: &str) -> FakeTelegram {
         let me = contract("get-me.result.json");
         let (changes, _) = watch::channel(0);
         let shared = Arc::new(Shared {
@@ -277,6 +285,7 @@ impl FakeTelegram {
             }),
             changes,
             me,
+            token: token.to_string(),
         });
         let app = Router::new()
             .route("/{bot}/{method}", any(handle))
@@ -779,7 +788,7 @@ async fn handle(
 ) -> Response {
     let params = params(query.as_deref(), &body);
     let method = raw_method.to_ascii_lowercase();
-    let (status, body) = if bot.strip_prefix("bot") != Some(TOKEN) {
+    let (status, body) = if bot.strip_prefix("bot") != Some(shared.token.as_str()) {
         (StatusCode::UNAUTHORIZED, error_body(401, "Unauthorized"))
     } else {
         let failure = shared

@@ -1,0 +1,253 @@
+//! One `zapis run` for several businesses, through the real binary: a deployment file with
+//! `[businesses]` and a file per business, each with its own bot and its own CRM.
+//! - each business's bookings land in its own CRM and nowhere else, under its own id;
+//! - each business's webhooks are at `/webhooks/<id>/<source>/<its secret>`: another business's
+//!   secret, or the single-business path, is 404;
+//! - a business file added while the service runs is picked up on SIGHUP, and a broken one is
+//!   refused with its file and key in the log while the others keep answering;
+//! - `zapis business list` shows each business or why its file is refused.
+
+use crate::support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use support::e2e::{Service, WAIT, book_first_slot};
+use support::fake_amocrm::{self as amo_fake, FakeAmo};
+use support::fake_bitrix24::{self as b24_fake, FakeBitrix};
+use support::fake_telegram::{FakeTelegram, FakeUser};
+use zapis::store::Store;
+
+const SECRET: &str = "deployment-secret-0123456789";
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
+fn business(name: &str, tg: &FakeTelegram, token: &str, crm: &str) -> String {
+    format!(
+        r#"
+[business]
+name = "{name}"
+timezone = "Europe/Moscow"
+
+[telegram]
+token = "{token}"
+api_url = "{url}"
+{crm}"#,
+        url = tg.api_url()
+    )
+}
+
+fn amocrm(amo: &FakeAmo) -> String {
+    format!(
+        r#"
+[crm]
+system = "amocrm"
+
+[crm.amocrm]
+base_url = "{url}"
+token = "{token}"
+pipeline_id = {pipeline}
+new_status_id = {status_new}
+booking_id_field_id = {field}
+"#,
+        url = amo.base_url,
+        token = amo_fake::LONG_LIVED_TOKEN,
+        pipeline = amo_fake::PIPELINE_ID,
+        status_new = amo_fake::STATUS_NEW,
+        field = amo_fake::FIELD_BOOKING_ID,
+    )
+}
+
+fn bitrix24(fake: &FakeBitrix) -> String {
+    format!(
+        r#"
+[crm]
+system = "bitrix24"
+
+[crm.bitrix24]
+webhook_url = "{url}"
+mode = "lead"
+booking_id_field = "{field}"
+responsible_id = 5
+application_token = "{token}"
+"#,
+        url = fake.webhook_url(),
+        field = b24_fake::BOOKING_FIELD,
+        token = b24_fake::APPLICATION_TOKEN,
+    )
+}
+
+async fn book(user: &FakeUser, greeting: &str, phone: &str) {
+    user.send_text("/start");
+    user.wait_for_text(greeting, WAIT).await;
+    book_first_slot(user, "Женская стрижка", phone, "Анна").await;
+    user.wait_for_text("вы записаны", WAIT).await;
+}
+
+async fn post(port: u16, path: &str) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("leads%5Bstatus%5D%5B0%5D%5Bid%5D=1")
+        .send()
+        .await
+        .expect("the request is answered")
+        .status()
+}
+
+fn business_list(config: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_zapis"))
+        .args(["business", "list", "--config"])
+        .arg(config)
+        .env_remove("ZAPIS_BUSINESS")
+        .output()
+        .expect("zapis business list runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).expect("text")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_business_books_into_its_own_crm_and_a_new_one_joins_on_sighup() {
+    let (tg_a, tg_b, tg_c) = (
+        FakeTelegram::start_for("111:AAA").await,
+        FakeTelegram::start_for("222:BBB").await,
+        FakeTelegram::start_for("333:CCC").await,
+    );
+    let amo = FakeAmo::start().await;
+    let bitrix = FakeBitrix::start().await;
+    let dir = tempfile::tempdir().expect("a folder");
+    let folder = dir.path().join("businesses");
+    std::fs::create_dir(&folder).expect("the businesses folder");
+    let port = free_port();
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"sqlite://{}\"\n\n[sync]\npoll = \"100ms\"\n\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\nwebhook_secret = \"{SECRET}\"\n\n\
+             [businesses]\ndir = \"businesses\"\n",
+            dir.path().join("zapis.db").display()
+        ),
+    )
+    .expect("the deployment file");
+    std::fs::write(
+        folder.join("salon-a.toml"),
+        business("Салон А", &tg_a, "111:AAA", &amocrm(&amo)),
+    )
+    .expect("salon-a");
+    std::fs::write(
+        folder.join("clinic-b.toml"),
+        business("Клиника Б", &tg_b, "222:BBB", &bitrix24(&bitrix)),
+    )
+    .expect("clinic-b");
+    let log = dir.path().join("zapis.log");
+    let service = Service::start_logging_at(&config, &log, "info");
+
+    book(&tg_a.user(1001), "Салон А", "+7 912 000-00-01").await;
+    book(&tg_b.user(2001), "Клиника Б", "+7 912 000-00-02").await;
+    until("a lead in each CRM", || {
+        amo.leads().len() == 1 && bitrix.leads().len() == 1
+    })
+    .await;
+    // Nothing of one business reached the other's CRM, nor went twice.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(amo.leads().len(), 1);
+    assert_eq!(bitrix.leads().len(), 1);
+    let amo_phones = serde_json::to_string(&amo.contacts()).expect("json");
+    assert!(amo_phones.contains("79120000001"), "{amo_phones}");
+    assert!(!amo_phones.contains("79120000002"), "{amo_phones}");
+    let b24_leads = serde_json::to_string(&bitrix.leads()).expect("json");
+    assert!(!b24_leads.contains("79120000001"), "{b24_leads}");
+    let store = Store::open_existing(&format!(
+        "sqlite://{}",
+        dir.path().join("zapis.db").display()
+    ))
+    .await
+    .expect("the store");
+    for (id, phone) in [("salon-a", "+79120000001"), ("clinic-b", "+79120000002")] {
+        let rows = store.bookings(id).await.expect("bookings");
+        assert_eq!(rows.len(), 1, "{id}: {rows:?}");
+        assert_eq!(rows[0].client_phone.as_str(), phone, "{id}");
+    }
+
+    // Each business's webhooks under its id and its own secret.
+    let secret_of = |id: &str| {
+        zapis::secrets::business_secret(&SECRET.into(), id)
+            .expose_secret()
+            .to_string()
+    };
+    let (a, b) = (secret_of("salon-a"), secret_of("clinic-b"));
+    assert_ne!(a, b);
+    assert_eq!(
+        post(port, &format!("/webhooks/salon-a/amocrm/{a}")).await,
+        200
+    );
+    assert_eq!(
+        post(port, &format!("/webhooks/salon-a/amocrm/{b}")).await,
+        404
+    );
+    assert_eq!(
+        post(port, &format!("/webhooks/clinic-b/amocrm/{b}")).await,
+        404,
+        "not its CRM"
+    );
+    assert_eq!(post(port, &format!("/webhooks/amocrm/{SECRET}")).await, 404);
+    assert_eq!(
+        post(port, &format!("/webhooks/nobody/amocrm/{a}")).await,
+        404
+    );
+
+    // A third business and a broken file, picked up without a restart.
+    std::fs::write(
+        folder.join("school-c.toml"),
+        business("Студия В", &tg_c, "333:CCC", ""),
+    )
+    .expect("school-c");
+    std::fs::write(
+        folder.join("broken.toml"),
+        "[business]\nname = \"Сломанный\"\ntimezone = \"Europe/Nowhere\"\n",
+    )
+    .expect("broken");
+    service.signal("HUP");
+    book(&tg_c.user(3001), "Студия В", "+7 912 000-00-03").await;
+    // The others kept running through it.
+    let again = tg_a.user(1002);
+    again.send_text("/start");
+    again.wait_for_text("Салон А", WAIT).await;
+    let text = std::fs::read_to_string(&log).expect("the log");
+    assert!(
+        text.contains("broken.toml") && text.contains("business.timezone"),
+        "the broken file is named with its key: {text}"
+    );
+    assert_eq!(amo.leads().len(), 1, "the new business has no CRM");
+    assert_eq!(store.bookings("school-c").await.expect("rows").len(), 1);
+
+    let list = business_list(&config);
+    for id in ["salon-a", "clinic-b", "school-c"] {
+        assert!(list.contains(id), "{list}");
+    }
+    assert!(
+        list.contains("broken") && list.contains("refused"),
+        "{list}"
+    );
+    assert!(!list.contains("111:AAA"), "no token in the list: {list}");
+    service.stop();
+}

@@ -1,7 +1,8 @@
 //! The `zapis` command line.
 //!
 //! The folder: this file holds the clap definitions, logging setup and the dispatch of every
-//! command; one file per command group: `run.rs` (`run`, `demo`), `check.rs`, `import.rs`,
+//! command; one file per command group: `run.rs` (`run` for one business, `demo`), `fleet.rs`
+//! (`run` for a deployment of several), `business.rs` (`business`), `check.rs`, `import.rs`,
 //! `users.rs` (`user`), `clients.rs` (`forget`, `bookings`), `amocrm.rs`, `onec.rs`, `link.rs`.
 //! The queue, journal and worker commands live in `sync::cli`.
 

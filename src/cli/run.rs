@@ -224,7 +224,7 @@ pub(super) async fn serve_business(
         lease("retention", crate::store::retention::ERASURES_EVERY),
         stop_rx.clone(),
     );
-    let bots = app.run_messengers_until(until).await;
+    let bots = bots_under_lease(&app, lease("bots", BOTS_LEASE_EVERY), until).await;
     let _ = stop_tx.send(true);
     for task in [
         watch_task,
@@ -246,6 +246,88 @@ pub(super) async fn serve_business(
         Ok(Ok(())) => {}
     }
     bots
+}
+
+/// How often the instance polling a business's bots renews its hold on them: another instance
+/// takes them over within three of these (at least 10 s) after the holder dies.
+const BOTS_LEASE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A bot may be long-polled by one process at a time (Telegram answers a second poller 409):
+/// of several instances sharing the store, the one holding the business's `bots` lease polls,
+/// the others wait to take over. Returns when `until` resolves or the bots fail.
+async fn bots_under_lease(
+    app: &Arc<App>,
+    lease: LoopLease,
+    until: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), crate::messenger::MessengerError> {
+    if app.settings.telegram.is_none() && app.settings.max.is_none() {
+        return app.run_messengers_until(until).await;
+    }
+    let (gone_tx, gone) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(async move {
+        until.await;
+        let _ = gone_tx.send(true);
+    });
+    let business = app.settings.business.id.clone();
+    let mut said_waiting = false;
+    let result = loop {
+        if *gone.borrow() {
+            break Ok(());
+        }
+        if !lease.hold(app.clock.now()).await {
+            if !said_waiting {
+                tracing::info!(
+                    business,
+                    "another instance polls this business's bots; waiting to take over"
+                );
+                said_waiting = true;
+            }
+            let mut gone = gone.clone();
+            tokio::select! {
+                () = tokio::time::sleep(BOTS_LEASE_EVERY) => {}
+                _ = gone.wait_for(|g| *g) => {}
+            }
+            continue;
+        }
+        said_waiting = false;
+        // Held: renewed while the bots run; lost (the store unreachable past the lease, another
+        // instance taking over), the bots stop here and this instance waits again.
+        let (lost_tx, lost) = tokio::sync::watch::channel(false);
+        let renew = {
+            let (lease, clock) = (lease.clone(), app.clock.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(BOTS_LEASE_EVERY).await;
+                    if !lease.hold(clock.now()).await {
+                        let _ = lost_tx.send(true);
+                        return;
+                    }
+                }
+            })
+        };
+        let stop = {
+            let (mut gone, mut lost) = (gone.clone(), lost.clone());
+            async move {
+                tokio::select! {
+                    _ = gone.wait_for(|g| *g) => {}
+                    _ = lost.wait_for(|l| *l) => {}
+                }
+            }
+        };
+        let ran = app.run_messengers_until(stop).await;
+        renew.abort();
+        if *lost.borrow() && !*gone.borrow() && ran.is_ok() {
+            tracing::warn!(
+                business,
+                "lost the hold on this business's bots; another instance polls them now"
+            );
+            continue;
+        }
+        lease.release().await;
+        break ran;
+    };
+    watcher.abort();
+    result
 }
 
 /// What the console shows of a business besides its rows: `webhooks` is the path its

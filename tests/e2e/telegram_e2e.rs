@@ -671,3 +671,53 @@ api_url = "{}"
     assert_eq!(status(near.id.clone()).await, BookingStatus::Booked);
     service.stop();
 }
+
+/// Two `zapis run` on one store for one bot: one polls it and the other waits, so Telegram never
+/// sees two pollers (it would answer 409); the poller SIGKILLed, the other takes the bot over
+/// within the lease and answers what the client said meanwhile, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_instances_one_polls_the_bot_and_the_other_takes_over_when_it_dies() {
+    use std::time::Duration;
+    let fake = FakeTelegram::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"sqlite://{}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
+             timezone = \"Europe/Moscow\"\n\n[telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n",
+            dir.path().join("zapis.db").display(),
+            fake.api_url()
+        ),
+    )
+    .unwrap();
+    let first = Service::start(&config);
+    let ann = fake.user(7001);
+    ann.send_text("/start");
+    ann.wait_for_text("Салон «Лилия»", WAIT).await;
+    let second = Service::start(&config);
+    // Both running for a while: several polls' worth, and the second's first tries.
+    for n in 0..3 {
+        let user = fake.user(7100 + n);
+        user.send_text("/start");
+        user.wait_for_text("Салон «Лилия»", WAIT).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert_eq!(fake.conflicts(), 0, "two processes polled the bot at once");
+
+    drop(first); // SIGKILL: no lease given up
+    let bob = fake.user(7201);
+    bob.send_text("/start");
+    // The lease outlives three rounds of 5 s; the waiting instance looks every 5 s.
+    bob.wait_for_text("Салон «Лилия»", Duration::from_secs(40))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let greetings = bob
+        .history()
+        .iter()
+        .filter(|m| m.text.contains("Салон «Лилия»"))
+        .count();
+    assert_eq!(greetings, 1, "the update was handled once");
+    assert_eq!(fake.conflicts(), 0);
+    second.stop();
+}

@@ -184,6 +184,10 @@ struct ChatState {
 
 #[derive(Debug, Default)]
 struct World {
+    /// getUpdates calls waiting right now: Telegram serves one poller per bot.
+    polls_in_flight: usize,
+    /// getUpdates calls refused with 409 because another was waiting.
+    conflicts: usize,
     next_update_id: i64,
     next_message_id: i64,
     next_query_id: u64,
@@ -425,6 +429,11 @@ impl FakeTelegram {
     }
 
     /// Updates queued and not yet confirmed.
+    /// getUpdates calls refused because another poller was waiting (two processes polling).
+    pub fn conflicts(&self) -> usize {
+        self.shared.world().conflicts
+    }
+
     pub fn pending_updates(&self) -> usize {
         self.shared.world().updates.len()
     }
@@ -857,7 +866,30 @@ fn update_kind(update: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// One getUpdates call waiting; dropped with the call, also when its client goes away.
+struct Polling<'a>(&'a Shared);
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        self.0.world().polls_in_flight -= 1;
+    }
+}
+
 async fn get_updates(shared: &Shared, params: &Value) -> (StatusCode, Value) {
+    // Two processes polling one bot: Telegram answers 409 "terminated by other getUpdates
+    // request" (to the earlier call; here to the later, which tells the same).
+    {
+        let mut w = shared.world();
+        if w.polls_in_flight > 0 {
+            w.conflicts += 1;
+            return (
+                StatusCode::CONFLICT,
+                contract("error-409-conflict-get-updates.response.json"),
+            );
+        }
+        w.polls_in_flight += 1;
+    }
+    let _polling = Polling(shared);
     let offset = int(params, "offset").unwrap_or(0);
     let limit = int(params, "limit").unwrap_or(100).clamp(1, 100) as usize;
     let timeout =

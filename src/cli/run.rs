@@ -149,6 +149,7 @@ pub(super) async fn serve_business(
         )
     };
     let watch_task = app.dikidi.clone().map(|dikidi| {
+        let dikidi_every = dikidi.poll_interval;
         crate::lifecycle::watch::spawn(
             dikidi,
             app.store.clone(),
@@ -156,6 +157,7 @@ pub(super) async fn serve_business(
             app.settings.business.id.clone(),
             app.change_applier(),
             app.alerts(),
+            lease("dikidi_poll", dikidi_every),
             stop_rx.clone(),
         )
     });

@@ -70,6 +70,7 @@ pub fn spawn(
     business: String,
     applier: ChangeApplier,
     alerts: Alerts,
+    lease: LoopLease,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<DikidiEvent>(64);
@@ -101,7 +102,7 @@ pub fn spawn(
             }
         }
     };
-    let poller = Poller::new(dikidi, clock.clone());
+    let poller = Poller::new(dikidi, clock.clone()).with_lease(lease);
     let stop_poll = {
         let mut stop = stop.clone();
         async move {

@@ -781,3 +781,66 @@ fn shared_contract_files_are_all_present() {
     }
     let _ = fake_dikidi::MANICURE;
 }
+
+/// Two instances sharing a store poll a business's Dikidi once between them: the holder of the
+/// `dikidi_poll` lease; when it stops, the other takes the polling over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_instances_one_polls_and_the_other_takes_over_when_it_stops() {
+    use zapis::store::{LoopLease, Store};
+    let fake = FakeDikidi::start(TZ).await;
+    let clock = Arc::new(FakeClock::new(Utc::now()));
+    let mut c = config(&fake);
+    c.poll_interval_secs = 60;
+    c.poll_jitter_secs = 0;
+    let d = Arc::new(Dikidi::new(&c, TZ, clock.clone()));
+    let store = Store::connect("sqlite::memory:").await.expect("store");
+    let known = || async {
+        vec![KnownRecord {
+            external_id: "80000001".into(),
+            start: Utc::now() + Duration::days(2),
+            status: RecordStatus::Active,
+        }]
+    };
+    let instance = |holder: &str| {
+        let lease = LoopLease::new(
+            store.clone(),
+            "default",
+            "dikidi_poll",
+            holder,
+            StdDuration::from_secs(60),
+        );
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
+        let poller = Poller::new(d.clone(), clock.clone()).with_lease(lease);
+        let task = tokio::spawn(poller.run(known, tx, async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        }));
+        (stop_tx, task, _rx)
+    };
+    let (stop_a, task_a, _a) = instance("a");
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    let (stop_b, task_b, _b) = instance("b");
+    tokio::time::sleep(StdDuration::from_millis(1_500)).await;
+    assert_eq!(
+        fake.calls_to("records_info"),
+        1,
+        "both were due; one polled"
+    );
+
+    stop_a.send(true).expect("a stops");
+    task_a.await.expect("a stopped");
+    clock.advance(Duration::seconds(61));
+    for _ in 0..40 {
+        if fake.calls_to("records_info") == 2 {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    assert_eq!(
+        fake.calls_to("records_info"),
+        2,
+        "b polls once a gave the lease up"
+    );
+    stop_b.send(true).expect("b stops");
+    task_b.await.expect("b stopped");
+}

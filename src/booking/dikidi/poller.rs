@@ -13,6 +13,8 @@ pub struct Poller {
     pub(super) dikidi: Arc<Dikidi>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) next_due: DateTime<Utc>,
+    /// With several instances on one store, only the holder of this polls.
+    pub(super) lease: Option<crate::store::LoopLease>,
 }
 
 impl Poller {
@@ -23,7 +25,15 @@ impl Poller {
             dikidi,
             clock,
             next_due,
+            lease: None,
         }
+    }
+
+    /// Polls only while this instance holds `lease` (instances sharing a store poll a
+    /// business's Dikidi once between them), and gives it up when stopped.
+    pub fn with_lease(mut self, lease: crate::store::LoopLease) -> Poller {
+        self.lease = Some(lease);
+        self
     }
 
     pub fn next_due(&self) -> DateTime<Utc> {
@@ -73,7 +83,15 @@ impl Poller {
     {
         tokio::pin!(stop);
         loop {
-            if self.clock.now() >= self.next_due {
+            let held = match (&self.lease, self.clock.now() >= self.next_due) {
+                (Some(lease), true) => lease.hold(self.clock.now()).await,
+                (_, due) => due,
+            };
+            if !held && self.clock.now() >= self.next_due {
+                // Another instance polls; look again a round later, in case it died.
+                self.schedule_next();
+            }
+            if held {
                 let records = known().await;
                 let mut out = Vec::new();
                 self.tick(&records, &mut |e| out.push(e)).await;
@@ -84,7 +102,12 @@ impl Poller {
                 }
             }
             tokio::select! {
-                _ = &mut stop => return,
+                _ = &mut stop => {
+                    if let Some(lease) = &self.lease {
+                        lease.release().await;
+                    }
+                    return;
+                }
                 // Checks the (possibly fake) clock once a second.
                 _ = tokio::time::sleep(StdDuration::from_secs(1)) => {}
             }

@@ -149,15 +149,16 @@ pub(super) async fn serve_business(
         )
     };
     let watch_task = app.dikidi.clone().map(|dikidi| {
-        let dikidi_every = dikidi.poll_interval;
+        let every = dikidi.poll_interval;
+        let poller = crate::booking::dikidi::Poller::new(dikidi, app.clock.clone())
+            .with_lease(lease("dikidi_poll", every));
         crate::lifecycle::watch::spawn(
-            dikidi,
+            poller,
             app.store.clone(),
             app.clock.clone(),
             app.settings.business.id.clone(),
             app.change_applier(),
             app.alerts(),
-            lease("dikidi_poll", dikidi_every),
             stop_rx.clone(),
         )
     });

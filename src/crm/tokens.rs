@@ -18,6 +18,13 @@ pub use crate::store::tokens::TokenPair;
 /// Refresh this long before the access token expires, so no request races its expiry.
 pub const REFRESH_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
 
+/// How long one instance may hold a business's refresh to itself: longer than a refresh call
+/// takes (the clients time out in 30 s), short enough that a holder that died frees it soon.
+const REFRESH_LOCK: chrono::Duration = chrono::Duration::seconds(45);
+
+/// How often an instance waiting for another's refresh looks again.
+const REFRESH_LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A failure of the token store (or another of the store's reads a CRM call needs): passing.
 pub fn store_error(e: StoreError) -> CrmError {
     CrmError::transient(format!("token store: {e}"))
@@ -29,6 +36,8 @@ pub struct TokenStore {
     store: Store,
     business_id: String,
     system: &'static str,
+    /// This client as the refresh lock's holder.
+    holder: String,
 }
 
 impl TokenStore {
@@ -37,6 +46,49 @@ impl TokenStore {
             store,
             business_id: business_id.into(),
             system,
+            holder: crate::store::new_id(),
+        }
+    }
+
+    /// The lock's row: one per business and system, beside the loops' leases.
+    fn lock_name(&self) -> String {
+        format!("oauth_refresh:{}", self.system)
+    }
+
+    /// Takes the business's refresh to this client alone, across every instance sharing the
+    /// store (a row in `loop_leases`, so it works the same on both backends and a dead holder's
+    /// lock runs out); waits while another holds it, at most as long as a lock lasts.
+    async fn lock_refresh(&self, clock: &dyn Clock) -> Result<(), StoreError> {
+        let give_up = std::time::Instant::now()
+            + REFRESH_LOCK
+                .to_std()
+                .unwrap_or(std::time::Duration::from_secs(45));
+        loop {
+            let now = clock.now();
+            let held = self
+                .store
+                .take_lease(
+                    &self.business_id,
+                    &self.lock_name(),
+                    &self.holder,
+                    now,
+                    now + REFRESH_LOCK,
+                )
+                .await?;
+            if held || std::time::Instant::now() >= give_up {
+                return Ok(());
+            }
+            tokio::time::sleep(REFRESH_LOCK_POLL).await;
+        }
+    }
+
+    async fn unlock_refresh(&self) {
+        if let Err(e) = self
+            .store
+            .drop_lease(&self.business_id, &self.lock_name(), &self.holder)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot free the token refresh lock; it runs out on its own");
         }
     }
 
@@ -145,8 +197,25 @@ impl OAuthTokens {
         Ok(())
     }
 
-    /// Spends the refresh token and stores the new pair before anything uses it.
+    /// Spends the refresh token and stores the new pair before anything uses it, holding the
+    /// business's refresh lock so that of several instances only one spends it.
     async fn refresh_locked<F, Fut>(
+        &self,
+        state: &mut Option<TokenPair>,
+        clock: &dyn Clock,
+        refresh: F,
+    ) -> Result<(), CrmError>
+    where
+        F: FnOnce(SecretString) -> Fut,
+        Fut: Future<Output = Result<TokenPair, CrmError>>,
+    {
+        self.tokens.lock_refresh(clock).await.map_err(store_error)?;
+        let refreshed = self.refresh_alone(state, clock, refresh).await;
+        self.tokens.unlock_refresh().await;
+        refreshed
+    }
+
+    async fn refresh_alone<F, Fut>(
         &self,
         state: &mut Option<TokenPair>,
         clock: &dyn Clock,
@@ -217,5 +286,70 @@ mod tests {
             assert_eq!(loaded.expires_at, t0);
             assert!(!format!("{loaded:?}").contains("a2"));
         }
+    }
+
+    /// Two instances sharing the store find the pair expiring at once: the refresh token is
+    /// spent once (a second spend would be refused by the CRM and lose the integration), and
+    /// both call with the new access token. On SQLite and PostgreSQL.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_instances_refresh_once_between_them() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        for store in crate::store::testing::all().await {
+            let clock =
+                crate::clock::FakeClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap());
+            let pair = |a: &str, r: &str, expires_at| TokenPair {
+                access_token: SecretString::from(a.to_string()),
+                refresh_token: SecretString::from(r.to_string()),
+                expires_at,
+            };
+            let expiring = clock.now() + chrono::Duration::minutes(1);
+            TokenStore::new(store.clone(), "b1", "amocrm")
+                .save(&pair("a1", "r1", expiring), clock.now())
+                .await
+                .unwrap();
+            let spent = Arc::new(AtomicUsize::new(0));
+            let instance = || {
+                OAuthTokens::new(
+                    TokenStore::new(store.clone(), "b1", "amocrm"),
+                    "amoCRM",
+                    "authorise again",
+                )
+            };
+            let (one, two) = (instance(), instance());
+            let (a, b) = tokio::join!(
+                call(&one, &clock, spent.clone()),
+                call(&two, &clock, spent.clone())
+            );
+            assert_eq!(a.unwrap().expose_secret(), "a2");
+            assert_eq!(b.unwrap().expose_secret(), "a2");
+            assert_eq!(
+                spent.load(Ordering::SeqCst),
+                1,
+                "the refresh token was spent once"
+            );
+        }
+    }
+
+    /// One request's call for the access token, its refresh a CRM that takes its time.
+    async fn call(
+        tokens: &OAuthTokens,
+        clock: &crate::clock::FakeClock,
+        spent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) -> Result<SecretString, CrmError> {
+        let expires_at = clock.now() + chrono::Duration::hours(24);
+        tokens
+            .access_token(clock, |refresh: SecretString| async move {
+                assert_eq!(refresh.expose_secret(), "r1", "only r1 is ever spent");
+                spent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // Long enough for the other instance to arrive meanwhile.
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                Ok(TokenPair {
+                    access_token: SecretString::from("a2".to_string()),
+                    refresh_token: SecretString::from("r2".to_string()),
+                    expires_at,
+                })
+            })
+            .await
     }
 }

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use super::changes::{ChangeApplier, ScheduleChange};
 use super::schedule_reconcile::Reconciler;
 use crate::booking::RecordStatus;
-use crate::booking::dikidi::{Dikidi, DikidiEvent, KnownRecord, Poller};
+use crate::booking::dikidi::{DikidiEvent, KnownRecord, Poller};
 use crate::clock::Clock;
 use crate::shutdown::{Cadence, LeasedRounds};
 use crate::store::{LoopLease, Store};
@@ -62,15 +62,14 @@ pub fn spawn_reconciler(
     })
 }
 
-/// Starts the Dikidi poller, for when Dikidi is the schedule; it stops when `stop` turns true.
+/// Starts the Dikidi `poller`, for when Dikidi is the schedule; it stops when `stop` turns true.
 pub fn spawn(
-    dikidi: Arc<Dikidi>,
+    poller: Poller,
     store: Store,
     clock: Arc<dyn Clock>,
     business: String,
     applier: ChangeApplier,
     alerts: Alerts,
-    lease: LoopLease,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<DikidiEvent>(64);
@@ -102,7 +101,6 @@ pub fn spawn(
             }
         }
     };
-    let poller = Poller::new(dikidi, clock.clone()).with_lease(lease);
     let stop_poll = {
         let mut stop = stop.clone();
         async move {

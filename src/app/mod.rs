@@ -535,7 +535,9 @@ impl BusinessParts {
     ) -> Result<BusinessParts, StoreError> {
         let yclients = match (&settings.booking.system, &settings.booking.yclients) {
             (BookingSystemKind::Yclients, Some(y)) => {
-                Some(Arc::new(Yclients::new(y, clock.clone())))
+                let yclients = Yclients::new(y, clock.clone());
+                yclients.share_pace_through(store);
+                Some(Arc::new(yclients))
             }
             _ => None,
         };

@@ -2,6 +2,13 @@
 //! vendor counts that way), shared by every client of that account in the process. Two clients
 //! of one account (a business's booking client and its import, or two businesses behind one
 //! partner token) must not each spend the whole allowance.
+//!
+//! Several instances on one PostgreSQL store share it too: a [`Pacer`] told to
+//! ([`Pacer::share_through`]) also takes each request's turn from the account's row in the
+//! store (`Store::take_pace_turn`, one atomic statement), so the instances together keep the
+//! vendor's pace. The process's own limiter still spaces its requests first; the row adds the
+//! wait the other instances' requests call for. A store that cannot answer costs the shared
+//! part only: the request leaves at the process's pace, and the warning says so.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -10,7 +17,7 @@ use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-type Registry = Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>;
+type Registry = Mutex<HashMap<String, Arc<Pacer>>>;
 
 static LIMITERS: LazyLock<Registry> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
@@ -58,13 +65,81 @@ impl Pace {
     }
 }
 
-/// The limiter of `account` (a vendor name and what the vendor counts by, e.g. its origin) at
-/// `pace`. Every caller naming the same account and pace gets the same limiter.
-pub fn limiter(account: &str, pace: Pace) -> Arc<DefaultDirectRateLimiter> {
+/// The pace of one account: the process's limiter, and the store's row when instances share it.
+#[derive(Debug)]
+pub struct Pacer {
+    account: String,
+    pace: Pace,
+    local: DefaultDirectRateLimiter,
+    shared: std::sync::OnceLock<crate::store::Store>,
+}
+
+impl Pacer {
+    fn new(account: &str, pace: Pace) -> Pacer {
+        Pacer {
+            account: account.to_string(),
+            pace,
+            local: RateLimiter::direct(pace.quota()),
+            shared: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// From now on also keeps the pace with every instance sharing `store` (the first store
+    /// given stays).
+    pub fn share_through(&self, store: &crate::store::Store) {
+        let _ = self.shared.set(store.clone());
+    }
+
+    /// Waits for this request's turn.
+    pub async fn until_ready(&self) {
+        self.local.until_ready().await;
+        let Some(store) = self.shared.get() else {
+            return;
+        };
+        let (period, burst) = match self.pace {
+            Pace::Even { period } => (period, 1),
+            Pace::Bursty { per_second, burst } => (
+                Duration::from_secs(1) / per_second.max(1),
+                i64::from(burst.max(1)),
+            ),
+        };
+        let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX).max(1);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        match store
+            .take_pace_turn(&self.account, now_ms, period_ms, burst)
+            .await
+        {
+            Ok(0) => {}
+            Ok(wait) => {
+                tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await
+            }
+            Err(e) => tracing::warn!(
+                account = %self.account,
+                error = %e,
+                "cannot take a turn from the shared pace; this request keeps the process's own"
+            ),
+        }
+    }
+
+    /// Whether the process's limiter lets a request go now (without waiting).
+    pub fn check(&self) -> bool {
+        self.local.check().is_ok()
+    }
+}
+
+/// Whether clients on `store` keep their vendors' pace with every instance sharing it: on
+/// PostgreSQL, where several instances run; a SQLite store has one.
+pub fn shares_pace(store: &crate::store::Store) -> bool {
+    store.backend() == crate::store::Backend::Postgres
+}
+
+/// The pacer of `account` (a vendor name and what the vendor counts by, e.g. its origin) at
+/// `pace`. Every caller naming the same account and pace gets the same pacer.
+pub fn limiter(account: &str, pace: Pace) -> Arc<Pacer> {
     let key = format!("{account}|{pace:?}");
     let mut map = LIMITERS.lock().unwrap_or_else(|p| p.into_inner());
     map.entry(key)
-        .or_insert_with(|| Arc::new(RateLimiter::direct(pace.quota())))
+        .or_insert_with(|| Arc::new(Pacer::new(account, pace)))
         .clone()
 }
 
@@ -81,8 +156,45 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &other));
         // The first request passes, the second within the period waits, on either handle.
-        assert!(a.check().is_ok());
-        assert!(b.check().is_err());
-        assert!(other.check().is_ok());
+        assert!(a.check());
+        assert!(!b.check());
+        assert!(other.check());
+    }
+
+    /// Two instances (two pacers of one account, as two processes have) sharing a store keep
+    /// the vendor's 5 a second between them: their turns are 200 ms apart, so no 900 ms (a
+    /// second less the wake-up jitter of a loaded machine) holds six of their requests; each
+    /// on its own pace would put ten in a second.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn instances_sharing_a_store_keep_one_pace_between_them() {
+        for store in crate::store::testing::all().await {
+            let pace = Pace::per_second(5);
+            let (one, two) = (
+                Arc::new(Pacer::new("vendor|shared", pace)),
+                Arc::new(Pacer::new("vendor|shared", pace)),
+            );
+            one.share_through(&store);
+            two.share_through(&store);
+            let started = std::time::Instant::now();
+            let calls = (0..12).map(|i| {
+                let pacer = if i % 2 == 0 { one.clone() } else { two.clone() };
+                async move {
+                    pacer.until_ready().await;
+                    started.elapsed()
+                }
+            });
+            let mut at: Vec<Duration> = futures::future::join_all(calls).await;
+            at.sort();
+            let busiest = at
+                .iter()
+                .map(|t| {
+                    at.iter()
+                        .filter(|u| **u >= *t && **u - *t < Duration::from_millis(900))
+                        .count()
+                })
+                .max()
+                .unwrap_or(0);
+            assert!(busiest <= 5, "{busiest} requests in one second: {at:?}");
+        }
     }
 }

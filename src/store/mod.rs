@@ -15,6 +15,7 @@ pub mod imports;
 mod leases;
 mod links;
 pub mod onec;
+mod pace;
 #[cfg(test)]
 mod plans;
 pub mod retention;

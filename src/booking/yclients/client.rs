@@ -100,7 +100,7 @@ pub struct Yclients {
     pub(super) partner_token: SecretString,
     pub(super) user_token: Option<SecretString>,
     pub(super) partner_id: Option<u64>,
-    pub(super) limiter: Arc<DefaultDirectRateLimiter>,
+    pub(super) limiter: Arc<pacing::Pacer>,
     /// A per-minute ceiling for long runs (an import); `None` for the bot's short bursts.
     pub(super) minute_limiter: Option<DefaultDirectRateLimiter>,
     pub(super) max_retries: u32,
@@ -118,6 +118,14 @@ pub(super) struct Answer {
 }
 
 impl Yclients {
+    /// Keeps YClients' per-address pace with every instance sharing `store` (on PostgreSQL):
+    /// an agency's salons behind one egress address stay within 5 a second together.
+    pub fn share_pace_through(&self, store: &crate::store::Store) {
+        if pacing::shares_pace(store) {
+            self.limiter.share_through(store);
+        }
+    }
+
     pub fn new(config: &YclientsConfig, clock: Arc<dyn Clock>) -> Yclients {
         let http = http::booking_client(config.timeout_secs);
         // One request per period, no bursts: a burst of 5 followed by the refill would put up

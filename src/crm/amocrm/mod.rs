@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::connectors::pacing::Pacer;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use governor::DefaultDirectRateLimiter;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -58,7 +58,7 @@ const BLOCKED_RETRY: Duration = Duration::from_secs(600);
 const AUTH_FIX: &str = "re-run `zapis amocrm auth --code CODE` with a fresh authorisation code from the integration's settings";
 
 /// One limiter per account (origin), shared by every client of that account in the process.
-fn limiter_for(base_url: &Url, per_second: u32) -> Arc<DefaultDirectRateLimiter> {
+fn limiter_for(base_url: &Url, per_second: u32) -> Arc<Pacer> {
     let account = format!("amocrm|{}", base_url.origin().ascii_serialization());
     crate::connectors::pacing::limiter(&account, Pace::per_second(per_second))
 }
@@ -72,7 +72,7 @@ pub struct AmoCrm {
 struct Inner {
     config: AmoCrmConfig,
     http: reqwest::Client,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    limiter: Arc<Pacer>,
     auth: AuthMode,
     clock: Arc<dyn Clock>,
     store: Store,
@@ -227,6 +227,8 @@ impl AmoCrm {
         business_id: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<AmoCrm, CrmError> {
+        // Instances sharing a PostgreSQL store share the account's pace too.
+        let shared_pace = crate::connectors::pacing::shares_pace(&store).then(|| store.clone());
         config
             .validate()
             .map_err(|e| CrmError::permanent(e.to_string()))?;
@@ -255,6 +257,9 @@ impl AmoCrm {
             }
         };
         let limiter = limiter_for(&config.base_url, config.max_requests_per_second);
+        if let Some(store) = &shared_pace {
+            limiter.share_through(store);
+        }
         Ok(AmoCrm {
             inner: Arc::new(Inner {
                 config,

@@ -176,6 +176,8 @@ impl Bitrix24 {
         business_id: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<Bitrix24, CrmError> {
+        // Instances sharing a PostgreSQL store share the account's pace too.
+        let shared_pace = crate::connectors::pacing::shares_pace(&store).then(|| store.clone());
         config
             .validate()
             .map_err(|e| CrmError::permanent(e.to_string()))?;
@@ -213,6 +215,9 @@ impl Bitrix24 {
             (None, None) => return Err(bad("webhook_url")),
         };
         let limiter = limiter_for(&portal, config.max_requests_per_second, config.burst);
+        if let Some(store) = &shared_pace {
+            limiter.share_through(store);
+        }
         Ok(Bitrix24 {
             inner: Arc::new(Inner {
                 config,

@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::connectors::pacing::Pacer;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use governor::DefaultDirectRateLimiter;
 use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
 use secrecy::{ExposeSecret, SecretString};
@@ -95,7 +95,7 @@ const WEBHOOK_FIX: &str =
 /// counts all our requests in one bucket. GCRA with the portal's drain rate and a burst below
 /// its threshold: over any span T at most `burst + rate·T` requests leave, so the portal's
 /// counter (which drains at the same rate) never passes `burst`.
-fn limiter_for(portal: &Url, per_second: u32, burst: u32) -> Arc<DefaultDirectRateLimiter> {
+fn limiter_for(portal: &Url, per_second: u32, burst: u32) -> Arc<Pacer> {
     let account = format!("bitrix24|{}", portal.origin().ascii_serialization());
     crate::connectors::pacing::limiter(&account, Pace::Bursty { per_second, burst })
 }
@@ -110,7 +110,7 @@ pub struct Bitrix24 {
 struct Inner {
     config: Bitrix24Config,
     http: reqwest::Client,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    limiter: Arc<Pacer>,
     auth: AuthMode,
     clock: Arc<dyn Clock>,
     /// `crm.status.list` answers by `ENTITY_ID`; stages change rarely, so one read serves all.

@@ -251,3 +251,200 @@ async fn each_business_books_into_its_own_crm_and_a_new_one_joins_on_sighup() {
     assert!(!list.contains("111:AAA"), "no token in the list: {list}");
     service.stop();
 }
+
+/// The deployment an agency runs: three businesses (YClients + amoCRM, Dikidi + Bitrix24, a
+/// school on AlfaCRM) served by two instances on one store (PostgreSQL when
+/// ZAPIS_TEST_POSTGRES_URL is set). Each business's bookings land in its own fakes only; the
+/// instance holding the bots is SIGKILLed and the other takes the bots and Dikidi's polling
+/// over within a lease; nothing is lost or doubled, no bot is polled twice at once, and no
+/// vendor's rate limit is exceeded across both instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_serve_three_businesses_and_one_survives_the_others_death() {
+    use support::fake_alfacrm::{self as alfa, FakeAlfa};
+    use support::fake_dikidi::{COMPANY, FakeDikidi};
+    use support::fake_yclients::{FakeSalon, FakeYclients, PARTNER_TOKEN};
+
+    let (tg_a, tg_b, tg_c) = (
+        FakeTelegram::start_for("111:AAA").await,
+        FakeTelegram::start_for("222:BBB").await,
+        FakeTelegram::start_for("333:CCC").await,
+    );
+    let yc = FakeYclients::start(FakeSalon::standard(777, chrono_tz::Europe::Moscow)).await;
+    let amo = FakeAmo::start().await;
+    let dikidi = FakeDikidi::start(chrono_tz::Europe::Moscow).await;
+    let bitrix = FakeBitrix::start().await;
+    let school = FakeAlfa::start().await;
+    let dir = tempfile::tempdir().expect("a folder");
+    let folder = dir.path().join("businesses");
+    std::fs::create_dir(&folder).expect("the businesses folder");
+    let store_url = match support::postgres_url().await {
+        Some(url) => url,
+        None => format!("sqlite://{}", dir.path().join("zapis.db").display()),
+    };
+    let (port_1, port_2) = (free_port(), free_port());
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"{store_url}\"\n\n[sync]\npoll = \"100ms\"\n\n\
+             [http]\nlisten = \"127.0.0.1:{port_1}\"\nwebhook_secret = \"{SECRET}\"\n\n\
+             [businesses]\n"
+        ),
+    )
+    .expect("the deployment file");
+    std::fs::write(
+        folder.join("salon-a.toml"),
+        business(
+            "Салон А",
+            &tg_a,
+            "111:AAA",
+            &format!(
+                "[booking]\nsystem = \"yclients\"\n[booking.yclients]\nbase_url = \"{}\"\n\
+                 company_id = 777\npartner_token = \"{PARTNER_TOKEN}\"\n{}",
+                yc.base_url,
+                amocrm(&amo)
+            ),
+        ),
+    )
+    .expect("salon-a");
+    std::fs::write(
+        folder.join("clinic-b.toml"),
+        business(
+            "Клиника Б",
+            &tg_b,
+            "222:BBB",
+            &format!(
+                "[booking]\nsystem = \"dikidi\"\n[booking.dikidi]\nbase_url = \"{}\"\n\
+                 company_id = {COMPANY}\nrate_limit_per_second = 7\npoll_interval_secs = 1\n\
+                 poll_jitter_secs = 0\n{}",
+                dikidi.base_url(),
+                bitrix24(&bitrix)
+            ),
+        ),
+    )
+    .expect("clinic-b");
+    std::fs::write(
+        folder.join("school-c.toml"),
+        business(
+            "Школа В",
+            &tg_c,
+            "333:CCC",
+            &format!(
+                "[school.alfacrm]\n{}curator_id = 7\nlead_status_id = 1\n\n\
+                 [[school.courses]]\nkey = \"python\"\ntitle = \"Python для подростков\"\n\
+                 alfacrm_group_ids = [{}]\n",
+                school.config_toml(),
+                alfa::GROUP_PYTHON
+            ),
+        )
+        .replace(
+            "timezone = \"Europe/Moscow\"\n",
+            "timezone = \"Europe/Moscow\"\nkind = \"school\"\n",
+        ),
+    )
+    .expect("school-c");
+    let first = Service::start_with_env(&config, &dir.path().join("one.log"), "warn", &[]);
+    // The first instance is serving before the second starts, so it holds every bot.
+    let hello = tg_a.user(1000);
+    hello.send_text("/start");
+    hello.wait_for_text("Салон А", WAIT).await;
+    let listen_2 = format!("127.0.0.1:{port_2}");
+    let second = Service::start_with_env(
+        &config,
+        &dir.path().join("two.log"),
+        "warn",
+        &[("ZAPIS_HTTP__LISTEN", &listen_2)],
+    );
+
+    let enrol = |user: FakeUser, phone: &'static str| async move {
+        user.send_text("/start");
+        user.wait_for_text("Школа В", WAIT).await;
+        support::e2e::press_label(&user, "Записаться").await;
+        support::e2e::press_label(&user, "Python для подростков").await;
+        support::e2e::press_label(&user, "Python, вечерняя").await;
+        support::e2e::agree(&user).await;
+        user.wait_for_reply(|m| m.requests_contact(), WAIT).await;
+        user.send_text(phone);
+        user.wait_for_reply(|m| m.text.contains("имя"), WAIT).await;
+        user.send_text("Анна Смирнова");
+        user.wait_for_reply(|m| m.text.contains("Проверьте заявку"), WAIT)
+            .await;
+        support::e2e::press_label(&user, "Отправить заявку").await;
+        user.wait_for_text("Заявка принята", WAIT).await;
+    };
+    book(&tg_a.user(1001), "Салон А", "+7 912 000-00-01").await;
+    book(&tg_b.user(2001), "Клиника Б", "+7 912 000-00-02").await;
+    enrol(tg_c.user(3001), "+7 912 000-00-03").await;
+    until("a booking in each business's systems", || {
+        yc.records().len() == 1
+            && amo.leads().len() == 1
+            && dikidi.records().len() == 1
+            && bitrix.leads().len() == 1
+            && school.customers().len() == 1
+    })
+    .await;
+    // Dikidi is polled by one instance: at its 1 s interval, not twice that.
+    let polled = dikidi.calls_to("records_info");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let in_four_seconds = dikidi.calls_to("records_info") - polled;
+    assert!(
+        (1..=5).contains(&in_four_seconds),
+        "{in_four_seconds} polls of Dikidi in 4 s"
+    );
+
+    drop(first); // SIGKILL: no lease is given up
+    let killed_polls = dikidi.calls_to("records_info");
+    // The bots answer again once the second instance holds them (the lease outlives 15 s).
+    let (ann, bob) = (tg_a.user(1002), tg_b.user(2002));
+    ann.send_text("/start");
+    ann.wait_for_text("Салон А", Duration::from_secs(45)).await;
+    bob.send_text("/start");
+    bob.wait_for_text("Клиника Б", Duration::from_secs(45))
+        .await;
+    book_first_slot(&ann, "Мужская стрижка", "+7 912 000-00-11", "Анна").await;
+    ann.wait_for_text("вы записаны", WAIT).await;
+    book_first_slot(&bob, "Женская стрижка", "+7 912 000-00-12", "Борис").await;
+    bob.wait_for_text("вы записаны", WAIT).await;
+    enrol(tg_c.user(3002), "+7 912 000-00-13").await;
+    until("the second bookings in each business's systems", || {
+        amo.leads().len() == 2 && bitrix.leads().len() == 2 && school.customers().len() == 2
+    })
+    .await;
+    until("Dikidi polled again, by the second instance", || {
+        dikidi.calls_to("records_info") > killed_polls
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Nothing doubled, nothing crossed over.
+    assert_eq!(yc.records().len(), 2);
+    assert_eq!(dikidi.records().len(), 2);
+    assert_eq!(amo.leads().len(), 2);
+    assert_eq!(bitrix.leads().len(), 2);
+    assert_eq!(school.customers().len(), 2);
+    let amo_contacts = serde_json::to_string(&amo.contacts()).expect("json");
+    for other in ["79120000002", "79120000003", "79120000012", "79120000013"] {
+        assert!(
+            !amo_contacts.contains(other),
+            "{other} in amoCRM: {amo_contacts}"
+        );
+    }
+    let b24 = serde_json::to_string(&bitrix.leads()).expect("json");
+    for other in ["79120000001", "79120000003", "79120000011", "79120000013"] {
+        assert!(!b24.contains(other), "{other} in Bitrix24: {b24}");
+    }
+    for tg in [&tg_a, &tg_b, &tg_c] {
+        assert_eq!(
+            tg.conflicts(),
+            0,
+            "a bot was polled by both instances at once"
+        );
+    }
+    assert_eq!(yc.throttled(), 0, "YClients' rate limit");
+    assert_eq!(amo.throttled(), 0, "amoCRM's rate limit");
+    assert_eq!(bitrix.throttled(), 0, "Bitrix24's rate limit");
+    assert!(
+        dikidi.max_in_window(Duration::from_millis(900)) <= 7,
+        "Dikidi's pace"
+    );
+    second.stop();
+}

@@ -36,10 +36,21 @@ impl Service {
 
     /// [`Service::start_logging_to`] with the log filter given (`RUST_LOG`).
     pub fn start_logging_at(config: &Path, log: &Path, filter: &str) -> Service {
+        Service::start_with_env(config, log, filter, &[])
+    }
+
+    /// [`Service::start_logging_at`] with environment overrides (`ZAPIS_HTTP__LISTEN`, …).
+    pub fn start_with_env(
+        config: &Path,
+        log: &Path,
+        filter: &str,
+        env: &[(&str, &str)],
+    ) -> Service {
         let file = std::fs::File::create(log).expect("the log file");
         let child = Command::new(env!("CARGO_BIN_EXE_zapis"))
             .args(["run", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .env("RUST_LOG", filter)
             .env_remove("ZAPIS_TELEGRAM__TOKEN")
             .stdin(Stdio::null())

@@ -1,0 +1,315 @@
+//! Many businesses in one deployment: `zapis run` over a folder of business files, each with
+//! its own Telegram bot (one fake Bot API per bot, in this process, over real HTTP), the
+//! sandbox schedule, on SQLite or, with ZAPIS_TEST_POSTGRES_URL, on a fresh PostgreSQL schema.
+//!
+//! - Memory: VmRSS of two instances serving N businesses (the first polls every bot, the
+//!   second stands by with every business's deliveries and loops), beside one instance of one
+//!   business on the same store kind, all idle for a few seconds; per business is
+//!   (instance of N − instance of 1) / (N − 1).
+//! - Start: from spawning the first instance until every business's bot has answered.
+//! - Turns: waves in which one client of every business sends /start at once, against waves
+//!   of the same size to the single business (its peer in this run); the time from the update
+//!   to the bot's answer, median and p99 of each wave, and turns a second. Rounds interleave
+//!   the two; each figure is min/median/max over rounds.
+//! - CPU of both fleet instances while idle, which the per-business loops cost.
+//!
+//! `cargo bench --bench fleet`; FLEET_BENCH_BUSINESSES (50), FLEET_BENCH_ROUNDS (5).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use zapis_fakes::fake_telegram::FakeTelegram;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+struct Instance {
+    child: Child,
+}
+
+impl Instance {
+    fn start(config: &Path, env: &[(&str, &str)]) -> Instance {
+        let bin = std::env::var("ZAPIS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_zapis").into());
+        let child = Command::new(bin)
+            .args(["run", "--config"])
+            .arg(config)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("zapis run starts");
+        Instance { child }
+    }
+
+    fn status(&self, field: &str) -> Option<String> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .map(|l| l.to_string())
+    }
+
+    fn rss_mib(&self) -> f64 {
+        self.status("VmRSS:")
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    }
+
+    /// User + system CPU of the process so far.
+    fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+        // USER_HZ is 100 on every Linux ABI.
+        Duration::from_millis(ticks * 10)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token(i: usize) -> String {
+    format!("{}:FLEET{i}", 100_000 + i)
+}
+
+fn name(i: usize) -> String {
+    format!("Салон №{i}")
+}
+
+fn business_toml(i: usize, fake: &FakeTelegram) -> String {
+    format!(
+        "[business]\nname = \"{}\"\ntimezone = \"Europe/Moscow\"\n\n[telegram]\ntoken = \"{}\"\n\
+         api_url = \"{}\"\n\n[telegram.limits]\nenabled = false\n",
+        name(i),
+        token(i),
+        fake.api_url()
+    )
+}
+
+/// A store for one deployment: a fresh PostgreSQL schema, or a SQLite file in `dir`.
+async fn store_url(dir: &Path) -> (String, &'static str) {
+    let Ok(base) = std::env::var("ZAPIS_TEST_POSTGRES_URL") else {
+        return (
+            format!("sqlite://{}", dir.join("zapis.db").display()),
+            "SQLite",
+        );
+    };
+    let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&base).await.expect("PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&admin)
+        .await
+        .expect("a schema");
+    admin.close().await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    (
+        format!("{base}{sep}options=-csearch_path%3D{schema}"),
+        "PostgreSQL",
+    )
+}
+
+/// One client of each business sends /start at once; each answer's delay.
+async fn wave(fakes: &[&FakeTelegram], names: &[String], chat: i64) -> (Vec<Duration>, Duration) {
+    let started = Instant::now();
+    let turns = fakes.iter().zip(names).map(|(fake, name)| {
+        let user = fake.user(chat);
+        let name = name.clone();
+        async move {
+            let sent = Instant::now();
+            user.send_text("/start");
+            user.wait_for_text(&name, WAIT).await;
+            sent.elapsed()
+        }
+    });
+    let delays = futures::future::join_all(turns).await;
+    (delays, started.elapsed())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn spread(xs: &[f64]) -> (f64, f64, f64) {
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let n = env_usize("FLEET_BENCH_BUSINESSES", 50).max(2);
+    let rounds = env_usize("FLEET_BENCH_ROUNDS", 5).max(1);
+    let mut fakes = Vec::new();
+    for i in 0..n {
+        fakes.push(FakeTelegram::start_for(&token(i)).await);
+    }
+    let single_fake = FakeTelegram::start_for(&token(n)).await;
+
+    // The deployment of N businesses.
+    let dir = tempfile::tempdir().expect("a folder");
+    let folder = dir.path().join("businesses");
+    std::fs::create_dir(&folder).expect("businesses folder");
+    let (store, kind) = store_url(dir.path()).await;
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!("[store]\nurl = \"{store}\"\n\n[businesses]\n"),
+    )
+    .expect("deployment file");
+    for (i, fake) in fakes.iter().enumerate() {
+        std::fs::write(folder.join(format!("b{i:03}.toml")), business_toml(i, fake))
+            .expect("business file");
+    }
+    // One business alone, as today's single file, on the same kind of store.
+    let single_dir = tempfile::tempdir().expect("a folder");
+    let (single_store, _) = store_url(single_dir.path()).await;
+    let single_config = single_dir.path().join("zapis.toml");
+    std::fs::write(
+        &single_config,
+        format!(
+            "[store]\nurl = \"{single_store}\"\n\n{}",
+            business_toml(n, &single_fake)
+        ),
+    )
+    .expect("single file");
+
+    println!(
+        "zapis: {n} businesses in one deployment, each with its own Telegram bot; store {kind}"
+    );
+    let started = Instant::now();
+    let first = Instance::start(&config, &[]);
+    let names: Vec<String> = (0..n).map(name).collect();
+    let all: Vec<&FakeTelegram> = fakes.iter().collect();
+    let (_, _) = wave(&all, &names, 1).await;
+    let start_all = started.elapsed();
+    let second = Instance::start(&config, &[]);
+    let single = Instance::start(&single_config, &[]);
+    let one = [&single_fake];
+    let single_name = [name(n)];
+    let _ = wave(&one, &single_name, 1).await;
+    // Idle: both fleet instances' loops and deliveries running, nothing to do.
+    let cpu_before = (first.cpu(), second.cpu(), single.cpu());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle_cpu = |before: Duration, now: Duration| (now - before).as_secs_f64() / 10.0 * 100.0;
+    let (rss_first, rss_second, rss_single) = (first.rss_mib(), second.rss_mib(), single.rss_mib());
+    println!(
+        "idle 10 s: CPU {:.1} % (polling instance), {:.1} % (standing by), {:.1} % (one business alone)",
+        idle_cpu(cpu_before.0, first.cpu()),
+        idle_cpu(cpu_before.1, second.cpu()),
+        idle_cpu(cpu_before.2, single.cpu())
+    );
+    println!(
+        "resident memory: {rss_first:.1} MiB (polling {n} bots), {rss_second:.1} MiB (standing by), \
+         {rss_single:.1} MiB (one business alone); per business {:.2} MiB polling, {:.2} MiB standing by",
+        (rss_first - rss_single) / (n - 1) as f64,
+        (rss_second - rss_single) / (n - 1) as f64,
+    );
+    println!(
+        "start: every business's bot answering {:.2} s after spawning",
+        start_all.as_secs_f64()
+    );
+
+    // Turns: a wave to every business of the fleet, then one of the same size to the single
+    // business (n clients of it), interleaved.
+    let single_many: Vec<&FakeTelegram> = (0..n).map(|_| &single_fake).collect();
+    let mut fleet = (Vec::new(), Vec::new(), Vec::new());
+    let mut alone = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let chat = 100 + round as i64;
+        let (mut delays, took) = wave(&all, &names, chat).await;
+        delays.sort();
+        fleet
+            .0
+            .push(percentile(&delays, 0.5).as_secs_f64() * 1000.0);
+        fleet
+            .1
+            .push(percentile(&delays, 0.99).as_secs_f64() * 1000.0);
+        fleet.2.push(n as f64 / took.as_secs_f64());
+        // n different clients of the one business.
+        let single_names: Vec<String> = (0..n).map(|_| name(n)).collect();
+        let users: Vec<_> = (0..n)
+            .map(|k| single_many[k].user(10_000 * (round as i64 + 1) + k as i64))
+            .collect();
+        let started = Instant::now();
+        let turns = users
+            .iter()
+            .zip(&single_names)
+            .map(|(user, name)| async move {
+                let sent = Instant::now();
+                user.send_text("/start");
+                user.wait_for_text(name, WAIT).await;
+                sent.elapsed()
+            });
+        let mut delays = futures::future::join_all(turns).await;
+        let took = started.elapsed();
+        delays.sort();
+        alone
+            .0
+            .push(percentile(&delays, 0.5).as_secs_f64() * 1000.0);
+        alone
+            .1
+            .push(percentile(&delays, 0.99).as_secs_f64() * 1000.0);
+        alone.2.push(n as f64 / took.as_secs_f64());
+    }
+    let show = |label: &str, xs: &[f64], unit: &str| {
+        let (lo, mid, hi) = spread(xs);
+        println!("  {label:<44} {lo:>8.1} / {mid:>8.1} / {hi:>8.1} {unit}");
+    };
+    println!("/start to answer, waves of {n} at once, {rounds} rounds (min / median / max):");
+    show(
+        &format!("{n} businesses, one client each: median"),
+        &fleet.0,
+        "ms",
+    );
+    show(
+        &format!("{n} businesses, one client each: p99"),
+        &fleet.1,
+        "ms",
+    );
+    show(
+        &format!("{n} businesses, one client each: turns/s"),
+        &fleet.2,
+        "/s",
+    );
+    show(&format!("1 business, {n} clients: median"), &alone.0, "ms");
+    show(&format!("1 business, {n} clients: p99"), &alone.1, "ms");
+    show(&format!("1 business, {n} clients: turns/s"), &alone.2, "/s");
+    for (fake, i) in fakes.iter().zip(0..) {
+        assert_eq!(
+            fake.conflicts(),
+            0,
+            "business {i}'s bot was polled twice at once"
+        );
+    }
+    drop((first, second, single));
+}

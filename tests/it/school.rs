@@ -1164,3 +1164,84 @@ async fn a_forms_only_school_runs_and_delivers_a_landing_application() {
     );
     service.stop();
 }
+
+/// Two schools of one deployment behind one server: each takes its landing forms at
+/// `/forms/<id>/<form>` under its own allowed origins, and an application lands in its school
+/// only; the single-school path is not served.
+#[tokio::test]
+async fn each_school_of_a_deployment_takes_its_own_landing_forms() {
+    let alfa = FakeAlfa::start().await;
+    let gc = FakeGetCourse::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let clock = Arc::new(FakeClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap(),
+    ));
+    let tenants = zapis::http::Tenants::default();
+    let mut apps = Vec::new();
+    for (id, origin) in [
+        ("school-a", "https://a.example"),
+        ("school-b", "https://b.example"),
+    ] {
+        let app = school_settings(&Options::default(), &alfa, &gc, &store_url, "127.0.0.1:9")
+            .set("business.id", id)
+            .set("school.forms.allowed_origins", json!([origin]))
+            .app(clock.clone())
+            .await;
+        tenants.set(app.http_state(secrecy::SecretString::from(SECRET)));
+        apps.push(app);
+    }
+    let mut shell = apps[0].http_state(secrecy::SecretString::from(SECRET));
+    shell.business_id = String::new();
+    shell.forms = None;
+    shell.sources = Vec::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(zapis::http::server::serve_router(
+        listener,
+        zapis::http::deployment_router(shell, tenants),
+        zapis::http::server::Limits::default(),
+        std::future::pending::<()>(),
+    ));
+    let http = reqwest::Client::new();
+    let post = |path: String| {
+        let http = http.clone();
+        async move {
+            http.post(path)
+                .header("accept", "application/json")
+                .json(&landing("+79123456789"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(post(format!("{url}/forms/school-a/landing")).await, 200);
+    assert_eq!(post(format!("{url}/forms/landing")).await, 404);
+    assert_eq!(post(format!("{url}/forms/nobody/landing")).await, 404);
+    let store = &apps[0].store;
+    assert_eq!(applications::count(store, "school-a").await.unwrap(), 1);
+    assert_eq!(applications::count(store, "school-b").await.unwrap(), 0);
+    // The browser's preflight is answered with the business's own origins.
+    let preflight = |business: &str, origin: &str| {
+        let http = http.clone();
+        let target = format!("{url}/forms/{business}/landing");
+        let origin = origin.to_string();
+        async move {
+            http.request(reqwest::Method::OPTIONS, target)
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .send()
+                .await
+                .unwrap()
+                .headers()
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().unwrap_or_default().to_string())
+        }
+    };
+    assert_eq!(
+        preflight("school-b", "https://b.example").await.as_deref(),
+        Some("https://b.example")
+    );
+    assert_eq!(preflight("school-b", "https://a.example").await, None);
+}

@@ -249,6 +249,40 @@ async fn each_business_books_into_its_own_crm_and_a_new_one_joins_on_sighup() {
         "{list}"
     );
     assert!(!list.contains("111:AAA"), "no token in the list: {list}");
+
+    // A changed file restarts its business alone; a removed one stops it.
+    std::fs::write(
+        folder.join("clinic-b.toml"),
+        business("Клиника Бета", &tg_b, "222:BBB", &bitrix24(&bitrix)),
+    )
+    .expect("clinic-b renamed");
+    std::fs::remove_file(folder.join("school-c.toml")).expect("school-c removed");
+    service.signal("HUP");
+    // Updates read before the restart are the old business's to answer: wait for the new one.
+    until("clinic-b restarted under its new name", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("Клиника Бета"))
+    })
+    .await;
+    let renamed = tg_b.user(2002);
+    renamed.send_text("/start");
+    renamed.wait_for_text("Клиника Бета", WAIT).await;
+    let gone = tg_c.user(3002);
+    gone.send_text("/start");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        gone.history().is_empty(),
+        "a removed business's bot still answers"
+    );
+    assert_eq!(
+        post(port, &format!("/webhooks/clinic-b/bitrix24/{b}")).await,
+        401,
+        "clinic-b's routes still there (an unsigned event is refused, not unknown)"
+    );
+    let c = secret_of("school-c");
+    assert_eq!(
+        post(port, &format!("/webhooks/school-c/yclients/{c}")).await,
+        404
+    );
     service.stop();
 }
 

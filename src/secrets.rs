@@ -146,6 +146,9 @@ fn business_secrets(config: &BusinessSettings, all: &mut Vec<String>) {
     let mut add = |s: &SecretString| all.push(s.expose_secret().to_string());
     if let Some(tg) = &config.telegram {
         add(&tg.token);
+        if let Some(s) = &tg.webhook_secret {
+            add(s);
+        }
     }
     if let Some(max) = &config.max {
         add(&max.token);

@@ -210,6 +210,12 @@ impl App {
         if c.max.as_ref().is_some_and(|m| m.mode == MaxMode::Webhook) {
             sources.push("max");
         }
+        if c.telegram
+            .as_ref()
+            .is_some_and(|t| t.mode == crate::messenger::config::TelegramMode::Webhook)
+        {
+            sources.push("telegram");
+        }
         if c.school.as_ref().is_some_and(|s| s.getcourse.is_some()) {
             sources.push("getcourse");
         }
@@ -229,6 +235,12 @@ impl App {
                 .max
                 .as_ref()
                 .and_then(|m| m.webhook_secret.clone()),
+            telegram_secret: self
+                .settings
+                .telegram
+                .as_ref()
+                .filter(|t| t.mode == crate::messenger::config::TelegramMode::Webhook)
+                .and_then(|t| t.webhook_secret.clone()),
             bitrix24_token: self
                 .settings
                 .crm
@@ -383,6 +395,18 @@ impl App {
         if let Some(max) = &self.settings.max {
             let bot = MaxBot::from_config(max, self.conversations.clone());
             inbox.register("max", Arc::new(MaxInbox { bot }));
+        }
+        if let Some(tg) = &self.settings.telegram
+            && tg.mode == crate::messenger::config::TelegramMode::Webhook
+        {
+            let business = &self.settings.business;
+            let adapter = crate::messenger::telegram::TelegramAdapter::new(tg)
+                .default_lang(business.locale)
+                .texts(business.texts.clone());
+            inbox.register(
+                "telegram",
+                Arc::new(adapter.inbox(self.conversations.clone())),
+            );
         }
         if let Some(school) = &self.settings.school {
             if let (Some(alfa), Some(config)) = (&self.alfacrm, &school.alfacrm) {

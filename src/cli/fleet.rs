@@ -74,6 +74,7 @@ pub(super) async fn run_fleet(fleet: Fleet, only: Option<String>) -> anyhow::Res
                 sources: Vec::new(),
                 clock: clock.clone(),
                 max_secret: None,
+                telegram_secret: None,
                 bitrix24_token: None,
                 forms: None,
                 onec: None,

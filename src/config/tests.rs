@@ -674,3 +674,43 @@ fn the_single_file_splits_into_the_deployment_and_the_business() {
     assert_eq!(business.business.timezone, chrono_tz::Europe::Moscow);
     assert!(business.telegram.is_none() && business.max.is_none());
 }
+
+#[test]
+fn telegram_webhook_mode_needs_an_https_address_a_secret_and_the_http_server() {
+    let http =
+        "[http]\nlisten = \"127.0.0.1:8080\"\nwebhook_secret = \"0f1e2d3c4b5a69788796a5b4\"\n";
+    let tg = "[telegram]\ntoken = \"1:A\"\nmode = \"webhook\"\n";
+    let url = "webhook_url = \"https://hub.example/webhooks/telegram/0f1e2d3c4b5a69788796a5b4\"\n";
+    let secret = "webhook_secret = \"tg_secret-0123\"\n";
+    let ok = load(&format!("{MINIMAL}\n{http}\n{tg}{url}{secret}")).expect("loads");
+    assert_eq!(
+        ok.telegram.expect("[telegram]").mode,
+        crate::messenger::config::TelegramMode::Webhook
+    );
+    for (toml, key) in [
+        (
+            format!("{MINIMAL}\n{http}\n{tg}{secret}"),
+            "telegram.webhook_url",
+        ),
+        (
+            format!("{MINIMAL}\n{http}\n{tg}{url}"),
+            "telegram.webhook_secret",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n{http}\n{tg}{}{secret}",
+                url.replace("https", "http")
+            ),
+            "telegram.webhook_url",
+        ),
+        (
+            format!("{MINIMAL}\n{http}\n{tg}{url}webhook_secret = \"has spaces\"\n"),
+            "telegram.webhook_secret",
+        ),
+        (format!("{MINIMAL}\n{tg}{url}{secret}"), "`http`"),
+    ] {
+        let err = load(&toml).expect_err(key).to_string();
+        assert!(err.contains(key), "{key}: {err}");
+        assert!(!err.contains("tg_secret-0123"), "{err}");
+    }
+}

@@ -91,6 +91,22 @@ pub(super) fn validate(
         key: e.key,
         message: e.message,
     })?;
+    if let Some(telegram) = &settings.telegram {
+        telegram.validate().map_err(|e| ConfigError::Key {
+            key: e.key,
+            message: e.message,
+        })?;
+        if telegram.mode == crate::messenger::config::TelegramMode::Webhook
+            && deployment.http.is_none()
+        {
+            return Err(ConfigError::Key {
+                key: "http".into(),
+                message: "telegram.mode = \"webhook\" needs the [http] server: Telegram posts \
+                          updates to it"
+                    .into(),
+            });
+        }
+    }
     if let Some(support) = &settings.support {
         support
             .validate(settings.telegram.is_some(), settings.max.is_some())

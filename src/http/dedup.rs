@@ -18,6 +18,7 @@ pub fn delivery_key(source: &str, body: &str, query: Option<&str>) -> String {
         "amocrm" => crate::crm::amocrm::delivery_key(body),
         "bitrix24" => crate::crm::bitrix24::delivery_key(body),
         "max" => crate::messenger::max::delivery_key(body),
+        "telegram" => crate::messenger::telegram::webhook::delivery_key(body),
         _ => None,
     };
     stamped.unwrap_or_else(|| body_digest(body, query))

@@ -21,7 +21,14 @@ use crate::store::Store;
 use crate::sync::inbox::{self, Received};
 
 /// Sources whose webhooks are accepted.
-pub const SOURCES: &[&str] = &["yclients", "amocrm", "bitrix24", "max", "getcourse"];
+pub const SOURCES: &[&str] = &[
+    "yclients",
+    "amocrm",
+    "bitrix24",
+    "max",
+    "getcourse",
+    "telegram",
+];
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -34,6 +41,8 @@ pub struct HttpState {
     pub clock: std::sync::Arc<dyn Clock>,
     /// MAX signs its deliveries with this header secret (`max.webhook_secret`).
     pub max_secret: Option<SecretString>,
+    /// Telegram sends this in every webhook delivery (`telegram.webhook_secret`).
+    pub telegram_secret: Option<SecretString>,
     /// Bitrix24 puts this in every outbound event (`crm.bitrix24.application_token`).
     pub bitrix24_token: Option<SecretString>,
     /// Landing-page applications (`POST /forms/{form}`), when `[school]` is configured.
@@ -255,6 +264,18 @@ async fn receive_webhook(
     {
         let given = headers
             .get("x-max-bot-api-secret")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !same_secret(given, expected.expose_secret()) {
+            return (StatusCode::UNAUTHORIZED, "bad secret");
+        }
+    }
+    if source == "telegram" {
+        let Some(expected) = &state.telegram_secret else {
+            return (StatusCode::FORBIDDEN, "webhooks are not enabled");
+        };
+        let given = headers
+            .get(crate::messenger::telegram::webhook::SECRET_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if !same_secret(given, expected.expose_secret()) {

@@ -190,6 +190,7 @@ mod tests {
                 DateTime::from_timestamp(1_800_000_000, 0).expect("a time"),
             )),
             max_secret: None,
+            telegram_secret: None,
             bitrix24_token: None,
             forms: None,
             onec: None,

@@ -486,6 +486,7 @@ async fn a_bitrix24_event_is_stored_without_its_application_token_and_unconfigur
         sources: vec!["bitrix24"],
         clock: Arc::new(zapis::clock::SystemClock),
         max_secret: None,
+        telegram_secret: None,
         bitrix24_token: Some(SecretString::from(APP_TOKEN)),
         forms: None,
         onec: None,

@@ -721,3 +721,95 @@ async fn of_two_instances_one_polls_the_bot_and_the_other_takes_over_when_it_die
     assert_eq!(fake.conflicts(), 0);
     second.stop();
 }
+
+/// Webhook mode: the bot registers its webhook with the secret instead of polling; Telegram's
+/// posts (here: the fake's waiting updates, posted as Telegram would) are answered, a post
+/// without the secret is refused and changes nothing, and a re-sent update is answered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_webhook_mode_telegram_posts_updates_and_nothing_polls() {
+    use std::time::Duration;
+    const HOOK_SECRET: &str = "tg-hook-secret_0123456789";
+    const HTTP_SECRET: &str = "http-secret-0123456789";
+    let fake = FakeTelegram::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("zapis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"sqlite://{}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
+             timezone = \"Europe/Moscow\"\n\n[sync]\npoll = \"100ms\"\n\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\nwebhook_secret = \"{HTTP_SECRET}\"\n\n\
+             [telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\nmode = \"webhook\"\n\
+             webhook_url = \"https://hub.example/webhooks/telegram/{HTTP_SECRET}\"\n\
+             webhook_secret = \"{HOOK_SECRET}\"\n",
+            dir.path().join("zapis.db").display(),
+            fake.api_url()
+        ),
+    )
+    .unwrap();
+    let service = Service::start(&config);
+    let set = fake.wait_for_calls("setwebhook", 1, WAIT).await;
+    assert_eq!(
+        set[0]["url"],
+        format!("https://hub.example/webhooks/telegram/{HTTP_SECRET}")
+    );
+    assert_eq!(set[0]["secret_token"], HOOK_SECRET);
+    let url = format!("http://127.0.0.1:{port}/webhooks/telegram/{HTTP_SECRET}");
+    let http = reqwest::Client::new();
+    let post = |update: serde_json::Value, secret: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            http.post(url)
+                .header("x-telegram-bot-api-secret-token", secret)
+                .json(&update)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let user = fake.user(4343);
+    user.send_text("/start");
+    let update = fake.take_updates().remove(0);
+    assert_eq!(post(update.clone(), "wrong-secret").await, 401);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        user.history().is_empty(),
+        "a post without the secret was read"
+    );
+    assert_eq!(post(update.clone(), HOOK_SECRET).await, 200);
+    user.wait_for_text("Салон «Лилия»", WAIT).await;
+    // Telegram re-sends when our answer is lost: one greeting still.
+    assert_eq!(post(update, HOOK_SECRET).await, 200);
+    // Button presses arrive the same way, as Telegram pushes them.
+    let pushing = async {
+        loop {
+            for update in fake.take_updates() {
+                post(update, HOOK_SECRET).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let pressing = async {
+        press_label(&user, "Записаться").await;
+        press_label(&user, "Женская стрижка").await;
+    };
+    tokio::select! {
+        () = pushing => {}
+        () = pressing => {}
+    }
+    let greetings = user
+        .history()
+        .iter()
+        .filter(|m| m.text.contains("Здравствуйте"))
+        .count();
+    assert_eq!(greetings, 1, "the re-sent update was answered once");
+    assert!(fake.calls_of("getupdates").is_empty(), "nothing polled");
+    assert_eq!(fake.conflicts(), 0);
+    service.stop();
+}

@@ -429,6 +429,13 @@ impl FakeTelegram {
     }
 
     /// Updates queued and not yet confirmed.
+    /// Takes the updates waiting for the bot, as Telegram does when it posts them to a
+    /// webhook instead of holding them for getUpdates.
+    pub fn take_updates(&self) -> Vec<Value> {
+        let updates: Vec<Value> = self.shared.world().updates.drain(..).collect();
+        updates
+    }
+
     /// getUpdates calls refused because another poller was waiting (two processes polling).
     pub fn conflicts(&self) -> usize {
         self.shared.world().conflicts
@@ -773,6 +780,32 @@ fn params(query: Option<&str>, body: &[u8]) -> Value {
     Value::Object(out)
 }
 
+/// The fields of a `multipart/form-data` body, each value read as JSON where it is JSON
+/// (`allowed_updates`), else as text; file parts are kept as their text.
+fn multipart_params(boundary: &str, body: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(body);
+    let mut out = serde_json::Map::new();
+    for part in text.split(&format!("--{boundary}")) {
+        let Some((head, value)) = part.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let Some(name) = head
+            .split("name=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+        else {
+            continue;
+        };
+        let value = value.strip_suffix("\r\n").unwrap_or(value);
+        let parsed = serde_json::from_str::<Value>(value)
+            .ok()
+            .filter(|v| !v.is_number())
+            .unwrap_or_else(|| Value::String(value.to_string()));
+        out.insert(name.to_string(), parsed);
+    }
+    Value::Object(out)
+}
+
 fn int(params: &Value, key: &str) -> Option<i64> {
     match &params[key] {
         Value::Number(n) => n.as_i64(),
@@ -793,9 +826,20 @@ async fn handle(
     State(shared): State<Arc<Shared>>,
     Path((bot, raw_method)): Path<(String, String)>,
     RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
-    let params = params(query.as_deref(), &body);
+    let boundary = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| t.starts_with("multipart/form-data"))
+        .and_then(|t| t.split("boundary=").nth(1))
+        .map(|b| b.trim_matches('"').to_string());
+    let params = match boundary {
+        // Methods that may carry a file (setWebhook's certificate) come as multipart.
+        Some(boundary) => multipart_params(&boundary, &body),
+        None => params(query.as_deref(), &body),
+    };
     let method = raw_method.to_ascii_lowercase();
     let (status, body) = if bot.strip_prefix("bot") != Some(shared.token.as_str()) {
         (StatusCode::UNAUTHORIZED, error_body(401, "Unauthorized"))

@@ -42,6 +42,9 @@ impl BotConfig for FakeTelegram {
             api_url: self.api_url(),
             bot_username: None,
             limits: Default::default(),
+            mode: Default::default(),
+            webhook_url: None,
+            webhook_secret: None,
         }
     }
 }

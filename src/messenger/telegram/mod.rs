@@ -19,7 +19,8 @@
 //! The folder: this file holds the adapter and its poll loop; `bot.rs` updates into the dialog
 //! and replies back (keyboards, long texts split); `turns.rs` the per-chat order of updates;
 //! `polling.rs` what the poll loop adds to teloxide's (the webhook check, token-redacting error
-//! handlers, liveness); `pacing.rs` the flood limits; `config.rs` `[telegram]`.
+//! handlers, liveness); `webhook.rs` webhook mode (`setWebhook`, the inbox handler of the
+//! updates Telegram posts); `pacing.rs` the flood limits; `config.rs` `[telegram]`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -45,6 +46,7 @@ mod polling;
 #[cfg(test)]
 mod tests;
 mod turns;
+pub mod webhook;
 
 use bot::{Inner, schema};
 use config::TelegramConfig;
@@ -95,6 +97,9 @@ where
 pub struct TelegramAdapter {
     token: SecretString,
     api_url: Url,
+    mode: config::TelegramMode,
+    webhook_url: Option<Url>,
+    webhook_secret: Option<SecretString>,
     limits: TelegramLimits,
     poll_timeout: Duration,
     default_lang: Lang,
@@ -111,6 +116,9 @@ impl TelegramAdapter {
         TelegramAdapter {
             token: config.token.clone(),
             api_url: config.api_url.clone(),
+            mode: config.mode,
+            webhook_url: config.webhook_url.clone(),
+            webhook_secret: config.webhook_secret.clone(),
             limits: config.limits,
             poll_timeout: Duration::from_secs(10),
             default_lang: Lang::default(),
@@ -163,7 +171,24 @@ impl TelegramAdapter {
         S: Future<Output = ()> + Send,
     {
         let liveness = self.liveness.clone();
+        if self.mode == config::TelegramMode::Webhook {
+            return super::reporting_stop(&liveness, self.serve_webhook(shutdown)).await;
+        }
         super::reporting_stop(&liveness, self.poll(handler, shutdown)).await
+    }
+
+    /// What every update's handlers share, polled or delivered.
+    fn inner(&self, handler: Arc<dyn ChatHandler>) -> Arc<Inner> {
+        let pacer = TelegramPacer::shared(&self.api_url, self.token.expose_secret(), self.limits);
+        Arc::new(Inner {
+            handler,
+            contact_keyboard: DashSet::new(),
+            redactor: Redactor::new(&self.token),
+            default_lang: self.default_lang,
+            texts: self.texts.clone(),
+            pacer,
+            turns: ChatTurns::default(),
+        })
     }
 
     async fn poll<S>(self, handler: Arc<dyn ChatHandler>, shutdown: S) -> Result<(), TelegramError>
@@ -180,17 +205,7 @@ impl TelegramAdapter {
         };
 
         let bot = Bot::new(self.token.expose_secret()).set_api_url(self.api_url.clone());
-        let pacer = TelegramPacer::shared(&self.api_url, self.token.expose_secret(), self.limits);
-
-        let inner = Arc::new(Inner {
-            handler,
-            contact_keyboard: DashSet::new(),
-            redactor: redactor.clone(),
-            default_lang: self.default_lang,
-            texts: self.texts.clone(),
-            pacer,
-            turns: ChatTurns::default(),
-        });
+        let inner = self.inner(handler);
         // Every update goes to one concurrent worker; per-chat order is kept by `ChatTurns`.
         // teloxide's default distribution keeps a worker task and a queue per chat ever seen
         // (freed only when a later update finds more idle workers than were ever busy at

@@ -9,9 +9,9 @@
 //! `.ci/run` installs them). `CHROMEDRIVER` may name the driver binary.
 
 use crate::support;
+use support::e2e::free_port;
 
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -26,13 +26,6 @@ use zapis::store::test_support::raw_pool;
 
 const SECRET: &str = "webhook-secret-0123456789";
 const PASSWORD: &str = "correct horse battery";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// ChromeDriver on a port of its own, stopped with the test.
 struct Driver {

@@ -14,6 +14,7 @@
 //! - the CRM's rate limit was never exceeded.
 
 use crate::support;
+use support::e2e::until;
 
 use std::path::Path;
 use std::time::Duration;
@@ -27,16 +28,6 @@ use zapis::store::Store;
 use zapis::store::test_support::raw_pool;
 
 const SECRET: &str = "crm-hook-secret-0123456789";
-
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 fn custom_field(entity: &Value, field_id: i64) -> Option<String> {
     entity["custom_fields_values"]

@@ -9,6 +9,7 @@
 //! measured table is printed (run with `--nocapture` to see it).
 
 use crate::support;
+use support::e2e::free_port;
 
 use std::path::Path;
 use std::time::Duration;
@@ -414,14 +415,6 @@ async fn amocrm_default_config_one_of_everything_after_any_single_fault() {
 async fn bitrix24_default_config_one_of_everything_after_any_single_fault() {
     let b24 = FakeBitrix::start().await;
     fault_table(Crm::Bitrix(b24)).await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Runs `zapis <command> --config <config> <rest>` and returns its standard output.

@@ -8,6 +8,7 @@
 //! - `zapis business list` shows each business or why its file is refused.
 
 use crate::support;
+use support::e2e::{free_port, until};
 
 use std::path::Path;
 use std::process::Command;
@@ -21,24 +22,6 @@ use support::fake_telegram::{FakeTelegram, FakeUser};
 use zapis::store::Store;
 
 const SECRET: &str = "deployment-secret-0123456789";
-
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("its address")
-        .port()
-}
 
 fn business(name: &str, tg: &FakeTelegram, token: &str, crm: &str) -> String {
     format!(

@@ -225,11 +225,7 @@ async fn telegram_and_max_run_side_by_side_report_their_polls_and_stop_together(
     let tg = FakeTelegram::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::e2e::free_port();
     let sections = format!(
         "{}\n[telegram]\ntoken = \"{}\"\napi_url = \"{}\"\n\
          [http]\nlisten = \"127.0.0.1:{port}\"\nwebhook_secret = \"path-secret-0123456789\"\n",
@@ -310,11 +306,7 @@ async fn a_start_with_max_unreachable_runs_and_the_bot_follows_when_it_answers()
     let max = FakeMax::start_closed().await;
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::e2e::free_port();
     let sections = format!(
         "{}\n[http]\nlisten = \"127.0.0.1:{port}\"\nwebhook_secret = \"path-secret-0123456789\"\n",
         max_section(&max, TOKEN),
@@ -401,11 +393,7 @@ async fn webhook_mode_answers_updates_posted_by_max() {
     let fake = FakeMax::start().await;
     let user = fake.user(1234567890);
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::e2e::free_port();
     let path = dir.path().join("zapis.toml");
     std::fs::write(
         &path,

@@ -4,8 +4,7 @@
 //! group, assigned to the curator, with the source recorded.
 
 use crate::support;
-
-use std::time::Duration;
+use support::e2e::until;
 
 use serde_json::{Value, json};
 use support::e2e::{Service, WAIT, keyboard, press_label};
@@ -14,16 +13,6 @@ use support::fake_telegram::{FakeTelegram, TOKEN};
 
 const CURATOR: i64 = 7;
 const SOURCE_TELEGRAM: i64 = 3;
-
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_telegram_client_enrols_into_a_course_group_and_lands_in_alfacrm() {

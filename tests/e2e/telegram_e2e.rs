@@ -392,14 +392,7 @@ async fn metrics_are_refused_on_the_public_address_unless_enabled() {
     let fake = FakeTelegram::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (port, metrics_port) = (free(), free());
+    let (port, metrics_port) = (support::e2e::free_port(), support::e2e::free_port());
     let config = dir.path().join("zapis.toml");
     std::fs::write(
         &config,
@@ -732,11 +725,7 @@ async fn in_webhook_mode_telegram_posts_updates_and_nothing_polls() {
     const HTTP_SECRET: &str = "http-secret-0123456789";
     let fake = FakeTelegram::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::e2e::free_port();
     let config = dir.path().join("zapis.toml");
     std::fs::write(
         &config,

@@ -4,6 +4,7 @@
 //! a reminder goes out once and its "Cancel" cancels everywhere.
 
 use crate::support;
+use support::e2e::free_port;
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,14 +19,6 @@ use zapis::domain::BookingStatus;
 use zapis::store::Store;
 
 const SECRET: &str = "two-way-secret-0123456789";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + timeout;

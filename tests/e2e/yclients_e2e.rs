@@ -3,6 +3,7 @@
 //! and the client is told in the chat. A replayed webhook changes nothing more.
 
 use crate::support;
+use support::e2e::free_port;
 
 use std::time::Duration;
 
@@ -14,14 +15,6 @@ use zapis::domain::BookingStatus;
 use zapis::store::Store;
 
 const SECRET: &str = "webhook-secret-0123456789";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A salon on YClients with a Telegram bot; `extra` adds sections.
 fn write_config(

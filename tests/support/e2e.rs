@@ -95,6 +95,25 @@ impl Drop for Service {
     }
 }
 
+/// A port nothing listens on yet, for a service's `[http] listen`.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits until `done` holds, looking every 50 ms for up to 20 s.
+pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
 /// The payload part of a button's callback data (`7|s:s1` → `s:s1`).
 pub fn payload(data: &str) -> &str {
     data.split_once('|').map_or(data, |(_, p)| p)

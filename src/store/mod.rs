@@ -22,6 +22,7 @@ pub mod sandbox;
 mod support;
 mod sync_state;
 pub mod tokens;
+mod turns;
 mod unfinished;
 
 pub use analytics::{Bucket, Funnel, SourceKey, SourceKind, SourceRow};
@@ -56,6 +57,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("the write of a chat turn was abandoned before it committed")]
+    TurnLost,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("{0} already exists")]
@@ -103,6 +106,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Chat turns waiting for their group commit.
+    turns: std::sync::Arc<turns::TurnQueue>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -254,7 +259,11 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(connect_err)?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            turns: Default::default(),
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {

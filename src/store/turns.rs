@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
 use super::dialogs::{CONTACTS_SINCE_START, FunnelStep, HOUR_MS, TurnLine, UPSERT_FUNNEL_HOUR};
-use super::{AttemptTurn, Store, StoreError, to_millis};
+use super::{AttemptTurn, Backend, Store, StoreError, to_millis};
 use crate::domain::Source;
 
 /// Turns in one transaction at most: bounds the time a commit holds the write lock and the
@@ -230,6 +230,7 @@ impl Store {
             .collect();
         for chunk in events.chunks(ROWS_PER_STATEMENT / 2) {
             let sql = values_sql(
+                self.backend,
                 "INSERT INTO chat_events (business_id, chat_key, at, kind, channel, payload, \
                  link_name, utm_source, utm_medium, utm_campaign) VALUES ",
                 chunk.len(),
@@ -259,6 +260,7 @@ impl Store {
             .collect();
         for chunk in lines.chunks(ROWS_PER_STATEMENT) {
             let sql = values_sql(
+                self.backend,
                 "INSERT INTO chat_log (business_id, chat_key, at, author, text, buttons) VALUES ",
                 chunk.len(),
                 6,
@@ -278,6 +280,7 @@ impl Store {
         }
         for chunk in turns.chunks(ROWS_PER_STATEMENT) {
             let sql = values_sql(
+                self.backend,
                 "INSERT INTO dialogs (business_id, chat_key, state, updated_at) VALUES ",
                 chunk.len(),
                 4,
@@ -299,8 +302,10 @@ impl Store {
     }
 }
 
-/// `head` followed by `rows` groups of `width` numbered parameters, then `tail`.
-fn values_sql(head: &str, rows: usize, width: usize, tail: &str) -> String {
+/// `head` followed by `rows` groups of `width` parameters, then `tail`. SQLite gets anonymous
+/// `?` parameters: it looks each `$N` up among the statement's names so far when it parses
+/// them, which makes a statement with thousands of them quadratic to prepare and bind.
+fn values_sql(backend: Backend, head: &str, rows: usize, width: usize, tail: &str) -> String {
     use std::fmt::Write;
     let mut sql = String::with_capacity(head.len() + rows * width * 5 + tail.len());
     sql.push_str(head);
@@ -310,7 +315,12 @@ fn values_sql(head: &str, rows: usize, width: usize, tail: &str) -> String {
             if c > 0 {
                 sql.push_str(", ");
             }
-            let _ = write!(sql, "${}", r * width + c + 1);
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    let _ = write!(sql, "${}", r * width + c + 1);
+                }
+            }
         }
         sql.push(')');
     }

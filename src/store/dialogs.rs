@@ -42,24 +42,20 @@ pub struct TurnEvent<'a> {
     pub source: &'a Source,
 }
 
-const INSERT_EVENT: &str = "INSERT INTO chat_events (business_id, chat_key, at, kind, channel, \
-       payload, link_name, utm_source, utm_medium, utm_campaign) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-
 /// Contact events of the chat after its latest start (served by `chat_events_by_chat`).
-const CONTACTS_SINCE_START: &str = "SELECT COUNT(*) FROM chat_events \
+pub(super) const CONTACTS_SINCE_START: &str = "SELECT COUNT(*) FROM chat_events \
      WHERE business_id = $1 AND chat_key = $2 AND kind = 'contact' AND id > COALESCE( \
        (SELECT MAX(id) FROM chat_events WHERE business_id = $1 AND chat_key = $2 \
           AND kind = 'start'), 0)";
 
-const UPSERT_FUNNEL_HOUR: &str = "INSERT INTO funnel_hours \
+pub(super) const UPSERT_FUNNEL_HOUR: &str = "INSERT INTO funnel_hours \
        (business_id, hour, src_kind, src_label, started, reached) \
      VALUES ($1, $2, $3, $4, $5, $6) \
      ON CONFLICT (business_id, hour, src_kind, src_label) \
      DO UPDATE SET started = funnel_hours.started + excluded.started, \
        reached = funnel_hours.reached + excluded.reached";
 
-const HOUR_MS: i64 = 3_600_000;
+pub(super) const HOUR_MS: i64 = 3_600_000;
 
 /// What a chat's turn starts from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,7 +103,9 @@ impl Store {
     }
 
     /// Writes a turn's chat lines, the funnel step it reached if any, and the dialog state
-    /// after it in one transaction: either the whole turn is stored or none of it.
+    /// after it in one transaction: either the whole turn is stored or none of it. Returns once
+    /// it is committed; turns of other chats saved meanwhile share the transaction
+    /// (`store::turns`).
     pub async fn save_turn(
         &self,
         business_id: &str,
@@ -142,83 +140,16 @@ impl Store {
         state: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        super::unfinished::attempt_turn_in(&mut tx, business_id, chat_key, attempt, now).await?;
-        if !lines.is_empty() {
-            // One multi-row insert: rows get ids in VALUES order, which is the log's order.
-            let mut sql = String::from(
-                "INSERT INTO chat_log (business_id, chat_key, at, author, text, buttons) VALUES ",
-            );
-            for i in 0..lines.len() {
-                let p = i * 3;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("($1, $2, $3, ${}, ${}, ${})", p + 4, p + 5, p + 6));
-            }
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(business_id)
-                .bind(chat_key)
-                .bind(to_millis(now));
-            for line in lines {
-                query = query
-                    .bind(line.author)
-                    .bind(line.text.as_str())
-                    .bind(line.buttons.clone());
-            }
-            query.execute(&mut *tx).await?;
-        }
-        if let Some(event) = event {
-            let source = event.source;
-            // The Sources page reads the hourly roll-up, not these rows: the contact step
-            // counts once per start, however often the client goes back and forth.
-            let counts = match event.step {
-                FunnelStep::Start => Some((1, 0)),
-                FunnelStep::Contact => {
-                    let since_start: i64 = sqlx::query_scalar(CONTACTS_SINCE_START)
-                        .bind(business_id)
-                        .bind(chat_key)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    (since_start == 0).then_some((0, 1))
-                }
-            };
-            if let Some((started, reached)) = counts {
-                let key = super::analytics::SourceKey::of(source);
-                let millis = to_millis(now);
-                sqlx::query(UPSERT_FUNNEL_HOUR)
-                    .bind(business_id)
-                    .bind(millis - millis.rem_euclid(HOUR_MS))
-                    .bind(key.kind.as_str())
-                    .bind(key.label)
-                    .bind(started)
-                    .bind(reached)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query(INSERT_EVENT)
-                .bind(business_id)
-                .bind(chat_key)
-                .bind(to_millis(now))
-                .bind(event.step.as_str())
-                .bind(source.channel.as_str())
-                .bind(source.payload.as_deref())
-                .bind(source.link_name.as_deref())
-                .bind(source.utm.source.as_deref())
-                .bind(source.utm.medium.as_deref())
-                .bind(source.utm.campaign.as_deref())
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query(UPSERT_DIALOG)
-            .bind(business_id)
-            .bind(chat_key)
-            .bind(state)
-            .bind(to_millis(now))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        self.save_turn_grouped(super::turns::OwnedTurn {
+            business_id: business_id.to_string(),
+            chat_key: chat_key.to_string(),
+            lines: lines.to_vec(),
+            event: event.map(|e| (e.step, e.source.clone())),
+            attempt: super::turns::OwnedAttempt::of(attempt),
+            state: state.to_string(),
+            now,
+        })
+        .await
     }
 
     pub async fn load_dialog(

@@ -23,6 +23,7 @@ pub mod sandbox;
 mod support;
 mod sync_state;
 pub mod tokens;
+mod turns;
 mod unfinished;
 
 pub use analytics::{Bucket, Funnel, SourceKey, SourceKind, SourceRow};
@@ -57,6 +58,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("the write of a chat turn was abandoned before it committed")]
+    TurnLost,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("{0} already exists")]
@@ -104,7 +107,12 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Chat turns waiting for their group commit.
+    turns: std::sync::Arc<turns::TurnQueue>,
 }
+
+/// Connections to a SQLite file.
+const SQLITE_CONNECTIONS: u32 = 4;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -215,9 +223,20 @@ impl Store {
             .log_statements(tracing::log::LevelFilter::Trace)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        // An in-memory SQLite database lives in one connection. A SQLite file takes one writer
+        // at a time and chat turns share their commits (`turns`): past a few readers, more
+        // connections only add threads, each with its own page cache.
+        let max_connections = match (backend, in_memory) {
+            (_, true) => 1,
+            (Backend::Sqlite, false) => SQLITE_CONNECTIONS,
+            (Backend::Postgres, false) => 8,
+        };
         let pool_options = AnyPoolOptions::new()
-            // An in-memory SQLite database lives in one connection.
-            .max_connections(if in_memory { 1 } else { 8 })
+            .max_connections(max_connections)
+            // sqlx pings a connection when it goes back to the pool anyway; a SQLite
+            // connection has no network to lose, so a second ping on the way out is one more
+            // hand-off to its thread for nothing.
+            .test_before_acquire(backend == Backend::Postgres)
             .min_connections(if in_memory { 1 } else { 0 })
             .idle_timeout(if in_memory {
                 None
@@ -247,6 +266,13 @@ impl Store {
                         sqlx::query("PRAGMA foreign_keys = ON")
                             .execute(&mut *conn)
                             .await?;
+                        // In WAL mode a connection drops its whole page cache when it starts
+                        // reading after another connection's commit, which with chat turns is
+                        // nearly every time: SQLite's default 2 MiB a connection is resident
+                        // memory that seldom serves a read twice.
+                        sqlx::query("PRAGMA cache_size = -1024")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -255,7 +281,11 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(connect_err)?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            turns: Default::default(),
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {

@@ -208,8 +208,12 @@ impl TelegramPacer {
     /// Waits until a message to `chat` keeps within every limit, and counts it as sent.
     pub async fn ready(&self, chat: i64) {
         loop {
-            let (at, reserved) = self.reserve(chat, Instant::now());
-            tokio::time::sleep_until(at).await;
+            let now = Instant::now();
+            let (at, reserved) = self.reserve(chat, now);
+            // A timer even for no wait at all goes through the runtime's timer wheel.
+            if at > now {
+                tokio::time::sleep_until(at).await;
+            }
             if reserved {
                 return;
             }

@@ -1,0 +1,503 @@
+//! Group commit of chat turns. Turns of different chats that become ready while a commit is
+//! under way are written together by the next one: one `BEGIN IMMEDIATE … COMMIT` and one
+//! multi-row statement per table for all of them, instead of each turn queueing for SQLite's
+//! single write lock (and sleeping in its busy handler) with a transaction of its own. A turn's
+//! caller is answered only after the commit that holds its turn, so a reply is never sent for
+//! a turn that is not stored, and every turn is still stored whole or not at all: a batch that
+//! fails is rolled back and its turns are written again one transaction each.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+
+use super::dialogs::{CONTACTS_SINCE_START, FunnelStep, HOUR_MS, TurnLine, UPSERT_FUNNEL_HOUR};
+use super::{AttemptTurn, Backend, Store, StoreError, to_millis};
+use crate::domain::Source;
+
+/// Turns in one transaction at most: bounds the time a commit holds the write lock and the
+/// size of its statements.
+const MAX_BATCH: usize = 256;
+
+/// Rows per multi-row INSERT, well under both dialects' limits on bound parameters (SQLite
+/// 32,766, PostgreSQL 65,535) for the widest row (10 parameters).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// A turn as the batch writes it, owned so it can outlive the caller that handed it over.
+pub(super) struct OwnedTurn {
+    pub(super) business_id: String,
+    pub(super) chat_key: String,
+    pub(super) lines: Vec<TurnLine>,
+    pub(super) event: Option<(FunnelStep, Source)>,
+    pub(super) attempt: OwnedAttempt,
+    pub(super) state: String,
+    pub(super) now: DateTime<Utc>,
+}
+
+pub(super) enum OwnedAttempt {
+    None,
+    Enter(String),
+    Stay(String),
+    Booked,
+}
+
+impl OwnedAttempt {
+    pub(super) fn of(attempt: AttemptTurn<'_>) -> OwnedAttempt {
+        match attempt {
+            AttemptTurn::None => OwnedAttempt::None,
+            AttemptTurn::Enter(d) => OwnedAttempt::Enter(d.to_string()),
+            AttemptTurn::Stay(d) => OwnedAttempt::Stay(d.to_string()),
+            AttemptTurn::Booked => OwnedAttempt::Booked,
+        }
+    }
+
+    fn as_turn(&self) -> AttemptTurn<'_> {
+        match self {
+            OwnedAttempt::None => AttemptTurn::None,
+            OwnedAttempt::Enter(d) => AttemptTurn::Enter(d),
+            OwnedAttempt::Stay(d) => AttemptTurn::Stay(d),
+            OwnedAttempt::Booked => AttemptTurn::Booked,
+        }
+    }
+}
+
+struct Pending {
+    turn: OwnedTurn,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Turns handed over and not yet committed, and who commits the next batch.
+#[derive(Default)]
+pub(crate) struct TurnQueue {
+    pending: Mutex<Vec<Pending>>,
+    /// Held by the caller whose task commits the current batch.
+    committer: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for TurnQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnQueue")
+            .field("pending", &self.lock().len())
+            .finish()
+    }
+}
+
+impl TurnQueue {
+    fn push(&self, pending: Pending) {
+        self.lock().push(pending);
+    }
+
+    /// The oldest pending turns, at most one per chat: a dialog upsert may not touch one row
+    /// twice (PostgreSQL refuses it), and a chat's later turn must not commit before its earlier
+    /// one anyway.
+    fn take_batch(&self) -> Vec<Pending> {
+        let mut pending = self.lock();
+        let mut chats = HashSet::new();
+        let mut batch = Vec::new();
+        let mut rest = Vec::new();
+        for p in pending.drain(..) {
+            if batch.len() < MAX_BATCH
+                && rest.is_empty()
+                && chats.insert((p.turn.business_id.clone(), p.turn.chat_key.clone()))
+            {
+                batch.push(p);
+            } else {
+                rest.push(p);
+            }
+        }
+        *pending = rest;
+        batch
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Store {
+    /// Hands the turn to the next group commit and returns once it is committed (or failed).
+    pub(super) async fn save_turn_grouped(&self, turn: OwnedTurn) -> Result<(), StoreError> {
+        let (done, mut result) = oneshot::channel();
+        let queue = &self.turns;
+        queue.push(Pending { turn, done });
+        loop {
+            let committer = tokio::select! {
+                biased;
+                r = &mut result => return r.unwrap_or(Err(StoreError::TurnLost)),
+                c = queue.committer.lock() => c,
+            };
+            if let Ok(r) = result.try_recv() {
+                return r;
+            }
+            let batch = queue.take_batch();
+            if !batch.is_empty() {
+                let store = self.clone();
+                // A task of its own, so a caller that goes away mid-commit cannot take the
+                // answers of the other turns in the batch with it.
+                let _ = tokio::spawn(async move { store.commit_batch(batch).await }).await;
+            }
+            drop(committer);
+        }
+    }
+
+    async fn commit_batch(&self, batch: Vec<Pending>) {
+        if batch.len() > 1 {
+            let turns: Vec<&OwnedTurn> = batch.iter().map(|p| &p.turn).collect();
+            match self.write_turns(&turns).await {
+                Ok(()) => {
+                    for p in batch {
+                        let _ = p.done.send(Ok(()));
+                    }
+                    return;
+                }
+                // One bad turn must not sink the others: each is tried again alone.
+                Err(e) => {
+                    tracing::debug!(error = %e, turns = batch.len(), "a batch of turns failed")
+                }
+            }
+        }
+        for p in batch {
+            let r = self.write_turns(&[&p.turn]).await;
+            let _ = p.done.send(r);
+        }
+    }
+
+    /// All `turns` in one transaction.
+    async fn write_turns(&self, turns: &[&OwnedTurn]) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for t in turns {
+            super::unfinished::attempt_turn_in(
+                &mut tx,
+                &t.business_id,
+                &t.chat_key,
+                t.attempt.as_turn(),
+                t.now,
+            )
+            .await?;
+        }
+        // The Sources page reads the hourly roll-up: counts of the batch summed per row of it.
+        let mut hours: Vec<(&str, i64, &'static str, String, i64, i64)> = Vec::new();
+        for t in turns {
+            let Some((step, source)) = &t.event else {
+                continue;
+            };
+            // The contact step counts once per start, however often the client goes back and
+            // forth.
+            let (started, reached) = match step {
+                FunnelStep::Start => (1, 0),
+                FunnelStep::Contact => {
+                    let since_start: i64 = sqlx::query_scalar(CONTACTS_SINCE_START)
+                        .bind(t.business_id.as_str())
+                        .bind(t.chat_key.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if since_start > 0 {
+                        continue;
+                    }
+                    (0, 1)
+                }
+            };
+            let key = super::analytics::SourceKey::of(source);
+            let millis = to_millis(t.now);
+            let hour = millis - millis.rem_euclid(HOUR_MS);
+            let kind = key.kind.as_str();
+            match hours
+                .iter_mut()
+                .find(|h| h.0 == t.business_id && h.1 == hour && h.2 == kind && h.3 == key.label)
+            {
+                Some(h) => {
+                    h.4 += started;
+                    h.5 += reached;
+                }
+                None => hours.push((&t.business_id, hour, kind, key.label, started, reached)),
+            }
+        }
+        for (business_id, hour, kind, label, started, reached) in hours {
+            sqlx::query(UPSERT_FUNNEL_HOUR)
+                .bind(business_id)
+                .bind(hour)
+                .bind(kind)
+                .bind(label)
+                .bind(started)
+                .bind(reached)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let events: Vec<(&OwnedTurn, FunnelStep, &Source)> = turns
+            .iter()
+            .filter_map(|t| t.event.as_ref().map(|(step, source)| (*t, *step, source)))
+            .collect();
+        for chunk in events.chunks(ROWS_PER_STATEMENT / 2) {
+            let sql = values_sql(
+                self.backend,
+                "INSERT INTO chat_events (business_id, chat_key, at, kind, channel, payload, \
+                 link_name, utm_source, utm_medium, utm_campaign) VALUES ",
+                chunk.len(),
+                10,
+                "",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+            for (t, step, source) in chunk {
+                query = query
+                    .bind(t.business_id.as_str())
+                    .bind(t.chat_key.as_str())
+                    .bind(to_millis(t.now))
+                    .bind(step.as_str())
+                    .bind(source.channel.as_str())
+                    .bind(source.payload.as_deref())
+                    .bind(source.link_name.as_deref())
+                    .bind(source.utm.source.as_deref())
+                    .bind(source.utm.medium.as_deref())
+                    .bind(source.utm.campaign.as_deref());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        // Rows get ids in VALUES order, which is the log's order.
+        let lines: Vec<(&OwnedTurn, &TurnLine)> = turns
+            .iter()
+            .flat_map(|t| t.lines.iter().map(move |l| (*t, l)))
+            .collect();
+        for chunk in lines.chunks(ROWS_PER_STATEMENT) {
+            let sql = values_sql(
+                self.backend,
+                "INSERT INTO chat_log (business_id, chat_key, at, author, text, buttons) VALUES ",
+                chunk.len(),
+                6,
+                "",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+            for (t, line) in chunk {
+                query = query
+                    .bind(t.business_id.as_str())
+                    .bind(t.chat_key.as_str())
+                    .bind(to_millis(t.now))
+                    .bind(line.author)
+                    .bind(line.text.as_str())
+                    .bind(line.buttons.as_deref());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for chunk in turns.chunks(ROWS_PER_STATEMENT) {
+            let sql = values_sql(
+                self.backend,
+                "INSERT INTO dialogs (business_id, chat_key, state, updated_at) VALUES ",
+                chunk.len(),
+                4,
+                " ON CONFLICT (business_id, chat_key) \
+                 DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+            for t in chunk {
+                query = query
+                    .bind(t.business_id.as_str())
+                    .bind(t.chat_key.as_str())
+                    .bind(t.state.as_str())
+                    .bind(to_millis(t.now));
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// `head` followed by `rows` groups of `width` parameters, then `tail`. SQLite gets anonymous
+/// `?` parameters: it looks each `$N` up among the statement's names so far when it parses
+/// them, which makes a statement with thousands of them quadratic to prepare and bind.
+fn values_sql(backend: Backend, head: &str, rows: usize, width: usize, tail: &str) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(head.len() + rows * width * 5 + tail.len());
+    sql.push_str(head);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..width {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    let _ = write!(sql, "${}", r * width + c + 1);
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::{Backend, Store, testing};
+    use super::{FunnelStep, TurnLine};
+    use crate::domain::{Channel, Source};
+    use crate::store::TurnEvent;
+
+    fn lines(chat: usize) -> Vec<TurnLine> {
+        vec![
+            TurnLine {
+                author: "client",
+                text: format!("/start {chat}"),
+                buttons: None,
+            },
+            TurnLine {
+                author: "bot",
+                text: format!("hello {chat}"),
+                buttons: Some(format!("[{chat}]")),
+            },
+        ]
+    }
+
+    /// Saves one turn for each chat, in order, while the committer is held, so they all wait
+    /// for one commit; returns each turn's result.
+    async fn save_in_one_batch(store: &Store, chats: &[String]) -> Vec<Result<(), String>> {
+        let committer = store.turns.committer.lock().await;
+        let source = Source::direct(Channel::Telegram);
+        let mut tasks = Vec::new();
+        for (i, chat) in chats.iter().enumerate() {
+            let (saver, chat, source) = (store.clone(), chat.clone(), source.clone());
+            tasks.push(tokio::spawn(async move {
+                let event = TurnEvent {
+                    step: FunnelStep::Start,
+                    source: &source,
+                };
+                saver
+                    .save_turn(
+                        "b",
+                        &chat,
+                        &lines(i),
+                        Some(event),
+                        &format!("{{\"n\":{i}}}"),
+                        chrono::Utc::now(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())
+            }));
+            // One at a time, so the batch holds them in this order.
+            while store.turns.lock().len() <= i {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(committer);
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.expect("the save task"));
+        }
+        results
+    }
+
+    async fn states(store: &Store) -> BTreeMap<String, String> {
+        sqlx::query_as::<_, (String, String)>("SELECT chat_key, state FROM dialogs")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn turns_saved_together_are_all_stored_each_whole_and_in_order() {
+        for store in testing::all().await {
+            let chats: Vec<String> = (0..40).map(|i| format!("telegram:{i}")).collect();
+            let results = save_in_one_batch(&store, &chats).await;
+            assert!(results.iter().all(Result::is_ok), "{results:?}");
+            let states = states(&store).await;
+            assert_eq!(states.len(), chats.len(), "{:?}", store.backend());
+            for (i, chat) in chats.iter().enumerate() {
+                assert_eq!(states[chat], format!("{{\"n\":{i}}}"));
+                let now = chrono::Utc::now();
+                let texts: Vec<String> = store
+                    .chat_lines("b", chat, now - chrono::Duration::minutes(1), now)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|l| l.text)
+                    .collect();
+                assert_eq!(texts, [format!("/start {i}"), format!("hello {i}")]);
+                let start = store.load_turn("b", chat, true).await.unwrap();
+                assert_eq!(start.last_buttons, Some(format!("[{i}]")));
+            }
+            assert_eq!(store.chat_event_count().await, 40);
+            // Starts of one hour and source are summed into one roll-up row.
+            let started: Vec<i64> = sqlx::query_scalar("SELECT started FROM funnel_hours")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+            let expected: i64 = 40;
+            assert!(
+                started.iter().sum::<i64>() == expected && started.len() <= 2,
+                "{started:?} on {:?}",
+                store.backend()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_turn_that_fails_in_a_batch_fails_alone() {
+        for store in testing::all().await {
+            let refuse = match store.backend() {
+                Backend::Sqlite => vec![
+                    "CREATE TRIGGER refuse BEFORE INSERT ON dialogs \
+                     WHEN NEW.chat_key = 'telegram:bad' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                ],
+                Backend::Postgres => vec![
+                    "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
+                     IF NEW.chat_key = 'telegram:bad' THEN RAISE EXCEPTION 'refused'; END IF; \
+                     RETURN NEW; END $$ LANGUAGE plpgsql",
+                    "CREATE TRIGGER refuse BEFORE INSERT ON dialogs \
+                     FOR EACH ROW EXECUTE FUNCTION refuse()",
+                ],
+            };
+            for sql in refuse {
+                sqlx::query(sql).execute(store.pool()).await.unwrap();
+            }
+            let chats: Vec<String> = ["telegram:1", "telegram:bad", "telegram:2"]
+                .map(String::from)
+                .to_vec();
+            let results = save_in_one_batch(&store, &chats).await;
+            assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+            assert!(
+                results[1].as_ref().is_err_and(|e| e.contains("refused")),
+                "{results:?}"
+            );
+            let states = states(&store).await;
+            assert_eq!(
+                states.keys().collect::<Vec<_>>(),
+                ["telegram:1", "telegram:2"],
+                "{:?}",
+                store.backend()
+            );
+            let now = chrono::Utc::now();
+            let bad = store
+                .chat_lines("b", "telegram:bad", now - chrono::Duration::minutes(1), now)
+                .await
+                .unwrap();
+            assert!(bad.is_empty(), "half of the refused turn was stored");
+            assert_eq!(store.chat_event_count().await, 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn two_turns_of_one_chat_commit_one_after_the_other() {
+        for store in testing::all().await {
+            let chats: Vec<String> = ["telegram:1", "telegram:1"].map(String::from).to_vec();
+            let results = save_in_one_batch(&store, &chats).await;
+            assert!(results.iter().all(Result::is_ok), "{results:?}");
+            // The later turn's state is the one left.
+            assert_eq!(states(&store).await["telegram:1"], "{\"n\":1}");
+            let now = chrono::Utc::now();
+            let texts: Vec<String> = store
+                .chat_lines("b", "telegram:1", now - chrono::Duration::minutes(1), now)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|l| l.text)
+                .collect();
+            assert_eq!(texts, ["/start 0", "hello 0", "/start 1", "hello 1"]);
+        }
+    }
+}

@@ -236,7 +236,10 @@ impl Engine {
                     0
                 }
             };
-            if claimed < self.config.batch.max(1) && next.is_empty() {
+            // Idle only when a claim found nothing: finishing a partial batch may have made
+            // the next job of an ordering key due, and waiting a whole poll for it would stall
+            // a chain of changes to one booking.
+            if claimed == 0 && next.is_empty() {
                 tokio::select! {
                     _ = tokio::time::sleep(self.config.poll) => {}
                     _ = shutdown.changed() => {}

@@ -42,6 +42,7 @@ impl Queue {
         lease: Duration,
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, StoreError> {
+        let _turn = self.write_turn().await;
         let mut conn = self.store.pool().acquire().await?;
         let spec = NextClaim {
             businesses,
@@ -259,6 +260,7 @@ impl Queue {
         let mut held: Vec<&Finish> = Vec::with_capacity(finishes.len());
         // Journal rows already written with their completion.
         let mut journaled = 0;
+        let _turn = self.write_turn().await;
         let mut tx = self.store.begin().await?;
         // The common case, successes, in one statement per chunk: this is what makes
         // completion cheap enough for thousands of jobs a second.

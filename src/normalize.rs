@@ -48,6 +48,22 @@ impl Phone {
         ))
     }
 
+    /// A number read back from state this product wrote itself: already E.164 (`+` and 8 to
+    /// 15 digits), so it is taken as it is instead of going through libphonenumber again,
+    /// which cost more than the rest of reading a conversation's state. Anything else is
+    /// parsed as typed input.
+    pub fn from_stored(stored: String) -> Result<Phone, ContactError> {
+        let digits = stored.strip_prefix('+').unwrap_or_default();
+        if (8..=15).contains(&digits.len())
+            && !digits.starts_with('0')
+            && digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            Ok(Phone(stored))
+        } else {
+            Phone::parse(&stored)
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -25,7 +25,11 @@ pub struct DialogState {
     pub(super) edit: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) source: Option<Source>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "stored_phone"
+    )]
     pub(super) phone: Option<Phone>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) name: Option<String>,
@@ -67,8 +71,20 @@ pub struct DialogState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Guest {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "stored_phone"
+    )]
     pub phone: Option<Phone>,
+}
+
+/// A phone of the persisted state: written by the engine in E.164, so it is not parsed again
+/// on every step ([`Phone::from_stored`]).
+fn stored_phone<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Phone>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|s| Phone::from_stored(s).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 impl DialogState {

@@ -110,6 +110,28 @@ pub async fn record_success(
     }))
 }
 
+/// The outage keys (`amocrm`, `amocrm#auth`, …) open for each of `businesses`. A worker reads
+/// these before recording successes: outages are rare, so a batch that delivered usually
+/// learns with one read that there is nothing to close, instead of trying a DELETE per key.
+pub async fn open_outages(
+    store: &Store,
+    businesses: &[&str],
+) -> Result<Vec<(String, String)>, StoreError> {
+    if businesses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=businesses.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT business_id, system FROM sync_outages WHERE business_id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+    for b in businesses {
+        q = q.bind(*b);
+    }
+    Ok(q.fetch_all(store.pool()).await?)
+}
+
 /// Health of every business/system with attempts in `window`: Down while an outage is open
 /// and nothing got through in the window, Degraded when some attempts failed, else Up.
 pub async fn system_health(

@@ -236,7 +236,10 @@ impl Engine {
                     0
                 }
             };
-            if claimed < self.config.batch.max(1) && next.is_empty() {
+            // Idle only when a claim found nothing: finishing a partial batch may have made
+            // the next job of an ordering key due, and waiting a whole poll for it would stall
+            // a chain of changes to one booking.
+            if claimed == 0 && next.is_empty() {
                 tokio::select! {
                     _ = tokio::time::sleep(self.config.poll) => {}
                     _ = shutdown.changed() => {}
@@ -560,28 +563,39 @@ impl Engine {
                 }
             }
         }
+        // One read tells which outages a delivery could close; most batches have none open.
+        let mut delivered_for: Vec<&str> = by_system
+            .iter()
+            .filter(|(_, (any_success, _))| *any_success)
+            .map(|((business, _), _)| *business)
+            .collect();
+        delivered_for.sort_unstable();
+        delivered_for.dedup();
+        let open = health::open_outages(self.queue.store(), &delivered_for).await?;
+        let is_open = |business: &str, key: &str| {
+            open.iter()
+                .any(|(b, s)| b.as_str() == business && s.as_str() == key)
+        };
         for ((business, system), (any_success, failure)) in by_system {
             let alert: Option<Alert> = if any_success {
                 // A delivery also ends a credential outage.
-                health::record_success(
-                    self.queue.store(),
-                    business,
-                    &format!("{system}#auth"),
-                    now,
-                )
-                .await?;
-                if let Some(mut paid) = health::record_success(
-                    self.queue.store(),
-                    business,
-                    &format!("{system}#payment"),
-                    now,
-                )
-                .await?
+                let auth = format!("{system}#auth");
+                if is_open(business, &auth) {
+                    health::record_success(self.queue.store(), business, &auth, now).await?;
+                }
+                let payment = format!("{system}#payment");
+                if is_open(business, &payment)
+                    && let Some(mut paid) =
+                        health::record_success(self.queue.store(), business, &payment, now).await?
                 {
                     paid.system = system.to_string();
                     self.alerts.send(&paid).await;
                 }
-                health::record_success(self.queue.store(), business, system, now).await?
+                if is_open(business, system) {
+                    health::record_success(self.queue.store(), business, system, now).await?
+                } else {
+                    None
+                }
             } else if let Some(error) = failure {
                 health::record_failure(
                     self.queue.store(),

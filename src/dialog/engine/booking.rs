@@ -90,7 +90,9 @@ impl Engine<'_> {
             text = self.t("choose-category");
             total = categories.len();
             for (i, name) in categories.iter().enumerate().skip(page * PAGE).take(PAGE) {
-                rows.push(vec![self.button_raw(name.to_string(), &format!("c:{i}"))]);
+                rows.push(vec![
+                    self.button_raw(name.to_string(), format_args!("c:{i}")),
+                ]);
             }
         } else {
             // Adding to a visit: what it has already is not offered again.
@@ -119,15 +121,15 @@ impl Engine<'_> {
             total = items.len();
             for s in items.iter().skip(page * PAGE).take(PAGE) {
                 let label = self.service_label(s);
-                rows.push(vec![self.button_raw(label, &format!("s:{}", s.id))]);
+                rows.push(vec![self.button_raw(label, format_args!("s:{}", s.id))]);
             }
         }
         let mut nav = Vec::new();
         if page > 0 {
-            nav.push(self.btn("btn-prev", &format!("p:{}", page - 1)));
+            nav.push(self.btn("btn-prev", format_args!("p:{}", page - 1)));
         }
         if (page + 1) * PAGE < total {
-            nav.push(self.btn("btn-next", &format!("p:{}", page + 1)));
+            nav.push(self.btn("btn-next", format_args!("p:{}", page + 1)));
         }
         if !nav.is_empty() {
             rows.push(nav);
@@ -146,14 +148,14 @@ impl Engine<'_> {
             self.render_groups();
             return;
         }
-        let Some(flow) = self.st.flow.clone() else {
+        let Some(flow) = self.st.flow.take() else {
             self.menu();
             return;
         };
         self.bump();
         let mut rows = Vec::new();
         let text = if flow.masters.is_empty() {
-            self.ta("no-masters", &[("service", flow.svc.name.clone().into())])
+            self.ta("no-masters", &[("service", flow.svc.name.as_str().into())])
         } else {
             for m in &flow.masters {
                 let label = if m.specialization.is_empty() {
@@ -161,17 +163,18 @@ impl Engine<'_> {
                 } else {
                     format!("{} · {}", m.name, m.specialization)
                 };
-                rows.push(vec![self.button_raw(label, &format!("m:{}", m.id))]);
+                rows.push(vec![self.button_raw(label, format_args!("m:{}", m.id))]);
             }
             rows.push(vec![self.btn("btn-any-master", "A")]);
-            if self.can_add_service() {
+            if self.can_add_service_to(&flow) {
                 rows.push(vec![self.btn("btn-add-service", "Sa")]);
             }
             self.ta(
                 "choose-master",
-                &[("service", flow.svc.name.clone().into())],
+                &[("service", flow.svc.name.as_str().into())],
             )
         };
+        self.st.flow = Some(flow);
         // The schedule's description of the service, shown as the service is picked. It is
         // dropped from the state then: descriptions can be long and the state stays small.
         let description = self.st.flow.as_mut().and_then(|f| f.svc.description.take());
@@ -189,14 +192,17 @@ impl Engine<'_> {
 
     /// The visit being put together may take one more service.
     pub(super) fn can_add_service(&self) -> bool {
+        self.st
+            .flow
+            .as_ref()
+            .is_some_and(|f| self.can_add_service_to(f))
+    }
+
+    fn can_add_service_to(&self, flow: &Flow) -> bool {
         self.ctx.several_services
             && !self.ctx.school
             && self.st.mv.is_none()
-            && self
-                .st
-                .flow
-                .as_ref()
-                .is_some_and(|f| Service::ids_in(&f.svc.id).count() < VISIT_MAX_SERVICES)
+            && Service::ids_in(&flow.svc.id).count() < VISIT_MAX_SERVICES
     }
 
     pub(super) fn adding_service(&self) -> bool {
@@ -285,17 +291,20 @@ impl Engine<'_> {
                 .iter()
                 .map(|d| {
                     let label = self.day_button(*d);
-                    self.button_raw(label, &format!("d:{}", d.format("%Y%m%d")))
+                    self.button_raw(
+                        label,
+                        format_args!("d:{:04}{:02}{:02}", d.year(), d.month(), d.day()),
+                    )
                 })
                 .collect();
             rows.push(row);
         }
         let mut nav = Vec::new();
         if self.st.week > 0 {
-            nav.push(self.btn("btn-prev-week", &format!("w:{}", self.st.week - 1)));
+            nav.push(self.btn("btn-prev-week", format_args!("w:{}", self.st.week - 1)));
         }
         if self.st.week < MAX_WEEKS {
-            nav.push(self.btn("btn-next-week", &format!("w:{}", self.st.week + 1)));
+            nav.push(self.btn("btn-next-week", format_args!("w:{}", self.st.week + 1)));
         }
         if !nav.is_empty() {
             rows.push(nav);
@@ -353,8 +362,10 @@ impl Engine<'_> {
                 .iter()
                 .map(|s| {
                     let label = self.time(s.start);
-                    let data = format!("t:{}:{}", s.start.timestamp(), s.master_id);
-                    self.button_raw(label, &data)
+                    self.button_raw(
+                        label,
+                        format_args!("t:{}:{}", s.start.timestamp(), s.master_id),
+                    )
                 })
                 .collect();
             rows.push(row);

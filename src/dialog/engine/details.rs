@@ -31,7 +31,12 @@ impl Engine<'_> {
 
     /// `ru-1a2b3c4d5e6f`: the language and a digest of the text and the policy link, so an
     /// agreement to an older text (or another policy) is told apart and asked again.
-    pub(super) fn consent_version(&self) -> String {
+    pub(super) fn consent_version(&self) -> &str {
+        self.consent_version
+            .get_or_init(|| self.consent_version_now())
+    }
+
+    fn consent_version_now(&self) -> String {
         use sha2::{Digest, Sha256};
         let mut hash = Sha256::new();
         hash.update(self.consent_text().as_bytes());
@@ -66,7 +71,7 @@ impl Engine<'_> {
     pub(super) fn agree(&mut self, next: ConsentFor) {
         self.st.consent = Some(Consent {
             at: self.ctx.now,
-            version: self.consent_version(),
+            version: self.consent_version().to_string(),
         });
         match next {
             ConsentFor::Booking => self.after_slot(),

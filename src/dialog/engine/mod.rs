@@ -68,6 +68,7 @@ pub fn step(state: DialogState, input: Input, ctx: &Context) -> (DialogState, Ou
         st: state,
         ctx,
         out: Outcome::default(),
+        consent_version: std::cell::OnceCell::new(),
     };
     engine.run(input);
     (engine.st, engine.out)
@@ -78,6 +79,9 @@ struct Engine<'a> {
     ctx: &'a Context,
     out: Outcome,
     lang: Lang,
+    /// The consent text's version in `lang`, worked out once a step: it formats the text and
+    /// hashes it, and a step may ask several times.
+    consent_version: std::cell::OnceCell<String>,
 }
 
 impl Engine<'_> {

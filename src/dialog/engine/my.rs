@@ -88,7 +88,7 @@ impl Engine<'_> {
                         ("master", b.master_name.clone().into()),
                     ],
                 );
-                vec![self.button_raw(label, &format!("Ag:{}:{}", b.service_id, b.master_id))]
+                vec![self.button_raw(label, format_args!("Ag:{}:{}", b.service_id, b.master_id))]
             })
             .collect();
         if upcoming.is_empty() {
@@ -126,8 +126,8 @@ impl Engine<'_> {
             let cancel = self.ta("btn-cancel-n", &[("n", n.into())]);
             let move_ = self.ta("btn-reschedule-n", &[("n", n.into())]);
             rows.push(vec![
-                self.button_raw(cancel, &format!("C:{}", b.id)),
-                self.button_raw(move_, &format!("R:{}", b.id)),
+                self.button_raw(cancel, format_args!("C:{}", b.id)),
+                self.button_raw(move_, format_args!("R:{}", b.id)),
             ]);
         }
         if !past.is_empty() {

@@ -2,6 +2,21 @@
 
 use super::*;
 
+/// Message keys of the months and weekdays, so a date's words need no key formatted first.
+const MONTHS: [&str; 12] = [
+    "month-1", "month-2", "month-3", "month-4", "month-5", "month-6", "month-7", "month-8",
+    "month-9", "month-10", "month-11", "month-12",
+];
+const WEEKDAYS: [&str; 7] = [
+    "weekday-1",
+    "weekday-2",
+    "weekday-3",
+    "weekday-4",
+    "weekday-5",
+    "weekday-6",
+    "weekday-7",
+];
+
 impl Engine<'_> {
     // ---- output helpers -----------------------------------------------------------------
 
@@ -59,13 +74,18 @@ impl Engine<'_> {
     }
 
     /// A button labelled with the message `key`.
-    pub(super) fn btn(&self, key: &str, payload: &str) -> Button {
+    pub(super) fn btn(&self, key: &str, payload: impl std::fmt::Display) -> Button {
         let label = self.t(key);
         self.button_raw(label, payload)
     }
 
-    pub(super) fn button_raw(&self, label: String, payload: &str) -> Button {
-        let data = format!("{}|{payload}", self.st.v);
+    /// The payload is written straight after the version: pass `format_args!` rather than a
+    /// formatted `String`, a screen has dozens of buttons.
+    pub(super) fn button_raw(&self, label: String, payload: impl std::fmt::Display) -> Button {
+        use std::fmt::Write;
+        let mut data = String::with_capacity(24);
+        // Writing to a String cannot fail.
+        let _ = write!(data, "{}|{payload}", self.st.v);
         debug_assert!(
             data.len() <= MAX_BUTTON_DATA,
             "button data {data:?} is longer than {MAX_BUTTON_DATA} bytes"
@@ -93,13 +113,15 @@ impl Engine<'_> {
 
     /// `2 дек`, `2 Dec`.
     pub(super) fn short_date(&self, d: NaiveDate) -> String {
-        format!("{} {}", d.day(), self.t(&format!("month-{}", d.month())))
+        let month = self.t(MONTHS[d.month0() as usize]);
+        format!("{} {month}", d.day())
     }
 
     /// `Пн 2 дек`, `Mon 2 Dec`.
     pub(super) fn day_label(&self, d: NaiveDate) -> String {
-        let weekday = self.t(&format!("weekday-{}", d.weekday().number_from_monday()));
-        format!("{weekday} {}", self.short_date(d))
+        let weekday = self.t(WEEKDAYS[d.weekday().num_days_from_monday() as usize]);
+        let month = self.t(MONTHS[d.month0() as usize]);
+        format!("{weekday} {} {month}", d.day())
     }
 
     /// A day button: `Сегодня 2 дек`, `Завтра 3 дек`, else `Ср 4 дек`. "Today" is the
@@ -118,7 +140,9 @@ impl Engine<'_> {
 
     /// `10:00` on the business clock.
     pub(super) fn time(&self, t: DateTime<Utc>) -> String {
-        self.local(t).format("%H:%M").to_string()
+        use chrono::Timelike;
+        let local = self.local(t);
+        format!("{:02}:{:02}", local.hour(), local.minute())
     }
 
     /// `Пн 2 дек, 10:00` on the business clock.

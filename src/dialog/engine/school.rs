@@ -25,7 +25,7 @@ impl Engine<'_> {
                 } else {
                     format!("{} · {}", g.name, g.specialization)
                 };
-                rows.push(vec![self.button_raw(label, &format!("m:{}", g.id))]);
+                rows.push(vec![self.button_raw(label, format_args!("m:{}", g.id))]);
             }
             self.ta("school-choose-group", &[("course", course.into())])
         };

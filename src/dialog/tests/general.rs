@@ -146,6 +146,32 @@ fn an_empty_state_from_an_old_version_still_works() {
 }
 
 #[test]
+fn a_stored_phone_is_read_back_as_written_and_an_unnormalised_one_is_parsed() {
+    let st: DialogState = serde_json::from_str(
+        r#"{"phone":"+79123456789","guest":{"name":"Петя","phone":"+447946095812"}}"#,
+    )
+    .expect("state");
+    assert_eq!(st.phone().map(|p| p.as_str()), Some("+79123456789"));
+    assert_eq!(
+        st.guest
+            .as_ref()
+            .and_then(|g| g.phone.as_ref())
+            .map(|p| p.as_str()),
+        Some("+447946095812")
+    );
+    // Not in E.164: read as a person would type it.
+    let st: DialogState = serde_json::from_str(r#"{"phone":"8 (912) 345-67-89"}"#).expect("state");
+    assert_eq!(st.phone().map(|p| p.as_str()), Some("+79123456789"));
+    for bad in [
+        r#"{"phone":"not a phone"}"#,
+        r#"{"phone":"+0123456789"}"#,
+        r#"{"phone":""}"#,
+    ] {
+        assert!(serde_json::from_str::<DialogState>(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn unexpected_answers_are_ignored() {
     let (st, out) = step(
         DialogState::default(),

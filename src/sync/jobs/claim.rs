@@ -1,6 +1,7 @@
 //! The worker's side of the queue: claiming due jobs (one statement per backend), leases and
 //! heartbeats, reaping expired leases, recording attempts, and handing jobs back.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -41,6 +42,7 @@ impl Queue {
         lease: Duration,
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, StoreError> {
+        let _turn = self.write_turn().await;
         let mut conn = self.store.pool().acquire().await?;
         let spec = NextClaim {
             businesses,
@@ -256,33 +258,21 @@ impl Queue {
                 f.disposition == Disposition::Done && f.error.is_none() && !f.add_auth_refresh
             });
         let mut held: Vec<&Finish> = Vec::with_capacity(finishes.len());
+        // Journal rows already written with their completion.
+        let mut journaled = 0;
+        let _turn = self.write_turn().await;
         let mut tx = self.store.begin().await?;
         // The common case, successes, in one statement per chunk: this is what makes
         // completion cheap enough for thousands of jobs a second.
         for chunk in plain_done.chunks(200) {
-            let pairs: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, ${})", 3 + 2 * i, 4 + 2 * i))
-                .collect();
-            // The plain id list lets the planner use the primary key; the pairs fence.
-            let ids: Vec<String> = (0..chunk.len())
-                .map(|i| format!("${}", 3 + 2 * i))
-                .collect();
-            let sql = format!(
-                "UPDATE sync_jobs SET state = 'done', lease_until = NULL, worker_id = NULL, \
-                   last_error = NULL, updated_at = $1, finished_at = $1 \
-                 WHERE id IN ({}) AND worker_id = $2 AND state = 'running' \
-                   AND (id, attempts) IN (VALUES {}) RETURNING id",
-                ids.join(", "),
-                pairs.join(", ")
-            );
-            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
-                .bind(now_ms)
-                .bind(worker_id);
-            for f in chunk {
-                q = q.bind(f.job_id).bind(f.attempt);
-            }
-            let ids: std::collections::HashSet<i64> =
-                q.fetch_all(&mut *tx).await?.into_iter().collect();
+            let ids = match self.store.backend() {
+                Backend::Postgres => {
+                    let ids = complete_and_journal_pg(&mut tx, worker_id, chunk, now_ms).await?;
+                    journaled += ids.len();
+                    ids
+                }
+                Backend::Sqlite => complete(&mut tx, worker_id, chunk, now_ms).await?,
+            };
             held.extend(chunk.iter().filter(|f| ids.contains(&f.job_id)));
         }
         for f in others {
@@ -319,7 +309,7 @@ impl Queue {
                 "lease lost before attempts were recorded"
             );
         }
-        let entries: Vec<&JournalEntry> = held.iter().map(|f| &f.journal).collect();
+        let entries: Vec<&JournalEntry> = held[journaled..].iter().map(|f| &f.journal).collect();
         insert_journal_batch_in(&mut tx, &entries).await?;
         let mut links: Vec<(&str, &str, &LinkRecord)> = held
             .iter()
@@ -443,4 +433,108 @@ impl Queue {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The fenced completion of successful attempts: the ids of the jobs this worker still held.
+/// The plain id list lets the planner use the primary key; the `(id, attempts)` pairs fence.
+async fn complete(
+    conn: &mut AnyConnection,
+    worker_id: &str,
+    chunk: &[&Finish],
+    now_ms: i64,
+) -> Result<HashSet<i64>, StoreError> {
+    let (ids, pairs) = fence_lists(chunk.len(), 2);
+    let sql = format!(
+        "UPDATE sync_jobs SET state = 'done', lease_until = NULL, worker_id = NULL, \
+           last_error = NULL, updated_at = $1, finished_at = $1 \
+         WHERE id IN ({ids}) AND worker_id = $2 AND state = 'running' \
+           AND (id, attempts) IN (VALUES {pairs}) RETURNING id"
+    );
+    let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+        .bind(now_ms)
+        .bind(worker_id);
+    for f in chunk {
+        q = q.bind(f.job_id).bind(f.attempt);
+    }
+    Ok(q.fetch_all(&mut *conn).await?.into_iter().collect())
+}
+
+/// [`complete`] and the attempts' journal rows in one PostgreSQL statement (a data-modifying
+/// `WITH`): a row is journaled only for a job the update still held, and a batch pays one
+/// round trip for both.
+async fn complete_and_journal_pg(
+    conn: &mut AnyConnection,
+    worker_id: &str,
+    chunk: &[&Finish],
+    now_ms: i64,
+) -> Result<HashSet<i64>, StoreError> {
+    // Per job: id, attempt, then the journal's at, business, system, operation, outcome,
+    // http status, duration and error.
+    const PER_JOB: usize = 10;
+    let (ids, pairs) = fence_lists(chunk.len(), PER_JOB);
+    let rows: Vec<String> = (0..chunk.len())
+        .map(|i| {
+            let b = 3 + PER_JOB * i;
+            format!(
+                "(${}, ${}, ${}, ${}, ${b}, ${}, ${}, ${}, ${}, ${})",
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 1,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 9
+            )
+        })
+        .collect();
+    let sql = format!(
+        "WITH done AS (\
+           UPDATE sync_jobs SET state = 'done', lease_until = NULL, worker_id = NULL, \
+             last_error = NULL, updated_at = $1, finished_at = $1 \
+           WHERE id IN ({ids}) AND worker_id = $2 AND state = 'running' \
+             AND (id, attempts) IN (VALUES {pairs}) RETURNING id) \
+         INSERT INTO sync_journal (at, business_id, system, operation, job_id, attempt, \
+           outcome, http_status, duration_ms, error) \
+         SELECT v.* FROM (VALUES {}) AS v (at, business_id, system, operation, job_id, \
+           attempt, outcome, http_status, duration_ms, error) \
+         WHERE v.job_id IN (SELECT id FROM done) RETURNING job_id",
+        rows.join(", ")
+    );
+    let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+        .bind(now_ms)
+        .bind(worker_id);
+    for f in chunk {
+        let e = &f.journal;
+        q = q
+            .bind(f.job_id)
+            .bind(f.attempt)
+            .bind(to_millis(e.at))
+            .bind(&e.business_id)
+            .bind(&e.system)
+            .bind(&e.operation)
+            .bind(&e.outcome)
+            .bind(e.http_status.map(i64::from))
+            .bind(e.duration_ms)
+            .bind(e.error.as_deref().map(crate::sync::journal::mask_text));
+    }
+    Ok(q.fetch_all(&mut *conn).await?.into_iter().collect())
+}
+
+/// The id list and the `(id, attempt)` pairs of a fenced completion of `jobs` jobs whose
+/// parameters start at `$3`, `per_job` parameters each with the id and attempt first.
+fn fence_lists(jobs: usize, per_job: usize) -> (String, String) {
+    let mut ids = String::new();
+    let mut pairs = String::new();
+    for i in 0..jobs {
+        let b = 3 + per_job * i;
+        if i > 0 {
+            ids.push_str(", ");
+            pairs.push_str(", ");
+        }
+        ids.push_str(&format!("${b}"));
+        pairs.push_str(&format!("(${b}, ${})", b + 1));
+    }
+    (ids, pairs)
 }

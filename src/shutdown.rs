@@ -11,6 +11,34 @@ use crate::clock::Clock;
 use crate::store::LoopLease;
 
 /// Resolves when the process is asked to stop.
+/// As [`signal`], with the handlers installed at once rather than when first awaited: a
+/// SIGTERM that comes while the service is still starting (reading a CRM's setup, say) stops it
+/// cleanly instead of ending the process by the signal's default.
+pub fn listen() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal as unix_signal};
+        let handlers = (
+            unix_signal(SignalKind::terminate()),
+            unix_signal(SignalKind::interrupt()),
+        );
+        async move {
+            match handlers {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
+                    tracing::info!("shutting down");
+                }
+                _ => signal().await,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    signal()
+}
+
 pub async fn signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {

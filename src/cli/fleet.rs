@@ -37,6 +37,7 @@ struct Shared {
 }
 
 pub(super) async fn run_fleet(fleet: Fleet, only: Option<String>) -> anyhow::Result<()> {
+    let shutdown = crate::shutdown::listen();
     let deployment = fleet.deployment.clone();
     let store = Store::connect(&deployment.store.url)
         .await
@@ -106,7 +107,6 @@ pub(super) async fn run_fleet(fleet: Fleet, only: Option<String>) -> anyhow::Res
     }
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("listening for SIGHUP")?;
-    let shutdown = crate::shutdown::signal();
     tokio::pin!(shutdown);
     let mut running: HashMap<String, Running> = HashMap::new();
     tracing::info!(

@@ -32,6 +32,7 @@ pub(super) async fn demo(
 }
 
 pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
+    let shutdown = crate::shutdown::listen();
     adopt_schedule_timezone(&mut config).await;
     // Without a messenger the HTTP server (webhooks, landing forms) is the whole service;
     // without either there is nothing to serve.
@@ -94,7 +95,7 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
     });
     let http_task = http_task.transpose()?;
     let instance = crate::store::new_id();
-    let bots = serve_business(app.clone(), instance, crate::shutdown::signal()).await;
+    let bots = serve_business(app.clone(), instance, shutdown).await;
     let _ = stop_tx.send(true);
     for task in [http_task, metrics_task].into_iter().flatten() {
         match task.await {

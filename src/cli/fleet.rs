@@ -236,12 +236,19 @@ async fn start(
     let mut view = None;
     if let Some(http) = &app.deployment.http {
         let secret = crate::secrets::business_secret(&http.webhook_secret, id);
-        let state = app.http_state(secret.clone());
+        let mut state = app.http_state(secret.clone());
+        let systems = app.engine().systems().to_vec();
+        state.ops = Some(Arc::new(crate::http::ops::Ops {
+            systems: systems.clone(),
+            pollers: app
+                .pollers
+                .configured(app.settings.telegram.as_ref(), app.settings.max.as_ref()),
+            metrics: None,
+        }));
         if let Some(forms) = state.forms.clone() {
             tokio::spawn(forms.run_housekeeping(stop_rx.clone()));
         }
         shared.tenants.set(state);
-        let systems = app.engine().systems().to_vec();
         let mut v = business_view(&app, &systems, http, format!("/webhooks/{id}/"));
         v.webhook_secret = secret;
         view = Some(v);

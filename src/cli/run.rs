@@ -279,6 +279,9 @@ async fn bots_under_lease(
             break Ok(());
         }
         if !lease.hold(app.clock.now()).await {
+            // Ready all the same: this instance takes the business's webhooks and deliveries.
+            app.pollers.telegram.standby();
+            app.pollers.max.standby();
             if !said_waiting {
                 tracing::info!(
                     business,

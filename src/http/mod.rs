@@ -98,8 +98,9 @@ fn business_routes(state: HttpState) -> Router {
 }
 
 /// The businesses of a deployment of several, by id, each with the routes one business has
-/// (`business_routes`), reached with its id after the first segment: `/webhooks/<id>/…`,
-/// `/forms/<id>/…`, `/1c/<id>/exchange`. Businesses come and go while the server runs.
+/// (`business_routes`) and its readiness, reached with its id after the first segment:
+/// `/webhooks/<id>/…`, `/forms/<id>/…`, `/1c/<id>/exchange`, `/health/<id>/ready`. Businesses
+/// come and go while the server runs.
 #[derive(Clone, Default)]
 pub struct Tenants {
     routes: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, Router>>>,
@@ -109,7 +110,11 @@ impl Tenants {
     /// Serves `state`'s business under its id, in place of what served it before.
     pub fn set(&self, state: HttpState) {
         let id = state.business_id.clone();
-        let routes = business_routes(state);
+        // Its readiness: its deliveries and bots, as `/health/ready` tells of one business.
+        let routes = Router::new()
+            .route("/health/ready", get(ops::ready))
+            .with_state(state.clone())
+            .merge(business_routes(state));
         self.routes
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -145,7 +150,8 @@ pub fn deployment_router(state: HttpState, tenants: Tenants) -> Router {
             to_business.clone(),
         )
         .route("/forms/{business}/{form}", to_business.clone())
-        .route("/1c/{business}/exchange", to_business);
+        .route("/1c/{business}/exchange", to_business.clone())
+        .route("/health/{business}/ready", to_business);
     match console {
         Some(console) => router.merge(crate::console::router(console)),
         None => router,

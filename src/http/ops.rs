@@ -103,7 +103,9 @@ pub async fn ready(State(state): State<HttpState>) -> Response {
         .unwrap_or_default();
     let ok = store.reachable
         && integrations.iter().all(|i| i.state != Health::Down)
-        && pollers.iter().all(|p| p.status.state == PollerState::Up);
+        && pollers
+            .iter()
+            .all(|p| matches!(p.status.state, PollerState::Up | PollerState::Standby));
     let body = Readiness {
         status: if ok { "ready" } else { "not_ready" },
         checked_at: now,

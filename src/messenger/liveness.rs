@@ -21,6 +21,8 @@ pub enum PollerState {
     Down,
     /// The loop has ended.
     Stopped,
+    /// Another instance sharing the store polls this bot; this one takes over if it dies.
+    Standby,
 }
 
 /// A poller's state with its times, for the readiness report.
@@ -38,6 +40,8 @@ pub struct PollerStatus {
 #[derive(Debug, Default)]
 struct Inner {
     running: bool,
+    /// Waiting for the bot while another instance polls it.
+    standby: bool,
     ended: bool,
     up_since: Option<DateTime<Utc>>,
     failing_since: Option<DateTime<Utc>>,
@@ -63,6 +67,7 @@ impl Poller {
     pub fn started(&self, now: DateTime<Utc>) {
         let mut s = self.lock();
         s.running = true;
+        s.standby = false;
         s.ended = false;
         s.up_since = Some(now);
         s.failing_since = None;
@@ -110,8 +115,15 @@ impl Poller {
     }
 
     /// The loop ended (shutdown, or a fatal error).
+    /// Another instance polls the bot; this one waits to take over.
+    pub fn standby(&self) {
+        let mut s = self.lock();
+        s.standby = !s.running;
+    }
+
     pub fn stopped(&self) {
         let mut s = self.lock();
+        s.standby = false;
         s.running = false;
         s.ended = true;
     }
@@ -131,7 +143,9 @@ impl Poller {
     pub fn status(&self, now: DateTime<Utc>) -> PollerStatus {
         let mut s = self.lock();
         Self::settle(&mut s, now);
-        let (state, since) = if s.ended {
+        let (state, since) = if s.standby && !s.running {
+            (PollerState::Standby, None)
+        } else if s.ended {
             (PollerState::Stopped, None)
         } else if !s.running {
             match s.failing_since {
@@ -248,5 +262,21 @@ mod tests {
         let up = p.status(at(56));
         assert_eq!(up.state, PollerState::Up);
         assert_eq!(up.since, Some(at(55)));
+    }
+
+    #[test]
+    fn a_poller_standing_by_is_up_the_moment_it_takes_the_bot_over() {
+        let p = Poller::default();
+        p.standby();
+        assert_eq!(p.status(at(0)).state, PollerState::Standby);
+        p.started(at(5));
+        assert_eq!(p.status(at(6)).state, PollerState::Up);
+        // A running loop is not put on standby.
+        p.standby();
+        assert_eq!(p.status(at(7)).state, PollerState::Up);
+        // Its hold lost, the loop ends and the instance waits again.
+        p.stopped();
+        p.standby();
+        assert_eq!(p.status(at(8)).state, PollerState::Standby);
     }
 }

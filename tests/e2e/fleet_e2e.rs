@@ -389,6 +389,38 @@ async fn two_instances_serve_three_businesses_and_one_survives_the_others_death(
         support::e2e::press_label(&user, "Отправить заявку").await;
         user.wait_for_text("Заявка принята", WAIT).await;
     };
+    // Each business's readiness on each instance: the one polling its bot is up, the other
+    // stands by and is ready all the same (it takes the business's webhooks).
+    let bots_of = |port: u16, id: &'static str| async move {
+        let answer = reqwest::get(format!("http://127.0.0.1:{port}/health/{id}/ready"))
+            .await
+            .expect("readiness answered");
+        let status = answer.status().as_u16();
+        let body: serde_json::Value = answer.json().await.unwrap_or_default();
+        (
+            status,
+            body["pollers"][0]["state"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        )
+    };
+    until("the second instance is serving", || {
+        std::net::TcpStream::connect(("127.0.0.1", port_2)).is_ok()
+    })
+    .await;
+    assert_eq!(bots_of(port_1, "salon-a").await, (200, "up".to_string()));
+    let mut standing_by = (0, String::new());
+    for _ in 0..100 {
+        standing_by = bots_of(port_2, "salon-a").await;
+        if standing_by.1 == "standby" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(standing_by, (200, "standby".to_string()));
+    assert_eq!(bots_of(port_1, "nobody").await.0, 404);
+
     book(&tg_a.user(1001), "Салон А", "+7 912 000-00-01").await;
     book(&tg_b.user(2001), "Клиника Б", "+7 912 000-00-02").await;
     enrol(tg_c.user(3001), "+7 912 000-00-03").await;
@@ -427,6 +459,7 @@ async fn two_instances_serve_three_businesses_and_one_survives_the_others_death(
         amo.leads().len() == 2 && bitrix.leads().len() == 2 && school.customers().len() == 2
     })
     .await;
+    assert_eq!(bots_of(port_2, "salon-a").await, (200, "up".to_string()));
     until("Dikidi polled again, by the second instance", || {
         dikidi.calls_to("records_info") > killed_polls
     })

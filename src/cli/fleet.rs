@@ -163,16 +163,7 @@ async fn refresh(shared: &Shared, running: &mut HashMap<String, Running>) {
         }
     }
     for file in files {
-        let digest = match std::fs::read(&file.path) {
-            Ok(bytes) => {
-                use sha2::Digest;
-                sha2::Sha256::digest(&bytes).into()
-            }
-            Err(e) => {
-                tracing::error!(file = %file.path.display(), error = %e, "cannot read the business file");
-                continue;
-            }
-        };
+        let digest = file.digest;
         if running.get(&file.id).is_some_and(|r| r.digest == digest) {
             continue;
         }
@@ -233,11 +224,13 @@ async fn start(
         shared.clock.clone(),
     )?);
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Built once: its systems are what readiness and the console report, and it delivers.
+    let engine = app.engine();
     let mut view = None;
     if let Some(http) = &app.deployment.http {
         let secret = crate::secrets::business_secret(&http.webhook_secret, id);
         let mut state = app.http_state(secret.clone());
-        let systems = app.engine().systems().to_vec();
+        let systems = engine.systems().to_vec();
         state.ops = Some(Arc::new(crate::http::ops::Ops {
             systems: systems.clone(),
             pollers: app
@@ -259,7 +252,7 @@ async fn start(
     let task = tokio::spawn({
         let instance = shared.instance.clone();
         async move {
-            if let Err(e) = serve_business(app, instance, stopped(stop_rx)).await {
+            if let Err(e) = serve_business(app, engine, instance, stopped(stop_rx)).await {
                 tracing::error!(business, error = %e, "the business's bots stopped; fix its file and send SIGHUP");
             }
         }

@@ -56,7 +56,9 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let systems = app.engine().systems().to_vec();
+    // Built once: its systems are what ops and the console report, and it delivers.
+    let engine = app.engine();
+    let systems = engine.systems().to_vec();
     let mut metrics_task = None;
     let http_task = deployment.http.as_ref().map(|http| -> anyhow::Result<_> {
         let mut state = app.http_state(http.webhook_secret.clone());
@@ -95,7 +97,7 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
     });
     let http_task = http_task.transpose()?;
     let instance = crate::store::new_id();
-    let bots = serve_business(app.clone(), instance, shutdown).await;
+    let bots = serve_business(app.clone(), engine, instance, shutdown).await;
     let _ = stop_tx.send(true);
     for task in [http_task, metrics_task].into_iter().flatten() {
         match task.await {
@@ -118,6 +120,7 @@ pub(super) async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
 /// Returns the bots' error, if they stopped on one.
 pub(super) async fn serve_business(
     app: Arc<App>,
+    engine: crate::sync::Engine,
     instance: String,
     until: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), crate::messenger::MessengerError> {
@@ -138,7 +141,7 @@ pub(super) async fn serve_business(
     }
     // Deliveries and loops run beside the bots and stop after them.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let engine = Arc::new(app.engine());
+    let engine = Arc::new(engine);
     let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
     let lease = |name: &'static str, every: std::time::Duration| {
         LoopLease::new(

@@ -79,6 +79,8 @@ pub struct Fleet {
 pub struct BusinessFile {
     pub id: String,
     pub path: PathBuf,
+    /// SHA-256 of the bytes the configuration was read from: what tells a changed file.
+    pub digest: [u8; 32],
     pub config: Result<Config, ConfigError>,
 }
 
@@ -175,8 +177,28 @@ impl Fleet {
             .into_iter()
             .map(|path| {
                 let id = id_of(&path);
-                let config = self.read(&id, &path);
-                BusinessFile { id, path, config }
+                // Read once: the digest and the configuration are of the same bytes, so a file
+                // written meanwhile is seen as changed on the next reading, not missed.
+                let (digest, config) = match std::fs::read_to_string(&path) {
+                    Ok(text) => {
+                        use sha2::Digest;
+                        let digest = sha2::Sha256::digest(text.as_bytes()).into();
+                        (digest, self.read(&id, &path, &text))
+                    }
+                    Err(e) => (
+                        [0; 32],
+                        Err(ConfigError::InFile {
+                            file: path.clone(),
+                            source: Box::new(ConfigError::Invalid(format!("cannot read it: {e}"))),
+                        }),
+                    ),
+                };
+                BusinessFile {
+                    id,
+                    path,
+                    digest,
+                    config,
+                }
             })
             .collect();
         refuse_shared_bots(&mut files);
@@ -209,7 +231,7 @@ impl Fleet {
 
     /// A business file read as a whole configuration: the deployment file and its overrides
     /// under the business's own sections.
-    fn read(&self, id: &str, path: &Path) -> Result<Config, ConfigError> {
+    fn read(&self, id: &str, path: &Path, text: &str) -> Result<Config, ConfigError> {
         let in_file = |source: ConfigError| ConfigError::InFile {
             file: path.to_path_buf(),
             source: Box::new(source),
@@ -219,7 +241,7 @@ impl Fleet {
                 "the file's name is the business's id, which {problem}"
             ))));
         }
-        let own = Figment::from(Toml::file_exact(path));
+        let own = Figment::from(Toml::string(text));
         let keys = top_level_keys(&own).map_err(in_file)?;
         if let Some(section) = keys
             .iter()

@@ -12,13 +12,22 @@
 //!   to the bot's answer, median and p99 of each wave, and turns a second. Rounds interleave
 //!   the two; each figure is min/median/max over rounds.
 //! - CPU of both fleet instances while idle, which the per-business loops cost.
+//! - Bookings: every business but the first has one client book through the whole chat (the
+//!   sandbox schedule, a lead in the business's own amoCRM fake) at once; each booking's time
+//!   from the confirm tap to its lead in that business's CRM (p50, p99), and bookings a minute.
+//!   Rounds alternate between a calm deployment and one where the first business imports
+//!   100,000 clients into its amoCRM (`zapis import`, a process of its own on the same store)
+//!   the whole time: the others' p99 should not move.
 //!
-//! `cargo bench --bench fleet`; FLEET_BENCH_BUSINESSES (50), FLEET_BENCH_ROUNDS (5).
+//! `cargo bench --bench fleet`; FLEET_BENCH_BUSINESSES (50), FLEET_BENCH_ROUNDS (5),
+//! FLEET_BENCH_BOOKING_ROUNDS (4: two calm, two beside the import), FLEET_BENCH_IMPORT (100000).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use zapis_fakes::chat::{WAIT as TURN_WAIT, book_until_confirm, press_label};
+use zapis_fakes::fake_amocrm::{self as amo_fake, FakeAmo};
 use zapis_fakes::fake_telegram::FakeTelegram;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -87,14 +96,73 @@ fn name(i: usize) -> String {
     format!("Салон №{i}")
 }
 
-fn business_toml(i: usize, fake: &FakeTelegram) -> String {
+fn business_toml(i: usize, fake: &FakeTelegram, amo: Option<&FakeAmo>) -> String {
+    let crm = amo.map_or(String::new(), |amo| {
+        format!(
+            "\n[crm]\nsystem = \"amocrm\"\n\n[crm.amocrm]\nbase_url = \"{}\"\ntoken = \"{}\"\n\
+             pipeline_id = {}\nnew_status_id = {}\nbooking_id_field_id = {}\n",
+            amo.base_url,
+            amo_fake::LONG_LIVED_TOKEN,
+            amo_fake::PIPELINE_ID,
+            amo_fake::STATUS_NEW,
+            amo_fake::FIELD_BOOKING_ID,
+        )
+    });
     format!(
         "[business]\nname = \"{}\"\ntimezone = \"Europe/Moscow\"\n\n[telegram]\ntoken = \"{}\"\n\
-         api_url = \"{}\"\n\n[telegram.limits]\nenabled = false\n",
+         api_url = \"{}\"\n\n[telegram.limits]\nenabled = false\n{crm}",
         name(i),
         token(i),
         fake.api_url()
     )
+}
+
+/// Client base of `rows` distinct clients, the shape `zapis import` reads.
+fn client_base(rows: usize) -> String {
+    let mut csv = String::with_capacity(rows * 60);
+    csv.push_str("ФИО;Телефон;Email\n");
+    for n in 0..rows {
+        csv.push_str(&format!(
+            "Иванова Анна {n};+7 9{:09};client{n}@mail.ru\n",
+            200_000_000 + n
+        ));
+    }
+    csv
+}
+
+/// One client of each business books at once; per booking, the time from the confirm tap to
+/// its lead in the business's CRM. Returns those and the wave's wall time.
+async fn booking_wave(
+    fakes: &[&FakeTelegram],
+    amos: &[&FakeAmo],
+    names: &[String],
+    chat: i64,
+) -> (Vec<Duration>, Duration) {
+    let started = Instant::now();
+    let bookings = fakes
+        .iter()
+        .zip(amos)
+        .zip(names)
+        .map(|((fake, amo), name)| {
+            let user = fake.user(chat);
+            let name = name.clone();
+            async move {
+                user.send_text("/start");
+                user.wait_for_text(&name, TURN_WAIT).await;
+                let phone = format!("+7916{:07}", chat % 10_000_000);
+                book_until_confirm(&user, "Женская стрижка", &phone, "Анна").await;
+                let leads = amo.leads().len();
+                let tapped = Instant::now();
+                press_label(&user, "Подтвердить").await;
+                while amo.leads().len() == leads {
+                    assert!(tapped.elapsed() < WAIT, "the lead reached the CRM");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                tapped.elapsed()
+            }
+        });
+    let delays = futures::future::join_all(bookings).await;
+    (delays, started.elapsed())
 }
 
 /// A store for one deployment: a fresh PostgreSQL schema, or a SQLite file in `dir`.
@@ -174,6 +242,10 @@ async fn run() {
         fakes.push(FakeTelegram::start_for(&token(i)).await);
     }
     let single_fake = FakeTelegram::start_for(&token(n)).await;
+    let mut amos = Vec::new();
+    for _ in 0..n {
+        amos.push(FakeAmo::start().await);
+    }
 
     // The deployment of N businesses.
     let dir = tempfile::tempdir().expect("a folder");
@@ -187,8 +259,11 @@ async fn run() {
     )
     .expect("deployment file");
     for (i, fake) in fakes.iter().enumerate() {
-        std::fs::write(folder.join(format!("b{i:03}.toml")), business_toml(i, fake))
-            .expect("business file");
+        std::fs::write(
+            folder.join(format!("b{i:03}.toml")),
+            business_toml(i, fake, Some(&amos[i])),
+        )
+        .expect("business file");
     }
     // One business alone, as today's single file, on the same kind of store.
     let single_dir = tempfile::tempdir().expect("a folder");
@@ -198,7 +273,7 @@ async fn run() {
         &single_config,
         format!(
             "[store]\nurl = \"{single_store}\"\n\n{}",
-            business_toml(n, &single_fake)
+            business_toml(n, &single_fake, None)
         ),
     )
     .expect("single file");
@@ -304,6 +379,7 @@ async fn run() {
     show(&format!("1 business, {n} clients: median"), &alone.0, "ms");
     show(&format!("1 business, {n} clients: p99"), &alone.1, "ms");
     show(&format!("1 business, {n} clients: turns/s"), &alone.2, "/s");
+    bookings(&config, &all, &amos, &names).await;
     for (fake, i) in fakes.iter().zip(0..) {
         assert_eq!(
             fake.conflicts(),
@@ -312,4 +388,94 @@ async fn run() {
         );
     }
     drop((first, second, single));
+}
+
+/// Bookings through every business's bot but the first's, in rounds alternating between a calm
+/// deployment and one where the first business imports a client base the whole round.
+async fn bookings(config: &Path, fakes: &[&FakeTelegram], amos: &[FakeAmo], names: &[String]) {
+    let rounds = env_usize("FLEET_BENCH_BOOKING_ROUNDS", 4).max(2);
+    let rows = env_usize("FLEET_BENCH_IMPORT", 100_000);
+    let dir = tempfile::tempdir().expect("a folder");
+    let base = dir.path().join("clients.csv");
+    std::fs::write(&base, client_base(rows)).expect("client base");
+    let amo_refs: Vec<&FakeAmo> = amos.iter().collect();
+    let (bookers, booker_amos, booker_names) = (&fakes[1..], &amo_refs[1..], &names[1..]);
+    let mut calm = (Vec::new(), Vec::new(), Vec::new());
+    let mut beside = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let importing = round % 2 == 1;
+        let mut import = importing.then(|| {
+            let bin =
+                std::env::var("ZAPIS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_zapis").into());
+            Command::new(bin)
+                .arg("import")
+                .arg(&base)
+                .args(["--into", "amocrm", "--business", "b000", "--config"])
+                .arg(config)
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("zapis import starts")
+        });
+        if importing {
+            // Past reading and deduplicating the file: the import is recording its plan in
+            // the shared store, then writing to its CRM (the count printed at the end says
+            // how far it got while the others booked).
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        let (mut delays, took) =
+            booking_wave(bookers, booker_amos, booker_names, 500_000 + round as i64).await;
+        if let Some(child) = import.as_mut() {
+            let still = child.try_wait().expect("import status").is_none();
+            assert!(still, "the import ran for the whole round; make it larger");
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        delays.sort();
+        let figures = if importing { &mut beside } else { &mut calm };
+        figures
+            .0
+            .push(percentile(&delays, 0.5).as_secs_f64() * 1000.0);
+        figures
+            .1
+            .push(percentile(&delays, 0.99).as_secs_f64() * 1000.0);
+        figures
+            .2
+            .push(delays.len() as f64 / took.as_secs_f64() * 60.0);
+    }
+    let show = |label: &str, xs: &[f64], unit: &str| {
+        let (lo, mid, hi) = spread(xs);
+        println!("  {label:<44} {lo:>8.1} / {mid:>8.1} / {hi:>8.1} {unit}");
+    };
+    let k = bookers.len();
+    println!(
+        "bookings, {k} businesses each booking one client at once, confirm tap to lead in its CRM \
+         ({} rounds each, min / median / max):",
+        rounds / 2
+    );
+    show("calm: p50", &calm.0, "ms");
+    show("calm: p99", &calm.1, "ms");
+    show("calm: bookings a minute", &calm.2, "/min");
+    show(
+        &format!("b000 importing {rows} clients: p50"),
+        &beside.0,
+        "ms",
+    );
+    show(
+        &format!("b000 importing {rows} clients: p99"),
+        &beside.1,
+        "ms",
+    );
+    show(
+        &format!("b000 importing {rows} clients: bookings a minute"),
+        &beside.2,
+        "/min",
+    );
+    println!(
+        "  b000's amoCRM: {} contacts imported during the rounds, {} requests throttled",
+        amos[0].contacts().len(),
+        amos[0].throttled()
+    );
 }

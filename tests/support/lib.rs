@@ -6,6 +6,7 @@
 //! nothing of zapis's (settings pointing at a fake are built in tests/support/mod.rs).
 
 pub mod chaos_proxy;
+pub mod chat;
 pub mod cml_xsd;
 pub mod fake_alfacrm;
 pub mod fake_amocrm;

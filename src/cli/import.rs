@@ -9,20 +9,25 @@ pub(super) async fn import(args: ImportArgs) -> anyhow::Result<()> {
     use crate::import::targets::{AmoTarget, Bitrix24Target, YclientsTarget};
 
     let config = load(&args.config)?;
-    let bytes =
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let records = crate::import::read_bytes(&bytes, &args.map)
-        .with_context(|| format!("reading {}", args.file.display()))?;
-    let prepared = crate::import::prepare(records);
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
-    // Opened without migrating for a dry run: it must not write, not even the schema.
+    // One store for the target and the load. Opened without migrating for a dry run (it must
+    // not write, not even the schema), and then only for a target that keeps its tokens there.
+    let store = if args.dry_run {
+        None
+    } else {
+        Some(
+            Store::connect(&config.store.url)
+                .await
+                .context("opening the store")?,
+        )
+    };
     let open_store = || async {
-        if args.dry_run {
-            Store::open(&config.store.url).await
-        } else {
-            Store::connect(&config.store.url).await
+        match &store {
+            Some(store) => Ok(store.clone()),
+            None => Store::open(&config.store.url)
+                .await
+                .context("opening the store"),
         }
-        .context("opening the store")
     };
     let target: Arc<dyn ImportTarget> = match args.into {
         ImportInto::Amocrm => {
@@ -61,6 +66,19 @@ pub(super) async fn import(args: ImportArgs) -> anyhow::Result<()> {
             Arc::new(YclientsTarget::new(client).map_err(|e| anyhow::anyhow!(e))?)
         }
     };
+    // The target's contacts are listed while the file is read and the run recorded. The file
+    // is read off the runtime's threads: the listing's request must not wait behind it, or
+    // it reaches the target late and the requests paced after it bunch up against it.
+    let listing = (!args.dry_run).then(|| load::Listing::start(&target));
+    let (file, map) = (args.file.clone(), args.map.clone());
+    let (bytes, prepared) = tokio::task::spawn_blocking(move || {
+        let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        let records = crate::import::read_bytes(&bytes, &map)
+            .with_context(|| format!("reading {}", file.display()))?;
+        anyhow::Ok((bytes, crate::import::prepare(records)))
+    })
+    .await
+    .context("reading the file")??;
     let mut problems = prepared.problems.clone();
     let counts = if args.dry_run {
         let index = Index::new(
@@ -72,9 +90,7 @@ pub(super) async fn import(args: ImportArgs) -> anyhow::Result<()> {
         .single_valued(target.single_valued());
         load::dry_run_counts(&prepared, &index, target.as_ref())
     } else {
-        let store = Store::connect(&config.store.url)
-            .await
-            .context("opening the store")?;
+        let store = store.context("opening the store")?;
         let digest = crate::import::run_digest(&bytes, &args.map);
         let progress = if std::io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::new(prepared.clients.len() as u64);
@@ -104,6 +120,7 @@ pub(super) async fn import(args: ImportArgs) -> anyhow::Result<()> {
                 digest: &digest,
                 file_name: &file_name,
                 progress,
+                listing,
             },
         )
         .await

@@ -30,6 +30,9 @@ static LIMITERS: LazyLock<Registry> = LazyLock::new(|| Mutex::new(HashMap::new()
 pub const YCLIENTS_INLINE_WAIT: Duration = Duration::from_secs(1);
 /// The longest "slow down" a Dikidi call sits out itself (once).
 pub const DIKIDI_INLINE_WAIT: Duration = Duration::from_secs(2);
+/// The longest 429 an amoCRM call sits out itself (once): paced at amoCRM's own limit, a
+/// 429 means a request was held up on its way, and one second clears the window it fell in.
+pub const AMOCRM_INLINE_WAIT: Duration = Duration::from_secs(1);
 
 /// How requests to one account are spaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +50,23 @@ impl Pace {
     pub fn per_second(per_second: u32) -> Pace {
         Pace::Even {
             period: Duration::from_secs(1) / per_second.max(1),
+        }
+    }
+
+    /// Evenly spaced at a vendor's "at most `limit` in any second", with `guard` to spare: the
+    /// request `limit` after another leaves a second and `guard` after it. At exactly
+    /// `1 s / limit` the `limit + 1` requests of a window span a second to the nanosecond (less,
+    /// after rounding), so the slightest delay of the first on its way makes the vendor count
+    /// one too many; the guard is how much later than the one `limit` after it a request may
+    /// arrive without that.
+    pub fn sliding_second(limit: u32, guard: Duration) -> Pace {
+        let limit = limit.max(1);
+        // Rounded up: the window must come out no shorter than asked.
+        let nanos = (Duration::from_secs(1) + guard)
+            .as_nanos()
+            .div_ceil(u128::from(limit));
+        Pace::Even {
+            period: Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)),
         }
     }
 
@@ -103,7 +123,11 @@ impl Pacer {
                 i64::from(burst.max(1)),
             ),
         };
-        let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX).max(1);
+        // Whole milliseconds, rounded up: rounded down, 7 turns of 142 ms would put eight
+        // requests in 994 ms.
+        let period_ms = i64::try_from(period.as_nanos().div_ceil(1_000_000))
+            .unwrap_or(i64::MAX)
+            .max(1);
         let now_ms = chrono::Utc::now().timestamp_millis();
         match store
             .take_pace_turn(&self.account, now_ms, period_ms, burst)
@@ -159,6 +183,60 @@ mod tests {
         assert!(a.check());
         assert!(!b.check());
         assert!(other.check());
+    }
+
+    /// Requests admitted as soon as the pace allows, some of them asked for late (a request
+    /// that comes after its turn restarts the spacing from then): whatever the demand, any
+    /// `limit + 1` admissions in a row span at least a second and the guard, and when demand
+    /// never lets up they span no more than that (the pace is the limit, not below it).
+    #[test]
+    fn at_the_limit_no_second_and_guard_holds_one_request_too_many() {
+        use governor::clock::{Clock, FakeRelativeClock};
+        for (limit, guard) in [
+            (7, Duration::from_millis(21)),
+            (7, Duration::ZERO),
+            (5, Duration::from_millis(3)),
+        ] {
+            let pace = Pace::sliding_second(limit, guard);
+            let clock = FakeRelativeClock::default();
+            let limiter = RateLimiter::direct_with_clock(pace.quota(), clock.clone());
+            let mut admitted: Vec<Duration> = Vec::new();
+            for i in 0..200u64 {
+                // Every fifth request is asked for a while after its turn.
+                if i % 5 == 0 {
+                    clock.advance(Duration::from_millis(37 * (i % 3)));
+                }
+                loop {
+                    match limiter.check() {
+                        Ok(()) => break,
+                        Err(not_until) => clock.advance(not_until.wait_time_from(clock.now())),
+                    }
+                }
+                admitted.push(Duration::from(clock.now()));
+            }
+            let window = Duration::from_secs(1) + guard;
+            let spans: Vec<Duration> = admitted
+                .windows(limit as usize + 1)
+                .map(|w| w[w.len() - 1] - w[0])
+                .collect();
+            let shortest = spans.iter().min().copied().unwrap_or_default();
+            assert!(
+                shortest >= window,
+                "{} requests in {shortest:?} at {limit}/s with a guard of {guard:?}",
+                limit + 1
+            );
+            // Where no request came late, the pace kept to the window, a few nanoseconds of
+            // rounding aside.
+            let tightest_run = admitted[1..5]
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .max()
+                .unwrap_or_default();
+            assert!(
+                tightest_run * limit <= window + Duration::from_nanos(u64::from(limit)),
+                "{tightest_run:?} between requests at {limit}/s with a guard of {guard:?}"
+            );
+        }
     }
 
     /// Two instances (two pacers of one account, as two processes have) sharing a store keep

@@ -447,6 +447,36 @@ async fn a_burst_of_50_operations_never_exceeds_7_per_second() {
     assert_eq!(fake.count("GET", "/api/v4/leads"), 50);
 }
 
+/// Paced at amoCRM's own limit, a 429 means a request was held up on its way. amoCRM did
+/// nothing with it, so the call sends it again after the second it asks for; a second 429, or
+/// a longer wait asked for, goes back to the caller (the queue's backoff).
+#[tokio::test]
+async fn a_short_429_is_sat_out_once_and_a_second_goes_back_to_the_caller() {
+    let fake = FakeAmo::start().await;
+    let crm = client(config(&fake)).await;
+    // Whatever the first call reads besides the lead search is read now.
+    assert!(crm.find_lead_by_booking("warm").await.unwrap().is_none());
+    let sent = || fake.requests().len();
+    let before = sent();
+    fake.inject(429, Some(1));
+    assert!(crm.find_lead_by_booking("once").await.unwrap().is_none());
+    assert_eq!(sent() - before, 2, "sent again");
+
+    let before = sent();
+    fake.inject(429, Some(1));
+    fake.inject(429, Some(1));
+    let err = crm.find_lead_by_booking("twice").await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(err.status(), Some(429));
+    assert_eq!(sent() - before, 2, "sent again once only");
+
+    let before = sent();
+    fake.inject(429, Some(3));
+    let err = crm.find_lead_by_booking("longer").await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3)), "{err:?}");
+    assert_eq!(sent() - before, 1, "not sat out");
+}
+
 #[tokio::test]
 async fn a_validation_error_is_permanent_with_the_field_path() {
     let fake = FakeAmo::start().await;

@@ -139,6 +139,8 @@ struct Inner {
     hung: usize,
     issued_by_refresh: HashSet<String>,
     arrivals: VecDeque<Instant>,
+    /// Every arrival, kept for [`FakeAmo::shortest_span`].
+    arrived: Vec<Instant>,
     max_per_second: usize,
     throttled: usize,
     injected: VecDeque<(u16, Option<u64>)>,
@@ -366,6 +368,15 @@ impl FakeAmo {
     pub fn throttled(&self) -> usize {
         self.lock().throttled
     }
+    /// The shortest time in which `n` requests in a row arrived: a client keeping to the
+    /// limit never has `MAX_RPS + 1` of them within a second, and this says by how much.
+    pub fn shortest_span(&self, n: usize) -> Option<Duration> {
+        self.lock()
+            .arrived
+            .windows(n.max(1))
+            .map(|w| w[w.len() - 1].duration_since(w[0]))
+            .min()
+    }
     /// `(method, path)` of every request, in arrival order.
     pub fn requests(&self) -> Vec<(String, String)> {
         self.lock().requests.clone()
@@ -464,6 +475,7 @@ async fn handle(
         // Rate limit: every arrival counts, rejected or not, as amoCRM counts them.
         let now = Instant::now();
         s.arrivals.push_back(now);
+        s.arrived.push(now);
         while s
             .arrivals
             .front()

@@ -3,6 +3,7 @@
 //! caller should do.
 
 use super::*;
+use crate::connectors::pacing::AMOCRM_INLINE_WAIT;
 
 impl AmoCrm {
     // ---------------------------------------------------------------- OAuth
@@ -171,6 +172,7 @@ impl AmoCrm {
         let url = self.url(path)?;
         let oauth = matches!(self.inner.auth, AuthMode::OAuth(_));
         let mut refreshed = false;
+        let mut throttled = false;
         loop {
             let token = self.access_token().await?;
             self.inner.limiter.until_ready().await;
@@ -201,7 +203,24 @@ impl AmoCrm {
                 continue;
             }
             let retry_after = retry_after(&response);
+            // Read to the end either way, so the connection goes back to the pool.
             let bytes = response.bytes().await.map_err(transport_error)?;
+            if status == StatusCode::TOO_MANY_REQUESTS && !throttled {
+                // amoCRM did nothing with a 429'd request, so sending it again is safe; a
+                // short wait here costs the caller a second instead of the queue's backoff.
+                let wait = retry_after.unwrap_or(Duration::from_secs(1));
+                if wait <= AMOCRM_INLINE_WAIT {
+                    throttled = true;
+                    tracing::info!(
+                        %method,
+                        path,
+                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        "amoCRM asks us to slow down"
+                    );
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
             return map_status(status, retry_after, &bytes, oauth);
         }
     }

@@ -77,8 +77,9 @@ pub struct AmoCrmConfig {
     /// this many characters so each stays readable in the card.
     #[serde(default = "default_note_max_chars")]
     pub note_max_chars: usize,
-    /// Client-side ceiling. amoCRM allows 7 requests per second; one below leaves room for
-    /// network jitter bunching requests up on arrival.
+    /// Client-side ceiling: amoCRM's documented 7 requests a second. Requests leave evenly
+    /// spaced, so that the one seven after another leaves a second and a guard after it (see
+    /// `WINDOW_GUARD`): the guard, not a lower rate, absorbs the jitter on the way.
     #[serde(default = "default_rps")]
     pub max_requests_per_second: u32,
     #[serde(default = "default_timeout")]
@@ -101,7 +102,7 @@ fn default_campaign_prefix() -> String {
     "campaign:".into()
 }
 fn default_rps() -> u32 {
-    6
+    AMO_MAX_RPS
 }
 
 /// The documented amoCRM ceiling.

@@ -85,6 +85,32 @@ pub fn job_system(target: &str) -> String {
 
 const OPERATION: &str = "import_contacts";
 
+/// The target's contacts, listed on a task of their own while the rest gets ready: the
+/// listing is the import's first request and every write waits on it, so the file read and
+/// the run recorded meanwhile cost no time on the target's pace. Dropped unfinished (nothing
+/// left to write, or a failure before), it stops.
+pub struct Listing(tokio::task::JoinHandle<Result<Vec<ContactRecord>, CrmError>>);
+
+impl Listing {
+    /// Starts listing `target`'s contacts now.
+    pub fn start(target: &Arc<dyn ImportTarget>) -> Listing {
+        let target = target.clone();
+        Listing(tokio::spawn(async move { target.existing().await }))
+    }
+
+    async fn finish(mut self) -> Result<Vec<ContactRecord>, CrmError> {
+        (&mut self.0)
+            .await
+            .map_err(|e| CrmError::transient(format!("listing the contacts stopped: {e}")))?
+    }
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Everything a real (not dry) load needs.
 pub struct LoadOptions<'a> {
     pub store: &'a Store,
@@ -94,6 +120,9 @@ pub struct LoadOptions<'a> {
     pub digest: &'a str,
     pub file_name: &'a str,
     pub progress: ProgressBar,
+    /// The target's contacts, if their listing was started earlier ([`Listing::start`]);
+    /// otherwise it starts with the load.
+    pub listing: Option<Listing>,
 }
 
 /// Loads the prepared clients, continuing an earlier run of the same input. Returns the
@@ -104,6 +133,10 @@ pub async fn load(
     opts: LoadOptions<'_>,
 ) -> Result<(Counts, Vec<Problem>), ImportError> {
     let store = opts.store;
+    let listing = match opts.listing {
+        Some(listing) => listing,
+        None => Listing::start(&target),
+    };
     let now = opts.clock.now();
     let run = open_run(
         store,
@@ -123,7 +156,7 @@ pub async fn load(
         .set_position(total.saturating_sub(pending.len() as u64));
     if !pending.is_empty() {
         opts.progress.set_message("reading the target's contacts");
-        let index = Index::new(target.existing().await.map_err(|e| {
+        let index = Index::new(listing.finish().await.map_err(|e| {
             ImportError::Target(format!("listing {} contacts: {e}", target.system()))
         })?)
         .single_valued(target.single_valued());
@@ -133,13 +166,20 @@ pub async fn load(
             "import: matching against the target"
         );
         // A row still `sending` or `updating` was in flight when an earlier start stopped.
+        // A row whose plan is what it holds already (on a first start every new client's:
+        // `create`) is not written again: one statement each, they were most of the wait
+        // before the first write.
         let plans: Vec<(String, Plan)> = pending
             .iter()
-            .map(|r| {
+            .filter_map(|r| {
                 let plan = index
                     .plan(&r.client, &run.tag)
                     .resumed(&r.action, target.marks_own());
-                (r.key.clone(), plan)
+                let unchanged = matches!(plan, Plan::Create)
+                    && r.action == "create"
+                    && r.external_id.is_none()
+                    && r.plan.is_none();
+                (!unchanged).then(|| (r.key.clone(), plan))
             })
             .collect();
         save_plans(store, run.id, &plans, opts.clock.now()).await?;

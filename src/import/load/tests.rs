@@ -102,6 +102,7 @@ async fn load_once(store: &Store, target: Arc<Memory>, prepared: &Prepared) -> C
             digest: "d1d1d1d1d1d1d1d1",
             file_name: "clients.csv",
             progress: ProgressBar::hidden(),
+            listing: None,
         },
     )
     .await
@@ -190,6 +191,7 @@ async fn a_refused_client_fails_alone_and_is_reported() {
             digest: "d1d1d1d1d1d1d1d1",
             file_name: "clients.csv",
             progress: ProgressBar::hidden(),
+            listing: None,
         },
     )
     .await

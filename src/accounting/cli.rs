@@ -1,5 +1,6 @@
 //! `zapis onec check` and `zapis onec stock`.
 
+use crate::domain::BusinessId;
 use std::io::Write;
 
 use super::commerceml;
@@ -172,7 +173,7 @@ pub async fn stock(
     config: &OnecConfig,
     onec: Option<&OnecOdata>,
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     alerts: Option<&Alerts>,
     now: chrono::DateTime<chrono::Utc>,
     out: &mut impl Write,
@@ -232,7 +233,7 @@ pub async fn stock(
         alerts
             .send(&Alert {
                 kind: AlertKind::LowStock,
-                business_id: business_id.to_string(),
+                business_id: business_id.clone(),
                 system: "onec".into(),
                 since: now,
                 at: now,

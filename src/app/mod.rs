@@ -226,7 +226,7 @@ impl App {
     pub fn http_state(&self, secret: secrecy::SecretString) -> crate::http::HttpState {
         crate::http::HttpState {
             store: self.store.clone(),
-            business_id: self.settings.business.id.clone(),
+            business_id: Some(self.settings.business.id.clone()),
             secret,
             sources: self.webhook_sources(),
             clock: self.clock.clone(),

@@ -20,6 +20,7 @@ pub mod layout;
 mod setup;
 mod sources;
 
+use crate::domain::BusinessId;
 use std::sync::Arc;
 
 use axum::Router;
@@ -41,7 +42,7 @@ use auth::Refusal;
 /// What the console knows of one business besides its rows in the store.
 #[derive(Clone)]
 pub struct BusinessView {
-    pub id: String,
+    pub id: BusinessId,
     pub name: String,
     pub timezone: Tz,
     pub telegram_bot: Option<String>,

@@ -2,6 +2,7 @@
 //! re-read on an interval, and what changed becomes a booking change like a webhook would, while
 //! a payload that no longer parses raises one alert and its recovery another.
 
+use crate::domain::BusinessId;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use crate::sync::{Alert, AlertKind, Alerts};
 /// One line in the booking's journal; a failure to write it is logged, never fatal.
 async fn journal(
     store: &Store,
-    business: &str,
+    business: &BusinessId,
     booking_id: &str,
     kind: &str,
     detail: &str,
@@ -67,7 +68,7 @@ pub fn spawn(
     poller: Poller,
     store: Store,
     clock: Arc<dyn Clock>,
-    business: String,
+    business: BusinessId,
     applier: ChangeApplier,
     alerts: Alerts,
     mut stop: tokio::sync::watch::Receiver<bool>,

@@ -3,6 +3,7 @@
 //! caller should do.
 
 use super::*;
+use crate::domain::BusinessId;
 
 impl AmoCrm {
     // ---------------------------------------------------------------- OAuth
@@ -212,7 +213,7 @@ impl AmoCrm {
 pub async fn authorize(
     config: AmoCrmConfig,
     store: Store,
-    business_id: &str,
+    business_id: &BusinessId,
     code: &str,
 ) -> Result<(), CrmError> {
     let client = AmoCrm::new(

@@ -7,6 +7,7 @@
 //! `operations.rs` the CRM steps; `wire.rs` the wire types; `webhook.rs` lead webhooks (a lead
 //! moved to the cancelled stage starts there; `lifecycle::inbox` acts on it).
 
+use crate::domain::BusinessId;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,7 +77,7 @@ struct Inner {
     auth: AuthMode,
     clock: Arc<dyn Clock>,
     store: Store,
-    business_id: String,
+    business_id: BusinessId,
     /// What the account's lead fields say, read once and kept: every booking needs it.
     account: tokio::sync::Mutex<AccountFields>,
 }
@@ -224,7 +225,7 @@ impl AmoCrm {
     pub fn new(
         config: AmoCrmConfig,
         store: Store,
-        business_id: &str,
+        business_id: &BusinessId,
         clock: Arc<dyn Clock>,
     ) -> Result<AmoCrm, CrmError> {
         // Instances sharing a PostgreSQL store share the account's pace too.
@@ -268,7 +269,7 @@ impl AmoCrm {
                 auth,
                 clock,
                 store,
-                business_id: business_id.to_string(),
+                business_id: business_id.clone(),
                 account: tokio::sync::Mutex::new(AccountFields::default()),
             }),
         })

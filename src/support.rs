@@ -7,6 +7,7 @@
 //! the configured admin chat, and only there, finds the client it belongs to.
 
 use crate::domain::BusinessId;
+use crate::domain::System;
 use chrono::{DateTime, Datelike, Duration, NaiveDateTime, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +17,7 @@ use crate::store::{Store, SupportRelay};
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler, NewJob};
 
 /// The delivery system the relay jobs belong to.
-pub const SUPPORT_SYSTEM: &str = "support";
+pub const SUPPORT_SYSTEM: &str = System::Support.as_str();
 /// Post a client's question in the admin chat(s).
 pub const RELAY_QUESTION: &str = "relay_question";
 /// The CRM job that logs one message of a question's exchange into the client's card.

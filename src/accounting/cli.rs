@@ -1,6 +1,7 @@
 //! `zapis onec check` and `zapis onec stock`.
 
 use crate::domain::BusinessId;
+use crate::domain::System;
 use std::io::Write;
 
 use super::commerceml;
@@ -234,7 +235,7 @@ pub async fn stock(
             .send(&Alert {
                 kind: AlertKind::LowStock,
                 business_id: business_id.clone(),
-                system: "onec".into(),
+                system: System::Onec.to_string(),
                 since: now,
                 at: now,
                 last_error: Some(low.join(", ")),

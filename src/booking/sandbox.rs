@@ -3,6 +3,7 @@
 //! like a booking system without any network.
 
 use crate::domain::BusinessId;
+use crate::domain::System;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -253,7 +254,7 @@ fn store_err(e: impl Into<StoreError>) -> BookingError {
 #[async_trait]
 impl BookingSystem for Sandbox {
     fn system(&self) -> &'static str {
-        "sandbox"
+        System::Sandbox.as_str()
     }
 
     async fn services(&self) -> Result<Vec<Service>, BookingError> {

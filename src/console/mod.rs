@@ -21,6 +21,7 @@ mod setup;
 mod sources;
 
 use crate::domain::BusinessId;
+use crate::domain::System;
 use std::sync::Arc;
 
 use axum::Router;
@@ -264,7 +265,7 @@ pub async fn journal_for(
     let entry = JournalEntry {
         at: state.clock.now(),
         business_id: business.to_string(),
-        system: "console".into(),
+        system: System::Console.to_string(),
         operation: operation.into(),
         job_id,
         attempt: 0,

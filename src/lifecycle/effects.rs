@@ -3,6 +3,7 @@
 //! `accounting::jobs` and `messenger::notify` carry them out.
 
 use crate::domain::BusinessId;
+use crate::domain::System;
 use std::fmt;
 use std::str::FromStr;
 
@@ -159,7 +160,7 @@ pub fn booking_job(
 }
 
 /// The accounting system (1C) as a job's target.
-pub const ONEC_SYSTEM: &str = "onec";
+pub const ONEC_SYSTEM: &str = System::Onec.as_str();
 
 pub fn invoice_job(business_id: &BusinessId, booking_id: &str, at: DateTime<Utc>) -> NewJob {
     booking_job(

@@ -3,6 +3,7 @@
 //! a payload that no longer parses raises one alert and its recovery another.
 
 use crate::domain::BusinessId;
+use crate::domain::System;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -137,7 +138,7 @@ pub fn spawn(
                         .send(&Alert {
                             kind: AlertKind::Down,
                             business_id: business.clone(),
-                            system: "dikidi".into(),
+                            system: System::Dikidi.to_string(),
                             since: now,
                             at: now,
                             last_error: Some(format!(
@@ -167,7 +168,7 @@ pub fn spawn(
                         .send(&Alert {
                             kind: AlertKind::Attention,
                             business_id: business.clone(),
-                            system: "dikidi".into(),
+                            system: System::Dikidi.to_string(),
                             since: now,
                             at: now,
                             last_error: Some(format!(
@@ -197,7 +198,7 @@ pub fn spawn(
                         .send(&Alert {
                             kind: AlertKind::Attention,
                             business_id: business.clone(),
-                            system: "dikidi".into(),
+                            system: System::Dikidi.to_string(),
                             since: now,
                             at: now,
                             last_error: Some(format!(
@@ -214,7 +215,7 @@ pub fn spawn(
                         .send(&Alert {
                             kind: AlertKind::Recovered,
                             business_id: business.clone(),
-                            system: "dikidi".into(),
+                            system: System::Dikidi.to_string(),
                             since: down_since.take().unwrap_or(now),
                             at: now,
                             last_error: None,

@@ -10,6 +10,7 @@
 //! after the delivery ends; the journal records each erasure with the phone masked.
 
 use crate::domain::BusinessId;
+use crate::domain::System;
 use chrono::{DateTime, Utc};
 use sqlx::AnyConnection;
 
@@ -399,7 +400,7 @@ async fn finish(
     let entry = JournalEntry {
         at: now,
         business_id: p.business.to_string(),
-        system: "store".into(),
+        system: System::Store.to_string(),
         operation: "forget".into(),
         job_id: 0,
         attempt: 0,

@@ -3,6 +3,7 @@
 //! (business, source, dedup key) is unique, so a webhook delivered twice is processed once.
 
 use crate::domain::BusinessId;
+use crate::domain::System;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use crate::sync::retry::DeliveryError;
 use crate::sync::worker::{Delivered, JobContext, JobHandler};
 
 /// The system name inbox jobs are queued under.
-pub const INBOX_SYSTEM: &str = "inbox";
+pub const INBOX_SYSTEM: &str = System::Inbox.as_str();
 
 /// The pseudo-header the query string of a delivery is kept under: some senders (GetCourse's
 /// "call URL") put every value in the URL. A colon cannot start a real header name.

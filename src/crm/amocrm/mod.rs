@@ -8,6 +8,7 @@
 //! moved to the cancelled stage starts there; `lifecycle::inbox` acts on it).
 
 use crate::domain::BusinessId;
+use crate::domain::System;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +48,7 @@ pub use client::*;
 pub use webhook::*;
 use wire::*;
 
-pub const SYSTEM: &str = "amocrm";
+pub const SYSTEM: &str = System::AmoCrm.as_str();
 
 /// Documented batch ceilings: complex leads ≤ 50; plain adds "up to 250, recommended ≤ 50".
 const BATCH: usize = 50;

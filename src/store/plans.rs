@@ -304,9 +304,15 @@ async fn the_queue_claim_and_purge_are_served_by_indexes() {
                 .lines()
                 .filter(|l| l.contains("Index Scan using sync_jobs_due on sync_jobs j"))
                 .count();
-            assert_eq!(walks, 1, "one lateral walk, run once per system:\n{lines}");
+            assert_eq!(
+                walks, 1,
+                "one lateral walk, run once per business and system:\n{lines}"
+            );
+            // Led by the business: another business's backlog is never stepped over.
             assert!(
-                lines.contains("Index Cond: ((system = s.system) AND (run_at <="),
+                lines.contains(
+                    "Index Cond: ((business_id = b.business) AND (system = s.system) AND (run_at <="
+                ),
                 "{lines}"
             );
             assert!(
@@ -328,8 +334,9 @@ async fn the_queue_claim_and_purge_are_served_by_indexes() {
             assert!(lines.contains("sync_jobs_order"), "{lines}");
         }
         if store.backend() == Backend::Sqlite {
-            // Each system's pending jobs are walked in due order along their own index and the
-            // walk stops after a batch: only the few it yields are sorted, never the backlog.
+            // Each system's pending jobs of the business are walked in due order along their own
+            // index and the walk stops after a batch: only the few it yields are sorted, never
+            // the backlog, and never another business's jobs.
             let walks: Vec<&str> = lines
                 .lines()
                 .filter(|l| l.starts_with("SEARCH j "))
@@ -338,7 +345,7 @@ async fn the_queue_claim_and_purge_are_served_by_indexes() {
             assert!(
                 walks
                     .iter()
-                    .all(|l| l.contains("sync_jobs_due (system=? AND run_at<?)")),
+                    .all(|l| l.contains("sync_jobs_due (business_id=? AND system=? AND run_at<?)")),
                 "{lines}"
             );
             assert_eq!(lines.matches("TEMP B-TREE").count(), 1, "{lines}");

@@ -55,23 +55,18 @@ impl Queue {
 
     /// The claim statement for `systems` systems of `businesses` businesses. Parameters: worker
     /// id, lease end, now, limit, the systems, then the businesses.
+    ///
+    /// Every walk runs along `sync_jobs_due (business_id, system, run_at, id)` for one business
+    /// and one system, so a claim never steps over another business's jobs: one business's
+    /// backlog (an import, a long CRM outage) costs the others' claims nothing, where a walk
+    /// along `(system, run_at)` read every earlier job of the system to find a business's first.
     pub(crate) fn claim_sql(&self, systems: usize, businesses: usize) -> String {
         let placeholders: Vec<String> = (0..systems).map(|i| format!("${}", i + 5)).collect();
         let business_placeholders: Vec<String> = (0..businesses)
             .map(|i| format!("${}", i + 5 + systems))
             .collect();
-        let businesses_in = business_placeholders.join(", ");
-        let candidate = |system: &str| {
-            format!(
-                "SELECT j.id, j.run_at FROM sync_jobs j \
-                 WHERE j.state = 'pending' AND j.run_at <= $3 AND j.system {system} \
-                   AND j.business_id IN ({businesses_in}) \
-                   AND (j.ordering_key IS NULL OR j.id = ({FIRST_OPEN_OF_KEY})) \
-                 ORDER BY j.run_at, j.id LIMIT $4"
-            )
-        };
         let pick = match self.store.backend() {
-            // One walk per system along `sync_jobs_due`, each locking at most a batch, and the
+            // One walk per business and system, each locking at most a batch, and the
             // ordering-key probe kept to `sync_jobs_key`: on a table the planner has no
             // statistics for yet (a fresh deployment), `system IN (…)` reads and sorts every
             // pending job of the business, and the probe takes the idempotency index and
@@ -81,24 +76,35 @@ impl Queue {
             Backend::Postgres => {
                 let walk = format!(
                     "SELECT j.id, j.run_at FROM sync_jobs j \
-                     WHERE j.state = 'pending' AND j.run_at <= $3 AND j.system = s.system \
-                       AND j.business_id IN ({businesses_in}) \
+                     WHERE j.state = 'pending' AND j.business_id = b.business \
+                       AND j.system = s.system AND j.run_at <= $3 \
                        AND (j.ordering_key IS NULL OR j.id = ({FIRST_OPEN_OF_KEY_PG})) \
                      ORDER BY j.run_at, j.id LIMIT $4 FOR UPDATE OF j SKIP LOCKED"
                 );
                 format!(
-                    "= ANY(ARRAY(SELECT c.id FROM unnest(ARRAY[{}]::text[]) AS s(system) \
+                    "= ANY(ARRAY(SELECT c.id FROM unnest(ARRAY[{}]::text[]) AS b(business) \
+                       CROSS JOIN unnest(ARRAY[{}]::text[]) AS s(system) \
                        CROSS JOIN LATERAL ({walk}) c ORDER BY c.run_at, c.id LIMIT $4))",
+                    business_placeholders.join(", "),
                     placeholders.join(", ")
                 )
             }
             // SQLite given `system IN (…)` reads every pending job through `(state, system)`
-            // and sorts them all for each batch. One walk per system along its own
-            // `(system, run_at, id)` index stops after a batch; only those few are sorted.
+            // and sorts them all for each batch. One walk per business and system along
+            // `sync_jobs_due` stops after a batch; only those few are sorted.
             Backend::Sqlite => {
-                let walks: Vec<String> = placeholders
+                let walks: Vec<String> = business_placeholders
                     .iter()
-                    .map(|p| format!("SELECT * FROM ({})", candidate(&format!("= {p}"))))
+                    .flat_map(|b| placeholders.iter().map(move |s| (b, s)))
+                    .map(|(b, s)| {
+                        format!(
+                            "SELECT * FROM (SELECT j.id, j.run_at FROM sync_jobs j \
+                             WHERE j.state = 'pending' AND j.business_id = {b} \
+                               AND j.system = {s} AND j.run_at <= $3 \
+                               AND (j.ordering_key IS NULL OR j.id = ({FIRST_OPEN_OF_KEY})) \
+                             ORDER BY j.run_at, j.id LIMIT $4)"
+                        )
+                    })
                     .collect();
                 format!(
                     "IN (SELECT id FROM ({}) ORDER BY run_at, id LIMIT $4)",

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use futures::StreamExt;
 use tokio::sync::watch;
 
 use super::run::{business_view, console_state, serve_business, stopped};
@@ -138,6 +139,9 @@ pub(super) async fn run_fleet(fleet: Fleet, only: Option<String>) -> anyhow::Res
     Ok(())
 }
 
+/// Schedule time zones read at once when businesses start.
+const ADOPT_AT_ONCE: usize = 4;
+
 /// Brings the running businesses in line with the folder.
 async fn refresh(shared: &Shared, running: &mut HashMap<String, Running>) {
     let files = match shared.fleet.businesses() {
@@ -162,13 +166,14 @@ async fn refresh(shared: &Shared, running: &mut HashMap<String, Running>) {
             stop(shared, &id, business).await;
         }
     }
+    let mut due = Vec::new();
     for file in files {
         let digest = file.digest;
         if running.get(&file.id).is_some_and(|r| r.digest == digest) {
             continue;
         }
-        let config = match file.config {
-            Ok(config) => config,
+        match file.config {
+            Ok(config) => due.push((file.id, config, digest)),
             Err(e) => {
                 let keeps = if running.contains_key(&file.id) {
                     "; the business keeps running as it was"
@@ -176,19 +181,31 @@ async fn refresh(shared: &Shared, running: &mut HashMap<String, Running>) {
                     ""
                 };
                 tracing::error!(business = %file.id, "business file refused{keeps}: {e}");
-                continue;
             }
-        };
-        if let Some(old) = running.remove(&file.id) {
-            tracing::info!(business = %file.id, "its file changed: restarting the business");
-            stop(shared, &file.id, old).await;
         }
-        match start(shared, &file.id, config, digest).await {
+    }
+    // Each YClients business reads its company's time zone before it starts, a second apiece:
+    // read together, four at a time (within YClients' 5 requests a second from one address),
+    // fifty salons start in about thirteen seconds instead of fifty.
+    let due: Vec<(String, Config, [u8; 32])> = futures::stream::iter(due)
+        .map(|(id, mut config, digest)| async move {
+            super::run::adopt_schedule_timezone(&mut config).await;
+            (id, config, digest)
+        })
+        .buffered(ADOPT_AT_ONCE)
+        .collect()
+        .await;
+    for (id, config, digest) in due {
+        if let Some(old) = running.remove(&id) {
+            tracing::info!(business = %id, "its file changed: restarting the business");
+            stop(shared, &id, old).await;
+        }
+        match start(shared, &id, config, digest).await {
             Ok(business) => {
-                running.insert(file.id.clone(), business);
+                running.insert(id, business);
             }
             Err(e) => {
-                tracing::error!(business = %file.id, error = format!("{e:#}"), "cannot start the business");
+                tracing::error!(business = %id, error = format!("{e:#}"), "cannot start the business");
             }
         }
     }
@@ -214,10 +231,9 @@ async fn stop(shared: &Shared, id: &str, business: Running) {
 async fn start(
     shared: &Shared,
     id: &str,
-    mut config: Config,
+    config: Config,
     digest: [u8; 32],
 ) -> anyhow::Result<Running> {
-    super::run::adopt_schedule_timezone(&mut config).await;
     let app = Arc::new(App::on_store(
         config,
         shared.store.clone(),

@@ -99,7 +99,7 @@ impl World {
     fn booking(&self, id: String, start: DateTime<Utc>) -> Booking {
         Booking {
             id,
-            business_id: "b1".into(),
+            business_id: zapis::domain::BusinessId::parse("b1").expect("a valid id"),
             client_phone: Phone::parse("+79123456789").expect("phone"),
             client_name: "Мария".into(),
             client_email: None,

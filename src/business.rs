@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use url::Url;
 
-use crate::domain::BusinessKind;
+use crate::domain::{BusinessId, BusinessKind};
 use crate::i18n::{Lang, Texts};
 use crate::sync::config::KeyError;
 
@@ -16,9 +16,10 @@ use crate::sync::config::KeyError;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BusinessConfig {
-    /// Rows in the store carry this id, so one deployment can host several businesses.
-    #[serde(default = "default_business_id")]
-    pub id: String,
+    /// Rows in the store carry this id, so one deployment can host several businesses; it is
+    /// checked as it is read (see [`BusinessId`]).
+    #[serde(default = "BusinessId::default_id")]
+    pub id: BusinessId,
     pub name: String,
     pub timezone: Tz,
     #[serde(default)]
@@ -39,10 +40,6 @@ pub struct BusinessConfig {
     /// The words clients read, built from `kind` and `locales` when the config is loaded.
     #[serde(skip)]
     pub texts: Texts,
-}
-
-fn default_business_id() -> String {
-    "default".into()
 }
 
 /// `[privacy]`: 152-ФЗ asks for the client's consent before their personal data is processed.

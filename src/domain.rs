@@ -7,8 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::normalize::{Email, Phone};
 
-/// One deployment may host many businesses; every row carries this id.
-pub type BusinessId = String;
+mod ids;
+mod system;
+
+#[cfg(test)]
+pub(crate) use ids::bid;
+pub use ids::{BusinessId, InvalidBusinessId};
+pub use system::{System, UnknownSystem};
 
 /// What the bot sells, and so the words it uses: visits to a master (salon), appointments
 /// with a doctor (clinic), or places on courses (school).

@@ -126,7 +126,7 @@ pub fn getcourse_notice(data: &[u8]) {
     );
     let message = crate::sync::inbox::InboxMessage {
         id: 1,
-        business_id: "default".into(),
+        business_id: crate::domain::BusinessId::default_id(),
         source: "getcourse".into(),
         dedup_key: String::new(),
         headers,

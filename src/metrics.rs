@@ -6,6 +6,7 @@
 //! webhook source is one of [`crate::http::SOURCES`], and a booking's source is the name of a
 //! tracked link or form (set by the operator), never a client's free text.
 
+use crate::domain::BusinessId;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -154,7 +155,7 @@ pub fn alert(kind: &'static str) {
 /// a count that fell to zero reads zero rather than its last value.
 pub async fn refresh_jobs(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     systems: &[String],
 ) -> Result<(), StoreError> {
     let rows = crate::sync::Queue::new(store.clone())

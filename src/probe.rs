@@ -7,6 +7,7 @@
 //! A vendor adds its rows in [`probe`]: the amoCRM tracking fields and the Dikidi session shape
 //! have their places marked there.
 
+use crate::domain::BusinessId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
@@ -145,7 +146,12 @@ pub async fn probe(config: &Config, store: Option<&Store>) -> ProbeTable {
 
 /// The UTM tracking fields the amoCRM account has: values go by field id where one exists,
 /// into the lead's tags and a note where not.
-async fn amocrm_rows(table: &mut ProbeTable, config: AmoCrmConfig, store: &Store, business: &str) {
+async fn amocrm_rows(
+    table: &mut ProbeTable,
+    config: AmoCrmConfig,
+    store: &Store,
+    business: &BusinessId,
+) {
     let client = match AmoCrm::new(config, store.clone(), business, Arc::new(SystemClock)) {
         Ok(client) => client,
         Err(e) => {

@@ -166,6 +166,7 @@ impl LeasedRounds {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
+    use crate::domain::bid;
     use crate::store::{Store, testing};
     use std::time::Instant;
 
@@ -176,7 +177,7 @@ mod tests {
         holder: &str,
         cadence: Cadence,
     ) -> (watch::Sender<bool>, LeasedRounds) {
-        let lease = LoopLease::new(store.clone(), "b1", "test", holder, PAUSE);
+        let lease = LoopLease::new(store.clone(), &bid("b1"), "test", holder, PAUSE);
         let (stop, stopped) = watch::channel(false);
         let rounds = LeasedRounds::new(cadence, lease, Arc::new(SystemClock), stopped);
         (stop, rounds)

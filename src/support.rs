@@ -6,6 +6,8 @@
 //! what they said last. Each posted message is recorded (`support_relays`), so a reply to it in
 //! the configured admin chat, and only there, finds the client it belongs to.
 
+use crate::domain::BusinessId;
+use crate::domain::System;
 use chrono::{DateTime, Datelike, Duration, NaiveDateTime, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +17,7 @@ use crate::store::{Store, SupportRelay};
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler, NewJob};
 
 /// The delivery system the relay jobs belong to.
-pub const SUPPORT_SYSTEM: &str = "support";
+pub const SUPPORT_SYSTEM: &str = System::Support.as_str();
 /// Post a client's question in the admin chat(s).
 pub const RELAY_QUESTION: &str = "relay_question";
 /// The CRM job that logs one message of a question's exchange into the client's card.
@@ -156,7 +158,7 @@ pub struct QuestionJob {
 
 /// The job that relays a client's question.
 pub fn question_job(
-    business_id: &str,
+    business_id: &BusinessId,
     chat: &ChatRef,
     question: Option<String>,
     at: DateTime<Utc>,
@@ -167,7 +169,7 @@ pub fn question_job(
         at,
     };
     NewJob {
-        business_id: business_id.to_string(),
+        business_id: business_id.clone(),
         system: SUPPORT_SYSTEM.to_string(),
         operation: RELAY_QUESTION.to_string(),
         payload: serde_json::to_value(payload).unwrap_or_default(),
@@ -220,7 +222,7 @@ pub struct SupportNoteJob {
 /// The CRM job that logs a question, a call or an answer into the client's card; ordered with
 /// the chat's other CRM jobs, so the question is in the card before its answer.
 pub fn note_job(
-    business_id: &str,
+    business_id: &BusinessId,
     crm_system: &str,
     chat: &ChatRef,
     kind: NoteKind,
@@ -235,7 +237,7 @@ pub fn note_job(
         at,
     };
     NewJob {
-        business_id: business_id.to_string(),
+        business_id: business_id.clone(),
         system: crm_system.to_string(),
         operation: SUPPORT_NOTE.to_string(),
         payload: serde_json::to_value(payload).unwrap_or_default(),
@@ -251,7 +253,7 @@ pub fn note_job(
 /// The key in the CRM of the lead a chat's questions go to when the client has no booking's
 /// lead: one per chat, so every question and answer of that chat lands in the same card, and
 /// unlike any booking id or unfinished booking's key.
-pub fn question_lead_key(business_id: &str, chat_key: &str) -> String {
+pub fn question_lead_key(business_id: &BusinessId, chat_key: &str) -> String {
     crate::domain::lead_key_of('q', &format!("question:{business_id}:{chat_key}"))
 }
 

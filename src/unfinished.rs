@@ -8,6 +8,7 @@
 //! here runs under a lease and queues one job per attempt through the outbox;
 //! `lifecycle::crm_jobs` delivers it through the same lead and notes steps as a booking's lead.
 
+use crate::domain::BusinessId;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -58,7 +59,7 @@ pub struct UnfinishedJob {
 /// The lead's key in the CRM, where a booking's lead has the booking id: the same for every
 /// attempt to deliver it, so a retry after a lost answer finds the lead instead of making
 /// another, and unlike any booking id.
-pub fn lead_key(business_id: &str, chat_key: &str, started_at: DateTime<Utc>) -> String {
+pub fn lead_key(business_id: &BusinessId, chat_key: &str, started_at: DateTime<Utc>) -> String {
     crate::domain::lead_key_of(
         'u',
         &format!(
@@ -70,14 +71,14 @@ pub fn lead_key(business_id: &str, chat_key: &str, started_at: DateTime<Utc>) ->
 
 /// One job per attempt: the key names the attempt, so neither a restart nor a second instance
 /// can queue it twice; ordered with the chat's other jobs.
-pub fn unfinished_job(business_id: &str, system: &str, due: &DueAttempt) -> NewJob {
+pub fn unfinished_job(business_id: &BusinessId, system: &str, due: &DueAttempt) -> NewJob {
     let started_at = due.started_at.timestamp_millis();
     let payload = UnfinishedJob {
         chat_key: due.chat_key.clone(),
         started_at,
     };
     NewJob {
-        business_id: business_id.to_string(),
+        business_id: business_id.clone(),
         system: system.to_string(),
         operation: UNFINISHED_BOOKING.to_string(),
         payload: serde_json::to_value(payload).unwrap_or_default(),
@@ -89,7 +90,7 @@ pub fn unfinished_job(business_id: &str, system: &str, due: &DueAttempt) -> NewJ
 /// Hands every attempt idle for `after` over to the CRM as one job each; returns how many.
 pub async fn tick(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     system: &str,
     after: Duration,
     now: DateTime<Utc>,
@@ -123,7 +124,7 @@ pub fn check_every(after: Duration) -> Duration {
 /// The periodic check, on the instance holding its lease.
 pub fn spawn(
     store: Store,
-    business_id: String,
+    business_id: BusinessId,
     system: &'static str,
     after: Duration,
     clock: std::sync::Arc<dyn Clock>,
@@ -143,6 +144,7 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::bid;
     use crate::domain::{Booking, BookingStatus, Channel, ChatRef};
     use crate::store::retention::RetentionConfig;
     use crate::store::{AttemptTurn, testing};
@@ -173,7 +175,7 @@ mod tests {
 
     async fn turn(store: &Store, chat: &str, attempt: AttemptTurn<'_>, at: DateTime<Utc>) {
         store
-            .save_turn_with("b1", chat, &[], None, attempt, "{}", at)
+            .save_turn_with(&bid("b1"), chat, &[], None, attempt, "{}", at)
             .await
             .expect("turn");
     }
@@ -182,7 +184,7 @@ mod tests {
         store
             .insert_booking(&Booking {
                 id: id.into(),
-                business_id: "b1".into(),
+                business_id: bid("b1"),
                 client_phone: Phone::parse("+79123456789").unwrap(),
                 client_name: "Анна".into(),
                 client_email: None,
@@ -233,30 +235,45 @@ mod tests {
             // Typing a phone that does not parse keeps the client in the step: the pause
             // counts from their last turn, the attempt is still the one begun at t(0).
             turn(&store, chat, AttemptTurn::Stay(&draft(None)), t(10)).await;
-            assert_eq!(tick(&store, "b1", "amocrm", PAUSE, t(35)).await.unwrap(), 0);
-            assert_eq!(tick(&store, "b1", "amocrm", PAUSE, t(41)).await.unwrap(), 1);
+            assert_eq!(
+                tick(&store, &bid("b1"), "amocrm", PAUSE, t(35))
+                    .await
+                    .unwrap(),
+                0
+            );
+            assert_eq!(
+                tick(&store, &bid("b1"), "amocrm", PAUSE, t(41))
+                    .await
+                    .unwrap(),
+                1
+            );
             let queued = leads(&store).await;
             assert_eq!(queued.len(), 1, "{:?}", store.backend());
             assert_eq!(queued[0].0, "amocrm");
             assert_eq!(queued[0].1.chat_key, chat);
             assert_eq!(queued[0].1.started_at, t(0).timestamp_millis());
             let attempt = store
-                .unfinished_attempt("b1", chat, t(0))
+                .unfinished_attempt(&bid("b1"), chat, t(0))
                 .await
                 .unwrap()
                 .expect("kept for the job");
             assert_eq!(attempt.last_at, t(10));
 
-            assert_eq!(tick(&store, "b1", "amocrm", PAUSE, t(50)).await.unwrap(), 0);
+            assert_eq!(
+                tick(&store, &bid("b1"), "amocrm", PAUSE, t(50))
+                    .await
+                    .unwrap(),
+                0
+            );
             // Even an attempt read before it was handed over is not queued twice.
             let due = DueAttempt {
                 chat_key: chat.into(),
                 started_at: t(0),
             };
-            let job = unfinished_job("b1", "amocrm", &due);
+            let job = unfinished_job(&bid("b1"), "amocrm", &due);
             assert!(
                 !store
-                    .enqueue_unfinished("b1", &due, t(40), &job, t(50))
+                    .enqueue_unfinished(&bid("b1"), &due, t(40), &job, t(50))
                     .await
                     .unwrap()
             );
@@ -265,12 +282,14 @@ mod tests {
             // Back on the same screen after the lead was made: the same attempt, no new lead.
             turn(&store, chat, AttemptTurn::Stay(&draft(None)), t(60)).await;
             assert_eq!(
-                tick(&store, "b1", "amocrm", PAUSE, t(200)).await.unwrap(),
+                tick(&store, &bid("b1"), "amocrm", PAUSE, t(200))
+                    .await
+                    .unwrap(),
                 0
             );
             assert_eq!(
                 store
-                    .unfinished_attempt("b1", chat, t(0))
+                    .unfinished_attempt(&bid("b1"), chat, t(0))
                     .await
                     .unwrap()
                     .map(|a| a.last_at),
@@ -281,7 +300,9 @@ mod tests {
             // second attempt.
             turn(&store, chat, AttemptTurn::Enter(&draft(None)), t(1440)).await;
             assert_eq!(
-                tick(&store, "b1", "amocrm", PAUSE, t(1500)).await.unwrap(),
+                tick(&store, &bid("b1"), "amocrm", PAUSE, t(1500))
+                    .await
+                    .unwrap(),
                 1
             );
             let queued = leads(&store).await;
@@ -289,7 +310,9 @@ mod tests {
             assert_eq!(queued[1].1.started_at, t(1440).timestamp_millis());
             // Another business's check sees none of it.
             assert_eq!(
-                tick(&store, "b2", "amocrm", PAUSE, t(3000)).await.unwrap(),
+                tick(&store, &bid("b2"), "amocrm", PAUSE, t(3000))
+                    .await
+                    .unwrap(),
                 0
             );
         }
@@ -314,7 +337,9 @@ mod tests {
             turn(&store, "telegram:4", AttemptTurn::Enter(&draft(None)), t(0)).await;
             booking(&store, "bk-4b", "4", t(5), true).await;
             assert_eq!(
-                tick(&store, "b1", "amocrm", PAUSE, t(120)).await.unwrap(),
+                tick(&store, &bid("b1"), "amocrm", PAUSE, t(120))
+                    .await
+                    .unwrap(),
                 1
             );
             let queued = leads(&store).await;
@@ -330,13 +355,13 @@ mod tests {
                 t(200),
             )
             .await;
-            let due = store.due_unfinished("b1", t(240), 10).await.unwrap();
+            let due = store.due_unfinished(&bid("b1"), t(240), 10).await.unwrap();
             assert_eq!(due.len(), 1);
             booking(&store, "bk-5", "5", t(239), false).await;
-            let job = unfinished_job("b1", "amocrm", &due[0]);
+            let job = unfinished_job(&bid("b1"), "amocrm", &due[0]);
             assert!(
                 !store
-                    .enqueue_unfinished("b1", &due[0], t(240), &job, t(270))
+                    .enqueue_unfinished(&bid("b1"), &due[0], t(240), &job, t(270))
                     .await
                     .unwrap()
             );
@@ -348,7 +373,7 @@ mod tests {
                 t(200),
             )
             .await;
-            let due = store.due_unfinished("b1", t(240), 10).await.unwrap();
+            let due = store.due_unfinished(&bid("b1"), t(240), 10).await.unwrap();
             turn(
                 &store,
                 "telegram:6",
@@ -356,10 +381,10 @@ mod tests {
                 t(265),
             )
             .await;
-            let job = unfinished_job("b1", "amocrm", &due[0]);
+            let job = unfinished_job(&bid("b1"), "amocrm", &due[0]);
             assert!(
                 !store
-                    .enqueue_unfinished("b1", &due[0], t(240), &job, t(270))
+                    .enqueue_unfinished(&bid("b1"), &due[0], t(240), &job, t(270))
                     .await
                     .unwrap()
             );
@@ -381,19 +406,19 @@ mod tests {
             .await;
             turn(&store, "telegram:8", AttemptTurn::Enter(&draft(None)), t(0)).await;
             let phone = Phone::parse("8 916 555-12-34").unwrap();
-            let forgot = store.forget("b1", &phone, t(10)).await.unwrap();
+            let forgot = store.forget(&bid("b1"), &phone, t(10)).await.unwrap();
             let crate::store::forget::Forgot::Erased(erased) = forgot else {
                 panic!("nothing on its way: {forgot:?}");
             };
             assert_eq!(erased.unfinished_bookings, 1);
             assert_eq!(rows(&store).await, 1, "the other chat's attempt stays");
             let purged = store
-                .purge_expired("b1", &RetentionConfig::default(), t(364 * 1440))
+                .purge_expired(&bid("b1"), &RetentionConfig::default(), t(364 * 1440))
                 .await
                 .unwrap();
             assert_eq!(purged.unfinished_bookings, 0);
             let purged = store
-                .purge_expired("b1", &RetentionConfig::default(), t(366 * 1440))
+                .purge_expired(&bid("b1"), &RetentionConfig::default(), t(366 * 1440))
                 .await
                 .unwrap();
             assert_eq!(purged.unfinished_bookings, 1, "{:?}", store.backend());
@@ -403,12 +428,12 @@ mod tests {
 
     #[test]
     fn the_lead_key_names_one_attempt_and_is_no_booking_id() {
-        let a = lead_key("b1", "telegram:1", t(0));
+        let a = lead_key(&bid("b1"), "telegram:1", t(0));
         assert_eq!(a.len(), 32);
         assert!(a.starts_with('u'), "{a}");
-        assert_eq!(a, lead_key("b1", "telegram:1", t(0)));
-        assert_ne!(a, lead_key("b1", "telegram:1", t(1)));
-        assert_ne!(a, lead_key("b1", "telegram:2", t(0)));
+        assert_eq!(a, lead_key(&bid("b1"), "telegram:1", t(0)));
+        assert_ne!(a, lead_key(&bid("b1"), "telegram:1", t(1)));
+        assert_ne!(a, lead_key(&bid("b1"), "telegram:2", t(0)));
         assert_eq!(check_every(PAUSE), Duration::from_secs(60));
         assert_eq!(check_every(Duration::from_secs(1)), Duration::from_secs(1));
     }

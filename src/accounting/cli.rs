@@ -1,5 +1,7 @@
 //! `zapis onec check` and `zapis onec stock`.
 
+use crate::domain::BusinessId;
+use crate::domain::System;
 use std::io::Write;
 
 use super::commerceml;
@@ -172,7 +174,7 @@ pub async fn stock(
     config: &OnecConfig,
     onec: Option<&OnecOdata>,
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     alerts: Option<&Alerts>,
     now: chrono::DateTime<chrono::Utc>,
     out: &mut impl Write,
@@ -232,8 +234,8 @@ pub async fn stock(
         alerts
             .send(&Alert {
                 kind: AlertKind::LowStock,
-                business_id: business_id.to_string(),
-                system: "onec".into(),
+                business_id: business_id.clone(),
+                system: System::Onec.to_string(),
                 since: now,
                 at: now,
                 last_error: Some(low.join(", ")),

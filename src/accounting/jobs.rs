@@ -4,6 +4,7 @@
 //! configured; when a school's payment arrives (GetCourse), an invoice for the course paid.
 //! Every step looks for what an earlier attempt may have created before it creates.
 
+use crate::domain::BusinessId;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -46,9 +47,9 @@ pub struct PaymentInvoice {
     pub amount_minor: Option<i64>,
 }
 
-pub fn payment_invoice_job(business_id: &str, invoice: &PaymentInvoice) -> NewJob {
+pub fn payment_invoice_job(business_id: &BusinessId, invoice: &PaymentInvoice) -> NewJob {
     NewJob {
-        business_id: business_id.to_string(),
+        business_id: business_id.clone(),
         system: ONEC_SYSTEM.into(),
         operation: ONEC_PAYMENT_INVOICE.into(),
         payload: serde_json::to_value(invoice).unwrap_or_default(),
@@ -64,7 +65,7 @@ pub fn payment_invoice_job(business_id: &str, invoice: &PaymentInvoice) -> NewJo
 
 /// Who a document is for.
 struct Client<'a> {
-    business_id: &'a str,
+    business_id: &'a BusinessId,
     name: &'a str,
     phone: Option<&'a Phone>,
     /// Normalised; searched in 1C only when there is no phone match.

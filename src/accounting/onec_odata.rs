@@ -2,6 +2,7 @@
 //! infobase user, `$format=json`, objects addressed as `Set(guid'…')`, references as `…_Key`
 //! GUIDs, errors as `{"odata.error": {"code", "message": {"lang", "value"}}}`.
 
+use crate::domain::System;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -334,7 +335,7 @@ pub fn parse_entity_sets(edmx: &str) -> Result<Vec<String>, AccountingError> {
 #[async_trait]
 impl Accounting for OnecOdata {
     fn system(&self) -> &'static str {
-        "onec"
+        System::Onec.as_str()
     }
 
     async fn find_counterparty(

@@ -4,6 +4,7 @@
 //! it. What was alerted is kept in the store (`onec_stock_watch`), so a restart does not
 //! repeat alerts and several instances on one PostgreSQL alert once between them.
 
+use crate::domain::BusinessId;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +37,7 @@ pub struct StockReport {
 }
 
 pub struct StockWatch {
-    pub business_id: String,
+    pub business_id: BusinessId,
     pub accounting: Arc<dyn Accounting>,
     pub store: Store,
     pub alerts: Alerts,

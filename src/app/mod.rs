@@ -5,6 +5,7 @@
 //! connectors, bots and conversations are built by `BusinessParts::build` from its
 //! [`BusinessSettings`] alone, so serving another business is building another set of parts.
 
+use crate::domain::System;
 use std::sync::Arc;
 
 use crate::accounting::config::OnecMode;
@@ -133,9 +134,9 @@ impl App {
     pub fn crm_reconciler(&self) -> Option<CrmReconciler> {
         let crm = self.crm.clone()?;
         let cfg = self.settings.crm.as_ref()?;
-        let cancel_from_crm = match crm.system() {
-            "amocrm" => cfg.amocrm.as_ref().is_some_and(|a| a.cancel_from_crm),
-            "bitrix24" => cfg.bitrix24.as_ref().is_some_and(|b| b.cancel_from_crm),
+        let cancel_from_crm = match crm.system().parse() {
+            Ok(System::AmoCrm) => cfg.amocrm.as_ref().is_some_and(|a| a.cancel_from_crm),
+            Ok(System::Bitrix24) => cfg.bitrix24.as_ref().is_some_and(|b| b.cancel_from_crm),
             _ => false,
         };
         cancel_from_crm.then(|| CrmReconciler {
@@ -200,24 +201,24 @@ impl App {
         let c = &self.settings;
         let mut sources = Vec::new();
         if c.booking.system == BookingSystemKind::Yclients {
-            sources.push("yclients");
+            sources.push(System::Yclients.as_str());
         }
         match c.crm.as_ref().map(|crm| crm.system) {
-            Some(CrmSystem::Amocrm) => sources.push("amocrm"),
-            Some(CrmSystem::Bitrix24) => sources.push("bitrix24"),
+            Some(CrmSystem::Amocrm) => sources.push(System::AmoCrm.as_str()),
+            Some(CrmSystem::Bitrix24) => sources.push(System::Bitrix24.as_str()),
             None => {}
         }
         if c.max.as_ref().is_some_and(|m| m.mode == MaxMode::Webhook) {
-            sources.push("max");
+            sources.push(System::Max.as_str());
         }
         if c.telegram
             .as_ref()
             .is_some_and(|t| t.mode == crate::messenger::config::TelegramMode::Webhook)
         {
-            sources.push("telegram");
+            sources.push(System::Telegram.as_str());
         }
         if c.school.as_ref().is_some_and(|s| s.getcourse.is_some()) {
-            sources.push("getcourse");
+            sources.push(System::GetCourse.as_str());
         }
         sources
     }
@@ -226,7 +227,7 @@ impl App {
     pub fn http_state(&self, secret: secrecy::SecretString) -> crate::http::HttpState {
         crate::http::HttpState {
             store: self.store.clone(),
-            business_id: self.settings.business.id.clone(),
+            business_id: Some(self.settings.business.id.clone()),
             secret,
             sources: self.webhook_sources(),
             clock: self.clock.clone(),
@@ -356,7 +357,7 @@ impl App {
         let mut inbox = InboxDispatcher::default();
         if let Some(y) = &self.yclients {
             inbox.register(
-                "yclients",
+                System::Yclients.as_str(),
                 Arc::new(YclientsInbox {
                     yclients: y.clone(),
                     applier: self.change_applier(),
@@ -366,10 +367,10 @@ impl App {
         if let (Some(crm), Some(amo)) = (
             &self.crm,
             self.settings.crm.as_ref().and_then(|c| c.amocrm.as_ref()),
-        ) && crm.system() == "amocrm"
+        ) && crm.system() == System::AmoCrm.as_str()
         {
             inbox.register(
-                "amocrm",
+                System::AmoCrm.as_str(),
                 Arc::new(AmoCrmInbox {
                     booking: self.booking.clone(),
                     applier: self.change_applier(),
@@ -383,7 +384,7 @@ impl App {
             self.settings.crm.as_ref().and_then(|c| c.bitrix24.as_ref()),
         ) {
             inbox.register(
-                "bitrix24",
+                System::Bitrix24.as_str(),
                 Arc::new(Bitrix24Inbox {
                     crm: b24.clone(),
                     booking: self.booking.clone(),
@@ -394,7 +395,7 @@ impl App {
         }
         if let Some(max) = &self.settings.max {
             let bot = MaxBot::from_config(max, self.conversations.clone());
-            inbox.register("max", Arc::new(MaxInbox { bot }));
+            inbox.register(System::Max.as_str(), Arc::new(MaxInbox { bot }));
         }
         if let Some(tg) = &self.settings.telegram
             && tg.mode == crate::messenger::config::TelegramMode::Webhook
@@ -404,7 +405,7 @@ impl App {
                 .default_lang(business.locale)
                 .texts(business.texts.clone());
             inbox.register(
-                "telegram",
+                System::Telegram.as_str(),
                 Arc::new(adapter.inbox(self.conversations.clone())),
             );
         }
@@ -435,7 +436,7 @@ impl App {
             }
             if school.getcourse.is_some() || school.alfacrm.is_some() {
                 inbox.register(
-                    "getcourse",
+                    System::GetCourse.as_str(),
                     Arc::new(crate::school::inbox::GetCourseInbox {
                         school: school.clone(),
                         // With 1C over OData each payment also becomes an invoice there.
@@ -463,10 +464,13 @@ impl App {
             );
         }
         if let Some(tg) = &self.settings.telegram {
-            engine.register("telegram", Arc::new(TelegramNotifier::new(tg)));
+            engine.register(
+                System::Telegram.as_str(),
+                Arc::new(TelegramNotifier::new(tg)),
+            );
         }
         if let Some(max) = &self.settings.max {
-            engine.register("max", Arc::new(MaxChatNotifier::new(max)));
+            engine.register(System::Max.as_str(), Arc::new(MaxChatNotifier::new(max)));
         }
         engine
     }

@@ -1,6 +1,7 @@
 //! The conversation runtime as the deployment wires it: the store, the schedule and the admin
 //! chat [`App::build`] gives it.
 
+use crate::domain::BusinessId;
 use std::sync::Arc;
 
 use super::App;
@@ -59,7 +60,7 @@ async fn the_start_and_the_contact_step_are_recorded_with_the_chats_source() {
 
 /// The demo business with a Telegram admin chat (-100), and a question from chat 7 queued for
 /// it: the app (its directory kept alive), the business and the question job's key.
-async fn app_with_a_question() -> (tempfile::TempDir, App, String, String) {
+async fn app_with_a_question() -> (tempfile::TempDir, App, BusinessId, String) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("z.db").display());
     let mut config = crate::config::Config::demo(&url);
@@ -81,12 +82,13 @@ async fn app_with_a_question() -> (tempfile::TempDir, App, String, String) {
     let (business, question_key): (String, String) = crate::sync::Queue::new(conv.store().clone())
         .only_job_of("support")
         .await;
+    let business = BusinessId::parse(&business).expect("the job's business id");
     (dir, app, business, question_key)
 }
 
 /// What the relay job stores once the admin chat confirmed its post: message 77 in chat -100
 /// relayed chat 7's question.
-async fn record_relay(store: &crate::store::Store, business: &str, question_key: &str) {
+async fn record_relay(store: &crate::store::Store, business: &BusinessId, question_key: &str) {
     let relay = crate::store::SupportRelay {
         messenger: "telegram",
         admin_chat: "-100",

@@ -2,6 +2,8 @@
 //! days off, lunch breaks, the business time zone) and records kept in the store, so it behaves
 //! like a booking system without any network.
 
+use crate::domain::BusinessId;
+use crate::domain::System;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -31,7 +33,7 @@ struct MasterPlan {
 
 pub struct Sandbox {
     store: Store,
-    business_id: String,
+    business_id: BusinessId,
     tz: Tz,
     clock: Arc<dyn Clock>,
     services: Vec<Service>,
@@ -57,7 +59,7 @@ fn service(id: &str, name: &str, category: &str, minutes: u32, from: i64, to: i6
 }
 
 impl Sandbox {
-    pub fn new(store: Store, business_id: &str, tz: Tz, clock: Arc<dyn Clock>) -> Sandbox {
+    pub fn new(store: Store, business_id: &BusinessId, tz: Tz, clock: Arc<dyn Clock>) -> Sandbox {
         let services = vec![
             service("s1", "Женская стрижка", HAIR, 60, 2000, 2000),
             service("s2", "Мужская стрижка", HAIR, 45, 1200, 1200),
@@ -100,7 +102,7 @@ impl Sandbox {
         ];
         Sandbox {
             store,
-            business_id: business_id.into(),
+            business_id: business_id.clone(),
             tz,
             clock,
             services,
@@ -252,7 +254,7 @@ fn store_err(e: impl Into<StoreError>) -> BookingError {
 #[async_trait]
 impl BookingSystem for Sandbox {
     fn system(&self) -> &'static str {
-        "sandbox"
+        System::Sandbox.as_str()
     }
 
     async fn services(&self) -> Result<Vec<Service>, BookingError> {
@@ -442,6 +444,7 @@ impl BookingSystem for Sandbox {
 mod tests {
     use super::*;
     use crate::clock::FakeClock;
+    use crate::domain::bid;
     use crate::normalize::Phone;
     use crate::store::testing;
 
@@ -451,7 +454,12 @@ mod tests {
     }
 
     fn sandbox(store: Store, tz: Tz) -> Sandbox {
-        Sandbox::new(store, "b1", tz, Arc::new(FakeClock::new(monday_morning())))
+        Sandbox::new(
+            store,
+            &bid("b1"),
+            tz,
+            Arc::new(FakeClock::new(monday_morning())),
+        )
     }
 
     fn request(master: &str, start: DateTime<Utc>) -> BookRequest {

@@ -96,7 +96,7 @@ pub(super) async fn check(arg: &ConfigArg, probe: bool) -> anyhow::Result<()> {
     if let (Some(crm), Ok(store)) = (&config.crm, &store) {
         let store = store.clone();
         let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
-        let business = config.business.id.as_str();
+        let business = &config.business.id;
         let line = match (&crm.amocrm, &crm.bitrix24) {
             (Some(amo), _) if crm.system == crate::crm::config::CrmSystem::Amocrm => {
                 match crate::crm::amocrm::AmoCrm::new(amo.clone(), store, business, clock) {

@@ -71,7 +71,7 @@ pub(super) async fn run_fleet(fleet: Fleet, only: Option<String>) -> anyhow::Res
         let state = |metrics: Option<&metrics_exporter_prometheus::PrometheusHandle>| {
             crate::http::HttpState {
                 store: store.clone(),
-                business_id: String::new(),
+                business_id: None,
                 secret: http.webhook_secret.clone(),
                 sources: Vec::new(),
                 clock: clock.clone(),
@@ -257,7 +257,7 @@ async fn start(
         if let Some(forms) = state.forms.clone() {
             tokio::spawn(forms.run_housekeeping(stop_rx.clone()));
         }
-        shared.tenants.set(state);
+        shared.tenants.set(app.settings.business.id.clone(), state);
         let mut v = business_view(&app, &systems, http, format!("/webhooks/{id}/"));
         v.webhook_secret = secret;
         view = Some(v);

@@ -479,7 +479,7 @@ pub async fn main() -> anyhow::Result<()> {
                 let fleet = matches!(layout(&config.config)?, Layout::Fleet(_));
                 let mut config = load(&ConfigArg {
                     config: config.config,
-                    business: fleet.then(|| args.business.clone()),
+                    business: fleet.then(|| args.business.to_string()),
                 })?;
                 if let Some(url) = cli.store {
                     config.store.url = url;
@@ -587,7 +587,7 @@ fn load_deployment(path: &std::path::Path) -> anyhow::Result<DeploymentView> {
             let (deployment, business) = config.into_parts();
             DeploymentView {
                 deployment,
-                single: Some(business.business.id),
+                single: Some(business.business.id.to_string()),
             }
         }
         Layout::Fleet(fleet) => DeploymentView {

@@ -287,7 +287,7 @@ async fn bots_under_lease(
             app.pollers.max.standby();
             if !said_waiting {
                 tracing::info!(
-                    business,
+                    business = %business,
                     "another instance polls this business's bots; waiting to take over"
                 );
                 said_waiting = true;
@@ -328,7 +328,7 @@ async fn bots_under_lease(
         renew.abort();
         if *lost.borrow() && !*gone.borrow() && ran.is_ok() {
             tracing::warn!(
-                business,
+                business = %business,
                 "lost the hold on this business's bots; another instance polls them now"
             );
             continue;

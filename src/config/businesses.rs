@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 use super::load::env_provider;
 use super::{Config, ConfigError, Deployment};
+use crate::domain::BusinessId;
 
 /// The sections a business file may have; everything else is the deployment's.
 pub const BUSINESS_SECTIONS: &[&str] = &[
@@ -286,17 +287,9 @@ fn id_of(path: &Path) -> String {
 }
 
 /// Why `id` cannot name a business, or `None`: it is a path segment of the business's URLs.
+/// The rule is [`BusinessId`]'s, so a file name and a URL accept the same ids.
 pub fn valid_id(id: &str) -> Option<&'static str> {
-    if id.is_empty() || id.len() > 64 {
-        return Some("must be 1 to 64 characters long");
-    }
-    if !id
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-    {
-        return Some("may hold only lower-case latin letters, digits, `-` and `_`");
-    }
-    None
+    BusinessId::parse(id).err().map(|e| e.problem())
 }
 
 fn top_level_keys(figment: &Figment) -> Result<Vec<String>, ConfigError> {

@@ -135,12 +135,6 @@ pub(super) fn validate(
             message: "must not be empty".into(),
         });
     }
-    if settings.business.id.trim().is_empty() {
-        return Err(ConfigError::Key {
-            key: "business.id".into(),
-            message: "must not be empty".into(),
-        });
-    }
     if !(deployment.store.url.starts_with("sqlite:")
         || deployment.store.url.starts_with("postgres"))
     {

@@ -75,7 +75,7 @@ pub async fn page_of(
     let journal = read_journal(
         &state.store,
         &JournalFilter {
-            business_id: Some(b.id.clone()),
+            business_id: Some(b.id.to_string()),
             system: system.clone(),
             failed_only: filters.failed == "1",
             limit: Some(SHOWN * 2),

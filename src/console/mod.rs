@@ -20,6 +20,8 @@ pub mod layout;
 mod setup;
 mod sources;
 
+use crate::domain::BusinessId;
+use crate::domain::System;
 use std::sync::Arc;
 
 use axum::Router;
@@ -41,7 +43,7 @@ use auth::Refusal;
 /// What the console knows of one business besides its rows in the store.
 #[derive(Clone)]
 pub struct BusinessView {
-    pub id: String,
+    pub id: BusinessId,
     pub name: String,
     pub timezone: Tz,
     pub telegram_bot: Option<String>,
@@ -263,7 +265,7 @@ pub async fn journal_for(
     let entry = JournalEntry {
         at: state.clock.now(),
         business_id: business.to_string(),
-        system: "console".into(),
+        system: System::Console.to_string(),
         operation: operation.into(),
         job_id,
         attempt: 0,

@@ -9,6 +9,7 @@
 //! [`MAX_TRACKED_ADDRESSES`]. A post is checked against the limit only once it is valid, so a
 //! visitor correcting a field is not locked out by their own mistakes.
 
+use crate::domain::BusinessId;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
@@ -59,7 +60,7 @@ impl SpamReason {
 #[derive(Clone)]
 pub struct FormsState {
     pub store: Store,
-    pub business_id: String,
+    pub business_id: BusinessId,
     pub clock: Arc<dyn Clock>,
     pub school: SchoolConfig,
     /// Whether applications are queued for AlfaCRM.
@@ -76,7 +77,7 @@ pub struct FormsState {
 impl FormsState {
     pub fn new(
         store: Store,
-        business_id: &str,
+        business_id: &BusinessId,
         clock: Arc<dyn Clock>,
         school: SchoolConfig,
         trusted_proxies: Vec<IpNet>,
@@ -86,7 +87,7 @@ impl FormsState {
         let limiter = RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst));
         FormsState {
             store,
-            business_id: business_id.into(),
+            business_id: business_id.clone(),
             clock,
             deliver_to_alfacrm: school.alfacrm.is_some(),
             school,

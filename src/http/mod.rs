@@ -7,6 +7,7 @@ pub mod forms;
 pub mod ops;
 pub mod server;
 
+use crate::domain::BusinessId;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, RawQuery, Request, State};
@@ -33,7 +34,9 @@ pub const SOURCES: &[&str] = &[
 #[derive(Clone)]
 pub struct HttpState {
     pub store: Store,
-    pub business_id: String,
+    /// The business served; `None` in a deployment's own state, which serves no business's
+    /// webhooks (those reach [`Tenants`]) and so reads nobody's rows.
+    pub business_id: Option<BusinessId>,
     pub secret: SecretString,
     /// The members of [`SOURCES`] this deployment is configured for; a webhook for any other
     /// is answered 404 and stored nowhere.
@@ -103,13 +106,12 @@ fn business_routes(state: HttpState) -> Router {
 /// come and go while the server runs.
 #[derive(Clone, Default)]
 pub struct Tenants {
-    routes: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, Router>>>,
+    routes: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<BusinessId, Router>>>,
 }
 
 impl Tenants {
     /// Serves `state`'s business under its id, in place of what served it before.
-    pub fn set(&self, state: HttpState) {
-        let id = state.business_id.clone();
+    pub fn set(&self, id: BusinessId, state: HttpState) {
         // Its readiness: its deliveries and bots, as `/health/ready` tells of one business.
         let routes = Router::new()
             .route("/health/ready", get(ops::ready))
@@ -262,6 +264,9 @@ async fn receive_webhook(
     if !same_secret(&secret, state.secret.expose_secret()) {
         return (StatusCode::NOT_FOUND, "not found");
     }
+    let Some(business_id) = &state.business_id else {
+        return (StatusCode::NOT_FOUND, "not found");
+    };
     let Some(source) = state.sources.iter().copied().find(|s| *s == source) else {
         return (StatusCode::NOT_FOUND, "unknown source");
     };
@@ -327,7 +332,7 @@ async fn receive_webhook(
     }
     match inbox::receive(
         &state.store,
-        &state.business_id,
+        business_id,
         source,
         &dedup,
         &kept,

@@ -68,18 +68,12 @@ pub async fn ready(State(state): State<HttpState>) -> Response {
         },
     };
     let mut integrations = Vec::new();
+    // A deployment's own state has no business, and so no integrations of its own.
     if store.reachable
         && let Some(ops) = ops
+        && let Some(business_id) = &state.business_id
     {
-        match integration_health(
-            &state.store,
-            &state.business_id,
-            &ops.systems,
-            READY_WINDOW,
-            now,
-        )
-        .await
-        {
+        match integration_health(&state.store, business_id, &ops.systems, READY_WINDOW, now).await {
             Ok(found) => integrations = found,
             Err(e) => {
                 store = StoreState {
@@ -131,8 +125,8 @@ pub async fn metrics(State(state): State<HttpState>) -> Response {
     else {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     };
-    if let Err(e) =
-        crate::metrics::refresh_jobs(&state.store, &state.business_id, &ops.systems).await
+    if let Some(business_id) = &state.business_id
+        && let Err(e) = crate::metrics::refresh_jobs(&state.store, business_id, &ops.systems).await
     {
         // The counters are still worth a scrape; the job gauges keep their last values.
         tracing::warn!(error = %e, "cannot count the queue's jobs for /metrics");
@@ -174,6 +168,7 @@ pub async fn serve_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::bid;
     use axum::body::Body;
     use axum::http::Request;
     use std::time::Duration;
@@ -185,7 +180,7 @@ mod tests {
     fn state(store: &Store, ops: Option<Ops>) -> HttpState {
         HttpState {
             store: store.clone(),
-            business_id: "b1".into(),
+            business_id: Some(crate::domain::bid("b1")),
             secret: "webhook-secret-0123456789".into(),
             sources: Vec::new(),
             clock: Arc::new(FakeClock::new(
@@ -246,7 +241,7 @@ mod tests {
 
         crate::sync::health::record_failure(
             &store,
-            "b1",
+            &bid("b1"),
             "amocrm",
             "HTTP 502",
             Duration::ZERO,

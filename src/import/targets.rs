@@ -1,6 +1,7 @@
 //! The systems an import writes into, each behind [`ImportTarget`]: amoCRM (batches of 250),
 //! Bitrix24 (`batch` of 50 commands) and YClients (one client card per request).
 
+use crate::domain::System;
 use async_trait::async_trait;
 
 use super::Client;
@@ -17,7 +18,7 @@ pub struct AmoTarget(pub AmoCrm);
 #[async_trait]
 impl ImportTarget for AmoTarget {
     fn system(&self) -> &'static str {
-        "amocrm"
+        System::AmoCrm.as_str()
     }
     fn batch_size(&self) -> usize {
         AMO_BATCH
@@ -93,7 +94,7 @@ pub struct Bitrix24Target(pub Bitrix24);
 #[async_trait]
 impl ImportTarget for Bitrix24Target {
     fn system(&self) -> &'static str {
-        "bitrix24"
+        System::Bitrix24.as_str()
     }
     fn batch_size(&self) -> usize {
         BITRIX_BATCH
@@ -196,7 +197,7 @@ fn new_client(d: &ContactDraft) -> Result<NewClient, CrmError> {
 #[async_trait]
 impl ImportTarget for YclientsTarget {
     fn system(&self) -> &'static str {
-        "yclients"
+        System::Yclients.as_str()
     }
     /// A job is 20 cards: about six seconds of requests at 3.2 a second.
     fn batch_size(&self) -> usize {

@@ -8,6 +8,7 @@
 //! status: a change arriving for a booking already cancelled or finished is older news than the
 //! status we hold, so it is journaled as a conflict and dropped.
 
+use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
 
 use crate::dialog::{Button, Reply, links};
@@ -355,7 +356,7 @@ impl ChangeApplier {
     pub async fn adopt(
         &self,
         store: &Store,
-        business_id: &str,
+        business_id: &BusinessId,
         record: &ForeignRecord,
         now: DateTime<Utc>,
     ) -> Result<Option<String>, StoreError> {
@@ -375,7 +376,7 @@ impl ChangeApplier {
         };
         let booking = Booking {
             id: uuid::Uuid::new_v4().simple().to_string(),
-            business_id: business_id.to_owned(),
+            business_id: business_id.clone(),
             client_phone: record.client_phone.clone(),
             client_name: known.client_name.clone(),
             client_email: known.client_email.clone(),
@@ -499,6 +500,7 @@ impl ChangeApplier {
 mod tests {
     use super::*;
     use crate::domain::ChatRef;
+    use crate::domain::bid;
     use crate::store::testing;
     use crate::sync::Queue;
     use chrono::TimeZone;
@@ -520,7 +522,7 @@ mod tests {
     fn booking(id: &str, phone: &str, chat: Option<&str>) -> Booking {
         Booking {
             id: id.into(),
-            business_id: "b".into(),
+            business_id: bid("b"),
             client_phone: Phone::parse(phone).unwrap(),
             client_name: "Анна".into(),
             client_email: None,
@@ -568,7 +570,7 @@ mod tests {
                 assert_eq!(applied, Applied::InFlight, "{origin:?}");
             }
             assert!(jobs(&store).await.is_empty());
-            let stored = store.booking("b", &b.id).await.unwrap().unwrap();
+            let stored = store.booking(&bid("b"), &b.id).await.unwrap().unwrap();
             assert_eq!(stored.start, b.start);
 
             // A hold left by a process that died ends on its own.
@@ -596,7 +598,7 @@ mod tests {
                 .unwrap();
             assert_eq!(applied, Applied::Unchanged);
             assert!(jobs(&store).await.is_empty());
-            let stored = store.booking("b", &b.id).await.unwrap().unwrap();
+            let stored = store.booking(&bid("b"), &b.id).await.unwrap().unwrap();
             assert_eq!(stored.status, BookingStatus::CancelledByClient);
         }
     }
@@ -625,7 +627,7 @@ mod tests {
                     systems, expected,
                     "schedule_to_crm={to_crm} notify={notify}"
                 );
-                let stored = store.booking("b", &id).await.unwrap().unwrap();
+                let stored = store.booking(&bid("b"), &id).await.unwrap().unwrap();
                 assert_eq!(stored.status, BookingStatus::CancelledByBusiness);
             }
         }
@@ -659,11 +661,11 @@ mod tests {
             let mut lead = applier(true, true);
             lead.admin_bookings = AdminBookings::Lead;
             let adopted = lead
-                .adopt(&store, "b", &record("555", "8 912 345-67-89"), now)
+                .adopt(&store, &bid("b"), &record("555", "8 912 345-67-89"), now)
                 .await
                 .unwrap()
                 .expect("adopted");
-            let ours = store.booking("b", &adopted).await.unwrap().unwrap();
+            let ours = store.booking(&bid("b"), &adopted).await.unwrap().unwrap();
             assert_eq!(ours.chat, Some(ChatRef::new(Channel::Telegram, "42")));
             assert_eq!(ours.source.channel, Channel::Schedule);
             assert_eq!(
@@ -672,7 +674,7 @@ mod tests {
             );
             assert_eq!(
                 store
-                    .entity_for_external("b", "booking", "yclients", "555")
+                    .entity_for_external(&bid("b"), "booking", "yclients", "555")
                     .await
                     .unwrap(),
                 Some(adopted.clone())
@@ -687,37 +689,40 @@ mod tests {
             );
             // The same record again (a replay, or an update right after the create).
             assert_eq!(
-                lead.adopt(&store, "b", &record("555", "+79123456789"), now)
+                lead.adopt(&store, &bid("b"), &record("555", "+79123456789"), now)
                     .await
                     .unwrap(),
                 None
             );
             // Strangers, chat-less clients, past records and a switched-off setting: nothing.
             assert_eq!(
-                lead.adopt(&store, "b", &record("556", "+79990001122"), now)
+                lead.adopt(&store, &bid("b"), &record("556", "+79990001122"), now)
                     .await
                     .unwrap(),
                 None
             );
             assert_eq!(
-                lead.adopt(&store, "b", &record("557", "+79220000000"), now)
+                lead.adopt(&store, &bid("b"), &record("557", "+79220000000"), now)
                     .await
                     .unwrap(),
                 None
             );
             let mut past = record("558", "+79123456789");
             past.start = now - chrono::Duration::hours(1);
-            assert_eq!(lead.adopt(&store, "b", &past, now).await.unwrap(), None);
+            assert_eq!(
+                lead.adopt(&store, &bid("b"), &past, now).await.unwrap(),
+                None
+            );
             let mut off = applier(true, true);
             off.admin_bookings = AdminBookings::Ignore;
             assert_eq!(
-                off.adopt(&store, "b", &record("559", "+79123456789"), now)
+                off.adopt(&store, &bid("b"), &record("559", "+79123456789"), now)
                     .await
                     .unwrap(),
                 None
             );
             assert_eq!(jobs(&store).await.len(), 2);
-            assert_eq!(store.bookings("b").await.unwrap().len(), 3);
+            assert_eq!(store.bookings(&bid("b")).await.unwrap().len(), 3);
         }
     }
 }

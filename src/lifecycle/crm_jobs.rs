@@ -2,6 +2,7 @@
 //! when a booking is confirmed; a stage move when it is cancelled; a note when it moves.
 //! Every step searches before it creates, so a retry after an unknown outcome adds nothing twice.
 
+use crate::domain::BusinessId;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -73,7 +74,7 @@ impl CrmJobs {
 
     async fn chat_transcript(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         chat_key: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,

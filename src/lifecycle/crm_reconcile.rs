@@ -3,6 +3,7 @@
 //! upcoming bookings, because webhooks get lost (Bitrix24 never re-sends an event, amoCRM
 //! gives up after a few failures).
 
+use crate::domain::BusinessId;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,7 +75,7 @@ pub async fn cancel_from_crm(
 /// The active-or-not booking whose lead (deal) in `system` has this id, if it is ours.
 pub async fn linked_booking(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     system: &str,
     lead_id: &str,
 ) -> Result<Option<Booking>, DeliveryError> {
@@ -102,7 +103,7 @@ pub struct ReconcileReport {
 }
 
 pub struct CrmReconciler {
-    pub business_id: String,
+    pub business_id: BusinessId,
     pub crm: Arc<dyn Crm>,
     pub booking: Arc<dyn BookingSystem>,
     pub applier: ChangeApplier,

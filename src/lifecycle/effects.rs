@@ -2,6 +2,8 @@
 //! outbox in the same transaction as the change; the handlers in `crm_jobs`, `schedule_jobs`,
 //! `accounting::jobs` and `messenger::notify` carry them out.
 
+use crate::domain::BusinessId;
+use crate::domain::System;
 use std::fmt;
 use std::str::FromStr;
 
@@ -128,7 +130,7 @@ pub async fn load_booking_job(
 
 /// A job about one booking. Jobs of one booking run in order in each system.
 pub fn booking_job(
-    business_id: &str,
+    business_id: &BusinessId,
     system: &str,
     operation: Operation,
     booking_id: &str,
@@ -148,7 +150,7 @@ pub fn booking_job(
         by: by.map(str::to_string),
     };
     NewJob {
-        business_id: business_id.to_string(),
+        business_id: business_id.clone(),
         system: system.to_string(),
         operation: operation.as_str().to_string(),
         payload: serde_json::to_value(payload).unwrap_or_default(),
@@ -158,9 +160,9 @@ pub fn booking_job(
 }
 
 /// The accounting system (1C) as a job's target.
-pub const ONEC_SYSTEM: &str = "onec";
+pub const ONEC_SYSTEM: &str = System::Onec.as_str();
 
-pub fn invoice_job(business_id: &str, booking_id: &str, at: DateTime<Utc>) -> NewJob {
+pub fn invoice_job(business_id: &BusinessId, booking_id: &str, at: DateTime<Utc>) -> NewJob {
     booking_job(
         business_id,
         ONEC_SYSTEM,
@@ -171,7 +173,7 @@ pub fn invoice_job(business_id: &str, booking_id: &str, at: DateTime<Utc>) -> Ne
     )
 }
 
-pub fn sales_job(business_id: &str, booking_id: &str, at: DateTime<Utc>) -> NewJob {
+pub fn sales_job(business_id: &BusinessId, booking_id: &str, at: DateTime<Utc>) -> NewJob {
     booking_job(
         business_id,
         ONEC_SYSTEM,
@@ -191,7 +193,7 @@ pub struct NotifyJob {
 /// A message to a client's chat, queued like any other delivery so an unreachable messenger
 /// loses nothing. `key` makes the same notice for the same event unique.
 pub fn notify_job(
-    business_id: &str,
+    business_id: &BusinessId,
     chat: &crate::domain::ChatRef,
     key: &str,
     reply: crate::dialog::Reply,
@@ -201,7 +203,7 @@ pub fn notify_job(
         reply,
     };
     NewJob {
-        business_id: business_id.to_string(),
+        business_id: business_id.clone(),
         system: chat.channel.as_str().to_string(),
         operation: Operation::Notify.as_str().to_string(),
         payload: serde_json::to_value(payload).unwrap_or_default(),
@@ -233,6 +235,7 @@ pub async fn client_lang(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::bid;
 
     /// Queued jobs and the journal carry these names; renaming one would strand its jobs.
     #[test]
@@ -265,11 +268,18 @@ mod tests {
     #[test]
     fn a_booking_job_keys_a_move_by_its_moment_and_the_rest_by_the_booking() {
         let at = DateTime::from_timestamp_millis(1_700_000_000_000).expect("a moment");
-        let job = booking_job("b", "amocrm", Operation::BookingCreated, "bk1", None, at);
+        let job = booking_job(
+            &bid("b"),
+            "amocrm",
+            Operation::BookingCreated,
+            "bk1",
+            None,
+            at,
+        );
         assert_eq!(job.operation, "booking_created");
         assert_eq!(job.idempotency_key, "booking_created:bk1");
         let job = booking_job(
-            "b",
+            &bid("b"),
             "amocrm",
             Operation::BookingRescheduled,
             "bk1",

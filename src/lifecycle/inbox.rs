@@ -3,6 +3,7 @@
 //! folder parses its own payload; what the change does to our booking is decided here, with
 //! the rest of the booking's story.
 
+use crate::domain::BusinessId;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -247,7 +248,7 @@ impl InboxHandler for Bitrix24Inbox {
 /// lead back) says the lead is in the cancelled stage.
 async fn cancel_linked(
     ctx: &JobContext<'_>,
-    business_id: &str,
+    business_id: &BusinessId,
     system: &str,
     lead_id: &str,
     booking_system: &dyn BookingSystem,

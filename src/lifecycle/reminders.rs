@@ -268,6 +268,7 @@ mod tests {
     use super::*;
     use crate::clock::FakeClock;
     use crate::dialog::links;
+    use crate::domain::bid;
     use crate::domain::{BookingStatus, Channel, ChatRef, Money, Source};
     use crate::i18n::Lang;
     use crate::lifecycle::effects::{NotifyJob, Operation};
@@ -278,7 +279,7 @@ mod tests {
 
     fn business() -> BusinessConfig {
         BusinessConfig {
-            id: "b1".into(),
+            id: bid("b1"),
             name: "Лилия".into(),
             timezone: chrono_tz::Europe::Moscow,
             locale: Lang::Ru,
@@ -307,7 +308,7 @@ mod tests {
     fn booking(id: &str, created: DateTime<Utc>) -> Booking {
         Booking {
             id: id.into(),
-            business_id: "b1".into(),
+            business_id: bid("b1"),
             client_phone: Phone::parse("+79123456789").unwrap(),
             client_name: "Анна".into(),
             client_email: None,
@@ -351,7 +352,12 @@ mod tests {
                 .unwrap();
             // The client chatted in English.
             store
-                .save_dialog("b1", "telegram:42", r#"{"lang":"en","v":3}"#, clock.now())
+                .save_dialog(
+                    &bid("b1"),
+                    "telegram:42",
+                    r#"{"lang":"en","v":3}"#,
+                    clock.now(),
+                )
                 .await
                 .unwrap();
             let r = reminders(&store);
@@ -516,7 +522,7 @@ mod tests {
                 0
             );
             assert_eq!(notices(&store).await.len(), 1);
-            let done = store.reminders_done("b1", "late").await.unwrap();
+            let done = store.reminders_done(&bid("b1"), "late").await.unwrap();
             assert_eq!(done.len(), 2, "{done:?}");
             assert!(
                 done.iter()

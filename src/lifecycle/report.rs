@@ -1,6 +1,7 @@
 //! `zapis bookings`: each booking with its state in our store and what we last knew of it in
 //! every linked system, so a support person sees at a glance where things disagree.
 
+use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
@@ -18,7 +19,7 @@ pub struct BookingsFilter {
 /// The last job of one booking for one system: what we last asked of it and how it went.
 async fn last_job(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     system: &str,
     booking_id: &str,
 ) -> Result<Option<(String, String)>, StoreError> {
@@ -44,7 +45,7 @@ pub struct Side {
 /// The booking as the schedule and the CRM have it, as far as we know.
 pub async fn booking_sides(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     schedule: &str,
     crm: Option<&str>,
     b: &Booking,
@@ -84,7 +85,7 @@ pub async fn booking_sides(
 /// The report as text, one block per booking, soonest first.
 pub async fn bookings_report(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     schedule: &str,
     crm: Option<&str>,
     timezone: Tz,
@@ -152,6 +153,7 @@ pub async fn bookings_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::bid;
     use crate::store::testing;
     use chrono::TimeZone;
 
@@ -183,12 +185,19 @@ mod tests {
                 .await
                 .unwrap();
             store
-                .put_link("b1", "booking", "a", "amocrm", "555", now)
+                .put_link(&bid("b1"), "booking", "a", "amocrm", "555", now)
                 .await
                 .unwrap();
             // The schedule was last seen with the visit cancelled while we still hold it booked.
             store
-                .put_known("b1", "a", "yclients", "x", "cancelled_by_business", now)
+                .put_known(
+                    &bid("b1"),
+                    "a",
+                    "yclients",
+                    "x",
+                    "cancelled_by_business",
+                    now,
+                )
                 .await
                 .unwrap();
             let filter = BookingsFilter {
@@ -197,7 +206,7 @@ mod tests {
             };
             let text = bookings_report(
                 &store,
-                "b1",
+                &bid("b1"),
                 "yclients",
                 Some("amocrm"),
                 chrono_tz::Europe::Moscow,

@@ -8,6 +8,7 @@
 //! nothing to do. When the schedule still shows the version we last saw but our store moved on,
 //! the change is ours and on its way (a queued job), and the poll leaves it alone.
 
+use crate::domain::BusinessId;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -101,7 +102,7 @@ pub struct Reconciler {
     pub booking: Arc<dyn BookingSystem>,
     pub store: Store,
     pub applier: ChangeApplier,
-    pub business_id: String,
+    pub business_id: BusinessId,
     /// How far ahead bookings are re-read.
     pub ahead: Duration,
 }
@@ -227,6 +228,7 @@ impl Reconciler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::bid;
     use crate::domain::{Channel, ChatRef, Money, Source};
     use crate::normalize::Phone;
     use chrono::TimeZone;
@@ -234,7 +236,7 @@ mod tests {
     fn ours() -> Booking {
         Booking {
             id: "bk".into(),
-            business_id: "b".into(),
+            business_id: bid("b"),
             client_phone: Phone::parse("+79123456789").unwrap(),
             client_name: "Анна".into(),
             client_email: None,

@@ -2,6 +2,8 @@
 //! re-read on an interval, and what changed becomes a booking change like a webhook would, while
 //! a payload that no longer parses raises one alert and its recovery another.
 
+use crate::domain::BusinessId;
+use crate::domain::System;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +21,7 @@ use crate::sync::{Alert, AlertKind, Alerts};
 /// One line in the booking's journal; a failure to write it is logged, never fatal.
 async fn journal(
     store: &Store,
-    business: &str,
+    business: &BusinessId,
     booking_id: &str,
     kind: &str,
     detail: &str,
@@ -67,7 +69,7 @@ pub fn spawn(
     poller: Poller,
     store: Store,
     clock: Arc<dyn Clock>,
-    business: String,
+    business: BusinessId,
     applier: ChangeApplier,
     alerts: Alerts,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -136,7 +138,7 @@ pub fn spawn(
                         .send(&Alert {
                             kind: AlertKind::Down,
                             business_id: business.clone(),
-                            system: "dikidi".into(),
+                            system: System::Dikidi.to_string(),
                             since: now,
                             at: now,
                             last_error: Some(format!(
@@ -166,7 +168,7 @@ pub fn spawn(
                         .send(&Alert {
                             kind: AlertKind::Attention,
                             business_id: business.clone(),
-                            system: "dikidi".into(),
+                            system: System::Dikidi.to_string(),
                             since: now,
                             at: now,
                             last_error: Some(format!(
@@ -196,7 +198,7 @@ pub fn spawn(
                         .send(&Alert {
                             kind: AlertKind::Attention,
                             business_id: business.clone(),
-                            system: "dikidi".into(),
+                            system: System::Dikidi.to_string(),
                             since: now,
                             at: now,
                             last_error: Some(format!(
@@ -213,7 +215,7 @@ pub fn spawn(
                         .send(&Alert {
                             kind: AlertKind::Recovered,
                             business_id: business.clone(),
-                            system: "dikidi".into(),
+                            system: System::Dikidi.to_string(),
                             since: down_since.take().unwrap_or(now),
                             at: now,
                             last_error: None,

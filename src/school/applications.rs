@@ -1,6 +1,7 @@
 //! An application to a course (from a landing form or the bot), stored together with the job
 //! that takes it to AlfaCRM, in one transaction: either both exist or neither.
 
+use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
 
 use super::ALFACRM;
@@ -16,14 +17,14 @@ pub const APPLICATION_CREATED: &str = "application.created";
 /// Stores the application and queues its delivery to AlfaCRM (when configured) together.
 pub async fn submit(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     new: NewApplication,
     deliver_to_alfacrm: bool,
     now: DateTime<Utc>,
 ) -> Result<Application, StoreError> {
     let app = Application {
         id: new_id(),
-        business_id: business_id.into(),
+        business_id: business_id.clone(),
         details: new,
         created_at: now,
     };
@@ -35,7 +36,7 @@ pub async fn submit(
         enqueue_in(
             &mut tx,
             &NewJob {
-                business_id: business_id.into(),
+                business_id: business_id.clone(),
                 system: ALFACRM.into(),
                 operation: APPLICATION_CREATED.into(),
                 payload: serde_json::json!({ "application_id": app.id }),
@@ -55,20 +56,20 @@ pub async fn submit(
 /// Application `id` of `business_id`; another business's application is not found.
 pub async fn application(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     id: &str,
 ) -> Result<Option<Application>, StoreError> {
     store.application(business_id, id).await
 }
 
-pub async fn count(store: &Store, business_id: &str) -> Result<i64, StoreError> {
+pub async fn count(store: &Store, business_id: &BusinessId) -> Result<i64, StoreError> {
     store.application_count(business_id).await
 }
 
 /// Adds `hits` turned-away requests (`honeypot`, `rate_limited`) to a form's counter.
 pub async fn add_spam(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     form: &str,
     reason: &str,
     hits: i64,
@@ -78,7 +79,7 @@ pub async fn add_spam(
 
 pub async fn spam_hits(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     form: &str,
     reason: &str,
 ) -> Result<i64, StoreError> {
@@ -88,6 +89,7 @@ pub async fn spam_hits(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::bid;
     use crate::domain::{Channel, Source, Utm};
     use crate::normalize::{Email, Phone};
     use crate::store::testing;
@@ -119,12 +121,15 @@ mod tests {
     async fn an_application_and_its_job_are_stored_together_and_read_back() {
         for store in testing::all().await {
             let now = Utc::now();
-            let app = submit(&store, "b", new("8 912 345-67-89"), true, now)
+            let app = submit(&store, &bid("b"), new("8 912 345-67-89"), true, now)
                 .await
                 .unwrap();
-            let back = application(&store, "b", &app.id).await.unwrap().unwrap();
+            let back = application(&store, &bid("b"), &app.id)
+                .await
+                .unwrap()
+                .unwrap();
             assert!(
-                application(&store, "other", &app.id)
+                application(&store, &bid("other"), &app.id)
                     .await
                     .unwrap()
                     .is_none()
@@ -137,14 +142,16 @@ mod tests {
                 .unwrap();
             assert_eq!(jobs.len(), 1);
             assert_eq!(jobs[0].payload["application_id"], app.id.as_str());
-            add_spam(&store, "b", "landing", "honeypot", 1)
+            add_spam(&store, &bid("b"), "landing", "honeypot", 1)
                 .await
                 .unwrap();
-            add_spam(&store, "b", "landing", "honeypot", 40)
+            add_spam(&store, &bid("b"), "landing", "honeypot", 40)
                 .await
                 .unwrap();
             assert_eq!(
-                spam_hits(&store, "b", "landing", "honeypot").await.unwrap(),
+                spam_hits(&store, &bid("b"), "landing", "honeypot")
+                    .await
+                    .unwrap(),
                 41
             );
         }

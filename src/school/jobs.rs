@@ -3,6 +3,7 @@
 //! student and books the money. GetCourse: a payment opens the course.
 //! Every step looks up what an earlier attempt may have created before creating it.
 
+use crate::domain::BusinessId;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -144,7 +145,7 @@ impl AlfaCrmJobs {
     /// two children from one mailbox.
     async fn customer(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         phone: Option<&Phone>,
         email: Option<&Email>,
         search_email: bool,
@@ -524,7 +525,7 @@ impl JobHandler for AlfaCrmJobs {
         }
     }
 
-    async fn refresh_auth(&self, _business_id: &str) -> Result<(), DeliveryError> {
+    async fn refresh_auth(&self, _business_id: &BusinessId) -> Result<(), DeliveryError> {
         // The client already logged in afresh once before reporting Auth: the credentials
         // themselves are wrong.
         Err(DeliveryError::Auth {

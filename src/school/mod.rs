@@ -9,6 +9,7 @@ pub mod getcourse;
 pub mod inbox;
 pub mod jobs;
 
+use crate::domain::System;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,9 +20,9 @@ use serde_json::Value;
 use crate::normalize::{Email, Phone};
 
 /// The system name AlfaCRM jobs are queued under.
-pub const ALFACRM: &str = "alfacrm";
+pub const ALFACRM: &str = System::AlfaCrm.as_str();
 /// The system name GetCourse jobs are queued under.
-pub const GETCOURSE: &str = "getcourse";
+pub const GETCOURSE: &str = System::GetCourse.as_str();
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchoolError {

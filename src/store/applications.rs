@@ -1,6 +1,7 @@
 //! Applications to a course (from a landing form or the bot) and the per-form counters of
 //! turned-away requests.
 
+use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
@@ -32,7 +33,7 @@ pub struct NewApplication {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Application {
     pub id: String,
-    pub business_id: String,
+    pub business_id: BusinessId,
     #[serde(flatten)]
     pub details: NewApplication,
     pub created_at: DateTime<Utc>,
@@ -51,7 +52,7 @@ pub async fn insert_application_in(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&app.id)
-    .bind(&app.business_id)
+    .bind(app.business_id.as_str())
     .bind(&app.details.form)
     .bind(&app.details.name)
     .bind(app.details.phone.as_str())
@@ -72,7 +73,7 @@ impl Store {
     /// Application `id` of `business_id`; another business's application is not found.
     pub async fn application(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         id: &str,
     ) -> Result<Option<Application>, StoreError> {
         let row = sqlx::query(
@@ -80,7 +81,7 @@ impl Store {
                source, referrer, created_at FROM school_applications WHERE id = $1 AND business_id = $2",
         )
         .bind(id)
-        .bind(business_id)
+        .bind(business_id.as_str())
         .fetch_optional(&self.pool)
         .await?;
         let Some(r) = row else {
@@ -94,7 +95,7 @@ impl Store {
         let source: String = r.try_get("source")?;
         Ok(Some(Application {
             id: r.try_get("id")?,
-            business_id: r.try_get("business_id")?,
+            business_id: crate::store::business_id_in(&r)?,
             details: NewApplication {
                 form: r.try_get("form")?,
                 name: r.try_get("name")?,
@@ -114,10 +115,10 @@ impl Store {
         }))
     }
 
-    pub async fn application_count(&self, business_id: &str) -> Result<i64, StoreError> {
+    pub async fn application_count(&self, business_id: &BusinessId) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM school_applications WHERE business_id = $1")
-                .bind(business_id)
+                .bind(business_id.as_str())
                 .fetch_one(&self.pool)
                 .await?,
         )
@@ -126,7 +127,7 @@ impl Store {
     /// Adds `hits` turned-away requests (`honeypot`, `rate_limited`) to a form's counter.
     pub async fn add_spam(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         form: &str,
         reason: &str,
         hits: i64,
@@ -135,7 +136,7 @@ impl Store {
             "INSERT INTO school_spam (business_id, form, reason, hits) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (business_id, form, reason) DO UPDATE SET hits = school_spam.hits + excluded.hits",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(form)
         .bind(reason)
         .bind(hits)
@@ -146,14 +147,14 @@ impl Store {
 
     pub async fn spam_hits(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         form: &str,
         reason: &str,
     ) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT hits FROM school_spam WHERE business_id = $1 AND form = $2 AND reason = $3",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(form)
         .bind(reason)
         .fetch_optional(&self.pool)

@@ -1,6 +1,7 @@
 //! Bookings, stored together with their client's card (clients.rs), and read for the chat, the
 //! reminders, the reconcilers and the console.
 
+use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -66,11 +67,11 @@ impl Store {
     /// The client's latest booking made from a chat: who they are and where to reach them.
     pub async fn latest_chat_booking_of(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         phone: &Phone,
     ) -> Result<Option<Booking>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(latest_chat_booking_sql()))
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(phone.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -80,7 +81,7 @@ impl Store {
     /// Booking `id` of `business_id`; another business's booking is not found.
     pub async fn booking(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         id: &str,
     ) -> Result<Option<Booking>, StoreError> {
         let sql = format!(
@@ -89,7 +90,7 @@ impl Store {
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .bind(business_id)
+            .bind(business_id.as_str())
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| booking_from_row(&r)).transpose()
@@ -168,13 +169,13 @@ impl Store {
     /// Active bookings from `now` on that were made from this chat or belong to `phone`.
     pub async fn upcoming_bookings(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         chat: &ChatRef,
         phone: Option<&Phone>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Booking>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(upcoming_sql()))
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(to_millis(now))
             .bind(chat.channel.as_str())
             .bind(chat.chat_id.as_str())
@@ -187,14 +188,14 @@ impl Store {
     /// The latest visits of this chat or phone that are over, newest first ("book again").
     pub async fn past_visits(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         chat: &ChatRef,
         phone: Option<&Phone>,
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<Booking>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(past_visits_sql()))
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(to_millis(now))
             .bind(chat.channel.as_str())
             .bind(chat.chat_id.as_str())
@@ -209,12 +210,12 @@ impl Store {
     /// the reconciliation poll.
     pub async fn active_bookings_between(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<Booking>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(active_between_sql()))
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(to_millis(from))
             .bind(to_millis(to))
             .fetch_all(&self.pool)
@@ -226,7 +227,7 @@ impl Store {
     /// with its client's id (the console's list).
     pub async fn bookings_starting_between(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         limit: i64,
@@ -238,7 +239,7 @@ impl Store {
              ORDER BY b.start_at DESC LIMIT $4"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(to_millis(from))
             .bind(to_millis(to))
             .bind(limit)
@@ -250,13 +251,13 @@ impl Store {
     }
 
     /// Every booking of the business, newest first (for support and the CLI).
-    pub async fn bookings(&self, business_id: &str) -> Result<Vec<Booking>, StoreError> {
+    pub async fn bookings(&self, business_id: &BusinessId) -> Result<Vec<Booking>, StoreError> {
         let sql = format!(
             "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \
              WHERE b.business_id = $1 ORDER BY b.start_at DESC"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(business_id)
+            .bind(business_id.as_str())
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(booking_from_row).collect()
@@ -319,7 +320,7 @@ pub(crate) fn latest_chat_booking_sql() -> String {
 pub async fn booking_for_change_in(
     conn: &mut AnyConnection,
     postgres: bool,
-    business_id: &str,
+    business_id: &BusinessId,
     id: &str,
 ) -> Result<Option<(Booking, Option<DateTime<Utc>>)>, StoreError> {
     let lock = if postgres { " FOR UPDATE OF b" } else { "" };
@@ -329,7 +330,7 @@ pub async fn booking_for_change_in(
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
-        .bind(business_id)
+        .bind(business_id.as_str())
         .fetch_optional(&mut *conn)
         .await?;
     let Some(row) = row else {
@@ -417,7 +418,7 @@ pub async fn insert_booking_in(
            $18, $19)",
     )
     .bind(&booking.id)
-    .bind(&booking.business_id)
+    .bind(booking.business_id.as_str())
     .bind(client_id)
     .bind(&booking.service_id)
     .bind(&booking.service_name)
@@ -473,7 +474,7 @@ pub(super) fn booking_from_row(row: &AnyRow) -> Result<Booking, StoreError> {
     };
     Ok(Booking {
         id: row.try_get("id")?,
-        business_id: row.try_get("business_id")?,
+        business_id: crate::store::business_id_in(row)?,
         client_phone: stored_phone(&phone).map_err(|e| corrupt("client phone", &e))?,
         client_name: row.try_get("name")?,
         client_email: email
@@ -499,6 +500,7 @@ pub(super) fn booking_from_row(row: &AnyRow) -> Result<Booking, StoreError> {
 mod tests {
     use super::*;
     use crate::domain::Utm;
+    use crate::domain::bid;
     use crate::store::testing;
     use chrono::TimeZone;
 
@@ -539,7 +541,10 @@ mod tests {
             assert_eq!(store.booking_comment("bk-c2").await.unwrap(), None);
             assert_eq!(store.booking_comment("missing").await.unwrap(), None);
             // The booking itself is stored as by insert_booking.
-            assert_eq!(store.booking("b1", "bk-c1").await.unwrap(), Some(with));
+            assert_eq!(
+                store.booking(&bid("b1"), "bk-c1").await.unwrap(),
+                Some(with)
+            );
         }
     }
 
@@ -558,7 +563,7 @@ mod tests {
             .await
             .unwrap();
         store
-            .client_consent("b1", &booking.client_phone)
+            .client_consent(&bid("b1"), &booking.client_phone)
             .await
             .unwrap()
     }
@@ -607,7 +612,10 @@ mod tests {
                 .insert_booking(&booking("bk-4", "+79990000000", "7", 13))
                 .await
                 .unwrap();
-            assert_eq!(store.client_consent("b1", &other).await.unwrap(), None);
+            assert_eq!(
+                store.client_consent(&bid("b1"), &other).await.unwrap(),
+                None
+            );
             let nulls: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM clients WHERE phone = '+79990000000' \
                  AND consent_at IS NULL AND consent_version IS NULL",
@@ -620,17 +628,24 @@ mod tests {
             // A school's applicant has no booking: the card is made for the agreement.
             let pupil = Phone::parse("+79220000000").unwrap();
             store
-                .record_consent("b1", &pupil, "Пётр", &consent, consent.at)
+                .record_consent(&bid("b1"), &pupil, "Пётр", &consent, consent.at)
                 .await
                 .unwrap();
             assert_eq!(
-                store.client_consent("b1", &pupil).await.unwrap().as_ref(),
+                store
+                    .client_consent(&bid("b1"), &pupil)
+                    .await
+                    .unwrap()
+                    .as_ref(),
                 Some(&consent)
             );
-            assert_eq!(store.client_consent("b2", &pupil).await.unwrap(), None);
+            assert_eq!(
+                store.client_consent(&bid("b2"), &pupil).await.unwrap(),
+                None
+            );
 
             // `zapis forget` takes the agreement with the rest of the card.
-            store.forget("b1", &phone, Utc::now()).await.unwrap();
+            store.forget(&bid("b1"), &phone, Utc::now()).await.unwrap();
             let kept: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM clients WHERE consent_at IS NOT NULL \
                  OR consent_version IS NOT NULL",
@@ -647,11 +662,11 @@ mod tests {
         for store in testing::all().await {
             let b = booking("bk1", "8 912 345-67-89", "42", 9);
             store.insert_booking(&b).await.unwrap();
-            let back = store.booking("b1", "bk1").await.unwrap().unwrap();
+            let back = store.booking(&bid("b1"), "bk1").await.unwrap().unwrap();
             assert_eq!(back, b, "{:?}", store.backend());
-            assert!(store.booking("b1", "nope").await.unwrap().is_none());
+            assert!(store.booking(&bid("b1"), "nope").await.unwrap().is_none());
             // Another business sharing the store never reads it.
-            assert!(store.booking("b2", "bk1").await.unwrap().is_none());
+            assert!(store.booking(&bid("b2"), "bk1").await.unwrap().is_none());
         }
     }
 
@@ -700,7 +715,7 @@ mod tests {
                 .unwrap();
             let chat1 = ChatRef::new(Channel::Telegram, "1");
             let by_chat = store
-                .upcoming_bookings("b1", &chat1, None, t)
+                .upcoming_bookings(&bid("b1"), &chat1, None, t)
                 .await
                 .unwrap();
             assert_eq!(
@@ -709,7 +724,7 @@ mod tests {
             );
             let phone = Phone::parse("+79123456789").unwrap();
             let by_phone = store
-                .upcoming_bookings("b1", &chat1, Some(&phone), t)
+                .upcoming_bookings(&bid("b1"), &chat1, Some(&phone), t)
                 .await
                 .unwrap();
             assert_eq!(
@@ -718,7 +733,7 @@ mod tests {
             );
             let later = Utc.with_ymd_and_hms(2030, 1, 10, 10, 0, 0).unwrap();
             let rest = store
-                .upcoming_bookings("b1", &chat1, Some(&phone), later)
+                .upcoming_bookings(&bid("b1"), &chat1, Some(&phone), later)
                 .await
                 .unwrap();
             assert_eq!(
@@ -726,7 +741,7 @@ mod tests {
                 ["b"]
             );
             let other = store
-                .upcoming_bookings("other", &chat1, Some(&phone), t)
+                .upcoming_bookings(&bid("other"), &chat1, Some(&phone), t)
                 .await
                 .unwrap();
             assert!(other.is_empty());
@@ -747,7 +762,7 @@ mod tests {
                 .move_booking("a", "m2", "Ирина", new_start, now)
                 .await
                 .unwrap();
-            let b = store.booking("b1", "a").await.unwrap().unwrap();
+            let b = store.booking(&bid("b1"), "a").await.unwrap().unwrap();
             assert_eq!(b.external_id.as_deref(), Some("rec-7"));
             assert_eq!((b.master_id.as_str(), b.start), ("m2", new_start));
         }

@@ -1,5 +1,6 @@
 //! The conversation as it happened: client inputs and bot replies, oldest first.
 
+use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -16,7 +17,7 @@ pub struct ChatLine {
 impl Store {
     pub async fn log_chat(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         chat_key: &str,
         at: DateTime<Utc>,
         author: &str,
@@ -27,7 +28,7 @@ impl Store {
             "INSERT INTO chat_log (business_id, chat_key, at, author, text, buttons) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(chat_key)
         .bind(to_millis(at))
         .bind(author)
@@ -41,14 +42,14 @@ impl Store {
     /// The buttons (as stored JSON) of the bot's latest message that had any.
     pub async fn last_buttons(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         chat_key: &str,
     ) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT buttons FROM chat_log WHERE business_id = $1 AND chat_key = $2 \
              AND buttons IS NOT NULL ORDER BY id DESC LIMIT 1",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(chat_key)
         .fetch_optional(&self.pool)
         .await?)
@@ -56,7 +57,7 @@ impl Store {
 
     pub async fn chat_lines(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         chat_key: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
@@ -65,7 +66,7 @@ impl Store {
             "SELECT at, author, text FROM chat_log WHERE business_id = $1 AND chat_key = $2 \
              AND at >= $3 AND at <= $4 ORDER BY id",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(chat_key)
         .bind(to_millis(from))
         .bind(to_millis(to))
@@ -107,6 +108,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::domain::bid;
     use crate::store::testing;
     use chrono::{Duration, Utc};
 
@@ -115,25 +117,32 @@ mod tests {
         for store in testing::all().await {
             let t0 = Utc::now();
             store
-                .log_chat("b", "telegram:1", t0, "client", "/start", None)
+                .log_chat(&bid("b"), "telegram:1", t0, "client", "/start", None)
                 .await
                 .unwrap();
             store
-                .log_chat("b", "telegram:1", t0, "bot", "Здравствуйте", Some("[1]"))
+                .log_chat(
+                    &bid("b"),
+                    "telegram:1",
+                    t0,
+                    "bot",
+                    "Здравствуйте",
+                    Some("[1]"),
+                )
                 .await
                 .unwrap();
             store
-                .log_chat("b", "telegram:2", t0, "client", "чужое", None)
+                .log_chat(&bid("b"), "telegram:2", t0, "client", "чужое", None)
                 .await
                 .unwrap();
             let later = t0 + Duration::hours(5);
             store
-                .log_chat("b", "telegram:1", later, "client", "потом", None)
+                .log_chat(&bid("b"), "telegram:1", later, "client", "потом", None)
                 .await
                 .unwrap();
             let lines = store
                 .chat_lines(
-                    "b",
+                    &bid("b"),
                     "telegram:1",
                     t0 - Duration::minutes(1),
                     t0 + Duration::hours(1),
@@ -144,7 +153,7 @@ mod tests {
             assert_eq!(texts, ["/start", "Здравствуйте"], "{:?}", store.backend());
             assert_eq!(
                 store
-                    .last_buttons("b", "telegram:1")
+                    .last_buttons(&bid("b"), "telegram:1")
                     .await
                     .unwrap()
                     .as_deref(),

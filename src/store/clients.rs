@@ -1,6 +1,7 @@
 //! Clients: one card per phone and business, found or created on every booking, with their
 //! agreement to the personal-data policy.
 
+use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
@@ -14,7 +15,7 @@ impl Store {
     /// only with non-empty values, so a later short answer never erases what we knew.
     pub async fn upsert_client(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         phone: &Phone,
         name: &str,
         email: Option<&Email>,
@@ -28,7 +29,7 @@ impl Store {
     /// personal-data policy: a school's applicant, who has no booking.
     pub async fn record_consent(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         phone: &Phone,
         name: &str,
         consent: &Consent,
@@ -44,13 +45,13 @@ impl Store {
     /// When client `phone` agreed to the personal-data policy, and to which version of it.
     pub async fn client_consent(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         phone: &Phone,
     ) -> Result<Option<Consent>, StoreError> {
         let row: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
             "SELECT consent_at, consent_version FROM clients WHERE business_id = $1 AND phone = $2",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(phone.as_str())
         .fetch_optional(&self.pool)
         .await?;
@@ -67,14 +68,14 @@ impl Store {
     /// bookings, latest first.
     pub async fn client_with_bookings(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         client_id: &str,
     ) -> Result<Option<(Client, Vec<Booking>)>, StoreError> {
         let row = sqlx::query(
             "SELECT id, business_id, phone, name, email FROM clients \
              WHERE business_id = $1 AND id = $2",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(client_id)
         .fetch_optional(&self.pool)
         .await?;
@@ -88,7 +89,7 @@ impl Store {
         let email: Option<String> = row.try_get("email")?;
         let client = Client {
             id: row.try_get("id")?,
-            business_id: row.try_get("business_id")?,
+            business_id: crate::store::business_id_in(&row)?,
             phone: stored_phone(&phone).map_err(|e| corrupt("phone", &e))?,
             name: row.try_get("name")?,
             email: email
@@ -101,7 +102,7 @@ impl Store {
              WHERE b.business_id = $1 AND b.client_id = $2 ORDER BY b.start_at DESC"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(client_id)
             .fetch_all(&self.pool)
             .await?;
@@ -115,7 +116,7 @@ impl Store {
 
 pub async fn upsert_client_in(
     conn: &mut AnyConnection,
-    business_id: &str,
+    business_id: &BusinessId,
     phone: &Phone,
     name: &str,
     email: Option<&Email>,
@@ -123,7 +124,7 @@ pub async fn upsert_client_in(
 ) -> Result<String, StoreError> {
     let existing: Option<String> =
         sqlx::query_scalar("SELECT id FROM clients WHERE business_id = $1 AND phone = $2")
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(phone.as_str())
             .fetch_optional(&mut *conn)
             .await?;
@@ -147,7 +148,7 @@ pub async fn upsert_client_in(
          VALUES ($1, $2, $3, $4, $5, $6, $6)",
     )
     .bind(&id)
-    .bind(business_id)
+    .bind(business_id.as_str())
     .bind(phone.as_str())
     .bind(name.trim())
     .bind(email.map(|e| e.as_str().to_string()))
@@ -162,7 +163,7 @@ pub async fn upsert_client_in(
 /// nothing here.
 pub async fn set_consent_in(
     conn: &mut AnyConnection,
-    business_id: &str,
+    business_id: &BusinessId,
     phone: &Phone,
     consent: &Consent,
 ) -> Result<(), StoreError> {
@@ -172,7 +173,7 @@ pub async fn set_consent_in(
     )
     .bind(to_millis(consent.at))
     .bind(&consent.version)
-    .bind(business_id)
+    .bind(business_id.as_str())
     .bind(phone.as_str())
     .execute(&mut *conn)
     .await?;

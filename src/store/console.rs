@@ -289,6 +289,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::bid;
     use crate::store::testing;
 
     fn at(secs: i64) -> DateTime<Utc> {
@@ -302,7 +303,7 @@ mod tests {
                 .add_console_user("anna", "h1", Role::Marketer, &["b1".into()], at(0))
                 .await
                 .expect("added");
-            assert!(anna.may_see("b1") && !anna.may_see("b2"));
+            assert!(anna.may_see(&bid("b1")) && !anna.may_see(&bid("b2")));
             let again = store
                 .add_console_user("anna", "h2", Role::Owner, &[], at(0))
                 .await;

@@ -1,6 +1,7 @@
 //! Conversation state, so a restart in the middle of a conversation resumes it, and the turn
 //! that changes it: one read before the dialog engine runs, one transaction after.
 
+use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -81,7 +82,7 @@ impl Store {
     /// statement.
     pub async fn load_turn(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         chat_key: &str,
         with_buttons: bool,
     ) -> Result<TurnStart, StoreError> {
@@ -92,7 +93,7 @@ impl Store {
             });
         }
         let row = sqlx::query(LOAD_TURN_SQL)
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(chat_key)
             .fetch_one(&self.pool)
             .await?;
@@ -108,7 +109,7 @@ impl Store {
     /// (`store::turns`).
     pub async fn save_turn(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         chat_key: &str,
         lines: &[TurnLine],
         event: Option<TurnEvent<'_>>,
@@ -132,7 +133,7 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     pub async fn save_turn_with(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         chat_key: &str,
         lines: &[TurnLine],
         event: Option<TurnEvent<'_>>,
@@ -141,7 +142,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.save_turn_grouped(super::turns::OwnedTurn {
-            business_id: business_id.to_string(),
+            business_id: business_id.clone(),
             chat_key: chat_key.to_string(),
             lines: lines.to_vec(),
             event: event.map(|e| (e.step, e.source.clone())),
@@ -154,14 +155,14 @@ impl Store {
 
     pub async fn load_dialog(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         chat_key: &str,
     ) -> Result<Option<String>, StoreError> {
         Ok(
             sqlx::query_scalar(
                 "SELECT state FROM dialogs WHERE business_id = $1 AND chat_key = $2",
             )
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(chat_key)
             .fetch_optional(&self.pool)
             .await?,
@@ -170,13 +171,13 @@ impl Store {
 
     pub async fn save_dialog(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         chat_key: &str,
         state: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(UPSERT_DIALOG)
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(chat_key)
             .bind(state)
             .bind(to_millis(now))
@@ -231,6 +232,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::TurnLine;
+    use crate::domain::bid;
     use crate::store::testing;
 
     fn line(author: &'static str, text: &str, buttons: Option<&str>) -> TurnLine {
@@ -245,7 +247,10 @@ mod tests {
     async fn a_turn_is_stored_whole_in_order_and_read_back_in_one_go() {
         for store in testing::all().await {
             let now = chrono::Utc::now();
-            let start = store.load_turn("b", "telegram:1", true).await.unwrap();
+            let start = store
+                .load_turn(&bid("b"), "telegram:1", true)
+                .await
+                .unwrap();
             assert_eq!(start, super::TurnStart::default());
             let lines = [
                 line("client", "/start", None),
@@ -254,12 +259,12 @@ mod tests {
                 line("bot", "без кнопок", None),
             ];
             store
-                .save_turn("b", "telegram:1", &lines, None, "{\"s\":1}", now)
+                .save_turn(&bid("b"), "telegram:1", &lines, None, "{\"s\":1}", now)
                 .await
                 .unwrap();
             store
                 .save_turn(
-                    "b",
+                    &bid("b"),
                     "telegram:2",
                     &[line("client", "чужое", Some("[9]"))],
                     None,
@@ -268,7 +273,10 @@ mod tests {
                 )
                 .await
                 .unwrap();
-            let start = store.load_turn("b", "telegram:1", true).await.unwrap();
+            let start = store
+                .load_turn(&bid("b"), "telegram:1", true)
+                .await
+                .unwrap();
             assert_eq!(start.state.as_deref(), Some("{\"s\":1}"));
             assert_eq!(
                 start.last_buttons.as_deref(),
@@ -277,7 +285,12 @@ mod tests {
                 store.backend()
             );
             let texts: Vec<String> = store
-                .chat_lines("b", "telegram:1", now - chrono::Duration::seconds(1), now)
+                .chat_lines(
+                    &bid("b"),
+                    "telegram:1",
+                    now - chrono::Duration::seconds(1),
+                    now,
+                )
                 .await
                 .unwrap()
                 .into_iter()
@@ -310,7 +323,7 @@ mod tests {
                 source: &source,
             };
             let err = store
-                .save_turn("b", "telegram:1", &lines, Some(start), "{}", now)
+                .save_turn(&bid("b"), "telegram:1", &lines, Some(start), "{}", now)
                 .await;
             assert!(err.is_err(), "{:?}", store.backend());
             let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chat_log")
@@ -335,22 +348,25 @@ mod tests {
     async fn dialog_state_is_saved_and_replaced() {
         for store in testing::all().await {
             let now = chrono::Utc::now();
-            assert_eq!(store.load_dialog("b", "telegram:1").await.unwrap(), None);
+            assert_eq!(
+                store.load_dialog(&bid("b"), "telegram:1").await.unwrap(),
+                None
+            );
             store
-                .save_dialog("b", "telegram:1", "{\"a\":1}", now)
+                .save_dialog(&bid("b"), "telegram:1", "{\"a\":1}", now)
                 .await
                 .unwrap();
             store
-                .save_dialog("b", "telegram:1", "{\"a\":2}", now)
+                .save_dialog(&bid("b"), "telegram:1", "{\"a\":2}", now)
                 .await
                 .unwrap();
             store
-                .save_dialog("other", "telegram:1", "{\"a\":3}", now)
+                .save_dialog(&bid("other"), "telegram:1", "{\"a\":3}", now)
                 .await
                 .unwrap();
             assert_eq!(
                 store
-                    .load_dialog("b", "telegram:1")
+                    .load_dialog(&bid("b"), "telegram:1")
                     .await
                     .unwrap()
                     .as_deref(),

@@ -9,6 +9,8 @@
 //! erasing would leave it without its data, so the request is recorded and carried out right
 //! after the delivery ends; the journal records each erasure with the phone masked.
 
+use crate::domain::BusinessId;
+use crate::domain::System;
 use chrono::{DateTime, Utc};
 use sqlx::AnyConnection;
 
@@ -66,7 +68,7 @@ pub enum Forgot {
 
 /// How the rows that mention one person are found.
 struct Person {
-    business: String,
+    business: BusinessId,
     phone: Phone,
     /// `%9123456789%`: the number however it was written without separators.
     digits_like: String,
@@ -125,7 +127,7 @@ async fn run(conn: &mut AnyConnection, sql: String, binds: Vec<String>) -> Resul
 
 async fn person(
     conn: &mut AnyConnection,
-    business: &str,
+    business: &BusinessId,
     phone: &Phone,
 ) -> Result<Person, StoreError> {
     let who = vec![business.to_string(), phone.as_str().to_string()];
@@ -167,7 +169,7 @@ async fn person(
     job_keys.extend(chats.iter().map(|c| format!("chat:{c}")));
     job_keys.push(format!("customer:{}", phone.as_str()));
     Ok(Person {
-        business: business.to_string(),
+        business: business.clone(),
         phone: phone.clone(),
         digits_like,
         emails_like: emails.iter().map(|e| format!("%{e}%")).collect(),
@@ -192,7 +194,7 @@ async fn deliveries_on_the_way(conn: &mut AnyConnection, p: &Person) -> Result<i
              SELECT 1 FROM sync_inbox i WHERE i.business_id = j.business_id \
                AND j.idempotency_key = i.source || ':' || i.dedup_key AND {body})))"
     );
-    let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(p.business.clone());
+    let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(p.business.as_str());
     for b in binds {
         q = q.bind(b);
     }
@@ -201,7 +203,7 @@ async fn deliveries_on_the_way(conn: &mut AnyConnection, p: &Person) -> Result<i
 
 async fn erase(conn: &mut AnyConnection, p: &Person) -> Result<Erased, StoreError> {
     let mut e = Erased::default();
-    let b = || vec![p.business.clone()];
+    let b = || vec![p.business.to_string()];
     let with = |mut v: Vec<String>, more: &[String]| {
         v.extend(more.iter().cloned());
         v
@@ -242,7 +244,7 @@ async fn erase(conn: &mut AnyConnection, p: &Person) -> Result<Erased, StoreErro
             conn,
             "UPDATE chat_events SET chat_key = $3 WHERE business_id = $1 AND chat_key = $2".into(),
             vec![
-                p.business.clone(),
+                p.business.to_string(),
                 chat.clone(),
                 format!("forgotten:{}", super::new_id()),
             ],
@@ -332,7 +334,7 @@ impl Store {
     /// request to be carried out once their deliveries end (see [`Store::run_waiting_erasures`]).
     pub async fn forget(
         &self,
-        business: &str,
+        business: &BusinessId,
         phone: &Phone,
         now: DateTime<Utc>,
     ) -> Result<Forgot, StoreError> {
@@ -344,7 +346,7 @@ impl Store {
                 "INSERT INTO erasure_requests (business_id, phone, requested_at) \
                  VALUES ($1, $2, $3) ON CONFLICT (business_id, phone) DO NOTHING",
             )
-            .bind(business)
+            .bind(business.as_str())
             .bind(phone.as_str())
             .bind(to_millis(now))
             .execute(&mut *tx)
@@ -362,12 +364,12 @@ impl Store {
     /// how many were carried out.
     pub async fn run_waiting_erasures(
         &self,
-        business: &str,
+        business: &BusinessId,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let phones: Vec<String> =
             sqlx::query_scalar("SELECT phone FROM erasure_requests WHERE business_id = $1")
-                .bind(business)
+                .bind(business.as_str())
                 .fetch_all(&self.pool)
                 .await?;
         let mut done = 0;
@@ -391,14 +393,14 @@ async fn finish(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM erasure_requests WHERE business_id = $1 AND phone = $2")
-        .bind(&p.business)
+        .bind(p.business.as_str())
         .bind(p.phone.as_str())
         .execute(&mut *conn)
         .await?;
     let entry = JournalEntry {
         at: now,
-        business_id: p.business.clone(),
-        system: "store".into(),
+        business_id: p.business.to_string(),
+        system: System::Store.to_string(),
         operation: "forget".into(),
         job_id: 0,
         attempt: 0,
@@ -416,6 +418,7 @@ async fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::bid;
     use crate::store::{FunnelStep, TurnEvent, testing};
     use crate::sync::jobs::{NewJob, Queue};
 
@@ -466,7 +469,7 @@ mod tests {
                 .await;
                 let key = format!("telegram:{chat}");
                 store
-                    .log_chat("b1", &key, now, "client", phone, None)
+                    .log_chat(&bid("b1"), &key, now, "client", phone, None)
                     .await
                     .expect("log");
                 // The dialog state is written after these turns, as the last turn's.
@@ -477,12 +480,12 @@ mod tests {
                         source: &source,
                     };
                     store
-                        .save_turn("b1", &key, &[], Some(event), "{}", now)
+                        .save_turn(&bid("b1"), &key, &[], Some(event), "{}", now)
                         .await
                         .expect("turn");
                 }
                 store
-                    .save_dialog("b1", &key, &format!("{{\"name\":\"{name}\"}}"), now)
+                    .save_dialog(&bid("b1"), &key, &format!("{{\"name\":\"{name}\"}}"), now)
                     .await
                     .expect("dialog");
             }
@@ -495,7 +498,7 @@ mod tests {
             let job = queue
                 .enqueue(
                     &NewJob {
-                        business_id: "b1".into(),
+                        business_id: bid("b1"),
                         system: "amocrm".into(),
                         operation: "booking_created".into(),
                         payload: serde_json::json!({ "booking_id": "bk-c1" }),
@@ -509,10 +512,16 @@ mod tests {
                 .expect("new");
             let phone = Phone::parse("8 916 555 12 34").expect("phone");
             assert_eq!(
-                store.forget("b1", &phone, now).await.expect("forget"),
+                store.forget(&bid("b1"), &phone, now).await.expect("forget"),
                 Forgot::Waiting { deliveries: 1 }
             );
-            assert_eq!(store.run_waiting_erasures("b1", now).await.expect("run"), 0);
+            assert_eq!(
+                store
+                    .run_waiting_erasures(&bid("b1"), now)
+                    .await
+                    .expect("run"),
+                0
+            );
             assert_eq!(
                 count(
                     &store,
@@ -526,7 +535,13 @@ mod tests {
                 &format!("UPDATE sync_jobs SET state = 'done' WHERE id = {job}"),
             )
             .await;
-            assert_eq!(store.run_waiting_erasures("b1", now).await.expect("run"), 1);
+            assert_eq!(
+                store
+                    .run_waiting_erasures(&bid("b1"), now)
+                    .await
+                    .expect("run"),
+                1
+            );
             for (sql, left) in [
                 (
                     "SELECT COUNT(*) FROM clients WHERE phone LIKE '%9165551234%' OR name = 'Ефросинья' OR email = 'c1@mail.ru'",
@@ -586,10 +601,10 @@ mod tests {
             }
             // The erased client's booking still loads, for reminders, reconciliation and the
             // console alike, with no phone or name left to show.
-            let all = store.bookings("b1").await.expect("bookings load");
+            let all = store.bookings(&bid("b1")).await.expect("bookings load");
             assert_eq!(all.len(), 2);
             let erased = store
-                .booking("b1", "bk-c1")
+                .booking(&bid("b1"), "bk-c1")
                 .await
                 .expect("loads")
                 .expect("kept");
@@ -598,7 +613,7 @@ mod tests {
             assert_eq!(erased.client_name, "");
             assert!(erased.chat.is_none());
             let (card, bookings) = store
-                .client_with_bookings("b1", "c1")
+                .client_with_bookings(&bid("b1"), "c1")
                 .await
                 .expect("the card loads")
                 .expect("the card stays");

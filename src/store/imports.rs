@@ -2,6 +2,7 @@
 //! client keyed by its normalised phone or email, and each row's state, planned action and
 //! target id, so a later start of the same input resumes where the last one stopped.
 
+use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -36,7 +37,7 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     pub async fn open_import_run(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         target: &str,
         digest: &str,
         file_name: &str,
@@ -50,7 +51,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, 'running', $5, $5) \
              ON CONFLICT (business_id, target, digest) DO UPDATE SET updated_at = $5, state = 'running'",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(target)
         .bind(digest)
         .bind(file_name)
@@ -60,7 +61,7 @@ impl Store {
         let id: i64 = sqlx::query_scalar(
             "SELECT id FROM import_runs WHERE business_id = $1 AND target = $2 AND digest = $3",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(target)
         .bind(digest)
         .fetch_one(&mut *tx)

@@ -2,6 +2,7 @@
 //! once: PostgreSQL (or SQLite) is the coordinator, with no protocol of our own beyond one row
 //! per loop.
 
+use crate::domain::BusinessId;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -13,7 +14,7 @@ impl Store {
     /// it; `false` while another holder's lease has not run out at `now`.
     pub async fn take_lease(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         name: &str,
         holder: &str,
         now: DateTime<Utc>,
@@ -25,7 +26,7 @@ impl Store {
                SET holder = excluded.holder, expires_at = excluded.expires_at \
                WHERE loop_leases.holder = excluded.holder OR loop_leases.expires_at <= $5",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(name)
         .bind(holder)
         .bind(to_millis(until))
@@ -38,12 +39,12 @@ impl Store {
     /// Gives the lease up at once (a clean stop), so another instance need not wait it out.
     pub async fn drop_lease(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         name: &str,
         holder: &str,
     ) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM loop_leases WHERE business_id = $1 AND name = $2 AND holder = $3")
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(name)
             .bind(holder)
             .execute(&self.pool)
@@ -56,7 +57,7 @@ impl Store {
 #[derive(Clone, Debug)]
 pub struct LoopLease {
     store: Store,
-    business_id: String,
+    business_id: BusinessId,
     name: &'static str,
     holder: String,
     ttl: chrono::Duration,
@@ -68,7 +69,7 @@ impl LoopLease {
     /// within that time.
     pub fn new(
         store: Store,
-        business_id: &str,
+        business_id: &BusinessId,
         name: &'static str,
         holder: &str,
         every: Duration,
@@ -76,7 +77,7 @@ impl LoopLease {
         let ttl = (every * 3).max(Duration::from_secs(10));
         LoopLease {
             store,
-            business_id: business_id.to_string(),
+            business_id: business_id.clone(),
             name,
             holder: holder.to_string(),
             ttl: chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(15)),
@@ -119,6 +120,7 @@ impl LoopLease {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::bid;
     use crate::store::testing;
     use chrono::TimeZone;
 
@@ -126,9 +128,9 @@ mod tests {
     async fn one_holder_at_a_time_and_a_dead_one_is_replaced_after_its_lease() {
         for store in testing::all().await {
             let every = Duration::from_secs(5);
-            let a = LoopLease::new(store.clone(), "b1", "reconcile", "instance-a", every);
-            let b = LoopLease::new(store.clone(), "b1", "reconcile", "instance-b", every);
-            let other = LoopLease::new(store.clone(), "b2", "reconcile", "instance-b", every);
+            let a = LoopLease::new(store.clone(), &bid("b1"), "reconcile", "instance-a", every);
+            let b = LoopLease::new(store.clone(), &bid("b1"), "reconcile", "instance-b", every);
+            let other = LoopLease::new(store.clone(), &bid("b2"), "reconcile", "instance-b", every);
             let t0 = Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0).unwrap();
 
             assert!(a.hold(t0).await);

@@ -1,6 +1,7 @@
 //! Tracked deep links (a short token standing for a full UTM set) and the map from our
 //! entities to their ids in external systems.
 
+use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
@@ -31,7 +32,7 @@ impl TrackedLink {
 impl Store {
     pub async fn create_tracked_link(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         link: &TrackedLink,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -41,7 +42,7 @@ impl Store {
             "INSERT INTO tracked_links (business_id, token, name, utm, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(&link.token)
         .bind(&link.name)
         .bind(utm)
@@ -59,13 +60,13 @@ impl Store {
 
     pub async fn tracked_link(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         token: &str,
     ) -> Result<Option<TrackedLink>, StoreError> {
         let row = sqlx::query(
             "SELECT token, name, utm FROM tracked_links WHERE business_id = $1 AND token = $2",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(token)
         .fetch_optional(&self.pool)
         .await?;
@@ -73,14 +74,17 @@ impl Store {
     }
 
     /// Every tracked link with the number of bookings that arrived through it.
-    pub async fn tracked_links(&self, business_id: &str) -> Result<Vec<LinkStats>, StoreError> {
+    pub async fn tracked_links(
+        &self,
+        business_id: &BusinessId,
+    ) -> Result<Vec<LinkStats>, StoreError> {
         let rows = sqlx::query(
             "SELECT l.token, l.name, l.utm, \
                (SELECT COUNT(*) FROM bookings b \
                  WHERE b.business_id = l.business_id AND b.source_payload = l.token) AS n \
              FROM tracked_links l WHERE l.business_id = $1 ORDER BY l.created_at, l.name",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -96,7 +100,7 @@ impl Store {
     /// Remembers that our `entity`/`entity_id` is `external_id` in `system`.
     pub async fn put_link(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         entity: &str,
         entity_id: &str,
         system: &str,
@@ -109,7 +113,7 @@ impl Store {
              ON CONFLICT (business_id, entity, entity_id, system) \
              DO UPDATE SET external_id = excluded.external_id",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(entity)
         .bind(entity_id)
         .bind(system)
@@ -122,7 +126,7 @@ impl Store {
 
     pub async fn external_id(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         entity: &str,
         entity_id: &str,
         system: &str,
@@ -138,7 +142,7 @@ impl Store {
     /// The reverse look-up: which of our entities is `external_id` in `system`.
     pub async fn entity_for_external(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         entity: &str,
         system: &str,
         external_id: &str,
@@ -157,7 +161,7 @@ impl Store {
     /// (YClients webhooks name the record id, our links hold `record_id:hash`).
     pub async fn entity_for_external_prefix(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         entity: &str,
         system: &str,
         prefix: &str,
@@ -207,12 +211,12 @@ impl Store {
     /// what the CRM reconciler re-reads.
     pub async fn upcoming_linked(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         system: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(UPCOMING_LINKED_SQL)
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(system)
             .bind(to_millis(now))
             .fetch_all(&self.pool)
@@ -227,7 +231,7 @@ impl Store {
 /// transaction, unless one is there already: 1 when this call took it, 0 when it was taken.
 pub async fn claim_booking_link_in(
     conn: &mut AnyConnection,
-    business_id: &str,
+    business_id: &BusinessId,
     booking_id: &str,
     system: &str,
     external_id: &str,
@@ -237,7 +241,7 @@ pub async fn claim_booking_link_in(
         "INSERT INTO links (business_id, entity, entity_id, system, external_id, created_at) \
          VALUES ($1, 'booking', $2, $3, $4, $5) ON CONFLICT DO NOTHING",
     )
-    .bind(business_id)
+    .bind(business_id.as_str())
     .bind(booking_id)
     .bind(system)
     .bind(external_id)
@@ -250,6 +254,7 @@ pub async fn claim_booking_link_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::bid;
     use crate::store::testing;
 
     #[tokio::test]
@@ -266,21 +271,27 @@ mod tests {
                     ..Utm::default()
                 },
             };
-            store.create_tracked_link("b", &link, now).await.unwrap();
+            store
+                .create_tracked_link(&bid("b"), &link, now)
+                .await
+                .unwrap();
             assert_eq!(
-                store.tracked_link("b", "l_ab12").await.unwrap(),
+                store.tracked_link(&bid("b"), "l_ab12").await.unwrap(),
                 Some(link.clone())
             );
-            assert_eq!(store.tracked_link("other", "l_ab12").await.unwrap(), None);
+            assert_eq!(
+                store.tracked_link(&bid("other"), "l_ab12").await.unwrap(),
+                None
+            );
             let again = TrackedLink {
                 token: "l_cd34".into(),
                 ..link.clone()
             };
             assert!(matches!(
-                store.create_tracked_link("b", &again, now).await,
+                store.create_tracked_link(&bid("b"), &again, now).await,
                 Err(StoreError::Conflict(_))
             ));
-            let stats = store.tracked_links("b").await.unwrap();
+            let stats = store.tracked_links(&bid("b")).await.unwrap();
             assert_eq!(stats, vec![LinkStats { link, bookings: 0 }]);
         }
     }
@@ -290,16 +301,16 @@ mod tests {
         for store in testing::all().await {
             let now = Utc::now();
             store
-                .put_link("b", "booking", "bk1", "yclients", "100", now)
+                .put_link(&bid("b"), "booking", "bk1", "yclients", "100", now)
                 .await
                 .unwrap();
             store
-                .put_link("b", "booking", "bk1", "yclients", "101", now)
+                .put_link(&bid("b"), "booking", "bk1", "yclients", "101", now)
                 .await
                 .unwrap();
             assert_eq!(
                 store
-                    .external_id("b", "booking", "bk1", "yclients")
+                    .external_id(&bid("b"), "booking", "bk1", "yclients")
                     .await
                     .unwrap()
                     .as_deref(),
@@ -307,14 +318,14 @@ mod tests {
             );
             assert_eq!(
                 store
-                    .entity_for_external("b", "booking", "yclients", "101")
+                    .entity_for_external(&bid("b"), "booking", "yclients", "101")
                     .await
                     .unwrap(),
                 Some("bk1".into())
             );
             assert_eq!(
                 store
-                    .external_id("b", "booking", "bk1", "amocrm")
+                    .external_id(&bid("b"), "booking", "bk1", "amocrm")
                     .await
                     .unwrap(),
                 None

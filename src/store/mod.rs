@@ -50,6 +50,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions};
 
+use crate::domain::BusinessId;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {url}: {source}")]
@@ -95,6 +97,14 @@ pub struct SchemaVersion {
     pub current: i64,
     /// The newest migration this binary carries.
     pub target: i64,
+}
+
+/// The `business_id` column of a row. Every id was checked when it was written, so one that
+/// does not parse was written by hand (or under another rule) and is reported, not trusted.
+pub fn business_id_in(row: &sqlx::any::AnyRow) -> Result<BusinessId, StoreError> {
+    use sqlx::Row;
+    let raw: String = row.try_get("business_id")?;
+    BusinessId::parse(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -441,7 +451,7 @@ pub(crate) mod testing {
         use chrono::TimeZone;
         Booking {
             id: id.into(),
-            business_id: "b1".into(),
+            business_id: crate::domain::bid("b1"),
             client_phone: crate::normalize::Phone::parse(phone).expect("a valid phone"),
             client_name: "Анна".into(),
             client_email: None,

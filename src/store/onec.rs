@@ -2,6 +2,7 @@
 //! which bookings it has taken as documents, its exchange sessions and the stock watch's
 //! low/normal state per item.
 
+use crate::domain::BusinessId;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -72,7 +73,7 @@ impl Store {
     /// Stores a parsed file in one transaction: either all of it is stored, or none.
     pub async fn apply_onec_package(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         pkg: &Package,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -86,7 +87,7 @@ impl Store {
                  article = excluded.article, unit = excluded.unit, groups = excluded.groups, \
                  updated_at = excluded.updated_at",
             )
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(&item.id)
             .bind(&item.name)
             .bind(item.article.clone())
@@ -107,7 +108,7 @@ impl Store {
                  quantity_milli = COALESCE(excluded.quantity_milli, onec_offers.quantity_milli), \
                  warehouses = excluded.warehouses, updated_at = excluded.updated_at",
             )
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(&offer.id)
             .bind(&offer.name)
             .bind(offer.price_minor)
@@ -122,7 +123,7 @@ impl Store {
             let booking: Option<String> =
                 sqlx::query_scalar("SELECT id FROM bookings WHERE id = $1 AND business_id = $2")
                     .bind(&d.id)
-                    .bind(business_id)
+                    .bind(business_id.as_str())
                     .fetch_optional(&mut *tx)
                     .await?;
             let status = if d.cancelled {
@@ -137,7 +138,7 @@ impl Store {
                  booking_id = excluded.booking_id, paid = excluded.paid, status = excluded.status, \
                  amount = excluded.amount, received_at = excluded.received_at",
             )
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(&d.id)
             .bind(d.number.clone())
             .bind(booking)
@@ -152,12 +153,12 @@ impl Store {
         Ok(())
     }
 
-    pub async fn onec_stock(&self, business_id: &str) -> Result<Vec<StockLine>, StoreError> {
+    pub async fn onec_stock(&self, business_id: &BusinessId) -> Result<Vec<StockLine>, StoreError> {
         let rows = sqlx::query(
             "SELECT offer_id, name, price_minor, quantity_milli FROM onec_offers \
              WHERE business_id = $1 ORDER BY name, offer_id",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -175,13 +176,13 @@ impl Store {
 
     pub async fn onec_incoming(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
     ) -> Result<Vec<StoredIncoming>, StoreError> {
         let rows = sqlx::query(
             "SELECT doc_id, booking_id, paid, status FROM onec_incoming WHERE business_id = $1 \
              ORDER BY doc_id",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -197,10 +198,10 @@ impl Store {
             .map_err(StoreError::from)
     }
 
-    pub async fn onec_catalog_count(&self, business_id: &str) -> Result<i64, StoreError> {
+    pub async fn onec_catalog_count(&self, business_id: &BusinessId) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM onec_catalog WHERE business_id = $1")
-                .bind(business_id)
+                .bind(business_id.as_str())
                 .fetch_one(&self.pool)
                 .await?,
         )
@@ -210,7 +211,7 @@ impl Store {
     /// changed since. Marks them as handed out at `now`; `mode=success` then confirms them.
     pub async fn onec_pending_for_query(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         now: DateTime<Utc>,
     ) -> Result<Vec<Booking>, StoreError> {
         let bookings = self.bookings(business_id).await?;
@@ -230,7 +231,7 @@ impl Store {
                 "SELECT delivered_at FROM onec_documents \
                  WHERE business_id = $1 AND booking_id = $2 AND status = $3",
             )
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(&b.id)
             .bind(b.status.as_str())
             .fetch_optional(&mut *tx)
@@ -243,7 +244,7 @@ impl Store {
                  VALUES ($1, $2, $3, $4) ON CONFLICT (business_id, booking_id, status) \
                  DO UPDATE SET queried_at = excluded.queried_at",
             )
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(&b.id)
             .bind(b.status.as_str())
             .bind(now.timestamp_millis())
@@ -259,7 +260,7 @@ impl Store {
     /// `mode=success`: everything handed out by the last `query` has been loaded by 1C.
     pub async fn onec_mark_delivered(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let done = sqlx::query(
@@ -267,7 +268,7 @@ impl Store {
              WHERE business_id = $2 AND delivered_at IS NULL AND queried_at <= $1",
         )
         .bind(now.timestamp_millis())
-        .bind(business_id)
+        .bind(business_id.as_str())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
@@ -277,14 +278,14 @@ impl Store {
     pub async fn onec_start_session(
         &self,
         cookie: &str,
-        business_id: &str,
+        business_id: &BusinessId,
         created_at: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO onec_sessions (cookie, business_id, created_at) VALUES ($1, $2, $3)",
         )
         .bind(cookie)
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(created_at)
         .execute(&self.pool)
         .await?;
@@ -304,22 +305,25 @@ impl Store {
     pub async fn onec_session_started(
         &self,
         cookie: &str,
-        business_id: &str,
+        business_id: &BusinessId,
     ) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT created_at FROM onec_sessions WHERE cookie = $1 AND business_id = $2",
         )
         .bind(cookie)
-        .bind(business_id)
+        .bind(business_id.as_str())
         .fetch_optional(&self.pool)
         .await?)
     }
 
     /// The items the stock watch has seen for `business_id`.
-    pub async fn onec_watched_items(&self, business_id: &str) -> Result<Vec<String>, StoreError> {
+    pub async fn onec_watched_items(
+        &self,
+        business_id: &BusinessId,
+    ) -> Result<Vec<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT item FROM onec_stock_watch WHERE business_id = $1")
-                .bind(business_id)
+                .bind(business_id.as_str())
                 .fetch_all(&self.pool)
                 .await?,
         )
@@ -329,7 +333,7 @@ impl Store {
     /// change, so concurrent passes alert once.
     pub async fn onec_set_stock_low(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         item: &str,
         low: bool,
         at: i64,
@@ -340,7 +344,7 @@ impl Store {
              ON CONFLICT (business_id, item) DO UPDATE SET low = excluded.low, \
              changed_at = excluded.changed_at WHERE onec_stock_watch.low <> excluded.low",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(item)
         .bind(i64::from(low))
         .bind(at)

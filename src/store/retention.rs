@@ -5,6 +5,7 @@
 //! jobs have their own period (`sync.done_retention`); the journal is append-only and holds no
 //! personal data (its errors are masked), so it is not purged.
 
+use crate::domain::BusinessId;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -91,7 +92,7 @@ impl Store {
     /// Removes what `config` no longer keeps for `business_id`, as of `now`.
     pub async fn purge_expired(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         config: &RetentionConfig,
         now: DateTime<Utc>,
     ) -> Result<Purged, StoreError> {
@@ -156,13 +157,13 @@ impl Store {
     async fn in_batches(
         &self,
         sql: &str,
-        business_id: &str,
+        business_id: &BusinessId,
         cutoff: i64,
     ) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
             let n = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-                .bind(business_id)
+                .bind(business_id.as_str())
                 .bind(cutoff)
                 .bind(BATCH)
                 .execute(&self.pool)
@@ -184,7 +185,7 @@ pub const ERASURES_EVERY: Duration = Duration::from_secs(5);
 /// instance holding the `retention` lease.
 pub fn spawn(
     store: Store,
-    business_id: String,
+    business_id: BusinessId,
     config: RetentionConfig,
     clock: std::sync::Arc<dyn crate::clock::Clock>,
     lease: super::LoopLease,
@@ -231,6 +232,7 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::bid;
     use crate::store::testing;
     use crate::sync::inbox::{Received, receive};
     use crate::sync::jobs::{Disposition, Finish, NewJob, Queue};
@@ -271,7 +273,7 @@ mod tests {
                     source: &source,
                 };
                 store
-                    .save_turn(business, "telegram:1", &[], Some(event), "{}", t(day))
+                    .save_turn(&bid(business), "telegram:1", &[], Some(event), "{}", t(day))
                     .await
                     .expect("turn");
             }
@@ -280,12 +282,12 @@ mod tests {
                 ..RetentionConfig::default()
             };
             let purged = store
-                .purge_expired("b1", &off, t(800))
+                .purge_expired(&bid("b1"), &off, t(800))
                 .await
                 .expect("purge");
             assert_eq!(purged.chat_events, 0);
             let purged = store
-                .purge_expired("b1", &RetentionConfig::default(), t(800))
+                .purge_expired(&bid("b1"), &RetentionConfig::default(), t(800))
                 .await
                 .expect("purge");
             assert_eq!(purged.chat_events, 1, "{:?}", store.backend());
@@ -320,7 +322,7 @@ mod tests {
             for key in ["done", "waiting"] {
                 let Received::New(id) = receive(
                     &store,
-                    "b1",
+                    &bid("b1"),
                     "yclients",
                     key,
                     &headers,
@@ -403,7 +405,7 @@ mod tests {
             queue
                 .enqueue(
                     &NewJob {
-                        business_id: "b1".into(),
+                        business_id: bid("b1"),
                         system: "amocrm".into(),
                         operation: "booking_created".into(),
                         payload: serde_json::json!({ "booking_id": "bk1" }),
@@ -416,27 +418,27 @@ mod tests {
                 .expect("enqueue");
             for chat in ["telegram:100", "telegram:200"] {
                 store
-                    .log_chat("b1", chat, t(0), "client", "+79161234567", None)
+                    .log_chat(&bid("b1"), chat, t(0), "client", "+79161234567", None)
                     .await
                     .expect("log");
                 store
-                    .log_chat("b1", chat, t(200), "client", "recent", None)
+                    .log_chat(&bid("b1"), chat, t(200), "client", "recent", None)
                     .await
                     .expect("log");
                 store
-                    .save_dialog("b1", chat, "{}", t(0))
+                    .save_dialog(&bid("b1"), chat, "{}", t(0))
                     .await
                     .expect("dialog");
             }
             // Another business's old rows are not this purge's to touch.
             store
-                .log_chat("b2", "telegram:200", t(0), "client", "other", None)
+                .log_chat(&bid("b2"), "telegram:200", t(0), "client", "other", None)
                 .await
                 .expect("log");
 
             let config = RetentionConfig::default();
             let purged = store
-                .purge_expired("b1", &config, t(220))
+                .purge_expired(&bid("b1"), &config, t(220))
                 .await
                 .expect("purge");
             assert_eq!(
@@ -489,7 +491,7 @@ mod tests {
 
             // A year on, the dialogs go; the chat of the still-waiting job keeps its lines.
             let purged = store
-                .purge_expired("b1", &config, t(400))
+                .purge_expired(&bid("b1"), &config, t(400))
                 .await
                 .expect("purge");
             assert_eq!(purged.dialogs, 2);
@@ -504,7 +506,7 @@ mod tests {
             };
             assert_eq!(
                 store
-                    .purge_expired("b1", &off, t(10_000))
+                    .purge_expired(&bid("b1"), &off, t(10_000))
                     .await
                     .expect("purge"),
                 Purged::default()

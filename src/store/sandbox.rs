@@ -1,6 +1,7 @@
 //! The built-in salon's records (`sandbox_records`): a master's busy times, and records
 //! written so that two requests for one time book it once.
 
+use crate::domain::BusinessId;
 use sqlx::Row;
 
 use super::{Backend, Store, StoreError};
@@ -8,7 +9,7 @@ use super::{Backend, Store, StoreError};
 /// A record to write, times in unix milliseconds.
 pub struct NewSandboxRecord<'a> {
     pub id: &'a str,
-    pub business_id: &'a str,
+    pub business_id: &'a BusinessId,
     pub master_id: &'a str,
     pub service_id: &'a str,
     pub start_at: i64,
@@ -34,7 +35,7 @@ impl Store {
     /// Start and end of the master's active records that overlap `from`..`to`.
     pub async fn sandbox_busy(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         master_id: &str,
         from: i64,
         to: i64,
@@ -43,7 +44,7 @@ impl Store {
             "SELECT start_at, end_at FROM sandbox_records WHERE business_id = $1 \
              AND master_id = $2 AND status = 'active' AND start_at < $3 AND end_at > $4",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(master_id)
         .bind(to)
         .bind(from)
@@ -72,7 +73,7 @@ impl Store {
             "SELECT COUNT(*) FROM sandbox_records WHERE business_id = $1 AND master_id = $2 \
              AND status = 'active' AND start_at < $3 AND end_at > $4",
         )
-        .bind(r.business_id)
+        .bind(r.business_id.as_str())
         .bind(r.master_id)
         .bind(r.end_at)
         .bind(r.start_at)
@@ -87,7 +88,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'active', $11)",
         )
         .bind(r.id)
-        .bind(r.business_id)
+        .bind(r.business_id.as_str())
         .bind(r.master_id)
         .bind(r.service_id)
         .bind(r.start_at)
@@ -111,14 +112,14 @@ impl Store {
     /// Cancels the record; false when `business_id` has no record `id`.
     pub async fn cancel_sandbox_record(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         id: &str,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE sandbox_records SET status = 'cancelled' WHERE id = $1 AND business_id = $2",
         )
         .bind(id)
-        .bind(business_id)
+        .bind(business_id.as_str())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() != 0)
@@ -128,7 +129,7 @@ impl Store {
     /// then with another record: false when busy.
     pub async fn move_sandbox_record(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         id: &str,
         master_id: &str,
         start_at: i64,
@@ -139,7 +140,7 @@ impl Store {
             "SELECT COUNT(*) FROM sandbox_records WHERE business_id = $1 AND master_id = $2 \
              AND status = 'active' AND id <> $3 AND start_at < $4 AND end_at > $5",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(master_id)
         .bind(id)
         .bind(end_at)
@@ -165,14 +166,14 @@ impl Store {
     /// The active record written for our booking `booking_id`.
     pub async fn sandbox_record_for_booking(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         booking_id: &str,
     ) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM sandbox_records WHERE business_id = $1 AND booking_id = $2 \
              AND status = 'active'",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(booking_id)
         .fetch_optional(&self.pool)
         .await?)
@@ -180,7 +181,7 @@ impl Store {
 
     pub async fn sandbox_record(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         id: &str,
     ) -> Result<Option<SandboxRecord>, StoreError> {
         let row = sqlx::query(
@@ -188,7 +189,7 @@ impl Store {
              WHERE id = $1 AND business_id = $2",
         )
         .bind(id)
-        .bind(business_id)
+        .bind(business_id.as_str())
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };

@@ -1,6 +1,7 @@
 //! Clients' questions relayed to the business's admin chat (`[support]`): which admin-chat
 //! message stands for which client chat, and the last lines of a chat that go along.
 
+use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -22,7 +23,7 @@ pub struct SupportRelay<'a> {
 impl Store {
     pub async fn record_support_relay(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         relay: &SupportRelay<'_>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -30,7 +31,7 @@ impl Store {
             "INSERT INTO support_relays (business_id, messenger, admin_chat, admin_message, \
              chat_key, question_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(relay.messenger)
         .bind(relay.admin_chat)
         .bind(relay.admin_message)
@@ -45,7 +46,7 @@ impl Store {
     /// Whether the question with this key was already posted in `messenger`'s admin chat.
     pub async fn support_relayed(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         question_key: &str,
         messenger: &str,
     ) -> Result<bool, StoreError> {
@@ -53,7 +54,7 @@ impl Store {
             "SELECT 1 FROM support_relays WHERE business_id = $1 AND question_key = $2 \
              AND messenger = $3",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(question_key)
         .bind(messenger)
         .fetch_optional(&self.pool)
@@ -64,7 +65,7 @@ impl Store {
     /// The client chat whose question `admin_message` in `admin_chat` relayed, if it is one.
     pub async fn support_relay_chat(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         messenger: &str,
         admin_chat: &str,
         admin_message: &str,
@@ -73,7 +74,7 @@ impl Store {
             "SELECT chat_key FROM support_relays WHERE business_id = $1 AND messenger = $2 \
              AND admin_chat = $3 AND admin_message = $4",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(messenger)
         .bind(admin_chat)
         .bind(admin_message)
@@ -84,7 +85,7 @@ impl Store {
     /// The last `n` lines of a chat logged before `before`, oldest first.
     pub async fn last_chat_lines(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         chat_key: &str,
         before: DateTime<Utc>,
         n: i64,
@@ -93,7 +94,7 @@ impl Store {
             "SELECT at, author, text FROM chat_log WHERE business_id = $1 AND chat_key = $2 \
              AND at < $3 ORDER BY id DESC LIMIT $4",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(chat_key)
         .bind(to_millis(before))
         .bind(n)
@@ -117,6 +118,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::SupportRelay;
+    use crate::domain::bid;
     use crate::store::testing;
     use chrono::{Duration, Utc};
 
@@ -133,20 +135,23 @@ mod tests {
             };
             assert!(
                 !store
-                    .support_relayed("b", relay.question_key, "telegram")
+                    .support_relayed(&bid("b"), relay.question_key, "telegram")
                     .await
                     .unwrap()
             );
-            store.record_support_relay("b", &relay, now).await.unwrap();
+            store
+                .record_support_relay(&bid("b"), &relay, now)
+                .await
+                .unwrap();
             assert!(
                 store
-                    .support_relayed("b", relay.question_key, "telegram")
+                    .support_relayed(&bid("b"), relay.question_key, "telegram")
                     .await
                     .unwrap()
             );
             assert!(
                 !store
-                    .support_relayed("b", relay.question_key, "max")
+                    .support_relayed(&bid("b"), relay.question_key, "max")
                     .await
                     .unwrap()
             );
@@ -154,7 +159,7 @@ mod tests {
                 let store = store.clone();
                 async move {
                     store
-                        .support_relay_chat("b", "telegram", admin_chat, message)
+                        .support_relay_chat(&bid("b"), "telegram", admin_chat, message)
                         .await
                         .unwrap()
                 }
@@ -164,7 +169,12 @@ mod tests {
             assert_eq!(chat("-1002", "77").await, None);
             assert_eq!(chat("-1001", "78").await, None);
             // The same question is posted once per messenger.
-            assert!(store.record_support_relay("b", &relay, now).await.is_err());
+            assert!(
+                store
+                    .record_support_relay(&bid("b"), &relay, now)
+                    .await
+                    .is_err()
+            );
             // Past the chat log's retention the post leads nowhere; a newer one still does.
             let newer = SupportRelay {
                 admin_message: "79",
@@ -172,23 +182,26 @@ mod tests {
                 ..relay.clone()
             };
             store
-                .record_support_relay("b", &newer, now + Duration::days(100))
+                .record_support_relay(&bid("b"), &newer, now + Duration::days(100))
                 .await
                 .unwrap();
             let config = crate::store::retention::RetentionConfig::default();
             let purged = store
-                .purge_expired("b", &config, now + Duration::days(181))
+                .purge_expired(&bid("b"), &config, now + Duration::days(181))
                 .await
                 .unwrap();
             assert_eq!(purged.support_relays, 1, "{:?}", store.backend());
             assert_eq!(chat("-1001", "77").await, None);
             assert_eq!(chat("-1001", "79").await.as_deref(), Some("max:5"));
-            store.record_support_relay("b", &relay, now).await.unwrap();
+            store
+                .record_support_relay(&bid("b"), &relay, now)
+                .await
+                .unwrap();
 
             for (i, text) in ["один", "два", "три", "четыре"].iter().enumerate() {
                 store
                     .log_chat(
-                        "b",
+                        &bid("b"),
                         "max:5",
                         now + Duration::seconds(i as i64),
                         "client",
@@ -199,7 +212,7 @@ mod tests {
                     .unwrap();
             }
             let lines = store
-                .last_chat_lines("b", "max:5", now + Duration::seconds(3), 2)
+                .last_chat_lines(&bid("b"), "max:5", now + Duration::seconds(3), 2)
                 .await
                 .unwrap();
             let texts: Vec<_> = lines.iter().map(|l| l.text.as_str()).collect();

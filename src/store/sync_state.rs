@@ -1,6 +1,7 @@
 //! What each linked system last held for a booking, the journal of the changes applied to it,
 //! the reminders already sent and the client's confirmation of a visit.
 
+use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
@@ -40,7 +41,7 @@ pub(crate) const KNOWN_VERSIONS_SQL: &str = "SELECT s.booking_id, s.version FROM
 impl Store {
     pub async fn known_state(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         booking_id: &str,
         system: &str,
     ) -> Result<Option<KnownState>, StoreError> {
@@ -48,7 +49,7 @@ impl Store {
             "SELECT system, version, status, seen_at FROM booking_sync \
              WHERE business_id = $1 AND booking_id = $2 AND system = $3",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(booking_id)
         .bind(system)
         .fetch_optional(&self.pool)
@@ -61,13 +62,13 @@ impl Store {
     /// bookings (`bookings_by_start`, then the `booking_sync` key), not every booking ever made.
     pub async fn known_versions(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         system: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<std::collections::HashMap<String, String>, StoreError> {
         let rows = sqlx::query(KNOWN_VERSIONS_SQL)
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(system)
             .bind(to_millis(from))
             .bind(to_millis(to))
@@ -81,7 +82,7 @@ impl Store {
     /// Every system's last known state of a booking.
     pub async fn known_states(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         booking_id: &str,
     ) -> Result<Vec<KnownState>, StoreError> {
         let rows = self
@@ -97,7 +98,7 @@ impl Store {
 
     pub async fn put_known(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         booking_id: &str,
         system: &str,
         version: &str,
@@ -120,7 +121,7 @@ impl Store {
     /// A booking's story, oldest first.
     pub async fn booking_events(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         booking_id: &str,
     ) -> Result<Vec<BookingEvent>, StoreError> {
         let rows = self
@@ -147,11 +148,11 @@ impl Store {
     async fn rows_of_booking(
         &self,
         sql: &'static str,
-        business_id: &str,
+        business_id: &BusinessId,
         booking_id: &str,
     ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
         Ok(sqlx::query(sql)
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(booking_id)
             .fetch_all(&self.pool)
             .await?)
@@ -160,7 +161,7 @@ impl Store {
     /// When the booking last had an event of `kind` (`moved`), if ever.
     pub async fn last_event_at(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         booking_id: &str,
         kind: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -168,7 +169,7 @@ impl Store {
             "SELECT MAX(at) FROM booking_events \
              WHERE business_id = $1 AND booking_id = $2 AND kind = $3",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(booking_id)
         .bind(kind)
         .fetch_optional(&self.pool)
@@ -192,14 +193,14 @@ impl Store {
     /// Reminders of a booking already handled (sent or skipped), as `(offset seconds, start, skipped)`.
     pub async fn reminders_done(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         booking_id: &str,
     ) -> Result<Vec<(i64, DateTime<Utc>, bool)>, StoreError> {
         let rows = sqlx::query(
             "SELECT offset_s, start_at, skipped FROM reminders_sent \
              WHERE business_id = $1 AND booking_id = $2 ORDER BY start_at, offset_s DESC",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(booking_id)
         .fetch_all(&self.pool)
         .await?;
@@ -218,7 +219,7 @@ impl Store {
 
 pub async fn put_known_in(
     conn: &mut AnyConnection,
-    business_id: &str,
+    business_id: &BusinessId,
     booking_id: &str,
     system: &str,
     version: &str,
@@ -232,7 +233,7 @@ pub async fn put_known_in(
          DO UPDATE SET version = excluded.version, status = excluded.status, \
            seen_at = excluded.seen_at",
     )
-    .bind(business_id)
+    .bind(business_id.as_str())
     .bind(booking_id)
     .bind(system)
     .bind(version)
@@ -245,7 +246,7 @@ pub async fn put_known_in(
 
 pub async fn record_event_in(
     conn: &mut AnyConnection,
-    business_id: &str,
+    business_id: &BusinessId,
     booking_id: &str,
     origin: &str,
     kind: &str,
@@ -256,7 +257,7 @@ pub async fn record_event_in(
         "INSERT INTO booking_events (business_id, booking_id, at, origin, kind, detail) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(business_id)
+    .bind(business_id.as_str())
     .bind(booking_id)
     .bind(to_millis(now))
     .bind(origin)
@@ -271,7 +272,7 @@ pub async fn record_event_in(
 /// so the caller sends nothing.
 pub async fn claim_reminder_in(
     conn: &mut AnyConnection,
-    business_id: &str,
+    business_id: &BusinessId,
     booking_id: &str,
     offset_s: i64,
     start: DateTime<Utc>,
@@ -283,7 +284,7 @@ pub async fn claim_reminder_in(
          VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (business_id, booking_id, offset_s, start_at) DO NOTHING",
     )
-    .bind(business_id)
+    .bind(business_id.as_str())
     .bind(booking_id)
     .bind(offset_s)
     .bind(to_millis(start))
@@ -319,6 +320,7 @@ fn known_from_row(r: &sqlx::any::AnyRow) -> Result<KnownState, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::bid;
     use crate::store::testing;
     use chrono::TimeZone;
 
@@ -328,26 +330,29 @@ mod tests {
             let t = Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0).unwrap();
             let v1 = version_of("booked", t, "m1");
             store
-                .put_known("b", "bk", "yclients", &v1, "booked", t)
+                .put_known(&bid("b"), "bk", "yclients", &v1, "booked", t)
                 .await
                 .unwrap();
             let v2 = version_of("cancelled", t, "m1");
             store
-                .put_known("b", "bk", "yclients", &v2, "cancelled", t)
+                .put_known(&bid("b"), "bk", "yclients", &v2, "cancelled", t)
                 .await
                 .unwrap();
-            let known = store.known_state("b", "bk", "yclients").await.unwrap();
+            let known = store
+                .known_state(&bid("b"), "bk", "yclients")
+                .await
+                .unwrap();
             assert_eq!(known.map(|k| k.version), Some(v2));
-            assert_eq!(store.known_states("b", "bk").await.unwrap().len(), 1);
+            assert_eq!(store.known_states(&bid("b"), "bk").await.unwrap().len(), 1);
 
             let mut conn = store.pool().acquire().await.unwrap();
             assert!(
-                claim_reminder_in(&mut conn, "b", "bk", 120, t, false, t)
+                claim_reminder_in(&mut conn, &bid("b"), "bk", 120, t, false, t)
                     .await
                     .unwrap()
             );
             assert!(
-                !claim_reminder_in(&mut conn, "b", "bk", 120, t, false, t)
+                !claim_reminder_in(&mut conn, &bid("b"), "bk", 120, t, false, t)
                     .await
                     .unwrap(),
                 "{:?}",
@@ -355,16 +360,16 @@ mod tests {
             );
             let later = t + chrono::Duration::hours(1);
             assert!(
-                claim_reminder_in(&mut conn, "b", "bk", 120, later, false, t)
+                claim_reminder_in(&mut conn, &bid("b"), "bk", 120, later, false, t)
                     .await
                     .unwrap(),
                 "a moved visit is reminded again"
             );
-            record_event_in(&mut conn, "b", "bk", "schedule", "cancelled", "x", t)
+            record_event_in(&mut conn, &bid("b"), "bk", "schedule", "cancelled", "x", t)
                 .await
                 .unwrap();
             drop(conn);
-            let events = store.booking_events("b", "bk").await.unwrap();
+            let events = store.booking_events(&bid("b"), "bk").await.unwrap();
             assert_eq!(events.len(), 1);
             assert_eq!(events[0].kind, "cancelled");
         }

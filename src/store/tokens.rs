@@ -1,6 +1,7 @@
 //! OAuth token pairs (`oauth_tokens`, migration 0003), one per business and system. An upsert
 //! replaces a pair in one statement, atomic on both backends.
 
+use crate::domain::BusinessId;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -34,14 +35,14 @@ impl TokenPair {
 impl Store {
     pub async fn oauth_tokens(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         system: &str,
     ) -> Result<Option<TokenPair>, StoreError> {
         let row = sqlx::query(
             "SELECT access_token, refresh_token, expires_at FROM oauth_tokens
              WHERE business_id = $1 AND system = $2",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(system)
         .fetch_optional(&self.pool)
         .await?;
@@ -59,7 +60,7 @@ impl Store {
     /// Replaces the stored pair in one statement.
     pub async fn save_oauth_tokens(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         system: &str,
         pair: &TokenPair,
         now: DateTime<Utc>,
@@ -74,7 +75,7 @@ impl Store {
                  expires_at = excluded.expires_at,
                  updated_at = excluded.updated_at",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(system)
         .bind(pair.access_token.expose_secret())
         .bind(pair.refresh_token.expose_secret())

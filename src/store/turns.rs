@@ -6,6 +6,7 @@
 //! a turn that is not stored, and every turn is still stored whole or not at all: a batch that
 //! fails is rolled back and its turns are written again one transaction each.
 
+use crate::domain::BusinessId;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -26,7 +27,7 @@ const ROWS_PER_STATEMENT: usize = 500;
 
 /// A turn as the batch writes it, owned so it can outlive the caller that handed it over.
 pub(super) struct OwnedTurn {
-    pub(super) business_id: String,
+    pub(super) business_id: BusinessId,
     pub(super) chat_key: String,
     pub(super) lines: Vec<TurnLine>,
     pub(super) event: Option<(FunnelStep, Source)>,
@@ -330,6 +331,7 @@ fn values_sql(backend: Backend, head: &str, rows: usize, width: usize, tail: &st
 
 #[cfg(test)]
 mod tests {
+    use crate::domain::bid;
     use std::collections::BTreeMap;
 
     use super::super::{Backend, Store, testing};
@@ -367,7 +369,7 @@ mod tests {
                 };
                 saver
                     .save_turn(
-                        "b",
+                        &bid("b"),
                         &chat,
                         &lines(i),
                         Some(event),
@@ -411,14 +413,14 @@ mod tests {
                 assert_eq!(states[chat], format!("{{\"n\":{i}}}"));
                 let now = chrono::Utc::now();
                 let texts: Vec<String> = store
-                    .chat_lines("b", chat, now - chrono::Duration::minutes(1), now)
+                    .chat_lines(&bid("b"), chat, now - chrono::Duration::minutes(1), now)
                     .await
                     .unwrap()
                     .into_iter()
                     .map(|l| l.text)
                     .collect();
                 assert_eq!(texts, [format!("/start {i}"), format!("hello {i}")]);
-                let start = store.load_turn("b", chat, true).await.unwrap();
+                let start = store.load_turn(&bid("b"), chat, true).await.unwrap();
                 assert_eq!(start.last_buttons, Some(format!("[{i}]")));
             }
             assert_eq!(store.chat_event_count().await, 40);
@@ -473,7 +475,12 @@ mod tests {
             );
             let now = chrono::Utc::now();
             let bad = store
-                .chat_lines("b", "telegram:bad", now - chrono::Duration::minutes(1), now)
+                .chat_lines(
+                    &bid("b"),
+                    "telegram:bad",
+                    now - chrono::Duration::minutes(1),
+                    now,
+                )
                 .await
                 .unwrap();
             assert!(bad.is_empty(), "half of the refused turn was stored");
@@ -491,7 +498,12 @@ mod tests {
             assert_eq!(states(&store).await["telegram:1"], "{\"n\":1}");
             let now = chrono::Utc::now();
             let texts: Vec<String> = store
-                .chat_lines("b", "telegram:1", now - chrono::Duration::minutes(1), now)
+                .chat_lines(
+                    &bid("b"),
+                    "telegram:1",
+                    now - chrono::Duration::minutes(1),
+                    now,
+                )
                 .await
                 .unwrap()
                 .into_iter()

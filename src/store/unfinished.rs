@@ -4,6 +4,7 @@
 //! transaction; the periodic check turns an attempt idle for long enough into one CRM job and
 //! marks it, in one transaction.
 
+use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
@@ -59,7 +60,7 @@ const OPEN_ATTEMPT: &str = "INSERT INTO unfinished_bookings \
 
 pub(crate) async fn attempt_turn_in(
     conn: &mut AnyConnection,
-    business_id: &str,
+    business_id: &BusinessId,
     chat_key: &str,
     turn: AttemptTurn<'_>,
     now: DateTime<Utc>,
@@ -68,7 +69,7 @@ pub(crate) async fn attempt_turn_in(
         AttemptTurn::None => {}
         AttemptTurn::Enter(draft) => {
             sqlx::query(OPEN_ATTEMPT)
-                .bind(business_id)
+                .bind(business_id.as_str())
                 .bind(chat_key)
                 .bind(to_millis(now))
                 .bind(draft)
@@ -80,7 +81,7 @@ pub(crate) async fn attempt_turn_in(
                 "UPDATE unfinished_bookings SET last_at = $3, draft = $4 \
                  WHERE business_id = $1 AND chat_key = $2 AND enqueued_at IS NULL",
             )
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(chat_key)
             .bind(to_millis(now))
             .bind(draft)
@@ -92,7 +93,7 @@ pub(crate) async fn attempt_turn_in(
                 "DELETE FROM unfinished_bookings \
                  WHERE business_id = $1 AND chat_key = $2 AND enqueued_at IS NULL",
             )
-            .bind(business_id)
+            .bind(business_id.as_str())
             .bind(chat_key)
             .execute(&mut *conn)
             .await?;
@@ -108,7 +109,7 @@ impl Store {
     /// closed on the way.
     pub async fn due_unfinished(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         idle_since: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<DueAttempt>, StoreError> {
@@ -116,7 +117,7 @@ impl Store {
             "DELETE FROM unfinished_bookings AS u \
              WHERE u.business_id = $1 AND u.enqueued_at IS NULL AND {BOOKED_SINCE}"
         )))
-        .bind(business_id)
+        .bind(business_id.as_str())
         .execute(&self.pool)
         .await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -125,7 +126,7 @@ impl Store {
                AND NOT {BOOKED_SINCE} \
              ORDER BY u.last_at LIMIT $3"
         )))
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(to_millis(idle_since))
         .bind(limit)
         .fetch_all(&self.pool)
@@ -146,7 +147,7 @@ impl Store {
     /// job was queued; the job's idempotency key keeps a second instance from queuing it twice.
     pub async fn enqueue_unfinished(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         due: &DueAttempt,
         idle_since: DateTime<Utc>,
         job: &NewJob,
@@ -158,7 +159,7 @@ impl Store {
              WHERE u.business_id = $1 AND u.chat_key = $2 AND u.started_at = $3 \
                AND u.enqueued_at IS NULL AND u.last_at <= $5 AND NOT {BOOKED_SINCE}"
         )))
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(&due.chat_key)
         .bind(to_millis(due.started_at))
         .bind(to_millis(now))
@@ -177,7 +178,7 @@ impl Store {
     /// One attempt, or `None` once erased or purged.
     pub async fn unfinished_attempt(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         chat_key: &str,
         started_at: DateTime<Utc>,
     ) -> Result<Option<Attempt>, StoreError> {
@@ -185,7 +186,7 @@ impl Store {
             "SELECT chat_key, started_at, last_at, draft FROM unfinished_bookings \
              WHERE business_id = $1 AND chat_key = $2 AND started_at = $3",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(chat_key)
         .bind(to_millis(started_at))
         .fetch_optional(&self.pool)

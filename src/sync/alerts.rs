@@ -3,6 +3,7 @@
 //! [`AlertSink`]: an HTTP webhook or e-mail here; the Telegram/MAX admin chat sinks come with
 //! the messenger adapters.
 
+use crate::domain::BusinessId;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -51,7 +52,7 @@ impl AlertKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Alert {
     pub kind: AlertKind,
-    pub business_id: String,
+    pub business_id: BusinessId,
     pub system: String,
     pub since: DateTime<Utc>,
     pub at: DateTime<Utc>,
@@ -318,6 +319,7 @@ impl Alerts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::bid;
 
     #[tokio::test]
     async fn webhook_sink_posts_the_alert_as_json() {
@@ -338,7 +340,7 @@ mod tests {
         let since = Utc::now() - chrono::Duration::minutes(125);
         let alert = Alert {
             kind: AlertKind::Down,
-            business_id: "salon".into(),
+            business_id: bid("salon"),
             system: "amocrm".into(),
             since,
             at: Utc::now(),

@@ -2,6 +2,7 @@
 //! `zapis queue`, `zapis queue retry ID|--dead [--system S]`,
 //! `zapis journal [--system S] [--failed] [--since 2h] [--job ID]` and `zapis worker`.
 
+use crate::domain::BusinessId;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,7 +83,7 @@ pub struct WorkerArgs {
     /// With `--http-target`: the business whose jobs these workers deliver (jobs of other
     /// businesses sharing the store are never claimed).
     #[arg(long, default_value = "default")]
-    pub business: String,
+    pub business: BusinessId,
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
     #[arg(long, default_value_t = 16)]

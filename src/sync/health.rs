@@ -2,6 +2,7 @@
 //! Outages live in the store (not in memory) so several processes, and a restarted one,
 //! send one alert per outage between them.
 
+use crate::domain::BusinessId;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -27,7 +28,7 @@ pub enum Health {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SystemHealth {
-    pub business_id: String,
+    pub business_id: BusinessId,
     pub system: String,
     pub health: Health,
     pub failing_since: Option<DateTime<Utc>>,
@@ -38,7 +39,7 @@ pub struct SystemHealth {
 /// exactly one caller win even across processes.
 pub async fn record_failure(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     system: &str,
     error: &str,
     alert_after: Duration,
@@ -50,7 +51,7 @@ pub async fn record_failure(
          VALUES ($1, $2, $3, $4) ON CONFLICT (business_id, system) \
          DO UPDATE SET last_error = excluded.last_error",
     )
-    .bind(business_id)
+    .bind(business_id.as_str())
     .bind(system)
     .bind(now_ms)
     .bind(error)
@@ -62,7 +63,7 @@ pub async fn record_failure(
          RETURNING failing_since",
     )
     .bind(now_ms)
-    .bind(business_id)
+    .bind(business_id.as_str())
     .bind(system)
     .bind(now_ms - alert_after.as_millis() as i64)
     .fetch_optional(store.pool())
@@ -70,7 +71,7 @@ pub async fn record_failure(
     row.map(|r| {
         Ok(Alert {
             kind: AlertKind::Down,
-            business_id: business_id.into(),
+            business_id: business_id.clone(),
             system: system.into(),
             since: from_millis(r.try_get("failing_since")?)?,
             at: now,
@@ -84,7 +85,7 @@ pub async fn record_failure(
 /// outage had been alerted (DELETE … RETURNING: only one process sees the row).
 pub async fn record_success(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     system: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Alert>, StoreError> {
@@ -92,7 +93,7 @@ pub async fn record_success(
         "DELETE FROM sync_outages WHERE business_id = $1 AND system = $2 \
          RETURNING failing_since, alerted_at",
     )
-    .bind(business_id)
+    .bind(business_id.as_str())
     .bind(system)
     .fetch_optional(store.pool())
     .await?;
@@ -102,7 +103,7 @@ pub async fn record_success(
     }
     Ok(Some(Alert {
         kind: AlertKind::Recovered,
-        business_id: business_id.into(),
+        business_id: business_id.clone(),
         system: system.into(),
         since: from_millis(r.try_get("failing_since")?)?,
         at: now,
@@ -166,7 +167,7 @@ pub async fn system_health(
                 _ => Health::Degraded,
             };
             Ok(SystemHealth {
-                business_id: r.try_get("business_id")?,
+                business_id: crate::store::business_id_in(r)?,
                 system: r.try_get("system")?,
                 health,
                 failing_since,
@@ -196,13 +197,13 @@ pub struct IntegrationHealth {
 /// When each system of `business_id` last confirmed a delivery.
 pub async fn last_delivered(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
 ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
     let rows = sqlx::query(
         "SELECT system, MAX(at) AS at FROM sync_journal \
          WHERE business_id = $1 AND outcome = 'delivered' GROUP BY system",
     )
-    .bind(business_id)
+    .bind(business_id.as_str())
     .fetch_all(store.pool())
     .await?;
     rows.iter()
@@ -216,7 +217,7 @@ pub async fn last_delivered(
 /// else Up.
 pub async fn integration_health(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     systems: &[String],
     window: Duration,
     now: DateTime<Utc>,
@@ -224,7 +225,7 @@ pub async fn integration_health(
     let outages = sqlx::query(
         "SELECT system, failing_since, last_error FROM sync_outages WHERE business_id = $1",
     )
-    .bind(business_id)
+    .bind(business_id.as_str())
     .fetch_all(store.pool())
     .await?;
     let since = to_millis(now) - window.as_millis() as i64;
@@ -235,7 +236,7 @@ pub async fn integration_health(
              AS failed \
          FROM sync_journal WHERE business_id = $1 AND at >= $2 GROUP BY system",
     )
-    .bind(business_id)
+    .bind(business_id.as_str())
     .bind(since)
     .fetch_all(store.pool())
     .await?;

@@ -2,6 +2,8 @@
 //! will process them, so the sender is acknowledged only after the event is durable. The
 //! (business, source, dedup key) is unique, so a webhook delivered twice is processed once.
 
+use crate::domain::BusinessId;
+use crate::domain::System;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use crate::sync::retry::DeliveryError;
 use crate::sync::worker::{Delivered, JobContext, JobHandler};
 
 /// The system name inbox jobs are queued under.
-pub const INBOX_SYSTEM: &str = "inbox";
+pub const INBOX_SYSTEM: &str = System::Inbox.as_str();
 
 /// The pseudo-header the query string of a delivery is kept under: some senders (GetCourse's
 /// "call URL") put every value in the URL. A colon cannot start a real header name.
@@ -35,7 +37,7 @@ const SECRET_HEADERS: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxMessage {
     pub id: i64,
-    pub business_id: String,
+    pub business_id: BusinessId,
     pub source: String,
     pub dedup_key: String,
     pub headers: BTreeMap<String, String>,
@@ -66,7 +68,7 @@ pub fn keep_headers(headers: &axum::http::HeaderMap) -> BTreeMap<String, String>
 /// only after this returns `Ok`.
 pub async fn receive(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     source: &str,
     dedup_key: &str,
     headers: &BTreeMap<String, String>,
@@ -85,7 +87,7 @@ pub async fn receive(
          VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (business_id, source, dedup_key) DO NOTHING RETURNING id",
     )
-    .bind(business_id)
+    .bind(business_id.as_str())
     .bind(source)
     .bind(dedup_key)
     .bind(headers)
@@ -97,7 +99,7 @@ pub async fn receive(
         return Ok(Received::Duplicate);
     };
     let job = NewJob {
-        business_id: business_id.into(),
+        business_id: business_id.clone(),
         system: INBOX_SYSTEM.into(),
         operation: source.into(),
         payload: serde_json::json!({ "inbox_id": id }),
@@ -112,7 +114,7 @@ pub async fn receive(
 /// The stored webhook `id` of `business_id`; another business's message is not found.
 pub async fn message(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     id: i64,
 ) -> Result<Option<InboxMessage>, StoreError> {
     let row = sqlx::query(
@@ -120,14 +122,14 @@ pub async fn message(
          WHERE id = $1 AND business_id = $2",
     )
     .bind(id)
-    .bind(business_id)
+    .bind(business_id.as_str())
     .fetch_optional(store.pool())
     .await?;
     row.map(|r| {
         let headers: String = r.try_get("headers")?;
         Ok(InboxMessage {
             id: r.try_get("id")?,
-            business_id: r.try_get("business_id")?,
+            business_id: crate::store::business_id_in(&r)?,
             source: r.try_get("source")?,
             dedup_key: r.try_get("dedup_key")?,
             headers: serde_json::from_str(&headers)

@@ -10,6 +10,8 @@ use crate::store::{Store, StoreError, from_millis, to_millis};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalEntry {
     pub at: DateTime<Utc>,
+    /// A string, not a `BusinessId`: the journal also records what belongs to no business
+    /// (a console sign-in is journalled under `""`), and every row already written must read.
     pub business_id: String,
     pub system: String,
     pub operation: String,

@@ -2,6 +2,7 @@
 //! open batches) and the retiring of an import's leftover jobs: statements on `sync_jobs` stay
 //! with the queue.
 
+use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -12,7 +13,7 @@ impl Queue {
     /// Operation and state of the newest job of `business_id` in `system` with `ordering_key`.
     pub async fn last_of_ordering_key(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         system: &str,
         ordering_key: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
@@ -20,7 +21,7 @@ impl Queue {
             "SELECT operation, state FROM sync_jobs \
              WHERE business_id = $1 AND system = $2 AND ordering_key = $3 ORDER BY id DESC LIMIT 1",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(system)
         .bind(ordering_key)
         .fetch_optional(self.store().pool())
@@ -32,13 +33,13 @@ impl Queue {
     /// System, state and job count of every system and state `business_id` has jobs in.
     pub async fn counts_of(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT system, state, COUNT(*) FROM sync_jobs WHERE business_id = $1 \
              GROUP BY system, state",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .fetch_all(self.store().pool())
         .await?)
     }
@@ -47,7 +48,7 @@ impl Queue {
     /// gone): those of `business_id` in `system` whose idempotency key is `LIKE key_pattern`.
     pub async fn supersede_import_jobs(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         system: &str,
         key_pattern: &str,
         now: DateTime<Utc>,
@@ -59,7 +60,7 @@ impl Queue {
                AND idempotency_key LIKE $4",
         )
         .bind(to_millis(now))
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(system)
         .bind(key_pattern)
         .execute(self.store().pool())
@@ -71,7 +72,7 @@ impl Queue {
     /// are still pending or running.
     pub async fn open_count(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         system: &str,
         key_pattern: &str,
     ) -> Result<i64, StoreError> {
@@ -79,7 +80,7 @@ impl Queue {
             "SELECT COUNT(*) FROM sync_jobs WHERE business_id = $1 AND system = $2 \
              AND state IN ('pending', 'running') AND idempotency_key LIKE $3",
         )
-        .bind(business_id)
+        .bind(business_id.as_str())
         .bind(system)
         .bind(key_pattern)
         .fetch_one(self.store().pool())

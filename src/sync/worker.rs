@@ -1,6 +1,7 @@
 //! The worker pool: claims due jobs, runs them through the handler registered for their
 //! system, and records each attempt (new job state + journal row + link) in one transaction.
 
+use crate::domain::BusinessId;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,7 +58,7 @@ pub trait JobHandler: Send + Sync {
     async fn handle(&self, job: &Job, ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError>;
 
     /// Called once when the target refused our credentials; `Ok` means "try again now".
-    async fn refresh_auth(&self, _business_id: &str) -> Result<(), DeliveryError> {
+    async fn refresh_auth(&self, _business_id: &BusinessId) -> Result<(), DeliveryError> {
         Err(DeliveryError::Auth {
             message: "this connector cannot refresh its token".into(),
             http_status: None,
@@ -120,7 +121,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
         config: SyncConfig,
         alerts: Alerts,
-        business_id: &str,
+        business_id: &BusinessId,
     ) -> Engine {
         Engine {
             queue: Queue::new(store),
@@ -498,7 +499,7 @@ impl Engine {
             link,
             journal: JournalEntry {
                 at: now,
-                business_id: job.business_id.clone(),
+                business_id: job.business_id.to_string(),
                 system: job.system.clone(),
                 operation: job.operation.clone(),
                 job_id: job.id,
@@ -532,7 +533,7 @@ impl Engine {
             if f.journal.outcome == "payment_required"
                 && let Some(mut alert) = health::record_failure(
                     self.queue.store(),
-                    &f.journal.business_id,
+                    &business_of(&f.journal.business_id)?,
                     &format!("{}#payment", f.journal.system),
                     f.error.as_deref().unwrap_or(""),
                     Duration::ZERO,
@@ -549,7 +550,7 @@ impl Engine {
                 let since = now;
                 if let Some(mut alert) = health::record_failure(
                     self.queue.store(),
-                    &f.journal.business_id,
+                    &business_of(&f.journal.business_id)?,
                     &alert_key,
                     f.error.as_deref().unwrap_or(""),
                     Duration::ZERO,
@@ -577,6 +578,9 @@ impl Engine {
                 .any(|(b, s)| b.as_str() == business && s.as_str() == key)
         };
         for ((business, system), (any_success, failure)) in by_system {
+            // The journal keeps the id as a string; these entries were written from jobs,
+            // whose ids were read as `BusinessId`s, so this only fails on a corrupt row.
+            let business = &business_of(business)?;
             let alert: Option<Alert> = if any_success {
                 // A delivery also ends a credential outage.
                 let auth = format!("{system}#auth");
@@ -615,4 +619,11 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The business of a journal entry. The journal keeps the id as a string (it also records what
+/// belongs to no business); a delivery's entry was written from its job, whose id was read as a
+/// [`BusinessId`], so this fails only on a corrupt row.
+fn business_of(journalled: &str) -> Result<BusinessId, StoreError> {
+    BusinessId::parse(journalled).map_err(|e| StoreError::Corrupt(format!("journal entry: {e}")))
 }

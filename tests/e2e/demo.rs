@@ -1,6 +1,7 @@
 //! `zapis demo` driven through stdin, as a person at a terminal would: book a slot in the
 //! sandbox salon and see it confirmed and stored.
 
+use crate::support::bid;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -52,14 +53,14 @@ async fn the_terminal_demo_books_a_slot() {
     assert!(stdout.contains("Готово, вы записаны"), "{stdout}");
 
     let store = Store::connect(&url).await.unwrap();
-    let bookings = store.bookings("default").await.unwrap();
+    let bookings = store.bookings(&bid("default")).await.unwrap();
     assert_eq!(bookings.len(), 1);
     assert_eq!(bookings[0].status, BookingStatus::Booked);
     assert_eq!(bookings[0].client_phone.as_str(), "+79123456789");
     assert_eq!(bookings[0].source.payload.as_deref(), Some("src_terminal"));
     assert_eq!(bookings[0].source.channel, zapis::domain::Channel::Console);
     let consent = store
-        .client_consent("default", &bookings[0].client_phone)
+        .client_consent(&bid("default"), &bookings[0].client_phone)
         .await
         .unwrap()
         .expect("the consent is stored with the client");
@@ -168,7 +169,7 @@ async fn tracked_links_carry_the_utm_set_and_count_bookings() {
         .unwrap();
     assert!(child.wait_with_output().unwrap().status.success());
     let store = Store::connect(&url).await.unwrap();
-    let booking = &store.bookings("default").await.unwrap()[0];
+    let booking = &store.bookings(&bid("default")).await.unwrap()[0];
     assert_eq!(booking.source.link_name.as_deref(), Some("spring"));
     assert_eq!(booking.source.utm.source.as_deref(), Some("yandex"));
     assert_eq!(booking.source.utm.campaign.as_deref(), Some("spring"));

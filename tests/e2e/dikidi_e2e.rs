@@ -4,6 +4,7 @@
 //! that never cancels a booking because `records_info` left it out.
 
 use crate::support;
+use crate::support::bid;
 
 use std::path::PathBuf;
 
@@ -60,13 +61,13 @@ impl World {
     }
 
     async fn bookings(&self) -> Vec<Booking> {
-        self.store().await.bookings("default").await.unwrap()
+        self.store().await.bookings(&bid("default")).await.unwrap()
     }
 
     async fn journal(&self, booking: &str) -> Vec<(String, String)> {
         self.store()
             .await
-            .booking_events("default", booking)
+            .booking_events(&bid("default"), booking)
             .await
             .unwrap()
             .into_iter()
@@ -157,7 +158,7 @@ async fn the_salons_sms_code_is_asked_in_chat_and_completes_the_booking() {
         .store()
         .await
         .chat_lines(
-            "default",
+            &bid("default"),
             "telegram:5102",
             chrono::Utc::now() - chrono::Duration::hours(1),
             chrono::Utc::now() + chrono::Duration::hours(1),

@@ -8,6 +8,7 @@
 //! - `zapis business list` shows each business or why its file is refused.
 
 use crate::support;
+use crate::support::bid;
 use support::e2e::{free_port, until};
 
 use std::path::Path;
@@ -166,7 +167,7 @@ async fn each_business_books_into_its_own_crm_and_a_new_one_joins_on_sighup() {
     .await
     .expect("the store");
     for (id, phone) in [("salon-a", "+79120000001"), ("clinic-b", "+79120000002")] {
-        let rows = store.bookings(id).await.expect("bookings");
+        let rows = store.bookings(&bid(id)).await.expect("bookings");
         assert_eq!(rows.len(), 1, "{id}: {rows:?}");
         assert_eq!(rows[0].client_phone.as_str(), phone, "{id}");
     }
@@ -221,7 +222,10 @@ async fn each_business_books_into_its_own_crm_and_a_new_one_joins_on_sighup() {
         "the broken file is named with its key: {text}"
     );
     assert_eq!(amo.leads().len(), 1, "the new business has no CRM");
-    assert_eq!(store.bookings("school-c").await.expect("rows").len(), 1);
+    assert_eq!(
+        store.bookings(&bid("school-c")).await.expect("rows").len(),
+        1
+    );
 
     let list = business_list(&config);
     for id in ["salon-a", "clinic-b", "school-c"] {

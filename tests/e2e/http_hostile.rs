@@ -474,7 +474,7 @@ async fn a_bitrix24_event_is_stored_without_its_application_token_and_unconfigur
     let store = zapis::store::Store::connect(&url).await.unwrap();
     let state = zapis::http::HttpState {
         store: store.clone(),
-        business_id: "default".into(),
+        business_id: Some(support::bid("default")),
         secret: SecretString::from(SECRET),
         sources: vec!["bitrix24"],
         clock: Arc::new(zapis::clock::SystemClock),

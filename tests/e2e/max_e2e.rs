@@ -4,6 +4,7 @@
 //! Also: `zapis check` for MAX, and Telegram and MAX running side by side.
 
 use crate::support;
+use crate::support::bid;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -151,7 +152,7 @@ async fn a_client_books_from_a_max_deep_link_across_a_restart_and_cancels() {
     assert_eq!(marker, last_before + 1);
 
     let store = Store::connect(&store_url).await.unwrap();
-    let bookings = store.bookings("default").await.unwrap();
+    let bookings = store.bookings(&bid("default")).await.unwrap();
     assert_eq!(bookings.len(), 1, "{bookings:#?}");
     let booking = &bookings[0];
     assert_eq!(booking.status, BookingStatus::Booked);

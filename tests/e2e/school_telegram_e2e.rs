@@ -4,6 +4,7 @@
 //! group, assigned to the curator, with the source recorded.
 
 use crate::support;
+use crate::support::bid;
 use support::e2e::until;
 
 use serde_json::{Value, json};
@@ -144,7 +145,7 @@ alfacrm_group_ids = [{g3}]
     let store = zapis::store::Store::connect(&store_url).await.unwrap();
     let phone = zapis::normalize::Phone::parse("+79123456789").unwrap();
     let consent = store
-        .client_consent("default", &phone)
+        .client_consent(&bid("default"), &phone)
         .await
         .unwrap()
         .expect("the applicant's consent is stored");

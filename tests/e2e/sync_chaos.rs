@@ -3,6 +3,7 @@
 //! set.
 
 use crate::support;
+use crate::support::bid;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -74,7 +75,7 @@ fn jobs(n: usize, entities: usize) -> Vec<NewJob> {
         .map(|i| {
             let entity = format!("e{}", i % entities);
             NewJob {
-                business_id: "b".into(),
+                business_id: bid("b"),
                 system: "http".into(),
                 operation: "object".into(),
                 payload: serde_json::json!({
@@ -140,7 +141,7 @@ async fn assert_exactly_once(store: &Store, queue: &Queue, target: &FakeTarget, 
             job.id
         );
         let ext = store
-            .external_id("b", "object", &job.idempotency_key, "http")
+            .external_id(&bid("b"), "object", &job.idempotency_key, "http")
             .await
             .unwrap();
         assert!(ext.is_some(), "job {} has its external id linked", job.id);
@@ -469,7 +470,7 @@ fn crm_booking(i: usize) -> zapis::domain::Booking {
     use zapis::domain::{Booking, BookingStatus, Channel, Money, Source, Utm};
     Booking {
         id: format!("chaos-{i:03}"),
-        business_id: "salon".into(),
+        business_id: bid("salon"),
         client_phone: zapis::normalize::Phone::parse(&format!(
             "+7 912 {:03} {:04}",
             i / 10_000,
@@ -508,7 +509,7 @@ async fn seed_bookings(store: &Store, n: usize, system: &str) {
             .await
             .unwrap();
         let job = zapis::lifecycle::effects::booking_job(
-            "salon",
+            &bid("salon"),
             system,
             zapis::lifecycle::effects::Operation::BookingCreated,
             &booking.id,
@@ -687,7 +688,7 @@ async fn crm_chaos(crm: CrmFake, n: usize) {
     for b in &expected {
         assert!(
             store
-                .external_id("salon", "booking", b, system)
+                .external_id(&bid("salon"), "booking", b, system)
                 .await
                 .unwrap()
                 .is_some(),
@@ -764,7 +765,7 @@ async fn queue_retry_keeps_to_one_business_and_runs_a_waiting_job_now() {
         .enumerate()
     {
         let job = NewJob {
-            business_id: business.into(),
+            business_id: bid(business),
             ..jobs(3, 3)[i].clone()
         };
         let id = queue.enqueue(&job, now).await.unwrap().unwrap();
@@ -833,7 +834,7 @@ async fn a_backup_taken_while_the_store_is_written_is_a_complete_store() {
     let queue = zapis::sync::Queue::new(store.clone());
     let jobs: Vec<zapis::sync::NewJob> = (0..500)
         .map(|i| zapis::sync::NewJob {
-            business_id: "default".into(),
+            business_id: bid("default"),
             system: "nowhere".into(),
             operation: "op".into(),
             payload: serde_json::json!({ "n": i }),
@@ -851,7 +852,7 @@ async fn a_backup_taken_while_the_store_is_written_is_a_complete_store() {
         tokio::spawn(async move {
             for i in 500..1500 {
                 let job = zapis::sync::NewJob {
-                    business_id: "default".into(),
+                    business_id: bid("default"),
                     system: "nowhere".into(),
                     operation: "op".into(),
                     payload: serde_json::json!({ "n": i }),

@@ -3,6 +3,7 @@
 //! service in the middle of the conversation, and cancels the booking from "my bookings".
 
 use crate::support;
+use crate::support::bid;
 
 use support::e2e::{Service, WAIT, keyboard, payload, press_kind, press_label};
 use support::fake_telegram::{FakeTelegram, TOKEN};
@@ -99,7 +100,7 @@ api_url = "{}"
     );
 
     let store = Store::connect(&store_url).await.unwrap();
-    let bookings = store.bookings("default").await.unwrap();
+    let bookings = store.bookings(&bid("default")).await.unwrap();
     assert_eq!(bookings.len(), 1, "{bookings:#?}");
     let booking = &bookings[0];
     assert_eq!(booking.status, BookingStatus::Booked);
@@ -227,7 +228,7 @@ api_url = "{}"
         records[0]
     );
     let store = Store::connect(&store_url).await.unwrap();
-    let booking = store.bookings("default").await.unwrap().remove(0);
+    let booking = store.bookings(&bid("default")).await.unwrap().remove(0);
     assert_eq!(booking.external_id, Some(records[0].id.to_string()));
 
     press_label(&user, "Мои записи").await;
@@ -292,7 +293,7 @@ async fn dikidi_changes_reach_the_client_by_polling_and_drift_alerts_the_admin()
     let told = user.wait_for_text("Салон отменил", WAIT).await;
     assert!(told.text.contains("Женская стрижка"), "{}", told.text);
     let store = Store::connect(&store_url).await.unwrap();
-    let booking = store.bookings("default").await.unwrap().remove(0);
+    let booking = store.bookings(&bid("default")).await.unwrap().remove(0);
     assert_eq!(
         booking.status,
         zapis::domain::BookingStatus::CancelledByBusiness
@@ -597,7 +598,7 @@ api_url = "{}"
     service.stop();
 
     let store = Store::connect(&store_url).await.unwrap();
-    let mut bookings = store.bookings("default").await.unwrap();
+    let mut bookings = store.bookings(&bid("default")).await.unwrap();
     assert_eq!(bookings.len(), 2, "{bookings:#?}");
     bookings.sort_by_key(|b| b.start);
     let (near, far) = (bookings[0].clone(), bookings[1].clone());
@@ -655,7 +656,14 @@ api_url = "{}"
 
     let status = |id: String| {
         let store = &store;
-        async move { store.booking("default", &id).await.unwrap().unwrap().status }
+        async move {
+            store
+                .booking(&bid("default"), &id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status
+        }
     };
     assert_eq!(
         status(far.id.clone()).await,

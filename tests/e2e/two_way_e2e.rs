@@ -4,6 +4,7 @@
 //! a reminder goes out once and its "Cancel" cancels everywhere.
 
 use crate::support;
+use crate::support::bid;
 use support::e2e::free_port;
 
 use std::path::Path;
@@ -317,7 +318,7 @@ async fn a_change_on_any_side_reaches_every_other_side_once() {
     service.stop();
     let store = Store::connect(&w.store_url()).await.unwrap();
     let statuses: Vec<BookingStatus> = store
-        .bookings("default")
+        .bookings(&bid("default"))
         .await
         .unwrap()
         .iter()
@@ -399,7 +400,7 @@ async fn a_change_we_are_writing_is_not_taken_for_the_salons() {
     service.stop();
     let store = Store::connect(&w.store_url()).await.unwrap();
     let mut statuses: Vec<BookingStatus> = store
-        .bookings("default")
+        .bookings(&bid("default"))
         .await
         .unwrap()
         .iter()
@@ -596,7 +597,7 @@ async fn a_record_an_admin_makes_for_a_known_client_becomes_their_booking() {
     service.stop();
 
     let store = Store::connect(&w.store_url()).await.unwrap();
-    let bookings = store.bookings("default").await.unwrap();
+    let bookings = store.bookings(&bid("default")).await.unwrap();
     assert_eq!(bookings.len(), 2, "Ann's two bookings, not the stranger's");
     let adopted = bookings
         .iter()
@@ -659,7 +660,7 @@ async fn one_fault_one_booking(fault: RecordFault) {
     let record = &records[0];
     assert!(!record.deleted, "{fault:?}");
     let store = Store::connect(&w.store_url()).await.unwrap();
-    let bookings = store.bookings("default").await.unwrap();
+    let bookings = store.bookings(&bid("default")).await.unwrap();
     assert_eq!(bookings.len(), 1, "{fault:?}");
     let booking = &bookings[0];
     assert_eq!(booking.status, BookingStatus::Booked, "{fault:?}");

@@ -3,6 +3,7 @@
 //! and the client is told in the chat. A replayed webhook changes nothing more.
 
 use crate::support;
+use crate::support::bid;
 use support::e2e::free_port;
 
 use std::time::Duration;
@@ -122,7 +123,7 @@ async fn a_salon_deletion_reaches_the_store_and_the_client() {
     assert!(told.text.contains("Женская стрижка"), "{}", told.text);
 
     let store = Store::connect(&store_url).await.unwrap();
-    let booking = store.bookings("default").await.unwrap().remove(0);
+    let booking = store.bookings(&bid("default")).await.unwrap().remove(0);
     assert_eq!(booking.status, BookingStatus::CancelledByBusiness);
 
     // A wrong secret is refused, and the same delivery again is taken but changes nothing.
@@ -207,7 +208,7 @@ poll = "100ms"
         records[0].comment
     );
     let store = Store::connect(&store_url).await.unwrap();
-    let booking = store.bookings("default").await.unwrap().remove(0);
+    let booking = store.bookings(&bid("default")).await.unwrap().remove(0);
     assert_eq!(booking.status, BookingStatus::Booked);
     service.stop();
 }
@@ -555,7 +556,7 @@ async fn two_services_in_one_visit_become_one_appointment() {
         records[0].comment
     );
     let store = Store::connect(&store_url).await.unwrap();
-    let booking = store.bookings("default").await.unwrap().remove(0);
+    let booking = store.bookings(&bid("default")).await.unwrap().remove(0);
     assert_eq!(booking.service_id, "101+201");
     assert_eq!(booking.service_name, "Женская стрижка + Маникюр");
     assert_eq!(booking.duration_min, 150);

@@ -3,6 +3,7 @@
 //! CRM tells alike are in crm_conformance.rs.
 
 use crate::support;
+use crate::support::bid;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,13 +44,13 @@ pub(crate) fn oauth_config(fake: &FakeAmo) -> AmoCrmConfig {
 }
 
 async fn client(cfg: AmoCrmConfig) -> AmoCrm {
-    AmoCrm::new(cfg, store().await, "salon", Arc::new(SystemClock)).expect("client")
+    AmoCrm::new(cfg, store().await, &bid("salon"), Arc::new(SystemClock)).expect("client")
 }
 
 fn booking(id: &str, phone: &str) -> Booking {
     Booking {
         id: id.into(),
-        business_id: "salon".into(),
+        business_id: bid("salon"),
         client_phone: Phone::parse(phone).unwrap(),
         client_name: "Анна".into(),
         client_email: None,
@@ -377,7 +378,7 @@ async fn tokens_are_refreshed_before_they_expire() {
     let crm = AmoCrm::new(
         oauth_config(&fake),
         store().await,
-        "salon",
+        &bid("salon"),
         clock.clone() as Arc<dyn Clock>,
     )
     .unwrap();
@@ -572,10 +573,16 @@ async fn concurrent_401s_spend_the_refresh_token_once() {
     let fake = FakeAmo::start().await;
     let db = store().await;
     fake.issue_code("c");
-    zapis::crm::amocrm::authorize(oauth_config(&fake), db.clone(), "salon", "c")
+    zapis::crm::amocrm::authorize(oauth_config(&fake), db.clone(), &bid("salon"), "c")
         .await
         .unwrap();
-    let crm = AmoCrm::new(oauth_config(&fake), db, "salon", Arc::new(SystemClock)).unwrap();
+    let crm = AmoCrm::new(
+        oauth_config(&fake),
+        db,
+        &bid("salon"),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
     assert!(crm.get_lead("1").await.unwrap().is_none());
     fake.expire_access_tokens();
     let handles: Vec<_> = (0..5)
@@ -898,7 +905,7 @@ async fn without_a_configured_field_the_booking_field_is_created_once_and_kept()
     let crm = AmoCrm::new(
         default_config(&fake),
         db.clone(),
-        "salon",
+        &bid("salon"),
         Arc::new(SystemClock),
     )
     .unwrap();
@@ -911,7 +918,7 @@ async fn without_a_configured_field_the_booking_field_is_created_once_and_kept()
     assert_eq!(fake.count("POST", "/api/v4/leads/custom_fields"), 1);
     assert!(report.tracking_missing.is_empty(), "{report}");
     assert_eq!(
-        db.external_id("salon", "crm_field", "lead_booking_id", "amocrm")
+        db.external_id(&bid("salon"), "crm_field", "lead_booking_id", "amocrm")
             .await
             .unwrap(),
         Some(report.booking_field_id.to_string())
@@ -920,7 +927,7 @@ async fn without_a_configured_field_the_booking_field_is_created_once_and_kept()
     let again = AmoCrm::new(
         default_config(&fake),
         db.clone(),
-        "salon",
+        &bid("salon"),
         Arc::new(SystemClock),
     )
     .unwrap();

@@ -6,6 +6,7 @@
 // The same sample booking, transcript and store the conformance suite tells its stories with.
 use crate::crm_conformance::{booking, request, store, transcript};
 use crate::support;
+use crate::support::bid;
 
 use std::sync::Arc;
 
@@ -48,7 +49,7 @@ pub(crate) fn oauth_config(fake: &FakeBitrix) -> Bitrix24Config {
 }
 
 async fn client(cfg: Bitrix24Config) -> Bitrix24 {
-    Bitrix24::new(cfg, store().await, "salon", Arc::new(SystemClock)).expect("client")
+    Bitrix24::new(cfg, store().await, &bid("salon"), Arc::new(SystemClock)).expect("client")
 }
 
 fn task(lead_id: &str) -> TaskRequest {

@@ -9,6 +9,7 @@
 //! carry those checks.
 
 use crate::support;
+use crate::support::bid;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,7 +136,7 @@ fn system_clock() -> Arc<dyn Clock> {
 pub(crate) fn booking(id: &str, phone: &str) -> Booking {
     Booking {
         id: id.into(),
-        business_id: "salon".into(),
+        business_id: bid("salon"),
         client_phone: Phone::parse(phone).unwrap(),
         client_name: "Анна".into(),
         client_email: Some(Email::parse("anna@example.ru").unwrap()),
@@ -527,7 +528,7 @@ async fn throttling_and_server_errors_are_transient_and_the_next_call_goes_throu
 async fn oauth_code_exchange_then_rotation_is_stored_before_use<C: CrmUnderTest>() {
     let fake = C::start().await;
     let db = store().await;
-    let tokens = TokenStore::new(db.clone(), "salon", C::SYSTEM);
+    let tokens = TokenStore::new(db.clone(), &bid("salon"), C::SYSTEM);
     let crm = fake.oauth_client(db.clone());
     // Not authorised yet: the error names the command.
     let err = crm.get_lead("1").await.unwrap_err();
@@ -779,7 +780,7 @@ impl CrmUnderTest for Amo {
         Amo(FakeAmo::start().await)
     }
     fn client(&self, store: Store, clock: Arc<dyn Clock>) -> AmoCrm {
-        AmoCrm::new(crate::amocrm::config(&self.0), store, "salon", clock).expect("client")
+        AmoCrm::new(crate::amocrm::config(&self.0), store, &bid("salon"), clock).expect("client")
     }
     fn client_with_task_lead_time(
         &self,
@@ -790,13 +791,13 @@ impl CrmUnderTest for Amo {
         let mut cfg = crate::amocrm::config(&self.0);
         cfg.task_lead_time = LeadTime::parse(lead_time).unwrap();
         cfg.task_type_id = 2;
-        AmoCrm::new(cfg, store, "salon", clock).expect("client")
+        AmoCrm::new(cfg, store, &bid("salon"), clock).expect("client")
     }
     fn oauth_client(&self, store: Store) -> AmoCrm {
         AmoCrm::new(
             crate::amocrm::oauth_config(&self.0),
             store,
-            "salon",
+            &bid("salon"),
             system_clock(),
         )
         .expect("client")
@@ -969,7 +970,13 @@ impl CrmUnderTest for Bitrix24Deals {
         Bitrix24Deals(FakeBitrix::start().await)
     }
     fn client(&self, store: Store, clock: Arc<dyn Clock>) -> Bitrix24 {
-        Bitrix24::new(crate::bitrix24::deal_config(&self.0), store, "salon", clock).expect("client")
+        Bitrix24::new(
+            crate::bitrix24::deal_config(&self.0),
+            store,
+            &bid("salon"),
+            clock,
+        )
+        .expect("client")
     }
     fn client_with_task_lead_time(
         &self,
@@ -979,13 +986,13 @@ impl CrmUnderTest for Bitrix24Deals {
     ) -> Bitrix24 {
         let mut cfg = crate::bitrix24::deal_config(&self.0);
         cfg.task_lead_time = LeadTime::parse(lead_time).unwrap();
-        Bitrix24::new(cfg, store, "salon", clock).expect("client")
+        Bitrix24::new(cfg, store, &bid("salon"), clock).expect("client")
     }
     fn oauth_client(&self, store: Store) -> Bitrix24 {
         Bitrix24::new(
             crate::bitrix24::oauth_config(&self.0),
             store,
-            "salon",
+            &bid("salon"),
             system_clock(),
         )
         .expect("client")

@@ -3,6 +3,7 @@
 //! with its recovery, the client-side rate limit, partner mode and `check`.
 
 use crate::support;
+use crate::support::bid;
 
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
@@ -804,7 +805,7 @@ async fn of_two_instances_one_polls_and_the_other_takes_over_when_it_stops() {
     let instance = |holder: &str| {
         let lease = LoopLease::new(
             store.clone(),
-            "default",
+            &bid("default"),
             "dikidi_poll",
             holder,
             StdDuration::from_secs(60),

@@ -5,6 +5,7 @@
 
 use crate::support;
 use crate::support::BotConfig;
+use crate::support::bid;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -692,7 +693,10 @@ async fn a_restart_resumes_from_the_stored_marker_and_handles_each_update_once()
         .unwrap();
     let handler = Arc::new(Scripted::default());
     let run = |h: Arc<Scripted>| {
-        RunningMaxBot::start(adapter(&fake).cursor_store(store.clone(), "default"), h)
+        RunningMaxBot::start(
+            adapter(&fake).cursor_store(store.clone(), &bid("default")),
+            h,
+        )
     };
     let bot = run(handler.clone());
     let user = fake.user(42);
@@ -700,7 +704,7 @@ async fn a_restart_resumes_from_the_stored_marker_and_handles_each_update_once()
     user.wait_for_text("echo one", T).await;
     // Stop before the bot's next poll could tell MAX it is done with `first`.
     bot.stop().await.unwrap();
-    let saved = store.load_cursor("default", "max").await.unwrap();
+    let saved = store.load_cursor(&bid("default"), "max").await.unwrap();
     assert_eq!(saved, Some((first + 1).to_string()));
 
     let calls_before = fake.calls_of("GET /updates").len();
@@ -820,7 +824,7 @@ async fn outage_alerts_reach_the_max_admin_chat() {
     let at = chrono::Utc::now();
     let alert = Alert {
         kind: AlertKind::Recovered,
-        business_id: "default".into(),
+        business_id: bid("default"),
         system: "yclients".into(),
         since: at - chrono::Duration::hours(3),
         at,
@@ -968,12 +972,12 @@ async fn a_notice_to_a_user_who_blocked_the_bot_is_not_retried() {
         clock.clone(),
         SyncConfig::default(),
         Alerts::new(Vec::new()),
-        "salon",
+        &bid("salon"),
     );
     engine.register("max", Arc::new(MaxChatNotifier::new(&fake.config())));
     let notice = |user: &str, key: &str| {
         zapis::lifecycle::effects::notify_job(
-            "salon",
+            &bid("salon"),
             &ChatRef::new(zapis::domain::Channel::Max, user),
             key,
             Reply {

@@ -5,6 +5,7 @@
 //! hand out are checked against the CommerceML 2.10 XSD.
 
 use crate::support;
+use crate::support::bid;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -127,7 +128,7 @@ async fn site_with(store: Store, tune: impl FnOnce(&mut CommerceMlConfig)) -> Si
     let sink = MemorySink::default();
     let exchange = Exchange::new(
         store.clone(),
-        BIZ,
+        &bid(BIZ),
         clock.clone(),
         config,
         chrono_tz::Europe::Moscow,
@@ -136,7 +137,7 @@ async fn site_with(store: Store, tune: impl FnOnce(&mut CommerceMlConfig)) -> Si
     let exchange = Arc::new(exchange);
     let state = HttpState {
         store: store.clone(),
-        business_id: BIZ.into(),
+        business_id: Some(bid(BIZ)),
         secret: SecretString::from("a-webhook-secret-0123".to_string()),
         sources: Vec::new(),
         clock: clock.clone(),
@@ -354,7 +355,9 @@ async fn catalogue_and_offers_from_the_official_samples_arrive_plain_zipped_and_
             .await;
         assert!(answers.iter().all(|a| a.trim() == "success"), "{answers:?}");
         assert_eq!(one.import("offers.xml").await.trim(), "success");
-        let stock = commerceml::stock(&site.store, BIZ).await.expect("stock");
+        let stock = commerceml::stock(&site.store, &bid(BIZ))
+            .await
+            .expect("stock");
         assert_eq!(stock.len(), 5, "{stock:?}");
         let size38 = stock
             .iter()
@@ -439,7 +442,7 @@ async fn a_malformed_file_is_refused_with_a_reason_and_nothing_is_applied() {
         assert!(answer.starts_with("failure\n"), "{answer:?}");
         assert!(answer.contains("Количество"), "{answer:?}");
         assert!(
-            commerceml::stock(&site.store, BIZ)
+            commerceml::stock(&site.store, &bid(BIZ))
                 .await
                 .expect("stock")
                 .is_empty()
@@ -493,7 +496,7 @@ async fn the_exchange_needs_the_login_and_its_cookie() {
 fn booking(id: &str, phone: &str, name: &str, status: BookingStatus, rubles: i64) -> Booking {
     Booking {
         id: id.into(),
-        business_id: BIZ.into(),
+        business_id: bid(BIZ),
         client_phone: Phone::parse(phone).expect("phone"),
         client_name: name.into(),
         client_email: None,
@@ -679,7 +682,7 @@ async fn documents_from_1c_are_taken_in_pieces_plain_and_zipped() {
         let (last, rest) = answers.split_last().expect("answers");
         assert!(rest.iter().all(|a| a.trim() == "success"), "{rest:?}");
         assert_eq!(last.trim(), "success", "the last piece applies the file");
-        let incoming = commerceml::incoming(&site.store, BIZ)
+        let incoming = commerceml::incoming(&site.store, &bid(BIZ))
             .await
             .expect("incoming");
         assert_eq!(incoming.len(), 1, "{incoming:?}");
@@ -693,7 +696,10 @@ async fn documents_from_1c_are_taken_in_pieces_plain_and_zipped() {
             .await;
         assert!(answers.iter().all(|a| a.trim() == "success"), "{answers:?}");
         assert_eq!(
-            commerceml::incoming(&site.store, BIZ).await.unwrap().len(),
+            commerceml::incoming(&site.store, &bid(BIZ))
+                .await
+                .unwrap()
+                .len(),
             1
         );
 
@@ -784,7 +790,7 @@ async fn the_exchange_exists_only_with_commerceml_and_reads_no_body_before_the_s
     // Without 1C in CommerceML mode there is no route at all.
     let state = HttpState {
         store: store.clone(),
-        business_id: BIZ.into(),
+        business_id: Some(bid(BIZ)),
         secret: SecretString::from("a-webhook-secret-0123".to_string()),
         clock: Arc::new(FakeClock::new(Utc::now())),
         max_secret: None,
@@ -1061,7 +1067,9 @@ async fn deep_nesting_is_refused_by_depth_and_flat_files_read_in_one_pass() {
         .await;
     assert_eq!(again.import("import.xml").await.trim(), "success");
     assert_eq!(
-        commerceml::catalog_count(&site.store, BIZ).await.unwrap(),
+        commerceml::catalog_count(&site.store, &bid(BIZ))
+            .await
+            .unwrap(),
         20_000
     );
 }

@@ -3,6 +3,7 @@
 //! applier for visits. Runs on SQLite and, when ZAPIS_TEST_POSTGRES_URL is set, PostgreSQL.
 
 use crate::support;
+use crate::support::bid;
 
 use std::sync::Arc;
 
@@ -73,7 +74,7 @@ async fn app(store_url: &str, fake: &FakeOnec, post_sales: bool, clock: Arc<Fake
 fn booking(id: &str, phone: &str, name: &str, rubles: i64) -> Booking {
     Booking {
         id: id.into(),
-        business_id: BIZ.into(),
+        business_id: bid(BIZ),
         client_phone: Phone::parse(phone).expect("phone"),
         client_name: name.into(),
         client_email: None,
@@ -102,7 +103,7 @@ async fn confirm(app: &App, b: &Booking) {
     app.store.insert_booking(b).await.expect("booking");
     Queue::new(app.store.clone())
         .enqueue(
-            &zapis::lifecycle::effects::invoice_job(BIZ, &b.id, app.clock.now()),
+            &zapis::lifecycle::effects::invoice_job(&bid(BIZ), &b.id, app.clock.now()),
             app.clock.now(),
         )
         .await
@@ -146,7 +147,7 @@ async fn a_booking_makes_one_counterparty_an_invoice_and_after_the_visit_a_poste
         let anna_key = anna_cp[0]["Ref_Key"].as_str().expect("key").to_string();
         assert_eq!(
             app.store
-                .external_id(BIZ, "client", "+79161234567", "onec")
+                .external_id(&bid(BIZ), "client", "+79161234567", "onec")
                 .await
                 .unwrap()
                 .as_deref(),
@@ -173,7 +174,7 @@ async fn a_booking_makes_one_counterparty_an_invoice_and_after_the_visit_a_poste
         assert_eq!(lines[0]["Сумма"], 1500);
         assert_eq!(
             app.store
-                .external_id(BIZ, "booking_invoice", "bk-1", "onec")
+                .external_id(&bid(BIZ), "booking_invoice", "bk-1", "onec")
                 .await
                 .unwrap()
                 .as_deref(),
@@ -182,7 +183,7 @@ async fn a_booking_makes_one_counterparty_an_invoice_and_after_the_visit_a_poste
 
         // The visit took place: the sales document, through the real change applier.
         clock.set(anna.end() + Duration::minutes(5));
-        let stored = app.store.booking(BIZ, "bk-1").await.unwrap().unwrap();
+        let stored = app.store.booking(&bid(BIZ), "bk-1").await.unwrap().unwrap();
         let changed = app
             .change_applier()
             .apply(&app.store, &stored, &ScheduleChange::Visited, clock.now())
@@ -455,7 +456,7 @@ async fn onec_check_lists_the_names_and_marks_a_mismatch_and_stock_alerts() {
         &onec_config,
         Some(&onec),
         &store,
-        BIZ,
+        &bid(BIZ),
         Some(&alerts),
         t0(),
         &mut out,
@@ -614,7 +615,7 @@ async fn a_getcourse_payment_makes_one_counterparty_and_one_invoice_even_sent_tw
         assert_eq!(lines[0]["Сумма"], 9900.5);
         assert_eq!(
             app.store
-                .external_id(BIZ, "payment_invoice", "getcourse:900001", "onec")
+                .external_id(&bid(BIZ), "payment_invoice", "getcourse:900001", "onec")
                 .await
                 .unwrap()
                 .as_deref(),
@@ -863,8 +864,13 @@ async fn the_stock_check_loop_reads_the_balance_each_period_and_stops_on_shutdow
     // The loop as `zapis run` spawns it, on a short period so the test sees several passes.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let period = std::time::Duration::from_millis(20);
-    let lease =
-        zapis::store::LoopLease::new(app.store.clone(), "default", "onec_stock", "i1", period);
+    let lease = zapis::store::LoopLease::new(
+        app.store.clone(),
+        &bid("default"),
+        "onec_stock",
+        "i1",
+        period,
+    );
     let task = tokio::spawn(watch.run(clock.clone(), period, lease, stop_rx));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while balance_reads() < 4 {

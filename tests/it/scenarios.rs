@@ -2,6 +2,7 @@
 //! the real runtime and sandbox salon, each messenger's fake), so the two cannot drift apart.
 
 use crate::support;
+use crate::support::bid;
 
 use support::fake_max::FakeMax;
 use support::fake_telegram::FakeTelegram;
@@ -13,7 +14,7 @@ async fn on_telegram(s: &Scenario) -> Vec<zapis::domain::Booking> {
     let (app, bot) = support::start_demo_bot(&fake).await;
     scenario::run(s, &fake.user(501)).await;
     bot.stop().await.expect("telegram adapter stops cleanly");
-    app.store.bookings("default").await.unwrap()
+    app.store.bookings(&bid("default")).await.unwrap()
 }
 
 async fn on_max(s: &Scenario) -> Vec<zapis::domain::Booking> {
@@ -21,7 +22,7 @@ async fn on_max(s: &Scenario) -> Vec<zapis::domain::Booking> {
     let (app, bot) = support::start_demo_max_bot(&fake).await;
     scenario::run(s, &fake.user(501)).await;
     bot.stop().await.expect("MAX adapter stops cleanly");
-    app.store.bookings("default").await.unwrap()
+    app.store.bookings(&bid("default")).await.unwrap()
 }
 
 fn assert_booked_and_cancelled(bookings: &[zapis::domain::Booking], channel: Channel) {

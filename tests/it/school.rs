@@ -5,6 +5,7 @@
 //! survived.
 
 use crate::support;
+use crate::support::bid;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -343,7 +344,9 @@ async fn a_bad_field_is_named_in_a_422_and_nothing_is_saved() {
         assert_eq!(answer["field"], field, "{body}");
     }
     assert_eq!(
-        applications::count(&s.app.store, "default").await.unwrap(),
+        applications::count(&s.app.store, &bid("default"))
+            .await
+            .unwrap(),
         0
     );
     assert!(s.jobs(JobState::Pending).await.is_empty());
@@ -407,10 +410,13 @@ async fn a_spam_burst_is_rate_limited_and_honeypot_hits_are_dropped_and_counted(
         "{statuses:?}"
     );
     let store = &s.app.store;
-    assert_eq!(applications::count(store, "default").await.unwrap(), 3);
+    assert_eq!(
+        applications::count(store, &bid("default")).await.unwrap(),
+        3
+    );
     s.forms.flush_spam().await;
     assert_eq!(
-        applications::spam_hits(store, "default", "landing", "rate_limited")
+        applications::spam_hits(store, &bid("default"), "landing", "rate_limited")
             .await
             .unwrap(),
         7
@@ -440,10 +446,13 @@ async fn a_spam_burst_is_rate_limited_and_honeypot_hits_are_dropped_and_counted(
         assert!(ids.insert(id.to_string()), "ids repeat: {id}");
     }
     let store = &s.app.store;
-    assert_eq!(applications::count(store, "default").await.unwrap(), 1);
+    assert_eq!(
+        applications::count(store, &bid("default")).await.unwrap(),
+        1
+    );
     s.forms.flush_spam().await;
     assert_eq!(
-        applications::spam_hits(store, "default", "landing", "honeypot")
+        applications::spam_hits(store, &bid("default"), "landing", "honeypot")
             .await
             .unwrap(),
         4
@@ -489,7 +498,7 @@ async fn two_thousand_spam_posts_write_nothing_until_one_counter_per_form_and_re
     let hits = |st: &School, form: &'static str, reason: &'static str| {
         let store = st.app.store.clone();
         async move {
-            applications::spam_hits(&store, "default", form, reason)
+            applications::spam_hits(&store, &bid("default"), form, reason)
                 .await
                 .unwrap()
         }
@@ -504,7 +513,9 @@ async fn two_thousand_spam_posts_write_nothing_until_one_counter_per_form_and_re
     s.forms.flush_spam().await;
     assert_eq!(hits(&s, "trial", "rate_limited").await, 503);
     assert_eq!(
-        applications::count(&h.app.store, "default").await.unwrap(),
+        applications::count(&h.app.store, &bid("default"))
+            .await
+            .unwrap(),
         0
     );
 }
@@ -521,7 +532,9 @@ async fn an_unknown_form_is_404_before_anything_is_stored() {
     assert_eq!(s.post_json("anything", bot).await.status(), 404);
     s.forms.flush_spam().await;
     assert_eq!(
-        applications::count(&s.app.store, "default").await.unwrap(),
+        applications::count(&s.app.store, &bid("default"))
+            .await
+            .unwrap(),
         0
     );
     assert_eq!(spam_rows(&s).await, 0);
@@ -546,7 +559,9 @@ async fn a_corrected_application_right_after_a_422_goes_through() {
     // The allowance is spent by the one that was taken.
     assert_eq!(s.post_json("landing", typo).await.status(), 429);
     assert_eq!(
-        applications::count(&s.app.store, "default").await.unwrap(),
+        applications::count(&s.app.store, &bid("default"))
+            .await
+            .unwrap(),
         1
     );
 }
@@ -1188,11 +1203,14 @@ async fn each_school_of_a_deployment_takes_its_own_landing_forms() {
             .set("school.forms.allowed_origins", json!([origin]))
             .app(clock.clone())
             .await;
-        tenants.set(app.http_state(secrecy::SecretString::from(SECRET)));
+        tenants.set(
+            app.settings.business.id.clone(),
+            app.http_state(secrecy::SecretString::from(SECRET)),
+        );
         apps.push(app);
     }
     let mut shell = apps[0].http_state(secrecy::SecretString::from(SECRET));
-    shell.business_id = String::new();
+    shell.business_id = None;
     shell.forms = None;
     shell.sources = Vec::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1220,8 +1238,14 @@ async fn each_school_of_a_deployment_takes_its_own_landing_forms() {
     assert_eq!(post(format!("{url}/forms/landing")).await, 404);
     assert_eq!(post(format!("{url}/forms/nobody/landing")).await, 404);
     let store = &apps[0].store;
-    assert_eq!(applications::count(store, "school-a").await.unwrap(), 1);
-    assert_eq!(applications::count(store, "school-b").await.unwrap(), 0);
+    assert_eq!(
+        applications::count(store, &bid("school-a")).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        applications::count(store, &bid("school-b")).await.unwrap(),
+        0
+    );
     // The browser's preflight is answered with the business's own origins.
     let preflight = |business: &str, origin: &str| {
         let http = http.clone();

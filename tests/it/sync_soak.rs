@@ -11,6 +11,7 @@
 //! is about the sync logic staying consistent under churn.
 
 use crate::support;
+use crate::support::bid;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -413,7 +414,11 @@ async fn three_days_of_random_changes_end_with_every_system_agreeing() {
         // Changes by the salon, by clients and by managers on live bookings.
         let live: Vec<_> = app
             .store
-            .active_bookings_between("default", now - Duration::days(1), now + Duration::days(90))
+            .active_bookings_between(
+                &bid("default"),
+                now - Duration::days(1),
+                now + Duration::days(90),
+            )
             .await
             .unwrap();
         for b in live.iter().filter(|b| b.external_id.is_some()) {
@@ -489,7 +494,7 @@ async fn three_days_of_random_changes_end_with_every_system_agreeing() {
             } else if roll < 0.034
                 && let Ok(Some(lead)) = app
                     .store
-                    .external_id("default", "booking", &b.id, "amocrm")
+                    .external_id(&bid("default"), "booking", &b.id, "amocrm")
                     .await
             {
                 deliver(&app, "amocrm", &amo_hook(&lead), now).await;
@@ -530,7 +535,7 @@ async fn three_days_of_random_changes_end_with_every_system_agreeing() {
         .map(|r| (r.api_id.clone(), r))
         .collect();
     let notices = chats.notices.lock().unwrap().clone();
-    let bookings = app.store.bookings("default").await.unwrap();
+    let bookings = app.store.bookings(&bid("default")).await.unwrap();
     let mut by_status: HashMap<&str, usize> = HashMap::new();
     for b in &bookings {
         *by_status.entry(b.status.as_str()).or_default() += 1;
@@ -593,7 +598,7 @@ async fn three_days_of_random_changes_end_with_every_system_agreeing() {
         };
         let cancelled_by_manager = app
             .store
-            .booking_events("default", &b.id)
+            .booking_events(&bid("default"), &b.id)
             .await
             .unwrap()
             .iter()

@@ -2,6 +2,7 @@
 
 use crate::support;
 use crate::support::BotConfig;
+use crate::support::bid;
 
 use serde_json::{Value, json};
 use support::fake_telegram::{Failure, FakeTelegram, TOKEN, contract};
@@ -314,7 +315,7 @@ async fn outage_alerts_reach_the_admin_chat() {
     let at = chrono::Utc::now();
     let alert = Alert {
         kind: AlertKind::Down,
-        business_id: "default".into(),
+        business_id: bid("default"),
         system: "amocrm".into(),
         since: at - chrono::Duration::hours(2),
         at,

@@ -4,6 +4,7 @@
 //! fakes over HTTP, on SQLite and, when `ZAPIS_TEST_POSTGRES_URL` is set, PostgreSQL.
 
 use crate::support;
+use crate::support::bid;
 
 use std::sync::Arc;
 
@@ -43,7 +44,7 @@ async fn app(store_url: &str, business: &str, amo: &FakeAmo, clock: Arc<FakeCloc
 fn booking(business: &str, id: &str, phone: &str, name: &str) -> Booking {
     Booking {
         id: id.into(),
-        business_id: business.into(),
+        business_id: bid(business),
         client_phone: Phone::parse(phone).expect("phone"),
         client_name: name.into(),
         client_email: None,
@@ -160,7 +161,7 @@ async fn a_job_naming_another_business_booking_finds_nothing() {
         Queue::new(roza.store.clone())
             .enqueue(
                 &booking_job(
-                    "roza",
+                    &bid("roza"),
                     "amocrm",
                     Operation::BookingCreated,
                     "bk-a",

@@ -208,3 +208,8 @@ pub async fn start_demo_max_bot(fake: &fake_max::FakeMax) -> (zapis::app::App, R
     let bot = RunningMaxBot::start(adapter, app.conversations.clone());
     (app, bot)
 }
+
+/// A business id written in a test, where a bad one is the test's own mistake.
+pub fn bid(id: &str) -> zapis::domain::BusinessId {
+    zapis::domain::BusinessId::parse(id).expect("a test's business id is valid")
+}

@@ -10,6 +10,7 @@ mod parse;
 mod tests;
 mod write;
 
+use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
 
 use crate::domain::Booking;
@@ -34,22 +35,25 @@ pub enum CmlError {
 /// Applies a parsed file in one transaction: either all of it is stored, or none.
 pub async fn apply(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     pkg: &Package,
     now: DateTime<Utc>,
 ) -> Result<(), CmlError> {
     Ok(store.apply_onec_package(business_id, pkg, now).await?)
 }
 
-pub async fn stock(store: &Store, business_id: &str) -> Result<Vec<StockLine>, CmlError> {
+pub async fn stock(store: &Store, business_id: &BusinessId) -> Result<Vec<StockLine>, CmlError> {
     Ok(store.onec_stock(business_id).await?)
 }
 
-pub async fn incoming(store: &Store, business_id: &str) -> Result<Vec<StoredIncoming>, CmlError> {
+pub async fn incoming(
+    store: &Store,
+    business_id: &BusinessId,
+) -> Result<Vec<StoredIncoming>, CmlError> {
     Ok(store.onec_incoming(business_id).await?)
 }
 
-pub async fn catalog_count(store: &Store, business_id: &str) -> Result<i64, CmlError> {
+pub async fn catalog_count(store: &Store, business_id: &BusinessId) -> Result<i64, CmlError> {
     Ok(store.onec_catalog_count(business_id).await?)
 }
 
@@ -57,7 +61,7 @@ pub async fn catalog_count(store: &Store, business_id: &str) -> Result<i64, CmlE
 /// changed since. Marks them as handed out at `now`; `mode=success` then confirms them.
 pub async fn pending_for_query(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     now: DateTime<Utc>,
 ) -> Result<Vec<Booking>, CmlError> {
     Ok(store.onec_pending_for_query(business_id, now).await?)
@@ -66,7 +70,7 @@ pub async fn pending_for_query(
 /// `mode=success`: everything handed out by the last `query` has been loaded by 1C.
 pub async fn mark_delivered(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     now: DateTime<Utc>,
 ) -> Result<u64, CmlError> {
     Ok(store.onec_mark_delivered(business_id, now).await?)

@@ -10,6 +10,7 @@
 //! per session. Sessions end on `complete`, `deactivate`, a new `init` and after `session_ttl`
 //! without a request; their files go with them.
 
+use crate::domain::BusinessId;
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{IpAddr, SocketAddr};
@@ -130,7 +131,7 @@ impl Session {
 /// The exchange endpoint's state, shared by requests.
 pub struct Exchange {
     store: Store,
-    business_id: String,
+    business_id: BusinessId,
     clock: Arc<dyn Clock>,
     config: CommerceMlConfig,
     timezone: chrono_tz::Tz,
@@ -144,7 +145,7 @@ pub struct Exchange {
 impl Exchange {
     pub fn new(
         store: Store,
-        business_id: &str,
+        business_id: &BusinessId,
         clock: Arc<dyn Clock>,
         config: CommerceMlConfig,
         timezone: chrono_tz::Tz,
@@ -152,7 +153,7 @@ impl Exchange {
         let upload_dir = config.upload_dir.clone().unwrap_or_else(std::env::temp_dir);
         Exchange {
             store,
-            business_id: business_id.to_string(),
+            business_id: business_id.clone(),
             guard: LoginGuard::new(clock.clone()),
             clock,
             config,

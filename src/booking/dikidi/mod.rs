@@ -24,6 +24,7 @@
 //! the envelope and the drift alarm; `wire.rs` and `map.rs` the vendor's shapes and their
 //! readers; `poller.rs` the poll that stands in for webhooks (a salon's cancel starts there).
 
+use crate::domain::System;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -510,7 +511,7 @@ impl Dikidi {
 #[async_trait]
 impl BookingSystem for Dikidi {
     fn system(&self) -> &'static str {
-        "dikidi"
+        System::Dikidi.as_str()
     }
 
     async fn services(&self) -> Result<Vec<Service>, BookingError> {

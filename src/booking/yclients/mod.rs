@@ -15,6 +15,7 @@
 //! cache; `cards.rs` client cards for imports; `webhook.rs` record webhooks (a salon's cancel or
 //! move starts there; `lifecycle::inbox` applies it).
 
+use crate::domain::System;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroU32;
@@ -176,7 +177,7 @@ impl fmt::Display for CheckReport {
 #[async_trait]
 impl BookingSystem for Yclients {
     fn system(&self) -> &'static str {
-        "yclients"
+        System::Yclients.as_str()
     }
 
     /// An online booking's appointment takes a list of services (`services: [id, …]`), and

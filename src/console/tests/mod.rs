@@ -5,6 +5,7 @@
 mod access;
 mod pages;
 
+use crate::domain::bid;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -64,7 +65,7 @@ async fn console(store: Store) -> Console {
     let clock: Arc<dyn Clock> = Arc::new(FakeClock::new(start()));
     let tz: Tz = "Europe/Moscow".parse().unwrap();
     let view = |id: &str| BusinessView {
-        id: id.into(),
+        id: bid(id),
         name: format!("Салон {id}"),
         timezone: tz,
         telegram_bot: Some("salon_bot".into()),
@@ -75,7 +76,7 @@ async fn console(store: Store) -> Console {
         webhook_sources: vec!["amocrm"],
         webhook_prefix: "/webhooks/".into(),
         webhook_secret: "webhook-secret-0123456789".into(),
-        booking: Arc::new(Sandbox::new(store.clone(), id, tz, clock.clone())),
+        booking: Arc::new(Sandbox::new(store.clone(), &bid(id), tz, clock.clone())),
         crm_client: None,
     };
     let state = ConsoleState::new(
@@ -187,7 +188,7 @@ impl Console {
 fn booking(id: &str, business: &str, phone: &str, source: Source) -> Booking {
     Booking {
         id: id.into(),
-        business_id: business.into(),
+        business_id: bid(business),
         client_phone: Phone::parse(phone).unwrap(),
         client_name: format!("Клиент {id}"),
         client_email: None,
@@ -209,7 +210,7 @@ fn booking(id: &str, business: &str, phone: &str, source: Source) -> Booking {
 async fn client_id(store: &Store, business: &str, booking: &str) -> String {
     let rows = store
         .bookings_starting_between(
-            business,
+            &bid(business),
             start() - chrono::Duration::days(10),
             start() + chrono::Duration::days(10),
             10,

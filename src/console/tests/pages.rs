@@ -2,6 +2,7 @@
 //! client.
 
 use super::*;
+use crate::domain::bid;
 
 #[tokio::test]
 async fn retry_needs_the_session_token_and_is_journaled_with_who() {
@@ -9,7 +10,7 @@ async fn retry_needs_the_session_token_and_is_journaled_with_who() {
         let c = console(store.clone()).await;
         let queue = Queue::new(store.clone());
         let job = NewJob {
-            business_id: "b1".into(),
+            business_id: bid("b1"),
             system: "amocrm".into(),
             operation: "create_lead".into(),
             payload: serde_json::json!({ "booking": "k1" }),
@@ -98,7 +99,7 @@ async fn bookings_show_every_side_and_the_card_the_conversation() {
         let mut tx = store.begin().await.unwrap();
         crate::store::put_known_in(
             &mut tx,
-            "b1",
+            &bid("b1"),
             "k1",
             "amocrm",
             "cancelled_by_business|0|m1",
@@ -110,7 +111,7 @@ async fn bookings_show_every_side_and_the_card_the_conversation() {
         tx.commit().await.unwrap();
         store
             .log_chat(
-                "b1",
+                &bid("b1"),
                 "telegram:chat-k1",
                 start(),
                 "client",
@@ -121,7 +122,7 @@ async fn bookings_show_every_side_and_the_card_the_conversation() {
             .unwrap();
         store
             .log_chat(
-                "b1",
+                &bid("b1"),
                 "telegram:chat-k1",
                 start(),
                 "bot",
@@ -194,7 +195,7 @@ async fn links_are_created_with_their_addresses_and_a_printable_qr() {
             "{}",
             again.location
         );
-        let links = store.tracked_links("b1").await.unwrap();
+        let links = store.tracked_links(&bid("b1")).await.unwrap();
         assert_eq!(links.len(), 1);
         let token = links[0].link.token.clone();
         assert_eq!(links[0].link.utm.campaign.as_deref(), Some("spring"));
@@ -225,7 +226,7 @@ async fn links_are_created_with_their_addresses_and_a_printable_qr() {
             .post("/console/b/b1/links", &mila, &[("name", "Осень")])
             .await;
         assert_eq!(a.status, StatusCode::FORBIDDEN);
-        assert_eq!(store.tracked_links("b1").await.unwrap().len(), 1);
+        assert_eq!(store.tracked_links(&bid("b1")).await.unwrap().len(), 1);
     }
 }
 
@@ -241,7 +242,7 @@ async fn a_manager_forgets_a_client_from_the_card_and_the_journal_says_who() {
         Queue::new(store.clone())
             .enqueue(
                 &NewJob {
-                    business_id: "b1".into(),
+                    business_id: bid("b1"),
                     system: "amocrm".into(),
                     operation: "create_lead".into(),
                     payload: serde_json::json!({ "booking": "k2" }),

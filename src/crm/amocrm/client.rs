@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::connectors::pacing::AMOCRM_INLINE_WAIT;
+use crate::domain::BusinessId;
 
 impl AmoCrm {
     // ---------------------------------------------------------------- OAuth
@@ -231,7 +232,7 @@ impl AmoCrm {
 pub async fn authorize(
     config: AmoCrmConfig,
     store: Store,
-    business_id: &str,
+    business_id: &BusinessId,
     code: &str,
 ) -> Result<(), CrmError> {
     let client = AmoCrm::new(

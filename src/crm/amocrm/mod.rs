@@ -7,6 +7,8 @@
 //! `operations.rs` the CRM steps; `wire.rs` the wire types; `webhook.rs` lead webhooks (a lead
 //! moved to the cancelled stage starts there; `lifecycle::inbox` acts on it).
 
+use crate::domain::BusinessId;
+use crate::domain::System;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +48,7 @@ pub use client::*;
 pub use webhook::*;
 use wire::*;
 
-pub const SYSTEM: &str = "amocrm";
+pub const SYSTEM: &str = System::AmoCrm.as_str();
 
 /// Documented batch ceilings: complex leads ≤ 50; plain adds "up to 250, recommended ≤ 50".
 const BATCH: usize = 50;
@@ -91,7 +93,7 @@ struct Inner {
     auth: AuthMode,
     clock: Arc<dyn Clock>,
     store: Store,
-    business_id: String,
+    business_id: BusinessId,
     /// What the account's lead fields say, read once and kept: every booking needs it.
     account: tokio::sync::Mutex<AccountFields>,
 }
@@ -239,7 +241,7 @@ impl AmoCrm {
     pub fn new(
         config: AmoCrmConfig,
         store: Store,
-        business_id: &str,
+        business_id: &BusinessId,
         clock: Arc<dyn Clock>,
     ) -> Result<AmoCrm, CrmError> {
         // Instances sharing a PostgreSQL store share the account's pace too.
@@ -283,7 +285,7 @@ impl AmoCrm {
                 auth,
                 clock,
                 store,
-                business_id: business_id.to_string(),
+                business_id: business_id.clone(),
                 account: tokio::sync::Mutex::new(AccountFields::default()),
             }),
         })

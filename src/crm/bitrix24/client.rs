@@ -2,6 +2,7 @@
 //! errors (an `error` code, else the status) into what the caller should do.
 
 use super::*;
+use crate::domain::BusinessId;
 
 // -------------------------------------------------------------------- errors
 
@@ -173,7 +174,7 @@ impl Bitrix24 {
     pub fn new(
         config: Bitrix24Config,
         store: Store,
-        business_id: &str,
+        business_id: &BusinessId,
         clock: Arc<dyn Clock>,
     ) -> Result<Bitrix24, CrmError> {
         // Instances sharing a PostgreSQL store share the account's pace too.

@@ -9,6 +9,7 @@
 //! types; `webhook.rs` the outbound events (a deal moved to the cancelled stage starts there;
 //! `lifecycle::inbox` acts on it).
 
+use crate::domain::System;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +55,7 @@ pub use operations::authorize;
 pub use webhook::{Event, EventError, EventKind, delivery_key, parse_event};
 pub(crate) use webhook::{restore_token, strip_token};
 
-pub const SYSTEM: &str = "bitrix24";
+pub const SYSTEM: &str = System::Bitrix24.as_str();
 
 /// `batch` takes at most 50 commands per request.
 const BATCH: usize = 50;

@@ -2,6 +2,7 @@
 //! the deal (lead), its timeline comments, the todo; token exchange for an OAuth application.
 
 use super::*;
+use crate::domain::BusinessId;
 
 // -------------------------------------------------------------------- CRM operations
 
@@ -554,7 +555,7 @@ impl Bitrix24 {
 pub async fn authorize(
     config: Bitrix24Config,
     store: Store,
-    business_id: &str,
+    business_id: &BusinessId,
     code: &str,
 ) -> Result<(), CrmError> {
     let client = Bitrix24::new(

@@ -4,6 +4,7 @@
 //! This file holds the scripted world and the bot that drives it; each other file is one
 //! group of conversations, named for what it covers.
 
+use crate::domain::bid;
 use std::collections::VecDeque;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -115,7 +116,7 @@ impl World {
     fn booking(&self, id: &str, start: DateTime<Utc>) -> Booking {
         Booking {
             id: id.into(),
-            business_id: "b1".into(),
+            business_id: bid("b1"),
             client_phone: Phone::parse("+79123456789").expect("phone"),
             client_name: "Мария".into(),
             client_email: None,

@@ -17,6 +17,7 @@ mod rows;
 #[cfg(test)]
 mod tests;
 
+use crate::domain::BusinessId;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,7 +117,7 @@ pub struct LoadOptions<'a> {
     pub store: &'a Store,
     pub clock: Arc<dyn Clock>,
     pub sync: SyncConfig,
-    pub business_id: &'a str,
+    pub business_id: &'a BusinessId,
     pub digest: &'a str,
     pub file_name: &'a str,
     pub progress: ProgressBar,

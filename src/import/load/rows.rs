@@ -1,6 +1,7 @@
 //! An import run and its rows as stored: opened (or found again) per input, each row planned,
 //! marked while its write is in flight, and finished or failed with the target's answer.
 
+use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +28,7 @@ pub(super) struct StoredPlan {
 /// One import run.
 pub struct Run {
     pub id: i64,
-    pub business_id: String,
+    pub business_id: BusinessId,
     pub target: String,
     pub tag: String,
 }
@@ -36,7 +37,7 @@ pub struct Run {
 /// records its clients; rows already there keep their state.
 pub async fn open_run(
     store: &Store,
-    business_id: &str,
+    business_id: &BusinessId,
     target: &str,
     digest: &str,
     file_name: &str,
@@ -56,7 +57,7 @@ pub async fn open_run(
         .await?;
     Ok(Run {
         id,
-        business_id: business_id.to_string(),
+        business_id: business_id.clone(),
         target: target.to_string(),
         tag: run_tag(digest),
     })

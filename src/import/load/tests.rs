@@ -1,6 +1,7 @@
 //! Loads against a target in memory: refused, interrupted and resumed runs write each client
 //! once, on both stores.
 
+use crate::domain::bid;
 use std::sync::Mutex;
 
 use chrono::Utc;
@@ -98,7 +99,7 @@ async fn load_once(store: &Store, target: Arc<Memory>, prepared: &Prepared) -> C
             store,
             clock: Arc::new(SystemClock),
             sync: SyncConfig::default(),
-            business_id: "b1",
+            business_id: &bid("b1"),
             digest: "d1d1d1d1d1d1d1d1",
             file_name: "clients.csv",
             progress: ProgressBar::hidden(),
@@ -187,7 +188,7 @@ async fn a_refused_client_fails_alone_and_is_reported() {
             store: &store,
             clock: Arc::new(SystemClock),
             sync: SyncConfig::default(),
-            business_id: "b1",
+            business_id: &bid("b1"),
             digest: "d1d1d1d1d1d1d1d1",
             file_name: "clients.csv",
             progress: ProgressBar::hidden(),
@@ -227,7 +228,7 @@ async fn an_unmarked_contact_whose_create_was_in_flight_counts_as_created() {
         // the process died before the answer was stored.
         let run = open_run(
             &store,
-            "b1",
+            &bid("b1"),
             "memory",
             "d1d1d1d1d1d1d1d1",
             "clients.csv",
@@ -272,7 +273,7 @@ async fn an_update_whose_answer_was_lost_counts_as_updated() {
     let target = Arc::new(Memory::default());
     let run = open_run(
         &store,
-        "b1",
+        &bid("b1"),
         "memory",
         "d1d1d1d1d1d1d1d1",
         "clients.csv",

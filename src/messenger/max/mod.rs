@@ -31,6 +31,7 @@
 //! `client.rs` the paced calls and the error type; `wire.rs` MAX's shapes; `bot.rs` updates
 //! into the dialog and replies back; `webhook.rs` webhook mode and its inbox handler.
 
+use crate::domain::BusinessId;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -124,7 +125,7 @@ pub struct MaxAdapter {
     poll_timeout: Duration,
     default_lang: Lang,
     texts: Texts,
-    cursor: Option<(Store, String)>,
+    cursor: Option<(Store, BusinessId)>,
     liveness: Arc<super::liveness::Poller>,
 }
 
@@ -171,8 +172,8 @@ impl MaxAdapter {
 
     /// Keeps the polling marker in `store` under `business_id`; without it the marker lives in
     /// memory and a restart starts wherever MAX thinks we were.
-    pub fn cursor_store(mut self, store: Store, business_id: &str) -> MaxAdapter {
-        self.cursor = Some((store, business_id.to_string()));
+    pub fn cursor_store(mut self, store: Store, business_id: &BusinessId) -> MaxAdapter {
+        self.cursor = Some((store, business_id.clone()));
         self
     }
 

@@ -5,6 +5,7 @@
 //! events, one over `bookings` by their stored source key), never by loading rows; the console
 //! renders what these return.
 
+use crate::domain::BusinessId;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -259,7 +260,7 @@ impl Store {
     /// Every source with chats or bookings in `[from, to)`, the most bookings first.
     pub async fn source_funnel(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<SourceRow>, StoreError> {
@@ -273,7 +274,7 @@ impl Store {
             (bookings, bookings_of),
         ] {
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(business_id)
+                .bind(business_id.as_str())
                 .bind(to_millis(from))
                 .bind(to_millis(to))
                 .fetch_all(&self.pool)
@@ -299,7 +300,7 @@ impl Store {
     /// A chat is counted once per bucket it had the event in.
     pub async fn funnel_series(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         bucket: Bucket,
@@ -339,7 +340,7 @@ impl Store {
             (bookings_sql(grouping), bookings_of),
         ] {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(business_id)
+                .bind(business_id.as_str())
                 .bind(to_millis(from))
                 .bind(to_millis(to));
             if let Some(key) = source {

@@ -1,5 +1,6 @@
 //! The Sources page's counts on both backends, from real conversations and bookings.
 
+use crate::domain::bid;
 use std::sync::Arc;
 
 use super::*;
@@ -68,7 +69,7 @@ async fn confirm(conv: &Conversations, chat: &ChatRef, shown: Vec<Reply>, name: 
 fn booking(id: &str, source: Source, status: BookingStatus, at: DateTime<Utc>) -> Booking {
     Booking {
         id: id.into(),
-        business_id: "b1".into(),
+        business_id: bid("b1"),
         client_phone: Phone::parse("+79161112233").expect("phone"),
         client_name: "Анна".into(),
         client_email: None,
@@ -140,7 +141,7 @@ async fn the_funnel_counts_each_source_from_real_conversations() {
         let booked: Vec<(String, String)> = sqlx::query_as(
             "SELECT chat_id, id FROM bookings WHERE business_id = $1 ORDER BY chat_id",
         )
-        .bind(&b)
+        .bind(b.as_str())
         .fetch_all(store.pool())
         .await
         .expect("bookings");
@@ -265,7 +266,7 @@ async fn the_contact_step_counts_once_per_start() {
         event(&store, "telegram:2", FunnelStep::Contact, &direct, at).await;
         let rows = store
             .source_funnel(
-                "b1",
+                &bid("b1"),
                 utc("2026-03-02T00:00:00Z"),
                 utc("2026-03-03T00:00:00Z"),
             )
@@ -373,7 +374,7 @@ async fn the_migrations_classification_agrees_with_the_bookings() {
 async fn event(store: &Store, chat: &str, step: FunnelStep, source: &Source, at: DateTime<Utc>) {
     let event = TurnEvent { step, source };
     store
-        .save_turn("b1", chat, &[], Some(event), "{}", at)
+        .save_turn(&bid("b1"), chat, &[], Some(event), "{}", at)
         .await
         .expect("turn");
 }
@@ -408,7 +409,10 @@ async fn the_period_includes_its_start_and_excludes_its_end() {
                 .await
                 .expect("insert");
         }
-        let rows = store.source_funnel("b1", from, to).await.expect("funnel");
+        let rows = store
+            .source_funnel(&bid("b1"), from, to)
+            .await
+            .expect("funnel");
         assert_eq!(
             rows,
             [SourceRow {
@@ -424,7 +428,7 @@ async fn the_period_includes_its_start_and_excludes_its_end() {
         );
         assert!(
             store
-                .source_funnel("b2", from, to)
+                .source_funnel(&bid("b2"), from, to)
                 .await
                 .expect("funnel")
                 .is_empty()
@@ -455,7 +459,7 @@ async fn weeks_are_the_business_zones_weeks_from_monday() {
         let (from, to) = (utc("2026-03-16T00:00:00Z"), utc("2026-04-06T00:00:00Z"));
         let weeks = store
             .funnel_series(
-                "b1",
+                &bid("b1"),
                 from,
                 to,
                 Bucket::Week,
@@ -481,7 +485,7 @@ async fn weeks_are_the_business_zones_weeks_from_monday() {
         );
         let days = store
             .funnel_series(
-                "b1",
+                &bid("b1"),
                 utc("2026-03-29T00:00:00Z"),
                 utc("2026-03-31T00:00:00Z"),
                 Bucket::Day,

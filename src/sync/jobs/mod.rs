@@ -3,6 +3,7 @@
 //! `(worker_id, attempts)` so a worker that lost its lease cannot overwrite a newer attempt, and
 //! never deleted: done and dead rows stay for audit.
 
+use crate::domain::BusinessId;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ impl JobState {
 /// What a change asks to be delivered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
-    pub business_id: String,
+    pub business_id: BusinessId,
     /// The target system, e.g. `amocrm`; a worker claims only systems it has a handler for.
     pub system: String,
     /// What to do there, e.g. `create_lead`.
@@ -63,7 +64,7 @@ pub struct NewJob {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     pub id: i64,
-    pub business_id: String,
+    pub business_id: BusinessId,
     pub system: String,
     pub operation: String,
     pub payload: serde_json::Value,
@@ -104,7 +105,7 @@ fn job_from_row(r: &AnyRow) -> Result<Job, StoreError> {
     };
     Ok(Job {
         id: r.try_get("id")?,
-        business_id: r.try_get("business_id")?,
+        business_id: crate::store::business_id_in(r)?,
         system: r.try_get("system")?,
         operation: r.try_get("operation")?,
         payload: serde_json::from_str(&payload)
@@ -141,7 +142,7 @@ pub async fn enqueue_in(
          VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, 0, $7, $7, $7, $7) \
          ON CONFLICT (business_id, system, idempotency_key) DO NOTHING RETURNING id",
     )
-    .bind(&job.business_id)
+    .bind(job.business_id.as_str())
     .bind(&job.system)
     .bind(&job.operation)
     .bind(payload)
@@ -278,7 +279,7 @@ impl Queue {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for job in chunk {
                 q = q
-                    .bind(&job.business_id)
+                    .bind(job.business_id.as_str())
                     .bind(&job.system)
                     .bind(&job.operation)
                     .bind(job.payload.to_string())
@@ -304,7 +305,7 @@ impl Queue {
     /// The latest `limit` jobs of a business in `state`, newest first.
     pub async fn latest_of(
         &self,
-        business: &str,
+        business: &BusinessId,
         state: JobState,
         limit: i64,
     ) -> Result<Vec<Job>, StoreError> {
@@ -313,7 +314,7 @@ impl Queue {
              ORDER BY id DESC LIMIT $3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(business)
+            .bind(business.as_str())
             .bind(state.as_str())
             .bind(limit)
             .fetch_all(self.store.pool())

@@ -2,6 +2,7 @@
 //! unpaid account and jobs too old to keep trying.
 
 use super::*;
+use crate::domain::bid;
 
 #[tokio::test]
 async fn three_hour_outage_retries_every_5_to_15_minutes_alerts_once_and_recovers() {
@@ -123,7 +124,7 @@ async fn a_permanent_error_kills_the_job_with_the_message_and_retry_delivers_it(
         );
         assert_eq!(
             store
-                .external_id("b", "lead", "k", "crm")
+                .external_id(&bid("b"), "lead", "k", "crm")
                 .await
                 .unwrap()
                 .as_deref(),

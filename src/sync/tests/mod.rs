@@ -6,6 +6,8 @@ mod observe;
 mod queue;
 mod webhooks;
 
+use crate::domain::BusinessId;
+use crate::domain::bid;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +30,7 @@ fn t0() -> DateTime<Utc> {
 
 fn job(key: &str, ordering: Option<&str>) -> NewJob {
     NewJob {
-        business_id: "b".into(),
+        business_id: bid("b"),
         system: "crm".into(),
         operation: "create_lead".into(),
         payload: serde_json::json!({ "key": key, "phone": "+79123456789" }),
@@ -112,7 +114,7 @@ impl JobHandler for Scripted {
         result
     }
 
-    async fn refresh_auth(&self, _business_id: &str) -> Result<(), DeliveryError> {
+    async fn refresh_auth(&self, _business_id: &BusinessId) -> Result<(), DeliveryError> {
         *self.refreshes.lock().unwrap() += 1;
         Ok(())
     }
@@ -133,7 +135,7 @@ fn engine(
         clock,
         config,
         Alerts::new(vec![Arc::new(sink.clone())]),
-        "b",
+        &bid("b"),
     );
     engine.register("crm", target);
     engine

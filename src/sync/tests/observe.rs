@@ -2,6 +2,7 @@
 //! outage alerts by email.
 
 use super::*;
+use crate::domain::bid;
 
 #[tokio::test]
 async fn the_journal_is_append_only() {
@@ -67,18 +68,37 @@ async fn integration_health_is_down_while_an_outage_is_open() {
             .unwrap();
         }
         drop(conn);
-        health::record_failure(&store, "b1", "amocrm", "HTTP 503", Duration::ZERO, now)
-            .await
-            .unwrap();
+        health::record_failure(
+            &store,
+            &bid("b1"),
+            "amocrm",
+            "HTTP 503",
+            Duration::ZERO,
+            now,
+        )
+        .await
+        .unwrap();
         // Another business's outage is not ours.
-        health::record_failure(&store, "b2", "yclients", "HTTP 500", Duration::ZERO, now)
-            .await
-            .unwrap();
+        health::record_failure(
+            &store,
+            &bid("b2"),
+            "yclients",
+            "HTTP 500",
+            Duration::ZERO,
+            now,
+        )
+        .await
+        .unwrap();
         let later = now + chrono::Duration::minutes(5);
-        let states =
-            health::integration_health(&store, "b1", &systems, Duration::from_secs(3600), later)
-                .await
-                .unwrap();
+        let states = health::integration_health(
+            &store,
+            &bid("b1"),
+            &systems,
+            Duration::from_secs(3600),
+            later,
+        )
+        .await
+        .unwrap();
         let by = |s: &str| states.iter().find(|h| h.system == s).unwrap().clone();
         let amo = by("amocrm");
         assert_eq!(amo.state, health::Health::Down);
@@ -89,12 +109,12 @@ async fn integration_health_is_down_while_an_outage_is_open() {
         assert_eq!(by("yclients").state, health::Health::Up);
 
         // A refused credential is the system's outage too; a delivery ends both.
-        health::record_success(&store, "b1", "amocrm", later)
+        health::record_success(&store, &bid("b1"), "amocrm", later)
             .await
             .unwrap();
         health::record_failure(
             &store,
-            "b1",
+            &bid("b1"),
             "amocrm#auth",
             "HTTP 401",
             Duration::ZERO,
@@ -102,19 +122,29 @@ async fn integration_health_is_down_while_an_outage_is_open() {
         )
         .await
         .unwrap();
-        let states =
-            health::integration_health(&store, "b1", &systems, Duration::from_secs(3600), later)
-                .await
-                .unwrap();
+        let states = health::integration_health(
+            &store,
+            &bid("b1"),
+            &systems,
+            Duration::from_secs(3600),
+            later,
+        )
+        .await
+        .unwrap();
         assert_eq!(states[0].state, health::Health::Down);
         assert_eq!(states[0].last_error.as_deref(), Some("HTTP 401"));
-        health::record_success(&store, "b1", "amocrm#auth", later)
+        health::record_success(&store, &bid("b1"), "amocrm#auth", later)
             .await
             .unwrap();
-        let states =
-            health::integration_health(&store, "b1", &systems, Duration::from_secs(3600), later)
-                .await
-                .unwrap();
+        let states = health::integration_health(
+            &store,
+            &bid("b1"),
+            &systems,
+            Duration::from_secs(3600),
+            later,
+        )
+        .await
+        .unwrap();
         assert_eq!(states[0].state, health::Health::Degraded);
         assert_eq!(states[0].since, None);
     }
@@ -198,7 +228,7 @@ async fn an_outage_alert_arrives_as_one_email_naming_the_system_in_its_subject()
                 Arc::new(sink.clone()),
                 Arc::new(EmailSink::new(&email).unwrap()),
             ]),
-            "b",
+            &bid("b"),
         );
         engine.register("crm", target);
         engine

@@ -1,6 +1,7 @@
 //! Incoming webhooks: stored once, without secrets, and processed once.
 
 use super::*;
+use crate::domain::bid;
 
 struct CountingInbox(Mutex<Vec<String>>);
 
@@ -22,17 +23,36 @@ async fn a_webhook_received_twice_is_stored_without_secrets_and_processed_once()
         let mut headers = BTreeMap::new();
         headers.insert("Authorization".to_string(), "Bearer secret".to_string());
         headers.insert("x-event-id".to_string(), "ev1".to_string());
-        let first = inbox::receive(&store, "b", "yclients", "ev1", &headers, "{\"a\":1}", t0())
-            .await
-            .unwrap();
-        let second = inbox::receive(&store, "b", "yclients", "ev1", &headers, "{\"a\":1}", t0())
-            .await
-            .unwrap();
+        let first = inbox::receive(
+            &store,
+            &bid("b"),
+            "yclients",
+            "ev1",
+            &headers,
+            "{\"a\":1}",
+            t0(),
+        )
+        .await
+        .unwrap();
+        let second = inbox::receive(
+            &store,
+            &bid("b"),
+            "yclients",
+            "ev1",
+            &headers,
+            "{\"a\":1}",
+            t0(),
+        )
+        .await
+        .unwrap();
         let Received::New(id) = first else {
             panic!("first delivery must be new")
         };
         assert_eq!(second, Received::Duplicate);
-        let stored = inbox::message(&store, "b", id).await.unwrap().unwrap();
+        let stored = inbox::message(&store, &bid("b"), id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             stored.headers.keys().collect::<Vec<_>>(),
             vec!["x-event-id"]
@@ -47,7 +67,7 @@ async fn a_webhook_received_twice_is_stored_without_secrets_and_processed_once()
             clock,
             SyncConfig::default(),
             Alerts::default(),
-            "b",
+            &bid("b"),
         );
         engine.register(inbox::INBOX_SYSTEM, Arc::new(dispatcher));
         engine.run_due().await.unwrap();

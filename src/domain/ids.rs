@@ -1,0 +1,259 @@
+//! Ids that cross the whole crate as types rather than strings, so a business id cannot be
+//! passed where a booking id or a system name was meant, and an id from outside is checked once,
+//! where it enters (a config file, a URL path segment, a command line), not wherever it is used.
+//!
+//! They live in the bottom layer (beside the nouns they name) because the store and the queue
+//! carry them on every row; the tenant registry above re-uses them.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::ops::Deref;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// One deployment may host many businesses; every row carries this id. It is also a path
+/// segment of the business's URLs (`/webhooks/<id>/…`, `/console/b/<id>/…`) and, in a
+/// deployment of several, the name of its file, so only ids usable there are accepted.
+///
+/// Cloning is cheap (a shared pointer): the id is copied into every job, task and request.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BusinessId(Arc<str>);
+
+/// Why a string cannot name a business.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{given}` cannot be a business id: it {problem}")]
+pub struct InvalidBusinessId {
+    /// What was given, cut short: it may come from a hostile URL.
+    given: String,
+    problem: &'static str,
+}
+
+impl InvalidBusinessId {
+    /// What is wrong with it, as a predicate of "the id": "must be 1 to 64 characters long".
+    pub fn problem(&self) -> &'static str {
+        self.problem
+    }
+}
+
+/// The longest id: room for a readable name, short enough for a URL and a file name.
+const MAX_LEN: usize = 64;
+
+impl BusinessId {
+    /// The id a single-business configuration gets when it names none.
+    pub const DEFAULT: &'static str = "default";
+
+    /// `id` if it can name a business: 1 to 64 lower-case latin letters, digits, `-` and `_`.
+    pub fn parse(id: &str) -> Result<BusinessId, InvalidBusinessId> {
+        match problem_with(id) {
+            None => Ok(BusinessId(Arc::from(id))),
+            Some(problem) => Err(InvalidBusinessId {
+                given: id.chars().take(MAX_LEN + 16).collect(),
+                problem,
+            }),
+        }
+    }
+
+    /// The id of a single-business configuration that names none.
+    pub fn default_id() -> BusinessId {
+        BusinessId(Arc::from(Self::DEFAULT))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why `id` cannot name a business, or `None`.
+fn problem_with(id: &str) -> Option<&'static str> {
+    if id.is_empty() || id.len() > MAX_LEN {
+        return Some("must be 1 to 64 characters long");
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return Some("may hold only lower-case latin letters, digits, `-` and `_`");
+    }
+    None
+}
+
+impl FromStr for BusinessId {
+    type Err = InvalidBusinessId;
+    fn from_str(s: &str) -> Result<BusinessId, InvalidBusinessId> {
+        BusinessId::parse(s)
+    }
+}
+
+impl TryFrom<String> for BusinessId {
+    type Error = InvalidBusinessId;
+    fn try_from(s: String) -> Result<BusinessId, InvalidBusinessId> {
+        BusinessId::parse(&s)
+    }
+}
+
+impl TryFrom<&str> for BusinessId {
+    type Error = InvalidBusinessId;
+    fn try_from(s: &str) -> Result<BusinessId, InvalidBusinessId> {
+        BusinessId::parse(s)
+    }
+}
+
+/// Read-only string access, so formatting, logging and SQL binding need no conversion; the
+/// other way (a `&str` where a `BusinessId` is wanted) still goes through [`BusinessId::parse`].
+impl Deref for BusinessId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for BusinessId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Lets maps keyed by id be looked up with a `&str`.
+impl Borrow<str> for BusinessId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BusinessId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for BusinessId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl PartialEq<str> for BusinessId {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for BusinessId {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for BusinessId {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<BusinessId> for str {
+    fn eq(&self, other: &BusinessId) -> bool {
+        self == &*other.0
+    }
+}
+
+impl PartialEq<BusinessId> for &str {
+    fn eq(&self, other: &BusinessId) -> bool {
+        *self == &*other.0
+    }
+}
+
+impl PartialEq<BusinessId> for String {
+    fn eq(&self, other: &BusinessId) -> bool {
+        **self == *other.0
+    }
+}
+
+impl From<BusinessId> for String {
+    fn from(id: BusinessId) -> String {
+        id.0.to_string()
+    }
+}
+
+impl Serialize for BusinessId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for BusinessId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<BusinessId, D::Error> {
+        let s = String::deserialize(d)?;
+        BusinessId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A business id written in a test, where a bad one is the test's own mistake.
+#[cfg(test)]
+pub(crate) fn bid(id: &str) -> BusinessId {
+    BusinessId::parse(id).expect("a test's business id is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_usable_in_a_url_and_a_file_name_is_accepted_as_given() {
+        for id in ["default", "salon-a", "b1", "clinic_2", "a", &"x".repeat(64)] {
+            let parsed = BusinessId::parse(id).expect(id);
+            assert_eq!(parsed.as_str(), id);
+            assert_eq!(parsed.to_string(), id);
+            assert_eq!(id.parse::<BusinessId>(), Ok(parsed));
+        }
+    }
+
+    #[test]
+    fn an_id_unusable_in_a_url_is_refused_with_the_reason() {
+        let cases = [
+            ("", "must be 1 to 64 characters long"),
+            (&*"x".repeat(65), "must be 1 to 64 characters long"),
+            ("Salon", "may hold only lower-case"),
+            ("salon a", "may hold only lower-case"),
+            ("../etc", "may hold only lower-case"),
+            ("салон", "may hold only lower-case"),
+            ("a/b", "may hold only lower-case"),
+        ];
+        for (id, why) in cases {
+            let err = BusinessId::parse(id).expect_err(id);
+            assert!(err.problem().starts_with(why), "{id}: {err}");
+            assert!(err.to_string().contains("cannot be a business id"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_hostile_id_is_not_echoed_whole_in_the_error() {
+        let long = "A".repeat(10_000);
+        let err = BusinessId::parse(&long).expect_err("too long");
+        assert!(err.to_string().len() < 200, "{err}");
+    }
+
+    #[test]
+    fn it_is_a_plain_string_in_json_and_a_bad_one_does_not_deserialize() {
+        let id = BusinessId::parse("salon-a").expect("valid");
+        assert_eq!(serde_json::to_string(&id).expect("json"), "\"salon-a\"");
+        let back: BusinessId = serde_json::from_str("\"salon-a\"").expect("json");
+        assert_eq!(back, id);
+        assert!(serde_json::from_str::<BusinessId>("\"Salon A\"").is_err());
+    }
+
+    #[test]
+    fn it_compares_with_strings_both_ways() {
+        let id = BusinessId::parse("b1").expect("valid");
+        assert!(id == "b1");
+        assert!("b1" == id);
+        let owned = "b1".to_string();
+        assert_eq!(id, owned);
+        assert_eq!(owned, id);
+        assert!(id != "b2");
+        let mut map = std::collections::HashMap::new();
+        map.insert(id.clone(), 1);
+        assert_eq!(map.get("b1"), Some(&1));
+    }
+}

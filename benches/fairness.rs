@@ -18,18 +18,21 @@
 //! `cargo bench --bench fairness`; FAIRNESS_BACKLOG (100000), FAIRNESS_ROUNDS (3),
 //! FAIRNESS_WINDOW_SECS (12).
 
+#[path = "support/stores.rs"]
+mod stores;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sqlx::postgres::PgPoolOptions;
+use stores::{dispose, fresh};
 use zapis::clock::{Clock, SystemClock};
 use zapis::dialog::Reply;
 use zapis::domain::{Channel, ChatRef};
 use zapis::lifecycle::effects::{Operation, booking_job, notify_job};
+use zapis::store::Store;
 use zapis::store::test_support::raw_pool;
-use zapis::store::{Backend, Store};
 use zapis::sync::{
     Alerts, Delivered, DeliveryError, Engine, Job, JobContext, JobHandler, NewJob, Queue,
     SyncConfig,
@@ -225,44 +228,6 @@ fn spread(xs: &[f64]) -> String {
     match v.len() {
         0 => "-".into(),
         n => format!("{:>7.1} / {:>7.1} / {:>7.1}", v[0], v[n / 2], v[n - 1]),
-    }
-}
-
-async fn fresh(backend: &str, file: &std::path::Path) -> Store {
-    match backend {
-        "sqlite" => Store::connect(&format!("sqlite://{}", file.display()))
-            .await
-            .expect("sqlite store"),
-        _ => {
-            let base = std::env::var("ZAPIS_TEST_POSTGRES_URL").expect("postgres url");
-            zapis::store::test_support::fresh_postgres(&base).await
-        }
-    }
-}
-
-/// Closes the store; on PostgreSQL also drops its schema, so runs leave nothing behind.
-async fn dispose(store: Store) {
-    let schema = match store.backend() {
-        Backend::Postgres => sqlx::query_scalar::<_, String>("SELECT current_schema()")
-            .fetch_one(raw_pool(&store))
-            .await
-            .ok(),
-        Backend::Sqlite => None,
-    };
-    store.close().await;
-    if let (Some(schema), Ok(base)) = (schema, std::env::var("ZAPIS_TEST_POSTGRES_URL")) {
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&base)
-            .await
-            .expect("admin pool");
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-        )))
-        .execute(&admin)
-        .await
-        .expect("drop bench schema");
-        admin.close().await;
     }
 }
 

@@ -33,6 +33,9 @@
 //! own that is closed before the measurement. On PostgreSQL it keeps its `apalis` schema in
 //! the same database (dropped and recreated per run) on an 8-connection pool like ours.
 
+#[path = "support/stores.rs"]
+mod stores;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -43,6 +46,7 @@ use apalis_sqlite::SqliteStorage;
 use async_trait::async_trait;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use stores::{dispose, fresh};
 use zapis::clock::{Clock, SystemClock};
 use zapis::dialog::{Button, Reply};
 use zapis::domain::{Channel, ChatRef};
@@ -481,44 +485,6 @@ async fn floor_run(store: &Store, n: usize, workers: usize) -> Figures {
         enqueue: n as f64 / enqueued.as_secs_f64(),
         drain: n as f64 / drained.as_secs_f64(),
         total: n as f64 / (enqueued + drained).as_secs_f64(),
-    }
-}
-
-async fn fresh(backend: &str, file: &std::path::Path) -> Store {
-    match backend {
-        "sqlite" => Store::connect(&format!("sqlite://{}", file.display()))
-            .await
-            .expect("sqlite store"),
-        _ => {
-            let base = std::env::var("ZAPIS_TEST_POSTGRES_URL").expect("postgres url");
-            zapis::store::test_support::fresh_postgres(&base).await
-        }
-    }
-}
-
-/// Closes the store; on PostgreSQL also drops its schema, so runs leave nothing behind.
-async fn dispose(store: Store) {
-    let schema = match store.backend() {
-        Backend::Postgres => sqlx::query_scalar::<_, String>("SELECT current_schema()")
-            .fetch_one(raw_pool(&store))
-            .await
-            .ok(),
-        Backend::Sqlite => None,
-    };
-    store.close().await;
-    if let (Some(schema), Ok(base)) = (schema, std::env::var("ZAPIS_TEST_POSTGRES_URL")) {
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&base)
-            .await
-            .expect("admin pool");
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-        )))
-        .execute(&admin)
-        .await
-        .expect("drop bench schema");
-        admin.close().await;
     }
 }
 

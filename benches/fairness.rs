@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use stores::{dispose, fresh};
+use stores::{backends, dispose, fresh};
 use zapis::clock::{Clock, SystemClock};
 use zapis::dialog::Reply;
 use zapis::domain::{Channel, ChatRef};
@@ -246,12 +246,7 @@ async fn main() {
     let shipped = SyncConfig::default();
     let cap = shipped.workers * shipped.batch;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut backends = vec!["sqlite"];
-    if std::env::var("ZAPIS_TEST_POSTGRES_URL").is_ok() {
-        backends.push("postgres");
-    } else {
-        println!("PostgreSQL skipped: ZAPIS_TEST_POSTGRES_URL is not set");
-    }
+    let backends = backends();
     println!(
         "backlog {backlog} jobs of one business; quiet business books every 250 ms for {window:?}; \
          shipped [sync]: {} workers, batch {}, poll {:?}; {rounds} rounds, alone/beside alternating",

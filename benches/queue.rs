@@ -46,7 +46,7 @@ use apalis_sqlite::SqliteStorage;
 use async_trait::async_trait;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use stores::{dispose, fresh};
+use stores::{backends, dispose, fresh};
 use zapis::clock::{Clock, SystemClock};
 use zapis::dialog::{Button, Reply};
 use zapis::domain::{Channel, ChatRef};
@@ -522,12 +522,7 @@ async fn main() {
         .unwrap_or(2_000)
         .min(n);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut backends = vec!["sqlite"];
-    if std::env::var("ZAPIS_TEST_POSTGRES_URL").is_ok() {
-        backends.push("postgres");
-    } else {
-        println!("PostgreSQL skipped: ZAPIS_TEST_POSTGRES_URL is not set");
-    }
+    let backends = backends();
     let shipped = SyncConfig::default();
     println!(
         "{n} jobs a run; product shape with shipped settings (batch {}, poll {:?}); {rounds} rounds, \

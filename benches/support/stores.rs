@@ -44,3 +44,15 @@ pub async fn dispose(store: Store) {
         admin.close().await;
     }
 }
+
+/// The backends to measure: SQLite always, PostgreSQL when ZAPIS_TEST_POSTGRES_URL is set (and
+/// a line saying so when it is not).
+pub fn backends() -> Vec<&'static str> {
+    let mut backends = vec!["sqlite"];
+    if std::env::var("ZAPIS_TEST_POSTGRES_URL").is_ok() {
+        backends.push("postgres");
+    } else {
+        println!("PostgreSQL skipped: ZAPIS_TEST_POSTGRES_URL is not set");
+    }
+    backends
+}

@@ -300,6 +300,8 @@ timezone = "Europe/Moscow"
 address = "Москва, ул. Пушкина, 10"
 
 [telegram]
+limits.chat_messages_per_second = 20
+limits.chat_burst = 20
 token = "{TOKEN}"
 api_url = "{tg_url}"
 

@@ -309,7 +309,7 @@ fn write_config(dir: &Path, tg: &FakeTelegram, crm: &Crm) {
         dir.join("zapis.toml"),
         format!(
             "[store]\nurl = \"{store_url}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
-             timezone = \"Europe/Moscow\"\n\n[telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n\
+             timezone = \"Europe/Moscow\"\n\n[telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n\
              [sync]\npoll = \"100ms\"\n\n{}",
             tg.api_url(),
             crm.config()
@@ -512,7 +512,7 @@ async fn readiness_follows_an_amocrm_outage_and_metrics_and_log_show_the_booking
         &config,
         format!(
             "[store]\nurl = \"{store_url}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
-             timezone = \"Europe/Moscow\"\n\n[telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n\
+             timezone = \"Europe/Moscow\"\n\n[telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n\
              [sync]\npoll = \"100ms\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
              webhook_secret = \"{SECRET}\"\nmetrics = true\n\n\
              [log]\nformat = \"json\"\n\n{}",
@@ -692,7 +692,7 @@ async fn a_start_with_telegram_unreachable_serves_webhooks_and_the_bot_follows_w
         &config,
         format!(
             "[store]\nurl = \"{store_url}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
-             timezone = \"Europe/Moscow\"\n\n[telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n\
+             timezone = \"Europe/Moscow\"\n\n[telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n\
              [sync]\npoll = \"100ms\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
              webhook_secret = \"{SECRET}\"\n\n{}",
             tg.api_url(),

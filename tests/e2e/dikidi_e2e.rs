@@ -45,7 +45,7 @@ impl World {
                  timezone = \"Europe/Moscow\"\nphone = \"{PHONE}\"\n[booking]\n\
                  system = \"dikidi\"\n[booking.dikidi]\nbase_url = \"{}\"\ncompany_id = {COMPANY}\n\
                  rate_limit_per_second = 7\npoll_interval_secs = 1\npoll_jitter_secs = 0\n\
-                 [telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n[sync]\npoll = \"100ms\"\n\
+                 [telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n[sync]\npoll = \"100ms\"\n\
                  [alerts]\ntelegram_chat_id = {ADMIN}\n",
                 self.store_url(),
                 self.dikidi.base_url(),

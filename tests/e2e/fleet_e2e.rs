@@ -32,6 +32,8 @@ name = "{name}"
 timezone = "Europe/Moscow"
 
 [telegram]
+limits.chat_messages_per_second = 20
+limits.chat_burst = 20
 token = "{token}"
 api_url = "{url}"
 {crm}"#,

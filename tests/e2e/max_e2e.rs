@@ -228,7 +228,7 @@ async fn telegram_and_max_run_side_by_side_report_their_polls_and_stop_together(
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
     let port = support::e2e::free_port();
     let sections = format!(
-        "{}\n[telegram]\ntoken = \"{}\"\napi_url = \"{}\"\n\
+        "{}\n[telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{}\"\napi_url = \"{}\"\n\
          [http]\nlisten = \"127.0.0.1:{port}\"\nwebhook_secret = \"path-secret-0123456789\"\n",
         max_section(&max, TOKEN),
         support::fake_telegram::TOKEN,

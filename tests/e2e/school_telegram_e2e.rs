@@ -35,6 +35,8 @@ timezone = "Europe/Moscow"
 kind = "school"
 
 [telegram]
+limits.chat_messages_per_second = 20
+limits.chat_burst = 20
 token = "{TOKEN}"
 api_url = "{tg_url}"
 

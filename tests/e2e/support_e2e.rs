@@ -37,6 +37,8 @@ address = "Москва, ул. Пушкина, 10"
 consent = false
 
 [telegram]
+limits.chat_messages_per_second = 20
+limits.chat_burst = 20
 token = "{TOKEN}"
 api_url = "{}"
 
@@ -127,13 +129,14 @@ telegram_chat_id = {ADMIN_GROUP}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_question_from_max_is_answered_from_telegram_and_logged_once_into_amocrm() {
     let dir = tempfile::tempdir().unwrap();
-    crm_story(&format!(
-        "sqlite://{}",
-        dir.path().join("zapis.db").display()
-    ))
-    .await;
-    if let Some(url) = support::postgres_url().await {
-        crm_story(&url).await;
+    let sqlite = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    // The two stories share nothing (own fakes, own files, own schema), and each mostly waits
+    // on retry backoffs: side by side they take the time of one.
+    match support::postgres_url().await {
+        Some(url) => {
+            tokio::join!(crm_story(&sqlite), crm_story(&url));
+        }
+        None => crm_story(&sqlite).await,
     }
 }
 
@@ -162,6 +165,8 @@ address = "Москва, ул. Пушкина, 10"
 consent = false
 
 [telegram]
+limits.chat_messages_per_second = 20
+limits.chat_burst = 20
 token = "{TOKEN}"
 api_url = "{tg_url}"
 
@@ -325,6 +330,8 @@ name = "Салон «Лилия»"
 timezone = "Europe/Moscow"
 
 [telegram]
+limits.chat_messages_per_second = 20
+limits.chat_burst = 20
 token = "{TOKEN}"
 api_url = "{tg_url}"
 

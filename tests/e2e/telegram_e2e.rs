@@ -31,6 +31,8 @@ timezone = "Europe/Moscow"
 address = "Москва, ул. Пушкина, 10"
 
 [telegram]
+limits.chat_messages_per_second = 20
+limits.chat_burst = 20
 token = "{TOKEN}"
 api_url = "{}"
 "#,
@@ -192,6 +194,8 @@ company_id = {COMPANY}
 rate_limit_per_second = 7
 
 [telegram]
+limits.chat_messages_per_second = 20
+limits.chat_burst = 20
 token = "{TOKEN}"
 api_url = "{}"
 "#,
@@ -272,7 +276,7 @@ async fn dikidi_changes_reach_the_client_by_polling_and_drift_alerts_the_admin()
              timezone = \"Europe/Moscow\"\nphone = \"+7 495 123-45-67\"\n[booking]\n\
              system = \"dikidi\"\n[booking.dikidi]\nbase_url = \"{}\"\ncompany_id = {COMPANY}\n\
              rate_limit_per_second = 7\npoll_interval_secs = 1\npoll_jitter_secs = 0\n\
-             [telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n[sync]\npoll = \"100ms\"\n\
+             [telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n[sync]\npoll = \"100ms\"\n\
              [alerts]\ntelegram_chat_id = -4700\n",
             dikidi.base_url(),
             fake.api_url()
@@ -338,6 +342,8 @@ name = "Салон «Лилия»"
 timezone = "Europe/Moscow"
 
 [telegram]
+limits.chat_messages_per_second = 20
+limits.chat_burst = 20
 token = "{TOKEN}"
 api_url = "{}"
 
@@ -407,6 +413,8 @@ name = "Салон «Лилия»"
 timezone = "Europe/Moscow"
 
 [telegram]
+limits.chat_messages_per_second = 20
+limits.chat_burst = 20
 token = "{TOKEN}"
 api_url = "{}"
 
@@ -481,6 +489,8 @@ timezone = "Europe/Moscow"
 consent = false
 
 [telegram]
+limits.chat_messages_per_second = 20
+limits.chat_burst = 20
 token = "{TOKEN}"
 api_url = "{}"
 "#,
@@ -552,6 +562,8 @@ timezone = "Europe/Moscow"
 phone = "+7 495 123-45-67"
 {booking}
 [telegram]
+limits.chat_messages_per_second = 20
+limits.chat_burst = 20
 token = "{TOKEN}"
 api_url = "{}"
 "#,
@@ -686,7 +698,7 @@ async fn of_two_instances_one_polls_the_bot_and_the_other_takes_over_when_it_die
         &config,
         format!(
             "[store]\nurl = \"sqlite://{}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
-             timezone = \"Europe/Moscow\"\n\n[telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n",
+             timezone = \"Europe/Moscow\"\n\n[telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n",
             dir.path().join("zapis.db").display(),
             fake.api_url()
         ),
@@ -741,7 +753,7 @@ async fn in_webhook_mode_telegram_posts_updates_and_nothing_polls() {
             "[store]\nurl = \"sqlite://{}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
              timezone = \"Europe/Moscow\"\n\n[sync]\npoll = \"100ms\"\n\n\
              [http]\nlisten = \"127.0.0.1:{port}\"\nwebhook_secret = \"{HTTP_SECRET}\"\n\n\
-             [telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\nmode = \"webhook\"\n\
+             [telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\nmode = \"webhook\"\n\
              webhook_url = \"https://hub.example/webhooks/telegram/{HTTP_SECRET}\"\n\
              webhook_secret = \"{HOOK_SECRET}\"\n",
             dir.path().join("zapis.db").display(),

@@ -86,6 +86,8 @@ partner_token = "{PARTNER_TOKEN}"
 {yclients}
 
 [telegram]
+limits.chat_messages_per_second = 20
+limits.chat_burst = 20
 token = "{TOKEN}"
 api_url = "{tg_url}"
 

@@ -27,6 +27,8 @@ address = "Москва, ул. Пушкина, 10"
 kind = "clinic"
 {locales}
 [telegram]
+limits.chat_messages_per_second = 20
+limits.chat_burst = 20
 token = "{TOKEN}"
 api_url = "{api_url}"
 "#,

@@ -47,6 +47,8 @@ company_id = 777
 partner_token = "{PARTNER_TOKEN}"
 
 [telegram]
+limits.chat_messages_per_second = 20
+limits.chat_burst = 20
 token = "{TOKEN}"
 api_url = "{tg_url}"
 
@@ -174,6 +176,8 @@ company_id = 777
 partner_token = "{PARTNER_TOKEN}"
 max_retries = 0
 [telegram]
+limits.chat_messages_per_second = 20
+limits.chat_burst = 20
 token = "{TOKEN}"
 api_url = "{tg_url}"
 [sync]
@@ -252,7 +256,7 @@ async fn a_slot_taken_before_confirm_offers_fresh_times_and_cancel_deletes_the_r
             "[store]\nurl = \"{store_url}\"\n[business]\nname = \"Салон «Лилия»\"\n\
              timezone = \"Asia/Yekaterinburg\"\n[booking]\nsystem = \"yclients\"\n\
              [booking.yclients]\nbase_url = \"{}\"\ncompany_id = 777\npartner_token = \"{PARTNER_TOKEN}\"\n\
-             [telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n",
+             [telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n",
             yc.base_url,
             tg.api_url()
         ),
@@ -344,7 +348,7 @@ async fn the_companys_time_zone_wins_over_a_disagreeing_business_timezone() {
             "[store]\nurl = \"{store_url}\"\n[business]\nname = \"Салон «Лилия»\"\n\
              timezone = \"Europe/Moscow\"\n[booking]\nsystem = \"yclients\"\n\
              [booking.yclients]\nbase_url = \"{}\"\ncompany_id = 777\npartner_token = \"{PARTNER_TOKEN}\"\n\
-             [telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n",
+             [telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n",
             yc.base_url,
             tg.api_url()
         ),

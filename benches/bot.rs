@@ -19,7 +19,10 @@
 //!
 //! `cargo bench --bench bot`; BOT_BENCH_ROUNDS (5; 0 runs only the memory part),
 //! BOT_BENCH_CHATS (500, chats per wave with limits off), BOT_BENCH_PACED_CHATS (60, with
-//! limits), BOT_BENCH_RSS_CHATS ("1000,10000"), BOT_BENCH_RSS_WAVES ("1000,50").
+//! limits), BOT_BENCH_RSS_CHATS ("1000,10000"), BOT_BENCH_RSS_WAVES ("1000,50"); ZAPIS_BIN, the
+//! `zapis` executable to drive (default: this bench build's, thin-LTO and 8 MB larger than the
+//! shipped one, whose pages are a third of idle memory: memory figures are taken with
+//! `ZAPIS_BIN=target/release/zapis` after `cargo build --release`).
 
 use std::collections::{HashMap, VecDeque};
 use std::process::{Child, Command, Stdio};

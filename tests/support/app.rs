@@ -34,11 +34,17 @@ pub struct Settings(Map<String, Value>);
 impl Settings {
     /// A salon (`salon`, Europe/Moscow) on `store_url`.
     pub fn new(store_url: &str) -> Settings {
-        Settings(Map::new())
+        Settings::empty()
             .set("store.url", store_url)
             .set("business.id", "salon")
             .set("business.name", "Салон")
             .set("business.timezone", "Europe/Moscow")
+    }
+
+    /// No keys at all: a deployment's file, or a business's own file in its `businesses`
+    /// folder.
+    pub fn empty() -> Settings {
+        Settings(Map::new())
     }
 
     /// The one business of a deployment that names none (no `business.id`), called `name`,

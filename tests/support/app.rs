@@ -116,9 +116,9 @@ impl Settings {
     }
 
     /// A Telegram bot on the fake Bot API, paced at 20 messages a second per chat: at
-    /// Telegram's own 1 a second after a burst of 3 every booking a scripted client walks
-    /// through waits ~9 s on the pacer. The pacing itself is tested in
-    /// `messenger::telegram::pacing`.
+    /// Telegram's own 1 a second after a burst of 3, every booking a scripted client walks
+    /// through would wait ~9 s on the pacer (the pacing itself is tested in
+    /// `messenger::telegram::pacing`).
     pub fn telegram(self, fake: &FakeTelegram) -> Settings {
         self.telegram_at(&fake.api_url())
     }

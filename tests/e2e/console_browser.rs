@@ -231,15 +231,12 @@ async fn marketers_managers_and_operators_do_their_work_in_a_browser() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    // amoCRM as configured by default: no booking id field named, only a short timeout.
     let config = Settings::single(&store_url, "Салон «Лилия»")
         .telegram(&tg)
         .set("telegram.bot_username", "lilia_bot")
         .set("sync.poll", "100ms")
         .http(port, SECRET)
-        .amocrm(&amo)
-        .remove("crm.amocrm.new_status_id")
-        .remove("crm.amocrm.booking_id_field_id")
+        .amocrm_minimal(&amo)
         .set("crm.amocrm.timeout_secs", 1)
         .write_in(dir.path());
     let password = format!("{PASSWORD}\n");

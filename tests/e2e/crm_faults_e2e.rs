@@ -121,9 +121,7 @@ impl Crm {
     fn settings(&self, settings: Settings) -> Settings {
         match self {
             Crm::Amo(amo) => settings
-                .amocrm(amo)
-                .remove("crm.amocrm.new_status_id")
-                .remove("crm.amocrm.booking_id_field_id")
+                .amocrm_minimal(amo)
                 .set("crm.amocrm.timeout_secs", 1),
             Crm::Bitrix(b24) => settings.bitrix24(b24).set("crm.bitrix24.timeout_secs", 1),
         }

@@ -98,15 +98,21 @@ impl Settings {
     /// amoCRM as the CRM, with the fake account's long-lived token, pipeline, first stage and
     /// booking field.
     pub fn amocrm(self, fake: &FakeAmo) -> Settings {
-        self.set("crm.system", "amocrm")
-            .set("crm.amocrm.base_url", fake.base_url.to_string())
-            .set("crm.amocrm.token", fake_amocrm::LONG_LIVED_TOKEN)
-            .set("crm.amocrm.pipeline_id", fake_amocrm::PIPELINE_ID)
+        self.amocrm_minimal(fake)
             .set("crm.amocrm.new_status_id", fake_amocrm::STATUS_NEW)
             .set(
                 "crm.amocrm.booking_id_field_id",
                 fake_amocrm::FIELD_BOOKING_ID,
             )
+    }
+
+    /// amoCRM as the CRM with only what an operator must name: the fake account, its
+    /// long-lived token and pipeline; the stage and the booking field are left to defaults.
+    pub fn amocrm_minimal(self, fake: &FakeAmo) -> Settings {
+        self.set("crm.system", "amocrm")
+            .set("crm.amocrm.base_url", fake.base_url.to_string())
+            .set("crm.amocrm.token", fake_amocrm::LONG_LIVED_TOKEN)
+            .set("crm.amocrm.pipeline_id", fake_amocrm::PIPELINE_ID)
     }
 
     /// Bitrix24 as the CRM, through the fake portal's inbound webhook.

@@ -19,9 +19,10 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
+use support::app::Settings;
 use support::e2e::{Service, WAIT, book_first_slot};
 use support::fake_amocrm::{self as amo_fake, FakeAmo};
-use support::fake_telegram::{FakeTelegram, TOKEN};
+use support::fake_telegram::FakeTelegram;
 use zapis::store::test_support::raw_pool;
 
 const SECRET: &str = "webhook-secret-0123456789";
@@ -230,23 +231,14 @@ async fn marketers_managers_and_operators_do_their_work_in_a_browser() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"{store_url}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
-             timezone = \"Europe/Moscow\"\n\n[telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\
-             bot_username = \"lilia_bot\"\n\n[sync]\npoll = \"100ms\"\n\n\
-             [http]\nlisten = \"127.0.0.1:{port}\"\nwebhook_secret = \"{SECRET}\"\n\n\
-             [crm]\nsystem = \"amocrm\"\n\n[crm.amocrm]\nbase_url = \"{}\"\ntoken = \"{}\"\n\
-             pipeline_id = {}\ntimeout_secs = 1\n",
-            tg.api_url(),
-            amo.base_url,
-            amo_fake::LONG_LIVED_TOKEN,
-            amo_fake::PIPELINE_ID,
-        ),
-    )
-    .unwrap();
+    let config = Settings::single(&store_url, "Салон «Лилия»")
+        .telegram(&tg)
+        .set("telegram.bot_username", "lilia_bot")
+        .set("sync.poll", "100ms")
+        .http(port, SECRET)
+        .amocrm_minimal(&amo)
+        .set("crm.amocrm.timeout_secs", 1)
+        .write_in(dir.path());
     let password = format!("{PASSWORD}\n");
     for (login, role, business) in [
         ("olga", "owner", "default"),

@@ -20,10 +20,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::app::Settings;
 use support::e2e::{Service, WAIT, book_first_slot, book_until_confirm, press_label};
 use support::fake_amocrm::{self as amo_fake, FakeAmo};
 use support::fake_bitrix24::{self as b24_fake, FakeBitrix};
-use support::fake_telegram::{FakeTelegram, FakeUser, TOKEN};
+use support::fake_telegram::{FakeTelegram, FakeUser};
 use zapis::store::Store;
 use zapis::store::test_support::raw_pool;
 
@@ -47,52 +48,33 @@ enum Crm {
 }
 
 impl Crm {
-    fn config(&self) -> String {
+    /// `settings` with this CRM, reconciled every second.
+    fn settings(&self, settings: Settings) -> Settings {
         match self {
-            Crm::Amo(amo) => format!(
-                r#"
-[crm]
-system = "amocrm"
-reconcile_interval = "1s"
-
-[crm.amocrm]
-base_url = "{url}"
-token = "{token}"
-pipeline_id = {pipeline}
-new_status_id = {status_new}
-booking_id_field_id = {field}
-loss_reason_id = 7
-"#,
-                url = amo.base_url,
-                token = amo_fake::LONG_LIVED_TOKEN,
-                pipeline = amo_fake::PIPELINE_ID,
-                status_new = amo_fake::STATUS_NEW,
-                field = amo_fake::FIELD_BOOKING_ID,
-            ),
-            Crm::Bitrix { fake, deal_mode } => format!(
-                r#"
-[crm]
-system = "bitrix24"
-reconcile_interval = "1s"
-
-[crm.bitrix24]
-webhook_url = "{url}"
-mode = "{mode}"
-category_id = {category}
-booking_id_field = "{field}"
-todo = "{todo}"
-responsible_id = 5
-application_token = "{token}"
-sources = {{ telegram = "UC_TELEGRAM" }}
-"#,
-                url = fake.webhook_url(),
-                mode = if *deal_mode { "deal" } else { "lead" },
-                category = if *deal_mode { b24_fake::CATEGORY } else { 0 },
-                field = b24_fake::BOOKING_FIELD,
-                todo = if *deal_mode { "activity" } else { "task" },
-                token = b24_fake::APPLICATION_TOKEN,
-            ),
+            Crm::Amo(amo) => settings.amocrm(amo).set("crm.amocrm.loss_reason_id", 7),
+            Crm::Bitrix { fake, deal_mode } => settings
+                .bitrix24(fake)
+                .set(
+                    "crm.bitrix24.mode",
+                    if *deal_mode { "deal" } else { "lead" },
+                )
+                .set(
+                    "crm.bitrix24.category_id",
+                    if *deal_mode { b24_fake::CATEGORY } else { 0 },
+                )
+                .set("crm.bitrix24.booking_id_field", b24_fake::BOOKING_FIELD)
+                .set(
+                    "crm.bitrix24.todo",
+                    if *deal_mode { "activity" } else { "task" },
+                )
+                .set("crm.bitrix24.responsible_id", 5)
+                .set(
+                    "crm.bitrix24.application_token",
+                    b24_fake::APPLICATION_TOKEN,
+                )
+                .set("crm.bitrix24.sources", json!({ "telegram": "UC_TELEGRAM" })),
         }
+        .set("crm.reconcile_interval", "1s")
     }
 
     fn source(&self) -> &'static str {
@@ -287,36 +269,12 @@ fn write_config(dir: &Path, tg: &FakeTelegram, crm: &Crm) -> (String, u16) {
         .local_addr()
         .unwrap()
         .port();
-    std::fs::write(
-        dir.join("zapis.toml"),
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Салон «Лилия»"
-timezone = "Europe/Moscow"
-address = "Москва, ул. Пушкина, 10"
-
-[telegram]
-limits.chat_messages_per_second = 20
-limits.chat_burst = 20
-token = "{TOKEN}"
-api_url = "{tg_url}"
-
-[sync]
-poll = "100ms"
-
-[http]
-listen = "127.0.0.1:{port}"
-webhook_secret = "{SECRET}"
-{crm}"#,
-            tg_url = tg.api_url(),
-            crm = crm.config(),
-        ),
-    )
-    .unwrap();
+    let settings = Settings::single(&store_url, "Салон «Лилия»")
+        .set("business.address", "Москва, ул. Пушкина, 10")
+        .telegram(tg)
+        .set("sync.poll", "100ms")
+        .http(port, SECRET);
+    crm.settings(settings).write_in(dir);
     (store_url, port)
 }
 
@@ -599,16 +557,10 @@ async fn check_probe_lists_the_amocrm_tracking_fields_and_what_zapis_does_withou
     amo.remove_lead_field_code("UTM_TERM");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"sqlite://{}\"\n[business]\nname = \"Салон\"\n\
-             timezone = \"Europe/Moscow\"\n{}",
-            dir.path().join("zapis.db").display(),
-            Crm::Amo(amo.clone()).config()
-        ),
-    )
-    .unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    Crm::Amo(amo.clone())
+        .settings(Settings::single(&store_url, "Салон"))
+        .write(&config);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_zapis"))
         .args(["check", "--probe", "--config"])
         .arg(&config)

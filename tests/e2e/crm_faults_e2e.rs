@@ -15,6 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::app::Settings;
 use support::e2e::{Service, WAIT, book_first_slot};
 use support::fake_amocrm::{self as amo_fake, FakeAmo};
 use support::fake_bitrix24::{self as b24_fake, FakeBitrix};
@@ -115,20 +116,14 @@ impl Crm {
         }
     }
 
-    /// The default configuration: no booking id field named, only a short timeout.
-    fn config(&self) -> String {
+    /// `settings` with this CRM as configured by default: no booking id field named, only a
+    /// short timeout.
+    fn settings(&self, settings: Settings) -> Settings {
         match self {
-            Crm::Amo(amo) => format!(
-                "[crm]\nsystem = \"amocrm\"\n\n[crm.amocrm]\nbase_url = \"{}\"\ntoken = \"{}\"\n\
-                 pipeline_id = {}\ntimeout_secs = 1\n",
-                amo.base_url,
-                amo_fake::LONG_LIVED_TOKEN,
-                amo_fake::PIPELINE_ID,
-            ),
-            Crm::Bitrix(b24) => format!(
-                "[crm]\nsystem = \"bitrix24\"\n\n[crm.bitrix24]\nwebhook_url = \"{}\"\ntimeout_secs = 1\n",
-                b24.webhook_url(),
-            ),
+            Crm::Amo(amo) => settings
+                .amocrm_minimal(amo)
+                .set("crm.amocrm.timeout_secs", 1),
+            Crm::Bitrix(b24) => settings.bitrix24(b24).set("crm.bitrix24.timeout_secs", 1),
         }
     }
 
@@ -305,17 +300,9 @@ impl Crm {
 
 fn write_config(dir: &Path, tg: &FakeTelegram, crm: &Crm) {
     let store_url = format!("sqlite://{}", dir.join("zapis.db").display());
-    std::fs::write(
-        dir.join("zapis.toml"),
-        format!(
-            "[store]\nurl = \"{store_url}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
-             timezone = \"Europe/Moscow\"\n\n[telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n\
-             [sync]\npoll = \"100ms\"\n\n{}",
-            tg.api_url(),
-            crm.config()
-        ),
-    )
-    .unwrap();
+    crm.settings(Settings::single(&store_url, "Салон «Лилия»").telegram(tg))
+        .set("sync.poll", "100ms")
+        .write_in(dir);
 }
 
 async fn fault_table(crm: Crm) {
@@ -507,20 +494,13 @@ async fn readiness_follows_an_amocrm_outage_and_metrics_and_log_show_the_booking
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"{store_url}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
-             timezone = \"Europe/Moscow\"\n\n[telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n\
-             [sync]\npoll = \"100ms\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
-             webhook_secret = \"{SECRET}\"\nmetrics = true\n\n\
-             [log]\nformat = \"json\"\n\n{}",
-            tg.api_url(),
-            crm.config()
-        ),
-    )
-    .unwrap();
+    let config = crm
+        .settings(Settings::single(&store_url, "Салон «Лилия»").telegram(&tg))
+        .set("sync.poll", "100ms")
+        .http(port, SECRET)
+        .set("http.metrics", true)
+        .set("log.format", "json")
+        .write_in(dir.path());
     let created = zapis(&["link", "create"], &config, &["--name", "spring"]);
     let token = created
         .split_whitespace()
@@ -687,19 +667,11 @@ async fn a_start_with_telegram_unreachable_serves_webhooks_and_the_bot_follows_w
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"{store_url}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
-             timezone = \"Europe/Moscow\"\n\n[telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n\
-             [sync]\npoll = \"100ms\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
-             webhook_secret = \"{SECRET}\"\n\n{}",
-            tg.api_url(),
-            crm.config()
-        ),
-    )
-    .unwrap();
+    let config = crm
+        .settings(Settings::single(&store_url, "Салон «Лилия»").telegram(&tg))
+        .set("sync.poll", "100ms")
+        .http(port, SECRET)
+        .write_in(dir.path());
     let log = dir.path().join("zapis.log");
     let service = Service::start_logging_at(&config, &log, "warn");
 
@@ -764,17 +736,9 @@ async fn a_webhooks_only_deployment_runs_without_a_messenger() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"{store_url}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
-             timezone = \"Europe/Moscow\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
-             webhook_secret = \"{SECRET}\"\n\n{}",
-            crm.config()
-        ),
-    )
-    .unwrap();
+    let config = crm
+        .settings(Settings::single(&store_url, "Салон «Лилия»").http(port, SECRET))
+        .write_in(dir.path());
     let service = Service::start(&config);
     let ready = ready_with(port, 200).await;
     assert_eq!(ready["pollers"], serde_json::json!([]), "{ready}");

@@ -1,6 +1,7 @@
 //! `zapis demo` driven through stdin, as a person at a terminal would: book a slot in the
 //! sandbox salon and see it confirmed and stored.
 
+use crate::support::app::Settings;
 use crate::support::bid;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -103,15 +104,11 @@ fn a_bad_config_fails_at_start_naming_the_key_and_file() {
 async fn tracked_links_carry_the_utm_set_and_count_bookings() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("z.db").display());
-    let path = dir.path().join("zapis.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[store]\nurl = \"{url}\"\n[business]\nname = \"S\"\ntimezone = \"Europe/Moscow\"\n\
-             [telegram]\ntoken = \"1:x\"\nbot_username = \"lilia_bot\"\n"
-        ),
-    )
-    .unwrap();
+    // A bot that is never reached: the links only need its name.
+    let path = Settings::single(&url, "S")
+        .set("telegram.token", "1:x")
+        .set("telegram.bot_username", "lilia_bot")
+        .write_in(dir.path());
     let out = Command::new(env!("CARGO_BIN_EXE_zapis"))
         .args([
             "link",
@@ -199,15 +196,7 @@ fn zapis(args: &[&str], config: &std::path::Path) -> (bool, String) {
 }
 
 fn store_config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
-    let path = dir.join("zapis.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[store]\nurl = \"{url}\"\n[business]\nname = \"S\"\ntimezone = \"Europe/Moscow\"\n"
-        ),
-    )
-    .unwrap();
-    path
+    Settings::single(url, "S").write_in(dir)
 }
 
 async fn schema_versions(url: &str) -> Vec<i64> {

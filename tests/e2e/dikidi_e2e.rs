@@ -8,9 +8,10 @@ use crate::support::bid;
 
 use std::path::PathBuf;
 
+use support::app::Settings;
 use support::e2e::{Service, WAIT, book_first_slot, keyboard, press_label};
-use support::fake_dikidi::{COMPANY, FakeDikidi};
-use support::fake_telegram::{FakeTelegram, FakeUser, TOKEN};
+use support::fake_dikidi::FakeDikidi;
+use support::fake_telegram::{FakeTelegram, FakeUser};
 use zapis::domain::{Booking, BookingStatus};
 use zapis::store::Store;
 
@@ -37,22 +38,16 @@ impl World {
     }
 
     fn run(&self) -> Service {
-        let config: PathBuf = self.dir.path().join("zapis.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[store]\nurl = \"{}\"\n[business]\nname = \"Салон «Лилия»\"\n\
-                 timezone = \"Europe/Moscow\"\nphone = \"{PHONE}\"\n[booking]\n\
-                 system = \"dikidi\"\n[booking.dikidi]\nbase_url = \"{}\"\ncompany_id = {COMPANY}\n\
-                 rate_limit_per_second = 7\npoll_interval_secs = 1\npoll_jitter_secs = 0\n\
-                 [telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n[sync]\npoll = \"100ms\"\n\
-                 [alerts]\ntelegram_chat_id = {ADMIN}\n",
-                self.store_url(),
-                self.dikidi.base_url(),
-                self.tg.api_url()
-            ),
-        )
-        .unwrap();
+        let config: PathBuf = Settings::single(&self.store_url(), "Салон «Лилия»")
+            .set("business.phone", PHONE)
+            .dikidi(&self.dikidi)
+            .set("booking.dikidi.rate_limit_per_second", 7)
+            .set("booking.dikidi.poll_interval_secs", 1)
+            .set("booking.dikidi.poll_jitter_secs", 0)
+            .telegram(&self.tg)
+            .set("sync.poll", "100ms")
+            .set("alerts.telegram_chat_id", ADMIN)
+            .write_in(self.dir.path());
         Service::start(&config)
     }
 
@@ -291,18 +286,9 @@ async fn records_left_out_of_records_info_cancel_nothing_and_alert_the_admin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_probe_opens_a_widget_session_and_reserves_nothing() {
     let world = World::start().await;
-    let config: PathBuf = world.dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"{}\"\n[business]\nname = \"Салон\"\ntimezone = \"Europe/Moscow\"\n\
-             [booking]\nsystem = \"dikidi\"\n[booking.dikidi]\nbase_url = \"{}\"\n\
-             company_id = {COMPANY}\n",
-            world.store_url(),
-            world.dikidi.base_url(),
-        ),
-    )
-    .unwrap();
+    let config: PathBuf = Settings::single(&world.store_url(), "Салон")
+        .dikidi(&world.dikidi)
+        .write_in(world.dir.path());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_zapis"))
         .args(["check", "--probe", "--config"])
         .arg(&config)

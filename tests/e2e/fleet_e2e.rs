@@ -16,69 +16,36 @@ use std::process::Command;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
+use serde_json::json;
+use support::app::Settings;
 use support::e2e::{Service, WAIT, book_first_slot};
-use support::fake_amocrm::{self as amo_fake, FakeAmo};
+use support::fake_amocrm::FakeAmo;
 use support::fake_bitrix24::{self as b24_fake, FakeBitrix};
 use support::fake_telegram::{FakeTelegram, FakeUser};
 use zapis::store::Store;
 
 const SECRET: &str = "deployment-secret-0123456789";
 
-fn business(name: &str, tg: &FakeTelegram, token: &str, crm: &str) -> String {
-    format!(
-        r#"
-[business]
-name = "{name}"
-timezone = "Europe/Moscow"
-
-[telegram]
-limits.chat_messages_per_second = 20
-limits.chat_burst = 20
-token = "{token}"
-api_url = "{url}"
-{crm}"#,
-        url = tg.api_url()
-    )
+/// A business's own file, with its bot (a fake started for `token`).
+fn business(name: &str, tg: &FakeTelegram, token: &str) -> Settings {
+    Settings::empty()
+        .set("business.name", name)
+        .set("business.timezone", "Europe/Moscow")
+        .telegram(tg)
+        .set("telegram.token", token)
 }
 
-fn amocrm(amo: &FakeAmo) -> String {
-    format!(
-        r#"
-[crm]
-system = "amocrm"
-
-[crm.amocrm]
-base_url = "{url}"
-token = "{token}"
-pipeline_id = {pipeline}
-new_status_id = {status_new}
-booking_id_field_id = {field}
-"#,
-        url = amo.base_url,
-        token = amo_fake::LONG_LIVED_TOKEN,
-        pipeline = amo_fake::PIPELINE_ID,
-        status_new = amo_fake::STATUS_NEW,
-        field = amo_fake::FIELD_BOOKING_ID,
-    )
-}
-
-fn bitrix24(fake: &FakeBitrix) -> String {
-    format!(
-        r#"
-[crm]
-system = "bitrix24"
-
-[crm.bitrix24]
-webhook_url = "{url}"
-mode = "lead"
-booking_id_field = "{field}"
-responsible_id = 5
-application_token = "{token}"
-"#,
-        url = fake.webhook_url(),
-        field = b24_fake::BOOKING_FIELD,
-        token = b24_fake::APPLICATION_TOKEN,
-    )
+/// Bitrix24 in lead mode, its events signed.
+fn bitrix24(settings: Settings, fake: &FakeBitrix) -> Settings {
+    settings
+        .bitrix24(fake)
+        .set("crm.bitrix24.mode", "lead")
+        .set("crm.bitrix24.booking_id_field", b24_fake::BOOKING_FIELD)
+        .set("crm.bitrix24.responsible_id", 5)
+        .set(
+            "crm.bitrix24.application_token",
+            b24_fake::APPLICATION_TOKEN,
+        )
 }
 
 async fn book(user: &FakeUser, greeting: &str, phone: &str) {
@@ -124,26 +91,19 @@ async fn each_business_books_into_its_own_crm_and_a_new_one_joins_on_sighup() {
     std::fs::create_dir(&folder).expect("the businesses folder");
     let port = free_port();
     let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"sqlite://{}\"\n\n[sync]\npoll = \"100ms\"\n\n\
-             [http]\nlisten = \"127.0.0.1:{port}\"\nwebhook_secret = \"{SECRET}\"\n\n\
-             [businesses]\ndir = \"businesses\"\n",
-            dir.path().join("zapis.db").display()
-        ),
-    )
-    .expect("the deployment file");
-    std::fs::write(
-        folder.join("salon-a.toml"),
-        business("Салон А", &tg_a, "111:AAA", &amocrm(&amo)),
-    )
-    .expect("salon-a");
-    std::fs::write(
-        folder.join("clinic-b.toml"),
-        business("Клиника Б", &tg_b, "222:BBB", &bitrix24(&bitrix)),
-    )
-    .expect("clinic-b");
+    Settings::empty()
+        .set(
+            "store.url",
+            format!("sqlite://{}", dir.path().join("zapis.db").display()),
+        )
+        .set("sync.poll", "100ms")
+        .http(port, SECRET)
+        .set("businesses.dir", "businesses")
+        .write(&config);
+    business("Салон А", &tg_a, "111:AAA")
+        .amocrm(&amo)
+        .write(&folder.join("salon-a.toml"));
+    bitrix24(business("Клиника Б", &tg_b, "222:BBB"), &bitrix).write(&folder.join("clinic-b.toml"));
     let log = dir.path().join("zapis.log");
     let service = Service::start_logging_at(&config, &log, "info");
 
@@ -202,11 +162,7 @@ async fn each_business_books_into_its_own_crm_and_a_new_one_joins_on_sighup() {
     );
 
     // A third business and a broken file, picked up without a restart.
-    std::fs::write(
-        folder.join("school-c.toml"),
-        business("Студия В", &tg_c, "333:CCC", ""),
-    )
-    .expect("school-c");
+    business("Студия В", &tg_c, "333:CCC").write(&folder.join("school-c.toml"));
     std::fs::write(
         folder.join("broken.toml"),
         "[business]\nname = \"Сломанный\"\ntimezone = \"Europe/Nowhere\"\n",
@@ -240,11 +196,8 @@ async fn each_business_books_into_its_own_crm_and_a_new_one_joins_on_sighup() {
     assert!(!list.contains("111:AAA"), "no token in the list: {list}");
 
     // A changed file restarts its business alone; a removed one stops it.
-    std::fs::write(
-        folder.join("clinic-b.toml"),
-        business("Клиника Бета", &tg_b, "222:BBB", &bitrix24(&bitrix)),
-    )
-    .expect("clinic-b renamed");
+    bitrix24(business("Клиника Бета", &tg_b, "222:BBB"), &bitrix)
+        .write(&folder.join("clinic-b.toml"));
     std::fs::remove_file(folder.join("school-c.toml")).expect("school-c removed");
     service.signal("HUP");
     // Updates read before the restart are the old business's to answer: wait for the new one.
@@ -284,8 +237,8 @@ async fn each_business_books_into_its_own_crm_and_a_new_one_joins_on_sighup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_serve_three_businesses_and_one_survives_the_others_death() {
     use support::fake_alfacrm::{self as alfa, FakeAlfa};
-    use support::fake_dikidi::{COMPANY, FakeDikidi};
-    use support::fake_yclients::{FakeSalon, FakeYclients, PARTNER_TOKEN};
+    use support::fake_dikidi::FakeDikidi;
+    use support::fake_yclients::{FakeSalon, FakeYclients};
 
     let (tg_a, tg_b, tg_c) = (
         FakeTelegram::start_for("111:AAA").await,
@@ -306,66 +259,36 @@ async fn two_instances_serve_three_businesses_and_one_survives_the_others_death(
     };
     let (port_1, port_2) = (free_port(), free_port());
     let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"{store_url}\"\n\n[sync]\npoll = \"100ms\"\n\n\
-             [http]\nlisten = \"127.0.0.1:{port_1}\"\nwebhook_secret = \"{SECRET}\"\n\n\
-             [businesses]\n"
-        ),
-    )
-    .expect("the deployment file");
-    std::fs::write(
-        folder.join("salon-a.toml"),
-        business(
-            "Салон А",
-            &tg_a,
-            "111:AAA",
-            &format!(
-                "[booking]\nsystem = \"yclients\"\n[booking.yclients]\nbase_url = \"{}\"\n\
-                 company_id = 777\npartner_token = \"{PARTNER_TOKEN}\"\n{}",
-                yc.base_url,
-                amocrm(&amo)
-            ),
-        ),
-    )
-    .expect("salon-a");
-    std::fs::write(
-        folder.join("clinic-b.toml"),
-        business(
-            "Клиника Б",
-            &tg_b,
-            "222:BBB",
-            &format!(
-                "[booking]\nsystem = \"dikidi\"\n[booking.dikidi]\nbase_url = \"{}\"\n\
-                 company_id = {COMPANY}\nrate_limit_per_second = 7\npoll_interval_secs = 1\n\
-                 poll_jitter_secs = 0\n{}",
-                dikidi.base_url(),
-                bitrix24(&bitrix)
-            ),
-        ),
-    )
-    .expect("clinic-b");
-    std::fs::write(
-        folder.join("school-c.toml"),
-        business(
-            "Школа В",
-            &tg_c,
-            "333:CCC",
-            &format!(
-                "[school.alfacrm]\n{}curator_id = 7\nlead_status_id = 1\n\n\
-                 [[school.courses]]\nkey = \"python\"\ntitle = \"Python для подростков\"\n\
-                 alfacrm_group_ids = [{}]\n",
-                school.config_toml(),
-                alfa::GROUP_PYTHON
-            ),
+    Settings::empty()
+        .set("store.url", store_url.as_str())
+        .set("sync.poll", "100ms")
+        .http(port_1, SECRET)
+        .set("businesses", json!({}))
+        .write(&config);
+    business("Салон А", &tg_a, "111:AAA")
+        .yclients(&yc, 777)
+        .amocrm(&amo)
+        .write(&folder.join("salon-a.toml"));
+    let clinic = business("Клиника Б", &tg_b, "222:BBB")
+        .dikidi(&dikidi)
+        .set("booking.dikidi.rate_limit_per_second", 7)
+        .set("booking.dikidi.poll_interval_secs", 1)
+        .set("booking.dikidi.poll_jitter_secs", 0);
+    bitrix24(clinic, &bitrix).write(&folder.join("clinic-b.toml"));
+    business("Школа В", &tg_c, "333:CCC")
+        .set("business.kind", "school")
+        .alfacrm(&school)
+        .set("school.alfacrm.curator_id", 7)
+        .set("school.alfacrm.lead_status_id", 1)
+        .push(
+            "school.courses",
+            json!({
+                "key": "python",
+                "title": "Python для подростков",
+                "alfacrm_group_ids": [alfa::GROUP_PYTHON],
+            }),
         )
-        .replace(
-            "timezone = \"Europe/Moscow\"\n",
-            "timezone = \"Europe/Moscow\"\nkind = \"school\"\n",
-        ),
-    )
-    .expect("school-c");
+        .write(&folder.join("school-c.toml"));
     let first = Service::start_with_env(&config, &dir.path().join("one.log"), "warn", &[]);
     // The first instance is serving before the second starts, so it holds every bot.
     let hello = tg_a.user(1000);

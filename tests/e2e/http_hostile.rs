@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
-use support::fake_telegram::{FakeTelegram, TOKEN};
+use serde_json::{Value, json};
+use support::app::Settings;
+use support::fake_telegram::FakeTelegram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zapis::store::test_support::raw_pool;
@@ -33,22 +35,22 @@ impl Drop for Server {
     }
 }
 
-async fn start_server(tg: &FakeTelegram, http_extra: &str) -> Server {
+/// `http` adds keys to `[http]`.
+async fn start_server(tg: &FakeTelegram, http: &[(&str, Value)]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"sqlite://{db}\"\n\
-             [business]\nname = \"Салон\"\ntimezone = \"Europe/Moscow\"\n\
-             [telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{tg}\"\n\
-             [http]\nlisten = \"127.0.0.1:{port}\"\nwebhook_secret = \"{SECRET}\"\n{http_extra}\n",
-            db = dir.path().join("zapis.db").display(),
-            tg = tg.api_url(),
-        ),
-    )
-    .unwrap();
+    let db = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    // The bot at Telegram's own pace: nothing here books.
+    let settings = Settings::single(&db, "Салон")
+        .telegram(tg)
+        .remove("telegram.limits")
+        .http(port, SECRET);
+    let config = http
+        .iter()
+        .fold(settings, |s, (key, value)| {
+            s.set(&format!("http.{key}"), value.clone())
+        })
+        .write_in(dir.path());
     let child = Command::new("sh")
         .arg("-c")
         .arg("ulimit -Sn 1024 && exec \"$0\" run --config \"$1\"")
@@ -136,7 +138,7 @@ async fn connect_many(port: u16, n: usize) -> Vec<TcpStream> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eleven_hundred_idle_connections_under_a_1024_descriptor_limit_leave_health_answering() {
     let tg = FakeTelegram::start().await;
-    let server = start_server(&tg, "header_read_timeout = \"3s\"").await;
+    let server = start_server(&tg, &[("header_read_timeout", json!("3s"))]).await;
     let mut idle = connect_many(server.port, 1100).await;
     assert_eq!(idle.len(), 1100, "every idle connection was let in");
     // Our own process holds 1,100 sockets too; the server raised its limit and accepts more.
@@ -159,7 +161,11 @@ async fn slow_headers_slow_bodies_and_slow_requests_are_cut_off() {
     let tg = FakeTelegram::start().await;
     let server = start_server(
         &tg,
-        "header_read_timeout = \"2s\"\nbody_timeout = \"2s\"\nrequest_timeout = \"3s\"",
+        &[
+            ("header_read_timeout", json!("2s")),
+            ("body_timeout", json!("2s")),
+            ("request_timeout", json!("3s")),
+        ],
     )
     .await;
     let port = server.port;
@@ -276,7 +282,14 @@ async fn closed_by_server(s: &mut TcpStream) -> bool {
 async fn a_full_cap_of_slow_clients_gives_way_to_a_health_check() {
     let tg = FakeTelegram::start().await;
     // The header-read timeout is far longer than the test: only eviction can free a slot.
-    let server = start_server(&tg, "max_connections = 20\nheader_read_timeout = \"60s\"").await;
+    let server = start_server(
+        &tg,
+        &[
+            ("max_connections", json!(20)),
+            ("header_read_timeout", json!("60s")),
+        ],
+    )
+    .await;
     let mut slow = slowloris(server.port, 20).await;
     // The server has taken all twenty before the newcomer knocks.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -310,7 +323,11 @@ async fn a_connection_over_a_cap_of_requests_in_progress_is_refused_at_once() {
     let tg = FakeTelegram::start().await;
     let server = start_server(
         &tg,
-        "max_connections = 20\nheader_read_timeout = \"3s\"\nbody_timeout = \"3s\"",
+        &[
+            ("max_connections", json!(20)),
+            ("header_read_timeout", json!("3s")),
+            ("body_timeout", json!("3s")),
+        ],
     )
     .await;
     // Twenty requests whose headers are in and whose bodies stall: each slot serves a request.

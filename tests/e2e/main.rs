@@ -2,11 +2,14 @@
 //! service or a command, against the fakes over real HTTP, a scripted user in the messenger, a
 //! real browser on the console. The in-process tests are in tests/it.
 //!
-//! The stories' bots are paced at 20 messages a second per chat (`limits.*` under each
-//! `[telegram]`): at Telegram's own 1 a second after a burst of 3, every booking a scripted
-//! client walks through waits ~9 s on the pacer, which made these stories most of CI's time.
-//! The pacing itself is tested in `messenger::telegram::pacing`; `demo` and `http_hostile`
-//! keep the defaults.
+//! A story's config is built in code with `support::app::Settings`, rendered to TOML in one
+//! place, so a key is written once: the bot on a fake (`Settings::telegram`, with the stories'
+//! pace), a CRM, a schedule, the HTTP face. What stays text is what a test says about the
+//! text itself: broken or misspelt files and the line an error names.
+//!
+//! The stories' bots are paced at 20 messages a second per chat (`Settings::telegram` says
+//! why): at Telegram's own pace they waited on the pacer for most of CI's time. `demo` and
+//! `http_hostile` keep the defaults.
 
 #[path = "../support/mod.rs"]
 mod support;

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::fake_max::{FakeMax, TOKEN};
+use support::app::Settings;
+use support::fake_max::FakeMax;
 use support::fake_telegram::FakeTelegram;
 use support::scenario::{self, Scenario, Step};
 use zapis::domain::{BookingStatus, Channel};
@@ -62,32 +63,9 @@ impl Drop for Service {
     }
 }
 
-fn write_config(dir: &Path, store_url: &str, sections: &str) -> std::path::PathBuf {
-    let path = dir.join("zapis.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Салон «Лилия»"
-timezone = "Europe/Moscow"
-address = "Москва, ул. Пушкина, 10"
-{sections}
-"#
-        ),
-    )
-    .unwrap();
-    path
-}
-
-fn max_section(fake: &FakeMax, token: &str) -> String {
-    format!(
-        "\n[max]\ntoken = \"{token}\"\napi_url = \"{}\"\n",
-        fake.api_url()
-    )
+/// The salon with no messenger yet.
+fn salon(store_url: &str) -> Settings {
+    Settings::single(store_url, "Салон «Лилия»").set("business.address", "Москва, ул. Пушкина, 10")
 }
 
 fn steps(name: &'static str, steps: Vec<Step>) -> Scenario {
@@ -100,7 +78,7 @@ async fn a_client_books_from_a_max_deep_link_across_a_restart_and_cancels() {
     let fake = FakeMax::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let config = write_config(dir.path(), &store_url, &max_section(&fake, TOKEN));
+    let config = salon(&store_url).max(&fake).write_in(dir.path());
     let user = fake.user(4242);
 
     let service = Service::start(&config);
@@ -227,14 +205,11 @@ async fn telegram_and_max_run_side_by_side_report_their_polls_and_stop_together(
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
     let port = support::e2e::free_port();
-    let sections = format!(
-        "{}\n[telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{}\"\napi_url = \"{}\"\n\
-         [http]\nlisten = \"127.0.0.1:{port}\"\nwebhook_secret = \"path-secret-0123456789\"\n",
-        max_section(&max, TOKEN),
-        support::fake_telegram::TOKEN,
-        tg.api_url()
-    );
-    let config = write_config(dir.path(), &store_url, &sections);
+    let config = salon(&store_url)
+        .max(&max)
+        .telegram(&tg)
+        .http(port, "path-secret-0123456789")
+        .write_in(dir.path());
     let service = Service::start(&config);
     let on_max = max.user(1);
     on_max.start(None);
@@ -308,11 +283,10 @@ async fn a_start_with_max_unreachable_runs_and_the_bot_follows_when_it_answers()
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
     let port = support::e2e::free_port();
-    let sections = format!(
-        "{}\n[http]\nlisten = \"127.0.0.1:{port}\"\nwebhook_secret = \"path-secret-0123456789\"\n",
-        max_section(&max, TOKEN),
-    );
-    let config = write_config(dir.path(), &store_url, &sections);
+    let config = salon(&store_url)
+        .max(&max)
+        .http(port, "path-secret-0123456789")
+        .write_in(dir.path());
     let service = Service::start(&config);
 
     let poller = |ready: &serde_json::Value| ready["pollers"][0].clone();
@@ -371,14 +345,17 @@ async fn check_tells_reachable_and_bad_credentials_for_max() {
     let fake = FakeMax::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let config = write_config(dir.path(), &store_url, &max_section(&fake, TOKEN));
+    let config = salon(&store_url).max(&fake).write_in(dir.path());
     let (ok, out) = tokio::task::spawn_blocking(move || check(&config))
         .await
         .unwrap();
     assert!(ok, "{out}");
     assert!(out.contains("max: reachable (@zapis_bot)"), "{out}");
 
-    let config = write_config(dir.path(), &store_url, &max_section(&fake, "wrong-token"));
+    let config = salon(&store_url)
+        .max(&fake)
+        .set("max.token", "wrong-token")
+        .write_in(dir.path());
     let (ok, out) = tokio::task::spawn_blocking(move || check(&config))
         .await
         .unwrap();
@@ -395,20 +372,18 @@ async fn webhook_mode_answers_updates_posted_by_max() {
     let user = fake.user(1234567890);
     let dir = tempfile::tempdir().unwrap();
     let port = support::e2e::free_port();
-    let path = dir.path().join("zapis.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[store]\nurl = \"sqlite://{}\"\n[business]\nname = \"Салон «Лилия»\"\n\
-             timezone = \"Europe/Moscow\"\n[max]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\
-             mode = \"webhook\"\nwebhook_url = \"https://zapis.example/webhooks/max/path-secret-0123456789\"\n\
-             webhook_secret = \"max_header_secret\"\n[sync]\npoll = \"100ms\"\n\
-             [http]\nlisten = \"127.0.0.1:{port}\"\nwebhook_secret = \"path-secret-0123456789\"\n",
-            dir.path().join("zapis.db").display(),
-            fake.api_url()
-        ),
-    )
-    .unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let path = Settings::single(&store_url, "Салон «Лилия»")
+        .max(&fake)
+        .set("max.mode", "webhook")
+        .set(
+            "max.webhook_url",
+            "https://zapis.example/webhooks/max/path-secret-0123456789",
+        )
+        .set("max.webhook_secret", "max_header_secret")
+        .set("sync.poll", "100ms")
+        .http(port, "path-secret-0123456789")
+        .write_in(dir.path());
     let mut child = Command::new(env!("CARGO_BIN_EXE_zapis"))
         .args(["run", "--config"])
         .arg(&path)

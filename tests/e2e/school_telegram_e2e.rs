@@ -8,9 +8,10 @@ use crate::support::bid;
 use support::e2e::until;
 
 use serde_json::{Value, json};
+use support::app::Settings;
 use support::e2e::{Service, WAIT, keyboard, press_label};
 use support::fake_alfacrm::{self as alfa, FakeAlfa};
-use support::fake_telegram::{FakeTelegram, TOKEN};
+use support::fake_telegram::FakeTelegram;
 
 const CURATOR: i64 = 7;
 const SOURCE_TELEGRAM: i64 = 3;
@@ -21,52 +22,35 @@ async fn a_telegram_client_enrols_into_a_course_group_and_lands_in_alfacrm() {
     let crm = FakeAlfa::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Школа «Код»"
-timezone = "Europe/Moscow"
-kind = "school"
-
-[telegram]
-limits.chat_messages_per_second = 20
-limits.chat_burst = 20
-token = "{TOKEN}"
-api_url = "{tg_url}"
-
-[sync]
-poll = "100ms"
-
-[school.alfacrm]
-{alfa_toml}curator_id = {CURATOR}
-lead_status_id = 1
-lead_sources = {{ telegram = {SOURCE_TELEGRAM} }}
-
-[[school.courses]]
-key = "python"
-title = "Python для подростков"
-alfacrm_group_ids = [{g1}, {g2}]
-trial = true
-
-[[school.courses]]
-key = "design"
-title = "Дизайн"
-alfacrm_group_ids = [{g3}]
-"#,
-            tg_url = tg.api_url(),
-            alfa_toml = crm.config_toml(),
-            g1 = alfa::GROUP_PYTHON,
-            g2 = alfa::GROUP_PYTHON_LATE,
-            g3 = alfa::GROUP_DESIGN,
-        ),
-    )
-    .unwrap();
+    let config = Settings::single(&store_url, "Школа «Код»")
+        .set("business.kind", "school")
+        .telegram(&tg)
+        .set("sync.poll", "100ms")
+        .alfacrm(&crm)
+        .set("school.alfacrm.curator_id", CURATOR)
+        .set("school.alfacrm.lead_status_id", 1)
+        .set(
+            "school.alfacrm.lead_sources",
+            json!({ "telegram": SOURCE_TELEGRAM }),
+        )
+        .push(
+            "school.courses",
+            json!({
+                "key": "python",
+                "title": "Python для подростков",
+                "alfacrm_group_ids": [alfa::GROUP_PYTHON, alfa::GROUP_PYTHON_LATE],
+                "trial": true,
+            }),
+        )
+        .push(
+            "school.courses",
+            json!({
+                "key": "design",
+                "title": "Дизайн",
+                "alfacrm_group_ids": [alfa::GROUP_DESIGN],
+            }),
+        )
+        .write_in(dir.path());
     let service = Service::start(&config);
     let user = tg.user(5151);
     user.send_text("/start src_vk_winter");

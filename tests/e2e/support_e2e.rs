@@ -4,8 +4,9 @@
 
 use crate::support;
 
+use support::app::Settings;
 use support::e2e::{Service, WAIT, press_label};
-use support::fake_telegram::{BotMessage, FakeTelegram, FakeUser, TOKEN};
+use support::fake_telegram::{BotMessage, FakeTelegram, FakeUser};
 
 const ADMIN_GROUP: i64 = -1001234567890;
 const OTHER_GROUP: i64 = -1009876543210;
@@ -20,35 +21,12 @@ async fn a_clients_question_reaches_the_admin_group_and_the_admins_reply_comes_b
     let fake = FakeTelegram::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Салон «Лилия»"
-timezone = "Europe/Moscow"
-address = "Москва, ул. Пушкина, 10"
-
-[privacy]
-consent = false
-
-[telegram]
-limits.chat_messages_per_second = 20
-limits.chat_burst = 20
-token = "{TOKEN}"
-api_url = "{}"
-
-[support]
-telegram_chat_id = {ADMIN_GROUP}
-"#,
-            fake.api_url()
-        ),
-    )
-    .unwrap();
+    let config = Settings::single(&store_url, "Салон «Лилия»")
+        .set("business.address", "Москва, ул. Пушкина, 10")
+        .set("privacy.consent", false)
+        .telegram(&fake)
+        .set("support.telegram_chat_id", ADMIN_GROUP)
+        .write_in(dir.path());
     let admins = fake.group_member(ADMIN_GROUP, "Администраторы", 501);
     let stranger = fake.group_member(OTHER_GROUP, "Посторонние", 601);
     let service = Service::start(&config);
@@ -141,66 +119,22 @@ async fn a_question_from_max_is_answered_from_telegram_and_logged_once_into_amoc
 }
 
 async fn crm_story(store_url: &str) {
-    use support::fake_amocrm::{self as amo_fake, FakeAmo, FaultKind};
-    use support::fake_max::{self, FakeMax};
+    use support::fake_amocrm::{FakeAmo, FaultKind};
+    use support::fake_max::FakeMax;
 
     let tg = FakeTelegram::start().await;
     let max = FakeMax::start().await;
     let amo = FakeAmo::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Салон «Лилия»"
-timezone = "Europe/Moscow"
-address = "Москва, ул. Пушкина, 10"
-
-[privacy]
-consent = false
-
-[telegram]
-limits.chat_messages_per_second = 20
-limits.chat_burst = 20
-token = "{TOKEN}"
-api_url = "{tg_url}"
-
-[max]
-token = "{max_token}"
-api_url = "{max_url}"
-
-[sync]
-poll = "100ms"
-
-[crm]
-system = "amocrm"
-
-[crm.amocrm]
-base_url = "{amo_url}"
-token = "{amo_token}"
-pipeline_id = {pipeline}
-new_status_id = {status_new}
-booking_id_field_id = {field}
-
-[support]
-telegram_chat_id = {ADMIN_GROUP}
-"#,
-            tg_url = tg.api_url(),
-            max_token = fake_max::TOKEN,
-            max_url = max.api_url(),
-            amo_url = amo.base_url,
-            amo_token = amo_fake::LONG_LIVED_TOKEN,
-            pipeline = amo_fake::PIPELINE_ID,
-            status_new = amo_fake::STATUS_NEW,
-            field = amo_fake::FIELD_BOOKING_ID,
-        ),
-    )
-    .unwrap();
+    let config = Settings::single(store_url, "Салон «Лилия»")
+        .set("business.address", "Москва, ул. Пушкина, 10")
+        .set("privacy.consent", false)
+        .telegram(&tg)
+        .max(&max)
+        .set("sync.poll", "100ms")
+        .amocrm(&amo)
+        .set("support.telegram_chat_id", ADMIN_GROUP)
+        .write_in(dir.path());
     // The lead is made and its answer lost; then the question's note, the same way.
     amo.fault(
         "POST",
@@ -317,40 +251,13 @@ async fn check_tells_whether_the_bot_sees_the_admin_chats() {
     max.user(9001);
     let dir = tempfile::tempdir().unwrap();
     let write = |telegram_chat: i64, max_chat: i64| {
-        let config = dir.path().join("zapis.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[store]
-url = "sqlite://{db}"
-
-[business]
-name = "Салон «Лилия»"
-timezone = "Europe/Moscow"
-
-[telegram]
-limits.chat_messages_per_second = 20
-limits.chat_burst = 20
-token = "{TOKEN}"
-api_url = "{tg_url}"
-
-[max]
-token = "{max_token}"
-api_url = "{max_url}"
-
-[support]
-telegram_chat_id = {telegram_chat}
-max_chat_id = {max_chat}
-"#,
-                db = dir.path().join("zapis.db").display(),
-                tg_url = tg.api_url(),
-                max_token = fake_max::TOKEN,
-                max_url = max.api_url(),
-            ),
-        )
-        .unwrap();
-        config
+        let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+        Settings::single(&store_url, "Салон «Лилия»")
+            .telegram(&tg)
+            .max(&max)
+            .set("support.telegram_chat_id", telegram_chat)
+            .set("support.max_chat_id", max_chat)
+            .write_in(dir.path())
     };
     let config = write(ADMIN_GROUP, fake_max::dialog_id(9001));
     let (ok, out) = tokio::task::spawn_blocking(move || check(&config))

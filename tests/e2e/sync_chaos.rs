@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+use support::app::Settings;
 use support::fake_target::FakeTarget;
 use zapis::store::Store;
 use zapis::store::test_support::raw_pool;
@@ -562,41 +563,39 @@ async fn crm_chaos(crm: CrmFake, n: usize) {
     let proxy = ChaosProxy::start(upstream, 0.30, Duration::from_millis(1500)).await;
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let crm_section = match &crm {
-        CrmFake::Amo(_) => {
-            use support::fake_amocrm as f;
-            format!(
-                // The default configuration: the worker finds or creates the booking id
-                // field itself, through the same chaos.
-                "[crm]\nsystem = \"amocrm\"\n\n[crm.amocrm]\nbase_url = \"{}\"\ntoken = \"{}\"\n\
-                 pipeline_id = {}\nnew_status_id = {}\ntimeout_secs = 1\n",
-                proxy.url(""),
-                f::LONG_LIVED_TOKEN,
-                f::PIPELINE_ID,
-                f::STATUS_NEW,
-            )
-        }
-        CrmFake::Bitrix(_) => {
-            use support::fake_bitrix24 as f;
-            format!(
-                "[crm]\nsystem = \"bitrix24\"\n\n[crm.bitrix24]\nwebhook_url = \"{}\"\n\
-                 category_id = {}\nbooking_id_field = \"{}\"\nresponsible_id = 5\ntimeout_secs = 1\n",
-                proxy.url(&format!("/rest/{}/{}/", f::WEBHOOK_USER, f::WEBHOOK_CODE)),
-                f::CATEGORY,
-                f::BOOKING_FIELD
-            )
+    let settings = Settings::new(&store_url)
+        .set("sync.workers", 2)
+        .set("sync.batch", 4)
+        .set("sync.poll", "50ms")
+        .set("sync.lease", "2s");
+    // The CRM is reached through the proxy.
+    let settings = match &crm {
+        // The default configuration: the worker finds or creates the booking id field itself,
+        // through the same chaos.
+        CrmFake::Amo(f) => settings
+            .amocrm(f)
+            .set("crm.amocrm.base_url", proxy.url(""))
+            .remove("crm.amocrm.booking_id_field_id")
+            .set("crm.amocrm.timeout_secs", 1),
+        CrmFake::Bitrix(f) => {
+            use support::fake_bitrix24 as b24;
+            settings
+                .bitrix24(f)
+                .set(
+                    "crm.bitrix24.webhook_url",
+                    proxy.url(&format!(
+                        "/rest/{}/{}/",
+                        b24::WEBHOOK_USER,
+                        b24::WEBHOOK_CODE
+                    )),
+                )
+                .set("crm.bitrix24.category_id", b24::CATEGORY)
+                .set("crm.bitrix24.booking_id_field", b24::BOOKING_FIELD)
+                .set("crm.bitrix24.responsible_id", 5)
+                .set("crm.bitrix24.timeout_secs", 1)
         }
     };
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"{store_url}\"\n\n[business]\nid = \"salon\"\nname = \"Салон\"\n\
-             timezone = \"Europe/Moscow\"\n\n[sync]\nworkers = 2\nbatch = 4\npoll = \"50ms\"\n\
-             lease = \"2s\"\n\n{crm_section}"
-        ),
-    )
-    .unwrap();
+    let config = settings.write_in(dir.path());
     let store = Store::connect(&store_url).await.unwrap();
     seed_bookings(&store, n, system).await;
     let queue = Queue::new(store.clone());
@@ -824,12 +823,7 @@ async fn a_backup_taken_while_the_store_is_written_is_a_complete_store() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("zapis.db");
     let url = format!("sqlite://{}", db.display());
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!("[store]\nurl = \"{url}\"\n\n[business]\nname = \"Салон\"\ntimezone = \"Europe/Moscow\"\n"),
-    )
-    .unwrap();
+    let config = Settings::single(&url, "Салон").write_in(dir.path());
     let store = zapis::store::Store::connect(&url).await.unwrap();
     let queue = zapis::sync::Queue::new(store.clone());
     let jobs: Vec<zapis::sync::NewJob> = (0..500)

@@ -5,8 +5,9 @@
 use crate::support;
 use crate::support::bid;
 
+use support::app::Settings;
 use support::e2e::{Service, WAIT, keyboard, payload, press_kind, press_label};
-use support::fake_telegram::{FakeTelegram, TOKEN};
+use support::fake_telegram::FakeTelegram;
 use zapis::domain::BookingStatus;
 use zapis::store::Store;
 use zapis::store::test_support::raw_pool;
@@ -17,29 +18,10 @@ async fn a_client_books_from_a_deep_link_survives_a_restart_and_cancels() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("zapis.db");
     let store_url = format!("sqlite://{}", db.display());
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Салон «Лилия»"
-timezone = "Europe/Moscow"
-address = "Москва, ул. Пушкина, 10"
-
-[telegram]
-limits.chat_messages_per_second = 20
-limits.chat_burst = 20
-token = "{TOKEN}"
-api_url = "{}"
-"#,
-            fake.api_url()
-        ),
-    )
-    .unwrap();
+    let config = Settings::single(&store_url, "Салон «Лилия»")
+        .set("business.address", "Москва, ул. Пушкина, 10")
+        .telegram(&fake)
+        .write_in(dir.path());
 
     let service = Service::start(&config);
     let user = fake.user(4242);
@@ -166,44 +148,18 @@ api_url = "{}"
 /// is told to call the business instead of being shown a generic error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_books_and_cancels_in_dikidi_and_is_told_to_call_when_dikidi_changes() {
-    use support::fake_dikidi::{COMPANY, FakeDikidi};
+    use support::fake_dikidi::FakeDikidi;
 
     let fake = FakeTelegram::start().await;
     let dikidi = FakeDikidi::start(chrono_tz::Europe::Moscow).await;
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Салон «Лилия»"
-timezone = "Europe/Moscow"
-phone = "+7 495 123-45-67"
-
-[booking]
-system = "dikidi"
-
-[booking.dikidi]
-base_url = "{}"
-company_id = {COMPANY}
-rate_limit_per_second = 7
-
-[telegram]
-limits.chat_messages_per_second = 20
-limits.chat_burst = 20
-token = "{TOKEN}"
-api_url = "{}"
-"#,
-            dikidi.base_url(),
-            fake.api_url()
-        ),
-    )
-    .unwrap();
+    let config = Settings::single(&store_url, "Салон «Лилия»")
+        .set("business.phone", "+7 495 123-45-67")
+        .dikidi(&dikidi)
+        .set("booking.dikidi.rate_limit_per_second", 7)
+        .telegram(&fake)
+        .write_in(dir.path());
 
     let service = Service::start(&config);
     let user = fake.user(4343);
@@ -261,28 +217,23 @@ api_url = "{}"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dikidi_changes_reach_the_client_by_polling_and_drift_alerts_the_admin() {
     use support::e2e::book_first_slot;
-    use support::fake_dikidi::{COMPANY, FakeDikidi};
+    use support::fake_dikidi::FakeDikidi;
 
     let fake = FakeTelegram::start().await;
     let dikidi = FakeDikidi::start(chrono_tz::Europe::Moscow).await;
     let admin = fake.user(-4700);
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"{store_url}\"\n[business]\nname = \"Салон «Лилия»\"\n\
-             timezone = \"Europe/Moscow\"\nphone = \"+7 495 123-45-67\"\n[booking]\n\
-             system = \"dikidi\"\n[booking.dikidi]\nbase_url = \"{}\"\ncompany_id = {COMPANY}\n\
-             rate_limit_per_second = 7\npoll_interval_secs = 1\npoll_jitter_secs = 0\n\
-             [telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n[sync]\npoll = \"100ms\"\n\
-             [alerts]\ntelegram_chat_id = -4700\n",
-            dikidi.base_url(),
-            fake.api_url()
-        ),
-    )
-    .unwrap();
+    let config = Settings::single(&store_url, "Салон «Лилия»")
+        .set("business.phone", "+7 495 123-45-67")
+        .dikidi(&dikidi)
+        .set("booking.dikidi.rate_limit_per_second", 7)
+        .set("booking.dikidi.poll_interval_secs", 1)
+        .set("booking.dikidi.poll_jitter_secs", 0)
+        .telegram(&fake)
+        .set("sync.poll", "100ms")
+        .set("alerts.telegram_chat_id", -4700)
+        .write_in(dir.path());
     let service = Service::start(&config);
     let user = fake.user(4344);
     user.send_text("/start");
@@ -329,31 +280,10 @@ async fn the_log_is_json_lines_for_a_collector_and_plain_text_in_a_file() {
     for format in ["json", "text"] {
         let dir = tempfile::tempdir().unwrap();
         let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-        let config = dir.path().join("zapis.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Салон «Лилия»"
-timezone = "Europe/Moscow"
-
-[telegram]
-limits.chat_messages_per_second = 20
-limits.chat_burst = 20
-token = "{TOKEN}"
-api_url = "{}"
-
-[log]
-format = "{format}"
-"#,
-                fake.api_url()
-            ),
-        )
-        .unwrap();
+        let config = Settings::single(&store_url, "Салон «Лилия»")
+            .telegram(&fake)
+            .set("log.format", format)
+            .write_in(dir.path());
         let log = dir.path().join("zapis.log");
         let service = Service::start_logging_at(&config, &log, "info");
         let user = fake.user(if format == "json" { 5101 } else { 5102 });
@@ -400,33 +330,11 @@ async fn metrics_are_refused_on_the_public_address_unless_enabled() {
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
     let (port, metrics_port) = (support::e2e::free_port(), support::e2e::free_port());
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Салон «Лилия»"
-timezone = "Europe/Moscow"
-
-[telegram]
-limits.chat_messages_per_second = 20
-limits.chat_burst = 20
-token = "{TOKEN}"
-api_url = "{}"
-
-[http]
-listen = "127.0.0.1:{port}"
-webhook_secret = "webhook-secret-0123456789"
-metrics_listen = "127.0.0.1:{metrics_port}"
-"#,
-            fake.api_url()
-        ),
-    )
-    .unwrap();
+    let config = Settings::single(&store_url, "Салон «Лилия»")
+        .telegram(&fake)
+        .http(port, "webhook-secret-0123456789")
+        .set("http.metrics_listen", format!("127.0.0.1:{metrics_port}"))
+        .write_in(dir.path());
     let service = Service::start(&config);
     let user = fake.user(5201);
     user.send_text("/start");
@@ -473,31 +381,10 @@ async fn with_the_consent_off_the_start_warns_and_the_phone_is_asked_at_once() {
     let fake = FakeTelegram::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Салон «Лилия»"
-timezone = "Europe/Moscow"
-
-[privacy]
-consent = false
-
-[telegram]
-limits.chat_messages_per_second = 20
-limits.chat_burst = 20
-token = "{TOKEN}"
-api_url = "{}"
-"#,
-            fake.api_url()
-        ),
-    )
-    .unwrap();
+    let config = Settings::single(&store_url, "Салон «Лилия»")
+        .set("privacy.consent", false)
+        .telegram(&fake)
+        .write_in(dir.path());
     let log = dir.path().join("zapis.log");
     let service = Service::start_logging_to(&config, &log);
     let user = fake.user(4545);
@@ -548,31 +435,17 @@ async fn inside_the_change_cutoff_my_bookings_offers_a_call_and_outside_it_cance
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
     let config = dir.path().join("zapis.toml");
-    let write_config = |booking: &str| {
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Салон «Лилия»"
-timezone = "Europe/Moscow"
-phone = "+7 495 123-45-67"
-{booking}
-[telegram]
-limits.chat_messages_per_second = 20
-limits.chat_burst = 20
-token = "{TOKEN}"
-api_url = "{}"
-"#,
-                fake.api_url()
-            ),
-        )
-        .unwrap();
+    let write_config = |cutoff: Option<&str>| {
+        let settings = Settings::single(&store_url, "Салон «Лилия»")
+            .set("business.phone", "+7 495 123-45-67")
+            .telegram(&fake);
+        match cutoff {
+            Some(cutoff) => settings.set("booking.change_cutoff", cutoff),
+            None => settings,
+        }
+        .write(&config);
     };
-    write_config("");
+    write_config(None);
     let service = Service::start(&config);
     let user = fake.user(5151);
 
@@ -622,7 +495,7 @@ api_url = "{}"
         near.start,
         far.start
     );
-    write_config(&format!("\n[booking]\nchange_cutoff = \"{minutes}m\"\n"));
+    write_config(Some(&format!("{minutes}m")));
     let service = Service::start(&config);
 
     // The question asked before the cut-off, answered inside it, cancels nothing.
@@ -693,17 +566,10 @@ async fn of_two_instances_one_polls_the_bot_and_the_other_takes_over_when_it_die
     use std::time::Duration;
     let fake = FakeTelegram::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"sqlite://{}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
-             timezone = \"Europe/Moscow\"\n\n[telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n",
-            dir.path().join("zapis.db").display(),
-            fake.api_url()
-        ),
-    )
-    .unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = Settings::single(&store_url, "Салон «Лилия»")
+        .telegram(&fake)
+        .write_in(dir.path());
     let first = Service::start(&config);
     let ann = fake.user(7001);
     ann.send_text("/start");
@@ -746,21 +612,18 @@ async fn in_webhook_mode_telegram_posts_updates_and_nothing_polls() {
     let fake = FakeTelegram::start().await;
     let dir = tempfile::tempdir().unwrap();
     let port = support::e2e::free_port();
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"sqlite://{}\"\n\n[business]\nname = \"Салон «Лилия»\"\n\
-             timezone = \"Europe/Moscow\"\n\n[sync]\npoll = \"100ms\"\n\n\
-             [http]\nlisten = \"127.0.0.1:{port}\"\nwebhook_secret = \"{HTTP_SECRET}\"\n\n\
-             [telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\nmode = \"webhook\"\n\
-             webhook_url = \"https://hub.example/webhooks/telegram/{HTTP_SECRET}\"\n\
-             webhook_secret = \"{HOOK_SECRET}\"\n",
-            dir.path().join("zapis.db").display(),
-            fake.api_url()
-        ),
-    )
-    .unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
+    let config = Settings::single(&store_url, "Салон «Лилия»")
+        .set("sync.poll", "100ms")
+        .http(port, HTTP_SECRET)
+        .telegram(&fake)
+        .set("telegram.mode", "webhook")
+        .set(
+            "telegram.webhook_url",
+            format!("https://hub.example/webhooks/telegram/{HTTP_SECRET}"),
+        )
+        .set("telegram.webhook_secret", HOOK_SECRET)
+        .write_in(dir.path());
     let service = Service::start(&config);
     let set = fake.wait_for_calls("setwebhook", 1, WAIT).await;
     assert_eq!(

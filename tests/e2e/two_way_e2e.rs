@@ -7,15 +7,15 @@ use crate::support;
 use crate::support::bid;
 use support::e2e::free_port;
 
-use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::{Value, json};
+use support::app::Settings;
 use support::e2e::{Service, WAIT, book_first_slot, press_kind, press_label};
 use support::fake_amocrm::{self as fake_amo, FakeAmo};
-use support::fake_telegram::{FakeTelegram, FakeUser, TOKEN};
-use support::fake_yclients::{FakeRecord, FakeSalon, FakeYclients, PARTNER_TOKEN, USER_TOKEN};
+use support::fake_telegram::{FakeTelegram, FakeUser};
+use support::fake_yclients::{FakeRecord, FakeSalon, FakeYclients, USER_TOKEN};
 use zapis::domain::BookingStatus;
 use zapis::store::Store;
 
@@ -56,78 +56,31 @@ impl World {
     }
 
     /// Writes the configuration with the given `[sync]` reconcile interval and reminder
-    /// offsets, and starts the service on it.
-    fn run(&self, reconcile: &str, offsets: &str) -> Service {
-        self.run_with(reconcile, offsets, "", "")
+    /// offset, and starts the service on it.
+    fn run(&self, reconcile: &str, offset: &str) -> Service {
+        self.run_with(reconcile, offset, |s| s)
     }
 
-    /// [`World::run`] with extra lines for the `[booking.yclients]` and `[sync]` sections.
-    fn run_with(&self, reconcile: &str, offsets: &str, yclients: &str, sync: &str) -> Service {
-        let config = self.dir.path().join("zapis.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Салон «Лилия»"
-timezone = "Asia/Yekaterinburg"
-address = "Екатеринбург, ул. Ленина, 1"
-
-[booking]
-system = "yclients"
-
-[booking.yclients]
-base_url = "{yc_url}"
-company_id = 777
-partner_token = "{PARTNER_TOKEN}"
-{yclients}
-
-[telegram]
-limits.chat_messages_per_second = 20
-limits.chat_burst = 20
-token = "{TOKEN}"
-api_url = "{tg_url}"
-
-[sync]
-poll = "100ms"
-reconcile_interval = "{reconcile}"
-{sync}
-
-[reminders]
-offsets = [{offsets}]
-check_every = "200ms"
-
-[http]
-listen = "127.0.0.1:{port}"
-webhook_secret = "{SECRET}"
-
-[crm]
-system = "amocrm"
-
-[crm.amocrm]
-base_url = "{amo_url}"
-token = "{amo_token}"
-pipeline_id = {pipeline}
-new_status_id = {status_new}
-booking_id_field_id = {field}
-loss_reason_id = 7
-"#,
-                store_url = self.store_url(),
-                yc_url = self.yc.base_url,
-                tg_url = self.tg.api_url(),
-                amo_url = self.amo.base_url,
-                amo_token = fake_amo::LONG_LIVED_TOKEN,
-                pipeline = fake_amo::PIPELINE_ID,
-                status_new = fake_amo::STATUS_NEW,
-                field = fake_amo::FIELD_BOOKING_ID,
-                port = self.port,
-            ),
-        )
-        .unwrap();
-        Service::start(Path::new(&config))
+    /// [`World::run`] with the settings changed by `edit`.
+    fn run_with(
+        &self,
+        reconcile: &str,
+        offset: &str,
+        edit: impl FnOnce(Settings) -> Settings,
+    ) -> Service {
+        let settings = Settings::single(&self.store_url(), "Салон «Лилия»")
+            .set("business.timezone", "Asia/Yekaterinburg")
+            .set("business.address", "Екатеринбург, ул. Ленина, 1")
+            .yclients(&self.yc, 777)
+            .telegram(&self.tg)
+            .set("sync.poll", "100ms")
+            .set("sync.reconcile_interval", reconcile)
+            .set("reminders.offsets", json!([offset]))
+            .set("reminders.check_every", "200ms")
+            .http(self.port, SECRET)
+            .amocrm(&self.amo)
+            .set("crm.amocrm.loss_reason_id", 7);
+        Service::start(&edit(settings).write_in(self.dir.path()))
     }
 
     async fn post(&self, source: &str, body: reqwest::RequestBuilder) {
@@ -217,7 +170,7 @@ fn count(user: &FakeUser, needle: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_on_any_side_reaches_every_other_side_once() {
     let w = World::start().await;
-    let service = w.run("1s", "\"30d\"");
+    let service = w.run("1s", "30d");
     let tz = w.yc.timezone();
 
     // 1. Moved in the schedule (webhook): the lead gets a note, the client the new time.
@@ -343,7 +296,7 @@ async fn a_change_on_any_side_reaches_every_other_side_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_we_are_writing_is_not_taken_for_the_salons() {
     let w = World::start().await;
-    let service = w.run("1s", "\"30d\"");
+    let service = w.run("1s", "30d");
     let hold = Duration::from_millis(2500);
 
     // The client's move in the chat.
@@ -423,7 +376,7 @@ async fn a_change_we_are_writing_is_not_taken_for_the_salons() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reminder_fires_once_across_restarts_and_its_cancel_cancels_everywhere() {
     let w = World::start().await;
-    let service = w.run("5m", "\"30d\"");
+    let service = w.run("5m", "30d");
     let tz = w.yc.timezone();
     let start_of = |rec: &FakeRecord| {
         rec.local
@@ -447,12 +400,9 @@ async fn a_reminder_fires_once_across_restarts_and_its_cancel_cancels_everywhere
     // The visit's start, and an offset that puts the reminder's moment three seconds ahead.
     let start = start_of(&rec);
     let offset = (start - Utc::now()).num_seconds() - 3;
-    let service = w.run_with(
-        "5m",
-        &format!("\"{offset}s\""),
-        &format!("user_token = \"{USER_TOKEN}\""),
-        "",
-    );
+    let service = w.run_with("5m", &format!("{offset}s"), |s| {
+        s.set("booking.yclients.user_token", USER_TOKEN)
+    });
     let reminder = ann.wait_for_text("Напоминаем", WAIT).await;
     assert!(
         reminder
@@ -476,12 +426,9 @@ async fn a_reminder_fires_once_across_restarts_and_its_cancel_cancels_everywhere
     button("Перенести");
     // A restart sends nothing again.
     service.stop();
-    let service = w.run_with(
-        "5m",
-        &format!("\"{offset}s\""),
-        &format!("user_token = \"{USER_TOKEN}\""),
-        "",
-    );
+    let service = w.run_with("5m", &format!("{offset}s"), |s| {
+        s.set("booking.yclients.user_token", USER_TOKEN)
+    });
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count(&ann, "Напоминаем"), 1, "{:#?}", ann.history());
 
@@ -533,12 +480,10 @@ async fn a_reminder_fires_once_across_restarts_and_its_cancel_cancels_everywhere
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_an_admin_makes_for_a_known_client_becomes_their_booking() {
     let w = World::start().await;
-    let service = w.run_with(
-        "5m",
-        "\"30d\"",
-        &format!("user_token = \"{USER_TOKEN}\""),
-        "admin_bookings = \"lead\"",
-    );
+    let service = w.run_with("5m", "30d", |s| {
+        s.set("booking.yclients.user_token", USER_TOKEN)
+            .set("sync.admin_bookings", "lead")
+    });
     let (ann, rec, _lead) = w.book(5001, "+7 912 345-67-89").await;
     let leads_before = w.amo.leads().len();
 
@@ -630,12 +575,11 @@ enum RecordFault {
 async fn one_fault_one_booking(fault: RecordFault) {
     use support::e2e::book_until_confirm;
     let w = World::start().await;
-    let service = w.run_with(
-        "5m",
-        "\"30d\"",
-        &format!("user_token = \"{USER_TOKEN}\"\ntimeout_secs = 1\nmax_retries = 0"),
-        "",
-    );
+    let service = w.run_with("5m", "30d", |s| {
+        s.set("booking.yclients.user_token", USER_TOKEN)
+            .set("booking.yclients.timeout_secs", 1)
+            .set("booking.yclients.max_retries", 0)
+    });
     let user = w.tg.user(6001);
     user.send_text("/start src_fault");
     user.wait_for_text("Салон «Лилия»", WAIT).await;

@@ -13,54 +13,21 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::app::Settings;
 use support::e2e::{Service, WAIT, book_until_confirm, is_consent, press_kind, press_label};
-use support::fake_amocrm::{self as amo_fake, FakeAmo, FaultKind};
-use support::fake_telegram::{FakeTelegram, FakeUser, TOKEN};
+use support::fake_amocrm::{FakeAmo, FaultKind};
+use support::fake_telegram::{FakeTelegram, FakeUser};
 
 const UNFINISHED: &str = "Незавершённая запись";
 
 fn write_config(dir: &Path, store_url: &str, tg: &FakeTelegram, amo: &FakeAmo) {
-    std::fs::write(
-        dir.join("zapis.toml"),
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Салон «Лилия»"
-timezone = "Europe/Moscow"
-address = "Москва, ул. Пушкина, 10"
-
-[telegram]
-limits.chat_messages_per_second = 20
-limits.chat_burst = 20
-token = "{TOKEN}"
-api_url = "{tg_url}"
-
-[sync]
-poll = "100ms"
-
-[crm]
-system = "amocrm"
-unfinished_after = "4s"
-
-[crm.amocrm]
-base_url = "{url}"
-token = "{token}"
-pipeline_id = {pipeline}
-new_status_id = {status_new}
-booking_id_field_id = {field}
-"#,
-            tg_url = tg.api_url(),
-            url = amo.base_url,
-            token = amo_fake::LONG_LIVED_TOKEN,
-            pipeline = amo_fake::PIPELINE_ID,
-            status_new = amo_fake::STATUS_NEW,
-            field = amo_fake::FIELD_BOOKING_ID,
-        ),
-    )
-    .unwrap();
+    Settings::single(store_url, "Салон «Лилия»")
+        .set("business.address", "Москва, ул. Пушкина, 10")
+        .telegram(tg)
+        .set("sync.poll", "100ms")
+        .amocrm(amo)
+        .set("crm.unfinished_after", "4s")
+        .write_in(dir);
 }
 
 fn name(lead: &Value) -> String {

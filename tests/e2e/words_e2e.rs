@@ -7,36 +7,21 @@ use std::path::Path;
 
 use crate::support;
 
+use support::app::Settings;
 use support::e2e::{Service, WAIT, agree, is_consent, keyboard, press_kind, press_label};
-use support::fake_telegram::{FakeTelegram, TOKEN};
+use support::fake_telegram::FakeTelegram;
 
 fn clinic_config(dir: &Path, api_url: &url::Url, locales: Option<&str>) -> std::path::PathBuf {
-    let locales = locales.map_or(String::new(), |l| format!("locales = \"{l}\"\n"));
-    let config = dir.join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "sqlite://{}"
-
-[business]
-name = "Клиника «Дента»"
-timezone = "Europe/Moscow"
-address = "Москва, ул. Пушкина, 10"
-kind = "clinic"
-{locales}
-[telegram]
-limits.chat_messages_per_second = 20
-limits.chat_burst = 20
-token = "{TOKEN}"
-api_url = "{api_url}"
-"#,
-            dir.join("zapis.db").display()
-        ),
-    )
-    .unwrap();
-    config
+    let store_url = format!("sqlite://{}", dir.join("zapis.db").display());
+    let settings = Settings::single(&store_url, "Клиника «Дента»")
+        .set("business.address", "Москва, ул. Пушкина, 10")
+        .set("business.kind", "clinic")
+        .telegram_at(api_url);
+    match locales {
+        Some(l) => settings.set("business.locales", l),
+        None => settings,
+    }
+    .write_in(dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

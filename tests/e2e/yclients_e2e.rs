@@ -9,56 +9,22 @@ use support::e2e::free_port;
 use std::time::Duration;
 
 use serde_json::json;
+use support::app::Settings;
 use support::e2e::{Service, WAIT, agree, book_first_slot, is_consent, press_kind, press_label};
-use support::fake_telegram::{FakeTelegram, TOKEN};
-use support::fake_yclients::{FakeSalon, FakeYclients, PARTNER_TOKEN};
+use support::fake_telegram::FakeTelegram;
+use support::fake_yclients::{FakeSalon, FakeYclients};
 use zapis::domain::BookingStatus;
 use zapis::store::Store;
 
 const SECRET: &str = "webhook-secret-0123456789";
 
-/// A salon on YClients with a Telegram bot; `extra` adds sections.
-fn write_config(
-    dir: &std::path::Path,
-    store_url: &str,
-    yc: &FakeYclients,
-    tg: &FakeTelegram,
-    extra: &str,
-) -> std::path::PathBuf {
-    let config = dir.join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[business]
-name = "Салон «Лилия»"
-timezone = "Asia/Yekaterinburg"
-address = "Екатеринбург, ул. Ленина, 1"
-
-[booking]
-system = "yclients"
-
-[booking.yclients]
-base_url = "{yc_url}"
-company_id = 777
-partner_token = "{PARTNER_TOKEN}"
-
-[telegram]
-limits.chat_messages_per_second = 20
-limits.chat_burst = 20
-token = "{TOKEN}"
-api_url = "{tg_url}"
-
-{extra}"#,
-            yc_url = yc.base_url,
-            tg_url = tg.api_url(),
-        ),
-    )
-    .unwrap();
-    config
+/// A salon on YClients with a Telegram bot.
+fn salon(store_url: &str, yc: &FakeYclients, tg: &FakeTelegram) -> Settings {
+    Settings::single(store_url, "Салон «Лилия»")
+        .set("business.timezone", "Asia/Yekaterinburg")
+        .set("business.address", "Екатеринбург, ул. Ленина, 1")
+        .yclients(yc, 777)
+        .telegram(tg)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,16 +34,10 @@ async fn a_salon_deletion_reaches_the_store_and_the_client() {
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
     let port = free_port();
-    let config = write_config(
-        dir.path(),
-        &store_url,
-        &yc,
-        &tg,
-        &format!(
-            "[sync]\npoll = \"100ms\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
-             webhook_secret = \"{SECRET}\"\n"
-        ),
-    );
+    let config = salon(&store_url, &yc, &tg)
+        .set("sync.poll", "100ms")
+        .http(port, SECRET)
+        .write_in(dir.path());
     let service = Service::start(&config);
 
     let user = tg.user(2001);
@@ -158,36 +118,13 @@ async fn a_booking_confirmed_while_yclients_is_down_completes_when_it_is_back() 
     let yc = FakeYclients::start(FakeSalon::standard(777, chrono_tz::Europe::Kaliningrad)).await;
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-[business]
-name = "Салон «Лилия»"
-timezone = "Europe/Kaliningrad"
-[booking]
-system = "yclients"
-[booking.yclients]
-base_url = "{yc_url}"
-company_id = 777
-partner_token = "{PARTNER_TOKEN}"
-max_retries = 0
-[telegram]
-limits.chat_messages_per_second = 20
-limits.chat_burst = 20
-token = "{TOKEN}"
-api_url = "{tg_url}"
-[sync]
-poll = "100ms"
-"#,
-            yc_url = yc.base_url,
-            tg_url = tg.api_url(),
-        ),
-    )
-    .unwrap();
+    let config = Settings::single(&store_url, "Салон «Лилия»")
+        .set("business.timezone", "Europe/Kaliningrad")
+        .yclients(&yc, 777)
+        .set("booking.yclients.max_retries", 0)
+        .telegram(&tg)
+        .set("sync.poll", "100ms")
+        .write_in(dir.path());
     let service = Service::start(&config);
     let user = tg.user(2002);
     user.send_text("/start src_queue");
@@ -249,19 +186,11 @@ async fn a_slot_taken_before_confirm_offers_fresh_times_and_cancel_deletes_the_r
     let yc = FakeYclients::start(FakeSalon::standard(777, tz)).await;
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let config = dir.path().join("zapis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"{store_url}\"\n[business]\nname = \"Салон «Лилия»\"\n\
-             timezone = \"Asia/Yekaterinburg\"\n[booking]\nsystem = \"yclients\"\n\
-             [booking.yclients]\nbase_url = \"{}\"\ncompany_id = 777\npartner_token = \"{PARTNER_TOKEN}\"\n\
-             [telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n",
-            yc.base_url,
-            tg.api_url()
-        ),
-    )
-    .unwrap();
+    let config = Settings::single(&store_url, "Салон «Лилия»")
+        .set("business.timezone", "Asia/Yekaterinburg")
+        .yclients(&yc, 777)
+        .telegram(&tg)
+        .write_in(dir.path());
     let service = Service::start(&config);
     let user = tg.user(2003);
     user.send_text("/start");
@@ -342,18 +271,10 @@ async fn the_companys_time_zone_wins_over_a_disagreeing_business_timezone() {
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
     let config = dir.path().join("zapis.toml");
     // A Yekaterinburg salon set up as Moscow: two hours apart.
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"{store_url}\"\n[business]\nname = \"Салон «Лилия»\"\n\
-             timezone = \"Europe/Moscow\"\n[booking]\nsystem = \"yclients\"\n\
-             [booking.yclients]\nbase_url = \"{}\"\ncompany_id = 777\npartner_token = \"{PARTNER_TOKEN}\"\n\
-             [telegram]\nlimits.chat_messages_per_second = 20\nlimits.chat_burst = 20\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n",
-            yc.base_url,
-            tg.api_url()
-        ),
-    )
-    .unwrap();
+    Settings::single(&store_url, "Салон «Лилия»")
+        .yclients(&yc, 777)
+        .telegram(&tg)
+        .write(&config);
     let (ok, out) = zapis_check(&config, false);
     assert!(!ok, "{out}");
     assert!(
@@ -394,7 +315,7 @@ async fn the_companys_time_zone_wins_over_a_disagreeing_business_timezone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_probe_asks_the_live_accounts_and_writes_nothing() {
-    use support::fake_onec::{self, FakeOnec};
+    use support::fake_onec::FakeOnec;
     use support::fake_yclients::USER_TOKEN;
     let yc = FakeYclients::start(FakeSalon::standard(777, chrono_tz::Asia::Yekaterinburg)).await;
     yc.require_partner_id(4242);
@@ -402,46 +323,22 @@ async fn check_probe_asks_the_live_accounts_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
     let config = dir.path().join("zapis.toml");
-    let write = |partner: &str| {
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[store]
-url = "{store_url}"
-[business]
-name = "Салон «Лилия»"
-timezone = "Asia/Yekaterinburg"
-[booking]
-system = "yclients"
-[booking.yclients]
-base_url = "{yc_url}"
-company_id = 777
-partner_token = "{PARTNER_TOKEN}"
-user_token = "{USER_TOKEN}"
-{partner}
-[onec]
-mode = "odata"
-base_url = "{onec_url}"
-user = "{user}"
-password = "{password}"
-organisation_key = "{org}"
-nomenclature_key = "{shampoo}"
-"#,
-                yc_url = yc.base_url,
-                onec_url = onec.base_url(),
-                user = fake_onec::USER,
-                password = fake_onec::PASSWORD,
-                org = fake_onec::ORGANISATION,
-                shampoo = fake_onec::NOMENCLATURE_SHAMPOO,
-            ),
-        )
-        .unwrap();
+    let write = |partner_id: Option<i64>| {
+        let settings = Settings::single(&store_url, "Салон «Лилия»")
+            .set("business.timezone", "Asia/Yekaterinburg")
+            .yclients(&yc, 777)
+            .set("booking.yclients.user_token", USER_TOKEN)
+            .onec_odata(&onec);
+        match partner_id {
+            Some(id) => settings.set("booking.yclients.partner_id", id),
+            None => settings,
+        }
+        .write(&config);
     };
 
     // No partner id configured: plain check says admin calls are refused, the probe says what
     // to set, and both fail.
-    write("");
+    write(None);
     let (ok, out) = zapis_check(&config, false);
     assert!(!ok, "{out}");
     assert!(
@@ -469,7 +366,7 @@ nomenclature_key = "{shampoo}"
     );
 
     // Configured: refused without it, accepted with it.
-    write("partner_id = 4242");
+    write(Some(4242));
     let (_, out) = zapis_check(&config, true);
     let partner = out
         .lines()
@@ -499,7 +396,7 @@ async fn two_services_in_one_visit_become_one_appointment() {
     let yc = FakeYclients::start(FakeSalon::standard(777, chrono_tz::Asia::Yekaterinburg)).await;
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("sqlite://{}", dir.path().join("zapis.db").display());
-    let config = write_config(dir.path(), &store_url, &yc, &tg, "");
+    let config = salon(&store_url, &yc, &tg).write_in(dir.path());
     let service = Service::start(&config);
 
     let user = tg.user(2002);

@@ -7,7 +7,7 @@
 //! goes through the same parsing, defaults and checks as a deployment.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -19,8 +19,13 @@ use zapis::sync::{Engine, JobState};
 
 use super::fake_alfacrm::{self, FakeAlfa};
 use super::fake_amocrm::{self, FakeAmo};
+use super::fake_bitrix24::FakeBitrix;
+use super::fake_dikidi::{self, FakeDikidi};
 use super::fake_getcourse::{self, FakeGetCourse};
+use super::fake_max::{self, FakeMax};
 use super::fake_onec::{self, FakeOnec};
+use super::fake_telegram::{self, FakeTelegram};
+use super::fake_yclients::{self, FakeYclients};
 
 /// A deployment's settings as a tree of TOML keys.
 #[derive(Clone, Debug)]
@@ -29,11 +34,25 @@ pub struct Settings(Map<String, Value>);
 impl Settings {
     /// A salon (`salon`, Europe/Moscow) on `store_url`.
     pub fn new(store_url: &str) -> Settings {
-        Settings(Map::new())
+        Settings::empty()
             .set("store.url", store_url)
             .set("business.id", "salon")
             .set("business.name", "Салон")
             .set("business.timezone", "Europe/Moscow")
+    }
+
+    /// No keys at all: a deployment's file, or a business's own file in its `businesses`
+    /// folder.
+    pub fn empty() -> Settings {
+        Settings(Map::new())
+    }
+
+    /// The one business of a deployment that names none (no `business.id`), called `name`,
+    /// in Europe/Moscow, on `store_url`.
+    pub fn single(store_url: &str, name: &str) -> Settings {
+        Settings::new(store_url)
+            .remove("business.id")
+            .set("business.name", name)
     }
 
     /// Sets a dotted key (`onec.services.svc-haircut`), making its tables on the way.
@@ -79,15 +98,73 @@ impl Settings {
     /// amoCRM as the CRM, with the fake account's long-lived token, pipeline, first stage and
     /// booking field.
     pub fn amocrm(self, fake: &FakeAmo) -> Settings {
-        self.set("crm.system", "amocrm")
-            .set("crm.amocrm.base_url", fake.base_url.to_string())
-            .set("crm.amocrm.token", fake_amocrm::LONG_LIVED_TOKEN)
-            .set("crm.amocrm.pipeline_id", fake_amocrm::PIPELINE_ID)
+        self.amocrm_minimal(fake)
             .set("crm.amocrm.new_status_id", fake_amocrm::STATUS_NEW)
             .set(
                 "crm.amocrm.booking_id_field_id",
                 fake_amocrm::FIELD_BOOKING_ID,
             )
+    }
+
+    /// amoCRM as the CRM with only what an operator must name: the fake account, its
+    /// long-lived token and pipeline; the stage and the booking field are left to defaults.
+    pub fn amocrm_minimal(self, fake: &FakeAmo) -> Settings {
+        self.set("crm.system", "amocrm")
+            .set("crm.amocrm.base_url", fake.base_url.to_string())
+            .set("crm.amocrm.token", fake_amocrm::LONG_LIVED_TOKEN)
+            .set("crm.amocrm.pipeline_id", fake_amocrm::PIPELINE_ID)
+    }
+
+    /// Bitrix24 as the CRM, through the fake portal's inbound webhook.
+    pub fn bitrix24(self, fake: &FakeBitrix) -> Settings {
+        self.set("crm.system", "bitrix24")
+            .set("crm.bitrix24.webhook_url", fake.webhook_url())
+    }
+
+    /// A Telegram bot on the fake Bot API, paced at 20 messages a second per chat: at
+    /// Telegram's own 1 a second after a burst of 3, every booking a scripted client walks
+    /// through would wait ~9 s on the pacer (the pacing itself is tested in
+    /// `messenger::telegram::pacing`).
+    pub fn telegram(self, fake: &FakeTelegram) -> Settings {
+        self.telegram_at(&fake.api_url())
+    }
+
+    /// [`Settings::telegram`] with the Bot API at `api_url` (one that may not answer).
+    pub fn telegram_at(self, api_url: &url::Url) -> Settings {
+        self.set("telegram.token", fake_telegram::TOKEN)
+            .set("telegram.api_url", api_url.to_string())
+            .set("telegram.limits.chat_messages_per_second", 20)
+            .set("telegram.limits.chat_burst", 20)
+    }
+
+    /// A MAX bot polling the fake platform API.
+    pub fn max(self, fake: &FakeMax) -> Settings {
+        self.set("max.token", fake_max::TOKEN)
+            .set("max.api_url", fake.api_url().to_string())
+    }
+
+    /// YClients as the schedule: company `company_id` at the fake, with the partner token.
+    pub fn yclients(self, fake: &FakeYclients, company_id: u64) -> Settings {
+        self.set("booking.system", "yclients")
+            .set("booking.yclients.base_url", fake.base_url.to_string())
+            .set("booking.yclients.company_id", company_id)
+            .set(
+                "booking.yclients.partner_token",
+                fake_yclients::PARTNER_TOKEN,
+            )
+    }
+
+    /// Dikidi as the schedule: the fake's company.
+    pub fn dikidi(self, fake: &FakeDikidi) -> Settings {
+        self.set("booking.system", "dikidi")
+            .set("booking.dikidi.base_url", fake.base_url().to_string())
+            .set("booking.dikidi.company_id", fake_dikidi::COMPANY)
+    }
+
+    /// The HTTP face on `127.0.0.1:port`, its webhooks under `secret`.
+    pub fn http(self, port: u16, secret: &str) -> Settings {
+        self.set("http.listen", format!("127.0.0.1:{port}"))
+            .set("http.webhook_secret", secret)
     }
 
     /// 1C over OData at the fake base, with its organisation and the shampoo as the default
@@ -125,6 +202,13 @@ impl Settings {
 
     pub fn write(&self, path: &Path) {
         std::fs::write(path, self.toml()).expect("write the settings");
+    }
+
+    /// Written as `dir/zapis.toml`, the file `zapis run --config` is then given.
+    pub fn write_in(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("zapis.toml");
+        self.write(&path);
+        path
     }
 
     /// Loaded as `zapis run --config` loads a file.

@@ -213,13 +213,6 @@ impl FakeAlfa {
             .cloned()
             .collect()
     }
-
-    pub fn config_toml(&self) -> String {
-        format!(
-            "base_url = \"{}\"\nemail = \"{EMAIL}\"\napi_key = \"{API_KEY}\"\nbranch_id = {BRANCH}\n",
-            self.url
-        )
-    }
 }
 
 type Shared = Arc<Mutex<AlfaState>>;

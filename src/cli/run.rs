@@ -33,7 +33,6 @@ pub(super) async fn demo(
 
 pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
     let shutdown = crate::shutdown::listen();
-    adopt_schedule_timezone(&mut config).await;
     // Without a messenger the HTTP server (webhooks, landing forms) is the whole service;
     // without either there is nothing to serve.
     if config.telegram.is_none() && config.max.is_none() && config.http.is_none() {
@@ -41,10 +40,12 @@ pub(super) async fn run(mut config: Config) -> anyhow::Result<()> {
             "nothing to run: no messenger and no [http] section are configured (add a [telegram] or [max] section with `token`, or [http] with `listen` for webhooks and forms)"
         );
     }
+    let store = crate::store::Store::connect(&config.store.url)
+        .await
+        .context("opening the store")?;
+    adopt_schedule_timezone(&mut config, &store).await;
     let app = Arc::new(
-        App::build(config, Arc::new(SystemClock))
-            .await
-            .context("opening the store")?,
+        App::on_store(config, store, Arc::new(SystemClock)).context("building the service")?,
     );
     tracing::info!(business = %app.settings.business.name, "zapis is running");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -389,18 +390,20 @@ pub(super) fn console_state(
 /// The schedule's zone is the one every time a client sees is in: a YClients company's
 /// `timezone_name` wins over a `business.timezone` that disagrees (a Yekaterinburg salon set
 /// up as Moscow would show every time two hours early), with a warning naming both.
-pub(super) async fn adopt_schedule_timezone(config: &mut Config) {
+///
+/// The read keeps YClients' pace as the service's own requests do: the pacer of the company's
+/// address is the process's one (`connectors::pacing::limiter`), and on a PostgreSQL `store`
+/// every instance's, so reads at start beside other instances' busy salons stay within 5 a
+/// second.
+pub(super) async fn adopt_schedule_timezone(config: &mut Config, store: &crate::store::Store) {
     let (crate::config::BookingSystemKind::Yclients, Some(yc)) =
         (&config.booking.system, &config.booking.yclients)
     else {
         return;
     };
     let client = crate::booking::yclients::Yclients::new(yc, Arc::new(SystemClock));
-    let read = client.company().await;
-    // This client's limiter is not the one the service's client starts with: let YClients'
-    // one-second window pass before that client may send its first burst.
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    match read {
+    client.share_pace_through(store);
+    match client.company().await {
         Ok(company) if company.timezone != config.business.timezone => {
             tracing::warn!(
                 "business.timezone {} disagrees with the YClients company's timezone_name {}; \

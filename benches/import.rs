@@ -155,12 +155,7 @@ async fn into_amocrm(bin: &std::path::Path, rate: u32) -> ImportRun {
 
 /// The period between two requests at `rate` a second, as the shipped client spaces them.
 fn period(rate: u32) -> std::time::Duration {
-    match zapis::crm::amocrm::pace(rate) {
-        zapis::connectors::pacing::Pace::Even { period } => period,
-        zapis::connectors::pacing::Pace::Bursty { per_second, .. } => {
-            std::time::Duration::from_secs(1) / per_second.max(1)
-        }
-    }
+    zapis::crm::amocrm::pace(rate).period()
 }
 
 fn spread(xs: &[f64]) -> (f64, f64, f64) {

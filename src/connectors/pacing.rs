@@ -43,6 +43,12 @@ pub enum Pace {
     /// `per_second` on average with up to `burst` at once: for a vendor whose counter drains at
     /// a rate and refuses above a threshold (Bitrix24's leaky bucket).
     Bursty { per_second: u32, burst: u32 },
+    /// Evenly spaced at `period`, and never more than `limit` requests in any `period × limit`
+    /// (a second and a guard) as the vendor counts them, on arrival: a request keeps its place
+    /// in that window from its turn until its answer is in ([`Pacer::turn`]), so one held up
+    /// on its way (a loaded machine, a slow network) cannot land in the same second as the
+    /// `limit` after it. See [`Pace::sliding_second`].
+    Window { limit: u32, period: Duration },
 }
 
 impl Pace {
@@ -59,21 +65,35 @@ impl Pace {
     /// after rounding), so the slightest delay of the first on its way makes the vendor count
     /// one too many; the guard is how much later than the one `limit` after it a request may
     /// arrive without that.
+    ///
+    /// Spacing alone is not enough: a request held up by more than the guard between its turn
+    /// and its arrival lands in one second with the `limit` after it (on a loaded machine this
+    /// happened). So the pace is also a window of `limit` places a request keeps until its
+    /// answer is in ([`Pace::Window`]).
     pub fn sliding_second(limit: u32, guard: Duration) -> Pace {
         let limit = limit.max(1);
         // Rounded up: the window must come out no shorter than asked.
         let nanos = (Duration::from_secs(1) + guard)
             .as_nanos()
             .div_ceil(u128::from(limit));
-        Pace::Even {
+        Pace::Window {
+            limit,
             period: Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)),
+        }
+    }
+
+    /// The average time between two requests at this pace.
+    pub fn period(self) -> Duration {
+        match self {
+            Pace::Even { period } | Pace::Window { period, .. } => period,
+            Pace::Bursty { per_second, .. } => Duration::from_secs(1) / per_second.max(1),
         }
     }
 
     /// The quota of one limiter at this pace.
     pub fn quota(self) -> Quota {
         match self {
-            Pace::Even { period } => Quota::with_period(period)
+            Pace::Even { period } | Pace::Window { period, .. } => Quota::with_period(period)
                 .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::MIN),
             Pace::Bursty { per_second, burst } => {
@@ -91,15 +111,108 @@ pub struct Pacer {
     account: String,
     pace: Pace,
     local: DefaultDirectRateLimiter,
+    window: Option<Window>,
     shared: std::sync::OnceLock<crate::store::Store>,
+}
+
+/// The places of a [`Pace::Window`]: requests whose answer is not in yet, and when the others'
+/// came in (oldest first). A request may arrive at the vendor any time before its answer, so a
+/// place is given back only a window's span after that.
+#[derive(Debug)]
+struct Window {
+    limit: usize,
+    span: Duration,
+    places: Mutex<Places>,
+    freed: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Places {
+    in_flight: usize,
+    answered: std::collections::VecDeque<tokio::time::Instant>,
+}
+
+impl Window {
+    fn new(limit: u32, span: Duration) -> Window {
+        Window {
+            limit: usize::try_from(limit.max(1)).unwrap_or(usize::MAX),
+            span,
+            places: Mutex::new(Places::default()),
+            freed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Takes a place if one is free; otherwise how long until one may be (`None`: when a
+    /// request in flight is answered).
+    fn try_take(&self) -> Result<(), Option<Duration>> {
+        let mut places = self.places.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        while places
+            .answered
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.span)
+        {
+            places.answered.pop_front();
+        }
+        if places.in_flight + places.answered.len() < self.limit {
+            places.in_flight += 1;
+            return Ok(());
+        }
+        Err(places
+            .answered
+            .front()
+            .map(|t| (*t + self.span).saturating_duration_since(now)))
+    }
+
+    async fn take(&self) {
+        loop {
+            // Registered before looking, so an answer between the look and the wait still wakes.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match self.try_take() {
+                Ok(()) => return,
+                Err(Some(wait)) => tokio::time::sleep(wait).await,
+                Err(None) => freed.await,
+            }
+        }
+    }
+
+    fn give_back(&self) {
+        let mut places = self.places.lock().unwrap_or_else(|p| p.into_inner());
+        places.in_flight = places.in_flight.saturating_sub(1);
+        places.answered.push_back(tokio::time::Instant::now());
+        drop(places);
+        self.freed.notify_waiters();
+    }
+}
+
+/// A request's turn: for a [`Pace::Window`], its place in the window until dropped, which
+/// must be when its answer is in (or it was given up).
+#[must_use = "a turn keeps the request's place until it is dropped: hold it until the answer is in"]
+pub struct Turn<'a> {
+    window: Option<&'a Window>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if let Some(window) = self.window {
+            window.give_back();
+        }
+    }
 }
 
 impl Pacer {
     fn new(account: &str, pace: Pace) -> Pacer {
+        let window = match pace {
+            Pace::Window { limit, period } => Some(Window::new(limit, period * limit.max(1))),
+            Pace::Even { .. } | Pace::Bursty { .. } => None,
+        };
         Pacer {
             account: account.to_string(),
             pace,
             local: RateLimiter::direct(pace.quota()),
+            window,
             shared: std::sync::OnceLock::new(),
         }
     }
@@ -110,14 +223,32 @@ impl Pacer {
         let _ = self.shared.set(store.clone());
     }
 
-    /// Waits for this request's turn.
+    /// Waits for this request's turn, for a request that holds no place in a window (the
+    /// turn ends at once). A vendor counted on arrival takes [`Pacer::turn`] instead.
     pub async fn until_ready(&self) {
+        let _turn = self.turn().await;
+    }
+
+    /// Waits for this request's turn and keeps its place in the pace's window (if it has one)
+    /// until the turn is dropped: drop it once the answer is in.
+    pub async fn turn(&self) -> Turn<'_> {
+        if let Some(window) = &self.window {
+            window.take().await;
+        }
+        let turn = Turn {
+            window: self.window.as_ref(),
+        };
+        self.take_turn().await;
+        turn
+    }
+
+    async fn take_turn(&self) {
         self.local.until_ready().await;
         let Some(store) = self.shared.get() else {
             return;
         };
         let (period, burst) = match self.pace {
-            Pace::Even { period } => (period, 1),
+            Pace::Even { period } | Pace::Window { period, .. } => (period, 1),
             Pace::Bursty { per_second, burst } => (
                 Duration::from_secs(1) / per_second.max(1),
                 i64::from(burst.max(1)),
@@ -237,6 +368,77 @@ mod tests {
                 "{tightest_run:?} between requests at {limit}/s with a guard of {guard:?}"
             );
         }
+    }
+
+    /// Seven places a window of 1.05 s, requests sent as fast as they are let go, and two of
+    /// them held up 300 ms on their way (a loaded machine, a slow link). A place given back
+    /// at the turn, as spacing alone does, lets the held-up request land in the same second
+    /// as the seven after it: eight, one amoCRM refuses. Kept until the answer, no second
+    /// ever holds more than seven arrivals, however late one came. (Time is the runtime's
+    /// paused clock, so the schedule is exact.)
+    #[tokio::test(start_paused = true)]
+    async fn a_request_held_up_on_its_way_never_makes_a_second_too_full() {
+        async fn arrivals(kept_until_answered: bool) -> Vec<tokio::time::Instant> {
+            let window: &'static Window =
+                Box::leak(Box::new(Window::new(7, Duration::from_millis(1050))));
+            let arrived = Arc::new(Mutex::new(Vec::new()));
+            let mut requests = Vec::new();
+            for i in 0..22 {
+                window.take().await;
+                let turn = Turn {
+                    window: Some(window),
+                };
+                let turn = if kept_until_answered {
+                    Some(turn)
+                } else {
+                    drop(turn);
+                    None
+                };
+                let arrived = arrived.clone();
+                requests.push(tokio::spawn(async move {
+                    if i == 0 || i == 14 {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    arrived
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(tokio::time::Instant::now());
+                    // The answer comes back a moment after the vendor counted the request.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    drop(turn);
+                }));
+            }
+            for r in requests {
+                r.await.expect("the request ran");
+            }
+            let mut arrived = arrived.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            arrived.sort();
+            arrived
+        }
+        fn fullest_second(arrived: &[tokio::time::Instant]) -> usize {
+            (0..arrived.len())
+                .map(|i| {
+                    arrived[i..]
+                        .iter()
+                        .take_while(|t| t.duration_since(arrived[i]) < Duration::from_secs(1))
+                        .count()
+                })
+                .max()
+                .unwrap_or(0)
+        }
+        let given_back_at_the_turn = arrivals(false).await;
+        assert_eq!(
+            fullest_second(&given_back_at_the_turn),
+            8,
+            "the held-up request is what a window must absorb"
+        );
+        let kept = arrivals(true).await;
+        assert!(
+            fullest_second(&kept) <= 7,
+            "{} requests arrived within one second",
+            fullest_second(&kept)
+        );
+        assert_eq!(kept.len(), 22);
     }
 
     /// Two instances (two pacers of one account, as two processes have) sharing a store keep

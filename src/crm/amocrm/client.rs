@@ -81,15 +81,10 @@ impl AmoCrm {
             redirect_uri: &oauth.redirect_uri,
         };
         let url = self.url("/oauth2/access_token")?;
-        self.inner.limiter.until_ready().await;
-        let response = self
-            .inner
-            .http
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(transport_error)?;
+        let turn = self.inner.limiter.turn().await;
+        let response = self.inner.http.post(url).json(&body).send().await;
+        drop(turn);
+        let response = response.map_err(transport_error)?;
         let status = response.status();
         let retry_after = retry_after(&response);
         let bytes = response.bytes().await.map_err(transport_error)?;
@@ -176,7 +171,7 @@ impl AmoCrm {
         let mut throttled = false;
         loop {
             let token = self.access_token().await?;
-            self.inner.limiter.until_ready().await;
+            let turn = self.inner.limiter.turn().await;
             let mut request = self
                 .inner
                 .http
@@ -194,7 +189,10 @@ impl AmoCrm {
                     .header(CONTENT_TYPE, "application/json")
                     .body(body.clone());
             }
-            let response = request.send().await.map_err(transport_error)?;
+            let response = request.send().await;
+            // amoCRM counted the request before it answered: from now its place frees a window on.
+            drop(turn);
+            let response = response.map_err(transport_error)?;
             let status = response.status();
             // The query may hold a phone number: log the path only.
             tracing::debug!(%method, path, status = status.as_u16(), "amoCRM call");

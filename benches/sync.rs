@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use zapis::app::App;
 use zapis::clock::{Clock, SystemClock};
 use zapis::config::{BusinessSettings, Config};
-use zapis::domain::{Booking, BookingStatus, Channel, ChatRef, Money, Source};
+use zapis::domain::{Booking, BookingStatus, Channel, ChatRef, Money, Source, System};
 use zapis::normalize::Phone;
 
 fn config(dir: &std::path::Path, yc: &FakeYclients, amo: &FakeAmo, user_token: bool) -> Config {
@@ -155,14 +155,14 @@ async fn seed(app: &App, yc: &FakeYclients, amo: &FakeAmo, n: usize) -> Vec<(Str
                 &bid("default"),
                 "booking",
                 &id,
-                "yclients",
+                System::Yclients,
                 &format!("{record}:{hash}"),
                 now,
             )
             .await
             .expect("link");
         app.store
-            .put_link(&bid("default"), "booking", &id, "amocrm", &lead, now)
+            .put_link(&bid("default"), "booking", &id, System::AmoCrm, &lead, now)
             .await
             .expect("link");
         out.push((id, record, lead));

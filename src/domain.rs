@@ -146,6 +146,17 @@ impl Channel {
         }
     }
 
+    /// The system a message to a chat on this channel is queued under; `None` for the
+    /// channels a booking can come from but no message can go back to.
+    pub fn system(self) -> Option<System> {
+        match self {
+            Channel::Telegram => Some(System::Telegram),
+            Channel::Max => Some(System::Max),
+            Channel::Console => Some(System::Console),
+            Channel::WebForm | Channel::Schedule => None,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Channel> {
         Some(match s {
             "telegram" => Channel::Telegram,

@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::connectors::{Failure, Kind};
-use crate::domain::{Master, Service, Slot};
+use crate::domain::{Master, Service, Slot, System};
 use crate::normalize::{Email, Phone};
 use crate::sync::DeliveryError;
 
@@ -210,7 +210,7 @@ pub(crate) fn log_booked(booking: &crate::domain::Booking) {
 #[async_trait]
 pub trait BookingSystem: Send + Sync {
     /// Short name for logs, links and the journal (`sandbox`, `yclients`).
-    fn system(&self) -> &'static str;
+    fn system(&self) -> System;
     /// Books several services in one visit: then a service id may be a visit's joined ids
     /// ([`crate::domain::Service::visit_of`]) everywhere one is taken.
     fn several_services(&self) -> bool {

@@ -253,8 +253,8 @@ fn store_err(e: impl Into<StoreError>) -> BookingError {
 
 #[async_trait]
 impl BookingSystem for Sandbox {
-    fn system(&self) -> &'static str {
-        System::Sandbox.as_str()
+    fn system(&self) -> System {
+        System::Sandbox
     }
 
     async fn services(&self) -> Result<Vec<Service>, BookingError> {

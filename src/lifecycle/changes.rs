@@ -9,6 +9,7 @@
 //! status we hold, so it is journaled as a conflict and dropped.
 
 use crate::domain::BusinessId;
+use crate::domain::System;
 use chrono::{DateTime, Utc};
 
 use crate::dialog::{Button, Reply, links};
@@ -88,8 +89,8 @@ impl Origin {
 
 pub struct ChangeApplier {
     /// The schedule's name in links and known states (`yclients`, `dikidi`, `sandbox`).
-    pub schedule_system: &'static str,
-    pub crm_system: Option<&'static str>,
+    pub schedule_system: System,
+    pub crm_system: Option<System>,
     /// Whether a visit that took place gets its sales document in 1C.
     pub accounting: bool,
     pub default_lang: Lang,
@@ -487,12 +488,12 @@ impl ChangeApplier {
             buttons,
             ..Reply::default()
         };
-        Some(notify_job(
+        notify_job(
             &booking.business_id,
             chat,
             &format!("{key}:{}", booking.id),
             reply,
-        ))
+        )
     }
 }
 
@@ -507,8 +508,8 @@ mod tests {
 
     fn applier(schedule_to_crm: bool, notify_client: bool) -> ChangeApplier {
         ChangeApplier {
-            schedule_system: "yclients",
-            crm_system: Some("amocrm"),
+            schedule_system: System::Yclients,
+            crm_system: Some(System::AmoCrm),
             accounting: false,
             default_lang: Lang::Ru,
             texts: Texts::default(),
@@ -674,7 +675,7 @@ mod tests {
             );
             assert_eq!(
                 store
-                    .entity_for_external(&bid("b"), "booking", "yclients", "555")
+                    .entity_for_external(&bid("b"), "booking", System::Yclients, "555")
                     .await
                     .unwrap(),
                 Some(adopted.clone())

@@ -4,6 +4,7 @@
 //! the rest of the booking's story.
 
 use crate::domain::BusinessId;
+use crate::domain::System;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -49,7 +50,12 @@ impl InboxHandler for YclientsInbox {
             let booking_id = match &record.api_id {
                 Some(id) => Some(id.clone()),
                 None => match store
-                    .entity_for_external(&message.business_id, "booking", "yclients", &record_id)
+                    .entity_for_external(
+                        &message.business_id,
+                        "booking",
+                        System::Yclients,
+                        &record_id,
+                    )
                     .await
                     .map_err(transient)?
                 {
@@ -58,7 +64,7 @@ impl InboxHandler for YclientsInbox {
                         .entity_for_external_prefix(
                             &message.business_id,
                             "booking",
-                            "yclients",
+                            System::Yclients,
                             &format!("{record_id}:"),
                         )
                         .await
@@ -166,7 +172,7 @@ impl InboxHandler for AmoCrmInbox {
             cancel_linked(
                 ctx,
                 &message.business_id,
-                "amocrm",
+                System::AmoCrm,
                 &lead_id.to_string(),
                 self.booking.as_ref(),
                 &self.applier,
@@ -223,7 +229,7 @@ impl InboxHandler for Bitrix24Inbox {
         cancel_linked(
             ctx,
             &message.business_id,
-            "bitrix24",
+            System::Bitrix24,
             &id,
             self.booking.as_ref(),
             &self.applier,
@@ -249,7 +255,7 @@ impl InboxHandler for Bitrix24Inbox {
 async fn cancel_linked(
     ctx: &JobContext<'_>,
     business_id: &BusinessId,
-    system: &str,
+    system: System,
     lead_id: &str,
     booking_system: &dyn BookingSystem,
     applier: &ChangeApplier,

@@ -228,12 +228,9 @@ impl Reminders {
                 booking.id,
                 booking.start.timestamp()
             );
-            enqueue_in(
-                &mut tx,
-                &notify_job(&booking.business_id, chat, &key, reply),
-                now,
-            )
-            .await?;
+            if let Some(job) = notify_job(&booking.business_id, chat, &key, reply) {
+                enqueue_in(&mut tx, &job, now).await?;
+            }
         }
         tx.commit().await?;
         if send {

@@ -510,8 +510,8 @@ impl Dikidi {
 
 #[async_trait]
 impl BookingSystem for Dikidi {
-    fn system(&self) -> &'static str {
-        System::Dikidi.as_str()
+    fn system(&self) -> System {
+        System::Dikidi
     }
 
     async fn services(&self) -> Result<Vec<Service>, BookingError> {

@@ -176,8 +176,8 @@ impl fmt::Display for CheckReport {
 
 #[async_trait]
 impl BookingSystem for Yclients {
-    fn system(&self) -> &'static str {
-        System::Yclients.as_str()
+    fn system(&self) -> System {
+        System::Yclients
     }
 
     /// An online booking's appointment takes a list of services (`services: [id, …]`), and

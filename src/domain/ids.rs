@@ -122,9 +122,11 @@ impl Borrow<str> for BusinessId {
     }
 }
 
+/// Pads like a `str` does: listings (`zapis queue`, `zapis business list`) align ids in
+/// `{:<16}` columns, as they did when the id was a string.
 impl fmt::Display for BusinessId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -198,6 +200,13 @@ pub(crate) fn bid(id: &str) -> BusinessId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn it_pads_in_a_column_like_a_string() {
+        let id = BusinessId::parse("b1").expect("an id");
+        assert_eq!(format!("{id:<6}|"), "b1    |");
+        assert_eq!(format!("{id}|"), "b1|");
+    }
 
     #[test]
     fn an_id_usable_in_a_url_and_a_file_name_is_accepted_as_given() {

@@ -141,10 +141,13 @@ async fn seed(app: &App, yc: &FakeYclients, amo: &FakeAmo, n: usize) -> Vec<(Str
             status: BookingStatus::Booked,
             source: Source::direct(Channel::Telegram),
             chat: Some(ChatRef::new(Channel::Telegram, format!("{}", 5000 + i))),
-            external_id: Some(format!(
-                "{record}:{}",
-                yc.record(record).expect("seeded record").hash
-            )),
+            external_id: Some(
+                zapis::domain::BookingId::parse(&format!(
+                    "{record}:{}",
+                    yc.record(record).expect("seeded record").hash
+                ))
+                .expect("a record id"),
+            ),
             created_at: now,
         };
         app.store.insert_booking(&booking).await.expect("booking");

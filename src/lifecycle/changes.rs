@@ -13,7 +13,7 @@ use crate::domain::System;
 use chrono::{DateTime, Utc};
 
 use crate::dialog::{Button, Reply, links};
-use crate::domain::{Booking, BookingStatus, Channel, Money, Source};
+use crate::domain::{Booking, BookingId, BookingStatus, Channel, Money, Source};
 use crate::i18n::{FluentValue, Lang, Texts};
 use crate::lifecycle::effects::{Operation, booking_job, client_lang, notify_job};
 use crate::normalize::Phone;
@@ -109,7 +109,7 @@ pub struct ChangeApplier {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ForeignRecord {
     /// The schedule's id of the record, as links hold it.
-    pub external_id: String,
+    pub external_id: BookingId,
     pub client_phone: Phone,
     pub service_id: String,
     pub service_name: String,
@@ -537,7 +537,7 @@ mod tests {
             status: BookingStatus::Booked,
             source: Source::direct(Channel::Telegram),
             chat: chat.map(|c| ChatRef::new(Channel::Telegram, c)),
-            external_id: Some(format!("{id}-record")),
+            external_id: Some(crate::domain::rec(&format!("{id}-record"))),
             created_at: Utc.with_ymd_and_hms(2029, 12, 1, 9, 0, 0).unwrap(),
         }
     }
@@ -649,7 +649,7 @@ mod tests {
                 .unwrap();
             Queue::new(store.clone()).delete_all().await;
             let record = |id: &str, phone: &str| ForeignRecord {
-                external_id: id.into(),
+                external_id: crate::domain::rec(id),
                 client_phone: Phone::parse(phone).unwrap(),
                 service_id: "101".into(),
                 service_name: "Окрашивание".into(),

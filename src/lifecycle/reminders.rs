@@ -319,7 +319,7 @@ mod tests {
             status: BookingStatus::Booked,
             source: Source::direct(Channel::Telegram),
             chat: Some(ChatRef::new(Channel::Telegram, "42")),
-            external_id: Some("rec-1".into()),
+            external_id: Some(crate::domain::rec("rec-1")),
             created_at: created,
         }
     }

@@ -61,7 +61,7 @@ pub async fn booking_sides(
             .await?
             .or_else(|| {
                 (system == schedule)
-                    .then(|| b.external_id.clone())
+                    .then(|| b.external_id.clone().map(String::from))
                     .flatten()
             });
         let seen = known
@@ -160,7 +160,7 @@ mod tests {
 
     fn booking(id: &str, phone: &str, day: u32) -> Booking {
         Booking {
-            external_id: Some(format!("7{day}:h")),
+            external_id: Some(crate::domain::rec(&format!("7{day}:h"))),
             ..testing::booking(
                 id,
                 phone,

@@ -135,7 +135,7 @@ impl BookingJobs {
     ) -> Result<Delivered, DeliveryError> {
         let (true, Some(external)) = (
             booking.status.is_active() && booking.start > ctx.now,
-            booking.external_id.as_deref(),
+            booking.external_id.as_ref(),
         ) else {
             return Ok(Delivered::done());
         };

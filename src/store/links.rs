@@ -1,7 +1,7 @@
 //! Tracked deep links (a short token standing for a full UTM set) and the map from our
 //! entities to their ids in external systems.
 
-use crate::domain::{BusinessId, System};
+use crate::domain::{BookingId, BusinessId, System};
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
@@ -234,7 +234,7 @@ pub async fn claim_booking_link_in(
     business_id: &BusinessId,
     booking_id: &str,
     system: System,
-    external_id: &str,
+    external_id: &BookingId,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
     Ok(sqlx::query(
@@ -244,7 +244,7 @@ pub async fn claim_booking_link_in(
     .bind(business_id.as_str())
     .bind(booking_id)
     .bind(system.as_str())
-    .bind(external_id)
+    .bind(external_id.as_str())
     .bind(now.timestamp_millis())
     .execute(&mut *conn)
     .await?

@@ -149,7 +149,7 @@ api_url = "{}"
         .unwrap();
     assert_eq!(booking.status, BookingStatus::CancelledByClient);
     let status: String = sqlx::query_scalar("SELECT status FROM sandbox_records WHERE id = $1")
-        .bind(&record)
+        .bind(record.as_str())
         .fetch_one(raw_pool(&store))
         .await
         .unwrap();
@@ -229,7 +229,10 @@ api_url = "{}"
     );
     let store = Store::connect(&store_url).await.unwrap();
     let booking = store.bookings(&bid("default")).await.unwrap().remove(0);
-    assert_eq!(booking.external_id, Some(records[0].id.to_string()));
+    assert_eq!(
+        booking.external_id.as_deref(),
+        Some(records[0].id.to_string().as_str())
+    );
 
     press_label(&user, "Мои записи").await;
     press_label(&user, "Отменить").await;

@@ -202,7 +202,7 @@ fn booking(id: &str, business: &str, phone: &str, source: Source) -> Booking {
         status: BookingStatus::Booked,
         source,
         chat: Some(ChatRef::new(Channel::Telegram, format!("chat-{id}"))),
-        external_id: Some(format!("rec-{id}")),
+        external_id: Some(crate::domain::rec(&format!("rec-{id}"))),
         created_at: start(),
     }
 }

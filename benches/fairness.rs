@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use stores::{backends, dispose, fresh};
 use zapis::clock::{Clock, SystemClock};
 use zapis::dialog::Reply;
-use zapis::domain::{Channel, ChatRef};
+use zapis::domain::{Channel, ChatRef, System};
 use zapis::lifecycle::effects::{Operation, booking_job, notify_job};
 use zapis::store::Store;
 use zapis::store::test_support::raw_pool;
@@ -38,7 +38,7 @@ use zapis::sync::{
     SyncConfig,
 };
 
-const SYSTEMS: [&str; 3] = ["yclients", "amocrm", "telegram"];
+const SYSTEMS: [System; 3] = [System::Yclients, System::AmoCrm, System::Telegram];
 
 struct Noop;
 
@@ -70,11 +70,11 @@ fn booking(business: &str, i: usize) -> Vec<NewJob> {
     let at = chrono::Utc::now();
     let id = uuid::Uuid::new_v4().simple().to_string();
     let chat = ChatRef::new(Channel::Telegram, format!("{}", 700_000_000 + i));
-    let mut jobs: Vec<NewJob> = ["yclients", "amocrm"]
+    let mut jobs: Vec<NewJob> = [System::Yclients, System::AmoCrm]
         .into_iter()
         .map(|system| booking_job(business, system, Operation::BookingCreated, &id, None, at))
         .collect();
-    jobs.push(notify_job(
+    jobs.extend(notify_job(
         business,
         &chat,
         &format!("reminder:{id}"),
@@ -139,7 +139,7 @@ async fn round(store: &Store, backlog: usize, window: Duration) -> Round {
     let mut enqueued: HashMap<String, Instant> = HashMap::new();
     let mut claims = Vec::new();
     let mut running_max = 0i64;
-    let systems: Vec<String> = SYSTEMS.iter().map(|s| s.to_string()).collect();
+    let systems: Vec<System> = SYSTEMS.to_vec();
     let idle = vec!["idle".to_string()];
     let mut i = 0;
     while started.elapsed() < window {

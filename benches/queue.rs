@@ -49,7 +49,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use stores::{backends, dispose, fresh};
 use zapis::clock::{Clock, SystemClock};
 use zapis::dialog::{Button, Reply};
-use zapis::domain::{Channel, ChatRef};
+use zapis::domain::{Channel, ChatRef, System};
 use zapis::lifecycle::effects::{Operation, booking_job, notify_job};
 use zapis::store::test_support::raw_pool;
 use zapis::store::{Backend, Store};
@@ -87,7 +87,7 @@ fn bare_jobs(n: usize) -> Vec<NewJob> {
     (0..n)
         .map(|i| NewJob {
             business_id: bid("bench"),
-            system: "noop".into(),
+            system: System::Http,
             operation: "op".into(),
             payload: serde_json::json!({ "n": i }),
             idempotency_key: format!("k{i}"),
@@ -127,7 +127,7 @@ fn product_jobs(n: usize) -> Vec<NewJob> {
     while out.len() < n {
         let booking = uuid::Uuid::new_v4().simple().to_string();
         let chat = ChatRef::new(Channel::Telegram, format!("{}", 700_000_000 + i));
-        for system in ["yclients", "amocrm"] {
+        for system in [System::Yclients, System::AmoCrm] {
             out.push(booking_job(
                 &bid("bench"),
                 system,
@@ -137,14 +137,14 @@ fn product_jobs(n: usize) -> Vec<NewJob> {
                 at,
             ));
         }
-        out.push(notify_job(
+        out.extend(notify_job(
             &bid("bench"),
             &chat,
             &format!("reminder:{booking}"),
             reminder(i),
         ));
         if i % 4 == 3 {
-            for system in ["yclients", "amocrm"] {
+            for system in [System::Yclients, System::AmoCrm] {
                 out.push(booking_job(
                     &bid("bench"),
                     system,
@@ -207,7 +207,12 @@ async fn engine_run(store: &Store, shape: Shape, n: usize, workers: usize) -> Fi
         Alerts::default(),
         &bid("bench"),
     );
-    for system in ["noop", "yclients", "amocrm", "telegram"] {
+    for system in [
+        System::Http,
+        System::Yclients,
+        System::AmoCrm,
+        System::Telegram,
+    ] {
         engine.register(system, Arc::new(Noop));
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use zapis::app::App;
 use zapis::clock::{Clock, SystemClock};
 use zapis::config::{BusinessSettings, Config};
-use zapis::domain::{Booking, BookingStatus, Channel, ChatRef, Money, Source};
+use zapis::domain::{Booking, BookingStatus, Channel, ChatRef, Money, Source, System};
 use zapis::normalize::Phone;
 
 fn config(dir: &std::path::Path, yc: &FakeYclients, amo: &FakeAmo, user_token: bool) -> Config {
@@ -141,10 +141,13 @@ async fn seed(app: &App, yc: &FakeYclients, amo: &FakeAmo, n: usize) -> Vec<(Str
             status: BookingStatus::Booked,
             source: Source::direct(Channel::Telegram),
             chat: Some(ChatRef::new(Channel::Telegram, format!("{}", 5000 + i))),
-            external_id: Some(format!(
-                "{record}:{}",
-                yc.record(record).expect("seeded record").hash
-            )),
+            external_id: Some(
+                zapis::domain::BookingId::parse(&format!(
+                    "{record}:{}",
+                    yc.record(record).expect("seeded record").hash
+                ))
+                .expect("a record id"),
+            ),
             created_at: now,
         };
         app.store.insert_booking(&booking).await.expect("booking");
@@ -155,14 +158,14 @@ async fn seed(app: &App, yc: &FakeYclients, amo: &FakeAmo, n: usize) -> Vec<(Str
                 &bid("default"),
                 "booking",
                 &id,
-                "yclients",
+                System::Yclients,
                 &format!("{record}:{hash}"),
                 now,
             )
             .await
             .expect("link");
         app.store
-            .put_link(&bid("default"), "booking", &id, "amocrm", &lead, now)
+            .put_link(&bid("default"), "booking", &id, System::AmoCrm, &lead, now)
             .await
             .expect("link");
         out.push((id, record, lead));

@@ -10,9 +10,9 @@ use crate::normalize::{Email, Phone};
 mod ids;
 mod system;
 
+pub use ids::{BookingId, BusinessId, InvalidBookingId, InvalidBusinessId};
 #[cfg(test)]
-pub(crate) use ids::bid;
-pub use ids::{BusinessId, InvalidBusinessId};
+pub(crate) use ids::{bid, rec};
 pub use system::{System, UnknownSystem};
 
 /// What the bot sells, and so the words it uses: visits to a master (salon), appointments
@@ -143,6 +143,17 @@ impl Channel {
             Channel::Console => "console",
             Channel::WebForm => "web_form",
             Channel::Schedule => "schedule",
+        }
+    }
+
+    /// The system a message to a chat on this channel is queued under; `None` for the
+    /// channels a booking can come from but no message can go back to.
+    pub fn system(self) -> Option<System> {
+        match self {
+            Channel::Telegram => Some(System::Telegram),
+            Channel::Max => Some(System::Max),
+            Channel::Console => Some(System::Console),
+            Channel::WebForm | Channel::Schedule => None,
         }
     }
 
@@ -303,7 +314,7 @@ pub struct Booking {
     pub chat: Option<ChatRef>,
     /// The record id in the booking system, once it confirmed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<String>,
+    pub external_id: Option<BookingId>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -6,7 +6,7 @@
 //! webhook source is one of [`crate::http::SOURCES`], and a booking's source is the name of a
 //! tracked link or form (set by the operator), never a client's free text.
 
-use crate::domain::BusinessId;
+use crate::domain::{BusinessId, System};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -134,11 +134,10 @@ pub fn booked(source: &Source) {
 }
 
 /// One attempt's outcome; `enqueued_for` is given when it delivered the job.
-pub fn attempt(system: &str, outcome: &'static str, enqueued_for: Option<Duration>) {
-    metrics::counter!(VENDOR_CALLS, "system" => system.to_string(), "outcome" => outcome)
-        .increment(1);
+pub fn attempt(system: System, outcome: &'static str, enqueued_for: Option<Duration>) {
+    metrics::counter!(VENDOR_CALLS, "system" => system.as_str(), "outcome" => outcome).increment(1);
     if let Some(waited) = enqueued_for {
-        metrics::histogram!(DELIVERY_SECONDS, "system" => system.to_string())
+        metrics::histogram!(DELIVERY_SECONDS, "system" => system.as_str())
             .record(waited.as_secs_f64());
     }
 }
@@ -156,7 +155,7 @@ pub fn alert(kind: &'static str) {
 pub async fn refresh_jobs(
     store: &Store,
     business_id: &BusinessId,
-    systems: &[String],
+    systems: &[System],
 ) -> Result<(), StoreError> {
     let rows = crate::sync::Queue::new(store.clone())
         .counts_of(business_id)
@@ -167,12 +166,12 @@ pub async fn refresh_jobs(
                 .iter()
                 .find(|(s, st, _)| s == system && st == state)
                 .map_or(0, |r| r.2);
-            metrics::gauge!(JOBS, "system" => system.clone(), "state" => state).set(n as f64);
+            metrics::gauge!(JOBS, "system" => system.as_str(), "state" => state).set(n as f64);
         }
     }
     for (system, state, n) in rows.iter().filter(|r| !systems.contains(&r.0)) {
         // A system no longer configured still has jobs worth seeing.
-        metrics::gauge!(JOBS, "system" => system.clone(), "state" => state.clone()).set(*n as f64);
+        metrics::gauge!(JOBS, "system" => system.as_str(), "state" => state.clone()).set(*n as f64);
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! have their places marked there.
 
 use crate::domain::BusinessId;
+use crate::domain::System;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
@@ -29,8 +30,7 @@ use crate::store::Store;
 /// One finding of a probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeRow {
-    /// `yclients`, `onec`, …
-    pub system: &'static str,
+    pub system: System,
     /// What was asked, in a few words.
     pub question: String,
     pub found: String,
@@ -51,14 +51,7 @@ impl ProbeTable {
         self.rows.iter().all(|r| r.ok)
     }
 
-    fn push(
-        &mut self,
-        system: &'static str,
-        question: &str,
-        found: String,
-        action: String,
-        ok: bool,
-    ) {
+    fn push(&mut self, system: System, question: &str, found: String, action: String, ok: bool) {
         self.rows.push(ProbeRow {
             system,
             question: question.to_owned(),
@@ -76,7 +69,7 @@ impl fmt::Display for ProbeTable {
             return writeln!(f, "  nothing to probe in this configuration");
         }
         let width = |pick: fn(&ProbeRow) -> usize| self.rows.iter().map(pick).max().unwrap_or(0);
-        let sys = width(|r| r.system.chars().count()).max(6);
+        let sys = width(|r| r.system.as_str().chars().count()).max(6);
         let q = width(|r| r.question.chars().count()).max(8);
         writeln!(
             f,
@@ -122,7 +115,7 @@ pub async fn probe(config: &Config, store: Option<&Store>) -> ProbeTable {
                 false,
             ),
         };
-        table.push("dikidi", "widget session", found, action, ok);
+        table.push(System::Dikidi, "widget session", found, action, ok);
     }
 
     // The CRM: which UTM tracking fields the amoCRM account has (read, never created).
@@ -156,7 +149,7 @@ async fn amocrm_rows(
         Ok(client) => client,
         Err(e) => {
             table.push(
-                "amocrm",
+                System::AmoCrm,
                 "UTM tracking fields",
                 e.to_string(),
                 "fix [crm.amocrm]".into(),
@@ -184,7 +177,7 @@ async fn amocrm_rows(
                 }
             };
             table.push(
-                "amocrm",
+                System::AmoCrm,
                 "UTM tracking fields",
                 format!("present: {}; missing: {}", list(&present), list(&missing)),
                 if missing.is_empty() {
@@ -198,7 +191,7 @@ async fn amocrm_rows(
             );
         }
         Err(e) => table.push(
-            "amocrm",
+            System::AmoCrm,
             "UTM tracking fields",
             e.to_string(),
             "cannot read the account's lead fields: fix the token".into(),
@@ -213,14 +206,14 @@ async fn yclients(table: &mut ProbeTable, config: &YclientsConfig, ours: chrono_
     let client = Yclients::new(config, clock.clone());
     match client.company().await {
         Ok(company) if company.timezone == ours => table.push(
-            "yclients",
+            System::Yclients,
             "company time zone",
             format!("timezone_name {} = business.timezone", company.timezone),
             "show every time in it".into(),
             true,
         ),
         Ok(company) => table.push(
-            "yclients",
+            System::Yclients,
             "company time zone",
             format!(
                 "timezone_name {}, but business.timezone is {ours}",
@@ -234,7 +227,7 @@ async fn yclients(table: &mut ProbeTable, config: &YclientsConfig, ours: chrono_
         ),
         Err(e) => {
             table.push(
-                "yclients",
+                System::Yclients,
                 "company",
                 format!("unreadable: {e}"),
                 "nothing works until this answers".into(),
@@ -245,7 +238,7 @@ async fn yclients(table: &mut ProbeTable, config: &YclientsConfig, ours: chrono_
     }
     if config.user_token.is_none() {
         table.push(
-            "yclients",
+            System::Yclients,
             "admin calls need X-Partner-Id",
             "not asked: no user_token".into(),
             "use the online-booking methods only (a lost booking answer cannot be searched)".into(),
@@ -303,7 +296,7 @@ async fn yclients(table: &mut ProbeTable, config: &YclientsConfig, ours: chrono_
         ),
     };
     table.push(
-        "yclients",
+        System::Yclients,
         "admin calls need X-Partner-Id",
         found,
         action,
@@ -318,7 +311,7 @@ async fn onec_rows(table: &mut ProbeTable, config: &OnecConfig) {
         Ok(o) => o,
         Err(e) => {
             table.push(
-                "onec",
+                System::Onec,
                 "configuration",
                 e.to_string(),
                 "nothing".into(),
@@ -331,7 +324,7 @@ async fn onec_rows(table: &mut ProbeTable, config: &OnecConfig) {
         Ok(t) => t,
         Err(e) => {
             table.push(
-                "onec",
+                System::Onec,
                 "$metadata",
                 format!("unreadable: {e}"),
                 "nothing until it answers".into(),
@@ -343,7 +336,7 @@ async fn onec_rows(table: &mut ProbeTable, config: &OnecConfig) {
     let required = match required_properties(&edmx) {
         Ok(r) => r,
         Err(e) => {
-            table.push("onec", "$metadata", e, "nothing".into(), false);
+            table.push(System::Onec, "$metadata", e, "nothing".into(), false);
             return;
         }
     };
@@ -381,7 +374,7 @@ async fn onec_rows(table: &mut ProbeTable, config: &OnecConfig) {
     for (set, sent) in writes {
         let Some(props) = required.get(&set) else {
             table.push(
-                "onec",
+                System::Onec,
                 &format!("required attributes of {set}"),
                 "not described in $metadata".into(),
                 "write it as configured; 1C's answer will tell".into(),
@@ -397,7 +390,7 @@ async fn onec_rows(table: &mut ProbeTable, config: &OnecConfig) {
             .collect();
         if missing.is_empty() {
             table.push(
-                "onec",
+                System::Onec,
                 &format!("required attributes of {set}"),
                 "none beyond what zapis sends".into(),
                 "write as configured".into(),
@@ -405,7 +398,7 @@ async fn onec_rows(table: &mut ProbeTable, config: &OnecConfig) {
             );
         } else {
             table.push(
-                "onec",
+                System::Onec,
                 &format!("required attributes of {set}"),
                 format!("required and not sent: {}", missing.join(", ")),
                 "nothing: 1C will refuse these writes until the configuration fills them \
@@ -522,9 +515,15 @@ mod tests {
     #[test]
     fn the_table_marks_what_needs_fixing() {
         let mut t = ProbeTable::default();
-        t.push("yclients", "q", "f".into(), "a".into(), true);
+        t.push(System::Yclients, "q", "f".into(), "a".into(), true);
         assert!(t.ok());
-        t.push("onec", "question two", "found".into(), "act".into(), false);
+        t.push(
+            System::Onec,
+            "question two",
+            "found".into(),
+            "act".into(),
+            false,
+        );
         assert!(!t.ok());
         let text = t.to_string();
         assert!(text.contains("nothing was written"), "{text}");

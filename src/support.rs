@@ -17,7 +17,7 @@ use crate::store::{Store, SupportRelay};
 use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler, NewJob};
 
 /// The delivery system the relay jobs belong to.
-pub const SUPPORT_SYSTEM: &str = System::Support.as_str();
+pub const SUPPORT_SYSTEM: System = System::Support;
 /// Post a client's question in the admin chat(s).
 pub const RELAY_QUESTION: &str = "relay_question";
 /// The CRM job that logs one message of a question's exchange into the client's card.
@@ -170,7 +170,7 @@ pub fn question_job(
     };
     NewJob {
         business_id: business_id.clone(),
-        system: SUPPORT_SYSTEM.to_string(),
+        system: SUPPORT_SYSTEM,
         operation: RELAY_QUESTION.to_string(),
         payload: serde_json::to_value(payload).unwrap_or_default(),
         idempotency_key: format!("{RELAY_QUESTION}:{}:{}", chat.key(), at.timestamp_millis()),
@@ -223,7 +223,7 @@ pub struct SupportNoteJob {
 /// the chat's other CRM jobs, so the question is in the card before its answer.
 pub fn note_job(
     business_id: &BusinessId,
-    crm_system: &str,
+    crm_system: System,
     chat: &ChatRef,
     kind: NoteKind,
     text: Option<String>,
@@ -238,7 +238,7 @@ pub fn note_job(
     };
     NewJob {
         business_id: business_id.clone(),
-        system: crm_system.to_string(),
+        system: crm_system,
         operation: SUPPORT_NOTE.to_string(),
         payload: serde_json::to_value(payload).unwrap_or_default(),
         idempotency_key: format!(

@@ -9,6 +9,7 @@
 //! `lifecycle::crm_jobs` delivers it through the same lead and notes steps as a booking's lead.
 
 use crate::domain::BusinessId;
+use crate::domain::System;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -71,7 +72,7 @@ pub fn lead_key(business_id: &BusinessId, chat_key: &str, started_at: DateTime<U
 
 /// One job per attempt: the key names the attempt, so neither a restart nor a second instance
 /// can queue it twice; ordered with the chat's other jobs.
-pub fn unfinished_job(business_id: &BusinessId, system: &str, due: &DueAttempt) -> NewJob {
+pub fn unfinished_job(business_id: &BusinessId, system: System, due: &DueAttempt) -> NewJob {
     let started_at = due.started_at.timestamp_millis();
     let payload = UnfinishedJob {
         chat_key: due.chat_key.clone(),
@@ -79,7 +80,7 @@ pub fn unfinished_job(business_id: &BusinessId, system: &str, due: &DueAttempt) 
     };
     NewJob {
         business_id: business_id.clone(),
-        system: system.to_string(),
+        system,
         operation: UNFINISHED_BOOKING.to_string(),
         payload: serde_json::to_value(payload).unwrap_or_default(),
         idempotency_key: format!("{UNFINISHED_BOOKING}:{}:{started_at}", due.chat_key),
@@ -91,7 +92,7 @@ pub fn unfinished_job(business_id: &BusinessId, system: &str, due: &DueAttempt) 
 pub async fn tick(
     store: &Store,
     business_id: &BusinessId,
-    system: &str,
+    system: System,
     after: Duration,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
@@ -125,7 +126,7 @@ pub fn check_every(after: Duration) -> Duration {
 pub fn spawn(
     store: Store,
     business_id: BusinessId,
-    system: &'static str,
+    system: System,
     after: Duration,
     clock: std::sync::Arc<dyn Clock>,
     lease: crate::store::LoopLease,
@@ -209,7 +210,7 @@ mod tests {
             .expect("booking");
     }
 
-    async fn leads(store: &Store) -> Vec<(String, UnfinishedJob)> {
+    async fn leads(store: &Store) -> Vec<(System, UnfinishedJob)> {
         Queue::new(store.clone())
             .jobs_in_state(JobState::Pending)
             .await
@@ -236,13 +237,13 @@ mod tests {
             // counts from their last turn, the attempt is still the one begun at t(0).
             turn(&store, chat, AttemptTurn::Stay(&draft(None)), t(10)).await;
             assert_eq!(
-                tick(&store, &bid("b1"), "amocrm", PAUSE, t(35))
+                tick(&store, &bid("b1"), System::AmoCrm, PAUSE, t(35))
                     .await
                     .unwrap(),
                 0
             );
             assert_eq!(
-                tick(&store, &bid("b1"), "amocrm", PAUSE, t(41))
+                tick(&store, &bid("b1"), System::AmoCrm, PAUSE, t(41))
                     .await
                     .unwrap(),
                 1
@@ -260,7 +261,7 @@ mod tests {
             assert_eq!(attempt.last_at, t(10));
 
             assert_eq!(
-                tick(&store, &bid("b1"), "amocrm", PAUSE, t(50))
+                tick(&store, &bid("b1"), System::AmoCrm, PAUSE, t(50))
                     .await
                     .unwrap(),
                 0
@@ -270,7 +271,7 @@ mod tests {
                 chat_key: chat.into(),
                 started_at: t(0),
             };
-            let job = unfinished_job(&bid("b1"), "amocrm", &due);
+            let job = unfinished_job(&bid("b1"), System::AmoCrm, &due);
             assert!(
                 !store
                     .enqueue_unfinished(&bid("b1"), &due, t(40), &job, t(50))
@@ -282,7 +283,7 @@ mod tests {
             // Back on the same screen after the lead was made: the same attempt, no new lead.
             turn(&store, chat, AttemptTurn::Stay(&draft(None)), t(60)).await;
             assert_eq!(
-                tick(&store, &bid("b1"), "amocrm", PAUSE, t(200))
+                tick(&store, &bid("b1"), System::AmoCrm, PAUSE, t(200))
                     .await
                     .unwrap(),
                 0
@@ -300,7 +301,7 @@ mod tests {
             // second attempt.
             turn(&store, chat, AttemptTurn::Enter(&draft(None)), t(1440)).await;
             assert_eq!(
-                tick(&store, &bid("b1"), "amocrm", PAUSE, t(1500))
+                tick(&store, &bid("b1"), System::AmoCrm, PAUSE, t(1500))
                     .await
                     .unwrap(),
                 1
@@ -310,7 +311,7 @@ mod tests {
             assert_eq!(queued[1].1.started_at, t(1440).timestamp_millis());
             // Another business's check sees none of it.
             assert_eq!(
-                tick(&store, &bid("b2"), "amocrm", PAUSE, t(3000))
+                tick(&store, &bid("b2"), System::AmoCrm, PAUSE, t(3000))
                     .await
                     .unwrap(),
                 0
@@ -337,7 +338,7 @@ mod tests {
             turn(&store, "telegram:4", AttemptTurn::Enter(&draft(None)), t(0)).await;
             booking(&store, "bk-4b", "4", t(5), true).await;
             assert_eq!(
-                tick(&store, &bid("b1"), "amocrm", PAUSE, t(120))
+                tick(&store, &bid("b1"), System::AmoCrm, PAUSE, t(120))
                     .await
                     .unwrap(),
                 1
@@ -358,7 +359,7 @@ mod tests {
             let due = store.due_unfinished(&bid("b1"), t(240), 10).await.unwrap();
             assert_eq!(due.len(), 1);
             booking(&store, "bk-5", "5", t(239), false).await;
-            let job = unfinished_job(&bid("b1"), "amocrm", &due[0]);
+            let job = unfinished_job(&bid("b1"), System::AmoCrm, &due[0]);
             assert!(
                 !store
                     .enqueue_unfinished(&bid("b1"), &due[0], t(240), &job, t(270))
@@ -381,7 +382,7 @@ mod tests {
                 t(265),
             )
             .await;
-            let job = unfinished_job(&bid("b1"), "amocrm", &due[0]);
+            let job = unfinished_job(&bid("b1"), System::AmoCrm, &due[0]);
             assert!(
                 !store
                     .enqueue_unfinished(&bid("b1"), &due[0], t(240), &job, t(270))

@@ -235,7 +235,7 @@ pub async fn stock(
             .send(&Alert {
                 kind: AlertKind::LowStock,
                 business_id: business_id.clone(),
-                system: System::Onec.to_string(),
+                system: System::Onec,
                 since: now,
                 at: now,
                 last_error: Some(low.join(", ")),

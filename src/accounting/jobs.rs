@@ -50,7 +50,7 @@ pub struct PaymentInvoice {
 pub fn payment_invoice_job(business_id: &BusinessId, invoice: &PaymentInvoice) -> NewJob {
     NewJob {
         business_id: business_id.clone(),
-        system: ONEC_SYSTEM.into(),
+        system: ONEC_SYSTEM,
         operation: ONEC_PAYMENT_INVOICE.into(),
         payload: serde_json::to_value(invoice).unwrap_or_default(),
         idempotency_key: format!("{ONEC_PAYMENT_INVOICE}:{}", invoice.payment),

@@ -14,6 +14,7 @@ pub mod stock;
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 
+use crate::domain::System;
 use crate::sync::DeliveryError;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -101,7 +102,7 @@ pub struct StockBalance {
 /// configuration extension could stand in later.
 #[async_trait]
 pub trait Accounting: Send + Sync {
-    fn system(&self) -> &'static str;
+    fn system(&self) -> System;
     /// By ИНН first (exact), then by phone.
     async fn find_counterparty(
         &self,

@@ -334,8 +334,8 @@ pub fn parse_entity_sets(edmx: &str) -> Result<Vec<String>, AccountingError> {
 
 #[async_trait]
 impl Accounting for OnecOdata {
-    fn system(&self) -> &'static str {
-        System::Onec.as_str()
+    fn system(&self) -> System {
+        System::Onec
     }
 
     async fn find_counterparty(

@@ -101,7 +101,7 @@ impl StockWatch {
                 .send(&Alert {
                     kind: AlertKind::LowStock,
                     business_id: self.business_id.clone(),
-                    system: self.accounting.system().into(),
+                    system: self.accounting.system(),
                     since: now,
                     at: now,
                     last_error: Some(format!("{} ({quantity})", self.label(item))),

@@ -134,9 +134,9 @@ impl App {
     pub fn crm_reconciler(&self) -> Option<CrmReconciler> {
         let crm = self.crm.clone()?;
         let cfg = self.settings.crm.as_ref()?;
-        let cancel_from_crm = match crm.system().parse() {
-            Ok(System::AmoCrm) => cfg.amocrm.as_ref().is_some_and(|a| a.cancel_from_crm),
-            Ok(System::Bitrix24) => cfg.bitrix24.as_ref().is_some_and(|b| b.cancel_from_crm),
+        let cancel_from_crm = match crm.system() {
+            System::AmoCrm => cfg.amocrm.as_ref().is_some_and(|a| a.cancel_from_crm),
+            System::Bitrix24 => cfg.bitrix24.as_ref().is_some_and(|b| b.cancel_from_crm),
             _ => false,
         };
         cancel_from_crm.then(|| CrmReconciler {
@@ -367,7 +367,7 @@ impl App {
         if let (Some(crm), Some(amo)) = (
             &self.crm,
             self.settings.crm.as_ref().and_then(|c| c.amocrm.as_ref()),
-        ) && crm.system() == System::AmoCrm.as_str()
+        ) && crm.system() == System::AmoCrm
         {
             inbox.register(
                 System::AmoCrm.as_str(),
@@ -464,13 +464,10 @@ impl App {
             );
         }
         if let Some(tg) = &self.settings.telegram {
-            engine.register(
-                System::Telegram.as_str(),
-                Arc::new(TelegramNotifier::new(tg)),
-            );
+            engine.register(System::Telegram, Arc::new(TelegramNotifier::new(tg)));
         }
         if let Some(max) = &self.settings.max {
-            engine.register(System::Max.as_str(), Arc::new(MaxChatNotifier::new(max)));
+            engine.register(System::Max, Arc::new(MaxChatNotifier::new(max)));
         }
         engine
     }

@@ -1,7 +1,7 @@
 //! The conversation runtime as the deployment wires it: the store, the schedule and the admin
 //! chat [`App::build`] gives it.
 
-use crate::domain::BusinessId;
+use crate::domain::{BusinessId, System};
 use std::sync::Arc;
 
 use super::App;
@@ -80,7 +80,7 @@ async fn app_with_a_question() -> (tempfile::TempDir, App, BusinessId, String) {
         .await
         .expect("question");
     let (business, question_key): (String, String) = crate::sync::Queue::new(conv.store().clone())
-        .only_job_of("support")
+        .only_job_of(System::Support)
         .await;
     let business = BusinessId::parse(&business).expect("the job's business id");
     (dir, app, business, question_key)
@@ -119,7 +119,7 @@ async fn an_admin_reply_read_twice_is_one_answer() {
         replied_text: None,
     };
     let queue = crate::sync::Queue::new(store.clone());
-    let answers = || queue.count_with_key_like("telegram", "%support:%");
+    let answers = || queue.count_with_key_like(System::Telegram, "%support:%");
     assert!(conv.relay_answer(answer("501", "77")).await.unwrap());
     assert!(conv.relay_answer(answer("501", "77")).await.unwrap());
     assert_eq!(answers().await, 1);
@@ -162,7 +162,7 @@ async fn a_reply_read_before_its_relay_is_stored_still_reaches_the_client() {
         text: "Да, во дворе.",
         replied_text,
     };
-    let answers = || queue.count_with_key_like("telegram", "%support:%");
+    let answers = || queue.count_with_key_like(System::Telegram, "%support:%");
     // Not the bot's own post (the adapter passes no text), or a marker naming no question of
     // ours: no answer.
     assert!(!conv.relay_answer(reply("499", None)).await.unwrap());

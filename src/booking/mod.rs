@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::connectors::{Failure, Kind};
-use crate::domain::{Master, Service, Slot};
+use crate::domain::{BookingId, InvalidBookingId, Master, Service, Slot, System};
 use crate::normalize::{Email, Phone};
 use crate::sync::DeliveryError;
 
@@ -46,6 +46,14 @@ fn describe(f: &Failure) -> String {
         Kind::Permanent | Kind::PaymentRequired => "the schedule refused the request",
     };
     format!("{what}: {}", f.message)
+}
+
+/// A record id no schedule would send (empty, over-long, control characters): the answer is
+/// not one we can keep, and asking again brings the same.
+impl From<InvalidBookingId> for BookingError {
+    fn from(e: InvalidBookingId) -> BookingError {
+        BookingError::rejected(format!("the schedule's answer: {e}"))
+    }
 }
 
 impl BookingError {
@@ -132,7 +140,8 @@ pub enum RecordStatus {
 /// A record as the schedule holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
-    pub external_id: String,
+    /// The schedule's id of the record, checked where its answer was read.
+    pub external_id: BookingId,
     pub service_id: String,
     pub master_id: String,
     pub start: DateTime<Utc>,
@@ -210,7 +219,7 @@ pub(crate) fn log_booked(booking: &crate::domain::Booking) {
 #[async_trait]
 pub trait BookingSystem: Send + Sync {
     /// Short name for logs, links and the journal (`sandbox`, `yclients`).
-    fn system(&self) -> &'static str;
+    fn system(&self) -> System;
     /// Books several services in one visit: then a service id may be a visit's joined ids
     /// ([`crate::domain::Service::visit_of`]) everywhere one is taken.
     fn several_services(&self) -> bool {
@@ -236,10 +245,14 @@ pub trait BookingSystem: Send + Sync {
         day: NaiveDate,
     ) -> Result<Vec<Slot>, BookingError>;
     async fn book(&self, request: &BookRequest) -> Result<Record, BookingError>;
-    async fn cancel(&self, external_id: &str) -> Result<(), BookingError>;
-    async fn reschedule(&self, external_id: &str, slot: &Slot) -> Result<Record, BookingError>;
+    async fn cancel(&self, external_id: &BookingId) -> Result<(), BookingError>;
+    async fn reschedule(
+        &self,
+        external_id: &BookingId,
+        slot: &Slot,
+    ) -> Result<Record, BookingError>;
     /// Re-reads one record; `None` when the schedule no longer has it.
-    async fn record(&self, external_id: &str) -> Result<Option<Record>, BookingError>;
+    async fn record(&self, external_id: &BookingId) -> Result<Option<Record>, BookingError>;
     /// The live record an earlier attempt of `request` made (its answer lost), where the
     /// schedule lets us search by our booking id; `None` when there is none or the system
     /// cannot tell. The request gives the day and master to narrow the search to.
@@ -277,7 +290,7 @@ pub trait BookingSystem: Send + Sync {
     async fn abandon_code(&self, _booking_id: &str) {}
     /// Marks the visit confirmed by the client where the schedule has such a status;
     /// `false` when it has none (our store and the CRM then hold the confirmation alone).
-    async fn confirm_visit(&self, _external_id: &str) -> Result<bool, BookingError> {
+    async fn confirm_visit(&self, _external_id: &BookingId) -> Result<bool, BookingError> {
         Ok(false)
     }
 }

@@ -3,7 +3,7 @@
 //! like a booking system without any network.
 
 use crate::domain::BusinessId;
-use crate::domain::System;
+use crate::domain::{BookingId, System};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -253,8 +253,8 @@ fn store_err(e: impl Into<StoreError>) -> BookingError {
 
 #[async_trait]
 impl BookingSystem for Sandbox {
-    fn system(&self) -> &'static str {
-        System::Sandbox.as_str()
+    fn system(&self) -> System {
+        System::Sandbox
     }
 
     async fn services(&self) -> Result<Vec<Service>, BookingError> {
@@ -332,7 +332,7 @@ impl BookingSystem for Sandbox {
         let _guard = self.write_lock.lock().await;
         let id = self.insert_record(request, end).await?;
         Ok(Record {
-            external_id: id,
+            external_id: BookingId::parse(&id)?,
             service_id: service.id.clone(),
             master_id: request.master_id.clone(),
             start: request.start,
@@ -341,7 +341,7 @@ impl BookingSystem for Sandbox {
         })
     }
 
-    async fn cancel(&self, external_id: &str) -> Result<(), BookingError> {
+    async fn cancel(&self, external_id: &BookingId) -> Result<(), BookingError> {
         let done = self
             .store
             .cancel_sandbox_record(&self.business_id, external_id)
@@ -353,7 +353,11 @@ impl BookingSystem for Sandbox {
         Ok(())
     }
 
-    async fn reschedule(&self, external_id: &str, slot: &Slot) -> Result<Record, BookingError> {
+    async fn reschedule(
+        &self,
+        external_id: &BookingId,
+        slot: &Slot,
+    ) -> Result<Record, BookingError> {
         let current = self
             .record(external_id)
             .await?
@@ -389,7 +393,7 @@ impl BookingSystem for Sandbox {
             return Err(BookingError::SlotTaken);
         }
         Ok(Record {
-            external_id: external_id.into(),
+            external_id: external_id.clone(),
             service_id: service.id,
             master_id: slot.master_id.clone(),
             start: slot.start,
@@ -409,12 +413,12 @@ impl BookingSystem for Sandbox {
             .await
             .map_err(store_err)?;
         match id {
-            Some(id) => self.record(&id).await,
+            Some(id) => self.record(&BookingId::parse(&id)?).await,
             None => Ok(None),
         }
     }
 
-    async fn record(&self, external_id: &str) -> Result<Option<Record>, BookingError> {
+    async fn record(&self, external_id: &BookingId) -> Result<Option<Record>, BookingError> {
         let row = self
             .store
             .sandbox_record(&self.business_id, external_id)
@@ -423,7 +427,7 @@ impl BookingSystem for Sandbox {
         let Some(row) = row else { return Ok(None) };
         let (start, end) = (row.start_at, row.end_at);
         Ok(Some(Record {
-            external_id: row.id,
+            external_id: BookingId::parse(&row.id)?,
             service_id: row.service_id,
             master_id: row.master_id,
             start: Utc
@@ -635,7 +639,7 @@ mod tests {
             let back = sb.record(&rec.external_id).await.unwrap().unwrap();
             assert_eq!(back.status, RecordStatus::Cancelled);
             assert!(matches!(
-                sb.cancel("missing").await,
+                sb.cancel(&crate::domain::rec("missing")).await,
                 Err(BookingError::NotFound(_))
             ));
         }

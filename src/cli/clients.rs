@@ -46,13 +46,13 @@ pub(super) async fn bookings(
         .context("--client is not a phone number")?;
     let store = Store::open_existing(&config.store.url).await?;
     let schedule = match config.booking.system {
-        crate::config::BookingSystemKind::Sandbox => "sandbox",
-        crate::config::BookingSystemKind::Yclients => "yclients",
-        crate::config::BookingSystemKind::Dikidi => "dikidi",
+        crate::config::BookingSystemKind::Sandbox => System::Sandbox,
+        crate::config::BookingSystemKind::Yclients => System::Yclients,
+        crate::config::BookingSystemKind::Dikidi => System::Dikidi,
     };
     let crm = config.crm.as_ref().map(|c| match c.system {
-        crate::crm::config::CrmSystem::Amocrm => "amocrm",
-        crate::crm::config::CrmSystem::Bitrix24 => "bitrix24",
+        crate::crm::config::CrmSystem::Amocrm => System::AmoCrm,
+        crate::crm::config::CrmSystem::Bitrix24 => System::Bitrix24,
     });
     let text = crate::lifecycle::report::bookings_report(
         &store,

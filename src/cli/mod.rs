@@ -16,7 +16,7 @@ use secrecy::ExposeSecret;
 use crate::app::App;
 use crate::clock::SystemClock;
 use crate::config::{Config, Layout};
-use crate::domain::Utm;
+use crate::domain::{System, Utm};
 use crate::messenger::config::TelegramConfig;
 use crate::store::LoopLease;
 use crate::store::{Store, StoreError, TrackedLink};

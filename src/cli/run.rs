@@ -137,7 +137,7 @@ pub(super) async fn serve_business(
         // Settled now so the first booking does not wait on it; a failure here is retried by
         // the first CRM job, which needs the same.
         if let Err(e) = crm.prepare().await {
-            tracing::warn!(business = %app.settings.business.id, system = crm.system(), error = %e, "CRM not prepared yet; the first CRM job tries again");
+            tracing::warn!(business = %app.settings.business.id, system = %crm.system(), error = %e, "CRM not prepared yet; the first CRM job tries again");
         }
     }
     // Deliveries and loops run beside the bots and stop after them.
@@ -345,7 +345,7 @@ async fn bots_under_lease(
 /// webhook URLs start with.
 pub(super) fn business_view(
     app: &App,
-    systems: &[String],
+    systems: &[System],
     http: &crate::config::HttpConfig,
     webhooks: String,
 ) -> crate::console::BusinessView {

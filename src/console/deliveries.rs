@@ -12,6 +12,7 @@ use maud::{Markup, html};
 use super::auth::{CsrfForm, Refusal, check_csrf};
 use super::layout::{local_time, page, tr, tr_args};
 use super::{ConsoleState, Page, visit};
+use crate::domain::System;
 use crate::sync::health::{Health, READY_WINDOW, integration_health, last_delivered};
 use crate::sync::jobs::{JobState, Queue};
 use crate::sync::journal::{JournalFilter, mask_text, read_journal};
@@ -69,27 +70,31 @@ pub async fn page_of(
         Some(id) => queue.job(id).await?.filter(|j| j.business_id == b.id),
         None => None,
     };
-    let system = Some(filters.system.trim())
-        .filter(|s| !s.is_empty())
-        .map(str::to_string);
-    let journal = read_journal(
-        &state.store,
-        &JournalFilter {
-            business_id: Some(b.id.to_string()),
-            system: system.clone(),
-            failed_only: filters.failed == "1",
-            limit: Some(SHOWN * 2),
-            ..JournalFilter::default()
-        },
-    )
-    .await?;
-    let mut systems: Vec<String> = b.systems.clone();
+    let asked = Some(filters.system.trim()).filter(|s| !s.is_empty());
+    let system: Option<System> = asked.and_then(|s| s.parse().ok());
+    // A name no system has (an edited address) matches no attempt, as it did as a string.
+    let journal = if asked.is_some() && system.is_none() {
+        Vec::new()
+    } else {
+        read_journal(
+            &state.store,
+            &JournalFilter {
+                business_id: Some(b.id.to_string()),
+                system,
+                failed_only: filters.failed == "1",
+                limit: Some(SHOWN * 2),
+                ..JournalFilter::default()
+            },
+        )
+        .await?
+    };
+    let mut systems: Vec<System> = b.systems.clone();
     for row in &counts {
         if !systems.contains(&row.system) {
-            systems.push(row.system.clone());
+            systems.push(row.system);
         }
     }
-    let count = |system: &str, st: JobState| {
+    let count = |system: System, st: JobState| {
         counts
             .iter()
             .find(|r| r.system == system && r.state == st)
@@ -160,7 +165,7 @@ pub async fn page_of(
                         tr {
                             td { (s) }
                             @for st in [JobState::Pending, JobState::Running, JobState::Done, JobState::Dead] {
-                                td.num { (count(s, st)) }
+                                td.num { (count(*s, st)) }
                             }
                         }
                     }
@@ -191,9 +196,9 @@ pub async fn page_of(
                     select name="system" {
                         option value="" { (tr(lang, "console-all")) }
                         @for s in &systems {
-                            option value=(s) selected[system.as_deref() == Some(s.as_str())] { (s) }
+                            option value=(s) selected[system == Some(*s)] { (s) }
                         }
-                        option value="console" selected[system.as_deref() == Some("console")] { "console" }
+                        option value="console" selected[system == Some(System::Console)] { "console" }
                     }
                 }
                 label { input type="checkbox" name="failed" value="1" checked[filters.failed == "1"]; " " (tr(lang, "console-failed-only")) }

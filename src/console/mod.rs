@@ -49,10 +49,10 @@ pub struct BusinessView {
     pub telegram_bot: Option<String>,
     pub max_bot: Option<String>,
     /// The schedule's system name (`yclients`, `dikidi`, `sandbox`).
-    pub schedule: &'static str,
-    pub crm: Option<&'static str>,
+    pub schedule: System,
+    pub crm: Option<System>,
     /// Systems the delivery engine writes to for this business.
-    pub systems: Vec<String>,
+    pub systems: Vec<System>,
     /// Sources whose webhooks are read, for the setup page's URLs.
     pub webhook_sources: Vec<&'static str>,
     /// Where its webhook URLs' paths start: `/webhooks/`, or `/webhooks/<id>/` in a deployment
@@ -265,7 +265,7 @@ pub async fn journal_for(
     let entry = JournalEntry {
         at: state.clock.now(),
         business_id: business.to_string(),
-        system: System::Console.to_string(),
+        system: System::Console,
         operation: operation.into(),
         job_id,
         attempt: 0,

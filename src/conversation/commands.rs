@@ -2,6 +2,7 @@
 //! and confirmed, each state change written with the jobs it causes in one transaction.
 
 use super::*;
+use crate::domain::BookingId;
 
 impl Conversations {
     /// Writes a booking's state change and the jobs it causes in one transaction.
@@ -640,7 +641,7 @@ impl Conversations {
 }
 
 enum Change<'a> {
-    Confirmed { external_id: &'a str },
+    Confirmed { external_id: &'a BookingId },
     Status(BookingStatus),
     None,
 }

@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::dialog::{
     self, BookingDraft, Button, Command, Context, DialogState, FunnelStage, Input, Loaded, Reply,
 };
+use crate::domain::System;
 use crate::domain::{Booking, BookingStatus, ChatRef, Source};
 use crate::lifecycle::effects::{Operation, booking_job};
 use crate::store::{AttemptTurn, FunnelStep, Store, StoreError, TurnEvent, TurnLine};
@@ -108,7 +109,7 @@ pub struct Conversations {
     clock: Arc<dyn Clock>,
     chat_locks: DashMap<String, Arc<Mutex<()>>>,
     /// The CRM that gets a lead for every booking, when one is configured.
-    crm_system: Option<&'static str>,
+    crm_system: Option<System>,
     /// School mode: courses from config, groups from the school's CRM, applications instead
     /// of bookings.
     school: Option<SchoolMode>,
@@ -212,7 +213,7 @@ impl Conversations {
     }
 
     /// Every confirmed, cancelled or moved booking also queues a job for this CRM.
-    pub fn with_crm(mut self, system: &'static str) -> Conversations {
+    pub fn with_crm(mut self, system: System) -> Conversations {
         self.crm_system = Some(system);
         self
     }

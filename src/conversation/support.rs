@@ -72,12 +72,15 @@ impl Conversations {
         let now = self.clock.now();
         // Keyed by the admin's message: the same update read twice (a restart before its
         // offset was committed) is one answer to the client and one note.
-        let job = crate::lifecycle::effects::notify_job(
+        let Some(job) = crate::lifecycle::effects::notify_job(
             business,
             &chat,
             &format!("support:{}:{admin_chat}:{message_id}", channel.as_str()),
             reply.clone(),
-        );
+        ) else {
+            tracing::warn!(chat = %key, "a relayed question names a chat that takes no messages");
+            return Ok(false);
+        };
         let note = self.crm_system.map(|system| {
             crate::support::note_job(
                 business,

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::connectors::{Failure, Kind};
-use crate::domain::Booking;
+use crate::domain::{Booking, System};
 use crate::normalize::{Email, Phone};
 use crate::sync::DeliveryError;
 
@@ -355,8 +355,8 @@ pub struct TaskRequest {
 /// [`Crm::ensure_lead`] does exactly that with our booking id as the natural key.
 #[async_trait]
 pub trait Crm: Send + Sync {
-    /// `"amocrm"`, `"bitrix24"`: the `system` of links and stored tokens.
-    fn system(&self) -> &'static str;
+    /// [`System::AmoCrm`], [`System::Bitrix24`]: the `system` of links and stored tokens.
+    fn system(&self) -> System;
 
     /// Settles what the connector needs from the account before its first booking (amoCRM:
     /// the lead field holding our booking id, found or created). Safe to call again; the

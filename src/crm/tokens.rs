@@ -4,7 +4,7 @@
 //! statement before the new access token is used, so the store always holds the newest pair the
 //! CRM has handed out.
 
-use crate::domain::BusinessId;
+use crate::domain::{BusinessId, System};
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -36,13 +36,13 @@ pub fn store_error(e: StoreError) -> CrmError {
 pub struct TokenStore {
     store: Store,
     business_id: BusinessId,
-    system: &'static str,
+    system: System,
     /// This client as the refresh lock's holder.
     holder: String,
 }
 
 impl TokenStore {
-    pub fn new(store: Store, business_id: &BusinessId, system: &'static str) -> TokenStore {
+    pub fn new(store: Store, business_id: &BusinessId, system: System) -> TokenStore {
         TokenStore {
             store,
             business_id: business_id.clone(),
@@ -272,7 +272,7 @@ mod tests {
     #[tokio::test]
     async fn a_saved_pair_replaces_the_old_one_on_every_backend() {
         for store in crate::store::testing::all().await {
-            let tokens = TokenStore::new(store, &bid("b1"), "amocrm");
+            let tokens = TokenStore::new(store, &bid("b1"), System::AmoCrm);
             assert!(tokens.load().await.unwrap().is_none());
             let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
             let pair = |a: &str, r: &str| TokenPair {
@@ -306,14 +306,14 @@ mod tests {
                 expires_at,
             };
             let expiring = clock.now() + chrono::Duration::minutes(1);
-            TokenStore::new(store.clone(), &bid("b1"), "amocrm")
+            TokenStore::new(store.clone(), &bid("b1"), System::AmoCrm)
                 .save(&pair("a1", "r1", expiring), clock.now())
                 .await
                 .unwrap();
             let spent = Arc::new(AtomicUsize::new(0));
             let instance = || {
                 OAuthTokens::new(
-                    TokenStore::new(store.clone(), &bid("b1"), "amocrm"),
+                    TokenStore::new(store.clone(), &bid("b1"), System::AmoCrm),
                     "amoCRM",
                     "authorise again",
                 )

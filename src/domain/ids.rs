@@ -122,9 +122,11 @@ impl Borrow<str> for BusinessId {
     }
 }
 
+/// Pads like a `str` does: listings (`zapis queue`, `zapis business list`) align ids in
+/// `{:<16}` columns, as they did when the id was a string.
 impl fmt::Display for BusinessId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -189,6 +191,180 @@ impl<'de> Deserialize<'de> for BusinessId {
     }
 }
 
+/// A booking (record) as the schedule knows it: the id YClients, Dikidi or the demo schedule
+/// gave it, which we keep to read, move or cancel it there. The vendor decides its shape (a
+/// YClients record number, with `:hash` once it was made through the online widget; a Dikidi
+/// number; a generated id in the demo), so the rule only keeps out what no vendor sends and
+/// what would corrupt a log line, a link row or a URL: nothing empty, over-long or holding
+/// control characters.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BookingId(Arc<str>);
+
+/// Why a string cannot be a schedule's booking id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{given}` cannot be a booking id: it {problem}")]
+pub struct InvalidBookingId {
+    /// What was given, cut short and with control characters escaped: it came from outside.
+    given: String,
+    problem: &'static str,
+}
+
+impl InvalidBookingId {
+    /// What is wrong with it, as a predicate of "the id".
+    pub fn problem(&self) -> &'static str {
+        self.problem
+    }
+}
+
+/// The longest booking id: far above any vendor's (a number, or a number and a 32-character
+/// hash), low enough that a hostile answer cannot fill a row.
+const MAX_BOOKING_ID_LEN: usize = 128;
+
+impl BookingId {
+    /// `id` if a schedule could have given it: 1 to 128 characters, none of them a control
+    /// character. Surrounding spaces are kept as given: the vendor's id is what it is.
+    pub fn parse(id: &str) -> Result<BookingId, InvalidBookingId> {
+        let problem = if id.is_empty() || id.chars().count() > MAX_BOOKING_ID_LEN {
+            Some("must be 1 to 128 characters long")
+        } else if id.chars().any(char::is_control) {
+            Some("may not hold control characters")
+        } else {
+            None
+        };
+        match problem {
+            None => Ok(BookingId(Arc::from(id))),
+            Some(problem) => Err(InvalidBookingId {
+                given: id
+                    .chars()
+                    .take(MAX_BOOKING_ID_LEN + 16)
+                    .collect::<String>()
+                    .escape_debug()
+                    .to_string(),
+                problem,
+            }),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for BookingId {
+    type Err = InvalidBookingId;
+    fn from_str(s: &str) -> Result<BookingId, InvalidBookingId> {
+        BookingId::parse(s)
+    }
+}
+
+impl TryFrom<String> for BookingId {
+    type Error = InvalidBookingId;
+    fn try_from(s: String) -> Result<BookingId, InvalidBookingId> {
+        BookingId::parse(&s)
+    }
+}
+
+impl TryFrom<&str> for BookingId {
+    type Error = InvalidBookingId;
+    fn try_from(s: &str) -> Result<BookingId, InvalidBookingId> {
+        BookingId::parse(s)
+    }
+}
+
+/// Read-only string access for formatting, logging and SQL binding, as [`BusinessId`] has.
+impl Deref for BookingId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for BookingId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Lets maps keyed by id be looked up with a `&str`.
+impl Borrow<str> for BookingId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BookingId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl fmt::Debug for BookingId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl PartialEq<str> for BookingId {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for BookingId {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for BookingId {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<BookingId> for str {
+    fn eq(&self, other: &BookingId) -> bool {
+        self == &*other.0
+    }
+}
+
+impl PartialEq<BookingId> for &str {
+    fn eq(&self, other: &BookingId) -> bool {
+        *self == &*other.0
+    }
+}
+
+impl PartialEq<BookingId> for String {
+    fn eq(&self, other: &BookingId) -> bool {
+        **self == *other.0
+    }
+}
+
+impl From<BookingId> for String {
+    fn from(id: BookingId) -> String {
+        id.0.to_string()
+    }
+}
+
+impl Serialize for BookingId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for BookingId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<BookingId, D::Error> {
+        let s = String::deserialize(d)?;
+        BookingId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A schedule's record id written in a test, where a bad one is the test's own mistake.
+#[cfg(test)]
+pub(crate) fn rec(id: &str) -> BookingId {
+    BookingId::parse(id).expect("a test's booking id is valid")
+}
+
 /// A business id written in a test, where a bad one is the test's own mistake.
 #[cfg(test)]
 pub(crate) fn bid(id: &str) -> BusinessId {
@@ -198,6 +374,13 @@ pub(crate) fn bid(id: &str) -> BusinessId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn it_pads_in_a_column_like_a_string() {
+        let id = BusinessId::parse("b1").expect("an id");
+        assert_eq!(format!("{id:<6}|"), "b1    |");
+        assert_eq!(format!("{id}|"), "b1|");
+    }
 
     #[test]
     fn an_id_usable_in_a_url_and_a_file_name_is_accepted_as_given() {
@@ -241,6 +424,55 @@ mod tests {
         let back: BusinessId = serde_json::from_str("\"salon-a\"").expect("json");
         assert_eq!(back, id);
         assert!(serde_json::from_str::<BusinessId>("\"Salon A\"").is_err());
+    }
+
+    #[test]
+    fn a_booking_id_is_whatever_a_schedule_sends_that_fits_a_row() {
+        // A YClients record, one made through its widget (`id:hash`), a Dikidi record, a demo
+        // schedule's generated id.
+        for id in [
+            "123456789",
+            "123456789:0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+            "987654",
+            "3f2a9c0e5b7d4e1f8a6b2c9d0e7f1a3b",
+            &"x".repeat(128),
+        ] {
+            let parsed = BookingId::parse(id).expect(id);
+            assert_eq!(parsed.as_str(), id);
+            assert_eq!(parsed.to_string(), id);
+            assert_eq!(id.parse::<BookingId>(), Ok(parsed));
+        }
+    }
+
+    #[test]
+    fn a_booking_id_no_schedule_would_send_is_refused_with_the_reason() {
+        let cases = [
+            ("", "must be 1 to 128 characters long"),
+            (&*"x".repeat(129), "must be 1 to 128 characters long"),
+            ("12\n34", "may not hold control characters"),
+            ("12\u{0}", "may not hold control characters"),
+            ("\u{1b}[31m", "may not hold control characters"),
+        ];
+        for (id, why) in cases {
+            let err = BookingId::parse(id).expect_err(id);
+            assert_eq!(err.problem(), why, "{id:?}");
+            assert!(err.to_string().contains("cannot be a booking id"), "{err}");
+            assert!(!err.to_string().contains('\n'), "{err}");
+        }
+        let err = BookingId::parse(&"A".repeat(10_000)).expect_err("too long");
+        assert!(err.to_string().len() < 250, "{err}");
+    }
+
+    #[test]
+    fn a_booking_id_is_a_plain_string_in_json_and_a_bad_one_does_not_deserialize() {
+        let id = BookingId::parse("555:abc").expect("valid");
+        assert_eq!(serde_json::to_string(&id).expect("json"), "\"555:abc\"");
+        let back: BookingId = serde_json::from_str("\"555:abc\"").expect("json");
+        assert_eq!(back, id);
+        assert_eq!(back, "555:abc");
+        assert_eq!("555:abc", back.as_str());
+        assert!(serde_json::from_str::<BookingId>("\"\"").is_err());
+        assert!(serde_json::from_str::<BookingId>("\"a\\u0007\"").is_err());
     }
 
     #[test]

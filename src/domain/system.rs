@@ -124,9 +124,10 @@ impl FromStr for System {
     }
 }
 
+/// Pads like a `str` does, so `{:<16}` columns of listings line up as they did with names.
 impl fmt::Display for System {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -209,6 +210,12 @@ mod tests {
             assert!(err.to_string().contains("not a system"), "{err}");
         }
         assert!(serde_json::from_str::<System>("\"nope\"").is_err());
+    }
+
+    #[test]
+    fn it_pads_in_a_column_like_its_name() {
+        assert_eq!(format!("{:<9}|", System::Max), "max      |");
+        assert_eq!(format!("{:>8}|", System::Onec), "    onec|");
     }
 
     #[test]

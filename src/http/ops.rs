@@ -16,8 +16,8 @@ use crate::sync::journal::mask_text;
 
 /// What `/health/ready` and `/metrics` read besides the store.
 pub struct Ops {
-    /// The systems the delivery engine writes to, as it names them.
-    pub systems: Vec<String>,
+    /// The systems the delivery engine writes to.
+    pub systems: Vec<crate::domain::System>,
     /// The configured messengers' poll loops.
     pub pollers: Vec<(&'static str, Arc<Poller>)>,
     /// Set when `/metrics` is served on this listener (`[http] metrics = true`).
@@ -213,7 +213,7 @@ mod tests {
         let store = testing::sqlite().await;
         let telegram = Arc::new(Poller::default());
         let ops = || Ops {
-            systems: vec!["amocrm".into()],
+            systems: vec![crate::domain::System::AmoCrm],
             pollers: vec![("telegram", telegram.clone())],
             metrics: None,
         };
@@ -242,7 +242,7 @@ mod tests {
         crate::sync::health::record_failure(
             &store,
             &bid("b1"),
-            "amocrm",
+            crate::sync::health::Outage::Down(crate::domain::System::AmoCrm),
             "HTTP 502",
             Duration::ZERO,
             now,

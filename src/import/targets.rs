@@ -17,8 +17,8 @@ pub struct AmoTarget(pub AmoCrm);
 
 #[async_trait]
 impl ImportTarget for AmoTarget {
-    fn system(&self) -> &'static str {
-        System::AmoCrm.as_str()
+    fn system(&self) -> System {
+        System::AmoCrm
     }
     fn batch_size(&self) -> usize {
         AMO_BATCH
@@ -93,8 +93,8 @@ pub struct Bitrix24Target(pub Bitrix24);
 
 #[async_trait]
 impl ImportTarget for Bitrix24Target {
-    fn system(&self) -> &'static str {
-        System::Bitrix24.as_str()
+    fn system(&self) -> System {
+        System::Bitrix24
     }
     fn batch_size(&self) -> usize {
         BITRIX_BATCH
@@ -196,8 +196,8 @@ fn new_client(d: &ContactDraft) -> Result<NewClient, CrmError> {
 
 #[async_trait]
 impl ImportTarget for YclientsTarget {
-    fn system(&self) -> &'static str {
-        System::Yclients.as_str()
+    fn system(&self) -> System {
+        System::Yclients
     }
     /// A job is 20 cards: about six seconds of requests at 3.2 a second.
     fn batch_size(&self) -> usize {

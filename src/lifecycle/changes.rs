@@ -9,10 +9,11 @@
 //! status we hold, so it is journaled as a conflict and dropped.
 
 use crate::domain::BusinessId;
+use crate::domain::System;
 use chrono::{DateTime, Utc};
 
 use crate::dialog::{Button, Reply, links};
-use crate::domain::{Booking, BookingStatus, Channel, Money, Source};
+use crate::domain::{Booking, BookingId, BookingStatus, Channel, Money, Source};
 use crate::i18n::{FluentValue, Lang, Texts};
 use crate::lifecycle::effects::{Operation, booking_job, client_lang, notify_job};
 use crate::normalize::Phone;
@@ -88,8 +89,8 @@ impl Origin {
 
 pub struct ChangeApplier {
     /// The schedule's name in links and known states (`yclients`, `dikidi`, `sandbox`).
-    pub schedule_system: &'static str,
-    pub crm_system: Option<&'static str>,
+    pub schedule_system: System,
+    pub crm_system: Option<System>,
     /// Whether a visit that took place gets its sales document in 1C.
     pub accounting: bool,
     pub default_lang: Lang,
@@ -108,7 +109,7 @@ pub struct ChangeApplier {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ForeignRecord {
     /// The schedule's id of the record, as links hold it.
-    pub external_id: String,
+    pub external_id: BookingId,
     pub client_phone: Phone,
     pub service_id: String,
     pub service_name: String,
@@ -487,12 +488,12 @@ impl ChangeApplier {
             buttons,
             ..Reply::default()
         };
-        Some(notify_job(
+        notify_job(
             &booking.business_id,
             chat,
             &format!("{key}:{}", booking.id),
             reply,
-        ))
+        )
     }
 }
 
@@ -507,8 +508,8 @@ mod tests {
 
     fn applier(schedule_to_crm: bool, notify_client: bool) -> ChangeApplier {
         ChangeApplier {
-            schedule_system: "yclients",
-            crm_system: Some("amocrm"),
+            schedule_system: System::Yclients,
+            crm_system: Some(System::AmoCrm),
             accounting: false,
             default_lang: Lang::Ru,
             texts: Texts::default(),
@@ -536,7 +537,7 @@ mod tests {
             status: BookingStatus::Booked,
             source: Source::direct(Channel::Telegram),
             chat: chat.map(|c| ChatRef::new(Channel::Telegram, c)),
-            external_id: Some(format!("{id}-record")),
+            external_id: Some(crate::domain::rec(&format!("{id}-record"))),
             created_at: Utc.with_ymd_and_hms(2029, 12, 1, 9, 0, 0).unwrap(),
         }
     }
@@ -648,7 +649,7 @@ mod tests {
                 .unwrap();
             Queue::new(store.clone()).delete_all().await;
             let record = |id: &str, phone: &str| ForeignRecord {
-                external_id: id.into(),
+                external_id: crate::domain::rec(id),
                 client_phone: Phone::parse(phone).unwrap(),
                 service_id: "101".into(),
                 service_name: "Окрашивание".into(),
@@ -674,7 +675,7 @@ mod tests {
             );
             assert_eq!(
                 store
-                    .entity_for_external(&bid("b"), "booking", "yclients", "555")
+                    .entity_for_external(&bid("b"), "booking", System::Yclients, "555")
                     .await
                     .unwrap(),
                 Some(adopted.clone())

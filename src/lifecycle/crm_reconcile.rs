@@ -4,6 +4,7 @@
 //! gives up after a few failures).
 
 use crate::domain::BusinessId;
+use crate::domain::System;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,7 +77,7 @@ pub async fn cancel_from_crm(
 pub async fn linked_booking(
     store: &Store,
     business_id: &BusinessId,
-    system: &str,
+    system: System,
     lead_id: &str,
 ) -> Result<Option<Booking>, DeliveryError> {
     let transient = |e: StoreError| DeliveryError::transient(format!("store: {e}"));
@@ -146,7 +147,7 @@ impl CrmReconciler {
             if changed {
                 tracing::info!(
                     booking = %booking_id,
-                    crm = self.crm.system(),
+                    crm = %self.crm.system(),
                     "lead found cancelled in the CRM by reconciliation; visit cancelled"
                 );
                 report.cancelled.push(booking_id.clone());

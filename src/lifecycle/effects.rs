@@ -131,7 +131,7 @@ pub async fn load_booking_job(
 /// A job about one booking. Jobs of one booking run in order in each system.
 pub fn booking_job(
     business_id: &BusinessId,
-    system: &str,
+    system: System,
     operation: Operation,
     booking_id: &str,
     by: Option<&str>,
@@ -151,7 +151,7 @@ pub fn booking_job(
     };
     NewJob {
         business_id: business_id.clone(),
-        system: system.to_string(),
+        system,
         operation: operation.as_str().to_string(),
         payload: serde_json::to_value(payload).unwrap_or_default(),
         idempotency_key: key,
@@ -160,7 +160,7 @@ pub fn booking_job(
 }
 
 /// The accounting system (1C) as a job's target.
-pub const ONEC_SYSTEM: &str = System::Onec.as_str();
+pub const ONEC_SYSTEM: System = System::Onec;
 
 pub fn invoice_job(business_id: &BusinessId, booking_id: &str, at: DateTime<Utc>) -> NewJob {
     booking_job(
@@ -191,25 +191,27 @@ pub struct NotifyJob {
 }
 
 /// A message to a client's chat, queued like any other delivery so an unreachable messenger
-/// loses nothing. `key` makes the same notice for the same event unique.
+/// loses nothing. `key` makes the same notice for the same event unique. `None` when the
+/// chat's channel takes no messages (a web form, the schedule).
 pub fn notify_job(
     business_id: &BusinessId,
     chat: &crate::domain::ChatRef,
     key: &str,
     reply: crate::dialog::Reply,
-) -> NewJob {
+) -> Option<NewJob> {
+    let system = chat.channel.system()?;
     let payload = NotifyJob {
         chat_id: chat.chat_id.clone(),
         reply,
     };
-    NewJob {
+    Some(NewJob {
         business_id: business_id.clone(),
-        system: chat.channel.as_str().to_string(),
+        system,
         operation: Operation::Notify.as_str().to_string(),
         payload: serde_json::to_value(payload).unwrap_or_default(),
         idempotency_key: format!("{}:{}:{key}", Operation::Notify, chat.key()),
         ordering_key: Some(format!("chat:{}", chat.key())),
-    }
+    })
 }
 
 /// The language a client chatted in, for notices sent outside the conversation.
@@ -270,7 +272,7 @@ mod tests {
         let at = DateTime::from_timestamp_millis(1_700_000_000_000).expect("a moment");
         let job = booking_job(
             &bid("b"),
-            "amocrm",
+            System::AmoCrm,
             Operation::BookingCreated,
             "bk1",
             None,
@@ -280,7 +282,7 @@ mod tests {
         assert_eq!(job.idempotency_key, "booking_created:bk1");
         let job = booking_job(
             &bid("b"),
-            "amocrm",
+            System::AmoCrm,
             Operation::BookingRescheduled,
             "bk1",
             None,

@@ -4,6 +4,7 @@
 //! the rest of the booking's story.
 
 use crate::domain::BusinessId;
+use crate::domain::{BookingId, System};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -49,7 +50,12 @@ impl InboxHandler for YclientsInbox {
             let booking_id = match &record.api_id {
                 Some(id) => Some(id.clone()),
                 None => match store
-                    .entity_for_external(&message.business_id, "booking", "yclients", &record_id)
+                    .entity_for_external(
+                        &message.business_id,
+                        "booking",
+                        System::Yclients,
+                        &record_id,
+                    )
                     .await
                     .map_err(transient)?
                 {
@@ -58,7 +64,7 @@ impl InboxHandler for YclientsInbox {
                         .entity_for_external_prefix(
                             &message.business_id,
                             "booking",
-                            "yclients",
+                            System::Yclients,
                             &format!("{record_id}:"),
                         )
                         .await
@@ -122,7 +128,7 @@ fn foreign_record(record: &RecordEvent) -> Option<ForeignRecord> {
     let client = record.client.as_ref()?;
     let client_phone = Phone::parse(&client.phone).ok()?;
     Some(ForeignRecord {
-        external_id: record.record_id.to_string(),
+        external_id: BookingId::parse(&record.record_id.to_string()).ok()?,
         client_phone,
         service_id: record.service_ids.first()?.clone(),
         service_name: record.service_title.clone().unwrap_or_default(),
@@ -166,7 +172,7 @@ impl InboxHandler for AmoCrmInbox {
             cancel_linked(
                 ctx,
                 &message.business_id,
-                "amocrm",
+                System::AmoCrm,
                 &lead_id.to_string(),
                 self.booking.as_ref(),
                 &self.applier,
@@ -223,7 +229,7 @@ impl InboxHandler for Bitrix24Inbox {
         cancel_linked(
             ctx,
             &message.business_id,
-            "bitrix24",
+            System::Bitrix24,
             &id,
             self.booking.as_ref(),
             &self.applier,
@@ -249,7 +255,7 @@ impl InboxHandler for Bitrix24Inbox {
 async fn cancel_linked(
     ctx: &JobContext<'_>,
     business_id: &BusinessId,
-    system: &str,
+    system: System,
     lead_id: &str,
     booking_system: &dyn BookingSystem,
     applier: &ChangeApplier,

@@ -228,12 +228,9 @@ impl Reminders {
                 booking.id,
                 booking.start.timestamp()
             );
-            enqueue_in(
-                &mut tx,
-                &notify_job(&booking.business_id, chat, &key, reply),
-                now,
-            )
-            .await?;
+            if let Some(job) = notify_job(&booking.business_id, chat, &key, reply) {
+                enqueue_in(&mut tx, &job, now).await?;
+            }
         }
         tx.commit().await?;
         if send {
@@ -322,7 +319,7 @@ mod tests {
             status: BookingStatus::Booked,
             source: Source::direct(Channel::Telegram),
             chat: Some(ChatRef::new(Channel::Telegram, "42")),
-            external_id: Some("rec-1".into()),
+            external_id: Some(crate::domain::rec("rec-1")),
             created_at: created,
         }
     }

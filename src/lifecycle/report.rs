@@ -2,6 +2,7 @@
 //! every linked system, so a support person sees at a glance where things disagree.
 
 use crate::domain::BusinessId;
+use crate::domain::System;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
@@ -20,7 +21,7 @@ pub struct BookingsFilter {
 async fn last_job(
     store: &Store,
     business_id: &BusinessId,
-    system: &str,
+    system: System,
     booking_id: &str,
 ) -> Result<Option<(String, String)>, StoreError> {
     crate::sync::Queue::new(store.clone())
@@ -31,7 +32,7 @@ async fn last_job(
 /// What we know of one booking in one linked system.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Side {
-    pub system: String,
+    pub system: System,
     /// The booking's id there, when linked.
     pub external_id: Option<String>,
     /// The status we last saw there (or wrote there ourselves).
@@ -46,21 +47,21 @@ pub struct Side {
 pub async fn booking_sides(
     store: &Store,
     business_id: &BusinessId,
-    schedule: &str,
-    crm: Option<&str>,
+    schedule: System,
+    crm: Option<System>,
     b: &Booking,
 ) -> Result<Vec<Side>, StoreError> {
     let known = store.known_states(business_id, &b.id).await?;
-    let mut systems = vec![schedule.to_string()];
-    systems.extend(crm.map(str::to_string));
+    let mut systems = vec![schedule];
+    systems.extend(crm);
     let mut sides = Vec::with_capacity(systems.len());
     for system in systems {
         let external_id = store
-            .external_id(business_id, "booking", &b.id, &system)
+            .external_id(business_id, "booking", &b.id, system)
             .await?
             .or_else(|| {
                 (system == schedule)
-                    .then(|| b.external_id.clone())
+                    .then(|| b.external_id.clone().map(String::from))
                     .flatten()
             });
         let seen = known
@@ -70,7 +71,7 @@ pub async fn booking_sides(
         let agrees = seen.as_deref().is_none_or(|seen| {
             seen == b.status.as_str() || (b.status.is_active() && seen == "booked")
         });
-        let last_job = last_job(store, business_id, &system, &b.id).await?;
+        let last_job = last_job(store, business_id, system, &b.id).await?;
         sides.push(Side {
             system,
             external_id,
@@ -86,8 +87,8 @@ pub async fn booking_sides(
 pub async fn bookings_report(
     store: &Store,
     business_id: &BusinessId,
-    schedule: &str,
-    crm: Option<&str>,
+    schedule: System,
+    crm: Option<System>,
     timezone: Tz,
     filter: &BookingsFilter,
     now: DateTime<Utc>,
@@ -159,7 +160,7 @@ mod tests {
 
     fn booking(id: &str, phone: &str, day: u32) -> Booking {
         Booking {
-            external_id: Some(format!("7{day}:h")),
+            external_id: Some(crate::domain::rec(&format!("7{day}:h"))),
             ..testing::booking(
                 id,
                 phone,
@@ -185,7 +186,7 @@ mod tests {
                 .await
                 .unwrap();
             store
-                .put_link(&bid("b1"), "booking", "a", "amocrm", "555", now)
+                .put_link(&bid("b1"), "booking", "a", System::AmoCrm, "555", now)
                 .await
                 .unwrap();
             // The schedule was last seen with the visit cancelled while we still hold it booked.
@@ -193,7 +194,7 @@ mod tests {
                 .put_known(
                     &bid("b1"),
                     "a",
-                    "yclients",
+                    System::Yclients,
                     "x",
                     "cancelled_by_business",
                     now,
@@ -207,8 +208,8 @@ mod tests {
             let text = bookings_report(
                 &store,
                 &bid("b1"),
-                "yclients",
-                Some("amocrm"),
+                System::Yclients,
+                Some(System::AmoCrm),
                 chrono_tz::Europe::Moscow,
                 &filter,
                 now,

@@ -8,6 +8,7 @@ use sqlx::AnyConnection;
 
 use crate::booking::{BookRequest, BookingError, BookingSystem};
 use crate::dialog::{Button, Reply, links};
+use crate::domain::System;
 use crate::domain::{Booking, BookingStatus};
 use crate::i18n::{FluentValue, Lang, Texts};
 use crate::lifecycle::effects::{
@@ -18,7 +19,7 @@ use crate::sync::{Delivered, DeliveryError, Job, JobContext, JobHandler, NewJob,
 
 pub struct BookingJobs {
     booking: Arc<dyn BookingSystem>,
-    crm_system: Option<&'static str>,
+    crm_system: Option<System>,
     default_lang: Lang,
     texts: Texts,
     timezone: chrono_tz::Tz,
@@ -30,7 +31,7 @@ pub struct BookingJobs {
 impl BookingJobs {
     pub fn new(
         booking: Arc<dyn BookingSystem>,
-        crm_system: Option<&'static str>,
+        crm_system: Option<System>,
         default_lang: Lang,
         timezone: chrono_tz::Tz,
         address: String,
@@ -80,12 +81,12 @@ impl BookingJobs {
             buttons,
             ..Reply::default()
         };
-        Some(notify_job(
+        notify_job(
             &booking.business_id,
             chat,
             &format!("{key}:{}", booking.id),
             reply,
-        ))
+        )
     }
 
     async fn commit(
@@ -134,7 +135,7 @@ impl BookingJobs {
     ) -> Result<Delivered, DeliveryError> {
         let (true, Some(external)) = (
             booking.status.is_active() && booking.start > ctx.now,
-            booking.external_id.as_deref(),
+            booking.external_id.as_ref(),
         ) else {
             return Ok(Delivered::done());
         };

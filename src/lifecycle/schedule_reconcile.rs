@@ -250,14 +250,14 @@ mod tests {
             status: BookingStatus::Booked,
             source: Source::direct(Channel::Telegram),
             chat: Some(ChatRef::new(Channel::Telegram, "1")),
-            external_id: Some("r1".into()),
+            external_id: Some(crate::domain::rec("r1")),
             created_at: Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0).unwrap(),
         }
     }
 
     fn record(start_h: u32, master: &str, status: RecordStatus) -> Record {
         Record {
-            external_id: "r1".into(),
+            external_id: crate::domain::rec("r1"),
             service_id: "s".into(),
             master_id: master.into(),
             start: Utc.with_ymd_and_hms(2030, 1, 10, start_h, 0, 0).unwrap(),

@@ -138,7 +138,7 @@ pub fn spawn(
                         .send(&Alert {
                             kind: AlertKind::Down,
                             business_id: business.clone(),
-                            system: System::Dikidi.to_string(),
+                            system: System::Dikidi,
                             since: now,
                             at: now,
                             last_error: Some(format!(
@@ -156,7 +156,7 @@ pub fn spawn(
                     let mut ours = Vec::new();
                     for id in &external_ids {
                         if let Ok(Some(booking)) = store
-                            .entity_for_external(&business, "booking", "dikidi", id)
+                            .entity_for_external(&business, "booking", System::Dikidi, id)
                             .await
                         {
                             journal(&store, &business, &booking, "records-missing", detail, now)
@@ -168,7 +168,7 @@ pub fn spawn(
                         .send(&Alert {
                             kind: AlertKind::Attention,
                             business_id: business.clone(),
-                            system: System::Dikidi.to_string(),
+                            system: System::Dikidi,
                             since: now,
                             at: now,
                             last_error: Some(format!(
@@ -198,7 +198,7 @@ pub fn spawn(
                         .send(&Alert {
                             kind: AlertKind::Attention,
                             business_id: business.clone(),
-                            system: System::Dikidi.to_string(),
+                            system: System::Dikidi,
                             since: now,
                             at: now,
                             last_error: Some(format!(
@@ -215,7 +215,7 @@ pub fn spawn(
                         .send(&Alert {
                             kind: AlertKind::Recovered,
                             business_id: business.clone(),
-                            system: System::Dikidi.to_string(),
+                            system: System::Dikidi,
                             since: down_since.take().unwrap_or(now),
                             at: now,
                             last_error: None,
@@ -228,7 +228,7 @@ pub fn spawn(
                 continue;
             };
             let found = store
-                .entity_for_external(&business, "booking", "dikidi", &external_id)
+                .entity_for_external(&business, "booking", System::Dikidi, &external_id)
                 .await;
             let booking = match found {
                 Ok(Some(id)) => store.booking(&business, &id).await.ok().flatten(),

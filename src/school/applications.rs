@@ -37,7 +37,7 @@ pub async fn submit(
             &mut tx,
             &NewJob {
                 business_id: business_id.clone(),
-                system: ALFACRM.into(),
+                system: ALFACRM,
                 operation: APPLICATION_CREATED.into(),
                 payload: serde_json::json!({ "application_id": app.id }),
                 idempotency_key: format!("application:{}", app.id),

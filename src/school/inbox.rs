@@ -180,7 +180,7 @@ impl InboxHandler for GetCourseInbox {
             }
             jobs.push(NewJob {
                 business_id: message.business_id.clone(),
-                system: GETCOURSE.into(),
+                system: GETCOURSE,
                 operation: ACCESS_GRANTED.into(),
                 payload: payload.clone(),
                 idempotency_key: format!("gc-access:{deal}"),
@@ -190,7 +190,7 @@ impl InboxHandler for GetCourseInbox {
         if self.school.alfacrm.is_some() {
             jobs.push(NewJob {
                 business_id: message.business_id.clone(),
-                system: ALFACRM.into(),
+                system: ALFACRM,
                 operation: PAYMENT_RECORDED.into(),
                 payload,
                 idempotency_key: format!("gc-payment:{deal}"),

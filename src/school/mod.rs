@@ -20,9 +20,9 @@ use serde_json::Value;
 use crate::normalize::{Email, Phone};
 
 /// The system name AlfaCRM jobs are queued under.
-pub const ALFACRM: &str = System::AlfaCrm.as_str();
+pub const ALFACRM: System = System::AlfaCrm;
 /// The system name GetCourse jobs are queued under.
-pub const GETCOURSE: &str = System::GetCourse.as_str();
+pub const GETCOURSE: System = System::GetCourse;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchoolError {

@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::clients::{set_consent_in, upsert_client_in};
 use super::{Store, StoreError, from_millis, to_millis};
-use crate::domain::{Booking, BookingStatus, Channel, ChatRef, Consent, Money, Source};
+use crate::domain::{Booking, BookingId, BookingStatus, Channel, ChatRef, Consent, Money, Source};
 use crate::normalize::{Email, Phone};
 
 pub(super) const BOOKING_COLUMNS: &str = "b.id, b.business_id, c.phone, c.name, c.email, b.service_id, \
@@ -137,7 +137,7 @@ impl Store {
     pub async fn confirm_booking(
         &self,
         id: &str,
-        external_id: &str,
+        external_id: &BookingId,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
@@ -346,12 +346,12 @@ pub async fn booking_for_change_in(
 pub async fn confirm_booking_in(
     conn: &mut AnyConnection,
     id: &str,
-    external_id: &str,
+    external_id: &BookingId,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query("UPDATE bookings SET status = $1, external_id = $2, updated_at = $3 WHERE id = $4")
         .bind(BookingStatus::Booked.as_str())
-        .bind(external_id)
+        .bind(external_id.as_str())
         .bind(to_millis(now))
         .bind(id)
         .execute(&mut *conn)
@@ -437,7 +437,7 @@ pub async fn insert_booking_in(
             .map(|c| c.channel.as_str().to_string()),
     )
     .bind(booking.chat.as_ref().map(|c| c.chat_id.clone()))
-    .bind(booking.external_id.clone())
+    .bind(booking.external_id.as_deref())
     .bind(to_millis(booking.created_at))
     .bind(key.as_ref().map(|k| k.kind.as_str()))
     .bind(key.map(|k| k.label))
@@ -491,7 +491,11 @@ pub(super) fn booking_from_row(row: &AnyRow) -> Result<Booking, StoreError> {
         status: BookingStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
         source: serde_json::from_str::<Source>(&source).map_err(|e| corrupt("source", &e))?,
         chat,
-        external_id: row.try_get("external_id")?,
+        external_id: row
+            .try_get::<Option<String>, _>("external_id")?
+            .map(|id| BookingId::parse(&id))
+            .transpose()
+            .map_err(|e| corrupt("external id", &e))?,
         created_at: from_millis(row.try_get("created_at")?)?,
     })
 }
@@ -756,7 +760,10 @@ mod tests {
                 .await
                 .unwrap();
             let now = Utc::now();
-            store.confirm_booking("a", "rec-7", now).await.unwrap();
+            store
+                .confirm_booking("a", &crate::domain::rec("rec-7"), now)
+                .await
+                .unwrap();
             let new_start = Utc.with_ymd_and_hms(2030, 1, 11, 9, 0, 0).unwrap();
             store
                 .move_booking("a", "m2", "Ирина", new_start, now)
@@ -765,6 +772,29 @@ mod tests {
             let b = store.booking(&bid("b1"), "a").await.unwrap().unwrap();
             assert_eq!(b.external_id.as_deref(), Some("rec-7"));
             assert_eq!((b.master_id.as_str(), b.start), ("m2", new_start));
+        }
+    }
+
+    /// A record id is checked where a row is read: one no schedule would have sent (written by
+    /// hand) is a corrupt row naming what is wrong, not a booking the schedule cannot find.
+    #[tokio::test]
+    async fn a_stored_record_id_no_schedule_would_send_reads_as_corrupt() {
+        for store in testing::all().await {
+            store
+                .insert_booking(&booking("a", "+79123456789", "1", 9))
+                .await
+                .unwrap();
+            sqlx::query("UPDATE bookings SET external_id = $1 WHERE id = 'a'")
+                .bind("12\n34")
+                .execute(&store.pool)
+                .await
+                .unwrap();
+            let err = store
+                .booking(&bid("b1"), "a")
+                .await
+                .expect_err("a corrupt row");
+            assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+            assert!(err.to_string().contains("control characters"), "{err}");
         }
     }
 }

@@ -400,7 +400,7 @@ async fn finish(
     let entry = JournalEntry {
         at: now,
         business_id: p.business.to_string(),
-        system: System::Store.to_string(),
+        system: System::Store,
         operation: "forget".into(),
         job_id: 0,
         attempt: 0,
@@ -499,7 +499,7 @@ mod tests {
                 .enqueue(
                     &NewJob {
                         business_id: bid("b1"),
-                        system: "amocrm".into(),
+                        system: System::AmoCrm,
                         operation: "booking_created".into(),
                         payload: serde_json::json!({ "booking_id": "bk-c1" }),
                         idempotency_key: "bk-c1:created".into(),

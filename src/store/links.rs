@@ -1,7 +1,7 @@
 //! Tracked deep links (a short token standing for a full UTM set) and the map from our
 //! entities to their ids in external systems.
 
-use crate::domain::BusinessId;
+use crate::domain::{BookingId, BusinessId, System};
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
@@ -103,7 +103,7 @@ impl Store {
         business_id: &BusinessId,
         entity: &str,
         entity_id: &str,
-        system: &str,
+        system: System,
         external_id: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -116,7 +116,7 @@ impl Store {
         .bind(business_id.as_str())
         .bind(entity)
         .bind(entity_id)
-        .bind(system)
+        .bind(system.as_str())
         .bind(external_id)
         .bind(to_millis(now))
         .execute(&self.pool)
@@ -129,12 +129,12 @@ impl Store {
         business_id: &BusinessId,
         entity: &str,
         entity_id: &str,
-        system: &str,
+        system: System,
     ) -> Result<Option<String>, StoreError> {
         self.link_lookup(
             "SELECT external_id FROM links \
              WHERE business_id = $1 AND entity = $2 AND entity_id = $3 AND system = $4",
-            [business_id, entity, entity_id, system],
+            [business_id, entity, entity_id, system.as_str()],
         )
         .await
     }
@@ -144,13 +144,13 @@ impl Store {
         &self,
         business_id: &BusinessId,
         entity: &str,
-        system: &str,
+        system: System,
         external_id: &str,
     ) -> Result<Option<String>, StoreError> {
         self.link_lookup(
             "SELECT entity_id FROM links \
              WHERE business_id = $1 AND entity = $2 AND system = $3 AND external_id = $4",
-            [business_id, entity, system, external_id],
+            [business_id, entity, system.as_str(), external_id],
         )
         .await
     }
@@ -163,14 +163,14 @@ impl Store {
         &self,
         business_id: &BusinessId,
         entity: &str,
-        system: &str,
+        system: System,
         prefix: &str,
     ) -> Result<Option<String>, StoreError> {
         let pattern = format!("{}%", prefix.replace('%', "").replace('_', "\\_"));
         self.link_lookup(
             "SELECT entity_id FROM links WHERE business_id = $1 AND entity = $2 AND system = $3 \
              AND external_id LIKE $4 ESCAPE '\\' LIMIT 1",
-            [business_id, entity, system, &pattern],
+            [business_id, entity, system.as_str(), &pattern],
         )
         .await
     }
@@ -212,12 +212,12 @@ impl Store {
     pub async fn upcoming_linked(
         &self,
         business_id: &BusinessId,
-        system: &str,
+        system: System,
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(UPCOMING_LINKED_SQL)
             .bind(business_id.as_str())
-            .bind(system)
+            .bind(system.as_str())
             .bind(to_millis(now))
             .fetch_all(&self.pool)
             .await?;
@@ -233,8 +233,8 @@ pub async fn claim_booking_link_in(
     conn: &mut AnyConnection,
     business_id: &BusinessId,
     booking_id: &str,
-    system: &str,
-    external_id: &str,
+    system: System,
+    external_id: &BookingId,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
     Ok(sqlx::query(
@@ -243,8 +243,8 @@ pub async fn claim_booking_link_in(
     )
     .bind(business_id.as_str())
     .bind(booking_id)
-    .bind(system)
-    .bind(external_id)
+    .bind(system.as_str())
+    .bind(external_id.as_str())
     .bind(now.timestamp_millis())
     .execute(&mut *conn)
     .await?
@@ -301,16 +301,16 @@ mod tests {
         for store in testing::all().await {
             let now = Utc::now();
             store
-                .put_link(&bid("b"), "booking", "bk1", "yclients", "100", now)
+                .put_link(&bid("b"), "booking", "bk1", System::Yclients, "100", now)
                 .await
                 .unwrap();
             store
-                .put_link(&bid("b"), "booking", "bk1", "yclients", "101", now)
+                .put_link(&bid("b"), "booking", "bk1", System::Yclients, "101", now)
                 .await
                 .unwrap();
             assert_eq!(
                 store
-                    .external_id(&bid("b"), "booking", "bk1", "yclients")
+                    .external_id(&bid("b"), "booking", "bk1", System::Yclients)
                     .await
                     .unwrap()
                     .as_deref(),
@@ -318,14 +318,14 @@ mod tests {
             );
             assert_eq!(
                 store
-                    .entity_for_external(&bid("b"), "booking", "yclients", "101")
+                    .entity_for_external(&bid("b"), "booking", System::Yclients, "101")
                     .await
                     .unwrap(),
                 Some("bk1".into())
             );
             assert_eq!(
                 store
-                    .external_id(&bid("b"), "booking", "bk1", "amocrm")
+                    .external_id(&bid("b"), "booking", "bk1", System::AmoCrm)
                     .await
                     .unwrap(),
                 None

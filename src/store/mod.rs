@@ -50,7 +50,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions};
 
-use crate::domain::BusinessId;
+use crate::domain::{BusinessId, System};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -105,6 +105,25 @@ pub fn business_id_in(row: &sqlx::any::AnyRow) -> Result<BusinessId, StoreError>
     use sqlx::Row;
     let raw: String = row.try_get("business_id")?;
     BusinessId::parse(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The `system` column of a row. Names are written only from [`System::as_str`], so one that
+/// does not parse was written by hand or by a newer zapis: it is reported, never guessed at.
+pub fn system_in(row: &sqlx::any::AnyRow) -> Result<System, StoreError> {
+    system_named(row, "system")
+}
+
+/// A system named by column `column` of a row, as [`system_in`] reads `system`.
+pub fn system_named(row: &sqlx::any::AnyRow, column: &str) -> Result<System, StoreError> {
+    use sqlx::Row;
+    let raw: String = row.try_get(column)?;
+    parse_system(&raw)
+}
+
+/// A stored system name, or [`StoreError::Corrupt`] naming it.
+pub fn parse_system(raw: &str) -> Result<System, StoreError> {
+    raw.parse()
+        .map_err(|e| StoreError::Corrupt(format!("{e} (a stored system name)")))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

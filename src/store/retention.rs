@@ -232,7 +232,7 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::bid;
+    use crate::domain::{System, bid};
     use crate::store::testing;
     use crate::sync::inbox::{Received, receive};
     use crate::sync::jobs::{Disposition, Finish, NewJob, Queue};
@@ -339,7 +339,7 @@ mod tests {
                 .claim(
                     "w",
                     &["b1".into()],
-                    &["inbox".into()],
+                    &[System::Inbox],
                     10,
                     Duration::from_secs(60),
                     t(0),
@@ -360,7 +360,7 @@ mod tests {
                 journal: crate::sync::journal::JournalEntry {
                     at: t(0),
                     business_id: "b1".into(),
-                    system: "inbox".into(),
+                    system: System::Inbox,
                     operation: "yclients".into(),
                     job_id: job.id,
                     attempt: job.attempts,
@@ -406,7 +406,7 @@ mod tests {
                 .enqueue(
                     &NewJob {
                         business_id: bid("b1"),
-                        system: "amocrm".into(),
+                        system: System::AmoCrm,
                         operation: "booking_created".into(),
                         payload: serde_json::json!({ "booking_id": "bk1" }),
                         idempotency_key: "bk1:created".into(),

@@ -1,7 +1,7 @@
 //! What each linked system last held for a booking, the journal of the changes applied to it,
 //! the reminders already sent and the client's confirmation of a visit.
 
-use crate::domain::BusinessId;
+use crate::domain::{BusinessId, System};
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
@@ -10,7 +10,7 @@ use super::{Store, StoreError, from_millis, to_millis};
 /// A booking's state in one system as we last saw it there (or wrote it ourselves).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownState {
-    pub system: String,
+    pub system: System,
     pub version: String,
     pub status: String,
     pub seen_at: DateTime<Utc>,
@@ -43,7 +43,7 @@ impl Store {
         &self,
         business_id: &BusinessId,
         booking_id: &str,
-        system: &str,
+        system: System,
     ) -> Result<Option<KnownState>, StoreError> {
         let row = sqlx::query(
             "SELECT system, version, status, seen_at FROM booking_sync \
@@ -51,7 +51,7 @@ impl Store {
         )
         .bind(business_id.as_str())
         .bind(booking_id)
-        .bind(system)
+        .bind(system.as_str())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| known_from_row(&r)).transpose()
@@ -63,13 +63,13 @@ impl Store {
     pub async fn known_versions(
         &self,
         business_id: &BusinessId,
-        system: &str,
+        system: System,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<std::collections::HashMap<String, String>, StoreError> {
         let rows = sqlx::query(KNOWN_VERSIONS_SQL)
             .bind(business_id.as_str())
-            .bind(system)
+            .bind(system.as_str())
             .bind(to_millis(from))
             .bind(to_millis(to))
             .fetch_all(&self.pool)
@@ -100,7 +100,7 @@ impl Store {
         &self,
         business_id: &BusinessId,
         booking_id: &str,
-        system: &str,
+        system: System,
         version: &str,
         status: &str,
         now: DateTime<Utc>,
@@ -221,7 +221,7 @@ pub async fn put_known_in(
     conn: &mut AnyConnection,
     business_id: &BusinessId,
     booking_id: &str,
-    system: &str,
+    system: System,
     version: &str,
     status: &str,
     now: DateTime<Utc>,
@@ -235,7 +235,7 @@ pub async fn put_known_in(
     )
     .bind(business_id.as_str())
     .bind(booking_id)
-    .bind(system)
+    .bind(system.as_str())
     .bind(version)
     .bind(status)
     .bind(to_millis(now))
@@ -310,7 +310,7 @@ pub async fn confirm_visit_in(
 
 fn known_from_row(r: &sqlx::any::AnyRow) -> Result<KnownState, StoreError> {
     Ok(KnownState {
-        system: r.try_get("system")?,
+        system: super::system_in(r)?,
         version: r.try_get("version")?,
         status: r.try_get("status")?,
         seen_at: from_millis(r.try_get("seen_at")?)?,
@@ -330,16 +330,16 @@ mod tests {
             let t = Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0).unwrap();
             let v1 = version_of("booked", t, "m1");
             store
-                .put_known(&bid("b"), "bk", "yclients", &v1, "booked", t)
+                .put_known(&bid("b"), "bk", System::Yclients, &v1, "booked", t)
                 .await
                 .unwrap();
             let v2 = version_of("cancelled", t, "m1");
             store
-                .put_known(&bid("b"), "bk", "yclients", &v2, "cancelled", t)
+                .put_known(&bid("b"), "bk", System::Yclients, &v2, "cancelled", t)
                 .await
                 .unwrap();
             let known = store
-                .known_state(&bid("b"), "bk", "yclients")
+                .known_state(&bid("b"), "bk", System::Yclients)
                 .await
                 .unwrap();
             assert_eq!(known.map(|k| k.version), Some(v2));

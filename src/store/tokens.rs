@@ -1,7 +1,7 @@
 //! OAuth token pairs (`oauth_tokens`, migration 0003), one per business and system. An upsert
 //! replaces a pair in one statement, atomic on both backends.
 
-use crate::domain::BusinessId;
+use crate::domain::{BusinessId, System};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -36,14 +36,14 @@ impl Store {
     pub async fn oauth_tokens(
         &self,
         business_id: &BusinessId,
-        system: &str,
+        system: System,
     ) -> Result<Option<TokenPair>, StoreError> {
         let row = sqlx::query(
             "SELECT access_token, refresh_token, expires_at FROM oauth_tokens
              WHERE business_id = $1 AND system = $2",
         )
         .bind(business_id.as_str())
-        .bind(system)
+        .bind(system.as_str())
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
@@ -61,7 +61,7 @@ impl Store {
     pub async fn save_oauth_tokens(
         &self,
         business_id: &BusinessId,
-        system: &str,
+        system: System,
         pair: &TokenPair,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -76,7 +76,7 @@ impl Store {
                  updated_at = excluded.updated_at",
         )
         .bind(business_id.as_str())
-        .bind(system)
+        .bind(system.as_str())
         .bind(pair.access_token.expose_secret())
         .bind(pair.refresh_token.expose_secret())
         .bind(to_millis(pair.expires_at))

@@ -3,7 +3,7 @@
 //! [`AlertSink`]: an HTTP webhook or e-mail here; the Telegram/MAX admin chat sinks come with
 //! the messenger adapters.
 
-use crate::domain::BusinessId;
+use crate::domain::{BusinessId, System};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -53,7 +53,7 @@ impl AlertKind {
 pub struct Alert {
     pub kind: AlertKind,
     pub business_id: BusinessId,
-    pub system: String,
+    pub system: System,
     pub since: DateTime<Utc>,
     pub at: DateTime<Utc>,
     /// Already masked.
@@ -341,7 +341,7 @@ mod tests {
         let alert = Alert {
             kind: AlertKind::Down,
             business_id: bid("salon"),
-            system: "amocrm".into(),
+            system: System::AmoCrm,
             since,
             at: Utc::now(),
             last_error: Some("HTTP 503".into()),

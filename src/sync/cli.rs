@@ -2,7 +2,7 @@
 //! `zapis queue`, `zapis queue retry ID|--dead [--system S]`,
 //! `zapis journal [--system S] [--failed] [--since 2h] [--job ID]` and `zapis worker`.
 
-use crate::domain::BusinessId;
+use crate::domain::{BusinessId, System};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,8 +47,9 @@ pub enum QueueCommand {
         /// Revive every dead job (of `--system` and `--business`, if given).
         #[arg(long, conflicts_with = "id")]
         dead: bool,
+        /// A system by its stored name, as `zapis queue` lists it.
         #[arg(long)]
-        system: Option<String>,
+        system: Option<System>,
         /// Only this business's jobs.
         #[arg(long)]
         business: Option<String>,
@@ -57,8 +58,9 @@ pub enum QueueCommand {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct JournalArgs {
+    /// A system by its stored name, as `zapis queue` lists it.
     #[arg(long)]
-    pub system: Option<String>,
+    pub system: Option<System>,
     /// Only attempts that did not deliver.
     #[arg(long)]
     pub failed: bool,
@@ -78,8 +80,10 @@ pub struct WorkerArgs {
     /// (CRM, schedule, messengers) with its `[sync]` settings, beside or instead of `zapis run`.
     #[arg(long)]
     pub http_target: Option<url::Url>,
+    /// With `--http-target`: the system whose jobs go there, one zapis knows (jobs are only
+    /// ever queued under those), `http` unless another is named.
     #[arg(long, default_value = "http")]
-    pub system: String,
+    pub system: System,
     /// With `--http-target`: the business whose jobs these workers deliver (jobs of other
     /// businesses sharing the store are never claimed).
     #[arg(long, default_value = "default")]
@@ -176,9 +180,7 @@ pub async fn queue_command(
             system,
             business,
         }) => {
-            let n = queue
-                .revive_dead(system.as_deref(), business.as_deref(), now)
-                .await?;
+            let n = queue.revive_dead(*system, business.as_deref(), now).await?;
             writeln!(out, "{n} dead job(s) are pending again")?;
         }
         Some(QueueCommand::Retry { .. }) => {
@@ -197,7 +199,7 @@ pub async fn journal_command(
 ) -> Result<(), CliError> {
     let filter = JournalFilter {
         business_id: None,
-        system: args.system.clone(),
+        system: args.system,
         failed_only: args.failed,
         since: args
             .since
@@ -258,7 +260,7 @@ pub async fn worker_command(store: Store, args: &WorkerArgs) -> Result<(), CliEr
         .with_policy(policy)
         .with_shutdown_grace(args.shutdown_grace);
     engine.register(
-        &args.system,
+        args.system,
         Arc::new(HttpTarget::new(client, target.clone(), None)),
     );
     run_until_signal(engine).await
@@ -330,5 +332,40 @@ fn human_age(d: chrono::Duration) -> String {
         60..3600 => format!("{}m", s / 60),
         3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
         _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Worker {
+        #[command(flatten)]
+        args: WorkerArgs,
+    }
+
+    #[derive(Debug, Parser)]
+    struct Journal {
+        #[command(flatten)]
+        args: JournalArgs,
+    }
+
+    /// Jobs are only ever queued under the systems zapis knows, so a name that is none of
+    /// them is refused where it is typed rather than matching nothing.
+    #[test]
+    fn system_arguments_name_a_system_zapis_knows() {
+        let worker = Worker::try_parse_from(["worker"]).expect("defaults");
+        assert_eq!(worker.args.system, System::Http);
+        let worker = Worker::try_parse_from(["worker", "--system", "amocrm"]).expect("amocrm");
+        assert_eq!(worker.args.system, System::AmoCrm);
+        let err = Worker::try_parse_from(["worker", "--system", "flaky"]).expect_err("flaky");
+        assert!(err.to_string().contains("`flaky` is not a system"), "{err}");
+
+        let journal = Journal::try_parse_from(["journal", "--system", "import.amocrm"])
+            .expect("an import's system");
+        assert_eq!(journal.args.system, Some(System::ImportAmoCrm));
+        assert!(Journal::try_parse_from(["journal", "--system", "AmoCRM"]).is_err());
     }
 }

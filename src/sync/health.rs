@@ -2,7 +2,7 @@
 //! Outages live in the store (not in memory) so several processes, and a restarted one,
 //! send one alert per outage between them.
 
-use crate::domain::BusinessId;
+use crate::domain::{BusinessId, System};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -26,10 +26,40 @@ pub enum Health {
     Down,
 }
 
+/// What an outage is about. A system being unreachable, its refusing our credentials and its
+/// account being unpaid open and close apart, so each is a row of its own, keyed by the system's
+/// name with `#auth` or `#payment` after it (the keys rows already hold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outage {
+    /// Deliveries fail for the system's sake: unreachable, erring, refusing for a while.
+    Down(System),
+    /// The system refused our credentials even after a refresh.
+    Auth(System),
+    /// The system's account is not paid.
+    Payment(System),
+}
+
+impl Outage {
+    pub fn system(self) -> System {
+        match self {
+            Outage::Down(s) | Outage::Auth(s) | Outage::Payment(s) => s,
+        }
+    }
+
+    /// The `sync_outages.system` value.
+    pub fn key(self) -> String {
+        match self {
+            Outage::Down(s) => s.as_str().to_string(),
+            Outage::Auth(s) => format!("{s}#auth"),
+            Outage::Payment(s) => format!("{s}#payment"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SystemHealth {
     pub business_id: BusinessId,
-    pub system: String,
+    pub system: System,
     pub health: Health,
     pub failing_since: Option<DateTime<Utc>>,
 }
@@ -40,19 +70,20 @@ pub struct SystemHealth {
 pub async fn record_failure(
     store: &Store,
     business_id: &BusinessId,
-    system: &str,
+    outage: Outage,
     error: &str,
     alert_after: Duration,
     now: DateTime<Utc>,
 ) -> Result<Option<Alert>, StoreError> {
     let now_ms = to_millis(now);
+    let key = outage.key();
     sqlx::query(
         "INSERT INTO sync_outages (business_id, system, failing_since, last_error) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (business_id, system) \
          DO UPDATE SET last_error = excluded.last_error",
     )
     .bind(business_id.as_str())
-    .bind(system)
+    .bind(&key)
     .bind(now_ms)
     .bind(error)
     .execute(store.pool())
@@ -64,7 +95,7 @@ pub async fn record_failure(
     )
     .bind(now_ms)
     .bind(business_id.as_str())
-    .bind(system)
+    .bind(&key)
     .bind(now_ms - alert_after.as_millis() as i64)
     .fetch_optional(store.pool())
     .await?;
@@ -72,7 +103,7 @@ pub async fn record_failure(
         Ok(Alert {
             kind: AlertKind::Down,
             business_id: business_id.clone(),
-            system: system.into(),
+            system: outage.system(),
             since: from_millis(r.try_get("failing_since")?)?,
             at: now,
             last_error: Some(error.into()),
@@ -86,7 +117,7 @@ pub async fn record_failure(
 pub async fn record_success(
     store: &Store,
     business_id: &BusinessId,
-    system: &str,
+    outage: Outage,
     now: DateTime<Utc>,
 ) -> Result<Option<Alert>, StoreError> {
     let row = sqlx::query(
@@ -94,7 +125,7 @@ pub async fn record_success(
          RETURNING failing_since, alerted_at",
     )
     .bind(business_id.as_str())
-    .bind(system)
+    .bind(outage.key())
     .fetch_optional(store.pool())
     .await?;
     let Some(r) = row else { return Ok(None) };
@@ -104,7 +135,7 @@ pub async fn record_success(
     Ok(Some(Alert {
         kind: AlertKind::Recovered,
         business_id: business_id.clone(),
-        system: system.into(),
+        system: outage.system(),
         since: from_millis(r.try_get("failing_since")?)?,
         at: now,
         last_error: None,
@@ -168,7 +199,7 @@ pub async fn system_health(
             };
             Ok(SystemHealth {
                 business_id: crate::store::business_id_in(r)?,
-                system: r.try_get("system")?,
+                system: crate::store::system_in(r)?,
                 health,
                 failing_since,
             })
@@ -179,7 +210,7 @@ pub async fn system_health(
 /// One configured system's state, for `/health/ready`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct IntegrationHealth {
-    pub system: String,
+    pub system: System,
     pub state: Health,
     /// When the open outage began (`down` only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -198,7 +229,7 @@ pub struct IntegrationHealth {
 pub async fn last_delivered(
     store: &Store,
     business_id: &BusinessId,
-) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+) -> Result<Vec<(System, DateTime<Utc>)>, StoreError> {
     let rows = sqlx::query(
         "SELECT system, MAX(at) AS at FROM sync_journal \
          WHERE business_id = $1 AND outcome = 'delivered' GROUP BY system",
@@ -207,7 +238,7 @@ pub async fn last_delivered(
     .fetch_all(store.pool())
     .await?;
     rows.iter()
-        .map(|r| Ok((r.try_get("system")?, from_millis(r.try_get("at")?)?)))
+        .map(|r| Ok((crate::store::system_in(r)?, from_millis(r.try_get("at")?)?)))
         .collect()
 }
 
@@ -218,7 +249,7 @@ pub async fn last_delivered(
 pub async fn integration_health(
     store: &Store,
     business_id: &BusinessId,
-    systems: &[String],
+    systems: &[System],
     window: Duration,
     now: DateTime<Utc>,
 ) -> Result<Vec<IntegrationHealth>, StoreError> {
@@ -245,7 +276,7 @@ pub async fn integration_health(
         let mut delivered = 0;
         let mut failed = 0;
         for r in &attempts {
-            if r.try_get::<String, _>("system")? == *system {
+            if r.try_get::<String, _>("system")? == system.as_str() {
                 delivered = r.try_get::<Option<i64>, _>("delivered")?.unwrap_or(0);
                 failed = r.try_get::<Option<i64>, _>("failed")?.unwrap_or(0);
             }
@@ -255,7 +286,7 @@ pub async fn integration_health(
         for r in &outages {
             let key: String = r.try_get("system")?;
             let base = key.split_once('#').map_or(key.as_str(), |(base, _)| base);
-            if base != system {
+            if base != system.as_str() {
                 continue;
             }
             let began = from_millis(r.try_get("failing_since")?)?;
@@ -273,7 +304,7 @@ pub async fn integration_health(
         };
         let (since, last_error) = open.map_or((None, None), |(s, e)| (Some(s), e));
         out.push(IntegrationHealth {
-            system: system.clone(),
+            system: *system,
             state,
             since,
             last_error,
@@ -282,4 +313,18 @@ pub async fn integration_health(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows already hold these keys: an open outage written before must still be closed.
+    #[test]
+    fn outage_keys_are_the_stored_ones() {
+        assert_eq!(Outage::Down(System::AmoCrm).key(), "amocrm");
+        assert_eq!(Outage::Auth(System::AmoCrm).key(), "amocrm#auth");
+        assert_eq!(Outage::Payment(System::Yclients).key(), "yclients#payment");
+        assert_eq!(Outage::Payment(System::Yclients).system(), System::Yclients);
+    }
 }

@@ -18,7 +18,7 @@ use crate::sync::retry::DeliveryError;
 use crate::sync::worker::{Delivered, JobContext, JobHandler};
 
 /// The system name inbox jobs are queued under.
-pub const INBOX_SYSTEM: &str = System::Inbox.as_str();
+pub const INBOX_SYSTEM: System = System::Inbox;
 
 /// The pseudo-header the query string of a delivery is kept under: some senders (GetCourse's
 /// "call URL") put every value in the URL. A colon cannot start a real header name.
@@ -100,7 +100,7 @@ pub async fn receive(
     };
     let job = NewJob {
         business_id: business_id.clone(),
-        system: INBOX_SYSTEM.into(),
+        system: INBOX_SYSTEM,
         operation: source.into(),
         payload: serde_json::json!({ "inbox_id": id }),
         idempotency_key: format!("{source}:{dedup_key}"),

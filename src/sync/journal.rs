@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
+use crate::domain::System;
 use crate::store::{Store, StoreError, from_millis, to_millis};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,7 +14,7 @@ pub struct JournalEntry {
     /// A string, not a `BusinessId`: the journal also records what belongs to no business
     /// (a console sign-in is journalled under `""`), and every row already written must read.
     pub business_id: String,
-    pub system: String,
+    pub system: System,
     pub operation: String,
     pub job_id: i64,
     pub attempt: i64,
@@ -68,7 +69,7 @@ pub(crate) async fn insert_journal_batch_in(
             q = q
                 .bind(to_millis(e.at))
                 .bind(&e.business_id)
-                .bind(&e.system)
+                .bind(e.system.as_str())
                 .bind(&e.operation)
                 .bind(e.job_id)
                 .bind(e.attempt)
@@ -86,7 +87,7 @@ pub(crate) async fn insert_journal_batch_in(
 #[derive(Debug, Clone, Default)]
 pub struct JournalFilter {
     pub business_id: Option<String>,
-    pub system: Option<String>,
+    pub system: Option<System>,
     pub failed_only: bool,
     pub since: Option<DateTime<Utc>>,
     pub job_id: Option<i64>,
@@ -107,7 +108,7 @@ pub async fn read_journal(
          ORDER BY id DESC LIMIT $6",
     )
     .bind(f.business_id.as_deref())
-    .bind(f.system.as_deref())
+    .bind(f.system.map(System::as_str))
     .bind(i64::from(f.failed_only))
     .bind(f.since.map(to_millis).unwrap_or(i64::MIN))
     .bind(f.job_id)
@@ -119,7 +120,7 @@ pub async fn read_journal(
             Ok(JournalEntry {
                 at: from_millis(r.try_get("at")?)?,
                 business_id: r.try_get("business_id")?,
-                system: r.try_get("system")?,
+                system: crate::store::system_in(r)?,
                 operation: r.try_get("operation")?,
                 job_id: r.try_get("job_id")?,
                 attempt: r.try_get("attempt")?,

@@ -2,7 +2,7 @@
 //! open batches) and the retiring of an import's leftover jobs: statements on `sync_jobs` stay
 //! with the queue.
 
-use crate::domain::BusinessId;
+use crate::domain::{BusinessId, System};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -14,7 +14,7 @@ impl Queue {
     pub async fn last_of_ordering_key(
         &self,
         business_id: &BusinessId,
-        system: &str,
+        system: System,
         ordering_key: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
         let row = sqlx::query(
@@ -22,7 +22,7 @@ impl Queue {
              WHERE business_id = $1 AND system = $2 AND ordering_key = $3 ORDER BY id DESC LIMIT 1",
         )
         .bind(business_id.as_str())
-        .bind(system)
+        .bind(system.as_str())
         .bind(ordering_key)
         .fetch_optional(self.store().pool())
         .await?;
@@ -34,14 +34,23 @@ impl Queue {
     pub async fn counts_of(
         &self,
         business_id: &BusinessId,
-    ) -> Result<Vec<(String, String, i64)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT system, state, COUNT(*) FROM sync_jobs WHERE business_id = $1 \
+    ) -> Result<Vec<(System, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT system, state, COUNT(*) AS n FROM sync_jobs WHERE business_id = $1 \
              GROUP BY system, state",
         )
         .bind(business_id.as_str())
         .fetch_all(self.store().pool())
-        .await?)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    crate::store::system_in(r)?,
+                    r.try_get("state")?,
+                    r.try_get("n")?,
+                ))
+            })
+            .collect()
     }
 
     /// Ends the pending and running jobs of an earlier start of an import (their process is
@@ -49,7 +58,7 @@ impl Queue {
     pub async fn supersede_import_jobs(
         &self,
         business_id: &BusinessId,
-        system: &str,
+        system: System,
         key_pattern: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -61,7 +70,7 @@ impl Queue {
         )
         .bind(to_millis(now))
         .bind(business_id.as_str())
-        .bind(system)
+        .bind(system.as_str())
         .bind(key_pattern)
         .execute(self.store().pool())
         .await?;
@@ -73,7 +82,7 @@ impl Queue {
     pub async fn open_count(
         &self,
         business_id: &BusinessId,
-        system: &str,
+        system: System,
         key_pattern: &str,
     ) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
@@ -81,7 +90,7 @@ impl Queue {
              AND state IN ('pending', 'running') AND idempotency_key LIKE $3",
         )
         .bind(business_id.as_str())
-        .bind(system)
+        .bind(system.as_str())
         .bind(key_pattern)
         .fetch_one(self.store().pool())
         .await?)
@@ -118,11 +127,11 @@ impl Queue {
 
     /// How many jobs of `system` have an idempotency key `LIKE key_pattern`.
     #[cfg(test)]
-    pub(crate) async fn count_with_key_like(&self, system: &str, key_pattern: &str) -> i64 {
+    pub(crate) async fn count_with_key_like(&self, system: System, key_pattern: &str) -> i64 {
         sqlx::query_scalar(
             "SELECT COUNT(*) FROM sync_jobs WHERE system = $1 AND idempotency_key LIKE $2",
         )
-        .bind(system)
+        .bind(system.as_str())
         .bind(key_pattern)
         .fetch_one(self.store().pool())
         .await
@@ -131,9 +140,9 @@ impl Queue {
 
     /// Business and idempotency key of the one job in `system`.
     #[cfg(test)]
-    pub(crate) async fn only_job_of(&self, system: &str) -> (String, String) {
+    pub(crate) async fn only_job_of(&self, system: System) -> (String, String) {
         sqlx::query_as("SELECT business_id, idempotency_key FROM sync_jobs WHERE system = $1")
-            .bind(system)
+            .bind(system.as_str())
             .fetch_one(self.store().pool())
             .await
             .expect("the job is queued")

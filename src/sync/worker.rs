@@ -1,7 +1,7 @@
 //! The worker pool: claims due jobs, runs them through the handler registered for their
 //! system, and records each attempt (new job state + journal row + link) in one transaction.
 
-use crate::domain::BusinessId;
+use crate::domain::{BusinessId, System};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::store::{Store, StoreError};
 use crate::sync::alerts::{Alert, AlertKind, Alerts};
 use crate::sync::config::SyncConfig;
-use crate::sync::health;
+use crate::sync::health::{self, Outage};
 use crate::sync::jobs::NextClaim;
 use crate::sync::jobs::{Disposition, Finish, Job, LinkRecord, Queue};
 use crate::sync::journal::{JournalEntry, mask_text};
@@ -99,10 +99,10 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 pub struct Engine {
     queue: Queue,
     clock: Arc<dyn Clock>,
-    handlers: HashMap<String, Arc<dyn JobHandler>>,
+    handlers: HashMap<System, Arc<dyn JobHandler>>,
     /// The businesses whose jobs this engine may claim: its handlers hold their credentials.
     businesses: Vec<String>,
-    systems: Vec<String>,
+    systems: Vec<System>,
     policy: RetryPolicy,
     config: SyncConfig,
     alerts: Alerts,
@@ -154,14 +154,14 @@ impl Engine {
         self
     }
 
-    pub fn register(&mut self, system: &str, handler: Arc<dyn JobHandler>) {
-        if self.handlers.insert(system.to_string(), handler).is_none() {
-            self.systems.push(system.to_string());
+    pub fn register(&mut self, system: System, handler: Arc<dyn JobHandler>) {
+        if self.handlers.insert(system, handler).is_none() {
+            self.systems.push(system);
         }
     }
 
     /// The systems this engine delivers to, in registration order.
-    pub fn systems(&self) -> &[String] {
+    pub fn systems(&self) -> &[System] {
         &self.systems
     }
 
@@ -485,7 +485,7 @@ impl Engine {
             _ => {}
         }
         crate::metrics::attempt(
-            system,
+            job.system,
             metric_outcome(&outcome, http_status),
             (disposition == Disposition::Done)
                 .then(|| (now - job.created_at).to_std().unwrap_or_default()),
@@ -500,7 +500,7 @@ impl Engine {
             journal: JournalEntry {
                 at: now,
                 business_id: job.business_id.to_string(),
-                system: job.system.clone(),
+                system: job.system,
                 operation: job.operation.clone(),
                 job_id: job.id,
                 attempt: job.attempts,
@@ -519,9 +519,10 @@ impl Engine {
         finishes: &[Finish],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut by_system: HashMap<(&str, &str), (bool, Option<&str>)> = HashMap::new();
+        let mut by_system: HashMap<(&str, System), (bool, Option<&str>)> = HashMap::new();
         for f in finishes {
-            let key = (f.journal.business_id.as_str(), f.journal.system.as_str());
+            let system = f.journal.system;
+            let key = (f.journal.business_id.as_str(), system);
             let entry = by_system.entry(key).or_insert((false, None));
             match f.journal.outcome.as_str() {
                 "delivered" => entry.0 = true,
@@ -534,7 +535,7 @@ impl Engine {
                 && let Some(mut alert) = health::record_failure(
                     self.queue.store(),
                     &business_of(&f.journal.business_id)?,
-                    &format!("{}#payment", f.journal.system),
+                    Outage::Payment(system),
                     f.error.as_deref().unwrap_or(""),
                     Duration::ZERO,
                     now,
@@ -542,16 +543,14 @@ impl Engine {
                 .await?
             {
                 alert.kind = AlertKind::PaymentRequired;
-                alert.system = f.journal.system.clone();
                 self.alerts.send(&alert).await;
             }
             if f.journal.outcome == "auth" && f.disposition == Disposition::Dead {
-                let alert_key = format!("{}#auth", f.journal.system);
                 let since = now;
                 if let Some(mut alert) = health::record_failure(
                     self.queue.store(),
                     &business_of(&f.journal.business_id)?,
-                    &alert_key,
+                    Outage::Auth(system),
                     f.error.as_deref().unwrap_or(""),
                     Duration::ZERO,
                     since,
@@ -559,7 +558,6 @@ impl Engine {
                 .await?
                 {
                     alert.kind = AlertKind::AuthFailed;
-                    alert.system = f.journal.system.clone();
                     self.alerts.send(&alert).await;
                 }
             }
@@ -573,9 +571,10 @@ impl Engine {
         delivered_for.sort_unstable();
         delivered_for.dedup();
         let open = health::open_outages(self.queue.store(), &delivered_for).await?;
-        let is_open = |business: &str, key: &str| {
+        let is_open = |business: &str, outage: Outage| {
+            let key = outage.key();
             open.iter()
-                .any(|(b, s)| b.as_str() == business && s.as_str() == key)
+                .any(|(b, s)| b.as_str() == business && *s == key)
         };
         for ((business, system), (any_success, failure)) in by_system {
             // The journal keeps the id as a string; these entries were written from jobs,
@@ -583,20 +582,20 @@ impl Engine {
             let business = &business_of(business)?;
             let alert: Option<Alert> = if any_success {
                 // A delivery also ends a credential outage.
-                let auth = format!("{system}#auth");
-                if is_open(business, &auth) {
-                    health::record_success(self.queue.store(), business, &auth, now).await?;
+                let auth = Outage::Auth(system);
+                if is_open(business, auth) {
+                    health::record_success(self.queue.store(), business, auth, now).await?;
                 }
-                let payment = format!("{system}#payment");
-                if is_open(business, &payment)
-                    && let Some(mut paid) =
-                        health::record_success(self.queue.store(), business, &payment, now).await?
+                let payment = Outage::Payment(system);
+                if is_open(business, payment)
+                    && let Some(paid) =
+                        health::record_success(self.queue.store(), business, payment, now).await?
                 {
-                    paid.system = system.to_string();
                     self.alerts.send(&paid).await;
                 }
-                if is_open(business, system) {
-                    health::record_success(self.queue.store(), business, system, now).await?
+                let down = Outage::Down(system);
+                if is_open(business, down) {
+                    health::record_success(self.queue.store(), business, down, now).await?
                 } else {
                     None
                 }
@@ -604,7 +603,7 @@ impl Engine {
                 health::record_failure(
                     self.queue.store(),
                     business,
-                    system,
+                    Outage::Down(system),
                     error,
                     self.config.alert_after,
                     now,

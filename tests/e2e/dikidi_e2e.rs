@@ -115,7 +115,10 @@ async fn a_booking_opens_a_widget_session_and_carries_it_on_every_step() {
     assert_eq!(get("captcha_token"), Some(""));
     let booking = w.bookings().await.remove(0);
     assert_eq!(booking.status, BookingStatus::Booked);
-    assert_eq!(booking.external_id, Some(records[0].id.to_string()));
+    assert_eq!(
+        booking.external_id.as_deref(),
+        Some(records[0].id.to_string().as_str())
+    );
     service.stop();
 }
 
@@ -147,7 +150,10 @@ async fn the_salons_sms_code_is_asked_in_chat_and_completes_the_booking() {
     let bookings = w.bookings().await;
     assert_eq!(bookings.len(), 1);
     assert_eq!(bookings[0].status, BookingStatus::Booked);
-    assert_eq!(bookings[0].external_id, Some(records[0].id.to_string()));
+    assert_eq!(
+        bookings[0].external_id.as_deref(),
+        Some(records[0].id.to_string().as_str())
+    );
     // The codes reached Dikidi and nothing else: not the chat log.
     let lines = w
         .store()

@@ -77,7 +77,7 @@ fn jobs(n: usize, entities: usize) -> Vec<NewJob> {
             let entity = format!("e{}", i % entities);
             NewJob {
                 business_id: bid("b"),
-                system: "http".into(),
+                system: zapis::domain::System::Http,
                 operation: "object".into(),
                 payload: serde_json::json!({
                     "entity": entity,
@@ -142,7 +142,12 @@ async fn assert_exactly_once(store: &Store, queue: &Queue, target: &FakeTarget, 
             job.id
         );
         let ext = store
-            .external_id(&bid("b"), "object", &job.idempotency_key, "http")
+            .external_id(
+                &bid("b"),
+                "object",
+                &job.idempotency_key,
+                zapis::domain::System::Http,
+            )
             .await
             .unwrap();
         assert!(ext.is_some(), "job {} has its external id linked", job.id);
@@ -502,7 +507,7 @@ fn crm_booking(i: usize) -> zapis::domain::Booking {
 }
 
 /// Bookings and their "create the lead" jobs, committed together as the bot does.
-async fn seed_bookings(store: &Store, n: usize, system: &str) {
+async fn seed_bookings(store: &Store, n: usize, system: zapis::domain::System) {
     for i in 0..n {
         let booking = crm_booking(i);
         let mut tx = raw_pool(store).begin().await.unwrap();
@@ -552,8 +557,8 @@ fn spawn_crm_worker(config: &std::path::Path, log: &std::path::Path) -> Child {
 async fn crm_chaos(crm: CrmFake, n: usize) {
     use support::chaos_proxy::ChaosProxy;
     let system = match crm {
-        CrmFake::Amo(_) => "amocrm",
-        CrmFake::Bitrix(_) => "bitrix24",
+        CrmFake::Amo(_) => zapis::domain::System::AmoCrm,
+        CrmFake::Bitrix(_) => zapis::domain::System::Bitrix24,
     };
     let upstream = match &crm {
         CrmFake::Amo(f) => f.base_url.clone(),
@@ -829,7 +834,7 @@ async fn a_backup_taken_while_the_store_is_written_is_a_complete_store() {
     let jobs: Vec<zapis::sync::NewJob> = (0..500)
         .map(|i| zapis::sync::NewJob {
             business_id: bid("default"),
-            system: "nowhere".into(),
+            system: zapis::domain::System::Http,
             operation: "op".into(),
             payload: serde_json::json!({ "n": i }),
             idempotency_key: format!("k{i}"),
@@ -847,7 +852,7 @@ async fn a_backup_taken_while_the_store_is_written_is_a_complete_store() {
             for i in 500..1500 {
                 let job = zapis::sync::NewJob {
                     business_id: bid("default"),
-                    system: "nowhere".into(),
+                    system: zapis::domain::System::Http,
                     operation: "op".into(),
                     payload: serde_json::json!({ "n": i }),
                     idempotency_key: format!("k{i}"),

@@ -133,7 +133,7 @@ async fn a_client_books_from_a_deep_link_survives_a_restart_and_cancels() {
         .unwrap();
     assert_eq!(booking.status, BookingStatus::CancelledByClient);
     let status: String = sqlx::query_scalar("SELECT status FROM sandbox_records WHERE id = $1")
-        .bind(&record)
+        .bind(record.as_str())
         .fetch_one(raw_pool(&store))
         .await
         .unwrap();
@@ -189,7 +189,10 @@ async fn a_client_books_and_cancels_in_dikidi_and_is_told_to_call_when_dikidi_ch
     );
     let store = Store::connect(&store_url).await.unwrap();
     let booking = store.bookings(&bid("default")).await.unwrap().remove(0);
-    assert_eq!(booking.external_id, Some(records[0].id.to_string()));
+    assert_eq!(
+        booking.external_id.as_deref(),
+        Some(records[0].id.to_string().as_str())
+    );
 
     press_label(&user, "Мои записи").await;
     press_label(&user, "Отменить").await;

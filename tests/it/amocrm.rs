@@ -918,9 +918,14 @@ async fn without_a_configured_field_the_booking_field_is_created_once_and_kept()
     assert_eq!(fake.count("POST", "/api/v4/leads/custom_fields"), 1);
     assert!(report.tracking_missing.is_empty(), "{report}");
     assert_eq!(
-        db.external_id(&bid("salon"), "crm_field", "lead_booking_id", "amocrm")
-            .await
-            .unwrap(),
+        db.external_id(
+            &bid("salon"),
+            "crm_field",
+            "lead_booking_id",
+            zapis::domain::System::AmoCrm
+        )
+        .await
+        .unwrap(),
         Some(report.booking_field_id.to_string())
     );
     // The next start reads it from the store; another deployment finds it by name.

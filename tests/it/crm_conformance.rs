@@ -56,7 +56,7 @@ enum Fault {
 trait CrmUnderTest: Sized {
     type Client: Crm + Clone + 'static;
     /// The connector's system name, as in `zapis <system> auth --code`.
-    const SYSTEM: &'static str;
+    const SYSTEM: zapis::domain::System;
     /// How the connector names the vendor in its logs.
     const NAME_IN_LOGS: &'static str;
     /// Secrets of the fake's account besides tokens, never to be logged.
@@ -766,7 +766,7 @@ impl Amo {
 
 impl CrmUnderTest for Amo {
     type Client = AmoCrm;
-    const SYSTEM: &'static str = "amocrm";
+    const SYSTEM: zapis::domain::System = zapis::domain::System::AmoCrm;
     const NAME_IN_LOGS: &'static str = "amoCRM";
     const SECRETS: &'static [&'static str] = &[amo_fake::CLIENT_SECRET];
     const WORK_PHONE: &'static str = "WORK";
@@ -956,7 +956,7 @@ impl Bitrix24Deals {
 
 impl CrmUnderTest for Bitrix24Deals {
     type Client = Bitrix24;
-    const SYSTEM: &'static str = "bitrix24";
+    const SYSTEM: zapis::domain::System = zapis::domain::System::Bitrix24;
     const NAME_IN_LOGS: &'static str = "Bitrix24";
     const SECRETS: &'static [&'static str] = &[b24_fake::WEBHOOK_CODE, b24_fake::CLIENT_SECRET];
     const WORK_PHONE: &'static str = "WORK";

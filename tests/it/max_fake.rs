@@ -825,7 +825,7 @@ async fn outage_alerts_reach_the_max_admin_chat() {
     let alert = Alert {
         kind: AlertKind::Recovered,
         business_id: bid("default"),
-        system: "yclients".into(),
+        system: zapis::domain::System::Yclients,
         since: at - chrono::Duration::hours(3),
         at,
         last_error: None,
@@ -974,7 +974,10 @@ async fn a_notice_to_a_user_who_blocked_the_bot_is_not_retried() {
         Alerts::new(Vec::new()),
         &bid("salon"),
     );
-    engine.register("max", Arc::new(MaxChatNotifier::new(&fake.config())));
+    engine.register(
+        zapis::domain::System::Max,
+        Arc::new(MaxChatNotifier::new(&fake.config())),
+    );
     let notice = |user: &str, key: &str| {
         zapis::lifecycle::effects::notify_job(
             &bid("salon"),
@@ -985,6 +988,7 @@ async fn a_notice_to_a_user_who_blocked_the_bot_is_not_retried() {
                 ..Reply::default()
             },
         )
+        .expect("a MAX chat takes messages")
     };
     let queue = engine.queue();
     // User 1 never started the bot (or blocked it): chat.denied.

@@ -147,7 +147,12 @@ async fn a_booking_makes_one_counterparty_an_invoice_and_after_the_visit_a_poste
         let anna_key = anna_cp[0]["Ref_Key"].as_str().expect("key").to_string();
         assert_eq!(
             app.store
-                .external_id(&bid(BIZ), "client", "+79161234567", "onec")
+                .external_id(
+                    &bid(BIZ),
+                    "client",
+                    "+79161234567",
+                    zapis::domain::System::Onec
+                )
                 .await
                 .unwrap()
                 .as_deref(),
@@ -174,7 +179,12 @@ async fn a_booking_makes_one_counterparty_an_invoice_and_after_the_visit_a_poste
         assert_eq!(lines[0]["Сумма"], 1500);
         assert_eq!(
             app.store
-                .external_id(&bid(BIZ), "booking_invoice", "bk-1", "onec")
+                .external_id(
+                    &bid(BIZ),
+                    "booking_invoice",
+                    "bk-1",
+                    zapis::domain::System::Onec
+                )
                 .await
                 .unwrap()
                 .as_deref(),
@@ -615,7 +625,12 @@ async fn a_getcourse_payment_makes_one_counterparty_and_one_invoice_even_sent_tw
         assert_eq!(lines[0]["Сумма"], 9900.5);
         assert_eq!(
             app.store
-                .external_id(&bid(BIZ), "payment_invoice", "getcourse:900001", "onec")
+                .external_id(
+                    &bid(BIZ),
+                    "payment_invoice",
+                    "getcourse:900001",
+                    zapis::domain::System::Onec
+                )
                 .await
                 .unwrap()
                 .as_deref(),

@@ -84,8 +84,8 @@ impl MemoryCrm {
 
 #[async_trait]
 impl Crm for MemoryCrm {
-    fn system(&self) -> &'static str {
-        "amocrm"
+    fn system(&self) -> zapis::domain::System {
+        zapis::domain::System::AmoCrm
     }
     async fn find_or_create_contact(&self, _req: &ContactRequest) -> Result<ContactRef, CrmError> {
         let s = self.call()?;
@@ -357,11 +357,11 @@ async fn three_days_of_random_changes_end_with_every_system_agreeing() {
             app.settings.business.clone(),
             clock.clone(),
         )
-        .with_crm("amocrm"),
+        .with_crm(zapis::domain::System::AmoCrm),
     );
     let chats = Arc::new(Chats::default());
     let mut engine = app.engine();
-    engine.register("telegram", chats.clone());
+    engine.register(zapis::domain::System::Telegram, chats.clone());
     let reconciler = app.reconciler();
     let reminders = app.reminders();
 
@@ -494,7 +494,12 @@ async fn three_days_of_random_changes_end_with_every_system_agreeing() {
             } else if roll < 0.034
                 && let Ok(Some(lead)) = app
                     .store
-                    .external_id(&bid("default"), "booking", &b.id, "amocrm")
+                    .external_id(
+                        &bid("default"),
+                        "booking",
+                        &b.id,
+                        zapis::domain::System::AmoCrm,
+                    )
                     .await
             {
                 deliver(&app, "amocrm", &amo_hook(&lead), now).await;

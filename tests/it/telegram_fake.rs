@@ -316,7 +316,7 @@ async fn outage_alerts_reach_the_admin_chat() {
     let alert = Alert {
         kind: AlertKind::Down,
         business_id: bid("default"),
-        system: "amocrm".into(),
+        system: zapis::domain::System::AmoCrm,
         since: at - chrono::Duration::hours(2),
         at,
         last_error: Some("HTTP 503".into()),

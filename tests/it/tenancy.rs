@@ -75,7 +75,7 @@ async fn book(app: &App, b: &Booking) {
         .enqueue(
             &booking_job(
                 &b.business_id,
-                "amocrm",
+                zapis::domain::System::AmoCrm,
                 Operation::BookingCreated,
                 &b.id,
                 None,
@@ -162,7 +162,7 @@ async fn a_job_naming_another_business_booking_finds_nothing() {
             .enqueue(
                 &booking_job(
                     &bid("roza"),
-                    "amocrm",
+                    zapis::domain::System::AmoCrm,
                     Operation::BookingCreated,
                     "bk-a",
                     None,

@@ -199,7 +199,7 @@ async fn low_stock_alert(ex: &Exchange, pkg: &Package) {
         .send(&Alert {
             kind: AlertKind::LowStock,
             business_id: ex.business_id.clone(),
-            system: "onec".into(),
+            system: System::Onec,
             since: now,
             at: now,
             last_error: Some(low.join(", ")),

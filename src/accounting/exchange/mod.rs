@@ -10,7 +10,7 @@
 //! per session. Sessions end on `complete`, `deactivate`, a new `init` and after `session_ttl`
 //! without a request; their files go with them.
 
-use crate::domain::BusinessId;
+use crate::domain::{BusinessId, System};
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{IpAddr, SocketAddr};

@@ -24,7 +24,7 @@
 //! the envelope and the drift alarm; `wire.rs` and `map.rs` the vendor's shapes and their
 //! readers; `poller.rs` the poll that stands in for webhooks (a salon's cancel starts there).
 
-use crate::domain::System;
+use crate::domain::{BookingId, System};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -85,7 +85,7 @@ pub const PARTNER_NOT_CONFIGURED: &str = "Dikidi partner API contract not config
 /// A record we made, as we last knew it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownRecord {
-    pub external_id: String,
+    pub external_id: BookingId,
     pub start: DateTime<Utc>,
     pub status: RecordStatus,
 }
@@ -94,16 +94,16 @@ pub struct KnownRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DikidiEvent {
     /// Dikidi reports the record deleted or cancelled (a positive signal; absence is not one).
-    Cancelled { external_id: String },
+    Cancelled { external_id: BookingId },
     /// `records_info` answered without records we know: drift, not a cancellation. Raised
     /// once per record until it is listed again; nothing is cancelled and no client is told.
-    RecordsMissing { external_ids: Vec<String> },
+    RecordsMissing { external_ids: Vec<BookingId> },
     /// The salon's `record` step demanded a captcha for booking `booking_id`. zapis never
     /// tries to pass one: the client was told to call.
     CaptchaDemanded { booking_id: String },
     /// The record now starts at another time.
     Moved {
-        external_id: String,
+        external_id: BookingId,
         new_start: DateTime<Utc>,
     },
     /// A payload no longer parses: "Dikidi's API changed". Raised once per episode.
@@ -198,8 +198,8 @@ impl Dikidi {
             .collect();
         let mut budget = self.poll_budget as usize;
         let mut events = Vec::new();
-        let mut missing: Vec<String> = Vec::new();
-        let mut listed: Vec<String> = Vec::new();
+        let mut missing: Vec<BookingId> = Vec::new();
+        let mut listed: Vec<BookingId> = Vec::new();
         let mut failure = None;
 
         // While drifted, spend one request on repeating the request that failed, so the alarm
@@ -271,11 +271,11 @@ impl Dikidi {
             }
             for i in 0..take {
                 let batch = batches[(start + i) % batches.len()];
-                let ids: Vec<String> = batch.iter().map(|k| k.external_id.clone()).collect();
+                let ids: Vec<String> = batch.iter().map(|k| k.external_id.to_string()).collect();
                 match self.records_info(&ids).await {
                     Ok(found) => {
                         for k in batch {
-                            match found.get(&k.external_id) {
+                            match found.get(k.external_id.as_str()) {
                                 // Absent is not cancelled: an anonymous or partial answer
                                 // would otherwise cancel bookings in bulk.
                                 None => missing.push(k.external_id.clone()),
@@ -292,7 +292,7 @@ impl Dikidi {
                                 }
                                 Some(_) => {}
                             }
-                            if found.contains_key(&k.external_id) {
+                            if found.contains_key(k.external_id.as_str()) {
                                 listed.push(k.external_id.clone());
                             }
                         }
@@ -311,7 +311,7 @@ impl Dikidi {
             for id in &listed {
                 alarmed.remove(id);
             }
-            let fresh: Vec<String> = missing
+            let fresh: Vec<BookingId> = missing
                 .into_iter()
                 .filter(|id| alarmed.insert(id.clone()))
                 .collect();
@@ -441,7 +441,7 @@ impl Dikidi {
             .and_then(|t| parse_local(t, self.tz));
         tracing::info!(record = %external_id, phone = %request.client_phone.masked(), "dikidi: booked");
         Ok(Record {
-            external_id,
+            external_id: BookingId::parse(&external_id)?,
             service_id: request.service_id.clone(),
             master_id: master_id.to_owned(),
             start,
@@ -510,8 +510,8 @@ impl Dikidi {
 
 #[async_trait]
 impl BookingSystem for Dikidi {
-    fn system(&self) -> &'static str {
-        System::Dikidi.as_str()
+    fn system(&self) -> System {
+        System::Dikidi
     }
 
     async fn services(&self) -> Result<Vec<Service>, BookingError> {
@@ -752,11 +752,11 @@ impl BookingSystem for Dikidi {
             .remove(booking_id);
     }
 
-    async fn cancel(&self, external_id: &str) -> Result<(), BookingError> {
+    async fn cancel(&self, external_id: &BookingId) -> Result<(), BookingError> {
         self.partner_guard()?;
         self.call(
             Endpoint::RemoveRecord,
-            &[("id", external_id.to_owned())],
+            &[("id", external_id.to_string())],
             None,
             &[],
             |_| Ok(()),
@@ -766,7 +766,11 @@ impl BookingSystem for Dikidi {
         Ok(())
     }
 
-    async fn reschedule(&self, _external_id: &str, _slot: &Slot) -> Result<Record, BookingError> {
+    async fn reschedule(
+        &self,
+        _external_id: &BookingId,
+        _slot: &Slot,
+    ) -> Result<Record, BookingError> {
         self.partner_guard()?;
         // The widget has no move step; a move is a cancel plus a new booking, which needs the
         // client's data this call does not carry.
@@ -775,20 +779,22 @@ impl BookingSystem for Dikidi {
         ))
     }
 
-    async fn record(&self, external_id: &str) -> Result<Option<Record>, BookingError> {
+    async fn record(&self, external_id: &BookingId) -> Result<Option<Record>, BookingError> {
         self.partner_guard()?;
-        let found = self.records_info(&[external_id.to_owned()]).await?;
-        Ok(found.get(external_id).map(|(start, end, body)| Record {
-            external_id: external_id.to_owned(),
-            service_id: id_of(&body.service_id).unwrap_or_default(),
-            master_id: id_of(&body.master_id).unwrap_or_default(),
-            start: *start,
-            duration_min: duration_between(*start, *end).unwrap_or(DEFAULT_SERVICE_MIN),
-            status: if body.reported_cancelled() {
-                RecordStatus::Cancelled
-            } else {
-                RecordStatus::Active
-            },
-        }))
+        let found = self.records_info(&[external_id.to_string()]).await?;
+        Ok(found
+            .get(external_id.as_str())
+            .map(|(start, end, body)| Record {
+                external_id: external_id.clone(),
+                service_id: id_of(&body.service_id).unwrap_or_default(),
+                master_id: id_of(&body.master_id).unwrap_or_default(),
+                start: *start,
+                duration_min: duration_between(*start, *end).unwrap_or(DEFAULT_SERVICE_MIN),
+                status: if body.reported_cancelled() {
+                    RecordStatus::Cancelled
+                } else {
+                    RecordStatus::Active
+                },
+            }))
     }
 }

@@ -101,7 +101,7 @@ async fn sign_in_refuses_wrong_passwords_forged_forms_and_then_everybody_for_a_w
         let refused = crate::sync::journal::read_journal(
             &store,
             &crate::sync::journal::JournalFilter {
-                system: Some("console".into()),
+                system: Some(System::Console),
                 ..Default::default()
             },
         )

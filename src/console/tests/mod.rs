@@ -70,9 +70,9 @@ async fn console(store: Store) -> Console {
         timezone: tz,
         telegram_bot: Some("salon_bot".into()),
         max_bot: None,
-        schedule: "sandbox",
-        crm: Some("amocrm"),
-        systems: vec!["sandbox".into(), "amocrm".into()],
+        schedule: System::Sandbox,
+        crm: Some(System::AmoCrm),
+        systems: vec![System::Sandbox, System::AmoCrm],
         webhook_sources: vec!["amocrm"],
         webhook_prefix: "/webhooks/".into(),
         webhook_secret: "webhook-secret-0123456789".into(),
@@ -202,7 +202,7 @@ fn booking(id: &str, business: &str, phone: &str, source: Source) -> Booking {
         status: BookingStatus::Booked,
         source,
         chat: Some(ChatRef::new(Channel::Telegram, format!("chat-{id}"))),
-        external_id: Some(format!("rec-{id}")),
+        external_id: Some(crate::domain::rec(&format!("rec-{id}"))),
         created_at: start(),
     }
 }

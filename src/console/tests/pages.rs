@@ -11,7 +11,7 @@ async fn retry_needs_the_session_token_and_is_journaled_with_who() {
         let queue = Queue::new(store.clone());
         let job = NewJob {
             business_id: bid("b1"),
-            system: "amocrm".into(),
+            system: System::AmoCrm,
             operation: "create_lead".into(),
             payload: serde_json::json!({ "booking": "k1" }),
             idempotency_key: "lead:k1".into(),
@@ -101,7 +101,7 @@ async fn bookings_show_every_side_and_the_card_the_conversation() {
             &mut tx,
             &bid("b1"),
             "k1",
-            "amocrm",
+            System::AmoCrm,
             "cancelled_by_business|0|m1",
             "cancelled_by_business",
             start(),
@@ -243,7 +243,7 @@ async fn a_manager_forgets_a_client_from_the_card_and_the_journal_says_who() {
             .enqueue(
                 &NewJob {
                     business_id: bid("b1"),
-                    system: "amocrm".into(),
+                    system: System::AmoCrm,
                     operation: "create_lead".into(),
                     payload: serde_json::json!({ "booking": "k2" }),
                     idempotency_key: "lead:k2".into(),

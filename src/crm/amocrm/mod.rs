@@ -48,7 +48,7 @@ pub use client::*;
 pub use webhook::*;
 use wire::*;
 
-pub const SYSTEM: &str = System::AmoCrm.as_str();
+pub const SYSTEM: System = System::AmoCrm;
 
 /// Documented batch ceilings: complex leads ≤ 50; plain adds "up to 250, recommended ≤ 50".
 const BATCH: usize = 50;
@@ -380,7 +380,7 @@ impl AmoCrm {
 
 #[async_trait]
 impl Crm for AmoCrm {
-    fn system(&self) -> &'static str {
+    fn system(&self) -> System {
         SYSTEM
     }
 

@@ -55,7 +55,7 @@ pub use operations::authorize;
 pub use webhook::{Event, EventError, EventKind, delivery_key, parse_event};
 pub(crate) use webhook::{restore_token, strip_token};
 
-pub const SYSTEM: &str = System::Bitrix24.as_str();
+pub const SYSTEM: System = System::Bitrix24;
 
 /// `batch` takes at most 50 commands per request.
 const BATCH: usize = 50;
@@ -217,7 +217,7 @@ pub struct EntityStage {
 
 #[async_trait]
 impl Crm for Bitrix24 {
-    fn system(&self) -> &'static str {
+    fn system(&self) -> System {
         SYSTEM
     }
 

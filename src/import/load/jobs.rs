@@ -42,7 +42,7 @@ fn store_failure(e: StoreError) -> DeliveryError {
 /// Sorts the outcomes of one write call into the rows they belong to. A missing outcome is an
 /// unknown one: retried, never assumed.
 fn sort_outcomes<T: Clone>(
-    system: &str,
+    system: crate::domain::System,
     keys: &[String],
     outcomes: &[Result<T, CrmError>],
     ok: &mut Vec<(String, T)>,
@@ -267,7 +267,7 @@ impl ImportJobs {
             .map_err(store_failure)?;
         if let Some((_, e)) = refused_rows.first() {
             tracing::warn!(
-                system = self.target.system(),
+                system = %self.target.system(),
                 refused = refused_rows.len(),
                 error = %e,
                 "import: the target refused clients"

@@ -17,7 +17,7 @@ mod rows;
 #[cfg(test)]
 mod tests;
 
-use crate::domain::BusinessId;
+use crate::domain::{BusinessId, System};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,8 +45,8 @@ pub type Outcomes<T> = Vec<Result<T, CrmError>>;
 /// Where an import writes: bulk contact calls of one system.
 #[async_trait]
 pub trait ImportTarget: Send + Sync {
-    /// `amocrm`, `bitrix24`, `yclients`.
-    fn system(&self) -> &'static str;
+    /// [`System::AmoCrm`], [`System::Bitrix24`], [`System::Yclients`].
+    fn system(&self) -> System;
     /// The most contacts one job handles (one write request where the API takes batches).
     fn batch_size(&self) -> usize;
     /// The most contacts one `create` call carries; below `batch_size` for a target that
@@ -80,8 +80,10 @@ pub trait ImportTarget: Send + Sync {
 
 /// The engine system import jobs run under: distinct from the CRM's own, so only the import
 /// command (which registers it) claims them.
-pub fn job_system(target: &str) -> String {
-    format!("import.{target}")
+pub fn job_system(target: System) -> Result<System, ImportError> {
+    target
+        .import()
+        .ok_or_else(|| ImportError::Target(format!("{target} takes no import")))
 }
 
 const OPERATION: &str = "import_contacts";
@@ -185,14 +187,14 @@ pub async fn load(
             .collect();
         save_plans(store, run.id, &plans, opts.clock.now()).await?;
         let generation = uuid::Uuid::new_v4().simple().to_string();
-        let system = job_system(target.system());
+        let system = job_system(target.system())?;
         let keys: Vec<String> = pending.iter().map(|r| r.key.clone()).collect();
         let jobs: Vec<NewJob> = keys
             .chunks(target.batch_size().max(1))
             .enumerate()
             .map(|(n, chunk)| NewJob {
                 business_id: run.business_id.clone(),
-                system: system.clone(),
+                system,
                 operation: OPERATION.into(),
                 payload: serde_json::json!(JobPayload {
                     run_id: run.id,
@@ -214,7 +216,7 @@ pub async fn load(
             &run.business_id,
         );
         engine.register(
-            &system,
+            system,
             Arc::new(ImportJobs::new(target.clone(), opts.progress.clone())),
         );
         loop {
@@ -224,7 +226,7 @@ pub async fn load(
             let open = queue
                 .open_count(
                     &run.business_id,
-                    &system,
+                    system,
                     &format!("import:{}:{generation}:%", run.id),
                 )
                 .await?;

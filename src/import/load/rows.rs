@@ -1,7 +1,7 @@
 //! An import run and its rows as stored: opened (or found again) per input, each row planned,
 //! marked while its write is in flight, and finished or failed with the target's answer.
 
-use crate::domain::BusinessId;
+use crate::domain::{BusinessId, System};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +29,7 @@ pub(super) struct StoredPlan {
 pub struct Run {
     pub id: i64,
     pub business_id: BusinessId,
-    pub target: String,
+    pub target: System,
     pub tag: String,
 }
 
@@ -38,7 +38,7 @@ pub struct Run {
 pub async fn open_run(
     store: &Store,
     business_id: &BusinessId,
-    target: &str,
+    target: System,
     digest: &str,
     file_name: &str,
     clients: &[Client],
@@ -53,12 +53,12 @@ pub async fn open_run(
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     let id = store
-        .open_import_run(business_id, target, digest, file_name, &rows, now)
+        .open_import_run(business_id, target.as_str(), digest, file_name, &rows, now)
         .await?;
     Ok(Run {
         id,
         business_id: business_id.clone(),
-        target: target.to_string(),
+        target,
         tag: run_tag(digest),
     })
 }
@@ -70,14 +70,17 @@ pub(super) async fn reset_unfinished(
     run: &Run,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    Queue::new(store.clone())
-        .supersede_import_jobs(
-            &run.business_id,
-            &job_system(&run.target),
-            &format!("import:{}:%", run.id),
-            now,
-        )
-        .await?;
+    // A target that takes no import never had jobs queued for it.
+    if let Ok(system) = job_system(run.target) {
+        Queue::new(store.clone())
+            .supersede_import_jobs(
+                &run.business_id,
+                system,
+                &format!("import:{}:%", run.id),
+                now,
+            )
+            .await?;
+    }
     store.retry_failed_import_rows(run.id, now).await
 }
 

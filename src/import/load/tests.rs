@@ -25,8 +25,8 @@ struct Memory {
 
 #[async_trait]
 impl ImportTarget for Memory {
-    fn system(&self) -> &'static str {
-        "memory"
+    fn system(&self) -> System {
+        System::AmoCrm
     }
     fn batch_size(&self) -> usize {
         2
@@ -229,7 +229,7 @@ async fn an_unmarked_contact_whose_create_was_in_flight_counts_as_created() {
         let run = open_run(
             &store,
             &bid("b1"),
-            "memory",
+            System::AmoCrm,
             "d1d1d1d1d1d1d1d1",
             "clients.csv",
             &prepared.clients,
@@ -274,7 +274,7 @@ async fn an_update_whose_answer_was_lost_counts_as_updated() {
     let run = open_run(
         &store,
         &bid("b1"),
-        "memory",
+        System::AmoCrm,
         "d1d1d1d1d1d1d1d1",
         "clients.csv",
         &prepared.clients,

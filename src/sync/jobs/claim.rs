@@ -37,7 +37,7 @@ impl Queue {
         &self,
         worker_id: &str,
         businesses: &[String],
-        systems: &[String],
+        systems: &[System],
         limit: usize,
         lease: Duration,
         now: DateTime<Utc>,
@@ -144,7 +144,7 @@ impl Queue {
             .bind(now_ms)
             .bind(limit as i64);
         for s in systems {
-            q = q.bind(s);
+            q = q.bind(s.as_str());
         }
         for b in businesses {
             q = q.bind(b);
@@ -209,7 +209,7 @@ impl Queue {
             let entry = JournalEntry {
                 at: now,
                 business_id: r.try_get("business_id")?,
-                system: r.try_get("system")?,
+                system: crate::store::system_in(r)?,
                 operation: r.try_get("operation")?,
                 job_id: r.try_get("id")?,
                 attempt: r.try_get("attempts")?,
@@ -424,7 +424,7 @@ impl Queue {
                 let entry = JournalEntry {
                     at: now,
                     business_id: r.try_get("business_id")?,
-                    system: r.try_get("system")?,
+                    system: crate::store::system_in(&r)?,
                     operation: r.try_get("operation")?,
                     job_id: id,
                     attempt,
@@ -518,7 +518,7 @@ async fn complete_and_journal_pg(
             .bind(f.attempt)
             .bind(to_millis(e.at))
             .bind(&e.business_id)
-            .bind(&e.system)
+            .bind(e.system.as_str())
             .bind(&e.operation)
             .bind(&e.outcome)
             .bind(e.http_status.map(i64::from))

@@ -3,7 +3,7 @@
 //! `(worker_id, attempts)` so a worker that lost its lease cannot overwrite a newer attempt, and
 //! never deleted: done and dead rows stay for audit.
 
-use crate::domain::BusinessId;
+use crate::domain::{BusinessId, System};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,8 +49,8 @@ impl JobState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
     pub business_id: BusinessId,
-    /// The target system, e.g. `amocrm`; a worker claims only systems it has a handler for.
-    pub system: String,
+    /// The target system; a worker claims only systems it has a handler for.
+    pub system: System,
     /// What to do there, e.g. `create_lead`.
     pub operation: String,
     pub payload: serde_json::Value,
@@ -65,7 +65,7 @@ pub struct NewJob {
 pub struct Job {
     pub id: i64,
     pub business_id: BusinessId,
-    pub system: String,
+    pub system: System,
     pub operation: String,
     pub payload: serde_json::Value,
     pub idempotency_key: String,
@@ -106,7 +106,7 @@ fn job_from_row(r: &AnyRow) -> Result<Job, StoreError> {
     Ok(Job {
         id: r.try_get("id")?,
         business_id: crate::store::business_id_in(r)?,
-        system: r.try_get("system")?,
+        system: crate::store::system_in(r)?,
         operation: r.try_get("operation")?,
         payload: serde_json::from_str(&payload)
             .map_err(|e| StoreError::Corrupt(format!("job payload: {e}")))?,
@@ -143,7 +143,7 @@ pub async fn enqueue_in(
          ON CONFLICT (business_id, system, idempotency_key) DO NOTHING RETURNING id",
     )
     .bind(job.business_id.as_str())
-    .bind(&job.system)
+    .bind(job.system.as_str())
     .bind(&job.operation)
     .bind(payload)
     .bind(&job.idempotency_key)
@@ -175,7 +175,7 @@ pub struct LinkRecord {
 #[derive(Debug, Clone, Copy)]
 pub struct NextClaim<'a> {
     pub businesses: &'a [String],
-    pub systems: &'a [String],
+    pub systems: &'a [System],
     pub limit: usize,
     pub lease: Duration,
 }
@@ -195,7 +195,7 @@ pub struct Finish {
 /// Counts per system and state, and how long the oldest undelivered job has waited.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueRow {
-    pub system: String,
+    pub system: System,
     pub state: JobState,
     pub count: i64,
     pub oldest_created_at: Option<DateTime<Utc>>,
@@ -280,7 +280,7 @@ impl Queue {
             for job in chunk {
                 q = q
                     .bind(job.business_id.as_str())
-                    .bind(&job.system)
+                    .bind(job.system.as_str())
                     .bind(&job.operation)
                     .bind(job.payload.to_string())
                     .bind(&job.idempotency_key)
@@ -396,7 +396,7 @@ impl Queue {
     /// --dead`).
     pub async fn revive_dead(
         &self,
-        system: Option<&str>,
+        system: Option<System>,
         business: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
@@ -408,7 +408,7 @@ impl Queue {
                AND ($3 IS NULL OR business_id = $3)",
         )
         .bind(now)
-        .bind(system)
+        .bind(system.map(System::as_str))
         .bind(business)
         .execute(self.store.pool())
         .await?;
@@ -441,7 +441,7 @@ impl Queue {
         rows.iter()
             .map(|r| {
                 Ok(QueueRow {
-                    system: r.try_get("system")?,
+                    system: crate::store::system_in(r)?,
                     state: JobState::parse(&r.try_get::<String, _>("state")?)?,
                     count: r.try_get("n")?,
                     oldest_created_at: r

@@ -124,7 +124,7 @@ async fn a_permanent_error_kills_the_job_with_the_message_and_retry_delivers_it(
         );
         assert_eq!(
             store
-                .external_id(&bid("b"), "lead", "k", "crm")
+                .external_id(&bid("b"), "lead", "k", System::AmoCrm)
                 .await
                 .unwrap()
                 .as_deref(),

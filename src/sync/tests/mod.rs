@@ -6,8 +6,8 @@ mod observe;
 mod queue;
 mod webhooks;
 
-use crate::domain::BusinessId;
 use crate::domain::bid;
+use crate::domain::{BusinessId, System};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,7 +31,7 @@ fn t0() -> DateTime<Utc> {
 fn job(key: &str, ordering: Option<&str>) -> NewJob {
     NewJob {
         business_id: bid("b"),
-        system: "crm".into(),
+        system: System::AmoCrm,
         operation: "create_lead".into(),
         payload: serde_json::json!({ "key": key, "phone": "+79123456789" }),
         idempotency_key: key.into(),
@@ -137,7 +137,7 @@ fn engine(
         Alerts::new(vec![Arc::new(sink.clone())]),
         &bid("b"),
     );
-    engine.register("crm", target);
+    engine.register(System::AmoCrm, target);
     engine
 }
 
@@ -167,7 +167,7 @@ async fn claim(
     lease: Duration,
     now: DateTime<Utc>,
 ) -> Vec<Job> {
-    let systems = vec!["crm".to_string()];
+    let systems = vec![System::AmoCrm];
     let businesses = vec!["b".to_string()];
     queue
         .claim(worker, &businesses, &systems, limit, lease, now)
@@ -203,7 +203,7 @@ fn entry(job_id: i64, attempt: i64, outcome: &str) -> journal::JournalEntry {
     journal::JournalEntry {
         at: t0(),
         business_id: "b".into(),
-        system: "crm".into(),
+        system: System::AmoCrm,
         operation: "create_lead".into(),
         job_id,
         attempt,

@@ -39,22 +39,20 @@ async fn the_journal_is_append_only() {
 async fn integration_health_is_down_while_an_outage_is_open() {
     for store in testing::all().await {
         let now = t0();
-        let systems: Vec<String> = ["amocrm", "telegram", "yclients"]
-            .map(String::from)
-            .to_vec();
+        let systems = vec![System::AmoCrm, System::Telegram, System::Yclients];
         let mut conn = store.pool().acquire().await.unwrap();
         for (system, outcome) in [
-            ("amocrm", "transient"),
-            ("telegram", "delivered"),
-            ("telegram", "transient"),
-            ("yclients", "permanent"),
+            (System::AmoCrm, "transient"),
+            (System::Telegram, "delivered"),
+            (System::Telegram, "transient"),
+            (System::Yclients, "permanent"),
         ] {
             crate::sync::journal::insert_journal_in(
                 &mut conn,
                 &crate::sync::journal::JournalEntry {
                     at: now,
                     business_id: "b1".into(),
-                    system: system.into(),
+                    system,
                     operation: "op".into(),
                     job_id: 1,
                     attempt: 1,
@@ -71,7 +69,7 @@ async fn integration_health_is_down_while_an_outage_is_open() {
         health::record_failure(
             &store,
             &bid("b1"),
-            "amocrm",
+            health::Outage::Down(System::AmoCrm),
             "HTTP 503",
             Duration::ZERO,
             now,
@@ -82,7 +80,7 @@ async fn integration_health_is_down_while_an_outage_is_open() {
         health::record_failure(
             &store,
             &bid("b2"),
-            "yclients",
+            health::Outage::Down(System::Yclients),
             "HTTP 500",
             Duration::ZERO,
             now,
@@ -99,23 +97,28 @@ async fn integration_health_is_down_while_an_outage_is_open() {
         )
         .await
         .unwrap();
-        let by = |s: &str| states.iter().find(|h| h.system == s).unwrap().clone();
-        let amo = by("amocrm");
+        let by = |s: System| states.iter().find(|h| h.system == s).unwrap().clone();
+        let amo = by(System::AmoCrm);
         assert_eq!(amo.state, health::Health::Down);
         assert_eq!(amo.since, Some(now));
         assert_eq!(amo.last_error.as_deref(), Some("HTTP 503"));
         assert_eq!((amo.delivered, amo.failed), (0, 1));
-        assert_eq!(by("telegram").state, health::Health::Degraded);
-        assert_eq!(by("yclients").state, health::Health::Up);
+        assert_eq!(by(System::Telegram).state, health::Health::Degraded);
+        assert_eq!(by(System::Yclients).state, health::Health::Up);
 
         // A refused credential is the system's outage too; a delivery ends both.
-        health::record_success(&store, &bid("b1"), "amocrm", later)
-            .await
-            .unwrap();
+        health::record_success(
+            &store,
+            &bid("b1"),
+            health::Outage::Down(System::AmoCrm),
+            later,
+        )
+        .await
+        .unwrap();
         health::record_failure(
             &store,
             &bid("b1"),
-            "amocrm#auth",
+            health::Outage::Auth(System::AmoCrm),
             "HTTP 401",
             Duration::ZERO,
             later,
@@ -133,9 +136,14 @@ async fn integration_health_is_down_while_an_outage_is_open() {
         .unwrap();
         assert_eq!(states[0].state, health::Health::Down);
         assert_eq!(states[0].last_error.as_deref(), Some("HTTP 401"));
-        health::record_success(&store, &bid("b1"), "amocrm#auth", later)
-            .await
-            .unwrap();
+        health::record_success(
+            &store,
+            &bid("b1"),
+            health::Outage::Auth(System::AmoCrm),
+            later,
+        )
+        .await
+        .unwrap();
         let states = health::integration_health(
             &store,
             &bid("b1"),
@@ -230,7 +238,7 @@ async fn an_outage_alert_arrives_as_one_email_naming_the_system_in_its_subject()
             ]),
             &bid("b"),
         );
-        engine.register("crm", target);
+        engine.register(System::AmoCrm, target);
         engine
             .queue()
             .enqueue(&job("k0", None), t0())
@@ -256,7 +264,7 @@ async fn an_outage_alert_arrives_as_one_email_naming_the_system_in_its_subject()
             .lines()
             .find_map(|l| l.strip_prefix("Subject: "))
             .unwrap_or_else(|| panic!("a subject in {data}"));
-        assert_eq!(subject, "zapis: crm is down (b)");
+        assert_eq!(subject, "zapis: amocrm is down (b)");
         assert!(
             data.contains("From: Zapis <alerts@salon.example>"),
             "{data}"

@@ -1,6 +1,7 @@
 //! The queue itself: outbox transactions, ordering keys, claims, leases and purging.
 
 use super::*;
+use crate::store::StoreError;
 
 #[tokio::test]
 async fn a_job_commits_or_rolls_back_with_its_change_and_keys_are_unique() {
@@ -87,7 +88,7 @@ async fn a_completion_claims_the_next_batch_and_unstarted_jobs_go_back_untouched
             ids.push(enqueue(&queue, key, ordering).await);
         }
         let (a, b, c) = (ids[0], ids[1], ids[2]);
-        let systems = vec!["crm".to_string()];
+        let systems = vec![System::AmoCrm];
         let businesses = vec!["b".to_string()];
         let lease = Duration::from_secs(60);
         let first = claim(&queue, "w1", 1, lease, t0()).await;
@@ -212,5 +213,77 @@ async fn purging_removes_only_delivered_jobs_past_retention() {
             assert!(queue.job(*id).await.unwrap().is_some(), "job {id} kept");
         }
         assert_eq!(queue.purge_done(cutoff).await.unwrap(), 0);
+    }
+}
+
+/// Only zapis writes system names, so a row naming one it does not know was written by hand or
+/// by a newer zapis: it reads back as a corrupt row naming the value, never as a guess or a
+/// panic, and a worker never claims it (claims ask for the systems it has handlers for).
+#[tokio::test]
+async fn a_row_naming_an_unknown_system_reads_as_corrupt_naming_the_name() {
+    for store in testing::all().await {
+        let queue = Queue::new(store.clone());
+        let id = queue
+            .enqueue(&job("k1", None), t0())
+            .await
+            .unwrap()
+            .unwrap();
+        sqlx::query("UPDATE sync_jobs SET system = 'flaky' WHERE id = $1")
+            .bind(id)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let errors = [
+            queue.job(id).await.expect_err("the job"),
+            queue.stats().await.expect_err("the counts"),
+            queue.counts_of(&bid("b")).await.expect_err("the gauges"),
+        ];
+        for err in errors {
+            assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+            assert!(err.to_string().contains("`flaky`"), "{err}");
+        }
+        let claimed = queue
+            .claim(
+                "w1",
+                &["b".to_string()],
+                &System::ALL,
+                10,
+                Duration::from_secs(60),
+                t0(),
+            )
+            .await
+            .expect("a claim skips what no handler asked for");
+        assert!(claimed.is_empty(), "{claimed:?}");
+
+        let entry = crate::sync::journal::JournalEntry {
+            at: t0(),
+            business_id: "b".into(),
+            system: System::AmoCrm,
+            operation: "create_lead".into(),
+            job_id: id,
+            attempt: 1,
+            outcome: "delivered".into(),
+            http_status: None,
+            duration_ms: 1,
+            error: None,
+        };
+        crate::sync::journal::insert_journal(&store, &entry)
+            .await
+            .unwrap();
+        let read = read_journal(&store, &JournalFilter::default()).await;
+        assert_eq!(read.unwrap(), vec![entry]);
+        // The journal is append-only: the odd row is a new one.
+        sqlx::query(
+            "INSERT INTO sync_journal (at, business_id, system, operation, job_id, attempt, \
+               outcome, http_status, duration_ms, error) \
+             VALUES (1, 'b', 'test', 'op', 0, 1, 'delivered', NULL, 1, NULL)",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let err = read_journal(&store, &JournalFilter::default())
+            .await
+            .expect_err("the journal");
+        assert!(err.to_string().contains("`test`"), "{err}");
     }
 }

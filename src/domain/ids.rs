@@ -13,6 +13,122 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// What an id type holding an `Arc<str>` with a `parse(&str) -> Result<Self, $err>` shares:
+/// parsing from strings and serde (through `parse`, so nothing unchecked gets in), read-only
+/// string access (`Deref`, `AsRef`; `Borrow` so maps keyed by id are looked up with a `&str`),
+/// comparison with strings, and `Display` that pads like a `str` does (listings such as
+/// `zapis queue` and `zapis business list` align ids in `{:<16}` columns).
+macro_rules! string_id {
+    ($id:ident, $err:ident) => {
+        impl FromStr for $id {
+            type Err = $err;
+            fn from_str(s: &str) -> Result<$id, $err> {
+                $id::parse(s)
+            }
+        }
+
+        impl TryFrom<String> for $id {
+            type Error = $err;
+            fn try_from(s: String) -> Result<$id, $err> {
+                $id::parse(&s)
+            }
+        }
+
+        impl TryFrom<&str> for $id {
+            type Error = $err;
+            fn try_from(s: &str) -> Result<$id, $err> {
+                $id::parse(s)
+            }
+        }
+
+        impl Deref for $id {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $id {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Borrow<str> for $id {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $id {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $id {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+
+        impl PartialEq<str> for $id {
+            fn eq(&self, other: &str) -> bool {
+                &*self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $id {
+            fn eq(&self, other: &&str) -> bool {
+                &*self.0 == *other
+            }
+        }
+
+        impl PartialEq<String> for $id {
+            fn eq(&self, other: &String) -> bool {
+                *self.0 == **other
+            }
+        }
+
+        impl PartialEq<$id> for str {
+            fn eq(&self, other: &$id) -> bool {
+                self == &*other.0
+            }
+        }
+
+        impl PartialEq<$id> for &str {
+            fn eq(&self, other: &$id) -> bool {
+                *self == &*other.0
+            }
+        }
+
+        impl PartialEq<$id> for String {
+            fn eq(&self, other: &$id) -> bool {
+                **self == *other.0
+            }
+        }
+
+        impl From<$id> for String {
+            fn from(id: $id) -> String {
+                id.0.to_string()
+            }
+        }
+
+        impl Serialize for $id {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $id {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<$id, D::Error> {
+                let s = String::deserialize(d)?;
+                $id::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 /// One deployment may host many businesses; every row carries this id. It is also a path
 /// segment of the business's URLs (`/webhooks/<id>/…`, `/console/b/<id>/…`) and, in a
 /// deployment of several, the name of its file, so only ids usable there are accepted.
@@ -79,117 +195,7 @@ fn problem_with(id: &str) -> Option<&'static str> {
     None
 }
 
-impl FromStr for BusinessId {
-    type Err = InvalidBusinessId;
-    fn from_str(s: &str) -> Result<BusinessId, InvalidBusinessId> {
-        BusinessId::parse(s)
-    }
-}
-
-impl TryFrom<String> for BusinessId {
-    type Error = InvalidBusinessId;
-    fn try_from(s: String) -> Result<BusinessId, InvalidBusinessId> {
-        BusinessId::parse(&s)
-    }
-}
-
-impl TryFrom<&str> for BusinessId {
-    type Error = InvalidBusinessId;
-    fn try_from(s: &str) -> Result<BusinessId, InvalidBusinessId> {
-        BusinessId::parse(s)
-    }
-}
-
-/// Read-only string access, so formatting, logging and SQL binding need no conversion; the
-/// other way (a `&str` where a `BusinessId` is wanted) still goes through [`BusinessId::parse`].
-impl Deref for BusinessId {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for BusinessId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Lets maps keyed by id be looked up with a `&str`.
-impl Borrow<str> for BusinessId {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Pads like a `str` does: listings (`zapis queue`, `zapis business list`) align ids in
-/// `{:<16}` columns, as they did when the id was a string.
-impl fmt::Display for BusinessId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
-    }
-}
-
-impl fmt::Debug for BusinessId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl PartialEq<str> for BusinessId {
-    fn eq(&self, other: &str) -> bool {
-        &*self.0 == other
-    }
-}
-
-impl PartialEq<&str> for BusinessId {
-    fn eq(&self, other: &&str) -> bool {
-        &*self.0 == *other
-    }
-}
-
-impl PartialEq<String> for BusinessId {
-    fn eq(&self, other: &String) -> bool {
-        *self.0 == **other
-    }
-}
-
-impl PartialEq<BusinessId> for str {
-    fn eq(&self, other: &BusinessId) -> bool {
-        self == &*other.0
-    }
-}
-
-impl PartialEq<BusinessId> for &str {
-    fn eq(&self, other: &BusinessId) -> bool {
-        *self == &*other.0
-    }
-}
-
-impl PartialEq<BusinessId> for String {
-    fn eq(&self, other: &BusinessId) -> bool {
-        **self == *other.0
-    }
-}
-
-impl From<BusinessId> for String {
-    fn from(id: BusinessId) -> String {
-        id.0.to_string()
-    }
-}
-
-impl Serialize for BusinessId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for BusinessId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<BusinessId, D::Error> {
-        let s = String::deserialize(d)?;
-        BusinessId::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
+string_id!(BusinessId, InvalidBusinessId);
 
 /// A booking (record) as the schedule knows it: the id YClients, Dikidi or the demo schedule
 /// gave it, which we keep to read, move or cancel it there. The vendor decides its shape (a
@@ -250,114 +256,7 @@ impl BookingId {
     }
 }
 
-impl FromStr for BookingId {
-    type Err = InvalidBookingId;
-    fn from_str(s: &str) -> Result<BookingId, InvalidBookingId> {
-        BookingId::parse(s)
-    }
-}
-
-impl TryFrom<String> for BookingId {
-    type Error = InvalidBookingId;
-    fn try_from(s: String) -> Result<BookingId, InvalidBookingId> {
-        BookingId::parse(&s)
-    }
-}
-
-impl TryFrom<&str> for BookingId {
-    type Error = InvalidBookingId;
-    fn try_from(s: &str) -> Result<BookingId, InvalidBookingId> {
-        BookingId::parse(s)
-    }
-}
-
-/// Read-only string access for formatting, logging and SQL binding, as [`BusinessId`] has.
-impl Deref for BookingId {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for BookingId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Lets maps keyed by id be looked up with a `&str`.
-impl Borrow<str> for BookingId {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for BookingId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
-    }
-}
-
-impl fmt::Debug for BookingId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl PartialEq<str> for BookingId {
-    fn eq(&self, other: &str) -> bool {
-        &*self.0 == other
-    }
-}
-
-impl PartialEq<&str> for BookingId {
-    fn eq(&self, other: &&str) -> bool {
-        &*self.0 == *other
-    }
-}
-
-impl PartialEq<String> for BookingId {
-    fn eq(&self, other: &String) -> bool {
-        *self.0 == **other
-    }
-}
-
-impl PartialEq<BookingId> for str {
-    fn eq(&self, other: &BookingId) -> bool {
-        self == &*other.0
-    }
-}
-
-impl PartialEq<BookingId> for &str {
-    fn eq(&self, other: &BookingId) -> bool {
-        *self == &*other.0
-    }
-}
-
-impl PartialEq<BookingId> for String {
-    fn eq(&self, other: &BookingId) -> bool {
-        **self == *other.0
-    }
-}
-
-impl From<BookingId> for String {
-    fn from(id: BookingId) -> String {
-        id.0.to_string()
-    }
-}
-
-impl Serialize for BookingId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for BookingId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<BookingId, D::Error> {
-        let s = String::deserialize(d)?;
-        BookingId::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
+string_id!(BookingId, InvalidBookingId);
 
 /// A schedule's record id written in a test, where a bad one is the test's own mistake.
 #[cfg(test)]

@@ -1,6 +1,10 @@
 //! Full conversations through the dialog engine on one thread, persisting the state as JSON
-//! between steps like the runtime does. Prints user inputs/s (min / median / max over rounds)
-//! and the size of the persisted state.
+//! like the runtime does: read once when a user input arrives, written once when its steps
+//! (the input and the answers to the commands it issued) are done (`Conversations::handle`).
+//! Prints user inputs/s (min / median / max over rounds) and the size of the persisted state.
+//! Beside it, in interleaved rounds, the same conversations with the state read and written
+//! around every engine step, as this bench measured before: an upper bound on what the JSON
+//! costs, for comparison with earlier figures.
 //!
 //! The commands the engine issues are answered by an in-memory schedule. Its catalogue
 //! (40 services, 6 masters) is cloned before each round's clock starts, one copy per load
@@ -208,6 +212,8 @@ struct Stats {
 
 struct Dialog<'a> {
     json: String,
+    /// Read and write the state around every step rather than every user input.
+    per_step: bool,
     ctx: &'a Context,
     world: &'a mut World,
     stock: &'a mut Stock,
@@ -218,15 +224,16 @@ struct Dialog<'a> {
 impl Dialog<'_> {
     fn send(&mut self, input: Input) {
         self.stats.user_inputs += 1;
+        let mut state: DialogState = serde_json::from_str(&self.json).expect("state");
         let mut queue = vec![input];
         while let Some(input) = queue.pop() {
-            let state: DialogState = serde_json::from_str(&self.json).expect("state");
-            let (state, out) = step(state, input, self.ctx);
-            self.json = serde_json::to_string(&state).expect("json");
+            let (next, out) = step(state, input, self.ctx);
+            state = next;
             self.stats.steps += 1;
-            self.stats.json_total += self.json.len() as u64;
-            self.stats.json_count += 1;
-            self.stats.json_max = self.stats.json_max.max(self.json.len());
+            if self.per_step {
+                self.persist(&state);
+                state = serde_json::from_str(&self.json).expect("state");
+            }
             if let Some(r) = out
                 .replies
                 .into_iter()
@@ -247,6 +254,16 @@ impl Dialog<'_> {
                 queue.push(Input::Loaded(loaded));
             }
         }
+        if !self.per_step {
+            self.persist(&state);
+        }
+    }
+
+    fn persist(&mut self, state: &DialogState) {
+        self.json = serde_json::to_string(state).expect("json");
+        self.stats.json_total += self.json.len() as u64;
+        self.stats.json_count += 1;
+        self.stats.json_max = self.stats.json_max.max(self.json.len());
     }
 
     fn press(&mut self, label: &str) {
@@ -268,11 +285,19 @@ impl Dialog<'_> {
 }
 
 /// One client: books twice (a master, then any master), lists, reschedules and cancels.
-fn conversation(ctx: &Context, world: &mut World, stock: &mut Stock, stats: &mut Stats, n: usize) {
+fn conversation(
+    ctx: &Context,
+    world: &mut World,
+    stock: &mut Stock,
+    stats: &mut Stats,
+    n: usize,
+    per_step: bool,
+) {
     let ru = |k: &str| t(Lang::Ru, k);
     world.bookings.clear();
     let mut d = Dialog {
         json: "{}".into(),
+        per_step,
         ctx,
         world,
         stock,
@@ -333,6 +358,72 @@ fn spread(xs: &[f64]) -> (f64, f64, f64) {
     (v[0], v[v.len() / 2], v[v.len() - 1])
 }
 
+/// The figures of one way of persisting, over rounds.
+#[derive(Default)]
+struct Series {
+    inputs: Vec<f64>,
+    steps: Vec<f64>,
+    engine: Vec<f64>,
+    last: Stats,
+}
+
+fn round(
+    ctx: &Context,
+    world: &mut World,
+    loads: (usize, usize),
+    dialogs: usize,
+    per_step: bool,
+    series: &mut Series,
+) {
+    let mut stock = Stock {
+        services: (0..loads.0 * dialogs)
+            .map(|_| world.services.clone())
+            .collect(),
+        masters: (0..loads.1 * dialogs).map(|_| world.masters.clone()).collect(),
+    };
+    let mut stats = Stats::default();
+    let started = Instant::now();
+    for n in 0..dialogs {
+        conversation(black_box(ctx), world, &mut stock, &mut stats, n, per_step);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    assert!(
+        stock.services.is_empty() && stock.masters.is_empty(),
+        "every conversation loads the catalogue the same number of times"
+    );
+    series.inputs.push(stats.user_inputs as f64 / secs);
+    series.steps.push(stats.steps as f64 / secs);
+    series
+        .engine
+        .push(stats.user_inputs as f64 / (secs - stats.answering.as_secs_f64()));
+    series.last = stats;
+}
+
+fn report(title: &str, dialogs: usize, series: &Series) {
+    let stats = &series.last;
+    println!(
+        "  {title} ({:.1} user inputs and {:.1} steps a conversation)",
+        stats.user_inputs as f64 / dialogs as f64,
+        stats.steps as f64 / dialogs as f64
+    );
+    let (a, b, c) = spread(&series.inputs);
+    println!("    user inputs/s                          {a:>9.0} / {b:>9.0} / {c:>9.0}");
+    let (a, b, c) = spread(&series.steps);
+    println!("    engine steps/s (incl. command answers) {a:>9.0} / {b:>9.0} / {c:>9.0}");
+    let (a, b, c) = spread(&series.engine);
+    println!(
+        "    user inputs/s, answering time removed  {a:>9.0} / {b:>9.0} / {c:>9.0}   \
+         (last round: {:.0} ms of answering)",
+        stats.answering.as_secs_f64() * 1000.0
+    );
+    println!(
+        "    persisted state JSON: avg {:.0} bytes, max {} bytes (over {} writes)",
+        stats.json_total as f64 / stats.json_count as f64,
+        stats.json_max,
+        stats.json_count
+    );
+}
+
 fn main() {
     let ctx = ctx();
     let rounds = env_usize("ZAPIS_BENCH_ROUNDS", 7).max(1);
@@ -340,54 +431,28 @@ fn main() {
     let mut world = World::new();
     // Warm up the Fluent bundles and the allocator, and learn how many loads a round asks for.
     let mut warm = Stats::default();
-    conversation(&ctx, &mut world, &mut Stock::default(), &mut warm, 0);
-    let (services_loads, masters_loads) = (warm.services_loads, warm.masters_loads);
-    let (mut inputs_rate, mut steps_rate, mut engine_rate) = (Vec::new(), Vec::new(), Vec::new());
-    let mut last = Stats::default();
-    for _ in 0..rounds {
-        let mut stock = Stock {
-            services: (0..services_loads * dialogs)
-                .map(|_| world.services.clone())
-                .collect(),
-            masters: (0..masters_loads * dialogs)
-                .map(|_| world.masters.clone())
-                .collect(),
-        };
-        let mut stats = Stats::default();
-        let started = Instant::now();
-        for n in 0..dialogs {
-            conversation(black_box(&ctx), &mut world, &mut stock, &mut stats, n);
+    conversation(&ctx, &mut world, &mut Stock::default(), &mut warm, 0, false);
+    let loads = (warm.services_loads, warm.masters_loads);
+    let (mut per_input, mut per_step) = (Series::default(), Series::default());
+    for r in 0..rounds {
+        // Alternate which way goes first, so neither always runs on a warmer machine.
+        for first in [r % 2 == 0, r % 2 != 0] {
+            let series = if first { &mut per_step } else { &mut per_input };
+            round(&ctx, &mut world, loads, dialogs, first, series);
         }
-        let secs = started.elapsed().as_secs_f64();
-        assert!(
-            stock.services.is_empty() && stock.masters.is_empty(),
-            "every conversation loads the catalogue the same number of times"
-        );
-        inputs_rate.push(stats.user_inputs as f64 / secs);
-        steps_rate.push(stats.steps as f64 / secs);
-        engine_rate.push(stats.user_inputs as f64 / (secs - stats.answering.as_secs_f64()));
-        last = stats;
     }
-    let stats = last;
     println!(
-        "dialog engine, one thread, {rounds} rounds of {dialogs} full conversations \
-         ({:.1} user inputs each, JSON state round-trip per step); min / median / max",
-        stats.user_inputs as f64 / dialogs as f64
+        "dialog engine, one thread, {rounds} interleaved rounds of {dialogs} full conversations \
+         each way; min / median / max"
     );
-    let (a, b, c) = spread(&inputs_rate);
-    println!("  user inputs/s                          {a:>9.0} / {b:>9.0} / {c:>9.0}");
-    let (a, b, c) = spread(&steps_rate);
-    println!("  engine steps/s (incl. command answers) {a:>9.0} / {b:>9.0} / {c:>9.0}");
-    let (a, b, c) = spread(&engine_rate);
-    println!(
-        "  user inputs/s, answering time removed  {a:>9.0} / {b:>9.0} / {c:>9.0}   \
-         (last round: {:.0} ms of answering)",
-        stats.answering.as_secs_f64() * 1000.0
+    report(
+        "state JSON read and written once a user input, as the runtime does",
+        dialogs,
+        &per_input,
     );
-    println!(
-        "  persisted state JSON: avg {:.0} bytes, max {} bytes (over {} steps)",
-        stats.json_total as f64 / stats.json_count as f64,
-        stats.json_max,
-        stats.json_count
+    report(
+        "state JSON read and written around every step (this bench's earlier way)",
+        dialogs,
+        &per_step,
     );
 }

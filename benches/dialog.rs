@@ -379,7 +379,9 @@ fn round(
         services: (0..loads.0 * dialogs)
             .map(|_| world.services.clone())
             .collect(),
-        masters: (0..loads.1 * dialogs).map(|_| world.masters.clone()).collect(),
+        masters: (0..loads.1 * dialogs)
+            .map(|_| world.masters.clone())
+            .collect(),
     };
     let mut stats = Stats::default();
     let started = Instant::now();

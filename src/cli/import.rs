@@ -63,6 +63,11 @@ pub(super) async fn import(args: ImportArgs) -> anyhow::Result<()> {
                 bail!("--into yclients needs a [booking.yclients] section in the configuration");
             };
             let client = crate::booking::yclients::Yclients::new(yc, clock.clone());
+            // `zapis run` on the same store is another process calling from this address. A
+            // dry run opens no store (it must not create one) and keeps the process's pace.
+            if let Some(store) = &store {
+                client.share_pace_through(store);
+            }
             Arc::new(YclientsTarget::new(client).map_err(|e| anyhow::anyhow!(e))?)
         }
     };

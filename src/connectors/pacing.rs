@@ -3,10 +3,11 @@
 //! of one account (a business's booking client and its import, or two businesses behind one
 //! partner token) must not each spend the whole allowance.
 //!
-//! Several instances on one PostgreSQL store share it too: a [`Pacer`] told to
-//! ([`Pacer::share_through`]) also takes each request's turn from the account's row in the
-//! store (`Store::take_pace_turn`, one atomic statement), so the instances together keep the
-//! vendor's pace. The process's own limiter still spaces its requests first; the row adds the
+//! Every process on one store shares it too (instances on PostgreSQL, or `zapis run` and a
+//! `zapis import` on one SQLite file, or a process restarted within the vendor's second): a
+//! [`Pacer`] told to ([`Pacer::share_through`]) also takes each request's turn from the
+//! account's row in the store (`Store::take_pace_turn`, one atomic statement), so the
+//! processes together keep the vendor's pace. The process's own limiter still spaces its requests first; the row adds the
 //! wait the other instances' requests call for. A store that cannot answer costs the shared
 //! part only: the request leaves at the process's pace, and the warning says so.
 
@@ -113,6 +114,8 @@ pub struct Pacer {
     local: DefaultDirectRateLimiter,
     window: Option<Window>,
     shared: std::sync::OnceLock<crate::store::Store>,
+    /// The shared pace failed and said so; quiet until it answers again.
+    shared_failed: std::sync::atomic::AtomicBool,
 }
 
 /// The places of a [`Pace::Window`]: requests whose answer is not in yet, and when the others'
@@ -214,6 +217,7 @@ impl Pacer {
             local: RateLimiter::direct(pace.quota()),
             window,
             shared: std::sync::OnceLock::new(),
+            shared_failed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -264,15 +268,31 @@ impl Pacer {
             .take_pace_turn(&self.account, now_ms, period_ms, burst)
             .await
         {
-            Ok(0) => {}
             Ok(wait) => {
-                tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await
+                self.shared_failed
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                if wait > 0 {
+                    tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
+                        .await
+                }
             }
-            Err(e) => tracing::warn!(
-                account = %self.account,
-                error = %e,
-                "cannot take a turn from the shared pace; this request keeps the process's own"
-            ),
+            // Once an outage: a store without the table (a dry run's, opened without
+            // migrating) would otherwise warn on every request.
+            Err(e)
+                if !self
+                    .shared_failed
+                    .swap(true, std::sync::atomic::Ordering::Relaxed) =>
+            {
+                tracing::warn!(
+                    account = %self.account,
+                    error = %e,
+                    "cannot take a turn from the shared pace; requests keep the process's own \
+                     pace until it answers"
+                )
+            }
+            Err(e) => {
+                tracing::debug!(account = %self.account, error = %e, "shared pace unanswered")
+            }
         }
     }
 
@@ -280,12 +300,6 @@ impl Pacer {
     pub fn check(&self) -> bool {
         self.local.check().is_ok()
     }
-}
-
-/// Whether clients on `store` keep their vendors' pace with every instance sharing it: on
-/// PostgreSQL, where several instances run; a SQLite store has one.
-pub fn shares_pace(store: &crate::store::Store) -> bool {
-    store.backend() == crate::store::Backend::Postgres
 }
 
 /// The pacer of `account` (a vendor name and what the vendor counts by, e.g. its origin) at
@@ -447,14 +461,29 @@ mod tests {
     /// on its own pace would put ten in a second.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn instances_sharing_a_store_keep_one_pace_between_them() {
-        for store in crate::store::testing::all().await {
+        // Two processes on one SQLite file (`zapis run` beside `zapis import`) each open the
+        // store on their own: two handles, nothing shared in memory but the file.
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = format!("sqlite://{}", dir.path().join("zapis.db").display());
+        let mut pairs = vec![(
+            crate::store::Store::connect(&file).await.expect("a store"),
+            crate::store::Store::connect(&file)
+                .await
+                .expect("the same store again"),
+        )];
+        pairs.extend(
+            crate::store::testing::postgres()
+                .await
+                .map(|store| (store.clone(), store)),
+        );
+        for (store_one, store_two) in pairs {
             let pace = Pace::per_second(5);
             let (one, two) = (
                 Arc::new(Pacer::new("vendor|shared", pace)),
                 Arc::new(Pacer::new("vendor|shared", pace)),
             );
-            one.share_through(&store);
-            two.share_through(&store);
+            one.share_through(&store_one);
+            two.share_through(&store_two);
             let started = std::time::Instant::now();
             let calls = (0..12).map(|i| {
                 let pacer = if i % 2 == 0 { one.clone() } else { two.clone() };

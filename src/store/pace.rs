@@ -2,11 +2,19 @@
 //! taken by one atomic statement on the account's row, the generic cell rate algorithm with the
 //! row as its clock, so instances sharing the store together keep within the vendor's pace.
 
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError};
+
+/// The database's own clock in milliseconds when the statement runs: a statement that waited
+/// for the write lock (another process's long transaction) must not take a turn by the time it
+/// was asked, or the turn lies in the past and its request bunches against the next.
+const SQLITE_NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+const POSTGRES_NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 impl Store {
-    /// Takes the next turn of `account` for a request at `now_ms`, with one request per
-    /// `period_ms` and up to `burst` at once; returns how many milliseconds to wait for it.
+    /// Takes the next turn of `account` for a request asked for at `now_ms`, with one request
+    /// per `period_ms` and up to `burst` at once; returns how many milliseconds to wait for it
+    /// from when the answer is in. The turn is counted from the later of `now_ms` and the
+    /// database's clock as the statement runs.
     pub async fn take_pace_turn(
         &self,
         account: &str,
@@ -14,18 +22,31 @@ impl Store {
         period_ms: i64,
         burst: i64,
     ) -> Result<i64, StoreError> {
-        let next_at: i64 = sqlx::query_scalar(
-            "INSERT INTO vendor_pace (account, next_at) VALUES ($1, $2 + $3) \
-             ON CONFLICT (account) DO UPDATE SET next_at = \
-               CASE WHEN vendor_pace.next_at < $2 THEN $2 + $3 ELSE vendor_pace.next_at + $3 END \
-             RETURNING next_at",
-        )
-        .bind(account)
-        .bind(now_ms)
-        .bind(period_ms)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((next_at - burst.max(1) * period_ms - now_ms).max(0))
+        let sql = match self.backend {
+            Backend::Sqlite => format!(
+                "WITH t(now) AS (SELECT max($2, {SQLITE_NOW_MS})) \
+                 INSERT INTO vendor_pace (account, next_at) SELECT $1, now + $3 FROM t WHERE true \
+                 ON CONFLICT (account) DO UPDATE SET next_at = \
+                   CASE WHEN vendor_pace.next_at < (SELECT now FROM t) \
+                     THEN (SELECT now FROM t) + $3 ELSE vendor_pace.next_at + $3 END \
+                 RETURNING next_at, (SELECT now FROM t)"
+            ),
+            Backend::Postgres => format!(
+                "WITH t(now) AS (SELECT GREATEST($2::bigint, {POSTGRES_NOW_MS})) \
+                 INSERT INTO vendor_pace (account, next_at) SELECT $1, now + $3 FROM t \
+                 ON CONFLICT (account) DO UPDATE SET next_at = \
+                   CASE WHEN vendor_pace.next_at < (SELECT now FROM t) \
+                     THEN (SELECT now FROM t) + $3 ELSE vendor_pace.next_at + $3 END \
+                 RETURNING next_at, (SELECT now FROM t)"
+            ),
+        };
+        let (next_at, now): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(now_ms)
+            .bind(period_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((next_at - burst.max(1) * period_ms - now).max(0))
     }
 }
 
@@ -34,7 +55,8 @@ mod tests {
     #[tokio::test]
     async fn turns_are_spaced_by_the_period_after_the_burst_on_every_backend() {
         for store in crate::store::testing::all().await {
-            let t = 1_000_000;
+            // Ahead of the database's clock, so turns count from it and waits are exact.
+            let t = chrono::Utc::now().timestamp_millis() + 86_400_000;
             // One a period, no burst: the second waits a period, the third two.
             let waits: Vec<i64> =
                 futures::future::join_all((0..3).map(|_| store.take_pace_turn("even", t, 200, 1)))
@@ -61,6 +83,25 @@ mod tests {
                 store.take_pace_turn("bursty", t, 500, 3).await.unwrap(),
                 500
             );
+        }
+    }
+
+    /// A turn asked for a while ago (the statement waited for another process's write) is
+    /// counted from when it runs: it cannot land in the past, where it would bunch up against
+    /// the turn after it.
+    #[tokio::test]
+    async fn a_turn_asked_for_late_counts_from_the_databases_clock() {
+        for store in crate::store::testing::all().await {
+            let asked = chrono::Utc::now().timestamp_millis() - 5_000;
+            assert_eq!(
+                store.take_pace_turn("late", asked, 300, 1).await.unwrap(),
+                0
+            );
+            // Another process asks now. Had the first turn been counted from its stale moment,
+            // its slot would have passed and this one would go at once, beside it.
+            let now = chrono::Utc::now().timestamp_millis();
+            let wait = store.take_pace_turn("late", now, 300, 1).await.unwrap();
+            assert!((250..=300).contains(&wait), "{wait}");
         }
     }
 }

@@ -118,12 +118,11 @@ pub(super) struct Answer {
 }
 
 impl Yclients {
-    /// Keeps YClients' per-address pace with every instance sharing `store` (on PostgreSQL):
-    /// an agency's salons behind one egress address stay within 5 a second together.
+    /// Keeps YClients' per-address pace with every process sharing `store`: an agency's salons
+    /// behind one egress address stay within 5 a second together, across instances and
+    /// restarts.
     pub fn share_pace_through(&self, store: &crate::store::Store) {
-        if pacing::shares_pace(store) {
-            self.limiter.share_through(store);
-        }
+        self.limiter.share_through(store);
     }
 
     pub fn new(config: &YclientsConfig, clock: Arc<dyn Clock>) -> Yclients {

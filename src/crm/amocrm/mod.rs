@@ -244,8 +244,8 @@ impl AmoCrm {
         business_id: &BusinessId,
         clock: Arc<dyn Clock>,
     ) -> Result<AmoCrm, CrmError> {
-        // Instances sharing a PostgreSQL store share the account's pace too.
-        let shared_pace = crate::connectors::pacing::shares_pace(&store).then(|| store.clone());
+        // Every process on the store shares the account's pace too.
+        let shared_pace = store.clone();
         config
             .validate()
             .map_err(|e| CrmError::permanent(e.to_string()))?;
@@ -274,9 +274,7 @@ impl AmoCrm {
             }
         };
         let limiter = limiter_for(&config.base_url, config.max_requests_per_second);
-        if let Some(store) = &shared_pace {
-            limiter.share_through(store);
-        }
+        limiter.share_through(&shared_pace);
         Ok(AmoCrm {
             inner: Arc::new(Inner {
                 config,

@@ -177,8 +177,8 @@ impl Bitrix24 {
         business_id: &BusinessId,
         clock: Arc<dyn Clock>,
     ) -> Result<Bitrix24, CrmError> {
-        // Instances sharing a PostgreSQL store share the account's pace too.
-        let shared_pace = crate::connectors::pacing::shares_pace(&store).then(|| store.clone());
+        // Every process on the store shares the account's pace too.
+        let shared_pace = store.clone();
         config
             .validate()
             .map_err(|e| CrmError::permanent(e.to_string()))?;
@@ -216,9 +216,7 @@ impl Bitrix24 {
             (None, None) => return Err(bad("webhook_url")),
         };
         let limiter = limiter_for(&portal, config.max_requests_per_second, config.burst);
-        if let Some(store) = &shared_pace {
-            limiter.share_through(store);
-        }
+        limiter.share_through(&shared_pace);
         Ok(Bitrix24 {
             inner: Arc::new(Inner {
                 config,

@@ -156,15 +156,9 @@ pub async fn check_lines(config: &OnecConfig) -> (String, bool) {
             let _ = write_objects(&mut out, &checks);
             (String::from_utf8_lossy(&out).into_owned(), ok)
         }
-        Err(e @ AccountingError::Auth { .. }) => {
-            (format!("onec (odata): bad credentials: {e}\n"), false)
-        }
-        Err(e @ AccountingError::Transient { .. }) => {
-            (format!("onec (odata): unreachable: {e}\n"), false)
-        }
-        Err(e @ AccountingError::Permanent { .. }) => {
-            (format!("onec (odata): misconfigured: {e}\n"), false)
-        }
+        Err(e) if e.is_auth() => (format!("onec (odata): bad credentials: {e}\n"), false),
+        Err(e) if e.is_transient() => (format!("onec (odata): unreachable: {e}\n"), false),
+        Err(e) => (format!("onec (odata): misconfigured: {e}\n"), false),
     }
 }
 

@@ -14,43 +14,61 @@ pub mod stock;
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 
+use crate::connectors::{Failure, Kind};
 use crate::domain::System;
 use crate::sync::DeliveryError;
 
+/// A failed call to the accounting system, with its retry decision. 1C has no outcome of
+/// its own a caller acts on yet (an object not found is a permanent failure with its 404);
+/// one would be a variant beside [`AccountingError::Failed`].
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AccountingError {
-    /// 1C is down, busy or failing inside: worth retrying.
-    #[error("{message}")]
-    Transient {
-        message: String,
-        status: Option<u16>,
-    },
-    /// Retrying cannot help: a wrong object name, a refused attribute, missing mapping.
-    #[error("{message}")]
-    Permanent {
-        message: String,
-        status: Option<u16>,
-    },
-    #[error("{message}")]
-    Auth { message: String },
+    #[error("{0}")]
+    Failed(Failure),
+}
+
+impl AccountingError {
+    pub fn failure(&self) -> &Failure {
+        match self {
+            AccountingError::Failed(f) => f,
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.failure().kind
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        self.failure().status
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.failure().is_transient()
+    }
+
+    pub fn is_auth(&self) -> bool {
+        self.failure().is_auth()
+    }
+
+    pub(crate) fn permanent(message: impl Into<String>) -> AccountingError {
+        AccountingError::Failed(Failure::permanent(message))
+    }
+
+    pub(crate) fn transient(message: impl Into<String>) -> AccountingError {
+        AccountingError::Failed(Failure::transient(message))
+    }
+}
+
+impl From<Failure> for AccountingError {
+    fn from(f: Failure) -> AccountingError {
+        AccountingError::Failed(f)
+    }
 }
 
 impl From<AccountingError> for DeliveryError {
-    fn from(e: AccountingError) -> Self {
+    fn from(e: AccountingError) -> DeliveryError {
         match e {
-            AccountingError::Transient { message, status } => DeliveryError::Transient {
-                message,
-                retry_after: None,
-                http_status: status,
-            },
-            AccountingError::Permanent { message, status } => DeliveryError::Permanent {
-                message,
-                http_status: status,
-            },
-            AccountingError::Auth { message } => DeliveryError::Auth {
-                message,
-                http_status: Some(401),
-            },
+            AccountingError::Failed(f) => f.into(),
         }
     }
 }

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::config::{ObjectNames, OnecConfig, is_guid};
+use crate::connectors::{Failure, Kind, Quirks};
+
 use super::{
     Accounting, AccountingError, CounterpartyRequest, DocKind, DocumentRequest, StockBalance,
 };
@@ -85,10 +87,7 @@ fn literal(s: &str) -> String {
 
 impl OnecOdata {
     pub fn new(config: &OnecConfig) -> Result<OnecOdata, AccountingError> {
-        let missing = |k: &str| AccountingError::Permanent {
-            message: format!("onec.{k} is not set"),
-            status: None,
-        };
+        let missing = |k: &str| AccountingError::permanent(format!("onec.{k} is not set"));
         let mut base = config.base_url.clone().ok_or_else(|| missing("base_url"))?;
         let path = base.path().trim_end_matches('/').to_string();
         let path = if path.ends_with("/odata/standard.odata") {
@@ -99,9 +98,8 @@ impl OnecOdata {
         base.set_path(&path);
         let http = crate::connectors::http::builder(Some(std::time::Duration::from_secs(30)))
             .build()
-            .map_err(|e| AccountingError::Permanent {
-                message: format!("cannot build the HTTP client: {e}"),
-                status: None,
+            .map_err(|e| {
+                AccountingError::permanent(format!("cannot build the HTTP client: {e}"))
             })?;
         Ok(OnecOdata {
             http,
@@ -126,10 +124,7 @@ impl OnecOdata {
         let mut url = self
             .base
             .join(path)
-            .map_err(|e| AccountingError::Permanent {
-                message: format!("bad object path {path:?}: {e}"),
-                status: None,
-            })?;
+            .map_err(|e| AccountingError::permanent(format!("bad object path {path:?}: {e}")))?;
         {
             let mut pairs = url.query_pairs_mut();
             for (k, v) in query {
@@ -153,21 +148,16 @@ impl OnecOdata {
         if let Some(b) = body {
             request = request.json(b);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| AccountingError::Transient {
-                message: format!("1C unreachable: {}", e.without_url()),
-                status: None,
-            })?;
+        let response = request.send().await.map_err(|e| {
+            AccountingError::transient(format!("1C unreachable: {}", e.without_url()))
+        })?;
         let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| AccountingError::Transient {
-                message: format!("1C answer cut off: {}", e.without_url()),
-                status: Some(status.as_u16()),
-            })?;
+        let text = response.text().await.map_err(|e| {
+            AccountingError::from(
+                Failure::transient(format!("1C answer cut off: {}", e.without_url()))
+                    .with_status(status.as_u16()),
+            )
+        })?;
         if status.is_success() {
             return Ok(text);
         }
@@ -182,9 +172,8 @@ impl OnecOdata {
         let mut q = vec![("$format", "json")];
         q.extend_from_slice(query);
         let text = self.call(Method::GET, self.url(path, &q)?, None).await?;
-        serde_json::from_str(&text).map_err(|e| AccountingError::Permanent {
-            message: format!("unexpected answer from 1C for {path}: {e}"),
-            status: None,
+        serde_json::from_str(&text).map_err(|e| {
+            AccountingError::permanent(format!("unexpected answer from 1C for {path}: {e}"))
         })
     }
 
@@ -196,9 +185,10 @@ impl OnecOdata {
                 Some(body),
             )
             .await?;
-        serde_json::from_str(&text).map_err(|e| AccountingError::Permanent {
-            message: format!("1C created {path} but its answer has no Ref_Key: {e}"),
-            status: None,
+        serde_json::from_str(&text).map_err(|e| {
+            AccountingError::permanent(format!(
+                "1C created {path} but its answer has no Ref_Key: {e}"
+            ))
         })
     }
 
@@ -214,12 +204,9 @@ impl OnecOdata {
             .get(service_id)
             .or(self.nomenclature_key.as_ref())
             .map(String::as_str)
-            .ok_or_else(|| AccountingError::Permanent {
-                message: format!(
+            .ok_or_else(|| AccountingError::permanent(format!(
                     "service {service_id:?} has no Номенклатура in onec.services and onec.nomenclature_key is not set"
-                ),
-                status: None,
-            })
+                )))
     }
 
     /// A live counterparty with `value` in the contact-information attribute `field`. Contacts
@@ -244,9 +231,7 @@ impl OnecOdata {
             match found {
                 Ok(c) if !c.deletion_mark => return Ok(Some(c.ref_key)),
                 Ok(_) => {}
-                Err(AccountingError::Permanent {
-                    status: Some(404), ..
-                }) => {}
+                Err(e) if e.kind() == Kind::Permanent && e.status() == Some(404) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -268,9 +253,8 @@ impl OnecOdata {
     }
 }
 
-/// Maps a 1C refusal to the retry decision: credentials → auth; the server busy or failing
-/// (5xx, 429) → transient; anything else (unknown object, bad attribute, validation) →
-/// permanent, keeping 1C's own message.
+/// Maps a 1C refusal to the retry decision by [`OnecQuirks`] and the status, keeping 1C's own
+/// message.
 pub fn classify(status: StatusCode, body: &str) -> AccountingError {
     let detail = serde_json::from_str::<ErrorEnvelope>(body)
         .map(|e| {
@@ -284,21 +268,23 @@ pub fn classify(status: StatusCode, body: &str) -> AccountingError {
             let snippet: String = body.chars().take(200).collect();
             format!("1C answered HTTP {}: {snippet}", status.as_u16())
         });
-    let code = Some(status.as_u16());
-    match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            AccountingError::Auth { message: detail }
+    // 1C's publication sends no Retry-After; none has ever been read.
+    Failure::from_status(&OnecQuirks, status.as_u16(), None, None, detail).into()
+}
+
+/// Where this connector has always read 1C's statuses otherwise than the shared classifier:
+/// the server busy or failing (any 5xx, 429) passes, and everything else that is not about
+/// credentials (an unknown object, a bad attribute, validation, a timeout the publication
+/// reports) is refused. Kept as it was.
+struct OnecQuirks;
+
+impl Quirks for OnecQuirks {
+    fn classify(&self, status: Option<u16>, _: Option<&str>, _: &str) -> Option<Kind> {
+        match status? {
+            501 | 505 => Some(Kind::Transient { retry_after: None }),
+            402 | 408 | 425 => Some(Kind::Permanent),
+            _ => None,
         }
-        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
-            AccountingError::Transient {
-                message: detail,
-                status: code,
-            }
-        }
-        _ => AccountingError::Permanent {
-            message: detail,
-            status: code,
-        },
     }
 }
 
@@ -322,10 +308,9 @@ pub fn parse_entity_sets(edmx: &str) -> Result<Vec<String>, AccountingError> {
             Ok(Event::Eof) => break,
             Ok(_) => {}
             Err(e) => {
-                return Err(AccountingError::Permanent {
-                    message: format!("1C's $metadata is not readable XML: {e}"),
-                    status: None,
-                });
+                return Err(AccountingError::permanent(format!(
+                    "1C's $metadata is not readable XML: {e}"
+                )));
             }
         }
     }
@@ -430,10 +415,10 @@ impl Accounting for OnecOdata {
     ) -> Result<String, AccountingError> {
         let (set, lines_name) = self.doc_names(kind);
         if !is_guid(&doc.counterparty_key) {
-            return Err(AccountingError::Permanent {
-                message: format!("counterparty key {:?} is not a GUID", doc.counterparty_key),
-                status: None,
-            });
+            return Err(AccountingError::permanent(format!(
+                "counterparty key {:?} is not a GUID",
+                doc.counterparty_key
+            )));
         }
         let mut lines = Vec::new();
         let mut total: i64 = 0;
@@ -505,31 +490,72 @@ fn minor_to_number(minor: i64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::DeliveryError;
 
     #[test]
     fn errors_are_sorted_by_what_retrying_can_do() {
         let body = r#"{"odata.error":{"code":"-1","message":{"lang":"ru","value":"Произошла внутренняя ошибка OData сервиса"}}}"#;
         let e = classify(StatusCode::INTERNAL_SERVER_ERROR, body);
-        assert!(matches!(e, AccountingError::Transient { .. }), "{e:?}");
+        assert!(e.is_transient(), "{e:?}");
         assert!(e.to_string().contains("внутренняя ошибка"));
         let e = classify(
             StatusCode::NOT_FOUND,
             r#"{"odata.error":{"code":"0","message":{"lang":"ru-RU","value":"не найдено"}}}"#,
         );
         assert!(
-            matches!(
-                e,
-                AccountingError::Permanent {
-                    status: Some(404),
-                    ..
-                }
-            ),
+            e.kind() == Kind::Permanent && e.status() == Some(404),
             "{e:?}"
         );
         let e = classify(StatusCode::UNAUTHORIZED, "");
-        assert!(matches!(e, AccountingError::Auth { .. }));
+        assert!(e.is_auth());
         let e = classify(StatusCode::BAD_REQUEST, "<html>oops</html>");
         assert!(e.to_string().contains("oops"));
+    }
+
+    fn kind(status: StatusCode) -> Kind {
+        classify(status, "").kind()
+    }
+
+    #[test]
+    fn every_5xx_passes() {
+        for s in [
+            StatusCode::NOT_IMPLEMENTED,
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+        ] {
+            assert_eq!(kind(s), Kind::Transient { retry_after: None }, "{s}");
+        }
+    }
+
+    #[test]
+    fn a_402_is_refused_not_payment_required() {
+        assert_eq!(kind(StatusCode::PAYMENT_REQUIRED), Kind::Permanent);
+    }
+
+    #[test]
+    fn a_408_and_a_425_are_refused() {
+        assert_eq!(kind(StatusCode::REQUEST_TIMEOUT), Kind::Permanent);
+        assert_eq!(kind(StatusCode::TOO_EARLY), Kind::Permanent);
+    }
+
+    #[test]
+    fn the_queue_gets_the_status_1c_gave() {
+        let e = classify(StatusCode::FORBIDDEN, "");
+        assert_eq!(
+            DeliveryError::from(e),
+            DeliveryError::Auth {
+                message: "1C answered HTTP 403: ".into(),
+                http_status: Some(403),
+            }
+        );
+        let e = classify(StatusCode::TOO_MANY_REQUESTS, "");
+        assert_eq!(
+            DeliveryError::from(e),
+            DeliveryError::Transient {
+                message: "1C answered HTTP 429: ".into(),
+                retry_after: None,
+                http_status: Some(429),
+            }
+        );
     }
 
     #[test]

@@ -105,16 +105,32 @@ impl Failure {
         retry_after: Option<Duration>,
         message: impl Into<String>,
     ) -> Failure {
+        Failure::from_answer(quirks, Some(status), code, retry_after, message)
+    }
+
+    /// [`Failure::from_status`] for an error that may come without a status of its own (a
+    /// command inside a batch). Without one only the quirks can judge it, and what they leave
+    /// passes: nothing said the request itself was wrong.
+    pub fn from_answer(
+        quirks: &dyn Quirks,
+        status: Option<u16>,
+        code: Option<&str>,
+        retry_after: Option<Duration>,
+        message: impl Into<String>,
+    ) -> Failure {
         let message = message.into();
-        let kind = match quirks.classify(Some(status), code, &message) {
+        let kind = match quirks.classify(status, code, &message) {
             // A quirk that says "transient" without a hint keeps the vendor's header.
             Some(Kind::Transient { retry_after: None }) => Kind::Transient { retry_after },
             Some(kind) => kind,
-            None => kind_of_status(status, retry_after),
+            None => match status {
+                Some(status) => kind_of_status(status, retry_after),
+                None => Kind::Transient { retry_after },
+            },
         };
         Failure {
             kind,
-            status: Some(status),
+            status,
             code: code.map(str::to_owned),
             message,
         }
@@ -236,6 +252,15 @@ mod tests {
         // An unknown code falls through to the status.
         let f = Failure::from_status(&Blocked, 403, Some("other"), None, "no rights");
         assert_eq!(f.kind, Kind::Auth);
+    }
+
+    #[test]
+    fn without_a_status_the_quirks_decide_and_the_rest_passes() {
+        let f = Failure::from_answer(&Blocked, None, Some("chat.denied"), None, "blocked");
+        assert_eq!((f.kind, f.status), (Kind::Permanent, None));
+        let hint = Some(Duration::from_secs(3));
+        let f = Failure::from_answer(&Blocked, None, Some("other"), hint, "odd");
+        assert_eq!(f.kind, Kind::Transient { retry_after: hint });
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The CRM seam: what the bot needs from any CRM (AmoCRM now, Bitrix24 next), in our own
 //! terms. Each system is one module with its wire types private to it; callers see only
-//! [`Crm`], the request/answer types below and [`CrmError`], whose variants carry the retry
-//! decision the sync engine needs (transient / permanent / auth / payment).
+//! [`Crm`], the request/answer types below and [`CrmError`]: the shared [`Failure`] (with
+//! the retry decision the sync engine needs), and a refusal's field-level complaints.
 
 pub mod amocrm;
 pub mod bitrix24;
@@ -30,30 +30,29 @@ pub struct FieldError {
     pub detail: String,
 }
 
-/// Every failure of a CRM call, sorted by what the caller should do about it.
+/// Every failure of a CRM call: a [`Failure`] carrying the retry decision, and for a refusal
+/// of named fields the CRM's own complaints beside it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CrmError {
-    /// Try again later: timeouts, connection errors, 5xx, 429.
-    #[error("temporary CRM failure{}: {message}", status_suffix(*.status))]
-    Transient {
-        message: String,
-        status: Option<u16>,
-        /// What the CRM asked for (429 `Retry-After`), when it did.
-        retry_after: Option<Duration>,
-    },
-    /// The same request will fail again: fix data or configuration.
-    #[error("CRM rejected the request{}: {message}{}", status_suffix(*.status), details_suffix(.details))]
-    Permanent {
-        message: String,
-        status: Option<u16>,
+    /// The CRM's validator refused the request field by field: the same request fails again,
+    /// and the journal keeps the complaints verbatim.
+    #[error("{}{}", describe(failure), details_suffix(details))]
+    Invalid {
+        failure: Failure,
         details: Vec<FieldError>,
     },
-    /// Credentials are rejected and could not be renewed; the message names the fix.
-    #[error("CRM authorisation failed: {message}")]
-    Auth { message: String },
-    /// The CRM account is not paid (amoCRM 402): writes are blocked until someone pays.
-    #[error("CRM account is not paid{}: {message}", status_suffix(Some(*.status)))]
-    PaymentRequired { message: String, status: u16 },
+    #[error("{}", describe(.0))]
+    Failed(Failure),
+}
+
+fn describe(f: &Failure) -> String {
+    let status = status_suffix(f.status);
+    match f.kind {
+        Kind::Transient { .. } => format!("temporary CRM failure{status}: {}", f.message),
+        Kind::Permanent => format!("CRM rejected the request{status}: {}", f.message),
+        Kind::Auth => format!("CRM authorisation failed: {}", f.message),
+        Kind::PaymentRequired => format!("CRM account is not paid{status}: {}", f.message),
+    }
 }
 
 fn status_suffix(status: Option<u16>) -> String {
@@ -72,79 +71,85 @@ fn details_suffix(details: &[FieldError]) -> String {
 }
 
 impl CrmError {
+    /// A refusal with the CRM's field-level complaints; without any it is a plain failure.
+    pub(crate) fn invalid(failure: Failure, details: Vec<FieldError>) -> CrmError {
+        if details.is_empty() {
+            CrmError::from(failure)
+        } else {
+            CrmError::Invalid { failure, details }
+        }
+    }
+    pub fn failure(&self) -> &Failure {
+        match self {
+            CrmError::Invalid { failure, .. } | CrmError::Failed(failure) => failure,
+        }
+    }
+    pub fn kind(&self) -> Kind {
+        self.failure().kind
+    }
     pub fn is_transient(&self) -> bool {
-        matches!(self, CrmError::Transient { .. })
+        self.failure().is_transient()
     }
     pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            CrmError::Permanent { .. } | CrmError::PaymentRequired { .. }
-        )
+        matches!(self.kind(), Kind::Permanent | Kind::PaymentRequired)
     }
     pub fn is_auth(&self) -> bool {
-        matches!(self, CrmError::Auth { .. })
+        self.failure().is_auth()
+    }
+    pub fn is_payment_required(&self) -> bool {
+        self.kind() == Kind::PaymentRequired
     }
     /// Someone must act (pay, re-authorise): worth an alert at once rather than after hours.
     pub fn is_alert_worthy(&self) -> bool {
-        matches!(
-            self,
-            CrmError::Auth { .. } | CrmError::PaymentRequired { .. }
-        )
+        matches!(self.kind(), Kind::Auth | Kind::PaymentRequired)
     }
     pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            CrmError::Transient { retry_after, .. } => *retry_after,
-            _ => None,
-        }
+        self.failure().retry_after()
     }
     pub fn status(&self) -> Option<u16> {
-        match self {
-            CrmError::Transient { status, .. } | CrmError::Permanent { status, .. } => *status,
-            CrmError::PaymentRequired { status, .. } => Some(*status),
-            CrmError::Auth { .. } => None,
-        }
+        self.failure().status
     }
     pub fn details(&self) -> &[FieldError] {
         match self {
-            CrmError::Permanent { details, .. } => details,
-            _ => &[],
+            CrmError::Invalid { details, .. } => details,
+            CrmError::Failed(_) => &[],
         }
     }
     pub(crate) fn transient(message: impl Into<String>) -> CrmError {
-        CrmError::Transient {
-            message: message.into(),
-            status: None,
-            retry_after: None,
-        }
+        CrmError::from(Failure::transient(message))
     }
     pub(crate) fn permanent(message: impl Into<String>) -> CrmError {
-        CrmError::Permanent {
-            message: message.into(),
-            status: None,
-            details: Vec::new(),
-        }
+        CrmError::from(Failure::permanent(message))
+    }
+    pub(crate) fn auth(message: impl Into<String>) -> CrmError {
+        CrmError::from(Failure::auth(message))
     }
 }
 
 impl From<Failure> for CrmError {
-    fn from(f: Failure) -> CrmError {
-        let status = f.status;
-        match f.kind {
-            Kind::Transient { retry_after } => CrmError::Transient {
-                message: f.message,
-                status,
-                retry_after,
-            },
-            Kind::Permanent => CrmError::Permanent {
-                message: f.message,
-                status,
-                details: Vec::new(),
-            },
-            Kind::Auth => CrmError::Auth { message: f.message },
-            Kind::PaymentRequired => CrmError::PaymentRequired {
-                message: f.message,
-                status: status.unwrap_or(402),
-            },
+    fn from(mut f: Failure) -> CrmError {
+        // A payment refusal always names its status (Bitrix24's batch commands carry none):
+        // the journal and the message read "HTTP 402" either way.
+        if f.kind == Kind::PaymentRequired && f.status.is_none() {
+            f.status = Some(402);
+        }
+        CrmError::Failed(f)
+    }
+}
+
+/// The field-level complaints go into the journal's message, verbatim.
+impl From<CrmError> for DeliveryError {
+    fn from(e: CrmError) -> DeliveryError {
+        match e {
+            CrmError::Failed(f) => f.into(),
+            CrmError::Invalid {
+                mut failure,
+                details,
+            } => {
+                let detail: Vec<String> = details.iter().map(|d| format!("{d:?}")).collect();
+                failure.message = format!("{}: {}", failure.message, detail.join("; "));
+                failure.into()
+            }
         }
     }
 }
@@ -549,42 +554,9 @@ fn split_chars(text: &str, max: usize) -> Vec<String> {
     chars.chunks(max).map(|c| c.iter().collect()).collect()
 }
 
-/// The CRM client's own error already carries the retry decision; this only renames it.
+/// For `map_err`: the CRM error's own retry decision, as the queue takes it.
 pub fn delivery_error(e: CrmError) -> DeliveryError {
-    let http_status = e.status();
-    match e {
-        CrmError::Transient {
-            message,
-            retry_after,
-            ..
-        } => DeliveryError::Transient {
-            message,
-            retry_after,
-            http_status,
-        },
-        CrmError::Auth { message } => DeliveryError::Auth {
-            message,
-            http_status,
-        },
-        CrmError::Permanent {
-            message, details, ..
-        } => {
-            let detail: Vec<String> = details.iter().map(|d| format!("{d:?}")).collect();
-            let message = if detail.is_empty() {
-                message
-            } else {
-                format!("{message}: {}", detail.join("; "))
-            };
-            DeliveryError::Permanent {
-                message,
-                http_status,
-            }
-        }
-        CrmError::PaymentRequired { message, .. } => DeliveryError::PaymentRequired {
-            message,
-            http_status,
-        },
-    }
+    e.into()
 }
 
 #[cfg(test)]
@@ -633,28 +605,69 @@ mod tests {
 
     #[test]
     fn errors_carry_the_retry_decision() {
-        let t = CrmError::Transient {
-            message: "slow".into(),
-            status: Some(429),
-            retry_after: Some(Duration::from_secs(2)),
-        };
+        let t = CrmError::from(Failure::from_status(
+            &crate::connectors::failure::ByStatus,
+            429,
+            None,
+            Some(Duration::from_secs(2)),
+            "slow",
+        ));
         assert!(t.is_transient() && !t.is_permanent());
         assert_eq!(t.retry_after(), Some(Duration::from_secs(2)));
-        let p = CrmError::PaymentRequired {
-            message: "pay".into(),
-            status: 402,
-        };
+        let p = CrmError::from(Failure::new(Kind::PaymentRequired, "pay").with_status(402));
         assert!(p.is_permanent() && p.is_alert_worthy());
-        let v = CrmError::Permanent {
-            message: "Request validation failed".into(),
-            status: Some(400),
-            details: vec![FieldError {
+        let v = CrmError::invalid(
+            Failure::permanent("Request validation failed").with_status(400),
+            vec![FieldError {
                 request_id: Some("0".into()),
                 code: "NotSupportedChoice".into(),
                 path: "custom_fields_values.0.field_id".into(),
                 detail: "The value you selected is not a valid choice.".into(),
             }],
-        };
+        );
         assert!(v.to_string().contains("custom_fields_values.0.field_id"));
+    }
+
+    #[test]
+    fn messages_and_the_queue_keep_what_the_crm_said() {
+        let unpaid = CrmError::from(Failure::new(Kind::PaymentRequired, "Bitrix24 unpaid"));
+        assert_eq!(
+            unpaid.to_string(),
+            "CRM account is not paid (HTTP 402): Bitrix24 unpaid"
+        );
+        assert_eq!(unpaid.status(), Some(402));
+        assert_eq!(
+            CrmError::transient("slow").to_string(),
+            "temporary CRM failure: slow"
+        );
+        assert_eq!(
+            CrmError::auth("refused").to_string(),
+            "CRM authorisation failed: refused"
+        );
+        let detail = FieldError {
+            request_id: None,
+            code: "NotSupportedChoice".into(),
+            path: "name".into(),
+            detail: "bad".into(),
+        };
+        let v = CrmError::invalid(
+            Failure::permanent("validation").with_status(400),
+            vec![detail.clone()],
+        );
+        assert_eq!(
+            v.to_string(),
+            "CRM rejected the request (HTTP 400): validation [name: bad (NotSupportedChoice)]"
+        );
+        assert_eq!(
+            DeliveryError::from(v),
+            DeliveryError::Permanent {
+                message: format!("validation: {detail:?}"),
+                http_status: Some(400),
+            }
+        );
+        assert!(matches!(
+            CrmError::invalid(Failure::permanent("x"), Vec::new()),
+            CrmError::Failed(_)
+        ));
     }
 }

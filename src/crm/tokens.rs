@@ -171,9 +171,7 @@ impl OAuthTokens {
         state
             .as_ref()
             .map(|p| p.access_token.clone())
-            .ok_or_else(|| CrmError::Auth {
-                message: format!("no {} tokens; {}", self.crm, self.fix),
-            })
+            .ok_or_else(|| CrmError::auth(format!("no {} tokens; {}", self.crm, self.fix)))
     }
 
     /// After the CRM refused `refused`: refresh (through `refresh`) unless someone already
@@ -253,12 +251,10 @@ impl OAuthTokens {
     }
 
     fn none_stored(&self) -> CrmError {
-        CrmError::Auth {
-            message: format!(
-                "no {} tokens are stored for this business; {}",
-                self.crm, self.fix
-            ),
-        }
+        CrmError::auth(format!(
+            "no {} tokens are stored for this business; {}",
+            self.crm, self.fix
+        ))
     }
 }
 

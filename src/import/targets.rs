@@ -8,6 +8,7 @@ use super::Client;
 use super::load::{ImportTarget, Outcomes};
 use crate::booking::BookingError;
 use crate::booking::yclients::{NewClient, SalonClient, Yclients};
+use crate::connectors::Failure;
 use crate::crm::amocrm::{AmoCrm, CONTACT_BATCH as AMO_BATCH};
 use crate::crm::bitrix24::{Bitrix24, CONTACT_BATCH as BITRIX_BATCH};
 use crate::crm::{ContactDraft, ContactRecord, ContactUpdate, CrmError};
@@ -139,12 +140,13 @@ impl YclientsTarget {
 
 fn booking_to_crm(e: BookingError) -> CrmError {
     match e {
-        BookingError::Failed(f) if f.is_auth() => CrmError::Auth {
+        BookingError::Failed(f) if f.is_auth() => CrmError::from(Failure {
             message: format!(
                 "{}; check booking.yclients.partner_token and user_token",
                 f.message
             ),
-        },
+            ..f
+        }),
         BookingError::Failed(f) => CrmError::from(f),
         other => CrmError::permanent(other.to_string()),
     }

@@ -606,28 +606,9 @@ impl JobHandler for GetCourseJobs {
     }
 }
 
-/// The vendor error already carries the retry decision; this only renames it.
+/// For `map_err`: the vendor error's own retry decision, as the queue takes it.
 pub fn delivery_error(e: SchoolError) -> DeliveryError {
-    let http_status = e.status();
-    match e {
-        SchoolError::Transient {
-            message,
-            retry_after,
-            status,
-        } => DeliveryError::Transient {
-            message,
-            retry_after,
-            http_status: status,
-        },
-        SchoolError::Auth(message) => DeliveryError::Auth {
-            message,
-            http_status,
-        },
-        other => DeliveryError::Permanent {
-            message: other.to_string(),
-            http_status,
-        },
-    }
+    e.into()
 }
 
 fn store_error(e: crate::store::StoreError) -> DeliveryError {

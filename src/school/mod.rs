@@ -10,51 +10,74 @@ pub mod inbox;
 pub mod jobs;
 
 use crate::domain::System;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use crate::connectors::Failure;
 use crate::normalize::{Email, Phone};
+use crate::sync::DeliveryError;
 
 /// The system name AlfaCRM jobs are queued under.
 pub const ALFACRM: System = System::AlfaCrm;
 /// The system name GetCourse jobs are queued under.
 pub const GETCOURSE: System = System::GetCourse;
 
+/// A school CRM's answer we cannot use: its refusal of our data field by field, or a
+/// [`Failure`] with the retry decision for everything else.
 #[derive(Debug, thiserror::Error)]
 pub enum SchoolError {
-    /// Worth retrying: timeouts, connection errors, 5xx, 429.
-    #[error("{message}")]
-    Transient {
-        message: String,
-        status: Option<u16>,
-        retry_after: Option<Duration>,
-    },
-    /// Credentials refused even after a fresh login.
-    #[error("{0}")]
-    Auth(String),
     /// The vendor refused the data; the fields say why.
     #[error("{message}: {}", fields.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))]
     Rejected {
         message: String,
         fields: Vec<(String, String)>,
     },
-    /// Any other HTTP status that retrying will not fix.
-    #[error("HTTP {status}: {message}")]
-    Status { status: u16, message: String },
     #[error("{0}")]
-    Permanent(String),
+    Failed(Failure),
 }
 
 impl SchoolError {
     pub fn status(&self) -> Option<u16> {
+        self.failure().and_then(|f| f.status)
+    }
+
+    pub fn failure(&self) -> Option<&Failure> {
         match self {
-            SchoolError::Transient { status, .. } => *status,
-            SchoolError::Status { status, .. } => Some(*status),
-            _ => None,
+            SchoolError::Failed(f) => Some(f),
+            SchoolError::Rejected { .. } => None,
+        }
+    }
+
+    pub(crate) fn transient(message: impl Into<String>) -> SchoolError {
+        SchoolError::Failed(Failure::transient(message))
+    }
+
+    pub(crate) fn permanent(message: impl Into<String>) -> SchoolError {
+        SchoolError::Failed(Failure::permanent(message))
+    }
+
+    pub(crate) fn auth(message: impl Into<String>) -> SchoolError {
+        SchoolError::Failed(Failure::auth(message))
+    }
+}
+
+impl From<Failure> for SchoolError {
+    fn from(f: Failure) -> SchoolError {
+        SchoolError::Failed(f)
+    }
+}
+
+/// A refusal of our data will be refused again: permanent, with the vendor's words.
+impl From<SchoolError> for DeliveryError {
+    fn from(e: SchoolError) -> DeliveryError {
+        match e {
+            SchoolError::Failed(f) => f.into(),
+            rejected @ SchoolError::Rejected { .. } => {
+                Failure::permanent(rejected.to_string()).into()
+            }
         }
     }
 }

@@ -15,7 +15,7 @@ use support::fake_amocrm::{self as fake, FakeAmo, contract};
 use zapis::clock::{Clock, FakeClock, SystemClock};
 use zapis::crm::amocrm::AmoCrm;
 use zapis::crm::config::AmoCrmConfig;
-use zapis::crm::{Crm, CrmError, LeadOutcome, LeadRequest, TranscriptLine};
+use zapis::crm::{Crm, LeadOutcome, LeadRequest, TranscriptLine};
 use zapis::domain::{Booking, BookingStatus, Channel, Money, Source, Utm};
 use zapis::normalize::Phone;
 use zapis::store::Store;
@@ -516,7 +516,7 @@ async fn an_unpaid_account_is_payment_required() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, CrmError::PaymentRequired { status: 402, .. }),
+        err.is_payment_required() && err.status() == Some(402),
         "{err:?}"
     );
     assert!(err.is_permanent() && err.is_alert_worthy());

@@ -17,7 +17,7 @@ use support::fake_bitrix24::{self as fake, FakeBitrix, contract, contract_json, 
 use zapis::clock::SystemClock;
 use zapis::crm::bitrix24::{Bitrix24, EventError, EventKind};
 use zapis::crm::config::{Bitrix24Config, Bitrix24Mode, Bitrix24Todo};
-use zapis::crm::{Crm, CrmError, LeadRequest, Stage, TaskRequest};
+use zapis::crm::{Crm, LeadRequest, Stage, TaskRequest};
 
 pub(crate) fn deal_config(fake: &FakeBitrix) -> Bitrix24Config {
     let mut c = Bitrix24Config::with_webhook(&fake.webhook_url());
@@ -717,5 +717,5 @@ async fn an_unpaid_portal_refuses_the_code_exchange_as_payment_required() {
     fake.set_unpaid(true);
     fake.issue_code("code-2");
     let err = crm.exchange_code("code-2").await.unwrap_err();
-    assert!(matches!(err, CrmError::PaymentRequired { .. }), "{err:?}");
+    assert!(err.is_payment_required(), "{err:?}");
 }

@@ -12,10 +12,11 @@ use serde_json::{Value, json};
 use support::app::{Settings, TestApp, drain};
 use support::fake_getcourse::FakeGetCourse;
 use support::fake_onec::{self, FakeOnec};
+use zapis::accounting::Accounting;
 use zapis::accounting::onec_odata::{Counterparty, ODataList, OnecOdata, parse_entity_sets};
-use zapis::accounting::{Accounting, AccountingError};
 use zapis::app::App;
 use zapis::clock::{Clock, FakeClock};
+use zapis::connectors::{Failure, Kind};
 use zapis::domain::{Booking, BookingStatus, Channel, Money, Source, Utm};
 use zapis::lifecycle::changes::ScheduleChange;
 use zapis::normalize::Phone;
@@ -392,7 +393,7 @@ async fn the_client_reads_the_contract_payloads_and_the_fake_speaks_1c() {
     let mut bad = config.onec.clone().unwrap();
     bad.password = Some(secrecy::SecretString::from("wrong".to_string()));
     let e = OnecOdata::new(&bad).unwrap().stock().await.unwrap_err();
-    assert!(matches!(e, AccountingError::Auth { .. }), "{e:?}");
+    assert!(e.is_auth(), "{e:?}");
     let mut wrong_name = config.onec.clone().unwrap();
     wrong_name.objects.invoice = "Document_СчетНаОплатуКлиенту".into();
     let e = OnecOdata::new(&wrong_name)
@@ -400,25 +401,21 @@ async fn the_client_reads_the_contract_payloads_and_the_fake_speaks_1c() {
         .find_document(zapis::accounting::DocKind::Invoice, "zapis:invoice:x")
         .await
         .unwrap_err();
-    match e {
-        AccountingError::Permanent { message, status } => {
-            assert_eq!(status, Some(404));
+    match e.failure() {
+        Failure {
+            kind: Kind::Permanent,
+            status,
+            message,
+            ..
+        } => {
+            assert_eq!(*status, Some(404));
             assert!(message.contains("не найдено"), "{message}");
         }
         other => panic!("{other:?}"),
     }
     fake.set_down(true);
     let e = onec.stock().await.unwrap_err();
-    assert!(
-        matches!(
-            e,
-            AccountingError::Transient {
-                status: Some(500),
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert!(e.is_transient() && e.status() == Some(500), "{e:?}");
 }
 
 #[tokio::test]

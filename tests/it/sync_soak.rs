@@ -25,6 +25,7 @@ use support::fake_amocrm as fake_amo;
 use support::fake_yclients::{Down, FakeSalon, FakeYclients, PARTNER_TOKEN, USER_TOKEN};
 use zapis::app::App;
 use zapis::clock::{Clock, FakeClock};
+use zapis::connectors::Failure;
 use zapis::conversation::{ChatEvent, Conversations};
 use zapis::crm::{
     ContactRef, ContactRequest, CreatedLead, Crm, CrmError, CrmLead, LeadRequest, Stage,
@@ -55,11 +56,7 @@ impl MemoryCrm {
         let mut s = self.state.lock().unwrap();
         if s.failing > 0 {
             s.failing -= 1;
-            return Err(CrmError::Transient {
-                message: "503".into(),
-                status: Some(503),
-                retry_after: None,
-            });
+            return Err(CrmError::from(Failure::transient("503").with_status(503)));
         }
         s.next += 1;
         Ok(s)
@@ -145,11 +142,9 @@ impl Crm for MemoryCrm {
                 l.2.push(text.to_string());
                 Ok(format!("n{}", s.next))
             }
-            None => Err(CrmError::Permanent {
-                message: format!("no lead {lead_id}"),
-                status: Some(404),
-                details: Vec::new(),
-            }),
+            None => Err(CrmError::from(
+                Failure::permanent(format!("no lead {lead_id}")).with_status(404),
+            )),
         }
     }
     async fn create_task(&self, _req: &TaskRequest) -> Result<String, CrmError> {
@@ -175,11 +170,9 @@ impl Crm for MemoryCrm {
                 l.2.extend(note.map(str::to_string));
                 Ok(())
             }
-            None => Err(CrmError::Permanent {
-                message: format!("no lead {lead_id}"),
-                status: Some(404),
-                details: Vec::new(),
-            }),
+            None => Err(CrmError::from(
+                Failure::permanent(format!("no lead {lead_id}")).with_status(404),
+            )),
         }
     }
     async fn find_task(&self, _req: &TaskRequest) -> Result<Option<String>, CrmError> {

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::connectors::pacing::AMOCRM_INLINE_WAIT;
+use crate::connectors::{Failure, Kind, Quirks};
 use crate::domain::BusinessId;
 
 impl AmoCrm {
@@ -101,15 +102,16 @@ impl AmoCrm {
                 expires_at: self.now() + chrono::Duration::seconds(token.expires_in),
             });
         }
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            return Err(CrmError::Transient {
-                message: "amoCRM token endpoint unavailable".into(),
-                status: Some(status.as_u16()),
-                retry_after,
-            });
+        let failure = Failure::from_status(
+            &TokenEndpointQuirks,
+            status.as_u16(),
+            None,
+            retry_after,
+            "amoCRM token endpoint unavailable",
+        );
+        if failure.is_transient() {
+            return Err(failure.into());
         }
-        // Any 4xx here is terminal: a used, expired (3 months unused) or revoked refresh
-        // token, a stale code or a wrong secret; only a fresh authorisation helps.
         let problem: ProblemIn = serde_json::from_slice(&bytes).unwrap_or_default();
         let why = problem
             .hint
@@ -122,9 +124,10 @@ impl AmoCrm {
                 "refused the refresh token (it is single-use and expires after 3 months unused)"
             }
         };
-        Err(CrmError::Auth {
+        Err(CrmError::from(Failure {
             message: format!("amoCRM {what}: {why}; {AUTH_FIX}"),
-        })
+            ..failure
+        }))
     }
 
     // ---------------------------------------------------------------- transport
@@ -303,57 +306,76 @@ pub(super) fn map_status(
                 .unwrap_or("unexpected status")
                 .to_string()
         });
-    Err(match code {
-        401 => CrmError::Auth {
-            message: if oauth {
-                format!(
-                    "amoCRM refused the access token even after a refresh ({message}); {AUTH_FIX}"
-                )
-            } else {
-                format!(
-                    "amoCRM refused the long-lived token ({message}); issue a new one in the integration's \"Keys and scopes\" tab and set crm.amocrm.token"
-                )
-            },
-        },
-        402 => CrmError::PaymentRequired {
-            message,
-            status: code,
-        },
-        403 => CrmError::Transient {
-            message: format!(
-                "amoCRM refused access ({message}): the account or IP may be blocked for exceeding the rate limit, or the user lacks rights"
-            ),
-            status: Some(code),
-            retry_after: Some(BLOCKED_RETRY),
-        },
-        429 => CrmError::Transient {
-            message: "amoCRM rate limit exceeded".into(),
-            status: Some(code),
-            retry_after: retry_after.or(Some(Duration::from_secs(1))),
-        },
-        408 | 500..=599 => CrmError::Transient {
-            message,
-            status: Some(code),
-            retry_after,
-        },
-        _ => CrmError::Permanent {
-            message,
-            status: Some(code),
-            details: problem
-                .validation_errors
-                .into_iter()
-                .flat_map(|item| {
-                    let request_id = item.request_id;
-                    item.errors.into_iter().map(move |e| FieldError {
-                        request_id: request_id.clone(),
-                        code: e.code.unwrap_or_default(),
-                        path: e.path.unwrap_or_default(),
-                        detail: e.detail.unwrap_or_default(),
-                    })
-                })
-                .collect(),
-        },
-    })
+    let message = match code {
+        401 if oauth => {
+            format!("amoCRM refused the access token even after a refresh ({message}); {AUTH_FIX}")
+        }
+        401 => format!(
+            "amoCRM refused the long-lived token ({message}); issue a new one in the integration's \"Keys and scopes\" tab and set crm.amocrm.token"
+        ),
+        403 => format!(
+            "amoCRM refused access ({message}): the account or IP may be blocked for exceeding the rate limit, or the user lacks rights"
+        ),
+        429 => "amoCRM rate limit exceeded".into(),
+        _ => message,
+    };
+    // A 429 without `Retry-After` still means "within the second": amoCRM's window is one.
+    let hint = if code == 429 {
+        retry_after.or(Some(Duration::from_secs(1)))
+    } else {
+        retry_after
+    };
+    let failure = Failure::from_status(&AmoCrmQuirks, code, None, hint, message);
+    if failure.kind != Kind::Permanent {
+        return Err(CrmError::from(failure));
+    }
+    let details = problem
+        .validation_errors
+        .into_iter()
+        .flat_map(|item| {
+            let request_id = item.request_id;
+            item.errors.into_iter().map(move |e| FieldError {
+                request_id: request_id.clone(),
+                code: e.code.unwrap_or_default(),
+                path: e.path.unwrap_or_default(),
+                detail: e.detail.unwrap_or_default(),
+            })
+        })
+        .collect();
+    Err(CrmError::invalid(failure, details))
+}
+
+/// Where amoCRM's statuses mean something other than the shared classifier says.
+pub(super) struct AmoCrmQuirks;
+
+impl Quirks for AmoCrmQuirks {
+    fn classify(&self, status: Option<u16>, _: Option<&str>, _: &str) -> Option<Kind> {
+        match status? {
+            // amoCRM blocks an account or address that exceeded its rate limit with a 403 (as
+            // it refuses a user without rights): the block lifts by itself, so wait it out.
+            403 => Some(Kind::Transient {
+                retry_after: Some(BLOCKED_RETRY),
+            }),
+            // This connector has always retried every 5xx and refused a 425; kept as it was.
+            501 | 505 => Some(Kind::Transient { retry_after: None }),
+            425 => Some(Kind::Permanent),
+            _ => None,
+        }
+    }
+}
+
+/// The OAuth token endpoint: any refusal there (a used, expired (3 months unused) or revoked
+/// refresh token, a stale code or a wrong secret) is terminal, and only a fresh authorisation
+/// helps; a rate limit or an outage passes.
+pub(super) struct TokenEndpointQuirks;
+
+impl Quirks for TokenEndpointQuirks {
+    fn classify(&self, status: Option<u16>, _: Option<&str>, _: &str) -> Option<Kind> {
+        match status? {
+            429 | 500..=599 => Some(Kind::Transient { retry_after: None }),
+            _ => Some(Kind::Auth),
+        }
+    }
 }
 
 pub(super) fn parse_body<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, CrmError> {

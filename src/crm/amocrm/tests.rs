@@ -1,4 +1,5 @@
 use super::*;
+use crate::connectors::{Failure, Kind};
 
 fn contract(name: &str) -> Vec<u8> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/contracts/amocrm");
@@ -169,16 +170,60 @@ fn statuses_map_to_retry_decisions() {
             .unwrap_err()
             .is_transient()
     );
-    assert!(matches!(
-        map_status(StatusCode::PAYMENT_REQUIRED, None, b"", false).unwrap_err(),
-        CrmError::PaymentRequired { status: 402, .. }
-    ));
+    let p = map_status(StatusCode::PAYMENT_REQUIRED, None, b"", false).unwrap_err();
+    assert!(p.is_payment_required() && p.status() == Some(402), "{p:?}");
     let a = map_status(StatusCode::UNAUTHORIZED, None, b"{}", false).unwrap_err();
     assert!(a.is_auth() && a.to_string().contains("crm.amocrm.token"));
     assert_eq!(
         map_status(StatusCode::NO_CONTENT, None, b"", false).unwrap(),
         None
     );
+}
+
+fn amo_status(status: StatusCode, retry_after: Option<Duration>) -> CrmError {
+    map_status(status, retry_after, b"", true).unwrap_err()
+}
+
+#[test]
+fn a_403_is_a_rate_limit_block_waited_out() {
+    let e = amo_status(StatusCode::FORBIDDEN, Some(Duration::from_secs(5)));
+    assert_eq!(
+        e.kind(),
+        Kind::Transient {
+            retry_after: Some(BLOCKED_RETRY)
+        }
+    );
+    assert_eq!(e.status(), Some(403));
+}
+
+#[test]
+fn a_429_without_retry_after_waits_a_second() {
+    let e = amo_status(StatusCode::TOO_MANY_REQUESTS, None);
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(1)));
+    assert!(e.to_string().contains("amoCRM rate limit exceeded"), "{e}");
+}
+
+#[test]
+fn every_5xx_passes_and_a_425_is_refused() {
+    for status in [
+        StatusCode::NOT_IMPLEMENTED,
+        StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+    ] {
+        assert!(amo_status(status, None).is_transient(), "{status}");
+    }
+    let e = amo_status(StatusCode::TOO_EARLY, None);
+    assert_eq!(e.kind(), Kind::Permanent);
+}
+
+#[test]
+fn the_token_endpoint_refusing_anything_is_auth_and_an_outage_passes() {
+    let kind = |s| Failure::from_status(&TokenEndpointQuirks, s, None, None, "").kind;
+    for s in [400, 403, 404] {
+        assert_eq!(kind(s), Kind::Auth, "{s}");
+    }
+    for s in [429, 500, 501, 503] {
+        assert!(matches!(kind(s), Kind::Transient { .. }), "{s}");
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! errors (an `error` code, else the status) into what the caller should do.
 
 use super::*;
+use crate::connectors::{Failure, Kind, Quirks};
 use crate::domain::BusinessId;
 
 // -------------------------------------------------------------------- errors
@@ -53,8 +54,9 @@ impl From<CallError> for CrmError {
     }
 }
 
-/// Sorts a Bitrix24 error into what the caller should do. The `error` code decides when it is
-/// known; legacy `crm.*` methods send an empty code, and then the HTTP status does.
+/// Sorts a Bitrix24 error into what the caller should do: [`Bitrix24Quirks`] by the `error`
+/// code when it is known; legacy `crm.*` methods send an empty code, and then the HTTP status
+/// does.
 pub(super) fn map_error(e: &ApiError) -> CrmError {
     let code = e.code.as_str();
     let desc = if e.description.is_empty() {
@@ -67,65 +69,111 @@ pub(super) fn map_error(e: &ApiError) -> CrmError {
     } else {
         format!("{code}: {desc}")
     };
-    let transient = |retry_after: Option<Duration>| CrmError::Transient {
-        message: format!("Bitrix24 {message}"),
-        status: e.status,
-        retry_after,
+    let refused_token = |whose: &str| {
+        if e.oauth {
+            format!("Bitrix24 refused {whose} ({message}); {OAUTH_FIX}")
+        } else {
+            format!("Bitrix24 refused the incoming webhook ({message}); {WEBHOOK_FIX}")
+        }
     };
-    let permanent = |hint: &str| CrmError::Permanent {
-        message: format!("Bitrix24 {message}{hint}"),
-        status: e.status,
-        details: Vec::new(),
+    let text = match (code, e.status) {
+        (c, _) if is_refused_token(c) => refused_token("the application's token"),
+        (c, _) if is_missing_right(c) => format!("Bitrix24 {message}; {SCOPE_FIX}"),
+        ("PORTAL_DELETED", _) => format!("Bitrix24 {message}; the portal is closed"),
+        (c, Some(401)) if !is_known(c) => refused_token("the token"),
+        ("", Some(403)) => format!("Bitrix24 {message}; {SCOPE_FIX}"),
+        _ => format!("Bitrix24 {message}"),
     };
-    match code {
-        "QUERY_LIMIT_EXCEEDED" => transient(e.retry_after.or(Some(QUERY_LIMIT_RETRY))),
-        "OPERATION_TIME_LIMIT" => transient(e.retry_after.or(Some(OPERATION_LIMIT_RETRY))),
-        "OVERLOAD_LIMIT" => transient(Some(OVERLOAD_RETRY)),
-        "expired_token" | "invalid_token" | "NO_AUTH_FOUND" | "invalid_grant"
-        | "invalid_client" => CrmError::Auth {
-            message: if e.oauth {
-                format!("Bitrix24 refused the application's token ({message}); {OAUTH_FIX}")
-            } else {
-                format!("Bitrix24 refused the incoming webhook ({message}); {WEBHOOK_FIX}")
-            },
-        },
-        "PAYMENT_REQUIRED" => CrmError::PaymentRequired {
-            message: format!("Bitrix24 {message}"),
-            status: e.status.unwrap_or(402),
-        },
+    let code = (!code.is_empty()).then_some(code);
+    let hint = e.retry_after.or(match code {
+        Some("QUERY_LIMIT_EXCEEDED") => Some(QUERY_LIMIT_RETRY),
+        Some("OPERATION_TIME_LIMIT") => Some(OPERATION_LIMIT_RETRY),
+        _ => None,
+    });
+    CrmError::from(Failure::from_answer(
+        &Bitrix24Quirks,
+        e.status,
+        code,
+        hint,
+        text,
+    ))
+}
+
+const SCOPE_FIX: &str =
+    "give the webhook's user (or the application) the crm and task scopes and access to the funnel";
+
+fn is_refused_token(code: &str) -> bool {
+    matches!(
+        code,
+        "expired_token" | "invalid_token" | "NO_AUTH_FOUND" | "invalid_grant" | "invalid_client"
+    )
+}
+
+fn is_missing_right(code: &str) -> bool {
+    matches!(
+        code,
         "ACCESS_DENIED"
-        | "insufficient_scope"
-        | "INVALID_CREDENTIALS"
-        | "user_access_error"
-        | "invalid_scope" => permanent(
-            "; give the webhook's user (or the application) the crm and task scopes and access to the funnel",
-        ),
-        "PORTAL_DELETED" => permanent("; the portal is closed"),
-        "INTERNAL_SERVER_ERROR" | "ERROR_UNEXPECTED_ANSWER" => transient(e.retry_after),
-        // ERROR_CORE is the CRM core refusing: a 5xx (or no status) is its own trouble and
-        // passes; with a 4xx it judged our data (e.g. "invalid address"), which stays wrong.
-        "ERROR_CORE" => match e.status {
-            Some(s) if (400..500).contains(&s) => permanent(""),
-            _ => transient(e.retry_after),
-        },
-        _ => match e.status {
-            Some(401) => CrmError::Auth {
-                message: if e.oauth {
-                    format!("Bitrix24 refused the token ({message}); {OAUTH_FIX}")
-                } else {
-                    format!("Bitrix24 refused the incoming webhook ({message}); {WEBHOOK_FIX}")
-                },
+            | "insufficient_scope"
+            | "INVALID_CREDENTIALS"
+            | "user_access_error"
+            | "invalid_scope"
+    )
+}
+
+/// The codes [`Bitrix24Quirks`] decides by; any other leaves the decision to the status.
+fn is_known(code: &str) -> bool {
+    is_refused_token(code)
+        || is_missing_right(code)
+        || matches!(
+            code,
+            "QUERY_LIMIT_EXCEEDED"
+                | "OPERATION_TIME_LIMIT"
+                | "OVERLOAD_LIMIT"
+                | "PAYMENT_REQUIRED"
+                | "PORTAL_DELETED"
+                | "INTERNAL_SERVER_ERROR"
+                | "ERROR_UNEXPECTED_ANSWER"
+                | "ERROR_CORE"
+        )
+}
+
+/// What Bitrix24 says beyond its status: its rate limits come as 503 (or 429) with a code,
+/// a missing right as 401 or 403 with a code, and a refused token as a code whatever the
+/// status.
+pub(super) struct Bitrix24Quirks;
+
+impl Quirks for Bitrix24Quirks {
+    fn classify(&self, status: Option<u16>, code: Option<&str>, _: &str) -> Option<Kind> {
+        let pass = Kind::Transient { retry_after: None };
+        match code.unwrap_or("") {
+            "QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT" => Some(pass),
+            // The portal is overloaded as a whole: ten minutes, whatever the header says.
+            "OVERLOAD_LIMIT" => Some(Kind::Transient {
+                retry_after: Some(OVERLOAD_RETRY),
+            }),
+            c if is_refused_token(c) => Some(Kind::Auth),
+            "PAYMENT_REQUIRED" => Some(Kind::PaymentRequired),
+            // A right the webhook's user lacks is fixed in the portal, not by new credentials.
+            c if is_missing_right(c) => Some(Kind::Permanent),
+            "PORTAL_DELETED" => Some(Kind::Permanent),
+            "INTERNAL_SERVER_ERROR" | "ERROR_UNEXPECTED_ANSWER" => Some(pass),
+            // ERROR_CORE is the CRM core refusing: a 5xx (or no status) is its own trouble and
+            // passes; with a 4xx it judged our data (e.g. "invalid address"), which stays wrong.
+            "ERROR_CORE" => match status {
+                Some(400..=499) => Some(Kind::Permanent),
+                _ => Some(pass),
             },
-            Some(402) => CrmError::PaymentRequired {
-                message: format!("Bitrix24 {message}"),
-                status: 402,
+            _ => match status {
+                // A legacy method's 403 without a code is a missing right, as above.
+                Some(403) => Some(Kind::Permanent),
+                // This connector has always retried every 5xx and refused a 425; kept as it was.
+                Some(501 | 505) => Some(pass),
+                Some(425) => Some(Kind::Permanent),
+                // A batch command's own error carries no status: one we do not know passes.
+                None => Some(pass),
+                _ => None,
             },
-            Some(403) if code.is_empty() => permanent(
-                "; give the webhook's user (or the application) the crm and task scopes and access to the funnel",
-            ),
-            Some(408) | Some(429) | Some(500..=599) | None => transient(e.retry_after),
-            _ => permanent(""),
-        },
+        }
     }
 }
 
@@ -370,9 +418,10 @@ impl Bitrix24 {
         } else {
             "refused the authorisation code"
         };
-        Err(CrmError::Auth {
-            message: format!("Bitrix24 {what}: {why}; {OAUTH_FIX}"),
-        })
+        Err(CrmError::from(
+            Failure::auth(format!("Bitrix24 {what}: {why}; {OAUTH_FIX}"))
+                .with_status(status.as_u16()),
+        ))
     }
 
     // ---------------------------------------------------------------- transport
@@ -704,25 +753,15 @@ pub(super) fn batch_error(
     if let Some(auth) = sorted.iter().find(|e| e.is_auth()) {
         return auth.clone();
     }
-    if let Some(CrmError::PaymentRequired { status, .. }) = sorted
-        .iter()
-        .find(|e| matches!(e, CrmError::PaymentRequired { .. }))
-    {
-        return CrmError::PaymentRequired {
+    if let Some(unpaid) = sorted.iter().find(|e| e.is_payment_required()) {
+        return CrmError::from(Failure {
             message,
-            status: *status,
-        };
+            ..unpaid.failure().clone()
+        });
     }
     if !sorted.is_empty() && sorted.iter().all(|e| e.is_transient()) {
-        return CrmError::Transient {
-            message,
-            status: None,
-            retry_after: sorted.iter().find_map(|e| e.retry_after()),
-        };
+        let retry_after = sorted.iter().find_map(|e| e.retry_after());
+        return CrmError::from(Failure::new(Kind::Transient { retry_after }, message));
     }
-    CrmError::Permanent {
-        message,
-        status: None,
-        details,
-    }
+    CrmError::invalid(Failure::permanent(message), details)
 }

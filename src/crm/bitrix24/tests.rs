@@ -1,4 +1,5 @@
 use super::*;
+use crate::connectors::Kind;
 
 fn contract(name: &str) -> Vec<u8> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/contracts/bitrix24");
@@ -123,10 +124,7 @@ fn error_contracts_map_to_retry_decisions() {
         "{e}"
     );
     let e = api(402, "oauth-error-payment-required.response.json");
-    assert!(
-        matches!(e, CrmError::PaymentRequired { status: 402, .. }),
-        "{e:?}"
-    );
+    assert!(e.is_payment_required() && e.status() == Some(402), "{e:?}");
     let not_found: ErrorIn =
         serde_json::from_value(value("error-not-found.response.json")).unwrap();
     assert!(
@@ -179,13 +177,112 @@ fn codes_and_statuses_sort_errors() {
     assert!(e(None, "").is_transient());
     assert!(e(Some(400), "").is_permanent());
     assert!(e(Some(401), "").is_auth());
-    assert!(matches!(
-        e(Some(400), "PAYMENT_REQUIRED"),
-        CrmError::PaymentRequired { .. }
-    ));
+    assert!(e(Some(400), "PAYMENT_REQUIRED").is_payment_required());
     // A numeric error code (`100`) reads as text.
     let n: ErrorIn = serde_json::from_str(r#"{"error": 100, "error_description": "bad"}"#).unwrap();
     assert_eq!(n.error, "100");
+}
+
+fn kind(status: Option<u16>, code: &str, retry_after: Option<Duration>) -> Kind {
+    map_error(&ApiError {
+        status,
+        code: code.into(),
+        description: "x".into(),
+        retry_after,
+        oauth: false,
+    })
+    .kind()
+}
+
+#[test]
+fn a_rate_limit_code_keeps_the_portals_hint_or_waits_its_own() {
+    let hint = Some(Duration::from_secs(7));
+    assert_eq!(
+        kind(Some(503), "QUERY_LIMIT_EXCEEDED", hint),
+        Kind::Transient { retry_after: hint }
+    );
+    assert_eq!(
+        kind(Some(503), "OPERATION_TIME_LIMIT", None),
+        Kind::Transient {
+            retry_after: Some(OPERATION_LIMIT_RETRY)
+        }
+    );
+}
+
+#[test]
+fn an_overloaded_portal_waits_ten_minutes_whatever_it_says() {
+    assert_eq!(
+        kind(Some(503), "OVERLOAD_LIMIT", Some(Duration::from_secs(7))),
+        Kind::Transient {
+            retry_after: Some(OVERLOAD_RETRY)
+        }
+    );
+}
+
+#[test]
+fn a_refused_token_code_is_auth_whatever_the_status() {
+    assert_eq!(kind(Some(400), "invalid_grant", None), Kind::Auth);
+    assert_eq!(kind(Some(500), "invalid_client", None), Kind::Auth);
+}
+
+#[test]
+fn payment_required_is_the_code_not_only_the_status() {
+    assert_eq!(
+        kind(Some(200), "PAYMENT_REQUIRED", None),
+        Kind::PaymentRequired
+    );
+    assert_eq!(kind(None, "PAYMENT_REQUIRED", None), Kind::PaymentRequired);
+}
+
+#[test]
+fn a_missing_right_or_a_closed_portal_is_permanent_not_auth() {
+    assert_eq!(kind(Some(401), "ACCESS_DENIED", None), Kind::Permanent);
+    assert_eq!(kind(Some(403), "", None), Kind::Permanent);
+    assert_eq!(kind(Some(403), "SOMETHING_ELSE", None), Kind::Permanent);
+    assert_eq!(kind(Some(410), "PORTAL_DELETED", None), Kind::Permanent);
+}
+
+#[test]
+fn a_server_error_code_passes_even_on_a_4xx() {
+    assert!(matches!(
+        kind(Some(400), "INTERNAL_SERVER_ERROR", None),
+        Kind::Transient { .. }
+    ));
+}
+
+#[test]
+fn every_5xx_and_a_statusless_unknown_pass_and_a_425_is_refused() {
+    for status in [501, 505] {
+        assert!(
+            matches!(kind(Some(status), "", None), Kind::Transient { .. }),
+            "{status}"
+        );
+    }
+    assert!(matches!(
+        kind(None, "SOMETHING", None),
+        Kind::Transient { .. }
+    ));
+    assert_eq!(kind(Some(425), "", None), Kind::Permanent);
+}
+
+#[test]
+fn a_batch_with_an_unpaid_command_reads_http_402() {
+    let chunk = vec![Command {
+        name: "0".into(),
+        method: "crm.deal.add",
+        params: json!({}),
+    }];
+    let failed = ErrorIn {
+        error: "PAYMENT_REQUIRED".into(),
+        error_description: "unpaid".into(),
+    };
+    let e = batch_error(&[(&chunk[0], failed)], &chunk, &BTreeMap::new(), false);
+    assert!(e.is_payment_required() && e.status() == Some(402), "{e:?}");
+    assert!(
+        e.to_string()
+            .starts_with("CRM account is not paid (HTTP 402): Bitrix24 batch command failed"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -11,13 +11,14 @@ use tokio::sync::Mutex;
 use super::config::AlfaCrmConfig;
 use super::wire::{Login, Page, Saved};
 use super::{AlfaCrm, PAGE_SIZE, TOKEN_LIFETIME};
+use crate::connectors::{Failure, Kind, Quirks};
 use crate::school::SchoolError;
 
 impl AlfaCrm {
     pub fn new(config: AlfaCrmConfig) -> Result<AlfaCrm, SchoolError> {
         let http = crate::connectors::http::builder(Some(Duration::from_secs(config.timeout_secs)))
             .build()
-            .map_err(|e| SchoolError::Permanent(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| SchoolError::permanent(format!("cannot build the HTTP client: {e}")))?;
         Ok(AlfaCrm {
             http,
             config,
@@ -33,7 +34,7 @@ impl AlfaCrm {
         self.config
             .base_url
             .join(path)
-            .map_err(|e| SchoolError::Permanent(format!("bad AlfaCRM URL {path}: {e}")))
+            .map_err(|e| SchoolError::permanent(format!("bad AlfaCRM URL {path}: {e}")))
     }
 
     async fn login(&self) -> Result<String, SchoolError> {
@@ -48,12 +49,20 @@ impl AlfaCrm {
             .await
             .map_err(transport)?;
         let status = response.status().as_u16();
-        if matches!(status, 401 | 403) {
-            return Err(SchoolError::Auth(format!(
-                "AlfaCRM refused the login of {} (HTTP {status}): check school.alfacrm.email \
-                 and api_key, and that the user's role has the v2api module",
-                self.config.email
-            )));
+        if !response.status().is_success() {
+            let failure = Failure::from_status(&AlfaCrmQuirks, status, None, None, "");
+            if failure.is_auth() {
+                return Err(Failure {
+                    message: format!(
+                        "AlfaCRM refused the login of {} (HTTP {status}): check \
+                         school.alfacrm.email and api_key, and that the user's role has the \
+                         v2api module",
+                        self.config.email
+                    ),
+                    ..failure
+                }
+                .into());
+            }
         }
         let body = check_status(response).await?;
         #[derive(Deserialize)]
@@ -61,7 +70,7 @@ impl AlfaCrm {
             token: String,
         }
         let token: Token = serde_json::from_value(body)
-            .map_err(|e| SchoolError::Permanent(format!("AlfaCRM login answer: {e}")))?;
+            .map_err(|e| SchoolError::permanent(format!("AlfaCRM login answer: {e}")))?;
         Ok(token.token)
     }
 
@@ -127,7 +136,7 @@ impl AlfaCrm {
             q.push(("per-page", PAGE_SIZE.to_string()));
             let answer = self.call(&format!("{entity}/index"), &q, &body).await?;
             let page_of: Page<T> = serde_json::from_value(answer).map_err(|e| {
-                SchoolError::Permanent(format!("AlfaCRM {entity}/index answer: {e}"))
+                SchoolError::permanent(format!("AlfaCRM {entity}/index answer: {e}"))
             })?;
             let got = page_of.items.len() as i64;
             out.extend(page_of.items);
@@ -146,7 +155,7 @@ impl AlfaCrm {
     ) -> Result<Value, SchoolError> {
         let answer = self.call(entity_action, query, body).await?;
         let saved: Saved = serde_json::from_value(answer)
-            .map_err(|e| SchoolError::Permanent(format!("AlfaCRM {entity_action} answer: {e}")))?;
+            .map_err(|e| SchoolError::permanent(format!("AlfaCRM {entity_action} answer: {e}")))?;
         if !saved.success || has_errors(&saved.errors) {
             return Err(SchoolError::Rejected {
                 message: format!("AlfaCRM refused {entity_action}"),
@@ -172,7 +181,7 @@ impl AlfaCrm {
         )
         .await?;
         let branches: Page<Value> = serde_json::from_value(answer)
-            .map_err(|e| SchoolError::Permanent(format!("AlfaCRM branch/index answer: {e}")))?;
+            .map_err(|e| SchoolError::permanent(format!("AlfaCRM branch/index answer: {e}")))?;
         let branch = branches
             .items
             .iter()
@@ -188,7 +197,7 @@ impl AlfaCrm {
                 "logged in as {}, branch {}",
                 self.config.email, self.config.branch_id
             )),
-            None => Err(SchoolError::Permanent(format!(
+            None => Err(SchoolError::permanent(format!(
                 "branch {} is not among the account's branches",
                 self.config.branch_id
             ))),
@@ -233,44 +242,88 @@ fn field_errors(errors: &Value) -> Vec<(String, String)> {
 }
 
 fn transport(e: reqwest::Error) -> SchoolError {
-    SchoolError::Transient {
-        message: format!("AlfaCRM unreachable: {}", e.without_url()),
-        status: None,
-        retry_after: None,
-    }
+    SchoolError::transient(format!("AlfaCRM unreachable: {}", e.without_url()))
 }
 
 async fn check_status(response: reqwest::Response) -> Result<Value, SchoolError> {
     let status = response.status().as_u16();
     let retry_after = crate::connectors::failure::retry_after(response.headers());
     let text = response.text().await.map_err(transport)?;
+    if (200..=299).contains(&status) {
+        return serde_json::from_str(&text)
+            .map_err(|e| SchoolError::permanent(format!("AlfaCRM answered non-JSON: {e}")));
+    }
     let vendor_message = || {
         serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|v| v["message"].as_str().map(String::from))
             .unwrap_or_else(|| text.chars().take(200).collect())
     };
-    match status {
-        200..=299 => serde_json::from_str(&text)
-            .map_err(|e| SchoolError::Permanent(format!("AlfaCRM answered non-JSON: {e}"))),
-        401 | 403 => Err(SchoolError::Auth(format!(
+    // The PHP client waits a second after a 429; no Retry-After is documented.
+    let hint = if status == 429 {
+        retry_after.or(Some(Duration::from_secs(1)))
+    } else {
+        retry_after
+    };
+    let failure = Failure::from_status(&AlfaCrmQuirks, status, None, hint, "");
+    let message = match failure.kind {
+        Kind::Auth => format!(
             "AlfaCRM refused the token (HTTP {status}): {}",
             vendor_message()
-        ))),
-        429 => Err(SchoolError::Transient {
-            message: "AlfaCRM asks to slow down (429)".into(),
-            status: Some(status),
-            // The PHP client waits a second; no Retry-After is documented.
-            retry_after: retry_after.or(Some(Duration::from_secs(1))),
-        }),
-        408 | 500..=599 if status != 501 => Err(SchoolError::Transient {
-            message: format!("AlfaCRM failed (HTTP {status}): {}", vendor_message()),
-            status: Some(status),
-            retry_after,
-        }),
-        _ => Err(SchoolError::Status {
-            status,
-            message: vendor_message(),
-        }),
+        ),
+        Kind::Transient { .. } if status == 429 => "AlfaCRM asks to slow down (429)".into(),
+        Kind::Transient { .. } => format!("AlfaCRM failed (HTTP {status}): {}", vendor_message()),
+        Kind::Permanent | Kind::PaymentRequired => format!("HTTP {status}: {}", vendor_message()),
+    };
+    Err(Failure { message, ..failure }.into())
+}
+
+/// Where this connector has always read AlfaCRM's statuses otherwise than the shared
+/// classifier; kept as they were.
+pub(super) struct AlfaCrmQuirks;
+
+impl Quirks for AlfaCrmQuirks {
+    fn classify(&self, status: Option<u16>, _: Option<&str>, _: &str) -> Option<Kind> {
+        match status? {
+            // AlfaCRM documents no payment status: a 402 is refused like any other 4xx.
+            402 | 425 => Some(Kind::Permanent),
+            505 => Some(Kind::Transient { retry_after: None }),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(status: u16) -> Kind {
+        Failure::from_status(&AlfaCrmQuirks, status, None, None, "").kind
+    }
+
+    #[test]
+    fn a_402_is_refused_not_payment_required() {
+        assert_eq!(kind(402), Kind::Permanent);
+    }
+
+    #[test]
+    fn a_425_is_refused() {
+        assert_eq!(kind(425), Kind::Permanent);
+    }
+
+    #[test]
+    fn a_505_passes_and_a_501_is_refused() {
+        assert!(matches!(kind(505), Kind::Transient { .. }));
+        assert_eq!(kind(501), Kind::Permanent);
+    }
+
+    #[test]
+    fn the_status_decides_the_rest() {
+        assert_eq!(kind(401), Kind::Auth);
+        assert_eq!(kind(403), Kind::Auth);
+        for s in [408, 429, 500, 503] {
+            assert!(matches!(kind(s), Kind::Transient { .. }), "{s}");
+        }
+        assert_eq!(kind(404), Kind::Permanent);
     }
 }

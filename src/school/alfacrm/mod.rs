@@ -101,7 +101,7 @@ impl SchoolCrm for AlfaCrm {
         }
         let model = self.save("customer/create", &[], &body).await?;
         serde_json::from_value(model)
-            .map_err(|e| SchoolError::Permanent(format!("AlfaCRM customer model: {e}")))
+            .map_err(|e| SchoolError::permanent(format!("AlfaCRM customer model: {e}")))
     }
 
     async fn mark_studying(
@@ -163,7 +163,7 @@ impl SchoolCrm for AlfaCrm {
         let model = self.save("task/create", &[], &body).await?;
         model["id"]
             .as_i64()
-            .ok_or_else(|| SchoolError::Permanent("AlfaCRM task without id".into()))
+            .ok_or_else(|| SchoolError::permanent("AlfaCRM task without id"))
     }
 
     async fn create_payment(&self, pay: &NewPayment) -> Result<i64, SchoolError> {
@@ -187,7 +187,7 @@ impl SchoolCrm for AlfaCrm {
         let model = self.save("pay/create", &[], &body).await?;
         model["id"]
             .as_i64()
-            .ok_or_else(|| SchoolError::Permanent("AlfaCRM payment without id".into()))
+            .ok_or_else(|| SchoolError::permanent("AlfaCRM payment without id"))
     }
 
     async fn payments_of(&self, customer_id: i64) -> Result<Vec<Value>, SchoolError> {

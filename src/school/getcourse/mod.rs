@@ -12,6 +12,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use super::SchoolError;
+use crate::connectors::{Failure, Kind, Quirks};
 
 pub(super) mod config;
 #[cfg(test)]
@@ -30,7 +31,7 @@ impl GetCourse {
     pub fn new(config: GetCourseConfig) -> Result<GetCourse, SchoolError> {
         let http = crate::connectors::http::builder(Some(Duration::from_secs(config.timeout_secs)))
             .build()
-            .map_err(|e| SchoolError::Permanent(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| SchoolError::permanent(format!("cannot build the HTTP client: {e}")))?;
         Ok(GetCourse { http, config })
     }
 
@@ -42,7 +43,7 @@ impl GetCourse {
         self.config
             .account_url
             .join(path)
-            .map_err(|e| SchoolError::Permanent(format!("bad GetCourse URL {path}: {e}")))
+            .map_err(|e| SchoolError::permanent(format!("bad GetCourse URL {path}: {e}")))
     }
 
     async fn import(&self, what: &str, params: &Value) -> Result<Imported, SchoolError> {
@@ -60,29 +61,25 @@ impl GetCourse {
             .map_err(transport)?;
         let status = response.status().as_u16();
         let text = response.text().await.map_err(transport)?;
-        match status {
-            200..=299 => {}
-            401 | 403 => {
-                return Err(SchoolError::Auth(format!(
-                    "GetCourse refused the key (HTTP {status}): check school.getcourse.key"
-                )));
-            }
-            429 | 408 | 500..=599 => {
-                return Err(SchoolError::Transient {
-                    message: format!("GetCourse failed (HTTP {status})"),
-                    status: Some(status),
-                    retry_after: None,
-                });
-            }
-            _ => {
-                return Err(SchoolError::Status {
-                    status,
-                    message: text.chars().take(200).collect(),
-                });
-            }
+        if !(200..=299).contains(&status) {
+            // GetCourse's Retry-After, if it ever sends one, has never been read.
+            let failure = Failure::from_status(&GetCourseQuirks, status, None, None, "");
+            let message = match failure.kind {
+                Kind::Auth => {
+                    format!("GetCourse refused the key (HTTP {status}): check school.getcourse.key")
+                }
+                Kind::Transient { .. } => format!("GetCourse failed (HTTP {status})"),
+                Kind::Permanent | Kind::PaymentRequired => {
+                    format!(
+                        "HTTP {status}: {}",
+                        text.chars().take(200).collect::<String>()
+                    )
+                }
+            };
+            return Err(Failure { message, ..failure }.into());
         }
         let answer: Value = serde_json::from_str(&text)
-            .map_err(|e| SchoolError::Permanent(format!("GetCourse answered non-JSON: {e}")))?;
+            .map_err(|e| SchoolError::permanent(format!("GetCourse answered non-JSON: {e}")))?;
         parse_import(&answer)
     }
 
@@ -137,7 +134,7 @@ impl GetCourse {
             .map_err(transport)?;
         let status = response.status().as_u16();
         let answer: Value = response.json().await.map_err(|e| {
-            SchoolError::Permanent(format!("GetCourse answered non-JSON: {}", e.without_url()))
+            SchoolError::permanent(format!("GetCourse answered non-JSON: {}", e.without_url()))
         })?;
         if status == 200 && truthy(&answer["success"]) {
             Ok(format!(
@@ -145,7 +142,7 @@ impl GetCourse {
                 self.config.account_url.host_str().unwrap_or("?")
             ))
         } else {
-            Err(SchoolError::Auth(format!(
+            Err(SchoolError::auth(format!(
                 "GetCourse refused the key: {}",
                 answer["error_message"]
                     .as_str()
@@ -157,9 +154,21 @@ impl GetCourse {
 
 /// Without the URL: GetCourse's key travels in it.
 fn transport(e: reqwest::Error) -> SchoolError {
-    SchoolError::Transient {
-        message: format!("GetCourse unreachable: {}", e.without_url()),
-        status: None,
-        retry_after: None,
+    SchoolError::transient(format!("GetCourse unreachable: {}", e.without_url()))
+}
+
+/// Where this connector has always read GetCourse's statuses otherwise than the shared
+/// classifier; kept as they were.
+pub(super) struct GetCourseQuirks;
+
+impl Quirks for GetCourseQuirks {
+    fn classify(&self, status: Option<u16>, _: Option<&str>, _: &str) -> Option<Kind> {
+        match status? {
+            // GetCourse documents no payment status: a 402 is refused like any other 4xx.
+            402 | 425 => Some(Kind::Permanent),
+            // Every 5xx passes, 501 and 505 included.
+            501 | 505 => Some(Kind::Transient { retry_after: None }),
+            _ => None,
+        }
     }
 }

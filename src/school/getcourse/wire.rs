@@ -51,7 +51,7 @@ pub fn parse_import(answer: &Value) -> Result<Imported, SchoolError> {
         .to_string();
     if !truthy(&answer["success"]) {
         if message.to_lowercase().contains("ключ") || message.to_lowercase().contains("key") {
-            return Err(SchoolError::Auth(format!(
+            return Err(SchoolError::auth(format!(
                 "GetCourse refused the key: {message}"
             )));
         }

@@ -52,10 +52,20 @@ pub(crate) async fn insert_journal_batch_in(
     entries: &[&JournalEntry],
 ) -> Result<(), StoreError> {
     const COLS: usize = 10;
+    // SQLite gets anonymous `?` parameters: it looks each `$N` up among the names before it.
+    let sqlite = conn.backend_name().eq_ignore_ascii_case("sqlite");
     for chunk in entries.chunks(200) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
-                let cols: Vec<String> = (1..=COLS).map(|c| format!("${}", i * COLS + c)).collect();
+                let cols: Vec<String> = (1..=COLS)
+                    .map(|c| {
+                        if sqlite {
+                            "?".to_string()
+                        } else {
+                            format!("${}", i * COLS + c)
+                        }
+                    })
+                    .collect();
                 format!("({})", cols.join(", "))
             })
             .collect();

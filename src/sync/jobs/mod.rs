@@ -247,25 +247,31 @@ impl Queue {
         jobs: &[NewJob],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        const COLS: usize = 7;
-        // 400 rows × 7 binds stays far below both backends' parameter limits.
+        const COLS: usize = 6;
+        // 400 rows × 6 binds stays far below both backends' parameter limits.
         const CHUNK: usize = 400;
         let now = to_millis(now);
+        let sqlite = self.store.backend() == Backend::Sqlite;
         let mut tx = self.store.begin().await?;
         let mut inserted = 0;
         for chunk in jobs.chunks(CHUNK) {
+            // The moment is our own integer, written into the statement. SQLite gets
+            // anonymous `?` parameters: it looks each `$N` up among the names before it, which
+            // made binding a chunk's 2,800 of them quadratic (a tenth of a queue drain's CPU).
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| {
-                    let b = i * COLS;
+                    let params: Vec<String> = (1..=COLS)
+                        .map(|c| {
+                            if sqlite {
+                                "?".to_string()
+                            } else {
+                                format!("${}", i * COLS + c)
+                            }
+                        })
+                        .collect();
                     format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, 0, ${b7}, ${b7}, ${b7}, ${b7})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b7 = b + 7
+                        "({}, 'pending', 0, 0, {now}, {now}, {now}, {now})",
+                        params.join(", ")
                     )
                 })
                 .collect();
@@ -284,8 +290,7 @@ impl Queue {
                     .bind(&job.operation)
                     .bind(job.payload.to_string())
                     .bind(&job.idempotency_key)
-                    .bind(job.ordering_key.as_deref())
-                    .bind(now);
+                    .bind(job.ordering_key.as_deref());
             }
             inserted += q.execute(&mut *tx).await?.rows_affected();
         }

@@ -382,6 +382,19 @@ impl Store {
     }
 }
 
+/// The parameters of row `row` (from 0) of a multi-row statement, `width` a row, numbered
+/// from `$1` on PostgreSQL. SQLite gets anonymous `?`: it looks each `$N` up among the
+/// statement's names before it, so binding thousands of them is quadratic.
+pub(crate) fn row_params(backend: Backend, row: usize, width: usize) -> String {
+    let params: Vec<String> = (1..=width)
+        .map(|c| match backend {
+            Backend::Sqlite => "?".to_string(),
+            Backend::Postgres => format!("${}", row * width + c),
+        })
+        .collect();
+    params.join(", ")
+}
+
 /// `sqlite://zapis.db` → create the file when missing.
 fn sqlite_url(url: &str) -> String {
     if url.contains(":memory:") || url.contains("mode=") {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
 use crate::domain::System;
-use crate::store::{Store, StoreError, from_millis, to_millis};
+use crate::store::{Backend, Store, StoreError, from_millis, to_millis};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalEntry {
@@ -52,22 +52,14 @@ pub(crate) async fn insert_journal_batch_in(
     entries: &[&JournalEntry],
 ) -> Result<(), StoreError> {
     const COLS: usize = 10;
-    // SQLite gets anonymous `?` parameters: it looks each `$N` up among the names before it.
-    let sqlite = conn.backend_name().eq_ignore_ascii_case("sqlite");
+    let backend = if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
+    };
     for chunk in entries.chunks(200) {
         let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let cols: Vec<String> = (1..=COLS)
-                    .map(|c| {
-                        if sqlite {
-                            "?".to_string()
-                        } else {
-                            format!("${}", i * COLS + c)
-                        }
-                    })
-                    .collect();
-                format!("({})", cols.join(", "))
-            })
+            .map(|i| format!("({})", crate::store::row_params(backend, i, COLS)))
             .collect();
         let sql = format!(
             "INSERT INTO sync_journal (at, business_id, system, operation, job_id, attempt, \

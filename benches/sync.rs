@@ -142,7 +142,7 @@ async fn seed(app: &App, yc: &FakeYclients, amo: &FakeAmo, n: usize) -> Vec<(Str
             source: Source::direct(Channel::Telegram),
             chat: Some(ChatRef::new(Channel::Telegram, format!("{}", 5000 + i))),
             external_id: Some(
-                zapis::domain::BookingId::parse(&format!(
+                zapis::domain::RecordId::parse(&format!(
                     "{record}:{}",
                     yc.record(record).expect("seeded record").hash
                 ))

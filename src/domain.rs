@@ -10,7 +10,7 @@ use crate::normalize::{Email, Phone};
 mod ids;
 mod system;
 
-pub use ids::{BookingId, BusinessId, InvalidBookingId, InvalidBusinessId};
+pub use ids::{BusinessId, InvalidBusinessId, InvalidRecordId, RecordId};
 #[cfg(test)]
 pub(crate) use ids::{bid, rec};
 pub use system::{System, UnknownSystem};
@@ -314,7 +314,7 @@ pub struct Booking {
     pub chat: Option<ChatRef>,
     /// The record id in the booking system, once it confirmed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<BookingId>,
+    pub external_id: Option<RecordId>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::connectors::{Failure, Kind};
-use crate::domain::{BookingId, InvalidBookingId, Master, Service, Slot, System};
+use crate::domain::{InvalidRecordId, Master, RecordId, Service, Slot, System};
 use crate::normalize::{Email, Phone};
 use crate::sync::DeliveryError;
 
@@ -50,8 +50,8 @@ fn describe(f: &Failure) -> String {
 
 /// A record id no schedule would send (empty, over-long, control characters): the answer is
 /// not one we can keep, and asking again brings the same.
-impl From<InvalidBookingId> for BookingError {
-    fn from(e: InvalidBookingId) -> BookingError {
+impl From<InvalidRecordId> for BookingError {
+    fn from(e: InvalidRecordId) -> BookingError {
         BookingError::rejected(format!("the schedule's answer: {e}"))
     }
 }
@@ -141,7 +141,7 @@ pub enum RecordStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The schedule's id of the record, checked where its answer was read.
-    pub external_id: BookingId,
+    pub external_id: RecordId,
     pub service_id: String,
     pub master_id: String,
     pub start: DateTime<Utc>,
@@ -245,14 +245,11 @@ pub trait BookingSystem: Send + Sync {
         day: NaiveDate,
     ) -> Result<Vec<Slot>, BookingError>;
     async fn book(&self, request: &BookRequest) -> Result<Record, BookingError>;
-    async fn cancel(&self, external_id: &BookingId) -> Result<(), BookingError>;
-    async fn reschedule(
-        &self,
-        external_id: &BookingId,
-        slot: &Slot,
-    ) -> Result<Record, BookingError>;
+    async fn cancel(&self, external_id: &RecordId) -> Result<(), BookingError>;
+    async fn reschedule(&self, external_id: &RecordId, slot: &Slot)
+    -> Result<Record, BookingError>;
     /// Re-reads one record; `None` when the schedule no longer has it.
-    async fn record(&self, external_id: &BookingId) -> Result<Option<Record>, BookingError>;
+    async fn record(&self, external_id: &RecordId) -> Result<Option<Record>, BookingError>;
     /// The live record an earlier attempt of `request` made (its answer lost), where the
     /// schedule lets us search by our booking id; `None` when there is none or the system
     /// cannot tell. The request gives the day and master to narrow the search to.
@@ -290,7 +287,7 @@ pub trait BookingSystem: Send + Sync {
     async fn abandon_code(&self, _booking_id: &str) {}
     /// Marks the visit confirmed by the client where the schedule has such a status;
     /// `false` when it has none (our store and the CRM then hold the confirmation alone).
-    async fn confirm_visit(&self, _external_id: &BookingId) -> Result<bool, BookingError> {
+    async fn confirm_visit(&self, _external_id: &RecordId) -> Result<bool, BookingError> {
         Ok(false)
     }
 }

@@ -2,7 +2,7 @@
 //! and confirmed, each state change written with the jobs it causes in one transaction.
 
 use super::*;
-use crate::domain::BookingId;
+use crate::domain::RecordId;
 
 impl Conversations {
     /// Writes a booking's state change and the jobs it causes in one transaction.
@@ -641,7 +641,7 @@ impl Conversations {
 }
 
 enum Change<'a> {
-    Confirmed { external_id: &'a BookingId },
+    Confirmed { external_id: &'a RecordId },
     Status(BookingStatus),
     None,
 }

@@ -13,7 +13,7 @@ use crate::domain::System;
 use chrono::{DateTime, Utc};
 
 use crate::dialog::{Button, Reply, links};
-use crate::domain::{Booking, BookingId, BookingStatus, Channel, Money, Source};
+use crate::domain::{Booking, BookingStatus, Channel, Money, RecordId, Source};
 use crate::i18n::{FluentValue, Lang, Texts};
 use crate::lifecycle::effects::{Operation, booking_job, client_lang, notify_job};
 use crate::normalize::Phone;
@@ -109,7 +109,7 @@ pub struct ChangeApplier {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ForeignRecord {
     /// The schedule's id of the record, as links hold it.
-    pub external_id: BookingId,
+    pub external_id: RecordId,
     pub client_phone: Phone,
     pub service_id: String,
     pub service_name: String,

@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::clients::{set_consent_in, upsert_client_in};
 use super::{Store, StoreError, from_millis, to_millis};
-use crate::domain::{Booking, BookingId, BookingStatus, Channel, ChatRef, Consent, Money, Source};
+use crate::domain::{Booking, BookingStatus, Channel, ChatRef, Consent, Money, RecordId, Source};
 use crate::normalize::{Email, Phone};
 
 pub(super) const BOOKING_COLUMNS: &str = "b.id, b.business_id, c.phone, c.name, c.email, b.service_id, \
@@ -137,7 +137,7 @@ impl Store {
     pub async fn confirm_booking(
         &self,
         id: &str,
-        external_id: &BookingId,
+        external_id: &RecordId,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
@@ -346,7 +346,7 @@ pub async fn booking_for_change_in(
 pub async fn confirm_booking_in(
     conn: &mut AnyConnection,
     id: &str,
-    external_id: &BookingId,
+    external_id: &RecordId,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query("UPDATE bookings SET status = $1, external_id = $2, updated_at = $3 WHERE id = $4")
@@ -493,7 +493,7 @@ pub(super) fn booking_from_row(row: &AnyRow) -> Result<Booking, StoreError> {
         chat,
         external_id: row
             .try_get::<Option<String>, _>("external_id")?
-            .map(|id| BookingId::parse(&id))
+            .map(|id| RecordId::parse(&id))
             .transpose()
             .map_err(|e| corrupt("external id", &e))?,
         created_at: from_millis(row.try_get("created_at")?)?,

@@ -1,7 +1,7 @@
 //! Tracked deep links (a short token standing for a full UTM set) and the map from our
 //! entities to their ids in external systems.
 
-use crate::domain::{BookingId, BusinessId, System};
+use crate::domain::{BusinessId, RecordId, System};
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
@@ -234,7 +234,7 @@ pub async fn claim_booking_link_in(
     business_id: &BusinessId,
     booking_id: &str,
     system: System,
-    external_id: &BookingId,
+    external_id: &RecordId,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
     Ok(sqlx::query(

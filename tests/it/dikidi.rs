@@ -688,7 +688,7 @@ async fn the_poller_keeps_its_interval_jitter_and_budget() {
     // 45 upcoming records the fake does not know: three batches of at most 20.
     let known: Vec<KnownRecord> = (0..45)
         .map(|i| KnownRecord {
-            external_id: zapis::domain::BookingId::parse(&format!("{}", 80_000_000 + i))
+            external_id: zapis::domain::RecordId::parse(&format!("{}", 80_000_000 + i))
                 .expect("a record id"),
             start: Utc::now() + Duration::days(2),
             status: RecordStatus::Active,
@@ -717,7 +717,7 @@ async fn the_poller_keeps_its_interval_jitter_and_budget() {
     assert!(poller.tick(&known, &mut |e| events.push(e)).await);
     assert_eq!(fake.calls_to("records_info"), 4);
     // The round robin reached the third batch on the second cycle.
-    let ids: std::collections::BTreeSet<zapis::domain::BookingId> = events
+    let ids: std::collections::BTreeSet<zapis::domain::RecordId> = events
         .iter()
         .filter_map(|e| match e {
             DikidiEvent::RecordsMissing { external_ids } => Some(external_ids.clone()),
@@ -798,7 +798,7 @@ async fn of_two_instances_one_polls_and_the_other_takes_over_when_it_stops() {
     let store = Store::connect("sqlite::memory:").await.expect("store");
     let known = || async {
         vec![KnownRecord {
-            external_id: zapis::domain::BookingId::parse("80000001").expect("a record id"),
+            external_id: zapis::domain::RecordId::parse("80000001").expect("a record id"),
             start: Utc::now() + Duration::days(2),
             status: RecordStatus::Active,
         }]

@@ -237,7 +237,7 @@ async fn cancel_deletes_and_salon_changes_are_seen() {
         RecordStatus::Cancelled
     );
     assert!(
-        e.yc.record(&zapis::domain::BookingId::parse(&format!("{id}:wronghash")).unwrap())
+        e.yc.record(&zapis::domain::RecordId::parse(&format!("{id}:wronghash")).unwrap())
             .await
             .unwrap()
             .is_none()

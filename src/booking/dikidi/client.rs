@@ -252,7 +252,7 @@ pub struct Dikidi {
     /// Bookings whose `record` step waits for the client's SMS code, by our booking id.
     pub(super) pending: Mutex<HashMap<String, PendingRecord>>,
     /// Known records `records_info` left out, already alarmed about.
-    pub(super) missing: Mutex<BTreeSet<BookingId>>,
+    pub(super) missing: Mutex<BTreeSet<RecordId>>,
     pub(crate) poll_interval: StdDuration,
     pub(crate) poll_jitter: StdDuration,
 }

@@ -126,7 +126,7 @@ async fn seed(app: &App, yc: &FakeYclients, amo: &FakeAmo, n: usize) -> Vec<(Str
             .expect("local")
             .with_timezone(&Utc);
         let booking = Booking {
-            id: id.clone(),
+            id: zapis::domain::BookingId::parse(&id).expect("a booking id"),
             business_id: bid("default"),
             client_phone: Phone::parse(&format!("+7912{:07}", i)).expect("phone"),
             client_name: "Клиент".into(),

@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::connectors::{Failure, Kind};
-use crate::domain::{InvalidRecordId, Master, RecordId, Service, Slot, System};
+use crate::domain::{BookingId, InvalidRecordId, Master, RecordId, Service, Slot, System};
 use crate::normalize::{Email, Phone};
 use crate::sync::DeliveryError;
 
@@ -116,7 +116,7 @@ impl From<BookingError> for DeliveryError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookRequest {
     /// Our booking id, written into the record where the system has a place for it.
-    pub booking_id: String,
+    pub booking_id: BookingId,
     pub service_id: String,
     pub master_id: String,
     pub start: DateTime<Utc>,
@@ -272,19 +272,23 @@ pub trait BookingSystem: Send + Sync {
     }
     /// Completes booking `booking_id`, which [`BookingSystem::book`] left waiting with
     /// [`BookingError::CodeRequired`], with the code the client typed. The code is never logged.
-    async fn confirm_code(&self, _booking_id: &str, _code: &str) -> Result<Record, BookingError> {
+    async fn confirm_code(
+        &self,
+        _booking_id: &BookingId,
+        _code: &str,
+    ) -> Result<Record, BookingError> {
         Err(BookingError::rejected(
             "this schedule does not ask for confirmation codes",
         ))
     }
     /// Asks the schedule to send the confirmation code again; `Some` when it booked instead.
-    async fn resend_code(&self, _booking_id: &str) -> Result<Option<Record>, BookingError> {
+    async fn resend_code(&self, _booking_id: &BookingId) -> Result<Option<Record>, BookingError> {
         Err(BookingError::rejected(
             "this schedule does not ask for confirmation codes",
         ))
     }
     /// Drops what the schedule holds for a booking that waited for a code.
-    async fn abandon_code(&self, _booking_id: &str) {}
+    async fn abandon_code(&self, _booking_id: &BookingId) {}
     /// Marks the visit confirmed by the client where the schedule has such a status;
     /// `false` when it has none (our store and the CRM then hold the confirmation alone).
     async fn confirm_visit(&self, _external_id: &RecordId) -> Result<bool, BookingError> {

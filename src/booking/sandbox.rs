@@ -468,7 +468,7 @@ mod tests {
 
     fn request(master: &str, start: DateTime<Utc>) -> BookRequest {
         BookRequest {
-            booking_id: uuid::Uuid::new_v4().to_string(),
+            booking_id: crate::domain::BookingId::generate(),
             service_id: "s1".into(),
             master_id: master.into(),
             start,

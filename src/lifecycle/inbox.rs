@@ -80,6 +80,9 @@ impl InboxHandler for YclientsInbox {
                 }
                 continue;
             };
+            // A link row's entity id is text for every kind of entity; a booking's is our
+            // booking id.
+            let booking_id = crate::store::parse_booking_id(&booking_id).map_err(transient)?;
             let Some(booking) = store
                 .booking(&message.business_id, &booking_id)
                 .await

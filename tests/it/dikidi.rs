@@ -42,7 +42,7 @@ fn tomorrow() -> NaiveDate {
 
 fn request(slot: &zapis::domain::Slot) -> BookRequest {
     BookRequest {
-        booking_id: "b-1".into(),
+        booking_id: crate::support::bk("b-1"),
         service_id: HAIRCUT.to_string(),
         master_id: slot.master_id.clone(),
         start: slot.start,
@@ -519,23 +519,35 @@ async fn a_salon_that_wants_the_sms_code_gets_it_relayed_once_resent_and_checked
     assert_eq!(fake.sms().len(), 1);
     assert!(fake.records().is_empty());
     assert!(matches!(
-        d.confirm_code("b-1", "0000").await,
+        d.confirm_code(&crate::support::bk("b-1"), "0000").await,
         Err(BookingError::CodeWrong)
     ));
-    assert!(d.resend_code("b-1").await.unwrap().is_none());
+    assert!(
+        d.resend_code(&crate::support::bk("b-1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(fake.sms().len(), 2);
     assert!(matches!(
-        d.resend_code("b-1").await,
+        d.resend_code(&crate::support::bk("b-1")).await,
         Err(err) if err.is_refusal()
     ));
     assert_eq!(fake.sms().len(), 2, "resent once only");
     let code = fake.sms()[1].1.clone();
-    let record = d.confirm_code("b-1", &code).await.unwrap();
+    let record = d
+        .confirm_code(&crate::support::bk("b-1"), &code)
+        .await
+        .unwrap();
     let records = fake.records();
     assert_eq!(records.len(), 1);
     assert_eq!(record.external_id, records[0].id.to_string());
     // Nothing waits any more.
-    assert!(d.confirm_code("b-1", &code).await.is_err());
+    assert!(
+        d.confirm_code(&crate::support::bk("b-1"), &code)
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -554,7 +566,7 @@ async fn a_captcha_is_never_attempted_and_raises_an_event() {
     assert_eq!(
         d.take_events(),
         vec![DikidiEvent::CaptchaDemanded {
-            booking_id: "b-1".into()
+            booking_id: crate::support::bk("b-1")
         }]
     );
     // Booking is not switched off for everyone: the API did not change.

@@ -60,7 +60,7 @@ fn utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
 
 fn request(master: &str, service: &str, start: DateTime<Utc>, minutes: u32) -> BookRequest {
     BookRequest {
-        booking_id: uuid::Uuid::new_v4().to_string(),
+        booking_id: crate::support::bk(&uuid::Uuid::new_v4().to_string()),
         service_id: service.into(),
         master_id: master.into(),
         start,

@@ -24,7 +24,7 @@
 //! the envelope and the drift alarm; `wire.rs` and `map.rs` the vendor's shapes and their
 //! readers; `poller.rs` the poll that stands in for webhooks (a salon's cancel starts there).
 
-use crate::domain::{RecordId, System};
+use crate::domain::{BookingId, RecordId, System};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -100,7 +100,7 @@ pub enum DikidiEvent {
     RecordsMissing { external_ids: Vec<RecordId> },
     /// The salon's `record` step demanded a captcha for booking `booking_id`. zapis never
     /// tries to pass one: the client was told to call.
-    CaptchaDemanded { booking_id: String },
+    CaptchaDemanded { booking_id: BookingId },
     /// The record now starts at another time.
     Moved {
         external_id: RecordId,
@@ -450,7 +450,7 @@ impl Dikidi {
         })
     }
 
-    fn pending_record(&self, booking_id: &str) -> Result<PendingRecord, BookingError> {
+    fn pending_record(&self, booking_id: &BookingId) -> Result<PendingRecord, BookingError> {
         let now = self.clock.now();
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.retain(|_, p| now - p.since < Duration::minutes(CODE_WAIT_MINUTES));
@@ -463,14 +463,14 @@ impl Dikidi {
 
     /// A captcha is never attempted: the booking stops, the client is told to call (the
     /// dialog renders `Closed`), and the next poll hands the admin alert to the sync engine.
-    fn captcha(&self, booking_id: &str, why: &str) -> BookingError {
+    fn captcha(&self, booking_id: &BookingId, why: &str) -> BookingError {
         tracing::warn!(booking = %booking_id, "dikidi demands a captcha; the client is told to call");
         self.drift
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .outbox
             .push(DikidiEvent::CaptchaDemanded {
-                booking_id: booking_id.to_owned(),
+                booking_id: booking_id.clone(),
             });
         BookingError::Closed(format!(
             "Dikidi's record step demands a captcha ({why}); zapis does not solve captchas"
@@ -686,7 +686,11 @@ impl BookingSystem for Dikidi {
         }
     }
 
-    async fn confirm_code(&self, booking_id: &str, code: &str) -> Result<Record, BookingError> {
+    async fn confirm_code(
+        &self,
+        booking_id: &BookingId,
+        code: &str,
+    ) -> Result<Record, BookingError> {
         self.partner_guard()?;
         let pending = self.pending_record(booking_id)?;
         match self
@@ -708,7 +712,7 @@ impl BookingSystem for Dikidi {
         }
     }
 
-    async fn resend_code(&self, booking_id: &str) -> Result<Option<Record>, BookingError> {
+    async fn resend_code(&self, booking_id: &BookingId) -> Result<Option<Record>, BookingError> {
         self.partner_guard()?;
         let pending = self.pending_record(booking_id)?;
         if pending.resent {
@@ -745,7 +749,7 @@ impl BookingSystem for Dikidi {
         }
     }
 
-    async fn abandon_code(&self, booking_id: &str) {
+    async fn abandon_code(&self, booking_id: &BookingId) {
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -100,7 +100,7 @@ impl World {
         }
     }
 
-    fn booking(&self, id: String, start: DateTime<Utc>) -> Booking {
+    fn booking(&self, id: zapis::domain::BookingId, start: DateTime<Utc>) -> Booking {
         Booking {
             id,
             business_id: zapis::domain::BusinessId::parse("b1").expect("a valid id"),
@@ -153,7 +153,9 @@ impl World {
                     .collect(),
             ),
             Command::Book(d) => {
-                let b = self.booking(format!("bk-{}", self.bookings.len()), d.slot.start);
+                let id = zapis::domain::BookingId::parse(&format!("bk-{}", self.bookings.len()))
+                    .expect("a booking id");
+                let b = self.booking(id, d.slot.start);
                 self.bookings.push(b.clone());
                 Loaded::Booked(b)
             }

@@ -68,7 +68,7 @@ impl JobHandler for Stamps {
 fn booking(business: &str, i: usize) -> Vec<NewJob> {
     let business = &bid(business);
     let at = chrono::Utc::now();
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = zapis::domain::BookingId::generate();
     let chat = ChatRef::new(Channel::Telegram, format!("{}", 700_000_000 + i));
     let mut jobs: Vec<NewJob> = [System::Yclients, System::AmoCrm]
         .into_iter()

@@ -125,7 +125,7 @@ fn product_jobs(n: usize) -> Vec<NewJob> {
     let mut out = Vec::with_capacity(n + 4);
     let mut i = 0;
     while out.len() < n {
-        let booking = uuid::Uuid::new_v4().simple().to_string();
+        let booking = zapis::domain::BookingId::generate();
         let chat = ChatRef::new(Channel::Telegram, format!("{}", 700_000_000 + i));
         for system in [System::Yclients, System::AmoCrm] {
             out.push(booking_job(

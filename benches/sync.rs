@@ -126,7 +126,7 @@ async fn seed(app: &App, yc: &FakeYclients, amo: &FakeAmo, n: usize) -> Vec<(Str
             .expect("local")
             .with_timezone(&Utc);
         let booking = Booking {
-            id: id.clone(),
+            id: zapis::domain::BookingId::parse(&id).expect("a booking id"),
             business_id: bid("default"),
             client_phone: Phone::parse(&format!("+7912{:07}", i)).expect("phone"),
             client_name: "Клиент".into(),
@@ -142,7 +142,7 @@ async fn seed(app: &App, yc: &FakeYclients, amo: &FakeAmo, n: usize) -> Vec<(Str
             source: Source::direct(Channel::Telegram),
             chat: Some(ChatRef::new(Channel::Telegram, format!("{}", 5000 + i))),
             external_id: Some(
-                zapis::domain::BookingId::parse(&format!(
+                zapis::domain::RecordId::parse(&format!(
                     "{record}:{}",
                     yc.record(record).expect("seeded record").hash
                 ))

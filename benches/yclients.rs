@@ -53,7 +53,8 @@ async fn run(clients: u32, cache: bool, rate: u32) -> Figures {
             .expect("slots");
         let slot = &slots[0];
         yc.book(&BookRequest {
-            booking_id: format!("bench-{i}"),
+            booking_id: zapis::domain::BookingId::parse(&format!("bench-{i}"))
+                .expect("a booking id"),
             service_id: service.id.clone(),
             master_id: master.id.clone(),
             start: slot.start,

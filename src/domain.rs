@@ -10,9 +10,11 @@ use crate::normalize::{Email, Phone};
 mod ids;
 mod system;
 
-pub use ids::{BookingId, BusinessId, InvalidBookingId, InvalidBusinessId};
+pub use ids::{
+    BookingId, BusinessId, InvalidBookingId, InvalidBusinessId, InvalidRecordId, RecordId,
+};
 #[cfg(test)]
-pub(crate) use ids::{bid, rec};
+pub(crate) use ids::{bid, bk, rec};
 pub use system::{System, UnknownSystem};
 
 /// What the bot sells, and so the words it uses: visits to a master (salon), appointments
@@ -295,7 +297,7 @@ impl BookingStatus {
 /// A visit as we hold it: what, who, when, from where, and its state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Booking {
-    pub id: String,
+    pub id: BookingId,
     pub business_id: BusinessId,
     pub client_phone: Phone,
     pub client_name: String,
@@ -314,7 +316,7 @@ pub struct Booking {
     pub chat: Option<ChatRef>,
     /// The record id in the booking system, once it confirmed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<BookingId>,
+    pub external_id: Option<RecordId>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -326,7 +328,8 @@ impl Booking {
 
 /// The key a lead that is no booking's carries in the CRM where a booking's lead has its
 /// booking id: `prefix` and 31 hex digits of the digest of `seed`, 32 characters like a booking
-/// id and never equal to one, the same for every retry of one lead.
+/// id and never equal to one, the same for every retry of one lead. A `String`, not a
+/// [`BookingId`]: it names a lead, and is parsed only where it stands in for a booking.
 pub fn lead_key_of(prefix: char, seed: &str) -> String {
     use sha2::{Digest, Sha256};
     let hex: String = Sha256::digest(seed.as_bytes())

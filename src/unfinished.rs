@@ -184,7 +184,7 @@ mod tests {
     async fn booking(store: &Store, id: &str, chat_id: &str, at: DateTime<Utc>, failed: bool) {
         store
             .insert_booking(&Booking {
-                id: id.into(),
+                id: crate::domain::bk(id),
                 business_id: bid("b1"),
                 client_phone: Phone::parse("+79123456789").unwrap(),
                 client_name: "Анна".into(),

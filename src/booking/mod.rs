@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::connectors::{Failure, Kind};
-use crate::domain::{BookingId, InvalidBookingId, Master, Service, Slot, System};
+use crate::domain::{BookingId, InvalidRecordId, Master, RecordId, Service, Slot, System};
 use crate::normalize::{Email, Phone};
 use crate::sync::DeliveryError;
 
@@ -50,8 +50,8 @@ fn describe(f: &Failure) -> String {
 
 /// A record id no schedule would send (empty, over-long, control characters): the answer is
 /// not one we can keep, and asking again brings the same.
-impl From<InvalidBookingId> for BookingError {
-    fn from(e: InvalidBookingId) -> BookingError {
+impl From<InvalidRecordId> for BookingError {
+    fn from(e: InvalidRecordId) -> BookingError {
         BookingError::rejected(format!("the schedule's answer: {e}"))
     }
 }
@@ -116,7 +116,7 @@ impl From<BookingError> for DeliveryError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookRequest {
     /// Our booking id, written into the record where the system has a place for it.
-    pub booking_id: String,
+    pub booking_id: BookingId,
     pub service_id: String,
     pub master_id: String,
     pub start: DateTime<Utc>,
@@ -141,7 +141,7 @@ pub enum RecordStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The schedule's id of the record, checked where its answer was read.
-    pub external_id: BookingId,
+    pub external_id: RecordId,
     pub service_id: String,
     pub master_id: String,
     pub start: DateTime<Utc>,
@@ -245,14 +245,11 @@ pub trait BookingSystem: Send + Sync {
         day: NaiveDate,
     ) -> Result<Vec<Slot>, BookingError>;
     async fn book(&self, request: &BookRequest) -> Result<Record, BookingError>;
-    async fn cancel(&self, external_id: &BookingId) -> Result<(), BookingError>;
-    async fn reschedule(
-        &self,
-        external_id: &BookingId,
-        slot: &Slot,
-    ) -> Result<Record, BookingError>;
+    async fn cancel(&self, external_id: &RecordId) -> Result<(), BookingError>;
+    async fn reschedule(&self, external_id: &RecordId, slot: &Slot)
+    -> Result<Record, BookingError>;
     /// Re-reads one record; `None` when the schedule no longer has it.
-    async fn record(&self, external_id: &BookingId) -> Result<Option<Record>, BookingError>;
+    async fn record(&self, external_id: &RecordId) -> Result<Option<Record>, BookingError>;
     /// The live record an earlier attempt of `request` made (its answer lost), where the
     /// schedule lets us search by our booking id; `None` when there is none or the system
     /// cannot tell. The request gives the day and master to narrow the search to.
@@ -275,22 +272,26 @@ pub trait BookingSystem: Send + Sync {
     }
     /// Completes booking `booking_id`, which [`BookingSystem::book`] left waiting with
     /// [`BookingError::CodeRequired`], with the code the client typed. The code is never logged.
-    async fn confirm_code(&self, _booking_id: &str, _code: &str) -> Result<Record, BookingError> {
+    async fn confirm_code(
+        &self,
+        _booking_id: &BookingId,
+        _code: &str,
+    ) -> Result<Record, BookingError> {
         Err(BookingError::rejected(
             "this schedule does not ask for confirmation codes",
         ))
     }
     /// Asks the schedule to send the confirmation code again; `Some` when it booked instead.
-    async fn resend_code(&self, _booking_id: &str) -> Result<Option<Record>, BookingError> {
+    async fn resend_code(&self, _booking_id: &BookingId) -> Result<Option<Record>, BookingError> {
         Err(BookingError::rejected(
             "this schedule does not ask for confirmation codes",
         ))
     }
     /// Drops what the schedule holds for a booking that waited for a code.
-    async fn abandon_code(&self, _booking_id: &str) {}
+    async fn abandon_code(&self, _booking_id: &BookingId) {}
     /// Marks the visit confirmed by the client where the schedule has such a status;
     /// `false` when it has none (our store and the CRM then hold the confirmation alone).
-    async fn confirm_visit(&self, _external_id: &BookingId) -> Result<bool, BookingError> {
+    async fn confirm_visit(&self, _external_id: &RecordId) -> Result<bool, BookingError> {
         Ok(false)
     }
 }

@@ -3,7 +3,7 @@
 //! like a booking system without any network.
 
 use crate::domain::BusinessId;
-use crate::domain::{BookingId, System};
+use crate::domain::{RecordId, System};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -332,7 +332,7 @@ impl BookingSystem for Sandbox {
         let _guard = self.write_lock.lock().await;
         let id = self.insert_record(request, end).await?;
         Ok(Record {
-            external_id: BookingId::parse(&id)?,
+            external_id: RecordId::parse(&id)?,
             service_id: service.id.clone(),
             master_id: request.master_id.clone(),
             start: request.start,
@@ -341,7 +341,7 @@ impl BookingSystem for Sandbox {
         })
     }
 
-    async fn cancel(&self, external_id: &BookingId) -> Result<(), BookingError> {
+    async fn cancel(&self, external_id: &RecordId) -> Result<(), BookingError> {
         let done = self
             .store
             .cancel_sandbox_record(&self.business_id, external_id)
@@ -355,7 +355,7 @@ impl BookingSystem for Sandbox {
 
     async fn reschedule(
         &self,
-        external_id: &BookingId,
+        external_id: &RecordId,
         slot: &Slot,
     ) -> Result<Record, BookingError> {
         let current = self
@@ -413,12 +413,12 @@ impl BookingSystem for Sandbox {
             .await
             .map_err(store_err)?;
         match id {
-            Some(id) => self.record(&BookingId::parse(&id)?).await,
+            Some(id) => self.record(&RecordId::parse(&id)?).await,
             None => Ok(None),
         }
     }
 
-    async fn record(&self, external_id: &BookingId) -> Result<Option<Record>, BookingError> {
+    async fn record(&self, external_id: &RecordId) -> Result<Option<Record>, BookingError> {
         let row = self
             .store
             .sandbox_record(&self.business_id, external_id)
@@ -427,7 +427,7 @@ impl BookingSystem for Sandbox {
         let Some(row) = row else { return Ok(None) };
         let (start, end) = (row.start_at, row.end_at);
         Ok(Some(Record {
-            external_id: BookingId::parse(&row.id)?,
+            external_id: RecordId::parse(&row.id)?,
             service_id: row.service_id,
             master_id: row.master_id,
             start: Utc
@@ -468,7 +468,7 @@ mod tests {
 
     fn request(master: &str, start: DateTime<Utc>) -> BookRequest {
         BookRequest {
-            booking_id: uuid::Uuid::new_v4().to_string(),
+            booking_id: crate::domain::BookingId::generate(),
             service_id: "s1".into(),
             master_id: master.into(),
             start,

@@ -2,13 +2,13 @@
 //! and confirmed, each state change written with the jobs it causes in one transaction.
 
 use super::*;
-use crate::domain::BookingId;
+use crate::domain::{BookingId, RecordId};
 
 impl Conversations {
     /// Writes a booking's state change and the jobs it causes in one transaction.
     async fn commit_change(
         &self,
-        booking_id: &str,
+        booking_id: &BookingId,
         change: Change<'_>,
         jobs: &[NewJob],
     ) -> Result<(), ConversationError> {
@@ -32,13 +32,18 @@ impl Conversations {
 
     /// Reports from the schedule about this booking wait while we write its change there
     /// ourselves, so the salon is not credited with the client's own move or cancel.
-    async fn hold_change(&self, booking_id: &str) -> Result<(), ConversationError> {
+    async fn hold_change(&self, booking_id: &BookingId) -> Result<(), ConversationError> {
         let until = self.clock.now() + crate::lifecycle::changes::CHANGE_IN_FLIGHT;
         self.store.hold_change(booking_id, until).await?;
         Ok(())
     }
 
-    fn crm_job(&self, operation: Operation, booking_id: &str, by: Option<&str>) -> Option<NewJob> {
+    fn crm_job(
+        &self,
+        operation: Operation,
+        booking_id: &BookingId,
+        by: Option<&str>,
+    ) -> Option<NewJob> {
         self.crm_system.map(|system| {
             booking_job(
                 &self.business.id,
@@ -311,7 +316,7 @@ impl Conversations {
             }
         };
         let booking = Booking {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id: BookingId::generate(),
             business_id: self.business.id.clone(),
             client_phone: draft.phone.clone(),
             client_name: draft.name.clone(),
@@ -387,7 +392,7 @@ impl Conversations {
     async fn submit_code(
         &self,
         chat: &ChatRef,
-        id: &str,
+        id: &BookingId,
         code: Option<&str>,
     ) -> Result<Loaded, ConversationError> {
         let booking = match self.owned_booking(chat, id).await? {
@@ -471,7 +476,7 @@ impl Conversations {
     async fn owned_booking(
         &self,
         chat: &ChatRef,
-        id: &str,
+        id: &BookingId,
     ) -> Result<Option<Booking>, ConversationError> {
         let Some(booking) = self.store.booking(&self.business.id, id).await? else {
             return Ok(None);
@@ -492,7 +497,7 @@ impl Conversations {
             .then_some(booking))
     }
 
-    async fn cancel(&self, chat: &ChatRef, id: &str) -> Result<Loaded, ConversationError> {
+    async fn cancel(&self, chat: &ChatRef, id: &BookingId) -> Result<Loaded, ConversationError> {
         let Some(mut booking) = self.owned_booking(chat, id).await? else {
             return Ok(Loaded::Failed {
                 reason: format!("booking {id} not found"),
@@ -523,7 +528,7 @@ impl Conversations {
     async fn reschedule(
         &self,
         chat: &ChatRef,
-        id: &str,
+        id: &BookingId,
         slot: crate::domain::Slot,
     ) -> Result<Loaded, ConversationError> {
         let Some(mut booking) = self.owned_booking(chat, id).await? else {
@@ -577,7 +582,11 @@ impl Conversations {
 
     /// "I'll come": the schedule's confirmation status where it has one, our store, and a note
     /// for the CRM. A second press changes nothing more.
-    async fn confirm_visit(&self, chat: &ChatRef, id: &str) -> Result<Loaded, ConversationError> {
+    async fn confirm_visit(
+        &self,
+        chat: &ChatRef,
+        id: &BookingId,
+    ) -> Result<Loaded, ConversationError> {
         let Some(booking) = self.owned_booking(chat, id).await? else {
             return Ok(Loaded::Failed {
                 reason: format!("booking {id} not found"),
@@ -641,7 +650,7 @@ impl Conversations {
 }
 
 enum Change<'a> {
-    Confirmed { external_id: &'a BookingId },
+    Confirmed { external_id: &'a RecordId },
     Status(BookingStatus),
     None,
 }

@@ -383,7 +383,8 @@ pub trait Crm: Send + Sync {
     /// Creates the lead for a booking (with its contact when needed) and logs the transcript.
     async fn create_lead(&self, req: &LeadRequest) -> Result<CreatedLead, CrmError>;
 
-    /// The lead carrying our booking id, if an earlier attempt created one.
+    /// The lead carrying our booking id, if an earlier attempt created one. Text, not a
+    /// `BookingId`: the CRM's field holds a lead key where the lead is no booking's.
     async fn find_lead_by_booking(&self, booking_id: &str) -> Result<Option<CrmLead>, CrmError>;
 
     /// Adds notes (split and batched as the CRM needs); returns the note ids.

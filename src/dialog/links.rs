@@ -6,6 +6,8 @@
 //! so its payloads carry no render version (`0`) and name only steps the engine honours from
 //! any message.
 
+use crate::domain::BookingId;
+
 /// Stands for "no render version": the engine honours these payloads from any message.
 const ANY_MESSAGE: &str = "0";
 
@@ -13,7 +15,7 @@ fn payload(kind: &str) -> String {
     format!("{ANY_MESSAGE}|{kind}")
 }
 
-fn about(kind: &str, booking_id: &str) -> String {
+fn about(kind: &str, booking_id: &BookingId) -> String {
     format!("{ANY_MESSAGE}|{kind}:{booking_id}")
 }
 
@@ -28,16 +30,16 @@ pub fn my_bookings() -> String {
 }
 
 /// "I'll come", under a reminder: confirms the visit.
-pub fn confirm_visit(booking_id: &str) -> String {
+pub fn confirm_visit(booking_id: &BookingId) -> String {
     about("Rk", booking_id)
 }
 
 /// "Cancel", under a reminder: asks, then cancels that booking.
-pub fn cancel_visit(booking_id: &str) -> String {
+pub fn cancel_visit(booking_id: &BookingId) -> String {
     about("Rc", booking_id)
 }
 
 /// "Move", under a reminder: the days of the same service and master.
-pub fn move_visit(booking_id: &str) -> String {
+pub fn move_visit(booking_id: &BookingId) -> String {
     about("Rm", booking_id)
 }

@@ -17,7 +17,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Booking, Channel, Consent, Master, Service, Slot, Source};
+use crate::domain::{Booking, BookingId, Channel, Consent, Master, Service, Slot, Source};
 use crate::i18n::{Lang, Texts};
 use crate::normalize::Phone;
 
@@ -134,7 +134,7 @@ pub enum Loaded {
     /// The schedule sent the client a confirmation code (an SMS from Dikidi) and holds booking
     /// `booking_id` until the code is entered.
     CodeRequired {
-        booking_id: String,
+        booking_id: BookingId,
     },
     /// The code entered is not the one the schedule sent.
     CodeWrong,
@@ -177,28 +177,28 @@ pub enum Command {
         phone: Option<Phone>,
     },
     Cancel {
-        booking_id: String,
+        booking_id: BookingId,
     },
     Reschedule {
-        booking_id: String,
+        booking_id: BookingId,
         slot: Slot,
     },
     /// "I'll come" from a reminder: record it here, in the schedule and the CRM.
     ConfirmVisit {
-        booking_id: String,
+        booking_id: BookingId,
     },
     /// Completes a booking the schedule holds with the confirmation code the client typed.
     SubmitCode {
-        booking_id: String,
+        booking_id: BookingId,
         code: String,
     },
     /// Asks the schedule to send the confirmation code again.
     ResendCode {
-        booking_id: String,
+        booking_id: BookingId,
     },
     /// The client gave up (or ran out of tries) on a booking that waited for a code.
     AbandonCode {
-        booking_id: String,
+        booking_id: BookingId,
     },
     /// Relay to the business's admin chat: the client's question as typed, or `None` when they
     /// pressed "Call an administrator". Who asks is the runtime's to add.
@@ -213,7 +213,7 @@ pub enum Command {
 pub fn reminder_buttons(
     texts: &Texts,
     lang: Lang,
-    booking_id: &str,
+    booking_id: &BookingId,
     changeable: bool,
 ) -> Vec<Vec<Button>> {
     let button = |key: &str, data: String| Button {

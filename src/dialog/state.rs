@@ -7,7 +7,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Consent, Master, Service, Slot, Source};
+use crate::domain::{BookingId, Consent, Master, Service, Slot, Source};
 use crate::i18n::Lang;
 use crate::normalize::Phone;
 
@@ -256,7 +256,7 @@ pub(super) enum ConsentFor {
 /// A booking waiting for the client's confirmation code. The code itself is never kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct CodeWait {
-    pub booking: String,
+    pub booking: BookingId,
     /// Wrong codes entered so far.
     #[serde(default)]
     pub tries: u8,
@@ -273,8 +273,8 @@ impl At {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) enum Act {
-    Cancel(String),
-    Move(String),
+    Cancel(BookingId),
+    Move(BookingId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -322,7 +322,7 @@ pub(super) struct Flow {
 /// What the engine needs to know about a booking being cancelled or moved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Moving {
-    pub id: String,
+    pub id: BookingId,
     pub svc_id: String,
     pub svc: String,
     pub master_id: String,

@@ -1,6 +1,7 @@
 //! Ids that cross the whole crate as types rather than strings, so a business id cannot be
-//! passed where a booking id or a system name was meant, and an id from outside is checked once,
-//! where it enters (a config file, a URL path segment, a command line), not wherever it is used.
+//! passed where a schedule's record id or a system name was meant, and an id from outside is
+//! checked once, where it enters (a config file, a URL path segment, a command line), not
+//! wherever it is used.
 //!
 //! They live in the bottom layer (beside the nouns they name) because the store and the queue
 //! carry them on every row; the tenant registry above re-uses them.
@@ -197,20 +198,90 @@ fn problem_with(id: &str) -> Option<&'static str> {
 
 string_id!(BusinessId, InvalidBusinessId);
 
-/// A booking (record) as the schedule knows it: the id YClients, Dikidi or the demo schedule
+/// A booking as the schedule knows it (its record): the id YClients, Dikidi or the demo schedule
 /// gave it, which we keep to read, move or cancel it there. The vendor decides its shape (a
 /// YClients record number, with `:hash` once it was made through the online widget; a Dikidi
 /// number; a generated id in the demo), so the rule only keeps out what no vendor sends and
 /// what would corrupt a log line, a link row or a URL: nothing empty, over-long or holding
 /// control characters.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordId(Arc<str>);
+
+/// Why a string cannot be a schedule's record id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{given}` cannot be a schedule's record id: it {problem}")]
+pub struct InvalidRecordId {
+    /// What was given, cut short and with control characters escaped: it came from outside.
+    given: String,
+    problem: &'static str,
+}
+
+impl InvalidRecordId {
+    /// What is wrong with it, as a predicate of "the id".
+    pub fn problem(&self) -> &'static str {
+        self.problem
+    }
+}
+
+/// The longest record id: far above any vendor's (a number, or a number and a 32-character
+/// hash), low enough that a hostile answer cannot fill a row.
+const MAX_RECORD_ID_LEN: usize = 128;
+
+impl RecordId {
+    /// `id` if a schedule could have given it: 1 to 128 characters, none of them a control
+    /// character. Surrounding spaces are kept as given: the vendor's id is what it is.
+    pub fn parse(id: &str) -> Result<RecordId, InvalidRecordId> {
+        match loose_problem(id) {
+            None => Ok(RecordId(Arc::from(id))),
+            Some(problem) => Err(InvalidRecordId {
+                given: cut_and_escaped(id),
+                problem,
+            }),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why `id` cannot be a record or booking id (empty, over-long, a control character), or
+/// `None`.
+fn loose_problem(id: &str) -> Option<&'static str> {
+    if id.is_empty() || id.chars().count() > MAX_RECORD_ID_LEN {
+        Some("must be 1 to 128 characters long")
+    } else if id.chars().any(char::is_control) {
+        Some("may not hold control characters")
+    } else {
+        None
+    }
+}
+
+/// A refused id as an error may show it: it came from outside or from a row written by hand.
+fn cut_and_escaped(id: &str) -> String {
+    id.chars()
+        .take(MAX_RECORD_ID_LEN + 16)
+        .collect::<String>()
+        .escape_debug()
+        .to_string()
+}
+
+string_id!(RecordId, InvalidRecordId);
+
+/// A booking as we know it: the id of its `bookings` row, carried by the jobs, dialog buttons
+/// and console links that act on it. We make it (32 hex digits), but rows, queued payloads and
+/// stored dialog states keep whatever earlier versions wrote (a test's `bk-1`, a lead key
+/// standing in for a booking that never was one, see [`crate::domain::lead_key_of`]), so the
+/// rule is no stricter than a schedule's record id: 1 to 128 characters, no control character.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BookingId(Arc<str>);
 
-/// Why a string cannot be a schedule's booking id.
+/// Why a string cannot be one of our booking ids.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{given}` cannot be a booking id: it {problem}")]
 pub struct InvalidBookingId {
-    /// What was given, cut short and with control characters escaped: it came from outside.
+    /// What was given, cut short and with control characters escaped: it may come from a
+    /// button press or a URL.
     given: String,
     problem: &'static str,
 }
@@ -222,33 +293,21 @@ impl InvalidBookingId {
     }
 }
 
-/// The longest booking id: far above any vendor's (a number, or a number and a 32-character
-/// hash), low enough that a hostile answer cannot fill a row.
-const MAX_BOOKING_ID_LEN: usize = 128;
-
 impl BookingId {
-    /// `id` if a schedule could have given it: 1 to 128 characters, none of them a control
-    /// character. Surrounding spaces are kept as given: the vendor's id is what it is.
+    /// `id` if it could name one of our bookings: 1 to 128 characters, no control character.
     pub fn parse(id: &str) -> Result<BookingId, InvalidBookingId> {
-        let problem = if id.is_empty() || id.chars().count() > MAX_BOOKING_ID_LEN {
-            Some("must be 1 to 128 characters long")
-        } else if id.chars().any(char::is_control) {
-            Some("may not hold control characters")
-        } else {
-            None
-        };
-        match problem {
+        match loose_problem(id) {
             None => Ok(BookingId(Arc::from(id))),
             Some(problem) => Err(InvalidBookingId {
-                given: id
-                    .chars()
-                    .take(MAX_BOOKING_ID_LEN + 16)
-                    .collect::<String>()
-                    .escape_debug()
-                    .to_string(),
+                given: cut_and_escaped(id),
                 problem,
             }),
         }
+    }
+
+    /// The id of a booking made now: random, 32 lower-case hex digits.
+    pub fn generate() -> BookingId {
+        BookingId(Arc::from(uuid::Uuid::new_v4().simple().to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -258,10 +317,16 @@ impl BookingId {
 
 string_id!(BookingId, InvalidBookingId);
 
+/// One of our booking ids written in a test, where a bad one is the test's own mistake.
+#[cfg(test)]
+pub(crate) fn bk(id: &str) -> BookingId {
+    BookingId::parse(id).expect("a test's booking id is valid")
+}
+
 /// A schedule's record id written in a test, where a bad one is the test's own mistake.
 #[cfg(test)]
-pub(crate) fn rec(id: &str) -> BookingId {
-    BookingId::parse(id).expect("a test's booking id is valid")
+pub(crate) fn rec(id: &str) -> RecordId {
+    RecordId::parse(id).expect("a test's record id is valid")
 }
 
 /// A business id written in a test, where a bad one is the test's own mistake.
@@ -326,7 +391,7 @@ mod tests {
     }
 
     #[test]
-    fn a_booking_id_is_whatever_a_schedule_sends_that_fits_a_row() {
+    fn a_record_id_is_whatever_a_schedule_sends_that_fits_a_row() {
         // A YClients record, one made through its widget (`id:hash`), a Dikidi record, a demo
         // schedule's generated id.
         for id in [
@@ -336,15 +401,15 @@ mod tests {
             "3f2a9c0e5b7d4e1f8a6b2c9d0e7f1a3b",
             &"x".repeat(128),
         ] {
-            let parsed = BookingId::parse(id).expect(id);
+            let parsed = RecordId::parse(id).expect(id);
             assert_eq!(parsed.as_str(), id);
             assert_eq!(parsed.to_string(), id);
-            assert_eq!(id.parse::<BookingId>(), Ok(parsed));
+            assert_eq!(id.parse::<RecordId>(), Ok(parsed));
         }
     }
 
     #[test]
-    fn a_booking_id_no_schedule_would_send_is_refused_with_the_reason() {
+    fn a_record_id_no_schedule_would_send_is_refused_with_the_reason() {
         let cases = [
             ("", "must be 1 to 128 characters long"),
             (&*"x".repeat(129), "must be 1 to 128 characters long"),
@@ -353,25 +418,77 @@ mod tests {
             ("\u{1b}[31m", "may not hold control characters"),
         ];
         for (id, why) in cases {
+            let err = RecordId::parse(id).expect_err(id);
+            assert_eq!(err.problem(), why, "{id:?}");
+            assert!(
+                err.to_string().contains("cannot be a schedule's record id"),
+                "{err}"
+            );
+            assert!(!err.to_string().contains('\n'), "{err}");
+        }
+        let err = RecordId::parse(&"A".repeat(10_000)).expect_err("too long");
+        assert!(err.to_string().len() < 250, "{err}");
+    }
+
+    #[test]
+    fn a_record_id_is_a_plain_string_in_json_and_a_bad_one_does_not_deserialize() {
+        let id = RecordId::parse("555:abc").expect("valid");
+        assert_eq!(serde_json::to_string(&id).expect("json"), "\"555:abc\"");
+        let back: RecordId = serde_json::from_str("\"555:abc\"").expect("json");
+        assert_eq!(back, id);
+        assert_eq!(back, "555:abc");
+        assert_eq!("555:abc", back.as_str());
+        assert!(serde_json::from_str::<RecordId>("\"\"").is_err());
+        assert!(serde_json::from_str::<RecordId>("\"a\\u0007\"").is_err());
+    }
+
+    #[test]
+    fn every_booking_id_we_have_stored_is_accepted_as_given() {
+        let lead_key = crate::domain::lead_key_of('u', "chat:42");
+        for id in [
+            &*BookingId::generate().to_string(),
+            "3f2a9c0e5b7d4e1f8a6b2c9d0e7f1a3b",
+            "sb-3f2a9c0e5b7d4e1f8a6b2c9d0e7f1a3b",
+            "bk-1",
+            "b1",
+            &lead_key,
+            &"x".repeat(128),
+        ] {
+            let parsed = BookingId::parse(id).expect(id);
+            assert_eq!(parsed.as_str(), id);
+            assert_eq!(id.parse::<BookingId>(), Ok(parsed));
+        }
+        let made = BookingId::generate();
+        assert_eq!(made.len(), 32);
+        assert!(
+            made.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(made, BookingId::generate());
+    }
+
+    #[test]
+    fn a_booking_id_that_would_corrupt_a_row_or_a_log_line_is_refused() {
+        let cases = [
+            ("", "must be 1 to 128 characters long"),
+            (&*"x".repeat(129), "must be 1 to 128 characters long"),
+            ("bk\n1", "may not hold control characters"),
+        ];
+        for (id, why) in cases {
             let err = BookingId::parse(id).expect_err(id);
             assert_eq!(err.problem(), why, "{id:?}");
             assert!(err.to_string().contains("cannot be a booking id"), "{err}");
             assert!(!err.to_string().contains('\n'), "{err}");
         }
-        let err = BookingId::parse(&"A".repeat(10_000)).expect_err("too long");
-        assert!(err.to_string().len() < 250, "{err}");
     }
 
     #[test]
-    fn a_booking_id_is_a_plain_string_in_json_and_a_bad_one_does_not_deserialize() {
-        let id = BookingId::parse("555:abc").expect("valid");
-        assert_eq!(serde_json::to_string(&id).expect("json"), "\"555:abc\"");
-        let back: BookingId = serde_json::from_str("\"555:abc\"").expect("json");
+    fn a_booking_id_is_a_plain_string_in_json() {
+        let id = BookingId::parse("bk-1").expect("valid");
+        assert_eq!(serde_json::to_string(&id).expect("json"), "\"bk-1\"");
+        let back: BookingId = serde_json::from_str("\"bk-1\"").expect("json");
         assert_eq!(back, id);
-        assert_eq!(back, "555:abc");
-        assert_eq!("555:abc", back.as_str());
         assert!(serde_json::from_str::<BookingId>("\"\"").is_err());
-        assert!(serde_json::from_str::<BookingId>("\"a\\u0007\"").is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::domain::System;
 use chrono::{DateTime, Utc};
 
 use crate::dialog::{Button, Reply, links};
-use crate::domain::{Booking, BookingId, BookingStatus, Channel, Money, Source};
+use crate::domain::{Booking, BookingId, BookingStatus, Channel, Money, RecordId, Source};
 use crate::i18n::{FluentValue, Lang, Texts};
 use crate::lifecycle::effects::{Operation, booking_job, client_lang, notify_job};
 use crate::normalize::Phone;
@@ -109,7 +109,7 @@ pub struct ChangeApplier {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ForeignRecord {
     /// The schedule's id of the record, as links hold it.
-    pub external_id: BookingId,
+    pub external_id: RecordId,
     pub client_phone: Phone,
     pub service_id: String,
     pub service_name: String,
@@ -360,7 +360,7 @@ impl ChangeApplier {
         business_id: &BusinessId,
         record: &ForeignRecord,
         now: DateTime<Utc>,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<BookingId>, StoreError> {
         if self.admin_bookings == AdminBookings::Ignore || record.start <= now {
             return Ok(None);
         }
@@ -376,7 +376,7 @@ impl ChangeApplier {
             return Ok(None);
         };
         let booking = Booking {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id: BookingId::generate(),
             business_id: business_id.clone(),
             client_phone: record.client_phone.clone(),
             client_name: known.client_name.clone(),
@@ -522,7 +522,7 @@ mod tests {
 
     fn booking(id: &str, phone: &str, chat: Option<&str>) -> Booking {
         Booking {
-            id: id.into(),
+            id: crate::domain::bk(id),
             business_id: bid("b"),
             client_phone: Phone::parse(phone).unwrap(),
             client_name: "Анна".into(),
@@ -628,7 +628,11 @@ mod tests {
                     systems, expected,
                     "schedule_to_crm={to_crm} notify={notify}"
                 );
-                let stored = store.booking(&bid("b"), &id).await.unwrap().unwrap();
+                let stored = store
+                    .booking(&bid("b"), &crate::domain::bk(&id))
+                    .await
+                    .unwrap()
+                    .unwrap();
                 assert_eq!(stored.status, BookingStatus::CancelledByBusiness);
             }
         }
@@ -678,7 +682,7 @@ mod tests {
                     .entity_for_external(&bid("b"), "booking", System::Yclients, "555")
                     .await
                     .unwrap(),
-                Some(adopted.clone())
+                Some(adopted.to_string())
             );
             let ops = jobs(&store).await;
             assert_eq!(

@@ -381,8 +381,10 @@ impl CrmJobs {
             },
         );
         let without_contact = draft.phone.is_none();
+        // The lead stands in for a booking that never was one: its key takes the booking id's
+        // place, as the CRM finds a booking's lead by that id.
         let booking = Booking {
-            id: key.clone(),
+            id: lead_as_booking_id(&key)?,
             business_id: job.business_id.clone(),
             client_phone: draft.phone.clone().unwrap_or_else(Phone::erased),
             client_name: draft.name.clone().unwrap_or_default(),
@@ -502,7 +504,7 @@ impl CrmJobs {
             .await?;
         let question = self.texts.t(self.lang, "crm-lead-question-service");
         let booking = Booking {
-            id: key,
+            id: lead_as_booking_id(&key)?,
             business_id: job.business_id.clone(),
             client_phone: phone.clone().unwrap_or_else(Phone::erased),
             client_name: name.clone().unwrap_or_default(),
@@ -660,4 +662,11 @@ fn store_error(e: crate::store::StoreError) -> DeliveryError {
         retry_after: None,
         http_status: None,
     }
+}
+
+/// A lead key where the CRM operations expect a booking id. Keys are made by
+/// [`crate::domain::lead_key_of`] (32 characters), so one that does not fit is a bug.
+fn lead_as_booking_id(key: &str) -> Result<crate::domain::BookingId, DeliveryError> {
+    crate::domain::BookingId::parse(key)
+        .map_err(|e| DeliveryError::permanent(format!("lead key: {e}")))
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use crate::booking::{BookingError, BookingSystem};
 use crate::clock::Clock;
 use crate::crm::{Crm, CrmError};
-use crate::domain::Booking;
+use crate::domain::{Booking, BookingId};
 use crate::lifecycle::changes::{CHANGE_IN_FLIGHT, ChangeApplier, Origin, ScheduleChange};
 use crate::shutdown::{Cadence, LeasedRounds};
 use crate::store::{Store, StoreError};
@@ -26,7 +26,7 @@ pub enum ReconcileError {
     #[error("reading leads from the CRM failed: {0}")]
     Crm(#[from] CrmError),
     #[error("cancelling booking {booking} in the schedule failed: {message}")]
-    Schedule { booking: String, message: String },
+    Schedule { booking: BookingId, message: String },
 }
 
 /// Cancels a booking because its lead was moved to "cancelled" in the CRM: the schedule
@@ -88,6 +88,8 @@ pub async fn linked_booking(
     else {
         return Ok(None);
     };
+    // A link row's entity id is text for every kind of entity; a booking's is our booking id.
+    let booking_id = crate::store::parse_booking_id(&booking_id).map_err(transient)?;
     store
         .booking(business_id, &booking_id)
         .await
@@ -100,7 +102,7 @@ pub struct ReconcileReport {
     /// Upcoming active bookings with a lead in this CRM.
     pub checked: usize,
     /// Bookings cancelled because their lead was found in the cancelled stage.
-    pub cancelled: Vec<String>,
+    pub cancelled: Vec<BookingId>,
 }
 
 pub struct CrmReconciler {

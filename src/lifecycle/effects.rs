@@ -10,7 +10,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Booking;
+use crate::domain::{Booking, BookingId};
 use crate::store::Store;
 use crate::sync::{DeliveryError, Job, NewJob};
 
@@ -101,7 +101,7 @@ impl FromStr for Operation {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookingJob {
-    pub booking_id: String,
+    pub booking_id: BookingId,
     /// Who made the change, for the note on the lead (`client`, `business`, `crm`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
@@ -133,7 +133,7 @@ pub fn booking_job(
     business_id: &BusinessId,
     system: System,
     operation: Operation,
-    booking_id: &str,
+    booking_id: &BookingId,
     by: Option<&str>,
     at: DateTime<Utc>,
 ) -> NewJob {
@@ -146,7 +146,7 @@ pub fn booking_job(
         _ => format!("{operation}:{booking_id}"),
     };
     let payload = BookingJob {
-        booking_id: booking_id.to_string(),
+        booking_id: booking_id.clone(),
         by: by.map(str::to_string),
     };
     NewJob {
@@ -162,7 +162,7 @@ pub fn booking_job(
 /// The accounting system (1C) as a job's target.
 pub const ONEC_SYSTEM: System = System::Onec;
 
-pub fn invoice_job(business_id: &BusinessId, booking_id: &str, at: DateTime<Utc>) -> NewJob {
+pub fn invoice_job(business_id: &BusinessId, booking_id: &BookingId, at: DateTime<Utc>) -> NewJob {
     booking_job(
         business_id,
         ONEC_SYSTEM,
@@ -173,7 +173,7 @@ pub fn invoice_job(business_id: &BusinessId, booking_id: &str, at: DateTime<Utc>
     )
 }
 
-pub fn sales_job(business_id: &BusinessId, booking_id: &str, at: DateTime<Utc>) -> NewJob {
+pub fn sales_job(business_id: &BusinessId, booking_id: &BookingId, at: DateTime<Utc>) -> NewJob {
     booking_job(
         business_id,
         ONEC_SYSTEM,
@@ -268,13 +268,41 @@ mod tests {
     }
 
     #[test]
+    fn a_booking_job_queued_while_ids_were_plain_strings_reads_back_unchanged() {
+        for old in [
+            serde_json::json!({"booking_id": "3f2a9c0e5b7d4e1f8a6b2c9d0e7f1a3b"}),
+            serde_json::json!({"booking_id": "bk-1", "by": "client"}),
+            serde_json::json!({"booking_id": crate::domain::lead_key_of('u', "chat:1")}),
+        ] {
+            let job: BookingJob = serde_json::from_value(old.clone()).expect("payload");
+            assert_eq!(job.booking_id, old["booking_id"].as_str().expect("id"));
+            assert_eq!(serde_json::to_value(&job).expect("json"), old);
+        }
+        let made = booking_job(
+            &bid("b"),
+            System::AmoCrm,
+            Operation::BookingCreated,
+            &crate::domain::bk("bk-1"),
+            Some("client"),
+            DateTime::from_timestamp_millis(1_700_000_000_000).expect("a moment"),
+        );
+        assert_eq!(
+            made.payload,
+            serde_json::json!({"booking_id": "bk-1", "by": "client"})
+        );
+        assert!(
+            serde_json::from_value::<BookingJob>(serde_json::json!({"booking_id": ""})).is_err()
+        );
+    }
+
+    #[test]
     fn a_booking_job_keys_a_move_by_its_moment_and_the_rest_by_the_booking() {
         let at = DateTime::from_timestamp_millis(1_700_000_000_000).expect("a moment");
         let job = booking_job(
             &bid("b"),
             System::AmoCrm,
             Operation::BookingCreated,
-            "bk1",
+            &crate::domain::bk("bk1"),
             None,
             at,
         );
@@ -284,7 +312,7 @@ mod tests {
             &bid("b"),
             System::AmoCrm,
             Operation::BookingRescheduled,
-            "bk1",
+            &crate::domain::bk("bk1"),
             None,
             at,
         );

@@ -4,7 +4,7 @@
 //! the rest of the booking's story.
 
 use crate::domain::BusinessId;
-use crate::domain::{BookingId, System};
+use crate::domain::{RecordId, System};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -80,6 +80,9 @@ impl InboxHandler for YclientsInbox {
                 }
                 continue;
             };
+            // A link row's entity id is text for every kind of entity; a booking's is our
+            // booking id.
+            let booking_id = crate::store::parse_booking_id(&booking_id).map_err(transient)?;
             let Some(booking) = store
                 .booking(&message.business_id, &booking_id)
                 .await
@@ -128,7 +131,7 @@ fn foreign_record(record: &RecordEvent) -> Option<ForeignRecord> {
     let client = record.client.as_ref()?;
     let client_phone = Phone::parse(&client.phone).ok()?;
     Some(ForeignRecord {
-        external_id: BookingId::parse(&record.record_id.to_string()).ok()?,
+        external_id: RecordId::parse(&record.record_id.to_string()).ok()?,
         client_phone,
         service_id: record.service_ids.first()?.clone(),
         service_name: record.service_title.clone().unwrap_or_default(),

@@ -291,9 +291,9 @@ mod tests {
     /// A reminder's three answers about `booking_id`: come, cancel, move.
     fn all_answers(booking_id: &str) -> [String; 3] {
         [
-            links::confirm_visit(booking_id),
-            links::cancel_visit(booking_id),
-            links::move_visit(booking_id),
+            links::confirm_visit(&crate::domain::bk(booking_id)),
+            links::cancel_visit(&crate::domain::bk(booking_id)),
+            links::move_visit(&crate::domain::bk(booking_id)),
         ]
     }
 
@@ -304,7 +304,7 @@ mod tests {
 
     fn booking(id: &str, created: DateTime<Utc>) -> Booking {
         Booking {
-            id: id.into(),
+            id: crate::domain::bk(id),
             business_id: bid("b1"),
             client_phone: Phone::parse("+79123456789").unwrap(),
             client_name: "Анна".into(),
@@ -432,7 +432,10 @@ mod tests {
             };
             assert_eq!(data(day), all_answers("bk1"));
             assert!(!day.reply.text.contains("Позвоните"), "{}", day.reply.text);
-            assert_eq!(data(soon), [links::confirm_visit("bk1")]);
+            assert_eq!(
+                data(soon),
+                [links::confirm_visit(&crate::domain::bk("bk1"))]
+            );
             assert!(
                 soon.reply.text.contains("Позвоните нам: +7 495 123-45-67"),
                 "{}",
@@ -454,7 +457,11 @@ mod tests {
                 .await
                 .unwrap();
             store
-                .set_booking_status("gone", BookingStatus::CancelledByBusiness, created)
+                .set_booking_status(
+                    &crate::domain::bk("gone"),
+                    BookingStatus::CancelledByBusiness,
+                    created,
+                )
                 .await
                 .unwrap();
             let r = reminders(&store);
@@ -463,7 +470,13 @@ mod tests {
             // Moved three days later (before its 2-hour reminder): reminders follow the new time.
             let later = visit() + chrono::Duration::days(3);
             store
-                .move_booking("moved", "m1", "Ольга", later, day_before)
+                .move_booking(
+                    &crate::domain::bk("moved"),
+                    "m1",
+                    "Ольга",
+                    later,
+                    day_before,
+                )
                 .await
                 .unwrap();
             assert_eq!(
@@ -519,7 +532,10 @@ mod tests {
                 0
             );
             assert_eq!(notices(&store).await.len(), 1);
-            let done = store.reminders_done(&bid("b1"), "late").await.unwrap();
+            let done = store
+                .reminders_done(&bid("b1"), &crate::domain::bk("late"))
+                .await
+                .unwrap();
             assert_eq!(done.len(), 2, "{done:?}");
             assert!(
                 done.iter()

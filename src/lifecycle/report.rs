@@ -6,7 +6,7 @@ use crate::domain::System;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::domain::Booking;
+use crate::domain::{Booking, BookingId};
 use crate::normalize::Phone;
 use crate::store::{Store, StoreError};
 
@@ -22,7 +22,7 @@ async fn last_job(
     store: &Store,
     business_id: &BusinessId,
     system: System,
-    booking_id: &str,
+    booking_id: &BookingId,
 ) -> Result<Option<(String, String)>, StoreError> {
     crate::sync::Queue::new(store.clone())
         .last_of_ordering_key(business_id, system, &format!("booking:{booking_id}"))
@@ -193,7 +193,7 @@ mod tests {
             store
                 .put_known(
                     &bid("b1"),
-                    "a",
+                    &crate::domain::bk("a"),
                     System::Yclients,
                     "x",
                     "cancelled_by_business",

@@ -180,7 +180,7 @@ impl Reconciler {
                     continue;
                 }
             };
-            let known = known_versions.get(&booking.id).map(String::as_str);
+            let known = known_versions.get(booking.id.as_str()).map(String::as_str);
             let decision = decide(&booking, known, theirs.as_ref());
             match decision {
                 Decision::Same => {
@@ -235,7 +235,7 @@ mod tests {
 
     fn ours() -> Booking {
         Booking {
-            id: "bk".into(),
+            id: crate::domain::bk("bk"),
             business_id: bid("b"),
             client_phone: Phone::parse("+79123456789").unwrap(),
             client_name: "Анна".into(),

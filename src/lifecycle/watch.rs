@@ -2,8 +2,8 @@
 //! re-read on an interval, and what changed becomes a booking change like a webhook would, while
 //! a payload that no longer parses raises one alert and its recovery another.
 
-use crate::domain::BusinessId;
 use crate::domain::System;
+use crate::domain::{BookingId, BusinessId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use crate::sync::{Alert, AlertKind, Alerts};
 async fn journal(
     store: &Store,
     business: &BusinessId,
-    booking_id: &str,
+    booking_id: &BookingId,
     kind: &str,
     detail: &str,
     now: chrono::DateTime<chrono::Utc>,
@@ -159,8 +159,17 @@ pub fn spawn(
                             .entity_for_external(&business, "booking", System::Dikidi, id)
                             .await
                         {
-                            journal(&store, &business, &booking, "records-missing", detail, now)
-                                .await;
+                            // A link row's entity id is text for every kind of entity; a
+                            // booking's is our booking id. A bad one still counts in the alert.
+                            match crate::store::parse_booking_id(&booking) {
+                                Ok(id) => {
+                                    journal(&store, &business, &id, "records-missing", detail, now)
+                                        .await
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "cannot journal a Dikidi event")
+                                }
+                            }
                             ours.push(booking);
                         }
                     }
@@ -231,7 +240,10 @@ pub fn spawn(
                 .entity_for_external(&business, "booking", System::Dikidi, &external_id)
                 .await;
             let booking = match found {
-                Ok(Some(id)) => store.booking(&business, &id).await.ok().flatten(),
+                Ok(Some(id)) => match crate::store::parse_booking_id(&id) {
+                    Ok(id) => store.booking(&business, &id).await.ok().flatten(),
+                    Err(_) => None,
+                },
                 _ => None,
             };
             if let Some(booking) = booking

@@ -8,7 +8,9 @@ use sqlx::{AnyConnection, Row};
 
 use super::clients::{set_consent_in, upsert_client_in};
 use super::{Store, StoreError, from_millis, to_millis};
-use crate::domain::{Booking, BookingId, BookingStatus, Channel, ChatRef, Consent, Money, Source};
+use crate::domain::{
+    Booking, BookingId, BookingStatus, Channel, ChatRef, Consent, Money, RecordId, Source,
+};
 use crate::normalize::{Email, Phone};
 
 pub(super) const BOOKING_COLUMNS: &str = "b.id, b.business_id, c.phone, c.name, c.email, b.service_id, \
@@ -46,7 +48,7 @@ impl Store {
         if let Some(comment) = comment {
             sqlx::query("UPDATE bookings SET client_comment = $1 WHERE id = $2")
                 .bind(comment)
-                .bind(&booking.id)
+                .bind(booking.id.as_str())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -55,10 +57,10 @@ impl Store {
     }
 
     /// The client's comment to booking `id`, when they wrote one.
-    pub async fn booking_comment(&self, id: &str) -> Result<Option<String>, StoreError> {
+    pub async fn booking_comment(&self, id: &BookingId) -> Result<Option<String>, StoreError> {
         let comment: Option<Option<String>> =
             sqlx::query_scalar("SELECT client_comment FROM bookings WHERE id = $1")
-                .bind(id)
+                .bind(id.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(comment.flatten())
@@ -82,14 +84,14 @@ impl Store {
     pub async fn booking(
         &self,
         business_id: &BusinessId,
-        id: &str,
+        id: &BookingId,
     ) -> Result<Option<Booking>, StoreError> {
         let sql = format!(
             "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN clients c ON c.id = b.client_id \
              WHERE b.id = $1 AND b.business_id = $2"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
+            .bind(id.as_str())
             .bind(business_id.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -99,10 +101,14 @@ impl Store {
     /// Marks booking `id` as being changed in the schedule by us until `until`. The schedule
     /// shows our write before our store does; meanwhile a report of that booking from the
     /// schedule is most likely our own write coming back, and waits (see [`booking_for_change_in`]).
-    pub async fn hold_change(&self, id: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn hold_change(
+        &self,
+        id: &BookingId,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE bookings SET changing_until = $1 WHERE id = $2")
             .bind(to_millis(until))
-            .bind(id)
+            .bind(id.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -110,9 +116,9 @@ impl Store {
 
     /// Ends [`Store::hold_change`]: our store now holds what we wrote to the schedule (or the
     /// write failed and the schedule holds what it had).
-    pub async fn release_change(&self, id: &str) -> Result<(), StoreError> {
+    pub async fn release_change(&self, id: &BookingId) -> Result<(), StoreError> {
         sqlx::query("UPDATE bookings SET changing_until = NULL WHERE id = $1")
-            .bind(id)
+            .bind(id.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -120,14 +126,14 @@ impl Store {
 
     pub async fn set_booking_status(
         &self,
-        id: &str,
+        id: &BookingId,
         status: BookingStatus,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query("UPDATE bookings SET status = $1, updated_at = $2 WHERE id = $3")
             .bind(status.as_str())
             .bind(to_millis(now))
-            .bind(id)
+            .bind(id.as_str())
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
@@ -136,8 +142,8 @@ impl Store {
     /// Records the schedule's confirmation: its record id and the booked state.
     pub async fn confirm_booking(
         &self,
-        id: &str,
-        external_id: &BookingId,
+        id: &BookingId,
+        external_id: &RecordId,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
@@ -146,7 +152,7 @@ impl Store {
 
     pub async fn move_booking(
         &self,
-        id: &str,
+        id: &BookingId,
         master_id: &str,
         master_name: &str,
         start: DateTime<Utc>,
@@ -160,7 +166,7 @@ impl Store {
         .bind(master_name)
         .bind(to_millis(start))
         .bind(to_millis(now))
-        .bind(id)
+        .bind(id.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -321,7 +327,7 @@ pub async fn booking_for_change_in(
     conn: &mut AnyConnection,
     postgres: bool,
     business_id: &BusinessId,
-    id: &str,
+    id: &BookingId,
 ) -> Result<Option<(Booking, Option<DateTime<Utc>>)>, StoreError> {
     let lock = if postgres { " FOR UPDATE OF b" } else { "" };
     let sql = format!(
@@ -329,7 +335,7 @@ pub async fn booking_for_change_in(
          JOIN clients c ON c.id = b.client_id WHERE b.id = $1 AND b.business_id = $2{lock}"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
+        .bind(id.as_str())
         .bind(business_id.as_str())
         .fetch_optional(&mut *conn)
         .await?;
@@ -345,15 +351,15 @@ pub async fn booking_for_change_in(
 
 pub async fn confirm_booking_in(
     conn: &mut AnyConnection,
-    id: &str,
-    external_id: &BookingId,
+    id: &BookingId,
+    external_id: &RecordId,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query("UPDATE bookings SET status = $1, external_id = $2, updated_at = $3 WHERE id = $4")
         .bind(BookingStatus::Booked.as_str())
         .bind(external_id.as_str())
         .bind(to_millis(now))
-        .bind(id)
+        .bind(id.as_str())
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -362,7 +368,7 @@ pub async fn confirm_booking_in(
 /// Moves booking `id` to `start` with `master_id` inside the caller's transaction.
 pub async fn move_booking_in(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &BookingId,
     start: DateTime<Utc>,
     master_id: &str,
     now: DateTime<Utc>,
@@ -371,7 +377,7 @@ pub async fn move_booking_in(
         .bind(start.timestamp_millis())
         .bind(master_id)
         .bind(now.timestamp_millis())
-        .bind(id)
+        .bind(id.as_str())
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -379,14 +385,14 @@ pub async fn move_booking_in(
 
 pub async fn set_booking_status_in(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &BookingId,
     status: BookingStatus,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query("UPDATE bookings SET status = $1, updated_at = $2 WHERE id = $3")
         .bind(status.as_str())
         .bind(to_millis(now))
-        .bind(id)
+        .bind(id.as_str())
         .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected() == 1)
@@ -417,7 +423,7 @@ pub async fn insert_booking_in(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, \
            $18, $19)",
     )
-    .bind(&booking.id)
+    .bind(booking.id.as_str())
     .bind(booking.business_id.as_str())
     .bind(client_id)
     .bind(&booking.service_id)
@@ -473,7 +479,7 @@ pub(super) fn booking_from_row(row: &AnyRow) -> Result<Booking, StoreError> {
         _ => None,
     };
     Ok(Booking {
-        id: row.try_get("id")?,
+        id: crate::store::booking_id_named(row, "id")?,
         business_id: crate::store::business_id_in(row)?,
         client_phone: stored_phone(&phone).map_err(|e| corrupt("client phone", &e))?,
         client_name: row.try_get("name")?,
@@ -493,7 +499,7 @@ pub(super) fn booking_from_row(row: &AnyRow) -> Result<Booking, StoreError> {
         chat,
         external_id: row
             .try_get::<Option<String>, _>("external_id")?
-            .map(|id| BookingId::parse(&id))
+            .map(|id| RecordId::parse(&id))
             .transpose()
             .map_err(|e| corrupt("external id", &e))?,
         created_at: from_millis(row.try_get("created_at")?)?,
@@ -539,14 +545,33 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(
-                store.booking_comment("bk-c1").await.unwrap().as_deref(),
+                store
+                    .booking_comment(&crate::domain::bk("bk-c1"))
+                    .await
+                    .unwrap()
+                    .as_deref(),
                 Some("Аллергия на лак")
             );
-            assert_eq!(store.booking_comment("bk-c2").await.unwrap(), None);
-            assert_eq!(store.booking_comment("missing").await.unwrap(), None);
+            assert_eq!(
+                store
+                    .booking_comment(&crate::domain::bk("bk-c2"))
+                    .await
+                    .unwrap(),
+                None
+            );
+            assert_eq!(
+                store
+                    .booking_comment(&crate::domain::bk("missing"))
+                    .await
+                    .unwrap(),
+                None
+            );
             // The booking itself is stored as by insert_booking.
             assert_eq!(
-                store.booking(&bid("b1"), "bk-c1").await.unwrap(),
+                store
+                    .booking(&bid("b1"), &crate::domain::bk("bk-c1"))
+                    .await
+                    .unwrap(),
                 Some(with)
             );
         }
@@ -666,11 +691,27 @@ mod tests {
         for store in testing::all().await {
             let b = booking("bk1", "8 912 345-67-89", "42", 9);
             store.insert_booking(&b).await.unwrap();
-            let back = store.booking(&bid("b1"), "bk1").await.unwrap().unwrap();
+            let back = store
+                .booking(&bid("b1"), &crate::domain::bk("bk1"))
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(back, b, "{:?}", store.backend());
-            assert!(store.booking(&bid("b1"), "nope").await.unwrap().is_none());
+            assert!(
+                store
+                    .booking(&bid("b1"), &crate::domain::bk("nope"))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
             // Another business sharing the store never reads it.
-            assert!(store.booking(&bid("b2"), "bk1").await.unwrap().is_none());
+            assert!(
+                store
+                    .booking(&bid("b2"), &crate::domain::bk("bk1"))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
         }
     }
 
@@ -714,7 +755,7 @@ mod tests {
                 .unwrap();
             let t = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
             store
-                .set_booking_status("d", BookingStatus::CancelledByClient, t)
+                .set_booking_status(&crate::domain::bk("d"), BookingStatus::CancelledByClient, t)
                 .await
                 .unwrap();
             let chat1 = ChatRef::new(Channel::Telegram, "1");
@@ -761,15 +802,19 @@ mod tests {
                 .unwrap();
             let now = Utc::now();
             store
-                .confirm_booking("a", &crate::domain::rec("rec-7"), now)
+                .confirm_booking(&crate::domain::bk("a"), &crate::domain::rec("rec-7"), now)
                 .await
                 .unwrap();
             let new_start = Utc.with_ymd_and_hms(2030, 1, 11, 9, 0, 0).unwrap();
             store
-                .move_booking("a", "m2", "Ирина", new_start, now)
+                .move_booking(&crate::domain::bk("a"), "m2", "Ирина", new_start, now)
                 .await
                 .unwrap();
-            let b = store.booking(&bid("b1"), "a").await.unwrap().unwrap();
+            let b = store
+                .booking(&bid("b1"), &crate::domain::bk("a"))
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(b.external_id.as_deref(), Some("rec-7"));
             assert_eq!((b.master_id.as_str(), b.start), ("m2", new_start));
         }
@@ -790,7 +835,7 @@ mod tests {
                 .await
                 .unwrap();
             let err = store
-                .booking(&bid("b1"), "a")
+                .booking(&bid("b1"), &crate::domain::bk("a"))
                 .await
                 .expect_err("a corrupt row");
             assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");

@@ -604,7 +604,7 @@ mod tests {
             let all = store.bookings(&bid("b1")).await.expect("bookings load");
             assert_eq!(all.len(), 2);
             let erased = store
-                .booking(&bid("b1"), "bk-c1")
+                .booking(&bid("b1"), &crate::domain::bk("bk-c1"))
                 .await
                 .expect("loads")
                 .expect("kept");

@@ -1,7 +1,7 @@
 //! Tracked deep links (a short token standing for a full UTM set) and the map from our
 //! entities to their ids in external systems.
 
-use crate::domain::{BookingId, BusinessId, System};
+use crate::domain::{BookingId, BusinessId, RecordId, System};
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
@@ -97,7 +97,9 @@ impl Store {
             .collect()
     }
 
-    /// Remembers that our `entity`/`entity_id` is `external_id` in `system`.
+    /// Remembers that our `entity`/`entity_id` is `external_id` in `system`. The entity id
+    /// stays text: one column holds booking ids, client ids and the lead keys of leads that
+    /// are no booking's, and readers that want a booking parse it.
     pub async fn put_link(
         &self,
         business_id: &BusinessId,
@@ -214,7 +216,7 @@ impl Store {
         business_id: &BusinessId,
         system: System,
         now: DateTime<Utc>,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    ) -> Result<Vec<(BookingId, String)>, StoreError> {
         let rows = sqlx::query(UPCOMING_LINKED_SQL)
             .bind(business_id.as_str())
             .bind(system.as_str())
@@ -222,7 +224,12 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("external_id")?)))
+            .map(|r| {
+                Ok((
+                    crate::store::booking_id_named(r, "id")?,
+                    r.try_get("external_id")?,
+                ))
+            })
             .collect()
     }
 }
@@ -232,9 +239,9 @@ impl Store {
 pub async fn claim_booking_link_in(
     conn: &mut AnyConnection,
     business_id: &BusinessId,
-    booking_id: &str,
+    booking_id: &BookingId,
     system: System,
-    external_id: &BookingId,
+    external_id: &RecordId,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
     Ok(sqlx::query(
@@ -242,7 +249,7 @@ pub async fn claim_booking_link_in(
          VALUES ($1, 'booking', $2, $3, $4, $5) ON CONFLICT DO NOTHING",
     )
     .bind(business_id.as_str())
-    .bind(booking_id)
+    .bind(booking_id.as_str())
     .bind(system.as_str())
     .bind(external_id.as_str())
     .bind(now.timestamp_millis())

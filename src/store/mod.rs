@@ -50,7 +50,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions};
 
-use crate::domain::{BusinessId, System};
+use crate::domain::{BookingId, BusinessId, System};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -105,6 +105,19 @@ pub fn business_id_in(row: &sqlx::any::AnyRow) -> Result<BusinessId, StoreError>
     use sqlx::Row;
     let raw: String = row.try_get("business_id")?;
     BusinessId::parse(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Our booking id held in column `column` of a row. Ids are written only from a
+/// [`BookingId`], so one that does not parse was written by hand and is reported, not trusted.
+pub fn booking_id_named(row: &sqlx::any::AnyRow, column: &str) -> Result<BookingId, StoreError> {
+    use sqlx::Row;
+    let raw: String = row.try_get(column)?;
+    parse_booking_id(&raw)
+}
+
+/// A stored booking id, or [`StoreError::Corrupt`] naming it.
+pub fn parse_booking_id(raw: &str) -> Result<BookingId, StoreError> {
+    BookingId::parse(raw).map_err(|e| StoreError::Corrupt(format!("{e} (a stored booking id)")))
 }
 
 /// The `system` column of a row. Names are written only from [`System::as_str`], so one that
@@ -482,7 +495,7 @@ pub(crate) mod testing {
         use crate::domain::{Booking, BookingStatus, Channel, ChatRef, Money, Source};
         use chrono::TimeZone;
         Booking {
-            id: id.into(),
+            id: crate::domain::bk(id),
             business_id: crate::domain::bid("b1"),
             client_phone: crate::normalize::Phone::parse(phone).expect("a valid phone"),
             client_name: "Анна".into(),
@@ -530,5 +543,34 @@ pub mod test_support {
         let sep = if base_url.contains('?') { '&' } else { '?' };
         let url = format!("{base_url}{sep}options=-csearch_path%3D{schema}");
         Store::connect(&url).await.expect("migrate test schema")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Our booking id is checked where a row is read: one written by hand that no build would
+    /// write is reported as a corrupt row, not carried on into jobs and buttons.
+    #[tokio::test]
+    async fn a_stored_booking_id_no_build_would_write_reads_as_corrupt() {
+        let start = Utc.with_ymd_and_hms(2030, 1, 2, 9, 0, 0).unwrap();
+        for store in testing::all().await {
+            store
+                .insert_booking(&testing::booking("a", "+79123456789", start))
+                .await
+                .unwrap();
+            sqlx::query("UPDATE bookings SET id = $1 WHERE id = 'a'")
+                .bind("a\u{7}")
+                .execute(&store.pool)
+                .await
+                .unwrap();
+            let err = store
+                .bookings(&crate::domain::bid("b1"))
+                .await
+                .expect_err("a corrupt row");
+            assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+            assert!(err.to_string().contains("a stored booking id"), "{err}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{Store, StoreError};
-use crate::domain::{Booking, BookingStatus};
+use crate::domain::{Booking, BookingId, BookingStatus};
 
 /// A goods or services line of 1C's catalogue (`Каталог/Товары/Товар`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,7 +64,8 @@ pub struct StockLine {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredIncoming {
     pub doc_id: String,
-    pub booking_id: Option<String>,
+    /// The booking the document names, when it names one of ours.
+    pub booking_id: Option<BookingId>,
     pub paid: bool,
     pub status: Option<String>,
 }
@@ -189,13 +190,15 @@ impl Store {
             .map(|r| {
                 Ok(StoredIncoming {
                     doc_id: r.try_get(0)?,
-                    booking_id: r.try_get(1)?,
+                    booking_id: r
+                        .try_get::<Option<String>, _>(1)?
+                        .map(|id| super::parse_booking_id(&id))
+                        .transpose()?,
                     paid: r.try_get::<i64, _>(2)? != 0,
                     status: r.try_get(3)?,
                 })
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+            .collect()
     }
 
     pub async fn onec_catalog_count(&self, business_id: &BusinessId) -> Result<i64, StoreError> {
@@ -232,7 +235,7 @@ impl Store {
                  WHERE business_id = $1 AND booking_id = $2 AND status = $3",
             )
             .bind(business_id.as_str())
-            .bind(&b.id)
+            .bind(b.id.as_str())
             .bind(b.status.as_str())
             .fetch_optional(&mut *tx)
             .await?;
@@ -245,7 +248,7 @@ impl Store {
                  DO UPDATE SET queried_at = excluded.queried_at",
             )
             .bind(business_id.as_str())
-            .bind(&b.id)
+            .bind(b.id.as_str())
             .bind(b.status.as_str())
             .bind(now.timestamp_millis())
             .execute(&mut *tx)

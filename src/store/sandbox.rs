@@ -1,7 +1,7 @@
 //! The built-in salon's records (`sandbox_records`): a master's busy times, and records
 //! written so that two requests for one time book it once.
 
-use crate::domain::BusinessId;
+use crate::domain::{BookingId, BusinessId};
 use sqlx::Row;
 
 use super::{Backend, Store, StoreError};
@@ -17,7 +17,7 @@ pub struct NewSandboxRecord<'a> {
     pub client_phone: &'a str,
     pub client_name: &'a str,
     pub comment: &'a str,
-    pub booking_id: &'a str,
+    pub booking_id: &'a BookingId,
     pub created_at: i64,
 }
 
@@ -96,7 +96,7 @@ impl Store {
         .bind(r.client_phone)
         .bind(r.client_name)
         .bind(r.comment)
-        .bind(r.booking_id)
+        .bind(r.booking_id.as_str())
         .bind(r.created_at)
         .execute(&mut *tx)
         .await;
@@ -167,14 +167,14 @@ impl Store {
     pub async fn sandbox_record_for_booking(
         &self,
         business_id: &BusinessId,
-        booking_id: &str,
+        booking_id: &BookingId,
     ) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM sandbox_records WHERE business_id = $1 AND booking_id = $2 \
              AND status = 'active'",
         )
         .bind(business_id.as_str())
-        .bind(booking_id)
+        .bind(booking_id.as_str())
         .fetch_optional(&self.pool)
         .await?)
     }

@@ -1,7 +1,7 @@
 //! What each linked system last held for a booking, the journal of the changes applied to it,
 //! the reminders already sent and the client's confirmation of a visit.
 
-use crate::domain::{BusinessId, System};
+use crate::domain::{BookingId, BusinessId, System};
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
@@ -42,7 +42,7 @@ impl Store {
     pub async fn known_state(
         &self,
         business_id: &BusinessId,
-        booking_id: &str,
+        booking_id: &BookingId,
         system: System,
     ) -> Result<Option<KnownState>, StoreError> {
         let row = sqlx::query(
@@ -50,7 +50,7 @@ impl Store {
              WHERE business_id = $1 AND booking_id = $2 AND system = $3",
         )
         .bind(business_id.as_str())
-        .bind(booking_id)
+        .bind(booking_id.as_str())
         .bind(system.as_str())
         .fetch_optional(&self.pool)
         .await?;
@@ -66,7 +66,7 @@ impl Store {
         system: System,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+    ) -> Result<std::collections::HashMap<BookingId, String>, StoreError> {
         let rows = sqlx::query(KNOWN_VERSIONS_SQL)
             .bind(business_id.as_str())
             .bind(system.as_str())
@@ -75,7 +75,12 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("booking_id")?, r.try_get("version")?)))
+            .map(|r| {
+                Ok((
+                    super::booking_id_named(r, "booking_id")?,
+                    r.try_get("version")?,
+                ))
+            })
             .collect()
     }
 
@@ -83,7 +88,7 @@ impl Store {
     pub async fn known_states(
         &self,
         business_id: &BusinessId,
-        booking_id: &str,
+        booking_id: &BookingId,
     ) -> Result<Vec<KnownState>, StoreError> {
         let rows = self
             .rows_of_booking(
@@ -99,7 +104,7 @@ impl Store {
     pub async fn put_known(
         &self,
         business_id: &BusinessId,
-        booking_id: &str,
+        booking_id: &BookingId,
         system: System,
         version: &str,
         status: &str,
@@ -122,7 +127,7 @@ impl Store {
     pub async fn booking_events(
         &self,
         business_id: &BusinessId,
-        booking_id: &str,
+        booking_id: &BookingId,
     ) -> Result<Vec<BookingEvent>, StoreError> {
         let rows = self
             .rows_of_booking(
@@ -149,11 +154,11 @@ impl Store {
         &self,
         sql: &'static str,
         business_id: &BusinessId,
-        booking_id: &str,
+        booking_id: &BookingId,
     ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
         Ok(sqlx::query(sql)
             .bind(business_id.as_str())
-            .bind(booking_id)
+            .bind(booking_id.as_str())
             .fetch_all(&self.pool)
             .await?)
     }
@@ -162,7 +167,7 @@ impl Store {
     pub async fn last_event_at(
         &self,
         business_id: &BusinessId,
-        booking_id: &str,
+        booking_id: &BookingId,
         kind: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let at: Option<Option<i64>> = sqlx::query_scalar(
@@ -170,7 +175,7 @@ impl Store {
              WHERE business_id = $1 AND booking_id = $2 AND kind = $3",
         )
         .bind(business_id.as_str())
-        .bind(booking_id)
+        .bind(booking_id.as_str())
         .bind(kind)
         .fetch_optional(&self.pool)
         .await?;
@@ -180,11 +185,11 @@ impl Store {
     /// When the client said they will come, if they did.
     pub async fn visit_confirmed_at(
         &self,
-        booking_id: &str,
+        booking_id: &BookingId,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let at: Option<Option<i64>> =
             sqlx::query_scalar("SELECT confirmed_at FROM bookings WHERE id = $1")
-                .bind(booking_id)
+                .bind(booking_id.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
         at.flatten().map(from_millis).transpose()
@@ -194,14 +199,14 @@ impl Store {
     pub async fn reminders_done(
         &self,
         business_id: &BusinessId,
-        booking_id: &str,
+        booking_id: &BookingId,
     ) -> Result<Vec<(i64, DateTime<Utc>, bool)>, StoreError> {
         let rows = sqlx::query(
             "SELECT offset_s, start_at, skipped FROM reminders_sent \
              WHERE business_id = $1 AND booking_id = $2 ORDER BY start_at, offset_s DESC",
         )
         .bind(business_id.as_str())
-        .bind(booking_id)
+        .bind(booking_id.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -220,7 +225,7 @@ impl Store {
 pub async fn put_known_in(
     conn: &mut AnyConnection,
     business_id: &BusinessId,
-    booking_id: &str,
+    booking_id: &BookingId,
     system: System,
     version: &str,
     status: &str,
@@ -234,7 +239,7 @@ pub async fn put_known_in(
            seen_at = excluded.seen_at",
     )
     .bind(business_id.as_str())
-    .bind(booking_id)
+    .bind(booking_id.as_str())
     .bind(system.as_str())
     .bind(version)
     .bind(status)
@@ -247,7 +252,7 @@ pub async fn put_known_in(
 pub async fn record_event_in(
     conn: &mut AnyConnection,
     business_id: &BusinessId,
-    booking_id: &str,
+    booking_id: &BookingId,
     origin: &str,
     kind: &str,
     detail: &str,
@@ -258,7 +263,7 @@ pub async fn record_event_in(
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(business_id.as_str())
-    .bind(booking_id)
+    .bind(booking_id.as_str())
     .bind(to_millis(now))
     .bind(origin)
     .bind(kind)
@@ -273,7 +278,7 @@ pub async fn record_event_in(
 pub async fn claim_reminder_in(
     conn: &mut AnyConnection,
     business_id: &BusinessId,
-    booking_id: &str,
+    booking_id: &BookingId,
     offset_s: i64,
     start: DateTime<Utc>,
     skipped: bool,
@@ -285,7 +290,7 @@ pub async fn claim_reminder_in(
          ON CONFLICT (business_id, booking_id, offset_s, start_at) DO NOTHING",
     )
     .bind(business_id.as_str())
-    .bind(booking_id)
+    .bind(booking_id.as_str())
     .bind(offset_s)
     .bind(to_millis(start))
     .bind(to_millis(now))
@@ -297,12 +302,12 @@ pub async fn claim_reminder_in(
 
 pub async fn confirm_visit_in(
     conn: &mut AnyConnection,
-    booking_id: &str,
+    booking_id: &BookingId,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query("UPDATE bookings SET confirmed_at = $1, updated_at = $1 WHERE id = $2")
         .bind(to_millis(now))
-        .bind(booking_id)
+        .bind(booking_id.as_str())
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -330,46 +335,102 @@ mod tests {
             let t = Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0).unwrap();
             let v1 = version_of("booked", t, "m1");
             store
-                .put_known(&bid("b"), "bk", System::Yclients, &v1, "booked", t)
+                .put_known(
+                    &bid("b"),
+                    &crate::domain::bk("bk"),
+                    System::Yclients,
+                    &v1,
+                    "booked",
+                    t,
+                )
                 .await
                 .unwrap();
             let v2 = version_of("cancelled", t, "m1");
             store
-                .put_known(&bid("b"), "bk", System::Yclients, &v2, "cancelled", t)
+                .put_known(
+                    &bid("b"),
+                    &crate::domain::bk("bk"),
+                    System::Yclients,
+                    &v2,
+                    "cancelled",
+                    t,
+                )
                 .await
                 .unwrap();
             let known = store
-                .known_state(&bid("b"), "bk", System::Yclients)
+                .known_state(&bid("b"), &crate::domain::bk("bk"), System::Yclients)
                 .await
                 .unwrap();
             assert_eq!(known.map(|k| k.version), Some(v2));
-            assert_eq!(store.known_states(&bid("b"), "bk").await.unwrap().len(), 1);
+            assert_eq!(
+                store
+                    .known_states(&bid("b"), &crate::domain::bk("bk"))
+                    .await
+                    .unwrap()
+                    .len(),
+                1
+            );
 
             let mut conn = store.pool().acquire().await.unwrap();
             assert!(
-                claim_reminder_in(&mut conn, &bid("b"), "bk", 120, t, false, t)
-                    .await
-                    .unwrap()
+                claim_reminder_in(
+                    &mut conn,
+                    &bid("b"),
+                    &crate::domain::bk("bk"),
+                    120,
+                    t,
+                    false,
+                    t
+                )
+                .await
+                .unwrap()
             );
             assert!(
-                !claim_reminder_in(&mut conn, &bid("b"), "bk", 120, t, false, t)
-                    .await
-                    .unwrap(),
+                !claim_reminder_in(
+                    &mut conn,
+                    &bid("b"),
+                    &crate::domain::bk("bk"),
+                    120,
+                    t,
+                    false,
+                    t
+                )
+                .await
+                .unwrap(),
                 "{:?}",
                 store.backend()
             );
             let later = t + chrono::Duration::hours(1);
             assert!(
-                claim_reminder_in(&mut conn, &bid("b"), "bk", 120, later, false, t)
-                    .await
-                    .unwrap(),
+                claim_reminder_in(
+                    &mut conn,
+                    &bid("b"),
+                    &crate::domain::bk("bk"),
+                    120,
+                    later,
+                    false,
+                    t
+                )
+                .await
+                .unwrap(),
                 "a moved visit is reminded again"
             );
-            record_event_in(&mut conn, &bid("b"), "bk", "schedule", "cancelled", "x", t)
+            record_event_in(
+                &mut conn,
+                &bid("b"),
+                &crate::domain::bk("bk"),
+                "schedule",
+                "cancelled",
+                "x",
+                t,
+            )
+            .await
+            .unwrap();
+            drop(conn);
+            let events = store
+                .booking_events(&bid("b"), &crate::domain::bk("bk"))
                 .await
                 .unwrap();
-            drop(conn);
-            let events = store.booking_events(&bid("b"), "bk").await.unwrap();
             assert_eq!(events.len(), 1);
             assert_eq!(events[0].kind, "cancelled");
         }

@@ -59,7 +59,7 @@ impl World {
         self.store().await.bookings(&bid("default")).await.unwrap()
     }
 
-    async fn journal(&self, booking: &str) -> Vec<(String, String)> {
+    async fn journal(&self, booking: &zapis::domain::BookingId) -> Vec<(String, String)> {
         self.store()
             .await
             .booking_events(&bid("default"), booking)
@@ -214,7 +214,7 @@ async fn a_captcha_is_never_attempted_the_client_is_told_to_call_and_the_admin_w
     assert!(told.text.contains(PHONE), "{}", told.text);
     let alert = admin.wait_for_text("captcha", WAIT).await;
     let booking = w.bookings().await.remove(0);
-    assert!(alert.text.contains(&booking.id), "{}", alert.text);
+    assert!(alert.text.contains(booking.id.as_str()), "{}", alert.text);
     assert_eq!(booking.status, BookingStatus::Failed);
     let journal = w.journal(&booking.id).await;
     assert!(

@@ -475,7 +475,7 @@ fn crm_booking(i: usize) -> zapis::domain::Booking {
     use chrono::TimeZone;
     use zapis::domain::{Booking, BookingStatus, Channel, Money, Source, Utm};
     Booking {
-        id: format!("chaos-{i:03}"),
+        id: crate::support::bk(&format!("chaos-{i:03}")),
         business_id: bid("salon"),
         client_phone: zapis::normalize::Phone::parse(&format!(
             "+7 912 {:03} {:04}",

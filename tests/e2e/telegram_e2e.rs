@@ -542,7 +542,7 @@ async fn inside_the_change_cutoff_my_bookings_offers_a_call_and_outside_it_cance
     press_label(&user, "Да, отменить").await;
     user.wait_for_text("Запись отменена", WAIT).await;
 
-    let status = |id: String| {
+    let status = |id: zapis::domain::BookingId| {
         let store = &store;
         async move {
             store

@@ -49,7 +49,7 @@ async fn client(cfg: AmoCrmConfig) -> AmoCrm {
 
 fn booking(id: &str, phone: &str) -> Booking {
     Booking {
-        id: id.into(),
+        id: crate::support::bk(id),
         business_id: bid("salon"),
         client_phone: Phone::parse(phone).unwrap(),
         client_name: "Анна".into(),

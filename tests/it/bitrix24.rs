@@ -188,7 +188,7 @@ async fn deal_mode_makes_one_contact_one_deal_one_comment_one_todo() {
     ] {
         assert_eq!(deal[key], want, "{key} in {deal}");
     }
-    assert_eq!(deal[fake::BOOKING_FIELD], b.id);
+    assert_eq!(deal[fake::BOOKING_FIELD], b.id.as_str());
     assert_eq!(deal["CONTACT_ID"], created.contact.as_ref().unwrap().id);
     let description = deal["SOURCE_DESCRIPTION"].as_str().unwrap();
     assert!(

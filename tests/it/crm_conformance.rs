@@ -135,7 +135,7 @@ fn system_clock() -> Arc<dyn Clock> {
 
 pub(crate) fn booking(id: &str, phone: &str) -> Booking {
     Booking {
-        id: id.into(),
+        id: crate::support::bk(id),
         business_id: bid("salon"),
         client_phone: Phone::parse(phone).unwrap(),
         client_name: "Анна".into(),

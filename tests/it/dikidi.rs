@@ -42,7 +42,7 @@ fn tomorrow() -> NaiveDate {
 
 fn request(slot: &zapis::domain::Slot) -> BookRequest {
     BookRequest {
-        booking_id: "b-1".into(),
+        booking_id: crate::support::bk("b-1"),
         service_id: HAIRCUT.to_string(),
         master_id: slot.master_id.clone(),
         start: slot.start,
@@ -519,23 +519,35 @@ async fn a_salon_that_wants_the_sms_code_gets_it_relayed_once_resent_and_checked
     assert_eq!(fake.sms().len(), 1);
     assert!(fake.records().is_empty());
     assert!(matches!(
-        d.confirm_code("b-1", "0000").await,
+        d.confirm_code(&crate::support::bk("b-1"), "0000").await,
         Err(BookingError::CodeWrong)
     ));
-    assert!(d.resend_code("b-1").await.unwrap().is_none());
+    assert!(
+        d.resend_code(&crate::support::bk("b-1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(fake.sms().len(), 2);
     assert!(matches!(
-        d.resend_code("b-1").await,
+        d.resend_code(&crate::support::bk("b-1")).await,
         Err(err) if err.is_refusal()
     ));
     assert_eq!(fake.sms().len(), 2, "resent once only");
     let code = fake.sms()[1].1.clone();
-    let record = d.confirm_code("b-1", &code).await.unwrap();
+    let record = d
+        .confirm_code(&crate::support::bk("b-1"), &code)
+        .await
+        .unwrap();
     let records = fake.records();
     assert_eq!(records.len(), 1);
     assert_eq!(record.external_id, records[0].id.to_string());
     // Nothing waits any more.
-    assert!(d.confirm_code("b-1", &code).await.is_err());
+    assert!(
+        d.confirm_code(&crate::support::bk("b-1"), &code)
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -554,7 +566,7 @@ async fn a_captcha_is_never_attempted_and_raises_an_event() {
     assert_eq!(
         d.take_events(),
         vec![DikidiEvent::CaptchaDemanded {
-            booking_id: "b-1".into()
+            booking_id: crate::support::bk("b-1")
         }]
     );
     // Booking is not switched off for everyone: the API did not change.
@@ -688,7 +700,7 @@ async fn the_poller_keeps_its_interval_jitter_and_budget() {
     // 45 upcoming records the fake does not know: three batches of at most 20.
     let known: Vec<KnownRecord> = (0..45)
         .map(|i| KnownRecord {
-            external_id: zapis::domain::BookingId::parse(&format!("{}", 80_000_000 + i))
+            external_id: zapis::domain::RecordId::parse(&format!("{}", 80_000_000 + i))
                 .expect("a record id"),
             start: Utc::now() + Duration::days(2),
             status: RecordStatus::Active,
@@ -717,7 +729,7 @@ async fn the_poller_keeps_its_interval_jitter_and_budget() {
     assert!(poller.tick(&known, &mut |e| events.push(e)).await);
     assert_eq!(fake.calls_to("records_info"), 4);
     // The round robin reached the third batch on the second cycle.
-    let ids: std::collections::BTreeSet<zapis::domain::BookingId> = events
+    let ids: std::collections::BTreeSet<zapis::domain::RecordId> = events
         .iter()
         .filter_map(|e| match e {
             DikidiEvent::RecordsMissing { external_ids } => Some(external_ids.clone()),
@@ -798,7 +810,7 @@ async fn of_two_instances_one_polls_and_the_other_takes_over_when_it_stops() {
     let store = Store::connect("sqlite::memory:").await.expect("store");
     let known = || async {
         vec![KnownRecord {
-            external_id: zapis::domain::BookingId::parse("80000001").expect("a record id"),
+            external_id: zapis::domain::RecordId::parse("80000001").expect("a record id"),
             start: Utc::now() + Duration::days(2),
             status: RecordStatus::Active,
         }]

@@ -495,7 +495,7 @@ async fn the_exchange_needs_the_login_and_its_cookie() {
 
 fn booking(id: &str, phone: &str, name: &str, status: BookingStatus, rubles: i64) -> Booking {
     Booking {
-        id: id.into(),
+        id: crate::support::bk(id),
         business_id: bid(BIZ),
         client_phone: Phone::parse(phone).expect("phone"),
         client_name: name.into(),
@@ -646,7 +646,7 @@ async fn query_hands_out_schema_valid_documents_until_success_marks_them() {
             // A status change is news again.
             site.store
                 .set_booking_status(
-                    "bk-anna",
+                    &crate::support::bk("bk-anna"),
                     BookingStatus::CancelledByClient,
                     site.clock.now(),
                 )

@@ -74,7 +74,7 @@ async fn app(store_url: &str, fake: &FakeOnec, post_sales: bool, clock: Arc<Fake
 
 fn booking(id: &str, phone: &str, name: &str, rubles: i64) -> Booking {
     Booking {
-        id: id.into(),
+        id: crate::support::bk(id),
         business_id: bid(BIZ),
         client_phone: Phone::parse(phone).expect("phone"),
         client_name: name.into(),
@@ -194,7 +194,12 @@ async fn a_booking_makes_one_counterparty_an_invoice_and_after_the_visit_a_poste
 
         // The visit took place: the sales document, through the real change applier.
         clock.set(anna.end() + Duration::minutes(5));
-        let stored = app.store.booking(&bid(BIZ), "bk-1").await.unwrap().unwrap();
+        let stored = app
+            .store
+            .booking(&bid(BIZ), &crate::support::bk("bk-1"))
+            .await
+            .unwrap()
+            .unwrap();
         let changed = app
             .change_applier()
             .apply(&app.store, &stored, &ScheduleChange::Visited, clock.now())

@@ -96,7 +96,7 @@ impl Crm for MemoryCrm {
         let id = format!("{}", 1000 + s.next);
         s.leads.insert(
             id.clone(),
-            (req.booking.id.clone(), fake_amo::STATUS_NEW, Vec::new()),
+            (req.booking.id.to_string(), fake_amo::STATUS_NEW, Vec::new()),
         );
         Ok(CreatedLead {
             lead_id: id,
@@ -540,7 +540,7 @@ async fn three_days_of_random_changes_end_with_every_system_agreeing() {
         if b.status == BookingStatus::Failed {
             continue;
         }
-        let Some(rec) = records.get(&b.id) else {
+        let Some(rec) = records.get(b.id.as_str()) else {
             findings.push(format!("{}: no record in the schedule", b.id));
             continue;
         };

@@ -43,7 +43,7 @@ async fn app(store_url: &str, business: &str, amo: &FakeAmo, clock: Arc<FakeCloc
 
 fn booking(business: &str, id: &str, phone: &str, name: &str) -> Booking {
     Booking {
-        id: id.into(),
+        id: crate::support::bk(id),
         business_id: bid(business),
         client_phone: Phone::parse(phone).expect("phone"),
         client_name: name.into(),
@@ -164,7 +164,7 @@ async fn a_job_naming_another_business_booking_finds_nothing() {
                     &bid("roza"),
                     zapis::domain::System::AmoCrm,
                     Operation::BookingCreated,
-                    "bk-a",
+                    &crate::support::bk("bk-a"),
                     None,
                     t0(),
                 ),

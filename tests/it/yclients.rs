@@ -60,7 +60,7 @@ fn utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
 
 fn request(master: &str, service: &str, start: DateTime<Utc>, minutes: u32) -> BookRequest {
     BookRequest {
-        booking_id: uuid::Uuid::new_v4().to_string(),
+        booking_id: crate::support::bk(&uuid::Uuid::new_v4().to_string()),
         service_id: service.into(),
         master_id: master.into(),
         start,
@@ -237,7 +237,7 @@ async fn cancel_deletes_and_salon_changes_are_seen() {
         RecordStatus::Cancelled
     );
     assert!(
-        e.yc.record(&zapis::domain::BookingId::parse(&format!("{id}:wronghash")).unwrap())
+        e.yc.record(&zapis::domain::RecordId::parse(&format!("{id}:wronghash")).unwrap())
             .await
             .unwrap()
             .is_none()

@@ -213,3 +213,8 @@ pub async fn start_demo_max_bot(fake: &fake_max::FakeMax) -> (zapis::app::App, R
 pub fn bid(id: &str) -> zapis::domain::BusinessId {
     zapis::domain::BusinessId::parse(id).expect("a test's business id is valid")
 }
+
+/// One of our booking ids written in a test, where a bad one is the test's own mistake.
+pub fn bk(id: &str) -> zapis::domain::BookingId {
+    zapis::domain::BookingId::parse(id).expect("a test's booking id is valid")
+}

@@ -250,9 +250,9 @@ pub struct Dikidi {
     /// Where the previous poll stopped when the budget ran out.
     pub(super) poll_cursor: AtomicUsize,
     /// Bookings whose `record` step waits for the client's SMS code, by our booking id.
-    pub(super) pending: Mutex<HashMap<String, PendingRecord>>,
+    pub(super) pending: Mutex<HashMap<BookingId, PendingRecord>>,
     /// Known records `records_info` left out, already alarmed about.
-    pub(super) missing: Mutex<BTreeSet<BookingId>>,
+    pub(super) missing: Mutex<BTreeSet<RecordId>>,
     pub(crate) poll_interval: StdDuration,
     pub(crate) poll_jitter: StdDuration,
 }

@@ -24,7 +24,7 @@
 //! the envelope and the drift alarm; `wire.rs` and `map.rs` the vendor's shapes and their
 //! readers; `poller.rs` the poll that stands in for webhooks (a salon's cancel starts there).
 
-use crate::domain::{BookingId, System};
+use crate::domain::{BookingId, RecordId, System};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -85,7 +85,7 @@ pub const PARTNER_NOT_CONFIGURED: &str = "Dikidi partner API contract not config
 /// A record we made, as we last knew it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownRecord {
-    pub external_id: BookingId,
+    pub external_id: RecordId,
     pub start: DateTime<Utc>,
     pub status: RecordStatus,
 }
@@ -94,16 +94,16 @@ pub struct KnownRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DikidiEvent {
     /// Dikidi reports the record deleted or cancelled (a positive signal; absence is not one).
-    Cancelled { external_id: BookingId },
+    Cancelled { external_id: RecordId },
     /// `records_info` answered without records we know: drift, not a cancellation. Raised
     /// once per record until it is listed again; nothing is cancelled and no client is told.
-    RecordsMissing { external_ids: Vec<BookingId> },
+    RecordsMissing { external_ids: Vec<RecordId> },
     /// The salon's `record` step demanded a captcha for booking `booking_id`. zapis never
     /// tries to pass one: the client was told to call.
-    CaptchaDemanded { booking_id: String },
+    CaptchaDemanded { booking_id: BookingId },
     /// The record now starts at another time.
     Moved {
-        external_id: BookingId,
+        external_id: RecordId,
         new_start: DateTime<Utc>,
     },
     /// A payload no longer parses: "Dikidi's API changed". Raised once per episode.
@@ -198,8 +198,8 @@ impl Dikidi {
             .collect();
         let mut budget = self.poll_budget as usize;
         let mut events = Vec::new();
-        let mut missing: Vec<BookingId> = Vec::new();
-        let mut listed: Vec<BookingId> = Vec::new();
+        let mut missing: Vec<RecordId> = Vec::new();
+        let mut listed: Vec<RecordId> = Vec::new();
         let mut failure = None;
 
         // While drifted, spend one request on repeating the request that failed, so the alarm
@@ -311,7 +311,7 @@ impl Dikidi {
             for id in &listed {
                 alarmed.remove(id);
             }
-            let fresh: Vec<BookingId> = missing
+            let fresh: Vec<RecordId> = missing
                 .into_iter()
                 .filter(|id| alarmed.insert(id.clone()))
                 .collect();
@@ -441,7 +441,7 @@ impl Dikidi {
             .and_then(|t| parse_local(t, self.tz));
         tracing::info!(record = %external_id, phone = %request.client_phone.masked(), "dikidi: booked");
         Ok(Record {
-            external_id: BookingId::parse(&external_id)?,
+            external_id: RecordId::parse(&external_id)?,
             service_id: request.service_id.clone(),
             master_id: master_id.to_owned(),
             start,
@@ -450,7 +450,7 @@ impl Dikidi {
         })
     }
 
-    fn pending_record(&self, booking_id: &str) -> Result<PendingRecord, BookingError> {
+    fn pending_record(&self, booking_id: &BookingId) -> Result<PendingRecord, BookingError> {
         let now = self.clock.now();
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.retain(|_, p| now - p.since < Duration::minutes(CODE_WAIT_MINUTES));
@@ -463,14 +463,14 @@ impl Dikidi {
 
     /// A captcha is never attempted: the booking stops, the client is told to call (the
     /// dialog renders `Closed`), and the next poll hands the admin alert to the sync engine.
-    fn captcha(&self, booking_id: &str, why: &str) -> BookingError {
+    fn captcha(&self, booking_id: &BookingId, why: &str) -> BookingError {
         tracing::warn!(booking = %booking_id, "dikidi demands a captcha; the client is told to call");
         self.drift
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .outbox
             .push(DikidiEvent::CaptchaDemanded {
-                booking_id: booking_id.to_owned(),
+                booking_id: booking_id.clone(),
             });
         BookingError::Closed(format!(
             "Dikidi's record step demands a captcha ({why}); zapis does not solve captchas"
@@ -686,7 +686,11 @@ impl BookingSystem for Dikidi {
         }
     }
 
-    async fn confirm_code(&self, booking_id: &str, code: &str) -> Result<Record, BookingError> {
+    async fn confirm_code(
+        &self,
+        booking_id: &BookingId,
+        code: &str,
+    ) -> Result<Record, BookingError> {
         self.partner_guard()?;
         let pending = self.pending_record(booking_id)?;
         match self
@@ -708,7 +712,7 @@ impl BookingSystem for Dikidi {
         }
     }
 
-    async fn resend_code(&self, booking_id: &str) -> Result<Option<Record>, BookingError> {
+    async fn resend_code(&self, booking_id: &BookingId) -> Result<Option<Record>, BookingError> {
         self.partner_guard()?;
         let pending = self.pending_record(booking_id)?;
         if pending.resent {
@@ -745,14 +749,14 @@ impl BookingSystem for Dikidi {
         }
     }
 
-    async fn abandon_code(&self, booking_id: &str) {
+    async fn abandon_code(&self, booking_id: &BookingId) {
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(booking_id);
     }
 
-    async fn cancel(&self, external_id: &BookingId) -> Result<(), BookingError> {
+    async fn cancel(&self, external_id: &RecordId) -> Result<(), BookingError> {
         self.partner_guard()?;
         self.call(
             Endpoint::RemoveRecord,
@@ -768,7 +772,7 @@ impl BookingSystem for Dikidi {
 
     async fn reschedule(
         &self,
-        _external_id: &BookingId,
+        _external_id: &RecordId,
         _slot: &Slot,
     ) -> Result<Record, BookingError> {
         self.partner_guard()?;
@@ -779,7 +783,7 @@ impl BookingSystem for Dikidi {
         ))
     }
 
-    async fn record(&self, external_id: &BookingId) -> Result<Option<Record>, BookingError> {
+    async fn record(&self, external_id: &RecordId) -> Result<Option<Record>, BookingError> {
         self.partner_guard()?;
         let found = self.records_info(&[external_id.to_string()]).await?;
         Ok(found

@@ -15,7 +15,7 @@
 //! cache; `cards.rs` client cards for imports; `webhook.rs` record webhooks (a salon's cancel or
 //! move starts there; `lifecycle::inbox` applies it).
 
-use crate::domain::{BookingId, System};
+use crate::domain::{RecordId, System};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroU32;
@@ -434,7 +434,7 @@ impl BookingSystem for Yclients {
         };
         tracing::info!(phone = %request.client_phone.masked(), booking = %request.booking_id, record = record_id, "yclients record created");
         Ok(Record {
-            external_id: BookingId::parse(&external.to_string())?,
+            external_id: RecordId::parse(&external.to_string())?,
             service_id: request.service_id.clone(),
             master_id: request.master_id.clone(),
             start: request.start,
@@ -443,7 +443,7 @@ impl BookingSystem for Yclients {
         })
     }
 
-    async fn cancel(&self, external_id: &BookingId) -> Result<(), BookingError> {
+    async fn cancel(&self, external_id: &RecordId) -> Result<(), BookingError> {
         let id = ExternalId::parse(external_id)?;
         let tz = self.tz().await?;
         // Read first: the day to invalidate, and an already-deleted record is a success.
@@ -493,7 +493,7 @@ impl BookingSystem for Yclients {
 
     async fn reschedule(
         &self,
-        external_id: &BookingId,
+        external_id: &RecordId,
         slot: &Slot,
     ) -> Result<Record, BookingError> {
         let id = ExternalId::parse(external_id)?;
@@ -537,7 +537,7 @@ impl BookingSystem for Yclients {
         let wire: Result<WireRecord, _> = serde_json::from_value(answer.data);
         let start = wire.ok().and_then(|w| w.start(tz)).unwrap_or(slot.start);
         Ok(Record {
-            external_id: BookingId::parse(&id.to_string())?,
+            external_id: RecordId::parse(&id.to_string())?,
             service_id: existing.service_id,
             master_id: existing.master_id,
             start,
@@ -546,7 +546,7 @@ impl BookingSystem for Yclients {
         })
     }
 
-    async fn record(&self, external_id: &BookingId) -> Result<Option<Record>, BookingError> {
+    async fn record(&self, external_id: &RecordId) -> Result<Option<Record>, BookingError> {
         self.read_record(&ExternalId::parse(external_id)?).await
     }
 
@@ -591,7 +591,7 @@ impl BookingSystem for Yclients {
     /// /record` takes the whole record, so the current one is read and written back with the
     /// status changed. Needs the admin (user) token; without it the schedule keeps no
     /// confirmation and `false` says so.
-    async fn confirm_visit(&self, external_id: &BookingId) -> Result<bool, BookingError> {
+    async fn confirm_visit(&self, external_id: &RecordId) -> Result<bool, BookingError> {
         if self.user_token.is_none() {
             return Ok(false);
         }

@@ -158,7 +158,7 @@ impl WireRecord {
             .start(tz)
             .ok_or_else(|| BookingError::rejected("the record has no readable start"))?;
         Ok(Record {
-            external_id: BookingId::parse(&external_id)?,
+            external_id: RecordId::parse(&external_id)?,
             // All of a visit's services, joined as our booking of them holds them.
             service_id: self
                 .services

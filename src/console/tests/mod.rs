@@ -187,7 +187,7 @@ impl Console {
 
 fn booking(id: &str, business: &str, phone: &str, source: Source) -> Booking {
     Booking {
-        id: id.into(),
+        id: crate::domain::bk(id),
         business_id: bid(business),
         client_phone: Phone::parse(phone).unwrap(),
         client_name: format!("Клиент {id}"),

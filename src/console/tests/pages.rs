@@ -100,7 +100,7 @@ async fn bookings_show_every_side_and_the_card_the_conversation() {
         crate::store::put_known_in(
             &mut tx,
             &bid("b1"),
-            "k1",
+            &crate::domain::bk("k1"),
             System::AmoCrm,
             "cancelled_by_business|0|m1",
             "cancelled_by_business",

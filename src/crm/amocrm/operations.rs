@@ -263,7 +263,7 @@ impl AmoCrm {
         if let Some(campaign) = source.link_name.as_ref().or(source.utm.campaign.as_ref()) {
             tags.push(format!("{}{campaign}", cfg.campaign_tag_prefix));
         }
-        let mut fields = vec![FieldValueOut::id(ctx.booking_field, booking.id.clone())];
+        let mut fields = vec![FieldValueOut::id(ctx.booking_field, booking.id.to_string())];
         if let Some(payload) = &source.payload {
             match cfg.start_payload_field_id {
                 Some(id) => fields.push(FieldValueOut::id(id, payload.clone())),
@@ -306,7 +306,7 @@ impl AmoCrm {
                 tags,
                 contacts: contact.into_iter().collect(),
             },
-            request_id: booking.id.clone(),
+            request_id: booking.id.to_string(),
         }
     }
 

@@ -54,7 +54,7 @@ impl Engine<'_> {
 
     /// Drops a booking that waited for a code: on the client's cancel, or after the last wrong
     /// try, when the phone is the way left to book.
-    pub(super) fn give_up_code(&mut self, booking_id: String, out_of_tries: bool) {
+    pub(super) fn give_up_code(&mut self, booking_id: BookingId, out_of_tries: bool) {
         self.st.at = At::Menu;
         self.command(Command::AbandonCode { booking_id });
         if !out_of_tries {

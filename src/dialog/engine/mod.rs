@@ -27,7 +27,7 @@ use super::{
     BookingDraft, Button, Command, Context, DialogState, EnrolDraft, Input, Loaded,
     MAX_BUTTON_DATA, Outcome, Reply, TRIAL,
 };
-use crate::domain::{Booking, BookingStatus, Consent, Master, Service, Slot, Source};
+use crate::domain::{Booking, BookingId, BookingStatus, Consent, Master, Service, Slot, Source};
 use crate::i18n::{FluentValue, Lang};
 use crate::normalize::Phone;
 
@@ -202,6 +202,16 @@ impl Engine<'_> {
         }
     }
 
+    /// A press on a booking's button: `act` on the booking the button names. Data that cannot
+    /// be a booking id (control characters, over-long) is no button of ours and is answered
+    /// like any unknown press.
+    fn act_on(&mut self, arg: &str, act: fn(BookingId) -> Act) {
+        match BookingId::parse(arg) {
+            Ok(id) => self.my_bookings(Some(act(id))),
+            Err(_) => self.again(Note::Hint),
+        }
+    }
+
     fn button(&mut self, data: &str) {
         let Some((version, payload)) = data.split_once('|') else {
             self.again(Note::Hint);
@@ -305,12 +315,8 @@ impl Engine<'_> {
                 self.st.slot = None;
                 self.load_slots();
             }
-            ("C", At::My { .. }) if !arg.is_empty() => {
-                self.my_bookings(Some(Act::Cancel(arg.to_string())));
-            }
-            ("R", At::My { .. }) if !arg.is_empty() => {
-                self.my_bookings(Some(Act::Move(arg.to_string())));
-            }
+            ("C", At::My { .. }) if !arg.is_empty() => self.act_on(arg, Act::Cancel),
+            ("R", At::My { .. }) if !arg.is_empty() => self.act_on(arg, Act::Move),
             ("Ag", At::My { .. }) => match arg.split_once(':') {
                 Some((service, master)) if !service.is_empty() && !master.is_empty() => {
                     self.clear_flow();
@@ -319,19 +325,16 @@ impl Engine<'_> {
                 }
                 _ => self.again(Note::Hint),
             },
-            ("Rk", _) if !arg.is_empty() => {
-                self.clear_flow();
-                self.st.at = At::ConfirmingVisit;
-                self.command(Command::ConfirmVisit {
-                    booking_id: arg.to_string(),
-                });
-            }
-            ("Rc", _) if !arg.is_empty() => {
-                self.my_bookings(Some(Act::Cancel(arg.to_string())));
-            }
-            ("Rm", _) if !arg.is_empty() => {
-                self.my_bookings(Some(Act::Move(arg.to_string())));
-            }
+            ("Rk", _) if !arg.is_empty() => match BookingId::parse(arg) {
+                Ok(booking_id) => {
+                    self.clear_flow();
+                    self.st.at = At::ConfirmingVisit;
+                    self.command(Command::ConfirmVisit { booking_id });
+                }
+                Err(_) => self.again(Note::Hint),
+            },
+            ("Rc", _) if !arg.is_empty() => self.act_on(arg, Act::Cancel),
+            ("Rm", _) if !arg.is_empty() => self.act_on(arg, Act::Move),
             ("Cy", At::CancelAsk) if self.moving_too_late() => self.too_late(),
             ("Cy", At::CancelAsk) => self.cancel_booking(),
             ("Cn", At::CancelAsk) => {

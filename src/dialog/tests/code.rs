@@ -6,7 +6,7 @@ use super::*;
 pub(super) fn bot_at_code() -> Bot {
     let mut bot = Bot::new();
     bot.world.write_answers.push_back(Loaded::CodeRequired {
-        booking_id: "bk-code".into(),
+        booking_id: crate::domain::bk("bk-code"),
     });
     bot.goto_times("Анна");
     bot.press("10:00");
@@ -29,7 +29,7 @@ fn a_code_demand_asks_for_the_code_and_the_right_code_completes_the_booking() {
     assert_eq!(
         bot.last_command(),
         &Command::SubmitCode {
-            booking_id: "bk-code".into(),
+            booking_id: crate::domain::bk("bk-code"),
             code: "4321".into()
         }
     );
@@ -61,7 +61,7 @@ fn three_wrong_codes_give_up_and_say_call() {
     assert_eq!(
         bot.last_command(),
         &Command::AbandonCode {
-            booking_id: "bk-code".into()
+            booking_id: crate::domain::bk("bk-code")
         }
     );
     let told = &last.last().unwrap().text;
@@ -97,7 +97,7 @@ fn the_code_is_sent_again_once_and_cancel_abandons_the_booking() {
     assert_eq!(
         bot.last_command(),
         &Command::AbandonCode {
-            booking_id: "bk-code".into()
+            booking_id: crate::domain::bk("bk-code")
         }
     );
     assert!(!bot.st.awaits_code());

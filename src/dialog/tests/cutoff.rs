@@ -45,7 +45,12 @@ fn inside_the_cutoff_my_bookings_offers_a_call_instead_of_cancel_and_move() {
 
 #[test]
 fn a_reminder_cancel_or_move_inside_the_cutoff_says_call_and_changes_nothing() {
-    let buttons = crate::dialog::reminder_buttons(&Default::default(), Lang::Ru, "bk-soon", true);
+    let buttons = crate::dialog::reminder_buttons(
+        &Default::default(),
+        Lang::Ru,
+        &crate::domain::bk("bk-soon"),
+        true,
+    );
     for kind in ["Rc:", "Rm:"] {
         let mut bot = bot_with_cutoff();
         bot.start();
@@ -128,7 +133,7 @@ fn without_a_cutoff_a_visit_can_be_changed_up_to_its_start() {
     assert_eq!(
         bot.last_command(),
         &Command::Cancel {
-            booking_id: "bk-soon".into()
+            booking_id: crate::domain::bk("bk-soon")
         }
     );
 }

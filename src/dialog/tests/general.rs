@@ -172,6 +172,46 @@ fn a_stored_phone_is_read_back_as_written_and_an_unnormalised_one_is_parsed() {
 }
 
 #[test]
+fn booking_ids_stored_while_they_were_plain_strings_read_back_unchanged() {
+    use super::state::{Act, At};
+    // As builds that held our booking ids as `String` wrote a state, a command and an answer.
+    let old_state = r#"{"at":{"Code":{"booking":"bk-code","tries":1}},"mv":{"id":"3f2a9c0e5b7d4e1f8a6b2c9d0e7f1a3b","svc_id":"s1","svc":"Стрижка","master_id":"m1","master":"Ирина","dur":60,"start":"2026-12-07T10:00:00Z"}}"#;
+    let st: DialogState = serde_json::from_str(old_state).expect("state");
+    assert_eq!(
+        st.mv.as_ref().map(|m| m.id.as_str()),
+        Some("3f2a9c0e5b7d4e1f8a6b2c9d0e7f1a3b")
+    );
+    assert!(matches!(&st.at, At::Code(w) if w.booking == "bk-code" && w.tries == 1));
+    // Written back, the ids are the same plain strings.
+    let written = serde_json::to_value(&st).expect("json");
+    assert_eq!(written["mv"]["id"], "3f2a9c0e5b7d4e1f8a6b2c9d0e7f1a3b");
+    assert_eq!(written["at"]["Code"]["booking"], "bk-code");
+    let st: DialogState =
+        serde_json::from_str(r#"{"at":{"My":{"act":{"Move":"sb-1"}}}}"#).expect("state");
+    assert!(matches!(&st.at, At::My { act: Some(Act::Move(id)) } if id == "sb-1"));
+    let command: Command =
+        serde_json::from_str(r#"{"SubmitCode":{"booking_id":"b1","code":"1234"}}"#)
+            .expect("command");
+    assert_eq!(
+        command,
+        Command::SubmitCode {
+            booking_id: crate::domain::bk("b1"),
+            code: "1234".into()
+        }
+    );
+    let loaded: Loaded =
+        serde_json::from_str(r#"{"CodeRequired":{"booking_id":"bk-1"}}"#).expect("answer");
+    assert_eq!(
+        loaded,
+        Loaded::CodeRequired {
+            booking_id: crate::domain::bk("bk-1")
+        }
+    );
+    // Nothing any build wrote is empty; a state that says so was not written by us.
+    assert!(serde_json::from_str::<DialogState>(r#"{"at":{"Code":{"booking":""}}}"#).is_err());
+}
+
+#[test]
 fn unexpected_answers_are_ignored() {
     let (st, out) = step(
         DialogState::default(),

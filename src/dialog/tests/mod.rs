@@ -115,7 +115,7 @@ impl World {
 
     fn booking(&self, id: &str, start: DateTime<Utc>) -> Booking {
         Booking {
-            id: id.into(),
+            id: crate::domain::bk(id),
             business_id: bid("b1"),
             client_phone: Phone::parse("+79123456789").expect("phone"),
             client_name: "Мария".into(),

@@ -91,7 +91,7 @@ fn cancelling_asks_first() {
     assert_eq!(
         bot.last_command(),
         &Command::Cancel {
-            booking_id: "bk-1".into()
+            booking_id: crate::domain::bk("bk-1")
         }
     );
     assert!(r.last().expect("reply").text.contains("Запись отменена"));
@@ -108,7 +108,12 @@ fn cancelling_asks_first() {
 /// A reminder's buttons, pressed from wherever the conversation happens to be.
 #[test]
 fn reminder_answers_work_from_any_screen() {
-    let buttons = crate::dialog::reminder_buttons(&Default::default(), Lang::Ru, "bk-1", true);
+    let buttons = crate::dialog::reminder_buttons(
+        &Default::default(),
+        Lang::Ru,
+        &crate::domain::bk("bk-1"),
+        true,
+    );
     let data = |kind: &str| {
         buttons
             .iter()
@@ -129,7 +134,7 @@ fn reminder_answers_work_from_any_screen() {
     assert_eq!(
         bot.last_command(),
         &Command::ConfirmVisit {
-            booking_id: "bk-1".into()
+            booking_id: crate::domain::bk("bk-1")
         }
     );
     assert!(r.last().expect("reply").text.contains("ждём вас"), "{r:#?}");
@@ -144,7 +149,7 @@ fn reminder_answers_work_from_any_screen() {
     assert_eq!(
         bot.last_command(),
         &Command::Cancel {
-            booking_id: "bk-1".into()
+            booking_id: crate::domain::bk("bk-1")
         }
     );
 
@@ -177,9 +182,9 @@ fn every_link_leads_to_its_step_from_any_screen() {
     for data in [
         links::book(),
         links::my_bookings(),
-        links::confirm_visit(uuid),
-        links::cancel_visit(uuid),
-        links::move_visit(uuid),
+        links::confirm_visit(&crate::domain::bk(uuid)),
+        links::cancel_visit(&crate::domain::bk(uuid)),
+        links::move_visit(&crate::domain::bk(uuid)),
     ] {
         assert!(data.len() <= MAX_BUTTON_DATA, "{data}");
     }
@@ -203,24 +208,24 @@ fn every_link_leads_to_its_step_from_any_screen() {
         "{new:?}"
     );
 
-    let (_, new) = press(links::confirm_visit(id));
+    let (_, new) = press(links::confirm_visit(&crate::domain::bk(id)));
     assert_eq!(
         new.first(),
         Some(&Command::ConfirmVisit {
-            booking_id: id.into()
+            booking_id: crate::domain::bk(id)
         })
     );
 
-    let (mut bot, _) = press(links::cancel_visit(id));
+    let (mut bot, _) = press(links::cancel_visit(&crate::domain::bk(id)));
     bot.press(&ru("btn-yes-cancel"));
     assert_eq!(
         bot.last_command(),
         &Command::Cancel {
-            booking_id: id.into()
+            booking_id: crate::domain::bk(id)
         }
     );
 
-    let (_, new) = press(links::move_visit(id));
+    let (_, new) = press(links::move_visit(&crate::domain::bk(id)));
     assert!(
         new.iter().any(|c| matches!(
             c,
@@ -271,7 +276,7 @@ fn rescheduling_keeps_service_and_master() {
             .filter(|c| matches!(c, Command::Reschedule { .. }))
             .collect::<Vec<_>>(),
         vec![&Command::Reschedule {
-            booking_id: "bk-1".into(),
+            booking_id: crate::domain::bk("bk-1"),
             slot: Slot {
                 master_id: "m1".into(),
                 start: utc("2024-12-04T10:00:00Z"),

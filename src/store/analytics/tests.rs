@@ -68,7 +68,7 @@ async fn confirm(conv: &Conversations, chat: &ChatRef, shown: Vec<Reply>, name: 
 
 fn booking(id: &str, source: Source, status: BookingStatus, at: DateTime<Utc>) -> Booking {
     Booking {
-        id: id.into(),
+        id: crate::domain::bk(id),
         business_id: bid("b1"),
         client_phone: Phone::parse("+79161112233").expect("phone"),
         client_name: "Анна".into(),
@@ -152,7 +152,7 @@ async fn the_funnel_counts_each_source_from_real_conversations() {
             .zip([BookingStatus::Visited, BookingStatus::NoShow])
         {
             store
-                .set_booking_status(id, status, now)
+                .set_booking_status(&crate::domain::bk(id), status, now)
                 .await
                 .expect("status");
         }

@@ -199,7 +199,30 @@ async fn a_slot_taken_before_confirm_offers_fresh_times_and_cancel_deletes_the_r
     press_label(&user, "Мужская стрижка").await;
     // This time with a named master, so the slot is hers alone.
     press_label(&user, "Ольга").await;
-    support::e2e::press_kind(&user, "d:").await;
+    // A day after today: late in the salon's day, today may have one free time left, and once
+    // it is taken there would be no fresh time to offer.
+    let today = chrono::Utc::now()
+        .with_timezone(&tz)
+        .format("d:%Y%m%d")
+        .to_string();
+    let days = support::e2e::keyboard(&user, |m| {
+        m.buttons
+            .iter()
+            .flatten()
+            .any(|b| support::e2e::payload(&b.data).starts_with("d:"))
+    })
+    .await;
+    let day = days
+        .buttons
+        .iter()
+        .flatten()
+        .map(|b| b.data.clone())
+        .find(|d| {
+            let p = support::e2e::payload(d);
+            p.starts_with("d:") && !p.starts_with(&today)
+        })
+        .expect("a day after today is offered");
+    user.press(&day);
     support::e2e::press_kind(&user, "t:").await;
     support::e2e::agree(&user).await;
     user.wait_for_reply(|m| m.requests_contact(), WAIT).await;

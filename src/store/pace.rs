@@ -22,24 +22,20 @@ impl Store {
         period_ms: i64,
         burst: i64,
     ) -> Result<i64, StoreError> {
-        let sql = match self.backend {
-            Backend::Sqlite => format!(
-                "WITH t(now) AS (SELECT max($2, {SQLITE_NOW_MS})) \
-                 INSERT INTO vendor_pace (account, next_at) SELECT $1, now + $3 FROM t WHERE true \
-                 ON CONFLICT (account) DO UPDATE SET next_at = \
-                   CASE WHEN vendor_pace.next_at < (SELECT now FROM t) \
-                     THEN (SELECT now FROM t) + $3 ELSE vendor_pace.next_at + $3 END \
-                 RETURNING next_at, (SELECT now FROM t)"
-            ),
-            Backend::Postgres => format!(
-                "WITH t(now) AS (SELECT GREATEST($2::bigint, {POSTGRES_NOW_MS})) \
-                 INSERT INTO vendor_pace (account, next_at) SELECT $1, now + $3 FROM t \
-                 ON CONFLICT (account) DO UPDATE SET next_at = \
-                   CASE WHEN vendor_pace.next_at < (SELECT now FROM t) \
-                     THEN (SELECT now FROM t) + $3 ELSE vendor_pace.next_at + $3 END \
-                 RETURNING next_at, (SELECT now FROM t)"
-            ),
+        // The backends differ only in their clock, the name of `max` and SQLite's need of a
+        // `WHERE` to tell `ON CONFLICT` from a join constraint.
+        let (now_ms_sql, greatest, where_true) = match self.backend {
+            Backend::Sqlite => (SQLITE_NOW_MS, "max($2", " WHERE true"),
+            Backend::Postgres => (POSTGRES_NOW_MS, "GREATEST($2::bigint", ""),
         };
+        let sql = format!(
+            "WITH t(now) AS (SELECT {greatest}, {now_ms_sql})) \
+             INSERT INTO vendor_pace (account, next_at) SELECT $1, now + $3 FROM t{where_true} \
+             ON CONFLICT (account) DO UPDATE SET next_at = \
+               CASE WHEN vendor_pace.next_at < (SELECT now FROM t) \
+                 THEN (SELECT now FROM t) + $3 ELSE vendor_pace.next_at + $3 END \
+             RETURNING next_at, (SELECT now FROM t)"
+        );
         let (next_at, now): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(account)
             .bind(now_ms)

@@ -244,8 +244,6 @@ impl AmoCrm {
         business_id: &BusinessId,
         clock: Arc<dyn Clock>,
     ) -> Result<AmoCrm, CrmError> {
-        // Every process on the store shares the account's pace too.
-        let shared_pace = store.clone();
         config
             .validate()
             .map_err(|e| CrmError::permanent(e.to_string()))?;
@@ -274,7 +272,8 @@ impl AmoCrm {
             }
         };
         let limiter = limiter_for(&config.base_url, config.max_requests_per_second);
-        limiter.share_through(&shared_pace);
+        // Every process on the store shares the account's pace too.
+        limiter.share_through(&store);
         Ok(AmoCrm {
             inner: Arc::new(Inner {
                 config,

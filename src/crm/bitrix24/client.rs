@@ -225,8 +225,6 @@ impl Bitrix24 {
         business_id: &BusinessId,
         clock: Arc<dyn Clock>,
     ) -> Result<Bitrix24, CrmError> {
-        // Every process on the store shares the account's pace too.
-        let shared_pace = store.clone();
         config
             .validate()
             .map_err(|e| CrmError::permanent(e.to_string()))?;
@@ -254,7 +252,7 @@ impl Bitrix24 {
                         .ok_or_else(|| bad("client_secret"))?,
                     token_url: config.oauth_url.clone(),
                     tokens: OAuthTokens::new(
-                        TokenStore::new(store, business_id, SYSTEM),
+                        TokenStore::new(store.clone(), business_id, SYSTEM),
                         "Bitrix24",
                         OAUTH_FIX,
                     ),
@@ -264,7 +262,8 @@ impl Bitrix24 {
             (None, None) => return Err(bad("webhook_url")),
         };
         let limiter = limiter_for(&portal, config.max_requests_per_second, config.burst);
-        limiter.share_through(&shared_pace);
+        // Every process on the store shares the account's pace too.
+        limiter.share_through(&store);
         Ok(Bitrix24 {
             inner: Arc::new(Inner {
                 config,

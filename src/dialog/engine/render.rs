@@ -162,12 +162,13 @@ impl Engine<'_> {
     /// `45 минут`, `1 час 30 минут`.
     pub(super) fn duration(&self, minutes: u32) -> String {
         let (h, m) = (i64::from(minutes / 60), i64::from(minutes % 60));
-        let hours = self.ta("hours", &[("count", h.into())]);
-        let mins = self.ta("minutes", &[("count", m.into())]);
+        // Only the parts shown are formatted: a catalogue screen has a label per service.
+        let hours = || self.ta("hours", &[("count", h.into())]);
+        let mins = || self.ta("minutes", &[("count", m.into())]);
         match (h, m) {
-            (0, _) => mins,
-            (_, 0) => hours,
-            _ => format!("{hours} {mins}"),
+            (0, _) => mins(),
+            (_, 0) => hours(),
+            _ => format!("{} {}", hours(), mins()),
         }
     }
 

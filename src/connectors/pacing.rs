@@ -227,6 +227,11 @@ impl Pacer {
         let _ = self.shared.set(store.clone());
     }
 
+    /// How this account's requests are spaced.
+    pub fn pace(&self) -> Pace {
+        self.pace
+    }
+
     /// Waits for this request's turn, for a request that holds no place in a window (the
     /// turn ends at once). A vendor counted on arrival takes [`Pacer::turn`] instead.
     pub async fn until_ready(&self) {

@@ -393,3 +393,23 @@ fn secrets_stay_out_of_debug_output() {
         "{text}"
     );
 }
+
+/// A request keeps its place in a window of five until its answer is in, so one held up on its
+/// way cannot reach YClients in the same second as the five after it (what a window absorbs is
+/// shown in `connectors::pacing`'s tests); they leave 210 ms apart, as before.
+#[test]
+fn yclients_requests_keep_a_place_in_a_window_of_five_until_answered() {
+    let config = YclientsConfig::new(
+        Url::parse("http://127.0.0.1:9/window-pace").unwrap(),
+        1,
+        "partner",
+    );
+    let client = Yclients::new(&config, Arc::new(crate::clock::SystemClock));
+    assert_eq!(
+        client.limiter.pace(),
+        crate::connectors::pacing::Pace::Window {
+            limit: 5,
+            period: StdDuration::from_millis(210),
+        }
+    );
+}

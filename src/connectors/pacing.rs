@@ -227,8 +227,9 @@ impl Pacer {
         let _ = self.shared.set(store.clone());
     }
 
-    /// How this account's requests are spaced.
-    pub fn pace(&self) -> Pace {
+    /// How this account's requests are spaced (what a connector's tests check it chose).
+    #[cfg(test)]
+    pub(crate) fn pace(&self) -> Pace {
         self.pace
     }
 

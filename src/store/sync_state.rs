@@ -333,104 +333,49 @@ mod tests {
     async fn known_state_is_replaced_and_reminders_are_claimed_once() {
         for store in testing::all().await {
             let t = Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0).unwrap();
+            let bk = crate::domain::bk("bk");
             let v1 = version_of("booked", t, "m1");
             store
-                .put_known(
-                    &bid("b"),
-                    &crate::domain::bk("bk"),
-                    System::Yclients,
-                    &v1,
-                    "booked",
-                    t,
-                )
+                .put_known(&bid("b"), &bk, System::Yclients, &v1, "booked", t)
                 .await
                 .unwrap();
             let v2 = version_of("cancelled", t, "m1");
             store
-                .put_known(
-                    &bid("b"),
-                    &crate::domain::bk("bk"),
-                    System::Yclients,
-                    &v2,
-                    "cancelled",
-                    t,
-                )
+                .put_known(&bid("b"), &bk, System::Yclients, &v2, "cancelled", t)
                 .await
                 .unwrap();
             let known = store
-                .known_state(&bid("b"), &crate::domain::bk("bk"), System::Yclients)
+                .known_state(&bid("b"), &bk, System::Yclients)
                 .await
                 .unwrap();
             assert_eq!(known.map(|k| k.version), Some(v2));
-            assert_eq!(
-                store
-                    .known_states(&bid("b"), &crate::domain::bk("bk"))
-                    .await
-                    .unwrap()
-                    .len(),
-                1
-            );
+            assert_eq!(store.known_states(&bid("b"), &bk).await.unwrap().len(), 1);
 
             let mut conn = store.pool().acquire().await.unwrap();
             assert!(
-                claim_reminder_in(
-                    &mut conn,
-                    &bid("b"),
-                    &crate::domain::bk("bk"),
-                    120,
-                    t,
-                    false,
-                    t
-                )
-                .await
-                .unwrap()
+                claim_reminder_in(&mut conn, &bid("b"), &bk, 120, t, false, t)
+                    .await
+                    .unwrap()
             );
             assert!(
-                !claim_reminder_in(
-                    &mut conn,
-                    &bid("b"),
-                    &crate::domain::bk("bk"),
-                    120,
-                    t,
-                    false,
-                    t
-                )
-                .await
-                .unwrap(),
+                !claim_reminder_in(&mut conn, &bid("b"), &bk, 120, t, false, t)
+                    .await
+                    .unwrap(),
                 "{:?}",
                 store.backend()
             );
             let later = t + chrono::Duration::hours(1);
             assert!(
-                claim_reminder_in(
-                    &mut conn,
-                    &bid("b"),
-                    &crate::domain::bk("bk"),
-                    120,
-                    later,
-                    false,
-                    t
-                )
-                .await
-                .unwrap(),
+                claim_reminder_in(&mut conn, &bid("b"), &bk, 120, later, false, t)
+                    .await
+                    .unwrap(),
                 "a moved visit is reminded again"
             );
-            record_event_in(
-                &mut conn,
-                &bid("b"),
-                &crate::domain::bk("bk"),
-                "schedule",
-                "cancelled",
-                "x",
-                t,
-            )
-            .await
-            .unwrap();
-            drop(conn);
-            let events = store
-                .booking_events(&bid("b"), &crate::domain::bk("bk"))
+            record_event_in(&mut conn, &bid("b"), &bk, "schedule", "cancelled", "x", t)
                 .await
                 .unwrap();
+            drop(conn);
+            let events = store.booking_events(&bid("b"), &bk).await.unwrap();
             assert_eq!(events.len(), 1);
             assert_eq!(events[0].kind, "cancelled");
         }

@@ -22,7 +22,9 @@
 //! limits), BOT_BENCH_RSS_CHATS ("1000,10000"), BOT_BENCH_RSS_WAVES ("1000,50"); ZAPIS_BIN, the
 //! `zapis` executable to drive (default: this bench build's, thin-LTO and 8 MB larger than the
 //! shipped one, whose pages are a third of idle memory: memory figures are taken with
-//! `ZAPIS_BIN=target/release/zapis` after `cargo build --release`).
+//! `ZAPIS_BIN=target/release/zapis` after `cargo build --release`); ZAPIS_BIN_BEFORE, another
+//! build of it to run as a third contender with limits off, in the same interleaved rounds and
+//! fresh-process memory runs (a change's cost or gain beside the same peer in one run).
 
 use std::collections::{HashMap, VecDeque};
 use std::process::{Child, Command, Stdio};
@@ -406,7 +408,7 @@ impl Drop for BotProcess {
 }
 
 impl BotProcess {
-    fn zapis(api_url: &str, limits: bool) -> BotProcess {
+    fn zapis(api_url: &str, limits: bool, bin: &str) -> BotProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("zapis.toml");
         std::fs::write(
@@ -424,7 +426,6 @@ impl BotProcess {
             ),
         )
         .expect("config");
-        let bin = std::env::var("ZAPIS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_zapis").into());
         let child = Command::new(bin)
             .arg("run")
             .arg("--config")
@@ -559,31 +560,41 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// zapis against the bare bot, rounds interleaved; returns the medians (zapis, bare) of
-/// updates/s and CPU µs per update.
-async fn throughput(label: &str, limits: bool, chats: usize, rounds: usize) {
+/// zapis (and its build before a change, when given) against the bare bot, rounds
+/// interleaved; prints each one's updates/s and CPU µs per update and the ratios of medians.
+async fn throughput(label: &str, limits: bool, chats: usize, rounds: usize, bins: &Bins) {
     let waves = 4;
-    let mut zapis = Contender::start("zapis", chats, |url| BotProcess::zapis(url, limits)).await;
-    let mut bare = Contender::start(
-        if limits { "bare+Throttle" } else { "bare" },
-        chats,
-        |url| BotProcess::bare(url, limits),
-    )
-    .await;
+    let mut contenders = vec![
+        Contender::start("zapis", chats, |url| {
+            BotProcess::zapis(url, limits, &bins.zapis)
+        })
+        .await,
+        Contender::start(
+            if limits { "bare+Throttle" } else { "bare" },
+            chats,
+            |url| BotProcess::bare(url, limits),
+        )
+        .await,
+    ];
+    if let (Some(before), false) = (&bins.before, limits) {
+        contenders.push(
+            Contender::start("zapis before", chats, |url| {
+                BotProcess::zapis(url, limits, before)
+            })
+            .await,
+        );
+    }
+    let n = contenders.len();
     for r in 0..rounds {
-        // Alternate who goes first, so neither always follows the other's tail.
-        if r % 2 == 0 {
-            zapis.round(waves).await;
-            bare.round(waves).await;
-        } else {
-            bare.round(waves).await;
-            zapis.round(waves).await;
+        // Rotate who goes first, so none always follows another's tail.
+        for k in 0..n {
+            contenders[(r + k) % n].round(waves).await;
         }
     }
     println!(
         "{label}: {chats} chats a wave, {waves} waves a round, {rounds} rounds (min / median / max)"
     );
-    for c in [&zapis, &bare] {
+    for c in &contenders {
         let (r0, r1, r2) = spread(&c.rates);
         let (c0, c1, c2) = spread(&c.cpu_us);
         println!(
@@ -591,24 +602,47 @@ async fn throughput(label: &str, limits: bool, chats: usize, rounds: usize) {
             c.name, c.calls_per_update
         );
     }
-    let ratio = |a: &[f64], b: &[f64]| spread(a).1 / spread(b).1;
-    println!(
-        "  zapis / {}: updates/s {:.2}x, CPU per update {:.2}x (medians)",
-        bare.name,
-        ratio(&zapis.rates, &bare.rates),
-        ratio(&zapis.cpu_us, &bare.cpu_us)
-    );
+    let ratio = |a: &Contender, b: &Contender| {
+        (
+            spread(&a.rates).1 / spread(&b.rates).1,
+            spread(&a.cpu_us).1 / spread(&b.cpu_us).1,
+        )
+    };
+    for c in [&contenders[0]].into_iter().chain(contenders.get(2)) {
+        let (rate, cpu) = ratio(c, &contenders[1]);
+        println!(
+            "  {} / {}: updates/s {rate:.2}x, CPU per update {cpu:.2}x (medians)",
+            c.name, contenders[1].name
+        );
+    }
+    if let Some(before) = contenders.get(2) {
+        let (rate, cpu) = ratio(&contenders[0], before);
+        println!(
+            "  zapis / zapis before: updates/s {rate:.2}x, CPU per update {cpu:.2}x (medians)"
+        );
+    }
+}
+
+/// The `zapis` executables to drive.
+struct Bins {
+    zapis: String,
+    before: Option<String>,
 }
 
 /// Resident set of fresh processes, idle and after `marks` chats each left mid-dialog.
-async fn memory(marks: &[usize], wave: usize) {
+async fn memory(marks: &[usize], wave: usize, bins: &Bins) {
     println!(
         "resident set (VmRSS), fresh processes, limits off; chats left mid-dialog, {wave} chats a wave"
     );
-    for name in ["zapis", "bare"] {
+    let mut names = vec!["zapis", "bare"];
+    if bins.before.is_some() {
+        names.push("before");
+    }
+    for name in names {
         let fake = FakeServer::start().await;
-        let process = match name {
-            "zapis" => BotProcess::zapis(&fake.url, false),
+        let process = match (name, &bins.before) {
+            ("zapis", _) => BotProcess::zapis(&fake.url, false, &bins.zapis),
+            ("before", Some(before)) => BotProcess::zapis(&fake.url, false, before),
             _ => BotProcess::bare(&fake.url, false),
         };
         // The first chat tells us the bot is up.
@@ -662,13 +696,19 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let bins = Bins {
+        zapis: std::env::var("ZAPIS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_zapis").into()),
+        before: std::env::var("ZAPIS_BIN_BEFORE").ok(),
+    };
     rt.block_on(async {
         if rounds > 0 {
-            throughput("limits off", false, chats, rounds).await;
-            throughput("shipped limits", true, paced_chats, rounds.min(3)).await;
+            throughput("limits off", false, chats, rounds, &bins).await;
+            if paced_chats > 0 {
+                throughput("shipped limits", true, paced_chats, rounds.min(3), &bins).await;
+            }
         }
         for wave in rss_waves {
-            memory(&marks, wave).await;
+            memory(&marks, wave, &bins).await;
         }
     });
 }

@@ -11,7 +11,9 @@
 //! once — `/start`, then a press of "Записаться" on the menu the bot showed — and the wave
 //! ends when every chat has got a message with an inline keyboard back. Rounds interleave
 //! the two bots; each prints updates/s and CPU per update (utime + stime of the bot process
-//! from /proc/<pid>/stat, the counters getrusage reports), min/median/max over rounds.
+//! from /proc/<pid>/stat, the counters getrusage reports), min/median/max over rounds, and
+//! the median CPU this bench process (the fake, mostly) spent per update in that bot's rounds:
+//! on a small machine the two share the cores, so a bot's rate is bound by the sum.
 //!
 //! Memory: fresh processes; VmRSS (/proc/<pid>/status) idle, after 1,000 and after 10,000
 //! chats each left mid-dialog (`/start`, "Записаться": a service list on screen), driven in
@@ -459,17 +461,7 @@ impl BotProcess {
 
     /// User + system CPU of the whole process so far.
     fn cpu(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let fields: Vec<u64> = rest
-            .split_whitespace()
-            .map(|f| f.parse().unwrap_or(0))
-            .collect();
-        let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-        // USER_HZ is 100 on every Linux ABI.
-        Duration::from_millis(ticks * 10)
+        cpu_of(self.pid())
     }
 
     fn rss_mib(&self) -> f64 {
@@ -484,6 +476,20 @@ impl BotProcess {
     }
 }
 
+/// User + system CPU of process `pid` so far.
+fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    // USER_HZ is 100 on every Linux ABI.
+    Duration::from_millis(ticks * 10)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Measurements.
 
@@ -494,6 +500,10 @@ struct Contender {
     chats: Vec<i64>,
     rates: Vec<f64>,
     cpu_us: Vec<f64>,
+    /// This bench process's CPU per update while the contender ran its round: the fake Bot API
+    /// it talked to, mostly. With both on one machine, the two together are what a round can
+    /// spend of its cores.
+    fake_cpu_us: Vec<f64>,
     calls_per_update: f64,
 }
 
@@ -508,6 +518,7 @@ impl Contender {
             chats: (1..=chats as i64).map(|i| 1_000_000 + i).collect(),
             rates: Vec::new(),
             cpu_us: Vec::new(),
+            fake_cpu_us: Vec::new(),
             calls_per_update: 0.0,
         };
         // Warm-up: the first wave also waits for the bot to start polling.
@@ -515,9 +526,11 @@ impl Contender {
         c
     }
 
-    /// Runs `n` waves (alternately /start and a press); returns (updates, wall, cpu, calls).
-    async fn waves(&mut self, n: usize) -> (usize, Duration, Duration, u64) {
+    /// Runs `n` waves (alternately /start and a press); returns (updates, wall, cpu, calls,
+    /// this process's cpu).
+    async fn waves(&mut self, n: usize) -> (usize, Duration, Duration, u64, Duration) {
         let cpu = self.process.cpu();
+        let own_cpu = cpu_of(std::process::id());
         let calls = self.fake.calls();
         let started = Instant::now();
         for i in 0..n {
@@ -533,13 +546,16 @@ impl Contender {
             started.elapsed(),
             self.process.cpu() - cpu,
             self.fake.calls() - calls,
+            cpu_of(std::process::id()) - own_cpu,
         )
     }
 
     async fn round(&mut self, waves: usize) {
-        let (updates, wall, cpu, calls) = self.waves(waves).await;
+        let (updates, wall, cpu, calls, own_cpu) = self.waves(waves).await;
         self.rates.push(updates as f64 / wall.as_secs_f64());
         self.cpu_us.push(cpu.as_secs_f64() * 1e6 / updates as f64);
+        self.fake_cpu_us
+            .push(own_cpu.as_secs_f64() * 1e6 / updates as f64);
         self.calls_per_update = calls as f64 / updates as f64;
     }
 }
@@ -597,8 +613,9 @@ async fn throughput(label: &str, limits: bool, chats: usize, rounds: usize, bins
     for c in &contenders {
         let (r0, r1, r2) = spread(&c.rates);
         let (c0, c1, c2) = spread(&c.cpu_us);
+        let (_, f1, _) = spread(&c.fake_cpu_us);
         println!(
-            "  {:<14} updates/s {r0:>8.0} / {r1:>8.0} / {r2:>8.0}   CPU µs/update {c0:>6.0} / {c1:>6.0} / {c2:>6.0}   API calls/update {:.2}",
+            "  {:<14} updates/s {r0:>8.0} / {r1:>8.0} / {r2:>8.0}   CPU µs/update {c0:>6.0} / {c1:>6.0} / {c2:>6.0}   API calls/update {:.2}   fake API's CPU µs/update {f1:.0}",
             c.name, c.calls_per_update
         );
     }

@@ -41,6 +41,10 @@ use axum::routing::any;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+#[path = "support/process.rs"]
+mod process;
+use process::cpu_of;
+
 const TOKEN: &str = "123:ABC";
 const BARE_ENV: &str = "ZAPIS_BENCH_BARE_BOT";
 const WAVE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -474,20 +478,6 @@ impl BotProcess {
             .and_then(|v| v.parse::<f64>().ok())
             .map_or(f64::NAN, |kib| kib / 1024.0)
     }
-}
-
-/// User + system CPU of process `pid` so far.
-fn cpu_of(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-    // USER_HZ is 100 on every Linux ABI.
-    Duration::from_millis(ticks * 10)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,6 +30,10 @@ use zapis_fakes::chat::{WAIT as TURN_WAIT, book_until_confirm, press_label};
 use zapis_fakes::fake_amocrm::{self as amo_fake, FakeAmo};
 use zapis_fakes::fake_telegram::FakeTelegram;
 
+#[path = "support/process.rs"]
+mod process;
+use process::cpu_of;
+
 const WAIT: Duration = Duration::from_secs(120);
 
 struct Instance {
@@ -68,16 +72,7 @@ impl Instance {
 
     /// User + system CPU of the process so far.
     fn cpu(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let fields: Vec<u64> = rest
-            .split_whitespace()
-            .map(|f| f.parse().unwrap_or(0))
-            .collect();
-        let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-        // USER_HZ is 100 on every Linux ABI.
-        Duration::from_millis(ticks * 10)
+        cpu_of(self.child.id())
     }
 }
 

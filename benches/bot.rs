@@ -641,16 +641,16 @@ async fn memory(marks: &[usize], wave: usize, bins: &Bins) {
     println!(
         "resident set (VmRSS), fresh processes, limits off; chats left mid-dialog, {wave} chats a wave"
     );
-    let mut names = vec!["zapis", "bare"];
-    if bins.before.is_some() {
-        names.push("before");
+    // Each contender's name and its `zapis` executable (none: the bare bot).
+    let mut contenders = vec![("zapis", Some(bins.zapis.as_str())), ("bare", None)];
+    if let Some(before) = &bins.before {
+        contenders.push(("before", Some(before.as_str())));
     }
-    for name in names {
+    for (name, bin) in contenders {
         let fake = FakeServer::start().await;
-        let process = match (name, &bins.before) {
-            ("zapis", _) => BotProcess::zapis(&fake.url, false, &bins.zapis),
-            ("before", Some(before)) => BotProcess::zapis(&fake.url, false, before),
-            _ => BotProcess::bare(&fake.url, false),
+        let process = match bin {
+            Some(bin) => BotProcess::zapis(&fake.url, false, bin),
+            None => BotProcess::bare(&fake.url, false),
         };
         // The first chat tells us the bot is up.
         fake.start_wave(&[1]);

@@ -5,7 +5,7 @@ use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{AttemptTurn, Store, StoreError, to_millis};
+use super::{AttemptTurn, Backend, Store, StoreError, to_millis};
 use crate::domain::Source;
 
 /// One line of the chat log written with a turn.
@@ -79,13 +79,19 @@ pub(crate) const LOAD_TURN_SQL: &str = "SELECT (SELECT state FROM dialogs WHERE 
 
 impl Store {
     /// The chat's dialog state and, with `with_buttons`, the buttons it was last shown, in one
-    /// statement.
+    /// statement; on SQLite one statement with the other chats whose turns start meanwhile
+    /// (`store::turn_reads`).
     pub async fn load_turn(
         &self,
         business_id: &BusinessId,
         chat_key: &str,
         with_buttons: bool,
     ) -> Result<TurnStart, StoreError> {
+        if self.backend == Backend::Sqlite {
+            return self
+                .load_turn_grouped(business_id, chat_key, with_buttons)
+                .await;
+        }
         if !with_buttons {
             return Ok(TurnStart {
                 state: self.load_dialog(business_id, chat_key).await?,

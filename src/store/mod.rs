@@ -23,6 +23,7 @@ pub mod sandbox;
 mod support;
 mod sync_state;
 pub mod tokens;
+mod turn_reads;
 mod turns;
 mod unfinished;
 
@@ -62,6 +63,10 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("the write of a chat turn was abandoned before it committed")]
     TurnLost,
+    #[error("the read of a chat turn was abandoned before it answered")]
+    ReadLost,
+    #[error("reading chat turns failed: {0}")]
+    Read(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("{0} already exists")]
@@ -151,6 +156,8 @@ pub struct Store {
     backend: Backend,
     /// Chat turns waiting for their group commit.
     turns: std::sync::Arc<turns::TurnQueue>,
+    /// Chat turns' reads waiting for their group read.
+    reads: std::sync::Arc<turn_reads::ReadQueue>,
 }
 
 /// Connections to a SQLite file.
@@ -327,6 +334,7 @@ impl Store {
             pool,
             backend,
             turns: Default::default(),
+            reads: Default::default(),
         })
     }
 

@@ -10,6 +10,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    give_back_freed_memory(&runtime);
     match runtime.block_on(zapis::cli::main()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -30,4 +31,25 @@ fn limit_malloc_arenas() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
+}
+
+/// Hands the pages of freed memory back to the system once a second. glibc returns only the
+/// top of its main heap on its own: what a burst of turns freed elsewhere (a thousand at once
+/// take 40 MiB) stayed resident until the process ended. A trim walks two arenas' free lists
+/// in well under a millisecond.
+fn give_back_freed_memory(runtime: &tokio::runtime::Runtime) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    runtime.spawn(async {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            // SAFETY: malloc_trim only returns free pages; it takes the allocator's own locks.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+    });
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = runtime;
 }

@@ -11,6 +11,7 @@ mod console;
 mod cursors;
 mod dialogs;
 pub mod forget;
+mod group;
 pub mod imports;
 mod leases;
 mod links;

@@ -9,8 +9,6 @@
 //! the business alone (`dialogs_by_age`) in each form tried (scalar subqueries on the JSON,
 //! lateral joins on typed columns).
 
-use std::sync::Mutex;
-
 use sqlx::Row;
 use tokio::sync::oneshot;
 
@@ -33,39 +31,19 @@ pub(crate) const LOAD_TURNS_SQL: &str = "SELECT k.key AS i, \
           ORDER BY id DESC LIMIT 1) END AS buttons \
      FROM json_each($1) AS k";
 
-struct PendingRead {
+pub(super) struct PendingRead {
     business_id: BusinessId,
     chat_key: String,
     with_buttons: bool,
     done: oneshot::Sender<Result<TurnStart, StoreError>>,
 }
 
-/// Reads asked for and not yet served, and who runs the next batch.
-#[derive(Default)]
-pub(crate) struct ReadQueue {
-    pending: Mutex<Vec<PendingRead>>,
-    /// Held by the caller whose task runs the current batch.
-    reader: tokio::sync::Mutex<()>,
-}
+/// Reads asked for and not yet served.
+pub(super) type ReadQueue = super::group::Group<PendingRead>;
 
-impl std::fmt::Debug for ReadQueue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReadQueue")
-            .field("pending", &self.lock().len())
-            .finish()
-    }
-}
-
-impl ReadQueue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PendingRead>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn take_batch(&self) -> Vec<PendingRead> {
-        let mut pending = self.lock();
-        let n = pending.len().min(MAX_BATCH);
-        pending.drain(..n).collect()
-    }
+fn take_batch(pending: &mut Vec<PendingRead>) -> Vec<PendingRead> {
+    let n = pending.len().min(MAX_BATCH);
+    pending.drain(..n).collect()
 }
 
 impl Store {
@@ -76,32 +54,25 @@ impl Store {
         chat_key: &str,
         with_buttons: bool,
     ) -> Result<TurnStart, StoreError> {
-        let (done, mut result) = oneshot::channel();
-        let queue = &self.reads;
-        queue.lock().push(PendingRead {
+        let (done, answer) = oneshot::channel();
+        let read = PendingRead {
             business_id: business_id.clone(),
             chat_key: chat_key.to_string(),
             with_buttons,
             done,
-        });
-        loop {
-            let reader = tokio::select! {
-                biased;
-                r = &mut result => return r.unwrap_or(Err(StoreError::ReadLost)),
-                g = queue.reader.lock() => g,
-            };
-            if let Ok(r) = result.try_recv() {
-                return r;
-            }
-            let batch = queue.take_batch();
-            if !batch.is_empty() {
-                let store = self.clone();
-                // A task of its own, so a caller that goes away mid-read cannot take the
-                // answers of the other chats in the batch with it.
-                let _ = tokio::spawn(async move { store.read_batch(batch).await }).await;
-            }
-            drop(reader);
-        }
+        };
+        self.reads
+            .wait(
+                read,
+                answer,
+                || StoreError::ReadLost,
+                take_batch,
+                |batch| {
+                    let store = self.clone();
+                    async move { store.read_batch(batch).await }
+                },
+            )
+            .await
     }
 
     async fn read_batch(&self, batch: Vec<PendingRead>) {
@@ -181,7 +152,7 @@ mod tests {
         store: &Store,
         keys: &[(&str, &str, bool)],
     ) -> Vec<Result<crate::store::TurnStart, String>> {
-        let reader = store.reads.reader.lock().await;
+        let reader = store.reads.leader.lock().await;
         let mut tasks = Vec::new();
         for (i, (business, chat, with_buttons)) in keys.iter().enumerate() {
             let (reader, business, chat, with_buttons) = (

@@ -8,7 +8,6 @@
 
 use crate::domain::BusinessId;
 use std::collections::HashSet;
-use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
@@ -63,83 +62,51 @@ impl OwnedAttempt {
     }
 }
 
-struct Pending {
+pub(super) struct Pending {
     turn: OwnedTurn,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
-/// Turns handed over and not yet committed, and who commits the next batch.
-#[derive(Default)]
-pub(crate) struct TurnQueue {
-    pending: Mutex<Vec<Pending>>,
-    /// Held by the caller whose task commits the current batch.
-    committer: tokio::sync::Mutex<()>,
-}
+/// Turns handed over and not yet committed.
+pub(super) type TurnQueue = super::group::Group<Pending>;
 
-impl std::fmt::Debug for TurnQueue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TurnQueue")
-            .field("pending", &self.lock().len())
-            .finish()
-    }
-}
-
-impl TurnQueue {
-    fn push(&self, pending: Pending) {
-        self.lock().push(pending);
-    }
-
-    /// The oldest pending turns, at most one per chat: a dialog upsert may not touch one row
-    /// twice (PostgreSQL refuses it), and a chat's later turn must not commit before its earlier
-    /// one anyway.
-    fn take_batch(&self) -> Vec<Pending> {
-        let mut pending = self.lock();
-        let mut chats = HashSet::new();
-        let mut batch = Vec::new();
-        let mut rest = Vec::new();
-        for p in pending.drain(..) {
-            if batch.len() < MAX_BATCH
-                && rest.is_empty()
-                && chats.insert((p.turn.business_id.clone(), p.turn.chat_key.clone()))
-            {
-                batch.push(p);
-            } else {
-                rest.push(p);
-            }
+/// The oldest pending turns, at most one per chat: a dialog upsert may not touch one row twice
+/// (PostgreSQL refuses it), and a chat's later turn must not commit before its earlier one
+/// anyway.
+fn take_batch(pending: &mut Vec<Pending>) -> Vec<Pending> {
+    let mut chats = HashSet::new();
+    let mut batch = Vec::new();
+    let mut rest = Vec::new();
+    for p in pending.drain(..) {
+        if batch.len() < MAX_BATCH
+            && rest.is_empty()
+            && chats.insert((p.turn.business_id.clone(), p.turn.chat_key.clone()))
+        {
+            batch.push(p);
+        } else {
+            rest.push(p);
         }
-        *pending = rest;
-        batch
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
+    *pending = rest;
+    batch
 }
 
 impl Store {
     /// Hands the turn to the next group commit and returns once it is committed (or failed).
     pub(super) async fn save_turn_grouped(&self, turn: OwnedTurn) -> Result<(), StoreError> {
-        let (done, mut result) = oneshot::channel();
-        let queue = &self.turns;
-        queue.push(Pending { turn, done });
-        loop {
-            let committer = tokio::select! {
-                biased;
-                r = &mut result => return r.unwrap_or(Err(StoreError::TurnLost)),
-                c = queue.committer.lock() => c,
-            };
-            if let Ok(r) = result.try_recv() {
-                return r;
-            }
-            let batch = queue.take_batch();
-            if !batch.is_empty() {
-                let store = self.clone();
-                // A task of its own, so a caller that goes away mid-commit cannot take the
-                // answers of the other turns in the batch with it.
-                let _ = tokio::spawn(async move { store.commit_batch(batch).await }).await;
-            }
-            drop(committer);
-        }
+        let (done, answer) = oneshot::channel();
+        self.turns
+            .wait(
+                Pending { turn, done },
+                answer,
+                || StoreError::TurnLost,
+                take_batch,
+                |batch| {
+                    let store = self.clone();
+                    async move { store.commit_batch(batch).await }
+                },
+            )
+            .await
     }
 
     async fn commit_batch(&self, batch: Vec<Pending>) {
@@ -354,10 +321,10 @@ mod tests {
         ]
     }
 
-    /// Saves one turn for each chat, in order, while the committer is held, so they all wait
+    /// Saves one turn for each chat, in order, while the leader's place is held, so they all wait
     /// for one commit; returns each turn's result.
     async fn save_in_one_batch(store: &Store, chats: &[String]) -> Vec<Result<(), String>> {
-        let committer = store.turns.committer.lock().await;
+        let committer = store.turns.leader.lock().await;
         let source = Source::direct(Channel::Telegram);
         let mut tasks = Vec::new();
         for (i, chat) in chats.iter().enumerate() {

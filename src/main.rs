@@ -34,9 +34,9 @@ fn limit_malloc_arenas() {
 }
 
 /// Hands the pages of freed memory back to the system once a second. glibc returns only the
-/// top of its main heap on its own: what a burst of turns freed elsewhere (a thousand at once
-/// take 40 MiB) stayed resident until the process ended. A trim walks two arenas' free lists
-/// in well under a millisecond.
+/// top of its main heap on its own: what a burst of turns freed elsewhere stayed resident
+/// until the process ended (55–62 MiB after a thousand chats at once, ~40 with the trim; the
+/// bot bench saw no change in CPU per update, `docs/benchmarks.md`).
 fn give_back_freed_memory(runtime: &tokio::runtime::Runtime) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     runtime.spawn(async {

@@ -181,99 +181,93 @@ mod tests {
 
     #[tokio::test]
     async fn chats_read_together_each_get_their_own_start() {
-        {
-            let store = testing::sqlite().await;
-            save(&store, "a", "telegram:1", "{\"n\":1}", Some("[1]")).await;
-            save(&store, "a", "telegram:2", "{\"n\":2}", None).await;
-            // The same chat key in another business is another chat.
-            save(&store, "b", "telegram:1", "{\"n\":3}", Some("[3]")).await;
-            let results = read_in_one_batch(
-                &store,
-                &[
-                    ("a", "telegram:1", true),
-                    ("a", "telegram:2", true),
-                    ("b", "telegram:1", false),
-                    ("a", "telegram:new", true),
-                    ("b", "telegram:1", true),
-                ],
-            )
-            .await;
-            let got: Vec<(Option<String>, Option<String>)> = results
-                .into_iter()
-                .map(|r| {
-                    let s = r.unwrap();
-                    (s.state, s.last_buttons)
-                })
-                .collect();
-            let some = |s: &str| Some(s.to_string());
-            assert_eq!(
-                got,
-                [
-                    (some("{\"n\":1}"), some("[1]")),
-                    (some("{\"n\":2}"), None),
-                    (some("{\"n\":3}"), None),
-                    (None, None),
-                    (some("{\"n\":3}"), some("[3]")),
-                ],
-                "{:?}",
-                store.backend()
-            );
-        }
+        let store = testing::sqlite().await;
+        save(&store, "a", "telegram:1", "{\"n\":1}", Some("[1]")).await;
+        save(&store, "a", "telegram:2", "{\"n\":2}", None).await;
+        // The same chat key in another business is another chat.
+        save(&store, "b", "telegram:1", "{\"n\":3}", Some("[3]")).await;
+        let results = read_in_one_batch(
+            &store,
+            &[
+                ("a", "telegram:1", true),
+                ("a", "telegram:2", true),
+                ("b", "telegram:1", false),
+                ("a", "telegram:new", true),
+                ("b", "telegram:1", true),
+            ],
+        )
+        .await;
+        let got: Vec<(Option<String>, Option<String>)> = results
+            .into_iter()
+            .map(|r| {
+                let s = r.unwrap();
+                (s.state, s.last_buttons)
+            })
+            .collect();
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(
+            got,
+            [
+                (some("{\"n\":1}"), some("[1]")),
+                (some("{\"n\":2}"), None),
+                (some("{\"n\":3}"), None),
+                (None, None),
+                (some("{\"n\":3}"), some("[3]")),
+            ],
+            "{:?}",
+            store.backend()
+        );
     }
 
     #[tokio::test]
     async fn a_batch_larger_than_one_statement_takes_is_served_whole() {
-        {
-            let store = testing::sqlite().await;
-            let chats: Vec<String> = (0..300).map(|i| format!("telegram:{i}")).collect();
-            for (i, chat) in chats.iter().enumerate().step_by(7) {
-                save(&store, "a", chat, &format!("{{\"n\":{i}}}"), None).await;
-            }
-            let keys: Vec<(&str, &str, bool)> =
-                chats.iter().map(|c| ("a", c.as_str(), false)).collect();
-            let results = read_in_one_batch(&store, &keys).await;
-            for (i, r) in results.into_iter().enumerate() {
-                let expected = (i % 7 == 0).then(|| format!("{{\"n\":{i}}}"));
-                assert_eq!(
-                    r.unwrap().state,
-                    expected,
-                    "chat {i} on {:?}",
-                    store.backend()
-                );
-            }
+        let store = testing::sqlite().await;
+        let chats: Vec<String> = (0..300).map(|i| format!("telegram:{i}")).collect();
+        for (i, chat) in chats.iter().enumerate().step_by(7) {
+            save(&store, "a", chat, &format!("{{\"n\":{i}}}"), None).await;
+        }
+        let keys: Vec<(&str, &str, bool)> =
+            chats.iter().map(|c| ("a", c.as_str(), false)).collect();
+        let results = read_in_one_batch(&store, &keys).await;
+        for (i, r) in results.into_iter().enumerate() {
+            let expected = (i % 7 == 0).then(|| format!("{{\"n\":{i}}}"));
+            assert_eq!(
+                r.unwrap().state,
+                expected,
+                "chat {i} on {:?}",
+                store.backend()
+            );
         }
     }
 
     #[tokio::test]
     async fn a_failed_batch_read_fails_each_of_its_chats_and_the_next_read_works() {
-        {
-            let store = testing::sqlite().await;
-            save(&store, "a", "telegram:1", "{\"n\":1}", None).await;
-            sqlx::query("ALTER TABLE dialogs RENAME TO dialogs_away")
-                .execute(store.pool())
-                .await
-                .unwrap();
-            let results = read_in_one_batch(
-                &store,
-                &[("a", "telegram:1", false), ("a", "telegram:2", true)],
-            )
-            .await;
-            assert!(
-                results
-                    .iter()
-                    .all(|r| r.as_ref().is_err_and(|e| e.contains("dialogs"))),
-                "{results:?} on {:?}",
-                store.backend()
-            );
-            sqlx::query("ALTER TABLE dialogs_away RENAME TO dialogs")
-                .execute(store.pool())
-                .await
-                .unwrap();
-            let start = store
-                .load_turn(&bid("a"), "telegram:1", false)
-                .await
-                .unwrap();
-            assert_eq!(start.state.as_deref(), Some("{\"n\":1}"));
-        }
+        let store = testing::sqlite().await;
+        save(&store, "a", "telegram:1", "{\"n\":1}", None).await;
+        sqlx::query("ALTER TABLE dialogs RENAME TO dialogs_away")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let results = read_in_one_batch(
+            &store,
+            &[("a", "telegram:1", false), ("a", "telegram:2", true)],
+        )
+        .await;
+        assert!(
+            results
+                .iter()
+                .all(|r| r.as_ref().is_err_and(|e| e.contains("dialogs"))),
+            "{results:?} on {:?}",
+            store.backend()
+        );
+        sqlx::query("ALTER TABLE dialogs_away RENAME TO dialogs")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let start = store
+            .load_turn(&bid("a"), "telegram:1", false)
+            .await
+            .unwrap();
+        assert_eq!(start.state.as_deref(), Some("{\"n\":1}"));
     }
 }

@@ -366,6 +366,38 @@ async fn the_queue_claim_and_purge_are_served_by_indexes() {
             );
         }
         assert_indexed(&store, "claim", &claim, &args).await;
+        if store.backend() == Backend::Postgres {
+            // A batch's completion, its journal rows and the next claim in one statement: the
+            // completed jobs are found by primary key alone (never ANDed with a state index,
+            // which holds every entry the state ever had), the claim walks as on its own.
+            let fused = queue.finish_and_claim_sql(2, Some((2, 1)));
+            let mut fused_args = args.to_vec();
+            for id in [1, 2] {
+                fused_args.extend([
+                    Arg::Int(id),
+                    Arg::Int(1),
+                    NOW,
+                    Arg::Text("b"),
+                    Arg::Text("amocrm"),
+                    Arg::Text("booking_created"),
+                    Arg::Text("delivered"),
+                    Arg::Int(200),
+                    Arg::Int(15),
+                    Arg::Text(""),
+                ]);
+            }
+            let lines = plan(&store, &fused, &fused_args).await.join("\n");
+            assert!(!lines.contains("BitmapAnd"), "{lines}");
+            assert!(!lines.contains("sync_jobs_lease"), "{lines}");
+            assert!(lines.contains("sync_jobs_pkey"), "{lines}");
+            assert!(
+                lines.contains("Index Scan using sync_jobs_key on sync_jobs p")
+                    || lines.contains("Index Only Scan using sync_jobs_key on sync_jobs p"),
+                "the key probe:\n{lines}"
+            );
+            assert!(!lines.contains("Anti Join"), "{lines}");
+            assert_indexed(&store, "finish_and_claim", &fused, &fused_args).await;
+        }
         assert_indexed(
             &store,
             "purge_done",

@@ -61,11 +61,28 @@ impl Queue {
     /// backlog (an import, a long CRM outage) costs the others' claims nothing, where a walk
     /// along `(system, run_at)` read every earlier job of the system to find a business's first.
     pub(crate) fn claim_sql(&self, systems: usize, businesses: usize) -> String {
+        format!(
+            "UPDATE sync_jobs SET state = 'running', worker_id = $1, lease_until = $2, \
+               attempts = attempts + 1, updated_at = $3 \
+             WHERE id {} RETURNING {JOB_COLUMNS}",
+            self.claim_pick(systems, businesses, false)
+        )
+    }
+
+    /// The claim's choice of ids, for [`Queue::claim_sql`]'s parameters. `finishing`: the
+    /// statement also completes jobs, in a `done` expression whose ids count as finished
+    /// (PostgreSQL only; the statement's own snapshot still has them running).
+    fn claim_pick(&self, systems: usize, businesses: usize, finishing: bool) -> String {
+        let not_finishing = if finishing {
+            " AND p.id NOT IN (SELECT id FROM done)"
+        } else {
+            ""
+        };
         let placeholders: Vec<String> = (0..systems).map(|i| format!("${}", i + 5)).collect();
         let business_placeholders: Vec<String> = (0..businesses)
             .map(|i| format!("${}", i + 5 + systems))
             .collect();
-        let pick = match self.store.backend() {
+        match self.store.backend() {
             // One walk per business and system, each locking at most a batch, and the
             // ordering-key probe kept to `sync_jobs_key`: on a table the planner has no
             // statistics for yet (a fresh deployment), `system IN (…)` reads and sorts every
@@ -78,7 +95,8 @@ impl Queue {
                     "SELECT j.id, j.run_at FROM sync_jobs j \
                      WHERE j.state = 'pending' AND j.business_id = b.business \
                        AND j.system = s.system AND j.run_at <= $3 \
-                       AND (j.ordering_key IS NULL OR j.id = ({FIRST_OPEN_OF_KEY_PG})) \
+                       AND (j.ordering_key IS NULL \
+                         OR j.id = ({FIRST_OPEN_OF_KEY_PG}{not_finishing})) \
                      ORDER BY j.run_at, j.id LIMIT $4 FOR UPDATE OF j SKIP LOCKED"
                 );
                 format!(
@@ -111,11 +129,36 @@ impl Queue {
                     walks.join(" UNION ALL ")
                 )
             }
+        }
+    }
+
+    /// [`finish_and_claim_pg`]'s statement: `done` plain successes completed and journaled,
+    /// and when `next` gives the claim's systems and businesses, the next batch claimed. The
+    /// claim's parameters come first ($1 worker, $2 lease end, $3 now, $4 limit, systems,
+    /// businesses, all bound even without a claim); the completion reuses $1 and $3 and its
+    /// own follow. Yields one row at least: `held`, the held ids joined by commas, beside each
+    /// claimed job's columns (NULL when none).
+    pub(crate) fn finish_and_claim_sql(&self, done: usize, next: Option<(usize, usize)>) -> String {
+        let (systems, businesses) = next.unwrap_or((0, 0));
+        let completion = if done == 0 {
+            "journaled AS (SELECT NULL::bigint AS job_id WHERE false)".to_string()
+        } else {
+            completion_ctes(done, 5 + systems + businesses, 3, 1)
+        };
+        let claim = match next {
+            Some(_) => format!(
+                "UPDATE sync_jobs SET state = 'running', worker_id = $1, lease_until = $2, \
+                   attempts = attempts + 1, updated_at = $3 \
+                 WHERE id {} RETURNING {JOB_COLUMNS}",
+                self.claim_pick(systems, businesses, done > 0)
+            ),
+            None => format!("SELECT {JOB_COLUMNS} FROM sync_jobs WHERE false"),
         };
         format!(
-            "UPDATE sync_jobs SET state = 'running', worker_id = $1, lease_until = $2, \
-               attempts = attempts + 1, updated_at = $3 \
-             WHERE id {pick} RETURNING {JOB_COLUMNS}"
+            "WITH {completion}, claimed AS ({claim}) \
+             SELECT h.held, c.* FROM \
+               (SELECT string_agg(job_id::text, ',') AS held FROM journaled) h \
+               LEFT JOIN claimed c ON true"
         )
     }
 
@@ -126,29 +169,11 @@ impl Queue {
         spec: NextClaim<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, StoreError> {
-        let NextClaim {
-            businesses,
-            systems,
-            limit,
-            lease,
-        } = spec;
-        if businesses.is_empty() || systems.is_empty() || limit == 0 {
+        if spec.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = self.claim_sql(systems.len(), businesses.len());
-        let now_ms = to_millis(now);
-        let lease_until = now_ms + lease.as_millis() as i64;
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(worker_id)
-            .bind(lease_until)
-            .bind(now_ms)
-            .bind(limit as i64);
-        for s in systems {
-            q = q.bind(s.as_str());
-        }
-        for b in businesses {
-            q = q.bind(b);
-        }
+        let sql = self.claim_sql(spec.systems.len(), spec.businesses.len());
+        let q = bind_claim(sqlx::query(sqlx::AssertSqlSafe(sql)), worker_id, spec, now);
         let rows = q.fetch_all(&mut *conn).await?;
         let mut jobs = rows
             .iter()
@@ -267,6 +292,22 @@ impl Queue {
         // Journal rows already written with their completion.
         let mut journaled = 0;
         let _turn = self.write_turn().await;
+        if self.store.backend() == Backend::Postgres
+            && others.is_empty()
+            && plain_done.len() <= FUSED_MAX
+            && finishes.iter().all(|f| f.link.is_none())
+        {
+            let mut conn = self.store.pool().acquire().await?;
+            let (held, claimed) =
+                finish_and_claim_pg(self, &mut conn, worker_id, &plain_done, now, next).await?;
+            if held < finishes.len() {
+                tracing::warn!(
+                    lost = finishes.len() - held,
+                    "lease lost before attempts were recorded"
+                );
+            }
+            return Ok((held, claimed));
+        }
         let mut tx = self.store.begin().await?;
         // The common case, successes, in one statement per chunk: this is what makes
         // completion cheap enough for thousands of jobs a second.
@@ -441,6 +482,81 @@ impl Queue {
     }
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds a claim's parameters in [`Queue::claim_sql`]'s order: worker, lease end, now, limit,
+/// the systems, then the businesses.
+fn bind_claim<'q>(
+    mut q: AnyQuery<'q>,
+    worker_id: &'q str,
+    spec: NextClaim<'q>,
+    now: DateTime<Utc>,
+) -> AnyQuery<'q> {
+    let now_ms = to_millis(now);
+    q = q
+        .bind(worker_id)
+        .bind(now_ms + spec.lease.as_millis() as i64)
+        .bind(now_ms)
+        .bind(spec.limit as i64);
+    for s in spec.systems {
+        q = q.bind(s.as_str());
+    }
+    for b in spec.businesses {
+        q = q.bind(b.as_str());
+    }
+    q
+}
+
+/// The most successes [`finish_and_claim_pg`] records in its one statement (10 parameters
+/// each, well under PostgreSQL's 65,535).
+const FUSED_MAX: usize = 200;
+
+/// A batch of plain successes recorded and the next batch claimed in one PostgreSQL statement,
+/// atomic on its own: under a backlog a worker pays one round trip a batch where BEGIN, the
+/// completion, the claim and COMMIT took four. The statement's snapshot still has the batch it
+/// completes running, so the claim's ordering-key probe leaves out the jobs `done` holds: a
+/// job whose key's earlier job finishes here is free to go in this same claim.
+/// Returns how many attempts were still held, and the claimed jobs.
+async fn finish_and_claim_pg(
+    queue: &Queue,
+    conn: &mut AnyConnection,
+    worker_id: &str,
+    done: &[&Finish],
+    now: DateTime<Utc>,
+    next: Option<NextClaim<'_>>,
+) -> Result<(usize, Vec<Job>), StoreError> {
+    let next = next.filter(|n| !n.is_empty());
+    let sql = queue.finish_and_claim_sql(
+        done.len(),
+        next.map(|n| (n.systems.len(), n.businesses.len())),
+    );
+    let q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let q = match next {
+        Some(n) => bind_claim(q, worker_id, n, now),
+        // Placeholders the completion reuses.
+        None => q
+            .bind(worker_id)
+            .bind(None::<i64>)
+            .bind(to_millis(now))
+            .bind(None::<i64>),
+    };
+    let rows = bind_completion(q, done).fetch_all(&mut *conn).await?;
+    let mut held = 0;
+    let mut claimed = Vec::new();
+    for r in &rows {
+        if held == 0
+            && let Some(ids) = r.try_get::<Option<String>, _>("held")?
+        {
+            held = ids.split(',').count();
+        }
+        if r.try_get::<Option<i64>, _>("id")?.is_some() {
+            claimed.push(job_from_row(r)?);
+        }
+    }
+    claimed.sort_by_key(|j| j.id);
+    Ok((held, claimed))
+}
+
 /// The fenced completion of successful attempts: the ids of the jobs this worker still held.
 /// The plain id list lets the planner use the primary key; the `(id, attempts)` pairs fence.
 async fn complete(
@@ -449,7 +565,7 @@ async fn complete(
     chunk: &[&Finish],
     now_ms: i64,
 ) -> Result<HashSet<i64>, StoreError> {
-    let (ids, pairs) = fence_lists(chunk.len(), 2);
+    let (ids, pairs) = fence_lists(chunk.len(), 3, 2);
     let sql = format!(
         "UPDATE sync_jobs SET state = 'done', lease_until = NULL, worker_id = NULL, \
            last_error = NULL, updated_at = $1, finished_at = $1 \
@@ -474,13 +590,32 @@ async fn complete_and_journal_pg(
     chunk: &[&Finish],
     now_ms: i64,
 ) -> Result<HashSet<i64>, StoreError> {
-    // Per job: id, attempt, then the journal's at, business, system, operation, outcome,
-    // http status, duration and error.
-    const PER_JOB: usize = 10;
-    let (ids, pairs) = fence_lists(chunk.len(), PER_JOB);
-    let rows: Vec<String> = (0..chunk.len())
+    let sql = format!(
+        "WITH {} SELECT job_id FROM journaled",
+        completion_ctes(chunk.len(), 3, 1, 2)
+    );
+    let q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now_ms)
+        .bind(worker_id);
+    let rows = bind_completion(q, chunk).fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|r| Ok(r.try_get::<i64, _>("job_id")?))
+        .collect()
+}
+
+/// Parameters a job takes in [`completion_ctes`]: id, attempt, then the journal's
+/// at, business, system, operation, outcome, http status, duration and error.
+const PER_COMPLETION: usize = 10;
+
+/// The completion of `jobs` jobs and their journal rows as two common table expressions,
+/// `done` and `journaled`, the latter yielding `job_id` for each job still held (PostgreSQL
+/// takes data-modifying `WITH`s only at a statement's top level). The jobs' parameters start
+/// at `$first`; `$now` and `$worker` are the time and the worker.
+fn completion_ctes(jobs: usize, first: usize, now: usize, worker: usize) -> String {
+    let (ids, pairs) = fence_lists(jobs, first, PER_COMPLETION);
+    let rows: Vec<String> = (0..jobs)
         .map(|i| {
-            let b = 3 + PER_JOB * i;
+            let b = first + PER_COMPLETION * i;
             format!(
                 "(${}, ${}, ${}, ${}, ${b}, ${}, ${}, ${}, ${}, ${})",
                 b + 2,
@@ -495,46 +630,50 @@ async fn complete_and_journal_pg(
             )
         })
         .collect();
-    let sql = format!(
-        "WITH done AS (\
+    // `state || ''`: on a table without statistics the planner otherwise ANDs the primary key
+    // with `sync_jobs_lease` (every running entry, most of them dead) to find sixteen rows.
+    format!(
+        "done AS (\
            UPDATE sync_jobs SET state = 'done', lease_until = NULL, worker_id = NULL, \
-             last_error = NULL, updated_at = $1, finished_at = $1 \
-           WHERE id IN ({ids}) AND worker_id = $2 AND state = 'running' \
-             AND (id, attempts) IN (VALUES {pairs}) RETURNING id) \
-         INSERT INTO sync_journal (at, business_id, system, operation, job_id, attempt, \
-           outcome, http_status, duration_ms, error) \
-         SELECT v.* FROM (VALUES {}) AS v (at, business_id, system, operation, job_id, \
-           attempt, outcome, http_status, duration_ms, error) \
-         WHERE v.job_id IN (SELECT id FROM done) RETURNING job_id",
+             last_error = NULL, updated_at = ${now}, finished_at = ${now} \
+           WHERE id IN ({ids}) AND worker_id = ${worker} AND state || '' = 'running' \
+             AND (id, attempts) IN (VALUES {pairs}) RETURNING id), \
+         journaled AS (\
+           INSERT INTO sync_journal (at, business_id, system, operation, job_id, attempt, \
+             outcome, http_status, duration_ms, error) \
+           SELECT v.* FROM (VALUES {}) AS v (at, business_id, system, operation, job_id, \
+             attempt, outcome, http_status, duration_ms, error) \
+           WHERE v.job_id IN (SELECT id FROM done) RETURNING job_id)",
         rows.join(", ")
-    );
-    let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
-        .bind(now_ms)
-        .bind(worker_id);
+    )
+}
+
+/// Binds the jobs' parameters of [`completion_ctes`], after those bound before.
+fn bind_completion<'q>(mut q: AnyQuery<'q>, chunk: &[&'q Finish]) -> AnyQuery<'q> {
     for f in chunk {
         let e = &f.journal;
         q = q
             .bind(f.job_id)
             .bind(f.attempt)
             .bind(to_millis(e.at))
-            .bind(&e.business_id)
+            .bind(e.business_id.as_str())
             .bind(e.system.as_str())
-            .bind(&e.operation)
-            .bind(&e.outcome)
+            .bind(e.operation.as_str())
+            .bind(e.outcome.as_str())
             .bind(e.http_status.map(i64::from))
             .bind(e.duration_ms)
             .bind(e.error.as_deref().map(crate::sync::journal::mask_text));
     }
-    Ok(q.fetch_all(&mut *conn).await?.into_iter().collect())
+    q
 }
 
 /// The id list and the `(id, attempt)` pairs of a fenced completion of `jobs` jobs whose
-/// parameters start at `$3`, `per_job` parameters each with the id and attempt first.
-fn fence_lists(jobs: usize, per_job: usize) -> (String, String) {
+/// parameters start at `$first`, `per_job` parameters each with the id and attempt first.
+fn fence_lists(jobs: usize, first: usize, per_job: usize) -> (String, String) {
     let mut ids = String::new();
     let mut pairs = String::new();
     for i in 0..jobs {
-        let b = 3 + per_job * i;
+        let b = first + per_job * i;
         if i > 0 {
             ids.push_str(", ");
             pairs.push_str(", ");

@@ -180,6 +180,13 @@ pub struct NextClaim<'a> {
     pub lease: Duration,
 }
 
+impl NextClaim<'_> {
+    /// Whether this claim can take nothing (no business, no system or no room).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.businesses.is_empty() || self.systems.is_empty() || self.limit == 0
+    }
+}
+
 /// One finished attempt: the job's new state and its journal row, written together.
 #[derive(Debug, Clone)]
 pub struct Finish {

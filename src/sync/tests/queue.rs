@@ -287,3 +287,63 @@ async fn a_row_naming_an_unknown_system_reads_as_corrupt_naming_the_name() {
         assert!(err.to_string().contains("`test`"), "{err}");
     }
 }
+
+/// A worker records a batch and claims its next in one round trip, and the answer never
+/// reaches it: the batch it recorded stays done once, and the batch it claimed without knowing
+/// comes back when its lease runs out, its attempt journaled as abandoned, to be delivered once.
+#[tokio::test]
+async fn a_completion_whose_answer_is_lost_leaves_each_job_done_once() {
+    for store in testing::all().await {
+        let queue = Queue::new(store.clone());
+        let ids: Vec<i64> =
+            futures::future::join_all(["a", "b", "c", "d"].map(|key| enqueue(&queue, key, None)))
+                .await;
+        let systems = vec![System::AmoCrm];
+        let businesses = vec!["b".to_string()];
+        let lease = Duration::from_secs(30);
+        let first = claim(&queue, "w1", 2, lease, t0()).await;
+        let next = NextClaim {
+            businesses: &businesses,
+            systems: &systems,
+            limit: 2,
+            lease,
+        };
+        let finishes: Vec<Finish> = first.iter().map(|j| retry_of(j.id)).collect();
+        // The write is done; what it answered is dropped, as a lost answer would be.
+        let _lost = queue
+            .finish_and_claim("w1", &finishes, t0(), Some(next))
+            .await
+            .unwrap();
+        let later = t0() + chrono::Duration::seconds(31);
+        assert_eq!(queue.reap_expired(later).await.unwrap(), 2);
+        let again = claim(&queue, "w2", 10, lease, later).await;
+        assert_eq!(again.len(), 2, "the claimed batch is back, and only it");
+        assert!(again.iter().all(|j| j.maybe_delivered_before()));
+        let finishes: Vec<Finish> = again
+            .iter()
+            .map(|j| Finish {
+                attempt: j.attempts,
+                journal: entry(j.id, j.attempts, "delivered"),
+                ..retry_of(j.id)
+            })
+            .collect();
+        assert_eq!(queue.finish("w2", &finishes, later).await.unwrap(), 2);
+        let journal = read_journal(&store, &JournalFilter::default())
+            .await
+            .unwrap();
+        for id in &ids {
+            let job = queue.job(*id).await.unwrap().unwrap();
+            assert_eq!(job.state, JobState::Done, "job {id}");
+            let outcomes: Vec<&str> = journal
+                .iter()
+                .filter(|e| e.job_id == *id)
+                .map(|e| e.outcome.as_str())
+                .collect();
+            assert_eq!(
+                outcomes.iter().filter(|o| **o == "delivered").count(),
+                1,
+                "job {id}: {outcomes:?}"
+            );
+        }
+    }
+}

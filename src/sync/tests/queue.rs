@@ -347,3 +347,52 @@ async fn a_completion_whose_answer_is_lost_leaves_each_job_done_once() {
         }
     }
 }
+
+/// A batch's external ids are recorded with its completion, only for the jobs the worker still
+/// held, and one per key when two of its jobs link the same one.
+#[tokio::test]
+async fn links_are_recorded_only_for_held_jobs_and_once_per_key() {
+    for store in testing::all().await {
+        let queue = Queue::new(store.clone());
+        let mut ids = Vec::new();
+        for key in ["a", "b", "c", "d"] {
+            ids.push(enqueue(&queue, key, None).await);
+        }
+        let lease = Duration::from_secs(30);
+        assert_eq!(claim(&queue, "w1", 1, lease, t0()).await.len(), 1);
+        assert_eq!(claim(&queue, "w1", 3, lease * 4, t0()).await.len(), 3);
+        // w1 loses `a` to an expired lease; w2 takes it over.
+        let later = t0() + chrono::Duration::seconds(31);
+        assert_eq!(queue.reap_expired(later).await.unwrap(), 1);
+        assert_eq!(claim(&queue, "w2", 1, lease, later).await[0].id, ids[0]);
+        let linked = |id: i64, attempt: i64, entity_id: &str, external: &str| Finish {
+            attempt,
+            link: Some(jobs::LinkRecord {
+                entity: "lead".into(),
+                entity_id: entity_id.into(),
+                external_id: external.into(),
+            }),
+            journal: entry(id, attempt, "delivered"),
+            ..retry_of(id)
+        };
+        let finishes = [
+            linked(ids[0], 1, "a", "ext-a"),
+            linked(ids[1], 1, "b", "ext-b"),
+            linked(ids[2], 1, "same", "ext-c"),
+            linked(ids[3], 1, "same", "ext-d"),
+        ];
+        assert_eq!(queue.finish("w1", &finishes, later).await.unwrap(), 3);
+        let external = |entity_id: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .external_id(&bid("b"), "lead", entity_id, System::AmoCrm)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(external("a").await, None, "w1 no longer held `a`");
+        assert_eq!(external("b").await.as_deref(), Some("ext-b"));
+        assert_eq!(external("same").await.as_deref(), Some("ext-c"));
+    }
+}

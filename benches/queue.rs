@@ -13,6 +13,7 @@
 //!   and for the CRM, a reminder notice for the chat (≈ 400 B of JSON), and for every fourth
 //!   booking a `booking_rescheduled` for both systems — with their ordering keys
 //!   (`booking:<id>`, `chat:<key>`) and the shipped `[sync]` settings (batch 16, poll 1 s);
+//!   each `booking_created` answers with the external id it made, as the real handlers do;
 //! - `zapis bare`: no-op jobs with a `{"n": i}` payload and no ordering key, batch 100, poll
 //!   5 ms (the shape this bench used to run);
 //! - `apalis`: a peer queue (apalis 1.0: apalis-sqlite / apalis-postgres) on the product's
@@ -66,8 +67,19 @@ struct Noop;
 
 #[async_trait]
 impl JobHandler for Noop {
-    async fn handle(&self, _job: &Job, _ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
+    async fn handle(&self, job: &Job, _ctx: &JobContext<'_>) -> Result<Delivered, DeliveryError> {
         RAN.fetch_add(1, Ordering::Relaxed);
+        // A created booking is linked to what it made there (the record, the lead), as the
+        // schedule's and the CRM's handlers link theirs: the completion records the link.
+        if job.operation == Operation::BookingCreated.as_str()
+            && let Some(booking) = job.payload.get("booking_id").and_then(|b| b.as_str())
+        {
+            return Ok(Delivered::linked(
+                "booking",
+                booking,
+                &format!("ext-{}", job.id),
+            ));
+        }
         Ok(Delivered::done())
     }
 }

@@ -370,7 +370,7 @@ async fn the_queue_claim_and_purge_are_served_by_indexes() {
             // A batch's completion, its journal rows and the next claim in one statement: the
             // completed jobs are found by primary key alone (never ANDed with a state index,
             // which holds every entry the state ever had), the claim walks as on its own.
-            let fused = queue.finish_and_claim_sql(2, 0, Some((2, 1)));
+            let fused = queue.finish_and_claim_sql(2, Some((2, 1)));
             let mut fused_args = args.to_vec();
             for id in [1, 2] {
                 fused_args.extend([

@@ -133,28 +133,18 @@ impl Queue {
     }
 
     /// [`finish_and_claim_pg`]'s statement: `done` plain successes completed and journaled,
-    /// `links` external ids of theirs recorded, and when `next` gives the claim's systems and
-    /// businesses, the next batch claimed. The claim's parameters come first ($1 worker, $2
-    /// lease end, $3 now, $4 limit, systems, businesses, all bound even without a claim); the
-    /// completion reuses $1 and $3 and its own follow, then the links'. Yields one row at least: `held`, the held ids joined by commas, beside each
+    /// and when `next` gives the claim's systems and businesses, the next batch claimed. The
+    /// claim's parameters come first ($1 worker, $2 lease end, $3 now, $4 limit, systems,
+    /// businesses, all bound even without a claim); the completion reuses $1 and $3 and its
+    /// own follow. Yields one row at least: `held`, the held ids joined by commas, beside each
     /// claimed job's columns (NULL when none).
-    pub(crate) fn finish_and_claim_sql(
-        &self,
-        done: usize,
-        links: usize,
-        next: Option<(usize, usize)>,
-    ) -> String {
+    pub(crate) fn finish_and_claim_sql(&self, done: usize, next: Option<(usize, usize)>) -> String {
         let (systems, businesses) = next.unwrap_or((0, 0));
-        let first = 5 + systems + businesses;
-        let mut completion = if done == 0 {
+        let completion = if done == 0 {
             "journaled AS (SELECT NULL::bigint AS job_id WHERE false)".to_string()
         } else {
-            completion_ctes(done, first, 3, 1)
+            completion_ctes(done, 5 + systems + businesses, 3, 1)
         };
-        if links > 0 {
-            completion.push_str(", ");
-            completion.push_str(&links_cte(links, first + PER_COMPLETION * done, 3));
-        }
         let claim = match next {
             Some(_) => format!(
                 "UPDATE sync_jobs SET state = 'running', worker_id = $1, lease_until = $2, \
@@ -305,6 +295,7 @@ impl Queue {
         if self.store.backend() == Backend::Postgres
             && others.is_empty()
             && plain_done.len() <= FUSED_MAX
+            && finishes.iter().all(|f| f.link.is_none())
         {
             let mut conn = self.store.pool().acquire().await?;
             let (held, claimed) =
@@ -536,10 +527,8 @@ async fn finish_and_claim_pg(
     next: Option<NextClaim<'_>>,
 ) -> Result<(usize, Vec<Job>), StoreError> {
     let next = next.filter(|n| !n.is_empty());
-    let links: Vec<&Finish> = done.iter().copied().filter(|f| f.link.is_some()).collect();
     let sql = queue.finish_and_claim_sql(
         done.len(),
-        links.len(),
         next.map(|n| (n.systems.len(), n.businesses.len())),
     );
     let q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -552,9 +541,7 @@ async fn finish_and_claim_pg(
             .bind(to_millis(now))
             .bind(None::<i64>),
     };
-    let rows = bind_links(bind_completion(q, done), &links)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = bind_completion(q, done).fetch_all(&mut *conn).await?;
     let mut held = 0;
     let mut claimed = Vec::new();
     for r in &rows {
@@ -660,52 +647,6 @@ fn completion_ctes(jobs: usize, first: usize, now: usize, worker: usize) -> Stri
            WHERE v.job_id IN (SELECT id FROM done) RETURNING job_id)",
         rows.join(", ")
     )
-}
-
-/// Parameters a link takes in [`links_cte`]: job id, business, entity, entity id, system and
-/// external id.
-const PER_LINK: usize = 6;
-
-/// `linked`: the external ids of `links` finished jobs recorded, of those `done` still held;
-/// parameters from `$first`, `$now` the time. A key two jobs of the batch link keeps the
-/// earlier job's id, as the transaction's path does (PostgreSQL refuses to upsert one key
-/// twice in a statement).
-fn links_cte(links: usize, first: usize, now: usize) -> String {
-    let rows: Vec<String> = (0..links)
-        .map(|i| {
-            let b = first + PER_LINK * i;
-            let list: Vec<String> = (b..b + PER_LINK).map(|p| format!("${p}")).collect();
-            format!("({})", list.join(", "))
-        })
-        .collect();
-    format!(
-        "linked AS (\
-           INSERT INTO links (business_id, entity, entity_id, system, external_id, created_at) \
-           SELECT DISTINCT ON (l.business_id, l.entity, l.entity_id, l.system) \
-             l.business_id, l.entity, l.entity_id, l.system, l.external_id, ${now} \
-           FROM (VALUES {}) AS l (job_id, business_id, entity, entity_id, system, external_id) \
-           WHERE l.job_id IN (SELECT id FROM done) \
-           ORDER BY l.business_id, l.entity, l.entity_id, l.system, l.job_id \
-           ON CONFLICT (business_id, entity, entity_id, system) \
-           DO UPDATE SET external_id = excluded.external_id)",
-        rows.join(", ")
-    )
-}
-
-/// Binds the parameters of [`links_cte`] for the finishes with a link, after those before.
-fn bind_links<'q>(mut q: AnyQuery<'q>, finishes: &[&'q Finish]) -> AnyQuery<'q> {
-    for f in finishes {
-        if let Some(link) = &f.link {
-            q = q
-                .bind(f.job_id)
-                .bind(f.journal.business_id.as_str())
-                .bind(link.entity.as_str())
-                .bind(link.entity_id.as_str())
-                .bind(f.journal.system.as_str())
-                .bind(link.external_id.as_str());
-        }
-    }
-    q
 }
 
 /// Binds the jobs' parameters of [`completion_ctes`], after those bound before.

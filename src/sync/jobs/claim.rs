@@ -280,7 +280,6 @@ impl Queue {
         now: DateTime<Utc>,
         next: Option<NextClaim<'_>>,
     ) -> Result<(usize, Vec<Job>), StoreError> {
-        let now_ms = to_millis(now);
         // Rows are updated in id order so two transactions never wait on each other in a cycle.
         let mut ordered: Vec<&Finish> = finishes.iter().collect();
         ordered.sort_by_key(|f| f.job_id);
@@ -288,30 +287,46 @@ impl Queue {
             ordered.into_iter().partition(|f| {
                 f.disposition == Disposition::Done && f.error.is_none() && !f.add_auth_refresh
             });
-        let mut held: Vec<&Finish> = Vec::with_capacity(finishes.len());
-        // Journal rows already written with their completion.
-        let mut journaled = 0;
         let _turn = self.write_turn().await;
-        if self.store.backend() == Backend::Postgres
+        let (held, claimed) = if self.store.backend() == Backend::Postgres
             && others.is_empty()
-            && plain_done.len() <= FUSED_MAX
+            && plain_done.len() <= COMPLETION_CHUNK
             && finishes.iter().all(|f| f.link.is_none())
         {
             let mut conn = self.store.pool().acquire().await?;
-            let (held, claimed) =
-                finish_and_claim_pg(self, &mut conn, worker_id, &plain_done, now, next).await?;
-            if held < finishes.len() {
-                tracing::warn!(
-                    lost = finishes.len() - held,
-                    "lease lost before attempts were recorded"
-                );
-            }
-            return Ok((held, claimed));
+            finish_and_claim_pg(self, &mut conn, worker_id, &plain_done, now, next).await?
+        } else {
+            self.finish_and_claim_in_transaction(worker_id, &plain_done, &others, now, next)
+                .await?
+        };
+        if held < finishes.len() {
+            // The reaper already journaled these attempts as abandoned.
+            tracing::warn!(
+                lost = finishes.len() - held,
+                "lease lost before attempts were recorded"
+            );
         }
+        Ok((held, claimed))
+    }
+
+    /// [`Queue::finish_and_claim`] as one transaction of multi-row statements, for any
+    /// outcomes on either store: the held attempts' count and the claimed jobs.
+    async fn finish_and_claim_in_transaction(
+        &self,
+        worker_id: &str,
+        plain_done: &[&Finish],
+        others: &[&Finish],
+        now: DateTime<Utc>,
+        next: Option<NextClaim<'_>>,
+    ) -> Result<(usize, Vec<Job>), StoreError> {
+        let now_ms = to_millis(now);
+        let mut held: Vec<&Finish> = Vec::with_capacity(plain_done.len() + others.len());
+        // Journal rows already written with their completion.
+        let mut journaled = 0;
         let mut tx = self.store.begin().await?;
         // The common case, successes, in one statement per chunk: this is what makes
         // completion cheap enough for thousands of jobs a second.
-        for chunk in plain_done.chunks(200) {
+        for chunk in plain_done.chunks(COMPLETION_CHUNK) {
             let ids = match self.store.backend() {
                 Backend::Postgres => {
                     let ids = complete_and_journal_pg(&mut tx, worker_id, chunk, now_ms).await?;
@@ -322,7 +337,7 @@ impl Queue {
             };
             held.extend(chunk.iter().filter(|f| ids.contains(&f.job_id)));
         }
-        for f in others {
+        for &f in others {
             let (state, run_at, finished_at) = match &f.disposition {
                 Disposition::Done => (JobState::Done, None, Some(now_ms)),
                 Disposition::Retry(at) => (JobState::Pending, Some(to_millis(*at)), None),
@@ -348,13 +363,6 @@ impl Queue {
             if updated.rows_affected() == 1 {
                 held.push(f);
             }
-        }
-        if held.len() < finishes.len() {
-            // The reaper already journaled these attempts as abandoned.
-            tracing::warn!(
-                lost = finishes.len() - held.len(),
-                "lease lost before attempts were recorded"
-            );
         }
         let entries: Vec<&JournalEntry> = held[journaled..].iter().map(|f| &f.journal).collect();
         insert_journal_batch_in(&mut tx, &entries).await?;
@@ -508,9 +516,9 @@ fn bind_claim<'q>(
     q
 }
 
-/// The most successes [`finish_and_claim_pg`] records in its one statement (10 parameters
-/// each, well under PostgreSQL's 65,535).
-const FUSED_MAX: usize = 200;
+/// The most successes one completion statement records (10 parameters each on PostgreSQL,
+/// well under its 65,535); [`finish_and_claim_pg`] takes batches of up to one.
+const COMPLETION_CHUNK: usize = 200;
 
 /// A batch of plain successes recorded and the next batch claimed in one PostgreSQL statement,
 /// atomic on its own: under a backlog a worker pays one round trip a batch where BEGIN, the

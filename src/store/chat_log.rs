@@ -14,6 +14,12 @@ pub struct ChatLine {
     pub text: String,
 }
 
+/// A chat's lines in a period, in the order they were said: served by `chat_log_latest`.
+/// Parameters: business, chat key, from, to (Unix ms). `+at` keeps SQLite from reading the
+/// business's lines of the period by `chat_log_by_time` instead of the chat's few.
+pub(super) const CHAT_LINES_SQL: &str = "SELECT at, author, text FROM chat_log \
+     WHERE business_id = $1 AND chat_key = $2 AND +at >= $3 AND +at <= $4 ORDER BY id";
+
 impl Store {
     pub async fn log_chat(
         &self,
@@ -62,16 +68,13 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<ChatLine>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT at, author, text FROM chat_log WHERE business_id = $1 AND chat_key = $2 \
-             AND at >= $3 AND at <= $4 ORDER BY id",
-        )
-        .bind(business_id.as_str())
-        .bind(chat_key)
-        .bind(to_millis(from))
-        .bind(to_millis(to))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(CHAT_LINES_SQL)
+            .bind(business_id.as_str())
+            .bind(chat_key)
+            .bind(to_millis(from))
+            .bind(to_millis(to))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(ChatLine {

@@ -251,6 +251,36 @@ async fn every_hot_query_is_served_by_an_index() {
                 lines.join("\n")
             );
         }
+        // A chat's transcript (the CRM note of a booking, a support relay's context) reads
+        // that chat's lines only, in the order they were said, without sorting them.
+        let transcripts = [
+            (
+                "chat_lines",
+                super::chat_log::CHAT_LINES_SQL,
+                vec![B, Arg::Text("telegram:42"), NOW, LATER],
+            ),
+            (
+                "last_chat_lines",
+                super::support::LAST_CHAT_LINES_SQL,
+                vec![B, Arg::Text("telegram:42"), NOW, Arg::Int(20)],
+            ),
+        ];
+        for (name, sql, args) in &transcripts {
+            assert_indexed(&store, name, sql, args).await;
+            let lines = plan(&store, sql, args).await;
+            let bad = unkeyed_reads(store.backend(), &lines, "chat_log", &["chat_key"]);
+            assert!(
+                bad.is_empty(),
+                "{name} on {:?}: {bad:?}\n{}",
+                store.backend(),
+                lines.join("\n")
+            );
+            assert!(
+                !sorts(&store, sql, args).await,
+                "{name} sorts on {:?}",
+                store.backend()
+            );
+        }
         // Reminders and reconciliation read the window in start order straight off the index.
         assert!(
             !sorts(&store, &active_between_sql(), &[B, NOW, LATER]).await,

@@ -20,6 +20,11 @@ pub struct SupportRelay<'a> {
     pub question_key: &'a str,
 }
 
+/// The last lines of a chat before a moment, latest first: served by `chat_log_latest`.
+/// Parameters: business, chat key, before (Unix ms), how many. `+at`: as in `CHAT_LINES_SQL`.
+pub(super) const LAST_CHAT_LINES_SQL: &str = "SELECT at, author, text FROM chat_log \
+     WHERE business_id = $1 AND chat_key = $2 AND +at < $3 ORDER BY id DESC LIMIT $4";
+
 impl Store {
     pub async fn record_support_relay(
         &self,
@@ -90,16 +95,13 @@ impl Store {
         before: DateTime<Utc>,
         n: i64,
     ) -> Result<Vec<ChatLine>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT at, author, text FROM chat_log WHERE business_id = $1 AND chat_key = $2 \
-             AND at < $3 ORDER BY id DESC LIMIT $4",
-        )
-        .bind(business_id.as_str())
-        .bind(chat_key)
-        .bind(to_millis(before))
-        .bind(n)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(LAST_CHAT_LINES_SQL)
+            .bind(business_id.as_str())
+            .bind(chat_key)
+            .bind(to_millis(before))
+            .bind(n)
+            .fetch_all(&self.pool)
+            .await?;
         let mut lines = rows
             .iter()
             .map(|r| {

@@ -396,3 +396,48 @@ async fn links_are_recorded_only_for_held_jobs_and_once_per_key() {
         assert_eq!(external("same").await.as_deref(), Some("ext-c"));
     }
 }
+
+/// A batch goes in whole, in its order, once per key: a key already queued or repeated in the
+/// batch keeps its first job, and what a job carries comes back as it went in.
+#[tokio::test]
+async fn a_batch_is_enqueued_in_order_once_per_key_and_reads_back_as_given() {
+    for store in testing::all().await {
+        let queue = Queue::new(store.clone());
+        let first = enqueue(&queue, "k0", None).await;
+        let mut odd = job("k2", Some("chat-1"));
+        odd.payload = serde_json::json!({
+            "name": "Анна \"О'Нил\" \\ 🙂",
+            "nested": {"n": 1.5, "list": [null, true]},
+        });
+        let batch = vec![
+            job("k1", None),
+            odd.clone(),
+            job("k0", None),
+            job("k1", Some("chat-2")),
+            job("k3", Some("chat-1")),
+        ];
+        let inserted = queue.enqueue_batch(&batch, t0()).await.unwrap();
+        assert_eq!(inserted, 3, "k0 was queued before and k1 is repeated");
+        let mut ids = Vec::new();
+        for id in first + 1..first + 100 {
+            if let Some(j) = queue.job(id).await.unwrap() {
+                ids.push((id, j));
+            }
+        }
+        let keys: Vec<&str> = ids
+            .iter()
+            .map(|(_, j)| j.payload["key"].as_str().unwrap_or("odd"))
+            .collect();
+        assert_eq!(keys, ["k1", "odd", "k3"], "ids follow the batch's order");
+        let (_, k1) = &ids[0];
+        assert_eq!(k1.ordering_key, None, "the first k1 is kept");
+        assert_eq!(k1.state, JobState::Pending);
+        let (_, stored) = &ids[1];
+        assert_eq!(stored.payload, odd.payload);
+        assert_eq!(stored.ordering_key.as_deref(), Some("chat-1"));
+        assert_eq!(stored.operation, "create_lead");
+        assert_eq!(stored.business_id, "b");
+        assert_eq!(stored.system, System::AmoCrm);
+        assert_eq!(queue.enqueue_batch(&batch, t0()).await.unwrap(), 0);
+    }
+}

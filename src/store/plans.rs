@@ -418,6 +418,9 @@ async fn the_queue_claim_and_purge_are_served_by_indexes() {
             }
             let lines = plan(&store, &fused, &fused_args).await.join("\n");
             assert!(!lines.contains("BitmapAnd"), "{lines}");
+            // Priced as the few rows it touches: past `jit_above_cost` every run would be
+            // compiled first.
+            assert!(!lines.contains("JIT"), "{lines}");
             assert!(!lines.contains("sync_jobs_lease"), "{lines}");
             assert!(lines.contains("sync_jobs_pkey"), "{lines}");
             assert!(

@@ -20,6 +20,20 @@ pub struct ChatLine {
 pub(super) const CHAT_LINES_SQL: &str = "SELECT at, author, text FROM chat_log \
      WHERE business_id = $1 AND chat_key = $2 AND +at >= $3 AND +at <= $4 ORDER BY id";
 
+/// The last lines of a chat before a moment, latest first: served by `chat_log_latest`.
+/// Parameters: business, chat key, before (Unix ms), how many. `+at`: as above.
+pub(super) const LAST_CHAT_LINES_SQL: &str = "SELECT at, author, text FROM chat_log \
+     WHERE business_id = $1 AND chat_key = $2 AND +at < $3 ORDER BY id DESC LIMIT $4";
+
+/// A line as [`CHAT_LINES_SQL`] and [`LAST_CHAT_LINES_SQL`] read it.
+fn chat_line(r: &sqlx::any::AnyRow) -> Result<ChatLine, StoreError> {
+    Ok(ChatLine {
+        at: from_millis(r.try_get("at")?)?,
+        author: r.try_get("author")?,
+        text: r.try_get("text")?,
+    })
+}
+
 impl Store {
     pub async fn log_chat(
         &self,
@@ -75,15 +89,27 @@ impl Store {
             .bind(to_millis(to))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ChatLine {
-                    at: from_millis(r.try_get("at")?)?,
-                    author: r.try_get("author")?,
-                    text: r.try_get("text")?,
-                })
-            })
-            .collect()
+        rows.iter().map(chat_line).collect()
+    }
+
+    /// The last `n` lines of a chat logged before `before`, oldest first.
+    pub async fn last_chat_lines(
+        &self,
+        business_id: &BusinessId,
+        chat_key: &str,
+        before: DateTime<Utc>,
+        n: i64,
+    ) -> Result<Vec<ChatLine>, StoreError> {
+        let rows = sqlx::query(LAST_CHAT_LINES_SQL)
+            .bind(business_id.as_str())
+            .bind(chat_key)
+            .bind(to_millis(before))
+            .bind(n)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut lines = rows.iter().map(chat_line).collect::<Result<Vec<_>, _>>()?;
+        lines.reverse();
+        Ok(lines)
     }
 }
 

@@ -261,7 +261,7 @@ async fn every_hot_query_is_served_by_an_index() {
             ),
             (
                 "last_chat_lines",
-                super::support::LAST_CHAT_LINES_SQL,
+                super::chat_log::LAST_CHAT_LINES_SQL,
                 vec![B, Arg::Text("telegram:42"), NOW, Arg::Int(20)],
             ),
         ];

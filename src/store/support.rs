@@ -1,11 +1,11 @@
 //! Clients' questions relayed to the business's admin chat (`[support]`): which admin-chat
-//! message stands for which client chat, and the last lines of a chat that go along.
+//! message stands for which client chat. The last lines of a chat that go along are read
+//! from the chat log (`Store::last_chat_lines`).
 
 use crate::domain::BusinessId;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
-use super::{ChatLine, Store, StoreError, from_millis, to_millis};
+use super::{Store, StoreError, to_millis};
 
 /// One relayed question as posted in an admin chat.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,11 +19,6 @@ pub struct SupportRelay<'a> {
     /// The relay job's key: a retried job finds what it already posted.
     pub question_key: &'a str,
 }
-
-/// The last lines of a chat before a moment, latest first: served by `chat_log_latest`.
-/// Parameters: business, chat key, before (Unix ms), how many. `+at`: as in `CHAT_LINES_SQL`.
-pub(super) const LAST_CHAT_LINES_SQL: &str = "SELECT at, author, text FROM chat_log \
-     WHERE business_id = $1 AND chat_key = $2 AND +at < $3 ORDER BY id DESC LIMIT $4";
 
 impl Store {
     pub async fn record_support_relay(
@@ -85,35 +80,6 @@ impl Store {
         .bind(admin_message)
         .fetch_optional(&self.pool)
         .await?)
-    }
-
-    /// The last `n` lines of a chat logged before `before`, oldest first.
-    pub async fn last_chat_lines(
-        &self,
-        business_id: &BusinessId,
-        chat_key: &str,
-        before: DateTime<Utc>,
-        n: i64,
-    ) -> Result<Vec<ChatLine>, StoreError> {
-        let rows = sqlx::query(LAST_CHAT_LINES_SQL)
-            .bind(business_id.as_str())
-            .bind(chat_key)
-            .bind(to_millis(before))
-            .bind(n)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut lines = rows
-            .iter()
-            .map(|r| {
-                Ok(ChatLine {
-                    at: from_millis(r.try_get("at")?)?,
-                    author: r.try_get("author")?,
-                    text: r.try_get("text")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        lines.reverse();
-        Ok(lines)
     }
 }
 

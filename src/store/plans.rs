@@ -361,23 +361,16 @@ async fn the_queue_claim_and_purge_are_served_by_indexes() {
                     || lines.contains("Index Only Scan using sync_jobs_key on sync_jobs p"),
                 "the key probe:\n{lines}"
             );
-            let sorts: Vec<&str> = lines
-                .lines()
-                .filter(|l| l.contains("Sort Key"))
-                .map(str::trim)
-                .collect();
-            assert_eq!(
-                sorts,
-                ["Sort Key: c.run_at, c.id"],
-                "only the batch the walks yield is sorted:\n{lines}"
-            );
+            // The walks come in due order off the index and run in turn: nothing is sorted, so
+            // the join stops (and stops locking) once the batch is full.
+            assert!(!lines.contains("Sort"), "{lines}");
         } else {
             assert!(lines.contains("sync_jobs_order"), "{lines}");
         }
         if store.backend() == Backend::Sqlite {
             // Each system's pending jobs of the business are walked in due order along their own
-            // index and the walk stops after a batch: only the few it yields are sorted, never
-            // the backlog, and never another business's jobs.
+            // index and the walk stops after a batch: nothing is sorted, neither the backlog nor
+            // the batch, and another business's jobs are never read.
             let walks: Vec<&str> = lines
                 .lines()
                 .filter(|l| l.starts_with("SEARCH j "))
@@ -389,11 +382,7 @@ async fn the_queue_claim_and_purge_are_served_by_indexes() {
                     .all(|l| l.contains("sync_jobs_due (business_id=? AND system=? AND run_at<?)")),
                 "{lines}"
             );
-            assert_eq!(lines.matches("TEMP B-TREE").count(), 1, "{lines}");
-            assert!(
-                lines.trim_end().ends_with("USE TEMP B-TREE FOR ORDER BY"),
-                "only the batch itself is sorted:\n{lines}"
-            );
+            assert!(!lines.contains("TEMP B-TREE"), "{lines}");
         }
         assert_indexed(&store, "claim", &claim, &args).await;
         if store.backend() == Backend::Postgres {

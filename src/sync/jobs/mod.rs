@@ -217,6 +217,9 @@ pub struct Queue {
     /// of 1, 2, 5, 10 ms and more before it looks again, while a claim or a completion holds
     /// the lock for a fraction of a millisecond: waiting in line costs far less than that.
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+    /// Claims made through this queue so far: where the next one starts its round of
+    /// businesses and systems (see [`Queue::claim_sql`]).
+    claims: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Queue {
@@ -224,6 +227,7 @@ impl Queue {
         Queue {
             store,
             sqlite_writer: Arc::default(),
+            claims: Arc::default(),
         }
     }
 

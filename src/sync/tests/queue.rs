@@ -441,3 +441,93 @@ async fn a_batch_is_enqueued_in_order_once_per_key_and_reads_back_as_given() {
         assert_eq!(queue.enqueue_batch(&batch, t0()).await.unwrap(), 0);
     }
 }
+
+/// A due job of `system` for `business`, enqueued at `at` (its due time).
+async fn enqueue_for(
+    queue: &Queue,
+    business: &str,
+    system: System,
+    key: &str,
+    at: DateTime<Utc>,
+) -> i64 {
+    let job = NewJob {
+        business_id: bid(business),
+        system,
+        ..job(key, None)
+    };
+    queue.enqueue(&job, at).await.unwrap().expect("a new key")
+}
+
+#[tokio::test]
+async fn a_backlog_of_one_business_and_system_does_not_hold_back_the_others() {
+    for store in testing::all().await {
+        let queue = Queue::new(store.clone());
+        let earlier = t0() - chrono::Duration::hours(1);
+        for i in 0..8 {
+            enqueue_for(&queue, "b", System::AmoCrm, &format!("backlog{i}"), earlier).await;
+        }
+        let mut others = vec![
+            enqueue_for(&queue, "b", System::Yclients, "b-yclients", t0()).await,
+            enqueue_for(&queue, "c", System::AmoCrm, "c-amocrm", t0()).await,
+            enqueue_for(&queue, "c", System::Yclients, "c-yclients", t0()).await,
+        ];
+        let systems = vec![System::AmoCrm, System::Yclients];
+        let businesses = vec!["b".to_string(), "c".to_string()];
+        let lease = Duration::from_secs(60);
+        // Four claims of two take eight jobs: the eight earliest would all be the backlog.
+        let mut taken = Vec::new();
+        for _ in 0..4 {
+            let batch = queue
+                .claim("w1", &businesses, &systems, 2, lease, t0())
+                .await
+                .unwrap();
+            assert_eq!(batch.len(), 2, "{:?}", store.backend());
+            taken.extend(batch.iter().map(|j| j.id));
+        }
+        others.retain(|id| !taken.contains(id));
+        assert!(
+            others.is_empty(),
+            "{:?}: jobs left behind the backlog: {others:?}",
+            store.backend()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_claim_locks_only_the_jobs_it_takes() {
+    for store in testing::all().await {
+        if store.backend() != crate::store::Backend::Postgres {
+            // SQLite locks the database, not rows: its claims take turns.
+            continue;
+        }
+        let queue = Queue::new(store.clone());
+        for system in [System::AmoCrm, System::Yclients] {
+            for i in 0..8 {
+                enqueue_for(&queue, "b", system, &format!("{system}{i}"), t0()).await;
+            }
+        }
+        let claim = queue.claim_sql(2, 1);
+        let mut tx = store.pool().begin().await.unwrap();
+        let claimed = sqlx::query(sqlx::AssertSqlSafe(claim))
+            .bind("w1")
+            .bind(crate::store::to_millis(t0()) + 60_000)
+            .bind(crate::store::to_millis(t0()))
+            .bind(4_i64)
+            .bind("amocrm")
+            .bind("yclients")
+            .bind("b")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 4);
+        // While the claim is open, another worker can lock every job it did not take.
+        let free: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT id FROM sync_jobs FOR UPDATE SKIP LOCKED) f",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(free, 12);
+        tx.rollback().await.unwrap();
+    }
+}

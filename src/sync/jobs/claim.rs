@@ -170,7 +170,14 @@ impl Queue {
         )
     }
 
-    async fn claim_on(
+    /// A new round number for a claim's starting business and system.
+    fn next_round(&self) -> usize {
+        self.claims
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// [`Queue::claim`] on `conn`, which may be a transaction held open.
+    pub(crate) async fn claim_on(
         &self,
         conn: &mut AnyConnection,
         worker_id: &str,
@@ -536,14 +543,6 @@ fn bind_claim<'q>(
 fn rotated<T>(items: &[T], round: usize) -> impl Iterator<Item = &T> {
     let start = round.checked_rem(items.len()).unwrap_or(0);
     items[start..].iter().chain(&items[..start])
-}
-
-impl Queue {
-    /// A new round number for a claim's starting business and system.
-    fn next_round(&self) -> usize {
-        self.claims
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    }
 }
 
 /// The most successes one completion statement records (10 parameters each on PostgreSQL,

@@ -506,19 +506,15 @@ async fn a_claim_locks_only_the_jobs_it_takes() {
                 enqueue_for(&queue, "b", system, &format!("{system}{i}"), t0()).await;
             }
         }
-        let claim = queue.claim_sql(2, 1);
+        let (systems, businesses) = (vec![System::AmoCrm, System::Yclients], vec!["b".into()]);
+        let next = NextClaim {
+            businesses: &businesses,
+            systems: &systems,
+            limit: 4,
+            lease: Duration::from_secs(60),
+        };
         let mut tx = store.pool().begin().await.unwrap();
-        let claimed = sqlx::query(sqlx::AssertSqlSafe(claim))
-            .bind("w1")
-            .bind(crate::store::to_millis(t0()) + 60_000)
-            .bind(crate::store::to_millis(t0()))
-            .bind(4_i64)
-            .bind("amocrm")
-            .bind("yclients")
-            .bind("b")
-            .fetch_all(&mut *tx)
-            .await
-            .unwrap();
+        let claimed = queue.claim_on(&mut tx, "w1", next, t0()).await.unwrap();
         assert_eq!(claimed.len(), 4);
         // While the claim is open, another worker can lock every job it did not take.
         let free: i64 = sqlx::query_scalar(

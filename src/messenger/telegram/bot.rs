@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use dashmap::DashSet;
 use teloxide::dispatching::{UpdateFilterExt, UpdateHandler};
+use teloxide::payloads::{EditMessageText, SendMessage};
 use teloxide::prelude::*;
 use teloxide::requests::Request;
 use teloxide::types::{
@@ -17,6 +18,7 @@ use teloxide::{ApiError, RequestError};
 use super::pacing::TelegramPacer;
 use super::polling::Redactor;
 use super::turns::ChatTurns;
+use super::unread::unread;
 use super::{HandlerError, MAX_TEXT_LEN, TelegramBot};
 use crate::conversation::ChatEvent;
 use crate::dialog::Reply;
@@ -201,12 +203,13 @@ impl Inner {
     ) -> bool {
         let mut parts = split_text(&reply.text);
         let first = parts.remove(0);
-        let mut request = bot.edit_message_text(chat_id, message_id, first);
+        let mut payload = EditMessageText::new(chat_id, message_id, first);
         if parts.is_empty()
             && let Some(kb) = inline_keyboard(reply)
         {
-            request = request.reply_markup(kb);
+            payload = payload.reply_markup(kb);
         }
+        let request = unread(bot, payload);
         match self.pacer.send(chat_id.0, || request.clone().send()).await {
             Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => {}
             Err(e) => {
@@ -282,10 +285,11 @@ impl Inner {
         markup: Option<ReplyMarkup>,
     ) -> bool {
         send_in_parts(parts, markup, |part, markup| async move {
-            let mut request = bot.send_message(chat_id, part);
+            let mut payload = SendMessage::new(chat_id, part);
             if let Some(markup) = markup {
-                request = request.reply_markup(markup);
+                payload = payload.reply_markup(markup);
             }
+            let request = unread(bot, payload);
             let Err(e) = self.pacer.send(chat_id.0, || request.clone().send()).await else {
                 return true;
             };

@@ -20,7 +20,8 @@
 //! and replies back (keyboards, long texts split); `turns.rs` the per-chat order of updates;
 //! `polling.rs` what the poll loop adds to teloxide's (the webhook check, token-redacting error
 //! handlers, liveness); `webhook.rs` webhook mode (`setWebhook`, the inbox handler of the
-//! updates Telegram posts); `pacing.rs` the flood limits; `config.rs` `[telegram]`.
+//! updates Telegram posts); `pacing.rs` the flood limits; `unread.rs` sends whose answer is
+//! not parsed; `config.rs` `[telegram]`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -46,6 +47,7 @@ mod polling;
 #[cfg(test)]
 mod tests;
 mod turns;
+mod unread;
 pub mod webhook;
 
 use bot::{Inner, schema};

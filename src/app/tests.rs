@@ -201,17 +201,13 @@ async fn concurrent_turns_store_every_input_reply_and_state() {
                     .handle(&chat, None, ChatEvent::Start { payload: None })
                     .await
                     .expect("start");
-                let data = first
+                let button = first
                     .iter()
                     .flat_map(|r| r.buttons.iter().flatten())
                     .next()
-                    .expect("a button to press")
-                    .data
-                    .clone();
-                let second = conv
-                    .handle(&chat, None, ChatEvent::Button(data))
-                    .await
-                    .expect("press");
+                    .expect("a button to press");
+                let event = ChatEvent::press(button.data.clone(), button.label.clone());
+                let second = conv.handle(&chat, None, event).await.expect("press");
                 first.len() + second.len()
             }));
         }
@@ -227,5 +223,46 @@ async fn concurrent_turns_store_every_input_reply_and_state() {
         let unknown = store.chat_lines_by_reading("client", "[…]").await;
         assert_eq!(unknown, 0);
         assert_eq!(locked_chats(&conv), 0, "idle chats keep no lock");
+    }
+}
+
+/// A press is logged by the label on the message it was pressed on, even an older one than
+/// the last shown; where presses come without it (MAX), by the buttons the chat log kept, and
+/// only such chats' bot lines keep their buttons.
+#[tokio::test]
+async fn presses_are_logged_by_their_label_whichever_way_it_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("z.db").display());
+    let app = demo(&url).await;
+    let conv = app.conversations.clone();
+    let store = conv.store().clone();
+    for channel in [Channel::Telegram, Channel::Max] {
+        let chat = ChatRef::new(channel, "7".to_string());
+        let shown = conv
+            .handle(&chat, None, ChatEvent::Start { payload: None })
+            .await
+            .expect("start");
+        let button = shown
+            .iter()
+            .flat_map(|r| r.buttons.iter().flatten())
+            .next()
+            .expect("a button to press")
+            .clone();
+        let event = match channel {
+            Channel::Max => ChatEvent::button(button.data.clone()),
+            _ => ChatEvent::press(button.data.clone(), "На старом экране"),
+        };
+        conv.handle(&chat, None, event).await.expect("press");
+        let label = match channel {
+            Channel::Max => format!("[{}]", button.label),
+            _ => "[На старом экране]".to_string(),
+        };
+        assert_eq!(
+            store.chat_lines_by_reading("client", &label).await,
+            1,
+            "{channel:?}"
+        );
+        let kept = store.chat_lines_with_buttons(&chat.key()).await;
+        assert_eq!(kept > 0, channel == Channel::Max, "{channel:?}: {kept}");
     }
 }

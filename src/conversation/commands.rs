@@ -68,7 +68,7 @@ impl Conversations {
                 Input::Start { source }
             }
             ChatEvent::Text(text) => Input::Text(text),
-            ChatEvent::Button(data) => Input::Button(data),
+            ChatEvent::Button { data, .. } => Input::Button(data),
             ChatEvent::Contact { phone } => Input::Contact { phone },
         })
     }

@@ -18,7 +18,7 @@ use crate::dialog::{
     self, BookingDraft, Button, Command, Context, DialogState, FunnelStage, Input, Loaded, Reply,
 };
 use crate::domain::System;
-use crate::domain::{Booking, BookingStatus, ChatRef, Source};
+use crate::domain::{Booking, BookingStatus, Channel, ChatRef, Source};
 use crate::lifecycle::effects::{Operation, booking_job};
 use crate::store::{AttemptTurn, FunnelStep, Store, StoreError, TurnEvent, TurnLine};
 use crate::store::{confirm_booking_in, set_booking_status_in};
@@ -37,8 +37,13 @@ pub enum ChatEvent {
         payload: Option<String>,
     },
     Text(String),
-    /// Callback data of a pressed inline button.
-    Button(String),
+    /// A pressed inline button: its callback data, and its label as the message it was on
+    /// showed it (`None` when the messenger did not send that message along, e.g. a deleted
+    /// one).
+    Button {
+        data: String,
+        label: Option<String>,
+    },
     /// A phone number shared with the messenger's contact button.
     Contact {
         phone: String,
@@ -56,8 +61,35 @@ pub enum ConversationError {
     },
 }
 
+impl ChatEvent {
+    /// A press of the button with callback `data` whose label is not known.
+    pub fn button(data: impl Into<String>) -> ChatEvent {
+        ChatEvent::Button {
+            data: data.into(),
+            label: None,
+        }
+    }
+
+    /// A press of the button with callback `data`, labelled `label` where it was pressed.
+    pub fn press(data: impl Into<String>, label: impl Into<String>) -> ChatEvent {
+        ChatEvent::Button {
+            data: data.into(),
+            label: Some(label.into()),
+        }
+    }
+}
+
+/// Whether presses in this messenger come without the label of the button pressed, so each
+/// bot line keeps its buttons in the chat log to label the next press from. MAX's callback
+/// carries the message without its keyboard; Telegram's carries the keyboard it was pressed
+/// on (the label then costs no read and no write), and the console knows what it showed.
+fn presses_come_unlabelled(channel: Channel) -> bool {
+    matches!(channel, Channel::Max)
+}
+
 /// What the client did, as a person reading the CRM card would want it: typed text as is, a
-/// pressed button by its label among those last shown.
+/// pressed button by its label on the message it was pressed on or, when the messenger did
+/// not send that along, among the buttons last shown.
 fn input_line(event: &ChatEvent, last_buttons: Option<&str>, awaits_code: bool) -> TurnLine {
     let text = match event {
         // A confirmation code is a credential: it reaches the schedule and nothing else.
@@ -66,7 +98,10 @@ fn input_line(event: &ChatEvent, last_buttons: Option<&str>, awaits_code: bool) 
         ChatEvent::Start { payload: None } => "/start".to_string(),
         ChatEvent::Text(t) => t.clone(),
         ChatEvent::Contact { phone } => phone.clone(),
-        ChatEvent::Button(data) => last_buttons
+        ChatEvent::Button {
+            label: Some(label), ..
+        } => format!("[{label}]"),
+        ChatEvent::Button { data, label: None } => last_buttons
             .and_then(|json| serde_json::from_str::<Vec<Button>>(json).ok())
             .and_then(|buttons| buttons.into_iter().find(|b| &b.data == data))
             .map(|b| format!("[{}]", b.label))
@@ -79,12 +114,14 @@ fn input_line(event: &ChatEvent, last_buttons: Option<&str>, awaits_code: bool) 
     }
 }
 
-fn reply_line(reply: &Reply) -> TurnLine {
+/// A bot line of the chat log, with its buttons as JSON when `keep_buttons`.
+fn reply_line(reply: &Reply, keep_buttons: bool) -> TurnLine {
     let buttons: Vec<&Button> = reply.buttons.iter().flatten().collect();
     TurnLine {
         author: "bot",
         text: reply.text.clone(),
-        buttons: (!buttons.is_empty()).then(|| serde_json::to_string(&buttons).unwrap_or_default()),
+        buttons: (keep_buttons && !buttons.is_empty())
+            .then(|| serde_json::to_string(&buttons).unwrap_or_default()),
     }
 }
 
@@ -245,7 +282,7 @@ impl Conversations {
             .load_turn(
                 &self.business.id,
                 &key,
-                matches!(event, ChatEvent::Button(_)),
+                matches!(event, ChatEvent::Button { label: None, .. }),
             )
             .await?;
         let mut state = parse_state(&key, start.state.as_deref());
@@ -304,7 +341,8 @@ impl Conversations {
                 input = Some(Input::Loaded(loaded));
             }
         }
-        lines.extend(replies.iter().map(reply_line));
+        let keep_buttons = presses_come_unlabelled(chat.channel);
+        lines.extend(replies.iter().map(|r| reply_line(r, keep_buttons)));
         let json = serde_json::to_string(&state).map_err(|source| ConversationError::State {
             chat: key.clone(),
             source,

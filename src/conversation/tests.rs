@@ -14,16 +14,13 @@ pub(crate) async fn press(
         .flat_map(|r| r.buttons.iter().flatten())
         .map(|b| b.label.as_str())
         .collect();
-    let data = shown
+    let button = shown
         .iter()
         .flat_map(|r| r.buttons.iter().flatten())
         .find(|b| pick(b))
-        .unwrap_or_else(|| panic!("no such button among {labels:?}"))
-        .data
-        .clone();
-    conv.handle(chat, None, ChatEvent::Button(data))
-        .await
-        .expect("press")
+        .unwrap_or_else(|| panic!("no such button among {labels:?}"));
+    let event = ChatEvent::press(button.data.clone(), button.label.clone());
+    conv.handle(chat, None, event).await.expect("press")
 }
 
 /// The kind of a button (`d:` a day, `t:` a time), after the render counter.

@@ -71,7 +71,7 @@ fn event_for(line: &str, buttons: &[Button]) -> ChatEvent {
         .and_then(|n| n.checked_sub(1))
         .and_then(|i| buttons.get(i))
     {
-        return ChatEvent::Button(button.data.clone());
+        return ChatEvent::press(button.data.clone(), button.label.clone());
     }
     ChatEvent::Text(line.to_string())
 }
@@ -123,7 +123,7 @@ mod tests {
                 data: "1|b".into(),
             },
         ];
-        assert_eq!(event_for("2", &buttons), ChatEvent::Button("1|b".into()));
+        assert_eq!(event_for("2", &buttons), ChatEvent::press("1|b", "B"));
         assert_eq!(event_for("3", &buttons), ChatEvent::Text("3".into()));
         assert_eq!(event_for("0", &buttons), ChatEvent::Text("0".into()));
         assert_eq!(

@@ -181,7 +181,7 @@ pub(crate) fn describe(event: &ChatEvent) -> String {
         ChatEvent::Start { payload: None } => "start".to_string(),
         // Users type phones and names here, so only the length is logged.
         ChatEvent::Text(t) => format!("text ({} chars)", t.chars().count()),
-        ChatEvent::Button(data) => format!("button {data:?}"),
+        ChatEvent::Button { data, .. } => format!("button {data:?}"),
         ChatEvent::Contact { phone } => format!("contact {}", mask_phone(phone)),
     }
 }

@@ -125,6 +125,17 @@ impl Store {
     }
 
     /// How many lines `author` wrote that read `text`, in all chats.
+    /// Lines of a chat that keep the buttons shown with them.
+    pub(crate) async fn chat_lines_with_buttons(&self, chat_key: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM chat_log WHERE chat_key = $1 AND buttons IS NOT NULL",
+        )
+        .bind(chat_key)
+        .fetch_one(&self.pool)
+        .await
+        .expect("count")
+    }
+
     pub(crate) async fn chat_lines_by_reading(&self, author: &str, text: &str) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM chat_log WHERE author = $1 AND text = $2")
             .bind(author)

@@ -243,14 +243,14 @@ async fn book_in_chat(app: &App, chat: &ChatRef, phone: &str, rng: &mut StdRng) 
     let c = &app.conversations;
     let say = |e: ChatEvent| async move { c.handle(chat, Some("ru"), e).await.ok() };
     let r = say(ChatEvent::Start { payload: None }).await?;
-    let r = say(ChatEvent::Button(button(&r, "B", rng)?)).await?;
-    let r = say(ChatEvent::Button(button(&r, "s:", rng)?)).await?;
-    let r = say(ChatEvent::Button(button(&r, "A", rng)?)).await?;
-    let r = say(ChatEvent::Button(button(&r, "d:", rng)?)).await?;
-    let mut r = say(ChatEvent::Button(button(&r, "t:", rng)?)).await?;
+    let r = say(ChatEvent::button(button(&r, "B", rng)?)).await?;
+    let r = say(ChatEvent::button(button(&r, "s:", rng)?)).await?;
+    let r = say(ChatEvent::button(button(&r, "A", rng)?)).await?;
+    let r = say(ChatEvent::button(button(&r, "d:", rng)?)).await?;
+    let mut r = say(ChatEvent::button(button(&r, "t:", rng)?)).await?;
     // A new chat agrees to the personal-data policy before giving the phone.
     if let Some(agree) = button(&r, "G", rng) {
-        r = say(ChatEvent::Button(agree)).await?;
+        r = say(ChatEvent::button(agree)).await?;
     }
     if r.iter().any(|x| x.request_contact) {
         r = say(ChatEvent::Text(phone.into())).await?;
@@ -258,7 +258,7 @@ async fn book_in_chat(app: &App, chat: &ChatRef, phone: &str, rng: &mut StdRng) 
     if button(&r, "K", rng).is_none() {
         r = say(ChatEvent::Text("Клиент".into())).await?;
     }
-    let r = say(ChatEvent::Button(button(&r, "K", rng)?)).await?;
+    let r = say(ChatEvent::button(button(&r, "K", rng)?)).await?;
     r.iter()
         .any(|x| x.text.contains("вы записаны"))
         .then_some(())
@@ -464,13 +464,13 @@ async fn three_days_of_random_changes_end_with_every_system_agreeing() {
                     .handle(
                         &chat,
                         Some("ru"),
-                        ChatEvent::Button(format!("0|Rc:{}", b.id)),
+                        ChatEvent::button(format!("0|Rc:{}", b.id)),
                     )
                     .await
                     .unwrap();
                 if let Some(yes) = button(&r, "Cy", &mut rng) {
                     app.conversations
-                        .handle(&chat, Some("ru"), ChatEvent::Button(yes))
+                        .handle(&chat, Some("ru"), ChatEvent::button(yes))
                         .await
                         .unwrap();
                 }
@@ -480,7 +480,7 @@ async fn three_days_of_random_changes_end_with_every_system_agreeing() {
                     .handle(
                         &chat,
                         Some("ru"),
-                        ChatEvent::Button(format!("0|Rk:{}", b.id)),
+                        ChatEvent::button(format!("0|Rk:{}", b.id)),
                     )
                     .await
                     .unwrap();

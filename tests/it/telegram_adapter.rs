@@ -67,7 +67,7 @@ impl Scripted {
                 ]],
                 ..Reply::default()
             }],
-            ChatEvent::Button(data) => vec![Reply {
+            ChatEvent::Button { data, .. } => vec![Reply {
                 text: format!("picked {data}"),
                 edit: true,
                 ..Reply::default()
@@ -194,7 +194,8 @@ async fn a_button_press_is_answered_and_edits_the_message_it_was_on() {
     assert!(fake.answered(&query));
     assert_eq!(
         handler.events().last(),
-        Some(&ChatEvent::Button("slot:1100".into()))
+        // The label comes from the keyboard of the message pressed, as Telegram sends it along.
+        Some(&ChatEvent::press("slot:1100", "11:00"))
     );
     let edits = fake.calls_of("editMessageText");
     assert_eq!(edits[0]["chat_id"], json!(7));

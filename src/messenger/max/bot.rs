@@ -82,13 +82,34 @@ pub fn incoming(update: &MaxUpdate) -> Option<Incoming> {
             Some(Incoming {
                 target,
                 lang: user_locale.clone().or_else(|| callback.user.locale.clone()),
-                event: ChatEvent::Button(callback.payload.clone().unwrap_or_default()),
+                event: {
+                    let data = callback.payload.clone().unwrap_or_default();
+                    let label = message
+                        .as_ref()
+                        .and_then(|m| m.body.attachments.as_deref())
+                        .and_then(|a| pressed_label(a, &data));
+                    ChatEvent::Button { data, label }
+                },
                 callback_id: Some(callback.callback_id.clone()),
                 editable: message.as_ref().map(|m| m.body.mid.clone()),
             })
         }
         MaxUpdate::Other { .. } | MaxUpdate::Unreadable { .. } => None,
     }
+}
+
+/// The text of the callback button with `payload` in a message's inline keyboard.
+pub(super) fn pressed_label(attachments: &[Value], payload: &str) -> Option<String> {
+    attachments
+        .iter()
+        .filter(|a| a["type"] == "inline_keyboard")
+        .filter_map(|a| a["payload"]["buttons"].as_array())
+        .flatten()
+        .filter_map(Value::as_array)
+        .flatten()
+        .find(|b| b["type"] == "callback" && b["payload"] == payload)
+        .and_then(|b| b["text"].as_str())
+        .map(str::to_string)
 }
 
 pub(super) fn target_of(recipient: &MaxRecipient, user_id: i64) -> MaxTarget {
@@ -214,7 +235,7 @@ impl MaxBot {
             return;
         };
         let lang = input.lang.as_deref();
-        let empty_press = matches!(&input.event, ChatEvent::Button(p) if p.is_empty());
+        let empty_press = matches!(&input.event, ChatEvent::Button { data, .. } if data.is_empty());
         let chat = input.target.chat_ref();
         let replies = if empty_press {
             Vec::new()

@@ -124,3 +124,29 @@ fn contacts_are_logged_masked() {
     });
     assert!(!text.contains("1234567"), "{text}");
 }
+
+#[test]
+fn a_press_takes_its_label_from_the_keyboard_it_came_with() {
+    let keyboard = keyboard(
+        &reply(vec![
+            vec![("10:00", "t:1000"), ("11:00", "t:1100")],
+            vec![("Назад", "back")],
+        ]),
+        Lang::Ru,
+    )
+    .expect("a keyboard");
+    let attachments = [
+        serde_json::json!({"type": "image", "payload": {}}),
+        keyboard,
+    ];
+    assert_eq!(
+        bot::pressed_label(&attachments, "t:1100").as_deref(),
+        Some("11:00")
+    );
+    assert_eq!(
+        bot::pressed_label(&attachments, "back").as_deref(),
+        Some("Назад")
+    );
+    assert_eq!(bot::pressed_label(&attachments, "t:1200"), None);
+    assert_eq!(bot::pressed_label(&[], "t:1100"), None);
+}

@@ -10,8 +10,8 @@ use teloxide::payloads::{EditMessageText, SendMessage};
 use teloxide::prelude::*;
 use teloxide::requests::Request;
 use teloxide::types::{
-    ButtonRequest, InlineKeyboardButton, InlineKeyboardMarkup, KeyboardButton, KeyboardMarkup,
-    KeyboardRemove, MessageId, ReplyMarkup,
+    ButtonRequest, InlineKeyboardButton, InlineKeyboardButtonKind, InlineKeyboardMarkup,
+    KeyboardButton, KeyboardMarkup, KeyboardRemove, MessageId, ReplyMarkup,
 };
 use teloxide::{ApiError, RequestError};
 
@@ -77,6 +77,10 @@ async fn on_callback(
         return Ok(());
     };
     let editable = query.regular_message().map(|m| m.id);
+    let label = query
+        .regular_message()
+        .and_then(Message::reply_markup)
+        .and_then(|kb| pressed_label(kb, &data));
     if let Some(turn) = turn.as_mut() {
         turn.wait().await;
     }
@@ -85,11 +89,21 @@ async fn on_callback(
             &bot,
             message.chat().id,
             query.from.language_code.as_deref(),
-            ChatEvent::Button(data),
+            ChatEvent::Button { data, label },
             editable,
         )
         .await;
     Ok(())
+}
+
+/// The label of the callback button with `data` on the keyboard it was pressed on.
+fn pressed_label(keyboard: &InlineKeyboardMarkup, data: &str) -> Option<String> {
+    keyboard
+        .inline_keyboard
+        .iter()
+        .flatten()
+        .find(|b| matches!(&b.kind, InlineKeyboardButtonKind::CallbackData(d) if d == data))
+        .map(|b| b.text.clone())
 }
 
 /// What a message says to the dialog: a shared contact or its text; `None` for anything else

@@ -35,12 +35,9 @@ async fn confirm(conv: &Conversations, chat: &ChatRef, shown: Vec<Reply>, name: 
         .iter()
         .flat_map(|r| r.buttons.iter().flatten())
         .find(|b| b.label.contains("Согласен"))
-        .map(|b| b.data.clone());
-    if let Some(data) = agree {
-        shown = conv
-            .handle(chat, None, ChatEvent::Button(data))
-            .await
-            .expect("agree");
+        .map(|b| ChatEvent::press(b.data.clone(), b.label.clone()));
+    if let Some(event) = agree {
+        shown = conv.handle(chat, None, event).await.expect("agree");
     }
     if shown.iter().any(|r| r.request_contact) {
         shown = conv
@@ -54,16 +51,13 @@ async fn confirm(conv: &Conversations, chat: &ChatRef, shown: Vec<Reply>, name: 
             .await
             .expect("name");
     }
-    let data = shown
+    let confirm = shown
         .iter()
         .flat_map(|r| r.buttons.iter().flatten())
         .find(|b| b.label.contains("Подтвердить"))
-        .expect("a confirm button")
-        .data
-        .clone();
-    conv.handle(chat, None, ChatEvent::Button(data))
-        .await
-        .expect("confirm");
+        .expect("a confirm button");
+    let event = ChatEvent::press(confirm.data.clone(), confirm.label.clone());
+    conv.handle(chat, None, event).await.expect("confirm");
 }
 
 fn booking(id: &str, source: Source, status: BookingStatus, at: DateTime<Utc>) -> Booking {

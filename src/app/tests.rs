@@ -5,8 +5,9 @@ use crate::domain::{BusinessId, System};
 use std::sync::Arc;
 
 use super::App;
-use crate::conversation::ChatEvent;
 use crate::conversation::tests::{locked_chats, pick_a_time, press};
+use crate::conversation::{ChatEvent, Conversations};
+use crate::dialog::{Button, Reply};
 use crate::domain::{Channel, ChatRef};
 
 async fn demo(url: &str) -> App {
@@ -18,13 +19,19 @@ async fn demo(url: &str) -> App {
     .expect("demo app")
 }
 
+/// The demo on a SQLite file in a directory that lives as long as the returned guard.
+async fn demo_on_file() -> (tempfile::TempDir, App) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("z.db").display());
+    let app = demo(&url).await;
+    (dir, app)
+}
+
 /// A chat's start is recorded with its deep link, the turn that picks a time as the
 /// contact step, once; the turns in between and after record nothing.
 #[tokio::test]
 async fn the_start_and_the_contact_step_are_recorded_with_the_chats_source() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("z.db").display());
-    let app = demo(&url).await;
+    let (_dir, app) = demo_on_file().await;
     let conv = app.conversations.clone();
     let store = conv.store();
     let chat = ChatRef::new(Channel::Telegram, "7");
@@ -182,6 +189,21 @@ async fn a_reply_read_before_its_relay_is_stored_still_reaches_the_client() {
     assert_eq!(answers().await, 1);
 }
 
+/// Starts the chat; what it showed and the first button on it.
+async fn start_chat(conv: &Conversations, chat: &ChatRef) -> (Vec<Reply>, Button) {
+    let shown = conv
+        .handle(chat, None, ChatEvent::Start { payload: None })
+        .await
+        .expect("start");
+    let button = shown
+        .iter()
+        .flat_map(|r| r.buttons.iter().flatten())
+        .next()
+        .expect("a button to press")
+        .clone();
+    (shown, button)
+}
+
 /// Many chats at once on a file store: every input, every reply and every state arrives,
 /// and no per-chat lock outlives its turn.
 #[tokio::test]
@@ -197,15 +219,7 @@ async fn concurrent_turns_store_every_input_reply_and_state() {
             let conv = conv.clone();
             tasks.push(tokio::spawn(async move {
                 let chat = ChatRef::new(Channel::Telegram, i.to_string());
-                let first = conv
-                    .handle(&chat, None, ChatEvent::Start { payload: None })
-                    .await
-                    .expect("start");
-                let button = first
-                    .iter()
-                    .flat_map(|r| r.buttons.iter().flatten())
-                    .next()
-                    .expect("a button to press");
+                let (first, button) = start_chat(&conv, &chat).await;
                 let event = ChatEvent::press(button.data.clone(), button.label.clone());
                 let second = conv.handle(&chat, None, event).await.expect("press");
                 first.len() + second.len()
@@ -231,23 +245,12 @@ async fn concurrent_turns_store_every_input_reply_and_state() {
 /// only such chats' bot lines keep their buttons.
 #[tokio::test]
 async fn presses_are_logged_by_their_label_whichever_way_it_comes() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("z.db").display());
-    let app = demo(&url).await;
+    let (_dir, app) = demo_on_file().await;
     let conv = app.conversations.clone();
     let store = conv.store().clone();
     for channel in [Channel::Telegram, Channel::Max] {
         let chat = ChatRef::new(channel, "7".to_string());
-        let shown = conv
-            .handle(&chat, None, ChatEvent::Start { payload: None })
-            .await
-            .expect("start");
-        let button = shown
-            .iter()
-            .flat_map(|r| r.buttons.iter().flatten())
-            .next()
-            .expect("a button to press")
-            .clone();
+        let (_, button) = start_chat(&conv, &chat).await;
         let event = match channel {
             Channel::Max => ChatEvent::button(button.data.clone()),
             _ => ChatEvent::press(button.data.clone(), "На старом экране"),

@@ -277,8 +277,14 @@ impl Pacer {
             Ok(wait) => {
                 self.shared_failed
                     .store(false, std::sync::atomic::Ordering::Relaxed);
-                if wait > 0 {
-                    tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
+                // The turn is at `now_ms + wait`: the time the store took to answer (a busy
+                // SQLite file, a slow network) is part of the wait, not added to it, or a
+                // request would leave that much after its turn, on the heels of the next one.
+                let left = now_ms
+                    .saturating_add(wait)
+                    .saturating_sub(chrono::Utc::now().timestamp_millis());
+                if left > 0 {
+                    tokio::time::sleep(Duration::from_millis(u64::try_from(left).unwrap_or(0)))
                         .await
                 }
             }

@@ -220,7 +220,7 @@ async fn concurrent_turns_store_every_input_reply_and_state() {
             tasks.push(tokio::spawn(async move {
                 let chat = ChatRef::new(Channel::Telegram, i.to_string());
                 let (first, button) = start_chat(&conv, &chat).await;
-                let event = ChatEvent::press(button.data.clone(), button.label.clone());
+                let event = ChatEvent::pressing(&button);
                 let second = conv.handle(&chat, None, event).await.expect("press");
                 first.len() + second.len()
             }));

@@ -77,6 +77,11 @@ impl ChatEvent {
             label: Some(label.into()),
         }
     }
+
+    /// A press of `button` as it was shown.
+    pub fn pressing(button: &Button) -> ChatEvent {
+        ChatEvent::press(button.data.clone(), button.label.clone())
+    }
 }
 
 /// Whether presses in this messenger come without the label of the button pressed, so each

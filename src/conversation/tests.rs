@@ -19,7 +19,7 @@ pub(crate) async fn press(
         .flat_map(|r| r.buttons.iter().flatten())
         .find(|b| pick(b))
         .unwrap_or_else(|| panic!("no such button among {labels:?}"));
-    let event = ChatEvent::press(button.data.clone(), button.label.clone());
+    let event = ChatEvent::pressing(button);
     conv.handle(chat, None, event).await.expect("press")
 }
 

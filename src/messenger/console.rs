@@ -71,7 +71,7 @@ fn event_for(line: &str, buttons: &[Button]) -> ChatEvent {
         .and_then(|n| n.checked_sub(1))
         .and_then(|i| buttons.get(i))
     {
-        return ChatEvent::press(button.data.clone(), button.label.clone());
+        return ChatEvent::pressing(button);
     }
     ChatEvent::Text(line.to_string())
 }

@@ -124,7 +124,6 @@ impl Store {
             .expect("count")
     }
 
-    /// How many lines `author` wrote that read `text`, in all chats.
     /// Lines of a chat that keep the buttons shown with them.
     pub(crate) async fn chat_lines_with_buttons(&self, chat_key: &str) -> i64 {
         sqlx::query_scalar(
@@ -136,6 +135,7 @@ impl Store {
         .expect("count")
     }
 
+    /// How many lines `author` wrote that read `text`, in all chats.
     pub(crate) async fn chat_lines_by_reading(&self, author: &str, text: &str) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM chat_log WHERE author = $1 AND text = $2")
             .bind(author)

@@ -76,9 +76,9 @@ async fn on_callback(
         tracing::debug!("ignoring a callback without a message or data");
         return Ok(());
     };
-    let editable = query.regular_message().map(|m| m.id);
-    let label = query
-        .regular_message()
+    let pressed = query.regular_message();
+    let editable = pressed.map(|m| m.id);
+    let label = pressed
         .and_then(Message::reply_markup)
         .and_then(|kb| pressed_label(kb, &data));
     if let Some(turn) = turn.as_mut() {

@@ -35,7 +35,7 @@ async fn confirm(conv: &Conversations, chat: &ChatRef, shown: Vec<Reply>, name: 
         .iter()
         .flat_map(|r| r.buttons.iter().flatten())
         .find(|b| b.label.contains("Согласен"))
-        .map(|b| ChatEvent::press(b.data.clone(), b.label.clone()));
+        .map(ChatEvent::pressing);
     if let Some(event) = agree {
         shown = conv.handle(chat, None, event).await.expect("agree");
     }
@@ -56,7 +56,7 @@ async fn confirm(conv: &Conversations, chat: &ChatRef, shown: Vec<Reply>, name: 
         .flat_map(|r| r.buttons.iter().flatten())
         .find(|b| b.label.contains("Подтвердить"))
         .expect("a confirm button");
-    let event = ChatEvent::press(confirm.data.clone(), confirm.label.clone());
+    let event = ChatEvent::pressing(confirm);
     conv.handle(chat, None, event).await.expect("confirm");
 }
 

@@ -274,15 +274,10 @@ impl Pacer {
             .take_pace_turn(&self.account, now_ms, period_ms, burst)
             .await
         {
-            Ok(wait) => {
+            Ok(turn) => {
                 self.shared_failed
                     .store(false, std::sync::atomic::Ordering::Relaxed);
-                // The turn is at `now_ms + wait`: the time the store took to answer (a busy
-                // SQLite file, a slow network) is part of the wait, not added to it, or a
-                // request would leave that much after its turn, on the heels of the next one.
-                let left = now_ms
-                    .saturating_add(wait)
-                    .saturating_sub(chrono::Utc::now().timestamp_millis());
+                let left = left_of(turn, now_ms, chrono::Utc::now().timestamp_millis());
                 if left > 0 {
                     tokio::time::sleep(Duration::from_millis(u64::try_from(left).unwrap_or(0)))
                         .await
@@ -312,6 +307,19 @@ impl Pacer {
     pub fn check(&self) -> bool {
         self.local.check().is_ok()
     }
+}
+
+/// How many milliseconds are left until `turn`, for a turn asked for at `asked_ms` whose
+/// answer came in at `answered_ms` (both on this machine's clock). The statement ran at
+/// `turn.ran_at_ms` on the database's clock, which on one machine (SQLite, a local
+/// PostgreSQL) is this one's: the turn is then an instant, and neither the wait for another
+/// process's write before the statement nor a late answer after it moves the request off it.
+/// A database clock outside `[asked, answered]` is another machine's, off from ours; the
+/// statement is then taken to have run at the nearer end, which is off by no more than the
+/// round trip.
+fn left_of(turn: crate::store::PaceTurn, asked_ms: i64, answered_ms: i64) -> i64 {
+    let ran = turn.ran_at_ms.clamp(asked_ms, answered_ms.max(asked_ms));
+    ran.saturating_add(turn.wait_ms).saturating_sub(answered_ms)
 }
 
 /// The pacer of `account` (a vendor name and what the vendor counts by, e.g. its origin) at
@@ -465,6 +473,40 @@ mod tests {
             fullest_second(&kept)
         );
         assert_eq!(kept.len(), 22);
+    }
+
+    /// A shared turn is an instant: the request leaves at it whether the statement waited for
+    /// another process's write first or its answer came in late, and is never early.
+    #[test]
+    fn a_shared_turn_keeps_its_instant_however_long_the_store_took() {
+        use crate::store::PaceTurn;
+        // Asked at 1,000; the statement waited 200 ms for the file and then ran, its turn 100
+        // ms later at 1,300; the answer is in at once.
+        let after_a_lock = PaceTurn {
+            ran_at_ms: 1_200,
+            wait_ms: 100,
+        };
+        assert_eq!(left_of(after_a_lock, 1_000, 1_201), 99);
+        // Ran at once, turn at 1,200, but the answer was 200 ms on its way: go now, not at
+        // 1,400 on the next turn's heels.
+        let answered_late = PaceTurn {
+            ran_at_ms: 1_000,
+            wait_ms: 200,
+        };
+        assert_eq!(left_of(answered_late, 1_000, 1_200), 0);
+        assert_eq!(left_of(answered_late, 1_000, 1_150), 50);
+        // A database on another machine, its clock a minute off either way: the statement is
+        // taken to have run as the answer came in (ahead) or as it was asked (behind).
+        let ahead = PaceTurn {
+            ran_at_ms: 61_000,
+            wait_ms: 300,
+        };
+        assert_eq!(left_of(ahead, 1_000, 1_020), 300);
+        let behind = PaceTurn {
+            ran_at_ms: -59_000,
+            wait_ms: 300,
+        };
+        assert_eq!(left_of(behind, 1_000, 1_020), 280);
     }
 
     /// Two instances (two pacers of one account, as two processes have) sharing a store keep

@@ -38,6 +38,7 @@ pub use console::{ALL_BUSINESSES, ConsoleSession, ConsoleUser, Role};
 pub use dialogs::{FunnelStep, TurnEvent, TurnLine, TurnStart};
 pub use leases::LoopLease;
 pub use links::{LinkStats, TrackedLink, claim_booking_link_in};
+pub use pace::PaceTurn;
 pub use support::SupportRelay;
 pub use sync_state::{
     BookingEvent, KnownState, claim_reminder_in, confirm_visit_in, put_known_in, record_event_in,

@@ -10,18 +10,27 @@ use super::{Backend, Store, StoreError};
 const SQLITE_NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
 const POSTGRES_NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
+/// A turn taken from the shared pace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaceTurn {
+    /// When the statement ran: the later of the moment asked for and the database's clock
+    /// (milliseconds since the epoch).
+    pub ran_at_ms: i64,
+    /// How long after `ran_at_ms` the turn comes.
+    pub wait_ms: i64,
+}
+
 impl Store {
     /// Takes the next turn of `account` for a request asked for at `now_ms`, with one request
-    /// per `period_ms` and up to `burst` at once; returns how many milliseconds to wait for it
-    /// from when the answer is in. The turn is counted from the later of `now_ms` and the
-    /// database's clock as the statement runs.
+    /// per `period_ms` and up to `burst` at once. The turn is counted from the later of
+    /// `now_ms` and the database's clock as the statement runs.
     pub async fn take_pace_turn(
         &self,
         account: &str,
         now_ms: i64,
         period_ms: i64,
         burst: i64,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<PaceTurn, StoreError> {
         // The backends differ only in their clock, the name of `max` and SQLite's need of a
         // `WHERE` to tell `ON CONFLICT` from a join constraint.
         let (now_ms_sql, greatest, where_true) = match self.backend {
@@ -42,7 +51,10 @@ impl Store {
             .bind(period_ms)
             .fetch_one(&self.pool)
             .await?;
-        Ok((next_at - burst.max(1) * period_ms - now).max(0))
+        Ok(PaceTurn {
+            ran_at_ms: now,
+            wait_ms: (next_at - burst.max(1) * period_ms - now).max(0),
+        })
     }
 }
 
@@ -58,7 +70,7 @@ mod tests {
                 futures::future::join_all((0..3).map(|_| store.take_pace_turn("even", t, 200, 1)))
                     .await
                     .into_iter()
-                    .map(|w| w.expect("a turn"))
+                    .map(|w| w.expect("a turn").wait_ms)
                     .collect();
             let mut sorted = waits.clone();
             sorted.sort();
@@ -68,15 +80,27 @@ mod tests {
                 store
                     .take_pace_turn("even", t + 5_000, 200, 1)
                     .await
-                    .unwrap(),
+                    .unwrap()
+                    .wait_ms,
                 0
             );
             // A burst of 3 passes at once, the fourth waits.
             for _ in 0..3 {
-                assert_eq!(store.take_pace_turn("bursty", t, 500, 3).await.unwrap(), 0);
+                assert_eq!(
+                    store
+                        .take_pace_turn("bursty", t, 500, 3)
+                        .await
+                        .unwrap()
+                        .wait_ms,
+                    0
+                );
             }
             assert_eq!(
-                store.take_pace_turn("bursty", t, 500, 3).await.unwrap(),
+                store
+                    .take_pace_turn("bursty", t, 500, 3)
+                    .await
+                    .unwrap()
+                    .wait_ms,
                 500
             );
         }
@@ -90,13 +114,19 @@ mod tests {
         for store in crate::store::testing::all().await {
             let asked = chrono::Utc::now().timestamp_millis() - 5_000;
             assert_eq!(
-                store.take_pace_turn("late", asked, 300, 1).await.unwrap(),
+                store
+                    .take_pace_turn("late", asked, 300, 1)
+                    .await
+                    .unwrap()
+                    .wait_ms,
                 0
             );
             // Another process asks now. Had the first turn been counted from its stale moment,
             // its slot would have passed and this one would go at once, beside it.
             let now = chrono::Utc::now().timestamp_millis();
-            let wait = store.take_pace_turn("late", now, 300, 1).await.unwrap();
+            let turn = store.take_pace_turn("late", now, 300, 1).await.unwrap();
+            assert!(turn.ran_at_ms >= now, "{turn:?}");
+            let wait = turn.wait_ms;
             assert!((250..=300).contains(&wait), "{wait}");
         }
     }

@@ -20,9 +20,25 @@ use crate::domain::Source;
 /// size of its statements.
 const MAX_BATCH: usize = 256;
 
-/// Rows per multi-row INSERT, well under both dialects' limits on bound parameters (SQLite
-/// 32,766, PostgreSQL 65,535) for the widest row (10 parameters).
+/// Rows per multi-row INSERT on PostgreSQL, well under its limit of 65,535 bound parameters
+/// for the widest row (10 parameters).
 const ROWS_PER_STATEMENT: usize = 500;
+
+/// On SQLite a batch's rows go in as one JSON array a table: one statement, prepared once and
+/// kept, and one bound value instead of one a column and row (sqlx copies each bound text twice
+/// on its way to SQLite). Rows get ids in the array's order.
+const SQLITE_EVENTS: &str = "INSERT INTO chat_events (business_id, chat_key, at, kind, channel, \
+       payload, link_name, utm_source, utm_medium, utm_campaign) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+       value ->> 6, value ->> 7, value ->> 8, value ->> 9 FROM json_each($1) ORDER BY key";
+const SQLITE_LINES: &str = "INSERT INTO chat_log (business_id, chat_key, at, author, text, buttons) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 \
+     FROM json_each($1) ORDER BY key";
+/// `WHERE true` tells SQLite the `ON CONFLICT` is the upsert's, not a join's.
+const SQLITE_DIALOGS: &str = "INSERT INTO dialogs (business_id, chat_key, state, updated_at) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each($1) WHERE true \
+     ON CONFLICT (business_id, chat_key) \
+     DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at";
 
 /// A turn as the batch writes it, owned so it can outlive the caller that handed it over.
 pub(super) struct OwnedTurn {
@@ -192,13 +208,60 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let events: Vec<(&OwnedTurn, FunnelStep, &Source)> = turns
+        let events: Vec<_> = turns
             .iter()
-            .filter_map(|t| t.event.as_ref().map(|(step, source)| (*t, *step, source)))
+            .filter_map(|t| {
+                let (step, source) = t.event.as_ref()?;
+                Some((
+                    t.business_id.as_str(),
+                    t.chat_key.as_str(),
+                    to_millis(t.now),
+                    step.as_str(),
+                    source.channel.as_str(),
+                    source.payload.as_deref(),
+                    source.link_name.as_deref(),
+                    source.utm.source.as_deref(),
+                    source.utm.medium.as_deref(),
+                    source.utm.campaign.as_deref(),
+                ))
+            })
             .collect();
+        // In the log's order: rows get ids in the order given.
+        let lines: Vec<_> = turns
+            .iter()
+            .flat_map(|t| {
+                t.lines.iter().map(move |line| {
+                    (
+                        t.business_id.as_str(),
+                        t.chat_key.as_str(),
+                        to_millis(t.now),
+                        line.author,
+                        line.text.as_str(),
+                        line.buttons.as_deref(),
+                    )
+                })
+            })
+            .collect();
+        let dialogs: Vec<_> = turns
+            .iter()
+            .map(|t| {
+                (
+                    t.business_id.as_str(),
+                    t.chat_key.as_str(),
+                    t.state.as_str(),
+                    to_millis(t.now),
+                )
+            })
+            .collect();
+        if self.backend == Backend::Sqlite {
+            insert_json(&mut tx, SQLITE_EVENTS, &events).await?;
+            insert_json(&mut tx, SQLITE_LINES, &lines).await?;
+            insert_json(&mut tx, SQLITE_DIALOGS, &dialogs).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
         for chunk in events.chunks(ROWS_PER_STATEMENT / 2) {
             let sql = values_sql(
-                self.backend,
                 "INSERT INTO chat_events (business_id, chat_key, at, kind, channel, payload, \
                  link_name, utm_source, utm_medium, utm_campaign) VALUES ",
                 chunk.len(),
@@ -206,49 +269,42 @@ impl Store {
                 "",
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-            for (t, step, source) in chunk {
+            for e in chunk {
                 query = query
-                    .bind(t.business_id.as_str())
-                    .bind(t.chat_key.as_str())
-                    .bind(to_millis(t.now))
-                    .bind(step.as_str())
-                    .bind(source.channel.as_str())
-                    .bind(source.payload.as_deref())
-                    .bind(source.link_name.as_deref())
-                    .bind(source.utm.source.as_deref())
-                    .bind(source.utm.medium.as_deref())
-                    .bind(source.utm.campaign.as_deref());
+                    .bind(e.0)
+                    .bind(e.1)
+                    .bind(e.2)
+                    .bind(e.3)
+                    .bind(e.4)
+                    .bind(e.5)
+                    .bind(e.6)
+                    .bind(e.7)
+                    .bind(e.8)
+                    .bind(e.9);
             }
             query.execute(&mut *tx).await?;
         }
-        // Rows get ids in VALUES order, which is the log's order.
-        let lines: Vec<(&OwnedTurn, &TurnLine)> = turns
-            .iter()
-            .flat_map(|t| t.lines.iter().map(move |l| (*t, l)))
-            .collect();
         for chunk in lines.chunks(ROWS_PER_STATEMENT) {
             let sql = values_sql(
-                self.backend,
                 "INSERT INTO chat_log (business_id, chat_key, at, author, text, buttons) VALUES ",
                 chunk.len(),
                 6,
                 "",
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-            for (t, line) in chunk {
+            for l in chunk {
                 query = query
-                    .bind(t.business_id.as_str())
-                    .bind(t.chat_key.as_str())
-                    .bind(to_millis(t.now))
-                    .bind(line.author)
-                    .bind(line.text.as_str())
-                    .bind(line.buttons.as_deref());
+                    .bind(l.0)
+                    .bind(l.1)
+                    .bind(l.2)
+                    .bind(l.3)
+                    .bind(l.4)
+                    .bind(l.5);
             }
             query.execute(&mut *tx).await?;
         }
-        for chunk in turns.chunks(ROWS_PER_STATEMENT) {
+        for chunk in dialogs.chunks(ROWS_PER_STATEMENT) {
             let sql = values_sql(
-                self.backend,
                 "INSERT INTO dialogs (business_id, chat_key, state, updated_at) VALUES ",
                 chunk.len(),
                 4,
@@ -256,12 +312,8 @@ impl Store {
                  DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-            for t in chunk {
-                query = query
-                    .bind(t.business_id.as_str())
-                    .bind(t.chat_key.as_str())
-                    .bind(t.state.as_str())
-                    .bind(to_millis(t.now));
+            for d in chunk {
+                query = query.bind(d.0).bind(d.1).bind(d.2).bind(d.3);
             }
             query.execute(&mut *tx).await?;
         }
@@ -270,10 +322,24 @@ impl Store {
     }
 }
 
-/// `head` followed by `rows` groups of `width` parameters, then `tail`. SQLite gets anonymous
-/// `?` parameters: it looks each `$N` up among the statement's names so far when it parses
-/// them, which makes a statement with thousands of them quadratic to prepare and bind.
-fn values_sql(backend: Backend, head: &str, rows: usize, width: usize, tail: &str) -> String {
+/// Runs one of the `SQLITE_…` statements with `rows` as its JSON array (none: nothing to run).
+async fn insert_json<T: serde::Serialize>(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    sql: &'static str,
+    rows: &[T],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let json = serde_json::to_string(rows)
+        .map_err(|e| StoreError::Corrupt(format!("a batch of turns as JSON: {e}")))?;
+    sqlx::query(sql).bind(json).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// `head` followed by `rows` groups of `width` numbered parameters (PostgreSQL's), then
+/// `tail`.
+fn values_sql(head: &str, rows: usize, width: usize, tail: &str) -> String {
     use std::fmt::Write;
     let mut sql = String::with_capacity(head.len() + rows * width * 5 + tail.len());
     sql.push_str(head);
@@ -283,12 +349,7 @@ fn values_sql(backend: Backend, head: &str, rows: usize, width: usize, tail: &st
             if c > 0 {
                 sql.push_str(", ");
             }
-            match backend {
-                Backend::Sqlite => sql.push('?'),
-                Backend::Postgres => {
-                    let _ = write!(sql, "${}", r * width + c + 1);
-                }
-            }
+            let _ = write!(sql, "${}", r * width + c + 1);
         }
         sql.push(')');
     }
@@ -402,6 +463,79 @@ mod tests {
                 "{started:?} on {:?}",
                 store.backend()
             );
+        }
+    }
+
+    /// What a client types and where they came from is stored as it came, whatever it holds:
+    /// on SQLite the batch travels as JSON, so quotes, backslashes, line breaks and emoji must
+    /// come out of it unchanged, missing values as NULL, and the time to the millisecond.
+    #[tokio::test]
+    async fn a_turns_texts_and_source_are_stored_exactly() {
+        for store in testing::all().await {
+            let text = "Он сказал: \"завтра\" \\ в 10:00\nи ушёл 💇‍♀️ {\"x\":[1]}";
+            let state = r#"{"name":"Анна \"Аня\"","path":"C:\\x","n":[1,2]}"#;
+            let mut source = Source::direct(Channel::Max);
+            source.payload = Some("ad_\"vk\"\\1".into());
+            source.utm.campaign = Some("зима 🎄".into());
+            let at = chrono::DateTime::from_timestamp_millis(1_796_000_000_123).unwrap();
+            let lines = [
+                TurnLine {
+                    author: "client",
+                    text: text.into(),
+                    buttons: None,
+                },
+                TurnLine {
+                    author: "bot",
+                    text: "ok".into(),
+                    buttons: Some(r#"[[{"label":"Да \"✓\"","data":"y"}]]"#.into()),
+                },
+            ];
+            let event = TurnEvent {
+                step: FunnelStep::Start,
+                source: &source,
+            };
+            store
+                .save_turn(&bid("b"), "max:1", &lines, Some(event), state, at)
+                .await
+                .unwrap();
+            let stored = store
+                .chat_lines(
+                    &bid("b"),
+                    "max:1",
+                    at - chrono::Duration::seconds(1),
+                    at + chrono::Duration::seconds(1),
+                )
+                .await
+                .unwrap();
+            let got: Vec<(&str, &str, chrono::DateTime<chrono::Utc>)> = stored
+                .iter()
+                .map(|l| (l.author.as_str(), l.text.as_str(), l.at))
+                .collect();
+            assert_eq!(
+                got,
+                [("client", text, at), ("bot", "ok", at)],
+                "{:?}",
+                store.backend()
+            );
+            let start = store.load_turn(&bid("b"), "max:1", true).await.unwrap();
+            assert_eq!(start.state.as_deref(), Some(state));
+            assert_eq!(start.last_buttons, lines[1].buttons);
+            assert_eq!(
+                store.chat_event_rows().await,
+                [(
+                    "start".to_string(),
+                    "max:1".to_string(),
+                    source.payload.clone(),
+                    None
+                )]
+            );
+            let campaign: Option<String> =
+                sqlx::query_scalar("SELECT utm_campaign FROM chat_events")
+                    .fetch_one(store.pool())
+                    .await
+                    .unwrap();
+            assert_eq!(campaign, source.utm.campaign);
+            assert_eq!(store.chat_lines_with_buttons("max:1").await, 1);
         }
     }
 

@@ -46,19 +46,34 @@ impl Money {
 impl fmt::Display for Money {
     /// `1 500 ₽`, `990,50 ₽`: the way a Russian price list writes it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.0 < 0 { "-" } else { "" };
+        // Written digit by digit: a catalogue screen has a price per service, and each would
+        // otherwise build two strings on the way.
+        use fmt::Write as _;
+        if self.0 < 0 {
+            f.write_str("-")?;
+        }
         let abs = self.0.unsigned_abs();
-        let rubles = (abs / 100).to_string();
-        let mut grouped = String::new();
-        for (i, ch) in rubles.chars().enumerate() {
-            if i > 0 && (rubles.len() - i).is_multiple_of(3) {
-                grouped.push('\u{a0}');
+        let rubles = abs / 100;
+        let mut digits = [0u8; 20];
+        let mut n = 0;
+        let mut rest = rubles;
+        loop {
+            digits[n] = b'0' + (rest % 10) as u8;
+            n += 1;
+            rest /= 10;
+            if rest == 0 {
+                break;
             }
-            grouped.push(ch);
+        }
+        for i in (0..n).rev() {
+            f.write_char(char::from(digits[i]))?;
+            if i > 0 && i % 3 == 0 {
+                f.write_char('\u{a0}')?;
+            }
         }
         match abs % 100 {
-            0 => write!(f, "{sign}{grouped}\u{a0}₽"),
-            k => write!(f, "{sign}{grouped},{k:02}\u{a0}₽"),
+            0 => f.write_str("\u{a0}₽"),
+            k => write!(f, ",{k:02}\u{a0}₽"),
         }
     }
 }
@@ -370,6 +385,13 @@ mod tests {
             "1\u{a0}250\u{a0}000\u{a0}₽"
         );
         assert_eq!(Money(0).to_string(), "0\u{a0}₽");
+        assert_eq!(Money(-150_005).to_string(), "-1\u{a0}500,05\u{a0}₽");
+        assert_eq!(Money(99_900).to_string(), "999\u{a0}₽");
+        assert_eq!(Money(100_000).to_string(), "1\u{a0}000\u{a0}₽");
+        assert_eq!(
+            Money(i64::MIN).to_string(),
+            "-92\u{a0}233\u{a0}720\u{a0}368\u{a0}547\u{a0}758,08\u{a0}₽"
+        );
     }
 
     #[test]

@@ -156,7 +156,13 @@ struct Layers {
     en: Bundle,
     /// Messages and terms the business's own files replace.
     overridden: usize,
+    /// What [`Texts::t_count`] answered, by language, message and count.
+    counts: dashmap::DashMap<(Lang, &'static str, i64), String>,
 }
+
+/// Answers of [`Texts::t_count`] kept at most: counts shown are few (minutes of an hour,
+/// hours of a day), and a bound keeps a stray one from growing the map.
+const COUNTS_KEPT: usize = 512;
 
 impl std::fmt::Debug for Texts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -264,6 +270,7 @@ impl Texts {
             ru,
             en,
             overridden,
+            counts: dashmap::DashMap::new(),
         }))
     }
 
@@ -305,6 +312,20 @@ impl Texts {
                     .unwrap_or_else(|_| key.to_string())
             }
         }
+    }
+
+    /// The message `key` with its one argument `count` (`minutes`, `hours`). A catalogue screen
+    /// asks for the same few counts once a service, and each through Fluent's plural rules is
+    /// a dozen allocations: answers are kept.
+    pub fn t_count(&self, lang: Lang, key: &'static str, count: i64) -> String {
+        if let Some(text) = self.0.counts.get(&(lang, key, count)) {
+            return text.clone();
+        }
+        let text = self.t_args(lang, key, &[("count", count.into())]);
+        if self.0.counts.len() < COUNTS_KEPT {
+            self.0.counts.insert((lang, key, count), text.clone());
+        }
+        text
     }
 
     fn format(&self, lang: Lang, key: &str, args: &FluentArgs<'_>) -> Result<String, String> {

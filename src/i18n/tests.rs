@@ -222,6 +222,35 @@ fn overrides_win_over_kind_and_built_ins() {
     assert_eq!(texts.t(Lang::En, "btn-any-master"), "Any physician");
 }
 
+/// Kept counts answer what Fluent does, asked once or again, in each language, and each
+/// business's words keep their own: one business's override is not another's answer.
+#[test]
+fn kept_counts_answer_as_fluent_does_and_per_business() {
+    let builtin = Texts::builtin(BusinessKind::Salon);
+    for _ in 0..2 {
+        for n in [0, 1, 2, 3, 5, 11, 21, 24, 45, 90] {
+            for lang in [Lang::Ru, Lang::En] {
+                for key in ["minutes", "hours"] {
+                    assert_eq!(
+                        builtin.t_count(lang, key, n),
+                        builtin.t_args(lang, key, &[("count", n.into())]),
+                        "{key} {n} {lang:?}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(builtin.t_count(Lang::Ru, "hours", 2), "2 часа");
+    let own = load(&[(
+        "ru/main.ftl",
+        "minutes = { $count ->\n    [one] { $count } мин.\n   *[other] { $count } мин.\n}\n",
+    )])
+    .expect("valid overrides");
+    assert_eq!(own.t_count(Lang::Ru, "minutes", 45), "45 мин.");
+    assert_eq!(builtin.t_count(Lang::Ru, "minutes", 45), "45 минут");
+    assert_eq!(own.t_count(Lang::Ru, "minutes", 45), "45 мин.");
+}
+
 #[track_caller]
 fn fails(files: &[(&str, &str)], want: &[&str]) {
     let err = load(files)

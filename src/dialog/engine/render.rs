@@ -163,8 +163,8 @@ impl Engine<'_> {
     pub(super) fn duration(&self, minutes: u32) -> String {
         let (h, m) = (i64::from(minutes / 60), i64::from(minutes % 60));
         // Only the parts shown are formatted: a catalogue screen has a label per service.
-        let hours = || self.ta("hours", &[("count", h.into())]);
-        let mins = || self.ta("minutes", &[("count", m.into())]);
+        let hours = || self.ctx.texts.t_count(self.lang, "hours", h);
+        let mins = || self.ctx.texts.t_count(self.lang, "minutes", m);
         match (h, m) {
             (0, _) => mins(),
             (_, 0) => hours(),

@@ -60,6 +60,17 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::Store;
+
+    /// The wait of the turn taken.
+    async fn wait(store: &Store, account: &str, now_ms: i64, period_ms: i64, burst: i64) -> i64 {
+        store
+            .take_pace_turn(account, now_ms, period_ms, burst)
+            .await
+            .expect("a turn")
+            .wait_ms
+    }
+
     #[tokio::test]
     async fn turns_are_spaced_by_the_period_after_the_burst_on_every_backend() {
         for store in crate::store::testing::all().await {
@@ -67,42 +78,17 @@ mod tests {
             let t = chrono::Utc::now().timestamp_millis() + 86_400_000;
             // One a period, no burst: the second waits a period, the third two.
             let waits: Vec<i64> =
-                futures::future::join_all((0..3).map(|_| store.take_pace_turn("even", t, 200, 1)))
-                    .await
-                    .into_iter()
-                    .map(|w| w.expect("a turn").wait_ms)
-                    .collect();
+                futures::future::join_all((0..3).map(|_| wait(&store, "even", t, 200, 1))).await;
             let mut sorted = waits.clone();
             sorted.sort();
             assert_eq!(sorted, [0, 200, 400], "{waits:?}");
             // Later than every turn taken: at once again.
-            assert_eq!(
-                store
-                    .take_pace_turn("even", t + 5_000, 200, 1)
-                    .await
-                    .unwrap()
-                    .wait_ms,
-                0
-            );
+            assert_eq!(wait(&store, "even", t + 5_000, 200, 1).await, 0);
             // A burst of 3 passes at once, the fourth waits.
             for _ in 0..3 {
-                assert_eq!(
-                    store
-                        .take_pace_turn("bursty", t, 500, 3)
-                        .await
-                        .unwrap()
-                        .wait_ms,
-                    0
-                );
+                assert_eq!(wait(&store, "bursty", t, 500, 3).await, 0);
             }
-            assert_eq!(
-                store
-                    .take_pace_turn("bursty", t, 500, 3)
-                    .await
-                    .unwrap()
-                    .wait_ms,
-                500
-            );
+            assert_eq!(wait(&store, "bursty", t, 500, 3).await, 500);
         }
     }
 
@@ -113,14 +99,7 @@ mod tests {
     async fn a_turn_asked_for_late_counts_from_the_databases_clock() {
         for store in crate::store::testing::all().await {
             let asked = chrono::Utc::now().timestamp_millis() - 5_000;
-            assert_eq!(
-                store
-                    .take_pace_turn("late", asked, 300, 1)
-                    .await
-                    .unwrap()
-                    .wait_ms,
-                0
-            );
+            assert_eq!(wait(&store, "late", asked, 300, 1).await, 0);
             // Another process asks now. Had the first turn been counted from its stale moment,
             // its slot would have passed and this one would go at once, beside it.
             let now = chrono::Utc::now().timestamp_millis();

@@ -144,7 +144,7 @@ impl TelegramAlertSink {
     async fn post_text(&self, text: &str) -> Result<i32, RequestError> {
         let request = self.bot.send_message(self.chat, text);
         self.pacer
-            .send(self.chat.0, || request.clone().send())
+            .send(self.chat.0, || request.send_ref())
             .await
             .map(|m| m.id.0)
     }

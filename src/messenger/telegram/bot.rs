@@ -224,7 +224,7 @@ impl Inner {
             payload = payload.reply_markup(kb);
         }
         let request = unread(bot, payload);
-        match self.pacer.send(chat_id.0, || request.clone().send()).await {
+        match self.pacer.send(chat_id.0, || request.send_ref()).await {
             Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => {}
             Err(e) => {
                 tracing::info!(
@@ -304,7 +304,7 @@ impl Inner {
                 payload = payload.reply_markup(markup);
             }
             let request = unread(bot, payload);
-            let Err(e) = self.pacer.send(chat_id.0, || request.clone().send()).await else {
+            let Err(e) = self.pacer.send(chat_id.0, || request.send_ref()).await else {
                 return true;
             };
             let error = self.redactor.redact(&e.to_string());

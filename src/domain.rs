@@ -53,10 +53,9 @@ impl fmt::Display for Money {
             f.write_str("-")?;
         }
         let abs = self.0.unsigned_abs();
-        let rubles = abs / 100;
         let mut digits = [0u8; 20];
         let mut n = 0;
-        let mut rest = rubles;
+        let mut rest = abs / 100;
         loop {
             digits[n] = b'0' + (rest % 10) as u8;
             n += 1;

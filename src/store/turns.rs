@@ -257,65 +257,64 @@ impl Store {
             insert_json(&mut tx, SQLITE_EVENTS, &events).await?;
             insert_json(&mut tx, SQLITE_LINES, &lines).await?;
             insert_json(&mut tx, SQLITE_DIALOGS, &dialogs).await?;
-            tx.commit().await?;
-            return Ok(());
-        }
-        for chunk in events.chunks(ROWS_PER_STATEMENT / 2) {
-            let sql = values_sql(
-                "INSERT INTO chat_events (business_id, chat_key, at, kind, channel, payload, \
-                 link_name, utm_source, utm_medium, utm_campaign) VALUES ",
-                chunk.len(),
-                10,
-                "",
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-            for e in chunk {
-                query = query
-                    .bind(e.0)
-                    .bind(e.1)
-                    .bind(e.2)
-                    .bind(e.3)
-                    .bind(e.4)
-                    .bind(e.5)
-                    .bind(e.6)
-                    .bind(e.7)
-                    .bind(e.8)
-                    .bind(e.9);
+        } else {
+            for chunk in events.chunks(ROWS_PER_STATEMENT / 2) {
+                let sql = values_sql(
+                    "INSERT INTO chat_events (business_id, chat_key, at, kind, channel, payload, \
+                     link_name, utm_source, utm_medium, utm_campaign) VALUES ",
+                    chunk.len(),
+                    10,
+                    "",
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+                for e in chunk {
+                    query = query
+                        .bind(e.0)
+                        .bind(e.1)
+                        .bind(e.2)
+                        .bind(e.3)
+                        .bind(e.4)
+                        .bind(e.5)
+                        .bind(e.6)
+                        .bind(e.7)
+                        .bind(e.8)
+                        .bind(e.9);
+                }
+                query.execute(&mut *tx).await?;
             }
-            query.execute(&mut *tx).await?;
-        }
-        for chunk in lines.chunks(ROWS_PER_STATEMENT) {
-            let sql = values_sql(
-                "INSERT INTO chat_log (business_id, chat_key, at, author, text, buttons) VALUES ",
-                chunk.len(),
-                6,
-                "",
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-            for l in chunk {
-                query = query
-                    .bind(l.0)
-                    .bind(l.1)
-                    .bind(l.2)
-                    .bind(l.3)
-                    .bind(l.4)
-                    .bind(l.5);
+            for chunk in lines.chunks(ROWS_PER_STATEMENT) {
+                let sql = values_sql(
+                    "INSERT INTO chat_log (business_id, chat_key, at, author, text, buttons) VALUES ",
+                    chunk.len(),
+                    6,
+                    "",
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+                for l in chunk {
+                    query = query
+                        .bind(l.0)
+                        .bind(l.1)
+                        .bind(l.2)
+                        .bind(l.3)
+                        .bind(l.4)
+                        .bind(l.5);
+                }
+                query.execute(&mut *tx).await?;
             }
-            query.execute(&mut *tx).await?;
-        }
-        for chunk in dialogs.chunks(ROWS_PER_STATEMENT) {
-            let sql = values_sql(
-                "INSERT INTO dialogs (business_id, chat_key, state, updated_at) VALUES ",
-                chunk.len(),
-                4,
-                " ON CONFLICT (business_id, chat_key) \
-                 DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-            for d in chunk {
-                query = query.bind(d.0).bind(d.1).bind(d.2).bind(d.3);
+            for chunk in dialogs.chunks(ROWS_PER_STATEMENT) {
+                let sql = values_sql(
+                    "INSERT INTO dialogs (business_id, chat_key, state, updated_at) VALUES ",
+                    chunk.len(),
+                    4,
+                    " ON CONFLICT (business_id, chat_key) \
+                     DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+                for d in chunk {
+                    query = query.bind(d.0).bind(d.1).bind(d.2).bind(d.3);
+                }
+                query.execute(&mut *tx).await?;
             }
-            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

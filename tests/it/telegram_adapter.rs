@@ -96,6 +96,7 @@ impl Scripted {
                     source,
                 });
             }
+            ChatEvent::Text(t) if t == "panic" => panic!("a bug in a turn"),
             ChatEvent::Text(t) => vec![text(format!("echo {t}"))],
         })
     }
@@ -306,6 +307,26 @@ async fn a_failing_conversation_gets_an_apology_and_the_bot_keeps_running() {
 
     user.send_text("/start again");
     user.wait_for_text("start Some(\"again\")", T).await;
+    assert!(!bot.is_finished());
+    bot.stop().await.unwrap();
+}
+
+/// A bug that panics in one turn ends that turn only: the chat's next update, and other
+/// chats', are still answered, and the bot keeps polling.
+#[tokio::test]
+async fn a_turn_that_panics_ends_only_that_turn() {
+    let (fake, handler, bot) = setup().await;
+    let user = fake.user(16);
+    user.send_text("panic");
+    user.send_text("after");
+    user.wait_for_text("echo after", T).await;
+    let other = fake.user(17);
+    other.send_text("other");
+    other.wait_for_text("echo other", T).await;
+    assert_eq!(
+        handler.events(),
+        ["panic", "after", "other"].map(|t| ChatEvent::Text(t.into()))
+    );
     assert!(!bot.is_finished());
     bot.stop().await.unwrap();
 }

@@ -51,11 +51,13 @@ async fn on_message(bot: TelegramBot, msg: Message, inner: Arc<Inner>) -> Result
         return Ok(());
     };
     let lang = msg.from.as_ref().and_then(|u| u.language_code.clone());
-    turn.wait().await;
-    inner
-        .dispatch(&bot, msg.chat.id, lang.as_deref(), event, None)
-        .await;
-    Ok(())
+    on_own_task(async move {
+        turn.wait().await;
+        inner
+            .dispatch(&bot, msg.chat.id, lang.as_deref(), event, None)
+            .await;
+    })
+    .await
 }
 
 async fn on_callback(
@@ -67,33 +69,45 @@ async fn on_callback(
         .message
         .as_ref()
         .map(|m| inner.turns.enter(m.chat().id.0));
-    // Answer before the (possibly slow) booking work: the client spins until we do.
-    if let Err(e) = bot.answer_callback_query(query.id.clone()).await {
-        tracing::warn!(error = %inner.redactor.redact(&e.to_string()), "answerCallbackQuery failed");
-    }
-    let (Some(message), Some(data)) = (query.message.as_ref(), query.data.clone()) else {
-        // Inline-mode callbacks have no chat to talk to; we never send inline-mode messages.
-        tracing::debug!("ignoring a callback without a message or data");
-        return Ok(());
-    };
-    let pressed = query.regular_message();
-    let editable = pressed.map(|m| m.id);
-    let label = pressed
-        .and_then(Message::reply_markup)
-        .and_then(|kb| pressed_label(kb, &data));
-    if let Some(turn) = turn.as_mut() {
-        turn.wait().await;
-    }
-    inner
-        .dispatch(
-            &bot,
-            message.chat().id,
-            query.from.language_code.as_deref(),
-            ChatEvent::Button { data, label },
-            editable,
-        )
-        .await;
-    Ok(())
+    on_own_task(async move {
+        // Answer before the (possibly slow) booking work: the client spins until we do.
+        if let Err(e) = bot.answer_callback_query(query.id.clone()).await {
+            tracing::warn!(error = %inner.redactor.redact(&e.to_string()), "answerCallbackQuery failed");
+        }
+        let (Some(message), Some(data)) = (query.message.as_ref(), query.data.clone()) else {
+            // Inline-mode callbacks have no chat to talk to; we never send inline-mode messages.
+            tracing::debug!("ignoring a callback without a message or data");
+            return;
+        };
+        let pressed = query.regular_message();
+        let editable = pressed.map(|m| m.id);
+        let label = pressed
+            .and_then(Message::reply_markup)
+            .and_then(|kb| pressed_label(kb, &data));
+        if let Some(turn) = turn.as_mut() {
+            turn.wait().await;
+        }
+        inner
+            .dispatch(
+                &bot,
+                message.chat().id,
+                query.from.language_code.as_deref(),
+                ChatEvent::Button { data, label },
+                editable,
+            )
+            .await;
+    })
+    .await
+}
+
+/// Runs an update's turn on a task of its own, and waits for it. With no per-chat workers
+/// (see `mod.rs`), teloxide polls every update's handler inside one task, so every chat's
+/// turns would share one core however many the runtime has.
+async fn on_own_task<F>(turn: F) -> Result<(), HandlerError>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(turn).await.map_err(HandlerError::from)
 }
 
 /// The label of the callback button with `data` on the keyboard it was pressed on.
@@ -143,7 +157,7 @@ pub(super) struct Inner {
     pub(super) default_lang: Lang,
     pub(super) texts: Texts,
     pub(super) pacer: Arc<TelegramPacer>,
-    pub(super) turns: ChatTurns,
+    pub(super) turns: Arc<ChatTurns>,
 }
 
 impl Inner {

@@ -54,7 +54,6 @@ use bot::{Inner, schema};
 use config::TelegramConfig;
 use pacing::{TelegramLimits, TelegramPacer};
 use polling::{LogError, PollError, Redactor, WatchedPolling, prepare};
-use turns::ChatTurns;
 
 pub(crate) use bot::{inline_keyboard, split_text_at};
 pub use bot::{message_event, split_text, text_event};
@@ -189,7 +188,7 @@ impl TelegramAdapter {
             default_lang: self.default_lang,
             texts: self.texts.clone(),
             pacer,
-            turns: ChatTurns::default(),
+            turns: Arc::default(),
         })
     }
 
@@ -208,7 +207,8 @@ impl TelegramAdapter {
 
         let bot = Bot::new(self.token.expose_secret()).set_api_url(self.api_url.clone());
         let inner = self.inner(handler);
-        // Every update goes to one concurrent worker; per-chat order is kept by `ChatTurns`.
+        // Every update goes to one concurrent worker, whose handler moves its turn onto a task
+        // of its own (`bot::on_own_task`); per-chat order is kept by `ChatTurns`.
         // teloxide's default distribution keeps a worker task and a queue per chat ever seen
         // (freed only when a later update finds more idle workers than were ever busy at
         // once), ~60 KiB each: memory that grew with every client who started a dialog.

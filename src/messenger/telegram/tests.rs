@@ -1,4 +1,4 @@
-use super::turns::Turn;
+use super::turns::{ChatTurns, Turn};
 use super::*;
 use crate::conversation::ChatEvent;
 use crate::messenger::describe;
@@ -53,9 +53,9 @@ fn the_token_never_reaches_the_logs() {
 
 #[tokio::test(start_paused = true)]
 async fn a_chat_takes_turns_in_arrival_order_while_other_chats_run_alongside() {
-    let turns = ChatTurns::default();
+    let turns = Arc::new(ChatTurns::default());
     let log = std::sync::Mutex::new(Vec::new());
-    async fn run(mut turn: Turn<'_>, id: &str, ms: u64, log: &std::sync::Mutex<Vec<String>>) {
+    async fn run(mut turn: Turn, id: &str, ms: u64, log: &std::sync::Mutex<Vec<String>>) {
         turn.wait().await;
         log.lock().unwrap().push(format!("{id}+"));
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -80,7 +80,7 @@ async fn a_chat_takes_turns_in_arrival_order_while_other_chats_run_alongside() {
 
 #[tokio::test]
 async fn a_turn_dropped_while_waiting_is_skipped() {
-    let turns = ChatTurns::default();
+    let turns = Arc::new(ChatTurns::default());
     let first = turns.enter(7);
     let gone = turns.enter(7);
     let mut last = turns.enter(7);

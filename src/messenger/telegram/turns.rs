@@ -1,7 +1,7 @@
 //! Per-chat turns: one chat's updates one at a time, in arrival order.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
@@ -13,16 +13,17 @@ pub(super) struct ChatTurns {
     waiting: Mutex<HashMap<i64, VecDeque<oneshot::Sender<()>>>>,
 }
 
-/// A place in a chat's line; dropping it passes the turn on.
-pub(super) struct Turn<'a> {
-    turns: &'a ChatTurns,
+/// A place in a chat's line; dropping it passes the turn on. It owns its way back to the
+/// line, so a turn can move onto a task of its own.
+pub(super) struct Turn {
+    turns: Arc<ChatTurns>,
     chat: i64,
     wait: Option<oneshot::Receiver<()>>,
 }
 
 impl ChatTurns {
     /// Joins the chat's line without waiting (call before the first await of a handler).
-    pub(super) fn enter(&self, chat: i64) -> Turn<'_> {
+    pub(super) fn enter(self: &Arc<Self>, chat: i64) -> Turn {
         let mut waiting = self.lock();
         let wait = match waiting.get_mut(&chat) {
             Some(line) => {
@@ -36,7 +37,7 @@ impl ChatTurns {
             }
         };
         Turn {
-            turns: self,
+            turns: self.clone(),
             chat,
             wait,
         }
@@ -66,7 +67,7 @@ impl ChatTurns {
     }
 }
 
-impl Turn<'_> {
+impl Turn {
     /// Resolves when every earlier update of this chat is done.
     pub(super) async fn wait(&mut self) {
         if let Some(rx) = self.wait.as_mut() {
@@ -77,7 +78,7 @@ impl Turn<'_> {
     }
 }
 
-impl Drop for Turn<'_> {
+impl Drop for Turn {
     fn drop(&mut self) {
         let holds = match self.wait.as_mut() {
             None => true,

@@ -102,12 +102,21 @@ async fn on_callback(
 
 /// Runs an update's turn on a task of its own, and waits for it. With no per-chat workers
 /// (see `mod.rs`), teloxide polls every update's handler inside one task, so every chat's
-/// turns would share one core however many the runtime has.
-async fn on_own_task<F>(turn: F) -> Result<(), HandlerError>
+/// turns would share one core however many the runtime has. A handler dropped before its turn
+/// is done (a webhook delivery released at shutdown) stops the turn with it, as it did when
+/// the turn ran inside the handler: the delivery's retry must not meet a turn still going.
+pub(super) async fn on_own_task<F>(turn: F) -> Result<(), HandlerError>
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    tokio::spawn(turn).await.map_err(HandlerError::from)
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut task = AbortOnDrop(tokio::spawn(turn));
+    (&mut task.0).await.map_err(HandlerError::from)
 }
 
 /// The label of the callback button with `data` on the keyboard it was pressed on.

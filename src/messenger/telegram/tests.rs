@@ -101,3 +101,32 @@ fn contacts_are_logged_masked() {
     assert!(!text.contains("1234567"), "{text}");
     assert!(!describe(&ChatEvent::Text("my phone 89161234567".into())).contains("916"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_turn_on_its_own_task_stops_when_its_handler_is_dropped() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let finished = Arc::new(AtomicBool::new(false));
+    let turn = {
+        let finished = finished.clone();
+        async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            finished.store(true, Ordering::SeqCst);
+        }
+    };
+    let handler = super::bot::on_own_task(turn);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(100), handler)
+            .await
+            .is_err(),
+        "the turn is still going"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert!(!finished.load(Ordering::SeqCst), "the dropped turn went on");
+
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    super::bot::on_own_task(async move { d.store(true, Ordering::SeqCst) })
+        .await
+        .unwrap();
+    assert!(done.load(Ordering::SeqCst));
+}

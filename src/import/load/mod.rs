@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use indicatif::ProgressBar;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::report::Counts;
 use super::{Client, ImportError, Prepared, Problem, ProblemKind};
@@ -92,25 +93,21 @@ const OPERATION: &str = "import_contacts";
 /// listing is the import's first request and every write waits on it, so the file read and
 /// the run recorded meanwhile cost no time on the target's pace. Dropped unfinished (nothing
 /// left to write, or a failure before), it stops.
-pub struct Listing(tokio::task::JoinHandle<Result<Vec<ContactRecord>, CrmError>>);
+pub struct Listing(AbortOnDropHandle<Result<Vec<ContactRecord>, CrmError>>);
 
 impl Listing {
     /// Starts listing `target`'s contacts now.
     pub fn start(target: &Arc<dyn ImportTarget>) -> Listing {
         let target = target.clone();
-        Listing(tokio::spawn(async move { target.existing().await }))
+        Listing(AbortOnDropHandle::new(tokio::spawn(async move {
+            target.existing().await
+        })))
     }
 
-    async fn finish(mut self) -> Result<Vec<ContactRecord>, CrmError> {
-        (&mut self.0)
+    async fn finish(self) -> Result<Vec<ContactRecord>, CrmError> {
+        self.0
             .await
             .map_err(|e| CrmError::transient(format!("listing the contacts stopped: {e}")))?
-    }
-}
-
-impl Drop for Listing {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

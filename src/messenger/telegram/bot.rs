@@ -109,14 +109,9 @@ pub(super) async fn on_own_task<F>(turn: F) -> Result<(), HandlerError>
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    struct AbortOnDrop(tokio::task::JoinHandle<()>);
-    impl Drop for AbortOnDrop {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
-    let mut task = AbortOnDrop(tokio::spawn(turn));
-    (&mut task.0).await.map_err(HandlerError::from)
+    tokio_util::task::AbortOnDropHandle::new(tokio::spawn(turn))
+        .await
+        .map_err(HandlerError::from)
 }
 
 /// The label of the callback button with `data` on the keyboard it was pressed on.

@@ -258,18 +258,16 @@ impl Store {
             insert_json(&mut tx, SQLITE_LINES, &lines).await?;
             insert_json(&mut tx, SQLITE_DIALOGS, &dialogs).await?;
         } else {
-            for chunk in events.chunks(ROWS_PER_STATEMENT / 2) {
-                let sql = values_sql(
-                    "INSERT INTO chat_events (business_id, chat_key, at, kind, channel, payload, \
-                     link_name, utm_source, utm_medium, utm_campaign) VALUES ",
-                    chunk.len(),
-                    10,
-                    "",
-                );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-                for e in chunk {
-                    query = query
-                        .bind(e.0)
+            insert_values(
+                &mut tx,
+                "INSERT INTO chat_events (business_id, chat_key, at, kind, channel, payload, \
+                 link_name, utm_source, utm_medium, utm_campaign) VALUES ",
+                10,
+                "",
+                &events,
+                ROWS_PER_STATEMENT / 2,
+                |q, e| {
+                    q.bind(e.0)
                         .bind(e.1)
                         .bind(e.2)
                         .bind(e.3)
@@ -278,43 +276,38 @@ impl Store {
                         .bind(e.6)
                         .bind(e.7)
                         .bind(e.8)
-                        .bind(e.9);
-                }
-                query.execute(&mut *tx).await?;
-            }
-            for chunk in lines.chunks(ROWS_PER_STATEMENT) {
-                let sql = values_sql(
-                    "INSERT INTO chat_log (business_id, chat_key, at, author, text, buttons) VALUES ",
-                    chunk.len(),
-                    6,
-                    "",
-                );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-                for l in chunk {
-                    query = query
-                        .bind(l.0)
+                        .bind(e.9)
+                },
+            )
+            .await?;
+            insert_values(
+                &mut tx,
+                "INSERT INTO chat_log (business_id, chat_key, at, author, text, buttons) VALUES ",
+                6,
+                "",
+                &lines,
+                ROWS_PER_STATEMENT,
+                |q, l| {
+                    q.bind(l.0)
                         .bind(l.1)
                         .bind(l.2)
                         .bind(l.3)
                         .bind(l.4)
-                        .bind(l.5);
-                }
-                query.execute(&mut *tx).await?;
-            }
-            for chunk in dialogs.chunks(ROWS_PER_STATEMENT) {
-                let sql = values_sql(
-                    "INSERT INTO dialogs (business_id, chat_key, state, updated_at) VALUES ",
-                    chunk.len(),
-                    4,
-                    " ON CONFLICT (business_id, chat_key) \
-                     DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-                );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-                for d in chunk {
-                    query = query.bind(d.0).bind(d.1).bind(d.2).bind(d.3);
-                }
-                query.execute(&mut *tx).await?;
-            }
+                        .bind(l.5)
+                },
+            )
+            .await?;
+            insert_values(
+                &mut tx,
+                "INSERT INTO dialogs (business_id, chat_key, state, updated_at) VALUES ",
+                4,
+                " ON CONFLICT (business_id, chat_key) \
+                 DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                &dialogs,
+                ROWS_PER_STATEMENT,
+                |q, d| q.bind(d.0).bind(d.1).bind(d.2).bind(d.3),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -333,6 +326,27 @@ async fn insert_json<T: serde::Serialize>(
     let json = serde_json::to_string(rows)
         .map_err(|e| StoreError::Corrupt(format!("a batch of turns as JSON: {e}")))?;
     sqlx::query(sql).bind(json).execute(&mut **tx).await?;
+    Ok(())
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Inserts `rows` on PostgreSQL in multi-row statements of up to `per_statement` rows, each
+/// row's `width` parameters bound by `bind`; `tail` follows each statement's VALUES.
+async fn insert_values<'q, T>(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    head: &str,
+    width: usize,
+    tail: &str,
+    rows: &'q [T],
+    per_statement: usize,
+    bind: impl Fn(AnyQuery<'q>, &'q T) -> AnyQuery<'q>,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(per_statement) {
+        let sql = values_sql(head, chunk.len(), width, tail);
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        chunk.iter().fold(query, &bind).execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
